@@ -1,0 +1,308 @@
+/**
+ * @file sextant.h
+ * @brief Sextant: an embedded vector database. This header is the whole public
+ * contract: what is not declared here is not API.
+ *
+ * @section objects Objects and their lifetimes
+ *
+ * - ::sx_db, a database handle: one open database file. Thread-safe: any number of
+ *   threads may use one handle at once. Owned by the caller until sx_db_free().
+ * - ::sx_read, a read session: a stable snapshot of everything committed before it
+ *   began. Thread-safe: several threads may read through one session at once. It
+ *   never waits for the writer and never blocks it.
+ * - ::sx_write, a write session: the single writer of a database across every
+ *   process on the host. Use it from one thread at a time (any thread; it is not
+ *   tied to the thread that began it).
+ *
+ * Every handle is reference counted. "Close" (sx_db_close(), sx_read_end(),
+ * sx_write_commit(), sx_write_abort()) ends what the handle stands for and is
+ * idempotent where noted; afterwards every call on the handle fails with
+ * ::SX_CLOSED. "Free" (sx_db_free(), sx_read_free(), sx_write_free()) gives back the
+ * caller's reference: it closes the handle if still open, then releases memory
+ * once nothing refers to it. Free accepts NULL. Frees may run in any order, on any
+ * thread (garbage-collector finalizers), without harm. Closing a database ends its
+ * sessions: an open write session is aborted, and later use of any of its sessions
+ * fails with ::SX_CLOSED.
+ *
+ * @section errors Errors
+ *
+ * Every fallible call returns an ::sx_status; ::SX_OK is 0. Status names are frozen
+ * (sx_status_name()). A call that fails changes nothing. Details come back through
+ * an optional caller-owned ::sx_error, never through thread-local state, so a
+ * session may hop threads between calls.
+ *
+ * @section fork fork()
+ *
+ * A handle that crosses fork() is usable in the child: on first use the child
+ * re-opens the files and takes its own locks (it never shares the parent's). Sessions
+ * that were open at the fork belong to the parent; in the child they fail with
+ * ::SX_MISUSE. The parent is unaffected.
+ */
+#ifndef SEXTANT_H
+#define SEXTANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @name Versions */
+/**@{*/
+/** Library version, major. */
+#define SX_VERSION_MAJOR 0
+/** Library version, minor. */
+#define SX_VERSION_MINOR 1
+/** Library version, patch. */
+#define SX_VERSION_PATCH 0
+/** Library version as one number: major * 10000 + minor * 100 + patch. */
+#define SX_VERSION_NUMBER (SX_VERSION_MAJOR * 10000 + SX_VERSION_MINOR * 100 + SX_VERSION_PATCH)
+/** The on-disk format version this library writes and reads. */
+#define SX_FORMAT_VERSION 1
+
+/** The library version as "major.minor.patch". Static storage; thread-safe. */
+const char *sx_version(void);
+/** The library version as SX_VERSION_NUMBER of the library actually linked. */
+int sx_version_number(void);
+/** The file format version the linked library writes and reads. */
+int sx_format_version(void);
+/**@}*/
+
+/** @name Status codes and errors */
+/**@{*/
+
+/** Status of a call. Values and names are frozen: new ones may be added, none changed. */
+typedef enum sx_status {
+  SX_OK = 0,                 /**< success */
+  SX_NOT_FOUND = 1,          /**< no such id, collection or database (when not creating) */
+  SX_EXISTS = 2,             /**< already exists */
+  SX_INVALID_ARGUMENT = 3,   /**< a bad value: name, id, option, NaN/Inf, k = 0, ... */
+  SX_DIMENSION_MISMATCH = 4, /**< a vector's length differs from its collection's dimension */
+  SX_READ_ONLY = 5,          /**< a write on a database opened read-only */
+  SX_BUSY = 6,               /**< a lock was not available within the timeout, or the WAL is at its cap */
+  SX_CLOSED = 7,             /**< the handle was closed or its session already ended */
+  SX_MISUSE = 8,             /**< not allowed in this state (wrong handle, crossed a fork, ...) */
+  SX_CORRUPT = 9,            /**< a file failed validation */
+  SX_IO = 10,                /**< the operating system reported an I/O error */
+  SX_FULL = 11,              /**< no space left on the device */
+  SX_NOMEM = 12,             /**< out of memory */
+  SX_VERSION = 13            /**< file format version not supported */
+} sx_status;
+
+/** Number of status codes (one more than the largest). */
+#define SX_STATUS_COUNT 14
+
+/**
+ * The stable name of a status ("OK", "NOT_FOUND", ..., the conformance names).
+ * Unknown values give "UNKNOWN". Static storage; thread-safe.
+ */
+const char *sx_status_name(int status);
+
+/** Capacity of sx_error::message, including the terminating NUL. */
+#define SX_ERROR_MESSAGE_MAX 512
+
+/**
+ * Details of a failure, filled by the call that fails. Caller-owned (usually on the
+ * stack); every fallible function takes an optional `sx_error *err` last and leaves
+ * it untouched on success. The message is one line, no trailing period, naming the
+ * offending value, e.g. "database '/data/x.sx' has format version 7; this library
+ * reads version 1".
+ */
+typedef struct sx_error {
+  int code;                            /**< the ::sx_status returned */
+  char message[SX_ERROR_MESSAGE_MAX];  /**< NUL-terminated, truncated if longer */
+} sx_error;
+
+/** An empty error (code SX_OK, empty message). */
+#define SX_ERROR_INIT {0, {0}}
+/**@}*/
+
+/** @name Opening a database */
+/**@{*/
+
+/** Durability of commits. */
+typedef enum sx_sync {
+  /** A commit is on stable storage when commit returns (the default). */
+  SX_SYNC_FULL = 0,
+  /** A commit survives a process crash; power loss may lose the latest commits, never
+   * consistency. */
+  SX_SYNC_NORMAL = 1,
+  /** No syncs at all, for bulk loads: a process crash loses nothing committed; power
+   * loss may lose anything, including consistency. */
+  SX_SYNC_OFF = 2
+} sx_sync;
+
+/** Version of ::sx_open_options this header describes. */
+#define SX_OPEN_OPTIONS_VERSION 1
+
+/**
+ * Options for sx_db_open(). Initialize with SX_OPEN_OPTIONS_INIT or
+ * sx_open_options_init(), then set fields; zero fields mean "the default".
+ */
+typedef struct sx_open_options {
+  /** Must be SX_OPEN_OPTIONS_VERSION (or an older version this library knows). */
+  unsigned version;
+  /** Nonzero: open read-only. The database must exist (else ::SX_NOT_FOUND); write
+   * sessions fail with ::SX_READ_ONLY. The -wal and -shm files are still used. */
+  int read_only;
+  /** Durability of commits on this handle; see ::sx_sync. */
+  sx_sync sync;
+  /** Page size in bytes for a new database: a power of two from 4096 to 65536;
+   * 0 means 4096. Ignored when the database exists (its own page size is used). */
+  uint32_t page_size;
+  /** Checkpoint automatically after a commit once the WAL holds this many frames;
+   * 0 means 1000. */
+  uint32_t autocheckpoint_frames;
+  /** Cap on the WAL's length in frames. A commit that would grow the WAL past it,
+   * when a checkpoint cannot shrink it because a read session pins an old snapshot,
+   * fails with ::SX_BUSY and a message naming the pinning reader; 0 means 1048576
+   * frames (4 GiB with 4 KiB pages). */
+  uint32_t wal_max_frames;
+} sx_open_options;
+
+/** Initializer for ::sx_open_options with every default. */
+#define SX_OPEN_OPTIONS_INIT {SX_OPEN_OPTIONS_VERSION, 0, SX_SYNC_FULL, 0, 0, 0}
+
+/**
+ * Initializes `opts` to the defaults for `version`.
+ * @return ::SX_OK, or ::SX_INVALID_ARGUMENT for NULL or an unknown version.
+ */
+int sx_open_options_init(sx_open_options *opts, unsigned version);
+
+/** A database handle. Thread-safe. See @ref objects. */
+typedef struct sx_db sx_db;
+
+/**
+ * Opens the database at `path`, creating it when it does not exist (unless
+ * read-only). Uses the files `path`, `path-wal` and `path-shm`.
+ * @param out receives the handle; set to NULL on failure.
+ * @param path file system path (UTF-8). Network file systems are refused (::SX_IO).
+ * @param opts options, or NULL for the defaults.
+ * @param err optional details on failure.
+ * @return ::SX_OK; ::SX_NOT_FOUND (read-only and missing); ::SX_CORRUPT (not a
+ *   Sextant file); ::SX_VERSION (another format version); ::SX_INVALID_ARGUMENT;
+ *   ::SX_IO, ::SX_FULL, ::SX_NOMEM.
+ */
+int sx_db_open(sx_db **out, const char *path, const sx_open_options *opts, sx_error *err);
+
+/**
+ * Closes the database: aborts its write session, ends its read sessions, releases
+ * its locks and maps (once calls running on other threads return). Idempotent:
+ * closing again does nothing. Later calls on the handle fail with ::SX_CLOSED.
+ * @return ::SX_OK, or ::SX_MISUSE for NULL.
+ */
+int sx_db_close(sx_db *db);
+
+/** Closes the database if still open and gives back the caller's reference. NULL is a no-op. */
+void sx_db_free(sx_db *db);
+
+/** The path the database was opened with. Valid until sx_db_free(); NULL for NULL. */
+const char *sx_db_path(const sx_db *db);
+
+/**
+ * Copies WAL frames back into the database file, as far as the oldest snapshot
+ * pinned by any read session in any process allows. Takes the writer lock, waiting
+ * up to `timeout_ms` (negative: for ever).
+ * @return ::SX_OK (even when a pinned snapshot kept it from finishing: see
+ *   sx_db_stats()), ::SX_BUSY, ::SX_READ_ONLY, ::SX_CLOSED, ::SX_IO.
+ */
+int sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err);
+
+/** Figures about a database, across all processes using it. */
+typedef struct sx_db_stats {
+  uint32_t page_size;        /**< bytes per page */
+  uint64_t page_count;       /**< pages in the latest committed snapshot */
+  uint64_t wal_frames;       /**< frames in the WAL since its last restart */
+  uint64_t wal_backfilled;   /**< of those, frames already copied into the database file */
+  uint64_t commits;          /**< commits since the shared index was last built */
+  uint64_t checkpoints;      /**< checkpoints since the shared index was last built */
+  uint32_t readers;          /**< read sessions pinning a snapshot right now */
+  uint32_t reader_slots;     /**< reader slots in the shared index */
+  uint64_t oldest_reader_lag;/**< commits between the oldest pinned snapshot and the latest */
+  int32_t oldest_reader_pid; /**< process id of that reader (0 if none); informational */
+} sx_db_stats;
+
+/** Fills `out` with current figures. @return ::SX_OK, ::SX_CLOSED, ::SX_MISUSE. */
+int sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err);
+
+/**
+ * Checks the integrity of the latest committed snapshot: file header, every WAL
+ * frame's checksum chain, page bounds, free list. Does not block the writer.
+ * @return ::SX_OK when clean, ::SX_CORRUPT with the first problem in `err`.
+ */
+int sx_db_check(sx_db *db, sx_error *err);
+/**@}*/
+
+/** @name Read sessions */
+/**@{*/
+
+/** A read session (snapshot). Thread-safe. See @ref objects. */
+typedef struct sx_read sx_read;
+
+/**
+ * Begins a read session on the latest committed snapshot. Never waits for the
+ * writer. Fails with ::SX_BUSY only if every reader slot in the shared index is in
+ * use (see sx_db_stats::reader_slots).
+ */
+int sx_read_begin(sx_db *db, sx_read **out, sx_error *err);
+
+/** Ends the session, unpinning its snapshot. Idempotent. @return ::SX_OK or ::SX_MISUSE for NULL. */
+int sx_read_end(sx_read *r);
+
+/** Ends the session if needed and gives back the caller's reference. NULL is a no-op. */
+void sx_read_free(sx_read *r);
+
+/**
+ * The application-defined 64-bit number stored in the snapshot (0 in a new
+ * database); see sx_write_set_user_version().
+ */
+int sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err);
+
+/** The commit sequence number of the snapshot: how many commits the database had
+ * seen when it was taken (monotonic for the life of the files). */
+int sx_read_snapshot_id(sx_read *r, uint64_t *out, sx_error *err);
+/**@}*/
+
+/** @name Write sessions */
+/**@{*/
+
+/** A write session. One per database across all processes. See @ref objects. */
+typedef struct sx_write sx_write;
+
+/**
+ * Begins the write session, waiting for the writer lock up to `timeout_ms`
+ * milliseconds (0: do not wait; negative: wait for ever).
+ * @return ::SX_OK; ::SX_BUSY when another session, in this or any process, holds the
+ *   lock past the timeout; ::SX_READ_ONLY; ::SX_CLOSED; ::SX_IO (an earlier sync
+ *   failure poisoned this handle).
+ */
+int sx_write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err);
+
+/**
+ * Commits: all of the session's changes become visible to new read sessions at once,
+ * and are durable per the handle's sync level when this returns. Ends the session
+ * whether it succeeds or not (on failure nothing is committed).
+ * @return ::SX_OK; ::SX_CLOSED (already ended); ::SX_BUSY (WAL cap); ::SX_IO;
+ *   ::SX_FULL; ::SX_NOMEM.
+ */
+int sx_write_commit(sx_write *w, sx_error *err);
+
+/** Discards the session's changes and ends it. @return ::SX_OK, ::SX_CLOSED if already ended. */
+int sx_write_abort(sx_write *w);
+
+/** Aborts the session if still open and gives back the caller's reference. NULL is a no-op. */
+void sx_write_free(sx_write *w);
+
+/** Sets the application-defined number of sx_read_user_version(), as of this session. */
+int sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err);
+
+/** Reads the application-defined number as this session sees it (its own change included). */
+int sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err);
+/**@}*/
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SEXTANT_H */

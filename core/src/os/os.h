@@ -1,0 +1,203 @@
+/*
+ * os: the only layer that talks to the kernel about files.
+ *
+ * Everything above reaches files through an sx__vfs, a table of functions. The
+ * real one (sx__vfs_default) calls the kernel; the fault-injecting one
+ * (sx__faultvfs, for tests) wraps it and can fail the Nth call of a kind or
+ * simulate power loss by undoing every write not yet made durable by a sync.
+ *
+ * Invariants
+ * - Nothing here keeps a caller's pointer after a call returns.
+ * - Byte locks are Linux open-file-description locks (F_OFD_SETLK): they belong to
+ *   the sx__file (its open file description), never to a process or thread, and
+ *   the kernel drops them when the last descriptor of that description closes,
+ *   which is how dead processes are detected. Two sx__files opened separately on
+ *   one path exclude each other even inside one process.
+ * - After a sync reports an error, the file is "poisoned": every later write or
+ *   sync on that sx__file fails with SX_IO, because the kernel may have dropped the
+ *   dirty pages and a retried fsync could report false success.
+ * - No thread-local state; every function is safe to call from any thread on
+ *   distinct files, and pread/pwrite/lock calls are safe concurrently on one file.
+ */
+#ifndef SX_OS_H
+#define SX_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sextant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sets err (may be NULL) to code and a one-line printf-style message; returns code. */
+int sx__err_set(sx_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps an errno value to a status: ENOSPC/EDQUOT -> SX_FULL, ENOMEM -> SX_NOMEM,
+ * ENOENT -> SX_NOT_FOUND, EACCES/EPERM/EROFS -> SX_READ_ONLY, else SX_IO. */
+int sx__status_from_errno(int e);
+
+typedef struct sx__vfs sx__vfs;
+typedef struct sx__file sx__file;
+
+/* Flags for sx__file_open. */
+#define SX__OPEN_READ 0x01   /* read-only descriptor */
+#define SX__OPEN_WRITE 0x02  /* read-write descriptor */
+#define SX__OPEN_CREATE 0x04 /* create if missing (mode 0644) */
+#define SX__OPEN_EXCL 0x08   /* with CREATE: fail with SX_EXISTS if it exists */
+
+/* Lock kinds for sx__file_lock. */
+enum sx__lock_kind { SX__UNLOCK = 0, SX__RDLOCK = 1, SX__WRLOCK = 2 };
+
+/* Kinds of call the fault VFS can fail; also used to count calls. */
+enum sx__io_kind {
+  SX__IO_OPEN = 0,
+  SX__IO_READ,
+  SX__IO_WRITE,
+  SX__IO_SYNC, /* fsync, fdatasync and directory sync */
+  SX__IO_TRUNCATE,
+  SX__IO_MMAP,
+  SX__IO_RENAME,
+  SX__IO_KINDS
+};
+
+/*
+ * The table of file operations. A VFS is shared by every file opened through it
+ * and must be thread-safe. Files remember the VFS that opened them.
+ */
+struct sx__vfs {
+  const char *name;
+  int (*open)(sx__vfs *vfs, const char *path, int flags, sx__file **out, sx_error *err);
+  /* Closes the descriptor (dropping its OFD locks) and frees the file. NULL is a no-op. */
+  void (*close)(sx__file *f);
+  /* Reads exactly n bytes at off; a read past end of file is SX_IO ("short read"). */
+  int (*read)(sx__file *f, void *buf, size_t n, uint64_t off, sx_error *err);
+  /* Writes exactly n bytes at off (loops over partial writes; ENOSPC -> SX_FULL). */
+  int (*write)(sx__file *f, const void *buf, size_t n, uint64_t off, sx_error *err);
+  /* fdatasync (data_only) or fsync. An error poisons the file (see above). */
+  int (*sync)(sx__file *f, int data_only, sx_error *err);
+  int (*truncate)(sx__file *f, uint64_t size, sx_error *err);
+  int (*size)(sx__file *f, uint64_t *out, sx_error *err);
+  /* Maps [off, off+len) shared; off must be a multiple of the OS page size. The
+   * range may extend past end of file (touching it before the file grows is a bug). */
+  int (*mmap)(sx__file *f, uint64_t off, size_t len, int writable, void **out, sx_error *err);
+  void (*munmap)(void *addr, size_t len);
+  /* rename(from, to) then fsync of the directory holding `to`. */
+  int (*rename)(sx__vfs *vfs, const char *from, const char *to, sx_error *err);
+  /* fsync of the directory that holds path (after a create or rename). */
+  int (*dir_sync)(sx__vfs *vfs, const char *path, sx_error *err);
+  /* unlink; a missing file is not an error. */
+  int (*unlink)(sx__vfs *vfs, const char *path, sx_error *err);
+  /* Returns 1 if path exists, 0 if not, or a negative -SX_* status on error. */
+  int (*exists)(sx__vfs *vfs, const char *path, sx_error *err);
+};
+
+/* The real VFS. */
+sx__vfs *sx__vfs_default(void);
+
+/* Convenience wrappers that dispatch through the file's VFS. */
+int sx__file_read(sx__file *f, void *buf, size_t n, uint64_t off, sx_error *err);
+int sx__file_write(sx__file *f, const void *buf, size_t n, uint64_t off, sx_error *err);
+int sx__file_sync(sx__file *f, int data_only, sx_error *err);
+int sx__file_truncate(sx__file *f, uint64_t size, sx_error *err);
+int sx__file_size(sx__file *f, uint64_t *out, sx_error *err);
+int sx__file_mmap(sx__file *f, uint64_t off, size_t len, int writable, void **out, sx_error *err);
+void sx__file_munmap(sx__file *f, void *addr, size_t len);
+void sx__file_close(sx__file *f);
+const char *sx__file_path(const sx__file *f);
+int sx__file_fd(const sx__file *f);
+
+/*
+ * OFD byte-range locks on [off, off+len). These never go through the fault VFS
+ * (a lock cannot fail with EIO in a way worth simulating) but do take the file.
+ *   sx__file_lock(f, off, len, kind, 0)      try once: SX_OK or SX_BUSY
+ *   sx__file_lock(f, off, len, kind, ms > 0) retry with backoff until ms elapse
+ *   sx__file_lock(f, off, len, kind, -1)     wait for ever (F_OFD_SETLKW)
+ * A lock already held by this same sx__file is converted (read <-> write).
+ */
+int sx__file_lock(sx__file *f, uint64_t off, uint64_t len, int kind, int timeout_ms,
+                  sx_error *err);
+/* F_OFD_GETLK: 1 if another open file description holds a lock that conflicts with
+ * `kind` on the range, 0 if none, negative -SX_IO on error. Locks held through f
+ * itself never count. */
+int sx__file_lock_held(sx__file *f, uint64_t off, uint64_t len, int kind);
+
+/* Refuses network file systems: SX_IO "... is on a network file system (nfs) ..."
+ * for the directory holding path (or path itself when it exists). */
+int sx__fs_check_local(const char *path, sx_error *err);
+
+/* Monotonic clock in nanoseconds, and a sleep. */
+uint64_t sx__now_ns(void);
+void sx__sleep_us(unsigned us);
+/* The OS page size. */
+size_t sx__os_page_size(void);
+
+/* Incremented in a child after fork() (pthread_atfork); handles compare the value
+ * they were opened under to notice they crossed a fork. */
+unsigned sx__fork_generation(void);
+
+/* ------------------------------------------------------------------------- */
+/* Fault-injecting VFS (tests). Wraps sx__vfs_default.                        */
+/* ------------------------------------------------------------------------- */
+
+typedef struct sx__faultvfs sx__faultvfs;
+
+enum sx__fault_mode {
+  SX__FAULT_EIO = 1,    /* the call fails with EIO -> SX_IO */
+  SX__FAULT_ENOSPC = 2, /* the call fails with ENOSPC -> SX_FULL (writes, truncate) */
+  SX__FAULT_SHORT = 3   /* a write stores only a prefix of its bytes, then fails with EIO */
+};
+
+sx__faultvfs *sx__faultvfs_new(void);
+void sx__faultvfs_free(sx__faultvfs *fv);
+sx__vfs *sx__faultvfs_vfs(sx__faultvfs *fv);
+
+/*
+ * Arms a fault: the nth call (1-based, counted from now) of `kind` fails with
+ * `mode`; with `persistent`, that call and every later one of the kind fail.
+ * kind == SX__IO_KINDS means "the nth I/O call of any kind". One fault at a time;
+ * arming replaces the previous one. sx__faultvfs_disarm clears it.
+ */
+void sx__faultvfs_arm(sx__faultvfs *fv, int kind, uint64_t nth, int mode, int persistent);
+void sx__faultvfs_disarm(sx__faultvfs *fv);
+/* 1 once the armed fault has fired. */
+int sx__faultvfs_fired(const sx__faultvfs *fv);
+/* Calls of `kind` (or all kinds with SX__IO_KINDS) seen since creation. */
+uint64_t sx__faultvfs_count(const sx__faultvfs *fv, int kind);
+
+/*
+ * Power loss. The fault VFS remembers, for every file, the bytes each write
+ * overwrote (and the size before it) since that file's last successful sync, and
+ * which files were created or renamed since their directory's last sync.
+ *   sx__faultvfs_crash_at_sync(fv, n): the nth sync from now "cuts the power"
+ *       before it takes effect: it and every later write/sync/truncate through this
+ *       VFS fail with SX_IO, so nothing more becomes durable.
+ *   sx__faultvfs_crash_now(fv): cut the power at once, same effect.
+ *   sx__faultvfs_crashed(fv): 1 once the power is cut.
+ *   sx__faultvfs_power_loss(fv, how, seed): call after every handle using the VFS
+ *       is closed: rewrites the real files into a state the disk could hold after
+ *       the power cut, then forgets all tracking and clears the crash so the files
+ *       can be reopened (through this VFS or another).
+ *         SX__LOSS_DROP: every unsynced write is undone (in reverse order), files
+ *             return to their synced size, files created since their directory's
+ *             last sync disappear;
+ *         SX__LOSS_TEAR: like DROP, but each unsynced write independently, chosen
+ *             by `seed`, is kept whole, dropped, or kept only for a random prefix
+ *             of its 512-byte sectors (a torn write).
+ * Shared memory files (names ending in "-shm") are left as they are: a real
+ * reboot leaves them on disk with stale contents, which the opener must detect.
+ * Writes made through mmap are never tracked (only the shm file is written so).
+ */
+enum sx__loss { SX__LOSS_DROP = 1, SX__LOSS_TEAR = 2 };
+void sx__faultvfs_crash_at_sync(sx__faultvfs *fv, uint64_t nth);
+void sx__faultvfs_crash_now(sx__faultvfs *fv);
+int sx__faultvfs_crashed(const sx__faultvfs *fv);
+int sx__faultvfs_power_loss(sx__faultvfs *fv, int how, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

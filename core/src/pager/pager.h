@@ -1,0 +1,126 @@
+/*
+ * pager: fixed-size pages in the database file P, versioned through the WAL P-wal,
+ * indexed for every process by the shared wal-index P-shm.
+ *
+ * A reader pins a snapshot (sx__snap) in a reader slot of P-shm and then reaches
+ * every page of it through memory maps of P and of the WAL, without locks: pages
+ * of a snapshot are immutable for its life. One write transaction (sx__txn) at a
+ * time per database across all processes collects copy-on-write page images in
+ * memory and commits them as WAL frames; the last frame of a commit carries the
+ * database size in pages and marks the commit. Checkpoints copy frames back into P,
+ * never past the oldest pinned snapshot. See pager.c for the protocols.
+ *
+ * Page 0 is the header page. Its first SX__PAGE0_USER_OFFSET bytes belong to the
+ * pager (magic, format version, page size, free list, user version); the rest
+ * belongs to upper layers, and changes through sx__txn_write like any page.
+ */
+#ifndef SX_PAGER_H
+#define SX_PAGER_H
+
+#include <stdint.h>
+
+#include "lock/lock.h"
+#include "os/os.h"
+#include "sextant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes of page 0 that belong to the pager; upper layers use the rest. */
+#define SX__PAGE0_USER_OFFSET 128
+/* Reader slots in the shared index. */
+#define SX__NSLOTS 1024
+
+typedef struct sx__pager sx__pager;
+typedef struct sx__txn sx__txn;
+
+typedef struct sx__pager_config {
+  sx__vfs *vfs;           /* NULL: the default VFS */
+  int read_only;          /* no write transactions */
+  int create;             /* create P when missing */
+  int sync;               /* SX_SYNC_FULL / NORMAL / OFF */
+  uint32_t page_size;     /* for a new database; 0 = 4096 */
+  uint32_t autocheckpoint;/* frames; 0 = 1000 */
+  uint32_t wal_max_frames;/* 0 = 1048576 */
+} sx__pager_config;
+
+/*
+ * A pinned snapshot. Frames (floor, mx] (absolute frame numbers) are read from the
+ * WAL, everything else from P. Filled by sx__pager_snap_begin; released by
+ * sx__pager_snap_end. Plain data: many threads may read through one snapshot.
+ */
+typedef struct sx__snap {
+  uint64_t mx;     /* last committed frame the snapshot includes */
+  uint64_t floor;  /* frames <= floor are already in P */
+  uint64_t base;   /* absolute number of the WAL's frame 0 */
+  uint32_t npages; /* database size in pages */
+  int slot;        /* reader slot pinned, or -1 for the writer's own view */
+} sx__snap;
+
+/* Opens (creating when asked) the database files at path and attaches to, or
+ * rebuilds, the shared index. */
+int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out,
+                   sx_error *err);
+/* Releases everything: locks, maps, files. No snapshot or transaction may be live.
+ * In a child of fork() it only drops process-local resources and never touches
+ * locks or the shared index, which still belong to the parent. */
+void sx__pager_close(sx__pager *p);
+uint32_t sx__pager_page_size(const sx__pager *p);
+const char *sx__pager_path(const sx__pager *p);
+/* Nonzero once a failed sync made this handle refuse writes. */
+int sx__pager_poisoned(const sx__pager *p);
+
+/* Pins the latest committed snapshot in a reader slot. Never waits for the writer.
+ * SX_BUSY only when every slot is taken. */
+int sx__pager_snap_begin(sx__pager *p, sx__snap *s, sx_error *err);
+void sx__pager_snap_end(sx__pager *p, sx__snap *s);
+/* A page of the snapshot; valid until sx__pager_snap_end. SX_CORRUPT when pgno is
+ * beyond the snapshot or the files. */
+int sx__pager_snap_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
+                        sx_error *err);
+
+/*
+ * Write transactions. Begin waits up to timeout_ms (0: try once, <0: for ever) for
+ * the writer lock of this handle and of the database (an OFD lock byte in P-shm).
+ * Page pointers from sx__txn_read stay valid until commit/abort; pointers from
+ * sx__txn_write stay valid and writable until commit/abort. Several threads may
+ * call these at once on one transaction; modifying one page image from several
+ * threads needs that page's lock (sx__txn_page_lock).
+ */
+int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error *err);
+int sx__txn_read(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err);
+int sx__txn_write(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err);
+/* A new zeroed page, from the free list or past the end. */
+int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err);
+/* Returns a page to the free list (its contents are lost). */
+int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err);
+/* The rank SX_RANK_PAGE rwlock of a page made dirty in this transaction, or NULL. */
+sx__rwlock *sx__txn_page_lock(sx__txn *t, uint32_t pgno);
+uint32_t sx__txn_npages(sx__txn *t);
+/* Commits and frees t (on failure too: nothing is committed then). */
+int sx__txn_commit(sx__txn *t, sx_error *err);
+/* Discards and frees t. NULL is a no-op. */
+void sx__txn_abort(sx__txn *t);
+
+/* Checkpoint as far as pinned snapshots allow (takes the writer lock). */
+int sx__pager_checkpoint(sx__pager *p, int timeout_ms, sx_error *err);
+
+typedef struct sx__pager_stats {
+  uint64_t npages, wal_frames, wal_backfilled, commits, checkpoints, oldest_lag, mx;
+  uint32_t readers;
+  int32_t oldest_pid;
+} sx__pager_stats;
+int sx__pager_stats_get(sx__pager *p, sx__pager_stats *out, sx_error *err);
+
+/* Integrity of the latest snapshot: P header, WAL checksum chain, bounds, free list. */
+int sx__pager_check(sx__pager *p, sx_error *err);
+
+/* Page-0 user version helpers (offset 40 of page 0). */
+uint64_t sx__page0_user_version(const uint8_t *page0);
+void sx__page0_set_user_version(uint8_t *page0, uint64_t v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

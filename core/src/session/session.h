@@ -1,0 +1,59 @@
+/*
+ * session: database handles, read sessions and write sessions over the pager, and
+ * their lifecycles: reference counts, close/end semantics, calls racing a close,
+ * and handles that crossed fork().
+ *
+ * A call on a session "enters" it (an atomic in-flight count) and leaves it; ending
+ * a session marks it ended, and whichever of the ender or the last in-flight call
+ * comes last releases what it holds (its reader slot or its write transaction, and
+ * its reference to the pager). So a close on one thread never pulls a page out from
+ * under a search on another; the maps go when the last user leaves.
+ */
+#ifndef SX_SESSION_H
+#define SX_SESSION_H
+
+#include "pager/pager.h"
+#include "sextant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opens a database through a given VFS (NULL: the default); sx_db_open is this
+ * with the default VFS. Tests use it with the fault-injecting VFS. */
+int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, sx__vfs *vfs,
+                    sx_error *err);
+
+int sx__db_close(sx_db *db);
+void sx__db_free(sx_db *db);
+const char *sx__db_path(const sx_db *db);
+int sx__db_checkpoint(sx_db *db, int timeout_ms, sx_error *err);
+int sx__db_stats(sx_db *db, sx_db_stats *out, sx_error *err);
+int sx__db_check(sx_db *db, sx_error *err);
+
+int sx__read_begin(sx_db *db, sx_read **out, sx_error *err);
+int sx__read_end(sx_read *r);
+void sx__read_free(sx_read *r);
+/* Enters r for a call (SX_CLOSED once ended, SX_MISUSE across fork); on success the
+ * caller must sx__read_leave. */
+int sx__read_enter(sx_read *r, sx_error *err);
+void sx__read_leave(sx_read *r);
+/* Page of r's snapshot; valid while r is entered. */
+int sx__read_page(sx_read *r, uint32_t pgno, const uint8_t **out, sx_error *err);
+
+int sx__write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err);
+int sx__write_commit(sx_write *w, sx_error *err);
+int sx__write_abort(sx_write *w);
+void sx__write_free(sx_write *w);
+int sx__write_enter(sx_write *w, sx_error *err);
+void sx__write_leave(sx_write *w);
+/* The pager transaction of an entered write session. */
+sx__txn *sx__write_txn(sx_write *w);
+
+/* The pager behind a database handle (tests). */
+sx__pager *sx__db_pager(sx_db *db);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
