@@ -326,13 +326,15 @@ TEST_F(OsTest, LockTimeout) {
 
 // A child takes a lock and dies (cleanly or by SIGKILL); the kernel must release it.
 void LockHeldByDyingChild(const std::string &path, bool kill_it) {
-  int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
+  int up[2], down[2];  // child -> parent "locked", parent -> child "exit now"
+  ASSERT_EQ(pipe(up), 0);
+  ASSERT_EQ(pipe(down), 0);
   unsigned gen = sx__fork_generation();
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    close(pipefd[0]);
+    close(up[0]);
+    close(down[1]);
     sx__file *f = nullptr;
     sx__vfs *vfs = sx__vfs_default();
     char ok = 'n';
@@ -340,15 +342,18 @@ void LockHeldByDyingChild(const std::string &path, bool kill_it) {
         sx__file_lock(f, 7, 1, SX__WRLOCK, 0, nullptr) == SX_OK &&
         sx__fork_generation() == gen + 1)
       ok = 'y';
-    if (write(pipefd[1], &ok, 1) != 1) _exit(3);
+    if (write(up[1], &ok, 1) != 1) _exit(3);
+    char go;
+    if (read(down[0], &go, 1) < 0) _exit(4);  // returns 0 on EOF too
     if (kill_it)
       for (;;) pause();
     _exit(0);  // the descriptor is never closed explicitly
   }
-  close(pipefd[1]);
+  close(up[1]);
+  close(down[0]);
   char ok = 0;
-  ASSERT_EQ(read(pipefd[0], &ok, 1), 1);
-  close(pipefd[0]);
+  ASSERT_EQ(read(up[0], &ok, 1), 1);
+  close(up[0]);
   ASSERT_EQ(ok, 'y');
   EXPECT_EQ(sx__fork_generation(), gen);  // the parent did not cross a fork
 
@@ -356,6 +361,7 @@ void LockHeldByDyingChild(const std::string &path, bool kill_it) {
   sx_error err = SX_ERROR_INIT;
   EXPECT_EQ(sx__file_lock_held(f, 7, 1, SX__RDLOCK), 1);
   EXPECT_EQ(sx__file_lock(f, 7, 1, SX__RDLOCK, 0, &err), SX_BUSY);
+  close(down[1]);  // lets the child go on: exit, or wait to be killed
   if (kill_it) kill(pid, SIGKILL);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);

@@ -1,0 +1,266 @@
+// Sessions through the public API: lifecycles, errors, snapshot isolation in one
+// process, persistence across reopen, checkpoints under pinned snapshots.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" {
+#include "session/session.h"
+#include "testutil.h"
+#include "workload.h"
+}
+
+namespace {
+
+struct TmpDir {
+  char *dir;
+  std::string db;
+  explicit TmpDir(const char *tag) : dir(sx_test_tmpdir(tag)), db(std::string(dir) + "/t.sx") {}
+  ~TmpDir() {
+    sx_test_rmtree(dir);
+    free(dir);
+  }
+};
+
+sx_db *Open(const std::string &path, sx_open_options *o = nullptr) {
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  int rc = sx_db_open(&db, path.c_str(), o, &err);
+  EXPECT_EQ(rc, SX_OK) << err.message;
+  return db;
+}
+
+TEST(Session, StatusNamesAreTheConformanceNames) {
+  const char *want[] = {"OK",        "NOT_FOUND", "EXISTS", "INVALID_ARGUMENT", "DIMENSION_MISMATCH",
+                        "READ_ONLY", "BUSY",      "CLOSED", "MISUSE",           "CORRUPT",
+                        "IO",        "FULL",      "NOMEM",  "VERSION"};
+  for (int i = 0; i < SX_STATUS_COUNT; i++) EXPECT_STREQ(sx_status_name(i), want[i]);
+  EXPECT_STREQ(sx_status_name(-1), "UNKNOWN");
+  EXPECT_STREQ(sx_status_name(SX_STATUS_COUNT), "UNKNOWN");
+}
+
+TEST(Session, CommitThenReadAcrossReopen) {
+  TmpDir t("sess");
+  sx_db *db = Open(t.db);
+  sx_error err = SX_ERROR_INIT;
+  for (uint64_t g = 1; g <= 30; g++) ASSERT_EQ(wl_commit(db, g, 40, 5, 7, 1000, &err), SX_OK) << err.message;
+  uint64_t g = 0;
+  char why[256];
+  EXPECT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
+  EXPECT_EQ(g, 30u);
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  sx_db_free(db);
+  db = Open(t.db);
+  EXPECT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
+  EXPECT_EQ(g, 30u);
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  sx_db_free(db);
+}
+
+TEST(Session, SnapshotIsStableAcrossCommitsAndCheckpoints) {
+  TmpDir t("snap");
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.autocheckpoint_frames = 8;  // checkpoint nearly every commit
+  sx_db *db = Open(t.db, &o);
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(wl_commit(db, 1, 20, 20, 1, 1000, &err), SX_OK);
+  sx_read *old = nullptr;
+  ASSERT_EQ(sx_read_begin(db, &old, &err), SX_OK);
+  for (uint64_t g = 2; g <= 60; g++) ASSERT_EQ(wl_commit(db, g, 20, 6, 3, 1000, &err), SX_OK) << err.message;
+  uint64_t g = 0;
+  char why[256];
+  EXPECT_EQ(wl_verify(old, &g, why, sizeof why), 0) << why;
+  EXPECT_EQ(g, 1u);
+  sx_db_stats st;
+  ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
+  EXPECT_EQ(st.readers, 1u);
+  EXPECT_GT(st.wal_frames, st.wal_backfilled) << "checkpoint must stop at the pinned snapshot";
+  sx_read_free(old);
+  ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
+  EXPECT_EQ(st.wal_frames, st.wal_backfilled) << "unpinned: checkpoint copies everything";
+  EXPECT_GE(st.checkpoints, 1u);
+  // The WAL restarts at the next commit and everything is still there.
+  ASSERT_EQ(wl_commit(db, 61, 20, 6, 3, 1000, &err), SX_OK);
+  ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
+  EXPECT_LT(st.wal_frames, 10u);
+  EXPECT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
+  EXPECT_EQ(g, 61u);
+  sx_db_free(db);
+  db = Open(t.db);
+  EXPECT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
+  EXPECT_EQ(g, 61u);
+  sx_db_free(db);
+}
+
+TEST(Session, ThreadsShareOneSnapshotWhileWriterCommits) {
+  TmpDir t("thr");
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.autocheckpoint_frames = 16;
+  o.sync = SX_SYNC_NORMAL;
+  sx_db *db = Open(t.db, &o);
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(wl_commit(db, 1, 16, 16, 1, 1000, &err), SX_OK);
+  sx_read *shared = nullptr;
+  ASSERT_EQ(sx_read_begin(db, &shared, &err), SX_OK);
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 3; i++)
+    ts.emplace_back([&] {
+      while (!stop) {
+        uint64_t g;
+        if (wl_verify(shared, &g, nullptr, 0) || g != 1) bad++;
+        if (wl_verify_db(db, &g, nullptr, 0)) bad++;
+      }
+    });
+  for (uint64_t g = 2; g <= 200; g++) ASSERT_EQ(wl_commit(db, g, 16, 4, 9, 1000, &err), SX_OK);
+  stop = true;
+  for (auto &th : ts) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  sx_read_free(shared);
+  sx_db_free(db);
+}
+
+TEST(Session, CloseEndsSessionsAndIsIdempotent) {
+  TmpDir t("close");
+  sx_db *db = Open(t.db);
+  sx_error err = SX_ERROR_INIT;
+  sx_read *r = nullptr;
+  sx_write *w = nullptr;
+  ASSERT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+  ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
+  ASSERT_EQ(sx_write_set_user_version(w, 5, &err), SX_OK);
+  EXPECT_EQ(sx_db_close(db), SX_OK);
+  EXPECT_EQ(sx_db_close(db), SX_OK);
+  uint64_t v;
+  EXPECT_EQ(sx_read_user_version(r, &v, &err), SX_CLOSED);
+  EXPECT_STREQ(err.message, "read session has ended");
+  EXPECT_EQ(sx_write_commit(w, &err), SX_CLOSED);
+  EXPECT_EQ(sx_write_abort(w), SX_CLOSED);
+  EXPECT_EQ(sx_read_begin(db, &r, &err), SX_CLOSED);
+  EXPECT_EQ(r, nullptr);
+  EXPECT_EQ(sx_write_begin(db, 0, &w, &err), SX_CLOSED);
+  // Frees in any order.
+  sx_db_free(db);
+  sx_read_free(nullptr);
+  sx_db_free(nullptr);
+  // The aborted write left no trace.
+  db = Open(t.db);
+  ASSERT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+  ASSERT_EQ(sx_read_user_version(r, &v, &err), SX_OK);
+  EXPECT_EQ(v, 0u);
+  sx_read_free(r);
+  sx_db_free(db);
+}
+
+TEST(Session, SessionsEndOnceAndReportClosed) {
+  TmpDir t("end");
+  sx_db *db = Open(t.db);
+  sx_error err = SX_ERROR_INIT;
+  sx_write *w = nullptr;
+  ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
+  ASSERT_EQ(sx_write_set_user_version(w, 9, &err), SX_OK);
+  uint64_t v = 0;
+  ASSERT_EQ(sx_write_user_version(w, &v, &err), SX_OK);
+  EXPECT_EQ(v, 9u);
+  ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
+  EXPECT_EQ(sx_write_commit(w, &err), SX_CLOSED);
+  EXPECT_EQ(sx_write_abort(w), SX_CLOSED);
+  sx_write_free(w);
+  sx_read *r = nullptr;
+  ASSERT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+  EXPECT_EQ(sx_read_end(r), SX_OK);
+  EXPECT_EQ(sx_read_end(r), SX_OK);
+  EXPECT_EQ(sx_read_user_version(r, &v, &err), SX_CLOSED);
+  sx_read_free(r);
+  sx_db_free(db);
+}
+
+TEST(Session, WriterExclusionAndTimeout) {
+  TmpDir t("busy");
+  sx_db *db = Open(t.db);
+  sx_error err = SX_ERROR_INIT;
+  sx_write *w = nullptr, *w2 = nullptr;
+  ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
+  EXPECT_EQ(sx_write_begin(db, 0, &w2, &err), SX_BUSY);
+  EXPECT_EQ(sx_write_begin(db, 50, &w2, &err), SX_BUSY);
+  // A waiter gets the lock once the holder commits.
+  std::thread th([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    sx_error e2 = SX_ERROR_INIT;
+    EXPECT_EQ(sx_write_commit(w, &e2), SX_OK);
+  });
+  EXPECT_EQ(sx_write_begin(db, 5000, &w2, &err), SX_OK) << err.message;
+  th.join();
+  sx_write_free(w);
+  sx_write_free(w2);
+  sx_db_free(db);
+}
+
+TEST(Session, ReadOnlyAndMissing) {
+  TmpDir t("ro");
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.read_only = 1;
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_NOT_FOUND);
+  EXPECT_NE(std::string(err.message).find(t.db), std::string::npos) << err.message;
+  EXPECT_EQ(db, nullptr);
+  sx_db_free(Open(t.db));
+  db = Open(t.db, &o);
+  sx_write *w = nullptr;
+  EXPECT_EQ(sx_write_begin(db, 0, &w, &err), SX_READ_ONLY);
+  EXPECT_EQ(sx_db_checkpoint(db, 0, &err), SX_READ_ONLY);
+  sx_read *r = nullptr;
+  EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+  sx_read_free(r);
+  sx_db_free(db);
+}
+
+TEST(Session, BadFilesAreCorruptOrVersion) {
+  TmpDir t("bad");
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  FILE *f = fopen(t.db.c_str(), "wb");
+  fputs("this is not a database, just some text that is long enough to have a header........", f);
+  fclose(f);
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_CORRUPT);
+  EXPECT_NE(std::string(err.message).find("bad magic"), std::string::npos) << err.message;
+  remove(t.db.c_str());
+  sx_db_free(Open(t.db));
+  // Bump the format version field (offset 16).
+  f = fopen(t.db.c_str(), "r+b");
+  fseek(f, 16, SEEK_SET);
+  uint32_t v = 7;
+  fwrite(&v, 4, 1, f);
+  fclose(f);
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_VERSION);
+  EXPECT_NE(std::string(err.message).find("format version 7"), std::string::npos) << err.message;
+  // Truncated header.
+  f = fopen(t.db.c_str(), "wb");
+  fputs("Sextant", f);
+  fclose(f);
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_CORRUPT);
+}
+
+TEST(Session, OptionsAreChecked) {
+  TmpDir t("opt");
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  sx_open_options o;
+  EXPECT_EQ(sx_open_options_init(&o, 99), SX_INVALID_ARGUMENT);
+  ASSERT_EQ(sx_open_options_init(&o, SX_OPEN_OPTIONS_VERSION), SX_OK);
+  o.page_size = 5000;
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("5000"), std::string::npos);
+  o.page_size = 0;
+  o.sync = (sx_sync)9;
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(sx_db_open(&db, "", nullptr, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(sx_db_open(nullptr, t.db.c_str(), nullptr, &err), SX_INVALID_ARGUMENT);
+}
+
+}  // namespace
