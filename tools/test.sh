@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds Sextant and runs every test, installing what is missing:
+#   1. debug build (warnings are errors, lock-rank checker on): the full suite;
+#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. the same under ThreadSanitizer.
+# The long stress and crash tests run at full length in (1) and shorter under the
+# sanitizers (which slow everything 3-15x). Usage: tools/test.sh [debug|asan|tsan]...
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bash "$root/tools/deps.sh"
+
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan)
+jobs=$(nproc 2>/dev/null || echo 2)
+
+run() { # name, cmake args..., then env for ctest after "--"
+  local name=$1; shift
+  local cm=() envs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do cm+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  envs=("$@")
+  local dir="$root/build/$name"
+  echo "=== $name: configure and build"
+  cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSX_BENCH=OFF "${cm[@]}" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "=== $name: test"
+  (cd "$dir" && env "${envs[@]}" ctest --output-on-failure -j "$jobs" --timeout 1200)
+}
+
+for c in "${configs[@]}"; do
+  case $c in
+    debug) run debug -- SX_STRESS_SECONDS=${SX_STRESS_SECONDS:-20} ;;
+    asan) run asan -DSX_SANITIZE=address,undefined -- SX_STRESS_SECONDS=6 SX_CRASH_ITERATIONS=40 \
+            ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 ;;
+    tsan) run tsan -DSX_SANITIZE=thread -- SX_STRESS_SECONDS=5 SX_CRASH_ITERATIONS=20 \
+            TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ;;
+    *) echo "unknown configuration '$c' (debug, asan, tsan)" >&2; exit 2 ;;
+  esac
+done
+echo "=== all configurations passed: ${configs[*]}"
