@@ -35,7 +35,7 @@ sx_db *Open(const std::string &path, sx_open_options *o = nullptr) {
 TEST(Session, StatusNamesAreTheConformanceNames) {
   const char *want[] = {"OK",        "NOT_FOUND", "EXISTS", "INVALID_ARGUMENT", "DIMENSION_MISMATCH",
                         "READ_ONLY", "BUSY",      "CLOSED", "MISUSE",           "CORRUPT",
-                        "IO",        "FULL",      "NOMEM",  "VERSION"};
+                        "IO",        "FULL",      "NOMEM",  "VERSION",          "CANCELLED"};
   for (int i = 0; i < SX_STATUS_COUNT; i++) EXPECT_STREQ(sx_status_name(i), want[i]);
   EXPECT_STREQ(sx_status_name(-1), "UNKNOWN");
   EXPECT_STREQ(sx_status_name(SX_STATUS_COUNT), "UNKNOWN");

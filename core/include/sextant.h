@@ -87,11 +87,13 @@ typedef enum sx_status {
   SX_IO = 10,                /**< the operating system reported an I/O error */
   SX_FULL = 11,              /**< no space left on the device */
   SX_NOMEM = 12,             /**< out of memory */
-  SX_VERSION = 13            /**< file format version not supported */
+  SX_VERSION = 13,           /**< file format version not supported */
+  SX_CANCELLED = 14          /**< a cancel hook stopped the call (an extension to the
+                                  conformance names; no conformance op produces it) */
 } sx_status;
 
 /** Number of status codes (one more than the largest). */
-#define SX_STATUS_COUNT 14
+#define SX_STATUS_COUNT 15
 
 /**
  * The stable name of a status ("OK", "NOT_FOUND", ..., the conformance names).
@@ -299,6 +301,199 @@ int sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err);
 
 /** Reads the application-defined number as this session sees it (its own change included). */
 int sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err);
+/**@}*/
+
+
+/** @name Collections
+ *
+ * A database holds named collections of vectors. A collection has a fixed dimension,
+ * a metric and an index type, chosen at creation. Each vector has a string id
+ * (non-empty UTF-8, at most 255 bytes) and optional metadata (one JSON object).
+ *
+ * Names are 1 to 64 characters from `A-Z a-z 0-9 _ - .`, not beginning with `.`.
+ * Distances: smaller is closer. ::SX_METRIC_L2 is the squared Euclidean distance,
+ * ::SX_METRIC_IP is `1 - dot(a, b)`, ::SX_METRIC_COSINE is `1 - cos(a, b)`. Search
+ * results are ordered by distance, ties broken by id in ascending byte order.
+ *
+ * Writes go through a write session (::sx_write) and name the collection. Reads go
+ * through a collection view (::sx_collection) opened on a read session (it sees that
+ * snapshot) or on a write session (it sees the session's own uncommitted changes).
+ */
+/**@{*/
+
+/** Longest collection name, in bytes. */
+#define SX_NAME_MAX 64
+/** Longest id, in bytes. */
+#define SX_ID_MAX 255
+/** Largest vector dimension. */
+#define SX_DIM_MAX 65536
+
+/** Distance metric of a collection. */
+typedef enum sx_metric {
+  SX_METRIC_L2 = 0,    /**< squared Euclidean distance */
+  SX_METRIC_IP = 1,    /**< 1 - dot product */
+  SX_METRIC_COSINE = 2 /**< 1 - cosine similarity (zero vectors are rejected) */
+} sx_metric;
+
+/** Index type of a collection. */
+typedef enum sx_index_type {
+  SX_INDEX_FLAT = 0, /**< exact scan */
+  SX_INDEX_HNSW = 1  /**< approximate graph index (HNSW) */
+} sx_index_type;
+
+/** The name of a metric ("l2", "ip", "cosine"), or NULL for an unknown value. */
+const char *sx_metric_name(int metric);
+/** Parses a metric name; returns ::SX_OK or ::SX_INVALID_ARGUMENT naming `name`. */
+int sx_metric_parse(const char *name, sx_metric *out, sx_error *err);
+
+/** Version of ::sx_collection_options this header describes. */
+#define SX_COLLECTION_OPTIONS_VERSION 1
+
+/** Options for sx_write_create_collection(). Zero fields mean the default. */
+typedef struct sx_collection_options {
+  unsigned version;         /**< SX_COLLECTION_OPTIONS_VERSION */
+  uint32_t dim;             /**< dimension, 1 to SX_DIM_MAX; required */
+  sx_metric metric;         /**< default ::SX_METRIC_L2 */
+  sx_index_type index;      /**< default ::SX_INDEX_FLAT */
+  uint32_t hnsw_m;          /**< HNSW: links per node; 0 means 16 */
+  uint32_t hnsw_ef_construction; /**< HNSW: candidate list size while building; 0 means 200 */
+} sx_collection_options;
+
+/** Initializer for ::sx_collection_options (dimension still to set). */
+#define SX_COLLECTION_OPTIONS_INIT {SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_FLAT, 0, 0}
+
+/** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
+int sx_collection_options_init(sx_collection_options *opts, unsigned version);
+
+/** What describes a collection; see sx_collection_describe(). */
+typedef struct sx_collection_info {
+  char name[SX_NAME_MAX + 1];   /**< NUL-terminated */
+  uint32_t dim;                 /**< dimension */
+  sx_metric metric;             /**< metric */
+  sx_index_type index;          /**< index type */
+  uint32_t hnsw_m;              /**< HNSW parameter (0 for flat) */
+  uint32_t hnsw_ef_construction;/**< HNSW parameter (0 for flat) */
+  uint64_t count;               /**< live vectors */
+} sx_collection_info;
+
+/**
+ * Creates a collection in the write session.
+ * @return ::SX_OK; ::SX_EXISTS; ::SX_INVALID_ARGUMENT (bad name, dimension, metric,
+ *   index type or HNSW parameter, named in `err`); ::SX_CLOSED.
+ */
+int sx_write_create_collection(sx_write *w, const char *name, const sx_collection_options *opts,
+                               sx_error *err);
+
+/** Drops a collection and frees its pages. @return ::SX_OK, ::SX_NOT_FOUND, ::SX_INVALID_ARGUMENT. */
+int sx_write_drop_collection(sx_write *w, const char *name, sx_error *err);
+
+/** A list of names, owned by the caller; free with sx_names_free(). */
+typedef struct sx_names sx_names;
+/** Number of names in the list. */
+size_t sx_names_count(const sx_names *names);
+/** Name i (NUL-terminated), valid until sx_names_free(); NULL when out of range. */
+const char *sx_names_get(const sx_names *names, size_t i);
+/** Frees the list. NULL is a no-op. */
+void sx_names_free(sx_names *names);
+
+/** Names of the collections in the read session's snapshot, sorted bytewise. */
+int sx_read_list_collections(sx_read *r, sx_names **out, sx_error *err);
+/** Names of the collections as the write session sees them, sorted bytewise. */
+int sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err);
+
+/**
+ * Upserts n vectors into a collection: an existing id gets the new vector and
+ * metadata (or none); within one session the last upsert of an id wins. All or
+ * nothing: if any item is invalid, none is stored.
+ * @param ids n ids (non-empty UTF-8, at most SX_ID_MAX bytes).
+ * @param vectors n * dim float32 values, row after row; all finite; under cosine,
+ *   no zero vector.
+ * @param dim the length of each vector; must equal the collection's dimension.
+ * @param metadata NULL, or n entries each NULL (no metadata) or a NUL-terminated
+ *   JSON object text. The text is validated and stored as given.
+ * @return ::SX_OK; ::SX_NOT_FOUND (no such collection); ::SX_DIMENSION_MISMATCH;
+ *   ::SX_INVALID_ARGUMENT (naming the item index and the problem); ::SX_CLOSED.
+ */
+int sx_write_upsert(sx_write *w, const char *collection, size_t n, const char *const *ids,
+                    const float *vectors, size_t dim, const char *const *metadata, sx_error *err);
+
+/**
+ * Deletes ids from a collection. Ids that do not exist are not an error.
+ * @param deleted optional: receives how many of the ids existed (and are now gone).
+ */
+int sx_write_delete(sx_write *w, const char *collection, size_t n, const char *const *ids,
+                    size_t *deleted, sx_error *err);
+
+/** A view of one collection in one session. Thread-safe when its session is a read
+ * session; valid until freed or until its session ends (then calls give ::SX_CLOSED). */
+typedef struct sx_collection sx_collection;
+
+/** Opens a view of a collection in a read session. @return ::SX_OK or ::SX_NOT_FOUND. */
+int sx_read_collection(sx_read *r, const char *name, sx_collection **out, sx_error *err);
+/** Opens a view of a collection in a write session (sees the session's own changes). */
+int sx_write_collection(sx_write *w, const char *name, sx_collection **out, sx_error *err);
+/** Frees a view. NULL is a no-op. */
+void sx_collection_free(sx_collection *c);
+
+/** Describes the collection, count included. */
+int sx_collection_describe(sx_collection *c, sx_collection_info *out, sx_error *err);
+/** Number of live vectors. */
+int sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err);
+
+/** One stored vector; free with sx_record_free(). */
+typedef struct sx_record sx_record;
+/** Gets the vector with this id. @return ::SX_OK or ::SX_NOT_FOUND naming the id. */
+int sx_collection_get(sx_collection *c, const char *id, sx_record **out, sx_error *err);
+/** The record's id (NUL-terminated; valid until sx_record_free()). */
+const char *sx_record_id(const sx_record *rec);
+/** The record's vector (valid until sx_record_free()); its length in `dim`. */
+const float *sx_record_vector(const sx_record *rec, size_t *dim);
+/** The record's metadata JSON text as stored, or NULL when it has none. */
+const char *sx_record_metadata(const sx_record *rec);
+/** Frees a record. NULL is a no-op. */
+void sx_record_free(sx_record *rec);
+
+/** Version of ::sx_search_options this header describes. */
+#define SX_SEARCH_OPTIONS_VERSION 1
+/** Per-search options. Zero fields mean the default. */
+typedef struct sx_search_options {
+  unsigned version;  /**< SX_SEARCH_OPTIONS_VERSION */
+  uint32_t ef;       /**< HNSW: candidate list size (at least k); 0 means max(k, 64) */
+  /** Optional cancel hook, polled during long searches; nonzero stops the search,
+   * which then fails with ::SX_CANCELLED. */
+  int (*cancel)(void *ctx);
+  void *cancel_ctx;  /**< passed to cancel */
+} sx_search_options;
+/** Initializer for ::sx_search_options. */
+#define SX_SEARCH_OPTIONS_INIT {SX_SEARCH_OPTIONS_VERSION, 0, NULL, NULL}
+
+/** Results of a search: for each query, up to k hits. Free with sx_results_free(). */
+typedef struct sx_results sx_results;
+
+/**
+ * Searches for the k vectors closest to `query`.
+ * @return ::SX_OK; ::SX_DIMENSION_MISMATCH; ::SX_INVALID_ARGUMENT (k = 0, NaN/Inf,
+ *   zero query under cosine); ::SX_CLOSED.
+ */
+int sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
+                         const sx_search_options *opts, sx_results **out, sx_error *err);
+/**
+ * Searches nq queries (nq * dim floats, row after row) in one call, using every
+ * core the library was allowed; results per query as if searched one by one.
+ */
+int sx_collection_search_batch(sx_collection *c, const float *queries, size_t nq, size_t dim,
+                               size_t k, const sx_search_options *opts, sx_results **out,
+                               sx_error *err);
+/** Number of queries in the results. */
+size_t sx_results_queries(const sx_results *res);
+/** Number of hits for query q (at most k). */
+size_t sx_results_count(const sx_results *res, size_t q);
+/** Id of hit i of query q (valid until sx_results_free()); NULL out of range. */
+const char *sx_results_id(const sx_results *res, size_t q, size_t i);
+/** Distance of hit i of query q; NaN out of range. */
+float sx_results_distance(const sx_results *res, size_t q, size_t i);
+/** Frees results. NULL is a no-op. */
+void sx_results_free(sx_results *res);
 /**@}*/
 
 #ifdef __cplusplus

@@ -31,11 +31,14 @@
  * Reader protocol (never blocks)
  *   1. Own a reader slot (an OFD byte; the kernel frees it when the process dies).
  *   2. Read the header (mx = M, backfill = B); store M, with a "uses WAL" bit if B < M,
- *      into the slot; full fence; re-read `ver`. If it moved, start again.
+ *      into the slot (sequentially consistent store); re-read `ver` (sequentially
+ *      consistent load). If it moved, start again.
  *   3. Read frames in (B, M] from the WAL, every other page from P.
  *   The writer, before a checkpoint raises backfill or a restart reuses the WAL,
- *   publishes a header (bumping `ver`), fences, then scans the slots. By the fences
- *   either the writer sees the reader's slot, or the reader sees the bump and retries.
+ *   publishes a header (a sequentially consistent store of `ver`), then scans the
+ *   slots (sequentially consistent loads). In the single total order of those
+ *   operations either the writer sees the reader's slot, or the reader sees the bump
+ *   and retries.
  *   So a checkpoint never copies past a pinned M (P keeps exactly the pages a
  *   reader may take from it), and the WAL restarts only when no pinned reader reads
  *   from it.
@@ -161,7 +164,9 @@ struct sx__pager {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-#define LD64(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+/* Header fields are loaded with acquire so the re-check of `ver` after them cannot move
+ * before them (the seqlock read side, without a fence TSan cannot model). */
+#define LD64(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define ST64(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 
 static uint32_t rd32(const uint8_t *p) {
@@ -256,16 +261,17 @@ static uint64_t hdr_read(const sx__pager *p, hdrc *h) {
   for (;;) {
     uint64_t v1 = __atomic_load_n(&p->hdr->ver, __ATOMIC_ACQUIRE);
     hdr_load(&p->hdr->copy[v1 & 1], h);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&p->hdr->ver, __ATOMIC_RELAXED) == v1) return v1;
+    if (__atomic_load_n(&p->hdr->ver, __ATOMIC_ACQUIRE) == v1) return v1;
   }
 }
 
-/* Writer only: publish h as the new header. */
+/* Writer only: publish h as the new header. The store of `ver` is sequentially
+ * consistent: with the readers' sequentially consistent slot stores and `ver` loads,
+ * that is the Dekker pairing the reader protocol relies on (no fences needed). */
 static void hdr_publish(sx__pager *p, const hdrc *h) {
   uint64_t v = __atomic_load_n(&p->hdr->ver, __ATOMIC_RELAXED);
   hdr_store(&p->hdr->copy[(v + 1) & 1], h);
-  __atomic_store_n(&p->hdr->ver, v + 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&p->hdr->ver, v + 1, __ATOMIC_SEQ_CST);
 }
 
 /* ---- maps ------------------------------------------------------------------ */
@@ -522,7 +528,6 @@ int sx__pager_snap_begin(sx__pager *p, sx__snap *s, sx_error *err) {
     uint64_t val = h.mx | (h.backfill < h.mx ? SLOT_USES_WAL : 0);
     __atomic_store_n(&p->slots[slot], val, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->slot_pids[slot], (int32_t)getpid(), __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (__atomic_load_n(&p->hdr->ver, __ATOMIC_SEQ_CST) == v1) break;
   }
   s->mx = h.mx;
@@ -901,6 +906,8 @@ void sx__pager_close(sx__pager *p) {
 typedef struct dpage {
   uint32_t pgno;
   uint8_t *buf;
+  uint8_t *undo;    /* image at the savepoint, when dirtied before it */
+  int sp_new;       /* first dirtied after the savepoint */
   sx__rwlock lock;
 } dpage;
 
@@ -909,11 +916,18 @@ struct sx__txn {
   hdrc h;        /* the header as of begin (the writer is its only mutator) */
   sx__snap view; /* committed state the transaction builds on */
   sx__mutex mu;  /* SX_RANK_WAL: the page table and allocation */
-  dpage **tab;   /* open addressing by pgno */
-  size_t cap, n;
+  dpage **tab;   /* open addressing by pgno (linear probing) */
+  size_t cap, n; /* n: pages in the table */
+  size_t used;   /* slots taken, tombstones included */
   uint32_t npages;
   unsigned fork_gen;
+  int sp_active;
+  uint32_t sp_npages;
 };
+
+/* Marks a page-table slot whose page a rollback removed. Its page number matches no
+ * real page (the largest page number is UINT32_MAX - 1). */
+static dpage TOMB = {.pgno = UINT32_MAX};
 
 static int writer_lock(sx__pager *p, int timeout_ms, sx_error *err) {
   uint64_t deadline = timeout_ms > 0 ? sx__now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
@@ -1001,12 +1015,14 @@ static dpage *tab_find(sx__txn *t, uint32_t pgno) {
 }
 
 static int tab_insert(sx__txn *t, dpage *d) {
-  if ((t->n + 1) * 2 > t->cap) {
+  if ((t->used + 1) * 2 > t->cap) {
     size_t ncap = t->cap ? t->cap * 2 : 64;
     dpage **nt = calloc(ncap, sizeof *nt);
     if (!nt) return SX_NOMEM;
+    t->used = 0;
     for (size_t i = 0; i < t->cap; i++) {
-      if (!t->tab[i]) continue;
+      if (!t->tab[i] || t->tab[i] == &TOMB) continue;
+      t->used++;
       size_t j = (t->tab[i]->pgno * 2654435761u) & (ncap - 1);
       while (nt[j]) j = (j + 1) & (ncap - 1);
       nt[j] = t->tab[i];
@@ -1019,6 +1035,7 @@ static int tab_insert(sx__txn *t, dpage *d) {
   while (t->tab[j]) j = (j + 1) & (t->cap - 1);
   t->tab[j] = d;
   t->n++;
+  t->used++;
   return SX_OK;
 }
 
@@ -1026,6 +1043,11 @@ static int tab_insert(sx__txn *t, dpage *d) {
 static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
   dpage *d = tab_find(t, pgno);
   if (d) {
+    if (t->sp_active && !d->sp_new && !d->undo) {
+      d->undo = malloc(t->p->ps);
+      if (!d->undo) return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
+      memcpy(d->undo, d->buf, t->p->ps);
+    }
     *out = d->buf;
     return SX_OK;
   }
@@ -1052,6 +1074,7 @@ static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err)
   }
   d->pgno = pgno;
   d->buf = buf;
+  d->sp_new = t->sp_active;
   sx__rwlock_init(&d->lock, SX_RANK_PAGE, "page");
   if (tab_insert(t, d)) {
     sx__rwlock_destroy(&d->lock);
@@ -1144,6 +1167,8 @@ sx__rwlock *sx__txn_page_lock(sx__txn *t, uint32_t pgno) {
   return d ? &d->lock : NULL;
 }
 
+sx__pager *sx__txn_pager(sx__txn *t) { return t->p; }
+
 uint32_t sx__txn_npages(sx__txn *t) {
   sx__mutex_lock(&t->mu);
   uint32_t n = t->npages;
@@ -1151,13 +1176,56 @@ uint32_t sx__txn_npages(sx__txn *t) {
   return n;
 }
 
-static void txn_free(sx__txn *t) {
+static void dpage_free(dpage *d) {
+  sx__rwlock_destroy(&d->lock);
+  free(d->undo);
+  free(d->buf);
+  free(d);
+}
+
+void sx__txn_savepoint(sx__txn *t) {
+  sx__mutex_lock(&t->mu);
+  t->sp_active = 1;
+  t->sp_npages = t->npages;
+  sx__mutex_unlock(&t->mu);
+}
+
+void sx__txn_release(sx__txn *t) {
+  sx__mutex_lock(&t->mu);
   for (size_t i = 0; i < t->cap; i++) {
-    if (!t->tab[i]) continue;
-    sx__rwlock_destroy(&t->tab[i]->lock);
-    free(t->tab[i]->buf);
-    free(t->tab[i]);
+    dpage *d = t->tab[i];
+    if (!d || d == &TOMB) continue;
+    free(d->undo);
+    d->undo = NULL;
+    d->sp_new = 0;
   }
+  t->sp_active = 0;
+  sx__mutex_unlock(&t->mu);
+}
+
+void sx__txn_rollback(sx__txn *t) {
+  sx__mutex_lock(&t->mu);
+  for (size_t i = 0; i < t->cap; i++) {
+    dpage *d = t->tab[i];
+    if (!d || d == &TOMB) continue;
+    if (d->sp_new) {
+      dpage_free(d);
+      t->tab[i] = &TOMB; /* keeps probe chains through this slot intact */
+      t->n--;
+    } else if (d->undo) {
+      memcpy(d->buf, d->undo, t->p->ps);
+      free(d->undo);
+      d->undo = NULL;
+    }
+  }
+  t->npages = t->sp_npages;
+  t->sp_active = 0;
+  sx__mutex_unlock(&t->mu);
+}
+
+static void txn_free(sx__txn *t) {
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->tab[i] && t->tab[i] != &TOMB) dpage_free(t->tab[i]);
   free(t->tab);
   sx__mutex_destroy(&t->mu);
   free(t);
@@ -1186,7 +1254,6 @@ static void try_restart(sx__pager *p, hdrc *h) {
   hdrc old = *h, nh = *h;
   hdr_fresh_wal(p, &nh, h->gen + 1);
   hdr_publish(p, &nh);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
   scan_slots(p, &minpin, &wal_users, NULL, NULL);
   if (wal_users) {
     hdr_publish(p, &old); /* a reader slipped in: keep the old generation */
@@ -1240,7 +1307,7 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
   }
   size_t m = 0;
   for (size_t i = 0; i < t->cap; i++)
-    if (t->tab[i]) list[m++] = t->tab[i];
+    if (t->tab[i] && t->tab[i] != &TOMB) list[m++] = t->tab[i];
   qsort(list, nfr, sizeof *list, cmp_dpage);
   uint64_t ck0 = h.ck0, ck1 = h.ck1;
   if (hdr_bytes) wal_header_make(buf, p->ps, &h, &ck0, &ck1);
@@ -1307,7 +1374,6 @@ static int checkpoint_locked(sx__pager *p, hdrc *h, sx_error *err) {
   if (rc) return rc;
   h->target = h->mx;
   hdr_publish(p, h);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
   uint64_t minpin;
   int wu;
   scan_slots(p, &minpin, &wu, NULL, NULL);

@@ -98,6 +98,17 @@ int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err);
 /* The rank SX_RANK_PAGE rwlock of a page made dirty in this transaction, or NULL. */
 sx__rwlock *sx__txn_page_lock(sx__txn *t, uint32_t pgno);
 uint32_t sx__txn_npages(sx__txn *t);
+sx__pager *sx__txn_pager(sx__txn *t);
+/*
+ * Savepoints make one operation atomic inside a transaction: after
+ * sx__txn_savepoint, sx__txn_rollback returns every page (and the page count) to its
+ * state at the savepoint; sx__txn_release forgets the savepoint and keeps the
+ * changes. One savepoint at a time; the caller serializes them with other writes.
+ */
+void sx__txn_savepoint(sx__txn *t);
+void sx__txn_rollback(sx__txn *t);
+void sx__txn_release(sx__txn *t);
+
 /* Commits and frees t (on failure too: nothing is committed then). */
 int sx__txn_commit(sx__txn *t, sx_error *err);
 /* Discards and frees t. NULL is a no-op. */

@@ -48,6 +48,7 @@ struct sx_db {
 
 struct sx_read {
   atomic_uint state;
+  atomic_int refs; /* the caller's + one per collection view */
   sx_db *db;
   pref *pref;
   sx__snap snap;
@@ -57,6 +58,7 @@ struct sx_read {
 
 struct sx_write {
   atomic_uint state;
+  atomic_int refs;
   sx_db *db;
   pref *pref;
   sx__txn *_Atomic txn;
@@ -298,6 +300,16 @@ int sx__db_check(sx_db *db, sx_error *err) {
   int rc = db_acquire(db, &r, err);
   if (rc) return rc;
   rc = sx__pager_check(r->p, err);
+  if (!rc) {
+    /* Then the structure of every collection, on a snapshot of its own. */
+    sx__snap snap;
+    rc = sx__pager_snap_begin(r->p, &snap, err);
+    if (!rc) {
+      sx__pv v = {r->p, &snap, NULL};
+      rc = sx__coll_check_all(&v, err);
+      sx__pager_snap_end(r->p, &snap);
+    }
+  }
   pref_unref(r);
   return rc;
 }
@@ -322,6 +334,7 @@ int sx__read_begin(sx_db *db, sx_read **out, sx_error *err) {
   r->pref = pr;
   r->fork_gen = sx__fork_generation();
   atomic_init(&r->state, 0);
+  atomic_init(&r->refs, 1);
   sx__mutex_lock(&db->mu);
   if (db->closed || db->pref != pr) {
     sx__mutex_unlock(&db->mu);
@@ -346,8 +359,10 @@ int sx__read_end(sx_read *r) {
   return SX_OK;
 }
 
-void sx__read_free(sx_read *r) {
-  if (!r) return;
+void sx__read_ref(sx_read *r) { atomic_fetch_add(&r->refs, 1); }
+
+void sx__read_unref(sx_read *r) {
+  if (atomic_fetch_sub(&r->refs, 1) != 1) return;
   sx_db *db = r->db;
   sx__mutex_lock(&db->mu);
   if (r->prev) r->prev->next = r->next;
@@ -357,6 +372,18 @@ void sx__read_free(sx_read *r) {
   read_end_state(r);
   free(r);
   db_unref(db);
+}
+
+void sx__read_free(sx_read *r) {
+  if (!r) return;
+  read_end_state(r);
+  sx__read_unref(r);
+}
+
+void sx__read_pv(sx_read *r, sx__pv *out) {
+  out->p = r->pref->p;
+  out->snap = &r->snap;
+  out->t = NULL;
 }
 
 int sx__write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err) {
@@ -381,6 +408,7 @@ int sx__write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err) {
   atomic_init(&w->txn, t);
   w->fork_gen = sx__fork_generation();
   atomic_init(&w->state, 0);
+  atomic_init(&w->refs, 1);
   sx__mutex_lock(&db->mu);
   if (db->closed || db->pref != pr) {
     sx__mutex_unlock(&db->mu);
@@ -421,8 +449,10 @@ int sx__write_abort(sx_write *w) {
   return rc;
 }
 
-void sx__write_free(sx_write *w) {
-  if (!w) return;
+void sx__write_ref(sx_write *w) { atomic_fetch_add(&w->refs, 1); }
+
+void sx__write_unref(sx_write *w) {
+  if (atomic_fetch_sub(&w->refs, 1) != 1) return;
   sx_db *db = w->db;
   sx__mutex_lock(&db->mu);
   if (w->prev) w->prev->next = w->next;
@@ -432,4 +462,17 @@ void sx__write_free(sx_write *w) {
   write_end_state(w);
   free(w);
   db_unref(db);
+}
+
+void sx__write_free(sx_write *w) {
+  if (!w) return;
+  write_end_state(w);
+  sx__write_unref(w);
+}
+
+void sx__write_pv(sx_write *w, sx__pv *out) {
+  sx__txn *t = atomic_load(&w->txn);
+  out->p = w->pref->p;
+  out->snap = NULL;
+  out->t = t;
 }

@@ -12,6 +12,7 @@
 #ifndef SX_SESSION_H
 #define SX_SESSION_H
 
+#include "collection/collection.h"
 #include "pager/pager.h"
 #include "sextant.h"
 
@@ -49,6 +50,15 @@ int sx__write_enter(sx_write *w, sx_error *err);
 void sx__write_leave(sx_write *w);
 /* The pager transaction of an entered write session. */
 sx__txn *sx__write_txn(sx_write *w);
+
+/* Page views of entered sessions (valid until the matching leave). */
+void sx__read_pv(sx_read *r, sx__pv *out);
+void sx__write_pv(sx_write *w, sx__pv *out);
+/* Extra references that keep a session's memory alive (collection views). */
+void sx__read_ref(sx_read *r);
+void sx__read_unref(sx_read *r);
+void sx__write_ref(sx_write *w);
+void sx__write_unref(sx_write *w);
 
 /* The pager behind a database handle (tests). */
 sx__pager *sx__db_pager(sx_db *db);

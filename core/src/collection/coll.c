@@ -1,0 +1,812 @@
+/*
+ * coll.c: the catalog, collection headers, the id map, and the data operations
+ * (upsert, delete, get, count, describe). Layout in collection.h.
+ *
+ * Invariants (checked by sx__coll_check_all)
+ * - A slot is live iff its bit in `live` is set; a live slot's record names its id in
+ *   the heap, and the id map has exactly one entry pointing at it.
+ * - count == number of live slots; every slot < nslots is live or on the free stack.
+ * - Operations validate every argument before touching a page, and run under a
+ *   transaction savepoint, so a failing operation changes nothing.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collection/collection.h"
+
+#define CAT_OFF SX__PAGE0_USER_OFFSET /* page 0: u32 first catalog page */
+#define CAT_NEXT 0
+#define CAT_N 4
+#define CAT_ENT 8
+#define CAT_ENT_SIZE 72 /* name[68] NUL-padded, u32 header page */
+
+static const unsigned PA_ALL[] = {H_PA_VEC, H_PA_SLOTS, H_PA_HEAP, H_PA_HASH, H_PA_FREE, H_PA_LIVE};
+
+#define SLOT_SIZE 32 /* u64 id_off, u32 id_len, u32 meta_len, u64 meta_off, u64 reserved */
+#define NO_META 0xffffffffu
+
+static uint32_t cat_cap(uint32_t ps) { return (ps - CAT_ENT) / CAT_ENT_SIZE; }
+
+/* ---- names, ids ------------------------------------------------------------- */
+
+int sx__check_name(const char *name, sx_error *err) {
+  if (!name) return sx__err_set(err, SX_INVALID_ARGUMENT, "collection name is NULL");
+  size_t n = strlen(name);
+  if (n == 0 || n > SX_NAME_MAX || name[0] == '.')
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "collection name '%.80s' must be 1 to 64 characters of A-Z a-z 0-9 _ - . "
+                       "not beginning with '.'", name);
+  for (size_t i = 0; i < n; i++) {
+    char ch = name[i];
+    int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+             ch == '_' || ch == '-' || ch == '.';
+    if (!ok)
+      return sx__err_set(err, SX_INVALID_ARGUMENT,
+                         "collection name '%.80s' has a character outside A-Z a-z 0-9 _ - .", name);
+  }
+  return SX_OK;
+}
+
+static int utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if (i + len > n) return 0;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += len;
+  }
+  return 1;
+}
+
+static int check_id(const char *id, size_t item, sx_error *err) {
+  if (!id) return sx__err_set(err, SX_INVALID_ARGUMENT, "id of item %zu is NULL", item);
+  size_t n = strlen(id);
+  if (n == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "id of item %zu is empty", item);
+  if (n > SX_ID_MAX)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "id '%.40s...' of item %zu is %zu bytes (at most %d)",
+                       id, item, n, SX_ID_MAX);
+  if (!utf8_valid((const unsigned char *)id, n))
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "id of item %zu is not valid UTF-8", item);
+  return SX_OK;
+}
+
+static uint32_t id_tag(const char *id, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)id[i]) * 0x100000001b3ull;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return (uint32_t)(h >> 32);
+}
+
+/* Checks a vector: finite components, and nonzero under cosine. */
+int sx__check_vector(const float *v, size_t dim, int metric, const char *what, size_t item,
+                     sx_error *err) {
+  double n2 = 0;
+  for (size_t j = 0; j < dim; j++) {
+    if (!isfinite(v[j]))
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "%s %zu has a non-finite component %g at index %zu",
+                         what, item, (double)v[j], j);
+    n2 += (double)v[j] * v[j];
+  }
+  if (metric == SX__COSINE && n2 == 0)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "%s %zu is a zero vector, which has no cosine distance",
+                       what, item);
+  return SX_OK;
+}
+
+/* ---- catalog ------------------------------------------------------------------ */
+
+typedef struct catpos {
+  uint32_t page; /* catalog page holding the entry, 0 if none */
+  uint32_t idx;
+  uint32_t hdr;
+} catpos;
+
+static int cat_find(const sx__pv *v, const char *name, catpos *pos, sx_error *err) {
+  memset(pos, 0, sizeof *pos);
+  const uint8_t *p0;
+  int rc = sx__pv_page(v, 0, &p0, err);
+  if (rc) return rc;
+  uint32_t ps = sx__pager_page_size(v->p);
+  unsigned guard = 0;
+  for (uint32_t pg = sx__rd32(p0 + CAT_OFF); pg; guard++) {
+    const uint8_t *cp;
+    rc = sx__pv_page(v, pg, &cp, err);
+    if (rc) return rc;
+    uint32_t n = sx__rd32(cp + CAT_N);
+    if (n > cat_cap(ps) || guard > 1u << 20)
+      return sx__err_set(err, SX_CORRUPT, "catalog page %u is damaged", pg);
+    for (uint32_t i = 0; i < n; i++) {
+      const uint8_t *e = cp + CAT_ENT + i * CAT_ENT_SIZE;
+      if (strncmp((const char *)e, name, 68) == 0) {
+        pos->page = pg;
+        pos->idx = i;
+        pos->hdr = sx__rd32(e + 68);
+        return SX_OK;
+      }
+    }
+    pg = sx__rd32(cp + CAT_NEXT);
+  }
+  return SX_OK;
+}
+
+static int load_coll(const sx__pv *v, uint32_t hdr, const char *name, sx__coll *c, sx_error *err) {
+  const uint8_t *h;
+  int rc = sx__pv_page(v, hdr, &h, err);
+  if (rc) return rc;
+  if (sx__rd32(h + H_MAGIC) != SX__COLL_MAGIC || strncmp((const char *)h + H_NAME, name, 65) != 0)
+    return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' is damaged", hdr, name);
+  memset(c, 0, sizeof *c);
+  c->v = *v;
+  c->hdr = hdr;
+  snprintf(c->name, sizeof c->name, "%s", name);
+  c->dim = sx__rd32(h + H_DIM);
+  c->metric = (int)sx__rd32(h + H_METRIC);
+  c->index = (int)sx__rd32(h + H_INDEX);
+  c->m = sx__rd32(h + H_M);
+  c->efc = sx__rd32(h + H_EFC);
+  if (c->dim == 0 || c->dim > SX_DIM_MAX || c->metric < 0 || c->metric > 2 || c->index < 0 ||
+      c->index > 1)
+    return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' has a bad schema", hdr, name);
+  return SX_OK;
+}
+
+int sx__coll_open(const sx__pv *v, const char *name, sx__coll *c, sx_error *err) {
+  int rc = sx__check_name(name, err);
+  if (rc) return rc;
+  catpos pos;
+  rc = cat_find(v, name, &pos, err);
+  if (rc) return rc;
+  if (!pos.page) return sx__err_set(err, SX_NOT_FOUND, "collection '%s' does not exist", name);
+  return load_coll(v, pos.hdr, name, c, err);
+}
+
+int sx__coll_revalidate(sx__coll *c, sx_error *err) {
+  if (!c->v.t) return SX_OK;
+  catpos pos;
+  int rc = cat_find(&c->v, c->name, &pos, err);
+  if (rc) return rc;
+  if (!pos.page || pos.hdr != c->hdr)
+    return sx__err_set(err, SX_NOT_FOUND, "collection '%s' was dropped in this session", c->name);
+  return SX_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void sx__names_free(sx_names *n) {
+  if (!n) return;
+  for (size_t i = 0; i < n->n; i++) free(n->names[i]);
+  free(n->names);
+  free(n);
+}
+
+int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err) {
+  *out = NULL;
+  sx_names *res = calloc(1, sizeof *res);
+  if (!res) return sx__err_set(err, SX_NOMEM, "out of memory");
+  const uint8_t *p0;
+  int rc = sx__pv_page(v, 0, &p0, err);
+  size_t cap = 0;
+  for (uint32_t pg = rc ? 0 : sx__rd32(p0 + CAT_OFF); pg && !rc;) {
+    const uint8_t *cp;
+    rc = sx__pv_page(v, pg, &cp, err);
+    if (rc) break;
+    uint32_t n = sx__rd32(cp + CAT_N);
+    if (n > cat_cap(sx__pager_page_size(v->p))) {
+      rc = sx__err_set(err, SX_CORRUPT, "catalog page %u is damaged", pg);
+      break;
+    }
+    for (uint32_t i = 0; i < n && !rc; i++) {
+      if (res->n == cap) {
+        cap = cap ? cap * 2 : 16;
+        char **nn = realloc(res->names, cap * sizeof *nn);
+        if (!nn) {
+          rc = sx__err_set(err, SX_NOMEM, "out of memory");
+          break;
+        }
+        res->names = nn;
+      }
+      char *s = strndup((const char *)cp + CAT_ENT + i * CAT_ENT_SIZE, SX_NAME_MAX);
+      if (!s) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+      else res->names[res->n++] = s;
+    }
+    pg = sx__rd32(cp + CAT_NEXT);
+  }
+  if (rc) {
+    sx__names_free(res);
+    return rc;
+  }
+  if (res->n) qsort(res->names, res->n, sizeof *res->names, cmp_str);
+  *out = res;
+  return SX_OK;
+}
+
+int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o, sx_error *err) {
+  int rc = sx__check_name(name, err);
+  if (rc) return rc;
+  if (!o) return sx__err_set(err, SX_INVALID_ARGUMENT, "collection options are NULL");
+  if (o->version < 1 || o->version > SX_COLLECTION_OPTIONS_VERSION)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown collection options version %u", o->version);
+  if (o->dim < 1 || o->dim > SX_DIM_MAX)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "dimension %u of collection '%s' is not in 1..%d",
+                       o->dim, name, SX_DIM_MAX);
+  if ((int)o->metric < 0 || (int)o->metric > 2)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown metric %d", (int)o->metric);
+  if ((int)o->index < 0 || (int)o->index > 1)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown index type %d", (int)o->index);
+  uint32_t m = 0, efc = 0;
+  if (o->index == SX_INDEX_HNSW) {
+    m = o->hnsw_m ? o->hnsw_m : 16;
+    efc = o->hnsw_ef_construction ? o->hnsw_ef_construction : 200;
+    if (m < 2 || m > 256)
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "HNSW m %u is not in 2..256", m);
+    if (efc < 1 || efc > 100000)
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "HNSW ef_construction %u is not in 1..100000", efc);
+  }
+  sx__pv v = {sx__txn_pager(t), NULL, t};
+  catpos pos;
+  rc = cat_find(&v, name, &pos, err);
+  if (rc) return rc;
+  if (pos.page) return sx__err_set(err, SX_EXISTS, "collection '%s' already exists", name);
+
+  sx__txn_savepoint(t);
+  uint32_t ps = sx__pager_page_size(v.p);
+  uint32_t hdr;
+  uint8_t *h, *p0;
+  rc = sx__txn_alloc(t, &hdr, &h, err);
+  if (!rc) {
+    sx__wr32(h + H_MAGIC, SX__COLL_MAGIC);
+    sx__wr32(h + H_DIM, o->dim);
+    sx__wr32(h + H_METRIC, (uint32_t)o->metric);
+    sx__wr32(h + H_INDEX, (uint32_t)o->index);
+    sx__wr32(h + H_M, m);
+    sx__wr32(h + H_EFC, efc);
+    snprintf((char *)h + H_NAME, 65, "%s", name);
+    rc = sx__txn_write(t, 0, &p0, err);
+  }
+  /* Find a catalog page with room, or chain a new one at the head. */
+  uint32_t pg = rc ? 0 : sx__rd32(p0 + CAT_OFF);
+  uint8_t *cp = NULL;
+  while (!rc && pg) {
+    const uint8_t *rp;
+    rc = sx__txn_read(t, pg, &rp, err);
+    if (rc) break;
+    if (sx__rd32(rp + CAT_N) < cat_cap(ps)) {
+      rc = sx__txn_write(t, pg, &cp, err);
+      break;
+    }
+    pg = sx__rd32(rp + CAT_NEXT);
+  }
+  if (!rc && !cp) {
+    uint32_t np;
+    rc = sx__txn_alloc(t, &np, &cp, err);
+    if (!rc) rc = sx__txn_write(t, 0, &p0, err);
+    if (!rc) {
+      sx__wr32(cp + CAT_NEXT, sx__rd32(p0 + CAT_OFF));
+      sx__wr32(p0 + CAT_OFF, np);
+    }
+  }
+  if (!rc) {
+    uint32_t n = sx__rd32(cp + CAT_N);
+    uint8_t *e = cp + CAT_ENT + n * CAT_ENT_SIZE;
+    memset(e, 0, CAT_ENT_SIZE);
+    memcpy(e, name, strlen(name));
+    sx__wr32(e + 68, hdr);
+    sx__wr32(cp + CAT_N, n + 1);
+  }
+  if (rc) sx__txn_rollback(t);
+  else sx__txn_release(t);
+  return rc;
+}
+
+int sx__coll_drop(sx__txn *t, const char *name, sx_error *err) {
+  int rc = sx__check_name(name, err);
+  if (rc) return rc;
+  sx__pv v = {sx__txn_pager(t), NULL, t};
+  catpos pos;
+  rc = cat_find(&v, name, &pos, err);
+  if (rc) return rc;
+  if (!pos.page) return sx__err_set(err, SX_NOT_FOUND, "collection '%s' does not exist", name);
+  sx__txn_savepoint(t);
+  for (size_t i = 0; i < sizeof PA_ALL / sizeof PA_ALL[0] && !rc; i++)
+    rc = sx__pa_free(t, pos.hdr, PA_ALL[i], err);
+  if (!rc) rc = sx__txn_free_page(t, pos.hdr, err);
+  uint8_t *cp;
+  if (!rc) rc = sx__txn_write(t, pos.page, &cp, err);
+  if (!rc) {
+    uint32_t n = sx__rd32(cp + CAT_N);
+    if (pos.idx != n - 1)
+      memcpy(cp + CAT_ENT + pos.idx * CAT_ENT_SIZE, cp + CAT_ENT + (n - 1) * CAT_ENT_SIZE,
+             CAT_ENT_SIZE);
+    memset(cp + CAT_ENT + (n - 1) * CAT_ENT_SIZE, 0, CAT_ENT_SIZE);
+    sx__wr32(cp + CAT_N, n - 1);
+  }
+  if (rc) sx__txn_rollback(t);
+  else sx__txn_release(t);
+  return rc;
+}
+
+/* ---- reading a collection ---------------------------------------------------------- */
+
+static int hdr_page(const sx__coll *c, const uint8_t **h, sx_error *err) {
+  return sx__pv_page(&c->v, c->hdr, h, err);
+}
+
+int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err) {
+  const uint8_t *h;
+  int rc = hdr_page(c, &h, err);
+  if (!rc) *out = sx__rd64(h + H_COUNT);
+  return rc;
+}
+
+int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err) {
+  uint64_t n;
+  int rc = sx__coll_count(c, &n, err);
+  if (rc) return rc;
+  memset(out, 0, sizeof *out);
+  snprintf(out->name, sizeof out->name, "%s", c->name);
+  out->dim = c->dim;
+  out->metric = (sx_metric)c->metric;
+  out->index = (sx_index_type)c->index;
+  out->hnsw_m = c->m;
+  out->hnsw_ef_construction = c->efc;
+  out->count = n;
+  return SX_OK;
+}
+
+int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, sx_error *err) {
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &c->v, h + H_PA_SLOTS);
+  uint8_t b[SLOT_SIZE];
+  int rc = sx__pa_read(&cur, s * SLOT_SIZE, b, SLOT_SIZE, err);
+  if (rc) return rc;
+  r->id_off = sx__rd64(b);
+  r->id_len = sx__rd32(b + 8);
+  r->meta_len = sx__rd32(b + 12);
+  r->meta_off = sx__rd64(b + 16);
+  return SX_OK;
+}
+
+/* The id of slot s into buf (NUL-terminated); *len its length. */
+int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_MAX + 1],
+                size_t *len, sx_error *err) {
+  slotrec r;
+  int rc = sx__slot_read(c, h, s, &r, err);
+  if (rc) return rc;
+  if (r.id_len == 0 || r.id_len > SX_ID_MAX || r.id_off + r.id_len > sx__rd64(h + H_HEAPLEN))
+    return sx__err_set(err, SX_CORRUPT, "slot %llu of collection '%s' has a bad id",
+                       (unsigned long long)s, c->name);
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &c->v, h + H_PA_HEAP);
+  rc = sx__pa_read(&cur, r.id_off, buf, r.id_len, err);
+  buf[r.id_len] = 0;
+  if (len) *len = r.id_len;
+  return rc;
+}
+
+/* Looks an id up: *slot = its slot or UINT64_MAX; *pos = its hash position (or the
+ * empty position where it would go). */
+static int id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n, uint64_t *slot,
+                     uint64_t *pos, sx_error *err) {
+  *slot = UINT64_MAX;
+  uint64_t cap = sx__rd64(h + H_HASHCAP);
+  if (cap == 0) {
+    *pos = 0;
+    return SX_OK;
+  }
+  uint32_t tag = id_tag(id, n);
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &c->v, h + H_PA_HASH);
+  char buf[SX_ID_MAX + 1];
+  for (uint64_t i = tag & (cap - 1), probes = 0;; i = (i + 1) & (cap - 1), probes++) {
+    if (probes > cap) return sx__err_set(err, SX_CORRUPT, "id map of '%s' has no empty entry", c->name);
+    uint64_t e;
+    int rc = sx__pa_read(&cur, i * 8, &e, 8, err);
+    if (rc) return rc;
+    if (e == 0) {
+      *pos = i;
+      return SX_OK;
+    }
+    if ((uint32_t)(e >> 32) != tag) continue;
+    uint64_t s = (e & 0xffffffffu) - 1;
+    size_t len;
+    rc = sx__slot_id(c, h, s, buf, &len, err);
+    if (rc) return rc;
+    if (len == n && memcmp(buf, id, n) == 0) {
+      *slot = s;
+      *pos = i;
+      return SX_OK;
+    }
+  }
+}
+
+void sx__record_free(sx_record *r) {
+  if (!r) return;
+  free(r->id);
+  free(r->vec);
+  free(r->meta);
+  free(r);
+}
+
+int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *err) {
+  *out = NULL;
+  int rc = check_id(id, 0, err);
+  if (rc) return rc;
+  const uint8_t *h;
+  rc = hdr_page(c, &h, err);
+  if (rc) return rc;
+  uint64_t slot, pos;
+  size_t n = strlen(id);
+  rc = id_lookup(c, h, id, n, &slot, &pos, err);
+  if (rc) return rc;
+  if (slot == UINT64_MAX)
+    return sx__err_set(err, SX_NOT_FOUND, "id '%s' is not in collection '%s'", id, c->name);
+  slotrec r;
+  rc = sx__slot_read(c, h, slot, &r, err);
+  if (rc) return rc;
+  sx_record *rec = calloc(1, sizeof *rec);
+  if (rec) {
+    rec->id = strdup(id);
+    rec->vec = malloc((size_t)c->dim * 4);
+    rec->dim = c->dim;
+    if (r.meta_len != NO_META) rec->meta = malloc((size_t)r.meta_len + 1);
+  }
+  if (!rec || !rec->id || !rec->vec || (r.meta_len != NO_META && !rec->meta)) {
+    sx__record_free(rec);
+    return sx__err_set(err, SX_NOMEM, "out of memory");
+  }
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &c->v, h + H_PA_VEC);
+  rc = sx__pa_read(&cur, slot * c->dim * 4, rec->vec, (size_t)c->dim * 4, err);
+  if (!rc && rec->meta) {
+    sx__pa_cursor_init(&cur, &c->v, h + H_PA_HEAP);
+    rc = sx__pa_read(&cur, r.meta_off, rec->meta, r.meta_len, err);
+    rec->meta[r.meta_len] = 0;
+  }
+  if (rc) {
+    sx__record_free(rec);
+    return rc;
+  }
+  *out = rec;
+  return SX_OK;
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+static int hdr_w(sx__coll *c, uint8_t **h, sx_error *err) {
+  return sx__txn_write(c->v.t, c->hdr, h, err);
+}
+
+static int heap_append(sx__coll *c, const void *data, size_t n, uint64_t *off, sx_error *err) {
+  uint8_t *h;
+  int rc = hdr_w(c, &h, err);
+  if (rc) return rc;
+  *off = sx__rd64(h + H_HEAPLEN);
+  rc = sx__pa_write(c->v.t, c->hdr, H_PA_HEAP, *off, data, n, err);
+  if (rc) return rc;
+  rc = hdr_w(c, &h, err);
+  if (!rc) sx__wr64(h + H_HEAPLEN, *off + n);
+  return rc;
+}
+
+static int hash_put(sx__coll *c, uint64_t pos, uint64_t e, sx_error *err) {
+  return sx__pa_write(c->v.t, c->hdr, H_PA_HASH, pos * 8, &e, 8, err);
+}
+
+static int live_set(sx__coll *c, uint64_t s, int on, sx_error *err) {
+  const uint8_t *h;
+  int rc = hdr_page(c, &h, err);
+  if (rc) return rc;
+  uint8_t b = 0;
+  uint64_t nslots = sx__rd64(h + H_NSLOTS);
+  /* bytes past the last written one read as zero */
+  if (s / 8 < (nslots + 7) / 8 && !(on && s + 1 == nslots && s % 8 == 0)) {
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &c->v, h + H_PA_LIVE);
+    rc = sx__pa_read(&cur, s / 8, &b, 1, err);
+    if (rc) return rc;
+  }
+  if (on) b |= (uint8_t)(1u << (s % 8));
+  else b &= (uint8_t) ~(1u << (s % 8));
+  return sx__pa_write(c->v.t, c->hdr, H_PA_LIVE, s / 8, &b, 1, err);
+}
+
+/* Rebuilds the id map with capacity cap from the live slots. */
+static int hash_rebuild(sx__coll *c, uint64_t cap, sx_error *err) {
+  int rc = sx__pa_free(c->v.t, c->hdr, H_PA_HASH, err);
+  uint8_t *h;
+  if (!rc) rc = hdr_w(c, &h, err);
+  if (rc) return rc;
+  sx__wr64(h + H_HASHCAP, cap);
+  sx__wr64(h + H_HASHUSED, 0);
+  /* Zero the table in page-sized pieces (fresh pages come zeroed, but the writes
+   * allocate them). */
+  uint32_t ps = sx__pager_page_size(c->v.p);
+  uint8_t *zero = calloc(1, ps);
+  if (!zero) return sx__err_set(err, SX_NOMEM, "out of memory");
+  for (uint64_t off = 0; off < cap * 8 && !rc; off += ps)
+    rc = sx__pa_write(c->v.t, c->hdr, H_PA_HASH, off, zero, ps, err);
+  free(zero);
+  uint64_t nslots = sx__rd64(h + H_NSLOTS), used = 0;
+  char buf[SX_ID_MAX + 1];
+  for (uint64_t s = 0; s < nslots && !rc; s++) {
+    const uint8_t *hr;
+    rc = hdr_page(c, &hr, err);
+    if (rc) break;
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &c->v, hr + H_PA_LIVE);
+    uint8_t b;
+    rc = sx__pa_read(&cur, s / 8, &b, 1, err);
+    if (rc || !(b & (1u << (s % 8)))) continue;
+    size_t len;
+    rc = sx__slot_id(c, hr, s, buf, &len, err);
+    uint64_t slot, pos;
+    if (!rc) rc = id_lookup(c, hr, buf, len, &slot, &pos, err);
+    if (!rc) rc = hash_put(c, pos, ((uint64_t)id_tag(buf, len) << 32) | (s + 1), err);
+    used++;
+  }
+  if (!rc) rc = hdr_w(c, &h, err);
+  if (!rc) sx__wr64(h + H_HASHUSED, used);
+  return rc;
+}
+
+/* Removes the entry at pos (backward-shift deletion keeps probe chains whole). */
+static int hash_remove(sx__coll *c, uint64_t pos, sx_error *err) {
+  const uint8_t *h;
+  int rc = hdr_page(c, &h, err);
+  if (rc) return rc;
+  uint64_t cap = sx__rd64(h + H_HASHCAP), mask = cap - 1, hole = pos;
+  for (uint64_t j = (pos + 1) & mask;; j = (j + 1) & mask) {
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &c->v, h + H_PA_HASH);
+    uint64_t e;
+    rc = sx__pa_read(&cur, j * 8, &e, 8, err);
+    if (rc) return rc;
+    if (e == 0) break;
+    uint64_t home = (e >> 32) & mask;
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      rc = hash_put(c, hole, e, err);
+      if (rc) return rc;
+      hole = j;
+    }
+  }
+  rc = hash_put(c, hole, 0, err);
+  uint8_t *hw;
+  if (!rc) rc = hdr_w(c, &hw, err);
+  if (!rc) sx__wr64(hw + H_HASHUSED, sx__rd64(hw + H_HASHUSED) - 1);
+  return rc;
+}
+
+static int upsert_one(sx__coll *c, const char *id, const float *vec, const char *meta,
+                      sx_error *err) {
+  size_t n = strlen(id);
+  const uint8_t *h;
+  int rc = hdr_page(c, &h, err);
+  if (rc) return rc;
+  uint64_t slot, pos;
+  rc = id_lookup(c, h, id, n, &slot, &pos, err);
+  if (rc) return rc;
+  uint8_t *hw;
+  uint64_t meta_off = 0;
+  uint32_t meta_len = NO_META;
+  if (meta) {
+    size_t ml = strlen(meta);
+    rc = heap_append(c, meta, ml, &meta_off, err);
+    if (rc) return rc;
+    meta_len = (uint32_t)ml;
+  }
+  if (slot == UINT64_MAX) {
+    /* A new id: reuse a free slot or take the next one. */
+    rc = hdr_page(c, &h, err);
+    if (rc) return rc;
+    if ((sx__rd64(h + H_HASHUSED) + 1) * 2 > sx__rd64(h + H_HASHCAP)) {
+      uint64_t cap = sx__rd64(h + H_HASHCAP) ? sx__rd64(h + H_HASHCAP) * 2 : 1024;
+      rc = hash_rebuild(c, cap, err);
+      if (!rc) rc = hdr_page(c, &h, err);
+      if (!rc) rc = id_lookup(c, h, id, n, &slot, &pos, err);
+      if (rc) return rc;
+    }
+    uint64_t nfree = sx__rd64(h + H_NFREE);
+    if (nfree) {
+      sx__pa_cursor cur;
+      sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
+      uint32_t s32;
+      rc = sx__pa_read(&cur, (nfree - 1) * 4, &s32, 4, err);
+      if (rc) return rc;
+      slot = s32;
+      rc = hdr_w(c, &hw, err);
+      if (rc) return rc;
+      sx__wr64(hw + H_NFREE, nfree - 1);
+    } else {
+      slot = sx__rd64(h + H_NSLOTS);
+      if (slot >= 0xfffffffeu)
+        return sx__err_set(err, SX_FULL, "collection '%s' has reached its maximum of %u vectors",
+                           c->name, 0xfffffffeu);
+      rc = hdr_w(c, &hw, err);
+      if (rc) return rc;
+      sx__wr64(hw + H_NSLOTS, slot + 1);
+    }
+    uint64_t id_off;
+    rc = heap_append(c, id, n, &id_off, err);
+    if (rc) return rc;
+    uint8_t rec[SLOT_SIZE] = {0};
+    sx__wr64(rec, id_off);
+    sx__wr32(rec + 8, (uint32_t)n);
+    sx__wr32(rec + 12, meta_len);
+    sx__wr64(rec + 16, meta_off);
+    rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE, rec, SLOT_SIZE, err);
+    if (!rc) rc = hash_put(c, pos, ((uint64_t)id_tag(id, n) << 32) | (slot + 1), err);
+    if (!rc) rc = live_set(c, slot, 1, err);
+    if (!rc) rc = hdr_w(c, &hw, err);
+    if (rc) return rc;
+    sx__wr64(hw + H_HASHUSED, sx__rd64(hw + H_HASHUSED) + 1);
+    sx__wr64(hw + H_COUNT, sx__rd64(hw + H_COUNT) + 1);
+  } else {
+    /* An existing id: new metadata (or none) in its record. */
+    uint8_t m[12];
+    sx__wr32(m, meta_len);
+    sx__wr64(m + 4, meta_off);
+    rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE + 12, m, 12, err);
+    if (rc) return rc;
+  }
+  return sx__pa_write(c->v.t, c->hdr, H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4, err);
+}
+
+int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
+                    size_t dim, const char *const *metadata, sx_error *err) {
+  if (n > 0 && (!ids || !vectors))
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "ids or vectors are NULL");
+  if (dim != c->dim)
+    return sx__err_set(err, SX_DIMENSION_MISMATCH,
+                       "dimension %zu does not match collection '%s' (dimension %u)", dim, c->name,
+                       c->dim);
+  /* Validate everything before touching a page. */
+  for (size_t i = 0; i < n; i++) {
+    int rc = check_id(ids[i], i, err);
+    if (!rc) rc = sx__check_vector(vectors + i * dim, dim, c->metric, "vector of item", i, err);
+    if (rc) return rc;
+    if (metadata && metadata[i]) {
+      json_error_t je;
+      json_t *j = json_loads(metadata[i], JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+      if (!j)
+        return sx__err_set(err, SX_INVALID_ARGUMENT,
+                           "metadata of item %zu is not valid JSON: %s at line %d column %d", i,
+                           je.text, je.line, je.column);
+      int obj = json_is_object(j);
+      json_decref(j);
+      if (!obj)
+        return sx__err_set(err, SX_INVALID_ARGUMENT, "metadata of item %zu is not a JSON object", i);
+      if (strlen(metadata[i]) >= NO_META)
+        return sx__err_set(err, SX_INVALID_ARGUMENT, "metadata of item %zu is too long", i);
+    }
+  }
+  int rc = sx__coll_revalidate(c, err);
+  if (rc) return rc;
+  sx__txn_savepoint(c->v.t);
+  for (size_t i = 0; i < n && !rc; i++)
+    rc = upsert_one(c, ids[i], vectors + i * dim, metadata ? metadata[i] : NULL, err);
+  if (rc) sx__txn_rollback(c->v.t);
+  else sx__txn_release(c->v.t);
+  return rc;
+}
+
+int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *deleted,
+                    sx_error *err) {
+  if (deleted) *deleted = 0;
+  if (n > 0 && !ids) return sx__err_set(err, SX_INVALID_ARGUMENT, "ids are NULL");
+  for (size_t i = 0; i < n; i++) {
+    int rc = check_id(ids[i], i, err);
+    if (rc) return rc;
+  }
+  int rc = sx__coll_revalidate(c, err);
+  if (rc) return rc;
+  size_t gone = 0;
+  sx__txn_savepoint(c->v.t);
+  for (size_t i = 0; i < n && !rc; i++) {
+    const uint8_t *h;
+    rc = hdr_page(c, &h, err);
+    uint64_t slot, pos;
+    if (!rc) rc = id_lookup(c, h, ids[i], strlen(ids[i]), &slot, &pos, err);
+    if (rc || slot == UINT64_MAX) continue;
+    rc = hash_remove(c, pos, err);
+    if (!rc) rc = live_set(c, slot, 0, err);
+    if (!rc) {
+      uint8_t zero[SLOT_SIZE] = {0};
+      rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE, zero, SLOT_SIZE, err);
+    }
+    uint8_t *hw;
+    if (!rc) rc = hdr_w(c, &hw, err);
+    if (!rc) {
+      uint64_t nfree = sx__rd64(hw + H_NFREE);
+      uint32_t s32 = (uint32_t)slot;
+      sx__wr64(hw + H_NFREE, nfree + 1);
+      sx__wr64(hw + H_COUNT, sx__rd64(hw + H_COUNT) - 1);
+      rc = sx__pa_write(c->v.t, c->hdr, H_PA_FREE, nfree * 4, &s32, 4, err);
+    }
+    if (!rc) gone++;
+  }
+  if (rc) {
+    sx__txn_rollback(c->v.t);
+    return rc;
+  }
+  sx__txn_release(c->v.t);
+  if (deleted) *deleted = gone;
+  return SX_OK;
+}
+
+/* ---- integrity ---------------------------------------------------------------------- */
+
+static int check_one(const sx__pv *v, const char *name, sx_error *err) {
+  sx__coll c;
+  int rc = sx__coll_open(v, name, &c, err);
+  if (rc) return rc == SX_NOT_FOUND ? sx__err_set(err, SX_CORRUPT, "catalog entry '%s' is damaged", name) : rc;
+  const uint8_t *h;
+  rc = hdr_page(&c, &h, err);
+  if (rc) return rc;
+  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT), live = 0;
+  uint64_t nfree = sx__rd64(h + H_NFREE);
+  char buf[SX_ID_MAX + 1];
+  sx__pa_cursor lc;
+  sx__pa_cursor_init(&lc, v, h + H_PA_LIVE);
+  for (uint64_t s = 0; s < nslots; s++) {
+    uint8_t b;
+    rc = sx__pa_read(&lc, s / 8, &b, 1, err);
+    if (rc) return rc;
+    if (!(b & (1u << (s % 8)))) continue;
+    live++;
+    size_t len;
+    rc = sx__slot_id(&c, h, s, buf, &len, err);
+    uint64_t slot, pos;
+    if (!rc) rc = id_lookup(&c, h, buf, len, &slot, &pos, err);
+    if (rc) return rc;
+    if (slot != s)
+      return sx__err_set(err, SX_CORRUPT, "id '%s' of slot %llu in '%s' maps to slot %lld", buf,
+                         (unsigned long long)s, name, slot == UINT64_MAX ? -1LL : (long long)slot);
+  }
+  if (live != count || live + nfree != nslots || sx__rd64(h + H_HASHUSED) != live)
+    return sx__err_set(err, SX_CORRUPT,
+                       "collection '%s' counts disagree: count %llu, live %llu, free %llu, slots %llu, "
+                       "ids %llu",
+                       name, (unsigned long long)count, (unsigned long long)live,
+                       (unsigned long long)nfree, (unsigned long long)nslots,
+                       (unsigned long long)sx__rd64(h + H_HASHUSED));
+  return SX_OK;
+}
+
+int sx__coll_check_all(const sx__pv *v, sx_error *err) {
+  sx_names *names;
+  int rc = sx__coll_list(v, &names, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < names->n && !rc; i++) rc = check_one(v, names->names[i], err);
+  sx__names_free(names);
+  return rc;
+}

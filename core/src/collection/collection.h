@@ -1,0 +1,170 @@
+/*
+ * collection: the catalog of named collections and, per collection, its schema, id
+ * map, vectors, metadata and exact search, all stored in pages.
+ *
+ * Everything a collection holds lives in "page arrays": radix trees of pages
+ * addressed by byte offset (interior pages hold 32-bit page numbers), so data of any
+ * size is stored densely, elements may straddle page boundaries, and copy-on-write
+ * through the pager versions it for free. Per collection, a header page records:
+ *   vec    slot * dim * 4: the float32 vector of slot
+ *   slots  slot * 32: id offset and length in the heap, metadata offset and length
+ *   live   bit per slot: 1 if the slot holds a live vector
+ *   heap   append-only bytes: ids and metadata texts
+ *   hash   open-addressing id map: 8-byte entries (32-bit hash tag, slot + 1)
+ *   free   stack of 32-bit free slots (reused by later inserts)
+ * The catalog (a chain of pages rooted in page 0) maps names to header pages.
+ *
+ * Reads go through an sx__pv: a read snapshot (immutable pages, any number of
+ * threads) or a write transaction (sees its own changes; one thread at a time).
+ */
+#ifndef SX_COLLECTION_H
+#define SX_COLLECTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index/index.h"
+#include "pager/pager.h"
+#include "sextant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A view of pages: a snapshot (t == NULL) or a write transaction. */
+typedef struct sx__pv {
+  sx__pager *p;
+  const sx__snap *snap;
+  sx__txn *t;
+} sx__pv;
+
+int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err);
+
+/* A collection opened in a view: where its header is and its fixed schema. */
+typedef struct sx__coll {
+  sx__pv v;
+  uint32_t hdr;
+  char name[SX_NAME_MAX + 1];
+  uint32_t dim;
+  int metric, index;
+  uint32_t m, efc;
+} sx__coll;
+
+/* Checks a collection name against the rules; SX_INVALID_ARGUMENT naming it. */
+int sx__check_name(const char *name, sx_error *err);
+
+int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o, sx_error *err);
+int sx__coll_drop(sx__txn *t, const char *name, sx_error *err);
+int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err);
+/* Finds name in the view; SX_NOT_FOUND naming it. */
+int sx__coll_open(const sx__pv *v, const char *name, sx__coll *c, sx_error *err);
+/* In a write view the collection may have been dropped since it was opened. */
+int sx__coll_revalidate(sx__coll *c, sx_error *err);
+
+int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err);
+int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err);
+int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
+                    size_t dim, const char *const *metadata, sx_error *err);
+int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *deleted,
+                    sx_error *err);
+int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *err);
+/* nq queries, k hits each. nthreads > 1 splits the scan (read views only). */
+int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
+                    const sx_search_options *o, int nthreads, sx_results **out, sx_error *err);
+/* Structure check of every collection in the view (catalog, headers, id map
+ * agrees with the slots, counts). */
+int sx__coll_check_all(const sx__pv *v, sx_error *err);
+
+/* ---- inside the collection layer ------------------------------------------ */
+
+uint32_t sx__rd32(const uint8_t *p);
+void sx__wr32(uint8_t *p, uint32_t v);
+uint64_t sx__rd64(const uint8_t *p);
+void sx__wr64(uint8_t *p, uint64_t v);
+
+/* Page arrays (store.c). A cursor reads one array of one view, caching the path to
+ * the last leaf (over snapshots only). */
+#define SX__PA_MAXDEPTH 4
+typedef struct sx__pa_cursor {
+  const sx__pv *v;
+  uint32_t root, depth, ps, fan;
+  uint32_t pgno[SX__PA_MAXDEPTH];
+  const uint8_t *page[SX__PA_MAXDEPTH];
+  uint64_t leaf_key;
+  const uint8_t *leaf;
+} sx__pa_cursor;
+/* pa points at the array's two words (root, depth) in its owner page. */
+void sx__pa_cursor_init(sx__pa_cursor *cur, const sx__pv *v, const uint8_t *pa);
+int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error *err);
+int sx__pa_read(sx__pa_cursor *cur, uint64_t off, void *dst, size_t len, sx_error *err);
+/* Pointer to len bytes at off: into the page when they do not straddle one, else
+ * copied into tmp. Valid while the view is. */
+int sx__pa_ptr(sx__pa_cursor *cur, uint64_t off, size_t len, void *tmp, const void **out,
+               sx_error *err);
+int sx__pa_write(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t off, const void *src,
+                 size_t len, sx_error *err);
+int sx__pa_free(sx__txn *t, uint32_t owner, unsigned pa_off, sx_error *err);
+int sx__pa_pages(const sx__pv *v, const uint8_t *pa, uint64_t *n, sx_error *err);
+
+/* The collection header page. */
+#define SX__COLL_MAGIC 0x4f435853u /* "SXCO" */
+enum {
+  H_MAGIC = 0,
+  H_DIM = 4,
+  H_METRIC = 8,
+  H_INDEX = 12,
+  H_M = 16,
+  H_EFC = 20,
+  H_COUNT = 24,
+  H_NSLOTS = 32,
+  H_HEAPLEN = 40,
+  H_HASHCAP = 48,
+  H_HASHUSED = 56,
+  H_NFREE = 64,
+  H_PA_VEC = 72,
+  H_PA_SLOTS = 80,
+  H_PA_HEAP = 88,
+  H_PA_HASH = 96,
+  H_PA_FREE = 104,
+  H_PA_LIVE = 112,
+  H_NAME = 120 /* 65 bytes */
+};
+
+/* A slot's record (32 bytes in the slots array). */
+typedef struct slotrec {
+  uint64_t id_off, meta_off;
+  uint32_t id_len, meta_len;
+} slotrec;
+int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, sx_error *err);
+/* The id of slot s into buf (NUL-terminated); *len its length (may be NULL). */
+int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_MAX + 1],
+                size_t *len, sx_error *err);
+/* Finite components, and nonzero under cosine; SX_INVALID_ARGUMENT naming `what` and item. */
+int sx__check_vector(const float *v, size_t dim, int metric, const char *what, size_t item,
+                     sx_error *err);
+
+/* Result objects (their public accessors are in the api layer). */
+struct sx_names {
+  size_t n;
+  char **names;
+};
+struct sx_record {
+  char *id;
+  float *vec;
+  size_t dim;
+  char *meta;
+};
+struct sx_results {
+  size_t nq;
+  size_t *off;   /* nq + 1 offsets into hits */
+  float *dist;
+  char **ids;
+};
+void sx__names_free(sx_names *n);
+void sx__record_free(sx_record *r);
+void sx__results_free(sx_results *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,325 @@
+/*
+ * search.c: exact (flat) top-k search over a collection's live slots.
+ *
+ * The scan walks the live bitmap, gathers blocks of vector pointers (straight into
+ * the pages; vectors that straddle a page boundary are copied into the block's
+ * scratch), and hands each block to the distance kernels: one query at a time, or
+ * all queries of a batch at once so every vector is read from memory once. Each
+ * query keeps a max-heap of its k best (distance, id); ties at equal distance are
+ * broken by id in ascending byte order, fetching ids only when distances tie. A
+ * batch over a read snapshot is split across threads by slot range, then merged.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "collection/collection.h"
+
+#define BLOCK 256
+
+typedef struct hit {
+  float d;
+  uint32_t slot;
+} hit;
+
+typedef struct heap {
+  hit *h;
+  size_t n, k;
+} heap;
+
+typedef struct scan {
+  const sx__coll *c;
+  const uint8_t *hdr;
+  sx_error *err;
+  int rc;
+} scan;
+
+/* Compares two hits by (distance, id). Ids are fetched only on a tie. */
+static int hit_cmp(scan *s, const hit *a, const hit *b) {
+  if (a->d < b->d) return -1;
+  if (a->d > b->d) return 1;
+  if (a->slot == b->slot) return 0;
+  char x[SX_ID_MAX + 1], y[SX_ID_MAX + 1];
+  size_t lx = 0, ly = 0;
+  if (sx__slot_id(s->c, s->hdr, a->slot, x, &lx, s->err) ||
+      sx__slot_id(s->c, s->hdr, b->slot, y, &ly, s->err)) {
+    s->rc = s->err ? s->err->code : SX_CORRUPT;
+    return 0;
+  }
+  int r = memcmp(x, y, lx < ly ? lx : ly);
+  if (r) return r;
+  return lx < ly ? -1 : lx > ly;
+}
+
+static void sift_down(scan *s, heap *hp, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < hp->n && hit_cmp(s, &hp->h[l], &hp->h[m]) > 0) m = l;
+    if (r < hp->n && hit_cmp(s, &hp->h[r], &hp->h[m]) > 0) m = r;
+    if (m == i) return;
+    hit t = hp->h[i];
+    hp->h[i] = hp->h[m];
+    hp->h[m] = t;
+    i = m;
+  }
+}
+
+static void heap_push(scan *s, heap *hp, float d, uint32_t slot) {
+  hit x = {d, slot};
+  if (hp->n < hp->k) {
+    size_t i = hp->n++;
+    hp->h[i] = x;
+    while (i > 0) {
+      size_t p = (i - 1) / 2;
+      if (hit_cmp(s, &hp->h[p], &hp->h[i]) >= 0) break;
+      hit t = hp->h[p];
+      hp->h[p] = hp->h[i];
+      hp->h[i] = t;
+      i = p;
+    }
+    return;
+  }
+  /* Full: replace the worst if x is better (distance first, then id). */
+  if (d > hp->h[0].d) return;
+  if (hit_cmp(s, &x, &hp->h[0]) >= 0) return;
+  hp->h[0] = x;
+  sift_down(s, hp, 0);
+}
+
+/* Sorts the heap's hits best first (heap sort in place). */
+static void heap_sort(scan *s, heap *hp) {
+  size_t n = hp->n;
+  while (hp->n > 1) {
+    hit t = hp->h[0];
+    hp->h[0] = hp->h[hp->n - 1];
+    hp->h[hp->n - 1] = t;
+    hp->n--;
+    sift_down(s, hp, 0);
+  }
+  hp->n = n;
+}
+
+typedef struct job {
+  const sx__coll *c;
+  const uint8_t *hdr;
+  const float *qs;
+  const float *qn;
+  size_t nq;
+  uint64_t lo, hi;
+  heap *heaps; /* nq heaps */
+  const sx_search_options *o;
+  sx_error err;
+  int rc;
+} job;
+
+static void *run_job(void *arg) {
+  job *j = arg;
+  const sx__coll *c = j->c;
+  size_t dim = c->dim;
+  scan s = {c, j->hdr, &j->err, SX_OK};
+  sx__pa_cursor vc, lc;
+  sx__pa_cursor_init(&vc, &c->v, j->hdr + H_PA_VEC);
+  sx__pa_cursor_init(&lc, &c->v, j->hdr + H_PA_LIVE);
+  const float **ptrs = malloc(BLOCK * sizeof *ptrs);
+  uint32_t *slots = malloc(BLOCK * sizeof *slots);
+  float *scratch = malloc(BLOCK * dim * sizeof(float));
+  float *dist = malloc(BLOCK * j->nq * sizeof(float));
+  if (!ptrs || !slots || !scratch || !dist) {
+    j->rc = sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
+    goto out;
+  }
+  uint64_t s0 = j->lo;
+  while (s0 < j->hi && !j->rc) {
+    if (j->o && j->o->cancel && j->o->cancel(j->o->cancel_ctx)) {
+      j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
+      break;
+    }
+    /* Gather up to BLOCK live vectors. */
+    size_t nb = 0;
+    while (s0 < j->hi && nb < BLOCK) {
+      uint8_t bits;
+      j->rc = sx__pa_read(&lc, s0 / 8, &bits, 1, &j->err);
+      if (j->rc) break;
+      uint64_t end = (s0 | 7) + 1;
+      if (end > j->hi) end = j->hi;
+      for (; s0 < end && nb < BLOCK; s0++) {
+        if (!(bits & (1u << (s0 % 8)))) continue;
+        const void *p;
+        j->rc = sx__pa_ptr(&vc, s0 * dim * 4, dim * 4, scratch + nb * dim, &p, &j->err);
+        if (j->rc) break;
+        ptrs[nb] = p;
+        slots[nb] = (uint32_t)s0;
+        nb++;
+      }
+      if (j->rc) break;
+    }
+    if (j->rc || nb == 0) break;
+    if (j->nq == 1)
+      sx__distance_many(c->metric, j->qs, j->qn[0], ptrs, nb, dim, dist);
+    else
+      sx__distance_batch(c->metric, j->qs, j->qn, j->nq, ptrs, nb, dim, dist);
+    for (size_t q = 0; q < j->nq; q++) {
+      heap *hp = &j->heaps[q];
+      const float *dq = dist + q * nb;
+      for (size_t i = 0; i < nb; i++) {
+        if (hp->n == hp->k && dq[i] > hp->h[0].d) continue;
+        heap_push(&s, hp, dq[i], slots[i]);
+      }
+    }
+    if (s.rc) j->rc = s.rc;
+  }
+out:
+  free(ptrs);
+  free(slots);
+  free(scratch);
+  free(dist);
+  return NULL;
+}
+
+void sx__results_free(sx_results *r) {
+  if (!r) return;
+  if (r->ids) {
+    size_t total = r->off ? r->off[r->nq] : 0;
+    for (size_t i = 0; i < total; i++) free(r->ids[i]);
+  }
+  free(r->ids);
+  free(r->off);
+  free(r->dist);
+  free(r);
+}
+
+int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
+                    const sx_search_options *o, int nthreads, sx_results **out, sx_error *err) {
+  *out = NULL;
+  if (!qs && nq) return sx__err_set(err, SX_INVALID_ARGUMENT, "query is NULL");
+  if (k == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "k must be at least 1 (got 0)");
+  if (dim != c->dim)
+    return sx__err_set(err, SX_DIMENSION_MISMATCH,
+                       "dimension %zu does not match collection '%s' (dimension %u)", dim, c->name,
+                       c->dim);
+  if (o && (o->version < 1 || o->version > SX_SEARCH_OPTIONS_VERSION))
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown search options version %u", o->version);
+  for (size_t q = 0; q < nq; q++) {
+    int rc = sx__check_vector(qs + q * dim, dim, c->metric, "query", q, err);
+    if (rc) return rc;
+  }
+  int rc = sx__coll_revalidate((sx__coll *)c, err);
+  if (rc) return rc;
+  const uint8_t *h;
+  rc = sx__pv_page(&c->v, c->hdr, &h, err);
+  if (rc) return rc;
+  uint64_t nslots = sx__rd64(h + H_NSLOTS);
+  if (k > nslots) k = nslots ? nslots : 1;
+
+  size_t total = 0, at = 0;
+  float *qn = malloc((nq ? nq : 1) * sizeof *qn);
+  sx_results *res = calloc(1, sizeof *res);
+  if (!qn || !res) {
+    free(qn);
+    free(res);
+    return sx__err_set(err, SX_NOMEM, "out of memory for search");
+  }
+  for (size_t q = 0; q < nq; q++) qn[q] = sx__norm(qs + q * dim, dim);
+
+  /* Threads only over snapshots (a write transaction is used by one thread), and
+   * only when there is enough to scan. */
+  int nt = c->v.t ? 1 : nthreads;
+  if (nt < 1) nt = 1;
+  if ((uint64_t)nt * BLOCK * 4 > nslots) nt = 1;
+  job *jobs = calloc((size_t)nt, sizeof *jobs);
+  hit *hits = malloc((size_t)nt * nq * k * sizeof *hits + 1);
+  heap *heaps = calloc((size_t)nt * nq + 1, sizeof *heaps);
+  if (!jobs || !hits || !heaps) {
+    rc = sx__err_set(err, SX_NOMEM, "out of memory for search");
+    goto done;
+  }
+  for (int t = 0; t < nt; t++) {
+    job *j = &jobs[t];
+    j->c = c;
+    j->hdr = h;
+    j->qs = qs;
+    j->qn = qn;
+    j->nq = nq;
+    j->o = o;
+    /* Split on multiples of 8 so threads never share a live-bitmap byte. */
+    j->lo = nslots * (uint64_t)t / (uint64_t)nt / 8 * 8;
+    j->hi = t + 1 == nt ? nslots : nslots * (uint64_t)(t + 1) / (uint64_t)nt / 8 * 8;
+    j->heaps = heaps + (size_t)t * nq;
+    for (size_t q = 0; q < nq; q++) {
+      j->heaps[q].h = hits + ((size_t)t * nq + q) * k;
+      j->heaps[q].k = k;
+    }
+  }
+  pthread_t *tids = nt > 1 ? calloc((size_t)nt, sizeof *tids) : NULL;
+  int started = 0;
+  if (tids) {
+    for (int t = 1; t < nt; t++) {
+      if (pthread_create(&tids[t], NULL, run_job, &jobs[t]) != 0) break;
+      started = t;
+    }
+  }
+  run_job(&jobs[0]);
+  for (int t = 1; t <= started; t++) pthread_join(tids[t], NULL);
+  for (int t = started + 1; t < nt; t++) run_job(&jobs[t]); /* could not start a thread */
+  free(tids);
+  for (int t = 0; t < nt && !rc; t++) {
+    if (jobs[t].rc) {
+      rc = jobs[t].rc;
+      if (err) *err = jobs[t].err;
+    }
+  }
+  if (rc) goto done;
+
+  /* Merge the threads' heaps into the first, then sort and name the hits. */
+  scan s = {c, h, err, SX_OK};
+  res->nq = nq;
+  res->off = calloc(nq + 1, sizeof *res->off);
+  for (size_t q = 0; q < nq; q++) {
+    heap *hp = &heaps[q];
+    for (int t = 1; t < nt; t++) {
+      heap *o2 = &heaps[(size_t)t * nq + q];
+      for (size_t i = 0; i < o2->n; i++) heap_push(&s, hp, o2->h[i].d, o2->h[i].slot);
+    }
+    heap_sort(&s, hp);
+    total += hp->n;
+  }
+  res->dist = malloc((total ? total : 1) * sizeof *res->dist);
+  res->ids = calloc(total ? total : 1, sizeof *res->ids);
+  if (!res->off || !res->dist || !res->ids) {
+    rc = sx__err_set(err, SX_NOMEM, "out of memory for search results");
+    goto done;
+  }
+  for (size_t q = 0; q < nq && !rc; q++) {
+    heap *hp = &heaps[q];
+    res->off[q] = at;
+    for (size_t i = 0; i < hp->n && !rc; i++, at++) {
+      char buf[SX_ID_MAX + 1];
+      size_t len;
+      rc = sx__slot_id(c, h, hp->h[i].slot, buf, &len, err);
+      if (!rc) {
+        res->ids[at] = strdup(buf);
+        if (!res->ids[at]) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+      }
+      res->dist[at] = hp->h[i].d;
+    }
+    res->off[q + 1] = at;
+  }
+  if (!rc) rc = s.rc;
+done:
+  free(jobs);
+  free(hits);
+  free(heaps);
+  free(qn);
+  if (rc) {
+    if (res->ids)
+      for (size_t i = 0; i < total; i++) free(res->ids[i]);
+    free(res->ids);
+    res->ids = NULL;
+    sx__results_free(res);
+    return rc;
+  }
+  *out = res;
+  return SX_OK;
+}

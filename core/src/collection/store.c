@@ -1,0 +1,238 @@
+/*
+ * store.c: page arrays (radix trees of pages addressed by byte offset) and the
+ * catalog. See collection.h for the layout.
+ *
+ * A page array is two 32-bit words in its owner's page: root page number (0: empty)
+ * and depth (number of interior levels; 0 means the root is leaf 0). Interior pages
+ * hold ps/4 child page numbers (0: absent). Growing adds a level above the root.
+ * Writers reach leaves through sx__txn_write, so every page on the path is copied on
+ * write; readers see the snapshot's pages, immutable.
+ */
+#include "collection/collection.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+uint32_t sx__rd32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+void sx__wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+uint64_t sx__rd64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+void sx__wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err) {
+  return v->t ? sx__txn_read(v->t, pgno, out, err) : sx__pager_snap_page(v->p, v->snap, pgno, out, err);
+}
+
+static uint64_t fanout_pow(uint32_t fan, uint32_t d) {
+  uint64_t r = 1;
+  while (d--) r *= fan;
+  return r;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+void sx__pa_cursor_init(sx__pa_cursor *cur, const sx__pv *v, const uint8_t *pa) {
+  memset(cur, 0, sizeof *cur);
+  cur->v = v;
+  cur->root = sx__rd32(pa);
+  cur->depth = sx__rd32(pa + 4);
+  cur->ps = sx__pager_page_size(v->p);
+  cur->fan = cur->ps / 4;
+  cur->leaf_key = UINT64_MAX;
+}
+
+int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error *err) {
+  /* Pointers are cached only over snapshots: in a write transaction a page may be
+   * copied on write between two reads, leaving a cached pointer stale. */
+  int cache = cur->v->t == NULL;
+  if (cache && leaf == cur->leaf_key) {
+    *out = cur->leaf;
+    return SX_OK;
+  }
+  if (cur->root == 0 || cur->depth > SX__PA_MAXDEPTH || leaf >= fanout_pow(cur->fan, cur->depth))
+    return sx__err_set(err, SX_CORRUPT, "page array leaf %llu is beyond its tree (root %u, depth %u)",
+                       (unsigned long long)leaf, cur->root, cur->depth);
+  uint32_t pg = cur->root;
+  for (uint32_t lvl = 0; lvl < cur->depth; lvl++) {
+    uint64_t span = fanout_pow(cur->fan, cur->depth - lvl - 1);
+    const uint8_t *ip;
+    if (cache && cur->pgno[lvl] == pg && cur->page[lvl]) {
+      ip = cur->page[lvl];
+    } else {
+      int rc = sx__pv_page(cur->v, pg, &ip, err);
+      if (rc) return rc;
+      cur->pgno[lvl] = pg;
+      cur->page[lvl] = ip;
+    }
+    pg = sx__rd32(ip + 4 * ((leaf / span) % cur->fan));
+    if (pg == 0)
+      return sx__err_set(err, SX_CORRUPT, "page array leaf %llu is missing", (unsigned long long)leaf);
+  }
+  int rc = sx__pv_page(cur->v, pg, out, err);
+  if (rc) return rc;
+  cur->leaf_key = leaf;
+  cur->leaf = *out;
+  return SX_OK;
+}
+
+int sx__pa_read(sx__pa_cursor *cur, uint64_t off, void *dst, size_t len, sx_error *err) {
+  uint8_t *d = dst;
+  while (len) {
+    const uint8_t *lp;
+    int rc = sx__pa_leaf(cur, off / cur->ps, &lp, err);
+    if (rc) return rc;
+    size_t in = off % cur->ps, n = cur->ps - in;
+    if (n > len) n = len;
+    memcpy(d, lp + in, n);
+    d += n;
+    off += n;
+    len -= n;
+  }
+  return SX_OK;
+}
+
+int sx__pa_ptr(sx__pa_cursor *cur, uint64_t off, size_t len, void *tmp, const void **out,
+               sx_error *err) {
+  size_t in = off % cur->ps;
+  if (in + len <= cur->ps) {
+    const uint8_t *lp;
+    int rc = sx__pa_leaf(cur, off / cur->ps, &lp, err);
+    if (rc) return rc;
+    *out = lp + in;
+    return SX_OK;
+  }
+  *out = tmp;
+  return sx__pa_read(cur, off, tmp, len, err);
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+/* Writable leaf `leaf` of the array whose two words sit at byte pa_off of page
+ * owner; allocates the path (and new levels) as needed. */
+static int pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, uint8_t **out,
+                     sx_error *err) {
+  uint8_t *op;
+  int rc = sx__txn_write(t, owner, &op, err);
+  if (rc) return rc;
+  uint32_t ps = sx__pager_page_size(sx__txn_pager(t)), fan = ps / 4;
+  uint32_t root = sx__rd32(op + pa_off), depth = sx__rd32(op + pa_off + 4);
+  if (root == 0) {
+    uint8_t *np;
+    rc = sx__txn_alloc(t, &root, &np, err);
+    if (rc) return rc;
+    depth = 0;
+    sx__wr32(op + pa_off, root);
+    sx__wr32(op + pa_off + 4, 0);
+  }
+  while (leaf >= fanout_pow(fan, depth)) {
+    if (depth + 1 > SX__PA_MAXDEPTH)
+      return sx__err_set(err, SX_FULL, "page array is full at depth %u", depth);
+    uint32_t nr;
+    uint8_t *np;
+    rc = sx__txn_alloc(t, &nr, &np, err);
+    if (rc) return rc;
+    sx__wr32(np, root);
+    root = nr;
+    depth++;
+    sx__wr32(op + pa_off, root);
+    sx__wr32(op + pa_off + 4, depth);
+  }
+  uint32_t pg = root;
+  for (uint32_t lvl = 0; lvl < depth; lvl++) {
+    uint64_t span = fanout_pow(fan, depth - lvl - 1);
+    uint8_t *ip;
+    rc = sx__txn_write(t, pg, &ip, err);
+    if (rc) return rc;
+    uint8_t *slot = ip + 4 * ((leaf / span) % fan);
+    uint32_t child = sx__rd32(slot);
+    if (child == 0) {
+      uint8_t *np;
+      rc = sx__txn_alloc(t, &child, &np, err);
+      if (rc) return rc;
+      sx__wr32(slot, child);
+    }
+    pg = child;
+  }
+  return sx__txn_write(t, pg, out, err);
+}
+
+int sx__pa_write(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t off, const void *src,
+                 size_t len, sx_error *err) {
+  uint32_t ps = sx__pager_page_size(sx__txn_pager(t));
+  const uint8_t *s = src;
+  while (len) {
+    uint8_t *lp;
+    int rc = pa_leaf_w(t, owner, pa_off, off / ps, &lp, err);
+    if (rc) return rc;
+    size_t in = off % ps, n = ps - in;
+    if (n > len) n = len;
+    memcpy(lp + in, s, n);
+    s += n;
+    off += n;
+    len -= n;
+  }
+  return SX_OK;
+}
+
+static int free_tree(sx__txn *t, uint32_t pg, uint32_t depth, sx_error *err) {
+  if (depth > 0) {
+    const uint8_t *ip;
+    int rc = sx__txn_read(t, pg, &ip, err);
+    if (rc) return rc;
+    uint32_t fan = sx__pager_page_size(sx__txn_pager(t)) / 4;
+    /* Copy the children first: freeing pages rewrites them. */
+    uint32_t *kids = malloc(fan * sizeof *kids);
+    if (!kids) return sx__err_set(err, SX_NOMEM, "out of memory");
+    memcpy(kids, ip, fan * 4);
+    for (uint32_t i = 0; i < fan && !rc; i++)
+      if (kids[i]) rc = free_tree(t, kids[i], depth - 1, err);
+    free(kids);
+    if (rc) return rc;
+  }
+  return sx__txn_free_page(t, pg, err);
+}
+
+int sx__pa_free(sx__txn *t, uint32_t owner, unsigned pa_off, sx_error *err) {
+  const uint8_t *op;
+  int rc = sx__txn_read(t, owner, &op, err);
+  if (rc) return rc;
+  uint32_t root = sx__rd32(op + pa_off), depth = sx__rd32(op + pa_off + 4);
+  if (root) rc = free_tree(t, root, depth, err);
+  if (rc) return rc;
+  uint8_t *w;
+  rc = sx__txn_write(t, owner, &w, err);
+  if (rc) return rc;
+  sx__wr32(w + pa_off, 0);
+  sx__wr32(w + pa_off + 4, 0);
+  return SX_OK;
+}
+
+/* Counts the pages of an array (integrity checks and statistics). */
+static int count_tree(const sx__pv *v, uint32_t pg, uint32_t depth, uint64_t *n, sx_error *err) {
+  (*n)++;
+  if (depth == 0) return SX_OK;
+  const uint8_t *ip;
+  int rc = sx__pv_page(v, pg, &ip, err);
+  if (rc) return rc;
+  uint32_t fan = sx__pager_page_size(v->p) / 4;
+  for (uint32_t i = 0; i < fan && !rc; i++) {
+    uint32_t c = sx__rd32(ip + 4 * i);
+    if (c) rc = count_tree(v, c, depth - 1, n, err);
+  }
+  return rc;
+}
+
+int sx__pa_pages(const sx__pv *v, const uint8_t *pa, uint64_t *n, sx_error *err) {
+  *n = 0;
+  uint32_t root = sx__rd32(pa), depth = sx__rd32(pa + 4);
+  if (!root) return SX_OK;
+  if (depth > SX__PA_MAXDEPTH) return sx__err_set(err, SX_CORRUPT, "page array depth %u", depth);
+  return count_tree(v, root, depth, n, err);
+}
