@@ -363,7 +363,7 @@ static int wal_find(sx__pager *p, uint32_t pgno, uint64_t lo, uint64_t hi, uint6
   *out = 0;
   if (hi <= lo) return SX_OK;
   for (int64_t k = (int64_t)((hi - 1) / SEG_FRAMES); k >= (int64_t)(lo / SEG_FRAMES); k--) {
-    seg s;
+    seg s = {NULL, NULL};
     int rc = seg_get(p, (size_t)k, &s, err);
     if (rc) return rc;
     uint64_t best = 0;
@@ -407,7 +407,7 @@ static int index_append(sx__pager *p, uint64_t r, uint32_t pgno, sx_error *err) 
   unsigned i = (unsigned)((r - 1) % SEG_FRAMES);
   int rc = shm_cover_seg(p, k, err);
   if (rc) return rc;
-  seg s;
+  seg s = {NULL, NULL};
   rc = seg_get(p, k, &s, err);
   if (rc) return rc;
   if (i == 0) {
@@ -430,7 +430,7 @@ static int index_truncate(sx__pager *p, uint64_t rmx, sx_error *err) {
   if (k >= p->nsegs) return SX_OK;
   int rc = shm_cover_seg(p, k, err);
   if (rc) return rc;
-  seg s;
+  seg s = {NULL, NULL};
   rc = seg_get(p, k, &s, err);
   if (rc) return rc;
   unsigned keep = (unsigned)(rmx % SEG_FRAMES);
@@ -494,10 +494,14 @@ static int slot_acquire(sx__pager *p, int *out, sx_error *err) {
   return rc;
 }
 
+/* A handle keeps a few idle slots locked so that beginning a read session costs no
+ * system call; few enough that many processes cannot exhaust the table. */
+#define IDLE_SLOTS_KEPT 4
+
 static void slot_release(sx__pager *p, int i) {
   __atomic_store_n(&p->slots[i], SLOT_IDLE, __ATOMIC_RELEASE);
   sx__mutex_lock(&p->slot_mu);
-  if (p->nidle < 16) {
+  if (p->nidle < IDLE_SLOTS_KEPT) {
     p->idle[p->nidle++] = i;
   } else {
     p->owned[i] = 0;
@@ -1398,7 +1402,7 @@ static int checkpoint_locked(sx__pager *p, hdrc *h, sx_error *err) {
     goto out;
   }
   for (uint64_t r = lo + 1; r <= hi; r++) {
-    seg s;
+    seg s = {NULL, NULL};
     rc = seg_get(p, (size_t)((r - 1) / SEG_FRAMES), &s, err);
     if (rc) goto out;
     v[r - lo - 1].pgno = __atomic_load_n(&s.pgno[(r - 1) % SEG_FRAMES], __ATOMIC_RELAXED);
