@@ -326,7 +326,8 @@ TEST_F(OsTest, LockTimeout) {
 
 // A child takes a lock and dies (cleanly or by SIGKILL); the kernel must release it.
 void LockHeldByDyingChild(const std::string &path, bool kill_it) {
-  int up[2], down[2];  // child -> parent "locked", parent -> child "exit now"
+  // up: child -> parent "locked"; down: parent -> child "go on" (by closing it).
+  int up[2], down[2];
   ASSERT_EQ(pipe(up), 0);
   ASSERT_EQ(pipe(down), 0);
   unsigned gen = sx__fork_generation();
@@ -349,26 +350,30 @@ void LockHeldByDyingChild(const std::string &path, bool kill_it) {
       for (;;) pause();
     _exit(0);  // the descriptor is never closed explicitly
   }
+  // From here on the child must be reaped whatever fails: no ASSERT before waitpid.
   close(up[1]);
   close(down[0]);
   char ok = 0;
-  ASSERT_EQ(read(up[0], &ok, 1), 1);
+  bool ready = read(up[0], &ok, 1) == 1 && ok == 'y';
   close(up[0]);
-  ASSERT_EQ(ok, 'y');
+  EXPECT_TRUE(ready) << "the child could not take the lock (or missed the fork)";
   EXPECT_EQ(sx__fork_generation(), gen);  // the parent did not cross a fork
 
   sx__file *f = Open(sx__vfs_default(), path, RW);
   sx_error err = SX_ERROR_INIT;
-  EXPECT_EQ(sx__file_lock_held(f, 7, 1, SX__RDLOCK), 1);
-  EXPECT_EQ(sx__file_lock(f, 7, 1, SX__RDLOCK, 0, &err), SX_BUSY);
+  if (ready && f) {
+    EXPECT_EQ(sx__file_lock_held(f, 7, 1, SX__RDLOCK), 1);
+    EXPECT_EQ(sx__file_lock(f, 7, 1, SX__RDLOCK, 0, &err), SX_BUSY);
+  }
   close(down[1]);  // lets the child go on: exit, or wait to be killed
-  if (kill_it) kill(pid, SIGKILL);
+  if (kill_it || !ready) kill(pid, SIGKILL);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   if (kill_it)
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   else
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_NE(f, nullptr);
   EXPECT_EQ(sx__file_lock_held(f, 7, 1, SX__WRLOCK), 0);
   EXPECT_EQ(sx__file_lock(f, 7, 1, SX__WRLOCK, 0, &err), SX_OK) << err.message;
   sx__file_close(f);

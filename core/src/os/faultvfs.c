@@ -289,7 +289,7 @@ static int file_size(sx__file *f, uint64_t *out, sx_error *err) {
 /* Records a write of n bytes at off before it happens. Requires fv->mu. */
 static int track_write(sx__faultvfs *fv, sx__file *f, const void *buf, size_t n, uint64_t off,
                        sx_error *err) {
-  uint64_t size;
+  uint64_t size = 0;
   int rc = file_size(f, &size, err);
   if (rc) return rc;
   struct rec *r = new_rec(fv, f);
@@ -308,7 +308,7 @@ static int track_write(sx__faultvfs *fv, sx__file *f, const void *buf, size_t n,
 }
 
 static int track_truncate(sx__faultvfs *fv, sx__file *f, uint64_t size, sx_error *err) {
-  uint64_t before;
+  uint64_t before = 0;
   int rc = file_size(f, &before, err);
   if (rc) return rc;
   struct rec *r = new_rec(fv, f);
