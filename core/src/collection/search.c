@@ -130,30 +130,53 @@ static void *run_job(void *arg) {
     j->rc = sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
     goto out;
   }
+  const size_t vbytes = dim * 4, ps = vc.ps;
+  const unsigned pshift = (unsigned)__builtin_ctz(vc.ps);
+  const uint64_t pmask = ps - 1;
+  uint64_t vleaf = UINT64_MAX;
+  const uint8_t *vpage = NULL;
   uint64_t s0 = j->lo;
   while (s0 < j->hi && !j->rc) {
     if (j->o && j->o->cancel && j->o->cancel(j->o->cancel_ctx)) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
       break;
     }
-    /* Gather up to BLOCK live vectors. */
+    /* Gather up to BLOCK live vectors: the live bitmap a 64-bit word at a time, and
+     * vector pointers straight into the current leaf page while they fit in it. */
     size_t nb = 0;
     while (s0 < j->hi && nb < BLOCK) {
-      uint8_t bits;
-      j->rc = sx__pa_read(&lc, s0 / 8, &bits, 1, &j->err);
+      uint64_t word = 0;
+      uint64_t base = s0 & ~(uint64_t)63;
+      uint64_t wend = base + 64 < j->hi ? base + 64 : j->hi;
+      size_t nbytes = (size_t)((wend - base + 7) / 8);
+      j->rc = sx__pa_read(&lc, base / 8, &word, nbytes, &j->err);
       if (j->rc) break;
-      uint64_t end = (s0 | 7) + 1;
-      if (end > j->hi) end = j->hi;
-      for (; s0 < end && nb < BLOCK; s0++) {
-        if (!(bits & (1u << (s0 % 8)))) continue;
-        const void *p;
-        j->rc = sx__pa_ptr(&vc, s0 * dim * 4, dim * 4, scratch + nb * dim, &p, &j->err);
-        if (j->rc) break;
-        ptrs[nb] = p;
-        slots[nb] = (uint32_t)s0;
+      word &= s0 - base < 64 ? ~0ull << (s0 - base) : 0;
+      if (wend - base < 64) word &= (1ull << (wend - base)) - 1;
+      while (word && nb < BLOCK) {
+        uint64_t sl = base + (uint64_t)__builtin_ctzll(word);
+        word &= word - 1;
+        uint64_t off = sl * vbytes;
+        uint64_t leaf = off >> pshift;
+        size_t in = (size_t)(off & pmask);
+        if (leaf == vleaf && in + vbytes <= ps) {
+          ptrs[nb] = (const float *)(vpage + in);
+        } else {
+          const void *p;
+          j->rc = sx__pa_ptr(&vc, off, vbytes, scratch + nb * dim, &p, &j->err);
+          if (j->rc) break;
+          ptrs[nb] = p;
+          if (vc.leaf_key == leaf && vc.v->t == NULL) {
+            vleaf = leaf;
+            vpage = vc.leaf;
+          }
+        }
+        slots[nb] = (uint32_t)sl;
         nb++;
+        s0 = sl + 1;
       }
       if (j->rc) break;
+      if (!word) s0 = wend;
     }
     if (j->rc || nb == 0) break;
     if (j->nq == 1)
