@@ -1327,8 +1327,30 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
     wr64(f + 16, ck0);
     wr64(f + 24, ck1);
   }
+  /* Reserve the index entries first: once the frames are in the WAL nothing may
+   * fail, or a commit reported as failed would stand after a reopen. */
+  for (uint64_t k = rel / SEG_FRAMES; k <= (rel + nfr - 1) / SEG_FRAMES; k++) {
+    seg sg = {NULL, NULL};
+    rc = shm_cover_seg(p, (size_t)k, err);
+    if (!rc) rc = seg_get(p, (size_t)k, &sg, err);
+    if (rc) goto done;
+  }
   uint64_t off = rel == 0 ? 0 : WAL_HDR + rel * p->fsz;
-  rc = sx__file_write(p->wal, buf, hdr_bytes + nfr * p->fsz, off, err);
+  size_t skip = 0;
+  if (hdr_bytes && p->sync != SX_SYNC_OFF) {
+    /* A new WAL generation: its header is durable before any of its frames overwrite
+     * the old generation's, or a power cut could keep the old header and a prefix of
+     * old frames, which recovery would replay over the newer checkpointed file. */
+    rc = sx__file_write(p->wal, buf, WAL_HDR, 0, err);
+    if (rc) goto done;
+    rc = sx__file_sync(p->wal, 1, err);
+    if (rc) {
+      atomic_store(&p->poisoned, 1);
+      goto done;
+    }
+    skip = WAL_HDR;
+  }
+  rc = sx__file_write(p->wal, buf + skip, hdr_bytes + nfr * p->fsz - skip, off + skip, err);
   if (rc) goto done;
   if (p->sync == SX_SYNC_FULL) {
     rc = sx__file_sync(p->wal, 1, err);
