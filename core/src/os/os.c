@@ -116,12 +116,46 @@ static int check_range(sx__file *f, uint64_t off, size_t n, sx_error *err) {
 static unsigned fork_gen;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
+/* Every descriptor the default VFS holds open. fork() shares open file
+ * descriptions, and with them OFD locks: a child that kept its copies would keep
+ * its parent's locks alive after the parent died. So the child closes them all at
+ * once; handles it inherited re-open their files on first use (session.c). */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static sx__file *reg_head;
+
+static void reg_add(sx__file *f) {
+  pthread_mutex_lock(&reg_mu);
+  f->reg_prev = NULL;
+  f->reg_next = reg_head;
+  if (reg_head) reg_head->reg_prev = f;
+  reg_head = f;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_remove(sx__file *f) {
+  pthread_mutex_lock(&reg_mu);
+  if (f->reg_prev) f->reg_prev->reg_next = f->reg_next;
+  else if (reg_head == f) reg_head = f->reg_next;
+  if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
+  f->reg_prev = f->reg_next = NULL;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static void on_fork_prepare(void) { pthread_mutex_lock(&reg_mu); }
+static void on_fork_parent(void) { pthread_mutex_unlock(&reg_mu); }
+
 static void on_fork_child(void) {
+  for (sx__file *f = reg_head; f; f = f->reg_next) {
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+  }
+  reg_head = NULL;
+  pthread_mutex_unlock(&reg_mu);
   __atomic_add_fetch(&fork_gen, 1, __ATOMIC_RELAXED);
 }
 
 static void register_atfork(void) {
-  pthread_atfork(NULL, NULL, on_fork_child);
+  pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
 }
 
 /* Registered lazily (before any file exists, so no handle can miss a fork). */
@@ -167,12 +201,14 @@ static int def_open(sx__vfs *vfs, const char *path, int flags, sx__file **out, s
   f->fd = fd;
   f->flags = flags;
   f->path = copy;
+  reg_add(f);
   *out = f;
   return SX_OK;
 }
 
 static void def_close(sx__file *f) {
   if (!f) return;
+  reg_remove(f);
   /* close() may report a deferred write error (NFS); the data is already covered
    * by sync, which is where durability is checked, so the result is not used. */
   if (f->fd >= 0) close(f->fd);
@@ -267,6 +303,8 @@ static int def_mmap(sx__file *f, uint64_t off, size_t len, int writable, void **
   int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
   void *p = mmap(NULL, len, prot, MAP_SHARED, f->fd, (off_t)off);
   if (p == MAP_FAILED) return err_errno(err, errno, "map", f->path);
+  /* A mapping holds its file: a fork child must not inherit it (see on_fork_child). */
+  madvise(p, len, MADV_DONTFORK);
   *out = p;
   return SX_OK;
 }

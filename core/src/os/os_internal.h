@@ -27,6 +27,8 @@ struct sx__file {
   uint64_t dev;
   uint64_t ino;
   int untracked;
+  /* Registry of open descriptors (os.c), so a fork child can drop them. */
+  struct sx__file *reg_prev, *reg_next;
 };
 
 /* Marks f poisoned (a sync on it failed). */

@@ -784,6 +784,18 @@ static int open_shm_region(sx__pager *p, int init, sx_error *err) {
 }
 
 static void pager_free_maps(sx__pager *p) {
+  if (forked(p)) {
+    /* Mappings are not inherited (MADV_DONTFORK); their addresses may already
+     * belong to mappings this process made since. */
+    free(p->pmap);
+    free(p->walmap);
+    free(p->segmap);
+    p->pmap = NULL;
+    p->walmap = NULL;
+    p->segmap = NULL;
+    p->shm_base = NULL;
+    return;
+  }
   if (p->pmap) {
     for (size_t k = 0; k < P_CHUNKS; k++)
       if (p->pmap[k]) p->vfs->munmap(p->pmap[k], P_CHUNK_PAGES * p->ps);
