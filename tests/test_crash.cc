@@ -538,10 +538,16 @@ void BuildWalImage(WalImage *img) {
 // consistency and integrity. With then_commit, commits one more small generation,
 // closes, deletes the -shm, reopens and checks that exactly that generation is
 // found: the stale tail behind it must stay dead.
+// wal2 is the second WAL file (odd generations); absent unless given.
 void RecoverImage(const std::string &db, const std::vector<uint8_t> &p, const std::vector<uint8_t> &wal,
-                  bool then_commit, uint64_t *g) {
+                  bool then_commit, uint64_t *g, const std::vector<uint8_t> *wal2 = nullptr) {
   ASSERT_NO_FATAL_FAILURE(WriteAll(db, p.data(), p.size()));
   ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal", wal.data(), wal.size()));
+  if (wal2) {
+    ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal2", wal2->data(), wal2->size()));
+  } else {
+    unlink((db + "-wal2").c_str());
+  }
   unlink((db + "-shm").c_str());
   ASSERT_NO_FATAL_FAILURE(OpenVerifyCheck(db, false, g));
   if (!then_commit) return;
@@ -635,9 +641,19 @@ uint64_t Salts(const std::vector<uint8_t> &wal, uint64_t off) {
   return s;
 }
 
-TEST(Crash, WalRestartNeverReplaysOlderFrames) {
-  TmpDir t("walrestart");
-  const std::string walp = t.db + "-wal";
+uint32_t Gen(const std::vector<uint8_t> &wal) {
+  uint32_t g = 0;
+  memcpy(&g, wal.data() + 12, 4);
+  return g;
+}
+
+// The WAL alternates between two files, P-wal (even generations) and P-wal2 (odd).
+// A file is reused only after the generation it holds is wholly in P; reusing it
+// overwrites its header (new salts) and its first frames, and the older frames
+// behind them must never be replayed.
+TEST(Crash, WalReuseNeverReplaysOlderFrames) {
+  TmpDir t("walreuse");
+  const std::string walp = t.db + "-wal", wal2p = t.db + "-wal2";
   sx_open_options o = SX_OPEN_OPTIONS_INIT;
   o.autocheckpoint_frames = 1000000;
   sx_db *db = nullptr;
@@ -650,72 +666,75 @@ TEST(Crash, WalRestartNeverReplaysOlderFrames) {
         << err.message;
   std::vector<uint8_t> before = ReadAll(walp);
   ASSERT_GT(before.size(), kWalHdr + 50 * kFrame);
-  // Checkpoint everything (no readers), then ONE small commit: it restarts the WAL
-  // at its beginning, overwriting only its first frames.
+  // Checkpoint everything (no readers), then one small commit: it moves to P-wal2.
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
   sx_db_stats st;
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
   ASSERT_EQ(st.wal_backfilled, st.wal_frames);
   ASSERT_EQ(wl_commit(db, kDmgCommits + 1, kDmgPages, 1, 6, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
-  ASSERT_EQ(st.wal_frames, 3u) << "the small commit (page 0, manifest, one data page) restarts the WAL";
+  ASSERT_EQ(st.wal_frames, 3u) << "the small commit (page 0, manifest, one data page) starts a generation";
+  ASSERT_EQ(ReadAll(walp), before) << "P-wal is left alone";
+  // Again: the next generation reuses P-wal, over its first frames.
+  ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
+  ASSERT_EQ(wl_commit(db, kDmgCommits + 2, kDmgPages, 1, 7, 1000, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
+  ASSERT_EQ(st.wal_frames, 3u);
   uint64_t g = 0;
   ASSERT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
-  ASSERT_EQ(g, kDmgCommits + 1);
+  ASSERT_EQ(g, kDmgCommits + 2);
   sx_db_free(db);
   const std::vector<uint8_t> p = ReadAll(t.db);
-  const std::vector<uint8_t> after = ReadAll(walp);
+  const std::vector<uint8_t> after = ReadAll(walp), after2 = ReadAll(wal2p);
 
-  // The restart wrote a new header with new salts over the old one and its first
-  // three frames over the old first three; the older frames remain behind them.
   ASSERT_EQ(after.size(), before.size()) << "the stale frames must still be there for this test";
-  ASSERT_NE(Salts(after, 16), Salts(before, 16)) << "a restarted WAL must change its salts";
+  ASSERT_EQ(Gen(after), Gen(before) + 2);
+  ASSERT_EQ(Gen(after2), Gen(before) + 1);
+  ASSERT_NE(Salts(after, 16), Salts(before, 16)) << "a reused WAL file must change its salts";
   const uint64_t new_end = kWalHdr + 3 * kFrame;
   ASSERT_EQ(Salts(after, kWalHdr + 8), Salts(after, 16)) << "new frames carry the new salts";
   ASSERT_EQ(Salts(after, new_end + 8), Salts(before, 16)) << "old frames carry the old salts";
   ASSERT_EQ(memcmp(after.data() + new_end, before.data() + new_end, after.size() - new_end), 0);
-  // P holds the checkpointed generation (and the new frames are not in it yet).
   ASSERT_GE(p.size(), (kDmgPages + 2) * kPageSize);
 
-  TmpDir c("walrestartc");
+  TmpDir c("walreusec");
   // As left: exactly the latest generation.
-  ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, after, false, &g));
-  EXPECT_EQ(g, kDmgCommits + 1);
-  // Recovery through a read-only open sees the same.
+  ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, after, false, &g, &after2));
+  EXPECT_EQ(g, kDmgCommits + 2);
   unlink((c.db + "-shm").c_str());
   ASSERT_NO_FATAL_FAILURE(OpenVerifyCheck(c.db, true, &g));
-  EXPECT_EQ(g, kDmgCommits + 1);
-  // The new generation's first frame header destroyed: the checkpointed state,
-  // never the stale frames behind it.
+  EXPECT_EQ(g, kDmgCommits + 2);
+  // The newest generation's first frame destroyed: the one before it, never the
+  // stale frames behind.
   {
     std::vector<uint8_t> wal = after;
     for (uint64_t i = 0; i < kFrameHdr; i++) wal[kWalHdr + i] = (uint8_t)(0xA5 ^ (i * 37));
-    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g));
-    EXPECT_EQ(g, kDmgCommits);
-    // ... and a commit made then is what a reopen finds.
-    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, true, &g));
-    EXPECT_EQ(g, kDmgCommits);
+    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g, &after2));
+    EXPECT_EQ(g, kDmgCommits + 1);
+    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, true, &g, &after2));
+    EXPECT_EQ(g, kDmgCommits + 1);
   }
-  // The new header destroyed: likewise.
+  // The newest header destroyed: likewise.
   {
     std::vector<uint8_t> wal = after;
     for (uint64_t i = 0; i < kWalHdr; i++) wal[i] ^= 0x5A;
-    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g));
-    EXPECT_EQ(g, kDmgCommits);
+    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g, &after2));
+    EXPECT_EQ(g, kDmgCommits + 1);
   }
-  // The old header put back: its salts match the stale frames, but the new frames
-  // do not chain from it, so nothing of either generation may be replayed.
+  // The old header put back: its salts match the stale frames, but the frames now at
+  // its start do not, and P-wal2's generation says how the older one ended: nothing
+  // stale may be replayed (the state in P, which holds generation K + 1).
   {
     std::vector<uint8_t> wal = after;
     memcpy(wal.data(), before.data(), kWalHdr);
-    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g));
-    EXPECT_EQ(g, kDmgCommits);
+    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g, &after2));
+    EXPECT_EQ(g, kDmgCommits + 1);
   }
-  // The new generation's frames cut off at the end of the new commit: the latest.
+  // The newest generation cut at the end of its commit: the latest.
   {
     std::vector<uint8_t> wal(after.begin(), after.begin() + (long)new_end);
-    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g));
-    EXPECT_EQ(g, kDmgCommits + 1);
+    ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g, &after2));
+    EXPECT_EQ(g, kDmgCommits + 2);
   }
 }
 

@@ -275,7 +275,7 @@ std::vector<std::string> StrayFiles(const char *dir) {
   std::vector<std::string> out;
   DIR *d = opendir(dir);
   if (!d) return out;
-  static const std::set<std::string> known = {".", "..", "t.sx", "t.sx-wal", "t.sx-shm"};
+  static const std::set<std::string> known = {".", "..", "t.sx", "t.sx-wal", "t.sx-wal2", "t.sx-shm"};
   while (struct dirent *e = readdir(d))
     if (!known.count(e->d_name)) out.push_back(e->d_name);
   closedir(d);
@@ -733,13 +733,19 @@ TEST_F(FaultsSync, FailedAutocheckpointSyncPoisonsTheNextWrite) {
   db_ = nullptr;
   opts_.autocheckpoint_frames = 4;  // every commit checkpoints
   ASSERT_EQ(sx__db_open_vfs(&db_, t_.db.c_str(), &opts_, fv_.vfs(), &err_), SX_OK) << err_.message;
-  // The commit's own sync succeeds; the checkpoint's sync of the database file fails.
-  sx__faultvfs_arm(fv_.fv, SX__IO_SYNC, 2, SX__FAULT_EIO, 0);
+  // Count the syncs of one such commit (a new WAL generation's header, the frames,
+  // then the checkpoint's sync of the database file, last); the next commit has the
+  // same shape. Its own syncs succeed; the checkpoint's sync of the database fails.
   sx_error err = SX_ERROR_INIT;
-  EXPECT_EQ(wl_commit(db_, 3, kPages, kTouch, kSeed, 1000, &err), SX_OK) << err.message;
+  uint64_t s0 = sx__faultvfs_count(fv_.fv, SX__IO_SYNC);
+  ASSERT_EQ(wl_commit(db_, 3, kPages, kTouch, kSeed, 1000, &err), SX_OK) << err.message;
+  uint64_t per_commit = sx__faultvfs_count(fv_.fv, SX__IO_SYNC) - s0;
+  ASSERT_GE(per_commit, 2u);
+  sx__faultvfs_arm(fv_.fv, SX__IO_SYNC, per_commit, SX__FAULT_EIO, 0);
+  EXPECT_EQ(wl_commit(db_, 4, kPages, kTouch, kSeed, 1000, &err), SX_OK) << err.message;
   EXPECT_TRUE(sx__faultvfs_fired(fv_.fv));
-  ExpectPoisoned(3);
-  ReopenAndContinue(SX__LOSS_DROP, 3, 3);
+  ExpectPoisoned(4);
+  ReopenAndContinue(SX__LOSS_DROP, 4, 4);
 }
 
 TEST_F(FaultsSync, PowerCutAtCommitSyncPoisonsTheHandle) {

@@ -3,8 +3,6 @@
 // stress run, readers and writers killed while holding their sessions (kernel-released
 // OFD locks, reusable reader slots), two handles on one path in one process, and
 // handles that cross fork(). Worker processes are tests/worker_mp.c (SX_WORKER_MP).
-// Two DISABLED_ tests pin down known core bugs (WAL restarts starved by overlapping
-// readers; a fork child keeping a dead parent's locks) until they are fixed.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -346,50 +344,63 @@ TEST(MultiProc, SnapshotIsolationAcrossProcesses) {
 // A reader that reads part of its snapshot from the WAL keeps the WAL from
 // restarting even once every frame is copied back: a restart would overwrite the
 // frames it reads.
-TEST(MultiProc, WalReaderInAnotherProcessBlocksRestart) {
-  TmpDir t("mp-restart");
-  sx_open_options o = SX_OPEN_OPTIONS_INIT;
-  o.autocheckpoint_frames = 1000000;  // checkpoints only when asked
-  sx_db *db = Open(t.db, &o);
-  sx_error err = SX_ERROR_INIT;
+static std::string FileBytes(const std::string &path) {
+  FILE *f = fopen(path.c_str(), "rb");
+  std::string out;
+  if (!f) return out;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  fclose(f);
+  return out;
+}
+
+// A reader in another process that reads frames from one WAL file keeps that file
+// from being reused: the writer moves on to the other file, and stays there while
+// the reader lives, however many commits come.
+TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
+  TmpDir t("mp-reuse");
   const uint32_t N = 24;
-  for (uint64_t g = 1; g <= 5; g++) ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
+  sx_error err = SX_ERROR_INIT;
+  {
+    sx_open_options o = SX_OPEN_OPTIONS_INIT;
+    o.autocheckpoint_frames = 1000000;  // generations 1-5 stay in the WAL
+    sx_db *db0 = Open(t.db, &o);
+    for (uint64_t g = 1; g <= 5; g++) ASSERT_EQ(wl_commit(db0, g, N, N, g, 1000, &err), SX_OK) << err.message;
+    sx_db_free(db0);
+  }
   std::map<std::string, std::string> ready;
-  auto h = Hold(t.db, 1, &ready);  // generation 5, every page of it in the WAL
+  auto h = Hold(t.db, 1, &ready);  // generation 5, read from P-wal
   ASSERT_EQ(U64(ready, "gen"), 5u);
-  ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
+  const std::string wal0 = FileBytes(t.db + "-wal");
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.autocheckpoint_frames = 8;  // every commit checkpoints and may switch files
+  sx_db *db = Open(t.db, &o);
+  // Each commit rewrites every page; reusing P-wal would overwrite what the holder reads.
+  for (uint64_t g = 6; g <= 30; g++) ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
+  EXPECT_EQ(FileBytes(t.db + "-wal"), wal0) << "P-wal was reused under a reader that reads from it";
   sx_db_stats st = Stats(db);
-  EXPECT_EQ(st.wal_backfilled, st.wal_frames) << "the reader pins the latest snapshot: all may be copied";
-  const uint64_t frames = st.wal_frames;
-  // Each commit rewrites every page; if the WAL restarted, they would land on the
-  // frames the holder reads.
-  for (uint64_t g = 6; g <= 8; g++) ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
-  st = Stats(db);
-  EXPECT_GT(st.wal_frames, frames) << "the WAL restarted under a reader that reads from it";
+  EXPECT_GT(st.wal_frames, 25u * N) << "the holder pins its generation, so the WAL keeps growing";
   auto pv = Fields(h->Ask("verify"));
   EXPECT_EQ(U64(pv, "gen"), 5u);
   EXPECT_EQ(U64(pv, "violations"), 0u);
-  // Once the reader is gone, a checkpoint and a commit start it over.
+  // Once the reader is gone, checkpoints catch up and P-wal is reused.
   h->Kill();
-  ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
-  ASSERT_EQ(wl_commit(db, 9, N, 2, 9, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 31; g <= 34; g++) ASSERT_EQ(wl_commit(db, g, N, 2, g, 1000, &err), SX_OK) << err.message;
+  EXPECT_NE(FileBytes(t.db + "-wal").substr(0, 64), wal0.substr(0, 64)) << "P-wal was never reused";
   st = Stats(db);
-  EXPECT_LE(st.wal_frames, 4u) << "the WAL did not restart";
+  EXPECT_LE(st.wal_frames, 8u + 2 * 4u) << "the WAL did not shrink back";
   EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
-  EXPECT_EQ(LatestGen(db), 9);
+  EXPECT_EQ(LatestGen(db), 34);
   sx_db_free(db);
 }
 
-// KNOWN CORE BUG, found by the stress run (0 WAL restarts in 20 s, the WAL at 80k
-// frames and growing); disabled until fixed, run it with
-// --gtest_also_run_disabled_tests. Read sessions that each live across a single
-// commit -- no reader ever lags by more than one commit -- keep the WAL from ever
-// restarting: a restart needs a moment when every frame is copied back
-// (backfill == mx) and no live reader began before that, and overlapping readers
-// never leave one. The WAL grows by every commit until it hits wal_max_frames
-// (4 GiB by default), and then commits fail with BUSY blaming a reader. A service
-// with readers always busy is exactly what DESIGN.md promises to serve.
-TEST(MultiProc, DISABLED_WalRestartsUnderOverlappingShortReaders) {
+// Read sessions that each live across a single commit -- no reader ever lags by more
+// than one commit -- must not keep the WAL from being reused: the WAL alternates
+// between two files, and a file is reused once no reader needs the generation it
+// holds. (With one WAL file, restarting needs a moment with no reader in the WAL,
+// which overlapping readers never leave, and the WAL grew without bound.)
+TEST(MultiProc, WalRestartsUnderOverlappingShortReaders) {
   TmpDir t("mp-starve");
   sx_open_options o = SX_OPEN_OPTIONS_INIT;
   o.autocheckpoint_frames = 16;
@@ -803,7 +814,6 @@ TEST(MultiProc, ForkWhileWriting) {
   sx_db_free(db);
 }
 
-// KNOWN CORE BUG; disabled until fixed, run it with --gtest_also_run_disabled_tests.
 // OFD locks belong to the open file description, and fork() shares descriptions:
 // a child that inherits a handle and never uses it (a pool worker forked for other
 // work, a helper) keeps every lock of its parent alive. When the parent dies

@@ -92,6 +92,9 @@ static int ends_with(const char *s, const char *suffix) {
   return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* The two WAL files: P-wal (even generations) and P-wal2 (odd). */
+static int is_wal(const char *path) { return ends_with(path, "-wal") || ends_with(path, "-wal2"); }
+
 static int wrap_open(sx__vfs *vfs, const char *path, int flags, sx__file **out, sx_error *err) {
   (void)vfs;
   /* The default open points the file at the table it was called with: ours. */
@@ -103,8 +106,8 @@ static int wrap_open(sx__vfs *vfs, const char *path, int flags, sx__file **out, 
 static size_t g_last_wal_write;
 
 static int wrap_write(sx__file *f, const void *buf, size_t n, uint64_t off, sx_error *err) {
-  if (ends_with(f->path, "-wal")) g_last_wal_write = n;
-  if (g_armed && g_mode == MODE_WAL_WRITE && ends_with(f->path, "-wal")) {
+  if (is_wal(f->path)) g_last_wal_write = n;
+  if (g_armed && g_mode == MODE_WAL_WRITE && is_wal(f->path)) {
     size_t half = n / 2 ? n / 2 : 1;
     g_def->write(f, buf, half, off, NULL);
     stall();
@@ -115,7 +118,7 @@ static int wrap_write(sx__file *f, const void *buf, size_t n, uint64_t off, sx_e
 }
 
 static int wrap_sync(sx__file *f, int data_only, sx_error *err) {
-  int wal = ends_with(f->path, "-wal");
+  int wal = is_wal(f->path);
   if (g_armed && g_mode == MODE_WAL_SYNC && wal && g_last_wal_write > 64) stall();
   int rc = g_def->sync(f, data_only, err);
   if (g_armed && g_mode == MODE_PUBLISH && wal && rc == SX_OK && g_hdr_addr) {

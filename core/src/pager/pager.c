@@ -2,51 +2,64 @@
  * pager.c: the page file, the WAL, the shared wal-index, checkpoint and recovery.
  *
  * Files
- *   P      page 0 is the header page (magic, format version, page size, free list,
- *          user version), then pages 1.. as upper layers use them.
- *   P-wal  a 64-byte header (magic, version, page size, generation, two salts, a
- *          checksum) followed by frames: a 32-byte frame header (page number; the
- *          database size in pages if this frame ends a commit, else 0; the salts;
- *          the running checksum) and the page image. The checksum runs over every
- *          frame since the WAL header, so a frame is valid only if every frame
- *          before it is. Recovery replays up to the last valid commit frame.
- *   P-shm  the shared wal-index: a double-buffered header, the reader slots, and hash
- *          segments mapping page numbers to the frames holding them (4096 frames per
- *          segment). Its contents are derived from P-wal and rebuilt by the first
- *          process to open the database (the "dead man switch" byte lock tells).
+ *   P          page 0 is the header page (magic, format version, page size, free list,
+ *              user version), then pages 1.. as upper layers use them.
+ *   P-wal,     the WAL, in generations that alternate between the two files (even
+ *   P-wal2     generations in P-wal, odd in P-wal2). A file starts with a 64-byte
+ *              header (magic, version, page size, generation, two salts, how the
+ *              previous generation ended: its frame count and final checksum; and a
+ *              checksum) followed by frames: a 32-byte frame header (page number; the
+ *              database size in pages if the frame ends a commit, else 0; the salts;
+ *              the running checksum) and the page image. The checksum runs over every
+ *              frame since the header, so a frame is valid only if every frame before
+ *              it is. Recovery replays up to the last valid commit frame.
+ *   P-shm      the shared wal-index: a double-buffered header, the reader slots, and
+ *              per WAL file an index of hash segments mapping page numbers to frames
+ *              (4096 frames per segment). Its contents derive from the WAL files; the
+ *              first process to open the database (the "dead man switch" byte lock
+ *              tells) rebuilds it.
  *
- * Frame numbers are absolute (they keep counting across WAL restarts while any
- * process has the shared index open): the WAL's frame r (1-based) is absolute frame
- * base + r. The header holds mx (last committed frame), backfill (frames <= backfill
- * are copied into P) and base.
+ * Frame numbers are absolute (they keep counting across generations while any
+ * process has the shared index open): frame base + r is frame r (1-based) of the
+ * current generation's file; frames pbase+1..base are the previous generation's, in
+ * the other file. The header holds mx (last committed frame), backfill (frames <=
+ * backfill are copied into P), base and pbase.
+ *
+ * Why two files: the writer may reuse a WAL file only when no reader can still read
+ * the frames in it. With one file, that needs a moment when every reader began after
+ * the last checkpoint, which steady overlapping readers never leave, so the WAL grew
+ * without bound. With two, the writer moves to the other file once that file's
+ * generation is wholly in P and no pinned reader reads it; readers of the current
+ * generation never stand in the way (this is SQLite's "wal2" idea).
  *
  * Who may change what
  *   Only the holder of the writer lock (the OFD byte WRITER in P-shm plus this
- *   handle's in-process flag) changes the shared header, appends frames, or
- *   checkpoints. It publishes a new header by writing the inactive copy and then
- *   bumping `ver`, so a reader never sees a half-written header and never waits: it
- *   retries when `ver` moved while it read. A writer that dies mid-publish leaves the
- *   active copy intact.
+ *   handle's in-process flag) changes the shared header, appends frames, switches
+ *   generations or checkpoints. It publishes a new header by writing the inactive
+ *   copy and then bumping `ver`, so a reader never sees a half-written header and
+ *   never waits: it retries when `ver` moved while it read. A writer that dies
+ *   mid-publish leaves the active copy intact.
  *
  * Reader protocol (never blocks)
  *   1. Own a reader slot (an OFD byte; the kernel frees it when the process dies).
- *   2. Read the header (mx = M, backfill = B); store M, with a "uses WAL" bit if B < M,
- *      into the slot (sequentially consistent store); re-read `ver` (sequentially
- *      consistent load). If it moved, start again.
- *   3. Read frames in (B, M] from the WAL, every other page from P.
- *   The writer, before a checkpoint raises backfill or a restart reuses the WAL,
- *   publishes a header (a sequentially consistent store of `ver`), then scans the
- *   slots (sequentially consistent loads). In the single total order of those
+ *   2. Read the header (mx = M, backfill = B); store B, then M, into the slot
+ *      (sequentially consistent stores); re-read `ver` (sequentially consistent load).
+ *      If it moved, start again.
+ *   3. Read frames in (B, M] from the WAL files, every other page from P.
+ *   The writer, before a checkpoint raises backfill or a generation switch reuses a
+ *   file, publishes a header (a sequentially consistent store of `ver`), then scans
+ *   the slots (sequentially consistent loads). In the single total order of those
  *   operations either the writer sees the reader's slot, or the reader sees the bump
- *   and retries.
- *   So a checkpoint never copies past a pinned M (P keeps exactly the pages a
- *   reader may take from it), and the WAL restarts only when no pinned reader reads
- *   from it.
+ *   and retries. So a checkpoint never copies past a pinned M (P keeps exactly the
+ *   pages a reader may take from it), and a file is reused only when no pinned reader
+ *   has B below the end of the generation it holds.
  *
- * Durability order: frames, then (sync=full) fdatasync of the WAL, then publish.
- *   A checkpoint syncs the WAL before copying into P and syncs P before raising
- *   backfill; the WAL restarts only once backfill == mx. With sync=off no sync is
- *   made at all. A failed sync poisons the handle (see os.h).
+ * Durability order: frames, then (sync=full) fdatasync of the WAL, then publish. A
+ * new generation's header is written and synced before its frames. A checkpoint syncs
+ * the WAL before copying into P and syncs P before raising backfill; with
+ * sync=normal, a file is synced when the writer leaves it. A file is reused only
+ * once backfill covers its generation. With sync=off no sync is made at all. A
+ * failed sync poisons the handle (see os.h).
  */
 #include "pager/pager.h"
 
@@ -78,16 +91,16 @@ enum {
 #define FRAME_HDR 32u
 
 #define SHM_MAGIC 0x4d485358u /* "SXHM" */
-#define SHM_VERSION 1u
-#define SHM_HDR_BYTES 16384u
+#define SHM_VERSION 2u
+#define SHM_HDR_BYTES 32768u
 #define SHM_SLOTS_OFF 1024u
-#define SHM_PIDS_OFF (SHM_SLOTS_OFF + 8u * SX__NSLOTS)
+#define SHM_FLOORS_OFF (SHM_SLOTS_OFF + 8u * SX__NSLOTS)
+#define SHM_PIDS_OFF (SHM_FLOORS_OFF + 8u * SX__NSLOTS)
 #define SEG_FRAMES 4096u
 #define SEG_NSLOT 8192u
 #define SEG_BYTES (SEG_FRAMES * 4u + SEG_NSLOT * 2u) /* 32 KiB */
 
 #define SLOT_IDLE UINT64_MAX
-#define SLOT_USES_WAL (1ull << 63)
 
 /* OFD lock bytes in P-shm (far past its data so they never overlap a mapping). */
 #define LK_BASE 0x40000000ull
@@ -106,8 +119,11 @@ _Static_assert(SHM_PIDS_OFF + 4u * SX__NSLOTS <= SHM_HDR_BYTES, "shm header too 
 /* One copy of the shared header. All fields are read and written with relaxed
  * atomics; `ver` orders them. */
 typedef struct hdrc {
-  uint64_t mx, backfill, target, base;
-  uint64_t ck0, ck1; /* running checksum after frame mx (or of the WAL header) */
+  uint64_t mx, backfill, target;
+  uint64_t base;       /* frames base+1.. are the current generation's, in WAL file gen & 1 */
+  uint64_t pbase;      /* frames pbase+1..base are the previous generation's, in the other file */
+  uint64_t ck0, ck1;   /* running checksum after frame mx (or of the WAL header) */
+  uint64_t pck0, pck1; /* running checksum at the end of the previous generation */
   uint64_t commits, checkpoints;
   uint32_t npages, salt0, salt1, gen;
 } hdrc;
@@ -125,8 +141,8 @@ _Static_assert(sizeof(shm_hdr) <= SHM_SLOTS_OFF, "shm header overlaps slots");
 
 struct sx__pager {
   sx__vfs *vfs;
-  char *path, *wal_path, *shm_path;
-  sx__file *db, *wal, *shm;
+  char *path, *wal_path[2], *shm_path;
+  sx__file *db, *wal[2], *shm; /* WAL files P-wal (even generations) and P-wal2 (odd) */
   uint32_t ps;   /* page size */
   uint32_t fsz;  /* frame size: FRAME_HDR + ps */
   int read_only, sync;
@@ -136,15 +152,16 @@ struct sx__pager {
 
   uint8_t *shm_base; /* the SHM_HDR_BYTES header region */
   shm_hdr *hdr;
-  uint64_t *slots;
+  uint64_t *slots;  /* per slot: the pinned snapshot's mx, or SLOT_IDLE */
+  uint64_t *floors; /* per slot: the pinned snapshot's floor (backfill when it began) */
   int32_t *slot_pids;
 
   /* Lazily mapped chunks; pointers are published with release stores. */
   uint8_t **pmap;     /* P_CHUNKS entries */
-  uint8_t **walmap;   /* nwalchunks entries */
+  uint8_t **walmap[2]; /* nwalchunks entries per WAL file */
   size_t nwalchunks, walchunk_len;
-  uint8_t **segmap;   /* nsegs entries */
-  size_t nsegs;
+  uint8_t **segmap;    /* 2 * nsegs entries: segment k of index area a at 2k + a */
+  size_t nsegs;        /* per area */
   atomic_uint_fast64_t p_size; /* known size of P (only grows) */
   uint64_t shm_size;           /* writer-side: known size of P-shm */
   sx__mutex map_mu;            /* SX_RANK_MAP: serializes creating mappings */
@@ -231,6 +248,9 @@ static void hdr_load(const hdrc *src, hdrc *h) {
   h->backfill = LD64(&src->backfill);
   h->target = LD64(&src->target);
   h->base = LD64(&src->base);
+  h->pbase = LD64(&src->pbase);
+  h->pck0 = LD64(&src->pck0);
+  h->pck1 = LD64(&src->pck1);
   h->ck0 = LD64(&src->ck0);
   h->ck1 = LD64(&src->ck1);
   h->commits = LD64(&src->commits);
@@ -246,6 +266,9 @@ static void hdr_store(hdrc *dst, const hdrc *h) {
   ST64(&dst->backfill, h->backfill);
   ST64(&dst->target, h->target);
   ST64(&dst->base, h->base);
+  ST64(&dst->pbase, h->pbase);
+  ST64(&dst->pck0, h->pck0);
+  ST64(&dst->pck1, h->pck1);
   ST64(&dst->ck0, h->ck0);
   ST64(&dst->ck1, h->ck1);
   ST64(&dst->commits, h->commits);
@@ -319,16 +342,17 @@ static int p_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *er
   return SX_OK;
 }
 
-/* Pointer to the frame header of WAL frame r (1-based); the page image follows it. */
-static int wal_frame(sx__pager *p, uint64_t r, const uint8_t **out, sx_error *err) {
+/* Pointer to the frame header of frame r (1-based) of WAL file w; the page image
+ * follows it. */
+static int wal_frame(sx__pager *p, int w, uint64_t r, const uint8_t **out, sx_error *err) {
   uint64_t off = WAL_HDR + (r - 1) * p->fsz;
   size_t k = off / WAL_CHUNK;
   if (k >= p->nwalchunks)
     return sx__err_set(err, SX_CORRUPT, "frame %llu of '%s' is past the WAL cap",
-                       (unsigned long long)r, p->wal_path);
-  uint8_t *m = __atomic_load_n(&p->walmap[k], __ATOMIC_ACQUIRE);
+                       (unsigned long long)r, p->wal_path[w]);
+  uint8_t *m = __atomic_load_n(&p->walmap[w][k], __ATOMIC_ACQUIRE);
   if (!m) {
-    m = map_chunk(p, &p->walmap[k], p->wal, k * WAL_CHUNK, p->walchunk_len, 0, err);
+    m = map_chunk(p, &p->walmap[w][k], p->wal[w], k * WAL_CHUNK, p->walchunk_len, 0, err);
     if (!m) return err ? err->code : SX_IO;
   }
   *out = m + (off - k * WAL_CHUNK);
@@ -340,13 +364,15 @@ typedef struct seg {
   uint16_t *hash; /* SEG_NSLOT entries: i + 1, or 0 for empty */
 } seg;
 
-static int seg_get(sx__pager *p, size_t k, seg *s, sx_error *err) {
+/* Segment k of index area a (one area per WAL file). */
+static int seg_get(sx__pager *p, int a, size_t k, seg *s, sx_error *err) {
   if (k >= p->nsegs)
     return sx__err_set(err, SX_CORRUPT, "wal-index segment %zu of '%s' is past the WAL cap", k,
                        p->shm_path);
-  uint8_t *m = __atomic_load_n(&p->segmap[k], __ATOMIC_ACQUIRE);
+  size_t at = 2 * k + (size_t)a;
+  uint8_t *m = __atomic_load_n(&p->segmap[at], __ATOMIC_ACQUIRE);
   if (!m) {
-    m = map_chunk(p, &p->segmap[k], p->shm, SHM_HDR_BYTES + (uint64_t)k * SEG_BYTES, SEG_BYTES, 1,
+    m = map_chunk(p, &p->segmap[at], p->shm, SHM_HDR_BYTES + (uint64_t)at * SEG_BYTES, SEG_BYTES, 1,
                   err);
     if (!m) return err ? err->code : SX_IO;
   }
@@ -357,14 +383,15 @@ static int seg_get(sx__pager *p, size_t k, seg *s, sx_error *err) {
 
 static uint32_t hkey(uint32_t pgno) { return (pgno * 383u) & (SEG_NSLOT - 1); }
 
-/* Newest WAL frame r in (lo, hi] (relative numbers) holding pgno; 0 if none. */
-static int wal_find(sx__pager *p, uint32_t pgno, uint64_t lo, uint64_t hi, uint64_t *out,
+/* Newest frame r in (lo, hi] (relative numbers) of index area a holding pgno; 0 if
+ * none. */
+static int wal_find(sx__pager *p, int a, uint32_t pgno, uint64_t lo, uint64_t hi, uint64_t *out,
                     sx_error *err) {
   *out = 0;
   if (hi <= lo) return SX_OK;
   for (int64_t k = (int64_t)((hi - 1) / SEG_FRAMES); k >= (int64_t)(lo / SEG_FRAMES); k--) {
     seg s = {NULL, NULL};
-    int rc = seg_get(p, (size_t)k, &s, err);
+    int rc = seg_get(p, a, (size_t)k, &s, err);
     if (rc) return rc;
     uint64_t best = 0;
     uint32_t h = hkey(pgno);
@@ -383,15 +410,15 @@ static int wal_find(sx__pager *p, uint32_t pgno, uint64_t lo, uint64_t hi, uint6
   return SX_OK;
 }
 
-/* Writer: grow P-shm so that segment k exists. */
+/* Writer: grow P-shm so that segment k of both areas exists. */
 static int shm_cover_seg(sx__pager *p, size_t k, sx_error *err) {
-  uint64_t need = SHM_HDR_BYTES + (uint64_t)(k + 1) * SEG_BYTES;
+  uint64_t need = SHM_HDR_BYTES + (uint64_t)(2 * k + 2) * SEG_BYTES;
   if (p->shm_size >= need) return SX_OK;
   uint64_t sz = 0;
   int rc = sx__file_size(p->shm, &sz, err);
   if (rc) return rc;
   if (sz < need) {
-    uint64_t grow = SHM_HDR_BYTES + (uint64_t)(k + 8) * SEG_BYTES;
+    uint64_t grow = SHM_HDR_BYTES + (uint64_t)(2 * k + 16) * SEG_BYTES;
     rc = sx__file_truncate(p->shm, grow, err);
     if (rc) return rc;
     sz = grow;
@@ -402,13 +429,13 @@ static int shm_cover_seg(sx__pager *p, size_t k, sx_error *err) {
 
 /* Writer: record that relative frame r holds pgno. The first frame of a segment
  * clears it (it may hold entries of an earlier WAL generation). */
-static int index_append(sx__pager *p, uint64_t r, uint32_t pgno, sx_error *err) {
+static int index_append(sx__pager *p, int a, uint64_t r, uint32_t pgno, sx_error *err) {
   size_t k = (size_t)((r - 1) / SEG_FRAMES);
   unsigned i = (unsigned)((r - 1) % SEG_FRAMES);
   int rc = shm_cover_seg(p, k, err);
   if (rc) return rc;
   seg s = {NULL, NULL};
-  rc = seg_get(p, k, &s, err);
+  rc = seg_get(p, a, k, &s, err);
   if (rc) return rc;
   if (i == 0) {
     for (unsigned j = 0; j < SEG_NSLOT; j++) __atomic_store_n(&s.hash[j], 0, __ATOMIC_RELAXED);
@@ -424,14 +451,14 @@ static int index_append(sx__pager *p, uint64_t r, uint32_t pgno, sx_error *err) 
 /* Writer: forget index entries past relative frame rmx (left by a writer that died
  * before publishing). Entries are only ever appended, so removing the newest ones
  * never breaks a probe chain of an older one. */
-static int index_truncate(sx__pager *p, uint64_t rmx, sx_error *err) {
+static int index_truncate(sx__pager *p, int a, uint64_t rmx, sx_error *err) {
   if (rmx % SEG_FRAMES == 0) return SX_OK; /* the next frame starts a fresh segment */
   size_t k = (size_t)(rmx / SEG_FRAMES);
   if (k >= p->nsegs) return SX_OK;
   int rc = shm_cover_seg(p, k, err);
   if (rc) return rc;
   seg s = {NULL, NULL};
-  rc = seg_get(p, k, &s, err);
+  rc = seg_get(p, a, k, &s, err);
   if (rc) return rc;
   unsigned keep = (unsigned)(rmx % SEG_FRAMES);
   for (unsigned j = 0; j < SEG_NSLOT; j++) {
@@ -449,17 +476,30 @@ static int view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8
   if (pgno >= s->npages)
     return sx__err_set(err, SX_CORRUPT, "page %u of '%s' is beyond the database size of %u pages",
                        pgno, p->path, s->npages);
+  /* Frames (floor, mx]: the current generation's part first (newer), then the
+   * previous generation's, then P. */
   uint64_t r = 0;
-  int rc = wal_find(p, pgno, s->floor - s->base, s->mx - s->base, &r, err);
-  if (rc) return rc;
-  if (r) {
-    const uint8_t *f;
-    rc = wal_frame(p, r, &f, err);
+  int cur = (int)(s->gen & 1), rc;
+  if (s->mx > s->base && s->mx > s->floor) {
+    uint64_t lo = s->floor > s->base ? s->floor - s->base : 0;
+    rc = wal_find(p, cur, pgno, lo, s->mx - s->base, &r, err);
     if (rc) return rc;
-    *out = f + FRAME_HDR;
-    return SX_OK;
+    if (r) goto wal;
+  }
+  if (s->floor < s->base && s->floor < s->mx) {
+    cur ^= 1;
+    uint64_t hi = (s->mx < s->base ? s->mx : s->base) - s->pbase;
+    rc = wal_find(p, cur, pgno, s->floor - s->pbase, hi, &r, err);
+    if (rc) return rc;
+    if (r) goto wal;
   }
   return p_page(p, pgno, out, err);
+wal:;
+  const uint8_t *f;
+  rc = wal_frame(p, cur, r, &f, err);
+  if (rc) return rc;
+  *out = f + FRAME_HDR;
+  return SX_OK;
 }
 
 int sx__pager_snap_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
@@ -529,14 +569,17 @@ int sx__pager_snap_begin(sx__pager *p, sx__snap *s, sx_error *err) {
   hdrc h;
   for (;;) {
     uint64_t v1 = hdr_read(p, &h);
-    uint64_t val = h.mx | (h.backfill < h.mx ? SLOT_USES_WAL : 0);
-    __atomic_store_n(&p->slots[slot], val, __ATOMIC_SEQ_CST);
+    /* The floor first: a writer that sees the slot's new value sees its floor. */
+    __atomic_store_n(&p->floors[slot], h.backfill, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->slots[slot], h.mx, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->slot_pids[slot], (int32_t)getpid(), __ATOMIC_RELAXED);
     if (__atomic_load_n(&p->hdr->ver, __ATOMIC_SEQ_CST) == v1) break;
   }
   s->mx = h.mx;
   s->floor = h.backfill;
   s->base = h.base;
+  s->pbase = h.pbase;
+  s->gen = h.gen;
   s->npages = h.npages;
   s->slot = slot;
   return SX_OK;
@@ -550,18 +593,19 @@ void sx__pager_snap_end(sx__pager *p, sx__snap *s) {
 }
 
 /* Smallest snapshot pinned by a live reader (lower bound for checkpoints), and
- * whether any pinned reader reads from the WAL. */
-static void scan_slots(sx__pager *p, uint64_t *minpin, int *wal_users, int *nreaders,
-                       int32_t *pid) {
+ * whether a pinned reader reads WAL frames at or below `below` (those of the
+ * previous generation, when below is the current base). */
+static void scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_users,
+                       int *nreaders, int32_t *pid) {
   *minpin = UINT64_MAX;
-  *wal_users = 0;
+  *prev_users = 0;
   if (nreaders) *nreaders = 0;
   if (pid) *pid = 0;
   for (int i = 0; i < SX__NSLOTS; i++) {
-    uint64_t v = slot_live(p, i);
-    if (v == SLOT_IDLE) continue;
-    if (v & SLOT_USES_WAL) *wal_users = 1;
-    uint64_t m = v & ~SLOT_USES_WAL;
+    uint64_t m = slot_live(p, i);
+    if (m == SLOT_IDLE) continue;
+    uint64_t fl = __atomic_load_n(&p->floors[i], __ATOMIC_SEQ_CST);
+    if (fl < m && fl < below) *prev_users = 1;
     if (nreaders) (*nreaders)++;
     if (m < *minpin) {
       *minpin = m;
@@ -572,6 +616,9 @@ static void scan_slots(sx__pager *p, uint64_t *minpin, int *wal_users, int *nrea
 
 /* ---- open / recovery -------------------------------------------------------- */
 
+/* The WAL header: magic, version, page size, generation, salts, then how the
+ * previous generation ended (its frame count and final running checksum, so recovery
+ * can tell it is whole), and a checksum of the first 48 bytes. */
 static void wal_header_make(uint8_t b[WAL_HDR], uint32_t ps, const hdrc *h, uint64_t *ck0,
                             uint64_t *ck1) {
   memset(b, 0, WAL_HDR);
@@ -581,110 +628,192 @@ static void wal_header_make(uint8_t b[WAL_HDR], uint32_t ps, const hdrc *h, uint
   wr32(b + 12, h->gen);
   wr32(b + 16, h->salt0);
   wr32(b + 20, h->salt1);
+  wr32(b + 24, (uint32_t)(h->base - h->pbase));
+  wr64(b + 32, h->pck0);
+  wr64(b + 40, h->pck1);
   uint64_t a = 0, c = 0;
-  cksum(b, 32, &a, &c);
-  wr64(b + 32, a);
-  wr64(b + 40, c);
+  cksum(b, 48, &a, &c);
+  wr64(b + 48, a);
+  wr64(b + 56, c);
   *ck0 = a;
   *ck1 = c;
 }
 
-/* Starts a fresh WAL generation in h (no frames, new salts). */
-static void hdr_fresh_wal(sx__pager *p, hdrc *h, uint32_t gen) {
-  h->base = h->mx;
-  h->backfill = h->mx;
-  h->target = h->mx;
-  h->gen = gen;
+/* New salts for the current generation, which has no frames yet. */
+static void hdr_resalt(sx__pager *p, hdrc *h) {
   h->salt0 = random32();
   h->salt1 = random32();
   uint8_t b[WAL_HDR];
   wal_header_make(b, p->ps, h, &h->ck0, &h->ck1);
 }
 
-/* Rebuilds the shared index from the WAL: replays up to the last valid commit. */
+/* The next generation, in the other WAL file, starting after frame mx. */
+static void hdr_next_gen(sx__pager *p, hdrc *h) {
+  h->pbase = h->base;
+  h->pck0 = h->ck0;
+  h->pck1 = h->ck1;
+  h->base = h->mx;
+  h->gen++;
+  hdr_resalt(p, h);
+}
+
+typedef struct walhdr {
+  int ok;
+  uint32_t gen, salt0, salt1, prev_frames;
+  uint64_t pck0, pck1, ck0, ck1;
+} walhdr;
+
+static int read_wal_header(sx__pager *p, int w, walhdr *wh, sx_error *err) {
+  memset(wh, 0, sizeof *wh);
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc || sz < WAL_HDR) return rc;
+  uint8_t b[WAL_HDR];
+  rc = sx__file_read(p->wal[w], b, WAL_HDR, 0, err);
+  if (rc) return rc;
+  uint64_t a = 0, c = 0;
+  cksum(b, 48, &a, &c);
+  wh->ok = rd32(b) == WAL_MAGIC && rd32(b + 4) == WAL_VERSION && rd32(b + 8) == p->ps &&
+           rd64(b + 48) == a && rd64(b + 56) == c && rd32(b + 24) <= p->wal_max &&
+           (rd32(b + 12) & 1) == (uint32_t)w; /* generation g lives in file g & 1 */
+  wh->gen = rd32(b + 12);
+  wh->salt0 = rd32(b + 16);
+  wh->salt1 = rd32(b + 20);
+  wh->prev_frames = rd32(b + 24);
+  wh->pck0 = rd64(b + 32);
+  wh->pck1 = rd64(b + 40);
+  wh->ck0 = a;
+  wh->ck1 = c;
+  return SX_OK;
+}
+
+typedef struct replay {
+  uint64_t last;     /* last valid commit frame (relative), 0 if none */
+  uint32_t npages;   /* database size at it */
+  uint64_t ck0, ck1; /* running checksum at it (the header's if none) */
+} replay;
+
+/* Indexes frames 1..limit of WAL file w (into index area w) while their salts match
+ * and their checksum chain holds; reports the last commit among them. */
+static int replay_wal(sx__pager *p, int w, const walhdr *wh, uint64_t limit, replay *out,
+                      sx_error *err) {
+  memset(out, 0, sizeof *out);
+  out->ck0 = wh->ck0;
+  out->ck1 = wh->ck1;
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc) return rc;
+  uint64_t nfr = sz < WAL_HDR ? 0 : (sz - WAL_HDR) / p->fsz;
+  if (nfr > limit) nfr = limit;
+  if (nfr > p->wal_max) nfr = p->wal_max;
+  size_t per = 256; /* frames per read */
+  uint8_t *buf = nfr ? malloc((size_t)p->fsz * per) : NULL;
+  if (nfr && !buf) return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
+  uint64_t ck0 = wh->ck0, ck1 = wh->ck1, r = 1;
+  int stop = 0;
+  while (r <= nfr && !stop && !rc) {
+    size_t cnt = (size_t)((nfr - r + 1) < per ? (nfr - r + 1) : per);
+    rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
+    for (size_t i = 0; i < cnt && !rc; i++, r++) {
+      const uint8_t *f = buf + i * p->fsz;
+      if (rd32(f + 8) != wh->salt0 || rd32(f + 12) != wh->salt1) {
+        stop = 1;
+        break;
+      }
+      cksum(f, 16, &ck0, &ck1);
+      cksum(f + FRAME_HDR, p->ps, &ck0, &ck1);
+      if (rd64(f + 16) != ck0 || rd64(f + 24) != ck1) {
+        stop = 1;
+        break;
+      }
+      rc = index_append(p, w, r, rd32(f), err);
+      if (!rc && rd32(f + 4)) {
+        out->last = r;
+        out->npages = rd32(f + 4);
+        out->ck0 = ck0;
+        out->ck1 = ck1;
+      }
+    }
+  }
+  free(buf);
+  if (!rc) rc = index_truncate(p, w, out->last, err);
+  return rc;
+}
+
+/*
+ * Rebuilds the shared index from the WAL files. The newer generation (by the
+ * generation number in a valid header) is the current one; its header says how many
+ * frames the previous generation had and how its checksum chain ended. If the other
+ * file holds that previous generation whole, it is replayed first. If it holds it
+ * damaged, only its valid prefix is replayed and the newer generation is ignored (it
+ * builds on frames that are gone). If it holds something else, the previous
+ * generation was already copied into P: a generation's file is reused only after
+ * every frame of it is in P.
+ */
 static int recover(sx__pager *p, sx_error *err) {
   hdrc h;
   memset(&h, 0, sizeof h);
-  uint64_t psz = 0, wsz = 0;
+  uint64_t psz = 0;
   int rc = sx__file_size(p->db, &psz, err);
-  if (!rc) rc = sx__file_size(p->wal, &wsz, err);
   if (rc) return rc;
   atomic_store(&p->p_size, psz);
-  h.npages = (uint32_t)(psz / p->ps);
-  if (h.npages == 0) h.npages = 1;
+  uint32_t npages_p = (uint32_t)(psz / p->ps);
+  if (npages_p == 0) npages_p = 1;
+  h.npages = npages_p;
 
-  uint8_t wh[WAL_HDR];
-  int wal_ok = 0;
-  if (wsz >= WAL_HDR) {
-    rc = sx__file_read(p->wal, wh, WAL_HDR, 0, err);
-    if (rc) return rc;
-    uint64_t a = 0, b = 0;
-    cksum(wh, 32, &a, &b);
-    wal_ok = rd32(wh) == WAL_MAGIC && rd32(wh + 4) == WAL_VERSION && rd32(wh + 8) == p->ps &&
-             rd64(wh + 32) == a && rd64(wh + 40) == b;
-    if (wal_ok) {
-      h.gen = rd32(wh + 12);
-      h.salt0 = rd32(wh + 16);
-      h.salt1 = rd32(wh + 20);
-      h.ck0 = a;
-      h.ck1 = b;
-    }
+  walhdr wh[2];
+  for (int w = 0; w < 2 && !rc; w++) rc = read_wal_header(p, w, &wh[w], err);
+  if (rc) return rc;
+  int n = -1;
+  if (wh[0].ok && wh[1].ok) n = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 1 : 0;
+  else if (wh[0].ok) n = 0;
+  else if (wh[1].ok) n = 1;
+  if (n < 0) {
+    /* No WAL: a fresh generation in P-wal. */
+    h.gen = 2;
+    hdr_resalt(p, &h);
+    goto publish;
   }
-  uint64_t last = 0;
-  if (wal_ok) {
-    uint64_t ck0 = h.ck0, ck1 = h.ck1;
-    size_t per = 256; /* frames per read */
-    uint8_t *buf = malloc((size_t)p->fsz * per);
-    if (!buf) return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path);
-    uint64_t nfr = (wsz - WAL_HDR) / p->fsz;
-    if (nfr > p->wal_max) nfr = p->wal_max;
-    uint64_t r = 1;
-    int stop = 0;
-    while (r <= nfr && !stop) {
-      size_t cnt = (size_t)((nfr - r + 1) < per ? (nfr - r + 1) : per);
-      rc = sx__file_read(p->wal, buf, cnt * p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
-      if (rc) {
-        free(buf);
-        return rc;
-      }
-      for (size_t i = 0; i < cnt; i++, r++) {
-        const uint8_t *f = buf + i * p->fsz;
-        if (rd32(f + 8) != h.salt0 || rd32(f + 12) != h.salt1) {
-          stop = 1;
-          break;
-        }
-        cksum(f, 16, &ck0, &ck1);
-        cksum(f + FRAME_HDR, p->ps, &ck0, &ck1);
-        if (rd64(f + 16) != ck0 || rd64(f + 24) != ck1) {
-          stop = 1;
-          break;
-        }
-        rc = index_append(p, r, rd32(f), err);
-        if (rc) {
-          free(buf);
-          return rc;
-        }
-        uint32_t commit = rd32(f + 4);
-        if (commit) {
-          last = r;
-          h.npages = commit;
-          h.ck0 = ck0;
-          h.ck1 = ck1;
-        }
-      }
-    }
-    free(buf);
-    rc = index_truncate(p, last, err);
+  int o = 1 - n;
+  replay rp, rn;
+  if (wh[n].prev_frames > 0 && wh[o].ok && wh[o].gen == wh[n].gen - 1) {
+    rc = replay_wal(p, o, &wh[o], wh[n].prev_frames, &rp, err);
     if (rc) return rc;
+    if (rp.last != wh[n].prev_frames || rp.ck0 != wh[n].pck0 || rp.ck1 != wh[n].pck1) {
+      /* The previous generation is damaged: keep its valid prefix, drop the newer. */
+      h.gen = wh[o].gen;
+      h.salt0 = wh[o].salt0;
+      h.salt1 = wh[o].salt1;
+      h.pck0 = wh[o].pck0;
+      h.pck1 = wh[o].pck1;
+      h.mx = rp.last;
+      h.npages = rp.last ? rp.npages : npages_p;
+      h.ck0 = rp.ck0;
+      h.ck1 = rp.ck1;
+      if (rp.last == 0) hdr_resalt(p, &h);
+      goto publish;
+    }
+    h.base = wh[n].prev_frames;
+    h.npages = rp.npages;
   }
-  h.mx = last;
+  h.gen = wh[n].gen;
+  h.salt0 = wh[n].salt0;
+  h.salt1 = wh[n].salt1;
+  h.pck0 = wh[n].pck0;
+  h.pck1 = wh[n].pck1;
+  rc = replay_wal(p, n, &wh[n], p->wal_max, &rn, err);
+  if (rc) return rc;
+  h.mx = h.base + rn.last;
+  if (rn.last) h.npages = rn.npages;
+  h.ck0 = rn.ck0;
+  h.ck1 = rn.ck1;
+  /* A generation without frames gets new salts, so no frame left in its file from
+   * before can ever chain on. */
+  if (rn.last == 0) hdr_resalt(p, &h);
+publish:
   h.backfill = 0;
   h.target = 0;
-  h.base = 0;
-  if (last == 0) {
-    /* Nothing to replay: start a new generation so no old frame can ever chain on. */
-    hdr_fresh_wal(p, &h, h.gen + 1);
-  }
+  h.pbase = 0;
   hdr_publish(p, &h);
   hdr_publish(p, &h); /* both copies valid */
   return SX_OK;
@@ -760,6 +889,7 @@ static int open_shm_region(sx__pager *p, int init, sx_error *err) {
   p->shm_base = m;
   p->hdr = (shm_hdr *)m;
   p->slots = (uint64_t *)(p->shm_base + SHM_SLOTS_OFF);
+  p->floors = (uint64_t *)(p->shm_base + SHM_FLOORS_OFF);
   p->slot_pids = (int32_t *)(p->shm_base + SHM_PIDS_OFF);
   if (init) {
     for (int i = 0; i < SX__NSLOTS; i++) __atomic_store_n(&p->slots[i], SLOT_IDLE, __ATOMIC_RELAXED);
@@ -788,10 +918,11 @@ static void pager_free_maps(sx__pager *p) {
     /* Mappings are not inherited (MADV_DONTFORK); their addresses may already
      * belong to mappings this process made since. */
     free(p->pmap);
-    free(p->walmap);
+    free(p->walmap[0]);
+    free(p->walmap[1]);
     free(p->segmap);
     p->pmap = NULL;
-    p->walmap = NULL;
+    p->walmap[0] = p->walmap[1] = NULL;
     p->segmap = NULL;
     p->shm_base = NULL;
     return;
@@ -801,19 +932,20 @@ static void pager_free_maps(sx__pager *p) {
       if (p->pmap[k]) p->vfs->munmap(p->pmap[k], P_CHUNK_PAGES * p->ps);
     free(p->pmap);
   }
-  if (p->walmap) {
+  for (int w = 0; w < 2; w++) {
+    if (!p->walmap[w]) continue;
     for (size_t k = 0; k < p->nwalchunks; k++)
-      if (p->walmap[k]) p->vfs->munmap(p->walmap[k], p->walchunk_len);
-    free(p->walmap);
+      if (p->walmap[w][k]) p->vfs->munmap(p->walmap[w][k], p->walchunk_len);
+    free(p->walmap[w]);
   }
   if (p->segmap) {
-    for (size_t k = 0; k < p->nsegs; k++)
+    for (size_t k = 0; k < 2 * p->nsegs; k++)
       if (p->segmap[k]) p->vfs->munmap(p->segmap[k], SEG_BYTES);
     free(p->segmap);
   }
   if (p->shm_base) p->vfs->munmap(p->shm_base, SHM_HDR_BYTES);
   p->pmap = NULL;
-  p->walmap = NULL;
+  p->walmap[0] = p->walmap[1] = NULL;
   p->segmap = NULL;
   p->shm_base = NULL;
 }
@@ -821,14 +953,16 @@ static void pager_free_maps(sx__pager *p) {
 static void pager_destroy(sx__pager *p) {
   pager_free_maps(p);
   sx__file_close(p->db);
-  sx__file_close(p->wal);
+  sx__file_close(p->wal[0]);
+  sx__file_close(p->wal[1]);
   sx__file_close(p->shm); /* drops every OFD lock this handle held */
   sx__mutex_destroy(&p->map_mu);
   sx__mutex_destroy(&p->wmu);
   sx__cond_destroy(&p->wcond);
   sx__mutex_destroy(&p->slot_mu);
   free(p->path);
-  free(p->wal_path);
+  free(p->wal_path[0]);
+  free(p->wal_path[1]);
   free(p->shm_path);
   free(p);
 }
@@ -851,9 +985,10 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   sx__cond_init(&p->wcond);
   sx__mutex_init(&p->slot_mu, SX_RANK_SLOTS, "reader slots");
   p->path = strdup(path);
-  p->wal_path = strcat2(path, "-wal");
+  p->wal_path[0] = strcat2(path, "-wal");
+  p->wal_path[1] = strcat2(path, "-wal2");
   p->shm_path = strcat2(path, "-shm");
-  if (!p->path || !p->wal_path || !p->shm_path) {
+  if (!p->path || !p->wal_path[0] || !p->wal_path[1] || !p->shm_path) {
     pager_destroy(p);
     return sx__err_set(err, SX_NOMEM, "out of memory opening '%s'", path);
   }
@@ -880,20 +1015,25 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
     rc = p->vfs->open(p->vfs, path, p->read_only ? SX__OPEN_READ : SX__OPEN_WRITE, &p->db, err);
   if (!rc) rc = check_db_header(p, cfg->page_size, err);
   if (!rc) {
-    int wal_exists = p->vfs->exists(p->vfs, p->wal_path, err);
-    if (wal_exists < 0) rc = -wal_exists;
-    if (!rc) rc = p->vfs->open(p->vfs, p->wal_path, SX__OPEN_WRITE | SX__OPEN_CREATE, &p->wal, err);
-    if (!rc && !wal_exists) rc = p->vfs->dir_sync(p->vfs, p->wal_path, err);
+    for (int w = 0; w < 2 && !rc; w++) {
+      int wal_exists = p->vfs->exists(p->vfs, p->wal_path[w], err);
+      if (wal_exists < 0) rc = -wal_exists;
+      if (!rc)
+        rc = p->vfs->open(p->vfs, p->wal_path[w], SX__OPEN_WRITE | SX__OPEN_CREATE, &p->wal[w], err);
+      if (!rc && !wal_exists) rc = p->vfs->dir_sync(p->vfs, p->wal_path[w], err);
+    }
   }
   if (!rc) {
     p->pmap = calloc(P_CHUNKS, sizeof *p->pmap);
     p->nwalchunks = (size_t)((WAL_HDR + (uint64_t)p->wal_max * p->fsz) / WAL_CHUNK + 2);
     size_t osz = sx__os_page_size();
     p->walchunk_len = (size_t)(WAL_CHUNK + ((p->fsz + osz - 1) / osz) * osz);
-    p->walmap = calloc(p->nwalchunks, sizeof *p->walmap);
+    p->walmap[0] = calloc(p->nwalchunks, sizeof *p->walmap[0]);
+    p->walmap[1] = calloc(p->nwalchunks, sizeof *p->walmap[1]);
     p->nsegs = p->wal_max / SEG_FRAMES + 2;
-    p->segmap = calloc(p->nsegs, sizeof *p->segmap);
-    if (!p->pmap || !p->walmap || !p->segmap) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+    p->segmap = calloc(2 * p->nsegs, sizeof *p->segmap);
+    if (!p->pmap || !p->walmap[0] || !p->walmap[1] || !p->segmap)
+      rc = sx__err_set(err, SX_NOMEM, "out of memory");
   }
   if (!rc) {
     /* First opener (no other handle holds the dead man switch) rebuilds P-shm. */
@@ -1005,7 +1145,7 @@ int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error 
   t->p = p;
   t->fork_gen = p->fork_gen;
   hdr_load(&p->hdr->copy[__atomic_load_n(&p->hdr->ver, __ATOMIC_ACQUIRE) & 1], &t->h);
-  rc = index_truncate(p, t->h.mx - t->h.base, err);
+  rc = index_truncate(p, (int)(t->h.gen & 1), t->h.mx - t->h.base, err);
   if (rc) {
     writer_unlock(p);
     free(t);
@@ -1014,6 +1154,8 @@ int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error 
   t->view.mx = t->h.mx;
   t->view.floor = t->h.backfill;
   t->view.base = t->h.base;
+  t->view.pbase = t->h.pbase;
+  t->view.gen = t->h.gen;
   t->view.npages = t->h.npages;
   t->view.slot = -1;
   t->npages = t->h.npages;
@@ -1259,23 +1401,40 @@ static int cmp_dpage(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Starts a new WAL generation if every frame is in P and no pinned reader reads the
- * WAL. See the reader protocol at the top. */
-static void try_restart(sx__pager *p, hdrc *h) {
-  if (h->backfill != h->mx || h->mx == h->base) return;
+/*
+ * Moves the writer to the other WAL file (the next generation) when that file is
+ * free: every frame of the generation it holds is in P, and no pinned reader reads
+ * those frames. It does so once the current file is past the autocheckpoint size or
+ * wholly copied into P. Readers of the current generation never stand in the way,
+ * so steady short reads cannot starve the switch; only a reader pinned across a
+ * whole generation can (then the WAL grows, up to its cap). See the reader protocol
+ * at the top for why publishing, then scanning the slots, is safe.
+ */
+static int try_switch(sx__pager *p, hdrc *h, sx_error *err) {
+  if (h->mx == h->base || h->backfill < h->base) return SX_OK;
+  if (h->mx - h->base < p->autockpt && h->backfill < h->mx) return SX_OK;
   uint64_t minpin;
-  int wal_users;
-  scan_slots(p, &minpin, &wal_users, NULL, NULL);
-  if (wal_users) return;
+  int prev_users;
+  scan_slots(p, h->base, &minpin, &prev_users, NULL, NULL);
+  if (prev_users) return SX_OK;
+  if (p->sync == SX_SYNC_NORMAL) {
+    /* The generation left behind is durable before the next one says how it ends. */
+    int rc = sx__file_sync(p->wal[h->gen & 1], 1, err);
+    if (rc) {
+      atomic_store(&p->poisoned, 1);
+      return rc;
+    }
+  }
   hdrc old = *h, nh = *h;
-  hdr_fresh_wal(p, &nh, h->gen + 1);
+  hdr_next_gen(p, &nh);
   hdr_publish(p, &nh);
-  scan_slots(p, &minpin, &wal_users, NULL, NULL);
-  if (wal_users) {
-    hdr_publish(p, &old); /* a reader slipped in: keep the old generation */
-    return;
+  scan_slots(p, old.base, &minpin, &prev_users, NULL, NULL);
+  if (prev_users) {
+    hdr_publish(p, &old); /* a reader slipped in: stay in this generation */
+    return SX_OK;
   }
   *h = nh;
+  return SX_OK;
 }
 
 int sx__txn_commit(sx__txn *t, sx_error *err) {
@@ -1293,27 +1452,30 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
     goto done;
   }
   hdrc h = t->h;
-  try_restart(p, &h);
+  rc = try_switch(p, &h, err);
+  if (rc) goto done;
   uint64_t nfr = t->n;
   if (h.mx - h.base + nfr > p->wal_max) {
     rc = checkpoint_locked(p, &h, err);
+    if (!rc) rc = try_switch(p, &h, err);
     if (rc) goto done;
-    try_restart(p, &h);
     if (h.mx - h.base + nfr > p->wal_max) {
       uint64_t minpin;
       int wu, nr;
       int32_t pid;
-      scan_slots(p, &minpin, &wu, &nr, &pid);
+      scan_slots(p, h.base, &minpin, &wu, &nr, &pid);
       rc = sx__err_set(err, SX_BUSY,
                        "WAL '%s' would grow to %llu frames, past its cap of %u, because a read "
                        "session (process %d) pins a snapshot %llu commits-old frames behind; end long "
                        "read sessions",
-                       p->wal_path, (unsigned long long)(h.mx - h.base + nfr), p->wal_max, (int)pid,
+                       p->wal_path[h.gen & 1], (unsigned long long)(h.mx - h.base + nfr), p->wal_max,
+                       (int)pid,
                        (unsigned long long)(minpin == UINT64_MAX ? 0 : h.mx - minpin));
       goto done;
     }
   }
   list = malloc(nfr * sizeof *list);
+  const int w = (int)(h.gen & 1);
   uint64_t rel = h.mx - h.base;
   size_t hdr_bytes = rel == 0 ? WAL_HDR : 0;
   buf = list ? aligned_alloc(64, (hdr_bytes + nfr * p->fsz + 63) / 64 * 64) : NULL;
@@ -1344,7 +1506,7 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
   for (uint64_t k = rel / SEG_FRAMES; k <= (rel + nfr - 1) / SEG_FRAMES; k++) {
     seg sg = {NULL, NULL};
     rc = shm_cover_seg(p, (size_t)k, err);
-    if (!rc) rc = seg_get(p, (size_t)k, &sg, err);
+    if (!rc) rc = seg_get(p, w, (size_t)k, &sg, err);
     if (rc) goto done;
   }
   uint64_t off = rel == 0 ? 0 : WAL_HDR + rel * p->fsz;
@@ -1353,26 +1515,26 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
     /* A new WAL generation: its header is durable before any of its frames overwrite
      * the old generation's, or a power cut could keep the old header and a prefix of
      * old frames, which recovery would replay over the newer checkpointed file. */
-    rc = sx__file_write(p->wal, buf, WAL_HDR, 0, err);
+    rc = sx__file_write(p->wal[w], buf, WAL_HDR, 0, err);
     if (rc) goto done;
-    rc = sx__file_sync(p->wal, 1, err);
+    rc = sx__file_sync(p->wal[w], 1, err);
     if (rc) {
       atomic_store(&p->poisoned, 1);
       goto done;
     }
     skip = WAL_HDR;
   }
-  rc = sx__file_write(p->wal, buf + skip, hdr_bytes + nfr * p->fsz - skip, off + skip, err);
+  rc = sx__file_write(p->wal[w], buf + skip, hdr_bytes + nfr * p->fsz - skip, off + skip, err);
   if (rc) goto done;
   if (p->sync == SX_SYNC_FULL) {
-    rc = sx__file_sync(p->wal, 1, err);
+    rc = sx__file_sync(p->wal[w], 1, err);
     if (rc) {
       atomic_store(&p->poisoned, 1);
       goto done;
     }
   }
   for (size_t i = 0; i < nfr; i++) {
-    rc = index_append(p, rel + 1 + i, list[i]->pgno, err);
+    rc = index_append(p, w, rel + 1 + i, list[i]->pgno, err);
     if (rc) goto done;
   }
   h.mx += nfr;
@@ -1381,7 +1543,7 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
   h.ck1 = ck1;
   h.commits++;
   hdr_publish(p, &h);
-  if (h.mx - h.base >= p->autockpt) {
+  if (h.mx - h.backfill >= p->autockpt) {
     /* The commit stands whatever happens here; a failed sync still poisons. */
     checkpoint_locked(p, &h, NULL);
   }
@@ -1396,13 +1558,31 @@ done:
 
 typedef struct pf {
   uint32_t pgno;
-  uint64_t r;
+  int w;        /* WAL file */
+  uint64_t r;   /* frame in that file */
+  uint64_t abs; /* absolute frame number (orders versions) */
 } pf;
 
 static int cmp_pf(const void *a, const void *b) {
   const pf *x = a, *y = b;
   if (x->pgno != y->pgno) return x->pgno < y->pgno ? -1 : 1;
-  return x->r > y->r ? -1 : x->r < y->r; /* newest first */
+  return x->abs > y->abs ? -1 : x->abs < y->abs; /* newest first */
+}
+
+/* Appends the frames (lo, hi] (relative) of WAL file w to v. */
+static int collect(sx__pager *p, int w, uint64_t base, uint64_t lo, uint64_t hi, pf *v, size_t *n,
+                   sx_error *err) {
+  for (uint64_t r = lo + 1; r <= hi; r++) {
+    seg s = {NULL, NULL};
+    int rc = seg_get(p, w, (size_t)((r - 1) / SEG_FRAMES), &s, err);
+    if (rc) return rc;
+    v[*n].pgno = __atomic_load_n(&s.pgno[(r - 1) % SEG_FRAMES], __ATOMIC_RELAXED);
+    v[*n].w = w;
+    v[*n].r = r;
+    v[*n].abs = base + r;
+    (*n)++;
+  }
+  return SX_OK;
 }
 
 /* Copies frames into P up to the oldest pinned snapshot. Writer lock held. */
@@ -1414,7 +1594,7 @@ static int checkpoint_locked(sx__pager *p, hdrc *h, sx_error *err) {
   hdr_publish(p, h);
   uint64_t minpin;
   int wu;
-  scan_slots(p, &minpin, &wu, NULL, NULL);
+  scan_slots(p, h->base, &minpin, &wu, NULL, NULL);
   uint64_t T = h->mx < minpin ? h->mx : minpin;
   if (T != h->target) {
     h->target = T;
@@ -1423,31 +1603,33 @@ static int checkpoint_locked(sx__pager *p, hdrc *h, sx_error *err) {
   pf *v = NULL;
   if (T <= h->backfill) goto out;
   if (p->sync == SX_SYNC_NORMAL) {
-    rc = sx__file_sync(p->wal, 1, err);
+    /* (The previous generation's file was synced when the writer left it.) */
+    rc = sx__file_sync(p->wal[h->gen & 1], 1, err);
     if (rc) {
       atomic_store(&p->poisoned, 1);
       goto out;
     }
   }
-  uint64_t lo = h->backfill - h->base, hi = T - h->base, n = hi - lo;
-  v = malloc(n * sizeof *v);
+  /* Frames (backfill, T]: the previous generation's part, then the current's. */
+  size_t n = 0;
+  v = malloc((size_t)(T - h->backfill) * sizeof *v);
   if (!v) {
     rc = sx__err_set(err, SX_NOMEM, "out of memory checkpointing '%s'", p->path);
     goto out;
   }
-  for (uint64_t r = lo + 1; r <= hi; r++) {
-    seg s = {NULL, NULL};
-    rc = seg_get(p, (size_t)((r - 1) / SEG_FRAMES), &s, err);
-    if (rc) goto out;
-    v[r - lo - 1].pgno = __atomic_load_n(&s.pgno[(r - 1) % SEG_FRAMES], __ATOMIC_RELAXED);
-    v[r - lo - 1].r = r;
-  }
+  if (h->backfill < h->base)
+    rc = collect(p, (int)((h->gen + 1) & 1), h->pbase, h->backfill - h->pbase,
+                 (T < h->base ? T : h->base) - h->pbase, v, &n, err);
+  if (!rc && T > h->base)
+    rc = collect(p, (int)(h->gen & 1), h->base, h->backfill > h->base ? h->backfill - h->base : 0,
+                 T - h->base, v, &n, err);
+  if (rc) goto out;
   qsort(v, n, sizeof *v, cmp_pf);
   uint64_t maxend = 0;
   for (uint64_t i = 0; i < n; i++) {
     if (i > 0 && v[i].pgno == v[i - 1].pgno) continue;
     const uint8_t *f;
-    rc = wal_frame(p, v[i].r, &f, err);
+    rc = wal_frame(p, v[i].w, v[i].r, &f, err);
     if (!rc) rc = sx__file_write(p->db, f + FRAME_HDR, p->ps, (uint64_t)v[i].pgno * p->ps, err);
     if (rc) goto out;
     uint64_t end = ((uint64_t)v[i].pgno + 1) * p->ps;
@@ -1494,11 +1676,14 @@ int sx__pager_stats_get(sx__pager *p, sx__pager_stats *out, sx_error *err) {
   uint64_t minpin;
   int wu, nr;
   int32_t pid;
-  scan_slots(p, &minpin, &wu, &nr, &pid);
+  scan_slots(p, h.base, &minpin, &wu, &nr, &pid);
   memset(out, 0, sizeof *out);
   out->npages = h.npages;
-  out->wal_frames = h.mx - h.base;
-  out->wal_backfilled = h.backfill - h.base;
+  /* Frames the WAL files hold that may still be needed: the current generation's,
+   * and the previous one's while it is not all in P. */
+  uint64_t start = h.backfill < h.base ? h.pbase : h.base;
+  out->wal_frames = h.mx - start;
+  out->wal_backfilled = h.backfill - start;
   out->commits = h.commits;
   out->checkpoints = h.checkpoints;
   out->readers = (uint32_t)nr;
@@ -1508,51 +1693,70 @@ int sx__pager_stats_get(sx__pager *p, sx__pager_stats *out, sx_error *err) {
   return SX_OK;
 }
 
+/* Checks frames 1..nfr of WAL file w with plain reads: a valid header of generation
+ * gen, matching salts, an unbroken checksum chain, and a commit frame at nfr (of
+ * npages pages, unless npages is 0). Reports the header's account of the previous
+ * generation and the chain's value at frame nfr. */
+static int check_chain(sx__pager *p, int w, uint32_t gen, uint64_t nfr, uint32_t npages,
+                       uint64_t *pck0, uint64_t *pck1, uint32_t *prev_frames, uint64_t *end0,
+                       uint64_t *end1, sx_error *err) {
+  walhdr wh;
+  int rc = read_wal_header(p, w, &wh, err);
+  if (rc) return rc;
+  if (!wh.ok || wh.gen != gen)
+    return sx__err_set(err, SX_CORRUPT, "WAL header of '%s' does not match the shared index",
+                       p->wal_path[w]);
+  if (pck0) *pck0 = wh.pck0;
+  if (pck1) *pck1 = wh.pck1;
+  if (prev_frames) *prev_frames = wh.prev_frames;
+  uint8_t *buf = malloc(p->fsz);
+  if (!buf) return sx__err_set(err, SX_NOMEM, "out of memory");
+  uint64_t a = wh.ck0, b = wh.ck1;
+  for (uint64_t r = 1; r <= nfr && !rc; r++) {
+    rc = sx__file_read(p->wal[w], buf, p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
+    if (rc) break;
+    cksum(buf, 16, &a, &b);
+    cksum(buf + FRAME_HDR, p->ps, &a, &b);
+    if (rd32(buf + 8) != wh.salt0 || rd32(buf + 12) != wh.salt1 || rd64(buf + 16) != a ||
+        rd64(buf + 24) != b)
+      rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' fails its checksum",
+                       (unsigned long long)r, p->wal_path[w]);
+    else if (r == nfr && (rd32(buf + 4) == 0 || (npages && rd32(buf + 4) != npages)))
+      rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' should end a commit of %u pages",
+                       (unsigned long long)r, p->wal_path[w], npages);
+  }
+  free(buf);
+  if (end0) *end0 = a;
+  if (end1) *end1 = b;
+  return rc;
+}
+
 int sx__pager_check(sx__pager *p, sx_error *err) {
   sx__snap s;
   int rc = sx__pager_snap_begin(p, &s, err);
   if (rc) return rc;
-  uint8_t *bitmap = NULL, *buf = NULL;
-  hdrc h;
-  hdr_read(p, &h); /* salts and checksum seed of the generation s lives in */
-  /* A snapshot that reads only from P does not depend on the WAL (which may even
-   * restart under it); otherwise its generation cannot restart while it is pinned. */
-  if (h.base != s.base || s.floor == s.mx) goto pages;
-  /* The WAL: every frame up to the snapshot chains from the header, salts match, the
-   * last one is a commit of the snapshot's size. */
-  uint64_t nfr = s.mx - s.base;
-  if (nfr > 0) {
-    buf = malloc(WAL_HDR > p->fsz ? WAL_HDR : p->fsz);
-    if (!buf) {
-      rc = sx__err_set(err, SX_NOMEM, "out of memory");
-      goto end;
-    }
-    rc = sx__file_read(p->wal, buf, WAL_HDR, 0, err);
+  uint8_t *bitmap = NULL;
+  /* A snapshot that reads only from P does not depend on the WAL (whose files may be
+   * reused under it); otherwise the files it reads cannot be reused while it is
+   * pinned, so their frames can be checked with plain reads. */
+  if (s.floor == s.mx) goto pages;
+  uint64_t pck0 = 0, pck1 = 0;
+  uint32_t prev_frames = 0;
+  if (s.mx > s.base) {
+    rc = check_chain(p, (int)(s.gen & 1), s.gen, s.mx - s.base, s.npages, &pck0, &pck1,
+                     &prev_frames, NULL, NULL, err);
     if (rc) goto end;
-    uint64_t a = 0, b = 0;
-    cksum(buf, 32, &a, &b);
-    if (rd32(buf) != WAL_MAGIC || rd32(buf + 8) != p->ps || rd64(buf + 32) != a ||
-        rd64(buf + 40) != b || rd32(buf + 16) != h.salt0 || rd32(buf + 20) != h.salt1) {
-      rc = sx__err_set(err, SX_CORRUPT, "WAL header of '%s' does not match the shared index",
-                       p->wal_path);
+  }
+  if (s.floor < s.base) {
+    /* The previous generation, whole, ending where the current one says it ends. */
+    uint64_t e0, e1;
+    rc = check_chain(p, (int)((s.gen + 1) & 1), s.gen - 1, s.base - s.pbase, 0, NULL, NULL, NULL,
+                     &e0, &e1, err);
+    if (rc) goto end;
+    if (s.mx > s.base && (prev_frames != s.base - s.pbase || e0 != pck0 || e1 != pck1)) {
+      rc = sx__err_set(err, SX_CORRUPT, "WAL '%s' does not end where '%s' says it does",
+                       p->wal_path[(s.gen + 1) & 1], p->wal_path[s.gen & 1]);
       goto end;
-    }
-    for (uint64_t r = 1; r <= nfr; r++) {
-      rc = sx__file_read(p->wal, buf, p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
-      if (rc) goto end;
-      cksum(buf, 16, &a, &b);
-      cksum(buf + FRAME_HDR, p->ps, &a, &b);
-      if (rd32(buf + 8) != h.salt0 || rd32(buf + 12) != h.salt1 || rd64(buf + 16) != a ||
-          rd64(buf + 24) != b) {
-        rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' fails its checksum",
-                         (unsigned long long)r, p->wal_path);
-        goto end;
-      }
-      if (r == nfr && rd32(buf + 4) != s.npages) {
-        rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' should end a commit of %u pages",
-                         (unsigned long long)r, p->wal_path, s.npages);
-        goto end;
-      }
     }
   }
 pages:
@@ -1592,7 +1796,6 @@ pages:
                      cnt, want);
 end:
   free(bitmap);
-  free(buf);
   sx__pager_snap_end(p, &s);
   return rc;
 }

@@ -53,7 +53,9 @@ typedef struct sx__pager_config {
 typedef struct sx__snap {
   uint64_t mx;     /* last committed frame the snapshot includes */
   uint64_t floor;  /* frames <= floor are already in P */
-  uint64_t base;   /* absolute number of the WAL's frame 0 */
+  uint64_t base;   /* frames base+1.. are in WAL generation gen */
+  uint64_t pbase;  /* frames pbase+1..base are in generation gen - 1 (the other file) */
+  uint32_t gen;    /* WAL generation; its file is gen & 1 */
   uint32_t npages; /* database size in pages */
   int slot;        /* reader slot pinned, or -1 for the writer's own view */
 } sx__snap;
