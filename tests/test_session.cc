@@ -244,6 +244,18 @@ TEST(Session, BadFilesAreCorruptOrVersion) {
   fputs("Sextant", f);
   fclose(f);
   EXPECT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_CORRUPT);
+  // An empty file becomes a new database (unless opened read-only).
+  f = fopen(t.db.c_str(), "wb");
+  fclose(f);
+  sx_open_options ro = SX_OPEN_OPTIONS_INIT;
+  ro.read_only = 1;
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &ro, &err), SX_CORRUPT);
+  ASSERT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_OK) << err.message;
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  sx_db_free(db);
+  // A database in a directory that does not exist cannot be created.
+  EXPECT_EQ(sx_db_open(&db, (std::string(t.dir) + "/no/such/dir/x.sx").c_str(), nullptr, &err), SX_IO);
+  EXPECT_NE(std::string(err.message).find("directory does not exist"), std::string::npos) << err.message;
 }
 
 TEST(Session, OptionsAreChecked) {

@@ -21,3 +21,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# The conformance schema check validates case files with the jsonschema package.
+if ! python3 -c "import jsonschema" 2>/dev/null; then
+  echo "deps: installing jsonschema (PyPI)"
+  python3 -m pip install --quiet jsonschema
+fi

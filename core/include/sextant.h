@@ -337,8 +337,8 @@ typedef enum sx_metric {
 
 /** Index type of a collection. */
 typedef enum sx_index_type {
-  SX_INDEX_FLAT = 0, /**< exact scan */
-  SX_INDEX_HNSW = 1  /**< approximate graph index (HNSW) */
+  SX_INDEX_HNSW = 0, /**< approximate graph index (HNSW); the default */
+  SX_INDEX_FLAT = 1  /**< exact scan */
 } sx_index_type;
 
 /** The name of a metric ("l2", "ip", "cosine"), or NULL for an unknown value. */
@@ -354,13 +354,13 @@ typedef struct sx_collection_options {
   unsigned version;         /**< SX_COLLECTION_OPTIONS_VERSION */
   uint32_t dim;             /**< dimension, 1 to SX_DIM_MAX; required */
   sx_metric metric;         /**< default ::SX_METRIC_L2 */
-  sx_index_type index;      /**< default ::SX_INDEX_FLAT */
+  sx_index_type index;      /**< default ::SX_INDEX_HNSW (as in the conformance format) */
   uint32_t hnsw_m;          /**< HNSW: links per node; 0 means 16 */
   uint32_t hnsw_ef_construction; /**< HNSW: candidate list size while building; 0 means 200 */
 } sx_collection_options;
 
 /** Initializer for ::sx_collection_options (dimension still to set). */
-#define SX_COLLECTION_OPTIONS_INIT {SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_FLAT, 0, 0}
+#define SX_COLLECTION_OPTIONS_INIT {SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0}
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 int sx_collection_options_init(sx_collection_options *opts, unsigned version);

@@ -683,12 +683,12 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
 
 int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
                     size_t dim, const char *const *metadata, sx_error *err) {
-  if (n > 0 && (!ids || !vectors))
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "ids or vectors are NULL");
   if (dim != c->dim)
     return sx__err_set(err, SX_DIMENSION_MISMATCH,
                        "dimension %zu does not match collection '%s' (dimension %u)", dim, c->name,
                        c->dim);
+  if (n > 0 && (!ids || !vectors))
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "ids or vectors are NULL");
   /* Validate everything before touching a page. */
   for (size_t i = 0; i < n; i++) {
     int rc = check_id(ids[i], i, err);
@@ -696,7 +696,7 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
     if (rc) return rc;
     if (metadata && metadata[i]) {
       json_error_t je;
-      json_t *j = json_loads(metadata[i], JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+      json_t *j = json_loads(metadata[i], JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
       if (!j)
         return sx__err_set(err, SX_INVALID_ARGUMENT,
                            "metadata of item %zu is not valid JSON: %s at line %d column %d", i,

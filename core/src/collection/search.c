@@ -216,12 +216,12 @@ void sx__results_free(sx_results *r) {
 int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
                     const sx_search_options *o, int nthreads, sx_results **out, sx_error *err) {
   *out = NULL;
-  if (!qs && nq) return sx__err_set(err, SX_INVALID_ARGUMENT, "query is NULL");
-  if (k == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "k must be at least 1 (got 0)");
   if (dim != c->dim)
     return sx__err_set(err, SX_DIMENSION_MISMATCH,
                        "dimension %zu does not match collection '%s' (dimension %u)", dim, c->name,
                        c->dim);
+  if (!qs && nq) return sx__err_set(err, SX_INVALID_ARGUMENT, "query is NULL");
+  if (k == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "k must be at least 1 (got 0)");
   if (o && (o->version < 1 || o->version > SX_SEARCH_OPTIONS_VERSION))
     return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown search options version %u", o->version);
   for (size_t q = 0; q < nq; q++) {

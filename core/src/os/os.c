@@ -53,8 +53,6 @@ int sx__status_from_errno(int e) {
       return SX_NOMEM;
     case ENOENT:
       return SX_NOT_FOUND;
-    case EACCES:
-    case EPERM:
     case EROFS:
       return SX_READ_ONLY;
     default:

@@ -992,15 +992,21 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
     pager_destroy(p);
     return sx__err_set(err, SX_NOMEM, "out of memory opening '%s'", path);
   }
-  int rc = sx__fs_check_local(path, err);
-  int exists = 0;
+  int rc = SX_OK;
+  int exists = p->vfs->exists(p->vfs, path, err);
+  if (exists < 0) rc = -exists;
+  else if (!exists && (cfg->read_only || !cfg->create))
+    rc = sx__err_set(err, SX_NOT_FOUND, "database '%s' does not exist", path);
   if (!rc) {
-    exists = p->vfs->exists(p->vfs, path, err);
-    if (exists < 0) rc = -exists;
-    else if (!exists && (cfg->read_only || !cfg->create))
-      rc = sx__err_set(err, SX_NOT_FOUND, "database '%s' does not exist", path);
+    rc = sx__fs_check_local(path, err);
+    if (rc == SX_NOT_FOUND)
+      rc = sx__err_set(err, SX_IO, "cannot create database '%s': its directory does not exist", path);
   }
-  if (!rc) rc = p->vfs->open(p->vfs, p->shm_path, SX__OPEN_WRITE | SX__OPEN_CREATE, &p->shm, err);
+  if (!rc) {
+    rc = p->vfs->open(p->vfs, p->shm_path, SX__OPEN_WRITE | SX__OPEN_CREATE, &p->shm, err);
+    if (rc == SX_NOT_FOUND)
+      rc = sx__err_set(err, SX_IO, "cannot create database '%s': its directory does not exist", path);
+  }
   int locked_recover = 0;
   if (!rc) {
     rc = sx__file_lock(p->shm, LK_RECOVER, 1, SX__WRLOCK, 30000, err);
@@ -1013,6 +1019,17 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   }
   if (!rc)
     rc = p->vfs->open(p->vfs, path, p->read_only ? SX__OPEN_READ : SX__OPEN_WRITE, &p->db, err);
+  if (!rc && !p->read_only) {
+    /* An empty file (made by touch, say) becomes a new database, as in SQLite. */
+    uint64_t sz = 1;
+    rc = sx__file_size(p->db, &sz, err);
+    if (!rc && sz == 0) {
+      sx__file_close(p->db);
+      p->db = NULL;
+      rc = create_db_file(p, err);
+      if (!rc) rc = p->vfs->open(p->vfs, path, SX__OPEN_WRITE, &p->db, err);
+    }
+  }
   if (!rc) rc = check_db_header(p, cfg->page_size, err);
   if (!rc) {
     for (int w = 0; w < 2 && !rc; w++) {
