@@ -31,15 +31,6 @@
 extern "C" {
 #endif
 
-/* A view of pages: a snapshot (t == NULL) or a write transaction. */
-typedef struct sx__pv {
-  sx__pager *p;
-  const sx__snap *snap;
-  sx__txn *t;
-} sx__pv;
-
-int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err);
-
 /* A collection opened in a view: where its header is and its fixed schema. */
 typedef struct sx__coll {
   sx__pv v;
@@ -76,35 +67,6 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
 int sx__coll_check_all(const sx__pv *v, sx_error *err);
 
 /* ---- inside the collection layer ------------------------------------------ */
-
-uint32_t sx__rd32(const uint8_t *p);
-void sx__wr32(uint8_t *p, uint32_t v);
-uint64_t sx__rd64(const uint8_t *p);
-void sx__wr64(uint8_t *p, uint64_t v);
-
-/* Page arrays (store.c). A cursor reads one array of one view, caching the path to
- * the last leaf (over snapshots only). */
-#define SX__PA_MAXDEPTH 4
-typedef struct sx__pa_cursor {
-  const sx__pv *v;
-  uint32_t root, depth, ps, fan;
-  uint32_t pgno[SX__PA_MAXDEPTH];
-  const uint8_t *page[SX__PA_MAXDEPTH];
-  uint64_t leaf_key;
-  const uint8_t *leaf;
-} sx__pa_cursor;
-/* pa points at the array's two words (root, depth) in its owner page. */
-void sx__pa_cursor_init(sx__pa_cursor *cur, const sx__pv *v, const uint8_t *pa);
-int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error *err);
-int sx__pa_read(sx__pa_cursor *cur, uint64_t off, void *dst, size_t len, sx_error *err);
-/* Pointer to len bytes at off: into the page when they do not straddle one, else
- * copied into tmp. Valid while the view is. */
-int sx__pa_ptr(sx__pa_cursor *cur, uint64_t off, size_t len, void *tmp, const void **out,
-               sx_error *err);
-int sx__pa_write(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t off, const void *src,
-                 size_t len, sx_error *err);
-int sx__pa_free(sx__txn *t, uint32_t owner, unsigned pa_off, sx_error *err);
-int sx__pa_pages(const sx__pv *v, const uint8_t *pa, uint64_t *n, sx_error *err);
 
 /* The collection header page. */
 #define SX__COLL_MAGIC 0x4f435853u /* "SXCO" */

@@ -798,24 +798,23 @@ AVX512_INLINE void micro(const int R, const int direct, const mk_args *a) {
   }
 }
 
-#define MICRO(R)                                      \
-  static AVX512 void micro_##R(const mk_args *a) {    \
-    micro(R, 0, a);                                   \
-  }                                                   \
-  static AVX512 void micro_l2_##R(const mk_args *a) { \
-    micro(R, 1, a);                                   \
-  }
-MICRO(1)
-MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6) MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11)
-    MICRO(12)
+/* One function per query count (the register layout is fixed at compile time),
+ * for each of the two accumulation forms. */
+// clang-format off
+#define MICRO(R)                                                        \
+  static AVX512 void micro_##R(const mk_args *a) { micro(R, 0, a); }    \
+  static AVX512 void micro_l2_##R(const mk_args *a) { micro(R, 1, a); }
+MICRO(1) MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6)
+MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11) MICRO(12)
 #undef MICRO
 
-    /* [direct][R] */
-    static void (*const micro_table[2][TR + 1])(const mk_args *) = {
-        {NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8, micro_9,
-         micro_10, micro_11, micro_12},
-        {NULL, micro_l2_1, micro_l2_2, micro_l2_3, micro_l2_4, micro_l2_5, micro_l2_6, micro_l2_7,
-         micro_l2_8, micro_l2_9, micro_l2_10, micro_l2_11, micro_l2_12}};
+/* [direct][R] */
+static void (*const micro_table[2][TR + 1])(const mk_args *) = {
+    {NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8, micro_9,
+     micro_10, micro_11, micro_12},
+    {NULL, micro_l2_1, micro_l2_2, micro_l2_3, micro_l2_4, micro_l2_5, micro_l2_6, micro_l2_7,
+     micro_l2_8, micro_l2_9, micro_l2_10, micro_l2_11, micro_l2_12}};
+// clang-format on
 
 /* The cache lines holding dimensions [k0, k0 + kc) of nv vectors, into pf (room for
  * TW * (TK / 16 + 1)); returns their number. */

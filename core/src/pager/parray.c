@@ -1,6 +1,6 @@
 /*
- * store.c: page arrays (radix trees of pages addressed by byte offset) and the
- * catalog. See collection.h for the layout.
+ * parray.c: page views and page arrays (radix trees of pages addressed by byte
+ * offset), the storage primitive of collections and indexes.
  *
  * A page array is two 32-bit words in its owner's page: root page number (0: empty)
  * and depth (number of interior levels; 0 means the root is leaf 0). Interior pages
@@ -8,10 +8,10 @@
  * Writers reach leaves through sx__txn_write, so every page on the path is copied on
  * write; readers see the snapshot's pages, immutable.
  */
-#include "collection/collection.h"
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "pager/pager.h"
 
 uint32_t sx__rd32(const uint8_t *p) {
   uint32_t v;
@@ -116,7 +116,7 @@ int sx__pa_ptr(sx__pa_cursor *cur, uint64_t off, size_t len, void *tmp, const vo
 
 /* Writable leaf `leaf` of the array whose two words sit at byte pa_off of page
  * owner; allocates the path (and new levels) as needed. */
-static int pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, uint8_t **out,
+int sx__pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, uint8_t **out,
                      sx_error *err) {
   uint8_t *op;
   int rc = sx__txn_write(t, owner, &op, err);
@@ -169,7 +169,7 @@ int sx__pa_write(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t off, cons
   const uint8_t *s = src;
   while (len) {
     uint8_t *lp;
-    int rc = pa_leaf_w(t, owner, pa_off, off / ps, &lp, err);
+    int rc = sx__pa_leaf_w(t, owner, pa_off, off / ps, &lp, err);
     if (rc) return rc;
     size_t in = off % ps, n = ps - in;
     if (n > len) n = len;
