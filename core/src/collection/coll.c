@@ -23,7 +23,22 @@
 #define CAT_ENT 8
 #define CAT_ENT_SIZE 72 /* name[68] NUL-padded, u32 header page */
 
-static const unsigned PA_ALL[] = {H_PA_VEC, H_PA_SLOTS, H_PA_HEAP, H_PA_HASH, H_PA_FREE, H_PA_LIVE};
+static const unsigned PA_ALL[] = {H_PA_VEC,  H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,  H_PA_FREE,
+                                  H_PA_LIVE, H_PA_G0,    H_PA_META, H_PA_UPPER, H_PA_NORMS};
+
+void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
+  memset(out, 0, sizeof *out);
+  out->owner = hdr;
+  out->ep_off = H_HNSW_EP;
+  out->graph0_off = H_PA_G0;
+  out->meta_off = H_PA_META;
+  out->upper_off = H_PA_UPPER;
+  out->norms_off = H_PA_NORMS;
+  out->upper_len_off = H_UPPER_LEN;
+  out->vec_off = H_PA_VEC;
+  out->live_off = H_PA_LIVE;
+  out->nslots_off = H_NSLOTS;
+}
 
 #define SLOT_SIZE 32 /* u64 id_off, u32 id_len, u32 meta_len, u64 meta_off, u64 reserved */
 #define NO_META 0xffffffffu
@@ -606,7 +621,7 @@ static int hash_remove(sx__coll *c, uint64_t pos, sx_error *err) {
   return rc;
 }
 
-static int upsert_one(sx__coll *c, const char *id, const float *vec, const char *meta,
+static int upsert_one(sx__coll *c, sx__hnsw *g, const char *id, const float *vec, const char *meta,
                       sx_error *err) {
   size_t n = strlen(id);
   const uint8_t *h;
@@ -615,6 +630,7 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
   uint64_t slot, pos;
   rc = id_lookup(c, h, id, n, &slot, &pos, err);
   if (rc) return rc;
+  int existed = slot != UINT64_MAX;
   uint8_t *hw;
   uint64_t meta_off = 0;
   uint32_t meta_len = NO_META;
@@ -635,7 +651,9 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
       if (!rc) rc = id_lookup(c, h, id, n, &slot, &pos, err);
       if (rc) return rc;
     }
-    uint64_t nfree = sx__rd64(h + H_NFREE);
+    /* HNSW collections never reuse a slot: a deleted node stays in the graph as a
+     * waypoint, and links into it would lead to an unrelated vector. */
+    uint64_t nfree = g ? 0 : sx__rd64(h + H_NFREE);
     if (nfree) {
       sx__pa_cursor cur;
       sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
@@ -678,7 +696,10 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
     rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE + 12, m, 12, err);
     if (rc) return rc;
   }
-  return sx__pa_write(c->v.t, c->hdr, H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4, err);
+  rc = sx__pa_write(c->v.t, c->hdr, H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4, err);
+  if (rc || !g) return rc;
+  sx__hnsw_vector_written(g, slot);
+  return sx__hnsw_insert(g, slot, existed, err);
 }
 
 int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
@@ -711,9 +732,17 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
   }
   int rc = sx__coll_revalidate(c, err);
   if (rc) return rc;
+  sx__hnsw *g = NULL;
+  if (c->index == SX_INDEX_HNSW) {
+    sx__hnsw_layout lay;
+    sx__coll_hnsw_layout(c->hdr, &lay);
+    rc = sx__hnsw_open(&c->v, &lay, c->dim, c->metric, c->m, c->efc, &g, err);
+    if (rc) return rc;
+  }
   sx__txn_savepoint(c->v.t);
   for (size_t i = 0; i < n && !rc; i++)
-    rc = upsert_one(c, ids[i], vectors + i * dim, metadata ? metadata[i] : NULL, err);
+    rc = upsert_one(c, g, ids[i], vectors + i * dim, metadata ? metadata[i] : NULL, err);
+  sx__hnsw_close(g); /* before a rollback frees the pages it points into */
   if (rc) sx__txn_rollback(c->v.t);
   else sx__txn_release(c->v.t);
   return rc;
@@ -746,11 +775,13 @@ int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *delet
     uint8_t *hw;
     if (!rc) rc = hdr_w(c, &hw, err);
     if (!rc) {
-      uint64_t nfree = sx__rd64(hw + H_NFREE);
-      uint32_t s32 = (uint32_t)slot;
-      sx__wr64(hw + H_NFREE, nfree + 1);
       sx__wr64(hw + H_COUNT, sx__rd64(hw + H_COUNT) - 1);
-      rc = sx__pa_write(c->v.t, c->hdr, H_PA_FREE, nfree * 4, &s32, 4, err);
+      if (c->index != SX_INDEX_HNSW) { /* HNSW keeps dead slots as waypoints */
+        uint64_t nfree = sx__rd64(hw + H_NFREE);
+        uint32_t s32 = (uint32_t)slot;
+        sx__wr64(hw + H_NFREE, nfree + 1);
+        rc = sx__pa_write(c->v.t, c->hdr, H_PA_FREE, nfree * 4, &s32, 4, err);
+      }
     }
     if (!rc) gone++;
   }
@@ -792,13 +823,24 @@ static int check_one(const sx__pv *v, const char *name, sx_error *err) {
       return sx__err_set(err, SX_CORRUPT, "id '%s' of slot %llu in '%s' maps to slot %lld", buf,
                          (unsigned long long)s, name, slot == UINT64_MAX ? -1LL : (long long)slot);
   }
-  if (live != count || live + nfree != nslots || sx__rd64(h + H_HASHUSED) != live)
+  int hnsw = c.index == SX_INDEX_HNSW;
+  if (live != count || (!hnsw && live + nfree != nslots) || (hnsw && nfree != 0) ||
+      sx__rd64(h + H_HASHUSED) != live)
     return sx__err_set(err, SX_CORRUPT,
                        "collection '%s' counts disagree: count %llu, live %llu, free %llu, slots %llu, "
                        "ids %llu",
                        name, (unsigned long long)count, (unsigned long long)live,
                        (unsigned long long)nfree, (unsigned long long)nslots,
                        (unsigned long long)sx__rd64(h + H_HASHUSED));
+  if (hnsw) {
+    sx__hnsw_layout lay;
+    sx__coll_hnsw_layout(c.hdr, &lay);
+    sx__hnsw *g;
+    rc = sx__hnsw_open(v, &lay, c.dim, c.metric, c.m, c.efc, &g, err);
+    if (!rc) rc = sx__hnsw_check(g, err);
+    sx__hnsw_close(g);
+    if (rc) return rc;
+  }
   return SX_OK;
 }
 

@@ -89,8 +89,17 @@ enum {
   H_PA_HASH = 96,
   H_PA_FREE = 104,
   H_PA_LIVE = 112,
-  H_NAME = 120 /* 65 bytes */
+  H_NAME = 120, /* 65 bytes */
+  /* HNSW (index.h): entry point and top level, its page arrays, upper-links length */
+  H_HNSW_EP = 192,
+  H_PA_G0 = 200,
+  H_PA_META = 208,
+  H_PA_UPPER = 216,
+  H_UPPER_LEN = 224,
+  H_PA_NORMS = 232
 };
+/* The HNSW graph of the collection whose header is page hdr. */
+void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out);
 
 /* A slot's record (32 bytes in the slots array). */
 typedef struct slotrec {

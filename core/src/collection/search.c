@@ -110,12 +110,43 @@ typedef struct job {
   uint64_t lo, hi;
   heap *heaps; /* nq heaps */
   const sx_search_options *o;
+  /* HNSW: this job answers queries [qlo, qhi) by the graph instead of scanning */
+  int hnsw;
+  size_t qlo, qhi, k;
+  uint32_t ef;
   sx_error err;
   int rc;
 } job;
 
+static void run_hnsw(job *j) {
+  const sx__coll *c = j->c;
+  scan s = {c, j->hdr, &j->err, SX_OK};
+  sx__hnsw_layout lay;
+  sx__coll_hnsw_layout(c->hdr, &lay);
+  sx__hnsw *g = NULL;
+  sx__hit *hits = malloc((j->ef > j->k ? j->ef : j->k) * sizeof *hits);
+  j->rc = hits ? sx__hnsw_open(&c->v, &lay, c->dim, c->metric, c->m, c->efc, &g, &j->err)
+               : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
+  for (size_t q = j->qlo; q < j->qhi && !j->rc; q++) {
+    if (j->o && j->o->cancel && j->o->cancel(j->o->cancel_ctx)) {
+      j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
+      break;
+    }
+    size_t n = 0;
+    j->rc = sx__hnsw_search(g, j->qs + q * c->dim, j->k, j->ef, hits, &n, &j->err);
+    for (size_t i = 0; i < n && !j->rc; i++) heap_push(&s, &j->heaps[q], hits[i].d, hits[i].slot);
+    if (s.rc) j->rc = s.rc;
+  }
+  sx__hnsw_close(g);
+  free(hits);
+}
+
 static void *run_job(void *arg) {
   job *j = arg;
+  if (j->hnsw) {
+    run_hnsw(j);
+    return NULL;
+  }
   const sx__coll *c = j->c;
   size_t dim = c->dim;
   scan s = {c, j->hdr, &j->err, SX_OK};
@@ -235,6 +266,14 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   if (rc) return rc;
   uint64_t nslots = sx__rd64(h + H_NSLOTS);
   if (k > nslots) k = nslots ? nslots : 1;
+  const int hnsw = c->index == SX_INDEX_HNSW;
+  const size_t want = k;
+  /* A batch scan ranks by the batch kernel, whose distances may differ from the
+   * single-query kernel's in the last bits; it keeps a margin of candidates and
+   * re-ranks them with the single-query kernel, so a batch answers exactly as the
+   * same queries one by one. */
+  const int rerank = !hnsw && nq > 1;
+  if (rerank) k = k + 16 < nslots ? k + 16 : (nslots ? nslots : 1);
 
   size_t total = 0, at = 0;
   float *qn = malloc((nq ? nq : 1) * sizeof *qn);
@@ -250,7 +289,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
    * only when there is enough to scan. */
   int nt = c->v.t ? 1 : nthreads;
   if (nt < 1) nt = 1;
-  if ((uint64_t)nt * BLOCK * 4 > nslots) nt = 1;
+  if (hnsw ? (size_t)nt > nq : (uint64_t)nt * BLOCK * 4 > nslots) nt = hnsw ? (int)(nq ? nq : 1) : 1;
   job *jobs = calloc((size_t)nt, sizeof *jobs);
   hit *hits = malloc((size_t)nt * nq * k * sizeof *hits + 1);
   heap *heaps = calloc((size_t)nt * nq + 1, sizeof *heaps);
@@ -270,6 +309,13 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     j->lo = nslots * (uint64_t)t / (uint64_t)nt / 8 * 8;
     j->hi = t + 1 == nt ? nslots : nslots * (uint64_t)(t + 1) / (uint64_t)nt / 8 * 8;
     j->heaps = heaps + (size_t)t * nq;
+    if (hnsw) {
+      j->hnsw = 1;
+      j->k = k;
+      j->ef = o && o->ef ? o->ef : (k > 64 ? (uint32_t)k : 64);
+      j->qlo = nq * (size_t)t / (size_t)nt;
+      j->qhi = nq * (size_t)(t + 1) / (size_t)nt;
+    }
     for (size_t q = 0; q < nq; q++) {
       j->heaps[q].h = hits + ((size_t)t * nq + q) * k;
       j->heaps[q].k = k;
@@ -306,6 +352,60 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
       for (size_t i = 0; i < o2->n; i++) heap_push(&s, hp, o2->h[i].d, o2->h[i].slot);
     }
     heap_sort(&s, hp);
+    if (rerank && hp->n > want) {
+      /* Candidates kept past the k-th must be clearly farther by the batch kernel,
+       * or some vector left out could be a near-tie the single-query kernel puts
+       * inside: then this query is answered by the single-query scan itself. */
+      float bk = hp->h[want - 1].d, bmax = hp->h[hp->n - 1].d;
+      float tol = 1e-4f * (fabsf(bk) > fabsf(bmax) ? fabsf(bk) : fabsf(bmax)) + 1e-6f;
+      if (bmax - bk <= tol) {
+        heap one = {hp->h, 0, want};
+        job j1 = jobs[0];
+        j1.qs = qs + q * dim;
+        j1.qn = qn + q;
+        j1.nq = 1;
+        j1.lo = 0;
+        j1.hi = nslots;
+        j1.heaps = &one;
+        j1.rc = SX_OK;
+        run_job(&j1);
+        if (j1.rc) {
+          rc = j1.rc;
+          if (err) *err = j1.err;
+          goto done;
+        }
+        heap_sort(&s, &one);
+        hp->n = one.n;
+        total += hp->n;
+        continue;
+      }
+    }
+    if (rerank) {
+      sx__pa_cursor vc;
+      sx__pa_cursor_init(&vc, &c->v, h + H_PA_VEC);
+      float *tmp = malloc(dim * sizeof(float));
+      const float *qv = qs + q * dim;
+      float qn1 = sx__norm(qv, dim);
+      for (size_t i = 0; i < hp->n && !rc; i++) {
+        const void *vp;
+        rc = tmp ? sx__pa_ptr(&vc, (uint64_t)hp->h[i].slot * dim * 4, dim * 4, tmp, &vp, err)
+                 : sx__err_set(err, SX_NOMEM, "out of memory");
+        if (!rc) hp->h[i].d = sx__distance(c->metric, qv, qn1, vp, dim);
+      }
+      free(tmp);
+      if (rc) goto done;
+      /* Re-sort by (distance, id): insertion sort, the list is nearly sorted. */
+      for (size_t i = 1; i < hp->n; i++) {
+        hit x = hp->h[i];
+        size_t m = i;
+        while (m > 0 && hit_cmp(&s, &x, &hp->h[m - 1]) < 0) {
+          hp->h[m] = hp->h[m - 1];
+          m--;
+        }
+        hp->h[m] = x;
+      }
+      if (hp->n > want) hp->n = want;
+    }
     total += hp->n;
   }
   res->dist = malloc((total ? total : 1) * sizeof *res->dist);

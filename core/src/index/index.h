@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pager/pager.h"
+#include "sextant.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,6 +54,53 @@ void sx__distance_many(int metric, const float *q, float qnorm, const float *con
  * otherwise). */
 void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t nq,
                         const float *const *vecs, size_t n, size_t dim, float *out);
+
+/* ---- HNSW graph on pages (hnsw.c) ---------------------------------------------
+ *
+ * The graph of one collection lives in page arrays whose two-word heads, and a few
+ * fields, sit in an owner page (the collection's header). Vectors and the live
+ * bitmap belong to the collection; the graph reads them.
+ *   graph0  level-0 links: per slot (1 + 2m) u32 (count, then neighbour slots),
+ *           packed so that no slot's list straddles a page
+ *   meta    per slot: u32 level, u32 offset of its upper links in `upper` (in u32)
+ *   upper   links of levels 1..level: (1 + m) u32 per level
+ *   norms   per slot float |v| (cosine only)
+ * Deleted slots stay in the graph as waypoints (never returned) and are not reused,
+ * so recall does not collapse after deletes; a replaced vector is relinked from its
+ * new position.
+ */
+typedef struct sx__hnsw_layout {
+  uint32_t owner;     /* page holding the fields below */
+  unsigned ep_off;    /* u32 entry slot + 1 (0: empty graph), u32 top level */
+  unsigned graph0_off, meta_off, upper_off, norms_off; /* page arrays */
+  unsigned upper_len_off; /* u64: u32 words used in `upper` */
+  unsigned vec_off;   /* page array of vectors (dim floats per slot, a byte stream) */
+  unsigned live_off;  /* page array: live bitmap */
+  unsigned nslots_off;/* u64: slots in use */
+} sx__hnsw_layout;
+
+typedef struct sx__hnsw sx__hnsw;
+
+typedef struct sx__hit {
+  float d;
+  uint32_t slot;
+} sx__hit;
+
+/* Opens the graph in a view for one call (one thread). */
+int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
+                  uint32_t m, uint32_t efc, sx__hnsw **out, sx_error *err);
+void sx__hnsw_close(sx__hnsw *g);
+/* Write views: links slot into the graph; its vector is already stored. With
+ * relink, slot is already in the graph and its vector changed. */
+int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err);
+/* Write views: the vector of slot was rewritten by someone else; forget cached
+ * pointers to it. */
+void sx__hnsw_vector_written(sx__hnsw *g, uint64_t slot);
+/* Up to k live hits, closest first. ef is raised to k. */
+int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
+                    sx_error *err);
+/* Structure check: links in range, counts within capacity, entry point valid. */
+int sx__hnsw_check(sx__hnsw *g, sx_error *err);
 
 #ifdef __cplusplus
 }

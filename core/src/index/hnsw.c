@@ -1,0 +1,719 @@
+/*
+ * hnsw.c: the HNSW graph (Malkov & Yashunin) stored in page arrays; layout in
+ * index.h.
+ *
+ * Reads go through the view's pages: a snapshot's are immutable, so a search takes
+ * no lock. Pointers to leaf pages are cached for the life of one call: over a
+ * snapshot in a small direct-mapped table; in a write transaction in per-array
+ * tables that remember the writable copy once a page is dirtied (a cached pointer to
+ * a committed page would go stale when the page is copied on write, so every write
+ * to graph pages goes through here and updates the table).
+ *
+ * Insertion follows the paper and hnswlib: a level drawn from -ln(U) / ln(m)
+ * (deterministic per slot), greedy descent through the upper levels, an ef_construction
+ * search on each level of the node, neighbours chosen by the heuristic that keeps a
+ * candidate only if it is closer to the node than to every neighbour already kept,
+ * and back links pruned by the same heuristic when a list is full. Level 0 holds up
+ * to 2m links, upper levels m.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/index.h"
+
+#define MAX_LEVEL 16
+#define RCACHE 2048 /* direct-mapped leaf cache entries for snapshots */
+
+typedef struct leafcache {
+  unsigned pa_off;
+  sx__pa_cursor cur;
+  /* snapshots: direct-mapped by leaf */
+  uint64_t *key;
+  const uint8_t **ptr;
+  /* transactions: by leaf, grown on demand */
+  const uint8_t **r;
+  uint8_t **w;
+  size_t cap;
+} leafcache;
+
+struct sx__hnsw {
+  sx__pv v;
+  sx__hnsw_layout L;
+  uint32_t dim, m, m0, efc, ps, epp0, e0;
+  int metric;
+  double ml;
+  leafcache vec, g0;
+  float *vbuf, *vbuf2; /* scratch vectors */
+  uint64_t nslots;
+  /* search scratch */
+  uint64_t *visited;
+  size_t visited_words;
+  sx__hit *cand, *res;
+  size_t cap_heap;
+  uint32_t *lbuf; /* link list scratch */
+};
+
+/* ---- pages ---------------------------------------------------------------------- */
+
+static const uint8_t *owner_page(sx__hnsw *g, sx_error *err) {
+  const uint8_t *o;
+  return sx__pv_page(&g->v, g->L.owner, &o, err) ? NULL : o;
+}
+
+static int lc_init(sx__hnsw *g, leafcache *c, unsigned pa_off) {
+  memset(c, 0, sizeof *c);
+  c->pa_off = pa_off;
+  if (!g->v.t) {
+    c->key = malloc(RCACHE * sizeof *c->key);
+    c->ptr = malloc(RCACHE * sizeof *c->ptr);
+    if (!c->key || !c->ptr) return SX_NOMEM;
+    memset(c->key, 0xff, RCACHE * sizeof *c->key);
+  }
+  return SX_OK;
+}
+
+static void lc_free(leafcache *c) {
+  free(c->key);
+  free(c->ptr);
+  free(c->r);
+  free(c->w);
+}
+
+static int lc_grow(leafcache *c, uint64_t leaf) {
+  if (leaf < c->cap) return SX_OK;
+  size_t nc = c->cap ? c->cap : 256;
+  while (nc <= leaf) nc *= 2;
+  const uint8_t **r = realloc(c->r, nc * sizeof *r);
+  if (!r) return SX_NOMEM;
+  c->r = r;
+  uint8_t **w = realloc(c->w, nc * sizeof *w);
+  if (!w) return SX_NOMEM;
+  c->w = w;
+  memset(c->r + c->cap, 0, (nc - c->cap) * sizeof *r);
+  memset(c->w + c->cap, 0, (nc - c->cap) * sizeof *w);
+  c->cap = nc;
+  return SX_OK;
+}
+
+static int lc_get(sx__hnsw *g, leafcache *c, uint64_t leaf, const uint8_t **out, sx_error *err) {
+  if (!g->v.t) {
+    size_t i = leaf & (RCACHE - 1);
+    if (c->key[i] == leaf) {
+      *out = c->ptr[i];
+      return SX_OK;
+    }
+    const uint8_t *o = owner_page(g, err);
+    if (!o) return err ? err->code : SX_IO;
+    if (c->cur.v == NULL) sx__pa_cursor_init(&c->cur, &g->v, o + c->pa_off);
+    int rc = sx__pa_leaf(&c->cur, leaf, out, err);
+    if (rc) return rc;
+    c->key[i] = leaf;
+    c->ptr[i] = *out;
+    return SX_OK;
+  }
+  if (lc_grow(c, leaf)) return sx__err_set(err, SX_NOMEM, "out of memory");
+  if (c->r[leaf]) {
+    *out = c->r[leaf];
+    return SX_OK;
+  }
+  const uint8_t *o = owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &g->v, o + c->pa_off);
+  int rc = sx__pa_leaf(&cur, leaf, out, err);
+  if (!rc) c->r[leaf] = *out;
+  return rc;
+}
+
+static int lc_getw(sx__hnsw *g, leafcache *c, uint64_t leaf, uint8_t **out, sx_error *err) {
+  if (lc_grow(c, leaf)) return sx__err_set(err, SX_NOMEM, "out of memory");
+  if (c->w[leaf]) {
+    *out = c->w[leaf];
+    return SX_OK;
+  }
+  int rc = sx__pa_leaf_w(g->v.t, g->L.owner, c->pa_off, leaf, out, err);
+  if (!rc) c->w[leaf] = *out, c->r[leaf] = *out;
+  return rc;
+}
+
+/* ---- distances -------------------------------------------------------------- */
+
+static float combine(int metric, float qn, float vn, float l2, float dot) {
+  if (metric == SX__L2) return l2;
+  if (metric == SX__IP) return 1.0f - dot;
+  float den = qn * vn;
+  return den > 0 ? 1.0f - dot / den : 1.0f;
+}
+
+static int norm_of(sx__hnsw *g, uint64_t slot, float *out, sx_error *err) {
+  const uint8_t *o = owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &g->v, o + g->L.norms_off);
+  return sx__pa_read(&cur, slot * 4, out, 4, err);
+}
+
+/* Distance from q (norm qn) to the vector of slot, computed over the pages it lies
+ * on without copying (l2 and dot products add up over parts). */
+static int dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d, sx_error *err) {
+  uint64_t off = slot * g->dim * 4, end = off + (uint64_t)g->dim * 4;
+  float l2 = 0, dot = 0;
+  size_t done = 0;
+  while (off < end) {
+    const uint8_t *lp;
+    int rc = lc_get(g, &g->vec, off / g->ps, &lp, err);
+    if (rc) return rc;
+    size_t in = off % g->ps, n = (size_t)(g->ps - in < end - off ? g->ps - in : end - off);
+    const float *v = (const float *)(lp + in);
+    size_t nf = n / 4;
+    if (g->metric == SX__L2) l2 += sx__distance(SX__L2, q + done, 0, v, nf);
+    else dot += 1.0f - sx__distance(SX__IP, q + done, 0, v, nf);
+    done += nf;
+    off += n;
+  }
+  float vn = 0;
+  if (g->metric == SX__COSINE) {
+    int rc = norm_of(g, slot, &vn, err);
+    if (rc) return rc;
+  }
+  *d = combine(g->metric, qn, vn, l2, dot);
+  return SX_OK;
+}
+
+static int read_vec(sx__hnsw *g, uint64_t slot, float *dst, sx_error *err) {
+  uint64_t off = slot * g->dim * 4, end = off + (uint64_t)g->dim * 4;
+  uint8_t *d = (uint8_t *)dst;
+  while (off < end) {
+    const uint8_t *lp;
+    int rc = lc_get(g, &g->vec, off / g->ps, &lp, err);
+    if (rc) return rc;
+    size_t in = off % g->ps, n = (size_t)(g->ps - in < end - off ? g->ps - in : end - off);
+    memcpy(d, lp + in, n);
+    d += n;
+    off += n;
+  }
+  return SX_OK;
+}
+
+/* ---- links -------------------------------------------------------------------- */
+
+static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, sx_error *err) {
+  const uint8_t *o = owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &g->v, o + g->L.meta_off);
+  uint32_t b[2];
+  int rc = sx__pa_read(&cur, slot * 8, b, 8, err);
+  if (rc) return rc;
+  *level = b[0];
+  if (uoff) *uoff = b[1];
+  if (b[0] > MAX_LEVEL) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has level %u", (unsigned long long)slot, b[0]);
+  return SX_OK;
+}
+
+/* The links of slot at level: a pointer to count then ids (level 0, in the page), or
+ * a copy in g->lbuf (upper levels). */
+static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **out, sx_error *err) {
+  if (level == 0) {
+    const uint8_t *lp;
+    int rc = lc_get(g, &g->g0, slot / g->epp0, &lp, err);
+    if (rc) return rc;
+    *out = (const uint32_t *)(lp + (slot % g->epp0) * g->e0);
+  } else {
+    uint32_t lv, uoff;
+    int rc = meta_of(g, slot, &lv, &uoff, err);
+    if (rc) return rc;
+    if (level > lv) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot, level);
+    const uint8_t *o = owner_page(g, err);
+    if (!o) return err ? err->code : SX_IO;
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &g->v, o + g->L.upper_off);
+    rc = sx__pa_read(&cur, ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4, g->lbuf,
+                     (1 + g->m) * 4, err);
+    if (rc) return rc;
+    *out = g->lbuf;
+  }
+  uint32_t cap = level ? g->m : g->m0;
+  if ((*out)[0] > cap)
+    return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has %u links at level %u (at most %u)",
+                       (unsigned long long)slot, (*out)[0], level, cap);
+  return SX_OK;
+}
+
+static int set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t *ids, uint32_t n,
+                     sx_error *err) {
+  if (level == 0) {
+    uint8_t *lp;
+    int rc = lc_getw(g, &g->g0, slot / g->epp0, &lp, err);
+    if (rc) return rc;
+    uint32_t *l = (uint32_t *)(lp + (slot % g->epp0) * g->e0);
+    l[0] = n;
+    if (n) memcpy(l + 1, ids, n * 4);
+    return SX_OK;
+  }
+  uint32_t lv, uoff;
+  int rc = meta_of(g, slot, &lv, &uoff, err);
+  if (rc) return rc;
+  uint32_t buf[1 + 256];
+  buf[0] = n;
+  if (n) memcpy(buf + 1, ids, n * 4);
+  return sx__pa_write(g->v.t, g->L.owner, g->L.upper_off,
+                      ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4, buf, (1 + n) * 4, err);
+}
+
+/* ---- heaps -------------------------------------------------------------------- */
+
+/* min-heap by d (candidates) */
+static void minh_push(sx__hit *h, size_t *n, sx__hit x) {
+  size_t i = (*n)++;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (h[p].d <= x.d) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = x;
+}
+static sx__hit minh_pop(sx__hit *h, size_t *n) {
+  sx__hit top = h[0], x = h[--(*n)];
+  size_t i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    float md = x.d;
+    if (l < *n && h[l].d < md) m = l, md = h[l].d;
+    if (r < *n && h[r].d < md) m = r;
+    if (m == i) break;
+    h[i] = h[m];
+    i = m;
+  }
+  if (*n) h[i] = x;
+  return top;
+}
+/* max-heap by d (results) */
+static void maxh_push(sx__hit *h, size_t *n, sx__hit x) {
+  size_t i = (*n)++;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (h[p].d >= x.d) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = x;
+}
+static void maxh_pop(sx__hit *h, size_t *n) {
+  sx__hit x = h[--(*n)];
+  size_t i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    float md = x.d;
+    if (l < *n && h[l].d > md) m = l, md = h[l].d;
+    if (r < *n && h[r].d > md) m = r;
+    if (m == i) break;
+    h[i] = h[m];
+    i = m;
+  }
+  if (*n) h[i] = x;
+}
+
+static int cmp_hit(const void *a, const void *b) {
+  const sx__hit *x = a, *y = b;
+  if (x->d != y->d) return x->d < y->d ? -1 : 1;
+  return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+static int ensure_scratch(sx__hnsw *g, size_t ef) {
+  size_t need = ef + 1 + g->m0;
+  if (g->cap_heap < need) {
+    size_t nc = need * 2;
+    sx__hit *c = realloc(g->cand, nc * 16 * sizeof *c);
+    if (!c) return SX_NOMEM;
+    g->cand = c;
+    sx__hit *r = realloc(g->res, nc * sizeof *r);
+    if (!r) return SX_NOMEM;
+    g->res = r;
+    g->cap_heap = nc;
+  }
+  size_t words = (size_t)(g->nslots / 64 + 1);
+  if (g->visited_words < words) {
+    uint64_t *v = realloc(g->visited, words * sizeof *v);
+    if (!v) return SX_NOMEM;
+    g->visited = v;
+    g->visited_words = words;
+  }
+  memset(g->visited, 0, words * sizeof *g->visited);
+  return SX_OK;
+}
+
+static int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
+  const uint8_t *o = owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &g->v, o + g->L.live_off);
+  uint8_t b;
+  int rc = sx__pa_read(&cur, slot / 8, &b, 1, err);
+  *live = !rc && (b & (1u << (slot % 8)));
+  return rc;
+}
+
+/*
+ * The ef nearest nodes to q at `level`, found from the entry points in res[0..*nres)
+ * (distances filled). Results replace them in res, as a max-heap. With only_live,
+ * dead nodes are walked through but not kept. `skip` (or UINT64_MAX) is never kept.
+ */
+static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, size_t ef,
+                        int only_live, uint64_t skip, size_t *nres, sx_error *err) {
+  int rc = ensure_scratch(g, ef);
+  if (rc) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
+  sx__hit *cand = g->cand, *res = g->res;
+  size_t nc = 0, nr = 0;
+  sx__hit entries[4];
+  size_t ne = *nres < 4 ? *nres : 4;
+  memcpy(entries, res, ne * sizeof *entries);
+  for (size_t i = 0; i < ne; i++) {
+    uint64_t s = entries[i].slot;
+    g->visited[s / 64] |= 1ull << (s % 64);
+    minh_push(cand, &nc, entries[i]);
+    int live = 1;
+    if (only_live && (rc = is_live(g, s, err, &live))) return rc;
+    if (live && s != skip) maxh_push(res, &nr, entries[i]);
+  }
+  while (nc) {
+    sx__hit c = minh_pop(cand, &nc);
+    if (nr >= ef && c.d > res[0].d) break;
+    const uint32_t *l;
+    rc = links(g, c.slot, level, &l, err);
+    if (rc) return rc;
+    uint32_t cnt = l[0];
+    uint32_t ids[1 + 512];
+    memcpy(ids, l + 1, cnt * 4); /* upper-level lists live in g->lbuf, reused below */
+    for (uint32_t i = 0; i < cnt; i++) {
+      uint64_t n = ids[i];
+      if (n >= g->nslots)
+        return sx__err_set(err, SX_CORRUPT, "HNSW node %u links to slot %llu past the end", c.slot,
+                           (unsigned long long)n);
+      if (g->visited[n / 64] & (1ull << (n % 64))) continue;
+      g->visited[n / 64] |= 1ull << (n % 64);
+      float d;
+      rc = dist_to(g, q, qn, n, &d, err);
+      if (rc) return rc;
+      if (nr < ef || d < res[0].d) {
+        minh_push(cand, &nc, (sx__hit){d, (uint32_t)n});
+        int live = 1;
+        if (only_live && (rc = is_live(g, n, err, &live))) return rc;
+        if (live && n != skip) {
+          maxh_push(res, &nr, (sx__hit){d, (uint32_t)n});
+          if (nr > ef) maxh_pop(res, &nr);
+        }
+      }
+    }
+  }
+  *nres = nr;
+  return SX_OK;
+}
+
+/* ---- open / close -------------------------------------------------------------- */
+
+int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
+                  uint32_t m, uint32_t efc, sx__hnsw **out, sx_error *err) {
+  *out = NULL;
+  sx__hnsw *g = calloc(1, sizeof *g);
+  if (!g) return sx__err_set(err, SX_NOMEM, "out of memory");
+  g->v = *v;
+  g->L = *lay;
+  g->dim = dim;
+  g->metric = metric;
+  g->m = m;
+  g->m0 = 2 * m;
+  g->efc = efc;
+  g->ps = sx__pager_page_size(v->p);
+  g->e0 = (1 + g->m0) * 4;
+  g->epp0 = g->ps / g->e0;
+  g->ml = 1.0 / log((double)(m < 2 ? 2 : m));
+  int rc = lc_init(g, &g->vec, lay->vec_off);
+  if (!rc) rc = lc_init(g, &g->g0, lay->graph0_off);
+  g->vbuf = malloc((size_t)dim * 4);
+  g->vbuf2 = malloc((size_t)dim * 4);
+  g->lbuf = malloc((1 + (size_t)m) * 4);
+  const uint8_t *o = owner_page(g, err);
+  if (rc || !g->vbuf || !g->vbuf2 || !g->lbuf || !o) {
+    sx__hnsw_close(g);
+    return o ? sx__err_set(err, SX_NOMEM, "out of memory") : (err ? err->code : SX_IO);
+  }
+  g->nslots = sx__rd64(o + lay->nslots_off);
+  *out = g;
+  return SX_OK;
+}
+
+void sx__hnsw_close(sx__hnsw *g) {
+  if (!g) return;
+  lc_free(&g->vec);
+  lc_free(&g->g0);
+  free(g->vbuf);
+  free(g->vbuf2);
+  free(g->lbuf);
+  free(g->visited);
+  free(g->cand);
+  free(g->res);
+  free(g);
+}
+
+void sx__hnsw_vector_written(sx__hnsw *g, uint64_t slot) {
+  if (!g->v.t) return;
+  uint64_t a = slot * g->dim * 4 / g->ps, b = (slot * g->dim * 4 + g->dim * 4 - 1) / g->ps;
+  for (uint64_t l = a; l <= b && l < g->vec.cap; l++) g->vec.r[l] = g->vec.w[l] = NULL;
+}
+
+/* ---- search --------------------------------------------------------------------- */
+
+static int entry(sx__hnsw *g, uint64_t *ep, uint32_t *top, sx_error *err) {
+  const uint8_t *o = owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  uint32_t e = sx__rd32(o + g->L.ep_off);
+  *top = sx__rd32(o + g->L.ep_off + 4);
+  *ep = e ? e - 1 : UINT64_MAX;
+  if (e && (*ep >= g->nslots || *top > MAX_LEVEL))
+    return sx__err_set(err, SX_CORRUPT, "HNSW entry point %u (level %u) is out of range", e - 1, *top);
+  return SX_OK;
+}
+
+/* Greedy descent from the entry point down to level `to` (exclusive). */
+static int descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t top, uint32_t to,
+                   sx__hit *best, sx_error *err) {
+  float d;
+  int rc = dist_to(g, q, qn, ep, &d, err);
+  if (rc) return rc;
+  best->d = d;
+  best->slot = (uint32_t)ep;
+  for (uint32_t l = top; l > to; l--) {
+    for (int changed = 1; changed;) {
+      changed = 0;
+      const uint32_t *ln;
+      rc = links(g, best->slot, l, &ln, err);
+      if (rc) return rc;
+      uint32_t cnt = ln[0], ids[1 + 256];
+      memcpy(ids, ln + 1, cnt * 4);
+      for (uint32_t i = 0; i < cnt; i++) {
+        if (ids[i] >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW link past the end");
+        rc = dist_to(g, q, qn, ids[i], &d, err);
+        if (rc) return rc;
+        if (d < best->d) {
+          best->d = d;
+          best->slot = ids[i];
+          changed = 1;
+        }
+      }
+    }
+  }
+  return SX_OK;
+}
+
+int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
+                    sx_error *err) {
+  *n = 0;
+  uint64_t ep;
+  uint32_t top;
+  int rc = entry(g, &ep, &top, err);
+  if (rc || ep == UINT64_MAX) return rc;
+  float qn = g->metric == SX__COSINE ? sx__norm(q, g->dim) : 0;
+  size_t efs = ef < k ? k : ef;
+  if (ensure_scratch(g, efs)) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
+  sx__hit best;
+  rc = descend(g, q, qn, ep, top, 0, &best, err);
+  if (rc) return rc;
+  g->res[0] = best;
+  size_t nr = 1;
+  rc = search_layer(g, q, qn, 0, efs, 1, UINT64_MAX, &nr, err);
+  if (rc) return rc;
+  qsort(g->res, nr, sizeof *g->res, cmp_hit);
+  *n = nr < k ? nr : k;
+  memcpy(out, g->res, *n * sizeof *out);
+  return SX_OK;
+}
+
+/* ---- insert ---------------------------------------------------------------------- */
+
+/* hnswlib's heuristic: keep a candidate (closest first) only if it is closer to the
+ * base than to every one already kept; at most `max`. base_vec is the base's vector. */
+static int select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint32_t *out,
+                            uint32_t *nout, sx_error *err) {
+  qsort(c, nc, sizeof *c, cmp_hit);
+  uint32_t n = 0;
+  for (size_t i = 0; i < nc && n < max; i++) {
+    int rc = read_vec(g, c[i].slot, g->vbuf2, err);
+    if (rc) return rc;
+    float cn = g->metric == SX__COSINE ? sx__norm(g->vbuf2, g->dim) : 0;
+    int good = 1;
+    for (uint32_t j = 0; j < n && good; j++) {
+      float d;
+      rc = dist_to(g, g->vbuf2, cn, out[j], &d, err);
+      if (rc) return rc;
+      if (d < c[i].d) good = 0;
+    }
+    if (good) out[n++] = c[i].slot;
+  }
+  *nout = n;
+  return SX_OK;
+}
+
+/* Adds back link s to node n at level, pruning by the heuristic when full. */
+static int add_link(sx__hnsw *g, uint64_t n, uint32_t level, uint64_t s, sx_error *err) {
+  const uint32_t *l;
+  int rc = links(g, n, level, &l, err);
+  if (rc) return rc;
+  uint32_t cnt = l[0], cap = level ? g->m : g->m0;
+  uint32_t ids[1 + 512];
+  memcpy(ids, l + 1, cnt * 4);
+  for (uint32_t i = 0; i < cnt; i++)
+    if (ids[i] == s) return SX_OK;
+  if (cnt < cap) {
+    ids[cnt++] = (uint32_t)s;
+    return set_links(g, n, level, ids, cnt, err);
+  }
+  /* Full: choose among the old links and s, by distance to n. */
+  float *nv = malloc((size_t)g->dim * 4);
+  sx__hit *c = malloc((cnt + 1) * sizeof *c);
+  if (!nv || !c) {
+    free(nv);
+    free(c);
+    return sx__err_set(err, SX_NOMEM, "out of memory");
+  }
+  rc = read_vec(g, n, nv, err);
+  float nn = g->metric == SX__COSINE && !rc ? sx__norm(nv, g->dim) : 0;
+  ids[cnt] = (uint32_t)s;
+  for (uint32_t i = 0; i <= cnt && !rc; i++) {
+    c[i].slot = ids[i];
+    rc = dist_to(g, nv, nn, ids[i], &c[i].d, err);
+  }
+  uint32_t sel[512], ns = 0;
+  if (!rc) rc = select_neighbors(g, c, cnt + 1, cap, sel, &ns, err);
+  if (!rc) rc = set_links(g, n, level, sel, ns, err);
+  free(nv);
+  free(c);
+  return rc;
+}
+
+static uint32_t draw_level(sx__hnsw *g, uint64_t slot) {
+  uint64_t z = slot * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  double u = ((z >> 11) + 1) * (1.0 / 9007199254740993.0); /* (0, 1] */
+  double lv = -log(u) * g->ml;
+  return lv >= MAX_LEVEL ? MAX_LEVEL : (uint32_t)lv;
+}
+
+int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
+  sx__txn *t = g->v.t;
+  const uint8_t *o = owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  g->nslots = sx__rd64(o + g->L.nslots_off);
+  if (slot >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW insert of slot %llu past the end", (unsigned long long)slot);
+  float *v = malloc((size_t)g->dim * 4);
+  if (!v) return sx__err_set(err, SX_NOMEM, "out of memory");
+  int rc = read_vec(g, slot, v, err);
+  float qn = 0;
+  if (!rc && g->metric == SX__COSINE) {
+    qn = sx__norm(v, g->dim);
+    rc = sx__pa_write(t, g->L.owner, g->L.norms_off, slot * 4, &qn, 4, err);
+  }
+  uint32_t level = 0;
+  if (!rc && relink) {
+    rc = meta_of(g, slot, &level, NULL, err);
+  } else if (!rc) {
+    /* A new node: its level and room for its upper links. */
+    level = draw_level(g, slot);
+    uint8_t *ow;
+    rc = sx__txn_write(t, g->L.owner, &ow, err);
+    uint64_t uoff = rc ? 0 : sx__rd64(ow + g->L.upper_len_off);
+    if (!rc && uoff + (uint64_t)level * (1 + g->m) > UINT32_MAX)
+      rc = sx__err_set(err, SX_FULL, "HNSW upper-level links are full");
+    if (!rc) {
+      sx__wr64(ow + g->L.upper_len_off, uoff + (uint64_t)level * (1 + g->m));
+      uint32_t meta[2] = {level, (uint32_t)uoff};
+      rc = sx__pa_write(t, g->L.owner, g->L.meta_off, slot * 8, meta, 8, err);
+    }
+  }
+  /* Empty link lists at every level of the node. */
+  for (uint32_t l = 0; l <= level && !rc; l++) rc = set_links(g, slot, l, NULL, 0, err);
+  uint64_t ep;
+  uint32_t top;
+  if (!rc) rc = entry(g, &ep, &top, err);
+  if (!rc && (ep == UINT64_MAX || (relink && ep == slot && g->nslots == 1))) {
+    uint8_t *ow;
+    rc = sx__txn_write(t, g->L.owner, &ow, err);
+    if (!rc) {
+      sx__wr32(ow + g->L.ep_off, (uint32_t)slot + 1);
+      sx__wr32(ow + g->L.ep_off + 4, level);
+    }
+    free(v);
+    return rc;
+  }
+  sx__hit best = {0, 0};
+  if (!rc) rc = descend(g, v, qn, ep, top, level < top ? level : top, &best, err);
+  uint32_t sel[512];
+  for (int64_t l = level < top ? level : top; l >= 0 && !rc; l--) {
+    size_t nr = 1;
+    rc = ensure_scratch(g, g->efc) ? sx__err_set(err, SX_NOMEM, "out of memory") : SX_OK;
+    if (!rc) {
+      g->res[0] = best;
+      rc = search_layer(g, v, qn, (uint32_t)l, g->efc, 0, slot, &nr, err);
+    }
+    if (rc) break;
+    if (nr == 0) continue; /* only the node itself was found */
+    sx__hit *c = malloc(nr * sizeof *c);
+    if (!c) {
+      rc = sx__err_set(err, SX_NOMEM, "out of memory");
+      break;
+    }
+    memcpy(c, g->res, nr * sizeof *c);
+    qsort(c, nr, sizeof *c, cmp_hit);
+    best = c[0];
+    uint32_t ns = 0;
+    rc = select_neighbors(g, c, nr, g->m, sel, &ns, err);
+    free(c);
+    if (!rc) rc = set_links(g, slot, (uint32_t)l, sel, ns, err);
+    for (uint32_t i = 0; i < ns && !rc; i++) rc = add_link(g, sel[i], (uint32_t)l, slot, err);
+  }
+  if (!rc && level > top) {
+    uint8_t *ow;
+    rc = sx__txn_write(t, g->L.owner, &ow, err);
+    if (!rc) {
+      sx__wr32(ow + g->L.ep_off, (uint32_t)slot + 1);
+      sx__wr32(ow + g->L.ep_off + 4, level);
+    }
+  }
+  free(v);
+  return rc;
+}
+
+/* ---- check ---------------------------------------------------------------------- */
+
+int sx__hnsw_check(sx__hnsw *g, sx_error *err) {
+  uint64_t ep;
+  uint32_t top;
+  int rc = entry(g, &ep, &top, err);
+  if (rc || ep == UINT64_MAX) return rc;
+  uint32_t eplevel;
+  rc = meta_of(g, ep, &eplevel, NULL, err);
+  if (!rc && eplevel != top)
+    rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point level %u differs from the top level %u", eplevel, top);
+  for (uint64_t s = 0; s < g->nslots && !rc; s++) {
+    uint32_t lv;
+    rc = meta_of(g, s, &lv, NULL, err);
+    if (!rc && lv > top) rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level", (unsigned long long)s);
+    for (uint32_t l = 0; l <= lv && !rc; l++) {
+      const uint32_t *ln;
+      rc = links(g, s, l, &ln, err);
+      for (uint32_t i = 0; !rc && i < ln[0]; i++) {
+        uint32_t lvn;
+        if (ln[1 + i] >= g->nslots || ln[1 + i] == s)
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u", (unsigned long long)s, ln[1 + i]);
+        else if (l > 0 && (rc = meta_of(g, ln[1 + i], &lvn, NULL, err)) == SX_OK && lvn < l)
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u", (unsigned long long)s, l, lvn);
+        if (l > 0 && !rc) rc = links(g, s, l, &ln, err); /* lbuf was reused by meta reads? no: reload */
+      }
+    }
+  }
+  return rc;
+}

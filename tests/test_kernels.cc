@@ -1,0 +1,429 @@
+/*
+ * Tests for the distance kernels (index/index.h): every level the CPU supports,
+ * every metric, against the double-precision reference, over dimensions that hit
+ * every tail of every vector width; exact known values; the dispatch rules (best
+ * level by default, unsupported levels refused). Levels the CPU lacks are skipped
+ * with a printed note. Each vector lives in its own heap block, sized exactly (some
+ * start one float off alignment), so a kernel reading past a vector shows under ASan.
+ */
+#include <gtest/gtest.h>
+
+#include <math.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "index/index.h"
+#include "sextant.h"
+
+namespace {
+
+const int kLevels[] = {SX__KERNEL_SCALAR, SX__KERNEL_PORTABLE, SX__KERNEL_AVX2, SX__KERNEL_AVX512};
+const int kMetrics[] = {SX__L2, SX__IP, SX__COSINE};
+const size_t kDims[] = {1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 128, 257, 768, 1000, 4096};
+const size_t kNq[] = {1, 3, 4, 7, 64};
+const size_t kN[] = {1, 5, 17, 100};
+
+const char *MetricName(int m) {
+  return m == SX__L2 ? "l2" : m == SX__IP ? "ip" : "cosine";
+}
+
+/* The best level the CPU supports, found independently of the library. */
+int ExpectedBest() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return SX__KERNEL_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SX__KERNEL_AVX2;
+#endif
+  return SX__KERNEL_PORTABLE;
+}
+
+/* Forces a level for one test, or reports (visibly) that the CPU lacks it. */
+bool UseLevel(int level) {
+  if (!sx__kernel_supported(level)) {
+    std::printf("[  NOTE    ] level %s not supported by this CPU: skipped\n",
+                sx__kernel_name(level));
+    EXPECT_EQ(SX_INVALID_ARGUMENT, sx__kernel_force(level));
+    return false;
+  }
+  EXPECT_EQ(SX_OK, sx__kernel_force(level));
+  EXPECT_EQ(level, sx__kernel_level());
+  return true;
+}
+
+class Kernels : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    ASSERT_EQ(SX_OK, sx__kernel_force(ExpectedBest()));
+  }
+};
+
+/* A set of vectors, each in its own exactly sized heap block; odd ones start one
+ * float past an aligned boundary. */
+struct VecSet {
+  std::vector<std::unique_ptr<float[]>> blocks;
+  std::vector<const float *> ptrs;
+  std::vector<float *> mut;
+  VecSet(size_t n, size_t dim) {
+    for (size_t j = 0; j < n; j++) {
+      size_t off = j % 2;
+      blocks.emplace_back(new float[dim + off]);
+      mut.push_back(blocks.back().get() + off);
+      ptrs.push_back(mut.back());
+    }
+  }
+};
+
+double SumSq(const float *a, size_t dim) {
+  double s = 0;
+  for (size_t i = 0; i < dim; i++) s += (double)a[i] * a[i];
+  return s;
+}
+
+/* The tolerance of a fast result: float rounding against the double reference,
+ * 1e-4 relative plus 1e-4 of the natural scale of the sum (|q|^2 + |v|^2 for l2,
+ * half that for ip, which bounds |q||v|; 1 for cosine). */
+double Tolerance(int metric, double ref, const float *q, const float *v, size_t dim) {
+  double scale = SumSq(q, dim) + SumSq(v, dim);
+  double abs_part = metric == SX__L2 ? scale : metric == SX__IP ? scale / 2 : 1.0;
+  return 1e-4 * fabs(ref) + 1e-4 * abs_part;
+}
+
+/* Random data for one dimension: 64 queries (contiguous, exact-size heap block) and
+ * 100 vectors, U[-1, 1) plus `offset`; the reference matrix for each metric. */
+struct Data {
+  size_t dim;
+  std::unique_ptr<float[]> qs;
+  VecSet vs;
+  std::vector<float> qn;
+  std::vector<double> ref[3]; /* [metric][i * 100 + j] */
+  Data(size_t d, unsigned seed, float offset, float spread = 1.0f)
+      : dim(d), qs(new float[64 * d]), vs(100, d), qn(64) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-spread, spread);
+    for (size_t i = 0; i < 64 * d; i++) qs[i] = offset + u(rng);
+    for (size_t j = 0; j < 100; j++)
+      for (size_t i = 0; i < d; i++) vs.mut[j][i] = offset + u(rng);
+    for (size_t i = 0; i < 64; i++) qn[i] = (float)sqrt(SumSq(q(i), d));
+    for (int m : kMetrics) {
+      ref[m].resize(64 * 100);
+      for (size_t i = 0; i < 64; i++)
+        for (size_t j = 0; j < 100; j++)
+          ref[m][i * 100 + j] = sx__distance_ref(m, q(i), vs.ptrs[j], d);
+    }
+  }
+  const float *q(size_t i) const {
+    return qs.get() + i * dim;
+  }
+};
+
+/* Checks sx__distance, sx__distance_many and sx__distance_batch (every nq, n) at
+ * the active level against the reference. tol(metric, ref, q, v) gives the bound. */
+template <class Tol>
+void CheckAll(const Data &d, Tol tol, const std::string &what) {
+  size_t dim = d.dim;
+  for (int m : kMetrics) {
+    SCOPED_TRACE(what + " level " + sx__kernel_name(sx__kernel_level()) + " metric " +
+                 MetricName(m) + " dim " + std::to_string(dim));
+    int bad = 0;
+    /* Single distances and norms. */
+    for (size_t i = 0; i < 4; i++) {
+      float n = sx__norm(d.q(i), dim);
+      EXPECT_NEAR(d.qn[i], n, 1e-5 * d.qn[i] + 1e-30);
+      for (size_t j = 0; j < 100 && bad < 5; j++) {
+        double r = d.ref[m][i * 100 + j];
+        float got = sx__distance(m, d.q(i), d.qn[i], d.vs.ptrs[j], dim);
+        if (!(fabs(got - r) <= tol(m, r, d.q(i), d.vs.ptrs[j], dim))) {
+          ADD_FAILURE() << "sx__distance q" << i << " v" << j << ": " << got << " vs ref " << r;
+          bad++;
+        }
+      }
+    }
+    /* One query against many. */
+    std::vector<float> out(100);
+    for (size_t n : kN) {
+      sx__distance_many(m, d.q(5), d.qn[5], d.vs.ptrs.data(), n, dim, out.data());
+      for (size_t j = 0; j < n && bad < 5; j++) {
+        double r = d.ref[m][5 * 100 + j];
+        if (!(fabs(out[j] - r) <= tol(m, r, d.q(5), d.vs.ptrs[j], dim))) {
+          ADD_FAILURE() << "sx__distance_many n " << n << " v" << j << ": " << out[j] << " vs ref "
+                        << r;
+          bad++;
+        }
+      }
+    }
+    /* Batches: out[i * n + j]. A guard value after the block catches overruns. */
+    std::vector<float> bout(64 * 100 + 1);
+    for (size_t nq : kNq)
+      for (size_t n : kN) {
+        std::fill(bout.begin(), bout.end(), -7.0f);
+        const float *qnorms = m == SX__COSINE ? d.qn.data() : nullptr;
+        sx__distance_batch(m, d.q(0), qnorms, nq, d.vs.ptrs.data(), n, dim, bout.data());
+        EXPECT_EQ(-7.0f, bout[nq * n]) << "batch wrote past out, nq " << nq << " n " << n;
+        for (size_t i = 0; i < nq; i++)
+          for (size_t j = 0; j < n && bad < 5; j++) {
+            double r = d.ref[m][i * 100 + j];
+            float got = bout[i * n + j];
+            if (!(fabs(got - r) <= tol(m, r, d.q(i), d.vs.ptrs[j], dim))) {
+              ADD_FAILURE() << "sx__distance_batch nq " << nq << " n " << n << " q" << i << " v"
+                            << j << ": " << got << " vs ref " << r;
+              bad++;
+            }
+          }
+      }
+  }
+}
+
+/* The level the library picked on its own: read before any test forces one. */
+const int kInitialLevel = sx__kernel_level();
+
+TEST_F(Kernels, DefaultIsBestSupportedLevel) {
+  int best = ExpectedBest();
+  EXPECT_EQ(best, kInitialLevel) << "picked " << sx__kernel_name(kInitialLevel);
+  for (int l : kLevels) {
+    if (l > best) {
+      EXPECT_FALSE(sx__kernel_supported(l)) << sx__kernel_name(l);
+    } else if (l <= SX__KERNEL_PORTABLE || l == best) {
+      EXPECT_TRUE(sx__kernel_supported(l)) << sx__kernel_name(l);
+    }
+  }
+  std::printf("[  NOTE    ] default kernel level: %s\n", sx__kernel_name(kInitialLevel));
+}
+
+TEST_F(Kernels, ForcingUnsupportedLevelFails) {
+  int before = sx__kernel_level();
+  for (int bad : {-1, 4, 99}) {
+    EXPECT_EQ(SX_INVALID_ARGUMENT, sx__kernel_force(bad)) << bad;
+    EXPECT_EQ(before, sx__kernel_level());
+  }
+  int unsupported = 0;
+  for (int l : kLevels)
+    if (!sx__kernel_supported(l)) {
+      unsupported++;
+      EXPECT_EQ(SX_INVALID_ARGUMENT, sx__kernel_force(l)) << sx__kernel_name(l);
+      EXPECT_EQ(before, sx__kernel_level());
+    }
+  if (!unsupported)
+    std::printf("[  NOTE    ] this CPU supports every level: only invalid numbers tested\n");
+}
+
+TEST_F(Kernels, LevelNames) {
+  std::vector<std::string> names;
+  for (int l : kLevels) names.push_back(sx__kernel_name(l));
+  EXPECT_EQ("scalar", names[0]);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names.end(), std::unique(names.begin(), names.end()));
+}
+
+TEST_F(Kernels, KnownValues) {
+  for (int level : kLevels) {
+    if (!UseLevel(level)) continue;
+    SCOPED_TRACE(sx__kernel_name(level));
+    const float o[2] = {0, 0}, p[2] = {3, 4};
+    EXPECT_EQ(25.0, sx__distance_ref(SX__L2, o, p, 2));
+    EXPECT_FLOAT_EQ(25.0f, sx__distance(SX__L2, o, 0, p, 2));
+    EXPECT_FLOAT_EQ(5.0f, sx__norm(p, 2));
+    EXPECT_FLOAT_EQ(0.0f, sx__distance(SX__L2, p, 5, p, 2));
+
+    /* Unit vectors, in a dimension long enough for every vector path. */
+    const size_t dim = 100;
+    std::vector<float> e0(dim, 0), e1(dim, 0), u(dim), w(dim), negu(dim), twice(dim);
+    e0[0] = 1;
+    e1[dim - 1] = 1;
+    for (size_t i = 0; i < dim; i++) {
+      u[i] = (float)((i % 3) + 1);
+      w[i] = (i % 2) ? 1.0f : -1.0f; /* orthogonal to e-constant pieces below */
+      negu[i] = -u[i];
+      twice[i] = 2 * u[i];
+    }
+    EXPECT_FLOAT_EQ(1.0f, sx__norm(e0.data(), dim));
+    EXPECT_FLOAT_EQ(0.0f, sx__distance(SX__IP, e0.data(), 1, e0.data(), dim)); /* 1 - 1 */
+    EXPECT_FLOAT_EQ(1.0f, sx__distance(SX__IP, e0.data(), 1, e1.data(), dim)); /* 1 - 0 */
+    std::vector<float> neg_e0 = e0;
+    neg_e0[0] = -1;
+    EXPECT_FLOAT_EQ(2.0f, sx__distance(SX__IP, e0.data(), 1, neg_e0.data(), dim));
+    EXPECT_FLOAT_EQ(2.0f, sx__distance(SX__L2, e0.data(), 1, e1.data(), dim));
+
+    float un = sx__norm(u.data(), dim);
+    EXPECT_NEAR(0.0f, sx__distance(SX__COSINE, u.data(), un, twice.data(), dim), 1e-6);
+    EXPECT_NEAR(2.0f, sx__distance(SX__COSINE, u.data(), un, negu.data(), dim), 1e-6);
+    EXPECT_NEAR(1.0f, sx__distance(SX__COSINE, e0.data(), 1, e1.data(), dim), 1e-6);
+    /* (1, 1, ...) and (-1, 1, -1, 1, ...) over an even dimension are orthogonal. */
+    std::vector<float> ones(dim, 1.0f);
+    EXPECT_NEAR(1.0f, sx__distance(SX__COSINE, ones.data(), 10, w.data(), dim), 1e-6);
+    /* A zero vector has no direction: cosine distance 1, never NaN. */
+    std::vector<float> zero(dim, 0.0f);
+    EXPECT_EQ(1.0f, sx__distance(SX__COSINE, u.data(), un, zero.data(), dim));
+    EXPECT_EQ(1.0f, sx__distance(SX__COSINE, zero.data(), 0, u.data(), dim));
+    EXPECT_EQ(1.0, sx__distance_ref(SX__COSINE, zero.data(), u.data(), dim));
+
+    /* The same through many and batch. */
+    const float *vecs[4] = {e0.data(), e1.data(), twice.data(), negu.data()};
+    float out[8];
+    sx__distance_many(SX__COSINE, u.data(), un, vecs + 2, 2, dim, out);
+    EXPECT_NEAR(0.0f, out[0], 1e-6);
+    EXPECT_NEAR(2.0f, out[1], 1e-6);
+    std::vector<float> qs(2 * dim);
+    std::copy(u.begin(), u.end(), qs.begin());
+    std::copy(e0.begin(), e0.end(), qs.begin() + dim);
+    float qn[2] = {un, 1.0f};
+    sx__distance_batch(SX__COSINE, qs.data(), qn, 2, vecs, 4, dim, out);
+    EXPECT_NEAR(0.0f, out[2], 1e-6);
+    EXPECT_NEAR(2.0f, out[3], 1e-6);
+    EXPECT_NEAR(0.0f, out[4], 1e-6);
+    EXPECT_NEAR(1.0f, out[5], 1e-6);
+    sx__distance_batch(SX__IP, qs.data(), nullptr, 2, vecs, 2, dim, out);
+    EXPECT_FLOAT_EQ(0.0f, out[2]);
+    EXPECT_FLOAT_EQ(1.0f, out[3]);
+    sx__distance_batch(SX__L2, qs.data(), nullptr, 2, vecs, 2, dim, out);
+    EXPECT_FLOAT_EQ(2.0f, out[3]);
+  }
+}
+
+/* Random data in [-1, 1], every level, metric, dimension, nq and n. */
+TEST_F(Kernels, MatchReferenceOnRandomData) {
+  for (size_t dim : kDims) {
+    Data d(dim, 1000 + (unsigned)dim, 0.0f);
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      CheckAll(d, Tolerance, "random");
+    }
+  }
+}
+
+/* Components around 100: |q|^2 + |v|^2 dwarfs the distance, so the loose absolute
+ * term would hide a cancelling l2; hold l2 to 1e-4 relative instead. */
+TEST_F(Kernels, MatchReferenceWithLargeOffset) {
+  auto tol = [](int m, double ref, const float *q, const float *v, size_t dim) {
+    if (m == SX__L2) return 1e-4 * fabs(ref) + 1e-30;
+    return Tolerance(m, ref, q, v, dim);
+  };
+  for (size_t dim : kDims) {
+    Data d(dim, 2000 + (unsigned)dim, 100.0f);
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      CheckAll(d, tol, "offset 100");
+    }
+  }
+}
+
+/* Tighter bound on ordinary data: l2 within 1e-5 relative plus 1e-6 of the norms. */
+TEST_F(Kernels, L2IsTightOnRandomData) {
+  auto tol = [](int m, double ref, const float *q, const float *v, size_t dim) {
+    if (m == SX__L2) return 1e-5 * fabs(ref) + 1e-6 * (SumSq(q, dim) + SumSq(v, dim));
+    return Tolerance(m, ref, q, v, dim);
+  };
+  for (size_t dim : {16, 128, 1000, 4096}) {
+    Data d(dim, 3000 + (unsigned)dim, 0.0f);
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      CheckAll(d, tol, "tight");
+    }
+  }
+}
+
+/* Near duplicates (vectors = queries + 1e-3 noise) and exact duplicates: l2 must
+ * keep its relative accuracy, and a vector's distance to itself is exactly 0. */
+TEST_F(Kernels, L2NearAndExactDuplicates) {
+  for (size_t dim : {3, 16, 33, 128, 257, 1000}) {
+    std::mt19937 rng(4000 + (unsigned)dim);
+    std::uniform_real_distribution<float> u(-1, 1);
+    const size_t nq = 13, n = 40;
+    std::unique_ptr<float[]> qs(new float[nq * dim]);
+    for (size_t i = 0; i < nq * dim; i++) qs[i] = 5.0f + u(rng);
+    VecSet vs(n, dim);
+    for (size_t j = 0; j < n; j++)
+      for (size_t k = 0; k < dim; k++) {
+        float base = qs[(j % nq) * dim + k];
+        vs.mut[j][k] = j < nq ? base : base + 1e-3f * u(rng);
+      }
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      SCOPED_TRACE(std::string(sx__kernel_name(level)) + " dim " + std::to_string(dim));
+      std::vector<float> out(nq * n);
+      sx__distance_batch(SX__L2, qs.get(), nullptr, nq, vs.ptrs.data(), n, dim, out.data());
+      std::vector<float> many(n);
+      sx__distance_many(SX__L2, qs.get(), 0, vs.ptrs.data(), n, dim, many.data());
+      for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < n; j++) {
+          const float *q = qs.get() + i * dim;
+          double r = sx__distance_ref(SX__L2, q, vs.ptrs[j], dim);
+          float got = out[i * n + j];
+          if (j == i) {
+            EXPECT_EQ(0.0f, got) << "self distance, q" << i;
+          } else {
+            ASSERT_NEAR(r, got, 1e-4 * r + 1e-30) << "q" << i << " v" << j;
+          }
+          if (i == 0) {
+            ASSERT_NEAR(r, many[j], 1e-4 * r + 1e-30) << "many v" << j;
+            EXPECT_NEAR(r, sx__distance(SX__L2, q, 0, vs.ptrs[j], dim), 1e-4 * r + 1e-30);
+          }
+        }
+    }
+  }
+}
+
+/* Queries beyond one block of query norms (1024) and many tiles of vectors. */
+TEST_F(Kernels, LargeBatch) {
+  const size_t dim = 24, nq = 1100, n = 70;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> qs(nq * dim);
+  for (float &x : qs) x = u(rng);
+  VecSet vs(n, dim);
+  for (size_t j = 0; j < n; j++)
+    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = u(rng);
+  std::vector<float> qn(nq);
+  for (size_t i = 0; i < nq; i++) qn[i] = (float)sqrt(SumSq(&qs[i * dim], dim));
+  for (int level : kLevels) {
+    if (!UseLevel(level)) continue;
+    for (int m : kMetrics) {
+      SCOPED_TRACE(std::string(sx__kernel_name(level)) + " " + MetricName(m));
+      std::vector<float> out(nq * n);
+      sx__distance_batch(m, qs.data(), qn.data(), nq, vs.ptrs.data(), n, dim, out.data());
+      for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < n; j++) {
+          const float *q = &qs[i * dim];
+          double r = sx__distance_ref(m, q, vs.ptrs[j], dim);
+          ASSERT_LE(fabs(out[i * n + j] - r), Tolerance(m, r, q, vs.ptrs[j], dim))
+              << "q" << i << " v" << j;
+        }
+    }
+  }
+}
+
+/* Cosine without query norms (NULL): the kernels compute them. */
+TEST_F(Kernels, CosineBatchWithoutNorms) {
+  Data d(37, 6, 0.0f);
+  for (int level : kLevels) {
+    if (!UseLevel(level)) continue;
+    std::vector<float> out(64 * 100);
+    sx__distance_batch(SX__COSINE, d.q(0), nullptr, 64, d.vs.ptrs.data(), 100, 37, out.data());
+    for (size_t i = 0; i < 64; i++)
+      for (size_t j = 0; j < 100; j++)
+        ASSERT_NEAR(d.ref[SX__COSINE][i * 100 + j], out[i * 100 + j], 2e-4)
+            << sx__kernel_name(level) << " q" << i << " v" << j;
+  }
+}
+
+/* Empty inputs write nothing. */
+TEST_F(Kernels, EmptyInputs) {
+  float q[4] = {1, 2, 3, 4};
+  const float *vecs[1] = {q};
+  for (int level : kLevels) {
+    if (!UseLevel(level)) continue;
+    float out[2] = {-7, -7};
+    sx__distance_many(SX__L2, q, 0, vecs, 0, 4, out);
+    sx__distance_batch(SX__L2, q, nullptr, 0, vecs, 1, 4, out);
+    sx__distance_batch(SX__L2, q, nullptr, 1, vecs, 0, 4, out);
+    sx__distance_batch(SX__IP, q, nullptr, 2, vecs, 0, 4, out);
+    EXPECT_EQ(-7, out[0]);
+    EXPECT_EQ(-7, out[1]);
+  }
+}
+
+}  // namespace
