@@ -34,6 +34,7 @@ int main(int argc, char **argv) {
   if (sx_write_begin(db, -1, &w, &e)) return 1;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
   co.dim = DIM;
+  co.index = SX_INDEX_FLAT; /* storage under crashes; HNSW has its own crash test */
   int rc = sx_write_create_collection(w, "c", &co, &e);
   if (rc && rc != SX_EXISTS) return 1;
   sx_collection *c;

@@ -43,7 +43,8 @@ struct sx__hnsw {
   uint32_t dim, m, m0, efc, ps, epp0, e0;
   int metric;
   double ml;
-  leafcache vec, g0;
+  leafcache vec, g0, live, norms;
+  const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
   float *vbuf, *vbuf2; /* scratch vectors */
   uint64_t nslots;
   /* search scratch */
@@ -57,8 +58,11 @@ struct sx__hnsw {
 /* ---- pages ---------------------------------------------------------------------- */
 
 static const uint8_t *owner_page(sx__hnsw *g, sx_error *err) {
+  if (g->owner_ro) return g->owner_ro;
   const uint8_t *o;
-  return sx__pv_page(&g->v, g->L.owner, &o, err) ? NULL : o;
+  if (sx__pv_page(&g->v, g->L.owner, &o, err)) return NULL;
+  if (!g->v.t) g->owner_ro = o;
+  return o;
 }
 
 static int lc_init(sx__hnsw *g, leafcache *c, unsigned pa_off) {
@@ -147,11 +151,10 @@ static float combine(int metric, float qn, float vn, float l2, float dot) {
 }
 
 static int norm_of(sx__hnsw *g, uint64_t slot, float *out, sx_error *err) {
-  const uint8_t *o = owner_page(g, err);
-  if (!o) return err ? err->code : SX_IO;
-  sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &g->v, o + g->L.norms_off);
-  return sx__pa_read(&cur, slot * 4, out, 4, err);
+  const uint8_t *lp;
+  int rc = lc_get(g, &g->norms, slot * 4 / g->ps, &lp, err);
+  if (!rc) memcpy(out, lp + slot * 4 % g->ps, 4);
+  return rc;
 }
 
 /* Distance from q (norm qn) to the vector of slot, computed over the pages it lies
@@ -221,7 +224,7 @@ static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **ou
     if (rc) return rc;
     *out = (const uint32_t *)(lp + (slot % g->epp0) * g->e0);
   } else {
-    uint32_t lv, uoff;
+    uint32_t lv = 0, uoff = 0;
     int rc = meta_of(g, slot, &lv, &uoff, err);
     if (rc) return rc;
     if (level > lv) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot, level);
@@ -252,7 +255,7 @@ static int set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t 
     if (n) memcpy(l + 1, ids, n * 4);
     return SX_OK;
   }
-  uint32_t lv, uoff;
+  uint32_t lv = 0, uoff = 0;
   int rc = meta_of(g, slot, &lv, &uoff, err);
   if (rc) return rc;
   uint32_t buf[1 + 256];
@@ -346,13 +349,9 @@ static int ensure_scratch(sx__hnsw *g, size_t ef) {
 }
 
 static int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
-  const uint8_t *o = owner_page(g, err);
-  if (!o) return err ? err->code : SX_IO;
-  sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &g->v, o + g->L.live_off);
-  uint8_t b;
-  int rc = sx__pa_read(&cur, slot / 8, &b, 1, err);
-  *live = !rc && (b & (1u << (slot % 8)));
+  const uint8_t *lp;
+  int rc = lc_get(g, &g->live, slot / 8 / g->ps, &lp, err);
+  *live = !rc && (lp[slot / 8 % g->ps] & (1u << (slot % 8)));
   return rc;
 }
 
@@ -432,6 +431,8 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   g->ml = 1.0 / log((double)(m < 2 ? 2 : m));
   int rc = lc_init(g, &g->vec, lay->vec_off);
   if (!rc) rc = lc_init(g, &g->g0, lay->graph0_off);
+  if (!rc) rc = lc_init(g, &g->live, lay->live_off);
+  if (!rc) rc = lc_init(g, &g->norms, lay->norms_off);
   g->vbuf = malloc((size_t)dim * 4);
   g->vbuf2 = malloc((size_t)dim * 4);
   g->lbuf = malloc((1 + (size_t)m) * 4);
@@ -449,6 +450,8 @@ void sx__hnsw_close(sx__hnsw *g) {
   if (!g) return;
   lc_free(&g->vec);
   lc_free(&g->g0);
+  lc_free(&g->live);
+  lc_free(&g->norms);
   free(g->vbuf);
   free(g->vbuf2);
   free(g->lbuf);
@@ -511,8 +514,8 @@ static int descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t 
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
                     sx_error *err) {
   *n = 0;
-  uint64_t ep;
-  uint32_t top;
+  uint64_t ep = UINT64_MAX;
+  uint32_t top = 0;
   int rc = entry(g, &ep, &top, err);
   if (rc || ep == UINT64_MAX) return rc;
   float qn = g->metric == SX__COSINE ? sx__norm(q, g->dim) : 0;
@@ -615,7 +618,9 @@ int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
   float qn = 0;
   if (!rc && g->metric == SX__COSINE) {
     qn = sx__norm(v, g->dim);
-    rc = sx__pa_write(t, g->L.owner, g->L.norms_off, slot * 4, &qn, 4, err);
+    uint8_t *lp;
+    rc = lc_getw(g, &g->norms, slot * 4 / g->ps, &lp, err);
+    if (!rc) memcpy(lp + slot * 4 % g->ps, &qn, 4);
   }
   uint32_t level = 0;
   if (!rc && relink) {
@@ -636,8 +641,8 @@ int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
   }
   /* Empty link lists at every level of the node. */
   for (uint32_t l = 0; l <= level && !rc; l++) rc = set_links(g, slot, l, NULL, 0, err);
-  uint64_t ep;
-  uint32_t top;
+  uint64_t ep = UINT64_MAX;
+  uint32_t top = 0;
   if (!rc) rc = entry(g, &ep, &top, err);
   if (!rc && (ep == UINT64_MAX || (relink && ep == slot && g->nslots == 1))) {
     uint8_t *ow;
@@ -690,23 +695,23 @@ int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
 /* ---- check ---------------------------------------------------------------------- */
 
 int sx__hnsw_check(sx__hnsw *g, sx_error *err) {
-  uint64_t ep;
-  uint32_t top;
+  uint64_t ep = UINT64_MAX;
+  uint32_t top = 0;
   int rc = entry(g, &ep, &top, err);
   if (rc || ep == UINT64_MAX) return rc;
-  uint32_t eplevel;
+  uint32_t eplevel = 0;
   rc = meta_of(g, ep, &eplevel, NULL, err);
   if (!rc && eplevel != top)
     rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point level %u differs from the top level %u", eplevel, top);
   for (uint64_t s = 0; s < g->nslots && !rc; s++) {
-    uint32_t lv;
+    uint32_t lv = 0;
     rc = meta_of(g, s, &lv, NULL, err);
     if (!rc && lv > top) rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level", (unsigned long long)s);
     for (uint32_t l = 0; l <= lv && !rc; l++) {
       const uint32_t *ln;
       rc = links(g, s, l, &ln, err);
       for (uint32_t i = 0; !rc && i < ln[0]; i++) {
-        uint32_t lvn;
+        uint32_t lvn = 0;
         if (ln[1 + i] >= g->nslots || ln[1 + i] == s)
           rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u", (unsigned long long)s, ln[1 + i]);
         else if (l > 0 && (rc = meta_of(g, ln[1 + i], &lvn, NULL, err)) == SX_OK && lvn < l)

@@ -913,6 +913,8 @@ static int open_shm_region(sx__pager *p, int init, sx_error *err) {
   return SX_OK;
 }
 
+static int checkpoint_locked(sx__pager *p, hdrc *h, sx_error *err);
+
 static void pager_free_maps(sx__pager *p) {
   if (forked(p)) {
     /* Mappings are not inherited (MADV_DONTFORK); their addresses may already
@@ -1067,11 +1069,35 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   return SX_OK;
 }
 
+/*
+ * The last handle on a database (no other handle, in any process, holds the dead man
+ * switch) copies the whole WAL into P, syncs P, and empties the WAL files, so the
+ * next open needs no replay and its readers find every page in P. A crash in the
+ * middle leaves either the whole WAL (replaying it rewrites what P already holds) or
+ * none of it. Best effort: any failure just leaves the WAL for recovery.
+ */
+static void close_cleanly(sx__pager *p) {
+  if (p->read_only || sx__pager_poisoned(p)) return;
+  if (sx__file_lock(p->shm, LK_DMS, 1, SX__WRLOCK, 0, NULL) != SX_OK) return;
+  if (sx__file_lock(p->shm, LK_WRITER, 1, SX__WRLOCK, 0, NULL) != SX_OK) return;
+  hdrc h;
+  hdr_load(&p->hdr->copy[__atomic_load_n(&p->hdr->ver, __ATOMIC_ACQUIRE) & 1], &h);
+  int rc = checkpoint_locked(p, &h, NULL);
+  if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->db, 1, NULL);
+  if (!rc && h.backfill == h.mx) {
+    sx__file_truncate(p->wal[0], 0, NULL);
+    sx__file_truncate(p->wal[1], 0, NULL);
+  }
+  sx__file_lock(p->shm, LK_WRITER, 1, SX__UNLOCK, 0, NULL);
+}
+
 void sx__pager_close(sx__pager *p) {
   /* In a fork child the descriptors share their open file descriptions with the
    * parent: closing ours leaves the parent's OFD locks in place (they go only with
    * the last descriptor), and nothing here unlocks explicitly. */
-  if (p) pager_destroy(p);
+  if (!p) return;
+  if (!forked(p) && p->shm_base) close_cleanly(p);
+  pager_destroy(p);
 }
 
 /* ---- the write transaction ---------------------------------------------------- */
