@@ -229,6 +229,7 @@ SX_EXPORT int sx_read_collection(sx_read *r, const char *name, sx_collection **o
   sx_collection *c = calloc(1, sizeof *c);
   if (!c) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   if (!rc) rc = sx__coll_open(&v, name, &c->c, err);
+  if (!rc) rc = sx__coll_pool_init(&c->c, err);
   if (!rc) {
     c->r = r;
     sx__read_ref(r);
@@ -263,6 +264,7 @@ SX_EXPORT int sx_write_collection(sx_write *w, const char *name, sx_collection *
 
 SX_EXPORT void sx_collection_free(sx_collection *c) {
   if (!c) return;
+  sx__coll_pool_free(&c->c);
   if (c->r) sx__read_unref(c->r);
   if (c->w) sx__write_unref(c->w);
   free(c);

@@ -118,15 +118,60 @@ typedef struct job {
   int rc;
 } job;
 
+struct sx__hnsw_pool {
+  sx__mutex mu; /* SX_RANK_COLLECTION */
+  sx__hnsw *free[16];
+  int n;
+};
+
+int sx__coll_pool_init(sx__coll *c, sx_error *err) {
+  if (c->v.t || c->index != SX_INDEX_HNSW) return SX_OK;
+  c->pool = calloc(1, sizeof *c->pool);
+  if (!c->pool) return sx__err_set(err, SX_NOMEM, "out of memory");
+  sx__mutex_init(&c->pool->mu, SX_RANK_COLLECTION, "collection search contexts");
+  return SX_OK;
+}
+
+void sx__coll_pool_free(sx__coll *c) {
+  if (!c->pool) return;
+  for (int i = 0; i < c->pool->n; i++) sx__hnsw_close(c->pool->free[i]);
+  sx__mutex_destroy(&c->pool->mu);
+  free(c->pool);
+  c->pool = NULL;
+}
+
+/* A search context: from the pool when the view has one, else a fresh one. */
+static int ctx_get(const sx__coll *c, sx__hnsw **g, sx_error *err) {
+  *g = NULL;
+  if (c->pool) {
+    sx__mutex_lock(&c->pool->mu);
+    if (c->pool->n) *g = c->pool->free[--c->pool->n];
+    sx__mutex_unlock(&c->pool->mu);
+    if (*g) return SX_OK;
+  }
+  sx__hnsw_layout lay;
+  sx__coll_hnsw_layout(c->hdr, &lay);
+  return sx__hnsw_open(&c->v, &lay, c->dim, c->metric, c->m, c->efc, g, err);
+}
+
+static void ctx_put(const sx__coll *c, sx__hnsw *g) {
+  if (g && c->pool) {
+    sx__mutex_lock(&c->pool->mu);
+    if (c->pool->n < 16) {
+      c->pool->free[c->pool->n++] = g;
+      g = NULL;
+    }
+    sx__mutex_unlock(&c->pool->mu);
+  }
+  sx__hnsw_close(g);
+}
+
 static void run_hnsw(job *j) {
   const sx__coll *c = j->c;
   scan s = {c, j->hdr, &j->err, SX_OK};
-  sx__hnsw_layout lay;
-  sx__coll_hnsw_layout(c->hdr, &lay);
   sx__hnsw *g = NULL;
   sx__hit *hits = malloc((j->ef > j->k ? j->ef : j->k) * sizeof *hits);
-  j->rc = hits ? sx__hnsw_open(&c->v, &lay, c->dim, c->metric, c->m, c->efc, &g, &j->err)
-               : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
+  j->rc = hits ? ctx_get(c, &g, &j->err) : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
   for (size_t q = j->qlo; q < j->qhi && !j->rc; q++) {
     if (j->o && j->o->cancel && j->o->cancel(j->o->cancel_ctx)) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
@@ -137,7 +182,8 @@ static void run_hnsw(job *j) {
     for (size_t i = 0; i < n && !j->rc; i++) heap_push(&s, &j->heaps[q], hits[i].d, hits[i].slot);
     if (s.rc) j->rc = s.rc;
   }
-  sx__hnsw_close(g);
+  ctx_put(c, j->rc ? NULL : g);
+  if (j->rc) sx__hnsw_close(g);
   free(hits);
 }
 

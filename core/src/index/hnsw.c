@@ -23,15 +23,13 @@
 #include "index/index.h"
 
 #define MAX_LEVEL 16
-#define RCACHE 2048 /* direct-mapped leaf cache entries for snapshots */
 
+/* Leaf page pointers by leaf number, grown on demand. Over a snapshot they stay
+ * valid for its life, so a context may serve many searches (see the pool in the
+ * collection layer); in a transaction, w holds the writable copies. */
 typedef struct leafcache {
   unsigned pa_off;
-  sx__pa_cursor cur;
-  /* snapshots: direct-mapped by leaf */
-  uint64_t *key;
-  const uint8_t **ptr;
-  /* transactions: by leaf, grown on demand */
+  sx__pa_cursor cur; /* for misses over a snapshot (caches the path) */
   const uint8_t **r;
   uint8_t **w;
   size_t cap;
@@ -47,9 +45,10 @@ struct sx__hnsw {
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
   float *vbuf, *vbuf2; /* scratch vectors */
   uint64_t nslots;
-  /* search scratch */
-  uint64_t *visited;
-  size_t visited_words;
+  /* search scratch: a node is visited iff vtag[node] == tag */
+  uint32_t *vtag;
+  size_t vcap;
+  uint32_t tag;
   sx__hit *cand, *res;
   size_t cap_heap;
   uint32_t *lbuf; /* link list scratch */
@@ -66,20 +65,13 @@ static const uint8_t *owner_page(sx__hnsw *g, sx_error *err) {
 }
 
 static int lc_init(sx__hnsw *g, leafcache *c, unsigned pa_off) {
+  (void)g;
   memset(c, 0, sizeof *c);
   c->pa_off = pa_off;
-  if (!g->v.t) {
-    c->key = malloc(RCACHE * sizeof *c->key);
-    c->ptr = malloc(RCACHE * sizeof *c->ptr);
-    if (!c->key || !c->ptr) return SX_NOMEM;
-    memset(c->key, 0xff, RCACHE * sizeof *c->key);
-  }
   return SX_OK;
 }
 
 static void lc_free(leafcache *c) {
-  free(c->key);
-  free(c->ptr);
   free(c->r);
   free(c->w);
 }
@@ -100,34 +92,30 @@ static int lc_grow(leafcache *c, uint64_t leaf) {
   return SX_OK;
 }
 
-static int lc_get(sx__hnsw *g, leafcache *c, uint64_t leaf, const uint8_t **out, sx_error *err) {
-  if (!g->v.t) {
-    size_t i = leaf & (RCACHE - 1);
-    if (c->key[i] == leaf) {
-      *out = c->ptr[i];
-      return SX_OK;
-    }
-    const uint8_t *o = owner_page(g, err);
-    if (!o) return err ? err->code : SX_IO;
-    if (c->cur.v == NULL) sx__pa_cursor_init(&c->cur, &g->v, o + c->pa_off);
-    int rc = sx__pa_leaf(&c->cur, leaf, out, err);
-    if (rc) return rc;
-    c->key[i] = leaf;
-    c->ptr[i] = *out;
-    return SX_OK;
-  }
+static int lc_miss(sx__hnsw *g, leafcache *c, uint64_t leaf, const uint8_t **out, sx_error *err) {
   if (lc_grow(c, leaf)) return sx__err_set(err, SX_NOMEM, "out of memory");
-  if (c->r[leaf]) {
+  const uint8_t *o = owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  int rc;
+  if (!g->v.t) {
+    if (c->cur.v == NULL) sx__pa_cursor_init(&c->cur, &g->v, o + c->pa_off);
+    rc = sx__pa_leaf(&c->cur, leaf, out, err);
+  } else {
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &g->v, o + c->pa_off);
+    rc = sx__pa_leaf(&cur, leaf, out, err);
+  }
+  if (!rc) c->r[leaf] = *out;
+  return rc;
+}
+
+static inline int lc_get(sx__hnsw *g, leafcache *c, uint64_t leaf, const uint8_t **out,
+                         sx_error *err) {
+  if (leaf < c->cap && c->r[leaf]) {
     *out = c->r[leaf];
     return SX_OK;
   }
-  const uint8_t *o = owner_page(g, err);
-  if (!o) return err ? err->code : SX_IO;
-  sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &g->v, o + c->pa_off);
-  int rc = sx__pa_leaf(&cur, leaf, out, err);
-  if (!rc) c->r[leaf] = *out;
-  return rc;
+  return lc_miss(g, c, leaf, out, err);
 }
 
 static int lc_getw(sx__hnsw *g, leafcache *c, uint64_t leaf, uint8_t **out, sx_error *err) {
@@ -337,14 +325,18 @@ static int ensure_scratch(sx__hnsw *g, size_t ef) {
     g->res = r;
     g->cap_heap = nc;
   }
-  size_t words = (size_t)(g->nslots / 64 + 1);
-  if (g->visited_words < words) {
-    uint64_t *v = realloc(g->visited, words * sizeof *v);
+  if (g->vcap < g->nslots) {
+    size_t nc = (size_t)g->nslots + g->nslots / 4 + 64;
+    uint32_t *v = realloc(g->vtag, nc * sizeof *v);
     if (!v) return SX_NOMEM;
-    g->visited = v;
-    g->visited_words = words;
+    memset(v + g->vcap, 0, (nc - g->vcap) * sizeof *v);
+    g->vtag = v;
+    g->vcap = nc;
   }
-  memset(g->visited, 0, words * sizeof *g->visited);
+  if (++g->tag == 0) { /* wrapped: start the marks over */
+    memset(g->vtag, 0, g->vcap * sizeof *g->vtag);
+    g->tag = 1;
+  }
   return SX_OK;
 }
 
@@ -371,7 +363,7 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
   memcpy(entries, res, ne * sizeof *entries);
   for (size_t i = 0; i < ne; i++) {
     uint64_t s = entries[i].slot;
-    g->visited[s / 64] |= 1ull << (s % 64);
+    g->vtag[s] = g->tag;
     minh_push(cand, &nc, entries[i]);
     int live = 1;
     if (only_live && (rc = is_live(g, s, err, &live))) return rc;
@@ -386,13 +378,26 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
     uint32_t cnt = l[0];
     uint32_t ids[1 + 512];
     memcpy(ids, l + 1, cnt * 4); /* upper-level lists live in g->lbuf, reused below */
+    /* The unvisited neighbours, their vectors prefetched before any is measured. */
+    uint32_t todo = 0;
     for (uint32_t i = 0; i < cnt; i++) {
       uint64_t n = ids[i];
       if (n >= g->nslots)
         return sx__err_set(err, SX_CORRUPT, "HNSW node %u links to slot %llu past the end", c.slot,
                            (unsigned long long)n);
-      if (g->visited[n / 64] & (1ull << (n % 64))) continue;
-      g->visited[n / 64] |= 1ull << (n % 64);
+      if (g->vtag[n] == g->tag) continue;
+      g->vtag[n] = g->tag;
+      ids[todo++] = (uint32_t)n;
+      uint64_t off = n * g->dim * 4;
+      uint64_t leaf = off / g->ps;
+      if (leaf < g->vec.cap && g->vec.r[leaf]) {
+        const uint8_t *a = g->vec.r[leaf] + off % g->ps;
+        __builtin_prefetch(a);
+        __builtin_prefetch(a + 64);
+      }
+    }
+    for (uint32_t i = 0; i < todo; i++) {
+      uint64_t n = ids[i];
       float d;
       rc = dist_to(g, q, qn, n, &d, err);
       if (rc) return rc;
@@ -455,7 +460,7 @@ void sx__hnsw_close(sx__hnsw *g) {
   free(g->vbuf);
   free(g->vbuf2);
   free(g->lbuf);
-  free(g->visited);
+  free(g->vtag);
   free(g->cand);
   free(g->res);
   free(g);
