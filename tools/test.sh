@@ -2,15 +2,18 @@
 # Builds Sextant and runs every test, installing what is missing:
 #   1. debug build (warnings are errors, lock-rank checker on): the full suite;
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. the same under ThreadSanitizer.
+#   3. the same under ThreadSanitizer;
+#   4. the Python binding: pip-installed into a virtual environment under build/,
+#      then its pytest suite (the conformance cases again, threads, processes, fork).
 # The long stress and crash tests run at full length in (1) and shorter under the
-# sanitizers (which slow everything 3-15x). Usage: tools/test.sh [debug|asan|tsan]...
+# sanitizers (which slow everything 3-15x).
+# Usage: tools/test.sh [debug|asan|tsan|python]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan)
+[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan python)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -34,7 +37,9 @@ for c in "${configs[@]}"; do
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 ;;
     tsan) run tsan -DSX_SANITIZE=thread -- SX_STRESS_SECONDS=5 SX_CRASH_ITERATIONS=20 \
             TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ;;
-    *) echo "unknown configuration '$c' (debug, asan, tsan)" >&2; exit 2 ;;
+    python) echo "=== python: build, install and test the binding"
+            bash "$root/bindings/python/run_tests.sh" ;;
+    *) echo "unknown configuration '$c' (debug, asan, tsan, python)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"

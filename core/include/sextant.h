@@ -261,9 +261,6 @@ void sx_read_free(sx_read *r);
  */
 int sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err);
 
-/** The commit sequence number of the snapshot: how many commits the database had
- * seen when it was taken (monotonic for the life of the files). */
-int sx_read_snapshot_id(sx_read *r, uint64_t *out, sx_error *err);
 /**@}*/
 
 /** @name Write sessions */

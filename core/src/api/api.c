@@ -273,11 +273,9 @@ SX_EXPORT void sx_collection_free(sx_collection *c) {
 /* Enters the view's session; the collection's page view is refreshed from it. */
 static int coll_enter(sx_collection *c, sx_error *err) {
   if (!c) return sx__err_set(err, SX_MISUSE, "collection is NULL");
-  if (c->r) {
-    int rc = sx__read_enter(c->r, err);
-    if (!rc) sx__read_pv(c->r, &c->c.v);
-    return rc;
-  }
+  /* A read view's page view was set when it was opened and never changes (several
+   * threads may search through it at once); a write view follows its session. */
+  if (c->r) return sx__read_enter(c->r, err);
   sx__pv v;
   int rc = write_view(c->w, &v, err);
   if (rc) return rc;

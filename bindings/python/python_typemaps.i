@@ -1,0 +1,562 @@
+/*
+ * python_typemaps.i: the Python half of bindings/sextant.i (included from there).
+ *
+ * The low-level module this produces (sextant._sextant) is private: the package
+ * sextant is its only caller, and checks types and shapes before calling. The module
+ * is still safe on its own: every pointer and length it hands to C comes from an
+ * object it checked here, so a bad call is a Python exception, never a crash.
+ *
+ * Conventions
+ * - Errors are raised as the classes that sextant/_errors.py registers through
+ *   sx_py_register() (one per sx_status; RuntimeError before registration). The
+ *   message is the C sx_error message.
+ * - The GIL is released around every call into the core that can wait or work
+ *   (swig -threads; %nothread below marks the trivial ones). Everything that touches
+ *   a Python object runs in typemaps, with the GIL held, before or after the call;
+ *   objects whose memory C reads during the call are kept alive and locked until
+ *   after it (strings through a tuple copy of the caller's list, arrays through
+ *   buffer exports, which also keep numpy from resizing them).
+ * - Results that are copied out and freed at once (names, records, search results)
+ *   never reach Python as handles; their accessor functions are not wrapped here.
+ *
+ * Hand-written additions (documented as such in bindings/python/README.md):
+ * sx_py_register(), the cancel-hook trampoline for sx_search_options, and
+ * sx_py_bench_search() for the overhead benchmark.
+ */
+
+%{
+#include <limits.h>
+#include <math.h>
+#include <time.h>
+
+/* Exception classes by status (strong references), and the Hit NamedTuple. */
+static PyObject *sx_py_errors[SX_STATUS_COUNT];
+static PyObject *sx_py_hit_type;
+
+/* Plain-language messages for calls that have no sx_error (close, end, abort). */
+static const char *sx_py_default_message(int code) {
+  switch (code) {
+    case SX_CLOSED: return "the handle was closed or its session already ended";
+    case SX_MISUSE: return "the call is not allowed on this handle (NULL, or begun before fork())";
+    case SX_INVALID_ARGUMENT: return "invalid argument";
+    default: return sx_status_name(code);
+  }
+}
+
+/* Sets the Python exception for status `code` with message `msg`. */
+static void sx_py_raise(int code, const char *msg) {
+  PyObject *cls = PyExc_RuntimeError;
+  if (code > 0 && code < SX_STATUS_COUNT && sx_py_errors[code]) cls = sx_py_errors[code];
+  if (!msg || !*msg) msg = sx_py_default_message(code);
+  /* A message truncated to SX_ERROR_MESSAGE_MAX may end inside a UTF-8 sequence. */
+  PyObject *m = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "replace");
+  if (!m) return;
+  PyErr_SetObject(cls, m);
+  Py_DECREF(m);
+}
+
+/* A C string from a str (UTF-8, owned by the str) or bytes; none may hold a NUL. */
+static int sx_py_cstr(PyObject *o, const char *what, Py_ssize_t index, const char **out) {
+  const char *s;
+  Py_ssize_t n;
+  char where[96];
+  if (index >= 0) snprintf(where, sizeof where, "%s[%zd]", what, index);
+  else snprintf(where, sizeof where, "%s", what);
+  if (PyUnicode_Check(o)) {
+    s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (!s) {
+      if (!PyErr_ExceptionMatches(PyExc_UnicodeError)) return -1;
+      PyErr_Clear();
+      char msg[160];
+      snprintf(msg, sizeof msg, "%s is not valid UTF-8 text (it holds a lone surrogate)", where);
+      sx_py_raise(SX_INVALID_ARGUMENT, msg);
+      return -1;
+    }
+  } else if (PyBytes_Check(o)) {
+    s = PyBytes_AS_STRING(o);
+    n = PyBytes_GET_SIZE(o);
+  } else {
+    PyErr_Format(PyExc_TypeError, "%s must be str, not %.80s", where, Py_TYPE(o)->tp_name);
+    return -1;
+  }
+  if ((size_t)n != strlen(s)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s contains a NUL character", where);
+    sx_py_raise(SX_INVALID_ARGUMENT, msg);
+    return -1;
+  }
+  *out = s;
+  return 0;
+}
+
+/* n C strings from a sequence of str (entries may be None when allow_none). The
+ * strings live in *keep, a tuple copy, so that no other thread can free them while
+ * the core reads them with the GIL released. *arr is PyMem_Malloc'ed. */
+static int sx_py_strings(PyObject *o, const char *what, int allow_none, PyObject **keep,
+                         const char ***arr, size_t *n) {
+  *keep = NULL;
+  *arr = NULL;
+  *n = 0;
+  if (PyUnicode_Check(o) || PyBytes_Check(o)) {
+    PyErr_Format(PyExc_TypeError, "%s must be a sequence of str, not a single %.80s", what,
+                 Py_TYPE(o)->tp_name);
+    return -1;
+  }
+  PyObject *t = PySequence_Tuple(o);
+  if (!t) return -1;
+  Py_ssize_t len = PyTuple_GET_SIZE(t);
+  const char **a = PyMem_Malloc((size_t)(len > 0 ? len : 1) * sizeof *a);
+  if (!a) {
+    Py_DECREF(t);
+    PyErr_NoMemory();
+    return -1;
+  }
+  for (Py_ssize_t i = 0; i < len; i++) {
+    PyObject *item = PyTuple_GET_ITEM(t, i);
+    if (allow_none && item == Py_None) {
+      a[i] = NULL;
+    } else if (sx_py_cstr(item, what, i, &a[i]) < 0) {
+      PyMem_Free(a);
+      Py_DECREF(t);
+      return -1;
+    }
+  }
+  *keep = t;
+  *arr = a;
+  *n = (size_t)len;
+  return 0;
+}
+
+/* A read-only view of a C-contiguous buffer of native float32 with `ndim` dimensions. */
+static int sx_py_floats(PyObject *o, const char *what, int ndim, Py_buffer *view) {
+  if (PyObject_GetBuffer(o, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+    if (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError) ||
+        PyErr_ExceptionMatches(PyExc_ValueError)) { /* numpy: ValueError for a strided array */
+      PyErr_Clear();
+      PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous float32 buffer, not %.80s", what,
+                   Py_TYPE(o)->tp_name);
+    }
+    return -1;
+  }
+  const char *f = view->format ? view->format : "B";
+  if (*f == '@' || *f == '=' || *f == '<') f++; /* Linux targets are little-endian */
+  if (view->itemsize != 4 || strcmp(f, "f") != 0 || view->ndim != ndim) {
+    PyErr_Format(PyExc_TypeError, "%s must be a %d-dimensional float32 array (got format '%s', %d dimensions)",
+                 what, ndim, view->format ? view->format : "B", view->ndim);
+    PyBuffer_Release(view);
+    return -1;
+  }
+  return 0;
+}
+
+/* The cancel hook of sx_search_options: calls a Python callable, from whichever
+ * thread the core polls on (the calling thread, with the GIL released, or a search
+ * worker). A true result cancels; an exception is reported as unraisable and
+ * cancels too. */
+static int sx_py_cancel(void *ctx) {
+  PyGILState_STATE g = PyGILState_Ensure();
+  int stop = 1;
+  PyObject *r = PyObject_CallObject((PyObject *)ctx, NULL);
+  if (r) {
+    stop = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (stop < 0) stop = 1;
+  }
+  if (PyErr_Occurred()) PyErr_WriteUnraisable((PyObject *)ctx);
+  PyGILState_Release(g);
+  return stop;
+}
+
+/* A Hit(id, distance): an instance of the registered NamedTuple, built the way
+ * CPython builds tuple subclasses (tp_alloc, then the items), or a plain tuple. */
+static PyObject *sx_py_hit(const char *id, float distance) {
+  PyObject *pid = PyUnicode_DecodeUTF8(id, (Py_ssize_t)strlen(id), "surrogateescape");
+  if (!pid) return NULL;
+  PyObject *pd = PyFloat_FromDouble((double)distance);
+  if (!pd) {
+    Py_DECREF(pid);
+    return NULL;
+  }
+  PyObject *t = sx_py_hit_type ? ((PyTypeObject *)sx_py_hit_type)->tp_alloc((PyTypeObject *)sx_py_hit_type, 2)
+                               : PyTuple_New(2);
+  if (!t) {
+    Py_DECREF(pid);
+    Py_DECREF(pd);
+    return NULL;
+  }
+  PyTuple_SET_ITEM(t, 0, pid);
+  PyTuple_SET_ITEM(t, 1, pd);
+  return t;
+}
+
+/* sx_collection_search: a list of Hit. Frees res. */
+static PyObject *sx_py_results_sx_collection_search(sx_results *res) {
+  if (!res) Py_RETURN_NONE;
+  size_t n = sx_results_count(res, 0);
+  PyObject *list = PyList_New((Py_ssize_t)n);
+  for (size_t i = 0; list && i < n; i++) {
+    PyObject *h = sx_py_hit(sx_results_id(res, 0, i), sx_results_distance(res, 0, i));
+    if (!h) Py_CLEAR(list);
+    else PyList_SET_ITEM(list, (Py_ssize_t)i, h);
+  }
+  sx_results_free(res);
+  return list;
+}
+
+/* sx_collection_search_batch: (nq, width, ids, distances) with width the largest hit
+ * count, ids a flat list of nq * width str or None, distances a bytearray of nq *
+ * width native float32 (NaN where there is no hit). Frees res. */
+static PyObject *sx_py_results_sx_collection_search_batch(sx_results *res) {
+  if (!res) Py_RETURN_NONE;
+  size_t nq = sx_results_queries(res), width = 0;
+  for (size_t q = 0; q < nq; q++) {
+    size_t c = sx_results_count(res, q);
+    if (c > width) width = c;
+  }
+  PyObject *ids = PyList_New((Py_ssize_t)(nq * width));
+  PyObject *dist = ids ? PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(nq * width * sizeof(float))) : NULL;
+  PyObject *out = NULL;
+  if (dist) {
+    float *d = (float *)PyByteArray_AS_STRING(dist);
+    size_t j = 0;
+    for (size_t q = 0; q < nq && ids; q++) {
+      size_t c = sx_results_count(res, q);
+      for (size_t i = 0; i < width; i++, j++) {
+        PyObject *id;
+        if (i < c) {
+          const char *s = sx_results_id(res, q, i);
+          id = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
+          d[j] = sx_results_distance(res, q, i);
+        } else {
+          id = Py_None;
+          Py_INCREF(id);
+          d[j] = NAN;
+        }
+        if (!id) {
+          Py_CLEAR(ids);
+          break;
+        }
+        PyList_SET_ITEM(ids, (Py_ssize_t)j, id);
+      }
+    }
+    if (ids) out = Py_BuildValue("(nnOO)", (Py_ssize_t)nq, (Py_ssize_t)width, ids, dist);
+  }
+  Py_XDECREF(ids);
+  Py_XDECREF(dist);
+  sx_results_free(res);
+  return out;
+}
+
+/* A record as (id, vector as a bytearray of float32, metadata text or None). Frees rec. */
+static PyObject *sx_py_record(sx_record *rec) {
+  if (!rec) Py_RETURN_NONE;
+  size_t dim = 0;
+  const float *v = sx_record_vector(rec, &dim);
+  const char *id = sx_record_id(rec), *meta = sx_record_metadata(rec);
+  PyObject *out = Py_BuildValue("(NNN)",
+      PyUnicode_DecodeUTF8(id, (Py_ssize_t)strlen(id), "surrogateescape"),
+      PyByteArray_FromStringAndSize((const char *)v, (Py_ssize_t)(dim * sizeof(float))),
+      meta ? PyUnicode_DecodeUTF8(meta, (Py_ssize_t)strlen(meta), "surrogateescape")
+           : (Py_INCREF(Py_None), Py_None));
+  sx_record_free(rec);
+  return out;
+}
+
+/* A list of str. Frees names. */
+static PyObject *sx_py_names(sx_names *names) {
+  if (!names) Py_RETURN_NONE;
+  size_t n = sx_names_count(names);
+  PyObject *list = PyList_New((Py_ssize_t)n);
+  for (size_t i = 0; list && i < n; i++) {
+    const char *s = sx_names_get(names, i);
+    PyObject *o = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
+    if (!o) Py_CLEAR(list);
+    else PyList_SET_ITEM(list, (Py_ssize_t)i, o);
+  }
+  sx_names_free(names);
+  return list;
+}
+%}
+
+/* ---- registration (hand-written) ---------------------------------------------- */
+
+%nothread sx_py_register;
+%inline %{
+/* Called once by sextant/_errors.py: the Hit type and the exception class of each
+ * status, indexed by status (entry 0, SX_OK, is unused). */
+PyObject *sx_py_register(PyObject *hit_type, PyObject *errors) {
+  if (!PyType_Check(hit_type) || !PyType_IsSubtype((PyTypeObject *)hit_type, &PyTuple_Type)) {
+    PyErr_SetString(PyExc_TypeError, "hit_type must be a tuple subclass");
+    return NULL;
+  }
+  if (!PyTuple_Check(errors) || PyTuple_GET_SIZE(errors) != SX_STATUS_COUNT) {
+    PyErr_Format(PyExc_TypeError, "errors must be a tuple of %d classes", SX_STATUS_COUNT);
+    return NULL;
+  }
+  Py_INCREF(hit_type);
+  Py_XSETREF(sx_py_hit_type, hit_type);
+  for (int i = 0; i < SX_STATUS_COUNT; i++) {
+    PyObject *c = PyTuple_GET_ITEM(errors, i);
+    Py_INCREF(c);
+    Py_XSETREF(sx_py_errors[i], c);
+  }
+  Py_RETURN_NONE;
+}
+%}
+
+/* For bench/bench_overhead.py: `iterations` calls of sx_collection_search (k hits for
+ * `query`, results freed) in a C loop with the GIL released; the mean seconds per
+ * call, or -1 when a call fails. The floor under which no binding can go. */
+%typemap(in) (const float *bench_query, size_t bench_dim) (Py_buffer sx_view, int sx_got = 0) {
+  if (sx_py_floats($input, "query", 1, &sx_view) < 0) SWIG_fail;
+  sx_got = 1;
+  $1 = ($1_ltype)sx_view.buf;
+  $2 = (size_t)sx_view.shape[0];
+}
+%typemap(freearg) (const float *bench_query, size_t bench_dim) {
+  if (sx_got$argnum) PyBuffer_Release(&sx_view$argnum);
+}
+%inline %{
+double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t bench_dim, size_t k,
+                          long iterations) {
+  struct timespec t0, t1;
+  int rc = 0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (long i = 0; i < iterations && !rc; i++) {
+    sx_results *res = NULL;
+    rc = sx_collection_search(c, bench_query, bench_dim, k, NULL, &res, NULL);
+    sx_results_free(res);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (rc || iterations <= 0) return -1;
+  return ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9) / (double)iterations;
+}
+%}
+
+/* ---- statuses and errors -------------------------------------------------------- */
+
+/* With an sx_error: the error is raised by the sx_error argout below (the last
+ * parameter, so it runs after the other out-parameters and can drop them). */
+%typemap(out) int SX_STATUS {
+  $result = NULL;
+}
+%typemap(out) int SX_STATUS_NOERR {
+  if ($1 != SX_OK) {
+    sx_py_raise($1, NULL);
+    SWIG_fail;
+  }
+  $result = SWIG_Py_Void();
+}
+%typemap(argout) sx_error *err {
+  if (result != SX_OK) {
+    Py_XDECREF($result);
+    $result = NULL;
+    sx_py_raise(result, $1->message);
+    SWIG_fail;
+  }
+  if (!$result) $result = SWIG_Py_Void();
+}
+
+/* ---- out-parameters ------------------------------------------------------------ */
+
+%typemap(argout) sx_db **out, sx_read **out, sx_write **out, sx_collection **out {
+  $result = *$1 ? SWIG_NewPointerObj(*$1, $*1_descriptor, SWIG_POINTER_OWN) : SWIG_Py_Void();
+  if (!$result) SWIG_fail;
+}
+%typemap(argout) sx_names **out {
+  $result = sx_py_names(*$1);
+  if (!$result) SWIG_fail;
+}
+%typemap(argout) sx_record **out {
+  $result = sx_py_record(*$1);
+  if (!$result) SWIG_fail;
+}
+/* One helper per function: sx_py_results_sx_collection_search(_batch). */
+%typemap(argout) sx_results **out {
+  $result = sx_py_results_$symname(*$1);
+  if (!$result) SWIG_fail;
+}
+%typemap(argout) uint64_t *out {
+  $result = PyLong_FromUnsignedLongLong((unsigned long long)*$1);
+  if (!$result) SWIG_fail;
+}
+%typemap(argout) size_t *deleted {
+  $result = PyLong_FromSize_t(*$1);
+  if (!$result) SWIG_fail;
+}
+%typemap(argout) sx_metric *out {
+  $result = PyLong_FromLong((long)*$1);
+  if (!$result) SWIG_fail;
+}
+/* Structs come back as new objects of their wrapped class, owned by Python. */
+%typemap(argout) sx_db_stats *out, sx_collection_info *out {
+  $*1_ltype *copy = ($*1_ltype *)malloc(sizeof *copy);
+  if (!copy) {
+    PyErr_NoMemory();
+    SWIG_fail;
+  }
+  *copy = *$1;
+  $result = SWIG_NewPointerObj(copy, $1_descriptor, SWIG_POINTER_OWN);
+  if (!$result) SWIG_fail;
+}
+
+/* ---- inputs -------------------------------------------------------------------- */
+
+/* Strings: str (UTF-8) or bytes, no NUL inside; None is NULL (the core rejects it). */
+%typemap(in) const char * {
+  if ($input == Py_None) $1 = NULL;
+  else if (sx_py_cstr($input, "$1_name", -1, (const char **)&$1) < 0) SWIG_fail;
+}
+%typemap(freearg) const char * "";
+
+/* Ids to delete: a sequence of str. */
+%typemap(in) (size_t n, const char *const *ids) (PyObject *sx_keep = NULL, const char **sx_arr = NULL) {
+  if (sx_py_strings($input, "ids", 0, &sx_keep, &sx_arr, &$1) < 0) SWIG_fail;
+  $2 = ($2_ltype)sx_arr;
+}
+%typemap(freearg) (size_t n, const char *const *ids) {
+  PyMem_Free(sx_arr$argnum);
+  Py_XDECREF(sx_keep$argnum);
+}
+
+/* One query: a 1-D float32 buffer. */
+%typemap(in) (const float *query, size_t dim) (Py_buffer sx_view, int sx_got = 0) {
+  if (sx_py_floats($input, "query", 1, &sx_view) < 0) SWIG_fail;
+  sx_got = 1;
+  $1 = ($1_ltype)sx_view.buf;
+  $2 = (size_t)sx_view.shape[0];
+}
+%typemap(freearg) (const float *query, size_t dim) {
+  if (sx_got$argnum) PyBuffer_Release(&sx_view$argnum);
+}
+
+/* A batch of queries: a 2-D float32 buffer (nq, dim). */
+%typemap(in) (const float *queries, size_t nq, size_t dim) (Py_buffer sx_view, int sx_got = 0) {
+  if (sx_py_floats($input, "queries", 2, &sx_view) < 0) SWIG_fail;
+  sx_got = 1;
+  $1 = ($1_ltype)sx_view.buf;
+  $2 = (size_t)sx_view.shape[0];
+  $3 = (size_t)sx_view.shape[1];
+}
+%typemap(freearg) (const float *queries, size_t nq, size_t dim) {
+  if (sx_got$argnum) PyBuffer_Release(&sx_view$argnum);
+}
+
+/* The upsert batch: one tuple (ids, vectors, metadata): ids a sequence of n str,
+ * vectors a 2-D float32 buffer (n, dim), metadata None or n entries of JSON text or
+ * None. */
+%typemap(in) (size_t n, const char *const *ids, const float *vectors, size_t dim,
+              const char *const *metadata)
+    (PyObject *sx_keep_ids = NULL, const char **sx_ids = NULL, Py_buffer sx_view, int sx_got = 0,
+     PyObject *sx_keep_meta = NULL, const char **sx_meta = NULL) {
+  if (!PyTuple_Check($input) || PyTuple_GET_SIZE($input) != 3) {
+    PyErr_SetString(PyExc_TypeError, "the upsert batch must be a tuple (ids, vectors, metadata)");
+    SWIG_fail;
+  }
+  if (sx_py_strings(PyTuple_GET_ITEM($input, 0), "ids", 0, &sx_keep_ids, &sx_ids, &$1) < 0) SWIG_fail;
+  if (sx_py_floats(PyTuple_GET_ITEM($input, 1), "vectors", 2, &sx_view) < 0) SWIG_fail;
+  sx_got = 1;
+  if ((size_t)sx_view.shape[0] != $1) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%zu ids but %zd vectors", $1, sx_view.shape[0]);
+    sx_py_raise(SX_INVALID_ARGUMENT, msg);
+    SWIG_fail;
+  }
+  $2 = ($2_ltype)sx_ids;
+  $3 = ($3_ltype)sx_view.buf;
+  $4 = (size_t)sx_view.shape[1];
+  $5 = NULL;
+  if (PyTuple_GET_ITEM($input, 2) != Py_None) {
+    size_t nm;
+    if (sx_py_strings(PyTuple_GET_ITEM($input, 2), "metadata", 1, &sx_keep_meta, &sx_meta, &nm) < 0)
+      SWIG_fail;
+    if (nm != $1) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "%zu ids but %zu metadata entries", $1, nm);
+      sx_py_raise(SX_INVALID_ARGUMENT, msg);
+      SWIG_fail;
+    }
+    $5 = ($5_ltype)sx_meta;
+  }
+}
+%typemap(freearg) (size_t n, const char *const *ids, const float *vectors, size_t dim,
+                   const char *const *metadata) {
+  PyMem_Free(sx_ids$argnum);
+  Py_XDECREF(sx_keep_ids$argnum);
+  if (sx_got$argnum) PyBuffer_Release(&sx_view$argnum);
+  PyMem_Free(sx_meta$argnum);
+  Py_XDECREF(sx_keep_meta$argnum);
+}
+
+/* Search options: None (defaults), an int (ef), a tuple (ef or None, cancel callable
+ * or None), or an sx_search_options object. */
+%typemap(in) const sx_search_options *opts (sx_search_options sx_opts, void *sx_ptr = NULL) {
+  PyObject *ef = NULL, *cancel = NULL;
+  if ($input == Py_None) {
+    $1 = NULL;
+  } else if (PyLong_Check($input) || PyTuple_Check($input)) {
+    if (PyTuple_Check($input)) {
+      if (PyTuple_GET_SIZE($input) != 2) {
+        PyErr_SetString(PyExc_TypeError, "search options must be a tuple (ef, cancel)");
+        SWIG_fail;
+      }
+      ef = PyTuple_GET_ITEM($input, 0);
+      cancel = PyTuple_GET_ITEM($input, 1);
+    } else {
+      ef = $input;
+    }
+    memset(&sx_opts, 0, sizeof sx_opts);
+    sx_opts.version = SX_SEARCH_OPTIONS_VERSION;
+    if (ef != Py_None) {
+      unsigned long long v = PyLong_Check(ef) ? PyLong_AsUnsignedLongLong(ef) : 0;
+      if (!PyLong_Check(ef) || (v == (unsigned long long)-1 && PyErr_Occurred()) || v > UINT32_MAX) {
+        PyErr_Clear();
+        sx_py_raise(SX_INVALID_ARGUMENT, "ef must be an integer from 0 to 4294967295");
+        SWIG_fail;
+      }
+      sx_opts.ef = (uint32_t)v;
+    }
+    if (cancel && cancel != Py_None) {
+      if (!PyCallable_Check(cancel)) {
+        PyErr_SetString(PyExc_TypeError, "cancel must be callable");
+        SWIG_fail;
+      }
+      sx_opts.cancel = sx_py_cancel;
+      sx_opts.cancel_ctx = cancel; /* borrowed: the argument tuple holds it for the call */
+    }
+    $1 = &sx_opts;
+  } else {
+    if (SWIG_ConvertPtr($input, &sx_ptr, $1_descriptor, 0) < 0) {
+      PyErr_SetString(PyExc_TypeError, "search options must be None, an int, a tuple or sx_search_options");
+      SWIG_fail;
+    }
+    $1 = ($1_ltype)sx_ptr;
+  }
+}
+%ignore sx_search_options::cancel;
+%ignore sx_search_options::cancel_ctx;
+
+/* ---- what Python does not need ------------------------------------------------- */
+
+/* Copied out by the argouts above. */
+%ignore sx_names_count;
+%ignore sx_names_get;
+%ignore sx_record_id;
+%ignore sx_record_vector;
+%ignore sx_record_metadata;
+%ignore sx_results_queries;
+%ignore sx_results_count;
+%ignore sx_results_id;
+%ignore sx_results_distance;
+
+/* ---- the GIL: kept for calls that neither wait nor work ---------------------------- */
+
+%nothread sx_version;
+%nothread sx_version_number;
+%nothread sx_format_version;
+%nothread sx_status_name;
+%nothread sx_metric_name;
+%nothread sx_metric_parse;
+%nothread sx_open_options_init;
+%nothread sx_collection_options_init;
+%nothread sx_db_path;

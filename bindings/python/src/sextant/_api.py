@@ -1,0 +1,701 @@
+"""The Pythonic surface over the SWIG-generated module sextant._sextant.
+
+This layer only translates: Python values to the C API's arguments (numpy float32
+arrays without copies, JSON text for metadata, seconds to milliseconds) and the C
+API's results to Python values. Every rule about data and state is the core's; the
+exceptions are the core's statuses (see _errors.py), raised by the low-level module.
+
+Lifetimes follow the C API: a Database owns its handle and closes it when closed or
+garbage-collected; closing it ends its sessions, whose later use raises Closed.
+Sessions do not keep their Database alive: keep a reference to it (or use it as a
+context manager) for as long as its sessions are in use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+)
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _sextant as _c
+from ._errors import (
+    ERRORS_BY_CODE,
+    DimensionMismatch,
+    Error,
+    InvalidArgument,
+    Misuse,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "Hit",
+    "Record",
+    "Database",
+    "ReadSession",
+    "WriteSession",
+    "Session",
+    "open",
+    "version",
+    "format_version",
+]
+
+#: Anything that converts to float32 vectors: numpy arrays (float32 C-contiguous ones
+#: are passed to the core without a copy), nested sequences of numbers, ...
+VectorLike = npt.ArrayLike
+#: Metadata of one vector: a JSON object (a dict), or None for no metadata.
+Metadata = Optional[Mapping[str, Any]]
+#: A file system path.
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+
+class Hit(NamedTuple):
+    """One search result: the vector's id and its distance to the query (smaller is closer)."""
+
+    id: str
+    distance: float
+
+
+class Record(NamedTuple):
+    """One stored vector, as returned by get()."""
+
+    id: str
+    vector: npt.NDArray[np.float32]
+    metadata: Optional[Dict[str, Any]]
+
+
+def _register() -> None:
+    classes: List[Type[Error]] = []
+    for status in range(_c.SX_STATUS_COUNT):
+        classes.append(ERRORS_BY_CODE.get(_c.sx_status_name(status), Error))
+    _c.sx_py_register(Hit, tuple(classes))
+
+
+_register()
+
+_F32 = np.dtype(np.float32)
+_NDARRAY = np.ndarray
+_SYNC = {"full": _c.SX_SYNC_FULL, "normal": _c.SX_SYNC_NORMAL, "off": _c.SX_SYNC_OFF}
+_INDEX = {"flat": _c.SX_INDEX_FLAT, "hnsw": _c.SX_INDEX_HNSW}
+_INDEX_NAMES = {v: k for k, v in _INDEX.items()}
+_INT_MAX = 2**31 - 1
+_U32_MAX = 2**32 - 1
+
+
+def version() -> str:
+    """The version of the linked core library, "major.minor.patch"."""
+    return str(_c.sx_version())
+
+
+def format_version() -> int:
+    """The on-disk format version the core library writes and reads."""
+    return int(_c.sx_format_version())
+
+
+# ---- argument conversion --------------------------------------------------------------
+
+
+def _timeout_ms(timeout: Optional[float]) -> int:
+    """Seconds (None: wait for ever, 0: do not wait) to the C API's milliseconds."""
+    if timeout is None:
+        return -1
+    try:
+        t = float(timeout)
+    except (TypeError, ValueError):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}") from None
+    if math.isnan(t) or t < 0:
+        raise InvalidArgument(f"timeout {timeout!r} is not a number of seconds >= 0 (None waits for ever)")
+    if t == 0:
+        return 0
+    if math.isinf(t):
+        return -1
+    return min(max(1, round(t * 1000)), _INT_MAX)
+
+
+def _uint(value: Any, what: str, limit: int) -> int:
+    try:
+        v = int(value.__index__())
+    except (AttributeError, TypeError):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None
+    if v < 0 or v > limit:
+        raise InvalidArgument(f"{what} {v} is out of range (0 to {limit})")
+    return v
+
+
+_UNKNOWN = 99  # an enum value the core does not know: it answers INVALID_ARGUMENT
+
+
+def _u32_for_core(value: Any, what: str) -> Tuple[int, Optional[str]]:
+    """value as a uint32 for an options struct. A value outside uint32 is passed on as
+    UINT32_MAX, which the core rejects in its own order of checks (an ended session
+    is still CLOSED first); the second item is then the text to show instead."""
+    try:
+        v = int(value.__index__())
+    except (AttributeError, TypeError):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None
+    if 0 <= v <= _U32_MAX:
+        return v, None
+    return _U32_MAX, str(v)
+
+
+def _reword(e: Error, swaps: List[Tuple[str, str]]) -> Error:
+    """e with the stand-ins the binding passed to the core named as the caller wrote them."""
+    msg = str(e)
+    changed = msg
+    for stand_in, original in swaps:
+        changed = changed.replace(stand_in, original)
+    return e if changed == msg else type(e)(changed)
+
+
+def _float32(values: Any, what: str) -> npt.NDArray[np.float32]:
+    """values as a C-contiguous float32 array: the same array when it already is one,
+    else an explicit conversion of the values (never a reinterpretation of bytes)."""
+    if type(values) is _NDARRAY and values.dtype is _F32 and values.flags.c_contiguous:
+        return values
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = np.ascontiguousarray(np.asarray(values, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        if isinstance(values, (list, tuple)) and values:
+            lengths = set()
+            for row in values:
+                try:
+                    lengths.add(len(row))
+                except TypeError:
+                    lengths.add(-1)
+            if len(lengths) > 1 and -1 not in lengths:
+                raise DimensionMismatch(
+                    f"{what} have different lengths ({', '.join(map(str, sorted(lengths)))})"
+                ) from None
+        raise InvalidArgument(f"{what} cannot be converted to float32: {e}") from None
+    return arr
+
+
+def _matrix(vectors: Any, what: str) -> npt.NDArray[np.float32]:
+    """A (n, dim) float32 C-contiguous array; a 1-D vector is one row."""
+    arr = _float32(vectors, what)
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 1:
+        return arr.reshape(1, arr.shape[0])
+    raise InvalidArgument(f"{what} must be 1- or 2-dimensional, not {arr.ndim}-dimensional")
+
+
+def _vector(query: Any) -> npt.NDArray[np.float32]:
+    if type(query) is _NDARRAY and query.ndim == 1 and query.dtype is _F32 and query.flags.c_contiguous:
+        return query
+    arr = _float32(query, "query")
+    if arr.ndim == 1:
+        return arr
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        return arr.reshape(arr.shape[1])
+    raise InvalidArgument(f"query must be one vector (1-dimensional), not of shape {arr.shape}; use search_batch")
+
+
+def _search_options(ef: Optional[int], cancel: Optional[Callable[[], bool]]) -> Any:
+    if cancel is not None:
+        return (None if ef is None else _uint(ef, "ef", _U32_MAX), cancel)
+    if ef is None:
+        return None
+    return _uint(ef, "ef", _U32_MAX)
+
+
+def _metadata_text(metadata: Optional[Sequence[Metadata]], n: int) -> Optional[List[Optional[str]]]:
+    if metadata is None:
+        return None
+    if isinstance(metadata, (str, bytes, Mapping)):
+        raise TypeError("metadata must be a list with one dict (or None) per id")
+    texts: List[Optional[str]] = []
+    for i, m in enumerate(metadata):
+        if m is None:
+            texts.append(None)
+            continue
+        try:
+            texts.append(json.dumps(m, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(f"metadata of item {i} cannot be written as JSON: {e}") from None
+    return texts
+
+
+# ---- sessions -------------------------------------------------------------------------
+
+
+class Session:
+    """What read and write sessions share: every read operation, plus the write
+    operations, which a read session refuses with Misuse.
+
+    A session is not tied to a thread. A read session may be used by many threads at
+    once; a write session by one thread at a time.
+    """
+
+    __slots__ = ("_h", "_views", "__weakref__")
+
+    _kind = "session"
+
+    def __init__(self, handle: Any) -> None:
+        self._h = handle
+        # Collection views by name, opened on first use. They are valid for the
+        # session's life (a write session forgets one when it creates or drops it).
+        self._views: Dict[str, Any] = {}
+
+    def _open_view(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _view(self, name: str) -> Any:
+        v = self._views.get(name)
+        if v is None:
+            v = self._open_view(name)
+            self._views[name] = v
+        return v
+
+    def _refuse(self, op: str) -> Misuse:
+        return Misuse(f"{op} needs a write session; this is a {self._kind} session")
+
+    # -- reads --
+
+    def list_collections(self) -> List[str]:
+        """Names of the collections this session sees, sorted bytewise."""
+        raise NotImplementedError
+
+    def describe(self, name: str) -> Dict[str, Any]:
+        """The collection's name, dim, metric, index (type and parameters) and count."""
+        info = _c.sx_collection_describe(self._view(name))
+        index_type = _INDEX_NAMES.get(info.index, str(info.index))
+        index: Dict[str, Any] = {"type": index_type}
+        if info.index == _c.SX_INDEX_HNSW:
+            index["m"] = info.hnsw_m
+            index["ef_construction"] = info.hnsw_ef_construction
+        return {
+            "name": info.name,
+            "dim": info.dim,
+            "metric": _c.sx_metric_name(info.metric),
+            "index": index,
+            "count": info.count,
+        }
+
+    def count(self, collection: str) -> int:
+        """Number of live vectors in the collection."""
+        return int(_c.sx_collection_count(self._view(collection)))
+
+    def get(self, collection: str, id: str) -> Record:
+        """The vector stored under id (NotFound when there is none)."""
+        rid, vec, meta = _c.sx_collection_get(self._view(collection), id)
+        return Record(rid, np.frombuffer(vec, dtype=np.float32), None if meta is None else json.loads(meta))
+
+    def search(
+        self,
+        collection: str,
+        query: VectorLike,
+        k: int,
+        ef: Optional[int] = None,
+        *,
+        cancel: Optional[Callable[[], bool]] = None,
+    ) -> List[Hit]:
+        """The k vectors closest to query, closest first (ties by id), as Hits.
+
+        ef: HNSW candidate list size (None: the core's default). cancel: called now and
+        then during a long search; returning True stops it with Cancelled.
+        """
+        # The common case (a cached view, a float32 vector, no options) in as few
+        # Python operations as possible: this is the per-call overhead.
+        view = self._views.get(collection)
+        if view is None:
+            view = self._view(collection)
+        if not (type(query) is _NDARRAY and query.dtype is _F32 and query.ndim == 1 and query.flags.c_contiguous):
+            query = _vector(query)
+        if type(k) is not int or k < 0:
+            k = _uint(k, "k", 2**64 - 1)
+        if ef is None and cancel is None:
+            return _c.sx_collection_search(view, query, k, None)
+        return _c.sx_collection_search(view, query, k, _search_options(ef, cancel))
+
+    def search_batch(
+        self,
+        collection: str,
+        queries: VectorLike,
+        k: int,
+        ef: Optional[int] = None,
+        *,
+        cancel: Optional[Callable[[], bool]] = None,
+    ) -> Tuple[npt.NDArray[np.object_], npt.NDArray[np.float32]]:
+        """Searches nq queries at once (the core spreads them over its threads).
+
+        Returns (ids, distances), both of shape (nq, k): ids a numpy object array of
+        str, distances float32. Where a query has fewer than k hits, its row is padded
+        with None ids and NaN distances (so ``~np.isnan(distances)`` masks real hits).
+        """
+        k = _uint(k, "k", 2**64 - 1)
+        arr = _matrix(queries, "queries")
+        nq, width, flat_ids, dist = _c.sx_collection_search_batch(
+            self._view(collection), arr, k, _search_options(ef, cancel)
+        )
+        got = np.frombuffer(dist, dtype=np.float32).reshape(nq, width)
+        ids: npt.NDArray[np.object_] = np.empty((nq, k), dtype=object)
+        ids[:, :width] = np.array(flat_ids, dtype=object).reshape(nq, width)
+        if width == k:
+            return ids, got
+        d = np.full((nq, k), np.nan, dtype=np.float32)
+        d[:, :width] = got
+        return ids, d
+
+    # -- writes (refused by read sessions) --
+
+    def create_collection(
+        self,
+        name: str,
+        dim: int,
+        metric: str = "l2",
+        index: str = "hnsw",
+        m: int = 16,
+        ef_construction: int = 200,
+    ) -> None:
+        """Creates a collection of dim-dimensional vectors (write sessions only).
+
+        metric: "l2" (squared Euclidean), "ip" (1 - dot) or "cosine" (1 - cosine
+        similarity). index: "hnsw" (approximate; m links per node, ef_construction
+        candidates while building) or "flat" (exact scan).
+        """
+        raise self._refuse("create_collection")
+
+    def drop_collection(self, name: str) -> None:
+        """Drops a collection and its vectors (write sessions only)."""
+        raise self._refuse("drop_collection")
+
+    def upsert(
+        self,
+        collection: str,
+        ids: Union[str, Sequence[str]],
+        vectors: VectorLike,
+        metadata: Union[Metadata, Sequence[Metadata]] = None,
+    ) -> None:
+        """Inserts or replaces vectors (write sessions only): all of them or none."""
+        raise self._refuse("upsert")
+
+    def delete(self, collection: str, ids: Union[str, Sequence[str]]) -> int:
+        """Deletes ids (write sessions only); returns how many existed."""
+        raise self._refuse("delete")
+
+    def commit(self) -> None:
+        """Commits (write sessions only)."""
+        raise self._refuse("commit")
+
+    def abort(self) -> None:
+        """Discards the session's changes (write sessions only)."""
+        raise self._refuse("abort")
+
+    def end(self) -> None:
+        """Ends a read session (idempotent)."""
+        raise NotImplementedError
+
+    def user_version(self) -> int:
+        """The application-defined 64-bit number as this session sees it."""
+        raise NotImplementedError
+
+    def set_user_version(self, value: int) -> None:
+        """Sets the application-defined 64-bit number (write sessions only)."""
+        raise self._refuse("set_user_version")
+
+
+class ReadSession(Session):
+    """A snapshot: everything committed before it began, for its whole life.
+
+    Use as a context manager (``with db.read() as r:``) or call end(). Any number of
+    threads may search one read session at once; the GIL is released while they do.
+    """
+
+    __slots__ = ()
+    _kind = "read"
+
+    def _open_view(self, name: str) -> Any:
+        return _c.sx_read_collection(self._h, name)
+
+    def list_collections(self) -> List[str]:
+        return _c.sx_read_list_collections(self._h)
+
+    def end(self) -> None:
+        """Ends the session and unpins its snapshot. Idempotent."""
+        _c.sx_read_end(self._h)
+
+    close = end
+
+    def user_version(self) -> int:
+        return int(_c.sx_read_user_version(self._h))
+
+    def __enter__(self) -> ReadSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.end()
+
+    def __repr__(self) -> str:
+        return "<sextant.ReadSession>"
+
+
+class WriteSession(Session):
+    """The one writer of a database, across all processes.
+
+    As a context manager it commits when the block ends normally and aborts when it
+    raises; commit() and abort() end it explicitly (then the block's end does nothing
+    more). Use it from one thread at a time.
+    """
+
+    __slots__ = ("_ended",)
+    _kind = "write"
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__(handle)
+        self._ended = False
+
+    def _open_view(self, name: str) -> Any:
+        return _c.sx_write_collection(self._h, name)
+
+    def list_collections(self) -> List[str]:
+        return _c.sx_write_list_collections(self._h)
+
+    def create_collection(
+        self,
+        name: str,
+        dim: int,
+        metric: str = "l2",
+        index: str = "hnsw",
+        m: int = 16,
+        ef_construction: int = 200,
+    ) -> None:
+        opts = _c.sx_collection_options()
+        _c.sx_collection_options_init(opts, _c.SX_COLLECTION_OPTIONS_VERSION)
+        swaps: List[Tuple[str, str]] = []
+        opts.dim, shown = _u32_for_core(dim, "dim")
+        if shown is not None:
+            swaps.append((f"dimension {_U32_MAX}", f"dimension {shown}"))
+        opts.metric = _c.sx_metric_parse(metric if isinstance(metric, str) else repr(metric))
+        # An unknown index type reaches the core as a value it does not know.
+        opts.index = _INDEX.get(index, _UNKNOWN) if isinstance(index, str) else _UNKNOWN
+        if opts.index == _UNKNOWN:
+            swaps.append((f"unknown index type {_UNKNOWN}", f"unknown index type {index!r} (flat, hnsw)"))
+        if opts.index == _c.SX_INDEX_HNSW:
+            opts.hnsw_m, shown = _u32_for_core(m, "m")
+            if shown is not None:
+                swaps.append((f"m {_U32_MAX}", f"m {shown}"))
+            opts.hnsw_ef_construction, shown = _u32_for_core(ef_construction, "ef_construction")
+            if shown is not None:
+                swaps.append((f"ef_construction {_U32_MAX}", f"ef_construction {shown}"))
+        self._views.pop(name, None)
+        try:
+            _c.sx_write_create_collection(self._h, name, opts)
+        except InvalidArgument as e:
+            raise _reword(e, swaps) from None
+
+    def drop_collection(self, name: str) -> None:
+        self._views.pop(name, None)
+        _c.sx_write_drop_collection(self._h, name)
+
+    def upsert(
+        self,
+        collection: str,
+        ids: Union[str, Sequence[str]],
+        vectors: VectorLike,
+        metadata: Union[Metadata, Sequence[Metadata]] = None,
+    ) -> None:
+        """Inserts or replaces vectors: all of them or none.
+
+        ids: a list of n ids, or one id (then vectors is one vector and metadata one
+        dict or None). vectors: shape (n, dim); a float32 C-contiguous numpy array is
+        passed to the core as is, anything else is converted to float32 values first.
+        metadata: None, or n entries, each a dict (stored as JSON) or None.
+        """
+        if isinstance(ids, str):
+            ids = [ids]
+            if metadata is not None:
+                metadata = [metadata]  # type: ignore[list-item]
+        elif not isinstance(ids, list):
+            ids = list(ids)
+        try:
+            arr = _matrix(vectors, "vectors")
+        except Error:
+            # Report an ended session or a missing collection first, as the core would.
+            _c.sx_collection_describe(self._view(collection))
+            raise
+        if not ids and arr.size == 0 and arr.shape[0] <= 1:
+            # An empty batch written as [] says nothing about the dimension.
+            arr = np.empty((0, int(_c.sx_collection_describe(self._view(collection)).dim)), dtype=np.float32)
+        meta = _metadata_text(metadata, len(ids))  # type: ignore[arg-type]
+        _c.sx_write_upsert(self._h, collection, (ids, arr, meta))
+
+    def delete(self, collection: str, ids: Union[str, Sequence[str]]) -> int:
+        if isinstance(ids, str):
+            ids = [ids]
+        return int(_c.sx_write_delete(self._h, collection, ids))
+
+    def commit(self) -> None:
+        """Commits: all changes become visible to new read sessions at once, durable
+        per the database's sync level. Ends the session, whether or not it succeeds."""
+        self._ended = True
+        _c.sx_write_commit(self._h)
+
+    def abort(self) -> None:
+        """Discards the session's changes and ends it."""
+        self._ended = True
+        _c.sx_write_abort(self._h)
+
+    def end(self) -> None:
+        raise Misuse("a write session ends with commit() or abort(), not end()")
+
+    def user_version(self) -> int:
+        return int(_c.sx_write_user_version(self._h))
+
+    def set_user_version(self, value: int) -> None:
+        _c.sx_write_set_user_version(self._h, _uint(value, "user_version", 2**64 - 1))
+
+    def __enter__(self) -> WriteSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if self._ended:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            try:
+                self.abort()
+            except Error:
+                pass  # e.g. the database was closed inside the block; the block's error wins
+
+    def __repr__(self) -> str:
+        return "<sextant.WriteSession>"
+
+
+# ---- databases ------------------------------------------------------------------------
+
+
+class Database:
+    """An open database file. Thread-safe; usable in a child after fork() (the core
+    re-opens its files there; sessions begun before the fork raise Misuse in the child).
+
+    Close it with close() or by using it as a context manager. Garbage-collecting it
+    closes it too, which ends its sessions.
+    """
+
+    __slots__ = ("_h", "_path", "__weakref__")
+
+    def __init__(self, handle: Any, path: str) -> None:
+        self._h = handle
+        self._path = path
+
+    @property
+    def path(self) -> str:
+        """The path the database was opened with."""
+        return self._path
+
+    def read(self) -> ReadSession:
+        """Begins a read session on the latest committed snapshot. Never waits."""
+        return ReadSession(_c.sx_read_begin(self._h))
+
+    def write(self, timeout: Optional[float] = None) -> WriteSession:
+        """Begins the write session, waiting up to timeout seconds for the writer lock
+        (None: for ever; 0: not at all), else raises Busy. The GIL is released while
+        waiting."""
+        return WriteSession(_c.sx_write_begin(self._h, _timeout_ms(timeout)))
+
+    def checkpoint(self, timeout: Optional[float] = None) -> None:
+        """Copies WAL frames back into the database file, as far as the oldest pinned
+        snapshot allows. Takes the writer lock (timeout as in write())."""
+        _c.sx_db_checkpoint(self._h, _timeout_ms(timeout))
+
+    def stats(self) -> Dict[str, int]:
+        """Figures across all processes: page_size, page_count, wal_frames,
+        wal_backfilled, commits, checkpoints, readers, reader_slots,
+        oldest_reader_lag, oldest_reader_pid."""
+        s = _c.sx_db_stats_get(self._h)
+        return {
+            "page_size": s.page_size,
+            "page_count": s.page_count,
+            "wal_frames": s.wal_frames,
+            "wal_backfilled": s.wal_backfilled,
+            "commits": s.commits,
+            "checkpoints": s.checkpoints,
+            "readers": s.readers,
+            "reader_slots": s.reader_slots,
+            "oldest_reader_lag": s.oldest_reader_lag,
+            "oldest_reader_pid": s.oldest_reader_pid,
+        }
+
+    def check(self) -> None:
+        """Checks the integrity of the latest snapshot; raises Corrupt on a problem."""
+        _c.sx_db_check(self._h)
+
+    def close(self) -> None:
+        """Closes the database: aborts its write session, ends its read sessions.
+        Idempotent."""
+        _c.sx_db_close(self._h)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<sextant.Database {self._path!r}>"
+
+
+def open(  # noqa: A001 - the module's entry point, as in sqlite3.connect / dbm.open
+    path: PathLike,
+    *,
+    read_only: bool = False,
+    sync: str = "full",
+    page_size: int = 0,
+    autocheckpoint_frames: int = 0,
+    wal_max_frames: int = 0,
+) -> Database:
+    """Opens the database at path, creating it unless read_only.
+
+    sync: "full" (a commit is on stable storage when it returns), "normal" (survives
+    a process crash) or "off" (bulk loads). page_size (new databases),
+    autocheckpoint_frames and wal_max_frames: 0 means the core's default.
+    """
+    p = os.fspath(path)
+    opts = _c.sx_open_options()
+    _c.sx_open_options_init(opts, _c.SX_OPEN_OPTIONS_VERSION)
+    opts.read_only = 1 if read_only else 0
+    # An unknown level reaches the core as a value it does not know.
+    opts.sync = _SYNC.get(sync, _UNKNOWN) if isinstance(sync, str) else _UNKNOWN
+    opts.page_size = _uint(page_size, "page_size", _U32_MAX)
+    opts.autocheckpoint_frames = _uint(autocheckpoint_frames, "autocheckpoint_frames", _U32_MAX)
+    opts.wal_max_frames = _uint(wal_max_frames, "wal_max_frames", _U32_MAX)
+    try:
+        return Database(_c.sx_db_open(p, opts), os.fsdecode(p))
+    except InvalidArgument as e:
+        raise _reword(e, [(f"unknown sync level {_UNKNOWN}", f"unknown sync level {sync!r} (full, normal, off)")]) from None
