@@ -525,9 +525,11 @@ void BuildWalImage(WalImage *img) {
     ASSERT_EQ((end - kWalHdr) % kFrame, 0u) << "commits end on frame boundaries";
     img->ends.push_back(end);
   }
-  sx_db_free(db);
+  // Read while the handle is open: closing the last handle checkpoints and empties
+  // the WAL.
   img->p = ReadAll(t.db);
   img->wal = ReadAll(t.db + "-wal");
+  sx_db_free(db);
   // Never checkpointed: P is the header page alone, generation 0.
   ASSERT_EQ(img->p.size(), kPageSize);
   ASSERT_EQ(img->wal.size(), img->ends.back());
@@ -683,9 +685,10 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   uint64_t g = 0;
   ASSERT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
   ASSERT_EQ(g, kDmgCommits + 2);
-  sx_db_free(db);
+  // Read while the handle is open (the last close empties the WAL).
   const std::vector<uint8_t> p = ReadAll(t.db);
   const std::vector<uint8_t> after = ReadAll(walp), after2 = ReadAll(wal2p);
+  sx_db_free(db);
 
   ASSERT_EQ(after.size(), before.size()) << "the stale frames must still be there for this test";
   ASSERT_EQ(Gen(after), Gen(before) + 2);

@@ -130,6 +130,8 @@ struct Outcome {
   uint64_t acked = 0;            // last generation whose commit returned SX_OK
   uint64_t durable = 0;          // last generation known to be on stable storage
   bool in_doubt = false;         // the failing commit's own sync failed: it may or may not stand
+  bool crashed_in_close = false; // the power was cut while the last handle closed (which
+                                 // checkpoints and empties the WAL, reporting nothing)
   int retries = 0;               // failed steps retried (retry mode)
 };
 
@@ -220,7 +222,9 @@ Outcome RunWorkload(const std::string &path, sx__faultvfs *fv, sx_sync sync, boo
     ok = other("checkpoint", [](sx_db *d, sx_error *e) { return sx_db_checkpoint(d, 1000, e); });
   for (uint64_t g = kCommits + 1; ok && g <= kLast; g++) ok = commit(g);
   if (ok) ok = other("check", [](sx_db *d, sx_error *e) { return sx_db_check(d, e); });
+  bool crashed_before = sx__faultvfs_crashed(fv);
   sx_db_free(db);
+  o.crashed_in_close = ok && !crashed_before && sx__faultvfs_crashed(fv);
   return o;
 }
 
@@ -342,7 +346,9 @@ void PowerLossSweep(sx_sync sync, LossStats *st) {
       Outcome o = RunWorkload(t.db, fv.fv, sync);
       EXPECT_TRUE(sx__faultvfs_crashed(fv.fv))
           << "the crash point was not reached (run ended at '" << o.step << "')";
-      EXPECT_NE(o.rc, SX_OK) << "the run went on after the power was cut";
+      if (!o.crashed_in_close) {
+        EXPECT_NE(o.rc, SX_OK) << "the run went on after the power was cut";
+      }
       ASSERT_EQ(sx__faultvfs_power_loss(fv.fv, l.how, l.seed), SX_OK);
       st->cases++;
       SCOPED_TRACE(Describe(o));
@@ -397,8 +403,8 @@ TEST(FaultsPowerLoss, CreationIsCrashSafe) {
     sx_error err = SX_ERROR_INIT;
     sx_open_options o = Opts(SX_SYNC_FULL);
     ASSERT_EQ(sx__db_open_vfs(&db, t.db.c_str(), &o, fv.vfs(), &err), SX_OK) << err.message;
+    nsync = sx__faultvfs_count(fv.fv, SX__IO_SYNC); /* creation's syncs, not close's */
     sx_db_free(db);
-    nsync = sx__faultvfs_count(fv.fv, SX__IO_SYNC);
   }
   ASSERT_GE(nsync, 2u) << "creation syncs the new file and the directory";
   for (uint64_t n = 1; n <= nsync; n++) {

@@ -362,13 +362,10 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
   TmpDir t("mp-reuse");
   const uint32_t N = 24;
   sx_error err = SX_ERROR_INIT;
-  {
-    sx_open_options o = SX_OPEN_OPTIONS_INIT;
-    o.autocheckpoint_frames = 1000000;  // generations 1-5 stay in the WAL
-    sx_db *db0 = Open(t.db, &o);
-    for (uint64_t g = 1; g <= 5; g++) ASSERT_EQ(wl_commit(db0, g, N, N, g, 1000, &err), SX_OK) << err.message;
-    sx_db_free(db0);
-  }
+  sx_open_options o0 = SX_OPEN_OPTIONS_INIT;
+  o0.autocheckpoint_frames = 1000000;  // generations 1-5 stay in the WAL
+  sx_db *db0 = Open(t.db, &o0);        // kept open: the last close would empty the WAL
+  for (uint64_t g = 1; g <= 5; g++) ASSERT_EQ(wl_commit(db0, g, N, N, g, 1000, &err), SX_OK) << err.message;
   std::map<std::string, std::string> ready;
   auto h = Hold(t.db, 1, &ready);  // generation 5, read from P-wal
   ASSERT_EQ(U64(ready, "gen"), 5u);
@@ -393,6 +390,7 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
   EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), 34);
   sx_db_free(db);
+  sx_db_free(db0);
 }
 
 // Read sessions that each live across a single commit -- no reader ever lags by more

@@ -92,8 +92,8 @@ TEST(OsErr, SetAndMap) {
   EXPECT_EQ(sx__status_from_errno(EDQUOT), SX_FULL);
   EXPECT_EQ(sx__status_from_errno(ENOMEM), SX_NOMEM);
   EXPECT_EQ(sx__status_from_errno(ENOENT), SX_NOT_FOUND);
-  EXPECT_EQ(sx__status_from_errno(EACCES), SX_READ_ONLY);
-  EXPECT_EQ(sx__status_from_errno(EPERM), SX_READ_ONLY);
+  EXPECT_EQ(sx__status_from_errno(EACCES), SX_IO);
+  EXPECT_EQ(sx__status_from_errno(EPERM), SX_IO);
   EXPECT_EQ(sx__status_from_errno(EROFS), SX_READ_ONLY);
   EXPECT_EQ(sx__status_from_errno(EIO), SX_IO);
   EXPECT_EQ(sx__status_from_errno(EBADF), SX_IO);

@@ -50,7 +50,7 @@ struct sx__hnsw {
   size_t vcap;
   uint32_t tag;
   sx__hit *cand, *res;
-  size_t cap_heap;
+  size_t cap_heap, cap_cand;
   uint32_t *lbuf; /* link list scratch */
 };
 
@@ -131,47 +131,6 @@ static int lc_getw(sx__hnsw *g, leafcache *c, uint64_t leaf, uint8_t **out, sx_e
 
 /* ---- distances -------------------------------------------------------------- */
 
-static float combine(int metric, float qn, float vn, float l2, float dot) {
-  if (metric == SX__L2) return l2;
-  if (metric == SX__IP) return 1.0f - dot;
-  float den = qn * vn;
-  return den > 0 ? 1.0f - dot / den : 1.0f;
-}
-
-static int norm_of(sx__hnsw *g, uint64_t slot, float *out, sx_error *err) {
-  const uint8_t *lp;
-  int rc = lc_get(g, &g->norms, slot * 4 / g->ps, &lp, err);
-  if (!rc) memcpy(out, lp + slot * 4 % g->ps, 4);
-  return rc;
-}
-
-/* Distance from q (norm qn) to the vector of slot, computed over the pages it lies
- * on without copying (l2 and dot products add up over parts). */
-static int dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d, sx_error *err) {
-  uint64_t off = slot * g->dim * 4, end = off + (uint64_t)g->dim * 4;
-  float l2 = 0, dot = 0;
-  size_t done = 0;
-  while (off < end) {
-    const uint8_t *lp;
-    int rc = lc_get(g, &g->vec, off / g->ps, &lp, err);
-    if (rc) return rc;
-    size_t in = off % g->ps, n = (size_t)(g->ps - in < end - off ? g->ps - in : end - off);
-    const float *v = (const float *)(lp + in);
-    size_t nf = n / 4;
-    if (g->metric == SX__L2) l2 += sx__distance(SX__L2, q + done, 0, v, nf);
-    else dot += 1.0f - sx__distance(SX__IP, q + done, 0, v, nf);
-    done += nf;
-    off += n;
-  }
-  float vn = 0;
-  if (g->metric == SX__COSINE) {
-    int rc = norm_of(g, slot, &vn, err);
-    if (rc) return rc;
-  }
-  *d = combine(g->metric, qn, vn, l2, dot);
-  return SX_OK;
-}
-
 static int read_vec(sx__hnsw *g, uint64_t slot, float *dst, sx_error *err) {
   uint64_t off = slot * g->dim * 4, end = off + (uint64_t)g->dim * 4;
   uint8_t *d = (uint8_t *)dst;
@@ -184,6 +143,27 @@ static int read_vec(sx__hnsw *g, uint64_t slot, float *dst, sx_error *err) {
     d += n;
     off += n;
   }
+  return SX_OK;
+}
+
+/* Distance from q (norm qn, used by cosine) to the vector of slot, by the same kernel
+ * as an exact scan: straight from its page, or from a copy when it straddles two.
+ * (Adding up partial dot products as 1 - ip_distance lost the dot product to
+ * rounding: at small norms cosine distances came out wrong by up to 1.) */
+static int dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d, sx_error *err) {
+  uint64_t off = slot * g->dim * 4;
+  size_t in = off % g->ps;
+  const float *v = g->vbuf;
+  if (in + (uint64_t)g->dim * 4 <= g->ps) {
+    const uint8_t *lp;
+    int rc = lc_get(g, &g->vec, off / g->ps, &lp, err);
+    if (rc) return rc;
+    v = (const float *)(lp + in);
+  } else {
+    int rc = read_vec(g, slot, g->vbuf, err);
+    if (rc) return rc;
+  }
+  *d = sx__distance(g->metric, q, qn, v, g->dim);
   return SX_OK;
 }
 
@@ -220,8 +200,14 @@ static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **ou
     if (!o) return err ? err->code : SX_IO;
     sx__pa_cursor cur;
     sx__pa_cursor_init(&cur, &g->v, o + g->L.upper_off);
-    rc = sx__pa_read(&cur, ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4, g->lbuf,
-                     (1 + g->m) * 4, err);
+    /* The count, then only the links in use: the rest of the (1 + m)-word list may lie
+     * on a page of the array that was never written (lists straddle pages). */
+    uint64_t at = ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4;
+    rc = sx__pa_read(&cur, at, g->lbuf, 4, err);
+    if (!rc && g->lbuf[0] > g->m)
+      return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has %u links at level %u (at most %u)",
+                         (unsigned long long)slot, g->lbuf[0], level, g->m);
+    if (!rc && g->lbuf[0]) rc = sx__pa_read(&cur, at + 4, g->lbuf + 1, g->lbuf[0] * 4, err);
     if (rc) return rc;
     *out = g->lbuf;
   }
@@ -313,13 +299,26 @@ static int cmp_hit(const void *a, const void *b) {
   return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
+/* For choosing neighbours: by distance, ties putting the newer node (higher slot)
+ * first, as hnswlib's heaps do. With ties by lower slot, identical vectors all
+ * linked to the oldest few nodes, whose full lists then dropped every newcomer: all
+ * but ~2m of them were unreachable. */
+static int cmp_sel(const void *a, const void *b) {
+  const sx__hit *x = a, *y = b;
+  if (x->d != y->d) return x->d < y->d ? -1 : 1;
+  return x->slot > y->slot ? -1 : x->slot < y->slot;
+}
+
 static int ensure_scratch(sx__hnsw *g, size_t ef) {
   size_t need = ef + 1 + g->m0;
   if (g->cap_heap < need) {
     size_t nc = need * 2;
-    sx__hit *c = realloc(g->cand, nc * 16 * sizeof *c);
-    if (!c) return SX_NOMEM;
-    g->cand = c;
+    if (g->cap_cand < nc * 16) {
+      sx__hit *c = realloc(g->cand, nc * 16 * sizeof *c);
+      if (!c) return SX_NOMEM;
+      g->cand = c;
+      g->cap_cand = nc * 16;
+    }
     sx__hit *r = realloc(g->res, nc * sizeof *r);
     if (!r) return SX_NOMEM;
     g->res = r;
@@ -340,6 +339,17 @@ static int ensure_scratch(sx__hnsw *g, size_t ef) {
   return SX_OK;
 }
 
+/* Room for one more candidate. The candidate heap has no bound of its own: a search
+ * through many dead nodes, say, keeps every one it meets. */
+static int cand_room(sx__hnsw *g, size_t nc, sx_error *err) {
+  if (nc < g->cap_cand) return SX_OK;
+  sx__hit *c = realloc(g->cand, g->cap_cand * 2 * sizeof *c);
+  if (!c) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
+  g->cand = c;
+  g->cap_cand *= 2;
+  return SX_OK;
+}
+
 static int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
   const uint8_t *lp;
   int rc = lc_get(g, &g->live, slot / 8 / g->ps, &lp, err);
@@ -356,7 +366,7 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
                         int only_live, uint64_t skip, size_t *nres, sx_error *err) {
   int rc = ensure_scratch(g, ef);
   if (rc) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
-  sx__hit *cand = g->cand, *res = g->res;
+  sx__hit *res = g->res;
   size_t nc = 0, nr = 0;
   sx__hit entries[4];
   size_t ne = *nres < 4 ? *nres : 4;
@@ -364,13 +374,14 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
   for (size_t i = 0; i < ne; i++) {
     uint64_t s = entries[i].slot;
     g->vtag[s] = g->tag;
-    minh_push(cand, &nc, entries[i]);
+    if ((rc = cand_room(g, nc, err))) return rc;
+    minh_push(g->cand, &nc, entries[i]);
     int live = 1;
     if (only_live && (rc = is_live(g, s, err, &live))) return rc;
     if (live && s != skip) maxh_push(res, &nr, entries[i]);
   }
   while (nc) {
-    sx__hit c = minh_pop(cand, &nc);
+    sx__hit c = minh_pop(g->cand, &nc);
     if (nr >= ef && c.d > res[0].d) break;
     const uint32_t *l;
     rc = links(g, c.slot, level, &l, err);
@@ -402,7 +413,8 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
       rc = dist_to(g, q, qn, n, &d, err);
       if (rc) return rc;
       if (nr < ef || d < res[0].d) {
-        minh_push(cand, &nc, (sx__hit){d, (uint32_t)n});
+        if ((rc = cand_room(g, nc, err))) return rc;
+        minh_push(g->cand, &nc, (sx__hit){d, (uint32_t)n});
         int live = 1;
         if (only_live && (rc = is_live(g, n, err, &live))) return rc;
         if (live && n != skip) {
@@ -535,6 +547,8 @@ int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit 
   if (rc) return rc;
   qsort(g->res, nr, sizeof *g->res, cmp_hit);
   *n = nr < k ? nr : k;
+  /* Hits tied with the k-th go too: the caller breaks distance ties by id. */
+  while (*n > 0 && *n < nr && g->res[*n].d == g->res[*n - 1].d) (*n)++;
   memcpy(out, g->res, *n * sizeof *out);
   return SX_OK;
 }
@@ -545,7 +559,7 @@ int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit 
  * base than to every one already kept; at most `max`. base_vec is the base's vector. */
 static int select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint32_t *out,
                             uint32_t *nout, sx_error *err) {
-  qsort(c, nc, sizeof *c, cmp_hit);
+  qsort(c, nc, sizeof *c, cmp_sel);
   uint32_t n = 0;
   for (size_t i = 0; i < nc && n < max; i++) {
     int rc = read_vec(g, c[i].slot, g->vbuf2, err);
@@ -644,8 +658,11 @@ int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
       rc = sx__pa_write(t, g->L.owner, g->L.meta_off, slot * 8, meta, 8, err);
     }
   }
-  /* Empty link lists at every level of the node. */
-  for (uint32_t l = 0; l <= level && !rc; l++) rc = set_links(g, slot, l, NULL, 0, err);
+  /* A new node starts with empty link lists. A relinked node keeps its old ones
+   * while the searches below run: they are the way on from it when it is the entry
+   * point (emptied, they left the entry point with no links at all and the whole
+   * graph unreachable); each level's list is overwritten once chosen. */
+  for (uint32_t l = 0; l <= level && !rc && !relink; l++) rc = set_links(g, slot, l, NULL, 0, err);
   uint64_t ep = UINT64_MAX;
   uint32_t top = 0;
   if (!rc) rc = entry(g, &ep, &top, err);
@@ -677,7 +694,7 @@ int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
       break;
     }
     memcpy(c, g->res, nr * sizeof *c);
-    qsort(c, nr, sizeof *c, cmp_hit);
+    qsort(c, nr, sizeof *c, cmp_sel);
     best = c[0];
     uint32_t ns = 0;
     rc = select_neighbors(g, c, nr, g->m, sel, &ns, err);

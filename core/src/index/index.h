@@ -96,7 +96,8 @@ int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err);
 /* Write views: the vector of slot was rewritten by someone else; forget cached
  * pointers to it. */
 void sx__hnsw_vector_written(sx__hnsw *g, uint64_t slot);
-/* Up to k live hits, closest first. ef is raised to k. */
+/* Live hits, closest first: up to k, plus any tied in distance with the k-th (the
+ * caller breaks ties by id, so out must hold max(ef, k)). ef is raised to k. */
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
                     sx_error *err);
 /* Structure check: links in range, counts within capacity, entry point valid. */

@@ -132,7 +132,10 @@ typedef struct shm_hdr {
   uint32_t magic, version, page_size, nslots;
   uint32_t initialized, pad0;
   uint64_t ver;
-  uint64_t pad1[4];
+  /* Nonzero while a writer appends index entries it has not yet published: the next
+   * writer cleans them up only then (a writer died mid-commit). */
+  uint64_t appending;
+  uint64_t pad1[3];
   hdrc copy[2];
 } shm_hdr;
 _Static_assert(sizeof(shm_hdr) <= SHM_SLOTS_OFF, "shm header overlaps slots");
@@ -148,6 +151,7 @@ struct sx__pager {
   int read_only, sync;
   uint32_t autockpt, wal_max;
   unsigned fork_gen;
+  int32_t pid; /* of the process that opened the handle (reader slots record it) */
   atomic_int poisoned;
 
   uint8_t *shm_base; /* the SHM_HDR_BYTES header region */
@@ -572,7 +576,7 @@ int sx__pager_snap_begin(sx__pager *p, sx__snap *s, sx_error *err) {
     /* The floor first: a writer that sees the slot's new value sees its floor. */
     __atomic_store_n(&p->floors[slot], h.backfill, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->slots[slot], h.mx, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&p->slot_pids[slot], (int32_t)getpid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&p->slot_pids[slot], p->pid, __ATOMIC_RELAXED);
     if (__atomic_load_n(&p->hdr->ver, __ATOMIC_SEQ_CST) == v1) break;
   }
   s->mx = h.mx;
@@ -980,6 +984,7 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   p->autockpt = cfg->autocheckpoint ? cfg->autocheckpoint : 1000;
   p->wal_max = cfg->wal_max_frames ? cfg->wal_max_frames : (1u << 20);
   p->fork_gen = sx__fork_generation();
+  p->pid = (int32_t)getpid();
   p->ps = cfg->page_size ? cfg->page_size : 4096;
   p->fsz = FRAME_HDR + p->ps;
   sx__mutex_init(&p->map_mu, SX_RANK_MAP, "map");
@@ -1084,10 +1089,13 @@ static void close_cleanly(sx__pager *p) {
   hdr_load(&p->hdr->copy[__atomic_load_n(&p->hdr->ver, __ATOMIC_ACQUIRE) & 1], &h);
   int rc = checkpoint_locked(p, &h, NULL);
   if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->db, 1, NULL);
-  if (!rc && h.backfill == h.mx) {
-    sx__file_truncate(p->wal[0], 0, NULL);
-    sx__file_truncate(p->wal[1], 0, NULL);
-  }
+  /* The previous generation's file first, durably: were the current one emptied
+   * and the previous one not, recovery would replay an older generation over P. */
+  int prev = (int)((h.gen + 1) & 1), cur = prev ^ 1;
+  if (!rc && h.backfill == h.mx) rc = sx__file_truncate(p->wal[prev], 0, NULL);
+  if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->wal[prev], 0, NULL);
+  if (!rc && h.backfill == h.mx) rc = sx__file_truncate(p->wal[cur], 0, NULL);
+  if (!rc && h.backfill == h.mx) sx__file_sync(p->wal[cur], 0, NULL);
   sx__file_lock(p->shm, LK_WRITER, 1, SX__UNLOCK, 0, NULL);
 }
 
@@ -1188,7 +1196,10 @@ int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error 
   t->p = p;
   t->fork_gen = p->fork_gen;
   hdr_load(&p->hdr->copy[__atomic_load_n(&p->hdr->ver, __ATOMIC_ACQUIRE) & 1], &t->h);
-  rc = index_truncate(p, (int)(t->h.gen & 1), t->h.mx - t->h.base, err);
+  if (__atomic_load_n(&p->hdr->appending, __ATOMIC_ACQUIRE)) {
+    rc = index_truncate(p, (int)(t->h.gen & 1), t->h.mx - t->h.base, err);
+    if (!rc) __atomic_store_n(&p->hdr->appending, 0, __ATOMIC_RELEASE);
+  }
   if (rc) {
     writer_unlock(p);
     free(t);
@@ -1576,6 +1587,7 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
       goto done;
     }
   }
+  __atomic_store_n(&p->hdr->appending, 1, __ATOMIC_RELEASE);
   for (size_t i = 0; i < nfr; i++) {
     rc = index_append(p, w, rel + 1 + i, list[i]->pgno, err);
     if (rc) goto done;
@@ -1586,6 +1598,7 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
   h.ck1 = ck1;
   h.commits++;
   hdr_publish(p, &h);
+  __atomic_store_n(&p->hdr->appending, 0, __ATOMIC_RELEASE);
   if (h.mx - h.backfill >= p->autockpt) {
     /* The commit stands whatever happens here; a failed sync still poisons. */
     checkpoint_locked(p, &h, NULL);
