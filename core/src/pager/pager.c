@@ -168,6 +168,7 @@ struct sx__pager {
   size_t nsegs;        /* per area */
   atomic_uint_fast64_t p_size; /* known size of P (only grows) */
   uint64_t shm_size;           /* writer-side: known size of P-shm */
+  uint64_t wal_size[2];        /* writer-side: known sizes of the WAL files (0: unknown) */
   sx__mutex map_mu;            /* SX_RANK_MAP: serializes creating mappings */
 
   /* In-process writer exclusion, paired with the OFD writer byte. */
@@ -1096,6 +1097,7 @@ static void close_cleanly(sx__pager *p) {
   if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->wal[prev], 0, NULL);
   if (!rc && h.backfill == h.mx) rc = sx__file_truncate(p->wal[cur], 0, NULL);
   if (!rc && h.backfill == h.mx) sx__file_sync(p->wal[cur], 0, NULL);
+  p->wal_size[0] = p->wal_size[1] = 0;
   sx__file_lock(p->shm, LK_WRITER, 1, SX__UNLOCK, 0, NULL);
 }
 
@@ -1491,6 +1493,33 @@ static int try_switch(sx__pager *p, hdrc *h, sx_error *err) {
   return SX_OK;
 }
 
+/*
+ * Makes WAL file w at least `need` bytes long by appending zeros, a megabyte at a
+ * time: commits then overwrite blocks already allocated, and their fdatasync need
+ * not also record a new file size. Zeros beyond the last frame fail the checksum
+ * chain, so recovery ignores them.
+ */
+#define WAL_GROW (1u << 20)
+static int wal_reserve(sx__pager *p, int w, uint64_t need, sx_error *err) {
+  if (p->wal_size[w] >= need) return SX_OK;
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc) return rc;
+  if (sz < need) {
+    static const uint8_t zeros[65536];
+    uint64_t target = (need + WAL_GROW - 1) / WAL_GROW * WAL_GROW;
+    for (uint64_t off = sz; off < target && !rc;) {
+      size_t n = target - off < sizeof zeros ? (size_t)(target - off) : sizeof zeros;
+      rc = sx__file_write(p->wal[w], zeros, n, off, err);
+      off += n;
+    }
+    if (rc) return rc;
+    sz = target;
+  }
+  p->wal_size[w] = sz;
+  return SX_OK;
+}
+
 int sx__txn_commit(sx__txn *t, sx_error *err) {
   sx__pager *p = t->p;
   if (t->fork_gen != sx__fork_generation()) {
@@ -1564,6 +1593,8 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
     if (rc) goto done;
   }
   uint64_t off = rel == 0 ? 0 : WAL_HDR + rel * p->fsz;
+  rc = wal_reserve(p, w, off + hdr_bytes + nfr * p->fsz, err);
+  if (rc) goto done;
   size_t skip = 0;
   if (hdr_bytes && p->sync != SX_SYNC_OFF) {
     /* A new WAL generation: its header is durable before any of its frames overwrite
