@@ -140,11 +140,16 @@ TEST(Session, CloseEndsSessionsAndIsIdempotent) {
   EXPECT_STREQ(err.message, "read session has ended");
   EXPECT_EQ(sx_write_commit(w, &err), SX_CLOSED);
   EXPECT_EQ(sx_write_abort(w), SX_CLOSED);
-  EXPECT_EQ(sx_read_begin(db, &r, &err), SX_CLOSED);
-  EXPECT_EQ(r, nullptr);
-  EXPECT_EQ(sx_write_begin(db, 0, &w, &err), SX_CLOSED);
-  // Frees in any order.
+  sx_read *r2 = nullptr;
+  sx_write *w2 = nullptr;
+  EXPECT_EQ(sx_read_begin(db, &r2, &err), SX_CLOSED);
+  EXPECT_EQ(r2, nullptr);
+  EXPECT_EQ(sx_write_begin(db, 0, &w2, &err), SX_CLOSED);
+  EXPECT_EQ(w2, nullptr);
+  // Frees in any order: the database before its sessions.
   sx_db_free(db);
+  sx_write_free(w);
+  sx_read_free(r);
   sx_read_free(nullptr);
   sx_db_free(nullptr);
   // The aborted write left no trace.
