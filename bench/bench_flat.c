@@ -120,6 +120,7 @@ static void bench_sextant_insert(const char *dir, size_t total, double *rate) {
   sx_write *w;
   sx_collection_options o = SX_COLLECTION_OPTIONS_INIT;
   o.dim = 128;
+  o.index = SX_INDEX_FLAT;
   if ((rc = sx_write_begin(db, -1, &w, &e)) || (rc = sx_write_create_collection(w, "c", &o, &e)) ||
       (rc = sx_write_commit(w, &e)))
     die("create", rc, &e);
@@ -193,6 +194,7 @@ int main(int argc, char **argv) {
   sx_write *w;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
   co.dim = (uint32_t)dim;
+  co.index = SX_INDEX_FLAT; /* exact search is what this measures */
   if ((rc = sx_write_begin(db, -1, &w, &e)) || (rc = sx_write_create_collection(w, "f", &co, &e)) ||
       (rc = sx_write_commit(w, &e)))
     die("create", rc, &e);
