@@ -10,5 +10,5 @@ cmake --build "$root/build/release" --target demo >/dev/null
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$root/build/release/examples/demo" "$dir/demo.sx"
-echo "--- and again on the same file: the first run's commit is still there"
+echo "--- and again on the same file: the collection persists, the upserts replace"
 "$root/build/release/examples/demo" "$dir/demo.sx"
