@@ -146,10 +146,17 @@ static int read_vec(sx__hnsw *g, uint64_t slot, float *dst, sx_error *err) {
   return SX_OK;
 }
 
-/* Distance from q (norm qn, used by cosine) to the vector of slot, by the same kernel
- * as an exact scan: straight from its page, or from a copy when it straddles two.
- * (Adding up partial dot products as 1 - ip_distance lost the dot product to
- * rounding: at small norms cosine distances came out wrong by up to 1.) */
+/* Distance from q (norm qn, used by cosine) to the vector of slot: by the exact-scan
+ * kernel straight from its page, or, when it straddles two pages, by adding the raw
+ * sums (sx__partial) of both parts without copying it. (Recovering partial dot
+ * products as 1 - ip_distance lost them to rounding at small norms.) */
+static int norm_of(sx__hnsw *g, uint64_t slot, float *out, sx_error *err) {
+  const uint8_t *lp;
+  int rc = lc_get(g, &g->norms, slot * 4 / g->ps, &lp, err);
+  if (!rc) memcpy(out, lp + slot * 4 % g->ps, 4);
+  return rc;
+}
+
 static int dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d, sx_error *err) {
   uint64_t off = slot * g->dim * 4;
   size_t in = off % g->ps;
@@ -160,8 +167,34 @@ static int dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *
     if (rc) return rc;
     v = (const float *)(lp + in);
   } else {
-    int rc = read_vec(g, slot, g->vbuf, err);
-    if (rc) return rc;
+    /* The vector straddles two pages: add the raw sums of both parts (l2 and dot
+     * products add up) instead of copying it; cosine takes |v| from the stored norms. */
+    float sum = 0;
+    size_t done = 0;
+    const int what = g->metric == SX__L2 ? SX__L2 : SX__IP;
+    for (uint64_t end = off + (uint64_t)g->dim * 4; off < end;) {
+      const uint8_t *lp;
+      int rc = lc_get(g, &g->vec, off / g->ps, &lp, err);
+      if (rc) return rc;
+      size_t at = off % g->ps, n = (size_t)(g->ps - at < end - off ? g->ps - at : end - off);
+      sum += sx__partial(what, q + done, (const float *)(lp + at), n / 4);
+      done += n / 4;
+      off += n;
+    }
+    if (g->metric == SX__L2) {
+      *d = sum;
+    } else if (g->metric == SX__IP) {
+      *d = 1.0f - sum;
+    } else {
+      float vn = 0;
+      int rc = norm_of(g, slot, &vn, err);
+      if (rc) return rc;
+      float den = qn * vn;
+      *d = den > 0 ? 1.0f - sum / den : 1.0f;
+      if (*d < 0) *d = 0;
+      if (*d > 2) *d = 2;
+    }
+    return SX_OK;
   }
   *d = sx__distance(g->metric, q, qn, v, g->dim);
   return SX_OK;

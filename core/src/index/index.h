@@ -41,6 +41,10 @@ int sx__kernel_supported(int level);
 /* Reference (scalar, double accumulation): the oracle. */
 double sx__distance_ref(int metric, const float *q, const float *v, size_t dim);
 
+/* Raw sums with the active kernel, to add up a distance over parts of a vector:
+ * SX__L2 gives sum (q_i - v_i)^2, SX__IP gives sum q_i v_i (no "1 -"). */
+float sx__partial(int what, const float *q, const float *v, size_t dim);
+
 /* Euclidean norm |a| with the active kernel. */
 float sx__norm(const float *a, size_t dim);
 /* One distance with the active kernel; qnorm = sx__norm(q) (used only by cosine). */

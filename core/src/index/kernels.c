@@ -927,8 +927,39 @@ static AVX512 void batch_avx512(int metric, const float *qs, const float *qnorms
 /* Dispatch                                                                        */
 /* ------------------------------------------------------------------------------ */
 
+static float partial_c(int what, const float *q, const float *v, size_t dim) {
+  float acc[16] = {0};
+  size_t i = 0;
+  for (; i + 16 <= dim; i += 16)
+    for (int j = 0; j < 16; j++) {
+      float t = what == SX__L2 ? q[i + j] - v[i + j] : q[i + j];
+      acc[j] += t * (what == SX__L2 ? t : v[i + j]);
+    }
+  float s = 0;
+  for (; i < dim; i++) {
+    float t = what == SX__L2 ? q[i] - v[i] : q[i];
+    s += t * (what == SX__L2 ? t : v[i]);
+  }
+  for (int j = 0; j < 16; j++) s += acc[j];
+  return s;
+}
+
+#if SX_X86
+static AVX2 float partial_avx2(int what, const float *q, const float *v, size_t dim) {
+  float s;
+  pair_avx2(what == SX__L2 ? SX__L2 : SX__IP, q, v, dim, &s, NULL);
+  return s;
+}
+static AVX512 float partial_avx512(int what, const float *q, const float *v, size_t dim) {
+  float s;
+  pair_avx512(what == SX__L2 ? SX__L2 : SX__IP, q, v, dim, &s, NULL);
+  return s;
+}
+#endif
+
 typedef struct {
   const char *name;
+  float (*partial)(int, const float *, const float *, size_t);
   float (*norm)(const float *, size_t);
   float (*dist)(int, const float *, float, const float *, size_t);
   void (*many)(int, const float *, float, const float *const *, size_t, size_t, float *);
@@ -937,14 +968,14 @@ typedef struct {
 } kernel_ops;
 
 static const kernel_ops ops[NLEVELS] = {
-    {"scalar", norm_scalar, dist_scalar, many_scalar, batch_scalar},
-    {"portable", norm_portable, dist_portable, many_portable, batch_portable},
+    {"scalar", partial_c, norm_scalar, dist_scalar, many_scalar, batch_scalar},
+    {"portable", partial_c, norm_portable, dist_portable, many_portable, batch_portable},
 #if SX_X86
-    {"avx2", norm_avx2, dist_avx2, many_avx2, batch_avx2},
-    {"avx512", norm_avx512, dist_avx512, many_avx512, batch_avx512},
+    {"avx2", partial_avx2, norm_avx2, dist_avx2, many_avx2, batch_avx2},
+    {"avx512", partial_avx512, norm_avx512, dist_avx512, many_avx512, batch_avx512},
 #else
-    {"avx2", norm_portable, dist_portable, many_portable, batch_portable},
-    {"avx512", norm_portable, dist_portable, many_portable, batch_portable},
+    {"avx2", partial_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"avx512", partial_c, norm_portable, dist_portable, many_portable, batch_portable},
 #endif
 };
 
@@ -1000,6 +1031,10 @@ static const kernel_ops *active(void) {
 
 float sx__norm(const float *a, size_t dim) {
   return active()->norm(a, dim);
+}
+
+float sx__partial(int what, const float *q, const float *v, size_t dim) {
+  return active()->partial(what, q, v, dim);
 }
 
 float sx__distance(int metric, const float *q, float qnorm, const float *v, size_t dim) {
