@@ -42,10 +42,16 @@ struct Db {
   char *dir;
   std::string path;
   sx_db *db = nullptr;
-  explicit Db(const char *tag) : dir(sx_test_tmpdir(tag)), path(std::string(dir) + "/h.sx") { Open(); }
+  uint32_t threads; // sx_open_options.threads (0: the default)
+  explicit Db(const char *tag, uint32_t nthreads = 0)
+      : dir(sx_test_tmpdir(tag)), path(std::string(dir) + "/h.sx"), threads(nthreads) {
+    Open();
+  }
   void Open() {
     sx_error err = SX_ERROR_INIT;
-    EXPECT_EQ(sx_db_open(&db, path.c_str(), nullptr, &err), SX_OK) << err.message;
+    sx_open_options o = SX_OPEN_OPTIONS_INIT;
+    o.threads = threads;
+    EXPECT_EQ(sx_db_open(&db, path.c_str(), &o, &err), SX_OK) << err.message;
   }
   void Reopen() {
     sx_db_free(db);
@@ -552,9 +558,13 @@ TEST(Hnsw, ReopenGivesIdenticalResults) {
 
 // ---- 5. degenerate data ----------------------------------------------------------
 
-TEST(Hnsw, ThousandsOfIdenticalVectors) {
+class HnswThreads : public ::testing::TestWithParam<uint32_t> {};
+
+// Linked one by one and by several threads at once (4 threads on any machine: more
+// than its cores interleave them the most).
+TEST_P(HnswThreads, ThousandsOfIdenticalVectors) {
   const size_t n = 3000, dim = 4;
-  Db db("hnsw-same");
+  Db db("hnsw-same", GetParam());
   std::vector<float> v(n * dim);
   for (size_t i = 0; i < n; i++)
     for (size_t c = 0; c < dim; c++) v[i * dim + c] = 0.25f * (float)(c + 1);
@@ -592,6 +602,109 @@ TEST(Hnsw, ThousandsOfIdenticalVectors) {
 }
 
 // Collections of 1 to 4 points, searched with k larger than the count after every
+
+// Many batches, linked by 1 or 4 threads: new vectors into a graph committed before,
+// replacements (relinked in parallel too) and deletes; recall against brute force,
+// the integrity check, and the same answers after reopening.
+TEST_P(HnswThreads, BatchesOfInsertsAndReplacementsKeepRecall) {
+  const size_t n = 4000, dim = 24, nq = 100, k = 10, batch = 500;
+  Db db("hnsw-par", GetParam());
+  Data d{dim, SX_METRIC_COSINE, Gen(31, n, dim), Ids("p", n), std::vector<bool>(n, true)};
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Create("p", (uint32_t)dim, SX_METRIC_COSINE, 12, 100), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  for (size_t at = 0; at < n; at += batch) {
+    W w(db.db);
+    std::vector<std::string> ids(d.ids.begin() + (long)at, d.ids.begin() + (long)(at + batch));
+    ASSERT_EQ(w.Upsert("p", ids, &d.vecs[at * dim], dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  // Replace every third vector (and one id twice in the batch: the last wins), delete
+  // every tenth, in one session.
+  {
+    W w(db.db);
+    std::vector<std::string> ids;
+    std::vector<float> vs;
+    auto fresh = Gen(32, n, dim);
+    for (size_t i = 0; i < n; i += 3) {
+      ids.push_back(d.ids[i]);
+      vs.insert(vs.end(), &fresh[i * dim], &fresh[i * dim] + dim);
+      std::copy(&fresh[i * dim], &fresh[i * dim] + dim, &d.vecs[i * dim]);
+    }
+    ids.push_back(d.ids[0]);
+    vs.insert(vs.end(), &fresh[1 * dim], &fresh[1 * dim] + dim);
+    std::copy(&fresh[1 * dim], &fresh[1 * dim] + dim, &d.vecs[0]);
+    ASSERT_EQ(w.Upsert("p", ids, vs, dim), SX_OK) << w.err.message;
+    std::vector<std::string> del;
+    for (size_t i = 5; i < n; i += 10) del.push_back(d.ids[i]), d.live[i] = false;
+    ASSERT_EQ(w.Delete("p", del), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  db.Check();
+  auto qs = Gen(33, nq, dim);
+  std::vector<Hits> before;
+  {
+    R r(db.db, "p");
+    EXPECT_EQ(Count(r.c), n - n / 10);
+    before = SearchBatch(r.c, qs, dim, k, 100);
+    for (size_t q = 0; q < nq; q++) ASSERT_EQ(CheckHits(d, &qs[q * dim], before[q], "parallel"), 0);
+    double rec = Recall(d, qs, before, k);
+    std::cout << GetParam() << " thread(s): recall@10 at ef 100 = " << rec << "\n";
+    EXPECT_GE(rec, 0.95);
+    // Every live vector finds itself.
+    size_t self = 0, want = 0;
+    for (size_t i = 0; i < n; i += 7) {
+      if (!d.live[i]) continue;
+      want++;
+      self += Search(r.c, d.Row(i), dim, 1, 64).ids == std::vector<std::string>{d.ids[i]};
+    }
+    EXPECT_GE(self, want * 99 / 100) << "of " << want << " self-queries";
+  }
+  db.Reopen();
+  R r(db.db, "p");
+  auto after = SearchBatch(r.c, qs, dim, k, 100);
+  for (size_t q = 0; q < nq; q++) EXPECT_EQ(after[q].ids, before[q].ids);
+}
+
+// A parallel batch in a session that is then aborted leaves the committed graph as it
+// was: the same answers, the same check.
+TEST(HnswParallel, AbortedBatchLeavesNoTrace) {
+  const size_t dim = 16, k = 10;
+  Db db("hnsw-par-abort", 4);
+  Data d = Build(db, "a", 1000, dim, SX_METRIC_L2, 41);
+  auto qs = Gen(42, 50, dim);
+  std::vector<Hits> before;
+  {
+    R r(db.db, "a");
+    before = SearchBatch(r.c, qs, dim, k, 50);
+  }
+  {
+    W w(db.db);
+    auto more = Gen(43, 2000, dim);
+    ASSERT_EQ(w.Upsert("a", Ids("x", 2000), more, dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Upsert("a", Ids("v", 500), more, dim), SX_OK) << w.err.message; // relinks
+    sx_collection *c = w.View("a");
+    EXPECT_EQ(Count(c), 3000u);
+    sx_collection_free(c);
+    ASSERT_EQ(sx_write_abort(w.w), SX_OK);
+  }
+  db.Check();
+  R r(db.db, "a");
+  EXPECT_EQ(Count(r.c), 1000u);
+  auto after = SearchBatch(r.c, qs, dim, k, 50);
+  for (size_t q = 0; q < qs.size() / dim; q++) {
+    EXPECT_EQ(after[q].ids, before[q].ids);
+    EXPECT_EQ(after[q].d, before[q].d);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(OneAndFour, HnswThreads, ::testing::Values(1u, 4u),
+                         [](const ::testing::TestParamInfo<uint32_t> &i) {
+                           return std::to_string(i.param) + "threads";
+                         });
+
 // insert, replacement and delete: all points, in exact order.
 TEST(Hnsw, TinyCollectionsReturnEverythingInOrder) {
   for (int metric : {SX_METRIC_L2, SX_METRIC_IP, SX_METRIC_COSINE}) {

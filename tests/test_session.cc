@@ -278,6 +278,32 @@ TEST(Session, OptionsAreChecked) {
   EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_INVALID_ARGUMENT);
   EXPECT_EQ(sx_db_open(&db, "", nullptr, &err), SX_INVALID_ARGUMENT);
   EXPECT_EQ(sx_db_open(nullptr, t.db.c_str(), nullptr, &err), SX_INVALID_ARGUMENT);
+  o.sync = SX_SYNC_FULL;
+  o.threads = 65;
+  EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("65"), std::string::npos) << err.message;
+  EXPECT_EQ(db, nullptr);
+}
+
+// A caller compiled against version 1 of sx_open_options passes a struct that ends
+// before `threads`: it is read only that far (whatever lies past it is not a field).
+TEST(Session, VersionOneOpenOptionsStillOpen) {
+  TmpDir t("opt1");
+  struct {
+    sx_open_options v1; /* only its version-1 fields are set */
+  } o;
+  memset(&o, 0, sizeof o);
+  ASSERT_EQ(sx_open_options_init(&o.v1, 1), SX_OK);
+  EXPECT_EQ(o.v1.version, 1u);
+  o.v1.page_size = 8192;
+  o.v1.threads = 999; /* past a version-1 struct: must be ignored */
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(sx_db_open(&db, t.db.c_str(), &o.v1, &err), SX_OK) << err.message;
+  sx_db_stats st;
+  ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK) << err.message;
+  EXPECT_EQ(st.page_size, 8192u);
+  sx_db_free(db);
 }
 
 }  // namespace

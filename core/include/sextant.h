@@ -136,7 +136,7 @@ typedef enum sx_sync {
 } sx_sync;
 
 /** Version of ::sx_open_options this header describes. */
-#define SX_OPEN_OPTIONS_VERSION 1
+#define SX_OPEN_OPTIONS_VERSION 2
 
 /**
  * Options for sx_db_open(). Initialize with SX_OPEN_OPTIONS_INIT or
@@ -161,10 +161,15 @@ typedef struct sx_open_options {
    * fails with ::SX_BUSY and a message naming the pinning reader; 0 means 1048576
    * frames (4 GiB with 4 KiB pages). */
   uint32_t wal_max_frames;
+  /** (Version 2.) Most threads one call on this handle may use: a batch search
+   * (sx_collection_search_batch()) and the linking of upserted vectors into an HNSW
+   * index (sx_write_upsert()). 0 means the number of online processors, at most 8;
+   * 1 keeps every call on its calling thread. At most 64. */
+  uint32_t threads;
 } sx_open_options;
 
 /** Initializer for ::sx_open_options with every default. */
-#define SX_OPEN_OPTIONS_INIT {SX_OPEN_OPTIONS_VERSION, 0, SX_SYNC_FULL, 0, 0, 0}
+#define SX_OPEN_OPTIONS_INIT {SX_OPEN_OPTIONS_VERSION, 0, SX_SYNC_FULL, 0, 0, 0, 0}
 
 /**
  * Initializes `opts` to the defaults for `version`.

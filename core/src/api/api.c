@@ -201,7 +201,7 @@ SX_EXPORT int sx_write_upsert(sx_write *w, const char *collection, size_t n,
   if (rc) return rc;
   sx__coll c;
   rc = sx__coll_open(&v, collection, &c, err);
-  if (!rc) rc = sx__coll_upsert(&c, n, ids, vectors, dim, metadata, err);
+  if (!rc) rc = sx__coll_upsert(&c, n, ids, vectors, dim, metadata, sx__write_threads(w), err);
   sx__write_leave(w);
   return rc;
 }
@@ -327,10 +327,6 @@ SX_EXPORT const float *sx_record_vector(const sx_record *rec, size_t *dim) {
 SX_EXPORT const char *sx_record_metadata(const sx_record *rec) { return rec ? rec->meta : NULL; }
 SX_EXPORT void sx_record_free(sx_record *rec) { sx__record_free(rec); }
 
-static int search_threads(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > 8 ? 8 : (int)n;
-}
 
 SX_EXPORT int sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
                                    const sx_search_options *opts, sx_results **out,
@@ -351,7 +347,8 @@ SX_EXPORT int sx_collection_search_batch(sx_collection *c, const float *queries,
   *out = NULL;
   int rc = coll_enter(c, err);
   if (rc) return rc;
-  rc = sx__coll_search(&c->c, queries, nq, dim, k, opts, search_threads(), out, err);
+  rc = sx__coll_search(&c->c, queries, nq, dim, k, opts,
+                       c->r ? sx__read_threads(c->r) : sx__write_threads(c->w), out, err);
   coll_leave(c);
   return rc;
 }

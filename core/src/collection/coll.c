@@ -621,8 +621,10 @@ static int hash_remove(sx__coll *c, uint64_t pos, sx_error *err) {
   return rc;
 }
 
-static int upsert_one(sx__coll *c, sx__hnsw *g, const char *id, const float *vec, const char *meta,
-                      sx_error *err) {
+/* Stores one item; *slot_out receives its slot. Linking into an index is the
+ * caller's. */
+static int upsert_one(sx__coll *c, const char *id, const float *vec, const char *meta,
+                      uint64_t *slot_out, sx_error *err) {
   size_t n = strlen(id);
   const uint8_t *h;
   int rc = hdr_page(c, &h, err);
@@ -630,7 +632,6 @@ static int upsert_one(sx__coll *c, sx__hnsw *g, const char *id, const float *vec
   uint64_t slot, pos;
   rc = id_lookup(c, h, id, n, &slot, &pos, err);
   if (rc) return rc;
-  int existed = slot != UINT64_MAX;
   uint8_t *hw;
   uint64_t meta_off = 0;
   uint32_t meta_len = NO_META;
@@ -653,7 +654,7 @@ static int upsert_one(sx__coll *c, sx__hnsw *g, const char *id, const float *vec
     }
     /* HNSW collections never reuse a slot: a deleted node stays in the graph as a
      * waypoint, and links into it would lead to an unrelated vector. */
-    uint64_t nfree = g ? 0 : sx__rd64(h + H_NFREE);
+    uint64_t nfree = c->index == SX_INDEX_HNSW ? 0 : sx__rd64(h + H_NFREE);
     if (nfree) {
       sx__pa_cursor cur;
       sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
@@ -696,14 +697,17 @@ static int upsert_one(sx__coll *c, sx__hnsw *g, const char *id, const float *vec
     rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE + 12, m, 12, err);
     if (rc) return rc;
   }
-  rc = sx__pa_write(c->v.t, c->hdr, H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4, err);
-  if (rc || !g) return rc;
-  sx__hnsw_vector_written(g, slot);
-  return sx__hnsw_insert(g, slot, existed, err);
+  *slot_out = slot;
+  return sx__pa_write(c->v.t, c->hdr, H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4, err);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
 }
 
 int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
-                    size_t dim, const char *const *metadata, sx_error *err) {
+                    size_t dim, const char *const *metadata, int nthreads, sx_error *err) {
   if (dim != c->dim)
     return sx__err_set(err, SX_DIMENSION_MISMATCH,
                        "dimension %zu does not match collection '%s' (dimension %u)", dim, c->name,
@@ -732,17 +736,36 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
   }
   int rc = sx__coll_revalidate(c, err);
   if (rc) return rc;
-  sx__hnsw *g = NULL;
-  if (c->index == SX_INDEX_HNSW) {
+  const uint8_t *h;
+  rc = hdr_page(c, &h, err);
+  if (rc) return rc;
+  uint64_t nslots0 = sx__rd64(h + H_NSLOTS);
+  int hnsw = c->index == SX_INDEX_HNSW;
+  uint64_t *slots = hnsw ? malloc((n ? n : 1) * sizeof *slots) : NULL;
+  uint8_t *relink = hnsw ? malloc(n ? n : 1) : NULL;
+  if (hnsw && (!slots || !relink)) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  sx__txn_savepoint(c->v.t);
+  for (size_t i = 0; i < n && !rc; i++) {
+    uint64_t slot = 0;
+    rc = upsert_one(c, ids[i], vectors + i * dim, metadata ? metadata[i] : NULL, &slot, err);
+    if (hnsw) slots[i] = slot;
+  }
+  if (!rc && hnsw && n) {
+    /* Every vector is stored; now link each slot once (an id upserted twice keeps
+     * its last vector). Slots from before this call are relinked; new slots come
+     * after them, in the order they were taken. */
+    qsort(slots, n, sizeof *slots, cmp_u64);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+      if (u == 0 || slots[u - 1] != slots[i]) slots[u++] = slots[i];
+    for (size_t i = 0; i < u; i++) relink[i] = slots[i] < nslots0;
     sx__hnsw_layout lay;
     sx__coll_hnsw_layout(c->hdr, &lay);
-    rc = sx__hnsw_open(&c->v, &lay, c->dim, c->metric, c->m, c->efc, &g, err);
-    if (rc) return rc;
+    rc = sx__hnsw_insert_batch(&c->v, &lay, c->dim, c->metric, c->m, c->efc, slots, relink, u,
+                               nthreads, err);
   }
-  sx__txn_savepoint(c->v.t);
-  for (size_t i = 0; i < n && !rc; i++)
-    rc = upsert_one(c, g, ids[i], vectors + i * dim, metadata ? metadata[i] : NULL, err);
-  sx__hnsw_close(g); /* before a rollback frees the pages it points into */
+  free(slots);
+  free(relink);
   if (rc) sx__txn_rollback(c->v.t);
   else sx__txn_release(c->v.t);
   return rc;

@@ -63,8 +63,9 @@ void sx__coll_pool_free(sx__coll *c);
 
 int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err);
 int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err);
+/* nthreads > 1 lets an HNSW collection link the new vectors with that many threads. */
 int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
-                    size_t dim, const char *const *metadata, sx_error *err);
+                    size_t dim, const char *const *metadata, int nthreads, sx_error *err);
 int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *deleted,
                     sx_error *err);
 int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *err);

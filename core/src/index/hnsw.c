@@ -17,6 +17,8 @@
  * to 2m links, upper levels m.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +35,30 @@ typedef struct leafcache {
   const uint8_t **r;
   uint8_t **w;
   size_t cap;
+  /* Parallel inserts (graph arrays only): leaf page numbers (0: not looked up yet),
+   * dirty images met while reading, and their page locks. */
+  uint32_t *pg;
+  const uint8_t **d;
+  sx__rwlock **lk;
+  size_t pcap;
 } leafcache;
+
+/* What the threads of one parallel insert share. */
+typedef struct par {
+  sx__mutex mu; /* SX_RANK_INDEX: ep and top while the threads link */
+  uint64_t ep;
+  uint32_t top;
+  const uint64_t *slots;
+  const uint8_t *relink;
+  size_t n;
+  atomic_size_t next;
+  atomic_int stop;
+  /* Link order, for ties (see closer): slots from `base` on get a stamp past every
+   * slot when they start to become reachable; older slots are their own stamp. */
+  uint64_t base;
+  _Atomic uint64_t *stamp;
+  atomic_uint_fast64_t seq;
+} par;
 
 struct sx__hnsw {
   sx__pv v;
@@ -41,7 +66,8 @@ struct sx__hnsw {
   uint32_t dim, m, m0, efc, ps, epp0, e0;
   int metric;
   double ml;
-  leafcache vec, g0, live, norms;
+  leafcache vec, g0, live, norms, up;
+  par *par; /* set while this context is one of several linking in parallel */
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
   float *vbuf, *vbuf2; /* scratch vectors */
   uint64_t nslots;
@@ -52,6 +78,7 @@ struct sx__hnsw {
   sx__hit *cand, *res;
   size_t cap_heap, cap_cand;
   uint32_t *lbuf; /* link list scratch */
+  uint32_t *l0buf; /* level-0 list copy (parallel inserts) */
 };
 
 /* ---- pages ---------------------------------------------------------------------- */
@@ -74,6 +101,9 @@ static int lc_init(sx__hnsw *g, leafcache *c, unsigned pa_off) {
 static void lc_free(leafcache *c) {
   free(c->r);
   free(c->w);
+  free(c->pg);
+  free(c->d);
+  free(c->lk);
 }
 
 static int lc_grow(leafcache *c, uint64_t leaf) {
@@ -127,6 +157,133 @@ static int lc_getw(sx__hnsw *g, leafcache *c, uint64_t leaf, uint8_t **out, sx_e
   int rc = sx__pa_leaf_w(g->v.t, g->L.owner, c->pa_off, leaf, out, err);
   if (!rc) c->w[leaf] = *out, c->r[leaf] = *out;
   return rc;
+}
+
+/* ---- spans: graph bytes under page locks (parallel inserts) ---------------------
+ *
+ * While several threads link nodes in one transaction, a link list is read or written
+ * only through a span: the one or two page images holding it, with the page locks of
+ * the dirty ones taken in ascending page order (shared to read, exclusive to write).
+ * A committed image (a page no thread has dirtied yet) is immutable and read without
+ * a lock; a reader may thus see a list as it was just before another thread's
+ * change, which is as if it had read a moment earlier. Writers always go through
+ * sx__txn_write, which makes the dirty copy (and the savepoint's undo image). The
+ * arrays do not grow while threads link (sx__hnsw_insert_batch prepares every page
+ * first), so leaf page numbers are looked up once and cached.
+ */
+typedef struct span {
+  int n;
+  uint32_t pg[2];
+  sx__rwlock *lk[2];
+  uint8_t *p[2];
+  size_t len[2];
+  int write;
+} span;
+
+static int lc_grow_par(leafcache *c, uint64_t leaf) {
+  if (leaf < c->pcap) return SX_OK;
+  size_t nc = c->pcap ? c->pcap : 256;
+  while (nc <= leaf) nc *= 2;
+  uint32_t *pg = realloc(c->pg, nc * sizeof *pg);
+  if (!pg) return SX_NOMEM;
+  c->pg = pg;
+  const uint8_t **d = realloc(c->d, nc * sizeof *d);
+  if (!d) return SX_NOMEM;
+  c->d = d;
+  sx__rwlock **lk = realloc(c->lk, nc * sizeof *lk);
+  if (!lk) return SX_NOMEM;
+  c->lk = lk;
+  memset(c->pg + c->pcap, 0, (nc - c->pcap) * sizeof *pg);
+  memset(c->d + c->pcap, 0, (nc - c->pcap) * sizeof *d);
+  memset(c->lk + c->pcap, 0, (nc - c->pcap) * sizeof *lk);
+  c->pcap = nc;
+  return SX_OK;
+}
+
+static int span_page(sx__hnsw *g, leafcache *c, uint64_t leaf, int write, uint8_t **p,
+                     sx__rwlock **lk, uint32_t *pg, sx_error *err) {
+  if (lc_grow(c, leaf) || lc_grow_par(c, leaf)) return sx__err_set(err, SX_NOMEM, "out of memory");
+  int rc;
+  if (!c->pg[leaf]) {
+    const uint8_t *o = owner_page(g, err), *lp;
+    if (!o) return err ? err->code : SX_IO;
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &g->v, o + c->pa_off);
+    if ((rc = sx__pa_leaf(&cur, leaf, &lp, err))) return rc;
+    c->pg[leaf] = cur.leaf_pgno;
+  }
+  *pg = c->pg[leaf];
+  if (write) {
+    if (!c->w[leaf]) {
+      if ((rc = sx__txn_write(g->v.t, *pg, &c->w[leaf], err))) return rc;
+      c->d[leaf] = c->w[leaf];
+      c->lk[leaf] = sx__txn_page_lock(g->v.t, *pg);
+    }
+    *p = c->w[leaf];
+    *lk = c->lk[leaf];
+  } else if (c->d[leaf]) {
+    *p = (uint8_t *)c->d[leaf];
+    *lk = c->lk[leaf];
+  } else {
+    const uint8_t *img;
+    if ((rc = sx__txn_image(g->v.t, *pg, &img, lk, err))) return rc;
+    if (*lk) c->d[leaf] = img, c->lk[leaf] = *lk;
+    *p = (uint8_t *)img; /* written only when *lk is set, and then under it */
+  }
+  return SX_OK;
+}
+
+static int span_get(sx__hnsw *g, leafcache *c, uint64_t off, size_t len, int write, span *s,
+                    sx_error *err) {
+  s->n = 0;
+  s->write = write;
+  while (len) {
+    if (s->n == 2) return sx__err_set(err, SX_CORRUPT, "HNSW link list spans more than two pages");
+    size_t in = off % g->ps, n = g->ps - in < len ? g->ps - in : len;
+    uint8_t *p = NULL;
+    int rc = span_page(g, c, off / g->ps, write, &p, &s->lk[s->n], &s->pg[s->n], err);
+    if (rc) return rc;
+    s->p[s->n] = p + in;
+    s->len[s->n++] = n;
+    off += n;
+    len -= n;
+  }
+  int first = s->n == 2 && s->pg[1] < s->pg[0];
+  for (int i = 0; i < s->n; i++) {
+    int j = first ? s->n - 1 - i : i;
+    if (!s->lk[j]) continue;
+    if (write) sx__rwlock_wrlock(s->lk[j], s->pg[j]);
+    else sx__rwlock_rdlock(s->lk[j], s->pg[j]);
+  }
+  return SX_OK;
+}
+
+static void span_put(span *s) {
+  int first = s->n == 2 && s->pg[1] < s->pg[0];
+  for (int i = s->n - 1; i >= 0; i--) {
+    int j = first ? s->n - 1 - i : i;
+    if (s->lk[j]) sx__rwlock_unlock(s->lk[j], s->pg[j]);
+  }
+}
+
+static void span_read(const span *s, void *dst, size_t len) {
+  uint8_t *d = dst;
+  for (int i = 0; i < s->n && len; i++) {
+    size_t n = s->len[i] < len ? s->len[i] : len;
+    memcpy(d, s->p[i], n);
+    d += n;
+    len -= n;
+  }
+}
+
+static void span_write(span *s, const void *src, size_t len) {
+  const uint8_t *q = src;
+  for (int i = 0; i < s->n && len; i++) {
+    size_t n = s->len[i] < len ? s->len[i] : len;
+    memcpy(s->p[i], q, n);
+    q += n;
+    len -= n;
+  }
 }
 
 /* ---- distances -------------------------------------------------------------- */
@@ -218,8 +375,30 @@ static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, 
 
 /* The links of slot at level: a pointer to count then ids (level 0, in the page), or
  * a copy in g->lbuf (upper levels). */
+/* Where the list of slot at level lies: a span of its array (parallel inserts). */
+static int list_span(sx__hnsw *g, uint64_t slot, uint32_t level, int write, span *sp,
+                     sx_error *err) {
+  if (level == 0)
+    return span_get(g, &g->g0, slot / g->epp0 * g->ps + slot % g->epp0 * g->e0, g->e0, write, sp,
+                    err);
+  uint32_t lv = 0, uoff = 0;
+  int rc = meta_of(g, slot, &lv, &uoff, err);
+  if (rc) return rc;
+  if (level > lv) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot, level);
+  return span_get(g, &g->up, ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4,
+                  (1 + (size_t)g->m) * 4, write, sp, err);
+}
+
 static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **out, sx_error *err) {
-  if (level == 0) {
+  if (g->par) {
+    uint32_t *buf = level ? g->lbuf : g->l0buf;
+    span sp;
+    int rc = list_span(g, slot, level, 0, &sp, err);
+    if (rc) return rc;
+    span_read(&sp, buf, (1 + (size_t)(level ? g->m : g->m0)) * 4);
+    span_put(&sp);
+    *out = buf;
+  } else if (level == 0) {
     const uint8_t *lp;
     int rc = lc_get(g, &g->g0, slot / g->epp0, &lp, err);
     if (rc) return rc;
@@ -253,6 +432,17 @@ static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **ou
 
 static int set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t *ids, uint32_t n,
                      sx_error *err) {
+  if (g->par) {
+    span sp;
+    int rc = list_span(g, slot, level, 1, &sp, err);
+    if (rc) return rc;
+    uint32_t buf[1 + 512];
+    buf[0] = n;
+    if (n) memcpy(buf + 1, ids, n * 4);
+    span_write(&sp, buf, (1 + (size_t)n) * 4);
+    span_put(&sp);
+    return SX_OK;
+  }
   if (level == 0) {
     uint8_t *lp;
     int rc = lc_getw(g, &g->g0, slot / g->epp0, &lp, err);
@@ -274,25 +464,40 @@ static int set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t 
 
 /* ---- heaps -------------------------------------------------------------------- */
 
+/* Order of hits while searching: by distance, ties to the node linked last. Linked
+ * one by one, that is the higher slot; in a parallel insert, nodes are linked out of
+ * slot order, and a stamp records the order. Among identical vectors the lists keep
+ * the nodes linked last (see cmp_sel), so the graph of duplicates is a chain in link
+ * order, and searches must follow it to its newest end: with ties left to heap order,
+ * or to slot order in a parallel insert, the nodes a search linked to wandered off it
+ * and whole stretches of duplicates lost every link in. */
+static inline uint64_t recency(const sx__hnsw *g, uint32_t slot) {
+  if (!g->par || slot < g->par->base) return slot;
+  return atomic_load_explicit(&g->par->stamp[slot - g->par->base], memory_order_relaxed);
+}
+static inline int closer(const sx__hnsw *g, sx__hit a, sx__hit b) {
+  return a.d < b.d || (a.d == b.d && recency(g, a.slot) > recency(g, b.slot));
+}
+
 /* min-heap by d (candidates) */
-static void minh_push(sx__hit *h, size_t *n, sx__hit x) {
+static void minh_push(const sx__hnsw *g, sx__hit *h, size_t *n, sx__hit x) {
   size_t i = (*n)++;
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (h[p].d <= x.d) break;
+    if (!closer(g, x, h[p])) break;
     h[i] = h[p];
     i = p;
   }
   h[i] = x;
 }
-static sx__hit minh_pop(sx__hit *h, size_t *n) {
+static sx__hit minh_pop(const sx__hnsw *g, sx__hit *h, size_t *n) {
   sx__hit top = h[0], x = h[--(*n)];
   size_t i = 0;
   for (;;) {
     size_t l = 2 * i + 1, r = l + 1, m = i;
-    float md = x.d;
-    if (l < *n && h[l].d < md) m = l, md = h[l].d;
-    if (r < *n && h[r].d < md) m = r;
+    sx__hit mx = x;
+    if (l < *n && closer(g, h[l], mx)) m = l, mx = h[l];
+    if (r < *n && closer(g, h[r], mx)) m = r;
     if (m == i) break;
     h[i] = h[m];
     i = m;
@@ -301,24 +506,24 @@ static sx__hit minh_pop(sx__hit *h, size_t *n) {
   return top;
 }
 /* max-heap by d (results) */
-static void maxh_push(sx__hit *h, size_t *n, sx__hit x) {
+static void maxh_push(const sx__hnsw *g, sx__hit *h, size_t *n, sx__hit x) {
   size_t i = (*n)++;
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (h[p].d >= x.d) break;
+    if (!closer(g, h[p], x)) break;
     h[i] = h[p];
     i = p;
   }
   h[i] = x;
 }
-static void maxh_pop(sx__hit *h, size_t *n) {
+static void maxh_pop(const sx__hnsw *g, sx__hit *h, size_t *n) {
   sx__hit x = h[--(*n)];
   size_t i = 0;
   for (;;) {
     size_t l = 2 * i + 1, r = l + 1, m = i;
-    float md = x.d;
-    if (l < *n && h[l].d > md) m = l, md = h[l].d;
-    if (r < *n && h[r].d > md) m = r;
+    sx__hit mx = x;
+    if (l < *n && closer(g, mx, h[l])) m = l, mx = h[l];
+    if (r < *n && closer(g, mx, h[r])) m = r;
     if (m == i) break;
     h[i] = h[m];
     i = m;
@@ -336,10 +541,11 @@ static int cmp_hit(const void *a, const void *b) {
  * first, as hnswlib's heaps do. With ties by lower slot, identical vectors all
  * linked to the oldest few nodes, whose full lists then dropped every newcomer: all
  * but ~2m of them were unreachable. */
-static int cmp_sel(const void *a, const void *b) {
+static int cmp_sel(const void *a, const void *b, void *ctx) {
   const sx__hit *x = a, *y = b;
   if (x->d != y->d) return x->d < y->d ? -1 : 1;
-  return x->slot > y->slot ? -1 : x->slot < y->slot;
+  uint64_t rx = recency(ctx, x->slot), ry = recency(ctx, y->slot);
+  return rx > ry ? -1 : rx < ry;
 }
 
 static int ensure_scratch(sx__hnsw *g, size_t ef) {
@@ -408,14 +614,14 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
     uint64_t s = entries[i].slot;
     g->vtag[s] = g->tag;
     if ((rc = cand_room(g, nc, err))) return rc;
-    minh_push(g->cand, &nc, entries[i]);
+    minh_push(g, g->cand, &nc, entries[i]);
     int live = 1;
     if (only_live && (rc = is_live(g, s, err, &live))) return rc;
-    if (live && s != skip) maxh_push(res, &nr, entries[i]);
+    if (live && s != skip) maxh_push(g, res, &nr, entries[i]);
   }
   while (nc) {
-    sx__hit c = minh_pop(g->cand, &nc);
-    if (nr >= ef && c.d > res[0].d) break;
+    sx__hit c = minh_pop(g, g->cand, &nc);
+    if (nr >= ef && closer(g, res[0], c)) break;
     const uint32_t *l;
     rc = links(g, c.slot, level, &l, err);
     if (rc) return rc;
@@ -445,14 +651,14 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
       float d;
       rc = dist_to(g, q, qn, n, &d, err);
       if (rc) return rc;
-      if (nr < ef || d < res[0].d) {
+      if (nr < ef || closer(g, (sx__hit){d, (uint32_t)n}, res[0])) {
         if ((rc = cand_room(g, nc, err))) return rc;
-        minh_push(g->cand, &nc, (sx__hit){d, (uint32_t)n});
+        minh_push(g, g->cand, &nc, (sx__hit){d, (uint32_t)n});
         int live = 1;
         if (only_live && (rc = is_live(g, n, err, &live))) return rc;
         if (live && n != skip) {
-          maxh_push(res, &nr, (sx__hit){d, (uint32_t)n});
-          if (nr > ef) maxh_pop(res, &nr);
+          maxh_push(g, res, &nr, (sx__hit){d, (uint32_t)n});
+          if (nr > ef) maxh_pop(g, res, &nr);
         }
       }
     }
@@ -483,11 +689,13 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   if (!rc) rc = lc_init(g, &g->g0, lay->graph0_off);
   if (!rc) rc = lc_init(g, &g->live, lay->live_off);
   if (!rc) rc = lc_init(g, &g->norms, lay->norms_off);
+  if (!rc) rc = lc_init(g, &g->up, lay->upper_off);
   g->vbuf = malloc((size_t)dim * 4);
   g->vbuf2 = malloc((size_t)dim * 4);
   g->lbuf = malloc((1 + (size_t)m) * 4);
+  g->l0buf = malloc((1 + (size_t)g->m0) * 4);
   const uint8_t *o = owner_page(g, err);
-  if (rc || !g->vbuf || !g->vbuf2 || !g->lbuf || !o) {
+  if (rc || !g->vbuf || !g->vbuf2 || !g->lbuf || !g->l0buf || !o) {
     sx__hnsw_close(g);
     return o ? sx__err_set(err, SX_NOMEM, "out of memory") : (err ? err->code : SX_IO);
   }
@@ -502,24 +710,27 @@ void sx__hnsw_close(sx__hnsw *g) {
   lc_free(&g->g0);
   lc_free(&g->live);
   lc_free(&g->norms);
+  lc_free(&g->up);
   free(g->vbuf);
   free(g->vbuf2);
   free(g->lbuf);
+  free(g->l0buf);
   free(g->vtag);
   free(g->cand);
   free(g->res);
   free(g);
 }
 
-void sx__hnsw_vector_written(sx__hnsw *g, uint64_t slot) {
-  if (!g->v.t) return;
-  uint64_t a = slot * g->dim * 4 / g->ps, b = (slot * g->dim * 4 + g->dim * 4 - 1) / g->ps;
-  for (uint64_t l = a; l <= b && l < g->vec.cap; l++) g->vec.r[l] = g->vec.w[l] = NULL;
-}
-
 /* ---- search --------------------------------------------------------------------- */
 
 static int entry(sx__hnsw *g, uint64_t *ep, uint32_t *top, sx_error *err) {
+  if (g->par) {
+    sx__mutex_lock(&g->par->mu);
+    *ep = g->par->ep;
+    *top = g->par->top;
+    sx__mutex_unlock(&g->par->mu);
+    return SX_OK;
+  }
   const uint8_t *o = owner_page(g, err);
   if (!o) return err ? err->code : SX_IO;
   uint32_t e = sx__rd32(o + g->L.ep_off);
@@ -550,7 +761,7 @@ static int descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t 
         if (ids[i] >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW link past the end");
         rc = dist_to(g, q, qn, ids[i], &d, err);
         if (rc) return rc;
-        if (d < best->d) {
+        if (closer(g, (sx__hit){d, ids[i]}, *best)) {
           best->d = d;
           best->slot = ids[i];
           changed = 1;
@@ -590,9 +801,22 @@ int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit 
 
 /* hnswlib's heuristic: keep a candidate (closest first) only if it is closer to the
  * base than to every one already kept; at most `max`. base_vec is the base's vector. */
-static int select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint32_t *out,
-                            uint32_t *nout, sx_error *err) {
-  qsort(c, nc, sizeof *c, cmp_sel);
+static int select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint64_t prefer,
+                            uint32_t *out, uint32_t *nout, sx_error *err) {
+  qsort_r(c, nc, sizeof *c, cmp_sel, g);
+  /* `prefer` (the node a back link is being added for) goes first among its ties.
+   * Linked one by one, it is the newest node and cmp_sel already puts it there; in a
+   * parallel insert nodes are linked out of slot order, and among identical vectors
+   * it would otherwise be pruned from every list it joins and become unreachable. */
+  for (size_t i = 0; i < nc; i++) {
+    if (c[i].slot != prefer) continue;
+    for (; i > 0 && c[i - 1].d == c[i].d; i--) {
+      sx__hit t = c[i - 1];
+      c[i - 1] = c[i];
+      c[i] = t;
+    }
+    break;
+  }
   uint32_t n = 0;
   for (size_t i = 0; i < nc && n < max; i++) {
     int rc = read_vec(g, c[i].slot, g->vbuf2, err);
@@ -611,41 +835,61 @@ static int select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint
   return SX_OK;
 }
 
-/* Adds back link s to node n at level, pruning by the heuristic when full. */
+/* Adds back link s to node n at level, pruning by the heuristic when full. In a
+ * parallel insert the list stays locked (exclusive) from its read to its write. */
 static int add_link(sx__hnsw *g, uint64_t n, uint32_t level, uint64_t s, sx_error *err) {
-  const uint32_t *l;
-  int rc = links(g, n, level, &l, err);
-  if (rc) return rc;
-  uint32_t cnt = l[0], cap = level ? g->m : g->m0;
+  uint32_t cap = level ? g->m : g->m0;
   uint32_t ids[1 + 512];
-  memcpy(ids, l + 1, cnt * 4);
-  for (uint32_t i = 0; i < cnt; i++)
-    if (ids[i] == s) return SX_OK;
-  if (cnt < cap) {
-    ids[cnt++] = (uint32_t)s;
-    return set_links(g, n, level, ids, cnt, err);
+  span sp;
+  int rc;
+  ids[0] = 0;
+  if (g->par) {
+    if ((rc = list_span(g, n, level, 1, &sp, err))) return rc;
+    span_read(&sp, ids, (1 + (size_t)cap) * 4);
+    if (ids[0] > cap) {
+      span_put(&sp);
+      return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has %u links at level %u (at most %u)",
+                         (unsigned long long)n, ids[0], level, cap);
+    }
+  } else {
+    const uint32_t *l;
+    if ((rc = links(g, n, level, &l, err))) return rc;
+    memcpy(ids, l, (1 + (size_t)l[0]) * 4);
   }
-  /* Full: choose among the old links and s, by distance to n. */
-  float *nv = malloc((size_t)g->dim * 4);
-  sx__hit *c = malloc((cnt + 1) * sizeof *c);
-  if (!nv || !c) {
+  uint32_t cnt = ids[0], *list = ids + 1, sel[512], ns = 0;
+  int found = 0;
+  for (uint32_t i = 0; i < cnt; i++) found |= list[i] == s;
+  if (found) {
+    ns = UINT32_MAX; /* nothing to write */
+  } else if (cnt < cap) {
+    list[cnt++] = (uint32_t)s;
+    memcpy(sel, list, cnt * 4);
+    ns = cnt;
+  } else {
+    /* Full: choose among the old links and s, by distance to n. */
+    float *nv = malloc((size_t)g->dim * 4);
+    sx__hit *c = malloc((cnt + 1) * sizeof *c);
+    rc = nv && c ? read_vec(g, n, nv, err) : sx__err_set(err, SX_NOMEM, "out of memory");
+    float nn = g->metric == SX__COSINE && !rc ? sx__norm(nv, g->dim) : 0;
+    list[cnt] = (uint32_t)s;
+    for (uint32_t i = 0; i <= cnt && !rc; i++) {
+      c[i].slot = list[i];
+      rc = dist_to(g, nv, nn, list[i], &c[i].d, err);
+    }
+    if (!rc) rc = select_neighbors(g, c, cnt + 1, cap, s, sel, &ns, err);
     free(nv);
     free(c);
-    return sx__err_set(err, SX_NOMEM, "out of memory");
   }
-  rc = read_vec(g, n, nv, err);
-  float nn = g->metric == SX__COSINE && !rc ? sx__norm(nv, g->dim) : 0;
-  ids[cnt] = (uint32_t)s;
-  for (uint32_t i = 0; i <= cnt && !rc; i++) {
-    c[i].slot = ids[i];
-    rc = dist_to(g, nv, nn, ids[i], &c[i].d, err);
+  if (g->par) {
+    if (!rc && ns != UINT32_MAX) {
+      ids[0] = ns;
+      memcpy(ids + 1, sel, (size_t)ns * 4);
+      span_write(&sp, ids, (1 + (size_t)ns) * 4);
+    }
+    span_put(&sp);
+    return rc;
   }
-  uint32_t sel[512], ns = 0;
-  if (!rc) rc = select_neighbors(g, c, cnt + 1, cap, sel, &ns, err);
-  if (!rc) rc = set_links(g, n, level, sel, ns, err);
-  free(nv);
-  free(c);
-  return rc;
+  return rc || ns == UINT32_MAX ? rc : set_links(g, n, level, sel, ns, err);
 }
 
 static uint32_t draw_level(sx__hnsw *g, uint64_t slot) {
@@ -658,61 +902,90 @@ static uint32_t draw_level(sx__hnsw *g, uint64_t slot) {
   return lv >= MAX_LEVEL ? MAX_LEVEL : (uint32_t)lv;
 }
 
-int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
+static int set_entry(sx__hnsw *g, uint64_t slot, uint32_t level, sx_error *err) {
+  uint8_t *ow;
+  int rc = sx__txn_write(g->v.t, g->L.owner, &ow, err);
+  if (!rc) {
+    sx__wr32(ow + g->L.ep_off, (uint32_t)slot + 1);
+    sx__wr32(ow + g->L.ep_off + 4, level);
+  }
+  return rc;
+}
+
+/* The serial part of an insert: the node's norm (cosine), its level and the room for
+ * its upper links, empty lists (a relinked node keeps its old ones: they are the way
+ * on from it while it is searched from, and each is overwritten once chosen), and
+ * the entry point when the graph was empty. *link = 0 when that is all there is. */
+static int prepare(sx__hnsw *g, uint64_t slot, int relink, int *link, sx_error *err) {
   sx__txn *t = g->v.t;
-  const uint8_t *o = owner_page(g, err);
-  if (!o) return err ? err->code : SX_IO;
-  g->nslots = sx__rd64(o + g->L.nslots_off);
+  *link = 1;
   if (slot >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW insert of slot %llu past the end", (unsigned long long)slot);
-  float *v = malloc((size_t)g->dim * 4);
-  if (!v) return sx__err_set(err, SX_NOMEM, "out of memory");
-  int rc = read_vec(g, slot, v, err);
-  float qn = 0;
-  if (!rc && g->metric == SX__COSINE) {
-    qn = sx__norm(v, g->dim);
+  int rc = SX_OK;
+  if (g->metric == SX__COSINE) {
+    rc = read_vec(g, slot, g->vbuf, err);
+    float qn = rc ? 0 : sx__norm(g->vbuf, g->dim);
     uint8_t *lp;
-    rc = lc_getw(g, &g->norms, slot * 4 / g->ps, &lp, err);
+    if (!rc) rc = lc_getw(g, &g->norms, slot * 4 / g->ps, &lp, err);
     if (!rc) memcpy(lp + slot * 4 % g->ps, &qn, 4);
   }
   uint32_t level = 0;
   if (!rc && relink) {
     rc = meta_of(g, slot, &level, NULL, err);
   } else if (!rc) {
-    /* A new node: its level and room for its upper links. */
     level = draw_level(g, slot);
     uint8_t *ow;
     rc = sx__txn_write(t, g->L.owner, &ow, err);
-    uint64_t uoff = rc ? 0 : sx__rd64(ow + g->L.upper_len_off);
-    if (!rc && uoff + (uint64_t)level * (1 + g->m) > UINT32_MAX)
+    uint64_t uoff = rc ? 0 : sx__rd64(ow + g->L.upper_len_off), words = (uint64_t)level * (1 + g->m);
+    if (!rc && uoff + words > UINT32_MAX)
       rc = sx__err_set(err, SX_FULL, "HNSW upper-level links are full");
     if (!rc) {
-      sx__wr64(ow + g->L.upper_len_off, uoff + (uint64_t)level * (1 + g->m));
+      sx__wr64(ow + g->L.upper_len_off, uoff + words);
       uint32_t meta[2] = {level, (uint32_t)uoff};
       rc = sx__pa_write(t, g->L.owner, g->L.meta_off, slot * 8, meta, 8, err);
     }
+    if (!rc) rc = set_links(g, slot, 0, NULL, 0, err);
+    if (!rc && words) {
+      /* All of the room, so that every page of it exists for parallel linking. */
+      uint32_t *zero = calloc(words, 4);
+      rc = zero ? sx__pa_write(t, g->L.owner, g->L.upper_off, uoff * 4, zero, words * 4, err)
+                : sx__err_set(err, SX_NOMEM, "out of memory");
+      free(zero);
+    }
   }
-  /* A new node starts with empty link lists. A relinked node keeps its old ones
-   * while the searches below run: they are the way on from it when it is the entry
-   * point (emptied, they left the entry point with no links at all and the whole
-   * graph unreachable); each level's list is overwritten once chosen. */
-  for (uint32_t l = 0; l <= level && !rc && !relink; l++) rc = set_links(g, slot, l, NULL, 0, err);
   uint64_t ep = UINT64_MAX;
   uint32_t top = 0;
   if (!rc) rc = entry(g, &ep, &top, err);
   if (!rc && (ep == UINT64_MAX || (relink && ep == slot && g->nslots == 1))) {
-    uint8_t *ow;
-    rc = sx__txn_write(t, g->L.owner, &ow, err);
-    if (!rc) {
-      sx__wr32(ow + g->L.ep_off, (uint32_t)slot + 1);
-      sx__wr32(ow + g->L.ep_off + 4, level);
-    }
-    free(v);
-    return rc;
+    *link = 0;
+    rc = set_entry(g, slot, level, err);
   }
+  return rc;
+}
+
+/* Links a prepared node into the graph: greedy descent to its level, an
+ * ef_construction search on each of its levels, its neighbours by the heuristic, and
+ * back links from them. */
+static int link_node(sx__hnsw *g, uint64_t slot, sx_error *err) {
+  uint32_t level = 0;
+  int rc = meta_of(g, slot, &level, NULL, err);
+  if (rc) return rc;
+  float *v = malloc((size_t)g->dim * 4);
+  if (!v) return sx__err_set(err, SX_NOMEM, "out of memory");
+  rc = read_vec(g, slot, v, err);
+  float qn = !rc && g->metric == SX__COSINE ? sx__norm(v, g->dim) : 0;
+  uint64_t ep = UINT64_MAX;
+  uint32_t top = 0;
+  if (!rc) rc = entry(g, &ep, &top, err);
+  if (!rc && ep == UINT64_MAX) rc = sx__err_set(err, SX_CORRUPT, "HNSW graph has no entry point");
   sx__hit best = {0, 0};
-  if (!rc) rc = descend(g, v, qn, ep, top, level < top ? level : top, &best, err);
-  uint32_t sel[512];
-  for (int64_t l = level < top ? level : top; l >= 0 && !rc; l--) {
+  uint32_t lmax = level < top ? level : top;
+  if (!rc) rc = descend(g, v, qn, ep, top, lmax, &best, err);
+  /* The node's own lists are all written before any back link makes it reachable:
+   * once reachable, other threads may add links to its lists, which writing them
+   * afterwards would drop (and with them the only way to those nodes). */
+  uint32_t *sel = malloc((size_t)(lmax + 1) * g->m * 4), nsel[MAX_LEVEL + 1] = {0};
+  if (!sel && !rc) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  for (int64_t l = lmax; l >= 0 && !rc; l--) {
     size_t nr = 1;
     rc = ensure_scratch(g, g->efc) ? sx__err_set(err, SX_NOMEM, "out of memory") : SX_OK;
     if (!rc) {
@@ -727,23 +1000,132 @@ int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err) {
       break;
     }
     memcpy(c, g->res, nr * sizeof *c);
-    qsort(c, nr, sizeof *c, cmp_sel);
+    qsort_r(c, nr, sizeof *c, cmp_sel, g);
     best = c[0];
-    uint32_t ns = 0;
-    rc = select_neighbors(g, c, nr, g->m, sel, &ns, err);
+    uint32_t *ls = sel + (size_t)l * g->m;
+    rc = select_neighbors(g, c, nr, g->m, UINT64_MAX, ls, &nsel[l], err);
     free(c);
-    if (!rc) rc = set_links(g, slot, (uint32_t)l, sel, ns, err);
-    for (uint32_t i = 0; i < ns && !rc; i++) rc = add_link(g, sel[i], (uint32_t)l, slot, err);
+    if (!rc) rc = set_links(g, slot, (uint32_t)l, ls, nsel[l], err);
   }
-  if (!rc && level > top) {
-    uint8_t *ow;
-    rc = sx__txn_write(t, g->L.owner, &ow, err);
-    if (!rc) {
-      sx__wr32(ow + g->L.ep_off, (uint32_t)slot + 1);
-      sx__wr32(ow + g->L.ep_off + 4, level);
-    }
-  }
+  if (g->par && slot >= g->par->base) /* it becomes reachable now */
+    atomic_store_explicit(&g->par->stamp[slot - g->par->base], atomic_fetch_add(&g->par->seq, 1),
+                          memory_order_relaxed);
+  for (int64_t l = lmax; l >= 0 && !rc; l--)
+    for (uint32_t i = 0; i < nsel[l] && !rc; i++)
+      rc = add_link(g, sel[(size_t)l * g->m + i], (uint32_t)l, slot, err);
+  free(sel);
   free(v);
+  if (rc || level <= top) return rc;
+  if (!g->par) return set_entry(g, slot, level, err);
+  /* Another thread may have raised the top meanwhile: the higher node stays the entry. */
+  sx__mutex_lock(&g->par->mu);
+  if (level > g->par->top) g->par->ep = slot, g->par->top = level;
+  sx__mutex_unlock(&g->par->mu);
+  return SX_OK;
+}
+
+typedef struct worker {
+  const sx__pv *v;
+  const sx__hnsw_layout *lay;
+  uint32_t dim, m, efc;
+  int metric;
+  par *p;
+  int rc;
+  sx_error err;
+} worker;
+
+static void *work(void *arg) {
+  worker *w = arg;
+  sx__hnsw *g;
+  w->rc = sx__hnsw_open(w->v, w->lay, w->dim, w->metric, w->m, w->efc, &g, &w->err);
+  if (!w->rc) g->par = w->p;
+  while (!w->rc && !atomic_load(&w->p->stop)) {
+    size_t i = atomic_fetch_add(&w->p->next, 1);
+    if (i >= w->p->n) break;
+    w->rc = link_node(g, w->p->slots[i], &w->err);
+  }
+  if (w->rc) atomic_store(&w->p->stop, 1);
+  sx__hnsw_close(g);
+  return NULL;
+}
+
+/* Below this many nodes to link, threads cost more than they save. */
+#define PAR_MIN 16
+
+int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
+                          uint32_t m, uint32_t efc, const uint64_t *slots, const uint8_t *relink,
+                          size_t n, int nthreads, sx_error *err) {
+  sx__hnsw *g;
+  int rc = sx__hnsw_open(v, lay, dim, metric, m, efc, &g, err);
+  if (rc) return rc;
+  uint64_t *todo = malloc((n ? n : 1) * sizeof *todo);
+  if (!todo) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  size_t nt = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    int need = 0;
+    rc = prepare(g, slots[i], relink[i], &need, err);
+    if (need) todo[nt++] = slots[i];
+  }
+  if (rc || nthreads <= 1 || nt < PAR_MIN) {
+    for (size_t i = 0; i < nt && !rc; i++) rc = link_node(g, todo[i], err);
+    sx__hnsw_close(g);
+    free(todo);
+    return rc;
+  }
+  /* In parallel: the entry point moves to shared memory while threads link. */
+  par p;
+  memset(&p, 0, sizeof p);
+  rc = entry(g, &p.ep, &p.top, err);
+  /* The last list of the upper stream may end on a page never written (older files
+   * wrote only counts); spans read whole lists. */
+  const uint8_t *o = rc ? NULL : owner_page(g, err);
+  if (!rc && !o) rc = err ? err->code : SX_IO;
+  uint64_t ulen = o ? sx__rd64(o + lay->upper_len_off) : 0;
+  uint8_t *lp;
+  if (!rc && ulen) rc = sx__pa_leaf_w(v->t, lay->owner, lay->upper_off, (ulen * 4 - 1) / g->ps, &lp, err);
+  if (rc) {
+    sx__hnsw_close(g);
+    free(todo);
+    return rc;
+  }
+  uint64_t ep0 = p.ep;
+  uint32_t top0 = p.top;
+  sx__mutex_init(&p.mu, SX_RANK_INDEX, "HNSW entry point");
+  p.slots = todo;
+  p.n = nt;
+  p.base = todo[0]; /* slots come sorted */
+  p.stamp = malloc((g->nslots - p.base) * sizeof *p.stamp);
+  if (!p.stamp) {
+    sx__mutex_destroy(&p.mu);
+    sx__hnsw_close(g);
+    free(todo);
+    return sx__err_set(err, SX_NOMEM, "out of memory");
+  }
+  for (uint64_t i = 0; i < g->nslots - p.base; i++) atomic_init(&p.stamp[i], p.base + i);
+  atomic_init(&p.seq, g->nslots);
+  atomic_init(&p.next, 0);
+  atomic_init(&p.stop, 0);
+  int nw = nthreads > 64 ? 64 : nthreads;
+  worker ws[64];
+  pthread_t tids[64];
+  int started[64] = {0};
+  for (int i = 0; i < nw; i++) {
+    ws[i] = (worker){v, lay, dim, m, efc, metric, &p, SX_OK, SX_ERROR_INIT};
+    if (i > 0) started[i] = pthread_create(&tids[i], NULL, work, &ws[i]) == 0;
+  }
+  work(&ws[0]);
+  for (int i = 1; i < nw; i++)
+    if (started[i]) pthread_join(tids[i], NULL);
+  for (int i = 0; i < nw && !rc; i++) {
+    if (!ws[i].rc) continue;
+    rc = ws[i].rc;
+    if (err) *err = ws[i].err;
+  }
+  if (!rc && (p.ep != ep0 || p.top != top0)) rc = set_entry(g, p.ep, p.top, err);
+  sx__mutex_destroy(&p.mu);
+  free(p.stamp);
+  sx__hnsw_close(g);
+  free(todo);
   return rc;
 }
 

@@ -94,12 +94,14 @@ typedef struct sx__hit {
 int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
                   uint32_t m, uint32_t efc, sx__hnsw **out, sx_error *err);
 void sx__hnsw_close(sx__hnsw *g);
-/* Write views: links slot into the graph; its vector is already stored. With
- * relink, slot is already in the graph and its vector changed. */
-int sx__hnsw_insert(sx__hnsw *g, uint64_t slot, int relink, sx_error *err);
-/* Write views: the vector of slot was rewritten by someone else; forget cached
- * pointers to it. */
-void sx__hnsw_vector_written(sx__hnsw *g, uint64_t slot);
+/* Write views: links n slots into the graph, in order; their vectors are stored.
+ * relink[i] != 0: slots[i] is already in the graph and its vector changed. Slots are
+ * distinct. With nthreads > 1 (and enough slots), that many threads link nodes at
+ * once in the view's transaction, under page locks (hnsw.c explains). On an error
+ * the transaction holds a partial graph: the caller rolls back to its savepoint. */
+int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
+                          uint32_t m, uint32_t efc, const uint64_t *slots, const uint8_t *relink,
+                          size_t n, int nthreads, sx_error *err);
 /* Live hits, closest first: up to k, plus any tied in distance with the k-th (the
  * caller breaks ties by id, so out must hold max(ef, k)). ef is raised to k. */
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,

@@ -1381,6 +1381,23 @@ sx__rwlock *sx__txn_page_lock(sx__txn *t, uint32_t pgno) {
   return d ? &d->lock : NULL;
 }
 
+int sx__txn_image(sx__txn *t, uint32_t pgno, const uint8_t **out, sx__rwlock **lock,
+                  sx_error *err) {
+  sx__mutex_lock(&t->mu);
+  dpage *d = tab_find(t, pgno);
+  uint32_t np = t->npages;
+  sx__mutex_unlock(&t->mu);
+  if (d) {
+    *out = d->buf;
+    *lock = &d->lock;
+    return SX_OK;
+  }
+  *lock = NULL;
+  if (pgno >= np)
+    return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno, np);
+  return view_page(t->p, &t->view, pgno, out, err);
+}
+
 sx__pager *sx__txn_pager(sx__txn *t) { return t->p; }
 
 uint32_t sx__txn_npages(sx__txn *t) {

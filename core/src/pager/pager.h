@@ -99,6 +99,12 @@ int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err);
 int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err);
 /* The rank SX_RANK_PAGE rwlock of a page made dirty in this transaction, or NULL. */
 sx__rwlock *sx__txn_page_lock(sx__txn *t, uint32_t pgno);
+/* The page's current image and, when it is a dirty image, its lock (else *lock is
+ * NULL: the committed image, which nobody writes). A thread reading a dirty image
+ * while others may write it holds the lock shared. Modifying needs sx__txn_write
+ * first (it records the savepoint's undo image), then the lock exclusive. */
+int sx__txn_image(sx__txn *t, uint32_t pgno, const uint8_t **out, sx__rwlock **lock,
+                  sx_error *err);
 uint32_t sx__txn_npages(sx__txn *t);
 sx__pager *sx__txn_pager(sx__txn *t);
 /*
@@ -156,6 +162,7 @@ typedef struct sx__pa_cursor {
   const uint8_t *page[SX__PA_MAXDEPTH];
   uint64_t leaf_key;
   const uint8_t *leaf;
+  uint32_t leaf_pgno; /* page number of the leaf last returned by sx__pa_leaf */
 } sx__pa_cursor;
 /* pa points at the array's two words (root, depth) in its owner page. */
 void sx__pa_cursor_init(sx__pa_cursor *cur, const sx__pv *v, const uint8_t *pa);

@@ -77,6 +77,7 @@ int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error
   }
   int rc = sx__pv_page(cur->v, pg, out, err);
   if (rc) return rc;
+  cur->leaf_pgno = pg;
   cur->leaf_key = leaf;
   cur->leaf = *out;
   return SX_OK;

@@ -15,8 +15,10 @@
 #include "session/session.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ST_ENDED 0x80000000u
 #define ST_CLEANED 0x40000000u
@@ -41,6 +43,7 @@ struct sx_db {
   unsigned fork_gen;
   char *path;
   sx__pager_config cfg;
+  int threads; /* for one call's parallel work */
   pref *pref;
   struct sx_read *reads;
   struct sx_write *writes;
@@ -199,8 +202,11 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
   if (opts) {
     if (opts->version < 1 || opts->version > SX_OPEN_OPTIONS_VERSION)
       return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown options version %u", opts->version);
-    o = *opts;
+    /* A version 1 struct ends before `threads`. */
+    memcpy(&o, opts, opts->version == 1 ? offsetof(sx_open_options, threads) : sizeof o);
   }
+  if (o.threads > 64)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "threads %u is more than 64", o.threads);
   if (o.sync != SX_SYNC_FULL && o.sync != SX_SYNC_NORMAL && o.sync != SX_SYNC_OFF)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown sync level %d", (int)o.sync);
   if (o.page_size && (o.page_size < 4096 || o.page_size > 65536 || (o.page_size & (o.page_size - 1))))
@@ -222,6 +228,12 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
   db->cfg.page_size = o.page_size;
   db->cfg.autocheckpoint = o.autocheckpoint_frames;
   db->cfg.wal_max_frames = o.wal_max_frames;
+  if (o.threads) {
+    db->threads = (int)o.threads;
+  } else {
+    long np = sysconf(_SC_NPROCESSORS_ONLN);
+    db->threads = np < 1 ? 1 : np > 8 ? 8 : (int)np;
+  }
   int rc = sx__pager_open(path, &db->cfg, &r->p, err);
   if (rc) {
     free(db);
@@ -261,6 +273,8 @@ void sx__db_free(sx_db *db) {
 const char *sx__db_path(const sx_db *db) { return db ? db->path : NULL; }
 
 sx__pager *sx__db_pager(sx_db *db) { return db && db->pref ? db->pref->p : NULL; }
+int sx__read_threads(const sx_read *r) { return r->db->threads; }
+int sx__write_threads(const sx_write *w) { return w->db->threads; }
 
 int sx__db_checkpoint(sx_db *db, int timeout_ms, sx_error *err) {
   pref *r;

@@ -62,6 +62,9 @@ void sx__write_unref(sx_write *w);
 
 /* The pager behind a database handle (tests). */
 sx__pager *sx__db_pager(sx_db *db);
+/* Threads one call may use (sx_open_options.threads, resolved). */
+int sx__read_threads(const sx_read *r);
+int sx__write_threads(const sx_write *w);
 
 #ifdef __cplusplus
 }
