@@ -123,6 +123,16 @@ static uint32_t id_tag(const char *id, size_t n) {
 /* Checks a vector: finite components, and nonzero under cosine. */
 int sx__check_vector(const float *v, size_t dim, int metric, const char *what, size_t item,
                      sx_error *err) {
+  /* A branch-free pass first (it vectorizes; this runs on every query): an exponent
+   * of all ones is Inf or NaN; a vector is zero iff every component is +-0. */
+  uint32_t bad = 0, nz = 0;
+  for (size_t j = 0; j < dim; j++) {
+    uint32_t b;
+    memcpy(&b, &v[j], 4);
+    bad |= (b & 0x7f800000u) == 0x7f800000u;
+    nz |= b & 0x7fffffffu;
+  }
+  if (!bad && (metric != SX__COSINE || nz)) return SX_OK;
   double n2 = 0;
   for (size_t j = 0; j < dim; j++) {
     if (!isfinite(v[j]))

@@ -139,7 +139,8 @@ struct sx_results {
   size_t nq;
   size_t *off;   /* nq + 1 offsets into hits */
   float *dist;
-  char **ids;
+  char **ids;    /* into blob */
+  char *blob;    /* every id, NUL-terminated, one allocation */
 };
 void sx__names_free(sx_names *n);
 void sx__record_free(sx_record *r);

@@ -280,10 +280,7 @@ out:
 
 void sx__results_free(sx_results *r) {
   if (!r) return;
-  if (r->ids) {
-    size_t total = r->off ? r->off[r->nq] : 0;
-    for (size_t i = 0; i < total; i++) free(r->ids[i]);
-  }
+  free(r->blob);
   free(r->ids);
   free(r->off);
   free(r->dist);
@@ -321,7 +318,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   const int rerank = !hnsw && nq > 1;
   if (rerank) k = k + 16 < nslots ? k + 16 : (nslots ? nslots : 1);
 
-  size_t total = 0, at = 0;
+  size_t total = 0, at = 0, blen = 0, bcap = 0;
   float *qn = malloc((nq ? nq : 1) * sizeof *qn);
   sx_results *res = calloc(1, sizeof *res);
   if (!qn || !res) {
@@ -329,7 +326,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     free(res);
     return sx__err_set(err, SX_NOMEM, "out of memory for search");
   }
-  for (size_t q = 0; q < nq; q++) qn[q] = sx__norm(qs + q * dim, dim);
+  for (size_t q = 0; q < nq; q++) qn[q] = c->metric == SX_METRIC_COSINE ? sx__norm(qs + q * dim, dim) : 0;
 
   /* Threads only over snapshots (a write transaction is used by one thread), and
    * only when there is enough to scan. */
@@ -468,13 +465,27 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
       size_t len;
       rc = sx__slot_id(c, h, hp->h[i].slot, buf, &len, err);
       if (!rc) {
-        res->ids[at] = strdup(buf);
-        if (!res->ids[at]) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+        if (blen + len + 1 > bcap) {
+          size_t nc = bcap ? bcap * 2 : 16 * (total ? total : 1);
+          while (nc < blen + len + 1) nc *= 2;
+          char *nb = realloc(res->blob, nc);
+          if (!nb) {
+            rc = sx__err_set(err, SX_NOMEM, "out of memory");
+            break;
+          }
+          res->blob = nb;
+          bcap = nc;
+        }
+        memcpy(res->blob + blen, buf, len + 1);
+        res->ids[at] = (char *)(uintptr_t)blen; /* an offset until the blob stops moving */
+        blen += len + 1;
       }
       res->dist[at] = hp->h[i].d;
     }
     res->off[q + 1] = at;
   }
+  if (!rc)
+    for (size_t i = 0; i < at; i++) res->ids[i] = res->blob + (uintptr_t)res->ids[i];
   if (!rc) rc = s.rc;
 done:
   free(jobs);
@@ -482,10 +493,6 @@ done:
   free(heaps);
   free(qn);
   if (rc) {
-    if (res->ids)
-      for (size_t i = 0; i < total; i++) free(res->ids[i]);
-    free(res->ids);
-    res->ids = NULL;
     sx__results_free(res);
     return rc;
   }

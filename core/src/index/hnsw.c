@@ -64,9 +64,12 @@ struct sx__hnsw {
   sx__pv v;
   sx__hnsw_layout L;
   uint32_t dim, m, m0, efc, ps, epp0, e0;
+  uint32_t psh;      /* ps == 1 << psh (page sizes are powers of two) */
+  uint64_t vbytes;   /* dim * 4 */
+  sx__raw_fn raw;    /* the active kernel's raw sums: l2 for SX__L2, dot products otherwise */
   int metric;
   double ml;
-  leafcache vec, g0, live, norms, up;
+  leafcache vec, g0, live, norms, up, meta;
   par *par; /* set while this context is one of several linking in parallel */
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
   float *vbuf, *vbuf2; /* scratch vectors */
@@ -303,10 +306,6 @@ static int read_vec(sx__hnsw *g, uint64_t slot, float *dst, sx_error *err) {
   return SX_OK;
 }
 
-/* Distance from q (norm qn, used by cosine) to the vector of slot: by the exact-scan
- * kernel straight from its page, or, when it straddles two pages, by adding the raw
- * sums (sx__partial) of both parts without copying it. (Recovering partial dot
- * products as 1 - ip_distance lost them to rounding at small norms.) */
 static int norm_of(sx__hnsw *g, uint64_t slot, float *out, sx_error *err) {
   const uint8_t *lp;
   int rc = lc_get(g, &g->norms, slot * 4 / g->ps, &lp, err);
@@ -314,59 +313,113 @@ static int norm_of(sx__hnsw *g, uint64_t slot, float *out, sx_error *err) {
   return rc;
 }
 
+/* Leaf page of vector bytes at off (the cache over the view, filled on a miss). */
+static inline int vec_leaf(sx__hnsw *g, uint64_t leaf, const uint8_t **lp, sx_error *err) {
+  if (leaf < g->vec.cap && (*lp = g->vec.r[leaf]) != NULL) return SX_OK;
+  return lc_miss(g, &g->vec, leaf, lp, err);
+}
+
+/* Distance from q (norm qn, used by cosine) to the vector of slot, straight from its
+ * page: l2 and ip by the kernel's raw sums (of each part, when the vector straddles
+ * pages); cosine by the exact-scan kernel, or, when the vector straddles pages, from
+ * the raw dot products of its parts and its stored norm. (Recovering partial dot
+ * products as 1 - ip_distance lost them to rounding at small norms.) Summing l2 in
+ * chunks so as to stop once past a bound did not pay: on Fashion-MNIST the sum passes
+ * the bound only in the last third of the vector. */
 static int dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d, sx_error *err) {
-  uint64_t off = slot * g->dim * 4;
-  size_t in = off % g->ps;
-  const float *v = g->vbuf;
-  if (in + (uint64_t)g->dim * 4 <= g->ps) {
-    const uint8_t *lp;
-    int rc = lc_get(g, &g->vec, off / g->ps, &lp, err);
-    if (rc) return rc;
-    v = (const float *)(lp + in);
+  uint64_t off = slot * g->vbytes;
+  size_t in = off & (g->ps - 1);
+  const uint8_t *lp;
+  int rc = vec_leaf(g, off >> g->psh, &lp, err);
+  if (rc) return rc;
+  float sum;
+  if (in + g->vbytes <= g->ps) {
+    const float *v = (const float *)(lp + in);
+    if (g->metric == SX__COSINE) {
+      *d = sx__distance(g->metric, q, qn, v, g->dim);
+      return SX_OK;
+    }
+    sum = g->raw(q, v, g->dim);
   } else {
-    /* The vector straddles two pages: add the raw sums of both parts (l2 and dot
-     * products add up) instead of copying it; cosine takes |v| from the stored norms. */
-    float sum = 0;
+    /* The vector straddles pages: add the raw sums of its parts (l2 and dot products
+     * add up) instead of copying it; cosine takes |v| from the stored norms. */
     size_t done = 0;
-    const int what = g->metric == SX__L2 ? SX__L2 : SX__IP;
-    for (uint64_t end = off + (uint64_t)g->dim * 4; off < end;) {
-      const uint8_t *lp;
-      int rc = lc_get(g, &g->vec, off / g->ps, &lp, err);
-      if (rc) return rc;
-      size_t at = off % g->ps, n = (size_t)(g->ps - at < end - off ? g->ps - at : end - off);
-      sum += sx__partial(what, q + done, (const float *)(lp + at), n / 4);
-      done += n / 4;
-      off += n;
+    sum = 0;
+    for (uint64_t end = off + g->vbytes;;) {
+      size_t n = (size_t)(g->ps - in < end - off ? g->ps - in : end - off) / 4;
+      sum += g->raw(q + done, (const float *)(lp + in), n);
+      done += n;
+      off += n * 4;
+      if (off >= end) break;
+      if ((rc = vec_leaf(g, off >> g->psh, &lp, err))) return rc;
+      in = 0;
     }
-    if (g->metric == SX__L2) {
-      *d = sum;
-    } else if (g->metric == SX__IP) {
-      *d = 1.0f - sum;
-    } else {
-      float vn = 0;
-      int rc = norm_of(g, slot, &vn, err);
-      if (rc) return rc;
-      float den = qn * vn;
-      *d = den > 0 ? 1.0f - sum / den : 1.0f;
-      if (*d < 0) *d = 0;
-      if (*d > 2) *d = 2;
-    }
-    return SX_OK;
   }
-  *d = sx__distance(g->metric, q, qn, v, g->dim);
+  if (g->metric == SX__L2) {
+    *d = sum;
+  } else if (g->metric == SX__IP) {
+    *d = 1.0f - sum;
+  } else {
+    float vn = 0;
+    if ((rc = norm_of(g, slot, &vn, err))) return rc;
+    float den = qn * vn;
+    *d = den > 0 ? 1.0f - sum / den : 1.0f;
+    if (*d < 0) *d = 0;
+    if (*d > 2) *d = 2;
+  }
+  return SX_OK;
+}
+
+/* Distance between two stored vectors, without copying either: raw sums over the
+ * runs where both lie within a page (cosine with their stored norms). */
+static int dist_slots(sx__hnsw *g, uint64_t a, uint64_t b, float *d, sx_error *err) {
+  uint64_t oa = a * g->vbytes, ob = b * g->vbytes, end = oa + g->vbytes;
+  float sum = 0;
+  while (oa < end) {
+    const uint8_t *pa, *pb;
+    int rc = vec_leaf(g, oa >> g->psh, &pa, err);
+    if (!rc) rc = vec_leaf(g, ob >> g->psh, &pb, err);
+    if (rc) return rc;
+    size_t ia = oa & (g->ps - 1), ib = ob & (g->ps - 1), n = end - oa;
+    if (g->ps - ia < n) n = g->ps - ia;
+    if (g->ps - ib < n) n = g->ps - ib;
+    sum += g->raw((const float *)(pa + ia), (const float *)(pb + ib), n / 4);
+    oa += n;
+    ob += n;
+  }
+  if (g->metric == SX__L2) {
+    *d = sum;
+  } else if (g->metric == SX__IP) {
+    *d = 1.0f - sum;
+  } else {
+    float na = 0, nb = 0;
+    int rc = norm_of(g, a, &na, err);
+    if (!rc) rc = norm_of(g, b, &nb, err);
+    if (rc) return rc;
+    float den = na * nb;
+    *d = den > 0 ? 1.0f - sum / den : 1.0f;
+    if (*d < 0) *d = 0;
+    if (*d > 2) *d = 2;
+  }
   return SX_OK;
 }
 
 /* ---- links -------------------------------------------------------------------- */
 
 static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, sx_error *err) {
-  const uint8_t *o = owner_page(g, err);
-  if (!o) return err ? err->code : SX_IO;
-  sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &g->v, o + g->L.meta_off);
   uint32_t b[2];
-  int rc = sx__pa_read(&cur, slot * 8, b, 8, err);
-  if (rc) return rc;
+  int rc;
+  if (!g->v.t) { /* a snapshot: cached leaf pointers (entries never straddle pages) */
+    const uint8_t *lp;
+    if ((rc = lc_get(g, &g->meta, (slot * 8) >> g->psh, &lp, err))) return rc;
+    memcpy(b, lp + ((slot * 8) & (g->ps - 1)), 8);
+  } else {
+    const uint8_t *o = owner_page(g, err);
+    if (!o) return err ? err->code : SX_IO;
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &g->v, o + g->L.meta_off);
+    if ((rc = sx__pa_read(&cur, slot * 8, b, 8, err))) return rc;
+  }
   *level = b[0];
   if (uoff) *uoff = b[1];
   if (b[0] > MAX_LEVEL) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has level %u", (unsigned long long)slot, b[0]);
@@ -408,13 +461,23 @@ static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **ou
     int rc = meta_of(g, slot, &lv, &uoff, err);
     if (rc) return rc;
     if (level > lv) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot, level);
+    uint64_t at = ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4;
+    const uint8_t *lp;
+    if (!g->v.t && (at & (g->ps - 1)) + (1 + (uint64_t)g->m) * 4 <= g->ps) {
+      /* A snapshot, and the list within one page: read it in place. */
+      if ((rc = lc_get(g, &g->up, at >> g->psh, &lp, err))) return rc;
+      *out = (const uint32_t *)(lp + (at & (g->ps - 1)));
+      if ((*out)[0] > g->m)
+        return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has %u links at level %u (at most %u)",
+                           (unsigned long long)slot, (*out)[0], level, g->m);
+      return SX_OK;
+    }
     const uint8_t *o = owner_page(g, err);
     if (!o) return err ? err->code : SX_IO;
     sx__pa_cursor cur;
     sx__pa_cursor_init(&cur, &g->v, o + g->L.upper_off);
     /* The count, then only the links in use: the rest of the (1 + m)-word list may lie
-     * on a page of the array that was never written (lists straddle pages). */
-    uint64_t at = ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4;
+     * on a page of the array that was never written (older files wrote counts only). */
     rc = sx__pa_read(&cur, at, g->lbuf, 4, err);
     if (!rc && g->lbuf[0] > g->m)
       return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has %u links at level %u (at most %u)",
@@ -596,6 +659,25 @@ static int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
   return rc;
 }
 
+/* Prefetches every cache line of a vector a few distances ahead: the hardware
+ * prefetcher follows a stream only within a 4 KiB page, and most vectors of a few
+ * hundred dimensions straddle one. */
+#ifndef PF_NEXT
+#define PF_NEXT 2
+#endif
+static inline void prefetch_vector(const sx__hnsw *g, uint64_t slot) {
+  uint64_t off = slot * g->vbytes, end = off + g->vbytes;
+  while (off < end) {
+    uint64_t leaf = off >> g->psh;
+    if (leaf >= g->vec.cap || !g->vec.r[leaf]) return;
+    const uint8_t *p = g->vec.r[leaf] + (off & (g->ps - 1));
+    uint64_t stop = (leaf + 1) << g->psh;
+    if (stop > end) stop = end;
+    for (uint64_t o = off; o < stop; o += 64, p += 64) __builtin_prefetch(p);
+    off = stop;
+  }
+}
+
 /*
  * The ef nearest nodes to q at `level`, found from the entry points in res[0..*nres)
  * (distances filled). Results replace them in res, as a max-heap. With only_live,
@@ -623,25 +705,30 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
     sx__hit c = minh_pop(g, g->cand, &nc);
     if (nr >= ef && closer(g, res[0], c)) break;
     const uint32_t *l;
-    rc = links(g, c.slot, level, &l, err);
-    if (rc) return rc;
+    const uint8_t *lp;
+    if (level == 0 && !g->par && c.slot / g->epp0 < g->g0.cap && (lp = g->g0.r[c.slot / g->epp0]) != NULL &&
+        ((const uint32_t *)(lp + (c.slot % g->epp0) * g->e0))[0] <= g->m0) {
+      l = (const uint32_t *)(lp + (c.slot % g->epp0) * g->e0); /* the common case, inline */
+    } else if ((rc = links(g, c.slot, level, &l, err))) {
+      return rc;
+    }
+    /* l stays valid below: nothing in this loop reads another list. */
     uint32_t cnt = l[0];
-    uint32_t ids[1 + 512];
-    memcpy(ids, l + 1, cnt * 4); /* upper-level lists live in g->lbuf, reused below */
+    uint32_t ids[512];
     /* The unvisited neighbours, their vectors prefetched before any is measured. */
     uint32_t todo = 0;
     for (uint32_t i = 0; i < cnt; i++) {
-      uint64_t n = ids[i];
+      uint64_t n = l[1 + i];
       if (n >= g->nslots)
         return sx__err_set(err, SX_CORRUPT, "HNSW node %u links to slot %llu past the end", c.slot,
                            (unsigned long long)n);
       if (g->vtag[n] == g->tag) continue;
       g->vtag[n] = g->tag;
       ids[todo++] = (uint32_t)n;
-      uint64_t off = n * g->dim * 4;
-      uint64_t leaf = off / g->ps;
+      uint64_t off = n * g->vbytes;
+      uint64_t leaf = off >> g->psh;
       if (leaf < g->vec.cap && g->vec.r[leaf]) {
-        const uint8_t *a = g->vec.r[leaf] + off % g->ps;
+        const uint8_t *a = g->vec.r[leaf] + (off & (g->ps - 1));
         __builtin_prefetch(a);
         __builtin_prefetch(a + 64);
       }
@@ -649,11 +736,17 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
     for (uint32_t i = 0; i < todo; i++) {
       uint64_t n = ids[i];
       float d;
+      if (i + PF_NEXT < todo) prefetch_vector(g, ids[i + PF_NEXT]);
       rc = dist_to(g, q, qn, n, &d, err);
       if (rc) return rc;
       if (nr < ef || closer(g, (sx__hit){d, (uint32_t)n}, res[0])) {
         if ((rc = cand_room(g, nc, err))) return rc;
         minh_push(g, g->cand, &nc, (sx__hit){d, (uint32_t)n});
+        if (level == 0) { /* the list of the next node to expand */
+          uint32_t t = g->cand[0].slot;
+          if (t / g->epp0 < g->g0.cap && g->g0.r[t / g->epp0])
+            __builtin_prefetch(g->g0.r[t / g->epp0] + (t % g->epp0) * g->e0);
+        }
         int live = 1;
         if (only_live && (rc = is_live(g, n, err, &live))) return rc;
         if (live && n != skip) {
@@ -682,6 +775,9 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   g->m0 = 2 * m;
   g->efc = efc;
   g->ps = sx__pager_page_size(v->p);
+  while ((1u << g->psh) < g->ps) g->psh++;
+  g->vbytes = (uint64_t)dim * 4;
+  g->raw = sx__raw(metric == SX__L2 ? SX__L2 : SX__IP);
   g->e0 = (1 + g->m0) * 4;
   g->epp0 = g->ps / g->e0;
   g->ml = 1.0 / log((double)(m < 2 ? 2 : m));
@@ -690,6 +786,7 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   if (!rc) rc = lc_init(g, &g->live, lay->live_off);
   if (!rc) rc = lc_init(g, &g->norms, lay->norms_off);
   if (!rc) rc = lc_init(g, &g->up, lay->upper_off);
+  if (!rc) rc = lc_init(g, &g->meta, lay->meta_off);
   g->vbuf = malloc((size_t)dim * 4);
   g->vbuf2 = malloc((size_t)dim * 4);
   g->lbuf = malloc((1 + (size_t)m) * 4);
@@ -711,6 +808,7 @@ void sx__hnsw_close(sx__hnsw *g) {
   lc_free(&g->live);
   lc_free(&g->norms);
   lc_free(&g->up);
+  lc_free(&g->meta);
   free(g->vbuf);
   free(g->vbuf2);
   free(g->lbuf);
@@ -819,13 +917,10 @@ static int select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint
   }
   uint32_t n = 0;
   for (size_t i = 0; i < nc && n < max; i++) {
-    int rc = read_vec(g, c[i].slot, g->vbuf2, err);
-    if (rc) return rc;
-    float cn = g->metric == SX__COSINE ? sx__norm(g->vbuf2, g->dim) : 0;
     int good = 1;
     for (uint32_t j = 0; j < n && good; j++) {
       float d;
-      rc = dist_to(g, g->vbuf2, cn, out[j], &d, err);
+      int rc = dist_slots(g, c[i].slot, out[j], &d, err);
       if (rc) return rc;
       if (d < c[i].d) good = 0;
     }
