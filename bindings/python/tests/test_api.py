@@ -194,6 +194,24 @@ def test_open_options(db_path: str) -> None:
             assert db.stats()["page_size"] == 8192  # the first open created it with 8192
 
 
+def test_threads_option(tmp_path: Any) -> None:
+    with pytest.raises(sextant.InvalidArgument, match="65"):
+        sextant.open(str(tmp_path / "bad.sx"), threads=65)
+    # One thread or two link the same vectors into HNSW graphs that both find every
+    # vector from itself (a batch this large is linked in parallel with threads=2).
+    vecs = np.random.default_rng(7).standard_normal((800, 16)).astype(np.float32)
+    ids = [f"v{i}" for i in range(len(vecs))]
+    for t in (1, 2):
+        with sextant.open(str(tmp_path / f"t{t}.sx"), threads=t) as db:
+            with db.write() as w:
+                w.create_collection("c", 16, index="hnsw")
+                w.upsert("c", ids, vecs)
+            db.check()
+            with db.read() as r:
+                found, _ = r.search_batch("c", vecs, 1, ef=64)
+                assert list(found[:, 0]) == ids
+
+
 def test_stats_check_checkpoint(db: sextant.Database) -> None:
     make(db)
     s = db.stats()

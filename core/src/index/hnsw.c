@@ -18,6 +18,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +36,16 @@ typedef struct leafcache {
   const uint8_t **r;
   uint8_t **w;
   size_t cap;
-  /* Parallel inserts (graph arrays only): leaf page numbers (0: not looked up yet),
-   * dirty images met while reading, and their page locks. */
-  uint32_t *pg;
-  const uint8_t **d;
-  sx__rwlock **lk;
-  size_t pcap;
 } leafcache;
+
+/* A leaf page of a graph array while threads link in parallel (see spans below). */
+typedef struct pent {
+  sx__rwlock lock;          /* SX_RANK_PAGE, ordered by pgno; writers hold it exclusive */
+  _Atomic uint32_t seq;     /* odd while a writer changes the page (a sequence lock for readers) */
+  _Atomic(uint8_t *) img;   /* NULL until looked up; changes only under the lock */
+  _Atomic uint32_t pgno;
+  int dirty;                /* img is this transaction's copy (under the lock) */
+} pent;
 
 /* What the threads of one parallel insert share. */
 typedef struct par {
@@ -58,6 +62,9 @@ typedef struct par {
   uint64_t base;
   _Atomic uint64_t *stamp;
   atomic_uint_fast64_t seq;
+  /* The leaves of the level-0 array [0] and of the upper-level array [1]. */
+  pent *ent[2];
+  size_t nent[2];
 } par;
 
 struct sx__hnsw {
@@ -104,9 +111,6 @@ static int lc_init(sx__hnsw *g, leafcache *c, unsigned pa_off) {
 static void lc_free(leafcache *c) {
   free(c->r);
   free(c->w);
-  free(c->pg);
-  free(c->d);
-  free(c->lk);
 }
 
 static int lc_grow(leafcache *c, uint64_t leaf) {
@@ -151,6 +155,24 @@ static inline int lc_get(sx__hnsw *g, leafcache *c, uint64_t leaf, const uint8_t
   return lc_miss(g, c, leaf, out, err);
 }
 
+/* Fills the read cache with leaves [0, n) (parallel inserts: done once, serially,
+ * then copied into every thread's context by lc_seed; each thread filling its own
+ * met the others at the transaction's page table on every miss). */
+static int lc_prefill(sx__hnsw *g, leafcache *c, uint64_t n, sx_error *err) {
+  for (uint64_t leaf = 0; leaf < n; leaf++) {
+    const uint8_t *lp;
+    int rc = lc_get(g, c, leaf, &lp, err);
+    if (rc) return rc;
+  }
+  return SX_OK;
+}
+
+static int lc_seed(leafcache *dst, const leafcache *src) {
+  if (!src->cap || lc_grow(dst, src->cap - 1)) return src->cap ? SX_NOMEM : SX_OK;
+  memcpy(dst->r, src->r, src->cap * sizeof *src->r);
+  return SX_OK;
+}
+
 static int lc_getw(sx__hnsw *g, leafcache *c, uint64_t leaf, uint8_t **out, sx_error *err) {
   if (lc_grow(c, leaf)) return sx__err_set(err, SX_NOMEM, "out of memory");
   if (c->w[leaf]) {
@@ -165,126 +187,159 @@ static int lc_getw(sx__hnsw *g, leafcache *c, uint64_t leaf, uint8_t **out, sx_e
 /* ---- spans: graph bytes under page locks (parallel inserts) ---------------------
  *
  * While several threads link nodes in one transaction, a link list is read or written
- * only through a span: the one or two page images holding it, with the page locks of
- * the dirty ones taken in ascending page order (shared to read, exclusive to write).
- * A committed image (a page no thread has dirtied yet) is immutable and read without
- * a lock; a reader may thus see a list as it was just before another thread's
- * change, which is as if it had read a moment earlier. Writers always go through
- * sx__txn_write, which makes the dirty copy (and the savepoint's undo image). The
- * arrays do not grow while threads link (sx__hnsw_insert_batch prepares every page
- * first), so leaf page numbers are looked up once and cached.
+ * only through a span: the one or two leaf pages of its array holding it, each with
+ * a page lock (a pent, shared by the threads). Writers take the pages' reader-writer
+ * locks exclusive, in ascending page order, and bump each page's sequence number to
+ * odd while they change it and back to even after. Readers take no lock: they copy
+ * the list and keep the copy only if no sequence number moved meanwhile (a sequence
+ * lock), so threads that only read a page never write to shared memory; with the
+ * locks taken shared, the cache line of every popular page's lock went back and forth
+ * between the cores on each read. Lists are read and written a 32-bit word at a time
+ * with atomic accesses. A page's image starts as whatever the transaction
+ * had (committed, or dirtied before this batch); the first writer, holding the lock
+ * exclusive, makes the transaction's copy through sx__txn_write (which also keeps the
+ * savepoint's undo image) and switches the image to it, so a reader always sees the
+ * latest lists without asking the transaction's page table (its mutex was the one
+ * point all threads met). The arrays do not grow while threads link
+ * (sx__hnsw_insert_batch prepares every page first).
  */
 typedef struct span {
   int n;
+  pent *e[2];
   uint32_t pg[2];
-  sx__rwlock *lk[2];
-  uint8_t *p[2];
+  uint8_t *p[2];   /* written spans: the bytes, in the images */
+  size_t at[2];    /* offsets in the pages */
   size_t len[2];
   int write;
 } span;
 
-static int lc_grow_par(leafcache *c, uint64_t leaf) {
-  if (leaf < c->pcap) return SX_OK;
-  size_t nc = c->pcap ? c->pcap : 256;
-  while (nc <= leaf) nc *= 2;
-  uint32_t *pg = realloc(c->pg, nc * sizeof *pg);
-  if (!pg) return SX_NOMEM;
-  c->pg = pg;
-  const uint8_t **d = realloc(c->d, nc * sizeof *d);
-  if (!d) return SX_NOMEM;
-  c->d = d;
-  sx__rwlock **lk = realloc(c->lk, nc * sizeof *lk);
-  if (!lk) return SX_NOMEM;
-  c->lk = lk;
-  memset(c->pg + c->pcap, 0, (nc - c->pcap) * sizeof *pg);
-  memset(c->d + c->pcap, 0, (nc - c->pcap) * sizeof *d);
-  memset(c->lk + c->pcap, 0, (nc - c->pcap) * sizeof *lk);
-  c->pcap = nc;
-  return SX_OK;
-}
-
-static int span_page(sx__hnsw *g, leafcache *c, uint64_t leaf, int write, uint8_t **p,
-                     sx__rwlock **lk, uint32_t *pg, sx_error *err) {
-  if (lc_grow(c, leaf) || lc_grow_par(c, leaf)) return sx__err_set(err, SX_NOMEM, "out of memory");
-  int rc;
-  if (!c->pg[leaf]) {
-    const uint8_t *o = owner_page(g, err), *lp;
+/* The page entry of leaf `leaf` of array `which` (0: level 0, 1: upper), looked up on
+ * first use. */
+static int pent_get(sx__hnsw *g, int which, uint64_t leaf, pent **out, sx_error *err) {
+  par *p = g->par;
+  if (leaf >= p->nent[which])
+    return sx__err_set(err, SX_CORRUPT, "HNSW link list at leaf %llu is past the graph",
+                       (unsigned long long)leaf);
+  pent *e = &p->ent[which][leaf];
+  if (!atomic_load_explicit(&e->img, memory_order_acquire)) {
+    const uint8_t *o = owner_page(g, err), *lp, *img;
     if (!o) return err ? err->code : SX_IO;
     sx__pa_cursor cur;
-    sx__pa_cursor_init(&cur, &g->v, o + c->pa_off);
-    if ((rc = sx__pa_leaf(&cur, leaf, &lp, err))) return rc;
-    c->pg[leaf] = cur.leaf_pgno;
+    sx__pa_cursor_init(&cur, &g->v, o + (which ? g->L.upper_off : g->L.graph0_off));
+    int rc = sx__pa_leaf(&cur, leaf, &lp, err);
+    sx__rwlock *unused;
+    if (!rc) rc = sx__txn_image(g->v.t, cur.leaf_pgno, &img, &unused, err);
+    if (rc) return rc;
+    atomic_store_explicit(&e->pgno, cur.leaf_pgno, memory_order_relaxed);
+    uint8_t *expect = NULL; /* another thread may have set it first: the same image */
+    atomic_compare_exchange_strong_explicit(&e->img, &expect, (uint8_t *)img, memory_order_release,
+                                            memory_order_acquire);
   }
-  *pg = c->pg[leaf];
-  if (write) {
-    if (!c->w[leaf]) {
-      if ((rc = sx__txn_write(g->v.t, *pg, &c->w[leaf], err))) return rc;
-      c->d[leaf] = c->w[leaf];
-      c->lk[leaf] = sx__txn_page_lock(g->v.t, *pg);
-    }
-    *p = c->w[leaf];
-    *lk = c->lk[leaf];
-  } else if (c->d[leaf]) {
-    *p = (uint8_t *)c->d[leaf];
-    *lk = c->lk[leaf];
-  } else {
-    const uint8_t *img;
-    if ((rc = sx__txn_image(g->v.t, *pg, &img, lk, err))) return rc;
-    if (*lk) c->d[leaf] = img, c->lk[leaf] = *lk;
-    *p = (uint8_t *)img; /* written only when *lk is set, and then under it */
-  }
+  *out = e;
   return SX_OK;
 }
 
-static int span_get(sx__hnsw *g, leafcache *c, uint64_t off, size_t len, int write, span *s,
+/* Ends a span taken to write. */
+static void span_put(span *s) {
+  int rev = s->n == 2 && s->pg[1] < s->pg[0];
+  for (int i = s->n - 1; i >= 0; i--) {
+    int j = rev ? s->n - 1 - i : i;
+    pent *e = s->e[j];
+    atomic_store_explicit(&e->seq, atomic_load_explicit(&e->seq, memory_order_relaxed) + 1,
+                          memory_order_release);
+    sx__rwlock_unlock(&e->lock, s->pg[j]);
+  }
+}
+
+static int span_get(sx__hnsw *g, int which, uint64_t off, size_t len, int write, span *s,
                     sx_error *err) {
+  size_t at[2];
   s->n = 0;
   s->write = write;
   while (len) {
     if (s->n == 2) return sx__err_set(err, SX_CORRUPT, "HNSW link list spans more than two pages");
-    size_t in = off % g->ps, n = g->ps - in < len ? g->ps - in : len;
-    uint8_t *p = NULL;
-    int rc = span_page(g, c, off / g->ps, write, &p, &s->lk[s->n], &s->pg[s->n], err);
+    size_t in = off & (g->ps - 1), n = g->ps - in < len ? g->ps - in : len;
+    int rc = pent_get(g, which, off >> g->psh, &s->e[s->n], err);
     if (rc) return rc;
-    s->p[s->n] = p + in;
+    s->pg[s->n] = atomic_load_explicit(&s->e[s->n]->pgno, memory_order_relaxed);
+    at[s->n] = in;
     s->len[s->n++] = n;
     off += n;
     len -= n;
   }
-  int first = s->n == 2 && s->pg[1] < s->pg[0];
+  for (int i = 0; i < s->n; i++) s->at[i] = at[i];
+  if (!write) return SX_OK; /* readers: span_read_stable */
+  int rev = s->n == 2 && s->pg[1] < s->pg[0];
+  int rc = SX_OK;
   for (int i = 0; i < s->n; i++) {
-    int j = first ? s->n - 1 - i : i;
-    if (!s->lk[j]) continue;
-    if (write) sx__rwlock_wrlock(s->lk[j], s->pg[j]);
-    else sx__rwlock_rdlock(s->lk[j], s->pg[j]);
+    int j = rev ? s->n - 1 - i : i;
+    pent *e = s->e[j];
+    sx__rwlock_wrlock(&e->lock, s->pg[j]);
+    atomic_store_explicit(&e->seq, atomic_load_explicit(&e->seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    if (!e->dirty && !rc) {
+      uint8_t *buf;
+      rc = sx__txn_write(g->v.t, s->pg[j], &buf, err);
+      if (!rc) {
+        atomic_store_explicit(&e->img, buf, memory_order_release);
+        e->dirty = 1;
+      }
+    }
   }
-  return SX_OK;
+  for (int i = 0; i < s->n; i++)
+    s->p[i] = atomic_load_explicit(&s->e[i]->img, memory_order_acquire) + at[i];
+  if (rc) span_put(s);
+  return rc;
 }
 
-static void span_put(span *s) {
-  int first = s->n == 2 && s->pg[1] < s->pg[0];
-  for (int i = s->n - 1; i >= 0; i--) {
-    int j = first ? s->n - 1 - i : i;
-    if (s->lk[j]) sx__rwlock_unlock(s->lk[j], s->pg[j]);
+/* Copies the first len bytes of a span taken to read, consistent: retried until no
+ * writer changed its pages meanwhile. */
+static void span_read_stable(span *s, void *dst, size_t len) {
+  uint32_t *d = dst;
+  for (unsigned spins = 0;; spins++) {
+    uint32_t q[2] = {0, 0};
+    int busy = 0;
+    for (int i = 0; i < s->n; i++) {
+      q[i] = atomic_load_explicit(&s->e[i]->seq, memory_order_acquire);
+      busy |= q[i] & 1;
+    }
+    if (!busy) {
+      size_t w = 0, left = len / 4;
+      for (int i = 0; i < s->n && left; i++) {
+        const _Atomic uint32_t *src =
+            (const _Atomic uint32_t *)(atomic_load_explicit(&s->e[i]->img, memory_order_acquire) + s->at[i]);
+        size_t n = s->len[i] / 4 < left ? s->len[i] / 4 : left;
+        for (size_t k = 0; k < n; k++) d[w++] = atomic_load_explicit(&src[k], memory_order_relaxed);
+        left -= n;
+      }
+      atomic_thread_fence(memory_order_acquire);
+      int same = 1;
+      for (int i = 0; i < s->n; i++) same &= atomic_load_explicit(&s->e[i]->seq, memory_order_relaxed) == q[i];
+      if (same) return;
+    }
+    if (spins > 64) sched_yield(); /* a writer holds the page (pruning a list takes a while) */
   }
 }
 
+/* A span taken to write: its first len bytes (a multiple of 4). */
 static void span_read(const span *s, void *dst, size_t len) {
-  uint8_t *d = dst;
+  uint32_t *d = dst;
   for (int i = 0; i < s->n && len; i++) {
     size_t n = s->len[i] < len ? s->len[i] : len;
-    memcpy(d, s->p[i], n);
-    d += n;
+    const _Atomic uint32_t *src = (const _Atomic uint32_t *)s->p[i];
+    for (size_t k = 0; k < n / 4; k++) *d++ = atomic_load_explicit(&src[k], memory_order_relaxed);
     len -= n;
   }
 }
 
+/* Word by word, atomically: readers may be copying the same words (and retry). */
 static void span_write(span *s, const void *src, size_t len) {
-  const uint8_t *q = src;
+  const uint32_t *q = src;
   for (int i = 0; i < s->n && len; i++) {
     size_t n = s->len[i] < len ? s->len[i] : len;
-    memcpy(s->p[i], q, n);
-    q += n;
+    _Atomic uint32_t *dst = (_Atomic uint32_t *)s->p[i];
+    for (size_t k = 0; k < n / 4; k++) atomic_store_explicit(&dst[k], *q++, memory_order_relaxed);
     len -= n;
   }
 }
@@ -409,7 +464,9 @@ static int dist_slots(sx__hnsw *g, uint64_t a, uint64_t b, float *d, sx_error *e
 static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, sx_error *err) {
   uint32_t b[2];
   int rc;
-  if (!g->v.t) { /* a snapshot: cached leaf pointers (entries never straddle pages) */
+  if (!g->v.t || g->par) {
+    /* A snapshot, or parallel linking (which never writes meta): cached leaf pointers
+     * (entries never straddle pages). */
     const uint8_t *lp;
     if ((rc = lc_get(g, &g->meta, (slot * 8) >> g->psh, &lp, err))) return rc;
     memcpy(b, lp + ((slot * 8) & (g->ps - 1)), 8);
@@ -432,13 +489,12 @@ static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, 
 static int list_span(sx__hnsw *g, uint64_t slot, uint32_t level, int write, span *sp,
                      sx_error *err) {
   if (level == 0)
-    return span_get(g, &g->g0, slot / g->epp0 * g->ps + slot % g->epp0 * g->e0, g->e0, write, sp,
-                    err);
+    return span_get(g, 0, slot / g->epp0 * g->ps + slot % g->epp0 * g->e0, g->e0, write, sp, err);
   uint32_t lv = 0, uoff = 0;
   int rc = meta_of(g, slot, &lv, &uoff, err);
   if (rc) return rc;
   if (level > lv) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot, level);
-  return span_get(g, &g->up, ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4,
+  return span_get(g, 1, ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4,
                   (1 + (size_t)g->m) * 4, write, sp, err);
 }
 
@@ -448,8 +504,7 @@ static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **ou
     span sp;
     int rc = list_span(g, slot, level, 0, &sp, err);
     if (rc) return rc;
-    span_read(&sp, buf, (1 + (size_t)(level ? g->m : g->m0)) * 4);
-    span_put(&sp);
+    span_read_stable(&sp, buf, (1 + (size_t)(level ? g->m : g->m0)) * 4);
     *out = buf;
   } else if (level == 0) {
     const uint8_t *lp;
@@ -1122,6 +1177,7 @@ static int link_node(sx__hnsw *g, uint64_t slot, sx_error *err) {
 typedef struct worker {
   const sx__pv *v;
   const sx__hnsw_layout *lay;
+  const sx__hnsw *seed; /* read caches to start from */
   uint32_t dim, m, efc;
   int metric;
   par *p;
@@ -1133,6 +1189,9 @@ static void *work(void *arg) {
   worker *w = arg;
   sx__hnsw *g;
   w->rc = sx__hnsw_open(w->v, w->lay, w->dim, w->metric, w->m, w->efc, &g, &w->err);
+  if (!w->rc && (lc_seed(&g->vec, &w->seed->vec) || lc_seed(&g->meta, &w->seed->meta) ||
+                 lc_seed(&g->norms, &w->seed->norms)))
+    w->rc = sx__err_set(&w->err, SX_NOMEM, "out of memory");
   if (!w->rc) g->par = w->p;
   while (!w->rc && !atomic_load(&w->p->stop)) {
     size_t i = atomic_fetch_add(&w->p->next, 1);
@@ -1183,6 +1242,21 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
     free(todo);
     return rc;
   }
+  /* The pages that threads only read, looked up once for all of them; no thread
+   * writes them while linking, so the pointers hold. The serial context's caches
+   * are filled over the transaction (g->par is unset), the meta one included. */
+  uint64_t vleaves = (g->nslots * g->vbytes + g->ps - 1) >> g->psh;
+  if (vleaves <= (uint64_t)nt * 64) { /* else a small batch: cheaper to look up what it meets */
+    if (!rc) rc = lc_prefill(g, &g->vec, vleaves, err);
+    if (!rc) rc = lc_prefill(g, &g->meta, (g->nslots * 8 + g->ps - 1) >> g->psh, err);
+    if (!rc && metric == SX__COSINE)
+      rc = lc_prefill(g, &g->norms, (g->nslots * 4 + g->ps - 1) >> g->psh, err);
+  }
+  if (rc) {
+    sx__hnsw_close(g);
+    free(todo);
+    return rc;
+  }
   uint64_t ep0 = p.ep;
   uint32_t top0 = p.top;
   sx__mutex_init(&p.mu, SX_RANK_INDEX, "HNSW entry point");
@@ -1198,17 +1272,29 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
   }
   for (uint64_t i = 0; i < g->nslots - p.base; i++) atomic_init(&p.stamp[i], p.base + i);
   atomic_init(&p.seq, g->nslots);
+  p.nent[0] = (g->nslots + g->epp0 - 1) / g->epp0;
+  p.nent[1] = (ulen * 4 + g->ps - 1) >> g->psh;
+  for (int a = 0; a < 2; a++) {
+    p.ent[a] = calloc(p.nent[a] ? p.nent[a] : 1, sizeof *p.ent[a]);
+    if (!p.ent[a]) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+    for (size_t i = 0; p.ent[a] && i < p.nent[a]; i++) {
+      sx__rwlock_init(&p.ent[a][i].lock, SX_RANK_PAGE, "HNSW graph page");
+      atomic_init(&p.ent[a][i].img, NULL);
+      atomic_init(&p.ent[a][i].pgno, 0);
+      atomic_init(&p.ent[a][i].seq, 0);
+    }
+  }
   atomic_init(&p.next, 0);
   atomic_init(&p.stop, 0);
-  int nw = nthreads > 64 ? 64 : nthreads;
+  int nw = rc ? 0 : nthreads > 64 ? 64 : nthreads;
   worker ws[64];
   pthread_t tids[64];
   int started[64] = {0};
   for (int i = 0; i < nw; i++) {
-    ws[i] = (worker){v, lay, dim, m, efc, metric, &p, SX_OK, SX_ERROR_INIT};
+    ws[i] = (worker){v, lay, g, dim, m, efc, metric, &p, SX_OK, SX_ERROR_INIT};
     if (i > 0) started[i] = pthread_create(&tids[i], NULL, work, &ws[i]) == 0;
   }
-  work(&ws[0]);
+  if (nw > 0) work(&ws[0]);
   for (int i = 1; i < nw; i++)
     if (started[i]) pthread_join(tids[i], NULL);
   for (int i = 0; i < nw && !rc; i++) {
@@ -1219,6 +1305,10 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
   if (!rc && (p.ep != ep0 || p.top != top0)) rc = set_entry(g, p.ep, p.top, err);
   sx__mutex_destroy(&p.mu);
   free(p.stamp);
+  for (int a = 0; a < 2; a++) {
+    for (size_t i = 0; p.ent[a] && i < p.nent[a]; i++) sx__rwlock_destroy(&p.ent[a][i].lock);
+    free(p.ent[a]);
+  }
   sx__hnsw_close(g);
   free(todo);
   return rc;

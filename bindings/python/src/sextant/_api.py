@@ -679,12 +679,16 @@ def open(  # noqa: A001 - the module's entry point, as in sqlite3.connect / dbm.
     page_size: int = 0,
     autocheckpoint_frames: int = 0,
     wal_max_frames: int = 0,
+    threads: int = 0,
 ) -> Database:
     """Opens the database at path, creating it unless read_only.
 
     sync: "full" (a commit is on stable storage when it returns), "normal" (survives
     a process crash) or "off" (bulk loads). page_size (new databases),
     autocheckpoint_frames and wal_max_frames: 0 means the core's default.
+    threads: most threads one call may use (search_batch, and linking upserted
+    vectors into an HNSW index); 0 means the number of processors (at most 8), 1
+    keeps every call on its calling thread.
     """
     p = os.fspath(path)
     opts = _c.sx_open_options()
@@ -695,6 +699,7 @@ def open(  # noqa: A001 - the module's entry point, as in sqlite3.connect / dbm.
     opts.page_size = _uint(page_size, "page_size", _U32_MAX)
     opts.autocheckpoint_frames = _uint(autocheckpoint_frames, "autocheckpoint_frames", _U32_MAX)
     opts.wal_max_frames = _uint(wal_max_frames, "wal_max_frames", _U32_MAX)
+    opts.threads = _uint(threads, "threads", _U32_MAX)
     try:
         return Database(_c.sx_db_open(p, opts), os.fsdecode(p))
     except InvalidArgument as e:
