@@ -406,7 +406,9 @@ int sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err);
 /**
  * Upserts n vectors into a collection: an existing id gets the new vector and
  * metadata (or none); within one session the last upsert of an id wins. All or
- * nothing: if any item is invalid, none is stored.
+ * nothing: if any item is invalid, none is stored. In an HNSW collection the
+ * vectors are linked into the graph by up to sx_open_options.threads threads (for
+ * batches of 16 or more); the call returns when all are linked.
  * @param ids n ids (non-empty UTF-8, at most SX_ID_MAX bytes).
  * @param vectors n * dim float32 values, row after row; all finite; under cosine,
  *   no zero vector.

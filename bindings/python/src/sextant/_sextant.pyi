@@ -25,6 +25,7 @@ class sx_open_options:
     page_size: int
     autocheckpoint_frames: int
     wal_max_frames: int
+    threads: int
     def __init__(self) -> None: ...
 
 class sx_collection_options:
