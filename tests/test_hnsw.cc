@@ -687,6 +687,11 @@ TEST(HnswParallel, AbortedBatchLeavesNoTrace) {
     ASSERT_EQ(w.Upsert("a", Ids("v", 500), more, dim), SX_OK) << w.err.message; // relinks
     sx_collection *c = w.View("a");
     EXPECT_EQ(Count(c), 3000u);
+    // The session's own searches see what its threads linked.
+    size_t self = 0;
+    for (size_t i = 0; i < 2000; i += 40)
+      self += Search(c, &more[i * dim], dim, 1, 64).ids == std::vector<std::string>{(i < 500 ? "v" : "x") + std::to_string(i)};
+    EXPECT_GE(self, 48u) << "of 50 self-queries in the write session";
     sx_collection_free(c);
     ASSERT_EQ(sx_write_abort(w.w), SX_OK);
   }
