@@ -919,8 +919,9 @@ static int descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t 
       const uint32_t *ln;
       rc = links(g, best->slot, l, &ln, err);
       if (rc) return rc;
-      uint32_t cnt = ln[0], ids[1 + 256];
-      memcpy(ids, ln + 1, cnt * 4);
+      /* ln stays valid: nothing below reads another list. */
+      uint32_t cnt = ln[0];
+      const uint32_t *ids = ln + 1;
       for (uint32_t i = 0; i < cnt; i++) {
         if (ids[i] >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW link past the end");
         rc = dist_to(g, q, qn, ids[i], &d, err);
