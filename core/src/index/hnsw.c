@@ -768,6 +768,10 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
   while (nc) {
     sx__hit c = minh_pop(g, g->cand, &nc);
     if (nr >= ef && closer(g, res[0], c)) break;
+    if (level == 0 && nc) { /* the list of the likely next node, while this one's run */
+      uint32_t rt, qt = leaf0(g, g->cand[0].slot, &rt);
+      if (qt < g->g0.cap && g->g0.r[qt]) __builtin_prefetch(g->g0.r[qt] + rt * g->e0);
+    }
     const uint32_t *l;
     const uint8_t *lp;
     uint32_t r0, q0 = leaf0(g, c.slot, &r0);
