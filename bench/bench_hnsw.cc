@@ -201,6 +201,28 @@ static void wait_child(pid_t pid, const char *what) {
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("%s child failed (status %d)", what, st);
 }
 
+/* Runs fill(result) in a forked child (so its memory is measured from a clean start)
+ * and returns what it filled in. */
+template <class T, class F> static T in_child(const char *what, F fill) {
+  T *r = shared_alloc<T>();
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    fill(*r);
+    _exit(0);
+  }
+  wait_child(pid, what);
+  T out = *r;
+  munmap(r, sizeof *r);
+  return out;
+}
+
+/* Removes a Sextant database and its companion files. */
+static void remove_db(const std::string &path) {
+  for (const char *suf : {"", "-wal", "-wal2", "-shm"}) unlink((path + suf).c_str());
+}
+
 /* ---- data ---------------------------------------------------------------------- */
 
 static std::vector<uint8_t> read_idx(const std::string &dir, const char *name, size_t want,
@@ -367,7 +389,7 @@ static const char *coll_name = "fmnist";
  * cum[b] gets the elapsed time after batch b. Returns the build time. */
 static double sx_build(const std::string &path, size_t n, sx_sync sync, double *cum,
                        double *ckpt_secs, Mem *built = nullptr, uint32_t threads = 1) {
-  for (const char *suf : {"", "-wal", "-wal2", "-shm"}) unlink((path + suf).c_str());
+  remove_db(path);
   sx_error e = SX_ERROR_INIT;
   sx_open_options oo = SX_OPEN_OPTIONS_INIT;
   oo.sync = sync;
@@ -490,31 +512,18 @@ struct BuildRes {
 };
 
 static BuildRes run_sx_build(double *cum_shared, uint32_t threads, const std::string &path) {
-  BuildRes *r = shared_alloc<BuildRes>();
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) die("fork: %s", strerror(errno));
-  if (pid == 0) {
-    r->before = mem_now();
-    r->secs = sx_build(path, O.base, SX_SYNC_OFF, cum_shared, &r->ckpt_secs, &r->after, threads);
-    r->ok = 1;
-    _exit(0);
-  }
-  wait_child(pid, "sextant build");
-  BuildRes out = *r;
-  munmap(r, sizeof *r);
-  return out;
+  return in_child<BuildRes>("sextant build", [&](BuildRes &r) {
+    r.before = mem_now();
+    r.secs = sx_build(path, O.base, SX_SYNC_OFF, cum_shared, &r.ckpt_secs, &r.after, threads);
+    r.ok = 1;
+  });
 }
 
 /* threads > 1: addPoint from that many threads taking points from a shared counter
  * (hnswlib's own ParallelFor pattern); the index is not saved then. */
 static BuildRes run_hn_build(unsigned threads = 1) {
-  BuildRes *r = shared_alloc<BuildRes>();
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) die("fork: %s", strerror(errno));
-  if (pid == 0) {
-    r->before = mem_now();
+  return in_child<BuildRes>("hnswlib build", [&](BuildRes &r) {
+    r.before = mem_now();
     hnswlib::L2Space space(DIM);
     double t0 = now_s();
     HIdx *h = new HIdx(&space, O.base, O.m, O.efc, 100);
@@ -529,34 +538,20 @@ static BuildRes run_hn_build(unsigned threads = 1) {
         });
       for (auto &t : ts) t.join();
     }
-    r->secs = now_s() - t0;
-    r->after = mem_now();
+    r.secs = now_s() - t0;
+    r.after = mem_now();
     double s0 = now_s();
     if (threads <= 1) h->saveIndex(hnpath);
-    r->save_secs = now_s() - s0;
+    r.save_secs = now_s() - s0;
     delete h;
-    r->ok = 1;
-    _exit(0);
-  }
-  wait_child(pid, "hnswlib build");
-  BuildRes out = *r;
-  munmap(r, sizeof *r);
-  return out;
+    r.ok = 1;
+  });
 }
 
 static double run_sx_full_sample(size_t n) {
-  double *t = shared_alloc<double>();
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) die("fork: %s", strerror(errno));
-  if (pid == 0) {
-    *t = sx_build(fullpath, n, SX_SYNC_FULL, nullptr, nullptr);
-    _exit(0);
-  }
-  wait_child(pid, "sextant sync=full build");
-  double out = *t;
-  munmap(t, sizeof(double));
-  for (const char *suf : {"", "-wal", "-wal2", "-shm"}) unlink((fullpath + suf).c_str());
+  double out = in_child<double>("sextant sync=full build",
+                                [&](double &t) { t = sx_build(fullpath, n, SX_SYNC_FULL, nullptr, nullptr); });
+  remove_db(fullpath);
   return out;
 }
 
@@ -567,12 +562,8 @@ struct SearchMem {
 };
 
 static SearchMem run_search_mem(int sys) {
-  SearchMem *r = shared_alloc<SearchMem>();
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) die("fork: %s", strerror(errno));
-  if (pid == 0) {
-    r->before = mem_now();
+  return in_child<SearchMem>(sys == 0 ? "sextant memory" : "hnswlib memory", [&](SearchMem &r) {
+    r.before = mem_now();
     double t0 = now_s();
     if (sys == 0) {
       sx_error e = SX_ERROR_INIT;
@@ -582,28 +573,23 @@ static SearchMem run_search_mem(int sys) {
       sx_check(sx_db_open(&db, dbpath.c_str(), nullptr, &e), "open", e);
       sx_check(sx_read_begin(db, &rd, &e), "read_begin", e);
       sx_check(sx_read_collection(rd, coll_name, &c, &e), "read_collection", e);
-      r->open_secs = now_s() - t0;
-      r->opened = mem_now();
+      r.open_secs = now_s() - t0;
+      r.opened = mem_now();
       sx_pass(c, O.queries, O.busy_ef, nullptr);
-      r->after = mem_now();
+      r.after = mem_now();
       sx_collection_free(c);
       sx_read_free(rd);
       sx_db_free(db);
     } else {
       hnswlib::L2Space space(DIM);
       HIdx *h = new HIdx(&space, hnpath, false, O.base);
-      r->open_secs = now_s() - t0;
-      r->opened = mem_now();
+      r.open_secs = now_s() - t0;
+      r.opened = mem_now();
       hn_pass(h, O.queries, O.busy_ef, nullptr);
-      r->after = mem_now();
+      r.after = mem_now();
       delete h;
     }
-    _exit(0);
-  }
-  wait_child(pid, sys == 0 ? "sextant memory" : "hnswlib memory");
-  SearchMem out = *r;
-  munmap(r, sizeof *r);
-  return out;
+  });
 }
 
 /* The busy writer: its own handle, sync=normal, w_per_commit new vectors (base
@@ -889,7 +875,7 @@ int main(int argc, char **argv) {
         printf("  build hnswlib, 2 threads: %.1f s\n", hn2_s);
       }
     }
-    for (const char *suf : {"", "-wal", "-wal2", "-shm"}) unlink((par + suf).c_str());
+    remove_db(par);
   }
   size_t nfb = (O.full_n + O.batch - 1) / O.batch;
   double full_s = run_sx_full_sample(O.full_n);
@@ -1207,7 +1193,7 @@ int main(int argc, char **argv) {
          loadavg().c_str());
 
   if (!O.keep) {
-    for (const char *suf : {"", "-wal", "-wal2", "-shm"}) unlink((dbpath + suf).c_str());
+    remove_db(dbpath);
     unlink(hnpath.c_str());
     if (made_dir) rmdir(O.dir.c_str());
   }

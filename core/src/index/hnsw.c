@@ -80,7 +80,7 @@ struct sx__hnsw {
   leafcache vec, g0, live, norms, up, meta;
   par *par; /* set while this context is one of several linking in parallel */
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
-  float *vbuf, *vbuf2; /* scratch vectors */
+  float *vbuf; /* scratch vector */
   uint64_t nslots;
   /* search scratch: a node is visited iff vtag[node] == tag */
   uint32_t *vtag;
@@ -208,11 +208,14 @@ typedef struct span {
   int n;
   pent *e[2];
   uint32_t pg[2];
-  uint8_t *p[2];   /* written spans: the bytes, in the images */
-  size_t at[2];    /* offsets in the pages */
+  size_t at[2];  /* offsets in the pages */
   size_t len[2];
-  int write;
 } span;
+
+/* Index of the i-th page of a span in ascending page order (the lock order). */
+static inline int span_ord(const span *s, int i) {
+  return s->n == 2 && s->pg[1] < s->pg[0] ? s->n - 1 - i : i;
+}
 
 /* The page entry of leaf `leaf` of array `which` (0: level 0, 1: upper), looked up on
  * first use. */
@@ -223,13 +226,11 @@ static int pent_get(sx__hnsw *g, int which, uint64_t leaf, pent **out, sx_error 
                        (unsigned long long)leaf);
   pent *e = &p->ent[which][leaf];
   if (!atomic_load_explicit(&e->img, memory_order_acquire)) {
-    const uint8_t *o = owner_page(g, err), *lp, *img;
+    const uint8_t *o = owner_page(g, err), *img;
     if (!o) return err ? err->code : SX_IO;
-    sx__pa_cursor cur;
+    sx__pa_cursor cur; /* over the transaction: the leaf's current image */
     sx__pa_cursor_init(&cur, &g->v, o + (which ? g->L.upper_off : g->L.graph0_off));
-    int rc = sx__pa_leaf(&cur, leaf, &lp, err);
-    sx__rwlock *unused;
-    if (!rc) rc = sx__txn_image(g->v.t, cur.leaf_pgno, &img, &unused, err);
+    int rc = sx__pa_leaf(&cur, leaf, &img, err);
     if (rc) return rc;
     atomic_store_explicit(&e->pgno, cur.leaf_pgno, memory_order_relaxed);
     uint8_t *expect = NULL; /* another thread may have set it first: the same image */
@@ -242,9 +243,8 @@ static int pent_get(sx__hnsw *g, int which, uint64_t leaf, pent **out, sx_error 
 
 /* Ends a span taken to write. */
 static void span_put(span *s) {
-  int rev = s->n == 2 && s->pg[1] < s->pg[0];
   for (int i = s->n - 1; i >= 0; i--) {
-    int j = rev ? s->n - 1 - i : i;
+    int j = span_ord(s, i);
     pent *e = s->e[j];
     atomic_store_explicit(&e->seq, atomic_load_explicit(&e->seq, memory_order_relaxed) + 1,
                           memory_order_release);
@@ -254,26 +254,22 @@ static void span_put(span *s) {
 
 static int span_get(sx__hnsw *g, int which, uint64_t off, size_t len, int write, span *s,
                     sx_error *err) {
-  size_t at[2];
   s->n = 0;
-  s->write = write;
   while (len) {
     if (s->n == 2) return sx__err_set(err, SX_CORRUPT, "HNSW link list spans more than two pages");
     size_t in = off & (g->ps - 1), n = g->ps - in < len ? g->ps - in : len;
     int rc = pent_get(g, which, off >> g->psh, &s->e[s->n], err);
     if (rc) return rc;
     s->pg[s->n] = atomic_load_explicit(&s->e[s->n]->pgno, memory_order_relaxed);
-    at[s->n] = in;
+    s->at[s->n] = in;
     s->len[s->n++] = n;
     off += n;
     len -= n;
   }
-  for (int i = 0; i < s->n; i++) s->at[i] = at[i];
   if (!write) return SX_OK; /* readers: span_read_stable */
-  int rev = s->n == 2 && s->pg[1] < s->pg[0];
   int rc = SX_OK;
   for (int i = 0; i < s->n; i++) {
-    int j = rev ? s->n - 1 - i : i;
+    int j = span_ord(s, i);
     pent *e = s->e[j];
     sx__rwlock_wrlock(&e->lock, s->pg[j]);
     atomic_store_explicit(&e->seq, atomic_load_explicit(&e->seq, memory_order_relaxed) + 1,
@@ -288,16 +284,26 @@ static int span_get(sx__hnsw *g, int which, uint64_t off, size_t len, int write,
       }
     }
   }
-  for (int i = 0; i < s->n; i++)
-    s->p[i] = atomic_load_explicit(&s->e[i]->img, memory_order_acquire) + at[i];
   if (rc) span_put(s);
   return rc;
+}
+
+/* The first len bytes (a multiple of 4) of a span, a word at a time: writers may be
+ * changing them (readers then retry, see span_read_stable). */
+static void span_read(const span *s, void *dst, size_t len) {
+  uint32_t *d = dst;
+  for (int i = 0; i < s->n && len; i++) {
+    size_t n = s->len[i] < len ? s->len[i] : len;
+    const _Atomic uint32_t *src =
+        (const _Atomic uint32_t *)(atomic_load_explicit(&s->e[i]->img, memory_order_acquire) + s->at[i]);
+    for (size_t k = 0; k < n / 4; k++) *d++ = atomic_load_explicit(&src[k], memory_order_relaxed);
+    len -= n;
+  }
 }
 
 /* Copies the first len bytes of a span taken to read, consistent: retried until no
  * writer changed its pages meanwhile. */
 static void span_read_stable(span *s, void *dst, size_t len) {
-  uint32_t *d = dst;
   for (unsigned spins = 0;; spins++) {
     uint32_t q[2] = {0, 0};
     int busy = 0;
@@ -306,14 +312,7 @@ static void span_read_stable(span *s, void *dst, size_t len) {
       busy |= q[i] & 1;
     }
     if (!busy) {
-      size_t w = 0, left = len / 4;
-      for (int i = 0; i < s->n && left; i++) {
-        const _Atomic uint32_t *src =
-            (const _Atomic uint32_t *)(atomic_load_explicit(&s->e[i]->img, memory_order_acquire) + s->at[i]);
-        size_t n = s->len[i] / 4 < left ? s->len[i] / 4 : left;
-        for (size_t k = 0; k < n; k++) d[w++] = atomic_load_explicit(&src[k], memory_order_relaxed);
-        left -= n;
-      }
+      span_read(s, dst, len);
       atomic_thread_fence(memory_order_acquire);
       int same = 1;
       for (int i = 0; i < s->n; i++) same &= atomic_load_explicit(&s->e[i]->seq, memory_order_relaxed) == q[i];
@@ -323,23 +322,13 @@ static void span_read_stable(span *s, void *dst, size_t len) {
   }
 }
 
-/* A span taken to write: its first len bytes (a multiple of 4). */
-static void span_read(const span *s, void *dst, size_t len) {
-  uint32_t *d = dst;
-  for (int i = 0; i < s->n && len; i++) {
-    size_t n = s->len[i] < len ? s->len[i] : len;
-    const _Atomic uint32_t *src = (const _Atomic uint32_t *)s->p[i];
-    for (size_t k = 0; k < n / 4; k++) *d++ = atomic_load_explicit(&src[k], memory_order_relaxed);
-    len -= n;
-  }
-}
-
 /* Word by word, atomically: readers may be copying the same words (and retry). */
 static void span_write(span *s, const void *src, size_t len) {
   const uint32_t *q = src;
   for (int i = 0; i < s->n && len; i++) {
     size_t n = s->len[i] < len ? s->len[i] : len;
-    _Atomic uint32_t *dst = (_Atomic uint32_t *)s->p[i];
+    _Atomic uint32_t *dst =
+        (_Atomic uint32_t *)(atomic_load_explicit(&s->e[i]->img, memory_order_relaxed) + s->at[i]);
     for (size_t k = 0; k < n / 4; k++) atomic_store_explicit(&dst[k], *q++, memory_order_relaxed);
     len -= n;
   }
@@ -858,11 +847,10 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   if (!rc) rc = lc_init(g, &g->up, lay->upper_off);
   if (!rc) rc = lc_init(g, &g->meta, lay->meta_off);
   g->vbuf = malloc((size_t)dim * 4);
-  g->vbuf2 = malloc((size_t)dim * 4);
   g->lbuf = malloc((1 + (size_t)m) * 4);
   g->l0buf = malloc((1 + (size_t)g->m0) * 4);
   const uint8_t *o = owner_page(g, err);
-  if (rc || !g->vbuf || !g->vbuf2 || !g->lbuf || !g->l0buf || !o) {
+  if (rc || !g->vbuf || !g->lbuf || !g->l0buf || !o) {
     sx__hnsw_close(g);
     return o ? sx__err_set(err, SX_NOMEM, "out of memory") : (err ? err->code : SX_IO);
   }
@@ -880,7 +868,6 @@ void sx__hnsw_close(sx__hnsw *g) {
   lc_free(&g->up);
   lc_free(&g->meta);
   free(g->vbuf);
-  free(g->vbuf2);
   free(g->lbuf);
   free(g->l0buf);
   free(g->vtag);
@@ -1219,6 +1206,81 @@ static void *work(void *arg) {
   return NULL;
 }
 
+/* Links nodes todo[0..nt) (ascending slots) with nthreads threads, g being the
+ * serial context that prepared them. */
+static int link_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay,
+                         const uint64_t *todo, size_t nt, int nthreads, sx_error *err) {
+  par p;
+  memset(&p, 0, sizeof p);
+  sx__mutex_init(&p.mu, SX_RANK_INDEX, "HNSW entry point");
+  /* The entry point moves to shared memory while threads link. */
+  int rc = entry(g, &p.ep, &p.top, err);
+  uint64_t ep0 = p.ep;
+  uint32_t top0 = p.top;
+  /* The last list of the upper stream may end on a page never written (older files
+   * wrote only counts); spans read whole lists. */
+  const uint8_t *o = rc ? NULL : owner_page(g, err);
+  if (!rc && !o) rc = err ? err->code : SX_IO;
+  uint64_t ulen = o ? sx__rd64(o + lay->upper_len_off) : 0;
+  uint8_t *lp;
+  if (!rc && ulen) rc = sx__pa_leaf_w(v->t, lay->owner, lay->upper_off, (ulen * 4 - 1) >> g->psh, &lp, err);
+  /* The pages that threads only read, looked up once for all of them; no thread
+   * writes them while linking, so the pointers hold. The serial context's caches
+   * are filled over the transaction (g->par is unset), the meta one included. */
+  uint64_t vleaves = (g->nslots * g->vbytes + g->ps - 1) >> g->psh;
+  if (vleaves <= (uint64_t)nt * 64) { /* else a small batch: cheaper to look up what it meets */
+    if (!rc) rc = lc_prefill(g, &g->vec, vleaves, err);
+    if (!rc) rc = lc_prefill(g, &g->meta, (g->nslots * 8 + g->ps - 1) >> g->psh, err);
+    if (!rc && g->metric == SX__COSINE)
+      rc = lc_prefill(g, &g->norms, (g->nslots * 4 + g->ps - 1) >> g->psh, err);
+  }
+  p.slots = todo;
+  p.n = nt;
+  p.base = todo[0];
+  p.stamp = rc ? NULL : malloc((g->nslots - p.base) * sizeof *p.stamp);
+  p.nent[0] = (g->nslots + g->epp0 - 1) / g->epp0;
+  p.nent[1] = (ulen * 4 + g->ps - 1) >> g->psh;
+  for (int a = 0; a < 2 && !rc; a++) p.ent[a] = calloc(p.nent[a] ? p.nent[a] : 1, sizeof *p.ent[a]);
+  if (!rc && (!p.stamp || !p.ent[0] || !p.ent[1])) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!rc) {
+    for (uint64_t i = 0; i < g->nslots - p.base; i++) atomic_init(&p.stamp[i], p.base + i);
+    atomic_init(&p.seq, g->nslots);
+    for (int a = 0; a < 2; a++)
+      for (size_t i = 0; i < p.nent[a]; i++) {
+        sx__rwlock_init(&p.ent[a][i].lock, SX_RANK_PAGE, "HNSW graph page");
+        atomic_init(&p.ent[a][i].img, NULL);
+        atomic_init(&p.ent[a][i].pgno, 0);
+        atomic_init(&p.ent[a][i].seq, 0);
+      }
+    atomic_init(&p.next, 0);
+    atomic_init(&p.stop, 0);
+    int nw = nthreads > 64 ? 64 : nthreads;
+    worker ws[64];
+    pthread_t tids[64];
+    int started[64] = {0};
+    for (int i = 0; i < nw; i++) {
+      ws[i] = (worker){v, lay, g, g->dim, g->m, g->efc, g->metric, &p, SX_OK, SX_ERROR_INIT};
+      if (i > 0) started[i] = pthread_create(&tids[i], NULL, work, &ws[i]) == 0;
+    }
+    work(&ws[0]); /* threads that could not start leave their share to the others */
+    for (int i = 1; i < nw; i++)
+      if (started[i]) pthread_join(tids[i], NULL);
+    for (int i = 0; i < nw && !rc; i++) {
+      if (!ws[i].rc) continue;
+      rc = ws[i].rc;
+      if (err) *err = ws[i].err;
+    }
+    for (int a = 0; a < 2; a++)
+      for (size_t i = 0; i < p.nent[a]; i++) sx__rwlock_destroy(&p.ent[a][i].lock);
+  }
+  if (!rc && (p.ep != ep0 || p.top != top0)) rc = set_entry(g, p.ep, p.top, err);
+  sx__mutex_destroy(&p.mu);
+  free(p.stamp);
+  free(p.ent[0]);
+  free(p.ent[1]);
+  return rc;
+}
+
 /* Below this many nodes to link, threads cost more than they save. */
 #define PAR_MIN 16
 
@@ -1236,95 +1298,10 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
     rc = prepare(g, slots[i], relink[i], &need, err);
     if (need) todo[nt++] = slots[i];
   }
-  if (rc || nthreads <= 1 || nt < PAR_MIN) {
+  if (!rc && nthreads > 1 && nt >= PAR_MIN)
+    rc = link_parallel(g, v, lay, todo, nt, nthreads, err);
+  else
     for (size_t i = 0; i < nt && !rc; i++) rc = link_node(g, todo[i], err);
-    sx__hnsw_close(g);
-    free(todo);
-    return rc;
-  }
-  /* In parallel: the entry point moves to shared memory while threads link. */
-  par p;
-  memset(&p, 0, sizeof p);
-  rc = entry(g, &p.ep, &p.top, err);
-  /* The last list of the upper stream may end on a page never written (older files
-   * wrote only counts); spans read whole lists. */
-  const uint8_t *o = rc ? NULL : owner_page(g, err);
-  if (!rc && !o) rc = err ? err->code : SX_IO;
-  uint64_t ulen = o ? sx__rd64(o + lay->upper_len_off) : 0;
-  uint8_t *lp;
-  if (!rc && ulen) rc = sx__pa_leaf_w(v->t, lay->owner, lay->upper_off, (ulen * 4 - 1) / g->ps, &lp, err);
-  if (rc) {
-    sx__hnsw_close(g);
-    free(todo);
-    return rc;
-  }
-  /* The pages that threads only read, looked up once for all of them; no thread
-   * writes them while linking, so the pointers hold. The serial context's caches
-   * are filled over the transaction (g->par is unset), the meta one included. */
-  uint64_t vleaves = (g->nslots * g->vbytes + g->ps - 1) >> g->psh;
-  if (vleaves <= (uint64_t)nt * 64) { /* else a small batch: cheaper to look up what it meets */
-    if (!rc) rc = lc_prefill(g, &g->vec, vleaves, err);
-    if (!rc) rc = lc_prefill(g, &g->meta, (g->nslots * 8 + g->ps - 1) >> g->psh, err);
-    if (!rc && metric == SX__COSINE)
-      rc = lc_prefill(g, &g->norms, (g->nslots * 4 + g->ps - 1) >> g->psh, err);
-  }
-  if (rc) {
-    sx__hnsw_close(g);
-    free(todo);
-    return rc;
-  }
-  uint64_t ep0 = p.ep;
-  uint32_t top0 = p.top;
-  sx__mutex_init(&p.mu, SX_RANK_INDEX, "HNSW entry point");
-  p.slots = todo;
-  p.n = nt;
-  p.base = todo[0]; /* slots come sorted */
-  p.stamp = malloc((g->nslots - p.base) * sizeof *p.stamp);
-  if (!p.stamp) {
-    sx__mutex_destroy(&p.mu);
-    sx__hnsw_close(g);
-    free(todo);
-    return sx__err_set(err, SX_NOMEM, "out of memory");
-  }
-  for (uint64_t i = 0; i < g->nslots - p.base; i++) atomic_init(&p.stamp[i], p.base + i);
-  atomic_init(&p.seq, g->nslots);
-  p.nent[0] = (g->nslots + g->epp0 - 1) / g->epp0;
-  p.nent[1] = (ulen * 4 + g->ps - 1) >> g->psh;
-  for (int a = 0; a < 2; a++) {
-    p.ent[a] = calloc(p.nent[a] ? p.nent[a] : 1, sizeof *p.ent[a]);
-    if (!p.ent[a]) rc = sx__err_set(err, SX_NOMEM, "out of memory");
-    for (size_t i = 0; p.ent[a] && i < p.nent[a]; i++) {
-      sx__rwlock_init(&p.ent[a][i].lock, SX_RANK_PAGE, "HNSW graph page");
-      atomic_init(&p.ent[a][i].img, NULL);
-      atomic_init(&p.ent[a][i].pgno, 0);
-      atomic_init(&p.ent[a][i].seq, 0);
-    }
-  }
-  atomic_init(&p.next, 0);
-  atomic_init(&p.stop, 0);
-  int nw = rc ? 0 : nthreads > 64 ? 64 : nthreads;
-  worker ws[64];
-  pthread_t tids[64];
-  int started[64] = {0};
-  for (int i = 0; i < nw; i++) {
-    ws[i] = (worker){v, lay, g, dim, m, efc, metric, &p, SX_OK, SX_ERROR_INIT};
-    if (i > 0) started[i] = pthread_create(&tids[i], NULL, work, &ws[i]) == 0;
-  }
-  if (nw > 0) work(&ws[0]);
-  for (int i = 1; i < nw; i++)
-    if (started[i]) pthread_join(tids[i], NULL);
-  for (int i = 0; i < nw && !rc; i++) {
-    if (!ws[i].rc) continue;
-    rc = ws[i].rc;
-    if (err) *err = ws[i].err;
-  }
-  if (!rc && (p.ep != ep0 || p.top != top0)) rc = set_entry(g, p.ep, p.top, err);
-  sx__mutex_destroy(&p.mu);
-  free(p.stamp);
-  for (int a = 0; a < 2; a++) {
-    for (size_t i = 0; p.ent[a] && i < p.nent[a]; i++) sx__rwlock_destroy(&p.ent[a][i].lock);
-    free(p.ent[a]);
-  }
   sx__hnsw_close(g);
   free(todo);
   return rc;
@@ -1354,7 +1331,6 @@ int sx__hnsw_check(sx__hnsw *g, sx_error *err) {
           rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u", (unsigned long long)s, ln[1 + i]);
         else if (l > 0 && (rc = meta_of(g, ln[1 + i], &lvn, NULL, err)) == SX_OK && lvn < l)
           rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u", (unsigned long long)s, l, lvn);
-        if (l > 0 && !rc) rc = links(g, s, l, &ln, err); /* lbuf was reused by meta reads? no: reload */
       }
     }
   }

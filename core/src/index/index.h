@@ -42,10 +42,9 @@ int sx__kernel_supported(int level);
 double sx__distance_ref(int metric, const float *q, const float *v, size_t dim);
 
 /* Raw sums with the active kernel, to add up a distance over parts of a vector:
- * SX__L2 gives sum (q_i - v_i)^2, SX__IP gives sum q_i v_i (no "1 -"). */
-float sx__partial(int what, const float *q, const float *v, size_t dim);
-/* The same as a function of the active kernel, for hot loops that call it often
- * (one lookup instead of one per call). Valid until sx__kernel_force. */
+ * for SX__L2 sum (q_i - v_i)^2, for SX__IP sum q_i v_i (no "1 -"). A function to
+ * fetch once for hot loops (one lookup instead of one per call); valid until
+ * sx__kernel_force. */
 typedef float (*sx__raw_fn)(const float *q, const float *v, size_t dim);
 sx__raw_fn sx__raw(int what);
 

@@ -950,11 +950,6 @@ static AVX2 float partial_avx2(int what, const float *q, const float *v, size_t 
   pair_avx2(what == SX__L2 ? SX__L2 : SX__IP, q, v, dim, &s, NULL);
   return s;
 }
-static AVX512 float partial_avx512(int what, const float *q, const float *v, size_t dim) {
-  float s;
-  pair_avx512(what == SX__L2 ? SX__L2 : SX__IP, q, v, dim, &s, NULL);
-  return s;
-}
 static AVX512 float raw_l2_avx512(const float *q, const float *v, size_t dim) {
   float s;
   pair_avx512(SX__L2, q, v, dim, &s, NULL);
@@ -977,7 +972,6 @@ static float raw_ip_c(const float *q, const float *v, size_t dim) { return parti
 
 typedef struct {
   const char *name;
-  float (*partial)(int, const float *, const float *, size_t);
   sx__raw_fn raw_l2, raw_ip;
   float (*norm)(const float *, size_t);
   float (*dist)(int, const float *, float, const float *, size_t);
@@ -987,14 +981,14 @@ typedef struct {
 } kernel_ops;
 
 static const kernel_ops ops[NLEVELS] = {
-    {"scalar", partial_c, raw_l2_c, raw_ip_c, norm_scalar, dist_scalar, many_scalar, batch_scalar},
-    {"portable", partial_c, raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"scalar", raw_l2_c, raw_ip_c, norm_scalar, dist_scalar, many_scalar, batch_scalar},
+    {"portable", raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
 #if SX_X86
-    {"avx2", partial_avx2, raw_l2_avx2, raw_ip_avx2, norm_avx2, dist_avx2, many_avx2, batch_avx2},
-    {"avx512", partial_avx512, raw_l2_avx512, raw_ip_avx512, norm_avx512, dist_avx512, many_avx512, batch_avx512},
+    {"avx2", raw_l2_avx2, raw_ip_avx2, norm_avx2, dist_avx2, many_avx2, batch_avx2},
+    {"avx512", raw_l2_avx512, raw_ip_avx512, norm_avx512, dist_avx512, many_avx512, batch_avx512},
 #else
-    {"avx2", partial_c, raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
-    {"avx512", partial_c, raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"avx2", raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"avx512", raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
 #endif
 };
 
@@ -1054,9 +1048,6 @@ float sx__norm(const float *a, size_t dim) {
   return active()->norm(a, dim);
 }
 
-float sx__partial(int what, const float *q, const float *v, size_t dim) {
-  return active()->partial(what, q, v, dim);
-}
 
 float sx__distance(int metric, const float *q, float qnorm, const float *v, size_t dim) {
   return active()->dist(metric, q, qnorm, v, dim);

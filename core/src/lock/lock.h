@@ -85,9 +85,10 @@ void sx__rwlock_rdlock(sx__rwlock *l, uint64_t sub);
 void sx__rwlock_wrlock(sx__rwlock *l, uint64_t sub);
 void sx__rwlock_unlock(sx__rwlock *l, uint64_t sub);
 
-/* Page-level reader-writer locks are sx__rwlocks of rank SX_RANK_PAGE embedded in
- * each page image that several threads can reach (the pager's dirty pages), with
- * the page number as `sub`, so the checker enforces ascending page order. */
+/* Page-level reader-writer locks are sx__rwlocks of rank SX_RANK_PAGE, one per page
+ * image that several threads can change at once (the pages of an HNSW graph while
+ * threads link nodes into it, hnsw.c), with the page number as `sub`, so the checker
+ * enforces ascending page order. */
 
 /* Debug-only hooks the checker uses; callable directly by code that guards state
  * with something other than an sx__mutex (e.g. an OFD lock paired with a flag). */

@@ -1117,7 +1117,6 @@ typedef struct dpage {
   uint8_t *buf;
   uint8_t *undo;    /* image at the savepoint, when dirtied before it */
   int sp_new;       /* first dirtied after the savepoint */
-  sx__rwlock lock;
 } dpage;
 
 struct sx__txn {
@@ -1289,9 +1288,7 @@ static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err)
   d->pgno = pgno;
   d->buf = buf;
   d->sp_new = t->sp_active;
-  sx__rwlock_init(&d->lock, SX_RANK_PAGE, "page");
   if (tab_insert(t, d)) {
-    sx__rwlock_destroy(&d->lock);
     free(buf);
     free(d);
     return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
@@ -1374,30 +1371,6 @@ int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err) {
   return rc;
 }
 
-sx__rwlock *sx__txn_page_lock(sx__txn *t, uint32_t pgno) {
-  sx__mutex_lock(&t->mu);
-  dpage *d = tab_find(t, pgno);
-  sx__mutex_unlock(&t->mu);
-  return d ? &d->lock : NULL;
-}
-
-int sx__txn_image(sx__txn *t, uint32_t pgno, const uint8_t **out, sx__rwlock **lock,
-                  sx_error *err) {
-  sx__mutex_lock(&t->mu);
-  dpage *d = tab_find(t, pgno);
-  uint32_t np = t->npages;
-  sx__mutex_unlock(&t->mu);
-  if (d) {
-    *out = d->buf;
-    *lock = &d->lock;
-    return SX_OK;
-  }
-  *lock = NULL;
-  if (pgno >= np)
-    return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno, np);
-  return view_page(t->p, &t->view, pgno, out, err);
-}
-
 sx__pager *sx__txn_pager(sx__txn *t) { return t->p; }
 
 uint32_t sx__txn_npages(sx__txn *t) {
@@ -1408,7 +1381,6 @@ uint32_t sx__txn_npages(sx__txn *t) {
 }
 
 static void dpage_free(dpage *d) {
-  sx__rwlock_destroy(&d->lock);
   free(d->undo);
   free(d->buf);
   free(d);

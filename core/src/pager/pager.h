@@ -88,7 +88,8 @@ int sx__pager_snap_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const ui
  * Page pointers from sx__txn_read stay valid until commit/abort; pointers from
  * sx__txn_write stay valid and writable until commit/abort. Several threads may
  * call these at once on one transaction; modifying one page image from several
- * threads needs that page's lock (sx__txn_page_lock).
+ * threads is the callers' to coordinate (the HNSW index's parallel insert keeps its
+ * own page locks, see hnsw.c).
  */
 int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error *err);
 int sx__txn_read(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err);
@@ -97,14 +98,6 @@ int sx__txn_write(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err);
 int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err);
 /* Returns a page to the free list (its contents are lost). */
 int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err);
-/* The rank SX_RANK_PAGE rwlock of a page made dirty in this transaction, or NULL. */
-sx__rwlock *sx__txn_page_lock(sx__txn *t, uint32_t pgno);
-/* The page's current image and, when it is a dirty image, its lock (else *lock is
- * NULL: the committed image, which nobody writes). A thread reading a dirty image
- * while others may write it holds the lock shared. Modifying needs sx__txn_write
- * first (it records the savepoint's undo image), then the lock exclusive. */
-int sx__txn_image(sx__txn *t, uint32_t pgno, const uint8_t **out, sx__rwlock **lock,
-                  sx_error *err);
 uint32_t sx__txn_npages(sx__txn *t);
 sx__pager *sx__txn_pager(sx__txn *t);
 /*
