@@ -295,6 +295,29 @@ TEST_F(Kernels, MatchReferenceOnRandomData) {
   }
 }
 
+/* The raw sums HNSW adds up over the parts of a vector that straddles pages: at
+ * every level and split point, the parts sum to the reference l2 and dot product. */
+TEST_F(Kernels, RawSumsOverPartsMatchReference) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (size_t dim : {1, 17, 100, 784}) {
+    std::vector<float> q(dim), v(dim);
+    for (size_t i = 0; i < dim; i++) q[i] = u(rng), v[i] = u(rng);
+    double l2 = sx__distance_ref(SX__L2, q.data(), v.data(), dim);
+    double dot = 1 - sx__distance_ref(SX__IP, q.data(), v.data(), dim);
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      sx__raw_fn rl2 = sx__raw(SX__L2), rip = sx__raw(SX__IP);
+      for (size_t cut : {(size_t)0, dim / 3, dim}) {
+        double s2 = (double)rl2(q.data(), v.data(), cut) + rl2(q.data() + cut, v.data() + cut, dim - cut);
+        double sd = (double)rip(q.data(), v.data(), cut) + rip(q.data() + cut, v.data() + cut, dim - cut);
+        EXPECT_NEAR(s2, l2, 1e-4 * (1 + l2)) << sx__kernel_name(level) << " dim " << dim << " cut " << cut;
+        EXPECT_NEAR(sd, dot, 1e-4 * (1 + std::fabs(dot))) << sx__kernel_name(level) << " dim " << dim << " cut " << cut;
+      }
+    }
+  }
+}
+
 /* Components around 100: |q|^2 + |v|^2 dwarfs the distance, so the loose absolute
  * term would hide a cancelling l2; hold l2 to 1e-4 relative instead. */
 TEST_F(Kernels, MatchReferenceWithLargeOffset) {
