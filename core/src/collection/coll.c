@@ -38,6 +38,7 @@ void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   out->vec_off = H_PA_VEC;
   out->live_off = H_PA_LIVE;
   out->nslots_off = H_NSLOTS;
+  out->count_off = H_COUNT;
 }
 
 #define SLOT_SIZE 32 /* u64 id_off, u32 id_len, u32 meta_len, u64 meta_off, u64 reserved */
@@ -436,6 +437,56 @@ int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_
   buf[r.id_len] = 0;
   if (len) *len = r.id_len;
   return rc;
+}
+
+int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, size_t n, char **blob,
+                 size_t *blen, size_t *bcap, size_t *offs, sx_error *err) {
+  enum { CHUNK = 64 };
+  const uint8_t *rec[CHUNK];
+  uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
+  sx__pa_cursor sc, hc;
+  sx__pa_cursor_init(&sc, &c->v, h + H_PA_SLOTS);
+  sx__pa_cursor_init(&hc, &c->v, h + H_PA_HEAP);
+  for (size_t at = 0; at < n; at += CHUNK) {
+    size_t m = n - at < CHUNK ? n - at : CHUNK, need = 0;
+    /* Records never straddle pages (SLOT_SIZE divides the page size). */
+    for (size_t i = 0; i < m; i++) {
+      uint64_t off = (uint64_t)slots[at + i] * SLOT_SIZE;
+      int rc = sx__pa_leaf(&sc, off / sc.ps, &rec[i], err);
+      if (rc) return rc;
+      rec[i] += off % sc.ps;
+      __builtin_prefetch(rec[i]);
+    }
+    for (size_t i = 0; i < m; i++) {
+      uint64_t id_off = sx__rd64(rec[i]);
+      uint32_t id_len = sx__rd32(rec[i] + 8);
+      if (id_len == 0 || id_len > SX_ID_MAX || id_off + id_len > heaplen)
+        return sx__err_set(err, SX_CORRUPT, "slot %u of collection '%s' has a bad id", slots[at + i], c->name);
+      const uint8_t *lp;
+      int rc = sx__pa_leaf(&hc, id_off / hc.ps, &lp, err);
+      if (rc) return rc;
+      __builtin_prefetch(lp + id_off % hc.ps);
+      need += id_len + 1;
+    }
+    if (*blen + need > *bcap) {
+      size_t nc = *bcap ? *bcap : 256;
+      while (nc < *blen + need) nc *= 2;
+      char *nb = realloc(*blob, nc);
+      if (!nb) return sx__err_set(err, SX_NOMEM, "out of memory for search results");
+      *blob = nb;
+      *bcap = nc;
+    }
+    for (size_t i = 0; i < m; i++) {
+      uint64_t id_off = sx__rd64(rec[i]);
+      uint32_t id_len = sx__rd32(rec[i] + 8);
+      int rc = sx__pa_read(&hc, id_off, *blob + *blen, id_len, err);
+      if (rc) return rc;
+      offs[at + i] = *blen;
+      (*blob)[*blen + id_len] = 0;
+      *blen += id_len + 1;
+    }
+  }
+  return SX_OK;
 }
 
 /* Looks an id up: *slot = its slot or UINT64_MAX; *pos = its hash position (or the

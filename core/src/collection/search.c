@@ -457,35 +457,23 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     rc = sx__err_set(err, SX_NOMEM, "out of memory for search results");
     goto done;
   }
+  uint32_t *sl = malloc((total ? total : 1) * sizeof *sl);
+  size_t *offs = malloc((total ? total : 1) * sizeof *offs);
+  if (!sl || !offs) rc = sx__err_set(err, SX_NOMEM, "out of memory for search results");
   for (size_t q = 0; q < nq && !rc; q++) {
     heap *hp = &heaps[q];
     res->off[q] = at;
-    for (size_t i = 0; i < hp->n && !rc; i++, at++) {
-      char buf[SX_ID_MAX + 1];
-      size_t len;
-      rc = sx__slot_id(c, h, hp->h[i].slot, buf, &len, err);
-      if (!rc) {
-        if (blen + len + 1 > bcap) {
-          size_t nc = bcap ? bcap * 2 : 16 * (total ? total : 1);
-          while (nc < blen + len + 1) nc *= 2;
-          char *nb = realloc(res->blob, nc);
-          if (!nb) {
-            rc = sx__err_set(err, SX_NOMEM, "out of memory");
-            break;
-          }
-          res->blob = nb;
-          bcap = nc;
-        }
-        memcpy(res->blob + blen, buf, len + 1);
-        res->ids[at] = (char *)(uintptr_t)blen; /* an offset until the blob stops moving */
-        blen += len + 1;
-      }
+    for (size_t i = 0; i < hp->n; i++, at++) {
+      sl[at] = hp->h[i].slot;
       res->dist[at] = hp->h[i].d;
     }
     res->off[q + 1] = at;
   }
+  if (!rc) rc = sx__slot_ids(c, h, sl, at, &res->blob, &blen, &bcap, offs, err);
   if (!rc)
-    for (size_t i = 0; i < at; i++) res->ids[i] = res->blob + (uintptr_t)res->ids[i];
+    for (size_t i = 0; i < at; i++) res->ids[i] = res->blob + offs[i];
+  free(sl);
+  free(offs);
   if (!rc) rc = s.rc;
 done:
   free(jobs);

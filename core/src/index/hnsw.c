@@ -82,6 +82,7 @@ struct sx__hnsw {
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
   float *vbuf; /* scratch vector */
   uint64_t nslots;
+  int all_live; /* no slot is dead: searches skip the liveness test */
   /* search scratch: a node is visited iff vtag[node] == tag */
   uint32_t *vtag;
   size_t vcap;
@@ -707,8 +708,8 @@ static int cand_room(sx__hnsw *g, size_t nc, sx_error *err) {
 
 static int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
   const uint8_t *lp;
-  int rc = lc_get(g, &g->live, slot / 8 / g->ps, &lp, err);
-  *live = !rc && (lp[slot / 8 % g->ps] & (1u << (slot % 8)));
+  int rc = lc_get(g, &g->live, slot >> (3 + g->psh), &lp, err);
+  *live = !rc && (lp[(slot >> 3) & (g->ps - 1)] & (1u << (slot % 8)));
   return rc;
 }
 
@@ -855,6 +856,7 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
     return o ? sx__err_set(err, SX_NOMEM, "out of memory") : (err ? err->code : SX_IO);
   }
   g->nslots = sx__rd64(o + lay->nslots_off);
+  g->all_live = sx__rd64(o + lay->count_off) == g->nslots;
   *out = g;
   return SX_OK;
 }
@@ -943,7 +945,8 @@ int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit 
   if (rc) return rc;
   g->res[0] = best;
   size_t nr = 1;
-  rc = search_layer(g, q, qn, 0, efs, 1, UINT64_MAX, &nr, err);
+  /* As hnswlib: no liveness test per hit while nothing is deleted. */
+  rc = search_layer(g, q, qn, 0, efs, !g->all_live, UINT64_MAX, &nr, err);
   if (rc) return rc;
   qsort(g->res, nr, sizeof *g->res, cmp_hit);
   *n = nr < k ? nr : k;

@@ -84,6 +84,7 @@ typedef struct sx__hnsw_layout {
   unsigned vec_off;   /* page array of vectors (dim floats per slot, a byte stream) */
   unsigned live_off;  /* page array: live bitmap */
   unsigned nslots_off;/* u64: slots in use */
+  unsigned count_off; /* u64: live slots (all are live when it equals nslots) */
 } sx__hnsw_layout;
 
 typedef struct sx__hnsw sx__hnsw;
