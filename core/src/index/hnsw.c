@@ -713,12 +713,17 @@ static int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
   return rc;
 }
 
-/* Prefetches every cache line of a vector a few distances ahead: the hardware
- * prefetcher follows a stream only within a 4 KiB page, and most vectors of a few
- * hundred dimensions straddle one. */
+/* Prefetches a vector a few distances ahead: the first lines of each page it lies
+ * in. Within a page the hardware prefetcher follows the stream once started, but it
+ * stops at a 4 KiB boundary, and most vectors of a few hundred dimensions straddle
+ * one. Prefetching every line of the vector instead filled the core's miss buffers
+ * and stalled on the prefetches themselves (2 lines per page: QPS 1.04-1.06x of
+ * hnswlib at ef 16-64 on Fashion-MNIST 60k; 1 line: 1.00-1.04x; 4: 0.99-1.07x;
+ * every line: 0.97-0.99x; bench/HNSW.md). */
 #ifndef PF_NEXT
 #define PF_NEXT 2
 #endif
+#define PF_LINES 2
 static inline void prefetch_vector(const sx__hnsw *g, uint64_t slot) {
   uint64_t off = slot * g->vbytes, end = off + g->vbytes;
   while (off < end) {
@@ -727,7 +732,7 @@ static inline void prefetch_vector(const sx__hnsw *g, uint64_t slot) {
     const uint8_t *p = g->vec.r[leaf] + (off & (g->ps - 1));
     uint64_t stop = (leaf + 1) << g->psh;
     if (stop > end) stop = end;
-    for (uint64_t o = off; o < stop; o += 64, p += 64) __builtin_prefetch(p);
+    for (uint64_t o = off; o < stop && o < off + PF_LINES * 64; o += 64, p += 64) __builtin_prefetch(p);
     off = stop;
   }
 }
