@@ -409,17 +409,30 @@ int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err)
   return SX_OK;
 }
 
+/* A slot record's fields, from its SLOT_SIZE bytes. */
+static void slot_parse(const uint8_t *b, slotrec *r) {
+  r->id_off = sx__rd64(b);
+  r->id_len = sx__rd32(b + 8);
+  r->meta_len = sx__rd32(b + 12);
+  r->meta_off = sx__rd64(b + 16);
+}
+
+/* SX_CORRUPT unless slot s's id lies within the heap and has a valid length. */
+static int id_check(const sx__coll *c, const uint8_t *h, uint64_t s, const slotrec *r,
+                    sx_error *err) {
+  if (r->id_len == 0 || r->id_len > SX_ID_MAX || r->id_off + r->id_len > sx__rd64(h + H_HEAPLEN))
+    return sx__err_set(err, SX_CORRUPT, "slot %llu of collection '%s' has a bad id",
+                       (unsigned long long)s, c->name);
+  return SX_OK;
+}
+
 int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, sx_error *err) {
   sx__pa_cursor cur;
   sx__pa_cursor_init(&cur, &c->v, h + H_PA_SLOTS);
   uint8_t b[SLOT_SIZE];
   int rc = sx__pa_read(&cur, s * SLOT_SIZE, b, SLOT_SIZE, err);
-  if (rc) return rc;
-  r->id_off = sx__rd64(b);
-  r->id_len = sx__rd32(b + 8);
-  r->meta_len = sx__rd32(b + 12);
-  r->meta_off = sx__rd64(b + 16);
-  return SX_OK;
+  if (!rc) slot_parse(b, r);
+  return rc;
 }
 
 /* The id of slot s into buf (NUL-terminated); *len its length. */
@@ -427,10 +440,8 @@ int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_
                 size_t *len, sx_error *err) {
   slotrec r;
   int rc = sx__slot_read(c, h, s, &r, err);
+  if (!rc) rc = id_check(c, h, s, &r, err);
   if (rc) return rc;
-  if (r.id_len == 0 || r.id_len > SX_ID_MAX || r.id_off + r.id_len > sx__rd64(h + H_HEAPLEN))
-    return sx__err_set(err, SX_CORRUPT, "slot %llu of collection '%s' has a bad id",
-                       (unsigned long long)s, c->name);
   sx__pa_cursor cur;
   sx__pa_cursor_init(&cur, &c->v, h + H_PA_HEAP);
   rc = sx__pa_read(&cur, r.id_off, buf, r.id_len, err);
@@ -440,10 +451,12 @@ int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_
 }
 
 int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, size_t n, char **blob,
-                 size_t *blen, size_t *bcap, size_t *offs, sx_error *err) {
+                 size_t *offs, sx_error *err) {
   enum { CHUNK = 64 };
   const uint8_t *rec[CHUNK];
-  uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
+  slotrec r[CHUNK];
+  size_t len = 0, cap = 0;
+  *blob = NULL;
   sx__pa_cursor sc, hc;
   sx__pa_cursor_init(&sc, &c->v, h + H_PA_SLOTS);
   sx__pa_cursor_init(&hc, &c->v, h + H_PA_HEAP);
@@ -458,32 +471,28 @@ int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, siz
       __builtin_prefetch(rec[i]);
     }
     for (size_t i = 0; i < m; i++) {
-      uint64_t id_off = sx__rd64(rec[i]);
-      uint32_t id_len = sx__rd32(rec[i] + 8);
-      if (id_len == 0 || id_len > SX_ID_MAX || id_off + id_len > heaplen)
-        return sx__err_set(err, SX_CORRUPT, "slot %u of collection '%s' has a bad id", slots[at + i], c->name);
+      slot_parse(rec[i], &r[i]);
       const uint8_t *lp;
-      int rc = sx__pa_leaf(&hc, id_off / hc.ps, &lp, err);
+      int rc = id_check(c, h, slots[at + i], &r[i], err);
+      if (!rc) rc = sx__pa_leaf(&hc, r[i].id_off / hc.ps, &lp, err);
       if (rc) return rc;
-      __builtin_prefetch(lp + id_off % hc.ps);
-      need += id_len + 1;
+      __builtin_prefetch(lp + r[i].id_off % hc.ps);
+      need += r[i].id_len + 1;
     }
-    if (*blen + need > *bcap) {
-      size_t nc = *bcap ? *bcap : 256;
-      while (nc < *blen + need) nc *= 2;
+    if (len + need > cap) {
+      size_t nc = cap ? cap : 256;
+      while (nc < len + need) nc *= 2;
       char *nb = realloc(*blob, nc);
       if (!nb) return sx__err_set(err, SX_NOMEM, "out of memory for search results");
       *blob = nb;
-      *bcap = nc;
+      cap = nc;
     }
     for (size_t i = 0; i < m; i++) {
-      uint64_t id_off = sx__rd64(rec[i]);
-      uint32_t id_len = sx__rd32(rec[i] + 8);
-      int rc = sx__pa_read(&hc, id_off, *blob + *blen, id_len, err);
+      int rc = sx__pa_read(&hc, r[i].id_off, *blob + len, r[i].id_len, err);
       if (rc) return rc;
-      offs[at + i] = *blen;
-      (*blob)[*blen + id_len] = 0;
-      *blen += id_len + 1;
+      offs[at + i] = len;
+      (*blob)[len + r[i].id_len] = 0;
+      len += r[i].id_len + 1;
     }
   }
   return SX_OK;

@@ -120,13 +120,13 @@ int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, s
 /* The id of slot s into buf (NUL-terminated); *len its length (may be NULL). */
 int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_MAX + 1],
                 size_t *len, sx_error *err);
-/* The ids of slots[0..n), each appended NUL-terminated to the growing buffer *blob
- * (*blen bytes used of *bcap); offs[i] = where the i-th starts. The slot records are
- * all located and prefetched before any is read, then the ids likewise: a search's
- * hits lie anywhere in the arrays, and resolving them one at a time waited for each
- * cache miss in turn. */
+/* The ids of slots[0..n), NUL-terminated one after another in *blob (malloc'd, NULL
+ * when n is 0; the caller frees it, on an error too); offs[i] = where the i-th
+ * starts. The slot records are all located and prefetched before any is read, then
+ * the ids likewise: a search's hits lie anywhere in the arrays, and resolving them
+ * one at a time waited for each cache miss in turn. */
 int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, size_t n, char **blob,
-                 size_t *blen, size_t *bcap, size_t *offs, sx_error *err);
+                 size_t *offs, sx_error *err);
 /* Finite components, and nonzero under cosine; SX_INVALID_ARGUMENT naming `what` and item. */
 int sx__check_vector(const float *v, size_t dim, int metric, const char *what, size_t item,
                      sx_error *err);

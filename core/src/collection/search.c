@@ -318,7 +318,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   const int rerank = !hnsw && nq > 1;
   if (rerank) k = k + 16 < nslots ? k + 16 : (nslots ? nslots : 1);
 
-  size_t total = 0, at = 0, blen = 0, bcap = 0;
+  size_t total = 0, at = 0;
   float *qn = malloc((nq ? nq : 1) * sizeof *qn);
   sx_results *res = calloc(1, sizeof *res);
   if (!qn || !res) {
@@ -469,7 +469,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     }
     res->off[q + 1] = at;
   }
-  if (!rc) rc = sx__slot_ids(c, h, sl, at, &res->blob, &blen, &bcap, offs, err);
+  if (!rc) rc = sx__slot_ids(c, h, sl, at, &res->blob, offs, err);
   if (!rc)
     for (size_t i = 0; i < at; i++) res->ids[i] = res->blob + offs[i];
   free(sl);

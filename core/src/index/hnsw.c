@@ -720,10 +720,8 @@ static int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
  * and stalled on the prefetches themselves (2 lines per page: QPS 1.04-1.06x of
  * hnswlib at ef 16-64 on Fashion-MNIST 60k; 1 line: 1.00-1.04x; 4: 0.99-1.07x;
  * every line: 0.97-0.99x; bench/HNSW.md). */
-#ifndef PF_NEXT
-#define PF_NEXT 2
-#endif
-#define PF_LINES 2
+#define PF_NEXT 2  /* vectors ahead */
+#define PF_LINES 2 /* lines per page */
 static inline void prefetch_vector(const sx__hnsw *g, uint64_t slot) {
   uint64_t off = slot * g->vbytes, end = off + g->vbytes;
   while (off < end) {
