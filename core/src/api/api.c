@@ -213,7 +213,7 @@ SX_EXPORT int sx_write_delete(sx_write *w, const char *collection, size_t n,
   if (rc) return rc;
   sx__coll c;
   rc = sx__coll_open(&v, collection, &c, err);
-  if (!rc) rc = sx__coll_delete(&c, n, ids, deleted, err);
+  if (!rc) rc = sx__coll_delete(&c, n, ids, sx__write_threads(w), deleted, err);
   sx__write_leave(w);
   return rc;
 }

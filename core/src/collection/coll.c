@@ -5,7 +5,9 @@
  * Invariants (checked by sx__coll_check_all)
  * - A slot is live iff its bit in `live` is set; a live slot's record names its id in
  *   the heap, and the id map has exactly one entry pointing at it.
- * - count == number of live slots; every slot < nslots is live or on the free stack.
+ * - count == number of live slots; every slot < nslots is live or on the free stack
+ *   (once), except in an HNSW collection, where a slot deleted or replaced stays
+ *   dead, in the graph, until reclaim unlinks and frees it.
  * - Operations validate every argument before touching a page, and run under a
  *   transaction savepoint, so a failing operation changes nothing.
  */
@@ -39,6 +41,7 @@ void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   out->live_off = H_PA_LIVE;
   out->nslots_off = H_NSLOTS;
   out->count_off = H_COUNT;
+  out->nfree_off = H_NFREE;
 }
 
 #define SLOT_SIZE 32 /* u64 id_off, u32 id_len, u32 meta_len, u64 meta_off, u64 reserved */
@@ -691,6 +694,49 @@ static int hash_remove(sx__coll *c, uint64_t pos, sx_error *err) {
   return rc;
 }
 
+/* A slot for a vector: the last freed one, or the next new one. */
+static int take_slot(sx__coll *c, uint64_t *slot, sx_error *err) {
+  const uint8_t *h;
+  int rc = hdr_page(c, &h, err);
+  if (rc) return rc;
+  uint64_t nfree = sx__rd64(h + H_NFREE);
+  uint8_t *hw;
+  if (nfree) {
+    sx__pa_cursor cur;
+    sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
+    uint32_t s32;
+    rc = sx__pa_read(&cur, (nfree - 1) * 4, &s32, 4, err);
+    if (rc) return rc;
+    *slot = s32;
+    rc = hdr_w(c, &hw, err);
+    if (!rc) sx__wr64(hw + H_NFREE, nfree - 1);
+    return rc;
+  }
+  *slot = sx__rd64(h + H_NSLOTS);
+  if (*slot >= 0xfffffffeu)
+    return sx__err_set(err, SX_FULL, "collection '%s' has reached its maximum of %u vectors",
+                       c->name, 0xfffffffeu);
+  rc = hdr_w(c, &hw, err);
+  if (!rc) sx__wr64(hw + H_NSLOTS, *slot + 1);
+  return rc;
+}
+
+static int slot_write(sx__coll *c, uint64_t slot, uint64_t id_off, uint32_t id_len,
+                      uint64_t meta_off, uint32_t meta_len, sx_error *err) {
+  uint8_t rec[SLOT_SIZE] = {0};
+  sx__wr64(rec, id_off);
+  sx__wr32(rec + 8, id_len);
+  sx__wr32(rec + 12, meta_len);
+  sx__wr64(rec + 16, meta_off);
+  return sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE, rec, SLOT_SIZE, err);
+}
+
+/* Marks a live slot dead: not live, its record zeroed. The caller keeps the counts. */
+static int slot_kill(sx__coll *c, uint64_t slot, sx_error *err) {
+  int rc = live_set(c, slot, 0, err);
+  return rc ? rc : slot_write(c, slot, 0, 0, 0, 0, err);
+}
+
 /* Stores one item; *slot_out receives its slot. Linking into an index is the
  * caller's. */
 static int upsert_one(sx__coll *c, const char *id, const float *vec, const char *meta,
@@ -711,8 +757,9 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
     if (rc) return rc;
     meta_len = (uint32_t)ml;
   }
+  uint32_t tag = id_tag(id, n);
   if (slot == UINT64_MAX) {
-    /* A new id: reuse a free slot or take the next one. */
+    /* A new id. */
     rc = hdr_page(c, &h, err);
     if (rc) return rc;
     if ((sx__rd64(h + H_HASHUSED) + 1) * 2 > sx__rd64(h + H_HASHCAP)) {
@@ -722,43 +769,29 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
       if (!rc) rc = id_lookup(c, h, id, n, &slot, &pos, err);
       if (rc) return rc;
     }
-    /* HNSW collections never reuse a slot: a deleted node stays in the graph as a
-     * waypoint, and links into it would lead to an unrelated vector. */
-    uint64_t nfree = c->index == SX_INDEX_HNSW ? 0 : sx__rd64(h + H_NFREE);
-    if (nfree) {
-      sx__pa_cursor cur;
-      sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
-      uint32_t s32;
-      rc = sx__pa_read(&cur, (nfree - 1) * 4, &s32, 4, err);
-      if (rc) return rc;
-      slot = s32;
-      rc = hdr_w(c, &hw, err);
-      if (rc) return rc;
-      sx__wr64(hw + H_NFREE, nfree - 1);
-    } else {
-      slot = sx__rd64(h + H_NSLOTS);
-      if (slot >= 0xfffffffeu)
-        return sx__err_set(err, SX_FULL, "collection '%s' has reached its maximum of %u vectors",
-                           c->name, 0xfffffffeu);
-      rc = hdr_w(c, &hw, err);
-      if (rc) return rc;
-      sx__wr64(hw + H_NSLOTS, slot + 1);
-    }
     uint64_t id_off;
-    rc = heap_append(c, id, n, &id_off, err);
-    if (rc) return rc;
-    uint8_t rec[SLOT_SIZE] = {0};
-    sx__wr64(rec, id_off);
-    sx__wr32(rec + 8, (uint32_t)n);
-    sx__wr32(rec + 12, meta_len);
-    sx__wr64(rec + 16, meta_off);
-    rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE, rec, SLOT_SIZE, err);
-    if (!rc) rc = hash_put(c, pos, ((uint64_t)id_tag(id, n) << 32) | (slot + 1), err);
+    rc = take_slot(c, &slot, err);
+    if (!rc) rc = heap_append(c, id, n, &id_off, err);
+    if (!rc) rc = slot_write(c, slot, id_off, (uint32_t)n, meta_off, meta_len, err);
+    if (!rc) rc = hash_put(c, pos, ((uint64_t)tag << 32) | (slot + 1), err);
     if (!rc) rc = live_set(c, slot, 1, err);
     if (!rc) rc = hdr_w(c, &hw, err);
     if (rc) return rc;
     sx__wr64(hw + H_HASHUSED, sx__rd64(hw + H_HASHUSED) + 1);
     sx__wr64(hw + H_COUNT, sx__rd64(hw + H_COUNT) + 1);
+  } else if (c->index == SX_INDEX_HNSW) {
+    /* An existing id of an HNSW collection moves to a fresh slot, linked from its
+     * new position; the old one stays a waypoint until it is unlinked. */
+    slotrec r;
+    uint64_t old = slot;
+    rc = hdr_page(c, &h, err); /* the metadata may have moved it */
+    if (!rc) rc = sx__slot_read(c, h, old, &r, err);
+    if (!rc) rc = take_slot(c, &slot, err);
+    if (!rc) rc = slot_write(c, slot, r.id_off, r.id_len, meta_off, meta_len, err);
+    if (!rc) rc = hash_put(c, pos, ((uint64_t)tag << 32) | (slot + 1), err);
+    if (!rc) rc = slot_kill(c, old, err);
+    if (!rc) rc = live_set(c, slot, 1, err);
+    if (rc) return rc;
   } else {
     /* An existing id: new metadata (or none) in its record. */
     uint8_t m[12];
@@ -771,9 +804,66 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
   return sx__pa_write(c->v.t, c->hdr, H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4, err);
 }
 
+/* Dead slots of an HNSW collection (deleted or replaced, not yet free) are unlinked
+ * from the graph and freed once they are 1/32 of the slots: searches walk through
+ * them until then, and each unlink reads every list. */
+#define UNLINK_SHARE 32
+
+static int reclaim(sx__coll *c, int nthreads, sx_error *err) {
+  const uint8_t *h;
+  int rc = hdr_page(c, &h, err);
+  if (rc || c->index != SX_INDEX_HNSW) return rc;
+  uint64_t nslots = sx__rd64(h + H_NSLOTS), nfree = sx__rd64(h + H_NFREE);
+  uint64_t pending = nslots - sx__rd64(h + H_COUNT) - nfree;
+  if (pending == 0 || pending * UNLINK_SHARE < nslots) return SX_OK;
+  uint8_t *freebits = calloc(nslots / 8 + 1, 1), *livebits = malloc(nslots / 8 + 1);
+  uint64_t *dead = malloc(pending * sizeof *dead);
+  if (!freebits || !livebits || !dead) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
+  for (uint64_t i = 0; i < nfree && !rc; i++) {
+    uint32_t s;
+    rc = sx__pa_read(&cur, i * 4, &s, 4, err);
+    if (!rc && s >= nslots) rc = sx__err_set(err, SX_CORRUPT, "free slot %u of '%s' is past the end", s, c->name);
+    if (!rc) freebits[s >> 3] |= (uint8_t)(1u << (s & 7));
+  }
+  sx__pa_cursor_init(&cur, &c->v, h + H_PA_LIVE);
+  if (!rc) rc = sx__pa_read(&cur, 0, livebits, (nslots + 7) / 8, err);
+  uint64_t nd = 0;
+  for (uint64_t s = 0; s < nslots && !rc; s++)
+    if (!((livebits[s >> 3] | freebits[s >> 3]) >> (s & 7) & 1)) {
+      if (nd == pending) rc = sx__err_set(err, SX_CORRUPT, "collection '%s' counts disagree", c->name);
+      else dead[nd++] = s;
+    }
+  if (!rc) {
+    sx__hnsw_layout lay;
+    sx__coll_hnsw_layout(c->hdr, &lay);
+    rc = sx__hnsw_unlink(&c->v, &lay, c->dim, c->metric, c->m, c->efc, dead, nd, nthreads, err);
+  }
+  /* Freed highest first, so that inserts reuse the lowest first. */
+  for (uint64_t i = nd; i-- > 0 && !rc;) {
+    uint32_t s32 = (uint32_t)dead[i];
+    rc = sx__pa_write(c->v.t, c->hdr, H_PA_FREE, nfree++ * 4, &s32, 4, err);
+  }
+  uint8_t *hw;
+  if (!rc) rc = hdr_w(c, &hw, err);
+  if (!rc) sx__wr64(hw + H_NFREE, nfree);
+  free(freebits);
+  free(livebits);
+  free(dead);
+  return rc;
+}
+
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
+}
+
+/* Item positions by id, then by position. */
+static int cmp_item(const void *a, const void *b, void *ids) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  int c = strcmp(((const char *const *)ids)[x], ((const char *const *)ids)[y]);
+  return c ? c : (x > y) - (x < y);
 }
 
 int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
@@ -811,37 +901,44 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
   if (rc) return rc;
   uint64_t nslots0 = sx__rd64(h + H_NSLOTS);
   int hnsw = c->index == SX_INDEX_HNSW;
+  /* An id given more than once keeps its last item; the others are not stored. */
+  size_t *order = malloc((n ? n : 1) * sizeof *order);
+  uint8_t *skip = calloc(n ? n : 1, 1);
   uint64_t *slots = hnsw ? malloc((n ? n : 1) * sizeof *slots) : NULL;
-  uint8_t *relink = hnsw ? malloc(n ? n : 1) : NULL;
-  if (hnsw && (!slots || !relink)) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  uint8_t *reused = hnsw ? malloc(n ? n : 1) : NULL;
+  if (!order || !skip || (hnsw && (!slots || !reused))) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  for (size_t i = 0; i < n && !rc; i++) order[i] = i;
+  if (!rc) qsort_r(order, n, sizeof *order, cmp_item, (void *)ids);
+  for (size_t i = 0; i + 1 < n && !rc; i++) skip[order[i]] = strcmp(ids[order[i]], ids[order[i + 1]]) == 0;
   sx__txn_savepoint(c->v.t);
+  size_t u = 0;
   for (size_t i = 0; i < n && !rc; i++) {
+    if (skip[i]) continue;
     uint64_t slot = 0;
     rc = upsert_one(c, ids[i], vectors + i * dim, metadata ? metadata[i] : NULL, &slot, err);
-    if (hnsw) slots[i] = slot;
+    if (hnsw) slots[u++] = slot;
   }
-  if (!rc && hnsw && n) {
-    /* Every vector is stored; now link each slot once (an id upserted twice keeps
-     * its last vector). Slots from before this call are relinked; new slots come
-     * after them, in the order they were taken. */
-    qsort(slots, n, sizeof *slots, cmp_u64);
-    size_t u = 0;
-    for (size_t i = 0; i < n; i++)
-      if (u == 0 || slots[u - 1] != slots[i]) slots[u++] = slots[i];
-    for (size_t i = 0; i < u; i++) relink[i] = slots[i] < nslots0;
+  if (!rc && hnsw && u) {
+    /* Every vector is stored; now link the slots, lowest first. Those from before
+     * this call were freed by an unlink. */
+    qsort(slots, u, sizeof *slots, cmp_u64);
+    for (size_t i = 0; i < u; i++) reused[i] = slots[i] < nslots0;
     sx__hnsw_layout lay;
     sx__coll_hnsw_layout(c->hdr, &lay);
-    rc = sx__hnsw_insert_batch(&c->v, &lay, c->dim, c->metric, c->m, c->efc, slots, relink, u,
+    rc = sx__hnsw_insert_batch(&c->v, &lay, c->dim, c->metric, c->m, c->efc, slots, reused, u,
                                nthreads, err);
   }
+  if (!rc) rc = reclaim(c, nthreads, err); /* replaced vectors left their slots dead */
+  free(order);
+  free(skip);
   free(slots);
-  free(relink);
+  free(reused);
   if (rc) sx__txn_rollback(c->v.t);
   else sx__txn_release(c->v.t);
   return rc;
 }
 
-int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *deleted,
+int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, int nthreads, size_t *deleted,
                     sx_error *err) {
   if (deleted) *deleted = 0;
   if (n > 0 && !ids) return sx__err_set(err, SX_INVALID_ARGUMENT, "ids are NULL");
@@ -860,16 +957,12 @@ int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *delet
     if (!rc) rc = id_lookup(c, h, ids[i], strlen(ids[i]), &slot, &pos, err);
     if (rc || slot == UINT64_MAX) continue;
     rc = hash_remove(c, pos, err);
-    if (!rc) rc = live_set(c, slot, 0, err);
-    if (!rc) {
-      uint8_t zero[SLOT_SIZE] = {0};
-      rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SLOT_SIZE, zero, SLOT_SIZE, err);
-    }
+    if (!rc) rc = slot_kill(c, slot, err);
     uint8_t *hw;
     if (!rc) rc = hdr_w(c, &hw, err);
     if (!rc) {
       sx__wr64(hw + H_COUNT, sx__rd64(hw + H_COUNT) - 1);
-      if (c->index != SX_INDEX_HNSW) { /* HNSW keeps dead slots as waypoints */
+      if (c->index != SX_INDEX_HNSW) { /* an HNSW slot is freed by reclaim */
         uint64_t nfree = sx__rd64(hw + H_NFREE);
         uint32_t s32 = (uint32_t)slot;
         sx__wr64(hw + H_NFREE, nfree + 1);
@@ -878,6 +971,7 @@ int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *delet
     }
     if (!rc) gone++;
   }
+  if (!rc) rc = reclaim(c, nthreads, err);
   if (rc) {
     sx__txn_rollback(c->v.t);
     return rc;
@@ -917,7 +1011,7 @@ static int check_one(const sx__pv *v, const char *name, sx_error *err) {
                          (unsigned long long)s, name, slot == UINT64_MAX ? -1LL : (long long)slot);
   }
   int hnsw = c.index == SX_INDEX_HNSW;
-  if (live != count || (!hnsw && live + nfree != nslots) || (hnsw && nfree != 0) ||
+  if (live != count || (!hnsw && live + nfree != nslots) || (hnsw && live + nfree > nslots) ||
       sx__rd64(h + H_HASHUSED) != live)
     return sx__err_set(err, SX_CORRUPT,
                        "collection '%s' counts disagree: count %llu, live %llu, free %llu, slots %llu, "
@@ -925,16 +1019,33 @@ static int check_one(const sx__pv *v, const char *name, sx_error *err) {
                        name, (unsigned long long)count, (unsigned long long)live,
                        (unsigned long long)nfree, (unsigned long long)nslots,
                        (unsigned long long)sx__rd64(h + H_HASHUSED));
-  if (hnsw) {
+  /* Free slots: in range, not live, each once. */
+  uint8_t *freebits = calloc(nslots / 8 + 1, 1);
+  if (!freebits) return sx__err_set(err, SX_NOMEM, "out of memory");
+  sx__pa_cursor fc;
+  sx__pa_cursor_init(&fc, v, h + H_PA_FREE);
+  for (uint64_t i = 0; i < nfree && !rc; i++) {
+    uint32_t s;
+    uint8_t b = 0;
+    rc = sx__pa_read(&fc, i * 4, &s, 4, err);
+    if (!rc && s < nslots) rc = sx__pa_read(&lc, s / 8, &b, 1, err);
+    if (rc) break;
+    if (s >= nslots || (b >> (s % 8) & 1) || (freebits[s / 8] >> (s % 8) & 1))
+      rc = sx__err_set(err, SX_CORRUPT, "free slot %u of '%s' is past the end, live or freed twice",
+                       s, name);
+    else
+      freebits[s / 8] |= (uint8_t)(1u << (s % 8));
+  }
+  if (!rc && hnsw) {
     sx__hnsw_layout lay;
     sx__coll_hnsw_layout(c.hdr, &lay);
     sx__hnsw *g;
     rc = sx__hnsw_open(v, &lay, c.dim, c.metric, c.m, c.efc, &g, err);
-    if (!rc) rc = sx__hnsw_check(g, err);
+    if (!rc) rc = sx__hnsw_check(g, freebits, err);
     sx__hnsw_close(g);
-    if (rc) return rc;
   }
-  return SX_OK;
+  free(freebits);
+  return rc;
 }
 
 int sx__coll_check_all(const sx__pv *v, sx_error *err) {

@@ -11,7 +11,8 @@
  *   live   bit per slot: 1 if the slot holds a live vector
  *   heap   append-only bytes: ids and metadata texts
  *   hash   open-addressing id map: 8-byte entries (32-bit hash tag, slot + 1)
- *   free   stack of 32-bit free slots (reused by later inserts)
+ *   free   stack of 32-bit free slots (reused by later inserts; in an HNSW collection
+ *          a slot is free only once it is unlinked from the graph)
  * The catalog (a chain of pages rooted in page 0) maps names to header pages.
  *
  * Reads go through an sx__pv: a read snapshot (immutable pages, any number of
@@ -63,10 +64,12 @@ void sx__coll_pool_free(sx__coll *c);
 
 int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err);
 int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err);
-/* nthreads > 1 lets an HNSW collection link the new vectors with that many threads. */
+/* nthreads > 1 lets an HNSW collection link the new vectors, and unlink dead ones,
+ * with that many threads. An id given twice keeps its last item. */
 int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
                     size_t dim, const char *const *metadata, int nthreads, sx_error *err);
-int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, size_t *deleted,
+/* nthreads as for sx__coll_upsert. */
+int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, int nthreads, size_t *deleted,
                     sx_error *err);
 int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *err);
 /* nq queries, k hits each. nthreads > 1 splits the scan (read views only). */

@@ -52,8 +52,8 @@ typedef struct par {
   sx__mutex mu; /* SX_RANK_INDEX: ep and top while the threads link */
   uint64_t ep;
   uint32_t top;
-  const uint64_t *slots;
-  const uint8_t *relink;
+  const uint64_t *slots; /* the nodes to link, or to repair */
+  const uint8_t *dead;   /* repairs (sx__hnsw_unlink): bit per dead slot; NULL: links */
   size_t n;
   atomic_size_t next;
   atomic_int stop;
@@ -82,7 +82,7 @@ struct sx__hnsw {
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
   float *vbuf; /* scratch vector */
   uint64_t nslots;
-  int all_live; /* no slot is dead: searches skip the liveness test */
+  int all_live; /* no dead slot is in the graph: searches skip the liveness test */
   /* search scratch: a node is visited iff vtag[node] == tag */
   uint32_t *vtag;
   size_t vcap;
@@ -859,7 +859,8 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
     return o ? sx__err_set(err, SX_NOMEM, "out of memory") : (err ? err->code : SX_IO);
   }
   g->nslots = sx__rd64(o + lay->nslots_off);
-  g->all_live = sx__rd64(o + lay->count_off) == g->nslots;
+  /* Free slots are in no list, so only dead ones waiting to be unlinked are met. */
+  g->all_live = sx__rd64(o + lay->count_off) + sx__rd64(o + lay->nfree_off) == g->nslots;
   *out = g;
   return SX_OK;
 }
@@ -1072,10 +1073,10 @@ static int set_entry(sx__hnsw *g, uint64_t slot, uint32_t level, sx_error *err) 
 }
 
 /* The serial part of an insert: the node's norm (cosine), its level and the room for
- * its upper links, empty lists (a relinked node keeps its old ones: they are the way
- * on from it while it is searched from, and each is overwritten once chosen), and
- * the entry point when the graph was empty. *link = 0 when that is all there is. */
-static int prepare(sx__hnsw *g, uint64_t slot, int relink, int *link, sx_error *err) {
+ * its upper links (a reused slot keeps both: its level is drawn from the slot), empty
+ * lists, and the entry point when the graph was empty. *link = 0 when that is all
+ * there is. */
+static int prepare(sx__hnsw *g, uint64_t slot, int reused, int *link, sx_error *err) {
   sx__txn *t = g->v.t;
   *link = 1;
   if (slot >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW insert of slot %llu past the end", (unsigned long long)slot);
@@ -1088,8 +1089,9 @@ static int prepare(sx__hnsw *g, uint64_t slot, int relink, int *link, sx_error *
     if (!rc) memcpy(lp + slot * 4 % g->ps, &qn, 4);
   }
   uint32_t level = 0;
-  if (!rc && relink) {
+  if (!rc && reused) {
     rc = meta_of(g, slot, &level, NULL, err);
+    for (uint32_t l = 0; l <= level && !rc; l++) rc = set_links(g, slot, l, NULL, 0, err);
   } else if (!rc) {
     level = draw_level(g, slot);
     uint8_t *ow;
@@ -1114,7 +1116,7 @@ static int prepare(sx__hnsw *g, uint64_t slot, int relink, int *link, sx_error *
   uint64_t ep = UINT64_MAX;
   uint32_t top = 0;
   if (!rc) rc = entry(g, &ep, &top, err);
-  if (!rc && (ep == UINT64_MAX || (relink && ep == slot && g->nslots == 1))) {
+  if (!rc && ep == UINT64_MAX) {
     *link = 0;
     rc = set_entry(g, slot, level, err);
   }
@@ -1183,6 +1185,91 @@ static int link_node(sx__hnsw *g, uint64_t slot, sx_error *err) {
   return SX_OK;
 }
 
+/* ---- unlink ---------------------------------------------------------------------- */
+
+static inline int bit(const uint8_t *b, uint64_t s) { return b[s >> 3] >> (s & 7) & 1; }
+
+/* Chooses again, at every level, the list of live node s if it links to a dead node
+ * (bit set in `dead`): the candidates are its live links and the live links of the
+ * dead ones it links to (as FreshDiskANN's delete consolidation does), the efc
+ * closest kept, and the heuristic picks from them. It reads only the lists of s and
+ * of dead nodes, which no repair changes, so the nodes may be repaired in any order
+ * or at once, with the same result. */
+static int repair_node(sx__hnsw *g, uint64_t s, const uint8_t *dead, sx_error *err) {
+  uint32_t level = 0;
+  int rc = meta_of(g, s, &level, NULL, err);
+  uint32_t own[1 + 512], deadl[512], sel[512], ns;
+  float *v = NULL, qn = 0;
+  sx__hit *c = NULL;
+  size_t cap_c = 0;
+  for (uint32_t l = 0; l <= level && !rc; l++) {
+    const uint32_t *ln;
+    if ((rc = links(g, s, l, &ln, err))) break;
+    memcpy(own, ln, (1 + (size_t)ln[0]) * 4);
+    uint32_t nd = 0;
+    for (uint32_t i = 0; i < own[0]; i++) {
+      if (own[1 + i] >= g->nslots) {
+        rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to slot %u past the end",
+                         (unsigned long long)s, own[1 + i]);
+        break;
+      }
+      if (bit(dead, own[1 + i])) deadl[nd++] = own[1 + i];
+    }
+    if (rc || nd == 0) continue;
+    if (!v) {
+      v = malloc((size_t)g->dim * 4);
+      if (!v) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+      if (!rc) rc = read_vec(g, s, v, err);
+      if (!rc && g->metric == SX__COSINE) qn = sx__norm(v, g->dim);
+      if (rc) break;
+    }
+    if (ensure_scratch(g, 0)) {
+      rc = sx__err_set(err, SX_NOMEM, "out of memory");
+      break;
+    }
+    g->vtag[s] = g->tag;
+    size_t nc = 0;
+    /* Own links first, then those of each dead one (a dead list is met again only
+     * through another live node's repair, never changed). */
+    for (uint32_t k = 0; k <= nd && !rc; k++) {
+      const uint32_t *src = own;
+      if (k > 0 && (rc = links(g, deadl[k - 1], l, &src, err))) break;
+      uint32_t cnt = src[0];
+      if (cap_c < nc + cnt) {
+        size_t ncap = (nc + cnt) * 2;
+        sx__hit *cc = realloc(c, ncap * sizeof *cc);
+        if (!cc) {
+          rc = sx__err_set(err, SX_NOMEM, "out of memory");
+          break;
+        }
+        c = cc, cap_c = ncap;
+      }
+      for (uint32_t i = 0; i < cnt; i++) {
+        uint32_t n = src[1 + i];
+        if (n >= g->nslots) {
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %u links to slot %u past the end",
+                           k ? deadl[k - 1] : (uint32_t)s, n);
+          break;
+        }
+        if (g->vtag[n] == g->tag || bit(dead, n)) continue;
+        g->vtag[n] = g->tag;
+        c[nc++].slot = n;
+      }
+    }
+    for (size_t i = 0; i < nc && !rc; i++) rc = dist_to(g, v, qn, c[i].slot, &c[i].d, err);
+    if (rc) break;
+    if (nc > g->efc) {
+      qsort_r(c, nc, sizeof *c, cmp_sel, g);
+      nc = g->efc;
+    }
+    rc = select_neighbors(g, c, nc, l ? g->m : g->m0, UINT64_MAX, sel, &ns, err);
+    if (!rc) rc = set_links(g, s, l, sel, ns, err);
+  }
+  free(v);
+  free(c);
+  return rc;
+}
+
 typedef struct worker {
   const sx__pv *v;
   const sx__hnsw_layout *lay;
@@ -1205,7 +1292,8 @@ static void *work(void *arg) {
   while (!w->rc && !atomic_load(&w->p->stop)) {
     size_t i = atomic_fetch_add(&w->p->next, 1);
     if (i >= w->p->n) break;
-    w->rc = link_node(g, w->p->slots[i], &w->err);
+    w->rc = w->p->dead ? repair_node(g, w->p->slots[i], w->p->dead, &w->err)
+                       : link_node(g, w->p->slots[i], &w->err);
   }
   if (w->rc) atomic_store(&w->p->stop, 1);
   sx__hnsw_close(g);
@@ -1213,11 +1301,14 @@ static void *work(void *arg) {
 }
 
 /* Links nodes todo[0..nt) (ascending slots) with nthreads threads, g being the
- * serial context that prepared them. */
-static int link_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay,
-                         const uint64_t *todo, size_t nt, int nthreads, sx_error *err) {
+ * serial context that prepared them; or, with dead set, repairs them (see
+ * repair_node). */
+static int run_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay,
+                        const uint64_t *todo, size_t nt, const uint8_t *dead, int nthreads,
+                        sx_error *err) {
   par p;
   memset(&p, 0, sizeof p);
+  p.dead = dead;
   sx__mutex_init(&p.mu, SX_RANK_INDEX, "HNSW entry point");
   /* The entry point moves to shared memory while threads link. */
   int rc = entry(g, &p.ep, &p.top, err);
@@ -1242,8 +1333,8 @@ static int link_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *la
   }
   p.slots = todo;
   p.n = nt;
-  p.base = todo[0];
-  p.stamp = rc ? NULL : malloc((g->nslots - p.base) * sizeof *p.stamp);
+  p.base = dead ? g->nslots : todo[0]; /* repairs link no node: no stamps */
+  p.stamp = rc ? NULL : malloc((g->nslots - p.base + 1) * sizeof *p.stamp);
   p.nent[0] = (g->nslots + g->epp0 - 1) / g->epp0;
   p.nent[1] = (ulen * 4 + g->ps - 1) >> g->psh;
   for (int a = 0; a < 2 && !rc; a++) p.ent[a] = calloc(p.nent[a] ? p.nent[a] : 1, sizeof *p.ent[a]);
@@ -1291,7 +1382,7 @@ static int link_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *la
 #define PAR_MIN 16
 
 int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
-                          uint32_t m, uint32_t efc, const uint64_t *slots, const uint8_t *relink,
+                          uint32_t m, uint32_t efc, const uint64_t *slots, const uint8_t *reused,
                           size_t n, int nthreads, sx_error *err) {
   sx__hnsw *g;
   int rc = sx__hnsw_open(v, lay, dim, metric, m, efc, &g, err);
@@ -1301,11 +1392,11 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
   size_t nt = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     int need = 0;
-    rc = prepare(g, slots[i], relink[i], &need, err);
+    rc = prepare(g, slots[i], reused[i], &need, err);
     if (need) todo[nt++] = slots[i];
   }
   if (!rc && nthreads > 1 && nt >= PAR_MIN)
-    rc = link_parallel(g, v, lay, todo, nt, nthreads, err);
+    rc = run_parallel(g, v, lay, todo, nt, NULL, nthreads, err);
   else
     for (size_t i = 0; i < nt && !rc; i++) rc = link_node(g, todo[i], err);
   sx__hnsw_close(g);
@@ -1313,9 +1404,113 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
   return rc;
 }
 
+/* Links again the live nodes live[0..n) that a breadth-first walk of level 0 from ep
+ * does not reach: repairs choose lists by the heuristic, which may drop a node's
+ * last link in. A relink may in turn prune another's; a few rounds, as inserts do
+ * not guarantee more. */
+static int relink_unreached(sx__hnsw *g, const uint64_t *live, size_t n, uint64_t ep,
+                            sx_error *err) {
+  uint32_t *q = malloc((n ? n : 1) * sizeof *q);
+  uint64_t *lost = malloc((n ? n : 1) * sizeof *lost);
+  int rc = q && lost ? SX_OK : sx__err_set(err, SX_NOMEM, "out of memory");
+  for (int round = 0; round < 4 && !rc; round++) {
+    if (ensure_scratch(g, 0)) {
+      rc = sx__err_set(err, SX_NOMEM, "out of memory");
+      break;
+    }
+    size_t qh = 0, qt = 0, nl = 0;
+    q[qt++] = (uint32_t)ep;
+    g->vtag[ep] = g->tag;
+    while (qh < qt && !rc) {
+      const uint32_t *ln;
+      if ((rc = links(g, q[qh++], 0, &ln, err))) break;
+      for (uint32_t i = 0; i < ln[0]; i++) {
+        uint32_t x = ln[1 + i];
+        if (x >= g->nslots) {
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW link to slot %u past the end", x);
+          break;
+        }
+        if (g->vtag[x] == g->tag) continue;
+        if (qt == n) {
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW graph links to a slot that is not live");
+          break;
+        }
+        g->vtag[x] = g->tag;
+        q[qt++] = x;
+      }
+    }
+    if (rc || qt == n) break;
+    for (size_t i = 0; i < n; i++)
+      if (g->vtag[live[i]] != g->tag) lost[nl++] = live[i];
+    for (size_t i = 0; i < nl && !rc; i++) rc = link_node(g, lost[i], err);
+  }
+  free(q);
+  free(lost);
+  return rc;
+}
+
+int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
+                    uint32_t m, uint32_t efc, const uint64_t *dead, size_t nd, int nthreads,
+                    sx_error *err) {
+  if (nd == 0) return SX_OK;
+  sx__hnsw *g;
+  int rc = sx__hnsw_open(v, lay, dim, metric, m, efc, &g, err);
+  if (rc) return rc;
+  uint8_t *isdead = calloc(g->nslots / 8 + 1, 1);
+  uint64_t *live = malloc((g->nslots ? g->nslots : 1) * sizeof *live);
+  if (!isdead || !live) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  for (size_t i = 0; i < nd && !rc; i++) {
+    if (dead[i] >= g->nslots)
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW unlink of slot %llu past the end", (unsigned long long)dead[i]);
+    else
+      isdead[dead[i] >> 3] |= (uint8_t)(1u << (dead[i] & 7));
+  }
+  size_t nl = 0;
+  for (uint64_t s = 0; s < g->nslots && !rc; s++) {
+    int on = 0;
+    rc = is_live(g, s, err, &on);
+    if (on && !bit(isdead, s)) live[nl++] = s;
+  }
+  /* The live nodes' new lists, then the dead ones' emptied. */
+  if (!rc && nthreads > 1 && nl >= PAR_MIN)
+    rc = run_parallel(g, v, lay, live, nl, isdead, nthreads, err);
+  else
+    for (size_t i = 0; i < nl && !rc; i++) rc = repair_node(g, live[i], isdead, err);
+  for (size_t i = 0; i < nd && !rc; i++) {
+    uint32_t lv = 0;
+    rc = meta_of(g, dead[i], &lv, NULL, err);
+    for (uint32_t l = 0; l <= lv && !rc; l++) rc = set_links(g, dead[i], l, NULL, 0, err);
+  }
+  /* A dead entry point gives way to a live node of the highest level (the first). */
+  uint64_t ep = UINT64_MAX;
+  uint32_t top = 0;
+  if (!rc) rc = entry(g, &ep, &top, err);
+  if (!rc && ep != UINT64_MAX && bit(isdead, ep)) {
+    uint64_t best = UINT64_MAX;
+    uint32_t bl = 0;
+    for (size_t i = 0; i < nl && !rc; i++) {
+      uint32_t lv = 0;
+      rc = meta_of(g, live[i], &lv, NULL, err);
+      if (!rc && (best == UINT64_MAX || lv > bl)) best = live[i], bl = lv;
+    }
+    uint8_t *ow;
+    if (!rc) rc = sx__txn_write(g->v.t, g->L.owner, &ow, err);
+    if (!rc) {
+      sx__wr32(ow + g->L.ep_off, best == UINT64_MAX ? 0 : (uint32_t)best + 1);
+      sx__wr32(ow + g->L.ep_off + 4, bl);
+    }
+    ep = best;
+  }
+  if (!rc && ep != UINT64_MAX) rc = relink_unreached(g, live, nl, ep, err);
+  sx__hnsw_close(g);
+  free(isdead);
+  free(live);
+  return rc;
+}
+
 /* ---- check ---------------------------------------------------------------------- */
 
-int sx__hnsw_check(sx__hnsw *g, sx_error *err) {
+int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
   uint64_t ep = UINT64_MAX;
   uint32_t top = 0;
   int rc = entry(g, &ep, &top, err);
@@ -1324,18 +1519,28 @@ int sx__hnsw_check(sx__hnsw *g, sx_error *err) {
   rc = meta_of(g, ep, &eplevel, NULL, err);
   if (!rc && eplevel != top)
     rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point level %u differs from the top level %u", eplevel, top);
+  if (!rc && freebits && bit(freebits, ep))
+    rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point %llu is a free slot", (unsigned long long)ep);
   for (uint64_t s = 0; s < g->nslots && !rc; s++) {
     uint32_t lv = 0;
+    int isfree = freebits && bit(freebits, s);
     rc = meta_of(g, s, &lv, NULL, err);
-    if (!rc && lv > top) rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level", (unsigned long long)s);
+    /* A free slot keeps its level for reuse, and may be above the top. */
+    if (!rc && lv > top && !isfree)
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level", (unsigned long long)s);
     for (uint32_t l = 0; l <= lv && !rc; l++) {
       const uint32_t *ln;
       rc = links(g, s, l, &ln, err);
+      if (!rc && isfree && ln[0])
+        rc = sx__err_set(err, SX_CORRUPT, "HNSW free slot %llu has %u links at level %u",
+                         (unsigned long long)s, ln[0], l);
       for (uint32_t i = 0; !rc && i < ln[0]; i++) {
-        uint32_t lvn = 0;
-        if (ln[1 + i] >= g->nslots || ln[1 + i] == s)
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u", (unsigned long long)s, ln[1 + i]);
-        else if (l > 0 && (rc = meta_of(g, ln[1 + i], &lvn, NULL, err)) == SX_OK && lvn < l)
+        uint32_t lvn = 0, x = ln[1 + i];
+        if (x >= g->nslots || x == s)
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u", (unsigned long long)s, x);
+        else if (freebits && bit(freebits, x))
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to free slot %u", (unsigned long long)s, x);
+        else if (l > 0 && (rc = meta_of(g, x, &lvn, NULL, err)) == SX_OK && lvn < l)
           rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u", (unsigned long long)s, l, lvn);
       }
     }

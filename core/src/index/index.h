@@ -72,9 +72,11 @@ void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t
  *   meta    per slot: u32 level, u32 offset of its upper links in `upper` (in u32)
  *   upper   links of levels 1..level: (1 + m) u32 per level
  *   norms   per slot float |v| (cosine only)
- * Deleted slots stay in the graph as waypoints (never returned) and are not reused,
- * so recall does not collapse after deletes; a replaced vector is relinked from its
- * new position.
+ * A deleted slot stays in the graph as a waypoint (walked through, never returned)
+ * until sx__hnsw_unlink takes it out: each live node that links to a dead one chooses
+ * its list again from its live links and the dead one's, the dead slots' lists are
+ * emptied, and the slot may then be reused by a later insert. A replaced vector gets
+ * a new slot (the collection layer moves its id), so every linked slot is a fresh node.
  */
 typedef struct sx__hnsw_layout {
   uint32_t owner;     /* page holding the fields below */
@@ -84,7 +86,8 @@ typedef struct sx__hnsw_layout {
   unsigned vec_off;   /* page array of vectors (dim floats per slot, a byte stream) */
   unsigned live_off;  /* page array: live bitmap */
   unsigned nslots_off;/* u64: slots in use */
-  unsigned count_off; /* u64: live slots (all are live when it equals nslots) */
+  unsigned count_off; /* u64: live slots */
+  unsigned nfree_off; /* u64: free slots (unlinked; none is in any list) */
 } sx__hnsw_layout;
 
 typedef struct sx__hnsw sx__hnsw;
@@ -98,20 +101,34 @@ typedef struct sx__hit {
 int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
                   uint32_t m, uint32_t efc, sx__hnsw **out, sx_error *err);
 void sx__hnsw_close(sx__hnsw *g);
-/* Write views: links n slots into the graph, in order; their vectors are stored.
- * relink[i] != 0: slots[i] is already in the graph and its vector changed. Slots are
- * distinct. With nthreads > 1 (and enough slots), that many threads link nodes at
- * once in the view's transaction, under page locks (hnsw.c explains). On an error
- * the transaction holds a partial graph: the caller rolls back to its savepoint. */
+/* Write views: links n distinct slots into the graph, in order; their vectors are
+ * stored. reused[i] != 0: slots[i] was freed by sx__hnsw_unlink and keeps its level
+ * and the room of its upper lists. With nthreads > 1 (and enough slots), that many
+ * threads link nodes at once in the view's transaction, under page locks (hnsw.c
+ * explains). On an error the transaction holds a partial graph: the caller rolls
+ * back to its savepoint. */
 int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
-                          uint32_t m, uint32_t efc, const uint64_t *slots, const uint8_t *relink,
+                          uint32_t m, uint32_t efc, const uint64_t *slots, const uint8_t *reused,
                           size_t n, int nthreads, sx_error *err);
+/* Write views: takes the dead slots dead[0..nd) (not live, not free) out of the
+ * graph. Every live node that links to one of them chooses its list again, by the
+ * heuristic, from its live links and the live links of the dead ones it linked to;
+ * the dead slots' lists are emptied; a live node becomes the entry point if the old
+ * one died; and live nodes that no search from the entry point can reach any more
+ * are linked in again. Afterwards no list holds a dead slot, so the caller may free
+ * them. nthreads > 1 chooses the new lists with that many threads. On an error the
+ * caller rolls back to its savepoint. */
+int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
+                    uint32_t m, uint32_t efc, const uint64_t *dead, size_t nd, int nthreads,
+                    sx_error *err);
 /* Live hits, closest first: up to k, plus any tied in distance with the k-th (the
  * caller breaks ties by id, so out must hold max(ef, k)). ef is raised to k. */
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
                     sx_error *err);
-/* Structure check: links in range, counts within capacity, entry point valid. */
-int sx__hnsw_check(sx__hnsw *g, sx_error *err);
+/* Structure check: links in range, counts within capacity, entry point valid; with
+ * freebits (bit s set: slot s is free), free
+ * slots have empty lists, no list links to one and none is the entry point. */
+int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err);
 
 #ifdef __cplusplus
 }
