@@ -16,7 +16,7 @@
  * - `T **out` parameters are outputs: the call takes no argument for them; the
  *   language file turns the filled pointer into a return value (owning the handle).
  *   Scalar and struct out-parameters (`uint64_t *out`, `size_t *deleted`,
- *   `sx_metric *out`, `sx_db_stats *out`, `sx_collection_info *out`) likewise.
+ *   `sx_metric *out`, `sx_db_stats *out`, `sx_collection_info *out`, `sx_collection_stats *out`) likewise.
  * - `sx_error *err` takes no argument: a local error buffer is passed, and when the
  *   call returns a status other than SX_OK, the language file raises / throws /
  *   returns an error carrying sx_status_name(status) and the buffer's message.
@@ -95,7 +95,8 @@ SX_HANDLE(sx_results, sx_results_free)
 }
 
 %typemap(in, numinputs=0) sx_db_stats *out (sx_db_stats sx_tmp),
-                          sx_collection_info *out (sx_collection_info sx_tmp) {
+                          sx_collection_info *out (sx_collection_info sx_tmp),
+                          sx_collection_stats *out (sx_collection_stats sx_tmp) {
   memset(&sx_tmp, 0, sizeof sx_tmp);
   $1 = &sx_tmp;
 }
@@ -130,7 +131,8 @@ SX_HANDLE(sx_results, sx_results_free)
   int sx_read_list_collections, int sx_write_list_collections,
   int sx_write_upsert, int sx_write_delete,
   int sx_read_collection, int sx_write_collection,
-  int sx_collection_describe, int sx_collection_count, int sx_collection_get,
+  int sx_collection_describe, int sx_collection_count, int sx_collection_stats_get,
+  int sx_collection_get,
   int sx_collection_search, int sx_collection_search_batch
 %enddef
 /* ... and without one. (sx_version_number and sx_format_version return plain ints.) */

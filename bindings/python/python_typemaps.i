@@ -389,7 +389,7 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
   if (!$result) SWIG_fail;
 }
 /* Structs come back as new objects of their wrapped class, owned by Python. */
-%typemap(argout) sx_db_stats *out, sx_collection_info *out {
+%typemap(argout) sx_db_stats *out, sx_collection_info *out, sx_collection_stats *out {
   $*1_ltype *copy = ($*1_ltype *)malloc(sizeof *copy);
   if (!copy) {
     PyErr_NoMemory();

@@ -422,7 +422,12 @@ int sx_write_upsert(sx_write *w, const char *collection, size_t n, const char *c
                     const float *vectors, size_t dim, const char *const *metadata, sx_error *err);
 
 /**
- * Deletes ids from a collection. Ids that do not exist are not an error.
+ * Deletes ids from a collection. Ids that do not exist are not an error. In an HNSW
+ * collection a deleted vector is never returned but stays in the graph as a waypoint
+ * until the dead ones (deleted or replaced) reach 1/32 of the collection's slots;
+ * the delete or upsert that brings them there unlinks them all, repairing the lists
+ * of their live neighbours (with up to sx_open_options.threads threads), and frees
+ * their slots for later inserts (see sx_collection_stats).
  * @param deleted optional: receives how many of the ids existed (and are now gone).
  */
 int sx_write_delete(sx_write *w, const char *collection, size_t n, const char *const *ids,
@@ -443,6 +448,22 @@ void sx_collection_free(sx_collection *c);
 int sx_collection_describe(sx_collection *c, sx_collection_info *out, sx_error *err);
 /** Number of live vectors. */
 int sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err);
+
+/** How a collection's slots are used; see sx_collection_stats_get(). Every slot is
+ * live, dead or free: slots == count + dead + free. */
+typedef struct sx_collection_stats {
+  uint64_t count; /**< live vectors */
+  uint64_t slots; /**< slots taken so far (the vector storage grows with it) */
+  uint64_t dead;  /**< HNSW only: vectors deleted or replaced but still in the graph,
+                       walked through by searches and never returned; they are unlinked
+                       (their neighbours' lists repaired) and freed by the delete or
+                       upsert that brings them to 1/32 of the slots */
+  uint64_t free;  /**< slots free for reuse by later inserts */
+} sx_collection_stats;
+
+/** Fills `out` with the collection's slot figures, as its session sees them.
+ * @return ::SX_OK, ::SX_INVALID_ARGUMENT (`out` NULL), ::SX_CLOSED. */
+int sx_collection_stats_get(sx_collection *c, sx_collection_stats *out, sx_error *err);
 
 /** One stored vector; free with sx_record_free(). */
 typedef struct sx_record sx_record;

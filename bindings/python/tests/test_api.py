@@ -280,6 +280,30 @@ def test_create_describe_list(db: sextant.Database) -> None:
             r.describe("nope")
 
 
+def test_collection_stats_count_dead_and_free_slots(db: sextant.Database) -> None:
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((640, 8)).astype(np.float32)
+    ids = [f"v{i}" for i in range(640)]
+    with db.write() as w:
+        w.create_collection("h", 8)
+        w.create_collection("f", 8, index="flat")
+        for name in ("h", "f"):
+            w.upsert(name, ids, vecs)
+            assert w.delete(name, ids[:10]) == 10
+        # HNSW: deleted nodes stay waypoints below 1/32 of the slots; flat frees at once.
+        assert w.collection_stats("h") == {"count": 630, "slots": 640, "dead": 10, "free": 0}
+        assert w.collection_stats("f") == {"count": 630, "slots": 640, "dead": 0, "free": 10}
+        w.delete("h", ids[10:20])  # 20 * 32 >= 640: unlinked and freed
+        assert w.collection_stats("h") == {"count": 620, "slots": 640, "dead": 0, "free": 20}
+        w.upsert("h", [f"n{i}" for i in range(20)], vecs[:20])
+    with db.read() as r:
+        assert r.collection_stats("h") == {"count": 640, "slots": 640, "dead": 0, "free": 0}
+        hits = r.search("h", vecs[5], k=1)
+        assert hits[0].id == "n5"
+        with pytest.raises(sextant.NotFound):
+            r.collection_stats("nope")
+
+
 # ---- vectors in ------------------------------------------------------------------------------
 
 

@@ -299,6 +299,15 @@ SX_EXPORT int sx_collection_describe(sx_collection *c, sx_collection_info *out, 
   return rc;
 }
 
+SX_EXPORT int sx_collection_stats_get(sx_collection *c, sx_collection_stats *out, sx_error *err) {
+  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+  int rc = coll_enter(c, err);
+  if (rc) return rc;
+  rc = sx__coll_stats(&c->c, out, err);
+  coll_leave(c);
+  return rc;
+}
+
 SX_EXPORT int sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   int rc = coll_enter(c, err);

@@ -26,7 +26,8 @@
 #define CAT_ENT_SIZE 72 /* name[68] NUL-padded, u32 header page */
 
 static const unsigned PA_ALL[] = {H_PA_VEC,  H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,  H_PA_FREE,
-                                  H_PA_LIVE, H_PA_G0,    H_PA_META, H_PA_UPPER, H_PA_NORMS};
+                                  H_PA_LIVE, H_PA_G0,    H_PA_META, H_PA_UPPER, H_PA_NORMS,
+                                  H_PA_STAMPS};
 
 void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   memset(out, 0, sizeof *out);
@@ -42,6 +43,8 @@ void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   out->nslots_off = H_NSLOTS;
   out->count_off = H_COUNT;
   out->nfree_off = H_NFREE;
+  out->stamp_off = H_PA_STAMPS;
+  out->stamp_seq_off = H_STAMP_SEQ;
 }
 
 #define SLOT_SIZE 32 /* u64 id_off, u32 id_len, u32 meta_len, u64 meta_off, u64 reserved */
@@ -395,6 +398,21 @@ int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err) {
   int rc = hdr_page(c, &h, err);
   if (!rc) *out = sx__rd64(h + H_COUNT);
   return rc;
+}
+
+int sx__coll_stats(const sx__coll *c, sx_collection_stats *out, sx_error *err) {
+  const uint8_t *h;
+  int rc = hdr_page(c, &h, err);
+  if (rc) return rc;
+  out->count = sx__rd64(h + H_COUNT);
+  out->slots = sx__rd64(h + H_NSLOTS);
+  out->free = sx__rd64(h + H_NFREE);
+  if (out->count + out->free > out->slots)
+    return sx__err_set(err, SX_CORRUPT, "collection '%s' counts disagree: count %llu, free %llu, slots %llu",
+                       c->name, (unsigned long long)out->count, (unsigned long long)out->free,
+                       (unsigned long long)out->slots);
+  out->dead = out->slots - out->count - out->free;
+  return SX_OK;
 }
 
 int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err) {

@@ -64,6 +64,7 @@ void sx__coll_pool_free(sx__coll *c);
 
 int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err);
 int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err);
+int sx__coll_stats(const sx__coll *c, sx_collection_stats *out, sx_error *err);
 /* nthreads > 1 lets an HNSW collection link the new vectors, and unlink dead ones,
  * with that many threads. An id given twice keeps its last item. */
 int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
@@ -109,7 +110,9 @@ enum {
   H_PA_META = 208,
   H_PA_UPPER = 216,
   H_UPPER_LEN = 224,
-  H_PA_NORMS = 232
+  H_PA_NORMS = 232,
+  H_PA_STAMPS = 240, /* HNSW link order (files written before it have zero here) */
+  H_STAMP_SEQ = 248
 };
 /* The HNSW graph of the collection whose header is page hdr. */
 void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out);

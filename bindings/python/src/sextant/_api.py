@@ -295,6 +295,14 @@ class Session:
         """Number of live vectors in the collection."""
         return int(_c.sx_collection_count(self._view(collection)))
 
+    def collection_stats(self, collection: str) -> Dict[str, int]:
+        """How the collection's slots are used: count (live), slots, dead (HNSW:
+        deleted or replaced vectors still walked through by searches, never
+        returned, until they are unlinked) and free (reusable);
+        slots == count + dead + free."""
+        s = _c.sx_collection_stats_get(self._view(collection))
+        return {"count": s.count, "slots": s.slots, "dead": s.dead, "free": s.free}
+
     def get(self, collection: str, id: str) -> Record:
         """The vector stored under id (NotFound when there is none)."""
         rid, vec, meta = _c.sx_collection_get(self._view(collection), id)
