@@ -557,3 +557,57 @@ TEST(Collection, StorageOverheadIsSmall) {
 }
 
 }  // namespace
+
+// Slot figures: a flat collection frees a slot on delete; an HNSW one keeps it dead
+// (a waypoint of the graph) until dead slots are 1/32 of all, then frees them all;
+// replacing an HNSW vector moves it to a fresh slot. NULL output and ended sessions
+// are errors.
+TEST(Collection, SlotStatsOfFlatAndHnswCollections) {
+  Db d("slotstats");
+  const size_t dim = 4, n = 3200;
+  W w(d.db);
+  ASSERT_EQ(w.Create("f", dim), SX_OK);
+  ASSERT_EQ(w.Create("h", dim, SX_METRIC_L2, SX_INDEX_HNSW), SX_OK);
+  auto stats = [&](const char *name) {
+    sx_collection *c = nullptr;
+    sx_collection_stats st{};
+    EXPECT_EQ(sx_write_collection(w.w, name, &c, &w.err), SX_OK);
+    EXPECT_EQ(sx_collection_stats_get(c, &st, &w.err), SX_OK) << w.err.message;
+    EXPECT_EQ(sx_collection_stats_get(c, nullptr, &w.err), SX_INVALID_ARGUMENT);
+    sx_collection_free(c);
+    return std::vector<uint64_t>{st.count, st.slots, st.dead, st.free};
+  };
+  size_t gone = 0;
+  for (const char *name : {"f", "h"}) {
+    ASSERT_EQ(w.Upsert(name, Ids("k", n), Gen(9, n, dim), dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Delete(name, Ids("k", 50), &gone), SX_OK);
+    ASSERT_EQ(gone, 50u);
+  }
+  EXPECT_EQ(stats("f"), (std::vector<uint64_t>{n - 50, n, 0, 50}));
+  EXPECT_EQ(stats("h"), (std::vector<uint64_t>{n - 50, n, 50, 0}));
+  // 40 replacements: 40 fresh slots, 90 dead of 3240 (below 1/32).
+  auto all = Ids("k", n);
+  std::vector<std::string> last40(all.end() - 40, all.end());
+  ASSERT_EQ(w.Upsert("h", last40, Gen(10, 40, dim), dim), SX_OK) << w.err.message;
+  EXPECT_EQ(stats("h"), (std::vector<uint64_t>{n - 50, n + 40, 90, 0}));
+  // 12 more deletes: 102 * 32 >= 3240, all unlinked and freed; then reused.
+  std::vector<std::string> more(all.begin() + 50, all.begin() + 62);
+  ASSERT_EQ(w.Delete("h", more, &gone), SX_OK);
+  EXPECT_EQ(stats("h"), (std::vector<uint64_t>{n - 62, n + 40, 0, 102}));
+  ASSERT_EQ(w.Upsert("h", Ids("new", 100), Gen(11, 100, dim), dim), SX_OK) << w.err.message;
+  EXPECT_EQ(stats("h"), (std::vector<uint64_t>{n + 38, n + 40, 0, 2}));
+  ASSERT_EQ(w.Commit(), SX_OK);
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_EQ(sx_db_check(d.db, &err), SX_OK) << err.message;
+  sx_read *r;
+  ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
+  sx_collection *c;
+  ASSERT_EQ(sx_read_collection(r, "h", &c, &err), SX_OK);
+  sx_collection_stats st{};
+  ASSERT_EQ(sx_collection_stats_get(c, &st, &err), SX_OK);
+  EXPECT_EQ(st.free, 2u) << "committed as seen in the session";
+  sx_read_end(r);
+  EXPECT_EQ(sx_collection_stats_get(c, &st, &err), SX_CLOSED);
+  sx_collection_free(c);
+  sx_read_free(r);
+}

@@ -1,13 +1,15 @@
 // The HNSW index through the public API: recall@10 against exact brute force for
 // every metric and its growth with ef; batch search equal to single searches;
-// deletes (recall kept, deleted ids never returned, searches through thousands of
-// dead waypoints); replaced vectors found at their new position only, the entry
+// deletes (dead nodes unlinked and their slots reused, recall kept after deleting
+// half and after rounds down to a tenth, every live vector reachable, deleted ids
+// never returned, a search through a thousand dead waypoints, old snapshots intact
+// under slot reuse); replaced vectors found at their new position only, the entry
 // point included; identical results after reopen; degenerate data (thousands of
-// identical vectors, exact ties, collections of 1-4 points, dimension 1, cosine at
-// tiny norms, everything deleted then re-added, upper-level link lists straddling
-// pages); write-session visibility and abort; kill -9 during large inserts
-// (tests/worker_hnsw.c insert); reader processes seeing only whole commits of a
-// writer process (worker_hnsw reader/writer).
+// identical vectors, deleted and re-added, exact ties, collections of 1-4 points,
+// dimension 1, cosine at tiny norms, everything deleted then re-added, upper-level
+// link lists straddling pages); write-session visibility and abort; kill -9 during
+// large inserts and deletes (tests/worker_hnsw.c insert); reader processes seeing
+// only whole commits of a writer process (worker_hnsw reader/writer).
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -138,6 +140,14 @@ uint64_t Count(sx_collection *c) {
   return n;
 }
 
+sx_collection_stats Stats(sx_collection *c) {
+  sx_collection_stats st{};
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_EQ(sx_collection_stats_get(c, &st, &err), SX_OK) << err.message;
+  EXPECT_EQ(st.slots, st.count + st.dead + st.free);
+  return st;
+}
+
 // Exact distance in double precision, independent of the library's kernels.
 double RefDist(int metric, const float *a, const float *b, size_t dim) {
   double dot = 0, l2 = 0, na = 0, nb = 0;
@@ -216,6 +226,14 @@ std::vector<Hits> SearchBatch(sx_collection *c, const std::vector<float> &qs, si
   EXPECT_EQ(rc, SX_OK) << err.message;
   if (rc) return std::vector<Hits>(qs.size() / dim);
   return Unpack(res);
+}
+
+// Every live vector is reachable: a search with k = ef = n explores the whole graph
+// from its entry point and returns exactly the live vectors. Returns how many it
+// found.
+size_t Reachable(sx_collection *c, const float *q, size_t dim, size_t n) {
+  Hits all = Search(c, q, dim, n, (uint32_t)n);
+  return all.ids.size();
 }
 
 // Mean recall@k of `got` (one Hits per query) against the exact k nearest live rows.
@@ -342,9 +360,15 @@ INSTANTIATE_TEST_SUITE_P(AllMetrics, HnswRecall,
 
 // ---- 2. deletes ------------------------------------------------------------------
 
+class HnswThreads : public ::testing::TestWithParam<uint32_t> {};
+
+// Deleting half: the dead nodes are unlinked (their neighbours' lists chosen again)
+// and their slots freed; recall stays within 0.9 of what it was, against the exact
+// nearest of what is left, no deleted id is ever returned, every live vector stays
+// reachable, and new vectors reuse the freed slots.
 TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
-  const size_t n = 3000, dim = 16, nq = 100, k = 10;
-  const uint32_t ef = 40;
+  const size_t n = 5000, dim = 32, nq = 200, k = 10;
+  const uint32_t ef = 16; /* low, so that a damaged graph shows */
   Db db("hnsw-del");
   Data d = Build(db, "d", n, dim, SX_METRIC_L2, 5);
   auto qs = Gen(55, nq, dim);
@@ -352,6 +376,9 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
   {
     R r(db.db, "d");
     before = Recall(d, qs, SearchBatch(r.c, qs, dim, k, ef), k);
+    sx_collection_stats st = Stats(r.c);
+    EXPECT_EQ(st.slots, n);
+    EXPECT_EQ(st.dead + st.free, 0u);
   }
   // Delete a random half.
   std::vector<size_t> order(n);
@@ -381,26 +408,205 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
     ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
   }
   db.Check();
-  R r(db.db, "d");
-  EXPECT_EQ(Count(r.c), n - n / 2);
-  double after = Recall(d, qs, SearchBatch(r.c, qs, dim, k, ef), k);
-  std::cout << "recall@10 at ef " << ef << ": before deleting " << before << ", after deleting half "
-            << after << "\n";
-  EXPECT_GE(after, 0.9 * before);
-  size_t total = 0;
-  for (uint32_t e : {10u, 64u, 300u}) {
-    auto got = SearchBatch(r.c, probe, dim, 50, e);
-    for (size_t q = 0; q < got.size(); q++) {
-      EXPECT_EQ(got[q].ids.size(), 50u);
-      total += got[q].ids.size();
-      ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], "after commit"), 0) << "ef " << e << " query " << q;
+  {
+    R r(db.db, "d");
+    EXPECT_EQ(Count(r.c), n - n / 2);
+    sx_collection_stats st = Stats(r.c);
+    EXPECT_EQ(st.dead, 0u) << "deleting half unlinks the dead nodes";
+    EXPECT_EQ(st.free, n / 2);
+    double after = Recall(d, qs, SearchBatch(r.c, qs, dim, k, ef), k);
+    std::cout << "recall@10 at ef " << ef << ": before deleting " << before << ", after deleting half "
+              << after << "\n";
+    EXPECT_GE(after, 0.9 * before);
+    size_t total = 0;
+    for (uint32_t e : {10u, 64u, 300u}) {
+      auto got = SearchBatch(r.c, probe, dim, 50, e);
+      for (size_t q = 0; q < got.size(); q++) {
+        EXPECT_EQ(got[q].ids.size(), 50u);
+        total += got[q].ids.size();
+        ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], "after commit"), 0) << "ef " << e << " query " << q;
+      }
     }
+    EXPECT_EQ(total, 3u * 500 * 50);
+    // k larger than what is left: every live vector, none of the deleted.
+    Hits all = Search(r.c, d.Row(order[0]), dim, n, (uint32_t)n);
+    EXPECT_EQ(all.ids.size(), n - n / 2);
+    EXPECT_EQ(CheckHits(d, d.Row(order[0]), all, "k = n"), 0);
   }
-  EXPECT_GT(total, 70000u);
-  // k larger than what is left: every live vector, none of the deleted.
-  Hits all = Search(r.c, d.Row(order[0]), dim, n, (uint32_t)n);
-  EXPECT_GE(all.ids.size(), (n - n / 2) * 99 / 100);
-  EXPECT_EQ(CheckHits(d, d.Row(order[0]), all, "k = n"), 0);
+  // As many new vectors take the freed slots; recall over all of them holds.
+  Data more{dim, SX_METRIC_L2, Gen(57, n / 2, dim), Ids("new", n / 2), std::vector<bool>(n / 2, true)};
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Upsert("d", more.ids, more.vecs, dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  db.Check();
+  d.vecs.insert(d.vecs.end(), more.vecs.begin(), more.vecs.end());
+  d.ids.insert(d.ids.end(), more.ids.begin(), more.ids.end());
+  d.live.insert(d.live.end(), more.live.begin(), more.live.end());
+  R r(db.db, "d");
+  sx_collection_stats st = Stats(r.c);
+  EXPECT_EQ(st.slots, n) << "the new vectors reuse the freed slots";
+  EXPECT_EQ(st.free, 0u);
+  EXPECT_EQ(Count(r.c), n);
+  auto got = SearchBatch(r.c, qs, dim, k, ef);
+  for (size_t q = 0; q < nq; q++) ASSERT_EQ(CheckHits(d, &qs[q * dim], got[q], "refilled"), 0);
+  double refilled = Recall(d, qs, got, k);
+  std::cout << "recall@10 at ef " << ef << " after refilling the freed slots: " << refilled << "\n";
+  EXPECT_GE(refilled, 0.9 * before);
+  EXPECT_EQ(Reachable(r.c, d.Row(0), dim, n), n);
+}
+
+// Rounds of deleting 40% of what is left and adding a few new vectors, down to a
+// tenth: every live vector stays reachable, recall holds, the slots do not grow.
+TEST_P(HnswThreads, RoundsOfDeletesKeepEveryLiveVectorReachable) {
+  const size_t n = 4000, dim = 16, nq = 100, k = 10, add = 100;
+  Db db("hnsw-del-rounds", GetParam());
+  Data d = Build(db, "r", n, dim, SX_METRIC_COSINE, 71, 8, 64);
+  auto qs = Gen(72, nq, dim);
+  std::mt19937 rng(73);
+  for (int round = 0; round < 5; round++) {
+    std::vector<size_t> live;
+    for (size_t i = 0; i < d.ids.size(); i++)
+      if (d.live[i]) live.push_back(i);
+    std::shuffle(live.begin(), live.end(), rng);
+    std::vector<std::string> del;
+    for (size_t i = 0; i < live.size() * 2 / 5; i++) del.push_back(d.ids[live[i]]), d.live[live[i]] = false;
+    Data more{dim, SX_METRIC_COSINE, Gen(74 + (uint64_t)round, add, dim),
+              Ids(("r" + std::to_string(round) + "-").c_str(), add), std::vector<bool>(add, true)};
+    {
+      W w(db.db);
+      ASSERT_EQ(w.Delete("r", del), SX_OK) << w.err.message;
+      ASSERT_EQ(w.Upsert("r", more.ids, more.vecs, dim), SX_OK) << w.err.message;
+      ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+    }
+    d.vecs.insert(d.vecs.end(), more.vecs.begin(), more.vecs.end());
+    d.ids.insert(d.ids.end(), more.ids.begin(), more.ids.end());
+    d.live.insert(d.live.end(), more.live.begin(), more.live.end());
+    db.Check();
+    size_t count = (size_t)std::count(d.live.begin(), d.live.end(), true);
+    R r(db.db, "r");
+    ASSERT_EQ(Count(r.c), count);
+    sx_collection_stats st = Stats(r.c);
+    EXPECT_EQ(st.slots, n) << "round " << round << ": new vectors reuse freed slots";
+    EXPECT_EQ(st.dead, 0u) << "round " << round;
+    EXPECT_EQ(Reachable(r.c, d.Row(d.ids.size() - 1), dim, count), count) << "round " << round;
+    auto got = SearchBatch(r.c, qs, dim, k, 64);
+    for (size_t q = 0; q < nq; q++) ASSERT_EQ(CheckHits(d, &qs[q * dim], got[q], "rounds"), 0);
+    double rec = Recall(d, qs, got, k);
+    std::cout << GetParam() << " thread(s), round " << round << ": " << count << " live, recall@10 at ef 64 "
+              << rec << "\n";
+    EXPECT_GE(rec, 0.9) << "round " << round;
+  }
+}
+
+// A few deletes stay in the graph as waypoints (walked through, never returned)
+// until they reach 1/32 of the slots; the delete that brings them there unlinks
+// them all.
+TEST(Hnsw, DeletesBelowTheShareStayWaypointsUntilUnlinked) {
+  const size_t n = 3200, dim = 8;
+  Db db("hnsw-waypoints");
+  Data d = Build(db, "w", n, dim, SX_METRIC_L2, 77);
+  std::vector<float> probe;
+  auto del_commit = [&](size_t from, size_t to) {
+    std::vector<std::string> del;
+    for (size_t i = from; i < to; i++) {
+      del.push_back(d.ids[i * 31 % n]);
+      d.live[i * 31 % n] = false;
+      probe.insert(probe.end(), d.Row(i * 31 % n), d.Row(i * 31 % n) + dim);
+    }
+    W w(db.db);
+    ASSERT_EQ(w.Delete("w", del), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  };
+  auto never_returned = [&](const char *what) {
+    R r(db.db, "w");
+    auto got = SearchBatch(r.c, probe, dim, 10, 32);
+    for (size_t q = 0; q < got.size(); q++) {
+      EXPECT_EQ(got[q].ids.size(), 10u);
+      ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], what), 0);
+    }
+  };
+  del_commit(0, 60); // 60 * 32 < 3200
+  db.Check();
+  {
+    R r(db.db, "w");
+    sx_collection_stats st = Stats(r.c);
+    EXPECT_EQ(st.dead, 60u);
+    EXPECT_EQ(st.free, 0u);
+  }
+  never_returned("waypoints");
+  del_commit(60, 100); // 100 * 32 >= 3200
+  db.Check();
+  {
+    R r(db.db, "w");
+    sx_collection_stats st = Stats(r.c);
+    EXPECT_EQ(st.dead, 0u);
+    EXPECT_EQ(st.free, 100u);
+    EXPECT_EQ(Reachable(r.c, d.Row(1), dim, n - 100), n - 100);
+  }
+  never_returned("unlinked");
+  // New ids take the freed slots and are found.
+  Data more{dim, SX_METRIC_L2, Gen(78, 100, dim), Ids("n", 100), std::vector<bool>(100, true)};
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Upsert("w", more.ids, more.vecs, dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  db.Check();
+  R r(db.db, "w");
+  sx_collection_stats st = Stats(r.c);
+  EXPECT_EQ(st.slots, n);
+  EXPECT_EQ(st.free, 0u);
+  size_t self = 0;
+  for (size_t i = 0; i < 100; i++) self += Search(r.c, more.Row(i), dim, 1).ids == std::vector<std::string>{more.ids[i]};
+  EXPECT_GE(self, 99u);
+}
+
+// A read session keeps its snapshot while a writer deletes half, the dead nodes are
+// unlinked and their slots hold new vectors: it still finds the old vectors, at
+// their old distances, and never a new one.
+TEST(Hnsw, OldSnapshotIsUntouchedWhenSlotsAreReused) {
+  const size_t n = 2000, dim = 16, nq = 50, k = 10;
+  Db db("hnsw-reuse-snap");
+  Data d = Build(db, "s", n, dim, SX_METRIC_L2, 65);
+  auto qs = Gen(66, nq, dim);
+  R old(db.db, "s");
+  auto was = SearchBatch(old.c, qs, dim, k, 64);
+  Data now = d;
+  std::vector<std::string> del;
+  for (size_t i = 0; i < n; i += 2) del.push_back(d.ids[i]), now.live[i] = false;
+  Data more{dim, SX_METRIC_L2, Gen(67, n / 2, dim), Ids("n", n / 2), std::vector<bool>(n / 2, true)};
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Delete("s", del), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Upsert("s", more.ids, more.vecs, dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  db.Check();
+  now.vecs.insert(now.vecs.end(), more.vecs.begin(), more.vecs.end());
+  now.ids.insert(now.ids.end(), more.ids.begin(), more.ids.end());
+  now.live.insert(now.live.end(), more.live.begin(), more.live.end());
+  EXPECT_EQ(Count(old.c), n);
+  EXPECT_EQ(Stats(old.c).slots, n);
+  auto still = SearchBatch(old.c, qs, dim, k, 64);
+  for (size_t q = 0; q < nq; q++) {
+    ASSERT_EQ(CheckHits(d, &qs[q * dim], still[q], "old snapshot"), 0);
+    EXPECT_EQ(still[q].ids, was[q].ids);
+  }
+  sx_record *rec = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_EQ(sx_collection_get(old.c, d.ids[0].c_str(), &rec, &err), SX_OK) << err.message;
+  sx_record_free(rec);
+  R r(db.db, "s");
+  EXPECT_EQ(Stats(r.c).slots, n);
+  auto got = SearchBatch(r.c, qs, dim, k, 64);
+  for (size_t q = 0; q < nq; q++) ASSERT_EQ(CheckHits(now, &qs[q * dim], got[q], "new snapshot"), 0);
+  EXPECT_GE(Recall(now, qs, got, k), 0.95);
 }
 
 // ---- 3. replacement --------------------------------------------------------------
@@ -500,6 +706,8 @@ TEST(Hnsw, ReplacingEveryVectorKeepsRecall) {
     db.Check();
     R r(db.db, "a");
     EXPECT_EQ(Count(r.c), n);
+    // Each replacement took a fresh slot; once freed, the old ones were reused.
+    EXPECT_EQ(Stats(r.c).slots, 2 * n) << "round " << round;
     auto got = SearchBatch(r.c, qs, dim, 10, 100);
     for (size_t q = 0; q < got.size(); q++) {
       EXPECT_EQ(got[q].ids.size(), 10u) << "round " << round;
@@ -558,7 +766,6 @@ TEST(Hnsw, ReopenGivesIdenticalResults) {
 
 // ---- 5. degenerate data ----------------------------------------------------------
 
-class HnswThreads : public ::testing::TestWithParam<uint32_t> {};
 
 // Linked one by one and by several threads at once (4 threads on any machine: more
 // than its cores interleave them the most).
@@ -599,6 +806,31 @@ TEST_P(HnswThreads, ThousandsOfIdenticalVectors) {
       }
     }
   }
+  // Delete every other one, then add as many again under new ids: among identical
+  // vectors every repaired list prefers the same few nodes, and the rest are
+  // reachable only because the unlink links them in again.
+  std::vector<std::string> del, add;
+  for (size_t i = 0; i < n; i += 2) del.push_back("id" + std::to_string(i)), add.push_back("re" + std::to_string(i));
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Delete("s", del), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  db.Check();
+  {
+    R r2(db.db, "s");
+    EXPECT_EQ(Stats(r2.c).dead, 0u);
+    EXPECT_EQ(Reachable(r2.c, v.data(), dim, n), n / 2);
+  }
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Upsert("s", add, v, dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
+  }
+  db.Check();
+  R r3(db.db, "s");
+  EXPECT_EQ(Stats(r3.c).slots, n);
+  EXPECT_EQ(Reachable(r3.c, v.data(), dim, n), n);
 }
 
 // Collections of 1 to 4 points, searched with k larger than the count after every
@@ -897,9 +1129,10 @@ TEST(Hnsw, EverythingDeletedThenReadded) {
   EXPECT_GE(self, n * 95 / 100);
 }
 
-// A graph where nearly every node is dead: a search walks through thousands of
-// waypoints (all of them candidates, since no live result bounds the search).
-TEST(Hnsw, SearchThroughThousandsOfDeletedNodes) {
+// Deleting all but 4 of 4000 nodes of a sparse graph (m = 4): the repaired lists
+// leave most of the survivors unreachable from the entry point, and the unlink links
+// them in again; every search returns all 4.
+TEST(Hnsw, DeletingNearlyEverythingLeavesTheRestReachable) {
   const size_t n = 4000, dim = 4;
   Db db("hnsw-dead");
   Data d = Build(db, "x", n, dim, SX_METRIC_L2, 81, 4, 16);
@@ -916,13 +1149,44 @@ TEST(Hnsw, SearchThroughThousandsOfDeletedNodes) {
   }
   db.Check();
   R r(db.db, "x");
+  EXPECT_EQ(Stats(r.c).dead, 0u);
   auto qs = Gen(82, 10, dim);
-  for (uint32_t ef : {1u, 8u, 64u}) {
+  for (uint32_t ef : {4u, 8u, 64u}) {
     auto got = SearchBatch(r.c, qs, dim, 4, ef);
     for (size_t q = 0; q < got.size(); q++) {
-      ASSERT_EQ(CheckHits(d, &qs[q * dim], got[q], "mostly dead"), 0);
-      EXPECT_GE(got[q].ids.size(), 1u) << "ef " << ef;
+      ASSERT_EQ(CheckHits(d, &qs[q * dim], got[q], "nearly all deleted"), 0);
+      EXPECT_EQ(got[q].ids.size(), 4u) << "ef " << ef;
     }
+  }
+}
+
+// A search whose whole neighbourhood is dead (the 1200 nearest of 40000, below the
+// share that unlinks them) walks through them all and still finds the nearest live
+// vectors.
+TEST(Hnsw, SearchThroughAThousandDeletedWaypoints) {
+  const size_t n = 40000, dim = 4, hole = 1200, k = 4;
+  Db db("hnsw-hole");
+  Data d = Build(db, "x", n, dim, SX_METRIC_L2, 83, 4, 16);
+  const float *p = d.Row(0);
+  auto near = d.Exact(p, hole);
+  std::vector<std::string> del;
+  for (auto &e : near) del.push_back(d.ids[e.second]), d.live[e.second] = false;
+  {
+    W w(db.db);
+    ASSERT_EQ(w.Delete("x", del), SX_OK);
+    ASSERT_EQ(w.Commit(), SX_OK);
+  }
+  db.Check();
+  R r(db.db, "x");
+  EXPECT_EQ(Stats(r.c).dead, hole) << "below 1/32 of the slots: still waypoints";
+  auto want = d.Exact(p, k);
+  for (uint32_t ef : {4u, 64u}) {
+    Hits h = Search(r.c, p, dim, k, ef);
+    ASSERT_EQ(CheckHits(d, p, h, "hole"), 0);
+    ASSERT_EQ(h.ids.size(), k) << "ef " << ef;
+    size_t found = 0;
+    for (auto &e : want) found += std::count(h.ids.begin(), h.ids.end(), d.ids[e.second]);
+    EXPECT_GE(found, k - 1) << "ef " << ef;
   }
 }
 
@@ -1135,7 +1399,7 @@ long RunAndKill(const std::string &path, int ms) {
   return last;
 }
 
-TEST(HnswCrash, KillDuringLargeInsertsLosesNothingAcknowledged) {
+TEST(HnswCrash, KillDuringLargeInsertsAndDeletesLosesNothingAcknowledged) {
   const char *env = getenv("SX_CRASH_ITERATIONS");
   int iters = env && atoi(env) > 0 ? atoi(env) : 40;
   char *dir = sx_test_tmpdir("hnsw-crash");
@@ -1173,12 +1437,18 @@ TEST(HnswCrash, KillDuringLargeInsertsLosesNothingAcknowledged) {
         if (sx_collection_get(c, ("b" + std::to_string(B) + "-0").c_str(), &rec, &err)) break;
         sx_record_free(rec);
       }
-      EXPECT_EQ(Count(c), (uint64_t)B * CRASH_PER) << "iteration " << it << ": a partial batch";
-      // Every vector of every batch present, bit for bit.
+      // Each batch after the first deleted the odd half of the one before.
+      uint64_t want = B ? (uint64_t)B * CRASH_PER - (uint64_t)(B - 1) * (CRASH_PER / 2) : 0;
+      EXPECT_EQ(Count(c), want) << "iteration " << it << ": a partial batch";
+      // Every vector of every batch present, bit for bit; the deleted ones absent.
       for (long b = 0; b < B; b++)
         for (unsigned j = 0; j < CRASH_PER; j++) {
           sx_record *rec = nullptr;
           std::string id = "b" + std::to_string(b) + "-" + std::to_string(j);
+          if (b < B - 1 && j % 2) {
+            ASSERT_EQ(sx_collection_get(c, id.c_str(), &rec, &err), SX_NOT_FOUND) << id << " iteration " << it;
+            continue;
+          }
           ASSERT_EQ(sx_collection_get(c, id.c_str(), &rec, &err), SX_OK) << id << " iteration " << it;
           size_t dim;
           const float *v = sx_record_vector(rec, &dim);
@@ -1190,6 +1460,7 @@ TEST(HnswCrash, KillDuringLargeInsertsLosesNothingAcknowledged) {
       size_t total = 0, found = 0;
       for (int s = 0; s < 40 && B > 0; s++) {
         unsigned b = (unsigned)(rng() % (unsigned long)B), j = (unsigned)(rng() % CRASH_PER);
+        if (b + 1 < (unsigned long)B) j &= ~1u; /* odd ones were deleted */
         auto v = CrashVec(b, j);
         Hits h = Search(c, v.data(), CRASH_DIM, 1);
         total++;

@@ -6,8 +6,10 @@
  *       Opens PATH (sync=full, autocheckpoint 64 frames), creates "h" (dim 16, l2,
  *       m 12, ef_construction 100) if missing, finds the batches present (the first
  *       b whose id "b<b>-0" is missing), then for b = that .. forever: upserts ids
- *       "b<b>-<j>" (j < 500) with vectors crash_vec(b, j), commits, and prints "b\n"
- *       once the commit is acknowledged. The parent kills it with SIGKILL.
+ *       "b<b>-<j>" (j < 500) with vectors crash_vec(b, j), deletes "b<b-1>-<j>" for
+ *       odd j (so dead nodes pile up, are unlinked every few batches, and their
+ *       slots are reused), commits, and prints "b\n" once the commit is
+ *       acknowledged. The parent kills it with SIGKILL.
  *   writer PATH SECONDS
  *       Creates "h" (dim 8, l2) and commits batch after batch for SECONDS: batch b
  *       upserts ids "b<b>-<j>" (j < 100) with vectors cluster_vec(b, j), spread
@@ -124,9 +126,16 @@ static int role_insert(const char *path) {
       ids[j] = idbuf[j];
       crash_vec(b, j, v + (size_t)j * CRASH_DIM);
     }
+    static char delbuf[CRASH_PER / 2][32];
+    static const char *del[CRASH_PER / 2];
+    unsigned nd = 0;
+    for (unsigned j = 1; b > 0 && j < CRASH_PER; j += 2, nd++) {
+      snprintf(delbuf[nd], 32, "b%u-%u", b - 1, j);
+      del[nd] = delbuf[nd];
+    }
     sx_write *w;
     if (sx_write_begin(db, -1, &w, &e) || sx_write_upsert(w, "h", CRASH_PER, ids, v, CRASH_DIM, NULL, &e) ||
-        sx_write_commit(w, &e))
+        sx_write_delete(w, "h", nd, del, NULL, &e) || sx_write_commit(w, &e))
       die("batch", &e);
     sx_write_free(w);
     printf("%u\n", b);

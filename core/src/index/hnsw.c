@@ -77,7 +77,7 @@ struct sx__hnsw {
   sx__raw_fn raw;    /* the active kernel's raw sums: l2 for SX__L2, dot products otherwise */
   int metric;
   double ml;
-  leafcache vec, g0, live, norms, up, meta;
+  leafcache vec, g0, live, norms, up, meta, stamps;
   par *par; /* set while this context is one of several linking in parallel */
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
   float *vbuf; /* scratch vector */
@@ -581,15 +581,31 @@ static inline uint32_t leaf0(const sx__hnsw *g, uint32_t slot, uint32_t *rem) {
 
 /* ---- heaps -------------------------------------------------------------------- */
 
-/* Order of hits while searching: by distance, ties to the node linked last. Linked
- * one by one, that is the higher slot; in a parallel insert, nodes are linked out of
- * slot order, and a stamp records the order. Among identical vectors the lists keep
- * the nodes linked last (see cmp_sel), so the graph of duplicates is a chain in link
- * order, and searches must follow it to its newest end: with ties left to heap order,
- * or to slot order in a parallel insert, the nodes a search linked to wandered off it
- * and whole stretches of duplicates lost every link in. */
+/* Order of hits while searching: by distance, ties to the node linked last. Each
+ * linked node gets a stamp from a counter of the collection, stored per slot: with
+ * slots reused after deletes, a node linked last may have any slot. (Nodes linked
+ * before stamps existed have none; their slot serves, and every stamp is at least
+ * the number of slots there were when it was given, so it is newer than all of
+ * them.) In a parallel insert, nodes are linked out of slot order, and a node takes
+ * its stamp when it starts to become reachable. Among identical vectors the lists
+ * keep the nodes linked last (see cmp_sel), so the graph of duplicates is a chain in
+ * link order, and searches must follow it to its newest end: with ties left to heap
+ * order, or to slot order after slots were reused, the nodes a search linked to
+ * wandered off it and whole stretches of duplicates lost every link in. Only ties
+ * read stamps. */
+static uint64_t stored_recency(const sx__hnsw *g, uint32_t slot) {
+  uint64_t off = (uint64_t)slot * 8, leaf = off >> g->psh, st = 0;
+  const uint8_t *lp;
+  if (leaf >= g->stamps.cap || !(lp = g->stamps.r[leaf])) {
+    /* The caches are the context's own scratch, as for searches. */
+    sx__hnsw *mg = (sx__hnsw *)(uintptr_t)g;
+    if (lc_miss(mg, &mg->stamps, leaf, &lp, NULL)) return slot;
+  }
+  memcpy(&st, lp + (off & (g->ps - 1)), 8);
+  return st ? st : slot;
+}
 static inline uint64_t recency(const sx__hnsw *g, uint32_t slot) {
-  if (!g->par || slot < g->par->base) return slot;
+  if (!g->par || slot < g->par->base) return stored_recency(g, slot);
   return atomic_load_explicit(&g->par->stamp[slot - g->par->base], memory_order_relaxed);
 }
 static inline int closer(const sx__hnsw *g, sx__hit a, sx__hit b) {
@@ -850,6 +866,7 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   if (!rc) rc = lc_init(g, &g->norms, lay->norms_off);
   if (!rc) rc = lc_init(g, &g->up, lay->upper_off);
   if (!rc) rc = lc_init(g, &g->meta, lay->meta_off);
+  if (!rc) rc = lc_init(g, &g->stamps, lay->stamp_off);
   g->vbuf = malloc((size_t)dim * 4);
   g->lbuf = malloc((1 + (size_t)m) * 4);
   g->l0buf = malloc((1 + (size_t)g->m0) * 4);
@@ -873,6 +890,7 @@ void sx__hnsw_close(sx__hnsw *g) {
   lc_free(&g->norms);
   lc_free(&g->up);
   lc_free(&g->meta);
+  lc_free(&g->stamps);
   free(g->vbuf);
   free(g->lbuf);
   free(g->l0buf);
@@ -1072,6 +1090,32 @@ static int set_entry(sx__hnsw *g, uint64_t slot, uint32_t level, sx_error *err) 
   return rc;
 }
 
+/* Reserves n stamps (see recency): *first and on. Serial contexts only. */
+static int take_stamps(sx__hnsw *g, uint64_t n, uint64_t *first, sx_error *err) {
+  uint8_t *ow;
+  int rc = sx__txn_write(g->v.t, g->L.owner, &ow, err);
+  if (rc) return rc;
+  uint64_t c = sx__rd64(ow + g->L.stamp_seq_off);
+  if (c < g->nslots) c = g->nslots;
+  *first = c;
+  sx__wr64(ow + g->L.stamp_seq_off, c + n);
+  return SX_OK;
+}
+
+static int put_stamp(sx__hnsw *g, uint64_t slot, uint64_t stamp, sx_error *err) {
+  uint8_t *lp;
+  int rc = lc_getw(g, &g->stamps, slot * 8 >> g->psh, &lp, err);
+  if (!rc) memcpy(lp + (slot * 8 & (g->ps - 1)), &stamp, 8);
+  return rc;
+}
+
+/* Stamps slot as linked last. Serial contexts only. */
+static int stamp_now(sx__hnsw *g, uint64_t slot, sx_error *err) {
+  uint64_t st;
+  int rc = take_stamps(g, 1, &st, err);
+  return rc ? rc : put_stamp(g, slot, st, err);
+}
+
 /* The serial part of an insert: the node's norm (cosine), its level and the room for
  * its upper links (a reused slot keeps both: its level is drawn from the slot), empty
  * lists, and the entry point when the graph was empty. *link = 0 when that is all
@@ -1119,6 +1163,7 @@ static int prepare(sx__hnsw *g, uint64_t slot, int reused, int *link, sx_error *
   if (!rc && ep == UINT64_MAX) {
     *link = 0;
     rc = set_entry(g, slot, level, err);
+    if (!rc) rc = stamp_now(g, slot, err);
   }
   return rc;
 }
@@ -1168,9 +1213,12 @@ static int link_node(sx__hnsw *g, uint64_t slot, sx_error *err) {
     free(c);
     if (!rc) rc = set_links(g, slot, (uint32_t)l, ls, nsel[l], err);
   }
-  if (g->par && slot >= g->par->base) /* it becomes reachable now */
+  /* It becomes reachable now. */
+  if (g->par && slot >= g->par->base)
     atomic_store_explicit(&g->par->stamp[slot - g->par->base], atomic_fetch_add(&g->par->seq, 1),
                           memory_order_relaxed);
+  else if (!g->par && !rc)
+    rc = stamp_now(g, slot, err);
   for (int64_t l = lmax; l >= 0 && !rc; l--)
     for (uint32_t i = 0; i < nsel[l] && !rc; i++)
       rc = add_link(g, sel[(size_t)l * g->m + i], (uint32_t)l, slot, err);
@@ -1339,9 +1387,14 @@ static int run_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay
   p.nent[1] = (ulen * 4 + g->ps - 1) >> g->psh;
   for (int a = 0; a < 2 && !rc; a++) p.ent[a] = calloc(p.nent[a] ? p.nent[a] : 1, sizeof *p.ent[a]);
   if (!rc && (!p.stamp || !p.ent[0] || !p.ent[1])) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  /* Stamps for this batch's nodes come from the collection's counter, settled
+   * below from what was used. */
+  uint64_t first = 0;
+  if (!rc && !dead) rc = take_stamps(g, 0, &first, err);
   if (!rc) {
-    for (uint64_t i = 0; i < g->nslots - p.base; i++) atomic_init(&p.stamp[i], p.base + i);
-    atomic_init(&p.seq, g->nslots);
+    for (uint64_t i = 0; i < g->nslots - p.base; i++)
+      atomic_init(&p.stamp[i], stored_recency(g, (uint32_t)(p.base + i)));
+    atomic_init(&p.seq, first);
     for (int a = 0; a < 2; a++)
       for (size_t i = 0; i < p.nent[a]; i++) {
         sx__rwlock_init(&p.ent[a][i].lock, SX_RANK_PAGE, "HNSW graph page");
@@ -1371,6 +1424,13 @@ static int run_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay
       for (size_t i = 0; i < p.nent[a]; i++) sx__rwlock_destroy(&p.ent[a][i].lock);
   }
   if (!rc && (p.ep != ep0 || p.top != top0)) rc = set_entry(g, p.ep, p.top, err);
+  if (!rc && !dead) {
+    for (size_t i = 0; i < nt && !rc; i++)
+      rc = put_stamp(g, todo[i], atomic_load(&p.stamp[todo[i] - p.base]), err);
+    uint8_t *ow;
+    if (!rc) rc = sx__txn_write(g->v.t, g->L.owner, &ow, err);
+    if (!rc) sx__wr64(ow + g->L.stamp_seq_off, atomic_load(&p.seq));
+  }
   sx__mutex_destroy(&p.mu);
   free(p.stamp);
   free(p.ent[0]);

@@ -72,6 +72,7 @@ void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t
  *   meta    per slot: u32 level, u32 offset of its upper links in `upper` (in u32)
  *   upper   links of levels 1..level: (1 + m) u32 per level
  *   norms   per slot float |v| (cosine only)
+ *   stamps  per slot u64: link order, for ties in distance (hnsw.c, recency)
  * A deleted slot stays in the graph as a waypoint (walked through, never returned)
  * until sx__hnsw_unlink takes it out: each live node that links to a dead one chooses
  * its list again from its live links and the dead one's, the dead slots' lists are
@@ -88,6 +89,8 @@ typedef struct sx__hnsw_layout {
   unsigned nslots_off;/* u64: slots in use */
   unsigned count_off; /* u64: live slots */
   unsigned nfree_off; /* u64: free slots (unlinked; none is in any list) */
+  unsigned stamp_off; /* page array: u64 per slot, when it was last linked (0: never stamped) */
+  unsigned stamp_seq_off; /* u64: the next stamp (at least the slots in use) */
 } sx__hnsw_layout;
 
 typedef struct sx__hnsw sx__hnsw;
