@@ -90,6 +90,9 @@ struct Opts {
   size_t w_per_commit = 100;     /* busy writer */
   int w_period_ms = 100;
   bool scale = false, keep = false, skip_busy = false, only_sweep = false, skip_par = false;
+  bool skip_deletes = false;
+  size_t del_batch = 1000;       /* ids per commit in the delete test */
+  std::vector<uint32_t> del_efs = {16, 32, 64, 128};
   uint32_t writer_threads = 1; /* --writer-threads: sx_open_options.threads of the busy writer */
 };
 static Opts O;
@@ -105,7 +108,8 @@ static void usage(void) {
           "usage: bench_hnsw [--data DIR] [--base N] [--queries N] [--repeats R]\n"
           "                  [--build-repeats B] [--dir DIR] [--efs a,b,c] [--busy-ef EF]\n"
           "                  [--busy-queries N] [--refresh N] [--full-n N] [--scale] [--keep]\n"
-          "                  [--skip-busy] [--only-sweep]\n");
+          "                  [--skip-busy] [--only-sweep] [--skip-par] [--writer-threads T]\n"
+          "                  [--skip-deletes] [--del-batch N] [--del-efs a,b,c]\n");
   exit(2);
 }
 
@@ -732,6 +736,145 @@ static std::vector<uint32_t> parse_list(const char *s) {
   return v;
 }
 
+/* ---- deletes ------------------------------------------------------------------- */
+
+struct DelRes {
+  bool ran = false;
+  size_t deleted = 0, commits = 0, unlinks = 0, kept = 0;
+  double sx_secs = 0, sx_unlink_secs = 0, hn_secs = 0, readd_secs = 0;
+  uint64_t slots_after = 0, slots_readded = 0;
+  std::vector<uint32_t> efs;
+  std::vector<double> rec[2], qps[2], readd_rec; /* [0] sextant, [1] hnswlib */
+};
+
+/* Deletes a random half of the base vectors (and whatever the busy writer added) from
+ * both indexes: Sextant in commits of O.del_batch ids, unlinking as it goes;
+ * hnswlib by markDelete, which only hides them from results. Then a sweep of both,
+ * recall against the exact nearest of the half that is left; then Sextant alone gets
+ * the deleted half back under new ids (into the freed slots) and is swept again. */
+static DelRes run_deletes(sx_db *db, HIdx *hn, uint64_t writer_ids) {
+  DelRes d;
+  d.ran = true;
+  d.efs = O.del_efs;
+  sx_error e = SX_ERROR_INIT;
+  std::vector<uint32_t> order(O.base);
+  for (size_t i = 0; i < O.base; i++) order[i] = (uint32_t)i;
+  std::mt19937 rng(2024);
+  std::shuffle(order.begin(), order.end(), rng);
+  size_t nd = O.base / 2;
+  std::vector<std::string> del;
+  for (uint64_t i = 0; i < writer_ids; i++) del.push_back("w" + std::to_string(i));
+  for (size_t i = 0; i < nd; i++) del.push_back(idstr[order[i]]);
+  std::vector<const char *> dp;
+  for (auto &x : del) dp.push_back(x.c_str());
+  d.deleted = del.size();
+  /* Sextant: commits of del_batch ids; a commit that unlinks shows as dead -> 0. */
+  double t0 = now_s();
+  for (size_t at = 0; at < dp.size(); at += O.del_batch) {
+    size_t cnt = std::min(O.del_batch, dp.size() - at);
+    double c0 = now_s();
+    sx_write *w;
+    sx_check(sx_write_begin(db, -1, &w, &e), "write_begin", e);
+    size_t gone = 0;
+    sx_check(sx_write_delete(w, coll_name, cnt, dp.data() + at, &gone, &e), "delete", e);
+    sx_collection *c;
+    sx_collection_stats st;
+    sx_check(sx_write_collection(w, coll_name, &c, &e), "write_collection", e);
+    sx_check(sx_collection_stats_get(c, &st, &e), "collection_stats", e);
+    sx_collection_free(c);
+    sx_check(sx_write_commit(w, &e), "commit", e);
+    sx_write_free(w);
+    d.commits++;
+    if (st.dead == 0) d.unlinks++, d.sx_unlink_secs += now_s() - c0;
+    d.slots_after = st.slots;
+  }
+  d.sx_secs = now_s() - t0;
+  t0 = now_s();
+  for (size_t i = 0; i < nd; i++) hn->markDelete(order[i]);
+  d.hn_secs = now_s() - t0;
+  /* The exact nearest among what is left, ids mapped back to base positions. */
+  std::vector<uint32_t> keep(order.begin() + (long)nd, order.end());
+  std::sort(keep.begin(), keep.end());
+  d.kept = keep.size();
+  std::vector<uint8_t> sub(keep.size() * DIM);
+  for (size_t i = 0; i < keep.size(); i++) memcpy(&sub[i * DIM], &Bu8[(size_t)keep[i] * DIM], DIM);
+  Truth gt = ground_truth(sub, keep.size(), Qu8, O.queries, O.k);
+  for (auto &x : gt.ids) x = keep[x];
+  sx_read *rd;
+  sx_collection *col;
+  std::vector<uint32_t> out(O.queries * O.k);
+  auto sweep = [&](bool both, std::vector<double> *rec, std::vector<double> *qps) {
+    sx_check(sx_read_begin(db, &rd, &e), "read_begin", e);
+    sx_check(sx_read_collection(rd, coll_name, &col, &e), "read_collection", e);
+    for (uint32_t ef : d.efs) {
+      std::vector<double> t[2];
+      double r[2] = {0, 0}, rid;
+      for (int rep = 0; rep < O.repeats; rep++)
+        for (int s2 = 0; s2 < (both ? 2 : 1); s2++) {
+          int s = both ? s2 ^ (rep & 1) : 0;
+          bool first = rep == 0;
+          t[s].push_back(s == 0 ? sx_pass(col, O.queries, ef, first ? &out : nullptr)
+                                : hn_pass(hn, O.queries, ef, first ? &out : nullptr));
+          if (first) recall_of(out, gt, Bu8, Qu8, O.queries, O.k, &r[s], &rid);
+        }
+      for (int s = 0; s < (both ? 2 : 1); s++) {
+        rec[s].push_back(r[s]);
+        qps[s].push_back(O.queries / median(t[s]));
+      }
+      if (both)
+        printf("    after deleting half, ef %4u  sextant %7.0f QPS recall %.4f | hnswlib %7.0f QPS recall %.4f\n", ef,
+               qps[0].back(), rec[0].back(), qps[1].back(), rec[1].back());
+    }
+    sx_collection_free(col);
+    sx_read_free(rd);
+  };
+  sweep(true, d.rec, d.qps);
+  /* The deleted half back, under new ids: the freed slots are reused. */
+  std::vector<std::string> rid;
+  std::vector<const char *> rp;
+  std::vector<float> rv(nd * DIM);
+  for (size_t i = 0; i < nd; i++) {
+    rid.push_back("r" + std::to_string(order[i]));
+    memcpy(&rv[i * DIM], &Bf[(size_t)order[i] * DIM], DIM * sizeof(float));
+  }
+  for (auto &x : rid) rp.push_back(x.c_str());
+  t0 = now_s();
+  for (size_t at = 0; at < nd; at += O.batch) {
+    size_t cnt = std::min(O.batch, nd - at);
+    sx_write *w;
+    sx_check(sx_write_begin(db, -1, &w, &e), "write_begin", e);
+    sx_check(sx_write_upsert(w, coll_name, cnt, rp.data() + at, rv.data() + at * DIM, DIM, nullptr, &e), "upsert", e);
+    sx_check(sx_write_commit(w, &e), "commit", e);
+    sx_write_free(w);
+  }
+  d.readd_secs = now_s() - t0;
+  sx_check(sx_read_begin(db, &rd, &e), "read_begin", e);
+  sx_check(sx_read_collection(rd, coll_name, &col, &e), "read_collection", e);
+  sx_collection_stats st;
+  sx_check(sx_collection_stats_get(col, &st, &e), "collection_stats", e);
+  d.slots_readded = st.slots;
+  sx_search_options so = SX_SEARCH_OPTIONS_INIT;
+  for (uint32_t ef : d.efs) { /* recall over all base vectors again, against the original truth */
+    so.ef = ef;
+    for (size_t q = 0; q < O.queries; q++) {
+      sx_results *r;
+      sx_check(sx_collection_search(col, Qf.data() + q * DIM, DIM, O.k, &so, &r, &e), "search", e);
+      size_t n = sx_results_count(r, 0);
+      for (size_t i = 0; i < O.k; i++) {
+        const char *id = i < n ? sx_results_id(r, 0, i) : nullptr;
+        out[q * O.k + i] = !id ? UINT32_MAX : (uint32_t)strtoul(id[0] == 'r' ? id + 1 : id, nullptr, 10);
+      }
+      sx_results_free(r);
+    }
+    double rt, ri;
+    recall_of(out, GT, Bu8, Qu8, O.queries, O.k, &rt, &ri);
+    d.readd_rec.push_back(rt);
+  }
+  sx_collection_free(col);
+  sx_read_free(rd);
+  return d;
+}
+
 int main(int argc, char **argv) {
   if (default_data) O.data = default_data;
   for (int i = 1; i < argc; i++) {
@@ -757,6 +900,9 @@ int main(int argc, char **argv) {
     else if (a == "--skip-par") O.skip_par = true;
     else if (a == "--writer-threads") O.writer_threads = (uint32_t)strtoul(val(), nullptr, 10);
     else if (a == "--only-sweep") O.only_sweep = true;
+    else if (a == "--skip-deletes") O.skip_deletes = true;
+    else if (a == "--del-batch") O.del_batch = strtoul(val(), nullptr, 10);
+    else if (a == "--del-efs") O.del_efs = parse_list(val());
     else usage();
   }
   if (O.base < 100 || O.queries < 1 || O.repeats < 1 || O.build_repeats < 1 || O.refresh < 1 ||
@@ -1025,6 +1171,13 @@ int main(int argc, char **argv) {
   }
   sx_db_stats st;
   sx_check(sx_db_stats_get(db, &st, &e), "stats", e);
+
+  /* ---- 6. deletes ---------------------------------------------------------------- */
+  DelRes dr;
+  if (!O.skip_deletes && !O.only_sweep) {
+    printf("\n  deletes:\n");
+    dr = run_deletes(db, hn, wnext);
+  }
   sx_db_free(db);
   delete hn;
 
@@ -1162,6 +1315,45 @@ int main(int argc, char **argv) {
            1e3 * wsum.max_commit);
   }
 
+  /* Recall before deleting at ef, from the main sweep (-1 when ef was not swept). */
+  auto rec_before = [&](int sys, uint32_t ef) {
+    for (size_t x = 0; x < ne; x++)
+      if (O.efs[x] == ef) return rec[sys][x];
+    return -1.0;
+  };
+  double worst_del = 1e9;
+  uint32_t worst_del_ef = 0;
+  if (dr.ran) {
+    printf("\nDeletes: %zu of %zu vectors (a random half of the base, and the busy writer's), %zu ids per commit\n",
+           dr.deleted, dr.deleted + dr.kept, O.del_batch);
+    printf("  sextant: %.1f s (%.0f deletes/s), %zu commits, %zu of them unlinked the dead nodes (%.1f s in those); "
+           "slots %llu\n",
+           dr.sx_secs, dr.deleted / dr.sx_secs, dr.commits, dr.unlinks, dr.sx_unlink_secs,
+           (unsigned long long)dr.slots_after);
+    printf("  hnswlib: markDelete of the base half, %.3f s (marks only: no list is repaired)\n", dr.hn_secs);
+    printf("  %5s | %8s %7s %7s %6s | %8s %7s %7s %6s | %7s\n", "ef", "sx QPS", "before", "after", "ratio", "hn QPS",
+           "before", "after", "ratio", "re-add");
+    for (size_t x = 0; x < dr.efs.size(); x++) {
+      double b0 = rec_before(0, dr.efs[x]), b1 = rec_before(1, dr.efs[x]);
+      printf("  %5u | %8.0f %7.4f %7.4f %6.3f | %8.0f %7.4f %7.4f %6.3f | %7.4f\n", dr.efs[x], dr.qps[0][x], b0,
+             dr.rec[0][x], b0 > 0 ? dr.rec[0][x] / b0 : 0, dr.qps[1][x], b1, dr.rec[1][x],
+             b1 > 0 ? dr.rec[1][x] / b1 : 0, dr.readd_rec[x]);
+      printf("RESULT deletes ef=%u sextant_qps=%.1f sextant_recall_before=%.5f sextant_recall=%.5f hnswlib_qps=%.1f "
+             "hnswlib_recall_before=%.5f hnswlib_recall=%.5f qps_ratio=%.3f sextant_readded_recall=%.5f\n",
+             dr.efs[x], dr.qps[0][x], b0, dr.rec[0][x], dr.qps[1][x], b1, dr.rec[1][x], dr.qps[0][x] / dr.qps[1][x],
+             dr.readd_rec[x]);
+      if (b0 > 0 && dr.rec[0][x] / b0 < worst_del) worst_del = dr.rec[0][x] / b0, worst_del_ef = dr.efs[x];
+    }
+    printf("  re-add: the deleted half under new ids in %.1f s (%.0f vectors/s); slots %llu -> %llu "
+           "(re-add: recall over all %zu again, against the first truth)\n",
+           dr.readd_secs, dr.kept / dr.readd_secs, (unsigned long long)dr.slots_after,
+           (unsigned long long)dr.slots_readded, O.base);
+    printf("RESULT delete_time sextant_secs=%.2f sextant_deletes_per_s=%.1f commits=%zu unlinks=%zu unlink_secs=%.2f "
+           "hnswlib_secs=%.3f readd_secs=%.2f slots_after=%llu slots_readded=%llu\n",
+           dr.sx_secs, dr.deleted / dr.sx_secs, dr.commits, dr.unlinks, dr.sx_unlink_secs, dr.hn_secs, dr.readd_secs,
+           (unsigned long long)dr.slots_after, (unsigned long long)dr.slots_readded);
+  }
+
   /* ---- goals --------------------------------------------------------------------- */
   printf("\nGoals\n");
   goal(ratio_at[0] >= 1.0, "qps@recall>=0.95 >= 1.0x", "%.2fx%s (by CPU time %.2fx)", ratio_at[0],
@@ -1189,6 +1381,9 @@ int main(int argc, char **argv) {
     goal(busy_ratio[0] >= 0.9, "busy/quiet QPS (session reused) >= 0.9", "%.2fx", busy_ratio[0]);
     goal(busy_ratio[1] >= 0.9, "busy/quiet QPS (renewed) >= 0.9", "%.2fx", busy_ratio[1]);
   }
+  if (dr.ran && worst_del_ef)
+    goal(worst_del >= 0.9, "recall after deleting half >= 0.9x before", "%.3fx at worst (ef %u)", worst_del,
+         worst_del_ef);
   printf("RESULT goals pass=%d fail=%d total_secs=%.1f load_avg_end=\"%s\"\n", passes, fails, now_s() - T0,
          loadavg().c_str());
 
