@@ -171,6 +171,11 @@ struct Data {
   std::vector<std::string> ids;
   std::vector<bool> live;
   const float *Row(size_t i) const { return &vecs[i * dim]; }
+  void Append(const Data &o) {
+    vecs.insert(vecs.end(), o.vecs.begin(), o.vecs.end());
+    ids.insert(ids.end(), o.ids.begin(), o.ids.end());
+    live.insert(live.end(), o.live.begin(), o.live.end());
+  }
   size_t Index(const std::string &id) const {
     return (size_t)(std::find(ids.begin(), ids.end(), id) - ids.begin());
   }
@@ -441,9 +446,7 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
     ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
   }
   db.Check();
-  d.vecs.insert(d.vecs.end(), more.vecs.begin(), more.vecs.end());
-  d.ids.insert(d.ids.end(), more.ids.begin(), more.ids.end());
-  d.live.insert(d.live.end(), more.live.begin(), more.live.end());
+  d.Append(more);
   R r(db.db, "d");
   sx_collection_stats st = Stats(r.c);
   EXPECT_EQ(st.slots, n) << "the new vectors reuse the freed slots";
@@ -480,9 +483,7 @@ TEST_P(HnswThreads, RoundsOfDeletesKeepEveryLiveVectorReachable) {
       ASSERT_EQ(w.Upsert("r", more.ids, more.vecs, dim), SX_OK) << w.err.message;
       ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
     }
-    d.vecs.insert(d.vecs.end(), more.vecs.begin(), more.vecs.end());
-    d.ids.insert(d.ids.end(), more.ids.begin(), more.ids.end());
-    d.live.insert(d.live.end(), more.live.begin(), more.live.end());
+    d.Append(more);
     db.Check();
     size_t count = (size_t)std::count(d.live.begin(), d.live.end(), true);
     R r(db.db, "r");
@@ -588,9 +589,7 @@ TEST(Hnsw, OldSnapshotIsUntouchedWhenSlotsAreReused) {
     ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
   }
   db.Check();
-  now.vecs.insert(now.vecs.end(), more.vecs.begin(), more.vecs.end());
-  now.ids.insert(now.ids.end(), more.ids.begin(), more.ids.end());
-  now.live.insert(now.live.end(), more.live.begin(), more.live.end());
+  now.Append(more);
   EXPECT_EQ(Count(old.c), n);
   EXPECT_EQ(Stats(old.c).slots, n);
   auto still = SearchBatch(old.c, qs, dim, k, 64);
