@@ -318,6 +318,66 @@ TEST_F(Kernels, RawSumsOverPartsMatchReference) {
   }
 }
 
+/* The side-by-side raw sums HNSW's search takes four neighbours at a time with: at
+ * every level, for 1 to 4 vectors each in two parts (cut anywhere: at 0, inside a
+ * 16-float step, on a step, at or past the end), each lane matches the reference, is
+ * bit-identical to the same vector computed alone (so a distance does not depend on
+ * its neighbours in the batch), and nothing past out[n - 1] is written. Each part is
+ * its own exactly sized heap block, so reading past a part shows under ASan. */
+TEST_F(Kernels, Raw4OverPartsMatchesReferenceAndIsPerLane) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (size_t dim : {1, 2, 15, 16, 17, 33, 100, 784, 1000}) {
+    std::vector<float> q(dim);
+    for (float &x : q) x = u(rng);
+    std::vector<std::vector<float>> full(4, std::vector<float>(dim));
+    for (auto &v : full)
+      for (float &x : v) x = u(rng);
+    std::vector<size_t> cuts = {0, 1, dim / 3, dim / 2, dim - 1, dim, dim + 5};
+    if (dim > 16) cuts.push_back(16);
+    if (dim > 37) cuts.push_back(37);
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      for (int what : {SX__L2, SX__IP}) {
+        sx__raw4_fn r4 = sx__raw4(what);
+        ASSERT_NE(nullptr, r4);
+        for (size_t cut : cuts) {
+          /* Lane j cut at cut + j (clamped), so lanes differ in where they split. */
+          std::unique_ptr<float[]> pa[4], pb[4];
+          sx__vparts vp[4];
+          for (size_t j = 0; j < 4; j++) {
+            size_t c = std::min(cut + j, dim + 5), na = std::min(c, dim);
+            pa[j].reset(new float[na]);
+            std::copy(full[j].begin(), full[j].begin() + (ptrdiff_t)na, pa[j].get());
+            pb[j].reset(new float[dim - na]);
+            std::copy(full[j].begin() + (ptrdiff_t)na, full[j].end(), pb[j].get());
+            vp[j] = {pa[j].get(), c >= dim ? nullptr : pb[j].get(), c};
+          }
+          for (size_t n = 1; n <= 4; n++) {
+            float out[4] = {-7, -7, -7, -7};
+            r4(q.data(), vp, n, dim, out);
+            for (size_t j = 0; j < 4; j++) {
+              std::string at = std::string(sx__kernel_name(level)) + " " + MetricName(what) +
+                               " dim " + std::to_string(dim) + " cut " + std::to_string(cut) +
+                               " n " + std::to_string(n) + " lane " + std::to_string(j);
+              if (j >= n) {
+                EXPECT_EQ(-7.0f, out[j]) << at << ": written past n";
+                continue;
+              }
+              double ref = sx__distance_ref(what, q.data(), full[j].data(), dim);
+              if (what == SX__IP) ref = 1 - ref;
+              EXPECT_NEAR(out[j], ref, 1e-4 * (1 + std::fabs(ref))) << at;
+              float alone = -7;
+              r4(q.data(), &vp[j], 1, dim, &alone);
+              EXPECT_EQ(alone, out[j]) << at << ": depends on the other lanes";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 /* Components around 100: |q|^2 + |v|^2 dwarfs the distance, so the loose absolute
  * term would hide a cancelling l2; hold l2 to 1e-4 relative instead. */
 TEST_F(Kernels, MatchReferenceWithLargeOffset) {

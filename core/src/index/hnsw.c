@@ -75,6 +75,7 @@ struct sx__hnsw {
   uint64_t epp0_m;   /* for dividing by epp0 with a multiplication (see leaf0) */
   uint64_t vbytes;   /* dim * 4 */
   sx__raw_fn raw;    /* the active kernel's raw sums: l2 for SX__L2, dot products otherwise */
+  sx__raw4_fn raw4;  /* the same, four vectors side by side; NULL where dist_to must serve */
   int metric;
   double ml;
   leafcache vec, g0, live, norms, up, meta, stamps;
@@ -450,6 +451,25 @@ static int dist_slots(sx__hnsw *g, uint64_t a, uint64_t b, float *d, sx_error *e
   return SX_OK;
 }
 
+/* Slot's vector as raw4 reads it: its first page's part, and the next page's
+ * (vbytes <= ps, so there are at most two). */
+static inline int vec_parts(sx__hnsw *g, uint64_t slot, sx__vparts *p, sx_error *err) {
+  uint64_t off = slot * g->vbytes;
+  size_t in = off & (g->ps - 1);
+  const uint8_t *lp;
+  int rc = vec_leaf(g, off >> g->psh, &lp, err);
+  if (rc) return rc;
+  p->a = (const float *)(lp + in);
+  p->n0 = g->dim;
+  p->b = NULL;
+  if (in + g->vbytes > g->ps) {
+    p->n0 = (g->ps - in) / 4;
+    if ((rc = vec_leaf(g, (off >> g->psh) + 1, &lp, err))) return rc;
+    p->b = (const float *)lp;
+  }
+  return SX_OK;
+}
+
 /* ---- links -------------------------------------------------------------------- */
 
 static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, sx_error *err) {
@@ -811,12 +831,25 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
         __builtin_prefetch(a + 64);
       }
     }
+    float ds[4];
     for (uint32_t i = 0; i < todo; i++) {
       uint64_t n = ids[i];
       float d;
-      if (i + PF_NEXT < todo) prefetch_vector(g, ids[i + PF_NEXT]);
-      rc = dist_to(g, q, qn, n, &d, err);
-      if (rc) return rc;
+      if (g->raw4) {
+        /* Four at a time, side by side; the next four prefetched meanwhile. */
+        if (i % 4 == 0) {
+          uint32_t nb = todo - i < 4 ? todo - i : 4;
+          for (uint32_t j = i + 4; j < todo && j < i + 8; j++) prefetch_vector(g, ids[j]);
+          sx__vparts vp[4];
+          for (uint32_t j = 0; j < nb; j++)
+            if ((rc = vec_parts(g, ids[i + j], &vp[j], err))) return rc;
+          g->raw4(q, vp, nb, g->dim, ds);
+        }
+        d = g->metric == SX__L2 ? ds[i % 4] : 1.0f - ds[i % 4];
+      } else {
+        if (i + PF_NEXT < todo) prefetch_vector(g, ids[i + PF_NEXT]);
+        if ((rc = dist_to(g, q, qn, n, &d, err))) return rc;
+      }
       if (nr < ef || closer(g, (sx__hit){d, (uint32_t)n}, res[0])) {
         if ((rc = cand_room(g, nc, err))) return rc;
         minh_push(g, g->cand, &nc, (sx__hit){d, (uint32_t)n});
@@ -856,6 +889,9 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   while ((1u << g->psh) < g->ps) g->psh++;
   g->vbytes = (uint64_t)dim * 4;
   g->raw = sx__raw(metric == SX__L2 ? SX__L2 : SX__IP);
+  /* Cosine keeps dist_to (its exact-scan kernel for whole vectors); a vector longer
+   * than a page may span three. */
+  g->raw4 = metric != SX__COSINE && g->vbytes <= g->ps ? sx__raw4(metric) : NULL;
   g->e0 = (1 + g->m0) * 4;
   g->epp0 = g->ps / g->e0;
   g->epp0_m = g->epp0 > 1 ? UINT64_MAX / g->epp0 + 1 : 0;

@@ -48,6 +48,20 @@ double sx__distance_ref(int metric, const float *q, const float *v, size_t dim);
 typedef float (*sx__raw_fn)(const float *q, const float *v, size_t dim);
 sx__raw_fn sx__raw(int what);
 
+/* A vector as it lies in pages: its first n0 floats at a, the rest (dim - n0) at b;
+ * b is not read when n0 >= dim. */
+typedef struct {
+  const float *a, *b;
+  size_t n0;
+} sx__vparts;
+/* Raw sums (as sx__raw's) of q against n <= 4 vectors in parts, out[j] for v[j],
+ * read side by side where the level has such a kernel (AVX-512), so that their cache
+ * misses overlap. A lane's result does not depend on n or on the other lanes.
+ * Fetched once, as sx__raw. */
+typedef void (*sx__raw4_fn)(const float *q, const sx__vparts *v, size_t n, size_t dim,
+                            float *out);
+sx__raw4_fn sx__raw4(int what);
+
 /* Euclidean norm |a| with the active kernel. */
 float sx__norm(const float *a, size_t dim);
 /* One distance with the active kernel; qnorm = sx__norm(q) (used only by cosine). */

@@ -960,6 +960,53 @@ static AVX512 float raw_ip_avx512(const float *q, const float *v, size_t dim) {
   pair_avx512(SX__IP, q, v, dim, &s, NULL);
   return s;
 }
+/* One 16-float step of a vector in parts: floats [i, i + 16) (lanes in m), from a
+ * while below n0, from b beyond it, and from both when the step spans the cut (the
+ * masked-off lanes of each load are not read, so neither part is read past its end). */
+AVX512_INLINE __m512 part16(const sx__vparts *v, size_t i, __mmask16 m) {
+  if (i + 16 <= v->n0) return _mm512_maskz_loadu_ps(m, v->a + i);
+  if (i >= v->n0) return _mm512_maskz_loadu_ps(m, v->b + (i - v->n0));
+  size_t k = v->n0 - i; /* 1..15 floats still in a */
+  __mmask16 lo = (__mmask16)((1u << k) - 1);
+  __m512 x = _mm512_maskz_loadu_ps((__mmask16)(m & lo), v->a + i);
+  const float *bk = (const float *)((uintptr_t)v->b - k * sizeof(float));
+  return _mm512_mask_loadu_ps(x, (__mmask16)(m & ~lo), bk);
+}
+
+/* Raw sums of q against up to four vectors in parts, read side by side so that
+ * their cache misses overlap. One accumulator per lane: the loads, not the FMAs,
+ * set the pace. Missing lanes repeat lane 0 and are not stored. */
+AVX512_INLINE void raw4_avx512_inl(int l2, const float *q, const sx__vparts *v, size_t n,
+                                   size_t dim, float *out) {
+  const sx__vparts *w[4] = {&v[0], &v[n > 1], &v[n > 2 ? 2 : 0], &v[n > 3 ? 3 : 0]};
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i < dim; i += 16) {
+    __mmask16 m = tail_mask(dim - i);
+    __m512 x = _mm512_maskz_loadu_ps(m, q + i);
+    __m512 v0 = part16(w[0], i, m), v1 = part16(w[1], i, m);
+    __m512 v2 = part16(w[2], i, m), v3 = part16(w[3], i, m);
+    if (l2) {
+      v0 = _mm512_sub_ps(x, v0), v1 = _mm512_sub_ps(x, v1);
+      v2 = _mm512_sub_ps(x, v2), v3 = _mm512_sub_ps(x, v3);
+      a0 = _mm512_fmadd_ps(v0, v0, a0), a1 = _mm512_fmadd_ps(v1, v1, a1);
+      a2 = _mm512_fmadd_ps(v2, v2, a2), a3 = _mm512_fmadd_ps(v3, v3, a3);
+    } else {
+      a0 = _mm512_fmadd_ps(x, v0, a0), a1 = _mm512_fmadd_ps(x, v1, a1);
+      a2 = _mm512_fmadd_ps(x, v2, a2), a3 = _mm512_fmadd_ps(x, v3, a3);
+    }
+  }
+  float s[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2),
+                _mm512_reduce_add_ps(a3)};
+  for (size_t j = 0; j < n; j++) out[j] = s[j];
+}
+static AVX512 void raw4_l2_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim,
+                                  float *out) {
+  raw4_avx512_inl(1, q, v, n, dim, out);
+}
+static AVX512 void raw4_ip_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim,
+                                  float *out) {
+  raw4_avx512_inl(0, q, v, n, dim, out);
+}
 static AVX2 float raw_l2_avx2(const float *q, const float *v, size_t dim) {
   return partial_avx2(SX__L2, q, v, dim);
 }
@@ -970,9 +1017,34 @@ static AVX2 float raw_ip_avx2(const float *q, const float *v, size_t dim) {
 static float raw_l2_c(const float *q, const float *v, size_t dim) { return partial_c(SX__L2, q, v, dim); }
 static float raw_ip_c(const float *q, const float *v, size_t dim) { return partial_c(SX__IP, q, v, dim); }
 
+/* Vectors in parts, one at a time, with a level's raw sums (the levels without a
+ * side-by-side kernel). */
+static inline void raw4_by_parts(sx__raw_fn raw, const float *q, const sx__vparts *v, size_t n,
+                                 size_t dim, float *out) {
+  for (size_t j = 0; j < n; j++) {
+    size_t n0 = v[j].n0 < dim ? v[j].n0 : dim;
+    out[j] = raw(q, v[j].a, n0) + (n0 < dim ? raw(q + n0, v[j].b, dim - n0) : 0.0f);
+  }
+}
+static void raw4_l2_c(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out) {
+  raw4_by_parts(raw_l2_c, q, v, n, dim, out);
+}
+static void raw4_ip_c(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out) {
+  raw4_by_parts(raw_ip_c, q, v, n, dim, out);
+}
+#if SX_X86
+static void raw4_l2_avx2(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out) {
+  raw4_by_parts(raw_l2_avx2, q, v, n, dim, out);
+}
+static void raw4_ip_avx2(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out) {
+  raw4_by_parts(raw_ip_avx2, q, v, n, dim, out);
+}
+#endif
+
 typedef struct {
   const char *name;
   sx__raw_fn raw_l2, raw_ip;
+  sx__raw4_fn raw4_l2, raw4_ip;
   float (*norm)(const float *, size_t);
   float (*dist)(int, const float *, float, const float *, size_t);
   void (*many)(int, const float *, float, const float *const *, size_t, size_t, float *);
@@ -981,14 +1053,14 @@ typedef struct {
 } kernel_ops;
 
 static const kernel_ops ops[NLEVELS] = {
-    {"scalar", raw_l2_c, raw_ip_c, norm_scalar, dist_scalar, many_scalar, batch_scalar},
-    {"portable", raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"scalar", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_scalar, dist_scalar, many_scalar, batch_scalar},
+    {"portable", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
 #if SX_X86
-    {"avx2", raw_l2_avx2, raw_ip_avx2, norm_avx2, dist_avx2, many_avx2, batch_avx2},
-    {"avx512", raw_l2_avx512, raw_ip_avx512, norm_avx512, dist_avx512, many_avx512, batch_avx512},
+    {"avx2", raw_l2_avx2, raw_ip_avx2, raw4_l2_avx2, raw4_ip_avx2, norm_avx2, dist_avx2, many_avx2, batch_avx2},
+    {"avx512", raw_l2_avx512, raw_ip_avx512, raw4_l2_avx512, raw4_ip_avx512, norm_avx512, dist_avx512, many_avx512, batch_avx512},
 #else
-    {"avx2", raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
-    {"avx512", raw_l2_c, raw_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"avx2", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"avx512", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
 #endif
 };
 
@@ -1043,6 +1115,10 @@ static const kernel_ops *active(void) {
 }
 
 sx__raw_fn sx__raw(int what) { return what == SX__L2 ? active()->raw_l2 : active()->raw_ip; }
+
+sx__raw4_fn sx__raw4(int what) {
+  return what == SX__L2 ? active()->raw4_l2 : active()->raw4_ip;
+}
 
 float sx__norm(const float *a, size_t dim) {
   return active()->norm(a, dim);
