@@ -1,0 +1,669 @@
+/*
+ * node_typemaps.i: the Node half of bindings/sextant.i (included from there), for
+ *   swig -javascript -napi -c++
+ *
+ * The low-level module this produces (build/Release/sextant.node) is private: the
+ * package's index.js is its only caller and checks types and shapes first. The
+ * module is still safe on its own: every pointer and length it hands to C comes from
+ * a value it checked here, so a bad call is a JavaScript exception, never a crash.
+ *
+ * Conventions
+ * - C++ exceptions are on (NAPI_CPP_EXCEPTIONS): errors are thrown as Napi::Error,
+ *   and what a typemap holds for the length of a call lives in RAII locals
+ *   (std::string, std::vector), so nothing leaks when a later argument throws.
+ * - A failed status throws an instance of the class registered by index.js through
+ *   sx_node_register() (SextantError) with .code = sx_status_name(status) and the
+ *   C sx_error message; before registration a plain Error with .code. Wrong JS types
+ *   throw TypeError.
+ * - Out-parameters become the return value: handles as owning wrapper objects (their
+ *   destructor is the C free function, run by the garbage collector), names, records,
+ *   results and the stats/info structs as plain JavaScript values copied out at once.
+ * - 64-bit counters come back as a Number when <= Number.MAX_SAFE_INTEGER, else as a
+ *   BigInt.
+ * - Vectors are Float32Array only (index.js converts plain arrays); a synchronous call
+ *   reads the caller's memory in place, without a copy.
+ *
+ * Hand-written additions (documented in bindings/node/README.md): sx_node_register,
+ * the cancel token (sx_node_token_*), the Promise-returning calls that run on the
+ * libuv thread pool (sx_node_*_async, napi_async_work through Napi::AsyncWorker) and
+ * sx_node_bench_search for the overhead benchmark. They sit in this file so that the
+ * one generated sextant_wrap.cxx holds the whole module and can unwrap SWIG handles.
+ */
+
+%{
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+#include <time.h>
+
+namespace sxn {
+
+/* ---- per-environment data (worker_threads: one per thread running the addon) ---- */
+
+/* SWIG keeps its own per-environment data in napi's instance-data slot, so ours is a
+ * small map from env to data, cleared by the env's cleanup hook. */
+struct EnvData {
+  Napi::FunctionReference error_ctor;
+};
+static std::mutex env_mu;
+static std::unordered_map<napi_env, EnvData *> env_map;
+
+static void env_cleanup(void *arg) {
+  napi_env e = (napi_env)arg;
+  std::lock_guard<std::mutex> g(env_mu);
+  auto it = env_map.find(e);
+  if (it != env_map.end()) {
+    delete it->second;
+    env_map.erase(it);
+  }
+}
+
+static EnvData *env_data(Napi::Env env, bool create) {
+  std::lock_guard<std::mutex> g(env_mu);
+  auto it = env_map.find((napi_env)env);
+  if (it != env_map.end()) return it->second;
+  if (!create) return nullptr;
+  EnvData *d = new EnvData();
+  env_map[(napi_env)env] = d;
+  napi_add_env_cleanup_hook(env, env_cleanup, (void *)(napi_env)env);
+  return d;
+}
+
+/* ---- errors ----------------------------------------------------------------------- */
+
+/* Plain-language messages for calls that have no sx_error (close, end, abort). */
+static const char *default_message(int code) {
+  switch (code) {
+    case SX_CLOSED: return "the handle was closed or its session already ended";
+    case SX_MISUSE: return "the call is not allowed on this handle (NULL, or begun before fork())";
+    case SX_INVALID_ARGUMENT: return "invalid argument";
+    case SX_CANCELLED: return "the call was cancelled";
+    default: return sx_status_name(code);
+  }
+}
+
+static Napi::Error make_error(Napi::Env env, int code, const char *msg) {
+  if (!msg || !*msg) msg = default_message(code);
+  EnvData *d = env_data(env, false);
+  if (d && !d->error_ctor.IsEmpty()) {
+    Napi::Object e = d->error_ctor.New({Napi::String::New(env, msg), Napi::String::New(env, sx_status_name(code))});
+    return Napi::Error(env, e);
+  }
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, sx_status_name(code)));
+  return e;
+}
+
+[[noreturn]] static void raise(Napi::Env env, int code, const char *msg) {
+  throw make_error(env, code, msg);
+}
+
+[[noreturn]] static void type_error(Napi::Env env, const std::string &msg) {
+  throw Napi::TypeError::New(env, msg);
+}
+
+/* ---- values in -------------------------------------------------------------------- */
+
+/* A JS string as UTF-8 (lone surrogates become U+FFFD); `nul_ok` false refuses a NUL
+ * inside, which a C string cannot hold. */
+static void utf8(Napi::Env env, Napi::Value v, const char *what, std::string *out, bool nul_ok = false) {
+  if (!v.IsString()) type_error(env, std::string(what) + " must be a string");
+  size_t n = 0;
+  napi_status st = napi_get_value_string_utf8(env, v, nullptr, 0, &n);
+  if (st != napi_ok) type_error(env, std::string(what) + " must be a string");
+  out->resize(n);
+  napi_get_value_string_utf8(env, v, &(*out)[0], n + 1, &n);
+  if (!nul_ok && std::memchr(out->data(), 0, out->size()))
+    raise(env, SX_INVALID_ARGUMENT, (std::string(what) + " contains a NUL character").c_str());
+}
+
+/* The data of a Float32Array (in place). */
+static const float *floats(Napi::Env env, Napi::Value v, const char *what, size_t *n) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    type_error(env, std::string(what) + " must be a Float32Array");
+  Napi::Float32Array a = v.As<Napi::Float32Array>();
+  *n = a.ElementLength();
+  static const float nothing = 0;
+  return *n ? a.Data() : &nothing;
+}
+
+/* An array of strings packed into one buffer: string i is buf[off[i] .. off[i+1]),
+ * each followed by a NUL (so that a char * array can point into it). */
+struct Strings {
+  std::string buf;
+  std::vector<size_t> off;
+  std::vector<const char *> ptrs; /* filled by pointers() */
+  size_t size() const { return off.empty() ? 0 : off.size() - 1; }
+  const char *const *pointers() {
+    ptrs.resize(size());
+    for (size_t i = 0; i < size(); i++) ptrs[i] = buf.data() + off[i];
+    return ptrs.data();
+  }
+};
+
+/* An Array of strings (entries may be null/undefined when `nulls` is given: they get
+ * (*nulls)[i] = 1, and an empty item). `packed`: no NUL after each item, and a NUL
+ * inside one is left for the core to refuse (the packed C calls take lengths). */
+static void strings(Napi::Env env, Napi::Value v, const char *what, Strings *s, std::vector<char> *nulls = nullptr,
+                    bool packed = false) {
+  if (!v.IsArray()) type_error(env, std::string(what) + " must be an array of strings");
+  Napi::Array a = v.As<Napi::Array>();
+  uint32_t n = a.Length();
+  s->off.assign(1, 0);
+  s->off.reserve(n + 1);
+  if (nulls) nulls->assign(n, 0);
+  std::string tmp;
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value e = a.Get(i);
+    std::string where = std::string(what) + "[" + std::to_string(i) + "]";
+    if (nulls && (e.IsNull() || e.IsUndefined())) {
+      (*nulls)[i] = 1;
+    } else {
+      utf8(env, e, where.c_str(), &tmp, packed);
+      s->buf.append(tmp);
+    }
+    if (!packed) s->buf.push_back('\0');
+    s->off.push_back(s->buf.size());
+  }
+}
+
+/* ---- values out ------------------------------------------------------------------- */
+
+static Napi::Value u64(Napi::Env env, uint64_t v) {
+  if (v <= 9007199254740991ull) return Napi::Number::New(env, (double)v);
+  return Napi::BigInt::New(env, v);
+}
+
+static Napi::Value str(Napi::Env env, const char *s) {
+  return s ? Napi::String::New(env, s) : env.Null();
+}
+
+static Napi::Value names(Napi::Env env, sx_names *n) {
+  size_t count = sx_names_count(n);
+  Napi::Array a = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; i++) a.Set((uint32_t)i, str(env, sx_names_get(n, i)));
+  return a;
+}
+
+static Napi::Value record(Napi::Env env, sx_record *r) {
+  size_t dim = 0;
+  const float *v = sx_record_vector(r, &dim);
+  Napi::Float32Array vec = Napi::Float32Array::New(env, dim);
+  if (dim) std::memcpy(vec.Data(), v, dim * sizeof(float));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", str(env, sx_record_id(r)));
+  o.Set("vector", vec);
+  o.Set("metadata", str(env, sx_record_metadata(r)));
+  return o;
+}
+
+/* Results in bulk: per hit its id (pointer, length) and distance. */
+struct Bulk {
+  size_t nq = 0, total = 0;
+  const size_t *qoff = nullptr;    /* nq + 1 */
+  const float *dist = nullptr;     /* total */
+  const char *ids = nullptr;
+  const size_t *idoff = nullptr;   /* total + 1 */
+  std::vector<size_t> qoff_own;    /* without the bulk accessors */
+  explicit Bulk(const sx_results *res) {
+    nq = sx_results_queries(res);
+#ifdef SX_WRITE_OPTIONS_VERSION
+    total = sx_results_total(res);
+    qoff = sx_results_offsets(res);
+    dist = sx_results_distances(res);
+    ids = sx_results_id_data(res, &idoff);
+#else
+    qoff_own.assign(1, 0);
+    for (size_t q = 0; q < nq; q++) qoff_own.push_back(qoff_own.back() + sx_results_count(res, q));
+    qoff = qoff_own.data();
+    total = qoff_own.back();
+#endif
+  }
+};
+
+static Napi::Value bulk_id(Napi::Env env, const sx_results *res, const Bulk &b, size_t q, size_t h) {
+#ifdef SX_WRITE_OPTIONS_VERSION
+  (void)res;
+  (void)q;
+  return Napi::String::New(env, b.ids + b.idoff[h], b.idoff[h + 1] - b.idoff[h] - 1);
+#else
+  return str(env, sx_results_id(res, q, h - b.qoff[q]));
+#endif
+}
+
+static float bulk_distance(const sx_results *res, const Bulk &b, size_t q, size_t h) {
+#ifdef SX_WRITE_OPTIONS_VERSION
+  (void)res;
+  (void)q;
+  return b.dist[h];
+#else
+  return sx_results_distance(res, q, h - b.qoff[q]);
+#endif
+}
+
+/* One query's hits: [{id, distance}, ...]. */
+static Napi::Value hits(Napi::Env env, const sx_results *res, size_t q) {
+  Bulk b(res);
+  size_t n = q < b.nq ? b.qoff[q + 1] - b.qoff[q] : 0;
+  Napi::Array a = Napi::Array::New(env, n);
+  napi_value key_id = Napi::String::New(env, "id"), key_d = Napi::String::New(env, "distance");
+  for (size_t i = 0; i < n; i++) {
+    size_t h = b.qoff[q] + i;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set(key_id, bulk_id(env, res, b, q, h));
+    o.Set(key_d, Napi::Number::New(env, (double)bulk_distance(res, b, q, h)));
+    a.Set((uint32_t)i, o);
+  }
+  return a;
+}
+
+/* A batch: {ids: string[][], distances: Float32Array[]}, every distances[q] a view of
+ * one buffer, as long as ids[q]. */
+static Napi::Value batch(Napi::Env env, const sx_results *res) {
+  Bulk b(res);
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, b.total * sizeof(float));
+  float *d = (float *)buf.Data();
+  Napi::Array ids = Napi::Array::New(env, b.nq), dist = Napi::Array::New(env, b.nq);
+  for (size_t q = 0; q < b.nq; q++) {
+    size_t n = b.qoff[q + 1] - b.qoff[q];
+    Napi::Array qi = Napi::Array::New(env, n);
+    for (size_t i = 0; i < n; i++) {
+      size_t h = b.qoff[q] + i;
+      qi.Set((uint32_t)i, bulk_id(env, res, b, q, h));
+      d[h] = bulk_distance(res, b, q, h);
+    }
+    ids.Set((uint32_t)q, qi);
+    dist.Set((uint32_t)q, Napi::Float32Array::New(env, n, buf, b.qoff[q] * sizeof(float)));
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ids", ids);
+  o.Set("distances", dist);
+  return o;
+}
+
+/* The out-parameter structs as plain objects (camelCase, as JavaScript spells). */
+static Napi::Value to_js(Napi::Env env, const sx_db_stats &s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pageSize", Napi::Number::New(env, s.page_size));
+  o.Set("pageCount", u64(env, s.page_count));
+  o.Set("walFrames", u64(env, s.wal_frames));
+  o.Set("walBackfilled", u64(env, s.wal_backfilled));
+  o.Set("commits", u64(env, s.commits));
+  o.Set("checkpoints", u64(env, s.checkpoints));
+  o.Set("readers", Napi::Number::New(env, s.readers));
+  o.Set("readerSlots", Napi::Number::New(env, s.reader_slots));
+  o.Set("oldestReaderLag", u64(env, s.oldest_reader_lag));
+  o.Set("oldestReaderPid", Napi::Number::New(env, s.oldest_reader_pid));
+  return o;
+}
+
+static Napi::Value to_js(Napi::Env env, const sx_collection_info &s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", Napi::String::New(env, s.name));
+  o.Set("dim", Napi::Number::New(env, s.dim));
+  const char *m = sx_metric_name(s.metric);
+  o.Set("metric", m ? Napi::String::New(env, m) : Napi::String::New(env, "unknown"));
+  o.Set("index", Napi::Number::New(env, (int)s.index));
+  o.Set("m", Napi::Number::New(env, s.hnsw_m));
+  o.Set("efConstruction", Napi::Number::New(env, s.hnsw_ef_construction));
+  o.Set("count", u64(env, s.count));
+  return o;
+}
+
+static Napi::Value to_js(Napi::Env env, const sx_collection_stats &s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("count", u64(env, s.count));
+  o.Set("slots", u64(env, s.slots));
+  o.Set("dead", u64(env, s.dead));
+  o.Set("free", u64(env, s.free));
+  return o;
+}
+
+static void init_out(sx_db_stats *s) {
+  std::memset(s, 0, sizeof *s);
+#ifdef SX_DB_STATS_VERSION
+  s->version = SX_DB_STATS_VERSION;
+#endif
+}
+static void init_out(sx_collection_info *s) {
+  std::memset(s, 0, sizeof *s);
+#ifdef SX_COLLECTION_INFO_VERSION
+  s->version = SX_COLLECTION_INFO_VERSION;
+#endif
+}
+static void init_out(sx_collection_stats *s) {
+  std::memset(s, 0, sizeof *s);
+#ifdef SX_COLLECTION_STATS_VERSION
+  s->version = SX_COLLECTION_STATS_VERSION;
+#endif
+}
+
+/* ---- search options --------------------------------------------------------------- */
+
+/* The cancel token behind an AbortSignal: index.js sets it from the signal's abort
+ * event (main thread); the core polls it from whichever thread runs the call. */
+struct Token {
+  std::atomic<int> set{0};
+#ifdef SX_WRITE_OPTIONS_VERSION
+  sx_cancel *c = nullptr;
+#endif
+  ~Token() {
+#ifdef SX_WRITE_OPTIONS_VERSION
+    sx_cancel_free(c);
+#endif
+  }
+};
+
+static int token_hook(void *ctx) {
+  return ((Token *)ctx)->set.load(std::memory_order_relaxed);
+}
+
+static Token *token_of(Napi::Env env, Napi::Value v) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsExternal()) type_error(env, "the cancel token must come from sx_node_token_new");
+  return v.As<Napi::External<Token>>().Data();
+}
+
+/* ef (a Number from 0 to 2^32-1, or undefined for the default) and a token. */
+static void search_options(Napi::Env env, Napi::Value ef, Token *tok, sx_search_options *o) {
+  std::memset(o, 0, sizeof *o);
+  o->version = SX_SEARCH_OPTIONS_VERSION;
+  if (!ef.IsUndefined() && !ef.IsNull()) {
+    if (!ef.IsNumber()) type_error(env, "ef must be a number");
+    double x = ef.As<Napi::Number>().DoubleValue();
+    if (!(x >= 0 && x <= 4294967295.0) || x != std::floor(x))
+      raise(env, SX_INVALID_ARGUMENT, "ef must be an integer from 0 to 4294967295");
+    o->ef = (uint32_t)x;
+  }
+  if (tok) {
+#ifdef SX_WRITE_OPTIONS_VERSION
+    o->cancel_token = tok->c;
+#else
+    o->cancel = token_hook;
+    o->cancel_ctx = tok;
+#endif
+  }
+}
+
+}  // namespace sxn
+%}
+
+/* ---- statuses and errors ------------------------------------------------------------ */
+
+/* A status result: undefined on success. With an sx_error, its argout (the last
+ * parameter, so after the other out-parameters) throws with the message; without
+ * one, the `ret` typemap (which SWIG emits after every argout) throws with the
+ * status's plain-language message. So no function needs to be listed by name: a new
+ * function returning sx_status can never swallow its error. */
+%typemap(out) sx_status, int SX_STATUS, int SX_STATUS_NOERR, sx_status SX_STATUS, sx_status SX_STATUS_NOERR {
+  $result = env.Undefined();
+}
+%typemap(ret) sx_status, int SX_STATUS, int SX_STATUS_NOERR, sx_status SX_STATUS, sx_status SX_STATUS_NOERR {
+  if ($1 != SX_OK) sxn::raise(env, $1, NULL);
+}
+%typemap(argout) sx_error *err {
+  if (result != SX_OK) sxn::raise(env, result, $1->message);
+}
+
+/* ---- out-parameters ------------------------------------------------------------------ */
+
+/* The shared `sx_metric *out` initializer assigns 0 to an enum, which C++ refuses. */
+%typemap(in, numinputs=0) sx_metric *out (sx_metric sx_tmp) {
+  sx_tmp = SX_METRIC_L2;
+  $1 = &sx_tmp;
+}
+
+%typemap(argout) sx_db **out, sx_read **out, sx_write **out, sx_collection **out {
+  $result = *$1 ? SWIG_NewPointerObj(*$1, $*1_descriptor, SWIG_POINTER_OWN) : env.Undefined();
+}
+%typemap(argout) sx_names **out {
+  if (*$1) {
+    try {
+      $result = sxn::names(env, *$1);
+    } catch (...) {
+      sx_names_free(*$1);
+      throw;
+    }
+    sx_names_free(*$1);
+  }
+}
+%typemap(argout) sx_record **out {
+  if (*$1) {
+    try {
+      $result = sxn::record(env, *$1);
+    } catch (...) {
+      sx_record_free(*$1);
+      throw;
+    }
+    sx_record_free(*$1);
+  }
+}
+/* sx_collection_search: the hits of its one query; _batch: {ids, distances}. */
+%typemap(argout) sx_results **out {
+  if (*$1) {
+    try {
+      $result = std::strcmp("$symname", "sx_collection_search") == 0 ? sxn::hits(env, *$1, 0) : sxn::batch(env, *$1);
+    } catch (...) {
+      sx_results_free(*$1);
+      throw;
+    }
+    sx_results_free(*$1);
+  }
+}
+%typemap(argout) uint64_t *out {
+  $result = sxn::u64(env, *$1);
+}
+%typemap(argout) size_t *deleted {
+  $result = Napi::Number::New(env, (double)*$1);
+}
+%typemap(argout) sx_metric *out {
+  $result = Napi::Number::New(env, (double)*$1);
+}
+/* Versioned output structs: the version this header describes is set before the call. */
+%typemap(in, numinputs=0) sx_db_stats *out (sx_db_stats sx_tmp), sx_collection_info *out (sx_collection_info sx_tmp),
+                          sx_collection_stats *out (sx_collection_stats sx_tmp) {
+  sxn::init_out(&sx_tmp);
+  $1 = &sx_tmp;
+}
+%typemap(argout) sx_db_stats *out, sx_collection_info *out, sx_collection_stats *out {
+  $result = sxn::to_js(env, *$1);
+}
+
+/* ---- inputs ---------------------------------------------------------------------------- */
+
+/* Strings: a JS string (UTF-8, no NUL inside); null and undefined are NULL (the core
+ * refuses it). */
+%typemap(in) const char * (std::string sx_str) {
+  if ($input.IsNull() || $input.IsUndefined()) {
+    $1 = NULL;
+  } else {
+    sxn::utf8(env, $input, "$1_name", &sx_str);
+    $1 = ($1_ltype)sx_str.c_str();
+  }
+}
+%typemap(freearg) const char * "";
+
+/* 64-bit unsigned: a Number (a non-negative safe integer) or a BigInt. */
+%typemap(in) uint64_t value {
+  if ($input.IsBigInt()) {
+    bool lossless = false;
+    uint64_t v = $input.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) sxn::raise(env, SX_INVALID_ARGUMENT, "value must be from 0 to 2^64-1");
+    $1 = v;
+  } else if ($input.IsNumber()) {
+    double x = $input.As<Napi::Number>().DoubleValue();
+    if (!(x >= 0 && x <= 9007199254740991.0) || x != std::floor(x))
+      sxn::raise(env, SX_INVALID_ARGUMENT, "value must be a safe integer >= 0, or a BigInt");
+    $1 = (uint64_t)x;
+  } else {
+    sxn::type_error(env, "value must be a number or a bigint");
+  }
+}
+
+/* Ids to delete: an Array of strings. */
+%typemap(in) (size_t n, const char *const *ids) (sxn::Strings sx_ids) {
+  sxn::strings(env, $input, "ids", &sx_ids);
+  $1 = sx_ids.size();
+  $2 = ($2_ltype)sx_ids.pointers();
+}
+
+/* One query: a Float32Array. */
+%typemap(in) (const float *query, size_t dim) {
+  $1 = ($1_ltype)sxn::floats(env, $input, "query", &$2);
+}
+
+/* A batch of queries: [Float32Array of nq * dim values, dim]. */
+%typemap(in) (const float *queries, size_t nq, size_t dim) {
+  if (!$input.IsArray() || $input.As<Napi::Array>().Length() != 2)
+    sxn::type_error(env, "queries must be [Float32Array, dim]");
+  size_t len = 0;
+  $1 = ($1_ltype)sxn::floats(env, $input.As<Napi::Array>().Get(0u), "queries", &len);
+  Napi::Value d = $input.As<Napi::Array>().Get(1u);
+  if (!d.IsNumber()) sxn::type_error(env, "dim must be a number");
+  double dd = d.As<Napi::Number>().DoubleValue();
+  if (!(dd >= 1 && dd <= 4294967295.0) || dd != std::floor(dd) || len % (size_t)dd)
+    sxn::raise(env, SX_INVALID_ARGUMENT, "the queries' length is not a multiple of dim");
+  $3 = (size_t)dd;
+  $2 = len / $3;
+}
+
+/* The upsert batch: [ids (n strings), vectors (Float32Array of n * dim), dim,
+ * metadata (null, or n entries of JSON text or null)]. */
+%typemap(in) (size_t n, const char *const *ids, const float *vectors, size_t dim,
+              const char *const *metadata)
+    (sxn::Strings sx_ids, sxn::Strings sx_meta, std::vector<char> sx_nometa, std::vector<const char *> sx_metap) {
+  if (!$input.IsArray() || $input.As<Napi::Array>().Length() != 4)
+    sxn::type_error(env, "the upsert batch must be [ids, vectors, dim, metadata]");
+  Napi::Array sx_b = $input.As<Napi::Array>();
+  sxn::strings(env, sx_b.Get(0u), "ids", &sx_ids);
+  size_t sx_len = 0;
+  $3 = ($3_ltype)sxn::floats(env, sx_b.Get(1u), "vectors", &sx_len);
+  Napi::Value sx_d = sx_b.Get(2u);
+  if (!sx_d.IsNumber()) sxn::type_error(env, "dim must be a number");
+  double sx_dd = sx_d.As<Napi::Number>().DoubleValue();
+  if (!(sx_dd >= 0 && sx_dd <= 4294967295.0) || sx_dd != std::floor(sx_dd))
+    sxn::raise(env, SX_INVALID_ARGUMENT, "dim must be an integer from 0 to 4294967295");
+  $1 = sx_ids.size();
+  $4 = (size_t)sx_dd;
+  if (sx_len != $1 * $4) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%zu ids but %zu floats for dimension %zu", $1, sx_len, $4);
+    sxn::raise(env, SX_INVALID_ARGUMENT, msg);
+  }
+  $2 = ($2_ltype)sx_ids.pointers();
+  $5 = NULL;
+  Napi::Value sx_m = sx_b.Get(3u);
+  if (!sx_m.IsNull() && !sx_m.IsUndefined()) {
+    sxn::strings(env, sx_m, "metadata", &sx_meta, &sx_nometa);
+    if (sx_meta.size() != $1) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "%zu ids but %zu metadata entries", $1, sx_meta.size());
+      sxn::raise(env, SX_INVALID_ARGUMENT, msg);
+    }
+    sx_meta.pointers();
+    sx_metap.assign(sx_meta.ptrs.begin(), sx_meta.ptrs.end());
+    for (size_t i = 0; i < $1; i++)
+      if (sx_nometa[i]) sx_metap[i] = NULL;
+    $5 = ($5_ltype)sx_metap.data();
+  }
+}
+
+/* The packed forms (what index.js uses when the core has them). Ids to delete: */
+%typemap(in) (size_t n, const char *ids, const size_t *id_offsets) (sxn::Strings sx_ids) {
+  sxn::strings(env, $input, "ids", &sx_ids, nullptr, true);
+  $1 = sx_ids.size();
+  $2 = ($2_ltype)sx_ids.buf.data();
+  $3 = ($3_ltype)sx_ids.off.data();
+}
+/* ... and the upsert batch, as for sx_write_upsert: [ids, vectors, dim, metadata]. */
+%typemap(in) (size_t n, const char *ids, const size_t *id_offsets, const float *vectors, size_t dim,
+              const char *metadata, const size_t *metadata_offsets)
+    (sxn::Strings sx_ids, sxn::Strings sx_meta, std::vector<char> sx_nometa) {
+  if (!$input.IsArray() || $input.As<Napi::Array>().Length() != 4)
+    sxn::type_error(env, "the upsert batch must be [ids, vectors, dim, metadata]");
+  Napi::Array sx_b = $input.As<Napi::Array>();
+  sxn::strings(env, sx_b.Get(0u), "ids", &sx_ids, nullptr, true);
+  size_t sx_len = 0;
+  $4 = ($4_ltype)sxn::floats(env, sx_b.Get(1u), "vectors", &sx_len);
+  Napi::Value sx_d = sx_b.Get(2u);
+  if (!sx_d.IsNumber()) sxn::type_error(env, "dim must be a number");
+  double sx_dd = sx_d.As<Napi::Number>().DoubleValue();
+  if (!(sx_dd >= 0 && sx_dd <= 4294967295.0) || sx_dd != std::floor(sx_dd))
+    sxn::raise(env, SX_INVALID_ARGUMENT, "dim must be an integer from 0 to 4294967295");
+  $1 = sx_ids.size();
+  $5 = (size_t)sx_dd;
+  if (sx_len != $1 * $5) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%zu ids but %zu floats for dimension %zu", $1, sx_len, $5);
+    sxn::raise(env, SX_INVALID_ARGUMENT, msg);
+  }
+  $2 = ($2_ltype)sx_ids.buf.data();
+  $3 = ($3_ltype)sx_ids.off.data();
+  $6 = NULL;
+  $7 = NULL;
+  Napi::Value sx_m = sx_b.Get(3u);
+  if (!sx_m.IsNull() && !sx_m.IsUndefined()) {
+    sxn::strings(env, sx_m, "metadata", &sx_meta, &sx_nometa, true);
+    if (sx_meta.size() != $1) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "%zu ids but %zu metadata entries", $1, sx_meta.size());
+      sxn::raise(env, SX_INVALID_ARGUMENT, msg);
+    }
+    $6 = ($6_ltype)sx_meta.buf.data();
+    $7 = ($7_ltype)sx_meta.off.data();
+  }
+}
+
+/* Search options: undefined/null (defaults) or a Number (ef). Cancellation is for the
+ * async calls below. */
+%typemap(in) const sx_search_options *opts (sx_search_options sx_opts) {
+  if ($input.IsUndefined() || $input.IsNull()) {
+    $1 = NULL;
+  } else {
+    sxn::search_options(env, $input, nullptr, &sx_opts);
+    $1 = &sx_opts;
+  }
+}
+%ignore sx_search_options;
+%ignore sx_search_options_init;
+
+/* ---- what Node does not need --------------------------------------------------------- */
+
+/* Copied out by the argouts above. */
+%ignore sx_names_count;
+%ignore sx_names_get;
+%ignore sx_record_id;
+%ignore sx_record_vector;
+%ignore sx_record_metadata;
+%ignore sx_results_queries;
+%ignore sx_results_count;
+%ignore sx_results_id;
+%ignore sx_results_distance;
+%ignore sx_results_total;
+%ignore sx_results_offsets;
+%ignore sx_results_distances;
+%ignore sx_results_id_data;
+/* Cancellation is the AbortSignal of the async calls (node_async.i's token); waits
+ * with a token are sx_node_write_begin_async. */
+%ignore sx_cancel;
+%ignore sx_cancel_new;
+%ignore sx_cancel_set;
+%ignore sx_cancel_reset;
+%ignore sx_cancel_is_set;
+%ignore sx_cancel_free;
+%ignore sx_write_options;
+%ignore sx_write_options_init;
+%ignore sx_write_begin_opts;
+%ignore sx_db_checkpoint_opts;
+/* Structs returned as plain objects. */
+%ignore sx_db_stats;
+%ignore sx_collection_info;
+%ignore sx_collection_stats;
+
+%include "node/node_async.i"
