@@ -1,0 +1,281 @@
+package sextant
+
+import (
+	"context"
+	"encoding/json"
+	"unsafe"
+
+	"github.com/sextant/sextant/bindings/go/internal/sx"
+)
+
+// Metric is a collection's distance metric. Smaller distances are closer.
+type Metric string
+
+// Metrics.
+const (
+	L2     Metric = "l2"     // squared Euclidean distance
+	IP     Metric = "ip"     // 1 - dot(a, b)
+	Cosine Metric = "cosine" // 1 - cos(a, b); zero vectors are rejected
+)
+
+// IndexType is a collection's index.
+type IndexType string
+
+// Index types.
+const (
+	HNSW IndexType = "hnsw" // approximate graph index (the default)
+	Flat IndexType = "flat" // exact scan
+)
+
+// CollectionInfo describes a collection.
+type CollectionInfo struct {
+	Name           string
+	Dim            int
+	Metric         Metric
+	Index          IndexType
+	M              int // HNSW links per node (0 for flat)
+	EfConstruction int // HNSW build candidate list (0 for flat)
+	Count          uint64
+}
+
+// CollectionStats tells how a collection's slots are used: Slots == Count + Dead + Free.
+type CollectionStats struct {
+	Count uint64 // live vectors
+	Slots uint64 // slots taken so far
+	Dead  uint64 // HNSW: deleted or replaced vectors still in the graph as waypoints
+	Free  uint64 // slots free for reuse
+}
+
+// Record is one stored vector.
+type Record struct {
+	ID       string
+	Vector   []float32
+	Metadata json.RawMessage // nil when the vector has none
+}
+
+// Hit is one search result.
+type Hit struct {
+	ID       string
+	Distance float32
+}
+
+type searchConfig struct {
+	ef, threads uint32
+}
+
+// SearchOption configures a search.
+type SearchOption func(*searchConfig)
+
+// WithEf sets the HNSW candidate list size (at least k; 0 means max(k, 64)).
+func WithEf(ef int) SearchOption { return func(c *searchConfig) { c.ef = clampU32(ef) } }
+
+// WithSearchThreads sets the most threads a batch search may use: 0 means the
+// database's WithThreads, 1 the calling thread only.
+func WithSearchThreads(n int) SearchOption { return func(c *searchConfig) { c.threads = clampU32(n) } }
+
+func describe(v sx.Sx_collection) (CollectionInfo, error) {
+	s := sx.NewSx_collection_info()
+	defer sx.DeleteSx_collection_info(s)
+	s.SetVersion(uint(sx.SX_COLLECTION_INFO_VERSION))
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	if err := statusError(sx.Sx_collection_describe(v, s, eb), eb); err != nil {
+		return CollectionInfo{}, err
+	}
+	info := CollectionInfo{
+		Name: s.GetName(), Dim: int(s.GetDim()), Metric: Metric(sx.Sx_metric_name(int(s.GetMetric()))),
+		M: int(s.GetHnsw_m()), EfConstruction: int(s.GetHnsw_ef_construction()), Count: s.GetCount(),
+	}
+	switch s.GetIndex() {
+	case sx.SX_INDEX_FLAT:
+		info.Index = Flat
+	case sx.SX_INDEX_HNSW:
+		info.Index = HNSW
+	default:
+		info.Index = IndexType("unknown")
+	}
+	return info, nil
+}
+
+func collStats(v sx.Sx_collection) (CollectionStats, error) {
+	s := sx.NewSx_collection_stats()
+	defer sx.DeleteSx_collection_stats(s)
+	s.SetVersion(uint(sx.SX_COLLECTION_STATS_VERSION))
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	if err := statusError(sx.Sx_collection_stats_get(v, s, eb), eb); err != nil {
+		return CollectionStats{}, err
+	}
+	return CollectionStats{Count: s.GetCount(), Slots: s.GetSlots(), Dead: s.GetDead(), Free: s.GetFree()}, nil
+}
+
+func count(v sx.Sx_collection) (uint64, error) {
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	var n uint64
+	err := statusError(sx.Sx_collection_count(v, &n, eb), eb)
+	return n, err
+}
+
+func get(v sx.Sx_collection, id string) (*Record, error) {
+	if err := checkString("id", id); err != nil {
+		return nil, err
+	}
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	var p uintptr
+	if err := statusError(sx.Sx_collection_get(v, id, &p, eb), eb); err != nil {
+		return nil, err
+	}
+	rec := sx.SwigcptrSx_record(p)
+	defer sx.DeleteSx_record(rec)
+	dim := sx.Sx_go_record_vector(rec, nil)
+	vec := make([]float32, dim)
+	if dim > 0 {
+		sx.Sx_go_record_vector(rec, vec)
+	}
+	r := &Record{ID: sx.Sx_record_id(rec), Vector: vec}
+	if md := sx.Sx_record_metadata(rec); md != "" {
+		r.Metadata = json.RawMessage(md)
+	}
+	return r, nil
+}
+
+// searchOpts makes the per-call options: nil (the defaults) when there is nothing
+// to set, so that a plain search allocates nothing for them.
+func searchOpts(ctx context.Context, opts []SearchOption) (*sx.SearchOpts, func(), error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, &Error{Code: "CANCELLED", Message: "the context is done", cause: err}
+	}
+	var c searchConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	tok, done := watch(ctx)
+	if tok == 0 && c.ef == 0 && c.threads == 0 {
+		return nil, done, nil
+	}
+	return &sx.SearchOpts{Ef: c.ef, Threads: c.threads, CancelToken: tok}, done, nil
+}
+
+func search(ctx context.Context, v sx.Sx_collection, query []float32, k int, opts []SearchOption) ([]Hit, error) {
+	if k < 0 {
+		return nil, errInvalid("k must not be negative (got " + itoa(k) + ")")
+	}
+	so, done, err := searchOpts(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	eb := getErrbuf()
+	var p uintptr
+	st := sx.Sx_collection_search(v, query, int64(k), so, &p, eb)
+	done()
+	if err := statusError(st, eb); err != nil {
+		putErrbuf(eb)
+		return nil, withContext(err, ctx)
+	}
+	putErrbuf(eb)
+	hits := takeResults(p)
+	if len(hits) == 0 {
+		return []Hit{}, nil
+	}
+	return hits[0], nil
+}
+
+func searchBatch(ctx context.Context, v sx.Sx_collection, queries []float32, dim, k int, opts []SearchOption) ([][]Hit, error) {
+	if k < 0 {
+		return nil, errInvalid("k must not be negative (got " + itoa(k) + ")")
+	}
+	if dim <= 0 {
+		if len(queries) == 0 && dim == 0 {
+			return [][]Hit{}, nil
+		}
+		return nil, errInvalid("dimension " + itoa(dim) + " is not positive")
+	}
+	if len(queries)%dim != 0 {
+		return nil, errInvalid(itoa(len(queries)) + " floats are not a whole number of queries of dimension " + itoa(dim))
+	}
+	so, done, err := searchOpts(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	var p uintptr
+	st := sx.Sx_collection_search_batch(v, queries, int64(len(queries)/dim), int64(dim), int64(k), so, &p, eb)
+	done()
+	if err := statusError(st, eb); err != nil {
+		return nil, withContext(err, ctx)
+	}
+	return takeResults(p), nil
+}
+
+// takeResults copies search results out (in two crossings) and frees them.
+func takeResults(p uintptr) [][]Hit {
+	res := sx.SwigcptrSx_results(p)
+	defer sx.DeleteSx_results(res)
+	var shape [3]uint64
+	sx.Sx_go_results_shape(res, shape[:])
+	nq, total, nbytes := int(shape[0]), int(shape[1]), int(shape[2])
+	off := make([]uint64, nq+1)
+	dist := make([]float32, total)
+	idoff := make([]uint64, total+1)
+	ids := make([]byte, nbytes)
+	if sx.Sx_go_results_copy(res, off, dist, idoff, ids) != 0 {
+		return nil
+	}
+	all := unsafe.String(unsafe.SliceData(ids), len(ids)) // ids is never written again
+	hits := make([]Hit, total)
+	for h := range hits {
+		hits[h] = Hit{ID: all[idoff[h]:idoff[h+1]], Distance: dist[h]}
+	}
+	out := make([][]Hit, nq)
+	for q := range out {
+		out[q] = hits[off[q]:off[q+1]:off[q+1]]
+	}
+	return out
+}
+
+// flatten joins rows of one length into one slice.
+func flatten(rows [][]float32, what string) ([]float32, int, error) {
+	if len(rows) == 0 {
+		return nil, 0, nil
+	}
+	dim := len(rows[0])
+	flat := make([]float32, 0, len(rows)*dim)
+	for i, r := range rows {
+		if len(r) != dim {
+			return nil, 0, errDimension(what + "[" + itoa(i) + "] has dimension " + itoa(len(r)) + ", " + what + "[0] has " + itoa(dim))
+		}
+		flat = append(flat, r...)
+	}
+	return flat, dim, nil
+}
+
+// packMetadata encodes metadata entries into the packed form: nil is an empty item
+// (none), json.RawMessage is passed as is, anything else goes through json.Marshal.
+func packMetadata(md []any) ([]byte, []uint64, error) {
+	var buf []byte
+	off := make([]uint64, len(md)+1)
+	for i, m := range md {
+		switch v := m.(type) {
+		case nil:
+		case json.RawMessage:
+			buf = append(buf, v...)
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, nil, errInvalid("metadata[" + itoa(i) + "] cannot be encoded as JSON: " + err.Error())
+			}
+			buf = append(buf, b...)
+		}
+		off[i+1] = uint64(len(buf))
+	}
+	if buf == nil {
+		buf = []byte{}
+	}
+	return buf, off, nil
+}

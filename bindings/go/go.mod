@@ -1,0 +1,3 @@
+module github.com/sextant/sextant/bindings/go
+
+go 1.24
