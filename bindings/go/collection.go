@@ -189,13 +189,14 @@ func searchBatch(ctx context.Context, v sx.Sx_collection, queries []float32, dim
 	if k < 0 {
 		return nil, errInvalid("k must not be negative (got " + itoa(k) + ")")
 	}
-	if dim <= 0 {
-		if len(queries) == 0 && dim == 0 {
-			return [][]Hit{}, nil
-		}
+	nq := 0
+	switch {
+	case dim < 0 || (dim == 0 && len(queries) > 0):
 		return nil, errInvalid("dimension " + itoa(dim) + " is not positive")
+	case dim > 0:
+		nq = len(queries) / dim
 	}
-	if len(queries)%dim != 0 {
+	if nq*dim != len(queries) {
 		return nil, errInvalid(itoa(len(queries)) + " floats are not a whole number of queries of dimension " + itoa(dim))
 	}
 	so, done, err := searchOpts(ctx, opts)
@@ -205,7 +206,7 @@ func searchBatch(ctx context.Context, v sx.Sx_collection, queries []float32, dim
 	eb := getErrbuf()
 	defer putErrbuf(eb)
 	var p uintptr
-	st := sx.Sx_collection_search_batch(v, queries, int64(len(queries)/dim), int64(dim), int64(k), so, &p, eb)
+	st := sx.Sx_collection_search_batch(v, queries, int64(nq), int64(dim), int64(k), so, &p, eb)
 	done()
 	if err := statusError(st, eb); err != nil {
 		return nil, withContext(err, ctx)
@@ -230,7 +231,13 @@ func takeResults(p uintptr) [][]Hit {
 	all := unsafe.String(unsafe.SliceData(ids), len(ids)) // ids is never written again
 	hits := make([]Hit, total)
 	for h := range hits {
-		hits[h] = Hit{ID: all[idoff[h]:idoff[h+1]], Distance: dist[h]}
+		// The range may or may not count the NUL that ends each id (sextant.h says it
+		// does not); ids hold no NUL, so a trailing one is dropped either way.
+		a, b := idoff[h], idoff[h+1]
+		if b > a && all[b-1] == 0 {
+			b--
+		}
+		hits[h] = Hit{ID: all[a:b], Distance: dist[h]}
 	}
 	out := make([][]Hit, nq)
 	for q := range out {

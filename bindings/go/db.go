@@ -54,6 +54,7 @@ const (
 
 type openConfig struct {
 	readOnly       bool
+	syncSet        bool
 	sync           Sync
 	pageSize       uint32
 	threads        uint32
@@ -69,7 +70,7 @@ type Option func(*openConfig)
 func ReadOnly() Option { return func(c *openConfig) { c.readOnly = true } }
 
 // WithSync sets the durability of commits (default SyncFull).
-func WithSync(s Sync) Option { return func(c *openConfig) { c.sync = s } }
+func WithSync(s Sync) Option { return func(c *openConfig) { c.sync, c.syncSet = s, true } }
 
 // WithPageSize sets the page size of a new database: a power of two from 4096 to
 // 65536 (default 4096). Ignored when the database exists.
@@ -119,8 +120,11 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if c.readOnly {
 		o.SetRead_only(1)
 	}
+	if !c.syncSet {
+		c.sync = SyncFull
+	}
 	switch c.sync {
-	case "", SyncFull:
+	case SyncFull:
 		o.SetSync(sx.SX_SYNC_FULL)
 	case SyncNormal:
 		o.SetSync(sx.SX_SYNC_NORMAL)

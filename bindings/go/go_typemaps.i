@@ -115,6 +115,8 @@ static const char sx_go_nothing[8] = {0};
   if ($input.array && $input.len > 0) $1 = ($1_ltype)$input.array;
   else $1 = NULLABLE ? NULL : ($1_ltype)(const void *)sx_go_nothing;
 }
+/* Go owns the memory: no free (SWIG's char * typemaps would free a copy). */
+%typemap(freearg) CDECL ""
 %enddef
 
 SX_GO_SLICE(const float *query, "[]float32", 0)
@@ -132,6 +134,7 @@ SX_GO_SLICE(const size_t *metadata_offsets, "[]uint64", $input.array == NULL)
   $1 = ($1_ltype)$input.array;
   $2 = $1 ? (size_t)$input.len : 0;
 }
+%typemap(freearg) (PTR, LEN) ""
 %enddef
 SX_GO_OUT_SLICE(float *go_f32, size_t go_f32_len, "[]float32")
 SX_GO_OUT_SLICE(uint64_t *go_u64, size_t go_u64_len, "[]uint64")

@@ -312,9 +312,9 @@ func (tx *WriteTx) viewLocked(name string, fn func(v sx.Sx_collection) error) er
 
 // CollectionConfig describes a collection to create.
 type CollectionConfig struct {
-	Dim    int       // dimension, 1 to 65536; required
-	Metric Metric    // default L2
-	Index  IndexType // default HNSW
+	Dim    int       // dimension, 1 to 65536
+	Metric Metric    // L2, IP or Cosine
+	Index  IndexType // HNSW or Flat
 	// HNSW parameters; 0 means the defaults (M 16, EfConstruction 200).
 	M              int
 	EfConstruction int
@@ -333,9 +333,6 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	eb := getErrbuf()
 	defer putErrbuf(eb)
 	metric := cfg.Metric
-	if metric == "" {
-		metric = L2
-	}
 	if err := checkString("metric", string(metric)); err != nil {
 		return err
 	}
@@ -351,7 +348,7 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	o.SetDim(uint(clampU32(cfg.Dim)))
 	o.SetMetric(sx.Sx_metric(m))
 	switch cfg.Index {
-	case "", HNSW:
+	case HNSW:
 		o.SetIndex(sx.SX_INDEX_HNSW)
 	case Flat:
 		o.SetIndex(sx.SX_INDEX_FLAT)

@@ -425,6 +425,7 @@ void _wrap_sx_go_results_shape_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0
   
   sx_go_results_shape((struct sx_results const *)arg1,arg2,arg3);
   
+  
 }
 
 
@@ -461,6 +462,10 @@ intgo _wrap_sx_go_results_copy_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0
   
   result = (int)sx_go_results_copy((struct sx_results const *)arg1,arg2,arg3,arg4,arg5,arg6,arg7,arg8,arg9);
   _swig_go_result = result; 
+  
+  
+  
+  
   return _swig_go_result;
 }
 
@@ -480,6 +485,7 @@ long long _wrap_sx_go_record_vector_sx_f09ac306a4ae6bef(struct sx_record *_swig_
   
   result = sx_go_record_vector((struct sx_record const *)arg1,arg2,arg3);
   _swig_go_result = result; 
+  
   return _swig_go_result;
 }
 
@@ -2576,8 +2582,11 @@ intgo _wrap_sx_write_upsert_packed_sx_f09ac306a4ae6bef(struct sx_write *_swig_go
   _swig_go_result = (intgo)result; 
   
   free((char *)arg2); 
-  free((char *)arg4); 
-  free((char *)arg8); 
+  
+  
+  
+  
+  
   return _swig_go_result;
 }
 
@@ -2626,7 +2635,8 @@ intgo _wrap_sx_write_delete_packed_sx_f09ac306a4ae6bef(struct sx_write *_swig_go
   
   
   free((char *)arg2); 
-  free((char *)arg4); 
+  
+  
   return _swig_go_result;
 }
 
@@ -3217,6 +3227,7 @@ intgo _wrap_sx_collection_search_batch_sx_f09ac306a4ae6bef(struct sx_collection 
   
   result = (sx_status)sx_collection_search_batch(arg1,(float const *)arg2,arg3,arg4,arg5,(struct sx_search_options const *)arg6,arg7,arg8);
   _swig_go_result = (intgo)result; 
+  
   
   
   return _swig_go_result;
