@@ -1,0 +1,234 @@
+'use strict';
+// The JavaScript surface: sessions, transactions as functions, errors with .code,
+// TypeErrors, async calls and their cancellation, the ESM entry.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('path');
+
+const sextant = require('..');
+const { SextantError } = sextant;
+const { tmpdir, randomVectors } = require('./helpers');
+
+function code(c) {
+  return (e) => e instanceof SextantError && e.code === c;
+}
+
+function fresh(t, opts) {
+  const db = sextant.open(path.join(tmpdir(t), 'db.sx'), opts);
+  t.after(() => db.close());
+  return db;
+}
+
+test('write and read through transaction functions', (t) => {
+  const db = fresh(t);
+  const out = db.write((w) => {
+    w.createCollection('docs', { dim: 3, metric: 'l2', index: 'flat' });
+    w.upsert('docs', [
+      { id: 'a', vector: [1, 0, 0], metadata: { lang: 'en', n: 1 } },
+      { id: 'b', vector: new Float32Array([0, 1, 0]) },
+    ]);
+    w.upsert('docs', { ids: ['c', 'd'], vectors: new Float32Array([0, 0, 1, 1, 1, 0]), metadata: [null, { x: [1, 2] }] });
+    w.upsert('docs', 'e', [2, 0, 0]);
+    assert.equal(w.count('docs'), 5);
+    return 42;
+  });
+  assert.equal(out, 42);
+  db.read((r) => {
+    assert.deepEqual(r.listCollections(), ['docs']);
+    assert.deepEqual(r.describe('docs'), { name: 'docs', dim: 3, metric: 'l2', index: { type: 'flat' }, count: 5 });
+    const rec = r.get('docs', 'a');
+    assert.equal(rec.id, 'a');
+    assert.ok(rec.vector instanceof Float32Array);
+    assert.deepEqual(Array.from(rec.vector), [1, 0, 0]);
+    assert.deepEqual(rec.metadata, { lang: 'en', n: 1 });
+    assert.equal(r.get('docs', 'b').metadata, null);
+    assert.deepEqual(r.get('docs', 'd').metadata, { x: [1, 2] });
+    const hits = r.search('docs', [1, 0, 0], 2);
+    assert.deepEqual(hits, [{ id: 'a', distance: 0 }, { id: 'd', distance: 1 }]);
+    const b = r.searchBatch('docs', [[1, 0, 0], [0, 0, 1]], 1);
+    assert.deepEqual(b.ids, [['a'], ['c']]);
+    assert.ok(b.distances[0] instanceof Float32Array);
+    const flat = r.searchBatch('docs', new Float32Array([1, 0, 0, 0, 0, 1]), 1);
+    assert.deepEqual(flat.ids, [['a'], ['c']]);
+    assert.throws(() => r.get('docs', 'zz'), code('NOT_FOUND'));
+  });
+});
+
+test('write() aborts when the function throws, refuses a Promise', (t) => {
+  const db = fresh(t);
+  db.write((w) => w.createCollection('c', { dim: 2 }));
+  assert.throws(() => db.write((w) => {
+    w.upsert('c', 'x', [1, 2]);
+    throw new Error('boom');
+  }), /boom/);
+  assert.equal(db.read((r) => r.count('c')), 0);
+  assert.throws(() => db.write(async (w) => w.upsert('c', 'y', [1, 2])), TypeError);
+  assert.equal(db.read((r) => r.count('c')), 0);
+  assert.throws(() => db.read(async () => 1), TypeError);
+  // The writer lock was released each time.
+  db.write((w) => w.upsert('c', 'z', [1, 2]));
+  assert.equal(db.read((r) => r.count('c')), 1);
+});
+
+test('errors carry the status name; wrong types are TypeError', (t) => {
+  const db = fresh(t);
+  const w = db.beginWrite();
+  w.createCollection('c', { dim: 2, index: 'flat' });
+  assert.throws(() => w.createCollection('c', { dim: 2 }), code('EXISTS'));
+  assert.throws(() => w.upsert('c', 'a', [1, 2, 3]), code('DIMENSION_MISMATCH'));
+  assert.throws(() => w.upsert('c', 'a', [NaN, 1]), code('INVALID_ARGUMENT'));
+  assert.throws(() => w.upsert('c', [{ id: 'a', vector: [1, 2] }, { id: 'b', vector: [1] }]), code('DIMENSION_MISMATCH'));
+  assert.throws(() => w.upsert('c', 'a\u0000b', [1, 2]), code('INVALID_ARGUMENT'));
+  assert.throws(() => w.search('c', [1, 2], 0), code('INVALID_ARGUMENT'));
+  assert.throws(() => w.search('nope', [1, 2], 1), code('NOT_FOUND'));
+  assert.throws(() => w.createCollection('bad name', { dim: 2 }), code('INVALID_ARGUMENT'));
+  assert.throws(() => w.createCollection('m', { dim: 2, metric: 'manhattan' }), code('INVALID_ARGUMENT'));
+  assert.throws(() => w.upsert('c', 'a', ['x', 1]), TypeError);
+  assert.throws(() => w.upsert('c', 5, [1, 2]), TypeError);
+  assert.throws(() => w.search('c', 'not a vector', 1), TypeError);
+  assert.throws(() => w.search('c', [1, 2], '3'), TypeError);
+  assert.throws(() => w.search(7, [1, 2], 3), TypeError);
+  assert.throws(() => w.upsert('c', 'a', [1, 2], { big: 1n }), TypeError);
+  assert.throws(() => sextant.open(42), TypeError);
+  assert.throws(() => sextant.open(path.join(tmpdir(t), 'x.sx'), { bogus: 1 }), TypeError);
+  assert.throws(() => sextant.open(path.join(tmpdir(t), 'x.sx'), { readOnly: true }), code('NOT_FOUND'));
+  assert.throws(() => sextant.open(path.join(tmpdir(t), 'x.sx'), { sync: 'sometimes' }), code('INVALID_ARGUMENT'));
+  // A second writer on the same handle is BUSY at once.
+  assert.throws(() => db.beginWrite({ timeoutMs: 0 }), code('BUSY'));
+  w.commit();
+  assert.throws(() => w.commit(), code('CLOSED'));
+  assert.throws(() => w.abort(), code('CLOSED'));
+  assert.throws(() => w.count('c'), code('CLOSED'));
+  const r = db.beginRead();
+  assert.throws(() => r.upsert('c', 'a', [1, 2]), code('MISUSE'));
+  assert.throws(() => r.commit(), code('MISUSE'));
+  assert.throws(() => db.beginWrite().end(), code('MISUSE'));
+  r.end();
+  r.end();
+  assert.throws(() => r.count('c'), code('CLOSED'));
+  const e = (() => {
+    try {
+      r.count('c');
+    } catch (x) {
+      return x;
+    }
+  })();
+  assert.ok(e instanceof Error);
+  assert.equal(e.name, 'SextantError');
+  assert.ok(sextant.CODES.includes(e.code));
+});
+
+test('close ends sessions; close is idempotent; Symbol.dispose', (t) => {
+  const dir = tmpdir(t);
+  const db = sextant.open(path.join(dir, 'db.sx'));
+  const w = db.beginWrite();
+  w.createCollection('c', { dim: 2 });
+  const r = db.beginRead();
+  db.close();
+  db.close();
+  assert.throws(() => w.count('c'), code('CLOSED'));
+  assert.throws(() => r.listCollections(), code('CLOSED'));
+  assert.throws(() => db.beginRead(), code('CLOSED'));
+  // What `using` does (Node 20's V8 has Symbol.dispose but not the syntax yet).
+  const db2 = sextant.open(path.join(dir, 'db.sx'));
+  const w2 = db2.beginWrite();
+  w2.createCollection('c', { dim: 2 });
+  w2[Symbol.dispose](); // aborts
+  assert.equal(w2.isOpen, false);
+  const r2 = db2.beginRead();
+  assert.deepEqual(r2.listCollections(), []);
+  r2[Symbol.dispose]();
+  assert.throws(() => r2.listCollections(), code('CLOSED'));
+  db2[Symbol.dispose]();
+  assert.throws(() => db2.beginRead(), code('CLOSED'));
+});
+
+test('user version: numbers and bigints', (t) => {
+  const db = fresh(t);
+  db.write((w) => w.setUserVersion(12));
+  assert.equal(db.read((r) => r.userVersion()), 12);
+  db.write((w) => w.setUserVersion(2n ** 60n));
+  assert.equal(db.read((r) => r.userVersion()), 2n ** 60n);
+  assert.throws(() => db.write((w) => w.setUserVersion(-1)), code('INVALID_ARGUMENT'));
+  assert.throws(() => db.write((w) => w.setUserVersion('1')), TypeError);
+});
+
+test('stats and check', (t) => {
+  const db = fresh(t);
+  db.write((w) => w.createCollection('c', { dim: 2 }));
+  const s = db.stats();
+  assert.equal(s.pageSize, 4096);
+  assert.ok(s.commits >= 1);
+  db.check();
+  db.checkpoint();
+  db.read((r) => assert.deepEqual(r.collectionStats('c'), { count: 0, slots: 0, dead: 0, free: 0 }));
+});
+
+test('async search, upsert, commit; results equal the sync ones', async (t) => {
+  const db = fresh(t);
+  const dim = 16;
+  const n = 2000;
+  const v = randomVectors(n, dim, 3);
+  const w = await db.beginWriteAsync();
+  w.createCollection('h', { dim, index: 'hnsw' });
+  const ids = Array.from({ length: n }, (_, i) => `id${i}`);
+  const p = w.upsertAsync('h', { ids, vectors: v });
+  // A synchronous call while an async one runs is refused; async ones queue.
+  assert.throws(() => w.count('h'), code('MISUSE'));
+  const c = w.searchAsync('h', v.subarray(0, dim), 3);
+  await p;
+  assert.equal((await c)[0].id, 'id0');
+  await w.commitAsync();
+  assert.equal(w.isOpen, false);
+  const r = db.beginRead();
+  const q = v.subarray(dim * 5, dim * 6);
+  assert.deepEqual(await r.searchAsync('h', q, 10, { ef: 64 }), r.search('h', q, 10, { ef: 64 }));
+  const qs = v.subarray(0, dim * 20);
+  const a = await r.searchBatchAsync('h', qs, 5);
+  const b = r.searchBatch('h', qs, 5);
+  assert.deepEqual(a.ids, b.ids);
+  assert.deepEqual(a.distances.map((x) => Array.from(x)), b.distances.map((x) => Array.from(x)));
+  await assert.rejects(r.searchAsync('h', [1, 2], 3), code('DIMENSION_MISMATCH'));
+  await assert.rejects(r.searchAsync('h', 'x', 3), TypeError);
+  r.end();
+  await assert.rejects(r.searchAsync('h', q, 3), code('CLOSED'));
+});
+
+test('an AbortSignal cancels an async search and a wait for the writer lock', async (t) => {
+  const db = fresh(t, { threads: 1 });
+  const dim = 64;
+  const n = 50000;
+  db.write((w) => {
+    w.createCollection('f', { dim, index: 'flat' });
+    w.upsert('f', { ids: Array.from({ length: n }, (_, i) => `v${i}`), vectors: randomVectors(n, dim, 9) });
+  });
+  const r = db.beginRead();
+  const ac = new AbortController();
+  const qs = randomVectors(6000, dim, 5); // about a second of work on one thread
+  const t0 = performance.now();
+  const p = r.searchBatchAsync('f', qs, 10, { signal: ac.signal });
+  setTimeout(() => ac.abort(new Error('enough')), 50);
+  await assert.rejects(p, (e) => e instanceof SextantError && e.code === 'CANCELLED' && e.cause instanceof Error);
+  assert.ok(performance.now() - t0 < 2000, `cancelled after ${performance.now() - t0} ms`);
+  await assert.rejects(r.searchAsync('f', qs.subarray(0, dim), 1, { signal: AbortSignal.abort() }), code('CANCELLED'));
+
+  const w = db.beginWrite();
+  const ac2 = new AbortController();
+  const wait = db.beginWriteAsync({ signal: ac2.signal });
+  setTimeout(() => ac2.abort(), 100);
+  await assert.rejects(wait, code('CANCELLED'));
+  await assert.rejects(db.beginWriteAsync({ timeoutMs: 50 }), code('BUSY'));
+  w.abort();
+  const w2 = await db.beginWriteAsync({ timeoutMs: 1000 });
+  w2.abort();
+  r.end();
+});
+
+test('the ESM entry exports the same objects', async () => {
+  const m = await import('../index.mjs');
+  assert.equal(m.open, sextant.open);
+  assert.equal(m.SextantError, SextantError);
+  assert.equal(m.default, sextant);
+  assert.match(m.version(), /^\d+\.\d+\.\d+$/);
+  assert.equal(typeof m.formatVersion(), 'number');
+});

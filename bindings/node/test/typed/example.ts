@@ -1,0 +1,58 @@
+// A typed example of the whole API, checked by `tsc --noEmit --strict` (test/typescript.test.js).
+import * as sextant from '../..';
+import { SextantError, type Hit, type BatchResults, type Record, type DbStats } from '../..';
+
+async function main(path: string): Promise<void> {
+  const db: sextant.Database = sextant.open(path, { sync: 'normal', threads: 1, pageSize: 4096 });
+
+  db.write((w) => {
+    w.createCollection('docs', { dim: 3, metric: 'cosine', index: 'hnsw', m: 16, efConstruction: 100 });
+    w.upsert('docs', [{ id: 'a', vector: [1, 0, 0], metadata: { lang: 'en' } }, { id: 'b', vector: new Float32Array([0, 1, 0]) }]);
+    w.upsert('docs', { ids: ['c'], vectors: new Float32Array([0, 0, 1]), metadata: [null] });
+    w.upsert('docs', 'd', [1, 1, 0], { tags: ['x'] });
+    const n: number = w.delete('docs', ['zz']);
+    void n;
+    w.setUserVersion(7n);
+  });
+
+  // @ts-expect-error: a transaction function must not return a Promise
+  db.write(async (w) => w.count('docs'));
+
+  const hits: Hit[] = db.read((r) => r.search('docs', [1, 0, 0], 2, { ef: 32 }));
+  console.log(hits[0]?.id, hits[0]?.distance.toFixed(3));
+
+  using r = db.beginRead();
+  const rec: Record = r.get('docs', 'a');
+  const v: Float32Array = rec.vector;
+  console.log(rec.metadata?.['lang'], v.length, r.count('docs'), r.describe('docs').index.type, r.userVersion());
+  // @ts-expect-error: read sessions have no upsert
+  r.upsert('docs', []);
+
+  const ac = new AbortController();
+  const found: Hit[] = await r.searchAsync('docs', new Float32Array([0, 1, 0]), 1, { signal: ac.signal });
+  const batch: BatchResults = await r.searchBatchAsync('docs', [[1, 0, 0], [0, 0, 1]], 2);
+  console.log(found.length, batch.ids[1]?.[0], batch.distances[0]?.[0]);
+
+  const w = await db.beginWriteAsync({ timeoutMs: 1000, signal: ac.signal });
+  try {
+    await w.upsertAsync('docs', { ids: ['e'], vectors: [[0.5, 0.5, 0]] });
+    await w.commitAsync();
+  } catch (e) {
+    if (e instanceof SextantError && e.code === 'BUSY') console.log('busy:', e.message);
+    else throw e;
+  } finally {
+    w[Symbol.dispose]();
+  }
+
+  const s: DbStats = db.stats();
+  console.log(s.commits, s.readers, sextant.version(), sextant.formatVersion());
+  db.check();
+  db.checkpoint({ timeoutMs: 0 });
+  await db.checkpointAsync();
+  db.close();
+}
+
+main(process.argv[2] ?? '/tmp/example.sx').catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});
