@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/sextant/sextant/bindings/go/internal/sx"
 )
@@ -115,6 +116,13 @@ func withContext(err error, ctx context.Context) error {
 		return err
 	}
 	cerr := ctx.Err()
+	if cerr == nil && e.Code == "BUSY" {
+		// The core's wait was bounded by the deadline (rounded up to a millisecond):
+		// it may give up a moment before the context notices.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 5*time.Millisecond {
+			cerr = context.DeadlineExceeded
+		}
+	}
 	if cerr == nil {
 		return err
 	}
