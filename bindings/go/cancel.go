@@ -26,7 +26,7 @@ func newToken() *token {
 		return nil
 	}
 	t := &token{p: p}
-	runtime.AddCleanup(t, func(p uintptr) { sx.Sx_cancel_free(sx.SwigcptrStruct_SS_sx_cancel(p)) }, p)
+	runtime.AddCleanup(t, func(p uintptr) { sx.DeleteSx_cancel(sx.SwigcptrSx_cancel(p)) }, p)
 	return t
 }
 
@@ -41,7 +41,7 @@ func watch(ctx context.Context) (uintptr, func()) {
 		return 0, func() {}
 	}
 	stop := context.AfterFunc(ctx, func() {
-		sx.Sx_cancel_set(sx.SwigcptrStruct_SS_sx_cancel(t.p))
+		sx.Sx_cancel_set(sx.SwigcptrSx_cancel(t.p))
 	})
 	return t.p, func() {
 		if stop() {

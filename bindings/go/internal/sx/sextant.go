@@ -6,7 +6,7 @@
  * the SWIG interface file instead.
  * ----------------------------------------------------------------------------- */
 
-// source: /work/main/bindings/sextant.i
+// source: bindings/sextant.i
 
 package sx
 
@@ -105,199 +105,199 @@ typedef long long swig_type_75;
 typedef long long swig_type_76;
 typedef long long swig_type_77;
 typedef long long swig_type_78;
-extern void _wrap_Swig_free_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_Swig_malloc_sx_f09ac306a4ae6bef(swig_intgo arg1);
-extern void _wrap_delete_sx_db_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_delete_sx_read_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_delete_sx_write_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_delete_sx_collection_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_delete_sx_names_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_delete_sx_record_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_delete_sx_results_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_go_results_shape_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_1 arg2);
-extern swig_intgo _wrap_sx_go_results_copy_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_2 arg2, swig_type_3 arg3, swig_type_4 arg4, swig_type_5 arg5);
-extern swig_type_6 _wrap_sx_go_record_vector_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_7 arg2);
-extern double _wrap_sx_go_bench_search_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_8 arg2, swig_type_9 arg3, swig_type_10 arg4);
-extern swig_intgo _wrap_SX_VERSION_NUMBER_sx_f09ac306a4ae6bef(void);
-extern swig_type_11 _wrap_sx_version_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_sx_version_number_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_sx_format_version_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_OK_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_NOT_FOUND_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_EXISTS_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_INVALID_ARGUMENT_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_DIMENSION_MISMATCH_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_READ_ONLY_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_BUSY_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_CLOSED_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_MISUSE_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_CORRUPT_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_IO_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_FULL_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_NOMEM_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_VERSION_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_CANCELLED_sx_f09ac306a4ae6bef(void);
-extern swig_type_12 _wrap_sx_status_name_sx_f09ac306a4ae6bef(swig_intgo arg1);
-extern swig_intgo _wrap_sx_cancel_new_sx_f09ac306a4ae6bef(swig_voidp arg1, swig_voidp arg2);
-extern void _wrap_sx_cancel_set_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_cancel_reset_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_cancel_is_set_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_cancel_free_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_SX_SYNC_FULL_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_SYNC_NORMAL_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_SYNC_OFF_sx_f09ac306a4ae6bef(void);
-extern void _wrap_sx_open_options_version_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_version_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_open_options_read_only_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_read_only_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_open_options_sync_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_sync_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_open_options_page_size_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_page_size_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_open_options_autocheckpoint_frames_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_open_options_wal_max_frames_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_wal_max_frames_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_open_options_threads_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_threads_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_open_options_sx_f09ac306a4ae6bef(void);
-extern void _wrap_delete_sx_open_options_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_open_options_init_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_open_sx_f09ac306a4ae6bef(swig_voidp arg1, swig_type_13 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_db_close_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_type_14 _wrap_sx_db_path_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_db_checkpoint_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
-extern void _wrap_sx_write_options_version_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_write_options_version_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_write_options_timeout_ms_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_write_options_timeout_ms_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_write_options_cancel_token_set_sx_f09ac306a4ae6bef(uintptr_t arg1, uintptr_t arg2);
-extern uintptr_t _wrap_sx_write_options_cancel_token_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_write_options_sx_f09ac306a4ae6bef(void);
-extern void _wrap_delete_sx_write_options_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_options_init_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_checkpoint_opts_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern void _wrap_sx_db_stats_version_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_version_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_size_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_count_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_15 arg2);
-extern swig_type_16 _wrap_sx_db_stats_page_count_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_frames_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_17 arg2);
-extern swig_type_18 _wrap_sx_db_stats_wal_frames_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_backfilled_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_19 arg2);
-extern swig_type_20 _wrap_sx_db_stats_wal_backfilled_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_commits_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_21 arg2);
-extern swig_type_22 _wrap_sx_db_stats_commits_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_checkpoints_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_23 arg2);
-extern swig_type_24 _wrap_sx_db_stats_checkpoints_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_readers_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_readers_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_reader_slots_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_25 arg2);
-extern swig_type_26 _wrap_sx_db_stats_oldest_reader_lag_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_db_stats_sx_f09ac306a4ae6bef(void);
-extern void _wrap_delete_sx_db_stats_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_db_stats_get_sx_f09ac306a4ae6bef(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_db_check_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2);
-extern swig_intgo _wrap_sx_read_begin_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_read_end_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_read_user_version_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_begin_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_begin_opts_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_commit_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2);
-extern swig_intgo _wrap_sx_write_abort_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_set_user_version_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_27 arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_user_version_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_SX_METRIC_L2_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_METRIC_IP_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_METRIC_COSINE_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_INDEX_HNSW_sx_f09ac306a4ae6bef(void);
-extern swig_intgo _wrap_SX_INDEX_FLAT_sx_f09ac306a4ae6bef(void);
-extern swig_type_28 _wrap_sx_metric_name_sx_f09ac306a4ae6bef(swig_intgo arg1);
-extern swig_intgo _wrap_sx_metric_parse_sx_f09ac306a4ae6bef(swig_type_29 arg1, swig_voidp arg2, swig_voidp arg3);
-extern void _wrap_sx_collection_options_version_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_version_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_options_dim_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_dim_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_options_metric_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_metric_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_options_index_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_index_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_options_hnsw_m_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_hnsw_m_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_collection_options_sx_f09ac306a4ae6bef(void);
-extern void _wrap_delete_sx_collection_options_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_options_init_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern void _wrap_sx_collection_info_version_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_version_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_info_name_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_30 arg2);
-extern swig_type_31 _wrap_sx_collection_info_name_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_info_dim_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_dim_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_info_metric_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_metric_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_info_index_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_index_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_info_hnsw_m_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_info_count_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_32 arg2);
-extern swig_type_33 _wrap_sx_collection_info_count_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_collection_info_sx_f09ac306a4ae6bef(void);
-extern void _wrap_delete_sx_collection_info_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_create_collection_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_34 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_drop_collection_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_35 arg2, swig_voidp arg3);
-extern swig_type_36 _wrap_sx_names_count_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_type_37 _wrap_sx_names_get_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_38 arg2);
-extern swig_intgo _wrap_sx_read_list_collections_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_list_collections_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_upsert_packed_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_39 arg2, swig_type_40 arg3, swig_type_41 arg4, swig_type_42 arg5, swig_type_43 arg6, swig_type_44 arg7, swig_type_45 arg8, swig_type_46 arg9, swig_voidp arg10);
-extern swig_intgo _wrap_sx_write_delete_packed_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_47 arg2, swig_type_48 arg3, swig_type_49 arg4, swig_type_50 arg5, swig_voidp arg6, swig_voidp arg7);
-extern swig_intgo _wrap_sx_read_collection_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_51 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_collection_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_52 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_collection_describe_sx_f09ac306a4ae6bef(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_count_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern void _wrap_sx_collection_stats_version_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_stats_version_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_count_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_53 arg2);
-extern swig_type_54 _wrap_sx_collection_stats_count_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_slots_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_55 arg2);
-extern swig_type_56 _wrap_sx_collection_stats_slots_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_dead_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_57 arg2);
-extern swig_type_58 _wrap_sx_collection_stats_dead_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_free_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_59 arg2);
-extern swig_type_60 _wrap_sx_collection_stats_free_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_collection_stats_sx_f09ac306a4ae6bef(void);
-extern void _wrap_delete_sx_collection_stats_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_stats_get_sx_f09ac306a4ae6bef(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_get_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_61 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_62 _wrap_sx_record_id_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_type_63 _wrap_sx_record_metadata_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_search_options_version_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_version_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_search_options_ef_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_ef_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_search_options_cancel_token_set_sx_f09ac306a4ae6bef(uintptr_t arg1, uintptr_t arg2);
-extern uintptr_t _wrap_sx_search_options_cancel_token_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern void _wrap_sx_search_options_threads_set_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_threads_get_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_search_options_sx_f09ac306a4ae6bef(void);
-extern void _wrap_delete_sx_search_options_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_intgo _wrap_sx_search_options_init_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_search_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_64 arg2, swig_type_65 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_intgo _wrap_sx_collection_search_batch_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_66 arg2, swig_type_67 arg3, swig_type_68 arg4, swig_type_69 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
-extern swig_type_70 _wrap_sx_results_queries_sx_f09ac306a4ae6bef(uintptr_t arg1);
-extern swig_type_71 _wrap_sx_results_count_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_72 arg2);
-extern swig_type_73 _wrap_sx_results_id_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_74 arg2, swig_type_75 arg3);
-extern float _wrap_sx_results_distance_sx_f09ac306a4ae6bef(uintptr_t arg1, swig_type_76 arg2, swig_type_77 arg3);
-extern swig_type_78 _wrap_sx_results_total_sx_f09ac306a4ae6bef(uintptr_t arg1);
+extern void _wrap_Swig_free_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_Swig_malloc_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern void _wrap_delete_sx_db_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_delete_sx_read_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_delete_sx_write_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_delete_sx_collection_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_delete_sx_names_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_delete_sx_record_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_delete_sx_results_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_delete_sx_cancel_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_go_results_shape_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_1 arg2);
+extern swig_intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_2 arg2, swig_type_3 arg3, swig_type_4 arg4, swig_type_5 arg5);
+extern swig_type_6 _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_7 arg2);
+extern double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_8 arg2, swig_type_9 arg3, swig_type_10 arg4);
+extern swig_intgo _wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b(void);
+extern swig_type_11 _wrap_sx_version_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_sx_version_number_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_sx_format_version_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_OK_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_NOT_FOUND_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_EXISTS_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_INVALID_ARGUMENT_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_DIMENSION_MISMATCH_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_READ_ONLY_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_BUSY_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_CLOSED_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_MISUSE_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_CORRUPT_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_IO_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_FULL_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_NOMEM_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_VERSION_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_CANCELLED_sx_315f6cb984b9b85b(void);
+extern swig_type_12 _wrap_sx_status_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_cancel_new_sx_315f6cb984b9b85b(swig_voidp arg1, swig_voidp arg2);
+extern void _wrap_sx_cancel_set_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_cancel_reset_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_cancel_is_set_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_SX_SYNC_FULL_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_SYNC_NORMAL_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_SYNC_OFF_sx_315f6cb984b9b85b(void);
+extern void _wrap_sx_open_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_open_options_read_only_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_read_only_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_open_options_sync_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_sync_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_open_options_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_open_options_autocheckpoint_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_open_options_wal_max_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_wal_max_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_open_options_threads_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_open_options_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_13 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_14 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
+extern void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_write_options_timeout_ms_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_write_options_timeout_ms_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_write_options_cancel_token_set_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_write_options_cancel_token_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_write_options_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_write_options_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_write_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_checkpoint_opts_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_15 arg2);
+extern swig_type_16 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_17 arg2);
+extern swig_type_18 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_19 arg2);
+extern swig_type_20 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_21 arg2);
+extern swig_type_22 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_23 arg2);
+extern swig_type_24 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_25 arg2);
+extern swig_type_26 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_db_stats_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_db_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_db_stats_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_db_check_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2);
+extern swig_intgo _wrap_sx_read_begin_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_read_end_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_read_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2);
+extern swig_intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_27 arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b(void);
+extern swig_intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b(void);
+extern swig_type_28 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_29 arg1, swig_voidp arg2, swig_voidp arg3);
+extern void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_dim_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_metric_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_metric_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_index_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_index_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_hnsw_m_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_hnsw_m_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_collection_options_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_30 arg2);
+extern swig_type_31 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_metric_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_index_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_index_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_32 arg2);
+extern swig_type_33 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_collection_info_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_34 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_35 arg2, swig_voidp arg3);
+extern swig_type_36 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_37 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_38 arg2);
+extern swig_intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_39 arg2, swig_type_40 arg3, swig_type_41 arg4, swig_type_42 arg5, swig_type_43 arg6, swig_type_44 arg7, swig_type_45 arg8, swig_type_46 arg9, swig_voidp arg10);
+extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_47 arg2, swig_type_48 arg3, swig_type_49 arg4, swig_type_50 arg5, swig_voidp arg6, swig_voidp arg7);
+extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_51 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_52 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_53 arg2);
+extern swig_type_54 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_55 arg2);
+extern swig_type_56 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_57 arg2);
+extern swig_type_58 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_59 arg2);
+extern swig_type_60 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_collection_stats_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_61 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_62 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_63 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_ef_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_search_options_cancel_token_set_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_search_options_cancel_token_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_search_options_threads_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_search_options_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_64 arg2, swig_type_65 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2, swig_type_67 arg3, swig_type_68 arg4, swig_type_69 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
+extern swig_type_70 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_71 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_72 arg2);
+extern swig_type_73 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_74 arg2, swig_type_75 arg3);
+extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_76 arg2, swig_type_77 arg3);
+extern swig_type_78 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
 #undef intgo
 */
 import "C"
@@ -337,13 +337,13 @@ func swigCopyString(s string) string {
 
 func Swig_free(arg1 uintptr) {
 	_swig_i_0 := arg1
-	C._wrap_Swig_free_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_Swig_free_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 func Swig_malloc(arg1 int) (_swig_ret uintptr) {
 	var swig_r uintptr
 	_swig_i_0 := arg1
-	swig_r = (uintptr)(C._wrap_Swig_malloc_sx_f09ac306a4ae6bef(C.swig_intgo(_swig_i_0)))
+	swig_r = (uintptr)(C._wrap_Swig_malloc_sx_315f6cb984b9b85b(C.swig_intgo(_swig_i_0)))
 	return swig_r
 }
 
@@ -358,7 +358,7 @@ func (p SwigcptrSx_db) SwigIsSx_db() {
 
 func DeleteSx_db(arg1 Sx_db) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_db_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_db_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_db interface {
@@ -377,7 +377,7 @@ func (p SwigcptrSx_read) SwigIsSx_read() {
 
 func DeleteSx_read(arg1 Sx_read) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_read_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_read_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_read interface {
@@ -396,7 +396,7 @@ func (p SwigcptrSx_write) SwigIsSx_write() {
 
 func DeleteSx_write(arg1 Sx_write) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_write_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_write_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_write interface {
@@ -415,7 +415,7 @@ func (p SwigcptrSx_collection) SwigIsSx_collection() {
 
 func DeleteSx_collection(arg1 Sx_collection) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection interface {
@@ -434,7 +434,7 @@ func (p SwigcptrSx_names) SwigIsSx_names() {
 
 func DeleteSx_names(arg1 Sx_names) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_names_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_names_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_names interface {
@@ -453,7 +453,7 @@ func (p SwigcptrSx_record) SwigIsSx_record() {
 
 func DeleteSx_record(arg1 Sx_record) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_record_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_record_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_record interface {
@@ -472,7 +472,7 @@ func (p SwigcptrSx_results) SwigIsSx_results() {
 
 func DeleteSx_results(arg1 Sx_results) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_results_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_results_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_results interface {
@@ -480,10 +480,29 @@ type Sx_results interface {
 	SwigIsSx_results()
 }
 
+type SwigcptrSx_cancel uintptr
+
+func (p SwigcptrSx_cancel) Swigcptr() uintptr {
+	return (uintptr)(p)
+}
+
+func (p SwigcptrSx_cancel) SwigIsSx_cancel() {
+}
+
+func DeleteSx_cancel(arg1 Sx_cancel) {
+	_swig_i_0 := getSwigcptr(arg1)
+	C._wrap_delete_sx_cancel_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
+}
+
+type Sx_cancel interface {
+	Swigcptr() uintptr
+	SwigIsSx_cancel()
+}
+
 func Sx_go_results_shape(arg1 Sx_results, arg2 []uint64) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	C._wrap_sx_go_results_shape_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_1)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_go_results_shape_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_1)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -496,7 +515,7 @@ func Sx_go_results_copy(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_sx_go_results_copy_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_2)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_3)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_4))))
+	swig_r = (int)(C._wrap_sx_go_results_copy_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_2)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_3)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_4))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -516,7 +535,7 @@ func Sx_go_record_vector(arg1 Sx_record, arg2 []float32) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -529,7 +548,7 @@ func Sx_go_bench_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 int
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_1)), C.swig_type_9(_swig_i_2), C.swig_type_10(_swig_i_3)))
+	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_1)), C.swig_type_9(_swig_i_2), C.swig_type_10(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -542,7 +561,7 @@ const SX_VERSION_PATCH int = 0
 
 func _swig_getSX_VERSION_NUMBER() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_SX_VERSION_NUMBER_sx_f09ac306a4ae6bef())
+	swig_r = (int)(C._wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -552,7 +571,7 @@ const SX_FORMAT_VERSION int = 1
 
 func Sx_version() (_swig_ret string) {
 	var swig_r string
-	swig_r_p := C._wrap_sx_version_sx_f09ac306a4ae6bef()
+	swig_r_p := C._wrap_sx_version_sx_315f6cb984b9b85b()
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -561,13 +580,13 @@ func Sx_version() (_swig_ret string) {
 
 func Sx_version_number() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_sx_version_number_sx_f09ac306a4ae6bef())
+	swig_r = (int)(C._wrap_sx_version_number_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
 func Sx_format_version() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_sx_format_version_sx_f09ac306a4ae6bef())
+	swig_r = (int)(C._wrap_sx_format_version_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -575,7 +594,7 @@ type Sx_status int
 
 func _swig_getSX_OK() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_OK_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_OK_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -583,7 +602,7 @@ var SX_OK Sx_status = _swig_getSX_OK()
 
 func _swig_getSX_NOT_FOUND() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_NOT_FOUND_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_NOT_FOUND_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -591,7 +610,7 @@ var SX_NOT_FOUND Sx_status = _swig_getSX_NOT_FOUND()
 
 func _swig_getSX_EXISTS() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_EXISTS_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_EXISTS_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -599,7 +618,7 @@ var SX_EXISTS Sx_status = _swig_getSX_EXISTS()
 
 func _swig_getSX_INVALID_ARGUMENT() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_INVALID_ARGUMENT_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_INVALID_ARGUMENT_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -607,7 +626,7 @@ var SX_INVALID_ARGUMENT Sx_status = _swig_getSX_INVALID_ARGUMENT()
 
 func _swig_getSX_DIMENSION_MISMATCH() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_DIMENSION_MISMATCH_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_DIMENSION_MISMATCH_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -615,7 +634,7 @@ var SX_DIMENSION_MISMATCH Sx_status = _swig_getSX_DIMENSION_MISMATCH()
 
 func _swig_getSX_READ_ONLY() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_READ_ONLY_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_READ_ONLY_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -623,7 +642,7 @@ var SX_READ_ONLY Sx_status = _swig_getSX_READ_ONLY()
 
 func _swig_getSX_BUSY() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_BUSY_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_BUSY_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -631,7 +650,7 @@ var SX_BUSY Sx_status = _swig_getSX_BUSY()
 
 func _swig_getSX_CLOSED() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_CLOSED_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_CLOSED_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -639,7 +658,7 @@ var SX_CLOSED Sx_status = _swig_getSX_CLOSED()
 
 func _swig_getSX_MISUSE() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_MISUSE_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_MISUSE_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -647,7 +666,7 @@ var SX_MISUSE Sx_status = _swig_getSX_MISUSE()
 
 func _swig_getSX_CORRUPT() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_CORRUPT_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_CORRUPT_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -655,7 +674,7 @@ var SX_CORRUPT Sx_status = _swig_getSX_CORRUPT()
 
 func _swig_getSX_IO() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_IO_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_IO_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -663,7 +682,7 @@ var SX_IO Sx_status = _swig_getSX_IO()
 
 func _swig_getSX_FULL() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_FULL_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_FULL_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -671,7 +690,7 @@ var SX_FULL Sx_status = _swig_getSX_FULL()
 
 func _swig_getSX_NOMEM() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_NOMEM_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_NOMEM_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -679,7 +698,7 @@ var SX_NOMEM Sx_status = _swig_getSX_NOMEM()
 
 func _swig_getSX_VERSION() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_VERSION_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_VERSION_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -687,7 +706,7 @@ var SX_VERSION Sx_status = _swig_getSX_VERSION()
 
 func _swig_getSX_CANCELLED() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_CANCELLED_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_status)(C._wrap_SX_CANCELLED_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -698,7 +717,7 @@ const SX_STATUS_COUNT int = 15
 func Sx_status_name(arg1 int) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sx_status_name_sx_f09ac306a4ae6bef(C.swig_intgo(_swig_i_0))
+	swig_r_p := C._wrap_sx_status_name_sx_315f6cb984b9b85b(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -711,37 +730,32 @@ func Sx_cancel_new(arg1 *uintptr, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_cancel_new_sx_f09ac306a4ae6bef(C.swig_voidp(_swig_i_0), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_cancel_new_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), C.swig_voidp(_swig_i_1)))
 	return swig_r
 }
 
-func Sx_cancel_set(arg1 Struct_SS_sx_cancel) {
+func Sx_cancel_set(arg1 Sx_cancel) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sx_cancel_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_sx_cancel_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
-func Sx_cancel_reset(arg1 Struct_SS_sx_cancel) {
+func Sx_cancel_reset(arg1 Sx_cancel) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sx_cancel_reset_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_sx_cancel_reset_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
-func Sx_cancel_is_set(arg1 Struct_SS_sx_cancel) (_swig_ret int) {
+func Sx_cancel_is_set(arg1 Sx_cancel) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int)(C._wrap_sx_cancel_is_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_cancel_is_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
-}
-
-func Sx_cancel_free(arg1 Struct_SS_sx_cancel) {
-	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sx_cancel_free_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_sync int
 
 func _swig_getSX_SYNC_FULL() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
-	swig_r = (Sx_sync)(C._wrap_SX_SYNC_FULL_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_sync)(C._wrap_SX_SYNC_FULL_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -749,7 +763,7 @@ var SX_SYNC_FULL Sx_sync = _swig_getSX_SYNC_FULL()
 
 func _swig_getSX_SYNC_NORMAL() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
-	swig_r = (Sx_sync)(C._wrap_SX_SYNC_NORMAL_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_sync)(C._wrap_SX_SYNC_NORMAL_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -757,7 +771,7 @@ var SX_SYNC_NORMAL Sx_sync = _swig_getSX_SYNC_NORMAL()
 
 func _swig_getSX_SYNC_OFF() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
-	swig_r = (Sx_sync)(C._wrap_SX_SYNC_OFF_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_sync)(C._wrap_SX_SYNC_OFF_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -777,103 +791,103 @@ func (p SwigcptrSx_open_options) SwigIsSx_open_options() {
 func (arg1 SwigcptrSx_open_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_version_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_version_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetRead_only(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_read_only_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_read_only_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetRead_only() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_open_options_read_only_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_open_options_read_only_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetSync(arg2 Sx_sync) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_sync_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_sync_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetSync() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
 	_swig_i_0 := arg1
-	swig_r = (Sx_sync)(C._wrap_sx_open_options_sync_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_sync)(C._wrap_sx_open_options_sync_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetPage_size(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_page_size_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_page_size_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetPage_size() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_page_size_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_page_size_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetAutocheckpoint_frames(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_autocheckpoint_frames_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_autocheckpoint_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetAutocheckpoint_frames() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_autocheckpoint_frames_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_autocheckpoint_frames_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetWal_max_frames(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_wal_max_frames_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_wal_max_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetWal_max_frames() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_wal_max_frames_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_wal_max_frames_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetThreads(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_threads_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_threads_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetThreads() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_threads_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_open_options() (_swig_ret Sx_open_options) {
 	var swig_r Sx_open_options
-	swig_r = (Sx_open_options)(SwigcptrSx_open_options(C._wrap_new_sx_open_options_sx_f09ac306a4ae6bef()))
+	swig_r = (Sx_open_options)(SwigcptrSx_open_options(C._wrap_new_sx_open_options_sx_315f6cb984b9b85b()))
 	return swig_r
 }
 
 func DeleteSx_open_options(arg1 Sx_open_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_open_options_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_open_options_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_open_options interface {
@@ -899,7 +913,7 @@ func Sx_open_options_init(arg1 Sx_open_options, arg2 uint) (_swig_ret Sx_status)
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_open_options_init_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_open_options_init_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -909,7 +923,7 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_f09ac306a4ae6bef(C.swig_voidp(_swig_i_0), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -919,14 +933,14 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 func Sx_db_close(arg1 Sx_db) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Sx_status)(C._wrap_sx_db_close_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_status)(C._wrap_sx_db_close_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Sx_db_path(arg1 Sx_db) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_sx_db_path_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_db_path_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -938,7 +952,7 @@ func Sx_db_checkpoint(arg1 Sx_db, arg2 int, arg3 *Errbuf) (_swig_ret Sx_status) 
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -956,51 +970,51 @@ func (p SwigcptrSx_write_options) SwigIsSx_write_options() {
 func (arg1 SwigcptrSx_write_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_write_options_version_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_write_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_write_options_version_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_write_options) SetTimeout_ms(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_write_options_timeout_ms_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_write_options_timeout_ms_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_write_options) GetTimeout_ms() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_write_options_timeout_ms_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_write_options_timeout_ms_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
-func (arg1 SwigcptrSx_write_options) SetCancel_token(arg2 Struct_SS_sx_cancel) {
+func (arg1 SwigcptrSx_write_options) SetCancel_token(arg2 Sx_cancel) {
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	C._wrap_sx_write_options_cancel_token_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+	C._wrap_sx_write_options_cancel_token_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
 }
 
-func (arg1 SwigcptrSx_write_options) GetCancel_token() (_swig_ret Struct_SS_sx_cancel) {
-	var swig_r Struct_SS_sx_cancel
+func (arg1 SwigcptrSx_write_options) GetCancel_token() (_swig_ret Sx_cancel) {
+	var swig_r Sx_cancel
 	_swig_i_0 := arg1
-	swig_r = (Struct_SS_sx_cancel)(SwigcptrStruct_SS_sx_cancel(C._wrap_sx_write_options_cancel_token_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))))
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_write_options_cancel_token_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func NewSx_write_options() (_swig_ret Sx_write_options) {
 	var swig_r Sx_write_options
-	swig_r = (Sx_write_options)(SwigcptrSx_write_options(C._wrap_new_sx_write_options_sx_f09ac306a4ae6bef()))
+	swig_r = (Sx_write_options)(SwigcptrSx_write_options(C._wrap_new_sx_write_options_sx_315f6cb984b9b85b()))
 	return swig_r
 }
 
 func DeleteSx_write_options(arg1 Sx_write_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_write_options_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_write_options_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_write_options interface {
@@ -1010,15 +1024,15 @@ type Sx_write_options interface {
 	GetVersion() (_swig_ret uint)
 	SetTimeout_ms(arg2 int)
 	GetTimeout_ms() (_swig_ret int)
-	SetCancel_token(arg2 Struct_SS_sx_cancel)
-	GetCancel_token() (_swig_ret Struct_SS_sx_cancel)
+	SetCancel_token(arg2 Sx_cancel)
+	GetCancel_token() (_swig_ret Sx_cancel)
 }
 
 func Sx_write_options_init(arg1 Sx_write_options, arg2 uint) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_write_options_init_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_write_options_init_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -1027,7 +1041,7 @@ func Sx_db_checkpoint_opts(arg1 Sx_db, arg2 *WriteOpts, arg3 *Errbuf) (_swig_ret
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_opts_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_opts_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1043,155 +1057,155 @@ func (p SwigcptrSx_db_stats) SwigIsSx_db_stats() {
 func (arg1 SwigcptrSx_db_stats) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_version_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_version_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetPage_size(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_size_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_size() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_page_size_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_count_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_15(_swig_i_1))
+	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_15(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_page_count_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetWal_frames(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_frames_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_17(_swig_i_1))
+	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_17(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_wal_frames_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetWal_backfilled(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_backfilled_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_19(_swig_i_1))
+	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_19(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_wal_backfilled_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetCommits(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_commits_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_21(_swig_i_1))
+	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_21(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_commits_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetCheckpoints(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_checkpoints_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_23(_swig_i_1))
+	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_23(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCheckpoints() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_checkpoints_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetReaders(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_readers_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetReaders() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_readers_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetReader_slots(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_reader_slots_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetReader_slots() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_reader_slots_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_lag(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_25(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_25(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_lag() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_oldest_reader_lag_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_pid(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_pid_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_pid() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_db_stats_oldest_reader_pid_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_db_stats() (_swig_ret Sx_db_stats) {
 	var swig_r Sx_db_stats
-	swig_r = (Sx_db_stats)(SwigcptrSx_db_stats(C._wrap_new_sx_db_stats_sx_f09ac306a4ae6bef()))
+	swig_r = (Sx_db_stats)(SwigcptrSx_db_stats(C._wrap_new_sx_db_stats_sx_315f6cb984b9b85b()))
 	return swig_r
 }
 
 func DeleteSx_db_stats(arg1 Sx_db_stats) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_db_stats_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_db_stats_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_db_stats interface {
@@ -1228,7 +1242,7 @@ func Sx_db_stats_get(arg1 Sx_db, arg2 Sx_db_stats, arg3 *Errbuf) (_swig_ret Sx_s
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_db_stats_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_db_stats_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1236,7 +1250,7 @@ func Sx_db_check(arg1 Sx_db, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_db_check_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_db_check_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
 	return swig_r
 }
 
@@ -1245,14 +1259,14 @@ func Sx_read_begin(arg1 Sx_db, arg2 *uintptr, arg3 *Errbuf) (_swig_ret Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_read_begin_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_read_begin_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
 func Sx_read_end(arg1 Sx_read) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Sx_status)(C._wrap_sx_read_end_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_status)(C._wrap_sx_read_end_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1261,7 +1275,7 @@ func Sx_read_user_version(arg1 Sx_read, arg2 *uint64, arg3 *Errbuf) (_swig_ret S
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_read_user_version_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_read_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1271,7 +1285,7 @@ func Sx_write_begin(arg1 Sx_db, arg2 int, arg3 *uintptr, arg4 *Errbuf) (_swig_re
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_begin_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_begin_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
@@ -1281,7 +1295,7 @@ func Sx_write_begin_opts(arg1 Sx_db, arg2 *WriteOpts, arg3 *uintptr, arg4 *Errbu
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_begin_opts_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
@@ -1289,14 +1303,14 @@ func Sx_write_commit(arg1 Sx_write, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_write_commit_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_write_commit_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
 	return swig_r
 }
 
 func Sx_write_abort(arg1 Sx_write) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Sx_status)(C._wrap_sx_write_abort_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_status)(C._wrap_sx_write_abort_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1305,7 +1319,7 @@ func Sx_write_set_user_version(arg1 Sx_write, arg2 uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_27(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_27(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1314,7 +1328,7 @@ func Sx_write_user_version(arg1 Sx_write, arg2 *uint64, arg3 *Errbuf) (_swig_ret
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_user_version_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1326,7 +1340,7 @@ type Sx_metric int
 
 func _swig_getSX_METRIC_L2() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
-	swig_r = (Sx_metric)(C._wrap_SX_METRIC_L2_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_metric)(C._wrap_SX_METRIC_L2_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -1334,7 +1348,7 @@ var SX_METRIC_L2 Sx_metric = _swig_getSX_METRIC_L2()
 
 func _swig_getSX_METRIC_IP() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
-	swig_r = (Sx_metric)(C._wrap_SX_METRIC_IP_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_metric)(C._wrap_SX_METRIC_IP_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -1342,7 +1356,7 @@ var SX_METRIC_IP Sx_metric = _swig_getSX_METRIC_IP()
 
 func _swig_getSX_METRIC_COSINE() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
-	swig_r = (Sx_metric)(C._wrap_SX_METRIC_COSINE_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_metric)(C._wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -1352,7 +1366,7 @@ type Sx_index_type int
 
 func _swig_getSX_INDEX_HNSW() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
-	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_HNSW_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -1360,7 +1374,7 @@ var SX_INDEX_HNSW Sx_index_type = _swig_getSX_INDEX_HNSW()
 
 func _swig_getSX_INDEX_FLAT() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
-	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_FLAT_sx_f09ac306a4ae6bef())
+	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b())
 	return swig_r
 }
 
@@ -1369,7 +1383,7 @@ var SX_INDEX_FLAT Sx_index_type = _swig_getSX_INDEX_FLAT()
 func Sx_metric_name(arg1 int) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sx_metric_name_sx_f09ac306a4ae6bef(C.swig_intgo(_swig_i_0))
+	swig_r_p := C._wrap_sx_metric_name_sx_315f6cb984b9b85b(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -1381,7 +1395,7 @@ func Sx_metric_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_statu
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_f09ac306a4ae6bef(*(*C.swig_type_29)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_29)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1402,90 +1416,90 @@ func (p SwigcptrSx_collection_options) SwigIsSx_collection_options() {
 func (arg1 SwigcptrSx_collection_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_version_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_version_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetDim(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_dim_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetDim() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_dim_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_dim_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetMetric(arg2 Sx_metric) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_metric_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_metric_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetMetric() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
 	_swig_i_0 := arg1
-	swig_r = (Sx_metric)(C._wrap_sx_collection_options_metric_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_metric)(C._wrap_sx_collection_options_metric_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetIndex(arg2 Sx_index_type) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_index_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_index_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetIndex() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
 	_swig_i_0 := arg1
-	swig_r = (Sx_index_type)(C._wrap_sx_collection_options_index_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_index_type)(C._wrap_sx_collection_options_index_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetHnsw_m(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_hnsw_m_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_hnsw_m_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetHnsw_m() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_m_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_m_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetHnsw_ef_construction(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_hnsw_ef_construction_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetHnsw_ef_construction() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_ef_construction_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_collection_options() (_swig_ret Sx_collection_options) {
 	var swig_r Sx_collection_options
-	swig_r = (Sx_collection_options)(SwigcptrSx_collection_options(C._wrap_new_sx_collection_options_sx_f09ac306a4ae6bef()))
+	swig_r = (Sx_collection_options)(SwigcptrSx_collection_options(C._wrap_new_sx_collection_options_sx_315f6cb984b9b85b()))
 	return swig_r
 }
 
 func DeleteSx_collection_options(arg1 Sx_collection_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_options_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection_options interface {
@@ -1509,7 +1523,7 @@ func Sx_collection_options_init(arg1 Sx_collection_options, arg2 uint) (_swig_re
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_collection_options_init_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_options_init_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -1525,20 +1539,20 @@ func (p SwigcptrSx_collection_info) SwigIsSx_collection_info() {
 func (arg1 SwigcptrSx_collection_info) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_version_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_version_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_name_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_30)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_30)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1547,7 +1561,7 @@ func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 func (arg1 SwigcptrSx_collection_info) GetName() (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sx_collection_info_name_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -1557,90 +1571,90 @@ func (arg1 SwigcptrSx_collection_info) GetName() (_swig_ret string) {
 func (arg1 SwigcptrSx_collection_info) SetDim(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_dim_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetDim() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_dim_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetMetric(arg2 Sx_metric) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_metric_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetMetric() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
 	_swig_i_0 := arg1
-	swig_r = (Sx_metric)(C._wrap_sx_collection_info_metric_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_metric)(C._wrap_sx_collection_info_metric_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetIndex(arg2 Sx_index_type) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_index_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_index_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetIndex() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
 	_swig_i_0 := arg1
-	swig_r = (Sx_index_type)(C._wrap_sx_collection_info_index_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_index_type)(C._wrap_sx_collection_info_index_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetHnsw_m(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_hnsw_m_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetHnsw_m() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_m_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetHnsw_ef_construction(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetHnsw_ef_construction() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_count_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_32(_swig_i_1))
+	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_32(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetCount() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_info_count_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_collection_info() (_swig_ret Sx_collection_info) {
 	var swig_r Sx_collection_info
-	swig_r = (Sx_collection_info)(SwigcptrSx_collection_info(C._wrap_new_sx_collection_info_sx_f09ac306a4ae6bef()))
+	swig_r = (Sx_collection_info)(SwigcptrSx_collection_info(C._wrap_new_sx_collection_info_sx_315f6cb984b9b85b()))
 	return swig_r
 }
 
 func DeleteSx_collection_info(arg1 Sx_collection_info) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_info_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection_info interface {
@@ -1672,7 +1686,7 @@ func Sx_write_create_collection(arg1 Sx_write, arg2 string, arg3 Sx_collection_o
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_34)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_34)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1684,7 +1698,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_35)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_35)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1694,7 +1708,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 func Sx_names_count(arg1 Sx_names) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_names_count_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_names_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1702,7 +1716,7 @@ func Sx_names_get(arg1 Sx_names, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_names_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_38(_swig_i_1))
+	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_38(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -1714,7 +1728,7 @@ func Sx_read_list_collections(arg1 Sx_read, arg2 *uintptr, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_read_list_collections_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_read_list_collections_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1723,7 +1737,7 @@ func Sx_write_list_collections(arg1 Sx_write, arg2 *uintptr, arg3 *Errbuf) (_swi
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_list_collections_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_list_collections_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1739,7 +1753,7 @@ func Sx_write_upsert_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_39)(unsafe.Pointer(&_swig_i_1)), C.swig_type_40(_swig_i_2), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_42)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_5)), C.swig_type_44(_swig_i_6), *(*C.swig_type_45)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_46)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
+	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_39)(unsafe.Pointer(&_swig_i_1)), C.swig_type_40(_swig_i_2), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_42)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_5)), C.swig_type_44(_swig_i_6), *(*C.swig_type_45)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_46)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1770,7 +1784,7 @@ func Sx_write_delete_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_47)(unsafe.Pointer(&_swig_i_1)), C.swig_type_48(_swig_i_2), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_50)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
+	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_47)(unsafe.Pointer(&_swig_i_1)), C.swig_type_48(_swig_i_2), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_50)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1789,7 +1803,7 @@ func Sx_read_collection(arg1 Sx_read, arg2 string, arg3 *uintptr, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_51)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_51)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1802,7 +1816,7 @@ func Sx_write_collection(arg1 Sx_write, arg2 string, arg3 *uintptr, arg4 *Errbuf
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_52)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_52)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1814,7 +1828,7 @@ func Sx_collection_describe(arg1 Sx_collection, arg2 Sx_collection_info, arg3 *E
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_collection_describe_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_describe_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1823,7 +1837,7 @@ func Sx_collection_count(arg1 Sx_collection, arg2 *uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_collection_count_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1839,77 +1853,77 @@ func (p SwigcptrSx_collection_stats) SwigIsSx_collection_stats() {
 func (arg1 SwigcptrSx_collection_stats) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_version_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_stats_version_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_count_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_53(_swig_i_1))
+	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_53(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_count_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetSlots(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_slots_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_55(_swig_i_1))
+	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_55(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_slots_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetDead(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_dead_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_57(_swig_i_1))
+	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_57(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_dead_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetFree(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_free_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_59(_swig_i_1))
+	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_59(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetFree() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_free_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_collection_stats() (_swig_ret Sx_collection_stats) {
 	var swig_r Sx_collection_stats
-	swig_r = (Sx_collection_stats)(SwigcptrSx_collection_stats(C._wrap_new_sx_collection_stats_sx_f09ac306a4ae6bef()))
+	swig_r = (Sx_collection_stats)(SwigcptrSx_collection_stats(C._wrap_new_sx_collection_stats_sx_315f6cb984b9b85b()))
 	return swig_r
 }
 
 func DeleteSx_collection_stats(arg1 Sx_collection_stats) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_stats_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection_stats interface {
@@ -1934,7 +1948,7 @@ func Sx_collection_stats_get(arg1 Sx_collection, arg2 Sx_collection_stats, arg3 
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_collection_stats_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1944,7 +1958,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_61)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_61)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1954,7 +1968,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 func Sx_record_id(arg1 Sx_record) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_sx_record_id_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_record_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -1964,7 +1978,7 @@ func Sx_record_id(arg1 Sx_record) (_swig_ret string) {
 func Sx_record_metadata(arg1 Sx_record) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_sx_record_metadata_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_record_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -1985,64 +1999,64 @@ func (p SwigcptrSx_search_options) SwigIsSx_search_options() {
 func (arg1 SwigcptrSx_search_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_version_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_version_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_search_options) SetEf(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_ef_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetEf() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_ef_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_ef_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
-func (arg1 SwigcptrSx_search_options) SetCancel_token(arg2 Struct_SS_sx_cancel) {
+func (arg1 SwigcptrSx_search_options) SetCancel_token(arg2 Sx_cancel) {
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	C._wrap_sx_search_options_cancel_token_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+	C._wrap_sx_search_options_cancel_token_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
 }
 
-func (arg1 SwigcptrSx_search_options) GetCancel_token() (_swig_ret Struct_SS_sx_cancel) {
-	var swig_r Struct_SS_sx_cancel
+func (arg1 SwigcptrSx_search_options) GetCancel_token() (_swig_ret Sx_cancel) {
+	var swig_r Sx_cancel
 	_swig_i_0 := arg1
-	swig_r = (Struct_SS_sx_cancel)(SwigcptrStruct_SS_sx_cancel(C._wrap_sx_search_options_cancel_token_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))))
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_search_options_cancel_token_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_search_options) SetThreads(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_threads_set_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_threads_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetThreads() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_threads_get_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_search_options() (_swig_ret Sx_search_options) {
 	var swig_r Sx_search_options
-	swig_r = (Sx_search_options)(SwigcptrSx_search_options(C._wrap_new_sx_search_options_sx_f09ac306a4ae6bef()))
+	swig_r = (Sx_search_options)(SwigcptrSx_search_options(C._wrap_new_sx_search_options_sx_315f6cb984b9b85b()))
 	return swig_r
 }
 
 func DeleteSx_search_options(arg1 Sx_search_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_search_options_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_search_options_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_search_options interface {
@@ -2052,8 +2066,8 @@ type Sx_search_options interface {
 	GetVersion() (_swig_ret uint)
 	SetEf(arg2 uint)
 	GetEf() (_swig_ret uint)
-	SetCancel_token(arg2 Struct_SS_sx_cancel)
-	GetCancel_token() (_swig_ret Struct_SS_sx_cancel)
+	SetCancel_token(arg2 Sx_cancel)
+	GetCancel_token() (_swig_ret Sx_cancel)
 	SetThreads(arg2 uint)
 	GetThreads() (_swig_ret uint)
 }
@@ -2062,7 +2076,7 @@ func Sx_search_options_init(arg1 Sx_search_options, arg2 uint) (_swig_ret Sx_sta
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_search_options_init_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_search_options_init_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -2074,7 +2088,7 @@ func Sx_collection_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_64)(unsafe.Pointer(&_swig_i_1)), C.swig_type_65(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_64)(unsafe.Pointer(&_swig_i_1)), C.swig_type_65(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2091,7 +2105,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
 	_swig_i_7 := arg8
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), *(*C.swig_type_66)(unsafe.Pointer(&_swig_i_1)), C.swig_type_67(_swig_i_2), C.swig_type_68(_swig_i_3), C.swig_type_69(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_66)(unsafe.Pointer(&_swig_i_1)), C.swig_type_67(_swig_i_2), C.swig_type_68(_swig_i_3), C.swig_type_69(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2101,7 +2115,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 func Sx_results_queries(arg1 Sx_results) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_results_queries_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_results_queries_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -2109,7 +2123,7 @@ func Sx_results_count(arg1 Sx_results, arg2 int64) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_results_count_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_72(_swig_i_1)))
+	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_72(_swig_i_1)))
 	return swig_r
 }
 
@@ -2118,7 +2132,7 @@ func Sx_results_id(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_id_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_74(_swig_i_1), C.swig_type_75(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_74(_swig_i_1), C.swig_type_75(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -2130,22 +2144,13 @@ func Sx_results_distance(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret flo
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (float32)(C._wrap_sx_results_distance_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0), C.swig_type_76(_swig_i_1), C.swig_type_77(_swig_i_2)))
+	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_76(_swig_i_1), C.swig_type_77(_swig_i_2)))
 	return swig_r
 }
 
 func Sx_results_total(arg1 Sx_results) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_results_total_sx_f09ac306a4ae6bef(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_results_total_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
-}
-
-type SwigcptrStruct_SS_sx_cancel uintptr
-type Struct_SS_sx_cancel interface {
-	Swigcptr() uintptr
-}
-
-func (p SwigcptrStruct_SS_sx_cancel) Swigcptr() uintptr {
-	return uintptr(p)
 }

@@ -6,7 +6,7 @@
  * the SWIG interface file instead.
  * ----------------------------------------------------------------------------- */
 
-/* source: /work/main/bindings/sextant.i */
+/* source: bindings/sextant.i */
 
 
 
@@ -229,6 +229,7 @@ SWIGINTERN void delete_sx_collection(struct sx_collection *self){ sx_collection_
 SWIGINTERN void delete_sx_names(struct sx_names *self){ sx_names_free(self); }
 SWIGINTERN void delete_sx_record(struct sx_record *self){ sx_record_free(self); }
 SWIGINTERN void delete_sx_results(struct sx_results *self){ sx_results_free(self); }
+SWIGINTERN void delete_sx_cancel(struct sx_cancel *self){ sx_cancel_free(self); }
 
 #include <math.h>
 #include <time.h>
@@ -319,7 +320,7 @@ double sx_go_bench_search(sx_collection *c, const float *query, size_t dim, size
 extern "C" {
 #endif
 
-void _wrap_Swig_free_sx_f09ac306a4ae6bef(void *_swig_go_0) {
+void _wrap_Swig_free_sx_315f6cb984b9b85b(void *_swig_go_0) {
   void *arg1 = 0 ;
   
   arg1 = *(void **)&_swig_go_0; 
@@ -329,7 +330,7 @@ void _wrap_Swig_free_sx_f09ac306a4ae6bef(void *_swig_go_0) {
 }
 
 
-void *_wrap_Swig_malloc_sx_f09ac306a4ae6bef(intgo _swig_go_0) {
+void *_wrap_Swig_malloc_sx_315f6cb984b9b85b(intgo _swig_go_0) {
   int arg1 ;
   void *result = 0 ;
   void *_swig_go_result;
@@ -342,7 +343,7 @@ void *_wrap_Swig_malloc_sx_f09ac306a4ae6bef(intgo _swig_go_0) {
 }
 
 
-void _wrap_delete_sx_db_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0) {
+void _wrap_delete_sx_db_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
   struct sx_db *arg1 = 0 ;
   
   arg1 = *(struct sx_db **)&_swig_go_0; 
@@ -352,7 +353,7 @@ void _wrap_delete_sx_db_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_read_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0) {
+void _wrap_delete_sx_read_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0) {
   struct sx_read *arg1 = 0 ;
   
   arg1 = *(struct sx_read **)&_swig_go_0; 
@@ -362,7 +363,7 @@ void _wrap_delete_sx_read_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_write_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0) {
+void _wrap_delete_sx_write_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0) {
   struct sx_write *arg1 = 0 ;
   
   arg1 = *(struct sx_write **)&_swig_go_0; 
@@ -372,7 +373,7 @@ void _wrap_delete_sx_write_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_collection_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0) {
+void _wrap_delete_sx_collection_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0) {
   struct sx_collection *arg1 = 0 ;
   
   arg1 = *(struct sx_collection **)&_swig_go_0; 
@@ -382,7 +383,7 @@ void _wrap_delete_sx_collection_sx_f09ac306a4ae6bef(struct sx_collection *_swig_
 }
 
 
-void _wrap_delete_sx_names_sx_f09ac306a4ae6bef(struct sx_names *_swig_go_0) {
+void _wrap_delete_sx_names_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0) {
   struct sx_names *arg1 = 0 ;
   
   arg1 = *(struct sx_names **)&_swig_go_0; 
@@ -392,7 +393,7 @@ void _wrap_delete_sx_names_sx_f09ac306a4ae6bef(struct sx_names *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_record_sx_f09ac306a4ae6bef(struct sx_record *_swig_go_0) {
+void _wrap_delete_sx_record_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) {
   struct sx_record *arg1 = 0 ;
   
   arg1 = *(struct sx_record **)&_swig_go_0; 
@@ -402,7 +403,7 @@ void _wrap_delete_sx_record_sx_f09ac306a4ae6bef(struct sx_record *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_results_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0) {
+void _wrap_delete_sx_results_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
   struct sx_results *arg1 = 0 ;
   
   arg1 = *(struct sx_results **)&_swig_go_0; 
@@ -412,7 +413,17 @@ void _wrap_delete_sx_results_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0) 
 }
 
 
-void _wrap_sx_go_results_shape_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0, _goslice_ _swig_go_1) {
+void _wrap_delete_sx_cancel_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
+  struct sx_cancel *arg1 = 0 ;
+  
+  arg1 = *(struct sx_cancel **)&_swig_go_0; 
+  
+  delete_sx_cancel(arg1);
+  
+}
+
+
+void _wrap_sx_go_results_shape_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -429,7 +440,7 @@ void _wrap_sx_go_results_shape_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_results_copy_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
+intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -470,7 +481,7 @@ intgo _wrap_sx_go_results_copy_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0
 }
 
 
-long long _wrap_sx_go_record_vector_sx_f09ac306a4ae6bef(struct sx_record *_swig_go_0, _goslice_ _swig_go_1) {
+long long _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0, _goslice_ _swig_go_1) {
   sx_record *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -490,7 +501,7 @@ long long _wrap_sx_go_record_vector_sx_f09ac306a4ae6bef(struct sx_record *_swig_
 }
 
 
-double _wrap_sx_go_bench_search_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3) {
+double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -513,7 +524,7 @@ double _wrap_sx_go_bench_search_sx_f09ac306a4ae6bef(struct sx_collection *_swig_
 }
 
 
-intgo _wrap_SX_VERSION_NUMBER_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b() {
   int result;
   intgo _swig_go_result;
   
@@ -524,7 +535,7 @@ intgo _wrap_SX_VERSION_NUMBER_sx_f09ac306a4ae6bef() {
 }
 
 
-_gostring_ _wrap_sx_version_sx_f09ac306a4ae6bef() {
+_gostring_ _wrap_sx_version_sx_315f6cb984b9b85b() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -535,7 +546,7 @@ _gostring_ _wrap_sx_version_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_sx_version_number_sx_f09ac306a4ae6bef() {
+intgo _wrap_sx_version_number_sx_315f6cb984b9b85b() {
   int result;
   intgo _swig_go_result;
   
@@ -546,7 +557,7 @@ intgo _wrap_sx_version_number_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_sx_format_version_sx_f09ac306a4ae6bef() {
+intgo _wrap_sx_format_version_sx_315f6cb984b9b85b() {
   int result;
   intgo _swig_go_result;
   
@@ -557,7 +568,7 @@ intgo _wrap_sx_format_version_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_OK_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_OK_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -569,7 +580,7 @@ intgo _wrap_SX_OK_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_NOT_FOUND_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_NOT_FOUND_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -581,7 +592,7 @@ intgo _wrap_SX_NOT_FOUND_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_EXISTS_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_EXISTS_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -593,7 +604,7 @@ intgo _wrap_SX_EXISTS_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_INVALID_ARGUMENT_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_INVALID_ARGUMENT_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -605,7 +616,7 @@ intgo _wrap_SX_INVALID_ARGUMENT_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_DIMENSION_MISMATCH_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_DIMENSION_MISMATCH_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -617,7 +628,7 @@ intgo _wrap_SX_DIMENSION_MISMATCH_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_READ_ONLY_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_READ_ONLY_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -629,7 +640,7 @@ intgo _wrap_SX_READ_ONLY_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_BUSY_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_BUSY_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -641,7 +652,7 @@ intgo _wrap_SX_BUSY_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_CLOSED_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_CLOSED_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -653,7 +664,7 @@ intgo _wrap_SX_CLOSED_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_MISUSE_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_MISUSE_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -665,7 +676,7 @@ intgo _wrap_SX_MISUSE_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_CORRUPT_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_CORRUPT_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -677,7 +688,7 @@ intgo _wrap_SX_CORRUPT_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_IO_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_IO_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -689,7 +700,7 @@ intgo _wrap_SX_IO_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_FULL_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_FULL_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -701,7 +712,7 @@ intgo _wrap_SX_FULL_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_NOMEM_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_NOMEM_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -713,7 +724,7 @@ intgo _wrap_SX_NOMEM_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_VERSION_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_VERSION_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -725,7 +736,7 @@ intgo _wrap_SX_VERSION_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_CANCELLED_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_CANCELLED_sx_315f6cb984b9b85b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -737,7 +748,7 @@ intgo _wrap_SX_CANCELLED_sx_f09ac306a4ae6bef() {
 }
 
 
-_gostring_ _wrap_sx_status_name_sx_f09ac306a4ae6bef(intgo _swig_go_0) {
+_gostring_ _wrap_sx_status_name_sx_315f6cb984b9b85b(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -750,7 +761,7 @@ _gostring_ _wrap_sx_status_name_sx_f09ac306a4ae6bef(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_sx_cancel_new_sx_f09ac306a4ae6bef(sx_cancel **_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_cancel_new_sx_315f6cb984b9b85b(sx_cancel **_swig_go_0, sx_error *_swig_go_1) {
   sx_cancel **arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -775,7 +786,7 @@ intgo _wrap_sx_cancel_new_sx_f09ac306a4ae6bef(sx_cancel **_swig_go_0, sx_error *
 }
 
 
-void _wrap_sx_cancel_set_sx_f09ac306a4ae6bef(struct sx_cancel *_swig_go_0) {
+void _wrap_sx_cancel_set_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   
   arg1 = *(sx_cancel **)&_swig_go_0; 
@@ -785,7 +796,7 @@ void _wrap_sx_cancel_set_sx_f09ac306a4ae6bef(struct sx_cancel *_swig_go_0) {
 }
 
 
-void _wrap_sx_cancel_reset_sx_f09ac306a4ae6bef(struct sx_cancel *_swig_go_0) {
+void _wrap_sx_cancel_reset_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   
   arg1 = *(sx_cancel **)&_swig_go_0; 
@@ -795,7 +806,7 @@ void _wrap_sx_cancel_reset_sx_f09ac306a4ae6bef(struct sx_cancel *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_cancel_is_set_sx_f09ac306a4ae6bef(struct sx_cancel *_swig_go_0) {
+intgo _wrap_sx_cancel_is_set_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -808,17 +819,7 @@ intgo _wrap_sx_cancel_is_set_sx_f09ac306a4ae6bef(struct sx_cancel *_swig_go_0) {
 }
 
 
-void _wrap_sx_cancel_free_sx_f09ac306a4ae6bef(struct sx_cancel *_swig_go_0) {
-  sx_cancel *arg1 = 0 ;
-  
-  arg1 = *(sx_cancel **)&_swig_go_0; 
-  
-  sx_cancel_free(arg1);
-  
-}
-
-
-intgo _wrap_SX_SYNC_FULL_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_SYNC_FULL_sx_315f6cb984b9b85b() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -830,7 +831,7 @@ intgo _wrap_SX_SYNC_FULL_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_SYNC_NORMAL_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_SYNC_NORMAL_sx_315f6cb984b9b85b() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -842,7 +843,7 @@ intgo _wrap_SX_SYNC_NORMAL_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_SYNC_OFF_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_SYNC_OFF_sx_315f6cb984b9b85b() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -854,7 +855,7 @@ intgo _wrap_SX_SYNC_OFF_sx_f09ac306a4ae6bef() {
 }
 
 
-void _wrap_sx_open_options_version_set_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_version_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -866,7 +867,7 @@ void _wrap_sx_open_options_version_set_sx_f09ac306a4ae6bef(struct sx_open_option
 }
 
 
-intgo _wrap_sx_open_options_version_get_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_version_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -879,7 +880,7 @@ intgo _wrap_sx_open_options_version_get_sx_f09ac306a4ae6bef(struct sx_open_optio
 }
 
 
-void _wrap_sx_open_options_read_only_set_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_read_only_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   int arg2 ;
   
@@ -891,7 +892,7 @@ void _wrap_sx_open_options_read_only_set_sx_f09ac306a4ae6bef(struct sx_open_opti
 }
 
 
-intgo _wrap_sx_open_options_read_only_get_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_read_only_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -904,7 +905,7 @@ intgo _wrap_sx_open_options_read_only_get_sx_f09ac306a4ae6bef(struct sx_open_opt
 }
 
 
-void _wrap_sx_open_options_sync_set_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_sync_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   sx_sync arg2 ;
   
@@ -916,7 +917,7 @@ void _wrap_sx_open_options_sync_set_sx_f09ac306a4ae6bef(struct sx_open_options *
 }
 
 
-intgo _wrap_sx_open_options_sync_get_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_sync_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   sx_sync result;
   intgo _swig_go_result;
@@ -929,7 +930,7 @@ intgo _wrap_sx_open_options_sync_get_sx_f09ac306a4ae6bef(struct sx_open_options 
 }
 
 
-void _wrap_sx_open_options_page_size_set_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_page_size_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -941,7 +942,7 @@ void _wrap_sx_open_options_page_size_set_sx_f09ac306a4ae6bef(struct sx_open_opti
 }
 
 
-intgo _wrap_sx_open_options_page_size_get_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_page_size_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -954,7 +955,7 @@ intgo _wrap_sx_open_options_page_size_get_sx_f09ac306a4ae6bef(struct sx_open_opt
 }
 
 
-void _wrap_sx_open_options_autocheckpoint_frames_set_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_autocheckpoint_frames_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -966,7 +967,7 @@ void _wrap_sx_open_options_autocheckpoint_frames_set_sx_f09ac306a4ae6bef(struct 
 }
 
 
-intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -979,7 +980,7 @@ intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_f09ac306a4ae6bef(struct
 }
 
 
-void _wrap_sx_open_options_wal_max_frames_set_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_wal_max_frames_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -991,7 +992,7 @@ void _wrap_sx_open_options_wal_max_frames_set_sx_f09ac306a4ae6bef(struct sx_open
 }
 
 
-intgo _wrap_sx_open_options_wal_max_frames_get_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_wal_max_frames_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1004,7 +1005,7 @@ intgo _wrap_sx_open_options_wal_max_frames_get_sx_f09ac306a4ae6bef(struct sx_ope
 }
 
 
-void _wrap_sx_open_options_threads_set_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_threads_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1016,7 +1017,7 @@ void _wrap_sx_open_options_threads_set_sx_f09ac306a4ae6bef(struct sx_open_option
 }
 
 
-intgo _wrap_sx_open_options_threads_get_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1029,7 +1030,7 @@ intgo _wrap_sx_open_options_threads_get_sx_f09ac306a4ae6bef(struct sx_open_optio
 }
 
 
-struct sx_open_options *_wrap_new_sx_open_options_sx_f09ac306a4ae6bef() {
+struct sx_open_options *_wrap_new_sx_open_options_sx_315f6cb984b9b85b() {
   struct sx_open_options *result = 0 ;
   struct sx_open_options *_swig_go_result;
   
@@ -1040,7 +1041,7 @@ struct sx_open_options *_wrap_new_sx_open_options_sx_f09ac306a4ae6bef() {
 }
 
 
-void _wrap_delete_sx_open_options_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0) {
+void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   
   arg1 = *(struct sx_open_options **)&_swig_go_0; 
@@ -1050,7 +1051,7 @@ void _wrap_delete_sx_open_options_sx_f09ac306a4ae6bef(struct sx_open_options *_s
 }
 
 
-intgo _wrap_sx_open_options_init_sx_f09ac306a4ae6bef(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -1065,7 +1066,7 @@ intgo _wrap_sx_open_options_init_sx_f09ac306a4ae6bef(struct sx_open_options *_sw
 }
 
 
-intgo _wrap_sx_db_open_sx_f09ac306a4ae6bef(sx_db **_swig_go_0, _gostring_ _swig_go_1, struct sx_open_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(sx_db **_swig_go_0, _gostring_ _swig_go_1, struct sx_open_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_db **arg1 = 0 ;
   char *arg2 = 0 ;
   sx_open_options *arg3 = 0 ;
@@ -1101,7 +1102,7 @@ intgo _wrap_sx_db_open_sx_f09ac306a4ae6bef(sx_db **_swig_go_0, _gostring_ _swig_
 }
 
 
-intgo _wrap_sx_db_close_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0) {
+intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
   sx_db *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -1114,7 +1115,7 @@ intgo _wrap_sx_db_close_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0) {
 }
 
 
-_gostring_ _wrap_sx_db_path_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0) {
+_gostring_ _wrap_sx_db_path_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
   sx_db *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1127,7 +1128,7 @@ _gostring_ _wrap_sx_db_path_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_db_checkpoint_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   int arg2 ;
   sx_error *arg3 = 0 ;
@@ -1150,7 +1151,7 @@ intgo _wrap_sx_db_checkpoint_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, intgo
 }
 
 
-void _wrap_sx_write_options_version_set_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1162,7 +1163,7 @@ void _wrap_sx_write_options_version_set_sx_f09ac306a4ae6bef(struct sx_write_opti
 }
 
 
-intgo _wrap_sx_write_options_version_get_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0) {
+intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1175,7 +1176,7 @@ intgo _wrap_sx_write_options_version_get_sx_f09ac306a4ae6bef(struct sx_write_opt
 }
 
 
-void _wrap_sx_write_options_timeout_ms_set_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_write_options_timeout_ms_set_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   int arg2 ;
   
@@ -1187,7 +1188,7 @@ void _wrap_sx_write_options_timeout_ms_set_sx_f09ac306a4ae6bef(struct sx_write_o
 }
 
 
-intgo _wrap_sx_write_options_timeout_ms_get_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0) {
+intgo _wrap_sx_write_options_timeout_ms_get_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -1200,7 +1201,7 @@ intgo _wrap_sx_write_options_timeout_ms_get_sx_f09ac306a4ae6bef(struct sx_write_
 }
 
 
-void _wrap_sx_write_options_cancel_token_set_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_write_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -1212,7 +1213,7 @@ void _wrap_sx_write_options_cancel_token_set_sx_f09ac306a4ae6bef(struct sx_write
 }
 
 
-struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -1225,7 +1226,7 @@ struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_f09ac306a4ae6bef(st
 }
 
 
-struct sx_write_options *_wrap_new_sx_write_options_sx_f09ac306a4ae6bef() {
+struct sx_write_options *_wrap_new_sx_write_options_sx_315f6cb984b9b85b() {
   struct sx_write_options *result = 0 ;
   struct sx_write_options *_swig_go_result;
   
@@ -1236,7 +1237,7 @@ struct sx_write_options *_wrap_new_sx_write_options_sx_f09ac306a4ae6bef() {
 }
 
 
-void _wrap_delete_sx_write_options_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0) {
+void _wrap_delete_sx_write_options_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   
   arg1 = *(struct sx_write_options **)&_swig_go_0; 
@@ -1246,7 +1247,7 @@ void _wrap_delete_sx_write_options_sx_f09ac306a4ae6bef(struct sx_write_options *
 }
 
 
-intgo _wrap_sx_write_options_init_sx_f09ac306a4ae6bef(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_write_options_init_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   sx_write_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -1261,7 +1262,7 @@ intgo _wrap_sx_write_options_init_sx_f09ac306a4ae6bef(struct sx_write_options *_
 }
 
 
-intgo _wrap_sx_db_checkpoint_opts_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_checkpoint_opts_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_write_options *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1295,7 +1296,7 @@ intgo _wrap_sx_db_checkpoint_opts_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, 
 }
 
 
-void _wrap_sx_db_stats_version_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1307,7 +1308,7 @@ void _wrap_sx_db_stats_version_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig
 }
 
 
-intgo _wrap_sx_db_stats_version_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1320,7 +1321,7 @@ intgo _wrap_sx_db_stats_version_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swi
 }
 
 
-void _wrap_sx_db_stats_page_size_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1332,7 +1333,7 @@ void _wrap_sx_db_stats_page_size_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_sw
 }
 
 
-intgo _wrap_sx_db_stats_page_size_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1345,7 +1346,7 @@ intgo _wrap_sx_db_stats_page_size_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_s
 }
 
 
-void _wrap_sx_db_stats_page_count_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1357,7 +1358,7 @@ void _wrap_sx_db_stats_page_count_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_s
 }
 
 
-long long _wrap_sx_db_stats_page_count_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1370,7 +1371,7 @@ long long _wrap_sx_db_stats_page_count_get_sx_f09ac306a4ae6bef(struct sx_db_stat
 }
 
 
-void _wrap_sx_db_stats_wal_frames_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1382,7 +1383,7 @@ void _wrap_sx_db_stats_wal_frames_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_s
 }
 
 
-long long _wrap_sx_db_stats_wal_frames_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1395,7 +1396,7 @@ long long _wrap_sx_db_stats_wal_frames_get_sx_f09ac306a4ae6bef(struct sx_db_stat
 }
 
 
-void _wrap_sx_db_stats_wal_backfilled_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1407,7 +1408,7 @@ void _wrap_sx_db_stats_wal_backfilled_set_sx_f09ac306a4ae6bef(struct sx_db_stats
 }
 
 
-long long _wrap_sx_db_stats_wal_backfilled_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1420,7 +1421,7 @@ long long _wrap_sx_db_stats_wal_backfilled_get_sx_f09ac306a4ae6bef(struct sx_db_
 }
 
 
-void _wrap_sx_db_stats_commits_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1432,7 +1433,7 @@ void _wrap_sx_db_stats_commits_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig
 }
 
 
-long long _wrap_sx_db_stats_commits_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1445,7 +1446,7 @@ long long _wrap_sx_db_stats_commits_get_sx_f09ac306a4ae6bef(struct sx_db_stats *
 }
 
 
-void _wrap_sx_db_stats_checkpoints_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1457,7 +1458,7 @@ void _wrap_sx_db_stats_checkpoints_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_
 }
 
 
-long long _wrap_sx_db_stats_checkpoints_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1470,7 +1471,7 @@ long long _wrap_sx_db_stats_checkpoints_get_sx_f09ac306a4ae6bef(struct sx_db_sta
 }
 
 
-void _wrap_sx_db_stats_readers_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1482,7 +1483,7 @@ void _wrap_sx_db_stats_readers_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig
 }
 
 
-intgo _wrap_sx_db_stats_readers_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1495,7 +1496,7 @@ intgo _wrap_sx_db_stats_readers_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swi
 }
 
 
-void _wrap_sx_db_stats_reader_slots_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1507,7 +1508,7 @@ void _wrap_sx_db_stats_reader_slots_set_sx_f09ac306a4ae6bef(struct sx_db_stats *
 }
 
 
-intgo _wrap_sx_db_stats_reader_slots_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1520,7 +1521,7 @@ intgo _wrap_sx_db_stats_reader_slots_get_sx_f09ac306a4ae6bef(struct sx_db_stats 
 }
 
 
-void _wrap_sx_db_stats_oldest_reader_lag_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1532,7 +1533,7 @@ void _wrap_sx_db_stats_oldest_reader_lag_set_sx_f09ac306a4ae6bef(struct sx_db_st
 }
 
 
-long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1545,7 +1546,7 @@ long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_f09ac306a4ae6bef(struct sx_
 }
 
 
-void _wrap_sx_db_stats_oldest_reader_pid_set_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   int32_t arg2 ;
   
@@ -1557,7 +1558,7 @@ void _wrap_sx_db_stats_oldest_reader_pid_set_sx_f09ac306a4ae6bef(struct sx_db_st
 }
 
 
-intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   int32_t result;
   intgo _swig_go_result;
@@ -1570,7 +1571,7 @@ intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_f09ac306a4ae6bef(struct sx_db_s
 }
 
 
-struct sx_db_stats *_wrap_new_sx_db_stats_sx_f09ac306a4ae6bef() {
+struct sx_db_stats *_wrap_new_sx_db_stats_sx_315f6cb984b9b85b() {
   struct sx_db_stats *result = 0 ;
   struct sx_db_stats *_swig_go_result;
   
@@ -1581,7 +1582,7 @@ struct sx_db_stats *_wrap_new_sx_db_stats_sx_f09ac306a4ae6bef() {
 }
 
 
-void _wrap_delete_sx_db_stats_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0) {
+void _wrap_delete_sx_db_stats_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_db_stats **)&_swig_go_0; 
@@ -1591,7 +1592,7 @@ void _wrap_delete_sx_db_stats_sx_f09ac306a4ae6bef(struct sx_db_stats *_swig_go_0
 }
 
 
-intgo _wrap_sx_db_stats_get_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, struct sx_db_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_stats_get_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, struct sx_db_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_db_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1615,7 +1616,7 @@ intgo _wrap_sx_db_stats_get_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, struct
 }
 
 
-intgo _wrap_sx_db_check_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_db_check_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_error *_swig_go_1) {
   sx_db *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -1636,7 +1637,7 @@ intgo _wrap_sx_db_check_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, sx_error *
 }
 
 
-intgo _wrap_sx_read_begin_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, sx_read **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_begin_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_read **_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_read **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1663,7 +1664,7 @@ intgo _wrap_sx_read_begin_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, sx_read 
 }
 
 
-intgo _wrap_sx_read_end_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0) {
+intgo _wrap_sx_read_end_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0) {
   sx_read *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -1676,7 +1677,7 @@ intgo _wrap_sx_read_end_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_read_user_version_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_user_version_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1703,7 +1704,7 @@ intgo _wrap_sx_read_user_version_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0,
 }
 
 
-intgo _wrap_sx_write_begin_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   int arg2 ;
   sx_write **arg3 = 0 ;
@@ -1732,7 +1733,7 @@ intgo _wrap_sx_write_begin_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, intgo _
 }
 
 
-intgo _wrap_sx_write_begin_opts_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   sx_write_options *arg2 = 0 ;
   sx_write **arg3 = 0 ;
@@ -1772,7 +1773,7 @@ intgo _wrap_sx_write_begin_opts_sx_f09ac306a4ae6bef(struct sx_db *_swig_go_0, sx
 }
 
 
-intgo _wrap_sx_write_commit_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, sx_error *_swig_go_1) {
   sx_write *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -1793,7 +1794,7 @@ intgo _wrap_sx_write_commit_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, sx_
 }
 
 
-intgo _wrap_sx_write_abort_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0) {
+intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0) {
   sx_write *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -1806,7 +1807,7 @@ intgo _wrap_sx_write_abort_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_write_set_user_version_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, long long _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, long long _swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   uint64_t arg2 ;
   sx_error *arg3 = 0 ;
@@ -1829,7 +1830,7 @@ intgo _wrap_sx_write_set_user_version_sx_f09ac306a4ae6bef(struct sx_write *_swig
 }
 
 
-intgo _wrap_sx_write_user_version_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1856,7 +1857,7 @@ intgo _wrap_sx_write_user_version_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_
 }
 
 
-intgo _wrap_SX_METRIC_L2_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -1868,7 +1869,7 @@ intgo _wrap_SX_METRIC_L2_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_METRIC_IP_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -1880,7 +1881,7 @@ intgo _wrap_SX_METRIC_IP_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_METRIC_COSINE_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -1892,7 +1893,7 @@ intgo _wrap_SX_METRIC_COSINE_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_INDEX_HNSW_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b() {
   enum sx_index_type result;
   intgo _swig_go_result;
   
@@ -1904,7 +1905,7 @@ intgo _wrap_SX_INDEX_HNSW_sx_f09ac306a4ae6bef() {
 }
 
 
-intgo _wrap_SX_INDEX_FLAT_sx_f09ac306a4ae6bef() {
+intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b() {
   enum sx_index_type result;
   intgo _swig_go_result;
   
@@ -1916,7 +1917,7 @@ intgo _wrap_SX_INDEX_FLAT_sx_f09ac306a4ae6bef() {
 }
 
 
-_gostring_ _wrap_sx_metric_name_sx_f09ac306a4ae6bef(intgo _swig_go_0) {
+_gostring_ _wrap_sx_metric_name_sx_315f6cb984b9b85b(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1929,7 +1930,7 @@ _gostring_ _wrap_sx_metric_name_sx_f09ac306a4ae6bef(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_sx_metric_parse_sx_f09ac306a4ae6bef(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
   char *arg1 = 0 ;
   sx_metric *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1962,7 +1963,7 @@ intgo _wrap_sx_metric_parse_sx_f09ac306a4ae6bef(_gostring_ _swig_go_0, int *_swi
 }
 
 
-void _wrap_sx_collection_options_version_set_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1974,7 +1975,7 @@ void _wrap_sx_collection_options_version_set_sx_f09ac306a4ae6bef(struct sx_colle
 }
 
 
-intgo _wrap_sx_collection_options_version_get_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1987,7 +1988,7 @@ intgo _wrap_sx_collection_options_version_get_sx_f09ac306a4ae6bef(struct sx_coll
 }
 
 
-void _wrap_sx_collection_options_dim_set_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1999,7 +2000,7 @@ void _wrap_sx_collection_options_dim_set_sx_f09ac306a4ae6bef(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_options_dim_get_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_dim_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2012,7 +2013,7 @@ intgo _wrap_sx_collection_options_dim_get_sx_f09ac306a4ae6bef(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_options_metric_set_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_metric_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   sx_metric arg2 ;
   
@@ -2024,7 +2025,7 @@ void _wrap_sx_collection_options_metric_set_sx_f09ac306a4ae6bef(struct sx_collec
 }
 
 
-intgo _wrap_sx_collection_options_metric_get_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_metric_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   sx_metric result;
   intgo _swig_go_result;
@@ -2037,7 +2038,7 @@ intgo _wrap_sx_collection_options_metric_get_sx_f09ac306a4ae6bef(struct sx_colle
 }
 
 
-void _wrap_sx_collection_options_index_set_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_index_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   sx_index_type arg2 ;
   
@@ -2049,7 +2050,7 @@ void _wrap_sx_collection_options_index_set_sx_f09ac306a4ae6bef(struct sx_collect
 }
 
 
-intgo _wrap_sx_collection_options_index_get_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_index_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   sx_index_type result;
   intgo _swig_go_result;
@@ -2062,7 +2063,7 @@ intgo _wrap_sx_collection_options_index_get_sx_f09ac306a4ae6bef(struct sx_collec
 }
 
 
-void _wrap_sx_collection_options_hnsw_m_set_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_hnsw_m_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2074,7 +2075,7 @@ void _wrap_sx_collection_options_hnsw_m_set_sx_f09ac306a4ae6bef(struct sx_collec
 }
 
 
-intgo _wrap_sx_collection_options_hnsw_m_get_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_hnsw_m_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2087,7 +2088,7 @@ intgo _wrap_sx_collection_options_hnsw_m_get_sx_f09ac306a4ae6bef(struct sx_colle
 }
 
 
-void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2099,7 +2100,7 @@ void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(st
 }
 
 
-intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2112,7 +2113,7 @@ intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(s
 }
 
 
-struct sx_collection_options *_wrap_new_sx_collection_options_sx_f09ac306a4ae6bef() {
+struct sx_collection_options *_wrap_new_sx_collection_options_sx_315f6cb984b9b85b() {
   struct sx_collection_options *result = 0 ;
   struct sx_collection_options *_swig_go_result;
   
@@ -2123,7 +2124,7 @@ struct sx_collection_options *_wrap_new_sx_collection_options_sx_f09ac306a4ae6be
 }
 
 
-void _wrap_delete_sx_collection_options_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0) {
+void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_options **)&_swig_go_0; 
@@ -2133,7 +2134,7 @@ void _wrap_delete_sx_collection_options_sx_f09ac306a4ae6bef(struct sx_collection
 }
 
 
-intgo _wrap_sx_collection_options_init_sx_f09ac306a4ae6bef(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -2148,7 +2149,7 @@ intgo _wrap_sx_collection_options_init_sx_f09ac306a4ae6bef(struct sx_collection_
 }
 
 
-void _wrap_sx_collection_info_version_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -2160,7 +2161,7 @@ void _wrap_sx_collection_info_version_set_sx_f09ac306a4ae6bef(struct sx_collecti
 }
 
 
-intgo _wrap_sx_collection_info_version_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -2173,7 +2174,7 @@ intgo _wrap_sx_collection_info_version_get_sx_f09ac306a4ae6bef(struct sx_collect
 }
 
 
-void _wrap_sx_collection_info_name_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, _gostring_ _swig_go_1) {
+void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, _gostring_ _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   char *arg2 = (char *)0 ;
   char *temp2 ;
@@ -2199,7 +2200,7 @@ void _wrap_sx_collection_info_name_set_sx_f09ac306a4ae6bef(struct sx_collection_
 }
 
 
-_gostring_ _wrap_sx_collection_info_name_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+_gostring_ _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2212,7 +2213,7 @@ _gostring_ _wrap_sx_collection_info_name_get_sx_f09ac306a4ae6bef(struct sx_colle
 }
 
 
-void _wrap_sx_collection_info_dim_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2224,7 +2225,7 @@ void _wrap_sx_collection_info_dim_set_sx_f09ac306a4ae6bef(struct sx_collection_i
 }
 
 
-intgo _wrap_sx_collection_info_dim_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2237,7 +2238,7 @@ intgo _wrap_sx_collection_info_dim_get_sx_f09ac306a4ae6bef(struct sx_collection_
 }
 
 
-void _wrap_sx_collection_info_metric_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   sx_metric arg2 ;
   
@@ -2249,7 +2250,7 @@ void _wrap_sx_collection_info_metric_set_sx_f09ac306a4ae6bef(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_info_metric_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_metric_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   sx_metric result;
   intgo _swig_go_result;
@@ -2262,7 +2263,7 @@ intgo _wrap_sx_collection_info_metric_get_sx_f09ac306a4ae6bef(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_info_index_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_index_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   sx_index_type arg2 ;
   
@@ -2274,7 +2275,7 @@ void _wrap_sx_collection_info_index_set_sx_f09ac306a4ae6bef(struct sx_collection
 }
 
 
-intgo _wrap_sx_collection_info_index_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_index_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   sx_index_type result;
   intgo _swig_go_result;
@@ -2287,7 +2288,7 @@ intgo _wrap_sx_collection_info_index_get_sx_f09ac306a4ae6bef(struct sx_collectio
 }
 
 
-void _wrap_sx_collection_info_hnsw_m_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2299,7 +2300,7 @@ void _wrap_sx_collection_info_hnsw_m_set_sx_f09ac306a4ae6bef(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_info_hnsw_m_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2312,7 +2313,7 @@ intgo _wrap_sx_collection_info_hnsw_m_get_sx_f09ac306a4ae6bef(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2324,7 +2325,7 @@ void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_f09ac306a4ae6bef(struc
 }
 
 
-intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2337,7 +2338,7 @@ intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_f09ac306a4ae6bef(stru
 }
 
 
-void _wrap_sx_collection_info_count_set_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2349,7 +2350,7 @@ void _wrap_sx_collection_info_count_set_sx_f09ac306a4ae6bef(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_info_count_get_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+long long _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2362,7 +2363,7 @@ long long _wrap_sx_collection_info_count_get_sx_f09ac306a4ae6bef(struct sx_colle
 }
 
 
-struct sx_collection_info *_wrap_new_sx_collection_info_sx_f09ac306a4ae6bef() {
+struct sx_collection_info *_wrap_new_sx_collection_info_sx_315f6cb984b9b85b() {
   struct sx_collection_info *result = 0 ;
   struct sx_collection_info *_swig_go_result;
   
@@ -2373,7 +2374,7 @@ struct sx_collection_info *_wrap_new_sx_collection_info_sx_f09ac306a4ae6bef() {
 }
 
 
-void _wrap_delete_sx_collection_info_sx_f09ac306a4ae6bef(struct sx_collection_info *_swig_go_0) {
+void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_info **)&_swig_go_0; 
@@ -2383,7 +2384,7 @@ void _wrap_delete_sx_collection_info_sx_f09ac306a4ae6bef(struct sx_collection_in
 }
 
 
-intgo _wrap_sx_write_create_collection_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, struct sx_collection_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, struct sx_collection_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection_options *arg3 = 0 ;
@@ -2415,7 +2416,7 @@ intgo _wrap_sx_write_create_collection_sx_f09ac306a4ae6bef(struct sx_write *_swi
 }
 
 
-intgo _wrap_sx_write_drop_collection_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2445,7 +2446,7 @@ intgo _wrap_sx_write_drop_collection_sx_f09ac306a4ae6bef(struct sx_write *_swig_
 }
 
 
-long long _wrap_sx_names_count_sx_f09ac306a4ae6bef(struct sx_names *_swig_go_0) {
+long long _wrap_sx_names_count_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0) {
   sx_names *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -2458,7 +2459,7 @@ long long _wrap_sx_names_count_sx_f09ac306a4ae6bef(struct sx_names *_swig_go_0) 
 }
 
 
-_gostring_ _wrap_sx_names_get_sx_f09ac306a4ae6bef(struct sx_names *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_sx_names_get_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0, long long _swig_go_1) {
   sx_names *arg1 = 0 ;
   size_t arg2 ;
   char *result = 0 ;
@@ -2473,7 +2474,7 @@ _gostring_ _wrap_sx_names_get_sx_f09ac306a4ae6bef(struct sx_names *_swig_go_0, l
 }
 
 
-intgo _wrap_sx_read_list_collections_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2500,7 +2501,7 @@ intgo _wrap_sx_read_list_collections_sx_f09ac306a4ae6bef(struct sx_read *_swig_g
 }
 
 
-intgo _wrap_sx_write_list_collections_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2527,7 +2528,7 @@ intgo _wrap_sx_write_list_collections_sx_f09ac306a4ae6bef(struct sx_write *_swig
 }
 
 
-intgo _wrap_sx_write_upsert_packed_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, long long _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, sx_error *_swig_go_9) {
+intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, long long _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, sx_error *_swig_go_9) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   size_t arg3 ;
@@ -2591,7 +2592,7 @@ intgo _wrap_sx_write_upsert_packed_sx_f09ac306a4ae6bef(struct sx_write *_swig_go
 }
 
 
-intgo _wrap_sx_write_delete_packed_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long *_swig_go_5, sx_error *_swig_go_6) {
+intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long *_swig_go_5, sx_error *_swig_go_6) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   size_t arg3 ;
@@ -2641,7 +2642,7 @@ intgo _wrap_sx_write_delete_packed_sx_f09ac306a4ae6bef(struct sx_write *_swig_go
 }
 
 
-intgo _wrap_sx_read_collection_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
   sx_read *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
@@ -2677,7 +2678,7 @@ intgo _wrap_sx_read_collection_sx_f09ac306a4ae6bef(struct sx_read *_swig_go_0, _
 }
 
 
-intgo _wrap_sx_write_collection_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
@@ -2713,7 +2714,7 @@ intgo _wrap_sx_write_collection_sx_f09ac306a4ae6bef(struct sx_write *_swig_go_0,
 }
 
 
-intgo _wrap_sx_collection_describe_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0, struct sx_collection_info *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, struct sx_collection_info *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   sx_collection_info *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2737,7 +2738,7 @@ intgo _wrap_sx_collection_describe_sx_f09ac306a4ae6bef(struct sx_collection *_sw
 }
 
 
-intgo _wrap_sx_collection_count_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2764,7 +2765,7 @@ intgo _wrap_sx_collection_count_sx_f09ac306a4ae6bef(struct sx_collection *_swig_
 }
 
 
-void _wrap_sx_collection_stats_version_set_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -2776,7 +2777,7 @@ void _wrap_sx_collection_stats_version_set_sx_f09ac306a4ae6bef(struct sx_collect
 }
 
 
-intgo _wrap_sx_collection_stats_version_get_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0) {
+intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -2789,7 +2790,7 @@ intgo _wrap_sx_collection_stats_version_get_sx_f09ac306a4ae6bef(struct sx_collec
 }
 
 
-void _wrap_sx_collection_stats_count_set_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2801,7 +2802,7 @@ void _wrap_sx_collection_stats_count_set_sx_f09ac306a4ae6bef(struct sx_collectio
 }
 
 
-long long _wrap_sx_collection_stats_count_get_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2814,7 +2815,7 @@ long long _wrap_sx_collection_stats_count_get_sx_f09ac306a4ae6bef(struct sx_coll
 }
 
 
-void _wrap_sx_collection_stats_slots_set_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2826,7 +2827,7 @@ void _wrap_sx_collection_stats_slots_set_sx_f09ac306a4ae6bef(struct sx_collectio
 }
 
 
-long long _wrap_sx_collection_stats_slots_get_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2839,7 +2840,7 @@ long long _wrap_sx_collection_stats_slots_get_sx_f09ac306a4ae6bef(struct sx_coll
 }
 
 
-void _wrap_sx_collection_stats_dead_set_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2851,7 +2852,7 @@ void _wrap_sx_collection_stats_dead_set_sx_f09ac306a4ae6bef(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_stats_dead_get_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2864,7 +2865,7 @@ long long _wrap_sx_collection_stats_dead_get_sx_f09ac306a4ae6bef(struct sx_colle
 }
 
 
-void _wrap_sx_collection_stats_free_set_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2876,7 +2877,7 @@ void _wrap_sx_collection_stats_free_set_sx_f09ac306a4ae6bef(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_stats_free_get_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2889,7 +2890,7 @@ long long _wrap_sx_collection_stats_free_get_sx_f09ac306a4ae6bef(struct sx_colle
 }
 
 
-struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_f09ac306a4ae6bef() {
+struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_315f6cb984b9b85b() {
   struct sx_collection_stats *result = 0 ;
   struct sx_collection_stats *_swig_go_result;
   
@@ -2900,7 +2901,7 @@ struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_f09ac306a4ae6bef() 
 }
 
 
-void _wrap_delete_sx_collection_stats_sx_f09ac306a4ae6bef(struct sx_collection_stats *_swig_go_0) {
+void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_stats **)&_swig_go_0; 
@@ -2910,7 +2911,7 @@ void _wrap_delete_sx_collection_stats_sx_f09ac306a4ae6bef(struct sx_collection_s
 }
 
 
-intgo _wrap_sx_collection_stats_get_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0, struct sx_collection_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, struct sx_collection_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   sx_collection_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2934,7 +2935,7 @@ intgo _wrap_sx_collection_stats_get_sx_f09ac306a4ae6bef(struct sx_collection *_s
 }
 
 
-intgo _wrap_sx_collection_get_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_record **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_record **_swig_go_2, sx_error *_swig_go_3) {
   sx_collection *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_record **arg3 = 0 ;
@@ -2970,7 +2971,7 @@ intgo _wrap_sx_collection_get_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go
 }
 
 
-_gostring_ _wrap_sx_record_id_sx_f09ac306a4ae6bef(struct sx_record *_swig_go_0) {
+_gostring_ _wrap_sx_record_id_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) {
   sx_record *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2983,7 +2984,7 @@ _gostring_ _wrap_sx_record_id_sx_f09ac306a4ae6bef(struct sx_record *_swig_go_0) 
 }
 
 
-_gostring_ _wrap_sx_record_metadata_sx_f09ac306a4ae6bef(struct sx_record *_swig_go_0) {
+_gostring_ _wrap_sx_record_metadata_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) {
   sx_record *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2996,7 +2997,7 @@ _gostring_ _wrap_sx_record_metadata_sx_f09ac306a4ae6bef(struct sx_record *_swig_
 }
 
 
-void _wrap_sx_search_options_version_set_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -3008,7 +3009,7 @@ void _wrap_sx_search_options_version_set_sx_f09ac306a4ae6bef(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_version_get_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -3021,7 +3022,7 @@ intgo _wrap_sx_search_options_version_get_sx_f09ac306a4ae6bef(struct sx_search_o
 }
 
 
-void _wrap_sx_search_options_ef_set_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3033,7 +3034,7 @@ void _wrap_sx_search_options_ef_set_sx_f09ac306a4ae6bef(struct sx_search_options
 }
 
 
-intgo _wrap_sx_search_options_ef_get_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_ef_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3046,7 +3047,7 @@ intgo _wrap_sx_search_options_ef_get_sx_f09ac306a4ae6bef(struct sx_search_option
 }
 
 
-void _wrap_sx_search_options_cancel_token_set_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_search_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -3058,7 +3059,7 @@ void _wrap_sx_search_options_cancel_token_set_sx_f09ac306a4ae6bef(struct sx_sear
 }
 
 
-struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -3071,7 +3072,7 @@ struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_f09ac306a4ae6bef(s
 }
 
 
-void _wrap_sx_search_options_threads_set_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_threads_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3083,7 +3084,7 @@ void _wrap_sx_search_options_threads_set_sx_f09ac306a4ae6bef(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_threads_get_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3096,7 +3097,7 @@ intgo _wrap_sx_search_options_threads_get_sx_f09ac306a4ae6bef(struct sx_search_o
 }
 
 
-struct sx_search_options *_wrap_new_sx_search_options_sx_f09ac306a4ae6bef() {
+struct sx_search_options *_wrap_new_sx_search_options_sx_315f6cb984b9b85b() {
   struct sx_search_options *result = 0 ;
   struct sx_search_options *_swig_go_result;
   
@@ -3107,7 +3108,7 @@ struct sx_search_options *_wrap_new_sx_search_options_sx_f09ac306a4ae6bef() {
 }
 
 
-void _wrap_delete_sx_search_options_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0) {
+void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   
   arg1 = *(struct sx_search_options **)&_swig_go_0; 
@@ -3117,7 +3118,7 @@ void _wrap_delete_sx_search_options_sx_f09ac306a4ae6bef(struct sx_search_options
 }
 
 
-intgo _wrap_sx_search_options_init_sx_f09ac306a4ae6bef(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   sx_search_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -3132,7 +3133,7 @@ intgo _wrap_sx_search_options_init_sx_f09ac306a4ae6bef(struct sx_search_options 
 }
 
 
-intgo _wrap_sx_collection_search_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5) {
+intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -3181,7 +3182,7 @@ intgo _wrap_sx_collection_search_sx_f09ac306a4ae6bef(struct sx_collection *_swig
 }
 
 
-intgo _wrap_sx_collection_search_batch_sx_f09ac306a4ae6bef(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7) {
+intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -3234,7 +3235,7 @@ intgo _wrap_sx_collection_search_batch_sx_f09ac306a4ae6bef(struct sx_collection 
 }
 
 
-long long _wrap_sx_results_queries_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_queries_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3247,7 +3248,7 @@ long long _wrap_sx_results_queries_sx_f09ac306a4ae6bef(struct sx_results *_swig_
 }
 
 
-long long _wrap_sx_results_count_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0, long long _swig_go_1) {
+long long _wrap_sx_results_count_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t result;
@@ -3262,7 +3263,7 @@ long long _wrap_sx_results_count_sx_f09ac306a4ae6bef(struct sx_results *_swig_go
 }
 
 
-_gostring_ _wrap_sx_results_id_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+_gostring_ _wrap_sx_results_id_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3279,7 +3280,7 @@ _gostring_ _wrap_sx_results_id_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0
 }
 
 
-float _wrap_sx_results_distance_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+float _wrap_sx_results_distance_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3296,7 +3297,7 @@ float _wrap_sx_results_distance_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_
 }
 
 
-long long _wrap_sx_results_total_sx_f09ac306a4ae6bef(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_total_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
