@@ -26,7 +26,7 @@ namespace sxn {
 template <class T>
 static T *unwrap(Napi::Env env, Napi::Value v, swig_type_info *ty, const char *what) {
   void *p = nullptr;
-  if (!v.IsObject() || !SWIG_IsOK(SWIG_ConvertPtr(v, &p, ty, 0)))
+  if (!v.IsObject() || !SWIG_IsOK(convert(env, v, &p, ty)))
     type_error(env, std::string(what) + " is not a Sextant handle of the right kind");
   return (T *)p;
 }

@@ -344,6 +344,23 @@ static void init_out(sx_collection_stats *s) {
 #endif
 }
 
+/* ---- handles in ------------------------------------------------------------------- */
+
+/* SWIG 4.5.1's Node-API runtime accepts any SWIG object for any pointer type (a wrapper
+ * made by a class constructor carries no type), so a read session given where a
+ * database belongs would reach the core as the wrong struct. Handles and option
+ * structs are therefore checked against their own class first. */
+static int convert(Napi::Env env, Napi::Value v, void **p, swig_type_info *ty) {
+  *p = nullptr;
+  if (v.IsNull()) return SWIG_OK; /* NULL: the core answers MISUSE */
+  if (!v.IsObject()) return SWIG_TypeError;
+  size_t *idx = ty ? (size_t *)ty->clientdata : nullptr;
+  EnvInstanceData *d = env.GetInstanceData<EnvInstanceData>();
+  if (!idx || !d || !d->ctor[*idx]) return SWIG_TypeError;
+  if (!v.As<Napi::Object>().InstanceOf(d->ctor[*idx]->Value())) return SWIG_TypeError;
+  return SWIG_ConvertPtr(v, p, ty, 0);
+}
+
 /* ---- search options --------------------------------------------------------------- */
 
 /* The cancel token behind an AbortSignal: index.js sets it from the signal's abort
@@ -473,6 +490,17 @@ static void search_options(Napi::Env env, Napi::Value ef, Token *tok, sx_search_
 }
 %typemap(argout) sx_db_stats *out, sx_collection_info *out, sx_collection_stats *out {
   $result = sxn::to_js(env, *$1);
+}
+
+/* ---- handles and option structs in -------------------------------------------------- */
+
+%typemap(in) sx_db *, const sx_db *, sx_read *, sx_write *, sx_collection *,
+             sx_open_options *, const sx_open_options *, sx_collection_options *,
+             const sx_collection_options * {
+  void *sx_p = 0;
+  if (!SWIG_IsOK(sxn::convert(env, $input, &sx_p, $descriptor)))
+    sxn::type_error(env, "$symname: argument $argnum must be a $*1_ltype handle or null");
+  $1 = ($1_ltype)sx_p;
 }
 
 /* ---- inputs ---------------------------------------------------------------------------- */

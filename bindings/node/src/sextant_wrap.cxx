@@ -1375,30 +1375,31 @@ Napi::Value SWIG_NAPI_AppendOutput(Napi::Env env, Napi::Value result, Napi::Valu
 #define SWIGTYPE_p_short swig_types[12]
 #define SWIGTYPE_p_signed_char swig_types[13]
 #define SWIGTYPE_p_size_t swig_types[14]
-#define SWIGTYPE_p_sx_collection swig_types[15]
-#define SWIGTYPE_p_sx_collection_info swig_types[16]
-#define SWIGTYPE_p_sx_collection_options swig_types[17]
-#define SWIGTYPE_p_sx_collection_stats swig_types[18]
-#define SWIGTYPE_p_sx_db swig_types[19]
-#define SWIGTYPE_p_sx_db_stats swig_types[20]
-#define SWIGTYPE_p_sx_error swig_types[21]
-#define SWIGTYPE_p_sx_index_type swig_types[22]
-#define SWIGTYPE_p_sx_metric swig_types[23]
-#define SWIGTYPE_p_sx_names swig_types[24]
-#define SWIGTYPE_p_sx_open_options swig_types[25]
-#define SWIGTYPE_p_sx_read swig_types[26]
-#define SWIGTYPE_p_sx_record swig_types[27]
-#define SWIGTYPE_p_sx_results swig_types[28]
-#define SWIGTYPE_p_sx_search_options swig_types[29]
-#define SWIGTYPE_p_sx_status swig_types[30]
-#define SWIGTYPE_p_sx_sync swig_types[31]
-#define SWIGTYPE_p_sx_write swig_types[32]
-#define SWIGTYPE_p_unsigned_char swig_types[33]
-#define SWIGTYPE_p_unsigned_int swig_types[34]
-#define SWIGTYPE_p_unsigned_long_long swig_types[35]
-#define SWIGTYPE_p_unsigned_short swig_types[36]
-static swig_type_info *swig_types[38];
-static swig_module_info swig_module = {swig_types, 37, 0, 0, 0, 0};
+#define SWIGTYPE_p_sx_cancel swig_types[15]
+#define SWIGTYPE_p_sx_collection swig_types[16]
+#define SWIGTYPE_p_sx_collection_info swig_types[17]
+#define SWIGTYPE_p_sx_collection_options swig_types[18]
+#define SWIGTYPE_p_sx_collection_stats swig_types[19]
+#define SWIGTYPE_p_sx_db swig_types[20]
+#define SWIGTYPE_p_sx_db_stats swig_types[21]
+#define SWIGTYPE_p_sx_error swig_types[22]
+#define SWIGTYPE_p_sx_index_type swig_types[23]
+#define SWIGTYPE_p_sx_metric swig_types[24]
+#define SWIGTYPE_p_sx_names swig_types[25]
+#define SWIGTYPE_p_sx_open_options swig_types[26]
+#define SWIGTYPE_p_sx_read swig_types[27]
+#define SWIGTYPE_p_sx_record swig_types[28]
+#define SWIGTYPE_p_sx_results swig_types[29]
+#define SWIGTYPE_p_sx_search_options swig_types[30]
+#define SWIGTYPE_p_sx_status swig_types[31]
+#define SWIGTYPE_p_sx_sync swig_types[32]
+#define SWIGTYPE_p_sx_write swig_types[33]
+#define SWIGTYPE_p_unsigned_char swig_types[34]
+#define SWIGTYPE_p_unsigned_int swig_types[35]
+#define SWIGTYPE_p_unsigned_long_long swig_types[36]
+#define SWIGTYPE_p_unsigned_short swig_types[37]
+static swig_type_info *swig_types[39];
+static swig_module_info swig_module = {swig_types, 38, 0, 0, 0, 0};
 #define SWIG_TypeQuery(name) SWIG_TypeQueryModule(&swig_module, &swig_module, name)
 #define SWIG_MangledTypeQuery(name) SWIG_MangledTypeQueryModule(&swig_module, &swig_module, name)
 
@@ -1788,6 +1789,23 @@ static void init_out(sx_collection_stats *s) {
 #endif
 }
 
+/* ---- handles in ------------------------------------------------------------------- */
+
+/* SWIG 4.5.1's Node-API runtime accepts any SWIG object for any pointer type (a wrapper
+ * made by a class constructor carries no type), so a read session given where a
+ * database belongs would reach the core as the wrong struct. Handles and option
+ * structs are therefore checked against their own class first. */
+static int convert(Napi::Env env, Napi::Value v, void **p, swig_type_info *ty) {
+  *p = nullptr;
+  if (v.IsNull()) return SWIG_OK; /* NULL: the core answers MISUSE */
+  if (!v.IsObject()) return SWIG_TypeError;
+  size_t *idx = ty ? (size_t *)ty->clientdata : nullptr;
+  EnvInstanceData *d = env.GetInstanceData<EnvInstanceData>();
+  if (!idx || !d || !d->ctor[*idx]) return SWIG_TypeError;
+  if (!v.As<Napi::Object>().InstanceOf(d->ctor[*idx]->Value())) return SWIG_TypeError;
+  return SWIG_ConvertPtr(v, p, ty, 0);
+}
+
 /* ---- search options --------------------------------------------------------------- */
 
 /* The cancel token behind an AbortSignal: index.js sets it from the signal's abort
@@ -1843,7 +1861,7 @@ namespace sxn {
 template <class T>
 static T *unwrap(Napi::Env env, Napi::Value v, swig_type_info *ty, const char *what) {
   void *p = nullptr;
-  if (!v.IsObject() || !SWIG_IsOK(SWIG_ConvertPtr(v, &p, ty, 0)))
+  if (!v.IsObject() || !SWIG_IsOK(convert(env, v, &p, ty)))
     type_error(env, std::string(what) + " is not a Sextant handle of the right kind");
   return (T *)p;
 }
@@ -2917,6 +2935,71 @@ void _exports_sx_results_inst::GetMembers(
 }
 // jsnapi_class_prologue_template
 template <typename SWIG_OBJ_WRAP>
+class _exports_sx_cancel_templ : public SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP> {
+public:
+  _exports_sx_cancel_templ(const Napi::CallbackInfo &);
+_exports_sx_cancel_templ(bool, const Napi::CallbackInfo &);
+virtual ~_exports_sx_cancel_templ();
+// jsnapi_class_epilogue_template
+static void JS_veto_set_static_variable(const Napi::CallbackInfo &, const Napi::Value &);
+void JS_veto_set_variable(const Napi::CallbackInfo &, const Napi::Value &);
+};
+
+template <typename SWIG_OBJ_WRAP>
+void _exports_sx_cancel_templ<SWIG_OBJ_WRAP>::JS_veto_set_static_variable(const Napi::CallbackInfo &info, const Napi::Value &value) {
+SWIG_NAPI_Raise(info.Env(), "Tried to write read-only variable.");
+}
+
+template <typename SWIG_OBJ_WRAP>
+void _exports_sx_cancel_templ<SWIG_OBJ_WRAP>::JS_veto_set_variable(const Napi::CallbackInfo &info, const Napi::Value &value) {
+SWIG_NAPI_Raise(info.Env(), "Tried to write read-only variable.");
+}
+// jsnapi_class_instance
+class _exports_sx_cancel_inst : public _exports_sx_cancel_templ<_exports_sx_cancel_inst> {
+public:
+  using _exports_sx_cancel_templ::_exports_sx_cancel_templ;
+  virtual ~_exports_sx_cancel_inst() {
+    
+  }
+  static void GetMembers(
+    Napi::Env,
+    std::map<std::string, _exports_sx_cancel_templ::PropertyDescriptor> &,
+    std::map<std::string, _exports_sx_cancel_templ::PropertyDescriptor> &
+    );
+  static Napi::Function GetClass(Napi::Env);
+};
+/* Class: sx_cancel (_exports_sx_cancel) */
+// jsnapi_getclass
+Napi::Function _exports_sx_cancel_inst::GetClass(Napi::Env env) {
+  std::map<std::string, _exports_sx_cancel_templ::PropertyDescriptor> members, staticMembers;
+  GetMembers(env, members, staticMembers);
+  
+  std::vector<_exports_sx_cancel_inst::PropertyDescriptor> symbolTable;
+  for (auto it = members.begin(); it != members.end(); it++)
+  symbolTable.push_back(it->second);
+  for (auto it = staticMembers.begin(); it != staticMembers.end(); it++)
+  symbolTable.push_back(it->second);
+  
+  return Napi::ObjectWrap<_exports_sx_cancel_inst>::DefineClass(env, "sx_cancel", symbolTable);
+}
+
+void _exports_sx_cancel_inst::GetMembers(
+  Napi::Env env,
+  std::map<std::string, _exports_sx_cancel_templ::PropertyDescriptor> &members,
+  std::map<std::string, _exports_sx_cancel_templ::PropertyDescriptor> &staticMembers
+  ) {
+  std::map<std::string, SWIG_NAPI_ObjectWrap_templ<SWIG_NAPI_ObjectWrap_inst>::PropertyDescriptor> baseMembers, baseStaticMembers;
+  SWIG_NAPI_ObjectWrap_inst::GetMembers(env, baseMembers, baseStaticMembers);
+  members.insert(baseMembers.begin(), baseMembers.end());
+  staticMembers.insert(staticMembers.begin(), staticMembers.end());
+  
+  /* register wrapper functions */
+  
+  /* add static class functions and variables */
+  
+}
+// jsnapi_class_prologue_template
+template <typename SWIG_OBJ_WRAP>
 class _exports_sx_open_options_templ : public SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP> {
 public:
   _exports_sx_open_options_templ(const Napi::CallbackInfo &);
@@ -3499,6 +3582,46 @@ _exports_sx_results_templ<SWIG_OBJ_WRAP>::_exports_sx_results_templ(bool, const 
   
 }
 
+SWIGINTERN void delete_sx_cancel(sx_cancel *self){ sx_cancel_free(self); }
+
+// js_dtoroverride
+template <typename SWIG_OBJ_WRAP>
+_exports_sx_cancel_templ<SWIG_OBJ_WRAP>::~_exports_sx_cancel_templ() {
+  auto arg1 = reinterpret_cast<sx_cancel *>(this->self);
+  if (this->owned && arg1) {
+    delete_sx_cancel(arg1);
+    this->self = nullptr;
+  }
+}
+
+
+// js_veto_ctor
+template <typename SWIG_OBJ_WRAP>
+_exports_sx_cancel_templ<SWIG_OBJ_WRAP>::_exports_sx_cancel_templ(const Napi::CallbackInfo &info)
+:SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP>(true, info) {
+  Napi::Env env = info.Env();
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    // This constructor has been called internally from C++/SWIG
+    // to wrap an already existing C++ object in JS as its
+    // base abstract class
+    this->self = info[0].As<Napi::External<void>>().Data();
+    this->owned = false;
+    return;
+  }
+  SWIG_Error(SWIG_ERROR, "Class sx_cancel can not be instantiated");
+  return;
+  goto fail;
+fail:
+  return;
+}
+
+// This is the extendable constructor to be used from child classes
+template <typename SWIG_OBJ_WRAP>
+_exports_sx_cancel_templ<SWIG_OBJ_WRAP>::_exports_sx_cancel_templ(bool, const Napi::CallbackInfo &info)
+:SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP>(true, info) {
+  
+}
+
 
 // js_global_getter
 Napi::Value exports_SX_VERSION_MAJOR_get(const Napi::CallbackInfo &info) {
@@ -3989,16 +4112,18 @@ void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_versio
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_version_set" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_version_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_version_set" "', argument " "2"" of type '" "unsigned int""'");
   } 
@@ -4020,15 +4145,17 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_version_get" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_version_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);result = (unsigned int) ((arg1)->version);
+  result = (unsigned int) ((arg1)->version);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -4047,16 +4174,18 @@ void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_read_o
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   int arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_read_only_set" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_read_only_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_int(value, &val2);
+  ecode2 = SWIG_AsVal_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_read_only_set" "', argument " "2"" of type '" "int""'");
   } 
@@ -4078,15 +4207,17 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   int result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_read_only_get" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_read_only_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);result = (int) ((arg1)->read_only);
+  result = (int) ((arg1)->read_only);
   jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(result));
   
   
@@ -4105,16 +4236,18 @@ void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_sync_s
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   sx_sync arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_sync_set" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_sync_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_int(value, &val2);
+  ecode2 = SWIG_AsVal_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_sync_set" "', argument " "2"" of type '" "sx_sync""'");
   } 
@@ -4136,15 +4269,17 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_sync result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_sync_get" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_sync_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);result = (sx_sync) ((arg1)->sync);
+  result = (sx_sync) ((arg1)->sync);
   jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(result));
   
   
@@ -4163,16 +4298,18 @@ void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_page_s
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_page_size_set" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_page_size_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_page_size_set" "', argument " "2"" of type '" "uint32_t""'");
   } 
@@ -4194,15 +4331,17 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint32_t result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_page_size_get" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_page_size_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);result = (uint32_t) ((arg1)->page_size);
+  result = (uint32_t) ((arg1)->page_size);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -4221,16 +4360,18 @@ void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_autoch
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_autocheckpoint_frames_set" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_autocheckpoint_frames_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_autocheckpoint_frames_set" "', argument " "2"" of type '" "uint32_t""'");
   } 
@@ -4252,15 +4393,17 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint32_t result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_autocheckpoint_frames_get" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_autocheckpoint_frames_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);result = (uint32_t) ((arg1)->autocheckpoint_frames);
+  result = (uint32_t) ((arg1)->autocheckpoint_frames);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -4279,16 +4422,18 @@ void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_wal_ma
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_wal_max_frames_set" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_wal_max_frames_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_wal_max_frames_set" "', argument " "2"" of type '" "uint32_t""'");
   } 
@@ -4310,15 +4455,17 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint32_t result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_wal_max_frames_get" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_wal_max_frames_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);result = (uint32_t) ((arg1)->wal_max_frames);
+  result = (uint32_t) ((arg1)->wal_max_frames);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -4337,16 +4484,18 @@ void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_thread
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_threads_set" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_threads_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_threads_set" "', argument " "2"" of type '" "uint32_t""'");
   } 
@@ -4368,15 +4517,17 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint32_t result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_threads_get" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_threads_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);result = (uint32_t) ((arg1)->threads);
+  result = (uint32_t) ((arg1)->threads);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -4444,8 +4595,6 @@ Napi::Value _wrap_sx_open_options_init(const Napi::CallbackInfo &info) {
   Napi::Value jsresult;
   sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   sx_status result;
@@ -4454,11 +4603,15 @@ Napi::Value _wrap_sx_open_options_init(const Napi::CallbackInfo &info) {
     SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_open_options_init.");
   }
   
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_open_options_init" "', argument " "1"" of type '" "sx_open_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_init: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_open_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(info[1], &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(info[1], &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_init" "', argument " "2"" of type '" "unsigned int""'");
   } 
@@ -4490,8 +4643,6 @@ Napi::Value _wrap_sx_db_open(const Napi::CallbackInfo &info) {
   sx_error *arg4 = 0 ;
   sx_db *sx_tmp1 ;
   std::string sx_str2 ;
-  void *argp3 = 0 ;
-  int res3 = 0 ;
   sx_error sx_errbuf4 ;
   sx_status result;
   
@@ -4518,11 +4669,15 @@ Napi::Value _wrap_sx_db_open(const Napi::CallbackInfo &info) {
       }
     }
   }
-  res3 = SWIG_ConvertPtr(info[1], &argp3,SWIGTYPE_p_sx_open_options, 0 |  0 );
-  if (!SWIG_IsOK(res3)) {
-    SWIG_exception_fail(SWIG_ArgError(res3), "in method '" "sx_db_open" "', argument " "3"" of type '" "sx_open_options const *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[1], &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_db_open: argument 3 must be a sx_open_options handle or null");
+      arg3 = (sx_open_options *)sx_p;
+    }
   }
-  arg3 = reinterpret_cast< sx_open_options * >(argp3);result = (sx_status)sx_db_open(arg1,(char const *)arg2,(sx_open_options const *)arg3,arg4);
+  result = (sx_status)sx_db_open(arg1,(char const *)arg2,(sx_open_options const *)arg3,arg4);
   {
     jsresult = env.Undefined();
   }
@@ -4553,19 +4708,21 @@ Napi::Value _wrap_sx_db_close(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_db *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_status result;
   
   if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
     SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_db_close.");
   }
   
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_db, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_db_close" "', argument " "1"" of type '" "sx_db *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_db_close: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_db * >(argp1);result = (sx_status)sx_db_close(arg1);
+  result = (sx_status)sx_db_close(arg1);
   {
     jsresult = env.Undefined();
   }
@@ -4587,19 +4744,21 @@ Napi::Value _wrap_sx_db_path(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_db *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   char *result = 0 ;
   
   if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
     SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_db_path.");
   }
   
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_db, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_db_path" "', argument " "1"" of type '" "sx_db const *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_db_path: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_db * >(argp1);result = (char *)sx_db_path((sx_db const *)arg1);
+  result = (char *)sx_db_path((sx_db const *)arg1);
   jsresult = SWIG_FromCharPtr((const char *)result);
   
   
@@ -4618,8 +4777,6 @@ Napi::Value _wrap_sx_db_checkpoint(const Napi::CallbackInfo &info) {
   sx_db *arg1 = 0 ;
   int arg2 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   int val2 ;
   int ecode2 = 0 ;
   sx_error sx_errbuf3 ;
@@ -4634,11 +4791,15 @@ Napi::Value _wrap_sx_db_checkpoint(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_db, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_db_checkpoint" "', argument " "1"" of type '" "sx_db *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_db_checkpoint: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_db * >(argp1);ecode2 = SWIG_AsVal_int(info[1], &val2);
+  ecode2 = SWIG_AsVal_int(info[1], &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_db_checkpoint" "', argument " "2"" of type '" "int""'");
   } 
@@ -4701,8 +4862,6 @@ Napi::Value _wrap_sx_db_stats_get(const Napi::CallbackInfo &info) {
   sx_db *arg1 = 0 ;
   sx_db_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_db_stats sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -4720,11 +4879,15 @@ Napi::Value _wrap_sx_db_stats_get(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_db, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_db_stats_get" "', argument " "1"" of type '" "sx_db *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_db_stats_get: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_db * >(argp1);result = (sx_status)sx_db_stats_get(arg1,arg2,arg3);
+  result = (sx_status)sx_db_stats_get(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -4755,8 +4918,6 @@ Napi::Value _wrap_sx_db_check(const Napi::CallbackInfo &info) {
   Napi::Value jsresult;
   sx_db *arg1 = 0 ;
   sx_error *arg2 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_error sx_errbuf2 ;
   sx_status result;
   
@@ -4769,11 +4930,15 @@ Napi::Value _wrap_sx_db_check(const Napi::CallbackInfo &info) {
     sx_errbuf2.message[0] = '\0';
     arg2 = &sx_errbuf2;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_db, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_db_check" "', argument " "1"" of type '" "sx_db *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_db_check: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_db * >(argp1);result = (sx_status)sx_db_check(arg1,arg2);
+  result = (sx_status)sx_db_check(arg1,arg2);
   {
     jsresult = env.Undefined();
   }
@@ -4801,8 +4966,6 @@ Napi::Value _wrap_sx_read_begin(const Napi::CallbackInfo &info) {
   sx_db *arg1 = 0 ;
   sx_read **arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_read *sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -4820,11 +4983,15 @@ Napi::Value _wrap_sx_read_begin(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_db, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_read_begin" "', argument " "1"" of type '" "sx_db *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_read_begin: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_db * >(argp1);result = (sx_status)sx_read_begin(arg1,arg2,arg3);
+  result = (sx_status)sx_read_begin(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -4854,19 +5021,21 @@ Napi::Value _wrap_sx_read_end(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_read *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_status result;
   
   if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
     SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_read_end.");
   }
   
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_read, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_read_end" "', argument " "1"" of type '" "sx_read *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_read)))
+      sxn::type_error(env, "sx_read_end: argument 1 must be a sx_read handle or null");
+      arg1 = (sx_read *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_read * >(argp1);result = (sx_status)sx_read_end(arg1);
+  result = (sx_status)sx_read_end(arg1);
   {
     jsresult = env.Undefined();
   }
@@ -4890,8 +5059,6 @@ Napi::Value _wrap_sx_read_user_version(const Napi::CallbackInfo &info) {
   sx_read *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint64_t sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -4909,11 +5076,15 @@ Napi::Value _wrap_sx_read_user_version(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_read, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_read_user_version" "', argument " "1"" of type '" "sx_read *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_read)))
+      sxn::type_error(env, "sx_read_user_version: argument 1 must be a sx_read handle or null");
+      arg1 = (sx_read *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_read * >(argp1);result = (sx_status)sx_read_user_version(arg1,arg2,arg3);
+  result = (sx_status)sx_read_user_version(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -4946,8 +5117,6 @@ Napi::Value _wrap_sx_write_begin(const Napi::CallbackInfo &info) {
   int arg2 ;
   sx_write **arg3 = 0 ;
   sx_error *arg4 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   int val2 ;
   int ecode2 = 0 ;
   sx_write *sx_tmp3 ;
@@ -4967,11 +5136,15 @@ Napi::Value _wrap_sx_write_begin(const Napi::CallbackInfo &info) {
     sx_errbuf4.message[0] = '\0';
     arg4 = &sx_errbuf4;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_db, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_begin" "', argument " "1"" of type '" "sx_db *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_write_begin: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_db * >(argp1);ecode2 = SWIG_AsVal_int(info[1], &val2);
+  ecode2 = SWIG_AsVal_int(info[1], &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_write_begin" "', argument " "2"" of type '" "int""'");
   } 
@@ -5007,8 +5180,6 @@ Napi::Value _wrap_sx_write_commit(const Napi::CallbackInfo &info) {
   Napi::Value jsresult;
   sx_write *arg1 = 0 ;
   sx_error *arg2 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_error sx_errbuf2 ;
   sx_status result;
   
@@ -5021,11 +5192,15 @@ Napi::Value _wrap_sx_write_commit(const Napi::CallbackInfo &info) {
     sx_errbuf2.message[0] = '\0';
     arg2 = &sx_errbuf2;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_commit" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_commit: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);result = (sx_status)sx_write_commit(arg1,arg2);
+  result = (sx_status)sx_write_commit(arg1,arg2);
   {
     jsresult = env.Undefined();
   }
@@ -5051,19 +5226,21 @@ Napi::Value _wrap_sx_write_abort(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_write *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_status result;
   
   if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
     SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_write_abort.");
   }
   
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_abort" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_abort: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);result = (sx_status)sx_write_abort(arg1);
+  result = (sx_status)sx_write_abort(arg1);
   {
     jsresult = env.Undefined();
   }
@@ -5087,8 +5264,6 @@ Napi::Value _wrap_sx_write_set_user_version(const Napi::CallbackInfo &info) {
   sx_write *arg1 = 0 ;
   uint64_t arg2 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_error sx_errbuf3 ;
   sx_status result;
   
@@ -5101,11 +5276,15 @@ Napi::Value _wrap_sx_write_set_user_version(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_set_user_version" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_set_user_version: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsBigInt()) {
         bool lossless = false;
@@ -5151,8 +5330,6 @@ Napi::Value _wrap_sx_write_user_version(const Napi::CallbackInfo &info) {
   sx_write *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint64_t sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -5170,11 +5347,15 @@ Napi::Value _wrap_sx_write_user_version(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_user_version" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_user_version: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);result = (sx_status)sx_write_user_version(arg1,arg2,arg3);
+  result = (sx_status)sx_write_user_version(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -5430,16 +5611,18 @@ void _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_op
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_version_set" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_version_set: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_version_set" "', argument " "2"" of type '" "unsigned int""'");
   } 
@@ -5461,15 +5644,17 @@ Napi::Value _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collec
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_version_get" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_version_get: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);result = (unsigned int) ((arg1)->version);
+  result = (unsigned int) ((arg1)->version);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -5488,16 +5673,18 @@ void _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_op
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_dim_set" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_dim_set: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_dim_set" "', argument " "2"" of type '" "uint32_t""'");
   } 
@@ -5519,15 +5706,17 @@ Napi::Value _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collec
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint32_t result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_dim_get" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_dim_get: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);result = (uint32_t) ((arg1)->dim);
+  result = (uint32_t) ((arg1)->dim);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -5546,16 +5735,18 @@ void _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_op
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
   sx_metric arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_metric_set" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_metric_set: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);ecode2 = SWIG_AsVal_int(value, &val2);
+  ecode2 = SWIG_AsVal_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_metric_set" "', argument " "2"" of type '" "sx_metric""'");
   } 
@@ -5577,15 +5768,17 @@ Napi::Value _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collec
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_metric result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_metric_get" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_metric_get: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);result = (sx_metric) ((arg1)->metric);
+  result = (sx_metric) ((arg1)->metric);
   jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(result));
   
   
@@ -5604,16 +5797,18 @@ void _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_op
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
   sx_index_type arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_index_set" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_index_set: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);ecode2 = SWIG_AsVal_int(value, &val2);
+  ecode2 = SWIG_AsVal_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_index_set" "', argument " "2"" of type '" "sx_index_type""'");
   } 
@@ -5635,15 +5830,17 @@ Napi::Value _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collec
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_index_type result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_index_get" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_index_get: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);result = (sx_index_type) ((arg1)->index);
+  result = (sx_index_type) ((arg1)->index);
   jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(result));
   
   
@@ -5662,16 +5859,18 @@ void _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_op
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_hnsw_m_set" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_hnsw_m_set: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_hnsw_m_set" "', argument " "2"" of type '" "uint32_t""'");
   } 
@@ -5693,15 +5892,17 @@ Napi::Value _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collec
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint32_t result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_hnsw_m_get" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_hnsw_m_get: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);result = (uint32_t) ((arg1)->hnsw_m);
+  result = (uint32_t) ((arg1)->hnsw_m);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -5720,16 +5921,18 @@ void _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_op
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_hnsw_ef_construction_set" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_hnsw_ef_construction_set: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(value, &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_hnsw_ef_construction_set" "', argument " "2"" of type '" "uint32_t""'");
   } 
@@ -5751,15 +5954,17 @@ Napi::Value _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collec
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint32_t result;
   
-  res1 = SWIG_ConvertPtr(info.This(), &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_hnsw_ef_construction_get" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_hnsw_ef_construction_get: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);result = (uint32_t) ((arg1)->hnsw_ef_construction);
+  result = (uint32_t) ((arg1)->hnsw_ef_construction);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
   
   
@@ -5827,8 +6032,6 @@ Napi::Value _wrap_sx_collection_options_init(const Napi::CallbackInfo &info) {
   Napi::Value jsresult;
   sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   unsigned int val2 ;
   int ecode2 = 0 ;
   sx_status result;
@@ -5837,11 +6040,15 @@ Napi::Value _wrap_sx_collection_options_init(const Napi::CallbackInfo &info) {
     SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_collection_options_init.");
   }
   
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_options_init" "', argument " "1"" of type '" "sx_collection_options *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_init: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection_options * >(argp1);ecode2 = SWIG_AsVal_unsigned_SS_int(info[1], &val2);
+  ecode2 = SWIG_AsVal_unsigned_SS_int(info[1], &val2);
   if (!SWIG_IsOK(ecode2)) {
     SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_init" "', argument " "2"" of type '" "unsigned int""'");
   } 
@@ -5886,11 +6093,7 @@ Napi::Value _wrap_sx_write_create_collection(const Napi::CallbackInfo &info) {
   char *arg2 = 0 ;
   sx_collection_options *arg3 = 0 ;
   sx_error *arg4 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
-  void *argp3 = 0 ;
-  int res3 = 0 ;
   sx_error sx_errbuf4 ;
   sx_status result;
   
@@ -5903,11 +6106,15 @@ Napi::Value _wrap_sx_write_create_collection(const Napi::CallbackInfo &info) {
     sx_errbuf4.message[0] = '\0';
     arg4 = &sx_errbuf4;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_create_collection" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_create_collection: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -5917,11 +6124,15 @@ Napi::Value _wrap_sx_write_create_collection(const Napi::CallbackInfo &info) {
       }
     }
   }
-  res3 = SWIG_ConvertPtr(info[2], &argp3,SWIGTYPE_p_sx_collection_options, 0 |  0 );
-  if (!SWIG_IsOK(res3)) {
-    SWIG_exception_fail(SWIG_ArgError(res3), "in method '" "sx_write_create_collection" "', argument " "3"" of type '" "sx_collection_options const *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[2], &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_write_create_collection: argument 3 must be a sx_collection_options handle or null");
+      arg3 = (sx_collection_options *)sx_p;
+    }
   }
-  arg3 = reinterpret_cast< sx_collection_options * >(argp3);result = (sx_status)sx_write_create_collection(arg1,(char const *)arg2,(sx_collection_options const *)arg3,arg4);
+  result = (sx_status)sx_write_create_collection(arg1,(char const *)arg2,(sx_collection_options const *)arg3,arg4);
   {
     jsresult = env.Undefined();
   }
@@ -5951,8 +6162,6 @@ Napi::Value _wrap_sx_write_drop_collection(const Napi::CallbackInfo &info) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -5966,11 +6175,15 @@ Napi::Value _wrap_sx_write_drop_collection(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_drop_collection" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_drop_collection: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6009,8 +6222,6 @@ Napi::Value _wrap_sx_read_list_collections(const Napi::CallbackInfo &info) {
   sx_read *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_names *sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -6028,11 +6239,15 @@ Napi::Value _wrap_sx_read_list_collections(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_read, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_read_list_collections" "', argument " "1"" of type '" "sx_read *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_read)))
+      sxn::type_error(env, "sx_read_list_collections: argument 1 must be a sx_read handle or null");
+      arg1 = (sx_read *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_read * >(argp1);result = (sx_status)sx_read_list_collections(arg1,arg2,arg3);
+  result = (sx_status)sx_read_list_collections(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -6072,8 +6287,6 @@ Napi::Value _wrap_sx_write_list_collections(const Napi::CallbackInfo &info) {
   sx_write *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_names *sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -6091,11 +6304,15 @@ Napi::Value _wrap_sx_write_list_collections(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_list_collections" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_list_collections: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);result = (sx_status)sx_write_list_collections(arg1,arg2,arg3);
+  result = (sx_status)sx_write_list_collections(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -6140,8 +6357,6 @@ Napi::Value _wrap_sx_write_upsert(const Napi::CallbackInfo &info) {
   size_t arg6 ;
   char **arg7 = 0 ;
   sx_error *arg8 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sxn::Strings sx_ids3 ;
   sxn::Strings sx_meta3 ;
@@ -6159,11 +6374,15 @@ Napi::Value _wrap_sx_write_upsert(const Napi::CallbackInfo &info) {
     sx_errbuf8.message[0] = '\0';
     arg8 = &sx_errbuf8;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_upsert" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_upsert: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6247,8 +6466,6 @@ Napi::Value _wrap_sx_write_upsert_packed(const Napi::CallbackInfo &info) {
   char *arg8 = 0 ;
   size_t *arg9 = 0 ;
   sx_error *arg10 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sxn::Strings sx_ids3 ;
   sxn::Strings sx_meta3 ;
@@ -6265,11 +6482,15 @@ Napi::Value _wrap_sx_write_upsert_packed(const Napi::CallbackInfo &info) {
     sx_errbuf10.message[0] = '\0';
     arg10 = &sx_errbuf10;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_upsert_packed" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_upsert_packed: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6348,8 +6569,6 @@ Napi::Value _wrap_sx_write_delete(const Napi::CallbackInfo &info) {
   char **arg4 = 0 ;
   size_t *arg5 = 0 ;
   sx_error *arg6 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sxn::Strings sx_ids3 ;
   size_t sx_tmp5 ;
@@ -6369,11 +6588,15 @@ Napi::Value _wrap_sx_write_delete(const Napi::CallbackInfo &info) {
     sx_errbuf6.message[0] = '\0';
     arg6 = &sx_errbuf6;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_delete" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_delete: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6427,8 +6650,6 @@ Napi::Value _wrap_sx_write_delete_packed(const Napi::CallbackInfo &info) {
   size_t *arg5 = 0 ;
   size_t *arg6 = 0 ;
   sx_error *arg7 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sxn::Strings sx_ids3 ;
   size_t sx_tmp6 ;
@@ -6448,11 +6669,15 @@ Napi::Value _wrap_sx_write_delete_packed(const Napi::CallbackInfo &info) {
     sx_errbuf7.message[0] = '\0';
     arg7 = &sx_errbuf7;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_delete_packed" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_delete_packed: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6504,8 +6729,6 @@ Napi::Value _wrap_sx_read_collection(const Napi::CallbackInfo &info) {
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
   sx_error *arg4 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sx_collection *sx_tmp3 ;
   sx_error sx_errbuf4 ;
@@ -6524,11 +6747,15 @@ Napi::Value _wrap_sx_read_collection(const Napi::CallbackInfo &info) {
     sx_errbuf4.message[0] = '\0';
     arg4 = &sx_errbuf4;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_read, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_read_collection" "', argument " "1"" of type '" "sx_read *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_read)))
+      sxn::type_error(env, "sx_read_collection: argument 1 must be a sx_read handle or null");
+      arg1 = (sx_read *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_read * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6572,8 +6799,6 @@ Napi::Value _wrap_sx_write_collection(const Napi::CallbackInfo &info) {
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
   sx_error *arg4 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sx_collection *sx_tmp3 ;
   sx_error sx_errbuf4 ;
@@ -6592,11 +6817,15 @@ Napi::Value _wrap_sx_write_collection(const Napi::CallbackInfo &info) {
     sx_errbuf4.message[0] = '\0';
     arg4 = &sx_errbuf4;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_write, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_write_collection" "', argument " "1"" of type '" "sx_write *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_write)))
+      sxn::type_error(env, "sx_write_collection: argument 1 must be a sx_write handle or null");
+      arg1 = (sx_write *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_write * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6639,8 +6868,6 @@ Napi::Value _wrap_sx_collection_describe(const Napi::CallbackInfo &info) {
   sx_collection *arg1 = 0 ;
   sx_collection_info *arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_collection_info sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -6658,11 +6885,15 @@ Napi::Value _wrap_sx_collection_describe(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_collection, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_describe" "', argument " "1"" of type '" "sx_collection *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_describe: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection * >(argp1);result = (sx_status)sx_collection_describe(arg1,arg2,arg3);
+  result = (sx_status)sx_collection_describe(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -6694,8 +6925,6 @@ Napi::Value _wrap_sx_collection_count(const Napi::CallbackInfo &info) {
   sx_collection *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   uint64_t sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -6713,11 +6942,15 @@ Napi::Value _wrap_sx_collection_count(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_collection, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_count" "', argument " "1"" of type '" "sx_collection *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_count: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection * >(argp1);result = (sx_status)sx_collection_count(arg1,arg2,arg3);
+  result = (sx_status)sx_collection_count(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -6764,8 +6997,6 @@ Napi::Value _wrap_sx_collection_stats_get(const Napi::CallbackInfo &info) {
   sx_collection *arg1 = 0 ;
   sx_collection_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   sx_collection_stats sx_tmp2 ;
   sx_error sx_errbuf3 ;
   sx_status result;
@@ -6783,11 +7014,15 @@ Napi::Value _wrap_sx_collection_stats_get(const Napi::CallbackInfo &info) {
     sx_errbuf3.message[0] = '\0';
     arg3 = &sx_errbuf3;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_collection, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_stats_get" "', argument " "1"" of type '" "sx_collection *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_stats_get: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection * >(argp1);result = (sx_status)sx_collection_stats_get(arg1,arg2,arg3);
+  result = (sx_status)sx_collection_stats_get(arg1,arg2,arg3);
   {
     jsresult = env.Undefined();
   }
@@ -6820,8 +7055,6 @@ Napi::Value _wrap_sx_collection_get(const Napi::CallbackInfo &info) {
   char *arg2 = 0 ;
   sx_record **arg3 = 0 ;
   sx_error *arg4 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   std::string sx_str2 ;
   sx_record *sx_tmp3 ;
   sx_error sx_errbuf4 ;
@@ -6840,11 +7073,15 @@ Napi::Value _wrap_sx_collection_get(const Napi::CallbackInfo &info) {
     sx_errbuf4.message[0] = '\0';
     arg4 = &sx_errbuf4;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_collection, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_get" "', argument " "1"" of type '" "sx_collection *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_get: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection * >(argp1);{
+  {
     {
       if (info[1].IsNull() || info[1].IsUndefined()) {
         arg2 = NULL;
@@ -6914,8 +7151,6 @@ Napi::Value _wrap_sx_collection_search(const Napi::CallbackInfo &info) {
   sx_search_options *arg5 = 0 ;
   sx_results **arg6 = 0 ;
   sx_error *arg7 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   size_t val4 ;
   int ecode4 = 0 ;
   sx_search_options sx_opts5 ;
@@ -6936,11 +7171,15 @@ Napi::Value _wrap_sx_collection_search(const Napi::CallbackInfo &info) {
     sx_errbuf7.message[0] = '\0';
     arg7 = &sx_errbuf7;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_collection, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_search" "', argument " "1"" of type '" "sx_collection *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_search: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection * >(argp1);{
+  {
     {
       arg2 = (float *)sxn::floats(env, info[1], "query", &arg3);
     }
@@ -7006,8 +7245,6 @@ Napi::Value _wrap_sx_collection_search_batch(const Napi::CallbackInfo &info) {
   sx_search_options *arg6 = 0 ;
   sx_results **arg7 = 0 ;
   sx_error *arg8 = 0 ;
-  void *argp1 = 0 ;
-  int res1 = 0 ;
   size_t val5 ;
   int ecode5 = 0 ;
   sx_search_options sx_opts6 ;
@@ -7028,11 +7265,15 @@ Napi::Value _wrap_sx_collection_search_batch(const Napi::CallbackInfo &info) {
     sx_errbuf8.message[0] = '\0';
     arg8 = &sx_errbuf8;
   }
-  res1 = SWIG_ConvertPtr(info[0], &argp1,SWIGTYPE_p_sx_collection, 0 |  0 );
-  if (!SWIG_IsOK(res1)) {
-    SWIG_exception_fail(SWIG_ArgError(res1), "in method '" "sx_collection_search_batch" "', argument " "1"" of type '" "sx_collection *""'"); 
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_search_batch: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
   }
-  arg1 = reinterpret_cast< sx_collection * >(argp1);{
+  {
     {
       if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != 2)
       sxn::type_error(env, "queries must be [Float32Array, dim]");
@@ -7113,6 +7354,7 @@ static swig_type_info _swigt__p_p_sx_write = {"_p_p_sx_write", "sx_write **", 0,
 static swig_type_info _swigt__p_short = {"_p_short", "int16_t *|int_least16_t *|short *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_signed_char = {"_p_signed_char", "int8_t *|int_fast8_t *|int_least8_t *|signed char *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_size_t = {"_p_size_t", "size_t *", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_sx_cancel = {"_p_sx_cancel", "p_sx_cancel|sx_cancel *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection = {"_p_sx_collection", "sx_collection *|p_sx_collection", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection_info = {"_p_sx_collection_info", "sx_collection_info *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection_options = {"_p_sx_collection_options", "p_sx_collection_options|sx_collection_options *", 0, 0, (void*)0, 0};
@@ -7152,6 +7394,7 @@ static swig_type_info *swig_type_initial[] = {
   &_swigt__p_short,
   &_swigt__p_signed_char,
   &_swigt__p_size_t,
+  &_swigt__p_sx_cancel,
   &_swigt__p_sx_collection,
   &_swigt__p_sx_collection_info,
   &_swigt__p_sx_collection_options,
@@ -7191,6 +7434,7 @@ static swig_cast_info _swigc__p_p_sx_write[] = {  {&_swigt__p_p_sx_write, 0, 0, 
 static swig_cast_info _swigc__p_short[] = {  {&_swigt__p_short, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_signed_char[] = {  {&_swigt__p_signed_char, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_size_t[] = {  {&_swigt__p_size_t, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_sx_cancel[] = {  {&_swigt__p_sx_cancel, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection[] = {  {&_swigt__p_sx_collection, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection_info[] = {  {&_swigt__p_sx_collection_info, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection_options[] = {  {&_swigt__p_sx_collection_options, 0, 0, 0},{0, 0, 0, 0}};
@@ -7230,6 +7474,7 @@ static swig_cast_info *swig_cast_initial[] = {
   _swigc__p_short,
   _swigc__p_signed_char,
   _swigc__p_size_t,
+  _swigc__p_sx_cancel,
   _swigc__p_sx_collection,
   _swigc__p_sx_collection_info,
   _swigc__p_sx_collection_options,
@@ -7785,26 +8030,36 @@ if (SWIGTYPE_p_sx_results->clientdata == nullptr) {
 Napi::FunctionReference *_exports_sx_results_ctor_ref = new Napi::FunctionReference();
 *_exports_sx_results_ctor_ref = Napi::Persistent(_exports_sx_results_ctor);
 env.GetInstanceData<EnvInstanceData>()->ctor[6] = _exports_sx_results_ctor_ref;
+/* Class: sx_cancel (_exports_sx_cancel) */
+// jsnapi_registerclass
+Napi::Function _exports_sx_cancel_ctor = _exports_sx_cancel_inst::GetClass(env);
+exports.Set("sx_cancel", _exports_sx_cancel_ctor);
+if (SWIGTYPE_p_sx_cancel->clientdata == nullptr) {
+  SWIGTYPE_p_sx_cancel->clientdata = new size_t(7);
+}
+Napi::FunctionReference *_exports_sx_cancel_ctor_ref = new Napi::FunctionReference();
+*_exports_sx_cancel_ctor_ref = Napi::Persistent(_exports_sx_cancel_ctor);
+env.GetInstanceData<EnvInstanceData>()->ctor[7] = _exports_sx_cancel_ctor_ref;
 /* Class: sx_open_options (_exports_sx_open_options) */
 // jsnapi_registerclass
 Napi::Function _exports_sx_open_options_ctor = _exports_sx_open_options_inst::GetClass(env);
 exports.Set("sx_open_options", _exports_sx_open_options_ctor);
 if (SWIGTYPE_p_sx_open_options->clientdata == nullptr) {
-  SWIGTYPE_p_sx_open_options->clientdata = new size_t(7);
+  SWIGTYPE_p_sx_open_options->clientdata = new size_t(8);
 }
 Napi::FunctionReference *_exports_sx_open_options_ctor_ref = new Napi::FunctionReference();
 *_exports_sx_open_options_ctor_ref = Napi::Persistent(_exports_sx_open_options_ctor);
-env.GetInstanceData<EnvInstanceData>()->ctor[7] = _exports_sx_open_options_ctor_ref;
+env.GetInstanceData<EnvInstanceData>()->ctor[8] = _exports_sx_open_options_ctor_ref;
 /* Class: sx_collection_options (_exports_sx_collection_options) */
 // jsnapi_registerclass
 Napi::Function _exports_sx_collection_options_ctor = _exports_sx_collection_options_inst::GetClass(env);
 exports.Set("sx_collection_options", _exports_sx_collection_options_ctor);
 if (SWIGTYPE_p_sx_collection_options->clientdata == nullptr) {
-  SWIGTYPE_p_sx_collection_options->clientdata = new size_t(8);
+  SWIGTYPE_p_sx_collection_options->clientdata = new size_t(9);
 }
 Napi::FunctionReference *_exports_sx_collection_options_ctor_ref = new Napi::FunctionReference();
 *_exports_sx_collection_options_ctor_ref = Napi::Persistent(_exports_sx_collection_options_ctor);
-env.GetInstanceData<EnvInstanceData>()->ctor[8] = _exports_sx_collection_options_ctor_ref;
+env.GetInstanceData<EnvInstanceData>()->ctor[9] = _exports_sx_collection_options_ctor_ref;
 
 
   /* enable inheritance */
@@ -7919,6 +8174,21 @@ do {
   NAPI_CHECK_RESULT(SWIG_NAPI_ObjectWrap_ctor.Get("prototype"), protoBase);
   NAPI_CHECK_MAYBE(setProto.Call({
     _exports_sx_results_ctor, SWIG_NAPI_ObjectWrap_ctor
+  }));
+  NAPI_CHECK_MAYBE(setProto.Call({
+    protoSub, protoBase
+  }));
+} while (0);
+
+
+// Inheritance for _exports_sx_cancel (sx_cancel) <- SWIG_NAPI_ObjectWrap
+// jsnapi_setup_inheritance
+do {
+  Napi::Value protoBase, protoSub;
+  NAPI_CHECK_RESULT(_exports_sx_cancel_ctor.Get("prototype"), protoSub);
+  NAPI_CHECK_RESULT(SWIG_NAPI_ObjectWrap_ctor.Get("prototype"), protoBase);
+  NAPI_CHECK_MAYBE(setProto.Call({
+    _exports_sx_cancel_ctor, SWIG_NAPI_ObjectWrap_ctor
   }));
   NAPI_CHECK_MAYBE(setProto.Call({
     protoSub, protoBase
