@@ -2,7 +2,7 @@
 // Builds build/Release/sextant.node with node-gyp, offline: the Node headers come
 // from this Node's own installation (<prefix>/include/node, passed as --nodedir),
 // or, when it has none, from the npm package node-api-headers laid out as a nodedir
-// under build/. node-gyp is never allowed to download headers.
+// in node_modules/.sextant-nodedir. node-gyp is never allowed to download headers.
 //
 // Usage: node scripts/build.js [--debug]
 'use strict';
@@ -15,7 +15,8 @@ const here = path.resolve(__dirname, '..');
 function nodeDir() {
   if (process.env.SX_NODEDIR) return process.env.SX_NODEDIR;
   const prefix = path.resolve(path.dirname(process.execPath), '..');
-  for (const p of [prefix, '/usr', '/usr/local']) {
+  // SX_NODE_HEADERS=npm skips the installed headers (to test the fallback).
+  for (const p of process.env.SX_NODE_HEADERS === 'npm' ? [] : [prefix, '/usr', '/usr/local']) {
     if (fs.existsSync(path.join(p, 'include', 'node', 'common.gypi')) &&
         fs.existsSync(path.join(p, 'include', 'node', 'node_api.h'))) return p;
   }
@@ -27,7 +28,7 @@ function nodeDir() {
     throw new Error('no Node headers found: install them with your Node (e.g. the nodejs-dev ' +
                     'package), or `npm install node-api-headers`, or set SX_NODEDIR');
   }
-  const dir = path.join(here, 'build', 'nodedir');
+  const dir = path.join(here, 'node_modules', '.sextant-nodedir'); // node-gyp rebuild empties build/
   const dst = path.join(dir, 'include', 'node');
   fs.mkdirSync(dst, { recursive: true });
   for (const f of fs.readdirSync(inc)) fs.copyFileSync(path.join(inc, f), path.join(dst, f));
