@@ -151,8 +151,12 @@ func searchOpts(ctx context.Context, opts []SearchOption) (*sx.SearchOpts, func(
 		return nil, nil, &Error{Code: "CANCELLED", Message: "the context is done", cause: err}
 	}
 	var c searchConfig
-	for _, o := range opts {
-		o(&c)
+	if len(opts) > 0 {
+		p := new(searchConfig)
+		for _, o := range opts {
+			o(p)
+		}
+		c = *p
 	}
 	tok, done := watch(ctx)
 	if tok == 0 && c.ef == 0 && c.threads == 0 {
@@ -169,20 +173,46 @@ func search(ctx context.Context, v sx.Sx_collection, query []float32, k int, opt
 	if err != nil {
 		return nil, err
 	}
-	eb := getErrbuf()
-	var p uintptr
-	st := sx.Sx_collection_search(v, query, int64(k), so, &p, eb)
+	cb := getCallBuf()
+	defer putCallBuf(cb)
+	st := sx.Sx_collection_search(v, query, int64(k), so, &cb.out, &cb.Errbuf)
 	done()
-	if err := statusError(st, eb); err != nil {
-		putErrbuf(eb)
+	if err := statusError(st, &cb.Errbuf); err != nil {
 		return nil, withContext(err, ctx)
 	}
-	putErrbuf(eb)
-	hits := takeResults(p)
-	if len(hits) == 0 {
-		return []Hit{}, nil
+	return takeOne(cb, k), nil
+}
+
+// takeOne copies the hits of a one-query search out, in one crossing when they fit
+// the slices sized from k (ids of up to 32 bytes on average), else as takeResults.
+func takeOne(cb *callBuf, k int) []Hit {
+	guess := min(k, 256)
+	dist := make([]float32, guess)
+	idoff := make([]uint64, guess+1)
+	ids := make([]byte, guess*32)
+	var res sx.Sx_results = sx.SwigcptrSx_results(cb.out)
+	if sx.Sx_go_results_take(res, cb.shape[:], dist, idoff, ids) != 0 {
+		_, hits := takeResults(cb, false)
+		return hits
 	}
-	return hits[0], nil
+	total := int(cb.shape[1])
+	return makeHits(total, dist, idoff, ids)
+}
+
+// makeHits builds total hits from copied distances, id offsets and id bytes.
+func makeHits(total int, dist []float32, idoff []uint64, ids []byte) []Hit {
+	all := unsafe.String(unsafe.SliceData(ids), len(ids)) // ids is never written again
+	hits := make([]Hit, total)
+	for h := range hits {
+		// The range may or may not count the NUL that ends each id (sextant.h says it
+		// does not); ids hold no NUL, so a trailing one is dropped either way.
+		a, b := idoff[h], idoff[h+1]
+		if b > a && all[b-1] == 0 {
+			b--
+		}
+		hits[h] = Hit{ID: all[a:b], Distance: dist[h]}
+	}
+	return hits
 }
 
 func searchBatch(ctx context.Context, v sx.Sx_collection, queries []float32, dim, k int, opts []SearchOption) ([][]Hit, error) {
@@ -203,47 +233,40 @@ func searchBatch(ctx context.Context, v sx.Sx_collection, queries []float32, dim
 	if err != nil {
 		return nil, err
 	}
-	eb := getErrbuf()
-	defer putErrbuf(eb)
-	var p uintptr
-	st := sx.Sx_collection_search_batch(v, queries, int64(nq), int64(dim), int64(k), so, &p, eb)
+	cb := getCallBuf()
+	defer putCallBuf(cb)
+	st := sx.Sx_collection_search_batch(v, queries, int64(nq), int64(dim), int64(k), so, &cb.out, &cb.Errbuf)
 	done()
-	if err := statusError(st, eb); err != nil {
+	if err := statusError(st, &cb.Errbuf); err != nil {
 		return nil, withContext(err, ctx)
 	}
-	return takeResults(p), nil
+	out, _ := takeResults(cb, true)
+	return out, nil
 }
 
-// takeResults copies search results out (in two crossings) and frees them.
-func takeResults(p uintptr) [][]Hit {
-	res := sx.SwigcptrSx_results(p)
+// takeResults copies the search results in cb.out out (in two crossings) and frees
+// them: per query when batch, else the hits of the one query.
+func takeResults(cb *callBuf, batch bool) ([][]Hit, []Hit) {
+	var res sx.Sx_results = sx.SwigcptrSx_results(cb.out) // boxed once for the three calls
 	defer sx.DeleteSx_results(res)
-	var shape [3]uint64
-	sx.Sx_go_results_shape(res, shape[:])
-	nq, total, nbytes := int(shape[0]), int(shape[1]), int(shape[2])
-	off := make([]uint64, nq+1)
+	sx.Sx_go_results_shape(res, cb.shape[:3])
+	nq, total, nbytes := int(cb.shape[0]), int(cb.shape[1]), int(cb.shape[2])
+	offs := make([]uint64, nq+1+total+1)
+	off, idoff := offs[:nq+1], offs[nq+1:]
 	dist := make([]float32, total)
-	idoff := make([]uint64, total+1)
 	ids := make([]byte, nbytes)
 	if sx.Sx_go_results_copy(res, off, dist, idoff, ids) != 0 {
-		return nil
+		return nil, nil
 	}
-	all := unsafe.String(unsafe.SliceData(ids), len(ids)) // ids is never written again
-	hits := make([]Hit, total)
-	for h := range hits {
-		// The range may or may not count the NUL that ends each id (sextant.h says it
-		// does not); ids hold no NUL, so a trailing one is dropped either way.
-		a, b := idoff[h], idoff[h+1]
-		if b > a && all[b-1] == 0 {
-			b--
-		}
-		hits[h] = Hit{ID: all[a:b], Distance: dist[h]}
+	hits := makeHits(total, dist, idoff, ids)
+	if !batch {
+		return nil, hits
 	}
 	out := make([][]Hit, nq)
 	for q := range out {
 		out[q] = hits[off[q]:off[q+1]:off[q+1]]
 	}
-	return out
+	return out, nil
 }
 
 // flatten joins rows of one length into one slice.

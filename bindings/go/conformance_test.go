@@ -1508,7 +1508,9 @@ func loadCases(skips []*skipEntry) []*confCase {
 	var cases []*confCase
 	for _, file := range files {
 		path := filepath.Join(dir, file)
-		broken := func(why string) { cases = append(cases, &confCase{file: file, name: "_file", loadError: path + ": " + why}) }
+		broken := func(why string) {
+			cases = append(cases, &confCase{file: file, name: "_file", loadError: path + ": " + why})
+		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			broken(err.Error())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/sextant/sextant/bindings/go/internal/sx"
 )
@@ -86,11 +87,21 @@ func errInvalid(msg string) error   { return newError("INVALID_ARGUMENT", msg) }
 func errClosed(msg string) error    { return newError("CLOSED", msg) }
 func errDimension(msg string) error { return newError("DIMENSION_MISMATCH", msg) }
 
-// Error buffers (the C sx_error) are pooled: one per call in flight.
-var errbufs = sync.Pool{New: func() any { return new(sx.Errbuf) }}
+// Error buffers (the C sx_error) are pooled: one per call in flight. A search also
+// takes its output pointer and result shape from the same pooled buffer, so that
+// nothing escapes to the heap per call for them.
+type callBuf struct {
+	sx.Errbuf
+	out   uintptr
+	shape [5]uint64 // a result's shape, then (one query) its two hit offsets
+}
 
-func getErrbuf() *sx.Errbuf  { return errbufs.Get().(*sx.Errbuf) }
-func putErrbuf(e *sx.Errbuf) { errbufs.Put(e) }
+var errbufs = sync.Pool{New: func() any { return new(callBuf) }}
+
+func getCallBuf() *callBuf   { return errbufs.Get().(*callBuf) }
+func putCallBuf(c *callBuf)  { errbufs.Put(c) }
+func getErrbuf() *sx.Errbuf  { return &getCallBuf().Errbuf }
+func putErrbuf(e *sx.Errbuf) { errbufs.Put((*callBuf)(unsafe.Pointer(e))) }
 
 // statusError turns a C status and its error buffer (may be nil) into an error.
 func statusError(status sx.Sx_status, eb *sx.Errbuf) error {

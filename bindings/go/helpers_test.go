@@ -16,7 +16,11 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv("SX_GO_CHILD"); role != "" {
 		os.Exit(runChild(role))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	for _, d := range benchDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
 }
 
 // stressDuration is how long the stress tests run: $SX_GO_STRESS_SECONDS (default 2).

@@ -45,7 +45,15 @@ type ReadTx struct {
 type readState struct {
 	h     uintptr
 	views sync.Map // collection name -> uintptr (sx_collection *), opened once per session
+	last  atomic.Pointer[viewEntry]
 	freed atomic.Bool
+}
+
+// viewEntry is the view used last: most programs search one collection, and a
+// string compare is cheaper than a map lookup.
+type viewEntry struct {
+	name string
+	v    sx.Sx_collection
 }
 
 func (s *readState) free() {
@@ -97,8 +105,13 @@ func closedRead() error { e := *errReadEnded; return &e }
 
 // view returns the session's view of a collection, opening it on first use.
 func (tx *ReadTx) view(name string) (sx.Sx_collection, error) {
+	if e := tx.st.last.Load(); e != nil && e.name == name {
+		return e.v, nil
+	}
 	if v, ok := tx.st.views.Load(name); ok {
-		return sx.SwigcptrSx_collection(v.(uintptr)), nil
+		e := &viewEntry{name, sx.SwigcptrSx_collection(v.(uintptr))}
+		tx.st.last.Store(e)
+		return e.v, nil
 	}
 	if err := checkString("collection name", name); err != nil {
 		return nil, err
@@ -113,7 +126,9 @@ func (tx *ReadTx) view(name string) (sx.Sx_collection, error) {
 		sx.DeleteSx_collection(sx.SwigcptrSx_collection(p))
 		p = v.(uintptr)
 	}
-	return sx.SwigcptrSx_collection(p), nil
+	e := &viewEntry{name, sx.SwigcptrSx_collection(p)}
+	tx.st.last.Store(e)
+	return e.v, nil
 }
 
 // withView runs fn on the view of a collection, inside a call.
@@ -170,12 +185,16 @@ func (tx *ReadTx) Get(collection, id string) (r *Record, err error) {
 
 // Search returns the k vectors closest to query, closest first (ties by id). ctx
 // cancels a long search: the error then matches ErrCancelled and ctx.Err().
-func (tx *ReadTx) Search(ctx context.Context, collection string, query []float32, k int, opts ...SearchOption) (hits []Hit, err error) {
-	err = tx.withView(collection, func(v sx.Sx_collection) (e error) {
-		hits, e = search(ctx, v, query, k, opts)
-		return
-	})
-	return
+func (tx *ReadTx) Search(ctx context.Context, collection string, query []float32, k int, opts ...SearchOption) ([]Hit, error) {
+	if !tx.enter() {
+		return nil, closedRead()
+	}
+	defer tx.leave()
+	v, err := tx.view(collection)
+	if err != nil {
+		return nil, err
+	}
+	return search(ctx, v, query, k, opts)
 }
 
 // SearchBatch searches several queries of one dimension in one call, using the

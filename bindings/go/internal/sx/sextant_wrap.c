@@ -285,6 +285,26 @@ int sx_go_results_copy(const sx_results *res, uint64_t *go_u64, size_t go_u64_le
   return 0;
 }
 
+/* One crossing for the usual case: fills go_u64 (at least 3) with the shape as
+ * sx_go_results_shape does, and when the other slices are large enough copies the
+ * results into them as sx_go_results_copy does, frees the results and returns 0.
+ * Otherwise returns 1 and leaves the results untouched (the caller sizes slices from
+ * the shape, copies, and frees them); -1 for NULL. */
+int sx_go_results_take(sx_results *res, uint64_t *go_u64, size_t go_u64_len, float *go_f32,
+                       size_t go_f32_len, uint64_t *go_u64b, size_t go_u64b_len, char *go_bytes,
+                       size_t go_bytes_len) {
+  if (!res || go_u64_len < 3) return -1;
+  sx_go_results_shape(res, go_u64, 3);
+  size_t nq = (size_t)go_u64[0], total = (size_t)go_u64[1];
+  /* The caller's offsets slice holds nq + 1 query offsets after the shape. */
+  if (go_u64_len < 3 + nq + 1) return 1;
+  if (sx_go_results_copy(res, go_u64 + 3, go_u64_len - 3, go_f32, go_f32_len, go_u64b, go_u64b_len,
+                         go_bytes, go_bytes_len) != 0 || total > go_f32_len)
+    return 1;
+  sx_results_free(res);
+  return 0;
+}
+
 /* A record's vector: its dimension, and as much of it as fits copied into go_f32. */
 size_t sx_go_record_vector(const sx_record *rec, float *go_f32, size_t go_f32_len) {
   size_t dim = 0;
@@ -472,6 +492,47 @@ intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
   }
   
   result = (int)sx_go_results_copy((struct sx_results const *)arg1,arg2,arg3,arg4,arg5,arg6,arg7,arg8,arg9);
+  _swig_go_result = result; 
+  
+  
+  
+  
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
+  sx_results *arg1 = 0 ;
+  uint64_t *arg2 = 0 ;
+  size_t arg3 ;
+  float *arg4 = 0 ;
+  size_t arg5 ;
+  uint64_t *arg6 = 0 ;
+  size_t arg7 ;
+  char *arg8 = 0 ;
+  size_t arg9 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_results **)&_swig_go_0; 
+  {
+    arg2 = (uint64_t *)_swig_go_1.array;
+    arg3 = arg2 ? (size_t)_swig_go_1.len : 0;
+  }
+  {
+    arg4 = (float *)_swig_go_2.array;
+    arg5 = arg4 ? (size_t)_swig_go_2.len : 0;
+  }
+  {
+    arg6 = (uint64_t *)_swig_go_3.array;
+    arg7 = arg6 ? (size_t)_swig_go_3.len : 0;
+  }
+  {
+    arg8 = (char *)_swig_go_4.array;
+    arg9 = arg8 ? (size_t)_swig_go_4.len : 0;
+  }
+  
+  result = (int)sx_go_results_take(arg1,arg2,arg3,arg4,arg5,arg6,arg7,arg8,arg9);
   _swig_go_result = result; 
   
   
