@@ -470,6 +470,22 @@ static inline int vec_parts(sx__hnsw *g, uint64_t slot, sx__vparts *p, sx_error 
   return SX_OK;
 }
 
+/* Distances from q to the nb <= 4 slots at ids, side by side with g->raw4 (set), so
+ * that their cache misses overlap: dist_to's figures for L2 and IP, to float rounding
+ * (a slot's figure is the same whichever slots share its call). */
+static int dist4(sx__hnsw *g, const float *q, const uint32_t *ids, uint32_t nb, float *d,
+                 sx_error *err) {
+  sx__vparts vp[4];
+  for (uint32_t j = 0; j < nb; j++) {
+    int rc = vec_parts(g, ids[j], &vp[j], err);
+    if (rc) return rc;
+  }
+  g->raw4(q, vp, nb, g->dim, d);
+  if (g->metric != SX__L2)
+    for (uint32_t j = 0; j < nb; j++) d[j] = 1.0f - d[j];
+  return SX_OK;
+}
+
 /* ---- links -------------------------------------------------------------------- */
 
 static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, sx_error *err) {
@@ -840,12 +856,9 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
         if (i % 4 == 0) {
           uint32_t nb = todo - i < 4 ? todo - i : 4;
           for (uint32_t j = i + 4; j < todo && j < i + 8; j++) prefetch_vector(g, ids[j]);
-          sx__vparts vp[4];
-          for (uint32_t j = 0; j < nb; j++)
-            if ((rc = vec_parts(g, ids[i + j], &vp[j], err))) return rc;
-          g->raw4(q, vp, nb, g->dim, ds);
+          if ((rc = dist4(g, q, ids + i, nb, ds, err))) return rc;
         }
-        d = g->metric == SX__L2 ? ds[i % 4] : 1.0f - ds[i % 4];
+        d = ds[i % 4];
       } else {
         if (i + PF_NEXT < todo) prefetch_vector(g, ids[i + PF_NEXT]);
         if ((rc = dist_to(g, q, qn, n, &d, err))) return rc;
