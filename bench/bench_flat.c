@@ -199,7 +199,7 @@ int main(int argc, char **argv) {
       (rc = sx_write_commit(w, &e)))
     die("create", rc, &e);
   sx_write_free(w);
-  sx_db_stats s0, s1;
+  sx_db_stats s0 = SX_DB_STATS_INIT, s1 = SX_DB_STATS_INIT;
   sx_db_checkpoint(db, -1, &e);
   sx_db_stats_get(db, &s0, &e);
   const size_t batch = 10000;

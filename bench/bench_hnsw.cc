@@ -778,7 +778,7 @@ static DelRes run_deletes(sx_db *db, HIdx *hn, uint64_t writer_ids) {
     size_t gone = 0;
     sx_check(sx_write_delete(w, coll_name, cnt, dp.data() + at, &gone, &e), "delete", e);
     sx_collection *c;
-    sx_collection_stats st;
+    sx_collection_stats st = SX_COLLECTION_STATS_INIT;
     sx_check(sx_write_collection(w, coll_name, &c, &e), "write_collection", e);
     sx_check(sx_collection_stats_get(c, &st, &e), "collection_stats", e);
     sx_collection_free(c);
@@ -850,7 +850,7 @@ static DelRes run_deletes(sx_db *db, HIdx *hn, uint64_t writer_ids) {
   d.readd_secs = now_s() - t0;
   sx_check(sx_read_begin(db, &rd, &e), "read_begin", e);
   sx_check(sx_read_collection(rd, coll_name, &col, &e), "read_collection", e);
-  sx_collection_stats st;
+  sx_collection_stats st = SX_COLLECTION_STATS_INIT;
   sx_check(sx_collection_stats_get(col, &st, &e), "collection_stats", e);
   d.slots_readded = st.slots;
   sx_search_options so = SX_SEARCH_OPTIONS_INIT;
@@ -1169,7 +1169,7 @@ int main(int argc, char **argv) {
              (unsigned long long)wr.vectors, wr.secs);
     }
   }
-  sx_db_stats st;
+  sx_db_stats st = SX_DB_STATS_INIT;
   sx_check(sx_db_stats_get(db, &st, &e), "stats", e);
 
   /* ---- 6. deletes ---------------------------------------------------------------- */

@@ -664,7 +664,7 @@ class Interpreter {
     sx_error e = SX_ERROR_INIT;
     CollectionView v;
     int rc = OpenView(*s, name, &v, &e);
-    sx_collection_info info;
+    sx_collection_info info = SX_COLLECTION_INFO_INIT;
     if (!rc) rc = sx_collection_describe(v.c, &info, &e);
     if (rc) return FromError(rc, e);
     const char *metric = sx_metric_name(info.metric);
@@ -756,7 +756,7 @@ class Interpreter {
       // The C call takes one dimension for the batch: learn the collection's (which
       // also reports a missing collection or an ended session as the library does).
       CollectionView cv;
-      sx_collection_info info;
+      sx_collection_info info = SX_COLLECTION_INFO_INIT;
       int rc = sx_write_collection(w->w, coll.c_str(), &cv.c, &e);
       if (!rc) rc = sx_collection_describe(cv.c, &info, &e);
       if (rc) return FromError(rc, e);

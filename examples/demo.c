@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
   sx_read_free(r);
 
   CHECK("check", sx_db_check(db, &err));
-  sx_db_stats st;
+  sx_db_stats st = SX_DB_STATS_INIT;
   CHECK("stats", sx_db_stats_get(db, &st, &err));
   printf("integrity check: ok; %llu pages, %llu WAL frames\n", (unsigned long long)st.page_count,
          (unsigned long long)st.wal_frames);

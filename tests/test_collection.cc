@@ -117,7 +117,7 @@ TEST(Collection, CreateListDescribeDrop) {
   EXPECT_EQ(got, want);
   sx_collection *c;
   ASSERT_EQ(sx_read_collection(r, "Mid-1.x_", &c, &err), SX_OK);
-  sx_collection_info info;
+  sx_collection_info info = SX_COLLECTION_INFO_INIT;
   ASSERT_EQ(sx_collection_describe(c, &info, &err), SX_OK);
   EXPECT_STREQ(info.name, "Mid-1.x_");
   EXPECT_EQ(info.dim, 2u);
@@ -493,7 +493,7 @@ TEST(Collection, GrowsIdMapAndReusesSlots) {
     ASSERT_EQ(w.Upsert("g", Ids("k", 5000), Gen(3, 5000, dim), dim), SX_OK);  // several rehashes
     ASSERT_EQ(w.Commit(), SX_OK);
   }
-  sx_db_stats before;
+  sx_db_stats before = SX_DB_STATS_INIT;
   sx_error err = SX_ERROR_INIT;
   ASSERT_EQ(sx_db_stats_get(d.db, &before, &err), SX_OK);
   for (int round = 0; round < 3; round++) {
@@ -504,7 +504,7 @@ TEST(Collection, GrowsIdMapAndReusesSlots) {
     ASSERT_EQ(w.Upsert("g", Ids("k", 2500), Gen(round, 2500, dim), dim), SX_OK);
     ASSERT_EQ(w.Commit(), SX_OK);
   }
-  sx_db_stats after;
+  sx_db_stats after = SX_DB_STATS_INIT;
   ASSERT_EQ(sx_db_stats_get(d.db, &after, &err), SX_OK);
   // Slots are reused: the vectors array does not grow (only the heap of ids does).
   EXPECT_LT(after.page_count, before.page_count + before.page_count / 2);
@@ -533,7 +533,7 @@ TEST(Collection, StorageOverheadIsSmall) {
       ASSERT_EQ(w.Create("o", dim), SX_OK);
       ASSERT_EQ(w.Commit(), SX_OK);
     }
-    sx_db_stats s0;
+    sx_db_stats s0 = SX_DB_STATS_INIT;
     sx_error err = SX_ERROR_INIT;
     ASSERT_EQ(sx_db_stats_get(d.db, &s0, &err), SX_OK);
     auto data = Gen(dim, n, dim);
@@ -543,7 +543,7 @@ TEST(Collection, StorageOverheadIsSmall) {
       ASSERT_EQ(w.Upsert("o", ids, data, dim), SX_OK);
       ASSERT_EQ(w.Commit(), SX_OK);
     }
-    sx_db_stats s1;
+    sx_db_stats s1 = SX_DB_STATS_INIT;
     ASSERT_EQ(sx_db_stats_get(d.db, &s1, &err), SX_OK);
     double raw = (double)n * dim * 4;
     // Pages beyond the vectors: slot records (32 B), ids, id map (8 B/entry at <= 50%
@@ -570,7 +570,7 @@ TEST(Collection, SlotStatsOfFlatAndHnswCollections) {
   ASSERT_EQ(w.Create("h", dim, SX_METRIC_L2, SX_INDEX_HNSW), SX_OK);
   auto stats = [&](const char *name) {
     sx_collection *c = nullptr;
-    sx_collection_stats st{};
+    sx_collection_stats st = SX_COLLECTION_STATS_INIT;
     EXPECT_EQ(sx_write_collection(w.w, name, &c, &w.err), SX_OK);
     EXPECT_EQ(sx_collection_stats_get(c, &st, &w.err), SX_OK) << w.err.message;
     EXPECT_EQ(sx_collection_stats_get(c, nullptr, &w.err), SX_INVALID_ARGUMENT);
@@ -603,7 +603,7 @@ TEST(Collection, SlotStatsOfFlatAndHnswCollections) {
   ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
   sx_collection *c;
   ASSERT_EQ(sx_read_collection(r, "h", &c, &err), SX_OK);
-  sx_collection_stats st{};
+  sx_collection_stats st = SX_COLLECTION_STATS_INIT;
   ASSERT_EQ(sx_collection_stats_get(c, &st, &err), SX_OK);
   EXPECT_EQ(st.free, 2u) << "committed as seen in the session";
   sx_read_end(r);

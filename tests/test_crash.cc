@@ -396,7 +396,7 @@ TEST(Crash, SurvivorCleansUpDeadWriter) {
     gen++;
     if (rd.restarted) {
       ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
-      sx_db_stats st;
+      sx_db_stats st = SX_DB_STATS_INIT;
       ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
       ASSERT_EQ(st.wal_backfilled, st.wal_frames) << "no reader: the checkpoint must be complete";
     }
@@ -469,7 +469,7 @@ TEST(Crash, SurvivorCleansUpDeadWriter) {
       sx_read_free(pin);
       pin = nullptr;
       ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
-      sx_db_stats st;
+      sx_db_stats st = SX_DB_STATS_INIT;
       ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
       ASSERT_EQ(st.readers, 0u) << "the dead worker left a reader slot pinned";
       ASSERT_EQ(st.wal_backfilled, st.wal_frames);
@@ -522,7 +522,7 @@ void BuildWalImage(WalImage *img) {
     ASSERT_EQ(wl_commit(db, g, kDmgPages, touch, 11, 1000, &err), SX_OK) << err.message;
     // Where the commit ends: the WAL file itself is grown ahead in zero-filled
     // chunks, so its size does not tell.
-    sx_db_stats st;
+    sx_db_stats st = SX_DB_STATS_INIT;
     ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
     uint64_t end = kWalHdr + st.wal_frames * kFrame;
     ASSERT_GT(end, img->ends.back());
@@ -675,7 +675,7 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   ASSERT_GT(before.size(), kWalHdr + 50 * kFrame);
   // Checkpoint everything (no readers), then one small commit: it moves to P-wal2.
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
-  sx_db_stats st;
+  sx_db_stats st = SX_DB_STATS_INIT;
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
   ASSERT_EQ(st.wal_backfilled, st.wal_frames);
   ASSERT_EQ(wl_commit(db, kDmgCommits + 1, kDmgPages, 1, 6, 1000, &err), SX_OK) << err.message;

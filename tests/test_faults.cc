@@ -165,7 +165,7 @@ Outcome RunWorkload(const std::string &path, sx__faultvfs *fv, sx_sync sync, boo
   // Whether everything committed is checkpointed into the database file, which a
   // checkpoint only records after syncing it (so it is durable at any sync level).
   auto all_checkpointed = [&](uint64_t *ckpts) {
-    sx_db_stats st;
+    sx_db_stats st = SX_DB_STATS_INIT;
     sx_error e = SX_ERROR_INIT;
     if (sx_db_stats_get(db, &st, &e) != SX_OK) return false;
     bool moved = st.checkpoints > *ckpts;
@@ -196,14 +196,14 @@ Outcome RunWorkload(const std::string &path, sx__faultvfs *fv, sx_sync sync, boo
     fail(rc, err, "commit " + std::to_string(g));
     return false;
   };
-  auto other = [&](const char *step, int (*fn)(sx_db *, sx_error *)) -> bool {
+  auto other = [&](const char *step, sx_status (*fn)(sx_db *, sx_error *)) -> bool {
     for (int a = 0; a < attempts; a++) {
       err = SX_ERROR_INIT;
       rc = fn(db, &err);
       if (rc == SX_OK) {
         if (strcmp(step, "checkpoint") == 0) {
           all_checkpointed(&ckpts);
-          sx_db_stats st;
+          sx_db_stats st = SX_DB_STATS_INIT;
           if (sx_db_stats_get(db, &st, nullptr) == SX_OK && st.wal_backfilled == st.wal_frames)
             o.durable = o.acked;
         }
@@ -478,7 +478,7 @@ TEST(FaultsPowerLoss, FullWalRestartSurvivesReorderedSectors) {
   ASSERT_EQ(wl_commit(db, 1, kPages, kPages, kSeed, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(wl_commit(db, 2, kPages, kTouch, kSeed, 1000, &err), SX_OK) << err.message;
-  sx_db_stats st;
+  sx_db_stats st = SX_DB_STATS_INIT;
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
   uint64_t n2 = st.wal_frames;  // commit 2 started the WAL generation: its frames
   ASSERT_LT(n2, uint64_t{kPages} + 2);

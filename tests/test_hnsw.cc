@@ -141,7 +141,7 @@ uint64_t Count(sx_collection *c) {
 }
 
 sx_collection_stats Stats(sx_collection *c) {
-  sx_collection_stats st{};
+  sx_collection_stats st = SX_COLLECTION_STATS_INIT;
   sx_error err = SX_ERROR_INIT;
   EXPECT_EQ(sx_collection_stats_get(c, &st, &err), SX_OK) << err.message;
   EXPECT_EQ(st.slots, st.count + st.dead + st.free);
@@ -312,7 +312,7 @@ TEST_P(HnswRecall, MatchesBruteForceAndGrowsWithEf) {
   Data d = Build(db, "r", n, dim, metric, 1000 + (uint64_t)metric, 16, 200);
   double build_s = Seconds(t0);
   R r(db.db, "r");
-  sx_collection_info info;
+  sx_collection_info info = SX_COLLECTION_INFO_INIT;
   sx_error err = SX_ERROR_INIT;
   ASSERT_EQ(sx_collection_describe(r.c, &info, &err), SX_OK);
   EXPECT_EQ(info.index, SX_INDEX_HNSW) << "HNSW is the default index";

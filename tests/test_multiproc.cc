@@ -53,8 +53,7 @@ sx_db *Open(const std::string &path, sx_open_options *o = nullptr) {
 }
 
 sx_db_stats Stats(sx_db *db) {
-  sx_db_stats st;
-  memset(&st, 0, sizeof st);
+  sx_db_stats st = SX_DB_STATS_INIT;
   sx_error err = SX_ERROR_INIT;
   EXPECT_EQ(sx_db_stats_get(db, &st, &err), SX_OK) << err.message;
   return st;

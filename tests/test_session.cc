@@ -73,7 +73,7 @@ TEST(Session, SnapshotIsStableAcrossCommitsAndCheckpoints) {
   char why[256];
   EXPECT_EQ(wl_verify(old, &g, why, sizeof why), 0) << why;
   EXPECT_EQ(g, 1u);
-  sx_db_stats st;
+  sx_db_stats st = SX_DB_STATS_INIT;
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
   EXPECT_EQ(st.readers, 1u);
   EXPECT_GT(st.wal_frames, st.wal_backfilled) << "checkpoint must stop at the pinned snapshot";
@@ -300,7 +300,7 @@ TEST(Session, VersionOneOpenOptionsStillOpen) {
   sx_db *db = nullptr;
   sx_error err = SX_ERROR_INIT;
   ASSERT_EQ(sx_db_open(&db, t.db.c_str(), &o.v1, &err), SX_OK) << err.message;
-  sx_db_stats st;
+  sx_db_stats st = SX_DB_STATS_INIT;
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK) << err.message;
   EXPECT_EQ(st.page_size, 8192u);
   sx_db_free(db);

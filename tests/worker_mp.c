@@ -137,7 +137,7 @@ static int role_writer(int argc, char **argv) {
       break;
     }
     commits++;
-    sx_db_stats st;
+    sx_db_stats st = SX_DB_STATS_INIT;
     if (sx_db_stats_get(db, &st, &err) == SX_OK) {
       if (st.wal_frames < prev_wal) restarts++;
       prev_wal = st.wal_frames;
@@ -160,8 +160,7 @@ static int role_writer(int argc, char **argv) {
       violation(&t, "writer made %llu commits after generation %llu but reads %llu",
                 (unsigned long long)commits, (unsigned long long)first, (unsigned long long)seen);
   }
-  sx_db_stats st;
-  memset(&st, 0, sizeof st);
+  sx_db_stats st = SX_DB_STATS_INIT;
   sx_db_stats_get(db, &st, NULL);
   printf("commits=%llu violations=%llu first_gen=%llu last_gen=%llu checkpoints=%llu restarts=%llu "
          "max_wal_frames=%llu\n",

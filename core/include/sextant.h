@@ -12,7 +12,11 @@
  *   never waits for the writer and never blocks it.
  * - ::sx_write, a write session: the single writer of a database across every
  *   process on the host. Use it from one thread at a time (any thread; it is not
- *   tied to the thread that began it).
+ *   tied to the thread that began it). A call that overlaps another call on the same
+ *   write session (from another thread, or from a cancel hook) fails at once with
+ *   ::SX_MISUSE and changes nothing; the call already running is unaffected.
+ * - ::sx_cancel, a cancel token: set from any thread (or a signal handler) to stop
+ *   the calls it was passed to; see @ref cancel.
  *
  * Every handle is reference counted. "Close" (sx_db_close(), sx_read_end(),
  * sx_write_commit(), sx_write_abort()) ends what the handle stands for and is
@@ -30,6 +34,36 @@
  * (sx_status_name()). A call that fails changes nothing. Details come back through
  * an optional caller-owned ::sx_error, never through thread-local state, so a
  * session may hop threads between calls.
+ *
+ * @section threads Threads the library starts
+ *
+ * A batch search and the linking of an upserted batch into an HNSW index spread
+ * their work over several threads, each call over its own: the calling thread plus
+ * at most `threads - 1` short-lived helpers, where `threads` is
+ * sx_open_options::threads of the handle (0: the number of online processors, at
+ * most 8), overridden per search by sx_search_options::threads. 1 means the calling
+ * thread only: bindings whose calls already run on a pool (Node's libuv pool, many
+ * goroutines) pass 1 to avoid oversubscribing the machine. Nothing else starts
+ * threads; the library keeps no thread between calls.
+ *
+ * @section cancel Cancellation
+ *
+ * A ::sx_cancel token, passed in sx_search_options::cancel_token or
+ * sx_write_options::cancel_token, stops what the call is waiting for or computing
+ * once the token is set (sx_cancel_set(), from any thread): a search between
+ * candidate steps (at most a few milliseconds late), a wait for the writer lock
+ * (sx_write_begin_opts(), sx_db_checkpoint_opts(); polled every 10 ms or less). The
+ * call then fails with ::SX_CANCELLED and changes nothing. A commit, once started, is
+ * not cancellable: it is atomic. The older cancel hook (sx_search_options::cancel) is
+ * kept; it is called from the search's worker threads, several at once.
+ *
+ * @section counters 64-bit numbers
+ *
+ * Counts and sizes are uint64_t. In practice they stay far below 2^53 (a count of
+ * vectors, pages or commits would need 9 * 10^15 of them to reach it), so bindings
+ * to languages whose numbers are doubles (JavaScript) return them as exact numbers
+ * when at most 2^53 - 1, and as big integers otherwise. The user version
+ * (sx_write_set_user_version()) is application-defined and may use all 64 bits.
  *
  * @section fork fork()
  *
@@ -120,6 +154,27 @@ typedef struct sx_error {
 #define SX_ERROR_INIT {0, {0}}
 /**@}*/
 
+/** @name Cancel tokens (see @ref cancel) */
+/**@{*/
+
+/** A cancel token: one flag, set from any thread. Owned by the caller; it must
+ * outlive every call it was passed to. */
+typedef struct sx_cancel sx_cancel;
+
+/** Makes a token, not set. @return ::SX_OK, ::SX_INVALID_ARGUMENT (`out` NULL), ::SX_NOMEM. */
+sx_status sx_cancel_new(sx_cancel **out, sx_error *err);
+/** Sets the token: calls using it stop and fail with ::SX_CANCELLED, and later calls
+ * given it fail at once, until sx_cancel_reset(). Any thread; async-signal-safe;
+ * idempotent; NULL is a no-op. */
+void sx_cancel_set(sx_cancel *c);
+/** Clears the token, so it can serve the next call. NULL is a no-op. */
+void sx_cancel_reset(sx_cancel *c);
+/** 1 if the token is set, else 0 (also for NULL). */
+int sx_cancel_is_set(const sx_cancel *c);
+/** Frees the token. NULL is a no-op. */
+void sx_cancel_free(sx_cancel *c);
+/**@}*/
+
 /** @name Opening a database */
 /**@{*/
 
@@ -159,7 +214,9 @@ typedef struct sx_open_options {
   /** Cap on the WAL's length in frames. A commit that would grow the WAL past it,
    * when a checkpoint cannot shrink it because a read session pins an old snapshot,
    * fails with ::SX_BUSY and a message naming the pinning reader; 0 means 1048576
-   * frames (4 GiB with 4 KiB pages). */
+   * frames (4 GiB with 4 KiB pages); at most 67108864 (2^26). A policy of this
+   * handle's own commits only: recovery and readers always see every frame any
+   * handle wrote. */
   uint32_t wal_max_frames;
   /** (Version 2.) Most threads one call on this handle may use: a batch search
    * (sx_collection_search_batch()) and the linking of upserted vectors into an HNSW
@@ -175,7 +232,7 @@ typedef struct sx_open_options {
  * Initializes `opts` to the defaults for `version`.
  * @return ::SX_OK, or ::SX_INVALID_ARGUMENT for NULL or an unknown version.
  */
-int sx_open_options_init(sx_open_options *opts, unsigned version);
+sx_status sx_open_options_init(sx_open_options *opts, unsigned version);
 
 /** A database handle. Thread-safe. See @ref objects. */
 typedef struct sx_db sx_db;
@@ -191,7 +248,7 @@ typedef struct sx_db sx_db;
  *   Sextant file); ::SX_VERSION (another format version); ::SX_INVALID_ARGUMENT;
  *   ::SX_IO, ::SX_FULL, ::SX_NOMEM.
  */
-int sx_db_open(sx_db **out, const char *path, const sx_open_options *opts, sx_error *err);
+sx_status sx_db_open(sx_db **out, const char *path, const sx_open_options *opts, sx_error *err);
 
 /**
  * Closes the database: aborts its write session, ends its read sessions, releases
@@ -199,7 +256,7 @@ int sx_db_open(sx_db **out, const char *path, const sx_open_options *opts, sx_er
  * closing again does nothing. Later calls on the handle fail with ::SX_CLOSED.
  * @return ::SX_OK, or ::SX_MISUSE for NULL.
  */
-int sx_db_close(sx_db *db);
+sx_status sx_db_close(sx_db *db);
 
 /** Closes the database if still open and gives back the caller's reference. NULL is a no-op. */
 void sx_db_free(sx_db *db);
@@ -214,10 +271,35 @@ const char *sx_db_path(const sx_db *db);
  * @return ::SX_OK (even when a pinned snapshot kept it from finishing: see
  *   sx_db_stats()), ::SX_BUSY, ::SX_READ_ONLY, ::SX_CLOSED, ::SX_IO.
  */
-int sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err);
+sx_status sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err);
+
+/** Version of ::sx_write_options this header describes. */
+#define SX_WRITE_OPTIONS_VERSION 1
+
+/** How a call waits for the writer lock: sx_write_begin_opts(), sx_db_checkpoint_opts(). */
+typedef struct sx_write_options {
+  unsigned version;  /**< SX_WRITE_OPTIONS_VERSION */
+  /** Longest wait for the writer lock in milliseconds: 0 does not wait, negative waits
+   * for ever (until cancelled). */
+  int timeout_ms;
+  /** Optional: once set, the wait ends with ::SX_CANCELLED. */
+  sx_cancel *cancel_token;
+} sx_write_options;
+
+/** Initializer for ::sx_write_options: no wait, no token. */
+#define SX_WRITE_OPTIONS_INIT {SX_WRITE_OPTIONS_VERSION, 0, NULL}
+
+/** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
+sx_status sx_write_options_init(sx_write_options *opts, unsigned version);
+
+/** sx_db_checkpoint() with the wait for the writer lock bounded by `opts` (NULL: no
+ * wait). @return as sx_db_checkpoint(), and ::SX_CANCELLED. */
+sx_status sx_db_checkpoint_opts(sx_db *db, const sx_write_options *opts, sx_error *err);
 
 /** Figures about a database, across all processes using it. */
 typedef struct sx_db_stats {
+  /** Set by the caller to SX_DB_STATS_VERSION (the fields it knows); see SX_DB_STATS_INIT. */
+  unsigned version;
   uint32_t page_size;        /**< bytes per page */
   uint64_t page_count;       /**< pages in the latest committed snapshot */
   uint64_t wal_frames;       /**< frames in the WAL since its last restart */
@@ -230,15 +312,22 @@ typedef struct sx_db_stats {
   int32_t oldest_reader_pid; /**< process id of that reader (0 if none); informational */
 } sx_db_stats;
 
-/** Fills `out` with current figures. @return ::SX_OK, ::SX_CLOSED, ::SX_MISUSE. */
-int sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err);
+/** Version of ::sx_db_stats this header describes. */
+#define SX_DB_STATS_VERSION 1
+/** Initializer for an ::sx_db_stats to fill. */
+#define SX_DB_STATS_INIT {SX_DB_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+/** Fills `out` (whose `version` the caller set) with current figures.
+ * @return ::SX_OK, ::SX_INVALID_ARGUMENT (`out` NULL or an unknown version),
+ *   ::SX_CLOSED, ::SX_MISUSE. */
+sx_status sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err);
 
 /**
  * Checks the integrity of the latest committed snapshot: file header, every WAL
  * frame's checksum chain, page bounds, free list. Does not block the writer.
  * @return ::SX_OK when clean, ::SX_CORRUPT with the first problem in `err`.
  */
-int sx_db_check(sx_db *db, sx_error *err);
+sx_status sx_db_check(sx_db *db, sx_error *err);
 /**@}*/
 
 /** @name Read sessions */
@@ -252,10 +341,10 @@ typedef struct sx_read sx_read;
  * writer. Fails with ::SX_BUSY only if every reader slot in the shared index is in
  * use (see sx_db_stats::reader_slots).
  */
-int sx_read_begin(sx_db *db, sx_read **out, sx_error *err);
+sx_status sx_read_begin(sx_db *db, sx_read **out, sx_error *err);
 
 /** Ends the session, unpinning its snapshot. Idempotent. @return ::SX_OK or ::SX_MISUSE for NULL. */
-int sx_read_end(sx_read *r);
+sx_status sx_read_end(sx_read *r);
 
 /** Ends the session if needed and gives back the caller's reference. NULL is a no-op. */
 void sx_read_free(sx_read *r);
@@ -264,7 +353,7 @@ void sx_read_free(sx_read *r);
  * The application-defined 64-bit number stored in the snapshot (0 in a new
  * database); see sx_write_set_user_version().
  */
-int sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err);
+sx_status sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err);
 
 /**@}*/
 
@@ -277,11 +366,23 @@ typedef struct sx_write sx_write;
 /**
  * Begins the write session, waiting for the writer lock up to `timeout_ms`
  * milliseconds (0: do not wait; negative: wait for ever).
+ *
+ * A thread that began the open write session of this handle (or is inside a
+ * checkpoint of it) and asks to wait for ever, without a cancel token, would wait
+ * for itself: it gets ::SX_BUSY at once. A bounded wait by that thread waits (another
+ * thread may end the session it handed over). Other threads wait as for any other
+ * writer. (A binding whose calls hop between OS threads, Go's goroutines,
+ * serializes its writers itself.)
  * @return ::SX_OK; ::SX_BUSY when another session, in this or any process, holds the
- *   lock past the timeout; ::SX_READ_ONLY; ::SX_CLOSED; ::SX_IO (an earlier sync
- *   failure poisoned this handle).
+ *   lock past the timeout, or the calling thread holds it; ::SX_READ_ONLY;
+ *   ::SX_CLOSED; ::SX_IO (an earlier sync failure poisoned this handle).
  */
-int sx_write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err);
+sx_status sx_write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err);
+
+/** sx_write_begin() with the wait bounded by `opts` (timeout and cancel token; NULL:
+ * no wait). @return as sx_write_begin(), and ::SX_CANCELLED. */
+sx_status sx_write_begin_opts(sx_db *db, const sx_write_options *opts, sx_write **out,
+                              sx_error *err);
 
 /**
  * Commits: all of the session's changes become visible to new read sessions at once,
@@ -290,19 +391,19 @@ int sx_write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err);
  * @return ::SX_OK; ::SX_CLOSED (already ended); ::SX_BUSY (WAL cap); ::SX_IO;
  *   ::SX_FULL; ::SX_NOMEM.
  */
-int sx_write_commit(sx_write *w, sx_error *err);
+sx_status sx_write_commit(sx_write *w, sx_error *err);
 
 /** Discards the session's changes and ends it. @return ::SX_OK, ::SX_CLOSED if already ended. */
-int sx_write_abort(sx_write *w);
+sx_status sx_write_abort(sx_write *w);
 
 /** Aborts the session if still open and gives back the caller's reference. NULL is a no-op. */
 void sx_write_free(sx_write *w);
 
 /** Sets the application-defined number of sx_read_user_version(), as of this session. */
-int sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err);
+sx_status sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err);
 
 /** Reads the application-defined number as this session sees it (its own change included). */
-int sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err);
+sx_status sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err);
 /**@}*/
 
 
@@ -346,7 +447,7 @@ typedef enum sx_index_type {
 /** The name of a metric ("l2", "ip", "cosine"), or NULL for an unknown value. */
 const char *sx_metric_name(int metric);
 /** Parses a metric name; returns ::SX_OK or ::SX_INVALID_ARGUMENT naming `name`. */
-int sx_metric_parse(const char *name, sx_metric *out, sx_error *err);
+sx_status sx_metric_parse(const char *name, sx_metric *out, sx_error *err);
 
 /** Version of ::sx_collection_options this header describes. */
 #define SX_COLLECTION_OPTIONS_VERSION 1
@@ -365,10 +466,12 @@ typedef struct sx_collection_options {
 #define SX_COLLECTION_OPTIONS_INIT {SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0}
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
-int sx_collection_options_init(sx_collection_options *opts, unsigned version);
+sx_status sx_collection_options_init(sx_collection_options *opts, unsigned version);
 
 /** What describes a collection; see sx_collection_describe(). */
 typedef struct sx_collection_info {
+  /** Set by the caller to SX_COLLECTION_INFO_VERSION; see SX_COLLECTION_INFO_INIT. */
+  unsigned version;
   char name[SX_NAME_MAX + 1];   /**< NUL-terminated */
   uint32_t dim;                 /**< dimension */
   sx_metric metric;             /**< metric */
@@ -378,16 +481,21 @@ typedef struct sx_collection_info {
   uint64_t count;               /**< live vectors */
 } sx_collection_info;
 
+/** Version of ::sx_collection_info this header describes. */
+#define SX_COLLECTION_INFO_VERSION 1
+/** Initializer for an ::sx_collection_info to fill. */
+#define SX_COLLECTION_INFO_INIT {SX_COLLECTION_INFO_VERSION, {0}, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0, 0}
+
 /**
  * Creates a collection in the write session.
  * @return ::SX_OK; ::SX_EXISTS; ::SX_INVALID_ARGUMENT (bad name, dimension, metric,
  *   index type or HNSW parameter, named in `err`); ::SX_CLOSED.
  */
-int sx_write_create_collection(sx_write *w, const char *name, const sx_collection_options *opts,
+sx_status sx_write_create_collection(sx_write *w, const char *name, const sx_collection_options *opts,
                                sx_error *err);
 
 /** Drops a collection and frees its pages. @return ::SX_OK, ::SX_NOT_FOUND, ::SX_INVALID_ARGUMENT. */
-int sx_write_drop_collection(sx_write *w, const char *name, sx_error *err);
+sx_status sx_write_drop_collection(sx_write *w, const char *name, sx_error *err);
 
 /** A list of names, owned by the caller; free with sx_names_free(). */
 typedef struct sx_names sx_names;
@@ -399,9 +507,9 @@ const char *sx_names_get(const sx_names *names, size_t i);
 void sx_names_free(sx_names *names);
 
 /** Names of the collections in the read session's snapshot, sorted bytewise. */
-int sx_read_list_collections(sx_read *r, sx_names **out, sx_error *err);
+sx_status sx_read_list_collections(sx_read *r, sx_names **out, sx_error *err);
 /** Names of the collections as the write session sees them, sorted bytewise. */
-int sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err);
+sx_status sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err);
 
 /**
  * Upserts n vectors into a collection: an existing id gets the new vector and
@@ -418,8 +526,23 @@ int sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err);
  * @return ::SX_OK; ::SX_NOT_FOUND (no such collection); ::SX_DIMENSION_MISMATCH;
  *   ::SX_INVALID_ARGUMENT (naming the item index and the problem); ::SX_CLOSED.
  */
-int sx_write_upsert(sx_write *w, const char *collection, size_t n, const char *const *ids,
+sx_status sx_write_upsert(sx_write *w, const char *collection, size_t n, const char *const *ids,
                     const float *vectors, size_t dim, const char *const *metadata, sx_error *err);
+
+/**
+ * sx_write_upsert() with the ids and metadata packed: one buffer each plus n + 1
+ * offsets, so a binding passes a batch without one allocation per item.
+ * Item i's id is the bytes `ids[id_offsets[i]]` to `ids[id_offsets[i + 1]]`
+ * (exclusive; no NUL needed; none may be inside). Offsets must not decrease.
+ * @param metadata NULL (no metadata), or a buffer of JSON texts delimited by
+ *   `metadata_offsets` likewise; an empty item means "no metadata".
+ * @return as sx_write_upsert(); ::SX_INVALID_ARGUMENT also for offsets that decrease
+ *   or an id containing a NUL byte (naming the item index).
+ */
+sx_status sx_write_upsert_packed(sx_write *w, const char *collection, size_t n, const char *ids,
+                                 const size_t *id_offsets, const float *vectors, size_t dim,
+                                 const char *metadata, const size_t *metadata_offsets,
+                                 sx_error *err);
 
 /**
  * Deletes ids from a collection. Ids that do not exist are not an error. In an HNSW
@@ -430,28 +553,36 @@ int sx_write_upsert(sx_write *w, const char *collection, size_t n, const char *c
  * their slots for later inserts (see sx_collection_stats).
  * @param deleted optional: receives how many of the ids existed (and are now gone).
  */
-int sx_write_delete(sx_write *w, const char *collection, size_t n, const char *const *ids,
+sx_status sx_write_delete(sx_write *w, const char *collection, size_t n, const char *const *ids,
                     size_t *deleted, sx_error *err);
+
+/** sx_write_delete() with the ids packed as in sx_write_upsert_packed(). */
+sx_status sx_write_delete_packed(sx_write *w, const char *collection, size_t n, const char *ids,
+                                 const size_t *id_offsets, size_t *deleted, sx_error *err);
 
 /** A view of one collection in one session. Thread-safe when its session is a read
  * session; valid until freed or until its session ends (then calls give ::SX_CLOSED). */
 typedef struct sx_collection sx_collection;
 
 /** Opens a view of a collection in a read session. @return ::SX_OK or ::SX_NOT_FOUND. */
-int sx_read_collection(sx_read *r, const char *name, sx_collection **out, sx_error *err);
+sx_status sx_read_collection(sx_read *r, const char *name, sx_collection **out, sx_error *err);
 /** Opens a view of a collection in a write session (sees the session's own changes). */
-int sx_write_collection(sx_write *w, const char *name, sx_collection **out, sx_error *err);
+sx_status sx_write_collection(sx_write *w, const char *name, sx_collection **out, sx_error *err);
 /** Frees a view. NULL is a no-op. */
 void sx_collection_free(sx_collection *c);
 
-/** Describes the collection, count included. */
-int sx_collection_describe(sx_collection *c, sx_collection_info *out, sx_error *err);
+/** Describes the collection, count included, into `out` (whose `version` the caller
+ * set). @return ::SX_OK, ::SX_INVALID_ARGUMENT (`out` NULL or an unknown version),
+ * ::SX_CLOSED. */
+sx_status sx_collection_describe(sx_collection *c, sx_collection_info *out, sx_error *err);
 /** Number of live vectors. */
-int sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err);
+sx_status sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err);
 
 /** How a collection's slots are used; see sx_collection_stats_get(). Every slot is
  * live, dead or free: slots == count + dead + free. */
 typedef struct sx_collection_stats {
+  /** Set by the caller to SX_COLLECTION_STATS_VERSION; see SX_COLLECTION_STATS_INIT. */
+  unsigned version;
   uint64_t count; /**< live vectors */
   uint64_t slots; /**< slots taken so far (the vector storage grows with it) */
   uint64_t dead;  /**< HNSW only: vectors deleted or replaced but still in the graph,
@@ -461,14 +592,20 @@ typedef struct sx_collection_stats {
   uint64_t free;  /**< slots free for reuse by later inserts */
 } sx_collection_stats;
 
-/** Fills `out` with the collection's slot figures, as its session sees them.
- * @return ::SX_OK, ::SX_INVALID_ARGUMENT (`out` NULL), ::SX_CLOSED. */
-int sx_collection_stats_get(sx_collection *c, sx_collection_stats *out, sx_error *err);
+/** Version of ::sx_collection_stats this header describes. */
+#define SX_COLLECTION_STATS_VERSION 1
+/** Initializer for an ::sx_collection_stats to fill. */
+#define SX_COLLECTION_STATS_INIT {SX_COLLECTION_STATS_VERSION, 0, 0, 0, 0}
+
+/** Fills `out` (whose `version` the caller set) with the collection's slot figures,
+ * as its session sees them.
+ * @return ::SX_OK, ::SX_INVALID_ARGUMENT (`out` NULL or an unknown version), ::SX_CLOSED. */
+sx_status sx_collection_stats_get(sx_collection *c, sx_collection_stats *out, sx_error *err);
 
 /** One stored vector; free with sx_record_free(). */
 typedef struct sx_record sx_record;
 /** Gets the vector with this id. @return ::SX_OK or ::SX_NOT_FOUND naming the id. */
-int sx_collection_get(sx_collection *c, const char *id, sx_record **out, sx_error *err);
+sx_status sx_collection_get(sx_collection *c, const char *id, sx_record **out, sx_error *err);
 /** The record's id (NUL-terminated; valid until sx_record_free()). */
 const char *sx_record_id(const sx_record *rec);
 /** The record's vector (valid until sx_record_free()); its length in `dim`. */
@@ -479,18 +616,28 @@ const char *sx_record_metadata(const sx_record *rec);
 void sx_record_free(sx_record *rec);
 
 /** Version of ::sx_search_options this header describes. */
-#define SX_SEARCH_OPTIONS_VERSION 1
+#define SX_SEARCH_OPTIONS_VERSION 2
 /** Per-search options. Zero fields mean the default. */
 typedef struct sx_search_options {
-  unsigned version;  /**< SX_SEARCH_OPTIONS_VERSION */
+  unsigned version;  /**< SX_SEARCH_OPTIONS_VERSION (1 still accepted) */
   uint32_t ef;       /**< HNSW: candidate list size (at least k); 0 means max(k, 64) */
   /** Optional cancel hook, polled during long searches; nonzero stops the search,
-   * which then fails with ::SX_CANCELLED. */
+   * which then fails with ::SX_CANCELLED. Called from the search's worker threads,
+   * several at once; a hook that blocks or calls back into the same write session
+   * stalls or fails the search (::SX_MISUSE). Prefer cancel_token. */
   int (*cancel)(void *ctx);
   void *cancel_ctx;  /**< passed to cancel */
+  /** (Version 2.) Optional cancel token, polled like the hook; see @ref cancel. */
+  sx_cancel *cancel_token;
+  /** (Version 2.) Most threads this call may use (a batch search): 0 means the
+   * handle's sx_open_options::threads; 1 the calling thread only; at most 64. */
+  uint32_t threads;
 } sx_search_options;
 /** Initializer for ::sx_search_options. */
-#define SX_SEARCH_OPTIONS_INIT {SX_SEARCH_OPTIONS_VERSION, 0, NULL, NULL}
+#define SX_SEARCH_OPTIONS_INIT {SX_SEARCH_OPTIONS_VERSION, 0, NULL, NULL, NULL, 0}
+
+/** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
+sx_status sx_search_options_init(sx_search_options *opts, unsigned version);
 
 /** Results of a search: for each query, up to k hits. Free with sx_results_free(). */
 typedef struct sx_results sx_results;
@@ -500,13 +647,13 @@ typedef struct sx_results sx_results;
  * @return ::SX_OK; ::SX_DIMENSION_MISMATCH; ::SX_INVALID_ARGUMENT (k = 0, NaN/Inf,
  *   zero query under cosine); ::SX_CLOSED.
  */
-int sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
+sx_status sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
                          const sx_search_options *opts, sx_results **out, sx_error *err);
 /**
  * Searches nq queries (nq * dim floats, row after row) in one call, using every
  * core the library was allowed; results per query as if searched one by one.
  */
-int sx_collection_search_batch(sx_collection *c, const float *queries, size_t nq, size_t dim,
+sx_status sx_collection_search_batch(sx_collection *c, const float *queries, size_t nq, size_t dim,
                                size_t k, const sx_search_options *opts, sx_results **out,
                                sx_error *err);
 /** Number of queries in the results. */
@@ -517,6 +664,21 @@ size_t sx_results_count(const sx_results *res, size_t q);
 const char *sx_results_id(const sx_results *res, size_t q, size_t i);
 /** Distance of hit i of query q; NaN out of range. */
 float sx_results_distance(const sx_results *res, size_t q, size_t i);
+/** Hits over all queries (the sum of sx_results_count()). */
+size_t sx_results_total(const sx_results *res);
+/** The nq + 1 hit offsets: query q's hits are hits `off[q]` to `off[q + 1]`
+ * (exclusive) of sx_results_distances() and sx_results_id_data(). Valid until
+ * sx_results_free(); NULL for NULL. */
+const size_t *sx_results_offsets(const sx_results *res);
+/** Every hit's distance, sx_results_total() floats in query order. Valid until
+ * sx_results_free(); NULL for NULL. */
+const float *sx_results_distances(const sx_results *res);
+/** Every hit's id, NUL-terminated, one after another in hit order; `*id_offsets`
+ * receives total + 1 offsets into it: hit h's id starts at `data + off[h]` and is
+ * `off[h + 1] - off[h] - 1` bytes long (its NUL is the last byte of its range), so a
+ * binding can copy all ids in one piece. Valid until sx_results_free(); NULL (and
+ * `*id_offsets` NULL) for NULL. */
+const char *sx_results_id_data(const sx_results *res, const size_t **id_offsets);
 /** Frees results. NULL is a no-op. */
 void sx_results_free(sx_results *res);
 /**@}*/

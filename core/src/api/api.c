@@ -4,6 +4,7 @@
  * here is exported; nothing else is.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,7 +25,25 @@ SX_EXPORT const char *sx_status_name(int status) {
   return status >= 0 && status < SX_STATUS_COUNT ? status_names[status] : "UNKNOWN";
 }
 
-SX_EXPORT int sx_open_options_init(sx_open_options *opts, unsigned version) {
+/* ---- cancel tokens ------------------------------------------------------------- */
+
+SX_EXPORT sx_status sx_cancel_new(sx_cancel **out, sx_error *err) {
+  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+  *out = calloc(1, sizeof **out);
+  return *out ? SX_OK : sx__err_set(err, SX_NOMEM, "out of memory");
+}
+SX_EXPORT void sx_cancel_set(sx_cancel *c) {
+  if (c) __atomic_store_n(&c->set, 1, __ATOMIC_RELAXED);
+}
+SX_EXPORT void sx_cancel_reset(sx_cancel *c) {
+  if (c) __atomic_store_n(&c->set, 0, __ATOMIC_RELAXED);
+}
+SX_EXPORT int sx_cancel_is_set(const sx_cancel *c) { return sx__cancelled(c); }
+SX_EXPORT void sx_cancel_free(sx_cancel *c) { free(c); }
+
+/* ---- database handles -------------------------------------------------------------- */
+
+SX_EXPORT sx_status sx_open_options_init(sx_open_options *opts, unsigned version) {
   if (!opts || version < 1 || version > SX_OPEN_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
   sx_open_options d = SX_OPEN_OPTIONS_INIT;
   *opts = d;
@@ -32,33 +51,70 @@ SX_EXPORT int sx_open_options_init(sx_open_options *opts, unsigned version) {
   return SX_OK;
 }
 
-SX_EXPORT int sx_db_open(sx_db **out, const char *path, const sx_open_options *opts,
+SX_EXPORT sx_status sx_db_open(sx_db **out, const char *path, const sx_open_options *opts,
                          sx_error *err) {
   return sx__db_open_vfs(out, path, opts, NULL, err);
 }
 
-SX_EXPORT int sx_db_close(sx_db *db) { return sx__db_close(db); }
+SX_EXPORT sx_status sx_db_close(sx_db *db) { return sx__db_close(db); }
 SX_EXPORT void sx_db_free(sx_db *db) { sx__db_free(db); }
 SX_EXPORT const char *sx_db_path(const sx_db *db) { return sx__db_path(db); }
 
-SX_EXPORT int sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err) {
-  return sx__db_checkpoint(db, timeout_ms, err);
+SX_EXPORT sx_status sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err) {
+  return sx__db_checkpoint(db, timeout_ms, NULL, err);
 }
 
-SX_EXPORT int sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err) {
+SX_EXPORT sx_status sx_write_options_init(sx_write_options *opts, unsigned version) {
+  if (!opts || version < 1 || version > SX_WRITE_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
+  sx_write_options d = SX_WRITE_OPTIONS_INIT;
+  *opts = d;
+  opts->version = version;
+  return SX_OK;
+}
+
+/* The caller's write options (NULL: the defaults), checked. */
+static int write_options(const sx_write_options *opts, sx_write_options *o, sx_error *err) {
+  sx_write_options d = SX_WRITE_OPTIONS_INIT;
+  *o = d;
+  if (!opts) return SX_OK;
+  if (opts->version < 1 || opts->version > SX_WRITE_OPTIONS_VERSION)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown write options version %u", opts->version);
+  *o = *opts;
+  return SX_OK;
+}
+
+SX_EXPORT sx_status sx_db_checkpoint_opts(sx_db *db, const sx_write_options *opts, sx_error *err) {
+  sx_write_options o;
+  int rc = write_options(opts, &o, err);
+  return rc ? rc : sx__db_checkpoint(db, o.timeout_ms, o.cancel_token, err);
+}
+
+/* Output structs carry the version the caller knows; version 1 is the whole struct
+ * of this header, so far. */
+#define CHECK_OUT_VERSION(out, current, what)                                                  \
+  do {                                                                                          \
+    if (!(out)) return sx__err_set(err, SX_INVALID_ARGUMENT, "%s output is NULL", what);        \
+    if ((out)->version < 1 || (out)->version > (current))                                       \
+      return sx__err_set(err, SX_INVALID_ARGUMENT,                                              \
+                         "%s version %u is unknown (set it to %u, or use the INIT macro)", what, \
+                         (out)->version, (unsigned)(current));                                  \
+  } while (0)
+
+SX_EXPORT sx_status sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err) {
+  CHECK_OUT_VERSION(out, SX_DB_STATS_VERSION, "sx_db_stats");
   return sx__db_stats(db, out, err);
 }
 
-SX_EXPORT int sx_db_check(sx_db *db, sx_error *err) { return sx__db_check(db, err); }
+SX_EXPORT sx_status sx_db_check(sx_db *db, sx_error *err) { return sx__db_check(db, err); }
 
-SX_EXPORT int sx_read_begin(sx_db *db, sx_read **out, sx_error *err) {
+SX_EXPORT sx_status sx_read_begin(sx_db *db, sx_read **out, sx_error *err) {
   return sx__read_begin(db, out, err);
 }
 
-SX_EXPORT int sx_read_end(sx_read *r) { return sx__read_end(r); }
+SX_EXPORT sx_status sx_read_end(sx_read *r) { return sx__read_end(r); }
 SX_EXPORT void sx_read_free(sx_read *r) { sx__read_free(r); }
 
-SX_EXPORT int sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err) {
+SX_EXPORT sx_status sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   int rc = sx__read_enter(r, err);
   if (rc) return rc;
@@ -69,15 +125,23 @@ SX_EXPORT int sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err) {
   return rc;
 }
 
-SX_EXPORT int sx_write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err) {
-  return sx__write_begin(db, timeout_ms, out, err);
+SX_EXPORT sx_status sx_write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err) {
+  return sx__write_begin(db, timeout_ms, NULL, out, err);
 }
 
-SX_EXPORT int sx_write_commit(sx_write *w, sx_error *err) { return sx__write_commit(w, err); }
-SX_EXPORT int sx_write_abort(sx_write *w) { return sx__write_abort(w); }
+SX_EXPORT sx_status sx_write_begin_opts(sx_db *db, const sx_write_options *opts, sx_write **out,
+                                        sx_error *err) {
+  if (out) *out = NULL;
+  sx_write_options o;
+  int rc = write_options(opts, &o, err);
+  return rc ? rc : sx__write_begin(db, o.timeout_ms, o.cancel_token, out, err);
+}
+
+SX_EXPORT sx_status sx_write_commit(sx_write *w, sx_error *err) { return sx__write_commit(w, err); }
+SX_EXPORT sx_status sx_write_abort(sx_write *w) { return sx__write_abort(w); }
 SX_EXPORT void sx_write_free(sx_write *w) { sx__write_free(w); }
 
-SX_EXPORT int sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err) {
+SX_EXPORT sx_status sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err) {
   int rc = sx__write_enter(w, err);
   if (rc) return rc;
   uint8_t *p0;
@@ -88,7 +152,7 @@ SX_EXPORT int sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *e
   return rc;
 }
 
-SX_EXPORT int sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err) {
+SX_EXPORT sx_status sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   int rc = sx__write_enter(w, err);
   if (rc) return rc;
@@ -114,7 +178,7 @@ SX_EXPORT const char *sx_metric_name(int metric) {
   return metric >= 0 && metric <= 2 ? metric_names[metric] : NULL;
 }
 
-SX_EXPORT int sx_metric_parse(const char *name, sx_metric *out, sx_error *err) {
+SX_EXPORT sx_status sx_metric_parse(const char *name, sx_metric *out, sx_error *err) {
   for (int i = 0; name && out && i <= 2; i++) {
     if (strcmp(name, metric_names[i]) == 0) {
       *out = (sx_metric)i;
@@ -125,7 +189,7 @@ SX_EXPORT int sx_metric_parse(const char *name, sx_metric *out, sx_error *err) {
                      name ? name : "(null)");
 }
 
-SX_EXPORT int sx_collection_options_init(sx_collection_options *opts, unsigned version) {
+SX_EXPORT sx_status sx_collection_options_init(sx_collection_options *opts, unsigned version) {
   if (!opts || version < 1 || version > SX_COLLECTION_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
   sx_collection_options d = SX_COLLECTION_OPTIONS_INIT;
   *opts = d;
@@ -145,7 +209,7 @@ static int write_view(sx_write *w, sx__pv *v, sx_error *err) {
   return SX_OK;
 }
 
-SX_EXPORT int sx_write_create_collection(sx_write *w, const char *name,
+SX_EXPORT sx_status sx_write_create_collection(sx_write *w, const char *name,
                                          const sx_collection_options *opts, sx_error *err) {
   sx__pv v;
   int rc = write_view(w, &v, err);
@@ -155,7 +219,7 @@ SX_EXPORT int sx_write_create_collection(sx_write *w, const char *name,
   return rc;
 }
 
-SX_EXPORT int sx_write_drop_collection(sx_write *w, const char *name, sx_error *err) {
+SX_EXPORT sx_status sx_write_drop_collection(sx_write *w, const char *name, sx_error *err) {
   sx__pv v;
   int rc = write_view(w, &v, err);
   if (rc) return rc;
@@ -170,7 +234,7 @@ SX_EXPORT const char *sx_names_get(const sx_names *names, size_t i) {
 }
 SX_EXPORT void sx_names_free(sx_names *names) { sx__names_free(names); }
 
-SX_EXPORT int sx_read_list_collections(sx_read *r, sx_names **out, sx_error *err) {
+SX_EXPORT sx_status sx_read_list_collections(sx_read *r, sx_names **out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   int rc = sx__read_enter(r, err);
@@ -182,7 +246,7 @@ SX_EXPORT int sx_read_list_collections(sx_read *r, sx_names **out, sx_error *err
   return rc;
 }
 
-SX_EXPORT int sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err) {
+SX_EXPORT sx_status sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   sx__pv v;
@@ -193,7 +257,7 @@ SX_EXPORT int sx_write_list_collections(sx_write *w, sx_names **out, sx_error *e
   return rc;
 }
 
-SX_EXPORT int sx_write_upsert(sx_write *w, const char *collection, size_t n,
+SX_EXPORT sx_status sx_write_upsert(sx_write *w, const char *collection, size_t n,
                               const char *const *ids, const float *vectors, size_t dim,
                               const char *const *metadata, sx_error *err) {
   sx__pv v;
@@ -206,7 +270,78 @@ SX_EXPORT int sx_write_upsert(sx_write *w, const char *collection, size_t n,
   return rc;
 }
 
-SX_EXPORT int sx_write_delete(sx_write *w, const char *collection, size_t n,
+/* Unpacks n ids (and optional texts) given as one buffer plus n + 1 offsets into
+ * NUL-terminated strings: one copy of the bytes and one pointer array for all. */
+typedef struct unpacked {
+  char *buf;
+  const char **ptrs;
+} unpacked;
+
+static int unpack(const char *what, size_t n, const char *data, const size_t *off, int allow_empty,
+                  unpacked *u, sx_error *err) {
+  u->buf = NULL;
+  u->ptrs = NULL;
+  if (!data || !off) return sx__err_set(err, SX_INVALID_ARGUMENT, "%s buffer or offsets are NULL", what);
+  for (size_t i = 0; i < n; i++)
+    if (off[i + 1] < off[i])
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "%s offsets decrease at item %zu (%zu after %zu)",
+                         what, i, off[i + 1], off[i]);
+  size_t bytes = off[n] - off[0];
+  u->buf = malloc(bytes + n + 1);
+  u->ptrs = calloc(n ? n : 1, sizeof *u->ptrs);
+  if (!u->buf || !u->ptrs) {
+    free(u->buf);
+    free(u->ptrs);
+    return sx__err_set(err, SX_NOMEM, "out of memory unpacking %zu %ss", n, what);
+  }
+  char *at = u->buf;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = off[i + 1] - off[i];
+    if (memchr(data + off[i], 0, len)) {
+      free(u->buf);
+      free(u->ptrs);
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "%s of item %zu contains a NUL byte", what, i);
+    }
+    memcpy(at, data + off[i], len);
+    at[len] = 0;
+    u->ptrs[i] = len == 0 && allow_empty ? NULL : at;
+    at += len + 1;
+  }
+  return SX_OK;
+}
+
+static void unpacked_free(unpacked *u) {
+  free(u->buf);
+  free(u->ptrs);
+}
+
+SX_EXPORT sx_status sx_write_upsert_packed(sx_write *w, const char *collection, size_t n,
+                                           const char *ids, const size_t *id_offsets,
+                                           const float *vectors, size_t dim, const char *metadata,
+                                           const size_t *metadata_offsets, sx_error *err) {
+  unpacked ui, um = {NULL, NULL};
+  int rc = unpack("id", n, ids, id_offsets, 0, &ui, err);
+  if (rc) return rc;
+  if (metadata || metadata_offsets) rc = unpack("metadata", n, metadata, metadata_offsets, 1, &um, err);
+  if (!rc) rc = sx_write_upsert(w, collection, n, ui.ptrs, vectors, dim, um.ptrs, err);
+  unpacked_free(&ui);
+  unpacked_free(&um);
+  return rc;
+}
+
+SX_EXPORT sx_status sx_write_delete_packed(sx_write *w, const char *collection, size_t n,
+                                           const char *ids, const size_t *id_offsets,
+                                           size_t *deleted, sx_error *err) {
+  if (deleted) *deleted = 0;
+  unpacked ui;
+  int rc = unpack("id", n, ids, id_offsets, 0, &ui, err);
+  if (rc) return rc;
+  rc = sx_write_delete(w, collection, n, ui.ptrs, deleted, err);
+  unpacked_free(&ui);
+  return rc;
+}
+
+SX_EXPORT sx_status sx_write_delete(sx_write *w, const char *collection, size_t n,
                               const char *const *ids, size_t *deleted, sx_error *err) {
   sx__pv v;
   int rc = write_view(w, &v, err);
@@ -218,7 +353,7 @@ SX_EXPORT int sx_write_delete(sx_write *w, const char *collection, size_t n,
   return rc;
 }
 
-SX_EXPORT int sx_read_collection(sx_read *r, const char *name, sx_collection **out,
+SX_EXPORT sx_status sx_read_collection(sx_read *r, const char *name, sx_collection **out,
                                  sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
@@ -241,7 +376,7 @@ SX_EXPORT int sx_read_collection(sx_read *r, const char *name, sx_collection **o
   return rc;
 }
 
-SX_EXPORT int sx_write_collection(sx_write *w, const char *name, sx_collection **out,
+SX_EXPORT sx_status sx_write_collection(sx_write *w, const char *name, sx_collection **out,
                                   sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
@@ -290,25 +425,35 @@ static void coll_leave(sx_collection *c) {
   else sx__write_leave(c->w);
 }
 
-SX_EXPORT int sx_collection_describe(sx_collection *c, sx_collection_info *out, sx_error *err) {
-  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+SX_EXPORT sx_status sx_collection_describe(sx_collection *c, sx_collection_info *out, sx_error *err) {
+  CHECK_OUT_VERSION(out, SX_COLLECTION_INFO_VERSION, "sx_collection_info");
   int rc = coll_enter(c, err);
   if (rc) return rc;
-  rc = sx__coll_describe(&c->c, out, err);
+  sx_collection_info info;
+  rc = sx__coll_describe(&c->c, &info, err);
   coll_leave(c);
+  if (!rc) {
+    info.version = out->version;
+    *out = info;
+  }
   return rc;
 }
 
-SX_EXPORT int sx_collection_stats_get(sx_collection *c, sx_collection_stats *out, sx_error *err) {
-  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+SX_EXPORT sx_status sx_collection_stats_get(sx_collection *c, sx_collection_stats *out, sx_error *err) {
+  CHECK_OUT_VERSION(out, SX_COLLECTION_STATS_VERSION, "sx_collection_stats");
   int rc = coll_enter(c, err);
   if (rc) return rc;
-  rc = sx__coll_stats(&c->c, out, err);
+  sx_collection_stats st;
+  rc = sx__coll_stats(&c->c, &st, err);
   coll_leave(c);
+  if (!rc) {
+    st.version = out->version;
+    *out = st;
+  }
   return rc;
 }
 
-SX_EXPORT int sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err) {
+SX_EXPORT sx_status sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   int rc = coll_enter(c, err);
   if (rc) return rc;
@@ -317,7 +462,7 @@ SX_EXPORT int sx_collection_count(sx_collection *c, uint64_t *out, sx_error *err
   return rc;
 }
 
-SX_EXPORT int sx_collection_get(sx_collection *c, const char *id, sx_record **out,
+SX_EXPORT sx_status sx_collection_get(sx_collection *c, const char *id, sx_record **out,
                                 sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
@@ -337,27 +482,58 @@ SX_EXPORT const char *sx_record_metadata(const sx_record *rec) { return rec ? re
 SX_EXPORT void sx_record_free(sx_record *rec) { sx__record_free(rec); }
 
 
-SX_EXPORT int sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
+SX_EXPORT sx_status sx_search_options_init(sx_search_options *opts, unsigned version) {
+  if (!opts || version < 1 || version > SX_SEARCH_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
+  sx_search_options d = SX_SEARCH_OPTIONS_INIT;
+  *opts = d;
+  opts->version = version;
+  return SX_OK;
+}
+
+/* The caller's search options (NULL: the defaults) as a current-version struct. */
+static int search_options(const sx_search_options *opts, sx_search_options *o, sx_error *err) {
+  sx_search_options d = SX_SEARCH_OPTIONS_INIT;
+  *o = d;
+  if (!opts) return SX_OK;
+  if (opts->version < 1 || opts->version > SX_SEARCH_OPTIONS_VERSION)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown search options version %u", opts->version);
+  /* A version 1 struct ends before cancel_token. */
+  memcpy(o, opts, opts->version == 1 ? offsetof(sx_search_options, cancel_token) : sizeof *o);
+  o->version = SX_SEARCH_OPTIONS_VERSION;
+  if (o->threads > 64)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "threads %u is more than 64", o->threads);
+  if (sx__cancelled(o->cancel_token))
+    return sx__err_set(err, SX_CANCELLED, "search was cancelled before it began");
+  return SX_OK;
+}
+
+SX_EXPORT sx_status sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
                                    const sx_search_options *opts, sx_results **out,
                                    sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
-  int rc = coll_enter(c, err);
+  sx_search_options o;
+  int rc = search_options(opts, &o, err);
   if (rc) return rc;
-  rc = sx__coll_search(&c->c, query, 1, dim, k, opts, 1, out, err);
+  rc = coll_enter(c, err);
+  if (rc) return rc;
+  rc = sx__coll_search(&c->c, query, 1, dim, k, &o, 1, out, err);
   coll_leave(c);
   return rc;
 }
 
-SX_EXPORT int sx_collection_search_batch(sx_collection *c, const float *queries, size_t nq,
+SX_EXPORT sx_status sx_collection_search_batch(sx_collection *c, const float *queries, size_t nq,
                                          size_t dim, size_t k, const sx_search_options *opts,
                                          sx_results **out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
-  int rc = coll_enter(c, err);
+  sx_search_options o;
+  int rc = search_options(opts, &o, err);
   if (rc) return rc;
-  rc = sx__coll_search(&c->c, queries, nq, dim, k, opts,
-                       c->r ? sx__read_threads(c->r) : sx__write_threads(c->w), out, err);
+  rc = coll_enter(c, err);
+  if (rc) return rc;
+  int threads = o.threads ? (int)o.threads : c->r ? sx__read_threads(c->r) : sx__write_threads(c->w);
+  rc = sx__coll_search(&c->c, queries, nq, dim, k, &o, threads, out, err);
   coll_leave(c);
   return rc;
 }
@@ -371,5 +547,13 @@ SX_EXPORT const char *sx_results_id(const sx_results *res, size_t q, size_t i) {
 }
 SX_EXPORT float sx_results_distance(const sx_results *res, size_t q, size_t i) {
   return i < sx_results_count(res, q) ? res->dist[res->off[q] + i] : NAN;
+}
+SX_EXPORT size_t sx_results_total(const sx_results *res) { return res ? res->off[res->nq] : 0; }
+SX_EXPORT const size_t *sx_results_offsets(const sx_results *res) { return res ? res->off : NULL; }
+SX_EXPORT const float *sx_results_distances(const sx_results *res) { return res ? res->dist : NULL; }
+SX_EXPORT const char *sx_results_id_data(const sx_results *res, const size_t **id_offsets) {
+  if (id_offsets) *id_offsets = res ? res->id_off : NULL;
+  if (!res) return NULL;
+  return res->blob ? res->blob : "";
 }
 SX_EXPORT void sx_results_free(sx_results *res) { sx__results_free(res); }

@@ -154,6 +154,7 @@ struct sx_results {
   float *dist;
   char **ids;    /* into blob */
   char *blob;    /* every id, NUL-terminated, one allocation */
+  size_t *id_off;/* total + 1 offsets into blob: id h at id_off[h], its NUL at id_off[h + 1] - 1 */
 };
 void sx__names_free(sx_names *n);
 void sx__record_free(sx_record *r);

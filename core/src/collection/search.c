@@ -166,6 +166,14 @@ static void ctx_put(const sx__coll *c, sx__hnsw *g) {
   sx__hnsw_close(g);
 }
 
+/* The hook (called from this worker thread) or the token. Options reach here
+ * normalized to the current version (api.c). */
+static int job_cancelled(const job *j) {
+  if (!j->o) return 0;
+  if (sx__cancelled(j->o->cancel_token)) return 1;
+  return j->o->cancel && j->o->cancel(j->o->cancel_ctx);
+}
+
 static void run_hnsw(job *j) {
   const sx__coll *c = j->c;
   scan s = {c, j->hdr, &j->err, SX_OK};
@@ -173,7 +181,7 @@ static void run_hnsw(job *j) {
   sx__hit *hits = malloc((j->ef > j->k ? j->ef : j->k) * sizeof *hits);
   j->rc = hits ? ctx_get(c, &g, &j->err) : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
   for (size_t q = j->qlo; q < j->qhi && !j->rc; q++) {
-    if (j->o && j->o->cancel && j->o->cancel(j->o->cancel_ctx)) {
+    if (job_cancelled(j)) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
       break;
     }
@@ -214,7 +222,7 @@ static void *run_job(void *arg) {
   const uint8_t *vpage = NULL;
   uint64_t s0 = j->lo;
   while (s0 < j->hi && !j->rc) {
-    if (j->o && j->o->cancel && j->o->cancel(j->o->cancel_ctx)) {
+    if (job_cancelled(j)) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
       break;
     }
@@ -281,6 +289,7 @@ out:
 void sx__results_free(sx_results *r) {
   if (!r) return;
   free(r->blob);
+  free(r->id_off);
   free(r->ids);
   free(r->off);
   free(r->dist);
@@ -453,7 +462,8 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   }
   res->dist = malloc((total ? total : 1) * sizeof *res->dist);
   res->ids = calloc(total ? total : 1, sizeof *res->ids);
-  if (!res->off || !res->dist || !res->ids) {
+  res->id_off = calloc(total + 1, sizeof *res->id_off);
+  if (!res->off || !res->dist || !res->ids || !res->id_off) {
     rc = sx__err_set(err, SX_NOMEM, "out of memory for search results");
     goto done;
   }
@@ -470,8 +480,13 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     res->off[q + 1] = at;
   }
   if (!rc) rc = sx__slot_ids(c, h, sl, at, &res->blob, offs, err);
-  if (!rc)
-    for (size_t i = 0; i < at; i++) res->ids[i] = res->blob + offs[i];
+  if (!rc) {
+    for (size_t i = 0; i < at; i++) {
+      res->ids[i] = res->blob + offs[i];
+      res->id_off[i] = offs[i];
+    }
+    res->id_off[at] = at ? offs[at - 1] + strlen(res->ids[at - 1]) + 1 : 0;
+  }
   free(sl);
   free(offs);
   if (!rc) rc = s.rc;

@@ -213,6 +213,7 @@ void sx__mutex_init(sx__mutex *m, int rank, const char *name) {
   assert(rank > SX_RANK_NONE && rank < SX_RANK_COUNT);
   m->rank = rank;
   m->name = name;
+  m->gen = sx__fork_generation();
 #ifdef SX_LOCK_CHECK
   /* Error-checking: relocking or unlocking a mutex the thread does not own
    * fails instead of deadlocking or corrupting it. */
@@ -230,6 +231,7 @@ void sx__mutex_init(sx__mutex *m, int rank, const char *name) {
 }
 
 void sx__mutex_destroy(sx__mutex *m) {
+  if (m->gen != sx__fork_generation()) return; /* inherited across fork(): see lock.h */
   int rc = pthread_mutex_destroy(&m->m);
   if (rc) die("pthread_mutex_destroy", rc);
 }
@@ -269,12 +271,14 @@ void sx__cond_init(sx__cond *c) {
   if (rc) die("pthread_condattr_init", rc);
   rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
   if (rc) die("pthread_condattr_setclock", rc);
+  c->gen = sx__fork_generation();
   rc = pthread_cond_init(&c->c, &attr);
   pthread_condattr_destroy(&attr);
   if (rc) die("pthread_cond_init", rc);
 }
 
 void sx__cond_destroy(sx__cond *c) {
+  if (c->gen != sx__fork_generation()) return;
   int rc = pthread_cond_destroy(&c->c);
   if (rc) die("pthread_cond_destroy", rc);
 }
@@ -320,6 +324,7 @@ void sx__rwlock_init(sx__rwlock *l, int rank, const char *name) {
   assert(rank > SX_RANK_NONE && rank < SX_RANK_COUNT);
   l->rank = rank;
   l->name = name;
+  l->gen = sx__fork_generation();
   /* Writer-preferring: a steady stream of readers (parallel HNSW searches) must
    * not starve the inserting writer. NONRECURSIVE is safe because a thread never
    * takes the same rwlock twice (the checker rejects equal rank and page). */
@@ -334,6 +339,7 @@ void sx__rwlock_init(sx__rwlock *l, int rank, const char *name) {
 }
 
 void sx__rwlock_destroy(sx__rwlock *l) {
+  if (l->gen != sx__fork_generation()) return;
   int rc = pthread_rwlock_destroy(&l->l);
   if (rc) die("pthread_rwlock_destroy", rc);
 }

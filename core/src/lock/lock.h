@@ -47,15 +47,21 @@ enum sx__rank {
 /* Name of a rank for messages ("catalog", "pages", ...). */
 const char *sx__rank_name(int rank);
 
+/* Every lock remembers the fork generation it was made in (sx__fork_generation()).
+ * One inherited across fork() may have been held by a thread that does not exist in
+ * the child: the child may free the memory around it but never destroys it (which
+ * could fail with EBUSY) nor takes it. */
 typedef struct sx__mutex {
   pthread_mutex_t m;
   int rank;
+  unsigned gen;
   const char *name;
 } sx__mutex;
 
 typedef struct sx__rwlock {
   pthread_rwlock_t l;
   int rank;
+  unsigned gen;
   const char *name;
 } sx__rwlock;
 
@@ -69,6 +75,7 @@ void sx__mutex_assert_held(const sx__mutex *m);
 /* Condition variable paired with an sx__mutex (CLOCK_MONOTONIC). */
 typedef struct sx__cond {
   pthread_cond_t c;
+  unsigned gen;
 } sx__cond;
 void sx__cond_init(sx__cond *c);
 void sx__cond_destroy(sx__cond *c);

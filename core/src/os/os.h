@@ -138,6 +138,15 @@ size_t sx__os_page_size(void);
  * they were opened under to notice they crossed a fork. */
 unsigned sx__fork_generation(void);
 
+/* The public cancel token (sextant.h): one flag, set from any thread. Polled by
+ * the layers above through sx__cancelled (NULL: never cancelled). */
+struct sx_cancel {
+  int set; /* accessed with __atomic builtins only */
+};
+static inline int sx__cancelled(const sx_cancel *c) {
+  return c && __atomic_load_n(&c->set, __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------------------- */
 /* Fault-injecting VFS (tests). Wraps sx__vfs_default.                        */
 /* ------------------------------------------------------------------------- */

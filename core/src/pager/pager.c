@@ -175,6 +175,7 @@ struct sx__pager {
   sx__mutex wmu;
   sx__cond wcond;
   int wbusy;
+  pthread_t wowner; /* the thread that set wbusy (it must never wait for itself) */
 
   /* Reader slots this handle owns (its OFD holds their lock bytes). */
   sx__mutex slot_mu;
@@ -679,7 +680,7 @@ static int read_wal_header(sx__pager *p, int w, walhdr *wh, sx_error *err) {
   uint64_t a = 0, c = 0;
   cksum(b, 48, &a, &c);
   wh->ok = rd32(b) == WAL_MAGIC && rd32(b + 4) == WAL_VERSION && rd32(b + 8) == p->ps &&
-           rd64(b + 48) == a && rd64(b + 56) == c && rd32(b + 24) <= p->wal_max &&
+           rd64(b + 48) == a && rd64(b + 56) == c && rd32(b + 24) <= SX__WAL_FRAMES_MAX &&
            (rd32(b + 12) & 1) == (uint32_t)w; /* generation g lives in file g & 1 */
   wh->gen = rd32(b + 12);
   wh->salt0 = rd32(b + 16);
@@ -710,7 +711,9 @@ static int replay_wal(sx__pager *p, int w, const walhdr *wh, uint64_t limit, rep
   if (rc) return rc;
   uint64_t nfr = sz < WAL_HDR ? 0 : (sz - WAL_HDR) / p->fsz;
   if (nfr > limit) nfr = limit;
-  if (nfr > p->wal_max) nfr = p->wal_max;
+  /* Bounded by the format's limit, never by this handle's wal_max (a policy for
+   * its own commits): another handle may have written a longer WAL. */
+  if (nfr > SX__WAL_FRAMES_MAX) nfr = SX__WAL_FRAMES_MAX;
   size_t per = 256; /* frames per read */
   uint8_t *buf = nfr ? malloc((size_t)p->fsz * per) : NULL;
   if (nfr && !buf) return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
@@ -806,7 +809,7 @@ static int recover(sx__pager *p, sx_error *err) {
   h.salt1 = wh[n].salt1;
   h.pck0 = wh[n].pck0;
   h.pck1 = wh[n].pck1;
-  rc = replay_wal(p, n, &wh[n], p->wal_max, &rn, err);
+  rc = replay_wal(p, n, &wh[n], SX__WAL_FRAMES_MAX, &rn, err);
   if (rc) return rc;
   h.mx = h.base + rn.last;
   if (rn.last) h.npages = rn.npages;
@@ -984,6 +987,7 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   p->sync = cfg->sync;
   p->autockpt = cfg->autocheckpoint ? cfg->autocheckpoint : 1000;
   p->wal_max = cfg->wal_max_frames ? cfg->wal_max_frames : (1u << 20);
+  if (p->wal_max > SX__WAL_FRAMES_MAX) p->wal_max = SX__WAL_FRAMES_MAX;
   p->fork_gen = sx__fork_generation();
   p->pid = (int32_t)getpid();
   p->ps = cfg->page_size ? cfg->page_size : 4096;
@@ -1050,12 +1054,13 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   }
   if (!rc) {
     p->pmap = calloc(P_CHUNKS, sizeof *p->pmap);
-    p->nwalchunks = (size_t)((WAL_HDR + (uint64_t)p->wal_max * p->fsz) / WAL_CHUNK + 2);
+    /* Sized for the longest WAL any handle may write, not this one's cap. */
+    p->nwalchunks = (size_t)((WAL_HDR + (uint64_t)SX__WAL_FRAMES_MAX * p->fsz) / WAL_CHUNK + 2);
     size_t osz = sx__os_page_size();
     p->walchunk_len = (size_t)(WAL_CHUNK + ((p->fsz + osz - 1) / osz) * osz);
     p->walmap[0] = calloc(p->nwalchunks, sizeof *p->walmap[0]);
     p->walmap[1] = calloc(p->nwalchunks, sizeof *p->walmap[1]);
-    p->nsegs = p->wal_max / SEG_FRAMES + 2;
+    p->nsegs = SX__WAL_FRAMES_MAX / SEG_FRAMES + 2;
     p->segmap = calloc(2 * p->nsegs, sizeof *p->segmap);
     if (!p->pmap || !p->walmap[0] || !p->walmap[1] || !p->segmap)
       rc = sx__err_set(err, SX_NOMEM, "out of memory");
@@ -1137,31 +1142,72 @@ struct sx__txn {
  * real page (the largest page number is UINT32_MAX - 1). */
 static dpage TOMB = {.pgno = UINT32_MAX};
 
-static int writer_lock(sx__pager *p, int timeout_ms, sx_error *err) {
+/* Longest slice of a wait between two looks at a cancel token. */
+#define CANCEL_POLL_MS 10
+
+static int cancelled_err(sx__pager *p, sx_error *err) {
+  return sx__err_set(err, SX_CANCELLED, "wait for the writer lock of '%s' was cancelled", p->path);
+}
+
+/* Takes the writer lock: the in-process flag (threads of this handle), then the OFD
+ * byte (other handles and processes), within timeout_ms (negative: for ever) and
+ * until `cancel` is set. A wait for ever, without a token, by the thread that took
+ * the lock (it may have handed its session to another thread, which may end it: a
+ * bounded wait stays allowed) gets SX_BUSY at once instead of waiting for itself. */
+static int writer_lock(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx_error *err) {
+  if (sx__cancelled(cancel)) return cancelled_err(p, err);
   uint64_t deadline = timeout_ms > 0 ? sx__now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
   sx__mutex_lock(&p->wmu);
-  while (p->wbusy && timeout_ms != 0) {
-    if (sx__cond_wait(&p->wcond, &p->wmu, deadline) == ETIMEDOUT) break;
-  }
-  if (p->wbusy) {
+  if (p->wbusy && timeout_ms < 0 && !cancel && pthread_equal(p->wowner, pthread_self())) {
     sx__mutex_unlock(&p->wmu);
+    return sx__err_set(err, SX_BUSY,
+                       "this thread already holds the writer lock of '%s' (an open write session "
+                       "or a checkpoint of this handle); end it first",
+                       p->path);
+  }
+  while (p->wbusy && timeout_ms != 0 && !sx__cancelled(cancel)) {
+    uint64_t until = deadline;
+    if (cancel) {
+      uint64_t slice = sx__now_ns() + CANCEL_POLL_MS * 1000000ull;
+      if (!until || slice < until) until = slice;
+    }
+    if (sx__cond_wait(&p->wcond, &p->wmu, until) == ETIMEDOUT && until == deadline) break;
+  }
+  if (p->wbusy || sx__cancelled(cancel)) {
+    int busy = p->wbusy;
+    sx__mutex_unlock(&p->wmu);
+    if (!busy) return cancelled_err(p, err);
+    if (sx__cancelled(cancel)) return cancelled_err(p, err);
     return sx__err_set(err, SX_BUSY, "database '%s' has a write session open on this handle",
                        p->path);
   }
   p->wbusy = 1;
+  p->wowner = pthread_self();
   sx__mutex_unlock(&p->wmu);
-  int left = timeout_ms;
-  if (timeout_ms > 0) {
-    uint64_t now = sx__now_ns();
-    left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull);
-    if (left == 0) left = 1;
+  /* The OFD byte: with a token, in slices, looking at it between them. */
+  int rc;
+  for (;;) {
+    int left = timeout_ms;
+    if (timeout_ms > 0) {
+      uint64_t now = sx__now_ns();
+      left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull);
+      if (left == 0 && now < deadline) left = 1;
+    }
+    int slice = left;
+    if (cancel && (left < 0 || left > CANCEL_POLL_MS)) slice = CANCEL_POLL_MS;
+    rc = sx__file_lock(p->shm, LK_WRITER, 1, SX__WRLOCK, slice, NULL);
+    if (rc != SX_BUSY || slice == left) break;
+    if (sx__cancelled(cancel)) {
+      rc = SX_CANCELLED;
+      break;
+    }
   }
-  int rc = sx__file_lock(p->shm, LK_WRITER, 1, SX__WRLOCK, left, NULL);
   if (rc) {
     sx__mutex_lock(&p->wmu);
     p->wbusy = 0;
     sx__cond_broadcast(&p->wcond);
     sx__mutex_unlock(&p->wmu);
+    if (rc == SX_CANCELLED) return cancelled_err(p, err);
     if (rc == SX_BUSY)
       return sx__err_set(err, SX_BUSY, "database '%s' is locked by another writer (waited %d ms)",
                          p->path, timeout_ms < 0 ? 0 : timeout_ms);
@@ -1180,7 +1226,8 @@ static void writer_unlock(sx__pager *p) {
 
 static int checkpoint_locked(sx__pager *p, hdrc *h, sx_error *err);
 
-int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error *err) {
+int sx__pager_write_begin(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx__txn **out,
+                          sx_error *err) {
   *out = NULL;
   if (p->read_only)
     return sx__err_set(err, SX_READ_ONLY, "database '%s' is open read-only", p->path);
@@ -1189,7 +1236,7 @@ int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error 
                        p->path);
   sx__txn *t = calloc(1, sizeof *t);
   if (!t) return sx__err_set(err, SX_NOMEM, "out of memory");
-  int rc = writer_lock(p, timeout_ms, err);
+  int rc = writer_lock(p, timeout_ms, cancel, err);
   if (rc) {
     free(t);
     return rc;
@@ -1730,12 +1777,17 @@ out:
   return rc;
 }
 
-int sx__pager_checkpoint(sx__pager *p, int timeout_ms, sx_error *err) {
+void sx__pager_slots_mutex_for_test(sx__pager *p, int lock) {
+  if (lock) sx__mutex_lock(&p->slot_mu);
+  else sx__mutex_unlock(&p->slot_mu);
+}
+
+int sx__pager_checkpoint(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx_error *err) {
   if (p->read_only)
     return sx__err_set(err, SX_READ_ONLY, "database '%s' is open read-only", p->path);
   if (sx__pager_poisoned(p))
     return sx__err_set(err, SX_IO, "database '%s' refuses writes after a failed sync; reopen it", p->path);
-  int rc = writer_lock(p, timeout_ms, err);
+  int rc = writer_lock(p, timeout_ms, cancel, err);
   if (rc) return rc;
   hdrc h;
   hdr_load(&p->hdr->copy[__atomic_load_n(&p->hdr->ver, __ATOMIC_ACQUIRE) & 1], &h);

@@ -29,6 +29,10 @@ extern "C" {
 
 /* Bytes of page 0 that belong to the pager; upper layers use the rest. */
 #define SX__PAGE0_USER_OFFSET 128
+/* The longest WAL (in frames) of any handle: what recovery and readers can index.
+ * sx_open_options.wal_max_frames (a per-handle cap on its own commits) is at most
+ * this. 2^26 frames are 256 GiB with 4 KiB pages. */
+#define SX__WAL_FRAMES_MAX (1u << 26)
 /* Reader slots in the shared index. */
 #define SX__NSLOTS 1024
 
@@ -91,7 +95,8 @@ int sx__pager_snap_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const ui
  * threads is the callers' to coordinate (the HNSW index's parallel insert keeps its
  * own page locks, see hnsw.c).
  */
-int sx__pager_write_begin(sx__pager *p, int timeout_ms, sx__txn **out, sx_error *err);
+int sx__pager_write_begin(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx__txn **out,
+                          sx_error *err);
 int sx__txn_read(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err);
 int sx__txn_write(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err);
 /* A new zeroed page, from the free list or past the end. */
@@ -115,8 +120,12 @@ int sx__txn_commit(sx__txn *t, sx_error *err);
 /* Discards and frees t. NULL is a no-op. */
 void sx__txn_abort(sx__txn *t);
 
+/* Tests: takes (lock = 1) or releases (0) the reader-slot mutex of p, to fork() while
+ * another thread holds it. */
+void sx__pager_slots_mutex_for_test(sx__pager *p, int lock);
+
 /* Checkpoint as far as pinned snapshots allow (takes the writer lock). */
-int sx__pager_checkpoint(sx__pager *p, int timeout_ms, sx_error *err);
+int sx__pager_checkpoint(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx_error *err);
 
 typedef struct sx__pager_stats {
   uint64_t npages, wal_frames, wal_backfilled, commits, checkpoints, oldest_lag, mx;

@@ -8,12 +8,24 @@
  *   its cleanup; the handle holds one until close. The pager closes at zero.
  * - A session's state word: ENDED and CLEANED flags plus the count of calls in
  *   flight. Cleanup runs exactly once, by the CAS from "ENDED, nothing in flight".
+ *   A write session also has a BUSY flag: one call at a time (its transaction is
+ *   not for concurrent use, and commit/abort free it); a call that finds it set
+ *   fails with SX_MISUSE instead of entering. Close and free do not enter, so a
+ *   close while a call runs only marks the session ended and the call's leave
+ *   cleans up.
+ * - Every open handle is in a process-wide registry (reg_mu, a plain pthread mutex
+ *   outside the rank order). fork() takes reg_mu and then every handle's db->mu
+ *   (pthread_atfork, below), so the child never inherits a db->mu that a vanished
+ *   thread held; every other lock of the parent's pager may be inherited held, so
+ *   the child never takes one: it ends the parent's sessions without touching the
+ *   pager (see lock.h: inherited locks are never destroyed) and opens its own.
  * - After fork(), the first call on a handle in the child ends the sessions the
  *   parent had (their locks and slots belong to the parent) and opens the files
  *   anew; those sessions answer SX_MISUSE in the child.
  */
 #include "session/session.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -22,7 +34,8 @@
 
 #define ST_ENDED 0x80000000u
 #define ST_CLEANED 0x40000000u
-#define ST_COUNT 0x3fffffffu
+#define ST_BUSY 0x20000000u /* write sessions: a call is in */
+#define ST_COUNT 0x1fffffffu
 
 typedef struct pref {
   atomic_int refs;
@@ -38,6 +51,7 @@ static void pref_unref(pref *r) {
 
 struct sx_db {
   atomic_int refs; /* the caller's reference + one per session struct */
+  struct sx_db *reg_prev, *reg_next; /* the registry of open handles (reg_mu) */
   sx__mutex mu;
   int closed;
   unsigned fork_gen;
@@ -69,8 +83,57 @@ struct sx_write {
   struct sx_write *prev, *next;
 };
 
+/* ---- the registry of handles, for fork() ------------------------------------ */
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static sx_db *reg_head;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+/* prepare runs in the reverse order of registration, so after os.c's own (which
+ * closes descriptors in the child): the order below is reg_mu, every db->mu, then
+ * os.c's file registry, as in a reattach (db->mu, then files opened). */
+static void fork_prepare(void) {
+  pthread_mutex_lock(&reg_mu);
+  for (sx_db *d = reg_head; d; d = d->reg_next) pthread_mutex_lock(&d->mu.m);
+}
+static void fork_parent(void) {
+  for (sx_db *d = reg_head; d; d = d->reg_next) pthread_mutex_unlock(&d->mu.m);
+  pthread_mutex_unlock(&reg_mu);
+}
+/* In the child the thread has a new id, which an error-checking mutex (debug
+ * builds) would refuse to unlock: each db->mu is made anew instead (nothing else
+ * exists in the child to hold it); reg_mu is a plain mutex. */
+static void fork_child(void) {
+  for (sx_db *d = reg_head; d; d = d->reg_next) sx__mutex_init(&d->mu, SX_RANK_DB, "database");
+  pthread_mutex_unlock(&reg_mu);
+}
+static void reg_atfork(void) {
+  (void)sx__fork_generation(); /* os.c's handlers first */
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void reg_add(sx_db *db) {
+  pthread_once(&reg_once, reg_atfork);
+  pthread_mutex_lock(&reg_mu);
+  db->reg_prev = NULL;
+  db->reg_next = reg_head;
+  if (reg_head) reg_head->reg_prev = db;
+  reg_head = db;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_remove(sx_db *db) {
+  pthread_mutex_lock(&reg_mu);
+  if (db->reg_prev) db->reg_prev->reg_next = db->reg_next;
+  else if (reg_head == db) reg_head = db->reg_next;
+  if (db->reg_next) db->reg_next->reg_prev = db->reg_prev;
+  db->reg_prev = db->reg_next = NULL;
+  pthread_mutex_unlock(&reg_mu);
+}
+
 static void db_unref(sx_db *db) {
   if (atomic_fetch_sub(&db->refs, 1) == 1) {
+    reg_remove(db);
     sx__mutex_destroy(&db->mu);
     free(db->path);
     free(db);
@@ -131,16 +194,21 @@ int sx__write_enter(sx_write *w, sx_error *err) {
   if (!w) return sx__err_set(err, SX_MISUSE, "write session is NULL");
   if (w->fork_gen != sx__fork_generation())
     return sx__err_set(err, SX_MISUSE, "write session was begun before fork() in the parent process");
-  unsigned s = atomic_fetch_add(&w->state, 1);
-  if (s & ST_ENDED) {
-    sx__write_leave(w);
-    return sx__err_set(err, SX_CLOSED, "write session has ended");
+  unsigned s = atomic_load(&w->state);
+  for (;;) {
+    if (s & ST_ENDED) return sx__err_set(err, SX_CLOSED, "write session has ended");
+    if (s & ST_BUSY)
+      return sx__err_set(err, SX_MISUSE,
+                         "write session is in use by another call (use a write session from one "
+                         "thread at a time)");
+    if (atomic_compare_exchange_weak(&w->state, &s, (s + 1) | ST_BUSY)) return SX_OK;
   }
-  return SX_OK;
 }
 
 void sx__write_leave(sx_write *w) {
-  if ((atomic_fetch_sub(&w->state, 1) - 1) == ST_ENDED) write_cleanup(w);
+  /* Clears BUSY and the one call; what is left is ENDED alone when the session was
+   * ended meanwhile (by close) and this call was the last: it cleans up. */
+  if ((atomic_fetch_sub(&w->state, 1u + ST_BUSY) - (1u + ST_BUSY)) == ST_ENDED) write_cleanup(w);
 }
 
 sx__txn *sx__write_txn(sx_write *w) { return atomic_load(&w->txn); }
@@ -205,6 +273,9 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
     /* A version 1 struct ends before `threads`. */
     memcpy(&o, opts, opts->version == 1 ? offsetof(sx_open_options, threads) : sizeof o);
   }
+  if (o.wal_max_frames > SX__WAL_FRAMES_MAX)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "wal_max_frames %u is more than %u", o.wal_max_frames,
+                       SX__WAL_FRAMES_MAX);
   if (o.threads > 64)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "threads %u is more than 64", o.threads);
   if (o.sync != SX_SYNC_FULL && o.sync != SX_SYNC_NORMAL && o.sync != SX_SYNC_OFF)
@@ -247,6 +318,7 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
   db->path = p;
   db->pref = r;
   db->fork_gen = sx__fork_generation();
+  reg_add(db);
   *out = db;
   return SX_OK;
 }
@@ -272,15 +344,20 @@ void sx__db_free(sx_db *db) {
 
 const char *sx__db_path(const sx_db *db) { return db ? db->path : NULL; }
 
+void sx__db_mutex_for_test(sx_db *db, int lock) {
+  if (lock) sx__mutex_lock(&db->mu);
+  else sx__mutex_unlock(&db->mu);
+}
+
 sx__pager *sx__db_pager(sx_db *db) { return db && db->pref ? db->pref->p : NULL; }
 int sx__read_threads(const sx_read *r) { return r->db->threads; }
 int sx__write_threads(const sx_write *w) { return w->db->threads; }
 
-int sx__db_checkpoint(sx_db *db, int timeout_ms, sx_error *err) {
+int sx__db_checkpoint(sx_db *db, int timeout_ms, const sx_cancel *cancel, sx_error *err) {
   pref *r;
   int rc = db_acquire(db, &r, err);
   if (rc) return rc;
-  rc = sx__pager_checkpoint(r->p, timeout_ms, err);
+  rc = sx__pager_checkpoint(r->p, timeout_ms, cancel, err);
   pref_unref(r);
   return rc;
 }
@@ -293,7 +370,9 @@ int sx__db_stats(sx_db *db, sx_db_stats *out, sx_error *err) {
   sx__pager_stats s;
   rc = sx__pager_stats_get(r->p, &s, err);
   if (!rc) {
+    unsigned version = out->version;
     memset(out, 0, sizeof *out);
+    out->version = version;
     out->page_size = sx__pager_page_size(r->p);
     out->page_count = s.npages;
     out->wal_frames = s.wal_frames;
@@ -400,7 +479,8 @@ void sx__read_pv(sx_read *r, sx__pv *out) {
   out->t = NULL;
 }
 
-int sx__write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err) {
+int sx__write_begin(sx_db *db, int timeout_ms, const sx_cancel *cancel, sx_write **out,
+                    sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   pref *pr;
@@ -412,7 +492,7 @@ int sx__write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err) {
     return sx__err_set(err, SX_NOMEM, "out of memory");
   }
   sx__txn *t = NULL;
-  rc = sx__pager_write_begin(pr->p, timeout_ms, &t, err);
+  rc = sx__pager_write_begin(pr->p, timeout_ms, cancel, &t, err);
   if (rc) {
     pref_unref(pr);
     free(w);

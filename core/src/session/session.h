@@ -28,7 +28,7 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
 int sx__db_close(sx_db *db);
 void sx__db_free(sx_db *db);
 const char *sx__db_path(const sx_db *db);
-int sx__db_checkpoint(sx_db *db, int timeout_ms, sx_error *err);
+int sx__db_checkpoint(sx_db *db, int timeout_ms, const sx_cancel *cancel, sx_error *err);
 int sx__db_stats(sx_db *db, sx_db_stats *out, sx_error *err);
 int sx__db_check(sx_db *db, sx_error *err);
 
@@ -42,10 +42,15 @@ void sx__read_leave(sx_read *r);
 /* Page of r's snapshot; valid while r is entered. */
 int sx__read_page(sx_read *r, uint32_t pgno, const uint8_t **out, sx_error *err);
 
-int sx__write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err);
+/* Waits up to timeout_ms (negative: for ever) for the writer lock, until cancel is
+ * set (NULL: never). A thread holding this handle's writer lock gets SX_BUSY. */
+int sx__write_begin(sx_db *db, int timeout_ms, const sx_cancel *cancel, sx_write **out,
+                    sx_error *err);
 int sx__write_commit(sx_write *w, sx_error *err);
 int sx__write_abort(sx_write *w);
 void sx__write_free(sx_write *w);
+/* Enters w for a call: SX_CLOSED once ended, SX_MISUSE while another call is in
+ * (one call at a time) or across fork. On success the caller must sx__write_leave. */
 int sx__write_enter(sx_write *w, sx_error *err);
 void sx__write_leave(sx_write *w);
 /* The pager transaction of an entered write session. */
@@ -60,6 +65,9 @@ void sx__read_unref(sx_read *r);
 void sx__write_ref(sx_write *w);
 void sx__write_unref(sx_write *w);
 
+/* Tests: takes (lock = 1) or releases (0) the handle's own mutex, to fork() while
+ * another thread holds it. */
+void sx__db_mutex_for_test(sx_db *db, int lock);
 /* The pager behind a database handle (tests). */
 sx__pager *sx__db_pager(sx_db *db);
 /* Threads one call may use (sx_open_options.threads, resolved). */
