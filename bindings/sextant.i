@@ -9,8 +9,8 @@
  * core/include/sextant.h *is*; a per-language file says how that looks in the
  * language. The roles:
  *
- * - Opaque handles (sx_db, sx_read, sx_write, sx_collection, and the result holders
- *   sx_names, sx_record, sx_results) become classes whose destructor is the C free
+ * - Opaque handles (sx_db, sx_read, sx_write, sx_collection, sx_cancel, and the result
+ *   holders sx_names, sx_record, sx_results) become classes whose destructor is the C free
  *   function, so a garbage collector may drop them in any order, on any thread
  *   (the C API allows exactly that). Handles are never constructed by the binding.
  * - `T **out` parameters are outputs: the call takes no argument for them; the
@@ -20,20 +20,28 @@
  * - `sx_error *err` takes no argument: a local error buffer is passed, and when the
  *   call returns a status other than SX_OK, the language file raises / throws /
  *   returns an error carrying sx_status_name(status) and the buffer's message.
- * - Status results: every function listed in SX_STATUS_ERR_FUNCS / _NOERR_FUNCS returns
- *   an ::sx_status; SX_OK yields "no value" (or the out-parameters), anything else an
- *   error. The *_NOERR ones have no sx_error, so the message is the status name's
- *   plain-language default (see the language file).
+ * - Status results: a function whose C return type is sx_status (every fallible one;
+ *   the type, not a list of names, says so) yields "no value" (or its out-parameters)
+ *   on SX_OK and an error otherwise. Those without an sx_error (sx_db_close,
+ *   sx_read_end, sx_write_abort, the *_options_init functions) have no message: the
+ *   language file uses a plain-language default for the status.
  * - Arrays in: ids `(size_t n, const char *const *ids)`, one query
  *   `(const float *query, size_t dim)`, a batch `(const float *queries, size_t nq,
  *   size_t dim)`, and the upsert batch `(size_t n, const char *const *ids, const
  *   float *vectors, size_t dim, const char *const *metadata)` (one argument, so that
  *   the language file can check that the counts agree before C reads anything).
+ *   The packed forms pass ids (and metadata) as one buffer plus n + 1 offsets:
+ *   `(size_t n, const char *ids, const size_t *id_offsets, ...)`; a language file
+ *   that packs its native arrays itself maps those (Go, Node) or ignores the packed
+ *   functions (Python, whose array typemaps serve the plain forms).
  *   These patterns are matched by their exact C parameter names; each language
  *   file maps them to its native arrays.
+ * - Output structs (sx_db_stats, sx_collection_info, sx_collection_stats) are
+ *   versioned: the out-parameter typemap below sets `version` before the call.
  *
  * What a language file (<lang>/<lang>_typemaps.i) provides, for these patterns:
- *   %typemap(out) int SX_STATUS, int SX_STATUS_NOERR     the status results
+ *   %typemap(out) sx_status (and whatever else it needs   the status results
+ *     for the functions without an sx_error)
  *   %typemap(argout) sx_error *err                       the error, from `result`
  *                                                        (SWIG's name for the C
  *                                                        return value) and $1->message
@@ -42,7 +50,11 @@
  *   %typemap(in) const sx_search_options *opts           if it supports the cancel
  *                                                        hook (a C trampoline)
  * and may %ignore accessors it does not need (python: sx_names_*, sx_record_*,
- * sx_results_*, whose contents its argouts copy out at once).
+ * sx_results_*, whose contents its argouts copy out at once). It may also override
+ * any typemap of this file (it is included after them). Every function of sextant.h
+ * must be either wrapped or %ignore'd on purpose: each binding has a test that
+ * compares its module with the header, so a function added to the C API and
+ * forgotten here fails a test instead of silently missing.
  *
  * The C code here is plain C that every target compiles, C++ included (-napi): the
  * typemaps keep their state in typemap locals, declared at the top of each wrapper,
@@ -76,6 +88,7 @@ SX_HANDLE(sx_collection, sx_collection_free)
 SX_HANDLE(sx_names, sx_names_free)
 SX_HANDLE(sx_record, sx_record_free)
 SX_HANDLE(sx_results, sx_results_free)
+SX_HANDLE(sx_cancel, sx_cancel_free)
 
 /* ---- out-parameters: the C side (no argument; a local receives the value) ----- */
 
@@ -83,7 +96,7 @@ SX_HANDLE(sx_results, sx_results_free)
   sx_db **out (sx_db *sx_tmp), sx_read **out (sx_read *sx_tmp),
   sx_write **out (sx_write *sx_tmp), sx_collection **out (sx_collection *sx_tmp),
   sx_names **out (sx_names *sx_tmp), sx_record **out (sx_record *sx_tmp),
-  sx_results **out (sx_results *sx_tmp) {
+  sx_results **out (sx_results *sx_tmp), sx_cancel **out (sx_cancel *sx_tmp) {
   sx_tmp = NULL;
   $1 = &sx_tmp;
 }
@@ -94,10 +107,20 @@ SX_HANDLE(sx_results, sx_results_free)
   $1 = &sx_tmp;
 }
 
-%typemap(in, numinputs=0) sx_db_stats *out (sx_db_stats sx_tmp),
-                          sx_collection_info *out (sx_collection_info sx_tmp),
-                          sx_collection_stats *out (sx_collection_stats sx_tmp) {
+/* Output structs: zeroed, with the version this interface was generated for. */
+%typemap(in, numinputs=0) sx_db_stats *out (sx_db_stats sx_tmp) {
   memset(&sx_tmp, 0, sizeof sx_tmp);
+  sx_tmp.version = SX_DB_STATS_VERSION;
+  $1 = &sx_tmp;
+}
+%typemap(in, numinputs=0) sx_collection_info *out (sx_collection_info sx_tmp) {
+  memset(&sx_tmp, 0, sizeof sx_tmp);
+  sx_tmp.version = SX_COLLECTION_INFO_VERSION;
+  $1 = &sx_tmp;
+}
+%typemap(in, numinputs=0) sx_collection_stats *out (sx_collection_stats sx_tmp) {
+  memset(&sx_tmp, 0, sizeof sx_tmp);
+  sx_tmp.version = SX_COLLECTION_STATS_VERSION;
   $1 = &sx_tmp;
 }
 
@@ -120,26 +143,7 @@ SX_HANDLE(sx_results, sx_results_free)
 %ignore sx_names_free;
 %ignore sx_record_free;
 %ignore sx_results_free;
-
-/* Functions whose int result is an sx_status, with an sx_error last ... */
-%define SX_STATUS_ERR_FUNCS
-  int sx_db_open, int sx_db_checkpoint, int sx_db_stats_get, int sx_db_check,
-  int sx_read_begin, int sx_read_user_version,
-  int sx_write_begin, int sx_write_commit, int sx_write_set_user_version,
-  int sx_write_user_version, int sx_metric_parse,
-  int sx_write_create_collection, int sx_write_drop_collection,
-  int sx_read_list_collections, int sx_write_list_collections,
-  int sx_write_upsert, int sx_write_delete,
-  int sx_read_collection, int sx_write_collection,
-  int sx_collection_describe, int sx_collection_count, int sx_collection_stats_get,
-  int sx_collection_get,
-  int sx_collection_search, int sx_collection_search_batch
-%enddef
-/* ... and without one. (sx_version_number and sx_format_version return plain ints.) */
-%define SX_STATUS_NOERR_FUNCS
-  int sx_open_options_init, int sx_collection_options_init,
-  int sx_db_close, int sx_read_end, int sx_write_abort
-%enddef
+%ignore sx_cancel_free;
 
 /* ---- the language's half -------------------------------------------------------- */
 
@@ -152,9 +156,6 @@ SX_HANDLE(sx_results, sx_results_free)
 #else
 #error "sextant.i: no typemaps for this target language (add <lang>/<lang>_typemaps.i)"
 #endif
-
-%apply int SX_STATUS { SX_STATUS_ERR_FUNCS };
-%apply int SX_STATUS_NOERR { SX_STATUS_NOERR_FUNCS };
 
 /* ---- the API -------------------------------------------------------------------- */
 

@@ -335,17 +335,21 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 
 /* ---- statuses and errors -------------------------------------------------------- */
 
-/* With an sx_error: the error is raised by the sx_error argout below (the last
- * parameter, so it runs after the other out-parameters and can drop them). */
-%typemap(out) int SX_STATUS {
+/* Every sx_status result. With an sx_error, the error is raised by the sx_error
+ * argout below (the last parameter, so it runs after the other out-parameters and
+ * can drop them); without one (close, end, abort, *_options_init), by the `ret`
+ * typemap, which runs after every argout, with the status's default message. */
+%typemap(out) sx_status {
   $result = NULL;
 }
-%typemap(out) int SX_STATUS_NOERR {
-  if ($1 != SX_OK) {
+%typemap(ret) sx_status {
+  if ($1 != SX_OK && !PyErr_Occurred()) {
+    Py_XDECREF(resultobj);
+    resultobj = NULL;
     sx_py_raise($1, NULL);
-    SWIG_fail;
+  } else if (!resultobj && !PyErr_Occurred()) {
+    resultobj = SWIG_Py_Void();
   }
-  $result = SWIG_Py_Void();
 }
 %typemap(argout) sx_error *err {
   if (result != SX_OK) {
@@ -359,7 +363,7 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 
 /* ---- out-parameters ------------------------------------------------------------ */
 
-%typemap(argout) sx_db **out, sx_read **out, sx_write **out, sx_collection **out {
+%typemap(argout) sx_db **out, sx_read **out, sx_write **out, sx_collection **out, sx_cancel **out {
   $result = *$1 ? SWIG_NewPointerObj(*$1, $*1_descriptor, SWIG_POINTER_OWN) : SWIG_Py_Void();
   if (!$result) SWIG_fail;
 }
@@ -538,6 +542,23 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 
 /* ---- what Python does not need ------------------------------------------------- */
 
+/* The packed forms and bulk result accessors: the array typemaps above already pass
+ * a batch in one call, and the argouts copy results out in C. */
+%ignore sx_write_upsert_packed;
+%ignore sx_write_delete_packed;
+%ignore sx_results_total;
+%ignore sx_results_offsets;
+%ignore sx_results_distances;
+%ignore sx_results_id_data;
+/* Cancellation is the cancel hook (a Python callable, above); tokens and their
+ * options are for bindings whose callbacks are costly (Go, Node). */
+%ignore sx_cancel_new;
+%ignore sx_cancel_set;
+%ignore sx_cancel_reset;
+%ignore sx_cancel_is_set;
+%ignore sx_search_options::cancel_token;
+%ignore sx_write_options::cancel_token;
+
 /* Copied out by the argouts above. */
 %ignore sx_names_count;
 %ignore sx_names_get;
@@ -559,4 +580,6 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 %nothread sx_metric_parse;
 %nothread sx_open_options_init;
 %nothread sx_collection_options_init;
+%nothread sx_search_options_init;
+%nothread sx_write_options_init;
 %nothread sx_db_path;

@@ -188,3 +188,71 @@ def test_low_level_upsert_checks_counts(db: sextant.Database) -> None:
     with pytest.raises(TypeError):
         _c.sx_write_upsert(h, "c", (["a"], np.zeros(2, dtype=np.float32), None))
     w.abort()
+
+
+def test_nested_write_on_one_thread_is_busy_at_once(db_path: str) -> None:
+    """`with db.write(): db.write()` waited for itself for ever; now Busy at once."""
+    import time
+
+    with sextant.open(db_path) as db:
+        with db.write() as w:
+            w.create_collection("c", 2, index="flat")
+            t0 = time.monotonic()
+            with pytest.raises(sextant.Busy, match="this thread already holds"):
+                db.write()
+            with pytest.raises(sextant.Busy):
+                db.checkpoint()
+            assert time.monotonic() - t0 < 2.0
+        with db.read() as r:
+            assert r.list_collections() == ["c"]
+
+
+def test_threads_racing_on_one_write_session_with_commit_and_abort(db_path: str) -> None:
+    """Two threads upsert batches on one write session while the main thread commits
+    or aborts it: this killed the process within 40 rounds (the transaction was
+    freed under the upserts). Every late call is now Misuse or Closed."""
+    import time
+
+    vecs = np.random.default_rng(1).random((64, 8), dtype=np.float32)
+    ids = [f"id{i}" for i in range(64)]
+    with sextant.open(db_path, sync="off") as db:
+        with db.write() as w:
+            w.create_collection("c", 8)
+        outcomes: List[str] = []
+        for rnd in range(60):
+            w = db.write()
+            start = threading.Event()
+
+            def upsert() -> None:
+                start.wait()
+                for _ in range(20):
+                    try:
+                        w.upsert("c", ids, vecs)
+                        outcomes.append("ok")
+                    except sextant.Misuse:
+                        outcomes.append("misuse")
+                    except sextant.Closed:
+                        outcomes.append("closed")
+                        return
+
+            threads = [threading.Thread(target=upsert) for _ in range(2)]
+            for t in threads:
+                t.start()
+            start.set()
+            time.sleep(0.0005 * (rnd % 4))
+            try:
+                if rnd % 2:
+                    w.commit()
+                else:
+                    w.abort()
+            except sextant.Misuse:
+                outcomes.append("end-misuse")
+            for t in threads:
+                t.join()
+            try:
+                w.abort()
+            except sextant.Closed:
+                pass
+        db.check()
+        assert "ok" in outcomes
+        assert set(outcomes) <= {"ok", "misuse", "closed", "end-misuse"}
