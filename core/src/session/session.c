@@ -101,10 +101,12 @@ static void fork_parent(void) {
   pthread_mutex_unlock(&reg_mu);
 }
 /* In the child the thread has a new id, which an error-checking mutex (debug
- * builds) would refuse to unlock: each db->mu is made anew instead (nothing else
- * exists in the child to hold it); reg_mu is a plain mutex. */
+ * builds) refuses to unlock (EPERM): such a db->mu is made anew (nothing else exists
+ * in the child to hold it). The unlock comes first all the same, so that tools that
+ * track locks (TSan) see it released. reg_mu is a plain mutex. */
 static void fork_child(void) {
-  for (sx_db *d = reg_head; d; d = d->reg_next) sx__mutex_init(&d->mu, SX_RANK_DB, "database");
+  for (sx_db *d = reg_head; d; d = d->reg_next)
+    if (pthread_mutex_unlock(&d->mu.m) != 0) sx__mutex_init(&d->mu, SX_RANK_DB, "database");
   pthread_mutex_unlock(&reg_mu);
 }
 static void reg_atfork(void) {
