@@ -256,16 +256,18 @@ size_t sx_go_record_vector(const sx_record *rec, float *go_f32, size_t go_f32_le
   return v ? dim : 0;
 }
 
-/* For the overhead benchmark: `iterations` calls of sx_collection_search (k hits,
- * results freed) in a C loop; the mean seconds per call, or -1 when a call fails. The
- * floor under which no binding can go. */
-double sx_go_bench_search(sx_collection *c, const float *query, size_t dim, size_t k, long iterations) {
+/* For the benchmarks: `iterations` calls of sx_collection_search (k hits, results
+ * freed, default options), cycling through the nq queries, in a C loop; the mean
+ * seconds per call, or -1 when a call fails. The floor under which no binding can go. */
+double sx_go_bench_search(sx_collection *c, const float *queries, size_t nq, size_t dim, size_t k,
+                          long iterations) {
   struct timespec t0, t1;
   int rc = 0;
+  if (nq == 0) return -1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (long i = 0; i < iterations && !rc; i++) {
     sx_results *res = NULL;
-    rc = sx_collection_search(c, query, dim, k, NULL, &res, NULL);
+    rc = sx_collection_search(c, queries + (size_t)i % nq * dim, dim, k, NULL, &res, NULL);
     sx_results_free(res);
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -313,16 +313,18 @@ size_t sx_go_record_vector(const sx_record *rec, float *go_f32, size_t go_f32_le
   return v ? dim : 0;
 }
 
-/* For the overhead benchmark: `iterations` calls of sx_collection_search (k hits,
- * results freed) in a C loop; the mean seconds per call, or -1 when a call fails. The
- * floor under which no binding can go. */
-double sx_go_bench_search(sx_collection *c, const float *query, size_t dim, size_t k, long iterations) {
+/* For the benchmarks: `iterations` calls of sx_collection_search (k hits, results
+ * freed, default options), cycling through the nq queries, in a C loop; the mean
+ * seconds per call, or -1 when a call fails. The floor under which no binding can go. */
+double sx_go_bench_search(sx_collection *c, const float *queries, size_t nq, size_t dim, size_t k,
+                          long iterations) {
   struct timespec t0, t1;
   int rc = 0;
+  if (nq == 0) return -1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (long i = 0; i < iterations && !rc; i++) {
     sx_results *res = NULL;
-    rc = sx_collection_search(c, query, dim, k, NULL, &res, NULL);
+    rc = sx_collection_search(c, queries + (size_t)i % nq * dim, dim, k, NULL, &res, NULL);
     sx_results_free(res);
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -562,25 +564,29 @@ long long _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(struct sx_record *_swig_
 }
 
 
-double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3) {
+double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, long long _swig_go_5) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
   size_t arg4 ;
-  long arg5 ;
+  size_t arg5 ;
+  long arg6 ;
   double result;
   double _swig_go_result;
   
   arg1 = *(sx_collection **)&_swig_go_0; 
   {
-    arg2 = (float *)(_swig_go_1.array && _swig_go_1.len > 0 ? _swig_go_1.array : (const void *)sx_go_nothing);
-    arg3 = (size_t)_swig_go_1.len;
+    if (_swig_go_1.array && _swig_go_1.len > 0) arg2 = (float *)_swig_go_1.array;
+    else arg2 = 0 ? NULL : (float *)(const void *)sx_go_nothing;
   }
-  arg4 = (size_t)_swig_go_2; 
-  arg5 = (long)_swig_go_3; 
+  arg3 = (size_t)_swig_go_2; 
+  arg4 = (size_t)_swig_go_3; 
+  arg5 = (size_t)_swig_go_4; 
+  arg6 = (long)_swig_go_5; 
   
-  result = (double)sx_go_bench_search(arg1,(float const *)arg2,arg3,arg4,arg5);
+  result = (double)sx_go_bench_search(arg1,(float const *)arg2,arg3,arg4,arg5,arg6);
   _swig_go_result = result; 
+  
   return _swig_go_result;
 }
 
