@@ -63,7 +63,50 @@ class SextantError extends Error {
   }
 }
 Object.defineProperty(SextantError.prototype, 'name', { value: 'SextantError', writable: true, configurable: true });
-L.sx_node_register(SextantError);
+
+// A synchronous search writes its distances here (see node_typemaps.i); grown for a big k.
+let scratch = new Float64Array(1024);
+L.sx_node_register(SextantError, scratch);
+
+function scratchFor(k) {
+  if (k > scratch.length) {
+    scratch = new Float64Array(Math.max(k, scratch.length * 2));
+    L.sx_node_register(SextantError, scratch);
+  }
+}
+
+/** Hits of a synchronous single search: ids joined by NUL, distances in scratch. */
+function hitsOf(joined) {
+  if (joined === '') return [];
+  const ids = joined.split('\0');
+  const out = new Array(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = { id: ids[i], distance: scratch[i] };
+  return out;
+}
+
+/** {ids, distances} of packed results: [ids joined by NUL, Float32Array, offsets]. */
+function batchOf(p) {
+  const all = p[0] === '' ? [] : p[0].split('\0');
+  const d = p[1];
+  const off = p[2];
+  const nq = off.length - 1;
+  const ids = new Array(nq);
+  const distances = new Array(nq);
+  for (let q = 0; q < nq; q++) {
+    ids[q] = all.slice(off[q], off[q + 1]);
+    distances[q] = d.subarray(off[q], off[q + 1]);
+  }
+  return { ids, distances };
+}
+
+/** Hits of packed results of one query. */
+function hitsOfPacked(p) {
+  const all = p[0] === '' ? [] : p[0].split('\0');
+  const d = p[1];
+  const out = new Array(all.length);
+  for (let i = 0; i < all.length; i++) out[i] = { id: all[i], distance: d[i] };
+  return out;
+}
 
 function err(code, message) {
   return new SextantError(message, code);
@@ -279,7 +322,8 @@ class Session {
     this._check();
     const o = searchOpts(opts);
     const v = this._view(collection);
-    return L.sx_collection_search(v, vector(query, 'query'), uint(k, 'k'), o.ef);
+    scratchFor(uint(k, 'k'));
+    return hitsOf(L.sx_collection_search(v, vector(query, 'query'), k, o.ef));
   }
 
   /** Many queries at once (threads per the database's `threads` option):
@@ -289,7 +333,7 @@ class Session {
     const o = searchOpts(opts);
     const v = this._view(collection);
     const q = this._queries(collection, queries, o);
-    return L.sx_collection_search_batch(v, [q.data, q.dim], uint(k, 'k'), o.ef);
+    return batchOf(L.sx_collection_search_batch(v, [q.data, q.dim], uint(k, 'k'), o.ef));
   }
 
   _queries(collection, queries, o) {
@@ -314,7 +358,8 @@ class Session {
     const o = searchOpts(opts);
     const q = vector(query, 'query');
     uint(k, 'k');
-    return this._run(() => withSignal(o.signal, (tok) => L.sx_node_search_async(this._view(collection), q, k, o.ef, tok)));
+    return this._run(() => withSignal(o.signal, (tok) => L.sx_node_search_async(this._view(collection), q, k, o.ef, tok)))
+      .then(hitsOfPacked);
   }
 
   /** searchBatch() on the libuv thread pool; `signal` cancels it. */
@@ -324,7 +369,7 @@ class Session {
     return this._run(() => {
       const q = this._queries(collection, queries, o);
       return withSignal(o.signal, (tok) => L.sx_node_search_batch_async(this._view(collection), q.data, q.dim, k, o.ef, tok));
-    });
+    }).then(batchOf);
   }
 
   _run(start) {

@@ -5,7 +5,8 @@
  * as plain Node-API C++ registered with %native, so that the one generated
  * sextant_wrap.cxx holds the whole module and can unwrap SWIG handles:
  *
- * - sx_node_register(SextantError): the class every failed status is thrown as.
+ * - sx_node_register(SextantError, scratch): the class every failed status is thrown
+ *   as, and the Float64Array a synchronous search writes its distances to.
  * - sx_node_token_new() / sx_node_token_set(token): the cancel token behind an
  *   AbortSignal (an atomic flag; the core's sx_cancel when sextant.h has it).
  * - sx_node_*_async(...): Promise-returning calls run on the libuv thread pool with
@@ -98,16 +99,16 @@ class SearchWork : public Work {
     if (batch_) rc_ = sx_collection_search_batch(c_, q, nq_, dim_, k_, &opts_, &res_, &err_);
     else rc_ = sx_collection_search(c_, q, dim_, k_, &opts_, &res_, &err_);
   }
-  Napi::Value Result(Napi::Env env) override { return batch_ ? batch(env, res_) : hits(env, res_, 0); }
+  Napi::Value Result(Napi::Env env) override { return packed(env, res_); }
  public:
   ~SearchWork() override { sx_results_free(res_); }
   bool batch_;
   sx_results *res_ = nullptr;
 };
 
-/* sx_node_search_async(coll, query: Float32Array, k, ef, token) -> Promise<Hit[]>
+/* sx_node_search_async(coll, query: Float32Array, k, ef, token)
  * sx_node_search_batch_async(coll, queries: Float32Array, dim, k, ef, token)
- *   -> Promise<{ids, distances}> */
+ *   -> Promise of the packed results (see sxn::packed) */
 static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   Napi::Env env = info.Env();
   size_t a = 0;
@@ -335,11 +336,16 @@ static Napi::Value token_set(const Napi::CallbackInfo &info) {
 
 /* ---- registration and the benchmark floor ----------------------------------------------- */
 
+/* sx_node_register(SextantError, scratch: Float64Array): called by index.js at load
+ * (and again with a longer scratch array when a search asks for more hits). */
 static Napi::Value register_classes(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!info[0].IsFunction()) type_error(env, "sx_node_register needs the error class");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    type_error(env, "sx_node_register needs a Float64Array scratch array");
   EnvData *d = env_data(env, true);
   d->error_ctor = Napi::Persistent(info[0].As<Napi::Function>());
+  d->scratch = Napi::Persistent(info[1].As<Napi::Float64Array>());
   return env.Undefined();
 }
 

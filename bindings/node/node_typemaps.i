@@ -16,8 +16,12 @@
  *   C sx_error message; before registration a plain Error with .code. Wrong JS types
  *   throw TypeError.
  * - Out-parameters become the return value: handles as owning wrapper objects (their
- *   destructor is the C free function, run by the garbage collector), names, records,
- *   results and the stats/info structs as plain JavaScript values copied out at once.
+ *   destructor is the C free function, run by the garbage collector), names, records
+ *   and the stats/info structs as plain JavaScript values copied out at once. Search
+ *   results come packed (all ids as one string joined by NUL, distances in one typed
+ *   array; a synchronous single search writes its distances to a scratch array given
+ *   once by sx_node_register), so a call makes a constant number of JS values; index.js
+ *   turns them into hits.
  * - 64-bit counters come back as a Number when <= Number.MAX_SAFE_INTEGER, else as a
  *   BigInt.
  * - Vectors are Float32Array only (index.js converts plain arrays); a synchronous call
@@ -50,6 +54,9 @@ namespace sxn {
  * small map from env to data, cleared by the env's cleanup hook. */
 struct EnvData {
   Napi::FunctionReference error_ctor;
+  /* Where a synchronous search writes its distances (index.js reads them at once):
+   * no typed array or number is allocated per hit. */
+  Napi::Reference<Napi::Float64Array> scratch;
 };
 static std::mutex env_mu;
 static std::unordered_map<napi_env, EnvData *> env_map;
@@ -247,44 +254,57 @@ static float bulk_distance(const sx_results *res, const Bulk &b, size_t q, size_
 #endif
 }
 
-/* One query's hits: [{id, distance}, ...]. */
-static Napi::Value hits(Napi::Env env, const sx_results *res, size_t q) {
-  Bulk b(res);
-  size_t n = q < b.nq ? b.qoff[q + 1] - b.qoff[q] : 0;
-  Napi::Array a = Napi::Array::New(env, n);
-  napi_value key_id = Napi::String::New(env, "id"), key_d = Napi::String::New(env, "distance");
-  for (size_t i = 0; i < n; i++) {
-    size_t h = b.qoff[q] + i;
-    Napi::Object o = Napi::Object::New(env);
-    o.Set(key_id, bulk_id(env, res, b, q, h));
-    o.Set(key_d, Napi::Number::New(env, (double)bulk_distance(res, b, q, h)));
-    a.Set((uint32_t)i, o);
+/* All ids of the results in hit order, joined by NUL (an id never holds one), as
+ * one JavaScript string: one string to make per call instead of one per hit. */
+static Napi::Value joined_ids(Napi::Env env, const sx_results *res, const Bulk &b) {
+  if (b.total == 0) return Napi::String::New(env, "");
+#ifdef SX_WRITE_OPTIONS_VERSION
+  (void)res;
+  return Napi::String::New(env, b.ids + b.idoff[0], b.idoff[b.total] - b.idoff[0] - 1);
+#else
+  std::string s;
+  for (size_t q = 0; q < b.nq; q++) {
+    for (size_t i = 0; i < b.qoff[q + 1] - b.qoff[q]; i++) {
+      s.append(sx_results_id(res, q, i));
+      s.push_back('\0');
+    }
   }
-  return a;
+  s.pop_back();
+  return Napi::String::New(env, s);
+#endif
 }
 
-/* A batch: {ids: string[][], distances: Float32Array[]}, every distances[q] a view of
- * one buffer, as long as ids[q]. */
-static Napi::Value batch(Napi::Env env, const sx_results *res) {
+/* A synchronous single search: the ids joined by NUL; the distances go to the
+ * registered scratch Float64Array (index.js makes sure it holds k). */
+static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   Bulk b(res);
-  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, b.total * sizeof(float));
-  float *d = (float *)buf.Data();
-  Napi::Array ids = Napi::Array::New(env, b.nq), dist = Napi::Array::New(env, b.nq);
+  EnvData *d = env_data(env, false);
+  if (!d || d->scratch.IsEmpty()) raise(env, SX_MISUSE, "sx_node_register() has not given a scratch array");
+  Napi::Float64Array a = d->scratch.Value();
+  if (a.ElementLength() < b.total) raise(env, SX_MISUSE, "the scratch array is shorter than k");
+  double *out = a.Data();
+  for (size_t h = 0; h < b.total; h++) out[h] = (double)bulk_distance(res, b, 0, h);
+  return joined_ids(env, res, b);
+}
+
+/* Any results, packed: [ids joined by NUL, distances (Float32Array, every hit),
+ * offsets (Uint32Array of nq + 1: query q's hits are [off[q], off[q + 1]))]. */
+static Napi::Value packed(Napi::Env env, const sx_results *res) {
+  Bulk b(res);
+  Napi::Float32Array dist = Napi::Float32Array::New(env, b.total);
+  Napi::Uint32Array off = Napi::Uint32Array::New(env, b.nq + 1);
+  float *dd = dist.Data();
+  uint32_t *oo = off.Data();
   for (size_t q = 0; q < b.nq; q++) {
-    size_t n = b.qoff[q + 1] - b.qoff[q];
-    Napi::Array qi = Napi::Array::New(env, n);
-    for (size_t i = 0; i < n; i++) {
-      size_t h = b.qoff[q] + i;
-      qi.Set((uint32_t)i, bulk_id(env, res, b, q, h));
-      d[h] = bulk_distance(res, b, q, h);
-    }
-    ids.Set((uint32_t)q, qi);
-    dist.Set((uint32_t)q, Napi::Float32Array::New(env, n, buf, b.qoff[q] * sizeof(float)));
+    oo[q] = (uint32_t)b.qoff[q];
+    for (size_t h = b.qoff[q]; h < b.qoff[q + 1]; h++) dd[h] = bulk_distance(res, b, q, h);
   }
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("ids", ids);
-  o.Set("distances", dist);
-  return o;
+  oo[b.nq] = (uint32_t)b.total;
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, joined_ids(env, res, b));
+  out.Set(1u, dist);
+  out.Set(2u, off);
+  return out;
 }
 
 /* The out-parameter structs as plain objects (camelCase, as JavaScript spells). */
@@ -357,8 +377,15 @@ static int convert(Napi::Env env, Napi::Value v, void **p, swig_type_info *ty) {
   size_t *idx = ty ? (size_t *)ty->clientdata : nullptr;
   EnvInstanceData *d = env.GetInstanceData<EnvInstanceData>();
   if (!idx || !d || !d->ctor[*idx]) return SWIG_TypeError;
-  if (!v.As<Napi::Object>().InstanceOf(d->ctor[*idx]->Value())) return SWIG_TypeError;
-  return SWIG_ConvertPtr(v, p, ty, 0);
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.InstanceOf(d->ctor[*idx]->Value())) return SWIG_TypeError;
+  /* An instance of the class (not an object made from its prototype) carries the pointer. */
+  void *w = nullptr;
+  if (napi_unwrap(env, o, &w) != napi_ok || !w) return SWIG_TypeError;
+  /* As SWIG's own SWIG_NAPI_ConvertInstancePtr reads it (every wrapper class has the
+   * layout of SWIG_NAPI_ObjectWrap_templ). */
+  *p = static_cast<SWIG_NAPI_ObjectWrap_inst *>(w)->self;
+  return SWIG_OK;
 }
 
 /* ---- search options --------------------------------------------------------------- */
@@ -461,11 +488,12 @@ static void search_options(Napi::Env env, Napi::Value ef, Token *tok, sx_search_
     sx_record_free(*$1);
   }
 }
-/* sx_collection_search: the hits of its one query; _batch: {ids, distances}. */
+/* sx_collection_search: the ids joined by NUL, the distances in the scratch array;
+ * _batch: packed (see sxn::packed). index.js makes hits and {ids, distances}. */
 %typemap(argout) sx_results **out {
   if (*$1) {
     try {
-      $result = std::strcmp("$symname", "sx_collection_search") == 0 ? sxn::hits(env, *$1, 0) : sxn::batch(env, *$1);
+      $result = std::strcmp("$symname", "sx_collection_search") == 0 ? sxn::hits_scratch(env, *$1) : sxn::packed(env, *$1);
     } catch (...) {
       sx_results_free(*$1);
       throw;

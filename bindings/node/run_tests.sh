@@ -63,5 +63,5 @@ npm ci --no-audit --no-fund --loglevel=error
 # -- test
 echo "=== node --expose-gc --test ($(node --version))"
 export SX_NODE_REQUIRE_SWIG=1 SWIG="$venv/bin/swig"
-if [ $# -eq 0 ]; then set -- test/; fi
+if [ $# -eq 0 ]; then set -- test/*.test.js; fi
 exec node --expose-gc --test "$@"

@@ -1495,6 +1495,9 @@ namespace sxn {
  * small map from env to data, cleared by the env's cleanup hook. */
 struct EnvData {
   Napi::FunctionReference error_ctor;
+  /* Where a synchronous search writes its distances (index.js reads them at once):
+   * no typed array or number is allocated per hit. */
+  Napi::Reference<Napi::Float64Array> scratch;
 };
 static std::mutex env_mu;
 static std::unordered_map<napi_env, EnvData *> env_map;
@@ -1692,44 +1695,57 @@ static float bulk_distance(const sx_results *res, const Bulk &b, size_t q, size_
 #endif
 }
 
-/* One query's hits: [{id, distance}, ...]. */
-static Napi::Value hits(Napi::Env env, const sx_results *res, size_t q) {
-  Bulk b(res);
-  size_t n = q < b.nq ? b.qoff[q + 1] - b.qoff[q] : 0;
-  Napi::Array a = Napi::Array::New(env, n);
-  napi_value key_id = Napi::String::New(env, "id"), key_d = Napi::String::New(env, "distance");
-  for (size_t i = 0; i < n; i++) {
-    size_t h = b.qoff[q] + i;
-    Napi::Object o = Napi::Object::New(env);
-    o.Set(key_id, bulk_id(env, res, b, q, h));
-    o.Set(key_d, Napi::Number::New(env, (double)bulk_distance(res, b, q, h)));
-    a.Set((uint32_t)i, o);
+/* All ids of the results in hit order, joined by NUL (an id never holds one), as
+ * one JavaScript string: one string to make per call instead of one per hit. */
+static Napi::Value joined_ids(Napi::Env env, const sx_results *res, const Bulk &b) {
+  if (b.total == 0) return Napi::String::New(env, "");
+#ifdef SX_WRITE_OPTIONS_VERSION
+  (void)res;
+  return Napi::String::New(env, b.ids + b.idoff[0], b.idoff[b.total] - b.idoff[0] - 1);
+#else
+  std::string s;
+  for (size_t q = 0; q < b.nq; q++) {
+    for (size_t i = 0; i < b.qoff[q + 1] - b.qoff[q]; i++) {
+      s.append(sx_results_id(res, q, i));
+      s.push_back('\0');
+    }
   }
-  return a;
+  s.pop_back();
+  return Napi::String::New(env, s);
+#endif
 }
 
-/* A batch: {ids: string[][], distances: Float32Array[]}, every distances[q] a view of
- * one buffer, as long as ids[q]. */
-static Napi::Value batch(Napi::Env env, const sx_results *res) {
+/* A synchronous single search: the ids joined by NUL; the distances go to the
+ * registered scratch Float64Array (index.js makes sure it holds k). */
+static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   Bulk b(res);
-  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, b.total * sizeof(float));
-  float *d = (float *)buf.Data();
-  Napi::Array ids = Napi::Array::New(env, b.nq), dist = Napi::Array::New(env, b.nq);
+  EnvData *d = env_data(env, false);
+  if (!d || d->scratch.IsEmpty()) raise(env, SX_MISUSE, "sx_node_register() has not given a scratch array");
+  Napi::Float64Array a = d->scratch.Value();
+  if (a.ElementLength() < b.total) raise(env, SX_MISUSE, "the scratch array is shorter than k");
+  double *out = a.Data();
+  for (size_t h = 0; h < b.total; h++) out[h] = (double)bulk_distance(res, b, 0, h);
+  return joined_ids(env, res, b);
+}
+
+/* Any results, packed: [ids joined by NUL, distances (Float32Array, every hit),
+ * offsets (Uint32Array of nq + 1: query q's hits are [off[q], off[q + 1]))]. */
+static Napi::Value packed(Napi::Env env, const sx_results *res) {
+  Bulk b(res);
+  Napi::Float32Array dist = Napi::Float32Array::New(env, b.total);
+  Napi::Uint32Array off = Napi::Uint32Array::New(env, b.nq + 1);
+  float *dd = dist.Data();
+  uint32_t *oo = off.Data();
   for (size_t q = 0; q < b.nq; q++) {
-    size_t n = b.qoff[q + 1] - b.qoff[q];
-    Napi::Array qi = Napi::Array::New(env, n);
-    for (size_t i = 0; i < n; i++) {
-      size_t h = b.qoff[q] + i;
-      qi.Set((uint32_t)i, bulk_id(env, res, b, q, h));
-      d[h] = bulk_distance(res, b, q, h);
-    }
-    ids.Set((uint32_t)q, qi);
-    dist.Set((uint32_t)q, Napi::Float32Array::New(env, n, buf, b.qoff[q] * sizeof(float)));
+    oo[q] = (uint32_t)b.qoff[q];
+    for (size_t h = b.qoff[q]; h < b.qoff[q + 1]; h++) dd[h] = bulk_distance(res, b, q, h);
   }
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("ids", ids);
-  o.Set("distances", dist);
-  return o;
+  oo[b.nq] = (uint32_t)b.total;
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, joined_ids(env, res, b));
+  out.Set(1u, dist);
+  out.Set(2u, off);
+  return out;
 }
 
 /* The out-parameter structs as plain objects (camelCase, as JavaScript spells). */
@@ -1802,8 +1818,15 @@ static int convert(Napi::Env env, Napi::Value v, void **p, swig_type_info *ty) {
   size_t *idx = ty ? (size_t *)ty->clientdata : nullptr;
   EnvInstanceData *d = env.GetInstanceData<EnvInstanceData>();
   if (!idx || !d || !d->ctor[*idx]) return SWIG_TypeError;
-  if (!v.As<Napi::Object>().InstanceOf(d->ctor[*idx]->Value())) return SWIG_TypeError;
-  return SWIG_ConvertPtr(v, p, ty, 0);
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.InstanceOf(d->ctor[*idx]->Value())) return SWIG_TypeError;
+  /* An instance of the class (not an object made from its prototype) carries the pointer. */
+  void *w = nullptr;
+  if (napi_unwrap(env, o, &w) != napi_ok || !w) return SWIG_TypeError;
+  /* As SWIG's own SWIG_NAPI_ConvertInstancePtr reads it (every wrapper class has the
+   * layout of SWIG_NAPI_ObjectWrap_templ). */
+  *p = static_cast<SWIG_NAPI_ObjectWrap_inst *>(w)->self;
+  return SWIG_OK;
 }
 
 /* ---- search options --------------------------------------------------------------- */
@@ -1933,16 +1956,16 @@ class SearchWork : public Work {
     if (batch_) rc_ = sx_collection_search_batch(c_, q, nq_, dim_, k_, &opts_, &res_, &err_);
     else rc_ = sx_collection_search(c_, q, dim_, k_, &opts_, &res_, &err_);
   }
-  Napi::Value Result(Napi::Env env) override { return batch_ ? batch(env, res_) : hits(env, res_, 0); }
+  Napi::Value Result(Napi::Env env) override { return packed(env, res_); }
  public:
   ~SearchWork() override { sx_results_free(res_); }
   bool batch_;
   sx_results *res_ = nullptr;
 };
 
-/* sx_node_search_async(coll, query: Float32Array, k, ef, token) -> Promise<Hit[]>
+/* sx_node_search_async(coll, query: Float32Array, k, ef, token)
  * sx_node_search_batch_async(coll, queries: Float32Array, dim, k, ef, token)
- *   -> Promise<{ids, distances}> */
+ *   -> Promise of the packed results (see sxn::packed) */
 static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   Napi::Env env = info.Env();
   size_t a = 0;
@@ -2170,11 +2193,16 @@ static Napi::Value token_set(const Napi::CallbackInfo &info) {
 
 /* ---- registration and the benchmark floor ----------------------------------------------- */
 
+/* sx_node_register(SextantError, scratch: Float64Array): called by index.js at load
+ * (and again with a longer scratch array when a search asks for more hits). */
 static Napi::Value register_classes(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!info[0].IsFunction()) type_error(env, "sx_node_register needs the error class");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    type_error(env, "sx_node_register needs a Float64Array scratch array");
   EnvData *d = env_data(env, true);
   d->error_ctor = Napi::Persistent(info[0].As<Napi::Function>());
+  d->scratch = Napi::Persistent(info[1].As<Napi::Float64Array>());
   return env.Undefined();
 }
 
@@ -7205,7 +7233,7 @@ Napi::Value _wrap_sx_collection_search(const Napi::CallbackInfo &info) {
   {
     if (*arg6) {
       try {
-        jsresult = std::strcmp("sx_collection_search", "sx_collection_search") == 0 ? sxn::hits(env, *arg6, 0) : sxn::batch(env, *arg6);
+        jsresult = std::strcmp("sx_collection_search", "sx_collection_search") == 0 ? sxn::hits_scratch(env, *arg6) : sxn::packed(env, *arg6);
       } catch (...) {
         sx_results_free(*arg6);
         throw;
@@ -7309,7 +7337,7 @@ Napi::Value _wrap_sx_collection_search_batch(const Napi::CallbackInfo &info) {
   {
     if (*arg7) {
       try {
-        jsresult = std::strcmp("sx_collection_search_batch", "sx_collection_search") == 0 ? sxn::hits(env, *arg7, 0) : sxn::batch(env, *arg7);
+        jsresult = std::strcmp("sx_collection_search_batch", "sx_collection_search") == 0 ? sxn::hits_scratch(env, *arg7) : sxn::packed(env, *arg7);
       } catch (...) {
         sx_results_free(*arg7);
         throw;

@@ -23,7 +23,7 @@ test('tsc --noEmit --strict over the typed example', () => {
 });
 
 test('the typed example runs', (t) => {
-  const out = path.join(here, 'test', 'typed-out');
+  const out = path.join(here, 'build', 'typed-out'); // ../.. from there is this package
   const r = tsc(['-p', 'tsconfig.json', '--noEmit', 'false', '--outDir', out]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   const run = spawnSync(process.execPath, [path.join(out, 'example.js'), path.join(tmpdir(t), 'ex.sx')], { encoding: 'utf8' });
