@@ -1228,11 +1228,36 @@ void LoudNote(const CaseDef &d) {
   fflush(stdout);
 }
 
+// Outcomes for $SEXTANT_CONFORMANCE_REPORT (the cross-language matrix,
+// tools/conformance.sh): {"runner": "c", "results": [{"file", "test", "outcome"}]},
+// outcome "passed", "expected_failure" (listed in the skip file and failing) or
+// "failed" (including a listed test that passed).
+struct ReportRow {
+  std::string file, test, outcome;
+};
+std::vector<ReportRow> g_outcomes;
+
+void WriteReport() {
+  const char *path = getenv("SEXTANT_CONFORMANCE_REPORT");
+  if (!path || !*path) return;
+  json_t *results = json_array();
+  for (const auto &o : g_outcomes)
+    json_array_append_new(results, json_pack("{s:s, s:s, s:s}", "file", o.file.c_str(), "test",
+                                             o.test.c_str(), "outcome", o.outcome.c_str()));
+  json_t *root = json_pack("{s:s, s:o}", "runner", "c", "results", results);
+  if (json_dump_file(root, path, JSON_INDENT(1)) != 0)
+    fprintf(stderr, "runner_c: cannot write the report %s\n", path);
+  json_decref(root);
+}
+
 class CaseTest : public testing::Test {
  public:
   explicit CaseTest(const CaseDef *d) : d_(d) {}
   void TestBody() override {
     std::string failure = RunCase(*d_);
+    g_outcomes.push_back({d_->file, d_->name,
+                          d_->skip ? (failure.empty() ? "failed" : "expected_failure")
+                                   : (failure.empty() ? "passed" : "failed")});
     if (d_->skip) {
       if (failure.empty()) {
         LoudNote(*d_);
@@ -1449,5 +1474,7 @@ void RegisterAll() {
 int main(int argc, char **argv) {
   testing::InitGoogleTest(&argc, argv);
   RegisterAll();
-  return RUN_ALL_TESTS();
+  int rc = RUN_ALL_TESTS();
+  WriteReport();
+  return rc;
 }

@@ -4,16 +4,20 @@
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. the same under ThreadSanitizer;
 #   4. the Python binding: pip-installed into a virtual environment under build/,
-#      then its pytest suite (the conformance cases again, threads, processes, fork).
+#      then its pytest suite (the conformance cases again, threads, processes, fork);
+#   5. the Go binding: go vet, go test -race (bindings/go/run_tests.sh);
+#   6. the Node binding: the addon built offline, node --test (bindings/node/run_tests.sh);
+#   7. the conformance matrix: the cases through the C, Python, Go and Node runners,
+#      one table (tools/conformance.sh, reusing the builds above).
 # The long stress and crash tests run at full length in (1) and shorter under the
 # sanitizers (which slow everything 3-15x).
-# Usage: tools/test.sh [debug|asan|tsan|python]...
+# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan python)
+[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan python go node matrix)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -39,7 +43,13 @@ for c in "${configs[@]}"; do
             TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ;;
     python) echo "=== python: build, install and test the binding"
             bash "$root/bindings/python/run_tests.sh" ;;
-    *) echo "unknown configuration '$c' (debug, asan, tsan, python)" >&2; exit 2 ;;
+    go) echo "=== go: vet, build and test the binding"
+        bash "$root/bindings/go/run_tests.sh" ;;
+    node) echo "=== node: build the addon and test the binding"
+          bash "$root/bindings/node/run_tests.sh" ;;
+    matrix) echo "=== matrix: the conformance cases through all four runners"
+            SX_MATRIX_REUSE=1 bash "$root/tools/conformance.sh" ;;
+    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"

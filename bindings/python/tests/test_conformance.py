@@ -32,7 +32,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -823,6 +823,30 @@ for _c in CASES:
             _c.skip_reason = _s["reason"]
 
 
+# Outcomes for $SEXTANT_CONFORMANCE_REPORT (the cross-language matrix,
+# tools/conformance.sh): {"runner": "python", "results": [{"file", "test", "outcome"}]},
+# outcome "passed", "expected_failure" (listed in the skip file and failing) or
+# "failed" (a listed test that passes included).
+OUTCOMES: List[Dict[str, str]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _conformance_report() -> Iterator[None]:
+    yield
+    path = os.environ.get("SEXTANT_CONFORMANCE_REPORT")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"runner": "python", "results": OUTCOMES}, f, indent=1)
+
+
+def _record(case: Case, failure: str) -> None:
+    if case.skip_reason is not None:
+        outcome = "expected_failure" if failure else "failed"
+    else:
+        outcome = "failed" if failure else "passed"
+    OUTCOMES.append({"file": case.file, "test": case.name, "outcome": outcome})
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case: Case, request: pytest.FixtureRequest) -> None:
     if case.skip_reason is not None:
@@ -830,6 +854,7 @@ def test_case(case: Case, request: pytest.FixtureRequest) -> None:
         # (and test_skip_file fails) once it passes.
         request.applymarker(pytest.mark.xfail(reason=case.skip_reason, strict=False))
         failure = run_case(case)
+        _record(case, failure)
         if not failure:
             note = (f"{case.file} / {case.name} is listed in {SKIP_FILE} (reason: {case.skip_reason}) "
                     "but it PASSED: remove it from the skip list")
@@ -839,6 +864,7 @@ def test_case(case: Case, request: pytest.FixtureRequest) -> None:
         print(f"failure of a test listed in the skip file (reason: {case.skip_reason}):\n{failure}")
         pytest.fail(failure, pytrace=False)
     failure = run_case(case)
+    _record(case, failure)
     if failure:
         pytest.fail(failure, pytrace=False)
 
