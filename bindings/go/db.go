@@ -36,7 +36,6 @@ package sextant
 import (
 	"context"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/sextant/sextant/bindings/go/internal/sx"
@@ -97,9 +96,8 @@ func clampU32(n int) uint32 {
 
 // DB is an open database. Safe for concurrent use by many goroutines.
 type DB struct {
-	h      sx.SwigcptrSx_db
-	path   string
-	closed atomic.Bool
+	h    sx.SwigcptrSx_db
+	path string
 }
 
 // Open opens the database at path, creating it when it does not exist (unless
@@ -154,7 +152,6 @@ func (db *DB) Path() string { return db.path }
 // Close closes the database: it aborts its write session, ends its read sessions and
 // releases its locks. Closing again does nothing and returns nil.
 func (db *DB) Close() error {
-	db.closed.Store(true)
 	st := sx.Sx_db_close(db.h)
 	runtime.KeepAlive(db)
 	return statusError(st, nil)
