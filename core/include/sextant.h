@@ -683,6 +683,149 @@ const char *sx_results_id_data(const sx_results *res, const size_t **id_offsets)
 void sx_results_free(sx_results *res);
 /**@}*/
 
+/** @name Reading many records: batch get and cursors
+ *
+ * Both give an ::sx_records: n records in one object, readable one by one or in
+ * bulk (one buffer of vectors, one of ids, one of metadata texts), so a binding
+ * copies a batch out in a constant number of crossings.
+ */
+/**@{*/
+
+/** A batch of records; free with sx_records_free(). Immutable once returned: any
+ * number of threads may read it. */
+typedef struct sx_records sx_records;
+
+/**
+ * Gets n ids in one call, in the order asked. An id that is not in the collection is
+ * not an error: its record is marked not found (sx_records_found() 0, its vector row
+ * zeros, no metadata). An id may be asked more than once.
+ * @return ::SX_OK; ::SX_INVALID_ARGUMENT (an id NULL, empty, longer than SX_ID_MAX
+ *   or not UTF-8, naming the item index; `ids` NULL with n > 0; `out` NULL);
+ *   ::SX_CLOSED; ::SX_NOMEM.
+ */
+sx_status sx_collection_get_batch(sx_collection *c, size_t n, const char *const *ids,
+                                  sx_records **out, sx_error *err);
+
+/** sx_collection_get_batch() with the ids packed as in sx_write_upsert_packed(). */
+sx_status sx_collection_get_packed(sx_collection *c, size_t n, const char *ids,
+                                   const size_t *id_offsets, sx_records **out, sx_error *err);
+
+/** Number of records in the batch (0 for NULL). */
+size_t sx_records_count(const sx_records *recs);
+/** The dimension of every vector in the batch. */
+size_t sx_records_dim(const sx_records *recs);
+/** 1 if record i was found (always 1 from a cursor), 0 if not or out of range. */
+int sx_records_found(const sx_records *recs, size_t i);
+/** Id of record i (NUL-terminated), NULL out of range. */
+const char *sx_records_id(const sx_records *recs, size_t i);
+/** Vector of record i (sx_records_dim() floats), NULL when not found or out of range. */
+const float *sx_records_vector(const sx_records *recs, size_t i);
+/** Metadata JSON text of record i as stored, NULL when it has none (or not found). */
+const char *sx_records_metadata(const sx_records *recs, size_t i);
+/** Every vector, count * dim floats, row after row (rows of records not found are
+ * zeros). NULL for NULL or an empty batch. */
+const float *sx_records_vectors(const sx_records *recs);
+/** Found flags, count bytes (1 found, 0 not). NULL for NULL or an empty batch. */
+const unsigned char *sx_records_found_data(const sx_records *recs);
+/** Every id, NUL-terminated, one after another; `*offsets` receives count + 1
+ * offsets: id i starts at `data + off[i]` and is `off[i + 1] - off[i] - 1` bytes long.
+ * NULL (and `*offsets` NULL) for NULL. */
+const char *sx_records_id_data(const sx_records *recs, const size_t **offsets);
+/** Every metadata text, laid out as sx_records_id_data(); a record with no metadata
+ * has an empty range (`off[i + 1] == off[i]`), one with metadata has its text and its
+ * NUL. NULL (and `*offsets` NULL) for NULL. */
+const char *sx_records_metadata_data(const sx_records *recs, const size_t **offsets);
+/** Frees the batch. NULL is a no-op. */
+void sx_records_free(sx_records *recs);
+
+/**
+ * A cursor over the live records of a collection view, in ascending bytewise order
+ * of their ids: every record once. It lists the ids live in the view when it was
+ * opened (it holds them in memory, about their bytes plus 8 per id; vectors and
+ * metadata are read batch by batch). On a read session that is the snapshot, for the
+ * cursor's whole life. On a write session, records deleted after the cursor opened
+ * are skipped, records upserted after it are read as they are now, and ids new since
+ * it opened are not listed. Use from one thread at a time. Valid until freed; it
+ * keeps its session's memory alive, but once the session ends sx_cursor_next() fails
+ * with ::SX_CLOSED. Independent of the view it was opened from (which may be freed).
+ */
+typedef struct sx_cursor sx_cursor;
+
+/**
+ * Opens a cursor on the collection view `c`.
+ * @param after NULL to start at the first id, or an id (need not exist): the cursor
+ *   starts at the first id greater than it, bytewise. Resuming an interrupted walk is
+ *   passing the last id it returned, in this or any later session.
+ * @return ::SX_OK; ::SX_INVALID_ARGUMENT (`out` NULL, `after` longer than SX_ID_MAX);
+ *   ::SX_CLOSED; ::SX_CORRUPT; ::SX_NOMEM.
+ */
+sx_status sx_collection_cursor(sx_collection *c, const char *after, sx_cursor **out,
+                               sx_error *err);
+
+/**
+ * The next batch of at most `max` records (every one found). An empty batch
+ * (sx_records_count() 0) means the end; later calls return empty batches too.
+ * @return ::SX_OK; ::SX_INVALID_ARGUMENT (`max` 0 or `out` NULL); ::SX_CLOSED (its
+ *   session ended); ::SX_NOT_FOUND (a write session dropped the collection);
+ *   ::SX_NOMEM.
+ */
+sx_status sx_cursor_next(sx_cursor *cur, size_t max, sx_records **out, sx_error *err);
+
+/** Ids the cursor has still to visit (records deleted since it opened included). */
+uint64_t sx_cursor_remaining(const sx_cursor *cur);
+
+/** Frees the cursor. NULL is a no-op. */
+void sx_cursor_free(sx_cursor *cur);
+/**@}*/
+
+/** @name Online backup */
+/**@{*/
+
+/** Progress of a long call: `done` of `total` units (pages for a backup) so far.
+ * Called on the calling thread; it must not call into the same database handle. */
+typedef void (*sx_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/** Version of ::sx_backup_options this header describes. */
+#define SX_BACKUP_OPTIONS_VERSION 1
+
+/** Options for sx_db_backup(). Zero fields mean the default. */
+typedef struct sx_backup_options {
+  unsigned version;        /**< SX_BACKUP_OPTIONS_VERSION */
+  sx_progress_fn progress; /**< optional; called every few hundred pages and at the end */
+  void *progress_ctx;      /**< passed to progress */
+  /** Optional: once set, the backup stops between pages and fails with
+   * ::SX_CANCELLED; nothing is left at the destination. */
+  sx_cancel *cancel_token;
+  /** Nonzero: replace an existing file at the destination (which no process may have
+   * open; its -wal, -wal2 and -shm files are removed). Zero: ::SX_EXISTS. */
+  int overwrite;
+} sx_backup_options;
+
+/** Initializer for ::sx_backup_options. */
+#define SX_BACKUP_OPTIONS_INIT {SX_BACKUP_OPTIONS_VERSION, NULL, NULL, NULL, 0}
+
+/** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
+sx_status sx_backup_options_init(sx_backup_options *opts, unsigned version);
+
+/**
+ * Copies the latest committed snapshot of the database (what a read session begun
+ * now sees) to a new database file at `dest`, while other sessions, in any process,
+ * go on reading and writing: the backup is an ordinary read session, so it never
+ * waits for the writer nor blocks it (a checkpoint just stops short of its snapshot
+ * until it ends). The copy is written to a temporary file beside `dest`, synced,
+ * renamed over `dest` and the directory synced, so `dest` is either absent (or its
+ * old contents) or the whole backup, whatever happens: a reader or a crash never sees
+ * a partial one. The backup is a self-contained database with no WAL; open it like
+ * any other.
+ * @param dest path of the backup (UTF-8); not the database itself.
+ * @param opts options, or NULL for the defaults.
+ * @return ::SX_OK; ::SX_EXISTS (`dest` or its -wal/-wal2 exists and overwrite is not
+ *   set); ::SX_INVALID_ARGUMENT (`dest` NULL, empty, or the database's own path);
+ *   ::SX_CANCELLED; ::SX_CLOSED; ::SX_BUSY (no free reader slot); ::SX_IO; ::SX_FULL.
+ */
+sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_options *opts, sx_error *err);
+/**@}*/
+
 #ifdef __cplusplus
 }
 #endif

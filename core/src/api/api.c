@@ -557,3 +557,147 @@ SX_EXPORT const char *sx_results_id_data(const sx_results *res, const size_t **i
   return res->blob ? res->blob : "";
 }
 SX_EXPORT void sx_results_free(sx_results *res) { sx__results_free(res); }
+
+/* ---- batch get and cursors ------------------------------------------------------ */
+
+SX_EXPORT sx_status sx_collection_get_batch(sx_collection *c, size_t n, const char *const *ids,
+                                            sx_records **out, sx_error *err) {
+  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+  *out = NULL;
+  int rc = coll_enter(c, err);
+  if (rc) return rc;
+  rc = sx__coll_get_many(&c->c, n, ids, 0, out, err);
+  coll_leave(c);
+  return rc;
+}
+
+SX_EXPORT sx_status sx_collection_get_packed(sx_collection *c, size_t n, const char *ids,
+                                             const size_t *id_offsets, sx_records **out,
+                                             sx_error *err) {
+  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+  *out = NULL;
+  unpacked ui;
+  int rc = unpack("id", n, ids, id_offsets, 0, &ui, err);
+  if (rc) return rc;
+  rc = sx_collection_get_batch(c, n, ui.ptrs, out, err);
+  unpacked_free(&ui);
+  return rc;
+}
+
+SX_EXPORT size_t sx_records_count(const sx_records *recs) { return recs ? recs->n : 0; }
+SX_EXPORT size_t sx_records_dim(const sx_records *recs) { return recs ? recs->dim : 0; }
+SX_EXPORT int sx_records_found(const sx_records *recs, size_t i) {
+  return recs && i < recs->n ? recs->found[i] : 0;
+}
+SX_EXPORT const char *sx_records_id(const sx_records *recs, size_t i) {
+  return recs && i < recs->n ? recs->ids + recs->id_off[i] : NULL;
+}
+SX_EXPORT const float *sx_records_vector(const sx_records *recs, size_t i) {
+  return sx_records_found(recs, i) ? recs->vec + i * recs->dim : NULL;
+}
+SX_EXPORT const char *sx_records_metadata(const sx_records *recs, size_t i) {
+  if (!recs || i >= recs->n || recs->meta_off[i + 1] == recs->meta_off[i]) return NULL;
+  return recs->meta + recs->meta_off[i];
+}
+SX_EXPORT const float *sx_records_vectors(const sx_records *recs) {
+  return recs && recs->n ? recs->vec : NULL;
+}
+SX_EXPORT const unsigned char *sx_records_found_data(const sx_records *recs) {
+  return recs && recs->n ? recs->found : NULL;
+}
+SX_EXPORT const char *sx_records_id_data(const sx_records *recs, const size_t **offsets) {
+  if (offsets) *offsets = recs ? recs->id_off : NULL;
+  return recs ? recs->ids : NULL;
+}
+SX_EXPORT const char *sx_records_metadata_data(const sx_records *recs, const size_t **offsets) {
+  if (offsets) *offsets = recs ? recs->meta_off : NULL;
+  return recs ? recs->meta : NULL;
+}
+SX_EXPORT void sx_records_free(sx_records *recs) { sx__records_free(recs); }
+
+struct sx_cursor {
+  sx_collection col; /* its own view of the collection (a session reference, no search pool) */
+  sx__idlist ids;    /* the ids to visit, sorted */
+  size_t next;       /* the next of them */
+};
+
+SX_EXPORT sx_status sx_collection_cursor(sx_collection *c, const char *after, sx_cursor **out,
+                                         sx_error *err) {
+  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+  *out = NULL;
+  if (after && strlen(after) > SX_ID_MAX)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "cursor start id '%.40s...' is longer than %d bytes",
+                       after, SX_ID_MAX);
+  int rc = coll_enter(c, err);
+  if (rc) return rc;
+  sx_cursor *cur = calloc(1, sizeof *cur);
+  if (!cur) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!rc) rc = sx__coll_sorted_ids(&c->c, after, &cur->ids, err);
+  if (!rc) {
+    cur->col.r = c->r;
+    cur->col.w = c->w;
+    cur->col.c = c->c;
+    cur->col.c.pool = NULL;
+    if (c->r) sx__read_ref(c->r);
+    else sx__write_ref(c->w);
+    *out = cur;
+  } else {
+    free(cur);
+  }
+  coll_leave(c);
+  return rc;
+}
+
+SX_EXPORT sx_status sx_cursor_next(sx_cursor *cur, size_t max, sx_records **out, sx_error *err) {
+  if (!cur) return sx__err_set(err, SX_MISUSE, "cursor is NULL");
+  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+  *out = NULL;
+  if (max == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "batch size is 0");
+  int rc = coll_enter(&cur->col, err);
+  if (rc) return rc;
+  /* On a write session every id of a batch may have been deleted since: an empty
+   * batch must mean the end, so go on to the next. */
+  do {
+    size_t m = cur->ids.n - cur->next < max ? cur->ids.n - cur->next : max;
+    sx_records_free(*out);
+    *out = NULL;
+    const char *const *ids = m ? (const char *const *)cur->ids.ptrs + cur->next : NULL;
+    rc = sx__coll_get_many(&cur->col.c, m, ids, 1, out, err);
+    if (!rc) cur->next += m;
+  } while (!rc && (*out)->n == 0 && cur->next < cur->ids.n);
+  coll_leave(&cur->col);
+  return rc;
+}
+
+SX_EXPORT uint64_t sx_cursor_remaining(const sx_cursor *cur) {
+  return cur ? cur->ids.n - cur->next : 0;
+}
+
+SX_EXPORT void sx_cursor_free(sx_cursor *cur) {
+  if (!cur) return;
+  if (cur->col.r) sx__read_unref(cur->col.r);
+  if (cur->col.w) sx__write_unref(cur->col.w);
+  sx__idlist_free(&cur->ids);
+  free(cur);
+}
+
+/* ---- online backup ------------------------------------------------------------- */
+
+SX_EXPORT sx_status sx_backup_options_init(sx_backup_options *opts, unsigned version) {
+  if (!opts || version < 1 || version > SX_BACKUP_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
+  sx_backup_options d = SX_BACKUP_OPTIONS_INIT;
+  *opts = d;
+  opts->version = version;
+  return SX_OK;
+}
+
+SX_EXPORT sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_options *opts,
+                                 sx_error *err) {
+  sx_backup_options o = SX_BACKUP_OPTIONS_INIT;
+  if (opts) {
+    if (opts->version < 1 || opts->version > SX_BACKUP_OPTIONS_VERSION)
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown backup options version %u", opts->version);
+    o = *opts;
+  }
+  return sx__db_backup(db, dest, &o, err);
+}

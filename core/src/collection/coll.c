@@ -1074,3 +1074,12 @@ int sx__coll_check_all(const sx__pv *v, sx_error *err) {
   sx__names_free(names);
   return rc;
 }
+
+/* ---- lookups for batch get and cursors (cursor.c) ------------------------------------ */
+
+int sx__coll_find(const sx__coll *c, const uint8_t *h, const char *id, size_t item, uint64_t *slot,
+                  sx_error *err) {
+  int rc = check_id(id, item, err);
+  uint64_t pos;
+  return rc ? rc : id_lookup(c, h, id, strlen(id), slot, &pos, err);
+}

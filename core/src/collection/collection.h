@@ -160,6 +160,39 @@ void sx__names_free(sx_names *n);
 void sx__record_free(sx_record *r);
 void sx__results_free(sx_results *r);
 
+/* ---- batch get and cursors (cursor.c) ------------------------------------------ */
+
+/* Checks id (SX_INVALID_ARGUMENT naming item) and looks it up in the collection
+ * whose header page is h: *slot = its slot, or UINT64_MAX when absent. (coll.c) */
+int sx__coll_find(const sx__coll *c, const uint8_t *h, const char *id, size_t item, uint64_t *slot,
+                  sx_error *err);
+
+struct sx_records {
+  size_t n, dim;
+  float *vec;             /* n * dim */
+  unsigned char *found;   /* n */
+  char *ids;              /* NUL-terminated ids one after another */
+  size_t *id_off;         /* n + 1 */
+  char *meta;             /* NUL-terminated texts; none: an empty range */
+  size_t *meta_off;       /* n + 1 */
+};
+void sx__records_free(sx_records *r);
+
+/* Records of ids[0..n) in that order. skip_missing: ids not in the collection are
+ * left out (cursors) instead of marked not found (batch get). */
+int sx__coll_get_many(const sx__coll *c, size_t n, const char *const *ids, int skip_missing,
+                      sx_records **out, sx_error *err);
+
+/* The live ids of a collection greater than `after` (NULL: all), sorted bytewise:
+ * n ids NUL-terminated in blob, ptrs[i] the i-th (both malloc'd; NULL when n is 0). */
+typedef struct sx__idlist {
+  size_t n;
+  char *blob;
+  char **ptrs;
+} sx__idlist;
+int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, sx_error *err);
+void sx__idlist_free(sx__idlist *l);
+
 #ifdef __cplusplus
 }
 #endif

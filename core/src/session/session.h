@@ -74,6 +74,9 @@ sx__pager *sx__db_pager(sx_db *db);
 int sx__read_threads(const sx_read *r);
 int sx__write_threads(const sx_write *w);
 
+/* Online backup of the latest snapshot to dest (backup.c); o is checked and complete. */
+int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

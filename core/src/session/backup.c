@@ -1,0 +1,124 @@
+/*
+ * backup.c: online backup. A backup is a read session: it pins the latest snapshot
+ * and copies its pages 0..npages-1, in order, into a new file. Pages of a snapshot
+ * are immutable for its life (the pager's contract), so the copy is consistent
+ * without any lock; the writer goes on committing, and a checkpoint only stops short
+ * of the pinned snapshot until the backup ends.
+ *
+ * The result is a database with no WAL: the snapshot's pages are its pages. It is
+ * written to `dest.tmp-<pid>-<n>` beside the destination, synced, then renamed over
+ * the destination (the rename syncs the directory), so the destination is never
+ * seen half-written. A stale WAL beside the destination would be replayed onto the
+ * new file when it is opened, so an existing -wal/-wal2 is refused, or removed
+ * (with -shm) when overwriting.
+ */
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "session/session.h"
+
+enum { BATCH_PAGES = 256 }; /* pages copied between progress reports and cancel checks */
+
+static char *path_plus(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  char *s = malloc(la + lb + 1);
+  if (s) {
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+  }
+  return s;
+}
+
+/* Nonzero when dest names the same file as the database (or one of its companions). */
+static int same_file(const char *db, const char *dest) {
+  char a[PATH_MAX], b[PATH_MAX];
+  if (!realpath(db, a) || !realpath(dest, b)) return 0;
+  size_t la = strlen(a);
+  return strcmp(a, b) == 0 || (strncmp(a, b, la) == 0 && b[la] == '-');
+}
+
+static int copy_pages(sx_read *r, sx__file *f, uint32_t ps, const sx_backup_options *o,
+                      sx_error *err) {
+  sx__pv v;
+  sx__read_pv(r, &v);
+  uint64_t npages = v.snap->npages;
+  uint8_t *buf = malloc((size_t)ps * BATCH_PAGES);
+  if (!buf) return sx__err_set(err, SX_NOMEM, "out of memory for the backup buffer");
+  int rc = SX_OK;
+  for (uint64_t at = 0; at < npages && !rc; at += BATCH_PAGES) {
+    if (sx__cancelled(o->cancel_token)) {
+      rc = sx__err_set(err, SX_CANCELLED, "backup was cancelled after %llu of %llu pages",
+                       (unsigned long long)at, (unsigned long long)npages);
+      break;
+    }
+    uint64_t m = npages - at < BATCH_PAGES ? npages - at : BATCH_PAGES;
+    for (uint64_t i = 0; i < m && !rc; i++) {
+      const uint8_t *pg;
+      rc = sx__read_page(r, (uint32_t)(at + i), &pg, err);
+      if (!rc) memcpy(buf + i * ps, pg, ps);
+    }
+    if (!rc) rc = sx__file_write(f, buf, (size_t)(m * ps), at * ps, err);
+    if (!rc && o->progress) o->progress(o->progress_ctx, at + m, npages);
+  }
+  free(buf);
+  return rc;
+}
+
+int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_error *err) {
+  if (!dest || !*dest) return sx__err_set(err, SX_INVALID_ARGUMENT, "backup destination is empty");
+  if (sx__cancelled(o->cancel_token))
+    return sx__err_set(err, SX_CANCELLED, "backup was cancelled before it began");
+  sx__vfs *vfs = sx__vfs_default();
+  sx_read *r = NULL;
+  int rc = sx__read_begin(db, &r, err);
+  if (rc) return rc;
+  rc = sx__read_enter(r, err);
+  if (rc) {
+    sx__read_free(r);
+    return rc;
+  }
+  sx__pv v;
+  sx__read_pv(r, &v);
+  uint32_t ps = sx__pager_page_size(v.p);
+  const char *src = sx__pager_path(v.p);
+  char *wal = path_plus(dest, "-wal"), *wal2 = path_plus(dest, "-wal2"), *shm = path_plus(dest, "-shm");
+  char suffix[64];
+  static atomic_uint seq;
+  snprintf(suffix, sizeof suffix, ".tmp-%d-%u", (int)getpid(), atomic_fetch_add(&seq, 1));
+  char *tmp = path_plus(dest, suffix);
+  if (!wal || !wal2 || !shm || !tmp) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!rc && same_file(src, dest))
+    rc = sx__err_set(err, SX_INVALID_ARGUMENT, "backup destination '%s' is the database itself", dest);
+  for (int i = 0; i < 3 && !rc && !o->overwrite; i++) {
+    const char *pth = i == 0 ? dest : i == 1 ? wal : wal2;
+    int e = vfs->exists(vfs, pth, err);
+    if (e < 0) rc = -e;
+    else if (e)
+      rc = sx__err_set(err, SX_EXISTS, "backup destination '%s' exists (remove it, or overwrite)", pth);
+  }
+  sx__file *f = NULL;
+  if (!rc) rc = vfs->open(vfs, tmp, SX__OPEN_WRITE | SX__OPEN_CREATE | SX__OPEN_EXCL, &f, err);
+  if (!rc) {
+    rc = copy_pages(r, f, ps, o, err);
+    if (!rc) rc = sx__file_sync(f, 0, err);
+    sx__file_close(f);
+    if (!rc && o->overwrite) {
+      rc = vfs->unlink(vfs, wal, err);
+      if (!rc) rc = vfs->unlink(vfs, wal2, err);
+      if (!rc) rc = vfs->unlink(vfs, shm, err);
+    }
+    if (!rc) rc = vfs->rename(vfs, tmp, dest, err);
+    if (rc) vfs->unlink(vfs, tmp, NULL);
+  }
+  sx__read_leave(r);
+  sx__read_free(r);
+  free(wal);
+  free(wal2);
+  free(shm);
+  free(tmp);
+  return rc;
+}
