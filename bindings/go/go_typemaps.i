@@ -30,9 +30,10 @@
  *   versioned sx_*_options on its stack, so a search costs no extra allocation or
  *   crossing. nil means NULL (defaults).
  *
- * Hand-written additions (documented in bindings/go/README.md): sx_go_results_shape,
- * sx_go_results_copy and sx_go_record_vector, which copy a result into Go slices in
- * one crossing, and sx_go_bench_search for the overhead benchmark.
+ * Hand-written additions (documented in bindings/go/README.md): sx_go_results_take,
+ * sx_go_results_shape, sx_go_results_copy, sx_go_records_shape, sx_go_records_copy and
+ * sx_go_record_vector, which copy results and records into Go slices in a constant
+ * number of crossings, and sx_go_bench_search for the benchmarks.
  */
 
 %{
@@ -51,6 +52,12 @@ typedef struct sx_go_write_opts {
   int32_t pad;
   uintptr_t cancel_token;
 } sx_go_write_opts;
+
+typedef struct sx_go_backup_opts {
+  int32_t overwrite;
+  int32_t pad;
+  uintptr_t cancel_token;
+} sx_go_backup_opts;
 
 /* A non-NULL pointer for an empty Go slice: the core treats NULL as a missing argument. */
 static const char sx_go_nothing[8] = {0};
@@ -76,15 +83,16 @@ static const char sx_go_nothing[8] = {0};
 
 /* ---- handle outputs -------------------------------------------------------------------- */
 
-%typemap(gotype) sx_db **out, sx_read **out, sx_write **out, sx_collection **out,
-                 sx_names **out, sx_record **out, sx_results **out, sx_cancel **out "*uintptr"
-%typemap(in) sx_db **out, sx_read **out, sx_write **out, sx_collection **out,
-             sx_names **out, sx_record **out, sx_results **out, sx_cancel **out {
+%define SX_GO_HANDLE_OUTS
+  sx_db **out, sx_read **out, sx_write **out, sx_collection **out, sx_names **out,
+  sx_record **out, sx_results **out, sx_cancel **out, sx_records **out, sx_cursor **out
+%enddef
+%typemap(gotype) SX_GO_HANDLE_OUTS "*uintptr"
+%typemap(in) SX_GO_HANDLE_OUTS {
   $1 = ($1_ltype)$input;
   if ($1) *$1 = NULL;
 }
-%typemap(argout) sx_db **out, sx_read **out, sx_write **out, sx_collection **out,
-                 sx_names **out, sx_record **out, sx_results **out, sx_cancel **out ""
+%typemap(argout) SX_GO_HANDLE_OUTS ""
 
 /* ---- scalar outputs -------------------------------------------------------------------- */
 
@@ -140,6 +148,11 @@ SX_GO_OUT_SLICE(float *go_f32, size_t go_f32_len, "[]float32")
 SX_GO_OUT_SLICE(uint64_t *go_u64, size_t go_u64_len, "[]uint64")
 SX_GO_OUT_SLICE(uint64_t *go_u64b, size_t go_u64b_len, "[]uint64")
 SX_GO_OUT_SLICE(char *go_bytes, size_t go_bytes_len, "[]byte")
+SX_GO_OUT_SLICE(unsigned char *go_found, size_t go_found_len, "[]byte")
+SX_GO_OUT_SLICE(uint64_t *go_idoff, size_t go_idoff_len, "[]uint64")
+SX_GO_OUT_SLICE(char *go_ids, size_t go_ids_len, "[]byte")
+SX_GO_OUT_SLICE(uint64_t *go_metaoff, size_t go_metaoff_len, "[]uint64")
+SX_GO_OUT_SLICE(char *go_meta, size_t go_meta_len, "[]byte")
 
 /* Search with one query: the slice gives both the pointer and the dimension. */
 %typemap(gotype) (const float *query, size_t dim) "[]float32"
@@ -177,6 +190,22 @@ SX_GO_OUT_SLICE(char *go_bytes, size_t go_bytes_len, "[]byte")
   }
 }
 
+%typemap(gotype) const sx_backup_options *opts "*BackupOpts"
+%typemap(in) const sx_backup_options *opts (sx_backup_options sx_opts) {
+  if ($input) {
+    const sx_go_backup_opts *g = (const sx_go_backup_opts *)$input;
+    sx_backup_options_init(&sx_opts, SX_BACKUP_OPTIONS_VERSION);
+    sx_opts.overwrite = g->overwrite;
+    sx_opts.cancel_token = (sx_cancel *)g->cancel_token;
+    $1 = &sx_opts;
+  } else {
+    $1 = NULL;
+  }
+}
+/* Progress callbacks would call into Go from the core: not offered (yet). */
+%ignore sx_backup_options::progress;
+%ignore sx_backup_options::progress_ctx;
+
 /* The cancel hook is for C callers: Go uses cancel tokens (no callback per poll). */
 %ignore sx_search_options::cancel;
 %ignore sx_search_options::cancel_ctx;
@@ -185,11 +214,17 @@ SX_GO_OUT_SLICE(char *go_bytes, size_t go_bytes_len, "[]byte")
  * id; Go uses the packed forms, which take one buffer. */
 %ignore sx_write_upsert;
 %ignore sx_write_delete;
+%ignore sx_collection_get_batch;
 /* Raw pointers into results and records: copied out by the helpers below instead. */
 %ignore sx_results_offsets;
 %ignore sx_results_distances;
 %ignore sx_results_id_data;
 %ignore sx_record_vector;
+%ignore sx_records_vector;
+%ignore sx_records_vectors;
+%ignore sx_records_found_data;
+%ignore sx_records_id_data;
+%ignore sx_records_metadata_data;
 
 /* ---- hand-written helpers: copying results into Go slices ----------------------------------- */
 
@@ -245,6 +280,45 @@ int sx_go_results_take(sx_results *res, uint64_t *go_u64, size_t go_u64_len, flo
                          go_bytes, go_bytes_len) != 0 || total > go_f32_len)
     return 1;
   sx_results_free(res);
+  return 0;
+}
+
+/* The shape of a batch of records, in go_u64 (at least 4): count, dim, and the bytes
+ * of the id and metadata buffers (NULs included). */
+void sx_go_records_shape(const sx_records *recs, uint64_t *go_u64, size_t go_u64_len) {
+  if (go_u64_len < 4) return;
+  size_t n = sx_records_count(recs);
+  const size_t *io = NULL, *mo = NULL;
+  (void)sx_records_id_data(recs, &io);
+  (void)sx_records_metadata_data(recs, &mo);
+  go_u64[0] = n;
+  go_u64[1] = sx_records_dim(recs);
+  go_u64[2] = io ? io[n] : 0;
+  go_u64[3] = mo ? mo[n] : 0;
+}
+
+/* Copies a batch of records into Go slices sized from sx_go_records_shape: the vectors
+ * (count * dim), the found flags (count), the id offsets (count + 1) and bytes, the
+ * metadata offsets (count + 1) and bytes. Returns 0, or -1 when a slice is too short. */
+int sx_go_records_copy(const sx_records *recs, float *go_f32, size_t go_f32_len,
+                       unsigned char *go_found, size_t go_found_len, uint64_t *go_idoff,
+                       size_t go_idoff_len, char *go_ids, size_t go_ids_len, uint64_t *go_metaoff,
+                       size_t go_metaoff_len, char *go_meta, size_t go_meta_len) {
+  size_t n = sx_records_count(recs), dim = sx_records_dim(recs);
+  const size_t *io = NULL, *mo = NULL;
+  const char *ids = sx_records_id_data(recs, &io);
+  const char *meta = sx_records_metadata_data(recs, &mo);
+  const float *vec = sx_records_vectors(recs);
+  const unsigned char *found = sx_records_found_data(recs);
+  if (!recs || !io || !mo || go_f32_len < n * dim || go_found_len < n || go_idoff_len < n + 1 ||
+      go_ids_len < io[n] || go_metaoff_len < n + 1 || go_meta_len < mo[n])
+    return -1;
+  if (n && dim && vec) memcpy(go_f32, vec, n * dim * sizeof(float));
+  if (n && found) memcpy(go_found, found, n);
+  for (size_t i = 0; i <= n; i++) go_idoff[i] = io[i];
+  for (size_t i = 0; i <= n; i++) go_metaoff[i] = mo[i];
+  if (io[n]) memcpy(go_ids, ids, io[n]);
+  if (mo[n]) memcpy(go_meta, meta, mo[n]);
   return 0;
 }
 

@@ -22,6 +22,8 @@ type Reader interface {
 	SearchBatch(ctx context.Context, collection string, queries [][]float32, k int, opts ...SearchOption) ([][]Hit, error)
 	SearchBatchFlat(ctx context.Context, collection string, queries []float32, dim, k int, opts ...SearchOption) ([][]Hit, error)
 	UserVersion() (uint64, error)
+	GetMany(collection string, ids []string) ([]*Record, error)
+	Cursor(collection, after string) (*Cursor, error)
 }
 
 var (

@@ -36,81 +36,102 @@ typedef _goslice_ swig_type_6;
 typedef _goslice_ swig_type_7;
 typedef _goslice_ swig_type_8;
 typedef _goslice_ swig_type_9;
-typedef long long swig_type_10;
+typedef _goslice_ swig_type_10;
 typedef _goslice_ swig_type_11;
 typedef _goslice_ swig_type_12;
-typedef long long swig_type_13;
-typedef long long swig_type_14;
-typedef long long swig_type_15;
-typedef long long swig_type_16;
-typedef _gostring_ swig_type_17;
-typedef _gostring_ swig_type_18;
-typedef _gostring_ swig_type_19;
-typedef _gostring_ swig_type_20;
+typedef _goslice_ swig_type_13;
+typedef _goslice_ swig_type_14;
+typedef _goslice_ swig_type_15;
+typedef _goslice_ swig_type_16;
+typedef long long swig_type_17;
+typedef _goslice_ swig_type_18;
+typedef _goslice_ swig_type_19;
+typedef long long swig_type_20;
 typedef long long swig_type_21;
 typedef long long swig_type_22;
 typedef long long swig_type_23;
-typedef long long swig_type_24;
-typedef long long swig_type_25;
-typedef long long swig_type_26;
-typedef long long swig_type_27;
+typedef _gostring_ swig_type_24;
+typedef _gostring_ swig_type_25;
+typedef _gostring_ swig_type_26;
+typedef _gostring_ swig_type_27;
 typedef long long swig_type_28;
 typedef long long swig_type_29;
 typedef long long swig_type_30;
 typedef long long swig_type_31;
 typedef long long swig_type_32;
 typedef long long swig_type_33;
-typedef _gostring_ swig_type_34;
-typedef _gostring_ swig_type_35;
-typedef _gostring_ swig_type_36;
-typedef _gostring_ swig_type_37;
+typedef long long swig_type_34;
+typedef long long swig_type_35;
+typedef long long swig_type_36;
+typedef long long swig_type_37;
 typedef long long swig_type_38;
 typedef long long swig_type_39;
-typedef _gostring_ swig_type_40;
+typedef long long swig_type_40;
 typedef _gostring_ swig_type_41;
-typedef long long swig_type_42;
+typedef _gostring_ swig_type_42;
 typedef _gostring_ swig_type_43;
-typedef long long swig_type_44;
-typedef _gostring_ swig_type_45;
+typedef _gostring_ swig_type_44;
+typedef long long swig_type_45;
 typedef long long swig_type_46;
-typedef _goslice_ swig_type_47;
-typedef _goslice_ swig_type_48;
-typedef _goslice_ swig_type_49;
-typedef long long swig_type_50;
-typedef _goslice_ swig_type_51;
-typedef _goslice_ swig_type_52;
-typedef _gostring_ swig_type_53;
-typedef long long swig_type_54;
+typedef _gostring_ swig_type_47;
+typedef _gostring_ swig_type_48;
+typedef long long swig_type_49;
+typedef _gostring_ swig_type_50;
+typedef long long swig_type_51;
+typedef _gostring_ swig_type_52;
+typedef long long swig_type_53;
+typedef _goslice_ swig_type_54;
 typedef _goslice_ swig_type_55;
 typedef _goslice_ swig_type_56;
-typedef _gostring_ swig_type_57;
-typedef _gostring_ swig_type_58;
-typedef long long swig_type_59;
-typedef long long swig_type_60;
+typedef long long swig_type_57;
+typedef _goslice_ swig_type_58;
+typedef _goslice_ swig_type_59;
+typedef _gostring_ swig_type_60;
 typedef long long swig_type_61;
-typedef long long swig_type_62;
-typedef long long swig_type_63;
-typedef long long swig_type_64;
-typedef long long swig_type_65;
+typedef _goslice_ swig_type_62;
+typedef _goslice_ swig_type_63;
+typedef _gostring_ swig_type_64;
+typedef _gostring_ swig_type_65;
 typedef long long swig_type_66;
-typedef _gostring_ swig_type_67;
-typedef _gostring_ swig_type_68;
-typedef _gostring_ swig_type_69;
-typedef _goslice_ swig_type_70;
+typedef long long swig_type_67;
+typedef long long swig_type_68;
+typedef long long swig_type_69;
+typedef long long swig_type_70;
 typedef long long swig_type_71;
-typedef _goslice_ swig_type_72;
+typedef long long swig_type_72;
 typedef long long swig_type_73;
-typedef long long swig_type_74;
-typedef long long swig_type_75;
-typedef long long swig_type_76;
-typedef long long swig_type_77;
+typedef _gostring_ swig_type_74;
+typedef _gostring_ swig_type_75;
+typedef _gostring_ swig_type_76;
+typedef _goslice_ swig_type_77;
 typedef long long swig_type_78;
-typedef _gostring_ swig_type_79;
+typedef _goslice_ swig_type_79;
 typedef long long swig_type_80;
 typedef long long swig_type_81;
 typedef long long swig_type_82;
 typedef long long swig_type_83;
 typedef long long swig_type_84;
+typedef long long swig_type_85;
+typedef _gostring_ swig_type_86;
+typedef long long swig_type_87;
+typedef long long swig_type_88;
+typedef long long swig_type_89;
+typedef long long swig_type_90;
+typedef long long swig_type_91;
+typedef long long swig_type_92;
+typedef _goslice_ swig_type_93;
+typedef _goslice_ swig_type_94;
+typedef long long swig_type_95;
+typedef long long swig_type_96;
+typedef long long swig_type_97;
+typedef _gostring_ swig_type_98;
+typedef long long swig_type_99;
+typedef _gostring_ swig_type_100;
+typedef long long swig_type_101;
+typedef _gostring_ swig_type_102;
+typedef long long swig_type_103;
+typedef long long swig_type_104;
+typedef _gostring_ swig_type_105;
 extern void _wrap_Swig_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_Swig_malloc_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern void _wrap_delete_sx_db_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -124,10 +145,12 @@ extern void _wrap_delete_sx_cancel_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_go_results_shape_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_1 arg2);
 extern swig_intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_2 arg2, swig_type_3 arg3, swig_type_4 arg4, swig_type_5 arg5);
 extern swig_intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_6 arg2, swig_type_7 arg3, swig_type_8 arg4, swig_type_9 arg5);
-extern swig_type_10 _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_11 arg2);
-extern double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_12 arg2, swig_type_13 arg3, swig_type_14 arg4, swig_type_15 arg5, swig_type_16 arg6);
+extern void _wrap_sx_go_records_shape_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_10 arg2);
+extern swig_intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_11 arg2, swig_type_12 arg3, swig_type_13 arg4, swig_type_14 arg5, swig_type_15 arg6, swig_type_16 arg7);
+extern swig_type_17 _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_18 arg2);
+extern double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_19 arg2, swig_type_20 arg3, swig_type_21 arg4, swig_type_22 arg5, swig_type_23 arg6);
 extern swig_intgo _wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b(void);
-extern swig_type_17 _wrap_sx_version_sx_315f6cb984b9b85b(void);
+extern swig_type_24 _wrap_sx_version_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_sx_version_number_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_sx_format_version_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_OK_sx_315f6cb984b9b85b(void);
@@ -145,7 +168,7 @@ extern swig_intgo _wrap_SX_FULL_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_NOMEM_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_VERSION_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_CANCELLED_sx_315f6cb984b9b85b(void);
-extern swig_type_18 _wrap_sx_status_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_type_25 _wrap_sx_status_name_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern swig_intgo _wrap_sx_cancel_new_sx_315f6cb984b9b85b(swig_voidp arg1, swig_voidp arg2);
 extern void _wrap_sx_cancel_set_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_cancel_reset_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -170,9 +193,9 @@ extern swig_intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(uintptr_
 extern uintptr_t _wrap_new_sx_open_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_19 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_26 arg2, uintptr_t arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_20 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_27 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
 extern void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -188,22 +211,22 @@ extern void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, sw
 extern swig_intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_21 arg2);
-extern swig_type_22 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_23 arg2);
-extern swig_type_24 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_25 arg2);
-extern swig_type_26 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_27 arg2);
-extern swig_type_28 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_29 arg2);
-extern swig_type_30 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_28 arg2);
+extern swig_type_29 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_30 arg2);
+extern swig_type_31 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_32 arg2);
+extern swig_type_33 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_34 arg2);
+extern swig_type_35 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_36 arg2);
+extern swig_type_37 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_31 arg2);
-extern swig_type_32 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_38 arg2);
+extern swig_type_39 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_db_stats_sx_315f6cb984b9b85b(void);
@@ -217,15 +240,15 @@ extern swig_intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(uintptr_t arg1, swig_
 extern swig_intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2);
 extern swig_intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_33 arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_40 arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b(void);
-extern swig_type_34 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
-extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_35 arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_type_41 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_42 arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -243,8 +266,8 @@ extern void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(uintptr_t arg
 extern swig_intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_36 arg2);
-extern swig_type_37 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_43 arg2);
+extern swig_type_44 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -255,38 +278,38 @@ extern void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(uintptr_t ar
 extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_38 arg2);
-extern swig_type_39 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_45 arg2);
+extern swig_type_46 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_info_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_40 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_41 arg2, swig_voidp arg3);
-extern swig_type_42 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_43 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_44 arg2);
+extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_47 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_48 arg2, swig_voidp arg3);
+extern swig_type_49 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_50 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_51 arg2);
 extern swig_intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_45 arg2, swig_type_46 arg3, swig_type_47 arg4, swig_type_48 arg5, swig_type_49 arg6, swig_type_50 arg7, swig_type_51 arg8, swig_type_52 arg9, swig_voidp arg10);
-extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_53 arg2, swig_type_54 arg3, swig_type_55 arg4, swig_type_56 arg5, swig_voidp arg6, swig_voidp arg7);
-extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_57 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_58 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_52 arg2, swig_type_53 arg3, swig_type_54 arg4, swig_type_55 arg5, swig_type_56 arg6, swig_type_57 arg7, swig_type_58 arg8, swig_type_59 arg9, swig_voidp arg10);
+extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_60 arg2, swig_type_61 arg3, swig_type_62 arg4, swig_type_63 arg5, swig_voidp arg6, swig_voidp arg7);
+extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_64 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_65 arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_59 arg2);
-extern swig_type_60 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_61 arg2);
-extern swig_type_62 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_63 arg2);
-extern swig_type_64 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_65 arg2);
-extern swig_type_66 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2);
+extern swig_type_67 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_68 arg2);
+extern swig_type_69 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_70 arg2);
+extern swig_type_71 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_72 arg2);
+extern swig_type_73 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_stats_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_67 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_68 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_69 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_74 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_75 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_76 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -298,13 +321,34 @@ extern swig_intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(uintpt
 extern uintptr_t _wrap_new_sx_search_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_70 arg2, swig_type_71 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_72 arg2, swig_type_73 arg3, swig_type_74 arg4, swig_type_75 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
-extern swig_type_76 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_77 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_78 arg2);
-extern swig_type_79 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_80 arg2, swig_type_81 arg3);
-extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_82 arg2, swig_type_83 arg3);
-extern swig_type_84 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_77 arg2, swig_type_78 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_79 arg2, swig_type_80 arg3, swig_type_81 arg4, swig_type_82 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
+extern swig_type_83 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_84 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_85 arg2);
+extern swig_type_86 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_87 arg2, swig_type_88 arg3);
+extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_89 arg2, swig_type_90 arg3);
+extern swig_type_91 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_92 arg2, swig_type_93 arg3, swig_type_94 arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_type_95 _wrap_sx_records_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_96 _wrap_sx_records_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_97 arg2);
+extern swig_type_98 _wrap_sx_records_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_99 arg2);
+extern swig_type_100 _wrap_sx_records_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_101 arg2);
+extern void _wrap_sx_records_free_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_102 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_103 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_104 _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_cursor_free_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_backup_options_cancel_token_set_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_backup_options_cancel_token_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_backup_options_overwrite_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_backup_options_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_105 arg2, swig_voidp arg3, swig_voidp arg4);
 #undef intgo
 */
 import "C"
@@ -561,11 +605,51 @@ func Sx_go_results_take(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 	return swig_r
 }
 
+func Sx_go_records_shape(arg1 Struct_SS_sx_records, arg2 []uint64) {
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	C._wrap_sx_go_records_shape_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_10)(unsafe.Pointer(&_swig_i_1)))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg2
+	}
+}
+
+func Sx_go_records_copy(arg1 Struct_SS_sx_records, arg2 []float32, arg3 []byte, arg4 []uint64, arg5 []byte, arg6 []uint64, arg7 []byte) (_swig_ret int) {
+	var swig_r int
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	_swig_i_4 := arg5
+	_swig_i_5 := arg6
+	_swig_i_6 := arg7
+	swig_r = (int)(C._wrap_sx_go_records_copy_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_14)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_15)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_16)(unsafe.Pointer(&_swig_i_6))))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg2
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg3
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg4
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg5
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg6
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg7
+	}
+	return swig_r
+}
+
 func Sx_go_record_vector(arg1 Sx_record, arg2 []float32) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_18)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -580,7 +664,7 @@ func Sx_go_bench_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 int
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_1)), C.swig_type_13(_swig_i_2), C.swig_type_14(_swig_i_3), C.swig_type_15(_swig_i_4), C.swig_type_16(_swig_i_5)))
+	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_1)), C.swig_type_20(_swig_i_2), C.swig_type_21(_swig_i_3), C.swig_type_22(_swig_i_4), C.swig_type_23(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -955,7 +1039,7 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_26)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1115,7 +1199,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_size() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_21(_swig_i_1))
+	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_28(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
@@ -1128,7 +1212,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_frames(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_23(_swig_i_1))
+	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_30(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
@@ -1141,7 +1225,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_backfilled(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_25(_swig_i_1))
+	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_32(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
@@ -1154,7 +1238,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCommits(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_27(_swig_i_1))
+	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_34(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
@@ -1167,7 +1251,7 @@ func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCheckpoints(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_29(_swig_i_1))
+	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_36(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCheckpoints() (_swig_ret uint64) {
@@ -1206,7 +1290,7 @@ func (arg1 SwigcptrSx_db_stats) GetReader_slots() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_lag(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_31(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_38(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_lag() (_swig_ret uint64) {
@@ -1351,7 +1435,7 @@ func Sx_write_set_user_version(arg1 Sx_write, arg2 uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_33(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_40(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1427,7 +1511,7 @@ func Sx_metric_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_statu
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_35)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_42)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1584,7 +1668,7 @@ func (arg1 SwigcptrSx_collection_info) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_36)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1668,7 +1752,7 @@ func (arg1 SwigcptrSx_collection_info) GetHnsw_ef_construction() (_swig_ret uint
 func (arg1 SwigcptrSx_collection_info) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_38(_swig_i_1))
+	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_45(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetCount() (_swig_ret uint64) {
@@ -1718,7 +1802,7 @@ func Sx_write_create_collection(arg1 Sx_write, arg2 string, arg3 Sx_collection_o
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_40)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_47)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1730,7 +1814,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_48)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1748,7 +1832,7 @@ func Sx_names_get(arg1 Sx_names, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_44(_swig_i_1))
+	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_51(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -1785,7 +1869,7 @@ func Sx_write_upsert_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_45)(unsafe.Pointer(&_swig_i_1)), C.swig_type_46(_swig_i_2), *(*C.swig_type_47)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_48)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_5)), C.swig_type_50(_swig_i_6), *(*C.swig_type_51)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_52)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
+	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_52)(unsafe.Pointer(&_swig_i_1)), C.swig_type_53(_swig_i_2), *(*C.swig_type_54)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_55)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_56)(unsafe.Pointer(&_swig_i_5)), C.swig_type_57(_swig_i_6), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_59)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1816,7 +1900,7 @@ func Sx_write_delete_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_53)(unsafe.Pointer(&_swig_i_1)), C.swig_type_54(_swig_i_2), *(*C.swig_type_55)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_56)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
+	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_60)(unsafe.Pointer(&_swig_i_1)), C.swig_type_61(_swig_i_2), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_63)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1835,7 +1919,7 @@ func Sx_read_collection(arg1 Sx_read, arg2 string, arg3 *uintptr, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_57)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_64)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1848,7 +1932,7 @@ func Sx_write_collection(arg1 Sx_write, arg2 string, arg3 *uintptr, arg4 *Errbuf
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_65)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1898,7 +1982,7 @@ func (arg1 SwigcptrSx_collection_stats) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_stats) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_59(_swig_i_1))
+	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_66(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
@@ -1911,7 +1995,7 @@ func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetSlots(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_61(_swig_i_1))
+	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_68(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
@@ -1924,7 +2008,7 @@ func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetDead(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_63(_swig_i_1))
+	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_70(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
@@ -1937,7 +2021,7 @@ func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetFree(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_65(_swig_i_1))
+	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_72(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetFree() (_swig_ret uint64) {
@@ -1990,7 +2074,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_67)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2120,7 +2204,7 @@ func Sx_collection_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_70)(unsafe.Pointer(&_swig_i_1)), C.swig_type_71(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_77)(unsafe.Pointer(&_swig_i_1)), C.swig_type_78(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2137,7 +2221,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
 	_swig_i_7 := arg8
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_72)(unsafe.Pointer(&_swig_i_1)), C.swig_type_73(_swig_i_2), C.swig_type_74(_swig_i_3), C.swig_type_75(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_79)(unsafe.Pointer(&_swig_i_1)), C.swig_type_80(_swig_i_2), C.swig_type_81(_swig_i_3), C.swig_type_82(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2155,7 +2239,7 @@ func Sx_results_count(arg1 Sx_results, arg2 int64) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_78(_swig_i_1)))
+	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_85(_swig_i_1)))
 	return swig_r
 }
 
@@ -2164,7 +2248,7 @@ func Sx_results_id(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_80(_swig_i_1), C.swig_type_81(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_87(_swig_i_1), C.swig_type_88(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -2176,7 +2260,7 @@ func Sx_results_distance(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret flo
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_82(_swig_i_1), C.swig_type_83(_swig_i_2)))
+	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_89(_swig_i_1), C.swig_type_90(_swig_i_2)))
 	return swig_r
 }
 
@@ -2185,4 +2269,217 @@ func Sx_results_total(arg1 Sx_results) (_swig_ret int64) {
 	_swig_i_0 := getSwigcptr(arg1)
 	swig_r = (int64)(C._wrap_sx_results_total_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
 	return swig_r
+}
+
+func Sx_collection_get_packed(arg1 Sx_collection, arg2 int64, arg3 []byte, arg4 []uint64, arg5 *uintptr, arg6 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	_swig_i_4 := arg5
+	_swig_i_5 := arg6
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_92(_swig_i_1), *(*C.swig_type_93)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_94)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg3
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg4
+	}
+	return swig_r
+}
+
+func Sx_records_count(arg1 Struct_SS_sx_records) (_swig_ret int64) {
+	var swig_r int64
+	_swig_i_0 := getSwigcptr(arg1)
+	swig_r = (int64)(C._wrap_sx_records_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func Sx_records_dim(arg1 Struct_SS_sx_records) (_swig_ret int64) {
+	var swig_r int64
+	_swig_i_0 := getSwigcptr(arg1)
+	swig_r = (int64)(C._wrap_sx_records_dim_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func Sx_records_found(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret int) {
+	var swig_r int
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	swig_r = (int)(C._wrap_sx_records_found_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_97(_swig_i_1)))
+	return swig_r
+}
+
+func Sx_records_id(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret string) {
+	var swig_r string
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_99(_swig_i_1))
+	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
+	var swig_r_1 string
+	swig_r_1 = swigCopyString(swig_r)
+	return swig_r_1
+}
+
+func Sx_records_metadata(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret string) {
+	var swig_r string
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_101(_swig_i_1))
+	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
+	var swig_r_1 string
+	swig_r_1 = swigCopyString(swig_r)
+	return swig_r_1
+}
+
+func Sx_records_free(arg1 Struct_SS_sx_records) {
+	_swig_i_0 := getSwigcptr(arg1)
+	C._wrap_sx_records_free_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
+}
+
+func Sx_collection_cursor(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_102)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg2
+	}
+	return swig_r
+}
+
+func Sx_cursor_next(arg1 Struct_SS_sx_cursor, arg2 int64, arg3 *uintptr, arg4 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_103(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	return swig_r
+}
+
+func Sx_cursor_remaining(arg1 Struct_SS_sx_cursor) (_swig_ret uint64) {
+	var swig_r uint64
+	_swig_i_0 := getSwigcptr(arg1)
+	swig_r = (uint64)(C._wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func Sx_cursor_free(arg1 Struct_SS_sx_cursor) {
+	_swig_i_0 := getSwigcptr(arg1)
+	C._wrap_sx_cursor_free_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
+}
+
+const SX_BACKUP_OPTIONS_VERSION int = 1
+
+type SwigcptrSx_backup_options uintptr
+
+func (p SwigcptrSx_backup_options) Swigcptr() uintptr {
+	return (uintptr)(p)
+}
+
+func (p SwigcptrSx_backup_options) SwigIsSx_backup_options() {
+}
+
+func (arg1 SwigcptrSx_backup_options) SetVersion(arg2 uint) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_backup_options) GetVersion() (_swig_ret uint) {
+	var swig_r uint
+	_swig_i_0 := arg1
+	swig_r = (uint)(C._wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_backup_options) SetCancel_token(arg2 Sx_cancel) {
+	_swig_i_0 := arg1
+	_swig_i_1 := getSwigcptr(arg2)
+	C._wrap_sx_backup_options_cancel_token_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_backup_options) GetCancel_token() (_swig_ret Sx_cancel) {
+	var swig_r Sx_cancel
+	_swig_i_0 := arg1
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_backup_options_cancel_token_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_backup_options) SetOverwrite(arg2 int) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_backup_options_overwrite_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_backup_options) GetOverwrite() (_swig_ret int) {
+	var swig_r int
+	_swig_i_0 := arg1
+	swig_r = (int)(C._wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func NewSx_backup_options() (_swig_ret Sx_backup_options) {
+	var swig_r Sx_backup_options
+	swig_r = (Sx_backup_options)(SwigcptrSx_backup_options(C._wrap_new_sx_backup_options_sx_315f6cb984b9b85b()))
+	return swig_r
+}
+
+func DeleteSx_backup_options(arg1 Sx_backup_options) {
+	_swig_i_0 := getSwigcptr(arg1)
+	C._wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
+}
+
+type Sx_backup_options interface {
+	Swigcptr() uintptr
+	SwigIsSx_backup_options()
+	SetVersion(arg2 uint)
+	GetVersion() (_swig_ret uint)
+	SetCancel_token(arg2 Sx_cancel)
+	GetCancel_token() (_swig_ret Sx_cancel)
+	SetOverwrite(arg2 int)
+	GetOverwrite() (_swig_ret int)
+}
+
+func Sx_backup_options_init(arg1 Sx_backup_options, arg2 uint) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	swig_r = (Sx_status)(C._wrap_sx_backup_options_init_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	return swig_r
+}
+
+func Sx_db_backup(arg1 Sx_db, arg2 string, arg3 *BackupOpts, arg4 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_105)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg2
+	}
+	return swig_r
+}
+
+type SwigcptrStruct_SS_sx_cursor uintptr
+type Struct_SS_sx_cursor interface {
+	Swigcptr() uintptr
+}
+
+func (p SwigcptrStruct_SS_sx_cursor) Swigcptr() uintptr {
+	return uintptr(p)
+}
+
+type SwigcptrStruct_SS_sx_records uintptr
+type Struct_SS_sx_records interface {
+	Swigcptr() uintptr
+}
+
+func (p SwigcptrStruct_SS_sx_records) Swigcptr() uintptr {
+	return uintptr(p)
 }

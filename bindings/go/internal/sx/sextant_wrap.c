@@ -247,6 +247,12 @@ typedef struct sx_go_write_opts {
   uintptr_t cancel_token;
 } sx_go_write_opts;
 
+typedef struct sx_go_backup_opts {
+  int32_t overwrite;
+  int32_t pad;
+  uintptr_t cancel_token;
+} sx_go_backup_opts;
+
 /* A non-NULL pointer for an empty Go slice: the core treats NULL as a missing argument. */
 static const char sx_go_nothing[8] = {0};
 
@@ -302,6 +308,45 @@ int sx_go_results_take(sx_results *res, uint64_t *go_u64, size_t go_u64_len, flo
                          go_bytes, go_bytes_len) != 0 || total > go_f32_len)
     return 1;
   sx_results_free(res);
+  return 0;
+}
+
+/* The shape of a batch of records, in go_u64 (at least 4): count, dim, and the bytes
+ * of the id and metadata buffers (NULs included). */
+void sx_go_records_shape(const sx_records *recs, uint64_t *go_u64, size_t go_u64_len) {
+  if (go_u64_len < 4) return;
+  size_t n = sx_records_count(recs);
+  const size_t *io = NULL, *mo = NULL;
+  (void)sx_records_id_data(recs, &io);
+  (void)sx_records_metadata_data(recs, &mo);
+  go_u64[0] = n;
+  go_u64[1] = sx_records_dim(recs);
+  go_u64[2] = io ? io[n] : 0;
+  go_u64[3] = mo ? mo[n] : 0;
+}
+
+/* Copies a batch of records into Go slices sized from sx_go_records_shape: the vectors
+ * (count * dim), the found flags (count), the id offsets (count + 1) and bytes, the
+ * metadata offsets (count + 1) and bytes. Returns 0, or -1 when a slice is too short. */
+int sx_go_records_copy(const sx_records *recs, float *go_f32, size_t go_f32_len,
+                       unsigned char *go_found, size_t go_found_len, uint64_t *go_idoff,
+                       size_t go_idoff_len, char *go_ids, size_t go_ids_len, uint64_t *go_metaoff,
+                       size_t go_metaoff_len, char *go_meta, size_t go_meta_len) {
+  size_t n = sx_records_count(recs), dim = sx_records_dim(recs);
+  const size_t *io = NULL, *mo = NULL;
+  const char *ids = sx_records_id_data(recs, &io);
+  const char *meta = sx_records_metadata_data(recs, &mo);
+  const float *vec = sx_records_vectors(recs);
+  const unsigned char *found = sx_records_found_data(recs);
+  if (!recs || !io || !mo || go_f32_len < n * dim || go_found_len < n || go_idoff_len < n + 1 ||
+      go_ids_len < io[n] || go_metaoff_len < n + 1 || go_meta_len < mo[n])
+    return -1;
+  if (n && dim && vec) memcpy(go_f32, vec, n * dim * sizeof(float));
+  if (n && found) memcpy(go_found, found, n);
+  for (size_t i = 0; i <= n; i++) go_idoff[i] = io[i];
+  for (size_t i = 0; i <= n; i++) go_metaoff[i] = mo[i];
+  if (io[n]) memcpy(go_ids, ids, io[n]);
+  if (mo[n]) memcpy(go_meta, meta, mo[n]);
   return 0;
 }
 
@@ -536,6 +581,78 @@ intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
   
   result = (int)sx_go_results_take(arg1,arg2,arg3,arg4,arg5,arg6,arg7,arg8,arg9);
   _swig_go_result = result; 
+  
+  
+  
+  
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_go_records_shape_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, _goslice_ _swig_go_1) {
+  sx_records *arg1 = 0 ;
+  uint64_t *arg2 = 0 ;
+  size_t arg3 ;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  {
+    arg2 = (uint64_t *)_swig_go_1.array;
+    arg3 = arg2 ? (size_t)_swig_go_1.len : 0;
+  }
+  
+  sx_go_records_shape((struct sx_records const *)arg1,arg2,arg3);
+  
+  
+}
+
+
+intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6) {
+  sx_records *arg1 = 0 ;
+  float *arg2 = 0 ;
+  size_t arg3 ;
+  unsigned char *arg4 = 0 ;
+  size_t arg5 ;
+  uint64_t *arg6 = 0 ;
+  size_t arg7 ;
+  char *arg8 = 0 ;
+  size_t arg9 ;
+  uint64_t *arg10 = 0 ;
+  size_t arg11 ;
+  char *arg12 = 0 ;
+  size_t arg13 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  {
+    arg2 = (float *)_swig_go_1.array;
+    arg3 = arg2 ? (size_t)_swig_go_1.len : 0;
+  }
+  {
+    arg4 = (unsigned char *)_swig_go_2.array;
+    arg5 = arg4 ? (size_t)_swig_go_2.len : 0;
+  }
+  {
+    arg6 = (uint64_t *)_swig_go_3.array;
+    arg7 = arg6 ? (size_t)_swig_go_3.len : 0;
+  }
+  {
+    arg8 = (char *)_swig_go_4.array;
+    arg9 = arg8 ? (size_t)_swig_go_4.len : 0;
+  }
+  {
+    arg10 = (uint64_t *)_swig_go_5.array;
+    arg11 = arg10 ? (size_t)_swig_go_5.len : 0;
+  }
+  {
+    arg12 = (char *)_swig_go_6.array;
+    arg13 = arg12 ? (size_t)_swig_go_6.len : 0;
+  }
+  
+  result = (int)sx_go_records_copy((struct sx_records const *)arg1,arg2,arg3,arg4,arg5,arg6,arg7,arg8,arg9,arg10,arg11,arg12,arg13);
+  _swig_go_result = result; 
+  
+  
   
   
   
@@ -3373,6 +3490,370 @@ long long _wrap_sx_results_total_sx_315f6cb984b9b85b(struct sx_results *_swig_go
   
   result = sx_results_total((struct sx_results const *)arg1);
   _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, long long _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, sx_records **_swig_go_4, sx_error *_swig_go_5) {
+  sx_collection *arg1 = 0 ;
+  size_t arg2 ;
+  char *arg3 = 0 ;
+  size_t *arg4 = 0 ;
+  sx_records **arg5 = 0 ;
+  sx_error *arg6 = 0 ;
+  sx_error sx_errbuf6 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_collection **)&_swig_go_0; 
+  arg2 = (size_t)_swig_go_1; 
+  {
+    if (_swig_go_2.array && _swig_go_2.len > 0) arg3 = (char *)_swig_go_2.array;
+    else arg3 = 0 ? NULL : (char *)(const void *)sx_go_nothing;
+  }
+  {
+    if (_swig_go_3.array && _swig_go_3.len > 0) arg4 = (size_t *)_swig_go_3.array;
+    else arg4 = 0 ? NULL : (size_t *)(const void *)sx_go_nothing;
+  }
+  {
+    arg5 = (sx_records **)_swig_go_4;
+    if (arg5) *arg5 = NULL;
+  }
+  {
+    arg6 = _swig_go_5 ? (sx_error *)_swig_go_5 : &sx_errbuf6;
+    arg6->code = 0;
+    arg6->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_collection_get_packed(arg1,arg2,(char const *)arg3,(size_t const *)arg4,arg5,arg6);
+  _swig_go_result = (intgo)result; 
+  
+  
+  
+  
+  return _swig_go_result;
+}
+
+
+long long _wrap_sx_records_count_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0) {
+  sx_records *arg1 = 0 ;
+  size_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  
+  result = sx_records_count((struct sx_records const *)arg1);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+long long _wrap_sx_records_dim_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0) {
+  sx_records *arg1 = 0 ;
+  size_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  
+  result = sx_records_dim((struct sx_records const *)arg1);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, long long _swig_go_1) {
+  sx_records *arg1 = 0 ;
+  size_t arg2 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  arg2 = (size_t)_swig_go_1; 
+  
+  result = (int)sx_records_found((struct sx_records const *)arg1,arg2);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+_gostring_ _wrap_sx_records_id_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, long long _swig_go_1) {
+  sx_records *arg1 = 0 ;
+  size_t arg2 ;
+  char *result = 0 ;
+  _gostring_ _swig_go_result;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  arg2 = (size_t)_swig_go_1; 
+  
+  result = (char *)sx_records_id((struct sx_records const *)arg1,arg2);
+  _swig_go_result = Swig_AllocateString((char*)result, result ? strlen((char*)result) : 0); 
+  return _swig_go_result;
+}
+
+
+_gostring_ _wrap_sx_records_metadata_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, long long _swig_go_1) {
+  sx_records *arg1 = 0 ;
+  size_t arg2 ;
+  char *result = 0 ;
+  _gostring_ _swig_go_result;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  arg2 = (size_t)_swig_go_1; 
+  
+  result = (char *)sx_records_metadata((struct sx_records const *)arg1,arg2);
+  _swig_go_result = Swig_AllocateString((char*)result, result ? strlen((char*)result) : 0); 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_records_free_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0) {
+  sx_records *arg1 = 0 ;
+  
+  arg1 = *(sx_records **)&_swig_go_0; 
+  
+  sx_records_free(arg1);
+  
+}
+
+
+intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_cursor **_swig_go_2, sx_error *_swig_go_3) {
+  sx_collection *arg1 = 0 ;
+  char *arg2 = 0 ;
+  sx_cursor **arg3 = 0 ;
+  sx_error *arg4 = 0 ;
+  char *temp2 ;
+  sx_error sx_errbuf4 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_collection **)&_swig_go_0; 
+  
+  temp2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(temp2, _swig_go_1.p, _swig_go_1.n);
+  temp2[_swig_go_1.n] = '\0';
+  arg2 = (char *)temp2;
+  
+  {
+    arg3 = (sx_cursor **)_swig_go_2;
+    if (arg3) *arg3 = NULL;
+  }
+  {
+    arg4 = _swig_go_3 ? (sx_error *)_swig_go_3 : &sx_errbuf4;
+    arg4->code = 0;
+    arg4->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_collection_cursor(arg1,(char const *)arg2,arg3,arg4);
+  _swig_go_result = (intgo)result; 
+  
+  
+  free((char *)arg2); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0, long long _swig_go_1, sx_records **_swig_go_2, sx_error *_swig_go_3) {
+  sx_cursor *arg1 = 0 ;
+  size_t arg2 ;
+  sx_records **arg3 = 0 ;
+  sx_error *arg4 = 0 ;
+  sx_error sx_errbuf4 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_cursor **)&_swig_go_0; 
+  arg2 = (size_t)_swig_go_1; 
+  {
+    arg3 = (sx_records **)_swig_go_2;
+    if (arg3) *arg3 = NULL;
+  }
+  {
+    arg4 = _swig_go_3 ? (sx_error *)_swig_go_3 : &sx_errbuf4;
+    arg4->code = 0;
+    arg4->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_cursor_next(arg1,arg2,arg3,arg4);
+  _swig_go_result = (intgo)result; 
+  
+  
+  return _swig_go_result;
+}
+
+
+long long _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0) {
+  sx_cursor *arg1 = 0 ;
+  uint64_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(sx_cursor **)&_swig_go_0; 
+  
+  result = (uint64_t)sx_cursor_remaining((struct sx_cursor const *)arg1);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_cursor_free_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0) {
+  sx_cursor *arg1 = 0 ;
+  
+  arg1 = *(sx_cursor **)&_swig_go_0; 
+  
+  sx_cursor_free(arg1);
+  
+}
+
+
+void _wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+  struct sx_backup_options *arg1 = 0 ;
+  unsigned int arg2 ;
+  
+  arg1 = *(struct sx_backup_options **)&_swig_go_0; 
+  arg2 = (unsigned int)_swig_go_1; 
+  
+  if (arg1) (arg1)->version = arg2;
+  
+}
+
+
+intgo _wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+  struct sx_backup_options *arg1 = 0 ;
+  unsigned int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_backup_options **)&_swig_go_0; 
+  
+  result = (unsigned int) ((arg1)->version);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_backup_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+  struct sx_backup_options *arg1 = 0 ;
+  sx_cancel *arg2 = 0 ;
+  
+  arg1 = *(struct sx_backup_options **)&_swig_go_0; 
+  arg2 = *(sx_cancel **)&_swig_go_1; 
+  
+  if (arg1) (arg1)->cancel_token = arg2;
+  
+}
+
+
+struct sx_cancel *_wrap_sx_backup_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+  struct sx_backup_options *arg1 = 0 ;
+  sx_cancel *result = 0 ;
+  struct sx_cancel *_swig_go_result;
+  
+  arg1 = *(struct sx_backup_options **)&_swig_go_0; 
+  
+  result = (sx_cancel *) ((arg1)->cancel_token);
+  *(sx_cancel **)&_swig_go_result = (sx_cancel *)result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_backup_options_overwrite_set_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+  struct sx_backup_options *arg1 = 0 ;
+  int arg2 ;
+  
+  arg1 = *(struct sx_backup_options **)&_swig_go_0; 
+  arg2 = (int)_swig_go_1; 
+  
+  if (arg1) (arg1)->overwrite = arg2;
+  
+}
+
+
+intgo _wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+  struct sx_backup_options *arg1 = 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_backup_options **)&_swig_go_0; 
+  
+  result = (int) ((arg1)->overwrite);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+struct sx_backup_options *_wrap_new_sx_backup_options_sx_315f6cb984b9b85b() {
+  struct sx_backup_options *result = 0 ;
+  struct sx_backup_options *_swig_go_result;
+  
+  
+  result = (struct sx_backup_options *)calloc(1, sizeof(struct sx_backup_options));
+  *(struct sx_backup_options **)&_swig_go_result = (struct sx_backup_options *)result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+  struct sx_backup_options *arg1 = 0 ;
+  
+  arg1 = *(struct sx_backup_options **)&_swig_go_0; 
+  
+  free((char *) arg1);
+  
+}
+
+
+intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+  sx_backup_options *arg1 = 0 ;
+  unsigned int arg2 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_backup_options **)&_swig_go_0; 
+  arg2 = (unsigned int)_swig_go_1; 
+  
+  result = (sx_status)sx_backup_options_init(arg1,arg2);
+  _swig_go_result = (intgo)result; 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, _gostring_ _swig_go_1, sx_backup_options *_swig_go_2, sx_error *_swig_go_3) {
+  sx_db *arg1 = 0 ;
+  char *arg2 = 0 ;
+  sx_backup_options *arg3 = 0 ;
+  sx_error *arg4 = 0 ;
+  char *temp2 ;
+  sx_backup_options sx_opts3 ;
+  sx_error sx_errbuf4 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_db **)&_swig_go_0; 
+  
+  temp2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(temp2, _swig_go_1.p, _swig_go_1.n);
+  temp2[_swig_go_1.n] = '\0';
+  arg2 = (char *)temp2;
+  
+  {
+    if (_swig_go_2) {
+      const sx_go_backup_opts *g = (const sx_go_backup_opts *)_swig_go_2;
+      sx_backup_options_init(&sx_opts3, SX_BACKUP_OPTIONS_VERSION);
+      sx_opts3.overwrite = g->overwrite;
+      sx_opts3.cancel_token = (sx_cancel *)g->cancel_token;
+      arg3 = &sx_opts3;
+    } else {
+      arg3 = NULL;
+    }
+  }
+  {
+    arg4 = _swig_go_3 ? (sx_error *)_swig_go_3 : &sx_errbuf4;
+    arg4->code = 0;
+    arg4->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_db_backup(arg1,(char const *)arg2,(struct sx_backup_options const *)arg3,arg4);
+  _swig_go_result = (intgo)result; 
+  
+  free((char *)arg2); 
   return _swig_go_result;
 }
 

@@ -34,3 +34,10 @@ type WriteOpts struct {
 	_           int32
 	CancelToken uintptr // an sx_cancel *, or 0
 }
+
+// BackupOpts is copied by C into an sx_backup_options for one call.
+type BackupOpts struct {
+	Overwrite   int32
+	_           int32
+	CancelToken uintptr // an sx_cancel *, or 0
+}
