@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "index/index.h"
-#include "pager/pager.h"
+#include "pager/parray.h"
 #include "sextant.h"
 
 #ifdef __cplusplus

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pager/pager.h"
+#include "pager/parray.h"
 #include "sextant.h"
 
 #ifdef __cplusplus

@@ -8,7 +8,8 @@
  * time per database across all processes collects copy-on-write page images in
  * memory and commits them as WAL frames; the last frame of a commit carries the
  * database size in pages and marks the commit. Checkpoints copy frames back into P,
- * never past the oldest pinned snapshot. See pager.c for the protocols.
+ * never past the oldest pinned snapshot. See pager_int.h for the protocols, and
+ * parray.h for the page arrays built on pages.
  *
  * Page 0 is the header page. Its first SX__PAGE0_USER_OFFSET bytes belong to the
  * pager (magic, format version, page size, free list, user version); the rest
@@ -136,52 +137,6 @@ int sx__pager_stats_get(sx__pager *p, sx__pager_stats *out, sx_error *err);
 
 /* Integrity of the latest snapshot: P header, WAL checksum chain, bounds, free list. */
 int sx__pager_check(sx__pager *p, sx_error *err);
-
-/* ---- page views and page arrays (parray.c) ---------------------------------- */
-
-/* A view of pages: a snapshot (t == NULL) or a write transaction. */
-typedef struct sx__pv {
-  sx__pager *p;
-  const sx__snap *snap;
-  sx__txn *t;
-} sx__pv;
-
-int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err);
-
-uint32_t sx__rd32(const uint8_t *p);
-void sx__wr32(uint8_t *p, uint32_t v);
-uint64_t sx__rd64(const uint8_t *p);
-void sx__wr64(uint8_t *p, uint64_t v);
-
-/* Page arrays: radix trees of pages addressed by byte offset; interior pages hold
- * 32-bit page numbers. An array is two words (root page, depth) in its owner page. A cursor reads one array of one view, caching the path to
- * the last leaf (over snapshots only). */
-#define SX__PA_MAXDEPTH 4
-typedef struct sx__pa_cursor {
-  const sx__pv *v;
-  uint32_t root, depth, ps, fan;
-  uint32_t pgno[SX__PA_MAXDEPTH];
-  const uint8_t *page[SX__PA_MAXDEPTH];
-  uint64_t leaf_key;
-  const uint8_t *leaf;
-  uint32_t leaf_pgno; /* page number of the leaf last returned by sx__pa_leaf */
-} sx__pa_cursor;
-/* pa points at the array's two words (root, depth) in its owner page. */
-void sx__pa_cursor_init(sx__pa_cursor *cur, const sx__pv *v, const uint8_t *pa);
-int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error *err);
-int sx__pa_read(sx__pa_cursor *cur, uint64_t off, void *dst, size_t len, sx_error *err);
-/* Pointer to len bytes at off: into the page when they do not straddle one, else
- * copied into tmp. Valid while the view is. */
-int sx__pa_ptr(sx__pa_cursor *cur, uint64_t off, size_t len, void *tmp, const void **out,
-               sx_error *err);
-int sx__pa_write(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t off, const void *src,
-                 size_t len, sx_error *err);
-int sx__pa_free(sx__txn *t, uint32_t owner, unsigned pa_off, sx_error *err);
-int sx__pa_pages(const sx__pv *v, const uint8_t *pa, uint64_t *n, sx_error *err);
-
-/* Writable leaf `leaf` of the array at pa_off of page owner, allocating the path. */
-int sx__pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, uint8_t **out,
-                  sx_error *err);
 
 /* Page-0 user version helpers (offset 40 of page 0). */
 uint64_t sx__page0_user_version(const uint8_t *page0);

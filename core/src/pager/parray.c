@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pager/pager.h"
+#include "pager/parray.h"
 
 uint32_t sx__rd32(const uint8_t *p) {
   uint32_t v;

@@ -1,0 +1,120 @@
+/*
+ * ckpt.c: checkpoints copy WAL frames back into P, never past the oldest snapshot a
+ * live reader pins, so P keeps exactly the pages such a reader may still take from it.
+ * The writer lock is held throughout; the OFD byte CKPT marks one in progress.
+ */
+#include "pager/pager_int.h"
+
+#include <stdlib.h>
+
+typedef struct pf {
+  uint32_t pgno;
+  int w;        /* WAL file */
+  uint64_t r;   /* frame in that file */
+  uint64_t abs; /* absolute frame number (orders versions) */
+} pf;
+
+static int cmp_pf(const void *a, const void *b) {
+  const pf *x = a, *y = b;
+  if (x->pgno != y->pgno) return x->pgno < y->pgno ? -1 : 1;
+  return x->abs > y->abs ? -1 : x->abs < y->abs; /* newest first */
+}
+
+/* Appends the frames (lo, hi] (relative) of WAL file w to v. */
+static int collect(sx__pager *p, int w, uint64_t base, uint64_t lo, uint64_t hi, pf *v, size_t *n,
+                   sx_error *err) {
+  for (uint64_t r = lo + 1; r <= hi; r++) {
+    sx__seg s = {NULL, NULL};
+    int rc = sx__seg_get(p, w, (size_t)((r - 1) / SEG_FRAMES), &s, err);
+    if (rc) return rc;
+    v[*n].pgno = __atomic_load_n(&s.pgno[(r - 1) % SEG_FRAMES], __ATOMIC_RELAXED);
+    v[*n].w = w;
+    v[*n].r = r;
+    v[*n].abs = base + r;
+    (*n)++;
+  }
+  return SX_OK;
+}
+
+/* Copies frames into P up to the oldest pinned snapshot. Writer lock held. */
+int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
+  if (h->backfill >= h->mx) return SX_OK;
+  int rc = sx__file_lock(p->shm, LK_CKPT, 1, SX__WRLOCK, 0, err);
+  if (rc) return rc;
+  h->target = h->mx;
+  sx__hdr_publish(p, h);
+  uint64_t minpin;
+  int wu;
+  sx__scan_slots(p, h->base, &minpin, &wu, NULL, NULL);
+  uint64_t T = h->mx < minpin ? h->mx : minpin;
+  if (T != h->target) {
+    h->target = T;
+    sx__hdr_publish(p, h);
+  }
+  pf *v = NULL;
+  if (T <= h->backfill) goto out;
+  if (p->sync == SX_SYNC_NORMAL) {
+    /* (The previous generation's file was synced when the writer left it.) */
+    rc = sx__file_sync(p->wal[h->gen & 1], 1, err);
+    if (rc) {
+      sx__pager_poison(p);
+      goto out;
+    }
+  }
+  /* Frames (backfill, T]: the previous generation's part, then the current's. */
+  size_t n = 0;
+  v = malloc((size_t)(T - h->backfill) * sizeof *v);
+  if (!v) {
+    rc = sx__err_set(err, SX_NOMEM, "out of memory checkpointing '%s'", p->path);
+    goto out;
+  }
+  if (h->backfill < h->base)
+    rc = collect(p, (int)((h->gen + 1) & 1), h->pbase, h->backfill - h->pbase,
+                 (T < h->base ? T : h->base) - h->pbase, v, &n, err);
+  if (!rc && T > h->base)
+    rc = collect(p, (int)(h->gen & 1), h->base, h->backfill > h->base ? h->backfill - h->base : 0,
+                 T - h->base, v, &n, err);
+  if (rc) goto out;
+  qsort(v, n, sizeof *v, cmp_pf);
+  uint64_t maxend = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    if (i > 0 && v[i].pgno == v[i - 1].pgno) continue;
+    const uint8_t *f;
+    rc = sx__wal_frame(p, v[i].w, v[i].r, &f, err);
+    if (!rc) rc = sx__file_write(p->db, f + FRAME_HDR, p->ps, (uint64_t)v[i].pgno * p->ps, err);
+    if (rc) goto out;
+    uint64_t end = ((uint64_t)v[i].pgno + 1) * p->ps;
+    if (end > maxend) maxend = end;
+  }
+  if (p->sync != SX_SYNC_OFF) {
+    rc = sx__file_sync(p->db, 1, err);
+    if (rc) {
+      sx__pager_poison(p);
+      goto out;
+    }
+  }
+  uint64_t cur = atomic_load(&p->p_size);
+  while (maxend > cur && !atomic_compare_exchange_weak(&p->p_size, &cur, maxend)) {
+  }
+  h->backfill = T;
+  h->checkpoints++;
+  sx__hdr_publish(p, h);
+out:
+  free(v);
+  sx__file_lock(p->shm, LK_CKPT, 1, SX__UNLOCK, 0, NULL);
+  return rc;
+}
+
+int sx__pager_checkpoint(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx_error *err) {
+  if (p->read_only)
+    return sx__err_set(err, SX_READ_ONLY, "database '%s' is open read-only", p->path);
+  if (sx__pager_poisoned(p))
+    return sx__err_set(err, SX_IO, "database '%s' refuses writes after a failed sync; reopen it", p->path);
+  int rc = sx__writer_lock(p, timeout_ms, cancel, err);
+  if (rc) return rc;
+  sx__hdrc h;
+  sx__hdr_current(p, &h);
+  rc = sx__checkpoint_locked(p, &h, err);
+  sx__writer_unlock(p);
+  return rc;
+}

@@ -1,0 +1,505 @@
+/*
+ * txn.c: the write transaction. The writer lock (an in-process flag paired with the
+ * OFD byte WRITER in P-shm); the page table of copy-on-write images; page allocation
+ * and the free list (a chain through page 0's FREEHEAD); savepoints; and commit, which
+ * turns the page table into WAL frames, indexes them and publishes the new header.
+ */
+#include "pager/pager_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+typedef struct dpage {
+  uint32_t pgno;
+  uint8_t *buf;
+  uint8_t *undo;    /* image at the savepoint, when dirtied before it */
+  int sp_new;       /* first dirtied after the savepoint */
+} dpage;
+
+struct sx__txn {
+  sx__pager *p;
+  sx__hdrc h;        /* the header as of begin (the writer is its only mutator) */
+  sx__snap view; /* committed state the transaction builds on */
+  sx__mutex mu;  /* SX_RANK_WAL: the page table and allocation */
+  dpage **tab;   /* open addressing by pgno (linear probing) */
+  size_t cap, n; /* n: pages in the table */
+  size_t used;   /* slots taken, tombstones included */
+  uint32_t npages;
+  unsigned fork_gen;
+  int sp_active;
+  uint32_t sp_npages;
+};
+
+/* Marks a page-table slot whose page a rollback removed. Its page number matches no
+ * real page (the largest page number is UINT32_MAX - 1). */
+static dpage TOMB = {.pgno = UINT32_MAX};
+
+/* Longest slice of a wait between two looks at a cancel token. */
+#define CANCEL_POLL_MS 10
+
+static int cancelled_err(sx__pager *p, sx_error *err) {
+  return sx__err_set(err, SX_CANCELLED, "wait for the writer lock of '%s' was cancelled", p->path);
+}
+
+/* Takes the writer lock: the in-process flag (threads of this handle), then the OFD
+ * byte (other handles and processes), within timeout_ms (negative: for ever) and
+ * until `cancel` is set. A wait for ever, without a token, by the thread that took
+ * the lock (it may have handed its session to another thread, which may end it: a
+ * bounded wait stays allowed) gets SX_BUSY at once instead of waiting for itself. */
+int sx__writer_lock(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx_error *err) {
+  if (sx__cancelled(cancel)) return cancelled_err(p, err);
+  uint64_t deadline = timeout_ms > 0 ? sx__now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
+  sx__mutex_lock(&p->wmu);
+  if (p->wbusy && timeout_ms < 0 && !cancel && pthread_equal(p->wowner, pthread_self())) {
+    sx__mutex_unlock(&p->wmu);
+    return sx__err_set(err, SX_BUSY,
+                       "this thread already holds the writer lock of '%s' (an open write session "
+                       "or a checkpoint of this handle); end it first",
+                       p->path);
+  }
+  while (p->wbusy && timeout_ms != 0 && !sx__cancelled(cancel)) {
+    uint64_t until = deadline;
+    if (cancel) {
+      uint64_t slice = sx__now_ns() + CANCEL_POLL_MS * 1000000ull;
+      if (!until || slice < until) until = slice;
+    }
+    if (sx__cond_wait(&p->wcond, &p->wmu, until) == ETIMEDOUT && until == deadline) break;
+  }
+  if (p->wbusy || sx__cancelled(cancel)) {
+    int busy = p->wbusy;
+    sx__mutex_unlock(&p->wmu);
+    if (!busy) return cancelled_err(p, err);
+    if (sx__cancelled(cancel)) return cancelled_err(p, err);
+    return sx__err_set(err, SX_BUSY, "database '%s' has a write session open on this handle",
+                       p->path);
+  }
+  p->wbusy = 1;
+  p->wowner = pthread_self();
+  sx__mutex_unlock(&p->wmu);
+  /* The OFD byte: with a token, in slices, looking at it between them. */
+  int rc;
+  for (;;) {
+    int left = timeout_ms;
+    if (timeout_ms > 0) {
+      uint64_t now = sx__now_ns();
+      left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull);
+      if (left == 0 && now < deadline) left = 1;
+    }
+    int slice = left;
+    if (cancel && (left < 0 || left > CANCEL_POLL_MS)) slice = CANCEL_POLL_MS;
+    rc = sx__file_lock(p->shm, LK_WRITER, 1, SX__WRLOCK, slice, NULL);
+    if (rc != SX_BUSY || slice == left) break;
+    if (sx__cancelled(cancel)) {
+      rc = SX_CANCELLED;
+      break;
+    }
+  }
+  if (rc) {
+    sx__mutex_lock(&p->wmu);
+    p->wbusy = 0;
+    sx__cond_broadcast(&p->wcond);
+    sx__mutex_unlock(&p->wmu);
+    if (rc == SX_CANCELLED) return cancelled_err(p, err);
+    if (rc == SX_BUSY)
+      return sx__err_set(err, SX_BUSY, "database '%s' is locked by another writer (waited %d ms)",
+                         p->path, timeout_ms < 0 ? 0 : timeout_ms);
+    return sx__err_set(err, rc, "cannot take the writer lock of '%s'", p->path);
+  }
+  return SX_OK;
+}
+
+void sx__writer_unlock(sx__pager *p) {
+  sx__file_lock(p->shm, LK_WRITER, 1, SX__UNLOCK, 0, NULL);
+  sx__mutex_lock(&p->wmu);
+  p->wbusy = 0;
+  sx__cond_broadcast(&p->wcond);
+  sx__mutex_unlock(&p->wmu);
+}
+
+int sx__pager_write_begin(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx__txn **out,
+                          sx_error *err) {
+  *out = NULL;
+  if (p->read_only)
+    return sx__err_set(err, SX_READ_ONLY, "database '%s' is open read-only", p->path);
+  if (sx__pager_poisoned(p))
+    return sx__err_set(err, SX_IO, "database '%s' refuses writes after a failed sync; reopen it",
+                       p->path);
+  sx__txn *t = calloc(1, sizeof *t);
+  if (!t) return sx__err_set(err, SX_NOMEM, "out of memory");
+  int rc = sx__writer_lock(p, timeout_ms, cancel, err);
+  if (rc) {
+    free(t);
+    return rc;
+  }
+  t->p = p;
+  t->fork_gen = p->fork_gen;
+  sx__hdr_current(p, &t->h);
+  if (__atomic_load_n(&p->hdr->appending, __ATOMIC_ACQUIRE)) {
+    rc = sx__index_truncate(p, (int)(t->h.gen & 1), t->h.mx - t->h.base, err);
+    if (!rc) __atomic_store_n(&p->hdr->appending, 0, __ATOMIC_RELEASE);
+  }
+  if (rc) {
+    sx__writer_unlock(p);
+    free(t);
+    return rc;
+  }
+  t->view.mx = t->h.mx;
+  t->view.floor = t->h.backfill;
+  t->view.base = t->h.base;
+  t->view.pbase = t->h.pbase;
+  t->view.gen = t->h.gen;
+  t->view.npages = t->h.npages;
+  t->view.slot = -1;
+  t->npages = t->h.npages;
+  sx__mutex_init(&t->mu, SX_RANK_WAL, "page table");
+  *out = t;
+  return SX_OK;
+}
+
+static dpage *tab_find(sx__txn *t, uint32_t pgno) {
+  if (!t->cap) return NULL;
+  for (size_t i = (pgno * 2654435761u) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    if (!t->tab[i]) return NULL;
+    if (t->tab[i]->pgno == pgno) return t->tab[i];
+  }
+}
+
+static int tab_insert(sx__txn *t, dpage *d) {
+  if ((t->used + 1) * 2 > t->cap) {
+    size_t ncap = t->cap ? t->cap * 2 : 64;
+    dpage **nt = calloc(ncap, sizeof *nt);
+    if (!nt) return SX_NOMEM;
+    t->used = 0;
+    for (size_t i = 0; i < t->cap; i++) {
+      if (!t->tab[i] || t->tab[i] == &TOMB) continue;
+      t->used++;
+      size_t j = (t->tab[i]->pgno * 2654435761u) & (ncap - 1);
+      while (nt[j]) j = (j + 1) & (ncap - 1);
+      nt[j] = t->tab[i];
+    }
+    free(t->tab);
+    t->tab = nt;
+    t->cap = ncap;
+  }
+  size_t j = (d->pgno * 2654435761u) & (t->cap - 1);
+  while (t->tab[j]) j = (j + 1) & (t->cap - 1);
+  t->tab[j] = d;
+  t->n++;
+  t->used++;
+  return SX_OK;
+}
+
+/* Dirty image of pgno, copied from the committed page on first touch. t->mu held. */
+static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
+  dpage *d = tab_find(t, pgno);
+  if (d) {
+    if (t->sp_active && !d->sp_new && !d->undo) {
+      d->undo = malloc(t->p->ps);
+      if (!d->undo) return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
+      memcpy(d->undo, d->buf, t->p->ps);
+    }
+    *out = d->buf;
+    return SX_OK;
+  }
+  if (pgno >= t->npages)
+    return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno,
+                       t->npages);
+  d = calloc(1, sizeof *d);
+  uint8_t *buf = d ? aligned_alloc(64, t->p->ps) : NULL;
+  if (!buf) {
+    free(d);
+    return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
+  }
+  if (pgno < t->view.npages) {
+    const uint8_t *src;
+    int rc = sx__view_page(t->p, &t->view, pgno, &src, err);
+    if (rc) {
+      free(buf);
+      free(d);
+      return rc;
+    }
+    memcpy(buf, src, t->p->ps);
+  } else {
+    memset(buf, 0, t->p->ps);
+  }
+  d->pgno = pgno;
+  d->buf = buf;
+  d->sp_new = t->sp_active;
+  if (tab_insert(t, d)) {
+    free(buf);
+    free(d);
+    return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
+  }
+  *out = buf;
+  return SX_OK;
+}
+
+int sx__txn_read(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err) {
+  sx__mutex_lock(&t->mu);
+  dpage *d = tab_find(t, pgno);
+  uint32_t np = t->npages;
+  sx__mutex_unlock(&t->mu);
+  if (d) {
+    *out = d->buf;
+    return SX_OK;
+  }
+  if (pgno >= np)
+    return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno, np);
+  return sx__view_page(t->p, &t->view, pgno, out, err);
+}
+
+int sx__txn_write(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
+  sx__mutex_lock(&t->mu);
+  int rc = write_locked(t, pgno, out, err);
+  sx__mutex_unlock(&t->mu);
+  return rc;
+}
+
+int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err) {
+  sx__mutex_lock(&t->mu);
+  uint8_t *p0;
+  int rc = write_locked(t, 0, &p0, err);
+  if (!rc) {
+    uint32_t head = rd32(p0 + P0_FREEHEAD);
+    if (head) {
+      uint8_t *b;
+      if (head >= t->npages) {
+        rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' points to page %u past the end (%u)",
+                         t->p->path, head, t->npages);
+      } else {
+        rc = write_locked(t, head, &b, err);
+      }
+      if (!rc) {
+        wr32(p0 + P0_FREEHEAD, rd32(b));
+        uint32_t cnt = rd32(p0 + P0_FREECOUNT);
+        wr32(p0 + P0_FREECOUNT, cnt ? cnt - 1 : 0);
+        memset(b, 0, t->p->ps);
+        *pgno = head;
+        *out = b;
+      }
+    } else if (t->npages == UINT32_MAX) {
+      rc = sx__err_set(err, SX_FULL, "database '%s' has reached its maximum of %u pages",
+                       t->p->path, UINT32_MAX);
+    } else {
+      uint32_t n = t->npages++;
+      rc = write_locked(t, n, out, err);
+      if (rc) t->npages--;
+      else *pgno = n;
+    }
+  }
+  sx__mutex_unlock(&t->mu);
+  return rc;
+}
+
+int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err) {
+  if (pgno == 0)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "page 0 is the header page and cannot be freed");
+  sx__mutex_lock(&t->mu);
+  uint8_t *p0, *b;
+  int rc = write_locked(t, 0, &p0, err);
+  if (!rc) rc = write_locked(t, pgno, &b, err);
+  if (!rc) {
+    memset(b, 0, t->p->ps);
+    wr32(b, rd32(p0 + P0_FREEHEAD));
+    wr32(p0 + P0_FREEHEAD, pgno);
+    wr32(p0 + P0_FREECOUNT, rd32(p0 + P0_FREECOUNT) + 1);
+  }
+  sx__mutex_unlock(&t->mu);
+  return rc;
+}
+
+sx__pager *sx__txn_pager(sx__txn *t) { return t->p; }
+
+uint32_t sx__txn_npages(sx__txn *t) {
+  sx__mutex_lock(&t->mu);
+  uint32_t n = t->npages;
+  sx__mutex_unlock(&t->mu);
+  return n;
+}
+
+static void dpage_free(dpage *d) {
+  free(d->undo);
+  free(d->buf);
+  free(d);
+}
+
+void sx__txn_savepoint(sx__txn *t) {
+  sx__mutex_lock(&t->mu);
+  t->sp_active = 1;
+  t->sp_npages = t->npages;
+  sx__mutex_unlock(&t->mu);
+}
+
+void sx__txn_release(sx__txn *t) {
+  sx__mutex_lock(&t->mu);
+  for (size_t i = 0; i < t->cap; i++) {
+    dpage *d = t->tab[i];
+    if (!d || d == &TOMB) continue;
+    free(d->undo);
+    d->undo = NULL;
+    d->sp_new = 0;
+  }
+  t->sp_active = 0;
+  sx__mutex_unlock(&t->mu);
+}
+
+void sx__txn_rollback(sx__txn *t) {
+  sx__mutex_lock(&t->mu);
+  for (size_t i = 0; i < t->cap; i++) {
+    dpage *d = t->tab[i];
+    if (!d || d == &TOMB) continue;
+    if (d->sp_new) {
+      dpage_free(d);
+      t->tab[i] = &TOMB; /* keeps probe chains through this slot intact */
+      t->n--;
+    } else if (d->undo) {
+      memcpy(d->buf, d->undo, t->p->ps);
+      free(d->undo);
+      d->undo = NULL;
+    }
+  }
+  t->npages = t->sp_npages;
+  t->sp_active = 0;
+  sx__mutex_unlock(&t->mu);
+}
+
+static void txn_free(sx__txn *t) {
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->tab[i] && t->tab[i] != &TOMB) dpage_free(t->tab[i]);
+  free(t->tab);
+  sx__mutex_destroy(&t->mu);
+  free(t);
+}
+
+void sx__txn_abort(sx__txn *t) {
+  if (!t) return;
+  /* A transaction inherited across fork() holds nothing of the child's. */
+  if (t->fork_gen == sx__fork_generation()) sx__writer_unlock(t->p);
+  txn_free(t);
+}
+
+static int cmp_dpage(const void *a, const void *b) {
+  uint32_t x = (*(dpage *const *)a)->pgno, y = (*(dpage *const *)b)->pgno;
+  return x < y ? -1 : x > y;
+}
+
+/* Room in the WAL for nfr more frames: switch generations or checkpoint when that
+ * frees some; SX_BUSY when a pinned reader keeps the WAL at its cap. */
+static int commit_make_room(sx__pager *p, sx__hdrc *h, uint64_t nfr, sx_error *err) {
+  int rc = sx__wal_try_switch(p, h, err);
+  if (rc || h->mx - h->base + nfr <= p->wal_max) return rc;
+  rc = sx__checkpoint_locked(p, h, err);
+  if (!rc) rc = sx__wal_try_switch(p, h, err);
+  if (rc || h->mx - h->base + nfr <= p->wal_max) return rc;
+  uint64_t minpin;
+  int wu, nr;
+  int32_t pid;
+  sx__scan_slots(p, h->base, &minpin, &wu, &nr, &pid);
+  return sx__err_set(err, SX_BUSY,
+                     "WAL '%s' would grow to %llu frames, past its cap of %u, because a read "
+                     "session (process %d) pins a snapshot %llu commits-old frames behind; end long "
+                     "read sessions",
+                     p->wal_path[h->gen & 1], (unsigned long long)(h->mx - h->base + nfr), p->wal_max,
+                     (int)pid, (unsigned long long)(minpin == UINT64_MAX ? 0 : h->mx - minpin));
+}
+
+/* The frames of one commit, assembled in memory: the dirty pages in page order, each
+ * a frame, preceded by the WAL header when the commit starts a generation. */
+typedef struct commit_batch {
+  dpage **list;      /* nfr dirty pages, ascending page numbers */
+  uint64_t nfr;      /* frames */
+  int w;             /* WAL file */
+  uint64_t rel;      /* frames already in this generation */
+  size_t hdr_bytes;  /* WAL_HDR when the commit starts the generation, else 0 */
+  uint8_t *buf;      /* hdr_bytes + nfr frames */
+  uint64_t ck0, ck1; /* running checksum after the last frame */
+} commit_batch;
+
+static int commit_assemble(sx__txn *t, const sx__hdrc *h, commit_batch *b, sx_error *err) {
+  sx__pager *p = t->p;
+  b->nfr = t->n;
+  b->w = (int)(h->gen & 1);
+  b->rel = h->mx - h->base;
+  b->hdr_bytes = b->rel == 0 ? WAL_HDR : 0;
+  b->list = malloc(b->nfr * sizeof *b->list);
+  b->buf = b->list ? aligned_alloc(64, (b->hdr_bytes + b->nfr * p->fsz + 63) / 64 * 64) : NULL;
+  if (!b->buf)
+    return sx__err_set(err, SX_NOMEM, "out of memory committing %llu pages",
+                       (unsigned long long)b->nfr);
+  size_t m = 0;
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->tab[i] && t->tab[i] != &TOMB) b->list[m++] = t->tab[i];
+  assert(m == b->nfr);
+  qsort(b->list, b->nfr, sizeof *b->list, cmp_dpage);
+  b->ck0 = h->ck0;
+  b->ck1 = h->ck1;
+  if (b->hdr_bytes) sx__wal_header_make(b->buf, p->ps, h, &b->ck0, &b->ck1);
+  for (size_t i = 0; i < b->nfr; i++)
+    sx__wal_frame_make(p, h, b->buf + b->hdr_bytes + i * p->fsz, b->list[i]->pgno,
+                       i + 1 == b->nfr ? t->npages : 0, b->list[i]->buf, &b->ck0, &b->ck1);
+  return SX_OK;
+}
+
+/* Reserves the index segments the frames will need: once the frames are in the WAL
+ * nothing may fail, or a commit reported as failed would stand after a reopen. */
+static int commit_reserve_index(sx__pager *p, const commit_batch *b, sx_error *err) {
+  for (uint64_t k = b->rel / SEG_FRAMES; k <= (b->rel + b->nfr - 1) / SEG_FRAMES; k++) {
+    sx__seg sg = {NULL, NULL};
+    int rc = sx__shm_cover_seg(p, (size_t)k, err);
+    if (!rc) rc = sx__seg_get(p, b->w, (size_t)k, &sg, err);
+    if (rc) return rc;
+  }
+  return SX_OK;
+}
+
+/* Indexes the frames written and publishes the header that makes them committed. */
+static int commit_publish(sx__txn *t, sx__hdrc *h, const commit_batch *b, sx_error *err) {
+  sx__pager *p = t->p;
+  __atomic_store_n(&p->hdr->appending, 1, __ATOMIC_RELEASE);
+  for (size_t i = 0; i < b->nfr; i++) {
+    int rc = sx__index_append(p, b->w, b->rel + 1 + i, b->list[i]->pgno, err);
+    if (rc) return rc;
+  }
+  h->mx += b->nfr;
+  h->npages = t->npages;
+  h->ck0 = b->ck0;
+  h->ck1 = b->ck1;
+  h->commits++;
+  sx__hdr_publish(p, h);
+  __atomic_store_n(&p->hdr->appending, 0, __ATOMIC_RELEASE);
+  return SX_OK;
+}
+
+/* Appends the page table to the WAL as one commit: room, frames, index, publish. */
+static int commit_frames(sx__txn *t, sx_error *err) {
+  sx__pager *p = t->p;
+  if (sx__pager_poisoned(p))
+    return sx__err_set(err, SX_IO, "database '%s' refuses writes after a failed sync; reopen it",
+                       p->path);
+  sx__hdrc h = t->h;
+  commit_batch b = {0};
+  int rc = commit_make_room(p, &h, t->n, err);
+  if (!rc) rc = commit_assemble(t, &h, &b, err);
+  if (!rc) rc = commit_reserve_index(p, &b, err);
+  if (!rc) {
+    uint64_t off = b.rel == 0 ? 0 : WAL_HDR + b.rel * p->fsz;
+    rc = sx__wal_write(p, b.w, b.buf, b.hdr_bytes + b.nfr * p->fsz, off, b.hdr_bytes, err);
+  }
+  if (!rc) rc = commit_publish(t, &h, &b, err);
+  /* The commit stands whatever the checkpoint does; a failed sync still poisons. */
+  if (!rc && h.mx - h.backfill >= p->autockpt) sx__checkpoint_locked(p, &h, NULL);
+  free(b.buf);
+  free(b.list);
+  return rc;
+}
+
+int sx__txn_commit(sx__txn *t, sx_error *err) {
+  if (t->fork_gen != sx__fork_generation()) {
+    txn_free(t);
+    return sx__err_set(err, SX_MISUSE, "write session was begun in the parent process before fork()");
+  }
+  int rc = t->n == 0 ? SX_OK : commit_frames(t, err);
+  sx__txn_abort(t);
+  return rc;
+}

@@ -1,0 +1,310 @@
+/*
+ * wal.c: the WAL files: their headers, frames, replay and recovery, reserving space,
+ * writing frames durably, and the switch between the two files (generations). The
+ * formats and the durability order are described in pager_int.h.
+ */
+#include "pager/pager_int.h"
+
+#include <stdlib.h>
+
+/* The WAL header: magic, version, page size, generation, salts, then how the
+ * previous generation ended (its frame count and final running checksum, so recovery
+ * can tell it is whole), and a checksum of the first 48 bytes. */
+void sx__wal_header_make(uint8_t b[WAL_HDR], uint32_t ps, const sx__hdrc *h, uint64_t *ck0,
+                            uint64_t *ck1) {
+  memset(b, 0, WAL_HDR);
+  wr32(b, WAL_MAGIC);
+  wr32(b + 4, WAL_VERSION);
+  wr32(b + 8, ps);
+  wr32(b + 12, h->gen);
+  wr32(b + 16, h->salt0);
+  wr32(b + 20, h->salt1);
+  wr32(b + 24, (uint32_t)(h->base - h->pbase));
+  wr64(b + 32, h->pck0);
+  wr64(b + 40, h->pck1);
+  uint64_t a = 0, c = 0;
+  sx__cksum(b, 48, &a, &c);
+  wr64(b + 48, a);
+  wr64(b + 56, c);
+  *ck0 = a;
+  *ck1 = c;
+}
+
+/* New salts for the current generation, which has no frames yet. */
+static void hdr_resalt(sx__pager *p, sx__hdrc *h) {
+  h->salt0 = sx__pager_random32();
+  h->salt1 = sx__pager_random32();
+  uint8_t b[WAL_HDR];
+  sx__wal_header_make(b, p->ps, h, &h->ck0, &h->ck1);
+}
+
+/* The next generation, in the other WAL file, starting after frame mx. */
+static void hdr_next_gen(sx__pager *p, sx__hdrc *h) {
+  h->pbase = h->base;
+  h->pck0 = h->ck0;
+  h->pck1 = h->ck1;
+  h->base = h->mx;
+  h->gen++;
+  hdr_resalt(p, h);
+}
+
+int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err) {
+  memset(wh, 0, sizeof *wh);
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc || sz < WAL_HDR) return rc;
+  uint8_t b[WAL_HDR];
+  rc = sx__file_read(p->wal[w], b, WAL_HDR, 0, err);
+  if (rc) return rc;
+  uint64_t a = 0, c = 0;
+  sx__cksum(b, 48, &a, &c);
+  wh->ok = rd32(b) == WAL_MAGIC && rd32(b + 4) == WAL_VERSION && rd32(b + 8) == p->ps &&
+           rd64(b + 48) == a && rd64(b + 56) == c && rd32(b + 24) <= SX__WAL_FRAMES_MAX &&
+           (rd32(b + 12) & 1) == (uint32_t)w; /* generation g lives in file g & 1 */
+  wh->gen = rd32(b + 12);
+  wh->salt0 = rd32(b + 16);
+  wh->salt1 = rd32(b + 20);
+  wh->prev_frames = rd32(b + 24);
+  wh->pck0 = rd64(b + 32);
+  wh->pck1 = rd64(b + 40);
+  wh->ck0 = a;
+  wh->ck1 = c;
+  return SX_OK;
+}
+
+typedef struct replay {
+  uint64_t last;     /* last valid commit frame (relative), 0 if none */
+  uint32_t npages;   /* database size at it */
+  uint64_t ck0, ck1; /* running checksum at it (the header's if none) */
+} replay;
+
+/* Indexes frames 1..limit of WAL file w (into index area w) while their salts match
+ * and their checksum chain holds; reports the last commit among them. */
+static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit, replay *out,
+                      sx_error *err) {
+  memset(out, 0, sizeof *out);
+  out->ck0 = wh->ck0;
+  out->ck1 = wh->ck1;
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc) return rc;
+  uint64_t nfr = sz < WAL_HDR ? 0 : (sz - WAL_HDR) / p->fsz;
+  if (nfr > limit) nfr = limit;
+  /* Bounded by the format's limit, never by this handle's wal_max (a policy for
+   * its own commits): another handle may have written a longer WAL. */
+  if (nfr > SX__WAL_FRAMES_MAX) nfr = SX__WAL_FRAMES_MAX;
+  size_t per = 256; /* frames per read */
+  uint8_t *buf = nfr ? malloc((size_t)p->fsz * per) : NULL;
+  if (nfr && !buf) return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
+  uint64_t ck0 = wh->ck0, ck1 = wh->ck1, r = 1;
+  int stop = 0;
+  while (r <= nfr && !stop && !rc) {
+    size_t cnt = (size_t)((nfr - r + 1) < per ? (nfr - r + 1) : per);
+    rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
+    for (size_t i = 0; i < cnt && !rc; i++, r++) {
+      const uint8_t *f = buf + i * p->fsz;
+      if (rd32(f + 8) != wh->salt0 || rd32(f + 12) != wh->salt1) {
+        stop = 1;
+        break;
+      }
+      sx__cksum(f, 16, &ck0, &ck1);
+      sx__cksum(f + FRAME_HDR, p->ps, &ck0, &ck1);
+      if (rd64(f + 16) != ck0 || rd64(f + 24) != ck1) {
+        stop = 1;
+        break;
+      }
+      rc = sx__index_append(p, w, r, rd32(f), err);
+      if (!rc && rd32(f + 4)) {
+        out->last = r;
+        out->npages = rd32(f + 4);
+        out->ck0 = ck0;
+        out->ck1 = ck1;
+      }
+    }
+  }
+  free(buf);
+  if (!rc) rc = sx__index_truncate(p, w, out->last, err);
+  return rc;
+}
+
+/*
+ * Rebuilds the shared index from the WAL files. The newer generation (by the
+ * generation number in a valid header) is the current one; its header says how many
+ * frames the previous generation had and how its checksum chain ended. If the other
+ * file holds that previous generation whole, it is replayed first. If it holds it
+ * damaged, only its valid prefix is replayed and the newer generation is ignored (it
+ * builds on frames that are gone). If it holds something else, the previous
+ * generation was already copied into P: a generation's file is reused only after
+ * every frame of it is in P.
+ */
+int sx__wal_recover(sx__pager *p, sx_error *err) {
+  sx__hdrc h;
+  memset(&h, 0, sizeof h);
+  uint64_t psz = 0;
+  int rc = sx__file_size(p->db, &psz, err);
+  if (rc) return rc;
+  atomic_store(&p->p_size, psz);
+  uint32_t npages_p = (uint32_t)(psz / p->ps);
+  if (npages_p == 0) npages_p = 1;
+  h.npages = npages_p;
+
+  sx__walhdr wh[2];
+  for (int w = 0; w < 2 && !rc; w++) rc = sx__wal_read_header(p, w, &wh[w], err);
+  if (rc) return rc;
+  int n = -1;
+  if (wh[0].ok && wh[1].ok) n = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 1 : 0;
+  else if (wh[0].ok) n = 0;
+  else if (wh[1].ok) n = 1;
+  if (n < 0) {
+    /* No WAL: a fresh generation in P-wal. */
+    h.gen = 2;
+    hdr_resalt(p, &h);
+    goto publish;
+  }
+  int o = 1 - n;
+  replay rp, rn;
+  if (wh[n].prev_frames > 0 && wh[o].ok && wh[o].gen == wh[n].gen - 1) {
+    rc = replay_wal(p, o, &wh[o], wh[n].prev_frames, &rp, err);
+    if (rc) return rc;
+    if (rp.last != wh[n].prev_frames || rp.ck0 != wh[n].pck0 || rp.ck1 != wh[n].pck1) {
+      /* The previous generation is damaged: keep its valid prefix, drop the newer. */
+      h.gen = wh[o].gen;
+      h.salt0 = wh[o].salt0;
+      h.salt1 = wh[o].salt1;
+      h.pck0 = wh[o].pck0;
+      h.pck1 = wh[o].pck1;
+      h.mx = rp.last;
+      h.npages = rp.last ? rp.npages : npages_p;
+      h.ck0 = rp.ck0;
+      h.ck1 = rp.ck1;
+      if (rp.last == 0) hdr_resalt(p, &h);
+      goto publish;
+    }
+    h.base = wh[n].prev_frames;
+    h.npages = rp.npages;
+  }
+  h.gen = wh[n].gen;
+  h.salt0 = wh[n].salt0;
+  h.salt1 = wh[n].salt1;
+  h.pck0 = wh[n].pck0;
+  h.pck1 = wh[n].pck1;
+  rc = replay_wal(p, n, &wh[n], SX__WAL_FRAMES_MAX, &rn, err);
+  if (rc) return rc;
+  h.mx = h.base + rn.last;
+  if (rn.last) h.npages = rn.npages;
+  h.ck0 = rn.ck0;
+  h.ck1 = rn.ck1;
+  /* A generation without frames gets new salts, so no frame left in its file from
+   * before can ever chain on. */
+  if (rn.last == 0) hdr_resalt(p, &h);
+publish:
+  h.backfill = 0;
+  h.target = 0;
+  h.pbase = 0;
+  sx__hdr_publish(p, &h);
+  sx__hdr_publish(p, &h); /* both copies valid */
+  return SX_OK;
+}
+
+/*
+ * Moves the writer to the other WAL file (the next generation) when that file is
+ * free: every frame of the generation it holds is in P, and no pinned reader reads
+ * those frames. It does so once the current file is past the autocheckpoint size or
+ * wholly copied into P. Readers of the current generation never stand in the way,
+ * so steady short reads cannot starve the switch; only a reader pinned across a
+ * whole generation can (then the WAL grows, up to its cap). See the reader protocol
+ * at the top for why publishing, then scanning the slots, is safe.
+ */
+int sx__wal_try_switch(sx__pager *p, sx__hdrc *h, sx_error *err) {
+  if (h->mx == h->base || h->backfill < h->base) return SX_OK;
+  if (h->mx - h->base < p->autockpt && h->backfill < h->mx) return SX_OK;
+  uint64_t minpin;
+  int prev_users;
+  sx__scan_slots(p, h->base, &minpin, &prev_users, NULL, NULL);
+  if (prev_users) return SX_OK;
+  if (p->sync == SX_SYNC_NORMAL) {
+    /* The generation left behind is durable before the next one says how it ends. */
+    int rc = sx__file_sync(p->wal[h->gen & 1], 1, err);
+    if (rc) {
+      sx__pager_poison(p);
+      return rc;
+    }
+  }
+  sx__hdrc old = *h, nh = *h;
+  hdr_next_gen(p, &nh);
+  sx__hdr_publish(p, &nh);
+  sx__scan_slots(p, old.base, &minpin, &prev_users, NULL, NULL);
+  if (prev_users) {
+    sx__hdr_publish(p, &old); /* a reader slipped in: stay in this generation */
+    return SX_OK;
+  }
+  *h = nh;
+  return SX_OK;
+}
+
+void sx__wal_frame_make(const sx__pager *p, const sx__hdrc *h, uint8_t *f, uint32_t pgno,
+                        uint32_t commit, const uint8_t *page, uint64_t *ck0, uint64_t *ck1) {
+  wr32(f, pgno);
+  wr32(f + 4, commit);
+  wr32(f + 8, h->salt0);
+  wr32(f + 12, h->salt1);
+  memcpy(f + FRAME_HDR, page, p->ps);
+  sx__cksum(f, 16, ck0, ck1);
+  sx__cksum(f + FRAME_HDR, p->ps, ck0, ck1);
+  wr64(f + 16, *ck0);
+  wr64(f + 24, *ck1);
+}
+
+int sx__wal_write(sx__pager *p, int w, const uint8_t *buf, size_t len, uint64_t off,
+                  size_t hdr_bytes, sx_error *err) {
+  int rc = sx__wal_reserve(p, w, off + len, err);
+  if (rc) return rc;
+  size_t skip = 0;
+  if (hdr_bytes && p->sync != SX_SYNC_OFF) {
+    /* A new WAL generation: its header is durable before any of its frames overwrite
+     * the old generation's, or a power cut could keep the old header and a prefix of
+     * old frames, which recovery would replay over the newer checkpointed file. */
+    rc = sx__file_write(p->wal[w], buf, WAL_HDR, 0, err);
+    if (rc) return rc;
+    rc = sx__file_sync(p->wal[w], 1, err);
+    if (rc) {
+      sx__pager_poison(p);
+      return rc;
+    }
+    skip = WAL_HDR;
+  }
+  rc = sx__file_write(p->wal[w], buf + skip, len - skip, off + skip, err);
+  if (rc) return rc;
+  if (p->sync == SX_SYNC_FULL) {
+    rc = sx__file_sync(p->wal[w], 1, err);
+    if (rc) sx__pager_poison(p);
+  }
+  return rc;
+}
+
+/*
+ * Makes WAL file w at least `need` bytes long by appending zeros, a megabyte at a
+ * time: commits then overwrite blocks already allocated, and their fdatasync need
+ * not also record a new file size. Zeros beyond the last frame fail the checksum
+ * chain, so recovery ignores them.
+ */
+#define WAL_GROW (1u << 20)
+int sx__wal_reserve(sx__pager *p, int w, uint64_t need, sx_error *err) {
+  if (p->wal_size[w] >= need) return SX_OK;
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc) return rc;
+  if (sz < need) {
+    static const uint8_t zeros[65536];
+    uint64_t target = (need + WAL_GROW - 1) / WAL_GROW * WAL_GROW;
+    for (uint64_t off = sz; off < target && !rc;) {
+      size_t n = target - off < sizeof zeros ? (size_t)(target - off) : sizeof zeros;
+      rc = sx__file_write(p->wal[w], zeros, n, off, err);
+      off += n;
+    }
+    if (rc) return rc;
+    sz = target;
+  }
+  p->wal_size[w] = sz;
+  return SX_OK;
+}
