@@ -158,3 +158,54 @@ func BenchmarkSearchParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "qps")
 }
+
+// BenchmarkSearchCrossings: the search and the copy of its hits in one crossing
+// (sx_go_search, what Search does) against two (sx_collection_search, then
+// sx_go_results_take), interleaved.
+func BenchmarkSearchCrossings(b *testing.B) {
+	d := benchFixture(b, "small", 64, 16, 1, Flat)
+	v, err := d.r.view("c")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	q := d.query(0)
+	const per = 64
+	rounds := max(b.N/per, 200)
+	one := make([]float64, 0, rounds)
+	two := make([]float64, 0, rounds)
+	for r := 0; r < rounds; r++ {
+		start := time.Now()
+		for i := 0; i < per; i++ {
+			if _, err := search(ctx, v, q, 10, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		one = append(one, float64(time.Since(start).Nanoseconds())/per)
+		start = time.Now()
+		for i := 0; i < per; i++ {
+			if _, err := searchTwoCrossings(v, q, 10); err != nil {
+				b.Fatal(err)
+			}
+		}
+		two = append(two, float64(time.Since(start).Nanoseconds())/per)
+	}
+	sort.Float64s(one)
+	sort.Float64s(two)
+	b.ReportMetric(one[0], "one-ns/search")
+	b.ReportMetric(two[0], "two-ns/search")
+	b.ReportMetric(one[len(one)/2], "one-median-ns/search")
+	b.ReportMetric(two[len(two)/2], "two-median-ns/search")
+}
+
+// searchTwoCrossings is search as two crossings (the generated sx_collection_search,
+// then sx_go_results_take), kept for BenchmarkSearchCrossings.
+func searchTwoCrossings(v sx.Sx_collection, query []float32, k int) ([]Hit, error) {
+	cb := getCallBuf()
+	defer putCallBuf(cb)
+	st := sx.Sx_collection_search(v, query, int64(k), nil, &cb.out, &cb.Errbuf)
+	if err := statusError(st, &cb.Errbuf); err != nil {
+		return nil, err
+	}
+	return takeOne(cb, k), nil
+}

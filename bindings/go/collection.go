@@ -175,20 +175,28 @@ func search(ctx context.Context, v sx.Sx_collection, query []float32, k int, opt
 	}
 	cb := getCallBuf()
 	defer putCallBuf(cb)
-	st := sx.Sx_collection_search(v, query, int64(k), so, &cb.out, &cb.Errbuf)
+	// Slices for the hits, sized from k (ids of 32 bytes on average): the search and
+	// the copy into them take one crossing when the hits fit, else a second one.
+	guess := min(k, len(cb.dist))
+	dist, idoff := cb.dist[:guess], cb.idoff[:guess+1]
+	ids := make([]byte, guess*32)
+	st := sx.Sx_go_search(v, query, int64(k), so, &cb.out, &cb.Errbuf, cb.shape[:], dist, idoff, ids)
 	done()
 	if err := statusError(st, &cb.Errbuf); err != nil {
 		return nil, withContext(err, ctx)
 	}
-	return takeOne(cb, k), nil
+	if cb.out != 0 {
+		_, hits := takeResults(cb, false)
+		return hits, nil
+	}
+	return makeHits(int(cb.shape[1]), dist, idoff, ids), nil
 }
 
 // takeOne copies the hits of a one-query search out, in one crossing when they fit
 // the slices sized from k (ids of up to 32 bytes on average), else as takeResults.
 func takeOne(cb *callBuf, k int) []Hit {
-	guess := min(k, 256)
-	dist := make([]float32, guess)
-	idoff := make([]uint64, guess+1)
+	guess := min(k, len(cb.dist))
+	dist, idoff := cb.dist[:guess], cb.idoff[:guess+1]
 	ids := make([]byte, guess*32)
 	var res sx.Sx_results = sx.SwigcptrSx_results(cb.out)
 	if sx.Sx_go_results_take(res, cb.shape[:], dist, idoff, ids) != 0 {
@@ -199,7 +207,8 @@ func takeOne(cb *callBuf, k int) []Hit {
 	return makeHits(total, dist, idoff, ids)
 }
 
-// makeHits builds total hits from copied distances, id offsets and id bytes.
+// makeHits builds total hits from copied distances, id offsets and id bytes (which
+// become the hits' ids: the caller must not reuse them).
 func makeHits(total int, dist []float32, idoff []uint64, ids []byte) []Hit {
 	all := unsafe.String(unsafe.SliceData(ids), len(ids)) // ids is never written again
 	hits := make([]Hit, total)

@@ -94,6 +94,8 @@ type callBuf struct {
 	sx.Errbuf
 	out   uintptr
 	shape [5]uint64 // a result's shape, then (one query) its two hit offsets
+	dist  [256]float32
+	idoff [257]uint64
 }
 
 var errbufs = sync.Pool{New: func() any { return new(callBuf) }}

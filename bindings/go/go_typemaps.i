@@ -322,6 +322,20 @@ int sx_go_records_copy(const sx_records *recs, float *go_f32, size_t go_f32_len,
   return 0;
 }
 
+/* sx_collection_search and sx_go_results_take in one crossing: the search's status;
+ * on SX_OK, *out is NULL when the hits were copied into the slices (and the results
+ * freed), else the results, for the caller to copy out and free. */
+sx_status sx_go_search(sx_collection *c, const float *query, size_t dim, size_t k,
+                       const sx_search_options *opts, sx_results **out, sx_error *err,
+                       uint64_t *go_u64, size_t go_u64_len, float *go_f32, size_t go_f32_len,
+                       uint64_t *go_u64b, size_t go_u64b_len, char *go_bytes, size_t go_bytes_len) {
+  sx_status st = sx_collection_search(c, query, dim, k, opts, out, err);
+  if (st == SX_OK && sx_go_results_take(*out, go_u64, go_u64_len, go_f32, go_f32_len, go_u64b,
+                                        go_u64b_len, go_bytes, go_bytes_len) == 0)
+    *out = NULL;
+  return st;
+}
+
 /* A record's vector: its dimension, and as much of it as fits copied into go_f32. */
 size_t sx_go_record_vector(const sx_record *rec, float *go_f32, size_t go_f32_len) {
   size_t dim = 0;

@@ -43,23 +43,23 @@ typedef _goslice_ swig_type_13;
 typedef _goslice_ swig_type_14;
 typedef _goslice_ swig_type_15;
 typedef _goslice_ swig_type_16;
-typedef long long swig_type_17;
-typedef _goslice_ swig_type_18;
+typedef _goslice_ swig_type_17;
+typedef long long swig_type_18;
 typedef _goslice_ swig_type_19;
-typedef long long swig_type_20;
-typedef long long swig_type_21;
-typedef long long swig_type_22;
+typedef _goslice_ swig_type_20;
+typedef _goslice_ swig_type_21;
+typedef _goslice_ swig_type_22;
 typedef long long swig_type_23;
-typedef _gostring_ swig_type_24;
-typedef _gostring_ swig_type_25;
-typedef _gostring_ swig_type_26;
-typedef _gostring_ swig_type_27;
+typedef _goslice_ swig_type_24;
+typedef _goslice_ swig_type_25;
+typedef long long swig_type_26;
+typedef long long swig_type_27;
 typedef long long swig_type_28;
 typedef long long swig_type_29;
-typedef long long swig_type_30;
-typedef long long swig_type_31;
-typedef long long swig_type_32;
-typedef long long swig_type_33;
+typedef _gostring_ swig_type_30;
+typedef _gostring_ swig_type_31;
+typedef _gostring_ swig_type_32;
+typedef _gostring_ swig_type_33;
 typedef long long swig_type_34;
 typedef long long swig_type_35;
 typedef long long swig_type_36;
@@ -67,71 +67,77 @@ typedef long long swig_type_37;
 typedef long long swig_type_38;
 typedef long long swig_type_39;
 typedef long long swig_type_40;
-typedef _gostring_ swig_type_41;
-typedef _gostring_ swig_type_42;
-typedef _gostring_ swig_type_43;
-typedef _gostring_ swig_type_44;
+typedef long long swig_type_41;
+typedef long long swig_type_42;
+typedef long long swig_type_43;
+typedef long long swig_type_44;
 typedef long long swig_type_45;
 typedef long long swig_type_46;
 typedef _gostring_ swig_type_47;
 typedef _gostring_ swig_type_48;
-typedef long long swig_type_49;
+typedef _gostring_ swig_type_49;
 typedef _gostring_ swig_type_50;
 typedef long long swig_type_51;
-typedef _gostring_ swig_type_52;
-typedef long long swig_type_53;
-typedef _goslice_ swig_type_54;
-typedef _goslice_ swig_type_55;
-typedef _goslice_ swig_type_56;
+typedef long long swig_type_52;
+typedef _gostring_ swig_type_53;
+typedef _gostring_ swig_type_54;
+typedef long long swig_type_55;
+typedef _gostring_ swig_type_56;
 typedef long long swig_type_57;
-typedef _goslice_ swig_type_58;
-typedef _goslice_ swig_type_59;
-typedef _gostring_ swig_type_60;
-typedef long long swig_type_61;
+typedef _gostring_ swig_type_58;
+typedef long long swig_type_59;
+typedef _goslice_ swig_type_60;
+typedef _goslice_ swig_type_61;
 typedef _goslice_ swig_type_62;
-typedef _goslice_ swig_type_63;
-typedef _gostring_ swig_type_64;
-typedef _gostring_ swig_type_65;
-typedef long long swig_type_66;
+typedef long long swig_type_63;
+typedef _goslice_ swig_type_64;
+typedef _goslice_ swig_type_65;
+typedef _gostring_ swig_type_66;
 typedef long long swig_type_67;
-typedef long long swig_type_68;
-typedef long long swig_type_69;
-typedef long long swig_type_70;
-typedef long long swig_type_71;
+typedef _goslice_ swig_type_68;
+typedef _goslice_ swig_type_69;
+typedef _gostring_ swig_type_70;
+typedef _gostring_ swig_type_71;
 typedef long long swig_type_72;
 typedef long long swig_type_73;
-typedef _gostring_ swig_type_74;
-typedef _gostring_ swig_type_75;
-typedef _gostring_ swig_type_76;
-typedef _goslice_ swig_type_77;
+typedef long long swig_type_74;
+typedef long long swig_type_75;
+typedef long long swig_type_76;
+typedef long long swig_type_77;
 typedef long long swig_type_78;
-typedef _goslice_ swig_type_79;
-typedef long long swig_type_80;
-typedef long long swig_type_81;
-typedef long long swig_type_82;
-typedef long long swig_type_83;
+typedef long long swig_type_79;
+typedef _gostring_ swig_type_80;
+typedef _gostring_ swig_type_81;
+typedef _gostring_ swig_type_82;
+typedef _goslice_ swig_type_83;
 typedef long long swig_type_84;
-typedef long long swig_type_85;
-typedef _gostring_ swig_type_86;
+typedef _goslice_ swig_type_85;
+typedef long long swig_type_86;
 typedef long long swig_type_87;
 typedef long long swig_type_88;
 typedef long long swig_type_89;
 typedef long long swig_type_90;
 typedef long long swig_type_91;
-typedef long long swig_type_92;
-typedef _goslice_ swig_type_93;
-typedef _goslice_ swig_type_94;
+typedef _gostring_ swig_type_92;
+typedef long long swig_type_93;
+typedef long long swig_type_94;
 typedef long long swig_type_95;
 typedef long long swig_type_96;
 typedef long long swig_type_97;
-typedef _gostring_ swig_type_98;
-typedef long long swig_type_99;
-typedef _gostring_ swig_type_100;
+typedef long long swig_type_98;
+typedef _goslice_ swig_type_99;
+typedef _goslice_ swig_type_100;
 typedef long long swig_type_101;
-typedef _gostring_ swig_type_102;
+typedef long long swig_type_102;
 typedef long long swig_type_103;
-typedef long long swig_type_104;
-typedef _gostring_ swig_type_105;
+typedef _gostring_ swig_type_104;
+typedef long long swig_type_105;
+typedef _gostring_ swig_type_106;
+typedef long long swig_type_107;
+typedef _gostring_ swig_type_108;
+typedef long long swig_type_109;
+typedef long long swig_type_110;
+typedef _gostring_ swig_type_111;
 extern void _wrap_Swig_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_Swig_malloc_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern void _wrap_delete_sx_db_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -147,10 +153,11 @@ extern swig_intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(uintptr_t arg1, s
 extern swig_intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_6 arg2, swig_type_7 arg3, swig_type_8 arg4, swig_type_9 arg5);
 extern void _wrap_sx_go_records_shape_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_10 arg2);
 extern swig_intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_11 arg2, swig_type_12 arg3, swig_type_13 arg4, swig_type_14 arg5, swig_type_15 arg6, swig_type_16 arg7);
-extern swig_type_17 _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_18 arg2);
-extern double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_19 arg2, swig_type_20 arg3, swig_type_21 arg4, swig_type_22 arg5, swig_type_23 arg6);
+extern swig_intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_17 arg2, swig_type_18 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6, swig_type_19 arg7, swig_type_20 arg8, swig_type_21 arg9, swig_type_22 arg10);
+extern swig_type_23 _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_24 arg2);
+extern double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_25 arg2, swig_type_26 arg3, swig_type_27 arg4, swig_type_28 arg5, swig_type_29 arg6);
 extern swig_intgo _wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b(void);
-extern swig_type_24 _wrap_sx_version_sx_315f6cb984b9b85b(void);
+extern swig_type_30 _wrap_sx_version_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_sx_version_number_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_sx_format_version_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_OK_sx_315f6cb984b9b85b(void);
@@ -168,7 +175,7 @@ extern swig_intgo _wrap_SX_FULL_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_NOMEM_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_VERSION_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_CANCELLED_sx_315f6cb984b9b85b(void);
-extern swig_type_25 _wrap_sx_status_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_type_31 _wrap_sx_status_name_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern swig_intgo _wrap_sx_cancel_new_sx_315f6cb984b9b85b(swig_voidp arg1, swig_voidp arg2);
 extern void _wrap_sx_cancel_set_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_cancel_reset_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -193,9 +200,9 @@ extern swig_intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(uintptr_
 extern uintptr_t _wrap_new_sx_open_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_26 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_32 arg2, uintptr_t arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_27 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_33 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
 extern void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -211,22 +218,22 @@ extern void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, sw
 extern swig_intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_28 arg2);
-extern swig_type_29 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_30 arg2);
-extern swig_type_31 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_32 arg2);
-extern swig_type_33 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_34 arg2);
-extern swig_type_35 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_36 arg2);
-extern swig_type_37 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_34 arg2);
+extern swig_type_35 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_36 arg2);
+extern swig_type_37 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_38 arg2);
+extern swig_type_39 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_40 arg2);
+extern swig_type_41 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_42 arg2);
+extern swig_type_43 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_38 arg2);
-extern swig_type_39 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_44 arg2);
+extern swig_type_45 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_db_stats_sx_315f6cb984b9b85b(void);
@@ -240,15 +247,15 @@ extern swig_intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(uintptr_t arg1, swig_
 extern swig_intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2);
 extern swig_intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_40 arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_46 arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b(void);
-extern swig_type_41 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
-extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_42 arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_type_47 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_48 arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -266,8 +273,8 @@ extern void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(uintptr_t arg
 extern swig_intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_43 arg2);
-extern swig_type_44 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_49 arg2);
+extern swig_type_50 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -278,38 +285,38 @@ extern void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(uintptr_t ar
 extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_45 arg2);
-extern swig_type_46 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_51 arg2);
+extern swig_type_52 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_info_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_47 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_48 arg2, swig_voidp arg3);
-extern swig_type_49 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_50 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_51 arg2);
+extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_53 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_54 arg2, swig_voidp arg3);
+extern swig_type_55 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_56 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_57 arg2);
 extern swig_intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_52 arg2, swig_type_53 arg3, swig_type_54 arg4, swig_type_55 arg5, swig_type_56 arg6, swig_type_57 arg7, swig_type_58 arg8, swig_type_59 arg9, swig_voidp arg10);
-extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_60 arg2, swig_type_61 arg3, swig_type_62 arg4, swig_type_63 arg5, swig_voidp arg6, swig_voidp arg7);
-extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_64 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_65 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_58 arg2, swig_type_59 arg3, swig_type_60 arg4, swig_type_61 arg5, swig_type_62 arg6, swig_type_63 arg7, swig_type_64 arg8, swig_type_65 arg9, swig_voidp arg10);
+extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2, swig_type_67 arg3, swig_type_68 arg4, swig_type_69 arg5, swig_voidp arg6, swig_voidp arg7);
+extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_70 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_71 arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2);
-extern swig_type_67 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_68 arg2);
-extern swig_type_69 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_70 arg2);
-extern swig_type_71 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_72 arg2);
-extern swig_type_73 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_72 arg2);
+extern swig_type_73 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_74 arg2);
+extern swig_type_75 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_76 arg2);
+extern swig_type_77 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_78 arg2);
+extern swig_type_79 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_stats_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_74 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_75 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_76 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_80 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_81 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_82 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -321,23 +328,23 @@ extern swig_intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(uintpt
 extern uintptr_t _wrap_new_sx_search_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_77 arg2, swig_type_78 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_79 arg2, swig_type_80 arg3, swig_type_81 arg4, swig_type_82 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
-extern swig_type_83 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_84 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_85 arg2);
-extern swig_type_86 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_87 arg2, swig_type_88 arg3);
-extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_89 arg2, swig_type_90 arg3);
-extern swig_type_91 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_92 arg2, swig_type_93 arg3, swig_type_94 arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_type_95 _wrap_sx_records_count_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_96 _wrap_sx_records_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_97 arg2);
-extern swig_type_98 _wrap_sx_records_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_99 arg2);
-extern swig_type_100 _wrap_sx_records_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_101 arg2);
+extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_83 arg2, swig_type_84 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_85 arg2, swig_type_86 arg3, swig_type_87 arg4, swig_type_88 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
+extern swig_type_89 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_90 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_91 arg2);
+extern swig_type_92 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_93 arg2, swig_type_94 arg3);
+extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_95 arg2, swig_type_96 arg3);
+extern swig_type_97 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_98 arg2, swig_type_99 arg3, swig_type_100 arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_type_101 _wrap_sx_records_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_102 _wrap_sx_records_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_103 arg2);
+extern swig_type_104 _wrap_sx_records_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_105 arg2);
+extern swig_type_106 _wrap_sx_records_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_107 arg2);
 extern void _wrap_sx_records_free_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_102 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_103 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_104 _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_108 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_109 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_110 _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_cursor_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -348,7 +355,7 @@ extern swig_intgo _wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(uint
 extern uintptr_t _wrap_new_sx_backup_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_105 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_111 arg2, swig_voidp arg3, swig_voidp arg4);
 #undef intgo
 */
 import "C"
@@ -645,11 +652,42 @@ func Sx_go_records_copy(arg1 Struct_SS_sx_records, arg2 []float32, arg3 []byte, 
 	return swig_r
 }
 
+func Sx_go_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *SearchOpts, arg5 *uintptr, arg6 *Errbuf, arg7 []uint64, arg8 []float32, arg9 []uint64, arg10 []byte) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	_swig_i_4 := arg5
+	_swig_i_5 := arg6
+	_swig_i_6 := arg7
+	_swig_i_7 := arg8
+	_swig_i_8 := arg9
+	_swig_i_9 := arg10
+	swig_r = (Sx_status)(C._wrap_sx_go_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_17)(unsafe.Pointer(&_swig_i_1)), C.swig_type_18(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_21)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_9))))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg2
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg7
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg8
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg9
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg10
+	}
+	return swig_r
+}
+
 func Sx_go_record_vector(arg1 Sx_record, arg2 []float32) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_18)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_24)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -664,7 +702,7 @@ func Sx_go_bench_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 int
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_1)), C.swig_type_20(_swig_i_2), C.swig_type_21(_swig_i_3), C.swig_type_22(_swig_i_4), C.swig_type_23(_swig_i_5)))
+	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_25)(unsafe.Pointer(&_swig_i_1)), C.swig_type_26(_swig_i_2), C.swig_type_27(_swig_i_3), C.swig_type_28(_swig_i_4), C.swig_type_29(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1039,7 +1077,7 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_26)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_32)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1199,7 +1237,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_size() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_28(_swig_i_1))
+	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_34(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
@@ -1212,7 +1250,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_frames(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_30(_swig_i_1))
+	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_36(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
@@ -1225,7 +1263,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_backfilled(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_32(_swig_i_1))
+	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_38(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
@@ -1238,7 +1276,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCommits(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_34(_swig_i_1))
+	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_40(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
@@ -1251,7 +1289,7 @@ func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCheckpoints(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_36(_swig_i_1))
+	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_42(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCheckpoints() (_swig_ret uint64) {
@@ -1290,7 +1328,7 @@ func (arg1 SwigcptrSx_db_stats) GetReader_slots() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_lag(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_38(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_44(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_lag() (_swig_ret uint64) {
@@ -1435,7 +1473,7 @@ func Sx_write_set_user_version(arg1 Sx_write, arg2 uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_40(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_46(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1511,7 +1549,7 @@ func Sx_metric_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_statu
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_42)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_48)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1668,7 +1706,7 @@ func (arg1 SwigcptrSx_collection_info) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1752,7 +1790,7 @@ func (arg1 SwigcptrSx_collection_info) GetHnsw_ef_construction() (_swig_ret uint
 func (arg1 SwigcptrSx_collection_info) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_45(_swig_i_1))
+	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_51(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetCount() (_swig_ret uint64) {
@@ -1802,7 +1840,7 @@ func Sx_write_create_collection(arg1 Sx_write, arg2 string, arg3 Sx_collection_o
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_47)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_53)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1814,7 +1852,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_48)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_54)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1832,7 +1870,7 @@ func Sx_names_get(arg1 Sx_names, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_51(_swig_i_1))
+	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_57(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -1869,7 +1907,7 @@ func Sx_write_upsert_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_52)(unsafe.Pointer(&_swig_i_1)), C.swig_type_53(_swig_i_2), *(*C.swig_type_54)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_55)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_56)(unsafe.Pointer(&_swig_i_5)), C.swig_type_57(_swig_i_6), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_59)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
+	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_1)), C.swig_type_59(_swig_i_2), *(*C.swig_type_60)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_61)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_5)), C.swig_type_63(_swig_i_6), *(*C.swig_type_64)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_65)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1900,7 +1938,7 @@ func Sx_write_delete_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_60)(unsafe.Pointer(&_swig_i_1)), C.swig_type_61(_swig_i_2), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_63)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
+	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_66)(unsafe.Pointer(&_swig_i_1)), C.swig_type_67(_swig_i_2), *(*C.swig_type_68)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_69)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1919,7 +1957,7 @@ func Sx_read_collection(arg1 Sx_read, arg2 string, arg3 *uintptr, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_64)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_70)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1932,7 +1970,7 @@ func Sx_write_collection(arg1 Sx_write, arg2 string, arg3 *uintptr, arg4 *Errbuf
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_65)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_71)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1982,7 +2020,7 @@ func (arg1 SwigcptrSx_collection_stats) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_stats) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_66(_swig_i_1))
+	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_72(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
@@ -1995,7 +2033,7 @@ func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetSlots(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_68(_swig_i_1))
+	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_74(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
@@ -2008,7 +2046,7 @@ func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetDead(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_70(_swig_i_1))
+	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_76(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
@@ -2021,7 +2059,7 @@ func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetFree(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_72(_swig_i_1))
+	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_78(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetFree() (_swig_ret uint64) {
@@ -2074,7 +2112,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_80)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2204,7 +2242,7 @@ func Sx_collection_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_77)(unsafe.Pointer(&_swig_i_1)), C.swig_type_78(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_83)(unsafe.Pointer(&_swig_i_1)), C.swig_type_84(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2221,7 +2259,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
 	_swig_i_7 := arg8
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_79)(unsafe.Pointer(&_swig_i_1)), C.swig_type_80(_swig_i_2), C.swig_type_81(_swig_i_3), C.swig_type_82(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_85)(unsafe.Pointer(&_swig_i_1)), C.swig_type_86(_swig_i_2), C.swig_type_87(_swig_i_3), C.swig_type_88(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2239,7 +2277,7 @@ func Sx_results_count(arg1 Sx_results, arg2 int64) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_85(_swig_i_1)))
+	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_91(_swig_i_1)))
 	return swig_r
 }
 
@@ -2248,7 +2286,7 @@ func Sx_results_id(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_87(_swig_i_1), C.swig_type_88(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_93(_swig_i_1), C.swig_type_94(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -2260,7 +2298,7 @@ func Sx_results_distance(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret flo
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_89(_swig_i_1), C.swig_type_90(_swig_i_2)))
+	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_95(_swig_i_1), C.swig_type_96(_swig_i_2)))
 	return swig_r
 }
 
@@ -2279,7 +2317,7 @@ func Sx_collection_get_packed(arg1 Sx_collection, arg2 int64, arg3 []byte, arg4 
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_92(_swig_i_1), *(*C.swig_type_93)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_94)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_98(_swig_i_1), *(*C.swig_type_99)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_100)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg3
 	}
@@ -2307,7 +2345,7 @@ func Sx_records_found(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_sx_records_found_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_97(_swig_i_1)))
+	swig_r = (int)(C._wrap_sx_records_found_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_103(_swig_i_1)))
 	return swig_r
 }
 
@@ -2315,7 +2353,7 @@ func Sx_records_id(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_99(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_105(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -2326,7 +2364,7 @@ func Sx_records_metadata(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret strin
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_101(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_107(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = swigCopyString(swig_r)
@@ -2344,7 +2382,7 @@ func Sx_collection_cursor(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_102)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_108)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2357,7 +2395,7 @@ func Sx_cursor_next(arg1 Struct_SS_sx_cursor, arg2 int64, arg3 *uintptr, arg4 *E
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_103(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_109(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
@@ -2459,7 +2497,7 @@ func Sx_db_backup(arg1 Sx_db, arg2 string, arg3 *BackupOpts, arg4 *Errbuf) (_swi
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_105)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_111)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}

@@ -350,6 +350,20 @@ int sx_go_records_copy(const sx_records *recs, float *go_f32, size_t go_f32_len,
   return 0;
 }
 
+/* sx_collection_search and sx_go_results_take in one crossing: the search's status;
+ * on SX_OK, *out is NULL when the hits were copied into the slices (and the results
+ * freed), else the results, for the caller to copy out and free. */
+sx_status sx_go_search(sx_collection *c, const float *query, size_t dim, size_t k,
+                       const sx_search_options *opts, sx_results **out, sx_error *err,
+                       uint64_t *go_u64, size_t go_u64_len, float *go_f32, size_t go_f32_len,
+                       uint64_t *go_u64b, size_t go_u64b_len, char *go_bytes, size_t go_bytes_len) {
+  sx_status st = sx_collection_search(c, query, dim, k, opts, out, err);
+  if (st == SX_OK && sx_go_results_take(*out, go_u64, go_u64_len, go_f32, go_f32_len, go_u64b,
+                                        go_u64b_len, go_bytes, go_bytes_len) == 0)
+    *out = NULL;
+  return st;
+}
+
 /* A record's vector: its dimension, and as much of it as fits copied into go_f32. */
 size_t sx_go_record_vector(const sx_record *rec, float *go_f32, size_t go_f32_len) {
   size_t dim = 0;
@@ -651,6 +665,83 @@ intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0
   
   result = (int)sx_go_records_copy((struct sx_records const *)arg1,arg2,arg3,arg4,arg5,arg6,arg7,arg8,arg9,arg10,arg11,arg12,arg13);
   _swig_go_result = result; 
+  
+  
+  
+  
+  
+  
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9) {
+  sx_collection *arg1 = 0 ;
+  float *arg2 = 0 ;
+  size_t arg3 ;
+  size_t arg4 ;
+  sx_search_options *arg5 = 0 ;
+  sx_results **arg6 = 0 ;
+  sx_error *arg7 = 0 ;
+  uint64_t *arg8 = 0 ;
+  size_t arg9 ;
+  float *arg10 = 0 ;
+  size_t arg11 ;
+  uint64_t *arg12 = 0 ;
+  size_t arg13 ;
+  char *arg14 = 0 ;
+  size_t arg15 ;
+  sx_search_options sx_opts5 ;
+  sx_error sx_errbuf7 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_collection **)&_swig_go_0; 
+  {
+    arg2 = (float *)(_swig_go_1.array && _swig_go_1.len > 0 ? _swig_go_1.array : (const void *)sx_go_nothing);
+    arg3 = (size_t)_swig_go_1.len;
+  }
+  arg4 = (size_t)_swig_go_2; 
+  {
+    if (_swig_go_3) {
+      const sx_go_search_opts *g = (const sx_go_search_opts *)_swig_go_3;
+      sx_search_options_init(&sx_opts5, SX_SEARCH_OPTIONS_VERSION);
+      sx_opts5.ef = g->ef;
+      sx_opts5.threads = g->threads;
+      sx_opts5.cancel_token = (sx_cancel *)g->cancel_token;
+      arg5 = &sx_opts5;
+    } else {
+      arg5 = NULL;
+    }
+  }
+  {
+    arg6 = (sx_results **)_swig_go_4;
+    if (arg6) *arg6 = NULL;
+  }
+  {
+    arg7 = _swig_go_5 ? (sx_error *)_swig_go_5 : &sx_errbuf7;
+    arg7->code = 0;
+    arg7->message[0] = '\0';
+  }
+  {
+    arg8 = (uint64_t *)_swig_go_6.array;
+    arg9 = arg8 ? (size_t)_swig_go_6.len : 0;
+  }
+  {
+    arg10 = (float *)_swig_go_7.array;
+    arg11 = arg10 ? (size_t)_swig_go_7.len : 0;
+  }
+  {
+    arg12 = (uint64_t *)_swig_go_8.array;
+    arg13 = arg12 ? (size_t)_swig_go_8.len : 0;
+  }
+  {
+    arg14 = (char *)_swig_go_9.array;
+    arg15 = arg14 ? (size_t)_swig_go_9.len : 0;
+  }
+  
+  result = (sx_status)sx_go_search(arg1,(float const *)arg2,arg3,arg4,(struct sx_search_options const *)arg5,arg6,arg7,arg8,arg9,arg10,arg11,arg12,arg13,arg14,arg15);
+  _swig_go_result = (intgo)result; 
   
   
   
