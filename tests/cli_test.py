@@ -1,0 +1,346 @@
+"""The `sextant` command-line tool, run as a real process on real files: every
+command, --json output parsed and checked, round trips, bad arguments and damaged
+files giving clear errors and the documented exit codes, a backup taken while another
+process writes, an interrupted import resumed.
+
+Run by ctest: python3 tests/cli_test.py PATH/TO/sextant (standard library only).
+"""
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+SEXTANT = None
+
+EX_OK, EX_ERR, EX_USAGE, EX_CORRUPT, EX_NOTFOUND, EX_BUSY, EX_INT = 0, 1, 2, 3, 4, 5, 130
+
+
+def run(*args, stdin=None, check=None):
+    p = subprocess.run([SEXTANT, *map(str, args)], input=stdin, capture_output=True, text=True, timeout=300)
+    if check is not None:
+        assert p.returncode == check, f"{args}: exit {p.returncode}, want {check}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    return p
+
+
+def js(*args):
+    p = run("--json", *args, check=EX_OK)
+    return json.loads(p.stdout)
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def write_npy(path, rows, descr="<f4", fortran=False, shape=None, truncate=0):
+    fmt = {"<f4": "<f", "<f8": "<d", "|u1": "<B", "<i4": "<i"}[descr]
+    shape = shape or (len(rows), len(rows[0]))
+    d = "{'descr': '%s', 'fortran_order': %s, 'shape': (%d, %d), }" % (descr, fortran, *shape)
+    pad = 64 - (10 + len(d) + 1) % 64
+    hdr = d + " " * pad + "\n"
+    data = b"".join(struct.pack("<%d%s" % (len(r), fmt[1]), *r) for r in rows)
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + data[: len(data) - truncate])
+
+
+def write_fvecs(path, rows):
+    with open(path, "wb") as f:
+        for r in rows:
+            f.write(struct.pack("<i", len(r)) + struct.pack("<%df" % len(r), *r))
+
+
+def vecs(n, dim, seed):
+    rnd = random.Random(seed)
+    return [[f32(rnd.uniform(-1, 1)) for _ in range(dim)] for _ in range(n)]
+
+
+class Cli(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="sx-cli-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def p(self, name):
+        return os.path.join(self.dir, name)
+
+    def jsonl(self, name, n, dim, seed=1, meta=True):
+        rows = vecs(n, dim, seed)
+        with open(self.p(name), "w") as f:
+            for i, v in enumerate(rows):
+                m = {"i": i, "tag": "t%d" % (i % 5), "text": 'quote " and \u00e9'} if meta and i % 2 else None
+                f.write(json.dumps({"id": "doc%05d" % i, "vector": v, "metadata": m}) + "\n")
+        return rows
+
+    # ---- usage -------------------------------------------------------------------------
+
+    def test_help_and_usage_errors(self):
+        p = run("--help", check=EX_OK)
+        self.assertIn("exit codes", p.stdout)
+        cmds = ["info", "stats", "check", "collections", "describe", "count", "get", "create", "import",
+                "export", "search", "checkpoint", "delete", "drop", "backup"]
+        for c in cmds:
+            self.assertIn(c, p.stdout)
+            h = run(c, "--help", check=EX_OK)
+            self.assertIn("usage: sextant", h.stdout)
+        run(check=EX_USAGE)
+        p = run("frobnicate", check=EX_USAGE)
+        self.assertIn("'frobnicate'", p.stderr)
+        p = run("info", "--bogus", check=EX_USAGE)
+        p = run("count", self.p("x.sx"), check=EX_USAGE)  # missing collection argument
+        self.assertIn("DATABASE COLLECTION", p.stderr)
+        p = run("info", self.p("missing.sx"), check=EX_NOTFOUND)
+        self.assertIn("missing.sx", p.stderr)
+        self.assertFalse(os.path.exists(self.p("missing.sx")))  # read commands never create
+        p = run("create", self.p("x.sx"), "c", "--dim", "0", check=EX_USAGE)
+        self.assertIn("'0'", p.stderr)
+        p = run("create", self.p("x.sx"), "c", "--dim", "4", "--metric", "manhattan", check=EX_USAGE)
+        self.assertIn("manhattan", p.stderr)
+        p = run("--timeout", "soon", "info", self.p("x.sx"), check=EX_USAGE)
+        self.assertIn("soon", p.stderr)
+        self.assertIn("sextant", run("--version", check=EX_OK).stdout)
+
+    # ---- import / export / get / describe ------------------------------------------------
+
+    def test_jsonl_round_trip_is_bit_identical(self):
+        rows = self.jsonl("in.jsonl", 500, 12)
+        db = self.p("a.sx")
+        out = js("import", db, "docs", self.p("in.jsonl"), "--batch", "128", "--no-progress")
+        self.assertEqual((out["rows"], out["stored"], out["created"]), (500, 500, True))
+        info = js("info", db)
+        self.assertEqual(info["collections"][0]["name"], "docs")
+        self.assertEqual(info["collections"][0]["count"], 500)
+        self.assertEqual(js("collections", db), ["docs"])
+        self.assertEqual(js("count", db, "docs"), {"count": 500})
+        d = js("describe", db, "docs")
+        self.assertEqual((d["dim"], d["metric"], d["index"]["type"], d["count"]), (12, "l2", "hnsw", 500))
+        run("export", db, "docs", "-o", self.p("out1.jsonl"), check=EX_OK)
+        js("import", self.p("b.sx"), "docs", self.p("out1.jsonl"))
+        run("export", self.p("b.sx"), "docs", "-o", self.p("out2.jsonl"), check=EX_OK)
+        with open(self.p("out1.jsonl"), "rb") as a, open(self.p("out2.jsonl"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        # The export is in id order and holds exactly what went in.
+        lines = [json.loads(x) for x in open(self.p("out1.jsonl"))]
+        self.assertEqual([x["id"] for x in lines], ["doc%05d" % i for i in range(500)])
+        for i, x in enumerate(lines):
+            self.assertEqual([f32(v) for v in x["vector"]], rows[i])
+            if i % 2:
+                self.assertEqual(x["metadata"], {"i": i, "tag": "t%d" % (i % 5), "text": 'quote " and \u00e9'})
+            else:
+                self.assertIsNone(x["metadata"])
+        # export to stdout, resumed after an id
+        p = run("export", db, "docs", "--after", "doc00497", check=EX_OK)
+        self.assertEqual([json.loads(x)["id"] for x in p.stdout.splitlines()], ["doc00498", "doc00499"])
+        # get: JSON Lines, in the order asked; a missing id is exit 4 naming it
+        p = run("get", db, "docs", "doc00003", "doc00001", check=EX_OK)
+        got = [json.loads(x) for x in p.stdout.splitlines()]
+        self.assertEqual([g["id"] for g in got], ["doc00003", "doc00001"])
+        self.assertEqual([f32(v) for v in got[0]["vector"]], rows[3])
+        p = run("get", db, "docs", "doc00003", "nope", check=EX_NOTFOUND)
+        self.assertIn("'nope'", p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 1)
+        p = run("count", db, "nosuch", check=EX_NOTFOUND)
+        self.assertIn("'nosuch'", p.stderr)
+
+    def test_npy_fvecs_and_bad_files(self):
+        rows = vecs(300, 8, 2)
+        db = self.p("n.sx")
+        write_npy(self.p("f4.npy"), rows)
+        out = js("import", db, "f4", self.p("f4.npy"), "--id-prefix", "v", "--index", "flat")
+        self.assertEqual(out["stored"], 300)
+        got = json.loads(run("get", db, "f4", "v7", check=EX_OK).stdout)
+        self.assertEqual([f32(v) for v in got["vector"]], rows[7])
+        # float64 input is converted to float32; --start numbers the ids
+        write_npy(self.p("f8.npy"), rows, "<f8")
+        js("import", db, "f8", self.p("f8.npy"), "--start", "1000")
+        got = json.loads(run("get", db, "f8", "1007", check=EX_OK).stdout)
+        self.assertEqual([f32(v) for v in got["vector"]], rows[7])
+        # ids from a file
+        with open(self.p("ids.txt"), "w") as f:
+            f.write("".join("name-%d\n" % i for i in range(300)))
+        js("import", db, "named", self.p("f4.npy"), "--ids", self.p("ids.txt"))
+        self.assertEqual([f32(v) for v in json.loads(run("get", db, "named", "name-299", check=EX_OK).stdout)["vector"]], rows[299])
+        write_fvecs(self.p("a.fvecs"), rows)
+        self.assertEqual(js("import", db, "fv", self.p("a.fvecs"))["stored"], 300)
+        self.assertEqual([f32(v) for v in json.loads(run("get", db, "fv", "5", check=EX_OK).stdout)["vector"]], rows[5])
+        # npy export + ids file, re-imported identically
+        run("export", db, "f4", "-o", self.p("out.npy"), check=EX_OK)
+        js("import", db, "again", self.p("out.npy"), "--ids", self.p("out.npy.ids"))
+        a = run("export", db, "f4", check=EX_OK).stdout
+        b = run("export", db, "again", check=EX_OK).stdout
+        self.assertEqual(a, b)
+
+        # Bad inputs: a clear error naming the value, exit 1 (or 2 for usage), nothing stored.
+        write_npy(self.p("i4.npy"), [[1, 2], [3, 4]], "<i4")
+        p = run("import", db, "bad", self.p("i4.npy"), check=EX_ERR)
+        self.assertIn("'<i4'", p.stderr)
+        write_npy(self.p("fo.npy"), rows[:2], fortran=True)
+        p = run("import", db, "bad", self.p("fo.npy"), check=EX_ERR)
+        self.assertIn("fortran_order True", p.stderr)
+        write_npy(self.p("tr.npy"), rows, truncate=10)
+        p = run("import", db, "bad", self.p("tr.npy"), check=EX_ERR)
+        self.assertIn("truncated", p.stderr)
+        with open(self.p("junk.npy"), "wb") as f:
+            f.write(b"not numpy at all")
+        p = run("import", db, "bad", self.p("junk.npy"), check=EX_ERR)
+        self.assertIn("not a .npy file", p.stderr)
+        with open(self.p("bad.jsonl"), "w") as f:
+            f.write('{"id": "a", "vector": [1, 2]}\n{"id": "b", "vector": [1, "x"]}\n')
+        p = run("import", db, "bad", self.p("bad.jsonl"), check=EX_ERR)
+        self.assertIn("line 2", p.stderr)
+        with open(self.p("bad2.jsonl"), "w") as f:
+            f.write('{"id": "a", "vector": [1, 2]}\n{"id": "b", "vector": [1, 2, 3]}\n')
+        p = run("import", db, "bad", self.p("bad2.jsonl"), check=EX_ERR)
+        self.assertIn("line 2", p.stderr)
+        self.assertIn("3 components", p.stderr)
+        p = run("import", db, "f4", self.p("a.jsonl.missing"), "--format", "jsonl", check=EX_NOTFOUND)
+        p = run("import", db, "f4", self.p("ids.txt"), check=EX_USAGE)  # format unknown
+        self.assertIn("--format", p.stderr)
+        write_npy(self.p("d4.npy"), vecs(3, 4, 9))
+        p = run("import", db, "f4", self.p("d4.npy"), check=EX_ERR)  # dimension 4 into dimension 8
+        self.assertIn("DIMENSION_MISMATCH", p.stderr)
+        self.assertNotIn("bad", js("collections", db))
+        self.assertEqual(js("count", db, "f4")["count"], 300)
+
+    def test_search_matches_brute_force_and_reads_queries(self):
+        rows = self.jsonl("in.jsonl", 400, 6, seed=5, meta=False)
+        db = self.p("s.sx")
+        js("import", db, "flat", self.p("in.jsonl"), "--index", "flat")
+        q = vecs(3, 6, 77)
+        for query in q:
+            want = sorted(range(400), key=lambda i: (sum((a - b) ** 2 for a, b in zip(rows[i], query)), "doc%05d" % i))[:5]
+            out = js("search", db, "flat", ",".join(repr(x) for x in query), "-k", "5")
+            self.assertEqual([h["id"] for h in out["results"]], ["doc%05d" % i for i in want])
+            d = [h["distance"] for h in out["results"]]
+            self.assertEqual(d, sorted(d))
+        # a query file (text, one per line) and stdin; npy
+        with open(self.p("q.txt"), "w") as f:
+            f.write("\n".join(" ".join(repr(x) for x in v) for v in q) + "\n")
+        out = js("search", db, "flat", "--query-file", self.p("q.txt"), "-k", "2")
+        self.assertEqual(out["queries"], 3)
+        self.assertEqual(len(out["results"]), 3)
+        p = run("--json", "search", db, "flat", "--query-file", "-", "-k", "2", stdin=open(self.p("q.txt")).read(), check=EX_OK)
+        self.assertEqual(json.loads(p.stdout)["results"], out["results"])
+        write_npy(self.p("q.npy"), q)
+        self.assertEqual(js("search", db, "flat", "--query-file", self.p("q.npy"), "-k", "2")["results"], out["results"])
+        text = run("search", db, "flat", "--vector", ",".join(map(repr, q[0])), "-k", "3", check=EX_OK).stdout
+        self.assertEqual(len(text.splitlines()), 3)
+        p = run("search", db, "flat", "1,abc,3", check=EX_USAGE)
+        self.assertIn("'abc'", p.stderr)
+        p = run("search", db, "flat", "1,2,3", check=EX_ERR)
+        self.assertIn("DIMENSION_MISMATCH", p.stderr)
+        p = run("search", db, "flat", "1,2,3,4,5,6", "-k", "0", check=EX_USAGE)
+        self.assertIn("'0'", p.stderr)
+
+    def test_delete_drop_checkpoint_stats_check(self):
+        self.jsonl("in.jsonl", 100, 4)
+        db = self.p("d.sx")
+        js("import", db, "c", self.p("in.jsonl"))
+        out = js("delete", db, "c", "doc00001", "doc00002", "nope")
+        self.assertEqual(out, {"requested": 3, "deleted": 2})
+        with open(self.p("del.txt"), "w") as f:
+            f.write("doc00003\ndoc00004\n")
+        self.assertEqual(js("delete", db, "c", "--ids-file", self.p("del.txt"))["deleted"], 2)
+        self.assertEqual(js("count", db, "c")["count"], 96)
+        s = js("stats", db)
+        for k in ("page_size", "page_count", "wal_frames", "readers", "checkpoints"):
+            self.assertIn(k, s)
+        c = js("checkpoint", db)
+        self.assertTrue(c["complete"])
+        self.assertEqual(js("check", db), {"ok": True, "status": "OK"})
+        self.assertEqual(js("drop", db, "c"), {"dropped": True})
+        self.assertEqual(js("collections", db), [])
+        p = run("drop", db, "c", check=EX_NOTFOUND)
+        self.assertIn("'c'", p.stderr)
+        p = run("delete", self.p("none.sx"), "c", "x", check=EX_NOTFOUND)
+        self.assertFalse(os.path.exists(self.p("none.sx")))
+
+    def test_check_finds_damage(self):
+        self.jsonl("in.jsonl", 300, 16)
+        db = self.p("c.sx")
+        js("import", db, "c", self.p("in.jsonl"))
+        run("checkpoint", db, check=EX_OK)
+        with open(self.p("junk.sx"), "wb") as f:
+            f.write(b"this is not a database" * 300)
+        p = run("--json", "check", self.p("junk.sx"), check=EX_CORRUPT)
+        self.assertFalse(json.loads(p.stdout)["ok"])
+        self.assertIn("not a Sextant database", p.stderr)
+        # A copy missing its last pages.
+        shutil.copy(db, self.p("cut.sx"))
+        size = os.path.getsize(self.p("cut.sx"))
+        with open(self.p("cut.sx"), "r+b") as f:
+            f.truncate(size - 3 * 4096)
+        p = run("--json", "check", self.p("cut.sx"))
+        self.assertEqual(p.returncode, EX_CORRUPT, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["status"], "CORRUPT")
+
+    # ---- processes ------------------------------------------------------------------------
+
+    def test_backup_while_another_process_writes(self):
+        self.jsonl("big.jsonl", 6000, 8, meta=False)
+        db = self.p("w.sx")
+        js("import", db, "c", self.p("big.jsonl"), "--batch", "1000", "--index", "flat")
+        # Another process imports in commits of 50 rows while backups run.
+        writer = subprocess.Popen([SEXTANT, "import", db, "more", self.p("big.jsonl"), "--batch", "50",
+                                   "--index", "flat", "--sync", "normal", "--no-progress"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        counts = []
+        try:
+            for i in range(6):
+                dest = self.p("bk%d.sx" % i)
+                out = js("backup", db, dest, "--no-progress")
+                self.assertGreater(out["bytes"], 0)
+                self.assertEqual(js("check", dest)["ok"], True)
+                self.assertEqual(js("count", dest, "c")["count"], 6000)
+                if "more" in js("collections", dest):
+                    n = js("count", dest, "more")["count"]
+                    self.assertEqual(n % 50, 0, n)
+                    counts.append(n)
+                time.sleep(0.05)
+        finally:
+            self.assertEqual(writer.wait(timeout=300), 0, writer.stderr.read())
+        p = run("backup", db, self.p("bk0.sx"), check=EX_ERR)
+        self.assertIn("exists", p.stderr)
+        js("backup", db, self.p("bk0.sx"), "--overwrite")
+        self.assertEqual(js("count", self.p("bk0.sx"), "more")["count"], 6000)
+        print("\nbackups saw 'more' at", counts, file=sys.stderr)
+
+    def test_interrupted_import_resumes(self):
+        self.jsonl("big.jsonl", 20000, 16, meta=False)
+        db = self.p("r.sx")
+        proc = subprocess.Popen([SEXTANT, "--json", "import", db, "c", self.p("big.jsonl"), "--batch", "500",
+                                 "--index", "flat", "--sync", "off"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Wait until some batches are in, then interrupt.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            time.sleep(0.05)
+            p = run("--json", "count", db, "c")
+            if p.returncode == 0 and json.loads(p.stdout)["count"] >= 1000:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:
+            self.skipTest("the import finished before it was interrupted")
+        self.assertEqual(proc.returncode, EX_INT, err)
+        self.assertIn("resume", err)
+        n = js("count", db, "c")["count"]
+        self.assertEqual(n % 500, 0)
+        self.assertLess(n, 20000)
+        out = js("import", db, "c", self.p("big.jsonl"), "--skip-existing", "--batch", "500")
+        self.assertEqual((out["rows"], out["stored"], out["skipped"]), (20000, 20000 - n, n))
+        self.assertEqual(js("count", db, "c")["count"], 20000)
+        self.assertEqual(js("check", db)["ok"], True)
+
+
+if __name__ == "__main__":
+    SEXTANT = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
