@@ -8,16 +8,19 @@
 #   5. the Go binding: go vet, go test -race (bindings/go/run_tests.sh);
 #   6. the Node binding: the addon built offline, node --test (bindings/node/run_tests.sh);
 #   7. the conformance matrix: the cases through the C, Python, Go and Node runners,
-#      one table (tools/conformance.sh, reusing the builds above).
+#      one table (tools/conformance.sh, reusing the builds above);
+#   8. interop: C, Python, Go and Node processes on one file at once
+#      (tools/interop.sh: read-back bit for bit, readers beside writers taking turns,
+#      SIGKILLed writers of each language).
 # The long stress and crash tests run at full length in (1) and shorter under the
 # sanitizers (which slow everything 3-15x).
-# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix]...
+# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix|interop]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan python go node matrix)
+[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan python go node matrix interop)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -49,7 +52,10 @@ for c in "${configs[@]}"; do
           bash "$root/bindings/node/run_tests.sh" ;;
     matrix) echo "=== matrix: the conformance cases through all four runners"
             SX_MATRIX_REUSE=1 bash "$root/tools/conformance.sh" ;;
-    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix)" >&2; exit 2 ;;
+    interop) echo "=== interop: four languages on one file"
+             SX_MATRIX_REUSE=1 SX_INTEROP_REPORT="$root/build/interop-figures.json" \
+               bash "$root/tools/interop.sh" ;;
+    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix, interop)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"
