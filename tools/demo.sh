@@ -1,14 +1,118 @@
 #!/usr/bin/env bash
-# Builds Sextant (installing what is missing) and runs the demo on a database in a
-# fresh temporary directory.
+# The Sextant demo, in two parts, each on a database in a fresh temporary directory:
+#
+#  1. The C API in one process (examples/demo.c): a write session, a search, and a
+#     read session that keeps its snapshot while a later commit changes the data.
+#  2. One file, four processes in three languages at once: a Python ingest process
+#     commits batches of embeddings continuously while searcher processes in Python,
+#     Go and Node search the same file, each search in a fresh snapshot, with no lock
+#     of their own. Each prints what it sees once a second (the snapshot's generation,
+#     i.e. the ingest's batch number, its vector count, a search) and its throughput
+#     at the end; the file then passes its integrity check.
+#
+# Installs and builds what is missing first (tools/deps.sh; the Python binding's venv
+# via bindings/python/run_tests.sh --collect-only; npm ci in bindings/node; go build of
+# examples/go). Usage: tools/demo.sh [--c-only | --no-c]
+# Environment: SX_DEMO_SECONDS (how long the searchers run, default 10), SX_PY_VENV.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-bash "$root/tools/deps.sh"
-cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DSX_TESTS=OFF -DSX_BENCH=OFF >/dev/null
-cmake --build "$root/build/release" --target demo >/dev/null
+venv=${SX_PY_VENV:-$root/build/py-venv}
+seconds=${SX_DEMO_SECONDS:-10}
+part_c=1 part_multi=1
+case "${1:-}" in
+  --c-only) part_multi=0 ;;
+  --no-c) part_c=0 ;;
+  "") ;;
+  *) echo "usage: tools/demo.sh [--c-only | --no-c]" >&2; exit 2 ;;
+esac
+t_start=$SECONDS
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-"$root/build/release/examples/demo" "$dir/demo.sx"
-echo "--- and again on the same file: the collection persists, the upserts replace"
-"$root/build/release/examples/demo" "$dir/demo.sx"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+bash "$root/tools/deps.sh"
+
+c_failed=0
+if [ $part_c = 1 ]; then
+  echo "=== building the C demo"
+  if cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+       -DSX_TESTS=OFF -DSX_BENCH=OFF >"$dir/c-build.log" 2>&1 &&
+     cmake --build "$root/build/release" --target demo >>"$dir/c-build.log" 2>&1; then
+    echo
+    echo "=== part 1: the C API in one process (examples/demo.c)"
+    "$root/build/release/examples/demo" "$dir/demo.sx"
+    echo "--- and again on the same file: the collection persists, the upserts replace"
+    "$root/build/release/examples/demo" "$dir/demo.sx"
+  else
+    # The other part does not need this build (each binding compiles the core itself).
+    c_failed=1
+    echo "demo.sh: the C demo did not build; its log ends with:" >&2
+    grep -E "error|FAILED" "$dir/c-build.log" | head -5 >&2
+    [ $part_multi = 1 ] || exit 1
+    echo "demo.sh: going on with part 2" >&2
+  fi
+fi
+[ $part_multi = 1 ] || exit 0
+
+echo
+echo "=== building the Python, Go and Node programs (when missing)"
+t_build=$SECONDS
+if ! "$venv/bin/python" -c "import sextant" 2>/dev/null; then
+  echo "--- the Python binding (bindings/python/run_tests.sh --collect-only: venv + pip install)"
+  SX_PY_VENV=$venv "$root/bindings/python/run_tests.sh" --collect-only -q >/dev/null
+fi
+command -v node >/dev/null && command -v npm >/dev/null || {
+  echo "demo.sh: installing nodejs npm (apt-get)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+}
+if [ ! -d "$root/bindings/node/node_modules" ]; then
+  echo "--- the Node binding (npm ci in bindings/node)"
+  (cd "$root/bindings/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+elif [ ! -f "$root/bindings/node/build/Release/sextant.node" ]; then
+  echo "--- the Node binding (npm run build in bindings/node)"
+  (cd "$root/bindings/node" && npm run --silent build >/dev/null)
+fi
+command -v go >/dev/null || {
+  echo "demo.sh: installing golang-go (apt-get)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go >/dev/null
+}
+(cd "$root/examples/go" && go build -o "$root/build/examples/go/" ./...)
+echo "(ready in $((SECONDS - t_build)) s)"
+
+db="$dir/shared.sx"
+echo
+echo "=== part 2: one file ($db), one writer and three readers in three languages at once"
+echo "    ingest:    python examples/python/ingest.py  (200 new 64-d vectors per commit, sync=full, HNSW)"
+echo "    searchers: python examples/python/searcher.py, go examples/go/cmd/searcher, node examples/node/searcher.js"
+echo "    each search begins a read session: a snapshot of everything committed before it; no locks of ours"
+echo
+"$venv/bin/python" "$root/examples/python/ingest.py" --db "$db" --batch 200 --interval 0.02 --progress 1 &
+ingest=$!
+pids+=("$ingest")
+searchers=()
+"$venv/bin/python" "$root/examples/python/searcher.py" --db "$db" --seconds "$seconds" & searchers+=($!)
+"$root/build/examples/go/searcher" -db "$db" -seconds "$seconds" -threads 1 & searchers+=($!)
+node "$root/examples/node/searcher.js" --db "$db" --seconds "$seconds" --inflight 2 & searchers+=($!)
+pids+=("${searchers[@]}")
+status=0
+for p in "${searchers[@]}"; do wait "$p" || status=1; done
+kill -TERM "$ingest"
+wait "$ingest" || status=1
+echo
+"$venv/bin/python" - "$db" <<'PY'
+import sys, sextant
+with sextant.open(sys.argv[1], read_only=True) as db:
+    db.check()
+    with db.read() as r:
+        print(f"after: {r.count('docs')} vectors in generation {r.user_version()}; integrity check: ok")
+PY
+echo "(demo: $((SECONDS - t_start)) s in all)"
+[ $c_failed = 0 ] || status=1
+exit $status
