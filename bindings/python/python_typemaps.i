@@ -583,3 +583,135 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 %nothread sx_search_options_init;
 %nothread sx_write_options_init;
 %nothread sx_db_path;
+
+/* ---- batch get, cursors, backup ------------------------------------------------------ */
+
+/* A cursor is a handle (its destructor frees it); records are copied out at once. */
+SX_HANDLE(sx_cursor, sx_cursor_free)
+%ignore sx_cursor_free;
+%typemap(in, numinputs=0) sx_cursor **out (sx_cursor *sx_tmp), sx_records **out (sx_records *sx_tmp) {
+  sx_tmp = NULL;
+  $1 = &sx_tmp;
+}
+%typemap(argout) sx_cursor **out {
+  $result = *$1 ? SWIG_NewPointerObj(*$1, $*1_descriptor, SWIG_POINTER_OWN) : SWIG_Py_Void();
+  if (!$result) SWIG_fail;
+}
+%{
+/* A batch of records as (n, dim, ids, vectors, found, metadata): ids a list of str,
+ * vectors a bytearray of n * dim float32, found a bytes of n flags, metadata a list
+ * of JSON text or None. Frees recs. */
+static PyObject *sx_py_records(sx_records *recs) {
+  if (!recs) Py_RETURN_NONE;
+  size_t n = sx_records_count(recs), dim = sx_records_dim(recs);
+  PyObject *ids = PyList_New((Py_ssize_t)n), *metas = ids ? PyList_New((Py_ssize_t)n) : NULL;
+  for (size_t i = 0; metas && i < n; i++) {
+    const char *s = sx_records_id(recs, i), *m = sx_records_metadata(recs, i);
+    PyObject *o = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
+    PyObject *mo = m ? PyUnicode_DecodeUTF8(m, (Py_ssize_t)strlen(m), "surrogateescape") : (Py_INCREF(Py_None), Py_None);
+    if (!o || !mo) {
+      Py_XDECREF(o);
+      Py_XDECREF(mo);
+      Py_CLEAR(metas);
+      break;
+    }
+    PyList_SET_ITEM(ids, (Py_ssize_t)i, o);
+    PyList_SET_ITEM(metas, (Py_ssize_t)i, mo);
+  }
+  PyObject *out = NULL;
+  if (metas) {
+    const float *v = sx_records_vectors(recs);
+    const unsigned char *f = sx_records_found_data(recs);
+    out = Py_BuildValue("(nnON" "N" "O)", (Py_ssize_t)n, (Py_ssize_t)dim, ids,
+                        PyByteArray_FromStringAndSize(v ? (const char *)v : "", (Py_ssize_t)(n * dim * sizeof(float))),
+                        PyBytes_FromStringAndSize(f ? (const char *)f : "", (Py_ssize_t)n), metas);
+  }
+  Py_XDECREF(ids);
+  Py_XDECREF(metas);
+  sx_records_free(recs);
+  return out;
+}
+
+/* Backup progress: calls the Python callable with (done, total), holding the GIL. A
+ * true result or an exception (KeyboardInterrupt included) stops the backup through
+ * the call's own cancel token; the exception is reported as unraisable. */
+typedef struct sx_py_progress_ctx {
+  PyObject *fn;
+  sx_cancel *token;
+} sx_py_progress_ctx;
+static void sx_py_progress(void *ctx, uint64_t done, uint64_t total) {
+  sx_py_progress_ctx *p = (sx_py_progress_ctx *)ctx;
+  PyGILState_STATE g = PyGILState_Ensure();
+  PyObject *r = PyObject_CallFunction(p->fn, "KK", (unsigned long long)done, (unsigned long long)total);
+  int stop = 1;
+  if (r) {
+    stop = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (stop < 0) stop = 1;
+  }
+  if (PyErr_Occurred()) PyErr_WriteUnraisable(p->fn);
+  PyGILState_Release(g);
+  if (stop) sx_cancel_set(p->token);
+}
+%}
+%typemap(argout) sx_records **out {
+  $result = sx_py_records(*$1);
+  if (!$result) SWIG_fail;
+}
+
+/* Backup options: None (defaults) or a tuple (overwrite, progress callable or None). */
+%typemap(in) const sx_backup_options *opts (sx_backup_options sx_opts, sx_py_progress_ctx sx_ctx) {
+  sx_ctx.fn = NULL;
+  sx_ctx.token = NULL;
+  if ($input == Py_None) {
+    $1 = NULL;
+  } else {
+    if (!PyTuple_Check($input) || PyTuple_GET_SIZE($input) != 2) {
+      PyErr_SetString(PyExc_TypeError, "backup options must be None or a tuple (overwrite, progress)");
+      SWIG_fail;
+    }
+    sx_backup_options_init(&sx_opts, SX_BACKUP_OPTIONS_VERSION);
+    int ow = PyObject_IsTrue(PyTuple_GET_ITEM($input, 0));
+    if (ow < 0) SWIG_fail;
+    sx_opts.overwrite = ow;
+    PyObject *fn = PyTuple_GET_ITEM($input, 1);
+    if (fn != Py_None) {
+      if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "progress must be callable");
+        SWIG_fail;
+      }
+      if (sx_cancel_new(&sx_ctx.token, NULL) != SX_OK) {
+        PyErr_NoMemory();
+        SWIG_fail;
+      }
+      sx_ctx.fn = fn; /* borrowed: the argument tuple holds it for the call */
+      sx_opts.progress = sx_py_progress;
+      sx_opts.progress_ctx = &sx_ctx;
+      sx_opts.cancel_token = sx_ctx.token;
+    }
+    $1 = &sx_opts;
+  }
+}
+%typemap(freearg) const sx_backup_options *opts {
+  sx_cancel_free(sx_ctx$argnum.token);
+}
+%ignore sx_backup_options::progress;
+%ignore sx_backup_options::progress_ctx;
+%ignore sx_backup_options::cancel_token;
+
+/* The packed form and the records' accessors: the typemaps above pass and copy whole
+ * batches. */
+%ignore sx_collection_get_packed;
+%ignore sx_records_count;
+%ignore sx_records_dim;
+%ignore sx_records_found;
+%ignore sx_records_id;
+%ignore sx_records_vector;
+%ignore sx_records_metadata;
+%ignore sx_records_vectors;
+%ignore sx_records_found_data;
+%ignore sx_records_id_data;
+%ignore sx_records_metadata_data;
+%ignore sx_records_free;
+%nothread sx_backup_options_init;
+%nothread sx_cursor_remaining;

@@ -16,6 +16,7 @@ never blocked by the single writer; atomic, durable commits.
 """
 
 from ._api import (
+    Cursor,
     Database,
     Hit,
     Metadata,
@@ -60,6 +61,7 @@ __all__ = [
     "WriteSession",
     "Hit",
     "Record",
+    "Cursor",
     "Metadata",
     "PathLike",
     "VectorLike",

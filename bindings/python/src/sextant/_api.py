@@ -21,6 +21,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Iterator,
     List,
     Mapping,
     NamedTuple,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Hit",
     "Record",
+    "Cursor",
     "Database",
     "ReadSession",
     "WriteSession",
@@ -238,6 +240,54 @@ def _metadata_text(metadata: Optional[Sequence[Metadata]], n: int) -> Optional[L
 # ---- sessions -------------------------------------------------------------------------
 
 
+def _records(batch: Any, keep_missing: bool) -> List[Any]:
+    n, dim, ids, vecs, found, metas = batch
+    rows = np.frombuffer(vecs, dtype=np.float32).reshape(n, dim) if n else np.zeros((0, dim), np.float32)
+    out: List[Any] = []
+    for i in range(n):
+        if not found[i]:
+            out.append(None)
+            continue
+        m = metas[i]
+        out.append(Record(ids[i], rows[i], None if m is None else json.loads(m)))
+    return out if keep_missing else [r for r in out if r is not None]
+
+
+class Cursor:
+    """Walks a collection's live records in ascending bytewise id order, in batches
+    (see Session.cursor). Iterating gives Records; next_batch() gives lists. It keeps
+    its session alive; once the session ends it raises Closed. Use from one thread
+    at a time."""
+
+    __slots__ = ("_session", "_h", "_batch")
+
+    def __init__(self, session: Session, handle: Any, batch: int) -> None:
+        self._session = session
+        self._h = handle
+        self._batch = _uint(batch, "batch", _INT_MAX) or 1000
+
+    def next_batch(self, max: Optional[int] = None) -> List[Record]:  # noqa: A002
+        """The next records, at most max (default: the cursor's batch size); an empty
+        list at the end."""
+        m = self._batch if max is None else _uint(max, "max", _INT_MAX)
+        return _records(_c.sx_cursor_next(self._h, m), keep_missing=False)
+
+    @property
+    def remaining(self) -> int:
+        """Ids still to visit (records deleted since the cursor opened included)."""
+        return int(_c.sx_cursor_remaining(self._h))
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            batch = self.next_batch()
+            if not batch:
+                return
+            yield from batch
+
+    def __repr__(self) -> str:
+        return f"<sextant.Cursor remaining={self.remaining}>"
+
+
 class Session:
     """What read and write sessions share: every read operation, plus the write
     operations, which a read session refuses with Misuse.
@@ -307,6 +357,21 @@ class Session:
         """The vector stored under id (NotFound when there is none)."""
         rid, vec, meta = _c.sx_collection_get(self._view(collection), id)
         return Record(rid, np.frombuffer(vec, dtype=np.float32), None if meta is None else json.loads(meta))
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> List[Optional[Record]]:
+        """The records of many ids in one call, in the order asked: None for an id
+        that is not in the collection."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("ids must be a sequence of str, not a single str")
+        return _records(_c.sx_collection_get_batch(self._view(collection), ids), keep_missing=True)
+
+    def cursor(self, collection: str, after: Optional[str] = None, batch: int = 1000) -> Cursor:
+        """A cursor over the collection's live records in ascending bytewise id order,
+        starting after the id `after` (None: from the first). Iterate over it for
+        records, or call next_batch(). On a read session it walks the snapshot; on a
+        write session, records deleted since it opened are skipped. Resume an
+        interrupted walk by passing the last id it gave, in any later session."""
+        return Cursor(self, _c.sx_collection_cursor(self._view(collection), after), batch)
 
     def search(
         self,
@@ -654,6 +719,22 @@ class Database:
             "oldest_reader_lag": s.oldest_reader_lag,
             "oldest_reader_pid": s.oldest_reader_pid,
         }
+
+    def backup(
+        self,
+        dest: PathLike,
+        *,
+        overwrite: bool = False,
+        progress: Optional[Callable[[int, int], object]] = None,
+    ) -> None:
+        """Copies the latest committed snapshot to a new database file at dest, while
+        other sessions go on reading and writing. dest is written beside itself,
+        synced and renamed into place: it is never seen half-written. An existing
+        dest raises Exists unless overwrite (no process may have it open then).
+        progress(done_pages, total_pages) is called as it goes; a true result or an
+        exception stops the backup with Cancelled, leaving nothing at dest. The GIL
+        is released while copying."""
+        _c.sx_db_backup(self._h, os.fsdecode(os.fspath(dest)), (bool(overwrite), progress))
 
     def check(self) -> None:
         """Checks the integrity of the latest snapshot; raises Corrupt on a problem."""
