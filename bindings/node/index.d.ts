@@ -94,11 +94,25 @@ export interface Record {
   metadata: Metadata | null;
 }
 
+export interface ScanOptions {
+  /** Start after this id (bytewise); resumes an interrupted walk. */
+  after?: string;
+  /** Records read per batch (default 1000). */
+  batchSize?: number;
+}
+
+export interface BackupOptions {
+  /** Replace an existing file at the destination (else EXISTS). */
+  overwrite?: boolean;
+}
+
 export interface SearchOptions {
   /** HNSW candidate list size (at least k); default max(k, 64). */
   ef?: number;
   /** For searchBatch with a flat Float32Array: the dimension (default: the collection's). */
   dim?: number;
+  /** Most threads a batch search may use (default: the database's `threads`; 1: one). */
+  threads?: number;
 }
 
 export interface AsyncSearchOptions extends SearchOptions {
@@ -126,6 +140,10 @@ export interface SessionReads {
   count(collection: string): Count;
   collectionStats(collection: string): CollectionStats;
   get(collection: string, id: string): Record;
+  /** Records in the order asked; null where an id is absent. */
+  getMany(collection: string, ids: string[]): (Record | null)[];
+  /** Every live record, ascending id order (a read session: its snapshot). */
+  scan(collection: string, opts?: ScanOptions): Generator<Record, void, undefined>;
   search(collection: string, query: VectorLike, k: number, opts?: SearchOptions): Hit[];
   searchBatch(collection: string, queries: Float32Array | VectorLike[], k: number, opts?: SearchOptions): BatchResults;
   /** search() on the libuv thread pool. */
@@ -143,6 +161,10 @@ export declare class ReadSession implements SessionReads {
   count(collection: string): Count;
   collectionStats(collection: string): CollectionStats;
   get(collection: string, id: string): Record;
+  /** Records in the order asked; null where an id is absent. */
+  getMany(collection: string, ids: string[]): (Record | null)[];
+  /** Every live record, ascending id order (a read session: its snapshot). */
+  scan(collection: string, opts?: ScanOptions): Generator<Record, void, undefined>;
   search(collection: string, query: VectorLike, k: number, opts?: SearchOptions): Hit[];
   searchBatch(collection: string, queries: Float32Array | VectorLike[], k: number, opts?: SearchOptions): BatchResults;
   searchAsync(collection: string, query: VectorLike, k: number, opts?: AsyncSearchOptions): Promise<Hit[]>;
@@ -163,6 +185,10 @@ export declare class WriteSession implements SessionReads {
   count(collection: string): Count;
   collectionStats(collection: string): CollectionStats;
   get(collection: string, id: string): Record;
+  /** Records in the order asked; null where an id is absent. */
+  getMany(collection: string, ids: string[]): (Record | null)[];
+  /** Every live record, ascending id order (a read session: its snapshot). */
+  scan(collection: string, opts?: ScanOptions): Generator<Record, void, undefined>;
   search(collection: string, query: VectorLike, k: number, opts?: SearchOptions): Hit[];
   searchBatch(collection: string, queries: Float32Array | VectorLike[], k: number, opts?: SearchOptions): BatchResults;
   searchAsync(collection: string, query: VectorLike, k: number, opts?: AsyncSearchOptions): Promise<Hit[]>;
@@ -214,6 +240,9 @@ export declare class Database {
   write<T>(fn: (w: WriteSession) => NotAPromise<T>, opts?: BeginWriteOptions): T;
   checkpoint(opts?: BeginWriteOptions): void;
   checkpointAsync(opts?: { timeoutMs?: number }): Promise<void>;
+  /** An atomic copy of the latest snapshot at dest, while other sessions go on. */
+  backup(dest: string, opts?: BackupOptions): void;
+  backupAsync(dest: string, opts?: BackupOptions & { signal?: AbortSignal }): Promise<void>;
   stats(): DbStats;
   /** Throws CORRUPT naming the first problem. */
   check(): void;

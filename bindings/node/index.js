@@ -99,6 +99,20 @@ function batchOf(p) {
   return { ids, distances };
 }
 
+/** Records of a packed batch (batch get, cursor): [ids joined by NUL, vectors, dim,
+ * found, metadata]; a record not found is null. Vectors are views of one copy. */
+function recordsOf(p) {
+  const dim = p[2];
+  const found = p[3];
+  const n = found.length;
+  const ids = n ? p[0].split('\0') : [];
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) {
+    out[i] = found[i] ? { id: ids[i], vector: p[1].subarray(i * dim, (i + 1) * dim), metadata: parseMetadata(p[4][i]) } : null;
+  }
+  return out;
+}
+
 /** Hits of packed results of one query. */
 function hitsOfPacked(p) {
   const all = p[0] === '' ? [] : p[0].split('\0');
@@ -236,14 +250,24 @@ async function withSignal(signal, start) {
   }
 }
 
+const NO_OPTS = Object.freeze({});
+
 function searchOpts(opts) {
-  if (opts === undefined || opts === null) return {};
+  if (opts === undefined || opts === null) return NO_OPTS;
   if (typeof opts !== 'object') throw new TypeError('search options must be an object');
   if (opts.ef !== undefined && opts.ef !== null && typeof opts.ef !== 'number') {
     throw new TypeError(`ef must be a number, not ${describeType(opts.ef)}`);
   }
+  if (opts.threads !== undefined && opts.threads !== null && typeof opts.threads !== 'number') {
+    throw new TypeError(`threads must be a number, not ${describeType(opts.threads)}`);
+  }
   if (opts.filter !== undefined) throw err('INVALID_ARGUMENT', 'filtered search is not supported yet');
   return opts;
+}
+
+/** What the native calls take for options: ef alone (the common case) or {ef, threads}. */
+function nativeOpts(o) {
+  return o.threads === undefined || o.threads === null ? o.ef : { ef: o.ef, threads: o.threads };
 }
 
 // ---- sessions ---------------------------------------------------------------------------------
@@ -317,23 +341,51 @@ class Session {
     return { id: r.id, vector: r.vector, metadata: parseMetadata(r.metadata) };
   }
 
+  /** Records of many ids in one call, in the order asked; null for an id not there. */
+  getMany(collection, ids) {
+    this._check();
+    const v = this._view(collection);
+    if (!Array.isArray(ids)) throw new TypeError('ids must be an array of strings');
+    ids.forEach((id, i) => str(id, `ids[${i}]`));
+    return recordsOf(PACKED ? L.sx_collection_get_packed(v, ids) : L.sx_collection_get_batch(v, ids));
+  }
+
+  /**
+   * Every live record of the collection in ascending (bytewise) id order, read
+   * batchSize at a time: a read session walks its snapshot; `after` resumes after an id.
+   */
+  * scan(collection, opts) {
+    this._check();
+    const o = opts === undefined || opts === null ? NO_OPTS : opts;
+    if (typeof o !== 'object') throw new TypeError('scan options must be an object');
+    const after = o.after === undefined || o.after === null ? null : str(o.after, 'after');
+    const batch = o.batchSize === undefined ? 1000 : uint(o.batchSize, 'batchSize');
+    const cur = L.sx_collection_cursor(this._view(collection), after);
+    for (;;) {
+      this._check();
+      const recs = recordsOf(L.sx_cursor_next(cur, batch));
+      if (recs.length === 0) return;
+      yield* recs;
+    }
+  }
+
   /** The k nearest vectors: [{id, distance}], closest first, ties by id. */
   search(collection, query, k, opts) {
     this._check();
     const o = searchOpts(opts);
     const v = this._view(collection);
     scratchFor(uint(k, 'k'));
-    return hitsOf(L.sx_collection_search(v, vector(query, 'query'), k, o.ef));
+    return hitsOf(L.sx_collection_search(v, vector(query, 'query'), k, nativeOpts(o)));
   }
 
-  /** Many queries at once (threads per the database's `threads` option):
-   * {ids: string[][], distances: Float32Array[]}. */
+  /** Many queries at once, on up to `threads` threads (default: the database's
+   * `threads` option; 1: this thread only): {ids: string[][], distances: Float32Array[]}. */
   searchBatch(collection, queries, k, opts) {
     this._check();
     const o = searchOpts(opts);
     const v = this._view(collection);
     const q = this._queries(collection, queries, o);
-    return batchOf(L.sx_collection_search_batch(v, [q.data, q.dim], uint(k, 'k'), o.ef));
+    return batchOf(L.sx_collection_search_batch(v, [q.data, q.dim], uint(k, 'k'), nativeOpts(o)));
   }
 
   _queries(collection, queries, o) {
@@ -358,7 +410,7 @@ class Session {
     const o = searchOpts(opts);
     const q = vector(query, 'query');
     uint(k, 'k');
-    return this._run(() => withSignal(o.signal, (tok) => L.sx_node_search_async(this._view(collection), q, k, o.ef, tok)))
+    return this._run(() => withSignal(o.signal, (tok) => L.sx_node_search_async(this._view(collection), q, k, nativeOpts(o), tok, this)))
       .then(hitsOfPacked);
   }
 
@@ -368,7 +420,7 @@ class Session {
     uint(k, 'k');
     return this._run(() => {
       const q = this._queries(collection, queries, o);
-      return withSignal(o.signal, (tok) => L.sx_node_search_batch_async(this._view(collection), q.data, q.dim, k, o.ef, tok));
+      return withSignal(o.signal, (tok) => L.sx_node_search_batch_async(this._view(collection), q.data, q.dim, k, nativeOpts(o), tok, this));
     }).then(batchOf);
   }
 
@@ -567,7 +619,7 @@ class WriteSession extends Session {
     str(collection, 'collection');
     return this._run(() => {
       const [ids, data, dim, meta] = this._batch(collection, a, b, c);
-      return L.sx_node_upsert_async(this._h, collection, ids, data, dim, meta);
+      return L.sx_node_upsert_async(this._h, collection, ids, data, dim, meta, this);
     });
   }
 
@@ -595,7 +647,7 @@ class WriteSession extends Session {
   async commitAsync() {
     return this._run(async () => {
       try {
-        await L.sx_node_commit_async(this._h);
+        await L.sx_node_commit_async(this._h, this);
       } finally {
         this._end();
       }
@@ -749,6 +801,23 @@ class Database {
   /** checkpoint() on the thread pool. */
   async checkpointAsync(opts) {
     return L.sx_node_checkpoint_async(this._h, timeoutMs(opts && opts.timeoutMs, -1));
+  }
+
+  /**
+   * Copies the latest committed snapshot to a new database file at dest (atomically:
+   * dest is the old file or the whole copy), while other sessions go on. {overwrite}
+   * replaces an existing dest (else EXISTS).
+   */
+  backup(dest, opts) {
+    str(dest, 'dest');
+    L.sx_db_backup(this._h, dest, opts === undefined || opts === null ? undefined : { overwrite: !!opts.overwrite });
+  }
+
+  /** backup() on the thread pool: {overwrite, signal}; the signal cancels between pages. */
+  async backupAsync(dest, opts) {
+    str(dest, 'dest');
+    const o = opts || {};
+    return withSignal(o.signal, (tok) => L.sx_node_backup_async(this._h, dest, !!o.overwrite, tok));
   }
 
   /** Figures across every process using the database. */

@@ -15,6 +15,7 @@
  *   the handle under the pool thread, and copies its vectors in (a detached or
  *   resized ArrayBuffer cannot reach the core). Results are converted back on the
  *   main thread.
+ * - sx_node_backup_async(...): sx_db_backup on the pool, cancellable.
  * - sx_node_bench_search(...): a C loop of searches, the floor for the benchmark.
  *
  * Only the call into the core runs off the main thread; no JavaScript value is
@@ -48,10 +49,14 @@ static size_t size_arg(Napi::Env env, Napi::Value v, const char *what) {
  * and token alive, and the status and error of the core call. */
 class Work : public Napi::AsyncWorker {
  public:
-  Work(Napi::Env env, const char *name, Napi::Value handle, Napi::Value token)
+  Work(Napi::Env env, const char *name, Napi::Value handle, Napi::Value token, Napi::Value keep = Napi::Value())
       : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {
     handle_ = Napi::Persistent(handle.As<Napi::Object>());
     if (token.IsExternal()) token_ = Napi::Persistent(token.As<Napi::Object>());
+    /* The JS session the handle belongs to (index.js passes it): a collection view or a
+     * write session is only usable while its session and database are open, and the
+     * collector would close them if nothing else referred to them. */
+    if (!keep.IsEmpty() && keep.IsObject()) keep_ = Napi::Persistent(keep.As<Napi::Object>());
     err_.code = 0;
     err_.message[0] = 0;
   }
@@ -77,15 +82,15 @@ class Work : public Napi::AsyncWorker {
   void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
 
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference handle_, token_;
+  Napi::ObjectReference handle_, token_, keep_;
   int rc_ = SX_OK;
   sx_error err_;
 };
 
 class SearchWork : public Work {
  public:
-  SearchWork(Napi::Env env, Napi::Value coll, Napi::Value token, bool batch)
-      : Work(env, batch ? "sextant.searchBatch" : "sextant.search", coll, token), batch_(batch) {}
+  SearchWork(Napi::Env env, Napi::Value coll, Napi::Value token, Napi::Value keep, bool batch)
+      : Work(env, batch ? "sextant.searchBatch" : "sextant.search", coll, token, keep), batch_(batch) {}
   sx_collection *c_ = nullptr;
   std::vector<float> q_;
   size_t nq_ = 1, dim_ = 0, k_ = 0;
@@ -106,9 +111,9 @@ class SearchWork : public Work {
   sx_results *res_ = nullptr;
 };
 
-/* sx_node_search_async(coll, query: Float32Array, k, ef, token)
- * sx_node_search_batch_async(coll, queries: Float32Array, dim, k, ef, token)
- *   -> Promise of the packed results (see sxn::packed) */
+/* sx_node_search_async(coll, query: Float32Array, k, opts, token, keep)
+ * sx_node_search_batch_async(coll, queries: Float32Array, dim, k, opts, token, keep)
+ *   -> Promise of the packed results (see sxn::packed); keep: the JS session. */
 static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   Napi::Env env = info.Env();
   size_t a = 0;
@@ -124,8 +129,9 @@ static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   size_t k = size_arg(env, info[a++], "k");
   Napi::Value ef = info[a++];
   Napi::Value tokv = info[a++];
+  Napi::Value keep = info[a++];
   Token *tok = token_of(env, tokv);
-  SearchWork *w = new SearchWork(env, coll, tokv, batch);
+  SearchWork *w = new SearchWork(env, coll, tokv, keep, batch);
   try {
     search_options(env, ef, tok, &w->opts_);
   } catch (...) {
@@ -232,12 +238,12 @@ static Napi::Value checkpoint_async(const Napi::CallbackInfo &info) {
   return w->Start();
 }
 
-/* sx_node_upsert_async(w, collection, ids, vectors: Float32Array, dim, metadata|null)
- * -> Promise<void>; sx_node_commit_async(w) -> Promise<void>. index.js runs one call
- * at a time per write session (the C API's rule). */
+/* sx_node_upsert_async(w, collection, ids, vectors: Float32Array, dim, metadata|null,
+ * keep) -> Promise<void>; sx_node_commit_async(w, keep) -> Promise<void>. keep: the JS
+ * session. index.js runs one call at a time per write session (the C API's rule). */
 class UpsertWork : public Work {
  public:
-  UpsertWork(Napi::Env env, Napi::Value w) : Work(env, "sextant.upsert", w, env.Undefined()) {}
+  UpsertWork(Napi::Env env, Napi::Value w, Napi::Value keep) : Work(env, "sextant.upsert", w, env.Undefined(), keep) {}
   sx_write *w_ = nullptr;
   std::string coll_;
   Strings ids_, meta_;
@@ -264,7 +270,7 @@ class UpsertWork : public Work {
 static Napi::Value upsert_async(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   sx_write *ws = unwrap<sx_write>(env, info[0], SWIGTYPE_p_sx_write, "session");
-  UpsertWork *w = new UpsertWork(env, info[0]);
+  UpsertWork *w = new UpsertWork(env, info[0], info[6]);
   try {
     w->w_ = ws;
     utf8(env, info[1], "collection", &w->coll_);
@@ -292,7 +298,7 @@ static Napi::Value upsert_async(const Napi::CallbackInfo &info) {
 
 class CommitWork : public Work {
  public:
-  CommitWork(Napi::Env env, Napi::Value w) : Work(env, "sextant.commit", w, env.Undefined()) {}
+  CommitWork(Napi::Env env, Napi::Value w, Napi::Value keep) : Work(env, "sextant.commit", w, env.Undefined(), keep) {}
   sx_write *w_ = nullptr;
 
  private:
@@ -302,10 +308,44 @@ class CommitWork : public Work {
 static Napi::Value commit_async(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   sx_write *ws = unwrap<sx_write>(env, info[0], SWIGTYPE_p_sx_write, "session");
-  CommitWork *w = new CommitWork(env, info[0]);
+  CommitWork *w = new CommitWork(env, info[0], info[1]);
   w->w_ = ws;
   return w->Start();
 }
+
+#ifdef SX_BACKUP_OPTIONS_VERSION
+/* sx_node_backup_async(db, dest, overwrite, token) -> Promise<void>: the copy on a pool
+ * thread, cancellable between pages. */
+class BackupWork : public Work {
+ public:
+  BackupWork(Napi::Env env, Napi::Value db, Napi::Value token) : Work(env, "sextant.backup", db, token) {}
+  sx_db *db_ = nullptr;
+  std::string dest_;
+  sx_backup_options o_;
+
+ private:
+  void Execute() override { rc_ = sx_db_backup(db_, dest_.c_str(), &o_, &err_); }
+};
+
+static Napi::Value backup_async(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  sx_db *db = unwrap<sx_db>(env, info[0], SWIGTYPE_p_sx_db, "db");
+  Token *tok = token_of(env, info[3]);
+  BackupWork *w = new BackupWork(env, info[0], info[3]);
+  try {
+    utf8(env, info[1], "dest", &w->dest_);
+    if (!info[2].IsBoolean()) type_error(env, "overwrite must be true or false");
+    sx_backup_options_init(&w->o_, SX_BACKUP_OPTIONS_VERSION);
+    w->o_.overwrite = info[2].As<Napi::Boolean>().Value();
+    w->o_.cancel_token = tok ? tok->c : nullptr;
+    w->db_ = db;
+  } catch (...) {
+    delete w;
+    throw;
+  }
+  return w->Start();
+}
+#endif
 
 /* ---- the cancel token ---------------------------------------------------------------- */
 
@@ -385,3 +425,4 @@ static Napi::Value bench_search(const Napi::CallbackInfo &info) {
 %native(sx_node_upsert_async) Napi::Value sxn::upsert_async(const Napi::CallbackInfo &info);
 %native(sx_node_commit_async) Napi::Value sxn::commit_async(const Napi::CallbackInfo &info);
 %native(sx_node_bench_search) Napi::Value sxn::bench_search(const Napi::CallbackInfo &info);
+%native(sx_node_backup_async) Napi::Value sxn::backup_async(const Napi::CallbackInfo &info);

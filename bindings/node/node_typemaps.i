@@ -364,6 +364,35 @@ static void init_out(sx_collection_stats *s) {
 #endif
 }
 
+#ifdef SX_BACKUP_OPTIONS_VERSION
+/* A batch of records (batch get, cursor), packed: [ids joined by NUL, vectors
+ * (Float32Array of count * dim, a copy), dim, found (Uint8Array), metadata (an Array
+ * of JSON text or null)]; index.js builds the records. */
+static Napi::Value records(Napi::Env env, const sx_records *r) {
+  size_t n = sx_records_count(r), dim = sx_records_dim(r);
+  const size_t *ioff = nullptr, *moff = nullptr;
+  const char *ids = sx_records_id_data(r, &ioff);
+  const char *meta = sx_records_metadata_data(r, &moff);
+  Napi::Float32Array vec = Napi::Float32Array::New(env, n * dim);
+  const float *v = sx_records_vectors(r);
+  if (n * dim && v) std::memcpy(vec.Data(), v, n * dim * sizeof(float));
+  Napi::Uint8Array found = Napi::Uint8Array::New(env, n);
+  const unsigned char *f = sx_records_found_data(r);
+  if (n && f) std::memcpy(found.Data(), f, n);
+  Napi::Array md = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++)
+    md.Set((uint32_t)i, moff[i + 1] > moff[i] ? Napi::String::New(env, meta + moff[i], moff[i + 1] - moff[i] - 1)
+                                              : env.Null());
+  Napi::Array out = Napi::Array::New(env, 5);
+  out.Set(0u, n ? Napi::String::New(env, ids + ioff[0], ioff[n] - ioff[0] - 1) : Napi::String::New(env, ""));
+  out.Set(1u, vec);
+  out.Set(2u, Napi::Number::New(env, (double)dim));
+  out.Set(3u, found);
+  out.Set(4u, md);
+  return out;
+}
+#endif
+
 /* ---- handles in ------------------------------------------------------------------- */
 
 /* SWIG 4.5.1's Node-API runtime accepts any SWIG object for any pointer type (a wrapper
@@ -414,16 +443,35 @@ static Token *token_of(Napi::Env env, Napi::Value v) {
   return v.As<Napi::External<Token>>().Data();
 }
 
-/* ef (a Number from 0 to 2^32-1, or undefined for the default) and a token. */
-static void search_options(Napi::Env env, Napi::Value ef, Token *tok, sx_search_options *o) {
+static uint32_t u32_of(Napi::Env env, Napi::Value v, const char *what) {
+  if (!v.IsNumber()) type_error(env, std::string(what) + " must be a number");
+  double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= 0 && x <= 4294967295.0) || x != std::floor(x))
+    raise(env, SX_INVALID_ARGUMENT, (std::string(what) + " must be an integer from 0 to 4294967295").c_str());
+  return (uint32_t)x;
+}
+
+/* Search options from undefined/null (defaults), a Number (ef) or an object {ef,
+ * threads} (threads: most threads this call may use; 1 keeps it on its thread), and
+ * the cancel token of an async call. */
+static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_options *o) {
   std::memset(o, 0, sizeof *o);
   o->version = SX_SEARCH_OPTIONS_VERSION;
-  if (!ef.IsUndefined() && !ef.IsNull()) {
-    if (!ef.IsNumber()) type_error(env, "ef must be a number");
-    double x = ef.As<Napi::Number>().DoubleValue();
-    if (!(x >= 0 && x <= 4294967295.0) || x != std::floor(x))
-      raise(env, SX_INVALID_ARGUMENT, "ef must be an integer from 0 to 4294967295");
-    o->ef = (uint32_t)x;
+  if (v.IsNumber()) {
+    o->ef = u32_of(env, v, "ef");
+  } else if (v.IsObject()) {
+    Napi::Object obj = v.As<Napi::Object>();
+    Napi::Value ef = obj.Get("ef"), th = obj.Get("threads");
+    if (!ef.IsUndefined() && !ef.IsNull()) o->ef = u32_of(env, ef, "ef");
+    if (!th.IsUndefined() && !th.IsNull()) {
+#ifdef SX_WRITE_OPTIONS_VERSION
+      o->threads = u32_of(env, th, "threads");
+#else
+      raise(env, SX_INVALID_ARGUMENT, "this core has no per-search threads option");
+#endif
+    }
+  } else if (!v.IsUndefined() && !v.IsNull()) {
+    type_error(env, "search options must be a number (ef) or {ef, threads}");
   }
   if (tok) {
 #ifdef SX_WRITE_OPTIONS_VERSION
@@ -520,9 +568,61 @@ static void search_options(Napi::Env env, Napi::Value ef, Token *tok, sx_search_
   $result = sxn::to_js(env, *$1);
 }
 
+/* Batch get and cursors (sx_records, sx_cursor): records come back packed (see
+ * sxn::records); a cursor is a handle whose destructor frees it. */
+SX_HANDLE(sx_cursor, sx_cursor_free)
+%ignore sx_cursor_free;
+%typemap(in, numinputs=0) sx_records **out (sx_records *sx_tmp), sx_cursor **out (sx_cursor *sx_tmp) {
+  sx_tmp = NULL;
+  $1 = &sx_tmp;
+}
+%typemap(argout) sx_records **out {
+  if (*$1) {
+    try {
+      $result = sxn::records(env, *$1);
+    } catch (...) {
+      sx_records_free(*$1);
+      throw;
+    }
+    sx_records_free(*$1);
+  }
+}
+%typemap(argout) sx_cursor **out {
+  $result = *$1 ? SWIG_NewPointerObj(*$1, $*1_descriptor, SWIG_POINTER_OWN) : env.Undefined();
+}
+%ignore sx_records;
+%ignore sx_records_count;
+%ignore sx_records_dim;
+%ignore sx_records_found;
+%ignore sx_records_id;
+%ignore sx_records_vector;
+%ignore sx_records_metadata;
+%ignore sx_records_vectors;
+%ignore sx_records_found_data;
+%ignore sx_records_id_data;
+%ignore sx_records_metadata_data;
+%ignore sx_records_free;
+
+/* Backup options: undefined/null or {overwrite}. Progress and cancellation are for
+ * sx_node_backup_async (node_async.i). */
+%typemap(in) const sx_backup_options *opts (sx_backup_options sx_bo) {
+  if ($input.IsUndefined() || $input.IsNull()) {
+    $1 = NULL;
+  } else {
+    if (!$input.IsObject()) sxn::type_error(env, "backup options must be an object");
+    sx_backup_options_init(&sx_bo, SX_BACKUP_OPTIONS_VERSION);
+    Napi::Value sx_ow = $input.As<Napi::Object>().Get("overwrite");
+    if (!sx_ow.IsUndefined() && !sx_ow.IsBoolean()) sxn::type_error(env, "overwrite must be true or false");
+    sx_bo.overwrite = sx_ow.IsBoolean() && sx_ow.As<Napi::Boolean>().Value();
+    $1 = &sx_bo;
+  }
+}
+%ignore sx_backup_options;
+%ignore sx_backup_options_init;
+
 /* ---- handles and option structs in -------------------------------------------------- */
 
-%typemap(in) sx_db *, const sx_db *, sx_read *, sx_write *, sx_collection *,
+%typemap(in) sx_db *, const sx_db *, sx_read *, sx_write *, sx_collection *, sx_cursor *, const sx_cursor *,
              sx_open_options *, const sx_open_options *, sx_collection_options *,
              const sx_collection_options * {
   void *sx_p = 0;
@@ -676,8 +776,8 @@ static void search_options(Napi::Env env, Napi::Value ef, Token *tok, sx_search_
   }
 }
 
-/* Search options: undefined/null (defaults) or a Number (ef). Cancellation is for the
- * async calls below. */
+/* Search options: undefined/null (defaults), a Number (ef) or {ef, threads}.
+ * Cancellation is for the async calls (node_async.i). */
 %typemap(in) const sx_search_options *opts (sx_search_options sx_opts) {
   if ($input.IsUndefined() || $input.IsNull()) {
     $1 = NULL;

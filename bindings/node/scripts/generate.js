@@ -6,7 +6,11 @@
 // SWIG is $SWIG, else <repo>/build/node-swig-venv/bin/swig (run_tests.sh makes it
 // with `pip install swig==4.5.1`), else `swig` on the PATH.
 //
-// Usage: node scripts/generate.js [--out FILE]   (default: src/sextant_wrap.cxx)
+// Usage: node scripts/generate.js [--out FILE] [--head]
+//   --out FILE  where to write (default: src/sextant_wrap.cxx)
+//   --head      read bindings/sextant.i and core/include/sextant.h as committed (git
+//               HEAD) rather than from the work tree, e.g. while someone else's
+//               uncommitted edits to them are in the tree
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -29,14 +33,35 @@ function swig() {
   throw new Error(`SWIG ${SWIG_VERSION} not found (pip install swig==${SWIG_VERSION}, or set SWIG)`);
 }
 
-function generate(out) {
-  const args = ['-javascript', '-napi', '-c++', `-I${path.join(repo, 'bindings')}`,
-    `-I${path.join(repo, 'core', 'include')}`, '-o', out, path.join(repo, 'bindings', 'sextant.i')];
+/** A copy of the inputs with sextant.i and sextant.h as committed (for --head). */
+function headTree() {
+  const os = require('os');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sx-node-gen-'));
+  const show = (p) => {
+    const r = spawnSync('git', ['-C', repo, 'show', `HEAD:${p}`], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`git show HEAD:${p} failed: ${r.stderr}`);
+    fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
+    fs.writeFileSync(path.join(dir, p), r.stdout);
+  };
+  show('bindings/sextant.i');
+  show('core/include/sextant.h');
+  fs.mkdirSync(path.join(dir, 'bindings', 'node'), { recursive: true });
+  for (const f of ['node_typemaps.i', 'node_async.i']) {
+    fs.copyFileSync(path.join(here, f), path.join(dir, 'bindings', 'node', f));
+  }
+  return dir;
+}
+
+function generate(out, opts = {}) {
+  const base = opts.head ? headTree() : repo;
+  const args = ['-javascript', '-napi', '-c++', `-I${path.join(base, 'bindings')}`,
+    `-I${path.join(base, 'core', 'include')}`, '-o', out, path.join(base, 'bindings', 'sextant.i')];
   const r = spawnSync(swig(), args, { stdio: 'inherit' });
+  if (opts.head) fs.rmSync(base, { recursive: true, force: true });
   if (r.status !== 0) throw new Error(`swig failed (exit ${r.status})`);
   // SWIG names its input by the path given; keep the committed file independent of
   // where the repository lies.
-  const text = fs.readFileSync(out, 'utf8').split(repo + path.sep).join('');
+  const text = fs.readFileSync(out, 'utf8').split(base + path.sep).join('');
   fs.writeFileSync(out, text);
 }
 
@@ -45,6 +70,6 @@ module.exports = { generate, swig };
 if (require.main === module) {
   const i = process.argv.indexOf('--out');
   const out = i > 0 ? path.resolve(process.argv[i + 1]) : path.join(here, 'src', 'sextant_wrap.cxx');
-  generate(out);
+  generate(out, { head: process.argv.includes('--head') });
   console.log(`generated ${path.relative(process.cwd(), out)}`);
 }

@@ -1366,40 +1366,44 @@ Napi::Value SWIG_NAPI_AppendOutput(Napi::Env env, Napi::Value result, Napi::Valu
 #define SWIGTYPE_p_long_long swig_types[3]
 #define SWIGTYPE_p_p_char swig_types[4]
 #define SWIGTYPE_p_p_sx_collection swig_types[5]
-#define SWIGTYPE_p_p_sx_db swig_types[6]
-#define SWIGTYPE_p_p_sx_names swig_types[7]
-#define SWIGTYPE_p_p_sx_read swig_types[8]
-#define SWIGTYPE_p_p_sx_record swig_types[9]
-#define SWIGTYPE_p_p_sx_results swig_types[10]
-#define SWIGTYPE_p_p_sx_write swig_types[11]
-#define SWIGTYPE_p_short swig_types[12]
-#define SWIGTYPE_p_signed_char swig_types[13]
-#define SWIGTYPE_p_size_t swig_types[14]
-#define SWIGTYPE_p_sx_cancel swig_types[15]
-#define SWIGTYPE_p_sx_collection swig_types[16]
-#define SWIGTYPE_p_sx_collection_info swig_types[17]
-#define SWIGTYPE_p_sx_collection_options swig_types[18]
-#define SWIGTYPE_p_sx_collection_stats swig_types[19]
-#define SWIGTYPE_p_sx_db swig_types[20]
-#define SWIGTYPE_p_sx_db_stats swig_types[21]
-#define SWIGTYPE_p_sx_error swig_types[22]
-#define SWIGTYPE_p_sx_index_type swig_types[23]
-#define SWIGTYPE_p_sx_metric swig_types[24]
-#define SWIGTYPE_p_sx_names swig_types[25]
-#define SWIGTYPE_p_sx_open_options swig_types[26]
-#define SWIGTYPE_p_sx_read swig_types[27]
-#define SWIGTYPE_p_sx_record swig_types[28]
-#define SWIGTYPE_p_sx_results swig_types[29]
-#define SWIGTYPE_p_sx_search_options swig_types[30]
-#define SWIGTYPE_p_sx_status swig_types[31]
-#define SWIGTYPE_p_sx_sync swig_types[32]
-#define SWIGTYPE_p_sx_write swig_types[33]
-#define SWIGTYPE_p_unsigned_char swig_types[34]
-#define SWIGTYPE_p_unsigned_int swig_types[35]
-#define SWIGTYPE_p_unsigned_long_long swig_types[36]
-#define SWIGTYPE_p_unsigned_short swig_types[37]
-static swig_type_info *swig_types[39];
-static swig_module_info swig_module = {swig_types, 38, 0, 0, 0, 0};
+#define SWIGTYPE_p_p_sx_cursor swig_types[6]
+#define SWIGTYPE_p_p_sx_db swig_types[7]
+#define SWIGTYPE_p_p_sx_names swig_types[8]
+#define SWIGTYPE_p_p_sx_read swig_types[9]
+#define SWIGTYPE_p_p_sx_record swig_types[10]
+#define SWIGTYPE_p_p_sx_records swig_types[11]
+#define SWIGTYPE_p_p_sx_results swig_types[12]
+#define SWIGTYPE_p_p_sx_write swig_types[13]
+#define SWIGTYPE_p_short swig_types[14]
+#define SWIGTYPE_p_signed_char swig_types[15]
+#define SWIGTYPE_p_size_t swig_types[16]
+#define SWIGTYPE_p_sx_backup_options swig_types[17]
+#define SWIGTYPE_p_sx_cancel swig_types[18]
+#define SWIGTYPE_p_sx_collection swig_types[19]
+#define SWIGTYPE_p_sx_collection_info swig_types[20]
+#define SWIGTYPE_p_sx_collection_options swig_types[21]
+#define SWIGTYPE_p_sx_collection_stats swig_types[22]
+#define SWIGTYPE_p_sx_cursor swig_types[23]
+#define SWIGTYPE_p_sx_db swig_types[24]
+#define SWIGTYPE_p_sx_db_stats swig_types[25]
+#define SWIGTYPE_p_sx_error swig_types[26]
+#define SWIGTYPE_p_sx_index_type swig_types[27]
+#define SWIGTYPE_p_sx_metric swig_types[28]
+#define SWIGTYPE_p_sx_names swig_types[29]
+#define SWIGTYPE_p_sx_open_options swig_types[30]
+#define SWIGTYPE_p_sx_read swig_types[31]
+#define SWIGTYPE_p_sx_record swig_types[32]
+#define SWIGTYPE_p_sx_results swig_types[33]
+#define SWIGTYPE_p_sx_search_options swig_types[34]
+#define SWIGTYPE_p_sx_status swig_types[35]
+#define SWIGTYPE_p_sx_sync swig_types[36]
+#define SWIGTYPE_p_sx_write swig_types[37]
+#define SWIGTYPE_p_unsigned_char swig_types[38]
+#define SWIGTYPE_p_unsigned_int swig_types[39]
+#define SWIGTYPE_p_unsigned_long_long swig_types[40]
+#define SWIGTYPE_p_unsigned_short swig_types[41]
+static swig_type_info *swig_types[43];
+static swig_module_info swig_module = {swig_types, 42, 0, 0, 0, 0};
 #define SWIG_TypeQuery(name) SWIG_TypeQueryModule(&swig_module, &swig_module, name)
 #define SWIG_MangledTypeQuery(name) SWIG_MangledTypeQueryModule(&swig_module, &swig_module, name)
 
@@ -1805,6 +1809,35 @@ static void init_out(sx_collection_stats *s) {
 #endif
 }
 
+#ifdef SX_BACKUP_OPTIONS_VERSION
+/* A batch of records (batch get, cursor), packed: [ids joined by NUL, vectors
+ * (Float32Array of count * dim, a copy), dim, found (Uint8Array), metadata (an Array
+ * of JSON text or null)]; index.js builds the records. */
+static Napi::Value records(Napi::Env env, const sx_records *r) {
+  size_t n = sx_records_count(r), dim = sx_records_dim(r);
+  const size_t *ioff = nullptr, *moff = nullptr;
+  const char *ids = sx_records_id_data(r, &ioff);
+  const char *meta = sx_records_metadata_data(r, &moff);
+  Napi::Float32Array vec = Napi::Float32Array::New(env, n * dim);
+  const float *v = sx_records_vectors(r);
+  if (n * dim && v) std::memcpy(vec.Data(), v, n * dim * sizeof(float));
+  Napi::Uint8Array found = Napi::Uint8Array::New(env, n);
+  const unsigned char *f = sx_records_found_data(r);
+  if (n && f) std::memcpy(found.Data(), f, n);
+  Napi::Array md = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++)
+    md.Set((uint32_t)i, moff[i + 1] > moff[i] ? Napi::String::New(env, meta + moff[i], moff[i + 1] - moff[i] - 1)
+                                              : env.Null());
+  Napi::Array out = Napi::Array::New(env, 5);
+  out.Set(0u, n ? Napi::String::New(env, ids + ioff[0], ioff[n] - ioff[0] - 1) : Napi::String::New(env, ""));
+  out.Set(1u, vec);
+  out.Set(2u, Napi::Number::New(env, (double)dim));
+  out.Set(3u, found);
+  out.Set(4u, md);
+  return out;
+}
+#endif
+
 /* ---- handles in ------------------------------------------------------------------- */
 
 /* SWIG 4.5.1's Node-API runtime accepts any SWIG object for any pointer type (a wrapper
@@ -1855,16 +1888,35 @@ static Token *token_of(Napi::Env env, Napi::Value v) {
   return v.As<Napi::External<Token>>().Data();
 }
 
-/* ef (a Number from 0 to 2^32-1, or undefined for the default) and a token. */
-static void search_options(Napi::Env env, Napi::Value ef, Token *tok, sx_search_options *o) {
+static uint32_t u32_of(Napi::Env env, Napi::Value v, const char *what) {
+  if (!v.IsNumber()) type_error(env, std::string(what) + " must be a number");
+  double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= 0 && x <= 4294967295.0) || x != std::floor(x))
+    raise(env, SX_INVALID_ARGUMENT, (std::string(what) + " must be an integer from 0 to 4294967295").c_str());
+  return (uint32_t)x;
+}
+
+/* Search options from undefined/null (defaults), a Number (ef) or an object {ef,
+ * threads} (threads: most threads this call may use; 1 keeps it on its thread), and
+ * the cancel token of an async call. */
+static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_options *o) {
   std::memset(o, 0, sizeof *o);
   o->version = SX_SEARCH_OPTIONS_VERSION;
-  if (!ef.IsUndefined() && !ef.IsNull()) {
-    if (!ef.IsNumber()) type_error(env, "ef must be a number");
-    double x = ef.As<Napi::Number>().DoubleValue();
-    if (!(x >= 0 && x <= 4294967295.0) || x != std::floor(x))
-      raise(env, SX_INVALID_ARGUMENT, "ef must be an integer from 0 to 4294967295");
-    o->ef = (uint32_t)x;
+  if (v.IsNumber()) {
+    o->ef = u32_of(env, v, "ef");
+  } else if (v.IsObject()) {
+    Napi::Object obj = v.As<Napi::Object>();
+    Napi::Value ef = obj.Get("ef"), th = obj.Get("threads");
+    if (!ef.IsUndefined() && !ef.IsNull()) o->ef = u32_of(env, ef, "ef");
+    if (!th.IsUndefined() && !th.IsNull()) {
+#ifdef SX_WRITE_OPTIONS_VERSION
+      o->threads = u32_of(env, th, "threads");
+#else
+      raise(env, SX_INVALID_ARGUMENT, "this core has no per-search threads option");
+#endif
+    }
+  } else if (!v.IsUndefined() && !v.IsNull()) {
+    type_error(env, "search options must be a number (ef) or {ef, threads}");
   }
   if (tok) {
 #ifdef SX_WRITE_OPTIONS_VERSION
@@ -1905,10 +1957,14 @@ static size_t size_arg(Napi::Env env, Napi::Value v, const char *what) {
  * and token alive, and the status and error of the core call. */
 class Work : public Napi::AsyncWorker {
  public:
-  Work(Napi::Env env, const char *name, Napi::Value handle, Napi::Value token)
+  Work(Napi::Env env, const char *name, Napi::Value handle, Napi::Value token, Napi::Value keep = Napi::Value())
       : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {
     handle_ = Napi::Persistent(handle.As<Napi::Object>());
     if (token.IsExternal()) token_ = Napi::Persistent(token.As<Napi::Object>());
+    /* The JS session the handle belongs to (index.js passes it): a collection view or a
+     * write session is only usable while its session and database are open, and the
+     * collector would close them if nothing else referred to them. */
+    if (!keep.IsEmpty() && keep.IsObject()) keep_ = Napi::Persistent(keep.As<Napi::Object>());
     err_.code = 0;
     err_.message[0] = 0;
   }
@@ -1934,15 +1990,15 @@ class Work : public Napi::AsyncWorker {
   void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
 
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference handle_, token_;
+  Napi::ObjectReference handle_, token_, keep_;
   int rc_ = SX_OK;
   sx_error err_;
 };
 
 class SearchWork : public Work {
  public:
-  SearchWork(Napi::Env env, Napi::Value coll, Napi::Value token, bool batch)
-      : Work(env, batch ? "sextant.searchBatch" : "sextant.search", coll, token), batch_(batch) {}
+  SearchWork(Napi::Env env, Napi::Value coll, Napi::Value token, Napi::Value keep, bool batch)
+      : Work(env, batch ? "sextant.searchBatch" : "sextant.search", coll, token, keep), batch_(batch) {}
   sx_collection *c_ = nullptr;
   std::vector<float> q_;
   size_t nq_ = 1, dim_ = 0, k_ = 0;
@@ -1963,9 +2019,9 @@ class SearchWork : public Work {
   sx_results *res_ = nullptr;
 };
 
-/* sx_node_search_async(coll, query: Float32Array, k, ef, token)
- * sx_node_search_batch_async(coll, queries: Float32Array, dim, k, ef, token)
- *   -> Promise of the packed results (see sxn::packed) */
+/* sx_node_search_async(coll, query: Float32Array, k, opts, token, keep)
+ * sx_node_search_batch_async(coll, queries: Float32Array, dim, k, opts, token, keep)
+ *   -> Promise of the packed results (see sxn::packed); keep: the JS session. */
 static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   Napi::Env env = info.Env();
   size_t a = 0;
@@ -1981,8 +2037,9 @@ static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   size_t k = size_arg(env, info[a++], "k");
   Napi::Value ef = info[a++];
   Napi::Value tokv = info[a++];
+  Napi::Value keep = info[a++];
   Token *tok = token_of(env, tokv);
-  SearchWork *w = new SearchWork(env, coll, tokv, batch);
+  SearchWork *w = new SearchWork(env, coll, tokv, keep, batch);
   try {
     search_options(env, ef, tok, &w->opts_);
   } catch (...) {
@@ -2089,12 +2146,12 @@ static Napi::Value checkpoint_async(const Napi::CallbackInfo &info) {
   return w->Start();
 }
 
-/* sx_node_upsert_async(w, collection, ids, vectors: Float32Array, dim, metadata|null)
- * -> Promise<void>; sx_node_commit_async(w) -> Promise<void>. index.js runs one call
- * at a time per write session (the C API's rule). */
+/* sx_node_upsert_async(w, collection, ids, vectors: Float32Array, dim, metadata|null,
+ * keep) -> Promise<void>; sx_node_commit_async(w, keep) -> Promise<void>. keep: the JS
+ * session. index.js runs one call at a time per write session (the C API's rule). */
 class UpsertWork : public Work {
  public:
-  UpsertWork(Napi::Env env, Napi::Value w) : Work(env, "sextant.upsert", w, env.Undefined()) {}
+  UpsertWork(Napi::Env env, Napi::Value w, Napi::Value keep) : Work(env, "sextant.upsert", w, env.Undefined(), keep) {}
   sx_write *w_ = nullptr;
   std::string coll_;
   Strings ids_, meta_;
@@ -2121,7 +2178,7 @@ class UpsertWork : public Work {
 static Napi::Value upsert_async(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   sx_write *ws = unwrap<sx_write>(env, info[0], SWIGTYPE_p_sx_write, "session");
-  UpsertWork *w = new UpsertWork(env, info[0]);
+  UpsertWork *w = new UpsertWork(env, info[0], info[6]);
   try {
     w->w_ = ws;
     utf8(env, info[1], "collection", &w->coll_);
@@ -2149,7 +2206,7 @@ static Napi::Value upsert_async(const Napi::CallbackInfo &info) {
 
 class CommitWork : public Work {
  public:
-  CommitWork(Napi::Env env, Napi::Value w) : Work(env, "sextant.commit", w, env.Undefined()) {}
+  CommitWork(Napi::Env env, Napi::Value w, Napi::Value keep) : Work(env, "sextant.commit", w, env.Undefined(), keep) {}
   sx_write *w_ = nullptr;
 
  private:
@@ -2159,10 +2216,44 @@ class CommitWork : public Work {
 static Napi::Value commit_async(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   sx_write *ws = unwrap<sx_write>(env, info[0], SWIGTYPE_p_sx_write, "session");
-  CommitWork *w = new CommitWork(env, info[0]);
+  CommitWork *w = new CommitWork(env, info[0], info[1]);
   w->w_ = ws;
   return w->Start();
 }
+
+#ifdef SX_BACKUP_OPTIONS_VERSION
+/* sx_node_backup_async(db, dest, overwrite, token) -> Promise<void>: the copy on a pool
+ * thread, cancellable between pages. */
+class BackupWork : public Work {
+ public:
+  BackupWork(Napi::Env env, Napi::Value db, Napi::Value token) : Work(env, "sextant.backup", db, token) {}
+  sx_db *db_ = nullptr;
+  std::string dest_;
+  sx_backup_options o_;
+
+ private:
+  void Execute() override { rc_ = sx_db_backup(db_, dest_.c_str(), &o_, &err_); }
+};
+
+static Napi::Value backup_async(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  sx_db *db = unwrap<sx_db>(env, info[0], SWIGTYPE_p_sx_db, "db");
+  Token *tok = token_of(env, info[3]);
+  BackupWork *w = new BackupWork(env, info[0], info[3]);
+  try {
+    utf8(env, info[1], "dest", &w->dest_);
+    if (!info[2].IsBoolean()) type_error(env, "overwrite must be true or false");
+    sx_backup_options_init(&w->o_, SX_BACKUP_OPTIONS_VERSION);
+    w->o_.overwrite = info[2].As<Napi::Boolean>().Value();
+    w->o_.cancel_token = tok ? tok->c : nullptr;
+    w->db_ = db;
+  } catch (...) {
+    delete w;
+    throw;
+  }
+  return w->Start();
+}
+#endif
 
 /* ---- the cancel token ---------------------------------------------------------------- */
 
@@ -2501,6 +2592,15 @@ SWIG_AsVal_size_t (Napi::Value obj, size_t *val)
 #endif
   return res;
 }
+
+
+#ifdef SWIG_LONG_LONG_AVAILABLE
+SWIGINTERN
+Napi::Value SWIG_From_unsigned_SS_long_SS_long(Napi::Env env, unsigned long long val)
+{
+  return Napi::Number::New(env, val);
+}
+#endif
 
 
 #define SWIG_NAPI_INIT sextant_initialize
@@ -3015,6 +3115,71 @@ void _exports_sx_cancel_inst::GetMembers(
   Napi::Env env,
   std::map<std::string, _exports_sx_cancel_templ::PropertyDescriptor> &members,
   std::map<std::string, _exports_sx_cancel_templ::PropertyDescriptor> &staticMembers
+  ) {
+  std::map<std::string, SWIG_NAPI_ObjectWrap_templ<SWIG_NAPI_ObjectWrap_inst>::PropertyDescriptor> baseMembers, baseStaticMembers;
+  SWIG_NAPI_ObjectWrap_inst::GetMembers(env, baseMembers, baseStaticMembers);
+  members.insert(baseMembers.begin(), baseMembers.end());
+  staticMembers.insert(staticMembers.begin(), staticMembers.end());
+  
+  /* register wrapper functions */
+  
+  /* add static class functions and variables */
+  
+}
+// jsnapi_class_prologue_template
+template <typename SWIG_OBJ_WRAP>
+class _exports_sx_cursor_templ : public SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP> {
+public:
+  _exports_sx_cursor_templ(const Napi::CallbackInfo &);
+_exports_sx_cursor_templ(bool, const Napi::CallbackInfo &);
+virtual ~_exports_sx_cursor_templ();
+// jsnapi_class_epilogue_template
+static void JS_veto_set_static_variable(const Napi::CallbackInfo &, const Napi::Value &);
+void JS_veto_set_variable(const Napi::CallbackInfo &, const Napi::Value &);
+};
+
+template <typename SWIG_OBJ_WRAP>
+void _exports_sx_cursor_templ<SWIG_OBJ_WRAP>::JS_veto_set_static_variable(const Napi::CallbackInfo &info, const Napi::Value &value) {
+SWIG_NAPI_Raise(info.Env(), "Tried to write read-only variable.");
+}
+
+template <typename SWIG_OBJ_WRAP>
+void _exports_sx_cursor_templ<SWIG_OBJ_WRAP>::JS_veto_set_variable(const Napi::CallbackInfo &info, const Napi::Value &value) {
+SWIG_NAPI_Raise(info.Env(), "Tried to write read-only variable.");
+}
+// jsnapi_class_instance
+class _exports_sx_cursor_inst : public _exports_sx_cursor_templ<_exports_sx_cursor_inst> {
+public:
+  using _exports_sx_cursor_templ::_exports_sx_cursor_templ;
+  virtual ~_exports_sx_cursor_inst() {
+    
+  }
+  static void GetMembers(
+    Napi::Env,
+    std::map<std::string, _exports_sx_cursor_templ::PropertyDescriptor> &,
+    std::map<std::string, _exports_sx_cursor_templ::PropertyDescriptor> &
+    );
+  static Napi::Function GetClass(Napi::Env);
+};
+/* Class: sx_cursor (_exports_sx_cursor) */
+// jsnapi_getclass
+Napi::Function _exports_sx_cursor_inst::GetClass(Napi::Env env) {
+  std::map<std::string, _exports_sx_cursor_templ::PropertyDescriptor> members, staticMembers;
+  GetMembers(env, members, staticMembers);
+  
+  std::vector<_exports_sx_cursor_inst::PropertyDescriptor> symbolTable;
+  for (auto it = members.begin(); it != members.end(); it++)
+  symbolTable.push_back(it->second);
+  for (auto it = staticMembers.begin(); it != staticMembers.end(); it++)
+  symbolTable.push_back(it->second);
+  
+  return Napi::ObjectWrap<_exports_sx_cursor_inst>::DefineClass(env, "sx_cursor", symbolTable);
+}
+
+void _exports_sx_cursor_inst::GetMembers(
+  Napi::Env env,
+  std::map<std::string, _exports_sx_cursor_templ::PropertyDescriptor> &members,
+  std::map<std::string, _exports_sx_cursor_templ::PropertyDescriptor> &staticMembers
   ) {
   std::map<std::string, SWIG_NAPI_ObjectWrap_templ<SWIG_NAPI_ObjectWrap_inst>::PropertyDescriptor> baseMembers, baseStaticMembers;
   SWIG_NAPI_ObjectWrap_inst::GetMembers(env, baseMembers, baseStaticMembers);
@@ -3646,6 +3811,46 @@ fail:
 // This is the extendable constructor to be used from child classes
 template <typename SWIG_OBJ_WRAP>
 _exports_sx_cancel_templ<SWIG_OBJ_WRAP>::_exports_sx_cancel_templ(bool, const Napi::CallbackInfo &info)
+:SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP>(true, info) {
+  
+}
+
+SWIGINTERN void delete_sx_cursor(sx_cursor *self){ sx_cursor_free(self); }
+
+// js_dtoroverride
+template <typename SWIG_OBJ_WRAP>
+_exports_sx_cursor_templ<SWIG_OBJ_WRAP>::~_exports_sx_cursor_templ() {
+  auto arg1 = reinterpret_cast<sx_cursor *>(this->self);
+  if (this->owned && arg1) {
+    delete_sx_cursor(arg1);
+    this->self = nullptr;
+  }
+}
+
+
+// js_veto_ctor
+template <typename SWIG_OBJ_WRAP>
+_exports_sx_cursor_templ<SWIG_OBJ_WRAP>::_exports_sx_cursor_templ(const Napi::CallbackInfo &info)
+:SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP>(true, info) {
+  Napi::Env env = info.Env();
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    // This constructor has been called internally from C++/SWIG
+    // to wrap an already existing C++ object in JS as its
+    // base abstract class
+    this->self = info[0].As<Napi::External<void>>().Data();
+    this->owned = false;
+    return;
+  }
+  SWIG_Error(SWIG_ERROR, "Class sx_cursor can not be instantiated");
+  return;
+  goto fail;
+fail:
+  return;
+}
+
+// This is the extendable constructor to be used from child classes
+template <typename SWIG_OBJ_WRAP>
+_exports_sx_cursor_templ<SWIG_OBJ_WRAP>::_exports_sx_cursor_templ(bool, const Napi::CallbackInfo &info)
 :SWIG_NAPI_ObjectWrap_templ<SWIG_OBJ_WRAP>(true, info) {
   
 }
@@ -7365,6 +7570,424 @@ fail:
 }
 
 
+// js_global_function
+Napi::Value _wrap_sx_collection_get_batch(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_collection *arg1 = 0 ;
+  size_t arg2 ;
+  char **arg3 = 0 ;
+  sx_records **arg4 = 0 ;
+  sx_error *arg5 = 0 ;
+  sxn::Strings sx_ids2 ;
+  sx_records *sx_tmp4 ;
+  sx_error sx_errbuf5 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 2 || static_cast<int>(info.Length()) > 2) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_collection_get_batch.");
+  }
+  
+  {
+    sx_tmp4 = NULL;
+    arg4 = &sx_tmp4;
+  }
+  {
+    sx_errbuf5.code = 0;
+    sx_errbuf5.message[0] = '\0';
+    arg5 = &sx_errbuf5;
+  }
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_get_batch: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
+  }
+  {
+    {
+      sxn::strings(env, info[1], "ids", &sx_ids2);
+      arg2 = sx_ids2.size();
+      arg3 = (char **)sx_ids2.pointers();
+    }
+  }
+  result = (sx_status)sx_collection_get_batch(arg1,SWIG_STD_MOVE(*(&arg2)),(char const *const *)arg3,arg4,arg5);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    if (*arg4) {
+      try {
+        jsresult = sxn::records(env, *arg4);
+      } catch (...) {
+        sx_records_free(*arg4);
+        throw;
+      }
+      sx_records_free(*arg4);
+    }
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg5->message);
+  }
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_collection_get_packed(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_collection *arg1 = 0 ;
+  size_t arg2 ;
+  char *arg3 = 0 ;
+  size_t *arg4 = 0 ;
+  sx_records **arg5 = 0 ;
+  sx_error *arg6 = 0 ;
+  sxn::Strings sx_ids2 ;
+  sx_records *sx_tmp5 ;
+  sx_error sx_errbuf6 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 2 || static_cast<int>(info.Length()) > 2) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_collection_get_packed.");
+  }
+  
+  {
+    sx_tmp5 = NULL;
+    arg5 = &sx_tmp5;
+  }
+  {
+    sx_errbuf6.code = 0;
+    sx_errbuf6.message[0] = '\0';
+    arg6 = &sx_errbuf6;
+  }
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_get_packed: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
+  }
+  {
+    {
+      sxn::strings(env, info[1], "ids", &sx_ids2, nullptr, true);
+      arg2 = sx_ids2.size();
+      arg3 = (char *)sx_ids2.buf.data();
+      arg4 = (size_t *)sx_ids2.off.data();
+    }
+  }
+  result = (sx_status)sx_collection_get_packed(arg1,SWIG_STD_MOVE(*(&arg2)),(char const *)arg3,(size_t const *)arg4,arg5,arg6);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    if (*arg5) {
+      try {
+        jsresult = sxn::records(env, *arg5);
+      } catch (...) {
+        sx_records_free(*arg5);
+        throw;
+      }
+      sx_records_free(*arg5);
+    }
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg6->message);
+  }
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_collection_cursor(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_collection *arg1 = 0 ;
+  char *arg2 = 0 ;
+  sx_cursor **arg3 = 0 ;
+  sx_error *arg4 = 0 ;
+  std::string sx_str2 ;
+  sx_cursor *sx_tmp3 ;
+  sx_error sx_errbuf4 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 2 || static_cast<int>(info.Length()) > 2) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_collection_cursor.");
+  }
+  
+  {
+    sx_tmp3 = NULL;
+    arg3 = &sx_tmp3;
+  }
+  {
+    sx_errbuf4.code = 0;
+    sx_errbuf4.message[0] = '\0';
+    arg4 = &sx_errbuf4;
+  }
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_collection)))
+      sxn::type_error(env, "sx_collection_cursor: argument 1 must be a sx_collection handle or null");
+      arg1 = (sx_collection *)sx_p;
+    }
+  }
+  {
+    {
+      if (info[1].IsNull() || info[1].IsUndefined()) {
+        arg2 = NULL;
+      } else {
+        sxn::utf8(env, info[1], "after", &sx_str2);
+        arg2 = (char *)sx_str2.c_str();
+      }
+    }
+  }
+  result = (sx_status)sx_collection_cursor(arg1,(char const *)arg2,arg3,arg4);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    jsresult = *arg3 ? SWIG_NewPointerObj(*arg3, SWIGTYPE_p_sx_cursor, SWIG_POINTER_OWN) : env.Undefined();
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg4->message);
+  }
+  
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_cursor_next(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_cursor *arg1 = 0 ;
+  size_t arg2 ;
+  sx_records **arg3 = 0 ;
+  sx_error *arg4 = 0 ;
+  size_t val2 ;
+  int ecode2 = 0 ;
+  sx_records *sx_tmp3 ;
+  sx_error sx_errbuf4 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 2 || static_cast<int>(info.Length()) > 2) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_cursor_next.");
+  }
+  
+  {
+    sx_tmp3 = NULL;
+    arg3 = &sx_tmp3;
+  }
+  {
+    sx_errbuf4.code = 0;
+    sx_errbuf4.message[0] = '\0';
+    arg4 = &sx_errbuf4;
+  }
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_cursor)))
+      sxn::type_error(env, "sx_cursor_next: argument 1 must be a sx_cursor handle or null");
+      arg1 = (sx_cursor *)sx_p;
+    }
+  }
+  ecode2 = SWIG_AsVal_size_t(info[1], &val2);
+  if (!SWIG_IsOK(ecode2)) {
+    SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_cursor_next" "', argument " "2"" of type '" "size_t""'");
+  } 
+  arg2 = static_cast< size_t >(val2);result = (sx_status)sx_cursor_next(arg1,SWIG_STD_MOVE(*(&arg2)),arg3,arg4);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    if (*arg3) {
+      try {
+        jsresult = sxn::records(env, *arg3);
+      } catch (...) {
+        sx_records_free(*arg3);
+        throw;
+      }
+      sx_records_free(*arg3);
+    }
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg4->message);
+  }
+  
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_cursor_remaining(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_cursor *arg1 = 0 ;
+  uint64_t result;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_cursor_remaining.");
+  }
+  
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_cursor)))
+      sxn::type_error(env, "sx_cursor_remaining: argument 1 must be a sx_cursor handle or null");
+      arg1 = (sx_cursor *)sx_p;
+    }
+  }
+  result = (uint64_t)sx_cursor_remaining((sx_cursor const *)arg1);
+  jsresult = SWIG_From_unsigned_SS_long_SS_long  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned long long >(result));
+  
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_getter
+Napi::Value exports_SX_BACKUP_OPTIONS_VERSION_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(1));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_db_backup(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_db *arg1 = 0 ;
+  char *arg2 = 0 ;
+  sx_backup_options *arg3 = 0 ;
+  sx_error *arg4 = 0 ;
+  std::string sx_str2 ;
+  sx_backup_options sx_bo3 ;
+  sx_error sx_errbuf4 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 3 || static_cast<int>(info.Length()) > 3) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_db_backup.");
+  }
+  
+  {
+    sx_errbuf4.code = 0;
+    sx_errbuf4.message[0] = '\0';
+    arg4 = &sx_errbuf4;
+  }
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_db_backup: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
+  }
+  {
+    {
+      if (info[1].IsNull() || info[1].IsUndefined()) {
+        arg2 = NULL;
+      } else {
+        sxn::utf8(env, info[1], "dest", &sx_str2);
+        arg2 = (char *)sx_str2.c_str();
+      }
+    }
+  }
+  {
+    {
+      if (info[2].IsUndefined() || info[2].IsNull()) {
+        arg3 = NULL;
+      } else {
+        if (!info[2].IsObject()) sxn::type_error(env, "backup options must be an object");
+        sx_backup_options_init(&sx_bo3, SX_BACKUP_OPTIONS_VERSION);
+        Napi::Value sx_ow = info[2].As<Napi::Object>().Get("overwrite");
+        if (!sx_ow.IsUndefined() && !sx_ow.IsBoolean()) sxn::type_error(env, "overwrite must be true or false");
+        sx_bo3.overwrite = sx_ow.IsBoolean() && sx_ow.As<Napi::Boolean>().Value();
+        arg3 = &sx_bo3;
+      }
+    }
+  }
+  result = (sx_status)sx_db_backup(arg1,(char const *)arg2,(sx_backup_options const *)arg3,arg4);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg4->message);
+  }
+  
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
 /* -------- TYPE CONVERSION AND EQUIVALENCE RULES (BEGIN) -------- */
 
 static swig_type_info _swigt__p_char = {"_p_char", "char *", 0, 0, (void*)0, 0};
@@ -7373,20 +7996,24 @@ static swig_type_info _swigt__p_int = {"_p_int", "int32_t *|int_fast16_t *|int_f
 static swig_type_info _swigt__p_long_long = {"_p_long_long", "int64_t *|int_fast64_t *|int_least64_t *|intmax_t *|long long *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_char = {"_p_p_char", "char **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_sx_collection = {"_p_p_sx_collection", "sx_collection **", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_p_sx_cursor = {"_p_p_sx_cursor", "sx_cursor **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_sx_db = {"_p_p_sx_db", "sx_db **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_sx_names = {"_p_p_sx_names", "sx_names **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_sx_read = {"_p_p_sx_read", "sx_read **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_sx_record = {"_p_p_sx_record", "sx_record **", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_p_sx_records = {"_p_p_sx_records", "sx_records **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_sx_results = {"_p_p_sx_results", "sx_results **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_p_sx_write = {"_p_p_sx_write", "sx_write **", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_short = {"_p_short", "int16_t *|int_least16_t *|short *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_signed_char = {"_p_signed_char", "int8_t *|int_fast8_t *|int_least8_t *|signed char *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_size_t = {"_p_size_t", "size_t *", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_sx_backup_options = {"_p_sx_backup_options", "sx_backup_options *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_cancel = {"_p_sx_cancel", "p_sx_cancel|sx_cancel *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection = {"_p_sx_collection", "sx_collection *|p_sx_collection", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection_info = {"_p_sx_collection_info", "sx_collection_info *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection_options = {"_p_sx_collection_options", "p_sx_collection_options|sx_collection_options *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection_stats = {"_p_sx_collection_stats", "sx_collection_stats *", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_sx_cursor = {"_p_sx_cursor", "sx_cursor *|p_sx_cursor", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_db = {"_p_sx_db", "sx_db *|p_sx_db", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_db_stats = {"_p_sx_db_stats", "sx_db_stats *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_error = {"_p_sx_error", "sx_error *", 0, 0, (void*)0, 0};
@@ -7413,20 +8040,24 @@ static swig_type_info *swig_type_initial[] = {
   &_swigt__p_long_long,
   &_swigt__p_p_char,
   &_swigt__p_p_sx_collection,
+  &_swigt__p_p_sx_cursor,
   &_swigt__p_p_sx_db,
   &_swigt__p_p_sx_names,
   &_swigt__p_p_sx_read,
   &_swigt__p_p_sx_record,
+  &_swigt__p_p_sx_records,
   &_swigt__p_p_sx_results,
   &_swigt__p_p_sx_write,
   &_swigt__p_short,
   &_swigt__p_signed_char,
   &_swigt__p_size_t,
+  &_swigt__p_sx_backup_options,
   &_swigt__p_sx_cancel,
   &_swigt__p_sx_collection,
   &_swigt__p_sx_collection_info,
   &_swigt__p_sx_collection_options,
   &_swigt__p_sx_collection_stats,
+  &_swigt__p_sx_cursor,
   &_swigt__p_sx_db,
   &_swigt__p_sx_db_stats,
   &_swigt__p_sx_error,
@@ -7453,20 +8084,24 @@ static swig_cast_info _swigc__p_int[] = {  {&_swigt__p_int, 0, 0, 0},{0, 0, 0, 0
 static swig_cast_info _swigc__p_long_long[] = {  {&_swigt__p_long_long, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_char[] = {  {&_swigt__p_p_char, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_sx_collection[] = {  {&_swigt__p_p_sx_collection, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_p_sx_cursor[] = {  {&_swigt__p_p_sx_cursor, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_sx_db[] = {  {&_swigt__p_p_sx_db, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_sx_names[] = {  {&_swigt__p_p_sx_names, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_sx_read[] = {  {&_swigt__p_p_sx_read, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_sx_record[] = {  {&_swigt__p_p_sx_record, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_p_sx_records[] = {  {&_swigt__p_p_sx_records, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_sx_results[] = {  {&_swigt__p_p_sx_results, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_p_sx_write[] = {  {&_swigt__p_p_sx_write, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_short[] = {  {&_swigt__p_short, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_signed_char[] = {  {&_swigt__p_signed_char, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_size_t[] = {  {&_swigt__p_size_t, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_sx_backup_options[] = {  {&_swigt__p_sx_backup_options, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_cancel[] = {  {&_swigt__p_sx_cancel, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection[] = {  {&_swigt__p_sx_collection, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection_info[] = {  {&_swigt__p_sx_collection_info, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection_options[] = {  {&_swigt__p_sx_collection_options, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection_stats[] = {  {&_swigt__p_sx_collection_stats, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_sx_cursor[] = {  {&_swigt__p_sx_cursor, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_db[] = {  {&_swigt__p_sx_db, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_db_stats[] = {  {&_swigt__p_sx_db_stats, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_error[] = {  {&_swigt__p_sx_error, 0, 0, 0},{0, 0, 0, 0}};
@@ -7493,20 +8128,24 @@ static swig_cast_info *swig_cast_initial[] = {
   _swigc__p_long_long,
   _swigc__p_p_char,
   _swigc__p_p_sx_collection,
+  _swigc__p_p_sx_cursor,
   _swigc__p_p_sx_db,
   _swigc__p_p_sx_names,
   _swigc__p_p_sx_read,
   _swigc__p_p_sx_record,
+  _swigc__p_p_sx_records,
   _swigc__p_p_sx_results,
   _swigc__p_p_sx_write,
   _swigc__p_short,
   _swigc__p_signed_char,
   _swigc__p_size_t,
+  _swigc__p_sx_backup_options,
   _swigc__p_sx_cancel,
   _swigc__p_sx_collection,
   _swigc__p_sx_collection_info,
   _swigc__p_sx_collection_options,
   _swigc__p_sx_collection_stats,
+  _swigc__p_sx_cursor,
   _swigc__p_sx_db,
   _swigc__p_sx_db_stats,
   _swigc__p_sx_error,
@@ -8068,26 +8707,36 @@ if (SWIGTYPE_p_sx_cancel->clientdata == nullptr) {
 Napi::FunctionReference *_exports_sx_cancel_ctor_ref = new Napi::FunctionReference();
 *_exports_sx_cancel_ctor_ref = Napi::Persistent(_exports_sx_cancel_ctor);
 env.GetInstanceData<EnvInstanceData>()->ctor[7] = _exports_sx_cancel_ctor_ref;
+/* Class: sx_cursor (_exports_sx_cursor) */
+// jsnapi_registerclass
+Napi::Function _exports_sx_cursor_ctor = _exports_sx_cursor_inst::GetClass(env);
+exports.Set("sx_cursor", _exports_sx_cursor_ctor);
+if (SWIGTYPE_p_sx_cursor->clientdata == nullptr) {
+  SWIGTYPE_p_sx_cursor->clientdata = new size_t(8);
+}
+Napi::FunctionReference *_exports_sx_cursor_ctor_ref = new Napi::FunctionReference();
+*_exports_sx_cursor_ctor_ref = Napi::Persistent(_exports_sx_cursor_ctor);
+env.GetInstanceData<EnvInstanceData>()->ctor[8] = _exports_sx_cursor_ctor_ref;
 /* Class: sx_open_options (_exports_sx_open_options) */
 // jsnapi_registerclass
 Napi::Function _exports_sx_open_options_ctor = _exports_sx_open_options_inst::GetClass(env);
 exports.Set("sx_open_options", _exports_sx_open_options_ctor);
 if (SWIGTYPE_p_sx_open_options->clientdata == nullptr) {
-  SWIGTYPE_p_sx_open_options->clientdata = new size_t(8);
+  SWIGTYPE_p_sx_open_options->clientdata = new size_t(9);
 }
 Napi::FunctionReference *_exports_sx_open_options_ctor_ref = new Napi::FunctionReference();
 *_exports_sx_open_options_ctor_ref = Napi::Persistent(_exports_sx_open_options_ctor);
-env.GetInstanceData<EnvInstanceData>()->ctor[8] = _exports_sx_open_options_ctor_ref;
+env.GetInstanceData<EnvInstanceData>()->ctor[9] = _exports_sx_open_options_ctor_ref;
 /* Class: sx_collection_options (_exports_sx_collection_options) */
 // jsnapi_registerclass
 Napi::Function _exports_sx_collection_options_ctor = _exports_sx_collection_options_inst::GetClass(env);
 exports.Set("sx_collection_options", _exports_sx_collection_options_ctor);
 if (SWIGTYPE_p_sx_collection_options->clientdata == nullptr) {
-  SWIGTYPE_p_sx_collection_options->clientdata = new size_t(9);
+  SWIGTYPE_p_sx_collection_options->clientdata = new size_t(10);
 }
 Napi::FunctionReference *_exports_sx_collection_options_ctor_ref = new Napi::FunctionReference();
 *_exports_sx_collection_options_ctor_ref = Napi::Persistent(_exports_sx_collection_options_ctor);
-env.GetInstanceData<EnvInstanceData>()->ctor[9] = _exports_sx_collection_options_ctor_ref;
+env.GetInstanceData<EnvInstanceData>()->ctor[10] = _exports_sx_collection_options_ctor_ref;
 
 
   /* enable inheritance */
@@ -8224,6 +8873,21 @@ do {
 } while (0);
 
 
+// Inheritance for _exports_sx_cursor (sx_cursor) <- SWIG_NAPI_ObjectWrap
+// jsnapi_setup_inheritance
+do {
+  Napi::Value protoBase, protoSub;
+  NAPI_CHECK_RESULT(_exports_sx_cursor_ctor.Get("prototype"), protoSub);
+  NAPI_CHECK_RESULT(SWIG_NAPI_ObjectWrap_ctor.Get("prototype"), protoBase);
+  NAPI_CHECK_MAYBE(setProto.Call({
+    _exports_sx_cursor_ctor, SWIG_NAPI_ObjectWrap_ctor
+  }));
+  NAPI_CHECK_MAYBE(setProto.Call({
+    protoSub, protoBase
+  }));
+} while (0);
+
+
 // Inheritance for _exports_sx_open_options (sx_open_options) <- SWIG_NAPI_ObjectWrap
 // jsnapi_setup_inheritance
 do {
@@ -8322,6 +8986,13 @@ do {
 // jsnapi_register_global_function
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_node_bench_search", sxn::bench_search);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_node_backup_async", sxn::backup_async);
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));
@@ -8868,6 +9539,55 @@ do {
 // jsnapi_register_global_function
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_collection_search_batch", _wrap_sx_collection_search_batch);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_collection_get_batch", _wrap_sx_collection_get_batch);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_collection_get_packed", _wrap_sx_collection_get_packed);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_collection_cursor", _wrap_sx_collection_cursor);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_cursor_next", _wrap_sx_cursor_next);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_cursor_remaining", _wrap_sx_cursor_remaining);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_BACKUP_OPTIONS_VERSION_get, JS_veto_set_variable>("SX_BACKUP_OPTIONS_VERSION");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_db_backup", _wrap_sx_db_backup);
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));

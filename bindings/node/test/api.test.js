@@ -184,7 +184,10 @@ test('async search, upsert, commit; results equal the sync ones', async (t) => {
   const q = v.subarray(dim * 5, dim * 6);
   assert.deepEqual(await r.searchAsync('h', q, 10, { ef: 64 }), r.search('h', q, 10, { ef: 64 }));
   const qs = v.subarray(0, dim * 20);
-  const a = await r.searchBatchAsync('h', qs, 5);
+  const a = await r.searchBatchAsync('h', qs, 5, { threads: 1 });
+  assert.deepEqual(r.searchBatch('h', qs, 5, { threads: 2, ef: 64 }).ids, (await r.searchBatchAsync('h', qs, 5, { ef: 64 })).ids);
+  assert.throws(() => r.searchBatch('h', qs, 5, { threads: 'x' }), TypeError);
+  assert.throws(() => r.searchBatch('h', qs, 5, { threads: 65 }), code('INVALID_ARGUMENT'));
   const b = r.searchBatch('h', qs, 5);
   assert.deepEqual(a.ids, b.ids);
   assert.deepEqual(a.distances.map((x) => Array.from(x)), b.distances.map((x) => Array.from(x)));
@@ -231,4 +234,45 @@ test('the ESM entry exports the same objects', async () => {
   assert.equal(m.default, sextant);
   assert.match(m.version(), /^\d+\.\d+\.\d+$/);
   assert.equal(typeof m.formatVersion(), 'number');
+});
+
+test('batch get, scan in id order, backup', async (t) => {
+  const dir = tmpdir(t);
+  const db = sextant.open(path.join(dir, 'db.sx'));
+  t.after(() => db.close());
+  const n = 2500;
+  const v = randomVectors(n, 4, 21);
+  const ids = Array.from({ length: n }, (_, i) => `id${String(i).padStart(5, '0')}`);
+  db.write((w) => {
+    w.createCollection('c', { dim: 4, index: 'flat' });
+    w.upsert('c', { ids, vectors: v, metadata: ids.map((id, i) => (i % 2 ? { i } : null)) });
+  });
+  const r = db.beginRead();
+  const got = r.getMany('c', ['id00003', 'nope', 'id00002', 'id00003']);
+  assert.equal(got[1], null);
+  assert.deepEqual(got[0], { id: 'id00003', vector: v.subarray(12, 16), metadata: { i: 3 } });
+  assert.equal(got[2].metadata, null);
+  assert.deepEqual(got[3].id, 'id00003');
+  assert.throws(() => r.getMany('c', ['']), code('INVALID_ARGUMENT'));
+  const seen = [...r.scan('c', { batchSize: 300 })].map((x) => x.id);
+  assert.deepEqual(seen, ids);
+  const tail = [...r.scan('c', { after: 'id02497' })];
+  assert.deepEqual(tail.map((x) => x.id), ['id02498', 'id02499']);
+  assert.deepEqual(tail[1].metadata, { i: 2499 });
+  // A cursor on a read session walks its snapshot, whatever is committed meanwhile.
+  const it = r.scan('c', { batchSize: 10 });
+  it.next();
+  db.write((w) => w.delete('c', ids.slice(0, 1000)));
+  assert.equal([...it].length, n - 1);
+  r.end();
+  assert.throws(() => [...r.scan('c')], code('CLOSED'));
+
+  db.backup(path.join(dir, 'copy.sx'));
+  assert.throws(() => db.backup(path.join(dir, 'copy.sx')), code('EXISTS'));
+  await db.backupAsync(path.join(dir, 'copy.sx'), { overwrite: true });
+  await assert.rejects(db.backupAsync(path.join(dir, 'c2.sx'), { signal: AbortSignal.abort() }), code('CANCELLED'));
+  const copy = sextant.open(path.join(dir, 'copy.sx'), { readOnly: true });
+  assert.equal(copy.read((x) => x.count('c')), n - 1000);
+  copy.check();
+  copy.close();
 });

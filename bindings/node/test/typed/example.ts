@@ -52,6 +52,13 @@ async function main(path: string): Promise<void> {
     w[Symbol.dispose]();
   }
 
+  const many: (Record | null)[] = db.read((rr) => rr.getMany('docs', ['a', 'nope']));
+  let scanned = 0;
+  for (const rec2 of r.scan('docs', { batchSize: 2 })) scanned += rec2.vector.length > 0 ? 1 : 0;
+  console.log(many[1] === null, scanned);
+  db.backup(process.argv[2] + '.bak', { overwrite: true });
+  await db.backupAsync(process.argv[2] + '.bak2', { signal: ac.signal });
+
   const s: DbStats = db.stats();
   console.log(s.commits, s.readers, sextant.version(), sextant.formatVersion());
   db.check();
