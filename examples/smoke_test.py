@@ -54,6 +54,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when this test process dies, even by
+    SIGKILL (Linux prctl PR_SET_PDEATHSIG), so that no service outlives the test."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 class Group:
     """A child process in its own process group (session), so that stopping it also
     stops everything it started (uvicorn's worker processes)."""
@@ -63,7 +74,7 @@ class Group:
         self.name, self.log = name, log
         self.logf = open(log, "wb")
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
+            argv, cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=_die_with_parent,
             stdout=subprocess.PIPE if stdout_pipe else self.logf, stderr=self.logf,
         )
         self.pgid = self.proc.pid
