@@ -329,3 +329,21 @@ func Version() string { return sx.Sx_version() }
 
 // FormatVersion returns the on-disk format version the library reads and writes.
 func FormatVersion() int { return sx.Sx_format_version() }
+
+// Compact rewrites every collection densely in one write session (live records
+// stored again in order, HNSW graphs rebuilt from the live vectors) and frees the
+// pages of the old layout for later writes; readers keep their snapshots. It waits for
+// the write lock as BeginWrite does (bounded by ctx), and ctx cancels it (nothing is
+// changed then). The file does not shrink: see ReadTx.Space.
+func (db *DB) Compact(ctx context.Context) error {
+	wo, done, err := writeOpts(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	err = statusError(sx.Sx_db_compact(db.h, wo, eb), eb)
+	runtime.KeepAlive(db)
+	return busyOnDeadline(withContext(err, ctx), ctx)
+}

@@ -63,6 +63,21 @@ typedef struct sx_go_backup_opts {
 static const char sx_go_nothing[8] = {0};
 %}
 
+/* ---- strings out ------------------------------------------------------------------ */
+
+/* As SWIG's swigCopyString (copy the C-allocated bytes of a returned string into Go
+ * memory, free them), written so that go vet's unsafeptr check passes: the data
+ * pointer is read as an unsafe.Pointer, never made from a uintptr. */
+%fragment("SxCopyString", "go_runtime") %{
+func sxCopyString(s string) string {
+	p := *(*unsafe.Pointer)(unsafe.Pointer(&s))
+	r := string(unsafe.Slice((*byte)(p), len(s)))
+	Swig_free(uintptr(p))
+	return r
+}
+%}
+%typemap(goout, fragment="SxCopyString") char *, const char *, char[ANY], char[] %{ $result = sxCopyString($1) %}
+
 /* ---- statuses -------------------------------------------------------------------- */
 
 /* Whatever names the shared file gives its status patterns, a status is an int in Go. */
@@ -113,7 +128,9 @@ static const char sx_go_nothing[8] = {0};
 %typemap(in) sx_db_stats *out = SWIGTYPE *;
 %typemap(in) sx_collection_info *out = SWIGTYPE *;
 %typemap(in) sx_collection_stats *out = SWIGTYPE *;
-%typemap(argout) sx_db_stats *out, sx_collection_info *out, sx_collection_stats *out ""
+%typemap(in) sx_space_stats *out = SWIGTYPE *;
+%typemap(argout) sx_db_stats *out, sx_collection_info *out, sx_collection_stats *out,
+                 sx_space_stats *out ""
 
 /* ---- slices in -------------------------------------------------------------------------- */
 
@@ -202,9 +219,24 @@ SX_GO_OUT_SLICE(char *go_meta, size_t go_meta_len, "[]byte")
     $1 = NULL;
   }
 }
+%typemap(gotype) const sx_compact_options *opts "*WriteOpts"
+%typemap(in) const sx_compact_options *opts (sx_compact_options sx_opts) {
+  if ($input) {
+    const sx_go_write_opts *g = (const sx_go_write_opts *)$input;
+    sx_compact_options_init(&sx_opts, SX_COMPACT_OPTIONS_VERSION);
+    sx_opts.timeout_ms = g->timeout_ms;
+    sx_opts.cancel_token = (sx_cancel *)g->cancel_token;
+    $1 = &sx_opts;
+  } else {
+    $1 = NULL;
+  }
+}
+
 /* Progress callbacks would call into Go from the core: not offered (yet). */
 %ignore sx_backup_options::progress;
 %ignore sx_backup_options::progress_ctx;
+%ignore sx_compact_options::progress;
+%ignore sx_compact_options::progress_ctx;
 
 /* The cancel hook is for C callers: Go uses cancel tokens (no callback per poll). */
 %ignore sx_search_options::cancel;

@@ -174,3 +174,81 @@ func TestBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSpaceAndCompact(t *testing.T) {
+	db := tempDB(t)
+	ctx := context.Background()
+	mustUpdate(t, db, func(tx *WriteTx) error {
+		if err := tx.CreateCollection("h", CollectionConfig{Dim: 8, Metric: L2, Index: HNSW}); err != nil {
+			return err
+		}
+		ids := make([]string, 2000)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("v%04d", i)
+		}
+		return tx.UpsertFlat("h", ids, generate(3, len(ids), 8), 8, nil)
+	})
+	mustUpdate(t, db, func(tx *WriteTx) error {
+		ids := make([]string, 1000)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("v%04d", 2*i)
+		}
+		_, err := tx.Delete("h", ids)
+		return err
+	})
+	space := func() SpaceStats {
+		var s SpaceStats
+		err := db.View(func(tx *ReadTx) (err error) { s, err = tx.Space(); return })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := space()
+	if before.PageSize != 4096 || before.LiveBytes == 0 || before.ReclaimableBytes == 0 {
+		t.Fatalf("space before: %+v", before)
+	}
+	// A reader keeps its snapshot across the compaction.
+	r, err := db.BeginRead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.End()
+	if err := db.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := space()
+	if after.ReclaimableBytes >= before.ReclaimableBytes {
+		t.Fatalf("compaction reclaimed nothing: before %+v, after %+v", before, after)
+	}
+	for _, s := range []Reader{r} {
+		if n, err := s.Count("h"); err != nil || n != 1000 {
+			t.Fatalf("count %d %v", n, err)
+		}
+	}
+	err = db.View(func(tx *ReadTx) error {
+		if n, err := tx.Count("h"); err != nil || n != 1000 {
+			t.Fatalf("count after compaction %d %v", n, err)
+		}
+		q := generate(3, 2, 8)[8:] // vector v0001, still live
+		hits, err := tx.Search(ctx, "h", q, 1)
+		if err != nil || len(hits) != 1 || hits[0].ID != "v0001" {
+			t.Fatalf("search after compaction: %v %v", hits, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compact waits for the write lock as BeginWrite does.
+	w, err := db.BeginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Compact(ctx)
+	wantErr(t, err, ErrBusy)
+	w.Abort()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	wantErr(t, db.Compact(cctx), ErrCancelled)
+}

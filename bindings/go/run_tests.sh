@@ -5,7 +5,7 @@
 #   2. finds SWIG 4.5.1 for the drift test ($SWIG, swig on PATH, or
 #      <repo>/build/go-swig-venv), else installs it there from PyPI (pip install
 #      swig==4.5.1, the version the Python binding builds with);
-#   3. go vet ./...
+#   3. go vet ./... (the generated package included)
 #   4. go test -race ./... : the conformance suite, goroutines, processes, misuse,
 #      cancellation, examples, and the drift test (the committed SWIG output must be
 #      what bindings/sextant.i generates now);

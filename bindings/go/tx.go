@@ -219,6 +219,39 @@ func (tx *ReadTx) SearchBatchFlat(ctx context.Context, collection string, querie
 	return
 }
 
+// SpaceStats tells where a snapshot's bytes go.
+type SpaceStats struct {
+	PageSize        uint32 // bytes per page
+	PageCount       uint64 // pages in the snapshot (the file's length once checkpointed)
+	FreePages       uint64 // pages on the free list, reused by later writes
+	CollectionPages uint64 // pages holding collections
+	LiveBytes       uint64 // vectors, ids and metadata of the live records
+	// ReclaimableBytes estimates what Compact would make free (free pages not included).
+	ReclaimableBytes uint64
+}
+
+// Space returns the space figures of the snapshot (it reads every collection's slot
+// records: O(records)).
+func (tx *ReadTx) Space() (SpaceStats, error) {
+	if !tx.enter() {
+		return SpaceStats{}, closedRead()
+	}
+	defer tx.leave()
+	s := sx.NewSx_space_stats()
+	defer sx.DeleteSx_space_stats(s)
+	s.SetVersion(uint(sx.SX_SPACE_STATS_VERSION))
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	if err := statusError(sx.Sx_read_space_get(sx.SwigcptrSx_read(tx.st.h), s, eb), eb); err != nil {
+		return SpaceStats{}, err
+	}
+	return SpaceStats{
+		PageSize: uint32(s.GetPage_size()), PageCount: s.GetPage_count(), FreePages: s.GetFree_pages(),
+		CollectionPages: s.GetCollection_pages(), LiveBytes: s.GetLive_bytes(),
+		ReclaimableBytes: s.GetReclaimable_bytes(),
+	}, nil
+}
+
 // UserVersion returns the application-defined number stored in the snapshot.
 func (tx *ReadTx) UserVersion() (uint64, error) {
 	if !tx.enter() {

@@ -21,3 +21,12 @@ cd "$root"
   -outdir "$out" -o "$out/sextant_wrap.c" bindings/sextant.i
 # gofmt the Go output, so that the committed file is what go vet and editors expect.
 gofmt -w "$out/sextant.go"
+# One core_<layer>_<file>.c per core source (cgo compiles every .c file of the
+# package directory; each includes its source), stale ones removed.
+rm -f "$out"/core_*.c
+for src in core/src/*/*.c; do
+  rel=${src#core/src/}
+  name=core_$(echo "${rel%.c}" | tr / _).c
+  printf '/* Compiles core/src/%s into the Go package (cgo builds every .c file here). */\n#include "%s"\n' \
+    "$rel" "$rel" >"$out/$name"
+done

@@ -138,6 +138,16 @@ typedef _gostring_ swig_type_108;
 typedef long long swig_type_109;
 typedef long long swig_type_110;
 typedef _gostring_ swig_type_111;
+typedef long long swig_type_112;
+typedef long long swig_type_113;
+typedef long long swig_type_114;
+typedef long long swig_type_115;
+typedef long long swig_type_116;
+typedef long long swig_type_117;
+typedef long long swig_type_118;
+typedef long long swig_type_119;
+typedef long long swig_type_120;
+typedef long long swig_type_121;
 extern void _wrap_Swig_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_Swig_malloc_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern void _wrap_delete_sx_db_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -356,6 +366,33 @@ extern uintptr_t _wrap_new_sx_backup_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_111 arg2, swig_voidp arg3, swig_voidp arg4);
+extern void _wrap_sx_space_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_space_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_space_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_112 arg2);
+extern swig_type_113 _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_114 arg2);
+extern swig_type_115 _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_116 arg2);
+extern swig_type_117 _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_118 arg2);
+extern swig_type_119 _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_120 arg2);
+extern swig_type_121 _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_space_stats_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_space_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_read_space_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern void _wrap_sx_compact_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_compact_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_compact_options_timeout_ms_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_compact_options_timeout_ms_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_compact_options_cancel_token_set_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_compact_options_cancel_token_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_compact_options_sx_315f6cb984b9b85b(void);
+extern void _wrap_delete_sx_compact_options_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_compact_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_compact_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 #undef intgo
 */
 import "C"
@@ -381,15 +418,10 @@ func getSwigcptr(v interface{ Swigcptr() uintptr }) uintptr {
 
 type _ sync.Mutex
 
-type swig_gostring struct {
-	p uintptr
-	n int
-}
-
-func swigCopyString(s string) string {
-	p := *(*swig_gostring)(unsafe.Pointer(&s))
-	r := string(unsafe.Slice((*byte)(unsafe.Pointer(p.p)), p.n))
-	Swig_free(p.p)
+func sxCopyString(s string) string {
+	p := *(*unsafe.Pointer)(unsafe.Pointer(&s))
+	r := string(unsafe.Slice((*byte)(p), len(s)))
+	Swig_free(uintptr(p))
 	return r
 }
 
@@ -728,7 +760,7 @@ func Sx_version() (_swig_ret string) {
 	swig_r_p := C._wrap_sx_version_sx_315f6cb984b9b85b()
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -874,7 +906,7 @@ func Sx_status_name(arg1 int) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_status_name_sx_315f6cb984b9b85b(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -1097,7 +1129,7 @@ func Sx_db_path(arg1 Sx_db) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_db_path_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -1540,7 +1572,7 @@ func Sx_metric_name(arg1 int) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_metric_name_sx_315f6cb984b9b85b(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -1718,7 +1750,7 @@ func (arg1 SwigcptrSx_collection_info) GetName() (_swig_ret string) {
 	swig_r_p := C._wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -1873,7 +1905,7 @@ func Sx_names_get(arg1 Sx_names, arg2 int64) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_57(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -2125,7 +2157,7 @@ func Sx_record_id(arg1 Sx_record) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_record_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -2135,7 +2167,7 @@ func Sx_record_metadata(arg1 Sx_record) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_record_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -2289,7 +2321,7 @@ func Sx_results_id(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_93(_swig_i_1), C.swig_type_94(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -2356,7 +2388,7 @@ func Sx_records_id(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret string) {
 	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_105(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -2367,7 +2399,7 @@ func Sx_records_metadata(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret strin
 	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_107(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
-	swig_r_1 = swigCopyString(swig_r)
+	swig_r_1 = sxCopyString(swig_r)
 	return swig_r_1
 }
 
@@ -2501,6 +2533,236 @@ func Sx_db_backup(arg1 Sx_db, arg2 string, arg3 *BackupOpts, arg4 *Errbuf) (_swi
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
+	return swig_r
+}
+
+type SwigcptrSx_space_stats uintptr
+
+func (p SwigcptrSx_space_stats) Swigcptr() uintptr {
+	return (uintptr)(p)
+}
+
+func (p SwigcptrSx_space_stats) SwigIsSx_space_stats() {
+}
+
+func (arg1 SwigcptrSx_space_stats) SetVersion(arg2 uint) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_space_stats_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_space_stats) GetVersion() (_swig_ret uint) {
+	var swig_r uint
+	_swig_i_0 := arg1
+	swig_r = (uint)(C._wrap_sx_space_stats_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_space_stats) SetPage_size(arg2 uint) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_space_stats_page_size_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_space_stats) GetPage_size() (_swig_ret uint) {
+	var swig_r uint
+	_swig_i_0 := arg1
+	swig_r = (uint)(C._wrap_sx_space_stats_page_size_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_space_stats) SetPage_count(arg2 uint64) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_112(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_space_stats) GetPage_count() (_swig_ret uint64) {
+	var swig_r uint64
+	_swig_i_0 := arg1
+	swig_r = (uint64)(C._wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_space_stats) SetFree_pages(arg2 uint64) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_114(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_space_stats) GetFree_pages() (_swig_ret uint64) {
+	var swig_r uint64
+	_swig_i_0 := arg1
+	swig_r = (uint64)(C._wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_space_stats) SetCollection_pages(arg2 uint64) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_116(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_space_stats) GetCollection_pages() (_swig_ret uint64) {
+	var swig_r uint64
+	_swig_i_0 := arg1
+	swig_r = (uint64)(C._wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_space_stats) SetLive_bytes(arg2 uint64) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_118(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_space_stats) GetLive_bytes() (_swig_ret uint64) {
+	var swig_r uint64
+	_swig_i_0 := arg1
+	swig_r = (uint64)(C._wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_space_stats) SetReclaimable_bytes(arg2 uint64) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_120(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_space_stats) GetReclaimable_bytes() (_swig_ret uint64) {
+	var swig_r uint64
+	_swig_i_0 := arg1
+	swig_r = (uint64)(C._wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func NewSx_space_stats() (_swig_ret Sx_space_stats) {
+	var swig_r Sx_space_stats
+	swig_r = (Sx_space_stats)(SwigcptrSx_space_stats(C._wrap_new_sx_space_stats_sx_315f6cb984b9b85b()))
+	return swig_r
+}
+
+func DeleteSx_space_stats(arg1 Sx_space_stats) {
+	_swig_i_0 := getSwigcptr(arg1)
+	C._wrap_delete_sx_space_stats_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
+}
+
+type Sx_space_stats interface {
+	Swigcptr() uintptr
+	SwigIsSx_space_stats()
+	SetVersion(arg2 uint)
+	GetVersion() (_swig_ret uint)
+	SetPage_size(arg2 uint)
+	GetPage_size() (_swig_ret uint)
+	SetPage_count(arg2 uint64)
+	GetPage_count() (_swig_ret uint64)
+	SetFree_pages(arg2 uint64)
+	GetFree_pages() (_swig_ret uint64)
+	SetCollection_pages(arg2 uint64)
+	GetCollection_pages() (_swig_ret uint64)
+	SetLive_bytes(arg2 uint64)
+	GetLive_bytes() (_swig_ret uint64)
+	SetReclaimable_bytes(arg2 uint64)
+	GetReclaimable_bytes() (_swig_ret uint64)
+}
+
+const SX_SPACE_STATS_VERSION int = 1
+
+func Sx_read_space_get(arg1 Sx_read, arg2 Sx_space_stats, arg3 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := getSwigcptr(arg2)
+	_swig_i_2 := arg3
+	swig_r = (Sx_status)(C._wrap_sx_read_space_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	return swig_r
+}
+
+const SX_COMPACT_OPTIONS_VERSION int = 1
+
+type SwigcptrSx_compact_options uintptr
+
+func (p SwigcptrSx_compact_options) Swigcptr() uintptr {
+	return (uintptr)(p)
+}
+
+func (p SwigcptrSx_compact_options) SwigIsSx_compact_options() {
+}
+
+func (arg1 SwigcptrSx_compact_options) SetVersion(arg2 uint) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_compact_options_version_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_compact_options) GetVersion() (_swig_ret uint) {
+	var swig_r uint
+	_swig_i_0 := arg1
+	swig_r = (uint)(C._wrap_sx_compact_options_version_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_compact_options) SetTimeout_ms(arg2 int) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_compact_options_timeout_ms_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_compact_options) GetTimeout_ms() (_swig_ret int) {
+	var swig_r int
+	_swig_i_0 := arg1
+	swig_r = (int)(C._wrap_sx_compact_options_timeout_ms_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_compact_options) SetCancel_token(arg2 Sx_cancel) {
+	_swig_i_0 := arg1
+	_swig_i_1 := getSwigcptr(arg2)
+	C._wrap_sx_compact_options_cancel_token_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_compact_options) GetCancel_token() (_swig_ret Sx_cancel) {
+	var swig_r Sx_cancel
+	_swig_i_0 := arg1
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_compact_options_cancel_token_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))))
+	return swig_r
+}
+
+func NewSx_compact_options() (_swig_ret Sx_compact_options) {
+	var swig_r Sx_compact_options
+	swig_r = (Sx_compact_options)(SwigcptrSx_compact_options(C._wrap_new_sx_compact_options_sx_315f6cb984b9b85b()))
+	return swig_r
+}
+
+func DeleteSx_compact_options(arg1 Sx_compact_options) {
+	_swig_i_0 := getSwigcptr(arg1)
+	C._wrap_delete_sx_compact_options_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0))
+}
+
+type Sx_compact_options interface {
+	Swigcptr() uintptr
+	SwigIsSx_compact_options()
+	SetVersion(arg2 uint)
+	GetVersion() (_swig_ret uint)
+	SetTimeout_ms(arg2 int)
+	GetTimeout_ms() (_swig_ret int)
+	SetCancel_token(arg2 Sx_cancel)
+	GetCancel_token() (_swig_ret Sx_cancel)
+}
+
+func Sx_compact_options_init(arg1 Sx_compact_options, arg2 uint) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	swig_r = (Sx_status)(C._wrap_sx_compact_options_init_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	return swig_r
+}
+
+func Sx_db_compact(arg1 Sx_db, arg2 *WriteOpts, arg3 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	swig_r = (Sx_status)(C._wrap_sx_db_compact_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 

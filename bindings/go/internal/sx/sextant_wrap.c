@@ -3949,6 +3949,371 @@ intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, _gostring
 }
 
 
+void _wrap_sx_space_stats_version_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
+  struct sx_space_stats *arg1 = 0 ;
+  unsigned int arg2 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  arg2 = (unsigned int)_swig_go_1; 
+  
+  if (arg1) (arg1)->version = arg2;
+  
+}
+
+
+intgo _wrap_sx_space_stats_version_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  unsigned int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  result = (unsigned int) ((arg1)->version);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_space_stats_page_size_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint32_t arg2 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  arg2 = (uint32_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->page_size = arg2;
+  
+}
+
+
+intgo _wrap_sx_space_stats_page_size_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint32_t result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  result = (uint32_t) ((arg1)->page_size);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t arg2 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  arg2 = (uint64_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->page_count = arg2;
+  
+}
+
+
+long long _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  result = (uint64_t) ((arg1)->page_count);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t arg2 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  arg2 = (uint64_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->free_pages = arg2;
+  
+}
+
+
+long long _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  result = (uint64_t) ((arg1)->free_pages);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t arg2 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  arg2 = (uint64_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->collection_pages = arg2;
+  
+}
+
+
+long long _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  result = (uint64_t) ((arg1)->collection_pages);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t arg2 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  arg2 = (uint64_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->live_bytes = arg2;
+  
+}
+
+
+long long _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  result = (uint64_t) ((arg1)->live_bytes);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t arg2 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  arg2 = (uint64_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->reclaimable_bytes = arg2;
+  
+}
+
+
+long long _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  uint64_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  result = (uint64_t) ((arg1)->reclaimable_bytes);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+struct sx_space_stats *_wrap_new_sx_space_stats_sx_315f6cb984b9b85b() {
+  struct sx_space_stats *result = 0 ;
+  struct sx_space_stats *_swig_go_result;
+  
+  
+  result = (struct sx_space_stats *)calloc(1, sizeof(struct sx_space_stats));
+  *(struct sx_space_stats **)&_swig_go_result = (struct sx_space_stats *)result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_delete_sx_space_stats_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+  struct sx_space_stats *arg1 = 0 ;
+  
+  arg1 = *(struct sx_space_stats **)&_swig_go_0; 
+  
+  free((char *) arg1);
+  
+}
+
+
+intgo _wrap_sx_read_space_get_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, struct sx_space_stats *_swig_go_1, sx_error *_swig_go_2) {
+  sx_read *arg1 = 0 ;
+  sx_space_stats *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_read **)&_swig_go_0; 
+  arg2 = *(sx_space_stats **)&_swig_go_1; 
+  {
+    arg3 = _swig_go_2 ? (sx_error *)_swig_go_2 : &sx_errbuf3;
+    arg3->code = 0;
+    arg3->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_read_space_get(arg1,arg2,arg3);
+  _swig_go_result = (intgo)result; 
+  
+  
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_compact_options_version_set_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+  struct sx_compact_options *arg1 = 0 ;
+  unsigned int arg2 ;
+  
+  arg1 = *(struct sx_compact_options **)&_swig_go_0; 
+  arg2 = (unsigned int)_swig_go_1; 
+  
+  if (arg1) (arg1)->version = arg2;
+  
+}
+
+
+intgo _wrap_sx_compact_options_version_get_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+  struct sx_compact_options *arg1 = 0 ;
+  unsigned int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_compact_options **)&_swig_go_0; 
+  
+  result = (unsigned int) ((arg1)->version);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_compact_options_timeout_ms_set_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+  struct sx_compact_options *arg1 = 0 ;
+  int arg2 ;
+  
+  arg1 = *(struct sx_compact_options **)&_swig_go_0; 
+  arg2 = (int)_swig_go_1; 
+  
+  if (arg1) (arg1)->timeout_ms = arg2;
+  
+}
+
+
+intgo _wrap_sx_compact_options_timeout_ms_get_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+  struct sx_compact_options *arg1 = 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_compact_options **)&_swig_go_0; 
+  
+  result = (int) ((arg1)->timeout_ms);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_compact_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+  struct sx_compact_options *arg1 = 0 ;
+  sx_cancel *arg2 = 0 ;
+  
+  arg1 = *(struct sx_compact_options **)&_swig_go_0; 
+  arg2 = *(sx_cancel **)&_swig_go_1; 
+  
+  if (arg1) (arg1)->cancel_token = arg2;
+  
+}
+
+
+struct sx_cancel *_wrap_sx_compact_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+  struct sx_compact_options *arg1 = 0 ;
+  sx_cancel *result = 0 ;
+  struct sx_cancel *_swig_go_result;
+  
+  arg1 = *(struct sx_compact_options **)&_swig_go_0; 
+  
+  result = (sx_cancel *) ((arg1)->cancel_token);
+  *(sx_cancel **)&_swig_go_result = (sx_cancel *)result; 
+  return _swig_go_result;
+}
+
+
+struct sx_compact_options *_wrap_new_sx_compact_options_sx_315f6cb984b9b85b() {
+  struct sx_compact_options *result = 0 ;
+  struct sx_compact_options *_swig_go_result;
+  
+  
+  result = (struct sx_compact_options *)calloc(1, sizeof(struct sx_compact_options));
+  *(struct sx_compact_options **)&_swig_go_result = (struct sx_compact_options *)result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_delete_sx_compact_options_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+  struct sx_compact_options *arg1 = 0 ;
+  
+  arg1 = *(struct sx_compact_options **)&_swig_go_0; 
+  
+  free((char *) arg1);
+  
+}
+
+
+intgo _wrap_sx_compact_options_init_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+  sx_compact_options *arg1 = 0 ;
+  unsigned int arg2 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_compact_options **)&_swig_go_0; 
+  arg2 = (unsigned int)_swig_go_1; 
+  
+  result = (sx_status)sx_compact_options_init(arg1,arg2);
+  _swig_go_result = (intgo)result; 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_db_compact_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_compact_options *_swig_go_1, sx_error *_swig_go_2) {
+  sx_db *arg1 = 0 ;
+  sx_compact_options *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  sx_compact_options sx_opts2 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_db **)&_swig_go_0; 
+  {
+    if (_swig_go_1) {
+      const sx_go_write_opts *g = (const sx_go_write_opts *)_swig_go_1;
+      sx_compact_options_init(&sx_opts2, SX_COMPACT_OPTIONS_VERSION);
+      sx_opts2.timeout_ms = g->timeout_ms;
+      sx_opts2.cancel_token = (sx_cancel *)g->cancel_token;
+      arg2 = &sx_opts2;
+    } else {
+      arg2 = NULL;
+    }
+  }
+  {
+    arg3 = _swig_go_2 ? (sx_error *)_swig_go_2 : &sx_errbuf3;
+    arg3->code = 0;
+    arg3->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_db_compact(arg1,(struct sx_compact_options const *)arg2,arg3);
+  _swig_go_result = (intgo)result; 
+  
+  return _swig_go_result;
+}
+
+
 #ifdef __cplusplus
 }
 #endif
