@@ -37,6 +37,25 @@ trap cleanup EXIT
 
 bash "$root/tools/deps.sh"
 
+apt_install() {
+  echo "demo.sh: installing $* (apt-get)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# Runs a build step with its output in a log, shown only when the step fails.
+quietly() {
+  local log=$1; shift
+  if ! "$@" >"$log" 2>&1; then
+    echo "demo.sh: failed: $*; the end of its output:" >&2
+    tail -25 "$log" >&2
+    return 1
+  fi
+}
+
 c_failed=0
 if [ $part_c = 1 ]; then
   echo "=== building the C demo"
@@ -64,26 +83,18 @@ echo "=== building the Python, Go and Node programs (when missing)"
 t_build=$SECONDS
 if ! "$venv/bin/python" -c "import sextant" 2>/dev/null; then
   echo "--- the Python binding (bindings/python/run_tests.sh --collect-only: venv + pip install)"
-  SX_PY_VENV=$venv "$root/bindings/python/run_tests.sh" --collect-only -q >/dev/null
+  quietly "$dir/python-build.log" env SX_PY_VENV="$venv" "$root/bindings/python/run_tests.sh" --collect-only -q
 fi
-command -v node >/dev/null && command -v npm >/dev/null || {
-  echo "demo.sh: installing nodejs npm (apt-get)"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
-}
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 if [ ! -d "$root/bindings/node/node_modules" ]; then
   echo "--- the Node binding (npm ci in bindings/node)"
-  (cd "$root/bindings/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  quietly "$dir/node-build.log" env -C "$root/bindings/node" npm ci --no-audit --no-fund
 elif [ ! -f "$root/bindings/node/build/Release/sextant.node" ]; then
   echo "--- the Node binding (npm run build in bindings/node)"
-  (cd "$root/bindings/node" && npm run --silent build >/dev/null)
+  quietly "$dir/node-build.log" env -C "$root/bindings/node" npm run build
 fi
-command -v go >/dev/null || {
-  echo "demo.sh: installing golang-go (apt-get)"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go >/dev/null
-}
-(cd "$root/examples/go" && go build -o "$root/build/examples/go/" ./...)
+command -v go >/dev/null || apt_install golang-go
+quietly "$dir/go-build.log" go -C "$root/examples/go" build -o "$root/build/examples/go/" ./...
 echo "(ready in $((SECONDS - t_build)) s)"
 
 db="$dir/shared.sx"

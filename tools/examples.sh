@@ -30,16 +30,28 @@ apt_install() {
   $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
+# Runs a build step with its output in a log, shown only when the step fails.
+logdir=$root/build/examples
+mkdir -p "$logdir"
+quietly() {
+  local log=$logdir/$1; shift
+  if ! "$@" >"$log" 2>&1; then
+    echo "examples.sh: failed: $*; the end of $log:" >&2
+    tail -25 "$log" >&2
+    return 1
+  fi
+}
+
 t0=$SECONDS
 # -- Python: the binding's venv with sextant, fastapi and uvicorn (the smoke test itself
 #    needs only the standard library, and runs with this venv's python)
 if ! "$venv/bin/python" -c "import sextant" 2>/dev/null; then
   echo "=== building the Python binding into $venv (bindings/python/run_tests.sh --collect-only)"
-  SX_PY_VENV=$venv "$root/bindings/python/run_tests.sh" --collect-only -q >/dev/null
+  quietly python-build.log env SX_PY_VENV="$venv" "$root/bindings/python/run_tests.sh" --collect-only -q
 fi
 if [[ $want == *" python "* ]] && ! "$venv/bin/python" -c "import fastapi, uvicorn" 2>/dev/null; then
   echo "=== pip install -r examples/python/requirements.txt"
-  "$venv/bin/python" -m pip install -q -r "$root/examples/python/requirements.txt"
+  quietly pip.log "$venv/bin/python" -m pip install -r "$root/examples/python/requirements.txt"
 fi
 
 # -- Node: the addon
@@ -47,10 +59,10 @@ if [[ $want == *" node "* ]]; then
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -d "$root/bindings/node/node_modules" ]; then
     echo "=== npm ci (bindings/node; builds the addon)"
-    (cd "$root/bindings/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    quietly node-build.log env -C "$root/bindings/node" npm ci --no-audit --no-fund
   elif [ ! -f "$root/bindings/node/build/Release/sextant.node" ]; then
     echo "=== npm run build (bindings/node)"
-    (cd "$root/bindings/node" && npm run --silent build >/dev/null)
+    quietly node-build.log env -C "$root/bindings/node" npm run build
   fi
 fi
 
@@ -59,7 +71,7 @@ if [[ $want == *" go "* ]]; then
   command -v go >/dev/null || apt_install golang-go
   echo '#include <jansson.h>' | cc -E -x c - >/dev/null 2>&1 || apt_install libjansson-dev
   echo "=== go build examples/go"
-  (cd "$root/examples/go" && go build -o "$root/build/examples/go/" ./...)
+  quietly go-build.log go -C "$root/examples/go" build -o "$root/build/examples/go/" ./...
 fi
 echo "=== ready in $((SECONDS - t0)) s; examples/smoke_test.py"
 exec "$venv/bin/python" "$root/examples/smoke_test.py" "$@"
