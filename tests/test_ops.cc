@@ -498,4 +498,221 @@ TEST(Backup, KilledAtAnyInstantLeavesNothingOrAWholeBackup) {
   printf("killed backups: %d left nothing, %d whole\n", none, whole);
 }
 
+// ---- space accounting and compaction ------------------------------------------------
+
+sx_space_stats Space(sx_db *db) {
+  sx_read *r;
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+  sx_space_stats s = SX_SPACE_STATS_INIT;
+  EXPECT_EQ(sx_read_space_get(r, &s, &err), SX_OK) << err.message;
+  sx_read_free(r);
+  return s;
+}
+
+// Deletes every id whose number is not a multiple of `keep_every`.
+void DeleteMost(sx_db *db, const char *name, int n, int keep_every) {
+  sx_error err = SX_ERROR_INIT;
+  sx_write *w;
+  ASSERT_EQ(sx_write_begin(db, 1000, &w, &err), SX_OK);
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; i++)
+    if (i % keep_every) ids.push_back(Id(i));
+  std::vector<const char *> p;
+  for (auto &s : ids) p.push_back(s.c_str());
+  ASSERT_EQ(sx_write_delete(w, name, p.size(), p.data(), nullptr, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
+  sx_write_free(w);
+}
+
+// Every survivor is there with its vector and metadata, and nothing else.
+void ExpectSurvivors(sx_db *db, const char *name, int n, int keep_every) {
+  sx_read *r;
+  sx_collection *c = ReadView(db, name, &r);
+  std::vector<std::string> want;
+  for (int i = 0; i < n; i += keep_every) want.push_back(Id(i));
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(Walk(c, nullptr, 333), want);
+  sx_collection_free(c);
+  sx_read_free(r);
+}
+
+TEST(Compact, ReclaimsDeletedSpaceAndKeepsEverySurvivor) {
+  TmpDir t("ops_compact");
+  const int n = 20000;
+  sx_db *db = Open(t.db);
+  Fill(db, "h", n, SX_INDEX_HNSW);
+  Fill(db, "f", 3000, SX_INDEX_FLAT);
+  DeleteMost(db, "h", n, 10);
+  sx_space_stats before = Space(db);
+  EXPECT_GT(before.reclaimable_bytes, before.live_bytes);
+  // A reader from before the compaction keeps its snapshot.
+  sx_read *old;
+  sx_collection *oldc = ReadView(db, "h", &old);
+  Progress prog;
+  sx_compact_options co = SX_COMPACT_OPTIONS_INIT;
+  co.timeout_ms = 1000;
+  co.progress = Progress::Fn;
+  co.progress_ctx = &prog;
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(sx_db_compact(db, &co, &err), SX_OK) << err.message;
+  ASSERT_FALSE(prog.calls.empty());
+  EXPECT_EQ(prog.calls.back().first, (uint64_t)(n / 10 + 3000));
+  EXPECT_EQ(prog.calls.back().second, (uint64_t)(n / 10 + 3000));
+  sx_space_stats after = Space(db);
+  EXPECT_EQ(after.live_bytes, before.live_bytes);
+  EXPECT_LT(after.reclaimable_bytes, before.reclaimable_bytes / 20);
+  EXPECT_LT(after.collection_pages, before.collection_pages / 3);
+  EXPECT_GT(after.free_pages, before.free_pages + before.collection_pages / 2);
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  ExpectSurvivors(db, "h", n, 10);
+  ExpectSurvivors(db, "f", 3000, 1);
+  uint64_t oldn = 0;
+  EXPECT_EQ(sx_collection_count(oldc, &oldn, &err), SX_OK);
+  EXPECT_EQ(oldn, (uint64_t)(n / 10));
+  EXPECT_EQ(Walk(oldc, nullptr, 1000).size(), (size_t)(n / 10));
+  sx_collection_free(oldc);
+  sx_read_free(old);
+
+  // The compacted collection's pages are those of a fresh database holding only the
+  // survivors (within 1.2x), and its searches find the same neighbours.
+  sx_db *fresh = Open(t.path("fresh.sx"));
+  {
+    sx_write *w;
+    ASSERT_EQ(sx_write_begin(fresh, 1000, &w, &err), SX_OK);
+    sx_collection_options o = SX_COLLECTION_OPTIONS_INIT;
+    o.dim = kDim;
+    ASSERT_EQ(sx_write_create_collection(w, "h", &o, &err), SX_OK);
+    std::vector<std::string> ids;
+    std::vector<const char *> idp, mp;
+    std::vector<std::string> metas;
+    std::vector<float> vecs;
+    for (int i = 0; i < n; i += 10) {
+      ids.push_back(Id(i));
+      metas.push_back("{\"i\":" + std::to_string(i) + "}");
+      auto v = Vec(i);
+      vecs.insert(vecs.end(), v.begin(), v.end());
+    }
+    for (size_t i = 0; i < ids.size(); i++) {
+      idp.push_back(ids[i].c_str());
+      mp.push_back((i * 10) % 3 == 0 ? metas[i].c_str() : nullptr);
+    }
+    ASSERT_EQ(sx_write_upsert(w, "h", idp.size(), idp.data(), vecs.data(), kDim, mp.data(), &err), SX_OK);
+    ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
+    sx_write_free(w);
+  }
+  sx_space_stats fs = Space(fresh);
+  sx_read *r1, *r2;
+  sx_collection *c1 = ReadView(db, "h", &r1), *c2 = ReadView(fresh, "h", &r2);
+  int same = 0, total = 0;
+  for (int q = 0; q < 50; q++) {
+    auto v = Vec(1000000 + q);
+    sx_results *a, *b;
+    ASSERT_EQ(sx_collection_search(c1, v.data(), kDim, 10, nullptr, &a, &err), SX_OK);
+    ASSERT_EQ(sx_collection_search(c2, v.data(), kDim, 10, nullptr, &b, &err), SX_OK);
+    std::set<std::string> sa, sb;
+    for (size_t i = 0; i < sx_results_count(a, 0); i++) sa.insert(sx_results_id(a, 0, i));
+    for (size_t i = 0; i < sx_results_count(b, 0); i++) sb.insert(sx_results_id(b, 0, i));
+    for (auto &id : sb) same += (int)sa.count(id);
+    total += (int)sb.size();
+    sx_results_free(a);
+    sx_results_free(b);
+  }
+  EXPECT_GE(same, total * 95 / 100);
+  sx_collection_free(c1);
+  sx_collection_free(c2);
+  sx_read_free(r1);
+  sx_read_free(r2);
+  // The flat collection "f" is in db only: compare the HNSW collection's own pages.
+  sx_collection *hc;
+  sx_read *hr;
+  hc = ReadView(db, "h", &hr);
+  sx_collection_free(hc);
+  sx_read_free(hr);
+  printf("pages: before %llu (free %llu), after %llu (free %llu), fresh survivors-only db %llu\n",
+         (unsigned long long)before.collection_pages, (unsigned long long)before.free_pages,
+         (unsigned long long)after.collection_pages, (unsigned long long)after.free_pages,
+         (unsigned long long)fs.collection_pages);
+  sx_db_free(fresh);
+  sx_db_free(db);
+}
+
+TEST(Compact, CancelledOrBusyChangesNothing) {
+  TmpDir t("ops_compact_cancel");
+  sx_db *db = Open(t.db);
+  Fill(db, "h", 5000, SX_INDEX_HNSW);
+  DeleteMost(db, "h", 5000, 2);
+  sx_space_stats before = Space(db);
+  sx_cancel *cancel;
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(sx_cancel_new(&cancel, &err), SX_OK);
+  Progress prog;
+  prog.cancel_at_first = cancel;
+  sx_compact_options co = SX_COMPACT_OPTIONS_INIT;
+  co.cancel_token = cancel;
+  co.progress = Progress::Fn;
+  co.progress_ctx = &prog;
+  EXPECT_EQ(sx_db_compact(db, &co, &err), SX_CANCELLED) << err.message;
+  sx_space_stats mid = Space(db);
+  EXPECT_EQ(mid.collection_pages, before.collection_pages);
+  EXPECT_EQ(mid.reclaimable_bytes, before.reclaimable_bytes);
+  ExpectSurvivors(db, "h", 5000, 2);
+  sx_cancel_free(cancel);
+  sx_write *w;
+  ASSERT_EQ(sx_write_begin(db, 1000, &w, &err), SX_OK);
+  EXPECT_EQ(sx_db_compact(db, nullptr, &err), SX_BUSY);
+  sx_write_free(w);
+  sx_compact_options bad = SX_COMPACT_OPTIONS_INIT;
+  bad.version = 7;
+  EXPECT_EQ(sx_db_compact(db, &bad, &err), SX_INVALID_ARGUMENT);
+  sx_space_stats sbad = SX_SPACE_STATS_INIT;
+  sbad.version = 9;
+  sx_read *r;
+  ASSERT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+  EXPECT_EQ(sx_read_space_get(r, &sbad, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(sx_read_space_get(r, nullptr, &err), SX_INVALID_ARGUMENT);
+  sx_read_free(r);
+  sx_db_free(db);
+}
+
+// A compaction killed at any instant leaves the database as it was before or after:
+// it opens, passes its check and holds every survivor.
+TEST(Compact, KilledAtAnyInstantLosesNothing) {
+  TmpDir t("ops_compact_kill");
+  const int n = 6000;
+  {
+    sx_db *db = Open(t.db);
+    Fill(db, "h", n, SX_INDEX_HNSW);
+    DeleteMost(db, "h", n, 3);
+    sx_db_free(db);
+  }
+  int done = 0, killed = 0;
+  for (int it = 0; it < 8; it++) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      sx_db *db = nullptr;
+      sx_open_options o = SX_OPEN_OPTIONS_INIT;  // sync full
+      if (sx_db_open(&db, t.db.c_str(), &o, nullptr) != SX_OK) _exit(2);
+      _exit(sx_db_compact(db, nullptr, nullptr) == SX_OK ? 0 : 1);
+    }
+    usleep(useconds_t(150000 * it * it / 4));  // 0 to ~1.8 s: before, during and after
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    if (WIFEXITED(st)) {
+      EXPECT_EQ(WEXITSTATUS(st), 0);
+      done++;
+    } else {
+      killed++;
+    }
+    sx_db *db = Open(t.db);
+    sx_error err = SX_ERROR_INIT;
+    EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+    ExpectSurvivors(db, "h", n, 3);
+    sx_db_free(db);
+  }
+  printf("compactions: %d killed, %d finished\n", killed, done);
+}
+
 }  // namespace

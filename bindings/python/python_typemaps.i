@@ -715,3 +715,67 @@ static void sx_py_progress(void *ctx, uint64_t done, uint64_t total) {
 %ignore sx_records_free;
 %nothread sx_backup_options_init;
 %nothread sx_cursor_remaining;
+
+/* ---- space accounting and compaction ---------------------------------------------------- */
+
+%typemap(in, numinputs=0) sx_space_stats *out (sx_space_stats sx_tmp) {
+  memset(&sx_tmp, 0, sizeof sx_tmp);
+  sx_tmp.version = SX_SPACE_STATS_VERSION;
+  $1 = &sx_tmp;
+}
+%typemap(argout) sx_space_stats *out {
+  $*1_ltype *copy = ($*1_ltype *)malloc(sizeof *copy);
+  if (!copy) {
+    PyErr_NoMemory();
+    SWIG_fail;
+  }
+  *copy = *$1;
+  $result = SWIG_NewPointerObj(copy, $1_descriptor, SWIG_POINTER_OWN);
+  if (!$result) SWIG_fail;
+}
+
+/* Compact options: None (defaults: no wait) or a tuple (timeout_ms, progress callable
+ * or None); progress(done, total) stops the compaction as for a backup. */
+%typemap(in) const sx_compact_options *opts (sx_compact_options sx_opts, sx_py_progress_ctx sx_ctx) {
+  sx_ctx.fn = NULL;
+  sx_ctx.token = NULL;
+  if ($input == Py_None) {
+    $1 = NULL;
+  } else {
+    if (!PyTuple_Check($input) || PyTuple_GET_SIZE($input) != 2) {
+      PyErr_SetString(PyExc_TypeError, "compact options must be None or a tuple (timeout_ms, progress)");
+      SWIG_fail;
+    }
+    sx_compact_options_init(&sx_opts, SX_COMPACT_OPTIONS_VERSION);
+    long t = PyLong_AsLong(PyTuple_GET_ITEM($input, 0));
+    if (t == -1 && PyErr_Occurred()) SWIG_fail;
+    if (t < INT_MIN || t > INT_MAX) {
+      sx_py_raise(SX_INVALID_ARGUMENT, "timeout_ms is out of range");
+      SWIG_fail;
+    }
+    sx_opts.timeout_ms = (int)t;
+    PyObject *fn = PyTuple_GET_ITEM($input, 1);
+    if (fn != Py_None) {
+      if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "progress must be callable");
+        SWIG_fail;
+      }
+      if (sx_cancel_new(&sx_ctx.token, NULL) != SX_OK) {
+        PyErr_NoMemory();
+        SWIG_fail;
+      }
+      sx_ctx.fn = fn; /* borrowed: the argument tuple holds it for the call */
+      sx_opts.progress = sx_py_progress;
+      sx_opts.progress_ctx = &sx_ctx;
+      sx_opts.cancel_token = sx_ctx.token;
+    }
+    $1 = &sx_opts;
+  }
+}
+%typemap(freearg) const sx_compact_options *opts {
+  sx_cancel_free(sx_ctx$argnum.token);
+}
+%ignore sx_compact_options::progress;
+%ignore sx_compact_options::progress_ctx;
+%ignore sx_compact_options::cancel_token;
+%nothread sx_compact_options_init;

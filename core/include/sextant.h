@@ -826,6 +826,73 @@ sx_status sx_backup_options_init(sx_backup_options *opts, unsigned version);
 sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_options *opts, sx_error *err);
 /**@}*/
 
+/** @name Space accounting and compaction */
+/**@{*/
+
+/** Where a snapshot's bytes go; see sx_read_space_get(). */
+typedef struct sx_space_stats {
+  /** Set by the caller to SX_SPACE_STATS_VERSION; see SX_SPACE_STATS_INIT. */
+  unsigned version;
+  uint32_t page_size;         /**< bytes per page */
+  uint64_t page_count;        /**< pages in the snapshot (the file's length once checkpointed) */
+  uint64_t free_pages;        /**< pages on the free list, reused by later writes */
+  uint64_t collection_pages;  /**< pages holding collections: headers, data, ids, indexes */
+  uint64_t live_bytes;        /**< vectors, ids and metadata of the live records */
+  /** What sx_db_compact() would make free, estimated: ids and metadata no longer
+   * referenced (deleted or replaced), and the share of the per-slot arrays (vectors,
+   * slot records, HNSW graph) held by dead and free slots. Free pages not included. */
+  uint64_t reclaimable_bytes;
+} sx_space_stats;
+
+/** Version of ::sx_space_stats this header describes. */
+#define SX_SPACE_STATS_VERSION 1
+/** Initializer for an ::sx_space_stats to fill. */
+#define SX_SPACE_STATS_INIT {SX_SPACE_STATS_VERSION, 0, 0, 0, 0, 0, 0}
+
+/** Fills `out` (whose `version` the caller set) with the space figures of the read
+ * session's snapshot. Reads every collection's slot records: O(records).
+ * @return ::SX_OK, ::SX_INVALID_ARGUMENT, ::SX_CLOSED, ::SX_CORRUPT. */
+sx_status sx_read_space_get(sx_read *r, sx_space_stats *out, sx_error *err);
+
+/** Version of ::sx_compact_options this header describes. */
+#define SX_COMPACT_OPTIONS_VERSION 1
+
+/** Options for sx_db_compact(). Zero fields mean the default. */
+typedef struct sx_compact_options {
+  unsigned version;        /**< SX_COMPACT_OPTIONS_VERSION */
+  /** Longest wait for the writer lock in milliseconds: 0 does not wait, negative
+   * waits for ever. */
+  int timeout_ms;
+  /** Optional: once set, compaction stops between batches, changes nothing and fails
+   * with ::SX_CANCELLED. */
+  sx_cancel *cancel_token;
+  sx_progress_fn progress; /**< optional: records rewritten so far, of all live records */
+  void *progress_ctx;      /**< passed to progress */
+} sx_compact_options;
+
+/** Initializer for ::sx_compact_options: no wait, no token, no progress. */
+#define SX_COMPACT_OPTIONS_INIT {SX_COMPACT_OPTIONS_VERSION, 0, NULL, NULL, 0}
+
+/** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
+sx_status sx_compact_options_init(sx_compact_options *opts, unsigned version);
+
+/**
+ * Rewrites every collection densely, as one ordinary write session: the live records
+ * are stored again in slot order, their ids and metadata packed, the HNSW graphs
+ * built afresh from the live vectors only (the recall and speed of a new database),
+ * and every page the old layout used goes to the free list, where later writes
+ * reuse it. Readers in any process keep their snapshots and carry on; the commit is
+ * atomic, so a crash at any instant leaves the database as it was before or after.
+ * The file itself does not shrink: its free pages are reported by
+ * sx_read_space_get(); for a file of only the live data, write a new database (the
+ * CLI's `compact --into`).
+ * @param opts NULL for the defaults (no wait for the writer lock).
+ * @return ::SX_OK; ::SX_BUSY; ::SX_CANCELLED; ::SX_READ_ONLY; ::SX_CLOSED; ::SX_IO;
+ *   ::SX_FULL; ::SX_NOMEM; ::SX_CORRUPT.
+ */
+sx_status sx_db_compact(sx_db *db, const sx_compact_options *opts, sx_error *err);
+/**@}*/
+
 #ifdef __cplusplus
 }
 #endif

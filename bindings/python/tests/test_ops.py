@@ -130,3 +130,34 @@ def test_backup_while_threads_write(tmp_path: Path) -> None:
         finally:
             stop.set()
             t.join()
+
+
+def test_compact_reclaims_and_keeps_survivors(tmp_path: Path) -> None:
+    with sextant.open(tmp_path / "k.sx", sync="off") as db:
+        vecs = _fill(db, "c", 4000, "hnsw")
+        with db.write() as w:
+            w.delete("c", [f"id{i}" for i in range(4000) if i % 4])
+        before = db.space()
+        assert before["reclaimable_bytes"] > 0 and before["live_bytes"] > 0
+        old = db.read()
+        calls: List[Tuple[int, int]] = []
+        db.compact(timeout=5, progress=lambda d, t: calls.append((d, t)))
+        assert calls[-1] == (1000, 1000)
+        after = db.space()
+        assert after["live_bytes"] == before["live_bytes"]
+        assert after["reclaimable_bytes"] < before["reclaimable_bytes"] // 10
+        assert after["free_pages"] > before["free_pages"]
+        db.check()
+        with db.read() as r:
+            got = r.get_many("c", [f"id{i}" for i in range(0, 4000, 4)])
+            assert all(g is not None for g in got)
+            np.testing.assert_array_equal(got[1].vector, vecs[4])  # type: ignore[union-attr]
+            hits = r.search("c", vecs[8], k=1)
+            assert hits[0].id == "id8"
+        assert old.count("c") == 1000  # the old snapshot is still readable
+        old.end()
+        with pytest.raises(sextant.Cancelled):
+            db.compact(progress=lambda d, t: True)
+        with db.write():
+            with pytest.raises(sextant.Busy):
+                db.compact(timeout=0)

@@ -701,3 +701,34 @@ SX_EXPORT sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_op
   }
   return sx__db_backup(db, dest, &o, err);
 }
+
+/* ---- space accounting and compaction ---------------------------------------------- */
+
+SX_EXPORT sx_status sx_read_space_get(sx_read *r, sx_space_stats *out, sx_error *err) {
+  CHECK_OUT_VERSION(out, SX_SPACE_STATS_VERSION, "sx_space_stats");
+  sx_space_stats s = SX_SPACE_STATS_INIT;
+  int rc = sx__read_space(r, &s, err);
+  if (!rc) {
+    s.version = out->version;
+    *out = s;
+  }
+  return rc;
+}
+
+SX_EXPORT sx_status sx_compact_options_init(sx_compact_options *opts, unsigned version) {
+  if (!opts || version < 1 || version > SX_COMPACT_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
+  sx_compact_options d = SX_COMPACT_OPTIONS_INIT;
+  *opts = d;
+  opts->version = version;
+  return SX_OK;
+}
+
+SX_EXPORT sx_status sx_db_compact(sx_db *db, const sx_compact_options *opts, sx_error *err) {
+  sx_compact_options o = SX_COMPACT_OPTIONS_INIT;
+  if (opts) {
+    if (opts->version < 1 || opts->version > SX_COMPACT_OPTIONS_VERSION)
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown compact options version %u", opts->version);
+    o = *opts;
+  }
+  return sx__db_compact(db, &o, err);
+}

@@ -193,6 +193,22 @@ typedef struct sx__idlist {
 int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, sx_error *err);
 void sx__idlist_free(sx__idlist *l);
 
+/* ---- space accounting and compaction (compact.c) -------------------------------- */
+
+typedef struct sx__space {
+  uint64_t pages;             /* header and every page array */
+  uint64_t live_bytes;        /* live vectors, ids and metadata */
+  uint64_t reclaimable_bytes; /* unreferenced heap bytes + the dead share of per-slot arrays */
+} sx__space;
+int sx__coll_space(const sx__coll *c, sx__space *out, sx_error *err);
+
+/* Rebuilds dst (a write view) from src, a read view of the same collection in the
+ * commit dst's transaction began from: frees dst's arrays, resets its header, upserts
+ * src's live records again in slot order. step(ctx, n) after each batch of n. On an
+ * error (SX_CANCELLED once cancel is set) the caller aborts the transaction. */
+int sx__coll_compact(const sx__coll *src, sx__coll *dst, int nthreads, const sx_cancel *cancel,
+                     void (*step)(void *ctx, uint64_t n), void *ctx, sx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

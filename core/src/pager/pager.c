@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 uint64_t sx__page0_user_version(const uint8_t *page0) { return rd64(page0 + P0_USERVER); }
+uint32_t sx__page0_free_count(const uint8_t *page0) { return rd32(page0 + P0_FREECOUNT); }
 void sx__page0_set_user_version(uint8_t *page0, uint64_t v) { wr64(page0 + P0_USERVER, v); }
 
 static char *strcat2(const char *a, const char *b) {

@@ -141,6 +141,8 @@ int sx__pager_check(sx__pager *p, sx_error *err);
 /* Page-0 user version helpers (offset 40 of page 0). */
 uint64_t sx__page0_user_version(const uint8_t *page0);
 void sx__page0_set_user_version(uint8_t *page0, uint64_t v);
+/* Pages on the free list, as page 0 records it. */
+uint32_t sx__page0_free_count(const uint8_t *page0);
 
 #ifdef __cplusplus
 }

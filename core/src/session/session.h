@@ -76,6 +76,10 @@ int sx__write_threads(const sx_write *w);
 
 /* Online backup of the latest snapshot to dest (backup.c); o is checked and complete. */
 int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_error *err);
+/* Compaction as one write session (compact.c); o is checked and complete. */
+int sx__db_compact(sx_db *db, const sx_compact_options *o, sx_error *err);
+/* Space figures of r's snapshot into out (whose version the caller checked). */
+int sx__read_space(sx_read *r, sx_space_stats *out, sx_error *err);
 
 #ifdef __cplusplus
 }

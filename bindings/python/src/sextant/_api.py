@@ -720,6 +720,33 @@ class Database:
             "oldest_reader_pid": s.oldest_reader_pid,
         }
 
+    def compact(
+        self,
+        timeout: Optional[float] = None,
+        progress: Optional[Callable[[int, int], object]] = None,
+    ) -> None:
+        """Rewrites every collection densely in one write session (timeout as in
+        write()): the space of deleted and replaced vectors, their ids and metadata
+        and their index pages goes to the file's free list for later writes, and the
+        HNSW graphs are rebuilt from the live vectors. Readers keep their snapshots.
+        progress(done_records, total_records) as for backup(). The GIL is released."""
+        _c.sx_db_compact(self._h, (_timeout_ms(timeout), progress))
+
+    def space(self) -> Dict[str, int]:
+        """Where the latest snapshot's bytes go: page_size, page_count, free_pages,
+        collection_pages, live_bytes and reclaimable_bytes (what compact() would free,
+        estimated)."""
+        with self.read() as r:
+            s = _c.sx_read_space_get(r._h)
+        return {
+            "page_size": s.page_size,
+            "page_count": s.page_count,
+            "free_pages": s.free_pages,
+            "collection_pages": s.collection_pages,
+            "live_bytes": s.live_bytes,
+            "reclaimable_bytes": s.reclaimable_bytes,
+        }
+
     def backup(
         self,
         dest: PathLike,
