@@ -6,7 +6,8 @@ process on one new database file, sends a bounded number of searches (GET and PO
 from several client threads) while the ingest commits, and checks that
 
   - every answer is well-formed (ids and distances of equal length, distances sorted,
-    count >= hits, k hits once the collection holds k vectors);
+    count >= hits, k hits once the collection holds k vectors), and a query of the
+    wrong dimension is a 400 naming DIMENSION_MISMATCH;
   - what a client sees never goes back in time: along one client's requests, the
     snapshot's generation and count never decrease;
   - every vector the ingest reports committed is found by the next search for it:
@@ -220,7 +221,8 @@ def commands(example: str, db: str, port: int, workers: int) -> Tuple[List[str],
                 [os.path.join(bindir, "ingest"), "-db", db, "-dim", str(DIM), "-batch", "100", "-interval", "50ms"])
     if example == "node":
         node = shutil.which("node") or "node"
-        return ([node, os.path.join(HERE, "node", "server.js"), "--db", db, "--port", str(port)], {},
+        return ([node, os.path.join(HERE, "node", "server.js"), "--db", db, "--port", str(port),
+                 "--workers", str(workers)], {},
                 [node, os.path.join(HERE, "node", "ingest.js"), *ingest_opts, "--interval", "50"])
     raise ValueError(example)
 
@@ -291,12 +293,19 @@ def run_example(example: str, requests: int, clients: int, workers: int) -> Dict
             rnd = random.Random(seed)
             c = Client(port)
             last_gen = last_count = -1
+            done_here = 0
             try:
                 while not errors:
                     with lock:
                         if counter["n"] >= requests:
                             return
                         counter["n"] += 1
+                    done_here += 1
+                    if done_here % 100 == 0:
+                        # A new connection now and then, as behind a load balancer: the
+                        # kernel hands it to whichever server process accepts first.
+                        c.close()
+                        c = Client(port)
                     q = [rnd.gauss(0, 1) for _ in range(DIM)]
                     ans = c.search(q, K, use_get=rnd.random() < 0.25)
                     if ans["generation"] < last_gen or ans["count"] < last_count:
@@ -308,6 +317,13 @@ def run_example(example: str, requests: int, clients: int, workers: int) -> Dict
                 errors.append(e)
             finally:
                 c.close()
+
+        # A query of the wrong dimension is the client's error, named by the core's status.
+        c = Client(port)
+        status, ans = c.request("POST", "/search", {"vector": [1.0, 2.0, 3.0], "k": K})
+        c.close()
+        if status != 400 or not isinstance(ans, dict) or ans.get("error") != "DIMENSION_MISMATCH":
+            raise Failure(f"a 3-d query answered {status} {ans}, not 400 DIMENSION_MISMATCH")
 
         prober = threading.Thread(target=probe_loop, daemon=True)
         prober.start()
@@ -369,7 +385,7 @@ def main() -> int:
     ap.add_argument("examples", nargs="*", help="python, go, node (default: all three)")
     ap.add_argument("--requests", type=int, default=int(os.environ.get("SX_EXAMPLES_REQUESTS", "500")))
     ap.add_argument("--clients", type=int, default=8, help="client threads (keep-alive connections)")
-    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--workers", type=int, default=2, help="server processes of uvicorn and of the Node cluster")
     args = ap.parse_args()
     args.examples = args.examples or ["python", "go", "node"]
     for ex in args.examples:

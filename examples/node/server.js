@@ -6,11 +6,14 @@
 // or the Python or Go ingest) upserts into the same file at the same time; no lock
 // of our own anywhere.
 //
-//   node server.js --db vectors.sx [--port 8080]      (or PORT=8080)
+//   node server.js --db vectors.sx [--port 8080] [--workers 4]     (or PORT=8080)
 //
+// --workers N runs N server processes (node:cluster) on the one port, each with its own
+// Database handle on the same file, as uvicorn --workers does for the Python example.
 // GET/POST /search and GET /health, as described in examples/README.md. Binds
 // 127.0.0.1 only.
 'use strict';
+const cluster = require('node:cluster');
 const http = require('node:http');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -21,10 +24,12 @@ const { values: opt } = parseArgs({
     db: { type: 'string', default: 'vectors.sx' },
     collection: { type: 'string', default: 'docs' },
     port: { type: 'string', default: process.env.PORT || '8080' },
+    workers: { type: 'string', default: '1' },
   },
 });
+const workers = Number(opt.workers);
 
-const db = sextant.open(opt.db); // creates the file if the ingest has not yet
+let db; // this process's handle on the file (each cluster worker opens its own)
 
 function send(res, status, body) {
   const text = JSON.stringify(body);
@@ -106,21 +111,46 @@ async function handle(req, res) {
   send(res, 200, await snapshot(new Float32Array(vector), k, ef));
 }
 
-const server = http.createServer((req, res) => {
-  handle(req, res).catch((e) => {
-    // The core's errors carry the status name (DIMENSION_MISMATCH, ...) and one line.
-    const status = e.status || (e.code === 'DIMENSION_MISMATCH' || e.code === 'INVALID_ARGUMENT' ? 400 : 500);
-    send(res, status, { error: e.code || 'ERROR', message: e.message });
+function serve() {
+  db = sextant.open(opt.db); // creates the file if the ingest has not yet
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((e) => {
+      // The core's errors carry the status name (DIMENSION_MISMATCH, ...) and one line.
+      const status = e.status || (e.code === 'DIMENSION_MISMATCH' || e.code === 'INVALID_ARGUMENT' ? 400 : 500);
+      send(res, status, { error: e.code || 'ERROR', message: e.message });
+    });
   });
-});
-server.keepAliveTimeout = 30000;
-server.listen(Number(opt.port), '127.0.0.1', () => {
-  console.error(`server.js: pid ${process.pid} serving ${opt.db} on http://127.0.0.1:${server.address().port}`);
-});
-function shutdown() {
-  server.close();
-  server.closeAllConnections();
-  db.close();
+  server.keepAliveTimeout = 30000;
+  server.listen(Number(opt.port), '127.0.0.1', () => {
+    console.error(`server.js: pid ${process.pid} serving ${opt.db} on http://127.0.0.1:${server.address().port}`);
+  });
+  let closing = false;
+  function shutdown() {
+    if (closing) return;
+    closing = true;
+    server.close();
+    server.closeAllConnections();
+    db.close(); // ends the read sessions of requests still in flight (they answer 500)
+    if (cluster.isWorker) cluster.worker.disconnect(); // the IPC channel would keep it alive
+  }
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
 }
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
+
+if (workers > 1 && cluster.isPrimary) {
+  // The primary only starts and stops the workers; it never opens the database.
+  let stopping = false;
+  for (let i = 0; i < workers; i++) cluster.fork();
+  cluster.on('exit', (w, code, sig) => {
+    if (!stopping) console.error(`server.js: worker ${w.process.pid} exited (${sig || code})`);
+    if (Object.keys(cluster.workers).length === 0) process.exit(stopping ? 0 : 1);
+  });
+  const stop = () => {
+    stopping = true;
+    for (const w of Object.values(cluster.workers)) w.process.kill('SIGTERM');
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+} else {
+  serve();
+}
