@@ -202,6 +202,9 @@ func (tx *ReadTx) Search(ctx context.Context, collection string, query []float32
 // SearchBatch searches several queries of one dimension in one call, using the
 // threads the database allows; the result holds one []Hit per query.
 func (tx *ReadTx) SearchBatch(ctx context.Context, collection string, queries [][]float32, k int, opts ...SearchOption) (hits [][]Hit, err error) {
+	if len(queries) == 0 {
+		return [][]Hit{}, nil
+	}
 	flat, dim, err := flatten(queries, "queries")
 	if err != nil {
 		return nil, err
@@ -605,6 +608,9 @@ func (tx *WriteTx) Search(ctx context.Context, collection string, query []float3
 
 // SearchBatch searches several queries in one call.
 func (tx *WriteTx) SearchBatch(ctx context.Context, collection string, queries [][]float32, k int, opts ...SearchOption) ([][]Hit, error) {
+	if len(queries) == 0 {
+		return [][]Hit{}, nil
+	}
 	flat, dim, err := flatten(queries, "queries")
 	if err != nil {
 		return nil, err
