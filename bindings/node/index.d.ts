@@ -50,6 +50,16 @@ export interface DbStats {
   oldestReaderPid: number;
 }
 
+export interface SpaceStats {
+  pageSize: number;
+  pageCount: Count;
+  freePages: Count;
+  collectionPages: Count;
+  liveBytes: Count;
+  /** What compact() would make free, estimated. */
+  reclaimableBytes: Count;
+}
+
 export interface CollectionOptions {
   dim: number;
   metric?: 'l2' | 'ip' | 'cosine';
@@ -171,6 +181,8 @@ export declare class ReadSession implements SessionReads {
   searchBatchAsync(collection: string, queries: Float32Array | VectorLike[], k: number,
                    opts?: AsyncSearchOptions): Promise<BatchResults>;
   userVersion(): Count;
+  /** How the snapshot's file space is used. */
+  space(): SpaceStats;
   /** Ends the session (idempotent). */
   end(): void;
   [Symbol.dispose](): void;
@@ -243,6 +255,9 @@ export declare class Database {
   /** An atomic copy of the latest snapshot at dest, while other sessions go on. */
   backup(dest: string, opts?: BackupOptions): void;
   backupAsync(dest: string, opts?: BackupOptions & { signal?: AbortSignal }): Promise<void>;
+  /** Rewrites every collection densely (one write session); waits up to timeoutMs (default 5000). */
+  compact(opts?: BeginWriteOptions): void;
+  compactAsync(opts?: BeginWriteAsyncOptions): Promise<void>;
   stats(): DbStats;
   /** Throws CORRUPT naming the first problem. */
   check(): void;

@@ -471,6 +471,12 @@ class ReadSession extends Session {
   userVersion() {
     return L.sx_read_user_version(this._h);
   }
+  /** How the snapshot's file space is used: {pageSize, pageCount, freePages,
+   * collectionPages, liveBytes, reclaimableBytes} (what compact() would free). */
+  space() {
+    if (typeof L.sx_read_space_get !== 'function') throw err('MISUSE', 'this core has no space figures (sx_read_space_get)');
+    return L.sx_read_space_get(this._h);
+  }
   /** Ends the session, unpinning its snapshot. Idempotent. */
   end() {
     L.sx_read_end(this._h);
@@ -818,6 +824,22 @@ class Database {
     str(dest, 'dest');
     const o = opts || {};
     return withSignal(o.signal, (tok) => L.sx_node_backup_async(this._h, dest, !!o.overwrite, tok));
+  }
+
+  /**
+   * Rewrites every collection densely in one write session (HNSW graphs rebuilt from
+   * the live vectors); freed pages go to the free list. Waits for the writer lock up to
+   * timeoutMs (default 5000; Infinity: for ever), blocking this thread.
+   */
+  compact(opts) {
+    if (typeof L.sx_db_compact !== 'function') throw err('MISUSE', 'this core has no compaction (sx_db_compact)');
+    L.sx_db_compact(this._h, { timeoutMs: timeoutMs(opts && opts.timeoutMs, 5000) });
+  }
+
+  /** compact() on the thread pool: {timeoutMs (default: for ever), signal}. */
+  async compactAsync(opts) {
+    const t = timeoutMs(opts && opts.timeoutMs, -1);
+    return withSignal(opts && opts.signal, (tok) => L.sx_node_compact_async(this._h, t, tok));
   }
 
   /** Figures across every process using the database. */

@@ -15,7 +15,8 @@
  *   the handle under the pool thread, and copies its vectors in (a detached or
  *   resized ArrayBuffer cannot reach the core). Results are converted back on the
  *   main thread.
- * - sx_node_backup_async(...): sx_db_backup on the pool, cancellable.
+ * - sx_node_backup_async(...), sx_node_compact_async(...): sx_db_backup and
+ *   sx_db_compact on the pool, cancellable.
  * - sx_node_bench_search(...): a C loop of searches, the floor for the benchmark.
  *
  * Only the call into the core runs off the main thread; no JavaScript value is
@@ -347,6 +348,37 @@ static Napi::Value backup_async(const Napi::CallbackInfo &info) {
 }
 #endif
 
+/* sx_node_compact_async(db, timeout_ms, token) -> Promise<void>: compaction on a pool
+ * thread (waiting for the writer lock there too), cancellable between batches. */
+#ifdef SX_COMPACT_OPTIONS_VERSION
+class CompactWork : public Work {
+ public:
+  CompactWork(Napi::Env env, Napi::Value db, Napi::Value token) : Work(env, "sextant.compact", db, token) {}
+  sx_db *db_ = nullptr;
+  sx_compact_options o_;
+
+ private:
+  void Execute() override { rc_ = sx_db_compact(db_, &o_, &err_); }
+};
+#endif
+
+static Napi::Value compact_async(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+#ifdef SX_COMPACT_OPTIONS_VERSION
+  sx_db *db = unwrap<sx_db>(env, info[0], SWIGTYPE_p_sx_db, "db");
+  int t = timeout_of(env, info[1]);
+  Token *tok = token_of(env, info[2]);
+  CompactWork *w = new CompactWork(env, info[0], info[2]);
+  sx_compact_options_init(&w->o_, SX_COMPACT_OPTIONS_VERSION);
+  w->o_.timeout_ms = t;
+  w->o_.cancel_token = tok ? tok->c : nullptr;
+  w->db_ = db;
+  return w->Start();
+#else
+  raise(env, SX_MISUSE, "this core has no compaction (sx_db_compact)");
+#endif
+}
+
 /* ---- the cancel token ---------------------------------------------------------------- */
 
 static Napi::Value token_new(const Napi::CallbackInfo &info) {
@@ -426,3 +458,4 @@ static Napi::Value bench_search(const Napi::CallbackInfo &info) {
 %native(sx_node_commit_async) Napi::Value sxn::commit_async(const Napi::CallbackInfo &info);
 %native(sx_node_bench_search) Napi::Value sxn::bench_search(const Napi::CallbackInfo &info);
 %native(sx_node_backup_async) Napi::Value sxn::backup_async(const Napi::CallbackInfo &info);
+%native(sx_node_compact_async) Napi::Value sxn::compact_async(const Napi::CallbackInfo &info);

@@ -417,6 +417,32 @@ static int convert(Napi::Env env, Napi::Value v, void **p, swig_type_info *ty) {
   return SWIG_OK;
 }
 
+#ifdef SX_SPACE_STATS_VERSION
+static void init_out(sx_space_stats *s) {
+  std::memset(s, 0, sizeof *s);
+  s->version = SX_SPACE_STATS_VERSION;
+}
+static Napi::Value to_js(Napi::Env env, const sx_space_stats &s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pageSize", Napi::Number::New(env, s.page_size));
+  o.Set("pageCount", u64(env, s.page_count));
+  o.Set("freePages", u64(env, s.free_pages));
+  o.Set("collectionPages", u64(env, s.collection_pages));
+  o.Set("liveBytes", u64(env, s.live_bytes));
+  o.Set("reclaimableBytes", u64(env, s.reclaimable_bytes));
+  return o;
+}
+#endif
+
+/* A timeout in milliseconds for the C API's int: a Number (negative or Infinity: for
+ * ever). */
+static int timeout_of(Napi::Env env, Napi::Value v) {
+  if (!v.IsNumber()) type_error(env, "timeoutMs must be a number");
+  double t = v.As<Napi::Number>().DoubleValue();
+  if (t != t) raise(env, SX_INVALID_ARGUMENT, "timeoutMs is NaN");
+  return t < 0 ? -1 : t > 2147483647.0 ? 2147483647 : (int)std::ceil(t);
+}
+
 /* ---- search options --------------------------------------------------------------- */
 
 /* The cancel token behind an AbortSignal: index.js sets it from the signal's abort
@@ -560,11 +586,12 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
 }
 /* Versioned output structs: the version this header describes is set before the call. */
 %typemap(in, numinputs=0) sx_db_stats *out (sx_db_stats sx_tmp), sx_collection_info *out (sx_collection_info sx_tmp),
-                          sx_collection_stats *out (sx_collection_stats sx_tmp) {
+                          sx_collection_stats *out (sx_collection_stats sx_tmp),
+                          sx_space_stats *out (sx_space_stats sx_tmp) {
   sxn::init_out(&sx_tmp);
   $1 = &sx_tmp;
 }
-%typemap(argout) sx_db_stats *out, sx_collection_info *out, sx_collection_stats *out {
+%typemap(argout) sx_db_stats *out, sx_collection_info *out, sx_collection_stats *out, sx_space_stats *out {
   $result = sxn::to_js(env, *$1);
 }
 
@@ -619,6 +646,22 @@ SX_HANDLE(sx_cursor, sx_cursor_free)
 }
 %ignore sx_backup_options;
 %ignore sx_backup_options_init;
+
+/* Compaction options: undefined/null (no wait) or {timeoutMs}. Cancellation is for
+ * sx_node_compact_async (node_async.i). */
+%typemap(in) const sx_compact_options *opts (sx_compact_options sx_co) {
+  if ($input.IsUndefined() || $input.IsNull()) {
+    $1 = NULL;
+  } else {
+    if (!$input.IsObject()) sxn::type_error(env, "compact options must be an object");
+    sx_compact_options_init(&sx_co, SX_COMPACT_OPTIONS_VERSION);
+    Napi::Value sx_t = $input.As<Napi::Object>().Get("timeoutMs");
+    if (!sx_t.IsUndefined()) sx_co.timeout_ms = sxn::timeout_of(env, sx_t);
+    $1 = &sx_co;
+  }
+}
+%ignore sx_compact_options;
+%ignore sx_compact_options_init;
 
 /* ---- handles and option structs in -------------------------------------------------- */
 
@@ -821,5 +864,6 @@ SX_HANDLE(sx_cursor, sx_cursor_free)
 %ignore sx_db_stats;
 %ignore sx_collection_info;
 %ignore sx_collection_stats;
+%ignore sx_space_stats;
 
 %include "node/node_async.i"

@@ -1862,6 +1862,32 @@ static int convert(Napi::Env env, Napi::Value v, void **p, swig_type_info *ty) {
   return SWIG_OK;
 }
 
+#ifdef SX_SPACE_STATS_VERSION
+static void init_out(sx_space_stats *s) {
+  std::memset(s, 0, sizeof *s);
+  s->version = SX_SPACE_STATS_VERSION;
+}
+static Napi::Value to_js(Napi::Env env, const sx_space_stats &s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pageSize", Napi::Number::New(env, s.page_size));
+  o.Set("pageCount", u64(env, s.page_count));
+  o.Set("freePages", u64(env, s.free_pages));
+  o.Set("collectionPages", u64(env, s.collection_pages));
+  o.Set("liveBytes", u64(env, s.live_bytes));
+  o.Set("reclaimableBytes", u64(env, s.reclaimable_bytes));
+  return o;
+}
+#endif
+
+/* A timeout in milliseconds for the C API's int: a Number (negative or Infinity: for
+ * ever). */
+static int timeout_of(Napi::Env env, Napi::Value v) {
+  if (!v.IsNumber()) type_error(env, "timeoutMs must be a number");
+  double t = v.As<Napi::Number>().DoubleValue();
+  if (t != t) raise(env, SX_INVALID_ARGUMENT, "timeoutMs is NaN");
+  return t < 0 ? -1 : t > 2147483647.0 ? 2147483647 : (int)std::ceil(t);
+}
+
 /* ---- search options --------------------------------------------------------------- */
 
 /* The cancel token behind an AbortSignal: index.js sets it from the signal's abort
@@ -2254,6 +2280,37 @@ static Napi::Value backup_async(const Napi::CallbackInfo &info) {
   return w->Start();
 }
 #endif
+
+/* sx_node_compact_async(db, timeout_ms, token) -> Promise<void>: compaction on a pool
+ * thread (waiting for the writer lock there too), cancellable between batches. */
+#ifdef SX_COMPACT_OPTIONS_VERSION
+class CompactWork : public Work {
+ public:
+  CompactWork(Napi::Env env, Napi::Value db, Napi::Value token) : Work(env, "sextant.compact", db, token) {}
+  sx_db *db_ = nullptr;
+  sx_compact_options o_;
+
+ private:
+  void Execute() override { rc_ = sx_db_compact(db_, &o_, &err_); }
+};
+#endif
+
+static Napi::Value compact_async(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+#ifdef SX_COMPACT_OPTIONS_VERSION
+  sx_db *db = unwrap<sx_db>(env, info[0], SWIGTYPE_p_sx_db, "db");
+  int t = timeout_of(env, info[1]);
+  Token *tok = token_of(env, info[2]);
+  CompactWork *w = new CompactWork(env, info[0], info[2]);
+  sx_compact_options_init(&w->o_, SX_COMPACT_OPTIONS_VERSION);
+  w->o_.timeout_ms = t;
+  w->o_.cancel_token = tok ? tok->c : nullptr;
+  w->db_ = db;
+  return w->Start();
+#else
+  raise(env, SX_MISUSE, "this core has no compaction (sx_db_compact)");
+#endif
+}
 
 /* ---- the cancel token ---------------------------------------------------------------- */
 
@@ -8993,6 +9050,13 @@ do {
 // jsnapi_register_global_function
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_node_backup_async", sxn::backup_async);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_node_compact_async", sxn::compact_async);
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));

@@ -276,3 +276,31 @@ test('batch get, scan in id order, backup', async (t) => {
   copy.check();
   copy.close();
 });
+
+test('space figures and compaction', { skip: typeof sextant.lowLevel.sx_db_compact !== 'function' && 'no sx_db_compact in this core' }, async (t) => {
+  const db = fresh(t);
+  const n = 3000;
+  const ids = Array.from({ length: n }, (_, i) => `v${i}`);
+  db.write((w) => {
+    w.createCollection('h', { dim: 8 });
+    w.upsert('h', { ids, vectors: randomVectors(n, 8, 4) });
+  });
+  db.write((w) => w.delete('h', ids.slice(0, 2000)));
+  const before = db.read((r) => r.space());
+  assert.equal(before.pageSize, 4096);
+  assert.ok(Number(before.reclaimableBytes) > 0, JSON.stringify(before));
+  db.compact();
+  const after = db.read((r) => r.space());
+  assert.ok(Number(after.reclaimableBytes) < Number(before.reclaimableBytes), `${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
+  assert.equal(db.read((r) => r.count('h')), 1000);
+  await db.compactAsync({ timeoutMs: 1000 });
+  const w = db.beginWrite();
+  await assert.rejects(db.compactAsync({ timeoutMs: 0 }), code('BUSY'));
+  const ac = new AbortController();
+  const p = db.compactAsync({ signal: ac.signal });
+  setTimeout(() => ac.abort(), 50);
+  await assert.rejects(p, code('CANCELLED'));
+  assert.throws(() => db.compact({ timeoutMs: 0 }), code('BUSY'));
+  w.abort();
+  db.check();
+});

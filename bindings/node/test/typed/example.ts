@@ -61,6 +61,11 @@ async function main(path: string): Promise<void> {
 
   const s: DbStats = db.stats();
   console.log(s.commits, s.readers, sextant.version(), sextant.formatVersion());
+  if (typeof sextant.lowLevel['sx_db_compact'] === 'function') { // a core with compaction
+    db.compact({ timeoutMs: 100 });
+    await db.compactAsync({ signal: ac.signal });
+    console.log(db.read((rr) => rr.space().reclaimableBytes));
+  }
   db.check();
   db.checkpoint({ timeoutMs: 0 });
   await db.checkpointAsync();
