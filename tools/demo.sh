@@ -46,56 +46,74 @@ apt_install() {
   $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-# Runs a build step with its output in a log, shown only when the step fails.
-quietly() {
-  local log=$1; shift
-  if ! "$@" >"$log" 2>&1; then
-    echo "demo.sh: failed: $*; the end of its output:" >&2
-    tail -25 "$log" >&2
+# A build step, run in the background with its output in a log (shown only when it
+# fails); prints how long it took. The steps run at the same time: each compiles the
+# core its own way (CMake for C and Python, node-gyp, cgo).
+step() {
+  local name=$1 log=$dir/$2; shift 2
+  local t=$SECONDS
+  if "$@" >"$log" 2>&1; then
+    echo "--- built: $name ($((SECONDS - t)) s)"
+  else
+    echo "demo.sh: $name failed: $*; the end of its output:" >&2
+    grep -E "error|FAILED" "$log" | head -5 >&2 || tail -10 "$log" >&2
     return 1
   fi
 }
-
-c_failed=0
-if [ $part_c = 1 ]; then
-  echo "=== building the C demo"
-  if cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-       -DSX_TESTS=OFF -DSX_BENCH=OFF >"$dir/c-build.log" 2>&1 &&
-     cmake --build "$root/build/release" --target demo >>"$dir/c-build.log" 2>&1; then
-    echo
-    echo "=== part 1: the C API in one process (examples/demo.c)"
-    "$root/build/release/examples/demo" "$dir/demo.sx"
-    echo "--- and again on the same file: the collection persists, the upserts replace"
-    "$root/build/release/examples/demo" "$dir/demo.sx"
+build_c() {
+  cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DSX_TESTS=OFF -DSX_BENCH=OFF && cmake --build "$root/build/release" --target demo
+}
+node_build() {
+  if [ ! -d "$root/bindings/node/node_modules" ]; then
+    env -C "$root/bindings/node" npm ci --no-audit --no-fund
   else
-    # The other part does not need this build (each binding compiles the core itself).
-    c_failed=1
-    echo "demo.sh: the C demo did not build; its log ends with:" >&2
-    grep -E "error|FAILED" "$dir/c-build.log" | head -5 >&2
-    [ $part_multi = 1 ] || exit 1
-    echo "demo.sh: going on with part 2" >&2
+    env -C "$root/bindings/node" npm run build
   fi
+}
+
+echo "=== building what is missing (in parallel; logs in a temporary directory)"
+t_build=$SECONDS
+if [ $part_multi = 1 ]; then
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  command -v go >/dev/null || apt_install golang-go
+fi
+declare -A job=()
+[ $part_c = 0 ] || { step "the C demo (CMake, Release)" c-build.log build_c & job[c]=$!; }
+if [ $part_multi = 1 ]; then
+  if ! "$venv/bin/python" -c "import sextant" 2>/dev/null; then
+    step "the Python binding (bindings/python/run_tests.sh --collect-only: venv, pip install)" \
+      python-build.log env SX_PY_VENV="$venv" "$root/bindings/python/run_tests.sh" --collect-only -q &
+    job[python]=$!
+  fi
+  if [ ! -f "$root/bindings/node/build/Release/sextant.node" ]; then
+    step "the Node binding (npm ci in bindings/node)" node-build.log node_build & job[node]=$!
+  fi
+  step "the Go programs (go build in examples/go)" go-build.log \
+    go -C "$root/examples/go" build -o "$root/build/examples/go/" ./... & job[go]=$!
+fi
+failed=()
+for k in "${!job[@]}"; do wait "${job[$k]}" || failed+=("$k"); done
+echo "(ready in $((SECONDS - t_build)) s)"
+c_failed=0
+for k in "${failed[@]}"; do
+  if [ "$k" = c ] && [ $part_multi = 1 ]; then
+    # Part 2 does not need this build (each binding compiles the core itself).
+    c_failed=1
+    echo "demo.sh: skipping part 1" >&2
+  else
+    exit 1
+  fi
+done
+
+if [ $part_c = 1 ] && [ $c_failed = 0 ]; then
+  echo
+  echo "=== part 1: the C API in one process (examples/demo.c)"
+  "$root/build/release/examples/demo" "$dir/demo.sx"
+  echo "--- and again on the same file: the collection persists, the upserts replace"
+  "$root/build/release/examples/demo" "$dir/demo.sx"
 fi
 [ $part_multi = 1 ] || exit 0
-
-echo
-echo "=== building the Python, Go and Node programs (when missing)"
-t_build=$SECONDS
-if ! "$venv/bin/python" -c "import sextant" 2>/dev/null; then
-  echo "--- the Python binding (bindings/python/run_tests.sh --collect-only: venv + pip install)"
-  quietly "$dir/python-build.log" env SX_PY_VENV="$venv" "$root/bindings/python/run_tests.sh" --collect-only -q
-fi
-command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
-if [ ! -d "$root/bindings/node/node_modules" ]; then
-  echo "--- the Node binding (npm ci in bindings/node)"
-  quietly "$dir/node-build.log" env -C "$root/bindings/node" npm ci --no-audit --no-fund
-elif [ ! -f "$root/bindings/node/build/Release/sextant.node" ]; then
-  echo "--- the Node binding (npm run build in bindings/node)"
-  quietly "$dir/node-build.log" env -C "$root/bindings/node" npm run build
-fi
-command -v go >/dev/null || apt_install golang-go
-quietly "$dir/go-build.log" go -C "$root/examples/go" build -o "$root/build/examples/go/" ./...
-echo "(ready in $((SECONDS - t_build)) s)"
 
 db="$dir/shared.sx"
 echo
