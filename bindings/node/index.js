@@ -707,6 +707,19 @@ class WriteSession extends Session {
   }
 }
 
+/** Aborts w if it is still open: now, or once its queued async calls have settled. */
+function abortQuietly(w) {
+  const abort = () => {
+    try {
+      if (w.isOpen) w.abort();
+    } catch (e) {
+      /* the caller reports the first error */
+    }
+  };
+  if (w._pending > 0) w._tail.then(abort);
+  else abort();
+}
+
 // ---- databases ---------------------------------------------------------------------------------
 
 const OPEN_KEYS = new Set(['readOnly', 'sync', 'threads', 'pageSize', 'autocheckpointFrames', 'walMaxFrames']);
@@ -774,24 +787,12 @@ class Database {
     try {
       out = fn(w);
     } catch (e) {
-      if (w.isOpen && w._pending === 0) {
-        try {
-          w.abort();
-        } catch (e2) {
-          /* the first error is the one to report */
-        }
-      }
+      abortQuietly(w);
       throw e;
     }
     if (isThenable(out)) {
       out.then(undefined, () => {});
-      if (w.isOpen) {
-        try {
-          w.abort();
-        } catch (e2) {
-          /* reported below */
-        }
-      }
+      abortQuietly(w);
       throw new TypeError('the function given to write() returned a Promise: the session was aborted. ' +
                           'Use beginWriteAsync() and commitAsync() for asynchronous work');
     }

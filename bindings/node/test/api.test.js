@@ -304,3 +304,18 @@ test('space figures and compaction', { skip: typeof sextant.lowLevel.sx_db_compa
   w.abort();
   db.check();
 });
+
+test('write() whose function throws with an async call pending aborts once it settles', async (t) => {
+  const db = fresh(t);
+  db.write((w) => w.createCollection('c', { dim: 2, index: 'flat' }));
+  let pending;
+  assert.throws(() => db.write((w) => {
+    pending = w.upsertAsync('c', 'a', [1, 2]);
+    throw new Error('boom');
+  }), /boom/);
+  await pending;
+  await new Promise((res) => setImmediate(res));
+  const w2 = db.beginWrite({ timeoutMs: 1000 }); // the lock was given back
+  assert.equal(w2.count('c'), 0);
+  w2.abort();
+});
