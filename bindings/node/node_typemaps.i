@@ -234,16 +234,6 @@ struct Bulk {
   }
 };
 
-static Napi::Value bulk_id(Napi::Env env, const sx_results *res, const Bulk &b, size_t q, size_t h) {
-#ifdef SX_WRITE_OPTIONS_VERSION
-  (void)res;
-  (void)q;
-  return Napi::String::New(env, b.ids + b.idoff[h], b.idoff[h + 1] - b.idoff[h] - 1);
-#else
-  return str(env, sx_results_id(res, q, h - b.qoff[q]));
-#endif
-}
-
 static float bulk_distance(const sx_results *res, const Bulk &b, size_t q, size_t h) {
 #ifdef SX_WRITE_OPTIONS_VERSION
   (void)res;
@@ -375,7 +365,7 @@ static Napi::Value records(Napi::Env env, const sx_records *r) {
   const char *meta = sx_records_metadata_data(r, &moff);
   Napi::Float32Array vec = Napi::Float32Array::New(env, n * dim);
   const float *v = sx_records_vectors(r);
-  if (n * dim && v) std::memcpy(vec.Data(), v, n * dim * sizeof(float));
+  if (n * dim != 0 && v) std::memcpy(vec.Data(), v, n * dim * sizeof(float));
   Napi::Uint8Array found = Napi::Uint8Array::New(env, n);
   const unsigned char *f = sx_records_found_data(r);
   if (n && f) std::memcpy(found.Data(), f, n);
@@ -459,9 +449,13 @@ struct Token {
   }
 };
 
+#ifndef SX_WRITE_OPTIONS_VERSION
+/* Without the core's token: the cancel hook of sx_search_options, polled from the
+ * search's threads. */
 static int token_hook(void *ctx) {
   return ((Token *)ctx)->set.load(std::memory_order_relaxed);
 }
+#endif
 
 static Token *token_of(Napi::Env env, Napi::Value v) {
   if (v.IsUndefined() || v.IsNull()) return nullptr;
@@ -574,6 +568,10 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
     }
     sx_results_free(*$1);
   }
+}
+/* 64-bit results (sx_cursor_remaining): Number up to 2^53 - 1, else BigInt. */
+%typemap(out) uint64_t {
+  $result = sxn::u64(env, $1);
 }
 %typemap(argout) uint64_t *out {
   $result = sxn::u64(env, *$1);

@@ -1383,27 +1383,29 @@ Napi::Value SWIG_NAPI_AppendOutput(Napi::Env env, Napi::Value result, Napi::Valu
 #define SWIGTYPE_p_sx_collection_info swig_types[20]
 #define SWIGTYPE_p_sx_collection_options swig_types[21]
 #define SWIGTYPE_p_sx_collection_stats swig_types[22]
-#define SWIGTYPE_p_sx_cursor swig_types[23]
-#define SWIGTYPE_p_sx_db swig_types[24]
-#define SWIGTYPE_p_sx_db_stats swig_types[25]
-#define SWIGTYPE_p_sx_error swig_types[26]
-#define SWIGTYPE_p_sx_index_type swig_types[27]
-#define SWIGTYPE_p_sx_metric swig_types[28]
-#define SWIGTYPE_p_sx_names swig_types[29]
-#define SWIGTYPE_p_sx_open_options swig_types[30]
-#define SWIGTYPE_p_sx_read swig_types[31]
-#define SWIGTYPE_p_sx_record swig_types[32]
-#define SWIGTYPE_p_sx_results swig_types[33]
-#define SWIGTYPE_p_sx_search_options swig_types[34]
-#define SWIGTYPE_p_sx_status swig_types[35]
-#define SWIGTYPE_p_sx_sync swig_types[36]
-#define SWIGTYPE_p_sx_write swig_types[37]
-#define SWIGTYPE_p_unsigned_char swig_types[38]
-#define SWIGTYPE_p_unsigned_int swig_types[39]
-#define SWIGTYPE_p_unsigned_long_long swig_types[40]
-#define SWIGTYPE_p_unsigned_short swig_types[41]
-static swig_type_info *swig_types[43];
-static swig_module_info swig_module = {swig_types, 42, 0, 0, 0, 0};
+#define SWIGTYPE_p_sx_compact_options swig_types[23]
+#define SWIGTYPE_p_sx_cursor swig_types[24]
+#define SWIGTYPE_p_sx_db swig_types[25]
+#define SWIGTYPE_p_sx_db_stats swig_types[26]
+#define SWIGTYPE_p_sx_error swig_types[27]
+#define SWIGTYPE_p_sx_index_type swig_types[28]
+#define SWIGTYPE_p_sx_metric swig_types[29]
+#define SWIGTYPE_p_sx_names swig_types[30]
+#define SWIGTYPE_p_sx_open_options swig_types[31]
+#define SWIGTYPE_p_sx_read swig_types[32]
+#define SWIGTYPE_p_sx_record swig_types[33]
+#define SWIGTYPE_p_sx_results swig_types[34]
+#define SWIGTYPE_p_sx_search_options swig_types[35]
+#define SWIGTYPE_p_sx_space_stats swig_types[36]
+#define SWIGTYPE_p_sx_status swig_types[37]
+#define SWIGTYPE_p_sx_sync swig_types[38]
+#define SWIGTYPE_p_sx_write swig_types[39]
+#define SWIGTYPE_p_unsigned_char swig_types[40]
+#define SWIGTYPE_p_unsigned_int swig_types[41]
+#define SWIGTYPE_p_unsigned_long_long swig_types[42]
+#define SWIGTYPE_p_unsigned_short swig_types[43]
+static swig_type_info *swig_types[45];
+static swig_module_info swig_module = {swig_types, 44, 0, 0, 0, 0};
 #define SWIG_TypeQuery(name) SWIG_TypeQueryModule(&swig_module, &swig_module, name)
 #define SWIG_MangledTypeQuery(name) SWIG_MangledTypeQueryModule(&swig_module, &swig_module, name)
 
@@ -1679,16 +1681,6 @@ struct Bulk {
   }
 };
 
-static Napi::Value bulk_id(Napi::Env env, const sx_results *res, const Bulk &b, size_t q, size_t h) {
-#ifdef SX_WRITE_OPTIONS_VERSION
-  (void)res;
-  (void)q;
-  return Napi::String::New(env, b.ids + b.idoff[h], b.idoff[h + 1] - b.idoff[h] - 1);
-#else
-  return str(env, sx_results_id(res, q, h - b.qoff[q]));
-#endif
-}
-
 static float bulk_distance(const sx_results *res, const Bulk &b, size_t q, size_t h) {
 #ifdef SX_WRITE_OPTIONS_VERSION
   (void)res;
@@ -1820,7 +1812,7 @@ static Napi::Value records(Napi::Env env, const sx_records *r) {
   const char *meta = sx_records_metadata_data(r, &moff);
   Napi::Float32Array vec = Napi::Float32Array::New(env, n * dim);
   const float *v = sx_records_vectors(r);
-  if (n * dim && v) std::memcpy(vec.Data(), v, n * dim * sizeof(float));
+  if (n * dim != 0 && v) std::memcpy(vec.Data(), v, n * dim * sizeof(float));
   Napi::Uint8Array found = Napi::Uint8Array::New(env, n);
   const unsigned char *f = sx_records_found_data(r);
   if (n && f) std::memcpy(found.Data(), f, n);
@@ -1904,9 +1896,13 @@ struct Token {
   }
 };
 
+#ifndef SX_WRITE_OPTIONS_VERSION
+/* Without the core's token: the cancel hook of sx_search_options, polled from the
+ * search's threads. */
 static int token_hook(void *ctx) {
   return ((Token *)ctx)->set.load(std::memory_order_relaxed);
 }
+#endif
 
 static Token *token_of(Napi::Env env, Napi::Value v) {
   if (v.IsUndefined() || v.IsNull()) return nullptr;
@@ -2649,15 +2645,6 @@ SWIG_AsVal_size_t (Napi::Value obj, size_t *val)
 #endif
   return res;
 }
-
-
-#ifdef SWIG_LONG_LONG_AVAILABLE
-SWIGINTERN
-Napi::Value SWIG_From_unsigned_SS_long_SS_long(Napi::Env env, unsigned long long val)
-{
-  return Napi::Number::New(env, val);
-}
-#endif
 
 
 #define SWIG_NAPI_INIT sextant_initialize
@@ -7942,7 +7929,9 @@ Napi::Value _wrap_sx_cursor_remaining(const Napi::CallbackInfo &info) {
     }
   }
   result = (uint64_t)sx_cursor_remaining((sx_cursor const *)arg1);
-  jsresult = SWIG_From_unsigned_SS_long_SS_long  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned long long >(result));
+  {
+    jsresult = sxn::u64(env, result);
+  }
   
   
   return jsresult;
@@ -8045,6 +8034,156 @@ fail:
 }
 
 
+// js_global_getter
+Napi::Value exports_SX_SPACE_STATS_VERSION_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(1));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_read_space_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_read *arg1 = 0 ;
+  sx_space_stats *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  sx_space_stats sx_tmp2 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_read_space_get.");
+  }
+  
+  {
+    sxn::init_out(&sx_tmp2);
+    arg2 = &sx_tmp2;
+  }
+  {
+    sx_errbuf3.code = 0;
+    sx_errbuf3.message[0] = '\0';
+    arg3 = &sx_errbuf3;
+  }
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_read)))
+      sxn::type_error(env, "sx_read_space_get: argument 1 must be a sx_read handle or null");
+      arg1 = (sx_read *)sx_p;
+    }
+  }
+  result = (sx_status)sx_read_space_get(arg1,arg2,arg3);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    jsresult = sxn::to_js(env, *arg2);
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg3->message);
+  }
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_getter
+Napi::Value exports_SX_COMPACT_OPTIONS_VERSION_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(1));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_db_compact(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_db *arg1 = 0 ;
+  sx_compact_options *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  sx_compact_options sx_co2 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 2 || static_cast<int>(info.Length()) > 2) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_db_compact.");
+  }
+  
+  {
+    sx_errbuf3.code = 0;
+    sx_errbuf3.message[0] = '\0';
+    arg3 = &sx_errbuf3;
+  }
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info[0], &sx_p, SWIGTYPE_p_sx_db)))
+      sxn::type_error(env, "sx_db_compact: argument 1 must be a sx_db handle or null");
+      arg1 = (sx_db *)sx_p;
+    }
+  }
+  {
+    {
+      if (info[1].IsUndefined() || info[1].IsNull()) {
+        arg2 = NULL;
+      } else {
+        if (!info[1].IsObject()) sxn::type_error(env, "compact options must be an object");
+        sx_compact_options_init(&sx_co2, SX_COMPACT_OPTIONS_VERSION);
+        Napi::Value sx_t = info[1].As<Napi::Object>().Get("timeoutMs");
+        if (!sx_t.IsUndefined()) sx_co2.timeout_ms = sxn::timeout_of(env, sx_t);
+        arg2 = &sx_co2;
+      }
+    }
+  }
+  result = (sx_status)sx_db_compact(arg1,(sx_compact_options const *)arg2,arg3);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg3->message);
+  }
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
 /* -------- TYPE CONVERSION AND EQUIVALENCE RULES (BEGIN) -------- */
 
 static swig_type_info _swigt__p_char = {"_p_char", "char *", 0, 0, (void*)0, 0};
@@ -8070,6 +8209,7 @@ static swig_type_info _swigt__p_sx_collection = {"_p_sx_collection", "sx_collect
 static swig_type_info _swigt__p_sx_collection_info = {"_p_sx_collection_info", "sx_collection_info *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection_options = {"_p_sx_collection_options", "p_sx_collection_options|sx_collection_options *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_collection_stats = {"_p_sx_collection_stats", "sx_collection_stats *", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_sx_compact_options = {"_p_sx_compact_options", "sx_compact_options *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_cursor = {"_p_sx_cursor", "sx_cursor *|p_sx_cursor", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_db = {"_p_sx_db", "sx_db *|p_sx_db", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_db_stats = {"_p_sx_db_stats", "sx_db_stats *", 0, 0, (void*)0, 0};
@@ -8082,6 +8222,7 @@ static swig_type_info _swigt__p_sx_read = {"_p_sx_read", "p_sx_read|sx_read *", 
 static swig_type_info _swigt__p_sx_record = {"_p_sx_record", "p_sx_record|sx_record *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_results = {"_p_sx_results", "p_sx_results|sx_results *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_search_options = {"_p_sx_search_options", "sx_search_options *", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_sx_space_stats = {"_p_sx_space_stats", "sx_space_stats *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_status = {"_p_sx_status", "sx_status *|enum sx_status *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_sync = {"_p_sx_sync", "sx_sync *|enum sx_sync *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_write = {"_p_sx_write", "sx_write *|p_sx_write", 0, 0, (void*)0, 0};
@@ -8114,6 +8255,7 @@ static swig_type_info *swig_type_initial[] = {
   &_swigt__p_sx_collection_info,
   &_swigt__p_sx_collection_options,
   &_swigt__p_sx_collection_stats,
+  &_swigt__p_sx_compact_options,
   &_swigt__p_sx_cursor,
   &_swigt__p_sx_db,
   &_swigt__p_sx_db_stats,
@@ -8126,6 +8268,7 @@ static swig_type_info *swig_type_initial[] = {
   &_swigt__p_sx_record,
   &_swigt__p_sx_results,
   &_swigt__p_sx_search_options,
+  &_swigt__p_sx_space_stats,
   &_swigt__p_sx_status,
   &_swigt__p_sx_sync,
   &_swigt__p_sx_write,
@@ -8158,6 +8301,7 @@ static swig_cast_info _swigc__p_sx_collection[] = {  {&_swigt__p_sx_collection, 
 static swig_cast_info _swigc__p_sx_collection_info[] = {  {&_swigt__p_sx_collection_info, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection_options[] = {  {&_swigt__p_sx_collection_options, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_collection_stats[] = {  {&_swigt__p_sx_collection_stats, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_sx_compact_options[] = {  {&_swigt__p_sx_compact_options, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_cursor[] = {  {&_swigt__p_sx_cursor, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_db[] = {  {&_swigt__p_sx_db, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_db_stats[] = {  {&_swigt__p_sx_db_stats, 0, 0, 0},{0, 0, 0, 0}};
@@ -8170,6 +8314,7 @@ static swig_cast_info _swigc__p_sx_read[] = {  {&_swigt__p_sx_read, 0, 0, 0},{0,
 static swig_cast_info _swigc__p_sx_record[] = {  {&_swigt__p_sx_record, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_results[] = {  {&_swigt__p_sx_results, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_search_options[] = {  {&_swigt__p_sx_search_options, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_sx_space_stats[] = {  {&_swigt__p_sx_space_stats, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_status[] = {  {&_swigt__p_sx_status, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_sync[] = {  {&_swigt__p_sx_sync, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_write[] = {  {&_swigt__p_sx_write, 0, 0, 0},{0, 0, 0, 0}};
@@ -8202,6 +8347,7 @@ static swig_cast_info *swig_cast_initial[] = {
   _swigc__p_sx_collection_info,
   _swigc__p_sx_collection_options,
   _swigc__p_sx_collection_stats,
+  _swigc__p_sx_compact_options,
   _swigc__p_sx_cursor,
   _swigc__p_sx_db,
   _swigc__p_sx_db_stats,
@@ -8214,6 +8360,7 @@ static swig_cast_info *swig_cast_initial[] = {
   _swigc__p_sx_record,
   _swigc__p_sx_results,
   _swigc__p_sx_search_options,
+  _swigc__p_sx_space_stats,
   _swigc__p_sx_status,
   _swigc__p_sx_sync,
   _swigc__p_sx_write,
@@ -9652,6 +9799,34 @@ do {
 // jsnapi_register_global_function
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_db_backup", _wrap_sx_db_backup);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_SPACE_STATS_VERSION_get, JS_veto_set_variable>("SX_SPACE_STATS_VERSION");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_read_space_get", _wrap_sx_read_space_get);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_COMPACT_OPTIONS_VERSION_get, JS_veto_set_variable>("SX_COMPACT_OPTIONS_VERSION");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_db_compact", _wrap_sx_db_compact);
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));
