@@ -12,7 +12,9 @@
 #
 # Installs and builds what is missing first (tools/deps.sh; the Python binding's venv
 # via bindings/python/run_tests.sh --collect-only; npm ci in bindings/node; go build of
-# examples/go). Usage: tools/demo.sh [--c-only | --no-c]
+# examples/go), at the same time. The first run on a fresh 2-core machine spends about
+# 3-4 minutes there (the core is compiled by CMake, pip, node-gyp and cgo); later runs
+# take about 15 s in all. Usage: tools/demo.sh [--c-only | --no-c]
 # Environment: SX_DEMO_SECONDS (how long the searchers run, default 10), SX_PY_VENV.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

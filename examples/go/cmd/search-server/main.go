@@ -56,9 +56,9 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 // snapshot reads the count and generation of one read session and, when query is not
 // nil, searches it: all three answers come from the same snapshot.
-func (s *server) snapshot(r *http.Request, query []float32, k, ef int) (resp searchResponse, err error) {
-	resp = searchResponse{IDs: []string{}, Distances: []float32{}, PID: os.Getpid()}
-	err = s.db.View(func(tx *sextant.ReadTx) error {
+func (s *server) snapshot(r *http.Request, query []float32, k, ef int) (searchResponse, error) {
+	resp := searchResponse{IDs: []string{}, Distances: []float32{}, PID: os.Getpid()}
+	err := s.db.View(func(tx *sextant.ReadTx) (err error) {
 		if resp.Generation, err = tx.UserVersion(); err != nil {
 			return err
 		}
