@@ -323,7 +323,7 @@ static int attach_shm(sx__pager *p, sx_error *err) {
 int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out,
                    sx_error *err) {
   *out = NULL;
-  sx__pager *p;
+  sx__pager *p = NULL;
   int rc = pager_alloc(path, cfg, &p, err);
   if (rc) return rc;
   int exists = 0, locked_recover = 0;
