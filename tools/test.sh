@@ -11,16 +11,20 @@
 #      one table (tools/conformance.sh, reusing the builds above);
 #   8. interop: C, Python, Go and Node processes on one file at once
 #      (tools/interop.sh: read-back bit for bit, readers beside writers taking turns,
-#      SIGKILLed writers of each language).
+#      SIGKILLed writers of each language);
+#   9. examples: the Python, Go and Node search services with their ingest
+#      processes on one file (tools/examples.sh, smoke tests);
+#  10. release: the library and the CLI built with -O3 (warnings are errors there
+#      too: the optimizer finds what a debug build does not).
 # The long stress and crash tests run at full length in (1) and shorter under the
 # sanitizers (which slow everything 3-15x).
-# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix|interop]...
+# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix|interop|examples|release]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(debug asan tsan python go node matrix interop)
+[ ${#configs[@]} -gt 0 ] || configs=(release debug asan tsan python go node matrix interop examples)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -55,7 +59,13 @@ for c in "${configs[@]}"; do
     interop) echo "=== interop: four languages on one file"
              SX_MATRIX_REUSE=1 SX_INTEROP_REPORT="$root/build/interop-figures.json" \
                bash "$root/tools/interop.sh" ;;
-    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix, interop)" >&2; exit 2 ;;
+    examples) echo "=== examples: the service examples' smoke tests"
+              bash "$root/tools/examples.sh" ;;
+    release) echo "=== release: build the library and the tools with -O3"
+             cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+               -DSX_BENCH=OFF -DSX_TESTS=OFF >/dev/null
+             cmake --build "$root/build/release" -j "$jobs" ;;
+    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix, interop, examples, release)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"
