@@ -1058,7 +1058,14 @@ func (in *interp) opGet() (outcome, error) {
 	o := outcome{}
 	var md any
 	if rec.Metadata != nil {
-		if md, err = decodeJSON(rec.Metadata); err != nil {
+		// As the C runner (json_loads without JSON_REJECT_DUPLICATES): any JSON text,
+		// a repeated key keeping its last value.
+		d := json.NewDecoder(bytes.NewReader(rec.Metadata))
+		d.UseNumber()
+		if err = d.Decode(&md); err == nil && d.More() {
+			err = errors.New("text after the JSON value")
+		}
+		if err != nil {
 			o.problem = fmt.Sprintf("returned metadata is not valid JSON (%v): %s", err, rec.Metadata)
 			md = string(rec.Metadata)
 		}
