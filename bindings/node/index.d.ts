@@ -254,10 +254,12 @@ export declare class Database {
   checkpointAsync(opts?: { timeoutMs?: number }): Promise<void>;
   /** An atomic copy of the latest snapshot at dest, while other sessions go on. */
   backup(dest: string, opts?: BackupOptions): void;
-  backupAsync(dest: string, opts?: BackupOptions & { signal?: AbortSignal }): Promise<void>;
+  /** onProgress(donePages, totalPages) is called on the main thread as the copy goes. */
+  backupAsync(dest: string, opts?: BackupOptions & { signal?: AbortSignal; onProgress?: (done: Count, total: Count) => void }): Promise<void>;
   /** Rewrites every collection densely (one write session); waits up to timeoutMs (default 5000). */
   compact(opts?: BeginWriteOptions): void;
-  compactAsync(opts?: BeginWriteAsyncOptions): Promise<void>;
+  /** onProgress(recordsRewritten, liveRecords) is called on the main thread as it goes. */
+  compactAsync(opts?: BeginWriteAsyncOptions & { onProgress?: (done: Count, total: Count) => void }): Promise<void>;
   stats(): DbStats;
   /** Throws CORRUPT naming the first problem. */
   check(): void;

@@ -820,11 +820,13 @@ class Database {
     L.sx_db_backup(this._h, dest, opts === undefined || opts === null ? undefined : { overwrite: !!opts.overwrite });
   }
 
-  /** backup() on the thread pool: {overwrite, signal}; the signal cancels between pages. */
+  /** backup() on the thread pool: {overwrite, signal, onProgress(donePages, totalPages)};
+   * the signal cancels between pages. */
   async backupAsync(dest, opts) {
     str(dest, 'dest');
     const o = opts || {};
-    return withSignal(o.signal, (tok) => L.sx_node_backup_async(this._h, dest, !!o.overwrite, tok));
+    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new TypeError('onProgress must be a function');
+    return withSignal(o.signal, (tok) => L.sx_node_backup_async(this._h, dest, !!o.overwrite, tok, o.onProgress));
   }
 
   /**
@@ -837,10 +839,13 @@ class Database {
     L.sx_db_compact(this._h, { timeoutMs: timeoutMs(opts && opts.timeoutMs, 5000) });
   }
 
-  /** compact() on the thread pool: {timeoutMs (default: for ever), signal}. */
+  /** compact() on the thread pool: {timeoutMs (default: for ever), signal,
+   * onProgress(recordsRewritten, liveRecords)}. */
   async compactAsync(opts) {
-    const t = timeoutMs(opts && opts.timeoutMs, -1);
-    return withSignal(opts && opts.signal, (tok) => L.sx_node_compact_async(this._h, t, tok));
+    const o = opts || {};
+    const t = timeoutMs(o.timeoutMs, -1);
+    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new TypeError('onProgress must be a function');
+    return withSignal(o.signal, (tok) => L.sx_node_compact_async(this._h, t, tok, o.onProgress));
   }
 
   /** Figures across every process using the database. */

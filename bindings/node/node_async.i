@@ -46,6 +46,38 @@ static size_t size_arg(Napi::Env env, Napi::Value v, const char *what) {
   return (size_t)x;
 }
 
+/* Progress of a long call (backup, compaction), reported by the core on the pool
+ * thread and delivered to a JS callback on the main thread through a thread-safe
+ * function; an exception the callback throws is an uncaught exception, as from any
+ * event callback. */
+struct Progress {
+  Napi::ThreadSafeFunction tsfn;
+  bool active = false;
+  void start(Napi::Env env, Napi::Value fn) {
+    if (fn.IsUndefined() || fn.IsNull()) return;
+    if (!fn.IsFunction()) type_error(env, "onProgress must be a function");
+    tsfn = Napi::ThreadSafeFunction::New(env, fn.As<Napi::Function>(), "sextant.progress", 0, 1);
+    active = true;
+  }
+  void stop() {
+    if (active) {
+      tsfn.Release();
+      active = false;
+    }
+  }
+  static void report(void *ctx, uint64_t done, uint64_t total) {
+    Progress *p = (Progress *)ctx;
+    auto *d = new std::pair<uint64_t, uint64_t>(done, total);
+    napi_status st = p->tsfn.NonBlockingCall(d, [](Napi::Env env, Napi::Function f, std::pair<uint64_t, uint64_t> *x) {
+      std::pair<uint64_t, uint64_t> v = *x;
+      delete x;
+      if ((napi_env)env == nullptr || f.IsEmpty()) return; /* torn down */
+      f.Call({u64(env, v.first), u64(env, v.second)});
+    });
+    if (st != napi_ok) delete d;
+  }
+};
+
 /* What every async call shares: the Promise, the references that keep its handle
  * and token alive, and the status and error of the core call. */
 class Work : public Napi::AsyncWorker {
@@ -70,6 +102,7 @@ class Work : public Napi::AsyncWorker {
   virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
   void OnOK() override {
     Napi::Env env = Env();
+    progress_.stop();
     if (rc_ != SX_OK) {
       deferred_.Reject(make_error(env, rc_, err_.message).Value());
       return;
@@ -80,7 +113,16 @@ class Work : public Napi::AsyncWorker {
       deferred_.Reject(e.Value());
     }
   }
-  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error &e) override {
+    progress_.stop();
+    deferred_.Reject(e.Value());
+  }
+
+ public:
+  ~Work() override { progress_.stop(); }
+  Progress progress_;
+
+ protected:
 
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference handle_, token_, keep_;
@@ -315,8 +357,8 @@ static Napi::Value commit_async(const Napi::CallbackInfo &info) {
 }
 
 #ifdef SX_BACKUP_OPTIONS_VERSION
-/* sx_node_backup_async(db, dest, overwrite, token) -> Promise<void>: the copy on a pool
- * thread, cancellable between pages. */
+/* sx_node_backup_async(db, dest, overwrite, token, onProgress) -> Promise<void>: the
+ * copy on a pool thread, cancellable between pages; onProgress(donePages, totalPages). */
 class BackupWork : public Work {
  public:
   BackupWork(Napi::Env env, Napi::Value db, Napi::Value token) : Work(env, "sextant.backup", db, token) {}
@@ -339,6 +381,11 @@ static Napi::Value backup_async(const Napi::CallbackInfo &info) {
     sx_backup_options_init(&w->o_, SX_BACKUP_OPTIONS_VERSION);
     w->o_.overwrite = info[2].As<Napi::Boolean>().Value();
     w->o_.cancel_token = tok ? tok->c : nullptr;
+    w->progress_.start(env, info[4]);
+    if (w->progress_.active) {
+      w->o_.progress = Progress::report;
+      w->o_.progress_ctx = &w->progress_;
+    }
     w->db_ = db;
   } catch (...) {
     delete w;
@@ -348,8 +395,9 @@ static Napi::Value backup_async(const Napi::CallbackInfo &info) {
 }
 #endif
 
-/* sx_node_compact_async(db, timeout_ms, token) -> Promise<void>: compaction on a pool
- * thread (waiting for the writer lock there too), cancellable between batches. */
+/* sx_node_compact_async(db, timeout_ms, token, onProgress) -> Promise<void>: compaction
+ * on a pool thread (waiting for the writer lock there too), cancellable between
+ * batches; onProgress(recordsRewritten, liveRecords). */
 #ifdef SX_COMPACT_OPTIONS_VERSION
 class CompactWork : public Work {
  public:
@@ -372,6 +420,16 @@ static Napi::Value compact_async(const Napi::CallbackInfo &info) {
   sx_compact_options_init(&w->o_, SX_COMPACT_OPTIONS_VERSION);
   w->o_.timeout_ms = t;
   w->o_.cancel_token = tok ? tok->c : nullptr;
+  try {
+    w->progress_.start(env, info[3]);
+  } catch (...) {
+    delete w;
+    throw;
+  }
+  if (w->progress_.active) {
+    w->o_.progress = Progress::report;
+    w->o_.progress_ctx = &w->progress_;
+  }
   w->db_ = db;
   return w->Start();
 #else

@@ -269,7 +269,12 @@ test('batch get, scan in id order, backup', async (t) => {
 
   db.backup(path.join(dir, 'copy.sx'));
   assert.throws(() => db.backup(path.join(dir, 'copy.sx')), code('EXISTS'));
-  await db.backupAsync(path.join(dir, 'copy.sx'), { overwrite: true });
+  const pages = [];
+  await db.backupAsync(path.join(dir, 'copy.sx'), { overwrite: true, onProgress: (d, total) => pages.push([d, total]) });
+  await new Promise((res) => setImmediate(res));
+  assert.ok(pages.length > 0, 'backup progress was reported');
+  assert.equal(pages[pages.length - 1][0], pages[pages.length - 1][1]);
+  await assert.rejects(db.backupAsync(path.join(dir, 'c3.sx'), { onProgress: 7 }), TypeError);
   await assert.rejects(db.backupAsync(path.join(dir, 'c2.sx'), { signal: AbortSignal.abort() }), code('CANCELLED'));
   const copy = sextant.open(path.join(dir, 'copy.sx'), { readOnly: true });
   assert.equal(copy.read((x) => x.count('c')), n - 1000);
@@ -293,7 +298,10 @@ test('space figures and compaction', { skip: typeof sextant.lowLevel.sx_db_compa
   const after = db.read((r) => r.space());
   assert.ok(Number(after.reclaimableBytes) < Number(before.reclaimableBytes), `${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
   assert.equal(db.read((r) => r.count('h')), 1000);
-  await db.compactAsync({ timeoutMs: 1000 });
+  const seen = [];
+  await db.compactAsync({ timeoutMs: 1000, onProgress: (d, total) => seen.push([d, total]) });
+  await new Promise((res) => setImmediate(res));
+  assert.ok(seen.length > 0 && seen[seen.length - 1][0] === 1000, JSON.stringify(seen));
   const w = db.beginWrite();
   await assert.rejects(db.compactAsync({ timeoutMs: 0 }), code('BUSY'));
   const ac = new AbortController();
