@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -453,5 +454,63 @@ func TestStatsAndCheckpoint(t *testing.T) {
 	}
 	if Version() == "" || FormatVersion() != 1 {
 		t.Fatal(Version(), FormatVersion())
+	}
+}
+
+// Cancel tokens are pooled: a token whose context fired is never handed to another
+// call, so searches with contexts that expire at random moments never cancel an
+// unrelated search.
+func TestCancelTokensNeverLeak(t *testing.T) {
+	db := tempDB(t, WithSync(SyncOff))
+	const n, dim = 5000, 32
+	mustUpdate(t, db, func(tx *WriteTx) error {
+		if err := tx.CreateCollection("c", CollectionConfig{Dim: dim, Metric: L2, Index: Flat}); err != nil {
+			return err
+		}
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = "v" + itoa(i)
+		}
+		return tx.UpsertFlat("c", ids, generate(5, n, dim), dim, nil)
+	})
+	r, err := db.BeginRead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.End()
+	qs := generate(6, 64, dim)
+	deadline := time.Now().Add(stressDuration() / 2)
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func(g int) {
+			for i := 0; time.Now().Before(deadline); i++ {
+				q := qs[(i%64)*dim : (i%64+1)*dim]
+				if g%2 == 0 {
+					// A context that expires at a random moment around the search.
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%50)*time.Microsecond)
+					_, err := r.SearchBatchFlat(ctx, "c", qs, dim, 5)
+					cancel()
+					if err != nil && !errors.Is(err, ErrCancelled) {
+						errs <- err
+						return
+					}
+				} else {
+					// A live context: must never see a cancellation.
+					ctx, cancel := context.WithCancel(context.Background())
+					_, err := r.Search(ctx, "c", q, 5)
+					cancel()
+					if err != nil {
+						errs <- fmt.Errorf("a search with a live context failed: %w", err)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}(g)
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
