@@ -32,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "index/index.h"
+#include "index/kernels.h"
 #include "sextant.h"
 
 #if defined(__x86_64__) || defined(__i386__)

@@ -12,8 +12,8 @@
 #include <vector>
 
 extern "C" {
-#include "index/index.h"
-#include "testutil.h"
+#include "index/hnsw.h"
+#include "testutil.hh"
 }
 #include "sextant.h"
 
@@ -67,12 +67,7 @@ struct W {
   int Commit() { return sx_write_commit(w, &err); }
 };
 
-std::vector<float> Gen(uint64_t seed, size_t n, size_t dim) {
-  std::vector<float> v(n * dim);
-  uint64_t st = seed;
-  for (auto &x : v) x = (float)((sx_test_splitmix64(&st) >> 40) / 16777216.0 * 2 - 1);
-  return v;
-}
+using sxt::Gen;
 
 std::vector<std::string> Ids(const char *prefix, size_t n) {
   std::vector<std::string> r;

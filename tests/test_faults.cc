@@ -29,6 +29,7 @@
 #include <vector>
 
 extern "C" {
+#include "faultvfs.h"
 #include "os/os.h"
 #include "pager/pager.h"
 #include "session/session.h"

@@ -32,7 +32,7 @@
 #include <vector>
 
 extern "C" {
-#include "testutil.h"
+#include "testutil.hh"
 }
 #include "sextant.h"
 
@@ -119,13 +119,8 @@ struct R {
   }
 };
 
-// The conformance generator: splitmix64, component = (z >> 40) / 2^24 * 2 - 1.
-std::vector<float> Gen(uint64_t seed, size_t n, size_t dim) {
-  std::vector<float> v(n * dim);
-  uint64_t st = seed;
-  for (auto &x : v) x = (float)((sx_test_splitmix64(&st) >> 40) / 16777216.0 * 2 - 1);
-  return v;
-}
+// The conformance generator (testutil.hh).
+using sxt::Gen;
 
 std::vector<std::string> Ids(const char *prefix, size_t n) {
   std::vector<std::string> r;
@@ -1358,10 +1353,7 @@ const unsigned CRASH_DIM = 16, CRASH_PER = 500;
 
 // Keep in step with crash_vec in worker_hnsw.c.
 std::vector<float> CrashVec(unsigned b, unsigned j) {
-  std::vector<float> v(CRASH_DIM);
-  uint64_t st = ((uint64_t)b << 32) | j;
-  for (auto &x : v) x = (float)((sx_test_splitmix64(&st) >> 40) / 16777216.0 * 2 - 1);
-  return v;
+  return Gen(((uint64_t)b << 32) | j, 1, CRASH_DIM);
 }
 
 // Runs `worker_hnsw insert` for ms milliseconds, kills it, returns the last

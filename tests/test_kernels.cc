@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "index/index.h"
+#include "index/kernels.h"
 #include "sextant.h"
 
 namespace {

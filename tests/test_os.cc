@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "faultvfs.h"
 #include "os/os.h"
 #include "os/os_internal.h"
 #include "testutil.h"

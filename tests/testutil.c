@@ -42,3 +42,12 @@ uint64_t sx_test_splitmix64(uint64_t *state) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
+
+float sx_test_component(uint64_t *state) {
+  return (float)((sx_test_splitmix64(state) >> 40) / 16777216.0 * 2 - 1);
+}
+
+void sx_test_gen(uint64_t seed, float *out, size_t n) {
+  uint64_t st = seed;
+  for (size_t i = 0; i < n; i++) out[i] = sx_test_component(&st);
+}

@@ -43,12 +43,9 @@
 #define MP_DIM 8
 #define MP_PER 100
 
-static float comp(uint64_t *st) { return (float)((sx_test_splitmix64(st) >> 40) / 16777216.0 * 2 - 1); }
-
 /* Keep in step with CrashVec in test_hnsw.cc. */
 static void crash_vec(unsigned b, unsigned j, float *out) {
-  uint64_t st = ((uint64_t)b << 32) | j;
-  for (unsigned i = 0; i < CRASH_DIM; i++) out[i] = comp(&st);
+  sx_test_gen(((uint64_t)b << 32) | j, out, CRASH_DIM);
 }
 
 /* Keep in step with ClusterCenter in test_hnsw.cc. */
@@ -56,13 +53,13 @@ static void crash_vec(unsigned b, unsigned j, float *out) {
  * cluster: HNSW, hnswlib's as well, can leave such clusters partly unreachable). */
 static void cluster_center(unsigned b, float *out) {
   uint64_t st = 0xC0FFEE00000000ull + b;
-  for (unsigned i = 0; i < MP_DIM; i++) out[i] = comp(&st);
+  for (unsigned i = 0; i < MP_DIM; i++) out[i] = sx_test_component(&st);
 }
 
 static void cluster_vec(unsigned b, unsigned j, float *out) {
   cluster_center(b, out);
   uint64_t st = ((uint64_t)b << 32) | (j + 1000000u);
-  for (unsigned i = 0; i < MP_DIM; i++) out[i] += comp(&st) * 0.25f;
+  for (unsigned i = 0; i < MP_DIM; i++) out[i] += sx_test_component(&st) * 0.25f;
 }
 
 static double now_s(void) {

@@ -11,6 +11,7 @@
  * - Operations validate every argument before touching a page, and run under a
  *   transaction savepoint, so a failing operation changes nothing.
  */
+#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -282,7 +283,10 @@ int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err) {
   return SX_OK;
 }
 
-int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o, sx_error *err) {
+/* Checks the options of a new collection; *m and *efc: its HNSW parameters (0 for
+ * flat), defaults applied. */
+static int check_create_options(const char *name, const sx_collection_options *o, uint32_t *m,
+                                uint32_t *efc, sx_error *err) {
   int rc = sx__check_name(name, err);
   if (rc) return rc;
   if (!o) return sx__err_set(err, SX_INVALID_ARGUMENT, "collection options are NULL");
@@ -295,39 +299,26 @@ int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o
     return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown metric %d", (int)o->metric);
   if ((int)o->index < 0 || (int)o->index > 1)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown index type %d", (int)o->index);
-  uint32_t m = 0, efc = 0;
+  *m = *efc = 0;
   if (o->index == SX_INDEX_HNSW) {
-    m = o->hnsw_m ? o->hnsw_m : 16;
-    efc = o->hnsw_ef_construction ? o->hnsw_ef_construction : 200;
-    if (m < 2 || m > 256)
-      return sx__err_set(err, SX_INVALID_ARGUMENT, "HNSW m %u is not in 2..256", m);
-    if (efc < 1 || efc > 100000)
-      return sx__err_set(err, SX_INVALID_ARGUMENT, "HNSW ef_construction %u is not in 1..100000", efc);
+    *m = o->hnsw_m ? o->hnsw_m : 16;
+    *efc = o->hnsw_ef_construction ? o->hnsw_ef_construction : 200;
+    if (*m < 2 || *m > SX__HNSW_M_MAX)
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "HNSW m %u is not in 2..%d", *m, SX__HNSW_M_MAX);
+    if (*efc < 1 || *efc > 100000)
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "HNSW ef_construction %u is not in 1..100000",
+                         *efc);
   }
-  sx__pv v = {sx__txn_pager(t), NULL, t};
-  catpos pos;
-  rc = cat_find(&v, name, &pos, err);
-  if (rc) return rc;
-  if (pos.page) return sx__err_set(err, SX_EXISTS, "collection '%s' already exists", name);
+  return SX_OK;
+}
 
-  sx__txn_savepoint(t);
-  uint32_t ps = sx__pager_page_size(v.p);
-  uint32_t hdr;
-  uint8_t *h, *p0;
-  rc = sx__txn_alloc(t, &hdr, &h, err);
-  if (!rc) {
-    sx__wr32(h + H_MAGIC, SX__COLL_MAGIC);
-    sx__wr32(h + H_DIM, o->dim);
-    sx__wr32(h + H_METRIC, (uint32_t)o->metric);
-    sx__wr32(h + H_INDEX, (uint32_t)o->index);
-    sx__wr32(h + H_M, m);
-    sx__wr32(h + H_EFC, efc);
-    snprintf((char *)h + H_NAME, 65, "%s", name);
-    rc = sx__txn_write(t, 0, &p0, err);
-  }
-  /* Find a catalog page with room, or chain a new one at the head. */
+/* A catalog page with room for one more entry, writable: the first in the chain that
+ * has some, or a new one chained at the head. */
+static int cat_page_with_room(sx__txn *t, uint8_t **out, sx_error *err) {
+  uint32_t ps = sx__pager_page_size(sx__txn_pager(t));
+  uint8_t *p0, *cp = NULL;
+  int rc = sx__txn_write(t, 0, &p0, err);
   uint32_t pg = rc ? 0 : sx__rd32(p0 + CAT_OFF);
-  uint8_t *cp = NULL;
   while (!rc && pg) {
     const uint8_t *rp;
     rc = sx__txn_read(t, pg, &rp, err);
@@ -347,8 +338,37 @@ int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o
       sx__wr32(p0 + CAT_OFF, np);
     }
   }
+  *out = cp;
+  return rc;
+}
+
+int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o, sx_error *err) {
+  uint32_t m, efc;
+  int rc = check_create_options(name, o, &m, &efc, err);
+  if (rc) return rc;
+  sx__pv v = {sx__txn_pager(t), NULL, t};
+  catpos pos;
+  rc = cat_find(&v, name, &pos, err);
+  if (rc) return rc;
+  if (pos.page) return sx__err_set(err, SX_EXISTS, "collection '%s' already exists", name);
+
+  sx__txn_savepoint(t);
+  uint32_t hdr;
+  uint8_t *h, *cp = NULL;
+  rc = sx__txn_alloc(t, &hdr, &h, err);
+  if (!rc) {
+    sx__wr32(h + H_MAGIC, SX__COLL_MAGIC);
+    sx__wr32(h + H_DIM, o->dim);
+    sx__wr32(h + H_METRIC, (uint32_t)o->metric);
+    sx__wr32(h + H_INDEX, (uint32_t)o->index);
+    sx__wr32(h + H_M, m);
+    sx__wr32(h + H_EFC, efc);
+    snprintf((char *)h + H_NAME, 65, "%s", name);
+    rc = cat_page_with_room(t, &cp, err);
+  }
   if (!rc) {
     uint32_t n = sx__rd32(cp + CAT_N);
+    assert(n < cat_cap(sx__pager_page_size(v.p)));
     uint8_t *e = cp + CAT_ENT + n * CAT_ENT_SIZE;
     memset(e, 0, CAT_ENT_SIZE);
     memcpy(e, name, strlen(name));
@@ -1082,4 +1102,26 @@ int sx__coll_find(const sx__coll *c, const uint8_t *h, const char *id, size_t it
   int rc = check_id(id, item, err);
   uint64_t pos;
   return rc ? rc : id_lookup(c, h, id, strlen(id), slot, &pos, err);
+}
+
+/* ---- compaction: moving a collection's header page down (compact.c) ------------------- */
+
+int sx__coll_move_header(sx__txn *t, const char *name, sx_error *err) {
+  sx__pv v = {sx__txn_pager(t), NULL, t};
+  catpos pos;
+  int rc = cat_find(&v, name, &pos, err);
+  if (rc) return rc;
+  if (!pos.page) return sx__err_set(err, SX_NOT_FOUND, "collection '%s' does not exist", name);
+  uint32_t np;
+  uint8_t *nb, *cp;
+  const uint8_t *ob;
+  rc = sx__txn_alloc(t, &np, &nb, err);
+  if (rc) return rc;
+  if (np > pos.hdr) return sx__txn_free_page(t, np, err); /* already as low as it goes */
+  rc = sx__txn_read(t, pos.hdr, &ob, err);
+  if (!rc) rc = sx__txn_write(t, pos.page, &cp, err);
+  if (rc) return rc;
+  memcpy(nb, ob, sx__pager_page_size(v.p));
+  sx__wr32(cp + CAT_ENT + pos.idx * CAT_ENT_SIZE + 68, np);
+  return sx__txn_free_page(t, pos.hdr, err);
 }

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "index/index.h"
+#include "index/hnsw.h"
 #include "pager/parray.h"
 #include "sextant.h"
 
@@ -202,12 +202,18 @@ typedef struct sx__space {
 } sx__space;
 int sx__coll_space(const sx__coll *c, sx__space *out, sx_error *err);
 
-/* Rebuilds dst (a write view) from src, a read view of the same collection in the
- * commit dst's transaction began from: frees dst's arrays, resets its header, upserts
- * src's live records again in slot order. step(ctx, n) after each batch of n. On an
- * error (SX_CANCELLED once cancel is set) the caller aborts the transaction. */
-int sx__coll_compact(const sx__coll *src, sx__coll *dst, int nthreads, const sx_cancel *cancel,
-                     void (*step)(void *ctx, uint64_t n), void *ctx, sx_error *err);
+/* Compaction, in two steps: reset frees every array of dst (a write view) and resets
+ * its header to a new collection's; fill upserts again the live records of src, a
+ * read view of the same collection in the commit dst's transaction began from, in
+ * slot order, calling step(ctx, n) after each batch of n. On an error (SX_CANCELLED
+ * once cancel is set) the caller aborts the transaction. */
+int sx__coll_compact_reset(sx__coll *dst, sx_error *err);
+/* Moves the header page of collection `name` to the lowest free page when that is
+ * lower (catalog entry updated, old page freed); its arrays must be empty (after
+ * sx__coll_compact_reset). Write views of it opened before are stale. (coll.c) */
+int sx__coll_move_header(sx__txn *t, const char *name, sx_error *err);
+int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, const sx_cancel *cancel,
+                          void (*step)(void *ctx, uint64_t n), void *ctx, sx_error *err);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,6 @@
  * batch over a read snapshot is split across threads by slot range, then merged.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -195,96 +194,129 @@ static void run_hnsw(job *j) {
   free(hits);
 }
 
-static void *run_job(void *arg) {
-  job *j = arg;
-  if (j->hnsw) {
-    run_hnsw(j);
-    return NULL;
+/* One block of a flat scan: up to BLOCK live vectors, as pointers straight into
+ * their leaf page, or into scratch where a vector straddles two pages. */
+typedef struct block {
+  const float **ptrs;
+  uint32_t *slots;
+  float *scratch;
+  size_t nb;
+  sx__pa_cursor vc, lc; /* vectors, live bitmap */
+  size_t vbytes, ps;
+  unsigned pshift;
+  uint64_t pmask;
+  uint64_t vleaf; /* the leaf page vpage points at (UINT64_MAX: none) */
+  const uint8_t *vpage;
+} block;
+
+/* Pointer to the vector of slot sl, as the next entry of b. */
+static inline int block_add(block *b, uint64_t sl, size_t dim, sx_error *err) {
+  uint64_t off = sl * b->vbytes;
+  uint64_t leaf = off >> b->pshift;
+  size_t in = (size_t)(off & b->pmask);
+  if (leaf == b->vleaf && in + b->vbytes <= b->ps) {
+    b->ptrs[b->nb] = (const float *)(b->vpage + in);
+  } else {
+    const void *p;
+    int rc = sx__pa_ptr(&b->vc, off, b->vbytes, b->scratch + b->nb * dim, &p, err);
+    if (rc) return rc;
+    b->ptrs[b->nb] = p;
+    if (b->vc.leaf_key == leaf && b->vc.v->t == NULL) {
+      b->vleaf = leaf;
+      b->vpage = b->vc.leaf;
+    }
   }
+  b->slots[b->nb++] = (uint32_t)sl;
+  return SX_OK;
+}
+
+/* Gathers up to BLOCK live vectors from slot *s0 on (below j->hi): the live bitmap a
+ * 64-bit word at a time. Advances *s0 past what it took. */
+static inline int block_gather(job *j, block *b, uint64_t *s0) {
+  b->nb = 0;
+  while (*s0 < j->hi && b->nb < BLOCK) {
+    uint64_t word = 0;
+    uint64_t base = *s0 & ~(uint64_t)63;
+    uint64_t wend = base + 64 < j->hi ? base + 64 : j->hi;
+    size_t nbytes = (size_t)((wend - base + 7) / 8);
+    int rc = sx__pa_read(&b->lc, base / 8, &word, nbytes, &j->err);
+    if (rc) return rc;
+    word &= *s0 - base < 64 ? ~0ull << (*s0 - base) : 0;
+    if (wend - base < 64) word &= (1ull << (wend - base)) - 1;
+    while (word && b->nb < BLOCK) {
+      uint64_t sl = base + (uint64_t)__builtin_ctzll(word);
+      word &= word - 1;
+      rc = block_add(b, sl, j->c->dim, &j->err);
+      if (rc) return rc;
+      *s0 = sl + 1;
+    }
+    if (!word) *s0 = wend;
+  }
+  return SX_OK;
+}
+
+/* Distances of every query to the block, offered to the queries' heaps. */
+static inline void block_rank(job *j, const block *b, float *dist, scan *s) {
+  const sx__coll *c = j->c;
+  if (j->nq == 1)
+    sx__distance_many(c->metric, j->qs, j->qn[0], b->ptrs, b->nb, c->dim, dist);
+  else
+    sx__distance_batch(c->metric, j->qs, j->qn, j->nq, b->ptrs, b->nb, c->dim, dist);
+  for (size_t q = 0; q < j->nq; q++) {
+    heap *hp = &j->heaps[q];
+    const float *dq = dist + q * b->nb;
+    for (size_t i = 0; i < b->nb; i++) {
+      if (hp->n == hp->k && dq[i] > hp->h[0].d) continue;
+      heap_push(s, hp, dq[i], b->slots[i]);
+    }
+  }
+}
+
+/* A job's flat scan of slots [lo, hi), block by block. */
+static void scan_flat(job *j) {
   const sx__coll *c = j->c;
   size_t dim = c->dim;
   scan s = {c, j->hdr, &j->err, SX_OK};
-  sx__pa_cursor vc, lc;
-  sx__pa_cursor_init(&vc, &c->v, j->hdr + H_PA_VEC);
-  sx__pa_cursor_init(&lc, &c->v, j->hdr + H_PA_LIVE);
-  const float **ptrs = malloc(BLOCK * sizeof *ptrs);
-  uint32_t *slots = malloc(BLOCK * sizeof *slots);
-  float *scratch = malloc(BLOCK * dim * sizeof(float));
+  block b = {.nb = 0};
+  sx__pa_cursor_init(&b.vc, &c->v, j->hdr + H_PA_VEC);
+  sx__pa_cursor_init(&b.lc, &c->v, j->hdr + H_PA_LIVE);
+  b.ptrs = malloc(BLOCK * sizeof *b.ptrs);
+  b.slots = malloc(BLOCK * sizeof *b.slots);
+  b.scratch = malloc(BLOCK * dim * sizeof(float));
   float *dist = malloc(BLOCK * j->nq * sizeof(float));
-  if (!ptrs || !slots || !scratch || !dist) {
+  if (!b.ptrs || !b.slots || !b.scratch || !dist) {
     j->rc = sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
     goto out;
   }
-  const size_t vbytes = dim * 4, ps = vc.ps;
-  const unsigned pshift = (unsigned)__builtin_ctz(vc.ps);
-  const uint64_t pmask = ps - 1;
-  uint64_t vleaf = UINT64_MAX;
-  const uint8_t *vpage = NULL;
+  b.vbytes = dim * 4;
+  b.ps = b.vc.ps;
+  b.pshift = (unsigned)__builtin_ctz(b.vc.ps);
+  b.pmask = b.ps - 1;
+  b.vleaf = UINT64_MAX;
   uint64_t s0 = j->lo;
   while (s0 < j->hi && !j->rc) {
     if (job_cancelled(j)) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
       break;
     }
-    /* Gather up to BLOCK live vectors: the live bitmap a 64-bit word at a time, and
-     * vector pointers straight into the current leaf page while they fit in it. */
-    size_t nb = 0;
-    while (s0 < j->hi && nb < BLOCK) {
-      uint64_t word = 0;
-      uint64_t base = s0 & ~(uint64_t)63;
-      uint64_t wend = base + 64 < j->hi ? base + 64 : j->hi;
-      size_t nbytes = (size_t)((wend - base + 7) / 8);
-      j->rc = sx__pa_read(&lc, base / 8, &word, nbytes, &j->err);
-      if (j->rc) break;
-      word &= s0 - base < 64 ? ~0ull << (s0 - base) : 0;
-      if (wend - base < 64) word &= (1ull << (wend - base)) - 1;
-      while (word && nb < BLOCK) {
-        uint64_t sl = base + (uint64_t)__builtin_ctzll(word);
-        word &= word - 1;
-        uint64_t off = sl * vbytes;
-        uint64_t leaf = off >> pshift;
-        size_t in = (size_t)(off & pmask);
-        if (leaf == vleaf && in + vbytes <= ps) {
-          ptrs[nb] = (const float *)(vpage + in);
-        } else {
-          const void *p;
-          j->rc = sx__pa_ptr(&vc, off, vbytes, scratch + nb * dim, &p, &j->err);
-          if (j->rc) break;
-          ptrs[nb] = p;
-          if (vc.leaf_key == leaf && vc.v->t == NULL) {
-            vleaf = leaf;
-            vpage = vc.leaf;
-          }
-        }
-        slots[nb] = (uint32_t)sl;
-        nb++;
-        s0 = sl + 1;
-      }
-      if (j->rc) break;
-      if (!word) s0 = wend;
-    }
-    if (j->rc || nb == 0) break;
-    if (j->nq == 1)
-      sx__distance_many(c->metric, j->qs, j->qn[0], ptrs, nb, dim, dist);
-    else
-      sx__distance_batch(c->metric, j->qs, j->qn, j->nq, ptrs, nb, dim, dist);
-    for (size_t q = 0; q < j->nq; q++) {
-      heap *hp = &j->heaps[q];
-      const float *dq = dist + q * nb;
-      for (size_t i = 0; i < nb; i++) {
-        if (hp->n == hp->k && dq[i] > hp->h[0].d) continue;
-        heap_push(&s, hp, dq[i], slots[i]);
-      }
-    }
+    j->rc = block_gather(j, &b, &s0);
+    if (j->rc || b.nb == 0) break;
+    block_rank(j, &b, dist, &s);
     if (s.rc) j->rc = s.rc;
   }
 out:
-  free(ptrs);
-  free(slots);
-  free(scratch);
+  free(b.ptrs);
+  free(b.slots);
+  free(b.scratch);
   free(dist);
-  return NULL;
 }
+
+static void run_job(job *j) {
+  if (j->hnsw) run_hnsw(j);
+  else scan_flat(j);
+}
+
+static void run_job_part(void *jobs, int i) { run_job(&((job *)jobs)[i]); }
 
 void sx__results_free(sx_results *r) {
   if (!r) return;
@@ -296,9 +328,23 @@ void sx__results_free(sx_results *r) {
   free(r);
 }
 
-int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
-                    const sx_search_options *o, int nthreads, sx_results **out, sx_error *err) {
-  *out = NULL;
+/* One search call: its queries, the plan (how many candidates, threads), and the
+ * per-thread, per-query heaps the jobs fill. */
+typedef struct search {
+  const sx__coll *c;
+  const uint8_t *h; /* the collection's header page */
+  const float *qs;
+  float *qn; /* query norms (cosine) */
+  size_t nq, dim, k, want; /* k: candidates kept per query; want: hits returned */
+  uint64_t nslots;
+  int rerank, nt;
+  job *jobs;
+  hit *hits;
+  heap *heaps; /* nt * nq: thread t's heap of query q at t * nq + q */
+} search;
+
+static int search_check_args(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
+                             const sx_search_options *o, sx_error *err) {
   if (dim != c->dim)
     return sx__err_set(err, SX_DIMENSION_MISMATCH,
                        "dimension %zu does not match collection '%s' (dimension %u)", dim, c->name,
@@ -311,56 +357,38 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     int rc = sx__check_vector(qs + q * dim, dim, c->metric, "query", q, err);
     if (rc) return rc;
   }
-  int rc = sx__coll_revalidate((sx__coll *)c, err);
-  if (rc) return rc;
-  const uint8_t *h;
-  rc = sx__pv_page(&c->v, c->hdr, &h, err);
-  if (rc) return rc;
-  uint64_t nslots = sx__rd64(h + H_NSLOTS);
-  if (k > nslots) k = nslots ? nslots : 1;
+  return SX_OK;
+}
+
+/* The jobs: threads only over snapshots (a write transaction is used by one thread),
+ * and only when there is enough to scan; a flat scan splits the slots, an HNSW
+ * search the queries. */
+static int search_plan(search *S, const sx_search_options *o, int nthreads, sx_error *err) {
+  const sx__coll *c = S->c;
   const int hnsw = c->index == SX_INDEX_HNSW;
-  const size_t want = k;
-  /* A batch scan ranks by the batch kernel, whose distances may differ from the
-   * single-query kernel's in the last bits; it keeps a margin of candidates and
-   * re-ranks them with the single-query kernel, so a batch answers exactly as the
-   * same queries one by one. */
-  const int rerank = !hnsw && nq > 1;
-  if (rerank) k = k + 16 < nslots ? k + 16 : (nslots ? nslots : 1);
-
-  size_t total = 0, at = 0;
-  float *qn = malloc((nq ? nq : 1) * sizeof *qn);
-  sx_results *res = calloc(1, sizeof *res);
-  if (!qn || !res) {
-    free(qn);
-    free(res);
-    return sx__err_set(err, SX_NOMEM, "out of memory for search");
-  }
-  for (size_t q = 0; q < nq; q++) qn[q] = c->metric == SX_METRIC_COSINE ? sx__norm(qs + q * dim, dim) : 0;
-
-  /* Threads only over snapshots (a write transaction is used by one thread), and
-   * only when there is enough to scan. */
   int nt = c->v.t ? 1 : nthreads;
   if (nt < 1) nt = 1;
-  if (hnsw ? (size_t)nt > nq : (uint64_t)nt * BLOCK * 4 > nslots) nt = hnsw ? (int)(nq ? nq : 1) : 1;
-  job *jobs = calloc((size_t)nt, sizeof *jobs);
-  hit *hits = malloc((size_t)nt * nq * k * sizeof *hits + 1);
-  heap *heaps = calloc((size_t)nt * nq + 1, sizeof *heaps);
-  if (!jobs || !hits || !heaps) {
-    rc = sx__err_set(err, SX_NOMEM, "out of memory for search");
-    goto done;
-  }
+  if (hnsw ? (size_t)nt > S->nq : (uint64_t)nt * BLOCK * 4 > S->nslots)
+    nt = hnsw ? (int)(S->nq ? S->nq : 1) : 1;
+  S->nt = nt;
+  size_t nq = S->nq, k = S->k;
+  S->jobs = calloc((size_t)nt, sizeof *S->jobs);
+  S->hits = malloc((size_t)nt * nq * k * sizeof *S->hits + 1);
+  S->heaps = calloc((size_t)nt * nq + 1, sizeof *S->heaps);
+  if (!S->jobs || !S->hits || !S->heaps)
+    return sx__err_set(err, SX_NOMEM, "out of memory for search");
   for (int t = 0; t < nt; t++) {
-    job *j = &jobs[t];
+    job *j = &S->jobs[t];
     j->c = c;
-    j->hdr = h;
-    j->qs = qs;
-    j->qn = qn;
+    j->hdr = S->h;
+    j->qs = S->qs;
+    j->qn = S->qn;
     j->nq = nq;
     j->o = o;
     /* Split on multiples of 8 so threads never share a live-bitmap byte. */
-    j->lo = nslots * (uint64_t)t / (uint64_t)nt / 8 * 8;
-    j->hi = t + 1 == nt ? nslots : nslots * (uint64_t)(t + 1) / (uint64_t)nt / 8 * 8;
-    j->heaps = heaps + (size_t)t * nq;
+    j->lo = S->nslots * (uint64_t)t / (uint64_t)nt / 8 * 8;
+    j->hi = t + 1 == nt ? S->nslots : S->nslots * (uint64_t)(t + 1) / (uint64_t)nt / 8 * 8;
+    j->heaps = S->heaps + (size_t)t * nq;
     if (hnsw) {
       j->hnsw = 1;
       j->k = k;
@@ -369,109 +397,114 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
       j->qhi = nq * (size_t)(t + 1) / (size_t)nt;
     }
     for (size_t q = 0; q < nq; q++) {
-      j->heaps[q].h = hits + ((size_t)t * nq + q) * k;
+      j->heaps[q].h = S->hits + ((size_t)t * nq + q) * k;
       j->heaps[q].k = k;
     }
   }
-  pthread_t *tids = nt > 1 ? calloc((size_t)nt, sizeof *tids) : NULL;
-  int started = 0;
-  if (tids) {
-    for (int t = 1; t < nt; t++) {
-      if (pthread_create(&tids[t], NULL, run_job, &jobs[t]) != 0) break;
-      started = t;
-    }
-  }
-  run_job(&jobs[0]);
-  for (int t = 1; t <= started; t++) pthread_join(tids[t], NULL);
-  for (int t = started + 1; t < nt; t++) run_job(&jobs[t]); /* could not start a thread */
-  free(tids);
-  for (int t = 0; t < nt && !rc; t++) {
-    if (jobs[t].rc) {
-      rc = jobs[t].rc;
-      if (err) *err = jobs[t].err;
-    }
-  }
-  if (rc) goto done;
+  return SX_OK;
+}
 
-  /* Merge the threads' heaps into the first, then sort and name the hits. */
-  scan s = {c, h, err, SX_OK};
-  res->nq = nq;
-  res->off = calloc(nq + 1, sizeof *res->off);
-  for (size_t q = 0; q < nq; q++) {
-    heap *hp = &heaps[q];
-    for (int t = 1; t < nt; t++) {
-      heap *o2 = &heaps[(size_t)t * nq + q];
-      for (size_t i = 0; i < o2->n; i++) heap_push(&s, hp, o2->h[i].d, o2->h[i].slot);
+/* Runs the jobs, one per thread; the first error any met. */
+static int search_run(search *S, sx_error *err) {
+  sx__par_for(S->nt, run_job_part, S->jobs);
+  for (int t = 0; t < S->nt; t++) {
+    if (S->jobs[t].rc) {
+      if (err) *err = S->jobs[t].err;
+      return S->jobs[t].rc;
     }
-    heap_sort(&s, hp);
-    if (rerank && hp->n > want) {
-      /* Candidates kept past the k-th must be clearly farther by the batch kernel,
-       * or some vector left out could be a near-tie the single-query kernel puts
-       * inside: then this query is answered by the single-query scan itself. */
-      float bk = hp->h[want - 1].d, bmax = hp->h[hp->n - 1].d;
-      float tol = 1e-4f * (fabsf(bk) > fabsf(bmax) ? fabsf(bk) : fabsf(bmax)) + 1e-6f;
-      if (bmax - bk <= tol) {
-        heap one = {hp->h, 0, want};
-        job j1 = jobs[0];
-        j1.qs = qs + q * dim;
-        j1.qn = qn + q;
-        j1.nq = 1;
-        j1.lo = 0;
-        j1.hi = nslots;
-        j1.heaps = &one;
-        j1.rc = SX_OK;
-        run_job(&j1);
-        if (j1.rc) {
-          rc = j1.rc;
-          if (err) *err = j1.err;
-          goto done;
-        }
-        heap_sort(&s, &one);
-        hp->n = one.n;
-        total += hp->n;
-        continue;
-      }
-    }
-    if (rerank) {
-      sx__pa_cursor vc;
-      sx__pa_cursor_init(&vc, &c->v, h + H_PA_VEC);
-      float *tmp = malloc(dim * sizeof(float));
-      const float *qv = qs + q * dim;
-      float qn1 = sx__norm(qv, dim);
-      for (size_t i = 0; i < hp->n && !rc; i++) {
-        const void *vp;
-        rc = tmp ? sx__pa_ptr(&vc, (uint64_t)hp->h[i].slot * dim * 4, dim * 4, tmp, &vp, err)
-                 : sx__err_set(err, SX_NOMEM, "out of memory");
-        if (!rc) hp->h[i].d = sx__distance(c->metric, qv, qn1, vp, dim);
-      }
-      free(tmp);
-      if (rc) goto done;
-      /* Re-sort by (distance, id): insertion sort, the list is nearly sorted. */
-      for (size_t i = 1; i < hp->n; i++) {
-        hit x = hp->h[i];
-        size_t m = i;
-        while (m > 0 && hit_cmp(&s, &x, &hp->h[m - 1]) < 0) {
-          hp->h[m] = hp->h[m - 1];
-          m--;
-        }
-        hp->h[m] = x;
-      }
-      if (hp->n > want) hp->n = want;
-    }
-    total += hp->n;
   }
+  return SX_OK;
+}
+
+/* Query q answered by the single-query scan itself, into hp (its want best). */
+static int rescan_one(search *S, size_t q, heap *hp, scan *s, sx_error *err) {
+  heap one = {hp->h, 0, S->want};
+  job j1 = S->jobs[0];
+  j1.qs = S->qs + q * S->dim;
+  j1.qn = S->qn + q;
+  j1.nq = 1;
+  j1.lo = 0;
+  j1.hi = S->nslots;
+  j1.heaps = &one;
+  j1.rc = SX_OK;
+  run_job(&j1);
+  if (j1.rc) {
+    if (err) *err = j1.err;
+    return j1.rc;
+  }
+  heap_sort(s, &one);
+  hp->n = one.n;
+  return SX_OK;
+}
+
+/* Ranks the candidates of query q again with the single-query kernel, by (distance,
+ * id), and keeps the want best. */
+static int rerank_exact(search *S, size_t q, heap *hp, scan *s, sx_error *err) {
+  const sx__coll *c = S->c;
+  size_t dim = S->dim;
+  sx__pa_cursor vc;
+  sx__pa_cursor_init(&vc, &c->v, S->h + H_PA_VEC);
+  float *tmp = malloc(dim * sizeof(float));
+  const float *qv = S->qs + q * dim;
+  float qn1 = sx__norm(qv, dim);
+  int rc = SX_OK;
+  for (size_t i = 0; i < hp->n && !rc; i++) {
+    const void *vp;
+    rc = tmp ? sx__pa_ptr(&vc, (uint64_t)hp->h[i].slot * dim * 4, dim * 4, tmp, &vp, err)
+             : sx__err_set(err, SX_NOMEM, "out of memory");
+    if (!rc) hp->h[i].d = sx__distance(c->metric, qv, qn1, vp, dim);
+  }
+  free(tmp);
+  if (rc) return rc;
+  /* Re-sort by (distance, id): insertion sort, the list is nearly sorted. */
+  for (size_t i = 1; i < hp->n; i++) {
+    hit x = hp->h[i];
+    size_t m = i;
+    while (m > 0 && hit_cmp(s, &x, &hp->h[m - 1]) < 0) {
+      hp->h[m] = hp->h[m - 1];
+      m--;
+    }
+    hp->h[m] = x;
+  }
+  if (hp->n > S->want) hp->n = S->want;
+  return SX_OK;
+}
+
+/* Merges the threads' heaps of query q into the first and sorts it; a batch scan's
+ * candidates are ranked again (see sx__coll_search). */
+static int search_merge(search *S, size_t q, scan *s, sx_error *err) {
+  heap *hp = &S->heaps[q];
+  for (int t = 1; t < S->nt; t++) {
+    heap *o2 = &S->heaps[(size_t)t * S->nq + q];
+    for (size_t i = 0; i < o2->n; i++) heap_push(s, hp, o2->h[i].d, o2->h[i].slot);
+  }
+  heap_sort(s, hp);
+  if (!S->rerank) return SX_OK;
+  if (hp->n > S->want) {
+    /* Candidates kept past the k-th must be clearly farther by the batch kernel,
+     * or some vector left out could be a near-tie the single-query kernel puts
+     * inside: then this query is answered by the single-query scan itself. */
+    float bk = hp->h[S->want - 1].d, bmax = hp->h[hp->n - 1].d;
+    float tol = 1e-4f * (fabsf(bk) > fabsf(bmax) ? fabsf(bk) : fabsf(bmax)) + 1e-6f;
+    if (bmax - bk <= tol) return rescan_one(S, q, hp, s, err);
+  }
+  return rerank_exact(S, q, hp, s, err);
+}
+
+/* The results: per query its hits (in S->heaps[q]), named. */
+static int search_results(search *S, sx_results *res, size_t total, sx_error *err) {
+  size_t nq = S->nq, at = 0;
   res->dist = malloc((total ? total : 1) * sizeof *res->dist);
   res->ids = calloc(total ? total : 1, sizeof *res->ids);
   res->id_off = calloc(total + 1, sizeof *res->id_off);
-  if (!res->off || !res->dist || !res->ids || !res->id_off) {
-    rc = sx__err_set(err, SX_NOMEM, "out of memory for search results");
-    goto done;
-  }
+  if (!res->off || !res->dist || !res->ids || !res->id_off)
+    return sx__err_set(err, SX_NOMEM, "out of memory for search results");
   uint32_t *sl = malloc((total ? total : 1) * sizeof *sl);
   size_t *offs = malloc((total ? total : 1) * sizeof *offs);
+  int rc = SX_OK;
   if (!sl || !offs) rc = sx__err_set(err, SX_NOMEM, "out of memory for search results");
   for (size_t q = 0; q < nq && !rc; q++) {
-    heap *hp = &heaps[q];
+    heap *hp = &S->heaps[q];
     res->off[q] = at;
     for (size_t i = 0; i < hp->n; i++, at++) {
       sl[at] = hp->h[i].slot;
@@ -479,7 +512,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     }
     res->off[q + 1] = at;
   }
-  if (!rc) rc = sx__slot_ids(c, h, sl, at, &res->blob, offs, err);
+  if (!rc) rc = sx__slot_ids(S->c, S->h, sl, at, &res->blob, offs, err);
   if (!rc) {
     for (size_t i = 0; i < at; i++) {
       res->ids[i] = res->blob + offs[i];
@@ -489,12 +522,57 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   }
   free(sl);
   free(offs);
+  return rc;
+}
+
+/* Checks, plans, runs the jobs, merges per query, names the hits. */
+int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
+                    const sx_search_options *o, int nthreads, sx_results **out, sx_error *err) {
+  *out = NULL;
+  int rc = search_check_args(c, qs, nq, dim, k, o, err);
+  if (!rc) rc = sx__coll_revalidate((sx__coll *)c, err);
+  if (rc) return rc;
+  search S = {.c = c, .qs = qs, .nq = nq, .dim = dim};
+  rc = sx__pv_page(&c->v, c->hdr, &S.h, err);
+  if (rc) return rc;
+  S.nslots = sx__rd64(S.h + H_NSLOTS);
+  if (k > S.nslots) k = S.nslots ? S.nslots : 1;
+  S.want = k;
+  /* A batch scan ranks by the batch kernel, whose distances may differ from the
+   * single-query kernel's in the last bits; it keeps a margin of candidates and
+   * re-ranks them with the single-query kernel, so a batch answers exactly as the
+   * same queries one by one. */
+  S.rerank = c->index != SX_INDEX_HNSW && nq > 1;
+  if (S.rerank) k = k + 16 < S.nslots ? k + 16 : (S.nslots ? S.nslots : 1);
+  S.k = k;
+
+  S.qn = malloc((nq ? nq : 1) * sizeof *S.qn);
+  sx_results *res = calloc(1, sizeof *res);
+  if (!S.qn || !res) {
+    free(S.qn);
+    free(res);
+    return sx__err_set(err, SX_NOMEM, "out of memory for search");
+  }
+  for (size_t q = 0; q < nq; q++)
+    S.qn[q] = c->metric == SX_METRIC_COSINE ? sx__norm(qs + q * dim, dim) : 0;
+  rc = search_plan(&S, o, nthreads, err);
+  if (!rc) rc = search_run(&S, err);
+  scan s = {c, S.h, err, SX_OK};
+  size_t total = 0;
+  if (!rc) {
+    res->nq = nq;
+    res->off = calloc(nq + 1, sizeof *res->off);
+  }
+  for (size_t q = 0; q < nq && !rc; q++) {
+    rc = search_merge(&S, q, &s, err);
+    total += S.heaps[q].n;
+  }
+  if (!rc) rc = search_results(&S, res, total, err);
   if (!rc) rc = s.rc;
-done:
-  free(jobs);
-  free(hits);
-  free(heaps);
-  free(qn);
+  free(S.jobs);
+  free(S.hits);
+  free(S.heaps);
+  free(S.qn);
   if (rc) {
     sx__results_free(res);
     return rc;

@@ -1,6 +1,6 @@
 /*
- * os_internal: what os.c and faultvfs.c share and nothing above the os layer may
- * touch: the layout of sx__file and a few helpers.
+ * os_internal: what os.c and the tests' fault VFS (tests/faultvfs.c) share and
+ * nothing above the os layer may touch: the layout of sx__file and a few helpers.
  *
  * Invariants
  * - f->vfs is the VFS whose table serves f; the fault VFS opens through the default

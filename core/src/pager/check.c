@@ -96,7 +96,8 @@ int sx__pager_check(sx__pager *p, sx_error *err) {
     }
   }
 pages:
-  /* Every page is reachable, and the free list is a chain of distinct pages. */
+  /* Every page of the snapshot can be read (from P or the WAL), and the free list is a
+   * chain of distinct pages. */
   for (uint32_t pg = 0; pg < s.npages; pg++) {
     const uint8_t *pp;
     rc = sx__view_page(p, &s, pg, &pp, err);

@@ -28,6 +28,8 @@
  * for crash_at_sync; mmap writes are never tracked.
  */
 #include "os/os_internal.h"
+#include "faultvfs.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -86,13 +88,6 @@ static sx__vfs *base(void) {
 /* ------------------------------------------------------------------------- */
 /* Helpers                                                                    */
 /* ------------------------------------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t *state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 static int is_shm(const char *path) {
   size_t n = strlen(path);
@@ -696,7 +691,7 @@ static int lose_file(struct tracked *t, int how, uint64_t *rng) {
   if (how == SX__LOSS_TEAR) {
     for (size_t i = 0; i < t->nrecs; i++) {
       struct rec *r = &t->recs[i];
-      uint64_t x = splitmix64(rng);
+      uint64_t x = sx_test_splitmix64(rng);
       if (r->is_trunc) {
         if ((x & 1) && ftruncate(fd, (off_t)r->off) < 0) bad = -1;
         continue;
@@ -716,7 +711,7 @@ static int lose_file(struct tracked *t, int how, uint64_t *rng) {
           if (cuts == 0)
             keep = (x >> 8) & 1 ? r->len : 0;
           else
-            keep = (size_t)(first + (splitmix64(rng) % cuts) * SECTOR - r->off);
+            keep = (size_t)(first + (sx_test_splitmix64(rng) % cuts) * SECTOR - r->off);
           break;
       }
       if (keep && pwrite_full(fd, r->newb, keep, r->off) < 0) bad = -1;

@@ -1,0 +1,81 @@
+/*
+ * kernels: the distance kernels (kernels.c).
+ *
+ * Kernels come in a scalar reference version (the oracle for tests, accumulating in
+ * double) and fast versions (portable C written for auto-vectorization, AVX2+FMA,
+ * AVX-512F) chosen once at run time from what the CPU supports. All of them compute
+ *   l2:     sum (q_i - v_i)^2
+ *   ip:     1 - sum q_i v_i
+ *   cosine: 1 - (sum q_i v_i) / (|q| |v|)      (|q| passed in precomputed)
+ * Fast versions may differ from the reference by float rounding only.
+ * Nothing here allocates, locks or keeps a pointer.
+ */
+#ifndef SX_KERNELS_H
+#define SX_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sextant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Metric numbers are those of sx_metric. */
+enum { SX__L2 = 0, SX__IP = 1, SX__COSINE = 2 };
+
+/* Kernel levels. */
+enum { SX__KERNEL_SCALAR = 0, SX__KERNEL_PORTABLE = 1, SX__KERNEL_AVX2 = 2, SX__KERNEL_AVX512 = 3 };
+
+/* The level in use (the best the CPU supports unless forced). Thread-safe. */
+int sx__kernel_level(void);
+const char *sx__kernel_name(int level);
+/* Forces a level (tests, benchmarks). Returns SX_OK, or SX_INVALID_ARGUMENT if the
+ * CPU lacks it. Not meant to race with searches. */
+int sx__kernel_force(int level);
+/* 1 if the CPU supports the level. */
+int sx__kernel_supported(int level);
+
+/* Reference (scalar, double accumulation): the oracle. */
+double sx__distance_ref(int metric, const float *q, const float *v, size_t dim);
+
+/* Raw sums with the active kernel, to add up a distance over parts of a vector:
+ * for SX__L2 sum (q_i - v_i)^2, for SX__IP sum q_i v_i (no "1 -"). A function to
+ * fetch once for hot loops (one lookup instead of one per call); valid until
+ * sx__kernel_force. */
+typedef float (*sx__raw_fn)(const float *q, const float *v, size_t dim);
+sx__raw_fn sx__raw(int what);
+
+/* A vector as it lies in pages: its first n0 floats at a, the rest (dim - n0) at b;
+ * b is not read when n0 >= dim. */
+typedef struct {
+  const float *a, *b;
+  size_t n0;
+} sx__vparts;
+/* Raw sums (as sx__raw's) of q against n <= 4 vectors in parts, out[j] for v[j],
+ * read side by side where the level has such a kernel (AVX-512), so that their cache
+ * misses overlap. A lane's result does not depend on n or on the other lanes.
+ * Fetched once, as sx__raw. */
+typedef void (*sx__raw4_fn)(const float *q, const sx__vparts *v, size_t n, size_t dim,
+                            float *out);
+sx__raw4_fn sx__raw4(int what);
+
+/* Euclidean norm |a| with the active kernel. */
+float sx__norm(const float *a, size_t dim);
+/* One distance with the active kernel; qnorm = sx__norm(q) (used only by cosine). */
+float sx__distance(int metric, const float *q, float qnorm, const float *v, size_t dim);
+/* Distances from one query to n vectors: out[j] = distance(q, vecs[j]). */
+void sx__distance_many(int metric, const float *q, float qnorm, const float *const *vecs, size_t n,
+                       size_t dim, float *out);
+/* Distances from nq queries (row-major, nq x dim) to n vectors:
+ * out[i * n + j] = distance(q_i, vecs[j]). Blocked so that each vector is read from
+ * memory once for all queries. qnorms[i] = sx__norm(q_i) (cosine only; may be NULL
+ * otherwise). */
+void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t nq,
+                        const float *const *vecs, size_t n, size_t dim, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
