@@ -140,10 +140,11 @@ const char *sx_status_name(int status);
 
 /**
  * Details of a failure, filled by the call that fails. Caller-owned (usually on the
- * stack); every fallible function takes an optional `sx_error *err` last and leaves
- * it untouched on success. The message is one line, no trailing period, naming the
- * offending value, e.g. "database '/data/x.sx' has format version 7; this library
- * reads version 1".
+ * stack); every fallible function that can say more than its status takes an
+ * optional `sx_error *err` last and leaves it untouched on success (those that end
+ * or free an object, or fill an options struct, return only a status). The message
+ * is one line, no trailing period, naming the offending value, e.g. "database
+ * '/data/x.sx' has format version 7; this library reads version 1".
  */
 typedef struct sx_error {
   int code;                            /**< the ::sx_status returned */
@@ -269,7 +270,7 @@ const char *sx_db_path(const sx_db *db);
  * pinned by any read session in any process allows. Takes the writer lock, waiting
  * up to `timeout_ms` (negative: for ever).
  * @return ::SX_OK (even when a pinned snapshot kept it from finishing: see
- *   sx_db_stats()), ::SX_BUSY, ::SX_READ_ONLY, ::SX_CLOSED, ::SX_IO.
+ *   sx_db_stats_get()), ::SX_BUSY, ::SX_READ_ONLY, ::SX_CLOSED, ::SX_IO.
  */
 sx_status sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err);
 

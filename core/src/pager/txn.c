@@ -190,8 +190,9 @@ static int tab_insert(sx__txn *t, dpage *d) {
   return SX_OK;
 }
 
-/* Dirty image of pgno, copied from the committed page on first touch. t->mu held. */
+/* Dirty image of pgno, copied from the committed page on first touch. */
 static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
+  sx__mutex_assert_held(&t->mu);
   dpage *d = tab_find(t, pgno);
   if (d) {
     if (t->sp_active && !d->sp_new && !d->undo) {
