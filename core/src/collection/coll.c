@@ -343,7 +343,7 @@ static int cat_page_with_room(sx__txn *t, uint8_t **out, sx_error *err) {
 }
 
 int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o, sx_error *err) {
-  uint32_t m, efc;
+  uint32_t m = 0, efc = 0;
   int rc = check_create_options(name, o, &m, &efc, err);
   if (rc) return rc;
   sx__pv v = {sx__txn_pager(t), NULL, t};
