@@ -624,11 +624,17 @@ static int c_stats(int argc, char **argv) {
   if (rc) return rc;
   sx_error e = SX_ERROR_INIT;
   sx_db_stats s = SX_DB_STATS_INIT;
+  sx_space_stats sp = SX_SPACE_STATS_INIT;
+  sx_read *r = NULL;
   int st = sx_db_stats_get(db, &s, &e);
+  /* The space figures come from a snapshot; the other figures are taken first, so
+   * this tool's own reader is not counted in them. */
+  if (!st) st = sx_read_begin(db, &r, &e);
+  if (!st) st = sx_read_space_get(r, &sp, &e);
+  sx_read_free(r);
   if (st) {
     rc = sx_fail(st, &e);
   } else {
-    /* This tool's own handle pins no snapshot now; the figures are everyone else's. */
     json_t *o = json_object();
     json_object_set_new(o, "page_size", json_integer(s.page_size));
     json_object_set_new(o, "page_count", json_integer((json_int_t)s.page_count));
@@ -641,6 +647,10 @@ static int c_stats(int argc, char **argv) {
     json_object_set_new(o, "reader_slots", json_integer(s.reader_slots));
     json_object_set_new(o, "oldest_reader_lag", json_integer((json_int_t)s.oldest_reader_lag));
     json_object_set_new(o, "oldest_reader_pid", json_integer(s.oldest_reader_pid));
+    json_object_set_new(o, "free_pages", json_integer((json_int_t)sp.free_pages));
+    json_object_set_new(o, "collection_pages", json_integer((json_int_t)sp.collection_pages));
+    json_object_set_new(o, "live_bytes", json_integer((json_int_t)sp.live_bytes));
+    json_object_set_new(o, "reclaimable_bytes", json_integer((json_int_t)sp.reclaimable_bytes));
     if (g_json) {
       json_out(o);
     } else {
@@ -1510,6 +1520,231 @@ static int c_backup(int argc, char **argv) {
   return rc;
 }
 
+static void compact_progress(void *ctx, uint64_t done, uint64_t total) {
+  progress_show((progress *)ctx, done, total, 0);
+}
+
+static int space_of(sx_db *db, sx_space_stats *sp) {
+  sx_error e = SX_ERROR_INIT;
+  sx_read *r = NULL;
+  int st = sx_read_begin(db, &r, &e);
+  if (!st) st = sx_read_space_get(r, sp, &e);
+  sx_read_free(r);
+  return st ? sx_fail(st, &e) : EX_OK;
+}
+
+/* compact --into: a new database holding only the live records, written beside
+ * dest, checkpointed, synced and renamed into place. */
+static int compact_into(sx_db *db, const char *dest, int overwrite) {
+  if (file_exists(dest) && !overwrite) return fail(EX_ERR, "'%s' exists (remove it, or --overwrite)", dest);
+  char suffix[64];
+  snprintf(suffix, sizeof suffix, ".tmp-%d", (int)getpid());
+  char *tmp = cat2(dest, suffix), *tw = cat2(tmp, "-wal"), *tw2 = cat2(tmp, "-wal2"), *ts = cat2(tmp, "-shm");
+  sx_error e = SX_ERROR_INIT;
+  sx_open_options oo = SX_OPEN_OPTIONS_INIT;
+  oo.sync = SX_SYNC_OFF; /* the file is synced whole before it is renamed */
+  sx_db *out = NULL;
+  sx_read *r = NULL;
+  sx_names *names = NULL;
+  int st = sx_db_open(&out, tmp, &oo, &e);
+  if (!st) st = sx_read_begin(db, &r, &e);
+  if (!st) st = sx_read_list_collections(r, &names, &e);
+  uint64_t total = 0, done = 0;
+  for (size_t i = 0; !st && i < sx_names_count(names); i++) {
+    sx_collection *c;
+    uint64_t n = 0;
+    st = sx_read_collection(r, sx_names_get(names, i), &c, &e);
+    if (!st) st = sx_collection_count(c, &n, &e);
+    sx_collection_free(c);
+    total += n;
+  }
+  progress pg;
+  progress_begin(&pg, "compact");
+  for (size_t i = 0; !st && i < sx_names_count(names); i++) {
+    const char *name = sx_names_get(names, i);
+    sx_collection *c = NULL;
+    sx_cursor *cur = NULL;
+    sx_collection_info ci = SX_COLLECTION_INFO_INIT;
+    st = sx_read_collection(r, name, &c, &e);
+    if (!st) st = sx_collection_describe(c, &ci, &e);
+    if (!st) st = sx_collection_cursor(c, NULL, &cur, &e);
+    sx_write *w = NULL;
+    if (!st) {
+      sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+      co.dim = ci.dim;
+      co.metric = ci.metric;
+      co.index = ci.index;
+      co.hnsw_m = ci.hnsw_m;
+      co.hnsw_ef_construction = ci.hnsw_ef_construction;
+      st = sx_write_begin(out, 0, &w, &e);
+      if (!st) st = sx_write_create_collection(w, name, &co, &e);
+    }
+    while (!st) {
+      sx_records *recs = NULL;
+      st = sx_cursor_next(cur, 4096, &recs, &e);
+      size_t n = sx_records_count(recs);
+      if (!st && n) {
+        const size_t *ioff, *moff;
+        const char *ids = sx_records_id_data(recs, &ioff), *meta = sx_records_metadata_data(recs, &moff);
+        /* The records' own buffers, as the packed upsert takes them (NULs included:
+         * each id's range is shortened by one below). */
+        size_t *io = malloc((n + 1) * sizeof *io), *mo = malloc((n + 1) * sizeof *mo);
+        char *idb = malloc(ioff[n] + 1);
+        size_t at = 0;
+        for (size_t k = 0; k < n; k++) {
+          size_t len = ioff[k + 1] - ioff[k] - 1;
+          memcpy(idb + at, ids + ioff[k], len);
+          io[k] = at;
+          at += len;
+        }
+        io[n] = at;
+        char *mb = malloc(moff[n] + 1);
+        at = 0;
+        for (size_t k = 0; k < n; k++) {
+          size_t len = moff[k + 1] > moff[k] ? moff[k + 1] - moff[k] - 1 : 0;
+          memcpy(mb + at, meta + moff[k], len);
+          mo[k] = at;
+          at += len;
+        }
+        mo[n] = at;
+        st = sx_write_upsert_packed(w, name, n, idb, io, sx_records_vectors(recs), ci.dim, mb, mo, &e);
+        free(io);
+        free(mo);
+        free(idb);
+        free(mb);
+        done += n;
+        progress_show(&pg, done, total, 0);
+      }
+      sx_records_free(recs);
+      if (!n) break;
+      if (g_interrupted && !st) {
+        st = SX_CANCELLED;
+        snprintf(e.message, sizeof e.message, "interrupted");
+      }
+    }
+    if (!st) st = sx_write_commit(w, &e);
+    sx_write_free(w);
+    sx_cursor_free(cur);
+    sx_collection_free(c);
+  }
+  if (!st) progress_show(&pg, done, total, 1);
+  sx_names_free(names);
+  sx_read_free(r);
+  if (!st) st = sx_db_checkpoint(out, -1, &e);
+  sx_db_free(out);
+  int rc = st ? sx_fail(st, &e) : EX_OK;
+  if (!rc) {
+    /* Everything is in the file now: its companions go, the file is synced. */
+    unlink(tw);
+    unlink(tw2);
+    unlink(ts);
+    FILE *f = fopen(tmp, "r+b");
+    if (!f || fsync(fileno(f))) rc = fail(EX_ERR, "cannot sync '%s': %s", tmp, strerror(errno));
+    if (f) fclose(f);
+  }
+  if (!rc && overwrite) {
+    char *dw = cat2(dest, "-wal"), *dw2 = cat2(dest, "-wal2"), *ds = cat2(dest, "-shm");
+    unlink(dw);
+    unlink(dw2);
+    unlink(ds);
+    free(dw);
+    free(dw2);
+    free(ds);
+  }
+  if (!rc && rename(tmp, dest)) rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, dest, strerror(errno));
+  if (!rc) {
+    char *slash = strrchr(dest, '/');
+    char *dir = slash ? strndup(dest, (size_t)(slash - dest) + 1) : strdup(".");
+    FILE *d = fopen(dir, "r");
+    if (d) {
+      fsync(fileno(d));
+      fclose(d);
+    }
+    free(dir);
+  }
+  if (rc) {
+    unlink(tmp);
+    unlink(tw);
+    unlink(tw2);
+    unlink(ts);
+  }
+  free(tmp);
+  free(tw);
+  free(tw2);
+  free(ts);
+  return rc;
+}
+
+static int c_compact(int argc, char **argv) {
+  static const struct option lo[] = {COMMON_LONG, {"into", required_argument, NULL, 'i'},
+                                     {"overwrite", no_argument, NULL, 'f'},
+                                     {"no-checkpoint", no_argument, NULL, 'n'},
+                                     {"progress", no_argument, NULL, 'p'},
+                                     {"no-progress", no_argument, NULL, 'q'}, {0}};
+  const char *into = NULL;
+  int overwrite = 0, ckpt = 1;
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      case 'i': into = optarg; break;
+      case 'f': overwrite = 1; break;
+      case 'n': ckpt = 0; break;
+      case 'p': g_progress = 1; break;
+      case 'q': g_progress = 0; break;
+      COMMON_CASES
+    }
+  if (!need_args(argc, optind, 1, 1)) return EX_USAGE;
+  const char *path = argv[optind];
+  sx_db *db;
+  int rc = open_db(path, into != NULL, 0, &db);
+  if (rc) return rc;
+  sx_space_stats before = SX_SPACE_STATS_INIT, after = SX_SPACE_STATS_INIT;
+  uint64_t fbefore = file_size(path), fafter = 0;
+  rc = space_of(db, &before);
+  double t0 = now_s();
+  if (!rc && into) {
+    rc = compact_into(db, into, overwrite);
+    fafter = file_size(into);
+    if (!rc) {
+      sx_db *ndb = NULL;
+      rc = open_db(into, 1, 0, &ndb);
+      if (!rc) rc = space_of(ndb, &after);
+      sx_db_free(ndb);
+    }
+  } else if (!rc) {
+    progress pg;
+    progress_begin(&pg, "compact");
+    sx_compact_options co = SX_COMPACT_OPTIONS_INIT;
+    co.timeout_ms = g_timeout_ms;
+    co.cancel_token = g_cancel;
+    co.progress = compact_progress;
+    co.progress_ctx = &pg;
+    sx_error e = SX_ERROR_INIT;
+    int st = sx_db_compact(db, &co, &e);
+    if (pg.on && pg.last > pg.t0) fprintf(stderr, "\n");
+    if (!st && ckpt) st = sx_db_checkpoint(db, g_timeout_ms, &e);
+    rc = st ? sx_fail(st, &e) : space_of(db, &after);
+    fafter = file_size(path);
+  }
+  double secs = now_s() - t0;
+  if (!rc) {
+    if (g_json) {
+      printf("{\"seconds\": %.3f, \"into\": %s%s%s, \"file_bytes_before\": %" PRIu64 ", \"file_bytes_after\": %" PRIu64
+             ", \"live_bytes\": %" PRIu64 ", \"collection_pages_before\": %" PRIu64 ", \"collection_pages_after\": %" PRIu64
+             ", \"free_pages_after\": %" PRIu64 ", \"reclaimable_bytes_before\": %" PRIu64
+             ", \"reclaimable_bytes_after\": %" PRIu64 "}\n",
+             secs, into ? "\"" : "", into ? into : "null", into ? "\"" : "", fbefore, fafter, after.live_bytes,
+             before.collection_pages, after.collection_pages, after.free_pages, before.reclaimable_bytes,
+             after.reclaimable_bytes);
+    } else {
+      printf("compacted in %.2fs: collections %" PRIu64 " -> %" PRIu64 " pages, reclaimable %" PRIu64 " -> %" PRIu64
+             " bytes; file %" PRIu64 " -> %" PRIu64 " bytes%s\n",
+             secs, before.collection_pages, after.collection_pages, before.reclaimable_bytes, after.reclaimable_bytes,
+             fbefore, fafter, into ? "" : " (freed pages are reused by later writes; --into DEST writes a file of only the live data)");
+    }
+  }
+  sx_db_free(db);
+  return rc;
+}
+
 static const cmd CMDS[] = {
     {"info", "DATABASE", "file, format and collections at a glance", c_info},
     {"stats", "DATABASE", "WAL, checkpoints and readers, across all processes", c_stats},
@@ -1535,6 +1770,10 @@ static const cmd CMDS[] = {
     {"drop", "DATABASE COLLECTION", "drop a collection and free its pages", c_drop},
     {"backup", "DATABASE DEST [--overwrite]",
      "online, consistent copy to DEST (temp file, fsync, rename); writers and readers carry on", c_backup},
+    {"compact", "DATABASE [--into DEST [--overwrite]] [--no-checkpoint]",
+     "rewrite every collection densely, reclaiming deleted records' space, as one write session (readers\n"
+     "  carry on); the freed pages are reused by later writes. With --into, write a new database of only the\n"
+     "  live records to DEST instead (the source is only read)", c_compact},
 };
 
 static void cmd_usage(FILE *f) {

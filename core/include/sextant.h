@@ -881,12 +881,14 @@ sx_status sx_compact_options_init(sx_compact_options *opts, unsigned version);
  * Rewrites every collection densely, as one ordinary write session: the live records
  * are stored again in slot order, their ids and metadata packed, the HNSW graphs
  * built afresh from the live vectors only (the recall and speed of a new database),
- * and every page the old layout used goes to the free list, where later writes
- * reuse it. Readers in any process keep their snapshots and carry on; the commit is
- * atomic, so a crash at any instant leaves the database as it was before or after.
- * The file itself does not shrink: its free pages are reported by
- * sx_read_space_get(); for a file of only the live data, write a new database (the
- * CLI's `compact --into`).
+ * into the lowest free pages. The free pages left at the end of the database are
+ * given back: the file shrinks at the next checkpoint that reaches this commit
+ * (sx_db_checkpoint(), or an automatic one; a reader pinning an older snapshot
+ * delays it). Free pages left inside the file are reused by later writes (see
+ * sx_read_space_get()). Readers in any process keep their snapshots and carry on;
+ * the commit is atomic, so a crash at any instant leaves the database as it was
+ * before or after. While it runs, the write transaction holds a copy of every page
+ * it rewrites or frees (memory about the size of the collections).
  * @param opts NULL for the defaults (no wait for the writer lock).
  * @return ::SX_OK; ::SX_BUSY; ::SX_CANCELLED; ::SX_READ_ONLY; ::SX_CLOSED; ::SX_IO;
  *   ::SX_FULL; ::SX_NOMEM; ::SX_CORRUPT.

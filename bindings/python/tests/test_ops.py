@@ -146,7 +146,7 @@ def test_compact_reclaims_and_keeps_survivors(tmp_path: Path) -> None:
         after = db.space()
         assert after["live_bytes"] == before["live_bytes"]
         assert after["reclaimable_bytes"] < before["reclaimable_bytes"] // 10
-        assert after["free_pages"] > before["free_pages"]
+        assert after["page_count"] < before["page_count"] // 2  # the tail is given back
         db.check()
         with db.read() as r:
             got = r.get_many("c", [f"id{i}" for i in range(0, 4000, 4)])

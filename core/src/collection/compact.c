@@ -4,8 +4,9 @@
  * Compaction rebuilds a collection in place, in one write transaction: every page
  * array of the collection is freed and its header reset to a new collection's
  * (schema kept, so the catalog entry and the header page stay where they are), then
- * the live records are upserted again, in slot order, from a read snapshot of the
- * same commit the transaction began from. That snapshot is what makes this safe and
+ * (once the caller has put the free list in page order, so the new layout takes the
+ * lowest pages and leaves the file's tail free) the live records are upserted again,
+ * in slot order, from a read snapshot of the same commit the transaction began from. That snapshot is what makes this safe and
  * simple: its pages are immutable, so the records can be streamed from the old
  * layout while the transaction reuses the old pages for the new one. Upserting again
  * builds the HNSW graph from the live vectors alone, exactly as a new database would.
@@ -92,8 +93,7 @@ int sx__coll_space(const sx__coll *c, sx__space *out, sx_error *err) {
   return SX_OK;
 }
 
-/* Frees every array of the collection and resets its header to a new one's. */
-static int reset(sx__coll *c, sx_error *err) {
+int sx__coll_compact_reset(sx__coll *c, sx_error *err) {
   int rc = SX_OK;
   for (size_t i = 0; i < sizeof PA_ARRAYS / sizeof PA_ARRAYS[0] && !rc; i++)
     rc = sx__pa_free(c->v.t, c->hdr, PA_ARRAYS[i], err);
@@ -106,14 +106,13 @@ static int reset(sx__coll *c, sx_error *err) {
   return SX_OK;
 }
 
-int sx__coll_compact(const sx__coll *src, sx__coll *dst, int nthreads, const sx_cancel *cancel,
-                     void (*step)(void *ctx, uint64_t n), void *ctx, sx_error *err) {
+int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, const sx_cancel *cancel,
+                          void (*step)(void *ctx, uint64_t n), void *ctx, sx_error *err) {
   const uint8_t *h;
   int rc = sx__pv_page(&src->v, src->hdr, &h, err);
   uint32_t *slots = NULL;
   uint64_t n = 0;
   if (!rc) rc = live_slots(src, h, &slots, &n, err);
-  if (!rc) rc = reset(dst, err);
   enum { BATCH = 1024 };
   size_t dim = src->dim;
   float *vecs = malloc(BATCH * dim * sizeof *vecs);

@@ -36,6 +36,23 @@ static int collect(sx__pager *p, int w, uint64_t base, uint64_t lo, uint64_t hi,
   return SX_OK;
 }
 
+/* Once every frame is in P, P may be longer than the latest commit's database (a
+ * compaction gave its tail back): cut it to that size. No reader can need the pages
+ * past it: the checkpoint reached the latest commit, so no reader pins an older
+ * snapshot, and later readers pin this one or a newer one. */
+static int shrink_file(sx__pager *p, const sx__hdrc *h, sx_error *err) {
+  uint64_t want = (uint64_t)h->npages * p->ps, sz = 0;
+  int rc = sx__file_size(p->db, &sz, err);
+  if (rc || sz <= want || h->npages == 0) return rc;
+  rc = sx__file_truncate(p->db, want, err);
+  if (!rc && p->sync != SX_SYNC_OFF) {
+    rc = sx__file_sync(p->db, 0, err);
+    if (rc) sx__pager_poison(p);
+  }
+  if (!rc) atomic_store(&p->p_size, want);
+  return rc;
+}
+
 /* Copies frames into P up to the oldest pinned snapshot. Writer lock held. */
 int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
   if (h->backfill >= h->mx) return SX_OK;
@@ -99,6 +116,7 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
   h->backfill = T;
   h->checkpoints++;
   sx__hdr_publish(p, h);
+  if (T == h->mx) rc = shrink_file(p, h, err);
 out:
   free(v);
   sx__file_lock(p->shm, LK_CKPT, 1, SX__UNLOCK, 0, NULL);

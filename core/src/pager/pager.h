@@ -116,6 +116,15 @@ void sx__txn_savepoint(sx__txn *t);
 void sx__txn_rollback(sx__txn *t);
 void sx__txn_release(sx__txn *t);
 
+/* Compaction: puts the free list in ascending page order, so that later allocations
+ * take the lowest pages first. */
+int sx__txn_sort_free(sx__txn *t, sx_error *err);
+/* Compaction: when the last pages of the database are all free, drops them from the
+ * free list and from the transaction, so the commit makes the database that much
+ * shorter (the file follows at the next complete checkpoint); *released (may be
+ * NULL) receives how many. Not inside a savepoint. */
+int sx__txn_shrink(sx__txn *t, uint32_t *released, sx_error *err);
+
 /* Commits and frees t (on failure too: nothing is committed then). */
 int sx__txn_commit(sx__txn *t, sx_error *err);
 /* Discards and frees t. NULL is a no-op. */

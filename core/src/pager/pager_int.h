@@ -178,7 +178,7 @@ struct sx__pager {
   size_t nwalchunks, walchunk_len;
   uint8_t **segmap;    /* 2 * nsegs entries: segment k of index area a at 2k + a */
   size_t nsegs;        /* per area */
-  atomic_uint_fast64_t p_size; /* known size of P (only grows) */
+  atomic_uint_fast64_t p_size; /* known size of P (grows; cut only by a complete checkpoint, ckpt.c) */
   uint64_t shm_size;           /* writer-side: known size of P-shm */
   uint64_t wal_size[2];        /* writer-side: known sizes of the WAL files (0: unknown) */
   sx__mutex map_mu;            /* SX_RANK_MAP: serializes creating mappings */

@@ -504,3 +504,110 @@ int sx__txn_commit(sx__txn *t, sx_error *err) {
   sx__txn_abort(t);
   return rc;
 }
+
+/* ---- compaction: the free list in page order, and the file's tail given back ------ */
+
+/* The free list's pages, in chain order. t->mu held. Bounded by FREECOUNT and the
+ * database size; a page seen twice is a cycle. */
+static int free_list_read(sx__txn *t, uint32_t **out, uint32_t *n, sx_error *err) {
+  *out = NULL;
+  *n = 0;
+  uint8_t *p0;
+  int rc = write_locked(t, 0, &p0, err);
+  if (rc) return rc;
+  uint32_t want = rd32(p0 + P0_FREECOUNT);
+  if (want >= t->npages)
+    return sx__err_set(err, SX_CORRUPT, "free list of '%s' counts %u pages of %u", t->p->path, want,
+                       t->npages);
+  uint32_t *a = malloc(((size_t)want + 1) * sizeof *a);
+  uint8_t *seen = calloc((size_t)t->npages / 8 + 1, 1);
+  if (!a || !seen) rc = sx__err_set(err, SX_NOMEM, "out of memory reading the free list");
+  uint32_t k = 0;
+  for (uint32_t pg = rc ? 0 : rd32(p0 + P0_FREEHEAD); pg && !rc;) {
+    if (pg >= t->npages || k == want || (seen[pg / 8] >> (pg % 8) & 1)) {
+      rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' is damaged at page %u", t->p->path, pg);
+      break;
+    }
+    seen[pg / 8] |= (uint8_t)(1u << (pg % 8));
+    a[k++] = pg;
+    dpage *d = tab_find(t, pg);
+    const uint8_t *b = d ? d->buf : NULL;
+    if (!d) rc = sx__view_page(t->p, &t->view, pg, &b, err);
+    if (!rc) pg = rd32(b);
+  }
+  if (!rc && k != want)
+    rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' has %u pages, header says %u", t->p->path, k, want);
+  free(seen);
+  if (rc) {
+    free(a);
+    return rc;
+  }
+  *out = a;
+  *n = k;
+  return SX_OK;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Chains a[0..n) (ascending) as the free list. t->mu held. */
+static int free_list_write(sx__txn *t, const uint32_t *a, uint32_t n, sx_error *err) {
+  uint8_t *p0, *b;
+  int rc = write_locked(t, 0, &p0, err);
+  for (uint32_t i = 0; i < n && !rc; i++) {
+    rc = write_locked(t, a[i], &b, err);
+    if (!rc) wr32(b, i + 1 < n ? a[i + 1] : 0);
+  }
+  if (!rc) {
+    wr32(p0 + P0_FREEHEAD, n ? a[0] : 0);
+    wr32(p0 + P0_FREECOUNT, n);
+  }
+  return rc;
+}
+
+int sx__txn_sort_free(sx__txn *t, sx_error *err) {
+  sx__mutex_lock(&t->mu);
+  uint32_t *a, n;
+  int rc = free_list_read(t, &a, &n, err);
+  if (!rc) {
+    qsort(a, n, sizeof *a, cmp_u32);
+    rc = free_list_write(t, a, n, err);
+    free(a);
+  }
+  sx__mutex_unlock(&t->mu);
+  return rc;
+}
+
+int sx__txn_shrink(sx__txn *t, uint32_t *released, sx_error *err) {
+  if (released) *released = 0;
+  sx__mutex_lock(&t->mu);
+  uint32_t *a = NULL, n = 0;
+  int rc = t->sp_active ? sx__err_set(err, SX_MISUSE, "shrink inside a savepoint") : SX_OK;
+  if (!rc) rc = free_list_read(t, &a, &n, err);
+  if (!rc) {
+    qsort(a, n, sizeof *a, cmp_u32);
+    uint32_t end = t->npages, k = n;
+    while (k > 0 && a[k - 1] == end - 1) {
+      end--;
+      k--;
+    }
+    if (end < t->npages) {
+      /* The tail is all free pages: their images need not be written at all. */
+      for (size_t i = 0; i < t->cap; i++) {
+        dpage *d = t->tab[i];
+        if (!d || d == &TOMB || d->pgno < end) continue;
+        dpage_free(d);
+        t->tab[i] = &TOMB;
+        t->n--;
+      }
+      if (released) *released = t->npages - end;
+      t->npages = end;
+      rc = free_list_write(t, a, k, err);
+    }
+  }
+  free(a);
+  sx__mutex_unlock(&t->mu);
+  return rc;
+}

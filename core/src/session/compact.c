@@ -8,6 +8,8 @@
  * collection/compact.c) and the whole is one commit: readers in any process keep
  * their snapshots, and a crash at any instant leaves the database as it was before
  * or after. The read session pins the old pages only until the end of the call.
+ * The commit also gives back the free pages at the end of the database, so the file
+ * shrinks at the next complete checkpoint.
  */
 #include <stdlib.h>
 
@@ -53,12 +55,28 @@ int sx__db_compact(sx_db *db, const sx_compact_options *o, sx_error *err) {
     if (!rc) rc = sx__coll_count(&c, &n, err);
     pg.total += n;
   }
+  /* Every collection's pages go to the free list first, which is then put in page
+   * order: the new layout takes the lowest pages, and what is left free at the end of
+   * the file is given back (sx__txn_shrink; the file is cut at the next complete
+   * checkpoint). */
+  for (size_t i = 0; names && i < names->n && !rc; i++) {
+    sx__coll dst;
+    rc = sx__coll_open(&wv, names->names[i], &dst, err);
+    if (!rc) rc = sx__coll_compact_reset(&dst, err);
+  }
+  if (!rc) rc = sx__txn_sort_free(sx__write_txn(w), err);
+  /* The (now empty) headers move down too, so no header pins the tail; their old
+   * pages went to the head of the free list, hence the second sort. */
+  for (size_t i = 0; names && i < names->n && !rc; i++)
+    rc = sx__coll_move_header(sx__write_txn(w), names->names[i], err);
+  if (!rc) rc = sx__txn_sort_free(sx__write_txn(w), err);
   for (size_t i = 0; names && i < names->n && !rc; i++) {
     sx__coll src, dst;
     rc = sx__coll_open(&rv, names->names[i], &src, err);
     if (!rc) rc = sx__coll_open(&wv, names->names[i], &dst, err);
-    if (!rc) rc = sx__coll_compact(&src, &dst, sx__write_threads(w), o->cancel_token, step, &pg, err);
+    if (!rc) rc = sx__coll_compact_fill(&src, &dst, sx__write_threads(w), o->cancel_token, step, &pg, err);
   }
+  if (!rc) rc = sx__txn_shrink(sx__write_txn(w), NULL, err);
   sx__names_free(names);
   /* A cancel that came during the last batch still wins: nothing is committed yet. */
   if (!rc && sx__cancelled(o->cancel_token))
