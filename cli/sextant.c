@@ -855,7 +855,7 @@ static int c_create(int argc, char **argv) {
                                      {"m", required_argument, NULL, 'M'},
                                      {"ef-construction", required_argument, NULL, 'E'}, {0}};
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
-  uint64_t v;
+  uint64_t v = 0;
   for (int o; (o = getopt_long(argc, argv, "hd:", lo, NULL)) != -1;) switch (o) {
       case 'd': if (parse_u64("--dim", optarg, 1, SX_DIM_MAX, &v)) return EX_USAGE; co.dim = (uint32_t)v; break;
       case 'm': {
@@ -907,7 +907,7 @@ static int c_import(int argc, char **argv) {
                                      {"sync", required_argument, NULL, 's'}, {0}};
   enum fmt fmt = F_NONE;
   const char *ids_path = NULL, *prefix = "";
-  uint64_t start = 0, batch = 10000, v;
+  uint64_t start = 0, batch = 10000, v = 0;
   int skip_existing = 0;
   sx_sync sync = SX_SYNC_FULL;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
