@@ -105,7 +105,7 @@ def check_case_file(path, validator, problems):
 
 ALL_OPS = ["open", "close", "begin_write", "commit", "abort", "begin_read", "end", "create_collection",
            "drop_collection", "list_collections", "describe_collection", "upsert", "upsert_generated",
-           "delete", "get", "count", "search", "search_generated", "write_file"]
+           "delete", "get", "count", "search", "search_generated", "write_file", "get_many", "scan"]
 # FULL and NOMEM cannot be produced on demand by a case (FORMAT.md, extensions).
 ALL_ERRORS = ["NOT_FOUND", "EXISTS", "INVALID_ARGUMENT", "DIMENSION_MISMATCH", "READ_ONLY", "BUSY",
               "CLOSED", "MISUSE", "CORRUPT", "IO", "VERSION"]

@@ -316,6 +316,8 @@ const std::map<std::string, std::set<std::string>> kOpArgs = {
     {"search", {"session", "collection", "vector", "k", "ef", "filter"}},
     {"search_generated", {"session", "collection", "count", "dim", "seed", "k", "ef"}},
     {"write_file", {"path", "text", "hex", "pad_to"}},
+    {"get_many", {"session", "collection", "ids"}},
+    {"scan", {"session", "collection", "after", "batch"}},
 };
 
 // Ops whose result is a handle (and which may therefore carry "as").
@@ -377,6 +379,8 @@ class Interpreter {
     if (op_ == "delete") return Delete();
     if (op_ == "get") return Get();
     if (op_ == "count") return Count();
+    if (op_ == "get_many") return GetMany();
+    if (op_ == "scan") return Scan();
     if (op_ == "search") return Search();
     if (op_ == "search_generated") return SearchGenerated();
     return WriteFile();
@@ -862,6 +866,101 @@ class Interpreter {
     }
     sx_record_free(rec);
     out.value.reset(o);
+    return out;
+  }
+
+  // Record i of a batch as {"id", "vector", "metadata"} (FORMAT.md, get).
+  static json_t *RecordJson(const sx_records *r, size_t i, std::string *problem) {
+    size_t dim = sx_records_dim(r);
+    const float *vec = sx_records_vector(r, i);
+    json_t *a = json_array();
+    for (size_t j = 0; vec && j < dim; j++) json_array_append_new(a, NumberOrName(vec[j]));
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(sx_records_id(r, i)));
+    json_object_set_new(o, "vector", a);
+    const char *md = sx_records_metadata(r, i);
+    json_t *parsed = json_null();
+    if (md) {
+      json_error_t je;
+      parsed = json_loads(md, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+      if (!parsed) {
+        *problem = std::string("returned metadata is not valid JSON (") + je.text + "): " + md;
+        parsed = json_string(md);
+      }
+    }
+    json_object_set_new(o, "metadata", parsed);
+    return o;
+  }
+
+  // get_many (extension): the records of ids, in order; null for an id not there.
+  Outcome GetMany() {
+    Outcome m;
+    Handle *s = Session(&m);
+    if (!s) return m;
+    std::string coll = Str("collection");
+    const json_t *ids = Arg("ids");
+    if (!json_is_array(ids)) throw CaseError("\"ids\" must be an array");
+    std::vector<std::string> v;
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+      const json_t *id = json_array_get(ids, i);
+      if (!json_is_string(id) || strlen(json_string_value(id)) != json_string_length(id))
+        throw CaseError("ids[" + std::to_string(i) + "] must be a string without NUL");
+      v.push_back(json_string_value(id));
+    }
+    std::vector<const char *> p;
+    for (const auto &id : v) p.push_back(id.c_str());
+    sx_error e = SX_ERROR_INIT;
+    CollectionView cv;
+    sx_records *r = nullptr;
+    int rc = OpenView(*s, coll, &cv, &e);
+    if (!rc) rc = sx_collection_get_batch(cv.c, p.size(), p.data(), &r, &e);
+    if (rc) return FromError(rc, e);
+    Outcome out;
+    json_t *a = json_array();
+    for (size_t i = 0; i < sx_records_count(r); i++)
+      json_array_append_new(a, sx_records_found(r, i) ? RecordJson(r, i, &out.problem) : json_null());
+    sx_records_free(r);
+    out.value.reset(a);
+    return out;
+  }
+
+  // scan (extension): every live record through a cursor, in id order, after `after`.
+  Outcome Scan() {
+    Outcome m;
+    Handle *s = Session(&m);
+    if (!s) return m;
+    std::string coll = Str("collection");
+    std::string after;
+    const json_t *ja = json_object_get(step_, "after");
+    if (ja && !json_is_string(ja)) throw CaseError("\"after\" must be a string");
+    if (ja) after = json_string_value(ja);
+    size_t batch = 1000;
+    const json_t *jb = json_object_get(step_, "batch");
+    if (jb && (!json_is_integer(jb) || json_integer_value(jb) < 0)) throw CaseError("\"batch\" must be an integer >= 0");
+    if (jb) batch = static_cast<size_t>(json_integer_value(jb));
+    sx_error e = SX_ERROR_INIT;
+    CollectionView cv;
+    sx_cursor *cur = nullptr;
+    int rc = OpenView(*s, coll, &cv, &e);
+    if (!rc) rc = sx_collection_cursor(cv.c, ja ? after.c_str() : nullptr, &cur, &e);
+    if (rc) return FromError(rc, e);
+    Outcome out;
+    json_t *a = json_array();
+    for (;;) {
+      sx_records *r = nullptr;
+      rc = sx_cursor_next(cur, batch, &r, &e);
+      if (rc) break;
+      size_t n = sx_records_count(r);
+      for (size_t i = 0; i < n; i++) json_array_append_new(a, RecordJson(r, i, &out.problem));
+      sx_records_free(r);
+      if (n == 0) break;
+    }
+    sx_cursor_free(cur);
+    if (rc) {
+      json_decref(a);
+      return FromError(rc, e);
+    }
+    out.value.reset(a);
     return out;
   }
 

@@ -75,6 +75,8 @@ OP_ARGS: Dict[str, set] = {
     "upsert_generated": {"session", "collection", "count", "dim", "seed", "id_prefix"},
     "delete": {"session", "collection", "ids"},
     "get": {"session", "collection", "id"},
+    "get_many": {"session", "collection", "ids"},
+    "scan": {"session", "collection", "after", "batch"},
     "count": {"session", "collection"},
     "search": {"session", "collection", "vector", "k", "ef", "filter"},
     "search_generated": {"session", "collection", "count", "dim", "seed", "k", "ef"},
@@ -523,6 +525,33 @@ class Interpreter:
                 "metadata": rec.metadata,
             }
         )
+
+    @staticmethod
+    def record_json(rec: Any) -> Dict[str, Any]:
+        return {"id": rec.id, "vector": [number_or_name(float(x)) for x in rec.vector], "metadata": rec.metadata}
+
+    def op_get_many(self) -> Outcome:
+        s = self.session()
+        ids = self.arg("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise CaseError('"ids" must be an array of strings')
+        recs = s.obj.get_many(self.str_arg("collection"), ids)
+        return Outcome(value=[None if r is None else self.record_json(r) for r in recs])
+
+    def op_scan(self) -> Outcome:
+        s = self.session()
+        after = self.step.get("after")
+        if after is not None and not isinstance(after, str):
+            raise CaseError('"after" must be a string')
+        batch = self.int_arg(self.step["batch"], "batch") if "batch" in self.step else 1000
+        cur = s.obj.cursor(self.str_arg("collection"), after=after, batch=1000)
+        out: List[Dict[str, Any]] = []
+        while True:
+            recs = cur.next_batch(batch)
+            if not recs:
+                break
+            out.extend(self.record_json(r) for r in recs)
+        return Outcome(value=out)
 
     def op_count(self) -> Outcome:
         return Outcome(value=self.session().obj.count(self.str_arg("collection")))
