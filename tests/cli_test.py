@@ -86,7 +86,7 @@ class Cli(unittest.TestCase):
         p = run("--help", check=EX_OK)
         self.assertIn("exit codes", p.stdout)
         cmds = ["info", "stats", "check", "collections", "describe", "count", "get", "create", "import",
-                "export", "search", "checkpoint", "delete", "drop", "backup"]
+                "export", "search", "checkpoint", "delete", "drop", "backup", "compact"]
         for c in cmds:
             self.assertIn(c, p.stdout)
             h = run(c, "--help", check=EX_OK)
@@ -128,7 +128,8 @@ class Cli(unittest.TestCase):
         with open(self.p("out1.jsonl"), "rb") as a, open(self.p("out2.jsonl"), "rb") as b:
             self.assertEqual(a.read(), b.read())
         # The export is in id order and holds exactly what went in.
-        lines = [json.loads(x) for x in open(self.p("out1.jsonl"))]
+        with open(self.p("out1.jsonl")) as f:
+            lines = [json.loads(x) for x in f]
         self.assertEqual([x["id"] for x in lines], ["doc%05d" % i for i in range(500)])
         for i, x in enumerate(lines):
             self.assertEqual([f32(v) for v in x["vector"]], rows[i])
@@ -227,7 +228,9 @@ class Cli(unittest.TestCase):
         out = js("search", db, "flat", "--query-file", self.p("q.txt"), "-k", "2")
         self.assertEqual(out["queries"], 3)
         self.assertEqual(len(out["results"]), 3)
-        p = run("--json", "search", db, "flat", "--query-file", "-", "-k", "2", stdin=open(self.p("q.txt")).read(), check=EX_OK)
+        with open(self.p("q.txt")) as f:
+            text = f.read()
+        p = run("--json", "search", db, "flat", "--query-file", "-", "-k", "2", stdin=text, check=EX_OK)
         self.assertEqual(json.loads(p.stdout)["results"], out["results"])
         write_npy(self.p("q.npy"), q)
         self.assertEqual(js("search", db, "flat", "--query-file", self.p("q.npy"), "-k", "2")["results"], out["results"])
@@ -281,6 +284,31 @@ class Cli(unittest.TestCase):
         p = run("--json", "check", self.p("cut.sx"))
         self.assertEqual(p.returncode, EX_CORRUPT, p.stderr)
         self.assertEqual(json.loads(p.stdout)["status"], "CORRUPT")
+
+    def test_compact_in_place_and_into(self):
+        rows = self.jsonl("in.jsonl", 3000, 16)
+        db = self.p("k.sx")
+        js("import", db, "c", self.p("in.jsonl"), "--batch", "500")
+        with open(self.p("del.txt"), "w") as f:
+            f.write("".join("doc%05d\n" % i for i in range(3000) if i % 10))
+        self.assertEqual(js("delete", db, "c", "--ids-file", self.p("del.txt"))["deleted"], 2700)
+        s = js("stats", db)
+        self.assertGreater(s["reclaimable_bytes"], s["live_bytes"])
+        into = js("compact", db, "--into", self.p("new.sx"), "--no-progress")
+        self.assertEqual(js("count", self.p("new.sx"), "c")["count"], 300)
+        p = run("compact", db, "--into", self.p("new.sx"), check=EX_ERR)
+        self.assertIn("exists", p.stderr)
+        out = js("compact", db, "--no-progress")
+        self.assertLess(out["file_bytes_after"] * 3, out["file_bytes_before"])
+        self.assertEqual(out["reclaimable_bytes_after"], 0)
+        # In place, the file ends up as small as the new database of the survivors.
+        self.assertLessEqual(os.path.getsize(db) * 10, into["file_bytes_after"] * 12)
+        self.assertEqual(js("check", db)["ok"], True)
+        lines = [json.loads(x) for x in run("export", db, "c", check=EX_OK).stdout.splitlines()]
+        self.assertEqual([x["id"] for x in lines], ["doc%05d" % i for i in range(0, 3000, 10)])
+        self.assertEqual([f32(v) for v in lines[7]["vector"]], rows[70])
+        self.assertEqual(run("export", db, "c", check=EX_OK).stdout, run("export", self.p("new.sx"), "c", check=EX_OK).stdout)
+        run("compact", self.p("nope.sx"), check=EX_NOTFOUND)
 
     # ---- processes ------------------------------------------------------------------------
 
