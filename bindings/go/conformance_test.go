@@ -341,6 +341,8 @@ var opArgs = map[string][]string{
 	"upsert_generated":    {"session", "collection", "count", "dim", "seed", "id_prefix"},
 	"delete":              {"session", "collection", "ids"},
 	"get":                 {"session", "collection", "id"},
+	"get_many":            {"session", "collection", "ids"},
+	"scan":                {"session", "collection", "after", "batch"},
 	"count":               {"session", "collection"},
 	"search":              {"session", "collection", "vector", "k", "ef", "filter"},
 	"search_generated":    {"session", "collection", "count", "dim", "seed", "k", "ef"},
@@ -432,6 +434,10 @@ func (in *interp) run(step map[string]any) (outcome, error) {
 		return in.opDelete()
 	case "get":
 		return in.opGet()
+	case "get_many":
+		return in.opGetMany()
+	case "scan":
+		return in.opScan()
 	case "count":
 		return in.opCount()
 	case "search":
@@ -1051,26 +1057,120 @@ func (in *interp) opGet() (outcome, error) {
 	if err != nil {
 		return fromErr(err), nil
 	}
+	o := outcome{}
+	o.value = recordJSON(rec, &o.problem)
+	return o, nil
+}
+
+// recordJSON is a record as {"id", "vector", "metadata"} (FORMAT.md, get); a fault in
+// the returned metadata goes to *problem.
+func recordJSON(rec *Record, problem *string) map[string]any {
 	vec := make([]any, len(rec.Vector))
 	for i, x := range rec.Vector {
 		vec[i] = numberOrName(float64(x))
 	}
-	o := outcome{}
 	var md any
 	if rec.Metadata != nil {
 		// As the C runner (json_loads without JSON_REJECT_DUPLICATES): any JSON text,
 		// a repeated key keeping its last value.
 		d := json.NewDecoder(bytes.NewReader(rec.Metadata))
 		d.UseNumber()
-		if err = d.Decode(&md); err == nil && d.More() {
+		err := d.Decode(&md)
+		if err == nil && d.More() {
 			err = errors.New("text after the JSON value")
 		}
 		if err != nil {
-			o.problem = fmt.Sprintf("returned metadata is not valid JSON (%v): %s", err, rec.Metadata)
+			*problem = fmt.Sprintf("returned metadata is not valid JSON (%v): %s", err, rec.Metadata)
 			md = string(rec.Metadata)
 		}
 	}
-	o.value = map[string]any{"id": rec.ID, "vector": vec, "metadata": md}
+	return map[string]any{"id": rec.ID, "vector": vec, "metadata": md}
+}
+
+// opGetMany (extension): the records of ids, in order; null for an id not there.
+func (in *interp) opGetMany() (outcome, error) {
+	s, m, err := in.session()
+	if s == nil {
+		return deref(m), err
+	}
+	coll, err := in.str(in.step, "collection")
+	if err != nil {
+		return outcome{}, err
+	}
+	idsv, err := in.arg(in.step, "ids")
+	if err != nil {
+		return outcome{}, err
+	}
+	arr, ok := idsv.([]any)
+	if !ok {
+		return outcome{}, caseErrf("\"ids\" must be an array")
+	}
+	ids := make([]string, len(arr))
+	for i, x := range arr {
+		s, ok := x.(string)
+		if !ok || strings.IndexByte(s, 0) >= 0 {
+			return outcome{}, caseErrf("ids[%d] must be a string without NUL", i)
+		}
+		ids[i] = s
+	}
+	recs, err := s.reader().GetMany(coll, ids)
+	if err != nil {
+		return fromErr(err), nil
+	}
+	o := outcome{}
+	a := make([]any, len(recs))
+	for i, r := range recs {
+		if r != nil {
+			a[i] = recordJSON(r, &o.problem)
+		}
+	}
+	o.value = a
+	return o, nil
+}
+
+// opScan (extension): every live record through a cursor, in id order, after "after",
+// "batch" records at a time.
+func (in *interp) opScan() (outcome, error) {
+	s, m, err := in.session()
+	if s == nil {
+		return deref(m), err
+	}
+	coll, err := in.str(in.step, "collection")
+	if err != nil {
+		return outcome{}, err
+	}
+	after := "" // the Go API's "from the first id"
+	if _, ok := in.step["after"]; ok {
+		if after, err = in.str(in.step, "after"); err != nil {
+			return outcome{}, err
+		}
+	}
+	batch := 1000
+	if _, ok := in.step["batch"]; ok {
+		if batch, err = in.size("batch"); err != nil {
+			return outcome{}, err
+		}
+	}
+	cur, err := s.reader().Cursor(coll, after)
+	if err != nil {
+		return fromErr(err), nil
+	}
+	defer cur.Close()
+	o := outcome{}
+	a := []any{}
+	for {
+		recs, err := cur.Next(batch)
+		if err != nil {
+			return fromErr(err), nil
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			a = append(a, recordJSON(r, &o.problem))
+		}
+	}
+	o.value = a
 	return o, nil
 }
 

@@ -59,6 +59,8 @@ const OP_ARGS = {
   upsert_generated: ['session', 'collection', 'count', 'dim', 'seed', 'id_prefix'],
   delete: ['session', 'collection', 'ids'],
   get: ['session', 'collection', 'id'],
+  get_many: ['session', 'collection', 'ids'],
+  scan: ['session', 'collection', 'after', 'batch'],
   count: ['session', 'collection'],
   search: ['session', 'collection', 'vector', 'k', 'ef', 'filter'],
   search_generated: ['session', 'collection', 'count', 'dim', 'seed', 'k', 'ef'],
@@ -204,6 +206,11 @@ function numberOrName(d) {
   if (d === Infinity) return 'Infinity';
   if (d === -Infinity) return '-Infinity';
   return d;
+}
+
+/** A record as {"id", "vector", "metadata"} (FORMAT.md, get). */
+function recordJson(r) {
+  return { id: r.id, vector: Array.from(r.vector, numberOrName), metadata: r.metadata };
 }
 
 function substitute(j, tmp) {
@@ -559,7 +566,29 @@ class Interpreter {
 
   op_get() {
     const r = this.session().obj.get(this.strArg('collection'), this.strArg('id'));
-    return new Outcome({ value: { id: r.id, vector: Array.from(r.vector, numberOrName), metadata: r.metadata } });
+    return new Outcome({ value: recordJson(r) });
+  }
+
+  /** get_many (extension): the records of ids, in order; null for an id not there. */
+  op_get_many() {
+    const s = this.session();
+    const coll = this.strArg('collection');
+    const ids = this.arg('ids');
+    if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) throw new CaseError('"ids" must be an array of strings');
+    const recs = s.obj.getMany(coll, ids);
+    return new Outcome({ value: recs.map((r) => (r === null ? null : recordJson(r))) });
+  }
+
+  /** scan (extension): every live record through a cursor, in id order, after `after`, `batch` at a time. */
+  op_scan() {
+    const s = this.session();
+    const coll = this.strArg('collection');
+    const opts = {};
+    if ('after' in this.step) opts.after = this.strArg('after');
+    if ('batch' in this.step) opts.batchSize = this.sizeArg('batch');
+    const out = [];
+    for (const r of s.obj.scan(coll, opts)) out.push(recordJson(r));
+    return new Outcome({ value: out });
   }
 
   op_count() {
