@@ -515,31 +515,3 @@ func TestCancelTokensNeverLeak(t *testing.T) {
 	}
 }
 
-// A zero CollectionConfig (but its dimension) means the defaults, as in the C options
-// and the other bindings: L2 and HNSW.
-func TestZeroCollectionConfigMeansDefaults(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "z.sx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(context.Background(), func(tx *WriteTx) error {
-		return tx.CreateCollection("c", CollectionConfig{Dim: 4})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.View(func(tx *ReadTx) error {
-		info, err := tx.Describe("c")
-		if err != nil {
-			return err
-		}
-		if info.Metric != L2 || info.Index != HNSW || info.M != 16 {
-			t.Errorf("defaults: got %+v", info)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}

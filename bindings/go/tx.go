@@ -370,8 +370,8 @@ func (tx *WriteTx) viewLocked(name string, fn func(v sx.Sx_collection) error) er
 // CollectionConfig describes a collection to create.
 type CollectionConfig struct {
 	Dim    int       // dimension, 1 to 65536
-	Metric Metric    // L2, IP or Cosine; "" means L2
-	Index  IndexType // HNSW or Flat; "" means HNSW
+	Metric Metric    // L2, IP or Cosine (required: "" is INVALID_ARGUMENT, as in every binding)
+	Index  IndexType // HNSW or Flat (required: "" is INVALID_ARGUMENT)
 	// HNSW parameters; 0 means the defaults (M 16, EfConstruction 200).
 	M              int
 	EfConstruction int
@@ -390,9 +390,6 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	eb := getErrbuf()
 	defer putErrbuf(eb)
 	metric := cfg.Metric
-	if metric == "" {
-		metric = "l2" // the zero value means the default, as in the C options
-	}
 	if err := checkString("metric", string(metric)); err != nil {
 		return err
 	}
@@ -408,7 +405,7 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	o.SetDim(uint(clampU32(cfg.Dim)))
 	o.SetMetric(sx.Sx_metric(m))
 	switch cfg.Index {
-	case HNSW, "": // the zero value means the default index, HNSW
+	case HNSW:
 		o.SetIndex(sx.SX_INDEX_HNSW)
 	case Flat:
 		o.SetIndex(sx.SX_INDEX_FLAT)
