@@ -514,4 +514,3 @@ func TestCancelTokensNeverLeak(t *testing.T) {
 		}
 	}
 }
-
