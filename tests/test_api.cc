@@ -4,6 +4,7 @@
 // output structs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -680,6 +681,38 @@ TEST(Api, OutputStructsCarryTheirVersion) {
   sx_collection_free(c);
   sx_read_free(r);
   sx_db_free(db);
+}
+
+// ---- files that are not databases ---------------------------------------------
+
+// A FIFO (or a directory) in place of the database or one of its files is an error at
+// once: opening a FIFO read-only used to wait for ever for a writer.
+TEST(Api, AFifoOrDirectoryIsRefusedAtOnce) {
+  TmpDir t("fifo");
+  ASSERT_EQ(mkfifo(t.db.c_str(), 0644), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(10);
+    for (int ro = 0; ro < 2; ro++) {
+      sx_open_options o = SX_OPEN_OPTIONS_INIT;
+      o.read_only = ro;
+      sx_db *db = nullptr;
+      sx_error e = SX_ERROR_INIT;
+      if (sx_db_open(&db, t.db.c_str(), &o, &e) != SX_IO) _exit(10 + ro);
+      if (!strstr(e.message, "not a regular file")) _exit(20 + ro);
+    }
+    _exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "child status " << st;
+  std::string dir = std::string(t.dir) + "/d.sx";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_NE(sx_db_open(&db, dir.c_str(), nullptr, &err), SX_OK);
+  EXPECT_EQ(db, nullptr);
 }
 
 }  // namespace

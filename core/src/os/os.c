@@ -184,17 +184,31 @@ static int def_open(sx__vfs *vfs, const char *path, int flags, sx__file **out, s
     free(copy);
     return sx__err_set(err, SX_NOMEM, "out of memory opening '%s'", path);
   }
+  /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a peer; anything but
+   * a regular file is refused below, and regular files ignore the flag. */
   int fd;
   do {
-    fd = open(path, oflags, 0644);
+    fd = open(path, oflags | O_NONBLOCK, 0644);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     int e = errno;
     free(f);
     free(copy);
     if (e == EEXIST) return sx__err_set(err, SX_EXISTS, "cannot create '%s': it already exists", path);
+    if (e == ENXIO) return sx__err_set(err, SX_IO, "'%s' is not a regular file (a FIFO or socket)", path);
     return err_errno(err, e, "open", path);
   }
+  struct stat st;
+  int serr = fstat(fd, &st) != 0 ? errno : 0;
+  if (serr || !S_ISREG(st.st_mode)) {
+    close(fd);
+    free(f);
+    free(copy);
+    if (serr) return err_errno(err, serr, "fstat", path);
+    return sx__err_set(err, SX_IO, "'%s' is not a regular file", path);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   f->vfs = vfs;
   f->fd = fd;
   f->flags = flags;
