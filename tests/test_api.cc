@@ -715,4 +715,35 @@ TEST(Api, AFifoOrDirectoryIsRefusedAtOnce) {
   EXPECT_EQ(db, nullptr);
 }
 
+// One database through two names: a symbolic link shares the file's WAL and writer
+// lock (two writers at once lost commits); a second hard link is refused.
+TEST(Api, ASymlinkSharesTheWriterLockAndAHardLinkIsRefused) {
+  TmpDir t("links");
+  sx_db *a = Open(t.db);
+  Create(a, "c", 2, SX_INDEX_FLAT);
+  std::string sym = std::string(t.dir) + "/sym.sx";
+  ASSERT_EQ(symlink(t.db.c_str(), sym.c_str()), 0);
+  sx_db *b = Open(sym);
+  ASSERT_NE(b, nullptr);
+  sx_error err = SX_ERROR_INIT;
+  sx_write *wa = nullptr, *wb = nullptr;
+  ASSERT_EQ(sx_write_begin(a, 0, &wa, &err), SX_OK);
+  EXPECT_EQ(sx_write_begin(b, 0, &wb, &err), SX_BUSY) << "two writers through two names";
+  Batch one = MakeBatch(1, 2, 9, "via-a");
+  ASSERT_EQ(sx_write_upsert(wa, "c", 1, one.ptrs.data(), one.vecs.data(), 2, nullptr, &err), SX_OK);
+  ASSERT_EQ(sx_write_commit(wa, &err), SX_OK);
+  sx_write_free(wa);
+  EXPECT_EQ(Count(b, "c"), 1u);  // the other name sees the commit
+  EXPECT_EQ(access((sym + "-wal").c_str(), F_OK), -1) << "the link got a WAL of its own";
+  sx_db_free(b);
+  sx_db_free(a);
+  std::string hard = std::string(t.dir) + "/hard.sx";
+  ASSERT_EQ(link(t.db.c_str(), hard.c_str()), 0);
+  for (const std::string &name : {t.db, hard}) {
+    sx_db *db = nullptr;
+    EXPECT_EQ(sx_db_open(&db, name.c_str(), nullptr, &err), SX_IO) << name;
+    EXPECT_NE(strstr(err.message, "2 hard links"), nullptr) << err.message;
+  }
+}
+
 }  // namespace

@@ -564,6 +564,34 @@ static const struct {
     {0x01161970u, "gfs2"},    {0x7461636fu, "ocfs2"},
 };
 
+char *sx__fs_canonical(const char *path) {
+  char *r = realpath(path, NULL);
+  if (r) return r;
+  if (errno != ENOENT) return strdup(path);
+  /* Not made yet: resolve the directory, keep the last component. */
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  if (!dir) return NULL;
+  char *rdir = realpath(dir, NULL);
+  free(dir);
+  if (!rdir) return strdup(path);
+  const char *base = slash ? slash + 1 : path;
+  size_t n = strlen(rdir) + 1 + strlen(base) + 1;
+  char *out = malloc(n);
+  if (out) snprintf(out, n, "%s%s%s", rdir, strcmp(rdir, "/") == 0 ? "" : "/", base);
+  free(rdir);
+  return out;
+}
+
+int sx__fs_check_links(const char *path, sx_error *err) {
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink <= 1) return SX_OK;
+  return sx__err_set(err, SX_IO,
+                     "database '%s' has %llu hard links: opened through two names it would have "
+                     "two WALs and two writer locks; remove the other links (or copy the file)",
+                     path, (unsigned long long)st.st_nlink);
+}
+
 int sx__fs_check_local(const char *path, sx_error *err) {
   struct statfs st;
   const char *checked = path;

@@ -129,6 +129,17 @@ int sx__file_lock_held(sx__file *f, uint64_t off, uint64_t len, int kind);
  * for the directory holding path (or path itself when it exists). */
 int sx__fs_check_local(const char *path, sx_error *err);
 
+/* The name a database is known by, whatever name it was opened through: path with
+ * its symbolic links resolved (for a file not yet made, its directory's), so that one
+ * file has one set of -wal/-shm files and one writer lock. malloc'd; NULL when out of
+ * memory (a path that cannot be resolved is returned as given). */
+char *sx__fs_canonical(const char *path);
+
+/* SX_IO when the regular file at path has more than one hard link (each name would
+ * get its own -wal/-shm files and writer lock: two writers on one file); SX_OK when
+ * it has one or does not exist. */
+int sx__fs_check_links(const char *path, sx_error *err);
+
 /* Monotonic clock in nanoseconds, and a sleep. */
 uint64_t sx__now_ns(void);
 void sx__sleep_us(unsigned us);

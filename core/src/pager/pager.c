@@ -221,10 +221,13 @@ static int pager_alloc(const char *path, const sx__pager_config *cfg, sx__pager 
   sx__mutex_init(&p->wmu, SX_RANK_WRITER, "writer");
   sx__cond_init(&p->wcond);
   sx__mutex_init(&p->slot_mu, SX_RANK_SLOTS, "reader slots");
-  p->path = strdup(path);
-  p->wal_path[0] = strcat2(path, "-wal");
-  p->wal_path[1] = strcat2(path, "-wal2");
-  p->shm_path = strcat2(path, "-shm");
+  /* One file, one name: a symbolic link leads to the same -wal/-shm files. */
+  p->path = sx__fs_canonical(path);
+  if (p->path) {
+    p->wal_path[0] = strcat2(p->path, "-wal");
+    p->wal_path[1] = strcat2(p->path, "-wal2");
+    p->shm_path = strcat2(p->path, "-shm");
+  }
   if (!p->path || !p->wal_path[0] || !p->wal_path[1] || !p->shm_path) {
     pager_destroy(p);
     return sx__err_set(err, SX_NOMEM, "out of memory opening '%s'", path);
@@ -241,6 +244,7 @@ static int check_path(sx__pager *p, const sx__pager_config *cfg, int *exists, sx
   if (*exists < 0) return -*exists;
   if (!*exists && (cfg->read_only || !cfg->create))
     return sx__err_set(err, SX_NOT_FOUND, "database '%s' does not exist", p->path);
+  if (*exists && (rc = sx__fs_check_links(p->path, err))) return rc;
   rc = sx__fs_check_local(p->path, err);
   if (rc == SX_NOT_FOUND)
     rc = sx__err_set(err, SX_IO, "cannot create database '%s': its directory does not exist",
