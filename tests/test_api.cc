@@ -746,4 +746,22 @@ TEST(Api, ASymlinkSharesTheWriterLockAndAHardLinkIsRefused) {
   }
 }
 
+// A commit larger than the handle's WAL cap, with no reader anywhere: BUSY that says
+// so, not one that blames a read session that does not exist.
+TEST(Api, ACommitLargerThanTheWalCapSaysSo) {
+  TmpDir t("tinycap");
+  sx_db *db = Open(t.db, 2);
+  sx_error err = SX_ERROR_INIT;
+  sx_write *w = nullptr;
+  ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
+  sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+  co.dim = 4;
+  ASSERT_EQ(sx_write_create_collection(w, "c", &co, &err), SX_OK);
+  EXPECT_EQ(sx_write_commit(w, &err), SX_BUSY);
+  EXPECT_NE(strstr(err.message, "does not fit the WAL cap of 2 frames"), nullptr) << err.message;
+  EXPECT_EQ(strstr(err.message, "read session"), nullptr) << err.message;
+  sx_write_free(w);
+  sx_db_free(db);
+}
+
 }  // namespace

@@ -397,6 +397,12 @@ static int commit_make_room(sx__pager *p, sx__hdrc *h, uint64_t nfr, sx_error *e
   int wu, nr;
   int32_t pid;
   sx__scan_slots(p, h->base, &minpin, &wu, &nr, &pid);
+  if (minpin == UINT64_MAX || h->mx == h->base)
+    /* No reader holds the WAL back: this commit alone is larger than the cap. */
+    return sx__err_set(err, SX_BUSY,
+                       "a commit of %llu pages does not fit the WAL cap of %u frames "
+                       "(wal_max_frames of this handle); raise it or commit in smaller parts",
+                       (unsigned long long)nfr, p->wal_max);
   return sx__err_set(err, SX_BUSY,
                      "WAL '%s' would grow to %llu frames, past its cap of %u, because a read "
                      "session (process %d) pins a snapshot %llu commits-old frames behind; end long "
