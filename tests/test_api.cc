@@ -21,18 +21,11 @@ extern "C" {
 #include "session/session.h"
 #include "testutil.h"
 }
+#include "testutil.hh"
 
 namespace {
 
-struct TmpDir {
-  char *dir;
-  std::string db;
-  explicit TmpDir(const char *tag) : dir(sx_test_tmpdir(tag)), db(std::string(dir) + "/t.sx") {}
-  ~TmpDir() {
-    sx_test_rmtree(dir);
-    free(dir);
-  }
-};
+using sxt::TmpDir;
 
 int StressSeconds() {
   const char *s = getenv("SX_STRESS_SECONDS");

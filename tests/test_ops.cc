@@ -22,19 +22,11 @@ extern "C" {
 #include "session/session.h"
 #include "testutil.h"
 }
+#include "testutil.hh"
 
 namespace {
 
-struct TmpDir {
-  char *dir;
-  std::string db;
-  explicit TmpDir(const char *tag) : dir(sx_test_tmpdir(tag)), db(std::string(dir) + "/t.sx") {}
-  ~TmpDir() {
-    sx_test_rmtree(dir);
-    free(dir);
-  }
-  std::string path(const char *name) const { return std::string(dir) + "/" + name; }
-};
+using sxt::TmpDir;
 
 bool Exists(const std::string &p) {
   struct stat st;

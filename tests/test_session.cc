@@ -11,18 +11,11 @@ extern "C" {
 #include "testutil.h"
 #include "workload.h"
 }
+#include "testutil.hh"
 
 namespace {
 
-struct TmpDir {
-  char *dir;
-  std::string db;
-  explicit TmpDir(const char *tag) : dir(sx_test_tmpdir(tag)), db(std::string(dir) + "/t.sx") {}
-  ~TmpDir() {
-    sx_test_rmtree(dir);
-    free(dir);
-  }
-};
+using sxt::TmpDir;
 
 sx_db *Open(const std::string &path, sx_open_options *o = nullptr) {
   sx_db *db = nullptr;

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "testutil.h"
@@ -16,6 +18,21 @@ inline std::vector<float> Gen(uint64_t seed, size_t n, size_t dim) {
   sx_test_gen(seed, v.data(), v.size());
   return v;
 }
+
+// A fresh directory for one test, removed with everything in it at the end of the
+// scope; db is the path of a database file inside it.
+struct TmpDir {
+  char *dir;
+  std::string db;
+  explicit TmpDir(const char *tag) : dir(sx_test_tmpdir(tag)), db(std::string(dir) + "/t.sx") {}
+  ~TmpDir() {
+    sx_test_rmtree(dir);
+    free(dir);
+  }
+  TmpDir(const TmpDir &) = delete;
+  TmpDir &operator=(const TmpDir &) = delete;
+  std::string path(const char *name) const { return std::string(dir) + "/" + name; }
+};
 
 }  // namespace sxt
 
