@@ -117,11 +117,23 @@ enum {
 /* The HNSW graph of the collection whose header is page hdr. */
 void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out);
 
-/* A slot's record (32 bytes in the slots array). */
+/* A slot's record: SX__SLOT_SIZE bytes in the slots array (u64 id_off, u32 id_len,
+ * u32 meta_len, u64 meta_off, u64 reserved); meta_len SX__NO_META when it has none. */
+#define SX__SLOT_SIZE 32
+#define SX__NO_META 0xffffffffu
 typedef struct slotrec {
   uint64_t id_off, meta_off;
   uint32_t id_len, meta_len;
 } slotrec;
+/* The collection's header page, as its view sees it. */
+int sx__coll_header(const sx__coll *c, const uint8_t **h, sx_error *err);
+/* INVALID_ARGUMENT unless id is a valid id (non-empty UTF-8, at most SX_ID_MAX
+ * bytes); item numbers it in the message. */
+int sx__check_id(const char *id, size_t item, sx_error *err);
+/* Looks id (n bytes) up in the id map: *slot = its slot or UINT64_MAX; *pos = its
+ * hash position (or the empty position where it would go). */
+int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n, uint64_t *slot,
+                  uint64_t *pos, sx_error *err);
 int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, sx_error *err);
 /* The id of slot s into buf (NUL-terminated); *len its length (may be NULL). */
 int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_MAX + 1],

@@ -19,7 +19,6 @@
 
 #include "collection/collection.h"
 
-#define NO_META 0xffffffffu /* a slot record's meta_len when it has none (coll.c) */
 
 static const unsigned PA_ARRAYS[] = {H_PA_VEC, H_PA_SLOTS, H_PA_HEAP, H_PA_HASH,  H_PA_FREE, H_PA_LIVE,
                                      H_PA_G0,  H_PA_META,  H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
@@ -81,7 +80,7 @@ int sx__coll_space(const sx__coll *c, sx__space *out, sx_error *err) {
   for (uint64_t i = 0; i < n && !rc; i++) {
     slotrec r;
     rc = sx__slot_read(c, h, slots[i], &r, err);
-    heap_live += r.id_len + (r.meta_len != NO_META ? r.meta_len : 0);
+    heap_live += r.id_len + (r.meta_len != SX__NO_META ? r.meta_len : 0);
   }
   free(slots);
   if (rc) return rc;
@@ -138,7 +137,7 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
       metas[i] = NULL;
       rc = sx__slot_read(src, h, slots[at + i], &r, err);
       if (!rc) rc = sx__pa_read(&vc, (uint64_t)slots[at + i] * dim * 4, vecs + i * dim, dim * 4, err);
-      if (!rc && r.meta_len != NO_META) {
+      if (!rc && r.meta_len != SX__NO_META) {
         if (r.meta_off + r.meta_len > heaplen) {
           rc = sx__err_set(err, SX_CORRUPT, "slot %u of collection '%s' has metadata past the heap",
                            slots[at + i], src->name);

@@ -17,7 +17,6 @@
 
 #include "collection/collection.h"
 
-#define NO_META 0xffffffffu /* a slot record's meta_len when it has none (coll.c) */
 
 void sx__records_free(sx_records *r) {
   if (!r) return;
@@ -89,7 +88,7 @@ int sx__coll_get_many(const sx__coll *c, size_t n, const char *const *ids, int s
       slotrec sr;
       rc = sx__slot_read(c, h, slot, &sr, err);
       if (!rc) rc = sx__pa_read(&vc, slot * dim * 4, r->vec + k * dim, dim * 4, err);
-      if (!rc && sr.meta_len != NO_META) {
+      if (!rc && sr.meta_len != SX__NO_META) {
         if (sr.meta_off + sr.meta_len > heaplen)
           rc = sx__err_set(err, SX_CORRUPT, "slot %llu of collection '%s' has metadata past the heap",
                            (unsigned long long)slot, c->name);
