@@ -25,6 +25,7 @@ extern "C" {
 
 namespace {
 
+using sxt::Count;
 using sxt::TmpDir;
 
 int StressSeconds() {
@@ -72,19 +73,6 @@ Batch MakeBatch(size_t n, uint32_t dim, uint64_t seed, const char *prefix) {
   }
   for (auto &s : b.ids) b.ptrs.push_back(s.c_str());
   return b;
-}
-
-uint64_t Count(sx_db *db, const char *name) {
-  sx_error err = SX_ERROR_INIT;
-  sx_read *r = nullptr;
-  EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK) << err.message;
-  sx_collection *c = nullptr;
-  uint64_t n = UINT64_MAX;
-  EXPECT_EQ(sx_read_collection(r, name, &c, &err), SX_OK) << err.message;
-  EXPECT_EQ(sx_collection_count(c, &n, &err), SX_OK) << err.message;
-  sx_collection_free(c);
-  sx_read_free(r);
-  return n;
 }
 
 // ---- defect 1: calls racing on one write session --------------------------------

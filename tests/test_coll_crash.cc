@@ -10,48 +10,13 @@
 #include <random>
 #include <string>
 
-extern "C" {
-#include "testutil.h"
-}
 #include "sextant.h"
+#include "testutil.hh"
 
 namespace {
 
 const unsigned DIM = 16, PER = 100;
 float Value(unsigned b, unsigned j, unsigned i) { return (float)(b * 1000 + j) + (float)i / 32.0f; }
-
-// Runs the worker for `ms` milliseconds, kills it, returns the last acknowledged
-// batch (-1 if none in this run).
-long RunAndKill(const std::string &path, int ms) {
-  int fds[2];
-  if (pipe(fds) != 0) return -2;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    execl(SX_WORKER_UPSERT, SX_WORKER_UPSERT, path.c_str(), (char *)nullptr);
-    _exit(127);
-  }
-  close(fds[1]);
-  usleep(ms * 1000);
-  kill(pid, SIGKILL);
-  int st;
-  waitpid(pid, &st, 0);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, (size_t)n);
-  close(fds[0]);
-  long last = -1;
-  size_t pos = 0;
-  while (pos < out.size()) {
-    size_t nl = out.find('\n', pos);
-    if (nl == std::string::npos) break;  // a partial line was never acknowledged
-    last = std::stol(out.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
-  return last;
-}
 
 // Checks the state equals "B batches committed"; returns B, or -1 with a failure.
 long VerifyState(sx_db *db) {
@@ -109,7 +74,7 @@ TEST(CollCrash, KillDuringUpsertsLosesNothingAcknowledged) {
   double stretch = 1.0;
   for (int it = 0; it < iters; it++) {
     int ms = (int)((5 + (int)(rng() % 60)) * stretch);
-    long last = RunAndKill(path, ms);
+    long last = sxt::RunAndKill({SX_WORKER_UPSERT, path}, ms);
     if (last >= 0) {
       acknowledged = last;
       mid_run++;

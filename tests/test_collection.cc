@@ -13,9 +13,9 @@
 
 extern "C" {
 #include "index/hnsw.h"
-#include "testutil.hh"
 }
 #include "sextant.h"
+#include "testutil.hh"
 
 namespace {
 
@@ -67,20 +67,9 @@ struct W {
   int Commit() { return sx_write_commit(w, &err); }
 };
 
+using sxt::Count;
 using sxt::Gen;
-
-std::vector<std::string> Ids(const char *prefix, size_t n) {
-  std::vector<std::string> r;
-  for (size_t i = 0; i < n; i++) r.push_back(prefix + std::to_string(i));
-  return r;
-}
-
-uint64_t Count(sx_collection *c) {
-  uint64_t n = 0;
-  sx_error err = SX_ERROR_INIT;
-  EXPECT_EQ(sx_collection_count(c, &n, &err), SX_OK) << err.message;
-  return n;
-}
+using sxt::Ids;
 
 TEST(Collection, CreateListDescribeDrop) {
   Db d("cat");

@@ -45,6 +45,7 @@ extern "C" {
 #include "testutil.h"
 #include "workload.h"
 }
+#include "testutil.hh"
 
 namespace {
 
@@ -67,23 +68,11 @@ uint64_t BaseSeed() {
   return seed;
 }
 
+using sxt::TmpDir;
+
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
-
-struct TmpDir {
-  char *dir;
-  std::string db;
-  explicit TmpDir(const char *tag) : dir(sx_test_tmpdir(tag)), db(std::string(dir) + "/t.sx") {}
-  ~TmpDir() {
-    if (::testing::Test::HasFailure()) {
-      printf("[ keeping %s for inspection ]\n", dir);  // the files that failed
-    } else {
-      sx_test_rmtree(dir);
-    }
-    free(dir);
-  }
-};
 
 std::vector<uint8_t> ReadAll(const std::string &path) {
   std::vector<uint8_t> v;

@@ -36,6 +36,7 @@ extern "C" {
 #include "testutil.h"
 #include "workload.h"
 }
+#include "testutil.hh"
 
 namespace {
 
@@ -54,24 +55,14 @@ constexpr int kMaxFailingCases = 3;  // stop a sweep after this many failing cas
 constexpr uint64_t kTearSeeds = 8;   // TEAR power losses per crash point
 
 // Failed assertions so far in the running test (to stop a sweep after a few failing cases).
+using sxt::TmpDir;
+
 int Failures() {
   const testing::TestResult *r = testing::UnitTest::GetInstance()->current_test_info()->result();
   int n = 0;
   for (int i = 0; i < r->total_part_count(); i++) n += r->GetTestPartResult(i).failed() ? 1 : 0;
   return n;
 }
-
-struct TmpDir {
-  char *dir;
-  std::string db;
-  explicit TmpDir(const char *tag) : dir(sx_test_tmpdir(tag)), db(std::string(dir) + "/t.sx") {}
-  ~TmpDir() {
-    sx_test_rmtree(dir);
-    free(dir);
-  }
-  TmpDir(const TmpDir &) = delete;
-  TmpDir &operator=(const TmpDir &) = delete;
-};
 
 // RAII for a fault VFS.
 struct FaultVfs {
@@ -287,17 +278,6 @@ std::vector<std::string> StrayFiles(const char *dir) {
   return out;
 }
 
-std::string Slurp(const std::string &path) {
-  std::string out;
-  FILE *f = fopen(path.c_str(), "rb");
-  if (!f) return out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  fclose(f);
-  return out;
-}
-
 void Overwrite(const std::string &path, const std::string &bytes, uint64_t off) {
   FILE *f = fopen(path.c_str(), "r+b");
   ASSERT_NE(f, nullptr) << path;
@@ -492,7 +472,7 @@ TEST(FaultsPowerLoss, FullWalRestartSurvivesReorderedSectors) {
   ASSERT_TRUE(sx__faultvfs_crashed(fv.fv));
   sx_db_free(db);
   std::string wal = t.db + "-wal";
-  std::string written = Slurp(wal);  // every write the OS took, synced or not
+  std::string written = sxt::ReadFile(wal);  // every write the OS took, synced or not
   ASSERT_EQ(sx__faultvfs_power_loss(fv.fv, SX__LOSS_DROP, 0), SX_OK);
   // The WAL format (pager.c): a 64-byte header, then frames of a 32-byte header and a
   // page. Keep every unsynced sector from the first one past commit 2's frames.

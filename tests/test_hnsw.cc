@@ -120,20 +120,9 @@ struct R {
 };
 
 // The conformance generator (testutil.hh).
+using sxt::Count;
 using sxt::Gen;
-
-std::vector<std::string> Ids(const char *prefix, size_t n) {
-  std::vector<std::string> r;
-  for (size_t i = 0; i < n; i++) r.push_back(prefix + std::to_string(i));
-  return r;
-}
-
-uint64_t Count(sx_collection *c) {
-  uint64_t n = 0;
-  sx_error err = SX_ERROR_INIT;
-  EXPECT_EQ(sx_collection_count(c, &n, &err), SX_OK) << err.message;
-  return n;
-}
+using sxt::Ids;
 
 sx_collection_stats Stats(sx_collection *c) {
   sx_collection_stats st = SX_COLLECTION_STATS_INIT;
@@ -1356,40 +1345,6 @@ std::vector<float> CrashVec(unsigned b, unsigned j) {
   return Gen(((uint64_t)b << 32) | j, 1, CRASH_DIM);
 }
 
-// Runs `worker_hnsw insert` for ms milliseconds, kills it, returns the last
-// acknowledged batch (-1 if none in this run).
-long RunAndKill(const std::string &path, int ms) {
-  int fds[2];
-  if (pipe(fds) != 0) return -2;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    execl(SX_WORKER_HNSW, SX_WORKER_HNSW, "insert", path.c_str(), (char *)nullptr);
-    _exit(127);
-  }
-  close(fds[1]);
-  usleep((useconds_t)ms * 1000);
-  kill(pid, SIGKILL);
-  int st;
-  waitpid(pid, &st, 0);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, (size_t)n);
-  close(fds[0]);
-  long last = -1;
-  size_t pos = 0;
-  while (pos < out.size()) {
-    size_t nl = out.find('\n', pos);
-    if (nl == std::string::npos) break;  // a partial line was never acknowledged
-    last = std::stol(out.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
-  return last;
-}
-
 TEST(HnswCrash, KillDuringLargeInsertsAndDeletesLosesNothingAcknowledged) {
   const char *env = getenv("SX_CRASH_ITERATIONS");
   int iters = env && atoi(env) > 0 ? atoi(env) : 40;
@@ -1405,7 +1360,7 @@ TEST(HnswCrash, KillDuringLargeInsertsAndDeletesLosesNothingAcknowledged) {
   double stretch = 1.0;
   for (int it = 0; it < iters; it++) {
     int ms = (int)((40 + (int)(rng() % 500)) * stretch);
-    long last = RunAndKill(path, ms);
+    long last = sxt::RunAndKill({SX_WORKER_HNSW, "insert", path}, ms);
     if (last >= 0) {
       acknowledged = last;
       mid_run++;

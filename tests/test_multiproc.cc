@@ -333,20 +333,6 @@ TEST(MultiProc, SnapshotIsolationAcrossProcesses) {
   sx_db_free(db);
 }
 
-// A reader that reads part of its snapshot from the WAL keeps the WAL from
-// restarting even once every frame is copied back: a restart would overwrite the
-// frames it reads.
-static std::string FileBytes(const std::string &path) {
-  FILE *f = fopen(path.c_str(), "rb");
-  std::string out;
-  if (!f) return out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  fclose(f);
-  return out;
-}
-
 // A reader in another process that reads frames from one WAL file keeps that file
 // from being reused: the writer moves on to the other file, and stays there while
 // the reader lives, however many commits come.
@@ -361,13 +347,13 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
   std::map<std::string, std::string> ready;
   auto h = Hold(t.db, 1, &ready);  // generation 5, read from P-wal
   ASSERT_EQ(U64(ready, "gen"), 5u);
-  const std::string wal0 = FileBytes(t.db + "-wal");
+  const std::string wal0 = sxt::ReadFile(t.db + "-wal");
   sx_open_options o = SX_OPEN_OPTIONS_INIT;
   o.autocheckpoint_frames = 8;  // every commit checkpoints and may switch files
   sx_db *db = Open(t.db, &o);
   // Each commit rewrites every page; reusing P-wal would overwrite what the holder reads.
   for (uint64_t g = 6; g <= 30; g++) ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
-  EXPECT_EQ(FileBytes(t.db + "-wal"), wal0) << "P-wal was reused under a reader that reads from it";
+  EXPECT_EQ(sxt::ReadFile(t.db + "-wal"), wal0) << "P-wal was reused under a reader that reads from it";
   sx_db_stats st = Stats(db);
   EXPECT_GT(st.wal_frames, 25u * N) << "the holder pins its generation, so the WAL keeps growing";
   auto pv = Fields(h->Ask("verify"));
@@ -376,7 +362,7 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
   // Once the reader is gone, checkpoints catch up and P-wal is reused.
   h->Kill();
   for (uint64_t g = 31; g <= 34; g++) ASSERT_EQ(wl_commit(db, g, N, 2, g, 1000, &err), SX_OK) << err.message;
-  EXPECT_NE(FileBytes(t.db + "-wal").substr(0, 64), wal0.substr(0, 64)) << "P-wal was never reused";
+  EXPECT_NE(sxt::ReadFile(t.db + "-wal").substr(0, 64), wal0.substr(0, 64)) << "P-wal was never reused";
   st = Stats(db);
   EXPECT_LE(st.wal_frames, 8u + 2 * 4u) << "the WAL did not shrink back";
   EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;

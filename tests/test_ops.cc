@@ -26,6 +26,7 @@ extern "C" {
 
 namespace {
 
+using sxt::Count;
 using sxt::TmpDir;
 
 bool Exists(const std::string &p) {
@@ -318,17 +319,6 @@ TEST_P(Both, CursorOnWriteSessionSkipsDeletesAndSeesUpdates) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Index, Both, ::testing::Values(SX_INDEX_FLAT, SX_INDEX_HNSW));
-
-uint64_t Count(sx_db *db, const char *name) {
-  sx_read *r;
-  sx_collection *c = ReadView(db, name, &r);
-  uint64_t n = 0;
-  sx_error err = SX_ERROR_INIT;
-  EXPECT_EQ(sx_collection_count(c, &n, &err), SX_OK);
-  sx_collection_free(c);
-  sx_read_free(r);
-  return n;
-}
 
 struct Progress {
   std::vector<std::pair<uint64_t, uint64_t>> calls;

@@ -20,6 +20,7 @@
 #include "os/os.h"
 #include "os/os_internal.h"
 #include "testutil.h"
+#include "testutil.hh"
 
 namespace {
 
@@ -38,18 +39,6 @@ class OsTest : public ::testing::Test {
   }
   char *dir_ = nullptr;
 };
-
-// Whole contents of a file, read without the VFS.
-std::string Slurp(const std::string &path) {
-  std::string out;
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) return "<missing>";
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, (size_t)n);
-  close(fd);
-  return out;
-}
 
 bool Exists(const std::string &path) {
   struct stat st;
@@ -220,7 +209,7 @@ TEST_F(OsTest, RenameDirSyncUnlinkExists) {
   EXPECT_EQ(vfs->dir_sync(vfs, a.c_str(), &err), SX_OK) << err.message;
   ASSERT_EQ(vfs->rename(vfs, a.c_str(), b.c_str(), &err), SX_OK) << err.message;
   EXPECT_EQ(vfs->exists(vfs, a.c_str(), &err), 0);
-  EXPECT_EQ(Slurp(b), "hello");
+  EXPECT_EQ(sxt::ReadFile(b), "hello");
   EXPECT_EQ(vfs->rename(vfs, a.c_str(), b.c_str(), &err), SX_NOT_FOUND);
   EXPECT_NE(strstr(err.message, "cannot rename"), nullptr);
   EXPECT_EQ(vfs->unlink(vfs, b.c_str(), &err), SX_OK);
@@ -410,7 +399,7 @@ TEST_F(OsTest, PoisonEnforcedByWrapperForAnyVfs) {
   // The default VFS refuses too, even when called through its table.
   EXPECT_EQ(f->vfs->write(f, "d", 1, 3, &err), SX_IO);
   EXPECT_EQ(f->vfs->sync(f, 0, &err), SX_IO);
-  EXPECT_EQ(Slurp(P("db")), "abc");
+  EXPECT_EQ(sxt::ReadFile(P("db")), "abc");
   sx__file_close(f);
 }
 
@@ -436,7 +425,7 @@ TEST_F(OsTest, FaultedSyncPoisons) {
   EXPECT_EQ(sx__file_read(f, buf, 3, 0, &err), SX_OK);
   Write(other, "e", 3);
   Sync(other);
-  EXPECT_EQ(Slurp(P("db")), "abce");
+  EXPECT_EQ(sxt::ReadFile(P("db")), "abce");
   sx__file_close(f);
   sx__file_close(other);
   sx__faultvfs_free(fv);
@@ -472,7 +461,7 @@ TEST_F(FaultTest, NthWriteFailsWithEio) {
   EXPECT_NE(strstr(err.message, P("db").c_str()), nullptr) << err.message;
   EXPECT_TRUE(sx__faultvfs_fired(fv_));
   EXPECT_EQ(sx__file_write(f, "c", 1, 1, &err), SX_OK);  // once only
-  EXPECT_EQ(Slurp(P("db")), "ac");
+  EXPECT_EQ(sxt::ReadFile(P("db")), "ac");
   sx__file_close(f);
 }
 
@@ -498,12 +487,12 @@ TEST_F(FaultTest, ShortWriteLeavesAPrefix) {
   sx__faultvfs_arm(fv_, SX__IO_WRITE, 1, SX__FAULT_SHORT, 0);
   EXPECT_EQ(sx__file_write(f, data.data(), data.size(), 0, &err), SX_IO);
   EXPECT_NE(strstr(err.message, "2048 of 4196"), nullptr) << err.message;
-  std::string got = Slurp(P("db"));
+  std::string got = sxt::ReadFile(P("db"));
   EXPECT_EQ(got, data.substr(0, 2048));
   // A write smaller than two sectors keeps nothing.
   sx__faultvfs_arm(fv_, SX__IO_WRITE, 1, SX__FAULT_SHORT, 0);
   EXPECT_EQ(sx__file_write(f, "zzzz", 4, 0, &err), SX_IO);
-  EXPECT_EQ(Slurp(P("db")), data.substr(0, 2048));
+  EXPECT_EQ(sxt::ReadFile(P("db")), data.substr(0, 2048));
   sx__file_close(f);
 }
 
@@ -638,25 +627,25 @@ TEST_F(FaultTest, PowerLossDropRestoresSyncedState) {
     Write(s, "shm", 0);
     sx__file_close(s);
   }
-  EXPECT_EQ(Slurp(P("a")).size(), 9000u);
+  EXPECT_EQ(sxt::ReadFile(P("a")).size(), 9000u);
 
   ASSERT_EQ(sx__faultvfs_power_loss(fv_, SX__LOSS_DROP, 0), SX_OK);
-  EXPECT_EQ(Slurp(P("a")), synced);
-  EXPECT_EQ(Slurp(P("c")), std::string(8192, 'q'));
+  EXPECT_EQ(sxt::ReadFile(P("a")), synced);
+  EXPECT_EQ(sxt::ReadFile(P("c")), std::string(8192, 'q'));
   EXPECT_FALSE(Exists(P("b")));
-  EXPECT_EQ(Slurp(P("d")), "ddd");
+  EXPECT_EQ(sxt::ReadFile(P("d")), "ddd");
   EXPECT_FALSE(Exists(P("d.tmp")));
   EXPECT_FALSE(Exists(P("e")));
-  EXPECT_EQ(Slurp(P("db-shm")), "shm");
+  EXPECT_EQ(sxt::ReadFile(P("db-shm")), "shm");
 
   // Tracking is forgotten: a second power loss changes nothing, and the files are
   // usable through the VFS again.
   ASSERT_EQ(sx__faultvfs_power_loss(fv_, SX__LOSS_DROP, 0), SX_OK);
-  EXPECT_EQ(Slurp(P("a")), synced);
+  EXPECT_EQ(sxt::ReadFile(P("a")), synced);
   sx__file *a = Open(vfs_, P("a"), RW);
   Write(a, "A", 0);
   sx__file_close(a);
-  EXPECT_EQ(Slurp(P("a"))[0], 'A');
+  EXPECT_EQ(sxt::ReadFile(P("a"))[0], 'A');
 }
 
 // One unsynced write as seen after a torn power loss.
@@ -703,7 +692,7 @@ TEST_F(FaultTest, PowerLossTearGivesOldNewOrSectorPrefix) {
       sx__file_close(f);
     }
     ASSERT_EQ(sx__faultvfs_power_loss(fv_, SX__LOSS_TEAR, seed), SX_OK);
-    std::string file = Slurp(path);
+    std::string file = sxt::ReadFile(path);
     ASSERT_GE(file.size(), old_size) << "seed " << seed;
     ASSERT_LE(file.size(), old_size + 4096) << "seed " << seed;
     // The extension is a sector-aligned prefix of the last write (or all of it).
@@ -739,7 +728,7 @@ TEST_F(FaultTest, PowerLossTearGivesOldNewOrSectorPrefix) {
   for (const W &w : writes) Write(f, std::string(w.len, w.c), w.off);
   sx__file_close(f);
   ASSERT_EQ(sx__faultvfs_power_loss(fv_, SX__LOSS_TEAR, 1), SX_OK);
-  EXPECT_EQ(Slurp(path), first_result);
+  EXPECT_EQ(sxt::ReadFile(path), first_result);
 }
 
 TEST_F(FaultTest, CrashAtSync) {
@@ -779,12 +768,12 @@ TEST_F(FaultTest, CrashAtSync) {
 
   ASSERT_EQ(sx__faultvfs_power_loss(fv_, SX__LOSS_DROP, 0), SX_OK);
   EXPECT_FALSE(sx__faultvfs_crashed(fv_));
-  EXPECT_EQ(Slurp(path), std::string(4096, 'A') + std::string(4096, 'B'));
+  EXPECT_EQ(sxt::ReadFile(path), std::string(4096, 'A') + std::string(4096, 'B'));
   f = Open(vfs_, path, RW);
   Write(f, "ok", 0);
   Sync(f);
   sx__file_close(f);
-  EXPECT_EQ(Slurp(path).substr(0, 3), "okA");
+  EXPECT_EQ(sxt::ReadFile(path).substr(0, 3), "okA");
 }
 
 TEST_F(FaultTest, CrashNow) {
@@ -801,7 +790,7 @@ TEST_F(FaultTest, CrashNow) {
   EXPECT_EQ(sx__file_sync(f, 0, &err), SX_IO);
   sx__file_close(f);
   ASSERT_EQ(sx__faultvfs_power_loss(fv_, SX__LOSS_DROP, 0), SX_OK);
-  EXPECT_EQ(Slurp(path), "1111");
+  EXPECT_EQ(sxt::ReadFile(path), "1111");
 }
 
 // Many threads through one fault VFS: counts add up and each file ends at exactly
@@ -844,7 +833,7 @@ TEST_F(FaultTest, ThreadsAndPowerLoss) {
   for (int t = 0; t < kThreads; t++) {
     std::string want;
     for (int i = 0; i <= last_synced[t]; i++) want += std::string(512, (char)('a' + i % 26));
-    EXPECT_EQ(Slurp(P(("f" + std::to_string(t)).c_str())), want) << "thread " << t;
+    EXPECT_EQ(sxt::ReadFile(P(("f" + std::to_string(t)).c_str())), want) << "thread " << t;
   }
 }
 
