@@ -5,7 +5,7 @@ const fs = require('fs');
 const path = require('path');
 
 const root = path.resolve(__dirname, '..', '..', '..', 'core', 'src');
-const layers = ['os', 'lock', 'pager', 'index', 'collection', 'session', 'api'];
+const layers = ['common', 'os', 'lock', 'pager', 'index', 'collection', 'session', 'api'];
 const out = [];
 for (const layer of layers) {
   const dir = path.join(root, layer);

@@ -33,17 +33,6 @@
 /* Errors                                                                     */
 /* ------------------------------------------------------------------------- */
 
-int sx__err_set(sx_error *err, int code, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    err->code = code;
-  }
-  return code;
-}
-
 int sx__status_from_errno(int e) {
   switch (e) {
     case ENOSPC:

@@ -26,15 +26,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/common.h"
 #include "sextant.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Sets err (may be NULL) to code and a one-line printf-style message; returns code. */
-int sx__err_set(sx_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* Maps an errno value to a status: ENOSPC/EDQUOT -> SX_FULL, ENOMEM -> SX_NOMEM,
  * ENOENT -> SX_NOT_FOUND, EROFS -> SX_READ_ONLY, else SX_IO (EACCES and EPERM
  * included: a permission problem is not a read-only database). */

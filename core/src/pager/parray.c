@@ -13,19 +13,6 @@
 
 #include "pager/parray.h"
 
-uint32_t sx__rd32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-void sx__wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-uint64_t sx__rd64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
-void sx__wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-
 int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err) {
   return v->t ? sx__txn_read(v->t, pgno, out, err) : sx__pager_snap_page(v->p, v->snap, pgno, out, err);
 }

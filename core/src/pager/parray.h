@@ -24,11 +24,6 @@ typedef struct sx__pv {
 
 int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err);
 
-uint32_t sx__rd32(const uint8_t *p);
-void sx__wr32(uint8_t *p, uint32_t v);
-uint64_t sx__rd64(const uint8_t *p);
-void sx__wr64(uint8_t *p, uint64_t v);
-
 /* Page arrays: radix trees of pages addressed by byte offset; interior pages hold
  * 32-bit page numbers. An array is two words (root page, depth) in its owner page.
  * A cursor reads one array of one view, caching the path to the last leaf (over

@@ -1,0 +1,40 @@
+/*
+ * common: what every layer uses and none owns: error capture into an sx_error, and
+ * little-endian-agnostic byte access to page images (fields are stored in the host's
+ * byte order and read through memcpy, so unaligned fields are safe).
+ * Depends on nothing but the public header.
+ */
+#ifndef SX_COMMON_H
+#define SX_COMMON_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "sextant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sets err (may be NULL) to code and a one-line printf-style message; returns code. */
+int sx__err_set(sx_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline uint32_t sx__rd32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static inline void sx__wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline uint64_t sx__rd64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+static inline void sx__wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
