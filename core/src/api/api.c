@@ -116,13 +116,7 @@ SX_EXPORT void sx_read_free(sx_read *r) { sx__read_free(r); }
 
 SX_EXPORT sx_status sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
-  int rc = sx__read_enter(r, err);
-  if (rc) return rc;
-  const uint8_t *p0;
-  rc = sx__read_page(r, 0, &p0, err);
-  if (!rc) *out = sx__page0_user_version(p0);
-  sx__read_leave(r);
-  return rc;
+  return sx__read_user_version(r, out, err);
 }
 
 SX_EXPORT sx_status sx_write_begin(sx_db *db, int timeout_ms, sx_write **out, sx_error *err) {
@@ -142,26 +136,12 @@ SX_EXPORT sx_status sx_write_abort(sx_write *w) { return sx__write_abort(w); }
 SX_EXPORT void sx_write_free(sx_write *w) { sx__write_free(w); }
 
 SX_EXPORT sx_status sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err) {
-  int rc = sx__write_enter(w, err);
-  if (rc) return rc;
-  uint8_t *p0;
-  sx__txn *t = sx__write_txn(w);
-  rc = t ? sx__txn_write(t, 0, &p0, err) : sx__err_set(err, SX_CLOSED, "write session has ended");
-  if (!rc) sx__page0_set_user_version(p0, value);
-  sx__write_leave(w);
-  return rc;
+  return sx__write_set_user_version(w, value, err);
 }
 
 SX_EXPORT sx_status sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
-  int rc = sx__write_enter(w, err);
-  if (rc) return rc;
-  const uint8_t *p0;
-  sx__txn *t = sx__write_txn(w);
-  rc = t ? sx__txn_read(t, 0, &p0, err) : sx__err_set(err, SX_CLOSED, "write session has ended");
-  if (!rc) *out = sx__page0_user_version(p0);
-  sx__write_leave(w);
-  return rc;
+  return sx__write_user_version(w, out, err);
 }
 
 /* ---- collections --------------------------------------------------------------- */

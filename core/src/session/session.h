@@ -74,6 +74,12 @@ sx__pager *sx__db_pager(sx_db *db);
 int sx__read_threads(const sx_read *r);
 int sx__write_threads(const sx_write *w);
 
+/* The application's user version in page 0 (user_version.c): read through r's
+ * snapshot or w's transaction, or set in w. */
+int sx__read_user_version(sx_read *r, uint64_t *out, sx_error *err);
+int sx__write_user_version(sx_write *w, uint64_t *out, sx_error *err);
+int sx__write_set_user_version(sx_write *w, uint64_t value, sx_error *err);
+
 /* Online backup of the latest snapshot to dest (backup.c); o is checked and complete. */
 int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_error *err);
 /* Compaction as one write session (compact.c); o is checked and complete. */
