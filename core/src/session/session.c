@@ -219,6 +219,7 @@ sx__txn *sx__write_txn(sx_write *w) { return atomic_load(&w->txn); }
 
 /* db->mu held. Ends every session; used by close and after fork. */
 static void end_all_locked(sx_db *db) {
+  sx__mutex_assert_held(&db->mu);
   for (sx_read *r = db->reads; r; r = r->next) read_end_state(r);
   for (sx_write *w = db->writes; w; w = w->next) write_end_state(w);
 }
@@ -226,6 +227,7 @@ static void end_all_locked(sx_db *db) {
 /* db->mu held: the handle crossed fork(); give up the parent's pager and sessions
  * and open the files anew in this process. */
 static int reattach_locked(sx_db *db, sx_error *err) {
+  sx__mutex_assert_held(&db->mu);
   end_all_locked(db);
   pref_unref(db->pref);
   db->pref = NULL;
