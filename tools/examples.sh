@@ -70,6 +70,7 @@ fi
 if [[ $want == *" go "* ]]; then
   command -v go >/dev/null || apt_install golang-go
   echo '#include <jansson.h>' | cc -E -x c - >/dev/null 2>&1 || apt_install libjansson-dev
+  echo '#include <jsmn.h>' | cc -E -x c - >/dev/null 2>&1 || apt_install libjsmn-dev
   echo "=== go build examples/go"
   quietly go-build.log go -C "$root/examples/go" build -o "$root/build/examples/go/" ./...
 fi

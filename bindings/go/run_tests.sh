@@ -48,6 +48,7 @@ fi
 need=()
 command -v cc >/dev/null || need+=(gcc)
 echo '#include <jansson.h>' | cc -E -x c - >/dev/null 2>&1 || need+=(libjansson-dev)
+echo '#include <jsmn.h>' | cc -E -x c - >/dev/null 2>&1 || need+=(libjsmn-dev)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 
 # -- SWIG 4.5.1 for the drift test

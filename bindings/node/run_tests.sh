@@ -40,6 +40,7 @@ command -v c++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
 echo '#include <jansson.h>' | cc -E -x c - >/dev/null 2>&1 || need+=(libjansson-dev)
+echo '#include <jsmn.h>' | cc -E -x c - >/dev/null 2>&1 || need+=(libjsmn-dev)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 
 # -- SWIG 4.5.1 from PyPI, for the drift test

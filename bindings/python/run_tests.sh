@@ -38,6 +38,7 @@ need=()
 command -v cc >/dev/null || need+=(gcc)
 command -v c++ >/dev/null || need+=(g++)  # the repository's CMake project enables C++
 echo '#include <jansson.h>' | cc -E -x c - >/dev/null 2>&1 || need+=(libjansson-dev)
+echo '#include <jsmn.h>' | cc -E -x c - >/dev/null 2>&1 || need+=(libjsmn-dev)
 if ! "$python" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
   need+=("python$pyver-dev")
 fi

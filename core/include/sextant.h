@@ -65,6 +65,48 @@
  * when at most 2^53 - 1, and as big integers otherwise. The user version
  * (sx_write_set_user_version()) is application-defined and may use all 64 bits.
  *
+ * @section filters Filters
+ *
+ * A search may be restricted to the items whose metadata matches a filter
+ * (sx_search_options::filter): a JSON object in the style of Chroma and Pinecone.
+ *
+ * - `{"field": value}`: the field equals value (a string, number, boolean or null).
+ * - `{"field": {"$eq": v}}`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`: comparisons. The
+ *   operand of `$eq`/`$ne` is a scalar; that of `$gt`/`$gte`/`$lt`/`$lte` a number or
+ *   a string.
+ * - `{"field": {"$in": [v, ...]}}`, `$nin`: equal to one of (none of) the scalars.
+ * - `{"field": {"$exists": true}}` (or false): the field is present (absent).
+ * - `{"$and": [f, ...]}`, `{"$or": [f, ...]}` (non-empty arrays of filters),
+ *   `{"$not": f}`.
+ * - Several keys in one object, or several operators on one field, must all hold;
+ *   `{}` matches everything. Logical operators nest at most 64 deep.
+ * - `"a.b"` is field `b` of the object in field `a` (every dot separates a level; a
+ *   key that contains a dot cannot be named).
+ *
+ * Semantics. Numbers compare as numbers (ints and floats alike, as doubles); strings
+ * compare bytewise by their UTF-8 bytes (escapes decoded); booleans equal only
+ * booleans, null only null. A comparison between different types is false and no
+ * error (`{"n": "5"}` does not match n = 5); `$gt` and friends hold only between two
+ * numbers or two strings. A field that holds an array matches `$eq`, `$in` and the
+ * ranges when any element does, `$ne` and `$nin` when no element equals (elements
+ * that are arrays or objects equal nothing). A field holding an object equals
+ * nothing. A missing field (the path leads nowhere, through a non-object, or the
+ * item has no metadata) matches `$ne`, `$nin` and `$exists: false`, never `$eq`,
+ * `$in` or a range; a field holding null exists. `$not` negates its filter as a
+ * whole, so `{"$not": {"a": 1}}` matches items without `a`.
+ *
+ * Errors. A filter that is not JSON, not an object, has an unknown `$` operator, an
+ * operand of the wrong kind, an empty path part or a bad `$and`/`$or`/`$not` fails
+ * the search with ::SX_INVALID_ARGUMENT (a one-line message naming the part) before
+ * any work; sx_filter_check() tells the same without a database. A search whose
+ * filter meets damaged stored metadata fails with ::SX_CORRUPT.
+ *
+ * Cost. A flat collection evaluates the filter on every live item. An HNSW
+ * collection estimates the share of items that match from a sample of slots; when it
+ * is small, it scans the matching items exactly, else it walks the graph through
+ * items that do not match (they guide the walk but are never returned).
+ * sx_search_options::exact forces the scan.
+ *
  * @section fork fork()
  *
  * A handle that crosses fork() is usable in the child: on first use the child
@@ -617,10 +659,14 @@ const char *sx_record_metadata(const sx_record *rec);
 void sx_record_free(sx_record *rec);
 
 /** Version of ::sx_search_options this header describes. */
-#define SX_SEARCH_OPTIONS_VERSION 2
+#define SX_SEARCH_OPTIONS_VERSION 3
+/** sx_search_options::include: hits carry their metadata text (sx_results_metadata()). */
+#define SX_INCLUDE_METADATA 1u
+/** sx_search_options::include: hits carry their vector (sx_results_vector()). */
+#define SX_INCLUDE_VECTOR 2u
 /** Per-search options. Zero fields mean the default. */
 typedef struct sx_search_options {
-  unsigned version;  /**< SX_SEARCH_OPTIONS_VERSION (1 still accepted) */
+  unsigned version;  /**< SX_SEARCH_OPTIONS_VERSION (1 and 2 still accepted) */
   uint32_t ef;       /**< HNSW: candidate list size (at least k); 0 means max(k, 64) */
   /** Optional cancel hook, polled during long searches; nonzero stops the search,
    * which then fails with ::SX_CANCELLED. Called from the search's worker threads,
@@ -633,9 +679,19 @@ typedef struct sx_search_options {
   /** (Version 2.) Most threads this call may use (a batch search): 0 means the
    * handle's sx_open_options::threads; 1 the calling thread only; at most 64. */
   uint32_t threads;
+  /** (Version 3.) A filter over metadata, JSON text (NUL-terminated), or NULL: only
+   * hits whose metadata matches are returned. Syntax in @ref filters. Read during the
+   * call only. */
+  const char *filter;
+  /** (Version 3.) What each hit carries besides id and distance: a mask of
+   * SX_INCLUDE_METADATA, SX_INCLUDE_VECTOR. */
+  uint32_t include;
+  /** (Version 3.) Nonzero: exact search (a scan of every matching item) whatever the
+   * index. */
+  uint32_t exact;
 } sx_search_options;
 /** Initializer for ::sx_search_options. */
-#define SX_SEARCH_OPTIONS_INIT {SX_SEARCH_OPTIONS_VERSION, 0, NULL, NULL, NULL, 0}
+#define SX_SEARCH_OPTIONS_INIT {SX_SEARCH_OPTIONS_VERSION, 0, NULL, NULL, NULL, 0, NULL, 0, 0}
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 sx_status sx_search_options_init(sx_search_options *opts, unsigned version);
@@ -644,9 +700,11 @@ sx_status sx_search_options_init(sx_search_options *opts, unsigned version);
 typedef struct sx_results sx_results;
 
 /**
- * Searches for the k vectors closest to `query`.
+ * Searches for the k vectors closest to `query` (among those matching
+ * sx_search_options::filter, when set).
  * @return ::SX_OK; ::SX_DIMENSION_MISMATCH; ::SX_INVALID_ARGUMENT (k = 0, NaN/Inf,
- *   zero query under cosine); ::SX_CLOSED.
+ *   zero query under cosine, an invalid filter or include mask); ::SX_CLOSED;
+ *   ::SX_CORRUPT (stored metadata a filter had to read is damaged).
  */
 sx_status sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
                          const sx_search_options *opts, sx_results **out, sx_error *err);
@@ -680,8 +738,34 @@ const float *sx_results_distances(const sx_results *res);
  * binding can copy all ids in one piece. Valid until sx_results_free(); NULL (and
  * `*id_offsets` NULL) for NULL. */
 const char *sx_results_id_data(const sx_results *res, const size_t **id_offsets);
+/** Metadata JSON text of hit i of query q (NUL-terminated, as stored; valid until
+ * sx_results_free()); NULL when the hit has none, metadata was not included
+ * (SX_INCLUDE_METADATA), or out of range. */
+const char *sx_results_metadata(const sx_results *res, size_t q, size_t i);
+/** Vector of hit i of query q: sx_results_dim() floats (valid until
+ * sx_results_free()); NULL when vectors were not included (SX_INCLUDE_VECTOR) or
+ * out of range. */
+const float *sx_results_vector(const sx_results *res, size_t q, size_t i);
+/** Dimension of the included vectors; 0 when vectors were not included. */
+size_t sx_results_dim(const sx_results *res);
+/** Every hit's metadata text, laid out as sx_results_id_data(): `*offsets` receives
+ * total + 1 offsets; a hit without metadata has an empty range (`off[h + 1] ==
+ * off[h]`), one with metadata its text and its NUL. Valid until sx_results_free();
+ * NULL (and `*offsets` NULL) when metadata was not included, or for NULL. */
+const char *sx_results_metadata_data(const sx_results *res, const size_t **offsets);
+/** Every hit's vector, total * sx_results_dim() floats in hit order. Valid until
+ * sx_results_free(); NULL when vectors were not included, or for NULL. */
+const float *sx_results_vectors(const sx_results *res);
 /** Frees results. NULL is a no-op. */
 void sx_results_free(sx_results *res);
+
+/**
+ * Checks a filter (see @ref filters) without a database, so that a binding or a tool
+ * can reject a bad one early. Searches check their filter the same way.
+ * @return ::SX_OK; ::SX_INVALID_ARGUMENT with a message naming the offending part
+ *   (`filter` NULL, not JSON, not an object, an unknown operator, a bad operand).
+ */
+sx_status sx_filter_check(const char *filter, sx_error *err);
 /**@}*/
 
 /** @name Reading many records: batch get and cursors

@@ -477,9 +477,14 @@ static int search_options(const sx_search_options *opts, sx_search_options *o, s
   if (!opts) return SX_OK;
   if (opts->version < 1 || opts->version > SX_SEARCH_OPTIONS_VERSION)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown search options version %u", opts->version);
-  /* A version 1 struct ends before cancel_token. */
-  memcpy(o, opts, opts->version == 1 ? offsetof(sx_search_options, cancel_token) : sizeof *o);
+  /* A version 1 struct ends before cancel_token, a version 2 one before filter. */
+  memcpy(o, opts,
+         opts->version == 1   ? offsetof(sx_search_options, cancel_token)
+         : opts->version == 2 ? offsetof(sx_search_options, filter)
+                              : sizeof *o);
   o->version = SX_SEARCH_OPTIONS_VERSION;
+  if (o->include & ~(SX_INCLUDE_METADATA | SX_INCLUDE_VECTOR))
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "include mask 0x%x has unknown bits", o->include);
   if (o->threads > 64)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "threads %u is more than 64", o->threads);
   if (sx__cancelled(o->cancel_token))
@@ -536,7 +541,30 @@ SX_EXPORT const char *sx_results_id_data(const sx_results *res, const size_t **i
   if (!res) return NULL;
   return res->blob ? res->blob : "";
 }
+SX_EXPORT const char *sx_results_metadata(const sx_results *res, size_t q, size_t i) {
+  if (i >= sx_results_count(res, q) || !res->meta_off) return NULL;
+  size_t h = res->off[q] + i;
+  return res->meta_off[h + 1] == res->meta_off[h] ? NULL : res->meta + res->meta_off[h];
+}
+SX_EXPORT const float *sx_results_vector(const sx_results *res, size_t q, size_t i) {
+  if (i >= sx_results_count(res, q) || !res->vecs) return NULL;
+  return res->vecs + (res->off[q] + i) * res->vdim;
+}
+SX_EXPORT size_t sx_results_dim(const sx_results *res) { return res && res->vecs ? res->vdim : 0; }
+SX_EXPORT const char *sx_results_metadata_data(const sx_results *res, const size_t **offsets) {
+  if (offsets) *offsets = res ? res->meta_off : NULL;
+  if (!res || !res->meta_off) return NULL;
+  return res->meta ? res->meta : "";
+}
+SX_EXPORT const float *sx_results_vectors(const sx_results *res) { return res ? res->vecs : NULL; }
 SX_EXPORT void sx_results_free(sx_results *res) { sx__results_free(res); }
+
+SX_EXPORT sx_status sx_filter_check(const char *filter, sx_error *err) {
+  sx__filter *f = NULL;
+  int rc = sx__filter_compile(filter, &f, err);
+  sx__filter_free(f);
+  return rc;
+}
 
 /* ---- batch get and cursors ------------------------------------------------------ */
 

@@ -167,10 +167,51 @@ struct sx_results {
   char **ids;    /* into blob */
   char *blob;    /* every id, NUL-terminated, one allocation */
   size_t *id_off;/* total + 1 offsets into blob: id h at id_off[h], its NUL at id_off[h + 1] - 1 */
+  char *meta;    /* included metadata texts, NUL-terminated; none: an empty range (or NULL) */
+  size_t *meta_off; /* total + 1 offsets into meta, or NULL when not included */
+  float *vecs;   /* included vectors, total * dim, or NULL */
+  size_t vdim;   /* dim when vectors are included, else 0 */
 };
 void sx__names_free(sx_names *n);
 void sx__record_free(sx_record *r);
 void sx__results_free(sx_results *r);
+
+/* ---- filters (filter.c) ---------------------------------------------------------- */
+
+/* A slot record's metadata length when the slot has none. */
+#define SX__NO_META 0xffffffffu
+
+/* A filter compiled once per search (the language is in sextant.h, @ref filters). */
+typedef struct sx__filter sx__filter;
+/* SX_INVALID_ARGUMENT naming the offending part, before any work. */
+int sx__filter_compile(const char *text, sx__filter **out, sx_error *err);
+void sx__filter_free(sx__filter *f);
+/* 1 when the filter matches everything ({}). */
+int sx__filter_always(const sx__filter *f);
+
+/* What one thread needs to evaluate a filter against the slots of a collection:
+ * cursors, and the token array and scratch buffers that evaluation reuses (grown
+ * when a text needs more, never allocated per candidate). */
+typedef struct sx__fstate {
+  const sx__coll *c; /* NULL: texts only (sx__filter_text) */
+  const uint8_t *h;
+  const sx__filter *f;
+  sx__pa_cursor sc, hc; /* slots, heap */
+  uint64_t heaplen;
+  void *tok; /* jsmntok_t[ntok] */
+  size_t ntok;
+  char *text; /* metadata that straddles pages, copied */
+  size_t tcap;
+  char *scr; /* strings with escapes, decoded */
+  size_t scap;
+} sx__fstate;
+void sx__fstate_init(sx__fstate *s, const sx__coll *c, const uint8_t *h, const sx__filter *f);
+void sx__fstate_free(sx__fstate *s);
+/* Whether slot's metadata matches: 1, 0, or a negated status (SX_CORRUPT for a text
+ * that is not a JSON object, naming the slot) with err set. */
+int sx__filter_slot(sx__fstate *s, uint64_t slot, sx_error *err);
+/* The same for a text (NULL: no metadata); slot only names it in messages. */
+int sx__filter_text(sx__fstate *s, const char *text, size_t len, uint64_t slot, sx_error *err);
 
 /* ---- batch get and cursors (cursor.c) ------------------------------------------ */
 

@@ -109,6 +109,7 @@ typedef struct job {
   uint64_t lo, hi;
   heap *heaps; /* nq heaps */
   const sx_search_options *o;
+  const sx__filter *filter; /* or NULL */
   /* HNSW: this job answers queries [qlo, qhi) by the graph instead of scanning */
   int hnsw;
   size_t qlo, qhi, k;
@@ -207,6 +208,7 @@ typedef struct block {
   uint64_t pmask;
   uint64_t vleaf; /* the leaf page vpage points at (UINT64_MAX: none) */
   const uint8_t *vpage;
+  sx__fstate *fs; /* the filter's evaluation state, or NULL: every live slot */
 } block;
 
 /* Pointer to the vector of slot sl, as the next entry of b. */
@@ -246,6 +248,14 @@ static inline int block_gather(job *j, block *b, uint64_t *s0) {
     while (word && b->nb < BLOCK) {
       uint64_t sl = base + (uint64_t)__builtin_ctzll(word);
       word &= word - 1;
+      if (b->fs) {
+        int m = sx__filter_slot(b->fs, sl, &j->err);
+        if (m < 0) return -m;
+        if (!m) {
+          *s0 = sl + 1;
+          continue;
+        }
+      }
       rc = block_add(b, sl, j->c->dim, &j->err);
       if (rc) return rc;
       *s0 = sl + 1;
@@ -278,6 +288,11 @@ static void scan_flat(job *j) {
   size_t dim = c->dim;
   scan s = {c, j->hdr, &j->err, SX_OK};
   block b = {.nb = 0};
+  sx__fstate fs;
+  if (j->filter) {
+    sx__fstate_init(&fs, c, j->hdr, j->filter);
+    b.fs = &fs;
+  }
   sx__pa_cursor_init(&b.vc, &c->v, j->hdr + H_PA_VEC);
   sx__pa_cursor_init(&b.lc, &c->v, j->hdr + H_PA_LIVE);
   b.ptrs = malloc(BLOCK * sizeof *b.ptrs);
@@ -305,6 +320,7 @@ static void scan_flat(job *j) {
     if (s.rc) j->rc = s.rc;
   }
 out:
+  if (b.fs) sx__fstate_free(b.fs);
   free(b.ptrs);
   free(b.slots);
   free(b.scratch);
@@ -325,6 +341,9 @@ void sx__results_free(sx_results *r) {
   free(r->ids);
   free(r->off);
   free(r->dist);
+  free(r->meta);
+  free(r->meta_off);
+  free(r->vecs);
   free(r);
 }
 
@@ -338,6 +357,9 @@ typedef struct search {
   size_t nq, dim, k, want; /* k: candidates kept per query; want: hits returned */
   uint64_t nslots;
   int rerank, nt;
+  int graph; /* an HNSW collection searched through its graph (else scanned) */
+  uint32_t include;
+  const sx__filter *filter;
   job *jobs;
   hit *hits;
   heap *heaps; /* nt * nq: thread t's heap of query q at t * nq + q */
@@ -365,7 +387,7 @@ static int search_check_args(const sx__coll *c, const float *qs, size_t nq, size
  * search the queries. */
 static int search_plan(search *S, const sx_search_options *o, int nthreads, sx_error *err) {
   const sx__coll *c = S->c;
-  const int hnsw = c->index == SX_INDEX_HNSW;
+  const int hnsw = S->graph;
   int nt = c->v.t ? 1 : nthreads;
   if (nt < 1) nt = 1;
   if (hnsw ? (size_t)nt > S->nq : (uint64_t)nt * BLOCK * 4 > S->nslots)
@@ -385,6 +407,7 @@ static int search_plan(search *S, const sx_search_options *o, int nthreads, sx_e
     j->qn = S->qn;
     j->nq = nq;
     j->o = o;
+    j->filter = S->filter;
     /* Split on multiples of 8 so threads never share a live-bitmap byte. */
     j->lo = S->nslots * (uint64_t)t / (uint64_t)nt / 8 * 8;
     j->hi = t + 1 == nt ? S->nslots : S->nslots * (uint64_t)(t + 1) / (uint64_t)nt / 8 * 8;
@@ -491,6 +514,58 @@ static int search_merge(search *S, size_t q, scan *s, sx_error *err) {
   return rerank_exact(S, q, hp, s, err);
 }
 
+/* Copies the metadata texts and/or vectors of the n hits (slots sl) into res. */
+static int search_include(search *S, sx_results *res, const uint32_t *sl, size_t n,
+                          sx_error *err) {
+  const sx__coll *c = S->c;
+  int rc = SX_OK;
+  if (S->include & SX_INCLUDE_VECTOR) {
+    res->vdim = c->dim;
+    res->vecs = malloc((n ? n : 1) * (size_t)c->dim * sizeof(float));
+    if (!res->vecs) return sx__err_set(err, SX_NOMEM, "out of memory for search results");
+    sx__pa_cursor vc;
+    sx__pa_cursor_init(&vc, &c->v, S->h + H_PA_VEC);
+    for (size_t i = 0; i < n && !rc; i++)
+      rc = sx__pa_read(&vc, (uint64_t)sl[i] * c->dim * 4, res->vecs + i * c->dim, (size_t)c->dim * 4, err);
+    if (rc) return rc;
+  }
+  if (S->include & SX_INCLUDE_METADATA) {
+    res->meta_off = calloc(n + 1, sizeof *res->meta_off);
+    if (!res->meta_off) return sx__err_set(err, SX_NOMEM, "out of memory for search results");
+    uint64_t heaplen = sx__rd64(S->h + H_HEAPLEN);
+    sx__pa_cursor hc;
+    sx__pa_cursor_init(&hc, &c->v, S->h + H_PA_HEAP);
+    size_t len = 0, cap = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+      slotrec r;
+      res->meta_off[i] = len;
+      rc = sx__slot_read(c, S->h, sl[i], &r, err);
+      if (rc || r.meta_len == SX__NO_META) continue;
+      if (r.meta_off > heaplen || r.meta_len > heaplen - r.meta_off) {
+        rc = sx__err_set(err, SX_CORRUPT, "slot %u of collection '%s' has bad metadata bounds",
+                         sl[i], c->name);
+        break;
+      }
+      if (len + r.meta_len + 1 > cap) {
+        size_t nc = cap ? cap * 2 : 1024;
+        while (nc < len + r.meta_len + 1) nc *= 2;
+        char *nb = realloc(res->meta, nc);
+        if (!nb) {
+          rc = sx__err_set(err, SX_NOMEM, "out of memory for search results");
+          break;
+        }
+        res->meta = nb;
+        cap = nc;
+      }
+      rc = sx__pa_read(&hc, r.meta_off, res->meta + len, r.meta_len, err);
+      len += r.meta_len;
+      res->meta[len++] = 0;
+    }
+    res->meta_off[n] = len;
+  }
+  return rc;
+}
+
 /* The results: per query its hits (in S->heaps[q]), named. */
 static int search_results(search *S, sx_results *res, size_t total, sx_error *err) {
   size_t nq = S->nq, at = 0;
@@ -520,9 +595,23 @@ static int search_results(search *S, sx_results *res, size_t total, sx_error *er
     }
     res->id_off[at] = at ? offs[at - 1] + strlen(res->ids[at - 1]) + 1 : 0;
   }
+  if (!rc && S->include) rc = search_include(S, res, sl, at, err);
   free(sl);
   free(offs);
   return rc;
+}
+
+/* With a filter, whether an HNSW collection walks its graph or scans the matching
+ * items: the filter is evaluated on a fixed sample of slots spread evenly over the
+ * collection, and when the matching items are estimated few, scanning them is
+ * cheaper than a walk that has to pass through many that do not match (and recall
+ * is then exact). */
+static int search_choose(search *S, const sx_search_options *o, size_t k, sx_error *err) {
+  (void)o;
+  (void)k;
+  (void)err;
+  S->graph = 0; /* until the graph walk knows filters */
+  return SX_OK;
 }
 
 /* Checks, plans, runs the jobs, merges per query, names the hits. */
@@ -530,19 +619,36 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
                     const sx_search_options *o, int nthreads, sx_results **out, sx_error *err) {
   *out = NULL;
   int rc = search_check_args(c, qs, nq, dim, k, o, err);
+  sx__filter *filter = NULL;
+  if (!rc && o && o->filter) rc = sx__filter_compile(o->filter, &filter, err);
+  if (!rc && filter && sx__filter_always(filter)) {
+    sx__filter_free(filter);
+    filter = NULL;
+  }
   if (!rc) rc = sx__coll_revalidate((sx__coll *)c, err);
-  if (rc) return rc;
-  search S = {.c = c, .qs = qs, .nq = nq, .dim = dim};
-  rc = sx__pv_page(&c->v, c->hdr, &S.h, err);
-  if (rc) return rc;
+  search S = {.c = c, .qs = qs, .nq = nq, .dim = dim, .filter = filter};
+  if (!rc) rc = sx__pv_page(&c->v, c->hdr, &S.h, err);
+  if (rc) {
+    sx__filter_free(filter);
+    return rc;
+  }
+  S.include = o ? o->include : 0;
   S.nslots = sx__rd64(S.h + H_NSLOTS);
+  S.graph = c->index == SX_INDEX_HNSW && !(o && o->exact);
+  if (S.graph && filter) {
+    rc = search_choose(&S, o, k, err);
+    if (rc) {
+      sx__filter_free(filter);
+      return rc;
+    }
+  }
   if (k > S.nslots) k = S.nslots ? S.nslots : 1;
   S.want = k;
   /* A batch scan ranks by the batch kernel, whose distances may differ from the
    * single-query kernel's in the last bits; it keeps a margin of candidates and
    * re-ranks them with the single-query kernel, so a batch answers exactly as the
    * same queries one by one. */
-  S.rerank = c->index != SX_INDEX_HNSW && nq > 1;
+  S.rerank = !S.graph && nq > 1;
   if (S.rerank) k = k + 16 < S.nslots ? k + 16 : (S.nslots ? S.nslots : 1);
   S.k = k;
 
@@ -551,6 +657,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   if (!S.qn || !res) {
     free(S.qn);
     free(res);
+    sx__filter_free(filter);
     return sx__err_set(err, SX_NOMEM, "out of memory for search");
   }
   for (size_t q = 0; q < nq; q++)
@@ -573,6 +680,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   free(S.hits);
   free(S.heaps);
   free(S.qn);
+  sx__filter_free(filter);
   if (rc) {
     sx__results_free(res);
     return rc;
