@@ -14,6 +14,7 @@
 #include "sextant.h"
 extern "C" {
 #include "collection/collection.h"
+#include "session/session.h"
 #include "testutil.h"
 }
 #include "testutil.hh"
@@ -304,9 +305,11 @@ TEST(FilterCheck, InvalidFiltersNameTheirPart) {
 struct Db {
   TmpDir tmp{"filter"};
   sx_db *db = nullptr;
-  Db() {
+  // threads 1: graphs built in one thread are the same at every run
+  explicit Db(uint32_t threads = 0) {
     sx_open_options o = SX_OPEN_OPTIONS_INIT;
     o.sync = SX_SYNC_OFF;
+    o.threads = threads;
     sx_error err = SX_ERROR_INIT;
     EXPECT_EQ(sx_db_open(&db, tmp.db.c_str(), &o, &err), SX_OK) << err.message;
   }
@@ -640,7 +643,7 @@ TEST(FilterOptions, OlderVersionsStillWork) {
 // 100% down to 0.1%: the walk through non-matching nodes, and the scan of the
 // matching items when they are few, keep it at every one.
 TEST(FilterRecall, HnswAtEverySelectivity) {
-  Db d;
+  Db d(1);
   const uint32_t dim = 32;
   const size_t n = 20000, nq = 40, k = 10;
   sx_write *w = Begin(d.db);
@@ -655,14 +658,15 @@ TEST(FilterRecall, HnswAtEverySelectivity) {
   ASSERT_EQ(sx_read_collection(r, "c", &c, &err), SX_OK);
   std::vector<float> qs = sxt::Gen(77, nq, dim);
   // c = i % 1000: c < s * 1000 selects s of the items.
-  for (int permille : {1000, 500, 100, 10, 1}) {
-    std::string f = "{\"c\": {\"$lt\": " + std::to_string(permille) + "}}";
+  for (int permille : {0, 1000, 500, 100, 10, 1}) {
+    // 0: no filter at all, the recall the graph gives unfiltered (printed only)
+    std::string f = permille ? "{\"c\": {\"$lt\": " + std::to_string(permille) + "}}" : "{}";
     double sum = 0;
     for (size_t q = 0; q < nq; q++) {
       Hits got, want;
       ASSERT_EQ(Search(c, &qs[q * dim], dim, k, f.c_str(), &got, 0, 64), SX_OK);
       ASSERT_EQ(Search(c, &qs[q * dim], dim, k, f.c_str(), &want, 1), SX_OK);
-      ASSERT_EQ(want.ids.size(), std::min(k, n * permille / 1000));
+      ASSERT_EQ(want.ids.size(), std::min(k, permille ? n * permille / 1000 : n));
       std::set<std::string> ws(want.ids.begin(), want.ids.end());
       size_t hit = 0;
       for (auto &id : got.ids) hit += ws.count(id);
@@ -670,9 +674,56 @@ TEST(FilterRecall, HnswAtEverySelectivity) {
       sum += (double)hit / (double)want.ids.size();
     }
     double recall = sum / nq;
-    EXPECT_GE(recall, 0.95) << "selectivity " << permille / 10.0 << "%";
+    if (permille) {
+      EXPECT_GE(recall, 0.95) << "selectivity " << permille / 10.0 << "%";
+    }
     printf("selectivity %5.1f%%: recall@%zu %.3f\n", permille / 10.0, k, recall);
   }
+  // The walk alone, where the collection layer would scan instead: it must still
+  // find the matching items through the ones that do not match.
+  sx__pv v;
+  sx__read_pv(r, &v);
+  sx__coll coll;
+  ASSERT_EQ(sx__coll_open(&v, "c", &coll, &err), SX_OK) << err.message;
+  const uint8_t *h = nullptr;
+  ASSERT_EQ(sx__pv_page(&v, coll.hdr, &h, &err), SX_OK);
+  sx__hnsw_layout lay;
+  sx__coll_hnsw_layout(coll.hdr, &lay);
+  sx__hnsw *g = nullptr;
+  ASSERT_EQ(sx__hnsw_open(&v, &lay, coll.dim, coll.metric, coll.m, coll.efc, &g, &err), SX_OK);
+  for (int permille : {100, 10, 1}) {
+    std::string f = "{\"c\": {\"$lt\": " + std::to_string(permille) + "}}";
+    sx__filter *fl = nullptr;
+    ASSERT_EQ(sx__filter_compile(f.c_str(), &fl, &err), SX_OK);
+    sx__fstate fs;
+    sx__fstate_init(&fs, &coll, h, fl);
+    sx__hnsw_filter hf = {[](void *ctx, uint64_t slot, sx_error *e) {
+                            return sx__filter_slot((sx__fstate *)ctx, slot, e);
+                          },
+                          &fs};
+    double sum = 0;
+    for (size_t q = 0; q < nq; q++) {
+      Hits want;
+      ASSERT_EQ(Search(c, &qs[q * dim], dim, k, f.c_str(), &want, 1), SX_OK);
+      std::vector<sx__hit> hits(64);
+      size_t nh = 0;
+      ASSERT_EQ(sx__hnsw_search_filtered(g, &qs[q * dim], k, 64, &hf, hits.data(), &nh, &err), SX_OK);
+      std::set<std::string> ws(want.ids.begin(), want.ids.end());
+      size_t hit = 0;
+      for (size_t i = 0; i < nh && i < k; i++) {
+        char id[SX_ID_MAX + 1];
+        ASSERT_EQ(sx__slot_id(&coll, h, hits[i].slot, id, nullptr, &err), SX_OK);
+        hit += ws.count(id);
+      }
+      sum += (double)hit / (double)want.ids.size();
+    }
+    sx__fstate_free(&fs);
+    sx__filter_free(fl);
+    double recall = sum / nq;
+    EXPECT_GE(recall, 0.95) << "walk at selectivity " << permille / 10.0 << "%";
+    printf("walk alone, selectivity %5.1f%%: recall@%zu %.3f\n", permille / 10.0, k, recall);
+  }
+  sx__hnsw_close(g);
   sx_collection_free(c);
   sx_read_free(r);
 }

@@ -174,10 +174,17 @@ static int job_cancelled(const job *j) {
   return j->o->cancel && j->o->cancel(j->o->cancel_ctx);
 }
 
+static int match_slot(void *ctx, uint64_t slot, sx_error *err) {
+  return sx__filter_slot(ctx, slot, err);
+}
+
 static void run_hnsw(job *j) {
   const sx__coll *c = j->c;
   scan s = {c, j->hdr, &j->err, SX_OK};
   sx__hnsw *g = NULL;
+  sx__fstate fs;
+  sx__hnsw_filter hf = {match_slot, &fs};
+  if (j->filter) sx__fstate_init(&fs, c, j->hdr, j->filter);
   sx__hit *hits = malloc((j->ef > j->k ? j->ef : j->k) * sizeof *hits);
   j->rc = hits ? ctx_get(c, &g, &j->err) : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
   for (size_t q = j->qlo; q < j->qhi && !j->rc; q++) {
@@ -186,12 +193,16 @@ static void run_hnsw(job *j) {
       break;
     }
     size_t n = 0;
-    j->rc = sx__hnsw_search(g, j->qs + q * c->dim, j->k, j->ef, hits, &n, &j->err);
+    if (j->filter)
+      j->rc = sx__hnsw_search_filtered(g, j->qs + q * c->dim, j->k, j->ef, &hf, hits, &n, &j->err);
+    else
+      j->rc = sx__hnsw_search(g, j->qs + q * c->dim, j->k, j->ef, hits, &n, &j->err);
     for (size_t i = 0; i < n && !j->rc; i++) heap_push(&s, &j->heaps[q], hits[i].d, hits[i].slot);
     if (s.rc) j->rc = s.rc;
   }
   ctx_put(c, j->rc ? NULL : g);
   if (j->rc) sx__hnsw_close(g);
+  if (j->filter) sx__fstate_free(&fs);
   free(hits);
 }
 
@@ -607,10 +618,45 @@ static int search_results(search *S, sx_results *res, size_t total, sx_error *er
  * cheaper than a walk that has to pass through many that do not match (and recall
  * is then exact). */
 static int search_choose(search *S, const sx_search_options *o, size_t k, sx_error *err) {
-  (void)o;
-  (void)k;
-  (void)err;
-  S->graph = 0; /* until the graph walk knows filters */
+  const sx__coll *c = S->c;
+  uint64_t live = sx__rd64(S->h + H_COUNT), n = S->nslots;
+  size_t ef = o && o->ef ? o->ef : (k > 64 ? k : 64);
+  if (ef < k) ef = k;
+  /* The walk costs about ef / share expansions (hnsw_search.c), a scan one filter
+   * test per item: scan when fewer than SCAN_MATCHES * ef items match. */
+  enum { SCAN_MATCHES = 40, ENOUGH = 32 };
+  uint64_t limit = (uint64_t)SCAN_MATCHES * ef;
+  if (live <= limit) {
+    S->graph = 0;
+    return SX_OK;
+  }
+  /* Sample until ENOUGH match (the share is then known within about 20%), or until
+   * the sample is large enough to tell a share at the limit (8 matches expected). */
+  uint64_t cap = 8 * live / limit + 64, ns = 0, nm = 0, st = 0x5eed;
+  sx__pa_cursor lc;
+  sx__pa_cursor_init(&lc, &c->v, S->h + H_PA_LIVE);
+  sx__fstate fs;
+  sx__fstate_init(&fs, c, S->h, S->filter);
+  int rc = SX_OK;
+  for (uint64_t tries = 0; tries < 4 * cap && ns < cap && nm < ENOUGH && !rc; tries++) {
+    /* splitmix64: slots drawn at random, so no stride aliases a pattern of the data */
+    uint64_t z = (st += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    uint64_t sl = z % n;
+    uint8_t b;
+    rc = sx__pa_read(&lc, sl / 8, &b, 1, err);
+    if (rc || !(b >> (sl % 8) & 1)) continue;
+    int m = sx__filter_slot(&fs, sl, err);
+    if (m < 0) rc = -m;
+    ns++;
+    nm += m > 0;
+  }
+  sx__fstate_free(&fs);
+  if (rc) return rc;
+  /* est = nm / ns * live matching items */
+  S->graph = ns > 0 && (double)nm * (double)live >= (double)limit * (double)ns;
   return SX_OK;
 }
 

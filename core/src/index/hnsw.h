@@ -82,6 +82,18 @@ int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, i
  * caller breaks ties by id, so out must hold max(ef, k)). ef is raised to k. */
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
                     sx_error *err);
+/* A predicate over slots, for filtered searches: match returns 1 (the slot
+ * matches), 0 (it does not) or a negated status (with err set), which fails the
+ * search. Called from the searching thread only. */
+typedef struct sx__hnsw_filter {
+  int (*match)(void *ctx, uint64_t slot, sx_error *err);
+  void *ctx;
+} sx__hnsw_filter;
+/* sx__hnsw_search keeping only the slots f matches: the walk goes through the slots
+ * that do not match (they are never returned), so the ones that do are found
+ * wherever they lie in the graph (hnsw_search.c). */
+int sx__hnsw_search_filtered(sx__hnsw *g, const float *q, size_t k, uint32_t ef,
+                             const sx__hnsw_filter *f, sx__hit *out, size_t *n, sx_error *err);
 /* Structure check: links in range, counts within capacity, entry point valid; with
  * freebits (bit s set: slot s is free), free
  * slots have empty lists, no list links to one and none is the entry point. */

@@ -1,8 +1,11 @@
 /*
  * hnsw_int.h: what the files of the HNSW index share (not for other layers: they use
  * hnsw.h).
- *   hnsw.c         the graph on pages (leaf caches, vectors, link lists), distances,
- *                  search; one translation unit so that the search path inlines
+ *   hnsw.c         the graph on pages (leaf caches, vectors, link lists), distances
+ *                  between stored vectors, link order (stamps)
+ *   hnsw_search.c  search: the layer walk, unfiltered and filtered, greedy descent;
+ *                  what the walk calls per node is inline here, below, so that it
+ *                  compiles into the walk as when it was one file with hnsw.c
  *   hnsw_span.c    spans: link lists under page locks while threads link in parallel
  *   hnsw_insert.c  choosing neighbours, linking a node, sx__hnsw_insert_batch
  *   hnsw_par.c     the parallel worker shared by insert and unlink
@@ -13,6 +16,7 @@
 #define SX_HNSW_INT_H
 
 #include <stdatomic.h>
+#include <string.h>
 
 #include "index/hnsw.h"
 #include "lock/lock.h"
@@ -115,6 +119,7 @@ int sx__hnsw_dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float
 int sx__hnsw_ensure_scratch(sx__hnsw *g, size_t ef);
 int sx__hnsw_entry(sx__hnsw *g, uint64_t *ep, uint32_t *top, sx_error *err);
 int sx__hnsw_is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live);
+int sx__hnsw_lc_miss(sx__hnsw *g, leafcache *c, uint64_t leaf, const uint8_t **out, sx_error *err);
 int sx__hnsw_lc_getw(sx__hnsw *g, leafcache *c, uint64_t leaf, uint8_t **out, sx_error *err);
 int sx__hnsw_lc_prefill(sx__hnsw *g, leafcache *c, uint64_t n, sx_error *err);
 int sx__hnsw_lc_seed(leafcache *dst, const leafcache *src);
@@ -151,5 +156,45 @@ int sx__hnsw_run_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *l
                         const uint64_t *todo, size_t nt, const uint8_t *dead, int nthreads,
                         sx_error *err);
 int sx__hnsw_repair_node(sx__hnsw *g, uint64_t s, const uint8_t *dead, sx_error *err);
+
+/* ---- inline: what the search walk calls per node (hnsw.c uses them too) ----------- */
+
+static inline int lc_get(sx__hnsw *g, leafcache *c, uint64_t leaf, const uint8_t **out,
+                         sx_error *err) {
+  if (leaf < c->cap && c->r[leaf]) {
+    *out = c->r[leaf];
+    return SX_OK;
+  }
+  return sx__hnsw_lc_miss(g, c, leaf, out, err);
+}
+
+static inline int norm_of(sx__hnsw *g, uint64_t slot, float *out, sx_error *err) {
+  const uint8_t *lp;
+  int rc = lc_get(g, &g->norms, slot * 4 / g->ps, &lp, err);
+  if (!rc) memcpy(out, lp + slot * 4 % g->ps, 4);
+  return rc;
+}
+
+/* Leaf page of vector bytes at off (the cache over the view, filled on a miss). */
+static inline int vec_leaf(sx__hnsw *g, uint64_t leaf, const uint8_t **lp, sx_error *err) {
+  if (leaf < g->vec.cap && (*lp = g->vec.r[leaf]) != NULL) return SX_OK;
+  return sx__hnsw_lc_miss(g, &g->vec, leaf, lp, err);
+}
+
+static inline uint64_t recency(const sx__hnsw *g, uint32_t slot) {
+  if (!g->par || slot < g->par->base) return sx__hnsw_stored_recency(g, slot);
+  return atomic_load_explicit(&g->par->stamp[slot - g->par->base], memory_order_relaxed);
+}
+
+static inline int closer(const sx__hnsw *g, sx__hit a, sx__hit b) {
+  return a.d < b.d || (a.d == b.d && recency(g, a.slot) > recency(g, b.slot));
+}
+
+static inline int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) {
+  const uint8_t *lp;
+  int rc = lc_get(g, &g->live, slot >> (3 + g->psh), &lp, err);
+  *live = !rc && (lp[(slot >> 3) & (g->ps - 1)] & (1u << (slot % 8)));
+  return rc;
+}
 
 #endif
