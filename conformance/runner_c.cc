@@ -309,12 +309,12 @@ const std::map<std::string, std::set<std::string>> kOpArgs = {
     {"list_collections", {"session"}},
     {"describe_collection", {"session", "name"}},
     {"upsert", {"session", "collection", "items"}},
-    {"upsert_generated", {"session", "collection", "count", "dim", "seed", "id_prefix"}},
+    {"upsert_generated", {"session", "collection", "count", "dim", "seed", "id_prefix", "metadata_mod"}},
     {"delete", {"session", "collection", "ids"}},
     {"get", {"session", "collection", "id"}},
     {"count", {"session", "collection"}},
-    {"search", {"session", "collection", "vector", "k", "ef", "filter"}},
-    {"search_generated", {"session", "collection", "count", "dim", "seed", "k", "ef"}},
+    {"search", {"session", "collection", "vector", "k", "ef", "filter", "include", "exact"}},
+    {"search_generated", {"session", "collection", "count", "dim", "seed", "k", "ef", "filter"}},
     {"write_file", {"path", "text", "hex", "pad_to"}},
     {"get_many", {"session", "collection", "ids"}},
     {"scan", {"session", "collection", "after", "batch"}},
@@ -359,9 +359,6 @@ class Interpreter {
     }
     if (json_object_get(step, "as") && !kHandleOps.count(op_))
       throw CaseError("op \"" + op_ + "\" returns no handle, so \"as\" makes no sense");
-    if (json_object_get(step, "filter"))
-      throw CaseError(
-          "search \"filter\" is not supported by the C binding (capability \"filter\")");
     step_ = step;
     if (op_ == "open") return Open();
     if (op_ == "close") return Close();
@@ -803,6 +800,17 @@ class Interpreter {
     std::vector<float> flat = Generate(g.seed, g.count, g.dim);
     std::vector<std::string> ids;
     for (size_t i = 0; i < g.count; i++) ids.push_back(prefix + std::to_string(i));
+    // metadata_mod m (extension): item i gets {"i": i, "c": i % m}.
+    if (const json_t *jm = Opt("metadata_mod")) {
+      if (!json_is_integer(jm) || json_integer_value(jm) < 1)
+        throw CaseError("\"metadata_mod\" must be an integer >= 1");
+      size_t mod = static_cast<size_t>(json_integer_value(jm));
+      std::vector<std::string> meta;
+      std::vector<bool> has(g.count, true);
+      for (size_t i = 0; i < g.count; i++)
+        meta.push_back("{\"i\": " + std::to_string(i) + ", \"c\": " + std::to_string(i % mod) + "}");
+      return UpsertRows(*w, coll, ids, flat, g.dim, &meta, &has);
+    }
     return UpsertRows(*w, coll, ids, flat, g.dim, nullptr, nullptr);
   }
 
@@ -978,9 +986,32 @@ class Interpreter {
     return Value(json_integer(static_cast<json_int_t>(n)));
   }
 
+  // The options of search and search_generated; the filter's text lives in filter_.
   sx_search_options SearchOptions() {
     sx_search_options o = SX_SEARCH_OPTIONS_INIT;
     if (const json_t *ef = Opt("ef")) o.ef = U32(ef, "ef");
+    filter_.clear();
+    if (const json_t *f = Opt("filter")) {
+      // Passed on as its JSON text, whatever it is: the library judges it.
+      char *t = json_dumps(f, JSON_ENCODE_ANY | JSON_COMPACT);
+      if (!t) throw CaseError("\"filter\" cannot be serialized");
+      filter_ = t;
+      free(t);
+      o.filter = filter_.c_str();
+    }
+    if (const json_t *inc = Opt("include")) {
+      if (!json_is_array(inc)) throw CaseError("\"include\" must be an array");
+      for (size_t i = 0; i < json_array_size(inc); i++) {
+        const char *w = json_string_value(json_array_get(inc, i));
+        if (w && !strcmp(w, "metadata")) o.include |= SX_INCLUDE_METADATA;
+        else if (w && !strcmp(w, "vector")) o.include |= SX_INCLUDE_VECTOR;
+        else throw CaseError("\"include\" holds \"metadata\" and \"vector\" only");
+      }
+    }
+    if (const json_t *ex = Opt("exact")) {
+      if (!json_is_boolean(ex)) throw CaseError("\"exact\" must be a boolean");
+      o.exact = json_is_true(ex);
+    }
     return o;
   }
 
@@ -998,15 +1029,38 @@ class Interpreter {
     int rc = OpenView(*s, coll, &v, &e);
     if (!rc) rc = sx_collection_search(v.c, NonNull(q), q.size(), k, &o, &res, &e);
     if (rc) return FromError(rc, e);
+    std::string problem;
     json_t *a = json_array();
     for (size_t i = 0; i < sx_results_count(res, 0); i++) {
       json_t *hit = json_object();
       const char *id = sx_results_id(res, 0, i);
       json_object_set_new(hit, "id", id ? json_string(id) : json_null());
       json_object_set_new(hit, "distance", NumberOrName(sx_results_distance(res, 0, i)));
+      if (o.include & SX_INCLUDE_METADATA) {
+        const char *md = sx_results_metadata(res, 0, i);
+        json_t *parsed = json_null();
+        if (md) {
+          json_error_t je;
+          parsed = json_loads(md, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+          if (!parsed) {
+            problem = std::string("returned metadata is not valid JSON (") + je.text + "): " + md;
+            parsed = json_string(md);
+          }
+        }
+        json_object_set_new(hit, "metadata", parsed);
+      }
+      if (o.include & SX_INCLUDE_VECTOR) {
+        const float *vec = sx_results_vector(res, 0, i);
+        json_t *va = json_array();
+        for (size_t j = 0; vec && j < sx_results_dim(res); j++)
+          json_array_append_new(va, NumberOrName(vec[j]));
+        json_object_set_new(hit, "vector", vec ? va : json_null());
+        if (!vec) json_decref(va);
+      }
       json_array_append_new(a, hit);
     }
     Outcome out;
+    out.problem = problem;
     if (sx_results_queries(res) != 1)
       out.problem =
           "sx_results_queries gave " + std::to_string(sx_results_queries(res)) + " for one query";
@@ -1044,22 +1098,38 @@ class Interpreter {
                     " queries of " + std::to_string(g.count);
       return out;
     }
+    // With a filter (extension), the exact answer comes from the same API with
+    // `exact` set: a scan of the matching items.
+    sx_results *ex = nullptr;
+    if (o.filter) {
+      sx_search_options xo = o;
+      xo.exact = 1;
+      rc = sx_collection_search_batch(v.c, NonNull(qs), g.count, g.dim, k, &xo, &ex, &e);
+      if (rc) return FromError(rc, e);
+    }
+    std::unique_ptr<sx_results, void (*)(sx_results *)> guard_ex(ex, sx_results_free);
     double total = 0;
     for (size_t q = 0; q < g.count; q++) {
-      std::vector<std::pair<double, const std::string *>> all;
-      all.reserve(model.vectors.size());
-      for (const auto &kv : model.vectors) {
-        if (kv.second.size() != g.dim) continue;
-        all.emplace_back(Distance(model.metric, qs.data() + q * g.dim, kv.second.data(), g.dim),
-                         &kv.first);
-      }
-      size_t want = std::min(k, all.size());
-      std::partial_sort(all.begin(), all.begin() + static_cast<long>(want), all.end(),
-                        [](const auto &a, const auto &b) {
-                          return a.first != b.first ? a.first < b.first : *a.second < *b.second;
-                        });
       std::set<std::string> exact;
-      for (size_t i = 0; i < want; i++) exact.insert(*all[i].second);
+      size_t want = 0;
+      if (ex) {
+        for (size_t i = 0; i < sx_results_count(ex, q); i++) exact.insert(sx_results_id(ex, q, i));
+        want = exact.size();
+      } else {
+        std::vector<std::pair<double, const std::string *>> all;
+        all.reserve(model.vectors.size());
+        for (const auto &kv : model.vectors) {
+          if (kv.second.size() != g.dim) continue;
+          all.emplace_back(Distance(model.metric, qs.data() + q * g.dim, kv.second.data(), g.dim),
+                           &kv.first);
+        }
+        want = std::min(k, all.size());
+        std::partial_sort(all.begin(), all.begin() + static_cast<long>(want), all.end(),
+                          [](const auto &a, const auto &b) {
+                            return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+                          });
+        for (size_t i = 0; i < want; i++) exact.insert(*all[i].second);
+      }
       size_t n = sx_results_count(res, q), found = 0;
       std::set<std::string> seen;
       if (n > k)
@@ -1139,6 +1209,7 @@ class Interpreter {
   std::map<std::string, Handle *> names_;
   std::map<std::string, Model> committed_;  // by database path
   std::string op_;
+  std::string filter_;  // the JSON text of the step's filter (SearchOptions)
   const json_t *step_ = nullptr;
 };
 
@@ -1216,7 +1287,8 @@ std::string Check(const std::string &op, const json_t *step, const Outcome &o) {
 // ---- case files and registration -------------------------------------------------------------
 
 const std::set<std::string> kCapabilities = {"index:flat", "index:hnsw",    "metric:l2",
-                                             "metric:ip",  "metric:cosine", "metadata"};
+                                             "metric:ip",  "metric:cosine", "metadata",
+                                             "filter"};
 const std::set<std::string> kKnownTags = {"index:flat",    "index:hnsw", "metric:l2", "metric:ip",
                                           "metric:cosine", "metadata",   "filter"};
 
