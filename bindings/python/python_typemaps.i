@@ -189,7 +189,60 @@ static PyObject *sx_py_hit(const char *id, float distance) {
   return t;
 }
 
-/* sx_collection_search: a list of Hit. Frees res. */
+/* What a search included (sx_search_options.include), laid out as width hits per
+ * query: (metadata, vectors, dim) with metadata a list of str or None (None as a whole
+ * when not included) and vectors a bytearray of nq * width * dim float32 (NaN where
+ * there is no hit; None when not included). */
+static PyObject *sx_py_included(sx_results *res, size_t nq, size_t width) {
+  const size_t *moff = NULL;
+  const char *mdata = sx_results_metadata_data(res, &moff);
+  const float *vdata = sx_results_vectors(res);
+  size_t dim = sx_results_dim(res);
+  PyObject *metas = Py_None, *vecs = Py_None;
+  Py_INCREF(metas);
+  Py_INCREF(vecs);
+  if (mdata) {
+    Py_DECREF(metas);
+    metas = PyList_New((Py_ssize_t)(nq * width));
+    for (size_t q = 0, j = 0; metas && q < nq; q++) {
+      size_t c = sx_results_count(res, q), h0 = sx_results_offsets(res)[q];
+      for (size_t i = 0; i < width; i++, j++) {
+        PyObject *m;
+        if (i < c && moff[h0 + i + 1] > moff[h0 + i])
+          m = PyUnicode_DecodeUTF8(mdata + moff[h0 + i], (Py_ssize_t)(moff[h0 + i + 1] - moff[h0 + i] - 1),
+                                   "surrogateescape");
+        else
+          m = (Py_INCREF(Py_None), Py_None);
+        if (!m) {
+          Py_CLEAR(metas);
+          break;
+        }
+        PyList_SET_ITEM(metas, (Py_ssize_t)j, m);
+      }
+    }
+  }
+  if (metas && vdata) {
+    Py_DECREF(vecs);
+    vecs = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(nq * width * dim * sizeof(float)));
+    if (vecs) {
+      float *d = (float *)PyByteArray_AS_STRING(vecs);
+      for (size_t q = 0; q < nq; q++) {
+        size_t c = sx_results_count(res, q), h0 = sx_results_offsets(res)[q];
+        for (size_t i = 0; i < width; i++, d += dim) {
+          if (i < c) memcpy(d, vdata + (h0 + i) * dim, dim * sizeof(float));
+          else for (size_t x = 0; x < dim; x++) d[x] = NAN;
+        }
+      }
+    }
+  }
+  PyObject *out = metas && vecs ? Py_BuildValue("(OOn)", metas, vecs, (Py_ssize_t)dim) : NULL;
+  Py_XDECREF(metas);
+  Py_XDECREF(vecs);
+  return out;
+}
+
+/* sx_collection_search: a list of Hit; when the search included metadata or vectors,
+ * (hits, metadata, vectors, dim) as sx_py_included gives them. Frees res. */
 static PyObject *sx_py_results_sx_collection_search(sx_results *res) {
   if (!res) Py_RETURN_NONE;
   size_t n = sx_results_count(res, 0);
@@ -198,6 +251,12 @@ static PyObject *sx_py_results_sx_collection_search(sx_results *res) {
     PyObject *h = sx_py_hit(sx_results_id(res, 0, i), sx_results_distance(res, 0, i));
     if (!h) Py_CLEAR(list);
     else PyList_SET_ITEM(list, (Py_ssize_t)i, h);
+  }
+  if (list && (sx_results_metadata_data(res, NULL) || sx_results_vectors(res))) {
+    PyObject *inc = sx_py_included(res, 1, n);
+    PyObject *out = inc ? Py_BuildValue("(ON)", list, inc) : NULL;
+    Py_DECREF(list);
+    list = out;
   }
   sx_results_free(res);
   return list;
@@ -239,7 +298,13 @@ static PyObject *sx_py_results_sx_collection_search_batch(sx_results *res) {
         PyList_SET_ITEM(ids, (Py_ssize_t)j, id);
       }
     }
-    if (ids) out = Py_BuildValue("(nnOO)", (Py_ssize_t)nq, (Py_ssize_t)width, ids, dist);
+    if (ids && (sx_results_metadata_data(res, NULL) || sx_results_vectors(res))) {
+      /* (nq, width, ids, distances, (metadata, vectors, dim)) */
+      PyObject *inc = sx_py_included(res, nq, width);
+      if (inc) out = Py_BuildValue("(nnOON)", (Py_ssize_t)nq, (Py_ssize_t)width, ids, dist, inc);
+    } else if (ids) {
+      out = Py_BuildValue("(nnOO)", (Py_ssize_t)nq, (Py_ssize_t)width, ids, dist);
+    }
   }
   Py_XDECREF(ids);
   Py_XDECREF(dist);
@@ -493,19 +558,27 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 }
 
 /* Search options: None (defaults), an int (ef), a tuple (ef or None, cancel callable
- * or None), or an sx_search_options object. */
+ * or None) or (ef, cancel, filter JSON text or None, include mask, exact), or an
+ * sx_search_options object. The filter's text is borrowed from the str in the
+ * argument tuple, which lives as long as the call. */
 %typemap(in) const sx_search_options *opts (sx_search_options sx_opts, void *sx_ptr = NULL) {
-  PyObject *ef = NULL, *cancel = NULL;
+  PyObject *ef = NULL, *cancel = NULL, *flt = NULL, *inc = NULL, *exact = NULL;
   if ($input == Py_None) {
     $1 = NULL;
   } else if (PyLong_Check($input) || PyTuple_Check($input)) {
     if (PyTuple_Check($input)) {
-      if (PyTuple_GET_SIZE($input) != 2) {
-        PyErr_SetString(PyExc_TypeError, "search options must be a tuple (ef, cancel)");
+      if (PyTuple_GET_SIZE($input) != 2 && PyTuple_GET_SIZE($input) != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "search options must be a tuple (ef, cancel) or (ef, cancel, filter, include, exact)");
         SWIG_fail;
       }
       ef = PyTuple_GET_ITEM($input, 0);
       cancel = PyTuple_GET_ITEM($input, 1);
+      if (PyTuple_GET_SIZE($input) == 5) {
+        flt = PyTuple_GET_ITEM($input, 2);
+        inc = PyTuple_GET_ITEM($input, 3);
+        exact = PyTuple_GET_ITEM($input, 4);
+      }
     } else {
       ef = $input;
     }
@@ -528,6 +601,28 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
       sx_opts.cancel = sx_py_cancel;
       sx_opts.cancel_ctx = cancel; /* borrowed: the argument tuple holds it for the call */
     }
+    if (flt && flt != Py_None) {
+      if (!PyUnicode_Check(flt)) {
+        PyErr_SetString(PyExc_TypeError, "filter must be a str (JSON text) or None");
+        SWIG_fail;
+      }
+      sx_opts.filter = PyUnicode_AsUTF8(flt);
+      if (!sx_opts.filter) SWIG_fail;
+    }
+    if (inc) {
+      unsigned long v = PyLong_Check(inc) ? PyLong_AsUnsignedLong(inc) : 0;
+      if (!PyLong_Check(inc) || PyErr_Occurred() || v > UINT32_MAX) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "include must be an int mask");
+        SWIG_fail;
+      }
+      sx_opts.include = (uint32_t)v;
+    }
+    if (exact) {
+      int t = PyObject_IsTrue(exact);
+      if (t < 0) SWIG_fail;
+      sx_opts.exact = (uint32_t)t;
+    }
     $1 = &sx_opts;
   } else {
     if (SWIG_ConvertPtr($input, &sx_ptr, $1_descriptor, 0) < 0) {
@@ -539,6 +634,8 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 }
 %ignore sx_search_options::cancel;
 %ignore sx_search_options::cancel_ctx;
+/* Set through the tuple form above (a char * member's setter would copy and leak). */
+%ignore sx_search_options::filter;
 
 /* ---- what Python does not need ------------------------------------------------- */
 
@@ -569,6 +666,11 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 %ignore sx_results_count;
 %ignore sx_results_id;
 %ignore sx_results_distance;
+%ignore sx_results_metadata;
+%ignore sx_results_vector;
+%ignore sx_results_dim;
+%ignore sx_results_metadata_data;
+%ignore sx_results_vectors;
 
 /* ---- the GIL: kept for calls that neither wait nor work ---------------------------- */
 
@@ -581,6 +683,7 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 %nothread sx_open_options_init;
 %nothread sx_collection_options_init;
 %nothread sx_search_options_init;
+%nothread sx_filter_check;
 %nothread sx_write_options_init;
 %nothread sx_db_path;
 

@@ -55,7 +55,7 @@ def _skip_file() -> Path:
 
 SKIP_FILE = _skip_file()
 
-CAPABILITIES = {"index:flat", "index:hnsw", "metric:l2", "metric:ip", "metric:cosine", "metadata"}
+CAPABILITIES = {"index:flat", "index:hnsw", "metric:l2", "metric:ip", "metric:cosine", "metadata", "filter"}
 KNOWN_TAGS = CAPABILITIES | {"filter"}
 
 COMMON_KEYS = {"op", "expect", "expect_error", "as", "tolerance", "comment"}
@@ -72,14 +72,14 @@ OP_ARGS: Dict[str, set] = {
     "list_collections": {"session"},
     "describe_collection": {"session", "name"},
     "upsert": {"session", "collection", "items"},
-    "upsert_generated": {"session", "collection", "count", "dim", "seed", "id_prefix"},
+    "upsert_generated": {"session", "collection", "count", "dim", "seed", "id_prefix", "metadata_mod"},
     "delete": {"session", "collection", "ids"},
     "get": {"session", "collection", "id"},
     "get_many": {"session", "collection", "ids"},
     "scan": {"session", "collection", "after", "batch"},
     "count": {"session", "collection"},
-    "search": {"session", "collection", "vector", "k", "ef", "filter"},
-    "search_generated": {"session", "collection", "count", "dim", "seed", "k", "ef"},
+    "search": {"session", "collection", "vector", "k", "ef", "filter", "include", "exact"},
+    "search_generated": {"session", "collection", "count", "dim", "seed", "k", "ef", "filter"},
     "write_file": {"path", "text", "hex", "pad_to"},
 }
 HANDLE_OPS = {"open", "begin_write", "begin_read"}
@@ -291,8 +291,6 @@ class Interpreter:
                 raise CaseError(f'op "{op}" takes no argument "{key}"')
         if "as" in step and op not in HANDLE_OPS:
             raise CaseError(f'op "{op}" returns no handle, so "as" makes no sense')
-        if "filter" in step:
-            raise CaseError('search "filter" is not supported by the Python binding (capability "filter")')
         self.step = step
         fn = getattr(self, "op_" + op)
         try:
@@ -498,7 +496,13 @@ class Interpreter:
         count, dim, seed = self.gen_args()
         vecs = generate(seed, count, dim)
         ids = [prefix + str(i) for i in range(count)]
-        return self.upsert_rows(w, coll, ids, vecs, None)
+        meta = None
+        if "metadata_mod" in self.step:  # extension: item i gets {"i": i, "c": i % m}
+            mod = self.step["metadata_mod"]
+            if type(mod) is not int or mod < 1:
+                raise CaseError('"metadata_mod" must be an integer >= 1')
+            meta = [{"i": i, "c": i % mod} for i in range(count)]
+        return self.upsert_rows(w, coll, ids, vecs, meta)
 
     def op_delete(self) -> Outcome:
         w = self.session()
@@ -562,13 +566,31 @@ class Interpreter:
         x = self.int_arg(self.step["ef"], "ef")
         return x if 0 <= x <= 2**32 - 1 else 2**32 - 1  # as the C runner: out of range -> UINT32_MAX
 
+    def filter_text(self) -> Optional[str]:
+        # Passed on as its JSON text, whatever it is: the library judges it.
+        return json.dumps(self.step["filter"]) if "filter" in self.step else None
+
     def op_search(self) -> Outcome:
         s = self.session()
         coll = self.str_arg("collection")
         q = vector(self.arg("vector"), "vector")
         k = self.size_arg("k")
-        hits = s.obj.search(coll, q, k, self.ef())
-        return Outcome(value=[{"id": h.id, "distance": number_or_name(h.distance)} for h in hits])
+        include = self.step.get("include", [])
+        if not isinstance(include, list) or any(i not in ("metadata", "vector") for i in include):
+            raise CaseError('"include" holds "metadata" and "vector" only')
+        exact = self.step.get("exact", False)
+        if not isinstance(exact, bool):
+            raise CaseError('"exact" must be a boolean')
+        hits = s.obj.search(coll, q, k, self.ef(), filter=self.filter_text(), include=include, exact=exact)
+        out: List[Dict[str, Any]] = []
+        for h in hits:
+            hit: Dict[str, Any] = {"id": h.id, "distance": number_or_name(h.distance)}
+            if "metadata" in include:
+                hit["metadata"] = h.metadata
+            if "vector" in include:
+                hit["vector"] = None if h.vector is None else [number_or_name(float(x)) for x in h.vector]
+            out.append(hit)
+        return Outcome(value=out)
 
     def op_search_generated(self) -> Outcome:
         s = self.session()
@@ -576,13 +598,17 @@ class Interpreter:
         count, dim, seed = self.gen_args()
         k = self.size_arg("k")
         qs = generate(seed, count, dim)
-        ids, _dist = s.obj.search_batch(coll, qs, k, self.ef())
+        flt = self.filter_text()
+        ids, _dist = s.obj.search_batch(coll, qs, k, self.ef(), filter=flt)
         if coll not in s.model:
             return Outcome(problem=f"runner: no record of collection '{coll}' in this session (create it in this test)")
         metric, live = s.model[coll]
         if ids.shape[0] != count:
             return Outcome(problem=f"search_batch answered {ids.shape[0]} queries of {count}")
-        recall, problem = recall_at_k(metric, live, qs, ids, k)
+        exact = None
+        if flt is not None:  # extension: the exact answer from the same API, exact set
+            exact, _ = s.obj.search_batch(coll, qs, k, filter=flt, exact=True)
+        recall, problem = recall_at_k(metric, live, qs, ids, k, exact)
         return Outcome(value=recall, problem=problem)
 
     # -- files
@@ -621,10 +647,16 @@ class Interpreter:
 
 
 def recall_at_k(
-    metric: str, live: Dict[str, np.ndarray], qs: np.ndarray, ids: np.ndarray, k: int
+    metric: str,
+    live: Dict[str, np.ndarray],
+    qs: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    exact_ids: Optional[np.ndarray] = None,
 ) -> Tuple[float, str]:
     """Mean recall@k of the returned ids against exact neighbours computed by brute
-    force in float64 (ties by id), and the first problem seen in the results."""
+    force in float64 (ties by id), or given (exact_ids: a filtered search's, from the
+    API with exact set), and the first problem seen in the results."""
     dim = qs.shape[1]
     names = sorted(i for i, v in live.items() if v.shape[0] == dim)  # ascending id = tie order
     problem = ""
@@ -642,9 +674,13 @@ def recall_at_k(
             d = 1 - base @ x
         else:
             d = 1 - (base @ x) / (np.sqrt((base * base).sum(axis=1)) * np.sqrt((x * x).sum()))
-        want = min(k, len(names))
-        order = np.lexsort((rank, d))[:want]
-        exact = {names[i] for i in order}
+        if exact_ids is not None:
+            exact = {i for i in exact_ids[q] if i is not None}
+            want = len(exact)
+        else:
+            want = min(k, len(names))
+            order = np.lexsort((rank, d))[:want]
+            exact = {names[i] for i in order}
         got = [i for i in ids[q] if i is not None]
         if len(got) > k:
             problem = problem or f"query {q} returned {len(got)} hits for k {k}"

@@ -19,6 +19,8 @@ IGNORED = {
     # copied out by the argouts at once
     "sx_names_count", "sx_names_get", "sx_record_id", "sx_record_vector", "sx_record_metadata",
     "sx_results_queries", "sx_results_count", "sx_results_id", "sx_results_distance",
+    "sx_results_metadata", "sx_results_vector", "sx_results_dim", "sx_results_metadata_data",
+    "sx_results_vectors",
     # bulk forms: the Python typemaps pass whole arrays already
     "sx_write_upsert_packed", "sx_write_delete_packed", "sx_results_total", "sx_results_offsets",
     "sx_results_distances", "sx_results_id_data",

@@ -21,6 +21,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Iterable,
     Iterator,
     List,
     Mapping,
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Hit",
+    "Filter",
+    "check_filter",
     "Record",
     "Cursor",
     "Database",
@@ -69,11 +72,25 @@ Metadata = Optional[Mapping[str, Any]]
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 
-class Hit(NamedTuple):
-    """One search result: the vector's id and its distance to the query (smaller is closer)."""
-
+class _HitFields(NamedTuple):
     id: str
     distance: float
+
+
+class Hit(_HitFields):
+    """One search result: the vector's id and its distance to the query (smaller is
+    closer). A pair (it unpacks as ``id, distance``); when the search was asked to
+    include them, ``metadata`` holds the item's metadata (a dict, or None when it has
+    none) and ``vector`` its vector (float32), else both are None."""
+
+    metadata: Optional[Dict[str, Any]] = None
+    vector: Optional[npt.NDArray[np.float32]] = None
+
+
+#: A filter over metadata: a dict (turned into JSON), or its JSON text. The language
+#: (Chroma/Pinecone style: {"field": value}, $eq $ne $gt $gte $lt $lte $in $nin
+#: $exists, $and $or $not, dotted paths) is documented in sextant.h, section Filters.
+Filter = Union[Mapping[str, Any], str]
 
 
 class Record(NamedTuple):
@@ -212,7 +229,54 @@ def _vector(query: Any) -> npt.NDArray[np.float32]:
     raise InvalidArgument(f"query must be one vector (1-dimensional), not of shape {arr.shape}; use search_batch")
 
 
-def _search_options(ef: Optional[int], cancel: Optional[Callable[[], bool]]) -> Any:
+_INCLUDE = {"metadata": _c.SX_INCLUDE_METADATA, "vector": _c.SX_INCLUDE_VECTOR}
+
+
+def _filter_text(filter: Optional[Filter]) -> Optional[str]:
+    if filter is None or isinstance(filter, str):
+        return filter
+    if isinstance(filter, Mapping):
+        try:
+            return json.dumps(filter, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(f"filter cannot be written as JSON: {e}") from None
+    raise TypeError(f"filter must be a dict, a JSON str or None, not {type(filter).__name__}")
+
+
+def _include_mask(include: Union[str, Iterable[str]]) -> int:
+    if isinstance(include, str):
+        include = (include,)
+    mask = 0
+    for name in include:
+        bit = _INCLUDE.get(name) if isinstance(name, str) else None
+        if bit is None:
+            raise InvalidArgument(f"include takes 'metadata' and 'vector', not {name!r}")
+        mask |= bit
+    return mask
+
+
+def check_filter(filter: Filter) -> None:
+    """Raises InvalidArgument, naming the offending part, if filter is not a valid
+    filter; returns None otherwise. Searches check their filter the same way."""
+    text = _filter_text(filter)
+    _c.sx_filter_check(text)
+
+
+def _search_options(
+    ef: Optional[int],
+    cancel: Optional[Callable[[], bool]],
+    filter: Optional[Filter] = None,
+    include: Union[str, Iterable[str]] = (),
+    exact: bool = False,
+) -> Any:
+    if filter is not None or include or exact:
+        return (
+            None if ef is None else _uint(ef, "ef", _U32_MAX),
+            cancel,
+            _filter_text(filter),
+            _include_mask(include),
+            bool(exact),
+        )
     if cancel is not None:
         return (None if ef is None else _uint(ef, "ef", _U32_MAX), cancel)
     if ef is None:
@@ -381,11 +445,18 @@ class Session:
         ef: Optional[int] = None,
         *,
         cancel: Optional[Callable[[], bool]] = None,
+        filter: Optional[Filter] = None,
+        include: Union[str, Iterable[str]] = (),
+        exact: bool = False,
     ) -> List[Hit]:
         """The k vectors closest to query, closest first (ties by id), as Hits.
 
         ef: HNSW candidate list size (None: the core's default). cancel: called now and
         then during a long search; returning True stops it with Cancelled.
+        filter: only items whose metadata matches (a dict or its JSON text; see
+        Filter); an invalid one raises InvalidArgument. include: "metadata" and/or
+        "vector", which each Hit then carries (hit.metadata, hit.vector). exact: an
+        exact search (a scan of every matching item) whatever the index.
         """
         # The common case (a cached view, a float32 vector, no options) in as few
         # Python operations as possible: this is the per-call overhead.
@@ -396,9 +467,23 @@ class Session:
             query = _vector(query)
         if type(k) is not int or k < 0:
             k = _uint(k, "k", 2**64 - 1)
-        if ef is None and cancel is None:
+        if ef is None and cancel is None and filter is None and not include and not exact:
             return _c.sx_collection_search(view, query, k, None)
-        return _c.sx_collection_search(view, query, k, _search_options(ef, cancel))
+        got: Union[List[Hit], Tuple[List[Hit], Any]] = _c.sx_collection_search(
+            view, query, k, _search_options(ef, cancel, filter, include, exact)
+        )
+        if isinstance(got, list):
+            return got
+        hits, included = got
+        metas, vecs, dim = included
+        vectors = None if vecs is None else np.frombuffer(vecs, dtype=np.float32).reshape(len(hits), dim)
+        for i, h in enumerate(hits):
+            if metas is not None:
+                m = metas[i]
+                h.metadata = None if m is None else json.loads(m)
+            if vectors is not None:
+                h.vector = vectors[i]
+        return hits
 
     def search_batch(
         self,
@@ -408,26 +493,47 @@ class Session:
         ef: Optional[int] = None,
         *,
         cancel: Optional[Callable[[], bool]] = None,
-    ) -> Tuple[npt.NDArray[np.object_], npt.NDArray[np.float32]]:
+        filter: Optional[Filter] = None,
+        include: Union[str, Iterable[str]] = (),
+        exact: bool = False,
+    ) -> Any:
         """Searches nq queries at once (the core spreads them over its threads).
 
         Returns (ids, distances), both of shape (nq, k): ids a numpy object array of
         str, distances float32. Where a query has fewer than k hits, its row is padded
         with None ids and NaN distances (so ``~np.isnan(distances)`` masks real hits).
+        filter and exact as for search(). With include ("metadata" and/or "vector"),
+        returns (ids, distances, metadata, vectors): metadata an object array (nq, k)
+        of dicts (None for an item without metadata, or padding), vectors float32 of
+        shape (nq, k, dim) (NaN rows as padding); each None when not included.
         """
         k = _uint(k, "k", 2**64 - 1)
         arr = _matrix(queries, "queries")
-        nq, width, flat_ids, dist = _c.sx_collection_search_batch(
-            self._view(collection), arr, k, _search_options(ef, cancel)
+        got_all = _c.sx_collection_search_batch(
+            self._view(collection), arr, k, _search_options(ef, cancel, filter, include, exact)
         )
+        nq, width, flat_ids, dist = got_all[:4]
         got = np.frombuffer(dist, dtype=np.float32).reshape(nq, width)
         ids: npt.NDArray[np.object_] = np.empty((nq, k), dtype=object)
         ids[:, :width] = np.array(flat_ids, dtype=object).reshape(nq, width)
-        if width == k:
-            return ids, got
-        d = np.full((nq, k), np.nan, dtype=np.float32)
-        d[:, :width] = got
-        return ids, d
+        d = got
+        if width != k:
+            d = np.full((nq, k), np.nan, dtype=np.float32)
+            d[:, :width] = got
+        if len(got_all) == 4:
+            return ids, d
+        metas, vecs, dim = got_all[4]
+        meta_arr: Optional[npt.NDArray[np.object_]] = None
+        if metas is not None:
+            meta_arr = np.empty((nq, k), dtype=object)
+            for j, m in enumerate(metas):
+                if m is not None:
+                    meta_arr[j // width, j % width] = json.loads(m)
+        vec_arr: Optional[npt.NDArray[np.float32]] = None
+        if vecs is not None:
+            vec_arr = np.full((nq, k, dim), np.nan, dtype=np.float32)
+            vec_arr[:, :width] = np.frombuffer(vecs, dtype=np.float32).reshape(nq, width, dim)
+        return ids, d, meta_arr, vec_arr
 
     # -- writes (refused by read sessions) --
 

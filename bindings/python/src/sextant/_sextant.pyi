@@ -1,14 +1,20 @@
 """Type stub of the SWIG-generated extension module (bindings/sextant.i with
 bindings/python/python_typemaps.i). Private: the sextant package is its only caller."""
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, Union, overload
 
 from ._api import Hit
 
 _Str = Union[str, bytes, None]
 _SearchOptions = Union[
-    None, int, Tuple[Optional[int], Optional[Callable[[], object]]], "sx_search_options"
+    None,
+    int,
+    Tuple[Optional[int], Optional[Callable[[], object]]],
+    Tuple[Optional[int], Optional[Callable[[], object]], Optional[str], int, bool],
+    "sx_search_options",
 ]
+# What a search included: (metadata texts or None, float32 bytes or None, dim)
+_Included = Tuple[Optional[List[Optional[str]]], Optional[bytearray], int]
 
 class sx_db: ...
 class sx_read: ...
@@ -71,6 +77,8 @@ class sx_db_stats:
 class sx_search_options:
     version: int
     ef: int
+    include: int
+    exact: int
     def __init__(self) -> None: ...
 
 SX_VERSION_MAJOR: int
@@ -109,6 +117,8 @@ SX_INDEX_FLAT: int
 SX_INDEX_HNSW: int
 SX_COLLECTION_OPTIONS_VERSION: int
 SX_SEARCH_OPTIONS_VERSION: int
+SX_INCLUDE_METADATA: int
+SX_INCLUDE_VECTOR: int
 
 def sx_version() -> str: ...
 def sx_version_number() -> int: ...
@@ -146,10 +156,19 @@ def sx_collection_describe(c: Optional[sx_collection]) -> sx_collection_info: ..
 def sx_collection_stats_get(c: Optional[sx_collection]) -> sx_collection_stats: ...
 def sx_collection_count(c: Optional[sx_collection]) -> int: ...
 def sx_collection_get(c: Optional[sx_collection], id: _Str) -> Tuple[str, bytearray, Optional[str]]: ...
-def sx_collection_search(c: Optional[sx_collection], query: Any, k: int, opts: _SearchOptions) -> List[Hit]: ...
+@overload
+def sx_collection_search(c: Optional[sx_collection], query: Any, k: int, opts: None) -> List[Hit]: ...
+@overload
+def sx_collection_search(
+    c: Optional[sx_collection], query: Any, k: int, opts: _SearchOptions
+) -> Union[List[Hit], Tuple[List[Hit], _Included]]: ...
 def sx_collection_search_batch(
     c: Optional[sx_collection], queries: Any, k: int, opts: _SearchOptions
-) -> Tuple[int, int, List[Optional[str]], bytearray]: ...
+) -> Union[
+    Tuple[int, int, List[Optional[str]], bytearray],
+    Tuple[int, int, List[Optional[str]], bytearray, _Included],
+]: ...
+def sx_filter_check(filter: _Str) -> None: ...
 def sx_py_register(hit_type: Type[Hit], errors: Tuple[type, ...]) -> None: ...
 def sx_py_bench_search(c: Optional[sx_collection], query: Any, k: int, iterations: int) -> float: ...
 
