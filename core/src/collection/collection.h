@@ -178,9 +178,6 @@ void sx__results_free(sx_results *r);
 
 /* ---- filters (filter.c) ---------------------------------------------------------- */
 
-/* A slot record's metadata length when the slot has none. */
-#define SX__NO_META 0xffffffffu
-
 /* A filter compiled once per search (the language is in sextant.h, @ref filters). */
 typedef struct sx__filter sx__filter;
 /* SX_INVALID_ARGUMENT naming the offending part, before any work. */

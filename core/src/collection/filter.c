@@ -699,7 +699,7 @@ int sx__filter_text(sx__fstate *s, const char *text, size_t len, uint64_t slot, 
 int sx__filter_slot(sx__fstate *s, uint64_t slot, sx_error *err) {
   if (sx__filter_always(s->f)) return 1;
   const uint8_t *rec;
-  uint64_t off = slot * 32;
+  uint64_t off = slot * SX__SLOT_SIZE;
   int rc = sx__pa_leaf(&s->sc, off / s->sc.ps, &rec, err);
   if (rc) return -rc;
   rec += off % s->sc.ps;
