@@ -486,6 +486,21 @@ static int is_number(const char *p, size_t n) {
   return i == n;
 }
 
+/* An integer of at most 15 digits (exact in a double), without strtod: most numbers
+ * in metadata are. 0 for anything else (strtod then judges it). */
+static int int_fast(const char *p, size_t n, double *out) {
+  size_t i = p[0] == '-';
+  if (n <= i || n - i > 15 || (p[i] == '0' && n - i > 1)) return 0;
+  uint64_t v = 0;
+  for (size_t j = i; j < n; j++) {
+    unsigned d = (unsigned)(p[j] - '0');
+    if (d > 9) return 0;
+    v = v * 10 + d;
+  }
+  *out = i ? -(double)v : (double)v;
+  return 1;
+}
+
 static int value_of(ev *e, int i, mval *v) {
   const jsmntok_t *t = &e->t[i];
   if (t->type == JSMN_STRING) {
@@ -506,6 +521,8 @@ static int value_of(ev *e, int i, mval *v) {
     v->b = 0;
   } else if (n == 4 && !memcmp(p, "null", 4)) {
     v->type = V_NULL;
+  } else if (int_fast(p, n, &v->num)) {
+    v->type = V_NUM;
   } else if (is_number(p, n)) {
     char buf[64];
     char *q = buf;
