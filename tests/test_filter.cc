@@ -619,6 +619,46 @@ INSTANTIATE_TEST_SUITE_P(Index, FilterSearch, ::testing::Values(SX_INDEX_FLAT, S
                            return std::string(i.param == SX_INDEX_FLAT ? "flat" : "hnsw");
                          });
 
+// Metadata damaged on its page (written over inside a write transaction, below the
+// checksums that would catch it on disk): a search whose filter reads it fails with
+// CORRUPT, flat or HNSW, scan or walk; a search without a filter does not read it.
+TEST_P(FilterSearch, DamagedMetadataFailsTheSearchWithCorrupt) {
+  Db d;
+  const uint32_t dim = 4;
+  sx_write *w = Begin(d.db);
+  Create(w, "c", dim, GetParam());
+  Fill(w, "c", 300, dim, 8, 3);
+  sx__pv v;
+  sx__write_pv(w, &v);
+  sx__coll coll;
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(sx__coll_open(&v, "c", &coll, &err), SX_OK) << err.message;
+  const uint8_t *h = nullptr;
+  ASSERT_EQ(sx__pv_page(&v, coll.hdr, &h, &err), SX_OK);
+  slotrec rec;
+  ASSERT_EQ(sx__slot_read(&coll, h, 7, &rec, &err), SX_OK);  // slot 7 holds v7
+  ASSERT_NE(rec.meta_len, SX__NO_META);
+  std::string junk(rec.meta_len, '[');
+  ASSERT_EQ(sx__pa_write(sx__write_txn(w), coll.hdr, H_PA_HEAP, rec.meta_off, junk.data(), junk.size(), &err),
+            SX_OK);
+  sx_collection *c = nullptr;
+  ASSERT_EQ(sx_write_collection(w, "c", &c, &err), SX_OK);
+  std::vector<float> q = sxt::Gen(8, 8, dim);  // v7 is the query itself: met by every search
+  const float *q7 = &q[7 * dim];
+  Hits hits;
+  EXPECT_EQ(Search(c, q7, dim, 5, nullptr, &hits), SX_OK);
+  // A small ef and a filter that matches everything: HNSW walks the graph.
+  for (const char *f : {R"({"c": 1})", R"({"c": {"$ne": 5}})"}) {
+    for (uint32_t exact : {0u, 1u}) {
+      sx_error e2 = SX_ERROR_INIT;
+      EXPECT_EQ(Search(c, q7, dim, 5, f, &hits, exact, 2, &e2), SX_CORRUPT) << f << exact;
+      EXPECT_NE(strstr(e2.message, "slot 7"), nullptr) << e2.message;
+    }
+  }
+  sx_collection_free(c);
+  sx_write_free(w);
+}
+
 TEST(FilterOptions, OlderVersionsStillWork) {
   Db d;
   sx_write *w = Begin(d.db);
