@@ -133,8 +133,9 @@ static int add_value(comp *C, const char *where, const char *op, json_t *v) {
 static const struct {
   const char *name;
   int op;
-} OPS[] = {{"$eq", OP_EQ},   {"$ne", OP_NE},   {"$gt", OP_GT},   {"$gte", OP_GTE},     {"$lt", OP_LT},
-           {"$lte", OP_LTE}, {"$in", OP_IN},   {"$nin", OP_NIN}, {"$exists", OP_EXISTS}};
+} OPS[] = {{"$eq", OP_EQ},   {"$ne", OP_NE},   {"$gt", OP_GT},
+           {"$gte", OP_GTE}, {"$lt", OP_LT},   {"$lte", OP_LTE},
+           {"$in", OP_IN},   {"$nin", OP_NIN}, {"$exists", OP_EXISTS}};
 
 /* One condition on field `key`: operator op (by name) with operand v. */
 static int comp_cmp(comp *C, const char *key, const char *opname, json_t *v) {
@@ -169,13 +170,13 @@ static int comp_cmp(comp *C, const char *key, const char *opname, json_t *v) {
   n->v0 = (uint32_t)f->nv;
   if (op == OP_EXISTS) {
     if (!json_is_boolean(v))
-      return sx__err_set(C->err, SX_INVALID_ARGUMENT, "filter: the value of $exists on '%s' must be a boolean",
-                         key);
+      return sx__err_set(C->err, SX_INVALID_ARGUMENT,
+                         "filter: the value of $exists on '%s' must be a boolean", key);
     n->exists = json_is_true(v);
   } else if (op == OP_IN || op == OP_NIN) {
     if (!json_is_array(v))
-      return sx__err_set(C->err, SX_INVALID_ARGUMENT, "filter: the value of %s on '%s' must be an array",
-                         opname, key);
+      return sx__err_set(C->err, SX_INVALID_ARGUMENT,
+                         "filter: the value of %s on '%s' must be an array", opname, key);
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) {
@@ -183,9 +184,11 @@ static int comp_cmp(comp *C, const char *key, const char *opname, json_t *v) {
     }
   } else {
     if ((rc = add_value(C, key, opname, v))) return rc;
-    if (op != OP_EQ && op != OP_NE && (f->vals[f->nv - 1].type == V_NULL || f->vals[f->nv - 1].type == V_BOOL))
+    int t = f->vals[f->nv - 1].type;
+    if (op != OP_EQ && op != OP_NE && (t == V_NULL || t == V_BOOL))
       return sx__err_set(C->err, SX_INVALID_ARGUMENT,
-                         "filter: the value of %s on '%s' must be a number or a string", opname, key);
+                         "filter: the value of %s on '%s' must be a number or a string", opname,
+                         key);
   }
   f->nodes[at].nv = (uint32_t)f->nv - f->nodes[at].v0;
   return SX_OK;
@@ -196,7 +199,8 @@ static int comp_object(comp *C, json_t *o, int depth);
 /* $and / $or: a non-empty array of filter objects. */
 static int comp_list(comp *C, const char *name, json_t *v, int kind, int depth) {
   if (!json_is_array(v) || json_array_size(v) == 0)
-    return sx__err_set(C->err, SX_INVALID_ARGUMENT, "filter: %s needs a non-empty array of filters", name);
+    return sx__err_set(C->err, SX_INVALID_ARGUMENT, "filter: %s needs a non-empty array of filters",
+                       name);
   uint32_t at;
   int rc = new_node(C, kind, &at);
   if (rc) return rc;
@@ -204,7 +208,8 @@ static int comp_list(comp *C, const char *name, json_t *v, int kind, int depth) 
   json_t *e;
   json_array_foreach(v, i, e) {
     if (!json_is_object(e))
-      return sx__err_set(C->err, SX_INVALID_ARGUMENT, "filter: item %zu of %s is not an object", i, name);
+      return sx__err_set(C->err, SX_INVALID_ARGUMENT, "filter: item %zu of %s is not an object", i,
+                         name);
     if ((rc = comp_object(C, e, depth + 1))) return rc;
   }
   C->f->nodes[at].nkids = (uint32_t)json_array_size(v);
@@ -242,7 +247,8 @@ static int comp_key(comp *C, const char *key, json_t *v, int depth) {
   json_object_foreach(v, op, x) {
     if (op[0] != '$')
       return sx__err_set(C->err, SX_INVALID_ARGUMENT,
-                         "filter: '%s' on '%s' is not an operator (a value must be a string, number, boolean or null)",
+                         "filter: '%s' on '%s' is not an operator (a value must be a string, "
+                         "number, boolean or null)",
                          op, key);
     if ((rc = comp_cmp(C, key, op, x))) return rc;
   }
@@ -279,10 +285,15 @@ int sx__filter_compile(const char *text, sx__filter **out, sx_error *err) {
   *out = NULL;
   if (!text) return sx__err_set(err, SX_INVALID_ARGUMENT, "filter is NULL");
   json_error_t je;
-  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
+  /* Integers as doubles: comparisons are between doubles anyway, and a big integer is
+   * no error (jansson refuses those past 64 bits). */
+  size_t flags =
+      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL;
+  json_t *j = json_loads(text, flags, &je);
   if (!j)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "filter is not valid JSON: %s at line %d column %d",
-                       je.text, je.line, je.column);
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "filter is not valid JSON: %s at line %d column %d", je.text, je.line,
+                       je.column);
   if (!json_is_object(j)) {
     json_decref(j);
     return sx__err_set(err, SX_INVALID_ARGUMENT, "filter is not a JSON object");
@@ -340,7 +351,8 @@ typedef struct ev {
 
 static int corrupt(ev *e, const char *what) {
   if (e->s->c)
-    sx__err_set(e->err, SX_CORRUPT, "metadata of slot %llu in collection '%s' is not valid JSON (%s)",
+    sx__err_set(e->err, SX_CORRUPT,
+                "metadata of slot %llu in collection '%s' is not valid JSON (%s)",
                 (unsigned long long)e->slot, e->s->c->name, what);
   else
     sx__err_set(e->err, SX_CORRUPT, "metadata is not valid JSON (%s)", what);
@@ -434,8 +446,8 @@ static int str_of(ev *e, int i, const char **p, size_t *len) {
       if (k + 4 >= n || hex4(r + k + 1, &cp)) return corrupt(e, "bad \\u escape");
       k += 4;
       if (cp >= 0xD800 && cp < 0xDC00) {
-        if (k + 6 >= n || r[k + 1] != '\\' || r[k + 2] != 'u' || hex4(r + k + 3, &lo) || lo < 0xDC00 ||
-            lo > 0xDFFF)
+        if (k + 6 >= n || r[k + 1] != '\\' || r[k + 2] != 'u' || hex4(r + k + 3, &lo) ||
+            lo < 0xDC00 || lo > 0xDFFF)
           return corrupt(e, "lone surrogate");
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         k += 6;

@@ -537,7 +537,8 @@ static int search_include(search *S, sx_results *res, const uint32_t *sl, size_t
     sx__pa_cursor vc;
     sx__pa_cursor_init(&vc, &c->v, S->h + H_PA_VEC);
     for (size_t i = 0; i < n && !rc; i++)
-      rc = sx__pa_read(&vc, (uint64_t)sl[i] * c->dim * 4, res->vecs + i * c->dim, (size_t)c->dim * 4, err);
+      rc = sx__pa_read(&vc, (uint64_t)sl[i] * c->dim * 4, res->vecs + i * c->dim,
+                       (size_t)c->dim * 4, err);
     if (rc) return rc;
   }
   if (S->include & SX_INCLUDE_METADATA) {
