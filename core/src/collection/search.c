@@ -627,7 +627,7 @@ static int search_choose(search *S, const sx_search_options *o, size_t k, sx_err
    * test per item: scan when fewer than SCAN_MATCHES * ef items match. */
   enum { SCAN_MATCHES = 40, ENOUGH = 32 };
   uint64_t limit = (uint64_t)SCAN_MATCHES * ef;
-  if (live <= limit) {
+  if (live <= limit || n == 0) { /* n == 0 < live: a damaged count, nothing to sample */
     S->graph = 0;
     return SX_OK;
   }
