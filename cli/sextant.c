@@ -1296,9 +1296,12 @@ static int c_search(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {"vector", required_argument, NULL, 'v'},
                                      {"query-file", required_argument, NULL, 'Q'},
                                      {"k", required_argument, NULL, 'k'},
-                                     {"ef", required_argument, NULL, 'e'}, {0}};
-  const char *vtext = NULL, *qfile = NULL;
+                                     {"ef", required_argument, NULL, 'e'},
+                                     {"filter", required_argument, NULL, 'F'},
+                                     {"exact", no_argument, NULL, 'X'}, {0}};
+  const char *vtext = NULL, *qfile = NULL, *filter = NULL;
   uint64_t k = 10, ef = 0;
+  int exact = 0;
   /* A vector given as the third argument may begin with a minus sign: take it out
    * before getopt sees it as options. */
   for (int i = 1, pos = 0; i < argc; i++) {
@@ -1312,7 +1315,8 @@ static int c_search(int argc, char **argv) {
       i--;
     } else if (strchr("vQke", a[1]) && a[2] == 0) {
       i++; /* skips the option's value */
-    } else if (!strcmp(a, "--vector") || !strcmp(a, "--query-file") || !strcmp(a, "--k") || !strcmp(a, "--ef")) {
+    } else if (!strcmp(a, "--vector") || !strcmp(a, "--query-file") || !strcmp(a, "--k") || !strcmp(a, "--ef") ||
+               !strcmp(a, "--filter")) {
       i++;
     }
   }
@@ -1321,9 +1325,16 @@ static int c_search(int argc, char **argv) {
       case 'Q': qfile = optarg; break;
       case 'k': if (parse_u64("-k", optarg, 1, 100000, &k)) return EX_USAGE; break;
       case 'e': if (parse_u64("--ef", optarg, 1, 1000000, &ef)) return EX_USAGE; break;
+      case 'F': filter = optarg; break;
+      case 'X': exact = 1; break;
       COMMON_CASES
     }
   if (!need_args(argc, optind, 2, 3)) return EX_USAGE;
+  if (filter) {
+    /* Checked before the database is opened: a bad filter is a usage error. */
+    sx_error fe = SX_ERROR_INIT;
+    if (sx_filter_check(filter, &fe)) return fail(EX_USAGE, "--filter: %s", fe.message);
+  }
   if (argc - optind == 3 && !vtext) vtext = argv[optind + 2];
   if ((vtext != NULL) + (qfile != NULL) != 1)
     return fail(EX_USAGE, "give one query: a vector (\"0.1,0.2,...\" or --vector), or --query-file FILE (- for stdin)");
@@ -1345,6 +1356,8 @@ static int c_search(int argc, char **argv) {
     sx_search_options so = SX_SEARCH_OPTIONS_INIT;
     so.ef = (uint32_t)ef;
     so.cancel_token = g_cancel;
+    so.filter = filter;
+    so.exact = (uint32_t)exact;
     sx_results *res = NULL;
     double t0 = now_s();
     int st = sx_collection_search_batch(c, qs, nq, dim, (size_t)k, &so, &res, &e);
@@ -1762,9 +1775,10 @@ static const cmd CMDS[] = {
      "  import resumes it: ids already present are replaced (same data), or left as they are with --skip-existing", c_import},
     {"export", "DATABASE COLLECTION [-o FILE] [--format jsonl|npy] [--ids-output FILE] [--after ID] [--batch N]",
      "records in id order as JSON Lines (stdout by default), or a float32 .npy plus an ids file (FILE.ids)", c_export},
-    {"search", "DATABASE COLLECTION [VECTOR | --vector V | --query-file FILE|-] [-k K] [--ef EF]",
+    {"search", "DATABASE COLLECTION [VECTOR | --vector V | --query-file FILE|-] [-k K] [--ef EF] [--filter JSON] [--exact]",
      "nearest neighbours; a vector is numbers separated by commas or spaces; a query file is .npy, .fvecs,\n"
-     "  .bvecs, .jsonl or text with one vector per line", c_search},
+     "  .bvecs, .jsonl or text with one vector per line; --filter keeps the items whose metadata\n"
+     "  matches a JSON filter ({\"tag\": \"t1\", \"i\": {\"$lt\": 10}}, see sextant.h); --exact scans", c_search},
     {"checkpoint", "DATABASE", "copy the WAL into the database file as far as readers allow", c_checkpoint},
     {"delete", "DATABASE COLLECTION [ID...] [--ids-file FILE|-]", "delete ids (missing ones are not an error)", c_delete},
     {"drop", "DATABASE COLLECTION", "drop a collection and free its pages", c_drop},

@@ -243,6 +243,22 @@ class Cli(unittest.TestCase):
         p = run("search", db, "flat", "1,2,3,4,5,6", "-k", "0", check=EX_USAGE)
         self.assertIn("'0'", p.stderr)
 
+    def test_search_with_a_filter(self):
+        self.jsonl("in.jsonl", 200, 4, seed=3)  # odd i: {"i": i, "tag": "t<i % 5>", ...}
+        db = self.p("f.sx")
+        js("import", db, "c", self.p("in.jsonl"))
+        out = js("search", db, "c", "0,0,0,0", "-k", "50", "--filter", '{"tag": "t1", "i": {"$lt": 100}}')
+        got = sorted(h["id"] for h in out["results"])
+        self.assertEqual(got, ["doc%05d" % i for i in range(1, 100, 2) if i % 5 == 1])
+        ex = js("search", db, "c", "0,0,0,0", "-k", "50", "--filter", '{"tag": "t1", "i": {"$lt": 100}}', "--exact")
+        self.assertEqual(sorted(h["id"] for h in ex["results"]), got)
+        out = js("search", db, "c", "0,0,0,0", "-k", "500", "--filter", '{"tag": {"$exists": false}}')
+        self.assertEqual(len(out["results"]), 100)  # the even ones have no metadata
+        p = run("search", db, "c", "0,0,0,0", "--filter", '{"tag": {"$like": "t"}}', check=EX_USAGE)
+        self.assertIn("$like", p.stderr)
+        p = run("search", db, "c", "0,0,0,0", "--filter", "[1]", check=EX_USAGE)
+        self.assertIn("--filter", p.stderr)
+
     def test_delete_drop_checkpoint_stats_check(self):
         self.jsonl("in.jsonl", 100, 4)
         db = self.p("d.sx")
