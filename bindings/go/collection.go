@@ -1,6 +1,7 @@
 package sextant
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"unsafe"
@@ -57,10 +58,28 @@ type Record struct {
 type Hit struct {
 	ID       string
 	Distance float32
+	// Metadata is the hit's metadata JSON text as stored (as Record.Metadata), when the
+	// search was given WithInclude(IncludeMetadata); nil when not included or none.
+	Metadata json.RawMessage
+	// Vector is the hit's vector, when the search was given WithInclude(IncludeVector).
+	Vector []float32
 }
 
+// Include says what search hits carry besides id and distance: a mask of
+// IncludeMetadata and IncludeVector.
+type Include uint32
+
+// What a search hit may carry.
+const (
+	IncludeMetadata Include = Include(sx.SX_INCLUDE_METADATA) // Hit.Metadata
+	IncludeVector   Include = Include(sx.SX_INCLUDE_VECTOR)   // Hit.Vector
+)
+
 type searchConfig struct {
-	ef, threads uint32
+	ef, threads    uint32
+	include, exact uint32
+	filter         []byte // the filter's JSON text and a NUL; nil for none
+	filterErr      error
 }
 
 // SearchOption configures a search.
@@ -72,6 +91,74 @@ func WithEf(ef int) SearchOption { return func(c *searchConfig) { c.ef = clampU3
 // WithSearchThreads sets the most threads a batch search may use: 0 means the
 // database's WithThreads, 1 the calling thread only.
 func WithSearchThreads(n int) SearchOption { return func(c *searchConfig) { c.threads = clampU32(n) } }
+
+// WithFilter keeps only the hits whose metadata matches filter, a JSON object in the
+// language of sextant.h (Chroma/Pinecone style: {"tenant": "x", "year": {"$gte": 2024}},
+// $and, $or, $not, $in, $exists, dotted paths). filter is JSON text as a string,
+// []byte or json.RawMessage, passed as is; nil for no filter; any other value (a
+// map[string]any, a struct) is encoded with encoding/json. An invalid filter fails the
+// search with an error matching ErrInvalidArgument, before any work (CheckFilter tells
+// the same without a database).
+func WithFilter(filter any) SearchOption {
+	b, err := filterText(filter)
+	return func(c *searchConfig) { c.filter, c.filterErr = b, err }
+}
+
+// WithInclude makes hits carry their metadata (IncludeMetadata) and/or vector
+// (IncludeVector), read in the same call: no second lookup.
+func WithInclude(what Include) SearchOption {
+	return func(c *searchConfig) { c.include = uint32(what) }
+}
+
+// WithExact makes the search exact (a scan of every matching item) whatever the index.
+func WithExact(exact bool) SearchOption {
+	return func(c *searchConfig) {
+		c.exact = 0
+		if exact {
+			c.exact = 1
+		}
+	}
+}
+
+// filterText is a filter's JSON text followed by a NUL, as the core reads it.
+func filterText(filter any) ([]byte, error) {
+	var b []byte
+	switch v := filter.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = bytes.Clone(v)
+	case json.RawMessage:
+		b = bytes.Clone(v)
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, errInvalid("the filter cannot be encoded as JSON: " + err.Error())
+		}
+	}
+	if bytes.IndexByte(b, 0) >= 0 {
+		return nil, errInvalid("the filter holds a NUL byte")
+	}
+	return append(b, 0), nil
+}
+
+// CheckFilter checks a filter (in any form WithFilter takes) without a database: nil
+// when it is valid, else an error matching ErrInvalidArgument that names the offending
+// part.
+func CheckFilter(filter any) error {
+	b, err := filterText(filter)
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		return errInvalid("no filter (nil)")
+	}
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	return statusError(sx.Sx_filter_check(unsafe.String(unsafe.SliceData(b), len(b)-1), eb), eb)
+}
 
 func describe(v sx.Sx_collection) (CollectionInfo, error) {
 	s := sx.NewSx_collection_info()
@@ -143,12 +230,14 @@ func get(v sx.Sx_collection, id string) (*Record, error) {
 
 // searchOpts makes the per-call options: nil (the defaults) when there is nothing
 // to set, so that a plain search allocates nothing for them.
-func searchOpts(ctx context.Context, opts []SearchOption) (*sx.SearchOpts, func(), error) {
+// The filter's text (nil for none) comes back beside them: it crosses into C as a
+// slice of its own.
+func searchOpts(ctx context.Context, opts []SearchOption) (*sx.SearchOpts, []byte, func(), error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, nil, &Error{Code: "CANCELLED", Message: "the context is done", cause: err}
+		return nil, nil, nil, &Error{Code: "CANCELLED", Message: "the context is done", cause: err}
 	}
 	var c searchConfig
 	if len(opts) > 0 {
@@ -157,19 +246,22 @@ func searchOpts(ctx context.Context, opts []SearchOption) (*sx.SearchOpts, func(
 			o(p)
 		}
 		c = *p
+		if c.filterErr != nil {
+			return nil, nil, nil, c.filterErr
+		}
 	}
 	tok, done := watch(ctx)
-	if tok == 0 && c.ef == 0 && c.threads == 0 {
-		return nil, done, nil
+	if tok == 0 && c.ef == 0 && c.threads == 0 && c.include == 0 && c.exact == 0 {
+		return nil, c.filter, done, nil
 	}
-	return &sx.SearchOpts{Ef: c.ef, Threads: c.threads, CancelToken: tok}, done, nil
+	return &sx.SearchOpts{Ef: c.ef, Threads: c.threads, CancelToken: tok, Include: c.include, Exact: c.exact}, c.filter, done, nil
 }
 
 func search(ctx context.Context, v sx.Sx_collection, query []float32, k int, opts []SearchOption) ([]Hit, error) {
 	if k < 0 {
 		return nil, errInvalid("k must not be negative (got " + itoa(k) + ")")
 	}
-	so, done, err := searchOpts(ctx, opts)
+	so, filter, done, err := searchOpts(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +272,7 @@ func search(ctx context.Context, v sx.Sx_collection, query []float32, k int, opt
 	guess := min(k, len(cb.dist))
 	dist, idoff := cb.dist[:guess], cb.idoff[:guess+1]
 	ids := make([]byte, guess*32)
-	st := sx.Sx_go_search(v, query, int64(k), so, &cb.out, &cb.Errbuf, cb.shape[:], dist, idoff, ids)
+	st := sx.Sx_go_search(v, query, int64(k), so, &cb.out, &cb.Errbuf, filter, cb.shape[:], dist, idoff, ids)
 	done()
 	if err := statusError(st, &cb.Errbuf); err != nil {
 		return nil, withContext(err, ctx)
@@ -238,13 +330,13 @@ func searchBatch(ctx context.Context, v sx.Sx_collection, queries []float32, dim
 	if nq*dim != len(queries) {
 		return nil, errInvalid(itoa(len(queries)) + " floats are not a whole number of queries of dimension " + itoa(dim))
 	}
-	so, done, err := searchOpts(ctx, opts)
+	so, filter, done, err := searchOpts(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	cb := getCallBuf()
 	defer putCallBuf(cb)
-	st := sx.Sx_collection_search_batch(v, queries, int64(nq), int64(dim), int64(k), so, &cb.out, &cb.Errbuf)
+	st := sx.Sx_go_search_batch(v, queries, int64(nq), int64(dim), int64(k), so, &cb.out, &cb.Errbuf, filter)
 	done()
 	if err := statusError(st, &cb.Errbuf); err != nil {
 		return nil, withContext(err, ctx)
@@ -253,13 +345,15 @@ func searchBatch(ctx context.Context, v sx.Sx_collection, queries []float32, dim
 	return out, nil
 }
 
-// takeResults copies the search results in cb.out out (in two crossings) and frees
-// them: per query when batch, else the hits of the one query.
+// takeResults copies the search results in cb.out out (in two crossings, three when
+// the hits carry metadata or vectors) and frees them: per query when batch, else the
+// hits of the one query.
 func takeResults(cb *callBuf, batch bool) ([][]Hit, []Hit) {
-	var res sx.Sx_results = sx.SwigcptrSx_results(cb.out) // boxed once for the three calls
+	var res sx.Sx_results = sx.SwigcptrSx_results(cb.out) // boxed once for the calls
 	defer sx.DeleteSx_results(res)
-	sx.Sx_go_results_shape(res, cb.shape[:3])
+	sx.Sx_go_results_shape(res, cb.shape[:6])
 	nq, total, nbytes := int(cb.shape[0]), int(cb.shape[1]), int(cb.shape[2])
+	hasMeta, metaBytes, vdim := cb.shape[3] != 0, int(cb.shape[4]), int(cb.shape[5])
 	offs := make([]uint64, nq+1+total+1)
 	off, idoff := offs[:nq+1], offs[nq+1:]
 	dist := make([]float32, total)
@@ -268,6 +362,33 @@ func takeResults(cb *callBuf, batch bool) ([][]Hit, []Hit) {
 		return nil, nil
 	}
 	hits := makeHits(total, dist, idoff, ids)
+	if hasMeta || vdim > 0 {
+		var metaoff []uint64
+		var meta []byte
+		var vecs []float32
+		if hasMeta {
+			metaoff, meta = make([]uint64, total+1), make([]byte, metaBytes)
+		}
+		if vdim > 0 {
+			vecs = make([]float32, total*vdim)
+		}
+		if sx.Sx_go_results_extra(res, metaoff, meta, vecs) != 0 {
+			return nil, nil
+		}
+		for h := range hits {
+			if hasMeta {
+				// An empty range: no metadata; else the text and its NUL. Capacity
+				// capped, so that appending to one hit's metadata never writes into
+				// the next one's.
+				if a, b := metaoff[h], metaoff[h+1]; b > a {
+					hits[h].Metadata = json.RawMessage(meta[a : b-1 : b-1])
+				}
+			}
+			if vdim > 0 {
+				hits[h].Vector = vecs[h*vdim : (h+1)*vdim : (h+1)*vdim]
+			}
+		}
+	}
 	if !batch {
 		return nil, hits
 	}

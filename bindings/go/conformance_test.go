@@ -338,14 +338,14 @@ var opArgs = map[string][]string{
 	"list_collections":    {"session"},
 	"describe_collection": {"session", "name"},
 	"upsert":              {"session", "collection", "items"},
-	"upsert_generated":    {"session", "collection", "count", "dim", "seed", "id_prefix"},
+	"upsert_generated":    {"session", "collection", "count", "dim", "seed", "id_prefix", "metadata_mod"},
 	"delete":              {"session", "collection", "ids"},
 	"get":                 {"session", "collection", "id"},
 	"get_many":            {"session", "collection", "ids"},
 	"scan":                {"session", "collection", "after", "batch"},
 	"count":               {"session", "collection"},
-	"search":              {"session", "collection", "vector", "k", "ef", "filter"},
-	"search_generated":    {"session", "collection", "count", "dim", "seed", "k", "ef"},
+	"search":              {"session", "collection", "vector", "k", "ef", "filter", "include", "exact"},
+	"search_generated":    {"session", "collection", "count", "dim", "seed", "k", "ef", "filter"},
 	"write_file":          {"path", "text", "hex", "pad_to"},
 }
 
@@ -398,9 +398,6 @@ func (in *interp) run(step map[string]any) (outcome, error) {
 	}
 	if _, ok := step["as"]; ok && !handleOps[op] {
 		return outcome{}, caseErrf("op %q returns no handle, so \"as\" makes no sense", op)
-	}
-	if _, ok := step["filter"]; ok {
-		return outcome{}, caseErrf("search \"filter\" is not supported by the Go binding (capability \"filter\")")
 	}
 	in.step = step
 	switch op {
@@ -996,7 +993,19 @@ func (in *interp) opUpsertGenerated() (outcome, error) {
 	for i := range ids {
 		ids[i] = prefix + strconv.Itoa(i)
 	}
-	if err := w.w.UpsertFlat(coll, ids, flat, g.dim, nil); err != nil {
+	var md []any
+	if mv, ok := in.step["metadata_mod"]; ok {
+		// metadata_mod m (extension): item i gets {"i": i, "c": i % m}.
+		mod, ok := isInteger(mv)
+		if !ok || mod < 1 {
+			return outcome{}, caseErrf("\"metadata_mod\" must be an integer >= 1")
+		}
+		md = make([]any, g.count)
+		for i := range md {
+			md[i] = json.RawMessage(`{"i": ` + strconv.Itoa(i) + `, "c": ` + strconv.FormatInt(int64(i)%mod, 10) + `}`)
+		}
+	}
+	if err := w.w.UpsertFlat(coll, ids, flat, g.dim, md); err != nil {
 		return fromErr(err), nil
 	}
 	in.record(w, coll, ids, flat, g.dim)
@@ -1190,16 +1199,50 @@ func (in *interp) opCount() (outcome, error) {
 	return outcome{value: n}, nil
 }
 
-func (in *interp) searchOpts() ([]SearchOption, error) {
-	ef, ok := in.step["ef"]
-	if !ok {
-		return nil, nil
+// searchOpts are the options of search and search_generated: ef, and the extensions
+// filter (its JSON text, whatever it is: the library judges it), include and exact.
+func (in *interp) searchOpts() ([]SearchOption, Include, error) {
+	var opts []SearchOption
+	if ef, ok := in.step["ef"]; ok {
+		x, err := in.u32(ef, "ef")
+		if err != nil {
+			return nil, 0, err
+		}
+		opts = append(opts, WithEf(x))
 	}
-	x, err := in.u32(ef, "ef")
-	if err != nil {
-		return nil, err
+	if f, ok := in.step["filter"]; ok {
+		text, err := json.Marshal(f)
+		if err != nil {
+			return nil, 0, caseErrf("\"filter\" cannot be serialized: %v", err)
+		}
+		opts = append(opts, WithFilter(json.RawMessage(text)))
 	}
-	return []SearchOption{WithEf(x)}, nil
+	var inc Include
+	if iv, ok := in.step["include"]; ok {
+		arr, ok := iv.([]any)
+		if !ok {
+			return nil, 0, caseErrf("\"include\" must be an array")
+		}
+		for _, w := range arr {
+			switch w {
+			case "metadata":
+				inc |= IncludeMetadata
+			case "vector":
+				inc |= IncludeVector
+			default:
+				return nil, 0, caseErrf("\"include\" holds \"metadata\" and \"vector\" only")
+			}
+		}
+		opts = append(opts, WithInclude(inc))
+	}
+	if ev, ok := in.step["exact"]; ok {
+		b, ok := ev.(bool)
+		if !ok {
+			return nil, 0, caseErrf("\"exact\" must be a boolean")
+		}
+		opts = append(opts, WithExact(b))
+	}
+	return opts, inc, nil
 }
 
 func (in *interp) opSearch() (outcome, error) {
@@ -1223,7 +1266,7 @@ func (in *interp) opSearch() (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
-	opts, err := in.searchOpts()
+	opts, inc, err := in.searchOpts()
 	if err != nil {
 		return outcome{}, err
 	}
@@ -1231,11 +1274,27 @@ func (in *interp) opSearch() (outcome, error) {
 	if err != nil {
 		return fromErr(err), nil
 	}
+	o := outcome{}
 	a := make([]any, len(hits))
 	for i, h := range hits {
-		a[i] = map[string]any{"id": h.ID, "distance": numberOrName(float64(h.Distance))}
+		hit := map[string]any{"id": h.ID, "distance": numberOrName(float64(h.Distance))}
+		if inc&(IncludeMetadata|IncludeVector) != 0 {
+			// The hit's metadata and vector as get returns them (null: none).
+			rec := recordJSON(&Record{ID: h.ID, Vector: h.Vector, Metadata: h.Metadata}, &o.problem)
+			if inc&IncludeMetadata != 0 {
+				hit["metadata"] = rec["metadata"]
+			}
+			if inc&IncludeVector != 0 {
+				hit["vector"] = rec["vector"]
+				if h.Vector == nil {
+					hit["vector"] = nil
+				}
+			}
+		}
+		a[i] = hit
 	}
-	return outcome{value: a}, nil
+	o.value = a
+	return o, nil
 }
 
 func distance(metric string, a, b []float32) float64 {
@@ -1273,7 +1332,7 @@ func (in *interp) opSearchGenerated() (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
-	opts, err := in.searchOpts()
+	opts, _, err := in.searchOpts()
 	if err != nil {
 		return outcome{}, err
 	}
@@ -1281,6 +1340,15 @@ func (in *interp) opSearchGenerated() (outcome, error) {
 	res, err := s.reader().SearchBatchFlat(context.Background(), coll, qs, g.dim, k, opts...)
 	if err != nil {
 		return fromErr(err), nil
+	}
+	// With a filter (extension), the exact answer comes from the same API with exact
+	// set: a scan of the matching items.
+	var exactRes [][]Hit
+	if _, ok := in.step["filter"]; ok {
+		exactRes, err = s.reader().SearchBatchFlat(context.Background(), coll, qs, g.dim, k, append(opts, WithExact(true))...)
+		if err != nil {
+			return fromErr(err), nil
+		}
 	}
 	o := outcome{}
 	mc, ok := s.model[coll]
@@ -1292,29 +1360,43 @@ func (in *interp) opSearchGenerated() (outcome, error) {
 		o.problem = fmt.Sprintf("search_batch answered %d queries of %d", len(res), g.count)
 		return o, nil
 	}
+	if exactRes != nil && len(exactRes) != g.count {
+		o.problem = fmt.Sprintf("the exact search_batch answered %d queries of %d", len(exactRes), g.count)
+		return o, nil
+	}
 	type cand struct {
 		d  float64
 		id string
 	}
 	total := 0.0
 	for q := 0; q < g.count; q++ {
-		query := qs[q*g.dim : (q+1)*g.dim]
-		all := make([]cand, 0, len(mc.vecs))
-		for id, v := range mc.vecs {
-			if len(v) == g.dim {
-				all = append(all, cand{distance(mc.metric, query, v), id})
-			}
-		}
-		sort.Slice(all, func(i, j int) bool {
-			if all[i].d != all[j].d {
-				return all[i].d < all[j].d
-			}
-			return all[i].id < all[j].id
-		})
-		want := min(k, len(all))
 		exact := map[string]bool{}
-		for _, c := range all[:want] {
-			exact[c.id] = true
+		want := 0
+		if exactRes != nil {
+			if q < len(exactRes) {
+				for _, h := range exactRes[q] {
+					exact[h.ID] = true
+				}
+			}
+			want = len(exact)
+		} else {
+			query := qs[q*g.dim : (q+1)*g.dim]
+			all := make([]cand, 0, len(mc.vecs))
+			for id, v := range mc.vecs {
+				if len(v) == g.dim {
+					all = append(all, cand{distance(mc.metric, query, v), id})
+				}
+			}
+			sort.Slice(all, func(i, j int) bool {
+				if all[i].d != all[j].d {
+					return all[i].d < all[j].d
+				}
+				return all[i].id < all[j].id
+			})
+			want = min(k, len(all))
+			for _, c := range all[:want] {
+				exact[c.id] = true
+			}
 		}
 		hits := res[q]
 		if len(hits) > k && o.problem == "" {
@@ -1499,7 +1581,7 @@ func check(op string, step map[string]any, o outcome) (string, error) {
 // ---- case files --------------------------------------------------------------------------------
 
 var capabilities = map[string]bool{"index:flat": true, "index:hnsw": true, "metric:l2": true,
-	"metric:ip": true, "metric:cosine": true, "metadata": true}
+	"metric:ip": true, "metric:cosine": true, "metadata": true, "filter": true}
 var knownTags = map[string]bool{"index:flat": true, "index:hnsw": true, "metric:l2": true,
 	"metric:ip": true, "metric:cosine": true, "metadata": true, "filter": true}
 

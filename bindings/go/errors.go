@@ -93,7 +93,7 @@ func errDimension(msg string) error { return newError("DIMENSION_MISMATCH", msg)
 type callBuf struct {
 	sx.Errbuf
 	out   uintptr
-	shape [5]uint64 // a result's shape, then (one query) its two hit offsets
+	shape [6]uint64 // a result's shape, then (one query) its two hit offsets
 	dist  [256]float32
 	idoff [257]uint64
 }

@@ -36,10 +36,12 @@
  *   written so that go vet passes).
  *
  * Hand-written additions (documented in bindings/go/README.md): sx_go_search (the
- * search and the copy of its hits in one crossing), sx_go_results_take,
- * sx_go_results_shape, sx_go_results_copy, sx_go_records_shape, sx_go_records_copy and
- * sx_go_record_vector, which copy results and records into Go slices in a constant
- * number of crossings, and sx_go_bench_search for the benchmarks.
+ * search and the copy of its hits in one crossing), sx_go_search_batch (the batch
+ * search with its filter), sx_go_results_take, sx_go_results_shape, sx_go_results_copy,
+ * sx_go_results_extra, sx_go_records_shape, sx_go_records_copy and sx_go_record_vector,
+ * which copy results and records into Go slices in a constant number of crossings, and
+ * sx_go_bench_search for the benchmarks. The filter of a search is a Go []byte passed
+ * beside the options struct, since a Go struct holding a slice may not cross into C.
  */
 
 %{
@@ -51,6 +53,8 @@ typedef struct sx_go_search_opts {
   uint32_t ef;
   uint32_t threads;
   uintptr_t cancel_token;
+  uint32_t include;
+  uint32_t exact;
 } sx_go_search_opts;
 
 typedef struct sx_go_write_opts {
@@ -67,6 +71,18 @@ typedef struct sx_go_backup_opts {
 
 /* A non-NULL pointer for an empty Go slice: the core treats NULL as a missing argument. */
 static const char sx_go_nothing[8] = {0};
+
+/* The options with the filter: go_filter is the filter's JSON text with its NUL, or
+ * nil for none. */
+static const sx_search_options *sx_go_filtered(const sx_search_options *opts, sx_search_options *tmp,
+                                               const char *go_filter, size_t go_filter_len) {
+  if (!go_filter) return opts;
+  if (opts) *tmp = *opts;
+  else sx_search_options_init(tmp, SX_SEARCH_OPTIONS_VERSION);
+  /* A filter without its NUL (not what the Go layer sends) reads as the empty text. */
+  tmp->filter = go_filter_len && go_filter[go_filter_len - 1] == '\0' ? go_filter : "";
+  return tmp;
+}
 %}
 
 /* ---- strings out ------------------------------------------------------------------ */
@@ -176,6 +192,8 @@ SX_GO_OUT_SLICE(uint64_t *go_idoff, size_t go_idoff_len, "[]uint64")
 SX_GO_OUT_SLICE(char *go_ids, size_t go_ids_len, "[]byte")
 SX_GO_OUT_SLICE(uint64_t *go_metaoff, size_t go_metaoff_len, "[]uint64")
 SX_GO_OUT_SLICE(char *go_meta, size_t go_meta_len, "[]byte")
+SX_GO_OUT_SLICE(float *go_vec, size_t go_vec_len, "[]float32")
+SX_GO_OUT_SLICE(const char *go_filter, size_t go_filter_len, "[]byte")
 
 /* Search with one query: the slice gives both the pointer and the dimension. */
 %typemap(gotype) (const float *query, size_t dim) "[]float32"
@@ -194,6 +212,8 @@ SX_GO_OUT_SLICE(char *go_meta, size_t go_meta_len, "[]byte")
     sx_opts.ef = g->ef;
     sx_opts.threads = g->threads;
     sx_opts.cancel_token = (sx_cancel *)g->cancel_token;
+    sx_opts.include = g->include;
+    sx_opts.exact = g->exact;
     $1 = &sx_opts;
   } else {
     $1 = NULL;
@@ -247,6 +267,9 @@ SX_GO_OUT_SLICE(char *go_meta, size_t go_meta_len, "[]byte")
 /* The cancel hook is for C callers: Go uses cancel tokens (no callback per poll). */
 %ignore sx_search_options::cancel;
 %ignore sx_search_options::cancel_ctx;
+/* The filter is a Go []byte passed beside the options (sx_go_search,
+ * sx_go_search_batch): a Go struct holding a slice may not cross into C. */
+%ignore sx_search_options::filter;
 
 /* The char* arrays of sx_write_upsert and sx_write_delete would need one C string per
  * id; Go uses the packed forms, which take one buffer. */
@@ -263,12 +286,17 @@ SX_GO_OUT_SLICE(char *go_meta, size_t go_meta_len, "[]byte")
 %ignore sx_records_found_data;
 %ignore sx_records_id_data;
 %ignore sx_records_metadata_data;
+%ignore sx_results_vector;
+%ignore sx_results_vectors;
+%ignore sx_results_metadata_data;
 
 /* ---- hand-written helpers: copying results into Go slices ----------------------------------- */
 
 %inline %{
 /* The shape of search results, in go_u64 (at least 3): queries, total hits, and the
- * bytes of all ids (without NULs). */
+ * bytes of all ids (without NULs); when go_u64 holds 6, also whether metadata was
+ * included (0 or 1), the bytes of all metadata texts (NULs included), and the
+ * dimension of the included vectors (0: none). */
 void sx_go_results_shape(const sx_results *res, uint64_t *go_u64, size_t go_u64_len) {
   if (go_u64_len < 3) return;
   size_t total = sx_results_total(res);
@@ -277,6 +305,33 @@ void sx_go_results_shape(const sx_results *res, uint64_t *go_u64, size_t go_u64_
   go_u64[0] = sx_results_queries(res);
   go_u64[1] = total;
   go_u64[2] = idoff ? idoff[total] : 0;
+  if (go_u64_len < 6) return;
+  const size_t *moff = NULL;
+  (void)sx_results_metadata_data(res, &moff);
+  go_u64[3] = moff != NULL;
+  go_u64[4] = moff ? moff[total] : 0;
+  go_u64[5] = sx_results_dim(res);
+}
+
+/* Copies what the hits carry besides ids and distances into Go slices sized from
+ * sx_go_results_shape: go_metaoff the total + 1 metadata offsets and go_meta the
+ * texts (when metadata was included), go_vec the total * dim vector components (when
+ * vectors were). Returns 0, or -1 when a slice is too short (nothing is copied then). */
+int sx_go_results_extra(const sx_results *res, uint64_t *go_metaoff, size_t go_metaoff_len,
+                        char *go_meta, size_t go_meta_len, float *go_vec, size_t go_vec_len) {
+  size_t total = sx_results_total(res), dim = sx_results_dim(res);
+  const size_t *moff = NULL;
+  const char *meta = sx_results_metadata_data(res, &moff);
+  const float *vec = sx_results_vectors(res);
+  if (!res || (moff && (go_metaoff_len < total + 1 || go_meta_len < moff[total])) ||
+      (vec && go_vec_len < total * dim))
+    return -1;
+  if (moff) {
+    for (size_t i = 0; i <= total; i++) go_metaoff[i] = moff[i];
+    if (moff[total]) memcpy(go_meta, meta, moff[total]);
+  }
+  if (vec && total * dim) memcpy(go_vec, vec, total * dim * sizeof(float));
+  return 0;
 }
 
 /* Copies results into Go slices sized from sx_go_results_shape: go_u64 the nq + 1 hit
@@ -362,16 +417,30 @@ int sx_go_records_copy(const sx_records *recs, float *go_f32, size_t go_f32_len,
 
 /* sx_collection_search and sx_go_results_take in one crossing: the search's status;
  * on SX_OK, *out is NULL when the hits were copied into the slices (and the results
- * freed), else the results, for the caller to copy out and free. */
+ * freed), else the results, for the caller to copy out and free (always when the hits
+ * carry metadata or vectors). go_filter as for sx_go_filtered. */
 sx_status sx_go_search(sx_collection *c, const float *query, size_t dim, size_t k,
                        const sx_search_options *opts, sx_results **out, sx_error *err,
+                       const char *go_filter, size_t go_filter_len,
                        uint64_t *go_u64, size_t go_u64_len, float *go_f32, size_t go_f32_len,
                        uint64_t *go_u64b, size_t go_u64b_len, char *go_bytes, size_t go_bytes_len) {
+  sx_search_options tmp;
+  opts = sx_go_filtered(opts, &tmp, go_filter, go_filter_len);
   sx_status st = sx_collection_search(c, query, dim, k, opts, out, err);
-  if (st == SX_OK && sx_go_results_take(*out, go_u64, go_u64_len, go_f32, go_f32_len, go_u64b,
-                                        go_u64b_len, go_bytes, go_bytes_len) == 0)
+  if (st == SX_OK && !(opts && opts->include) &&
+      sx_go_results_take(*out, go_u64, go_u64_len, go_f32, go_f32_len, go_u64b, go_u64b_len,
+                         go_bytes, go_bytes_len) == 0)
     *out = NULL;
   return st;
+}
+
+/* sx_collection_search_batch with the filter (go_filter as for sx_go_filtered). */
+sx_status sx_go_search_batch(sx_collection *c, const float *queries, size_t nq, size_t dim, size_t k,
+                             const sx_search_options *opts, sx_results **out, sx_error *err,
+                             const char *go_filter, size_t go_filter_len) {
+  sx_search_options tmp;
+  return sx_collection_search_batch(c, queries, nq, dim, k,
+                                    sx_go_filtered(opts, &tmp, go_filter, go_filter_len), out, err);
 }
 
 /* A record's vector: its dimension, and as much of it as fits copied into go_f32. */

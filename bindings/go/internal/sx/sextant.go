@@ -44,110 +44,124 @@ typedef _goslice_ swig_type_14;
 typedef _goslice_ swig_type_15;
 typedef _goslice_ swig_type_16;
 typedef _goslice_ swig_type_17;
-typedef long long swig_type_18;
+typedef _goslice_ swig_type_18;
 typedef _goslice_ swig_type_19;
 typedef _goslice_ swig_type_20;
-typedef _goslice_ swig_type_21;
+typedef long long swig_type_21;
 typedef _goslice_ swig_type_22;
-typedef long long swig_type_23;
+typedef _goslice_ swig_type_23;
 typedef _goslice_ swig_type_24;
 typedef _goslice_ swig_type_25;
-typedef long long swig_type_26;
-typedef long long swig_type_27;
+typedef _goslice_ swig_type_26;
+typedef _goslice_ swig_type_27;
 typedef long long swig_type_28;
 typedef long long swig_type_29;
-typedef _gostring_ swig_type_30;
-typedef _gostring_ swig_type_31;
-typedef _gostring_ swig_type_32;
-typedef _gostring_ swig_type_33;
-typedef long long swig_type_34;
+typedef long long swig_type_30;
+typedef _goslice_ swig_type_31;
+typedef long long swig_type_32;
+typedef _goslice_ swig_type_33;
+typedef _goslice_ swig_type_34;
 typedef long long swig_type_35;
 typedef long long swig_type_36;
 typedef long long swig_type_37;
 typedef long long swig_type_38;
-typedef long long swig_type_39;
-typedef long long swig_type_40;
-typedef long long swig_type_41;
-typedef long long swig_type_42;
+typedef _gostring_ swig_type_39;
+typedef _gostring_ swig_type_40;
+typedef _gostring_ swig_type_41;
+typedef _gostring_ swig_type_42;
 typedef long long swig_type_43;
 typedef long long swig_type_44;
 typedef long long swig_type_45;
 typedef long long swig_type_46;
-typedef _gostring_ swig_type_47;
-typedef _gostring_ swig_type_48;
-typedef _gostring_ swig_type_49;
-typedef _gostring_ swig_type_50;
+typedef long long swig_type_47;
+typedef long long swig_type_48;
+typedef long long swig_type_49;
+typedef long long swig_type_50;
 typedef long long swig_type_51;
 typedef long long swig_type_52;
-typedef _gostring_ swig_type_53;
-typedef _gostring_ swig_type_54;
+typedef long long swig_type_53;
+typedef long long swig_type_54;
 typedef long long swig_type_55;
 typedef _gostring_ swig_type_56;
-typedef long long swig_type_57;
+typedef _gostring_ swig_type_57;
 typedef _gostring_ swig_type_58;
-typedef long long swig_type_59;
-typedef _goslice_ swig_type_60;
-typedef _goslice_ swig_type_61;
-typedef _goslice_ swig_type_62;
-typedef long long swig_type_63;
-typedef _goslice_ swig_type_64;
-typedef _goslice_ swig_type_65;
-typedef _gostring_ swig_type_66;
-typedef long long swig_type_67;
-typedef _goslice_ swig_type_68;
+typedef _gostring_ swig_type_59;
+typedef long long swig_type_60;
+typedef long long swig_type_61;
+typedef _gostring_ swig_type_62;
+typedef _gostring_ swig_type_63;
+typedef long long swig_type_64;
+typedef _gostring_ swig_type_65;
+typedef long long swig_type_66;
+typedef _gostring_ swig_type_67;
+typedef long long swig_type_68;
 typedef _goslice_ swig_type_69;
-typedef _gostring_ swig_type_70;
-typedef _gostring_ swig_type_71;
+typedef _goslice_ swig_type_70;
+typedef _goslice_ swig_type_71;
 typedef long long swig_type_72;
-typedef long long swig_type_73;
-typedef long long swig_type_74;
-typedef long long swig_type_75;
+typedef _goslice_ swig_type_73;
+typedef _goslice_ swig_type_74;
+typedef _gostring_ swig_type_75;
 typedef long long swig_type_76;
-typedef long long swig_type_77;
-typedef long long swig_type_78;
-typedef long long swig_type_79;
+typedef _goslice_ swig_type_77;
+typedef _goslice_ swig_type_78;
+typedef _gostring_ swig_type_79;
 typedef _gostring_ swig_type_80;
-typedef _gostring_ swig_type_81;
-typedef _gostring_ swig_type_82;
-typedef _goslice_ swig_type_83;
+typedef long long swig_type_81;
+typedef long long swig_type_82;
+typedef long long swig_type_83;
 typedef long long swig_type_84;
-typedef _goslice_ swig_type_85;
+typedef long long swig_type_85;
 typedef long long swig_type_86;
 typedef long long swig_type_87;
 typedef long long swig_type_88;
-typedef long long swig_type_89;
-typedef long long swig_type_90;
-typedef long long swig_type_91;
-typedef _gostring_ swig_type_92;
+typedef _gostring_ swig_type_89;
+typedef _gostring_ swig_type_90;
+typedef _gostring_ swig_type_91;
+typedef _goslice_ swig_type_92;
 typedef long long swig_type_93;
-typedef long long swig_type_94;
+typedef _goslice_ swig_type_94;
 typedef long long swig_type_95;
 typedef long long swig_type_96;
 typedef long long swig_type_97;
 typedef long long swig_type_98;
-typedef _goslice_ swig_type_99;
-typedef _goslice_ swig_type_100;
-typedef long long swig_type_101;
+typedef long long swig_type_99;
+typedef long long swig_type_100;
+typedef _gostring_ swig_type_101;
 typedef long long swig_type_102;
 typedef long long swig_type_103;
-typedef _gostring_ swig_type_104;
+typedef long long swig_type_104;
 typedef long long swig_type_105;
-typedef _gostring_ swig_type_106;
-typedef long long swig_type_107;
-typedef _gostring_ swig_type_108;
+typedef long long swig_type_106;
+typedef _gostring_ swig_type_107;
+typedef long long swig_type_108;
 typedef long long swig_type_109;
 typedef long long swig_type_110;
 typedef _gostring_ swig_type_111;
 typedef long long swig_type_112;
-typedef long long swig_type_113;
-typedef long long swig_type_114;
+typedef _goslice_ swig_type_113;
+typedef _goslice_ swig_type_114;
 typedef long long swig_type_115;
 typedef long long swig_type_116;
 typedef long long swig_type_117;
-typedef long long swig_type_118;
+typedef _gostring_ swig_type_118;
 typedef long long swig_type_119;
-typedef long long swig_type_120;
+typedef _gostring_ swig_type_120;
 typedef long long swig_type_121;
+typedef _gostring_ swig_type_122;
+typedef long long swig_type_123;
+typedef long long swig_type_124;
+typedef _gostring_ swig_type_125;
+typedef long long swig_type_126;
+typedef long long swig_type_127;
+typedef long long swig_type_128;
+typedef long long swig_type_129;
+typedef long long swig_type_130;
+typedef long long swig_type_131;
+typedef long long swig_type_132;
+typedef long long swig_type_133;
+typedef long long swig_type_134;
+typedef long long swig_type_135;
 extern void _wrap_Swig_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_Swig_malloc_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern void _wrap_delete_sx_db_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -159,15 +173,17 @@ extern void _wrap_delete_sx_record_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_delete_sx_results_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_delete_sx_cancel_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_go_results_shape_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_1 arg2);
-extern swig_intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_2 arg2, swig_type_3 arg3, swig_type_4 arg4, swig_type_5 arg5);
-extern swig_intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_6 arg2, swig_type_7 arg3, swig_type_8 arg4, swig_type_9 arg5);
-extern void _wrap_sx_go_records_shape_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_10 arg2);
-extern swig_intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_11 arg2, swig_type_12 arg3, swig_type_13 arg4, swig_type_14 arg5, swig_type_15 arg6, swig_type_16 arg7);
-extern swig_intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_17 arg2, swig_type_18 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6, swig_type_19 arg7, swig_type_20 arg8, swig_type_21 arg9, swig_type_22 arg10);
-extern swig_type_23 _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_24 arg2);
-extern double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_25 arg2, swig_type_26 arg3, swig_type_27 arg4, swig_type_28 arg5, swig_type_29 arg6);
+extern swig_intgo _wrap_sx_go_results_extra_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_2 arg2, swig_type_3 arg3, swig_type_4 arg4);
+extern swig_intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_5 arg2, swig_type_6 arg3, swig_type_7 arg4, swig_type_8 arg5);
+extern swig_intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_9 arg2, swig_type_10 arg3, swig_type_11 arg4, swig_type_12 arg5);
+extern void _wrap_sx_go_records_shape_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_13 arg2);
+extern swig_intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_14 arg2, swig_type_15 arg3, swig_type_16 arg4, swig_type_17 arg5, swig_type_18 arg6, swig_type_19 arg7);
+extern swig_intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_20 arg2, swig_type_21 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6, swig_type_22 arg7, swig_type_23 arg8, swig_type_24 arg9, swig_type_25 arg10, swig_type_26 arg11);
+extern swig_intgo _wrap_sx_go_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_27 arg2, swig_type_28 arg3, swig_type_29 arg4, swig_type_30 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8, swig_type_31 arg9);
+extern swig_type_32 _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_33 arg2);
+extern double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_34 arg2, swig_type_35 arg3, swig_type_36 arg4, swig_type_37 arg5, swig_type_38 arg6);
 extern swig_intgo _wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b(void);
-extern swig_type_30 _wrap_sx_version_sx_315f6cb984b9b85b(void);
+extern swig_type_39 _wrap_sx_version_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_sx_version_number_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_sx_format_version_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_OK_sx_315f6cb984b9b85b(void);
@@ -185,7 +201,7 @@ extern swig_intgo _wrap_SX_FULL_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_NOMEM_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_VERSION_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_CANCELLED_sx_315f6cb984b9b85b(void);
-extern swig_type_31 _wrap_sx_status_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_type_40 _wrap_sx_status_name_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern swig_intgo _wrap_sx_cancel_new_sx_315f6cb984b9b85b(swig_voidp arg1, swig_voidp arg2);
 extern void _wrap_sx_cancel_set_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_cancel_reset_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -210,9 +226,9 @@ extern swig_intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(uintptr_
 extern uintptr_t _wrap_new_sx_open_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_32 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_41 arg2, uintptr_t arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_33 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_42 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
 extern void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -228,22 +244,22 @@ extern void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, sw
 extern swig_intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_34 arg2);
-extern swig_type_35 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_36 arg2);
-extern swig_type_37 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_38 arg2);
-extern swig_type_39 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_40 arg2);
-extern swig_type_41 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_42 arg2);
-extern swig_type_43 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_43 arg2);
+extern swig_type_44 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_45 arg2);
+extern swig_type_46 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_47 arg2);
+extern swig_type_48 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_49 arg2);
+extern swig_type_50 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_51 arg2);
+extern swig_type_52 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_44 arg2);
-extern swig_type_45 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_53 arg2);
+extern swig_type_54 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_db_stats_sx_315f6cb984b9b85b(void);
@@ -257,15 +273,15 @@ extern swig_intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(uintptr_t arg1, swig_
 extern swig_intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2);
 extern swig_intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_46 arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_55 arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b(void);
-extern swig_type_47 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
-extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_48 arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_type_56 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_57 arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -283,8 +299,8 @@ extern void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(uintptr_t arg
 extern swig_intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_49 arg2);
-extern swig_type_50 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_58 arg2);
+extern swig_type_59 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -295,38 +311,38 @@ extern void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(uintptr_t ar
 extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_51 arg2);
-extern swig_type_52 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_60 arg2);
+extern swig_type_61 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_info_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_53 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_54 arg2, swig_voidp arg3);
-extern swig_type_55 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_56 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_57 arg2);
+extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_62 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_63 arg2, swig_voidp arg3);
+extern swig_type_64 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_65 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2);
 extern swig_intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_58 arg2, swig_type_59 arg3, swig_type_60 arg4, swig_type_61 arg5, swig_type_62 arg6, swig_type_63 arg7, swig_type_64 arg8, swig_type_65 arg9, swig_voidp arg10);
-extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2, swig_type_67 arg3, swig_type_68 arg4, swig_type_69 arg5, swig_voidp arg6, swig_voidp arg7);
-extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_70 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_71 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_67 arg2, swig_type_68 arg3, swig_type_69 arg4, swig_type_70 arg5, swig_type_71 arg6, swig_type_72 arg7, swig_type_73 arg8, swig_type_74 arg9, swig_voidp arg10);
+extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_75 arg2, swig_type_76 arg3, swig_type_77 arg4, swig_type_78 arg5, swig_voidp arg6, swig_voidp arg7);
+extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_79 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_80 arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_72 arg2);
-extern swig_type_73 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_74 arg2);
-extern swig_type_75 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_76 arg2);
-extern swig_type_77 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_78 arg2);
-extern swig_type_79 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_81 arg2);
+extern swig_type_82 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_83 arg2);
+extern swig_type_84 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_85 arg2);
+extern swig_type_86 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_87 arg2);
+extern swig_type_88 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_stats_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_80 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_81 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_82 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_89 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_90 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_91 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -335,26 +351,33 @@ extern void _wrap_sx_search_options_cancel_token_set_sx_315f6cb984b9b85b(uintptr
 extern uintptr_t _wrap_sx_search_options_cancel_token_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_threads_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_search_options_include_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_include_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_search_options_exact_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_exact_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_search_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_83 arg2, swig_type_84 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_85 arg2, swig_type_86 arg3, swig_type_87 arg4, swig_type_88 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
-extern swig_type_89 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_90 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_91 arg2);
-extern swig_type_92 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_93 arg2, swig_type_94 arg3);
-extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_95 arg2, swig_type_96 arg3);
-extern swig_type_97 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_98 arg2, swig_type_99 arg3, swig_type_100 arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_type_101 _wrap_sx_records_count_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_102 _wrap_sx_records_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_103 arg2);
-extern swig_type_104 _wrap_sx_records_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_105 arg2);
-extern swig_type_106 _wrap_sx_records_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_107 arg2);
+extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_92 arg2, swig_type_93 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_94 arg2, swig_type_95 arg3, swig_type_96 arg4, swig_type_97 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
+extern swig_type_98 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_99 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_100 arg2);
+extern swig_type_101 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_102 arg2, swig_type_103 arg3);
+extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_104 arg2, swig_type_105 arg3);
+extern swig_type_106 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_107 _wrap_sx_results_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_108 arg2, swig_type_109 arg3);
+extern swig_type_110 _wrap_sx_results_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_filter_check_sx_315f6cb984b9b85b(swig_type_111 arg1, swig_voidp arg2);
+extern swig_intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_112 arg2, swig_type_113 arg3, swig_type_114 arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_type_115 _wrap_sx_records_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_116 _wrap_sx_records_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_117 arg2);
+extern swig_type_118 _wrap_sx_records_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_119 arg2);
+extern swig_type_120 _wrap_sx_records_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_121 arg2);
 extern void _wrap_sx_records_free_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_108 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_109 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_110 _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_122 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_123 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_124 _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_cursor_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -365,21 +388,21 @@ extern swig_intgo _wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(uint
 extern uintptr_t _wrap_new_sx_backup_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_111 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_125 arg2, swig_voidp arg3, swig_voidp arg4);
 extern void _wrap_sx_space_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_space_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_space_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_space_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_112 arg2);
-extern swig_type_113 _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_114 arg2);
-extern swig_type_115 _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_116 arg2);
-extern swig_type_117 _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_118 arg2);
-extern swig_type_119 _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_120 arg2);
-extern swig_type_121 _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_126 arg2);
+extern swig_type_127 _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_128 arg2);
+extern swig_type_129 _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_130 arg2);
+extern swig_type_131 _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_132 arg2);
+extern swig_type_133 _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_134 arg2);
+extern swig_type_135 _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_space_stats_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_space_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_read_space_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
@@ -598,6 +621,25 @@ func Sx_go_results_shape(arg1 Sx_results, arg2 []uint64) {
 	}
 }
 
+func Sx_go_results_extra(arg1 Sx_results, arg2 []uint64, arg3 []byte, arg4 []float32) (_swig_ret int) {
+	var swig_r int
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	swig_r = (int)(C._wrap_sx_go_results_extra_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_2)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_3)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_3))))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg2
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg3
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg4
+	}
+	return swig_r
+}
+
 func Sx_go_results_copy(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []uint64, arg5 []byte) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
@@ -605,7 +647,7 @@ func Sx_go_results_copy(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_sx_go_results_copy_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_2)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_3)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_4))))
+	swig_r = (int)(C._wrap_sx_go_results_copy_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_6)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_4))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -628,7 +670,7 @@ func Sx_go_results_take(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_sx_go_results_take_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_6)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_4))))
+	swig_r = (int)(C._wrap_sx_go_results_take_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_10)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_4))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -647,7 +689,7 @@ func Sx_go_results_take(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 func Sx_go_records_shape(arg1 Struct_SS_sx_records, arg2 []uint64) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	C._wrap_sx_go_records_shape_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_10)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_go_records_shape_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -662,7 +704,7 @@ func Sx_go_records_copy(arg1 Struct_SS_sx_records, arg2 []float32, arg3 []byte, 
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (int)(C._wrap_sx_go_records_copy_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_14)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_15)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_16)(unsafe.Pointer(&_swig_i_6))))
+	swig_r = (int)(C._wrap_sx_go_records_copy_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_14)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_15)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_16)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_17)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_18)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_6))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -684,7 +726,7 @@ func Sx_go_records_copy(arg1 Struct_SS_sx_records, arg2 []float32, arg3 []byte, 
 	return swig_r
 }
 
-func Sx_go_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *SearchOpts, arg5 *uintptr, arg6 *Errbuf, arg7 []uint64, arg8 []float32, arg9 []uint64, arg10 []byte) (_swig_ret Sx_status) {
+func Sx_go_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *SearchOpts, arg5 *uintptr, arg6 *Errbuf, arg7 []byte, arg8 []uint64, arg9 []float32, arg10 []uint64, arg11 []byte) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
@@ -696,7 +738,8 @@ func Sx_go_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *SearchOp
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sx_status)(C._wrap_sx_go_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_17)(unsafe.Pointer(&_swig_i_1)), C.swig_type_18(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_21)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_9))))
+	_swig_i_10 := arg11
+	swig_r = (Sx_status)(C._wrap_sx_go_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_1)), C.swig_type_21(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_23)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_24)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_25)(unsafe.Pointer(&_swig_i_9)), *(*C.swig_type_26)(unsafe.Pointer(&_swig_i_10))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -712,6 +755,30 @@ func Sx_go_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *SearchOp
 	if Swig_escape_always_false {
 		Swig_escape_val = arg10
 	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg11
+	}
+	return swig_r
+}
+
+func Sx_go_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 int64, arg5 int64, arg6 *SearchOpts, arg7 *uintptr, arg8 *Errbuf, arg9 []byte) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	_swig_i_3 := arg4
+	_swig_i_4 := arg5
+	_swig_i_5 := arg6
+	_swig_i_6 := arg7
+	_swig_i_7 := arg8
+	_swig_i_8 := arg9
+	swig_r = (Sx_status)(C._wrap_sx_go_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_27)(unsafe.Pointer(&_swig_i_1)), C.swig_type_28(_swig_i_2), C.swig_type_29(_swig_i_3), C.swig_type_30(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7), *(*C.swig_type_31)(unsafe.Pointer(&_swig_i_8))))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg2
+	}
+	if Swig_escape_always_false {
+		Swig_escape_val = arg9
+	}
 	return swig_r
 }
 
@@ -719,7 +786,7 @@ func Sx_go_record_vector(arg1 Sx_record, arg2 []float32) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_24)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_33)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -734,7 +801,7 @@ func Sx_go_bench_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 int
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_25)(unsafe.Pointer(&_swig_i_1)), C.swig_type_26(_swig_i_2), C.swig_type_27(_swig_i_3), C.swig_type_28(_swig_i_4), C.swig_type_29(_swig_i_5)))
+	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_34)(unsafe.Pointer(&_swig_i_1)), C.swig_type_35(_swig_i_2), C.swig_type_36(_swig_i_3), C.swig_type_37(_swig_i_4), C.swig_type_38(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1109,7 +1176,7 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_32)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1269,7 +1336,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_size() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_34(_swig_i_1))
+	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_43(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
@@ -1282,7 +1349,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_frames(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_36(_swig_i_1))
+	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_45(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
@@ -1295,7 +1362,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_backfilled(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_38(_swig_i_1))
+	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_47(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
@@ -1308,7 +1375,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCommits(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_40(_swig_i_1))
+	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_49(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
@@ -1321,7 +1388,7 @@ func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCheckpoints(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_42(_swig_i_1))
+	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_51(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCheckpoints() (_swig_ret uint64) {
@@ -1360,7 +1427,7 @@ func (arg1 SwigcptrSx_db_stats) GetReader_slots() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_lag(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_44(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_53(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_lag() (_swig_ret uint64) {
@@ -1505,7 +1572,7 @@ func Sx_write_set_user_version(arg1 Sx_write, arg2 uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_46(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_55(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1581,7 +1648,7 @@ func Sx_metric_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_statu
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_48)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_57)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1738,7 +1805,7 @@ func (arg1 SwigcptrSx_collection_info) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1822,7 +1889,7 @@ func (arg1 SwigcptrSx_collection_info) GetHnsw_ef_construction() (_swig_ret uint
 func (arg1 SwigcptrSx_collection_info) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_51(_swig_i_1))
+	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_60(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetCount() (_swig_ret uint64) {
@@ -1872,7 +1939,7 @@ func Sx_write_create_collection(arg1 Sx_write, arg2 string, arg3 Sx_collection_o
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_53)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1884,7 +1951,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_54)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_63)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1902,7 +1969,7 @@ func Sx_names_get(arg1 Sx_names, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_57(_swig_i_1))
+	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_66(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -1939,7 +2006,7 @@ func Sx_write_upsert_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_1)), C.swig_type_59(_swig_i_2), *(*C.swig_type_60)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_61)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_5)), C.swig_type_63(_swig_i_6), *(*C.swig_type_64)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_65)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
+	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_67)(unsafe.Pointer(&_swig_i_1)), C.swig_type_68(_swig_i_2), *(*C.swig_type_69)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_70)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_71)(unsafe.Pointer(&_swig_i_5)), C.swig_type_72(_swig_i_6), *(*C.swig_type_73)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1970,7 +2037,7 @@ func Sx_write_delete_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_66)(unsafe.Pointer(&_swig_i_1)), C.swig_type_67(_swig_i_2), *(*C.swig_type_68)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_69)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
+	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_75)(unsafe.Pointer(&_swig_i_1)), C.swig_type_76(_swig_i_2), *(*C.swig_type_77)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_78)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1989,7 +2056,7 @@ func Sx_read_collection(arg1 Sx_read, arg2 string, arg3 *uintptr, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_70)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_79)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2002,7 +2069,7 @@ func Sx_write_collection(arg1 Sx_write, arg2 string, arg3 *uintptr, arg4 *Errbuf
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_71)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_80)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2052,7 +2119,7 @@ func (arg1 SwigcptrSx_collection_stats) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_stats) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_72(_swig_i_1))
+	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_81(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
@@ -2065,7 +2132,7 @@ func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetSlots(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_74(_swig_i_1))
+	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_83(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
@@ -2078,7 +2145,7 @@ func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetDead(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_76(_swig_i_1))
+	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_85(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
@@ -2091,7 +2158,7 @@ func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetFree(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_78(_swig_i_1))
+	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_87(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetFree() (_swig_ret uint64) {
@@ -2144,7 +2211,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_80)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_89)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2171,7 +2238,9 @@ func Sx_record_metadata(arg1 Sx_record) (_swig_ret string) {
 	return swig_r_1
 }
 
-const SX_SEARCH_OPTIONS_VERSION int = 2
+const SX_SEARCH_OPTIONS_VERSION int = 3
+const SX_INCLUDE_METADATA uint = 1
+const SX_INCLUDE_VECTOR uint = 2
 
 type SwigcptrSx_search_options uintptr
 
@@ -2234,6 +2303,32 @@ func (arg1 SwigcptrSx_search_options) GetThreads() (_swig_ret uint) {
 	return swig_r
 }
 
+func (arg1 SwigcptrSx_search_options) SetInclude(arg2 uint) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_search_options_include_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_search_options) GetInclude() (_swig_ret uint) {
+	var swig_r uint
+	_swig_i_0 := arg1
+	swig_r = (uint)(C._wrap_sx_search_options_include_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func (arg1 SwigcptrSx_search_options) SetExact(arg2 uint) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_search_options_exact_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_search_options) GetExact() (_swig_ret uint) {
+	var swig_r uint
+	_swig_i_0 := arg1
+	swig_r = (uint)(C._wrap_sx_search_options_exact_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
 func NewSx_search_options() (_swig_ret Sx_search_options) {
 	var swig_r Sx_search_options
 	swig_r = (Sx_search_options)(SwigcptrSx_search_options(C._wrap_new_sx_search_options_sx_315f6cb984b9b85b()))
@@ -2256,6 +2351,10 @@ type Sx_search_options interface {
 	GetCancel_token() (_swig_ret Sx_cancel)
 	SetThreads(arg2 uint)
 	GetThreads() (_swig_ret uint)
+	SetInclude(arg2 uint)
+	GetInclude() (_swig_ret uint)
+	SetExact(arg2 uint)
+	GetExact() (_swig_ret uint)
 }
 
 func Sx_search_options_init(arg1 Sx_search_options, arg2 uint) (_swig_ret Sx_status) {
@@ -2274,7 +2373,7 @@ func Sx_collection_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_83)(unsafe.Pointer(&_swig_i_1)), C.swig_type_84(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_92)(unsafe.Pointer(&_swig_i_1)), C.swig_type_93(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2291,7 +2390,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
 	_swig_i_7 := arg8
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_85)(unsafe.Pointer(&_swig_i_1)), C.swig_type_86(_swig_i_2), C.swig_type_87(_swig_i_3), C.swig_type_88(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_94)(unsafe.Pointer(&_swig_i_1)), C.swig_type_95(_swig_i_2), C.swig_type_96(_swig_i_3), C.swig_type_97(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2309,7 +2408,7 @@ func Sx_results_count(arg1 Sx_results, arg2 int64) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_91(_swig_i_1)))
+	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_100(_swig_i_1)))
 	return swig_r
 }
 
@@ -2318,7 +2417,7 @@ func Sx_results_id(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_93(_swig_i_1), C.swig_type_94(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_102(_swig_i_1), C.swig_type_103(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2330,7 +2429,7 @@ func Sx_results_distance(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret flo
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_95(_swig_i_1), C.swig_type_96(_swig_i_2)))
+	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_104(_swig_i_1), C.swig_type_105(_swig_i_2)))
 	return swig_r
 }
 
@@ -2338,6 +2437,36 @@ func Sx_results_total(arg1 Sx_results) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	swig_r = (int64)(C._wrap_sx_results_total_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func Sx_results_metadata(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
+	var swig_r string
+	_swig_i_0 := getSwigcptr(arg1)
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	swig_r_p := C._wrap_sx_results_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_108(_swig_i_1), C.swig_type_109(_swig_i_2))
+	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
+	var swig_r_1 string
+	swig_r_1 = sxCopyString(swig_r)
+	return swig_r_1
+}
+
+func Sx_results_dim(arg1 Sx_results) (_swig_ret int64) {
+	var swig_r int64
+	_swig_i_0 := getSwigcptr(arg1)
+	swig_r = (int64)(C._wrap_sx_results_dim_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
+func Sx_filter_check(arg1 string, arg2 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	swig_r = (Sx_status)(C._wrap_sx_filter_check_sx_315f6cb984b9b85b(*(*C.swig_type_111)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1)))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg1
+	}
 	return swig_r
 }
 
@@ -2349,7 +2478,7 @@ func Sx_collection_get_packed(arg1 Sx_collection, arg2 int64, arg3 []byte, arg4 
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_98(_swig_i_1), *(*C.swig_type_99)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_100)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_112(_swig_i_1), *(*C.swig_type_113)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_114)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg3
 	}
@@ -2377,7 +2506,7 @@ func Sx_records_found(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_sx_records_found_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_103(_swig_i_1)))
+	swig_r = (int)(C._wrap_sx_records_found_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_117(_swig_i_1)))
 	return swig_r
 }
 
@@ -2385,7 +2514,7 @@ func Sx_records_id(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_105(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_119(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2396,7 +2525,7 @@ func Sx_records_metadata(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret strin
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_107(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_121(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2414,7 +2543,7 @@ func Sx_collection_cursor(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_108)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_122)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2427,7 +2556,7 @@ func Sx_cursor_next(arg1 Struct_SS_sx_cursor, arg2 int64, arg3 *uintptr, arg4 *E
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_109(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_123(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
@@ -2529,7 +2658,7 @@ func Sx_db_backup(arg1 Sx_db, arg2 string, arg3 *BackupOpts, arg4 *Errbuf) (_swi
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_111)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_125)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2574,7 +2703,7 @@ func (arg1 SwigcptrSx_space_stats) GetPage_size() (_swig_ret uint) {
 func (arg1 SwigcptrSx_space_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_112(_swig_i_1))
+	C._wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_126(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetPage_count() (_swig_ret uint64) {
@@ -2587,7 +2716,7 @@ func (arg1 SwigcptrSx_space_stats) GetPage_count() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetFree_pages(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_114(_swig_i_1))
+	C._wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_128(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetFree_pages() (_swig_ret uint64) {
@@ -2600,7 +2729,7 @@ func (arg1 SwigcptrSx_space_stats) GetFree_pages() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetCollection_pages(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_116(_swig_i_1))
+	C._wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_130(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetCollection_pages() (_swig_ret uint64) {
@@ -2613,7 +2742,7 @@ func (arg1 SwigcptrSx_space_stats) GetCollection_pages() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetLive_bytes(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_118(_swig_i_1))
+	C._wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_132(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetLive_bytes() (_swig_ret uint64) {
@@ -2626,7 +2755,7 @@ func (arg1 SwigcptrSx_space_stats) GetLive_bytes() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetReclaimable_bytes(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_120(_swig_i_1))
+	C._wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_134(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetReclaimable_bytes() (_swig_ret uint64) {

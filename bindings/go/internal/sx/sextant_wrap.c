@@ -239,6 +239,8 @@ typedef struct sx_go_search_opts {
   uint32_t ef;
   uint32_t threads;
   uintptr_t cancel_token;
+  uint32_t include;
+  uint32_t exact;
 } sx_go_search_opts;
 
 typedef struct sx_go_write_opts {
@@ -256,9 +258,23 @@ typedef struct sx_go_backup_opts {
 /* A non-NULL pointer for an empty Go slice: the core treats NULL as a missing argument. */
 static const char sx_go_nothing[8] = {0};
 
+/* The options with the filter: go_filter is the filter's JSON text with its NUL, or
+ * nil for none. */
+static const sx_search_options *sx_go_filtered(const sx_search_options *opts, sx_search_options *tmp,
+                                               const char *go_filter, size_t go_filter_len) {
+  if (!go_filter) return opts;
+  if (opts) *tmp = *opts;
+  else sx_search_options_init(tmp, SX_SEARCH_OPTIONS_VERSION);
+  /* A filter without its NUL (not what the Go layer sends) reads as the empty text. */
+  tmp->filter = go_filter_len && go_filter[go_filter_len - 1] == '\0' ? go_filter : "";
+  return tmp;
+}
+
 
 /* The shape of search results, in go_u64 (at least 3): queries, total hits, and the
- * bytes of all ids (without NULs). */
+ * bytes of all ids (without NULs); when go_u64 holds 6, also whether metadata was
+ * included (0 or 1), the bytes of all metadata texts (NULs included), and the
+ * dimension of the included vectors (0: none). */
 void sx_go_results_shape(const sx_results *res, uint64_t *go_u64, size_t go_u64_len) {
   if (go_u64_len < 3) return;
   size_t total = sx_results_total(res);
@@ -267,6 +283,33 @@ void sx_go_results_shape(const sx_results *res, uint64_t *go_u64, size_t go_u64_
   go_u64[0] = sx_results_queries(res);
   go_u64[1] = total;
   go_u64[2] = idoff ? idoff[total] : 0;
+  if (go_u64_len < 6) return;
+  const size_t *moff = NULL;
+  (void)sx_results_metadata_data(res, &moff);
+  go_u64[3] = moff != NULL;
+  go_u64[4] = moff ? moff[total] : 0;
+  go_u64[5] = sx_results_dim(res);
+}
+
+/* Copies what the hits carry besides ids and distances into Go slices sized from
+ * sx_go_results_shape: go_metaoff the total + 1 metadata offsets and go_meta the
+ * texts (when metadata was included), go_vec the total * dim vector components (when
+ * vectors were). Returns 0, or -1 when a slice is too short (nothing is copied then). */
+int sx_go_results_extra(const sx_results *res, uint64_t *go_metaoff, size_t go_metaoff_len,
+                        char *go_meta, size_t go_meta_len, float *go_vec, size_t go_vec_len) {
+  size_t total = sx_results_total(res), dim = sx_results_dim(res);
+  const size_t *moff = NULL;
+  const char *meta = sx_results_metadata_data(res, &moff);
+  const float *vec = sx_results_vectors(res);
+  if (!res || (moff && (go_metaoff_len < total + 1 || go_meta_len < moff[total])) ||
+      (vec && go_vec_len < total * dim))
+    return -1;
+  if (moff) {
+    for (size_t i = 0; i <= total; i++) go_metaoff[i] = moff[i];
+    if (moff[total]) memcpy(go_meta, meta, moff[total]);
+  }
+  if (vec && total * dim) memcpy(go_vec, vec, total * dim * sizeof(float));
+  return 0;
 }
 
 /* Copies results into Go slices sized from sx_go_results_shape: go_u64 the nq + 1 hit
@@ -352,16 +395,30 @@ int sx_go_records_copy(const sx_records *recs, float *go_f32, size_t go_f32_len,
 
 /* sx_collection_search and sx_go_results_take in one crossing: the search's status;
  * on SX_OK, *out is NULL when the hits were copied into the slices (and the results
- * freed), else the results, for the caller to copy out and free. */
+ * freed), else the results, for the caller to copy out and free (always when the hits
+ * carry metadata or vectors). go_filter as for sx_go_filtered. */
 sx_status sx_go_search(sx_collection *c, const float *query, size_t dim, size_t k,
                        const sx_search_options *opts, sx_results **out, sx_error *err,
+                       const char *go_filter, size_t go_filter_len,
                        uint64_t *go_u64, size_t go_u64_len, float *go_f32, size_t go_f32_len,
                        uint64_t *go_u64b, size_t go_u64b_len, char *go_bytes, size_t go_bytes_len) {
+  sx_search_options tmp;
+  opts = sx_go_filtered(opts, &tmp, go_filter, go_filter_len);
   sx_status st = sx_collection_search(c, query, dim, k, opts, out, err);
-  if (st == SX_OK && sx_go_results_take(*out, go_u64, go_u64_len, go_f32, go_f32_len, go_u64b,
-                                        go_u64b_len, go_bytes, go_bytes_len) == 0)
+  if (st == SX_OK && !(opts && opts->include) &&
+      sx_go_results_take(*out, go_u64, go_u64_len, go_f32, go_f32_len, go_u64b, go_u64b_len,
+                         go_bytes, go_bytes_len) == 0)
     *out = NULL;
   return st;
+}
+
+/* sx_collection_search_batch with the filter (go_filter as for sx_go_filtered). */
+sx_status sx_go_search_batch(sx_collection *c, const float *queries, size_t nq, size_t dim, size_t k,
+                             const sx_search_options *opts, sx_results **out, sx_error *err,
+                             const char *go_filter, size_t go_filter_len) {
+  sx_search_options tmp;
+  return sx_collection_search_batch(c, queries, nq, dim, k,
+                                    sx_go_filtered(opts, &tmp, go_filter, go_filter_len), out, err);
 }
 
 /* A record's vector: its dimension, and as much of it as fits copied into go_f32. */
@@ -521,6 +578,40 @@ void _wrap_sx_go_results_shape_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
 }
 
 
+intgo _wrap_sx_go_results_extra_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3) {
+  sx_results *arg1 = 0 ;
+  uint64_t *arg2 = 0 ;
+  size_t arg3 ;
+  char *arg4 = 0 ;
+  size_t arg5 ;
+  float *arg6 = 0 ;
+  size_t arg7 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_results **)&_swig_go_0; 
+  {
+    arg2 = (uint64_t *)_swig_go_1.array;
+    arg3 = arg2 ? (size_t)_swig_go_1.len : 0;
+  }
+  {
+    arg4 = (char *)_swig_go_2.array;
+    arg5 = arg4 ? (size_t)_swig_go_2.len : 0;
+  }
+  {
+    arg6 = (float *)_swig_go_3.array;
+    arg7 = arg6 ? (size_t)_swig_go_3.len : 0;
+  }
+  
+  result = (int)sx_go_results_extra((struct sx_results const *)arg1,arg2,arg3,arg4,arg5,arg6,arg7);
+  _swig_go_result = result; 
+  
+  
+  
+  return _swig_go_result;
+}
+
+
 intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
@@ -675,7 +766,7 @@ intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9) {
+intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9, _goslice_ _swig_go_10) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -683,14 +774,16 @@ intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _
   sx_search_options *arg5 = 0 ;
   sx_results **arg6 = 0 ;
   sx_error *arg7 = 0 ;
-  uint64_t *arg8 = 0 ;
+  char *arg8 = 0 ;
   size_t arg9 ;
-  float *arg10 = 0 ;
+  uint64_t *arg10 = 0 ;
   size_t arg11 ;
-  uint64_t *arg12 = 0 ;
+  float *arg12 = 0 ;
   size_t arg13 ;
-  char *arg14 = 0 ;
+  uint64_t *arg14 = 0 ;
   size_t arg15 ;
+  char *arg16 = 0 ;
+  size_t arg17 ;
   sx_search_options sx_opts5 ;
   sx_error sx_errbuf7 ;
   sx_status result;
@@ -709,6 +802,8 @@ intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _
       sx_opts5.ef = g->ef;
       sx_opts5.threads = g->threads;
       sx_opts5.cancel_token = (sx_cancel *)g->cancel_token;
+      sx_opts5.include = g->include;
+      sx_opts5.exact = g->exact;
       arg5 = &sx_opts5;
     } else {
       arg5 = NULL;
@@ -724,26 +819,93 @@ intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _
     arg7->message[0] = '\0';
   }
   {
-    arg8 = (uint64_t *)_swig_go_6.array;
+    arg8 = (char *)_swig_go_6.array;
     arg9 = arg8 ? (size_t)_swig_go_6.len : 0;
   }
   {
-    arg10 = (float *)_swig_go_7.array;
+    arg10 = (uint64_t *)_swig_go_7.array;
     arg11 = arg10 ? (size_t)_swig_go_7.len : 0;
   }
   {
-    arg12 = (uint64_t *)_swig_go_8.array;
+    arg12 = (float *)_swig_go_8.array;
     arg13 = arg12 ? (size_t)_swig_go_8.len : 0;
   }
   {
-    arg14 = (char *)_swig_go_9.array;
+    arg14 = (uint64_t *)_swig_go_9.array;
     arg15 = arg14 ? (size_t)_swig_go_9.len : 0;
   }
+  {
+    arg16 = (char *)_swig_go_10.array;
+    arg17 = arg16 ? (size_t)_swig_go_10.len : 0;
+  }
   
-  result = (sx_status)sx_go_search(arg1,(float const *)arg2,arg3,arg4,(struct sx_search_options const *)arg5,arg6,arg7,arg8,arg9,arg10,arg11,arg12,arg13,arg14,arg15);
+  result = (sx_status)sx_go_search(arg1,(float const *)arg2,arg3,arg4,(struct sx_search_options const *)arg5,arg6,arg7,(char const *)arg8,arg9,arg10,arg11,arg12,arg13,arg14,arg15,arg16,arg17);
   _swig_go_result = (intgo)result; 
   
   
+  
+  
+  
+  
+  
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_go_search_batch_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7, _goslice_ _swig_go_8) {
+  sx_collection *arg1 = 0 ;
+  float *arg2 = 0 ;
+  size_t arg3 ;
+  size_t arg4 ;
+  size_t arg5 ;
+  sx_search_options *arg6 = 0 ;
+  sx_results **arg7 = 0 ;
+  sx_error *arg8 = 0 ;
+  char *arg9 = 0 ;
+  size_t arg10 ;
+  sx_search_options sx_opts6 ;
+  sx_error sx_errbuf8 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  arg1 = *(sx_collection **)&_swig_go_0; 
+  {
+    if (_swig_go_1.array && _swig_go_1.len > 0) arg2 = (float *)_swig_go_1.array;
+    else arg2 = 0 ? NULL : (float *)(const void *)sx_go_nothing;
+  }
+  arg3 = (size_t)_swig_go_2; 
+  arg4 = (size_t)_swig_go_3; 
+  arg5 = (size_t)_swig_go_4; 
+  {
+    if (_swig_go_5) {
+      const sx_go_search_opts *g = (const sx_go_search_opts *)_swig_go_5;
+      sx_search_options_init(&sx_opts6, SX_SEARCH_OPTIONS_VERSION);
+      sx_opts6.ef = g->ef;
+      sx_opts6.threads = g->threads;
+      sx_opts6.cancel_token = (sx_cancel *)g->cancel_token;
+      sx_opts6.include = g->include;
+      sx_opts6.exact = g->exact;
+      arg6 = &sx_opts6;
+    } else {
+      arg6 = NULL;
+    }
+  }
+  {
+    arg7 = (sx_results **)_swig_go_6;
+    if (arg7) *arg7 = NULL;
+  }
+  {
+    arg8 = _swig_go_7 ? (sx_error *)_swig_go_7 : &sx_errbuf8;
+    arg8->code = 0;
+    arg8->message[0] = '\0';
+  }
+  {
+    arg9 = (char *)_swig_go_8.array;
+    arg10 = arg9 ? (size_t)_swig_go_8.len : 0;
+  }
+  
+  result = (sx_status)sx_go_search_batch(arg1,(float const *)arg2,arg3,arg4,arg5,(struct sx_search_options const *)arg6,arg7,arg8,(char const *)arg9,arg10);
+  _swig_go_result = (intgo)result; 
   
   
   
@@ -3372,6 +3534,56 @@ intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(struct sx_search_o
 }
 
 
+void _wrap_sx_search_options_include_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+  struct sx_search_options *arg1 = 0 ;
+  uint32_t arg2 ;
+  
+  arg1 = *(struct sx_search_options **)&_swig_go_0; 
+  arg2 = (uint32_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->include = arg2;
+  
+}
+
+
+intgo _wrap_sx_search_options_include_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+  struct sx_search_options *arg1 = 0 ;
+  uint32_t result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_search_options **)&_swig_go_0; 
+  
+  result = (uint32_t) ((arg1)->include);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_search_options_exact_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+  struct sx_search_options *arg1 = 0 ;
+  uint32_t arg2 ;
+  
+  arg1 = *(struct sx_search_options **)&_swig_go_0; 
+  arg2 = (uint32_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->exact = arg2;
+  
+}
+
+
+intgo _wrap_sx_search_options_exact_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+  struct sx_search_options *arg1 = 0 ;
+  uint32_t result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_search_options **)&_swig_go_0; 
+  
+  result = (uint32_t) ((arg1)->exact);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
 struct sx_search_options *_wrap_new_sx_search_options_sx_315f6cb984b9b85b() {
   struct sx_search_options *result = 0 ;
   struct sx_search_options *_swig_go_result;
@@ -3434,6 +3646,8 @@ intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(struct sx_collection *_swig
       sx_opts5.ef = g->ef;
       sx_opts5.threads = g->threads;
       sx_opts5.cancel_token = (sx_cancel *)g->cancel_token;
+      sx_opts5.include = g->include;
+      sx_opts5.exact = g->exact;
       arg5 = &sx_opts5;
     } else {
       arg5 = NULL;
@@ -3486,6 +3700,8 @@ intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(struct sx_collection 
       sx_opts6.ef = g->ef;
       sx_opts6.threads = g->threads;
       sx_opts6.cancel_token = (sx_cancel *)g->cancel_token;
+      sx_opts6.include = g->include;
+      sx_opts6.exact = g->exact;
       arg6 = &sx_opts6;
     } else {
       arg6 = NULL;
@@ -3581,6 +3797,64 @@ long long _wrap_sx_results_total_sx_315f6cb984b9b85b(struct sx_results *_swig_go
   
   result = sx_results_total((struct sx_results const *)arg1);
   _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+_gostring_ _wrap_sx_results_metadata_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+  sx_results *arg1 = 0 ;
+  size_t arg2 ;
+  size_t arg3 ;
+  char *result = 0 ;
+  _gostring_ _swig_go_result;
+  
+  arg1 = *(sx_results **)&_swig_go_0; 
+  arg2 = (size_t)_swig_go_1; 
+  arg3 = (size_t)_swig_go_2; 
+  
+  result = (char *)sx_results_metadata((struct sx_results const *)arg1,arg2,arg3);
+  _swig_go_result = Swig_AllocateString((char*)result, result ? strlen((char*)result) : 0); 
+  return _swig_go_result;
+}
+
+
+long long _wrap_sx_results_dim_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
+  sx_results *arg1 = 0 ;
+  size_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(sx_results **)&_swig_go_0; 
+  
+  result = sx_results_dim((struct sx_results const *)arg1);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_filter_check_sx_315f6cb984b9b85b(_gostring_ _swig_go_0, sx_error *_swig_go_1) {
+  char *arg1 = 0 ;
+  sx_error *arg2 = 0 ;
+  char *temp1 ;
+  sx_error sx_errbuf2 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  
+  temp1 = (char *)malloc(_swig_go_0.n + 1);
+  memcpy(temp1, _swig_go_0.p, _swig_go_0.n);
+  temp1[_swig_go_0.n] = '\0';
+  arg1 = (char *)temp1;
+  
+  {
+    arg2 = _swig_go_1 ? (sx_error *)_swig_go_1 : &sx_errbuf2;
+    arg2->code = 0;
+    arg2->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_filter_check((char const *)arg1,arg2);
+  _swig_go_result = (intgo)result; 
+  
+  free((char *)arg1); 
   return _swig_go_result;
 }
 

@@ -26,6 +26,8 @@ type SearchOpts struct {
 	Ef          uint32
 	Threads     uint32
 	CancelToken uintptr // an sx_cancel *, or 0
+	Include     uint32  // SX_INCLUDE_METADATA | SX_INCLUDE_VECTOR
+	Exact       uint32  // nonzero: exact search
 }
 
 // WriteOpts is copied by C into an sx_write_options for one call.
