@@ -89,6 +89,11 @@ export interface Hit {
   id: string;
   /** Smaller is closer. */
   distance: number;
+  /** With `include: ['metadata']`: the hit's metadata, parsed (null when it has none). */
+  metadata?: Metadata | null;
+  /** With `include: ['vector']`: the hit's vector (a view of one buffer shared by the
+   * call's hits). */
+  vector?: Float32Array;
 }
 
 export interface BatchResults {
@@ -96,7 +101,20 @@ export interface BatchResults {
   ids: string[][];
   /** distances[q][i]: the distance of ids[q][i] (views of one buffer). */
   distances: Float32Array[];
+  /** With `include: ['metadata']`: metadata[q][i] is the metadata of ids[q][i] (null: none). */
+  metadata?: (Metadata | null)[][];
+  /** With `include: ['vector']`: vectors[q][i] is the vector of ids[q][i] (views of one buffer). */
+  vectors?: Float32Array[][];
 }
+
+/** A filter over metadata (the language of sextant.h): `{field: value}` (equality),
+ * `{field: {$eq|$ne|$gt|$gte|$lt|$lte: v}}`, `{field: {$in|$nin: [...]}}`,
+ * `{field: {$exists: boolean}}`, `{$and: [...]}`, `{$or: [...]}`, `{$not: {...}}`;
+ * `"a.b"` names field b of object a. */
+export type Filter = { [key: string]: unknown };
+
+/** What hits may carry besides id and distance. */
+export type Include = 'metadata' | 'vector';
 
 export interface Record {
   id: string;
@@ -123,6 +141,13 @@ export interface SearchOptions {
   dim?: number;
   /** Most threads a batch search may use (default: the database's `threads`; 1: one). */
   threads?: number;
+  /** Only hits whose metadata matches: an object (JSON.stringify'd) or JSON text. An
+   * invalid filter throws (rejects) with code 'INVALID_ARGUMENT'. */
+  filter?: Filter | string | null;
+  /** Hits carry their metadata and/or vector, read in the same call. */
+  include?: Include[];
+  /** Exact search (a scan of every matching item), whatever the index. */
+  exact?: boolean;
 }
 
 export interface AsyncSearchOptions extends SearchOptions {
@@ -271,5 +296,8 @@ export declare class Database {
 export declare function open(path: string, opts?: OpenOptions): Database;
 export declare function version(): string;
 export declare function formatVersion(): number;
+/** Checks a filter without a database: throws a SextantError with code
+ * 'INVALID_ARGUMENT' naming the offending part when it is invalid. */
+export declare function checkFilter(filter: Filter | string): void;
 /** The SWIG-generated low-level module (the C API one to one). */
 export declare const lowLevel: { [name: string]: unknown };

@@ -75,16 +75,33 @@ function scratchFor(k) {
   }
 }
 
-/** Hits of a synchronous single search: ids joined by NUL, distances in scratch. */
-function hitsOf(joined) {
+/** Hits of a synchronous single search: ids joined by NUL, distances in scratch; or,
+ * when the hits carry metadata or vectors, [ids joined by NUL, metadata, vectors, dim]. */
+function hitsOf(r) {
+  const joined = typeof r === 'string' ? r : r[0];
   if (joined === '') return [];
   const ids = joined.split('\0');
   const out = new Array(ids.length);
   for (let i = 0; i < ids.length; i++) out[i] = { id: ids[i], distance: scratch[i] };
+  if (typeof r !== 'string') addExtras(out, 0, r[1], r[2], r[3]);
   return out;
 }
 
-/** {ids, distances} of packed results: [ids joined by NUL, Float32Array, offsets]. */
+/** Gives hits [from, from + hits.length) of a result their metadata (the text of one JSON
+ * array over every hit of the call, parsed once: pass it parsed as an array to reuse
+ * it) and vectors (views of one Float32Array of every hit's vector, dim each). */
+function addExtras(hits, from, meta, vecs, dim) {
+  const md = typeof meta === 'string' ? JSON.parse(meta) : meta;
+  for (let i = 0; i < hits.length; i++) {
+    const h = from + i;
+    if (md !== undefined) hits[i].metadata = md[h];
+    if (vecs !== undefined) hits[i].vector = vecs.subarray(h * dim, (h + 1) * dim);
+  }
+}
+
+/** {ids, distances} of packed results: [ids joined by NUL, Float32Array, offsets], and
+ * when the hits carry them, `metadata` (per query, per hit: the parsed object or null)
+ * and `vectors` (per query, per hit: a Float32Array) from [3..5] (see hitsOf). */
 function batchOf(p) {
   const all = p[0] === '' ? [] : p[0].split('\0');
   const d = p[1];
@@ -96,7 +113,23 @@ function batchOf(p) {
     ids[q] = all.slice(off[q], off[q + 1]);
     distances[q] = d.subarray(off[q], off[q + 1]);
   }
-  return { ids, distances };
+  const out = { ids, distances };
+  if (p.length > 3) {
+    const md = p[3] === undefined ? undefined : JSON.parse(p[3]);
+    const vecs = p[4];
+    const dim = p[5];
+    if (md !== undefined) out.metadata = new Array(nq);
+    if (vecs !== undefined) out.vectors = new Array(nq);
+    for (let q = 0; q < nq; q++) {
+      if (md !== undefined) out.metadata[q] = md.slice(off[q], off[q + 1]);
+      if (vecs !== undefined) {
+        const row = new Array(off[q + 1] - off[q]);
+        for (let h = off[q]; h < off[q + 1]; h++) row[h - off[q]] = vecs.subarray(h * dim, (h + 1) * dim);
+        out.vectors[q] = row;
+      }
+    }
+  }
+  return out;
 }
 
 /** Records of a packed batch (batch get, cursor): [ids joined by NUL, vectors, dim,
@@ -119,6 +152,7 @@ function hitsOfPacked(p) {
   const d = p[1];
   const out = new Array(all.length);
   for (let i = 0; i < all.length; i++) out[i] = { id: all[i], distance: d[i] };
+  if (p.length > 3) addExtras(out, 0, p[3], p[4], p[5]);
   return out;
 }
 
@@ -261,13 +295,51 @@ function searchOpts(opts) {
   if (opts.threads !== undefined && opts.threads !== null && typeof opts.threads !== 'number') {
     throw new TypeError(`threads must be a number, not ${describeType(opts.threads)}`);
   }
-  if (opts.filter !== undefined) throw err('INVALID_ARGUMENT', 'filtered search is not supported yet');
-  return opts;
+  const filter = filterText(opts.filter);
+  const include = includeMask(opts.include);
+  if (opts.exact !== undefined && opts.exact !== null && typeof opts.exact !== 'boolean') {
+    throw new TypeError(`exact must be a boolean, not ${describeType(opts.exact)}`);
+  }
+  if (filter === undefined && include === 0 && !opts.exact) return opts;
+  return { ...opts, filter, include, native: { ef: opts.ef, threads: opts.threads, filter, include, exact: !!opts.exact } };
 }
 
-/** What the native calls take for options: ef alone (the common case) or {ef, threads}. */
+/** A filter's JSON text: a string is JSON text as is, an object is JSON.stringify'd;
+ * undefined and null are no filter. */
+function filterText(f) {
+  if (f === undefined || f === null) return undefined;
+  if (typeof f === 'string') return f;
+  if (typeof f === 'object') return JSON.stringify(f);
+  throw new TypeError(`filter must be an object or JSON text, not ${describeType(f)}`);
+}
+
+const INCLUDE = Object.freeze({ metadata: 1, vector: 2 }); // SX_INCLUDE_METADATA, SX_INCLUDE_VECTOR
+
+/** The include mask of ['metadata', 'vector']. */
+function includeMask(inc) {
+  if (inc === undefined || inc === null) return 0;
+  if (!Array.isArray(inc)) throw new TypeError(`include must be an array of 'metadata' and 'vector', not ${describeType(inc)}`);
+  let m = 0;
+  for (const w of inc) {
+    if (!Object.hasOwn(INCLUDE, w)) throw err('INVALID_ARGUMENT', `unknown include ${JSON.stringify(w)} (use 'metadata', 'vector')`);
+    m |= INCLUDE[w];
+  }
+  return m;
+}
+
+/** What the native calls take for options: ef alone (the common case), {ef, threads},
+ * or with a filter, include or exact, {ef, threads, filter (text), include (mask), exact}. */
 function nativeOpts(o) {
+  if (o.native) return o.native;
   return o.threads === undefined || o.threads === null ? o.ef : { ef: o.ef, threads: o.threads };
+}
+
+/** Checks a filter (an object or JSON text) without a database: throws a SextantError
+ * with code 'INVALID_ARGUMENT' naming the offending part, else returns undefined. */
+function checkFilter(filter) {
+  const t = filterText(filter);
+  if (t === undefined) throw err('INVALID_ARGUMENT', 'no filter (undefined or null)');
+  L.sx_filter_check(t);
 }
 
 // ---- sessions ---------------------------------------------------------------------------------
@@ -921,6 +993,7 @@ module.exports = {
   WriteSession,
   SextantError,
   CODES,
+  checkFilter,
   /** The SWIG-generated low-level module (the C API one to one); for tests and tools. */
   lowLevel: L,
 };

@@ -6,6 +6,6 @@ const require = createRequire(import.meta.url);
 const sextant = require('./index.js');
 
 export const {
-  open, version, formatVersion, Database, ReadSession, WriteSession, SextantError, CODES, lowLevel,
+  open, version, formatVersion, Database, ReadSession, WriteSession, SextantError, CODES, checkFilter, lowLevel,
 } = sextant;
 export default sextant;

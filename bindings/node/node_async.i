@@ -138,6 +138,7 @@ class SearchWork : public Work {
   std::vector<float> q_;
   size_t nq_ = 1, dim_ = 0, k_ = 0;
   sx_search_options opts_;
+  std::string filter_;  /* opts_.filter points into it */
 
  private:
   void Execute() override {
@@ -176,7 +177,7 @@ static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   Token *tok = token_of(env, tokv);
   SearchWork *w = new SearchWork(env, coll, tokv, keep, batch);
   try {
-    search_options(env, ef, tok, &w->opts_);
+    search_options(env, ef, tok, &w->opts_, &w->filter_);
   } catch (...) {
     delete w;
     throw;

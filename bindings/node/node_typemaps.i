@@ -264,8 +264,47 @@ static Napi::Value joined_ids(Napi::Env env, const sx_results *res, const Bulk &
 #endif
 }
 
+/* What the hits carry besides ids and distances (sx_search_options::include), in
+ * bulk: `extra[0]` every hit's metadata as the text of one JSON array (null for a hit
+ * without; JSON.parse once per call), or undefined when metadata was not included;
+ * `extra[1]` every hit's vector in one Float32Array of total * dim (index.js gives each
+ * hit a view), or undefined when vectors were not included; `extra[2]` dim. Returns
+ * false (and sets nothing) when the results carry neither. */
+static bool extras(Napi::Env env, const sx_results *res, const Bulk &b, Napi::Array out, uint32_t at) {
+#if SX_SEARCH_OPTIONS_VERSION >= 3
+  const size_t *moff = nullptr;
+  const char *meta = sx_results_metadata_data(res, &moff);
+  const float *vec = sx_results_vectors(res);
+  size_t dim = sx_results_dim(res);
+  if (!moff && !vec) return false;
+  if (moff) {
+    std::string s;
+    s.reserve(moff[b.total] + b.total * 5 + 2);
+    s.push_back('[');
+    for (size_t h = 0; h < b.total; h++) {
+      if (h) s.push_back(',');
+      if (moff[h + 1] > moff[h]) s.append(meta + moff[h], moff[h + 1] - moff[h] - 1);
+      else s.append("null");
+    }
+    s.push_back(']');
+    out.Set(at, Napi::String::New(env, s));
+  }
+  if (vec) {
+    Napi::Float32Array v = Napi::Float32Array::New(env, b.total * dim);
+    if (b.total * dim) std::memcpy(v.Data(), vec, b.total * dim * sizeof(float));
+    out.Set(at + 1, v);
+  }
+  out.Set(at + 2, Napi::Number::New(env, (double)dim));
+  return true;
+#else
+  (void)env, (void)res, (void)b, (void)out, (void)at;
+  return false;
+#endif
+}
+
 /* A synchronous single search: the ids joined by NUL; the distances go to the
- * registered scratch Float64Array (index.js makes sure it holds k). */
+ * registered scratch Float64Array (index.js makes sure it holds k). When the hits
+ * carry metadata or vectors: [ids joined by NUL, metadata, vectors, dim] (see extras). */
 static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   Bulk b(res);
   EnvData *d = env_data(env, false);
@@ -274,11 +313,16 @@ static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   if (a.ElementLength() < b.total) raise(env, SX_MISUSE, "the scratch array is shorter than k");
   double *out = a.Data();
   for (size_t h = 0; h < b.total; h++) out[h] = (double)bulk_distance(res, b, 0, h);
-  return joined_ids(env, res, b);
+  Napi::Value ids = joined_ids(env, res, b);
+  Napi::Array more = Napi::Array::New(env, 4);
+  if (!extras(env, res, b, more, 1)) return ids;
+  more.Set(0u, ids);
+  return more;
 }
 
 /* Any results, packed: [ids joined by NUL, distances (Float32Array, every hit),
- * offsets (Uint32Array of nq + 1: query q's hits are [off[q], off[q + 1]))]. */
+ * offsets (Uint32Array of nq + 1: query q's hits are [off[q], off[q + 1]))], and when
+ * the hits carry metadata or vectors, [3..5] as in extras. */
 static Napi::Value packed(Napi::Env env, const sx_results *res) {
   Bulk b(res);
   Napi::Float32Array dist = Napi::Float32Array::New(env, b.total);
@@ -294,6 +338,7 @@ static Napi::Value packed(Napi::Env env, const sx_results *res) {
   out.Set(0u, joined_ids(env, res, b));
   out.Set(1u, dist);
   out.Set(2u, off);
+  extras(env, res, b, out, 3);
   return out;
 }
 
@@ -472,9 +517,12 @@ static uint32_t u32_of(Napi::Env env, Napi::Value v, const char *what) {
 }
 
 /* Search options from undefined/null (defaults), a Number (ef) or an object {ef,
- * threads} (threads: most threads this call may use; 1 keeps it on its thread), and
- * the cancel token of an async call. */
-static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_options *o) {
+ * threads, filter, include, exact} (threads: most threads this call may use; 1 keeps
+ * it on its thread; filter: JSON text, kept in *filter, which must outlive the call;
+ * include: a mask of SX_INCLUDE_*; exact: a boolean), and the cancel token of an async
+ * call. */
+static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_options *o,
+                           std::string *filter) {
   std::memset(o, 0, sizeof *o);
   o->version = SX_SEARCH_OPTIONS_VERSION;
   if (v.IsNumber()) {
@@ -483,6 +531,24 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
     Napi::Object obj = v.As<Napi::Object>();
     Napi::Value ef = obj.Get("ef"), th = obj.Get("threads");
     if (!ef.IsUndefined() && !ef.IsNull()) o->ef = u32_of(env, ef, "ef");
+    Napi::Value fv = obj.Get("filter"), inc = obj.Get("include"), ex = obj.Get("exact");
+#if SX_SEARCH_OPTIONS_VERSION >= 3
+    if (!fv.IsUndefined() && !fv.IsNull()) {
+      if (!fv.IsString()) type_error(env, "filter must be JSON text (index.js stringifies objects)");
+      *filter = fv.As<Napi::String>().Utf8Value();
+      if (std::memchr(filter->data(), 0, filter->size())) raise(env, SX_INVALID_ARGUMENT, "the filter holds a NUL character");
+      o->filter = filter->c_str();
+    }
+    if (!inc.IsUndefined() && !inc.IsNull()) o->include = u32_of(env, inc, "include");
+    if (!ex.IsUndefined() && !ex.IsNull()) {
+      if (!ex.IsBoolean()) type_error(env, "exact must be a boolean");
+      o->exact = ex.As<Napi::Boolean>().Value() ? 1 : 0;
+    }
+#else
+    (void)filter;
+    if (!fv.IsUndefined() || !inc.IsUndefined() || !ex.IsUndefined())
+      raise(env, SX_INVALID_ARGUMENT, "this core has no filtered search");
+#endif
     if (!th.IsUndefined() && !th.IsNull()) {
 #ifdef SX_WRITE_OPTIONS_VERSION
       o->threads = u32_of(env, th, "threads");
@@ -491,7 +557,7 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
 #endif
     }
   } else if (!v.IsUndefined() && !v.IsNull()) {
-    type_error(env, "search options must be a number (ef) or {ef, threads}");
+    type_error(env, "search options must be a number (ef) or {ef, threads, filter, include, exact}");
   }
   if (tok) {
 #ifdef SX_WRITE_OPTIONS_VERSION
@@ -817,13 +883,13 @@ SX_HANDLE(sx_cursor, sx_cursor_free)
   }
 }
 
-/* Search options: undefined/null (defaults), a Number (ef) or {ef, threads}.
- * Cancellation is for the async calls (node_async.i). */
-%typemap(in) const sx_search_options *opts (sx_search_options sx_opts) {
+/* Search options: undefined/null (defaults), a Number (ef) or {ef, threads, filter,
+ * include, exact}. Cancellation is for the async calls (node_async.i). */
+%typemap(in) const sx_search_options *opts (sx_search_options sx_opts, std::string sx_filter) {
   if ($input.IsUndefined() || $input.IsNull()) {
     $1 = NULL;
   } else {
-    sxn::search_options(env, $input, nullptr, &sx_opts);
+    sxn::search_options(env, $input, nullptr, &sx_opts, &sx_filter);
     $1 = &sx_opts;
   }
 }
@@ -846,6 +912,11 @@ SX_HANDLE(sx_cursor, sx_cursor_free)
 %ignore sx_results_offsets;
 %ignore sx_results_distances;
 %ignore sx_results_id_data;
+%ignore sx_results_metadata;
+%ignore sx_results_vector;
+%ignore sx_results_dim;
+%ignore sx_results_metadata_data;
+%ignore sx_results_vectors;
 /* Cancellation is the AbortSignal of the async calls (node_async.i's token); waits
  * with a token are sx_node_write_begin_async. */
 %ignore sx_cancel;

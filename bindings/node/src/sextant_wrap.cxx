@@ -1711,8 +1711,47 @@ static Napi::Value joined_ids(Napi::Env env, const sx_results *res, const Bulk &
 #endif
 }
 
+/* What the hits carry besides ids and distances (sx_search_options::include), in
+ * bulk: `extra[0]` every hit's metadata as the text of one JSON array (null for a hit
+ * without; JSON.parse once per call), or undefined when metadata was not included;
+ * `extra[1]` every hit's vector in one Float32Array of total * dim (index.js gives each
+ * hit a view), or undefined when vectors were not included; `extra[2]` dim. Returns
+ * false (and sets nothing) when the results carry neither. */
+static bool extras(Napi::Env env, const sx_results *res, const Bulk &b, Napi::Array out, uint32_t at) {
+#if SX_SEARCH_OPTIONS_VERSION >= 3
+  const size_t *moff = nullptr;
+  const char *meta = sx_results_metadata_data(res, &moff);
+  const float *vec = sx_results_vectors(res);
+  size_t dim = sx_results_dim(res);
+  if (!moff && !vec) return false;
+  if (moff) {
+    std::string s;
+    s.reserve(moff[b.total] + b.total * 5 + 2);
+    s.push_back('[');
+    for (size_t h = 0; h < b.total; h++) {
+      if (h) s.push_back(',');
+      if (moff[h + 1] > moff[h]) s.append(meta + moff[h], moff[h + 1] - moff[h] - 1);
+      else s.append("null");
+    }
+    s.push_back(']');
+    out.Set(at, Napi::String::New(env, s));
+  }
+  if (vec) {
+    Napi::Float32Array v = Napi::Float32Array::New(env, b.total * dim);
+    if (b.total * dim) std::memcpy(v.Data(), vec, b.total * dim * sizeof(float));
+    out.Set(at + 1, v);
+  }
+  out.Set(at + 2, Napi::Number::New(env, (double)dim));
+  return true;
+#else
+  (void)env, (void)res, (void)b, (void)out, (void)at;
+  return false;
+#endif
+}
+
 /* A synchronous single search: the ids joined by NUL; the distances go to the
- * registered scratch Float64Array (index.js makes sure it holds k). */
+ * registered scratch Float64Array (index.js makes sure it holds k). When the hits
+ * carry metadata or vectors: [ids joined by NUL, metadata, vectors, dim] (see extras). */
 static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   Bulk b(res);
   EnvData *d = env_data(env, false);
@@ -1721,11 +1760,16 @@ static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   if (a.ElementLength() < b.total) raise(env, SX_MISUSE, "the scratch array is shorter than k");
   double *out = a.Data();
   for (size_t h = 0; h < b.total; h++) out[h] = (double)bulk_distance(res, b, 0, h);
-  return joined_ids(env, res, b);
+  Napi::Value ids = joined_ids(env, res, b);
+  Napi::Array more = Napi::Array::New(env, 4);
+  if (!extras(env, res, b, more, 1)) return ids;
+  more.Set(0u, ids);
+  return more;
 }
 
 /* Any results, packed: [ids joined by NUL, distances (Float32Array, every hit),
- * offsets (Uint32Array of nq + 1: query q's hits are [off[q], off[q + 1]))]. */
+ * offsets (Uint32Array of nq + 1: query q's hits are [off[q], off[q + 1]))], and when
+ * the hits carry metadata or vectors, [3..5] as in extras. */
 static Napi::Value packed(Napi::Env env, const sx_results *res) {
   Bulk b(res);
   Napi::Float32Array dist = Napi::Float32Array::New(env, b.total);
@@ -1741,6 +1785,7 @@ static Napi::Value packed(Napi::Env env, const sx_results *res) {
   out.Set(0u, joined_ids(env, res, b));
   out.Set(1u, dist);
   out.Set(2u, off);
+  extras(env, res, b, out, 3);
   return out;
 }
 
@@ -1919,9 +1964,12 @@ static uint32_t u32_of(Napi::Env env, Napi::Value v, const char *what) {
 }
 
 /* Search options from undefined/null (defaults), a Number (ef) or an object {ef,
- * threads} (threads: most threads this call may use; 1 keeps it on its thread), and
- * the cancel token of an async call. */
-static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_options *o) {
+ * threads, filter, include, exact} (threads: most threads this call may use; 1 keeps
+ * it on its thread; filter: JSON text, kept in *filter, which must outlive the call;
+ * include: a mask of SX_INCLUDE_*; exact: a boolean), and the cancel token of an async
+ * call. */
+static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_options *o,
+                           std::string *filter) {
   std::memset(o, 0, sizeof *o);
   o->version = SX_SEARCH_OPTIONS_VERSION;
   if (v.IsNumber()) {
@@ -1930,6 +1978,24 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
     Napi::Object obj = v.As<Napi::Object>();
     Napi::Value ef = obj.Get("ef"), th = obj.Get("threads");
     if (!ef.IsUndefined() && !ef.IsNull()) o->ef = u32_of(env, ef, "ef");
+    Napi::Value fv = obj.Get("filter"), inc = obj.Get("include"), ex = obj.Get("exact");
+#if SX_SEARCH_OPTIONS_VERSION >= 3
+    if (!fv.IsUndefined() && !fv.IsNull()) {
+      if (!fv.IsString()) type_error(env, "filter must be JSON text (index.js stringifies objects)");
+      *filter = fv.As<Napi::String>().Utf8Value();
+      if (std::memchr(filter->data(), 0, filter->size())) raise(env, SX_INVALID_ARGUMENT, "the filter holds a NUL character");
+      o->filter = filter->c_str();
+    }
+    if (!inc.IsUndefined() && !inc.IsNull()) o->include = u32_of(env, inc, "include");
+    if (!ex.IsUndefined() && !ex.IsNull()) {
+      if (!ex.IsBoolean()) type_error(env, "exact must be a boolean");
+      o->exact = ex.As<Napi::Boolean>().Value() ? 1 : 0;
+    }
+#else
+    (void)filter;
+    if (!fv.IsUndefined() || !inc.IsUndefined() || !ex.IsUndefined())
+      raise(env, SX_INVALID_ARGUMENT, "this core has no filtered search");
+#endif
     if (!th.IsUndefined() && !th.IsNull()) {
 #ifdef SX_WRITE_OPTIONS_VERSION
       o->threads = u32_of(env, th, "threads");
@@ -1938,7 +2004,7 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
 #endif
     }
   } else if (!v.IsUndefined() && !v.IsNull()) {
-    type_error(env, "search options must be a number (ef) or {ef, threads}");
+    type_error(env, "search options must be a number (ef) or {ef, threads, filter, include, exact}");
   }
   if (tok) {
 #ifdef SX_WRITE_OPTIONS_VERSION
@@ -2067,6 +2133,7 @@ class SearchWork : public Work {
   std::vector<float> q_;
   size_t nq_ = 1, dim_ = 0, k_ = 0;
   sx_search_options opts_;
+  std::string filter_;  /* opts_.filter points into it */
 
  private:
   void Execute() override {
@@ -2105,7 +2172,7 @@ static Napi::Value search_async(const Napi::CallbackInfo &info, bool batch) {
   Token *tok = token_of(env, tokv);
   SearchWork *w = new SearchWork(env, coll, tokv, keep, batch);
   try {
-    search_options(env, ef, tok, &w->opts_);
+    search_options(env, ef, tok, &w->opts_, &w->filter_);
   } catch (...) {
     delete w;
     throw;
@@ -7465,7 +7532,37 @@ Napi::Value exports_SX_SEARCH_OPTIONS_VERSION_get(const Napi::CallbackInfo &info
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   
-  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(2));
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(3));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_getter
+Napi::Value exports_SX_INCLUDE_METADATA_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(1u));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_getter
+Napi::Value exports_SX_INCLUDE_VECTOR_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(2u));
   
   return jsresult;
   
@@ -7489,6 +7586,7 @@ Napi::Value _wrap_sx_collection_search(const Napi::CallbackInfo &info) {
   size_t val4 ;
   int ecode4 = 0 ;
   sx_search_options sx_opts5 ;
+  std::string sx_filter5 ;
   sx_results *sx_tmp6 ;
   sx_error sx_errbuf7 ;
   sx_status result;
@@ -7528,7 +7626,7 @@ Napi::Value _wrap_sx_collection_search(const Napi::CallbackInfo &info) {
       if (info[3].IsUndefined() || info[3].IsNull()) {
         arg5 = NULL;
       } else {
-        sxn::search_options(env, info[3], nullptr, &sx_opts5);
+        sxn::search_options(env, info[3], nullptr, &sx_opts5, &sx_filter5);
         arg5 = &sx_opts5;
       }
     }
@@ -7583,6 +7681,7 @@ Napi::Value _wrap_sx_collection_search_batch(const Napi::CallbackInfo &info) {
   size_t val5 ;
   int ecode5 = 0 ;
   sx_search_options sx_opts6 ;
+  std::string sx_filter6 ;
   sx_results *sx_tmp7 ;
   sx_error sx_errbuf8 ;
   sx_status result;
@@ -7632,7 +7731,7 @@ Napi::Value _wrap_sx_collection_search_batch(const Napi::CallbackInfo &info) {
       if (info[3].IsUndefined() || info[3].IsNull()) {
         arg6 = NULL;
       } else {
-        sxn::search_options(env, info[3], nullptr, &sx_opts6);
+        sxn::search_options(env, info[3], nullptr, &sx_opts6, &sx_filter6);
         arg6 = &sx_opts6;
       }
     }
@@ -7658,6 +7757,56 @@ Napi::Value _wrap_sx_collection_search_batch(const Napi::CallbackInfo &info) {
   
   
   
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_filter_check(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  char *arg1 = 0 ;
+  sx_error *arg2 = 0 ;
+  std::string sx_str1 ;
+  sx_error sx_errbuf2 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_filter_check.");
+  }
+  
+  {
+    sx_errbuf2.code = 0;
+    sx_errbuf2.message[0] = '\0';
+    arg2 = &sx_errbuf2;
+  }
+  {
+    {
+      if (info[0].IsNull() || info[0].IsUndefined()) {
+        arg1 = NULL;
+      } else {
+        sxn::utf8(env, info[0], "filter", &sx_str1);
+        arg1 = (char *)sx_str1.c_str();
+      }
+    }
+  }
+  result = (sx_status)sx_filter_check((char const *)arg1,arg2);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg2->message);
+  }
   
   
   {
@@ -9798,6 +9947,20 @@ do {
     pd
   }));
 } while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_INCLUDE_METADATA_get, JS_veto_set_variable>("SX_INCLUDE_METADATA");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_INCLUDE_VECTOR_get, JS_veto_set_variable>("SX_INCLUDE_VECTOR");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
 // jsnapi_register_global_function
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_collection_search", _wrap_sx_collection_search);
@@ -9808,6 +9971,13 @@ do {
 // jsnapi_register_global_function
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_collection_search_batch", _wrap_sx_collection_search_batch);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_filter_check", _wrap_sx_filter_check);
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));

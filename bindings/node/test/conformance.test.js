@@ -40,7 +40,7 @@ const REPO = path.resolve(__dirname, '..', '..', '..');
 const CASES_DIR = process.env.CONFORMANCE_CASES || path.join(REPO, 'conformance', 'cases');
 const SKIP_FILE = process.env.CONFORMANCE_SKIP || path.join(REPO, 'conformance', 'skip', 'node.json');
 
-const CAPABILITIES = new Set(['index:flat', 'index:hnsw', 'metric:l2', 'metric:ip', 'metric:cosine', 'metadata']);
+const CAPABILITIES = new Set(['index:flat', 'index:hnsw', 'metric:l2', 'metric:ip', 'metric:cosine', 'metadata', 'filter']);
 const KNOWN_TAGS = new Set([...CAPABILITIES, 'filter']);
 const COMMON_KEYS = new Set(['op', 'expect', 'expect_error', 'as', 'tolerance', 'comment']);
 const OP_ARGS = {
@@ -56,14 +56,14 @@ const OP_ARGS = {
   list_collections: ['session'],
   describe_collection: ['session', 'name'],
   upsert: ['session', 'collection', 'items'],
-  upsert_generated: ['session', 'collection', 'count', 'dim', 'seed', 'id_prefix'],
+  upsert_generated: ['session', 'collection', 'count', 'dim', 'seed', 'id_prefix', 'metadata_mod'],
   delete: ['session', 'collection', 'ids'],
   get: ['session', 'collection', 'id'],
   get_many: ['session', 'collection', 'ids'],
   scan: ['session', 'collection', 'after', 'batch'],
   count: ['session', 'collection'],
-  search: ['session', 'collection', 'vector', 'k', 'ef', 'filter'],
-  search_generated: ['session', 'collection', 'count', 'dim', 'seed', 'k', 'ef'],
+  search: ['session', 'collection', 'vector', 'k', 'ef', 'filter', 'include', 'exact'],
+  search_generated: ['session', 'collection', 'count', 'dim', 'seed', 'k', 'ef', 'filter'],
   write_file: ['path', 'text', 'hex', 'pad_to'],
 };
 const HANDLE_OPS = new Set(['open', 'begin_write', 'begin_read']);
@@ -330,7 +330,6 @@ class Interpreter {
       if (!COMMON_KEYS.has(key) && !OP_ARGS[op].includes(key)) throw new CaseError(`op "${op}" takes no argument "${key}"`);
     }
     if ('as' in step && !HANDLE_OPS.has(op)) throw new CaseError(`op "${op}" returns no handle, so "as" makes no sense`);
-    if ('filter' in step) throw new CaseError('search "filter" is not supported by the Node binding (capability "filter")');
     this.step = step;
     try {
       return this['op_' + op]();
@@ -505,7 +504,7 @@ class Interpreter {
 
   upsertRows(w, coll, items, flat, dim) {
     if (items) w.obj.upsert(coll, items);
-    else w.obj.upsert(coll, { ids: flat.ids, vectors: flat.vectors });
+    else w.obj.upsert(coll, flat.metadata ? { ids: flat.ids, vectors: flat.vectors, metadata: flat.metadata } : { ids: flat.ids, vectors: flat.vectors });
     const c = w.model.get(coll);
     if (c) {
       if (items) for (const it of items) c.vectors.set(it.id, Float32Array.from(it.vector));
@@ -546,8 +545,15 @@ class Interpreter {
     const { count, dim, seed } = this.genArgs();
     const vectors = generate(seed, count, dim);
     const ids = Array.from({ length: count }, (_, i) => prefix + i);
+    let metadata;
+    if ('metadata_mod' in this.step) {
+      // metadata_mod m (extension): item i gets {"i": i, "c": i % m}.
+      const m = this.step.metadata_mod;
+      if (!Number.isInteger(m) || m < 1) throw new CaseError('"metadata_mod" must be an integer >= 1');
+      metadata = Array.from({ length: count }, (_, i) => ({ i, c: i % m }));
+    }
     if (count === 0) return this.upsertRows(w, coll, [], null, dim);
-    return this.upsertRows(w, coll, null, { ids, vectors }, dim);
+    return this.upsertRows(w, coll, null, { ids, vectors, metadata }, dim);
   }
 
   op_delete() {
@@ -600,13 +606,48 @@ class Interpreter {
     return this.u32(this.step.ef, 'ef'); // as the C runner: out of range -> UINT32_MAX
   }
 
+  /** The options of search and search_generated: ef, and the extensions filter (its
+   * JSON text, whatever it is: the library judges it), include and exact. */
+  searchOpts() {
+    const o = { ef: this.ef() };
+    if ('filter' in this.step) o.filter = JSON.stringify(this.step.filter);
+    if ('include' in this.step) {
+      const inc = this.step.include;
+      if (!Array.isArray(inc)) throw new CaseError('"include" must be an array');
+      for (const w of inc) {
+        if (w !== 'metadata' && w !== 'vector') throw new CaseError('"include" holds "metadata" and "vector" only');
+      }
+      o.include = inc;
+    }
+    if ('exact' in this.step) {
+      if (typeof this.step.exact !== 'boolean') throw new CaseError('"exact" must be a boolean');
+      o.exact = this.step.exact;
+    }
+    return o;
+  }
+
   op_search() {
     const s = this.session();
     const coll = this.strArg('collection');
     const q = vectorArg(this.arg('vector'), 'vector');
     const k = this.sizeArg('k');
-    const hits = s.obj.search(coll, Float32Array.from(q), k, { ef: this.ef() });
-    return new Outcome({ value: hits.map((h) => ({ id: h.id, distance: numberOrName(h.distance) })) });
+    const o = this.searchOpts();
+    const inc = o.include || [];
+    const hits = s.obj.search(coll, Float32Array.from(q), k, o);
+    let problem = '';
+    const value = hits.map((h) => {
+      const hit = { id: h.id, distance: numberOrName(h.distance) };
+      if (inc.includes('metadata')) {
+        if (!('metadata' in h)) problem = problem || `hit "${h.id}" carries no metadata`;
+        hit.metadata = h.metadata === undefined ? null : h.metadata;
+      }
+      if (inc.includes('vector')) {
+        if (!(h.vector instanceof Float32Array)) problem = problem || `hit "${h.id}" carries no Float32Array vector`;
+        hit.vector = h.vector instanceof Float32Array ? Array.from(h.vector, numberOrName) : null;
+      }
+      return hit;
+    });
+    return new Outcome({ value, problem });
   }
 
   op_search_generated() {
@@ -615,11 +656,16 @@ class Interpreter {
     const { count, dim, seed } = this.genArgs();
     const k = this.sizeArg('k');
     const qs = generate(seed, count, dim);
-    const res = s.obj.searchBatch(coll, qs, k, { ef: this.ef(), dim: dim || 1 });
+    const o = { ...this.searchOpts(), dim: dim || 1 };
+    const res = s.obj.searchBatch(coll, qs, k, o);
+    // With a filter (extension), the exact answer comes from the same API with exact
+    // set: a scan of the matching items.
+    const exact = 'filter' in this.step ? s.obj.searchBatch(coll, qs, k, { ...o, exact: true }).ids : null;
     const c = s.model.get(coll);
     if (!c) return new Outcome({ problem: `runner: no record of collection '${coll}' in this session (create it in this test)` });
     if (res.ids.length !== count) return new Outcome({ problem: `search_batch answered ${res.ids.length} queries of ${count}` });
-    const [recall, problem] = recallAtK(c.metric, c.vectors, qs, dim, count, res.ids, k);
+    if (exact && exact.length !== count) return new Outcome({ problem: `the exact search_batch answered ${exact.length} queries of ${count}` });
+    const [recall, problem] = recallAtK(c.metric, c.vectors, qs, dim, count, res.ids, k, exact);
     return new Outcome({ value: recall, problem });
   }
 
@@ -660,14 +706,21 @@ class Interpreter {
 }
 
 /** Mean recall@k against exact neighbours by brute force in double precision (ties by
- * id bytes), and the first problem seen in the results. */
-function recallAtK(metric, live, qs, dim, count, ids, k) {
+ * id bytes), or against exactIds (per query, the ids of an exact search) when given,
+ * and the first problem seen in the results. */
+function recallAtK(metric, live, qs, dim, count, ids, k, exactIds) {
   const names = [...live.keys()].filter((id) => live.get(id).length === dim);
   names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   const base = names.map((id) => live.get(id));
   let problem = '';
   let total = 0;
-  for (let q = 0; q < count; q++) {
+  for (let q = 0; q < count && exactIds; q++) {
+    const exact = new Set(exactIds[q]);
+    const [found, p] = matched(ids[q], exact, live, q, k);
+    problem = problem || p;
+    total += exact.size ? found / exact.size : ids[q].length === 0 ? 1 : 0;
+  }
+  for (let q = 0; q < count && !exactIds; q++) {
     const x = qs.subarray(q * dim, (q + 1) * dim);
     let xx = 0;
     for (let j = 0; j < dim; j++) xx += x[j] * x[j];
@@ -686,19 +739,27 @@ function recallAtK(metric, live, qs, dim, count, ids, k) {
     d.sort((a, b) => (a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1]));
     const want = Math.min(k, names.length);
     const exact = new Set(d.slice(0, want).map(([, idx]) => names[idx]));
-    const got = ids[q];
-    if (got.length > k) problem = problem || `query ${q} returned ${got.length} hits for k ${k}`;
-    const seen = new Set();
-    let found = 0;
-    for (const sid of got) {
-      if (!live.has(sid) && !problem) problem = `query ${q} returned id "${sid}", which is not live`;
-      if (seen.has(sid) && !problem) problem = `query ${q} returned id "${sid}" twice`;
-      seen.add(sid);
-      if (exact.has(sid)) found++;
-    }
-    total += want ? found / want : got.length === 0 ? 1 : 0;
+    const [found, p] = matched(ids[q], exact, live, q, k);
+    problem = problem || p;
+    total += want ? found / want : ids[q].length === 0 ? 1 : 0;
   }
   return [count ? total / count : 1, problem];
+}
+
+/** How many of query q's returned ids are in `exact`, and the first problem: more than
+ * k hits, an id that is not live, an id twice. */
+function matched(got, exact, live, q, k) {
+  let problem = '';
+  if (got.length > k) problem = `query ${q} returned ${got.length} hits for k ${k}`;
+  const seen = new Set();
+  let found = 0;
+  for (const sid of got) {
+    if (!live.has(sid) && !problem) problem = `query ${q} returned id "${sid}", which is not live`;
+    if (seen.has(sid) && !problem) problem = `query ${q} returned id "${sid}" twice`;
+    seen.add(sid);
+    if (exact.has(sid)) found++;
+  }
+  return [found, problem];
 }
 
 /** '' when the outcome meets the step's expectation, else what differed. */

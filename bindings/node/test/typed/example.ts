@@ -40,6 +40,18 @@ async function main(path: string): Promise<void> {
   const found: Hit[] = await r.searchAsync('docs', new Float32Array([0, 1, 0]), 1, { signal: ac.signal });
   const batch: BatchResults = await r.searchBatchAsync('docs', [[1, 0, 0], [0, 0, 1]], 2);
   console.log(found.length, batch.ids[1]?.[0], batch.distances[0]?.[0]);
+  const filtered: Hit[] = r.search('docs', [1, 0, 0], 2, { filter: { lang: { $in: ['en', 'fr'] } }, include: ['metadata', 'vector'], exact: true });
+  const md: sextant.Metadata | null | undefined = filtered[0]?.metadata;
+  const fv: Float32Array | undefined = filtered[0]?.vector;
+  const fb: BatchResults = await r.searchBatchAsync('docs', [[1, 0, 0]], 2, { filter: '{"lang": "en"}', include: ['metadata'] });
+  console.log(md, fv, fb.metadata?.[0]?.[0], fb.vectors);
+  sextant.checkFilter({ lang: 'en' });
+  try {
+    // @ts-expect-error: include holds 'metadata' and 'vector' only
+    r.search('docs', [1, 0, 0], 2, { include: ['ids'] });
+  } catch (e) {
+    if (!(e instanceof SextantError && e.code === 'INVALID_ARGUMENT')) throw e;
+  }
 
   const w = await db.beginWriteAsync({ timeoutMs: 1000, signal: ac.signal });
   try {
