@@ -139,3 +139,37 @@ func ExampleReadTx_Search() {
 	// Output:
 	// b b b b
 }
+
+// A filter over metadata, with hits that carry their metadata: no second lookup.
+func ExampleWithFilter() {
+	dir := exampleDir()
+	defer os.RemoveAll(dir)
+	db, _ := sextant.Open(filepath.Join(dir, "f.sx"))
+	defer db.Close()
+	ctx := context.Background()
+	db.Update(ctx, func(tx *sextant.WriteTx) error {
+		tx.CreateCollection("docs", sextant.CollectionConfig{Dim: 2, Metric: sextant.L2, Index: sextant.HNSW})
+		return tx.Upsert("docs", []string{"a", "b", "c"}, [][]float32{{0, 0}, {1, 0}, {2, 0}}, []any{
+			map[string]any{"tenant": "x", "year": 2023},
+			map[string]any{"tenant": "x", "year": 2024},
+			map[string]any{"tenant": "y", "year": 2025},
+		})
+	})
+	db.View(func(tx *sextant.ReadTx) error {
+		hits, err := tx.Search(ctx, "docs", []float32{0, 0}, 10,
+			sextant.WithFilter(map[string]any{"tenant": "x", "year": map[string]any{"$gte": 2024}}),
+			sextant.WithInclude(sextant.IncludeMetadata))
+		for _, h := range hits {
+			fmt.Println(h.ID, h.Distance, string(h.Metadata))
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Search(ctx, "docs", []float32{0, 0}, 10, sextant.WithFilter(`{"year": {"$after": 2024}}`))
+		fmt.Println(errors.Is(err, sextant.ErrInvalidArgument))
+		return nil
+	})
+	// Output:
+	// b 1 {"tenant":"x","year":2024}
+	// true
+}
