@@ -1717,6 +1717,16 @@ static Napi::Value joined_ids(Napi::Env env, const sx_results *res, const Bulk &
  * `extra[1]` every hit's vector in one Float32Array of total * dim (index.js gives each
  * hit a view), or undefined when vectors were not included; `extra[2]` dim. Returns
  * false (and sets nothing) when the results carry neither. */
+static bool has_extras(const sx_results *res) {
+#if SX_SEARCH_OPTIONS_VERSION >= 3
+  const size_t *moff = nullptr;
+  return sx_results_metadata_data(res, &moff) != nullptr || sx_results_vectors(res) != nullptr;
+#else
+  (void)res;
+  return false;
+#endif
+}
+
 static bool extras(Napi::Env env, const sx_results *res, const Bulk &b, Napi::Array out, uint32_t at) {
 #if SX_SEARCH_OPTIONS_VERSION >= 3
   const size_t *moff = nullptr;
@@ -1761,9 +1771,10 @@ static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   double *out = a.Data();
   for (size_t h = 0; h < b.total; h++) out[h] = (double)bulk_distance(res, b, 0, h);
   Napi::Value ids = joined_ids(env, res, b);
+  if (!has_extras(res)) return ids; /* the common case: no array made */
   Napi::Array more = Napi::Array::New(env, 4);
-  if (!extras(env, res, b, more, 1)) return ids;
   more.Set(0u, ids);
+  extras(env, res, b, more, 1);
   return more;
 }
 
