@@ -265,3 +265,45 @@ func TestInvalidFilter(t *testing.T) {
 func isCode(err, target error) bool {
 	return err != nil && errors.Is(err, target)
 }
+
+// One filter option value serves many goroutines at once (its text is only read).
+func TestSearchFilterSharedAcrossGoroutines(t *testing.T) {
+	db := filterDB(t)
+	r, err := db.BeginRead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.End()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f, inc := WithFilter(map[string]any{"c": 2}), WithInclude(IncludeMetadata)
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 200; i++ {
+				hits, err := r.Search(ctx, "h", []float32{float32(i % 100), 0}, 5, f, inc)
+				if err == nil {
+					for _, h := range hits {
+						var md struct{ C int }
+						if json.Unmarshal(h.Metadata, &md) != nil || md.C != 2 {
+							err = fmt.Errorf("hit %s has metadata %q", h.ID, h.Metadata)
+						}
+					}
+				}
+				if err == nil && len(hits) != 5 {
+					err = fmt.Errorf("%d hits", len(hits))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
