@@ -10,9 +10,10 @@
  *       commits it re-reads its own commit and watches the WAL (restarts). Prints
  *       "commits=N violations=V first_gen=F last_gen=G checkpoints=C restarts=R
  *       max_wal_frames=W".
- *   reader PATH SECONDS THREADS
+ *   reader PATH SECONDS THREADS [PAUSE_US]
  *       THREADS threads share one handle; each loops: sx_read_begin (timed),
- *       wl_verify, generation never going backwards within the thread, end. Prints
+ *       wl_verify, generation never going backwards within the thread, end, then
+ *       sleeps PAUSE_US microseconds (default 0). Prints
  *       "sessions=N violations=V max_begin_us=X first_gen=F last_gen=G".
  *   hold PATH [NSESSIONS]
  *       Begins NSESSIONS read sessions (default 1; stops early when every reader
@@ -62,7 +63,7 @@ static void die(const char *what, const sx_error *err) {
 static void usage(void) {
   fprintf(stderr,
           "usage: worker_mp writer PATH SECONDS SYNC AUTOCKPT NPAGES TOUCH\n"
-          "       worker_mp reader PATH SECONDS THREADS\n"
+          "       worker_mp reader PATH SECONDS THREADS [PAUSE_US]\n"
           "       worker_mp hold PATH [NSESSIONS]\n"
           "       worker_mp write-hold PATH\n"
           "       worker_mp try-write PATH TIMEOUT_MS\n"
@@ -178,6 +179,7 @@ typedef struct rthread {
   pthread_t th;
   sx_db *db;
   uint64_t end;
+  unsigned pause_us;
   uint64_t sessions, max_begin_ns, first_gen, last_gen;
   tally t;
 } rthread;
@@ -210,12 +212,14 @@ static void *reader_main(void *arg) {
     }
     r->sessions++;
     sx_read_free(s);
+    if (r->pause_us) usleep(r->pause_us);
   }
   return NULL;
 }
 
 static int role_reader(int argc, char **argv) {
-  if (argc != 5) usage();
+  if (argc != 5 && argc != 6) usage();
+  unsigned pause_us = argc == 6 ? (unsigned)atoi(argv[5]) : 0;
   const char *path = argv[2];
   double seconds = atof(argv[3]);
   int nthreads = atoi(argv[4]);
@@ -227,6 +231,7 @@ static int role_reader(int argc, char **argv) {
   for (int i = 0; i < nthreads; i++) {
     ts[i].db = db;
     ts[i].end = end;
+    ts[i].pause_us = pause_us;
     if (pthread_create(&ts[i].th, NULL, reader_main, &ts[i]) != 0) die("pthread_create", NULL);
   }
   uint64_t sessions = 0, violations = 0, max_ns = 0, first = UINT64_MAX, last = 0;

@@ -234,7 +234,10 @@ typedef enum sx_sync {
 } sx_sync;
 
 /** Version of ::sx_open_options this header describes. */
-#define SX_OPEN_OPTIONS_VERSION 2
+#define SX_OPEN_OPTIONS_VERSION 3
+
+/** Default of sx_open_options::wal_size_limit: 64 MiB. */
+#define SX_WAL_SIZE_LIMIT_DEFAULT (64ull << 20)
 
 /**
  * Options for sx_db_open(). Initialize with SX_OPEN_OPTIONS_INIT or
@@ -266,10 +269,22 @@ typedef struct sx_open_options {
    * index (sx_write_upsert()). 0 means the number of online processors, at most 8;
    * 1 keeps every call on its calling thread. At most 64. */
   uint32_t threads;
+  /** (Version 3.) Bytes each WAL file (`-wal`, `-wal2`) keeps once the WAL restarts,
+   * as SQLite's `journal_size_limit`. When a checkpoint of this handle (explicit,
+   * automatic, or at close) has copied every frame into the database file and no
+   * read session reads from the WAL, a WAL file longer than this is cut to it, while
+   * the database stays open: a bulk load does not leave its size twice on disk. Read
+   * sessions in any process are never disturbed: while one still reads WAL frames,
+   * the cut waits for a later checkpoint. Unlike the other fields, 0 is not "the
+   * default" but "cut to empty"; the default (SX_OPEN_OPTIONS_INIT,
+   * sx_open_options_init(), or a struct of version 1 or 2) is
+   * ::SX_WAL_SIZE_LIMIT_DEFAULT; UINT64_MAX never cuts. Larger limits spare the next
+   * commits the cost of growing the files again. */
+  uint64_t wal_size_limit;
 } sx_open_options;
 
 /** Initializer for ::sx_open_options with every default. */
-#define SX_OPEN_OPTIONS_INIT {SX_OPEN_OPTIONS_VERSION, 0, SX_SYNC_FULL, 0, 0, 0, 0}
+#define SX_OPEN_OPTIONS_INIT {SX_OPEN_OPTIONS_VERSION, 0, SX_SYNC_FULL, 0, 0, 0, 0, SX_WAL_SIZE_LIMIT_DEFAULT}
 
 /**
  * Initializes `opts` to the defaults for `version`.

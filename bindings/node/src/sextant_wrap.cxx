@@ -2556,6 +2556,30 @@ fail:
 }
 
 
+#include <limits.h>
+#if !defined(SWIG_NO_LLONG_MAX)
+# if !defined(LLONG_MAX) && defined(__GNUC__) && defined (__LONG_LONG_MAX__)
+#   define LLONG_MAX __LONG_LONG_MAX__
+#   define LLONG_MIN (-LLONG_MAX - 1LL)
+#   define ULLONG_MAX (LLONG_MAX * 2ULL + 1ULL)
+# endif
+#endif
+
+
+#if defined(LLONG_MAX) && !defined(SWIG_LONG_LONG_AVAILABLE)
+#  define SWIG_LONG_LONG_AVAILABLE
+#endif
+
+
+#ifdef SWIG_LONG_LONG_AVAILABLE
+SWIGINTERN
+Napi::Value SWIG_From_unsigned_SS_long_SS_long(Napi::Env env, unsigned long long val)
+{
+  return Napi::Number::New(env, val);
+}
+#endif
+
+
 SWIGINTERN
 int SWIG_AsVal_unsigned_SS_int (Napi::Value valRef, unsigned int* val)
 {
@@ -2583,63 +2607,6 @@ Napi::Value SWIG_From_unsigned_SS_int(Napi::Env env, unsigned int val)
 {
   return Napi::Number::New(env, val);
 }
-
-
-SWIGINTERN swig_type_info*
-SWIG_pchar_descriptor(void)
-{
-  static swig_type_info* info = 0;
-  if (!info) {
-    info = SWIG_TypeQuery("_p_char");
-  }
-  return info;
-}
-
-
-SWIGINTERN int
-SWIG_AsCharPtrAndSize(Napi::Value valRef, char** cptr, size_t* psize, int *alloc)
-{
-  if(valRef.IsString()) {
-    Napi::String js_str;
-    NAPI_CHECK_RESULT(valRef.ToString(), js_str);
-
-    std::string str = js_str.Utf8Value();
-    size_t len = str.size() + 1;
-    char* cstr = (char*) (new char[len]());
-    memcpy(cstr, str.data(), len);
-    
-    if(alloc) *alloc = SWIG_NEWOBJ;
-    if(psize) *psize = len;
-    if(cptr) *cptr = cstr;
-    
-    return SWIG_OK;
-  } else if (valRef.IsNull()) {
-    if (cptr) *cptr = 0;
-    return SWIG_OK;
-  } else {
-    if(valRef.IsObject()) {
-      swig_type_info* pchar_descriptor = SWIG_pchar_descriptor();
-      Napi::Object obj;
-      NAPI_CHECK_RESULT(valRef.ToObject(), obj);
-      // try if the object is a wrapped char[]
-      if (pchar_descriptor) {
-        void* vptr = 0;
-        if (SWIG_ConvertPtr(obj, &vptr, pchar_descriptor, 0) == SWIG_OK) {
-          if (cptr) *cptr = (char *) vptr;
-          if (psize) *psize = vptr ? (strlen((char *)vptr) + 1) : 0;
-          if (alloc) *alloc = SWIG_OLDOBJ;
-          return SWIG_OK;
-        }
-      }
-    }
-  }
-  goto fail;
-fail:
-  return SWIG_TypeError;
-}
-
-
-
 
 
 SWIGINTERN
@@ -2724,21 +2691,6 @@ fail:
 }
 
 
-#include <limits.h>
-#if !defined(SWIG_NO_LLONG_MAX)
-# if !defined(LLONG_MAX) && defined(__GNUC__) && defined (__LONG_LONG_MAX__)
-#   define LLONG_MAX __LONG_LONG_MAX__
-#   define LLONG_MIN (-LLONG_MAX - 1LL)
-#   define ULLONG_MAX (LLONG_MAX * 2ULL + 1ULL)
-# endif
-#endif
-
-
-#if defined(LLONG_MAX) && !defined(SWIG_LONG_LONG_AVAILABLE)
-#  define SWIG_LONG_LONG_AVAILABLE
-#endif
-
-
 #ifdef SWIG_LONG_LONG_AVAILABLE
 SWIGINTERN
 int SWIG_AsVal_unsigned_SS_long_SS_long (Napi::Value obj, unsigned long long *val)
@@ -2760,6 +2712,63 @@ fail:
   return SWIG_ERROR;
 }
 #endif
+
+
+SWIGINTERN swig_type_info*
+SWIG_pchar_descriptor(void)
+{
+  static swig_type_info* info = 0;
+  if (!info) {
+    info = SWIG_TypeQuery("_p_char");
+  }
+  return info;
+}
+
+
+SWIGINTERN int
+SWIG_AsCharPtrAndSize(Napi::Value valRef, char** cptr, size_t* psize, int *alloc)
+{
+  if(valRef.IsString()) {
+    Napi::String js_str;
+    NAPI_CHECK_RESULT(valRef.ToString(), js_str);
+
+    std::string str = js_str.Utf8Value();
+    size_t len = str.size() + 1;
+    char* cstr = (char*) (new char[len]());
+    memcpy(cstr, str.data(), len);
+    
+    if(alloc) *alloc = SWIG_NEWOBJ;
+    if(psize) *psize = len;
+    if(cptr) *cptr = cstr;
+    
+    return SWIG_OK;
+  } else if (valRef.IsNull()) {
+    if (cptr) *cptr = 0;
+    return SWIG_OK;
+  } else {
+    if(valRef.IsObject()) {
+      swig_type_info* pchar_descriptor = SWIG_pchar_descriptor();
+      Napi::Object obj;
+      NAPI_CHECK_RESULT(valRef.ToObject(), obj);
+      // try if the object is a wrapped char[]
+      if (pchar_descriptor) {
+        void* vptr = 0;
+        if (SWIG_ConvertPtr(obj, &vptr, pchar_descriptor, 0) == SWIG_OK) {
+          if (cptr) *cptr = (char *) vptr;
+          if (psize) *psize = vptr ? (strlen((char *)vptr) + 1) : 0;
+          if (alloc) *alloc = SWIG_OLDOBJ;
+          return SWIG_OK;
+        }
+      }
+    }
+  }
+  goto fail;
+fail:
+  return SWIG_TypeError;
+}
+
+
+
 
 
 SWIGINTERNINLINE int
@@ -3406,6 +3415,10 @@ Napi::Value _wrap_sx_open_options_threads_get(const Napi::CallbackInfo &);
 // jsnapi_class_setter_declaration
 void _wrap_sx_open_options_threads_set(const Napi::CallbackInfo &, const Napi::Value &);
 // jsnapi_class_method_declaration
+Napi::Value _wrap_sx_open_options_wal_size_limit_get(const Napi::CallbackInfo &);
+// jsnapi_class_setter_declaration
+void _wrap_sx_open_options_wal_size_limit_set(const Napi::CallbackInfo &, const Napi::Value &);
+// jsnapi_class_method_declaration
 Napi::Value _wrap_new_sx_open_options(const Napi::CallbackInfo &);
 virtual ~_exports_sx_open_options_templ();
 // jsnapi_class_epilogue_template
@@ -3523,6 +3536,15 @@ void _exports_sx_open_options_inst::GetMembers(
       _exports_sx_open_options_templ::InstanceAccessor("threads",
         &_exports_sx_open_options_templ::_wrap_sx_open_options_threads_get,
         &_exports_sx_open_options_templ::_wrap_sx_open_options_threads_set,
+        static_cast<napi_property_attributes>(napi_writable | napi_enumerable | napi_configurable))
+    });
+  // jsnapi_register_member_variable
+  members.erase("wal_size_limit");
+  members.insert({
+    "wal_size_limit",
+      _exports_sx_open_options_templ::InstanceAccessor("wal_size_limit",
+        &_exports_sx_open_options_templ::_wrap_sx_open_options_wal_size_limit_get,
+        &_exports_sx_open_options_templ::_wrap_sx_open_options_wal_size_limit_set,
         static_cast<napi_property_attributes>(napi_writable | napi_enumerable | napi_configurable))
     });
   
@@ -4508,7 +4530,22 @@ Napi::Value exports_SX_OPEN_OPTIONS_VERSION_get(const Napi::CallbackInfo &info) 
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   
-  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(2));
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(3));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_getter
+Napi::Value exports_SX_WAL_SIZE_LIMIT_DEFAULT_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_unsigned_SS_long_SS_long  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned long long >((64ull << 20)));
   
   return jsresult;
   
@@ -4942,6 +4979,70 @@ Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options
   }
   result = (uint32_t) ((arg1)->threads);
   jsresult = SWIG_From_unsigned_SS_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< unsigned int >(result));
+  
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_setter
+template <typename SWIG_OBJ_WRAP>
+void _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_wal_size_limit_set(const Napi::CallbackInfo &info, const Napi::Value &value) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_open_options *arg1 = 0 ;
+  uint64_t arg2 ;
+  unsigned long long val2 ;
+  int ecode2 = 0 ;
+  
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_wal_size_limit_set: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
+  }
+  ecode2 = SWIG_AsVal_unsigned_SS_long_SS_long(value, &val2);
+  if (!SWIG_IsOK(ecode2)) {
+    SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_open_options_wal_size_limit_set" "', argument " "2"" of type '" "uint64_t""'");
+  } 
+  arg2 = static_cast< uint64_t >(val2);if (arg1) (arg1)->wal_size_limit = arg2;
+  
+  
+  
+  return;
+  
+  goto fail;
+fail:
+  return;
+}
+
+
+// js_getter
+template <typename SWIG_OBJ_WRAP>
+Napi::Value _exports_sx_open_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_open_options_wal_size_limit_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_open_options *arg1 = 0 ;
+  uint64_t result;
+  
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_open_options)))
+      sxn::type_error(env, "sx_open_options_wal_size_limit_get: argument 1 must be a sx_open_options handle or null");
+      arg1 = (sx_open_options *)sx_p;
+    }
+  }
+  result = (uint64_t) ((arg1)->wal_size_limit);
+  {
+    jsresult = sxn::u64(env, result);
+  }
   
   
   return jsresult;
@@ -9632,6 +9733,13 @@ do {
 // jsnapi_register_global_variable
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_OPEN_OPTIONS_VERSION_get, JS_veto_set_variable>("SX_OPEN_OPTIONS_VERSION");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_WAL_SIZE_LIMIT_DEFAULT_get, JS_veto_set_variable>("SX_WAL_SIZE_LIMIT_DEFAULT");
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));

@@ -55,7 +55,8 @@ static int shrink_file(sx__pager *p, const sx__hdrc *h, sx_error *err) {
 
 /* Copies frames into P up to the oldest pinned snapshot. Writer lock held. */
 int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
-  if (h->backfill >= h->mx) return SX_OK;
+  /* All in P already (a reader in the WAL may have kept an earlier restart back). */
+  if (h->backfill >= h->mx) return sx__wal_restart(p, h, err);
   int rc = sx__file_lock(p->shm, LK_CKPT, 1, SX__WRLOCK, 0, err);
   if (rc) return rc;
   h->target = h->mx;
@@ -117,6 +118,7 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
   h->checkpoints++;
   sx__hdr_publish(p, h);
   if (T == h->mx) rc = shrink_file(p, h, err);
+  if (!rc && T == h->mx) rc = sx__wal_restart(p, h, err);
 out:
   free(v);
   sx__file_lock(p->shm, LK_CKPT, 1, SX__UNLOCK, 0, NULL);

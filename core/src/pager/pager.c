@@ -213,6 +213,7 @@ static int pager_alloc(const char *path, const sx__pager_config *cfg, sx__pager 
   p->autockpt = cfg->autocheckpoint ? cfg->autocheckpoint : 1000;
   p->wal_max = cfg->wal_max_frames ? cfg->wal_max_frames : (1u << 20);
   if (p->wal_max > SX__WAL_FRAMES_MAX) p->wal_max = SX__WAL_FRAMES_MAX;
+  p->wal_limit = cfg->wal_size_limit;
   p->fork_gen = sx__fork_generation();
   p->pid = (int32_t)getpid();
   p->ps = cfg->page_size ? cfg->page_size : 4096;

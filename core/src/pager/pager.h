@@ -48,6 +48,7 @@ typedef struct sx__pager_config {
   uint32_t page_size;     /* for a new database; 0 = 4096 */
   uint32_t autocheckpoint;/* frames; 0 = 1000 */
   uint32_t wal_max_frames;/* 0 = 1048576 */
+  uint64_t wal_size_limit;/* bytes each WAL file keeps after a restart (0: cut to empty) */
 } sx__pager_config;
 
 /*

@@ -147,7 +147,10 @@ typedef struct sx__shm_hdr {
   /* Nonzero while a writer appends index entries it has not yet published: the next
    * writer cleans them up only then (a writer died mid-commit). */
   uint64_t appending;
-  uint64_t pad1[3];
+  /* Bumped by every restart that cut a WAL file (wal.c): writers of other handles
+   * forget the file sizes they knew. */
+  uint64_t wal_cuts;
+  uint64_t pad1[2];
   sx__hdrc copy[2];
 } sx__shm_hdr;
 _Static_assert(sizeof(sx__shm_hdr) <= SHM_SLOTS_OFF, "shm header overlaps slots");
@@ -162,6 +165,8 @@ struct sx__pager {
   uint32_t fsz;  /* frame size: FRAME_HDR + ps */
   int read_only, sync;
   uint32_t autockpt, wal_max;
+  uint64_t wal_limit;   /* bytes a WAL file keeps after a restart (sx_open_options.wal_size_limit) */
+  uint64_t wal_cuts_seen; /* writer-side: hdr->wal_cuts when wal_size[] was last valid */
   unsigned fork_gen;
   int32_t pid; /* of the process that opened the handle (reader slots record it) */
   atomic_int poisoned;
@@ -309,6 +314,10 @@ int sx__wal_write(sx__pager *p, int w, const uint8_t *buf, size_t len, uint64_t 
                   size_t hdr_bytes, sx_error *err);
 /* Writer: moves to the other WAL file when it is free (updates h). */
 int sx__wal_try_switch(sx__pager *p, sx__hdrc *h, sx_error *err);
+/* Writer, after a checkpoint that left backfill == mx: when a WAL file is longer
+ * than the handle's limit and no live reader reads any frame, restarts the WAL (a
+ * new generation, both headers invalidated) and cuts the files to the limit. */
+int sx__wal_restart(sx__pager *p, sx__hdrc *h, sx_error *err);
 /* Rebuilds the shared index from the WAL files and publishes its header. */
 int sx__wal_recover(sx__pager *p, sx_error *err);
 

@@ -242,6 +242,75 @@ int sx__wal_try_switch(sx__pager *p, sx__hdrc *h, sx_error *err) {
   return SX_OK;
 }
 
+/*
+ * Restart: the WAL gives its space back. After a checkpoint has copied every frame
+ * into P (backfill == mx) nothing in either WAL file is needed any more, so a file
+ * longer than the handle's limit (sx_open_options.wal_size_limit) may be cut to it,
+ * while the database stays open. Two things stand in the way:
+ *
+ * Readers. A reader maps the WAL files and reads frames (floor, mx] of its snapshot;
+ * touching a mapped page past the end of a file is SIGBUS. The checkpoint published
+ * backfill == mx before the scan below, so (reader protocol, pager_int.h) a reader
+ * either shows in the scan or begins with floor == mx and reads no frame at all.
+ * Only when no live reader has floor < mx are the files cut; the next frames any
+ * reader will read are written (and the file grown) before they are published.
+ * Mappings that reach past the new end are harmless until then: a page is checked
+ * against the file's size when it is touched, not when it is mapped.
+ *
+ * Recovery. A cut file keeps a valid header and a prefix of its frames, which
+ * recovery would take for a torn generation: it would drop what follows it, or
+ * replay stale frames over P. So both headers are invalidated first (zeroed, older
+ * generation first, each made durable before the next step), and only then are the
+ * files cut. With both headers invalid recovery reads P alone, which holds every
+ * commit (the checkpoint synced it). The writer moves to a new generation before
+ * touching either file, so that if this process dies in between, the next writer
+ * (of any process) writes a fresh header instead of appending frames behind a header
+ * that is about to vanish.
+ */
+int sx__wal_restart(sx__pager *p, sx__hdrc *h, sx_error *err) {
+  if (h->backfill < h->mx) return SX_OK;
+  uint64_t sz[2];
+  for (int w = 0; w < 2; w++) {
+    int rc = sx__file_size(p->wal[w], &sz[w], err);
+    if (rc) return rc;
+  }
+  if (sz[0] <= p->wal_limit && sz[1] <= p->wal_limit) return SX_OK;
+  uint64_t minpin;
+  int frame_readers;
+  sx__scan_slots(p, UINT64_MAX, &minpin, &frame_readers, NULL, NULL);
+  if (frame_readers) return SX_OK; /* the next complete checkpoint tries again */
+  if (h->mx != h->base) {
+    /* The current generation has frames (and a header on disk): start the next one,
+     * whose first commit writes its header at the start of the other file. */
+    hdr_next_gen(p, h);
+    sx__hdr_publish(p, h);
+  }
+  sx__walhdr wh[2];
+  int rc = SX_OK;
+  for (int w = 0; w < 2 && !rc; w++) rc = sx__wal_read_header(p, w, &wh[w], err);
+  if (rc) return rc;
+  /* Older generation first: were the newer one's header gone and the older one's
+   * not, recovery would replay the older generation over P. */
+  int first = 0;
+  if (wh[0].ok && wh[1].ok) first = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 0 : 1;
+  else if (wh[0].ok) first = 1; /* file 1 has nothing valid: it goes first (a no-op) */
+  static const uint8_t zeros[WAL_HDR];
+  for (int i = 0; i < 2 && !rc; i++) {
+    int w = i == 0 ? first : 1 - first;
+    if (!wh[w].ok) continue;
+    rc = sx__file_write(p->wal[w], zeros, WAL_HDR, 0, err);
+    if (!rc && p->sync != SX_SYNC_OFF) {
+      rc = sx__file_sync(p->wal[w], 1, err);
+      if (rc) sx__pager_poison(p);
+    }
+  }
+  for (int w = 0; w < 2 && !rc; w++)
+    if (sz[w] > p->wal_limit) rc = sx__file_truncate(p->wal[w], p->wal_limit, err);
+  p->wal_size[0] = p->wal_size[1] = 0;
+  p->wal_cuts_seen = __atomic_add_fetch(&p->hdr->wal_cuts, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
 void sx__wal_frame_make(const sx__pager *p, const sx__hdrc *h, uint8_t *f, uint32_t pgno,
                         uint32_t commit, const uint8_t *page, uint64_t *ck0, uint64_t *ck1) {
   wr32(f, pgno);
@@ -290,6 +359,12 @@ int sx__wal_write(sx__pager *p, int w, const uint8_t *buf, size_t len, uint64_t 
  */
 #define WAL_GROW (1u << 20)
 int sx__wal_reserve(sx__pager *p, int w, uint64_t need, sx_error *err) {
+  uint64_t cuts = __atomic_load_n(&p->hdr->wal_cuts, __ATOMIC_RELAXED);
+  if (cuts != p->wal_cuts_seen) {
+    /* Another handle cut the files (sx__wal_restart): what this one knew is stale. */
+    p->wal_size[0] = p->wal_size[1] = 0;
+    p->wal_cuts_seen = cuts;
+  }
   if (p->wal_size[w] >= need) return SX_OK;
   uint64_t sz = 0;
   int rc = sx__file_size(p->wal[w], &sz, err);

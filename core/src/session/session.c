@@ -274,8 +274,12 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
   if (opts) {
     if (opts->version < 1 || opts->version > SX_OPEN_OPTIONS_VERSION)
       return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown options version %u", opts->version);
-    /* A version 1 struct ends before `threads`. */
-    memcpy(&o, opts, opts->version == 1 ? offsetof(sx_open_options, threads) : sizeof o);
+    /* A version 1 struct ends before `threads`, a version 2 one with it (before the
+     * padding and `wal_size_limit`, which keeps its default). */
+    memcpy(&o, opts,
+           opts->version == 1   ? offsetof(sx_open_options, threads)
+           : opts->version == 2 ? offsetof(sx_open_options, threads) + sizeof o.threads
+                                : sizeof o);
   }
   if (o.wal_max_frames > SX__WAL_FRAMES_MAX)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "wal_max_frames %u is more than %u", o.wal_max_frames,
@@ -303,6 +307,7 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
   db->cfg.page_size = o.page_size;
   db->cfg.autocheckpoint = o.autocheckpoint_frames;
   db->cfg.wal_max_frames = o.wal_max_frames;
+  db->cfg.wal_size_limit = o.wal_size_limit;
   if (o.threads) {
     db->threads = (int)o.threads;
   } else {

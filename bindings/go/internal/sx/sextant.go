@@ -67,11 +67,11 @@ typedef long long swig_type_37;
 typedef long long swig_type_38;
 typedef _gostring_ swig_type_39;
 typedef _gostring_ swig_type_40;
-typedef _gostring_ swig_type_41;
-typedef _gostring_ swig_type_42;
+typedef long long swig_type_41;
+typedef long long swig_type_42;
 typedef long long swig_type_43;
-typedef long long swig_type_44;
-typedef long long swig_type_45;
+typedef _gostring_ swig_type_44;
+typedef _gostring_ swig_type_45;
 typedef long long swig_type_46;
 typedef long long swig_type_47;
 typedef long long swig_type_48;
@@ -82,79 +82,79 @@ typedef long long swig_type_52;
 typedef long long swig_type_53;
 typedef long long swig_type_54;
 typedef long long swig_type_55;
-typedef _gostring_ swig_type_56;
-typedef _gostring_ swig_type_57;
-typedef _gostring_ swig_type_58;
+typedef long long swig_type_56;
+typedef long long swig_type_57;
+typedef long long swig_type_58;
 typedef _gostring_ swig_type_59;
-typedef long long swig_type_60;
-typedef long long swig_type_61;
+typedef _gostring_ swig_type_60;
+typedef _gostring_ swig_type_61;
 typedef _gostring_ swig_type_62;
-typedef _gostring_ swig_type_63;
+typedef long long swig_type_63;
 typedef long long swig_type_64;
 typedef _gostring_ swig_type_65;
-typedef long long swig_type_66;
-typedef _gostring_ swig_type_67;
-typedef long long swig_type_68;
-typedef _goslice_ swig_type_69;
-typedef _goslice_ swig_type_70;
-typedef _goslice_ swig_type_71;
-typedef long long swig_type_72;
+typedef _gostring_ swig_type_66;
+typedef long long swig_type_67;
+typedef _gostring_ swig_type_68;
+typedef long long swig_type_69;
+typedef _gostring_ swig_type_70;
+typedef long long swig_type_71;
+typedef _goslice_ swig_type_72;
 typedef _goslice_ swig_type_73;
 typedef _goslice_ swig_type_74;
-typedef _gostring_ swig_type_75;
-typedef long long swig_type_76;
+typedef long long swig_type_75;
+typedef _goslice_ swig_type_76;
 typedef _goslice_ swig_type_77;
-typedef _goslice_ swig_type_78;
-typedef _gostring_ swig_type_79;
-typedef _gostring_ swig_type_80;
-typedef long long swig_type_81;
-typedef long long swig_type_82;
-typedef long long swig_type_83;
+typedef _gostring_ swig_type_78;
+typedef long long swig_type_79;
+typedef _goslice_ swig_type_80;
+typedef _goslice_ swig_type_81;
+typedef _gostring_ swig_type_82;
+typedef _gostring_ swig_type_83;
 typedef long long swig_type_84;
 typedef long long swig_type_85;
 typedef long long swig_type_86;
 typedef long long swig_type_87;
 typedef long long swig_type_88;
-typedef _gostring_ swig_type_89;
-typedef _gostring_ swig_type_90;
-typedef _gostring_ swig_type_91;
-typedef _goslice_ swig_type_92;
-typedef long long swig_type_93;
-typedef _goslice_ swig_type_94;
-typedef long long swig_type_95;
+typedef long long swig_type_89;
+typedef long long swig_type_90;
+typedef long long swig_type_91;
+typedef _gostring_ swig_type_92;
+typedef _gostring_ swig_type_93;
+typedef _gostring_ swig_type_94;
+typedef _goslice_ swig_type_95;
 typedef long long swig_type_96;
-typedef long long swig_type_97;
+typedef _goslice_ swig_type_97;
 typedef long long swig_type_98;
 typedef long long swig_type_99;
 typedef long long swig_type_100;
-typedef _gostring_ swig_type_101;
+typedef long long swig_type_101;
 typedef long long swig_type_102;
 typedef long long swig_type_103;
-typedef long long swig_type_104;
+typedef _gostring_ swig_type_104;
 typedef long long swig_type_105;
 typedef long long swig_type_106;
-typedef _gostring_ swig_type_107;
+typedef long long swig_type_107;
 typedef long long swig_type_108;
 typedef long long swig_type_109;
-typedef long long swig_type_110;
-typedef _gostring_ swig_type_111;
+typedef _gostring_ swig_type_110;
+typedef long long swig_type_111;
 typedef long long swig_type_112;
-typedef _goslice_ swig_type_113;
-typedef _goslice_ swig_type_114;
+typedef long long swig_type_113;
+typedef _gostring_ swig_type_114;
 typedef long long swig_type_115;
-typedef long long swig_type_116;
-typedef long long swig_type_117;
-typedef _gostring_ swig_type_118;
+typedef _goslice_ swig_type_116;
+typedef _goslice_ swig_type_117;
+typedef long long swig_type_118;
 typedef long long swig_type_119;
-typedef _gostring_ swig_type_120;
-typedef long long swig_type_121;
-typedef _gostring_ swig_type_122;
-typedef long long swig_type_123;
+typedef long long swig_type_120;
+typedef _gostring_ swig_type_121;
+typedef long long swig_type_122;
+typedef _gostring_ swig_type_123;
 typedef long long swig_type_124;
 typedef _gostring_ swig_type_125;
 typedef long long swig_type_126;
 typedef long long swig_type_127;
-typedef long long swig_type_128;
+typedef _gostring_ swig_type_128;
 typedef long long swig_type_129;
 typedef long long swig_type_130;
 typedef long long swig_type_131;
@@ -162,6 +162,9 @@ typedef long long swig_type_132;
 typedef long long swig_type_133;
 typedef long long swig_type_134;
 typedef long long swig_type_135;
+typedef long long swig_type_136;
+typedef long long swig_type_137;
+typedef long long swig_type_138;
 extern void _wrap_Swig_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_Swig_malloc_sx_315f6cb984b9b85b(swig_intgo arg1);
 extern void _wrap_delete_sx_db_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -209,6 +212,7 @@ extern swig_intgo _wrap_sx_cancel_is_set_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_SX_SYNC_FULL_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_SYNC_NORMAL_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_SYNC_OFF_sx_315f6cb984b9b85b(void);
+extern swig_type_41 _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_315f6cb984b9b85b(void);
 extern void _wrap_sx_open_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_open_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_open_options_read_only_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -223,12 +227,14 @@ extern void _wrap_sx_open_options_wal_max_frames_set_sx_315f6cb984b9b85b(uintptr
 extern swig_intgo _wrap_sx_open_options_wal_max_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_open_options_threads_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_open_options_wal_size_limit_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_42 arg2);
+extern swig_type_43 _wrap_sx_open_options_wal_size_limit_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_open_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_41 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(swig_voidp arg1, swig_type_44 arg2, uintptr_t arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_42 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_45 _wrap_sx_db_path_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
 extern void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -244,22 +250,22 @@ extern void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, sw
 extern swig_intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_43 arg2);
-extern swig_type_44 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_45 arg2);
-extern swig_type_46 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_47 arg2);
-extern swig_type_48 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_49 arg2);
-extern swig_type_50 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_51 arg2);
-extern swig_type_52 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_46 arg2);
+extern swig_type_47 _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_48 arg2);
+extern swig_type_49 _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_50 arg2);
+extern swig_type_51 _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_52 arg2);
+extern swig_type_53 _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_54 arg2);
+extern swig_type_55 _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_53 arg2);
-extern swig_type_54 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_56 arg2);
+extern swig_type_57 _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_db_stats_sx_315f6cb984b9b85b(void);
@@ -273,15 +279,15 @@ extern swig_intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(uintptr_t arg1, swig_
 extern swig_intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2);
 extern swig_intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_55 arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_58 arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b(void);
 extern swig_intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b(void);
-extern swig_type_56 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
-extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_57 arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_type_59 _wrap_sx_metric_name_sx_315f6cb984b9b85b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(swig_type_60 arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -299,8 +305,8 @@ extern void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(uintptr_t arg
 extern swig_intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_58 arg2);
-extern swig_type_59 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_61 arg2);
+extern swig_type_62 _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -311,38 +317,38 @@ extern void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(uintptr_t ar
 extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_60 arg2);
-extern swig_type_61 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_63 arg2);
+extern swig_type_64 _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_info_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_62 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_63 arg2, swig_voidp arg3);
-extern swig_type_64 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_65 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2);
+extern swig_intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_65 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_66 arg2, swig_voidp arg3);
+extern swig_type_67 _wrap_sx_names_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_68 _wrap_sx_names_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_69 arg2);
 extern swig_intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_67 arg2, swig_type_68 arg3, swig_type_69 arg4, swig_type_70 arg5, swig_type_71 arg6, swig_type_72 arg7, swig_type_73 arg8, swig_type_74 arg9, swig_voidp arg10);
-extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_75 arg2, swig_type_76 arg3, swig_type_77 arg4, swig_type_78 arg5, swig_voidp arg6, swig_voidp arg7);
-extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_79 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_80 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_70 arg2, swig_type_71 arg3, swig_type_72 arg4, swig_type_73 arg5, swig_type_74 arg6, swig_type_75 arg7, swig_type_76 arg8, swig_type_77 arg9, swig_voidp arg10);
+extern swig_intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_78 arg2, swig_type_79 arg3, swig_type_80 arg4, swig_type_81 arg5, swig_voidp arg6, swig_voidp arg7);
+extern swig_intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_82 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_83 arg2, swig_voidp arg3, swig_voidp arg4);
 extern swig_intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
 extern swig_intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 extern void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_81 arg2);
-extern swig_type_82 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_83 arg2);
-extern swig_type_84 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_85 arg2);
-extern swig_type_86 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_87 arg2);
-extern swig_type_88 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_84 arg2);
+extern swig_type_85 _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_86 arg2);
+extern swig_type_87 _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_88 arg2);
+extern swig_type_89 _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_90 arg2);
+extern swig_type_91 _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_collection_stats_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_89 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_90 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_91 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_92 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_93 _wrap_sx_record_id_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_94 _wrap_sx_record_metadata_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
@@ -358,26 +364,26 @@ extern swig_intgo _wrap_sx_search_options_exact_get_sx_315f6cb984b9b85b(uintptr_
 extern uintptr_t _wrap_new_sx_search_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_92 arg2, swig_type_93 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_94 arg2, swig_type_95 arg3, swig_type_96 arg4, swig_type_97 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
-extern swig_type_98 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_99 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_100 arg2);
-extern swig_type_101 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_102 arg2, swig_type_103 arg3);
-extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_104 arg2, swig_type_105 arg3);
-extern swig_type_106 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_107 _wrap_sx_results_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_108 arg2, swig_type_109 arg3);
-extern swig_type_110 _wrap_sx_results_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_filter_check_sx_315f6cb984b9b85b(swig_type_111 arg1, swig_voidp arg2);
-extern swig_intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_112 arg2, swig_type_113 arg3, swig_type_114 arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_type_115 _wrap_sx_records_count_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_type_116 _wrap_sx_records_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_117 arg2);
-extern swig_type_118 _wrap_sx_records_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_119 arg2);
-extern swig_type_120 _wrap_sx_records_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_121 arg2);
+extern swig_intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_95 arg2, swig_type_96 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_97 arg2, swig_type_98 arg3, swig_type_99 arg4, swig_type_100 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
+extern swig_type_101 _wrap_sx_results_queries_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_102 _wrap_sx_results_count_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_103 arg2);
+extern swig_type_104 _wrap_sx_results_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_105 arg2, swig_type_106 arg3);
+extern float _wrap_sx_results_distance_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_107 arg2, swig_type_108 arg3);
+extern swig_type_109 _wrap_sx_results_total_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_110 _wrap_sx_results_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_111 arg2, swig_type_112 arg3);
+extern swig_type_113 _wrap_sx_results_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_filter_check_sx_315f6cb984b9b85b(swig_type_114 arg1, swig_voidp arg2);
+extern swig_intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_115 arg2, swig_type_116 arg3, swig_type_117 arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_type_118 _wrap_sx_records_count_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_type_119 _wrap_sx_records_dim_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_120 arg2);
+extern swig_type_121 _wrap_sx_records_id_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_122 arg2);
+extern swig_type_123 _wrap_sx_records_metadata_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_124 arg2);
 extern void _wrap_sx_records_free_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_122 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_123 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_124 _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_125 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_126 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_127 _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_cursor_free_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
@@ -388,21 +394,21 @@ extern swig_intgo _wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(uint
 extern uintptr_t _wrap_new_sx_backup_options_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_125 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_128 arg2, swig_voidp arg3, swig_voidp arg4);
 extern void _wrap_sx_space_stats_version_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_space_stats_version_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern void _wrap_sx_space_stats_page_size_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_intgo arg2);
 extern swig_intgo _wrap_sx_space_stats_page_size_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_126 arg2);
-extern swig_type_127 _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_128 arg2);
-extern swig_type_129 _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_130 arg2);
-extern swig_type_131 _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_132 arg2);
-extern swig_type_133 _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
-extern void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_134 arg2);
-extern swig_type_135 _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_129 arg2);
+extern swig_type_130 _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_131 arg2);
+extern swig_type_132 _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_133 arg2);
+extern swig_type_134 _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_135 arg2);
+extern swig_type_136 _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(uintptr_t arg1, swig_type_137 arg2);
+extern swig_type_138 _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern uintptr_t _wrap_new_sx_space_stats_sx_315f6cb984b9b85b(void);
 extern void _wrap_delete_sx_space_stats_sx_315f6cb984b9b85b(uintptr_t arg1);
 extern swig_intgo _wrap_sx_read_space_get_sx_315f6cb984b9b85b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
@@ -1030,7 +1036,15 @@ func _swig_getSX_SYNC_OFF() (_swig_ret Sx_sync) {
 
 var SX_SYNC_OFF Sx_sync = _swig_getSX_SYNC_OFF()
 
-const SX_OPEN_OPTIONS_VERSION int = 2
+const SX_OPEN_OPTIONS_VERSION int = 3
+
+func _swig_getSX_WAL_SIZE_LIMIT_DEFAULT() (_swig_ret uint64) {
+	var swig_r uint64
+	swig_r = (uint64)(C._wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_315f6cb984b9b85b())
+	return swig_r
+}
+
+var SX_WAL_SIZE_LIMIT_DEFAULT uint64 = _swig_getSX_WAL_SIZE_LIMIT_DEFAULT()
 
 type SwigcptrSx_open_options uintptr
 
@@ -1132,6 +1146,19 @@ func (arg1 SwigcptrSx_open_options) GetThreads() (_swig_ret uint) {
 	return swig_r
 }
 
+func (arg1 SwigcptrSx_open_options) SetWal_size_limit(arg2 uint64) {
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	C._wrap_sx_open_options_wal_size_limit_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_42(_swig_i_1))
+}
+
+func (arg1 SwigcptrSx_open_options) GetWal_size_limit() (_swig_ret uint64) {
+	var swig_r uint64
+	_swig_i_0 := arg1
+	swig_r = (uint64)(C._wrap_sx_open_options_wal_size_limit_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0)))
+	return swig_r
+}
+
 func NewSx_open_options() (_swig_ret Sx_open_options) {
 	var swig_r Sx_open_options
 	swig_r = (Sx_open_options)(SwigcptrSx_open_options(C._wrap_new_sx_open_options_sx_315f6cb984b9b85b()))
@@ -1160,6 +1187,8 @@ type Sx_open_options interface {
 	GetWal_max_frames() (_swig_ret uint)
 	SetThreads(arg2 uint)
 	GetThreads() (_swig_ret uint)
+	SetWal_size_limit(arg2 uint64)
+	GetWal_size_limit() (_swig_ret uint64)
 }
 
 func Sx_open_options_init(arg1 Sx_open_options, arg2 uint) (_swig_ret Sx_status) {
@@ -1176,7 +1205,7 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_315f6cb984b9b85b(C.swig_voidp(_swig_i_0), *(*C.swig_type_44)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1336,7 +1365,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_size() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_43(_swig_i_1))
+	C._wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_46(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
@@ -1349,7 +1378,7 @@ func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_frames(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_45(_swig_i_1))
+	C._wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_48(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
@@ -1362,7 +1391,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetWal_backfilled(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_47(_swig_i_1))
+	C._wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_50(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
@@ -1375,7 +1404,7 @@ func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCommits(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_49(_swig_i_1))
+	C._wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_52(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
@@ -1388,7 +1417,7 @@ func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_db_stats) SetCheckpoints(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_51(_swig_i_1))
+	C._wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_54(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCheckpoints() (_swig_ret uint64) {
@@ -1427,7 +1456,7 @@ func (arg1 SwigcptrSx_db_stats) GetReader_slots() (_swig_ret uint) {
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_lag(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_53(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_56(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_lag() (_swig_ret uint64) {
@@ -1572,7 +1601,7 @@ func Sx_write_set_user_version(arg1 Sx_write, arg2 uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_55(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_58(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1648,7 +1677,7 @@ func Sx_metric_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_statu
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_57)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_315f6cb984b9b85b(*(*C.swig_type_60)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1805,7 +1834,7 @@ func (arg1 SwigcptrSx_collection_info) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_61)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1889,7 +1918,7 @@ func (arg1 SwigcptrSx_collection_info) GetHnsw_ef_construction() (_swig_ret uint
 func (arg1 SwigcptrSx_collection_info) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_60(_swig_i_1))
+	C._wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_63(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetCount() (_swig_ret uint64) {
@@ -1939,7 +1968,7 @@ func Sx_write_create_collection(arg1 Sx_write, arg2 string, arg3 Sx_collection_o
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_65)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1951,7 +1980,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_63)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_66)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1969,7 +1998,7 @@ func Sx_names_get(arg1 Sx_names, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_66(_swig_i_1))
+	swig_r_p := C._wrap_sx_names_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_69(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2006,7 +2035,7 @@ func Sx_write_upsert_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_67)(unsafe.Pointer(&_swig_i_1)), C.swig_type_68(_swig_i_2), *(*C.swig_type_69)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_70)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_71)(unsafe.Pointer(&_swig_i_5)), C.swig_type_72(_swig_i_6), *(*C.swig_type_73)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
+	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_70)(unsafe.Pointer(&_swig_i_1)), C.swig_type_71(_swig_i_2), *(*C.swig_type_72)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_73)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_5)), C.swig_type_75(_swig_i_6), *(*C.swig_type_76)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_77)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2037,7 +2066,7 @@ func Sx_write_delete_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_75)(unsafe.Pointer(&_swig_i_1)), C.swig_type_76(_swig_i_2), *(*C.swig_type_77)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_78)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
+	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_78)(unsafe.Pointer(&_swig_i_1)), C.swig_type_79(_swig_i_2), *(*C.swig_type_80)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_81)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2056,7 +2085,7 @@ func Sx_read_collection(arg1 Sx_read, arg2 string, arg3 *uintptr, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_79)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_82)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2069,7 +2098,7 @@ func Sx_write_collection(arg1 Sx_write, arg2 string, arg3 *uintptr, arg4 *Errbuf
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_80)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_83)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2119,7 +2148,7 @@ func (arg1 SwigcptrSx_collection_stats) GetVersion() (_swig_ret uint) {
 func (arg1 SwigcptrSx_collection_stats) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_81(_swig_i_1))
+	C._wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_84(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
@@ -2132,7 +2161,7 @@ func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetSlots(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_83(_swig_i_1))
+	C._wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_86(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
@@ -2145,7 +2174,7 @@ func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetDead(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_85(_swig_i_1))
+	C._wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_88(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
@@ -2158,7 +2187,7 @@ func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_collection_stats) SetFree(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_87(_swig_i_1))
+	C._wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_90(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetFree() (_swig_ret uint64) {
@@ -2211,7 +2240,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_89)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_92)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2373,7 +2402,7 @@ func Sx_collection_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_92)(unsafe.Pointer(&_swig_i_1)), C.swig_type_93(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_95)(unsafe.Pointer(&_swig_i_1)), C.swig_type_96(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2390,7 +2419,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
 	_swig_i_7 := arg8
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_94)(unsafe.Pointer(&_swig_i_1)), C.swig_type_95(_swig_i_2), C.swig_type_96(_swig_i_3), C.swig_type_97(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_97)(unsafe.Pointer(&_swig_i_1)), C.swig_type_98(_swig_i_2), C.swig_type_99(_swig_i_3), C.swig_type_100(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2408,7 +2437,7 @@ func Sx_results_count(arg1 Sx_results, arg2 int64) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_100(_swig_i_1)))
+	swig_r = (int64)(C._wrap_sx_results_count_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_103(_swig_i_1)))
 	return swig_r
 }
 
@@ -2417,7 +2446,7 @@ func Sx_results_id(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_102(_swig_i_1), C.swig_type_103(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_105(_swig_i_1), C.swig_type_106(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2429,7 +2458,7 @@ func Sx_results_distance(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret flo
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_104(_swig_i_1), C.swig_type_105(_swig_i_2)))
+	swig_r = (float32)(C._wrap_sx_results_distance_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_107(_swig_i_1), C.swig_type_108(_swig_i_2)))
 	return swig_r
 }
 
@@ -2445,7 +2474,7 @@ func Sx_results_metadata(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret str
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_108(_swig_i_1), C.swig_type_109(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_111(_swig_i_1), C.swig_type_112(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2463,7 +2492,7 @@ func Sx_filter_check(arg1 string, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_filter_check_sx_315f6cb984b9b85b(*(*C.swig_type_111)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_filter_check_sx_315f6cb984b9b85b(*(*C.swig_type_114)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -2478,7 +2507,7 @@ func Sx_collection_get_packed(arg1 Sx_collection, arg2 int64, arg3 []byte, arg4 
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_112(_swig_i_1), *(*C.swig_type_113)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_114)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_115(_swig_i_1), *(*C.swig_type_116)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_117)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg3
 	}
@@ -2506,7 +2535,7 @@ func Sx_records_found(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_sx_records_found_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_117(_swig_i_1)))
+	swig_r = (int)(C._wrap_sx_records_found_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_120(_swig_i_1)))
 	return swig_r
 }
 
@@ -2514,7 +2543,7 @@ func Sx_records_id(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_119(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_id_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_122(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2525,7 +2554,7 @@ func Sx_records_metadata(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret strin
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_121(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_metadata_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_124(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2543,7 +2572,7 @@ func Sx_collection_cursor(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_122)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_125)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2556,7 +2585,7 @@ func Sx_cursor_next(arg1 Struct_SS_sx_cursor, arg2 int64, arg3 *uintptr, arg4 *E
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_123(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_126(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
@@ -2658,7 +2687,7 @@ func Sx_db_backup(arg1 Sx_db, arg2 string, arg3 *BackupOpts, arg4 *Errbuf) (_swi
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_125)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), *(*C.swig_type_128)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2703,7 +2732,7 @@ func (arg1 SwigcptrSx_space_stats) GetPage_size() (_swig_ret uint) {
 func (arg1 SwigcptrSx_space_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_126(_swig_i_1))
+	C._wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_129(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetPage_count() (_swig_ret uint64) {
@@ -2716,7 +2745,7 @@ func (arg1 SwigcptrSx_space_stats) GetPage_count() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetFree_pages(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_128(_swig_i_1))
+	C._wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_131(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetFree_pages() (_swig_ret uint64) {
@@ -2729,7 +2758,7 @@ func (arg1 SwigcptrSx_space_stats) GetFree_pages() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetCollection_pages(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_130(_swig_i_1))
+	C._wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_133(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetCollection_pages() (_swig_ret uint64) {
@@ -2742,7 +2771,7 @@ func (arg1 SwigcptrSx_space_stats) GetCollection_pages() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetLive_bytes(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_132(_swig_i_1))
+	C._wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_135(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetLive_bytes() (_swig_ret uint64) {
@@ -2755,7 +2784,7 @@ func (arg1 SwigcptrSx_space_stats) GetLive_bytes() (_swig_ret uint64) {
 func (arg1 SwigcptrSx_space_stats) SetReclaimable_bytes(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_134(_swig_i_1))
+	C._wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(C.uintptr_t(_swig_i_0), C.swig_type_137(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetReclaimable_bytes() (_swig_ret uint64) {

@@ -1292,6 +1292,17 @@ intgo _wrap_SX_SYNC_OFF_sx_315f6cb984b9b85b() {
 }
 
 
+long long _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_315f6cb984b9b85b() {
+  unsigned long long result;
+  long long _swig_go_result;
+  
+  
+  result = (unsigned long long)((64ull << 20));
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
 void _wrap_sx_open_options_version_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
@@ -1462,6 +1473,31 @@ intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(struct sx_open_optio
   arg1 = *(struct sx_open_options **)&_swig_go_0; 
   
   result = (uint32_t) ((arg1)->threads);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+void _wrap_sx_open_options_wal_size_limit_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, long long _swig_go_1) {
+  struct sx_open_options *arg1 = 0 ;
+  uint64_t arg2 ;
+  
+  arg1 = *(struct sx_open_options **)&_swig_go_0; 
+  arg2 = (uint64_t)_swig_go_1; 
+  
+  if (arg1) (arg1)->wal_size_limit = arg2;
+  
+}
+
+
+long long _wrap_sx_open_options_wal_size_limit_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+  struct sx_open_options *arg1 = 0 ;
+  uint64_t result;
+  long long _swig_go_result;
+  
+  arg1 = *(struct sx_open_options **)&_swig_go_0; 
+  
+  result = (uint64_t) ((arg1)->wal_size_limit);
   _swig_go_result = result; 
   return _swig_go_result;
 }
