@@ -44,6 +44,34 @@ def test_open_accepts_pathlike(tmp_path: Any) -> None:
         assert db.path == str(tmp_path / "p.sx")
 
 
+def test_wal_size_limit_cuts_the_wal_after_a_checkpoint(tmp_path: Any) -> None:
+    import os
+
+    p = str(tmp_path / "w.sx")
+
+    def wal_bytes() -> int:
+        return sum(os.path.getsize(p + s) for s in ("-wal", "-wal2") if os.path.exists(p + s))
+
+    vecs = np.random.default_rng(3).standard_normal((3000, 256), dtype=np.float32)
+    with sextant.open(p, sync="off", wal_size_limit=0) as db:
+        with db.write() as w:
+            w.create_collection("c", 256, index="flat")
+            w.upsert("c", [str(i) for i in range(len(vecs))], vecs)
+        assert wal_bytes() > 3_000_000
+        db.checkpoint()
+        assert wal_bytes() == 0  # while the database is open
+        with db.read() as r:
+            assert r.count("c") == 3000
+    with sextant.open(p, sync="off") as db:  # the default limit (64 MiB) keeps small WALs
+        with db.write() as w:
+            w.upsert("c", [str(i) for i in range(len(vecs))], vecs)
+        before = wal_bytes()
+        db.checkpoint()
+        assert wal_bytes() == before > 0
+    with pytest.raises(sextant.InvalidArgument):
+        sextant.open(p, wal_size_limit=-1)
+
+
 def test_write_block_commits_on_success(db: sextant.Database) -> None:
     with db.write() as w:
         w.create_collection("c", 2, index="flat")

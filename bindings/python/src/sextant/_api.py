@@ -902,6 +902,7 @@ def open(  # noqa: A001 - the module's entry point, as in sqlite3.connect / dbm.
     autocheckpoint_frames: int = 0,
     wal_max_frames: int = 0,
     threads: int = 0,
+    wal_size_limit: Optional[int] = None,
 ) -> Database:
     """Opens the database at path, creating it unless read_only.
 
@@ -911,6 +912,10 @@ def open(  # noqa: A001 - the module's entry point, as in sqlite3.connect / dbm.
     threads: most threads one call may use (search_batch, and linking upserted
     vectors into an HNSW index); 0 means the number of processors (at most 8), 1
     keeps every call on its calling thread.
+    wal_size_limit: bytes each WAL file keeps once a checkpoint has copied everything
+    into the database file and no reader reads the WAL (as SQLite's
+    journal_size_limit); the files are cut to it while the database stays open.
+    None means the core's default (64 MiB); 0 cuts them to nothing.
     """
     p = os.fspath(path)
     opts = _c.sx_open_options()
@@ -922,6 +927,8 @@ def open(  # noqa: A001 - the module's entry point, as in sqlite3.connect / dbm.
     opts.autocheckpoint_frames = _uint(autocheckpoint_frames, "autocheckpoint_frames", _U32_MAX)
     opts.wal_max_frames = _uint(wal_max_frames, "wal_max_frames", _U32_MAX)
     opts.threads = _uint(threads, "threads", _U32_MAX)
+    if wal_size_limit is not None:
+        opts.wal_size_limit = _uint(wal_size_limit, "wal_size_limit", 2**64 - 1)
     try:
         return Database(_c.sx_db_open(p, opts), os.fsdecode(p))
     except InvalidArgument as e:

@@ -33,6 +33,7 @@ class sx_open_options:
     autocheckpoint_frames: int
     wal_max_frames: int
     threads: int
+    wal_size_limit: int
     def __init__(self) -> None: ...
 
 class sx_collection_options:
