@@ -468,6 +468,85 @@ TEST(Collection, LargeDimensionsStraddlePagesAndSurviveReopen) {
   EXPECT_EQ(sx_db_check(d.db, &err), SX_OK) << err.message;
 }
 
+// The flat scan reads vectors in place: one that straddles two pages lying apart in
+// memory (frames of the WAL, pages of P allocated between commits of other
+// collections) is read in its two parts, one whose pages are adjacent as one run, and
+// one spanning three pages or more is copied. Whichever, in a write session, from the
+// WAL or from P after a checkpoint, single queries rank as the scalar reference does,
+// with each distance bit for bit the kernel's on the whole vector, and the batch
+// agrees.
+TEST(Collection, FlatScanOfVectorsInPartsEqualsBruteForce) {
+  for (uint32_t dim : {100u, 784u, 1500u, 2500u}) {
+    SCOPED_TRACE("dim " + std::to_string(dim));
+    Db d("parts");
+    const size_t n = 600, per = 37;
+    auto data = Gen(900 + dim, n, dim);
+    auto ids = Ids("p", n);
+    std::vector<bool> live(n, true);
+    auto other = Gen(1, per, 64);
+    {
+      W w(d.db);
+      ASSERT_EQ(w.Create("v", dim), SX_OK);
+      ASSERT_EQ(w.Create("o", 64), SX_OK);
+      ASSERT_EQ(w.Commit(), SX_OK);
+    }
+    for (size_t i = 0; i < n; i += per) {
+      // Another collection's pages between this one's leaves.
+      W w(d.db);
+      size_t m = std::min(per, n - i);
+      ASSERT_EQ(w.Upsert("o", Ids(("o" + std::to_string(i) + "_").c_str(), per), other, 64), SX_OK);
+      std::vector<std::string> part(ids.begin() + (ptrdiff_t)i, ids.begin() + (ptrdiff_t)(i + m));
+      std::vector<float> pv(data.begin() + (ptrdiff_t)(i * dim), data.begin() + (ptrdiff_t)((i + m) * dim));
+      ASSERT_EQ(w.Upsert("v", part, pv, dim), SX_OK) << w.err.message;
+      ASSERT_EQ(w.Commit(), SX_OK);
+    }
+    auto queries = Gen(5, 6, dim);
+    auto check = [&](sx_collection *c, const char *where) {
+      sx_error err = SX_ERROR_INIT;
+      sx_results *batch;
+      ASSERT_EQ(sx_collection_search_batch(c, queries.data(), 6, dim, 10, nullptr, &batch, &err), SX_OK);
+      for (size_t qi = 0; qi < 6; qi++) {
+        const float *q = &queries[qi * dim];
+        auto want = Brute(data, ids, live, q, dim, SX_METRIC_L2);
+        sx_results *one;
+        ASSERT_EQ(sx_collection_search(c, q, dim, 10, nullptr, &one, &err), SX_OK) << err.message;
+        ASSERT_EQ(sx_results_count(one, 0), 10u);
+        for (size_t i = 0; i < 10; i++) {
+          std::string id = sx_results_id(one, 0, i);
+          size_t at = (size_t)std::stoul(id.substr(1));
+          EXPECT_EQ(sx_results_distance(one, 0, i), sx__distance(SX__L2, q, 0, &data[at * dim], dim))
+              << where << ": distance of " << id << " is not the kernel's on the whole vector";
+          EXPECT_EQ(id, want[i].second) << where << " query " << qi << " rank " << i;
+          EXPECT_STREQ(sx_results_id(batch, qi, i), id.c_str()) << where << ": batch differs";
+          EXPECT_EQ(sx_results_distance(batch, qi, i), sx_results_distance(one, 0, i)) << where;
+        }
+        sx_results_free(one);
+      }
+      sx_results_free(batch);
+    };
+    {
+      W w(d.db);  // a write session's view (copies)
+      sx_collection *c;
+      ASSERT_EQ(sx_write_collection(w.w, "v", &c, &w.err), SX_OK);
+      check(c, "write session");
+      sx_collection_free(c);
+    }
+    for (const char *where : {"WAL", "database file"}) {
+      sx_error err = SX_ERROR_INIT;
+      if (std::string(where) == "database file") {
+        ASSERT_EQ(sx_db_checkpoint(d.db, 1000, &err), SX_OK);
+      }
+      sx_read *r;
+      ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
+      sx_collection *c;
+      ASSERT_EQ(sx_read_collection(r, "v", &c, &err), SX_OK);
+      check(c, where);
+      sx_collection_free(c);
+      sx_read_free(r);
+    }
+  }
+}
+
 TEST(Collection, GrowsIdMapAndReusesSlots) {
   Db d("grow");
   const size_t dim = 4;

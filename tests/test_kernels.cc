@@ -378,6 +378,52 @@ TEST_F(Kernels, Raw4OverPartsMatchesReferenceAndIsPerLane) {
   }
 }
 
+/* The flat scan's single-query kernel over vectors in two parts (a vector that
+ * straddles two pages not adjacent in memory): at every level, metric, and cut (at
+ * 0, inside a 16-float step, on one, at or past the end), each distance is bit for
+ * bit sx__distance of the same floats laid end to end (the batch scan's exact
+ * re-rank depends on it), and a vector whose n0 covers it is read from a alone. Each
+ * part is its own exactly sized heap block, so a read past a part shows under ASan. */
+TEST_F(Kernels, ManyOverPartsIsBitIdenticalToContiguous) {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (size_t dim : {1, 2, 15, 16, 17, 33, 64, 100, 784, 1000, 1536}) {
+    std::vector<float> q(dim);
+    for (float &x : q) x = u(rng);
+    std::vector<size_t> cuts = {0, 1, dim / 3, dim / 2, dim - 1, dim, dim + 5};
+    for (size_t c : {16, 37, 63, 64, 65, 120, 256}) if (c < dim) cuts.push_back(c);
+    const size_t n = cuts.size();
+    std::vector<std::vector<float>> full(n, std::vector<float>(dim));
+    for (auto &v : full)
+      for (float &x : v) x = u(rng);
+    std::vector<std::unique_ptr<float[]>> pa(n), pb(n);
+    std::vector<sx__vparts> vp(n);
+    for (size_t j = 0; j < n; j++) {
+      size_t na = std::min(cuts[j], dim);
+      pa[j].reset(new float[na ? na : 1]);
+      std::copy(full[j].begin(), full[j].begin() + (ptrdiff_t)na, pa[j].get());
+      pb[j].reset(new float[dim - na ? dim - na : 1]);
+      std::copy(full[j].begin() + (ptrdiff_t)na, full[j].end(), pb[j].get());
+      vp[j] = {pa[j].get(), cuts[j] >= dim ? nullptr : pb[j].get(), cuts[j]};
+    }
+    std::vector<float> scratch(dim);
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      for (int metric : {SX__L2, SX__IP, SX__COSINE}) {
+        float qn = sx__norm(q.data(), dim);
+        std::vector<float> out(n + 1, -7.0f);
+        sx__distance_many_parts(metric, q.data(), qn, vp.data(), n, dim, scratch.data(), out.data());
+        EXPECT_EQ(-7.0f, out[n]) << "written past n";
+        for (size_t j = 0; j < n; j++) {
+          float want = sx__distance(metric, q.data(), qn, full[j].data(), dim);
+          EXPECT_EQ(want, out[j]) << sx__kernel_name(level) << " " << MetricName(metric) << " dim " << dim
+                                  << " cut " << cuts[j];
+        }
+      }
+    }
+  }
+}
+
 /* Components around 100: |q|^2 + |v|^2 dwarfs the distance, so the loose absolute
  * term would hide a cancelling l2; hold l2 to 1e-4 relative instead. */
 TEST_F(Kernels, MatchReferenceWithLargeOffset) {

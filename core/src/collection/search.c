@@ -206,10 +206,16 @@ static void run_hnsw(job *j) {
   free(hits);
 }
 
-/* One block of a flat scan: up to BLOCK live vectors, as pointers straight into
- * their leaf page, or into scratch where a vector straddles two pages. */
+/* One block of a flat scan: up to BLOCK live vectors, read in place from their
+ * pages. A single-query scan (parts) takes a vector that straddles two pages as its
+ * two parts, or as one run when the pages lie next to each other in the map (as a
+ * bulk load leaves them); a batch scan (ptrs) copies a straddling vector into
+ * scratch unless its pages are adjacent. A vector spanning more than two pages, and
+ * any vector of a write transaction's view, is copied. */
 typedef struct block {
   const float **ptrs;
+  sx__vparts *parts;
+  int use_parts; /* fill parts (single query) rather than ptrs (batch) */
   uint32_t *slots;
   float *scratch;
   size_t nb;
@@ -219,26 +225,66 @@ typedef struct block {
   uint64_t pmask;
   uint64_t vleaf; /* the leaf page vpage points at (UINT64_MAX: none) */
   const uint8_t *vpage;
+  uint64_t nleaf; /* the leaf after vleaf, when npage is known (UINT64_MAX: none) */
+  const uint8_t *npage;
   sx__fstate *fs; /* the filter's evaluation state, or NULL: every live slot */
 } block;
 
-/* Pointer to the vector of slot sl, as the next entry of b. */
+static inline void block_put(block *b, const float *a, const float *rest, size_t n0, size_t dim) {
+  if (b->use_parts) {
+    b->parts[b->nb].a = a;
+    b->parts[b->nb].b = rest;
+    b->parts[b->nb].n0 = rest ? n0 : dim;
+  } else {
+    b->ptrs[b->nb] = a; /* rest is NULL here: straddling vectors were copied */
+  }
+}
+
+/* Pointer(s) to the vector of slot sl, as the next entry of b. */
 static inline int block_add(block *b, uint64_t sl, size_t dim, sx_error *err) {
   uint64_t off = sl * b->vbytes;
   uint64_t leaf = off >> b->pshift;
   size_t in = (size_t)(off & b->pmask);
-  if (leaf == b->vleaf && in + b->vbytes <= b->ps) {
-    b->ptrs[b->nb] = (const float *)(b->vpage + in);
-  } else {
-    const void *p;
-    int rc = sx__pa_ptr(&b->vc, off, b->vbytes, b->scratch + b->nb * dim, &p, err);
-    if (rc) return rc;
-    b->ptrs[b->nb] = p;
-    if (b->vc.leaf_key == leaf && b->vc.v->t == NULL) {
-      b->vleaf = leaf;
-      b->vpage = b->vc.leaf;
+  if (leaf != b->vleaf && b->vc.v->t == NULL) {
+    /* Over a snapshot, leaf pages stay put for the view's life. */
+    const uint8_t *pg;
+    if (leaf == b->nleaf) {
+      pg = b->npage;
+    } else {
+      int rc = sx__pa_leaf(&b->vc, leaf, &pg, err);
+      if (rc) return rc;
+    }
+    b->vleaf = leaf;
+    b->vpage = pg;
+    b->nleaf = UINT64_MAX;
+  }
+  if (leaf == b->vleaf) {
+    const float *a = (const float *)(b->vpage + in);
+    if (in + b->vbytes <= b->ps) {
+      block_put(b, a, NULL, dim, dim);
+      goto done;
+    }
+    if (in + b->vbytes <= 2 * b->ps) {
+      if (b->nleaf != leaf + 1) {
+        int rc = sx__pa_leaf(&b->vc, leaf + 1, &b->npage, err);
+        if (rc) return rc;
+        b->nleaf = leaf + 1;
+      }
+      if (b->npage == b->vpage + b->ps) { /* adjacent pages: one run */
+        block_put(b, a, NULL, dim, dim);
+        goto done;
+      }
+      if (b->use_parts) {
+        block_put(b, a, (const float *)b->npage, (b->ps - in) / sizeof(float), dim);
+        goto done;
+      }
     }
   }
+  const void *p;
+  int rc = sx__pa_ptr(&b->vc, off, b->vbytes, b->scratch + b->nb * dim, &p, err);
+  if (rc) return rc;
+  block_put(b, p, NULL, dim, dim);
+done:
   b->slots[b->nb++] = (uint32_t)sl;
   return SX_OK;
 }
@@ -279,8 +325,9 @@ static inline int block_gather(job *j, block *b, uint64_t *s0) {
 /* Distances of every query to the block, offered to the queries' heaps. */
 static inline void block_rank(job *j, const block *b, float *dist, scan *s) {
   const sx__coll *c = j->c;
-  if (j->nq == 1)
-    sx__distance_many(c->metric, j->qs, j->qn[0], b->ptrs, b->nb, c->dim, dist);
+  if (b->use_parts)
+    sx__distance_many_parts(c->metric, j->qs, j->qn[0], b->parts, b->nb, c->dim,
+                            b->scratch + BLOCK * c->dim, dist);
   else
     sx__distance_batch(c->metric, j->qs, j->qn, j->nq, b->ptrs, b->nb, c->dim, dist);
   for (size_t q = 0; q < j->nq; q++) {
@@ -307,10 +354,12 @@ static void scan_flat(job *j) {
   sx__pa_cursor_init(&b.vc, &c->v, j->hdr + H_PA_VEC);
   sx__pa_cursor_init(&b.lc, &c->v, j->hdr + H_PA_LIVE);
   b.ptrs = malloc(BLOCK * sizeof *b.ptrs);
+  b.parts = malloc(BLOCK * sizeof *b.parts);
+  b.use_parts = j->nq == 1;
   b.slots = malloc(BLOCK * sizeof *b.slots);
-  b.scratch = malloc(BLOCK * dim * sizeof(float));
+  b.scratch = malloc((BLOCK + 1) * dim * sizeof(float)); /* the last dim: the kernel's */
   float *dist = malloc(BLOCK * j->nq * sizeof(float));
-  if (!b.ptrs || !b.slots || !b.scratch || !dist) {
+  if (!b.ptrs || !b.parts || !b.slots || !b.scratch || !dist) {
     j->rc = sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
     goto out;
   }
@@ -318,7 +367,7 @@ static void scan_flat(job *j) {
   b.ps = b.vc.ps;
   b.pshift = (unsigned)__builtin_ctz(b.vc.ps);
   b.pmask = b.ps - 1;
-  b.vleaf = UINT64_MAX;
+  b.vleaf = b.nleaf = UINT64_MAX;
   uint64_t s0 = j->lo;
   while (s0 < j->hi && !j->rc) {
     if (job_cancelled(j)) {
@@ -333,6 +382,7 @@ static void scan_flat(job *j) {
 out:
   if (b.fs) sx__fstate_free(b.fs);
   free(b.ptrs);
+  free(b.parts);
   free(b.slots);
   free(b.scratch);
   free(dist);

@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "index/kernels_int.h"
 #include "sextant.h"
@@ -593,6 +594,27 @@ float sx__distance(int metric, const float *q, float qnorm, const float *v, size
 void sx__distance_many(int metric, const float *q, float qnorm, const float *const *vecs, size_t n,
                        size_t dim, float *out) {
   active()->many(metric, q, qnorm, vecs, n, dim, out);
+}
+
+void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v,
+                             size_t n, size_t dim, float *scratch, float *out) {
+#if SX_X86
+  if (sx__kernel_level() == SX__KERNEL_AVX512) {
+    sx__many_parts_avx512(metric, q, qnorm, v, n, dim, out);
+    return;
+  }
+#endif
+  const kernel_ops *k = active();
+  for (size_t j = 0; j < n; j++) {
+    if (j + 1 < n) __builtin_prefetch(v[j + 1].a);
+    const float *x = v[j].a;
+    if (v[j].n0 < dim) {
+      memcpy(scratch, v[j].a, v[j].n0 * sizeof(float));
+      memcpy(scratch + v[j].n0, v[j].b, (dim - v[j].n0) * sizeof(float));
+      x = scratch;
+    }
+    out[j] = k->dist(metric, q, qnorm, x, dim);
+  }
 }
 
 void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t nq,

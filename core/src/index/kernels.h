@@ -68,6 +68,12 @@ float sx__distance(int metric, const float *q, float qnorm, const float *v, size
 /* Distances from one query to n vectors: out[j] = distance(q, vecs[j]). */
 void sx__distance_many(int metric, const float *q, float qnorm, const float *const *vecs, size_t n,
                        size_t dim, float *out);
+/* As sx__distance_many, for vectors that may lie in two parts (sx__vparts), without
+ * copying them where the level reads parts in place (AVX-512); other levels copy a
+ * vector in parts into scratch (dim floats) first. Each distance is the float
+ * sx__distance gives for the vector's floats laid end to end. */
+void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v,
+                             size_t n, size_t dim, float *scratch, float *out);
 /* Distances from nq queries (row-major, nq x dim) to n vectors:
  * out[i * n + j] = distance(q_i, vecs[j]). Blocked so that each vector is read from
  * memory once for all queries. qnorms[i] = sx__norm(q_i) (cosine only; may be NULL

@@ -140,6 +140,125 @@ AVX512 void sx__many_avx512(int metric, const float *q, float qn, const float *c
 }
 
 /*
+ * One query against many vectors that may lie in two parts (a vector that straddles
+ * two pages that are not adjacent in memory): sx__distance_many_parts. A vector's
+ * floats are read from where they lie, so nothing is copied; each 16-float load at
+ * position i takes its lanes from the first part, the second, or both (two masked
+ * loads), and feeds the same accumulator as in pair_avx512. The sums are therefore
+ * bit for bit those of the contiguous kernel (sx__distance on a copy gives the same
+ * float), which the batch scan's exact re-rank relies on.
+ */
+AVX512_INLINE __m512 ld_parts(const float *a, const float *bb, size_t n0, size_t i, __mmask16 m) {
+  if (i + 16 <= n0) return _mm512_maskz_loadu_ps(m, a + i);
+  if (i >= n0) return _mm512_maskz_loadu_ps(m, bb + i);
+  __mmask16 lo = (__mmask16)((1u << (n0 - i)) - 1);
+  return _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps((__mmask16)(m & lo), a + i), (__mmask16)(m & ~lo),
+                              bb + i);
+}
+
+/* pair_avx512 over a vector in parts: floats [0, n0) at a, [n0, dim) at bb + n0. */
+AVX512_INLINE void pair_parts_avx512(int metric, const float *q, const float *a, const float *bb,
+                                     size_t n0, size_t dim, float *s_out, float *vv_out) {
+  const __mmask16 all = (__mmask16)0xFFFF;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  size_t i = 0;
+  if (metric == SX__L2) {
+    for (; i + 64 <= dim; i += 64) {
+      __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(q + i), ld_parts(a, bb, n0, i, all));
+      __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(q + i + 16), ld_parts(a, bb, n0, i + 16, all));
+      __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(q + i + 32), ld_parts(a, bb, n0, i + 32, all));
+      __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(q + i + 48), ld_parts(a, bb, n0, i + 48, all));
+      a0 = _mm512_fmadd_ps(d0, d0, a0);
+      a1 = _mm512_fmadd_ps(d1, d1, a1);
+      a2 = _mm512_fmadd_ps(d2, d2, a2);
+      a3 = _mm512_fmadd_ps(d3, d3, a3);
+    }
+    for (; i + 16 <= dim; i += 16) {
+      __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(q + i), ld_parts(a, bb, n0, i, all));
+      a1 = _mm512_fmadd_ps(d0, d0, a1);
+    }
+    if (i < dim) {
+      __mmask16 m = tail_mask(dim - i);
+      __m512 d0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, q + i), ld_parts(a, bb, n0, i, m));
+      a2 = _mm512_fmadd_ps(d0, d0, a2);
+    }
+    *s_out = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    return;
+  }
+  int want_vv = vv_out != NULL;
+  for (; i + 64 <= dim; i += 64) {
+    __m512 v0 = ld_parts(a, bb, n0, i, all), v1 = ld_parts(a, bb, n0, i + 16, all);
+    __m512 v2 = ld_parts(a, bb, n0, i + 32, all), v3 = ld_parts(a, bb, n0, i + 48, all);
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), v0, a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), v1, a1);
+    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 32), v2, a2);
+    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 48), v3, a3);
+    if (want_vv) {
+      b0 = _mm512_fmadd_ps(v0, v0, b0);
+      b1 = _mm512_fmadd_ps(v1, v1, b1);
+      b2 = _mm512_fmadd_ps(v2, v2, b2);
+      b3 = _mm512_fmadd_ps(v3, v3, b3);
+    }
+  }
+  for (; i + 16 <= dim; i += 16) {
+    __m512 v0 = ld_parts(a, bb, n0, i, all);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), v0, a1);
+    if (want_vv) b1 = _mm512_fmadd_ps(v0, v0, b1);
+  }
+  if (i < dim) {
+    __mmask16 m = tail_mask(dim - i);
+    __m512 v0 = ld_parts(a, bb, n0, i, m);
+    a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), v0, a2);
+    if (want_vv) b2 = _mm512_fmadd_ps(v0, v0, b2);
+  }
+  *s_out = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  if (want_vv)
+    *vv_out = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)));
+}
+
+AVX512_INLINE float dist_parts_avx512_inl(int metric, const float *q, float qn, const sx__vparts *v,
+                                          size_t dim) {
+  if (v->n0 >= dim) return dist_avx512_inl(metric, q, qn, v->a, dim);
+  /* bb + i is float i of the vector for i >= n0 (never dereferenced below n0). */
+  const float *bb = (const float *)((uintptr_t)v->b - v->n0 * sizeof(float));
+  float s, vv;
+  switch (metric) {
+    case SX__L2:
+      pair_parts_avx512(SX__L2, q, v->a, bb, v->n0, dim, &s, NULL);
+      return s;
+    case SX__IP:
+      pair_parts_avx512(SX__IP, q, v->a, bb, v->n0, dim, &s, NULL);
+      return 1.0f - s;
+    case SX__COSINE:
+      pair_parts_avx512(SX__COSINE, q, v->a, bb, v->n0, dim, &s, &vv);
+      return cos_dist(s, qn, sqrtf(vv));
+    default:
+      return NAN;
+  }
+}
+
+AVX512 void sx__many_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v,
+                                  size_t n, size_t dim, float *out) {
+#define MANY_PARTS_LOOP(M)                                            \
+  for (size_t j = 0; j < n; j++) {                                    \
+    if (j + PF_AHEAD < n) prefetch_parts(&v[j + PF_AHEAD], dim);      \
+    out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);             \
+  }
+  switch (metric) {
+    case SX__L2:
+      MANY_PARTS_LOOP(SX__L2) break;
+    case SX__IP:
+      MANY_PARTS_LOOP(SX__IP) break;
+    case SX__COSINE:
+      MANY_PARTS_LOOP(SX__COSINE) break;
+    default:
+      for (size_t j = 0; j < n; j++) out[j] = NAN;
+  }
+#undef MANY_PARTS_LOOP
+}
+
+/*
  * The batch kernel, laid out like an sgemm. A tile of TW = 32 vectors is packed
  * transposed into vt[k][32] (one 16x16 transpose per 16 vectors x 16 dimensions),
  * TK = 128 dimensions at a time, so that a register holds dimension k of 16

@@ -44,12 +44,24 @@ static inline void prefetch_vec(const float *v, size_t dim) {
   for (size_t b = 0; b < dim * sizeof(float); b += 64) __builtin_prefetch(p + b);
 }
 
+/* The vector in parts, as prefetch_vec. */
+static inline void prefetch_parts(const sx__vparts *v, size_t dim) {
+  if (v->n0 >= dim) {
+    prefetch_vec(v->a, dim);
+  } else {
+    prefetch_vec(v->a, v->n0);
+    prefetch_vec(v->b, dim - v->n0);
+  }
+}
+
 #if SX_X86
 /* The AVX-512F level (kernels_avx512.c); callers check the CPU first. */
 float sx__norm_avx512(const float *a, size_t dim);
 float sx__dist_avx512(int metric, const float *q, float qn, const float *v, size_t dim);
 void sx__many_avx512(int metric, const float *q, float qn, const float *const *vecs, size_t n,
                      size_t dim, float *out);
+void sx__many_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v, size_t n,
+                           size_t dim, float *out);
 void sx__batch_avx512(int metric, const float *qs, const float *qnorms, size_t nq,
                       const float *const *vecs, size_t n, size_t dim, float *out);
 float sx__raw_l2_avx512(const float *q, const float *v, size_t dim);
