@@ -238,11 +238,14 @@ AVX512_INLINE float dist_parts_avx512_inl(int metric, const float *q, float qn, 
   }
 }
 
+#ifndef SX_FLAT_PF
+#define SX_FLAT_PF 0
+#endif
 AVX512 void sx__many_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v,
                                   size_t n, size_t dim, float *out) {
 #define MANY_PARTS_LOOP(M)                                            \
   for (size_t j = 0; j < n; j++) {                                    \
-    if (j + PF_AHEAD < n) prefetch_parts(&v[j + PF_AHEAD], dim);      \
+    if (SX_FLAT_PF && j + PF_AHEAD < n) prefetch_parts(&v[j + PF_AHEAD], dim); \
     out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);             \
   }
   switch (metric) {
