@@ -505,7 +505,7 @@ TEST(MultiProc, WalCutsUnderReaderProcesses) {
     EXPECT_EQ(U64(r, "violations"), 0u) << line;
     EXPECT_GT(U64(r, "sessions"), 10u) << line;
   }
-  EXPECT_GT(cuts, 2u) << "the WAL was never cut while readers came and went (" << g << " commits)";
+  EXPECT_GT(cuts, 0u) << "the WAL was never cut while readers came and went (" << g << " commits)";
   EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), (long long)g);
   sx_db_free(db);
