@@ -103,48 +103,57 @@ int sx__pa_ptr(sx__pa_cursor *cur, uint64_t off, size_t len, void *tmp, const vo
 /* ---- writing --------------------------------------------------------------- */
 
 /* Writable leaf `leaf` of the array whose two words sit at byte pa_off of page
- * owner; allocates the path (and new levels) as needed. */
+ * owner; allocates the path (and new levels) as needed. The owner and the interior
+ * pages are only read unless a pointer in them changes: a write would copy them into
+ * the transaction and log them in the commit for nothing (most of a small commit's
+ * frames were such unchanged pages). */
 int sx__pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, uint8_t **out,
                      sx_error *err) {
-  uint8_t *op;
-  int rc = sx__txn_write(t, owner, &op, err);
+  const uint8_t *orp;
+  int rc = sx__txn_read(t, owner, &orp, err);
   if (rc) return rc;
   uint32_t ps = sx__pager_page_size(sx__txn_pager(t)), fan = ps / 4;
-  uint32_t root = sx__rd32(op + pa_off), depth = sx__rd32(op + pa_off + 4);
-  if (root == 0) {
-    uint8_t *np;
-    rc = sx__txn_alloc(t, &root, &np, err);
+  uint32_t root = sx__rd32(orp + pa_off), depth = sx__rd32(orp + pa_off + 4);
+  if (root == 0 || leaf >= fanout_pow(fan, depth)) {
+    uint8_t *op;
+    rc = sx__txn_write(t, owner, &op, err);
     if (rc) return rc;
-    depth = 0;
-    sx__wr32(op + pa_off, root);
-    sx__wr32(op + pa_off + 4, 0);
-  }
-  while (leaf >= fanout_pow(fan, depth)) {
-    if (depth + 1 > SX__PA_MAXDEPTH)
-      return sx__err_set(err, SX_FULL, "page array is full at depth %u", depth);
-    uint32_t nr;
-    uint8_t *np;
-    rc = sx__txn_alloc(t, &nr, &np, err);
-    if (rc) return rc;
-    sx__wr32(np, root);
-    root = nr;
-    depth++;
-    sx__wr32(op + pa_off, root);
-    sx__wr32(op + pa_off + 4, depth);
+    if (root == 0) {
+      uint8_t *np;
+      rc = sx__txn_alloc(t, &root, &np, err);
+      if (rc) return rc;
+      depth = 0;
+      sx__wr32(op + pa_off, root);
+      sx__wr32(op + pa_off + 4, 0);
+    }
+    while (leaf >= fanout_pow(fan, depth)) {
+      if (depth + 1 > SX__PA_MAXDEPTH)
+        return sx__err_set(err, SX_FULL, "page array is full at depth %u", depth);
+      uint32_t nr;
+      uint8_t *np;
+      rc = sx__txn_alloc(t, &nr, &np, err);
+      if (rc) return rc;
+      sx__wr32(np, root);
+      root = nr;
+      depth++;
+      sx__wr32(op + pa_off, root);
+      sx__wr32(op + pa_off + 4, depth);
+    }
   }
   uint32_t pg = root;
   for (uint32_t lvl = 0; lvl < depth; lvl++) {
     uint64_t span = fanout_pow(fan, depth - lvl - 1);
-    uint8_t *ip;
-    rc = sx__txn_write(t, pg, &ip, err);
+    size_t at = 4 * (size_t)((leaf / span) % fan);
+    const uint8_t *irp;
+    rc = sx__txn_read(t, pg, &irp, err);
     if (rc) return rc;
-    uint8_t *slot = ip + 4 * ((leaf / span) % fan);
-    uint32_t child = sx__rd32(slot);
+    uint32_t child = sx__rd32(irp + at);
     if (child == 0) {
-      uint8_t *np;
-      rc = sx__txn_alloc(t, &child, &np, err);
+      uint8_t *ip, *np;
+      rc = sx__txn_write(t, pg, &ip, err);
+      if (!rc) rc = sx__txn_alloc(t, &child, &np, err);
       if (rc) return rc;
-      sx__wr32(slot, child);
+      sx__wr32(ip + at, child);
     }
     pg = child;
   }
