@@ -156,9 +156,12 @@ AVX512_INLINE __m512 ld_parts(const float *a, const float *bb, size_t n0, size_t
                               bb + i);
 }
 
-/* pair_avx512 over a vector in parts: floats [0, n0) at a, [n0, dim) at bb + n0. */
-AVX512_INLINE void pair_parts_avx512(int metric, const float *q, const float *a, const float *bb,
-                                     size_t n0, size_t dim, float *s_out, float *vv_out) {
+/* pair_avx512 over a vector in parts: floats [0, n0) at a, [n0, dim) at bb + n0
+ * (n0 >= dim: all at a), stopping short of the horizontal sums: *s_out (and *vv_out)
+ * receive the summed accumulators, (a0 + a1) + (a2 + a3) as pair_avx512 forms them
+ * before _mm512_reduce_add_ps. */
+AVX512_INLINE void pair_parts_vec(int metric, const float *q, const float *a, const float *bb,
+                                  size_t n0, size_t dim, __m512 *s_out, __m512 *vv_out) {
   const __mmask16 all = (__mmask16)0xFFFF;
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
@@ -183,7 +186,7 @@ AVX512_INLINE void pair_parts_avx512(int metric, const float *q, const float *a,
       __m512 d0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, q + i), ld_parts(a, bb, n0, i, m));
       a2 = _mm512_fmadd_ps(d0, d0, a2);
     }
-    *s_out = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    *s_out = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
     return;
   }
   int want_vv = vv_out != NULL;
@@ -212,30 +215,74 @@ AVX512_INLINE void pair_parts_avx512(int metric, const float *q, const float *a,
     a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), v0, a2);
     if (want_vv) b2 = _mm512_fmadd_ps(v0, v0, b2);
   }
-  *s_out = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-  if (want_vv)
-    *vv_out = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)));
+  *s_out = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+  if (want_vv) *vv_out = _mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3));
+}
+
+/*
+ * The horizontal sums of four vectors at once, each lane exactly as
+ * _mm512_reduce_add_ps sums one (GCC's order: the 256-bit halves, then the 128-bit
+ * halves, then the 64-bit halves, then elements 0 and 1), so every result is bit for
+ * bit the single kernel's; four chains of shuffles and adds become one.
+ */
+AVX512_INLINE __m128 reduce4(__m512 s0, __m512 s1, __m512 s2, __m512 s3) {
+  /* 256-bit halves: [s0.lo + s0.hi, s1.lo + s1.hi] and likewise for s2, s3. */
+  __m512 lo01 = _mm512_shuffle_f32x4(s0, s1, 0x44), hi01 = _mm512_shuffle_f32x4(s0, s1, 0xEE);
+  __m512 lo23 = _mm512_shuffle_f32x4(s2, s3, 0x44), hi23 = _mm512_shuffle_f32x4(s2, s3, 0xEE);
+  __m512 t01 = _mm512_add_ps(hi01, lo01), t23 = _mm512_add_ps(hi23, lo23);
+  /* 128-bit halves: lane j of u = t_j.lo128 + t_j.hi128. */
+  __m512 lo = _mm512_shuffle_f32x4(t01, t23, 0x88), hi = _mm512_shuffle_f32x4(t01, t23, 0xDD);
+  __m512 u = _mm512_add_ps(hi, lo);
+  /* 64-bit halves, then elements 0 and 1, within each 128-bit lane. */
+  u = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
+  u = _mm512_add_ps(u, _mm512_permute_ps(u, 0xB1));
+  /* Element 0 of each 128-bit lane. */
+  __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(idx, u));
+}
+
+AVX512_INLINE const float *parts_bb(const sx__vparts *v) {
+  /* bb + i is float i of the vector for i >= n0 (never dereferenced below n0). */
+  return (const float *)((uintptr_t)v->b - v->n0 * sizeof(float));
+}
+
+AVX512_INLINE float finish(int metric, float s, float qn, float vv) {
+  switch (metric) {
+    case SX__L2:
+      return s;
+    case SX__IP:
+      return 1.0f - s;
+    case SX__COSINE:
+      return cos_dist(s, qn, sqrtf(vv));
+    default:
+      return NAN;
+  }
 }
 
 AVX512_INLINE float dist_parts_avx512_inl(int metric, const float *q, float qn, const sx__vparts *v,
                                           size_t dim) {
   if (v->n0 >= dim) return dist_avx512_inl(metric, q, qn, v->a, dim);
-  /* bb + i is float i of the vector for i >= n0 (never dereferenced below n0). */
-  const float *bb = (const float *)((uintptr_t)v->b - v->n0 * sizeof(float));
-  float s, vv;
-  switch (metric) {
-    case SX__L2:
-      pair_parts_avx512(SX__L2, q, v->a, bb, v->n0, dim, &s, NULL);
-      return s;
-    case SX__IP:
-      pair_parts_avx512(SX__IP, q, v->a, bb, v->n0, dim, &s, NULL);
-      return 1.0f - s;
-    case SX__COSINE:
-      pair_parts_avx512(SX__COSINE, q, v->a, bb, v->n0, dim, &s, &vv);
-      return cos_dist(s, qn, sqrtf(vv));
-    default:
-      return NAN;
+  __m512 s, vv = _mm512_setzero_ps();
+  pair_parts_vec(metric == SX__L2 ? SX__L2 : SX__IP, q, v->a, parts_bb(v), v->n0, dim, &s,
+                 metric == SX__COSINE ? &vv : NULL);
+  return finish(metric, _mm512_reduce_add_ps(s), qn, _mm512_reduce_add_ps(vv));
+}
+
+/* Four vectors: their sums side by side, reduced together. */
+AVX512_INLINE void dist4_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v,
+                                      size_t dim, float *out) {
+  __m512 s[4], vv[4];
+  const int pm = metric == SX__L2 ? SX__L2 : SX__IP;
+  for (int j = 0; j < 4; j++) {
+    vv[j] = _mm512_setzero_ps();
+    const float *bb = v[j].n0 >= dim ? v[j].a : parts_bb(&v[j]);
+    pair_parts_vec(pm, q, v[j].a, bb, v[j].n0 >= dim ? dim : v[j].n0, dim, &s[j],
+                   metric == SX__COSINE ? &vv[j] : NULL);
   }
+  float sr[4], vr[4] = {0, 0, 0, 0};
+  _mm_storeu_ps(sr, reduce4(s[0], s[1], s[2], s[3]));
+  if (metric == SX__COSINE) _mm_storeu_ps(vr, reduce4(vv[0], vv[1], vv[2], vv[3]));
+  for (int j = 0; j < 4; j++) out[j] = finish(metric, sr[j], qn, vr[j]);
 }
 
 #ifndef SX_FLAT_PF
@@ -243,20 +290,27 @@ AVX512_INLINE float dist_parts_avx512_inl(int metric, const float *q, float qn, 
 #endif
 AVX512 void sx__many_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v,
                                   size_t n, size_t dim, float *out) {
-#define MANY_PARTS_LOOP(M)                                            \
-  for (size_t j = 0; j < n; j++) {                                    \
-    if (SX_FLAT_PF && j + PF_AHEAD < n) prefetch_parts(&v[j + PF_AHEAD], dim); \
-    out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);             \
+  if (!metric_ok(metric)) {
+    for (size_t j = 0; j < n; j++) out[j] = NAN;
+    return;
+  }
+#define MANY_PARTS_LOOP(M)                                                    \
+  {                                                                           \
+    size_t j = 0;                                                             \
+    for (; j + 4 <= n; j += 4) {                                              \
+      if (SX_FLAT_PF && j + 4 + PF_AHEAD <= n)                                \
+        for (size_t p = 0; p < 4; p++) prefetch_parts(&v[j + PF_AHEAD + p], dim); \
+      dist4_parts_avx512(M, q, qn, &v[j], dim, out + j);                      \
+    }                                                                         \
+    for (; j < n; j++) out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);  \
   }
   switch (metric) {
     case SX__L2:
       MANY_PARTS_LOOP(SX__L2) break;
     case SX__IP:
       MANY_PARTS_LOOP(SX__IP) break;
-    case SX__COSINE:
-      MANY_PARTS_LOOP(SX__COSINE) break;
     default:
-      for (size_t j = 0; j < n; j++) out[j] = NAN;
+      MANY_PARTS_LOOP(SX__COSINE) break;
   }
 #undef MANY_PARTS_LOOP
 }
