@@ -78,6 +78,8 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
       sx__pager_poison(p);
       goto out;
     }
+    p->synced_gen = h->gen;
+    p->synced_mx = h->mx;
   }
   /* Frames (backfill, T]: the previous generation's part, then the current's. */
   size_t n = 0;

@@ -167,6 +167,10 @@ struct sx__pager {
   uint32_t autockpt, wal_max;
   uint64_t wal_limit;   /* bytes a WAL file keeps after a restart (sx_open_options.wal_size_limit) */
   uint64_t wal_cuts_seen; /* writer-side: hdr->wal_cuts when wal_size[] was last valid */
+  /* Writer-side, sync=normal: this handle's last sync of the current WAL file made
+   * generation synced_gen durable up to frame synced_mx (synced_gen 0: none). */
+  uint32_t synced_gen;
+  uint64_t synced_mx;
   unsigned fork_gen;
   int32_t pid; /* of the process that opened the handle (reader slots record it) */
   atomic_int poisoned;

@@ -222,8 +222,10 @@ int sx__wal_try_switch(sx__pager *p, sx__hdrc *h, sx_error *err) {
   int prev_users;
   sx__scan_slots(p, h->base, &minpin, &prev_users, NULL, NULL);
   if (prev_users) return SX_OK;
-  if (p->sync == SX_SYNC_NORMAL) {
-    /* The generation left behind is durable before the next one says how it ends. */
+  if (p->sync == SX_SYNC_NORMAL && !(p->synced_gen == h->gen && p->synced_mx == h->mx)) {
+    /* The generation left behind is durable before the next one says how it ends
+     * (unless this handle's checkpoint synced it and no frame came since: mx only
+     * grows, so an equal mx in the same generation means the same frames). */
     int rc = sx__file_sync(p->wal[h->gen & 1], 1, err);
     if (rc) {
       sx__pager_poison(p);
