@@ -480,15 +480,15 @@ TEST(MultiProc, WalCutsUnderReaderProcesses) {
   ASSERT_EQ(wl_commit(db, 1, N, N, 1, 1000, &err), SX_OK) << err.message;
   const int secs = 6;
   std::vector<std::unique_ptr<Proc>> readers;
-  // Two threads per process, each pausing 2 ms between sessions: the gaps let some
+  // Two threads per process, each pausing 3 ms between sessions: the gaps let some
   // checkpoints find no reader in the WAL.
-  for (int i = 0; i < 3; i++) readers.push_back(Spawn({"reader", t.db, std::to_string(secs), "2", "2000"}));
+  for (int i = 0; i < 3; i++) readers.push_back(Spawn({"reader", t.db, std::to_string(secs), "2", "3000"}));
   uint64_t g = 1, cuts = 0, prev = WalLongest(t.db);
   auto t0 = std::chrono::steady_clock::now();
   while (MsSince(t0) < secs * 1000.0) {
     g++;
     ASSERT_EQ(wl_commit(db, g, N, g % 3 ? N / 4 : N, g, 1000, &err), SX_OK) << err.message;
-    if (g % 4 == 0) {
+    if (g % 2 == 0) {
       ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
     }
     uint64_t now = WalLongest(t.db);
