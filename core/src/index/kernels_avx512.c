@@ -152,8 +152,8 @@ AVX512_INLINE __m512 ld_parts(const float *a, const float *bb, size_t n0, size_t
   if (i + 16 <= n0) return _mm512_maskz_loadu_ps(m, a + i);
   if (i >= n0) return _mm512_maskz_loadu_ps(m, bb + i);
   __mmask16 lo = (__mmask16)((1u << (n0 - i)) - 1);
-  return _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps((__mmask16)(m & lo), a + i), (__mmask16)(m & ~lo),
-                              bb + i);
+  __m512 first = _mm512_maskz_loadu_ps((__mmask16)(m & lo), a + i);
+  return _mm512_mask_loadu_ps(first, (__mmask16)(m & ~lo), bb + i);
 }
 
 /* pair_avx512 over a vector in parts: floats [0, n0) at a, [n0, dim) at bb + n0
