@@ -7,6 +7,7 @@
  * Every operation validates its arguments before it touches a page.
  */
 #include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,19 +111,39 @@ int sx__check_id(const char *id, size_t item, sx_error *err) {
   return SX_OK;
 }
 
-/* Checks a vector: finite components, and nonzero under cosine. */
+/* Bounds on a vector's squared norm |v|^2 under ip and cosine, whose kernels sum
+ * products in float32. Above SX__NORM2_MAX the float32 sums overflow: |q.v| <= |q||v|
+ * <= max(|q|^2, |v|^2) keeps every partial dot product and norm product finite when
+ * both vectors stay below it (half of FLT_MAX leaves room for the rounding of the
+ * sums), where beyond it they became +-Inf and then NaN (Inf - Inf, Inf / Inf) that
+ * sorted first. Below SX__NORM2_MIN (2^-133, cosine only) float32 keeps fewer than 16
+ * significant bits of |v|^2 (subnormal), and an all-subnormal vector's float32 norm
+ * is 0: distance 1 to itself. l2 needs neither bound: its sums are of squares, which
+ * overflow to +Inf (a distance too large for float32, still ordered), never NaN. */
+#define SX__NORM2_MAX ((double)FLT_MAX / 2)
+#define SX__NORM2_MIN 0x1p-133
+
+/* Checks a vector: finite components; under cosine nonzero; under ip and cosine a
+ * squared norm float32 can compute with (see SX__NORM2_MAX). */
 int sx__check_vector(const float *v, size_t dim, int metric, const char *what, size_t item,
                      sx_error *err) {
   /* A branch-free pass first (it vectorizes; this runs on every query): an exponent
-   * of all ones is Inf or NaN; a vector is zero iff every component is +-0. */
-  uint32_t bad = 0, nz = 0;
+   * of all ones is Inf or NaN; a vector is zero iff every component is +-0; a
+   * component of magnitude 2^55 or more (exponent field >= 182; below it, SX_DIM_MAX
+   * squares sum to under 2^126), or a cosine vector
+   * with no component of 2^-64 or more (exponent field < 63), may be out of the
+   * bounds above and takes the exact path. */
+  uint32_t bad = 0, nz = 0, big = 0, normal = 0;
   for (size_t j = 0; j < dim; j++) {
     uint32_t b;
     memcpy(&b, &v[j], 4);
-    bad |= (b & 0x7f800000u) == 0x7f800000u;
+    uint32_t e = (b >> 23) & 0xffu;
+    bad |= e == 0xffu;
     nz |= b & 0x7fffffffu;
+    big |= e >= 182u;
+    normal |= e >= 63u;
   }
-  if (!bad && (metric != SX__COSINE || nz)) return SX_OK;
+  if (!bad && (metric == SX__L2 || (!big && (metric == SX__IP || normal)))) return SX_OK;
   double n2 = 0;
   for (size_t j = 0; j < dim; j++) {
     if (!isfinite(v[j]))
@@ -130,9 +151,17 @@ int sx__check_vector(const float *v, size_t dim, int metric, const char *what, s
                          what, item, (double)v[j], j);
     n2 += (double)v[j] * v[j];
   }
-  if (metric == SX__COSINE && n2 == 0)
+  if (metric == SX__COSINE && !nz)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "%s %zu is a zero vector, which has no cosine distance",
                        what, item);
+  if (metric != SX__L2 && n2 > SX__NORM2_MAX)
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "%s %zu's squared norm %g overflows float32 (at most %g under %s)", what, item,
+                       n2, SX__NORM2_MAX, metric == SX__IP ? "ip" : "cosine");
+  if (metric == SX__COSINE && n2 < SX__NORM2_MIN)
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "%s %zu's squared norm %g underflows float32 (at least %g under cosine)", what,
+                       item, n2, SX__NORM2_MIN);
   return SX_OK;
 }
 
