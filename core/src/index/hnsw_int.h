@@ -135,6 +135,12 @@ int sx__hnsw_set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_
                      sx_error *err);
 uint64_t sx__hnsw_stored_recency(const sx__hnsw *g, uint32_t slot);
 
+/* ---- hnsw_repair.c -------------------------------------------------------------- */
+
+/* Links in every live node that a walk of level 0 from the entry point misses
+ * (hnsw_repair.c explains). Write views. */
+int sx__hnsw_connect(sx__hnsw *g, sx_error *err);
+
 /* ---- hnsw_span.c ---------------------------------------------------------------- */
 
 int sx__hnsw_span_get(sx__hnsw *g, int which, uint64_t off, size_t len, int write, span *s,

@@ -116,48 +116,97 @@ int sx__hnsw_repair_node(sx__hnsw *g, uint64_t s, const uint8_t *dead, sx_error 
   return rc;
 }
 
-/* Links again the live nodes live[0..n) that a breadth-first walk of level 0 from ep
- * does not reach: repairs choose lists by the heuristic, which may drop a node's
- * last link in. A relink may in turn prune another's; a few rounds, as inserts do
- * not guarantee more. */
-static int relink_unreached(sx__hnsw *g, const uint64_t *live, size_t n, uint64_t ep,
-                            sx_error *err) {
-  uint32_t *q = malloc((n ? n : 1) * sizeof *q);
-  uint64_t *lost = malloc((n ? n : 1) * sizeof *lost);
-  int rc = q && lost ? SX_OK : sx__err_set(err, SX_NOMEM, "out of memory");
-  for (int round = 0; round < 4 && !rc; round++) {
-    if (sx__hnsw_ensure_scratch(g, 0)) {
-      rc = sx__err_set(err, SX_NOMEM, "out of memory");
-      break;
+/* ---- connectivity ------------------------------------------------------------------ */
+
+/* Every live node reachable from the entry point at level 0 (issue 19 item 10).
+ * Choosing lists by the heuristic may drop a node's last link in (a back link that
+ * prunes a full list, a repair after deletes); at small m, under ip and in low
+ * dimensions that left up to a third of a graph unreachable, which no ef can find
+ * (searches seed level 0 with the entry point too, hnsw.c). So after a large insert
+ * batch and after every unlink, a breadth-first walk marks what the entry point
+ * reaches, and each live node it missed gets a link in from the closest reached
+ * node (by a level-0 search from the entry point) whose list has room; appending
+ * drops no link, so nothing reached is lost, and what the newcomer reaches is
+ * reached too. A full graph (every reached list at capacity, m0 = 2m links each,
+ * which the heuristic practically never leaves) is reported, not looped on. */
+
+/* Marks in `reached` everything a walk of level 0 from `from` reaches that is not
+ * marked yet; q is scratch for nslots entries. */
+static int walk0(sx__hnsw *g, uint64_t from, uint8_t *reached, uint32_t *q, sx_error *err) {
+  size_t qh = 0, qt = 0;
+  if (sx__bit(reached, from)) return SX_OK;
+  reached[from >> 3] |= (uint8_t)(1u << (from & 7));
+  q[qt++] = (uint32_t)from;
+  while (qh < qt) {
+    const uint32_t *ln;
+    int rc = sx__hnsw_links(g, q[qh++], 0, &ln, err);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < ln[0]; i++) {
+      uint32_t x = ln[1 + i];
+      if (x >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW link to slot %u past the end", x);
+      if (sx__bit(reached, x)) continue;
+      reached[x >> 3] |= (uint8_t)(1u << (x & 7));
+      q[qt++] = x;
     }
-    size_t qh = 0, qt = 0, nl = 0;
-    q[qt++] = (uint32_t)ep;
-    g->vtag[ep] = g->tag;
-    while (qh < qt && !rc) {
-      const uint32_t *ln;
-      if ((rc = sx__hnsw_links(g, q[qh++], 0, &ln, err))) break;
-      for (uint32_t i = 0; i < ln[0]; i++) {
-        uint32_t x = ln[1 + i];
-        if (x >= g->nslots) {
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW link to slot %u past the end", x);
-          break;
-        }
-        if (g->vtag[x] == g->tag) continue;
-        if (qt == n) {
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW graph links to a slot that is not live");
-          break;
-        }
-        g->vtag[x] = g->tag;
-        q[qt++] = x;
-      }
-    }
-    if (rc || qt == n) break;
-    for (size_t i = 0; i < n; i++)
-      if (g->vtag[live[i]] != g->tag) lost[nl++] = live[i];
-    for (size_t i = 0; i < nl && !rc; i++) rc = sx__hnsw_link_node(g, lost[i], err);
   }
+  return SX_OK;
+}
+
+/* Appends u to the level-0 list of r if it has room; *done says whether it did. */
+static int append0(sx__hnsw *g, uint64_t r, uint64_t u, int *done, sx_error *err) {
+  const uint32_t *ln;
+  *done = 0;
+  int rc = sx__hnsw_links(g, r, 0, &ln, err);
+  if (rc || ln[0] >= g->m0) return rc;
+  uint32_t ids[2 * SX__HNSW_M_MAX + 1];
+  memcpy(ids, ln + 1, ln[0] * 4);
+  ids[ln[0]] = (uint32_t)u;
+  rc = sx__hnsw_set_links(g, r, 0, ids, ln[0] + 1, err);
+  *done = !rc;
+  return rc;
+}
+
+int sx__hnsw_connect(sx__hnsw *g, sx_error *err) {
+  uint64_t ep = UINT64_MAX;
+  uint32_t top = 0;
+  int rc = sx__hnsw_entry(g, &ep, &top, err);
+  if (rc || ep == UINT64_MAX) return rc;
+  uint8_t *reached = calloc(g->nslots / 8 + 1, 1);
+  uint32_t *q = malloc((g->nslots ? g->nslots : 1) * sizeof *q);
+  float *v = malloc((size_t)g->dim * 4);
+  if (!reached || !q || !v) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!rc) rc = walk0(g, ep, reached, q, err);
+  uint64_t room = 0; /* where the scan for a list with room resumes */
+  for (uint64_t u = 0; u < g->nslots && !rc; u++) {
+    int live = 0;
+    if (sx__bit(reached, u) || (rc = sx__hnsw_is_live(g, u, err, &live)) || !live) continue;
+    /* The closest reached nodes to u, from a search of level 0 from the entry point
+     * (which only walks reached nodes). */
+    rc = sx__hnsw_read_vec(g, u, v, err);
+    float qn = !rc && g->metric == SX__COSINE ? sx__norm(v, g->dim) : 0;
+    float d = 0;
+    if (!rc) rc = sx__hnsw_dist_to(g, v, qn, ep, &d, err);
+    if (!rc && sx__hnsw_ensure_scratch(g, g->efc)) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+    size_t nr = 1;
+    if (!rc) {
+      g->res[0] = (sx__hit){d, ep};
+      rc = sx__hnsw_search_layer(g, v, qn, 0, g->efc, 0, u, &nr, err);
+    }
+    if (!rc) qsort_r(g->res, nr, sizeof *g->res, sx__hnsw_cmp_sel, g);
+    int done = 0;
+    for (size_t i = 0; i < nr && !rc && !done; i++)
+      if (sx__bit(reached, g->res[i].slot)) rc = append0(g, g->res[i].slot, u, &done, err);
+    /* Every one of those lists full: any reached node with room. */
+    for (uint64_t t = 0; t < g->nslots && !rc && !done; t++, room = (room + 1) % g->nslots)
+      if (sx__bit(reached, room) && room != u) rc = append0(g, room, u, &done, err);
+    if (!rc && !done)
+      rc = sx__err_set(err, SX_FULL, "HNSW node %llu cannot be linked in: every reachable list is full",
+                       (unsigned long long)u);
+    if (!rc) rc = walk0(g, u, reached, q, err);
+  }
+  free(reached);
   free(q);
-  free(lost);
+  free(v);
   return rc;
 }
 
@@ -213,7 +262,7 @@ int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, i
     }
     ep = best;
   }
-  if (!rc && ep != UINT64_MAX) rc = relink_unreached(g, live, nl, ep, err);
+  if (!rc && ep != UINT64_MAX) rc = sx__hnsw_connect(g, err);
   sx__hnsw_close(g);
   free(isdead);
   free(live);

@@ -341,6 +341,7 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
     int live = 1;
     if (only_live && (rc = is_live(g, s, err, &live))) return rc;
     if (live && s != skip) maxh_push(g, res, &nr, entries[i]);
+    if (nr > ef) maxh_pop(g, res, &nr); /* more entries than ef */
   }
   uint32_t ids[2 * SX__HNSW_M_MAX];
   float ds[4];
@@ -431,6 +432,14 @@ int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit 
   if (rc) return rc;
   g->res[0] = best;
   size_t nr = 1;
+  /* The entry point seeds level 0 too: every live node is reachable from it there
+   * (sx__hnsw_connect), not always from where the descent ended. Far from the query,
+   * it is expanded only when ef reaches that far. */
+  if (best.slot != ep) {
+    if ((rc = dist_to(g, q, qn, ep, &g->res[1].d, err))) return rc;
+    g->res[1].slot = ep;
+    nr = 2;
+  }
   /* As hnswlib: no liveness test per hit while nothing is deleted. */
   rc = search_layer(g, q, qn, 0, efs, !g->all_live, UINT64_MAX, &nr, err);
   if (rc) return rc;
