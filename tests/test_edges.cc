@@ -212,4 +212,87 @@ TEST(Floats, AcceptedExtremesGiveOrderedNumbers) {
   sx_db_free(db);
 }
 
+// ---- issue 19 item 12: metadata the core refused or could not bound --------------
+
+std::string Nested(int depth) {
+  std::string s;
+  for (int i = 0; i < depth - 1; i++) s += "{\"a\":";
+  s += "{\"x\":1}";
+  for (int i = 0; i < depth - 1; i++) s += "}";
+  return s;
+}
+
+int UpsertMeta(sx_write *w, const char *id, const std::string &meta, sx_error *err) {
+  const char *ids[1] = {id};
+  const char *metas[1] = {meta.c_str()};
+  float v[2] = {1, 2};
+  return sx_write_upsert(w, "m", 1, ids, v, 2, metas, err);
+}
+
+std::string GetMeta(sx_write *w, const char *id) {
+  sx_error err = SX_ERROR_INIT;
+  sx_collection *c = nullptr;
+  EXPECT_EQ(sx_write_collection(w, "m", &c, &err), SX_OK);
+  sx_record *rec = nullptr;
+  std::string out = "<missing>";
+  if (sx_collection_get(c, id, &rec, &err) == SX_OK) {
+    const char *m = sx_record_metadata(rec);
+    out = m ? m : "<none>";
+  }
+  sx_record_free(rec);
+  sx_collection_free(c);
+  return out;
+}
+
+// Valid JSON the core refused (a NUL escaped inside a key, integers beyond int64,
+// numbers beyond double), which every binding can write and read back; a nesting
+// limit of SX_METADATA_DEPTH_MAX levels (binding parsers recurse: 1,500 levels were
+// stored and then unreadable from Python); what stays refused.
+TEST(Metadata, ValidJsonIsStoredAsIsAndNestingIsBounded) {
+  TmpDir t("meta");
+  sx_db *db = Open(t.db);
+  sx_error err = SX_ERROR_INIT;
+  sx_write *w = nullptr;
+  ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
+  Create(w, "m", 2, SX_METRIC_L2, SX_INDEX_FLAT);
+  const std::vector<std::string> good = {
+      "{\"a\\u0000b\":1}",
+      "{\"k\":\"v\\u0000w\"}",
+      "{\"big\":123456789012345678901234567890,\"neg\":-99999999999999999999}",
+      "{\"huge\":1e400,\"tiny\":-2.5E-400,\"z\":-0}",
+      " {\"s\":\"\\ud83d\\ude00 \\\" \\\\ \\/ \\b\\f\\n\\r\\t é\", \"t\":[true,false,null,[],{}]} ",
+      "{\"\":0,\"a\":{\"\":0}}",
+      Nested(SX_METADATA_DEPTH_MAX),
+  };
+  for (size_t i = 0; i < good.size(); i++) {
+    std::string id = "g" + std::to_string(i);
+    EXPECT_EQ(UpsertMeta(w, id.c_str(), good[i], &err), SX_OK) << good[i] << ": " << err.message;
+    EXPECT_EQ(GetMeta(w, id.c_str()), good[i]);
+  }
+  const std::vector<std::string> bad = {
+      "",  "[]", "1", "\"s\"", "{", "{\"a\":1,}", "{\"a\":1}x", "{\"a\" 1}", "{'a':1}",
+      "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{\"a\":+1}", "{\"a\":tru}",
+      "{\"a\":NaN}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}",
+      "{\"a\":\"\\udc00x\"}", "{\"a\":\"\t\"}", "{\"a\":\"\xff\"}", "{\"a\":\"\xc0\x80\"}",
+      "{\"a\":1,\"a\":2}", "{\"a\\u0000\":1,\"a\\u0000\":2}", "{\"x\":{\"b\":1,\"b\":1}}",
+      "{\"a\":1} {}", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{1:2}"};
+  for (auto &b : bad) {
+    EXPECT_EQ(UpsertMeta(w, "b", b, &err), SX_INVALID_ARGUMENT) << b;
+    EXPECT_NE(strstr(err.message, "metadata of item 0"), nullptr) << err.message;
+  }
+  EXPECT_EQ(UpsertMeta(w, "d", Nested(SX_METADATA_DEPTH_MAX + 1), &err), SX_INVALID_ARGUMENT);
+  EXPECT_NE(strstr(err.message, "nested deeper than"), nullptr) << err.message;
+  std::string arrays = "{\"a\":" + std::string(SX_METADATA_DEPTH_MAX, '[') +
+                       std::string(SX_METADATA_DEPTH_MAX, ']') + "}";
+  EXPECT_EQ(UpsertMeta(w, "d", arrays, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(UpsertMeta(w, "d", Nested(100000), &err), SX_INVALID_ARGUMENT);
+  std::string open(1000000, '[');
+  EXPECT_EQ(UpsertMeta(w, "d", "{\"a\":" + open, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(GetMeta(w, "b"), "<missing>");
+  EXPECT_EQ(GetMeta(w, "d"), "<missing>");
+  ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
+  sx_write_free(w);
+  sx_db_free(db);
+}
+
 }  // namespace

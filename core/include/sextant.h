@@ -488,6 +488,10 @@ sx_status sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err);
 #define SX_ID_MAX 255
 /** Largest vector dimension. */
 #define SX_DIM_MAX 65536
+/** Deepest nesting of metadata: the object itself is level 1, each object or array
+ * inside it one more. Deeper metadata is ::SX_INVALID_ARGUMENT (bindings whose JSON
+ * parsers recurse could store what they cannot read back). */
+#define SX_METADATA_DEPTH_MAX 128
 
 /** Distance metric of a collection. */
 typedef enum sx_metric {
@@ -577,10 +581,13 @@ sx_status sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err);
  * batches of 16 or more); the call returns when all are linked.
  * @param ids n ids (non-empty UTF-8, at most SX_ID_MAX bytes).
  * @param vectors n * dim float32 values, row after row; all finite; under cosine,
- *   no zero vector.
+ *   no zero vector; under ip and cosine a squared norm of at most FLT_MAX / 2, and
+ *   under cosine at least 2^-133 (so that float32 distances are numbers).
  * @param dim the length of each vector; must equal the collection's dimension.
  * @param metadata NULL, or n entries each NULL (no metadata) or a NUL-terminated
- *   JSON object text. The text is validated and stored as given.
+ *   JSON object text (RFC 8259, UTF-8; numbers of any size; "\u0000" allowed in
+ *   keys and strings; no key twice in one object; nested at most
+ *   SX_METADATA_DEPTH_MAX levels). The text is validated and stored as given.
  * @return ::SX_OK; ::SX_NOT_FOUND (no such collection); ::SX_DIMENSION_MISMATCH;
  *   ::SX_INVALID_ARGUMENT (naming the item index and the problem); ::SX_CLOSED.
  */
@@ -718,8 +725,10 @@ typedef struct sx_results sx_results;
  * Searches for the k vectors closest to `query` (among those matching
  * sx_search_options::filter, when set).
  * @return ::SX_OK; ::SX_DIMENSION_MISMATCH; ::SX_INVALID_ARGUMENT (k = 0, NaN/Inf,
- *   zero query under cosine, an invalid filter or include mask); ::SX_CLOSED;
- *   ::SX_CORRUPT (stored metadata a filter had to read is damaged).
+ *   zero query under cosine, a squared norm out of the bounds of sx_write_upsert(),
+ *   an invalid filter or include mask); ::SX_CLOSED; ::SX_CORRUPT (stored metadata a
+ *   filter had to read is damaged). k beyond the collection's count gives at most
+ *   count hits.
  */
 sx_status sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
                          const sx_search_options *opts, sx_results **out, sx_error *err);
