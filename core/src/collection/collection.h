@@ -146,6 +146,9 @@ int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_
 int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, size_t n, char **blob,
                  size_t *offs, sx_error *err);
 /* Finite components, and nonzero under cosine; SX_INVALID_ARGUMENT naming `what` and item. */
+/* Checks metadata text: one JSON object (RFC 8259, UTF-8), no key twice in an object,
+ * nested at most SX_METADATA_DEPTH_MAX levels (json.c). Messages name the item. */
+int sx__json_check(const char *text, size_t len, size_t item, sx_error *err);
 int sx__check_vector(const float *v, size_t dim, int metric, const char *what, size_t item,
                      sx_error *err);
 

@@ -14,7 +14,6 @@
  *   transaction savepoint, so a failing operation changes nothing.
  */
 #include <assert.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -497,16 +496,8 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
     if (!rc) rc = sx__check_vector(vectors + i * dim, dim, c->metric, "vector of item", i, err);
     if (rc) return rc;
     if (metadata && metadata[i]) {
-      json_error_t je;
-      json_t *j = json_loads(metadata[i], JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-      if (!j)
-        return sx__err_set(err, SX_INVALID_ARGUMENT,
-                           "metadata of item %zu is not valid JSON: %s at line %d column %d", i,
-                           je.text, je.line, je.column);
-      int obj = json_is_object(j);
-      json_decref(j);
-      if (!obj)
-        return sx__err_set(err, SX_INVALID_ARGUMENT, "metadata of item %zu is not a JSON object", i);
+      rc = sx__json_check(metadata[i], strlen(metadata[i]), i, err);
+      if (rc) return rc;
       if (strlen(metadata[i]) >= SX__NO_META)
         return sx__err_set(err, SX_INVALID_ARGUMENT, "metadata of item %zu is too long", i);
     }
