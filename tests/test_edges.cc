@@ -1,7 +1,13 @@
 // Edges of the argument checks: float32 vectors whose norms or dot products overflow
 // or underflow (no NaN distance, ever), k far beyond the collection, and what a
 // database needs of its directory to be opened.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cfloat>
 #include <cmath>
@@ -275,7 +281,7 @@ TEST(Metadata, ValidJsonIsStoredAsIsAndNestingIsBounded) {
       "{\"a\":NaN}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}",
       "{\"a\":\"\\udc00x\"}", "{\"a\":\"\t\"}", "{\"a\":\"\xff\"}", "{\"a\":\"\xc0\x80\"}",
       "{\"a\":1,\"a\":2}", "{\"a\\u0000\":1,\"a\\u0000\":2}", "{\"x\":{\"b\":1,\"b\":1}}",
-      "{\"a\":1} {}", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{1:2}"};
+      "{\"a\":1} {}", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{1:2}", "{\"\":1,\"\":2}"};
   for (auto &b : bad) {
     EXPECT_EQ(UpsertMeta(w, "b", b, &err), SX_INVALID_ARGUMENT) << b;
     EXPECT_NE(strstr(err.message, "metadata of item 0"), nullptr) << err.message;
@@ -293,6 +299,174 @@ TEST(Metadata, ValidJsonIsStoredAsIsAndNestingIsBounded) {
   ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
   sx_write_free(w);
   sx_db_free(db);
+}
+
+// ---- issue 19 item 11: what an open needs of its files ---------------------------
+
+bool Exists(const std::string &p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+// An open that fails because P is not a database (garbage, too short, a directory, a
+// FIFO) leaves no P-shm, P-wal or P-wal2 behind, read-only or not.
+TEST(Open, FailedOpensLeaveNoFilesBehind) {
+  TmpDir t("strayshm");
+  std::string garbage(8192, 'x');
+  for (int kind = 0; kind < 4; kind++) {
+    std::string p = t.path(("db" + std::to_string(kind)).c_str());
+    if (kind == 0 || kind == 1) {
+      FILE *f = fopen(p.c_str(), "wb");
+      ASSERT_NE(f, nullptr);
+      fwrite(garbage.data(), 1, kind == 0 ? garbage.size() : 10, f);
+      fclose(f);
+    } else if (kind == 2) {
+      ASSERT_EQ(mkdir(p.c_str(), 0755), 0);
+    } else {
+      ASSERT_EQ(mkfifo(p.c_str(), 0644), 0);
+    }
+    for (int ro = 0; ro < 2; ro++) {
+      sx_open_options o = SX_OPEN_OPTIONS_INIT;
+      o.read_only = ro;
+      sx_db *db = nullptr;
+      sx_error err = SX_ERROR_INIT;
+      EXPECT_NE(sx_db_open(&db, p.c_str(), &o, &err), SX_OK) << "kind " << kind;
+      sx_db_free(db);
+      for (const char *suf : {"-shm", "-wal", "-wal2"})
+        EXPECT_FALSE(Exists(p + suf)) << "kind " << kind << (ro ? " read-only" : "") << ": " << suf
+                                      << " left behind (" << err.message << ")";
+    }
+  }
+}
+
+// Fills a database: 50 vectors committed; with `crash`, a child process commits 20
+// more and exits without closing, so that they are only in the WAL.
+void FillForReadOnly(const std::string &path, bool crash) {
+  sx_db *db = Open(path);
+  sx_error err = SX_ERROR_INIT;
+  sx_write *w = nullptr;
+  ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
+  Create(w, "c", 4, SX_METRIC_L2, SX_INDEX_HNSW);
+  std::vector<float> v = sxt::Gen(3, 70, 4);
+  std::vector<std::string> ids;
+  std::vector<const char *> ip;
+  for (int i = 0; i < 70; i++) ids.push_back("v" + std::to_string(i));
+  for (auto &x : ids) ip.push_back(x.c_str());
+  ASSERT_EQ(sx_write_upsert(w, "c", 50, ip.data(), v.data(), 4, nullptr, &err), SX_OK);
+  ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
+  sx_write_free(w);
+  if (!crash) {
+    sx_db_free(db);
+    return;
+  }
+  sx_db_free(db);
+  pid_t pid = fork();
+  if (pid == 0) {
+    sx_db *d2 = Open(path);
+    sx_write *w2 = nullptr;
+    if (!d2 || sx_write_begin(d2, 0, &w2, &err) ||
+        sx_write_upsert(w2, "c", 20, ip.data() + 50, v.data() + 200, 4, nullptr, &err) ||
+        sx_write_commit(w2, &err))
+      _exit(1);
+    _exit(0); // no close: the commit stays in the WAL
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+// Opens path read-only and returns the count of "c" (-1 on failure, message in msg).
+long ReadOnlyCount(const std::string &path, std::string *msg) {
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.read_only = 1;
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  long n = -1;
+  if (sx_db_open(&db, path.c_str(), &o, &err) == SX_OK) {
+    sx_read *r = nullptr;
+    sx_collection *c = nullptr;
+    uint64_t cnt = 0;
+    if (sx_read_begin(db, &r, &err) == SX_OK && sx_read_collection(r, "c", &c, &err) == SX_OK &&
+        sx_collection_count(c, &cnt, &err) == SX_OK && sx_db_check(db, &err) == SX_OK) {
+      std::vector<float> q(4, 0.1f);
+      sx_results *res = nullptr;
+      if (sx_collection_search(c, q.data(), 4, 100, nullptr, &res, &err) == SX_OK &&
+          sx_results_count(res, 0) == cnt)
+        n = (long)cnt;
+      sx_results_free(res);
+    }
+    sx_collection_free(c);
+    sx_read_free(r);
+    // Writes are refused as on any read-only handle.
+    sx_write *w = nullptr;
+    if (n >= 0 && sx_write_begin(db, 0, &w, &err) != SX_READ_ONLY) n = -2;
+    sx_write_free(w);
+  }
+  *msg = err.message;
+  sx_db_free(db);
+  return n;
+}
+
+// A database on a read-only file system opens read-only (a private wal-index in
+// memory stands in for P-shm, which cannot be made or written), with what only its
+// WAL holds; a read-write open fails with a clear error. As root the test mounts a
+// tmpfs in a mount namespace of its own and remounts it read-only; otherwise it takes
+// write permission away from the directory and the files.
+TEST(Open, ReadOnlyFileSystemOpensReadOnly) {
+  TmpDir t("rofs");
+  std::string mnt = t.path("mnt");
+  ASSERT_EQ(mkdir(mnt.c_str(), 0755), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    bool root = geteuid() == 0;
+    if (root) {
+      if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+          mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m") != 0)
+        _exit(77);
+    }
+    int bad = 0;
+    for (int crash = 0; crash < 2; crash++) {
+      std::string db = mnt + "/d" + std::to_string(crash) + ".sx";
+      FillForReadOnly(db, crash);
+      if (::testing::Test::HasFailure()) _exit(10);
+    }
+    if (root) {
+      if (mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) != 0) _exit(78);
+    } else {
+      for (const char *f : {"d0.sx", "d1.sx", "d1.sx-wal", "d1.sx-wal2", "d1.sx-shm", "d0.sx-shm", "d0.sx-wal",
+                            "d0.sx-wal2"})
+        chmod((mnt + "/" + f).c_str(), 0444);
+      chmod(mnt.c_str(), 0555);
+    }
+    for (int crash = 0; crash < 2; crash++) {
+      std::string db = mnt + "/d" + std::to_string(crash) + ".sx", msg;
+      long n = ReadOnlyCount(db, &msg);
+      long want = crash ? 70 : 50;
+      if (n != want) {
+        fprintf(stderr, "read-only open of %s: count %ld, want %ld: %s\n", db.c_str(), n, want, msg.c_str());
+        bad = 1;
+      }
+      sx_db *d = nullptr;
+      sx_error err = SX_ERROR_INIT;
+      sx_open_options o = SX_OPEN_OPTIONS_INIT;
+      int rc = sx_db_open(&d, db.c_str(), &o, &err);
+      if (rc == SX_OK) {
+        fprintf(stderr, "read-write open of %s on a read-only file system succeeded\n", db.c_str());
+        bad = 1;
+      } else if (!strstr(err.message, db.c_str())) {
+        fprintf(stderr, "read-write open error does not name the file: %s\n", err.message);
+        bad = 1;
+      }
+      sx_db_free(d);
+    }
+    if (!root) chmod(mnt.c_str(), 0755);
+    _exit(bad);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st));
+  if (WEXITSTATUS(st) == 77 || WEXITSTATUS(st) == 78) GTEST_SKIP() << "cannot mount a tmpfs here";
+  EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
 }  // namespace
