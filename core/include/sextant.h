@@ -247,7 +247,12 @@ typedef struct sx_open_options {
   /** Must be SX_OPEN_OPTIONS_VERSION (or an older version this library knows). */
   unsigned version;
   /** Nonzero: open read-only. The database must exist (else ::SX_NOT_FOUND); write
-   * sessions fail with ::SX_READ_ONLY. The -wal and -shm files are still used. */
+   * sessions fail with ::SX_READ_ONLY. The -wal and -shm files are still used; where
+   * -shm cannot be made or written (a read-only file system, no write permission),
+   * the handle builds a private wal-index in memory from the WAL files instead, which
+   * is right only while no other process writes the database: the open fails with
+   * ::SX_BUSY if another process has it open at that moment, and a writer that starts
+   * later is not seen (as SQLite's immutable databases). */
   int read_only;
   /** Durability of commits on this handle; see ::sx_sync. */
   sx_sync sync;

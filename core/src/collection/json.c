@@ -199,7 +199,7 @@ static int keycmp(const void *a, const void *b, void *ctx) {
   const key *x = a, *y = b;
   const char *buf = ctx;
   size_t m = x->len < y->len ? x->len : y->len;
-  int c = memcmp(buf + x->off, buf + y->off, m);
+  int c = m ? memcmp(buf + x->off, buf + y->off, m) : 0; /* buf is NULL while every key is empty */
   return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
@@ -213,7 +213,7 @@ static int close_object(jscan *j, size_t from) {
         return sx__err_set(j->err, SX_INVALID_ARGUMENT,
                            "metadata of item %zu is not valid JSON: the key '%.*s' appears twice in "
                            "one object (before byte %zu)",
-                           j->item, (int)(j->k[i].len > 40 ? 40 : j->k[i].len), j->buf + j->k[i].off,
+                           j->item, (int)(j->k[i].len > 40 ? 40 : j->k[i].len), j->k[i].len ? j->buf + j->k[i].off : "",
                            j->i);
   }
   /* Every key of this object was appended after all of its parent's. */

@@ -207,6 +207,31 @@ static int def_open(sx__vfs *vfs, const char *path, int flags, sx__file **out, s
   return SX_OK;
 }
 
+/* A file in memory only (memfd): reads, writes, maps and OFD locks work as on a
+ * real file, but no other process can open it. */
+int sx__file_open_private(sx__vfs *vfs, const char *label, sx__file **out, sx_error *err) {
+  *out = NULL;
+  ensure_atfork();
+  sx__file *f = (sx__file *)calloc(1, sizeof *f);
+  char *copy = strdup(label);
+  int fd = f && copy ? memfd_create("sextant", MFD_CLOEXEC) : -1;
+  if (fd < 0) {
+    int e = errno;
+    free(f);
+    free(copy);
+    if (!f || !copy) return sx__err_set(err, SX_NOMEM, "out of memory opening '%s'", label);
+    return err_errno(err, e, "make a private file for", label);
+  }
+  f->vfs = vfs;
+  f->fd = fd;
+  f->flags = SX__OPEN_WRITE;
+  f->path = copy;
+  f->untracked = 1;
+  reg_add(f);
+  *out = f;
+  return SX_OK;
+}
+
 static void def_close(sx__file *f) {
   if (!f) return;
   reg_remove(f);

@@ -96,6 +96,11 @@ struct sx__vfs {
 /* The real VFS. */
 sx__vfs *sx__vfs_default(void);
 
+/* A file that lives in memory only (memfd_create), named `label` in messages, for
+ * vfs's calls (reads, writes, truncate, maps, OFD locks): what a read-only handle uses
+ * in place of a -shm or -wal file it cannot create or write. */
+int sx__file_open_private(sx__vfs *vfs, const char *label, sx__file **out, sx_error *err);
+
 /* Convenience wrappers that dispatch through the file's VFS. */
 int sx__file_read(sx__file *f, void *buf, size_t n, uint64_t off, sx_error *err);
 int sx__file_write(sx__file *f, const void *buf, size_t n, uint64_t off, sx_error *err);

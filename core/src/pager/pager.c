@@ -287,12 +287,19 @@ static int open_db_file(sx__pager *p, int exists, sx_error *err) {
   return rc;
 }
 
-/* Opens (creating) both WAL files; a new one's directory entry is made durable. */
+/* Opens (creating) both WAL files; a new one's directory entry is made durable.
+ * With a private index, a WAL file is only read, and one that does not exist is an
+ * empty private file. */
 static int open_wal_files(sx__pager *p, sx_error *err) {
   int rc = SX_OK;
   for (int w = 0; w < 2 && !rc; w++) {
     int wal_exists = p->vfs->exists(p->vfs, p->wal_path[w], err);
     if (wal_exists < 0) rc = -wal_exists;
+    if (!rc && p->private_index) {
+      rc = wal_exists ? p->vfs->open(p->vfs, p->wal_path[w], SX__OPEN_READ, &p->wal[w], err)
+                      : sx__file_open_private(p->vfs, p->wal_path[w], &p->wal[w], err);
+      continue;
+    }
     if (!rc)
       rc = p->vfs->open(p->vfs, p->wal_path[w], SX__OPEN_WRITE | SX__OPEN_CREATE, &p->wal[w], err);
     if (!rc && !wal_exists) rc = p->vfs->dir_sync(p->vfs, p->wal_path[w], err);
@@ -325,6 +332,52 @@ static int attach_shm(sx__pager *p, sx_error *err) {
   return rc;
 }
 
+/* An existing, non-empty P is a database before any file beside it is made: a failed
+ * open leaves no P-shm or WAL files behind. (P is made whole by a rename, so its
+ * header, once P has any bytes, is always complete; an empty P becomes a new
+ * database under the recovery lock.) */
+static int precheck_db_file(sx__pager *p, sx_error *err) {
+  sx__file *f = NULL;
+  int rc = p->vfs->open(p->vfs, p->path, SX__OPEN_READ, &f, err);
+  uint64_t sz = 0;
+  if (!rc) rc = sx__file_size(f, &sz, err);
+  if (!rc && sz > 0) {
+    sx__file *keep = p->db;
+    p->db = f;
+    rc = check_db_header(p, err);
+    p->db = keep;
+  }
+  sx__file_close(f);
+  return rc;
+}
+
+/*
+ * A read-only handle where P-shm cannot be made or opened for writing (a read-only
+ * file system or medium, a directory or file without write permission): SQLite's
+ * answer, a wal-index private to the handle. It is built from the WAL files (read
+ * only) into a memory file, so the handle reads every committed transaction; its
+ * reader slots and locks are its own. That is only right while no other process
+ * writes the database, so the open is refused (BUSY) when another handle has it
+ * open now (holds P-shm's dead man switch); one that starts writing later, which
+ * needs write access this handle lacks, is not seen: documented in sextant.h.
+ */
+static int open_private_index(sx__pager *p, int shm_rc, sx_error *err) {
+  int ex = p->vfs->exists(p->vfs, p->shm_path, NULL);
+  if (ex > 0) {
+    sx__file *f = NULL;
+    int rc = p->vfs->open(p->vfs, p->shm_path, SX__OPEN_READ, &f, NULL);
+    int held = rc ? 1 : sx__file_lock_held(f, LK_DMS, 1, SX__WRLOCK);
+    sx__file_close(f);
+    if (held != 0)
+      return sx__err_set(err, shm_rc == SX_READ_ONLY ? SX_BUSY : shm_rc,
+                         "cannot open '%s' read-only: its wal-index '%s' cannot be written here and "
+                         "another process has the database open (or it cannot be read)",
+                         p->path, p->shm_path);
+  }
+  p->private_index = 1;
+  return sx__file_open_private(p->vfs, p->shm_path, &p->shm, err);
+}
+
 int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out,
                    sx_error *err) {
   *out = NULL;
@@ -333,7 +386,9 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   if (rc) return rc;
   int exists = 0, locked_recover = 0;
   rc = check_path(p, cfg, &exists, err);
+  if (!rc && exists) rc = precheck_db_file(p, err);
   if (!rc) rc = open_shm_file(p, err);
+  if ((rc == SX_READ_ONLY || rc == SX_IO) && p->read_only && exists) rc = open_private_index(p, rc, err);
   if (!rc) {
     /* Serializes creating P and rebuilding P-shm between openers. */
     rc = sx__file_lock(p->shm, LK_RECOVER, 1, SX__WRLOCK, 30000, err);

@@ -164,6 +164,10 @@ struct sx__pager {
   uint32_t ps;   /* page size */
   uint32_t fsz;  /* frame size: FRAME_HDR + ps */
   int read_only, sync;
+  /* Read-only and P-shm could not be made or written (a read-only file system, no
+   * write permission): the wal-index and any missing WAL file are private memory
+   * files of this handle (pager.c, open_private_index). */
+  int private_index;
   uint32_t autockpt, wal_max;
   uint64_t wal_limit;   /* bytes a WAL file keeps after a restart (sx_open_options.wal_size_limit) */
   uint64_t wal_cuts_seen; /* writer-side: hdr->wal_cuts when wal_size[] was last valid */
