@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sextant needs, when it is missing: a C/C++
-# toolchain, CMake, Ninja, GoogleTest and SQLite's headers (the benchmark's peer).
+# toolchain, CMake, Ninja, GoogleTest and SQLite's headers (the benchmark's peer);
+# with SX_DEPS_FUZZ set, clang and libFuzzer too (the fuzz configuration).
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 
@@ -14,6 +15,13 @@ command -v ninja >/dev/null || need+=(ninja-build)
 [ -f /usr/include/jansson.h ] || need+=(libjansson-dev)
 [ -f /usr/include/jsmn.h ] || need+=(libjsmn-dev)  # header-only JSON tokenizer (filters)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The fuzz configuration only (tools/test.sh fuzz sets SX_DEPS_FUZZ): clang and its
+# libFuzzer and sanitizer runtimes. Normal builds use gcc and do not need them.
+if [ -n "${SX_DEPS_FUZZ:-}" ]; then
+  command -v clang >/dev/null || need+=(clang)
+  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+    need+=(libclang-rt-14-dev)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"

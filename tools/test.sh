@@ -15,16 +15,19 @@
 #   9. examples: the Python, Go and Node search services with their ingest
 #      processes on one file (tools/examples.sh, smoke tests);
 #  10. release: the library and the CLI built with -O3 (warnings are errors there
-#      too: the optimizer finds what a debug build does not).
+#      too: the optimizer finds what a debug build does not);
+#  11. fuzz: the libFuzzer fuzzers (clang, ASan+UBSan; tests/fuzz): every kept
+#      regression input replayed, then each fuzzer run for SX_FUZZ_SECONDS (60)
+#      (tools/fuzz.sh; clang is installed for this part only).
 # The long stress and crash tests run at full length in (1) and shorter under the
 # sanitizers (which slow everything 3-15x).
-# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix|interop|examples|release]...
+# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix|interop|examples|release|fuzz]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(release debug asan tsan python go node matrix interop examples)
+[ ${#configs[@]} -gt 0 ] || configs=(release debug asan tsan python go node matrix interop examples fuzz)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -65,7 +68,12 @@ for c in "${configs[@]}"; do
              cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
                -DSX_BENCH=OFF -DSX_TESTS=OFF >/dev/null
              cmake --build "$root/build/release" -j "$jobs" ;;
-    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix, interop, examples, release)" >&2; exit 2 ;;
+    fuzz) echo "=== fuzz: replay the kept inputs, then each fuzzer for ${SX_FUZZ_SECONDS:-60}s"
+          SX_DEPS_FUZZ=1 bash "$root/tools/deps.sh"
+          bash "$root/tools/fuzz.sh" 0 >/dev/null
+          (cd "$root/build/fuzz" && ctest --output-on-failure -R fuzz_regress)
+          bash "$root/tools/fuzz.sh" "${SX_FUZZ_SECONDS:-60}" ;;
+    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix, interop, examples, release, fuzz)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"
