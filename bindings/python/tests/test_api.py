@@ -587,3 +587,58 @@ def test_corrupt_file(tmp_path: Any) -> None:
     p.write_bytes(b"this is not a sextant database" + bytes(8192))
     with pytest.raises(sextant.Corrupt):
         sextant.open(str(p))
+
+
+# ---- issue 19 item 12: Python-level errors --------------------------------------------
+
+
+def test_metadata_nesting_is_bounded_and_never_a_recursion_error(db: sextant.Database) -> None:
+    def nested(depth: int) -> Any:
+        m: Any = {"x": 1}
+        for _ in range(depth - 1):
+            m = {"a": m}
+        return m
+
+    limit = 128  # SX_METADATA_DEPTH_MAX
+    with db.write() as w:
+        w.create_collection("c", 2, index="flat")
+        w.upsert("c", "ok", [1, 2], nested(limit))
+        assert w.get("c", "ok").metadata == nested(limit)
+        for depth in (limit + 1, 1500, 10_000):
+            with pytest.raises(sextant.InvalidArgument, match="nested"):
+                w.upsert("c", "deep", [1, 2], nested(depth))
+        assert w.get("c", "deep") is None
+
+
+def test_valid_metadata_the_core_refused_round_trips(db: sextant.Database) -> None:
+    metas = [{"a\x00b": 1}, {"big": 2**70, "neg": -(2**80)}, {"k": "v\x00w"}]
+    with db.write() as w:
+        w.create_collection("c", 2, index="flat")
+        for i, m in enumerate(metas):
+            w.upsert("c", f"m{i}", [1, 2], m)
+        for i, m in enumerate(metas):
+            assert w.get("c", f"m{i}").metadata == m
+
+
+def test_k_beyond_any_size_and_vectors_none_are_clear_errors(db: sextant.Database) -> None:
+    with db.write() as w:
+        w.create_collection("c", 2, index="flat")
+        w.create_collection("h", 2)
+        w.upsert("c", ["a", "b"], [[1, 2], [3, 4]])
+        w.upsert("h", ["a", "b"], [[1, 2], [3, 4]])
+        for k in (2**64, 2**100):
+            with pytest.raises(sextant.InvalidArgument):
+                w.search("c", [1, 2], k)
+            with pytest.raises(sextant.InvalidArgument):
+                w.search_batch("c", [[1, 2]], k)
+        with pytest.raises(TypeError, match="None"):
+            w.upsert("c", "x", None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="None"):
+            w.search("c", None, 1)  # type: ignore[arg-type]
+        assert w.count("c") == 2
+        # k far beyond the collection: at most count hits, no padding to k.
+        for coll in ("c", "h"):
+            assert len(w.search(coll, [1, 2], 10**9)) == 2
+            ids, dist = w.search_batch(coll, [[1, 2], [3, 4], [0, 0]], 10**9)
+            assert ids.shape == (3, 2) and dist.shape == (3, 2)
+            assert list(ids[0]) == ["a", "b"]
