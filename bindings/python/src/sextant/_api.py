@@ -117,6 +117,8 @@ _INDEX = {"flat": _c.SX_INDEX_FLAT, "hnsw": _c.SX_INDEX_HNSW}
 _INDEX_NAMES = {v: k for k, v in _INDEX.items()}
 _INT_MAX = 2**31 - 1
 _U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+_METADATA_DEPTH_MAX = 128  # SX_METADATA_DEPTH_MAX
 
 
 def version() -> str:
@@ -189,6 +191,8 @@ def _float32(values: Any, what: str) -> npt.NDArray[np.float32]:
     else an explicit conversion of the values (never a reinterpretation of bytes)."""
     if type(values) is _NDARRAY and values.dtype is _F32 and values.flags.c_contiguous:
         return values
+    if values is None:
+        raise TypeError(f"{what} must be a sequence of numbers or a numpy array, not None")
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             arr = np.ascontiguousarray(np.asarray(values, dtype=np.float32))
@@ -296,6 +300,10 @@ def _metadata_text(metadata: Optional[Sequence[Metadata]], n: int) -> Optional[L
             continue
         try:
             texts.append(json.dumps(m, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+        except RecursionError:
+            raise InvalidArgument(
+                f"metadata of item {i} is nested deeper than {_METADATA_DEPTH_MAX} levels"
+            ) from None
         except (TypeError, ValueError) as e:
             raise InvalidArgument(f"metadata of item {i} cannot be written as JSON: {e}") from None
     return texts
@@ -465,8 +473,8 @@ class Session:
             view = self._view(collection)
         if not (type(query) is _NDARRAY and query.dtype is _F32 and query.ndim == 1 and query.flags.c_contiguous):
             query = _vector(query)
-        if type(k) is not int or k < 0:
-            k = _uint(k, "k", 2**64 - 1)
+        if type(k) is not int or k < 0 or k > _U64_MAX:
+            k = _uint(k, "k", _U64_MAX)
         if ef is None and cancel is None and filter is None and not include and not exact:
             return _c.sx_collection_search(view, query, k, None)
         got: Union[List[Hit], Tuple[List[Hit], Any]] = _c.sx_collection_search(
@@ -499,21 +507,24 @@ class Session:
     ) -> Any:
         """Searches nq queries at once (the core spreads them over its threads).
 
-        Returns (ids, distances), both of shape (nq, k): ids a numpy object array of
-        str, distances float32. Where a query has fewer than k hits, its row is padded
+        Returns (ids, distances), both of shape (nq, min(k, count)): ids a numpy
+        object array of str, distances float32 (k beyond the collection's count is
+        clamped to it, as search does). Where a query has fewer hits, its row is padded
         with None ids and NaN distances (so ``~np.isnan(distances)`` masks real hits).
         filter and exact as for search(). With include ("metadata" and/or "vector"),
         returns (ids, distances, metadata, vectors): metadata an object array (nq, k)
         of dicts (None for an item without metadata, or padding), vectors float32 of
         shape (nq, k, dim) (NaN rows as padding); each None when not included.
         """
-        k = _uint(k, "k", 2**64 - 1)
+        k = _uint(k, "k", _U64_MAX)
         arr = _matrix(queries, "queries")
         got_all = _c.sx_collection_search_batch(
             self._view(collection), arr, k, _search_options(ef, cancel, filter, include, exact)
         )
         nq, width, flat_ids, dist = got_all[:4]
         got = np.frombuffer(dist, dtype=np.float32).reshape(nq, width)
+        if width < k:
+            k = max(width, min(k, self.count(collection)))
         ids: npt.NDArray[np.object_] = np.empty((nq, k), dtype=object)
         ids[:, :width] = np.array(flat_ids, dtype=object).reshape(nq, width)
         d = got
