@@ -612,6 +612,8 @@ def test_metadata_nesting_is_bounded_and_never_a_recursion_error(db: sextant.Dat
 
 
 def test_valid_metadata_the_core_refused_round_trips(db: sextant.Database) -> None:
+    import types
+
     metas = [{"a\x00b": 1}, {"big": 2**70, "neg": -(2**80)}, {"k": "v\x00w"}]
     with db.write() as w:
         w.create_collection("c", 2, index="flat")
@@ -619,6 +621,10 @@ def test_valid_metadata_the_core_refused_round_trips(db: sextant.Database) -> No
             w.upsert("c", f"m{i}", [1, 2], m)
         for i, m in enumerate(metas):
             assert w.get("c", f"m{i}").metadata == m
+        # A read-only mapping is a mapping: stored as the dict it shows.
+        ro = types.MappingProxyType({"x": types.MappingProxyType({"y": [1]})})
+        w.upsert("c", "ro", [1, 2], ro)  # type: ignore[arg-type]
+        assert w.get("c", "ro").metadata == {"x": {"y": [1]}}
 
 
 def test_k_beyond_any_size_and_vectors_none_are_clear_errors(db: sextant.Database) -> None:
