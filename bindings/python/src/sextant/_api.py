@@ -288,6 +288,14 @@ def _search_options(
     return _uint(ef, "ef", _U32_MAX)
 
 
+def _json_default(o: Any) -> Any:
+    """json.dumps' fallback: any Mapping (a read-only MappingProxyType, say) is the dict
+    it shows; anything else is not JSON."""
+    if isinstance(o, Mapping):
+        return dict(o)
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
 def _metadata_text(metadata: Optional[Sequence[Metadata]], n: int) -> Optional[List[Optional[str]]]:
     if metadata is None:
         return None
@@ -299,7 +307,9 @@ def _metadata_text(metadata: Optional[Sequence[Metadata]], n: int) -> Optional[L
             texts.append(None)
             continue
         try:
-            texts.append(json.dumps(m, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+            texts.append(
+                json.dumps(m, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
+            )
         except RecursionError:
             raise InvalidArgument(
                 f"metadata of item {i} is nested deeper than {_METADATA_DEPTH_MAX} levels"
