@@ -9,7 +9,8 @@
 # build/fuzz/artifacts/; copy it into tests/fuzz/regress/<name>/ once understood, so
 # ctest (fuzz_regress_<name>) replays it for ever. Exits nonzero if any fuzzer found
 # something. Environment: SX_FUZZ_JOBS (parallel fuzzers, default 1), CC/CXX
-# (default clang/clang++).
+# (default clang/clang++), SX_FUZZ_KEEP_GOING=1 (go on after a finding, libFuzzer's
+# -fork=1 -ignore_crashes=1: every finding is left in build/fuzz/artifacts/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-600}
@@ -36,7 +37,9 @@ run_one() {
   local n=$1 max_len=4096
   [ "$n" = file ] && max_len=262144
   mkdir -p "$build/work/$n"
-  "$build/tests/fuzz/fuzz_$n" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 \
+  local more=()
+  [ -z "${SX_FUZZ_KEEP_GOING:-}" ] || more=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
+  "$build/tests/fuzz/fuzz_$n" "${more[@]}" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 \
     -max_len=$max_len -print_final_stats=1 -artifact_prefix="$build/artifacts/$n-" \
     "$build/work/$n" "$root/tests/fuzz/corpus/$n" "$root/tests/fuzz/regress/$n" \
     >"$build/fuzz_$n.log" 2>&1
