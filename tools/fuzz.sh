@@ -41,9 +41,14 @@ run_one() {
   [ -z "${SX_FUZZ_KEEP_GOING:-}" ] || more=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
   local dirs=("$build/work/$n" "$root/tests/fuzz/corpus/$n")
   [ -d "$root/tests/fuzz/regress/$n" ] && dirs+=("$root/tests/fuzz/regress/$n")
+  local before after
+  before=$(ls "$build/artifacts" | grep -c "^$n-" || true)
   "$build/tests/fuzz/fuzz_$n" "${more[@]}" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 \
     -max_len=$max_len -print_final_stats=1 -artifact_prefix="$build/artifacts/$n-" \
-    "${dirs[@]}" >"$build/fuzz_$n.log" 2>&1
+    "${dirs[@]}" >"$build/fuzz_$n.log" 2>&1 || return 1
+  # In -fork mode libFuzzer exits 0 after ignored findings: new artifacts tell.
+  after=$(ls "$build/artifacts" | grep -c "^$n-" || true)
+  [ "$after" -eq "$before" ]
 }
 pids=()
 jobs=${SX_FUZZ_JOBS:-1}
