@@ -21,7 +21,7 @@
 #define CAT_ENT 8
 #define CAT_ENT_SIZE 72 /* name[68] NUL-padded, u32 header page */
 
-static const unsigned PA_ALL[] = {H_PA_VEC,  H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,  H_PA_FREE,
+const unsigned sx__coll_pa_all[SX__COLL_NPA] = {H_PA_VEC,  H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,  H_PA_FREE,
                                   H_PA_LIVE, H_PA_G0,    H_PA_META, H_PA_UPPER, H_PA_NORMS,
                                   H_PA_STAMPS};
 
@@ -167,6 +167,58 @@ int sx__check_vector(const float *v, size_t dim, int metric, const char *what, s
 
 /* ---- catalog ------------------------------------------------------------------ */
 
+/* A catalog page, as read at page pg: its entry count within the page, its next link
+ * in range and not to itself, every entry a NUL-terminated name and a header page in
+ * range. */
+static int cat_page_valid(const sx__pv *v, uint32_t pg, const uint8_t *cp, sx_error *err) {
+  uint32_t npages = sx__pv_npages(v), n = sx__rd32(cp + CAT_N), next = sx__rd32(cp + CAT_NEXT);
+  if (n > cat_cap(sx__pager_page_size(v->p)))
+    return sx__err_set(err, SX_CORRUPT, "catalog page %u has a bad entry count %u", pg, n);
+  if (next >= npages || next == pg)
+    return sx__err_set(err, SX_CORRUPT, "catalog page %u links to page %u (of %u)", pg, next, npages);
+  for (uint32_t i = 0; i < n; i++) {
+    const uint8_t *e = cp + CAT_ENT + i * CAT_ENT_SIZE;
+    uint32_t hdr = sx__rd32(e + 68);
+    if (memchr(e, 0, SX_NAME_MAX + 1) == NULL || e[0] == 0)
+      return sx__err_set(err, SX_CORRUPT, "catalog page %u has a bad name in entry %u", pg, i);
+    if (hdr == 0 || hdr >= npages || hdr == pg)
+      return sx__err_set(err, SX_CORRUPT, "catalog page %u entry %u names header page %u (of %u)", pg,
+                         i, hdr, npages);
+  }
+  return SX_OK;
+}
+
+/* The catalog chain, one page at a time: *pg is 0 at the start and after the last
+ * page; each page returned is validated; the walk is bounded (sx__walk). */
+typedef struct catwalk {
+  const sx__pv *v;
+  sx__walk w;
+  uint32_t next;
+} catwalk;
+
+static int cat_walk_begin(catwalk *cw, const sx__pv *v, sx_error *err) {
+  const uint8_t *p0;
+  cw->v = v;
+  sx__walk_init(&cw->w, sx__pv_npages(v));
+  int rc = sx__pv_page(v, 0, &p0, err);
+  cw->next = rc ? 0 : sx__rd32(p0 + CAT_OFF);
+  if (!rc && cw->next >= sx__pv_npages(v))
+    rc = sx__err_set(err, SX_CORRUPT, "header page 0 names catalog page %u (of %u)", cw->next,
+                     sx__pv_npages(v));
+  return rc;
+}
+
+static int cat_walk_next(catwalk *cw, uint32_t *pg, const uint8_t **cp, sx_error *err) {
+  *pg = cw->next;
+  if (!*pg) return SX_OK;
+  if (sx__walk_step(&cw->w, *pg))
+    return sx__err_set(err, SX_CORRUPT, "catalog chain loops back to page %u", *pg);
+  int rc = sx__pv_page(cw->v, *pg, cp, err);
+  if (!rc) rc = cat_page_valid(cw->v, *pg, *cp, err);
+  if (!rc) cw->next = sx__rd32(*cp + CAT_NEXT);
+  return rc;
+}
+
 typedef struct catpos {
   uint32_t page; /* catalog page holding the entry, 0 if none */
   uint32_t idx;
@@ -175,18 +227,14 @@ typedef struct catpos {
 
 static int cat_find(const sx__pv *v, const char *name, catpos *pos, sx_error *err) {
   memset(pos, 0, sizeof *pos);
-  const uint8_t *p0;
-  int rc = sx__pv_page(v, 0, &p0, err);
-  if (rc) return rc;
-  uint32_t ps = sx__pager_page_size(v->p);
-  unsigned guard = 0;
-  for (uint32_t pg = sx__rd32(p0 + CAT_OFF); pg; guard++) {
+  catwalk cw;
+  int rc = cat_walk_begin(&cw, v, err);
+  for (;;) {
+    uint32_t pg = 0;
     const uint8_t *cp;
-    rc = sx__pv_page(v, pg, &cp, err);
-    if (rc) return rc;
+    if (!rc) rc = cat_walk_next(&cw, &pg, &cp, err);
+    if (rc || !pg) return rc;
     uint32_t n = sx__rd32(cp + CAT_N);
-    if (n > cat_cap(ps) || guard > 1u << 20)
-      return sx__err_set(err, SX_CORRUPT, "catalog page %u is damaged", pg);
     for (uint32_t i = 0; i < n; i++) {
       const uint8_t *e = cp + CAT_ENT + i * CAT_ENT_SIZE;
       if (strncmp((const char *)e, name, 68) == 0) {
@@ -196,17 +244,71 @@ static int cat_find(const sx__pv *v, const char *name, catpos *pos, sx_error *er
         return SX_OK;
       }
     }
-    pg = sx__rd32(cp + CAT_NEXT);
   }
+}
+
+int sx__coll_mark_catalog(const sx__pv *v, uint8_t *used, sx_error *err) {
+  catwalk cw;
+  int rc = cat_walk_begin(&cw, v, err);
+  for (;;) {
+    uint32_t pg = 0;
+    const uint8_t *cp;
+    if (!rc) rc = cat_walk_next(&cw, &pg, &cp, err);
+    if (rc || !pg) return rc;
+    rc = sx__page_mark(v, pg, used, "the catalog", err);
+  }
+}
+
+/* The collection header page pg (of collection name) as read: the schema, the HNSW
+ * parameters and every counter in range, the counters bounded by the file's size
+ * (each slot takes SX__SLOT_SIZE bytes of the slots array, and so on), so that
+ * nothing sized or indexed by them can wrap or run past the file. */
+static int hdr_valid(const sx__pv *v, uint32_t pg, const char *name, const uint8_t *h,
+                     sx_error *err) {
+  uint64_t bytes = (uint64_t)sx__pv_npages(v) * sx__pager_page_size(v->p);
+  uint32_t dim = sx__rd32(h + H_DIM), metric = sx__rd32(h + H_METRIC), index = sx__rd32(h + H_INDEX);
+  uint32_t m = sx__rd32(h + H_M), efc = sx__rd32(h + H_EFC);
+  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT), nfree = sx__rd64(h + H_NFREE);
+  uint64_t heaplen = sx__rd64(h + H_HEAPLEN), hcap = sx__rd64(h + H_HASHCAP), hused = sx__rd64(h + H_HASHUSED);
+  const char *field = NULL;
+  uint64_t val = 0;
+#define BAD(f, x) \
+  do {            \
+    field = f;    \
+    val = x;      \
+    goto bad;     \
+  } while (0)
+  if (sx__rd32(h + H_MAGIC) != SX__COLL_MAGIC) BAD("magic", sx__rd32(h + H_MAGIC));
+  if (dim == 0 || dim > SX_DIM_MAX) BAD("dim", dim);
+  if (metric > 2) BAD("metric", metric);
+  if (index > 1) BAD("index type", index);
+  if (index == SX_INDEX_HNSW && (m < 2 || m > SX__HNSW_M_MAX)) BAD("HNSW m", m);
+  if (index == SX_INDEX_HNSW && (efc < 1 || efc > 100000)) BAD("HNSW ef_construction", efc);
+  if (nslots > 0xfffffffeu || nslots > bytes / SX__SLOT_SIZE) BAD("nslots", nslots);
+  if (count > nslots) BAD("count", count);
+  if (nfree > nslots - count) BAD("nfree", nfree);
+  if (heaplen > bytes) BAD("heap length", heaplen);
+  if ((hcap & (hcap - 1)) || hcap > 8 * nslots + 2048) BAD("id map capacity", hcap);
+  if (hused > hcap || hused > count) BAD("id map count", hused);
+  if (index == SX_INDEX_HNSW) {
+    uint32_t ep = sx__rd32(h + H_HNSW_EP);
+    if (ep > nslots) BAD("HNSW entry point", ep);
+    if (sx__rd64(h + H_UPPER_LEN) > bytes) BAD("HNSW upper-links length", sx__rd64(h + H_UPPER_LEN));
+  }
+#undef BAD
   return SX_OK;
+bad:
+  return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' has a bad %s (%llu)", pg,
+                     name, field, (unsigned long long)val);
 }
 
 static int load_coll(const sx__pv *v, uint32_t hdr, const char *name, sx__coll *c, sx_error *err) {
   const uint8_t *h;
   int rc = sx__pv_page(v, hdr, &h, err);
+  if (!rc) rc = hdr_valid(v, hdr, name, h, err);
   if (rc) return rc;
-  if (sx__rd32(h + H_MAGIC) != SX__COLL_MAGIC || strncmp((const char *)h + H_NAME, name, 65) != 0)
-    return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' is damaged", hdr, name);
+  if (strncmp((const char *)h + H_NAME, name, 65) != 0)
+    return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' has another name", hdr, name);
   memset(c, 0, sizeof *c);
   c->v = *v;
   c->hdr = hdr;
@@ -216,9 +318,6 @@ static int load_coll(const sx__pv *v, uint32_t hdr, const char *name, sx__coll *
   c->index = (int)sx__rd32(h + H_INDEX);
   c->m = sx__rd32(h + H_M);
   c->efc = sx__rd32(h + H_EFC);
-  if (c->dim == 0 || c->dim > SX_DIM_MAX || c->metric < 0 || c->metric > 2 || c->index < 0 ||
-      c->index > 1)
-    return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' has a bad schema", hdr, name);
   return SX_OK;
 }
 
@@ -257,18 +356,15 @@ int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err) {
   *out = NULL;
   sx_names *res = calloc(1, sizeof *res);
   if (!res) return sx__err_set(err, SX_NOMEM, "out of memory");
-  const uint8_t *p0;
-  int rc = sx__pv_page(v, 0, &p0, err);
+  catwalk cw;
+  int rc = cat_walk_begin(&cw, v, err);
   size_t cap = 0;
-  for (uint32_t pg = rc ? 0 : sx__rd32(p0 + CAT_OFF); pg && !rc;) {
+  for (;;) {
+    uint32_t pg = 0;
     const uint8_t *cp;
-    rc = sx__pv_page(v, pg, &cp, err);
-    if (rc) break;
+    if (!rc) rc = cat_walk_next(&cw, &pg, &cp, err);
+    if (rc || !pg) break;
     uint32_t n = sx__rd32(cp + CAT_N);
-    if (n > cat_cap(sx__pager_page_size(v->p))) {
-      rc = sx__err_set(err, SX_CORRUPT, "catalog page %u is damaged", pg);
-      break;
-    }
     for (uint32_t i = 0; i < n && !rc; i++) {
       if (res->n == cap) {
         cap = cap ? cap * 2 : 16;
@@ -283,7 +379,6 @@ int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err) {
       if (!s) rc = sx__err_set(err, SX_NOMEM, "out of memory");
       else res->names[res->n++] = s;
     }
-    pg = sx__rd32(cp + CAT_NEXT);
   }
   if (rc) {
     sx__names_free(res);
@@ -328,17 +423,18 @@ static int check_create_options(const char *name, const sx_collection_options *o
 static int cat_page_with_room(sx__txn *t, uint8_t **out, sx_error *err) {
   uint32_t ps = sx__pager_page_size(sx__txn_pager(t));
   uint8_t *p0, *cp = NULL;
-  int rc = sx__txn_write(t, 0, &p0, err);
-  uint32_t pg = rc ? 0 : sx__rd32(p0 + CAT_OFF);
-  while (!rc && pg) {
+  sx__pv v = {sx__txn_pager(t), NULL, t};
+  catwalk cw;
+  int rc = cat_walk_begin(&cw, &v, err);
+  for (;;) {
+    uint32_t pg = 0;
     const uint8_t *rp;
-    rc = sx__txn_read(t, pg, &rp, err);
-    if (rc) break;
+    if (!rc) rc = cat_walk_next(&cw, &pg, &rp, err);
+    if (rc || !pg) break;
     if (sx__rd32(rp + CAT_N) < cat_cap(ps)) {
       rc = sx__txn_write(t, pg, &cp, err);
       break;
     }
-    pg = sx__rd32(rp + CAT_NEXT);
   }
   if (!rc && !cp) {
     uint32_t np;
@@ -400,8 +496,8 @@ int sx__coll_drop(sx__txn *t, const char *name, sx_error *err) {
   if (rc) return rc;
   if (!pos.page) return sx__err_set(err, SX_NOT_FOUND, "collection '%s' does not exist", name);
   sx__txn_savepoint(t);
-  for (size_t i = 0; i < sizeof PA_ALL / sizeof PA_ALL[0] && !rc; i++)
-    rc = sx__pa_free(t, pos.hdr, PA_ALL[i], err);
+  for (size_t i = 0; i < SX__COLL_NPA && !rc; i++)
+    rc = sx__pa_free(t, pos.hdr, sx__coll_pa_all[i], err);
   if (!rc) rc = sx__txn_free_page(t, pos.hdr, err);
   uint8_t *cp;
   if (!rc) rc = sx__txn_write(t, pos.page, &cp, err);
@@ -421,7 +517,8 @@ int sx__coll_drop(sx__txn *t, const char *name, sx_error *err) {
 /* ---- reading a collection ---------------------------------------------------------- */
 
 int sx__coll_header(const sx__coll *c, const uint8_t **h, sx_error *err) {
-  return sx__pv_page(&c->v, c->hdr, h, err);
+  int rc = sx__pv_page(&c->v, c->hdr, h, err);
+  return rc ? rc : hdr_valid(&c->v, c->hdr, c->name, *h, err);
 }
 
 int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err) {

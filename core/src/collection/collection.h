@@ -77,8 +77,10 @@ int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *e
 int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
                     const sx_search_options *o, int nthreads, sx_results **out, sx_error *err);
 /* Structure check of every collection in the view (catalog, headers, id map
- * agrees with the slots, counts). */
-int sx__coll_check_all(const sx__pv *v, sx_error *err);
+ * agrees with the slots, counts, records within the heap). used (may be NULL): a bit
+ * per page of the view, in which every page the catalog and the collections use is
+ * set, each once (a page in two places is SX_CORRUPT). */
+int sx__coll_check_all(const sx__pv *v, uint8_t *used, sx_error *err);
 
 /* ---- inside the collection layer ------------------------------------------ */
 
@@ -114,6 +116,13 @@ enum {
   H_PA_STAMPS = 240, /* HNSW link order (files written before it have zero here) */
   H_STAMP_SEQ = 248
 };
+/* Every page array of a collection header (byte offsets in its page). */
+#define SX__COLL_NPA 11
+extern const unsigned sx__coll_pa_all[SX__COLL_NPA];
+/* sx_db_check: marks the catalog's pages in used (a bit per page); SX_CORRUPT naming
+ * a page in two places. */
+int sx__coll_mark_catalog(const sx__pv *v, uint8_t *used, sx_error *err);
+
 /* The HNSW graph of the collection whose header is page hdr. */
 void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out);
 
@@ -135,6 +144,10 @@ int sx__check_id(const char *id, size_t item, sx_error *err);
 int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n, uint64_t *slot,
                   uint64_t *pos, sx_error *err);
 int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, sx_error *err);
+/* SX_CORRUPT (naming slot s and the field) unless r's id and metadata lie within the
+ * heap of the collection whose header is h. */
+int sx__slot_valid(const sx__coll *c, const uint8_t *h, uint64_t s, const slotrec *r,
+                   sx_error *err);
 /* The id of slot s into buf (NUL-terminated); *len its length (may be NULL). */
 int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_MAX + 1],
                 size_t *len, sx_error *err);

@@ -34,8 +34,8 @@ static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint6
   if (nslots > 0xfffffffeu || count > nslots)
     return sx__err_set(err, SX_CORRUPT, "collection '%s' header is damaged: %llu live in %llu slots",
                        c->name, (unsigned long long)count, (unsigned long long)nslots);
-  uint32_t *s = malloc((count ? count : 1) * sizeof *s);
-  uint8_t *bits = malloc(nslots / 8 + 1);
+  uint32_t *s = sx__mallocn(count, sizeof *s);
+  uint8_t *bits = sx__mallocn(nslots / 8 + 1, 1);
   int rc = s && bits ? SX_OK : sx__err_set(err, SX_NOMEM, "out of memory for %llu slots",
                                            (unsigned long long)nslots);
   sx__pa_cursor lc;
@@ -63,7 +63,7 @@ static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint6
 int sx__coll_space(const sx__coll *c, sx__space *out, sx_error *err) {
   memset(out, 0, sizeof *out);
   const uint8_t *h;
-  int rc = sx__pv_page(&c->v, c->hdr, &h, err);
+  int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
   uint32_t ps = sx__pager_page_size(c->v.p);
   uint64_t pages = 1, slot_pages = 0; /* the header page */
@@ -108,7 +108,7 @@ int sx__coll_compact_reset(sx__coll *c, sx_error *err) {
 int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, const sx_cancel *cancel,
                           void (*step)(void *ctx, uint64_t n), void *ctx, sx_error *err) {
   const uint8_t *h;
-  int rc = sx__pv_page(&src->v, src->hdr, &h, err);
+  int rc = sx__coll_header(src, &h, err);
   uint32_t *slots = NULL;
   uint64_t n = 0;
   if (!rc) rc = live_slots(src, h, &slots, &n, err);
@@ -122,7 +122,6 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
   sx__pa_cursor vc, hc;
   sx__pa_cursor_init(&vc, &src->v, h + H_PA_VEC);
   sx__pa_cursor_init(&hc, &src->v, h + H_PA_HEAP);
-  uint64_t heaplen = rc ? 0 : sx__rd64(h + H_HEAPLEN);
   for (uint64_t at = 0; at < n && !rc; at += BATCH) {
     if (sx__cancelled(cancel)) {
       rc = sx__err_set(err, SX_CANCELLED, "compaction was cancelled");
@@ -136,14 +135,10 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
       ids[i] = blob + offs[i];
       metas[i] = NULL;
       rc = sx__slot_read(src, h, slots[at + i], &r, err);
+      if (!rc) rc = sx__slot_valid(src, h, slots[at + i], &r, err);
       if (!rc) rc = sx__pa_read(&vc, (uint64_t)slots[at + i] * dim * 4, vecs + i * dim, dim * 4, err);
       if (!rc && r.meta_len != SX__NO_META) {
-        if (r.meta_off + r.meta_len > heaplen) {
-          rc = sx__err_set(err, SX_CORRUPT, "slot %u of collection '%s' has metadata past the heap",
-                           slots[at + i], src->name);
-          break;
-        }
-        mtext[i] = malloc((size_t)r.meta_len + 1);
+        mtext[i] = sx__mallocn((uint64_t)r.meta_len + 1, 1);
         if (!mtext[i]) {
           rc = sx__err_set(err, SX_NOMEM, "out of memory");
           break;

@@ -51,7 +51,7 @@ int sx__coll_get_many(const sx__coll *c, size_t n, const char *const *ids, int s
   *out = NULL;
   if (n > 0 && !ids) return sx__err_set(err, SX_INVALID_ARGUMENT, "ids are NULL");
   const uint8_t *h;
-  int rc = sx__pv_page(&c->v, c->hdr, &h, err);
+  int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
   size_t dim = c->dim;
   if (n > SIZE_MAX / 4 / dim / 2) return sx__err_set(err, SX_NOMEM, "%zu records are too many", n);
@@ -70,7 +70,6 @@ int sx__coll_get_many(const sx__coll *c, size_t n, const char *const *ids, int s
   sx__pa_cursor vc, hc;
   sx__pa_cursor_init(&vc, &c->v, h + H_PA_VEC);
   sx__pa_cursor_init(&hc, &c->v, h + H_PA_HEAP);
-  uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
   size_t k = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     uint64_t slot;
@@ -87,12 +86,10 @@ int sx__coll_get_many(const sx__coll *c, size_t n, const char *const *ids, int s
     if (slot != UINT64_MAX) {
       slotrec sr;
       rc = sx__slot_read(c, h, slot, &sr, err);
+      if (!rc) rc = sx__slot_valid(c, h, slot, &sr, err);
       if (!rc) rc = sx__pa_read(&vc, slot * dim * 4, r->vec + k * dim, dim * 4, err);
       if (!rc && sr.meta_len != SX__NO_META) {
-        if (sr.meta_off + sr.meta_len > heaplen)
-          rc = sx__err_set(err, SX_CORRUPT, "slot %llu of collection '%s' has metadata past the heap",
-                           (unsigned long long)slot, c->name);
-        if (!rc) rc = buf_reserve(&mb, (size_t)sr.meta_len + 1, err);
+        rc = buf_reserve(&mb, (size_t)sr.meta_len + 1, err);
         if (!rc) rc = sx__pa_read(&hc, sr.meta_off, mb.p + mb.len, sr.meta_len, err);
         if (!rc) {
           mb.p[mb.len + sr.meta_len] = 0;
@@ -136,15 +133,15 @@ static int cmp_ptr(const void *a, const void *b) {
 int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, sx_error *err) {
   memset(out, 0, sizeof *out);
   const uint8_t *h;
-  int rc = sx__pv_page(&c->v, c->hdr, &h, err);
+  int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
   uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT);
   if (nslots > 0xfffffffeu || count > nslots)
     return sx__err_set(err, SX_CORRUPT, "collection '%s' header is damaged: %llu live in %llu slots",
                        c->name, (unsigned long long)count, (unsigned long long)nslots);
   if (count == 0) return SX_OK;
-  uint32_t *slots = malloc(count * sizeof *slots);
-  size_t *offs = malloc(count * sizeof *offs);
+  uint32_t *slots = sx__mallocn(count, sizeof *slots);
+  size_t *offs = sx__mallocn(count, sizeof *offs);
   enum { CHUNK = 65536 };
   uint8_t *bits = malloc(CHUNK);
   if (!slots || !offs || !bits) rc = sx__err_set(err, SX_NOMEM, "out of memory listing %llu ids",

@@ -4,20 +4,55 @@
  * slot's id maps back to it, the counters agree with the live bitmap, free slots are
  * in range, dead and listed once; then the HNSW graph checks itself (index layer).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "collection/collection.h"
 
-static int check_one(const sx__pv *v, const char *name, sx_error *err) {
+/* Marks the pages of collection c (its header and every array) in used. */
+static int mark_pages(const sx__coll *c, const uint8_t *h, uint8_t *used, sx_error *err) {
+  char what[96];
+  snprintf(what, sizeof what, "collection '%s'", c->name);
+  int rc = sx__page_mark(&c->v, c->hdr, used, what, err);
+  for (size_t i = 0; i < SX__COLL_NPA && !rc; i++) rc = sx__pa_mark(&c->v, h + sx__coll_pa_all[i], used, err);
+  return rc;
+}
+
+/* Every leaf of the array at pa holding bytes [0, n) exists (the arrays indexed by
+ * slot, the heap, the id map and the free stack are written densely). */
+static int covers(const sx__coll *c, const uint8_t *h, unsigned pa, uint64_t n, const char *what,
+                  sx_error *err) {
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &c->v, h + pa);
+  for (uint64_t leaf = 0; leaf * cur.ps < n; leaf++) {
+    const uint8_t *lp;
+    int rc = sx__pa_leaf(&cur, leaf, &lp, err);
+    if (rc)
+      return sx__err_set(err, SX_CORRUPT, "%s of collection '%s' (%llu bytes) lacks page %llu: %s",
+                         what, c->name, (unsigned long long)n, (unsigned long long)leaf,
+                         err ? err->message : "");
+  }
+  return SX_OK;
+}
+
+static int check_one(const sx__pv *v, const char *name, uint8_t *used, sx_error *err) {
   sx__coll c;
   int rc = sx__coll_open(v, name, &c, err);
   if (rc) return rc == SX_NOT_FOUND ? sx__err_set(err, SX_CORRUPT, "catalog entry '%s' is damaged", name) : rc;
   const uint8_t *h;
   rc = sx__coll_header(&c, &h, err);
+  if (!rc && used) rc = mark_pages(&c, h, used, err);
   if (rc) return rc;
   uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT), live = 0;
   uint64_t nfree = sx__rd64(h + H_NFREE);
+  rc = covers(&c, h, H_PA_VEC, nslots * c.dim * 4, "the vectors", err);
+  if (!rc) rc = covers(&c, h, H_PA_SLOTS, nslots * SX__SLOT_SIZE, "the slot records", err);
+  if (!rc) rc = covers(&c, h, H_PA_LIVE, (nslots + 7) / 8, "the live bitmap", err);
+  if (!rc) rc = covers(&c, h, H_PA_HEAP, sx__rd64(h + H_HEAPLEN), "the heap", err);
+  if (!rc) rc = covers(&c, h, H_PA_HASH, sx__rd64(h + H_HASHCAP) * 8, "the id map", err);
+  if (!rc) rc = covers(&c, h, H_PA_FREE, nfree * 4, "the free-slot stack", err);
+  if (rc) return rc;
   char buf[SX_ID_MAX + 1];
   sx__pa_cursor lc;
   sx__pa_cursor_init(&lc, v, h + H_PA_LIVE);
@@ -28,7 +63,10 @@ static int check_one(const sx__pv *v, const char *name, sx_error *err) {
     if (!(b & (1u << (s % 8)))) continue;
     live++;
     size_t len;
-    rc = sx__slot_id(&c, h, s, buf, &len, err);
+    slotrec r;
+    rc = sx__slot_read(&c, h, s, &r, err);
+    if (!rc) rc = sx__slot_valid(&c, h, s, &r, err);
+    if (!rc) rc = sx__slot_id(&c, h, s, buf, &len, err);
     uint64_t slot, pos;
     if (!rc) rc = sx__id_lookup(&c, h, buf, len, &slot, &pos, err);
     if (rc) return rc;
@@ -46,7 +84,7 @@ static int check_one(const sx__pv *v, const char *name, sx_error *err) {
                        (unsigned long long)nfree, (unsigned long long)nslots,
                        (unsigned long long)sx__rd64(h + H_HASHUSED));
   /* Free slots: in range, not live, each once. */
-  uint8_t *freebits = calloc(nslots / 8 + 1, 1);
+  uint8_t *freebits = sx__callocn(nslots / 8 + 1, 1);
   if (!freebits) return sx__err_set(err, SX_NOMEM, "out of memory");
   sx__pa_cursor fc;
   sx__pa_cursor_init(&fc, v, h + H_PA_FREE);
@@ -74,11 +112,17 @@ static int check_one(const sx__pv *v, const char *name, sx_error *err) {
   return rc;
 }
 
-int sx__coll_check_all(const sx__pv *v, sx_error *err) {
+int sx__coll_check_all(const sx__pv *v, uint8_t *used, sx_error *err) {
   sx_names *names;
-  int rc = sx__coll_list(v, &names, err);
+  int rc = used ? sx__coll_mark_catalog(v, used, err) : SX_OK;
+  if (!rc) rc = sx__coll_list(v, &names, err);
   if (rc) return rc;
-  for (size_t i = 0; i < names->n && !rc; i++) rc = check_one(v, names->names[i], err);
+  for (size_t i = 0; i < names->n && !rc; i++) {
+    if (i > 0 && strcmp(names->names[i - 1], names->names[i]) == 0)
+      rc = sx__err_set(err, SX_CORRUPT, "the catalog names collection '%s' twice", names->names[i]);
+    else
+      rc = check_one(v, names->names[i], used, err);
+  }
   sx__names_free(names);
   return rc;
 }

@@ -39,9 +39,27 @@ static void slot_parse(const uint8_t *b, slotrec *r) {
 /* SX_CORRUPT unless slot s's id lies within the heap and has a valid length. */
 static int id_check(const sx__coll *c, const uint8_t *h, uint64_t s, const slotrec *r,
                     sx_error *err) {
-  if (r->id_len == 0 || r->id_len > SX_ID_MAX || r->id_off + r->id_len > sx__rd64(h + H_HEAPLEN))
-    return sx__err_set(err, SX_CORRUPT, "slot %llu of collection '%s' has a bad id",
-                       (unsigned long long)s, c->name);
+  uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
+  if (r->id_len == 0 || r->id_len > SX_ID_MAX || r->id_off > heaplen ||
+      r->id_len > heaplen - r->id_off)
+    return sx__err_set(err, SX_CORRUPT,
+                       "slot %llu of collection '%s' has a bad id (offset %llu, length %u, heap %llu)",
+                       (unsigned long long)s, c->name, (unsigned long long)r->id_off, r->id_len,
+                       (unsigned long long)heaplen);
+  return SX_OK;
+}
+
+int sx__slot_valid(const sx__coll *c, const uint8_t *h, uint64_t s, const slotrec *r,
+                   sx_error *err) {
+  int rc = id_check(c, h, s, r, err);
+  if (rc || r->meta_len == SX__NO_META) return rc;
+  uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
+  if (r->meta_off > heaplen || r->meta_len > heaplen - r->meta_off)
+    return sx__err_set(err, SX_CORRUPT,
+                       "slot %llu of collection '%s' has metadata past the heap (offset %llu, "
+                       "length %u, heap %llu)",
+                       (unsigned long long)s, c->name, (unsigned long long)r->meta_off, r->meta_len,
+                       (unsigned long long)heaplen);
   return SX_OK;
 }
 
@@ -140,8 +158,11 @@ int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n,
       *pos = i;
       return SX_OK;
     }
-    if ((uint32_t)(e >> 32) != tag) continue;
     uint64_t s = (e & 0xffffffffu) - 1;
+    if (s >= sx__rd64(h + H_NSLOTS))
+      return sx__err_set(err, SX_CORRUPT, "id map entry %llu of '%s' names slot %lld, past the end",
+                         (unsigned long long)i, c->name, s == UINT64_MAX ? -1LL : (long long)s);
+    if ((uint32_t)(e >> 32) != tag) continue;
     size_t len;
     rc = sx__slot_id(c, h, s, buf, &len, err);
     if (rc) return rc;
@@ -176,13 +197,14 @@ int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *e
     return sx__err_set(err, SX_NOT_FOUND, "id '%s' is not in collection '%s'", id, c->name);
   slotrec r;
   rc = sx__slot_read(c, h, slot, &r, err);
+  if (!rc) rc = sx__slot_valid(c, h, slot, &r, err);
   if (rc) return rc;
   sx_record *rec = calloc(1, sizeof *rec);
   if (rec) {
     rec->id = strdup(id);
-    rec->vec = malloc((size_t)c->dim * 4);
+    rec->vec = sx__mallocn(c->dim, 4);
     rec->dim = c->dim;
-    if (r.meta_len != SX__NO_META) rec->meta = malloc((size_t)r.meta_len + 1);
+    if (r.meta_len != SX__NO_META) rec->meta = sx__mallocn((uint64_t)r.meta_len + 1, 1);
   }
   if (!rec || !rec->id || !rec->vec || (r.meta_len != SX__NO_META && !rec->meta)) {
     sx__record_free(rec);
@@ -289,7 +311,9 @@ static int hash_remove(sx__coll *c, uint64_t pos, sx_error *err) {
   int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
   uint64_t cap = sx__rd64(h + H_HASHCAP), mask = cap - 1, hole = pos;
-  for (uint64_t j = (pos + 1) & mask;; j = (j + 1) & mask) {
+  for (uint64_t j = (pos + 1) & mask, probes = 0;; j = (j + 1) & mask, probes++) {
+    if (probes >= cap)
+      return sx__err_set(err, SX_CORRUPT, "id map of '%s' has no empty entry", c->name);
     sx__pa_cursor cur;
     sx__pa_cursor_init(&cur, &c->v, h + H_PA_HASH);
     uint64_t e;
@@ -323,6 +347,9 @@ static int take_slot(sx__coll *c, uint64_t *slot, sx_error *err) {
     uint32_t s32;
     rc = sx__pa_read(&cur, (nfree - 1) * 4, &s32, 4, err);
     if (rc) return rc;
+    if (s32 >= sx__rd64(h + H_NSLOTS))
+      return sx__err_set(err, SX_CORRUPT, "free slot %u of '%s' is past the end (%llu slots)", s32,
+                         c->name, (unsigned long long)sx__rd64(h + H_NSLOTS));
     *slot = s32;
     rc = hdr_w(c, &hw, err);
     if (!rc) sx__wr64(hw + H_NFREE, nfree - 1);
@@ -429,11 +456,13 @@ static int reclaim(sx__coll *c, int nthreads, sx_error *err) {
   const uint8_t *h;
   int rc = sx__coll_header(c, &h, err);
   if (rc || c->index != SX_INDEX_HNSW) return rc;
+  /* The header's counters are in range (sx__coll_header checked count + nfree <=
+   * nslots <= 2^32 - 2), so pending cannot wrap. */
   uint64_t nslots = sx__rd64(h + H_NSLOTS), nfree = sx__rd64(h + H_NFREE);
   uint64_t pending = nslots - sx__rd64(h + H_COUNT) - nfree;
   if (pending == 0 || pending * UNLINK_SHARE < nslots) return SX_OK;
-  uint8_t *freebits = calloc(nslots / 8 + 1, 1), *livebits = malloc(nslots / 8 + 1);
-  uint64_t *dead = malloc(pending * sizeof *dead);
+  uint8_t *freebits = sx__callocn(nslots / 8 + 1, 1), *livebits = sx__mallocn(nslots / 8 + 1, 1);
+  uint64_t *dead = sx__mallocn(pending, sizeof *dead);
   if (!freebits || !livebits || !dead) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   sx__pa_cursor cur;
   sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);

@@ -724,7 +724,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   }
   if (!rc) rc = sx__coll_revalidate((sx__coll *)c, err);
   search S = {.c = c, .qs = qs, .nq = nq, .dim = dim, .filter = filter};
-  if (!rc) rc = sx__pv_page(&c->v, c->hdr, &S.h, err);
+  if (!rc) rc = sx__coll_header(c, &S.h, err);
   if (rc) {
     sx__filter_free(filter);
     return rc;

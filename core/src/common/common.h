@@ -8,6 +8,7 @@
 #define SX_COMMON_H
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sextant.h"
@@ -19,6 +20,22 @@ extern "C" {
 /* Sets err (may be NULL) to code and a one-line printf-style message; returns code. */
 int sx__err_set(sx_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Allocations sized by values read from disk (or otherwise untrusted): n elements of
+ * `size` bytes, NULL when n * size would pass SX__ALLOC_MAX (2^47 bytes: past any
+ * real machine's memory, and far from wrapping), as when memory runs out, so a
+ * damaged count becomes SX_NOMEM at worst (it should have been range-checked
+ * before). n == 0 allocates one byte (never NULL for an empty array). Freed with
+ * free(). */
+#define SX__ALLOC_MAX (1ull << 47)
+static inline void *sx__mallocn(uint64_t n, size_t size) {
+  if (size && n > SX__ALLOC_MAX / size) return NULL;
+  return malloc(n && size ? (size_t)(n * size) : 1);
+}
+static inline void *sx__callocn(uint64_t n, size_t size) {
+  if (size && n > SX__ALLOC_MAX / size) return NULL;
+  return calloc(n && size ? (size_t)(n * size) : 1, 1);
+}
 
 static inline uint32_t sx__rd32(const uint8_t *p) {
   uint32_t v;

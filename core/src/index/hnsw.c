@@ -369,8 +369,16 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
     return o ? sx__err_set(err, SX_NOMEM, "out of memory") : (err ? err->code : SX_IO);
   }
   g->nslots = sx__rd64(o + lay->nslots_off);
+  uint64_t count = sx__rd64(o + lay->count_off), nfree = sx__rd64(o + lay->nfree_off);
+  /* The counters come from a page: once per call, before they size anything. */
+  if (g->nslots > 0xfffffffeu || count > g->nslots || nfree > g->nslots - count) {
+    sx__hnsw_close(g);
+    return sx__err_set(err, SX_CORRUPT, "HNSW graph of page %u counts %llu live and %llu free in %llu slots",
+                       lay->owner, (unsigned long long)count, (unsigned long long)nfree,
+                       (unsigned long long)g->nslots);
+  }
   /* Free slots are in no list, so only dead ones waiting to be unlinked are met. */
-  g->all_live = sx__rd64(o + lay->count_off) + sx__rd64(o + lay->nfree_off) == g->nslots;
+  g->all_live = count + nfree == g->nslots;
   *out = g;
   return SX_OK;
 }

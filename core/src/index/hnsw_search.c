@@ -191,6 +191,7 @@ static int ensure_scratch(sx__hnsw *g, size_t ef) {
     g->cap_heap = nc;
   }
   if (g->vcap < g->nslots) {
+    /* nslots <= 2^32 - 2 (sx__hnsw_open), so this cannot wrap. */
     size_t nc = (size_t)g->nslots + g->nslots / 4 + 64;
     uint32_t *v = realloc(g->vtag, nc * sizeof *v);
     if (!v) return SX_NOMEM;

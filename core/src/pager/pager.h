@@ -148,6 +148,11 @@ int sx__pager_stats_get(sx__pager *p, sx__pager_stats *out, sx_error *err);
 /* Integrity of the latest snapshot: P header, WAL checksum chain, bounds, free list. */
 int sx__pager_check(sx__pager *p, sx_error *err);
 
+/* sx_db_check, after the upper layers marked in `used` (a bit per page of s, page 0
+ * included) every page they use, each once: walks the free list of s and reports
+ * SX_CORRUPT naming a page that is both free and in use, or free twice. */
+int sx__pager_check_pages(sx__pager *p, const sx__snap *s, uint8_t *used, sx_error *err);
+
 /* Page-0 user version helpers (offset 40 of page 0). */
 uint64_t sx__page0_user_version(const uint8_t *page0);
 void sx__page0_set_user_version(uint8_t *page0, uint64_t v);

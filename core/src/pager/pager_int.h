@@ -331,6 +331,12 @@ int sx__wal_recover(sx__pager *p, sx_error *err);
 
 /* ---- txn.c and ckpt.c --------------------------------------------------------------- */
 
+/* SX_CORRUPT unless b, page pgno of a database of npages pages, looks like a page on
+ * the free list: a next link in range and zeros after it. */
+int sx__pager_free_page_valid(const sx__pager *p, uint32_t pgno, const uint8_t *b, uint32_t npages,
+                              sx_error *err);
+/* SX_CORRUPT unless page 0 (of a database of npages pages) has a valid header. */
+int sx__page0_valid(const sx__pager *p, const uint8_t *p0, uint32_t npages, sx_error *err);
 /* Takes the writer lock (in-process flag, then the OFD byte). */
 int sx__writer_lock(sx__pager *p, int timeout_ms, const sx_cancel *cancel, sx_error *err);
 void sx__writer_unlock(sx__pager *p);

@@ -17,6 +17,27 @@ int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *e
   return v->t ? sx__txn_read(v->t, pgno, out, err) : sx__pager_snap_page(v->p, v->snap, pgno, out, err);
 }
 
+uint32_t sx__pv_npages(const sx__pv *v) {
+  return v->t ? sx__txn_npages(v->t) : v->snap->npages;
+}
+
+void sx__walk_init(sx__walk *w, uint64_t limit) {
+  memset(w, 0, sizeof *w);
+  w->limit = limit;
+  w->power = 1;
+  w->mark = UINT32_MAX;
+}
+
+int sx__walk_step(sx__walk *w, uint32_t pg) {
+  if (++w->steps > w->limit || pg == w->mark) return 1;
+  if (++w->lam == w->power) { /* move the mark ahead, twice as far each time */
+    w->mark = pg;
+    w->power *= 2;
+    w->lam = 0;
+  }
+  return 0;
+}
+
 static uint64_t fanout_pow(uint32_t fan, uint32_t d) {
   uint64_t r = 1;
   while (d--) r *= fan;
@@ -114,6 +135,9 @@ int sx__pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, ui
   if (rc) return rc;
   uint32_t ps = sx__pager_page_size(sx__txn_pager(t)), fan = ps / 4;
   uint32_t root = sx__rd32(orp + pa_off), depth = sx__rd32(orp + pa_off + 4);
+  if (depth > SX__PA_MAXDEPTH || root == owner)
+    return sx__err_set(err, SX_CORRUPT, "page array at byte %u of page %u has root %u, depth %u",
+                       pa_off, owner, root, depth);
   if (root == 0 || leaf >= fanout_pow(fan, depth)) {
     uint8_t *op;
     rc = sx__txn_write(t, owner, &op, err);
@@ -148,6 +172,11 @@ int sx__pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, ui
     rc = sx__txn_read(t, pg, &irp, err);
     if (rc) return rc;
     uint32_t child = sx__rd32(irp + at);
+    /* A node naming its owner or a node above it would have a leaf written over
+     * an interior page (deeper cycles are bounded by the depth). */
+    if (child == owner || child == pg || child == root)
+      return sx__err_set(err, SX_CORRUPT, "page array node %u (of page %u) links to page %u", pg,
+                         owner, child);
     if (child == 0) {
       uint8_t *ip, *np;
       rc = sx__txn_write(t, pg, &ip, err);
@@ -184,12 +213,17 @@ static int free_tree(sx__txn *t, uint32_t pg, uint32_t depth, sx_error *err) {
     int rc = sx__txn_read(t, pg, &ip, err);
     if (rc) return rc;
     uint32_t fan = sx__pager_page_size(sx__txn_pager(t)) / 4;
-    /* Copy the children first: freeing pages rewrites them. */
+    /* Copy the children first: freeing pages rewrites them. The depth bounds the
+     * recursion; a page listed twice is caught when it is freed twice. */
     uint32_t *kids = malloc(fan * sizeof *kids);
     if (!kids) return sx__err_set(err, SX_NOMEM, "out of memory");
     memcpy(kids, ip, fan * 4);
-    for (uint32_t i = 0; i < fan && !rc; i++)
-      if (kids[i]) rc = free_tree(t, kids[i], depth - 1, err);
+    for (uint32_t i = 0; i < fan && !rc; i++) {
+      if (kids[i] == pg)
+        rc = sx__err_set(err, SX_CORRUPT, "page array node %u links to itself", pg);
+      else if (kids[i])
+        rc = free_tree(t, kids[i], depth - 1, err);
+    }
     free(kids);
     if (rc) return rc;
   }
@@ -201,6 +235,9 @@ int sx__pa_free(sx__txn *t, uint32_t owner, unsigned pa_off, sx_error *err) {
   int rc = sx__txn_read(t, owner, &op, err);
   if (rc) return rc;
   uint32_t root = sx__rd32(op + pa_off), depth = sx__rd32(op + pa_off + 4);
+  if (root && (depth > SX__PA_MAXDEPTH || root == owner))
+    return sx__err_set(err, SX_CORRUPT, "page array at byte %u of page %u has root %u, depth %u",
+                       pa_off, owner, root, depth);
   if (root) rc = free_tree(t, root, depth, err);
   if (rc) return rc;
   uint8_t *w;
@@ -232,4 +269,35 @@ int sx__pa_pages(const sx__pv *v, const uint8_t *pa, uint64_t *n, sx_error *err)
   if (!root) return SX_OK;
   if (depth > SX__PA_MAXDEPTH) return sx__err_set(err, SX_CORRUPT, "page array depth %u", depth);
   return count_tree(v, root, depth, n, err);
+}
+
+int sx__page_mark(const sx__pv *v, uint32_t pg, uint8_t *used, const char *what, sx_error *err) {
+  if (pg == 0 || pg >= sx__pv_npages(v))
+    return sx__err_set(err, SX_CORRUPT, "%s names page %u, past the end (%u pages) or the header",
+                       what, pg, sx__pv_npages(v));
+  if (used[pg / 8] >> (pg % 8) & 1)
+    return sx__err_set(err, SX_CORRUPT, "page %u of %s is in two places", pg, what);
+  used[pg / 8] |= (uint8_t)(1u << (pg % 8));
+  return SX_OK;
+}
+
+static int mark_tree(const sx__pv *v, uint32_t pg, uint32_t depth, uint8_t *used, sx_error *err) {
+  int rc = sx__page_mark(v, pg, used, "a page array", err);
+  if (rc || depth == 0) return rc;
+  const uint8_t *ip;
+  rc = sx__pv_page(v, pg, &ip, err);
+  uint32_t fan = sx__pager_page_size(v->p) / 4;
+  for (uint32_t i = 0; i < fan && !rc; i++) {
+    uint32_t c = sx__rd32(ip + 4 * i);
+    if (c) rc = mark_tree(v, c, depth - 1, used, err);
+  }
+  return rc;
+}
+
+int sx__pa_mark(const sx__pv *v, const uint8_t *pa, uint8_t *used, sx_error *err) {
+  uint32_t root = sx__rd32(pa), depth = sx__rd32(pa + 4);
+  if (!root) return SX_OK;
+  if (depth > SX__PA_MAXDEPTH)
+    return sx__err_set(err, SX_CORRUPT, "page array rooted at page %u has depth %u", root, depth);
+  return mark_tree(v, root, depth, used, err);
 }

@@ -23,6 +23,21 @@ typedef struct sx__pv {
 } sx__pv;
 
 int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err);
+/* Pages in the view: every page number read from disk is below it. */
+uint32_t sx__pv_npages(const sx__pv *v);
+
+/* A bound for walks over linked pages (catalog chains, lists): a walk takes at most
+ * `limit` steps (derived from the file size: a chain visits each page at most once)
+ * and a cycle is caught within twice its length (Brent's algorithm), so that a
+ * damaged chain costs O(its length) before SX_CORRUPT, never a loop. */
+typedef struct sx__walk {
+  uint64_t steps, limit, power, lam;
+  uint32_t mark;
+} sx__walk;
+void sx__walk_init(sx__walk *w, uint64_t limit);
+/* Records a step onto page pg; nonzero when the walk has gone round a cycle or past
+ * its limit. */
+int sx__walk_step(sx__walk *w, uint32_t pg);
 
 /* Page arrays: radix trees of pages addressed by byte offset; interior pages hold
  * 32-bit page numbers. An array is two words (root page, depth) in its owner page.
@@ -50,6 +65,12 @@ int sx__pa_write(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t off, cons
                  size_t len, sx_error *err);
 int sx__pa_free(sx__txn *t, uint32_t owner, unsigned pa_off, sx_error *err);
 int sx__pa_pages(const sx__pv *v, const uint8_t *pa, uint64_t *n, sx_error *err);
+/* sx_db_check: sets the bit of every page of the array in used (npages bits);
+ * SX_CORRUPT naming a page that is out of range or already set (in two places). */
+int sx__pa_mark(const sx__pv *v, const uint8_t *pa, uint8_t *used, sx_error *err);
+/* Sets page pg's bit in used; SX_CORRUPT when it is out of range or already set.
+ * what names the structure in the message. */
+int sx__page_mark(const sx__pv *v, uint32_t pg, uint8_t *used, const char *what, sx_error *err);
 
 /* Writable leaf `leaf` of the array at pa_off of page owner, allocating the path. */
 int sx__pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, uint8_t **out,

@@ -10,11 +10,16 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/* What this transaction did with a page (free-list damage shows up as a page handed
+ * out, or freed, twice). */
+enum { DP_KEPT = 0, DP_ALLOCATED, DP_FREED };
+
 typedef struct dpage {
   uint32_t pgno;
   uint8_t *buf;
   uint8_t *undo;    /* image at the savepoint, when dirtied before it */
   int sp_new;       /* first dirtied after the savepoint */
+  uint8_t state, undo_state; /* DP_*, now and at the savepoint */
 } dpage;
 
 struct sx__txn {
@@ -190,8 +195,8 @@ static int tab_insert(sx__txn *t, dpage *d) {
   return SX_OK;
 }
 
-/* Dirty image of pgno, copied from the committed page on first touch. */
-static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
+/* Dirty image of pgno, copied from the committed page on first touch; *dp its entry. */
+static int write_dp(sx__txn *t, uint32_t pgno, dpage **dp, sx_error *err) {
   sx__mutex_assert_held(&t->mu);
   dpage *d = tab_find(t, pgno);
   if (d) {
@@ -199,8 +204,9 @@ static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err)
       d->undo = malloc(t->p->ps);
       if (!d->undo) return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
       memcpy(d->undo, d->buf, t->p->ps);
+      d->undo_state = d->state;
     }
-    *out = d->buf;
+    *dp = d;
     return SX_OK;
   }
   if (pgno >= t->npages)
@@ -232,8 +238,40 @@ static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err)
     free(d);
     return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
   }
-  *out = buf;
+  *dp = d;
   return SX_OK;
+}
+
+static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
+  dpage *d;
+  int rc = write_dp(t, pgno, &d, err);
+  if (!rc) *out = d->buf;
+  return rc;
+}
+
+/* A free page holds the next page of the list in its first four bytes and zeros
+ * after them (sx__txn_free_page wipes it): anything else is a page in use that a
+ * damaged list leads to, and handing it out would wipe committed data. */
+static int free_page_valid(const sx__pager *p, uint32_t pgno, const uint8_t *b, uint32_t npages,
+                           sx_error *err) {
+  static const uint8_t zeros[256];
+  uint32_t next = rd32(b);
+  if (next >= npages || next == pgno)
+    return sx__err_set(err, SX_CORRUPT, "free page %u of '%s' links to page %u (of %u)", pgno,
+                       p->path, next, npages);
+  for (uint32_t off = 4; off < p->ps; off += (uint32_t)sizeof zeros) {
+    uint32_t n = p->ps - off < sizeof zeros ? p->ps - off : (uint32_t)sizeof zeros;
+    if (memcmp(b + off, zeros, n) != 0)
+      return sx__err_set(err, SX_CORRUPT,
+                         "free page %u of '%s' is not empty: the free list leads into a page in use",
+                         pgno, p->path);
+  }
+  return SX_OK;
+}
+
+int sx__pager_free_page_valid(const sx__pager *p, uint32_t pgno, const uint8_t *b, uint32_t npages,
+                              sx_error *err) {
+  return free_page_valid(p, pgno, b, npages, err);
 }
 
 int sx__txn_read(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err) {
@@ -260,33 +298,45 @@ int sx__txn_write(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
 int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err) {
   sx__mutex_lock(&t->mu);
   uint8_t *p0;
+  dpage *d = NULL;
   int rc = write_locked(t, 0, &p0, err);
   if (!rc) {
-    uint32_t head = rd32(p0 + P0_FREEHEAD);
+    uint32_t head = rd32(p0 + P0_FREEHEAD), cnt = rd32(p0 + P0_FREECOUNT);
     if (head) {
-      uint8_t *b;
-      if (head >= t->npages) {
-        rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' points to page %u past the end (%u)",
-                         t->p->path, head, t->npages);
-      } else {
-        rc = write_locked(t, head, &b, err);
-      }
+      /* Each page popped is checked: the list's count bounds the walk (a cycle runs
+       * out of count), and a page in use never looks free. */
+      dpage *hd = head < t->npages ? tab_find(t, head) : NULL;
+      if (head >= t->npages || cnt == 0 || cnt >= t->npages)
+        rc = sx__err_set(err, SX_CORRUPT,
+                         "free list of '%s' is damaged: head page %u, count %u, database of %u pages",
+                         t->p->path, head, cnt, t->npages);
+      else if (hd && hd->state == DP_ALLOCATED)
+        rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' hands out page %u twice", t->p->path,
+                         head);
+      else
+        rc = write_dp(t, head, &d, err);
+      if (!rc) rc = free_page_valid(t->p, head, d->buf, t->npages, err);
       if (!rc) {
-        wr32(p0 + P0_FREEHEAD, rd32(b));
-        uint32_t cnt = rd32(p0 + P0_FREECOUNT);
-        wr32(p0 + P0_FREECOUNT, cnt ? cnt - 1 : 0);
-        memset(b, 0, t->p->ps);
+        wr32(p0 + P0_FREEHEAD, rd32(d->buf));
+        wr32(p0 + P0_FREECOUNT, cnt - 1);
+        memset(d->buf, 0, t->p->ps);
+        d->state = DP_ALLOCATED;
         *pgno = head;
-        *out = b;
+        *out = d->buf;
       }
     } else if (t->npages == UINT32_MAX) {
       rc = sx__err_set(err, SX_FULL, "database '%s' has reached its maximum of %u pages",
                        t->p->path, UINT32_MAX);
     } else {
       uint32_t n = t->npages++;
-      rc = write_locked(t, n, out, err);
-      if (rc) t->npages--;
-      else *pgno = n;
+      rc = write_dp(t, n, &d, err);
+      if (rc) {
+        t->npages--;
+      } else {
+        d->state = DP_ALLOCATED;
+        *pgno = n;
+        *out = d->buf;
+      }
     }
   }
   sx__mutex_unlock(&t->mu);
@@ -295,16 +345,22 @@ int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err) {
 
 int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err) {
   if (pgno == 0)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "page 0 is the header page and cannot be freed");
+    return sx__err_set(err, SX_CORRUPT, "page 0 is the header page and cannot be freed");
   sx__mutex_lock(&t->mu);
-  uint8_t *p0, *b;
+  uint8_t *p0;
+  dpage *d = NULL;
   int rc = write_locked(t, 0, &p0, err);
-  if (!rc) rc = write_locked(t, pgno, &b, err);
+  if (!rc) rc = write_dp(t, pgno, &d, err);
+  if (!rc && d->state == DP_FREED)
+    rc = sx__err_set(err, SX_CORRUPT,
+                     "page %u of '%s' is freed twice: two structures of the file claim it", pgno,
+                     t->p->path);
   if (!rc) {
-    memset(b, 0, t->p->ps);
-    wr32(b, rd32(p0 + P0_FREEHEAD));
+    memset(d->buf, 0, t->p->ps);
+    wr32(d->buf, rd32(p0 + P0_FREEHEAD));
     wr32(p0 + P0_FREEHEAD, pgno);
     wr32(p0 + P0_FREECOUNT, rd32(p0 + P0_FREECOUNT) + 1);
+    d->state = DP_FREED;
   }
   sx__mutex_unlock(&t->mu);
   return rc;
@@ -358,6 +414,7 @@ void sx__txn_rollback(sx__txn *t) {
       memcpy(d->buf, d->undo, t->p->ps);
       free(d->undo);
       d->undo = NULL;
+      d->state = d->undo_state;
     }
   }
   t->npages = t->sp_npages;

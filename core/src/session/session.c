@@ -404,11 +404,20 @@ int sx__db_check(sx_db *db, sx_error *err) {
   rc = sx__pager_check(r->p, err);
   if (!rc) {
     /* Then the structure of every collection, on a snapshot of its own. */
+    /* Then the structure of every collection, on a snapshot of its own, and every
+     * page in exactly one place: page 0, the catalog, a collection, or the free list. */
     sx__snap snap;
     rc = sx__pager_snap_begin(r->p, &snap, err);
     if (!rc) {
       sx__pv v = {r->p, &snap, NULL};
-      rc = sx__coll_check_all(&v, err);
+      uint8_t *used = sx__callocn((uint64_t)snap.npages / 8 + 1, 1);
+      if (!used) rc = sx__err_set(err, SX_NOMEM, "out of memory checking %u pages", snap.npages);
+      if (!rc) {
+        used[0] = 1; /* page 0 */
+        rc = sx__coll_check_all(&v, used, err);
+      }
+      if (!rc) rc = sx__pager_check_pages(r->p, &snap, used, err);
+      free(used);
       sx__pager_snap_end(r->p, &snap);
     }
   }
