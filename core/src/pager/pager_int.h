@@ -301,6 +301,7 @@ void sx__scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_us
 
 typedef struct sx__walhdr {
   int ok;
+  int headless; /* recovered without its header (wal.c, header_repair): frame 1 seeds the chain */
   uint32_t gen, salt0, salt1, prev_frames;
   uint64_t pck0, pck1, ck0, ck1;
 } sx__walhdr;

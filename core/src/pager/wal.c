@@ -72,6 +72,128 @@ int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err) {
   return SX_OK;
 }
 
+/*
+ * Damage or a torn tail? The chain broke at frame r. A torn write (a crash or a power
+ * cut while a commit was written, even one that kept later commits whole) keeps a
+ * prefix of each write and loses the rest, so the frames right after a torn frame
+ * are lost too (zeros, or an older generation's bytes). Frame r is damage instead
+ * when it carries this generation's salts, does not end a commit, and the frames
+ * after it are whole: frame r + 1 onwards chain from the checksum stored in frame r
+ * (each from the one before it) up to a commit frame. Those commits were written
+ * after frame r whole; replaying up to the break would drop them silently:
+ * SX_CORRUPT, naming the frame. (A damaged commit frame, or damage in a frame's
+ * salts or stored checksum, is indistinguishable from a tear and rolls back.)
+ */
+static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
+                      uint8_t *buf, size_t per, sx_error *err) {
+  uint64_t pck0 = 0, pck1 = 0;
+  int rc = SX_OK;
+  for (uint64_t j = r; j <= nfr && !rc;) {
+    size_t cnt = (size_t)((nfr - j + 1) < per ? (nfr - j + 1) : per);
+    rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (j - 1) * p->fsz, err);
+    for (size_t i = 0; i < cnt && !rc; i++, j++) {
+      const uint8_t *f = buf + i * p->fsz;
+      if (rd32(f + 8) != wh->salt0 || rd32(f + 12) != wh->salt1) return SX_OK;
+      if (j == r) {
+        if (rd32(f + 4)) return SX_OK;
+      } else {
+        uint64_t a = pck0, b = pck1;
+        sx__cksum(f, 16, &a, &b);
+        sx__cksum(f + FRAME_HDR, p->ps, &a, &b);
+        if (rd64(f + 16) != a || rd64(f + 24) != b) return SX_OK;
+        if (rd32(f + 4))
+          return sx__err_set(err, SX_CORRUPT,
+                             "WAL '%s' is damaged at frame %llu: whole frames and a commit follow it "
+                             "(not a torn write)",
+                             p->wal_path[w], (unsigned long long)r);
+      }
+      pck0 = rd64(f + 16);
+      pck1 = rd64(f + 24);
+    }
+  }
+  return rc;
+}
+
+/* Frames 1..n of WAL file w read without their header: frame 1's salts, then frames
+ * 2.. chaining from the checksum stored in the frame before. *nchain: how many chain
+ * so (0 when frame 1 is zeros); *last_commit: the last commit frame among them, with
+ * its stored checksum in *e0, *e1. */
+static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_commit,
+                         uint64_t *e0, uint64_t *e1, uint32_t *s0, uint32_t *s1, sx_error *err) {
+  *nchain = *last_commit = *e0 = *e1 = 0;
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc || sz < WAL_HDR + p->fsz) return rc;
+  uint64_t nfr = (sz - WAL_HDR) / p->fsz;
+  if (nfr > SX__WAL_FRAMES_MAX) nfr = SX__WAL_FRAMES_MAX;
+  uint8_t *f = malloc(p->fsz);
+  if (!f) return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
+  uint64_t a = 0, b = 0;
+  for (uint64_t r = 1; r <= nfr && !rc; r++) {
+    rc = sx__file_read(p->wal[w], f, p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
+    if (rc) break;
+    if (r == 1) {
+      *s0 = rd32(f + 8);
+      *s1 = rd32(f + 12);
+      if (!*s0 && !*s1) break; /* zeros: no frame */
+    } else {
+      uint64_t x = a, y = b;
+      sx__cksum(f, 16, &x, &y);
+      sx__cksum(f + FRAME_HDR, p->ps, &x, &y);
+      if (rd32(f + 8) != *s0 || rd32(f + 12) != *s1 || rd64(f + 16) != x || rd64(f + 24) != y) break;
+    }
+    a = rd64(f + 16);
+    b = rd64(f + 24);
+    *nchain = r;
+    if (rd32(f + 4)) {
+      *last_commit = r;
+      *e0 = a;
+      *e1 = b;
+    }
+  }
+  free(f);
+  return rc;
+}
+
+/*
+ * A WAL file w whose header fails its checks while the other file's header, o, is
+ * valid (or absent). A header is written, and synced, before any frame of its
+ * generation, so a torn header lies only over an older, wholly checkpointed
+ * generation's frames. Three cases:
+ * - the file holds exactly the generation the other file builds on (its frames chain
+ *   up to the count and final checksum the other header records): the header alone
+ *   was damaged; the generation is recovered without it (*wh made valid, frame 1
+ *   trusted, `headless`), so that its frames, perhaps not yet in P, stay readable;
+ * - the other file holds no valid header and this one holds committed frames: they
+ *   are the newest commits, under a damaged header: SX_CORRUPT;
+ * - anything else: an older generation (already in P), ignored.
+ */
+static int header_repair(sx__pager *p, int w, sx__walhdr *wh, const sx__walhdr *other,
+                         sx_error *err) {
+  uint64_t nchain, lastc, e0, e1;
+  uint32_t s0 = 0, s1 = 0;
+  int rc = headless_scan(p, w, &nchain, &lastc, &e0, &e1, &s0, &s1, err);
+  if (rc || !lastc) return rc;
+  (void)nchain;
+  if (other->ok && other->prev_frames > 0 && ((other->gen - 1) & 1) == (uint32_t)w) {
+    /* The previous generation ends in a commit whose stored checksum the other
+     * header records; behind it lie only older generations' frames (other salts). */
+    if (lastc == other->prev_frames && e0 == other->pck0 && e1 == other->pck1) {
+      memset(wh, 0, sizeof *wh);
+      wh->ok = 1;
+      wh->headless = 1;
+      wh->gen = other->gen - 1;
+      wh->salt0 = s0;
+      wh->salt1 = s1;
+    }
+    return SX_OK;
+  }
+  if (!other->ok)
+    return sx__err_set(err, SX_CORRUPT, "WAL header of '%s' is damaged, and the file holds committed frames",
+                       p->wal_path[w]);
+  return SX_OK;
+}
+
 typedef struct replay {
   uint64_t last;     /* last valid commit frame (relative), 0 if none */
   uint32_t npages;   /* database size at it */
@@ -109,6 +231,10 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
       }
       sx__cksum(f, 16, &ck0, &ck1);
       sx__cksum(f + FRAME_HDR, p->ps, &ck0, &ck1);
+      if (r == 1 && wh->headless) { /* its header is gone: frame 1 seeds the chain */
+        ck0 = rd64(f + 16);
+        ck1 = rd64(f + 24);
+      }
       if (rd64(f + 16) != ck0 || rd64(f + 24) != ck1) {
         stop = 1;
         break;
@@ -122,6 +248,7 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
       }
     }
   }
+  if (!rc && stop) rc = tail_check(p, w, wh, r, nfr, buf, per, err);
   free(buf);
   if (!rc) rc = sx__index_truncate(p, w, out->last, err);
   return rc;
@@ -150,6 +277,8 @@ int sx__wal_recover(sx__pager *p, sx_error *err) {
 
   sx__walhdr wh[2];
   for (int w = 0; w < 2 && !rc; w++) rc = sx__wal_read_header(p, w, &wh[w], err);
+  for (int w = 0; w < 2 && !rc; w++)
+    if (!wh[w].ok) rc = header_repair(p, w, &wh[w], &wh[1 - w], err);
   if (rc) return rc;
   int n = -1;
   if (wh[0].ok && wh[1].ok) n = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 1 : 0;
@@ -167,7 +296,16 @@ int sx__wal_recover(sx__pager *p, sx_error *err) {
     rc = replay_wal(p, o, &wh[o], wh[n].prev_frames, &rp, err);
     if (rc) return rc;
     if (rp.last != wh[n].prev_frames || rp.ck0 != wh[n].pck0 || rp.ck1 != wh[n].pck1) {
-      /* The previous generation is damaged: keep its valid prefix, drop the newer. */
+      /* The previous generation is damaged. When the newer one holds commits, they
+       * were acknowledged after the damage: refuse rather than drop them. */
+      rc = replay_wal(p, n, &wh[n], SX__WAL_FRAMES_MAX, &rn, err);
+      if (!rc && rn.last)
+        rc = sx__err_set(err, SX_CORRUPT,
+                         "WAL '%s' is damaged at frame %llu, and '%s' holds commits made after it",
+                         p->wal_path[o], (unsigned long long)rp.last + 1, p->wal_path[n]);
+      if (!rc) rc = sx__index_truncate(p, n, 0, err);
+      if (rc) return rc;
+      /* No newer commit: keep the previous generation's valid prefix. */
       h.gen = wh[o].gen;
       h.salt0 = wh[o].salt0;
       h.salt1 = wh[o].salt1;
