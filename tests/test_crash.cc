@@ -849,4 +849,63 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   }
 }
 
+// A WAL belongs to its database: the id in page 0 (random at create) is in every WAL
+// header, under the checksum that seeds the frames'. Another database's WAL, copied
+// beside this one while both hold uncheckpointed commits, is ignored as if absent:
+// the database opens with its own checkpointed state and passes its check, and its
+// next commit survives a reopen. A database from before the id (id 0) still replays
+// its own WAL, and gets an id when its last handle closes.
+TEST(Crash, ForeignWalIsNeverReplayed) {
+  TmpDir a("foreigna"), b("foreignb"), c("foreignc");
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.autocheckpoint_frames = 1000000;
+  sx_error err = SX_ERROR_INIT;
+  // A: generations 1..3 checkpointed, 4..6 only in its WAL.
+  sx_db *da = nullptr, *db = nullptr;
+  ASSERT_EQ(sx_db_open(&da, a.db.c_str(), &o, &err), SX_OK) << err.message;
+  for (uint64_t g = 1; g <= 6; g++) {
+    ASSERT_EQ(wl_commit(da, g, kDmgPages, 6, 21, 1000, &err), SX_OK) << err.message;
+    if (g == 3) {
+      ASSERT_EQ(sx_db_checkpoint(da, 1000, &err), SX_OK) << err.message;
+    }
+  }
+  // B: generations 1..10 checkpointed, 11..12 only in its WAL.
+  ASSERT_EQ(sx_db_open(&db, b.db.c_str(), &o, &err), SX_OK) << err.message;
+  for (uint64_t g = 1; g <= 12; g++) {
+    ASSERT_EQ(wl_commit(db, g, kDmgPages, 6, 22, 1000, &err), SX_OK) << err.message;
+    if (g == 10) {
+      ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
+    }
+  }
+  const std::vector<uint8_t> pa = ReadAll(a.db), wala = ReadAll(a.db + "-wal"), wal2a = ReadAll(a.db + "-wal2");
+  const std::vector<uint8_t> pb = ReadAll(b.db), walb = ReadAll(b.db + "-wal"), wal2b = ReadAll(b.db + "-wal2");
+  sx_db_free(da);
+  sx_db_free(db);
+  uint32_t ida, idb;
+  memcpy(&ida, pa.data() + 48, 4);
+  memcpy(&idb, pb.data() + 48, 4);
+  ASSERT_NE(ida, 0u);
+  ASSERT_NE(idb, 0u);
+  ASSERT_NE(ida, idb);
+  // Each with its own WAL: everything.
+  uint64_t g = 0;
+  ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, pb, walb, false, &g, &wal2b));
+  ASSERT_EQ(g, 12u);
+  // B's file with A's WAL files: B as checkpointed, A's frames never replayed.
+  ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, pb, wala, true, &g, &wal2a));
+  EXPECT_EQ(g, 10u);
+  ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, pa, walb, false, &g, &wal2b));
+  EXPECT_EQ(g, 3u);
+  // A file from before the id (0) replays its own WAL, and is tied at its last close.
+  std::vector<uint8_t> old = pa;
+  memset(old.data() + 48, 0, 4);
+  ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, old, wala, false, &g, &wal2a));
+  EXPECT_EQ(g, 6u);
+  std::vector<uint8_t> now = ReadAll(c.db);
+  uint32_t idc;
+  memcpy(&idc, now.data() + 48, 4);
+  EXPECT_NE(idc, 0u) << "an untied database gets an id at its last close";
+  EXPECT_EQ(FileSize(c.db + "-wal"), 0u);
+}
+
 }  // namespace

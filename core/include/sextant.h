@@ -302,14 +302,21 @@ typedef struct sx_db sx_db;
 
 /**
  * Opens the database at `path`, creating it when it does not exist (unless
- * read-only). Uses the files `path`, `path-wal` and `path-shm`.
+ * read-only). Uses the files `path`, `path-wal`, `path-wal2` and `path-shm`.
+ *
+ * Recovery (the first open after a crash) replays the WAL up to its last complete
+ * commit: a torn tail (a commit cut short by the crash) is rolled back. A WAL
+ * damaged where a crash cannot have torn it (a bad frame followed by whole frames up
+ * to a commit) is not rolled back silently: the open fails with ::SX_CORRUPT naming
+ * the file and frame. A WAL file that belongs to another database (each database has
+ * an id, carried by its WAL headers) is ignored, as if absent, and never replayed.
  * @param out receives the handle; set to NULL on failure.
  * @param path file system path (UTF-8). Network file systems are refused (::SX_IO).
  * @param opts options, or NULL for the defaults.
  * @param err optional details on failure.
  * @return ::SX_OK; ::SX_NOT_FOUND (read-only and missing); ::SX_CORRUPT (not a
- *   Sextant file); ::SX_VERSION (another format version); ::SX_INVALID_ARGUMENT;
- *   ::SX_IO, ::SX_FULL, ::SX_NOMEM.
+ *   Sextant file, or a damaged WAL); ::SX_VERSION (another format version);
+ *   ::SX_INVALID_ARGUMENT; ::SX_IO, ::SX_FULL, ::SX_NOMEM.
  */
 sx_status sx_db_open(sx_db **out, const char *path, const sx_open_options *opts, sx_error *err);
 

@@ -113,6 +113,10 @@ static int create_db_file(sx__pager *p, sx_error *err) {
     memcpy(page + P0_MAGIC, P_MAGIC, 16);
     wr32(page + P0_VERSION, SX_FORMAT_VERSION);
     wr32(page + P0_PAGESIZE, p->ps);
+    uint32_t id;
+    while ((id = sx__pager_random32()) == 0) {
+    }
+    wr32(page + P0_DBID, id);
     rc = sx__file_write(f, page, p->ps, 0, err);
     if (!rc) rc = sx__file_sync(f, 0, err);
     sx__file_close(f);
@@ -145,6 +149,7 @@ static int check_db_header(sx__pager *p, sx_error *err) {
     return sx__err_set(err, SX_CORRUPT, "database '%s' has an invalid page size %u", p->path, ps);
   p->ps = ps;
   p->fsz = FRAME_HDR + ps;
+  p->dbid = rd32(b + P0_DBID);
   return SX_OK;
 }
 
@@ -428,7 +433,19 @@ static void close_cleanly(sx__pager *p) {
   if (!rc && h.backfill == h.mx) rc = sx__file_truncate(p->wal[prev], 0, NULL);
   if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->wal[prev], 0, NULL);
   if (!rc && h.backfill == h.mx) rc = sx__file_truncate(p->wal[cur], 0, NULL);
-  if (!rc && h.backfill == h.mx) sx__file_sync(p->wal[cur], 0, NULL);
+  if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->wal[cur], 0, NULL);
+  if (!rc && h.backfill == h.mx && p->dbid == 0) {
+    /* A database from before the id gets one now, with no WAL left to tie: written
+     * straight into P's page 0 (the pager's bytes of it never travel through the WAL
+     * again: every later page-0 image is a copy of this one). */
+    uint8_t id[4];
+    uint32_t v;
+    while ((v = sx__pager_random32()) == 0) {
+    }
+    wr32(id, v);
+    if (sx__file_write(p->db, id, 4, P0_DBID, NULL) == SX_OK && sx__file_sync(p->db, 1, NULL) == SX_OK)
+      p->dbid = v;
+  }
   p->wal_size[0] = p->wal_size[1] = 0;
   sx__file_lock(p->shm, LK_WRITER, 1, SX__UNLOCK, 0, NULL);
 }

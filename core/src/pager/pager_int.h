@@ -16,12 +16,12 @@
  *
  * Files
  *   P          page 0 is the header page (magic, format version, page size, free list,
- *              user version), then pages 1.. as upper layers use them.
+ *              user version, database id), then pages 1.. as upper layers use them.
  *   P-wal,     the WAL, in generations that alternate between the two files (even
  *   P-wal2     generations in P-wal, odd in P-wal2). A file starts with a 64-byte
  *              header (magic, version, page size, generation, two salts, how the
- *              previous generation ended: its frame count and final checksum; and a
- *              checksum) followed by frames: a 32-byte frame header (page number; the
+ *              previous generation ended: its frame count and final checksum; the
+ *              database id; and a checksum) followed by frames: a 32-byte frame header (page number; the
  *              database size in pages if the frame ends a commit, else 0; the salts;
  *              the running checksum) and the page image. The checksum runs over every
  *              frame since the header, so a frame is valid only if every frame before
@@ -31,6 +31,15 @@
  *              (4096 frames per segment). Its contents derive from the WAL files; the
  *              first process to open the database (the "dead man switch" byte lock
  *              tells) rebuilds it.
+ *
+ * Tying the WAL to its database: the id in page 0 (random at create, written into P
+ * directly and never through the WAL) is carried by every WAL header, inside the
+ * header checksum that seeds every frame's running checksum. Recovery ignores, as if
+ * absent, a WAL file whose header names another id: another database's WAL copied
+ * (or left) beside this one is never replayed; its file is overwritten when a new
+ * generation starts in it. Id 0, in a database or a WAL header, means "not tied"
+ * (files from before the id): such a pair is still replayed, and a database with id
+ * 0 gets one when its last handle closes, after the WAL is wholly checkpointed.
  *
  * Frame numbers are absolute (they keep counting across generations while any
  * process has the shared index open): frame base + r is frame r (1-based) of the
@@ -94,7 +103,8 @@ enum {
   P0_PAGESIZE = 20,  /* u32 */
   P0_FREEHEAD = 28,  /* u32: first free page, 0 = none */
   P0_FREECOUNT = 32, /* u32 */
-  P0_USERVER = 40    /* u64 */
+  P0_USERVER = 40,   /* u64 */
+  P0_DBID = 48       /* u32: this database's id, random at create (0: not tied, older files) */
 };
 
 #define WAL_MAGIC 0x41575853u /* "SXWA" */
@@ -162,6 +172,7 @@ struct sx__pager {
   char *path, *wal_path[2], *shm_path;
   sx__file *db, *wal[2], *shm; /* WAL files P-wal (even generations) and P-wal2 (odd) */
   uint32_t ps;   /* page size */
+  uint32_t dbid; /* P0_DBID of P, as read at open (0: not tied) */
   uint32_t fsz;  /* frame size: FRAME_HDR + ps */
   int read_only, sync;
   /* Read-only and P-shm could not be made or written (a read-only file system, no
@@ -302,11 +313,11 @@ void sx__scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_us
 typedef struct sx__walhdr {
   int ok;
   int headless; /* recovered without its header (wal.c, header_repair): frame 1 seeds the chain */
-  uint32_t gen, salt0, salt1, prev_frames;
+  uint32_t gen, salt0, salt1, prev_frames, dbid;
   uint64_t pck0, pck1, ck0, ck1;
 } sx__walhdr;
 
-void sx__wal_header_make(uint8_t b[WAL_HDR], uint32_t ps, const sx__hdrc *h, uint64_t *ck0,
+void sx__wal_header_make(const sx__pager *p, uint8_t b[WAL_HDR], const sx__hdrc *h, uint64_t *ck0,
                          uint64_t *ck1);
 int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err);
 /* Fills frame f (FRAME_HDR + ps bytes) with page image `page` of page pgno; commit:

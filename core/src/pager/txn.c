@@ -498,7 +498,7 @@ static int commit_assemble(sx__txn *t, const sx__hdrc *h, commit_batch *b, sx_er
   qsort(b->list, b->nfr, sizeof *b->list, cmp_dpage);
   b->ck0 = h->ck0;
   b->ck1 = h->ck1;
-  if (b->hdr_bytes) sx__wal_header_make(b->buf, p->ps, h, &b->ck0, &b->ck1);
+  if (b->hdr_bytes) sx__wal_header_make(p, b->buf, h, &b->ck0, &b->ck1);
   for (size_t i = 0; i < b->nfr; i++)
     sx__wal_frame_make(p, h, b->buf + b->hdr_bytes + i * p->fsz, b->list[i]->pgno,
                        i + 1 == b->nfr ? t->npages : 0, b->list[i]->buf, &b->ck0, &b->ck1);

@@ -9,13 +9,15 @@
 
 /* The WAL header: magic, version, page size, generation, salts, then how the
  * previous generation ended (its frame count and final running checksum, so recovery
- * can tell it is whole), and a checksum of the first 48 bytes. */
-void sx__wal_header_make(uint8_t b[WAL_HDR], uint32_t ps, const sx__hdrc *h, uint64_t *ck0,
-                            uint64_t *ck1) {
+ * can tell it is whole), the database id (offset 28), and a checksum of the first 48
+ * bytes. */
+void sx__wal_header_make(const sx__pager *p, uint8_t b[WAL_HDR], const sx__hdrc *h, uint64_t *ck0,
+                         uint64_t *ck1) {
   memset(b, 0, WAL_HDR);
   wr32(b, WAL_MAGIC);
   wr32(b + 4, WAL_VERSION);
-  wr32(b + 8, ps);
+  wr32(b + 8, p->ps);
+  wr32(b + 28, p->dbid);
   wr32(b + 12, h->gen);
   wr32(b + 16, h->salt0);
   wr32(b + 20, h->salt1);
@@ -35,7 +37,7 @@ static void hdr_resalt(sx__pager *p, sx__hdrc *h) {
   h->salt0 = sx__pager_random32();
   h->salt1 = sx__pager_random32();
   uint8_t b[WAL_HDR];
-  sx__wal_header_make(b, p->ps, h, &h->ck0, &h->ck1);
+  sx__wal_header_make(p, b, h, &h->ck0, &h->ck1);
 }
 
 /* The next generation, in the other WAL file, starting after frame mx. */
@@ -65,6 +67,7 @@ int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err) {
   wh->salt0 = rd32(b + 16);
   wh->salt1 = rd32(b + 20);
   wh->prev_frames = rd32(b + 24);
+  wh->dbid = rd32(b + 28);
   wh->pck0 = rd64(b + 32);
   wh->pck1 = rd64(b + 40);
   wh->ck0 = a;
@@ -277,8 +280,15 @@ int sx__wal_recover(sx__pager *p, sx_error *err) {
 
   sx__walhdr wh[2];
   for (int w = 0; w < 2 && !rc; w++) rc = sx__wal_read_header(p, w, &wh[w], err);
+  /* Another database's WAL (both ids set and different) is as good as absent. */
+  int foreign[2] = {0, 0};
   for (int w = 0; w < 2 && !rc; w++)
-    if (!wh[w].ok) rc = header_repair(p, w, &wh[w], &wh[1 - w], err);
+    if (wh[w].ok && p->dbid && wh[w].dbid && wh[w].dbid != p->dbid) {
+      wh[w].ok = 0;
+      foreign[w] = 1;
+    }
+  for (int w = 0; w < 2 && !rc; w++)
+    if (!wh[w].ok && !foreign[w]) rc = header_repair(p, w, &wh[w], &wh[1 - w], err);
   if (rc) return rc;
   int n = -1;
   if (wh[0].ok && wh[1].ok) n = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 1 : 0;
