@@ -106,6 +106,11 @@ int sx__file_read(sx__file *f, void *buf, size_t n, uint64_t off, sx_error *err)
 int sx__file_write(sx__file *f, const void *buf, size_t n, uint64_t off, sx_error *err);
 int sx__file_sync(sx__file *f, int data_only, sx_error *err);
 int sx__file_truncate(sx__file *f, uint64_t size, sx_error *err);
+/* Grows f to `size` bytes with its blocks allocated (posix_fallocate, or zeros where
+ * the file system has none), for files reached through a shared mapping: a mapped
+ * page with no block behind it faults with SIGBUS when the device is full, while
+ * this fails with SX_FULL. Never shrinks. */
+int sx__file_allocate(sx__file *f, uint64_t size, sx_error *err);
 int sx__file_size(sx__file *f, uint64_t *out, sx_error *err);
 int sx__file_mmap(sx__file *f, uint64_t off, size_t len, int writable, void **out, sx_error *err);
 void sx__file_munmap(sx__file *f, void *addr, size_t len);

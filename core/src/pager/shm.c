@@ -123,8 +123,10 @@ int sx__shm_cover_seg(sx__pager *p, size_t k, sx_error *err) {
   int rc = sx__file_size(p->shm, &sz, err);
   if (rc) return rc;
   if (sz < need) {
+    /* Allocated, not only sized: every process maps these pages, and touching one
+     * with no block behind it on a full device kills the process with SIGBUS. */
     uint64_t grow = SHM_HDR_BYTES + (uint64_t)(2 * k + 16) * SEG_BYTES;
-    rc = sx__file_truncate(p->shm, grow, err);
+    rc = sx__file_allocate(p->shm, grow, err);
     if (rc) return rc;
     sz = grow;
   }
@@ -178,7 +180,7 @@ int sx__shm_open_region(sx__pager *p, int init, sx_error *err) {
   int rc;
   if (init) {
     rc = sx__file_truncate(p->shm, 0, err);
-    if (!rc) rc = sx__file_truncate(p->shm, SHM_HDR_BYTES, err);
+    if (!rc) rc = sx__file_allocate(p->shm, SHM_HDR_BYTES, err);
     if (rc) return rc;
     p->shm_size = SHM_HDR_BYTES;
   } else {
