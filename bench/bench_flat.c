@@ -85,8 +85,10 @@ static void bench_sqlite_insert(const char *dir, size_t total, double *rate) {
   unlink(path);
   sqlite3 *db;
   if (sqlite3_open(path, &db) != SQLITE_OK) exit(1);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-               "CREATE TABLE t(id TEXT PRIMARY KEY, v BLOB)", 0, 0, 0);
+  sqlite3_exec(db,
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+               "CREATE TABLE t(id TEXT PRIMARY KEY, v BLOB)",
+               0, 0, 0);
   sqlite3_stmt *st;
   sqlite3_prepare_v2(db, "INSERT INTO t VALUES(?, ?)", -1, &st, 0);
   char blob[512];
@@ -126,7 +128,7 @@ static void bench_sextant_insert(const char *dir, size_t total, double *rate) {
     die("create", rc, &e);
   sx_write_free(w);
   float *v = malloc(1000 * 128 * sizeof(float));
-  char (*idb)[32] = malloc(1000 * 32);
+  char(*idb)[32] = malloc(1000 * 32);
   const char **ids = malloc(1000 * sizeof *ids);
   double t0 = now_s();
   for (size_t i = 0; i < total; i += 1000) {
@@ -136,7 +138,8 @@ static void bench_sextant_insert(const char *dir, size_t total, double *rate) {
       ids[j] = idb[j];
     }
     if ((rc = sx_write_begin(db, -1, &w, &e)) ||
-        (rc = sx_write_upsert(w, "c", 1000, ids, v, 128, NULL, &e)) || (rc = sx_write_commit(w, &e)))
+        (rc = sx_write_upsert(w, "c", 1000, ids, v, 128, NULL, &e)) ||
+        (rc = sx_write_commit(w, &e)))
       die("upsert", rc, &e);
     sx_write_free(w);
   }
@@ -158,13 +161,19 @@ int main(int argc, char **argv) {
   int repeats = 5;
   const char *dir = NULL, *dump = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--n") && i + 1 < argc) n = strtoull(argv[++i], 0, 10);
-    else if (!strcmp(argv[i], "--dim") && i + 1 < argc) dim = strtoull(argv[++i], 0, 10);
-    else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
-    else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--dump") && i + 1 < argc) dump = argv[++i];
+    if (!strcmp(argv[i], "--n") && i + 1 < argc)
+      n = strtoull(argv[++i], 0, 10);
+    else if (!strcmp(argv[i], "--dim") && i + 1 < argc)
+      dim = strtoull(argv[++i], 0, 10);
+    else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+      dir = argv[++i];
+    else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
+      repeats = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
+      dump = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_flat [--n N] [--dim D] [--dir DIR] [--repeats R] [--dump FILE]\n");
+      fprintf(stderr,
+              "usage: bench_flat [--n N] [--dim D] [--dir DIR] [--repeats R] [--dump FILE]\n");
       return 2;
     }
   }
@@ -203,7 +212,7 @@ int main(int argc, char **argv) {
   sx_db_checkpoint(db, -1, &e);
   sx_db_stats_get(db, &s0, &e);
   const size_t batch = 10000;
-  char (*idb)[16] = malloc(batch * 16);
+  char(*idb)[16] = malloc(batch * 16);
   const char **ids = malloc(batch * sizeof *ids);
   double tl = now_s();
   for (size_t i = 0; i < n; i += batch) {
@@ -224,15 +233,25 @@ int main(int argc, char **argv) {
   double vec_bytes = (double)n * dim * 4;
   double file_bytes = (double)(s1.page_count - s0.page_count) * s1.page_size;
   double id_bytes = 0;
-  for (size_t i = 0; i < n; i++) id_bytes += i < 10 ? 1 : i < 100 ? 2 : i < 1000 ? 3 : i < 10000 ? 4 : i < 100000 ? 5 : i < 1000000 ? 6 : 7;
-  printf("RESULT storage pages per vector byte: %.4f (all collection pages: vectors, %zu-byte ids, "
-         "slot records, id map)\n", file_bytes / vec_bytes, (size_t)8);
+  for (size_t i = 0; i < n; i++)
+    id_bytes += i < 10        ? 1
+                : i < 100     ? 2
+                : i < 1000    ? 3
+                : i < 10000   ? 4
+                : i < 100000  ? 5
+                : i < 1000000 ? 6
+                              : 7;
+  printf(
+      "RESULT storage pages per vector byte: %.4f (all collection pages: vectors, %zu-byte ids, "
+      "slot records, id map)\n",
+      file_bytes / vec_bytes, (size_t)8);
   printf("RESULT storage overhead beyond vectors+ids: %.1f bytes per vector\n",
          (file_bytes - vec_bytes - id_bytes) / n);
 
   sx_read *r;
   sx_collection *c;
-  if ((rc = sx_read_begin(db, &r, &e)) || (rc = sx_read_collection(r, "f", &c, &e))) die("read", rc, &e);
+  if ((rc = sx_read_begin(db, &r, &e)) || (rc = sx_read_collection(r, "f", &c, &e)))
+    die("read", rc, &e);
   float *qs = malloc(64 * dim * sizeof(float));
   gen(qs, 64 * dim, 99);
   double *bw = malloc(repeats * sizeof *bw), *one = malloc(repeats * sizeof *one),
@@ -241,7 +260,8 @@ int main(int argc, char **argv) {
     bw[rep] = read_bandwidth(data, n * dim * 4);
     sx_results *res;
     double t0 = now_s();
-    if ((rc = sx_collection_search(c, qs + (rep % 64) * dim, dim, 10, NULL, &res, &e))) die("search", rc, &e);
+    if ((rc = sx_collection_search(c, qs + (rep % 64) * dim, dim, 10, NULL, &res, &e)))
+      die("search", rc, &e);
     one[rep] = vec_bytes / (now_s() - t0) / 1e9;
     sx_results_free(res);
     t0 = now_s();
@@ -251,8 +271,9 @@ int main(int argc, char **argv) {
   }
   double mbw = median(bw, repeats), mone = median(one, repeats), mb = median(b64, repeats);
   printf("RESULT memory read bandwidth (1 core): %.2f GB/s\n", mbw);
-  printf("RESULT sextant single-query flat scan: %.2f GB/s = %.0f%% of bandwidth (goal >= 85%%): %s\n",
-         mone, 100 * mone / mbw, mone >= 0.85 * mbw ? "PASS" : "FAIL");
+  printf(
+      "RESULT sextant single-query flat scan: %.2f GB/s = %.0f%% of bandwidth (goal >= 85%%): %s\n",
+      mone, 100 * mone / mbw, mone >= 0.85 * mbw ? "PASS" : "FAIL");
   printf("RESULT sextant 64-query batch: %.1f queries/s\n", mb);
   sx_collection_free(c);
   sx_read_free(r);
@@ -267,8 +288,10 @@ int main(int argc, char **argv) {
     bench_sqlite_insert(dir, total, &sq[rep]);
   }
   double msx = median(sx, ur), msq = median(sq, ur);
-  printf("RESULT upsert 128-d, 1000/commit, sync=full: sextant %.0f vectors/s, sqlite %.0f rows/s "
-         "(ratio %.2f)\n", msx, msq, msx / msq);
+  printf(
+      "RESULT upsert 128-d, 1000/commit, sync=full: sextant %.0f vectors/s, sqlite %.0f rows/s "
+      "(ratio %.2f)\n",
+      msx, msq, msx / msq);
   char p2[4200];
   unlink(path);
   snprintf(p2, sizeof p2, "%s-wal", path);

@@ -84,14 +84,14 @@ struct Opts {
   std::vector<uint32_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256};
   uint32_t busy_ef = 64;
   size_t busy_queries = 3000;
-  size_t refresh = 100;          /* renewing reader: new session every this many queries */
-  size_t full_n = 10000;         /* sync=full sample */
-  size_t batch = 1000;           /* vectors per commit in the build */
-  size_t w_per_commit = 100;     /* busy writer */
+  size_t refresh = 100;      /* renewing reader: new session every this many queries */
+  size_t full_n = 10000;     /* sync=full sample */
+  size_t batch = 1000;       /* vectors per commit in the build */
+  size_t w_per_commit = 100; /* busy writer */
   int w_period_ms = 100;
   bool scale = false, keep = false, skip_busy = false, only_sweep = false, skip_par = false;
   bool skip_deletes = false;
-  size_t del_batch = 1000;       /* ids per commit in the delete test */
+  size_t del_batch = 1000; /* ids per commit in the delete test */
   std::vector<uint32_t> del_efs = {16, 32, 64, 128};
   uint32_t writer_threads = 1; /* --writer-threads: sx_open_options.threads of the busy writer */
 };
@@ -162,11 +162,16 @@ static Mem mem_now(void) {
   char line[256];
   while (fgets(line, sizeof line, f)) {
     long v;
-    if (sscanf(line, "VmRSS: %ld", &v) == 1) m.rss = v;
-    else if (sscanf(line, "RssAnon: %ld", &v) == 1) m.anon = v;
-    else if (sscanf(line, "RssFile: %ld", &v) == 1) m.file = v;
-    else if (sscanf(line, "RssShmem: %ld", &v) == 1) m.shmem = v;
-    else if (sscanf(line, "VmHWM: %ld", &v) == 1) m.hwm = v;
+    if (sscanf(line, "VmRSS: %ld", &v) == 1)
+      m.rss = v;
+    else if (sscanf(line, "RssAnon: %ld", &v) == 1)
+      m.anon = v;
+    else if (sscanf(line, "RssFile: %ld", &v) == 1)
+      m.file = v;
+    else if (sscanf(line, "RssShmem: %ld", &v) == 1)
+      m.shmem = v;
+    else if (sscanf(line, "VmHWM: %ld", &v) == 1)
+      m.hwm = v;
   }
   fclose(f);
   return m;
@@ -192,7 +197,8 @@ static long long file_size(const std::string &p) {
 }
 
 /* Memory shared with a child process (results come back through it). */
-template <class T> static T *shared_alloc(size_t n = 1) {
+template <class T>
+static T *shared_alloc(size_t n = 1) {
   void *p = mmap(nullptr, sizeof(T) * n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) die("mmap: %s", strerror(errno));
   memset(p, 0, sizeof(T) * n);
@@ -207,7 +213,8 @@ static void wait_child(pid_t pid, const char *what) {
 
 /* Runs fill(result) in a forked child (so its memory is measured from a clean start)
  * and returns what it filled in. */
-template <class T, class F> static T in_child(const char *what, F fill) {
+template <class T, class F>
+static T in_child(const char *what, F fill) {
   T *r = shared_alloc<T>();
   fflush(stdout);
   pid_t pid = fork();
@@ -237,7 +244,9 @@ static std::vector<uint8_t> read_idx(const std::string &dir, const char *name, s
   if (!f) die("cannot open %s (install dataset-fashion-mnist, or --data DIR)", p.c_str());
   unsigned char h[16];
   if (gzread(f, h, 16) != 16) die("%s: short header", p.c_str());
-  auto be = [&](int i) { return (uint32_t)h[i] << 24 | (uint32_t)h[i + 1] << 16 | (uint32_t)h[i + 2] << 8 | h[i + 3]; };
+  auto be = [&](int i) {
+    return (uint32_t)h[i] << 24 | (uint32_t)h[i + 1] << 16 | (uint32_t)h[i + 2] << 8 | h[i + 3];
+  };
   if (be(0) != 0x803) die("%s: not an idx3-ubyte file (magic %08x)", p.c_str(), be(0));
   size_t n = be(4), dim = (size_t)be(8) * be(12);
   if (want > n) die("%s holds %zu images, %zu asked for", p.c_str(), n, want);
@@ -266,8 +275,8 @@ static inline int32_t l2_u8(const uint8_t *a, const uint8_t *b) {
 }
 
 struct Truth {
-  std::vector<uint32_t> ids;  /* nq * k, nearest first */
-  std::vector<int32_t> kth;   /* exact distance of the k-th nearest */
+  std::vector<uint32_t> ids; /* nq * k, nearest first */
+  std::vector<int32_t> kth;  /* exact distance of the k-th nearest */
 };
 
 /* Dot product of two int16 rows of n values (n a multiple of 32): pixel values, so
@@ -276,7 +285,8 @@ static inline int32_t dot_i16(const int16_t *__restrict a, const int16_t *__rest
 #if defined(__AVX512BW__)
   __m512i acc = _mm512_setzero_si512();
   for (size_t i = 0; i < n; i += 32)
-    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i)));
+    acc = _mm512_add_epi32(acc,
+                           _mm512_madd_epi16(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i)));
   alignas(64) int32_t lane[16]; /* (GCC 12 warns on its own reduce/extract intrinsics) */
   _mm512_store_si512(lane, acc);
   int32_t s = 0;
@@ -418,7 +428,9 @@ static double sx_build(const std::string &path, size_t n, sx_sync sync, double *
     sx_check(sx_write_begin(db, -1, &w, &e), "write_begin", e);
     char what[64];
     snprintf(what, sizeof what, "upsert of vectors %zu..%zu", i, i + cnt - 1);
-    sx_check(sx_write_upsert(w, coll_name, cnt, idptr.data() + i, Bf.data() + i * DIM, DIM, nullptr, &e), what, e);
+    sx_check(
+        sx_write_upsert(w, coll_name, cnt, idptr.data() + i, Bf.data() + i * DIM, DIM, nullptr, &e),
+        what, e);
     snprintf(what, sizeof what, "commit of vectors %zu..%zu", i, i + cnt - 1);
     sx_check(sx_write_commit(w, &e), what, e);
     sx_write_free(w);
@@ -447,7 +459,8 @@ static double sx_pass(sx_collection *c, size_t nq, uint32_t ef, std::vector<uint
     if (out) {
       size_t n = sx_results_count(r, 0);
       uint32_t *o = out->data() + q * k;
-      for (size_t i = 0; i < k; i++) o[i] = i < n ? (uint32_t)strtoul(sx_results_id(r, 0, i), nullptr, 10) : UINT32_MAX;
+      for (size_t i = 0; i < k; i++)
+        o[i] = i < n ? (uint32_t)strtoul(sx_results_id(r, 0, i), nullptr, 10) : UINT32_MAX;
     }
     sx_results_free(r);
   }
@@ -553,8 +566,9 @@ static BuildRes run_hn_build(unsigned threads = 1) {
 }
 
 static double run_sx_full_sample(size_t n) {
-  double out = in_child<double>("sextant sync=full build",
-                                [&](double &t) { t = sx_build(fullpath, n, SX_SYNC_FULL, nullptr, nullptr); });
+  double out = in_child<double>("sextant sync=full build", [&](double &t) {
+    t = sx_build(fullpath, n, SX_SYNC_FULL, nullptr, nullptr);
+  });
   remove_db(fullpath);
   return out;
 }
@@ -606,7 +620,7 @@ struct WriterRes {
 
 struct Writer {
   pid_t pid;
-  int ctl;  /* write end: closing it stops the writer */
+  int ctl; /* write end: closing it stops the writer */
   WriterRes *res;
 };
 
@@ -645,8 +659,9 @@ static Writer start_writer(uint64_t first_id) {
       double c0 = now_s();
       sx_write *w;
       sx_check(sx_write_begin(db, -1, &w, &e), "writer begin", e);
-      sx_check(sx_write_upsert(w, coll_name, O.w_per_commit, ip.data(), vec.data(), DIM, nullptr, &e),
-               "writer upsert", e);
+      sx_check(
+          sx_write_upsert(w, coll_name, O.w_per_commit, ip.data(), vec.data(), DIM, nullptr, &e),
+          "writer upsert", e);
       sx_check(sx_write_commit(w, &e), "writer commit", e);
       sx_write_free(w);
       double ct = now_s() - c0;
@@ -822,8 +837,10 @@ static DelRes run_deletes(sx_db *db, HIdx *hn, uint64_t writer_ids) {
         qps[s].push_back(O.queries / median(t[s]));
       }
       if (both)
-        printf("    after deleting half, ef %4u  sextant %7.0f QPS recall %.4f | hnswlib %7.0f QPS recall %.4f\n", ef,
-               qps[0].back(), rec[0].back(), qps[1].back(), rec[1].back());
+        printf(
+            "    after deleting half, ef %4u  sextant %7.0f QPS recall %.4f | hnswlib %7.0f QPS "
+            "recall %.4f\n",
+            ef, qps[0].back(), rec[0].back(), qps[1].back(), rec[1].back());
     }
     sx_collection_free(col);
     sx_read_free(rd);
@@ -843,7 +860,9 @@ static DelRes run_deletes(sx_db *db, HIdx *hn, uint64_t writer_ids) {
     size_t cnt = std::min(O.batch, nd - at);
     sx_write *w;
     sx_check(sx_write_begin(db, -1, &w, &e), "write_begin", e);
-    sx_check(sx_write_upsert(w, coll_name, cnt, rp.data() + at, rv.data() + at * DIM, DIM, nullptr, &e), "upsert", e);
+    sx_check(
+        sx_write_upsert(w, coll_name, cnt, rp.data() + at, rv.data() + at * DIM, DIM, nullptr, &e),
+        "upsert", e);
     sx_check(sx_write_commit(w, &e), "commit", e);
     sx_write_free(w);
   }
@@ -862,7 +881,8 @@ static DelRes run_deletes(sx_db *db, HIdx *hn, uint64_t writer_ids) {
       size_t n = sx_results_count(r, 0);
       for (size_t i = 0; i < O.k; i++) {
         const char *id = i < n ? sx_results_id(r, 0, i) : nullptr;
-        out[q * O.k + i] = !id ? UINT32_MAX : (uint32_t)strtoul(id[0] == 'r' ? id + 1 : id, nullptr, 10);
+        out[q * O.k + i] =
+            !id ? UINT32_MAX : (uint32_t)strtoul(id[0] == 'r' ? id + 1 : id, nullptr, 10);
       }
       sx_results_free(r);
     }
@@ -883,27 +903,48 @@ int main(int argc, char **argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--data") O.data = val();
-    else if (a == "--dir") O.dir = val();
-    else if (a == "--base") O.base = strtoul(val(), nullptr, 10);
-    else if (a == "--queries") O.queries = strtoul(val(), nullptr, 10);
-    else if (a == "--repeats") O.repeats = atoi(val());
-    else if (a == "--build-repeats") O.build_repeats = atoi(val());
-    else if (a == "--efs") O.efs = parse_list(val());
-    else if (a == "--busy-ef") O.busy_ef = (uint32_t)strtoul(val(), nullptr, 10);
-    else if (a == "--busy-queries") O.busy_queries = strtoul(val(), nullptr, 10);
-    else if (a == "--refresh") O.refresh = strtoul(val(), nullptr, 10);
-    else if (a == "--full-n") O.full_n = strtoul(val(), nullptr, 10);
-    else if (a == "--scale") O.scale = true;
-    else if (a == "--keep") O.keep = true;
-    else if (a == "--skip-busy") O.skip_busy = true;
-    else if (a == "--skip-par") O.skip_par = true;
-    else if (a == "--writer-threads") O.writer_threads = (uint32_t)strtoul(val(), nullptr, 10);
-    else if (a == "--only-sweep") O.only_sweep = true;
-    else if (a == "--skip-deletes") O.skip_deletes = true;
-    else if (a == "--del-batch") O.del_batch = strtoul(val(), nullptr, 10);
-    else if (a == "--del-efs") O.del_efs = parse_list(val());
-    else usage();
+    if (a == "--data")
+      O.data = val();
+    else if (a == "--dir")
+      O.dir = val();
+    else if (a == "--base")
+      O.base = strtoul(val(), nullptr, 10);
+    else if (a == "--queries")
+      O.queries = strtoul(val(), nullptr, 10);
+    else if (a == "--repeats")
+      O.repeats = atoi(val());
+    else if (a == "--build-repeats")
+      O.build_repeats = atoi(val());
+    else if (a == "--efs")
+      O.efs = parse_list(val());
+    else if (a == "--busy-ef")
+      O.busy_ef = (uint32_t)strtoul(val(), nullptr, 10);
+    else if (a == "--busy-queries")
+      O.busy_queries = strtoul(val(), nullptr, 10);
+    else if (a == "--refresh")
+      O.refresh = strtoul(val(), nullptr, 10);
+    else if (a == "--full-n")
+      O.full_n = strtoul(val(), nullptr, 10);
+    else if (a == "--scale")
+      O.scale = true;
+    else if (a == "--keep")
+      O.keep = true;
+    else if (a == "--skip-busy")
+      O.skip_busy = true;
+    else if (a == "--skip-par")
+      O.skip_par = true;
+    else if (a == "--writer-threads")
+      O.writer_threads = (uint32_t)strtoul(val(), nullptr, 10);
+    else if (a == "--only-sweep")
+      O.only_sweep = true;
+    else if (a == "--skip-deletes")
+      O.skip_deletes = true;
+    else if (a == "--del-batch")
+      O.del_batch = strtoul(val(), nullptr, 10);
+    else if (a == "--del-efs")
+      O.del_efs = parse_list(val());
+    else
+      usage();
   }
   if (O.base < 100 || O.queries < 1 || O.repeats < 1 || O.build_repeats < 1 || O.refresh < 1 ||
       O.busy_ef < O.k)
@@ -943,7 +984,8 @@ int main(int argc, char **argv) {
 
   const char *hn_simd =
 #if defined(USE_AVX512)
-      AVX512Capable() ? "AVX-512 (USE_AVX512, L2SqrSIMD16ExtAVX512)" : "AVX (USE_AVX512 built, CPU lacks it)";
+      AVX512Capable() ? "AVX-512 (USE_AVX512, L2SqrSIMD16ExtAVX512)"
+                      : "AVX (USE_AVX512 built, CPU lacks it)";
 #elif defined(USE_AVX)
       "AVX (USE_AVX, L2SqrSIMD16ExtAVX)";
 #elif defined(USE_SSE)
@@ -953,10 +995,11 @@ int main(int argc, char **argv) {
 #endif
   printf("bench_hnsw: Fashion-MNIST from %s: %zu base, %zu queries, dim %zu, values %s\n",
          O.data.c_str(), O.base, O.queries, DIM, O.scale ? "/255 (0..1)" : "raw 0..255");
-  printf("  k=%zu M=%u ef_construction=%u, one thread per system unless stated; repeats=%d; dir %s\n",
-         O.k, O.m, O.efc, O.repeats, O.dir.c_str());
-  printf("  %u cores; load average at start: %s\n", std::max(1u, std::thread::hardware_concurrency()),
-         loadavg().c_str());
+  printf(
+      "  k=%zu M=%u ef_construction=%u, one thread per system unless stated; repeats=%d; dir %s\n",
+      O.k, O.m, O.efc, O.repeats, O.dir.c_str());
+  printf("  %u cores; load average at start: %s\n",
+         std::max(1u, std::thread::hardware_concurrency()), loadavg().c_str());
   printf("  Sextant %s, distance kernel: %s (run-time dispatch)\n", sx_version(),
          sx__kernel_name(sx__kernel_level()));
   printf("  hnswlib SIMD path: %s (compile-time macros; this file built with %s)\n", hn_simd,
@@ -968,17 +1011,19 @@ int main(int argc, char **argv) {
          "no AVX-512/AVX2"
 #endif
   );
-  printf("RESULT config base=%zu queries=%zu dim=%zu k=%zu m=%u efc=%u repeats=%d scale=%d sx_kernel=%s hnswlib_simd=%s\n",
-         O.base, O.queries, DIM, O.k, O.m, O.efc, O.repeats, O.scale ? 1 : 0,
-         sx__kernel_name(sx__kernel_level()),
+  printf(
+      "RESULT config base=%zu queries=%zu dim=%zu k=%zu m=%u efc=%u repeats=%d scale=%d "
+      "sx_kernel=%s hnswlib_simd=%s\n",
+      O.base, O.queries, DIM, O.k, O.m, O.efc, O.repeats, O.scale ? 1 : 0,
+      sx__kernel_name(sx__kernel_level()),
 #if defined(USE_AVX512)
-         AVX512Capable() ? "avx512" : "avx"
+      AVX512Capable() ? "avx512" : "avx"
 #elif defined(USE_AVX)
-         "avx"
+      "avx"
 #elif defined(USE_SSE)
-         "sse"
+      "sse"
 #else
-         "scalar"
+      "scalar"
 #endif
   );
 
@@ -1048,14 +1093,16 @@ int main(int argc, char **argv) {
   sx_check(sx_read_collection(rd, coll_name, &col, &e), "read_collection", e);
   uint64_t count;
   sx_check(sx_collection_count(col, &count, &e), "count", e);
-  if (count != O.base) die("collection holds %llu vectors, %zu expected", (unsigned long long)count, O.base);
+  if (count != O.base)
+    die("collection holds %llu vectors, %zu expected", (unsigned long long)count, O.base);
   hnswlib::L2Space space(DIM);
   HIdx *hn = new HIdx(&space, hnpath, false, O.base);
 
   size_t ne = O.efs.size();
   std::vector<double> qps[2], cqps[2], share[2], rec[2], recid[2];
   for (int s = 0; s < 2; s++)
-    qps[s].resize(ne), cqps[s].resize(ne), share[s].resize(ne), rec[s].resize(ne), recid[s].resize(ne);
+    qps[s].resize(ne), cqps[s].resize(ne), share[s].resize(ne), rec[s].resize(ne),
+        recid[s].resize(ne);
   std::vector<uint32_t> out(O.queries * O.k);
   printf("\n  sweep (single-query calls, one thread):\n");
   for (size_t x = 0; x < ne; x++) {
@@ -1078,8 +1125,10 @@ int main(int argc, char **argv) {
       cqps[s][x] = O.queries / median(ct[s]);
       share[s][x] = median(sh[s]);
     }
-    printf("    ef %4u  sextant %7.0f QPS recall %.4f (cpu %3.0f%%) | hnswlib %7.0f QPS recall %.4f (cpu %3.0f%%)\n", ef,
-           qps[0][x], rec[0][x], 100 * share[0][x], qps[1][x], rec[1][x], 100 * share[1][x]);
+    printf(
+        "    ef %4u  sextant %7.0f QPS recall %.4f (cpu %3.0f%%) | hnswlib %7.0f QPS recall %.4f "
+        "(cpu %3.0f%%)\n",
+        ef, qps[0][x], rec[0][x], 100 * share[0][x], qps[1][x], rec[1][x], 100 * share[1][x]);
   }
 
   /* ---- 4. batch API (extra) ------------------------------------------------------ */
@@ -1103,7 +1152,8 @@ int main(int argc, char **argv) {
             for (size_t q = 0; q < O.queries; q++) {
               size_t n = sx_results_count(res, q);
               for (size_t i = 0; i < O.k; i++)
-                out[q * O.k + i] = i < n ? (uint32_t)strtoul(sx_results_id(res, q, i), nullptr, 10) : UINT32_MAX;
+                out[q * O.k + i] =
+                    i < n ? (uint32_t)strtoul(sx_results_id(res, q, i), nullptr, 10) : UINT32_MAX;
             }
             recall_of(out, GT, Bu8, Qu8, O.queries, O.k, &brec, &brecid);
           }
@@ -1130,7 +1180,8 @@ int main(int argc, char **argv) {
   /* qf/bf: quiet/busy QPS by wall time, qc/bc by CPU time; [0] session reused for the
    * pass, [1] renewed every O.refresh queries. Quiet and busy alternate which runs
    * first, so the growth of the collection between them evens out. */
-  std::vector<double> qf[2], bf[2], qc[2], bc[2], sf[2], scpu[2]; /* sf/scpu: quiet beside a CPU spinner */
+  std::vector<double> qf[2], bf[2], qc[2], bc[2], sf[2],
+      scpu[2]; /* sf/scpu: quiet beside a CPU spinner */
   WriterRes wsum{};
   uint64_t wnext = 0;
   double busy_s = 0;
@@ -1164,9 +1215,11 @@ int main(int argc, char **argv) {
       wsum.sum_commit += wr.sum_commit;
       wsum.max_commit = std::max(wsum.max_commit, wr.max_commit);
       if (r % 2 == 1) reader_passes(qf, qc);
-      printf("  busy repeat %d: reused %.0f -> %.0f QPS, renewed %.0f -> %.0f QPS; writer %llu vectors in %.1f s\n",
-             r + 1, qf[0].back(), bf[0].back(), qf[1].back(), bf[1].back(),
-             (unsigned long long)wr.vectors, wr.secs);
+      printf(
+          "  busy repeat %d: reused %.0f -> %.0f QPS, renewed %.0f -> %.0f QPS; writer %llu "
+          "vectors in %.1f s\n",
+          r + 1, qf[0].back(), bf[0].back(), qf[1].back(), bf[1].back(),
+          (unsigned long long)wr.vectors, wr.secs);
     }
   }
   sx_db_stats st = SX_DB_STATS_INIT;
@@ -1182,25 +1235,35 @@ int main(int argc, char **argv) {
   delete hn;
 
   /* ---- report -------------------------------------------------------------------- */
-  printf("\n==== Sextant HNSW vs hnswlib, Fashion-MNIST %zu x %zu, %zu queries, k=%zu, M=%u, efc=%u ====\n\n",
-         O.base, DIM, O.queries, O.k, O.m, O.efc);
-  printf("Sweep: single-query QPS (median of %d; wall clock) and recall@%zu (tie-aware; id-overlap in brackets)\n",
-         O.repeats, O.k);
-  printf("  cpu%%: the pass's thread CPU time over its wall time (below ~95%%: the machine was busy);\n"
-         "  cpu ratio: the QPS ratio by thread CPU time, which such contention does not skew\n");
-  printf("  %5s | %8s %7s %8s %4s | %8s %7s %8s %4s | %6s %9s %8s\n", "ef", "sx QPS", "recall", "[ids]", "cpu%",
-         "hn QPS", "recall", "[ids]", "cpu%", "ratio", "cpu ratio", "rec diff");
+  printf(
+      "\n==== Sextant HNSW vs hnswlib, Fashion-MNIST %zu x %zu, %zu queries, k=%zu, M=%u, efc=%u "
+      "====\n\n",
+      O.base, DIM, O.queries, O.k, O.m, O.efc);
+  printf(
+      "Sweep: single-query QPS (median of %d; wall clock) and recall@%zu (tie-aware; id-overlap in "
+      "brackets)\n",
+      O.repeats, O.k);
+  printf(
+      "  cpu%%: the pass's thread CPU time over its wall time (below ~95%%: the machine was "
+      "busy);\n"
+      "  cpu ratio: the QPS ratio by thread CPU time, which such contention does not skew\n");
+  printf("  %5s | %8s %7s %8s %4s | %8s %7s %8s %4s | %6s %9s %8s\n", "ef", "sx QPS", "recall",
+         "[ids]", "cpu%", "hn QPS", "recall", "[ids]", "cpu%", "ratio", "cpu ratio", "rec diff");
   for (size_t x = 0; x < ne; x++) {
-    printf("  %5u | %8.0f %7.4f %8.4f %4.0f | %8.0f %7.4f %8.4f %4.0f | %5.2fx %8.2fx %+8.4f\n", O.efs[x], qps[0][x],
-           rec[0][x], recid[0][x], 100 * share[0][x], qps[1][x], rec[1][x], recid[1][x], 100 * share[1][x],
-           qps[0][x] / qps[1][x], cqps[0][x] / cqps[1][x], rec[0][x] - rec[1][x]);
+    printf("  %5u | %8.0f %7.4f %8.4f %4.0f | %8.0f %7.4f %8.4f %4.0f | %5.2fx %8.2fx %+8.4f\n",
+           O.efs[x], qps[0][x], rec[0][x], recid[0][x], 100 * share[0][x], qps[1][x], rec[1][x],
+           recid[1][x], 100 * share[1][x], qps[0][x] / qps[1][x], cqps[0][x] / cqps[1][x],
+           rec[0][x] - rec[1][x]);
   }
   for (size_t x = 0; x < ne; x++)
-    printf("RESULT sweep ef=%u sextant_qps=%.1f sextant_cpu_qps=%.1f sextant_recall=%.5f sextant_recall_ids=%.5f "
-           "hnswlib_qps=%.1f hnswlib_cpu_qps=%.1f hnswlib_recall=%.5f hnswlib_recall_ids=%.5f qps_ratio=%.3f "
-           "cpu_qps_ratio=%.3f recall_diff=%+.5f\n",
-           O.efs[x], qps[0][x], cqps[0][x], rec[0][x], recid[0][x], qps[1][x], cqps[1][x], rec[1][x], recid[1][x],
-           qps[0][x] / qps[1][x], cqps[0][x] / cqps[1][x], rec[0][x] - rec[1][x]);
+    printf(
+        "RESULT sweep ef=%u sextant_qps=%.1f sextant_cpu_qps=%.1f sextant_recall=%.5f "
+        "sextant_recall_ids=%.5f "
+        "hnswlib_qps=%.1f hnswlib_cpu_qps=%.1f hnswlib_recall=%.5f hnswlib_recall_ids=%.5f "
+        "qps_ratio=%.3f "
+        "cpu_qps_ratio=%.3f recall_diff=%+.5f\n",
+        O.efs[x], qps[0][x], cqps[0][x], rec[0][x], recid[0][x], qps[1][x], cqps[1][x], rec[1][x],
+        recid[1][x], qps[0][x] / qps[1][x], cqps[0][x] / cqps[1][x], rec[0][x] - rec[1][x]);
   double ratio_at[2] = {NAN, NAN}, cratio_at[2] = {NAN, NAN};
   const double targets[2] = {0.95, 0.99};
   printf("\nQPS at the smallest swept ef reaching the recall target\n");
@@ -1216,103 +1279,137 @@ int main(int argc, char **argv) {
       ratio_at[ti] = qps[0][at[0]] / qps[1][at[1]];
       cratio_at[ti] = cqps[0][at[0]] / cqps[1][at[1]];
     }
-    printf("  recall >= %.2f: sextant %-22s hnswlib %-22s ratio %.2fx (by CPU time %.2fx)\n", targets[ti], a, b,
-           ratio_at[ti], cratio_at[ti]);
-    printf("RESULT qps_at_recall target=%.2f sextant_ef=%d sextant_qps=%.1f hnswlib_ef=%d hnswlib_qps=%.1f ratio=%.3f "
-           "cpu_ratio=%.3f\n",
-           targets[ti], at[0] >= 0 ? (int)O.efs[at[0]] : -1, at[0] >= 0 ? qps[0][at[0]] : 0.0,
-           at[1] >= 0 ? (int)O.efs[at[1]] : -1, at[1] >= 0 ? qps[1][at[1]] : 0.0, ratio_at[ti], cratio_at[ti]);
+    printf("  recall >= %.2f: sextant %-22s hnswlib %-22s ratio %.2fx (by CPU time %.2fx)\n",
+           targets[ti], a, b, ratio_at[ti], cratio_at[ti]);
+    printf(
+        "RESULT qps_at_recall target=%.2f sextant_ef=%d sextant_qps=%.1f hnswlib_ef=%d "
+        "hnswlib_qps=%.1f ratio=%.3f "
+        "cpu_ratio=%.3f\n",
+        targets[ti], at[0] >= 0 ? (int)O.efs[at[0]] : -1, at[0] >= 0 ? qps[0][at[0]] : 0.0,
+        at[1] >= 0 ? (int)O.efs[at[1]] : -1, at[1] >= 0 ? qps[1][at[1]] : 0.0, ratio_at[ti],
+        cratio_at[ti]);
   }
 
   double sx_vps = O.base / sx_build_s, hn_vps = O.base / hn_build_s;
   double full_vps = O.full_n / full_s, off_vps_same = O.full_n / off_same;
   printf("\nBuild, one thread (median of %d)\n", O.build_repeats);
-  printf("  sextant: %.0f vectors/s (%.1f s; upserts of %zu per commit, sync=off; then checkpoint %.2f s)\n",
-         sx_vps, sx_build_s, O.batch, sxb.ckpt_secs);
-  printf("  hnswlib: %.0f vectors/s (%.1f s; addPoint one by one; saveIndex %.2f s)\n", hn_vps, hn_build_s,
-         hnb.save_secs);
+  printf(
+      "  sextant: %.0f vectors/s (%.1f s; upserts of %zu per commit, sync=off; then checkpoint "
+      "%.2f s)\n",
+      sx_vps, sx_build_s, O.batch, sxb.ckpt_secs);
+  printf("  hnswlib: %.0f vectors/s (%.1f s; addPoint one by one; saveIndex %.2f s)\n", hn_vps,
+         hn_build_s, hnb.save_secs);
   printf("  ratio sextant/hnswlib: %.2fx\n", sx_vps / hn_vps);
-  printf("  sextant sync=full, first %zu vectors in commits of %zu: %.0f vectors/s (sync=off, same vectors: %.0f)\n",
-         O.full_n, O.batch, full_vps, off_vps_same);
+  printf(
+      "  sextant sync=full, first %zu vectors in commits of %zu: %.0f vectors/s (sync=off, same "
+      "vectors: %.0f)\n",
+      O.full_n, O.batch, full_vps, off_vps_same);
   double sx_par = sx2_s > 0 ? sx_build_s / sx2_s : 0, hn_par = hn2_s > 0 ? hn_build_s / hn2_s : 0;
   if (!O.skip_par)
-    printf("  2 threads vs 1: sextant %.2fx (%.0f vectors/s), hnswlib %.2fx (%.0f vectors/s)\n", sx_par,
-           O.base / sx2_s, hn_par, O.base / hn2_s);
-  printf("RESULT build sextant_vps=%.1f hnswlib_vps=%.1f ratio=%.3f sextant_mode=batch%zu_sync_off sextant_secs=%.2f "
-         "hnswlib_secs=%.2f sextant_full_sample_n=%zu sextant_full_vps=%.1f sextant_off_same_vps=%.1f "
-         "sextant_2threads_secs=%.2f sextant_2threads_speedup=%.3f hnswlib_2threads_secs=%.2f "
-         "hnswlib_2threads_speedup=%.3f\n",
-         sx_vps, hn_vps, sx_vps / hn_vps, O.batch, sx_build_s, hn_build_s, O.full_n, full_vps, off_vps_same,
-         sx2_s, sx_par, hn2_s, hn_par);
+    printf("  2 threads vs 1: sextant %.2fx (%.0f vectors/s), hnswlib %.2fx (%.0f vectors/s)\n",
+           sx_par, O.base / sx2_s, hn_par, O.base / hn2_s);
+  printf(
+      "RESULT build sextant_vps=%.1f hnswlib_vps=%.1f ratio=%.3f sextant_mode=batch%zu_sync_off "
+      "sextant_secs=%.2f "
+      "hnswlib_secs=%.2f sextant_full_sample_n=%zu sextant_full_vps=%.1f sextant_off_same_vps=%.1f "
+      "sextant_2threads_secs=%.2f sextant_2threads_speedup=%.3f hnswlib_2threads_secs=%.2f "
+      "hnswlib_2threads_speedup=%.3f\n",
+      sx_vps, hn_vps, sx_vps / hn_vps, O.batch, sx_build_s, hn_build_s, O.full_n, full_vps,
+      off_vps_same, sx2_s, sx_par, hn2_s, hn_par);
 
   double nb = (double)O.base;
   printf("\nBytes per vector (raw vector: %zu bytes)\n", DIM * 4);
-  printf("  files: sextant %.0f (P %lld + P-wal %lld + P-wal2 %lld; P-shm %lld not counted), hnswlib %.0f (saveIndex) -> %.2fx\n",
-         f_sx / nb, f_db, f_wal, f_wal2, f_shm, f_hn / nb, (double)f_sx / f_hn);
+  printf(
+      "  files: sextant %.0f (P %lld + P-wal %lld + P-wal2 %lld; P-shm %lld not counted), hnswlib "
+      "%.0f (saveIndex) -> %.2fx\n",
+      f_sx / nb, f_db, f_wal, f_wal2, f_shm, f_hn / nb, (double)f_sx / f_hn);
   auto kb2b = [&](long kb) { return kb * 1024.0 / nb; };
-  printf("  build process RSS growth at the end of the build (sextant: database still open, before its checkpoint):\n"
-         "    sextant %.0f (peak %.0f; anon %.0f, file-backed %.0f), hnswlib %.0f (peak %.0f)\n",
-         kb2b(sxb.after.rss - sxb.before.rss), kb2b(sxb.after.hwm - sxb.before.rss),
-         kb2b(sxb.after.anon - sxb.before.anon), kb2b(sxb.after.file - sxb.before.file),
-         kb2b(hnb.after.rss - hnb.before.rss), kb2b(hnb.after.hwm - hnb.before.rss));
-  double sm_sx = kb2b(sm[0].after.rss - sm[0].before.rss), sm_hn = kb2b(sm[1].after.rss - sm[1].before.rss);
-  printf("  search process RSS growth (open + all queries at ef %u): sextant %.0f (anon %.0f, file-backed %.0f, shm %.0f), "
-         "hnswlib %.0f (anon %.0f) -> %.2fx\n",
-         O.busy_ef, sm_sx, kb2b(sm[0].after.anon - sm[0].before.anon), kb2b(sm[0].after.file - sm[0].before.file),
-         kb2b(sm[0].after.shmem - sm[0].before.shmem), sm_hn, kb2b(sm[1].after.anon - sm[1].before.anon),
-         sm_sx / sm_hn);
-  printf("  open time: sextant %.3f s (maps the file), hnswlib %.3f s (loadIndex reads it all)\n", sm[0].open_secs,
-         sm[1].open_secs);
-  printf("RESULT bytes_per_vector sextant_file=%.1f hnswlib_file=%.1f file_ratio=%.3f sextant_search_rss=%.1f "
-         "hnswlib_search_rss=%.1f rss_ratio=%.3f sextant_build_rss=%.1f hnswlib_build_rss=%.1f "
-         "sextant_build_peak=%.1f hnswlib_build_peak=%.1f\n",
-         f_sx / nb, f_hn / nb, (double)f_sx / f_hn, sm_sx, sm_hn, sm_sx / sm_hn,
-         kb2b(sxb.after.rss - sxb.before.rss), kb2b(hnb.after.rss - hnb.before.rss),
-         kb2b(sxb.after.hwm - sxb.before.rss), kb2b(hnb.after.hwm - hnb.before.rss));
+  printf(
+      "  build process RSS growth at the end of the build (sextant: database still open, before "
+      "its checkpoint):\n"
+      "    sextant %.0f (peak %.0f; anon %.0f, file-backed %.0f), hnswlib %.0f (peak %.0f)\n",
+      kb2b(sxb.after.rss - sxb.before.rss), kb2b(sxb.after.hwm - sxb.before.rss),
+      kb2b(sxb.after.anon - sxb.before.anon), kb2b(sxb.after.file - sxb.before.file),
+      kb2b(hnb.after.rss - hnb.before.rss), kb2b(hnb.after.hwm - hnb.before.rss));
+  double sm_sx = kb2b(sm[0].after.rss - sm[0].before.rss),
+         sm_hn = kb2b(sm[1].after.rss - sm[1].before.rss);
+  printf(
+      "  search process RSS growth (open + all queries at ef %u): sextant %.0f (anon %.0f, "
+      "file-backed %.0f, shm %.0f), "
+      "hnswlib %.0f (anon %.0f) -> %.2fx\n",
+      O.busy_ef, sm_sx, kb2b(sm[0].after.anon - sm[0].before.anon),
+      kb2b(sm[0].after.file - sm[0].before.file), kb2b(sm[0].after.shmem - sm[0].before.shmem),
+      sm_hn, kb2b(sm[1].after.anon - sm[1].before.anon), sm_sx / sm_hn);
+  printf("  open time: sextant %.3f s (maps the file), hnswlib %.3f s (loadIndex reads it all)\n",
+         sm[0].open_secs, sm[1].open_secs);
+  printf(
+      "RESULT bytes_per_vector sextant_file=%.1f hnswlib_file=%.1f file_ratio=%.3f "
+      "sextant_search_rss=%.1f "
+      "hnswlib_search_rss=%.1f rss_ratio=%.3f sextant_build_rss=%.1f hnswlib_build_rss=%.1f "
+      "sextant_build_peak=%.1f hnswlib_build_peak=%.1f\n",
+      f_sx / nb, f_hn / nb, (double)f_sx / f_hn, sm_sx, sm_hn, sm_sx / sm_hn,
+      kb2b(sxb.after.rss - sxb.before.rss), kb2b(hnb.after.rss - hnb.before.rss),
+      kb2b(sxb.after.hwm - sxb.before.rss), kb2b(hnb.after.hwm - hnb.before.rss));
 
   double bq_sx = NAN, bq_hn = NAN;
   if (!O.only_sweep) {
     bq_sx = O.queries / median(bt[0]);
     bq_hn = O.queries / median(bt[1]);
-    printf("\nExtra: batch search at ef %u, all %zu queries per call, %u cores\n", O.busy_ef, O.queries, ncpu);
-    printf("  sextant sx_collection_search_batch: %.0f QPS (recall %.4f); hnswlib, %u threads: %.0f QPS -> %.2fx\n",
-           bq_sx, brec, ncpu, bq_hn, bq_sx / bq_hn);
-    printf("RESULT batch ef=%u threads=%u sextant_qps=%.1f sextant_recall=%.5f hnswlib_qps=%.1f ratio=%.3f\n",
-           O.busy_ef, ncpu, bq_sx, brec, bq_hn, bq_sx / bq_hn);
+    printf("\nExtra: batch search at ef %u, all %zu queries per call, %u cores\n", O.busy_ef,
+           O.queries, ncpu);
+    printf(
+        "  sextant sx_collection_search_batch: %.0f QPS (recall %.4f); hnswlib, %u threads: %.0f "
+        "QPS -> %.2fx\n",
+        bq_sx, brec, ncpu, bq_hn, bq_sx / bq_hn);
+    printf(
+        "RESULT batch ef=%u threads=%u sextant_qps=%.1f sextant_recall=%.5f hnswlib_qps=%.1f "
+        "ratio=%.3f\n",
+        O.busy_ef, ncpu, bq_sx, brec, bq_hn, bq_sx / bq_hn);
   }
 
   double busy_ratio[2] = {NAN, NAN};
   if (!O.skip_busy && !O.only_sweep) {
-    printf("\nReader (one thread, ef %u, %zu queries per pass) while a writer process commits %zu vectors every %d ms "
-           "(sync=normal), median of %d\n",
-           O.busy_ef, O.busy_queries, O.w_per_commit, O.w_period_ms, O.repeats);
+    printf(
+        "\nReader (one thread, ef %u, %zu queries per pass) while a writer process commits %zu "
+        "vectors every %d ms "
+        "(sync=normal), median of %d\n",
+        O.busy_ef, O.busy_queries, O.w_per_commit, O.w_period_ms, O.repeats);
     const char *mode[2] = {"session reused for the pass", "session renewed every N queries"};
     for (int s = 0; s < 2; s++) {
       double q = median(qf[s]), b = median(bf[s]), cq = median(qc[s]), cb = median(bc[s]);
       busy_ratio[s] = b / q;
-      printf("  %-32s quiet %.0f QPS, busy %.0f QPS -> %.2fx (by CPU time: %.0f -> %.0f, %.2fx)\n", mode[s], q, b,
-             busy_ratio[s], cq, cb, cb / cq);
-      printf("RESULT busy mode=%s ef=%u quiet_qps=%.1f busy_qps=%.1f ratio=%.3f quiet_cpu_qps=%.1f busy_cpu_qps=%.1f "
-             "cpu_ratio=%.3f\n",
-             s ? "renewed" : "reused", O.busy_ef, q, b, busy_ratio[s], cq, cb, cb / cq);
+      printf("  %-32s quiet %.0f QPS, busy %.0f QPS -> %.2fx (by CPU time: %.0f -> %.0f, %.2fx)\n",
+             mode[s], q, b, busy_ratio[s], cq, cb, cb / cq);
+      printf(
+          "RESULT busy mode=%s ef=%u quiet_qps=%.1f busy_qps=%.1f ratio=%.3f quiet_cpu_qps=%.1f "
+          "busy_cpu_qps=%.1f "
+          "cpu_ratio=%.3f\n",
+          s ? "renewed" : "reused", O.busy_ef, q, b, busy_ratio[s], cq, cb, cb / cq);
     }
     printf("  (renewed = every %zu queries)\n", O.refresh);
     for (int s = 0; s < 2; s++) {
       double q = median(qf[s]), sp = median(sf[s]), b = median(bf[s]);
-      printf("  control, %s: quiet but beside a process that only burns CPU: %.0f QPS (%.2fx quiet); busy/control %.2fx\n",
-             s ? "renewed" : "reused", sp, sp / q, b / sp);
-      printf("RESULT busy_control mode=%s spinner_qps=%.1f spinner_over_quiet=%.3f busy_over_spinner=%.3f spinner_cpu_qps=%.1f\n",
-             s ? "renewed" : "reused", sp, sp / q, b / sp, median(scpu[s]));
+      printf(
+          "  control, %s: quiet but beside a process that only burns CPU: %.0f QPS (%.2fx quiet); "
+          "busy/control %.2fx\n",
+          s ? "renewed" : "reused", sp, sp / q, b / sp);
+      printf(
+          "RESULT busy_control mode=%s spinner_qps=%.1f spinner_over_quiet=%.3f "
+          "busy_over_spinner=%.3f spinner_cpu_qps=%.1f\n",
+          s ? "renewed" : "reused", sp, sp / q, b / sp, median(scpu[s]));
     }
     double wrate = wsum.vectors / wsum.secs;
-    printf("  writer (threads=%u) achieved %.0f vectors/s (goal 1000), %llu commits, mean commit %.1f ms, max %.1f ms\n", O.writer_threads, wrate,
-           (unsigned long long)wsum.commits, 1e3 * wsum.sum_commit / std::max<uint64_t>(1, wsum.commits),
-           1e3 * wsum.max_commit);
+    printf(
+        "  writer (threads=%u) achieved %.0f vectors/s (goal 1000), %llu commits, mean commit %.1f "
+        "ms, max %.1f ms\n",
+        O.writer_threads, wrate, (unsigned long long)wsum.commits,
+        1e3 * wsum.sum_commit / std::max<uint64_t>(1, wsum.commits), 1e3 * wsum.max_commit);
     printf("  WAL after the test: %llu frames, %llu backfilled; %llu vectors added in all\n",
-           (unsigned long long)st.wal_frames, (unsigned long long)st.wal_backfilled, (unsigned long long)wsum.vectors);
-    printf("RESULT writer vectors_per_s=%.1f commits=%llu mean_commit_ms=%.2f max_commit_ms=%.2f\n", wrate,
-           (unsigned long long)wsum.commits, 1e3 * wsum.sum_commit / std::max<uint64_t>(1, wsum.commits),
-           1e3 * wsum.max_commit);
+           (unsigned long long)st.wal_frames, (unsigned long long)st.wal_backfilled,
+           (unsigned long long)wsum.vectors);
+    printf("RESULT writer vectors_per_s=%.1f commits=%llu mean_commit_ms=%.2f max_commit_ms=%.2f\n",
+           wrate, (unsigned long long)wsum.commits,
+           1e3 * wsum.sum_commit / std::max<uint64_t>(1, wsum.commits), 1e3 * wsum.max_commit);
   }
 
   /* Recall before deleting at ef, from the main sweep (-1 when ef was not swept). */
@@ -1324,34 +1421,46 @@ int main(int argc, char **argv) {
   double worst_del = 1e9;
   uint32_t worst_del_ef = 0;
   if (dr.ran) {
-    printf("\nDeletes: %zu of %zu vectors (a random half of the base, and the busy writer's), %zu ids per commit\n",
-           dr.deleted, dr.deleted + dr.kept, O.del_batch);
-    printf("  sextant: %.1f s (%.0f deletes/s), %zu commits, %zu of them unlinked the dead nodes (%.1f s in those); "
-           "slots %llu\n",
-           dr.sx_secs, dr.deleted / dr.sx_secs, dr.commits, dr.unlinks, dr.sx_unlink_secs,
-           (unsigned long long)dr.slots_after);
-    printf("  hnswlib: markDelete of the base half, %.3f s (marks only: no list is repaired)\n", dr.hn_secs);
-    printf("  %5s | %8s %7s %7s %6s | %8s %7s %7s %6s | %7s\n", "ef", "sx QPS", "before", "after", "ratio", "hn QPS",
-           "before", "after", "ratio", "re-add");
+    printf(
+        "\nDeletes: %zu of %zu vectors (a random half of the base, and the busy writer's), %zu ids "
+        "per commit\n",
+        dr.deleted, dr.deleted + dr.kept, O.del_batch);
+    printf(
+        "  sextant: %.1f s (%.0f deletes/s), %zu commits, %zu of them unlinked the dead nodes "
+        "(%.1f s in those); "
+        "slots %llu\n",
+        dr.sx_secs, dr.deleted / dr.sx_secs, dr.commits, dr.unlinks, dr.sx_unlink_secs,
+        (unsigned long long)dr.slots_after);
+    printf("  hnswlib: markDelete of the base half, %.3f s (marks only: no list is repaired)\n",
+           dr.hn_secs);
+    printf("  %5s | %8s %7s %7s %6s | %8s %7s %7s %6s | %7s\n", "ef", "sx QPS", "before", "after",
+           "ratio", "hn QPS", "before", "after", "ratio", "re-add");
     for (size_t x = 0; x < dr.efs.size(); x++) {
       double b0 = rec_before(0, dr.efs[x]), b1 = rec_before(1, dr.efs[x]);
-      printf("  %5u | %8.0f %7.4f %7.4f %6.3f | %8.0f %7.4f %7.4f %6.3f | %7.4f\n", dr.efs[x], dr.qps[0][x], b0,
-             dr.rec[0][x], b0 > 0 ? dr.rec[0][x] / b0 : 0, dr.qps[1][x], b1, dr.rec[1][x],
-             b1 > 0 ? dr.rec[1][x] / b1 : 0, dr.readd_rec[x]);
-      printf("RESULT deletes ef=%u sextant_qps=%.1f sextant_recall_before=%.5f sextant_recall=%.5f hnswlib_qps=%.1f "
-             "hnswlib_recall_before=%.5f hnswlib_recall=%.5f qps_ratio=%.3f sextant_readded_recall=%.5f\n",
-             dr.efs[x], dr.qps[0][x], b0, dr.rec[0][x], dr.qps[1][x], b1, dr.rec[1][x], dr.qps[0][x] / dr.qps[1][x],
-             dr.readd_rec[x]);
-      if (b0 > 0 && dr.rec[0][x] / b0 < worst_del) worst_del = dr.rec[0][x] / b0, worst_del_ef = dr.efs[x];
+      printf("  %5u | %8.0f %7.4f %7.4f %6.3f | %8.0f %7.4f %7.4f %6.3f | %7.4f\n", dr.efs[x],
+             dr.qps[0][x], b0, dr.rec[0][x], b0 > 0 ? dr.rec[0][x] / b0 : 0, dr.qps[1][x], b1,
+             dr.rec[1][x], b1 > 0 ? dr.rec[1][x] / b1 : 0, dr.readd_rec[x]);
+      printf(
+          "RESULT deletes ef=%u sextant_qps=%.1f sextant_recall_before=%.5f sextant_recall=%.5f "
+          "hnswlib_qps=%.1f "
+          "hnswlib_recall_before=%.5f hnswlib_recall=%.5f qps_ratio=%.3f "
+          "sextant_readded_recall=%.5f\n",
+          dr.efs[x], dr.qps[0][x], b0, dr.rec[0][x], dr.qps[1][x], b1, dr.rec[1][x],
+          dr.qps[0][x] / dr.qps[1][x], dr.readd_rec[x]);
+      if (b0 > 0 && dr.rec[0][x] / b0 < worst_del)
+        worst_del = dr.rec[0][x] / b0, worst_del_ef = dr.efs[x];
     }
-    printf("  re-add: the deleted half under new ids in %.1f s (%.0f vectors/s); slots %llu -> %llu "
-           "(re-add: recall over all %zu again, against the first truth)\n",
-           dr.readd_secs, dr.kept / dr.readd_secs, (unsigned long long)dr.slots_after,
-           (unsigned long long)dr.slots_readded, O.base);
-    printf("RESULT delete_time sextant_secs=%.2f sextant_deletes_per_s=%.1f commits=%zu unlinks=%zu unlink_secs=%.2f "
-           "hnswlib_secs=%.3f readd_secs=%.2f slots_after=%llu slots_readded=%llu\n",
-           dr.sx_secs, dr.deleted / dr.sx_secs, dr.commits, dr.unlinks, dr.sx_unlink_secs, dr.hn_secs, dr.readd_secs,
-           (unsigned long long)dr.slots_after, (unsigned long long)dr.slots_readded);
+    printf(
+        "  re-add: the deleted half under new ids in %.1f s (%.0f vectors/s); slots %llu -> %llu "
+        "(re-add: recall over all %zu again, against the first truth)\n",
+        dr.readd_secs, dr.kept / dr.readd_secs, (unsigned long long)dr.slots_after,
+        (unsigned long long)dr.slots_readded, O.base);
+    printf(
+        "RESULT delete_time sextant_secs=%.2f sextant_deletes_per_s=%.1f commits=%zu unlinks=%zu "
+        "unlink_secs=%.2f "
+        "hnswlib_secs=%.3f readd_secs=%.2f slots_after=%llu slots_readded=%llu\n",
+        dr.sx_secs, dr.deleted / dr.sx_secs, dr.commits, dr.unlinks, dr.sx_unlink_secs, dr.hn_secs,
+        dr.readd_secs, (unsigned long long)dr.slots_after, (unsigned long long)dr.slots_readded);
   }
 
   /* ---- goals --------------------------------------------------------------------- */
@@ -1368,13 +1477,15 @@ int main(int argc, char **argv) {
     if (d > best) best = d, best_ef = O.efs[x];
   }
   if (worst > 0)
-    goal(worst <= 0.005, "recall at equal ef >= hnswlib-0.005", "largest shortfall %.4f at ef %u", worst, worst_ef);
+    goal(worst <= 0.005, "recall at equal ef >= hnswlib-0.005", "largest shortfall %.4f at ef %u",
+         worst, worst_ef);
   else
-    goal(true, "recall at equal ef >= hnswlib-0.005", "never below hnswlib's (largest excess %+.4f at ef %u)", best,
-         best_ef);
+    goal(true, "recall at equal ef >= hnswlib-0.005",
+         "never below hnswlib's (largest excess %+.4f at ef %u)", best, best_ef);
   goal(sx_vps / hn_vps >= 1.0, "build vectors/s >= 1.0x hnswlib", "%.2fx", sx_vps / hn_vps);
   if (!O.skip_par)
-    goal(sx_par >= 1.8, "build 2 threads >= 1.8x 1 thread", "%.2fx (hnswlib %.2fx)", sx_par, hn_par);
+    goal(sx_par >= 1.8, "build 2 threads >= 1.8x 1 thread", "%.2fx (hnswlib %.2fx)", sx_par,
+         hn_par);
   goal((double)f_sx / f_hn <= 1.1, "file bytes/vector <= 1.1x", "%.2fx", (double)f_sx / f_hn);
   goal(sm_sx / sm_hn <= 1.1, "search RSS bytes/vector <= 1.1x", "%.2fx", sm_sx / sm_hn);
   if (!O.skip_busy && !O.only_sweep) {
@@ -1382,10 +1493,10 @@ int main(int argc, char **argv) {
     goal(busy_ratio[1] >= 0.9, "busy/quiet QPS (renewed) >= 0.9", "%.2fx", busy_ratio[1]);
   }
   if (dr.ran && worst_del_ef)
-    goal(worst_del >= 0.9, "recall after deleting half >= 0.9x before", "%.3fx at worst (ef %u)", worst_del,
-         worst_del_ef);
-  printf("RESULT goals pass=%d fail=%d total_secs=%.1f load_avg_end=\"%s\"\n", passes, fails, now_s() - T0,
-         loadavg().c_str());
+    goal(worst_del >= 0.9, "recall after deleting half >= 0.9x before", "%.3fx at worst (ef %u)",
+         worst_del, worst_del_ef);
+  printf("RESULT goals pass=%d fail=%d total_secs=%.1f load_avg_end=\"%s\"\n", passes, fails,
+         now_s() - T0, loadavg().c_str());
 
   if (!O.keep) {
     remove_db(dbpath);

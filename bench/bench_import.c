@@ -27,7 +27,10 @@ int main(int argc, char **argv) {
   }
   size_t batch = argc > 3 ? (size_t)atol(argv[3]) : 10000;
   sx_sync sync = SX_SYNC_FULL;
-  if (argc > 4) sync = !strcmp(argv[4], "off") ? SX_SYNC_OFF : !strcmp(argv[4], "normal") ? SX_SYNC_NORMAL : SX_SYNC_FULL;
+  if (argc > 4)
+    sync = !strcmp(argv[4], "off")      ? SX_SYNC_OFF
+           : !strcmp(argv[4], "normal") ? SX_SYNC_NORMAL
+                                        : SX_SYNC_FULL;
   FILE *f = fopen(argv[1], "rb");
   unsigned char pre[10];
   if (!f || fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY\x01", 7)) {
@@ -61,7 +64,8 @@ int main(int argc, char **argv) {
   sx_write *w;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
   co.dim = (uint32_t)dim;
-  if (sx_write_begin(db, -1, &w, &e) || sx_write_create_collection(w, "c", &co, &e) || sx_write_commit(w, &e))
+  if (sx_write_begin(db, -1, &w, &e) || sx_write_create_collection(w, "c", &co, &e) ||
+      sx_write_commit(w, &e))
     return fprintf(stderr, "%s\n", e.message), 1;
   sx_write_free(w);
   for (size_t at = 0; at < rows; at += batch) {
@@ -73,8 +77,8 @@ int main(int argc, char **argv) {
     sx_write_free(w);
   }
   double secs = now_s() - t0;
-  printf("{\"rows\": %llu, \"dim\": %llu, \"seconds\": %.3f, \"rows_per_second\": %.1f}\n", rows, dim, secs,
-         rows / secs);
+  printf("{\"rows\": %llu, \"dim\": %llu, \"seconds\": %.3f, \"rows_per_second\": %.1f}\n", rows,
+         dim, secs, rows / secs);
   sx_db_free(db);
   return 0;
 }

@@ -76,8 +76,8 @@ static void build(sx_db *db, const float *base, size_t n, size_t dim) {
   double t0 = clk(CLOCK_MONOTONIC);
   for (size_t at = 0; at < n; at += B) {
     size_t nb = n - at < B ? n - at : B;
-    char (*ids)[16] = malloc(nb * sizeof *ids);
-    char (*meta)[48] = malloc(nb * sizeof *meta);
+    char(*ids)[16] = malloc(nb * sizeof *ids);
+    char(*meta)[48] = malloc(nb * sizeof *meta);
     const char **ip = malloc(nb * sizeof *ip), **mp = malloc(nb * sizeof *mp);
     for (size_t i = 0; i < nb; i++) {
       snprintf(ids[i], sizeof ids[i], "%zu", at + i);
@@ -98,7 +98,8 @@ static void build(sx_db *db, const float *base, size_t n, size_t dim) {
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: filter_bench TRAIN.npy TEST.npy DB [--queries N] [--ef EF] [--threads T]\n");
+    fprintf(stderr,
+            "usage: filter_bench TRAIN.npy TEST.npy DB [--queries N] [--ef EF] [--threads T]\n");
     return 2;
   }
   size_t nq = 1000;
@@ -106,11 +107,16 @@ int main(int argc, char **argv) {
   const char *only = NULL;
   int repeats = 1;
   for (int a = 4; a + 1 < argc; a += 2) {
-    if (!strcmp(argv[a], "--queries")) nq = (size_t)atol(argv[a + 1]);
-    else if (!strcmp(argv[a], "--ef")) ef = (uint32_t)atol(argv[a + 1]);
-    else if (!strcmp(argv[a], "--threads")) threads = (uint32_t)atol(argv[a + 1]);
-    else if (!strcmp(argv[a], "--rows")) only = argv[a + 1];
-    else if (!strcmp(argv[a], "--repeats")) repeats = atoi(argv[a + 1]);
+    if (!strcmp(argv[a], "--queries"))
+      nq = (size_t)atol(argv[a + 1]);
+    else if (!strcmp(argv[a], "--ef"))
+      ef = (uint32_t)atol(argv[a + 1]);
+    else if (!strcmp(argv[a], "--threads"))
+      threads = (uint32_t)atol(argv[a + 1]);
+    else if (!strcmp(argv[a], "--rows"))
+      only = argv[a + 1];
+    else if (!strcmp(argv[a], "--repeats"))
+      repeats = atoi(argv[a + 1]);
   }
   size_t n, dim, nt, dt;
   struct stat st;
@@ -135,13 +141,17 @@ int main(int argc, char **argv) {
   const size_t k = 10;
   printf("filter_bench: %" PRIu64 " items, %zu queries, k %zu, ef %u\n", count, nq, k, ef);
   printf("%-10s %8s %10s %10s %12s\n", "match", "recall", "QPS", "QPS(cpu)", "exact QPS");
-  const char *rows[] = {NULL, "{\"c\": {\"$lt\": 1000}}", "{\"c\": {\"$lt\": 500}}",
-                        "{\"c\": {\"$lt\": 100}}", "{\"c\": {\"$lt\": 10}}", "{\"c\": {\"$lt\": 1}}"};
+  const char *rows[] = {NULL,
+                        "{\"c\": {\"$lt\": 1000}}",
+                        "{\"c\": {\"$lt\": 500}}",
+                        "{\"c\": {\"$lt\": 100}}",
+                        "{\"c\": {\"$lt\": 10}}",
+                        "{\"c\": {\"$lt\": 1}}"};
   const char *names[] = {"none", "100%", "50%", "10%", "1%", "0.1%"};
   const char *keys[] = {",none,", ",100,", ",50,", ",10,", ",1,", ",0.1,"};
   char onlyc[256];
   snprintf(onlyc, sizeof onlyc, ",%s,", only ? only : "");
-  char (*want)[k][16] = malloc(nq * sizeof *want);
+  char(*want)[k][16] = malloc(nq * sizeof *want);
   for (size_t row = 0; row < sizeof rows / sizeof *rows; row++) {
     if (only && !strstr(onlyc, keys[row])) continue;
     sx_search_options o = SX_SEARCH_OPTIONS_INIT;

@@ -34,11 +34,19 @@
 
 #include "sextant.h"
 
-enum { EX_OK = 0, EX_ERR = 1, EX_USAGE = 2, EX_CORRUPT = 3, EX_NOTFOUND = 4, EX_BUSY = 5, EX_INT = 130 };
+enum {
+  EX_OK = 0,
+  EX_ERR = 1,
+  EX_USAGE = 2,
+  EX_CORRUPT = 3,
+  EX_NOTFOUND = 4,
+  EX_BUSY = 5,
+  EX_INT = 130
+};
 
-static int g_json;             /* --json */
-static int g_progress = -1;    /* -1: when stderr is a terminal */
-static int g_timeout_ms = 5000;/* writer lock wait */
+static int g_json;              /* --json */
+static int g_progress = -1;     /* -1: when stderr is a terminal */
+static int g_timeout_ms = 5000; /* writer lock wait */
 static const char *g_cmd = "";
 static sx_cancel *g_cancel;
 static volatile sig_atomic_t g_interrupted;
@@ -58,19 +66,29 @@ static int fail(int code, const char *fmt, ...) {
 
 static int status_exit(int st) {
   switch (st) {
-    case SX_OK: return EX_OK;
-    case SX_NOT_FOUND: return EX_NOTFOUND;
-    case SX_CORRUPT: case SX_VERSION: return EX_CORRUPT;
-    case SX_BUSY: return EX_BUSY;
-    case SX_CANCELLED: return EX_INT;
-    case SX_INVALID_ARGUMENT: case SX_DIMENSION_MISMATCH: return EX_ERR;
-    default: return EX_ERR;
+    case SX_OK:
+      return EX_OK;
+    case SX_NOT_FOUND:
+      return EX_NOTFOUND;
+    case SX_CORRUPT:
+    case SX_VERSION:
+      return EX_CORRUPT;
+    case SX_BUSY:
+      return EX_BUSY;
+    case SX_CANCELLED:
+      return EX_INT;
+    case SX_INVALID_ARGUMENT:
+    case SX_DIMENSION_MISMATCH:
+      return EX_ERR;
+    default:
+      return EX_ERR;
   }
 }
 
 /* Reports a library failure: "sextant CMD: NAME: message". */
 static int sx_fail(int st, const sx_error *e) {
-  return fail(status_exit(st), "%s: %s", sx_status_name(st), e->message[0] ? e->message : "(no detail)");
+  return fail(status_exit(st), "%s: %s", sx_status_name(st),
+              e->message[0] ? e->message : "(no detail)");
 }
 
 static void on_sigint(int sig) {
@@ -185,14 +203,26 @@ static void put_json_string(FILE *f, const char *s) {
   fputc('"', f);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     switch (*p) {
-      case '"': fputs("\\\"", f); break;
-      case '\\': fputs("\\\\", f); break;
-      case '\n': fputs("\\n", f); break;
-      case '\r': fputs("\\r", f); break;
-      case '\t': fputs("\\t", f); break;
+      case '"':
+        fputs("\\\"", f);
+        break;
+      case '\\':
+        fputs("\\\\", f);
+        break;
+      case '\n':
+        fputs("\\n", f);
+        break;
+      case '\r':
+        fputs("\\r", f);
+        break;
+      case '\t':
+        fputs("\\t", f);
+        break;
       default:
-        if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        if (*p < 0x20)
+          fprintf(f, "\\u%04x", *p);
+        else
+          fputc(*p, f);
     }
   }
   fputc('"', f);
@@ -238,7 +268,8 @@ static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
   if (!*s || *end || errno || s[0] == '-' || v < lo || v > hi)
-    return fail(EX_USAGE, "%s '%s' is not a whole number from %" PRIu64 " to %" PRIu64, opt, s, lo, hi);
+    return fail(EX_USAGE, "%s '%s' is not a whole number from %" PRIu64 " to %" PRIu64, opt, s, lo,
+                hi);
   *out = v;
   return EX_OK;
 }
@@ -343,7 +374,8 @@ static int npy_open(reader *r) {
     if (fread(b, 1, 2, r->f) != 2) return fail(EX_ERR, "'%s': truncated .npy header", r->path);
     hlen = pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)b[0] << 16 | (uint32_t)b[1] << 24;
   } else {
-    return fail(EX_ERR, "'%s': .npy format version %u is not supported (1, 2 or 3)", r->path, major);
+    return fail(EX_ERR, "'%s': .npy format version %u is not supported (1, 2 or 3)", r->path,
+                major);
   }
   if (hlen > 1 << 20) return fail(EX_ERR, "'%s': .npy header length %u is too long", r->path, hlen);
   char *hdr = malloc(hlen + 1);
@@ -354,9 +386,11 @@ static int npy_open(reader *r) {
   hdr[hlen] = 0;
   char descr[64], fo[64], shape[256];
   int rc = EX_OK;
-  if (!npy_field(hdr, "descr", descr, sizeof descr) || !npy_field(hdr, "fortran_order", fo, sizeof fo) ||
+  if (!npy_field(hdr, "descr", descr, sizeof descr) ||
+      !npy_field(hdr, "fortran_order", fo, sizeof fo) ||
       !npy_field(hdr, "shape", shape, sizeof shape)) {
-    rc = fail(EX_ERR, "'%s': .npy header '%.200s' lacks descr, fortran_order or shape", r->path, hdr);
+    rc = fail(EX_ERR, "'%s': .npy header '%.200s' lacks descr, fortran_order or shape", r->path,
+              hdr);
   } else if (strcmp(fo, "False") != 0) {
     rc = fail(EX_ERR, "'%s': fortran_order %s is not supported (C order only)", r->path, fo);
   } else if (!strcmp(descr, "<f4") || !strcmp(descr, "=f4")) {
@@ -366,7 +400,8 @@ static int npy_open(reader *r) {
   } else if (!strcmp(descr, "|u1") || !strcmp(descr, "<u1")) {
     r->elem = 1;
   } else {
-    rc = fail(EX_ERR, "'%s': dtype '%s' is not supported (float32 '<f4', float64 '<f8' or uint8 '|u1')",
+    rc = fail(EX_ERR,
+              "'%s': dtype '%s' is not supported (float32 '<f4', float64 '<f8' or uint8 '|u1')",
               r->path, descr);
   }
   if (!rc) {
@@ -374,7 +409,8 @@ static int npy_open(reader *r) {
     char extra;
     if (sscanf(shape, "(%llu, %llu%c", &a, &b, &extra) != 3 || (extra != ')' && extra != ',') ||
         b == 0 || b > SX_DIM_MAX)
-      rc = fail(EX_ERR, "'%s': shape %s is not 2-D (rows, dim) with dim 1..%d", r->path, shape, SX_DIM_MAX);
+      rc = fail(EX_ERR, "'%s': shape %s is not 2-D (rows, dim) with dim 1..%d", r->path, shape,
+                SX_DIM_MAX);
     r->rows = a;
     r->dim = (size_t)b;
   }
@@ -383,8 +419,9 @@ static int npy_open(reader *r) {
     long at = ftell(r->f);
     uint64_t need = (uint64_t)at + r->rows * r->dim * (uint64_t)r->elem;
     if (file_size(r->path) < need)
-      rc = fail(EX_ERR, "'%s' is truncated: shape %s needs %" PRIu64 " bytes, the file has %" PRIu64,
-                r->path, shape, need, file_size(r->path));
+      rc =
+          fail(EX_ERR, "'%s' is truncated: shape %s needs %" PRIu64 " bytes, the file has %" PRIu64,
+               r->path, shape, need, file_size(r->path));
   }
   return rc;
 }
@@ -402,7 +439,9 @@ static int vecs_open(reader *r) {
   r->elem = r->fmt == F_FVECS ? 4 : 1;
   uint64_t rec = 4 + r->dim * (uint64_t)r->elem, sz = file_size(r->path);
   if (sz % rec)
-    return fail(EX_ERR, "'%s': size %" PRIu64 " is not a multiple of a record (%" PRIu64 " bytes, dimension %zu)",
+    return fail(EX_ERR,
+                "'%s': size %" PRIu64 " is not a multiple of a record (%" PRIu64
+                " bytes, dimension %zu)",
                 r->path, sz, rec, r->dim);
   r->rows = sz / rec;
   fseek(r->f, 0, SEEK_SET);
@@ -414,7 +453,9 @@ static int reader_open(reader *r, const char *path, enum fmt fmt) {
   r->path = path;
   r->fmt = fmt;
   r->f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-  if (!r->f) return fail(errno == ENOENT ? EX_NOTFOUND : EX_ERR, "cannot open '%s': %s", path, strerror(errno));
+  if (!r->f)
+    return fail(errno == ENOENT ? EX_NOTFOUND : EX_ERR, "cannot open '%s': %s", path,
+                strerror(errno));
   int rc = fmt == F_NPY ? npy_open(r) : fmt == F_JSONL ? EX_OK : vecs_open(r);
   if (!rc && r->dim) r->raw = malloc(r->dim * 8 + 8);
   return rc;
@@ -434,8 +475,8 @@ static int read_row_binary(reader *r, float *v, int *rc) {
     int32_t d;
     if (fread(&d, 4, 1, r->f) != 1) return 0;
     if ((size_t)d != r->dim) {
-      *rc = fail(EX_ERR, "'%s': vector %" PRIu64 " has dimension %d, the first had %zu", r->path, r->row,
-                 (int)d, r->dim);
+      *rc = fail(EX_ERR, "'%s': vector %" PRIu64 " has dimension %d, the first had %zu", r->path,
+                 r->row, (int)d, r->dim);
       return 0;
     }
   }
@@ -457,8 +498,8 @@ static int read_row_binary(reader *r, float *v, int *rc) {
   }
   for (size_t j = 0; j < r->dim; j++)
     if (!isfinite(v[j])) {
-      *rc = fail(EX_ERR, "'%s': vector %" PRIu64 " has a non-finite component %g at index %zu", r->path,
-                 r->row, (double)v[j], j);
+      *rc = fail(EX_ERR, "'%s': vector %" PRIu64 " has a non-finite component %g at index %zu",
+                 r->path, r->row, (double)v[j], j);
       return 0;
     }
   r->row++;
@@ -481,20 +522,25 @@ static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc)
   json_t *j = json_loads(r->line, JSON_REJECT_DUPLICATES, &je);
   if (!j || !json_is_object(j)) {
     *rc = j ? fail(EX_ERR, "'%s' line %" PRIu64 ": not a JSON object", r->path, r->lineno)
-            : fail(EX_ERR, "'%s' line %" PRIu64 ": %s at column %d", r->path, r->lineno, je.text, je.column);
+            : fail(EX_ERR, "'%s' line %" PRIu64 ": %s at column %d", r->path, r->lineno, je.text,
+                   je.column);
     json_decref(j);
     return 0;
   }
-  json_t *jid = json_object_get(j, "id"), *jv = json_object_get(j, "vector"), *jm = json_object_get(j, "metadata");
+  json_t *jid = json_object_get(j, "id"), *jv = json_object_get(j, "vector"),
+         *jm = json_object_get(j, "metadata");
   if (!json_is_string(jid)) {
-    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"id\" is missing or not a string", r->path, r->lineno);
+    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"id\" is missing or not a string", r->path,
+               r->lineno);
   } else if (!json_is_array(jv) || json_array_size(jv) == 0) {
-    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"vector\" is missing or not a non-empty array", r->path, r->lineno);
+    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"vector\" is missing or not a non-empty array",
+               r->path, r->lineno);
   } else if (jm && !json_is_null(jm) && !json_is_object(jm)) {
-    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"metadata\" is not an object or null", r->path, r->lineno);
+    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"metadata\" is not an object or null", r->path,
+               r->lineno);
   } else if (r->dim && json_array_size(jv) != r->dim) {
-    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": vector has %zu components, earlier lines had %zu", r->path,
-               r->lineno, json_array_size(jv), r->dim);
+    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": vector has %zu components, earlier lines had %zu",
+               r->path, r->lineno, json_array_size(jv), r->dim);
   }
   if (!*rc && !r->dim) {
     r->dim = json_array_size(jv);
@@ -504,8 +550,9 @@ static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc)
     json_t *x = json_array_get(jv, k);
     double d = json_number_value(x);
     if (!json_is_number(x) || !isfinite(d) || fabs(d) > 3.4028234663852886e38)
-      *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": vector component %zu is not a finite float32 number",
-                 r->path, r->lineno, k);
+      *rc =
+          fail(EX_ERR, "'%s' line %" PRIu64 ": vector component %zu is not a finite float32 number",
+               r->path, r->lineno, k);
     else
       (*v)[k] = (float)d;
   }
@@ -531,11 +578,20 @@ static const cmd *g_this;
 static void cmd_usage(FILE *f);
 
 /* Common option parsing: --help, --json; the rest by the command. Returns -1 to go on. */
-#define COMMON_LONG {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'J'}
-#define COMMON_CASES                 \
-  case 'h': cmd_usage(stdout); return EX_OK; \
-  case 'J': g_json = 1; break;      \
-  default: cmd_usage(stderr); return EX_USAGE;
+#define COMMON_LONG                   \
+  {"help", no_argument, NULL, 'h'}, { \
+    "json", no_argument, NULL, 'J'    \
+  }
+#define COMMON_CASES   \
+  case 'h':            \
+    cmd_usage(stdout); \
+    return EX_OK;      \
+  case 'J':            \
+    g_json = 1;        \
+    break;             \
+  default:             \
+    cmd_usage(stderr); \
+    return EX_USAGE;
 
 static int need_args(int argc, int optind_, int lo, int hi) {
   int n = argc - optind_;
@@ -548,7 +604,9 @@ static int need_args(int argc, int optind_, int lo, int hi) {
 
 static int c_info(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 1, 1)) return EX_USAGE;
   const char *path = argv[optind];
   sx_db *db;
@@ -584,22 +642,26 @@ static int c_info(int argc, char **argv) {
     json_object_set_new(o, "page_size", json_integer(s.page_size));
     json_object_set_new(o, "page_count", json_integer((json_int_t)s.page_count));
     json_object_set_new(o, "file_bytes", json_integer((json_int_t)file_size(path)));
-    json_object_set_new(o, "wal_bytes", json_integer((json_int_t)(file_size(wal) + file_size(wal2))));
+    json_object_set_new(o, "wal_bytes",
+                        json_integer((json_int_t)(file_size(wal) + file_size(wal2))));
     json_object_set_new(o, "user_version", json_integer((json_int_t)uv));
     json_object_set_new(o, "collections", colls);
     if (g_json) {
       json_out(o);
     } else {
-      printf("database      %s\nlibrary       %s (format %d)\npage size     %u\npages         %" PRIu64
-             "\nfile bytes    %" PRIu64 "\nwal bytes     %" PRIu64 "\nuser version  %" PRIu64
-             "\ncollections   %zu\n",
-             path, sx_version(), sx_format_version(), s.page_size, s.page_count, file_size(path),
-             file_size(wal) + file_size(wal2), uv, json_array_size(colls));
+      printf(
+          "database      %s\nlibrary       %s (format %d)\npage size     %u\npages         %" PRIu64
+          "\nfile bytes    %" PRIu64 "\nwal bytes     %" PRIu64 "\nuser version  %" PRIu64
+          "\ncollections   %zu\n",
+          path, sx_version(), sx_format_version(), s.page_size, s.page_count, file_size(path),
+          file_size(wal) + file_size(wal2), uv, json_array_size(colls));
       size_t i;
       json_t *c;
       json_array_foreach(colls, i, c) {
-        printf("  %-24s dim %-6" JSON_INTEGER_FORMAT " %-6s %-4s %" JSON_INTEGER_FORMAT " vectors\n",
-               json_string_value(json_object_get(c, "name")), json_integer_value(json_object_get(c, "dim")),
+        printf("  %-24s dim %-6" JSON_INTEGER_FORMAT " %-6s %-4s %" JSON_INTEGER_FORMAT
+               " vectors\n",
+               json_string_value(json_object_get(c, "name")),
+               json_integer_value(json_object_get(c, "dim")),
                json_string_value(json_object_get(c, "metric")),
                json_string_value(json_object_get(json_object_get(c, "index"), "type")),
                json_integer_value(json_object_get(c, "count")));
@@ -617,7 +679,9 @@ static int c_info(int argc, char **argv) {
 
 static int c_stats(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 1, 1)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
@@ -656,7 +720,8 @@ static int c_stats(int argc, char **argv) {
     } else {
       const char *k;
       json_t *v;
-      json_object_foreach(o, k, v) printf("%-18s %" JSON_INTEGER_FORMAT "\n", k, json_integer_value(v));
+      json_object_foreach(o, k, v)
+          printf("%-18s %" JSON_INTEGER_FORMAT "\n", k, json_integer_value(v));
       json_decref(o);
     }
   }
@@ -666,7 +731,9 @@ static int c_stats(int argc, char **argv) {
 
 static int c_check(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 1, 1)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
@@ -697,7 +764,9 @@ static int c_check(int argc, char **argv) {
 
 static int c_collections(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 1, 1)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
@@ -711,7 +780,8 @@ static int c_collections(int argc, char **argv) {
     rc = sx_fail(st, &e);
   } else if (g_json) {
     json_t *a = json_array();
-    for (size_t i = 0; i < sx_names_count(names); i++) json_array_append_new(a, json_string(sx_names_get(names, i)));
+    for (size_t i = 0; i < sx_names_count(names); i++)
+      json_array_append_new(a, json_string(sx_names_get(names, i)));
     json_out(a);
   } else {
     for (size_t i = 0; i < sx_names_count(names); i++) puts(sx_names_get(names, i));
@@ -724,7 +794,9 @@ static int c_collections(int argc, char **argv) {
 
 static int c_describe(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 2, 2)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
@@ -750,11 +822,13 @@ static int c_describe(int argc, char **argv) {
       if (g_json) {
         json_out(o);
       } else {
-        printf("name      %s\ndim       %u\nmetric    %s\nindex     %s", ci.name, ci.dim, sx_metric_name(ci.metric),
-               ci.index == SX_INDEX_HNSW ? "hnsw" : "flat");
-        if (ci.index == SX_INDEX_HNSW) printf(" (m %u, ef_construction %u)", ci.hnsw_m, ci.hnsw_ef_construction);
-        printf("\ncount     %" PRIu64 "\nslots     %" PRIu64 " (%" PRIu64 " dead, %" PRIu64 " free)\n", ci.count,
-               cs.slots, cs.dead, cs.free);
+        printf("name      %s\ndim       %u\nmetric    %s\nindex     %s", ci.name, ci.dim,
+               sx_metric_name(ci.metric), ci.index == SX_INDEX_HNSW ? "hnsw" : "flat");
+        if (ci.index == SX_INDEX_HNSW)
+          printf(" (m %u, ef_construction %u)", ci.hnsw_m, ci.hnsw_ef_construction);
+        printf("\ncount     %" PRIu64 "\nslots     %" PRIu64 " (%" PRIu64 " dead, %" PRIu64
+               " free)\n",
+               ci.count, cs.slots, cs.dead, cs.free);
         json_decref(o);
       }
     }
@@ -767,7 +841,9 @@ static int c_describe(int argc, char **argv) {
 
 static int c_count(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 2, 2)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
@@ -779,9 +855,12 @@ static int c_count(int argc, char **argv) {
     sx_error e = SX_ERROR_INIT;
     uint64_t n;
     int st = sx_collection_count(c, &n, &e);
-    if (st) rc = sx_fail(st, &e);
-    else if (g_json) printf("{\"count\": %" PRIu64 "}\n", n);
-    else printf("%" PRIu64 "\n", n);
+    if (st)
+      rc = sx_fail(st, &e);
+    else if (g_json)
+      printf("{\"count\": %" PRIu64 "}\n", n);
+    else
+      printf("%" PRIu64 "\n", n);
   }
   sx_collection_free(c);
   sx_read_free(r);
@@ -791,7 +870,9 @@ static int c_count(int argc, char **argv) {
 
 static int c_get(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 3, -1)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
@@ -807,7 +888,8 @@ static int c_get(int argc, char **argv) {
     if (st) rc = sx_fail(st, &e);
     for (size_t i = 0; !st && i < n; i++) {
       if (!sx_records_found(recs, i)) {
-        rc = fail(EX_NOTFOUND, "id '%s' is not in collection '%s'", sx_records_id(recs, i), argv[optind + 1]);
+        rc = fail(EX_NOTFOUND, "id '%s' is not in collection '%s'", sx_records_id(recs, i),
+                  argv[optind + 1]);
         continue;
       }
       put_record(stdout, sx_records_id(recs, i), sx_records_vector(recs, i), sx_records_dim(recs),
@@ -824,8 +906,8 @@ static int c_get(int argc, char **argv) {
 /* Creates the collection in w when missing (dimension from the input), or checks
  * that its dimension matches. Creating it in the first batch's session means a
  * failed import leaves no empty collection behind. */
-static int ensure_collection(sx_write *w, const char *name, size_t dim, const sx_collection_options *co_in,
-                             int *created) {
+static int ensure_collection(sx_write *w, const char *name, size_t dim,
+                             const sx_collection_options *co_in, int *created) {
   sx_error e = SX_ERROR_INIT;
   sx_collection *c = NULL;
   int st = sx_write_collection(w, name, &c, &e);
@@ -840,8 +922,9 @@ static int ensure_collection(sx_write *w, const char *name, size_t dim, const sx
     st = sx_collection_describe(c, &ci, &e);
     if (!st && ci.dim != dim) {
       st = SX_DIMENSION_MISMATCH;
-      snprintf(e.message, sizeof e.message, "the input's dimension %zu does not match collection '%s' (dimension %u)",
-               dim, name, ci.dim);
+      snprintf(e.message, sizeof e.message,
+               "the input's dimension %zu does not match collection '%s' (dimension %u)", dim, name,
+               ci.dim);
     }
   }
   sx_collection_free(c);
@@ -849,28 +932,43 @@ static int ensure_collection(sx_write *w, const char *name, size_t dim, const sx
 }
 
 static int c_create(int argc, char **argv) {
-  static const struct option lo[] = {COMMON_LONG, {"dim", required_argument, NULL, 'd'},
+  static const struct option lo[] = {COMMON_LONG,
+                                     {"dim", required_argument, NULL, 'd'},
                                      {"metric", required_argument, NULL, 'm'},
                                      {"index", required_argument, NULL, 'i'},
                                      {"m", required_argument, NULL, 'M'},
-                                     {"ef-construction", required_argument, NULL, 'E'}, {0}};
+                                     {"ef-construction", required_argument, NULL, 'E'},
+                                     {0}};
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
   uint64_t v = 0;
   for (int o; (o = getopt_long(argc, argv, "hd:", lo, NULL)) != -1;) switch (o) {
-      case 'd': if (parse_u64("--dim", optarg, 1, SX_DIM_MAX, &v)) return EX_USAGE; co.dim = (uint32_t)v; break;
+      case 'd':
+        if (parse_u64("--dim", optarg, 1, SX_DIM_MAX, &v)) return EX_USAGE;
+        co.dim = (uint32_t)v;
+        break;
       case 'm': {
         sx_error e = SX_ERROR_INIT;
-        if (sx_metric_parse(optarg, &co.metric, &e)) return fail(EX_USAGE, "--metric: %s", e.message);
+        if (sx_metric_parse(optarg, &co.metric, &e))
+          return fail(EX_USAGE, "--metric: %s", e.message);
         break;
       }
       case 'i':
-        if (!strcmp(optarg, "hnsw")) co.index = SX_INDEX_HNSW;
-        else if (!strcmp(optarg, "flat")) co.index = SX_INDEX_FLAT;
-        else return fail(EX_USAGE, "--index '%s' is not hnsw or flat", optarg);
+        if (!strcmp(optarg, "hnsw"))
+          co.index = SX_INDEX_HNSW;
+        else if (!strcmp(optarg, "flat"))
+          co.index = SX_INDEX_FLAT;
+        else
+          return fail(EX_USAGE, "--index '%s' is not hnsw or flat", optarg);
         break;
-      case 'M': if (parse_u64("--m", optarg, 2, 256, &v)) return EX_USAGE; co.hnsw_m = (uint32_t)v; break;
-      case 'E': if (parse_u64("--ef-construction", optarg, 1, 100000, &v)) return EX_USAGE; co.hnsw_ef_construction = (uint32_t)v; break;
-      COMMON_CASES
+      case 'M':
+        if (parse_u64("--m", optarg, 2, 256, &v)) return EX_USAGE;
+        co.hnsw_m = (uint32_t)v;
+        break;
+      case 'E':
+        if (parse_u64("--ef-construction", optarg, 1, 100000, &v)) return EX_USAGE;
+        co.hnsw_ef_construction = (uint32_t)v;
+        break;
+        COMMON_CASES
     }
   if (!need_args(argc, optind, 2, 2)) return EX_USAGE;
   if (!co.dim) return fail(EX_USAGE, "--dim is required");
@@ -892,7 +990,8 @@ static int c_create(int argc, char **argv) {
 }
 
 static int c_import(int argc, char **argv) {
-  static const struct option lo[] = {COMMON_LONG, {"format", required_argument, NULL, 'f'},
+  static const struct option lo[] = {COMMON_LONG,
+                                     {"format", required_argument, NULL, 'f'},
                                      {"ids", required_argument, NULL, 'I'},
                                      {"id-prefix", required_argument, NULL, 'P'},
                                      {"start", required_argument, NULL, 'S'},
@@ -904,7 +1003,8 @@ static int c_import(int argc, char **argv) {
                                      {"ef-construction", required_argument, NULL, 'E'},
                                      {"progress", no_argument, NULL, 'p'},
                                      {"no-progress", no_argument, NULL, 'q'},
-                                     {"sync", required_argument, NULL, 's'}, {0}};
+                                     {"sync", required_argument, NULL, 's'},
+                                     {0}};
   enum fmt fmt = F_NONE;
   const char *ids_path = NULL, *prefix = "";
   uint64_t start = 0, batch = 10000, v = 0;
@@ -912,39 +1012,73 @@ static int c_import(int argc, char **argv) {
   sx_sync sync = SX_SYNC_FULL;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
   for (int o; (o = getopt_long(argc, argv, "hf:b:", lo, NULL)) != -1;) switch (o) {
-      case 'f': if ((fmt = fmt_parse(optarg)) == F_NONE) return fail(EX_USAGE, "--format '%s' is not npy, fvecs, bvecs or jsonl", optarg); break;
-      case 'I': ids_path = optarg; break;
-      case 'P': prefix = optarg; break;
-      case 'S': if (parse_u64("--start", optarg, 0, UINT64_MAX, &start)) return EX_USAGE; break;
-      case 'b': if (parse_u64("--batch", optarg, 1, 1000000, &batch)) return EX_USAGE; break;
-      case 'k': skip_existing = 1; break;
+      case 'f':
+        if ((fmt = fmt_parse(optarg)) == F_NONE)
+          return fail(EX_USAGE, "--format '%s' is not npy, fvecs, bvecs or jsonl", optarg);
+        break;
+      case 'I':
+        ids_path = optarg;
+        break;
+      case 'P':
+        prefix = optarg;
+        break;
+      case 'S':
+        if (parse_u64("--start", optarg, 0, UINT64_MAX, &start)) return EX_USAGE;
+        break;
+      case 'b':
+        if (parse_u64("--batch", optarg, 1, 1000000, &batch)) return EX_USAGE;
+        break;
+      case 'k':
+        skip_existing = 1;
+        break;
       case 'm': {
         sx_error e = SX_ERROR_INIT;
-        if (sx_metric_parse(optarg, &co.metric, &e)) return fail(EX_USAGE, "--metric: %s", e.message);
+        if (sx_metric_parse(optarg, &co.metric, &e))
+          return fail(EX_USAGE, "--metric: %s", e.message);
         break;
       }
       case 'i':
-        if (!strcmp(optarg, "hnsw")) co.index = SX_INDEX_HNSW;
-        else if (!strcmp(optarg, "flat")) co.index = SX_INDEX_FLAT;
-        else return fail(EX_USAGE, "--index '%s' is not hnsw or flat", optarg);
+        if (!strcmp(optarg, "hnsw"))
+          co.index = SX_INDEX_HNSW;
+        else if (!strcmp(optarg, "flat"))
+          co.index = SX_INDEX_FLAT;
+        else
+          return fail(EX_USAGE, "--index '%s' is not hnsw or flat", optarg);
         break;
-      case 'M': if (parse_u64("--m", optarg, 2, 256, &v)) return EX_USAGE; co.hnsw_m = (uint32_t)v; break;
-      case 'E': if (parse_u64("--ef-construction", optarg, 1, 100000, &v)) return EX_USAGE; co.hnsw_ef_construction = (uint32_t)v; break;
-      case 'p': g_progress = 1; break;
-      case 'q': g_progress = 0; break;
+      case 'M':
+        if (parse_u64("--m", optarg, 2, 256, &v)) return EX_USAGE;
+        co.hnsw_m = (uint32_t)v;
+        break;
+      case 'E':
+        if (parse_u64("--ef-construction", optarg, 1, 100000, &v)) return EX_USAGE;
+        co.hnsw_ef_construction = (uint32_t)v;
+        break;
+      case 'p':
+        g_progress = 1;
+        break;
+      case 'q':
+        g_progress = 0;
+        break;
       case 's':
-        if (!strcmp(optarg, "full")) sync = SX_SYNC_FULL;
-        else if (!strcmp(optarg, "normal")) sync = SX_SYNC_NORMAL;
-        else if (!strcmp(optarg, "off")) sync = SX_SYNC_OFF;
-        else return fail(EX_USAGE, "--sync '%s' is not full, normal or off", optarg);
+        if (!strcmp(optarg, "full"))
+          sync = SX_SYNC_FULL;
+        else if (!strcmp(optarg, "normal"))
+          sync = SX_SYNC_NORMAL;
+        else if (!strcmp(optarg, "off"))
+          sync = SX_SYNC_OFF;
+        else
+          return fail(EX_USAGE, "--sync '%s' is not full, normal or off", optarg);
         break;
-      COMMON_CASES
+        COMMON_CASES
     }
   if (!need_args(argc, optind, 3, 3)) return EX_USAGE;
   const char *path = argv[optind], *name = argv[optind + 1], *in = argv[optind + 2];
   if (fmt == F_NONE && (fmt = fmt_guess(in)) == F_NONE)
-    return fail(EX_USAGE, "cannot tell the format of '%s' from its name: give --format npy|fvecs|bvecs|jsonl", in);
-  if (fmt == F_JSONL && ids_path) return fail(EX_USAGE, "--ids does not apply to JSON Lines (each line has its id)");
+    return fail(EX_USAGE,
+                "cannot tell the format of '%s' from its name: give --format npy|fvecs|bvecs|jsonl",
+                in);
+  if (fmt == F_JSONL && ids_path)
+    return fail(EX_USAGE, "--ids does not apply to JSON Lines (each line has its id)");
   reader rd;
   int rc = reader_open(&rd, in, fmt);
   FILE *idf = NULL;
@@ -1005,7 +1139,8 @@ static int c_import(int argc, char **argv) {
           if (idf) {
             ssize_t len = getline(&idline, &idcap, idf);
             if (len <= 0) {
-              rc = fail(EX_ERR, "ids file '%s' has %" PRIu64 " lines, fewer than the vectors", ids_path, rd.row - 1);
+              rc = fail(EX_ERR, "ids file '%s' has %" PRIu64 " lines, fewer than the vectors",
+                        ids_path, rd.row - 1);
               break;
             }
             if (idline[len - 1] == '\n') idline[--len] = 0;
@@ -1023,7 +1158,11 @@ static int c_import(int argc, char **argv) {
       n++;
     }
     if (rc || n == 0) {
-      for (size_t i = 0; i < n; i++) { free(ids[i]); free(metas[i]); ids[i] = metas[i] = NULL; }
+      for (size_t i = 0; i < n; i++) {
+        free(ids[i]);
+        free(metas[i]);
+        ids[i] = metas[i] = NULL;
+      }
       break;
     }
     sx_error e = SX_ERROR_INIT;
@@ -1054,17 +1193,20 @@ static int c_import(int argc, char **argv) {
         }
         m++;
       }
-      if (!rc) for (size_t i = m; i < n; i++) ids[i] = metas[i] = NULL;
+      if (!rc)
+        for (size_t i = m; i < n; i++) ids[i] = metas[i] = NULL;
       skipped += n - m;
       sx_records_free(recs);
       sx_collection_free(c);
     }
     if (!rc) {
-      int st = sx_write_upsert(w, name, m, (const char *const *)ids, vecs, dim, (const char *const *)metas, &e);
+      int st = sx_write_upsert(w, name, m, (const char *const *)ids, vecs, dim,
+                               (const char *const *)metas, &e);
       if (st == SX_INVALID_ARGUMENT || st == SX_DIMENSION_MISMATCH)
         rc = fail(EX_ERR, "%s: rows %" PRIu64 "..%" PRIu64 " of '%s': %s", sx_status_name(st), done,
                   done + n - 1, in, e.message);
-      else if (!st) st = sx_write_commit(w, &e);
+      else if (!st)
+        st = sx_write_commit(w, &e);
       if (st && !rc) rc = sx_fail(st, &e);
     }
     sx_write_free(w);
@@ -1079,8 +1221,11 @@ static int c_import(int argc, char **argv) {
       progress_show(&pg, done, total, 0);
     }
     if (g_interrupted) {
-      rc = fail(EX_INT, "interrupted after %" PRIu64 " rows (committed); run the same import again to resume"
-                " (--skip-existing keeps what is stored)", done);
+      rc = fail(EX_INT,
+                "interrupted after %" PRIu64
+                " rows (committed); run the same import again to resume"
+                " (--skip-existing keeps what is stored)",
+                done);
       break;
     }
     if (rc) break;
@@ -1093,7 +1238,8 @@ static int c_import(int argc, char **argv) {
              ", \"created\": %s, \"seconds\": %.3f, \"rows_per_second\": %.1f}\n",
              done, stored, skipped, created ? "true" : "false", secs, secs > 0 ? done / secs : 0.0);
     else
-      printf("imported %" PRIu64 " rows (%" PRIu64 " stored, %" PRIu64 " skipped) into '%s' in %.2fs (%.0f rows/s)\n",
+      printf("imported %" PRIu64 " rows (%" PRIu64 " stored, %" PRIu64
+             " skipped) into '%s' in %.2fs (%.0f rows/s)\n",
              done, stored, skipped, name, secs, secs > 0 ? done / secs : 0.0);
   }
   free(idline);
@@ -1109,8 +1255,9 @@ static int c_import(int argc, char **argv) {
 
 static void npy_header(FILE *f, uint64_t rows, size_t dim) {
   char dict[256];
-  int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%" PRIu64 ", %zu), }",
-                   rows, dim);
+  int n = snprintf(dict, sizeof dict,
+                   "{'descr': '<f4', 'fortran_order': False, 'shape': (%" PRIu64 ", %zu), }", rows,
+                   dim);
   size_t total = 10 + (size_t)n + 1;
   size_t pad = (64 - total % 64) % 64;
   uint16_t hl = (uint16_t)(n + pad + 1);
@@ -1123,29 +1270,48 @@ static void npy_header(FILE *f, uint64_t rows, size_t dim) {
 }
 
 static int c_export(int argc, char **argv) {
-  static const struct option lo[] = {COMMON_LONG, {"format", required_argument, NULL, 'f'},
+  static const struct option lo[] = {COMMON_LONG,
+                                     {"format", required_argument, NULL, 'f'},
                                      {"output", required_argument, NULL, 'o'},
                                      {"ids-output", required_argument, NULL, 'I'},
                                      {"after", required_argument, NULL, 'a'},
                                      {"batch", required_argument, NULL, 'b'},
                                      {"progress", no_argument, NULL, 'p'},
-                                     {"no-progress", no_argument, NULL, 'q'}, {0}};
+                                     {"no-progress", no_argument, NULL, 'q'},
+                                     {0}};
   enum fmt fmt = F_NONE;
   const char *out = NULL, *ids_out = NULL, *after = NULL;
   uint64_t batch = 1000;
   for (int o; (o = getopt_long(argc, argv, "hf:o:b:", lo, NULL)) != -1;) switch (o) {
-      case 'f': fmt = fmt_parse(optarg); if (fmt != F_JSONL && fmt != F_NPY) return fail(EX_USAGE, "--format '%s' is not jsonl or npy", optarg); break;
-      case 'o': out = optarg; break;
-      case 'I': ids_out = optarg; break;
-      case 'a': after = optarg; break;
-      case 'b': if (parse_u64("--batch", optarg, 1, 1000000, &batch)) return EX_USAGE; break;
-      case 'p': g_progress = 1; break;
-      case 'q': g_progress = 0; break;
-      COMMON_CASES
+      case 'f':
+        fmt = fmt_parse(optarg);
+        if (fmt != F_JSONL && fmt != F_NPY)
+          return fail(EX_USAGE, "--format '%s' is not jsonl or npy", optarg);
+        break;
+      case 'o':
+        out = optarg;
+        break;
+      case 'I':
+        ids_out = optarg;
+        break;
+      case 'a':
+        after = optarg;
+        break;
+      case 'b':
+        if (parse_u64("--batch", optarg, 1, 1000000, &batch)) return EX_USAGE;
+        break;
+      case 'p':
+        g_progress = 1;
+        break;
+      case 'q':
+        g_progress = 0;
+        break;
+        COMMON_CASES
     }
   if (!need_args(argc, optind, 2, 2)) return EX_USAGE;
   if (fmt == F_NONE) fmt = out && fmt_guess(out) == F_NPY ? F_NPY : F_JSONL;
-  if (fmt == F_NPY && (!out || !strcmp(out, "-"))) return fail(EX_USAGE, "npy export needs --output FILE (the ids go to FILE.ids)");
+  if (fmt == F_NPY && (!out || !strcmp(out, "-")))
+    return fail(EX_USAGE, "npy export needs --output FILE (the ids go to FILE.ids)");
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
   if (rc) return rc;
@@ -1172,7 +1338,8 @@ static int c_export(int argc, char **argv) {
   }
   if (!rc && fmt == F_NPY) {
     idpath = ids_out ? strdup(ids_out) : cat2(out, ".ids");
-    if (!(idf = fopen(idpath, "w"))) rc = fail(EX_ERR, "cannot write '%s': %s", idpath, strerror(errno));
+    if (!(idf = fopen(idpath, "w")))
+      rc = fail(EX_ERR, "cannot write '%s': %s", idpath, strerror(errno));
     sx_collection_info ci = SX_COLLECTION_INFO_INIT;
     sx_collection_describe(c, &ci, &e);
     if (!rc) npy_header(f, sx_cursor_remaining(cur), ci.dim);
@@ -1190,7 +1357,8 @@ static int c_export(int argc, char **argv) {
     size_t n = sx_records_count(recs), dim = sx_records_dim(recs);
     for (size_t i = 0; i < n; i++) {
       if (fmt == F_JSONL) {
-        put_record(f, sx_records_id(recs, i), sx_records_vector(recs, i), dim, sx_records_metadata(recs, i));
+        put_record(f, sx_records_id(recs, i), sx_records_vector(recs, i), dim,
+                   sx_records_metadata(recs, i));
       } else {
         fputs(sx_records_id(recs, i), idf);
         fputc('\n', idf);
@@ -1205,9 +1373,11 @@ static int c_export(int argc, char **argv) {
   }
   if (!rc) progress_show(&pg, done, total, 1);
   if (f && f != stdout) {
-    if (fflush(f) || ferror(f) || fsync(fileno(f))) rc = rc ? rc : fail(EX_ERR, "cannot write '%s': %s", tmp, strerror(errno));
+    if (fflush(f) || ferror(f) || fsync(fileno(f)))
+      rc = rc ? rc : fail(EX_ERR, "cannot write '%s': %s", tmp, strerror(errno));
     fclose(f);
-    if (!rc && rename(tmp, out)) rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, out, strerror(errno));
+    if (!rc && rename(tmp, out))
+      rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, out, strerror(errno));
     if (rc) unlink(tmp);
   } else if (f) {
     fflush(f);
@@ -1251,7 +1421,8 @@ static int read_queries(const char *path, float **qs, size_t *nq, size_t *dim) {
       if (rc) break;
       if (*dim && d != *dim) {
         free(v);
-        rc = fail(EX_USAGE, "query line %" PRIu64 " has %zu numbers, the first had %zu", ln, d, *dim);
+        rc = fail(EX_USAGE, "query line %" PRIu64 " has %zu numbers, the first had %zu", ln, d,
+                  *dim);
         break;
       }
       *dim = d;
@@ -1293,12 +1464,14 @@ static int read_queries(const char *path, float **qs, size_t *nq, size_t *dim) {
 }
 
 static int c_search(int argc, char **argv) {
-  static const struct option lo[] = {COMMON_LONG, {"vector", required_argument, NULL, 'v'},
+  static const struct option lo[] = {COMMON_LONG,
+                                     {"vector", required_argument, NULL, 'v'},
                                      {"query-file", required_argument, NULL, 'Q'},
                                      {"k", required_argument, NULL, 'k'},
                                      {"ef", required_argument, NULL, 'e'},
                                      {"filter", required_argument, NULL, 'F'},
-                                     {"exact", no_argument, NULL, 'X'}, {0}};
+                                     {"exact", no_argument, NULL, 'X'},
+                                     {0}};
   const char *vtext = NULL, *qfile = NULL, *filter = NULL;
   uint64_t k = 10, ef = 0;
   int exact = 0;
@@ -1315,19 +1488,31 @@ static int c_search(int argc, char **argv) {
       i--;
     } else if (strchr("vQke", a[1]) && a[2] == 0) {
       i++; /* skips the option's value */
-    } else if (!strcmp(a, "--vector") || !strcmp(a, "--query-file") || !strcmp(a, "--k") || !strcmp(a, "--ef") ||
-               !strcmp(a, "--filter")) {
+    } else if (!strcmp(a, "--vector") || !strcmp(a, "--query-file") || !strcmp(a, "--k") ||
+               !strcmp(a, "--ef") || !strcmp(a, "--filter")) {
       i++;
     }
   }
   for (int o; (o = getopt_long(argc, argv, "hv:Q:k:", lo, NULL)) != -1;) switch (o) {
-      case 'v': vtext = optarg; break;
-      case 'Q': qfile = optarg; break;
-      case 'k': if (parse_u64("-k", optarg, 1, 100000, &k)) return EX_USAGE; break;
-      case 'e': if (parse_u64("--ef", optarg, 1, 1000000, &ef)) return EX_USAGE; break;
-      case 'F': filter = optarg; break;
-      case 'X': exact = 1; break;
-      COMMON_CASES
+      case 'v':
+        vtext = optarg;
+        break;
+      case 'Q':
+        qfile = optarg;
+        break;
+      case 'k':
+        if (parse_u64("-k", optarg, 1, 100000, &k)) return EX_USAGE;
+        break;
+      case 'e':
+        if (parse_u64("--ef", optarg, 1, 1000000, &ef)) return EX_USAGE;
+        break;
+      case 'F':
+        filter = optarg;
+        break;
+      case 'X':
+        exact = 1;
+        break;
+        COMMON_CASES
     }
   if (!need_args(argc, optind, 2, 3)) return EX_USAGE;
   if (filter) {
@@ -1337,10 +1522,13 @@ static int c_search(int argc, char **argv) {
   }
   if (argc - optind == 3 && !vtext) vtext = argv[optind + 2];
   if ((vtext != NULL) + (qfile != NULL) != 1)
-    return fail(EX_USAGE, "give one query: a vector (\"0.1,0.2,...\" or --vector), or --query-file FILE (- for stdin)");
+    return fail(EX_USAGE,
+                "give one query: a vector (\"0.1,0.2,...\" or --vector), or --query-file FILE (- "
+                "for stdin)");
   float *qs = NULL;
   size_t nq = 1, dim = 0;
-  int rc = vtext ? parse_vector_text("query vector", vtext, &qs, &dim) : read_queries(qfile, &qs, &nq, &dim);
+  int rc = vtext ? parse_vector_text("query vector", vtext, &qs, &dim)
+                 : read_queries(qfile, &qs, &nq, &dim);
   if (rc) return rc;
   sx_db *db;
   rc = open_db(argv[optind], 1, 0, &db);
@@ -1380,14 +1568,16 @@ static int c_search(int argc, char **argv) {
       json_object_set_new(o, "queries", json_integer((json_int_t)nq));
       json_object_set_new(o, "k", json_integer((json_int_t)k));
       json_object_set_new(o, "milliseconds", json_real(ms));
-      json_object_set_new(o, "results", nq == 1 ? json_incref(json_array_get(all, 0)) : json_incref(all));
+      json_object_set_new(o, "results",
+                          nq == 1 ? json_incref(json_array_get(all, 0)) : json_incref(all));
       json_decref(all);
       json_out(o);
     } else {
       for (size_t q = 0; q < nq; q++) {
         if (nq > 1) printf("query %zu\n", q);
         for (size_t i = 0; i < sx_results_count(res, q); i++)
-          printf("%3zu  %-40s %.6g\n", i + 1, sx_results_id(res, q, i), (double)sx_results_distance(res, q, i));
+          printf("%3zu  %-40s %.6g\n", i + 1, sx_results_id(res, q, i),
+                 (double)sx_results_distance(res, q, i));
       }
     }
     sx_results_free(res);
@@ -1401,7 +1591,9 @@ static int c_search(int argc, char **argv) {
 
 static int c_checkpoint(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 1, 1)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 0, 0, &db);
@@ -1416,8 +1608,8 @@ static int c_checkpoint(int argc, char **argv) {
   if (st) {
     rc = sx_fail(st, &e);
   } else if (g_json) {
-    printf("{\"wal_frames\": %" PRIu64 ", \"wal_backfilled\": %" PRIu64 ", \"complete\": %s}\n", s.wal_frames,
-           s.wal_backfilled, s.wal_frames == s.wal_backfilled ? "true" : "false");
+    printf("{\"wal_frames\": %" PRIu64 ", \"wal_backfilled\": %" PRIu64 ", \"complete\": %s}\n",
+           s.wal_frames, s.wal_backfilled, s.wal_frames == s.wal_backfilled ? "true" : "false");
   } else {
     printf("checkpointed %" PRIu64 " of %" PRIu64 " WAL frames%s\n", s.wal_backfilled, s.wal_frames,
            s.wal_frames == s.wal_backfilled ? "" : " (a reader pins an older snapshot)");
@@ -1430,8 +1622,10 @@ static int c_delete(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {"ids-file", required_argument, NULL, 'I'}, {0}};
   const char *ids_file = NULL;
   for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
-      case 'I': ids_file = optarg; break;
-      COMMON_CASES
+      case 'I':
+        ids_file = optarg;
+        break;
+        COMMON_CASES
     }
   if (!need_args(argc, optind, ids_file ? 2 : 3, -1)) return EX_USAGE;
   size_t n = 0, cap = 16;
@@ -1465,9 +1659,12 @@ static int c_delete(int argc, char **argv) {
     size_t deleted = 0;
     int st = sx_write_delete(w, argv[optind + 1], n, (const char *const *)ids, &deleted, &e);
     if (!st) st = sx_write_commit(w, &e);
-    if (st) rc = sx_fail(st, &e);
-    else if (g_json) printf("{\"requested\": %zu, \"deleted\": %zu}\n", n, deleted);
-    else printf("deleted %zu of %zu ids\n", deleted, n);
+    if (st)
+      rc = sx_fail(st, &e);
+    else if (g_json)
+      printf("{\"requested\": %zu, \"deleted\": %zu}\n", n, deleted);
+    else
+      printf("deleted %zu of %zu ids\n", deleted, n);
   }
   for (size_t i = 0; i < n; i++) free(ids[i]);
   free(ids);
@@ -1478,7 +1675,9 @@ static int c_delete(int argc, char **argv) {
 
 static int c_drop(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG, {0}};
-  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) { COMMON_CASES }
+  for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
+      COMMON_CASES
+    }
   if (!need_args(argc, optind, 2, 2)) return EX_USAGE;
   sx_db *db;
   int rc = open_db(argv[optind], 0, 0, &db);
@@ -1489,8 +1688,10 @@ static int c_drop(int argc, char **argv) {
     sx_error e = SX_ERROR_INIT;
     int st = sx_write_drop_collection(w, argv[optind + 1], &e);
     if (!st) st = sx_write_commit(w, &e);
-    if (st) rc = sx_fail(st, &e);
-    else if (g_json) printf("{\"dropped\": true}\n");
+    if (st)
+      rc = sx_fail(st, &e);
+    else if (g_json)
+      printf("{\"dropped\": true}\n");
   }
   sx_write_free(w);
   sx_db_free(db);
@@ -1498,15 +1699,23 @@ static int c_drop(int argc, char **argv) {
 }
 
 static int c_backup(int argc, char **argv) {
-  static const struct option lo[] = {COMMON_LONG, {"overwrite", no_argument, NULL, 'f'},
+  static const struct option lo[] = {COMMON_LONG,
+                                     {"overwrite", no_argument, NULL, 'f'},
                                      {"progress", no_argument, NULL, 'p'},
-                                     {"no-progress", no_argument, NULL, 'q'}, {0}};
+                                     {"no-progress", no_argument, NULL, 'q'},
+                                     {0}};
   sx_backup_options bo = SX_BACKUP_OPTIONS_INIT;
   for (int o; (o = getopt_long(argc, argv, "hf", lo, NULL)) != -1;) switch (o) {
-      case 'f': bo.overwrite = 1; break;
-      case 'p': g_progress = 1; break;
-      case 'q': g_progress = 0; break;
-      COMMON_CASES
+      case 'f':
+        bo.overwrite = 1;
+        break;
+      case 'p':
+        g_progress = 1;
+        break;
+      case 'q':
+        g_progress = 0;
+        break;
+        COMMON_CASES
     }
   if (!need_args(argc, optind, 2, 2)) return EX_USAGE;
   sx_db *db;
@@ -1527,7 +1736,8 @@ static int c_backup(int argc, char **argv) {
     printf("{\"backup\": \"%s\", \"bytes\": %" PRIu64 ", \"seconds\": %.3f}\n", argv[optind + 1],
            file_size(argv[optind + 1]), secs);
   } else {
-    printf("backed up to %s (%" PRIu64 " bytes) in %.2fs\n", argv[optind + 1], file_size(argv[optind + 1]), secs);
+    printf("backed up to %s (%" PRIu64 " bytes) in %.2fs\n", argv[optind + 1],
+           file_size(argv[optind + 1]), secs);
   }
   sx_db_free(db);
   return rc;
@@ -1549,10 +1759,12 @@ static int space_of(sx_db *db, sx_space_stats *sp) {
 /* compact --into: a new database holding only the live records, written beside
  * dest, checkpointed, synced and renamed into place. */
 static int compact_into(sx_db *db, const char *dest, int overwrite) {
-  if (file_exists(dest) && !overwrite) return fail(EX_ERR, "'%s' exists (remove it, or --overwrite)", dest);
+  if (file_exists(dest) && !overwrite)
+    return fail(EX_ERR, "'%s' exists (remove it, or --overwrite)", dest);
   char suffix[64];
   snprintf(suffix, sizeof suffix, ".tmp-%d", (int)getpid());
-  char *tmp = cat2(dest, suffix), *tw = cat2(tmp, "-wal"), *tw2 = cat2(tmp, "-wal2"), *ts = cat2(tmp, "-shm");
+  char *tmp = cat2(dest, suffix), *tw = cat2(tmp, "-wal"), *tw2 = cat2(tmp, "-wal2"),
+       *ts = cat2(tmp, "-shm");
   sx_error e = SX_ERROR_INIT;
   sx_open_options oo = SX_OPEN_OPTIONS_INIT;
   oo.sync = SX_SYNC_OFF; /* the file is synced whole before it is renamed */
@@ -1598,7 +1810,8 @@ static int compact_into(sx_db *db, const char *dest, int overwrite) {
       size_t n = sx_records_count(recs);
       if (!st && n) {
         const size_t *ioff, *moff;
-        const char *ids = sx_records_id_data(recs, &ioff), *meta = sx_records_metadata_data(recs, &moff);
+        const char *ids = sx_records_id_data(recs, &ioff),
+                   *meta = sx_records_metadata_data(recs, &moff);
         /* The records' own buffers, as the packed upsert takes them (NULs included:
          * each id's range is shortened by one below). */
         size_t *io = malloc((n + 1) * sizeof *io), *mo = malloc((n + 1) * sizeof *mo);
@@ -1620,7 +1833,8 @@ static int compact_into(sx_db *db, const char *dest, int overwrite) {
           at += len;
         }
         mo[n] = at;
-        st = sx_write_upsert_packed(w, name, n, idb, io, sx_records_vectors(recs), ci.dim, mb, mo, &e);
+        st = sx_write_upsert_packed(w, name, n, idb, io, sx_records_vectors(recs), ci.dim, mb, mo,
+                                    &e);
         free(io);
         free(mo);
         free(idb);
@@ -1664,7 +1878,8 @@ static int compact_into(sx_db *db, const char *dest, int overwrite) {
     free(dw2);
     free(ds);
   }
-  if (!rc && rename(tmp, dest)) rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, dest, strerror(errno));
+  if (!rc && rename(tmp, dest))
+    rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, dest, strerror(errno));
   if (!rc) {
     char *slash = strrchr(dest, '/');
     char *dir = slash ? strndup(dest, (size_t)(slash - dest) + 1) : strdup(".");
@@ -1689,20 +1904,32 @@ static int compact_into(sx_db *db, const char *dest, int overwrite) {
 }
 
 static int c_compact(int argc, char **argv) {
-  static const struct option lo[] = {COMMON_LONG, {"into", required_argument, NULL, 'i'},
+  static const struct option lo[] = {COMMON_LONG,
+                                     {"into", required_argument, NULL, 'i'},
                                      {"overwrite", no_argument, NULL, 'f'},
                                      {"no-checkpoint", no_argument, NULL, 'n'},
                                      {"progress", no_argument, NULL, 'p'},
-                                     {"no-progress", no_argument, NULL, 'q'}, {0}};
+                                     {"no-progress", no_argument, NULL, 'q'},
+                                     {0}};
   const char *into = NULL;
   int overwrite = 0, ckpt = 1;
   for (int o; (o = getopt_long(argc, argv, "h", lo, NULL)) != -1;) switch (o) {
-      case 'i': into = optarg; break;
-      case 'f': overwrite = 1; break;
-      case 'n': ckpt = 0; break;
-      case 'p': g_progress = 1; break;
-      case 'q': g_progress = 0; break;
-      COMMON_CASES
+      case 'i':
+        into = optarg;
+        break;
+      case 'f':
+        overwrite = 1;
+        break;
+      case 'n':
+        ckpt = 0;
+        break;
+      case 'p':
+        g_progress = 1;
+        break;
+      case 'q':
+        g_progress = 0;
+        break;
+        COMMON_CASES
     }
   if (!need_args(argc, optind, 1, 1)) return EX_USAGE;
   const char *path = argv[optind];
@@ -1740,18 +1967,23 @@ static int c_compact(int argc, char **argv) {
   double secs = now_s() - t0;
   if (!rc) {
     if (g_json) {
-      printf("{\"seconds\": %.3f, \"into\": %s%s%s, \"file_bytes_before\": %" PRIu64 ", \"file_bytes_after\": %" PRIu64
-             ", \"live_bytes\": %" PRIu64 ", \"collection_pages_before\": %" PRIu64 ", \"collection_pages_after\": %" PRIu64
+      printf("{\"seconds\": %.3f, \"into\": %s%s%s, \"file_bytes_before\": %" PRIu64
+             ", \"file_bytes_after\": %" PRIu64 ", \"live_bytes\": %" PRIu64
+             ", \"collection_pages_before\": %" PRIu64 ", \"collection_pages_after\": %" PRIu64
              ", \"free_pages_after\": %" PRIu64 ", \"reclaimable_bytes_before\": %" PRIu64
              ", \"reclaimable_bytes_after\": %" PRIu64 "}\n",
-             secs, into ? "\"" : "", into ? into : "null", into ? "\"" : "", fbefore, fafter, after.live_bytes,
-             before.collection_pages, after.collection_pages, after.free_pages, before.reclaimable_bytes,
-             after.reclaimable_bytes);
+             secs, into ? "\"" : "", into ? into : "null", into ? "\"" : "", fbefore, fafter,
+             after.live_bytes, before.collection_pages, after.collection_pages, after.free_pages,
+             before.reclaimable_bytes, after.reclaimable_bytes);
     } else {
-      printf("compacted in %.2fs: collections %" PRIu64 " -> %" PRIu64 " pages, reclaimable %" PRIu64 " -> %" PRIu64
-             " bytes; file %" PRIu64 " -> %" PRIu64 " bytes%s\n",
-             secs, before.collection_pages, after.collection_pages, before.reclaimable_bytes, after.reclaimable_bytes,
-             fbefore, fafter, into ? "" : " (freed pages are reused by later writes; --into DEST writes a file of only the live data)");
+      printf("compacted in %.2fs: collections %" PRIu64 " -> %" PRIu64
+             " pages, reclaimable %" PRIu64 " -> %" PRIu64 " bytes; file %" PRIu64 " -> %" PRIu64
+             " bytes%s\n",
+             secs, before.collection_pages, after.collection_pages, before.reclaimable_bytes,
+             after.reclaimable_bytes, fbefore, fafter,
+             into ? ""
+                  : " (freed pages are reused by later writes; --into DEST writes a file of only "
+                    "the live data)");
     }
   }
   sx_db_free(db);
@@ -1765,29 +1997,53 @@ static const cmd CMDS[] = {
     {"collections", "DATABASE", "names of the collections", c_collections},
     {"describe", "DATABASE COLLECTION", "schema, count and slot use of a collection", c_describe},
     {"count", "DATABASE COLLECTION", "number of live vectors", c_count},
-    {"get", "DATABASE COLLECTION ID...", "records as JSON Lines; exit 4 if any id is missing", c_get},
-    {"create", "DATABASE COLLECTION --dim N [--metric l2|ip|cosine] [--index hnsw|flat] [--m M] [--ef-construction EF]",
+    {"get", "DATABASE COLLECTION ID...", "records as JSON Lines; exit 4 if any id is missing",
+     c_get},
+    {"create",
+     "DATABASE COLLECTION --dim N [--metric l2|ip|cosine] [--index hnsw|flat] [--m M] "
+     "[--ef-construction EF]",
      "create a collection (and the database when missing)", c_create},
-    {"import", "DATABASE COLLECTION FILE [--format npy|fvecs|bvecs|jsonl] [--ids FILE] [--id-prefix P] [--start N]"
+    {"import",
+     "DATABASE COLLECTION FILE [--format npy|fvecs|bvecs|jsonl] [--ids FILE] [--id-prefix P] "
+     "[--start N]"
      " [--batch N] [--skip-existing] [--sync full|normal|off] [--metric M] [--index I]",
-     "load vectors in batched commits; the collection is created when missing. Ids: JSON Lines carry them; for\n"
-     "  the others, one per line from --ids, else PREFIX + row number (from --start). Re-running an interrupted\n"
-     "  import resumes it: ids already present are replaced (same data), or left as they are with --skip-existing", c_import},
-    {"export", "DATABASE COLLECTION [-o FILE] [--format jsonl|npy] [--ids-output FILE] [--after ID] [--batch N]",
-     "records in id order as JSON Lines (stdout by default), or a float32 .npy plus an ids file (FILE.ids)", c_export},
-    {"search", "DATABASE COLLECTION [VECTOR | --vector V | --query-file FILE|-] [-k K] [--ef EF] [--filter JSON] [--exact]",
-     "nearest neighbours; a vector is numbers separated by commas or spaces; a query file is .npy, .fvecs,\n"
+     "load vectors in batched commits; the collection is created when missing. Ids: JSON Lines "
+     "carry them; for\n"
+     "  the others, one per line from --ids, else PREFIX + row number (from --start). Re-running "
+     "an interrupted\n"
+     "  import resumes it: ids already present are replaced (same data), or left as they are with "
+     "--skip-existing",
+     c_import},
+    {"export",
+     "DATABASE COLLECTION [-o FILE] [--format jsonl|npy] [--ids-output FILE] [--after ID] [--batch "
+     "N]",
+     "records in id order as JSON Lines (stdout by default), or a float32 .npy plus an ids file "
+     "(FILE.ids)",
+     c_export},
+    {"search",
+     "DATABASE COLLECTION [VECTOR | --vector V | --query-file FILE|-] [-k K] [--ef EF] [--filter "
+     "JSON] [--exact]",
+     "nearest neighbours; a vector is numbers separated by commas or spaces; a query file is .npy, "
+     ".fvecs,\n"
      "  .bvecs, .jsonl or text with one vector per line; --filter keeps the items whose metadata\n"
-     "  matches a JSON filter ({\"tag\": \"t1\", \"i\": {\"$lt\": 10}}, see sextant.h); --exact scans", c_search},
-    {"checkpoint", "DATABASE", "copy the WAL into the database file as far as readers allow", c_checkpoint},
-    {"delete", "DATABASE COLLECTION [ID...] [--ids-file FILE|-]", "delete ids (missing ones are not an error)", c_delete},
+     "  matches a JSON filter ({\"tag\": \"t1\", \"i\": {\"$lt\": 10}}, see sextant.h); --exact "
+     "scans",
+     c_search},
+    {"checkpoint", "DATABASE", "copy the WAL into the database file as far as readers allow",
+     c_checkpoint},
+    {"delete", "DATABASE COLLECTION [ID...] [--ids-file FILE|-]",
+     "delete ids (missing ones are not an error)", c_delete},
     {"drop", "DATABASE COLLECTION", "drop a collection and free its pages", c_drop},
     {"backup", "DATABASE DEST [--overwrite]",
-     "online, consistent copy to DEST (temp file, fsync, rename); writers and readers carry on", c_backup},
+     "online, consistent copy to DEST (temp file, fsync, rename); writers and readers carry on",
+     c_backup},
     {"compact", "DATABASE [--into DEST [--overwrite]] [--no-checkpoint]",
-     "rewrite every collection densely, reclaiming deleted records' space, as one write session (readers\n"
-     "  carry on); the freed pages are reused by later writes. With --into, write a new database of only the\n"
-     "  live records to DEST instead (the source is only read)", c_compact},
+     "rewrite every collection densely, reclaiming deleted records' space, as one write session "
+     "(readers\n"
+     "  carry on); the freed pages are reused by later writes. With --into, write a new database "
+     "of only the\n"
+     "  live records to DEST instead (the source is only read)",
+     c_compact},
 };
 
 static void cmd_usage(FILE *f) {
@@ -1799,24 +2055,34 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: sextant [--json] [--timeout MS] COMMAND [OPTIONS] DATABASE [ARGS]\n"
           "       sextant COMMAND --help\n\ncommands:\n");
-  for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++) fprintf(f, "  %-12s %s\n", CMDS[i].name, CMDS[i].help);
+  for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++)
+    fprintf(f, "  %-12s %s\n", CMDS[i].name, CMDS[i].help);
   fprintf(f,
           "\noptions:\n  --json        JSON output (get and export always write JSON Lines)\n"
           "  --timeout MS  longest wait for the writer lock (default 5000; -1 waits for ever)\n"
           "  --version     library version\n"
-          "\nexit codes: 0 ok, 1 error, 2 usage, 3 corrupt database, 4 not found, 5 busy, 130 interrupted\n");
+          "\nexit codes: 0 ok, 1 error, 2 usage, 3 corrupt database, 4 not found, 5 busy, 130 "
+          "interrupted\n");
 }
 
 int main(int argc, char **argv) {
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
-    if (!strcmp(argv[i], "--json")) g_json = 1;
-    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return EX_OK; }
-    else if (!strcmp(argv[i], "--version")) { printf("sextant %s (format %d)\n", sx_version(), sx_format_version()); return EX_OK; }
-    else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+    if (!strcmp(argv[i], "--json"))
+      g_json = 1;
+    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return EX_OK;
+    } else if (!strcmp(argv[i], "--version")) {
+      printf("sextant %s (format %d)\n", sx_version(), sx_format_version());
+      return EX_OK;
+    } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
       char *end;
       long v = strtol(argv[++i], &end, 10);
-      if (*end || v < -1 || v > 86400000) { fprintf(stderr, "sextant: --timeout '%s' is not -1 or 0..86400000\n", argv[i]); return EX_USAGE; }
+      if (*end || v < -1 || v > 86400000) {
+        fprintf(stderr, "sextant: --timeout '%s' is not -1 or 0..86400000\n", argv[i]);
+        return EX_USAGE;
+      }
       g_timeout_ms = (int)v;
     } else {
       fprintf(stderr, "sextant: unknown option '%s'\n", argv[i]);

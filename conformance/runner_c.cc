@@ -309,7 +309,8 @@ const std::map<std::string, std::set<std::string>> kOpArgs = {
     {"list_collections", {"session"}},
     {"describe_collection", {"session", "name"}},
     {"upsert", {"session", "collection", "items"}},
-    {"upsert_generated", {"session", "collection", "count", "dim", "seed", "id_prefix", "metadata_mod"}},
+    {"upsert_generated",
+     {"session", "collection", "count", "dim", "seed", "id_prefix", "metadata_mod"}},
     {"delete", {"session", "collection", "ids"}},
     {"get", {"session", "collection", "id"}},
     {"count", {"session", "collection"}},
@@ -808,7 +809,8 @@ class Interpreter {
       std::vector<std::string> meta;
       std::vector<bool> has(g.count, true);
       for (size_t i = 0; i < g.count; i++)
-        meta.push_back("{\"i\": " + std::to_string(i) + ", \"c\": " + std::to_string(i % mod) + "}");
+        meta.push_back("{\"i\": " + std::to_string(i) + ", \"c\": " + std::to_string(i % mod) +
+                       "}");
       return UpsertRows(*w, coll, ids, flat, g.dim, &meta, &has);
     }
     return UpsertRows(*w, coll, ids, flat, g.dim, nullptr, nullptr);
@@ -926,7 +928,8 @@ class Interpreter {
     Outcome out;
     json_t *a = json_array();
     for (size_t i = 0; i < sx_records_count(r); i++)
-      json_array_append_new(a, sx_records_found(r, i) ? RecordJson(r, i, &out.problem) : json_null());
+      json_array_append_new(a,
+                            sx_records_found(r, i) ? RecordJson(r, i, &out.problem) : json_null());
     sx_records_free(r);
     out.value.reset(a);
     return out;
@@ -944,7 +947,8 @@ class Interpreter {
     if (ja) after = json_string_value(ja);
     size_t batch = 1000;
     const json_t *jb = json_object_get(step_, "batch");
-    if (jb && (!json_is_integer(jb) || json_integer_value(jb) < 0)) throw CaseError("\"batch\" must be an integer >= 0");
+    if (jb && (!json_is_integer(jb) || json_integer_value(jb) < 0))
+      throw CaseError("\"batch\" must be an integer >= 0");
     if (jb) batch = static_cast<size_t>(json_integer_value(jb));
     sx_error e = SX_ERROR_INIT;
     CollectionView cv;
@@ -1003,9 +1007,12 @@ class Interpreter {
       if (!json_is_array(inc)) throw CaseError("\"include\" must be an array");
       for (size_t i = 0; i < json_array_size(inc); i++) {
         const char *w = json_string_value(json_array_get(inc, i));
-        if (w && !strcmp(w, "metadata")) o.include |= SX_INCLUDE_METADATA;
-        else if (w && !strcmp(w, "vector")) o.include |= SX_INCLUDE_VECTOR;
-        else throw CaseError("\"include\" holds \"metadata\" and \"vector\" only");
+        if (w && !strcmp(w, "metadata"))
+          o.include |= SX_INCLUDE_METADATA;
+        else if (w && !strcmp(w, "vector"))
+          o.include |= SX_INCLUDE_VECTOR;
+        else
+          throw CaseError("\"include\" holds \"metadata\" and \"vector\" only");
       }
     }
     if (const json_t *ex = Opt("exact")) {
@@ -1286,9 +1293,8 @@ std::string Check(const std::string &op, const json_t *step, const Outcome &o) {
 
 // ---- case files and registration -------------------------------------------------------------
 
-const std::set<std::string> kCapabilities = {"index:flat", "index:hnsw",    "metric:l2",
-                                             "metric:ip",  "metric:cosine", "metadata",
-                                             "filter"};
+const std::set<std::string> kCapabilities = {
+    "index:flat", "index:hnsw", "metric:l2", "metric:ip", "metric:cosine", "metadata", "filter"};
 const std::set<std::string> kKnownTags = {"index:flat",    "index:hnsw", "metric:l2", "metric:ip",
                                           "metric:cosine", "metadata",   "filter"};
 

@@ -10,13 +10,13 @@
 
 #include "sextant.h"
 
-#define CHECK(what, call)                                                                  \
-  do {                                                                                     \
-    int rc_ = (call);                                                                      \
-    if (rc_ != SX_OK) {                                                                    \
+#define CHECK(what, call)                                                                   \
+  do {                                                                                      \
+    int rc_ = (call);                                                                       \
+    if (rc_ != SX_OK) {                                                                     \
       fprintf(stderr, "demo: %s failed: %s: %s\n", what, sx_status_name(rc_), err.message); \
-      return 1;                                                                            \
-    }                                                                                      \
+      return 1;                                                                             \
+    }                                                                                       \
   } while (0)
 
 static void show(const char *title, sx_results *res) {
@@ -41,8 +41,8 @@ int main(int argc, char **argv) {
   if (rc != SX_OK && rc != SX_EXISTS) CHECK("create_collection", rc);
   const char *ids[] = {"red", "green", "blue", "grey"};
   const float vecs[] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5f, 0.5f, 0.5f};
-  const char *meta[] = {"{\"rgb\": \"#ff0000\"}", "{\"rgb\": \"#00ff00\"}", "{\"rgb\": \"#0000ff\"}",
-                        NULL};
+  const char *meta[] = {"{\"rgb\": \"#ff0000\"}", "{\"rgb\": \"#00ff00\"}",
+                        "{\"rgb\": \"#0000ff\"}", NULL};
   CHECK("upsert", sx_write_upsert(w, "points", 4, ids, vecs, 3, meta, &err));
   CHECK("commit", sx_write_commit(w, &err));
   sx_write_free(w);

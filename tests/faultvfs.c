@@ -70,8 +70,8 @@ struct sx__faultvfs {
   uint64_t counts[SX__IO_KINDS]; /* __atomic */
   uint64_t total;                /* __atomic */
   int armed, fault_kind, fault_mode, persistent;
-  uint64_t fault_at; /* the count (of fault_kind, or total) that fires */
-  int fired;         /* __atomic */
+  uint64_t fault_at;         /* the count (of fault_kind, or total) that fires */
+  int fired;                 /* __atomic */
   uint64_t crash_syncs_left; /* 0: no crash pending */
   int crashed;               /* __atomic */
   struct tracked *files;
@@ -214,8 +214,7 @@ static int injected(sx_error *err, int e, const char *what, const char *path) {
 }
 
 static int power_off(sx_error *err, const char *what, const char *path) {
-  return sx__err_set(err, SX_IO, "cannot %s '%s': the power is off (simulated crash)", what,
-                     path);
+  return sx__err_set(err, SX_IO, "cannot %s '%s': the power is off (simulated crash)", what, path);
 }
 
 static int crashed(const sx__faultvfs *fv) {
@@ -479,8 +478,7 @@ static int fv_size(sx__file *f, uint64_t *out, sx_error *err) {
   return base()->size(f, out, err);
 }
 
-static int fv_mmap(sx__file *f, uint64_t off, size_t len, int writable, void **out,
-                   sx_error *err) {
+static int fv_mmap(sx__file *f, uint64_t off, size_t len, int writable, void **out, sx_error *err) {
   sx__faultvfs *fv = fv_of(f->vfs);
   int mode;
   *out = NULL;
@@ -589,8 +587,8 @@ sx__faultvfs *sx__faultvfs_new(void) {
   sx__faultvfs *fv = (sx__faultvfs *)calloc(1, sizeof *fv);
   if (!fv) return NULL;
   static const sx__vfs table = {
-      "fault",      fv_open, fv_close,  fv_read,   fv_write,    fv_sync,   fv_truncate,
-      fv_size,      fv_mmap, fv_munmap, fv_rename, fv_dir_sync, fv_unlink, fv_exists,
+      "fault", fv_open, fv_close,  fv_read,   fv_write,    fv_sync,   fv_truncate,
+      fv_size, fv_mmap, fv_munmap, fv_rename, fv_dir_sync, fv_unlink, fv_exists,
   };
   fv->vfs = table;
   pthread_mutex_init(&fv->mu, NULL);
@@ -669,8 +667,8 @@ static int lose_file(struct tracked *t, int how, uint64_t *rng) {
   struct stat st;
   if (t->created) {
     /* The name never reached the disk. Only remove the inode we know. */
-    if (stat(t->path, &st) == 0 && (uint64_t)st.st_ino == t->ino &&
-        (uint64_t)st.st_dev == t->dev && unlink(t->path) < 0)
+    if (stat(t->path, &st) == 0 && (uint64_t)st.st_ino == t->ino && (uint64_t)st.st_dev == t->dev &&
+        unlink(t->path) < 0)
       return -1;
     return 0;
   }

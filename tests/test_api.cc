@@ -117,10 +117,14 @@ TEST(Api, CallsRacingOnOneWriteSessionFailCleanly) {
           uint64_t v;
           rc = sx_write_user_version(w, &v, &e);
         }
-        if (rc == SX_OK) ok++;
-        else if (rc == SX_MISUSE) misuse++;
-        else if (rc == SX_CLOSED) closed++;
-        else other++;
+        if (rc == SX_OK)
+          ok++;
+        else if (rc == SX_MISUSE)
+          misuse++;
+        else if (rc == SX_CLOSED)
+          closed++;
+        else
+          other++;
         if (rc == SX_CLOSED) break;
       }
     };
@@ -130,9 +134,15 @@ TEST(Api, CallsRacingOnOneWriteSessionFailCleanly) {
     sx_error e = SX_ERROR_INIT;
     sx_status rc;
     switch (round % 3) {
-      case 0: rc = sx_write_commit(w, &e); break;
-      case 1: rc = sx_write_abort(w); break;
-      default: rc = h == db ? sx_write_abort(w) : sx_db_close(h); break;
+      case 0:
+        rc = sx_write_commit(w, &e);
+        break;
+      case 1:
+        rc = sx_write_abort(w);
+        break;
+      default:
+        rc = h == db ? sx_write_abort(w) : sx_db_close(h);
+        break;
     }
     // The end itself may meet a call in progress (MISUSE); then the session is still
     // open and is ended once the workers are done.
@@ -212,7 +222,8 @@ TEST(Api, SmallerWalCapAfterACrashLosesNothing) {
       Batch b = MakeBatch(200, 16, (uint64_t)k + 1, ("c" + std::to_string(k) + "-").c_str());
       sx_write *w = nullptr;
       if (sx_write_begin(db, 1000, &w, nullptr) != SX_OK) _exit(3);
-      if (sx_write_upsert(w, "c", 200, b.ptrs.data(), b.vecs.data(), 16, nullptr, nullptr)) _exit(4);
+      if (sx_write_upsert(w, "c", 200, b.ptrs.data(), b.vecs.data(), 16, nullptr, nullptr))
+        _exit(4);
       if (sx_write_commit(w, nullptr) != SX_OK) _exit(5);
     }
     _exit(0);
@@ -377,12 +388,16 @@ TEST(Api, ForkWhileAnotherThreadHoldsAnInternalMutex) {
   for (int which = 0; which < 2; which++) {
     std::atomic<bool> held{false};
     std::thread th([&] {
-      if (which == 0) sx__db_mutex_for_test(db, 1);
-      else sx__pager_slots_mutex_for_test(sx__db_pager(db), 1);
+      if (which == 0)
+        sx__db_mutex_for_test(db, 1);
+      else
+        sx__pager_slots_mutex_for_test(sx__db_pager(db), 1);
       held = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (which == 0) sx__db_mutex_for_test(db, 0);
-      else sx__pager_slots_mutex_for_test(sx__db_pager(db), 0);
+      if (which == 0)
+        sx__db_mutex_for_test(db, 0);
+      else
+        sx__pager_slots_mutex_for_test(sx__db_pager(db), 0);
     });
     while (!held.load()) std::this_thread::yield();
     pid_t pid = fork();
@@ -418,8 +433,9 @@ TEST(Api, CancelTokenStopsALongSearch) {
   sx_write *w = nullptr;
   ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
   Batch b = MakeBatch(20000, dim, 3, "x");
-  ASSERT_EQ(sx_write_upsert(w, "c", b.ptrs.size(), b.ptrs.data(), b.vecs.data(), dim, nullptr, &err),
-            SX_OK);
+  ASSERT_EQ(
+      sx_write_upsert(w, "c", b.ptrs.size(), b.ptrs.data(), b.vecs.data(), dim, nullptr, &err),
+      SX_OK);
   ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
   sx_write_free(w);
   sx_read *r = nullptr;
@@ -440,7 +456,8 @@ TEST(Api, CancelTokenStopsALongSearch) {
   sx_results *res = nullptr;
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(sx_collection_search_batch(c, qs.data(), 2000, dim, 10, &so, &res, &err), SX_CANCELLED);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   th.join();
   EXPECT_EQ(res, nullptr);
   EXPECT_NE(strstr(err.message, "cancelled"), nullptr) << err.message;
@@ -453,7 +470,8 @@ TEST(Api, CancelTokenStopsALongSearch) {
   so.threads = 1;
   auto t1 = std::chrono::steady_clock::now();
   ASSERT_EQ(sx_collection_search_batch(c, qs.data(), 400, dim, 10, &so, &res, &err), SX_OK);
-  auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1);
+  auto full_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1);
   sx_results_free(res);
   EXPECT_LT(ms.count(), 5 * full_ms.count() + 500) << "cancel took " << ms.count() << " ms";
   sx_cancel_free(tok);
@@ -482,7 +500,8 @@ TEST(Api, CancelTokenStopsAWaitForTheWriterLock) {
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_EQ(sx_write_begin_opts(h, &wo, &w2, &err), SX_CANCELLED) << err.message;
     EXPECT_EQ(sx_db_checkpoint_opts(h, &wo, &err), SX_CANCELLED) << err.message;
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
     th.join();
     EXPECT_EQ(w2, nullptr);
     EXPECT_GE(ms.count(), 35);
@@ -529,8 +548,8 @@ TEST(Api, PackedUpsertAndDeleteMatchTheArrayForms) {
   std::vector<size_t> io, mo;
   Pack(ids, &ib, &io);
   Pack(meta, &mb, &mo);
-  ASSERT_EQ(sx_write_upsert_packed(w, "p", 4, ib.data(), io.data(), v.data(), 4, mb.data(), mo.data(),
-                                   &err),
+  ASSERT_EQ(sx_write_upsert_packed(w, "p", 4, ib.data(), io.data(), v.data(), 4, mb.data(),
+                                   mo.data(), &err),
             SX_OK)
       << err.message;
   sx_collection *c = nullptr;
@@ -542,24 +561,29 @@ TEST(Api, PackedUpsertAndDeleteMatchTheArrayForms) {
     const float *vec = sx_record_vector(rec, &dim);
     ASSERT_EQ(dim, 4u);
     EXPECT_EQ(memcmp(vec, &v[i * 4], 16), 0);
-    if (meta[i].empty()) EXPECT_EQ(sx_record_metadata(rec), nullptr);
-    else EXPECT_STREQ(sx_record_metadata(rec), meta[i].c_str());
+    if (meta[i].empty())
+      EXPECT_EQ(sx_record_metadata(rec), nullptr);
+    else
+      EXPECT_STREQ(sx_record_metadata(rec), meta[i].c_str());
     sx_record_free(rec);
   }
   sx_collection_free(c);
   // Bad packing: decreasing offsets, a NUL inside an id; nothing stored.
   std::vector<size_t> dec = {0, 2, 1};
-  EXPECT_EQ(sx_write_upsert_packed(w, "p", 2, "xyz", dec.data(), v.data(), 4, nullptr, nullptr, &err),
-            SX_INVALID_ARGUMENT);
+  EXPECT_EQ(
+      sx_write_upsert_packed(w, "p", 2, "xyz", dec.data(), v.data(), 4, nullptr, nullptr, &err),
+      SX_INVALID_ARGUMENT);
   EXPECT_NE(strstr(err.message, "decrease at item 1"), nullptr) << err.message;
   std::string nul("q\0r", 3);
   std::vector<size_t> no = {0, 3};
-  EXPECT_EQ(sx_write_upsert_packed(w, "p", 1, nul.data(), no.data(), v.data(), 4, nullptr, nullptr, &err),
-            SX_INVALID_ARGUMENT);
+  EXPECT_EQ(
+      sx_write_upsert_packed(w, "p", 1, nul.data(), no.data(), v.data(), 4, nullptr, nullptr, &err),
+      SX_INVALID_ARGUMENT);
   EXPECT_NE(strstr(err.message, "NUL"), nullptr) << err.message;
   std::vector<size_t> empty = {0, 0};
-  EXPECT_EQ(sx_write_upsert_packed(w, "p", 1, "", empty.data(), v.data(), 4, nullptr, nullptr, &err),
-            SX_INVALID_ARGUMENT);
+  EXPECT_EQ(
+      sx_write_upsert_packed(w, "p", 1, "", empty.data(), v.data(), 4, nullptr, nullptr, &err),
+      SX_INVALID_ARGUMENT);
   // Delete: two that exist, one that does not.
   std::vector<std::string> del = {"a", "nope", "dd"};
   Pack(del, &ib, &io);

@@ -16,7 +16,9 @@
 namespace {
 
 const unsigned DIM = 16, PER = 100;
-float Value(unsigned b, unsigned j, unsigned i) { return (float)(b * 1000 + j) + (float)i / 32.0f; }
+float Value(unsigned b, unsigned j, unsigned i) {
+  return (float)(b * 1000 + j) + (float)i / 32.0f;
+}
 
 // Checks the state equals "B batches committed"; returns B, or -1 with a failure.
 long VerifyState(sx_db *db) {

@@ -23,7 +23,9 @@ struct Db {
   char *dir;
   std::string path;
   sx_db *db = nullptr;
-  explicit Db(const char *tag) : dir(sx_test_tmpdir(tag)), path(std::string(dir) + "/c.sx") { Open(); }
+  explicit Db(const char *tag) : dir(sx_test_tmpdir(tag)), path(std::string(dir) + "/c.sx") {
+    Open();
+  }
   void Open() {
     sx_error err = SX_ERROR_INIT;
     EXPECT_EQ(sx_db_open(&db, path.c_str(), nullptr, &err), SX_OK) << err.message;
@@ -42,8 +44,12 @@ struct Db {
 struct W {
   sx_write *w = nullptr;
   sx_error err = SX_ERROR_INIT;
-  explicit W(sx_db *db) { EXPECT_EQ(sx_write_begin(db, 1000, &w, &err), SX_OK) << err.message; }
-  ~W() { sx_write_free(w); }
+  explicit W(sx_db *db) {
+    EXPECT_EQ(sx_write_begin(db, 1000, &w, &err), SX_OK) << err.message;
+  }
+  ~W() {
+    sx_write_free(w);
+  }
   int Create(const char *name, uint32_t dim, sx_metric m = SX_METRIC_L2,
              sx_index_type ix = SX_INDEX_FLAT) {
     sx_collection_options o = SX_COLLECTION_OPTIONS_INIT;
@@ -56,15 +62,17 @@ struct W {
              size_t dim, const std::vector<const char *> *meta = nullptr) {
     std::vector<const char *> p;
     for (auto &s : ids) p.push_back(s.c_str());
-    return sx_write_upsert(w, coll, ids.size(), p.data(), v.data(), dim, meta ? meta->data() : nullptr,
-                           &err);
+    return sx_write_upsert(w, coll, ids.size(), p.data(), v.data(), dim,
+                           meta ? meta->data() : nullptr, &err);
   }
   int Delete(const char *coll, const std::vector<std::string> &ids, size_t *n) {
     std::vector<const char *> p;
     for (auto &s : ids) p.push_back(s.c_str());
     return sx_write_delete(w, coll, ids.size(), p.data(), n, &err);
   }
-  int Commit() { return sx_write_commit(w, &err); }
+  int Commit() {
+    return sx_write_commit(w, &err);
+  }
 };
 
 using sxt::Count;
@@ -130,7 +138,8 @@ TEST(Collection, UpsertGetReplaceDeleteCount) {
   W w(d.db);
   ASSERT_EQ(w.Create("v", 4), SX_OK);
   std::vector<const char *> meta = {"{\"a\": 1, \"b\": [true, null]}", nullptr};
-  ASSERT_EQ(w.Upsert("v", {"one", "two"}, {1, 2, 3, 4, 5, 6, 7, 8}, 4, &meta), SX_OK) << w.err.message;
+  ASSERT_EQ(w.Upsert("v", {"one", "two"}, {1, 2, 3, 4, 5, 6, 7, 8}, 4, &meta), SX_OK)
+      << w.err.message;
   sx_collection *c;
   ASSERT_EQ(sx_write_collection(w.w, "v", &c, &w.err), SX_OK);
   EXPECT_EQ(Count(c), 2u);
@@ -181,12 +190,14 @@ TEST(Collection, ValidationRejectsAndStoresNothing) {
   EXPECT_EQ(w.Upsert("c", {"a", "z"}, {1, 2, 3, 0, 0, 0}, 3), SX_INVALID_ARGUMENT)
       << "zero vector under cosine";
   EXPECT_EQ(w.Upsert("c", {"a", ""}, {1, 2, 3, 1, 1, 1}, 3), SX_INVALID_ARGUMENT);
-  EXPECT_EQ(w.Upsert("c", {"a", std::string(256, 'x')}, {1, 2, 3, 1, 1, 1}, 3), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(w.Upsert("c", {"a", std::string(256, 'x')}, {1, 2, 3, 1, 1, 1}, 3),
+            SX_INVALID_ARGUMENT);
   EXPECT_EQ(w.Upsert("c", {std::string(255, 'x')}, {1, 2, 3}, 3), SX_OK);
   EXPECT_EQ(w.Upsert("c", {"a", "\xff\xfe"}, {1, 2, 3, 1, 1, 1}, 3), SX_INVALID_ARGUMENT);
   EXPECT_EQ(w.Upsert("c", {"a"}, {1, 2}, 2), SX_DIMENSION_MISMATCH);
-  EXPECT_NE(std::string(w.err.message).find("dimension 2 does not match collection 'c' (dimension 3)"),
-            std::string::npos)
+  EXPECT_NE(
+      std::string(w.err.message).find("dimension 2 does not match collection 'c' (dimension 3)"),
+      std::string::npos)
       << w.err.message;
   std::vector<const char *> bad = {"{}", "[1, 2]"};
   EXPECT_EQ(w.Upsert("c", {"a", "b"}, {1, 2, 3, 1, 1, 1}, 3, &bad), SX_INVALID_ARGUMENT);
@@ -340,7 +351,8 @@ TEST_P(FlatProperty, EqualsBruteForce) {
       ASSERT_EQ(sx_collection_search(c, &queries[qi * dim], dim, k, nullptr, &one, &err), SX_OK);
       for (size_t i = 0; i < kk; i++) {
         double tol = 1e-4 + 1e-4 * std::fabs(want[i].first);
-        EXPECT_NEAR(sx_results_distance(res, qi, i), want[i].first, tol * 10) << "k=" << k << " i=" << i;
+        EXPECT_NEAR(sx_results_distance(res, qi, i), want[i].first, tol * 10)
+            << "k=" << k << " i=" << i;
         EXPECT_STREQ(sx_results_id(one, 0, i), sx_results_id(res, qi, i));
         // Ids must match wherever the reference distance is not within rounding of a
         // neighbour's (float kernels may order near-ties differently).
@@ -496,7 +508,8 @@ TEST(Collection, FlatScanOfVectorsInPartsEqualsBruteForce) {
       size_t m = std::min(per, n - i);
       ASSERT_EQ(w.Upsert("o", Ids(("o" + std::to_string(i) + "_").c_str(), per), other, 64), SX_OK);
       std::vector<std::string> part(ids.begin() + (ptrdiff_t)i, ids.begin() + (ptrdiff_t)(i + m));
-      std::vector<float> pv(data.begin() + (ptrdiff_t)(i * dim), data.begin() + (ptrdiff_t)((i + m) * dim));
+      std::vector<float> pv(data.begin() + (ptrdiff_t)(i * dim),
+                            data.begin() + (ptrdiff_t)((i + m) * dim));
       ASSERT_EQ(w.Upsert("v", part, pv, dim), SX_OK) << w.err.message;
       ASSERT_EQ(w.Commit(), SX_OK);
     }
@@ -504,7 +517,8 @@ TEST(Collection, FlatScanOfVectorsInPartsEqualsBruteForce) {
     auto check = [&](sx_collection *c, const char *where) {
       sx_error err = SX_ERROR_INIT;
       sx_results *batch;
-      ASSERT_EQ(sx_collection_search_batch(c, queries.data(), 6, dim, 10, nullptr, &batch, &err), SX_OK);
+      ASSERT_EQ(sx_collection_search_batch(c, queries.data(), 6, dim, 10, nullptr, &batch, &err),
+                SX_OK);
       for (size_t qi = 0; qi < 6; qi++) {
         const float *q = &queries[qi * dim];
         auto want = Brute(data, ids, live, q, dim, SX_METRIC_L2);
@@ -514,7 +528,8 @@ TEST(Collection, FlatScanOfVectorsInPartsEqualsBruteForce) {
         for (size_t i = 0; i < 10; i++) {
           std::string id = sx_results_id(one, 0, i);
           size_t at = (size_t)std::stoul(id.substr(1));
-          EXPECT_EQ(sx_results_distance(one, 0, i), sx__distance(SX__L2, q, 0, &data[at * dim], dim))
+          EXPECT_EQ(sx_results_distance(one, 0, i),
+                    sx__distance(SX__L2, q, 0, &data[at * dim], dim))
               << where << ": distance of " << id << " is not the kernel's on the whole vector";
           EXPECT_EQ(id, want[i].second) << where << " query " << qi << " rank " << i;
           EXPECT_STREQ(sx_results_id(batch, qi, i), id.c_str()) << where << ": batch differs";

@@ -42,8 +42,12 @@ uint64_t Rd64(const std::vector<uint8_t> &b, size_t off) {
   memcpy(&v, b.data() + off, 8);
   return v;
 }
-void Wr32(std::vector<uint8_t> &b, size_t off, uint32_t v) { memcpy(b.data() + off, &v, 4); }
-void Wr64(std::vector<uint8_t> &b, size_t off, uint64_t v) { memcpy(b.data() + off, &v, 8); }
+void Wr32(std::vector<uint8_t> &b, size_t off, uint32_t v) {
+  memcpy(b.data() + off, &v, 4);
+}
+void Wr64(std::vector<uint8_t> &b, size_t off, uint64_t v) {
+  memcpy(b.data() + off, &v, 8);
+}
 
 std::vector<uint8_t> ReadAll(const std::string &path) {
   std::vector<uint8_t> v;
@@ -67,7 +71,9 @@ bool WriteAll(const std::string &path, const std::vector<uint8_t> &d) {
 struct Image {
   std::vector<uint8_t> p;
   uint32_t npages = 0, cat = 0, hflat = 0, hhnsw = 0;
-  size_t Page(uint32_t pg) const { return (size_t)pg * kPs; }
+  size_t Page(uint32_t pg) const {
+    return (size_t)pg * kPs;
+  }
   // Page of leaf `leaf` of the page array whose two words are at byte pa of page owner.
   uint32_t Leaf(uint32_t owner, unsigned pa, uint64_t leaf) const {
     uint32_t pg = Rd32(p, Page(owner) + pa), depth = Rd32(p, Page(owner) + pa + 4);
@@ -84,7 +90,9 @@ struct Image {
   }
 };
 
-void Check(sx_status rc, const sx_error &e) { ASSERT_EQ(rc, SX_OK) << e.message; }
+void Check(sx_status rc, const sx_error &e) {
+  ASSERT_EQ(rc, SX_OK) << e.message;
+}
 
 void Build(const std::string &db, Image *img) {
   sx_error e = SX_ERROR_INIT;
@@ -107,12 +115,14 @@ void Build(const std::string &db, Image *img) {
   std::vector<std::string> ids, metas;
   for (uint32_t i = 0; i < kN; i++) {
     ids.push_back("id" + std::to_string(i));
-    metas.push_back("{\"i\": " + std::to_string(i) + ", \"s\": \"text of item " + std::to_string(i) + "\"}");
+    metas.push_back("{\"i\": " + std::to_string(i) + ", \"s\": \"text of item " +
+                    std::to_string(i) + "\"}");
   }
   std::vector<const char *> ip, mp;
   for (uint32_t i = 0; i < kN; i++) ip.push_back(ids[i].c_str()), mp.push_back(metas[i].c_str());
   for (const char *c : {"flat", "hnsw", "gone"})
-    ASSERT_NO_FATAL_FAILURE(Check(sx_write_upsert(w, c, kN, ip.data(), v.data(), kDim, mp.data(), &e), e));
+    ASSERT_NO_FATAL_FAILURE(
+        Check(sx_write_upsert(w, c, kN, ip.data(), v.data(), kDim, mp.data(), &e), e));
   ASSERT_NO_FATAL_FAILURE(Check(sx_write_commit(w, &e), e));
   sx_write_free(w);
   // Deletes (free slots, dead HNSW nodes reclaimed), replacements, and a dropped
@@ -122,7 +132,8 @@ void Build(const std::string &db, Image *img) {
   for (const char *c : {"flat", "hnsw"}) {
     size_t gone = 0;
     ASSERT_NO_FATAL_FAILURE(Check(sx_write_delete(w, c, 40, ip.data() + 10, &gone, &e), e));
-    ASSERT_NO_FATAL_FAILURE(Check(sx_write_upsert(w, c, 5, ip.data() + 100, v.data(), kDim, mp.data(), &e), e));
+    ASSERT_NO_FATAL_FAILURE(
+        Check(sx_write_upsert(w, c, 5, ip.data() + 100, v.data(), kDim, mp.data(), &e), e));
   }
   ASSERT_NO_FATAL_FAILURE(Check(sx_write_commit(w, &e), e));
   sx_write_free(w);
@@ -153,7 +164,8 @@ void Build(const std::string &db, Image *img) {
 // answer (a missing id is NOT_FOUND whatever the file holds).
 ::testing::AssertionResult Harmless(const char *what, sx_status rc, const sx_error &e) {
   if (rc == SX_OK || rc == SX_CORRUPT || rc == SX_NOT_FOUND) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << " gave " << sx_status_name(rc) << ": " << e.message;
+  return ::testing::AssertionFailure()
+         << what << " gave " << sx_status_name(rc) << ": " << e.message;
 }
 
 #define HARMLESS(what, call)              \
@@ -209,7 +221,8 @@ void ReadColl(sx_collection *c) {
 }
 
 // One write session: f(w) then commit (abort when f failed).
-void WriteOnce(sx_db *d, const std::function<sx_status(sx_write *, sx_error *)> &f, const char *what) {
+void WriteOnce(sx_db *d, const std::function<sx_status(sx_write *, sx_error *)> &f,
+               const char *what) {
   sx_status last;
   sx_write *w = nullptr;
   HARMLESS("write_begin", sx_write_begin(d, 1000, &w, err));
@@ -217,8 +230,10 @@ void WriteOnce(sx_db *d, const std::function<sx_status(sx_write *, sx_error *)> 
   sx_error e = SX_ERROR_INIT;
   sx_status rc = f(w, &e);
   EXPECT_TRUE(Harmless(what, rc, e));
-  if (rc == SX_OK) HARMLESS("commit", sx_write_commit(w, err));
-  else sx_write_abort(w);
+  if (rc == SX_OK)
+    HARMLESS("commit", sx_write_commit(w, err));
+  else
+    sx_write_abort(w);
   sx_write_free(w);
 }
 
@@ -254,32 +269,45 @@ sx_status Exercise(const std::string &db) {
   const char *ids[] = {"id3", "new1", "id250", "new2"};
   const char *metas[] = {"{\"a\": 1}", nullptr, "{\"b\": \"x\"}", "{}"};
   for (const char *name : {"flat", "hnsw"}) {
-    WriteOnce(d, [&](sx_write *w, sx_error *e) {
-      return sx_write_upsert(w, name, 4, ids, v.data(), kDim, metas, e);
-    }, "upsert");
-    WriteOnce(d, [&](sx_write *w, sx_error *e) {
-      size_t gone;
-      return sx_write_delete(w, name, 2, ids + 1, &gone, e);
-    }, "delete");
-    WriteOnce(d, [&](sx_write *w, sx_error *e) {
-      sx_collection *c = nullptr;
-      sx_status rc = sx_write_collection(w, name, &c, e);
-      if (c) ReadColl(c);
-      sx_collection_free(c);
-      return rc;
-    }, "write_collection");
+    WriteOnce(
+        d,
+        [&](sx_write *w, sx_error *e) {
+          return sx_write_upsert(w, name, 4, ids, v.data(), kDim, metas, e);
+        },
+        "upsert");
+    WriteOnce(
+        d,
+        [&](sx_write *w, sx_error *e) {
+          size_t gone;
+          return sx_write_delete(w, name, 2, ids + 1, &gone, e);
+        },
+        "delete");
+    WriteOnce(
+        d,
+        [&](sx_write *w, sx_error *e) {
+          sx_collection *c = nullptr;
+          sx_status rc = sx_write_collection(w, name, &c, e);
+          if (c) ReadColl(c);
+          sx_collection_free(c);
+          return rc;
+        },
+        "write_collection");
   }
-  WriteOnce(d, [&](sx_write *w, sx_error *e) {
-    sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
-    co.dim = 3;
-    co.index = SX_INDEX_FLAT;
-    return sx_write_create_collection(w, "another", &co, e);
-  }, "create");
+  WriteOnce(
+      d,
+      [&](sx_write *w, sx_error *e) {
+        sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+        co.dim = 3;
+        co.index = SX_INDEX_FLAT;
+        return sx_write_create_collection(w, "another", &co, e);
+      },
+      "create");
   sx_compact_options cpo;
   sx_compact_options_init(&cpo, SX_COMPACT_OPTIONS_VERSION);
   HARMLESS("compact", sx_db_compact(d, &cpo, err));
   for (const char *name : {"flat", "hnsw"})
-    WriteOnce(d, [&](sx_write *w, sx_error *e) { return sx_write_drop_collection(w, name, e); }, "drop");
+    WriteOnce(
+        d, [&](sx_write *w, sx_error *e) { return sx_write_drop_collection(w, name, e); }, "drop");
   HARMLESS("checkpoint", sx_db_checkpoint(d, 1000, err));
   sx_db_close(d);
   sx_db_free(d);
@@ -325,7 +353,9 @@ class Corrupt : public ::testing::Test {
     TmpDir t("corrupt-build");
     Build(t.db, img_);
   }
-  static void TearDownTestSuite() { delete img_; }
+  static void TearDownTestSuite() {
+    delete img_;
+  }
   static Image *img_;
 };
 Image *Corrupt::img_ = nullptr;
@@ -344,16 +374,23 @@ TEST_F(Corrupt, Catalog) {
       {"catalog page points to itself",
        [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.cat) + kCatNext, i.cat); }},
       {"catalog next past the end",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.cat) + kCatNext, i.npages + 5); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(i.cat) + kCatNext, i.npages + 5);
+       }},
       {"catalog count too big",
        [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.cat) + kCatN, 1000); }},
-      {"catalog root past the end", [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, kCatOff, i.npages); }},
+      {"catalog root past the end",
+       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, kCatOff, i.npages); }},
       {"catalog entry header past the end",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.cat) + kCatEnt + 68, 0xfffffff0u); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(i.cat) + kCatEnt + 68, 0xfffffff0u);
+       }},
       {"catalog entry header is page 0",
        [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.cat) + kCatEnt + 68, 0); }},
       {"catalog entry name not terminated",
-       [](const Image &i, std::vector<uint8_t> &p) { memset(p.data() + i.Page(i.cat) + kCatEnt, 'a', 68); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         memset(p.data() + i.Page(i.cat) + kCatEnt, 'a', 68);
+       }},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }
@@ -363,8 +400,10 @@ TEST_F(Corrupt, CollectionHeader) {
   auto hdr = [](bool hnsw, unsigned off, uint64_t v, bool wide) {
     return [=](const Image &i, std::vector<uint8_t> &p) {
       size_t at = i.Page(hnsw ? i.hhnsw : i.hflat) + off;
-      if (wide) Wr64(p, at, v);
-      else Wr32(p, at, (uint32_t)v);
+      if (wide)
+        Wr64(p, at, v);
+      else
+        Wr32(p, at, (uint32_t)v);
     };
   };
   const Case cases[] = {
@@ -395,7 +434,8 @@ TEST_F(Corrupt, CollectionHeader) {
 // Page arrays: depth, a node pointing to itself, to a page past the end, to page 0,
 // one page listed twice (a double free when the collection is dropped).
 TEST_F(Corrupt, PageArray) {
-  auto node = [](bool hnsw, unsigned pa, std::function<void(const Image &, std::vector<uint8_t> &, uint32_t root)> f) {
+  auto node = [](bool hnsw, unsigned pa,
+                 std::function<void(const Image &, std::vector<uint8_t> &, uint32_t root)> f) {
     return [=](const Image &i, std::vector<uint8_t> &p) {
       uint32_t owner = hnsw ? i.hhnsw : i.hflat;
       f(i, p, Rd32(p, i.Page(owner) + pa));
@@ -403,27 +443,45 @@ TEST_F(Corrupt, PageArray) {
   };
   const Case cases[] = {
       {"slots array depth 9",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hflat) + H_PA_SLOTS + 4, 9); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(i.hflat) + H_PA_SLOTS + 4, 9);
+       }},
       {"slots array depth 3 over a depth-1 tree",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + H_PA_SLOTS + 4, 3); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(i.hhnsw) + H_PA_SLOTS + 4, 3);
+       }},
       {"slots node points to itself",
-       node(false, H_PA_SLOTS, [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r), r); })},
-      {"hnsw slots node points to itself",
-       node(true, H_PA_SLOTS, [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r) + 4, r); })},
-      {"vec node points past the end",
-       node(true, H_PA_VEC, [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r), i.npages + 7); })},
-      {"vec node points to page 0",
-       node(false, H_PA_VEC, [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r) + 4, 0); })},
+       node(false, H_PA_SLOTS,
+            [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r), r); })},
+      {"hnsw slots node points to itself", node(true, H_PA_SLOTS,
+                                                [](const Image &i, std::vector<uint8_t> &p,
+                                                   uint32_t r) { Wr32(p, i.Page(r) + 4, r); })},
+      {"vec node points past the end", node(true, H_PA_VEC,
+                                            [](const Image &i, std::vector<uint8_t> &p,
+                                               uint32_t r) { Wr32(p, i.Page(r), i.npages + 7); })},
+      {"vec node points to page 0", node(false, H_PA_VEC,
+                                         [](const Image &i, std::vector<uint8_t> &p, uint32_t r) {
+                                           Wr32(p, i.Page(r) + 4, 0);
+                                         })},
       {"slots node lists one page twice",
-       node(false, H_PA_SLOTS, [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r) + 4, Rd32(p, i.Page(r))); })},
+       node(false, H_PA_SLOTS,
+            [](const Image &i, std::vector<uint8_t> &p, uint32_t r) {
+              Wr32(p, i.Page(r) + 4, Rd32(p, i.Page(r)));
+            })},
       {"vec node points to the other collection's header",
-       node(true, H_PA_VEC, [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r) + 4, i.hflat); })},
+       node(true, H_PA_VEC,
+            [](const Image &i, std::vector<uint8_t> &p, uint32_t r) {
+              Wr32(p, i.Page(r) + 4, i.hflat);
+            })},
       {"heap root past the end",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hflat) + H_PA_HEAP, 0x7fffffffu); }},
+       [](const Image &i,
+          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hflat) + H_PA_HEAP, 0x7fffffffu); }},
       {"live root is the catalog page",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + H_PA_LIVE, i.cat); }},
+       [](const Image &i,
+          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + H_PA_LIVE, i.cat); }},
       {"graph root is the collection's own header",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + H_PA_G0, i.hhnsw); }},
+       [](const Image &i,
+          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + H_PA_G0, i.hhnsw); }},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }
@@ -434,14 +492,18 @@ TEST_F(Corrupt, FreeList) {
       {"free list head is a live collection header",
        [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, kP0FreeHead, i.hflat); }},
       {"free list head is a live vector page",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, kP0FreeHead, i.Leaf(i.hhnsw, H_PA_VEC, 0)); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, kP0FreeHead, i.Leaf(i.hhnsw, H_PA_VEC, 0));
+       }},
       {"free list head is the catalog",
        [](const Image &i, std::vector<uint8_t> &p) {
          Wr32(p, kP0FreeHead, i.cat);
          Wr32(p, kP0FreeCount, 1);
        }},
       {"free list runs into a live page",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, H_PA_SLOTS, 0)); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, H_PA_SLOTS, 0));
+       }},
       {"free list in a cycle",
        [](const Image &i, std::vector<uint8_t> &p) {
          uint32_t h = Rd32(p, kP0FreeHead);
@@ -471,15 +533,18 @@ TEST_F(Corrupt, Records) {
   auto slot = [](bool hnsw, uint64_t s, unsigned field, uint64_t v, bool wide) {
     return [=](const Image &i, std::vector<uint8_t> &p) {
       size_t at = i.At(hnsw ? i.hhnsw : i.hflat, H_PA_SLOTS, s * SX__SLOT_SIZE) + field;
-      if (wide) Wr64(p, at, v);
-      else Wr32(p, at, (uint32_t)v);
+      if (wide)
+        Wr64(p, at, v);
+      else
+        Wr32(p, at, (uint32_t)v);
     };
   };
   auto fill_hash = [](bool hnsw) {
     return [=](const Image &i, std::vector<uint8_t> &p) {
       uint32_t owner = hnsw ? i.hhnsw : i.hflat;
       uint64_t cap = Rd64(p, i.Page(owner) + H_HASHCAP);
-      for (uint64_t k = 0; k < cap; k++) Wr64(p, i.At(owner, H_PA_HASH, k * 8), (0x9e3779b9ull << 32) | 1);
+      for (uint64_t k = 0; k < cap; k++)
+        Wr64(p, i.At(owner, H_PA_HASH, k * 8), (0x9e3779b9ull << 32) | 1);
     };
   };
   const Case cases[] = {
@@ -503,7 +568,9 @@ TEST_F(Corrupt, Records) {
          }
        }},
       {"free slot past the end",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.At(i.hflat, H_PA_FREE, 0), 0x0fffffffu); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.At(i.hflat, H_PA_FREE, 0), 0x0fffffffu);
+       }},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }
@@ -513,7 +580,8 @@ TEST_F(Corrupt, HeaderPage) {
   const Case cases[] = {
       {"page size 0", [](const Image &, std::vector<uint8_t> &p) { Wr32(p, 20, 0); }},
       {"page size 3000", [](const Image &, std::vector<uint8_t> &p) { Wr32(p, 20, 3000); }},
-      {"page size 8192 in a 4096 file", [](const Image &, std::vector<uint8_t> &p) { Wr32(p, 20, 8192); }},
+      {"page size 8192 in a 4096 file",
+       [](const Image &, std::vector<uint8_t> &p) { Wr32(p, 20, 8192); }},
       {"magic", [](const Image &, std::vector<uint8_t> &p) { p[3] ^= 0x20; }},
   };
   for (const Case &c : cases) {
@@ -549,7 +617,9 @@ TEST_F(Corrupt, FreeListNeverHandsOutALivePage) {
       {"free list head is a live collection header",
        [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, kP0FreeHead, i.hflat); }},
       {"free list runs into a live slots page",
-       [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, H_PA_SLOTS, 0)); }},
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, H_PA_SLOTS, 0));
+       }},
       {"free list in a cycle, count kept",
        [](const Image &i, std::vector<uint8_t> &p) {
          uint32_t h = Rd32(p, kP0FreeHead);
@@ -585,16 +655,20 @@ TEST_F(Corrupt, FreeListNeverHandsOutALivePage) {
       co.index = SX_INDEX_FLAT;
       std::string name = "x" + std::to_string(made);
       rc = sx_write_create_collection(w, name.c_str(), &co, &e);
-      if (rc == SX_OK) rc = sx_write_commit(w, &e);
-      else sx_write_abort(w);
+      if (rc == SX_OK)
+        rc = sx_write_commit(w, &e);
+      else
+        sx_write_abort(w);
       sx_write_free(w);
     }
     if (rc == SX_OK) {
       sx_write *w = nullptr;
       ASSERT_EQ(sx_write_begin(d, -1, &w, &e), SX_OK) << e.message;
       rc = sx_write_upsert(w, "hnsw", ip.size(), ip.data(), v.data(), kDim, nullptr, &e);
-      if (rc == SX_OK) rc = sx_write_commit(w, &e);
-      else sx_write_abort(w);
+      if (rc == SX_OK)
+        rc = sx_write_commit(w, &e);
+      else
+        sx_write_abort(w);
       sx_write_free(w);
     }
     EXPECT_EQ(rc, SX_CORRUPT) << e.message;

@@ -154,23 +154,28 @@ class Worker {
   }
 
   // True when the worker died of our SIGKILL rather than on its own.
-  bool Killed() const { return WIFSIGNALED(status_) && WTERMSIG(status_) == SIGKILL; }
+  bool Killed() const {
+    return WIFSIGNALED(status_) && WTERMSIG(status_) == SIGKILL;
+  }
   std::string Status() const {
     char b[64];
-    if (WIFEXITED(status_)) snprintf(b, sizeof b, "exited with status %d", WEXITSTATUS(status_));
-    else if (WIFSIGNALED(status_)) snprintf(b, sizeof b, "died of signal %d", WTERMSIG(status_));
-    else snprintf(b, sizeof b, "status 0x%x", status_);
+    if (WIFEXITED(status_))
+      snprintf(b, sizeof b, "exited with status %d", WEXITSTATUS(status_));
+    else if (WIFSIGNALED(status_))
+      snprintf(b, sizeof b, "died of signal %d", WTERMSIG(status_));
+    else
+      snprintf(b, sizeof b, "status 0x%x", status_);
     return b;
   }
 
-  bool started = false;       // "S g" arrived
-  uint64_t start_gen = 0;     // the generation the worker found on open
-  uint64_t acked = 0;         // the last acknowledged generation (valid if nacks)
-  uint64_t nacks = 0;         // acknowledged commits
-  bool stalled = false;       // "X mode g" arrived
+  bool started = false;    // "S g" arrived
+  uint64_t start_gen = 0;  // the generation the worker found on open
+  uint64_t acked = 0;      // the last acknowledged generation (valid if nacks)
+  uint64_t nacks = 0;      // acknowledged commits
+  bool stalled = false;    // "X mode g" arrived
   std::string stall_mode;
-  uint64_t stall_gen = 0;     // the generation in flight at the stall
-  std::string protocol_error; // reports out of order or malformed
+  uint64_t stall_gen = 0;      // the generation in flight at the stall
+  std::string protocol_error;  // reports out of order or malformed
 
  private:
   bool Seen(char tag) const {
@@ -256,7 +261,8 @@ TEST(Crash, KillNineAtRandomInstants) {
   uint64_t rng = seed;
   uint64_t gen = 0;  // the generation recovered after the previous kill
   static const char *const kStaged[] = {"wal-write", "wal-sync", "publish", "ckpt-write"};
-  uint64_t after_commit = 0, inflight_survived = 0, before_ready = 0, readonly_first = 0, staged_kills = 0;
+  uint64_t after_commit = 0, inflight_survived = 0, before_ready = 0, readonly_first = 0,
+           staged_kills = 0;
   uint64_t total_acked = 0;
   auto t0 = Clock::now();
   for (uint64_t it = 0; it < iterations; it++) {
@@ -324,15 +330,15 @@ TEST(Crash, KillNineAtRandomInstants) {
     gen = g;
   }
   double secs = Seconds(t0);
-  printf("[ KillNine: %llu kills in %.1f s (%llu staged); %llu landed after >= 1 acknowledged "
-         "commit of their run, %llu before the worker was ready; %llu commits acknowledged in all; "
-         "the in-flight commit survived %llu times; %llu recoveries read-only first; final "
-         "generation %llu ]\n",
-         (unsigned long long)iterations, secs, (unsigned long long)staged_kills,
-         (unsigned long long)after_commit,
-         (unsigned long long)before_ready, (unsigned long long)total_acked,
-         (unsigned long long)inflight_survived, (unsigned long long)readonly_first,
-         (unsigned long long)gen);
+  printf(
+      "[ KillNine: %llu kills in %.1f s (%llu staged); %llu landed after >= 1 acknowledged "
+      "commit of their run, %llu before the worker was ready; %llu commits acknowledged in all; "
+      "the in-flight commit survived %llu times; %llu recoveries read-only first; final "
+      "generation %llu ]\n",
+      (unsigned long long)iterations, secs, (unsigned long long)staged_kills,
+      (unsigned long long)after_commit, (unsigned long long)before_ready,
+      (unsigned long long)total_acked, (unsigned long long)inflight_survived,
+      (unsigned long long)readonly_first, (unsigned long long)gen);
   RecordProperty("kills_after_commit", std::to_string(after_commit));
   // Not vacuous: workers did commit, and every staged kill reached its point
   // mid-commit (asserted above). How many random kills land after a commit depends
@@ -362,13 +368,13 @@ TEST(Crash, SurvivorCleansUpDeadWriter) {
 
   struct Round {
     const char *mode;
-    uint64_t after;   // commits the worker makes before the one it dies in
-    bool restarted;   // survivor checkpoints fully first: the worker restarts the WAL
+    uint64_t after;  // commits the worker makes before the one it dies in
+    bool restarted;  // survivor checkpoints fully first: the worker restarts the WAL
   };
   std::vector<Round> rounds = {
-      {"wal-write", 0, false}, {"wal-write", 2, false}, {"wal-write", 0, true},
-      {"wal-sync", 0, false},  {"wal-sync", 3, false},  {"wal-sync", 0, true},
-      {"publish", 0, false},   {"publish", 2, false},   {"publish", 0, true},
+      {"wal-write", 0, false},  {"wal-write", 2, false}, {"wal-write", 0, true},
+      {"wal-sync", 0, false},   {"wal-sync", 3, false},  {"wal-sync", 0, true},
+      {"publish", 0, false},    {"publish", 2, false},   {"publish", 0, true},
       {"ckpt-write", 0, false},
   };
   for (int i = 0; i < 12; i++) rounds.push_back({"run", 0, i % 3 == 0});
@@ -536,8 +542,9 @@ void BuildWalImage(WalImage *img) {
 // closes, deletes the -shm, reopens and checks that exactly that generation is
 // found: the stale tail behind it must stay dead.
 // wal2 is the second WAL file (odd generations); absent unless given.
-void RecoverImage(const std::string &db, const std::vector<uint8_t> &p, const std::vector<uint8_t> &wal,
-                  bool then_commit, uint64_t *g, const std::vector<uint8_t> *wal2 = nullptr) {
+void RecoverImage(const std::string &db, const std::vector<uint8_t> &p,
+                  const std::vector<uint8_t> &wal, bool then_commit, uint64_t *g,
+                  const std::vector<uint8_t> *wal2 = nullptr) {
   ASSERT_NO_FATAL_FAILURE(WriteAll(db, p.data(), p.size()));
   ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal", wal.data(), wal.size()));
   if (wal2) {
@@ -562,7 +569,8 @@ void RecoverImage(const std::string &db, const std::vector<uint8_t> &p, const st
 
 // Puts the images in place as in RecoverImage and expects every open, read-write and
 // read-only, to refuse them with SX_CORRUPT (damage, not a torn tail).
-void ExpectCorruptImage(const std::string &db, const std::vector<uint8_t> &p, const std::vector<uint8_t> &wal,
+void ExpectCorruptImage(const std::string &db, const std::vector<uint8_t> &p,
+                        const std::vector<uint8_t> &wal,
                         const std::vector<uint8_t> *wal2 = nullptr) {
   ASSERT_NO_FATAL_FAILURE(WriteAll(db, p.data(), p.size()));
   ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal", wal.data(), wal.size()));
@@ -611,9 +619,9 @@ TEST(Crash, WalDamageFlippedByte) {
     // frames after it are whole); to its commit field, salts or stored checksum
     // it looks like a tear. A commit frame always looks like a tear.
     const uint64_t hoff = f % kFrameHdr;
-    cases.push_back({start + hoff, !commit_frame && hoff < 4 ? kCorrupt : want});          // header
+    cases.push_back({start + hoff, !commit_frame && hoff < 4 ? kCorrupt : want});  // header
     cases.push_back({start + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize,
-                     commit_frame ? want : kCorrupt});                                      // page
+                     commit_frame ? want : kCorrupt});  // page
     if (commit_frame) {
       cases.push_back({start + 4, want});           // the commit's page-count field
       cases.push_back({start + kFrame - 1, want});  // the commit's last byte
@@ -635,8 +643,8 @@ TEST(Crash, WalDamageFlippedByte) {
     ASSERT_EQ(g, c.second);
   }
   EXPECT_GT(corrupt, nframes / 2);
-  printf("[ WalDamageFlippedByte: %zu cases over %llu frames (%zu corrupt), %.1f s ]\n", cases.size(),
-         (unsigned long long)nframes, corrupt, Seconds(t0));
+  printf("[ WalDamageFlippedByte: %zu cases over %llu frames (%zu corrupt), %.1f s ]\n",
+         cases.size(), (unsigned long long)nframes, corrupt, Seconds(t0));
 }
 
 // The same through a real process: a child commits several generations and exits
@@ -685,7 +693,8 @@ TEST(Crash, WalDamageInAChildsWal) {
     unlink((c.db + "-shm").c_str());
     ASSERT_EQ(sx_db_open(&h, c.db.c_str(), nullptr, &err), SX_CORRUPT);
     const uint64_t frame = (ends[1] - kWalHdr) / kFrame + 1;
-    EXPECT_NE(strstr(err.message, ("frame " + std::to_string(frame)).c_str()), nullptr) << err.message;
+    EXPECT_NE(strstr(err.message, ("frame " + std::to_string(frame)).c_str()), nullptr)
+        << err.message;
   }
   {
     // The tail cut inside the last commit: commits 1..kGens-1 stay.
@@ -711,7 +720,8 @@ TEST(Crash, WalDamageTruncated) {
   std::vector<uint64_t> cuts = {0, 1, 16, 32, 47, 48, 63, kWalHdr};
   for (uint64_t f = 0; f < nframes; f++) {
     const uint64_t start = kWalHdr + f * kFrame;
-    for (uint64_t d : {(uint64_t)1, kFrameHdr, kFrameHdr + kPageSize / 2, kFrame - 1}) cuts.push_back(start + d);
+    for (uint64_t d : {(uint64_t)1, kFrameHdr, kFrameHdr + kPageSize / 2, kFrame - 1})
+      cuts.push_back(start + d);
   }
   for (uint64_t e : img.ends) {
     cuts.push_back(e);  // exactly at a commit's end: that commit survives whole
@@ -758,7 +768,9 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   ASSERT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_OK) << err.message;
   uint64_t rng = 99;
   for (uint64_t g = 1; g <= kDmgCommits; g++)
-    ASSERT_EQ(wl_commit(db, g, kDmgPages, 3 + (uint32_t)(sx_test_splitmix64(&rng) % 18), 5, 1000, &err), SX_OK)
+    ASSERT_EQ(
+        wl_commit(db, g, kDmgPages, 3 + (uint32_t)(sx_test_splitmix64(&rng) % 18), 5, 1000, &err),
+        SX_OK)
         << err.message;
   std::vector<uint8_t> before = ReadAll(walp);
   ASSERT_GT(before.size(), kWalHdr + 50 * kFrame);
@@ -769,7 +781,8 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   ASSERT_EQ(st.wal_backfilled, st.wal_frames);
   ASSERT_EQ(wl_commit(db, kDmgCommits + 1, kDmgPages, 1, 6, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
-  ASSERT_EQ(st.wal_frames, 3u) << "the small commit (page 0, manifest, one data page) starts a generation";
+  ASSERT_EQ(st.wal_frames, 3u)
+      << "the small commit (page 0, manifest, one data page) starts a generation";
   ASSERT_EQ(ReadAll(walp), before) << "P-wal is left alone";
   // Again: the next generation reuses P-wal, over its first frames.
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
@@ -877,8 +890,10 @@ TEST(Crash, ForeignWalIsNeverReplayed) {
       ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
     }
   }
-  const std::vector<uint8_t> pa = ReadAll(a.db), wala = ReadAll(a.db + "-wal"), wal2a = ReadAll(a.db + "-wal2");
-  const std::vector<uint8_t> pb = ReadAll(b.db), walb = ReadAll(b.db + "-wal"), wal2b = ReadAll(b.db + "-wal2");
+  const std::vector<uint8_t> pa = ReadAll(a.db), wala = ReadAll(a.db + "-wal"),
+                             wal2a = ReadAll(a.db + "-wal2");
+  const std::vector<uint8_t> pb = ReadAll(b.db), walb = ReadAll(b.db + "-wal"),
+                             wal2b = ReadAll(b.db + "-wal2");
   sx_db_free(da);
   sx_db_free(db);
   uint32_t ida, idb;

@@ -51,15 +51,19 @@ int FillAndRead(const std::string &dir) {
     std::vector<float> v = sxt::Gen(batch + 1, 50, 64);
     std::vector<std::string> ids;
     std::vector<const char *> ip;
-    for (int i = 0; i < 50; i++) ids.push_back("b" + std::to_string(batch) + "-" + std::to_string(i));
+    for (int i = 0; i < 50; i++)
+      ids.push_back("b" + std::to_string(batch) + "-" + std::to_string(i));
     for (auto &s : ids) ip.push_back(s.c_str());
     if (sx_write_begin(d, -1, &w, nullptr) != SX_OK) return 6;
     sx_error e = SX_ERROR_INIT;
     rc = sx_write_upsert(w, "c", 50, ip.data(), v.data(), 64, nullptr, &e);
-    if (rc == SX_OK) rc = sx_write_commit(w, &e);
-    else sx_write_abort(w);
+    if (rc == SX_OK)
+      rc = sx_write_commit(w, &e);
+    else
+      sx_write_abort(w);
     sx_write_free(w);
-    if (rc == SX_OK) committed += 50;
+    if (rc == SX_OK)
+      committed += 50;
     else if (rc != SX_FULL && rc != SX_IO) {
       fprintf(stderr, "commit failed with %s: %s\n", sx_status_name(rc), e.message);
       return 7;
@@ -112,7 +116,9 @@ TEST(DiskFull, ReadersSurviveAFullFileSystem) {
   if (WIFEXITED(st) && WEXITSTATUS(st) == kSkip)
     GTEST_SKIP() << "no private mount namespace with a small tmpfs here (needs root and unshare)";
   ASSERT_FALSE(WIFSIGNALED(st)) << "the child died of signal " << WTERMSIG(st)
-                                << (WTERMSIG(st) == SIGBUS ? " (SIGBUS: a mapping of an unallocated page)" : "");
+                                << (WTERMSIG(st) == SIGBUS
+                                        ? " (SIGBUS: a mapping of an unallocated page)"
+                                        : "");
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 0) << "failed at step " << WEXITSTATUS(st);
 }

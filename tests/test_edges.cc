@@ -114,9 +114,11 @@ TEST(Floats, NormsThatOverflowOrUnderflowFloat32AreRefusedUnderCosineAndIp) {
     EXPECT_EQ(Upsert1(w, in.c_str(), "x", {3e38f, -3e38f}, &err), SX_INVALID_ARGUMENT);
     EXPECT_NE(strstr(err.message, "overflows float32"), nullptr) << err.message;
     // All subnormal: float32 squares are 0.
-    EXPECT_EQ(Upsert1(w, cn.c_str(), "d", std::vector<float>(8, 1e-45f), &err), SX_INVALID_ARGUMENT);
+    EXPECT_EQ(Upsert1(w, cn.c_str(), "d", std::vector<float>(8, 1e-45f), &err),
+              SX_INVALID_ARGUMENT);
     EXPECT_NE(strstr(err.message, "underflows float32"), nullptr) << err.message;
-    EXPECT_EQ(Upsert1(w, cn.c_str(), "d", std::vector<float>(8, 1e-23f), &err), SX_INVALID_ARGUMENT);
+    EXPECT_EQ(Upsert1(w, cn.c_str(), "d", std::vector<float>(8, 1e-23f), &err),
+              SX_INVALID_ARGUMENT);
     // ... but ip has no norm to divide by: tiny vectors are fine there.
     EXPECT_EQ(Upsert1(w, in.c_str(), "d", {1e-45f, 1e-45f}, &err), SX_OK) << err.message;
 
@@ -151,8 +153,8 @@ TEST(Floats, AcceptedExtremesGiveOrderedNumbers) {
   sx_error err = SX_ERROR_INIT;
   sx_write *w = nullptr;
   ASSERT_EQ(sx_write_begin(db, 0, &w, &err), SX_OK);
-  std::vector<float> ext = {FLT_MAX, -FLT_MAX, 1.401298464324817e-45f, -1.401298464324817e-45f,
-                            1, 1, 1, 1};
+  std::vector<float> ext = {
+      FLT_MAX, -FLT_MAX, 1.401298464324817e-45f, -1.401298464324817e-45f, 1, 1, 1, 1};
   std::vector<float> big(8, 1e18f), tiny(8, 0), near(8, 1.0f);
   tiny[1] = 1e-20f;
   near[0] = 2.0f;
@@ -275,13 +277,37 @@ TEST(Metadata, ValidJsonIsStoredAsIsAndNestingIsBounded) {
     EXPECT_EQ(UpsertMeta(w, id.c_str(), good[i], &err), SX_OK) << good[i] << ": " << err.message;
     EXPECT_EQ(GetMeta(w, id.c_str()), good[i]);
   }
-  const std::vector<std::string> bad = {
-      "",  "[]", "1", "\"s\"", "{", "{\"a\":1,}", "{\"a\":1}x", "{\"a\" 1}", "{'a':1}",
-      "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{\"a\":+1}", "{\"a\":tru}",
-      "{\"a\":NaN}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}",
-      "{\"a\":\"\\udc00x\"}", "{\"a\":\"\t\"}", "{\"a\":\"\xff\"}", "{\"a\":\"\xc0\x80\"}",
-      "{\"a\":1,\"a\":2}", "{\"a\\u0000\":1,\"a\\u0000\":2}", "{\"x\":{\"b\":1,\"b\":1}}",
-      "{\"a\":1} {}", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{1:2}", "{\"\":1,\"\":2}"};
+  const std::vector<std::string> bad = {"",
+                                        "[]",
+                                        "1",
+                                        "\"s\"",
+                                        "{",
+                                        "{\"a\":1,}",
+                                        "{\"a\":1}x",
+                                        "{\"a\" 1}",
+                                        "{'a':1}",
+                                        "{\"a\":01}",
+                                        "{\"a\":1.}",
+                                        "{\"a\":.5}",
+                                        "{\"a\":1e}",
+                                        "{\"a\":+1}",
+                                        "{\"a\":tru}",
+                                        "{\"a\":NaN}",
+                                        "{\"a\":\"\\x\"}",
+                                        "{\"a\":\"\\u12\"}",
+                                        "{\"a\":\"\\ud800\"}",
+                                        "{\"a\":\"\\udc00x\"}",
+                                        "{\"a\":\"\t\"}",
+                                        "{\"a\":\"\xff\"}",
+                                        "{\"a\":\"\xc0\x80\"}",
+                                        "{\"a\":1,\"a\":2}",
+                                        "{\"a\\u0000\":1,\"a\\u0000\":2}",
+                                        "{\"x\":{\"b\":1,\"b\":1}}",
+                                        "{\"a\":1} {}",
+                                        "{\"a\":[1,]}",
+                                        "{\"a\":[1 2]}",
+                                        "{1:2}",
+                                        "{\"\":1,\"\":2}"};
   for (auto &b : bad) {
     EXPECT_EQ(UpsertMeta(w, "b", b, &err), SX_INVALID_ARGUMENT) << b;
     EXPECT_NE(strstr(err.message, "metadata of item 0"), nullptr) << err.message;
@@ -368,7 +394,7 @@ void FillForReadOnly(const std::string &path, bool crash) {
         sx_write_upsert(w2, "c", 20, ip.data() + 50, v.data() + 200, 4, nullptr, &err) ||
         sx_write_commit(w2, &err))
       _exit(1);
-    _exit(0); // no close: the commit stays in the WAL
+    _exit(0);  // no close: the commit stays in the WAL
   }
   int st = 0;
   waitpid(pid, &st, 0);
@@ -420,7 +446,8 @@ TEST(Open, ReadOnlyFileSystemOpensReadOnly) {
   if (pid == 0) {
     bool root = geteuid() == 0;
     if (root) {
-      if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+      if (unshare(CLONE_NEWNS) != 0 ||
+          mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
           mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m") != 0)
         _exit(77);
     }
@@ -433,8 +460,8 @@ TEST(Open, ReadOnlyFileSystemOpensReadOnly) {
     if (root) {
       if (mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) != 0) _exit(78);
     } else {
-      for (const char *f : {"d0.sx", "d1.sx", "d1.sx-wal", "d1.sx-wal2", "d1.sx-shm", "d0.sx-shm", "d0.sx-wal",
-                            "d0.sx-wal2"})
+      for (const char *f : {"d0.sx", "d1.sx", "d1.sx-wal", "d1.sx-wal2", "d1.sx-shm", "d0.sx-shm",
+                            "d0.sx-wal", "d0.sx-wal2"})
         chmod((mnt + "/" + f).c_str(), 0444);
       chmod(mnt.c_str(), 0555);
     }
@@ -443,7 +470,8 @@ TEST(Open, ReadOnlyFileSystemOpensReadOnly) {
       long n = ReadOnlyCount(db, &msg);
       long want = crash ? 70 : 50;
       if (n != want) {
-        fprintf(stderr, "read-only open of %s: count %ld, want %ld: %s\n", db.c_str(), n, want, msg.c_str());
+        fprintf(stderr, "read-only open of %s: count %ld, want %ld: %s\n", db.c_str(), n, want,
+                msg.c_str());
         bad = 1;
       }
       sx_db *d = nullptr;

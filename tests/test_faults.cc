@@ -116,15 +116,15 @@ void ExpectCleanError(int rc, const sx_error &err, const char *step) {
 
 // What a run of the workload through a (fault) VFS did.
 struct Outcome {
-  int rc = SX_OK;                // first error that stopped the run (SX_OK: ran to the end)
-  sx_error err = SX_ERROR_INIT;  // its details
-  std::string step;              // "open", "commit 3", "checkpoint", "check"
-  uint64_t acked = 0;            // last generation whose commit returned SX_OK
-  uint64_t durable = 0;          // last generation known to be on stable storage
-  bool in_doubt = false;         // the failing commit's own sync failed: it may or may not stand
-  bool crashed_in_close = false; // the power was cut while the last handle closed (which
-                                 // checkpoints and empties the WAL, reporting nothing)
-  int retries = 0;               // failed steps retried (retry mode)
+  int rc = SX_OK;                 // first error that stopped the run (SX_OK: ran to the end)
+  sx_error err = SX_ERROR_INIT;   // its details
+  std::string step;               // "open", "commit 3", "checkpoint", "check"
+  uint64_t acked = 0;             // last generation whose commit returned SX_OK
+  uint64_t durable = 0;           // last generation known to be on stable storage
+  bool in_doubt = false;          // the failing commit's own sync failed: it may or may not stand
+  bool crashed_in_close = false;  // the power was cut while the last handle closed (which
+                                  // checkpoints and empties the WAL, reporting nothing)
+  int retries = 0;                // failed steps retried (retry mode)
 };
 
 // Runs the workload on path through fv, stopping at the first error (or, with retry,
@@ -271,7 +271,8 @@ std::vector<std::string> StrayFiles(const char *dir) {
   std::vector<std::string> out;
   DIR *d = opendir(dir);
   if (!d) return out;
-  static const std::set<std::string> known = {".", "..", "t.sx", "t.sx-wal", "t.sx-wal2", "t.sx-shm"};
+  static const std::set<std::string> known = {".",        "..",        "t.sx",
+                                              "t.sx-wal", "t.sx-wal2", "t.sx-shm"};
   while (struct dirent *e = readdir(d))
     if (!known.count(e->d_name)) out.push_back(e->d_name);
   closedir(d);

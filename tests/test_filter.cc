@@ -45,7 +45,8 @@ struct Case {
 
 void RunCases(const std::vector<Case> &cases) {
   for (const Case &c : cases)
-    EXPECT_EQ(Match(c.filter, c.meta), c.want) << "filter " << c.filter << " on " << (c.meta ? c.meta : "(none)");
+    EXPECT_EQ(Match(c.filter, c.meta), c.want)
+        << "filter " << c.filter << " on " << (c.meta ? c.meta : "(none)");
 }
 
 TEST(FilterEval, Equality) {
@@ -64,9 +65,9 @@ TEST(FilterEval, Equality) {
       {R"({"s": {"$eq": "red"}})", m, 1},
       {R"({"s": {"$ne": "red"}})", m, 0},
       {R"({"s": {"$ne": "blue"}})", m, 1},
-      {R"({"s": "red", "n": 5})", m, 1},   // several keys: AND
+      {R"({"s": "red", "n": 5})", m, 1},  // several keys: AND
       {R"({"s": "red", "n": 6})", m, 0},
-      {R"({"o": 1})", m, 0},               // an object equals nothing
+      {R"({"o": 1})", m, 0},  // an object equals nothing
       {R"({"o": {"$ne": 1}})", m, 1},
   });
 }
@@ -143,7 +144,7 @@ TEST(FilterEval, MissingFieldsAndExists) {
       {R"({"o.p": {"$exists": true}})", m, 1},
       {R"({"o.q": {"$exists": true}})", m, 0},
       {R"({"a.b": {"$exists": false}})", m, 1},  // through a non-object: missing
-      {R"({"a": 1})", nullptr, 0},                // no metadata: every field missing
+      {R"({"a": 1})", nullptr, 0},               // no metadata: every field missing
       {R"({"a": {"$ne": 1}})", nullptr, 1},
       {R"({"a": {"$exists": false}})", nullptr, 1},
   });
@@ -158,7 +159,7 @@ TEST(FilterEval, DottedPaths) {
       {R"({"a.b": {"$exists": true}})", m, 1},
       {R"({"a.b": 99})", m, 0},  // dots always separate levels
       {R"({"a.b.c.d": {"$exists": false}})", m, 1},
-      {R"({"x.y": 1})", m, 0},   // paths do not go into arrays
+      {R"({"x.y": 1})", m, 0},  // paths do not go into arrays
   });
 }
 
@@ -194,8 +195,10 @@ TEST(FilterEval, LogicalOperators) {
       {R"({"$not": {"a": 2}})", m, 1},
       {R"({"$not": {}})", m, 0},
       {R"({"$not": {"x": 1}})", m, 1},  // negates as a whole: no x matches
-      {R"({"$or": [{"$and": [{"a": 1}, {"$not": {"b": 2}}]}, {"$and": [{"a": {"$gte": 1}}, {"b": {"$in": [2]}}]}]})", m, 1},
-      {R"({"$or": [{"$and": [{"a": 1}, {"$not": {"b": 2}}]}, {"$and": [{"a": {"$gt": 1}}, {"b": {"$in": [2]}}]}]})", m, 0},
+      {R"({"$or": [{"$and": [{"a": 1}, {"$not": {"b": 2}}]}, {"$and": [{"a": {"$gte": 1}}, {"b": {"$in": [2]}}]}]})",
+       m, 1},
+      {R"({"$or": [{"$and": [{"a": 1}, {"$not": {"b": 2}}]}, {"$and": [{"a": {"$gt": 1}}, {"b": {"$in": [2]}}]}]})",
+       m, 0},
       {R"({"a": 1, "$or": [{"b": 5}, {"b": 2}]})", m, 1},
       {R"({"a": 1, "$or": [{"b": 5}, {"b": 6}]})", m, 0},
   });
@@ -203,7 +206,8 @@ TEST(FilterEval, LogicalOperators) {
 
 TEST(FilterEval, EscapesAndUnicode) {
   // Escaped keys and values compare by their decoded bytes, whichever side escapes.
-  const char *m = R"({"q\"k": "a\"b", "u": "\u00e9\ud83d\ude00", "n\u00e9": "x\\y\/z", "nl": "a\nb"})";
+  const char *m =
+      R"({"q\"k": "a\"b", "u": "\u00e9\ud83d\ude00", "n\u00e9": "x\\y\/z", "nl": "a\nb"})";
   RunCases({
       {R"({"q\"k": "a\"b"})", m, 1},
       {"{\"u\": \"\xc3\xa9\xf0\x9f\x98\x80\"}", m, 1},  // raw UTF-8 in the filter
@@ -224,21 +228,39 @@ TEST(FilterEval, NumbersInMetadata) {
       {R"({"n": 12345678901234567890})", R"({"n": 12345678901234567890})", 1},
       {R"({"n": 0})", R"({"n": -0})", 1},
       {R"({"n": -42})", R"({"n": -42})", 1},
-      {R"({"n": 999999999999999})", R"({"n": 999999999999999})", 1},  // 15 digits: fast path
+      {R"({"n": 999999999999999})", R"({"n": 999999999999999})", 1},    // 15 digits: fast path
       {R"({"n": 9999999999999999})", R"({"n": 9999999999999999})", 1},  // 16: strtod
       {R"({"n": {"$gt": 999999999999998}})", R"({"n": 999999999999999})", 1},
       {R"({"n": 1})", R"({"n": 1.0})", 1},
       {R"({"n": {"$gt": 0}})",
-       R"({"n": 100000000000000000000000000000000000000000000000000000000000000000000000000000000})", 1},
+       R"({"n": 100000000000000000000000000000000000000000000000000000000000000000000000000000000})",
+       1},
   });
 }
 
 TEST(FilterEval, DamagedMetadataIsCorrupt) {
   const char *damaged[] = {
-      "", "{", "{\"a\": 1", "[1, 2]", "\"s\"", "{\"a\": tru}", "{\"a\": 1.}", "{\"a\": -}",
-      "{\"a\": \"\\q\"}", "{\"a\": \"\\u12\"}", "{\"a\": \"\\ud800\"}", "{\"a\": \"\\udc00x\"}",
-      "{\"a\": 1} {\"b\": 2}", "{\"a\" 1}", "{1: 2}", "{\"a\": 0x10}", "{\"a\": nan}",
-      "{\"a\": 01}", "{\"a\": -}", "{\"a\": 1-2}", "{\"a\": --1}",
+      "",
+      "{",
+      "{\"a\": 1",
+      "[1, 2]",
+      "\"s\"",
+      "{\"a\": tru}",
+      "{\"a\": 1.}",
+      "{\"a\": -}",
+      "{\"a\": \"\\q\"}",
+      "{\"a\": \"\\u12\"}",
+      "{\"a\": \"\\ud800\"}",
+      "{\"a\": \"\\udc00x\"}",
+      "{\"a\": 1} {\"b\": 2}",
+      "{\"a\" 1}",
+      "{1: 2}",
+      "{\"a\": 0x10}",
+      "{\"a\": nan}",
+      "{\"a\": 01}",
+      "{\"a\": -}",
+      "{\"a\": 1-2}",
+      "{\"a\": --1}",
   };
   for (const char *d : damaged) {
     sx__filter *f = nullptr;
@@ -255,7 +277,8 @@ TEST(FilterEval, DamagedMetadataIsCorrupt) {
 
 TEST(FilterEval, BigTextsGrowTheTokenArray) {
   std::string m = "{";
-  for (int i = 0; i < 5000; i++) m += "\"k" + std::to_string(i) + "\": [" + std::to_string(i) + "], ";
+  for (int i = 0; i < 5000; i++)
+    m += "\"k" + std::to_string(i) + "\": [" + std::to_string(i) + "], ";
   m += "\"last\": \"yes\"}";
   EXPECT_EQ(Match(R"({"last": "yes"})", m.c_str()), 1);
   EXPECT_EQ(Match(R"({"k4999": 4999})", m.c_str()), 1);
@@ -303,7 +326,8 @@ TEST(FilterCheck, InvalidFiltersNameTheirPart) {
   for (int i = 0; i < 70; i++) deep += "}";
   EXPECT_EQ(sx_filter_check(deep.c_str(), &err), SX_INVALID_ARGUMENT);
   EXPECT_NE(strstr(err.message, "nested"), nullptr) << err.message;
-  EXPECT_EQ(sx_filter_check(R"({"a": {"$gte": 1, "$lt": "z"}, "$or": [{"b": null}]})", &err), SX_OK);
+  EXPECT_EQ(sx_filter_check(R"({"a": {"$gte": 1, "$lt": "z"}, "$or": [{"b": null}]})", &err),
+            SX_OK);
   EXPECT_EQ(sx_filter_check("{}", &err), SX_OK);
 }
 
@@ -320,7 +344,9 @@ struct Db {
     sx_error err = SX_ERROR_INIT;
     EXPECT_EQ(sx_db_open(&db, tmp.db.c_str(), &o, &err), SX_OK) << err.message;
   }
-  ~Db() { sx_db_free(db); }
+  ~Db() {
+    sx_db_free(db);
+  }
 };
 
 sx_write *Begin(sx_db *db) {
@@ -353,7 +379,8 @@ void Fill(sx_write *w, const char *name, size_t n, uint32_t dim, uint64_t seed, 
     std::vector<const char *> ip, mp;
     for (size_t i = 0; i < nb; i++) ip.push_back(ids[i].c_str()), mp.push_back(metas[i].c_str());
     sx_error err = SX_ERROR_INIT;
-    ASSERT_EQ(sx_write_upsert(w, name, nb, ip.data(), vecs.data() + at * dim, dim, mp.data(), &err), SX_OK)
+    ASSERT_EQ(sx_write_upsert(w, name, nb, ip.data(), vecs.data() + at * dim, dim, mp.data(), &err),
+              SX_OK)
         << err.message;
   }
 }
@@ -385,8 +412,8 @@ sx_status Search(sx_collection *c, const float *q, uint32_t dim, size_t k, const
 
 // The ids of the n items (generated by Fill over [0, n)) whose metadata matches
 // `pred`, ranked exactly for q: the brute force a filtered search must equal.
-std::vector<std::string> Brute(const std::vector<float> &vecs, size_t n, uint32_t dim, const float *q,
-                               size_t k, bool (*pred)(size_t i, size_t m), size_t m,
+std::vector<std::string> Brute(const std::vector<float> &vecs, size_t n, uint32_t dim,
+                               const float *q, size_t k, bool (*pred)(size_t i, size_t m), size_t m,
                                const char *prefix = "v") {
   std::vector<std::pair<double, std::string>> all;
   for (size_t i = 0; i < n; i++) {
@@ -426,8 +453,10 @@ TEST_P(FilterSearch, MatchesBruteForceOverTheMatchingItems) {
     bool (*pred)(size_t, size_t);
   } fs[] = {
       {R"({"c": 3})", [](size_t i, size_t mm) { return i % mm == 3; }},
-      {R"({"c": {"$in": [1, 2]}, "i": {"$lt": 1500}})", [](size_t i, size_t mm) { return i % mm >= 1 && i % mm <= 2 && i < 1500; }},
-      {R"({"$or": [{"i": {"$lt": 10}}, {"i": {"$gte": 2990}}]})", [](size_t i, size_t) { return i < 10 || i >= 2990; }},
+      {R"({"c": {"$in": [1, 2]}, "i": {"$lt": 1500}})",
+       [](size_t i, size_t mm) { return i % mm >= 1 && i % mm <= 2 && i < 1500; }},
+      {R"({"$or": [{"i": {"$lt": 10}}, {"i": {"$gte": 2990}}]})",
+       [](size_t i, size_t) { return i < 10 || i >= 2990; }},
       {R"({"$not": {"c": {"$ne": 0}}})", [](size_t i, size_t mm) { return i % mm == 0; }},
       {R"({"i": 1234})", [](size_t i, size_t) { return i == 1234; }},
       {R"({"i": -1})", [](size_t, size_t) { return false; }},
@@ -519,13 +548,15 @@ TEST_P(FilterSearch, BatchEqualsOneByOne) {
       o.exact = exact;
       o.threads = 2;
       sx_results *res = nullptr;
-      ASSERT_EQ(sx_collection_search_batch(c, qs.data(), nq, dim, 10, &o, &res, &err), SX_OK) << err.message;
+      ASSERT_EQ(sx_collection_search_batch(c, qs.data(), nq, dim, 10, &o, &res, &err), SX_OK)
+          << err.message;
       ASSERT_EQ(sx_results_queries(res), nq);
       for (size_t q = 0; q < nq; q++) {
         Hits h;
         ASSERT_EQ(Search(c, &qs[q * dim], dim, 10, f, &h, exact), SX_OK);
         ASSERT_EQ(sx_results_count(res, q), h.ids.size());
-        for (size_t i = 0; i < h.ids.size(); i++) EXPECT_EQ(h.ids[i], sx_results_id(res, q, i)) << f;
+        for (size_t i = 0; i < h.ids.size(); i++)
+          EXPECT_EQ(h.ids[i], sx_results_id(res, q, i)) << f;
       }
       sx_results_free(res);
     }
@@ -534,7 +565,8 @@ TEST_P(FilterSearch, BatchEqualsOneByOne) {
   sx_search_options o = SX_SEARCH_OPTIONS_INIT;
   o.filter = R"({"c": {"$regex": "x"}})";
   sx_results *res = nullptr;
-  EXPECT_EQ(sx_collection_search_batch(c, qs.data(), nq, dim, 10, &o, &res, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(sx_collection_search_batch(c, qs.data(), nq, dim, 10, &o, &res, &err),
+            SX_INVALID_ARGUMENT);
   EXPECT_NE(strstr(err.message, "$regex"), nullptr) << err.message;
   EXPECT_EQ(res, nullptr);
   sx_collection_free(c);
@@ -639,7 +671,8 @@ TEST_P(FilterSearch, DamagedMetadataFailsTheSearchWithCorrupt) {
   ASSERT_EQ(sx__slot_read(&coll, h, 7, &rec, &err), SX_OK);  // slot 7 holds v7
   ASSERT_NE(rec.meta_len, SX__NO_META);
   std::string junk(rec.meta_len, '[');
-  ASSERT_EQ(sx__pa_write(sx__write_txn(w), coll.hdr, H_PA_HEAP, rec.meta_off, junk.data(), junk.size(), &err),
+  ASSERT_EQ(sx__pa_write(sx__write_txn(w), coll.hdr, H_PA_HEAP, rec.meta_off, junk.data(),
+                         junk.size(), &err),
             SX_OK);
   sx_collection *c = nullptr;
   ASSERT_EQ(sx_write_collection(w, "c", &c, &err), SX_OK);
@@ -754,7 +787,8 @@ TEST(FilterRecall, HnswAtEverySelectivity) {
       ASSERT_EQ(Search(c, &qs[q * dim], dim, k, f.c_str(), &want, 1), SX_OK);
       std::vector<sx__hit> hits(64);
       size_t nh = 0;
-      ASSERT_EQ(sx__hnsw_search_filtered(g, &qs[q * dim], k, 64, &hf, hits.data(), &nh, &err), SX_OK);
+      ASSERT_EQ(sx__hnsw_search_filtered(g, &qs[q * dim], k, 64, &hf, hits.data(), &nh, &err),
+                SX_OK);
       std::set<std::string> ws(want.ids.begin(), want.ids.end());
       size_t hit = 0;
       for (size_t i = 0; i < nh && i < k; i++) {

@@ -44,7 +44,7 @@ struct Db {
   char *dir;
   std::string path;
   sx_db *db = nullptr;
-  uint32_t threads; // sx_open_options.threads (0: the default)
+  uint32_t threads;  // sx_open_options.threads (0: the default)
   explicit Db(const char *tag, uint32_t nthreads = 0)
       : dir(sx_test_tmpdir(tag)), path(std::string(dir) + "/h.sx"), threads(nthreads) {
     Open();
@@ -73,9 +73,14 @@ struct Db {
 struct W {
   sx_write *w = nullptr;
   sx_error err = SX_ERROR_INIT;
-  explicit W(sx_db *db) { EXPECT_EQ(sx_write_begin(db, 5000, &w, &err), SX_OK) << err.message; }
-  ~W() { sx_write_free(w); }
-  int Create(const char *name, uint32_t dim, int metric = SX_METRIC_L2, uint32_t m = 0, uint32_t efc = 0) {
+  explicit W(sx_db *db) {
+    EXPECT_EQ(sx_write_begin(db, 5000, &w, &err), SX_OK) << err.message;
+  }
+  ~W() {
+    sx_write_free(w);
+  }
+  int Create(const char *name, uint32_t dim, int metric = SX_METRIC_L2, uint32_t m = 0,
+             uint32_t efc = 0) {
     sx_collection_options o = SX_COLLECTION_OPTIONS_INIT;
     o.dim = dim;
     o.metric = (sx_metric)metric;
@@ -88,7 +93,8 @@ struct W {
     for (auto &s : ids) p.push_back(s.c_str());
     return sx_write_upsert(w, coll, ids.size(), p.data(), v, dim, nullptr, &err);
   }
-  int Upsert(const char *coll, const std::vector<std::string> &ids, const std::vector<float> &v, size_t dim) {
+  int Upsert(const char *coll, const std::vector<std::string> &ids, const std::vector<float> &v,
+             size_t dim) {
     return Upsert(coll, ids, v.data(), dim);
   }
   int Delete(const char *coll, const std::vector<std::string> &ids, size_t *n = nullptr) {
@@ -101,7 +107,9 @@ struct W {
     EXPECT_EQ(sx_write_collection(w, coll, &c, &err), SX_OK) << err.message;
     return c;
   }
-  int Commit() { return sx_write_commit(w, &err); }
+  int Commit() {
+    return sx_write_commit(w, &err);
+  }
 };
 
 // A read session and a view of one collection in it.
@@ -154,7 +162,9 @@ struct Data {
   std::vector<float> vecs;
   std::vector<std::string> ids;
   std::vector<bool> live;
-  const float *Row(size_t i) const { return &vecs[i * dim]; }
+  const float *Row(size_t i) const {
+    return &vecs[i * dim];
+  }
   void Append(const Data &o) {
     vecs.insert(vecs.end(), o.vecs.begin(), o.vecs.end());
     ids.insert(ids.end(), o.ids.begin(), o.ids.end());
@@ -256,7 +266,8 @@ int CheckHits(const Data &d, const float *q, const Hits &h, const char *what) {
     }
     double ref = RefDist(d.metric, q, d.Row(row), d.dim);
     if (std::fabs(h.d[i] - ref) > 1e-4 + 1e-4 * std::fabs(ref)) {
-      ADD_FAILURE() << what << ": hit '" << h.ids[i] << "' distance " << h.d[i] << ", exact " << ref;
+      ADD_FAILURE() << what << ": hit '" << h.ids[i] << "' distance " << h.d[i] << ", exact "
+                    << ref;
       bad++;
     }
     if (i > 0 && (h.d[i] < h.d[i - 1] || (h.d[i] == h.d[i - 1] && h.ids[i] <= h.ids[i - 1]))) {
@@ -272,8 +283,8 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 // Builds a collection of n generated vectors (seed) in one commit.
-Data Build(Db &db, const char *name, size_t n, size_t dim, int metric, uint64_t seed, uint32_t m = 16,
-           uint32_t efc = 200) {
+Data Build(Db &db, const char *name, size_t n, size_t dim, int metric, uint64_t seed,
+           uint32_t m = 16, uint32_t efc = 200) {
   Data d{dim, metric, Gen(seed, n, dim), Ids("v", n), std::vector<bool>(n, true)};
   W w(db.db);
   EXPECT_EQ(w.Create(name, (uint32_t)dim, metric, m, efc), SX_OK) << w.err.message;
@@ -282,7 +293,9 @@ Data Build(Db &db, const char *name, size_t n, size_t dim, int metric, uint64_t 
   return d;
 }
 
-const char *MetricName(int m) { return sx_metric_name(m); }
+const char *MetricName(int m) {
+  return sx_metric_name(m);
+}
 
 // ---- 1. recall -------------------------------------------------------------------
 
@@ -338,14 +351,17 @@ TEST_P(HnswRecall, MatchesBruteForceAndGrowsWithEf) {
   EXPECT_GE(Recall(d, qs, def, k), 0.9);
   // Self-queries find themselves.
   size_t self = 0;
-  for (size_t i = 0; i < n; i += 50) self += Search(r.c, d.Row(i), dim, 1).ids == std::vector<std::string>{d.ids[i]};
+  for (size_t i = 0; i < n; i += 50)
+    self += Search(r.c, d.Row(i), dim, 1).ids == std::vector<std::string>{d.ids[i]};
   EXPECT_GE(self, 98u) << "of 100 self-queries";
   db.Check();
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMetrics, HnswRecall,
                          ::testing::Values(SX_METRIC_L2, SX_METRIC_IP, SX_METRIC_COSINE),
-                         [](const ::testing::TestParamInfo<int> &i) { return std::string(MetricName(i.param)); });
+                         [](const ::testing::TestParamInfo<int> &i) {
+                           return std::string(MetricName(i.param));
+                         });
 
 // ---- 2. deletes ------------------------------------------------------------------
 
@@ -382,7 +398,8 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
   // Queries at random points and at the deleted vectors themselves (where a deleted
   // id would rank first if it were returned).
   std::vector<float> probe = Gen(56, 200, dim);
-  for (size_t i = 0; i < 300; i++) probe.insert(probe.end(), d.Row(order[i]), d.Row(order[i]) + dim);
+  for (size_t i = 0; i < 300; i++)
+    probe.insert(probe.end(), d.Row(order[i]), d.Row(order[i]) + dim);
   {
     W w(db.db);
     size_t gone = 0;
@@ -392,7 +409,8 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
     sx_collection *c = w.View("d");
     EXPECT_EQ(Count(c), n - n / 2);
     auto got = SearchBatch(c, probe, dim, 20, ef);
-    for (size_t q = 0; q < got.size(); q++) ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], "in session"), 0);
+    for (size_t q = 0; q < got.size(); q++)
+      ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], "in session"), 0);
     sx_collection_free(c);
     ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
   }
@@ -404,8 +422,8 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
     EXPECT_EQ(st.dead, 0u) << "deleting half unlinks the dead nodes";
     EXPECT_EQ(st.free, n / 2);
     double after = Recall(d, qs, SearchBatch(r.c, qs, dim, k, ef), k);
-    std::cout << "recall@10 at ef " << ef << ": before deleting " << before << ", after deleting half "
-              << after << "\n";
+    std::cout << "recall@10 at ef " << ef << ": before deleting " << before
+              << ", after deleting half " << after << "\n";
     EXPECT_GE(after, 0.9 * before);
     size_t total = 0;
     for (uint32_t e : {10u, 64u, 300u}) {
@@ -413,7 +431,8 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
       for (size_t q = 0; q < got.size(); q++) {
         EXPECT_EQ(got[q].ids.size(), 50u);
         total += got[q].ids.size();
-        ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], "after commit"), 0) << "ef " << e << " query " << q;
+        ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], "after commit"), 0)
+            << "ef " << e << " query " << q;
       }
     }
     EXPECT_EQ(total, 3u * 500 * 50);
@@ -423,7 +442,8 @@ TEST(Hnsw, DeletesKeepRecallAndAreNeverReturned) {
     EXPECT_EQ(CheckHits(d, d.Row(order[0]), all, "k = n"), 0);
   }
   // As many new vectors take the freed slots; recall over all of them holds.
-  Data more{dim, SX_METRIC_L2, Gen(57, n / 2, dim), Ids("new", n / 2), std::vector<bool>(n / 2, true)};
+  Data more{dim, SX_METRIC_L2, Gen(57, n / 2, dim), Ids("new", n / 2),
+            std::vector<bool>(n / 2, true)};
   {
     W w(db.db);
     ASSERT_EQ(w.Upsert("d", more.ids, more.vecs, dim), SX_OK) << w.err.message;
@@ -458,7 +478,8 @@ TEST_P(HnswThreads, RoundsOfDeletesKeepEveryLiveVectorReachable) {
       if (d.live[i]) live.push_back(i);
     std::shuffle(live.begin(), live.end(), rng);
     std::vector<std::string> del;
-    for (size_t i = 0; i < live.size() * 2 / 5; i++) del.push_back(d.ids[live[i]]), d.live[live[i]] = false;
+    for (size_t i = 0; i < live.size() * 2 / 5; i++)
+      del.push_back(d.ids[live[i]]), d.live[live[i]] = false;
     Data more{dim, SX_METRIC_COSINE, Gen(74 + (uint64_t)round, add, dim),
               Ids(("r" + std::to_string(round) + "-").c_str(), add), std::vector<bool>(add, true)};
     {
@@ -479,8 +500,8 @@ TEST_P(HnswThreads, RoundsOfDeletesKeepEveryLiveVectorReachable) {
     auto got = SearchBatch(r.c, qs, dim, k, 64);
     for (size_t q = 0; q < nq; q++) ASSERT_EQ(CheckHits(d, &qs[q * dim], got[q], "rounds"), 0);
     double rec = Recall(d, qs, got, k);
-    std::cout << GetParam() << " thread(s), round " << round << ": " << count << " live, recall@10 at ef 64 "
-              << rec << "\n";
+    std::cout << GetParam() << " thread(s), round " << round << ": " << count
+              << " live, recall@10 at ef 64 " << rec << "\n";
     EXPECT_GE(rec, 0.9) << "round " << round;
   }
 }
@@ -512,7 +533,7 @@ TEST(Hnsw, DeletesBelowTheShareStayWaypointsUntilUnlinked) {
       ASSERT_EQ(CheckHits(d, &probe[q * dim], got[q], what), 0);
     }
   };
-  del_commit(0, 60); // 60 * 32 < 3200
+  del_commit(0, 60);  // 60 * 32 < 3200
   db.Check();
   {
     R r(db.db, "w");
@@ -521,7 +542,7 @@ TEST(Hnsw, DeletesBelowTheShareStayWaypointsUntilUnlinked) {
     EXPECT_EQ(st.free, 0u);
   }
   never_returned("waypoints");
-  del_commit(60, 100); // 100 * 32 >= 3200
+  del_commit(60, 100);  // 100 * 32 >= 3200
   db.Check();
   {
     R r(db.db, "w");
@@ -544,7 +565,8 @@ TEST(Hnsw, DeletesBelowTheShareStayWaypointsUntilUnlinked) {
   EXPECT_EQ(st.slots, n);
   EXPECT_EQ(st.free, 0u);
   size_t self = 0;
-  for (size_t i = 0; i < 100; i++) self += Search(r.c, more.Row(i), dim, 1).ids == std::vector<std::string>{more.ids[i]};
+  for (size_t i = 0; i < 100; i++)
+    self += Search(r.c, more.Row(i), dim, 1).ids == std::vector<std::string>{more.ids[i]};
   EXPECT_GE(self, 99u);
 }
 
@@ -561,7 +583,8 @@ TEST(Hnsw, OldSnapshotIsUntouchedWhenSlotsAreReused) {
   Data now = d;
   std::vector<std::string> del;
   for (size_t i = 0; i < n; i += 2) del.push_back(d.ids[i]), now.live[i] = false;
-  Data more{dim, SX_METRIC_L2, Gen(67, n / 2, dim), Ids("n", n / 2), std::vector<bool>(n / 2, true)};
+  Data more{dim, SX_METRIC_L2, Gen(67, n / 2, dim), Ids("n", n / 2),
+            std::vector<bool>(n / 2, true)};
   {
     W w(db.db);
     ASSERT_EQ(w.Delete("s", del), SX_OK) << w.err.message;
@@ -588,7 +611,8 @@ TEST(Hnsw, OldSnapshotIsUntouchedWhenSlotsAreReused) {
   R r(db.db, "s");
   EXPECT_EQ(Stats(r.c).slots, n);
   auto got = SearchBatch(r.c, qs, dim, k, 64);
-  for (size_t q = 0; q < nq; q++) ASSERT_EQ(CheckHits(now, &qs[q * dim], got[q], "new snapshot"), 0);
+  for (size_t q = 0; q < nq; q++)
+    ASSERT_EQ(CheckHits(now, &qs[q * dim], got[q], "new snapshot"), 0);
   EXPECT_GE(Recall(now, qs, got, k), 0.95);
 }
 
@@ -636,8 +660,8 @@ TEST(Hnsw, ReplacedVectorsAreFoundAtTheirNewPositionOnly) {
     Hits h = Search(r.c, d.Row(order[j]), dim, 1);
     self_kept += !h.ids.empty() && h.ids[0] == d.ids[order[j]];
   }
-  std::cout << "self-query rank 0: replaced " << self_moved << "/" << nr << ", others " << self_kept << "/"
-            << kept_total << "\n";
+  std::cout << "self-query rank 0: replaced " << self_moved << "/" << nr << ", others " << self_kept
+            << "/" << kept_total << "\n";
   EXPECT_GE(self_moved, nr * 95 / 100);
   EXPECT_GE(self_kept, kept_total * 95 / 100);
   // Near the old positions: a moved vector is never returned as if still there
@@ -682,7 +706,8 @@ TEST(Hnsw, ReplacingEveryVectorKeepsRecall) {
       if (round == 0) {
         ASSERT_EQ(w.Upsert("a", d.ids, d.vecs, dim), SX_OK) << w.err.message;
       } else {
-        for (size_t i = n; i-- > 0;) ASSERT_EQ(w.Upsert("a", {d.ids[i]}, d.Row(i), dim), SX_OK) << w.err.message;
+        for (size_t i = n; i-- > 0;)
+          ASSERT_EQ(w.Upsert("a", {d.ids[i]}, d.Row(i), dim), SX_OK) << w.err.message;
       }
       ASSERT_EQ(w.Commit(), SX_OK) << w.err.message;
     }
@@ -697,7 +722,8 @@ TEST(Hnsw, ReplacingEveryVectorKeepsRecall) {
       ASSERT_EQ(CheckHits(d, &qs[q * dim], got[q], "replaced all"), 0);
     }
     double rec = Recall(d, qs, got, 10);
-    std::cout << "recall@10 at ef 100 after replacing every vector (round " << round << "): " << rec << "\n";
+    std::cout << "recall@10 at ef 100 after replacing every vector (round " << round << "): " << rec
+              << "\n";
     EXPECT_GE(rec, 0.9) << "round " << round;
   }
 }
@@ -749,7 +775,6 @@ TEST(Hnsw, ReopenGivesIdenticalResults) {
 
 // ---- 5. degenerate data ----------------------------------------------------------
 
-
 // Linked one by one and by several threads at once (4 threads on any machine: more
 // than its cores interleave them the most).
 TEST_P(HnswThreads, ThousandsOfIdenticalVectors) {
@@ -793,7 +818,8 @@ TEST_P(HnswThreads, ThousandsOfIdenticalVectors) {
   // vectors every repaired list prefers the same few nodes, and the rest are
   // reachable only because the unlink links them in again.
   std::vector<std::string> del, add;
-  for (size_t i = 0; i < n; i += 2) del.push_back("id" + std::to_string(i)), add.push_back("re" + std::to_string(i));
+  for (size_t i = 0; i < n; i += 2)
+    del.push_back("id" + std::to_string(i)), add.push_back("re" + std::to_string(i));
   {
     W w(db.db);
     ASSERT_EQ(w.Delete("s", del), SX_OK) << w.err.message;
@@ -899,13 +925,14 @@ TEST(HnswParallel, AbortedBatchLeavesNoTrace) {
     W w(db.db);
     auto more = Gen(43, 2000, dim);
     ASSERT_EQ(w.Upsert("a", Ids("x", 2000), more, dim), SX_OK) << w.err.message;
-    ASSERT_EQ(w.Upsert("a", Ids("v", 500), more, dim), SX_OK) << w.err.message; // relinks
+    ASSERT_EQ(w.Upsert("a", Ids("v", 500), more, dim), SX_OK) << w.err.message;  // relinks
     sx_collection *c = w.View("a");
     EXPECT_EQ(Count(c), 3000u);
     // The session's own searches see what its threads linked.
     size_t self = 0;
     for (size_t i = 0; i < 2000; i += 40)
-      self += Search(c, &more[i * dim], dim, 1, 64).ids == std::vector<std::string>{(i < 500 ? "v" : "x") + std::to_string(i)};
+      self += Search(c, &more[i * dim], dim, 1, 64).ids ==
+              std::vector<std::string>{(i < 500 ? "v" : "x") + std::to_string(i)};
     EXPECT_GE(self, 48u) << "of 50 self-queries in the write session";
     sx_collection_free(c);
     ASSERT_EQ(sx_write_abort(w.w), SX_OK);
@@ -940,9 +967,11 @@ TEST(Hnsw, TinyCollectionsReturnEverythingInOrder) {
         for (uint32_t ef : {0u, 1u}) {
           Hits h = Search(r.c, &qs[q * dim], dim, live + 2, ef);
           auto ex = d.Exact(&qs[q * dim], live + 2);
-          ASSERT_EQ(h.ids.size(), ex.size()) << MetricName(metric) << " " << what << " query " << q << " ef " << ef;
+          ASSERT_EQ(h.ids.size(), ex.size())
+              << MetricName(metric) << " " << what << " query " << q << " ef " << ef;
           for (size_t i = 0; i < ex.size(); i++) {
-            EXPECT_EQ(h.ids[i], d.ids[ex[i].second]) << MetricName(metric) << " " << what << " rank " << i;
+            EXPECT_EQ(h.ids[i], d.ids[ex[i].second])
+                << MetricName(metric) << " " << what << " rank " << i;
             EXPECT_NEAR(h.d[i], ex[i].first, 1e-5);
           }
         }
@@ -1089,7 +1118,8 @@ TEST(Hnsw, EverythingDeletedThenReadded) {
   }
   // Re-add: half of the old ids with new vectors, and as many new ids.
   Data d2{dim, SX_METRIC_COSINE, Gen(63, n, dim), {}, std::vector<bool>(n, true)};
-  for (size_t i = 0; i < n; i++) d2.ids.push_back(i % 2 ? "v" + std::to_string(i) : "new" + std::to_string(i));
+  for (size_t i = 0; i < n; i++)
+    d2.ids.push_back(i % 2 ? "v" + std::to_string(i) : "new" + std::to_string(i));
   {
     W w(db.db);
     ASSERT_EQ(w.Upsert("e", d2.ids, d2.vecs, dim), SX_OK) << w.err.message;
@@ -1162,7 +1192,8 @@ TEST_P(HnswThreads, SmallMKeepsEveryNodeReachable) {
           EXPECT_EQ(Reachable(r.c, d.Row(0), dim, n), n) << name << " after the build";
         }
         // More in small batches (each links into an existing graph), then deletes.
-        Data more{dim, metric, Gen(901 + m * 10 + dim, n, dim), Ids("w", n), std::vector<bool>(n, true)};
+        Data more{dim, metric, Gen(901 + m * 10 + dim, n, dim), Ids("w", n),
+                  std::vector<bool>(n, true)};
         for (size_t b = 0; b < n; b += 30) {
           W w(db.db);
           std::vector<std::string> ids(more.ids.begin() + (long)b, more.ids.begin() + (long)b + 30);
@@ -1245,7 +1276,8 @@ TEST(Hnsw, CosineIsScaleInvariant) {
     bad += CheckHits(small, &qsmall[q * dim], gs[q], "small scale");
   }
   double rb_rec = Recall(d, qs, gb, 10), rs_rec = Recall(small, qsmall, gs, 10);
-  std::cout << "cosine recall@10 at ef 100: unit scale " << rb_rec << ", 1e-4 scale " << rs_rec << "\n";
+  std::cout << "cosine recall@10 at ef 100: unit scale " << rb_rec << ", 1e-4 scale " << rs_rec
+            << "\n";
   EXPECT_GE(rb_rec, 0.95);
   EXPECT_GE(rs_rec, 0.95);
 }
@@ -1341,7 +1373,8 @@ TEST(Hnsw, WriteSessionSeesItsInsertsReadersAfterCommitAbortLeavesNoTrace) {
     EXPECT_EQ(Count(late.c), n + add);
     committed = snapshot(late.c);
     size_t self = 0;
-    for (size_t i = 0; i < add; i++) self += committed[qs.size() / dim + i].ids.at(0) == extra_ids[i];
+    for (size_t i = 0; i < add; i++)
+      self += committed[qs.size() / dim + i].ids.at(0) == extra_ids[i];
     EXPECT_GE(self, add * 95 / 100) << "readers after the commit see the inserts";
   }
   // Abort: inserts, replacements and deletes, all searched in the session, then gone.
@@ -1438,10 +1471,12 @@ TEST(HnswCrash, KillDuringLargeInsertsAndDeletesLosesNothingAcknowledged) {
           sx_record *rec = nullptr;
           std::string id = "b" + std::to_string(b) + "-" + std::to_string(j);
           if (b < B - 1 && j % 2) {
-            ASSERT_EQ(sx_collection_get(c, id.c_str(), &rec, &err), SX_NOT_FOUND) << id << " iteration " << it;
+            ASSERT_EQ(sx_collection_get(c, id.c_str(), &rec, &err), SX_NOT_FOUND)
+                << id << " iteration " << it;
             continue;
           }
-          ASSERT_EQ(sx_collection_get(c, id.c_str(), &rec, &err), SX_OK) << id << " iteration " << it;
+          ASSERT_EQ(sx_collection_get(c, id.c_str(), &rec, &err), SX_OK)
+              << id << " iteration " << it;
           size_t dim;
           const float *v = sx_record_vector(rec, &dim);
           ASSERT_EQ(dim, CRASH_DIM);
@@ -1456,7 +1491,8 @@ TEST(HnswCrash, KillDuringLargeInsertsAndDeletesLosesNothingAcknowledged) {
         auto v = CrashVec(b, j);
         Hits h = Search(c, v.data(), CRASH_DIM, 1);
         total++;
-        found += !h.ids.empty() && h.ids[0] == "b" + std::to_string(b) + "-" + std::to_string(j) && h.d[0] == 0;
+        found += !h.ids.empty() && h.ids[0] == "b" + std::to_string(b) + "-" + std::to_string(j) &&
+                 h.d[0] == 0;
       }
       EXPECT_GE(found, total * 9 / 10) << "iteration " << it << " with " << B << " batches";
       self_total += total;
@@ -1470,9 +1506,10 @@ TEST(HnswCrash, KillDuringLargeInsertsAndDeletesLosesNothingAcknowledged) {
     acknowledged = B - 1;  // the in-flight batch may have landed
     if (HasFailure()) break;
   }
-  std::cout << "kills: " << iters << ", runs that acknowledged a batch: " << mid_run << ", batches at the end: "
-            << acknowledged + 1 << " (" << (acknowledged + 1) * CRASH_PER << " vectors), self-queries "
-            << self_found << "/" << self_total << ", " << Seconds(t0) << " s\n";
+  std::cout << "kills: " << iters << ", runs that acknowledged a batch: " << mid_run
+            << ", batches at the end: " << acknowledged + 1 << " ("
+            << (acknowledged + 1) * CRASH_PER << " vectors), self-queries " << self_found << "/"
+            << self_total << ", " << Seconds(t0) << " s\n";
   EXPECT_GT(mid_run, iters / 4) << "the kills should land while the worker is committing";
   EXPECT_GT(acknowledged + 1, 4) << "the collection should grow across kills";
   sx_test_rmtree(dir);
@@ -1570,7 +1607,8 @@ TEST(HnswMultiProc, ReadersSeeOnlyWholeCommits) {
       EXPECT_GE(r->Field("sessions"), 20u);
       EXPECT_GE(r->Field("max_batches"), 2u);
       EXPECT_LE(r->Field("max_batches"), commits);
-      EXPECT_GE(r->Field("recall"), 950000u) << "recall@100 against the exact answer of each snapshot";
+      EXPECT_GE(r->Field("recall"), 950000u)
+          << "recall@100 against the exact answer of each snapshot";
       EXPECT_GE(r->Field("own_recall"), 950000u) << "the latest batch's own vectors";
     }
     sx_db *db;

@@ -309,10 +309,14 @@ TEST_F(Kernels, RawSumsOverPartsMatchReference) {
       if (!UseLevel(level)) continue;
       sx__raw_fn rl2 = sx__raw(SX__L2), rip = sx__raw(SX__IP);
       for (size_t cut : {(size_t)0, dim / 3, dim}) {
-        double s2 = (double)rl2(q.data(), v.data(), cut) + rl2(q.data() + cut, v.data() + cut, dim - cut);
-        double sd = (double)rip(q.data(), v.data(), cut) + rip(q.data() + cut, v.data() + cut, dim - cut);
-        EXPECT_NEAR(s2, l2, 1e-4 * (1 + l2)) << sx__kernel_name(level) << " dim " << dim << " cut " << cut;
-        EXPECT_NEAR(sd, dot, 1e-4 * (1 + std::fabs(dot))) << sx__kernel_name(level) << " dim " << dim << " cut " << cut;
+        double s2 =
+            (double)rl2(q.data(), v.data(), cut) + rl2(q.data() + cut, v.data() + cut, dim - cut);
+        double sd =
+            (double)rip(q.data(), v.data(), cut) + rip(q.data() + cut, v.data() + cut, dim - cut);
+        EXPECT_NEAR(s2, l2, 1e-4 * (1 + l2))
+            << sx__kernel_name(level) << " dim " << dim << " cut " << cut;
+        EXPECT_NEAR(sd, dot, 1e-4 * (1 + std::fabs(dot)))
+            << sx__kernel_name(level) << " dim " << dim << " cut " << cut;
       }
     }
   }
@@ -391,7 +395,8 @@ TEST_F(Kernels, ManyOverPartsIsBitIdenticalToContiguous) {
     std::vector<float> q(dim);
     for (float &x : q) x = u(rng);
     std::vector<size_t> cuts = {0, 1, dim / 3, dim / 2, dim - 1, dim, dim + 5};
-    for (size_t c : {16, 37, 63, 64, 65, 120, 256}) if (c < dim) cuts.push_back(c);
+    for (size_t c : {16, 37, 63, 64, 65, 120, 256})
+      if (c < dim) cuts.push_back(c);
     const size_t n = cuts.size();
     std::vector<std::vector<float>> full(n, std::vector<float>(dim));
     for (auto &v : full)
@@ -412,12 +417,13 @@ TEST_F(Kernels, ManyOverPartsIsBitIdenticalToContiguous) {
       for (int metric : {SX__L2, SX__IP, SX__COSINE}) {
         float qn = sx__norm(q.data(), dim);
         std::vector<float> out(n + 1, -7.0f);
-        sx__distance_many_parts(metric, q.data(), qn, vp.data(), n, dim, scratch.data(), out.data());
+        sx__distance_many_parts(metric, q.data(), qn, vp.data(), n, dim, scratch.data(),
+                                out.data());
         EXPECT_EQ(-7.0f, out[n]) << "written past n";
         for (size_t j = 0; j < n; j++) {
           float want = sx__distance(metric, q.data(), qn, full[j].data(), dim);
-          EXPECT_EQ(want, out[j]) << sx__kernel_name(level) << " " << MetricName(metric) << " dim " << dim
-                                  << " cut " << cuts[j];
+          EXPECT_EQ(want, out[j]) << sx__kernel_name(level) << " " << MetricName(metric) << " dim "
+                                  << dim << " cut " << cuts[j];
         }
       }
     }

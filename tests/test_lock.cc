@@ -212,8 +212,8 @@ TEST(Lock, CondBroadcastWakesAllWaiters) {
   sx__cond c;
   sx__mutex_init(&m, SX_RANK_DB, "db");
   sx__cond_init(&c);
-  bool go = false;  /* protected by m */
-  int waiting = 0;  /* protected by m */
+  bool go = false; /* protected by m */
+  int waiting = 0; /* protected by m */
   std::atomic<int> woken{0}, timed_out{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < kWaiters; i++) {

@@ -73,8 +73,10 @@ std::map<std::string, std::string> Fields(const std::string &line) {
   std::string tok;
   while (in >> tok) {
     size_t eq = tok.find('=');
-    if (eq == std::string::npos) m[tok] = "";
-    else m[tok.substr(0, eq)] = tok.substr(eq + 1);
+    if (eq == std::string::npos)
+      m[tok] = "";
+    else
+      m[tok.substr(0, eq)] = tok.substr(eq + 1);
   }
   return m;
 }
@@ -158,7 +160,9 @@ struct Proc {
     }
     return pid <= 0;
   }
-  bool Exited(int code) const { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+  bool Exited(int code) const {
+    return WIFEXITED(status) && WEXITSTATUS(status) == code;
+  }
   // Next line of output, without its newline; false on timeout or end of output.
   bool ReadLine(std::string *line, int timeout_ms = 60000) {
     auto t0 = std::chrono::steady_clock::now();
@@ -239,7 +243,8 @@ std::unique_ptr<Proc> Spawn(const std::vector<std::string> &args) {
 }
 
 // Spawns a `hold` worker and waits for its "ready" line.
-std::unique_ptr<Proc> Hold(const std::string &db, int sessions, std::map<std::string, std::string> *ready) {
+std::unique_ptr<Proc> Hold(const std::string &db, int sessions,
+                           std::map<std::string, std::string> *ready) {
   auto p = Spawn({"hold", db, std::to_string(sessions)});
   std::string line;
   EXPECT_TRUE(p->ReadLine(&line)) << "hold worker did not report ready";
@@ -249,12 +254,14 @@ std::unique_ptr<Proc> Hold(const std::string &db, int sessions, std::map<std::st
 }
 
 // Runs a short-lived worker to completion and returns its one line of output.
-std::map<std::string, std::string> RunWorker(const std::vector<std::string> &args, int want_exit = 0) {
+std::map<std::string, std::string> RunWorker(const std::vector<std::string> &args,
+                                             int want_exit = 0) {
   auto p = Spawn(args);
   std::string line;
   EXPECT_TRUE(p->ReadLine(&line)) << "worker " << args[0] << " printed nothing";
   EXPECT_TRUE(p->Wait(60000)) << "worker " << args[0] << " did not exit";
-  EXPECT_TRUE(p->Exited(want_exit)) << "worker " << args[0] << " status " << p->status << ": " << line;
+  EXPECT_TRUE(p->Exited(want_exit))
+      << "worker " << args[0] << " status " << p->status << ": " << line;
   return Fields(line);
 }
 
@@ -285,7 +292,8 @@ TEST(MultiProc, SnapshotIsolationAcrossProcesses) {
   ASSERT_EQ(U64(ra, "violations"), 0u);
   // Every commit rewrites every page: a checkpoint that ignored A's pin would
   // overwrite all of generation 1 in the database file.
-  for (uint64_t g = 2; g <= 20; g++) ASSERT_EQ(wl_commit(db, g, N, N, 2, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 2; g <= 20; g++)
+    ASSERT_EQ(wl_commit(db, g, N, N, 2, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
   sx_db_stats st = Stats(db);
   EXPECT_EQ(st.readers, 1u);
@@ -296,7 +304,8 @@ TEST(MultiProc, SnapshotIsolationAcrossProcesses) {
   auto b = Hold(t.db, 1, &rb);
   ASSERT_EQ(U64(rb, "gen"), 20u);
   ASSERT_EQ(U64(rb, "violations"), 0u);
-  for (uint64_t g = 21; g <= 40; g++) ASSERT_EQ(wl_commit(db, g, N, N, 3, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 21; g <= 40; g++)
+    ASSERT_EQ(wl_commit(db, g, N, N, 3, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
   EXPECT_EQ(Stats(db).readers, 2u);
 
@@ -307,7 +316,8 @@ TEST(MultiProc, SnapshotIsolationAcrossProcesses) {
   EXPECT_EQ(U64(pb, "gen"), 20u);
   EXPECT_EQ(U64(pb, "violations"), 0u);
   auto fa = Fields(a->Ask("fresh"));
-  EXPECT_EQ(U64(fa, "gen"), 40u) << "a new session in the reader process must see the latest commit";
+  EXPECT_EQ(U64(fa, "gen"), 40u)
+      << "a new session in the reader process must see the latest commit";
   EXPECT_EQ(U64(fa, "violations"), 0u);
   EXPECT_EQ(LatestGen(db), 40);
 
@@ -344,7 +354,8 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
   sx_open_options o0 = SX_OPEN_OPTIONS_INIT;
   o0.autocheckpoint_frames = 1000000;  // generations 1-5 stay in the WAL
   sx_db *db0 = Open(t.db, &o0);        // kept open: the last close would empty the WAL
-  for (uint64_t g = 1; g <= 5; g++) ASSERT_EQ(wl_commit(db0, g, N, N, g, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 1; g <= 5; g++)
+    ASSERT_EQ(wl_commit(db0, g, N, N, g, 1000, &err), SX_OK) << err.message;
   std::map<std::string, std::string> ready;
   auto h = Hold(t.db, 1, &ready);  // generation 5, read from P-wal
   ASSERT_EQ(U64(ready, "gen"), 5u);
@@ -353,8 +364,10 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
   o.autocheckpoint_frames = 8;  // every commit checkpoints and may switch files
   sx_db *db = Open(t.db, &o);
   // Each commit rewrites every page; reusing P-wal would overwrite what the holder reads.
-  for (uint64_t g = 6; g <= 30; g++) ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
-  EXPECT_EQ(sxt::ReadFile(t.db + "-wal"), wal0) << "P-wal was reused under a reader that reads from it";
+  for (uint64_t g = 6; g <= 30; g++)
+    ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
+  EXPECT_EQ(sxt::ReadFile(t.db + "-wal"), wal0)
+      << "P-wal was reused under a reader that reads from it";
   sx_db_stats st = Stats(db);
   EXPECT_GT(st.wal_frames, 25u * N) << "the holder pins its generation, so the WAL keeps growing";
   auto pv = Fields(h->Ask("verify"));
@@ -362,8 +375,10 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
   EXPECT_EQ(U64(pv, "violations"), 0u);
   // Once the reader is gone, checkpoints catch up and P-wal is reused.
   h->Kill();
-  for (uint64_t g = 31; g <= 34; g++) ASSERT_EQ(wl_commit(db, g, N, 2, g, 1000, &err), SX_OK) << err.message;
-  EXPECT_NE(sxt::ReadFile(t.db + "-wal").substr(0, 64), wal0.substr(0, 64)) << "P-wal was never reused";
+  for (uint64_t g = 31; g <= 34; g++)
+    ASSERT_EQ(wl_commit(db, g, N, 2, g, 1000, &err), SX_OK) << err.message;
+  EXPECT_NE(sxt::ReadFile(t.db + "-wal").substr(0, 64), wal0.substr(0, 64))
+      << "P-wal was never reused";
   st = Stats(db);
   EXPECT_LE(st.wal_frames, 8u + 2 * 4u) << "the WAL did not shrink back";
   EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
@@ -447,7 +462,8 @@ TEST(MultiProc, WalCutWaitsForReadersInTheWal) {
   EXPECT_LE(WalLongest(t.db), limit) << "no reader in the WAL, yet the checkpoint did not cut it";
   auto h2 = Hold(t.db, 1, &ready);  // reads the database file only
   ASSERT_EQ(U64(ready, "gen"), 2u);
-  for (uint64_t g = 3; g <= 4; g++) ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 3; g <= 4; g++)
+    ASSERT_EQ(wl_commit(db, g, N, N, g, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
   pv = Fields(h2->Ask("verify"));
   EXPECT_EQ(U64(pv, "violations"), 0u);
@@ -482,7 +498,8 @@ TEST(MultiProc, WalCutsUnderReaderProcesses) {
   std::vector<std::unique_ptr<Proc>> readers;
   // Two threads per process, each pausing 3 ms between sessions: the gaps let some
   // checkpoints find no reader in the WAL.
-  for (int i = 0; i < 3; i++) readers.push_back(Spawn({"reader", t.db, std::to_string(secs), "2", "3000"}));
+  for (int i = 0; i < 3; i++)
+    readers.push_back(Spawn({"reader", t.db, std::to_string(secs), "2", "3000"}));
   uint64_t g = 1, cuts = 0, prev = WalLongest(t.db);
   auto t0 = std::chrono::steady_clock::now();
   while (MsSince(t0) < secs * 1000.0) {
@@ -498,9 +515,10 @@ TEST(MultiProc, WalCutsUnderReaderProcesses) {
   for (size_t i = 0; i < readers.size(); i++) {
     ASSERT_TRUE(readers[i]->Wait(120000)) << "reader " << i << " hung";
     std::string line;
-    ASSERT_TRUE(readers[i]->ReadLine(&line, 1000)) << "reader " << i << " printed nothing, status "
-                                                   << readers[i]->status;
-    EXPECT_TRUE(readers[i]->Exited(0)) << "reader " << i << " status " << readers[i]->status << ": " << line;
+    ASSERT_TRUE(readers[i]->ReadLine(&line, 1000))
+        << "reader " << i << " printed nothing, status " << readers[i]->status;
+    EXPECT_TRUE(readers[i]->Exited(0))
+        << "reader " << i << " status " << readers[i]->status << ": " << line;
     auto r = Fields(line);
     EXPECT_EQ(U64(r, "violations"), 0u) << line;
     EXPECT_GT(U64(r, "sessions"), 10u) << line;
@@ -512,8 +530,8 @@ TEST(MultiProc, WalCutsUnderReaderProcesses) {
   db = Open(t.db);
   EXPECT_EQ(LatestGen(db), (long long)g);
   sx_db_free(db);
-  std::cout << "[ walcut   ] " << g << " commits, " << cuts << " cuts of the WAL under 3 reader processes"
-            << std::endl;
+  std::cout << "[ walcut   ] " << g << " commits, " << cuts
+            << " cuts of the WAL under 3 reader processes" << std::endl;
 }
 
 // The spec's stress run: 1 writer process + 8 reader processes x 4 threads on the
@@ -563,11 +581,13 @@ TEST(MultiProc, StressOneWriterEightReaderProcesses) {
   uint64_t sessions = 0, max_begin_us = 0;
   for (int i = 0; i < kReaders; i++) {
     ASSERT_TRUE(readers[i]->ReadLine(&line, 1000)) << "reader " << i << " printed nothing";
-    EXPECT_TRUE(readers[i]->Exited(0)) << "reader " << i << " status " << readers[i]->status << ": " << line;
+    EXPECT_TRUE(readers[i]->Exited(0))
+        << "reader " << i << " status " << readers[i]->status << ": " << line;
     auto r = Fields(line);
     EXPECT_EQ(U64(r, "violations"), 0u) << "reader " << i << ": " << line;
     EXPECT_GE(U64(r, "sessions"), 100u) << "reader " << i << ": " << line;
-    EXPECT_GT(U64(r, "last_gen"), U64(r, "first_gen")) << "reader " << i << " never saw a new commit: " << line;
+    EXPECT_GT(U64(r, "last_gen"), U64(r, "first_gen"))
+        << "reader " << i << " never saw a new commit: " << line;
     EXPECT_LE(U64(r, "last_gen"), last_gen) << "reader " << i << ": " << line;
     sessions += U64(r, "sessions");
     max_begin_us = std::max(max_begin_us, U64(r, "max_begin_us"));
@@ -588,9 +608,10 @@ TEST(MultiProc, StressOneWriterEightReaderProcesses) {
   EXPECT_EQ(LatestGen(db), (long long)last_gen);
   sx_db_free(db);
 
-  std::cout << "[ stress   ] " << secs << " s: commits=" << commits << " reader_sessions=" << sessions
-            << " max_read_begin_us=" << max_begin_us << " checkpoints=" << Str(w, "checkpoints")
-            << " wal_restarts=" << Str(w, "restarts") << " max_wal_frames=" << std::max<uint64_t>(max_wal, U64(w, "max_wal_frames"))
+  std::cout << "[ stress   ] " << secs << " s: commits=" << commits
+            << " reader_sessions=" << sessions << " max_read_begin_us=" << max_begin_us
+            << " checkpoints=" << Str(w, "checkpoints") << " wal_restarts=" << Str(w, "restarts")
+            << " max_wal_frames=" << std::max<uint64_t>(max_wal, U64(w, "max_wal_frames"))
             << " max_readers_seen=" << max_readers << std::endl;
   RecordProperty("seconds", secs);
   RecordProperty("commits", std::to_string(commits));
@@ -606,11 +627,13 @@ TEST(MultiProc, KilledReaderReleasesItsSnapshot) {
   o.autocheckpoint_frames = 1000000;  // checkpoints only when asked
   sx_db *db = Open(t.db, &o);
   sx_error err = SX_ERROR_INIT;
-  for (uint64_t g = 1; g <= 5; g++) ASSERT_EQ(wl_commit(db, g, 20, 4, 1, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 1; g <= 5; g++)
+    ASSERT_EQ(wl_commit(db, g, 20, 4, 1, 1000, &err), SX_OK) << err.message;
   std::map<std::string, std::string> ready;
   auto h = Hold(t.db, 1, &ready);
   ASSERT_EQ(U64(ready, "gen"), 5u);
-  for (uint64_t g = 6; g <= 15; g++) ASSERT_EQ(wl_commit(db, g, 20, 4, 1, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 6; g <= 15; g++)
+    ASSERT_EQ(wl_commit(db, g, 20, 4, 1, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
   sx_db_stats st = Stats(db);
   EXPECT_EQ(st.readers, 1u);
@@ -672,7 +695,8 @@ TEST(MultiProc, SlotsOfDeadReadersAreReused) {
       sx_read *s = nullptr;
       int rc = sx_read_begin(d2, &s, &err);
       if (rc != SX_OK) {
-        ADD_FAILURE() << "session " << i << " of " << nslots << ": " << sx_status_name(rc) << ": " << err.message;
+        ADD_FAILURE() << "session " << i << " of " << nslots << ": " << sx_status_name(rc) << ": "
+                      << err.message;
         break;
       }
       rs.push_back(s);
@@ -736,7 +760,8 @@ TEST(MultiProc, TwoHandlesOnOnePathInOneProcess) {
   tw = RunWorker({"try-write", t.db, "0"});
   EXPECT_EQ(Str(tw, "status"), "BUSY");
   sx_db_free(a);
-  EXPECT_EQ(wl_verify(ra, &g, why, sizeof why), 1) << "a session of a closed handle must report CLOSED";
+  EXPECT_EQ(wl_verify(ra, &g, why, sizeof why), 1)
+      << "a session of a closed handle must report CLOSED";
   sx_read_free(ra);
   sx_write_free(wa);
   tw = RunWorker({"try-write", t.db, "0"});
@@ -758,7 +783,8 @@ TEST(MultiProc, WriterExclusionAcrossProcesses) {
   TmpDir t("mp-writer");
   sx_db *db = Open(t.db);
   sx_error err = SX_ERROR_INIT;
-  for (uint64_t g = 1; g <= 3; g++) ASSERT_EQ(wl_commit(db, g, 16, 4, 1, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 1; g <= 3; g++)
+    ASSERT_EQ(wl_commit(db, g, 16, 4, 1, 1000, &err), SX_OK) << err.message;
   auto child = Spawn({"write-hold", t.db});
   std::string line;
   ASSERT_TRUE(child->ReadLine(&line)) << "write-hold did not start";
@@ -802,7 +828,8 @@ TEST(MultiProc, ForkChildUsesInheritedHandle) {
   TmpDir t("mp-fork");
   sx_db *db = Open(t.db);
   sx_error err = SX_ERROR_INIT;
-  for (uint64_t g = 1; g <= 3; g++) ASSERT_EQ(wl_commit(db, g, 16, 4, 1, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 1; g <= 3; g++)
+    ASSERT_EQ(wl_commit(db, g, 16, 4, 1, 1000, &err), SX_OK) << err.message;
   sx_read *pre = nullptr;
   ASSERT_EQ(sx_read_begin(db, &pre, &err), SX_OK) << err.message;
   fflush(nullptr);
@@ -842,7 +869,9 @@ TEST(MultiProc, ForkChildUsesInheritedHandle) {
   }
   ASSERT_TRUE(child.Wait(60000)) << "fork child hung";
   EXPECT_TRUE(child.Exited(0)) << "fork child failed checks, status " << child.status
-                               << (WIFEXITED(child.status) ? " exit bits " + std::to_string(WEXITSTATUS(child.status)) : "");
+                               << (WIFEXITED(child.status)
+                                       ? " exit bits " + std::to_string(WEXITSTATUS(child.status))
+                                       : "");
   // The parent's session still reads its snapshot; new ones see the child's commit.
   uint64_t g = 0;
   char why[256];
@@ -891,7 +920,9 @@ TEST(MultiProc, ForkWhileWriting) {
   }
   ASSERT_TRUE(child.Wait(60000)) << "fork child hung";
   EXPECT_TRUE(child.Exited(0)) << "fork child failed checks, status " << child.status
-                               << (WIFEXITED(child.status) ? " exit bits " + std::to_string(WEXITSTATUS(child.status)) : "");
+                               << (WIFEXITED(child.status)
+                                       ? " exit bits " + std::to_string(WEXITSTATUS(child.status))
+                                       : "");
   ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
   sx_write_free(w);
   EXPECT_EQ(LatestGen(db), 2);
@@ -927,13 +958,16 @@ TEST(MultiProc, DeadParentLocksDoNotLiveOnInForkChild) {
     grandchild.pid = (pid_t)U64(f, "child");
     ASSERT_GT(grandchild.pid, 0) << line;
     sx_write *w = nullptr;
-    if (strcmp(kind, "read") == 0) EXPECT_EQ(Stats(db).readers, 1u);
-    else EXPECT_EQ(sx_write_begin(db, 0, &w, &err), SX_BUSY);
+    if (strcmp(kind, "read") == 0)
+      EXPECT_EQ(Stats(db).readers, 1u);
+    else
+      EXPECT_EQ(sx_write_begin(db, 0, &w, &err), SX_BUSY);
     p->Kill();  // the process that began the session is dead; its child lives on
     sx_db_stats st = Stats(db);
     EXPECT_EQ(st.readers, 0u) << "a dead process's snapshot is still pinned (by its fork child)";
     int rc = sx_write_begin(db, 0, &w, &err);
-    EXPECT_EQ(rc, SX_OK) << "a dead process's writer lock is still held (by its fork child): " << err.message;
+    EXPECT_EQ(rc, SX_OK) << "a dead process's writer lock is still held (by its fork child): "
+                         << err.message;
     if (rc == SX_OK) sx_write_abort(w);
     sx_write_free(w);
     w = nullptr;

@@ -52,7 +52,9 @@ std::vector<float> Vec(uint64_t seed) {
   return v;
 }
 
-std::string Id(int i) { return "id" + std::to_string(i); }
+std::string Id(int i) {
+  return "id" + std::to_string(i);
+}
 
 // Creates `name` and upserts ids id0..id{n-1} (every third with metadata), one commit.
 void Fill(sx_db *db, const char *name, int n, sx_index_type index) {
@@ -367,7 +369,8 @@ TEST(Backup, ConsistentWhileAWriterCommits) {
     ASSERT_EQ(sx_db_backup(db, dest.c_str(), &bo, &err), SX_OK) << err.message;
     ASSERT_FALSE(prog.calls.empty());
     EXPECT_EQ(prog.calls.back().first, prog.calls.back().second);
-    for (size_t k = 1; k < prog.calls.size(); k++) EXPECT_GT(prog.calls[k].first, prog.calls[k - 1].first);
+    for (size_t k = 1; k < prog.calls.size(); k++)
+      EXPECT_GT(prog.calls[k].first, prog.calls[k - 1].first);
     EXPECT_FALSE(Exists(dest + "-wal"));
     sx_db *b = Open(dest);
     EXPECT_EQ(sx_db_check(b, &err), SX_OK) << err.message;
@@ -583,7 +586,8 @@ TEST(Compact, ReclaimsDeletedSpaceAndKeepsEverySurvivor) {
       idp.push_back(ids[i].c_str());
       mp.push_back((i * 10) % 3 == 0 ? metas[i].c_str() : nullptr);
     }
-    ASSERT_EQ(sx_write_upsert(w, "h", idp.size(), idp.data(), vecs.data(), kDim, mp.data(), &err), SX_OK);
+    ASSERT_EQ(sx_write_upsert(w, "h", idp.size(), idp.data(), vecs.data(), kDim, mp.data(), &err),
+              SX_OK);
     ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
     sx_write_free(w);
   }
@@ -594,7 +598,8 @@ TEST(Compact, ReclaimsDeletedSpaceAndKeepsEverySurvivor) {
   struct stat st1, st2;
   ASSERT_EQ(stat(t.db.c_str(), &st1), 0);
   ASSERT_EQ(stat(t.path("fresh.sx").c_str(), &st2), 0);
-  EXPECT_LE(st1.st_size * 10, st2.st_size * 12) << "compacted " << st1.st_size << " fresh " << st2.st_size;
+  EXPECT_LE(st1.st_size * 10, st2.st_size * 12)
+      << "compacted " << st1.st_size << " fresh " << st2.st_size;
   EXPECT_LE(Space(db).page_count * 10, fs.page_count * 12);
   sx_read *r1, *r2;
   sx_collection *c1 = ReadView(db, "h", &r1), *c2 = ReadView(fresh, "h", &r2);
@@ -623,10 +628,11 @@ TEST(Compact, ReclaimsDeletedSpaceAndKeepsEverySurvivor) {
   hc = ReadView(db, "h", &hr);
   sx_collection_free(hc);
   sx_read_free(hr);
-  printf("pages: before %llu, after compaction %llu, a fresh database of the survivors %llu; "
-         "file bytes after %lld, fresh %lld\n",
-         (unsigned long long)before.page_count, (unsigned long long)after.page_count,
-         (unsigned long long)fs.page_count, (long long)st1.st_size, (long long)st2.st_size);
+  printf(
+      "pages: before %llu, after compaction %llu, a fresh database of the survivors %llu; "
+      "file bytes after %lld, fresh %lld\n",
+      (unsigned long long)before.page_count, (unsigned long long)after.page_count,
+      (unsigned long long)fs.page_count, (long long)st1.st_size, (long long)st2.st_size);
   sx_db_free(fresh);
   sx_db_free(db);
 }
@@ -753,7 +759,8 @@ TEST(Compact, PowerLossAtEverySync) {
   int stood = 0, cases = 0;
   for (uint64_t k = 1; k <= nsync; k++) {
     for (int how : {SX__LOSS_DROP, SX__LOSS_TEAR}) {
-      SCOPED_TRACE(testing::Message() << "power cut at sync " << k << " of " << nsync << (how == SX__LOSS_DROP ? " DROP" : " TEAR"));
+      SCOPED_TRACE(testing::Message() << "power cut at sync " << k << " of " << nsync
+                                      << (how == SX__LOSS_DROP ? " DROP" : " TEAR"));
       std::string p = t.path(("p" + std::to_string(k) + "-" + std::to_string(how) + ".sx").c_str());
       copy(p);
       sx__faultvfs *fv = sx__faultvfs_new();
@@ -771,8 +778,9 @@ TEST(Compact, PowerLossAtEverySync) {
       sx_db_free(db);
     }
   }
-  printf("power loss during compaction: %d cases over %llu syncs, %d with the compaction standing\n", cases,
-         (unsigned long long)nsync, stood);
+  printf(
+      "power loss during compaction: %d cases over %llu syncs, %d with the compaction standing\n",
+      cases, (unsigned long long)nsync, stood);
 }
 
 }  // namespace

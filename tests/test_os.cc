@@ -26,7 +26,9 @@ namespace {
 
 class OsTest : public ::testing::Test {
  protected:
-  void SetUp() override { dir_ = sx_test_tmpdir("os"); }
+  void SetUp() override {
+    dir_ = sx_test_tmpdir("os");
+  }
   void TearDown() override {
     sx_test_rmtree(dir_);
     free(dir_);
@@ -330,8 +332,7 @@ void LockHeldByDyingChild(const std::string &path, bool kill_it) {
     sx__vfs *vfs = sx__vfs_default();
     char ok = 'n';
     if (vfs->open(vfs, path.c_str(), RW, &f, nullptr) == SX_OK &&
-        sx__file_lock(f, 7, 1, SX__WRLOCK, 0, nullptr) == SX_OK &&
-        sx__fork_generation() == gen + 1)
+        sx__file_lock(f, 7, 1, SX__WRLOCK, 0, nullptr) == SX_OK && sx__fork_generation() == gen + 1)
       ok = 'y';
     if (write(up[1], &ok, 1) != 1) _exit(3);
     char go;
@@ -675,8 +676,8 @@ TEST_F(FaultTest, PowerLossTearGivesOldNewOrSectorPrefix) {
     size_t len;
     char c;
   };
-  const W writes[] = {{0, 2048, 'a'}, {4096, 3000, 'b'}, {8192 + 100, 1500, 'c'},
-                      {16384, 4096, 'd'}};
+  const W writes[] = {
+      {0, 2048, 'a'}, {4096, 3000, 'b'}, {8192 + 100, 1500, 'c'}, {16384, 4096, 'd'}};
   const uint64_t old_size = 16384;
   int seen[4] = {0, 0, 0, 0};
   std::string first_result;

@@ -26,9 +26,10 @@ sx_db *Open(const std::string &path, sx_open_options *o = nullptr) {
 }
 
 TEST(Session, StatusNamesAreTheConformanceNames) {
-  const char *want[] = {"OK",        "NOT_FOUND", "EXISTS", "INVALID_ARGUMENT", "DIMENSION_MISMATCH",
-                        "READ_ONLY", "BUSY",      "CLOSED", "MISUSE",           "CORRUPT",
-                        "IO",        "FULL",      "NOMEM",  "VERSION",          "CANCELLED"};
+  const char *want[] = {
+      "OK",        "NOT_FOUND", "EXISTS", "INVALID_ARGUMENT", "DIMENSION_MISMATCH",
+      "READ_ONLY", "BUSY",      "CLOSED", "MISUSE",           "CORRUPT",
+      "IO",        "FULL",      "NOMEM",  "VERSION",          "CANCELLED"};
   for (int i = 0; i < SX_STATUS_COUNT; i++) EXPECT_STREQ(sx_status_name(i), want[i]);
   EXPECT_STREQ(sx_status_name(-1), "UNKNOWN");
   EXPECT_STREQ(sx_status_name(SX_STATUS_COUNT), "UNKNOWN");
@@ -38,7 +39,8 @@ TEST(Session, CommitThenReadAcrossReopen) {
   TmpDir t("sess");
   sx_db *db = Open(t.db);
   sx_error err = SX_ERROR_INIT;
-  for (uint64_t g = 1; g <= 30; g++) ASSERT_EQ(wl_commit(db, g, 40, 5, 7, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 1; g <= 30; g++)
+    ASSERT_EQ(wl_commit(db, g, 40, 5, 7, 1000, &err), SX_OK) << err.message;
   uint64_t g = 0;
   char why[256];
   EXPECT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
@@ -61,7 +63,8 @@ TEST(Session, SnapshotIsStableAcrossCommitsAndCheckpoints) {
   ASSERT_EQ(wl_commit(db, 1, 20, 20, 1, 1000, &err), SX_OK);
   sx_read *old = nullptr;
   ASSERT_EQ(sx_read_begin(db, &old, &err), SX_OK);
-  for (uint64_t g = 2; g <= 60; g++) ASSERT_EQ(wl_commit(db, g, 20, 6, 3, 1000, &err), SX_OK) << err.message;
+  for (uint64_t g = 2; g <= 60; g++)
+    ASSERT_EQ(wl_commit(db, g, 20, 6, 3, 1000, &err), SX_OK) << err.message;
   uint64_t g = 0;
   char why[256];
   EXPECT_EQ(wl_verify(old, &g, why, sizeof why), 0) << why;
@@ -252,8 +255,10 @@ TEST(Session, BadFilesAreCorruptOrVersion) {
   EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
   // A database in a directory that does not exist cannot be created.
-  EXPECT_EQ(sx_db_open(&db, (std::string(t.dir) + "/no/such/dir/x.sx").c_str(), nullptr, &err), SX_IO);
-  EXPECT_NE(std::string(err.message).find("directory does not exist"), std::string::npos) << err.message;
+  EXPECT_EQ(sx_db_open(&db, (std::string(t.dir) + "/no/such/dir/x.sx").c_str(), nullptr, &err),
+            SX_IO);
+  EXPECT_NE(std::string(err.message).find("directory does not exist"), std::string::npos)
+      << err.message;
 }
 
 TEST(Session, OptionsAreChecked) {

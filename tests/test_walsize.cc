@@ -27,16 +27,21 @@ uint64_t FileSize(const std::string &path) {
   return stat(path.c_str(), &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-uint64_t WalBytes(const std::string &db) { return FileSize(db + "-wal") + FileSize(db + "-wal2"); }
+uint64_t WalBytes(const std::string &db) {
+  return FileSize(db + "-wal") + FileSize(db + "-wal2");
+}
 uint64_t WalMax(const std::string &db) {
   return std::max(FileSize(db + "-wal"), FileSize(db + "-wal2"));
 }
 
-std::string Id(size_t i) { return "v" + std::to_string(i); }
+std::string Id(size_t i) {
+  return "v" + std::to_string(i);
+}
 
 // Upserts vectors [from, from + n) of `all` (dim floats each) into flat collection
 // "c" in one commit, creating it first when asked.
-void Load(sx_db *db, const std::vector<float> &all, size_t dim, size_t from, size_t n, bool create) {
+void Load(sx_db *db, const std::vector<float> &all, size_t dim, size_t from, size_t n,
+          bool create) {
   sx_error err = SX_ERROR_INIT;
   sx_write *w = nullptr;
   ASSERT_EQ(sx_write_begin(db, 1000, &w, &err), SX_OK) << err.message;
@@ -50,7 +55,8 @@ void Load(sx_db *db, const std::vector<float> &all, size_t dim, size_t from, siz
   std::vector<const char *> idp;
   for (size_t i = 0; i < n; i++) ids.push_back(Id(from + i));
   for (auto &s : ids) idp.push_back(s.c_str());
-  ASSERT_EQ(sx_write_upsert(w, "c", n, idp.data(), all.data() + from * dim, dim, nullptr, &err), SX_OK)
+  ASSERT_EQ(sx_write_upsert(w, "c", n, idp.data(), all.data() + from * dim, dim, nullptr, &err),
+            SX_OK)
       << err.message;
   ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
   sx_write_free(w);
@@ -69,7 +75,8 @@ void ExpectAll(sx_db *db, const std::vector<float> &all, size_t dim, size_t n) {
   size_t bad = 0;
   for (size_t i = 0; i < n; i += 97) {
     sx_record *rec = nullptr;
-    ASSERT_EQ(sx_collection_get(c, Id(i).c_str(), &rec, &err), SX_OK) << Id(i) << ": " << err.message;
+    ASSERT_EQ(sx_collection_get(c, Id(i).c_str(), &rec, &err), SX_OK)
+        << Id(i) << ": " << err.message;
     size_t d = 0;
     const float *v = sx_record_vector(rec, &d);
     if (d != dim || memcmp(v, all.data() + i * dim, dim * sizeof(float)) != 0) bad++;
@@ -104,7 +111,8 @@ TEST(WalSize, DefaultsAndOlderOptionVersions) {
   // A version 2 struct ends at `threads`: the bytes after it are not read, and the
   // default limit applies (the load below leaves about 6 MB, under 64 MiB).
   TmpDir t("walsize-v2");
-  sx_open_options *v2 = (sx_open_options *)malloc(offsetof(sx_open_options, threads) + sizeof(uint32_t));
+  sx_open_options *v2 =
+      (sx_open_options *)malloc(offsetof(sx_open_options, threads) + sizeof(uint32_t));
   sx_open_options d = SX_OPEN_OPTIONS_INIT;
   memcpy(v2, &d, offsetof(sx_open_options, threads) + sizeof(uint32_t));
   v2->version = 2;
@@ -189,30 +197,30 @@ TEST(WalSize, CrashAfterCutLosesNothing) {
   for (sx_sync sync : {SX_SYNC_FULL, SX_SYNC_NORMAL, SX_SYNC_OFF}) {
     SCOPED_TRACE("sync " + std::to_string((int)sync));
     for (int more : {0, 1})
-    for (uint64_t limit : {uint64_t(0), uint64_t(1) << 20}) {
-      SCOPED_TRACE("more " + std::to_string(more) + " limit " + std::to_string(limit));
-      TmpDir t("walsize-crash");
-      const size_t dim = 200, n = 6000;
-      auto all = sxt::Gen(21 + more, n + 50, dim);
-      pid_t pid = fork();
-      ASSERT_GE(pid, 0);
-      if (pid == 0) {
+      for (uint64_t limit : {uint64_t(0), uint64_t(1) << 20}) {
+        SCOPED_TRACE("more " + std::to_string(more) + " limit " + std::to_string(limit));
+        TmpDir t("walsize-crash");
+        const size_t dim = 200, n = 6000;
+        auto all = sxt::Gen(21 + more, n + 50, dim);
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+          sx_db *db = OpenLimit(t.db, limit, sync);
+          sx_error err = SX_ERROR_INIT;
+          Load(db, all, dim, 0, n, true);
+          if (WalMax(t.db) <= limit) _exit(6);
+          if (sx_db_checkpoint(db, 1000, &err) != SX_OK) _exit(3);
+          if (WalMax(t.db) > limit) _exit(4);
+          if (more) Load(db, all, dim, n, 50, false);
+          _exit(::testing::Test::HasFailure() ? 5 : 0);  // no close: the process dies
+        }
+        int st = 0;
+        ASSERT_EQ(waitpid(pid, &st, 0), pid);
+        ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "child status " << st;
         sx_db *db = OpenLimit(t.db, limit, sync);
-        sx_error err = SX_ERROR_INIT;
-        Load(db, all, dim, 0, n, true);
-        if (WalMax(t.db) <= limit) _exit(6);
-        if (sx_db_checkpoint(db, 1000, &err) != SX_OK) _exit(3);
-        if (WalMax(t.db) > limit) _exit(4);
-        if (more) Load(db, all, dim, n, 50, false);
-        _exit(::testing::Test::HasFailure() ? 5 : 0);  // no close: the process dies
+        ExpectAll(db, all, dim, more ? n + 50 : n);
+        sx_db_free(db);
       }
-      int st = 0;
-      ASSERT_EQ(waitpid(pid, &st, 0), pid);
-      ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "child status " << st;
-      sx_db *db = OpenLimit(t.db, limit, sync);
-      ExpectAll(db, all, dim, more ? n + 50 : n);
-      sx_db_free(db);
-    }
   }
 }
 

@@ -21,7 +21,9 @@ char *sx_test_tmpdir(const char *tag) {
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb; (void)flag; (void)ftw;
+  (void)sb;
+  (void)flag;
+  (void)ftw;
   return remove(path);
 }
 

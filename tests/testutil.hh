@@ -44,7 +44,9 @@ struct TmpDir {
   }
   TmpDir(const TmpDir &) = delete;
   TmpDir &operator=(const TmpDir &) = delete;
-  std::string path(const char *name) const { return std::string(dir) + "/" + name; }
+  std::string path(const char *name) const {
+    return std::string(dir) + "/" + name;
+  }
 };
 
 // The whole contents of a file, read with plain stdio (not through any test VFS);

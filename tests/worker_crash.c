@@ -93,7 +93,9 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 /* The two WAL files: P-wal (even generations) and P-wal2 (odd). */
-static int is_wal(const char *path) { return ends_with(path, "-wal") || ends_with(path, "-wal2"); }
+static int is_wal(const char *path) {
+  return ends_with(path, "-wal") || ends_with(path, "-wal2");
+}
 
 static int wrap_open(sx__vfs *vfs, const char *path, int flags, sx__file **out, sx_error *err) {
   (void)vfs;
@@ -158,8 +160,7 @@ static int parse_mode(const char *s) {
 
 int main(int argc, char **argv) {
   if (argc != 6 || (g_mode = parse_mode(argv[3])) < 0) {
-    fprintf(stderr,
-            "usage: %s PATH FD run|wal-write|wal-sync|publish|ckpt-write AFTER SEED\n",
+    fprintf(stderr, "usage: %s PATH FD run|wal-write|wal-sync|publish|ckpt-write AFTER SEED\n",
             argv[0]);
     return 2;
   }

@@ -131,7 +131,8 @@ static int role_insert(const char *path) {
       del[nd] = delbuf[nd];
     }
     sx_write *w;
-    if (sx_write_begin(db, -1, &w, &e) || sx_write_upsert(w, "h", CRASH_PER, ids, v, CRASH_DIM, NULL, &e) ||
+    if (sx_write_begin(db, -1, &w, &e) ||
+        sx_write_upsert(w, "h", CRASH_PER, ids, v, CRASH_DIM, NULL, &e) ||
         sx_write_delete(w, "h", nd, del, NULL, &e) || sx_write_commit(w, &e))
       die("batch", &e);
     sx_write_free(w);
@@ -160,8 +161,8 @@ static int role_writer(const char *path, double secs) {
       cluster_vec(b, j, v + (size_t)j * MP_DIM);
     }
     sx_write *w;
-    if (sx_write_begin(db, -1, &w, &e) || sx_write_upsert(w, "h", MP_PER, ids, v, MP_DIM, NULL, &e) ||
-        sx_write_commit(w, &e))
+    if (sx_write_begin(db, -1, &w, &e) ||
+        sx_write_upsert(w, "h", MP_PER, ids, v, MP_DIM, NULL, &e) || sx_write_commit(w, &e))
       die("batch", &e);
     sx_write_free(w);
     commits++;
@@ -234,17 +235,20 @@ static int role_reader(const char *path, double secs) {
       dist = realloc(dist, B * MP_PER * sizeof *dist);
       if (!vecs || !dist) die("out of memory", NULL);
       for (; have < B; have++)
-        for (unsigned j = 0; j < MP_PER; j++) cluster_vec((unsigned)have, j, vecs + (have * MP_PER + j) * MP_DIM);
+        for (unsigned j = 0; j < MP_PER; j++)
+          cluster_vec((unsigned)have, j, vecs + (have * MP_PER + j) * MP_DIM);
     }
     char id[32];
     sx_record *rec;
     if (B > 0) {
       snprintf(id, sizeof id, "b%lu-%u", B - 1, MP_PER - 1);
-      if (sx_collection_get(c, id, &rec, &e)) violation("count says %lu batches but b%lu-99 is missing", B, B - 1);
+      if (sx_collection_get(c, id, &rec, &e))
+        violation("count says %lu batches but b%lu-99 is missing", B, B - 1);
       sx_record_free(rec);
     }
     snprintf(id, sizeof id, "b%lu-0", B);
-    if (sx_collection_get(c, id, &rec, &e) == SX_OK) violation("count says %lu batches but b%lu-0 exists", B, B);
+    if (sx_collection_get(c, id, &rec, &e) == SX_OK)
+      violation("count says %lu batches but b%lu-0 exists", B, B);
     sx_record_free(rec);
     float q[MP_DIM];
     sx_results *res;
@@ -276,7 +280,8 @@ static int role_reader(const char *path, double secs) {
         double want = dist[(size_t)hb * MP_PER + (size_t)hj];
         float got = sx_results_distance(res, 0, i);
         if (got < want - 1e-4 - 1e-4 * want || got > want + 1e-4 + 1e-4 * want)
-          violation("hit %s at distance %g, its vector is at %g (snapshot of %lu batches)", hid, got, want, B);
+          violation("hit %s at distance %g, its vector is at %g (snapshot of %lu batches)", hid,
+                    got, want, B);
         in_exact += want <= kth;
         own += (unsigned long)hb == B - 1 && want <= kth;
       }
@@ -293,15 +298,16 @@ static int role_reader(const char *path, double secs) {
     for (size_t i = 0; i < sx_results_count(res, 0); i++) {
       long hb = batch_of(sx_results_id(res, 0, i));
       if (hb < 0 || (unsigned long)hb >= B)
-        violation("snapshot of %lu batches returned a hit from batch %ld (%s) at the next batch's point", B,
-                  hb, sx_results_id(res, 0, i));
+        violation(
+            "snapshot of %lu batches returned a hit from batch %ld (%s) at the next batch's point",
+            B, hb, sx_results_id(res, 0, i));
     }
     sx_results_free(res);
     sx_collection_free(c);
     sx_read_free(r);
   }
-  printf("sessions=%lu searches=%lu violations=%lu max_batches=%lu recall=%llu own_recall=%llu\n", sessions,
-         searches, violations, max_batches, wanted ? found * 1000000 / wanted : 0,
+  printf("sessions=%lu searches=%lu violations=%lu max_batches=%lu recall=%llu own_recall=%llu\n",
+         sessions, searches, violations, max_batches, wanted ? found * 1000000 / wanted : 0,
          own_wanted ? own_found * 1000000 / own_wanted : 0);
   free(vecs);
   free(dist);

@@ -163,11 +163,12 @@ static int role_writer(int argc, char **argv) {
   }
   sx_db_stats st = SX_DB_STATS_INIT;
   sx_db_stats_get(db, &st, NULL);
-  printf("commits=%llu violations=%llu first_gen=%llu last_gen=%llu checkpoints=%llu restarts=%llu "
-         "max_wal_frames=%llu\n",
-         (unsigned long long)commits, (unsigned long long)t.violations, (unsigned long long)first,
-         (unsigned long long)(first + commits), (unsigned long long)st.checkpoints,
-         (unsigned long long)restarts, (unsigned long long)max_wal);
+  printf(
+      "commits=%llu violations=%llu first_gen=%llu last_gen=%llu checkpoints=%llu restarts=%llu "
+      "max_wal_frames=%llu\n",
+      (unsigned long long)commits, (unsigned long long)t.violations, (unsigned long long)first,
+      (unsigned long long)(first + commits), (unsigned long long)st.checkpoints,
+      (unsigned long long)restarts, (unsigned long long)max_wal);
   if (t.violations) fprintf(stderr, "worker_mp[%d] writer: %s\n", (int)getpid(), t.first);
   sx_db_free(db);
   return t.violations ? 1 : 0;
@@ -286,11 +287,14 @@ static int role_hold(int argc, char **argv) {
       for (int i = 0; i < n; i++) {
         uint64_t gi = 0;
         int b = wl_verify(rs[i], &gi, why, sizeof why);
-        if (b) fprintf(stderr, "worker_mp[%d] hold, pinned session %d: %s\n", (int)getpid(), i, why);
+        if (b)
+          fprintf(stderr, "worker_mp[%d] hold, pinned session %d: %s\n", (int)getpid(), i, why);
         if (!b && gi != g0) {
           b = 1;
-          fprintf(stderr, "worker_mp[%d] hold, pinned session %d: began at generation %llu, now reads %llu\n",
-                  (int)getpid(), i, (unsigned long long)g0, (unsigned long long)gi);
+          fprintf(
+              stderr,
+              "worker_mp[%d] hold, pinned session %d: began at generation %llu, now reads %llu\n",
+              (int)getpid(), i, (unsigned long long)g0, (unsigned long long)gi);
         }
         v += b;
         if (i == 0) g = gi;
@@ -373,8 +377,10 @@ static int role_try_write(int argc, char **argv) {
   uint64_t waited = (sx__now_ns() - t0) / 1000000u;
   if (rc == SX_OK) {
     rc = wl_apply(w, g + 1, 0, 3, 99, &err);
-    if (!rc) rc = sx_write_commit(w, &err);
-    else sx_write_abort(w);
+    if (!rc)
+      rc = sx_write_commit(w, &err);
+    else
+      sx_write_abort(w);
     if (!rc) g++;
     sx_write_free(w);
   }

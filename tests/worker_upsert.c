@@ -18,7 +18,9 @@
 #define DIM 16
 #define PER 100
 
-float wl_value(unsigned b, unsigned j, unsigned i) { return (float)(b * 1000 + j) + (float)i / 32.0f; }
+float wl_value(unsigned b, unsigned j, unsigned i) {
+  return (float)(b * 1000 + j) + (float)i / 32.0f;
+}
 
 int main(int argc, char **argv) {
   if (argc != 2) return 2;

@@ -62,20 +62,22 @@ out:
   return rc;
 }
 
-int wl_commit(sx_db *db, uint64_t g, uint32_t npages, uint32_t touch, uint64_t seed,
-              int timeout_ms, sx_error *err) {
+int wl_commit(sx_db *db, uint64_t g, uint32_t npages, uint32_t touch, uint64_t seed, int timeout_ms,
+              sx_error *err) {
   sx_write *w = NULL;
   int rc = sx_write_begin(db, timeout_ms, &w, err);
   if (rc) return rc;
   rc = wl_apply(w, g, npages, touch, seed, err);
-  if (rc) sx_write_abort(w);
-  else rc = sx_write_commit(w, err);
+  if (rc)
+    sx_write_abort(w);
+  else
+    rc = sx_write_commit(w, err);
   sx_write_free(w);
   return rc;
 }
 
-#define WHY(...)                                      \
-  do {                                                \
+#define WHY(...)                                                        \
+  do {                                                                  \
     if (bad++ == 0 && why) snprintf(why, (size_t)why_len, __VA_ARGS__); \
   } while (0)
 
@@ -95,18 +97,23 @@ int wl_verify(sx_read *r, uint64_t *g, char *why, int why_len) {
   }
   const uint8_t *m;
   if (sx__read_page(r, MANIFEST, &m, &err)) {
-    if (uv != 0) WHY("manifest unreadable at user version %llu: %s", (unsigned long long)uv, err.message);
+    if (uv != 0)
+      WHY("manifest unreadable at user version %llu: %s", (unsigned long long)uv, err.message);
     sx__read_leave(r);
     return bad;
   }
   const uint64_t *mw = (const uint64_t *)m;
   uint64_t gg = mw[0];
   uint32_t n = (uint32_t)mw[1];
-  if (gg != uv) WHY("manifest generation %llu but user version %llu", (unsigned long long)gg, (unsigned long long)uv);
+  if (gg != uv)
+    WHY("manifest generation %llu but user version %llu", (unsigned long long)gg,
+        (unsigned long long)uv);
   for (uint32_t i = 0; i < n && i < 500; i++) {
     const uint8_t *d;
     uint64_t e = mw[2 + i];
-    if (e > gg) WHY("page %u has generation %llu past commit %llu", 2 + i, (unsigned long long)e, (unsigned long long)gg);
+    if (e > gg)
+      WHY("page %u has generation %llu past commit %llu", 2 + i, (unsigned long long)e,
+          (unsigned long long)gg);
     if (sx__read_page(r, 2 + i, &d, &err)) {
       WHY("page %u unreadable: %s", 2 + i, err.message);
       continue;

@@ -21,8 +21,8 @@ extern "C" {
 /* Commit generation g (g >= 1, one more than the current), rewriting `touch` data
  * pages chosen from seed (all of them when touch >= npages). The first commit
  * creates the manifest and npages data pages. Returns an SX_* status. */
-int wl_commit(sx_db *db, uint64_t g, uint32_t npages, uint32_t touch, uint64_t seed,
-              int timeout_ms, sx_error *err);
+int wl_commit(sx_db *db, uint64_t g, uint32_t npages, uint32_t touch, uint64_t seed, int timeout_ms,
+              sx_error *err);
 /* Same, inside an existing write session (not committed). */
 int wl_apply(sx_write *w, uint64_t g, uint32_t npages, uint32_t touch, uint64_t seed,
              sx_error *err);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds Sextant and runs every test, installing what is missing:
+#   0. format: every C/C++ source as .clang-format lays it out (tools/format.sh --check);
 #   1. debug build (warnings are errors, lock-rank checker on): the full suite;
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. the same under ThreadSanitizer;
@@ -21,13 +22,13 @@
 #      (tools/fuzz.sh; clang is installed for this part only).
 # The long stress and crash tests run at full length in (1) and shorter under the
 # sanitizers (which slow everything 3-15x).
-# Usage: tools/test.sh [debug|asan|tsan|python|go|node|matrix|interop|examples|release|fuzz]...
+# Usage: tools/test.sh [format|debug|asan|tsan|python|go|node|matrix|interop|examples|release|fuzz]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(release debug asan tsan python go node matrix interop examples fuzz)
+[ ${#configs[@]} -gt 0 ] || configs=(format release debug asan tsan python go node matrix interop examples fuzz)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -64,6 +65,8 @@ for c in "${configs[@]}"; do
                bash "$root/tools/interop.sh" ;;
     examples) echo "=== examples: the service examples' smoke tests"
               bash "$root/tools/examples.sh" ;;
+    format) echo "=== format: the sources as .clang-format lays them out"
+            bash "$root/tools/format.sh" --check ;;
     release) echo "=== release: build the library and the tools with -O3"
              cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
                -DSX_BENCH=OFF -DSX_TESTS=OFF >/dev/null
@@ -73,7 +76,7 @@ for c in "${configs[@]}"; do
           bash "$root/tools/fuzz.sh" 0 >/dev/null
           (cd "$root/build/fuzz" && ctest --output-on-failure -R fuzz_regress)
           bash "$root/tools/fuzz.sh" "${SX_FUZZ_SECONDS:-60}" ;;
-    *) echo "unknown configuration '$c' (debug, asan, tsan, python, go, node, matrix, interop, examples, release, fuzz)" >&2; exit 2 ;;
+    *) echo "unknown configuration '$c' (format, debug, asan, tsan, python, go, node, matrix, interop, examples, release, fuzz)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"

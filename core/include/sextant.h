@@ -156,16 +156,16 @@ typedef enum sx_status {
   SX_INVALID_ARGUMENT = 3,   /**< a bad value: name, id, option, NaN/Inf, k = 0, ... */
   SX_DIMENSION_MISMATCH = 4, /**< a vector's length differs from its collection's dimension */
   SX_READ_ONLY = 5,          /**< a write on a database opened read-only */
-  SX_BUSY = 6,               /**< a lock was not available within the timeout, or the WAL is at its cap */
-  SX_CLOSED = 7,             /**< the handle was closed or its session already ended */
-  SX_MISUSE = 8,             /**< not allowed in this state (wrong handle, crossed a fork, ...) */
-  SX_CORRUPT = 9,            /**< a file failed validation */
-  SX_IO = 10,                /**< the operating system reported an I/O error */
-  SX_FULL = 11,              /**< no space left on the device */
-  SX_NOMEM = 12,             /**< out of memory */
-  SX_VERSION = 13,           /**< file format version not supported */
-  SX_CANCELLED = 14          /**< a cancel hook stopped the call (an extension to the
-                                  conformance names; no conformance op produces it) */
+  SX_BUSY = 6,      /**< a lock was not available within the timeout, or the WAL is at its cap */
+  SX_CLOSED = 7,    /**< the handle was closed or its session already ended */
+  SX_MISUSE = 8,    /**< not allowed in this state (wrong handle, crossed a fork, ...) */
+  SX_CORRUPT = 9,   /**< a file failed validation */
+  SX_IO = 10,       /**< the operating system reported an I/O error */
+  SX_FULL = 11,     /**< no space left on the device */
+  SX_NOMEM = 12,    /**< out of memory */
+  SX_VERSION = 13,  /**< file format version not supported */
+  SX_CANCELLED = 14 /**< a cancel hook stopped the call (an extension to the
+                         conformance names; no conformance op produces it) */
 } sx_status;
 
 /** Number of status codes (one more than the largest). */
@@ -189,12 +189,17 @@ const char *sx_status_name(int status);
  * '/data/x.sx' has format version 7; this library reads version 1".
  */
 typedef struct sx_error {
-  int code;                            /**< the ::sx_status returned */
-  char message[SX_ERROR_MESSAGE_MAX];  /**< NUL-terminated, truncated if longer */
+  int code;                           /**< the ::sx_status returned */
+  char message[SX_ERROR_MESSAGE_MAX]; /**< NUL-terminated, truncated if longer */
 } sx_error;
 
 /** An empty error (code SX_OK, empty message). */
-#define SX_ERROR_INIT {0, {0}}
+#define SX_ERROR_INIT \
+  {                   \
+    0, {              \
+      0               \
+    }                 \
+  }
 /**@}*/
 
 /** @name Cancel tokens (see @ref cancel) */
@@ -289,7 +294,8 @@ typedef struct sx_open_options {
 } sx_open_options;
 
 /** Initializer for ::sx_open_options with every default. */
-#define SX_OPEN_OPTIONS_INIT {SX_OPEN_OPTIONS_VERSION, 0, SX_SYNC_FULL, 0, 0, 0, 0, SX_WAL_SIZE_LIMIT_DEFAULT}
+#define SX_OPEN_OPTIONS_INIT \
+  { SX_OPEN_OPTIONS_VERSION, 0, SX_SYNC_FULL, 0, 0, 0, 0, SX_WAL_SIZE_LIMIT_DEFAULT }
 
 /**
  * Initializes `opts` to the defaults for `version`.
@@ -348,7 +354,7 @@ sx_status sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err);
 
 /** How a call waits for the writer lock: sx_write_begin_opts(), sx_db_checkpoint_opts(). */
 typedef struct sx_write_options {
-  unsigned version;  /**< SX_WRITE_OPTIONS_VERSION */
+  unsigned version; /**< SX_WRITE_OPTIONS_VERSION */
   /** Longest wait for the writer lock in milliseconds: 0 does not wait, negative waits
    * for ever (until cancelled). */
   int timeout_ms;
@@ -357,7 +363,8 @@ typedef struct sx_write_options {
 } sx_write_options;
 
 /** Initializer for ::sx_write_options: no wait, no token. */
-#define SX_WRITE_OPTIONS_INIT {SX_WRITE_OPTIONS_VERSION, 0, NULL}
+#define SX_WRITE_OPTIONS_INIT \
+  { SX_WRITE_OPTIONS_VERSION, 0, NULL }
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 sx_status sx_write_options_init(sx_write_options *opts, unsigned version);
@@ -370,22 +377,23 @@ sx_status sx_db_checkpoint_opts(sx_db *db, const sx_write_options *opts, sx_erro
 typedef struct sx_db_stats {
   /** Set by the caller to SX_DB_STATS_VERSION (the fields it knows); see SX_DB_STATS_INIT. */
   unsigned version;
-  uint32_t page_size;        /**< bytes per page */
-  uint64_t page_count;       /**< pages in the latest committed snapshot */
-  uint64_t wal_frames;       /**< frames in the WAL since its last restart */
-  uint64_t wal_backfilled;   /**< of those, frames already copied into the database file */
-  uint64_t commits;          /**< commits since the shared index was last built */
-  uint64_t checkpoints;      /**< checkpoints since the shared index was last built */
-  uint32_t readers;          /**< read sessions pinning a snapshot right now */
-  uint32_t reader_slots;     /**< reader slots in the shared index */
-  uint64_t oldest_reader_lag;/**< commits between the oldest pinned snapshot and the latest */
-  int32_t oldest_reader_pid; /**< process id of that reader (0 if none); informational */
+  uint32_t page_size;         /**< bytes per page */
+  uint64_t page_count;        /**< pages in the latest committed snapshot */
+  uint64_t wal_frames;        /**< frames in the WAL since its last restart */
+  uint64_t wal_backfilled;    /**< of those, frames already copied into the database file */
+  uint64_t commits;           /**< commits since the shared index was last built */
+  uint64_t checkpoints;       /**< checkpoints since the shared index was last built */
+  uint32_t readers;           /**< read sessions pinning a snapshot right now */
+  uint32_t reader_slots;      /**< reader slots in the shared index */
+  uint64_t oldest_reader_lag; /**< commits between the oldest pinned snapshot and the latest */
+  int32_t oldest_reader_pid;  /**< process id of that reader (0 if none); informational */
 } sx_db_stats;
 
 /** Version of ::sx_db_stats this header describes. */
 #define SX_DB_STATS_VERSION 1
 /** Initializer for an ::sx_db_stats to fill. */
-#define SX_DB_STATS_INIT {SX_DB_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define SX_DB_STATS_INIT \
+  { SX_DB_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /** Fills `out` (whose `version` the caller set) with current figures.
  * @return ::SX_OK, ::SX_INVALID_ARGUMENT (`out` NULL or an unknown version),
@@ -413,7 +421,8 @@ typedef struct sx_read sx_read;
  */
 sx_status sx_read_begin(sx_db *db, sx_read **out, sx_error *err);
 
-/** Ends the session, unpinning its snapshot. Idempotent. @return ::SX_OK or ::SX_MISUSE for NULL. */
+/** Ends the session, unpinning its snapshot. Idempotent. @return ::SX_OK or ::SX_MISUSE for NULL.
+ */
 sx_status sx_read_end(sx_read *r);
 
 /** Ends the session if needed and gives back the caller's reference. NULL is a no-op. */
@@ -476,7 +485,6 @@ sx_status sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err);
 sx_status sx_write_user_version(sx_write *w, uint64_t *out, sx_error *err);
 /**@}*/
 
-
 /** @name Collections
  *
  * A database holds named collections of vectors. A collection has a fixed dimension,
@@ -528,16 +536,17 @@ sx_status sx_metric_parse(const char *name, sx_metric *out, sx_error *err);
 
 /** Options for sx_write_create_collection(). Zero fields mean the default. */
 typedef struct sx_collection_options {
-  unsigned version;         /**< SX_COLLECTION_OPTIONS_VERSION */
-  uint32_t dim;             /**< dimension, 1 to SX_DIM_MAX; required */
-  sx_metric metric;         /**< default ::SX_METRIC_L2 */
-  sx_index_type index;      /**< default ::SX_INDEX_HNSW (as in the conformance format) */
-  uint32_t hnsw_m;          /**< HNSW: links per node; 0 means 16 */
+  unsigned version;              /**< SX_COLLECTION_OPTIONS_VERSION */
+  uint32_t dim;                  /**< dimension, 1 to SX_DIM_MAX; required */
+  sx_metric metric;              /**< default ::SX_METRIC_L2 */
+  sx_index_type index;           /**< default ::SX_INDEX_HNSW (as in the conformance format) */
+  uint32_t hnsw_m;               /**< HNSW: links per node; 0 means 16 */
   uint32_t hnsw_ef_construction; /**< HNSW: candidate list size while building; 0 means 200 */
 } sx_collection_options;
 
 /** Initializer for ::sx_collection_options (dimension still to set). */
-#define SX_COLLECTION_OPTIONS_INIT {SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0}
+#define SX_COLLECTION_OPTIONS_INIT \
+  { SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0 }
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 sx_status sx_collection_options_init(sx_collection_options *opts, unsigned version);
@@ -546,29 +555,31 @@ sx_status sx_collection_options_init(sx_collection_options *opts, unsigned versi
 typedef struct sx_collection_info {
   /** Set by the caller to SX_COLLECTION_INFO_VERSION; see SX_COLLECTION_INFO_INIT. */
   unsigned version;
-  char name[SX_NAME_MAX + 1];   /**< NUL-terminated */
-  uint32_t dim;                 /**< dimension */
-  sx_metric metric;             /**< metric */
-  sx_index_type index;          /**< index type */
-  uint32_t hnsw_m;              /**< HNSW parameter (0 for flat) */
-  uint32_t hnsw_ef_construction;/**< HNSW parameter (0 for flat) */
-  uint64_t count;               /**< live vectors */
+  char name[SX_NAME_MAX + 1];    /**< NUL-terminated */
+  uint32_t dim;                  /**< dimension */
+  sx_metric metric;              /**< metric */
+  sx_index_type index;           /**< index type */
+  uint32_t hnsw_m;               /**< HNSW parameter (0 for flat) */
+  uint32_t hnsw_ef_construction; /**< HNSW parameter (0 for flat) */
+  uint64_t count;                /**< live vectors */
 } sx_collection_info;
 
 /** Version of ::sx_collection_info this header describes. */
 #define SX_COLLECTION_INFO_VERSION 1
 /** Initializer for an ::sx_collection_info to fill. */
-#define SX_COLLECTION_INFO_INIT {SX_COLLECTION_INFO_VERSION, {0}, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0, 0}
+#define SX_COLLECTION_INFO_INIT \
+  { SX_COLLECTION_INFO_VERSION, {0}, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0, 0 }
 
 /**
  * Creates a collection in the write session.
  * @return ::SX_OK; ::SX_EXISTS; ::SX_INVALID_ARGUMENT (bad name, dimension, metric,
  *   index type or HNSW parameter, named in `err`); ::SX_CLOSED.
  */
-sx_status sx_write_create_collection(sx_write *w, const char *name, const sx_collection_options *opts,
-                               sx_error *err);
+sx_status sx_write_create_collection(sx_write *w, const char *name,
+                                     const sx_collection_options *opts, sx_error *err);
 
-/** Drops a collection and frees its pages. @return ::SX_OK, ::SX_NOT_FOUND, ::SX_INVALID_ARGUMENT. */
+/** Drops a collection and frees its pages. @return ::SX_OK, ::SX_NOT_FOUND, ::SX_INVALID_ARGUMENT.
+ */
 sx_status sx_write_drop_collection(sx_write *w, const char *name, sx_error *err);
 
 /** A list of names, owned by the caller; free with sx_names_free(). */
@@ -604,7 +615,8 @@ sx_status sx_write_list_collections(sx_write *w, sx_names **out, sx_error *err);
  *   ::SX_INVALID_ARGUMENT (naming the item index and the problem); ::SX_CLOSED.
  */
 sx_status sx_write_upsert(sx_write *w, const char *collection, size_t n, const char *const *ids,
-                    const float *vectors, size_t dim, const char *const *metadata, sx_error *err);
+                          const float *vectors, size_t dim, const char *const *metadata,
+                          sx_error *err);
 
 /**
  * sx_write_upsert() with the ids and metadata packed: one buffer each plus n + 1
@@ -631,7 +643,7 @@ sx_status sx_write_upsert_packed(sx_write *w, const char *collection, size_t n, 
  * @param deleted optional: receives how many of the ids existed (and are now gone).
  */
 sx_status sx_write_delete(sx_write *w, const char *collection, size_t n, const char *const *ids,
-                    size_t *deleted, sx_error *err);
+                          size_t *deleted, sx_error *err);
 
 /** sx_write_delete() with the ids packed as in sx_write_upsert_packed(). */
 sx_status sx_write_delete_packed(sx_write *w, const char *collection, size_t n, const char *ids,
@@ -672,7 +684,8 @@ typedef struct sx_collection_stats {
 /** Version of ::sx_collection_stats this header describes. */
 #define SX_COLLECTION_STATS_VERSION 1
 /** Initializer for an ::sx_collection_stats to fill. */
-#define SX_COLLECTION_STATS_INIT {SX_COLLECTION_STATS_VERSION, 0, 0, 0, 0}
+#define SX_COLLECTION_STATS_INIT \
+  { SX_COLLECTION_STATS_VERSION, 0, 0, 0, 0 }
 
 /** Fills `out` (whose `version` the caller set) with the collection's slot figures,
  * as its session sees them.
@@ -700,14 +713,14 @@ void sx_record_free(sx_record *rec);
 #define SX_INCLUDE_VECTOR 2u
 /** Per-search options. Zero fields mean the default. */
 typedef struct sx_search_options {
-  unsigned version;  /**< SX_SEARCH_OPTIONS_VERSION (1 and 2 still accepted) */
-  uint32_t ef;       /**< HNSW: candidate list size (at least k); 0 means max(k, 64) */
+  unsigned version; /**< SX_SEARCH_OPTIONS_VERSION (1 and 2 still accepted) */
+  uint32_t ef;      /**< HNSW: candidate list size (at least k); 0 means max(k, 64) */
   /** Optional cancel hook, polled during long searches; nonzero stops the search,
    * which then fails with ::SX_CANCELLED. Called from the search's worker threads,
    * several at once; a hook that blocks or calls back into the same write session
    * stalls or fails the search (::SX_MISUSE). Prefer cancel_token. */
   int (*cancel)(void *ctx);
-  void *cancel_ctx;  /**< passed to cancel */
+  void *cancel_ctx; /**< passed to cancel */
   /** (Version 2.) Optional cancel token, polled like the hook; see @ref cancel. */
   sx_cancel *cancel_token;
   /** (Version 2.) Most threads this call may use (a batch search): 0 means the
@@ -725,7 +738,8 @@ typedef struct sx_search_options {
   uint32_t exact;
 } sx_search_options;
 /** Initializer for ::sx_search_options. */
-#define SX_SEARCH_OPTIONS_INIT {SX_SEARCH_OPTIONS_VERSION, 0, NULL, NULL, NULL, 0, NULL, 0, 0}
+#define SX_SEARCH_OPTIONS_INIT \
+  { SX_SEARCH_OPTIONS_VERSION, 0, NULL, NULL, NULL, 0, NULL, 0, 0 }
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 sx_status sx_search_options_init(sx_search_options *opts, unsigned version);
@@ -743,14 +757,14 @@ typedef struct sx_results sx_results;
  *   count hits.
  */
 sx_status sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
-                         const sx_search_options *opts, sx_results **out, sx_error *err);
+                               const sx_search_options *opts, sx_results **out, sx_error *err);
 /**
  * Searches nq queries (nq * dim floats, row after row) in one call, using every
  * core the library was allowed; results per query as if searched one by one.
  */
 sx_status sx_collection_search_batch(sx_collection *c, const float *queries, size_t nq, size_t dim,
-                               size_t k, const sx_search_options *opts, sx_results **out,
-                               sx_error *err);
+                                     size_t k, const sx_search_options *opts, sx_results **out,
+                                     sx_error *err);
 /** Number of queries in the results. */
 size_t sx_results_queries(const sx_results *res);
 /** Number of hits for query q (at most k). */
@@ -880,8 +894,7 @@ typedef struct sx_cursor sx_cursor;
  * @return ::SX_OK; ::SX_INVALID_ARGUMENT (`out` NULL, `after` longer than SX_ID_MAX);
  *   ::SX_CLOSED; ::SX_CORRUPT; ::SX_NOMEM.
  */
-sx_status sx_collection_cursor(sx_collection *c, const char *after, sx_cursor **out,
-                               sx_error *err);
+sx_status sx_collection_cursor(sx_collection *c, const char *after, sx_cursor **out, sx_error *err);
 
 /**
  * The next batch of at most `max` records (every one found). An empty batch
@@ -923,7 +936,8 @@ typedef struct sx_backup_options {
 } sx_backup_options;
 
 /** Initializer for ::sx_backup_options. */
-#define SX_BACKUP_OPTIONS_INIT {SX_BACKUP_OPTIONS_VERSION, NULL, NULL, NULL, 0}
+#define SX_BACKUP_OPTIONS_INIT \
+  { SX_BACKUP_OPTIONS_VERSION, NULL, NULL, NULL, 0 }
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 sx_status sx_backup_options_init(sx_backup_options *opts, unsigned version);
@@ -954,11 +968,11 @@ sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_options *opt
 typedef struct sx_space_stats {
   /** Set by the caller to SX_SPACE_STATS_VERSION; see SX_SPACE_STATS_INIT. */
   unsigned version;
-  uint32_t page_size;         /**< bytes per page */
-  uint64_t page_count;        /**< pages in the snapshot (the file's length once checkpointed) */
-  uint64_t free_pages;        /**< pages on the free list, reused by later writes */
-  uint64_t collection_pages;  /**< pages holding collections: headers, data, ids, indexes */
-  uint64_t live_bytes;        /**< vectors, ids and metadata of the live records */
+  uint32_t page_size;        /**< bytes per page */
+  uint64_t page_count;       /**< pages in the snapshot (the file's length once checkpointed) */
+  uint64_t free_pages;       /**< pages on the free list, reused by later writes */
+  uint64_t collection_pages; /**< pages holding collections: headers, data, ids, indexes */
+  uint64_t live_bytes;       /**< vectors, ids and metadata of the live records */
   /** What sx_db_compact() would make free, estimated: ids and metadata no longer
    * referenced (deleted or replaced), and the share of the per-slot arrays (vectors,
    * slot records, HNSW graph) held by dead and free slots. Free pages not included. */
@@ -968,7 +982,8 @@ typedef struct sx_space_stats {
 /** Version of ::sx_space_stats this header describes. */
 #define SX_SPACE_STATS_VERSION 1
 /** Initializer for an ::sx_space_stats to fill. */
-#define SX_SPACE_STATS_INIT {SX_SPACE_STATS_VERSION, 0, 0, 0, 0, 0, 0}
+#define SX_SPACE_STATS_INIT \
+  { SX_SPACE_STATS_VERSION, 0, 0, 0, 0, 0, 0 }
 
 /** Fills `out` (whose `version` the caller set) with the space figures of the read
  * session's snapshot. Reads every collection's slot records: O(records).
@@ -980,7 +995,7 @@ sx_status sx_read_space_get(sx_read *r, sx_space_stats *out, sx_error *err);
 
 /** Options for sx_db_compact(). Zero fields mean the default. */
 typedef struct sx_compact_options {
-  unsigned version;        /**< SX_COMPACT_OPTIONS_VERSION */
+  unsigned version; /**< SX_COMPACT_OPTIONS_VERSION */
   /** Longest wait for the writer lock in milliseconds: 0 does not wait, negative
    * waits for ever. */
   int timeout_ms;
@@ -992,7 +1007,8 @@ typedef struct sx_compact_options {
 } sx_compact_options;
 
 /** Initializer for ::sx_compact_options: no wait, no token, no progress. */
-#define SX_COMPACT_OPTIONS_INIT {SX_COMPACT_OPTIONS_VERSION, 0, NULL, NULL, 0}
+#define SX_COMPACT_OPTIONS_INIT \
+  { SX_COMPACT_OPTIONS_VERSION, 0, NULL, NULL, 0 }
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 sx_status sx_compact_options_init(sx_compact_options *opts, unsigned version);

@@ -19,16 +19,20 @@ extern "C" {
 namespace {
 
 const size_t kDim = 3;
-const int kColls = 2; // collections "c0", "c1" (flat, l2)
+const int kColls = 2;  // collections "c0", "c1" (flat, l2)
 
-typedef std::map<std::string, std::vector<float>> Coll;   // id -> vector
-typedef std::map<int, Coll> Model;                        // collection -> contents
+typedef std::map<std::string, std::vector<float>> Coll;  // id -> vector
+typedef std::map<int, Coll> Model;                       // collection -> contents
 
 struct In {
   const uint8_t *d;
   size_t n, i = 0;
-  bool more() const { return i < n; }
-  uint8_t byte() { return i < n ? d[i++] : 0; }
+  bool more() const {
+    return i < n;
+  }
+  uint8_t byte() {
+    return i < n ? d[i++] : 0;
+  }
 };
 
 [[noreturn]] void Fail(const char *what, const std::string &detail) {
@@ -36,8 +40,12 @@ struct In {
   abort();
 }
 
-std::string Id(uint8_t b) { return std::string("id") + std::to_string(b % 12); }
-std::string Name(int c) { return "c" + std::to_string(c); }
+std::string Id(uint8_t b) {
+  return std::string("id") + std::to_string(b % 12);
+}
+std::string Name(int c) {
+  return "c" + std::to_string(c);
+}
 
 float Dist(const std::vector<float> &a, const float *b) {
   float s = 0;
@@ -50,7 +58,7 @@ struct State {
   sx_db *db = nullptr;
   sx_write *w = nullptr;
   sx_read *r = nullptr;
-  Model committed, pending, snap; // snap: what the read session sees
+  Model committed, pending, snap;  // snap: what the read session sees
   sx_error err = SX_ERROR_INIT;
 
   void Open() {
@@ -99,7 +107,8 @@ void CheckView(State &s, sx_collection *c, const Model &m, int coll, In &in) {
     if (rc) Fail("get", id + ": " + s.err.message);
     size_t dim = 0;
     const float *v = sx_record_vector(rec, &dim);
-    if (dim != kDim || memcmp(v, mi->second.data(), kDim * 4) != 0) Fail("get", id + " vector differs");
+    if (dim != kDim || memcmp(v, mi->second.data(), kDim * 4) != 0)
+      Fail("get", id + " vector differs");
   }
   sx_record_free(rec);
   // search: exact top k by (distance, id)
@@ -114,10 +123,13 @@ void CheckView(State &s, sx_collection *c, const Model &m, int coll, In &in) {
   std::sort(want.begin(), want.end());
   if (want.size() > k) want.resize(k);
   if (sx_results_count(res, 0) != want.size())
-    Fail("search", std::to_string(sx_results_count(res, 0)) + " hits vs model " + std::to_string(want.size()));
+    Fail("search", std::to_string(sx_results_count(res, 0)) + " hits vs model " +
+                       std::to_string(want.size()));
   for (size_t i = 0; i < want.size(); i++) {
-    if (want[i].second != sx_results_id(res, 0, i) || want[i].first != sx_results_distance(res, 0, i))
-      Fail("search", "hit " + std::to_string(i) + " is " + sx_results_id(res, 0, i) + " vs model " + want[i].second);
+    if (want[i].second != sx_results_id(res, 0, i) ||
+        want[i].first != sx_results_distance(res, 0, i))
+      Fail("search", "hit " + std::to_string(i) + " is " + sx_results_id(res, 0, i) + " vs model " +
+                         want[i].second);
   }
   sx_results_free(res);
   // batch search of two queries equals the single one for the first
@@ -137,7 +149,8 @@ void CheckView(State &s, sx_collection *c, const Model &m, int coll, In &in) {
 
 void CheckList(State &s, sx_names *names, const Model &m) {
   std::string got, want;
-  for (size_t i = 0; i < sx_names_count(names); i++) got += std::string(sx_names_get(names, i)) + ",";
+  for (size_t i = 0; i < sx_names_count(names); i++)
+    got += std::string(sx_names_get(names, i)) + ",";
   for (auto &e : m) want += Name(e.first) + ",";
   if (got != want) Fail("list", got + " vs model " + want);
 }
@@ -166,15 +179,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int coll = in.byte() % kColls;
     const std::string name = Name(coll);
     switch (op) {
-      case 0: { // begin a write session
+      case 0: {  // begin a write session
         if (s.w) break;
         if (sx_write_begin(s.db, 0, &s.w, &s.err)) Fail("begin_write", s.err.message);
         s.pending = s.committed;
         break;
       }
-      case 1: s.EndWrite(true); break;
-      case 2: s.EndWrite(false); break;
-      case 3: { // create
+      case 1:
+        s.EndWrite(true);
+        break;
+      case 2:
+        s.EndWrite(false);
+        break;
+      case 3: {  // create
         if (!s.w) break;
         sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
         co.dim = kDim;
@@ -185,7 +202,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!exists) s.pending[coll] = Coll();
         break;
       }
-      case 4: { // drop
+      case 4: {  // drop
         if (!s.w) break;
         int rc = sx_write_drop_collection(s.w, name.c_str(), &s.err);
         bool exists = s.pending.count(coll);
@@ -193,7 +210,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         s.pending.erase(coll);
         break;
       }
-      case 5: { // upsert 1-4 items; maybe one bad (a NaN), then nothing changes
+      case 5: {  // upsert 1-4 items; maybe one bad (a NaN), then nothing changes
         if (!s.w) break;
         size_t n = 1 + in.byte() % 4;
         std::vector<std::string> ids;
@@ -212,16 +229,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int rc = sx_write_upsert(s.w, name.c_str(), n, ip.data(), v.data(), kDim, nullptr, &s.err);
         auto it = s.pending.find(coll);
         if (it == s.pending.end()) {
-          if (rc != SX_NOT_FOUND) Fail("upsert", "into a missing collection: " + std::to_string(rc));
+          if (rc != SX_NOT_FOUND)
+            Fail("upsert", "into a missing collection: " + std::to_string(rc));
         } else if (bad) {
           if (rc != SX_INVALID_ARGUMENT) Fail("upsert", "a NaN accepted");
         } else {
           if (rc) Fail("upsert", s.err.message);
-          for (size_t i = 0; i < n; i++) it->second[ids[i]] = std::vector<float>(&v[i * kDim], &v[i * kDim + kDim]);
+          for (size_t i = 0; i < n; i++)
+            it->second[ids[i]] = std::vector<float>(&v[i * kDim], &v[i * kDim + kDim]);
         }
         break;
       }
-      case 6: { // delete 1-3 ids
+      case 6: {  // delete 1-3 ids
         if (!s.w) break;
         size_t n = 1 + in.byte() % 3;
         std::vector<std::string> ids;
@@ -237,11 +256,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           if (rc) Fail("delete", s.err.message);
           size_t want = 0;
           for (auto &x : ids) want += it->second.erase(x);
-          if (deleted != want) Fail("delete", std::to_string(deleted) + " deleted vs model " + std::to_string(want));
+          if (deleted != want)
+            Fail("delete", std::to_string(deleted) + " deleted vs model " + std::to_string(want));
         }
         break;
       }
-      case 7: { // reads through the write session
+      case 7: {  // reads through the write session
         if (!s.w) break;
         sx_names *names = nullptr;
         if (sx_write_list_collections(s.w, &names, &s.err)) Fail("list", s.err.message);
@@ -258,13 +278,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         sx_collection_free(c);
         break;
       }
-      case 8: { // begin a read session (a snapshot of what is committed)
+      case 8: {  // begin a read session (a snapshot of what is committed)
         s.EndRead();
         if (sx_read_begin(s.db, &s.r, &s.err)) Fail("begin_read", s.err.message);
         s.snap = s.committed;
         break;
       }
-      case 9: { // reads through the read session
+      case 9: {  // reads through the read session
         if (!s.r) break;
         sx_names *names = nullptr;
         if (sx_read_list_collections(s.r, &names, &s.err)) Fail("list", s.err.message);
@@ -281,20 +301,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         sx_collection_free(c);
         break;
       }
-      case 10: s.EndRead(); break;
-      case 11: { // checkpoint (busy while this handle writes)
+      case 10:
+        s.EndRead();
+        break;
+      case 11: {  // checkpoint (busy while this handle writes)
         if (s.w) break;
         int rc = sx_db_checkpoint(s.db, 0, &s.err);
         if (rc && rc != SX_BUSY) Fail("checkpoint", s.err.message);
         break;
       }
-      case 12: { // close and reopen: an open write session is aborted
+      case 12: {  // close and reopen: an open write session is aborted
         s.Close();
         s.pending = s.committed;
         s.Open();
         break;
       }
-      case 13: { // integrity check
+      case 13: {  // integrity check
         int rc = sx_db_check(s.db, &s.err);
         if (rc) Fail("check", s.err.message);
         break;

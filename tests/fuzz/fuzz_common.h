@@ -20,7 +20,8 @@
 static inline const char *fz_dir(void) {
   static char dir[256];
   if (!dir[0]) {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    const char *base =
+        access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     snprintf(dir, sizeof dir, "%s/sx-fuzz-%d", base, (int)getpid());
     mkdir(dir, 0700);
   }

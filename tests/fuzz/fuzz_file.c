@@ -131,8 +131,8 @@ static void write_some(sx_db *db) {
   if (name[0]) {
     sx_collection *c = NULL;
     sx_collection_info info = SX_COLLECTION_INFO_INIT;
-    if (sx_write_collection(w, name, &c, &err) == SX_OK && sx_collection_describe(c, &info, &err) == SX_OK &&
-        info.dim > 0 && info.dim <= SX_DIM_MAX) {
+    if (sx_write_collection(w, name, &c, &err) == SX_OK &&
+        sx_collection_describe(c, &info, &err) == SX_OK && info.dim > 0 && info.dim <= SX_DIM_MAX) {
       float *v = malloc(info.dim * sizeof *v);
       if (v) {
         for (uint32_t i = 0; i < info.dim; i++) v[i] = 0.5f + (float)i;

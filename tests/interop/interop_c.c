@@ -52,14 +52,21 @@ static void splitmix_vector(uint64_t state, size_t dim, float *out) {
 }
 
 static void fixture_id(int i, char *buf, size_t n) {
-  if (i % 3 == 0) snprintf(buf, n, "item-%d", i);
-  else if (i % 3 == 1) snprintf(buf, n, "\xc3\xa9-%d-\xc3\xbc\xe2\x9c\x93", i);
-  else snprintf(buf, n, "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87/%d", i);
+  if (i % 3 == 0)
+    snprintf(buf, n, "item-%d", i);
+  else if (i % 3 == 1)
+    snprintf(buf, n, "\xc3\xa9-%d-\xc3\xbc\xe2\x9c\x93", i);
+  else
+    snprintf(buf, n, "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87/%d", i);
 }
 
 static char *fixture_meta(int i, const char *id) {
   json_t *m = json_pack("{s:i, s:s, s:f, s:[s, s], s:{s:b, s:{s:[i, n, b]}}}", "i", i, "id", id,
-                        "half", i * 0.5, "tags", i % 4 == 0 ? "t0" : i % 4 == 1 ? "t1" : i % 4 == 2 ? "t2" : "t3",
+                        "half", i * 0.5, "tags",
+                        i % 4 == 0   ? "t0"
+                        : i % 4 == 1 ? "t1"
+                        : i % 4 == 2 ? "t2"
+                                     : "t3",
                         "x", "nested", "even", i % 2 == 0, "deep", "k", i, 1);
   char *s = json_dumps(m, JSON_COMPACT);
   json_decref(m);
@@ -107,8 +114,10 @@ static json_t *write_fixture(const char *path) {
     metas[i] = fixture_meta(i, idbuf[i]);
     splitmix_vector(1000 + (uint64_t)i, 16, vecs + i * 16);
   }
-  ok(sx_write_upsert(w, "flat", 200, ids, vecs, 16, (const char *const *)metas, &err), &err, "upsert");
-  ok(sx_write_upsert(w, "graph", 200, ids, vecs, 16, (const char *const *)metas, &err), &err, "upsert");
+  ok(sx_write_upsert(w, "flat", 200, ids, vecs, 16, (const char *const *)metas, &err), &err,
+     "upsert");
+  ok(sx_write_upsert(w, "graph", 200, ids, vecs, 16, (const char *const *)metas, &err), &err,
+     "upsert");
   ok(sx_write_set_user_version(w, 42, &err), &err, "user version");
   ok(sx_write_commit(w, &err), &err, "commit");
   for (int i = 0; i < 200; i++) free(metas[i]);
@@ -316,9 +325,11 @@ static uint64_t check_session(sx_read *r) {
       sx_results *res = NULL;
       ok(sx_collection_search(live, q, 8, 5, NULL, &res, &err), &err, "search");
       size_t n = sx_results_count(res, 0);
-      if (n != (count < 5 ? count : 5)) die("search returned %zu hits of %llu", n, (unsigned long long)count);
+      if (n != (count < 5 ? count : 5))
+        die("search returned %zu hits of %llu", n, (unsigned long long)count);
       for (size_t h = 0; h + 1 < n; h++)
-        if (sx_results_distance(res, 0, h) > sx_results_distance(res, 0, h + 1)) die("hits out of order");
+        if (sx_results_distance(res, 0, h) > sx_results_distance(res, 0, h + 1))
+          die("hits out of order");
       sx_results_free(res);
     }
   }
@@ -360,7 +371,8 @@ static json_t *verify(const char *path, const char *ackfile) {
   uint64_t g = check_session(r);
   sx_read_free(r);
   sx_db_free(db);
-  if (g < acked) die("generation %llu after recovery, but %llu was acknowledged", (unsigned long long)g, acked);
+  if (g < acked)
+    die("generation %llu after recovery, but %llu was acknowledged", (unsigned long long)g, acked);
   return json_pack("{s:I, s:I}", "gen", (json_int_t)g, "acked", (json_int_t)acked);
 }
 
@@ -371,12 +383,18 @@ int main(int argc, char **argv) {
   }
   g_cmd = argv[1];
   json_t *res = NULL;
-  if (strcmp(g_cmd, "write-fixture") == 0) res = write_fixture(argv[2]);
-  else if (strcmp(g_cmd, "dump") == 0) res = dump(argv[2]);
-  else if (strcmp(g_cmd, "writer") == 0 && argc == 5) res = writer(argv[2], atof(argv[3]), argv[4]);
-  else if (strcmp(g_cmd, "reader") == 0 && argc == 4) res = reader(argv[2], atof(argv[3]));
-  else if (strcmp(g_cmd, "verify") == 0 && argc == 4) res = verify(argv[2], argv[3]);
-  else die("unknown command or wrong arguments");
+  if (strcmp(g_cmd, "write-fixture") == 0)
+    res = write_fixture(argv[2]);
+  else if (strcmp(g_cmd, "dump") == 0)
+    res = dump(argv[2]);
+  else if (strcmp(g_cmd, "writer") == 0 && argc == 5)
+    res = writer(argv[2], atof(argv[3]), argv[4]);
+  else if (strcmp(g_cmd, "reader") == 0 && argc == 4)
+    res = reader(argv[2], atof(argv[3]));
+  else if (strcmp(g_cmd, "verify") == 0 && argc == 4)
+    res = verify(argv[2], argv[3]);
+  else
+    die("unknown command or wrong arguments");
   char *s = json_dumps(res, JSON_COMPACT);
   puts(s);
   free(s);

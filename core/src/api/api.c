@@ -13,13 +13,19 @@
 #include "session/session.h"
 
 static const char *const status_names[SX_STATUS_COUNT] = {
-    "OK",     "NOT_FOUND", "EXISTS",  "INVALID_ARGUMENT", "DIMENSION_MISMATCH",
-    "READ_ONLY", "BUSY",   "CLOSED",  "MISUSE",           "CORRUPT",
-    "IO",     "FULL",      "NOMEM",   "VERSION",          "CANCELLED"};
+    "OK",        "NOT_FOUND", "EXISTS", "INVALID_ARGUMENT", "DIMENSION_MISMATCH",
+    "READ_ONLY", "BUSY",      "CLOSED", "MISUSE",           "CORRUPT",
+    "IO",        "FULL",      "NOMEM",  "VERSION",          "CANCELLED"};
 
-SX_EXPORT const char *sx_version(void) { return "0.1.0"; }
-SX_EXPORT int sx_version_number(void) { return SX_VERSION_NUMBER; }
-SX_EXPORT int sx_format_version(void) { return SX_FORMAT_VERSION; }
+SX_EXPORT const char *sx_version(void) {
+  return "0.1.0";
+}
+SX_EXPORT int sx_version_number(void) {
+  return SX_VERSION_NUMBER;
+}
+SX_EXPORT int sx_format_version(void) {
+  return SX_FORMAT_VERSION;
+}
 
 SX_EXPORT const char *sx_status_name(int status) {
   return status >= 0 && status < SX_STATUS_COUNT ? status_names[status] : "UNKNOWN";
@@ -38,8 +44,12 @@ SX_EXPORT void sx_cancel_set(sx_cancel *c) {
 SX_EXPORT void sx_cancel_reset(sx_cancel *c) {
   if (c) __atomic_store_n(&c->set, 0, __ATOMIC_RELAXED);
 }
-SX_EXPORT int sx_cancel_is_set(const sx_cancel *c) { return sx__cancelled(c); }
-SX_EXPORT void sx_cancel_free(sx_cancel *c) { free(c); }
+SX_EXPORT int sx_cancel_is_set(const sx_cancel *c) {
+  return sx__cancelled(c);
+}
+SX_EXPORT void sx_cancel_free(sx_cancel *c) {
+  free(c);
+}
 
 /* ---- database handles -------------------------------------------------------------- */
 
@@ -52,13 +62,19 @@ SX_EXPORT sx_status sx_open_options_init(sx_open_options *opts, unsigned version
 }
 
 SX_EXPORT sx_status sx_db_open(sx_db **out, const char *path, const sx_open_options *opts,
-                         sx_error *err) {
+                               sx_error *err) {
   return sx__db_open_vfs(out, path, opts, NULL, err);
 }
 
-SX_EXPORT sx_status sx_db_close(sx_db *db) { return sx__db_close(db); }
-SX_EXPORT void sx_db_free(sx_db *db) { sx__db_free(db); }
-SX_EXPORT const char *sx_db_path(const sx_db *db) { return sx__db_path(db); }
+SX_EXPORT sx_status sx_db_close(sx_db *db) {
+  return sx__db_close(db);
+}
+SX_EXPORT void sx_db_free(sx_db *db) {
+  sx__db_free(db);
+}
+SX_EXPORT const char *sx_db_path(const sx_db *db) {
+  return sx__db_path(db);
+}
 
 SX_EXPORT sx_status sx_db_checkpoint(sx_db *db, int timeout_ms, sx_error *err) {
   return sx__db_checkpoint(db, timeout_ms, NULL, err);
@@ -91,13 +107,13 @@ SX_EXPORT sx_status sx_db_checkpoint_opts(sx_db *db, const sx_write_options *opt
 
 /* Output structs carry the version the caller knows; version 1 is the whole struct
  * of this header, so far. */
-#define CHECK_OUT_VERSION(out, current, what)                                                  \
-  do {                                                                                          \
-    if (!(out)) return sx__err_set(err, SX_INVALID_ARGUMENT, "%s output is NULL", what);        \
-    if ((out)->version < 1 || (out)->version > (current))                                       \
-      return sx__err_set(err, SX_INVALID_ARGUMENT,                                              \
+#define CHECK_OUT_VERSION(out, current, what)                                                    \
+  do {                                                                                           \
+    if (!(out)) return sx__err_set(err, SX_INVALID_ARGUMENT, "%s output is NULL", what);         \
+    if ((out)->version < 1 || (out)->version > (current))                                        \
+      return sx__err_set(err, SX_INVALID_ARGUMENT,                                               \
                          "%s version %u is unknown (set it to %u, or use the INIT macro)", what, \
-                         (out)->version, (unsigned)(current));                                  \
+                         (out)->version, (unsigned)(current));                                   \
   } while (0)
 
 SX_EXPORT sx_status sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err) {
@@ -105,14 +121,20 @@ SX_EXPORT sx_status sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err) 
   return sx__db_stats(db, out, err);
 }
 
-SX_EXPORT sx_status sx_db_check(sx_db *db, sx_error *err) { return sx__db_check(db, err); }
+SX_EXPORT sx_status sx_db_check(sx_db *db, sx_error *err) {
+  return sx__db_check(db, err);
+}
 
 SX_EXPORT sx_status sx_read_begin(sx_db *db, sx_read **out, sx_error *err) {
   return sx__read_begin(db, out, err);
 }
 
-SX_EXPORT sx_status sx_read_end(sx_read *r) { return sx__read_end(r); }
-SX_EXPORT void sx_read_free(sx_read *r) { sx__read_free(r); }
+SX_EXPORT sx_status sx_read_end(sx_read *r) {
+  return sx__read_end(r);
+}
+SX_EXPORT void sx_read_free(sx_read *r) {
+  sx__read_free(r);
+}
 
 SX_EXPORT sx_status sx_read_user_version(sx_read *r, uint64_t *out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
@@ -131,9 +153,15 @@ SX_EXPORT sx_status sx_write_begin_opts(sx_db *db, const sx_write_options *opts,
   return rc ? rc : sx__write_begin(db, o.timeout_ms, o.cancel_token, out, err);
 }
 
-SX_EXPORT sx_status sx_write_commit(sx_write *w, sx_error *err) { return sx__write_commit(w, err); }
-SX_EXPORT sx_status sx_write_abort(sx_write *w) { return sx__write_abort(w); }
-SX_EXPORT void sx_write_free(sx_write *w) { sx__write_free(w); }
+SX_EXPORT sx_status sx_write_commit(sx_write *w, sx_error *err) {
+  return sx__write_commit(w, err);
+}
+SX_EXPORT sx_status sx_write_abort(sx_write *w) {
+  return sx__write_abort(w);
+}
+SX_EXPORT void sx_write_free(sx_write *w) {
+  sx__write_free(w);
+}
 
 SX_EXPORT sx_status sx_write_set_user_version(sx_write *w, uint64_t value, sx_error *err) {
   return sx__write_set_user_version(w, value, err);
@@ -190,7 +218,7 @@ static int write_view(sx_write *w, sx__pv *v, sx_error *err) {
 }
 
 SX_EXPORT sx_status sx_write_create_collection(sx_write *w, const char *name,
-                                         const sx_collection_options *opts, sx_error *err) {
+                                               const sx_collection_options *opts, sx_error *err) {
   sx__pv v;
   int rc = write_view(w, &v, err);
   if (rc) return rc;
@@ -208,11 +236,15 @@ SX_EXPORT sx_status sx_write_drop_collection(sx_write *w, const char *name, sx_e
   return rc;
 }
 
-SX_EXPORT size_t sx_names_count(const sx_names *names) { return names ? names->n : 0; }
+SX_EXPORT size_t sx_names_count(const sx_names *names) {
+  return names ? names->n : 0;
+}
 SX_EXPORT const char *sx_names_get(const sx_names *names, size_t i) {
   return names && i < names->n ? names->names[i] : NULL;
 }
-SX_EXPORT void sx_names_free(sx_names *names) { sx__names_free(names); }
+SX_EXPORT void sx_names_free(sx_names *names) {
+  sx__names_free(names);
+}
 
 SX_EXPORT sx_status sx_read_list_collections(sx_read *r, sx_names **out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
@@ -238,8 +270,8 @@ SX_EXPORT sx_status sx_write_list_collections(sx_write *w, sx_names **out, sx_er
 }
 
 SX_EXPORT sx_status sx_write_upsert(sx_write *w, const char *collection, size_t n,
-                              const char *const *ids, const float *vectors, size_t dim,
-                              const char *const *metadata, sx_error *err) {
+                                    const char *const *ids, const float *vectors, size_t dim,
+                                    const char *const *metadata, sx_error *err) {
   sx__pv v;
   int rc = write_view(w, &v, err);
   if (rc) return rc;
@@ -261,11 +293,13 @@ static int unpack(const char *what, size_t n, const char *data, const size_t *of
                   unpacked *u, sx_error *err) {
   u->buf = NULL;
   u->ptrs = NULL;
-  if (!data || !off) return sx__err_set(err, SX_INVALID_ARGUMENT, "%s buffer or offsets are NULL", what);
+  if (!data || !off)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "%s buffer or offsets are NULL", what);
   for (size_t i = 0; i < n; i++)
     if (off[i + 1] < off[i])
-      return sx__err_set(err, SX_INVALID_ARGUMENT, "%s offsets decrease at item %zu (%zu after %zu)",
-                         what, i, off[i + 1], off[i]);
+      return sx__err_set(err, SX_INVALID_ARGUMENT,
+                         "%s offsets decrease at item %zu (%zu after %zu)", what, i, off[i + 1],
+                         off[i]);
   size_t bytes = off[n] - off[0];
   u->buf = malloc(bytes + n + 1);
   u->ptrs = calloc(n ? n : 1, sizeof *u->ptrs);
@@ -302,7 +336,8 @@ SX_EXPORT sx_status sx_write_upsert_packed(sx_write *w, const char *collection, 
   unpacked ui, um = {NULL, NULL};
   int rc = unpack("id", n, ids, id_offsets, 0, &ui, err);
   if (rc) return rc;
-  if (metadata || metadata_offsets) rc = unpack("metadata", n, metadata, metadata_offsets, 1, &um, err);
+  if (metadata || metadata_offsets)
+    rc = unpack("metadata", n, metadata, metadata_offsets, 1, &um, err);
   if (!rc) rc = sx_write_upsert(w, collection, n, ui.ptrs, vectors, dim, um.ptrs, err);
   unpacked_free(&ui);
   unpacked_free(&um);
@@ -322,7 +357,7 @@ SX_EXPORT sx_status sx_write_delete_packed(sx_write *w, const char *collection, 
 }
 
 SX_EXPORT sx_status sx_write_delete(sx_write *w, const char *collection, size_t n,
-                              const char *const *ids, size_t *deleted, sx_error *err) {
+                                    const char *const *ids, size_t *deleted, sx_error *err) {
   sx__pv v;
   int rc = write_view(w, &v, err);
   if (rc) return rc;
@@ -334,7 +369,7 @@ SX_EXPORT sx_status sx_write_delete(sx_write *w, const char *collection, size_t 
 }
 
 SX_EXPORT sx_status sx_read_collection(sx_read *r, const char *name, sx_collection **out,
-                                 sx_error *err) {
+                                       sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   int rc = sx__read_enter(r, err);
@@ -357,7 +392,7 @@ SX_EXPORT sx_status sx_read_collection(sx_read *r, const char *name, sx_collecti
 }
 
 SX_EXPORT sx_status sx_write_collection(sx_write *w, const char *name, sx_collection **out,
-                                  sx_error *err) {
+                                        sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   sx__pv v;
@@ -401,11 +436,14 @@ static int coll_enter(sx_collection *c, sx_error *err) {
 }
 
 static void coll_leave(sx_collection *c) {
-  if (c->r) sx__read_leave(c->r);
-  else sx__write_leave(c->w);
+  if (c->r)
+    sx__read_leave(c->r);
+  else
+    sx__write_leave(c->w);
 }
 
-SX_EXPORT sx_status sx_collection_describe(sx_collection *c, sx_collection_info *out, sx_error *err) {
+SX_EXPORT sx_status sx_collection_describe(sx_collection *c, sx_collection_info *out,
+                                           sx_error *err) {
   CHECK_OUT_VERSION(out, SX_COLLECTION_INFO_VERSION, "sx_collection_info");
   int rc = coll_enter(c, err);
   if (rc) return rc;
@@ -419,7 +457,8 @@ SX_EXPORT sx_status sx_collection_describe(sx_collection *c, sx_collection_info 
   return rc;
 }
 
-SX_EXPORT sx_status sx_collection_stats_get(sx_collection *c, sx_collection_stats *out, sx_error *err) {
+SX_EXPORT sx_status sx_collection_stats_get(sx_collection *c, sx_collection_stats *out,
+                                            sx_error *err) {
   CHECK_OUT_VERSION(out, SX_COLLECTION_STATS_VERSION, "sx_collection_stats");
   int rc = coll_enter(c, err);
   if (rc) return rc;
@@ -443,7 +482,7 @@ SX_EXPORT sx_status sx_collection_count(sx_collection *c, uint64_t *out, sx_erro
 }
 
 SX_EXPORT sx_status sx_collection_get(sx_collection *c, const char *id, sx_record **out,
-                                sx_error *err) {
+                                      sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   int rc = coll_enter(c, err);
@@ -453,14 +492,19 @@ SX_EXPORT sx_status sx_collection_get(sx_collection *c, const char *id, sx_recor
   return rc;
 }
 
-SX_EXPORT const char *sx_record_id(const sx_record *rec) { return rec ? rec->id : NULL; }
+SX_EXPORT const char *sx_record_id(const sx_record *rec) {
+  return rec ? rec->id : NULL;
+}
 SX_EXPORT const float *sx_record_vector(const sx_record *rec, size_t *dim) {
   if (dim) *dim = rec ? rec->dim : 0;
   return rec ? rec->vec : NULL;
 }
-SX_EXPORT const char *sx_record_metadata(const sx_record *rec) { return rec ? rec->meta : NULL; }
-SX_EXPORT void sx_record_free(sx_record *rec) { sx__record_free(rec); }
-
+SX_EXPORT const char *sx_record_metadata(const sx_record *rec) {
+  return rec ? rec->meta : NULL;
+}
+SX_EXPORT void sx_record_free(sx_record *rec) {
+  sx__record_free(rec);
+}
 
 SX_EXPORT sx_status sx_search_options_init(sx_search_options *opts, unsigned version) {
   if (!opts || version < 1 || version > SX_SEARCH_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
@@ -476,7 +520,8 @@ static int search_options(const sx_search_options *opts, sx_search_options *o, s
   *o = d;
   if (!opts) return SX_OK;
   if (opts->version < 1 || opts->version > SX_SEARCH_OPTIONS_VERSION)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown search options version %u", opts->version);
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown search options version %u",
+                       opts->version);
   /* A version 1 struct ends before cancel_token, a version 2 one before filter. */
   memcpy(o, opts,
          opts->version == 1   ? offsetof(sx_search_options, cancel_token)
@@ -493,8 +538,8 @@ static int search_options(const sx_search_options *opts, sx_search_options *o, s
 }
 
 SX_EXPORT sx_status sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
-                                   const sx_search_options *opts, sx_results **out,
-                                   sx_error *err) {
+                                         const sx_search_options *opts, sx_results **out,
+                                         sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   sx_search_options o;
@@ -508,8 +553,8 @@ SX_EXPORT sx_status sx_collection_search(sx_collection *c, const float *query, s
 }
 
 SX_EXPORT sx_status sx_collection_search_batch(sx_collection *c, const float *queries, size_t nq,
-                                         size_t dim, size_t k, const sx_search_options *opts,
-                                         sx_results **out, sx_error *err) {
+                                               size_t dim, size_t k, const sx_search_options *opts,
+                                               sx_results **out, sx_error *err) {
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   sx_search_options o;
@@ -517,13 +562,17 @@ SX_EXPORT sx_status sx_collection_search_batch(sx_collection *c, const float *qu
   if (rc) return rc;
   rc = coll_enter(c, err);
   if (rc) return rc;
-  int threads = o.threads ? (int)o.threads : c->r ? sx__read_threads(c->r) : sx__write_threads(c->w);
+  int threads = o.threads ? (int)o.threads
+                : c->r    ? sx__read_threads(c->r)
+                          : sx__write_threads(c->w);
   rc = sx__coll_search(&c->c, queries, nq, dim, k, &o, threads, out, err);
   coll_leave(c);
   return rc;
 }
 
-SX_EXPORT size_t sx_results_queries(const sx_results *res) { return res ? res->nq : 0; }
+SX_EXPORT size_t sx_results_queries(const sx_results *res) {
+  return res ? res->nq : 0;
+}
 SX_EXPORT size_t sx_results_count(const sx_results *res, size_t q) {
   return res && q < res->nq ? res->off[q + 1] - res->off[q] : 0;
 }
@@ -533,9 +582,15 @@ SX_EXPORT const char *sx_results_id(const sx_results *res, size_t q, size_t i) {
 SX_EXPORT float sx_results_distance(const sx_results *res, size_t q, size_t i) {
   return i < sx_results_count(res, q) ? res->dist[res->off[q] + i] : NAN;
 }
-SX_EXPORT size_t sx_results_total(const sx_results *res) { return res ? res->off[res->nq] : 0; }
-SX_EXPORT const size_t *sx_results_offsets(const sx_results *res) { return res ? res->off : NULL; }
-SX_EXPORT const float *sx_results_distances(const sx_results *res) { return res ? res->dist : NULL; }
+SX_EXPORT size_t sx_results_total(const sx_results *res) {
+  return res ? res->off[res->nq] : 0;
+}
+SX_EXPORT const size_t *sx_results_offsets(const sx_results *res) {
+  return res ? res->off : NULL;
+}
+SX_EXPORT const float *sx_results_distances(const sx_results *res) {
+  return res ? res->dist : NULL;
+}
 SX_EXPORT const char *sx_results_id_data(const sx_results *res, const size_t **id_offsets) {
   if (id_offsets) *id_offsets = res ? res->id_off : NULL;
   if (!res) return NULL;
@@ -550,14 +605,20 @@ SX_EXPORT const float *sx_results_vector(const sx_results *res, size_t q, size_t
   if (i >= sx_results_count(res, q) || !res->vecs) return NULL;
   return res->vecs + (res->off[q] + i) * res->vdim;
 }
-SX_EXPORT size_t sx_results_dim(const sx_results *res) { return res && res->vecs ? res->vdim : 0; }
+SX_EXPORT size_t sx_results_dim(const sx_results *res) {
+  return res && res->vecs ? res->vdim : 0;
+}
 SX_EXPORT const char *sx_results_metadata_data(const sx_results *res, const size_t **offsets) {
   if (offsets) *offsets = res ? res->meta_off : NULL;
   if (!res || !res->meta_off) return NULL;
   return res->meta ? res->meta : "";
 }
-SX_EXPORT const float *sx_results_vectors(const sx_results *res) { return res ? res->vecs : NULL; }
-SX_EXPORT void sx_results_free(sx_results *res) { sx__results_free(res); }
+SX_EXPORT const float *sx_results_vectors(const sx_results *res) {
+  return res ? res->vecs : NULL;
+}
+SX_EXPORT void sx_results_free(sx_results *res) {
+  sx__results_free(res);
+}
 
 SX_EXPORT sx_status sx_filter_check(const char *filter, sx_error *err) {
   sx__filter *f = NULL;
@@ -592,8 +653,12 @@ SX_EXPORT sx_status sx_collection_get_packed(sx_collection *c, size_t n, const c
   return rc;
 }
 
-SX_EXPORT size_t sx_records_count(const sx_records *recs) { return recs ? recs->n : 0; }
-SX_EXPORT size_t sx_records_dim(const sx_records *recs) { return recs ? recs->dim : 0; }
+SX_EXPORT size_t sx_records_count(const sx_records *recs) {
+  return recs ? recs->n : 0;
+}
+SX_EXPORT size_t sx_records_dim(const sx_records *recs) {
+  return recs ? recs->dim : 0;
+}
 SX_EXPORT int sx_records_found(const sx_records *recs, size_t i) {
   return recs && i < recs->n ? recs->found[i] : 0;
 }
@@ -621,7 +686,9 @@ SX_EXPORT const char *sx_records_metadata_data(const sx_records *recs, const siz
   if (offsets) *offsets = recs ? recs->meta_off : NULL;
   return recs ? recs->meta : NULL;
 }
-SX_EXPORT void sx_records_free(sx_records *recs) { sx__records_free(recs); }
+SX_EXPORT void sx_records_free(sx_records *recs) {
+  sx__records_free(recs);
+}
 
 struct sx_cursor {
   sx_collection col; /* its own view of the collection (a session reference, no search pool) */
@@ -634,8 +701,8 @@ SX_EXPORT sx_status sx_collection_cursor(sx_collection *c, const char *after, sx
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   if (after && strlen(after) > SX_ID_MAX)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "cursor start id '%.40s...' is longer than %d bytes",
-                       after, SX_ID_MAX);
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "cursor start id '%.40s...' is longer than %d bytes", after, SX_ID_MAX);
   int rc = coll_enter(c, err);
   if (rc) return rc;
   sx_cursor *cur = calloc(1, sizeof *cur);
@@ -646,8 +713,10 @@ SX_EXPORT sx_status sx_collection_cursor(sx_collection *c, const char *after, sx
     cur->col.w = c->w;
     cur->col.c = c->c;
     cur->col.c.pool = NULL;
-    if (c->r) sx__read_ref(c->r);
-    else sx__write_ref(c->w);
+    if (c->r)
+      sx__read_ref(c->r);
+    else
+      sx__write_ref(c->w);
     *out = cur;
   } else {
     free(cur);
@@ -704,7 +773,8 @@ SX_EXPORT sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_op
   sx_backup_options o = SX_BACKUP_OPTIONS_INIT;
   if (opts) {
     if (opts->version < 1 || opts->version > SX_BACKUP_OPTIONS_VERSION)
-      return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown backup options version %u", opts->version);
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown backup options version %u",
+                         opts->version);
     o = *opts;
   }
   return sx__db_backup(db, dest, &o, err);
@@ -735,7 +805,8 @@ SX_EXPORT sx_status sx_db_compact(sx_db *db, const sx_compact_options *opts, sx_
   sx_compact_options o = SX_COMPACT_OPTIONS_INIT;
   if (opts) {
     if (opts->version < 1 || opts->version > SX_COMPACT_OPTIONS_VERSION)
-      return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown compact options version %u", opts->version);
+      return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown compact options version %u",
+                         opts->version);
     o = *opts;
   }
   return sx__db_compact(db, &o, err);

@@ -67,8 +67,8 @@ int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err);
 int sx__coll_stats(const sx__coll *c, sx_collection_stats *out, sx_error *err);
 /* nthreads > 1 lets an HNSW collection link the new vectors, and unlink dead ones,
  * with that many threads. An id given twice keeps its last item. */
-int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
-                    size_t dim, const char *const *metadata, int nthreads, sx_error *err);
+int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors, size_t dim,
+                    const char *const *metadata, int nthreads, sx_error *err);
 /* nthreads as for sx__coll_upsert. */
 int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, int nthreads, size_t *deleted,
                     sx_error *err);
@@ -178,15 +178,15 @@ struct sx_record {
 };
 struct sx_results {
   size_t nq;
-  size_t *off;   /* nq + 1 offsets into hits */
+  size_t *off; /* nq + 1 offsets into hits */
   float *dist;
-  char **ids;    /* into blob */
-  char *blob;    /* every id, NUL-terminated, one allocation */
-  size_t *id_off;/* total + 1 offsets into blob: id h at id_off[h], its NUL at id_off[h + 1] - 1 */
-  char *meta;    /* included metadata texts, NUL-terminated; none: an empty range (or NULL) */
+  char **ids;     /* into blob */
+  char *blob;     /* every id, NUL-terminated, one allocation */
+  size_t *id_off; /* total + 1 offsets into blob: id h at id_off[h], its NUL at id_off[h + 1] - 1 */
+  char *meta;     /* included metadata texts, NUL-terminated; none: an empty range (or NULL) */
   size_t *meta_off; /* total + 1 offsets into meta, or NULL when not included */
-  float *vecs;   /* included vectors, total * dim, or NULL */
-  size_t vdim;   /* dim when vectors are included, else 0 */
+  float *vecs;      /* included vectors, total * dim, or NULL */
+  size_t vdim;      /* dim when vectors are included, else 0 */
 };
 void sx__names_free(sx_names *n);
 void sx__record_free(sx_record *r);
@@ -235,12 +235,12 @@ int sx__coll_find(const sx__coll *c, const uint8_t *h, const char *id, size_t it
 
 struct sx_records {
   size_t n, dim;
-  float *vec;             /* n * dim */
-  unsigned char *found;   /* n */
-  char *ids;              /* NUL-terminated ids one after another */
-  size_t *id_off;         /* n + 1 */
-  char *meta;             /* NUL-terminated texts; none: an empty range */
-  size_t *meta_off;       /* n + 1 */
+  float *vec;           /* n * dim */
+  unsigned char *found; /* n */
+  char *ids;            /* NUL-terminated ids one after another */
+  size_t *id_off;       /* n + 1 */
+  char *meta;           /* NUL-terminated texts; none: an empty range */
+  size_t *meta_off;     /* n + 1 */
 };
 void sx__records_free(sx_records *r);
 

@@ -6,10 +6,10 @@
  * (schema kept, so the catalog entry and the header page stay where they are), then
  * (once the caller has put the free list in page order, so the new layout takes the
  * lowest pages and leaves the file's tail free) the live records are upserted again,
- * in slot order, from a read snapshot of the same commit the transaction began from. That snapshot is what makes this safe and
- * simple: its pages are immutable, so the records can be streamed from the old
- * layout while the transaction reuses the old pages for the new one. Upserting again
- * builds the HNSW graph from the live vectors alone, exactly as a new database would.
+ * in slot order, from a read snapshot of the same commit the transaction began from. That snapshot
+ * is what makes this safe and simple: its pages are immutable, so the records can be streamed from
+ * the old layout while the transaction reuses the old pages for the new one. Upserting again builds
+ * the HNSW graph from the live vectors alone, exactly as a new database would.
  *
  * A failure or a cancel leaves the transaction for the caller to abort: nothing is
  * committed, and the snapshot is unchanged.
@@ -19,25 +19,28 @@
 
 #include "collection/collection.h"
 
-
-static const unsigned PA_ARRAYS[] = {H_PA_VEC, H_PA_SLOTS, H_PA_HEAP, H_PA_HASH,  H_PA_FREE, H_PA_LIVE,
-                                     H_PA_G0,  H_PA_META,  H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
+static const unsigned PA_ARRAYS[] = {H_PA_VEC,   H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,
+                                     H_PA_FREE,  H_PA_LIVE,  H_PA_G0,    H_PA_META,
+                                     H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
 /* The arrays with one entry per slot (their dead share is reclaimable). */
-static const unsigned PA_PER_SLOT[] = {H_PA_VEC, H_PA_SLOTS, H_PA_G0, H_PA_META, H_PA_UPPER, H_PA_NORMS,
-                                       H_PA_STAMPS};
+static const unsigned PA_PER_SLOT[] = {H_PA_VEC,   H_PA_SLOTS, H_PA_G0,    H_PA_META,
+                                       H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
 
 /* Live slots of the collection whose header is h, ascending, into *out (malloc'd). */
-static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint64_t *n, sx_error *err) {
+static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint64_t *n,
+                      sx_error *err) {
   *out = NULL;
   *n = 0;
   uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT);
   if (nslots > 0xfffffffeu || count > nslots)
-    return sx__err_set(err, SX_CORRUPT, "collection '%s' header is damaged: %llu live in %llu slots",
-                       c->name, (unsigned long long)count, (unsigned long long)nslots);
+    return sx__err_set(err, SX_CORRUPT,
+                       "collection '%s' header is damaged: %llu live in %llu slots", c->name,
+                       (unsigned long long)count, (unsigned long long)nslots);
   uint32_t *s = sx__mallocn(count, sizeof *s);
   uint8_t *bits = sx__mallocn(nslots / 8 + 1, 1);
-  int rc = s && bits ? SX_OK : sx__err_set(err, SX_NOMEM, "out of memory for %llu slots",
-                                           (unsigned long long)nslots);
+  int rc = s && bits ? SX_OK
+                     : sx__err_set(err, SX_NOMEM, "out of memory for %llu slots",
+                                   (unsigned long long)nslots);
   sx__pa_cursor lc;
   sx__pa_cursor_init(&lc, &c->v, h + H_PA_LIVE);
   if (!rc && nslots) rc = sx__pa_read(&lc, 0, bits, (nslots + 7) / 8, err);
@@ -45,8 +48,8 @@ static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint6
   for (uint64_t i = 0; i < nslots && !rc; i++) {
     if (!(bits[i >> 3] >> (i & 7) & 1)) continue;
     if (k == count)
-      rc = sx__err_set(err, SX_CORRUPT, "collection '%s' has more live slots than its count %llu", c->name,
-                       (unsigned long long)count);
+      rc = sx__err_set(err, SX_CORRUPT, "collection '%s' has more live slots than its count %llu",
+                       c->name, (unsigned long long)count);
     else
       s[k++] = (uint32_t)i;
   }
@@ -118,7 +121,8 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
   const char **ids = malloc(BATCH * sizeof *ids), **metas = malloc(BATCH * sizeof *metas);
   size_t *offs = malloc(BATCH * sizeof *offs);
   char **mtext = calloc(BATCH, sizeof *mtext);
-  if (!rc && (!vecs || !ids || !metas || !offs || !mtext)) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!rc && (!vecs || !ids || !metas || !offs || !mtext))
+    rc = sx__err_set(err, SX_NOMEM, "out of memory");
   sx__pa_cursor vc, hc;
   sx__pa_cursor_init(&vc, &src->v, h + H_PA_VEC);
   sx__pa_cursor_init(&hc, &src->v, h + H_PA_HEAP);
@@ -136,7 +140,8 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
       metas[i] = NULL;
       rc = sx__slot_read(src, h, slots[at + i], &r, err);
       if (!rc) rc = sx__slot_valid(src, h, slots[at + i], &r, err);
-      if (!rc) rc = sx__pa_read(&vc, (uint64_t)slots[at + i] * dim * 4, vecs + i * dim, dim * 4, err);
+      if (!rc)
+        rc = sx__pa_read(&vc, (uint64_t)slots[at + i] * dim * 4, vecs + i * dim, dim * 4, err);
       if (!rc && r.meta_len != SX__NO_META) {
         mtext[i] = sx__mallocn((uint64_t)r.meta_len + 1, 1);
         if (!mtext[i]) {

@@ -17,7 +17,6 @@
 
 #include "collection/collection.h"
 
-
 void sx__records_free(sx_records *r) {
   if (!r) return;
   free(r->vec);
@@ -137,15 +136,16 @@ int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, s
   if (rc) return rc;
   uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT);
   if (nslots > 0xfffffffeu || count > nslots)
-    return sx__err_set(err, SX_CORRUPT, "collection '%s' header is damaged: %llu live in %llu slots",
-                       c->name, (unsigned long long)count, (unsigned long long)nslots);
+    return sx__err_set(err, SX_CORRUPT,
+                       "collection '%s' header is damaged: %llu live in %llu slots", c->name,
+                       (unsigned long long)count, (unsigned long long)nslots);
   if (count == 0) return SX_OK;
   uint32_t *slots = sx__mallocn(count, sizeof *slots);
   size_t *offs = sx__mallocn(count, sizeof *offs);
   enum { CHUNK = 65536 };
   uint8_t *bits = malloc(CHUNK);
-  if (!slots || !offs || !bits) rc = sx__err_set(err, SX_NOMEM, "out of memory listing %llu ids",
-                                                 (unsigned long long)count);
+  if (!slots || !offs || !bits)
+    rc = sx__err_set(err, SX_NOMEM, "out of memory listing %llu ids", (unsigned long long)count);
   sx__pa_cursor lc;
   sx__pa_cursor_init(&lc, &c->v, h + H_PA_LIVE);
   uint64_t nl = 0, nbytes = (nslots + 7) / 8;
@@ -158,8 +158,9 @@ int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, s
         uint64_t s = (at + b) * 8 + j;
         if (!(bits[b] >> j & 1) || s >= nslots) continue;
         if (nl == count) {
-          rc = sx__err_set(err, SX_CORRUPT, "collection '%s' has more live slots than its count %llu",
-                           c->name, (unsigned long long)count);
+          rc = sx__err_set(err, SX_CORRUPT,
+                           "collection '%s' has more live slots than its count %llu", c->name,
+                           (unsigned long long)count);
           break;
         }
         slots[nl++] = (uint32_t)s;
@@ -171,7 +172,8 @@ int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, s
   char **ptrs = NULL;
   if (!rc) {
     ptrs = malloc((nl ? nl : 1) * sizeof *ptrs);
-    if (!ptrs) rc = sx__err_set(err, SX_NOMEM, "out of memory listing %llu ids", (unsigned long long)nl);
+    if (!ptrs)
+      rc = sx__err_set(err, SX_NOMEM, "out of memory listing %llu ids", (unsigned long long)nl);
   }
   size_t k = 0;
   for (uint64_t i = 0; i < nl && !rc; i++) {

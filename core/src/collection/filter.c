@@ -49,11 +49,11 @@ typedef struct seg {
 
 typedef struct fnode {
   int kind, op;
-  uint32_t size;      /* nodes in this subtree, itself included */
-  uint32_t nkids;     /* AND, OR, NOT */
-  uint32_t v0, nv;    /* CMP: operands vals[v0 .. v0 + nv) */
-  uint32_t p0, np;    /* CMP: path segments segs[p0 .. p0 + np) */
-  int exists;         /* OP_EXISTS: the operand */
+  uint32_t size;   /* nodes in this subtree, itself included */
+  uint32_t nkids;  /* AND, OR, NOT */
+  uint32_t v0, nv; /* CMP: operands vals[v0 .. v0 + nv) */
+  uint32_t p0, np; /* CMP: path segments segs[p0 .. p0 + np) */
+  int exists;      /* OP_EXISTS: the operand */
 } fnode;
 
 struct sx__filter {
@@ -314,7 +314,9 @@ int sx__filter_compile(const char *text, sx__filter **out, sx_error *err) {
   return SX_OK;
 }
 
-int sx__filter_always(const sx__filter *f) { return f->nn == 1 && f->nodes[0].kind == F_TRUE; }
+int sx__filter_always(const sx__filter *f) {
+  return f->nn == 1 && f->nodes[0].kind == F_TRUE;
+}
 
 /* ---- evaluating ------------------------------------------------------------------- */
 
@@ -372,10 +374,14 @@ static int hex4(const char *p, unsigned *out) {
   for (int i = 0; i < 4; i++) {
     char ch = p[i];
     v <<= 4;
-    if (ch >= '0' && ch <= '9') v |= (unsigned)(ch - '0');
-    else if (ch >= 'a' && ch <= 'f') v |= (unsigned)(ch - 'a' + 10);
-    else if (ch >= 'A' && ch <= 'F') v |= (unsigned)(ch - 'A' + 10);
-    else return -1;
+    if (ch >= '0' && ch <= '9')
+      v |= (unsigned)(ch - '0');
+    else if (ch >= 'a' && ch <= 'f')
+      v |= (unsigned)(ch - 'a' + 10);
+    else if (ch >= 'A' && ch <= 'F')
+      v |= (unsigned)(ch - 'A' + 10);
+    else
+      return -1;
   }
   *out = v;
   return 0;
@@ -433,31 +439,48 @@ static int str_of(ev *e, int i, const char **p, size_t *len) {
     }
     if (++k >= n) return corrupt(e, "bad escape");
     switch (r[k]) {
-    case '"': *o++ = '"'; break;
-    case '\\': *o++ = '\\'; break;
-    case '/': *o++ = '/'; break;
-    case 'b': *o++ = '\b'; break;
-    case 'f': *o++ = '\f'; break;
-    case 'n': *o++ = '\n'; break;
-    case 'r': *o++ = '\r'; break;
-    case 't': *o++ = '\t'; break;
-    case 'u': {
-      unsigned cp, lo;
-      if (k + 4 >= n || hex4(r + k + 1, &cp)) return corrupt(e, "bad \\u escape");
-      k += 4;
-      if (cp >= 0xD800 && cp < 0xDC00) {
-        if (k + 6 >= n || r[k + 1] != '\\' || r[k + 2] != 'u' || hex4(r + k + 3, &lo) ||
-            lo < 0xDC00 || lo > 0xDFFF)
+      case '"':
+        *o++ = '"';
+        break;
+      case '\\':
+        *o++ = '\\';
+        break;
+      case '/':
+        *o++ = '/';
+        break;
+      case 'b':
+        *o++ = '\b';
+        break;
+      case 'f':
+        *o++ = '\f';
+        break;
+      case 'n':
+        *o++ = '\n';
+        break;
+      case 'r':
+        *o++ = '\r';
+        break;
+      case 't':
+        *o++ = '\t';
+        break;
+      case 'u': {
+        unsigned cp, lo;
+        if (k + 4 >= n || hex4(r + k + 1, &cp)) return corrupt(e, "bad \\u escape");
+        k += 4;
+        if (cp >= 0xD800 && cp < 0xDC00) {
+          if (k + 6 >= n || r[k + 1] != '\\' || r[k + 2] != 'u' || hex4(r + k + 3, &lo) ||
+              lo < 0xDC00 || lo > 0xDFFF)
+            return corrupt(e, "lone surrogate");
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          k += 6;
+        } else if (cp >= 0xDC00 && cp < 0xE000) {
           return corrupt(e, "lone surrogate");
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        k += 6;
-      } else if (cp >= 0xDC00 && cp < 0xE000) {
-        return corrupt(e, "lone surrogate");
+        }
+        o += put_utf8(o, cp);
+        break;
       }
-      o += put_utf8(o, cp);
-      break;
-    }
-    default: return corrupt(e, "bad escape");
+      default:
+        return corrupt(e, "bad escape");
     }
   }
   *p = s->scr;
@@ -479,10 +502,12 @@ static int is_number(const char *p, size_t n) {
   size_t i = 0;
   if (i < n && p[i] == '-') i++;
   if (i >= n) return 0;
-  if (p[i] == '0') i++;
+  if (p[i] == '0')
+    i++;
   else if (p[i] >= '1' && p[i] <= '9')
     while (i < n && p[i] >= '0' && p[i] <= '9') i++;
-  else return 0;
+  else
+    return 0;
   if (i < n && p[i] == '.') {
     size_t d = ++i;
     while (i < n && p[i] >= '0' && p[i] <= '9') i++;
@@ -572,19 +597,35 @@ static int rel(const mval *m, int op, const fval *x) {
   int c;
   if (m->type != x->type) return 0;
   switch (m->type) {
-  case V_NULL: c = 0; break;
-  case V_BOOL: c = m->b - x->b; break;
-  case V_NUM: c = m->num < x->num ? -1 : m->num > x->num; break;
-  case V_STR: c = bytes_cmp(m->s, m->len, x->s, x->len); break;
-  default: return 0;
+    case V_NULL:
+      c = 0;
+      break;
+    case V_BOOL:
+      c = m->b - x->b;
+      break;
+    case V_NUM:
+      c = m->num < x->num ? -1 : m->num > x->num;
+      break;
+    case V_STR:
+      c = bytes_cmp(m->s, m->len, x->s, x->len);
+      break;
+    default:
+      return 0;
   }
   switch (op) {
-  case OP_EQ: case OP_IN: return c == 0;
-  case OP_GT: return c > 0 && m->type >= V_NUM;
-  case OP_GTE: return c >= 0 && m->type >= V_NUM;
-  case OP_LT: return c < 0 && m->type >= V_NUM;
-  case OP_LTE: return c <= 0 && m->type >= V_NUM;
-  default: return 0;
+    case OP_EQ:
+    case OP_IN:
+      return c == 0;
+    case OP_GT:
+      return c > 0 && m->type >= V_NUM;
+    case OP_GTE:
+      return c >= 0 && m->type >= V_NUM;
+    case OP_LT:
+      return c < 0 && m->type >= V_NUM;
+    case OP_LTE:
+      return c <= 0 && m->type >= V_NUM;
+    default:
+      return 0;
   }
 }
 
@@ -661,23 +702,25 @@ static int eval_cmp(ev *e, const fnode *n) {
 static int eval(ev *e, uint32_t i) {
   const fnode *n = &e->s->f->nodes[i];
   switch (n->kind) {
-  case F_TRUE: return 1;
-  case F_CMP: return eval_cmp(e, n);
-  case F_NOT: {
-    int r = eval(e, i + 1);
-    return r < 0 ? r : !r;
-  }
-  default: { /* AND, OR */
-    uint32_t c = i + 1;
-    for (uint32_t k = 0; k < n->nkids; k++) {
-      int r = eval(e, c);
-      if (r < 0) return r;
-      if (n->kind == F_AND && !r) return 0;
-      if (n->kind == F_OR && r) return 1;
-      c += e->s->f->nodes[c].size;
+    case F_TRUE:
+      return 1;
+    case F_CMP:
+      return eval_cmp(e, n);
+    case F_NOT: {
+      int r = eval(e, i + 1);
+      return r < 0 ? r : !r;
     }
-    return n->kind == F_AND;
-  }
+    default: { /* AND, OR */
+      uint32_t c = i + 1;
+      for (uint32_t k = 0; k < n->nkids; k++) {
+        int r = eval(e, c);
+        if (r < 0) return r;
+        if (n->kind == F_AND && !r) return 0;
+        if (n->kind == F_OR && r) return 1;
+        c += e->s->f->nodes[c].size;
+      }
+      return n->kind == F_AND;
+    }
   }
 }
 

@@ -15,7 +15,8 @@ static int mark_pages(const sx__coll *c, const uint8_t *h, uint8_t *used, sx_err
   char what[96];
   snprintf(what, sizeof what, "collection '%s'", c->name);
   int rc = sx__page_mark(&c->v, c->hdr, used, what, err);
-  for (size_t i = 0; i < SX__COLL_NPA && !rc; i++) rc = sx__pa_mark(&c->v, h + sx__coll_pa_all[i], used, err);
+  for (size_t i = 0; i < SX__COLL_NPA && !rc; i++)
+    rc = sx__pa_mark(&c->v, h + sx__coll_pa_all[i], used, err);
   return rc;
 }
 
@@ -39,7 +40,9 @@ static int covers(const sx__coll *c, const uint8_t *h, unsigned pa, uint64_t n, 
 static int check_one(const sx__pv *v, const char *name, uint8_t *used, sx_error *err) {
   sx__coll c;
   int rc = sx__coll_open(v, name, &c, err);
-  if (rc) return rc == SX_NOT_FOUND ? sx__err_set(err, SX_CORRUPT, "catalog entry '%s' is damaged", name) : rc;
+  if (rc)
+    return rc == SX_NOT_FOUND ? sx__err_set(err, SX_CORRUPT, "catalog entry '%s' is damaged", name)
+                              : rc;
   const uint8_t *h;
   rc = sx__coll_header(&c, &h, err);
   if (!rc && used) rc = mark_pages(&c, h, used, err);
@@ -77,12 +80,12 @@ static int check_one(const sx__pv *v, const char *name, uint8_t *used, sx_error 
   int hnsw = c.index == SX_INDEX_HNSW;
   if (live != count || (!hnsw && live + nfree != nslots) || (hnsw && live + nfree > nslots) ||
       sx__rd64(h + H_HASHUSED) != live)
-    return sx__err_set(err, SX_CORRUPT,
-                       "collection '%s' counts disagree: count %llu, live %llu, free %llu, slots %llu, "
-                       "ids %llu",
-                       name, (unsigned long long)count, (unsigned long long)live,
-                       (unsigned long long)nfree, (unsigned long long)nslots,
-                       (unsigned long long)sx__rd64(h + H_HASHUSED));
+    return sx__err_set(
+        err, SX_CORRUPT,
+        "collection '%s' counts disagree: count %llu, live %llu, free %llu, slots %llu, "
+        "ids %llu",
+        name, (unsigned long long)count, (unsigned long long)live, (unsigned long long)nfree,
+        (unsigned long long)nslots, (unsigned long long)sx__rd64(h + H_HASHUSED));
   /* Free slots: in range, not live, each once. */
   uint8_t *freebits = sx__callocn(nslots / 8 + 1, 1);
   if (!freebits) return sx__err_set(err, SX_NOMEM, "out of memory");

@@ -37,12 +37,13 @@ typedef struct jscan {
 } jscan;
 
 static int bad(jscan *j, const char *what) {
-  return sx__err_set(j->err, SX_INVALID_ARGUMENT, "metadata of item %zu is not valid JSON: %s at byte %zu",
-                     j->item, what, j->i);
+  return sx__err_set(j->err, SX_INVALID_ARGUMENT,
+                     "metadata of item %zu is not valid JSON: %s at byte %zu", j->item, what, j->i);
 }
 
 static void skip_ws(jscan *j) {
-  while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' || j->s[j->i] == '\n' || j->s[j->i] == '\r'))
+  while (j->i < j->n &&
+         (j->s[j->i] == ' ' || j->s[j->i] == '\t' || j->s[j->i] == '\n' || j->s[j->i] == '\r'))
     j->i++;
 }
 
@@ -65,10 +66,14 @@ static int hex4(jscan *j, uint32_t *out) {
   for (int k = 0; k < 4; k++) {
     unsigned char c = j->s[j->i + (size_t)k];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else return bad(j, "bad \\u escape");
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      return bad(j, "bad \\u escape");
   }
   j->i += 4;
   *out = v;
@@ -80,10 +85,14 @@ static int utf8_seq(jscan *j, int keep) {
   const unsigned char *s = j->s + j->i;
   size_t left = j->n - j->i, len;
   uint32_t cp;
-  if (s[0] >= 0xc2 && s[0] <= 0xdf) len = 2, cp = s[0] & 0x1fu;
-  else if (s[0] >= 0xe0 && s[0] <= 0xef) len = 3, cp = s[0] & 0x0fu;
-  else if (s[0] >= 0xf0 && s[0] <= 0xf4) len = 4, cp = s[0] & 0x07u;
-  else return bad(j, "invalid UTF-8");
+  if (s[0] >= 0xc2 && s[0] <= 0xdf)
+    len = 2, cp = s[0] & 0x1fu;
+  else if (s[0] >= 0xe0 && s[0] <= 0xef)
+    len = 3, cp = s[0] & 0x0fu;
+  else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+    len = 4, cp = s[0] & 0x07u;
+  else
+    return bad(j, "invalid UTF-8");
   if (left < len) return bad(j, "invalid UTF-8");
   for (size_t k = 1; k < len; k++) {
     if ((s[k] & 0xc0) != 0x80) return bad(j, "invalid UTF-8");
@@ -120,14 +129,30 @@ static int string(jscan *j, int keep) {
       if (j->i >= j->n) return bad(j, "unterminated string");
       char e = (char)j->s[j->i++], out = 0;
       switch (e) {
-        case '"': out = '"'; break;
-        case '\\': out = '\\'; break;
-        case '/': out = '/'; break;
-        case 'b': out = '\b'; break;
-        case 'f': out = '\f'; break;
-        case 'n': out = '\n'; break;
-        case 'r': out = '\r'; break;
-        case 't': out = '\t'; break;
+        case '"':
+          out = '"';
+          break;
+        case '\\':
+          out = '\\';
+          break;
+        case '/':
+          out = '/';
+          break;
+        case 'b':
+          out = '\b';
+          break;
+        case 'f':
+          out = '\f';
+          break;
+        case 'n':
+          out = '\n';
+          break;
+        case 'r':
+          out = '\r';
+          break;
+        case 't':
+          out = '\t';
+          break;
         case 'u': {
           uint32_t cp;
           if ((rc = hex4(j, &cp))) return rc;
@@ -144,8 +169,10 @@ static int string(jscan *j, int keep) {
           if (keep) {
             char u[4];
             size_t ul;
-            if (cp < 0x80) u[0] = (char)cp, ul = 1;
-            else if (cp < 0x800) u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3f)), ul = 2;
+            if (cp < 0x80)
+              u[0] = (char)cp, ul = 1;
+            else if (cp < 0x800)
+              u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3f)), ul = 2;
             else if (cp < 0x10000)
               u[0] = (char)(0xe0 | cp >> 12), u[1] = (char)(0x80 | ((cp >> 6) & 0x3f)),
               u[2] = (char)(0x80 | (cp & 0x3f)), ul = 3;
@@ -174,8 +201,10 @@ static int digits(jscan *j) {
 
 static int number(jscan *j) {
   if (j->s[j->i] == '-') j->i++;
-  if (j->i < j->n && j->s[j->i] == '0') j->i++;
-  else if (!digits(j)) return bad(j, "bad number");
+  if (j->i < j->n && j->s[j->i] == '0')
+    j->i++;
+  else if (!digits(j))
+    return bad(j, "bad number");
   if (j->i < j->n && j->s[j->i] == '.') {
     j->i++;
     if (!digits(j)) return bad(j, "bad number");
@@ -210,11 +239,12 @@ static int close_object(jscan *j, size_t from) {
     qsort_r(j->k + from, nk, sizeof *j->k, keycmp, j->buf);
     for (size_t i = from; i + 1 < j->nk; i++)
       if (keycmp(&j->k[i], &j->k[i + 1], j->buf) == 0)
-        return sx__err_set(j->err, SX_INVALID_ARGUMENT,
-                           "metadata of item %zu is not valid JSON: the key '%.*s' appears twice in "
-                           "one object (before byte %zu)",
-                           j->item, (int)(j->k[i].len > 40 ? 40 : j->k[i].len), j->k[i].len ? j->buf + j->k[i].off : "",
-                           j->i);
+        return sx__err_set(
+            j->err, SX_INVALID_ARGUMENT,
+            "metadata of item %zu is not valid JSON: the key '%.*s' appears twice in "
+            "one object (before byte %zu)",
+            j->item, (int)(j->k[i].len > 40 ? 40 : j->k[i].len),
+            j->k[i].len ? j->buf + j->k[i].off : "", j->i);
   }
   /* Every key of this object was appended after all of its parent's. */
   j->nbuf = nk ? j->k[from].off : j->nbuf;
@@ -247,7 +277,8 @@ static int scan(jscan *j) {
   int d = 0, rc;
   skip_ws(j);
   if (j->i >= j->n || j->s[j->i] != '{')
-    return sx__err_set(j->err, SX_INVALID_ARGUMENT, "metadata of item %zu is not a JSON object", j->item);
+    return sx__err_set(j->err, SX_INVALID_ARGUMENT, "metadata of item %zu is not a JSON object",
+                       j->item);
   /* Expecting a value (after ':' or ',' in an array, or at an array's start). */
   for (;;) {
     /* Here a value starts. */
@@ -257,8 +288,8 @@ static int scan(jscan *j) {
     if (c == '{' || c == '[') {
       if (d == SX_METADATA_DEPTH_MAX)
         return sx__err_set(j->err, SX_INVALID_ARGUMENT,
-                           "metadata of item %zu is nested deeper than %d levels (at byte %zu)", j->item,
-                           SX_METADATA_DEPTH_MAX, j->i);
+                           "metadata of item %zu is nested deeper than %d levels (at byte %zu)",
+                           j->item, SX_METADATA_DEPTH_MAX, j->i);
       stack[d] = (char)c;
       from[d++] = j->nk;
       j->i++;
@@ -272,12 +303,18 @@ static int scan(jscan *j) {
       if (c == '[') continue;
       goto object_key;
     }
-    if (c == '"') rc = string(j, 0);
-    else if (c == '-' || (c >= '0' && c <= '9')) rc = number(j);
-    else if (c == 't') rc = word(j, "true");
-    else if (c == 'f') rc = word(j, "false");
-    else if (c == 'n') rc = word(j, "null");
-    else rc = bad(j, "unexpected character");
+    if (c == '"')
+      rc = string(j, 0);
+    else if (c == '-' || (c >= '0' && c <= '9'))
+      rc = number(j);
+    else if (c == 't')
+      rc = word(j, "true");
+    else if (c == 'f')
+      rc = word(j, "false");
+    else if (c == 'n')
+      rc = word(j, "null");
+    else
+      rc = bad(j, "unexpected character");
     if (rc) return rc;
   after_value:
     /* A value ended: close what ends here, or go on after a ','. */
@@ -294,7 +331,8 @@ static int scan(jscan *j) {
         if (stack[d - 1] == '[') break;
         goto object_key;
       }
-      if (c != (stack[d - 1] == '{' ? '}' : ']')) return bad(j, "expected ',' or a closing bracket");
+      if (c != (stack[d - 1] == '{' ? '}' : ']'))
+        return bad(j, "expected ',' or a closing bracket");
       j->i++;
       d--;
       if (stack[d] == '{' && (rc = close_object(j, from[d]))) return rc;

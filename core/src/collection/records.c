@@ -42,10 +42,11 @@ static int id_check(const sx__coll *c, const uint8_t *h, uint64_t s, const slotr
   uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
   if (r->id_len == 0 || r->id_len > SX_ID_MAX || r->id_off > heaplen ||
       r->id_len > heaplen - r->id_off)
-    return sx__err_set(err, SX_CORRUPT,
-                       "slot %llu of collection '%s' has a bad id (offset %llu, length %u, heap %llu)",
-                       (unsigned long long)s, c->name, (unsigned long long)r->id_off, r->id_len,
-                       (unsigned long long)heaplen);
+    return sx__err_set(
+        err, SX_CORRUPT,
+        "slot %llu of collection '%s' has a bad id (offset %llu, length %u, heap %llu)",
+        (unsigned long long)s, c->name, (unsigned long long)r->id_off, r->id_len,
+        (unsigned long long)heaplen);
   return SX_OK;
 }
 
@@ -138,7 +139,7 @@ int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, siz
 /* Looks an id up: *slot = its slot or UINT64_MAX; *pos = its hash position (or the
  * empty position where it would go). */
 int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n, uint64_t *slot,
-                     uint64_t *pos, sx_error *err) {
+                  uint64_t *pos, sx_error *err) {
   *slot = UINT64_MAX;
   uint64_t cap = sx__rd64(h + H_HASHCAP);
   if (cap == 0) {
@@ -150,7 +151,8 @@ int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n,
   sx__pa_cursor_init(&cur, &c->v, h + H_PA_HASH);
   char buf[SX_ID_MAX + 1];
   for (uint64_t i = tag & (cap - 1), probes = 0;; i = (i + 1) & (cap - 1), probes++) {
-    if (probes > cap) return sx__err_set(err, SX_CORRUPT, "id map of '%s' has no empty entry", c->name);
+    if (probes > cap)
+      return sx__err_set(err, SX_CORRUPT, "id map of '%s' has no empty entry", c->name);
     uint64_t e;
     int rc = sx__pa_read(&cur, i * 8, &e, 8, err);
     if (rc) return rc;
@@ -261,8 +263,10 @@ static int live_set(sx__coll *c, uint64_t s, int on, sx_error *err) {
     rc = sx__pa_read(&cur, s / 8, &b, 1, err);
     if (rc) return rc;
   }
-  if (on) b |= (uint8_t)(1u << (s % 8));
-  else b &= (uint8_t) ~(1u << (s % 8));
+  if (on)
+    b |= (uint8_t)(1u << (s % 8));
+  else
+    b &= (uint8_t) ~(1u << (s % 8));
   return sx__pa_write(c->v.t, c->hdr, H_PA_LIVE, s / 8, &b, 1, err);
 }
 
@@ -469,7 +473,8 @@ static int reclaim(sx__coll *c, int nthreads, sx_error *err) {
   for (uint64_t i = 0; i < nfree && !rc; i++) {
     uint32_t s;
     rc = sx__pa_read(&cur, i * 4, &s, 4, err);
-    if (!rc && s >= nslots) rc = sx__err_set(err, SX_CORRUPT, "free slot %u of '%s' is past the end", s, c->name);
+    if (!rc && s >= nslots)
+      rc = sx__err_set(err, SX_CORRUPT, "free slot %u of '%s' is past the end", s, c->name);
     if (!rc) freebits[s >> 3] |= (uint8_t)(1u << (s & 7));
   }
   sx__pa_cursor_init(&cur, &c->v, h + H_PA_LIVE);
@@ -477,8 +482,10 @@ static int reclaim(sx__coll *c, int nthreads, sx_error *err) {
   uint64_t nd = 0;
   for (uint64_t s = 0; s < nslots && !rc; s++)
     if (!((livebits[s >> 3] | freebits[s >> 3]) >> (s & 7) & 1)) {
-      if (nd == pending) rc = sx__err_set(err, SX_CORRUPT, "collection '%s' counts disagree", c->name);
-      else dead[nd++] = s;
+      if (nd == pending)
+        rc = sx__err_set(err, SX_CORRUPT, "collection '%s' counts disagree", c->name);
+      else
+        dead[nd++] = s;
     }
   if (!rc) {
     sx__hnsw_layout lay;
@@ -511,8 +518,8 @@ static int cmp_item(const void *a, const void *b, void *ids) {
   return c ? c : (x > y) - (x < y);
 }
 
-int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors,
-                    size_t dim, const char *const *metadata, int nthreads, sx_error *err) {
+int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *vectors, size_t dim,
+                    const char *const *metadata, int nthreads, sx_error *err) {
   if (dim != c->dim)
     return sx__err_set(err, SX_DIMENSION_MISMATCH,
                        "dimension %zu does not match collection '%s' (dimension %u)", dim, c->name,
@@ -543,10 +550,12 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
   uint8_t *skip = calloc(n ? n : 1, 1);
   uint64_t *slots = hnsw ? malloc((n ? n : 1) * sizeof *slots) : NULL;
   uint8_t *reused = hnsw ? malloc(n ? n : 1) : NULL;
-  if (!order || !skip || (hnsw && (!slots || !reused))) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!order || !skip || (hnsw && (!slots || !reused)))
+    rc = sx__err_set(err, SX_NOMEM, "out of memory");
   for (size_t i = 0; i < n && !rc; i++) order[i] = i;
   if (!rc) qsort_r(order, n, sizeof *order, cmp_item, (void *)ids);
-  for (size_t i = 0; i + 1 < n && !rc; i++) skip[order[i]] = strcmp(ids[order[i]], ids[order[i + 1]]) == 0;
+  for (size_t i = 0; i + 1 < n && !rc; i++)
+    skip[order[i]] = strcmp(ids[order[i]], ids[order[i + 1]]) == 0;
   sx__txn_savepoint(c->v.t);
   size_t u = 0;
   for (size_t i = 0; i < n && !rc; i++) {
@@ -570,8 +579,10 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
   free(skip);
   free(slots);
   free(reused);
-  if (rc) sx__txn_rollback(c->v.t);
-  else sx__txn_release(c->v.t);
+  if (rc)
+    sx__txn_rollback(c->v.t);
+  else
+    sx__txn_release(c->v.t);
   return rc;
 }
 
@@ -618,7 +629,6 @@ int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, int nthreads,
   return SX_OK;
 }
 
-
 /* ---- lookups for batch get and cursors (cursor.c) ------------------------------------ */
 
 int sx__coll_find(const sx__coll *c, const uint8_t *h, const char *id, size_t item, uint64_t *slot,
@@ -627,4 +637,3 @@ int sx__coll_find(const sx__coll *c, const uint8_t *h, const char *id, size_t it
   uint64_t pos;
   return rc ? rc : sx__id_lookup(c, h, id, strlen(id), slot, &pos, err);
 }
-

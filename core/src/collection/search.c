@@ -186,7 +186,8 @@ static void run_hnsw(job *j) {
   sx__hnsw_filter hf = {match_slot, &fs};
   if (j->filter) sx__fstate_init(&fs, c, j->hdr, j->filter);
   sx__hit *hits = malloc((j->ef > j->k ? j->ef : j->k) * sizeof *hits);
-  j->rc = hits ? ctx_get(c, &g, &j->err) : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
+  j->rc =
+      hits ? ctx_get(c, &g, &j->err) : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
   for (size_t q = j->qlo; q < j->qhi && !j->rc; q++) {
     if (job_cancelled(j)) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
@@ -389,11 +390,15 @@ out:
 }
 
 static void run_job(job *j) {
-  if (j->hnsw) run_hnsw(j);
-  else scan_flat(j);
+  if (j->hnsw)
+    run_hnsw(j);
+  else
+    scan_flat(j);
 }
 
-static void run_job_part(void *jobs, int i) { run_job(&((job *)jobs)[i]); }
+static void run_job_part(void *jobs, int i) {
+  run_job(&((job *)jobs)[i]);
+}
 
 void sx__results_free(sx_results *r) {
   if (!r) return;
@@ -414,7 +419,7 @@ typedef struct search {
   const sx__coll *c;
   const uint8_t *h; /* the collection's header page */
   const float *qs;
-  float *qn; /* query norms (cosine) */
+  float *qn;               /* query norms (cosine) */
   size_t nq, dim, k, want; /* k: candidates kept per query; want: hits returned */
   uint64_t nslots;
   int rerank, nt;
@@ -576,8 +581,7 @@ static int search_merge(search *S, size_t q, scan *s, sx_error *err) {
 }
 
 /* Copies the metadata texts and/or vectors of the n hits (slots sl) into res. */
-static int search_include(search *S, sx_results *res, const uint32_t *sl, size_t n,
-                          sx_error *err) {
+static int search_include(search *S, sx_results *res, const uint32_t *sl, size_t n, sx_error *err) {
   const sx__coll *c = S->c;
   int rc = SX_OK;
   if (S->include & SX_INCLUDE_VECTOR) {

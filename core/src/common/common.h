@@ -42,13 +42,17 @@ static inline uint32_t sx__rd32(const uint8_t *p) {
   memcpy(&v, p, 4);
   return v;
 }
-static inline void sx__wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void sx__wr32(uint8_t *p, uint32_t v) {
+  memcpy(p, &v, 4);
+}
 static inline uint64_t sx__rd64(const uint8_t *p) {
   uint64_t v;
   memcpy(&v, p, 8);
   return v;
 }
-static inline void sx__wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline void sx__wr64(uint8_t *p, uint64_t v) {
+  memcpy(p, &v, 8);
+}
 
 #ifdef __cplusplus
 }

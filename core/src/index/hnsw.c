@@ -187,7 +187,9 @@ static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, 
   }
   *level = b[0];
   if (uoff) *uoff = b[1];
-  if (b[0] > MAX_LEVEL) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has level %u", (unsigned long long)slot, b[0]);
+  if (b[0] > MAX_LEVEL)
+    return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has level %u", (unsigned long long)slot,
+                       b[0]);
   return SX_OK;
 }
 
@@ -197,13 +199,16 @@ static int meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, 
 static int list_span(sx__hnsw *g, uint64_t slot, uint32_t level, int write, span *sp,
                      sx_error *err) {
   if (level == 0)
-    return sx__hnsw_span_get(g, 0, slot / g->epp0 * g->ps + slot % g->epp0 * g->e0, g->e0, write, sp, err);
+    return sx__hnsw_span_get(g, 0, slot / g->epp0 * g->ps + slot % g->epp0 * g->e0, g->e0, write,
+                             sp, err);
   uint32_t lv = 0, uoff = 0;
   int rc = meta_of(g, slot, &lv, &uoff, err);
   if (rc) return rc;
-  if (level > lv) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot, level);
+  if (level > lv)
+    return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot,
+                       level);
   return sx__hnsw_span_get(g, 1, ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4,
-                  (1 + (size_t)g->m) * 4, write, sp, err);
+                           (1 + (size_t)g->m) * 4, write, sp, err);
 }
 
 static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **out, sx_error *err) {
@@ -223,7 +228,9 @@ static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **ou
     uint32_t lv = 0, uoff = 0;
     int rc = meta_of(g, slot, &lv, &uoff, err);
     if (rc) return rc;
-    if (level > lv) return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u", (unsigned long long)slot, level);
+    if (level > lv)
+      return sx__err_set(err, SX_CORRUPT, "HNSW node %llu has no level %u",
+                         (unsigned long long)slot, level);
     uint64_t at = ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4;
     const uint8_t *lp;
     if (!g->v.t && (at & (g->ps - 1)) + (1 + (uint64_t)g->m) * 4 <= g->ps) {
@@ -285,7 +292,8 @@ static int set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t 
   buf[0] = n;
   if (n) memcpy(buf + 1, ids, n * 4);
   return sx__pa_write(g->v.t, g->L.owner, g->L.upper_off,
-                      ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4, buf, (1 + n) * 4, err);
+                      ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4, buf, (1 + n) * 4,
+                      err);
 }
 
 /* ---- link order ------------------------------------------------------------------ */
@@ -315,9 +323,9 @@ static uint64_t stored_recency(const sx__hnsw *g, uint32_t slot) {
 }
 
 /* For choosing neighbours: by distance, ties putting the node linked last (the
- * higher recency, see recency) first, as hnswlib's heaps do. With ties by lower slot, identical vectors all
- * linked to the oldest few nodes, whose full lists then dropped every newcomer: all
- * but ~2m of them were unreachable. */
+ * higher recency, see recency) first, as hnswlib's heaps do. With ties by lower slot, identical
+ * vectors all linked to the oldest few nodes, whose full lists then dropped every newcomer: all but
+ * ~2m of them were unreachable. */
 int sx__hnsw_cmp_sel(const void *a, const void *b, void *ctx) {
   const sx__hit *x = a, *y = b;
   if (x->d != y->d) return x->d < y->d ? -1 : 1;
@@ -327,8 +335,8 @@ int sx__hnsw_cmp_sel(const void *a, const void *b, void *ctx) {
 
 /* ---- open / close -------------------------------------------------------------- */
 
-int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
-                  uint32_t m, uint32_t efc, sx__hnsw **out, sx_error *err) {
+int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric, uint32_t m,
+                  uint32_t efc, sx__hnsw **out, sx_error *err) {
   *out = NULL;
   /* m comes from a page: search_layer's stack list holds 2 * SX__HNSW_M_MAX links. */
   if (m < 1 || m > SX__HNSW_M_MAX)
@@ -373,7 +381,8 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   /* The counters come from a page: once per call, before they size anything. */
   if (g->nslots > 0xfffffffeu || count > g->nslots || nfree > g->nslots - count) {
     sx__hnsw_close(g);
-    return sx__err_set(err, SX_CORRUPT, "HNSW graph of page %u counts %llu live and %llu free in %llu slots",
+    return sx__err_set(err, SX_CORRUPT,
+                       "HNSW graph of page %u counts %llu live and %llu free in %llu slots",
                        lay->owner, (unsigned long long)count, (unsigned long long)nfree,
                        (unsigned long long)g->nslots);
   }
@@ -427,12 +436,13 @@ int sx__hnsw_lc_seed(leafcache *dst, const leafcache *src) {
   return lc_seed(dst, src);
 }
 
-int sx__hnsw_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **out, sx_error *err) {
+int sx__hnsw_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **out,
+                   sx_error *err) {
   return links(g, slot, level, out, err);
 }
 
 int sx__hnsw_list_span(sx__hnsw *g, uint64_t slot, uint32_t level, int write, span *sp,
-                     sx_error *err) {
+                       sx_error *err) {
   return list_span(g, slot, level, write, sp, err);
 }
 
@@ -449,7 +459,7 @@ int sx__hnsw_read_vec(sx__hnsw *g, uint64_t slot, float *dst, sx_error *err) {
 }
 
 int sx__hnsw_set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t *ids, uint32_t n,
-                     sx_error *err) {
+                       sx_error *err) {
   return set_links(g, slot, level, ids, n, err);
 }
 

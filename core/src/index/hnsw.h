@@ -31,16 +31,16 @@ extern "C" {
 #endif
 
 typedef struct sx__hnsw_layout {
-  uint32_t owner;     /* page holding the fields below */
-  unsigned ep_off;    /* u32 entry slot + 1 (0: empty graph), u32 top level */
+  uint32_t owner;  /* page holding the fields below */
+  unsigned ep_off; /* u32 entry slot + 1 (0: empty graph), u32 top level */
   unsigned graph0_off, meta_off, upper_off, norms_off; /* page arrays */
-  unsigned upper_len_off; /* u64: u32 words used in `upper` */
-  unsigned vec_off;   /* page array of vectors (dim floats per slot, a byte stream) */
-  unsigned live_off;  /* page array: live bitmap */
-  unsigned nslots_off;/* u64: slots in use */
-  unsigned count_off; /* u64: live slots */
-  unsigned nfree_off; /* u64: free slots (unlinked; none is in any list) */
-  unsigned stamp_off; /* page array: u64 per slot, when it was last linked (0: never stamped) */
+  unsigned upper_len_off;                              /* u64: u32 words used in `upper` */
+  unsigned vec_off;       /* page array of vectors (dim floats per slot, a byte stream) */
+  unsigned live_off;      /* page array: live bitmap */
+  unsigned nslots_off;    /* u64: slots in use */
+  unsigned count_off;     /* u64: live slots */
+  unsigned nfree_off;     /* u64: free slots (unlinked; none is in any list) */
+  unsigned stamp_off;     /* page array: u64 per slot, when it was last linked (0: never stamped) */
   unsigned stamp_seq_off; /* u64: the next stamp (at least the slots in use) */
 } sx__hnsw_layout;
 
@@ -55,8 +55,8 @@ typedef struct sx__hit {
 } sx__hit;
 
 /* Opens the graph in a view for one call (one thread). */
-int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric,
-                  uint32_t m, uint32_t efc, sx__hnsw **out, sx_error *err);
+int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int metric, uint32_t m,
+                  uint32_t efc, sx__hnsw **out, sx_error *err);
 void sx__hnsw_close(sx__hnsw *g);
 /* Write views: links n distinct slots into the graph, in order; their vectors are
  * stored. reused[i] != 0: slots[i] was freed by sx__hnsw_unlink and keeps its level

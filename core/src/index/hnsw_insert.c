@@ -18,7 +18,7 @@
  * base than to every one already kept; at most `max`. Distances between candidates
  * are measured from their stored vectors (the base's distances are c[i].d). */
 int sx__hnsw_select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint64_t prefer,
-                            uint32_t *out, uint32_t *nout, sx_error *err) {
+                              uint32_t *out, uint32_t *nout, sx_error *err) {
   qsort_r(c, nc, sizeof *c, sx__hnsw_cmp_sel, g);
   /* `prefer` (the node a back link is being added for) goes first among its ties.
    * Linked one by one, it is the newest node and sx__hnsw_cmp_sel already puts it there; in a
@@ -160,7 +160,9 @@ static int stamp_now(sx__hnsw *g, uint64_t slot, sx_error *err) {
 static int prepare(sx__hnsw *g, uint64_t slot, int reused, int *link, sx_error *err) {
   sx__txn *t = g->v.t;
   *link = 1;
-  if (slot >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW insert of slot %llu past the end", (unsigned long long)slot);
+  if (slot >= g->nslots)
+    return sx__err_set(err, SX_CORRUPT, "HNSW insert of slot %llu past the end",
+                       (unsigned long long)slot);
   int rc = SX_OK;
   if (g->metric == SX__COSINE) {
     rc = sx__hnsw_read_vec(g, slot, g->vbuf, err);
@@ -177,7 +179,8 @@ static int prepare(sx__hnsw *g, uint64_t slot, int reused, int *link, sx_error *
     level = draw_level(g, slot);
     uint8_t *ow;
     rc = sx__txn_write(t, g->L.owner, &ow, err);
-    uint64_t uoff = rc ? 0 : sx__rd64(ow + g->L.upper_len_off), words = (uint64_t)level * (1 + g->m);
+    uint64_t uoff = rc ? 0 : sx__rd64(ow + g->L.upper_len_off),
+             words = (uint64_t)level * (1 + g->m);
     if (!rc && uoff + words > UINT32_MAX)
       rc = sx__err_set(err, SX_FULL, "HNSW upper-level links are full");
     if (!rc) {
@@ -270,7 +273,6 @@ int sx__hnsw_link_node(sx__hnsw *g, uint64_t slot, sx_error *err) {
   return SX_OK;
 }
 
-
 /* Below this many nodes to link, threads cost more than they save. */
 #define PAR_MIN 16
 
@@ -301,4 +303,3 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
   free(todo);
   return rc;
 }
-

@@ -36,11 +36,11 @@ typedef struct leafcache {
 
 /* A leaf page of a graph array while threads link in parallel (see spans below). */
 typedef struct pent {
-  sx__rwlock lock;          /* SX_RANK_PAGE, ordered by pgno; writers hold it exclusive */
-  _Atomic uint32_t seq;     /* odd while a writer changes the page (a sequence lock for readers) */
-  _Atomic(uint8_t *) img;   /* NULL until looked up; changes only under the lock */
+  sx__rwlock lock;        /* SX_RANK_PAGE, ordered by pgno; writers hold it exclusive */
+  _Atomic uint32_t seq;   /* odd while a writer changes the page (a sequence lock for readers) */
+  _Atomic(uint8_t *) img; /* NULL until looked up; changes only under the lock */
   _Atomic uint32_t pgno;
-  int dirty;                /* img is this transaction's copy (under the lock) */
+  int dirty; /* img is this transaction's copy (under the lock) */
 } pent;
 
 /* What the threads of one parallel insert share. */
@@ -67,17 +67,17 @@ struct sx__hnsw {
   sx__pv v;
   sx__hnsw_layout L;
   uint32_t dim, m, m0, efc, ps, epp0, e0;
-  uint32_t psh;      /* ps == 1 << psh (page sizes are powers of two) */
-  uint64_t epp0_m;   /* for dividing by epp0 with a multiplication (see leaf0) */
-  uint64_t vbytes;   /* dim * 4 */
-  sx__raw_fn raw;    /* the active kernel's raw sums: l2 for SX__L2, dot products otherwise */
-  sx__raw4_fn raw4;  /* the same, four vectors side by side; NULL where dist_to must serve */
+  uint32_t psh;     /* ps == 1 << psh (page sizes are powers of two) */
+  uint64_t epp0_m;  /* for dividing by epp0 with a multiplication (see leaf0) */
+  uint64_t vbytes;  /* dim * 4 */
+  sx__raw_fn raw;   /* the active kernel's raw sums: l2 for SX__L2, dot products otherwise */
+  sx__raw4_fn raw4; /* the same, four vectors side by side; NULL where dist_to must serve */
   int metric;
   double ml;
   leafcache vec, g0, live, norms, up, meta, stamps;
-  par *par; /* set while this context is one of several linking in parallel */
+  par *par;                /* set while this context is one of several linking in parallel */
   const uint8_t *owner_ro; /* the owner page, over a snapshot (immutable) */
-  float *vbuf; /* scratch vector */
+  float *vbuf;             /* scratch vector */
   uint64_t nslots;
   int all_live; /* no dead slot is in the graph: searches skip the liveness test */
   /* search scratch: a node is visited iff vtag[node] == tag */
@@ -86,7 +86,7 @@ struct sx__hnsw {
   uint32_t tag;
   sx__hit *cand, *res;
   size_t cap_heap, cap_cand;
-  uint32_t *lbuf; /* link list scratch */
+  uint32_t *lbuf;  /* link list scratch */
   uint32_t *l0buf; /* level-0 list copy (parallel inserts) */
 };
 
@@ -94,7 +94,7 @@ typedef struct span {
   int n;
   pent *e[2];
   uint32_t pg[2];
-  size_t at[2];  /* offsets in the pages */
+  size_t at[2]; /* offsets in the pages */
   size_t len[2];
 } span;
 
@@ -106,14 +106,16 @@ static inline int span_ord(const span *s, int i) {
 /* Below this many nodes to link or repair, threads cost more than they save. */
 #define PAR_MIN 16
 
-static inline int sx__bit(const uint8_t *b, uint64_t s) { return b[s >> 3] >> (s & 7) & 1; }
+static inline int sx__bit(const uint8_t *b, uint64_t s) {
+  return b[s >> 3] >> (s & 7) & 1;
+}
 
 /* ---- hnsw.c --------------------------------------------------------------------- */
 
 /* qsort_r order for choosing neighbours (ctx: the sx__hnsw). */
 int sx__hnsw_cmp_sel(const void *a, const void *b, void *ctx);
 int sx__hnsw_descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t top, uint32_t to,
-                   sx__hit *best, sx_error *err);
+                     sx__hit *best, sx_error *err);
 int sx__hnsw_dist_slots(sx__hnsw *g, uint64_t a, uint64_t b, float *d, sx_error *err);
 int sx__hnsw_dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d, sx_error *err);
 int sx__hnsw_ensure_scratch(sx__hnsw *g, size_t ef);
@@ -125,14 +127,14 @@ int sx__hnsw_lc_prefill(sx__hnsw *g, leafcache *c, uint64_t n, sx_error *err);
 int sx__hnsw_lc_seed(leafcache *dst, const leafcache *src);
 int sx__hnsw_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **out, sx_error *err);
 int sx__hnsw_list_span(sx__hnsw *g, uint64_t slot, uint32_t level, int write, span *sp,
-                     sx_error *err);
+                       sx_error *err);
 int sx__hnsw_meta_of(sx__hnsw *g, uint64_t slot, uint32_t *level, uint32_t *uoff, sx_error *err);
 const uint8_t *sx__hnsw_owner_page(sx__hnsw *g, sx_error *err);
 int sx__hnsw_read_vec(sx__hnsw *g, uint64_t slot, float *dst, sx_error *err);
 int sx__hnsw_search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, size_t ef,
-                        int only_live, uint64_t skip, size_t *nres, sx_error *err);
+                          int only_live, uint64_t skip, size_t *nres, sx_error *err);
 int sx__hnsw_set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t *ids, uint32_t n,
-                     sx_error *err);
+                       sx_error *err);
 uint64_t sx__hnsw_stored_recency(const sx__hnsw *g, uint32_t slot);
 
 /* ---- hnsw_repair.c -------------------------------------------------------------- */
@@ -144,7 +146,7 @@ int sx__hnsw_connect(sx__hnsw *g, sx_error *err);
 /* ---- hnsw_span.c ---------------------------------------------------------------- */
 
 int sx__hnsw_span_get(sx__hnsw *g, int which, uint64_t off, size_t len, int write, span *s,
-                    sx_error *err);
+                      sx_error *err);
 void sx__hnsw_span_put(span *s);
 void sx__hnsw_span_read(const span *s, void *dst, size_t len);
 void sx__hnsw_span_read_stable(span *s, void *dst, size_t len);
@@ -155,12 +157,12 @@ void sx__hnsw_span_write(span *s, const void *src, size_t len);
 int sx__hnsw_link_node(sx__hnsw *g, uint64_t slot, sx_error *err);
 int sx__hnsw_put_stamp(sx__hnsw *g, uint64_t slot, uint64_t stamp, sx_error *err);
 int sx__hnsw_select_neighbors(sx__hnsw *g, sx__hit *c, size_t nc, size_t max, uint64_t prefer,
-                            uint32_t *out, uint32_t *nout, sx_error *err);
+                              uint32_t *out, uint32_t *nout, sx_error *err);
 int sx__hnsw_set_entry(sx__hnsw *g, uint64_t slot, uint32_t level, sx_error *err);
 int sx__hnsw_take_stamps(sx__hnsw *g, uint64_t n, uint64_t *first, sx_error *err);
 int sx__hnsw_run_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay,
-                        const uint64_t *todo, size_t nt, const uint8_t *dead, int nthreads,
-                        sx_error *err);
+                          const uint64_t *todo, size_t nt, const uint8_t *dead, int nthreads,
+                          sx_error *err);
 int sx__hnsw_repair_node(sx__hnsw *g, uint64_t s, const uint8_t *dead, sx_error *err);
 
 /* ---- inline: what the search walk calls per node (hnsw.c uses them too) ----------- */

@@ -24,8 +24,9 @@ typedef struct worker {
 static void work(worker *w) {
   sx__hnsw *g;
   w->rc = sx__hnsw_open(w->v, w->lay, w->dim, w->metric, w->m, w->efc, &g, &w->err);
-  if (!w->rc && (sx__hnsw_lc_seed(&g->vec, &w->seed->vec) || sx__hnsw_lc_seed(&g->meta, &w->seed->meta) ||
-                 sx__hnsw_lc_seed(&g->norms, &w->seed->norms)))
+  if (!w->rc &&
+      (sx__hnsw_lc_seed(&g->vec, &w->seed->vec) || sx__hnsw_lc_seed(&g->meta, &w->seed->meta) ||
+       sx__hnsw_lc_seed(&g->norms, &w->seed->norms)))
     w->rc = sx__err_set(&w->err, SX_NOMEM, "out of memory");
   if (!w->rc) g->par = w->p;
   while (!w->rc && !atomic_load(&w->p->stop)) {
@@ -38,7 +39,9 @@ static void work(worker *w) {
   sx__hnsw_close(g);
 }
 
-static void work_part(void *arg, int i) { work(&((worker *)arg)[i]); }
+static void work_part(void *arg, int i) {
+  work(&((worker *)arg)[i]);
+}
 
 /* Most threads one parallel call runs (one worker each, on the stack). */
 #define PAR_MAX_THREADS 64
@@ -93,8 +96,8 @@ static int par_prepare(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay,
 }
 
 /* Runs the workers over the prepared state; the first error any of them met. */
-static int par_run(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay, par *p,
-                   int nthreads, sx_error *err) {
+static int par_run(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay, par *p, int nthreads,
+                   sx_error *err) {
   for (int a = 0; a < 2; a++)
     for (size_t i = 0; i < p->nent[a]; i++) {
       sx__rwlock_init(&p->ent[a][i].lock, SX_RANK_PAGE, "HNSW graph page");
@@ -121,8 +124,7 @@ static int par_run(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay, par
 }
 
 /* Back from shared memory: the entry point if it moved, and the stamps used. */
-static int par_finish(sx__hnsw *g, const par *p, uint64_t ep0, uint32_t top0,
-                      sx_error *err) {
+static int par_finish(sx__hnsw *g, const par *p, uint64_t ep0, uint32_t top0, sx_error *err) {
   int rc = SX_OK;
   if (p->ep != ep0 || p->top != top0) rc = sx__hnsw_set_entry(g, p->ep, p->top, err);
   if (rc || p->dead) return rc;

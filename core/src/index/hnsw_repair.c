@@ -14,7 +14,6 @@
 
 /* ---- unlink ---------------------------------------------------------------------- */
 
-
 /* Chooses again, at every level, the list of live node s if it links to a dead node
  * (bit set in `dead`): the candidates are its live links and the live links of the
  * dead ones it links to (as FreshDiskANN's delete consolidation does), the efc
@@ -86,7 +85,8 @@ static int repair_level(sx__hnsw *g, repair *r, uint64_t s, uint32_t l, const ui
   }
   size_t nc = r->nc;
   sx__hit *c = r->c;
-  for (size_t i = 0; i < nc && !rc; i++) rc = sx__hnsw_dist_to(g, r->v, r->qn, c[i].slot, &c[i].d, err);
+  for (size_t i = 0; i < nc && !rc; i++)
+    rc = sx__hnsw_dist_to(g, r->v, r->qn, c[i].slot, &c[i].d, err);
   if (rc) return rc;
   if (nc > g->efc) {
     qsort_r(c, nc, sizeof *c, sx__hnsw_cmp_sel, g);
@@ -143,7 +143,8 @@ static int walk0(sx__hnsw *g, uint64_t from, uint8_t *reached, uint32_t *q, sx_e
     if (rc) return rc;
     for (uint32_t i = 0; i < ln[0]; i++) {
       uint32_t x = ln[1 + i];
-      if (x >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW link to slot %u past the end", x);
+      if (x >= g->nslots)
+        return sx__err_set(err, SX_CORRUPT, "HNSW link to slot %u past the end", x);
       if (sx__bit(reached, x)) continue;
       reached[x >> 3] |= (uint8_t)(1u << (x & 7));
       q[qt++] = x;
@@ -200,7 +201,8 @@ int sx__hnsw_connect(sx__hnsw *g, sx_error *err) {
     for (uint64_t t = 0; t < g->nslots && !rc && !done; t++, room = (room + 1) % g->nslots)
       if (sx__bit(reached, room) && room != u) rc = append0(g, room, u, &done, err);
     if (!rc && !done)
-      rc = sx__err_set(err, SX_FULL, "HNSW node %llu cannot be linked in: every reachable list is full",
+      rc = sx__err_set(err, SX_FULL,
+                       "HNSW node %llu cannot be linked in: every reachable list is full",
                        (unsigned long long)u);
     if (!rc) rc = walk0(g, u, reached, q, err);
   }
@@ -222,7 +224,8 @@ int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, i
   if (!isdead || !live) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   for (size_t i = 0; i < nd && !rc; i++) {
     if (dead[i] >= g->nslots)
-      rc = sx__err_set(err, SX_CORRUPT, "HNSW unlink of slot %llu past the end", (unsigned long long)dead[i]);
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW unlink of slot %llu past the end",
+                       (unsigned long long)dead[i]);
     else
       isdead[dead[i] >> 3] |= (uint8_t)(1u << (dead[i] & 7));
   }
@@ -279,16 +282,19 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
   uint32_t eplevel = 0;
   rc = sx__hnsw_meta_of(g, ep, &eplevel, NULL, err);
   if (!rc && eplevel != top)
-    rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point level %u differs from the top level %u", eplevel, top);
+    rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point level %u differs from the top level %u",
+                     eplevel, top);
   if (!rc && freebits && sx__bit(freebits, ep))
-    rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point %llu is a free slot", (unsigned long long)ep);
+    rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point %llu is a free slot",
+                     (unsigned long long)ep);
   for (uint64_t s = 0; s < g->nslots && !rc; s++) {
     uint32_t lv = 0;
     int isfree = freebits && sx__bit(freebits, s);
     rc = sx__hnsw_meta_of(g, s, &lv, NULL, err);
     /* A free slot keeps its level for reuse, and may be above the top. */
     if (!rc && lv > top && !isfree)
-      rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level", (unsigned long long)s);
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level",
+                       (unsigned long long)s);
     for (uint32_t l = 0; l <= lv && !rc; l++) {
       const uint32_t *ln;
       rc = sx__hnsw_links(g, s, l, &ln, err);
@@ -298,11 +304,15 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
       for (uint32_t i = 0; !rc && i < ln[0]; i++) {
         uint32_t lvn = 0, x = ln[1 + i];
         if (x >= g->nslots || x == s)
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u", (unsigned long long)s, x);
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u",
+                           (unsigned long long)s, x);
         else if (freebits && sx__bit(freebits, x))
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to free slot %u", (unsigned long long)s, x);
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to free slot %u",
+                           (unsigned long long)s, x);
         else if (l > 0 && (rc = sx__hnsw_meta_of(g, x, &lvn, NULL, err)) == SX_OK && lvn < l)
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u", (unsigned long long)s, l, lvn);
+          rc =
+              sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u",
+                          (unsigned long long)s, l, lvn);
       }
     }
   }

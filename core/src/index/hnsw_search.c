@@ -233,7 +233,8 @@ static inline void prefetch_vector(const sx__hnsw *g, uint64_t slot) {
     const uint8_t *p = g->vec.r[leaf] + (off & (g->ps - 1));
     uint64_t stop = (leaf + 1) << g->psh;
     if (stop > end) stop = end;
-    for (uint64_t o = off; o < stop && o < off + PF_LINES * 64; o += 64, p += 64) __builtin_prefetch(p);
+    for (uint64_t o = off; o < stop && o < off + PF_LINES * 64; o += 64, p += 64)
+      __builtin_prefetch(p);
     off = stop;
   }
 }
@@ -292,8 +293,8 @@ static inline int take_unvisited(sx__hnsw *g, uint32_t from, const uint32_t *l, 
 
 /* Distance *d from q to ids[i] of ids[0..todo): four at a time where the kernel
  * allows (ds keeps the four between calls), the next ones prefetched meanwhile. */
-static inline int measure(sx__hnsw *g, const float *q, float qn, const uint32_t *ids,
-                          uint32_t todo, uint32_t i, float ds[4], float *d, sx_error *err) {
+static inline int measure(sx__hnsw *g, const float *q, float qn, const uint32_t *ids, uint32_t todo,
+                          uint32_t i, float ds[4], float *d, sx_error *err) {
   if (g->raw4) {
     if (i % 4 == 0) {
       uint32_t nb = todo - i < 4 ? todo - i : 4;
@@ -382,7 +383,8 @@ static int entry(sx__hnsw *g, uint64_t *ep, uint32_t *top, sx_error *err) {
   *top = sx__rd32(o + g->L.ep_off + 4);
   *ep = e ? e - 1 : UINT64_MAX;
   if (e && (*ep >= g->nslots || *top > MAX_LEVEL))
-    return sx__err_set(err, SX_CORRUPT, "HNSW entry point %u (level %u) is out of range", e - 1, *top);
+    return sx__err_set(err, SX_CORRUPT, "HNSW entry point %u (level %u) is out of range", e - 1,
+                       *top);
   return SX_OK;
 }
 
@@ -538,11 +540,12 @@ int sx__hnsw_search_filtered(sx__hnsw *g, const float *q, size_t k, uint32_t ef,
 /* ---- for the other files of the index (hnsw_int.h) ---------------------------- */
 
 int sx__hnsw_descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t top, uint32_t to,
-                   sx__hit *best, sx_error *err) {
+                     sx__hit *best, sx_error *err) {
   return descend(g, q, qn, ep, top, to, best, err);
 }
 
-int sx__hnsw_dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d, sx_error *err) {
+int sx__hnsw_dist_to(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d,
+                     sx_error *err) {
   return dist_to(g, q, qn, slot, d, err);
 }
 
@@ -555,6 +558,6 @@ int sx__hnsw_entry(sx__hnsw *g, uint64_t *ep, uint32_t *top, sx_error *err) {
 }
 
 int sx__hnsw_search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, size_t ef,
-                        int only_live, uint64_t skip, size_t *nres, sx_error *err) {
+                          int only_live, uint64_t skip, size_t *nres, sx_error *err) {
   return search_layer(g, q, qn, level, ef, only_live, skip, nres, err);
 }

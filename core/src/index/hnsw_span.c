@@ -59,7 +59,7 @@ void sx__hnsw_span_put(span *s) {
 }
 
 int sx__hnsw_span_get(sx__hnsw *g, int which, uint64_t off, size_t len, int write, span *s,
-                    sx_error *err) {
+                      sx_error *err) {
   s->n = 0;
   while (len) {
     if (s->n == 2) return sx__err_set(err, SX_CORRUPT, "HNSW link list spans more than two pages");
@@ -101,7 +101,8 @@ void sx__hnsw_span_read(const span *s, void *dst, size_t len) {
   for (int i = 0; i < s->n && len; i++) {
     size_t n = s->len[i] < len ? s->len[i] : len;
     const _Atomic uint32_t *src =
-        (const _Atomic uint32_t *)(atomic_load_explicit(&s->e[i]->img, memory_order_acquire) + s->at[i]);
+        (const _Atomic uint32_t *)(atomic_load_explicit(&s->e[i]->img, memory_order_acquire) +
+                                   s->at[i]);
     for (size_t k = 0; k < n / 4; k++) *d++ = atomic_load_explicit(&src[k], memory_order_relaxed);
     len -= n;
   }
@@ -121,7 +122,8 @@ void sx__hnsw_span_read_stable(span *s, void *dst, size_t len) {
       sx__hnsw_span_read(s, dst, len);
       atomic_thread_fence(memory_order_acquire);
       int same = 1;
-      for (int i = 0; i < s->n; i++) same &= atomic_load_explicit(&s->e[i]->seq, memory_order_relaxed) == q[i];
+      for (int i = 0; i < s->n; i++)
+        same &= atomic_load_explicit(&s->e[i]->seq, memory_order_relaxed) == q[i];
       if (same) return;
     }
     if (spins > 64) sched_yield(); /* a writer holds the page (pruning a list takes a while) */
@@ -139,4 +141,3 @@ void sx__hnsw_span_write(span *s, const void *src, size_t len) {
     len -= n;
   }
 }
-

@@ -31,7 +31,6 @@
 #include "index/kernels_int.h"
 #include "sextant.h"
 
-
 #define NLEVELS 4
 
 /* ------------------------------------------------------------------------------ */
@@ -476,8 +475,12 @@ static AVX2 float raw_ip_avx2(const float *q, const float *v, size_t dim) {
   return partial_avx2(SX__IP, q, v, dim);
 }
 #endif
-static float raw_l2_c(const float *q, const float *v, size_t dim) { return partial_c(SX__L2, q, v, dim); }
-static float raw_ip_c(const float *q, const float *v, size_t dim) { return partial_c(SX__IP, q, v, dim); }
+static float raw_l2_c(const float *q, const float *v, size_t dim) {
+  return partial_c(SX__L2, q, v, dim);
+}
+static float raw_ip_c(const float *q, const float *v, size_t dim) {
+  return partial_c(SX__IP, q, v, dim);
+}
 
 /* Vectors in parts, one at a time, with a level's raw sums (the levels without a
  * side-by-side kernel). */
@@ -515,14 +518,20 @@ typedef struct {
 } kernel_ops;
 
 static const kernel_ops ops[NLEVELS] = {
-    {"scalar", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_scalar, dist_scalar, many_scalar, batch_scalar},
-    {"portable", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"scalar", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_scalar, dist_scalar, many_scalar,
+     batch_scalar},
+    {"portable", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable,
+     many_portable, batch_portable},
 #if SX_X86
-    {"avx2", raw_l2_avx2, raw_ip_avx2, raw4_l2_avx2, raw4_ip_avx2, norm_avx2, dist_avx2, many_avx2, batch_avx2},
-    {"avx512", sx__raw_l2_avx512, sx__raw_ip_avx512, sx__raw4_l2_avx512, sx__raw4_ip_avx512, sx__norm_avx512, sx__dist_avx512, sx__many_avx512, sx__batch_avx512},
+    {"avx2", raw_l2_avx2, raw_ip_avx2, raw4_l2_avx2, raw4_ip_avx2, norm_avx2, dist_avx2, many_avx2,
+     batch_avx2},
+    {"avx512", sx__raw_l2_avx512, sx__raw_ip_avx512, sx__raw4_l2_avx512, sx__raw4_ip_avx512,
+     sx__norm_avx512, sx__dist_avx512, sx__many_avx512, sx__batch_avx512},
 #else
-    {"avx2", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
-    {"avx512", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable, many_portable, batch_portable},
+    {"avx2", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable, many_portable,
+     batch_portable},
+    {"avx512", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable,
+     many_portable, batch_portable},
 #endif
 };
 
@@ -576,7 +585,9 @@ static const kernel_ops *active(void) {
   return &ops[sx__kernel_level()];
 }
 
-sx__raw_fn sx__raw(int what) { return what == SX__L2 ? active()->raw_l2 : active()->raw_ip; }
+sx__raw_fn sx__raw(int what) {
+  return what == SX__L2 ? active()->raw_l2 : active()->raw_ip;
+}
 
 sx__raw4_fn sx__raw4(int what) {
   return what == SX__L2 ? active()->raw4_l2 : active()->raw4_ip;
@@ -585,7 +596,6 @@ sx__raw4_fn sx__raw4(int what) {
 float sx__norm(const float *a, size_t dim) {
   return active()->norm(a, dim);
 }
-
 
 float sx__distance(int metric, const float *q, float qnorm, const float *v, size_t dim) {
   return active()->dist(metric, q, qnorm, v, dim);
@@ -596,8 +606,8 @@ void sx__distance_many(int metric, const float *q, float qnorm, const float *con
   active()->many(metric, q, qnorm, vecs, n, dim, out);
 }
 
-void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v,
-                             size_t n, size_t dim, float *scratch, float *out) {
+void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v, size_t n,
+                             size_t dim, float *scratch, float *out) {
 #if SX_X86
   if (sx__kernel_level() == SX__KERNEL_AVX512) {
     sx__many_parts_avx512(metric, q, qnorm, v, n, dim, out);
@@ -621,4 +631,3 @@ void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t
                         const float *const *vecs, size_t n, size_t dim, float *out) {
   active()->batch(metric, qs, qnorms, nq, vecs, n, dim, out);
 }
-

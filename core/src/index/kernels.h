@@ -57,8 +57,7 @@ typedef struct {
  * read side by side where the level has such a kernel (AVX-512), so that their cache
  * misses overlap. A lane's result does not depend on n or on the other lanes.
  * Fetched once, as sx__raw. */
-typedef void (*sx__raw4_fn)(const float *q, const sx__vparts *v, size_t n, size_t dim,
-                            float *out);
+typedef void (*sx__raw4_fn)(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
 sx__raw4_fn sx__raw4(int what);
 
 /* Euclidean norm |a| with the active kernel. */
@@ -72,8 +71,8 @@ void sx__distance_many(int metric, const float *q, float qnorm, const float *con
  * copying them where the level reads parts in place (AVX-512); other levels copy a
  * vector in parts into scratch (dim floats) first. Each distance is the float
  * sx__distance gives for the vector's floats laid end to end. */
-void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v,
-                             size_t n, size_t dim, float *scratch, float *out);
+void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v, size_t n,
+                             size_t dim, float *scratch, float *out);
 /* Distances from nq queries (row-major, nq x dim) to n vectors:
  * out[i * n + j] = distance(q_i, vecs[j]). Blocked so that each vector is read from
  * memory once for all queries. qnorms[i] = sx__norm(q_i) (cosine only; may be NULL

@@ -13,7 +13,6 @@
 
 #if SX_X86
 
-
 #define AVX512 __attribute__((target("avx512f")))
 #define AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
 
@@ -120,7 +119,7 @@ static AVX512 float l2_avx512(const float *q, const float *v, size_t dim) {
 }
 
 AVX512 void sx__many_avx512(int metric, const float *q, float qn, const float *const *vecs,
-                               size_t n, size_t dim, float *out) {
+                            size_t n, size_t dim, float *out) {
 #define MANY_AVX512_LOOP(M)                                      \
   for (size_t j = 0; j < n; j++) {                               \
     if (j + PF_AHEAD < n) prefetch_vec(vecs[j + PF_AHEAD], dim); \
@@ -294,15 +293,15 @@ AVX512 void sx__many_parts_avx512(int metric, const float *q, float qn, const sx
     for (size_t j = 0; j < n; j++) out[j] = NAN;
     return;
   }
-#define MANY_PARTS_LOOP(M)                                                    \
-  {                                                                           \
-    size_t j = 0;                                                             \
-    for (; j + 4 <= n; j += 4) {                                              \
-      if (SX_FLAT_PF && j + 4 + PF_AHEAD <= n)                                \
+#define MANY_PARTS_LOOP(M)                                                        \
+  {                                                                               \
+    size_t j = 0;                                                                 \
+    for (; j + 4 <= n; j += 4) {                                                  \
+      if (SX_FLAT_PF && j + 4 + PF_AHEAD <= n)                                    \
         for (size_t p = 0; p < 4; p++) prefetch_parts(&v[j + PF_AHEAD + p], dim); \
-      dist4_parts_avx512(M, q, qn, &v[j], dim, out + j);                      \
-    }                                                                         \
-    for (; j < n; j++) out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);  \
+      dist4_parts_avx512(M, q, qn, &v[j], dim, out + j);                          \
+    }                                                                             \
+    for (; j < n; j++) out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);      \
   }
   switch (metric) {
     case SX__L2:
@@ -544,7 +543,7 @@ static size_t lines_of(const float *const *v, size_t nv, size_t k0, size_t kc, c
 }
 
 AVX512 void sx__batch_avx512(int metric, const float *qs, const float *qnorms, size_t nq,
-                                const float *const *vecs, size_t n, size_t dim, float *out) {
+                             const float *const *vecs, size_t n, size_t dim, float *out) {
   if (!metric_ok(metric)) {
     for (size_t i = 0; i < nq * n; i++) out[i] = NAN;
     return;
@@ -686,11 +685,11 @@ AVX512_INLINE void raw4_avx512_inl(int l2, const float *q, const sx__vparts *v, 
   for (size_t j = 0; j < n; j++) out[j] = s[j];
 }
 AVX512 void sx__raw4_l2_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim,
-                                  float *out) {
+                               float *out) {
   raw4_avx512_inl(1, q, v, n, dim, out);
 }
 AVX512 void sx__raw4_ip_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim,
-                                  float *out) {
+                               float *out) {
   raw4_avx512_inl(0, q, v, n, dim, out);
 }
 

@@ -35,16 +35,11 @@
 #include "os/os.h"
 
 static const char *const rank_names[SX_RANK_COUNT] = {
-    [SX_RANK_NONE] = "none",
-    [SX_RANK_DB] = "db",
-    [SX_RANK_WRITER] = "writer",
-    [SX_RANK_CHECKPOINT] = "checkpoint",
-    [SX_RANK_CATALOG] = "catalog",
-    [SX_RANK_COLLECTION] = "collection",
-    [SX_RANK_INDEX] = "index",
-    [SX_RANK_PAGE] = "pages",
-    [SX_RANK_WAL] = "wal",
-    [SX_RANK_SLOTS] = "slots",
+    [SX_RANK_NONE] = "none",       [SX_RANK_DB] = "db",
+    [SX_RANK_WRITER] = "writer",   [SX_RANK_CHECKPOINT] = "checkpoint",
+    [SX_RANK_CATALOG] = "catalog", [SX_RANK_COLLECTION] = "collection",
+    [SX_RANK_INDEX] = "index",     [SX_RANK_PAGE] = "pages",
+    [SX_RANK_WAL] = "wal",         [SX_RANK_SLOTS] = "slots",
     [SX_RANK_MAP] = "map",
 };
 

@@ -90,8 +90,7 @@ char *sx__path_dir(const char *path) {
 /* Offsets reach the kernel as off_t; refuse what would wrap negative. */
 static int check_range(sx__file *f, uint64_t off, size_t n, sx_error *err) {
   if (off > (uint64_t)INT64_MAX || (uint64_t)n > (uint64_t)INT64_MAX - off)
-    return sx__err_set(err, SX_INVALID_ARGUMENT,
-                       "offset %llu + %zu bytes is out of range for '%s'",
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "offset %llu + %zu bytes is out of range for '%s'",
                        (unsigned long long)off, n, f->path);
   return SX_OK;
 }
@@ -121,15 +120,21 @@ static void reg_add(sx__file *f) {
 
 static void reg_remove(sx__file *f) {
   pthread_mutex_lock(&reg_mu);
-  if (f->reg_prev) f->reg_prev->reg_next = f->reg_next;
-  else if (reg_head == f) reg_head = f->reg_next;
+  if (f->reg_prev)
+    f->reg_prev->reg_next = f->reg_next;
+  else if (reg_head == f)
+    reg_head = f->reg_next;
   if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
   f->reg_prev = f->reg_next = NULL;
   pthread_mutex_unlock(&reg_mu);
 }
 
-static void on_fork_prepare(void) { pthread_mutex_lock(&reg_mu); }
-static void on_fork_parent(void) { pthread_mutex_unlock(&reg_mu); }
+static void on_fork_prepare(void) {
+  pthread_mutex_lock(&reg_mu);
+}
+static void on_fork_parent(void) {
+  pthread_mutex_unlock(&reg_mu);
+}
 
 static void on_fork_child(void) {
   for (sx__file *f = reg_head; f; f = f->reg_next) {
@@ -183,8 +188,10 @@ static int def_open(sx__vfs *vfs, const char *path, int flags, sx__file **out, s
     int e = errno;
     free(f);
     free(copy);
-    if (e == EEXIST) return sx__err_set(err, SX_EXISTS, "cannot create '%s': it already exists", path);
-    if (e == ENXIO) return sx__err_set(err, SX_IO, "'%s' is not a regular file (a FIFO or socket)", path);
+    if (e == EEXIST)
+      return sx__err_set(err, SX_EXISTS, "cannot create '%s': it already exists", path);
+    if (e == ENXIO)
+      return sx__err_set(err, SX_IO, "'%s' is not a regular file (a FIFO or socket)", path);
     return err_errno(err, e, "open", path);
   }
   struct stat st;
@@ -392,9 +399,8 @@ static int def_exists(sx__vfs *vfs, const char *path, sx_error *err) {
 }
 
 static sx__vfs default_vfs = {
-    "default",  def_open,  def_close,    def_read,   def_write,  def_sync,
-    def_truncate, def_size, def_mmap,    def_munmap, def_rename, def_dir_sync,
-    def_unlink, def_exists,
+    "default", def_open, def_close,  def_read,   def_write,    def_sync,   def_truncate,
+    def_size,  def_mmap, def_munmap, def_rename, def_dir_sync, def_unlink, def_exists,
 };
 
 sx__vfs *sx__vfs_default(void) {
@@ -456,8 +462,7 @@ int sx__file_size(sx__file *f, uint64_t *out, sx_error *err) {
   return f->vfs->size(f, out, err);
 }
 
-int sx__file_mmap(sx__file *f, uint64_t off, size_t len, int writable, void **out,
-                  sx_error *err) {
+int sx__file_mmap(sx__file *f, uint64_t off, size_t len, int writable, void **out, sx_error *err) {
   return f->vfs->mmap(f, off, len, writable, out, err);
 }
 
@@ -596,10 +601,9 @@ static const struct {
   uint32_t magic;
   const char *name;
 } network_fs[] = {
-    {0x6969u, "nfs"},         {0x517Bu, "smb"},        {0xFF534D42u, "cifs"},
-    {0xFE534D42u, "smb2"},    {0x00C36400u, "ceph"},   {0x5346414Fu, "afs"},
-    {0x01021997u, "9p"},      {0x73757245u, "coda"},   {0x564cu, "ncp"},
-    {0x01161970u, "gfs2"},    {0x7461636fu, "ocfs2"},
+    {0x6969u, "nfs"},      {0x517Bu, "smb"},      {0xFF534D42u, "cifs"},  {0xFE534D42u, "smb2"},
+    {0x00C36400u, "ceph"}, {0x5346414Fu, "afs"},  {0x01021997u, "9p"},    {0x73757245u, "coda"},
+    {0x564cu, "ncp"},      {0x01161970u, "gfs2"}, {0x7461636fu, "ocfs2"},
 };
 
 char *sx__fs_canonical(const char *path) {

@@ -126,8 +126,7 @@ int sx__file_fd(const sx__file *f);
  *   sx__file_lock(f, off, len, kind, -1)     wait for ever (F_OFD_SETLKW)
  * A lock already held by this same sx__file is converted (read <-> write).
  */
-int sx__file_lock(sx__file *f, uint64_t off, uint64_t len, int kind, int timeout_ms,
-                  sx_error *err);
+int sx__file_lock(sx__file *f, uint64_t off, uint64_t len, int kind, int timeout_ms, sx_error *err);
 /* F_OFD_GETLK: 1 if another open file description holds a lock that conflicts with
  * `kind` on the range, 0 if none, negative -SX_IO on error. Locks held through f
  * itself never count. */

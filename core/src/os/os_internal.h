@@ -19,8 +19,8 @@
 struct sx__file {
   sx__vfs *vfs;
   int fd;
-  int flags;  /* SX__OPEN_* as opened */
-  char *path; /* malloc'd copy of the path as given */
+  int flags;    /* SX__OPEN_* as opened */
+  char *path;   /* malloc'd copy of the path as given */
   int poisoned; /* __atomic; set once a sync failed */
   /* For the fault VFS: identity of the inode (tracking is per inode, so several
    * handles on one path share it) and whether the file is exempt from tracking. */

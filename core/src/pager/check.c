@@ -95,9 +95,10 @@ int sx__page0_valid(const sx__pager *p, const uint8_t *p0, uint32_t npages, sx_e
                        p->path, rd32(p0 + P0_PAGESIZE), p->ps);
   uint32_t head = rd32(p0 + P0_FREEHEAD), cnt = rd32(p0 + P0_FREECOUNT);
   if (head >= npages || cnt >= npages || (head == 0) != (cnt == 0))
-    return sx__err_set(err, SX_CORRUPT,
-                       "header page of '%s' has a bad free list: head page %u, count %u, of %u pages",
-                       p->path, head, cnt, npages);
+    return sx__err_set(
+        err, SX_CORRUPT,
+        "header page of '%s' has a bad free list: head page %u, count %u, of %u pages", p->path,
+        head, cnt, npages);
   return SX_OK;
 }
 

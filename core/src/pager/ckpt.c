@@ -131,7 +131,8 @@ int sx__pager_checkpoint(sx__pager *p, int timeout_ms, const sx_cancel *cancel, 
   if (p->read_only)
     return sx__err_set(err, SX_READ_ONLY, "database '%s' is open read-only", p->path);
   if (sx__pager_poisoned(p))
-    return sx__err_set(err, SX_IO, "database '%s' refuses writes after a failed sync; reopen it", p->path);
+    return sx__err_set(err, SX_IO, "database '%s' refuses writes after a failed sync; reopen it",
+                       p->path);
   int rc = sx__writer_lock(p, timeout_ms, cancel, err);
   if (rc) return rc;
   sx__hdrc h;

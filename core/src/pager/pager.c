@@ -11,9 +11,15 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-uint64_t sx__page0_user_version(const uint8_t *page0) { return rd64(page0 + P0_USERVER); }
-uint32_t sx__page0_free_count(const uint8_t *page0) { return rd32(page0 + P0_FREECOUNT); }
-void sx__page0_set_user_version(uint8_t *page0, uint64_t v) { wr64(page0 + P0_USERVER, v); }
+uint64_t sx__page0_user_version(const uint8_t *page0) {
+  return rd64(page0 + P0_USERVER);
+}
+uint32_t sx__page0_free_count(const uint8_t *page0) {
+  return rd32(page0 + P0_FREECOUNT);
+}
+void sx__page0_set_user_version(uint8_t *page0, uint64_t v) {
+  wr64(page0 + P0_USERVER, v);
+}
 
 static char *strcat2(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
@@ -34,14 +40,20 @@ uint32_t sx__pager_random32(void) {
   return v ^ (uint32_t)sx__now_ns() ^ ((uint32_t)getpid() << 16);
 }
 
-int sx__pager_poisoned(const sx__pager *p) { return atomic_load(&p->poisoned); }
-uint32_t sx__pager_page_size(const sx__pager *p) { return p->ps; }
-const char *sx__pager_path(const sx__pager *p) { return p->path; }
+int sx__pager_poisoned(const sx__pager *p) {
+  return atomic_load(&p->poisoned);
+}
+uint32_t sx__pager_page_size(const sx__pager *p) {
+  return p->ps;
+}
+const char *sx__pager_path(const sx__pager *p) {
+  return p->path;
+}
 
 /* ---- maps ------------------------------------------------------------------ */
 
 uint8_t *sx__map_chunk(sx__pager *p, uint8_t **slot, sx__file *f, uint64_t off, size_t len,
-                          int writable, sx_error *err) {
+                       int writable, sx_error *err) {
   sx__mutex_lock(&p->map_mu);
   uint8_t *m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
   if (!m) {
@@ -76,7 +88,8 @@ int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err)
   size_t k = pgno / P_CHUNK_PAGES;
   uint8_t *m = __atomic_load_n(&p->pmap[k], __ATOMIC_ACQUIRE);
   if (!m) {
-    m = sx__map_chunk(p, &p->pmap[k], p->db, k * P_CHUNK_PAGES * p->ps, P_CHUNK_PAGES * p->ps, 0, err);
+    m = sx__map_chunk(p, &p->pmap[k], p->db, k * P_CHUNK_PAGES * p->ps, P_CHUNK_PAGES * p->ps, 0,
+                      err);
     if (!m) return err ? err->code : SX_IO;
   }
   *out = m + (off - k * P_CHUNK_PAGES * p->ps);
@@ -134,15 +147,17 @@ static int check_db_header(sx__pager *p, sx_error *err) {
   if (rc) return rc;
   uint8_t b[64];
   if (sz < sizeof b)
-    return sx__err_set(err, SX_CORRUPT, "'%s' is not a Sextant database (file too short: %llu bytes)",
-                       p->path, (unsigned long long)sz);
+    return sx__err_set(err, SX_CORRUPT,
+                       "'%s' is not a Sextant database (file too short: %llu bytes)", p->path,
+                       (unsigned long long)sz);
   rc = sx__file_read(p->db, b, sizeof b, 0, err);
   if (rc) return rc;
   if (memcmp(b + P0_MAGIC, P_MAGIC, 16) != 0)
     return sx__err_set(err, SX_CORRUPT, "'%s' is not a Sextant database (bad magic)", p->path);
   uint32_t ver = rd32(b + P0_VERSION);
   if (ver != SX_FORMAT_VERSION)
-    return sx__err_set(err, SX_VERSION, "database '%s' has format version %u; this library reads version %d",
+    return sx__err_set(err, SX_VERSION,
+                       "database '%s' has format version %u; this library reads version %d",
                        p->path, ver, SX_FORMAT_VERSION);
   uint32_t ps = rd32(b + P0_PAGESIZE);
   if (ps < 4096 || ps > 65536 || (ps & (ps - 1)))
@@ -272,8 +287,10 @@ static int open_db_file(sx__pager *p, int exists, sx_error *err) {
   int rc = SX_OK;
   if (!exists) {
     exists = p->vfs->exists(p->vfs, p->path, err);
-    if (exists < 0) rc = -exists;
-    else if (!exists) rc = create_db_file(p, err);
+    if (exists < 0)
+      rc = -exists;
+    else if (!exists)
+      rc = create_db_file(p, err);
   }
   if (!rc)
     rc = p->vfs->open(p->vfs, p->path, p->read_only ? SX__OPEN_READ : SX__OPEN_WRITE, &p->db, err);
@@ -374,17 +391,17 @@ static int open_private_index(sx__pager *p, int shm_rc, sx_error *err) {
     int held = rc ? 1 : sx__file_lock_held(f, LK_DMS, 1, SX__WRLOCK);
     sx__file_close(f);
     if (held != 0)
-      return sx__err_set(err, shm_rc == SX_READ_ONLY ? SX_BUSY : shm_rc,
-                         "cannot open '%s' read-only: its wal-index '%s' cannot be written here and "
-                         "another process has the database open (or it cannot be read)",
-                         p->path, p->shm_path);
+      return sx__err_set(
+          err, shm_rc == SX_READ_ONLY ? SX_BUSY : shm_rc,
+          "cannot open '%s' read-only: its wal-index '%s' cannot be written here and "
+          "another process has the database open (or it cannot be read)",
+          p->path, p->shm_path);
   }
   p->private_index = 1;
   return sx__file_open_private(p->vfs, p->shm_path, &p->shm, err);
 }
 
-int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out,
-                   sx_error *err) {
+int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out, sx_error *err) {
   *out = NULL;
   sx__pager *p = NULL;
   int rc = pager_alloc(path, cfg, &p, err);
@@ -393,7 +410,8 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   rc = check_path(p, cfg, &exists, err);
   if (!rc && exists) rc = precheck_db_file(p, err);
   if (!rc) rc = open_shm_file(p, err);
-  if ((rc == SX_READ_ONLY || rc == SX_IO) && p->read_only && exists) rc = open_private_index(p, rc, err);
+  if ((rc == SX_READ_ONLY || rc == SX_IO) && p->read_only && exists)
+    rc = open_private_index(p, rc, err);
   if (!rc) {
     /* Serializes creating P and rebuilding P-shm between openers. */
     rc = sx__file_lock(p->shm, LK_RECOVER, 1, SX__WRLOCK, 30000, err);
@@ -443,7 +461,8 @@ static void close_cleanly(sx__pager *p) {
     while ((v = sx__pager_random32()) == 0) {
     }
     wr32(id, v);
-    if (sx__file_write(p->db, id, 4, P0_DBID, NULL) == SX_OK && sx__file_sync(p->db, 1, NULL) == SX_OK)
+    if (sx__file_write(p->db, id, 4, P0_DBID, NULL) == SX_OK &&
+        sx__file_sync(p->db, 1, NULL) == SX_OK)
       p->dbid = v;
   }
   p->wal_size[0] = p->wal_size[1] = 0;

@@ -41,14 +41,14 @@ typedef struct sx__pager sx__pager;
 typedef struct sx__txn sx__txn;
 
 typedef struct sx__pager_config {
-  sx__vfs *vfs;           /* NULL: the default VFS */
-  int read_only;          /* no write transactions */
-  int create;             /* create P when missing */
-  int sync;               /* SX_SYNC_FULL / NORMAL / OFF */
-  uint32_t page_size;     /* for a new database; 0 = 4096 */
-  uint32_t autocheckpoint;/* frames; 0 = 1000 */
-  uint32_t wal_max_frames;/* 0 = 1048576 */
-  uint64_t wal_size_limit;/* bytes each WAL file keeps after a restart (0: cut to empty) */
+  sx__vfs *vfs;            /* NULL: the default VFS */
+  int read_only;           /* no write transactions */
+  int create;              /* create P when missing */
+  int sync;                /* SX_SYNC_FULL / NORMAL / OFF */
+  uint32_t page_size;      /* for a new database; 0 = 4096 */
+  uint32_t autocheckpoint; /* frames; 0 = 1000 */
+  uint32_t wal_max_frames; /* 0 = 1048576 */
+  uint64_t wal_size_limit; /* bytes each WAL file keeps after a restart (0: cut to empty) */
 } sx__pager_config;
 
 /*
@@ -68,8 +68,7 @@ typedef struct sx__snap {
 
 /* Opens (creating when asked) the database files at path and attaches to, or
  * rebuilds, the shared index. */
-int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out,
-                   sx_error *err);
+int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out, sx_error *err);
 /* Releases everything: locks, maps, files. No snapshot or transaction may be live.
  * In a child of fork() it only drops process-local resources and never touches
  * locks or the shared index, which still belong to the parent. */

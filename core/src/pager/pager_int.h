@@ -21,16 +21,14 @@
  *   P-wal2     generations in P-wal, odd in P-wal2). A file starts with a 64-byte
  *              header (magic, version, page size, generation, two salts, how the
  *              previous generation ended: its frame count and final checksum; the
- *              database id; and a checksum) followed by frames: a 32-byte frame header (page number; the
- *              database size in pages if the frame ends a commit, else 0; the salts;
- *              the running checksum) and the page image. The checksum runs over every
- *              frame since the header, so a frame is valid only if every frame before
- *              it is. Recovery replays up to the last valid commit frame.
- *   P-shm      the shared wal-index: a double-buffered header, the reader slots, and
- *              per WAL file an index of hash segments mapping page numbers to frames
- *              (4096 frames per segment). Its contents derive from the WAL files; the
- *              first process to open the database (the "dead man switch" byte lock
- *              tells) rebuilds it.
+ *              database id; and a checksum) followed by frames: a 32-byte frame header (page
+ * number; the database size in pages if the frame ends a commit, else 0; the salts; the running
+ * checksum) and the page image. The checksum runs over every frame since the header, so a frame is
+ * valid only if every frame before it is. Recovery replays up to the last valid commit frame. P-shm
+ * the shared wal-index: a double-buffered header, the reader slots, and per WAL file an index of
+ * hash segments mapping page numbers to frames (4096 frames per segment). Its contents derive from
+ * the WAL files; the first process to open the database (the "dead man switch" byte lock tells)
+ * rebuilds it.
  *
  * Tying the WAL to its database: the id in page 0 (random at create, written into P
  * directly and never through the WAL) is carried by every WAL header, inside the
@@ -171,16 +169,16 @@ struct sx__pager {
   sx__vfs *vfs;
   char *path, *wal_path[2], *shm_path;
   sx__file *db, *wal[2], *shm; /* WAL files P-wal (even generations) and P-wal2 (odd) */
-  uint32_t ps;   /* page size */
-  uint32_t dbid; /* P0_DBID of P, as read at open (0: not tied) */
-  uint32_t fsz;  /* frame size: FRAME_HDR + ps */
+  uint32_t ps;                 /* page size */
+  uint32_t dbid;               /* P0_DBID of P, as read at open (0: not tied) */
+  uint32_t fsz;                /* frame size: FRAME_HDR + ps */
   int read_only, sync;
   /* Read-only and P-shm could not be made or written (a read-only file system, no
    * write permission): the wal-index and any missing WAL file are private memory
    * files of this handle (pager.c, open_private_index). */
   int private_index;
   uint32_t autockpt, wal_max;
-  uint64_t wal_limit;   /* bytes a WAL file keeps after a restart (sx_open_options.wal_size_limit) */
+  uint64_t wal_limit; /* bytes a WAL file keeps after a restart (sx_open_options.wal_size_limit) */
   uint64_t wal_cuts_seen; /* writer-side: hdr->wal_cuts when wal_size[] was last valid */
   /* Writer-side, sync=normal: this handle's last sync of the current WAL file made
    * generation synced_gen durable up to frame synced_mx (synced_gen 0: none). */
@@ -197,15 +195,16 @@ struct sx__pager {
   int32_t *slot_pids;
 
   /* Lazily mapped chunks; pointers are published with release stores. */
-  uint8_t **pmap;     /* P_CHUNKS entries */
+  uint8_t **pmap;      /* P_CHUNKS entries */
   uint8_t **walmap[2]; /* nwalchunks entries per WAL file */
   size_t nwalchunks, walchunk_len;
-  uint8_t **segmap;    /* 2 * nsegs entries: segment k of index area a at 2k + a */
-  size_t nsegs;        /* per area */
-  atomic_uint_fast64_t p_size; /* known size of P (grows; cut only by a complete checkpoint, ckpt.c) */
-  uint64_t shm_size;           /* writer-side: known size of P-shm */
-  uint64_t wal_size[2];        /* writer-side: known sizes of the WAL files (0: unknown) */
-  sx__mutex map_mu;            /* SX_RANK_MAP: serializes creating mappings */
+  uint8_t **segmap; /* 2 * nsegs entries: segment k of index area a at 2k + a */
+  size_t nsegs;     /* per area */
+  atomic_uint_fast64_t
+      p_size;           /* known size of P (grows; cut only by a complete checkpoint, ckpt.c) */
+  uint64_t shm_size;    /* writer-side: known size of P-shm */
+  uint64_t wal_size[2]; /* writer-side: known sizes of the WAL files (0: unknown) */
+  sx__mutex map_mu;     /* SX_RANK_MAP: serializes creating mappings */
 
   /* In-process writer exclusion, paired with the OFD writer byte. */
   sx__mutex wmu;
@@ -228,13 +227,17 @@ static inline uint32_t rd32(const uint8_t *p) {
   memcpy(&v, p, 4);
   return v;
 }
-static inline void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void wr32(uint8_t *p, uint32_t v) {
+  memcpy(p, &v, 4);
+}
 static inline uint64_t rd64(const uint8_t *p) {
   uint64_t v;
   memcpy(&v, p, 8);
   return v;
 }
-static inline void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline void wr64(uint8_t *p, uint64_t v) {
+  memcpy(p, &v, 8);
+}
 
 /* Fletcher-style running checksum over 16-byte blocks (n % 16 == 0). */
 static inline void sx__cksum(const uint8_t *d, size_t n, uint64_t *s0, uint64_t *s1) {
@@ -256,7 +259,9 @@ static inline int sx__pager_forked(const sx__pager *p) {
 }
 
 /* A failed sync: the handle refuses writes from now on (see os.h). */
-static inline void sx__pager_poison(sx__pager *p) { atomic_store(&p->poisoned, 1); }
+static inline void sx__pager_poison(sx__pager *p) {
+  atomic_store(&p->poisoned, 1);
+}
 
 /* ---- pager.c: the page file and the maps ----------------------------------- */
 
@@ -305,8 +310,8 @@ int sx__view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t 
 /* Smallest snapshot pinned by a live reader (lower bound for checkpoints), and
  * whether a pinned reader reads WAL frames at or below `below`; nreaders and pid
  * (of the oldest reader) may be NULL. */
-void sx__scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_users,
-                    int *nreaders, int32_t *pid);
+void sx__scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_users, int *nreaders,
+                    int32_t *pid);
 
 /* ---- wal.c: the WAL ------------------------------------------------------------- */
 

@@ -14,7 +14,8 @@
 #include "pager/parray.h"
 
 int sx__pv_page(const sx__pv *v, uint32_t pgno, const uint8_t **out, sx_error *err) {
-  return v->t ? sx__txn_read(v->t, pgno, out, err) : sx__pager_snap_page(v->p, v->snap, pgno, out, err);
+  return v->t ? sx__txn_read(v->t, pgno, out, err)
+              : sx__pager_snap_page(v->p, v->snap, pgno, out, err);
 }
 
 uint32_t sx__pv_npages(const sx__pv *v) {
@@ -65,7 +66,8 @@ int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error
     return SX_OK;
   }
   if (cur->root == 0 || cur->depth > SX__PA_MAXDEPTH || leaf >= fanout_pow(cur->fan, cur->depth))
-    return sx__err_set(err, SX_CORRUPT, "page array leaf %llu is beyond its tree (root %u, depth %u)",
+    return sx__err_set(err, SX_CORRUPT,
+                       "page array leaf %llu is beyond its tree (root %u, depth %u)",
                        (unsigned long long)leaf, cur->root, cur->depth);
   uint32_t pg = cur->root;
   for (uint32_t lvl = 0; lvl < cur->depth; lvl++) {
@@ -81,7 +83,8 @@ int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error
     }
     pg = sx__rd32(ip + 4 * ((leaf / span) % cur->fan));
     if (pg == 0)
-      return sx__err_set(err, SX_CORRUPT, "page array leaf %llu is missing", (unsigned long long)leaf);
+      return sx__err_set(err, SX_CORRUPT, "page array leaf %llu is missing",
+                         (unsigned long long)leaf);
   }
   int rc = sx__pv_page(cur->v, pg, out, err);
   if (rc) return rc;
@@ -129,7 +132,7 @@ int sx__pa_ptr(sx__pa_cursor *cur, uint64_t off, size_t len, void *tmp, const vo
  * the transaction and log them in the commit for nothing (most of a small commit's
  * frames were such unchanged pages). */
 int sx__pa_leaf_w(sx__txn *t, uint32_t owner, unsigned pa_off, uint64_t leaf, uint8_t **out,
-                     sx_error *err) {
+                  sx_error *err) {
   const uint8_t *orp;
   int rc = sx__txn_read(t, owner, &orp, err);
   if (rc) return rc;

@@ -77,8 +77,8 @@ int sx__seg_get(sx__pager *p, int a, size_t k, sx__seg *s, sx_error *err) {
   size_t at = 2 * k + (size_t)a;
   uint8_t *m = __atomic_load_n(&p->segmap[at], __ATOMIC_ACQUIRE);
   if (!m) {
-    m = sx__map_chunk(p, &p->segmap[at], p->shm, SHM_HDR_BYTES + (uint64_t)at * SEG_BYTES, SEG_BYTES, 1,
-                  err);
+    m = sx__map_chunk(p, &p->segmap[at], p->shm, SHM_HDR_BYTES + (uint64_t)at * SEG_BYTES,
+                      SEG_BYTES, 1, err);
     if (!m) return err ? err->code : SX_IO;
   }
   s->pgno = (uint32_t *)m;
@@ -86,12 +86,14 @@ int sx__seg_get(sx__pager *p, int a, size_t k, sx__seg *s, sx_error *err) {
   return SX_OK;
 }
 
-static uint32_t hkey(uint32_t pgno) { return (pgno * 383u) & (SEG_NSLOT - 1); }
+static uint32_t hkey(uint32_t pgno) {
+  return (pgno * 383u) & (SEG_NSLOT - 1);
+}
 
 /* Newest frame r in (lo, hi] (relative numbers) of index area a holding pgno; 0 if
  * none. */
 int sx__index_find(sx__pager *p, int a, uint32_t pgno, uint64_t lo, uint64_t hi, uint64_t *out,
-                    sx_error *err) {
+                   sx_error *err) {
   *out = 0;
   if (hi <= lo) return SX_OK;
   for (int64_t k = (int64_t)((hi - 1) / SEG_FRAMES); k >= (int64_t)(lo / SEG_FRAMES); k--) {
@@ -104,7 +106,8 @@ int sx__index_find(sx__pager *p, int a, uint32_t pgno, uint64_t lo, uint64_t hi,
       uint16_t v = __atomic_load_n(&s.hash[h], __ATOMIC_ACQUIRE);
       if (v == 0) break;
       uint64_t r = (uint64_t)k * SEG_FRAMES + v;
-      if (r > lo && r <= hi && r > best && __atomic_load_n(&s.pgno[v - 1], __ATOMIC_RELAXED) == pgno)
+      if (r > lo && r <= hi && r > best &&
+          __atomic_load_n(&s.pgno[v - 1], __ATOMIC_RELAXED) == pgno)
         best = r;
     }
     if (best) {
@@ -200,7 +203,8 @@ int sx__shm_open_region(sx__pager *p, int init, sx_error *err) {
   p->floors = (uint64_t *)(p->shm_base + SHM_FLOORS_OFF);
   p->slot_pids = (int32_t *)(p->shm_base + SHM_PIDS_OFF);
   if (init) {
-    for (int i = 0; i < SX__NSLOTS; i++) __atomic_store_n(&p->slots[i], SLOT_IDLE, __ATOMIC_RELAXED);
+    for (int i = 0; i < SX__NSLOTS; i++)
+      __atomic_store_n(&p->slots[i], SLOT_IDLE, __ATOMIC_RELAXED);
     p->hdr->magic = SHM_MAGIC;
     p->hdr->version = SHM_VERSION;
     p->hdr->page_size = p->ps;

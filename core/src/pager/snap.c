@@ -8,7 +8,7 @@
 #include "pager/pager_int.h"
 
 int sx__view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
-                     sx_error *err) {
+                  sx_error *err) {
   if (pgno >= s->npages)
     return sx__err_set(err, SX_CORRUPT, "page %u of '%s' is beyond the database size of %u pages",
                        pgno, p->path, s->npages);
@@ -131,8 +131,8 @@ void sx__pager_snap_end(sx__pager *p, sx__snap *s) {
 /* Smallest snapshot pinned by a live reader (lower bound for checkpoints), and
  * whether a pinned reader reads WAL frames at or below `below` (those of the
  * previous generation, when below is the current base). */
-void sx__scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_users,
-                       int *nreaders, int32_t *pid) {
+void sx__scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_users, int *nreaders,
+                    int32_t *pid) {
   *minpin = UINT64_MAX;
   *prev_users = 0;
   if (nreaders) *nreaders = 0;
@@ -151,6 +151,8 @@ void sx__scan_slots(sx__pager *p, uint64_t below, uint64_t *minpin, int *prev_us
 }
 
 void sx__pager_slots_mutex_for_test(sx__pager *p, int lock) {
-  if (lock) sx__mutex_lock(&p->slot_mu);
-  else sx__mutex_unlock(&p->slot_mu);
+  if (lock)
+    sx__mutex_lock(&p->slot_mu);
+  else
+    sx__mutex_unlock(&p->slot_mu);
 }

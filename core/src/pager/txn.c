@@ -17,14 +17,14 @@ enum { DP_KEPT = 0, DP_ALLOCATED, DP_FREED };
 typedef struct dpage {
   uint32_t pgno;
   uint8_t *buf;
-  uint8_t *undo;    /* image at the savepoint, when dirtied before it */
-  int sp_new;       /* first dirtied after the savepoint */
+  uint8_t *undo;             /* image at the savepoint, when dirtied before it */
+  int sp_new;                /* first dirtied after the savepoint */
   uint8_t state, undo_state; /* DP_*, now and at the savepoint */
 } dpage;
 
 struct sx__txn {
   sx__pager *p;
-  sx__hdrc h;        /* the header as of begin (the writer is its only mutator) */
+  sx__hdrc h;    /* the header as of begin (the writer is its only mutator) */
   sx__snap view; /* committed state the transaction builds on */
   sx__mutex mu;  /* SX_RANK_WAL: the page table and allocation */
   dpage **tab;   /* open addressing by pgno (linear probing) */
@@ -262,9 +262,10 @@ static int free_page_valid(const sx__pager *p, uint32_t pgno, const uint8_t *b, 
   for (uint32_t off = 4; off < p->ps; off += (uint32_t)sizeof zeros) {
     uint32_t n = p->ps - off < sizeof zeros ? p->ps - off : (uint32_t)sizeof zeros;
     if (memcmp(b + off, zeros, n) != 0)
-      return sx__err_set(err, SX_CORRUPT,
-                         "free page %u of '%s' is not empty: the free list leads into a page in use",
-                         pgno, p->path);
+      return sx__err_set(
+          err, SX_CORRUPT,
+          "free page %u of '%s' is not empty: the free list leads into a page in use", pgno,
+          p->path);
   }
   return SX_OK;
 }
@@ -284,7 +285,8 @@ int sx__txn_read(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err) 
     return SX_OK;
   }
   if (pgno >= np)
-    return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno, np);
+    return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno,
+                       np);
   return sx__view_page(t->p, &t->view, pgno, out, err);
 }
 
@@ -307,9 +309,10 @@ int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err) {
        * out of count), and a page in use never looks free. */
       dpage *hd = head < t->npages ? tab_find(t, head) : NULL;
       if (head >= t->npages || cnt == 0 || cnt >= t->npages)
-        rc = sx__err_set(err, SX_CORRUPT,
-                         "free list of '%s' is damaged: head page %u, count %u, database of %u pages",
-                         t->p->path, head, cnt, t->npages);
+        rc = sx__err_set(
+            err, SX_CORRUPT,
+            "free list of '%s' is damaged: head page %u, count %u, database of %u pages",
+            t->p->path, head, cnt, t->npages);
       else if (hd && hd->state == DP_ALLOCATED)
         rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' hands out page %u twice", t->p->path,
                          head);
@@ -366,7 +369,9 @@ int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err) {
   return rc;
 }
 
-sx__pager *sx__txn_pager(sx__txn *t) { return t->p; }
+sx__pager *sx__txn_pager(sx__txn *t) {
+  return t->p;
+}
 
 uint32_t sx__txn_npages(sx__txn *t) {
   sx__mutex_lock(&t->mu);
@@ -460,12 +465,13 @@ static int commit_make_room(sx__pager *p, sx__hdrc *h, uint64_t nfr, sx_error *e
                        "a commit of %llu pages does not fit the WAL cap of %u frames "
                        "(wal_max_frames of this handle); raise it or commit in smaller parts",
                        (unsigned long long)nfr, p->wal_max);
-  return sx__err_set(err, SX_BUSY,
-                     "WAL '%s' would grow to %llu frames, past its cap of %u, because a read "
-                     "session (process %d) pins a snapshot %llu commits-old frames behind; end long "
-                     "read sessions",
-                     p->wal_path[h->gen & 1], (unsigned long long)(h->mx - h->base + nfr), p->wal_max,
-                     (int)pid, (unsigned long long)(minpin == UINT64_MAX ? 0 : h->mx - minpin));
+  return sx__err_set(
+      err, SX_BUSY,
+      "WAL '%s' would grow to %llu frames, past its cap of %u, because a read "
+      "session (process %d) pins a snapshot %llu commits-old frames behind; end long "
+      "read sessions",
+      p->wal_path[h->gen & 1], (unsigned long long)(h->mx - h->base + nfr), p->wal_max, (int)pid,
+      (unsigned long long)(minpin == UINT64_MAX ? 0 : h->mx - minpin));
 }
 
 /* The frames of one commit, assembled in memory: the dirty pages in page order, each
@@ -561,7 +567,8 @@ static int commit_frames(sx__txn *t, sx_error *err) {
 int sx__txn_commit(sx__txn *t, sx_error *err) {
   if (t->fork_gen != sx__fork_generation()) {
     txn_free(t);
-    return sx__err_set(err, SX_MISUSE, "write session was begun in the parent process before fork()");
+    return sx__err_set(err, SX_MISUSE,
+                       "write session was begun in the parent process before fork()");
   }
   int rc = t->n == 0 ? SX_OK : commit_frames(t, err);
   sx__txn_abort(t);
@@ -599,7 +606,8 @@ static int free_list_read(sx__txn *t, uint32_t **out, uint32_t *n, sx_error *err
     if (!rc) pg = rd32(b);
   }
   if (!rc && k != want)
-    rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' has %u pages, header says %u", t->p->path, k, want);
+    rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' has %u pages, header says %u", t->p->path,
+                     k, want);
   free(seen);
   if (rc) {
     free(a);

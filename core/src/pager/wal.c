@@ -105,10 +105,11 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
         sx__cksum(f + FRAME_HDR, p->ps, &a, &b);
         if (rd64(f + 16) != a || rd64(f + 24) != b) return SX_OK;
         if (rd32(f + 4))
-          return sx__err_set(err, SX_CORRUPT,
-                             "WAL '%s' is damaged at frame %llu: whole frames and a commit follow it "
-                             "(not a torn write)",
-                             p->wal_path[w], (unsigned long long)r);
+          return sx__err_set(
+              err, SX_CORRUPT,
+              "WAL '%s' is damaged at frame %llu: whole frames and a commit follow it "
+              "(not a torn write)",
+              p->wal_path[w], (unsigned long long)r);
       }
       pck0 = rd64(f + 16);
       pck1 = rd64(f + 24);
@@ -121,8 +122,8 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
  * 2.. chaining from the checksum stored in the frame before. *nchain: how many chain
  * so (0 when frame 1 is zeros); *last_commit: the last commit frame among them, with
  * its stored checksum in *e0, *e1. */
-static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_commit,
-                         uint64_t *e0, uint64_t *e1, uint32_t *s0, uint32_t *s1, sx_error *err) {
+static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_commit, uint64_t *e0,
+                         uint64_t *e1, uint32_t *s0, uint32_t *s1, sx_error *err) {
   *nchain = *last_commit = *e0 = *e1 = 0;
   uint64_t sz = 0;
   int rc = sx__file_size(p->wal[w], &sz, err);
@@ -143,7 +144,8 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
       uint64_t x = a, y = b;
       sx__cksum(f, 16, &x, &y);
       sx__cksum(f + FRAME_HDR, p->ps, &x, &y);
-      if (rd32(f + 8) != *s0 || rd32(f + 12) != *s1 || rd64(f + 16) != x || rd64(f + 24) != y) break;
+      if (rd32(f + 8) != *s0 || rd32(f + 12) != *s1 || rd64(f + 16) != x || rd64(f + 24) != y)
+        break;
     }
     a = rd64(f + 16);
     b = rd64(f + 24);
@@ -192,7 +194,8 @@ static int header_repair(sx__pager *p, int w, sx__walhdr *wh, const sx__walhdr *
     return SX_OK;
   }
   if (!other->ok)
-    return sx__err_set(err, SX_CORRUPT, "WAL header of '%s' is damaged, and the file holds committed frames",
+    return sx__err_set(err, SX_CORRUPT,
+                       "WAL header of '%s' is damaged, and the file holds committed frames",
                        p->wal_path[w]);
   return SX_OK;
 }
@@ -220,7 +223,8 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
   if (nfr > SX__WAL_FRAMES_MAX) nfr = SX__WAL_FRAMES_MAX;
   size_t per = 256; /* frames per read */
   uint8_t *buf = nfr ? malloc((size_t)p->fsz * per) : NULL;
-  if (nfr && !buf) return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
+  if (nfr && !buf)
+    return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
   uint64_t ck0 = wh->ck0, ck1 = wh->ck1, r = 1;
   int stop = 0;
   while (r <= nfr && !stop && !rc) {
@@ -291,9 +295,12 @@ int sx__wal_recover(sx__pager *p, sx_error *err) {
     if (!wh[w].ok && !foreign[w]) rc = header_repair(p, w, &wh[w], &wh[1 - w], err);
   if (rc) return rc;
   int n = -1;
-  if (wh[0].ok && wh[1].ok) n = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 1 : 0;
-  else if (wh[0].ok) n = 0;
-  else if (wh[1].ok) n = 1;
+  if (wh[0].ok && wh[1].ok)
+    n = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 1 : 0;
+  else if (wh[0].ok)
+    n = 0;
+  else if (wh[1].ok)
+    n = 1;
   if (n < 0) {
     /* No WAL: a fresh generation in P-wal. */
     h.gen = 2;
@@ -442,8 +449,10 @@ int sx__wal_restart(sx__pager *p, sx__hdrc *h, sx_error *err) {
   /* Older generation first: were the newer one's header gone and the older one's
    * not, recovery would replay the older generation over P. */
   int first = 0;
-  if (wh[0].ok && wh[1].ok) first = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 0 : 1;
-  else if (wh[0].ok) first = 1; /* file 1 has nothing valid: it goes first (a no-op) */
+  if (wh[0].ok && wh[1].ok)
+    first = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 0 : 1;
+  else if (wh[0].ok)
+    first = 1; /* file 1 has nothing valid: it goes first (a no-op) */
   static const uint8_t zeros[WAL_HDR];
   for (int i = 0; i < 2 && !rc; i++) {
     int w = i == 0 ? first : 1 - first;

@@ -85,20 +85,24 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
   sx__read_pv(r, &v);
   uint32_t ps = sx__pager_page_size(v.p);
   const char *src = sx__pager_path(v.p);
-  char *wal = path_plus(dest, "-wal"), *wal2 = path_plus(dest, "-wal2"), *shm = path_plus(dest, "-shm");
+  char *wal = path_plus(dest, "-wal"), *wal2 = path_plus(dest, "-wal2"),
+       *shm = path_plus(dest, "-shm");
   char suffix[64];
   static atomic_uint seq;
   snprintf(suffix, sizeof suffix, ".tmp-%d-%u", (int)getpid(), atomic_fetch_add(&seq, 1));
   char *tmp = path_plus(dest, suffix);
   if (!wal || !wal2 || !shm || !tmp) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   if (!rc && same_file(src, dest))
-    rc = sx__err_set(err, SX_INVALID_ARGUMENT, "backup destination '%s' is the database itself", dest);
+    rc = sx__err_set(err, SX_INVALID_ARGUMENT, "backup destination '%s' is the database itself",
+                     dest);
   for (int i = 0; i < 3 && !rc && !o->overwrite; i++) {
     const char *pth = i == 0 ? dest : i == 1 ? wal : wal2;
     int e = vfs->exists(vfs, pth, err);
-    if (e < 0) rc = -e;
+    if (e < 0)
+      rc = -e;
     else if (e)
-      rc = sx__err_set(err, SX_EXISTS, "backup destination '%s' exists (remove it, or overwrite)", pth);
+      rc = sx__err_set(err, SX_EXISTS, "backup destination '%s' exists (remove it, or overwrite)",
+                       pth);
   }
   sx__file *f = NULL;
   if (!rc) rc = vfs->open(vfs, tmp, SX__OPEN_WRITE | SX__OPEN_CREATE | SX__OPEN_EXCL, &f, err);

@@ -74,7 +74,8 @@ int sx__db_compact(sx_db *db, const sx_compact_options *o, sx_error *err) {
     sx__coll src, dst;
     rc = sx__coll_open(&rv, names->names[i], &src, err);
     if (!rc) rc = sx__coll_open(&wv, names->names[i], &dst, err);
-    if (!rc) rc = sx__coll_compact_fill(&src, &dst, sx__write_threads(w), o->cancel_token, step, &pg, err);
+    if (!rc)
+      rc = sx__coll_compact_fill(&src, &dst, sx__write_threads(w), o->cancel_token, step, &pg, err);
   }
   if (!rc) rc = sx__txn_shrink(sx__write_txn(w), NULL, err);
   sx__names_free(names);

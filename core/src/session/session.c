@@ -50,7 +50,7 @@ static void pref_unref(pref *r) {
 }
 
 struct sx_db {
-  atomic_int refs; /* the caller's reference + one per session struct */
+  atomic_int refs;                   /* the caller's reference + one per session struct */
   struct sx_db *reg_prev, *reg_next; /* the registry of open handles (reg_mu) */
   sx__mutex mu;
   int closed;
@@ -126,8 +126,10 @@ static void reg_add(sx_db *db) {
 
 static void reg_remove(sx_db *db) {
   pthread_mutex_lock(&reg_mu);
-  if (db->reg_prev) db->reg_prev->reg_next = db->reg_next;
-  else if (reg_head == db) reg_head = db->reg_next;
+  if (db->reg_prev)
+    db->reg_prev->reg_next = db->reg_next;
+  else if (reg_head == db)
+    reg_head = db->reg_next;
   if (db->reg_next) db->reg_next->reg_prev = db->reg_prev;
   db->reg_prev = db->reg_next = NULL;
   pthread_mutex_unlock(&reg_mu);
@@ -160,7 +162,8 @@ static void read_end_state(sx_read *r) {
 int sx__read_enter(sx_read *r, sx_error *err) {
   if (!r) return sx__err_set(err, SX_MISUSE, "read session is NULL");
   if (r->fork_gen != sx__fork_generation())
-    return sx__err_set(err, SX_MISUSE, "read session was begun before fork() in the parent process");
+    return sx__err_set(err, SX_MISUSE,
+                       "read session was begun before fork() in the parent process");
   unsigned s = atomic_fetch_add(&r->state, 1);
   if (s & ST_ENDED) {
     sx__read_leave(r);
@@ -195,7 +198,8 @@ static void write_end_state(sx_write *w) {
 int sx__write_enter(sx_write *w, sx_error *err) {
   if (!w) return sx__err_set(err, SX_MISUSE, "write session is NULL");
   if (w->fork_gen != sx__fork_generation())
-    return sx__err_set(err, SX_MISUSE, "write session was begun before fork() in the parent process");
+    return sx__err_set(err, SX_MISUSE,
+                       "write session was begun before fork() in the parent process");
   unsigned s = atomic_load(&w->state);
   for (;;) {
     if (s & ST_ENDED) return sx__err_set(err, SX_CLOSED, "write session has ended");
@@ -213,7 +217,9 @@ void sx__write_leave(sx_write *w) {
   if ((atomic_fetch_sub(&w->state, 1u + ST_BUSY) - (1u + ST_BUSY)) == ST_ENDED) write_cleanup(w);
 }
 
-sx__txn *sx__write_txn(sx_write *w) { return atomic_load(&w->txn); }
+sx__txn *sx__write_txn(sx_write *w) {
+  return atomic_load(&w->txn);
+}
 
 /* ---- database handles ----------------------------------------------------- */
 
@@ -282,13 +288,14 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
                                 : sizeof o);
   }
   if (o.wal_max_frames > SX__WAL_FRAMES_MAX)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "wal_max_frames %u is more than %u", o.wal_max_frames,
-                       SX__WAL_FRAMES_MAX);
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "wal_max_frames %u is more than %u",
+                       o.wal_max_frames, SX__WAL_FRAMES_MAX);
   if (o.threads > 64)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "threads %u is more than 64", o.threads);
   if (o.sync != SX_SYNC_FULL && o.sync != SX_SYNC_NORMAL && o.sync != SX_SYNC_OFF)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown sync level %d", (int)o.sync);
-  if (o.page_size && (o.page_size < 4096 || o.page_size > 65536 || (o.page_size & (o.page_size - 1))))
+  if (o.page_size &&
+      (o.page_size < 4096 || o.page_size > 65536 || (o.page_size & (o.page_size - 1))))
     return sx__err_set(err, SX_INVALID_ARGUMENT,
                        "page size %u is not a power of two from 4096 to 65536", o.page_size);
   sx_db *db = calloc(1, sizeof *db);
@@ -351,16 +358,26 @@ void sx__db_free(sx_db *db) {
   db_unref(db);
 }
 
-const char *sx__db_path(const sx_db *db) { return db ? db->path : NULL; }
-
-void sx__db_mutex_for_test(sx_db *db, int lock) {
-  if (lock) sx__mutex_lock(&db->mu);
-  else sx__mutex_unlock(&db->mu);
+const char *sx__db_path(const sx_db *db) {
+  return db ? db->path : NULL;
 }
 
-sx__pager *sx__db_pager(sx_db *db) { return db && db->pref ? db->pref->p : NULL; }
-int sx__read_threads(const sx_read *r) { return r->db->threads; }
-int sx__write_threads(const sx_write *w) { return w->db->threads; }
+void sx__db_mutex_for_test(sx_db *db, int lock) {
+  if (lock)
+    sx__mutex_lock(&db->mu);
+  else
+    sx__mutex_unlock(&db->mu);
+}
+
+sx__pager *sx__db_pager(sx_db *db) {
+  return db && db->pref ? db->pref->p : NULL;
+}
+int sx__read_threads(const sx_read *r) {
+  return r->db->threads;
+}
+int sx__write_threads(const sx_write *w) {
+  return w->db->threads;
+}
 
 int sx__db_checkpoint(sx_db *db, int timeout_ms, const sx_cancel *cancel, sx_error *err) {
   pref *r;
@@ -470,14 +487,18 @@ int sx__read_end(sx_read *r) {
   return SX_OK;
 }
 
-void sx__read_ref(sx_read *r) { atomic_fetch_add(&r->refs, 1); }
+void sx__read_ref(sx_read *r) {
+  atomic_fetch_add(&r->refs, 1);
+}
 
 void sx__read_unref(sx_read *r) {
   if (atomic_fetch_sub(&r->refs, 1) != 1) return;
   sx_db *db = r->db;
   sx__mutex_lock(&db->mu);
-  if (r->prev) r->prev->next = r->next;
-  else db->reads = r->next;
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    db->reads = r->next;
   if (r->next) r->next->prev = r->prev;
   sx__mutex_unlock(&db->mu);
   read_end_state(r);
@@ -543,8 +564,10 @@ int sx__write_commit(sx_write *w, sx_error *err) {
   int rc = sx__write_enter(w, err);
   if (rc) return rc;
   sx__txn *t = atomic_exchange(&w->txn, NULL);
-  if (!t) rc = sx__err_set(err, SX_CLOSED, "write session has ended");
-  else rc = sx__txn_commit(t, err);
+  if (!t)
+    rc = sx__err_set(err, SX_CLOSED, "write session has ended");
+  else
+    rc = sx__txn_commit(t, err);
   write_end_state(w);
   sx__write_leave(w);
   return rc;
@@ -561,14 +584,18 @@ int sx__write_abort(sx_write *w) {
   return rc;
 }
 
-void sx__write_ref(sx_write *w) { atomic_fetch_add(&w->refs, 1); }
+void sx__write_ref(sx_write *w) {
+  atomic_fetch_add(&w->refs, 1);
+}
 
 void sx__write_unref(sx_write *w) {
   if (atomic_fetch_sub(&w->refs, 1) != 1) return;
   sx_db *db = w->db;
   sx__mutex_lock(&db->mu);
-  if (w->prev) w->prev->next = w->next;
-  else db->writes = w->next;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    db->writes = w->next;
   if (w->next) w->next->prev = w->prev;
   sx__mutex_unlock(&db->mu);
   write_end_state(w);
