@@ -21,9 +21,9 @@
 #define CAT_ENT 8
 #define CAT_ENT_SIZE 72 /* name[68] NUL-padded, u32 header page */
 
-const unsigned sx__coll_pa_all[SX__COLL_NPA] = {H_PA_VEC,  H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,  H_PA_FREE,
-                                  H_PA_LIVE, H_PA_G0,    H_PA_META, H_PA_UPPER, H_PA_NORMS,
-                                  H_PA_STAMPS};
+const unsigned sx__coll_pa_all[SX__COLL_NPA] = {H_PA_VEC,   H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,
+                                                H_PA_FREE,  H_PA_LIVE,  H_PA_G0,    H_PA_META,
+                                                H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
 
 void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   memset(out, 0, sizeof *out);
@@ -43,7 +43,9 @@ void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   out->stamp_seq_off = H_STAMP_SEQ;
 }
 
-static uint32_t cat_cap(uint32_t ps) { return (ps - CAT_ENT) / CAT_ENT_SIZE; }
+static uint32_t cat_cap(uint32_t ps) {
+  return (ps - CAT_ENT) / CAT_ENT_SIZE;
+}
 
 /* ---- names, ids ------------------------------------------------------------- */
 
@@ -53,7 +55,8 @@ int sx__check_name(const char *name, sx_error *err) {
   if (n == 0 || n > SX_NAME_MAX || name[0] == '.')
     return sx__err_set(err, SX_INVALID_ARGUMENT,
                        "collection name '%.80s' must be 1 to 64 characters of A-Z a-z 0-9 _ - . "
-                       "not beginning with '.'", name);
+                       "not beginning with '.'",
+                       name);
   for (size_t i = 0; i < n; i++) {
     char ch = name[i];
     int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
@@ -104,8 +107,9 @@ int sx__check_id(const char *id, size_t item, sx_error *err) {
   size_t n = strlen(id);
   if (n == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "id of item %zu is empty", item);
   if (n > SX_ID_MAX)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "id '%.40s...' of item %zu is %zu bytes (at most %d)",
-                       id, item, n, SX_ID_MAX);
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "id '%.40s...' of item %zu is %zu bytes (at most %d)", id, item, n,
+                       SX_ID_MAX);
   if (!utf8_valid((const unsigned char *)id, n))
     return sx__err_set(err, SX_INVALID_ARGUMENT, "id of item %zu is not valid UTF-8", item);
   return SX_OK;
@@ -147,21 +151,22 @@ int sx__check_vector(const float *v, size_t dim, int metric, const char *what, s
   double n2 = 0;
   for (size_t j = 0; j < dim; j++) {
     if (!isfinite(v[j]))
-      return sx__err_set(err, SX_INVALID_ARGUMENT, "%s %zu has a non-finite component %g at index %zu",
-                         what, item, (double)v[j], j);
+      return sx__err_set(err, SX_INVALID_ARGUMENT,
+                         "%s %zu has a non-finite component %g at index %zu", what, item,
+                         (double)v[j], j);
     n2 += (double)v[j] * v[j];
   }
   if (metric == SX__COSINE && !nz)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "%s %zu is a zero vector, which has no cosine distance",
-                       what, item);
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "%s %zu is a zero vector, which has no cosine distance", what, item);
   if (metric != SX__L2 && n2 > SX__NORM2_MAX)
     return sx__err_set(err, SX_INVALID_ARGUMENT,
-                       "%s %zu's squared norm %g overflows float32 (at most %g under %s)", what, item,
-                       n2, SX__NORM2_MAX, metric == SX__IP ? "ip" : "cosine");
+                       "%s %zu's squared norm %g overflows float32 (at most %g under %s)", what,
+                       item, n2, SX__NORM2_MAX, metric == SX__IP ? "ip" : "cosine");
   if (metric == SX__COSINE && n2 < SX__NORM2_MIN)
     return sx__err_set(err, SX_INVALID_ARGUMENT,
-                       "%s %zu's squared norm %g underflows float32 (at least %g under cosine)", what,
-                       item, n2, SX__NORM2_MIN);
+                       "%s %zu's squared norm %g underflows float32 (at least %g under cosine)",
+                       what, item, n2, SX__NORM2_MIN);
   return SX_OK;
 }
 
@@ -175,15 +180,16 @@ static int cat_page_valid(const sx__pv *v, uint32_t pg, const uint8_t *cp, sx_er
   if (n > cat_cap(sx__pager_page_size(v->p)))
     return sx__err_set(err, SX_CORRUPT, "catalog page %u has a bad entry count %u", pg, n);
   if (next >= npages || next == pg)
-    return sx__err_set(err, SX_CORRUPT, "catalog page %u links to page %u (of %u)", pg, next, npages);
+    return sx__err_set(err, SX_CORRUPT, "catalog page %u links to page %u (of %u)", pg, next,
+                       npages);
   for (uint32_t i = 0; i < n; i++) {
     const uint8_t *e = cp + CAT_ENT + i * CAT_ENT_SIZE;
     uint32_t hdr = sx__rd32(e + 68);
     if (memchr(e, 0, SX_NAME_MAX + 1) == NULL || e[0] == 0)
       return sx__err_set(err, SX_CORRUPT, "catalog page %u has a bad name in entry %u", pg, i);
     if (hdr == 0 || hdr >= npages || hdr == pg)
-      return sx__err_set(err, SX_CORRUPT, "catalog page %u entry %u names header page %u (of %u)", pg,
-                         i, hdr, npages);
+      return sx__err_set(err, SX_CORRUPT, "catalog page %u entry %u names header page %u (of %u)",
+                         pg, i, hdr, npages);
   }
   return SX_OK;
 }
@@ -266,10 +272,13 @@ int sx__coll_mark_catalog(const sx__pv *v, uint8_t *used, sx_error *err) {
 static int hdr_valid(const sx__pv *v, uint32_t pg, const char *name, const uint8_t *h,
                      sx_error *err) {
   uint64_t bytes = (uint64_t)sx__pv_npages(v) * sx__pager_page_size(v->p);
-  uint32_t dim = sx__rd32(h + H_DIM), metric = sx__rd32(h + H_METRIC), index = sx__rd32(h + H_INDEX);
+  uint32_t dim = sx__rd32(h + H_DIM), metric = sx__rd32(h + H_METRIC),
+           index = sx__rd32(h + H_INDEX);
   uint32_t m = sx__rd32(h + H_M), efc = sx__rd32(h + H_EFC);
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT), nfree = sx__rd64(h + H_NFREE);
-  uint64_t heaplen = sx__rd64(h + H_HEAPLEN), hcap = sx__rd64(h + H_HASHCAP), hused = sx__rd64(h + H_HASHUSED);
+  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT),
+           nfree = sx__rd64(h + H_NFREE);
+  uint64_t heaplen = sx__rd64(h + H_HEAPLEN), hcap = sx__rd64(h + H_HASHCAP),
+           hused = sx__rd64(h + H_HASHUSED);
   const char *field = NULL;
   uint64_t val = 0;
 #define BAD(f, x) \
@@ -293,7 +302,8 @@ static int hdr_valid(const sx__pv *v, uint32_t pg, const char *name, const uint8
   if (index == SX_INDEX_HNSW) {
     uint32_t ep = sx__rd32(h + H_HNSW_EP);
     if (ep > nslots) BAD("HNSW entry point", ep);
-    if (sx__rd64(h + H_UPPER_LEN) > bytes) BAD("HNSW upper-links length", sx__rd64(h + H_UPPER_LEN));
+    if (sx__rd64(h + H_UPPER_LEN) > bytes)
+      BAD("HNSW upper-links length", sx__rd64(h + H_UPPER_LEN));
   }
 #undef BAD
   return SX_OK;
@@ -308,7 +318,8 @@ static int load_coll(const sx__pv *v, uint32_t hdr, const char *name, sx__coll *
   if (!rc) rc = hdr_valid(v, hdr, name, h, err);
   if (rc) return rc;
   if (strncmp((const char *)h + H_NAME, name, 65) != 0)
-    return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' has another name", hdr, name);
+    return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' has another name", hdr,
+                       name);
   memset(c, 0, sizeof *c);
   c->v = *v;
   c->hdr = hdr;
@@ -376,8 +387,10 @@ int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err) {
         res->names = nn;
       }
       char *s = strndup((const char *)cp + CAT_ENT + i * CAT_ENT_SIZE, SX_NAME_MAX);
-      if (!s) rc = sx__err_set(err, SX_NOMEM, "out of memory");
-      else res->names[res->n++] = s;
+      if (!s)
+        rc = sx__err_set(err, SX_NOMEM, "out of memory");
+      else
+        res->names[res->n++] = s;
     }
   }
   if (rc) {
@@ -397,7 +410,8 @@ static int check_create_options(const char *name, const sx_collection_options *o
   if (rc) return rc;
   if (!o) return sx__err_set(err, SX_INVALID_ARGUMENT, "collection options are NULL");
   if (o->version < 1 || o->version > SX_COLLECTION_OPTIONS_VERSION)
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown collection options version %u", o->version);
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown collection options version %u",
+                       o->version);
   if (o->dim < 1 || o->dim > SX_DIM_MAX)
     return sx__err_set(err, SX_INVALID_ARGUMENT, "dimension %u of collection '%s' is not in 1..%d",
                        o->dim, name, SX_DIM_MAX);
@@ -482,8 +496,10 @@ int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o
     sx__wr32(e + 68, hdr);
     sx__wr32(cp + CAT_N, n + 1);
   }
-  if (rc) sx__txn_rollback(t);
-  else sx__txn_release(t);
+  if (rc)
+    sx__txn_rollback(t);
+  else
+    sx__txn_release(t);
   return rc;
 }
 
@@ -502,6 +518,18 @@ int sx__coll_drop(sx__txn *t, const char *name, sx_error *err) {
   uint8_t *cp;
   if (!rc) rc = sx__txn_write(t, pos.page, &cp, err);
   if (!rc) {
+    /* Freeing the collection's pages must not have touched its catalog entry: in a
+     * damaged file a page array may point into the catalog page itself. */
+    uint32_t n = sx__rd32(cp + CAT_N);
+    const uint8_t *e = cp + CAT_ENT + (size_t)pos.idx * CAT_ENT_SIZE;
+    if (n == 0 || n > cat_cap(sx__pager_page_size(v.p)) || pos.idx >= n ||
+        strncmp((const char *)e, name, 68) != 0 || sx__rd32(e + 68) != pos.hdr)
+      rc = sx__err_set(err, SX_CORRUPT,
+                       "catalog page %u changed while collection '%s' was dropped: its pages "
+                       "overlap the catalog",
+                       pos.page, name);
+  }
+  if (!rc) {
     uint32_t n = sx__rd32(cp + CAT_N);
     if (pos.idx != n - 1)
       memcpy(cp + CAT_ENT + pos.idx * CAT_ENT_SIZE, cp + CAT_ENT + (n - 1) * CAT_ENT_SIZE,
@@ -509,8 +537,10 @@ int sx__coll_drop(sx__txn *t, const char *name, sx_error *err) {
     memset(cp + CAT_ENT + (n - 1) * CAT_ENT_SIZE, 0, CAT_ENT_SIZE);
     sx__wr32(cp + CAT_N, n - 1);
   }
-  if (rc) sx__txn_rollback(t);
-  else sx__txn_release(t);
+  if (rc)
+    sx__txn_rollback(t);
+  else
+    sx__txn_release(t);
   return rc;
 }
 
@@ -536,7 +566,8 @@ int sx__coll_stats(const sx__coll *c, sx_collection_stats *out, sx_error *err) {
   out->slots = sx__rd64(h + H_NSLOTS);
   out->free = sx__rd64(h + H_NFREE);
   if (out->count + out->free > out->slots)
-    return sx__err_set(err, SX_CORRUPT, "collection '%s' counts disagree: count %llu, free %llu, slots %llu",
+    return sx__err_set(err, SX_CORRUPT,
+                       "collection '%s' counts disagree: count %llu, free %llu, slots %llu",
                        c->name, (unsigned long long)out->count, (unsigned long long)out->free,
                        (unsigned long long)out->slots);
   out->dead = out->slots - out->count - out->free;
