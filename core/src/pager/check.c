@@ -46,8 +46,8 @@ static int check_chain(sx__pager *p, int w, uint32_t gen, uint64_t nfr, uint32_t
      * header_repair): frame 1 seeds the chain, whose end is checked below. */
     wh.ok = wh.headless = 1;
     wh.gen = gen;
-    wh.salt0 = rd32(f1 + 8);
-    wh.salt1 = rd32(f1 + 12);
+    wh.salt0 = sx__rd32(f1 + 8);
+    wh.salt1 = sx__rd32(f1 + 12);
   }
   if (!wh.ok || wh.gen != gen)
     return sx__err_set(err, SX_CORRUPT, "WAL header of '%s' does not match the shared index",
@@ -64,14 +64,14 @@ static int check_chain(sx__pager *p, int w, uint32_t gen, uint64_t nfr, uint32_t
     sx__cksum(buf, 16, &a, &b);
     sx__cksum(buf + FRAME_HDR, p->ps, &a, &b);
     if (r == 1 && wh.headless) {
-      a = rd64(buf + 16);
-      b = rd64(buf + 24);
+      a = sx__rd64(buf + 16);
+      b = sx__rd64(buf + 24);
     }
-    if (rd32(buf + 8) != wh.salt0 || rd32(buf + 12) != wh.salt1 || rd64(buf + 16) != a ||
-        rd64(buf + 24) != b)
+    if (sx__rd32(buf + 8) != wh.salt0 || sx__rd32(buf + 12) != wh.salt1 ||
+        sx__rd64(buf + 16) != a || sx__rd64(buf + 24) != b)
       rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' fails its checksum",
                        (unsigned long long)r, p->wal_path[w]);
-    else if (r == nfr && (rd32(buf + 4) == 0 || (npages && rd32(buf + 4) != npages)))
+    else if (r == nfr && (sx__rd32(buf + 4) == 0 || (npages && sx__rd32(buf + 4) != npages)))
       rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' should end a commit of %u pages",
                        (unsigned long long)r, p->wal_path[w], npages);
   }
@@ -87,13 +87,13 @@ static int check_chain(sx__pager *p, int w, uint32_t gen, uint64_t nfr, uint32_t
 int sx__page0_valid(const sx__pager *p, const uint8_t *p0, uint32_t npages, sx_error *err) {
   if (memcmp(p0 + P0_MAGIC, P_MAGIC, 16) != 0)
     return sx__err_set(err, SX_CORRUPT, "header page of '%s' has a bad magic", p->path);
-  if (rd32(p0 + P0_VERSION) != SX_FORMAT_VERSION)
+  if (sx__rd32(p0 + P0_VERSION) != SX_FORMAT_VERSION)
     return sx__err_set(err, SX_CORRUPT, "header page of '%s' has format version %u", p->path,
-                       rd32(p0 + P0_VERSION));
-  if (rd32(p0 + P0_PAGESIZE) != p->ps)
+                       sx__rd32(p0 + P0_VERSION));
+  if (sx__rd32(p0 + P0_PAGESIZE) != p->ps)
     return sx__err_set(err, SX_CORRUPT, "header page of '%s' has page size %u (the file's is %u)",
-                       p->path, rd32(p0 + P0_PAGESIZE), p->ps);
-  uint32_t head = rd32(p0 + P0_FREEHEAD), cnt = rd32(p0 + P0_FREECOUNT);
+                       p->path, sx__rd32(p0 + P0_PAGESIZE), p->ps);
+  uint32_t head = sx__rd32(p0 + P0_FREEHEAD), cnt = sx__rd32(p0 + P0_FREECOUNT);
   if (head >= npages || cnt >= npages || (head == 0) != (cnt == 0))
     return sx__err_set(
         err, SX_CORRUPT,
@@ -107,8 +107,8 @@ int sx__pager_check_pages(sx__pager *p, const sx__snap *s, uint8_t *used, sx_err
   int rc = sx__view_page(p, s, 0, &p0, err);
   if (!rc) rc = sx__page0_valid(p, p0, s->npages, err);
   if (rc) return rc;
-  uint32_t cnt = 0, want = rd32(p0 + P0_FREECOUNT);
-  for (uint32_t pg = rd32(p0 + P0_FREEHEAD); pg != 0; cnt++) {
+  uint32_t cnt = 0, want = sx__rd32(p0 + P0_FREECOUNT);
+  for (uint32_t pg = sx__rd32(p0 + P0_FREEHEAD); pg != 0; cnt++) {
     if (cnt >= want)
       return sx__err_set(err, SX_CORRUPT, "free list of '%s' is longer than its count %u", p->path,
                          want);
@@ -119,7 +119,7 @@ int sx__pager_check_pages(sx__pager *p, const sx__snap *s, uint8_t *used, sx_err
     const uint8_t *fp;
     rc = sx__view_page(p, s, pg, &fp, err);
     if (rc) return rc;
-    pg = rd32(fp);
+    pg = sx__rd32(fp);
   }
   /* A page neither free nor used is lost space, not damage: pages written by the
    * pager's own users (tests' workloads) belong to no collection. */
@@ -171,8 +171,8 @@ pages:
     rc = sx__err_set(err, SX_NOMEM, "out of memory");
     goto end;
   }
-  uint32_t cnt = 0, want = rd32(p0 + P0_FREECOUNT);
-  for (uint32_t pg = rd32(p0 + P0_FREEHEAD); pg != 0; cnt++) {
+  uint32_t cnt = 0, want = sx__rd32(p0 + P0_FREECOUNT);
+  for (uint32_t pg = sx__rd32(p0 + P0_FREEHEAD); pg != 0; cnt++) {
     if (pg >= s.npages || (bitmap[pg / 8] & (1u << (pg % 8))) || cnt > want) {
       rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' is damaged at page %u", p->path, pg);
       goto end;
@@ -182,7 +182,7 @@ pages:
     rc = sx__view_page(p, &s, pg, &fp, err);
     if (!rc) rc = sx__pager_free_page_valid(p, pg, fp, s.npages, err);
     if (rc) goto end;
-    pg = rd32(fp);
+    pg = sx__rd32(fp);
   }
   if (cnt != want)
     rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' has %u pages, header says %u", p->path,

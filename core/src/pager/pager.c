@@ -12,13 +12,13 @@
 #include <unistd.h>
 
 uint64_t sx__page0_user_version(const uint8_t *page0) {
-  return rd64(page0 + P0_USERVER);
+  return sx__rd64(page0 + P0_USERVER);
 }
 uint32_t sx__page0_free_count(const uint8_t *page0) {
-  return rd32(page0 + P0_FREECOUNT);
+  return sx__rd32(page0 + P0_FREECOUNT);
 }
 void sx__page0_set_user_version(uint8_t *page0, uint64_t v) {
-  wr64(page0 + P0_USERVER, v);
+  sx__wr64(page0 + P0_USERVER, v);
 }
 
 static char *strcat2(const char *a, const char *b) {
@@ -124,12 +124,12 @@ static int create_db_file(sx__pager *p, sx_error *err) {
   if (!rc) rc = p->vfs->open(p->vfs, tmp, SX__OPEN_WRITE | SX__OPEN_CREATE, &f, err);
   if (!rc) {
     memcpy(page + P0_MAGIC, P_MAGIC, 16);
-    wr32(page + P0_VERSION, SX_FORMAT_VERSION);
-    wr32(page + P0_PAGESIZE, p->ps);
+    sx__wr32(page + P0_VERSION, SX_FORMAT_VERSION);
+    sx__wr32(page + P0_PAGESIZE, p->ps);
     uint32_t id;
     while ((id = sx__pager_random32()) == 0) {
     }
-    wr32(page + P0_DBID, id);
+    sx__wr32(page + P0_DBID, id);
     rc = sx__file_write(f, page, p->ps, 0, err);
     if (!rc) rc = sx__file_sync(f, 0, err);
     sx__file_close(f);
@@ -154,17 +154,17 @@ static int check_db_header(sx__pager *p, sx_error *err) {
   if (rc) return rc;
   if (memcmp(b + P0_MAGIC, P_MAGIC, 16) != 0)
     return sx__err_set(err, SX_CORRUPT, "'%s' is not a Sextant database (bad magic)", p->path);
-  uint32_t ver = rd32(b + P0_VERSION);
+  uint32_t ver = sx__rd32(b + P0_VERSION);
   if (ver != SX_FORMAT_VERSION)
     return sx__err_set(err, SX_VERSION,
                        "database '%s' has format version %u; this library reads version %d",
                        p->path, ver, SX_FORMAT_VERSION);
-  uint32_t ps = rd32(b + P0_PAGESIZE);
+  uint32_t ps = sx__rd32(b + P0_PAGESIZE);
   if (ps < 4096 || ps > 65536 || (ps & (ps - 1)))
     return sx__err_set(err, SX_CORRUPT, "database '%s' has an invalid page size %u", p->path, ps);
   p->ps = ps;
   p->fsz = FRAME_HDR + ps;
-  p->dbid = rd32(b + P0_DBID);
+  p->dbid = sx__rd32(b + P0_DBID);
   return SX_OK;
 }
 
@@ -460,7 +460,7 @@ static void close_cleanly(sx__pager *p) {
     uint32_t v;
     while ((v = sx__pager_random32()) == 0) {
     }
-    wr32(id, v);
+    sx__wr32(id, v);
     if (sx__file_write(p->db, id, 4, P0_DBID, NULL) == SX_OK &&
         sx__file_sync(p->db, 1, NULL) == SX_OK)
       p->dbid = v;

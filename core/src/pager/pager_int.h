@@ -222,23 +222,6 @@ struct sx__pager {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static inline uint32_t rd32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static inline void wr32(uint8_t *p, uint32_t v) {
-  memcpy(p, &v, 4);
-}
-static inline uint64_t rd64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
-static inline void wr64(uint8_t *p, uint64_t v) {
-  memcpy(p, &v, 8);
-}
-
 /* Fletcher-style running checksum over 16-byte blocks (n % 16 == 0). */
 static inline void sx__cksum(const uint8_t *d, size_t n, uint64_t *s0, uint64_t *s1) {
   uint64_t a = *s0, b = *s1;

@@ -255,7 +255,7 @@ static int write_locked(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err)
 static int free_page_valid(const sx__pager *p, uint32_t pgno, const uint8_t *b, uint32_t npages,
                            sx_error *err) {
   static const uint8_t zeros[256];
-  uint32_t next = rd32(b);
+  uint32_t next = sx__rd32(b);
   if (next >= npages || next == pgno)
     return sx__err_set(err, SX_CORRUPT, "free page %u of '%s' links to page %u (of %u)", pgno,
                        p->path, next, npages);
@@ -303,7 +303,7 @@ int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err) {
   dpage *d = NULL;
   int rc = write_locked(t, 0, &p0, err);
   if (!rc) {
-    uint32_t head = rd32(p0 + P0_FREEHEAD), cnt = rd32(p0 + P0_FREECOUNT);
+    uint32_t head = sx__rd32(p0 + P0_FREEHEAD), cnt = sx__rd32(p0 + P0_FREECOUNT);
     if (head) {
       /* Each page popped is checked: the list's count bounds the walk (a cycle runs
        * out of count), and a page in use never looks free. */
@@ -320,8 +320,8 @@ int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err) {
         rc = write_dp(t, head, &d, err);
       if (!rc) rc = free_page_valid(t->p, head, d->buf, t->npages, err);
       if (!rc) {
-        wr32(p0 + P0_FREEHEAD, rd32(d->buf));
-        wr32(p0 + P0_FREECOUNT, cnt - 1);
+        sx__wr32(p0 + P0_FREEHEAD, sx__rd32(d->buf));
+        sx__wr32(p0 + P0_FREECOUNT, cnt - 1);
         memset(d->buf, 0, t->p->ps);
         d->state = DP_ALLOCATED;
         *pgno = head;
@@ -360,9 +360,9 @@ int sx__txn_free_page(sx__txn *t, uint32_t pgno, sx_error *err) {
                      t->p->path);
   if (!rc) {
     memset(d->buf, 0, t->p->ps);
-    wr32(d->buf, rd32(p0 + P0_FREEHEAD));
-    wr32(p0 + P0_FREEHEAD, pgno);
-    wr32(p0 + P0_FREECOUNT, rd32(p0 + P0_FREECOUNT) + 1);
+    sx__wr32(d->buf, sx__rd32(p0 + P0_FREEHEAD));
+    sx__wr32(p0 + P0_FREEHEAD, pgno);
+    sx__wr32(p0 + P0_FREECOUNT, sx__rd32(p0 + P0_FREECOUNT) + 1);
     d->state = DP_FREED;
   }
   sx__mutex_unlock(&t->mu);
@@ -585,7 +585,7 @@ static int free_list_read(sx__txn *t, uint32_t **out, uint32_t *n, sx_error *err
   uint8_t *p0;
   int rc = write_locked(t, 0, &p0, err);
   if (rc) return rc;
-  uint32_t want = rd32(p0 + P0_FREECOUNT);
+  uint32_t want = sx__rd32(p0 + P0_FREECOUNT);
   if (want >= t->npages)
     return sx__err_set(err, SX_CORRUPT, "free list of '%s' counts %u pages of %u", t->p->path, want,
                        t->npages);
@@ -593,7 +593,7 @@ static int free_list_read(sx__txn *t, uint32_t **out, uint32_t *n, sx_error *err
   uint8_t *seen = calloc((size_t)t->npages / 8 + 1, 1);
   if (!a || !seen) rc = sx__err_set(err, SX_NOMEM, "out of memory reading the free list");
   uint32_t k = 0;
-  for (uint32_t pg = rc ? 0 : rd32(p0 + P0_FREEHEAD); pg && !rc;) {
+  for (uint32_t pg = rc ? 0 : sx__rd32(p0 + P0_FREEHEAD); pg && !rc;) {
     if (pg >= t->npages || k == want || (seen[pg / 8] >> (pg % 8) & 1)) {
       rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' is damaged at page %u", t->p->path, pg);
       break;
@@ -603,7 +603,7 @@ static int free_list_read(sx__txn *t, uint32_t **out, uint32_t *n, sx_error *err
     dpage *d = tab_find(t, pg);
     const uint8_t *b = d ? d->buf : NULL;
     if (!d) rc = sx__view_page(t->p, &t->view, pg, &b, err);
-    if (!rc) pg = rd32(b);
+    if (!rc) pg = sx__rd32(b);
   }
   if (!rc && k != want)
     rc = sx__err_set(err, SX_CORRUPT, "free list of '%s' has %u pages, header says %u", t->p->path,
@@ -629,11 +629,11 @@ static int free_list_write(sx__txn *t, const uint32_t *a, uint32_t n, sx_error *
   int rc = write_locked(t, 0, &p0, err);
   for (uint32_t i = 0; i < n && !rc; i++) {
     rc = write_locked(t, a[i], &b, err);
-    if (!rc) wr32(b, i + 1 < n ? a[i + 1] : 0);
+    if (!rc) sx__wr32(b, i + 1 < n ? a[i + 1] : 0);
   }
   if (!rc) {
-    wr32(p0 + P0_FREEHEAD, n ? a[0] : 0);
-    wr32(p0 + P0_FREECOUNT, n);
+    sx__wr32(p0 + P0_FREEHEAD, n ? a[0] : 0);
+    sx__wr32(p0 + P0_FREECOUNT, n);
   }
   return rc;
 }

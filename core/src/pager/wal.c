@@ -14,20 +14,20 @@
 void sx__wal_header_make(const sx__pager *p, uint8_t b[WAL_HDR], const sx__hdrc *h, uint64_t *ck0,
                          uint64_t *ck1) {
   memset(b, 0, WAL_HDR);
-  wr32(b, WAL_MAGIC);
-  wr32(b + 4, WAL_VERSION);
-  wr32(b + 8, p->ps);
-  wr32(b + 28, p->dbid);
-  wr32(b + 12, h->gen);
-  wr32(b + 16, h->salt0);
-  wr32(b + 20, h->salt1);
-  wr32(b + 24, (uint32_t)(h->base - h->pbase));
-  wr64(b + 32, h->pck0);
-  wr64(b + 40, h->pck1);
+  sx__wr32(b, WAL_MAGIC);
+  sx__wr32(b + 4, WAL_VERSION);
+  sx__wr32(b + 8, p->ps);
+  sx__wr32(b + 28, p->dbid);
+  sx__wr32(b + 12, h->gen);
+  sx__wr32(b + 16, h->salt0);
+  sx__wr32(b + 20, h->salt1);
+  sx__wr32(b + 24, (uint32_t)(h->base - h->pbase));
+  sx__wr64(b + 32, h->pck0);
+  sx__wr64(b + 40, h->pck1);
   uint64_t a = 0, c = 0;
   sx__cksum(b, 48, &a, &c);
-  wr64(b + 48, a);
-  wr64(b + 56, c);
+  sx__wr64(b + 48, a);
+  sx__wr64(b + 56, c);
   *ck0 = a;
   *ck1 = c;
 }
@@ -60,16 +60,17 @@ int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err) {
   if (rc) return rc;
   uint64_t a = 0, c = 0;
   sx__cksum(b, 48, &a, &c);
-  wh->ok = rd32(b) == WAL_MAGIC && rd32(b + 4) == WAL_VERSION && rd32(b + 8) == p->ps &&
-           rd64(b + 48) == a && rd64(b + 56) == c && rd32(b + 24) <= SX__WAL_FRAMES_MAX &&
-           (rd32(b + 12) & 1) == (uint32_t)w; /* generation g lives in file g & 1 */
-  wh->gen = rd32(b + 12);
-  wh->salt0 = rd32(b + 16);
-  wh->salt1 = rd32(b + 20);
-  wh->prev_frames = rd32(b + 24);
-  wh->dbid = rd32(b + 28);
-  wh->pck0 = rd64(b + 32);
-  wh->pck1 = rd64(b + 40);
+  wh->ok = sx__rd32(b) == WAL_MAGIC && sx__rd32(b + 4) == WAL_VERSION && sx__rd32(b + 8) == p->ps &&
+           sx__rd64(b + 48) == a && sx__rd64(b + 56) == c &&
+           sx__rd32(b + 24) <= SX__WAL_FRAMES_MAX &&
+           (sx__rd32(b + 12) & 1) == (uint32_t)w; /* generation g lives in file g & 1 */
+  wh->gen = sx__rd32(b + 12);
+  wh->salt0 = sx__rd32(b + 16);
+  wh->salt1 = sx__rd32(b + 20);
+  wh->prev_frames = sx__rd32(b + 24);
+  wh->dbid = sx__rd32(b + 28);
+  wh->pck0 = sx__rd64(b + 32);
+  wh->pck1 = sx__rd64(b + 40);
   wh->ck0 = a;
   wh->ck1 = c;
   return SX_OK;
@@ -96,23 +97,23 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
     rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (j - 1) * p->fsz, err);
     for (size_t i = 0; i < cnt && !rc; i++, j++) {
       const uint8_t *f = buf + i * p->fsz;
-      if (rd32(f + 8) != wh->salt0 || rd32(f + 12) != wh->salt1) return SX_OK;
+      if (sx__rd32(f + 8) != wh->salt0 || sx__rd32(f + 12) != wh->salt1) return SX_OK;
       if (j == r) {
-        if (rd32(f + 4)) return SX_OK;
+        if (sx__rd32(f + 4)) return SX_OK;
       } else {
         uint64_t a = pck0, b = pck1;
         sx__cksum(f, 16, &a, &b);
         sx__cksum(f + FRAME_HDR, p->ps, &a, &b);
-        if (rd64(f + 16) != a || rd64(f + 24) != b) return SX_OK;
-        if (rd32(f + 4))
+        if (sx__rd64(f + 16) != a || sx__rd64(f + 24) != b) return SX_OK;
+        if (sx__rd32(f + 4))
           return sx__err_set(
               err, SX_CORRUPT,
               "WAL '%s' is damaged at frame %llu: whole frames and a commit follow it "
               "(not a torn write)",
               p->wal_path[w], (unsigned long long)r);
       }
-      pck0 = rd64(f + 16);
-      pck1 = rd64(f + 24);
+      pck0 = sx__rd64(f + 16);
+      pck1 = sx__rd64(f + 24);
     }
   }
   return rc;
@@ -137,20 +138,21 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
     rc = sx__file_read(p->wal[w], f, p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
     if (rc) break;
     if (r == 1) {
-      *s0 = rd32(f + 8);
-      *s1 = rd32(f + 12);
+      *s0 = sx__rd32(f + 8);
+      *s1 = sx__rd32(f + 12);
       if (!*s0 && !*s1) break; /* zeros: no frame */
     } else {
       uint64_t x = a, y = b;
       sx__cksum(f, 16, &x, &y);
       sx__cksum(f + FRAME_HDR, p->ps, &x, &y);
-      if (rd32(f + 8) != *s0 || rd32(f + 12) != *s1 || rd64(f + 16) != x || rd64(f + 24) != y)
+      if (sx__rd32(f + 8) != *s0 || sx__rd32(f + 12) != *s1 || sx__rd64(f + 16) != x ||
+          sx__rd64(f + 24) != y)
         break;
     }
-    a = rd64(f + 16);
-    b = rd64(f + 24);
+    a = sx__rd64(f + 16);
+    b = sx__rd64(f + 24);
     *nchain = r;
-    if (rd32(f + 4)) {
+    if (sx__rd32(f + 4)) {
       *last_commit = r;
       *e0 = a;
       *e1 = b;
@@ -232,24 +234,24 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
     rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
     for (size_t i = 0; i < cnt && !rc; i++, r++) {
       const uint8_t *f = buf + i * p->fsz;
-      if (rd32(f + 8) != wh->salt0 || rd32(f + 12) != wh->salt1) {
+      if (sx__rd32(f + 8) != wh->salt0 || sx__rd32(f + 12) != wh->salt1) {
         stop = 1;
         break;
       }
       sx__cksum(f, 16, &ck0, &ck1);
       sx__cksum(f + FRAME_HDR, p->ps, &ck0, &ck1);
       if (r == 1 && wh->headless) { /* its header is gone: frame 1 seeds the chain */
-        ck0 = rd64(f + 16);
-        ck1 = rd64(f + 24);
+        ck0 = sx__rd64(f + 16);
+        ck1 = sx__rd64(f + 24);
       }
-      if (rd64(f + 16) != ck0 || rd64(f + 24) != ck1) {
+      if (sx__rd64(f + 16) != ck0 || sx__rd64(f + 24) != ck1) {
         stop = 1;
         break;
       }
-      rc = sx__index_append(p, w, r, rd32(f), err);
-      if (!rc && rd32(f + 4)) {
+      rc = sx__index_append(p, w, r, sx__rd32(f), err);
+      if (!rc && sx__rd32(f + 4)) {
         out->last = r;
-        out->npages = rd32(f + 4);
+        out->npages = sx__rd32(f + 4);
         out->ck0 = ck0;
         out->ck1 = ck1;
       }
@@ -472,15 +474,15 @@ int sx__wal_restart(sx__pager *p, sx__hdrc *h, sx_error *err) {
 
 void sx__wal_frame_make(const sx__pager *p, const sx__hdrc *h, uint8_t *f, uint32_t pgno,
                         uint32_t commit, const uint8_t *page, uint64_t *ck0, uint64_t *ck1) {
-  wr32(f, pgno);
-  wr32(f + 4, commit);
-  wr32(f + 8, h->salt0);
-  wr32(f + 12, h->salt1);
+  sx__wr32(f, pgno);
+  sx__wr32(f + 4, commit);
+  sx__wr32(f + 8, h->salt0);
+  sx__wr32(f + 12, h->salt1);
   memcpy(f + FRAME_HDR, page, p->ps);
   sx__cksum(f, 16, ck0, ck1);
   sx__cksum(f + FRAME_HDR, p->ps, ck0, ck1);
-  wr64(f + 16, *ck0);
-  wr64(f + 24, *ck1);
+  sx__wr64(f + 16, *ck0);
+  sx__wr64(f + 24, *ck1);
 }
 
 int sx__wal_write(sx__pager *p, int w, const uint8_t *buf, size_t len, uint64_t off,
