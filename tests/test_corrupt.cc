@@ -157,7 +157,8 @@ void Build(const std::string &db, Image *img) {
   ASSERT_GT(img->hflat, 0u);
   ASSERT_GT(img->hhnsw, 0u);
   ASSERT_GT(Rd32(img->p, kP0FreeCount), 0u) << "the build leaves free pages";
-  ASSERT_EQ(Rd32(img->p, img->Page(img->hflat) + H_PA_SLOTS + 4), 1u) << "slot arrays of depth 1";
+  ASSERT_EQ(Rd32(img->p, img->Page(img->hflat) + SX__H_PA_SLOTS + 4), 1u)
+      << "slot arrays of depth 1";
 }
 
 // A status a call on a damaged file may give: the damage reported, or a harmless
@@ -407,26 +408,26 @@ TEST_F(Corrupt, CollectionHeader) {
     };
   };
   const Case cases[] = {
-      {"hnsw m = 0", hdr(true, H_M, 0, false)},
-      {"hnsw m = 600", hdr(true, H_M, 600, false)},
-      {"hnsw m = 512", hdr(true, H_M, 512, false)},
-      {"hnsw ef_construction = 0", hdr(true, H_EFC, 0, false)},
-      {"flat dim = 0", hdr(false, H_DIM, 0, false)},
-      {"hnsw dim = 0", hdr(true, H_DIM, 0, false)},
-      {"flat nslots huge", hdr(false, H_NSLOTS, 1ull << 62, true)},
-      {"hnsw nslots huge", hdr(true, H_NSLOTS, ~0ull - 3, true)},
-      {"hnsw nslots past the file", hdr(true, H_NSLOTS, 3000000, true)},
-      {"hnsw count > nslots", hdr(true, H_COUNT, 100000, true)},
-      {"flat count > nslots", hdr(false, H_COUNT, 301, true)},
-      {"hnsw nfree > nslots", hdr(true, H_NFREE, 290, true)},
-      {"flat nfree huge", hdr(false, H_NFREE, 1ull << 40, true)},
-      {"flat hash capacity not a power of two", hdr(false, H_HASHCAP, 1000, true)},
-      {"hnsw hash capacity huge", hdr(true, H_HASHCAP, 1ull << 60, true)},
-      {"flat hash used > capacity", hdr(false, H_HASHUSED, 5000, true)},
-      {"flat heap length huge", hdr(false, H_HEAPLEN, ~0ull, true)},
-      {"hnsw entry point past the slots", hdr(true, H_HNSW_EP, 100000, false)},
-      {"hnsw upper length huge", hdr(true, H_UPPER_LEN, 1ull << 61, true)},
-      {"flat header magic", hdr(false, H_MAGIC, 0, false)},
+      {"hnsw m = 0", hdr(true, SX__H_M, 0, false)},
+      {"hnsw m = 600", hdr(true, SX__H_M, 600, false)},
+      {"hnsw m = 512", hdr(true, SX__H_M, 512, false)},
+      {"hnsw ef_construction = 0", hdr(true, SX__H_EFC, 0, false)},
+      {"flat dim = 0", hdr(false, SX__H_DIM, 0, false)},
+      {"hnsw dim = 0", hdr(true, SX__H_DIM, 0, false)},
+      {"flat nslots huge", hdr(false, SX__H_NSLOTS, 1ull << 62, true)},
+      {"hnsw nslots huge", hdr(true, SX__H_NSLOTS, ~0ull - 3, true)},
+      {"hnsw nslots past the file", hdr(true, SX__H_NSLOTS, 3000000, true)},
+      {"hnsw count > nslots", hdr(true, SX__H_COUNT, 100000, true)},
+      {"flat count > nslots", hdr(false, SX__H_COUNT, 301, true)},
+      {"hnsw nfree > nslots", hdr(true, SX__H_NFREE, 290, true)},
+      {"flat nfree huge", hdr(false, SX__H_NFREE, 1ull << 40, true)},
+      {"flat hash capacity not a power of two", hdr(false, SX__H_HASHCAP, 1000, true)},
+      {"hnsw hash capacity huge", hdr(true, SX__H_HASHCAP, 1ull << 60, true)},
+      {"flat hash used > capacity", hdr(false, SX__H_HASHUSED, 5000, true)},
+      {"flat heap length huge", hdr(false, SX__H_HEAPLEN, ~0ull, true)},
+      {"hnsw entry point past the slots", hdr(true, SX__H_HNSW_EP, 100000, false)},
+      {"hnsw upper length huge", hdr(true, SX__H_UPPER_LEN, 1ull << 61, true)},
+      {"flat header magic", hdr(false, SX__H_MAGIC, 0, false)},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }
@@ -444,44 +445,44 @@ TEST_F(Corrupt, PageArray) {
   const Case cases[] = {
       {"slots array depth 9",
        [](const Image &i, std::vector<uint8_t> &p) {
-         Wr32(p, i.Page(i.hflat) + H_PA_SLOTS + 4, 9);
+         Wr32(p, i.Page(i.hflat) + SX__H_PA_SLOTS + 4, 9);
        }},
       {"slots array depth 3 over a depth-1 tree",
        [](const Image &i, std::vector<uint8_t> &p) {
-         Wr32(p, i.Page(i.hhnsw) + H_PA_SLOTS + 4, 3);
+         Wr32(p, i.Page(i.hhnsw) + SX__H_PA_SLOTS + 4, 3);
        }},
       {"slots node points to itself",
-       node(false, H_PA_SLOTS,
+       node(false, SX__H_PA_SLOTS,
             [](const Image &i, std::vector<uint8_t> &p, uint32_t r) { Wr32(p, i.Page(r), r); })},
-      {"hnsw slots node points to itself", node(true, H_PA_SLOTS,
+      {"hnsw slots node points to itself", node(true, SX__H_PA_SLOTS,
                                                 [](const Image &i, std::vector<uint8_t> &p,
                                                    uint32_t r) { Wr32(p, i.Page(r) + 4, r); })},
-      {"vec node points past the end", node(true, H_PA_VEC,
+      {"vec node points past the end", node(true, SX__H_PA_VEC,
                                             [](const Image &i, std::vector<uint8_t> &p,
                                                uint32_t r) { Wr32(p, i.Page(r), i.npages + 7); })},
-      {"vec node points to page 0", node(false, H_PA_VEC,
+      {"vec node points to page 0", node(false, SX__H_PA_VEC,
                                          [](const Image &i, std::vector<uint8_t> &p, uint32_t r) {
                                            Wr32(p, i.Page(r) + 4, 0);
                                          })},
       {"slots node lists one page twice",
-       node(false, H_PA_SLOTS,
+       node(false, SX__H_PA_SLOTS,
             [](const Image &i, std::vector<uint8_t> &p, uint32_t r) {
               Wr32(p, i.Page(r) + 4, Rd32(p, i.Page(r)));
             })},
       {"vec node points to the other collection's header",
-       node(true, H_PA_VEC,
+       node(true, SX__H_PA_VEC,
             [](const Image &i, std::vector<uint8_t> &p, uint32_t r) {
               Wr32(p, i.Page(r) + 4, i.hflat);
             })},
       {"heap root past the end",
        [](const Image &i,
-          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hflat) + H_PA_HEAP, 0x7fffffffu); }},
+          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hflat) + SX__H_PA_HEAP, 0x7fffffffu); }},
       {"live root is the catalog page",
        [](const Image &i,
-          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + H_PA_LIVE, i.cat); }},
+          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + SX__H_PA_LIVE, i.cat); }},
       {"graph root is the collection's own header",
        [](const Image &i,
-          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + H_PA_G0, i.hhnsw); }},
+          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + SX__H_PA_G0, i.hhnsw); }},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }
@@ -493,7 +494,7 @@ TEST_F(Corrupt, FreeList) {
        [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, kP0FreeHead, i.hflat); }},
       {"free list head is a live vector page",
        [](const Image &i, std::vector<uint8_t> &p) {
-         Wr32(p, kP0FreeHead, i.Leaf(i.hhnsw, H_PA_VEC, 0));
+         Wr32(p, kP0FreeHead, i.Leaf(i.hhnsw, SX__H_PA_VEC, 0));
        }},
       {"free list head is the catalog",
        [](const Image &i, std::vector<uint8_t> &p) {
@@ -502,7 +503,7 @@ TEST_F(Corrupt, FreeList) {
        }},
       {"free list runs into a live page",
        [](const Image &i, std::vector<uint8_t> &p) {
-         Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, H_PA_SLOTS, 0));
+         Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, SX__H_PA_SLOTS, 0));
        }},
       {"free list in a cycle",
        [](const Image &i, std::vector<uint8_t> &p) {
@@ -532,7 +533,7 @@ TEST_F(Corrupt, FreeList) {
 TEST_F(Corrupt, Records) {
   auto slot = [](bool hnsw, uint64_t s, unsigned field, uint64_t v, bool wide) {
     return [=](const Image &i, std::vector<uint8_t> &p) {
-      size_t at = i.At(hnsw ? i.hhnsw : i.hflat, H_PA_SLOTS, s * SX__SLOT_SIZE) + field;
+      size_t at = i.At(hnsw ? i.hhnsw : i.hflat, SX__H_PA_SLOTS, s * SX__SLOT_SIZE) + field;
       if (wide)
         Wr64(p, at, v);
       else
@@ -542,9 +543,9 @@ TEST_F(Corrupt, Records) {
   auto fill_hash = [](bool hnsw) {
     return [=](const Image &i, std::vector<uint8_t> &p) {
       uint32_t owner = hnsw ? i.hhnsw : i.hflat;
-      uint64_t cap = Rd64(p, i.Page(owner) + H_HASHCAP);
+      uint64_t cap = Rd64(p, i.Page(owner) + SX__H_HASHCAP);
       for (uint64_t k = 0; k < cap; k++)
-        Wr64(p, i.At(owner, H_PA_HASH, k * 8), (0x9e3779b9ull << 32) | 1);
+        Wr64(p, i.At(owner, SX__H_PA_HASH, k * 8), (0x9e3779b9ull << 32) | 1);
     };
   };
   const Case cases[] = {
@@ -560,16 +561,16 @@ TEST_F(Corrupt, Records) {
       {"hnsw id map with no empty entry", fill_hash(true)},
       {"id map entry names a slot past the end",
        [](const Image &i, std::vector<uint8_t> &p) {
-         uint64_t cap = Rd64(p, i.Page(i.hflat) + H_HASHCAP);
+         uint64_t cap = Rd64(p, i.Page(i.hflat) + SX__H_HASHCAP);
          for (uint64_t k = 0; k < cap; k++) {
-           size_t at = i.At(i.hflat, H_PA_HASH, k * 8);
+           size_t at = i.At(i.hflat, SX__H_PA_HASH, k * 8);
            uint64_t e = Rd64(p, at);
            if (e) Wr64(p, at, (e & 0xffffffff00000000ull) | 0xfffffff0u);
          }
        }},
       {"free slot past the end",
        [](const Image &i, std::vector<uint8_t> &p) {
-         Wr32(p, i.At(i.hflat, H_PA_FREE, 0), 0x0fffffffu);
+         Wr32(p, i.At(i.hflat, SX__H_PA_FREE, 0), 0x0fffffffu);
        }},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
@@ -618,7 +619,7 @@ TEST_F(Corrupt, FreeListNeverHandsOutALivePage) {
        [](const Image &i, std::vector<uint8_t> &p) { Wr32(p, kP0FreeHead, i.hflat); }},
       {"free list runs into a live slots page",
        [](const Image &i, std::vector<uint8_t> &p) {
-         Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, H_PA_SLOTS, 0));
+         Wr32(p, i.Page(Rd32(p, kP0FreeHead)), i.Leaf(i.hflat, SX__H_PA_SLOTS, 0));
        }},
       {"free list in a cycle, count kept",
        [](const Image &i, std::vector<uint8_t> &p) {

@@ -667,11 +667,11 @@ TEST_P(FilterSearch, DamagedMetadataFailsTheSearchWithCorrupt) {
   ASSERT_EQ(sx__coll_open(&v, "c", &coll, &err), SX_OK) << err.message;
   const uint8_t *h = nullptr;
   ASSERT_EQ(sx__pv_page(&v, coll.hdr, &h, &err), SX_OK);
-  slotrec rec;
+  sx__slotrec rec;
   ASSERT_EQ(sx__slot_read(&coll, h, 7, &rec, &err), SX_OK);  // slot 7 holds v7
   ASSERT_NE(rec.meta_len, SX__NO_META);
   std::string junk(rec.meta_len, '[');
-  ASSERT_EQ(sx__pa_write(sx__write_txn(w), coll.hdr, H_PA_HEAP, rec.meta_off, junk.data(),
+  ASSERT_EQ(sx__pa_write(sx__write_txn(w), coll.hdr, SX__H_PA_HEAP, rec.meta_off, junk.data(),
                          junk.size(), &err),
             SX_OK);
   sx_collection *c = nullptr;

@@ -39,20 +39,20 @@ bool WaitFor(Pred pred, int seconds = 20) {
 }
 
 TEST(Lock, RankNames) {
-  EXPECT_STREQ(sx__rank_name(SX_RANK_DB), "db");
-  EXPECT_STREQ(sx__rank_name(SX_RANK_CATALOG), "catalog");
-  EXPECT_STREQ(sx__rank_name(SX_RANK_PAGE), "pages");
-  EXPECT_STREQ(sx__rank_name(SX_RANK_MAP), "map");
-  EXPECT_STREQ(sx__rank_name(SX_RANK_COUNT), "unknown");
+  EXPECT_STREQ(sx__rank_name(SX__RANK_DB), "db");
+  EXPECT_STREQ(sx__rank_name(SX__RANK_CATALOG), "catalog");
+  EXPECT_STREQ(sx__rank_name(SX__RANK_PAGE), "pages");
+  EXPECT_STREQ(sx__rank_name(SX__RANK_MAP), "map");
+  EXPECT_STREQ(sx__rank_name(SX__RANK_COUNT), "unknown");
   EXPECT_STREQ(sx__rank_name(-1), "unknown");
-  for (int r = 0; r < SX_RANK_COUNT; r++) EXPECT_NE(sx__rank_name(r), nullptr) << r;
+  for (int r = 0; r < SX__RANK_COUNT; r++) EXPECT_NE(sx__rank_name(r), nullptr) << r;
 }
 
 TEST(Lock, MutexExcludesUnderContention) {
   constexpr int kThreads = 8;
   constexpr int kIters = 20000;
   sx__mutex m;
-  sx__mutex_init(&m, SX_RANK_COLLECTION, "collection");
+  sx__mutex_init(&m, SX__RANK_COLLECTION, "collection");
   uint64_t counter = 0; /* plain: only the mutex protects it */
   std::atomic<int> inside{0}, overlaps{0}, ready{0};
   std::atomic<bool> go{false};
@@ -81,7 +81,7 @@ TEST(Lock, MutexExcludesUnderContention) {
 
 TEST(Lock, RwlockReadersShare) {
   sx__rwlock l;
-  sx__rwlock_init(&l, SX_RANK_INDEX, "hnsw entry");
+  sx__rwlock_init(&l, SX__RANK_INDEX, "hnsw entry");
   std::atomic<int> inside{0}, looked{0};
   bool saw_both[2] = {false, false};
   auto reader = [&](int i) {
@@ -107,7 +107,7 @@ TEST(Lock, RwlockReadersShare) {
 
 TEST(Lock, RwlockReadersExcludeWriterAndWriterIsPreferred) {
   sx__rwlock l;
-  sx__rwlock_init(&l, SX_RANK_PAGE, "page image");
+  sx__rwlock_init(&l, SX__RANK_PAGE, "page image");
   std::atomic<int> readers{0};
   std::atomic<bool> writer_in{false};
   int readers_seen_by_writer = -1;
@@ -145,7 +145,7 @@ TEST(Lock, RwlockReadersExcludeWriterAndWriterIsPreferred) {
 
 TEST(Lock, RwlockWriterExcludesReaders) {
   sx__rwlock l;
-  sx__rwlock_init(&l, SX_RANK_PAGE, "page image");
+  sx__rwlock_init(&l, SX__RANK_PAGE, "page image");
   int value = 0; /* protected by l */
   std::atomic<bool> reader_in{false}, reader_started{false};
   int value_seen_by_reader = -1;
@@ -180,7 +180,7 @@ TEST(Lock, RwlockWriterExcludesReaders) {
 TEST(Lock, CondWaitTimesOutAtDeadline) {
   sx__mutex m;
   sx__cond c;
-  sx__mutex_init(&m, SX_RANK_SLOTS, "slots");
+  sx__mutex_init(&m, SX__RANK_SLOTS, "slots");
   sx__cond_init(&c);
   sx__mutex_lock(&m);
 
@@ -210,7 +210,7 @@ TEST(Lock, CondBroadcastWakesAllWaiters) {
   constexpr int kWaiters = 4;
   sx__mutex m;
   sx__cond c;
-  sx__mutex_init(&m, SX_RANK_DB, "db");
+  sx__mutex_init(&m, SX__RANK_DB, "db");
   sx__cond_init(&c);
   bool go = false; /* protected by m */
   int waiting = 0; /* protected by m */
@@ -262,16 +262,16 @@ TEST(Lock, CondBroadcastWakesAllWaiters) {
 TEST(Lock, AscendingRanksAndPagesAreAllowed) {
   sx__mutex db, catalog, wal;
   sx__rwlock p3, p5, p7, pbig;
-  sx__mutex_init(&db, SX_RANK_DB, "db");
-  sx__mutex_init(&catalog, SX_RANK_CATALOG, "catalog");
-  sx__mutex_init(&wal, SX_RANK_WAL, "wal");
-  sx__rwlock_init(&p3, SX_RANK_PAGE, "page image");
-  sx__rwlock_init(&p5, SX_RANK_PAGE, "page image");
-  sx__rwlock_init(&p7, SX_RANK_PAGE, "page image");
-  sx__rwlock_init(&pbig, SX_RANK_PAGE, "page image");
+  sx__mutex_init(&db, SX__RANK_DB, "db");
+  sx__mutex_init(&catalog, SX__RANK_CATALOG, "catalog");
+  sx__mutex_init(&wal, SX__RANK_WAL, "wal");
+  sx__rwlock_init(&p3, SX__RANK_PAGE, "page image");
+  sx__rwlock_init(&p5, SX__RANK_PAGE, "page image");
+  sx__rwlock_init(&p7, SX__RANK_PAGE, "page image");
+  sx__rwlock_init(&pbig, SX__RANK_PAGE, "page image");
 
   sx__mutex_lock(&db);
-  sx__rank_acquire(SX_RANK_WRITER, 0, "writer byte"); /* e.g. an OFD lock */
+  sx__rank_acquire(SX__RANK_WRITER, 0, "writer byte"); /* e.g. an OFD lock */
   sx__mutex_lock(&catalog);
   sx__rwlock_wrlock(&p3, 3);
   sx__rwlock_rdlock(&p7, 7);
@@ -283,7 +283,7 @@ TEST(Lock, AscendingRanksAndPagesAreAllowed) {
 
   /* Release out of order; each release removes exactly its own entry. */
   sx__mutex_unlock(&catalog);
-  sx__rank_release(SX_RANK_WRITER, 0, "writer byte");
+  sx__rank_release(SX__RANK_WRITER, 0, "writer byte");
   sx__mutex_unlock(&wal);
   sx__rwlock_unlock(&pbig, 1ull << 40);
   sx__rwlock_unlock(&p7, 7);
@@ -313,8 +313,8 @@ TEST(Lock, AscendingRanksAndPagesAreAllowed) {
 
 TEST(Lock, RanksArePerThread) {
   sx__mutex db, wal;
-  sx__mutex_init(&db, SX_RANK_DB, "db");
-  sx__mutex_init(&wal, SX_RANK_WAL, "wal");
+  sx__mutex_init(&db, SX__RANK_DB, "db");
+  sx__mutex_init(&wal, SX__RANK_WAL, "wal");
   sx__mutex_lock(&wal);
   bool other_took_db = false;
   std::thread([&] {
@@ -356,8 +356,8 @@ class LockDeathTest : public ::testing::Test {
 TEST_F(LockDeathTest, LowerRankWhileHoldingHigher) {
   sx__mutex catalog;
   sx__rwlock page;
-  sx__mutex_init(&catalog, SX_RANK_CATALOG, "catalog");
-  sx__rwlock_init(&page, SX_RANK_PAGE, "pages");
+  sx__mutex_init(&catalog, SX__RANK_CATALOG, "catalog");
+  sx__rwlock_init(&page, SX__RANK_PAGE, "pages");
   EXPECT_DEATH(
       {
         sx__rwlock_rdlock(&page, 12);
@@ -371,9 +371,9 @@ TEST_F(LockDeathTest, LowerRankWhileHoldingHigher) {
 
 TEST_F(LockDeathTest, PagesInDescendingOrder) {
   sx__rwlock p3, p7, p9;
-  sx__rwlock_init(&p3, SX_RANK_PAGE, "page image");
-  sx__rwlock_init(&p7, SX_RANK_PAGE, "page image");
-  sx__rwlock_init(&p9, SX_RANK_PAGE, "page image");
+  sx__rwlock_init(&p3, SX__RANK_PAGE, "page image");
+  sx__rwlock_init(&p7, SX__RANK_PAGE, "page image");
+  sx__rwlock_init(&p9, SX__RANK_PAGE, "page image");
   EXPECT_DEATH(
       {
         sx__rwlock_wrlock(&p7, 7);
@@ -405,8 +405,8 @@ TEST_F(LockDeathTest, PagesInDescendingOrder) {
 
 TEST_F(LockDeathTest, SameRankTwice) {
   sx__mutex a, b;
-  sx__mutex_init(&a, SX_RANK_COLLECTION, "collection docs");
-  sx__mutex_init(&b, SX_RANK_COLLECTION, "collection images");
+  sx__mutex_init(&a, SX__RANK_COLLECTION, "collection docs");
+  sx__mutex_init(&b, SX__RANK_COLLECTION, "collection images");
   EXPECT_DEATH(
       {
         sx__mutex_lock(&a);
@@ -421,8 +421,8 @@ TEST_F(LockDeathTest, SameRankTwice) {
 TEST_F(LockDeathTest, WouldBeDeadlockAbortsBeforeBlocking) {
   sx__mutex catalog;
   sx__rwlock page;
-  sx__mutex_init(&catalog, SX_RANK_CATALOG, "catalog");
-  sx__rwlock_init(&page, SX_RANK_PAGE, "pages");
+  sx__mutex_init(&catalog, SX__RANK_CATALOG, "catalog");
+  sx__rwlock_init(&page, SX__RANK_PAGE, "pages");
   EXPECT_DEATH(
       {
         /* Another thread holds catalog for ever, so a check made after blocking
@@ -447,8 +447,8 @@ TEST_F(LockDeathTest, WouldBeDeadlockAbortsBeforeBlocking) {
 TEST_F(LockDeathTest, CondWaitKeepsMutexRecorded) {
   sx__mutex a, b;
   sx__cond c;
-  sx__mutex_init(&a, SX_RANK_COLLECTION, "collection docs");
-  sx__mutex_init(&b, SX_RANK_COLLECTION, "collection images");
+  sx__mutex_init(&a, SX__RANK_COLLECTION, "collection docs");
+  sx__mutex_init(&b, SX__RANK_COLLECTION, "collection images");
   sx__cond_init(&c);
   EXPECT_DEATH(
       {
@@ -466,15 +466,15 @@ TEST_F(LockDeathTest, CondWaitKeepsMutexRecorded) {
 
 TEST_F(LockDeathTest, HooksTakePartInTheOrder) {
   sx__mutex db;
-  sx__mutex_init(&db, SX_RANK_DB, "db");
+  sx__mutex_init(&db, SX__RANK_DB, "db");
   EXPECT_DEATH(
       {
-        sx__rank_acquire(SX_RANK_CHECKPOINT, 0, "checkpoint byte");
+        sx__rank_acquire(SX__RANK_CHECKPOINT, 0, "checkpoint byte");
         sx__mutex_lock(&db);
       },
       SX_LINE("lock order violation: taking \"db\" \\(rank 1 db\\) while holding "
               "\"checkpoint byte\" \\(rank 3 checkpoint\\)"));
-  EXPECT_DEATH(sx__rank_release(SX_RANK_WRITER, 0, "writer byte"),
+  EXPECT_DEATH(sx__rank_release(SX__RANK_WRITER, 0, "writer byte"),
                SX_LINE("lock checker: releasing \"writer byte\" \\(rank 2 writer\\) which this "
                        "thread does not hold"));
   sx__mutex_destroy(&db);
@@ -482,7 +482,7 @@ TEST_F(LockDeathTest, HooksTakePartInTheOrder) {
 
 TEST_F(LockDeathTest, AssertHeldNeedsThisThreadToHold) {
   sx__mutex m;
-  sx__mutex_init(&m, SX_RANK_DB, "db");
+  sx__mutex_init(&m, SX__RANK_DB, "db");
   EXPECT_DEATH(sx__mutex_assert_held(&m),
                SX_LINE("lock not held: \"db\" \\(rank 1 db\\) is not held by this thread"));
   /* Locked, but by another thread. */

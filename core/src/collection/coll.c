@@ -21,26 +21,26 @@
 #define CAT_ENT 8
 #define CAT_ENT_SIZE 72 /* name[68] NUL-padded, u32 header page */
 
-const unsigned sx__coll_pa_all[SX__COLL_NPA] = {H_PA_VEC,   H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,
-                                                H_PA_FREE,  H_PA_LIVE,  H_PA_G0,    H_PA_META,
-                                                H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
+const unsigned sx__coll_pa_all[SX__COLL_NPA] = {
+    SX__H_PA_VEC, SX__H_PA_SLOTS, SX__H_PA_HEAP,  SX__H_PA_HASH,  SX__H_PA_FREE,  SX__H_PA_LIVE,
+    SX__H_PA_G0,  SX__H_PA_META,  SX__H_PA_UPPER, SX__H_PA_NORMS, SX__H_PA_STAMPS};
 
 void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   memset(out, 0, sizeof *out);
   out->owner = hdr;
-  out->ep_off = H_HNSW_EP;
-  out->graph0_off = H_PA_G0;
-  out->meta_off = H_PA_META;
-  out->upper_off = H_PA_UPPER;
-  out->norms_off = H_PA_NORMS;
-  out->upper_len_off = H_UPPER_LEN;
-  out->vec_off = H_PA_VEC;
-  out->live_off = H_PA_LIVE;
-  out->nslots_off = H_NSLOTS;
-  out->count_off = H_COUNT;
-  out->nfree_off = H_NFREE;
-  out->stamp_off = H_PA_STAMPS;
-  out->stamp_seq_off = H_STAMP_SEQ;
+  out->ep_off = SX__H_HNSW_EP;
+  out->graph0_off = SX__H_PA_G0;
+  out->meta_off = SX__H_PA_META;
+  out->upper_off = SX__H_PA_UPPER;
+  out->norms_off = SX__H_PA_NORMS;
+  out->upper_len_off = SX__H_UPPER_LEN;
+  out->vec_off = SX__H_PA_VEC;
+  out->live_off = SX__H_PA_LIVE;
+  out->nslots_off = SX__H_NSLOTS;
+  out->count_off = SX__H_COUNT;
+  out->nfree_off = SX__H_NFREE;
+  out->stamp_off = SX__H_PA_STAMPS;
+  out->stamp_seq_off = SX__H_STAMP_SEQ;
 }
 
 static uint32_t cat_cap(uint32_t ps) {
@@ -272,13 +272,13 @@ int sx__coll_mark_catalog(const sx__pv *v, uint8_t *used, sx_error *err) {
 static int hdr_valid(const sx__pv *v, uint32_t pg, const char *name, const uint8_t *h,
                      sx_error *err) {
   uint64_t bytes = (uint64_t)sx__pv_npages(v) * sx__pager_page_size(v->p);
-  uint32_t dim = sx__rd32(h + H_DIM), metric = sx__rd32(h + H_METRIC),
-           index = sx__rd32(h + H_INDEX);
-  uint32_t m = sx__rd32(h + H_M), efc = sx__rd32(h + H_EFC);
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT),
-           nfree = sx__rd64(h + H_NFREE);
-  uint64_t heaplen = sx__rd64(h + H_HEAPLEN), hcap = sx__rd64(h + H_HASHCAP),
-           hused = sx__rd64(h + H_HASHUSED);
+  uint32_t dim = sx__rd32(h + SX__H_DIM), metric = sx__rd32(h + SX__H_METRIC),
+           index = sx__rd32(h + SX__H_INDEX);
+  uint32_t m = sx__rd32(h + SX__H_M), efc = sx__rd32(h + SX__H_EFC);
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS), count = sx__rd64(h + SX__H_COUNT),
+           nfree = sx__rd64(h + SX__H_NFREE);
+  uint64_t heaplen = sx__rd64(h + SX__H_HEAPLEN), hcap = sx__rd64(h + SX__H_HASHCAP),
+           hused = sx__rd64(h + SX__H_HASHUSED);
   const char *field = NULL;
   uint64_t val = 0;
 #define BAD(f, x) \
@@ -287,7 +287,7 @@ static int hdr_valid(const sx__pv *v, uint32_t pg, const char *name, const uint8
     val = x;      \
     goto bad;     \
   } while (0)
-  if (sx__rd32(h + H_MAGIC) != SX__COLL_MAGIC) BAD("magic", sx__rd32(h + H_MAGIC));
+  if (sx__rd32(h + SX__H_MAGIC) != SX__COLL_MAGIC) BAD("magic", sx__rd32(h + SX__H_MAGIC));
   if (dim == 0 || dim > SX_DIM_MAX) BAD("dim", dim);
   if (metric > 2) BAD("metric", metric);
   if (index > 1) BAD("index type", index);
@@ -300,10 +300,10 @@ static int hdr_valid(const sx__pv *v, uint32_t pg, const char *name, const uint8
   if ((hcap & (hcap - 1)) || hcap > 8 * nslots + 2048) BAD("id map capacity", hcap);
   if (hused > hcap || hused > count) BAD("id map count", hused);
   if (index == SX_INDEX_HNSW) {
-    uint32_t ep = sx__rd32(h + H_HNSW_EP);
+    uint32_t ep = sx__rd32(h + SX__H_HNSW_EP);
     if (ep > nslots) BAD("HNSW entry point", ep);
-    if (sx__rd64(h + H_UPPER_LEN) > bytes)
-      BAD("HNSW upper-links length", sx__rd64(h + H_UPPER_LEN));
+    if (sx__rd64(h + SX__H_UPPER_LEN) > bytes)
+      BAD("HNSW upper-links length", sx__rd64(h + SX__H_UPPER_LEN));
   }
 #undef BAD
   return SX_OK;
@@ -317,18 +317,18 @@ static int load_coll(const sx__pv *v, uint32_t hdr, const char *name, sx__coll *
   int rc = sx__pv_page(v, hdr, &h, err);
   if (!rc) rc = hdr_valid(v, hdr, name, h, err);
   if (rc) return rc;
-  if (strncmp((const char *)h + H_NAME, name, 65) != 0)
+  if (strncmp((const char *)h + SX__H_NAME, name, 65) != 0)
     return sx__err_set(err, SX_CORRUPT, "header page %u of collection '%s' has another name", hdr,
                        name);
   memset(c, 0, sizeof *c);
   c->v = *v;
   c->hdr = hdr;
   snprintf(c->name, sizeof c->name, "%s", name);
-  c->dim = sx__rd32(h + H_DIM);
-  c->metric = (int)sx__rd32(h + H_METRIC);
-  c->index = (int)sx__rd32(h + H_INDEX);
-  c->m = sx__rd32(h + H_M);
-  c->efc = sx__rd32(h + H_EFC);
+  c->dim = sx__rd32(h + SX__H_DIM);
+  c->metric = (int)sx__rd32(h + SX__H_METRIC);
+  c->index = (int)sx__rd32(h + SX__H_INDEX);
+  c->m = sx__rd32(h + SX__H_M);
+  c->efc = sx__rd32(h + SX__H_EFC);
   return SX_OK;
 }
 
@@ -478,13 +478,13 @@ int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o
   uint8_t *h, *cp = NULL;
   rc = sx__txn_alloc(t, &hdr, &h, err);
   if (!rc) {
-    sx__wr32(h + H_MAGIC, SX__COLL_MAGIC);
-    sx__wr32(h + H_DIM, o->dim);
-    sx__wr32(h + H_METRIC, (uint32_t)o->metric);
-    sx__wr32(h + H_INDEX, (uint32_t)o->index);
-    sx__wr32(h + H_M, m);
-    sx__wr32(h + H_EFC, efc);
-    snprintf((char *)h + H_NAME, 65, "%s", name);
+    sx__wr32(h + SX__H_MAGIC, SX__COLL_MAGIC);
+    sx__wr32(h + SX__H_DIM, o->dim);
+    sx__wr32(h + SX__H_METRIC, (uint32_t)o->metric);
+    sx__wr32(h + SX__H_INDEX, (uint32_t)o->index);
+    sx__wr32(h + SX__H_M, m);
+    sx__wr32(h + SX__H_EFC, efc);
+    snprintf((char *)h + SX__H_NAME, 65, "%s", name);
     rc = cat_page_with_room(t, &cp, err);
   }
   if (!rc) {
@@ -554,7 +554,7 @@ int sx__coll_header(const sx__coll *c, const uint8_t **h, sx_error *err) {
 int sx__coll_count(const sx__coll *c, uint64_t *out, sx_error *err) {
   const uint8_t *h;
   int rc = sx__coll_header(c, &h, err);
-  if (!rc) *out = sx__rd64(h + H_COUNT);
+  if (!rc) *out = sx__rd64(h + SX__H_COUNT);
   return rc;
 }
 
@@ -562,9 +562,9 @@ int sx__coll_stats(const sx__coll *c, sx_collection_stats *out, sx_error *err) {
   const uint8_t *h;
   int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
-  out->count = sx__rd64(h + H_COUNT);
-  out->slots = sx__rd64(h + H_NSLOTS);
-  out->free = sx__rd64(h + H_NFREE);
+  out->count = sx__rd64(h + SX__H_COUNT);
+  out->slots = sx__rd64(h + SX__H_NSLOTS);
+  out->free = sx__rd64(h + SX__H_NFREE);
   if (out->count + out->free > out->slots)
     return sx__err_set(err, SX_CORRUPT,
                        "collection '%s' counts disagree: count %llu, free %llu, slots %llu",

@@ -87,34 +87,34 @@ int sx__coll_check_all(const sx__pv *v, uint8_t *used, sx_error *err);
 /* The collection header page. */
 #define SX__COLL_MAGIC 0x4f435853u /* "SXCO" */
 enum {
-  H_MAGIC = 0,
-  H_DIM = 4,
-  H_METRIC = 8,
-  H_INDEX = 12,
-  H_M = 16,
-  H_EFC = 20,
-  H_COUNT = 24,
-  H_NSLOTS = 32,
-  H_HEAPLEN = 40,
-  H_HASHCAP = 48,
-  H_HASHUSED = 56,
-  H_NFREE = 64,
-  H_PA_VEC = 72,
-  H_PA_SLOTS = 80,
-  H_PA_HEAP = 88,
-  H_PA_HASH = 96,
-  H_PA_FREE = 104,
-  H_PA_LIVE = 112,
-  H_NAME = 120, /* 65 bytes */
+  SX__H_MAGIC = 0,
+  SX__H_DIM = 4,
+  SX__H_METRIC = 8,
+  SX__H_INDEX = 12,
+  SX__H_M = 16,
+  SX__H_EFC = 20,
+  SX__H_COUNT = 24,
+  SX__H_NSLOTS = 32,
+  SX__H_HEAPLEN = 40,
+  SX__H_HASHCAP = 48,
+  SX__H_HASHUSED = 56,
+  SX__H_NFREE = 64,
+  SX__H_PA_VEC = 72,
+  SX__H_PA_SLOTS = 80,
+  SX__H_PA_HEAP = 88,
+  SX__H_PA_HASH = 96,
+  SX__H_PA_FREE = 104,
+  SX__H_PA_LIVE = 112,
+  SX__H_NAME = 120, /* 65 bytes */
   /* HNSW (index.h): entry point and top level, its page arrays, upper-links length */
-  H_HNSW_EP = 192,
-  H_PA_G0 = 200,
-  H_PA_META = 208,
-  H_PA_UPPER = 216,
-  H_UPPER_LEN = 224,
-  H_PA_NORMS = 232,
-  H_PA_STAMPS = 240, /* HNSW link order (files written before it have zero here) */
-  H_STAMP_SEQ = 248
+  SX__H_HNSW_EP = 192,
+  SX__H_PA_G0 = 200,
+  SX__H_PA_META = 208,
+  SX__H_PA_UPPER = 216,
+  SX__H_UPPER_LEN = 224,
+  SX__H_PA_NORMS = 232,
+  SX__H_PA_STAMPS = 240, /* HNSW link order (files written before it have zero here) */
+  SX__H_STAMP_SEQ = 248
 };
 /* Every page array of a collection header (byte offsets in its page). */
 #define SX__COLL_NPA 11
@@ -130,10 +130,10 @@ void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out);
  * u32 meta_len, u64 meta_off, u64 reserved); meta_len SX__NO_META when it has none. */
 #define SX__SLOT_SIZE 32
 #define SX__NO_META 0xffffffffu
-typedef struct slotrec {
+typedef struct sx__slotrec {
   uint64_t id_off, meta_off;
   uint32_t id_len, meta_len;
-} slotrec;
+} sx__slotrec;
 /* The collection's header page, as its view sees it. */
 int sx__coll_header(const sx__coll *c, const uint8_t **h, sx_error *err);
 /* INVALID_ARGUMENT unless id is a valid id (non-empty UTF-8, at most SX_ID_MAX
@@ -143,10 +143,10 @@ int sx__check_id(const char *id, size_t item, sx_error *err);
  * hash position (or the empty position where it would go). */
 int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n, uint64_t *slot,
                   uint64_t *pos, sx_error *err);
-int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, sx_error *err);
+int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, sx__slotrec *r, sx_error *err);
 /* SX_CORRUPT (naming slot s and the field) unless r's id and metadata lie within the
  * heap of the collection whose header is h. */
-int sx__slot_valid(const sx__coll *c, const uint8_t *h, uint64_t s, const slotrec *r,
+int sx__slot_valid(const sx__coll *c, const uint8_t *h, uint64_t s, const sx__slotrec *r,
                    sx_error *err);
 /* The id of slot s into buf (NUL-terminated); *len its length (may be NULL). */
 int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_MAX + 1],

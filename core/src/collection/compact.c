@@ -19,19 +19,20 @@
 
 #include "collection/collection.h"
 
-static const unsigned PA_ARRAYS[] = {H_PA_VEC,   H_PA_SLOTS, H_PA_HEAP,  H_PA_HASH,
-                                     H_PA_FREE,  H_PA_LIVE,  H_PA_G0,    H_PA_META,
-                                     H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
+static const unsigned PA_ARRAYS[] = {SX__H_PA_VEC,   SX__H_PA_SLOTS, SX__H_PA_HEAP,  SX__H_PA_HASH,
+                                     SX__H_PA_FREE,  SX__H_PA_LIVE,  SX__H_PA_G0,    SX__H_PA_META,
+                                     SX__H_PA_UPPER, SX__H_PA_NORMS, SX__H_PA_STAMPS};
 /* The arrays with one entry per slot (their dead share is reclaimable). */
-static const unsigned PA_PER_SLOT[] = {H_PA_VEC,   H_PA_SLOTS, H_PA_G0,    H_PA_META,
-                                       H_PA_UPPER, H_PA_NORMS, H_PA_STAMPS};
+static const unsigned PA_PER_SLOT[] = {SX__H_PA_VEC,   SX__H_PA_SLOTS, SX__H_PA_G0,
+                                       SX__H_PA_META,  SX__H_PA_UPPER, SX__H_PA_NORMS,
+                                       SX__H_PA_STAMPS};
 
 /* Live slots of the collection whose header is h, ascending, into *out (malloc'd). */
 static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint64_t *n,
                       sx_error *err) {
   *out = NULL;
   *n = 0;
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT);
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS), count = sx__rd64(h + SX__H_COUNT);
   if (nslots > 0xfffffffeu || count > nslots)
     return sx__err_set(err, SX_CORRUPT,
                        "collection '%s' header is damaged: %llu live in %llu slots", c->name,
@@ -42,7 +43,7 @@ static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint6
                      : sx__err_set(err, SX_NOMEM, "out of memory for %llu slots",
                                    (unsigned long long)nslots);
   sx__pa_cursor lc;
-  sx__pa_cursor_init(&lc, &c->v, h + H_PA_LIVE);
+  sx__pa_cursor_init(&lc, &c->v, h + SX__H_PA_LIVE);
   if (!rc && nslots) rc = sx__pa_read(&lc, 0, bits, (nslots + 7) / 8, err);
   uint64_t k = 0;
   for (uint64_t i = 0; i < nslots && !rc; i++) {
@@ -81,13 +82,13 @@ int sx__coll_space(const sx__coll *c, sx__space *out, sx_error *err) {
   uint64_t n = 0, heap_live = 0;
   if (!rc) rc = live_slots(c, h, &slots, &n, err);
   for (uint64_t i = 0; i < n && !rc; i++) {
-    slotrec r;
+    sx__slotrec r;
     rc = sx__slot_read(c, h, slots[i], &r, err);
     heap_live += r.id_len + (r.meta_len != SX__NO_META ? r.meta_len : 0);
   }
   free(slots);
   if (rc) return rc;
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), heaplen = sx__rd64(h + H_HEAPLEN);
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS), heaplen = sx__rd64(h + SX__H_HEAPLEN);
   out->pages = pages;
   out->live_bytes = n * c->dim * 4 + heap_live;
   out->reclaimable_bytes = (heaplen > heap_live ? heaplen - heap_live : 0) +
@@ -103,8 +104,8 @@ int sx__coll_compact_reset(sx__coll *c, sx_error *err) {
   if (!rc) rc = sx__txn_write(c->v.t, c->hdr, &h, err);
   if (rc) return rc;
   /* A new header is zero but for the magic, the schema and the name. */
-  memset(h + H_COUNT, 0, H_NAME - H_COUNT);
-  memset(h + H_HNSW_EP, 0, sx__pager_page_size(c->v.p) - H_HNSW_EP);
+  memset(h + SX__H_COUNT, 0, SX__H_NAME - SX__H_COUNT);
+  memset(h + SX__H_HNSW_EP, 0, sx__pager_page_size(c->v.p) - SX__H_HNSW_EP);
   return SX_OK;
 }
 
@@ -124,8 +125,8 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
   if (!rc && (!vecs || !ids || !metas || !offs || !mtext))
     rc = sx__err_set(err, SX_NOMEM, "out of memory");
   sx__pa_cursor vc, hc;
-  sx__pa_cursor_init(&vc, &src->v, h + H_PA_VEC);
-  sx__pa_cursor_init(&hc, &src->v, h + H_PA_HEAP);
+  sx__pa_cursor_init(&vc, &src->v, h + SX__H_PA_VEC);
+  sx__pa_cursor_init(&hc, &src->v, h + SX__H_PA_HEAP);
   for (uint64_t at = 0; at < n && !rc; at += BATCH) {
     if (sx__cancelled(cancel)) {
       rc = sx__err_set(err, SX_CANCELLED, "compaction was cancelled");
@@ -135,7 +136,7 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
     char *blob = NULL;
     rc = sx__slot_ids(src, h, slots + at, m, &blob, offs, err);
     for (size_t i = 0; i < m && !rc; i++) {
-      slotrec r;
+      sx__slotrec r;
       ids[i] = blob + offs[i];
       metas[i] = NULL;
       rc = sx__slot_read(src, h, slots[at + i], &r, err);

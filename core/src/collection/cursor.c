@@ -67,8 +67,8 @@ int sx__coll_get_many(const sx__coll *c, size_t n, const char *const *ids, int s
   }
   buf ib = {NULL, 0, 0}, mb = {NULL, 0, 0};
   sx__pa_cursor vc, hc;
-  sx__pa_cursor_init(&vc, &c->v, h + H_PA_VEC);
-  sx__pa_cursor_init(&hc, &c->v, h + H_PA_HEAP);
+  sx__pa_cursor_init(&vc, &c->v, h + SX__H_PA_VEC);
+  sx__pa_cursor_init(&hc, &c->v, h + SX__H_PA_HEAP);
   size_t k = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     uint64_t slot;
@@ -83,7 +83,7 @@ int sx__coll_get_many(const sx__coll *c, size_t n, const char *const *ids, int s
     ib.len += idlen + 1;
     r->meta_off[k] = mb.len;
     if (slot != UINT64_MAX) {
-      slotrec sr;
+      sx__slotrec sr;
       rc = sx__slot_read(c, h, slot, &sr, err);
       if (!rc) rc = sx__slot_valid(c, h, slot, &sr, err);
       if (!rc) rc = sx__pa_read(&vc, slot * dim * 4, r->vec + k * dim, dim * 4, err);
@@ -134,7 +134,7 @@ int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, s
   const uint8_t *h;
   int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT);
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS), count = sx__rd64(h + SX__H_COUNT);
   if (nslots > 0xfffffffeu || count > nslots)
     return sx__err_set(err, SX_CORRUPT,
                        "collection '%s' header is damaged: %llu live in %llu slots", c->name,
@@ -147,7 +147,7 @@ int sx__coll_sorted_ids(const sx__coll *c, const char *after, sx__idlist *out, s
   if (!slots || !offs || !bits)
     rc = sx__err_set(err, SX_NOMEM, "out of memory listing %llu ids", (unsigned long long)count);
   sx__pa_cursor lc;
-  sx__pa_cursor_init(&lc, &c->v, h + H_PA_LIVE);
+  sx__pa_cursor_init(&lc, &c->v, h + SX__H_PA_LIVE);
   uint64_t nl = 0, nbytes = (nslots + 7) / 8;
   for (uint64_t at = 0; at < nbytes && !rc; at += CHUNK) {
     size_t m = nbytes - at < CHUNK ? (size_t)(nbytes - at) : CHUNK;

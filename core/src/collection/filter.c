@@ -326,9 +326,9 @@ void sx__fstate_init(sx__fstate *s, const sx__coll *c, const uint8_t *h, const s
   s->h = h;
   s->f = f;
   if (c) {
-    sx__pa_cursor_init(&s->sc, &c->v, h + H_PA_SLOTS);
-    sx__pa_cursor_init(&s->hc, &c->v, h + H_PA_HEAP);
-    s->heaplen = sx__rd64(h + H_HEAPLEN);
+    sx__pa_cursor_init(&s->sc, &c->v, h + SX__H_PA_SLOTS);
+    sx__pa_cursor_init(&s->hc, &c->v, h + SX__H_PA_HEAP);
+    s->heaplen = sx__rd64(h + SX__H_HEAPLEN);
   }
 }
 

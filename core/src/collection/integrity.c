@@ -47,18 +47,18 @@ static int check_one(const sx__pv *v, const char *name, uint8_t *used, sx_error 
   rc = sx__coll_header(&c, &h, err);
   if (!rc && used) rc = mark_pages(&c, h, used, err);
   if (rc) return rc;
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), count = sx__rd64(h + H_COUNT), live = 0;
-  uint64_t nfree = sx__rd64(h + H_NFREE);
-  rc = covers(&c, h, H_PA_VEC, nslots * c.dim * 4, "the vectors", err);
-  if (!rc) rc = covers(&c, h, H_PA_SLOTS, nslots * SX__SLOT_SIZE, "the slot records", err);
-  if (!rc) rc = covers(&c, h, H_PA_LIVE, (nslots + 7) / 8, "the live bitmap", err);
-  if (!rc) rc = covers(&c, h, H_PA_HEAP, sx__rd64(h + H_HEAPLEN), "the heap", err);
-  if (!rc) rc = covers(&c, h, H_PA_HASH, sx__rd64(h + H_HASHCAP) * 8, "the id map", err);
-  if (!rc) rc = covers(&c, h, H_PA_FREE, nfree * 4, "the free-slot stack", err);
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS), count = sx__rd64(h + SX__H_COUNT), live = 0;
+  uint64_t nfree = sx__rd64(h + SX__H_NFREE);
+  rc = covers(&c, h, SX__H_PA_VEC, nslots * c.dim * 4, "the vectors", err);
+  if (!rc) rc = covers(&c, h, SX__H_PA_SLOTS, nslots * SX__SLOT_SIZE, "the slot records", err);
+  if (!rc) rc = covers(&c, h, SX__H_PA_LIVE, (nslots + 7) / 8, "the live bitmap", err);
+  if (!rc) rc = covers(&c, h, SX__H_PA_HEAP, sx__rd64(h + SX__H_HEAPLEN), "the heap", err);
+  if (!rc) rc = covers(&c, h, SX__H_PA_HASH, sx__rd64(h + SX__H_HASHCAP) * 8, "the id map", err);
+  if (!rc) rc = covers(&c, h, SX__H_PA_FREE, nfree * 4, "the free-slot stack", err);
   if (rc) return rc;
   char buf[SX_ID_MAX + 1];
   sx__pa_cursor lc;
-  sx__pa_cursor_init(&lc, v, h + H_PA_LIVE);
+  sx__pa_cursor_init(&lc, v, h + SX__H_PA_LIVE);
   for (uint64_t s = 0; s < nslots; s++) {
     uint8_t b;
     rc = sx__pa_read(&lc, s / 8, &b, 1, err);
@@ -66,7 +66,7 @@ static int check_one(const sx__pv *v, const char *name, uint8_t *used, sx_error 
     if (!(b & (1u << (s % 8)))) continue;
     live++;
     size_t len;
-    slotrec r;
+    sx__slotrec r;
     rc = sx__slot_read(&c, h, s, &r, err);
     if (!rc) rc = sx__slot_valid(&c, h, s, &r, err);
     if (!rc) rc = sx__slot_id(&c, h, s, buf, &len, err);
@@ -79,18 +79,18 @@ static int check_one(const sx__pv *v, const char *name, uint8_t *used, sx_error 
   }
   int hnsw = c.index == SX_INDEX_HNSW;
   if (live != count || (!hnsw && live + nfree != nslots) || (hnsw && live + nfree > nslots) ||
-      sx__rd64(h + H_HASHUSED) != live)
+      sx__rd64(h + SX__H_HASHUSED) != live)
     return sx__err_set(
         err, SX_CORRUPT,
         "collection '%s' counts disagree: count %llu, live %llu, free %llu, slots %llu, "
         "ids %llu",
         name, (unsigned long long)count, (unsigned long long)live, (unsigned long long)nfree,
-        (unsigned long long)nslots, (unsigned long long)sx__rd64(h + H_HASHUSED));
+        (unsigned long long)nslots, (unsigned long long)sx__rd64(h + SX__H_HASHUSED));
   /* Free slots: in range, not live, each once. */
   uint8_t *freebits = sx__callocn(nslots / 8 + 1, 1);
   if (!freebits) return sx__err_set(err, SX_NOMEM, "out of memory");
   sx__pa_cursor fc;
-  sx__pa_cursor_init(&fc, v, h + H_PA_FREE);
+  sx__pa_cursor_init(&fc, v, h + SX__H_PA_FREE);
   for (uint64_t i = 0; i < nfree && !rc; i++) {
     uint32_t s;
     uint8_t b = 0;

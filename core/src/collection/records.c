@@ -29,7 +29,7 @@ static uint32_t id_tag(const char *id, size_t n) {
 }
 
 /* A slot record's fields, from its SX__SLOT_SIZE bytes. */
-static void slot_parse(const uint8_t *b, slotrec *r) {
+static void slot_parse(const uint8_t *b, sx__slotrec *r) {
   r->id_off = sx__rd64(b);
   r->id_len = sx__rd32(b + 8);
   r->meta_len = sx__rd32(b + 12);
@@ -37,9 +37,9 @@ static void slot_parse(const uint8_t *b, slotrec *r) {
 }
 
 /* SX_CORRUPT unless slot s's id lies within the heap and has a valid length. */
-static int id_check(const sx__coll *c, const uint8_t *h, uint64_t s, const slotrec *r,
+static int id_check(const sx__coll *c, const uint8_t *h, uint64_t s, const sx__slotrec *r,
                     sx_error *err) {
-  uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
+  uint64_t heaplen = sx__rd64(h + SX__H_HEAPLEN);
   if (r->id_len == 0 || r->id_len > SX_ID_MAX || r->id_off > heaplen ||
       r->id_len > heaplen - r->id_off)
     return sx__err_set(
@@ -50,11 +50,11 @@ static int id_check(const sx__coll *c, const uint8_t *h, uint64_t s, const slotr
   return SX_OK;
 }
 
-int sx__slot_valid(const sx__coll *c, const uint8_t *h, uint64_t s, const slotrec *r,
+int sx__slot_valid(const sx__coll *c, const uint8_t *h, uint64_t s, const sx__slotrec *r,
                    sx_error *err) {
   int rc = id_check(c, h, s, r, err);
   if (rc || r->meta_len == SX__NO_META) return rc;
-  uint64_t heaplen = sx__rd64(h + H_HEAPLEN);
+  uint64_t heaplen = sx__rd64(h + SX__H_HEAPLEN);
   if (r->meta_off > heaplen || r->meta_len > heaplen - r->meta_off)
     return sx__err_set(err, SX_CORRUPT,
                        "slot %llu of collection '%s' has metadata past the heap (offset %llu, "
@@ -64,9 +64,9 @@ int sx__slot_valid(const sx__coll *c, const uint8_t *h, uint64_t s, const slotre
   return SX_OK;
 }
 
-int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, sx_error *err) {
+int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, sx__slotrec *r, sx_error *err) {
   sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &c->v, h + H_PA_SLOTS);
+  sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_SLOTS);
   uint8_t b[SX__SLOT_SIZE];
   int rc = sx__pa_read(&cur, s * SX__SLOT_SIZE, b, SX__SLOT_SIZE, err);
   if (!rc) slot_parse(b, r);
@@ -76,12 +76,12 @@ int sx__slot_read(const sx__coll *c, const uint8_t *h, uint64_t s, slotrec *r, s
 /* The id of slot s into buf (NUL-terminated); *len its length. */
 int sx__slot_id(const sx__coll *c, const uint8_t *h, uint64_t s, char buf[SX_ID_MAX + 1],
                 size_t *len, sx_error *err) {
-  slotrec r;
+  sx__slotrec r;
   int rc = sx__slot_read(c, h, s, &r, err);
   if (!rc) rc = id_check(c, h, s, &r, err);
   if (rc) return rc;
   sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &c->v, h + H_PA_HEAP);
+  sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_HEAP);
   rc = sx__pa_read(&cur, r.id_off, buf, r.id_len, err);
   buf[r.id_len] = 0;
   if (len) *len = r.id_len;
@@ -92,12 +92,12 @@ int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, siz
                  size_t *offs, sx_error *err) {
   enum { CHUNK = 64 };
   const uint8_t *rec[CHUNK];
-  slotrec r[CHUNK];
+  sx__slotrec r[CHUNK];
   size_t len = 0, cap = 0;
   *blob = NULL;
   sx__pa_cursor sc, hc;
-  sx__pa_cursor_init(&sc, &c->v, h + H_PA_SLOTS);
-  sx__pa_cursor_init(&hc, &c->v, h + H_PA_HEAP);
+  sx__pa_cursor_init(&sc, &c->v, h + SX__H_PA_SLOTS);
+  sx__pa_cursor_init(&hc, &c->v, h + SX__H_PA_HEAP);
   for (size_t at = 0; at < n; at += CHUNK) {
     size_t m = n - at < CHUNK ? n - at : CHUNK, need = 0;
     /* Records never straddle pages (SX__SLOT_SIZE divides the page size). */
@@ -141,14 +141,14 @@ int sx__slot_ids(const sx__coll *c, const uint8_t *h, const uint32_t *slots, siz
 int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n, uint64_t *slot,
                   uint64_t *pos, sx_error *err) {
   *slot = UINT64_MAX;
-  uint64_t cap = sx__rd64(h + H_HASHCAP);
+  uint64_t cap = sx__rd64(h + SX__H_HASHCAP);
   if (cap == 0) {
     *pos = 0;
     return SX_OK;
   }
   uint32_t tag = id_tag(id, n);
   sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &c->v, h + H_PA_HASH);
+  sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_HASH);
   char buf[SX_ID_MAX + 1];
   for (uint64_t i = tag & (cap - 1), probes = 0;; i = (i + 1) & (cap - 1), probes++) {
     if (probes > cap)
@@ -161,7 +161,7 @@ int sx__id_lookup(const sx__coll *c, const uint8_t *h, const char *id, size_t n,
       return SX_OK;
     }
     uint64_t s = (e & 0xffffffffu) - 1;
-    if (s >= sx__rd64(h + H_NSLOTS))
+    if (s >= sx__rd64(h + SX__H_NSLOTS))
       return sx__err_set(err, SX_CORRUPT, "id map entry %llu of '%s' names slot %lld, past the end",
                          (unsigned long long)i, c->name, s == UINT64_MAX ? -1LL : (long long)s);
     if ((uint32_t)(e >> 32) != tag) continue;
@@ -197,7 +197,7 @@ int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *e
   if (rc) return rc;
   if (slot == UINT64_MAX)
     return sx__err_set(err, SX_NOT_FOUND, "id '%s' is not in collection '%s'", id, c->name);
-  slotrec r;
+  sx__slotrec r;
   rc = sx__slot_read(c, h, slot, &r, err);
   if (!rc) rc = sx__slot_valid(c, h, slot, &r, err);
   if (rc) return rc;
@@ -213,10 +213,10 @@ int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *e
     return sx__err_set(err, SX_NOMEM, "out of memory");
   }
   sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &c->v, h + H_PA_VEC);
+  sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_VEC);
   rc = sx__pa_read(&cur, slot * c->dim * 4, rec->vec, (size_t)c->dim * 4, err);
   if (!rc && rec->meta) {
-    sx__pa_cursor_init(&cur, &c->v, h + H_PA_HEAP);
+    sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_HEAP);
     rc = sx__pa_read(&cur, r.meta_off, rec->meta, r.meta_len, err);
     rec->meta[r.meta_len] = 0;
   }
@@ -238,16 +238,16 @@ static int heap_append(sx__coll *c, const void *data, size_t n, uint64_t *off, s
   uint8_t *h;
   int rc = hdr_w(c, &h, err);
   if (rc) return rc;
-  *off = sx__rd64(h + H_HEAPLEN);
-  rc = sx__pa_write(c->v.t, c->hdr, H_PA_HEAP, *off, data, n, err);
+  *off = sx__rd64(h + SX__H_HEAPLEN);
+  rc = sx__pa_write(c->v.t, c->hdr, SX__H_PA_HEAP, *off, data, n, err);
   if (rc) return rc;
   rc = hdr_w(c, &h, err);
-  if (!rc) sx__wr64(h + H_HEAPLEN, *off + n);
+  if (!rc) sx__wr64(h + SX__H_HEAPLEN, *off + n);
   return rc;
 }
 
 static int hash_put(sx__coll *c, uint64_t pos, uint64_t e, sx_error *err) {
-  return sx__pa_write(c->v.t, c->hdr, H_PA_HASH, pos * 8, &e, 8, err);
+  return sx__pa_write(c->v.t, c->hdr, SX__H_PA_HASH, pos * 8, &e, 8, err);
 }
 
 static int live_set(sx__coll *c, uint64_t s, int on, sx_error *err) {
@@ -255,11 +255,11 @@ static int live_set(sx__coll *c, uint64_t s, int on, sx_error *err) {
   int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
   uint8_t b = 0;
-  uint64_t nslots = sx__rd64(h + H_NSLOTS);
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS);
   /* bytes past the last written one read as zero */
   if (s / 8 < (nslots + 7) / 8 && !(on && s + 1 == nslots && s % 8 == 0)) {
     sx__pa_cursor cur;
-    sx__pa_cursor_init(&cur, &c->v, h + H_PA_LIVE);
+    sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_LIVE);
     rc = sx__pa_read(&cur, s / 8, &b, 1, err);
     if (rc) return rc;
   }
@@ -267,33 +267,33 @@ static int live_set(sx__coll *c, uint64_t s, int on, sx_error *err) {
     b |= (uint8_t)(1u << (s % 8));
   else
     b &= (uint8_t) ~(1u << (s % 8));
-  return sx__pa_write(c->v.t, c->hdr, H_PA_LIVE, s / 8, &b, 1, err);
+  return sx__pa_write(c->v.t, c->hdr, SX__H_PA_LIVE, s / 8, &b, 1, err);
 }
 
 /* Rebuilds the id map with capacity cap from the live slots. */
 static int hash_rebuild(sx__coll *c, uint64_t cap, sx_error *err) {
-  int rc = sx__pa_free(c->v.t, c->hdr, H_PA_HASH, err);
+  int rc = sx__pa_free(c->v.t, c->hdr, SX__H_PA_HASH, err);
   uint8_t *h;
   if (!rc) rc = hdr_w(c, &h, err);
   if (rc) return rc;
-  sx__wr64(h + H_HASHCAP, cap);
-  sx__wr64(h + H_HASHUSED, 0);
+  sx__wr64(h + SX__H_HASHCAP, cap);
+  sx__wr64(h + SX__H_HASHUSED, 0);
   /* Zero the table in page-sized pieces (fresh pages come zeroed, but the writes
    * allocate them). */
   uint32_t ps = sx__pager_page_size(c->v.p);
   uint8_t *zero = calloc(1, ps);
   if (!zero) return sx__err_set(err, SX_NOMEM, "out of memory");
   for (uint64_t off = 0; off < cap * 8 && !rc; off += ps)
-    rc = sx__pa_write(c->v.t, c->hdr, H_PA_HASH, off, zero, ps, err);
+    rc = sx__pa_write(c->v.t, c->hdr, SX__H_PA_HASH, off, zero, ps, err);
   free(zero);
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), used = 0;
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS), used = 0;
   char buf[SX_ID_MAX + 1];
   for (uint64_t s = 0; s < nslots && !rc; s++) {
     const uint8_t *hr;
     rc = sx__coll_header(c, &hr, err);
     if (rc) break;
     sx__pa_cursor cur;
-    sx__pa_cursor_init(&cur, &c->v, hr + H_PA_LIVE);
+    sx__pa_cursor_init(&cur, &c->v, hr + SX__H_PA_LIVE);
     uint8_t b;
     rc = sx__pa_read(&cur, s / 8, &b, 1, err);
     if (rc || !(b & (1u << (s % 8)))) continue;
@@ -305,7 +305,7 @@ static int hash_rebuild(sx__coll *c, uint64_t cap, sx_error *err) {
     used++;
   }
   if (!rc) rc = hdr_w(c, &h, err);
-  if (!rc) sx__wr64(h + H_HASHUSED, used);
+  if (!rc) sx__wr64(h + SX__H_HASHUSED, used);
   return rc;
 }
 
@@ -314,12 +314,12 @@ static int hash_remove(sx__coll *c, uint64_t pos, sx_error *err) {
   const uint8_t *h;
   int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
-  uint64_t cap = sx__rd64(h + H_HASHCAP), mask = cap - 1, hole = pos;
+  uint64_t cap = sx__rd64(h + SX__H_HASHCAP), mask = cap - 1, hole = pos;
   for (uint64_t j = (pos + 1) & mask, probes = 0;; j = (j + 1) & mask, probes++) {
     if (probes >= cap)
       return sx__err_set(err, SX_CORRUPT, "id map of '%s' has no empty entry", c->name);
     sx__pa_cursor cur;
-    sx__pa_cursor_init(&cur, &c->v, h + H_PA_HASH);
+    sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_HASH);
     uint64_t e;
     rc = sx__pa_read(&cur, j * 8, &e, 8, err);
     if (rc) return rc;
@@ -334,7 +334,7 @@ static int hash_remove(sx__coll *c, uint64_t pos, sx_error *err) {
   rc = hash_put(c, hole, 0, err);
   uint8_t *hw;
   if (!rc) rc = hdr_w(c, &hw, err);
-  if (!rc) sx__wr64(hw + H_HASHUSED, sx__rd64(hw + H_HASHUSED) - 1);
+  if (!rc) sx__wr64(hw + SX__H_HASHUSED, sx__rd64(hw + SX__H_HASHUSED) - 1);
   return rc;
 }
 
@@ -343,28 +343,28 @@ static int take_slot(sx__coll *c, uint64_t *slot, sx_error *err) {
   const uint8_t *h;
   int rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
-  uint64_t nfree = sx__rd64(h + H_NFREE);
+  uint64_t nfree = sx__rd64(h + SX__H_NFREE);
   uint8_t *hw;
   if (nfree) {
     sx__pa_cursor cur;
-    sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
+    sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_FREE);
     uint32_t s32;
     rc = sx__pa_read(&cur, (nfree - 1) * 4, &s32, 4, err);
     if (rc) return rc;
-    if (s32 >= sx__rd64(h + H_NSLOTS))
+    if (s32 >= sx__rd64(h + SX__H_NSLOTS))
       return sx__err_set(err, SX_CORRUPT, "free slot %u of '%s' is past the end (%llu slots)", s32,
-                         c->name, (unsigned long long)sx__rd64(h + H_NSLOTS));
+                         c->name, (unsigned long long)sx__rd64(h + SX__H_NSLOTS));
     *slot = s32;
     rc = hdr_w(c, &hw, err);
-    if (!rc) sx__wr64(hw + H_NFREE, nfree - 1);
+    if (!rc) sx__wr64(hw + SX__H_NFREE, nfree - 1);
     return rc;
   }
-  *slot = sx__rd64(h + H_NSLOTS);
+  *slot = sx__rd64(h + SX__H_NSLOTS);
   if (*slot >= 0xfffffffeu)
     return sx__err_set(err, SX_FULL, "collection '%s' has reached its maximum of %u vectors",
                        c->name, 0xfffffffeu);
   rc = hdr_w(c, &hw, err);
-  if (!rc) sx__wr64(hw + H_NSLOTS, *slot + 1);
+  if (!rc) sx__wr64(hw + SX__H_NSLOTS, *slot + 1);
   return rc;
 }
 
@@ -375,7 +375,8 @@ static int slot_write(sx__coll *c, uint64_t slot, uint64_t id_off, uint32_t id_l
   sx__wr32(rec + 8, id_len);
   sx__wr32(rec + 12, meta_len);
   sx__wr64(rec + 16, meta_off);
-  return sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SX__SLOT_SIZE, rec, SX__SLOT_SIZE, err);
+  return sx__pa_write(c->v.t, c->hdr, SX__H_PA_SLOTS, slot * SX__SLOT_SIZE, rec, SX__SLOT_SIZE,
+                      err);
 }
 
 /* Marks a live slot dead: not live, its record zeroed. The caller keeps the counts. */
@@ -409,8 +410,8 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
     /* A new id. */
     rc = sx__coll_header(c, &h, err);
     if (rc) return rc;
-    if ((sx__rd64(h + H_HASHUSED) + 1) * 2 > sx__rd64(h + H_HASHCAP)) {
-      uint64_t cap = sx__rd64(h + H_HASHCAP) ? sx__rd64(h + H_HASHCAP) * 2 : 1024;
+    if ((sx__rd64(h + SX__H_HASHUSED) + 1) * 2 > sx__rd64(h + SX__H_HASHCAP)) {
+      uint64_t cap = sx__rd64(h + SX__H_HASHCAP) ? sx__rd64(h + SX__H_HASHCAP) * 2 : 1024;
       rc = hash_rebuild(c, cap, err);
       if (!rc) rc = sx__coll_header(c, &h, err);
       if (!rc) rc = sx__id_lookup(c, h, id, n, &slot, &pos, err);
@@ -424,12 +425,12 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
     if (!rc) rc = live_set(c, slot, 1, err);
     if (!rc) rc = hdr_w(c, &hw, err);
     if (rc) return rc;
-    sx__wr64(hw + H_HASHUSED, sx__rd64(hw + H_HASHUSED) + 1);
-    sx__wr64(hw + H_COUNT, sx__rd64(hw + H_COUNT) + 1);
+    sx__wr64(hw + SX__H_HASHUSED, sx__rd64(hw + SX__H_HASHUSED) + 1);
+    sx__wr64(hw + SX__H_COUNT, sx__rd64(hw + SX__H_COUNT) + 1);
   } else if (c->index == SX_INDEX_HNSW) {
     /* An existing id of an HNSW collection moves to a fresh slot, linked from its
      * new position; the old one stays a waypoint until it is unlinked. */
-    slotrec r;
+    sx__slotrec r;
     uint64_t old = slot;
     rc = sx__coll_header(c, &h, err); /* the metadata may have moved it */
     if (!rc) rc = sx__slot_read(c, h, old, &r, err);
@@ -444,11 +445,12 @@ static int upsert_one(sx__coll *c, const char *id, const float *vec, const char 
     uint8_t m[12];
     sx__wr32(m, meta_len);
     sx__wr64(m + 4, meta_off);
-    rc = sx__pa_write(c->v.t, c->hdr, H_PA_SLOTS, slot * SX__SLOT_SIZE + 12, m, 12, err);
+    rc = sx__pa_write(c->v.t, c->hdr, SX__H_PA_SLOTS, slot * SX__SLOT_SIZE + 12, m, 12, err);
     if (rc) return rc;
   }
   *slot_out = slot;
-  return sx__pa_write(c->v.t, c->hdr, H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4, err);
+  return sx__pa_write(c->v.t, c->hdr, SX__H_PA_VEC, slot * c->dim * 4, vec, (size_t)c->dim * 4,
+                      err);
 }
 
 /* Dead slots of an HNSW collection (deleted or replaced, not yet free) are unlinked
@@ -462,14 +464,14 @@ static int reclaim(sx__coll *c, int nthreads, sx_error *err) {
   if (rc || c->index != SX_INDEX_HNSW) return rc;
   /* The header's counters are in range (sx__coll_header checked count + nfree <=
    * nslots <= 2^32 - 2), so pending cannot wrap. */
-  uint64_t nslots = sx__rd64(h + H_NSLOTS), nfree = sx__rd64(h + H_NFREE);
-  uint64_t pending = nslots - sx__rd64(h + H_COUNT) - nfree;
+  uint64_t nslots = sx__rd64(h + SX__H_NSLOTS), nfree = sx__rd64(h + SX__H_NFREE);
+  uint64_t pending = nslots - sx__rd64(h + SX__H_COUNT) - nfree;
   if (pending == 0 || pending * UNLINK_SHARE < nslots) return SX_OK;
   uint8_t *freebits = sx__callocn(nslots / 8 + 1, 1), *livebits = sx__mallocn(nslots / 8 + 1, 1);
   uint64_t *dead = sx__mallocn(pending, sizeof *dead);
   if (!freebits || !livebits || !dead) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   sx__pa_cursor cur;
-  sx__pa_cursor_init(&cur, &c->v, h + H_PA_FREE);
+  sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_FREE);
   for (uint64_t i = 0; i < nfree && !rc; i++) {
     uint32_t s;
     rc = sx__pa_read(&cur, i * 4, &s, 4, err);
@@ -477,7 +479,7 @@ static int reclaim(sx__coll *c, int nthreads, sx_error *err) {
       rc = sx__err_set(err, SX_CORRUPT, "free slot %u of '%s' is past the end", s, c->name);
     if (!rc) freebits[s >> 3] |= (uint8_t)(1u << (s & 7));
   }
-  sx__pa_cursor_init(&cur, &c->v, h + H_PA_LIVE);
+  sx__pa_cursor_init(&cur, &c->v, h + SX__H_PA_LIVE);
   if (!rc) rc = sx__pa_read(&cur, 0, livebits, (nslots + 7) / 8, err);
   uint64_t nd = 0;
   for (uint64_t s = 0; s < nslots && !rc; s++)
@@ -495,11 +497,11 @@ static int reclaim(sx__coll *c, int nthreads, sx_error *err) {
   /* Freed highest first, so that inserts reuse the lowest first. */
   for (uint64_t i = nd; i-- > 0 && !rc;) {
     uint32_t s32 = (uint32_t)dead[i];
-    rc = sx__pa_write(c->v.t, c->hdr, H_PA_FREE, nfree++ * 4, &s32, 4, err);
+    rc = sx__pa_write(c->v.t, c->hdr, SX__H_PA_FREE, nfree++ * 4, &s32, 4, err);
   }
   uint8_t *hw;
   if (!rc) rc = hdr_w(c, &hw, err);
-  if (!rc) sx__wr64(hw + H_NFREE, nfree);
+  if (!rc) sx__wr64(hw + SX__H_NFREE, nfree);
   free(freebits);
   free(livebits);
   free(dead);
@@ -543,7 +545,7 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
   const uint8_t *h;
   rc = sx__coll_header(c, &h, err);
   if (rc) return rc;
-  uint64_t nslots0 = sx__rd64(h + H_NSLOTS);
+  uint64_t nslots0 = sx__rd64(h + SX__H_NSLOTS);
   int hnsw = c->index == SX_INDEX_HNSW;
   /* An id given more than once keeps its last item; the others are not stored. */
   size_t *order = malloc((n ? n : 1) * sizeof *order);
@@ -609,12 +611,12 @@ int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, int nthreads,
     uint8_t *hw;
     if (!rc) rc = hdr_w(c, &hw, err);
     if (!rc) {
-      sx__wr64(hw + H_COUNT, sx__rd64(hw + H_COUNT) - 1);
+      sx__wr64(hw + SX__H_COUNT, sx__rd64(hw + SX__H_COUNT) - 1);
       if (c->index != SX_INDEX_HNSW) { /* an HNSW slot is freed by reclaim */
-        uint64_t nfree = sx__rd64(hw + H_NFREE);
+        uint64_t nfree = sx__rd64(hw + SX__H_NFREE);
         uint32_t s32 = (uint32_t)slot;
-        sx__wr64(hw + H_NFREE, nfree + 1);
-        rc = sx__pa_write(c->v.t, c->hdr, H_PA_FREE, nfree * 4, &s32, 4, err);
+        sx__wr64(hw + SX__H_NFREE, nfree + 1);
+        rc = sx__pa_write(c->v.t, c->hdr, SX__H_PA_FREE, nfree * 4, &s32, 4, err);
       }
     }
     if (!rc) gone++;

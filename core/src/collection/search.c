@@ -119,7 +119,7 @@ typedef struct job {
 } job;
 
 struct sx__hnsw_pool {
-  sx__mutex mu; /* SX_RANK_COLLECTION */
+  sx__mutex mu; /* SX__RANK_COLLECTION */
   sx__hnsw *free[16];
   int n;
 };
@@ -128,7 +128,7 @@ int sx__coll_pool_init(sx__coll *c, sx_error *err) {
   if (c->v.t || c->index != SX_INDEX_HNSW) return SX_OK;
   c->pool = calloc(1, sizeof *c->pool);
   if (!c->pool) return sx__err_set(err, SX_NOMEM, "out of memory");
-  sx__mutex_init(&c->pool->mu, SX_RANK_COLLECTION, "collection search contexts");
+  sx__mutex_init(&c->pool->mu, SX__RANK_COLLECTION, "collection search contexts");
   return SX_OK;
 }
 
@@ -352,8 +352,8 @@ static void scan_flat(job *j) {
     sx__fstate_init(&fs, c, j->hdr, j->filter);
     b.fs = &fs;
   }
-  sx__pa_cursor_init(&b.vc, &c->v, j->hdr + H_PA_VEC);
-  sx__pa_cursor_init(&b.lc, &c->v, j->hdr + H_PA_LIVE);
+  sx__pa_cursor_init(&b.vc, &c->v, j->hdr + SX__H_PA_VEC);
+  sx__pa_cursor_init(&b.lc, &c->v, j->hdr + SX__H_PA_LIVE);
   b.ptrs = malloc(BLOCK * sizeof *b.ptrs);
   b.parts = malloc(BLOCK * sizeof *b.parts);
   b.use_parts = j->nq == 1;
@@ -532,7 +532,7 @@ static int rerank_exact(search *S, size_t q, heap *hp, scan *s, sx_error *err) {
   const sx__coll *c = S->c;
   size_t dim = S->dim;
   sx__pa_cursor vc;
-  sx__pa_cursor_init(&vc, &c->v, S->h + H_PA_VEC);
+  sx__pa_cursor_init(&vc, &c->v, S->h + SX__H_PA_VEC);
   float *tmp = malloc(dim * sizeof(float));
   const float *qv = S->qs + q * dim;
   float qn1 = sx__norm(qv, dim);
@@ -589,7 +589,7 @@ static int search_include(search *S, sx_results *res, const uint32_t *sl, size_t
     res->vecs = malloc((n ? n : 1) * (size_t)c->dim * sizeof(float));
     if (!res->vecs) return sx__err_set(err, SX_NOMEM, "out of memory for search results");
     sx__pa_cursor vc;
-    sx__pa_cursor_init(&vc, &c->v, S->h + H_PA_VEC);
+    sx__pa_cursor_init(&vc, &c->v, S->h + SX__H_PA_VEC);
     for (size_t i = 0; i < n && !rc; i++)
       rc = sx__pa_read(&vc, (uint64_t)sl[i] * c->dim * 4, res->vecs + i * c->dim,
                        (size_t)c->dim * 4, err);
@@ -598,12 +598,12 @@ static int search_include(search *S, sx_results *res, const uint32_t *sl, size_t
   if (S->include & SX_INCLUDE_METADATA) {
     res->meta_off = calloc(n + 1, sizeof *res->meta_off);
     if (!res->meta_off) return sx__err_set(err, SX_NOMEM, "out of memory for search results");
-    uint64_t heaplen = sx__rd64(S->h + H_HEAPLEN);
+    uint64_t heaplen = sx__rd64(S->h + SX__H_HEAPLEN);
     sx__pa_cursor hc;
-    sx__pa_cursor_init(&hc, &c->v, S->h + H_PA_HEAP);
+    sx__pa_cursor_init(&hc, &c->v, S->h + SX__H_PA_HEAP);
     size_t len = 0, cap = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-      slotrec r;
+      sx__slotrec r;
       res->meta_off[i] = len;
       rc = sx__slot_read(c, S->h, sl[i], &r, err);
       if (rc || r.meta_len == SX__NO_META) continue;
@@ -674,7 +674,7 @@ static int search_results(search *S, sx_results *res, size_t total, sx_error *er
  * is then exact). */
 static int search_choose(search *S, const sx_search_options *o, size_t k, sx_error *err) {
   const sx__coll *c = S->c;
-  uint64_t live = sx__rd64(S->h + H_COUNT), n = S->nslots;
+  uint64_t live = sx__rd64(S->h + SX__H_COUNT), n = S->nslots;
   size_t ef = o && o->ef ? o->ef : (k > 64 ? k : 64);
   if (ef < k) ef = k;
   /* The walk costs about ef / share expansions (hnsw_search.c), a scan one filter
@@ -689,7 +689,7 @@ static int search_choose(search *S, const sx_search_options *o, size_t k, sx_err
    * the sample is large enough to tell a share at the limit (8 matches expected). */
   uint64_t cap = 8 * live / limit + 64, ns = 0, nm = 0, st = 0x5eed;
   sx__pa_cursor lc;
-  sx__pa_cursor_init(&lc, &c->v, S->h + H_PA_LIVE);
+  sx__pa_cursor_init(&lc, &c->v, S->h + SX__H_PA_LIVE);
   sx__fstate fs;
   sx__fstate_init(&fs, c, S->h, S->filter);
   int rc = SX_OK;
@@ -734,7 +734,7 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
     return rc;
   }
   S.include = o ? o->include : 0;
-  S.nslots = sx__rd64(S.h + H_NSLOTS);
+  S.nslots = sx__rd64(S.h + SX__H_NSLOTS);
   S.graph = c->index == SX_INDEX_HNSW && !(o && o->exact);
   if (S.graph && filter) {
     rc = search_choose(&S, o, k, err);

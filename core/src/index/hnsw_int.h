@@ -36,7 +36,7 @@ typedef struct leafcache {
 
 /* A leaf page of a graph array while threads link in parallel (see spans below). */
 typedef struct pent {
-  sx__rwlock lock;        /* SX_RANK_PAGE, ordered by pgno; writers hold it exclusive */
+  sx__rwlock lock;        /* SX__RANK_PAGE, ordered by pgno; writers hold it exclusive */
   _Atomic uint32_t seq;   /* odd while a writer changes the page (a sequence lock for readers) */
   _Atomic(uint8_t *) img; /* NULL until looked up; changes only under the lock */
   _Atomic uint32_t pgno;
@@ -45,7 +45,7 @@ typedef struct pent {
 
 /* What the threads of one parallel insert share. */
 typedef struct par {
-  sx__mutex mu; /* SX_RANK_INDEX: ep and top while the threads link */
+  sx__mutex mu; /* SX__RANK_INDEX: ep and top while the threads link */
   uint64_t ep;
   uint32_t top;
   const uint64_t *slots; /* the nodes to link, or to repair */

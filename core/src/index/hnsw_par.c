@@ -100,7 +100,7 @@ static int par_run(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *lay, par
                    sx_error *err) {
   for (int a = 0; a < 2; a++)
     for (size_t i = 0; i < p->nent[a]; i++) {
-      sx__rwlock_init(&p->ent[a][i].lock, SX_RANK_PAGE, "HNSW graph page");
+      sx__rwlock_init(&p->ent[a][i].lock, SX__RANK_PAGE, "HNSW graph page");
       atomic_init(&p->ent[a][i].img, NULL);
       atomic_init(&p->ent[a][i].pgno, 0);
       atomic_init(&p->ent[a][i].seq, 0);
@@ -144,7 +144,7 @@ int sx__hnsw_run_parallel(sx__hnsw *g, const sx__pv *v, const sx__hnsw_layout *l
                           sx_error *err) {
   par p;
   memset(&p, 0, sizeof p);
-  sx__mutex_init(&p.mu, SX_RANK_INDEX, "HNSW entry point");
+  sx__mutex_init(&p.mu, SX__RANK_INDEX, "HNSW entry point");
   int rc = par_prepare(g, v, lay, todo, nt, dead, &p, err);
   uint64_t ep0 = p.ep;
   uint32_t top0 = p.top;

@@ -3,8 +3,8 @@
  * debug lock-rank checker (see lock.h for the hierarchy).
  *
  * Invariants
- * - Every lock carries a rank in (SX_RANK_NONE, SX_RANK_COUNT). A thread acquires
- *   only ranks strictly above every rank it holds; SX_RANK_PAGE may be held several
+ * - Every lock carries a rank in (SX__RANK_NONE, SX__RANK_COUNT). A thread acquires
+ *   only ranks strictly above every rank it holds; SX__RANK_PAGE may be held several
  *   times, in strictly ascending `sub` (page number).
  * - With SX_LOCK_CHECK, the calling thread's held locks live in `held`, the only
  *   thread-local variable in the library. The order is checked BEFORE blocking, so
@@ -34,17 +34,17 @@
 
 #include "os/os.h"
 
-static const char *const rank_names[SX_RANK_COUNT] = {
-    [SX_RANK_NONE] = "none",       [SX_RANK_DB] = "db",
-    [SX_RANK_WRITER] = "writer",   [SX_RANK_CHECKPOINT] = "checkpoint",
-    [SX_RANK_CATALOG] = "catalog", [SX_RANK_COLLECTION] = "collection",
-    [SX_RANK_INDEX] = "index",     [SX_RANK_PAGE] = "pages",
-    [SX_RANK_WAL] = "wal",         [SX_RANK_SLOTS] = "slots",
-    [SX_RANK_MAP] = "map",
+static const char *const rank_names[SX__RANK_COUNT] = {
+    [SX__RANK_NONE] = "none",       [SX__RANK_DB] = "db",
+    [SX__RANK_WRITER] = "writer",   [SX__RANK_CHECKPOINT] = "checkpoint",
+    [SX__RANK_CATALOG] = "catalog", [SX__RANK_COLLECTION] = "collection",
+    [SX__RANK_INDEX] = "index",     [SX__RANK_PAGE] = "pages",
+    [SX__RANK_WAL] = "wal",         [SX__RANK_SLOTS] = "slots",
+    [SX__RANK_MAP] = "map",
 };
 
 const char *sx__rank_name(int rank) {
-  if (rank < 0 || rank >= SX_RANK_COUNT) return "unknown";
+  if (rank < 0 || rank >= SX__RANK_COUNT) return "unknown";
   return rank_names[rank];
 }
 
@@ -82,7 +82,7 @@ static const char *name_or(const char *name) {
 
 /* Formats `"NAME" (rank R RANKNAME[, page P])` into buf. */
 static void describe(char *buf, size_t n, int rank, uint64_t sub, const char *name) {
-  if (rank == SX_RANK_PAGE) {
+  if (rank == SX__RANK_PAGE) {
     snprintf(buf, n, "\"%s\" (rank %d %s, page %" PRIu64 ")", name_or(name), rank,
              sx__rank_name(rank), sub);
   } else {
@@ -108,7 +108,7 @@ static int same_name(const char *a, const char *b) {
 /* Aborts unless the calling thread may take (rank, sub) now. */
 static void check_order(int rank, uint64_t sub, const char *name) {
   char want[320], have[320];
-  if (rank <= SX_RANK_NONE || rank >= SX_RANK_COUNT) {
+  if (rank <= SX__RANK_NONE || rank >= SX__RANK_COUNT) {
     describe(want, sizeof want, rank, sub, name);
     fatal("lock order violation: taking ", want, " which has no valid rank", "");
   }
@@ -118,12 +118,12 @@ static void check_order(int rank, uint64_t sub, const char *name) {
   for (int i = 0; i < held.n; i++) {
     const struct held_lock *e = &held.e[i];
     if (!top || e->rank > top->rank ||
-        (e->rank == top->rank && e->rank == SX_RANK_PAGE && e->sub > top->sub)) {
+        (e->rank == top->rank && e->rank == SX__RANK_PAGE && e->sub > top->sub)) {
       top = e;
     }
   }
   if (!top) return;
-  if (rank > top->rank || (rank == SX_RANK_PAGE && top->rank == SX_RANK_PAGE && sub > top->sub)) {
+  if (rank > top->rank || (rank == SX__RANK_PAGE && top->rank == SX__RANK_PAGE && sub > top->sub)) {
     return;
   }
   describe(want, sizeof want, rank, sub, name);
@@ -205,7 +205,7 @@ int sx__rank_checking(void) {
 /* ------------------------------------------------------------------------- */
 
 void sx__mutex_init(sx__mutex *m, int rank, const char *name) {
-  assert(rank > SX_RANK_NONE && rank < SX_RANK_COUNT);
+  assert(rank > SX__RANK_NONE && rank < SX__RANK_COUNT);
   m->rank = rank;
   m->name = name;
   m->gen = sx__fork_generation();
@@ -316,7 +316,7 @@ void sx__cond_broadcast(sx__cond *c) {
 /* ------------------------------------------------------------------------- */
 
 void sx__rwlock_init(sx__rwlock *l, int rank, const char *name) {
-  assert(rank > SX_RANK_NONE && rank < SX_RANK_COUNT);
+  assert(rank > SX__RANK_NONE && rank < SX__RANK_COUNT);
   l->rank = rank;
   l->name = name;
   l->gen = sx__fork_generation();

@@ -3,7 +3,7 @@
  * the debug rank checker.
  *
  * Every in-process lock has a rank. A thread may take a lock only if its rank is
- * greater than the rank of every lock it already holds; page locks (SX_RANK_PAGE)
+ * greater than the rank of every lock it already holds; page locks (SX__RANK_PAGE)
  * may be stacked, but only in ascending page number. The order is written once,
  * below, and is the one in DESIGN.md.
  *
@@ -30,18 +30,18 @@ extern "C" {
 #endif
 
 enum sx__rank {
-  SX_RANK_NONE = 0,
-  SX_RANK_DB = 1,         /* database handle state: session list, open/closed */
-  SX_RANK_WRITER = 2,     /* in-process writer exclusion (the OFD writer byte pairs with it) */
-  SX_RANK_CHECKPOINT = 3, /* checkpoint */
-  SX_RANK_CATALOG = 4,    /* collection catalog of a session */
-  SX_RANK_COLLECTION = 5, /* one collection's state */
-  SX_RANK_INDEX = 6,      /* index structure, e.g. the HNSW entry point */
-  SX_RANK_PAGE = 7,       /* page images, in ascending page number */
-  SX_RANK_WAL = 8,        /* WAL append and the write session's page table */
-  SX_RANK_SLOTS = 9,      /* reader-slot table of a database handle */
-  SX_RANK_MAP = 10,       /* growing a memory map */
-  SX_RANK_COUNT
+  SX__RANK_NONE = 0,
+  SX__RANK_DB = 1,         /* database handle state: session list, open/closed */
+  SX__RANK_WRITER = 2,     /* in-process writer exclusion (the OFD writer byte pairs with it) */
+  SX__RANK_CHECKPOINT = 3, /* checkpoint */
+  SX__RANK_CATALOG = 4,    /* collection catalog of a session */
+  SX__RANK_COLLECTION = 5, /* one collection's state */
+  SX__RANK_INDEX = 6,      /* index structure, e.g. the HNSW entry point */
+  SX__RANK_PAGE = 7,       /* page images, in ascending page number */
+  SX__RANK_WAL = 8,        /* WAL append and the write session's page table */
+  SX__RANK_SLOTS = 9,      /* reader-slot table of a database handle */
+  SX__RANK_MAP = 10,       /* growing a memory map */
+  SX__RANK_COUNT
 };
 
 /* Name of a rank for messages ("catalog", "pages", ...). */
@@ -85,14 +85,14 @@ int sx__cond_wait(sx__cond *c, sx__mutex *m, uint64_t deadline_ns);
 void sx__cond_broadcast(sx__cond *c);
 
 /* Reader-writer lock. `sub` orders locks of one rank (the page number for
- * SX_RANK_PAGE); pass 0 for other ranks. */
+ * SX__RANK_PAGE); pass 0 for other ranks. */
 void sx__rwlock_init(sx__rwlock *l, int rank, const char *name);
 void sx__rwlock_destroy(sx__rwlock *l);
 void sx__rwlock_rdlock(sx__rwlock *l, uint64_t sub);
 void sx__rwlock_wrlock(sx__rwlock *l, uint64_t sub);
 void sx__rwlock_unlock(sx__rwlock *l, uint64_t sub);
 
-/* Page-level reader-writer locks are sx__rwlocks of rank SX_RANK_PAGE, one per page
+/* Page-level reader-writer locks are sx__rwlocks of rank SX__RANK_PAGE, one per page
  * image that several threads can change at once (the pages of an HNSW graph while
  * threads link nodes into it, hnsw.c), with the page number as `sub`, so the checker
  * enforces ascending page order. */

@@ -238,10 +238,10 @@ static int pager_alloc(const char *path, const sx__pager_config *cfg, sx__pager 
   p->pid = (int32_t)getpid();
   p->ps = cfg->page_size ? cfg->page_size : 4096;
   p->fsz = FRAME_HDR + p->ps;
-  sx__mutex_init(&p->map_mu, SX_RANK_MAP, "map");
-  sx__mutex_init(&p->wmu, SX_RANK_WRITER, "writer");
+  sx__mutex_init(&p->map_mu, SX__RANK_MAP, "map");
+  sx__mutex_init(&p->wmu, SX__RANK_WRITER, "writer");
   sx__cond_init(&p->wcond);
-  sx__mutex_init(&p->slot_mu, SX_RANK_SLOTS, "reader slots");
+  sx__mutex_init(&p->slot_mu, SX__RANK_SLOTS, "reader slots");
   /* One file, one name: a symbolic link leads to the same -wal/-shm files. */
   p->path = sx__fs_canonical(path);
   if (p->path) {

@@ -204,7 +204,7 @@ struct sx__pager {
       p_size;           /* known size of P (grows; cut only by a complete checkpoint, ckpt.c) */
   uint64_t shm_size;    /* writer-side: known size of P-shm */
   uint64_t wal_size[2]; /* writer-side: known sizes of the WAL files (0: unknown) */
-  sx__mutex map_mu;     /* SX_RANK_MAP: serializes creating mappings */
+  sx__mutex map_mu;     /* SX__RANK_MAP: serializes creating mappings */
 
   /* In-process writer exclusion, paired with the OFD writer byte. */
   sx__mutex wmu;

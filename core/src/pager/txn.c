@@ -26,7 +26,7 @@ struct sx__txn {
   sx__pager *p;
   sx__hdrc h;    /* the header as of begin (the writer is its only mutator) */
   sx__snap view; /* committed state the transaction builds on */
-  sx__mutex mu;  /* SX_RANK_WAL: the page table and allocation */
+  sx__mutex mu;  /* SX__RANK_WAL: the page table and allocation */
   dpage **tab;   /* open addressing by pgno (linear probing) */
   size_t cap, n; /* n: pages in the table */
   size_t used;   /* slots taken, tombstones included */
@@ -157,7 +157,7 @@ int sx__pager_write_begin(sx__pager *p, int timeout_ms, const sx_cancel *cancel,
   t->view.npages = t->h.npages;
   t->view.slot = -1;
   t->npages = t->h.npages;
-  sx__mutex_init(&t->mu, SX_RANK_WAL, "page table");
+  sx__mutex_init(&t->mu, SX__RANK_WAL, "page table");
   *out = t;
   return SX_OK;
 }

@@ -2,7 +2,7 @@
  * session.c: handle lifecycles. See session.h for the model.
  *
  * Invariants
- * - db->mu (SX_RANK_DB) guards db->closed, db->pref, db->fork_gen and the session
+ * - db->mu (SX__RANK_DB) guards db->closed, db->pref, db->fork_gen and the session
  *   list; it is never held while waiting for the writer lock.
  * - A session holds one reference to the pager it began on (a pref) from begin until
  *   its cleanup; the handle holds one until close. The pager closes at zero.
@@ -106,7 +106,7 @@ static void fork_parent(void) {
  * track locks (TSan) see it released. reg_mu is a plain mutex. */
 static void fork_child(void) {
   for (sx_db *d = reg_head; d; d = d->reg_next)
-    if (pthread_mutex_unlock(&d->mu.m) != 0) sx__mutex_init(&d->mu, SX_RANK_DB, "database");
+    if (pthread_mutex_unlock(&d->mu.m) != 0) sx__mutex_init(&d->mu, SX__RANK_DB, "database");
   pthread_mutex_unlock(&reg_mu);
 }
 static void reg_atfork(void) {
@@ -330,7 +330,7 @@ int sx__db_open_vfs(sx_db **out, const char *path, const sx_open_options *opts, 
   }
   atomic_init(&r->refs, 1);
   atomic_init(&db->refs, 1);
-  sx__mutex_init(&db->mu, SX_RANK_DB, "database");
+  sx__mutex_init(&db->mu, SX__RANK_DB, "database");
   db->path = p;
   db->pref = r;
   db->fork_gen = sx__fork_generation();
