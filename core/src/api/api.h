@@ -5,10 +5,7 @@
 #ifndef SX_API_H
 #define SX_API_H
 
+#include "common/common.h" /* SX_EXPORT */
 #include "sextant.h"
-
-/* Marks a definition as part of the exported ABI (the library is built with
- * -fvisibility=hidden, so only these symbols leave the shared object). */
-#define SX_EXPORT __attribute__((visibility("default")))
 
 #endif

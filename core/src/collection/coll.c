@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "collection/collection.h"
+#include "collection/results.h"
 
 #define CAT_OFF SX__PAGE0_USER_OFFSET /* page 0: u32 first catalog page */
 #define CAT_NEXT 0

@@ -165,29 +165,8 @@ int sx__json_check(const char *text, size_t len, size_t item, sx_error *err);
 int sx__check_vector(const float *v, size_t dim, int metric, const char *what, size_t item,
                      sx_error *err);
 
-/* Result objects (their public accessors are in the api layer). */
-struct sx_names {
-  size_t n;
-  char **names;
-};
-struct sx_record {
-  char *id;
-  float *vec;
-  size_t dim;
-  char *meta;
-};
-struct sx_results {
-  size_t nq;
-  size_t *off; /* nq + 1 offsets into hits */
-  float *dist;
-  char **ids;     /* into blob */
-  char *blob;     /* every id, NUL-terminated, one allocation */
-  size_t *id_off; /* total + 1 offsets into blob: id h at id_off[h], its NUL at id_off[h + 1] - 1 */
-  char *meta;     /* included metadata texts, NUL-terminated; none: an empty range (or NULL) */
-  size_t *meta_off; /* total + 1 offsets into meta, or NULL when not included */
-  float *vecs;      /* included vectors, total * dim, or NULL */
-  size_t vdim;      /* dim when vectors are included, else 0 */
-};
+/* Result objects: their layouts are in results.h (the collection layer only), their
+ * public accessors in results.c. */
 void sx__names_free(sx_names *n);
 void sx__record_free(sx_record *r);
 void sx__results_free(sx_results *r);
@@ -233,15 +212,6 @@ int sx__filter_text(sx__fstate *s, const char *text, size_t len, uint64_t slot, 
 int sx__coll_find(const sx__coll *c, const uint8_t *h, const char *id, size_t item, uint64_t *slot,
                   sx_error *err);
 
-struct sx_records {
-  size_t n, dim;
-  float *vec;           /* n * dim */
-  unsigned char *found; /* n */
-  char *ids;            /* NUL-terminated ids one after another */
-  size_t *id_off;       /* n + 1 */
-  char *meta;           /* NUL-terminated texts; none: an empty range */
-  size_t *meta_off;     /* n + 1 */
-};
 void sx__records_free(sx_records *r);
 
 /* Records of ids[0..n) in that order. skip_missing: ids not in the collection are

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "collection/collection.h"
+#include "collection/results.h"
 
 static const unsigned PA_ARRAYS[] = {SX__H_PA_VEC,   SX__H_PA_SLOTS, SX__H_PA_HEAP,  SX__H_PA_HASH,
                                      SX__H_PA_FREE,  SX__H_PA_LIVE,  SX__H_PA_G0,    SX__H_PA_META,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "collection/collection.h"
+#include "collection/results.h"
 
 void sx__records_free(sx_records *r) {
   if (!r) return;

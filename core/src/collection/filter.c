@@ -26,6 +26,7 @@
 #include <jsmn.h>
 
 #include "collection/collection.h"
+#include "collection/results.h"
 
 /* Deepest nesting of $and/$or/$not a filter may have (evaluation recurses on it). */
 #define MAX_DEPTH 64

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "collection/collection.h"
+#include "collection/results.h"
 
 /* Marks the pages of collection c (its header and every array) in used. */
 static int mark_pages(const sx__coll *c, const uint8_t *h, uint8_t *used, sx_error *err) {

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "collection/collection.h"
+#include "collection/results.h"
 
 static uint32_t id_tag(const char *id, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "collection/collection.h"
+#include "collection/results.h"
 
 #define BLOCK 256
 

@@ -17,6 +17,12 @@
 extern "C" {
 #endif
 
+/* Marks a definition as part of the exported ABI (the library is built with
+ * -fvisibility=hidden, so only these symbols leave the shared object). Public
+ * functions live in the api layer, except the accessors of result objects, which live
+ * with their layouts (collection/results.c). */
+#define SX_EXPORT __attribute__((visibility("default")))
+
 /* Sets err (may be NULL) to code and a one-line printf-style message; returns code. */
 int sx__err_set(sx_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

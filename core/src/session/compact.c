@@ -48,10 +48,10 @@ int sx__db_compact(sx_db *db, const sx_compact_options *o, sx_error *err) {
   }
   progress pg = {o, 0, 0};
   /* The total first, so progress has something to count towards. */
-  for (size_t i = 0; names && i < names->n && !rc; i++) {
+  for (size_t i = 0; i < sx_names_count(names) && !rc; i++) {
     sx__coll c;
     uint64_t n = 0;
-    rc = sx__coll_open(&rv, names->names[i], &c, err);
+    rc = sx__coll_open(&rv, sx_names_get(names, i), &c, err);
     if (!rc) rc = sx__coll_count(&c, &n, err);
     pg.total += n;
   }
@@ -59,21 +59,21 @@ int sx__db_compact(sx_db *db, const sx_compact_options *o, sx_error *err) {
    * order: the new layout takes the lowest pages, and what is left free at the end of
    * the file is given back (sx__txn_shrink; the file is cut at the next complete
    * checkpoint). */
-  for (size_t i = 0; names && i < names->n && !rc; i++) {
+  for (size_t i = 0; i < sx_names_count(names) && !rc; i++) {
     sx__coll dst;
-    rc = sx__coll_open(&wv, names->names[i], &dst, err);
+    rc = sx__coll_open(&wv, sx_names_get(names, i), &dst, err);
     if (!rc) rc = sx__coll_compact_reset(&dst, err);
   }
   if (!rc) rc = sx__txn_sort_free(sx__write_txn(w), err);
   /* The (now empty) headers move down too, so no header pins the tail; their old
    * pages went to the head of the free list, hence the second sort. */
-  for (size_t i = 0; names && i < names->n && !rc; i++)
-    rc = sx__coll_move_header(sx__write_txn(w), names->names[i], err);
+  for (size_t i = 0; i < sx_names_count(names) && !rc; i++)
+    rc = sx__coll_move_header(sx__write_txn(w), sx_names_get(names, i), err);
   if (!rc) rc = sx__txn_sort_free(sx__write_txn(w), err);
-  for (size_t i = 0; names && i < names->n && !rc; i++) {
+  for (size_t i = 0; i < sx_names_count(names) && !rc; i++) {
     sx__coll src, dst;
-    rc = sx__coll_open(&rv, names->names[i], &src, err);
-    if (!rc) rc = sx__coll_open(&wv, names->names[i], &dst, err);
+    rc = sx__coll_open(&rv, sx_names_get(names, i), &src, err);
+    if (!rc) rc = sx__coll_open(&wv, sx_names_get(names, i), &dst, err);
     if (!rc)
       rc = sx__coll_compact_fill(&src, &dst, sx__write_threads(w), o->cancel_token, step, &pg, err);
   }
@@ -106,10 +106,10 @@ int sx__read_space(sx_read *r, sx_space_stats *out, sx_error *err) {
     out->collection_pages = out->live_bytes = out->reclaimable_bytes = 0;
     rc = sx__coll_list(&v, &names, err);
   }
-  for (size_t i = 0; names && i < names->n && !rc; i++) {
+  for (size_t i = 0; i < sx_names_count(names) && !rc; i++) {
     sx__coll c;
     sx__space s;
-    rc = sx__coll_open(&v, names->names[i], &c, err);
+    rc = sx__coll_open(&v, sx_names_get(names, i), &c, err);
     if (!rc) rc = sx__coll_space(&c, &s, err);
     if (!rc) {
       out->collection_pages += s.pages;
