@@ -49,17 +49,6 @@ void Wr64(std::vector<uint8_t> &b, size_t off, uint64_t v) {
   memcpy(b.data() + off, &v, 8);
 }
 
-std::vector<uint8_t> ReadAll(const std::string &path) {
-  std::vector<uint8_t> v;
-  FILE *f = fopen(path.c_str(), "rb");
-  if (!f) return v;
-  uint8_t b[65536];
-  size_t n;
-  while ((n = fread(b, 1, sizeof b, f)) > 0) v.insert(v.end(), b, b + n);
-  fclose(f);
-  return v;
-}
-
 bool WriteAll(const std::string &path, const std::vector<uint8_t> &d) {
   FILE *f = fopen(path.c_str(), "wb");
   if (!f) return false;
@@ -142,7 +131,7 @@ void Build(const std::string &db, Image *img) {
   ASSERT_EQ(sx_db_close(d), SX_OK);
   sx_db_free(d);
 
-  img->p = ReadAll(db);
+  img->p = sxt::ReadBytes(db);
   ASSERT_EQ(img->p.size() % kPs, 0u);
   img->npages = (uint32_t)(img->p.size() / kPs);
   img->cat = Rd32(img->p, kCatOff);

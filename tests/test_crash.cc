@@ -75,17 +75,6 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-std::vector<uint8_t> ReadAll(const std::string &path) {
-  std::vector<uint8_t> v;
-  FILE *f = fopen(path.c_str(), "rb");
-  if (!f) return v;
-  uint8_t b[65536];
-  size_t n;
-  while ((n = fread(b, 1, sizeof b, f)) > 0) v.insert(v.end(), b, b + n);
-  fclose(f);
-  return v;
-}
-
 void WriteAll(const std::string &path, const uint8_t *data, size_t n) {
   FILE *f = fopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr) << path;
@@ -527,8 +516,8 @@ void BuildWalImage(WalImage *img) {
   }
   // Read while the handle is open: closing the last handle checkpoints and empties
   // the WAL. The image stops at the last commit (the zeros after it add nothing).
-  img->p = ReadAll(t.db);
-  img->wal = ReadAll(t.db + "-wal");
+  img->p = sxt::ReadBytes(t.db);
+  img->wal = sxt::ReadBytes(t.db + "-wal");
   img->wal.resize(img->ends.back());
   sx_db_free(db);
   // Never checkpointed: P is the header page alone, generation 0.
@@ -669,7 +658,7 @@ TEST(Crash, WalDamageInAChildsWal) {
   int st = 0;
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "child status " << st;
-  const std::vector<uint8_t> p = ReadAll(t.db), wal = ReadAll(t.db + "-wal");
+  const std::vector<uint8_t> p = sxt::ReadBytes(t.db), wal = sxt::ReadBytes(t.db + "-wal");
   ASSERT_EQ(p.size(), kPageSize) << "never checkpointed";
   // Where the commits end: commit frames carry the database size.
   std::vector<uint64_t> ends;
@@ -772,7 +761,7 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
         wl_commit(db, g, kDmgPages, 3 + (uint32_t)(sx_test_splitmix64(&rng) % 18), 5, 1000, &err),
         SX_OK)
         << err.message;
-  std::vector<uint8_t> before = ReadAll(walp);
+  std::vector<uint8_t> before = sxt::ReadBytes(walp);
   ASSERT_GT(before.size(), kWalHdr + 50 * kFrame);
   // Checkpoint everything (no readers), then one small commit: it moves to P-wal2.
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
@@ -783,7 +772,7 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
   ASSERT_EQ(st.wal_frames, 3u)
       << "the small commit (page 0, manifest, one data page) starts a generation";
-  ASSERT_EQ(ReadAll(walp), before) << "P-wal is left alone";
+  ASSERT_EQ(sxt::ReadBytes(walp), before) << "P-wal is left alone";
   // Again: the next generation reuses P-wal, over its first frames.
   ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
   ASSERT_EQ(wl_commit(db, kDmgCommits + 2, kDmgPages, 1, 7, 1000, &err), SX_OK) << err.message;
@@ -793,8 +782,8 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   ASSERT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
   ASSERT_EQ(g, kDmgCommits + 2);
   // Read while the handle is open (the last close empties the WAL).
-  const std::vector<uint8_t> p = ReadAll(t.db);
-  const std::vector<uint8_t> after = ReadAll(walp), after2 = ReadAll(wal2p);
+  const std::vector<uint8_t> p = sxt::ReadBytes(t.db);
+  const std::vector<uint8_t> after = sxt::ReadBytes(walp), after2 = sxt::ReadBytes(wal2p);
   sx_db_free(db);
 
   ASSERT_EQ(after.size(), before.size()) << "the stale frames must still be there for this test";
@@ -890,10 +879,10 @@ TEST(Crash, ForeignWalIsNeverReplayed) {
       ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
     }
   }
-  const std::vector<uint8_t> pa = ReadAll(a.db), wala = ReadAll(a.db + "-wal"),
-                             wal2a = ReadAll(a.db + "-wal2");
-  const std::vector<uint8_t> pb = ReadAll(b.db), walb = ReadAll(b.db + "-wal"),
-                             wal2b = ReadAll(b.db + "-wal2");
+  const std::vector<uint8_t> pa = sxt::ReadBytes(a.db), wala = sxt::ReadBytes(a.db + "-wal"),
+                             wal2a = sxt::ReadBytes(a.db + "-wal2");
+  const std::vector<uint8_t> pb = sxt::ReadBytes(b.db), walb = sxt::ReadBytes(b.db + "-wal"),
+                             wal2b = sxt::ReadBytes(b.db + "-wal2");
   sx_db_free(da);
   sx_db_free(db);
   uint32_t ida, idb;
@@ -916,7 +905,7 @@ TEST(Crash, ForeignWalIsNeverReplayed) {
   memset(old.data() + 48, 0, 4);
   ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, old, wala, false, &g, &wal2a));
   EXPECT_EQ(g, 6u);
-  std::vector<uint8_t> now = ReadAll(c.db);
+  std::vector<uint8_t> now = sxt::ReadBytes(c.db);
   uint32_t idc;
   memcpy(&idc, now.data() + 48, 4);
   EXPECT_NE(idc, 0u) << "an untied database gets an id at its last close";

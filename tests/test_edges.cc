@@ -24,14 +24,8 @@ extern "C" {
 namespace {
 
 using sxt::TmpDir;
-
 sx_db *Open(const std::string &path) {
-  sx_open_options o = SX_OPEN_OPTIONS_INIT;
-  o.sync = SX_SYNC_OFF;
-  sx_db *db = nullptr;
-  sx_error err = SX_ERROR_INIT;
-  EXPECT_EQ(sx_db_open(&db, path.c_str(), &o, &err), SX_OK) << err.message;
-  return db;
+  return sxt::OpenNoSync(path);
 }
 
 void Create(sx_write *w, const char *name, uint32_t dim, sx_metric metric, sx_index_type index,

@@ -28,19 +28,13 @@ namespace {
 
 using sxt::Count;
 using sxt::TmpDir;
+sx_db *Open(const std::string &path) {
+  return sxt::OpenNoSync(path);
+}
 
 bool Exists(const std::string &p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0;
-}
-
-sx_db *Open(const std::string &path) {
-  sx_open_options o = SX_OPEN_OPTIONS_INIT;
-  o.sync = SX_SYNC_OFF;
-  sx_db *db = nullptr;
-  sx_error err = SX_ERROR_INIT;
-  EXPECT_EQ(sx_db_open(&db, path.c_str(), &o, &err), SX_OK) << err.message;
-  return db;
 }
 
 const uint32_t kDim = 8;

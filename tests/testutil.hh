@@ -62,6 +62,23 @@ inline std::string ReadFile(const std::string &path) {
   return out;
 }
 
+// The same, as bytes.
+inline std::vector<uint8_t> ReadBytes(const std::string &path) {
+  std::string s = ReadFile(path);
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+
+// Opens (creating) the database at path with sync = off, the test default where no
+// sync is under test (a failed expectation, and NULL, on an error).
+inline sx_db *OpenNoSync(const std::string &path) {
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.sync = SX_SYNC_OFF;
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_EQ(sx_db_open(&db, path.c_str(), &o, &err), SX_OK) << err.message;
+  return db;
+}
+
 // Ids prefix0, prefix1, ... prefix(n-1): the conformance generator's naming.
 inline std::vector<std::string> Ids(const char *prefix, size_t n) {
   std::vector<std::string> r;
