@@ -5940,6 +5940,21 @@ fail:
 
 
 // js_global_getter
+Napi::Value exports_SX_METADATA_DEPTH_MAX_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(128));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_getter
 Napi::Value exports_SX_METRIC_L2_get(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Value jsresult;
@@ -9880,6 +9895,13 @@ do {
 // jsnapi_register_global_variable
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_DIM_MAX_get, JS_veto_set_variable>("SX_DIM_MAX");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_METADATA_DEPTH_MAX_get, JS_veto_set_variable>("SX_METADATA_DEPTH_MAX");
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));

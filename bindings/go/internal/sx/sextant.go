@@ -1617,6 +1617,7 @@ func Sx_write_user_version(arg1 Sx_write, arg2 *uint64, arg3 *Errbuf) (_swig_ret
 const SX_NAME_MAX int = 64
 const SX_ID_MAX int = 255
 const SX_DIM_MAX int = 65536
+const SX_METADATA_DEPTH_MAX int = 128
 
 type Sx_metric int
 
