@@ -420,19 +420,39 @@ static int descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t 
   return SX_OK;
 }
 
+/* The part every search shares before level 0: the entry point (*ep UINT64_MAX: the
+ * graph is empty, nothing more to do), the query's norm, scratch for efs candidates,
+ * and the greedy descent to level 0, whose closest node lands in *best. */
+static int search_start(sx__hnsw *g, const float *q, size_t efs, uint64_t *ep, float *qn,
+                        sx__hit *best, sx_error *err) {
+  *ep = UINT64_MAX;
+  uint32_t top = 0;
+  int rc = entry(g, ep, &top, err);
+  if (rc || *ep == UINT64_MAX) return rc;
+  *qn = g->metric == SX__COSINE ? sx__norm(q, g->dim) : 0;
+  if (ensure_scratch(g, efs)) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
+  return descend(g, q, *qn, *ep, top, 0, best, err);
+}
+
+/* The part every search shares after level 0: the nr results in g->res sorted, the
+ * first k into out, and hits tied with the k-th too (the caller breaks distance ties
+ * by id). */
+static void search_finish(sx__hnsw *g, size_t nr, size_t k, sx__hit *out, size_t *n) {
+  qsort(g->res, nr, sizeof *g->res, cmp_hit);
+  *n = nr < k ? nr : k;
+  while (*n > 0 && *n < nr && g->res[*n].d == g->res[*n - 1].d) (*n)++;
+  memcpy(out, g->res, *n * sizeof *out);
+}
+
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
                     sx_error *err) {
   *n = 0;
-  uint64_t ep = UINT64_MAX;
-  uint32_t top = 0;
-  int rc = entry(g, &ep, &top, err);
-  if (rc || ep == UINT64_MAX) return rc;
-  float qn = g->metric == SX__COSINE ? sx__norm(q, g->dim) : 0;
   size_t efs = ef < k ? k : ef;
-  if (ensure_scratch(g, efs)) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
+  uint64_t ep;
+  float qn = 0;
   sx__hit best;
-  rc = descend(g, q, qn, ep, top, 0, &best, err);
-  if (rc) return rc;
+  int rc = search_start(g, q, efs, &ep, &qn, &best, err);
+  if (rc || ep == UINT64_MAX) return rc;
   g->res[0] = best;
   size_t nr = 1;
   /* The entry point seeds level 0 too: every live node is reachable from it there
@@ -446,11 +466,7 @@ int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit 
   /* As hnswlib: no liveness test per hit while nothing is deleted. */
   rc = search_layer(g, q, qn, 0, efs, !g->all_live, UINT64_MAX, &nr, err);
   if (rc) return rc;
-  qsort(g->res, nr, sizeof *g->res, cmp_hit);
-  *n = nr < k ? nr : k;
-  /* Hits tied with the k-th go too: the caller breaks distance ties by id. */
-  while (*n > 0 && *n < nr && g->res[*n].d == g->res[*n - 1].d) (*n)++;
-  memcpy(out, g->res, *n * sizeof *out);
+  search_finish(g, nr, k, out, n);
   return SX_OK;
 }
 
@@ -516,24 +532,17 @@ static int search_layer_filtered(sx__hnsw *g, const float *q, float qn, size_t e
 int sx__hnsw_search_filtered(sx__hnsw *g, const float *q, size_t k, uint32_t ef,
                              const sx__hnsw_filter *f, sx__hit *out, size_t *n, sx_error *err) {
   *n = 0;
-  uint64_t ep = UINT64_MAX;
-  uint32_t top = 0;
-  int rc = entry(g, &ep, &top, err);
-  if (rc || ep == UINT64_MAX) return rc;
-  float qn = g->metric == SX__COSINE ? sx__norm(q, g->dim) : 0;
   size_t efs = ef < k ? k : ef;
-  if (ensure_scratch(g, efs)) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
+  uint64_t ep;
+  float qn = 0;
   sx__hit best;
-  rc = descend(g, q, qn, ep, top, 0, &best, err);
-  if (rc) return rc;
+  int rc = search_start(g, q, efs, &ep, &qn, &best, err);
+  if (rc || ep == UINT64_MAX) return rc;
   g->res[0] = best;
   size_t nr = 0;
   rc = search_layer_filtered(g, q, qn, efs, f, &nr, err);
   if (rc) return rc;
-  qsort(g->res, nr, sizeof *g->res, cmp_hit);
-  *n = nr < k ? nr : k;
-  while (*n > 0 && *n < nr && g->res[*n].d == g->res[*n - 1].d) (*n)++;
-  memcpy(out, g->res, *n * sizeof *out);
+  search_finish(g, nr, k, out, n);
   return SX_OK;
 }
 
