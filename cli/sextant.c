@@ -274,6 +274,34 @@ static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
   return EX_OK;
 }
 
+/* One of the collection options `create` and `import` share (--metric, --index, --m,
+ * --ef-construction: getopt codes m, i, M, E) into co; EX_USAGE, said, when bad. */
+static int coll_option(int o, const char *arg, sx_collection_options *co) {
+  uint64_t v = 0;
+  sx_error e = SX_ERROR_INIT;
+  switch (o) {
+    case 'm':
+      if (sx_metric_parse(arg, &co->metric, &e)) return fail(EX_USAGE, "--metric: %s", e.message);
+      return 0;
+    case 'i':
+      if (!strcmp(arg, "hnsw"))
+        co->index = SX_INDEX_HNSW;
+      else if (!strcmp(arg, "flat"))
+        co->index = SX_INDEX_FLAT;
+      else
+        return fail(EX_USAGE, "--index '%s' is not hnsw or flat", arg);
+      return 0;
+    case 'M':
+      if (parse_u64("--m", arg, 2, 256, &v)) return EX_USAGE;
+      co->hnsw_m = (uint32_t)v;
+      return 0;
+    default: /* 'E' */
+      if (parse_u64("--ef-construction", arg, 1, 100000, &v)) return EX_USAGE;
+      co->hnsw_ef_construction = (uint32_t)v;
+      return 0;
+  }
+}
+
 /* A vector written as numbers separated by commas and/or spaces (brackets allowed). */
 static int parse_vector_text(const char *what, const char *s, float **out, size_t *dim) {
   size_t cap = 16, n = 0;
@@ -946,27 +974,11 @@ static int c_create(int argc, char **argv) {
         if (parse_u64("--dim", optarg, 1, SX_DIM_MAX, &v)) return EX_USAGE;
         co.dim = (uint32_t)v;
         break;
-      case 'm': {
-        sx_error e = SX_ERROR_INIT;
-        if (sx_metric_parse(optarg, &co.metric, &e))
-          return fail(EX_USAGE, "--metric: %s", e.message);
-        break;
-      }
+      case 'm':
       case 'i':
-        if (!strcmp(optarg, "hnsw"))
-          co.index = SX_INDEX_HNSW;
-        else if (!strcmp(optarg, "flat"))
-          co.index = SX_INDEX_FLAT;
-        else
-          return fail(EX_USAGE, "--index '%s' is not hnsw or flat", optarg);
-        break;
       case 'M':
-        if (parse_u64("--m", optarg, 2, 256, &v)) return EX_USAGE;
-        co.hnsw_m = (uint32_t)v;
-        break;
       case 'E':
-        if (parse_u64("--ef-construction", optarg, 1, 100000, &v)) return EX_USAGE;
-        co.hnsw_ef_construction = (uint32_t)v;
+        if (coll_option(o, optarg, &co)) return EX_USAGE;
         break;
         COMMON_CASES
     }
@@ -1007,7 +1019,7 @@ static int c_import(int argc, char **argv) {
                                      {0}};
   enum fmt fmt = F_NONE;
   const char *ids_path = NULL, *prefix = "";
-  uint64_t start = 0, batch = 10000, v = 0;
+  uint64_t start = 0, batch = 10000;
   int skip_existing = 0;
   sx_sync sync = SX_SYNC_FULL;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
@@ -1031,27 +1043,11 @@ static int c_import(int argc, char **argv) {
       case 'k':
         skip_existing = 1;
         break;
-      case 'm': {
-        sx_error e = SX_ERROR_INIT;
-        if (sx_metric_parse(optarg, &co.metric, &e))
-          return fail(EX_USAGE, "--metric: %s", e.message);
-        break;
-      }
+      case 'm':
       case 'i':
-        if (!strcmp(optarg, "hnsw"))
-          co.index = SX_INDEX_HNSW;
-        else if (!strcmp(optarg, "flat"))
-          co.index = SX_INDEX_FLAT;
-        else
-          return fail(EX_USAGE, "--index '%s' is not hnsw or flat", optarg);
-        break;
       case 'M':
-        if (parse_u64("--m", optarg, 2, 256, &v)) return EX_USAGE;
-        co.hnsw_m = (uint32_t)v;
-        break;
       case 'E':
-        if (parse_u64("--ef-construction", optarg, 1, 100000, &v)) return EX_USAGE;
-        co.hnsw_ef_construction = (uint32_t)v;
+        if (coll_option(o, optarg, &co)) return EX_USAGE;
         break;
       case 'p':
         g_progress = 1;
