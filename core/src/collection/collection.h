@@ -73,7 +73,8 @@ int sx__coll_upsert(sx__coll *c, size_t n, const char *const *ids, const float *
 int sx__coll_delete(sx__coll *c, size_t n, const char *const *ids, int nthreads, size_t *deleted,
                     sx_error *err);
 int sx__coll_get(const sx__coll *c, const char *id, sx_record **out, sx_error *err);
-/* nq queries, k hits each. nthreads > 1 splits the scan (read views only). */
+/* nq queries, k hits each. nthreads > 1 splits the scan (read views only). o (may be
+ * NULL) is checked and complete, at SX_SEARCH_OPTIONS_VERSION (api.c does both). */
 int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, size_t k,
                     const sx_search_options *o, int nthreads, sx_results **out, sx_error *err);
 /* Structure check of every collection in the view (catalog, headers, id map

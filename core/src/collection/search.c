@@ -9,6 +9,7 @@
  * broken by id in ascending byte order, fetching ids only when distances tie. A
  * batch over a read snapshot is split across threads by slot range, then merged.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,8 +441,8 @@ static int search_check_args(const sx__coll *c, const float *qs, size_t nq, size
                        c->dim);
   if (!qs && nq) return sx__err_set(err, SX_INVALID_ARGUMENT, "query is NULL");
   if (k == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "k must be at least 1 (got 0)");
-  if (o && (o->version < 1 || o->version > SX_SEARCH_OPTIONS_VERSION))
-    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown search options version %u", o->version);
+  /* The api layer checked the options and brought them to this header's version. */
+  assert(!o || o->version == SX_SEARCH_OPTIONS_VERSION);
   for (size_t q = 0; q < nq; q++) {
     int rc = sx__check_vector(qs + q * dim, dim, c->metric, "query", q, err);
     if (rc) return rc;
