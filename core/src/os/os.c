@@ -430,6 +430,15 @@ int sx__file_sync(sx__file *f, int data_only, sx_error *err) {
   return rc;
 }
 
+void sx__file_writeback(sx__file *f, uint64_t off, uint64_t len) {
+#ifdef SYNC_FILE_RANGE_WRITE
+  if (f->fd >= 0 && len)
+    (void)sync_file_range(f->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+#else
+  (void)f, (void)off, (void)len;
+#endif
+}
+
 int sx__file_truncate(sx__file *f, uint64_t size, sx_error *err) {
   return f->vfs->truncate(f, size, err);
 }

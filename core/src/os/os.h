@@ -105,6 +105,11 @@ int sx__file_open_private(sx__vfs *vfs, const char *label, sx__file **out, sx_er
 int sx__file_read(sx__file *f, void *buf, size_t n, uint64_t off, sx_error *err);
 int sx__file_write(sx__file *f, const void *buf, size_t n, uint64_t off, sx_error *err);
 int sx__file_sync(sx__file *f, int data_only, sx_error *err);
+/* Starts writing the dirty cached pages of [off, off + len) to the device without
+ * waiting (Linux sync_file_range WRITE; elsewhere nothing). A hint that spreads the
+ * device's work over time so that a later sx__file_sync has less left to wait for; it
+ * promises nothing about durability and cannot fail. */
+void sx__file_writeback(sx__file *f, uint64_t off, uint64_t len);
 int sx__file_truncate(sx__file *f, uint64_t size, sx_error *err);
 /* Grows f to `size` bytes with its blocks allocated (posix_fallocate, or zeros where
  * the file system has none), for files reached through a shared mapping: a mapped

@@ -206,6 +206,7 @@ static void pager_free_maps(sx__pager *p) {
 }
 
 static void pager_destroy(sx__pager *p) {
+  sx__pager_free_spares(p);
   pager_free_maps(p);
   sx__file_close(p->db);
   sx__file_close(p->wal[0]);

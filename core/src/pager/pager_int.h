@@ -116,6 +116,9 @@ enum {
 #define SHM_SLOTS_OFF 1024u
 #define SHM_FLOORS_OFF (SHM_SLOTS_OFF + 8u * SX__NSLOTS)
 #define SHM_PIDS_OFF (SHM_FLOORS_OFF + 8u * SX__NSLOTS)
+/* Page buffers a writer keeps between transactions, and the largest commit buffer. */
+#define SX__SPARE_PAGES 32u
+#define SX__CBUF_KEEP (1u << 20)
 #define SEG_FRAMES 4096u
 #define SEG_NSLOT 8192u
 #define SEG_BYTES (SEG_FRAMES * 4u + SEG_NSLOT * 2u) /* 32 KiB */
@@ -204,7 +207,16 @@ struct sx__pager {
       p_size;           /* known size of P (grows; cut only by a complete checkpoint, ckpt.c) */
   uint64_t shm_size;    /* writer-side: known size of P-shm */
   uint64_t wal_size[2]; /* writer-side: known sizes of the WAL files (0: unknown) */
-  sx__mutex map_mu;     /* SX__RANK_MAP: serializes creating mappings */
+  uint64_t wal_wb[2];   /* writer-side, sync normal: WAL bytes below this offset have had
+                         * their writeback started (sx__wal_write) */
+  /* Writer-side (the writer lock held): what a write transaction leaves for the next
+   * (txn.c), so that small commits allocate nothing: page-table entries with their
+   * page buffers, and the buffer commits assemble their frames in. */
+  struct sx__dpage *spare[SX__SPARE_PAGES];
+  unsigned nspare;
+  uint8_t *cbuf;
+  size_t cbuf_cap;
+  sx__mutex map_mu; /* SX__RANK_MAP: serializes creating mappings */
 
   /* In-process writer exclusion, paired with the OFD writer byte. */
   sx__mutex wmu;
@@ -235,6 +247,9 @@ static inline void sx__cksum(const uint8_t *d, size_t n, uint64_t *s0, uint64_t 
   *s0 = a;
   *s1 = b;
 }
+
+/* Frees what write transactions kept for the next one (txn.c). */
+void sx__pager_free_spares(sx__pager *p);
 
 /* Nonzero in a child of fork() that inherited p. */
 static inline int sx__pager_forked(const sx__pager *p) {

@@ -14,13 +14,24 @@
  * out, or freed, twice). */
 enum { DP_KEPT = 0, DP_ALLOCATED, DP_FREED };
 
-typedef struct dpage {
+typedef struct sx__dpage {
   uint32_t pgno;
   uint8_t *buf;
   uint8_t *undo;             /* image at the savepoint, when dirtied before it */
   int sp_new;                /* first dirtied after the savepoint */
   uint8_t state, undo_state; /* DP_*, now and at the savepoint */
 } dpage;
+
+/* Clean pages a transaction has looked up in its view (a direct-mapped cache by page
+ * number: a page's place in the WAL index is found once per transaction, not once
+ * per read; the view's pages stay where they are while the writer lock is held). */
+static void dpage_free(dpage *d);
+
+#define SEEN 8u
+typedef struct seen_page {
+  uint32_t pgno; /* UINT32_MAX: empty */
+  const uint8_t *page;
+} seen_page;
 
 struct sx__txn {
   sx__pager *p;
@@ -34,6 +45,7 @@ struct sx__txn {
   unsigned fork_gen;
   int sp_active;
   uint32_t sp_npages;
+  seen_page seen[SEEN];
 };
 
 /* Marks a page-table slot whose page a rollback removed. Its page number matches no
@@ -157,6 +169,7 @@ int sx__pager_write_begin(sx__pager *p, int timeout_ms, const sx_cancel *cancel,
   t->view.npages = t->h.npages;
   t->view.slot = -1;
   t->npages = t->h.npages;
+  for (unsigned i = 0; i < SEEN; i++) t->seen[i].pgno = UINT32_MAX;
   sx__mutex_init(&t->mu, SX__RANK_WAL, "page table");
   *out = t;
   return SX_OK;
@@ -195,6 +208,36 @@ static int tab_insert(sx__txn *t, dpage *d) {
   return SX_OK;
 }
 
+/* The view's image of pgno through the transaction's cache of looked-up pages. t->mu
+ * held. */
+static int view_page(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err) {
+  seen_page *s = &t->seen[pgno % SEEN];
+  if (s->pgno == pgno) {
+    *out = s->page;
+    return SX_OK;
+  }
+  int rc = sx__view_page(t->p, &t->view, pgno, out, err);
+  if (!rc) {
+    s->pgno = pgno;
+    s->page = *out;
+  }
+  return rc;
+}
+
+/* A page-table entry with a page buffer: one the last transaction left, or new. */
+static dpage *dpage_new(sx__txn *t) {
+  sx__pager *p = t->p;
+  if (p->nspare) return p->spare[--p->nspare];
+  dpage *d = calloc(1, sizeof *d);
+  uint8_t *buf = d ? aligned_alloc(64, p->ps) : NULL;
+  if (!buf) {
+    free(d);
+    return NULL;
+  }
+  d->buf = buf;
+  return d;
+}
+
 /* Dirty image of pgno, copied from the committed page on first touch; *dp its entry. */
 static int write_dp(sx__txn *t, uint32_t pgno, dpage **dp, sx_error *err) {
   sx__mutex_assert_held(&t->mu);
@@ -212,18 +255,14 @@ static int write_dp(sx__txn *t, uint32_t pgno, dpage **dp, sx_error *err) {
   if (pgno >= t->npages)
     return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno,
                        t->npages);
-  d = calloc(1, sizeof *d);
-  uint8_t *buf = d ? aligned_alloc(64, t->p->ps) : NULL;
-  if (!buf) {
-    free(d);
-    return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
-  }
+  d = dpage_new(t);
+  if (!d) return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
+  uint8_t *buf = d->buf;
   if (pgno < t->view.npages) {
     const uint8_t *src;
-    int rc = sx__view_page(t->p, &t->view, pgno, &src, err);
+    int rc = view_page(t, pgno, &src, err);
     if (rc) {
-      free(buf);
-      free(d);
+      dpage_free(d);
       return rc;
     }
     memcpy(buf, src, t->p->ps);
@@ -231,11 +270,9 @@ static int write_dp(sx__txn *t, uint32_t pgno, dpage **dp, sx_error *err) {
     memset(buf, 0, t->p->ps);
   }
   d->pgno = pgno;
-  d->buf = buf;
   d->sp_new = t->sp_active;
   if (tab_insert(t, d)) {
-    free(buf);
-    free(d);
+    dpage_free(d);
     return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
   }
   *dp = d;
@@ -278,16 +315,16 @@ int sx__pager_free_page_valid(const sx__pager *p, uint32_t pgno, const uint8_t *
 int sx__txn_read(sx__txn *t, uint32_t pgno, const uint8_t **out, sx_error *err) {
   sx__mutex_lock(&t->mu);
   dpage *d = tab_find(t, pgno);
-  uint32_t np = t->npages;
-  sx__mutex_unlock(&t->mu);
-  if (d) {
+  int rc = SX_OK;
+  if (d)
     *out = d->buf;
-    return SX_OK;
-  }
-  if (pgno >= np)
-    return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno,
-                       np);
-  return sx__view_page(t->p, &t->view, pgno, out, err);
+  else if (pgno >= t->npages)
+    rc = sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno,
+                     t->npages);
+  else
+    rc = view_page(t, pgno, out, err);
+  sx__mutex_unlock(&t->mu);
+  return rc;
 }
 
 int sx__txn_write(sx__txn *t, uint32_t pgno, uint8_t **out, sx_error *err) {
@@ -435,11 +472,37 @@ static void txn_free(sx__txn *t) {
   free(t);
 }
 
+/* Leaves up to SX__SPARE_PAGES page-table entries to the next transaction. Writer lock
+ * held. */
+static void txn_keep_pages(sx__txn *t) {
+  sx__pager *p = t->p;
+  for (size_t i = 0; i < t->cap && p->nspare < SX__SPARE_PAGES; i++) {
+    dpage *d = t->tab[i];
+    if (!d || d == &TOMB) continue;
+    free(d->undo);
+    uint8_t *buf = d->buf;
+    memset(d, 0, sizeof *d);
+    d->buf = buf;
+    p->spare[p->nspare++] = d;
+    t->tab[i] = NULL;
+  }
+}
+
 void sx__txn_abort(sx__txn *t) {
   if (!t) return;
   /* A transaction inherited across fork() holds nothing of the child's. */
-  if (t->fork_gen == sx__fork_generation()) sx__writer_unlock(t->p);
+  if (t->fork_gen == sx__fork_generation()) {
+    txn_keep_pages(t);
+    sx__writer_unlock(t->p);
+  }
   txn_free(t);
+}
+
+void sx__pager_free_spares(sx__pager *p) {
+  while (p->nspare) dpage_free(p->spare[--p->nspare]);
+  free(p->cbuf);
+  p->cbuf = NULL;
+  p->cbuf_cap = 0;
 }
 
 static int cmp_dpage(const void *a, const void *b) {
@@ -493,8 +556,20 @@ static int commit_assemble(sx__txn *t, const sx__hdrc *h, commit_batch *b, sx_er
   b->rel = h->mx - h->base;
   b->hdr_bytes = b->rel == 0 ? WAL_HDR : 0;
   b->list = malloc(b->nfr * sizeof *b->list);
-  b->buf = b->list ? aligned_alloc(64, (b->hdr_bytes + b->nfr * p->fsz + 63) / 64 * 64) : NULL;
-  if (!b->buf)
+  size_t len = (b->hdr_bytes + b->nfr * p->fsz + 63) / 64 * 64;
+  if (len <= p->cbuf_cap) {
+    b->buf = p->cbuf;
+  } else if (len <= SX__CBUF_KEEP) {
+    /* Kept for later commits (freed with the pager). */
+    free(p->cbuf);
+    p->cbuf_cap = 0;
+    p->cbuf = aligned_alloc(64, len);
+    if (p->cbuf) p->cbuf_cap = len;
+    b->buf = p->cbuf;
+  } else {
+    b->buf = aligned_alloc(64, len);
+  }
+  if (!b->list || !b->buf)
     return sx__err_set(err, SX_NOMEM, "out of memory committing %llu pages",
                        (unsigned long long)b->nfr);
   size_t m = 0;
@@ -559,7 +634,7 @@ static int commit_frames(sx__txn *t, sx_error *err) {
   if (!rc) rc = commit_publish(t, &h, &b, err);
   /* The commit stands whatever the checkpoint does; a failed sync still poisons. */
   if (!rc && h.mx - h.backfill >= p->autockpt) sx__checkpoint_locked(p, &h, NULL);
-  free(b.buf);
+  if (b.buf != p->cbuf) free(b.buf);
   free(b.list);
   return rc;
 }

@@ -485,6 +485,10 @@ void sx__wal_frame_make(const sx__pager *p, const sx__hdrc *h, uint8_t *f, uint3
   sx__wr64(f + 24, *ck1);
 }
 
+/* Bytes of frames a writer at sync normal lets pile up before it starts their
+ * writeback. */
+#define WAL_WRITEBACK (512u << 10)
+
 int sx__wal_write(sx__pager *p, int w, const uint8_t *buf, size_t len, uint64_t off,
                   size_t hdr_bytes, sx_error *err) {
   int rc = sx__wal_reserve(p, w, off + len, err);
@@ -505,6 +509,15 @@ int sx__wal_write(sx__pager *p, int w, const uint8_t *buf, size_t len, uint64_t 
   }
   rc = sx__file_write(p->wal[w], buf + skip, len - skip, off + skip, err);
   if (rc) return rc;
+  if (p->sync == SX_SYNC_NORMAL) {
+    /* The checkpoint's sync would otherwise find the whole generation's frames still
+     * to write and wait for all of them: start their writeback as they come. */
+    if (p->wal_wb[w] > off) p->wal_wb[w] = off; /* a new generation, from the start */
+    if (off + len - p->wal_wb[w] >= WAL_WRITEBACK) {
+      sx__file_writeback(p->wal[w], p->wal_wb[w], off + len - p->wal_wb[w]);
+      p->wal_wb[w] = off + len;
+    }
+  }
   if (p->sync == SX_SYNC_FULL) {
     rc = sx__file_sync(p->wal[w], 1, err);
     if (rc) sx__pager_poison(p);
