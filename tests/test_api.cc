@@ -673,10 +673,14 @@ TEST(Api, OutputStructsCarryTheirVersion) {
   ASSERT_EQ(sx_read_collection(r, "o", &c, &err), SX_OK);
   sx_collection_info info = SX_COLLECTION_INFO_INIT;
   ASSERT_EQ(sx_collection_describe(c, &info, &err), SX_OK);
-  EXPECT_EQ(info.version, 1u);
+  EXPECT_EQ(info.version, 2u);
   EXPECT_STREQ(info.name, "o");
   EXPECT_EQ(info.dim, 3u);
-  info.version = 2;
+  EXPECT_EQ(info.quantization, SX_QUANTIZATION_NONE);
+  info.version = 1; /* version 1 (no quantization) is still served; test_quant.cc */
+  EXPECT_EQ(sx_collection_describe(c, &info, &err), SX_OK);
+  EXPECT_EQ(info.version, 1u);
+  info.version = 3;
   EXPECT_EQ(sx_collection_describe(c, &info, &err), SX_INVALID_ARGUMENT);
   sx_collection_stats cs = SX_COLLECTION_STATS_INIT;
   ASSERT_EQ(sx_collection_stats_get(c, &cs, &err), SX_OK);

@@ -98,7 +98,9 @@ void Build(const std::string &db, Image *img) {
   co.index = SX_INDEX_HNSW;
   co.hnsw_m = 8;
   co.hnsw_ef_construction = 40;
+  co.quantization = SX_QUANTIZATION_INT8; /* its codes are damaged below too */
   ASSERT_NO_FATAL_FAILURE(Check(sx_write_create_collection(w, "hnsw", &co, &e), e));
+  co.quantization = SX_QUANTIZATION_NONE;
   ASSERT_NO_FATAL_FAILURE(Check(sx_write_create_collection(w, "gone", &co, &e), e));
   std::vector<float> v = sxt::Gen(7, kN, kDim);
   std::vector<std::string> ids, metas;
@@ -417,6 +419,9 @@ TEST_F(Corrupt, CollectionHeader) {
       {"hnsw entry point past the slots", hdr(true, SX__H_HNSW_EP, 100000, false)},
       {"hnsw upper length huge", hdr(true, SX__H_UPPER_LEN, 1ull << 61, true)},
       {"flat header magic", hdr(false, SX__H_MAGIC, 0, false)},
+      {"hnsw quantization unknown", hdr(true, SX__H_QUANT, 7, false)},
+      {"flat quantization int8", hdr(false, SX__H_QUANT, SX_QUANTIZATION_INT8, false)},
+      {"hnsw quantization none, with codes", hdr(true, SX__H_QUANT, 0, false)},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }
@@ -472,6 +477,44 @@ TEST_F(Corrupt, PageArray) {
       {"graph root is the collection's own header",
        [](const Image &i,
           std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + SX__H_PA_G0, i.hhnsw); }},
+      {"codes root past the end",
+       [](const Image &i,
+          std::vector<uint8_t> &p) { Wr32(p, i.Page(i.hhnsw) + SX__H_PA_CODES, i.npages + 3); }},
+      {"codes root is the vectors' root",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(i.hhnsw) + SX__H_PA_CODES, Rd32(p, i.Page(i.hhnsw) + SX__H_PA_VEC));
+       }},
+      {"codes root missing",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.Page(i.hhnsw) + SX__H_PA_CODES, 0);
+         Wr32(p, i.Page(i.hhnsw) + SX__H_PA_CODES + 4, 0);
+       }},
+  };
+  for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
+}
+
+// Code records of the quantized HNSW collection (hnsw_quant.c: 16 header bytes, then
+// kDim codes, padded to 16 bytes; none straddles a page): a header no encoding
+// writes (a NaN or negative scale, an infinite norm) fails the searches that measure
+// it; codes that differ from their vector's encoding are found by sx_db_check.
+TEST_F(Corrupt, Codes) {
+  constexpr size_t kRec = (16 + kDim + 15) & ~size_t(15);
+  auto rec = [](uint32_t slot, size_t off, uint32_t v) {
+    return [=](const Image &i, std::vector<uint8_t> &p) {
+      size_t per = kPs / kRec;
+      Wr32(p, i.Page(i.Leaf(i.hhnsw, SX__H_PA_CODES, slot / per)) + slot % per * kRec + off, v);
+    };
+  };
+  const Case cases[] = {
+      {"code scale NaN (slot 0)", rec(0, 4, 0x7fc00000u)},
+      {"code scale negative (slot 200)", rec(200, 4, 0xbf800000u)},
+      {"code norm infinite (slot 150)", rec(150, 8, 0x7f800000u)},
+      {"code offset changed (slot 3)", rec(3, 0, 0x41200000u)},
+      {"code bytes changed (slot 299)", rec(299, 16, 0x01020304u)},
+      {"codes page zeroed",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         memset(p.data() + i.Page(i.Leaf(i.hhnsw, SX__H_PA_CODES, 1)), 0, kPs);
+       }},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }

@@ -562,3 +562,32 @@ TEST_F(Kernels, EmptyInputs) {
 }
 
 }  // namespace
+
+/* sx__qdot (the int8 codes' dot product) gives the exact integer at every level, for
+ * every length (tails of each width) and at the extremes the callers allow
+ * (dim * 255 * max |q_i| < 2^31); codes are read to dim only (each in a block of
+ * exactly dim bytes, so ASan sees a read past it). */
+TEST_F(Kernels, QdotExactAtEveryLevel) {
+  std::mt19937 rng(42);
+  for (int level = SX__KERNEL_SCALAR; level <= SX__KERNEL_AVX512; level++) {
+    if (!UseLevel(level)) continue;
+    sx__qdot_fn f = sx__qdot();
+    for (size_t dim : {1u, 7u, 16u, 31u, 32u, 33u, 63u, 64u, 65u, 100u, 784u, 1000u, 4080u}) {
+      int32_t qmax = (int32_t)std::min(32767.0, 2147483647.0 / (255.0 * dim));
+      std::vector<int16_t> q((dim + 31) & ~size_t(31), 0);
+      std::unique_ptr<uint8_t[]> c(new uint8_t[dim]);
+      for (int round = 0; round < 3; round++) {
+        int64_t want = 0;
+        for (size_t i = 0; i < dim; i++) {
+          q[i] = round == 0   ? (int16_t)qmax
+                 : round == 1 ? (int16_t)-qmax
+                              : (int16_t)((int32_t)(rng() % (2 * (uint32_t)qmax + 1)) - qmax);
+          c[i] = round < 2 ? 255 : (uint8_t)(rng() & 255);
+          want += (int64_t)q[i] * c[i];
+        }
+        EXPECT_EQ((int64_t)f(q.data(), c.get(), dim), want)
+            << sx__kernel_name(level) << " dim " << dim << " round " << round;
+      }
+    }
+  }
+}

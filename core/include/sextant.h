@@ -526,15 +526,35 @@ typedef enum sx_index_type {
   SX_INDEX_FLAT = 1  /**< exact scan */
 } sx_index_type;
 
+/** How an HNSW collection stores the codes its searches walk over; fixed at create.
+ * With ::SX_QUANTIZATION_INT8 each vector also has an 8-bit code (per-vector affine:
+ * its own offset and scale, and its exact norm), written in the same commits as the
+ * vector: searches walk the graph measuring codes, then measure the final candidates
+ * exactly, so the distances returned are exact float32 ones. Inserting measures the
+ * float32 vectors, so the graph is the one an unquantized collection builds. Codes
+ * take dim + 16 bytes per vector beside its 4 * dim, and need dim + 16 to fit in a
+ * page (dimension at most 4080 with 4 KiB pages). Flat collections take only
+ * ::SX_QUANTIZATION_NONE (their scans are exact). */
+typedef enum sx_quantization {
+  SX_QUANTIZATION_NONE = 0, /**< float32 vectors only; the default */
+  SX_QUANTIZATION_INT8 = 1  /**< an 8-bit code per vector for the HNSW walk, exact rerank */
+} sx_quantization;
+
+/** The name of a quantization ("none", "int8"), or NULL for an unknown value. */
+const char *sx_quantization_name(int quantization);
+/** Parses a quantization name; returns ::SX_OK or ::SX_INVALID_ARGUMENT naming `name`. */
+sx_status sx_quantization_parse(const char *name, sx_quantization *out, sx_error *err);
+
 /** The name of a metric ("l2", "ip", "cosine"), or NULL for an unknown value. */
 const char *sx_metric_name(int metric);
 /** Parses a metric name; returns ::SX_OK or ::SX_INVALID_ARGUMENT naming `name`. */
 sx_status sx_metric_parse(const char *name, sx_metric *out, sx_error *err);
 
 /** Version of ::sx_collection_options this header describes. */
-#define SX_COLLECTION_OPTIONS_VERSION 1
+#define SX_COLLECTION_OPTIONS_VERSION 2
 
-/** Options for sx_write_create_collection(). Zero fields mean the default. */
+/** Options for sx_write_create_collection(). Zero fields mean the default. A version 1
+ * struct ends before `quantization` (read as ::SX_QUANTIZATION_NONE). */
 typedef struct sx_collection_options {
   unsigned version;              /**< SX_COLLECTION_OPTIONS_VERSION */
   uint32_t dim;                  /**< dimension, 1 to SX_DIM_MAX; required */
@@ -542,11 +562,12 @@ typedef struct sx_collection_options {
   sx_index_type index;           /**< default ::SX_INDEX_HNSW (as in the conformance format) */
   uint32_t hnsw_m;               /**< HNSW: links per node; 0 means 16 */
   uint32_t hnsw_ef_construction; /**< HNSW: candidate list size while building; 0 means 200 */
+  sx_quantization quantization;  /**< version 2: default ::SX_QUANTIZATION_NONE (HNSW only) */
 } sx_collection_options;
 
 /** Initializer for ::sx_collection_options (dimension still to set). */
 #define SX_COLLECTION_OPTIONS_INIT \
-  { SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0 }
+  { SX_COLLECTION_OPTIONS_VERSION, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0, SX_QUANTIZATION_NONE }
 
 /** Initializes `opts` to the defaults of `version`. @return ::SX_OK or ::SX_INVALID_ARGUMENT. */
 sx_status sx_collection_options_init(sx_collection_options *opts, unsigned version);
@@ -562,18 +583,20 @@ typedef struct sx_collection_info {
   uint32_t hnsw_m;               /**< HNSW parameter (0 for flat) */
   uint32_t hnsw_ef_construction; /**< HNSW parameter (0 for flat) */
   uint64_t count;                /**< live vectors */
+  sx_quantization quantization;  /**< version 2: the collection's quantization */
 } sx_collection_info;
 
-/** Version of ::sx_collection_info this header describes. */
-#define SX_COLLECTION_INFO_VERSION 1
+/** Version of ::sx_collection_info this header describes (a version 1 struct ends
+ * before `quantization`, and is filled up to there). */
+#define SX_COLLECTION_INFO_VERSION 2
 /** Initializer for an ::sx_collection_info to fill. */
 #define SX_COLLECTION_INFO_INIT \
-  { SX_COLLECTION_INFO_VERSION, {0}, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0, 0 }
+  { SX_COLLECTION_INFO_VERSION, {0}, 0, SX_METRIC_L2, SX_INDEX_HNSW, 0, 0, 0, SX_QUANTIZATION_NONE }
 
 /**
  * Creates a collection in the write session.
  * @return ::SX_OK; ::SX_EXISTS; ::SX_INVALID_ARGUMENT (bad name, dimension, metric,
- *   index type or HNSW parameter, named in `err`); ::SX_CLOSED.
+ *   index type, HNSW parameter or quantization, named in `err`); ::SX_CLOSED.
  */
 sx_status sx_write_create_collection(sx_write *w, const char *name,
                                      const sx_collection_options *opts, sx_error *err);

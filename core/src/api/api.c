@@ -197,11 +197,35 @@ SX_EXPORT sx_status sx_metric_parse(const char *name, sx_metric *out, sx_error *
                      name ? name : "(null)");
 }
 
+static const char *const quant_names[] = {"none", "int8"};
+
+SX_EXPORT const char *sx_quantization_name(int quantization) {
+  return quantization >= 0 && quantization <= 1 ? quant_names[quantization] : NULL;
+}
+
+SX_EXPORT sx_status sx_quantization_parse(const char *name, sx_quantization *out, sx_error *err) {
+  for (int i = 0; name && out && i <= 1; i++) {
+    if (strcmp(name, quant_names[i]) == 0) {
+      *out = (sx_quantization)i;
+      return SX_OK;
+    }
+  }
+  return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown quantization '%.40s' (none, int8)",
+                     name ? name : "(null)");
+}
+
+/* The bytes of an sx_collection_options of a version (a version 1 struct ends before
+ * quantization). */
+static size_t coll_options_size(unsigned version) {
+  return version == 1 ? offsetof(sx_collection_options, quantization)
+                      : sizeof(sx_collection_options);
+}
+
 SX_EXPORT sx_status sx_collection_options_init(sx_collection_options *opts, unsigned version) {
   if (!opts || version < 1 || version > SX_COLLECTION_OPTIONS_VERSION) return SX_INVALID_ARGUMENT;
   sx_collection_options d = SX_COLLECTION_OPTIONS_INIT;
-  *opts = d;
-  opts->version = version;
+  d.version = version;
+  memcpy(opts, &d, coll_options_size(version));
   return SX_OK;
 }
 
@@ -219,6 +243,14 @@ static int write_view(sx_write *w, sx__pv *v, sx_error *err) {
 
 SX_EXPORT sx_status sx_write_create_collection(sx_write *w, const char *name,
                                                const sx_collection_options *opts, sx_error *err) {
+  /* The caller's options as a current-version struct (the version is checked again
+   * with the rest by sx__coll_create). */
+  sx_collection_options o = SX_COLLECTION_OPTIONS_INIT;
+  if (opts && opts->version >= 1 && opts->version <= SX_COLLECTION_OPTIONS_VERSION) {
+    memcpy(&o, opts, coll_options_size(opts->version));
+    o.version = SX_COLLECTION_OPTIONS_VERSION;
+    opts = &o;
+  }
   sx__pv v;
   int rc = write_view(w, &v, err);
   if (rc) return rc;
@@ -441,8 +473,10 @@ SX_EXPORT sx_status sx_collection_describe(sx_collection *c, sx_collection_info 
   rc = sx__coll_describe(&c->c, &info, err);
   coll_leave(c);
   if (!rc) {
+    /* A version 1 struct ends before quantization. */
     info.version = out->version;
-    *out = info;
+    memcpy(out, &info,
+           out->version == 1 ? offsetof(sx_collection_info, quantization) : sizeof info);
   }
   return rc;
 }

@@ -23,8 +23,8 @@
 #define CAT_ENT_SIZE 72 /* name[68] NUL-padded, u32 header page */
 
 const unsigned sx__coll_pa_all[SX__COLL_NPA] = {
-    SX__H_PA_VEC, SX__H_PA_SLOTS, SX__H_PA_HEAP,  SX__H_PA_HASH,  SX__H_PA_FREE,  SX__H_PA_LIVE,
-    SX__H_PA_G0,  SX__H_PA_META,  SX__H_PA_UPPER, SX__H_PA_NORMS, SX__H_PA_STAMPS};
+    SX__H_PA_VEC, SX__H_PA_SLOTS, SX__H_PA_HEAP,  SX__H_PA_HASH,  SX__H_PA_FREE,   SX__H_PA_LIVE,
+    SX__H_PA_G0,  SX__H_PA_META,  SX__H_PA_UPPER, SX__H_PA_NORMS, SX__H_PA_STAMPS, SX__H_PA_CODES};
 
 void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   memset(out, 0, sizeof *out);
@@ -42,6 +42,8 @@ void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   out->nfree_off = SX__H_NFREE;
   out->stamp_off = SX__H_PA_STAMPS;
   out->stamp_seq_off = SX__H_STAMP_SEQ;
+  out->quant_off = SX__H_QUANT;
+  out->codes_off = SX__H_PA_CODES;
 }
 
 static uint32_t cat_cap(uint32_t ps) {
@@ -294,6 +296,12 @@ static int hdr_valid(const sx__pv *v, uint32_t pg, const char *name, const uint8
   if (index > 1) BAD("index type", index);
   if (index == SX_INDEX_HNSW && (m < 2 || m > SX__HNSW_M_MAX)) BAD("HNSW m", m);
   if (index == SX_INDEX_HNSW && (efc < 1 || efc > 100000)) BAD("HNSW ef_construction", efc);
+  uint32_t quant = sx__rd32(h + SX__H_QUANT);
+  if (quant > SX_QUANTIZATION_INT8 || (quant && index != SX_INDEX_HNSW) ||
+      (quant && !sx__hnsw_quant_fits(dim, sx__pager_page_size(v->p))))
+    BAD("quantization", quant);
+  /* Only a quantized collection has codes. */
+  if (!quant && sx__rd32(h + SX__H_PA_CODES)) BAD("codes root", sx__rd32(h + SX__H_PA_CODES));
   if (nslots > 0xfffffffeu || nslots > bytes / SX__SLOT_SIZE) BAD("nslots", nslots);
   if (count > nslots) BAD("count", count);
   if (nfree > nslots - count) BAD("nfree", nfree);
@@ -330,6 +338,7 @@ static int load_coll(const sx__pv *v, uint32_t hdr, const char *name, sx__coll *
   c->index = (int)sx__rd32(h + SX__H_INDEX);
   c->m = sx__rd32(h + SX__H_M);
   c->efc = sx__rd32(h + SX__H_EFC);
+  c->quant = (int)sx__rd32(h + SX__H_QUANT);
   return SX_OK;
 }
 
@@ -403,10 +412,11 @@ int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err) {
   return SX_OK;
 }
 
-/* Checks the options of a new collection; *m and *efc: its HNSW parameters (0 for
- * flat), defaults applied. */
-static int check_create_options(const char *name, const sx_collection_options *o, uint32_t *m,
-                                uint32_t *efc, sx_error *err) {
+/* Checks the options of a new collection (a current-version struct: api.c
+ * normalizes older ones); *m and *efc: its HNSW parameters (0 for flat), defaults
+ * applied. ps: the page size (codes must fit in a page). */
+static int check_create_options(const char *name, const sx_collection_options *o, uint32_t ps,
+                                uint32_t *m, uint32_t *efc, sx_error *err) {
   int rc = sx__check_name(name, err);
   if (rc) return rc;
   if (!o) return sx__err_set(err, SX_INVALID_ARGUMENT, "collection options are NULL");
@@ -430,6 +440,18 @@ static int check_create_options(const char *name, const sx_collection_options *o
       return sx__err_set(err, SX_INVALID_ARGUMENT, "HNSW ef_construction %u is not in 1..100000",
                          *efc);
   }
+  if ((int)o->quantization < 0 || (int)o->quantization > SX_QUANTIZATION_INT8)
+    return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown quantization %d", (int)o->quantization);
+  if (o->quantization != SX_QUANTIZATION_NONE && o->index != SX_INDEX_HNSW)
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "quantization %s needs an HNSW index (collection '%s' is flat: its scans "
+                       "are exact)",
+                       sx_quantization_name(o->quantization), name);
+  if (o->quantization != SX_QUANTIZATION_NONE && !sx__hnsw_quant_fits(o->dim, ps))
+    return sx__err_set(err, SX_INVALID_ARGUMENT,
+                       "quantization %s needs dimension + 16 bytes within a page: dimension %u is "
+                       "too large for page size %u",
+                       sx_quantization_name(o->quantization), o->dim, ps);
   return SX_OK;
 }
 
@@ -466,7 +488,7 @@ static int cat_page_with_room(sx__txn *t, uint8_t **out, sx_error *err) {
 
 int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o, sx_error *err) {
   uint32_t m = 0, efc = 0;
-  int rc = check_create_options(name, o, &m, &efc, err);
+  int rc = check_create_options(name, o, sx__pager_page_size(sx__txn_pager(t)), &m, &efc, err);
   if (rc) return rc;
   sx__pv v = {sx__txn_pager(t), NULL, t};
   catpos pos;
@@ -485,6 +507,7 @@ int sx__coll_create(sx__txn *t, const char *name, const sx_collection_options *o
     sx__wr32(h + SX__H_INDEX, (uint32_t)o->index);
     sx__wr32(h + SX__H_M, m);
     sx__wr32(h + SX__H_EFC, efc);
+    sx__wr32(h + SX__H_QUANT, (uint32_t)o->quantization);
     snprintf((char *)h + SX__H_NAME, 65, "%s", name);
     rc = cat_page_with_room(t, &cp, err);
   }
@@ -587,6 +610,7 @@ int sx__coll_describe(const sx__coll *c, sx_collection_info *out, sx_error *err)
   out->hnsw_m = c->m;
   out->hnsw_ef_construction = c->efc;
   out->count = n;
+  out->quantization = (sx_quantization)c->quant;
   return SX_OK;
 }
 

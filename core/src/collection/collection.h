@@ -45,6 +45,7 @@ typedef struct sx__coll {
   uint32_t dim;
   int metric, index;
   uint32_t m, efc;
+  int quant; /* sx_quantization */
 } sx__coll;
 
 /* Checks a collection name against the rules; SX_INVALID_ARGUMENT naming it. */
@@ -115,10 +116,14 @@ enum {
   SX__H_UPPER_LEN = 224,
   SX__H_PA_NORMS = 232,
   SX__H_PA_STAMPS = 240, /* HNSW link order (files written before it have zero here) */
-  SX__H_STAMP_SEQ = 248
+  SX__H_STAMP_SEQ = 248,
+  /* Quantization (schema: u32 sx_quantization; files written before it have zero,
+   * none) and the page array of the HNSW walk's codes (hnsw.h). */
+  SX__H_QUANT = 256,
+  SX__H_PA_CODES = 264
 };
 /* Every page array of a collection header (byte offsets in its page). */
-#define SX__COLL_NPA 11
+#define SX__COLL_NPA 12
 extern const unsigned sx__coll_pa_all[SX__COLL_NPA];
 /* sx_db_check: marks the catalog's pages in used (a bit per page); SX_CORRUPT naming
  * a page in two places. */

@@ -20,13 +20,13 @@
 #include "collection/collection.h"
 #include "collection/results.h"
 
-static const unsigned PA_ARRAYS[] = {SX__H_PA_VEC,   SX__H_PA_SLOTS, SX__H_PA_HEAP,  SX__H_PA_HASH,
-                                     SX__H_PA_FREE,  SX__H_PA_LIVE,  SX__H_PA_G0,    SX__H_PA_META,
-                                     SX__H_PA_UPPER, SX__H_PA_NORMS, SX__H_PA_STAMPS};
+static const unsigned PA_ARRAYS[] = {
+    SX__H_PA_VEC, SX__H_PA_SLOTS, SX__H_PA_HEAP,  SX__H_PA_HASH,  SX__H_PA_FREE,   SX__H_PA_LIVE,
+    SX__H_PA_G0,  SX__H_PA_META,  SX__H_PA_UPPER, SX__H_PA_NORMS, SX__H_PA_STAMPS, SX__H_PA_CODES};
 /* The arrays with one entry per slot (their dead share is reclaimable). */
-static const unsigned PA_PER_SLOT[] = {SX__H_PA_VEC,   SX__H_PA_SLOTS, SX__H_PA_G0,
-                                       SX__H_PA_META,  SX__H_PA_UPPER, SX__H_PA_NORMS,
-                                       SX__H_PA_STAMPS};
+static const unsigned PA_PER_SLOT[] = {SX__H_PA_VEC,    SX__H_PA_SLOTS, SX__H_PA_G0,
+                                       SX__H_PA_META,   SX__H_PA_UPPER, SX__H_PA_NORMS,
+                                       SX__H_PA_STAMPS, SX__H_PA_CODES};
 
 /* Live slots of the collection whose header is h, ascending, into *out (malloc'd). */
 static int live_slots(const sx__coll *c, const uint8_t *h, uint32_t **out, uint64_t *n,
@@ -106,7 +106,9 @@ int sx__coll_compact_reset(sx__coll *c, sx_error *err) {
   if (rc) return rc;
   /* A new header is zero but for the magic, the schema and the name. */
   memset(h + SX__H_COUNT, 0, SX__H_NAME - SX__H_COUNT);
+  uint32_t quant = sx__rd32(h + SX__H_QUANT); /* schema */
   memset(h + SX__H_HNSW_EP, 0, sx__pager_page_size(c->v.p) - SX__H_HNSW_EP);
+  sx__wr32(h + SX__H_QUANT, quant);
   return SX_OK;
 }
 

@@ -386,6 +386,10 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
                        lay->owner, (unsigned long long)count, (unsigned long long)nfree,
                        (unsigned long long)g->nslots);
   }
+  if ((rc = sx__hnsw_quant_open(g, o, err))) {
+    sx__hnsw_close(g);
+    return rc;
+  }
   /* Free slots are in no list, so only dead ones waiting to be unlinked are met. */
   g->all_live = count + nfree == g->nslots;
   *out = g;
@@ -401,6 +405,8 @@ void sx__hnsw_close(sx__hnsw *g) {
   lc_free(&g->up);
   lc_free(&g->meta);
   lc_free(&g->stamps);
+  lc_free(&g->codes);
+  free(g->qq);
   free(g->vbuf);
   free(g->lbuf);
   free(g->l0buf);

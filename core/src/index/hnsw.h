@@ -10,6 +10,8 @@
  *   upper   links of levels 1..level: (1 + m) u32 per level
  *   norms   per slot float |v| (cosine only)
  *   stamps  per slot u64: link order, for ties in distance (hnsw.c, recency)
+ *   codes   quantized collections: per slot an 8-bit code record (hnsw_quant.c),
+ *           packed so that no record straddles a page
  * A deleted slot stays in the graph as a waypoint (walked through, never returned)
  * until sx__hnsw_unlink takes it out: each live node that links to a dead one chooses
  * its list again from its live links and the dead one's, the dead slots' lists are
@@ -42,7 +44,12 @@ typedef struct sx__hnsw_layout {
   unsigned nfree_off;     /* u64: free slots (unlinked; none is in any list) */
   unsigned stamp_off;     /* page array: u64 per slot, when it was last linked (0: never stamped) */
   unsigned stamp_seq_off; /* u64: the next stamp (at least the slots in use) */
+  unsigned quant_off;     /* u32: sx_quantization (validated by the owner's reader) */
+  unsigned codes_off;     /* page array: code records (SX_QUANTIZATION_INT8) */
 } sx__hnsw_layout;
+
+/* 1 when int8 code records of vectors of dim fit in a page of ps bytes. */
+int sx__hnsw_quant_fits(uint32_t dim, uint32_t ps);
 
 typedef struct sx__hnsw sx__hnsw;
 
@@ -79,7 +86,9 @@ int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, i
                     uint32_t m, uint32_t efc, const uint64_t *dead, size_t nd, int nthreads,
                     sx_error *err);
 /* Live hits, closest first: up to k, plus any tied in distance with the k-th (the
- * caller breaks ties by id, so out must hold max(ef, k)). ef is raised to k. */
+ * caller breaks ties by id, so out must hold max(ef, k)). ef is raised to k. In a
+ * quantized graph the walk measures codes and the ef it keeps are measured again
+ * exactly, so the distances returned are float32 ones, as unquantized. */
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
                     sx_error *err);
 /* A predicate over slots, for filtered searches: match returns 1 (the slot

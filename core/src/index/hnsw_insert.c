@@ -281,7 +281,12 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
                           size_t n, int nthreads, sx_error *err) {
   sx__hnsw *g;
   int rc = sx__hnsw_open(v, lay, dim, metric, m, efc, &g, err);
-  if (rc) return rc;
+  /* The codes first, in the commit that stored the vectors. */
+  if (!rc && g->quant) rc = sx__hnsw_quant_put(g, slots, n, err);
+  if (rc) {
+    sx__hnsw_close(g);
+    return rc;
+  }
   uint64_t *todo = malloc((n ? n : 1) * sizeof *todo);
   if (!todo) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   size_t nt = 0;

@@ -11,10 +11,12 @@
  *   hnsw_par.c     the parallel worker shared by insert and unlink
  *   hnsw_repair.c  sx__hnsw_unlink (repairing the lists that point to dead nodes)
  *                  and the structure check
+ *   hnsw_quant.c   int8 codes: encoding, writing them, the query's side, checking
  */
 #ifndef SX_HNSW_INT_H
 #define SX_HNSW_INT_H
 
+#include <float.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -88,6 +90,17 @@ struct sx__hnsw {
   size_t cap_heap, cap_cand;
   uint32_t *lbuf;  /* link list scratch */
   uint32_t *l0buf; /* level-0 list copy (parallel inserts) */
+  /* Quantization (hnsw_quant.c): quant is the collection's sx_quantization; codes
+   * are cb-byte records, cpp to a page (cpp_m divides by it as epp0_m does). While
+   * qon (set by a search for its walk only), distances are measured against codes,
+   * for the query as qprep left it. */
+  int quant, qon;
+  uint32_t cb, cpp;
+  uint64_t cpp_m;
+  leafcache codes;
+  sx__qdot_fn qdot;
+  int16_t *qq;                 /* the query scaled to int16, padded with zeros to 32 */
+  float qscale, qsum, qn2, qn; /* q_i ~ qscale * qq_i; sum q_i, |q|^2, |q| */
 };
 
 typedef struct span {
@@ -136,6 +149,17 @@ int sx__hnsw_search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level,
 int sx__hnsw_set_links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t *ids, uint32_t n,
                        sx_error *err);
 uint64_t sx__hnsw_stored_recency(const sx__hnsw *g, uint32_t slot);
+
+/* ---- hnsw_quant.c --------------------------------------------------------------- */
+
+/* Sets up the codes of a graph whose owner page is o (sx__hnsw_open). */
+int sx__hnsw_quant_open(sx__hnsw *g, const uint8_t *o, sx_error *err);
+/* Write views: encodes the stored vectors of slots[0..n) into their code records. */
+int sx__hnsw_quant_put(sx__hnsw *g, const uint64_t *slots, size_t n, sx_error *err);
+/* Prepares the query q (dim floats) for measuring codes. */
+void sx__hnsw_quant_query(sx__hnsw *g, const float *q);
+/* SX_CORRUPT unless the code of slot s is the encoding of its vector. */
+int sx__hnsw_quant_check(sx__hnsw *g, uint64_t s, sx_error *err);
 
 /* ---- hnsw_repair.c -------------------------------------------------------------- */
 
@@ -203,6 +227,58 @@ static inline int is_live(sx__hnsw *g, uint64_t slot, sx_error *err, int *live) 
   int rc = lc_get(g, &g->live, slot >> (3 + g->psh), &lp, err);
   *live = !rc && (lp[(slot >> 3) & (g->ps - 1)] & (1u << (slot % 8)));
   return rc;
+}
+
+/* The code record of slot: leaf slot / cpp, record slot % cpp (by multiply-high, as
+ * leaf0 in hnsw_search.c). */
+static inline uint32_t code_leaf(const sx__hnsw *g, uint32_t slot, uint32_t *rem) {
+  uint32_t q = g->cpp == 1 ? slot : (uint32_t)(((unsigned __int128)g->cpp_m * slot) >> 64);
+  *rem = slot - q * g->cpp;
+  return q;
+}
+
+static inline int code_of(sx__hnsw *g, uint32_t slot, const uint8_t **rec, sx_error *err) {
+  uint32_t r, leaf = code_leaf(g, slot, &r);
+  const uint8_t *lp;
+  int rc = lc_get(g, &g->codes, leaf, &lp, err);
+  if (!rc) *rec = lp + (size_t)r * g->cb;
+  return rc;
+}
+
+/* Prefetches the first lines of slot's code record when its leaf is cached (the
+ * hardware prefetcher follows the rest: records never straddle a page). */
+static inline void prefetch_code(const sx__hnsw *g, uint32_t slot) {
+  uint32_t r, leaf = code_leaf(g, slot, &r);
+  if (leaf < g->codes.cap && g->codes.r[leaf]) {
+    const uint8_t *p = g->codes.r[leaf] + (size_t)r * g->cb;
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+  }
+}
+
+/* Distance from the prepared query to slot's code: its header (offset lo, scale s,
+ * |v|^2, |v|) then dim 8-bit codes, v_i ~ lo + s c_i, so that
+ * q.v ~ lo sum q_i + s qscale sum qq_i c_i; l2 adds the exact norms. A header that
+ * no encoding writes (not finite, negative scale or norm) is SX_CORRUPT. */
+static inline int qdist(sx__hnsw *g, uint32_t slot, float *d, sx_error *err) {
+  const uint8_t *rec;
+  int rc = code_of(g, slot, &rec, err);
+  if (rc) return rc;
+  float h[4];
+  memcpy(h, rec, sizeof h);
+  if (!(h[0] >= -FLT_MAX && h[0] <= FLT_MAX && h[1] >= 0 && h[1] <= FLT_MAX && h[2] >= 0 &&
+        h[2] <= FLT_MAX && h[3] >= 0 && h[3] <= FLT_MAX))
+    return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header", slot);
+  float ip = h[0] * g->qsum + h[1] * g->qscale * (float)g->qdot(g->qq, rec + 16, g->dim);
+  if (g->metric == SX__L2) {
+    *d = g->qn2 + h[2] - 2 * ip;
+  } else if (g->metric == SX__IP) {
+    *d = 1.0f - ip;
+  } else {
+    float den = g->qn * h[3];
+    *d = den > 0 ? 1.0f - ip / den : 1.0f;
+  }
+  return SX_OK;
 }
 
 #endif

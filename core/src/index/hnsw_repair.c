@@ -291,6 +291,7 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
     uint32_t lv = 0;
     int isfree = freebits && sx__bit(freebits, s);
     rc = sx__hnsw_meta_of(g, s, &lv, NULL, err);
+    if (!rc && g->quant && !isfree) rc = sx__hnsw_quant_check(g, s, err);
     /* A free slot keeps its level for reuse, and may be above the top. */
     if (!rc && lv > top && !isfree)
       rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level",

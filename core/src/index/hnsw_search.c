@@ -280,6 +280,10 @@ static inline int take_unvisited(sx__hnsw *g, uint32_t from, const uint32_t *l, 
     if (g->vtag[n] == g->tag) continue;
     g->vtag[n] = g->tag;
     ids[(*todo)++] = (uint32_t)n;
+    if (g->qon) {
+      prefetch_code(g, (uint32_t)n);
+      continue;
+    }
     uint64_t off = n * g->vbytes;
     uint64_t leaf = off >> g->psh;
     if (leaf < g->vec.cap && g->vec.r[leaf]) {
@@ -295,6 +299,7 @@ static inline int take_unvisited(sx__hnsw *g, uint32_t from, const uint32_t *l, 
  * allows (ds keeps the four between calls), the next ones prefetched meanwhile. */
 static inline int measure(sx__hnsw *g, const float *q, float qn, const uint32_t *ids, uint32_t todo,
                           uint32_t i, float ds[4], float *d, sx_error *err) {
+  if (g->qon) return qdist(g, ids[i], d, err);
   if (g->raw4) {
     if (i % 4 == 0) {
       uint32_t nb = todo - i < 4 ? todo - i : 4;
@@ -388,11 +393,17 @@ static int entry(sx__hnsw *g, uint64_t *ep, uint32_t *top, sx_error *err) {
   return SX_OK;
 }
 
+/* The distance the walk orders by: to the code while a search measures codes. */
+static inline int walk_dist(sx__hnsw *g, const float *q, float qn, uint64_t slot, float *d,
+                            sx_error *err) {
+  return g->qon ? qdist(g, (uint32_t)slot, d, err) : dist_to(g, q, qn, slot, d, err);
+}
+
 /* Greedy descent from the entry point down to level `to` (exclusive). */
 static int descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t top, uint32_t to,
                    sx__hit *best, sx_error *err) {
   float d;
-  int rc = dist_to(g, q, qn, ep, &d, err);
+  int rc = walk_dist(g, q, qn, ep, &d, err);
   if (rc) return rc;
   best->d = d;
   best->slot = (uint32_t)ep;
@@ -407,7 +418,7 @@ static int descend(sx__hnsw *g, const float *q, float qn, uint64_t ep, uint32_t 
       const uint32_t *ids = ln + 1;
       for (uint32_t i = 0; i < cnt; i++) {
         if (ids[i] >= g->nslots) return sx__err_set(err, SX_CORRUPT, "HNSW link past the end");
-        rc = dist_to(g, q, qn, ids[i], &d, err);
+        rc = walk_dist(g, q, qn, ids[i], &d, err);
         if (rc) return rc;
         if (closer(g, (sx__hit){d, ids[i]}, *best)) {
           best->d = d;
@@ -431,17 +442,34 @@ static int search_start(sx__hnsw *g, const float *q, size_t efs, uint64_t *ep, f
   if (rc || *ep == UINT64_MAX) return rc;
   *qn = g->metric == SX__COSINE ? sx__norm(q, g->dim) : 0;
   if (ensure_scratch(g, efs)) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
+  /* A quantized graph: the walk measures codes (qon until search_finish). */
+  if (g->quant) {
+    sx__hnsw_quant_query(g, q);
+    g->qon = 1;
+  }
   return descend(g, q, *qn, *ep, top, 0, best, err);
 }
 
-/* The part every search shares after level 0: the nr results in g->res sorted, the
- * first k into out, and hits tied with the k-th too (the caller breaks distance ties
- * by id). */
-static void search_finish(sx__hnsw *g, size_t nr, size_t k, sx__hit *out, size_t *n) {
+/* The part every search shares after level 0: in a quantized graph the nr results
+ * measured again exactly (the walk's code distances steer it only; hnsw_quant.c),
+ * then sorted, the first k into out, and hits tied with the k-th too (the caller
+ * breaks distance ties by id). */
+static int search_finish(sx__hnsw *g, const float *q, float qn, size_t nr, size_t k, sx__hit *out,
+                         size_t *n, sx_error *err) {
+  if (g->qon) {
+    g->qon = 0;
+    for (size_t i = 0; i < nr && i < PF_NEXT; i++) prefetch_vector(g, g->res[i].slot);
+    for (size_t i = 0; i < nr; i++) {
+      if (i + PF_NEXT < nr) prefetch_vector(g, g->res[i + PF_NEXT].slot);
+      int rc = dist_to(g, q, qn, g->res[i].slot, &g->res[i].d, err);
+      if (rc) return rc;
+    }
+  }
   qsort(g->res, nr, sizeof *g->res, cmp_hit);
   *n = nr < k ? nr : k;
   while (*n > 0 && *n < nr && g->res[*n].d == g->res[*n - 1].d) (*n)++;
   memcpy(out, g->res, *n * sizeof *out);
+  return SX_OK;
 }
 
 int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit *out, size_t *n,
@@ -452,22 +480,25 @@ int sx__hnsw_search(sx__hnsw *g, const float *q, size_t k, uint32_t ef, sx__hit 
   float qn = 0;
   sx__hit best;
   int rc = search_start(g, q, efs, &ep, &qn, &best, err);
-  if (rc || ep == UINT64_MAX) return rc;
+  if (rc || ep == UINT64_MAX) {
+    g->qon = 0;
+    return rc;
+  }
   g->res[0] = best;
   size_t nr = 1;
   /* The entry point seeds level 0 too: every live node is reachable from it there
    * (sx__hnsw_connect), not always from where the descent ended. Far from the query,
    * it is expanded only when ef reaches that far. */
   if (best.slot != ep) {
-    if ((rc = dist_to(g, q, qn, ep, &g->res[1].d, err))) return rc;
+    rc = walk_dist(g, q, qn, ep, &g->res[1].d, err);
     g->res[1].slot = ep;
     nr = 2;
   }
   /* As hnswlib: no liveness test per hit while nothing is deleted. */
-  rc = search_layer(g, q, qn, 0, efs, !g->all_live, UINT64_MAX, &nr, err);
-  if (rc) return rc;
-  search_finish(g, nr, k, out, n);
-  return SX_OK;
+  if (!rc) rc = search_layer(g, q, qn, 0, efs, !g->all_live, UINT64_MAX, &nr, err);
+  if (!rc) return search_finish(g, q, qn, nr, k, out, n, err);
+  g->qon = 0;
+  return rc;
 }
 
 /* ---- filtered search ------------------------------------------------------------ */
@@ -537,13 +568,16 @@ int sx__hnsw_search_filtered(sx__hnsw *g, const float *q, size_t k, uint32_t ef,
   float qn = 0;
   sx__hit best;
   int rc = search_start(g, q, efs, &ep, &qn, &best, err);
-  if (rc || ep == UINT64_MAX) return rc;
+  if (rc || ep == UINT64_MAX) {
+    g->qon = 0;
+    return rc;
+  }
   g->res[0] = best;
   size_t nr = 0;
   rc = search_layer_filtered(g, q, qn, efs, f, &nr, err);
-  if (rc) return rc;
-  search_finish(g, nr, k, out, n);
-  return SX_OK;
+  if (!rc) return search_finish(g, q, qn, nr, k, out, n, err);
+  g->qon = 0;
+  return rc;
 }
 
 /* ---- for the other files of the index (hnsw_int.h) ---------------------------- */

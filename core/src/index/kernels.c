@@ -535,6 +535,48 @@ static const kernel_ops ops[NLEVELS] = {
 #endif
 };
 
+/* ---- sx__qdot ------------------------------------------------------------------- */
+
+static int32_t qdot_c(const int16_t *q, const uint8_t *c, size_t dim) {
+  int32_t s = 0;
+  for (size_t i = 0; i < dim; i++) s += (int32_t)q[i] * c[i];
+  return s;
+}
+
+#if SX_X86
+/* 16 codes widened to int16, multiplied in pairs with the query into int32 lanes
+ * (vpmaddwd: a pair's sum fits, 2 * 255 * 32767 < 2^31); the tail in C. */
+static AVX2 int32_t qdot_avx2(const int16_t *q, const uint8_t *c, size_t dim) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+  size_t i = 0;
+  for (; i + 32 <= dim; i += 32) {
+    __m256i c0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + i)));
+    __m256i c1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + i + 16)));
+    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(c0, _mm256_loadu_si256((const __m256i *)(q + i))));
+    a1 = _mm256_add_epi32(a1,
+                          _mm256_madd_epi16(c1, _mm256_loadu_si256((const __m256i *)(q + i + 16))));
+  }
+  __m256i a = _mm256_add_epi32(a0, a1);
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+  int32_t s = _mm_cvtsi128_si32(h);
+  for (; i < dim; i++) s += (int32_t)q[i] * c[i];
+  return s;
+}
+#endif
+
+sx__qdot_fn sx__qdot(void) {
+#if SX_X86
+  int l = sx__kernel_level();
+  if (l == SX__KERNEL_AVX512 && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+    return sx__qdot_vnni;
+  if (l >= SX__KERNEL_AVX2) return qdot_avx2;
+#endif
+  return qdot_c;
+}
+
 /* -1 until the first use picks the best level. */
 static atomic_int active_level = -1;
 

@@ -60,6 +60,17 @@ typedef struct {
 typedef void (*sx__raw4_fn)(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
 sx__raw4_fn sx__raw4(int what);
 
+/* Integer dot product of a query quantized to int16 and an 8-bit code:
+ * sum q_i * c_i over dim components, exact in int32 as long as
+ * dim * 255 * max |q_i| < 2^31 (the caller scales the query so). q holds dim
+ * values rounded up to a multiple of 32, the padding zero; c is read only to dim.
+ * The HNSW walk of quantized collections measures codes with it (hnsw_quant.c).
+ * Fetched once, as sx__raw: VNNI (vpdpwssd) where the CPU has AVX512-VNNI at the
+ * AVX-512 level, pairwise multiply-adds at AVX2, plain C otherwise. Every version
+ * returns the same integer. */
+typedef int32_t (*sx__qdot_fn)(const int16_t *q, const uint8_t *c, size_t dim);
+sx__qdot_fn sx__qdot(void);
+
 /* Euclidean norm |a| with the active kernel. */
 float sx__norm(const float *a, size_t dim);
 /* One distance with the active kernel; qnorm = sx__norm(q) (used only by cosine). */

@@ -693,4 +693,27 @@ AVX512 void sx__raw4_ip_avx512(const float *q, const sx__vparts *v, size_t n, si
   raw4_avx512_inl(0, q, v, n, dim, out);
 }
 
+/* sx__qdot at the AVX-512 level: 32 codes widened to int16 and multiplied in pairs
+ * with the query into int32 lanes (vpdpwssd, no saturation: the caller's scaling keeps
+ * every partial sum in range), two accumulators to cover its latency; the tail is a
+ * masked load, never past the code's end (the query is padded with zeros). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) int32_t sx__qdot_vnni(
+    const int16_t *q, const uint8_t *c, size_t dim) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+  size_t i = 0;
+  for (; i + 64 <= dim; i += 64) {
+    __m512i c0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(c + i)));
+    __m512i c1 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(c + i + 32)));
+    a0 = _mm512_dpwssd_epi32(a0, c0, _mm512_loadu_si512(q + i));
+    a1 = _mm512_dpwssd_epi32(a1, c1, _mm512_loadu_si512(q + i + 32));
+  }
+  for (; i < dim; i += 32) {
+    size_t rem = dim - i;
+    __mmask32 m = rem >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << rem) - 1);
+    __m512i c0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, c + i));
+    a0 = _mm512_dpwssd_epi32(a0, c0, _mm512_loadu_si512(q + i));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1));
+}
+
 #endif /* SX_X86 */

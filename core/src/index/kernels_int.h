@@ -6,6 +6,7 @@
 #define SX_KERNELS_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "index/kernels.h"
 
@@ -68,6 +69,8 @@ float sx__raw_l2_avx512(const float *q, const float *v, size_t dim);
 float sx__raw_ip_avx512(const float *q, const float *v, size_t dim);
 void sx__raw4_l2_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
 void sx__raw4_ip_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
+/* AVX512-BW, -VL and -VNNI (checked separately from AVX-512F). */
+int32_t sx__qdot_vnni(const int16_t *q, const uint8_t *c, size_t dim);
 #endif
 
 #endif

@@ -1,0 +1,350 @@
+// Quantized HNSW collections (SX_QUANTIZATION_INT8, hnsw_quant.c) through the public
+// API: the option (checked at create, flat refused, too large a dimension refused,
+// version 1 options and info structs still served), describe and persistence across
+// reopen; recall at ef 64 against exact search, beside an unquantized collection of
+// the same data (same graph); returned distances equal to the exact float32 ones
+// (the rerank); codes kept consistent by upserts, replacements, deletes, slot reuse
+// and compaction (sx_db_check encodes every vector again and compares); filtered
+// searches. Damaged code pages and a bad quantization field are in test_corrupt.cc.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sextant.h"
+#include "testutil.hh"
+
+namespace {
+
+using sxt::Gen;
+using sxt::Ids;
+using sxt::TmpDir;
+
+struct Db {
+  TmpDir t{"quant"};
+  sx_db *db = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  Db() {
+    Open();
+  }
+  void Open() {
+    EXPECT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_OK) << err.message;
+  }
+  void Reopen() {
+    sx_db_free(db);
+    Open();
+  }
+  ~Db() {
+    sx_db_free(db);
+  }
+  // Runs f in a write session and commits; returns f's status (or the commit's).
+  template <class F>
+  int Write(F f) {
+    sx_write *w = nullptr;
+    EXPECT_EQ(sx_write_begin(db, 5000, &w, &err), SX_OK) << err.message;
+    int rc = f(w);
+    if (rc == SX_OK) rc = sx_write_commit(w, &err);
+    sx_write_free(w);
+    return rc;
+  }
+  int Create(const char *name, uint32_t dim, int quant, int metric = SX_METRIC_L2,
+             int index = SX_INDEX_HNSW) {
+    return Write([&](sx_write *w) {
+      sx_collection_options o = SX_COLLECTION_OPTIONS_INIT;
+      o.dim = dim;
+      o.metric = (sx_metric)metric;
+      o.index = (sx_index_type)index;
+      o.quantization = (sx_quantization)quant;
+      return sx_write_create_collection(w, name, &o, &err);
+    });
+  }
+  int Upsert(const char *name, const std::vector<std::string> &ids, const float *v, size_t dim,
+             const std::vector<std::string> *meta = nullptr) {
+    return Write([&](sx_write *w) {
+      std::vector<const char *> p, m;
+      for (auto &s : ids) p.push_back(s.c_str());
+      if (meta)
+        for (auto &s : *meta) m.push_back(s.c_str());
+      return sx_write_upsert(w, name, ids.size(), p.data(), v, dim, meta ? m.data() : nullptr,
+                             &err);
+    });
+  }
+  int Delete(const char *name, const std::vector<std::string> &ids) {
+    return Write([&](sx_write *w) {
+      std::vector<const char *> p;
+      for (auto &s : ids) p.push_back(s.c_str());
+      size_t n = 0;
+      return sx_write_delete(w, name, ids.size(), p.data(), &n, &err);
+    });
+  }
+  void Check() {
+    EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  }
+  sx_collection_info Describe(const char *name) {
+    sx_collection_info info = SX_COLLECTION_INFO_INIT;
+    sx_read *r = nullptr;
+    sx_collection *c = nullptr;
+    EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK) << err.message;
+    EXPECT_EQ(sx_read_collection(r, name, &c, &err), SX_OK) << err.message;
+    EXPECT_EQ(sx_collection_describe(c, &info, &err), SX_OK) << err.message;
+    sx_collection_free(c);
+    sx_read_free(r);
+    return info;
+  }
+  struct Hit {
+    std::string id;
+    float d;
+  };
+  // One search per query (k hits each), with an optional filter.
+  std::vector<std::vector<Hit>> Search(const char *name, const std::vector<float> &qs, size_t dim,
+                                       size_t k, uint32_t ef, const char *filter = nullptr) {
+    sx_read *r = nullptr;
+    sx_collection *c = nullptr;
+    EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK) << err.message;
+    EXPECT_EQ(sx_read_collection(r, name, &c, &err), SX_OK) << err.message;
+    std::vector<std::vector<Hit>> out;
+    for (size_t q = 0; q < qs.size() / dim; q++) {
+      sx_search_options o = SX_SEARCH_OPTIONS_INIT;
+      o.ef = ef;
+      o.filter = filter;
+      sx_results *res = nullptr;
+      EXPECT_EQ(sx_collection_search(c, &qs[q * dim], dim, k, &o, &res, &err), SX_OK)
+          << err.message;
+      std::vector<Hit> h;
+      for (size_t i = 0; res && i < sx_results_count(res, 0); i++)
+        h.push_back({sx_results_id(res, 0, i), sx_results_distance(res, 0, i)});
+      sx_results_free(res);
+      out.push_back(h);
+    }
+    sx_collection_free(c);
+    sx_read_free(r);
+    return out;
+  }
+};
+
+double RefDist(int metric, const float *a, const float *b, size_t dim) {
+  double dot = 0, l2 = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < dim; i++) {
+    double x = a[i], y = b[i];
+    dot += x * y;
+    l2 += (x - y) * (x - y);
+    na += x * x;
+    nb += y * y;
+  }
+  if (metric == SX_METRIC_L2) return l2;
+  if (metric == SX_METRIC_IP) return 1 - dot;
+  return 1 - dot / (std::sqrt(na) * std::sqrt(nb));
+}
+
+// Rows of data by id ("v<i>" is row i), and which are live.
+struct Truth {
+  size_t dim;
+  int metric;
+  std::vector<float> v;
+  std::vector<bool> live;
+  const float *Row(const std::string &id) const {
+    return &v[std::stoul(id.substr(1)) * dim];
+  }
+  std::set<std::string> Exact(const float *q, size_t k) const {
+    std::vector<std::pair<double, size_t>> all;
+    for (size_t i = 0; i < live.size(); i++)
+      if (live[i]) all.push_back({RefDist(metric, q, &v[i * dim], dim), i});
+    std::sort(all.begin(), all.end());
+    std::set<std::string> s;
+    for (size_t i = 0; i < k && i < all.size(); i++) s.insert("v" + std::to_string(all[i].second));
+    return s;
+  }
+};
+
+// Mean recall@k; and every hit is live, its distance the exact one (relative 1e-5),
+// in ascending order.
+double RecallAndExact(const Truth &t, const std::vector<float> &qs,
+                      const std::vector<std::vector<Db::Hit>> &got, size_t k) {
+  size_t found = 0, want = 0;
+  for (size_t q = 0; q < got.size(); q++) {
+    const float *qv = &qs[q * t.dim];
+    auto ex = t.Exact(qv, k);
+    want += ex.size();
+    for (size_t i = 0; i < got[q].size(); i++) {
+      const auto &h = got[q][i];
+      found += ex.count(h.id);
+      size_t row = std::stoul(h.id.substr(1));
+      EXPECT_TRUE(t.live[row]) << h.id << " is not live";
+      double ref = RefDist(t.metric, qv, t.Row(h.id), t.dim);
+      EXPECT_NEAR(h.d, ref, 1e-5 * std::max(1.0, std::fabs(ref))) << "query " << q << " " << h.id;
+      if (i) {
+        EXPECT_LE(got[q][i - 1].d, h.d);
+      }
+    }
+  }
+  return want ? (double)found / (double)want : 1.0;
+}
+
+TEST(Quant, Options) {
+  Db d;
+  EXPECT_STREQ(sx_quantization_name(SX_QUANTIZATION_NONE), "none");
+  EXPECT_STREQ(sx_quantization_name(SX_QUANTIZATION_INT8), "int8");
+  EXPECT_EQ(sx_quantization_name(2), nullptr);
+  sx_quantization q = SX_QUANTIZATION_NONE;
+  EXPECT_EQ(sx_quantization_parse("int8", &q, &d.err), SX_OK);
+  EXPECT_EQ(q, SX_QUANTIZATION_INT8);
+  EXPECT_EQ(sx_quantization_parse("int4", &q, &d.err), SX_INVALID_ARGUMENT);
+  EXPECT_NE(strstr(d.err.message, "int4"), nullptr) << d.err.message;
+
+  // Flat collections scan exactly: int8 is refused, naming it.
+  EXPECT_EQ(d.Create("flat", 8, SX_QUANTIZATION_INT8, SX_METRIC_L2, SX_INDEX_FLAT),
+            SX_INVALID_ARGUMENT);
+  EXPECT_NE(strstr(d.err.message, "int8"), nullptr) << d.err.message;
+  EXPECT_EQ(d.Create("bad", 8, 7), SX_INVALID_ARGUMENT);
+  EXPECT_NE(strstr(d.err.message, "quantization 7"), nullptr) << d.err.message;
+  EXPECT_EQ(d.Create("bad", 8, -1), SX_INVALID_ARGUMENT);
+  // A code record must fit in a page (4096 bytes by default).
+  EXPECT_EQ(d.Create("big", 4081, SX_QUANTIZATION_INT8), SX_INVALID_ARGUMENT);
+  EXPECT_NE(strstr(d.err.message, "4081"), nullptr) << d.err.message;
+  EXPECT_EQ(d.Create("edge", 4080, SX_QUANTIZATION_INT8), SX_OK) << d.err.message;
+  EXPECT_EQ(d.Create("flatnone", 8, SX_QUANTIZATION_NONE, SX_METRIC_L2, SX_INDEX_FLAT), SX_OK);
+
+  // Version 1 options end before quantization: whatever follows them is not read.
+  struct {
+    sx_collection_options o;
+    char pad[16];
+  } v1;
+  memset(&v1, 0x5a, sizeof v1);
+  ASSERT_EQ(sx_collection_options_init(&v1.o, 1), SX_OK);
+  EXPECT_EQ(v1.o.version, 1u);
+  EXPECT_EQ(((unsigned char *)&v1.o.quantization)[0], 0x5a) << "init wrote past a version 1 struct";
+  v1.o.dim = 4;
+  EXPECT_EQ(
+      d.Write([&](sx_write *w) { return sx_write_create_collection(w, "v1", &v1.o, &d.err); }),
+      SX_OK)
+      << d.err.message;
+  EXPECT_EQ(d.Describe("v1").quantization, SX_QUANTIZATION_NONE);
+  EXPECT_EQ(d.Describe("edge").quantization, SX_QUANTIZATION_INT8);
+
+  // A version 1 info struct is filled up to quantization, not past it.
+  sx_read *r = nullptr;
+  sx_collection *c = nullptr;
+  ASSERT_EQ(sx_read_begin(d.db, &r, &d.err), SX_OK);
+  ASSERT_EQ(sx_read_collection(r, "edge", &c, &d.err), SX_OK);
+  struct {
+    sx_collection_info i;
+    char pad[16];
+  } i1;
+  memset(&i1, 0x5a, sizeof i1);
+  i1.i.version = 1;
+  EXPECT_EQ(sx_collection_describe(c, &i1.i, &d.err), SX_OK) << d.err.message;
+  EXPECT_EQ(i1.i.dim, 4080u);
+  EXPECT_EQ(((unsigned char *)&i1.i.quantization)[0], 0x5a) << "describe wrote past version 1";
+  sx_collection_free(c);
+  sx_read_free(r);
+}
+
+// Recall at ef 64 beside the unquantized collection of the same data (the same
+// graph: inserts measure float32 vectors), exact distances, persistence.
+TEST(Quant, RecallExactDistancesReopen) {
+  const size_t dim = 48, n = 4000, nq = 100, k = 10;
+  for (int metric : {SX_METRIC_L2, SX_METRIC_IP, SX_METRIC_COSINE}) {
+    SCOPED_TRACE(sx_metric_name(metric));
+    Db d;
+    Truth t{dim, metric, Gen(11 + metric, n, dim), std::vector<bool>(n, true)};
+    if (metric == SX_METRIC_IP)  // unit vectors, as ip expects
+      for (size_t i = 0; i < n; i++) {
+        double s = 0;
+        for (size_t j = 0; j < dim; j++) s += t.v[i * dim + j] * t.v[i * dim + j];
+        for (size_t j = 0; j < dim; j++) t.v[i * dim + j] /= (float)std::sqrt(s);
+      }
+    std::vector<float> qs = Gen(99, nq, dim);
+    ASSERT_EQ(d.Create("q", dim, SX_QUANTIZATION_INT8, metric), SX_OK) << d.err.message;
+    ASSERT_EQ(d.Create("f", dim, SX_QUANTIZATION_NONE, metric), SX_OK) << d.err.message;
+    auto ids = Ids("v", n);
+    // In a few commits, so that codes come from several inserts.
+    for (size_t at = 0; at < n; at += 1000) {
+      std::vector<std::string> part(ids.begin() + (long)at, ids.begin() + (long)(at + 1000));
+      ASSERT_EQ(d.Upsert("q", part, &t.v[at * dim], dim), SX_OK) << d.err.message;
+      ASSERT_EQ(d.Upsert("f", part, &t.v[at * dim], dim), SX_OK) << d.err.message;
+    }
+    d.Check();
+    double rq = RecallAndExact(t, qs, d.Search("q", qs, dim, k, 64), k);
+    double rf = RecallAndExact(t, qs, d.Search("f", qs, dim, k, 64), k);
+    EXPECT_GE(rq, 0.9);
+    EXPECT_GE(rq, rf - 0.03) << "int8 " << rq << " against float32 " << rf;
+    d.Reopen();
+    EXPECT_EQ(d.Describe("q").quantization, SX_QUANTIZATION_INT8);
+    EXPECT_EQ(d.Describe("f").quantization, SX_QUANTIZATION_NONE);
+    EXPECT_EQ(RecallAndExact(t, qs, d.Search("q", qs, dim, k, 64), k), rq);
+    // ef = n walks the whole graph: the k exact nearest, with their exact distances.
+    auto all =
+        d.Search("q", std::vector<float>(qs.begin(), qs.begin() + 5 * dim), dim, k, (uint32_t)n);
+    EXPECT_EQ(RecallAndExact(t, qs, all, k), 1.0);
+    d.Check();
+  }
+}
+
+// Replacements, deletes (dead nodes unlinked, slots reused), compaction: codes
+// follow the vectors (sx_db_check re-encodes every one), and search keeps finding.
+TEST(Quant, UpsertDeleteReclaimCompact) {
+  const size_t dim = 24, n = 3000, nq = 50, k = 10;
+  Db d;
+  Truth t{dim, SX_METRIC_L2, Gen(5, n, dim), std::vector<bool>(n, true)};
+  std::vector<float> qs = Gen(6, nq, dim);
+  ASSERT_EQ(d.Create("q", dim, SX_QUANTIZATION_INT8), SX_OK) << d.err.message;
+  auto ids = Ids("v", n);
+  std::vector<std::string> meta;
+  for (size_t i = 0; i < n; i++) meta.push_back("{\"odd\": " + std::to_string(i % 2) + "}");
+  ASSERT_EQ(d.Upsert("q", ids, t.v.data(), dim, &meta), SX_OK) << d.err.message;
+  // Rounds: delete a third, replace another third with new vectors (new slots, the
+  // old ones dead until reclaimed and reused).
+  for (int round = 0; round < 3; round++) {
+    std::vector<std::string> del, rep;
+    std::vector<float> nv;
+    std::vector<float> fresh = Gen(100 + round, n, dim);
+    for (size_t i = 0; i < n; i++) {
+      if ((i + round) % 3 == 0 && t.live[i]) {
+        del.push_back(ids[i]);
+        t.live[i] = false;
+      } else if ((i + round) % 3 == 1) {
+        rep.push_back(ids[i]);
+        std::copy(&fresh[i * dim], &fresh[i * dim] + dim, &t.v[i * dim]);
+        nv.insert(nv.end(), &t.v[i * dim], &t.v[i * dim] + dim);
+        t.live[i] = true;
+      }
+    }
+    ASSERT_EQ(d.Delete("q", del), SX_OK) << d.err.message;
+    ASSERT_EQ(d.Upsert("q", rep, nv.data(), dim), SX_OK) << d.err.message;
+    d.Check();
+    EXPECT_GE(RecallAndExact(t, qs, d.Search("q", qs, dim, k, 64), k), 0.9) << "round " << round;
+  }
+  sx_compact_options co;
+  ASSERT_EQ(sx_compact_options_init(&co, SX_COMPACT_OPTIONS_VERSION), SX_OK);
+  ASSERT_EQ(sx_db_compact(d.db, &co, &d.err), SX_OK) << d.err.message;
+  d.Check();
+  EXPECT_EQ(d.Describe("q").quantization, SX_QUANTIZATION_INT8);
+  EXPECT_GE(RecallAndExact(t, qs, d.Search("q", qs, dim, k, 64), k), 0.9);
+  d.Reopen();
+  d.Check();
+  EXPECT_GE(RecallAndExact(t, qs, d.Search("q", qs, dim, k, 64), k), 0.9);
+}
+
+// A filtered search walks the codes too, and returns exact distances of matches only.
+TEST(Quant, Filtered) {
+  const size_t dim = 16, n = 2000, nq = 30, k = 10;
+  Db d;
+  Truth t{dim, SX_METRIC_L2, Gen(8, n, dim), std::vector<bool>(n, true)};
+  std::vector<float> qs = Gen(9, nq, dim);
+  ASSERT_EQ(d.Create("q", dim, SX_QUANTIZATION_INT8), SX_OK) << d.err.message;
+  auto ids = Ids("v", n);
+  std::vector<std::string> meta;
+  for (size_t i = 0; i < n; i++) meta.push_back("{\"odd\": " + std::to_string(i % 2) + "}");
+  ASSERT_EQ(d.Upsert("q", ids, t.v.data(), dim, &meta), SX_OK) << d.err.message;
+  Truth odd = t;
+  for (size_t i = 0; i < n; i += 2) odd.live[i] = false;
+  auto got = d.Search("q", qs, dim, k, 64, "{\"odd\": 1}");
+  EXPECT_GE(RecallAndExact(odd, qs, got, k), 0.9);
+  for (auto &h : got) EXPECT_EQ(h.size(), k);
+}
+
+}  // namespace
