@@ -255,6 +255,7 @@ static json_t *coll_json(const sx_collection_info *ci) {
   if (ci->index == SX_INDEX_HNSW) {
     json_object_set_new(ix, "m", json_integer(ci->hnsw_m));
     json_object_set_new(ix, "ef_construction", json_integer(ci->hnsw_ef_construction));
+    json_object_set_new(ix, "quantization", json_string(sx_quantization_name(ci->quantization)));
   }
   json_object_set_new(o, "index", ix);
   json_object_set_new(o, "count", json_integer((json_int_t)ci->count));
@@ -275,7 +276,8 @@ static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
 }
 
 /* One of the collection options `create` and `import` share (--metric, --index, --m,
- * --ef-construction: getopt codes m, i, M, E) into co; EX_USAGE, said, when bad. */
+ * --ef-construction, --quantization: getopt codes m, i, M, E, Q) into co; EX_USAGE,
+ * said, when bad. */
 static int coll_option(int o, const char *arg, sx_collection_options *co) {
   uint64_t v = 0;
   sx_error e = SX_ERROR_INIT;
@@ -290,6 +292,10 @@ static int coll_option(int o, const char *arg, sx_collection_options *co) {
         co->index = SX_INDEX_FLAT;
       else
         return fail(EX_USAGE, "--index '%s' is not hnsw or flat", arg);
+      return 0;
+    case 'Q':
+      if (sx_quantization_parse(arg, &co->quantization, &e))
+        return fail(EX_USAGE, "--quantization: %s", e.message);
       return 0;
     case 'M':
       if (parse_u64("--m", arg, 2, 256, &v)) return EX_USAGE;
@@ -853,7 +859,8 @@ static int c_describe(int argc, char **argv) {
         printf("name      %s\ndim       %u\nmetric    %s\nindex     %s", ci.name, ci.dim,
                sx_metric_name(ci.metric), ci.index == SX_INDEX_HNSW ? "hnsw" : "flat");
         if (ci.index == SX_INDEX_HNSW)
-          printf(" (m %u, ef_construction %u)", ci.hnsw_m, ci.hnsw_ef_construction);
+          printf(" (m %u, ef_construction %u, quantization %s)", ci.hnsw_m, ci.hnsw_ef_construction,
+                 sx_quantization_name(ci.quantization));
         printf("\ncount     %" PRIu64 "\nslots     %" PRIu64 " (%" PRIu64 " dead, %" PRIu64
                " free)\n",
                ci.count, cs.slots, cs.dead, cs.free);
@@ -966,6 +973,7 @@ static int c_create(int argc, char **argv) {
                                      {"index", required_argument, NULL, 'i'},
                                      {"m", required_argument, NULL, 'M'},
                                      {"ef-construction", required_argument, NULL, 'E'},
+                                     {"quantization", required_argument, NULL, 'Q'},
                                      {0}};
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
   uint64_t v = 0;
@@ -978,6 +986,7 @@ static int c_create(int argc, char **argv) {
       case 'i':
       case 'M':
       case 'E':
+      case 'Q':
         if (coll_option(o, optarg, &co)) return EX_USAGE;
         break;
         COMMON_CASES
@@ -1013,6 +1022,7 @@ static int c_import(int argc, char **argv) {
                                      {"index", required_argument, NULL, 'i'},
                                      {"m", required_argument, NULL, 'M'},
                                      {"ef-construction", required_argument, NULL, 'E'},
+                                     {"quantization", required_argument, NULL, 'Q'},
                                      {"progress", no_argument, NULL, 'p'},
                                      {"no-progress", no_argument, NULL, 'q'},
                                      {"sync", required_argument, NULL, 's'},
@@ -1047,6 +1057,7 @@ static int c_import(int argc, char **argv) {
       case 'i':
       case 'M':
       case 'E':
+      case 'Q':
         if (coll_option(o, optarg, &co)) return EX_USAGE;
         break;
       case 'p':
@@ -1797,6 +1808,7 @@ static int compact_into(sx_db *db, const char *dest, int overwrite) {
       co.index = ci.index;
       co.hnsw_m = ci.hnsw_m;
       co.hnsw_ef_construction = ci.hnsw_ef_construction;
+      co.quantization = ci.quantization;
       st = sx_write_begin(out, 0, &w, &e);
       if (!st) st = sx_write_create_collection(w, name, &co, &e);
     }
@@ -1997,12 +2009,13 @@ static const cmd CMDS[] = {
      c_get},
     {"create",
      "DATABASE COLLECTION --dim N [--metric l2|ip|cosine] [--index hnsw|flat] [--m M] "
-     "[--ef-construction EF]",
+     "[--ef-construction EF] [--quantization none|int8]",
      "create a collection (and the database when missing)", c_create},
     {"import",
      "DATABASE COLLECTION FILE [--format npy|fvecs|bvecs|jsonl] [--ids FILE] [--id-prefix P] "
      "[--start N]"
-     " [--batch N] [--skip-existing] [--sync full|normal|off] [--metric M] [--index I]",
+     " [--batch N] [--skip-existing] [--sync full|normal|off] [--metric M] [--index I]"
+     " [--quantization Q]",
      "load vectors in batched commits; the collection is created when missing. Ids: JSON Lines "
      "carry them; for\n"
      "  the others, one per line from --ids, else PREFIX + row number (from --start). Re-running "

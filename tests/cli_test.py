@@ -243,6 +243,34 @@ class Cli(unittest.TestCase):
         p = run("search", db, "flat", "1,2,3,4,5,6", "-k", "0", check=EX_USAGE)
         self.assertIn("'0'", p.stderr)
 
+    def test_quantized_collection(self):
+        rows = self.jsonl("in.jsonl", 300, 8, seed=9, meta=False)
+        db = self.p("q.sx")
+        run("create", db, "q", "--dim", "8", "--quantization", "int8", check=EX_OK)
+        d = js("describe", db, "q")
+        self.assertEqual(d["index"]["quantization"], "int8")
+        self.assertIn("quantization int8", run("describe", db, "q", check=EX_OK).stdout)
+        js("import", db, "q", self.p("in.jsonl"))
+        # Distances after the rerank are the exact float32 ones; the walk covers all at ef 300.
+        query = vecs(1, 8, 3)[0]
+        out = js("search", db, "q", ",".join(repr(x) for x in query), "-k", "5", "--ef", "300")
+        want = sorted(range(300), key=lambda i: sum((a - b) ** 2 for a, b in zip(rows[i], query)))[:5]
+        self.assertEqual([h["id"] for h in out["results"]], ["doc%05d" % i for i in want])
+        for h, i in zip(out["results"], want):
+            ref = sum((a - b) ** 2 for a, b in zip(rows[i], query))
+            self.assertAlmostEqual(h["distance"], ref, delta=1e-4 * max(1.0, ref))
+        run("check", db, check=EX_OK)
+        # import creates with it too; a flat collection refuses it; an unknown name is a usage error
+        js("import", self.p("i.sx"), "q", self.p("in.jsonl"), "--quantization", "int8")
+        self.assertEqual(js("describe", self.p("i.sx"), "q")["index"]["quantization"], "int8")
+        p = run("create", db, "f", "--dim", "8", "--index", "flat", "--quantization", "int8", check=EX_ERR)
+        self.assertIn("int8", p.stderr)
+        p = run("create", db, "u", "--dim", "8", "--quantization", "int4", check=EX_USAGE)
+        self.assertIn("int4", p.stderr)
+        self.assertEqual(js("describe", db, "q")["count"], 300)
+        d = js("describe", self.p("i.sx"), "q")
+        self.assertEqual((d["index"]["m"], d["index"]["quantization"]), (16, "int8"))
+
     def test_search_with_a_filter(self):
         self.jsonl("in.jsonl", 200, 4, seed=3)  # odd i: {"i": i, "tag": "t<i % 5>", ...}
         db = self.p("f.sx")

@@ -139,11 +139,11 @@ func sxCopyString(s string) string {
   if ($1) *$1 = 0;
 }
 %typemap(argout) uint64_t *out, size_t *deleted ""
-%typemap(gotype) sx_metric *out "*int32"
-%typemap(in) sx_metric *out {
+%typemap(gotype) sx_metric *out, sx_quantization *out "*int32"
+%typemap(in) sx_metric *out, sx_quantization *out {
   $1 = ($1_ltype)$input;
 }
-%typemap(argout) sx_metric *out ""
+%typemap(argout) sx_metric *out, sx_quantization *out ""
 
 /* ---- struct outputs: the wrapped struct, as any pointer ---------------------------------- */
 

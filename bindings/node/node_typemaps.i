@@ -607,6 +607,10 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
   sx_tmp = SX_METRIC_L2;
   $1 = &sx_tmp;
 }
+%typemap(in, numinputs=0) sx_quantization *out (sx_quantization sx_tmp) {
+  sx_tmp = SX_QUANTIZATION_NONE;
+  $1 = &sx_tmp;
+}
 
 %typemap(argout) sx_db **out, sx_read **out, sx_write **out, sx_collection **out {
   $result = *$1 ? SWIG_NewPointerObj(*$1, $*1_descriptor, SWIG_POINTER_OWN) : env.Undefined();
@@ -656,7 +660,7 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
 %typemap(argout) size_t *deleted {
   $result = Napi::Number::New(env, (double)*$1);
 }
-%typemap(argout) sx_metric *out {
+%typemap(argout) sx_metric *out, sx_quantization *out {
   $result = Napi::Number::New(env, (double)*$1);
 }
 /* Versioned output structs: the version this header describes is set before the call. */

@@ -453,7 +453,7 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
   $result = PyLong_FromSize_t(*$1);
   if (!$result) SWIG_fail;
 }
-%typemap(argout) sx_metric *out {
+%typemap(argout) sx_metric *out, sx_quantization *out {
   $result = PyLong_FromLong((long)*$1);
   if (!$result) SWIG_fail;
 }
@@ -680,6 +680,8 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 %nothread sx_status_name;
 %nothread sx_metric_name;
 %nothread sx_metric_parse;
+%nothread sx_quantization_name;
+%nothread sx_quantization_parse;
 %nothread sx_open_options_init;
 %nothread sx_collection_options_init;
 %nothread sx_search_options_init;

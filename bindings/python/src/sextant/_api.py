@@ -408,13 +408,15 @@ class Session:
         raise NotImplementedError
 
     def describe(self, name: str) -> Dict[str, Any]:
-        """The collection's name, dim, metric, index (type and parameters) and count."""
+        """The collection's name, dim, metric, index (type and parameters; for HNSW
+        m, ef_construction and quantization) and count."""
         info = _c.sx_collection_describe(self._view(name))
         index_type = _INDEX_NAMES.get(info.index, str(info.index))
         index: Dict[str, Any] = {"type": index_type}
         if info.index == _c.SX_INDEX_HNSW:
             index["m"] = info.hnsw_m
             index["ef_construction"] = info.hnsw_ef_construction
+            index["quantization"] = _c.sx_quantization_name(info.quantization)
         return {
             "name": info.name,
             "dim": info.dim,
@@ -566,12 +568,15 @@ class Session:
         index: str = "hnsw",
         m: int = 16,
         ef_construction: int = 200,
+        quantization: str = "none",
     ) -> None:
         """Creates a collection of dim-dimensional vectors (write sessions only).
 
         metric: "l2" (squared Euclidean), "ip" (1 - dot) or "cosine" (1 - cosine
         similarity). index: "hnsw" (approximate; m links per node, ef_construction
-        candidates while building) or "flat" (exact scan).
+        candidates while building) or "flat" (exact scan). quantization: "none" or
+        "int8" (HNSW only: searches walk 8-bit codes kept beside the vectors, then
+        measure the final candidates exactly, so distances stay exact).
         """
         raise self._refuse("create_collection")
 
@@ -683,6 +688,7 @@ class WriteSession(Session):
         index: str = "hnsw",
         m: int = 16,
         ef_construction: int = 200,
+        quantization: str = "none",
     ) -> None:
         opts = _c.sx_collection_options()
         _c.sx_collection_options_init(opts, _c.SX_COLLECTION_OPTIONS_VERSION)
@@ -702,6 +708,9 @@ class WriteSession(Session):
             opts.hnsw_ef_construction, shown = _u32_for_core(ef_construction, "ef_construction")
             if shown is not None:
                 swaps.append((f"ef_construction {_U32_MAX}", f"ef_construction {shown}"))
+        opts.quantization = _c.sx_quantization_parse(
+            quantization if isinstance(quantization, str) else repr(quantization)
+        )
         self._views.pop(name, None)
         try:
             _c.sx_write_create_collection(self._h, name, opts)
