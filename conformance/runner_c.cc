@@ -620,7 +620,12 @@ class Interpreter {
           o.hnsw_m = U32(v, "m");
         else if (k == "ef_construction")
           o.hnsw_ef_construction = U32(v, "ef_construction");
-        else if (k != "type")
+        else if (k == "quantization") {
+          if (!json_is_string(v)) throw CaseError("\"quantization\" must be a string");
+          // An unknown name reaches the library as a value it does not know.
+          if (sx_quantization_parse(json_string_value(v), &o.quantization, nullptr))
+            o.quantization = static_cast<sx_quantization>(99);
+        } else if (k != "type")
           throw CaseError("unknown index parameter \"" + k + "\"");
       }
     }
@@ -677,6 +682,7 @@ class Interpreter {
       json_object_set_new(ix, "type", json_string("hnsw"));
       json_object_set_new(ix, "m", json_integer(info.hnsw_m));
       json_object_set_new(ix, "ef_construction", json_integer(info.hnsw_ef_construction));
+      json_object_set_new(ix, "quantization", json_string(sx_quantization_name(info.quantization)));
     } else {
       json_object_set_new(ix, "type",
                           json_string(("unknown " + std::to_string(info.index)).c_str()));
