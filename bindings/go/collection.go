@@ -28,6 +28,19 @@ const (
 	Flat IndexType = "flat" // exact scan
 )
 
+// Quantization is how an HNSW collection keeps the codes its searches walk over.
+type Quantization string
+
+// Quantizations.
+const (
+	// QuantizationNone: float32 vectors only (the default; "" means it too).
+	QuantizationNone Quantization = "none"
+	// Int8: an 8-bit code per vector (dim + 16 bytes beside its 4 * dim) that HNSW
+	// searches walk over; the final candidates are measured again exactly, so the
+	// distances returned are exact. HNSW only.
+	Int8 Quantization = "int8"
+)
+
 // CollectionInfo describes a collection.
 type CollectionInfo struct {
 	Name           string
@@ -36,6 +49,7 @@ type CollectionInfo struct {
 	Index          IndexType
 	M              int // HNSW links per node (0 for flat)
 	EfConstruction int // HNSW build candidate list (0 for flat)
+	Quantization   Quantization
 	Count          uint64
 }
 
@@ -172,6 +186,7 @@ func describe(v sx.Sx_collection) (CollectionInfo, error) {
 	info := CollectionInfo{
 		Name: s.GetName(), Dim: int(s.GetDim()), Metric: Metric(sx.Sx_metric_name(int(s.GetMetric()))),
 		M: int(s.GetHnsw_m()), EfConstruction: int(s.GetHnsw_ef_construction()), Count: s.GetCount(),
+		Quantization: Quantization(sx.Sx_quantization_name(int(s.GetQuantization()))),
 	}
 	switch s.GetIndex() {
 	case sx.SX_INDEX_FLAT:

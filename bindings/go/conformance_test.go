@@ -792,6 +792,12 @@ func (in *interp) opCreate() (outcome, error) {
 				if cfg.EfConstruction, err = in.u32(v, "ef_construction"); err != nil {
 					return outcome{}, err
 				}
+			case "quantization":
+				q, ok := v.(string)
+				if !ok {
+					return outcome{}, caseErrf("\"quantization\" must be a string")
+				}
+				cfg.Quantization = Quantization(q)
 			default:
 				return outcome{}, caseErrf("unknown index parameter %q", k)
 			}
@@ -853,6 +859,7 @@ func (in *interp) opDescribe() (outcome, error) {
 	if info.Index == HNSW {
 		ix["m"] = int64(info.M)
 		ix["ef_construction"] = int64(info.EfConstruction)
+		ix["quantization"] = string(info.Quantization)
 	}
 	metric := string(info.Metric)
 	if metric == "" {

@@ -375,6 +375,8 @@ type CollectionConfig struct {
 	// HNSW parameters; 0 means the defaults (M 16, EfConstruction 200).
 	M              int
 	EfConstruction int
+	// Quantization: QuantizationNone ("" too) or Int8 (HNSW only); fixed at create.
+	Quantization Quantization
 }
 
 // CreateCollection creates a collection (ErrExists when one has that name). Names are
@@ -414,6 +416,18 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	}
 	o.SetHnsw_m(uint(clampU32(cfg.M)))
 	o.SetHnsw_ef_construction(uint(clampU32(cfg.EfConstruction)))
+	quant := cfg.Quantization
+	if quant == "" {
+		quant = QuantizationNone
+	}
+	if err := checkString("quantization", string(quant)); err != nil {
+		return err
+	}
+	var q int32
+	if err := statusError(sx.Sx_quantization_parse(string(quant), &q, eb), eb); err != nil {
+		return err
+	}
+	o.SetQuantization(sx.Sx_quantization(q))
 	return statusError(sx.Sx_write_create_collection(tx.handle(), name, o, eb), eb)
 }
 

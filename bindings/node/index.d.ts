@@ -68,13 +68,16 @@ export interface CollectionOptions {
   m?: number;
   /** HNSW candidate list while building (default 200). */
   efConstruction?: number;
+  /** HNSW only (default 'none'): 'int8' keeps an 8-bit code per vector that searches
+   * walk over; the final candidates are measured again exactly. */
+  quantization?: 'none' | 'int8';
 }
 
 export interface CollectionInfo {
   name: string;
   dim: number;
   metric: 'l2' | 'ip' | 'cosine';
-  index: { type: 'flat' } | { type: 'hnsw'; m: number; efConstruction: number };
+  index: { type: 'flat' } | { type: 'hnsw'; m: number; efConstruction: number; quantization: 'none' | 'int8' };
   count: Count;
 }
 

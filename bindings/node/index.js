@@ -380,7 +380,7 @@ class Session {
     return this._list();
   }
 
-  /** {name, dim, metric, index: {type, m?, efConstruction?}, count} */
+  /** {name, dim, metric, index: {type, m?, efConstruction?, quantization?}, count} */
   describe(name) {
     this._check();
     return this._describe(name);
@@ -388,7 +388,7 @@ class Session {
 
   _describe(name) {
     const i = L.sx_collection_describe(this._view(name));
-    const index = i.index === L.SX_INDEX_HNSW ? { type: 'hnsw', m: i.m, efConstruction: i.efConstruction }
+    const index = i.index === L.SX_INDEX_HNSW ? { type: 'hnsw', m: i.m, efConstruction: i.efConstruction, quantization: i.quantization }
       : i.index === L.SX_INDEX_FLAT ? { type: 'flat' } : { type: `unknown ${i.index}` };
     return { name: i.name, dim: i.dim, metric: i.metric, index, count: i.count };
   }
@@ -602,7 +602,9 @@ class WriteSession extends Session {
 
   /**
    * Creates a collection: {dim, metric: 'l2' | 'ip' | 'cosine' (default 'l2'),
-   * index: 'hnsw' | 'flat' (default 'hnsw'), m, efConstruction}.
+   * index: 'hnsw' | 'flat' (default 'hnsw'), m, efConstruction,
+   * quantization: 'none' | 'int8' (default 'none'; HNSW only: searches walk 8-bit
+   * codes, then measure the final candidates exactly)}.
    */
   createCollection(name, opts) {
     this._check();
@@ -616,6 +618,7 @@ class WriteSession extends Session {
     o.index = Object.prototype.hasOwnProperty.call(INDEX, index) ? INDEX[index] : UNKNOWN;
     o.hnsw_m = u32opt(opts.m, 'm');
     o.hnsw_ef_construction = u32opt(opts.efConstruction, 'efConstruction');
+    o.quantization = L.sx_quantization_parse(str(opts.quantization === undefined ? 'none' : opts.quantization, 'quantization'));
     this._views.delete(name);
     L.sx_write_create_collection(this._h, name, o);
   }

@@ -1392,20 +1392,21 @@ Napi::Value SWIG_NAPI_AppendOutput(Napi::Env env, Napi::Value result, Napi::Valu
 #define SWIGTYPE_p_sx_metric swig_types[29]
 #define SWIGTYPE_p_sx_names swig_types[30]
 #define SWIGTYPE_p_sx_open_options swig_types[31]
-#define SWIGTYPE_p_sx_read swig_types[32]
-#define SWIGTYPE_p_sx_record swig_types[33]
-#define SWIGTYPE_p_sx_results swig_types[34]
-#define SWIGTYPE_p_sx_search_options swig_types[35]
-#define SWIGTYPE_p_sx_space_stats swig_types[36]
-#define SWIGTYPE_p_sx_status swig_types[37]
-#define SWIGTYPE_p_sx_sync swig_types[38]
-#define SWIGTYPE_p_sx_write swig_types[39]
-#define SWIGTYPE_p_unsigned_char swig_types[40]
-#define SWIGTYPE_p_unsigned_int swig_types[41]
-#define SWIGTYPE_p_unsigned_long_long swig_types[42]
-#define SWIGTYPE_p_unsigned_short swig_types[43]
-static swig_type_info *swig_types[45];
-static swig_module_info swig_module = {swig_types, 44, 0, 0, 0, 0};
+#define SWIGTYPE_p_sx_quantization swig_types[32]
+#define SWIGTYPE_p_sx_read swig_types[33]
+#define SWIGTYPE_p_sx_record swig_types[34]
+#define SWIGTYPE_p_sx_results swig_types[35]
+#define SWIGTYPE_p_sx_search_options swig_types[36]
+#define SWIGTYPE_p_sx_space_stats swig_types[37]
+#define SWIGTYPE_p_sx_status swig_types[38]
+#define SWIGTYPE_p_sx_sync swig_types[39]
+#define SWIGTYPE_p_sx_write swig_types[40]
+#define SWIGTYPE_p_unsigned_char swig_types[41]
+#define SWIGTYPE_p_unsigned_int swig_types[42]
+#define SWIGTYPE_p_unsigned_long_long swig_types[43]
+#define SWIGTYPE_p_unsigned_short swig_types[44]
+static swig_type_info *swig_types[46];
+static swig_module_info swig_module = {swig_types, 45, 0, 0, 0, 0};
 #define SWIG_TypeQuery(name) SWIG_TypeQueryModule(&swig_module, &swig_module, name)
 #define SWIG_MangledTypeQuery(name) SWIG_MangledTypeQueryModule(&swig_module, &swig_module, name)
 
@@ -3582,6 +3583,10 @@ Napi::Value _wrap_sx_collection_options_hnsw_ef_construction_get(const Napi::Cal
 // jsnapi_class_setter_declaration
 void _wrap_sx_collection_options_hnsw_ef_construction_set(const Napi::CallbackInfo &, const Napi::Value &);
 // jsnapi_class_method_declaration
+Napi::Value _wrap_sx_collection_options_quantization_get(const Napi::CallbackInfo &);
+// jsnapi_class_setter_declaration
+void _wrap_sx_collection_options_quantization_set(const Napi::CallbackInfo &, const Napi::Value &);
+// jsnapi_class_method_declaration
 Napi::Value _wrap_new_sx_collection_options(const Napi::CallbackInfo &);
 virtual ~_exports_sx_collection_options_templ();
 // jsnapi_class_epilogue_template
@@ -3690,6 +3695,15 @@ void _exports_sx_collection_options_inst::GetMembers(
       _exports_sx_collection_options_templ::InstanceAccessor("hnsw_ef_construction",
         &_exports_sx_collection_options_templ::_wrap_sx_collection_options_hnsw_ef_construction_get,
         &_exports_sx_collection_options_templ::_wrap_sx_collection_options_hnsw_ef_construction_set,
+        static_cast<napi_property_attributes>(napi_writable | napi_enumerable | napi_configurable))
+    });
+  // jsnapi_register_member_variable
+  members.erase("quantization");
+  members.insert({
+    "quantization",
+      _exports_sx_collection_options_templ::InstanceAccessor("quantization",
+        &_exports_sx_collection_options_templ::_wrap_sx_collection_options_quantization_get,
+        &_exports_sx_collection_options_templ::_wrap_sx_collection_options_quantization_set,
         static_cast<napi_property_attributes>(napi_writable | napi_enumerable | napi_configurable))
     });
   
@@ -6029,6 +6043,125 @@ fail:
 }
 
 
+// js_global_getter
+Napi::Value exports_SX_QUANTIZATION_NONE_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(SX_QUANTIZATION_NONE));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_getter
+Napi::Value exports_SX_QUANTIZATION_INT8_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(SX_QUANTIZATION_INT8));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_quantization_name(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  int arg1 ;
+  int val1 ;
+  int ecode1 = 0 ;
+  char *result = 0 ;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_quantization_name.");
+  }
+  
+  ecode1 = SWIG_AsVal_int(info[0], &val1);
+  if (!SWIG_IsOK(ecode1)) {
+    SWIG_exception_fail(SWIG_ArgError(ecode1), "in method '" "sx_quantization_name" "', argument " "1"" of type '" "int""'");
+  } 
+  arg1 = static_cast< int >(val1);result = (char *)sx_quantization_name(arg1);
+  jsresult = SWIG_FromCharPtr((const char *)result);
+  
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_quantization_parse(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  char *arg1 = 0 ;
+  sx_quantization *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  std::string sx_str1 ;
+  sx_quantization sx_tmp2 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_quantization_parse.");
+  }
+  
+  {
+    sx_tmp2 = SX_QUANTIZATION_NONE;
+    arg2 = &sx_tmp2;
+  }
+  {
+    sx_errbuf3.code = 0;
+    sx_errbuf3.message[0] = '\0';
+    arg3 = &sx_errbuf3;
+  }
+  {
+    {
+      if (info[0].IsNull() || info[0].IsUndefined()) {
+        arg1 = NULL;
+      } else {
+        sxn::utf8(env, info[0], "name", &sx_str1);
+        arg1 = (char *)sx_str1.c_str();
+      }
+    }
+  }
+  result = (sx_status)sx_quantization_parse((char const *)arg1,arg2,arg3);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    jsresult = Napi::Number::New(env, (double)*arg2);
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg3->message);
+  }
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
 // js_global_function
 Napi::Value _wrap_sx_metric_name(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -6123,7 +6256,7 @@ Napi::Value exports_SX_COLLECTION_OPTIONS_VERSION_get(const Napi::CallbackInfo &
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   
-  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(1));
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(2));
   
   return jsresult;
   
@@ -6505,6 +6638,68 @@ fail:
 }
 
 
+// js_setter
+template <typename SWIG_OBJ_WRAP>
+void _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_options_quantization_set(const Napi::CallbackInfo &info, const Napi::Value &value) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_collection_options *arg1 = 0 ;
+  sx_quantization arg2 ;
+  int val2 ;
+  int ecode2 = 0 ;
+  
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_quantization_set: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
+  }
+  ecode2 = SWIG_AsVal_int(value, &val2);
+  if (!SWIG_IsOK(ecode2)) {
+    SWIG_exception_fail(SWIG_ArgError(ecode2), "in method '" "sx_collection_options_quantization_set" "', argument " "2"" of type '" "sx_quantization""'");
+  } 
+  arg2 = static_cast< sx_quantization >(val2);if (arg1) (arg1)->quantization = arg2;
+  
+  
+  
+  return;
+  
+  goto fail;
+fail:
+  return;
+}
+
+
+// js_getter
+template <typename SWIG_OBJ_WRAP>
+Napi::Value _exports_sx_collection_options_templ<SWIG_OBJ_WRAP>::_wrap_sx_collection_options_quantization_get(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  sx_collection_options *arg1 = 0 ;
+  sx_quantization result;
+  
+  {
+    {
+      void *sx_p = 0;
+      if (!SWIG_IsOK(sxn::convert(env, info.This(), &sx_p, SWIGTYPE_p_sx_collection_options)))
+      sxn::type_error(env, "sx_collection_options_quantization_get: argument 1 must be a sx_collection_options handle or null");
+      arg1 = (sx_collection_options *)sx_p;
+    }
+  }
+  result = (sx_quantization) ((arg1)->quantization);
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(result));
+  
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
 template <typename SWIG_OBJ_WRAP>
 // js_ctor
 // This is the main constructor
@@ -6604,7 +6799,7 @@ Napi::Value exports_SX_COLLECTION_INFO_VERSION_get(const Napi::CallbackInfo &inf
   Napi::Env env = info.Env();
   Napi::Value jsresult;
   
-  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(1));
+  jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(2));
   
   return jsresult;
   
@@ -8552,6 +8747,7 @@ static swig_type_info _swigt__p_sx_index_type = {"_p_sx_index_type", "sx_index_t
 static swig_type_info _swigt__p_sx_metric = {"_p_sx_metric", "sx_metric *|enum sx_metric *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_names = {"_p_sx_names", "p_sx_names|sx_names *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_open_options = {"_p_sx_open_options", "p_sx_open_options|sx_open_options *", 0, 0, (void*)0, 0};
+static swig_type_info _swigt__p_sx_quantization = {"_p_sx_quantization", "sx_quantization *|enum sx_quantization *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_read = {"_p_sx_read", "p_sx_read|sx_read *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_record = {"_p_sx_record", "p_sx_record|sx_record *", 0, 0, (void*)0, 0};
 static swig_type_info _swigt__p_sx_results = {"_p_sx_results", "p_sx_results|sx_results *", 0, 0, (void*)0, 0};
@@ -8598,6 +8794,7 @@ static swig_type_info *swig_type_initial[] = {
   &_swigt__p_sx_metric,
   &_swigt__p_sx_names,
   &_swigt__p_sx_open_options,
+  &_swigt__p_sx_quantization,
   &_swigt__p_sx_read,
   &_swigt__p_sx_record,
   &_swigt__p_sx_results,
@@ -8644,6 +8841,7 @@ static swig_cast_info _swigc__p_sx_index_type[] = {  {&_swigt__p_sx_index_type, 
 static swig_cast_info _swigc__p_sx_metric[] = {  {&_swigt__p_sx_metric, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_names[] = {  {&_swigt__p_sx_names, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_open_options[] = {  {&_swigt__p_sx_open_options, 0, 0, 0},{0, 0, 0, 0}};
+static swig_cast_info _swigc__p_sx_quantization[] = {  {&_swigt__p_sx_quantization, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_read[] = {  {&_swigt__p_sx_read, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_record[] = {  {&_swigt__p_sx_record, 0, 0, 0},{0, 0, 0, 0}};
 static swig_cast_info _swigc__p_sx_results[] = {  {&_swigt__p_sx_results, 0, 0, 0},{0, 0, 0, 0}};
@@ -8690,6 +8888,7 @@ static swig_cast_info *swig_cast_initial[] = {
   _swigc__p_sx_metric,
   _swigc__p_sx_names,
   _swigc__p_sx_open_options,
+  _swigc__p_sx_quantization,
   _swigc__p_sx_read,
   _swigc__p_sx_record,
   _swigc__p_sx_results,
@@ -9937,6 +10136,34 @@ do {
 // jsnapi_register_global_variable
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_INDEX_FLAT_get, JS_veto_set_variable>("SX_INDEX_FLAT");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_QUANTIZATION_NONE_get, JS_veto_set_variable>("SX_QUANTIZATION_NONE");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_variable
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_QUANTIZATION_INT8_get, JS_veto_set_variable>("SX_QUANTIZATION_INT8");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_quantization_name", _wrap_sx_quantization_name);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_quantization_parse", _wrap_sx_quantization_parse);
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));

@@ -327,3 +327,33 @@ test('write() whose function throws with an async call pending aborts once it se
   assert.equal(w2.count('c'), 0);
   w2.abort();
 });
+
+test('int8 quantization: describe shows it, searches return exact distances', (t) => {
+  const db = fresh(t);
+  const n = 800;
+  const dim = 12;
+  const vecs = new Float32Array(n * dim);
+  for (let i = 0; i < vecs.length; i++) vecs[i] = Math.sin(i * 12.9898) * 3;
+  const ids = Array.from({ length: n }, (_, i) => `v${i}`);
+  db.write((w) => {
+    w.createCollection('q', { dim, quantization: 'int8' });
+    assert.throws(() => w.createCollection('f', { dim, index: 'flat', quantization: 'int8' }), code('INVALID_ARGUMENT'));
+    assert.throws(() => w.createCollection('u', { dim, quantization: 'int4' }), code('INVALID_ARGUMENT'));
+    assert.throws(() => w.createCollection('u', { dim, quantization: 8 }), TypeError);
+    w.createCollection('n', { dim });
+    w.upsert('q', { ids, vectors: vecs });
+  });
+  db.read((r) => {
+    assert.deepEqual(r.describe('q').index, { type: 'hnsw', m: 16, efConstruction: 200, quantization: 'int8' });
+    assert.equal(r.describe('n').index.quantization, 'none');
+    const q = vecs.subarray(7 * dim, 8 * dim);
+    const hits = r.search('q', q, 5, { ef: n });
+    const exact = ids.map((id, i) => {
+      let d = 0;
+      for (let j = 0; j < dim; j++) d += (Math.fround(q[j]) - vecs[i * dim + j]) ** 2;
+      return { id, d };
+    }).sort((a, b) => a.d - b.d).slice(0, 5);
+    assert.deepEqual(hits.map((h) => h.id), exact.map((e) => e.id));
+    hits.forEach((h, i) => assert.ok(Math.abs(h.distance - exact[i].d) <= 1e-4 * Math.max(1, exact[i].d), `${h.id} ${h.distance} ${exact[i].d}`));
+  });
+});

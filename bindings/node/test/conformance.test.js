@@ -470,6 +470,7 @@ class Interpreter {
       for (const [k, v] of Object.entries(ix)) {
         if (k === 'm') opts.m = this.u32(v, 'm');
         else if (k === 'ef_construction') opts.efConstruction = this.u32(v, 'ef_construction');
+        else if (k === 'quantization') opts.quantization = this.strArg('quantization', ix);
         else if (k !== 'type') throw new CaseError(`unknown index parameter "${k}"`);
       }
     }
@@ -496,6 +497,7 @@ class Interpreter {
     if (d.index.type === 'hnsw') {
       index.m = d.index.m;
       index.ef_construction = d.index.efConstruction;
+      index.quantization = d.index.quantization;
     }
     return new Outcome({ value: { name: d.name, dim: d.dim, metric: d.metric, index, count: d.count } });
   }

@@ -300,12 +300,39 @@ def test_create_describe_list(db: sextant.Database) -> None:
         assert r.list_collections() == ["f", "h", "p"]
         assert r.describe("h") == {
             "name": "h", "dim": 8, "metric": "l2",
-            "index": {"type": "hnsw", "m": 16, "ef_construction": 200}, "count": 0,
+            "index": {"type": "hnsw", "m": 16, "ef_construction": 200, "quantization": "none"}, "count": 0,
         }
         assert r.describe("f") == {"name": "f", "dim": 3, "metric": "cosine", "index": {"type": "flat"}, "count": 0}
-        assert r.describe("p")["index"] == {"type": "hnsw", "m": 8, "ef_construction": 50}
+        assert r.describe("p")["index"] == {"type": "hnsw", "m": 8, "ef_construction": 50, "quantization": "none"}
         with pytest.raises(sextant.NotFound):
             r.describe("nope")
+
+
+def test_quantized_collection(db: sextant.Database) -> None:
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((1500, 32)).astype(np.float32)
+    qs = rng.standard_normal((20, 32)).astype(np.float32)
+    ids = [f"v{i}" for i in range(len(vecs))]
+    with db.write() as w:
+        w.create_collection("q", 32, quantization="int8")
+        with pytest.raises(sextant.InvalidArgument, match="int8"):
+            w.create_collection("f", 32, index="flat", quantization="int8")
+        with pytest.raises(sextant.InvalidArgument, match="int4"):
+            w.create_collection("u", 32, quantization="int4")
+        w.upsert("q", ids, vecs)
+    with db.read() as r:
+        assert r.describe("q")["index"] == {"type": "hnsw", "m": 16, "ef_construction": 200, "quantization": "int8"}
+        found = 0
+        for q in qs:
+            hits = r.search("q", q, 10, ef=64)
+            exact = ((vecs - q) ** 2).sum(axis=1)
+            truth = set(np.argsort(exact)[:10])
+            found += sum(int(h.id[1:]) in truth for h in hits)
+            # The final candidates are measured again exactly: float32 distances.
+            for h in hits:
+                assert h.distance == pytest.approx(float(exact[int(h.id[1:])]), rel=1e-5, abs=1e-5)
+        assert found / (10 * len(qs)) >= 0.9
+    db.check()
 
 
 def test_collection_stats_count_dead_and_free_slots(db: sextant.Database) -> None:

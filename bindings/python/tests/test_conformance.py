@@ -426,6 +426,8 @@ class Interpreter:
             for k, v in ix.items():
                 if k in ("m", "ef_construction"):
                     kwargs[k] = self.int_arg(v, k)
+                elif k == "quantization":
+                    kwargs[k] = self.str_arg(k, ix)
                 elif k != "type":
                     raise CaseError(f'unknown index parameter "{k}"')
             kwargs.setdefault("m", 0)  # 0: the core's default, as in C

@@ -256,6 +256,15 @@ static inline void prefetch_code(const sx__hnsw *g, uint32_t slot) {
   }
 }
 
+/* Prefetches every line of slot's code record when its leaf is cached. */
+static inline void prefetch_code_all(const sx__hnsw *g, uint32_t slot) {
+  uint32_t r, leaf = code_leaf(g, slot, &r);
+  if (leaf < g->codes.cap && g->codes.r[leaf]) {
+    const uint8_t *p = g->codes.r[leaf] + (size_t)r * g->cb;
+    for (uint32_t o = 0; o < g->cb; o += 64) __builtin_prefetch(p + o);
+  }
+}
+
 /* Distance from the prepared query to slot's code: its header (offset lo, scale s,
  * |v|^2, |v|) then dim 8-bit codes, v_i ~ lo + s c_i, so that
  * q.v ~ lo sum q_i + s qscale sum qq_i c_i; l2 adds the exact norms. A header that

@@ -100,8 +100,9 @@ void sx__hnsw_quant_query(sx__hnsw *g, const float *q) {
   int32_t qmax = (int32_t)(2147483647.0 / (255.0 * g->dim));
   if (qmax > 32767) qmax = 32767;
   g->qscale = mx > 0 ? mx / (float)qmax : 0;
+  float inv = mx > 0 ? (float)qmax / mx : 0;
   for (uint32_t i = 0; i < g->dim; i++) {
-    long v = g->qscale > 0 ? lrintf(q[i] / g->qscale) : 0;
+    long v = lrintf(q[i] * inv);
     g->qq[i] = (int16_t)(v > qmax ? qmax : v < -qmax ? -qmax : v);
   }
   g->qsum = (float)sum;

@@ -225,6 +225,12 @@ static int cand_room(sx__hnsw *g, size_t nc, sx_error *err) {
  * figures are in bench/HNSW.md). */
 #define PF_NEXT 2  /* vectors ahead */
 #define PF_LINES 2 /* lines per page */
+/* Codes ahead: every line of the code QPF_NEXT ahead is prefetched while one is
+ * measured (take_unvisited has prefetched the first two lines of every code of the
+ * list). A code is measured in a few dozen cycles, far less than a miss takes, and
+ * without this the walk waited on the first line of nearly every code; 1, 2 and 4
+ * ahead measured 10-15% faster than none on Fashion-MNIST, 2 best by a little. */
+#define QPF_NEXT 2
 static inline void prefetch_vector(const sx__hnsw *g, uint64_t slot) {
   uint64_t off = slot * g->vbytes, end = off + g->vbytes;
   while (off < end) {
@@ -299,7 +305,12 @@ static inline int take_unvisited(sx__hnsw *g, uint32_t from, const uint32_t *l, 
  * allows (ds keeps the four between calls), the next ones prefetched meanwhile. */
 static inline int measure(sx__hnsw *g, const float *q, float qn, const uint32_t *ids, uint32_t todo,
                           uint32_t i, float ds[4], float *d, sx_error *err) {
-  if (g->qon) return qdist(g, ids[i], d, err);
+  if (g->qon) {
+    if (i == 0)
+      for (uint32_t j = 0; j < QPF_NEXT && j < todo; j++) prefetch_code_all(g, ids[j]);
+    if (i + QPF_NEXT < todo) prefetch_code_all(g, ids[i + QPF_NEXT]);
+    return qdist(g, ids[i], d, err);
+  }
   if (g->raw4) {
     if (i % 4 == 0) {
       uint32_t nb = todo - i < 4 ? todo - i : 4;

@@ -458,7 +458,7 @@ double sx_go_bench_search(sx_collection *c, const float *queries, size_t nq, siz
 extern "C" {
 #endif
 
-void _wrap_Swig_free_sx_315f6cb984b9b85b(void *_swig_go_0) {
+void _wrap_Swig_free_sx_d4b2962bf6f31b91(void *_swig_go_0) {
   void *arg1 = 0 ;
   
   arg1 = *(void **)&_swig_go_0; 
@@ -468,7 +468,7 @@ void _wrap_Swig_free_sx_315f6cb984b9b85b(void *_swig_go_0) {
 }
 
 
-void *_wrap_Swig_malloc_sx_315f6cb984b9b85b(intgo _swig_go_0) {
+void *_wrap_Swig_malloc_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
   int arg1 ;
   void *result = 0 ;
   void *_swig_go_result;
@@ -481,7 +481,7 @@ void *_wrap_Swig_malloc_sx_315f6cb984b9b85b(intgo _swig_go_0) {
 }
 
 
-void _wrap_delete_sx_db_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
+void _wrap_delete_sx_db_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
   struct sx_db *arg1 = 0 ;
   
   arg1 = *(struct sx_db **)&_swig_go_0; 
@@ -491,7 +491,7 @@ void _wrap_delete_sx_db_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_read_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0) {
+void _wrap_delete_sx_read_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0) {
   struct sx_read *arg1 = 0 ;
   
   arg1 = *(struct sx_read **)&_swig_go_0; 
@@ -501,7 +501,7 @@ void _wrap_delete_sx_read_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_write_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0) {
+void _wrap_delete_sx_write_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0) {
   struct sx_write *arg1 = 0 ;
   
   arg1 = *(struct sx_write **)&_swig_go_0; 
@@ -511,7 +511,7 @@ void _wrap_delete_sx_write_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_collection_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0) {
+void _wrap_delete_sx_collection_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0) {
   struct sx_collection *arg1 = 0 ;
   
   arg1 = *(struct sx_collection **)&_swig_go_0; 
@@ -521,7 +521,7 @@ void _wrap_delete_sx_collection_sx_315f6cb984b9b85b(struct sx_collection *_swig_
 }
 
 
-void _wrap_delete_sx_names_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0) {
+void _wrap_delete_sx_names_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0) {
   struct sx_names *arg1 = 0 ;
   
   arg1 = *(struct sx_names **)&_swig_go_0; 
@@ -531,7 +531,7 @@ void _wrap_delete_sx_names_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_record_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) {
+void _wrap_delete_sx_record_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) {
   struct sx_record *arg1 = 0 ;
   
   arg1 = *(struct sx_record **)&_swig_go_0; 
@@ -541,7 +541,7 @@ void _wrap_delete_sx_record_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_results_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
+void _wrap_delete_sx_results_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
   struct sx_results *arg1 = 0 ;
   
   arg1 = *(struct sx_results **)&_swig_go_0; 
@@ -551,7 +551,7 @@ void _wrap_delete_sx_results_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) 
 }
 
 
-void _wrap_delete_sx_cancel_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
+void _wrap_delete_sx_cancel_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
   struct sx_cancel *arg1 = 0 ;
   
   arg1 = *(struct sx_cancel **)&_swig_go_0; 
@@ -561,7 +561,7 @@ void _wrap_delete_sx_cancel_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
 }
 
 
-void _wrap_sx_go_results_shape_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1) {
+void _wrap_sx_go_results_shape_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -578,7 +578,7 @@ void _wrap_sx_go_results_shape_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_results_extra_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3) {
+intgo _wrap_sx_go_results_extra_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -612,7 +612,7 @@ intgo _wrap_sx_go_results_extra_sx_315f6cb984b9b85b(struct sx_results *_swig_go_
 }
 
 
-intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
+intgo _wrap_sx_go_results_copy_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -653,7 +653,7 @@ intgo _wrap_sx_go_results_copy_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
+intgo _wrap_sx_go_results_take_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -694,7 +694,7 @@ intgo _wrap_sx_go_results_take_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
 }
 
 
-void _wrap_sx_go_records_shape_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, _goslice_ _swig_go_1) {
+void _wrap_sx_go_records_shape_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, _goslice_ _swig_go_1) {
   sx_records *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -711,7 +711,7 @@ void _wrap_sx_go_records_shape_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6) {
+intgo _wrap_sx_go_records_copy_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6) {
   sx_records *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -766,7 +766,7 @@ intgo _wrap_sx_go_records_copy_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9, _goslice_ _swig_go_10) {
+intgo _wrap_sx_go_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9, _goslice_ _swig_go_10) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -852,7 +852,7 @@ intgo _wrap_sx_go_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _
 }
 
 
-intgo _wrap_sx_go_search_batch_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7, _goslice_ _swig_go_8) {
+intgo _wrap_sx_go_search_batch_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7, _goslice_ _swig_go_8) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -914,7 +914,7 @@ intgo _wrap_sx_go_search_batch_sx_315f6cb984b9b85b(struct sx_collection *_swig_g
 }
 
 
-long long _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0, _goslice_ _swig_go_1) {
+long long _wrap_sx_go_record_vector_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0, _goslice_ _swig_go_1) {
   sx_record *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -934,7 +934,7 @@ long long _wrap_sx_go_record_vector_sx_315f6cb984b9b85b(struct sx_record *_swig_
 }
 
 
-double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, long long _swig_go_5) {
+double _wrap_sx_go_bench_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, long long _swig_go_5) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -961,7 +961,7 @@ double _wrap_sx_go_bench_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_
 }
 
 
-intgo _wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_VERSION_NUMBER_sx_d4b2962bf6f31b91() {
   int result;
   intgo _swig_go_result;
   
@@ -972,7 +972,7 @@ intgo _wrap_SX_VERSION_NUMBER_sx_315f6cb984b9b85b() {
 }
 
 
-_gostring_ _wrap_sx_version_sx_315f6cb984b9b85b() {
+_gostring_ _wrap_sx_version_sx_d4b2962bf6f31b91() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -983,7 +983,7 @@ _gostring_ _wrap_sx_version_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_sx_version_number_sx_315f6cb984b9b85b() {
+intgo _wrap_sx_version_number_sx_d4b2962bf6f31b91() {
   int result;
   intgo _swig_go_result;
   
@@ -994,7 +994,7 @@ intgo _wrap_sx_version_number_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_sx_format_version_sx_315f6cb984b9b85b() {
+intgo _wrap_sx_format_version_sx_d4b2962bf6f31b91() {
   int result;
   intgo _swig_go_result;
   
@@ -1005,7 +1005,7 @@ intgo _wrap_sx_format_version_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_OK_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_OK_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1017,7 +1017,7 @@ intgo _wrap_SX_OK_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_NOT_FOUND_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_NOT_FOUND_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1029,7 +1029,7 @@ intgo _wrap_SX_NOT_FOUND_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_EXISTS_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_EXISTS_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1041,7 +1041,7 @@ intgo _wrap_SX_EXISTS_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_INVALID_ARGUMENT_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_INVALID_ARGUMENT_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1053,7 +1053,7 @@ intgo _wrap_SX_INVALID_ARGUMENT_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_DIMENSION_MISMATCH_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_DIMENSION_MISMATCH_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1065,7 +1065,7 @@ intgo _wrap_SX_DIMENSION_MISMATCH_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_READ_ONLY_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_READ_ONLY_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1077,7 +1077,7 @@ intgo _wrap_SX_READ_ONLY_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_BUSY_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_BUSY_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1089,7 +1089,7 @@ intgo _wrap_SX_BUSY_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_CLOSED_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_CLOSED_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1101,7 +1101,7 @@ intgo _wrap_SX_CLOSED_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_MISUSE_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_MISUSE_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1113,7 +1113,7 @@ intgo _wrap_SX_MISUSE_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_CORRUPT_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_CORRUPT_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1125,7 +1125,7 @@ intgo _wrap_SX_CORRUPT_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_IO_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_IO_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1137,7 +1137,7 @@ intgo _wrap_SX_IO_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_FULL_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_FULL_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1149,7 +1149,7 @@ intgo _wrap_SX_FULL_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_NOMEM_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_NOMEM_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1161,7 +1161,7 @@ intgo _wrap_SX_NOMEM_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_VERSION_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_VERSION_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1173,7 +1173,7 @@ intgo _wrap_SX_VERSION_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_CANCELLED_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_CANCELLED_sx_d4b2962bf6f31b91() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1185,7 +1185,7 @@ intgo _wrap_SX_CANCELLED_sx_315f6cb984b9b85b() {
 }
 
 
-_gostring_ _wrap_sx_status_name_sx_315f6cb984b9b85b(intgo _swig_go_0) {
+_gostring_ _wrap_sx_status_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1198,7 +1198,7 @@ _gostring_ _wrap_sx_status_name_sx_315f6cb984b9b85b(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_sx_cancel_new_sx_315f6cb984b9b85b(sx_cancel **_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_cancel_new_sx_d4b2962bf6f31b91(sx_cancel **_swig_go_0, sx_error *_swig_go_1) {
   sx_cancel **arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -1223,7 +1223,7 @@ intgo _wrap_sx_cancel_new_sx_315f6cb984b9b85b(sx_cancel **_swig_go_0, sx_error *
 }
 
 
-void _wrap_sx_cancel_set_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
+void _wrap_sx_cancel_set_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   
   arg1 = *(sx_cancel **)&_swig_go_0; 
@@ -1233,7 +1233,7 @@ void _wrap_sx_cancel_set_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
 }
 
 
-void _wrap_sx_cancel_reset_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
+void _wrap_sx_cancel_reset_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   
   arg1 = *(sx_cancel **)&_swig_go_0; 
@@ -1243,7 +1243,7 @@ void _wrap_sx_cancel_reset_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_cancel_is_set_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
+intgo _wrap_sx_cancel_is_set_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -1256,7 +1256,7 @@ intgo _wrap_sx_cancel_is_set_sx_315f6cb984b9b85b(struct sx_cancel *_swig_go_0) {
 }
 
 
-intgo _wrap_SX_SYNC_FULL_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_SYNC_FULL_sx_d4b2962bf6f31b91() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -1268,7 +1268,7 @@ intgo _wrap_SX_SYNC_FULL_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_SYNC_NORMAL_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_SYNC_NORMAL_sx_d4b2962bf6f31b91() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -1280,7 +1280,7 @@ intgo _wrap_SX_SYNC_NORMAL_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_SYNC_OFF_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_SYNC_OFF_sx_d4b2962bf6f31b91() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -1292,7 +1292,7 @@ intgo _wrap_SX_SYNC_OFF_sx_315f6cb984b9b85b() {
 }
 
 
-long long _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_315f6cb984b9b85b() {
+long long _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_d4b2962bf6f31b91() {
   unsigned long long result;
   long long _swig_go_result;
   
@@ -1303,7 +1303,7 @@ long long _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_sx_open_options_version_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_version_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1315,7 +1315,7 @@ void _wrap_sx_open_options_version_set_sx_315f6cb984b9b85b(struct sx_open_option
 }
 
 
-intgo _wrap_sx_open_options_version_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_version_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1328,7 +1328,7 @@ intgo _wrap_sx_open_options_version_get_sx_315f6cb984b9b85b(struct sx_open_optio
 }
 
 
-void _wrap_sx_open_options_read_only_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_read_only_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   int arg2 ;
   
@@ -1340,7 +1340,7 @@ void _wrap_sx_open_options_read_only_set_sx_315f6cb984b9b85b(struct sx_open_opti
 }
 
 
-intgo _wrap_sx_open_options_read_only_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_read_only_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -1353,7 +1353,7 @@ intgo _wrap_sx_open_options_read_only_get_sx_315f6cb984b9b85b(struct sx_open_opt
 }
 
 
-void _wrap_sx_open_options_sync_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_sync_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   sx_sync arg2 ;
   
@@ -1365,7 +1365,7 @@ void _wrap_sx_open_options_sync_set_sx_315f6cb984b9b85b(struct sx_open_options *
 }
 
 
-intgo _wrap_sx_open_options_sync_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_sync_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   sx_sync result;
   intgo _swig_go_result;
@@ -1378,7 +1378,7 @@ intgo _wrap_sx_open_options_sync_get_sx_315f6cb984b9b85b(struct sx_open_options 
 }
 
 
-void _wrap_sx_open_options_page_size_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_page_size_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1390,7 +1390,7 @@ void _wrap_sx_open_options_page_size_set_sx_315f6cb984b9b85b(struct sx_open_opti
 }
 
 
-intgo _wrap_sx_open_options_page_size_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_page_size_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1403,7 +1403,7 @@ intgo _wrap_sx_open_options_page_size_get_sx_315f6cb984b9b85b(struct sx_open_opt
 }
 
 
-void _wrap_sx_open_options_autocheckpoint_frames_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_autocheckpoint_frames_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1415,7 +1415,7 @@ void _wrap_sx_open_options_autocheckpoint_frames_set_sx_315f6cb984b9b85b(struct 
 }
 
 
-intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1428,7 +1428,7 @@ intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_315f6cb984b9b85b(struct
 }
 
 
-void _wrap_sx_open_options_wal_max_frames_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_wal_max_frames_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1440,7 +1440,7 @@ void _wrap_sx_open_options_wal_max_frames_set_sx_315f6cb984b9b85b(struct sx_open
 }
 
 
-intgo _wrap_sx_open_options_wal_max_frames_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_wal_max_frames_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1453,7 +1453,7 @@ intgo _wrap_sx_open_options_wal_max_frames_get_sx_315f6cb984b9b85b(struct sx_ope
 }
 
 
-void _wrap_sx_open_options_threads_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_threads_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1465,7 +1465,7 @@ void _wrap_sx_open_options_threads_set_sx_315f6cb984b9b85b(struct sx_open_option
 }
 
 
-intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_threads_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1478,7 +1478,7 @@ intgo _wrap_sx_open_options_threads_get_sx_315f6cb984b9b85b(struct sx_open_optio
 }
 
 
-void _wrap_sx_open_options_wal_size_limit_set_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_open_options_wal_size_limit_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, long long _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1490,7 +1490,7 @@ void _wrap_sx_open_options_wal_size_limit_set_sx_315f6cb984b9b85b(struct sx_open
 }
 
 
-long long _wrap_sx_open_options_wal_size_limit_get_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+long long _wrap_sx_open_options_wal_size_limit_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1503,7 +1503,7 @@ long long _wrap_sx_open_options_wal_size_limit_get_sx_315f6cb984b9b85b(struct sx
 }
 
 
-struct sx_open_options *_wrap_new_sx_open_options_sx_315f6cb984b9b85b() {
+struct sx_open_options *_wrap_new_sx_open_options_sx_d4b2962bf6f31b91() {
   struct sx_open_options *result = 0 ;
   struct sx_open_options *_swig_go_result;
   
@@ -1514,7 +1514,7 @@ struct sx_open_options *_wrap_new_sx_open_options_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0) {
+void _wrap_delete_sx_open_options_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   
   arg1 = *(struct sx_open_options **)&_swig_go_0; 
@@ -1524,7 +1524,7 @@ void _wrap_delete_sx_open_options_sx_315f6cb984b9b85b(struct sx_open_options *_s
 }
 
 
-intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_open_options_init_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -1539,7 +1539,7 @@ intgo _wrap_sx_open_options_init_sx_315f6cb984b9b85b(struct sx_open_options *_sw
 }
 
 
-intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(sx_db **_swig_go_0, _gostring_ _swig_go_1, struct sx_open_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_db_open_sx_d4b2962bf6f31b91(sx_db **_swig_go_0, _gostring_ _swig_go_1, struct sx_open_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_db **arg1 = 0 ;
   char *arg2 = 0 ;
   sx_open_options *arg3 = 0 ;
@@ -1575,7 +1575,7 @@ intgo _wrap_sx_db_open_sx_315f6cb984b9b85b(sx_db **_swig_go_0, _gostring_ _swig_
 }
 
 
-intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
+intgo _wrap_sx_db_close_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
   sx_db *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -1588,7 +1588,7 @@ intgo _wrap_sx_db_close_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
 }
 
 
-_gostring_ _wrap_sx_db_path_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
+_gostring_ _wrap_sx_db_path_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
   sx_db *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1601,7 +1601,7 @@ _gostring_ _wrap_sx_db_path_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_checkpoint_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   int arg2 ;
   sx_error *arg3 = 0 ;
@@ -1624,7 +1624,7 @@ intgo _wrap_sx_db_checkpoint_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, intgo
 }
 
 
-void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_write_options_version_set_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1636,7 +1636,7 @@ void _wrap_sx_write_options_version_set_sx_315f6cb984b9b85b(struct sx_write_opti
 }
 
 
-intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
+intgo _wrap_sx_write_options_version_get_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1649,7 +1649,7 @@ intgo _wrap_sx_write_options_version_get_sx_315f6cb984b9b85b(struct sx_write_opt
 }
 
 
-void _wrap_sx_write_options_timeout_ms_set_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_write_options_timeout_ms_set_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   int arg2 ;
   
@@ -1661,7 +1661,7 @@ void _wrap_sx_write_options_timeout_ms_set_sx_315f6cb984b9b85b(struct sx_write_o
 }
 
 
-intgo _wrap_sx_write_options_timeout_ms_get_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
+intgo _wrap_sx_write_options_timeout_ms_get_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -1674,7 +1674,7 @@ intgo _wrap_sx_write_options_timeout_ms_get_sx_315f6cb984b9b85b(struct sx_write_
 }
 
 
-void _wrap_sx_write_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_write_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -1686,7 +1686,7 @@ void _wrap_sx_write_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_write
 }
 
 
-struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -1699,7 +1699,7 @@ struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_315f6cb984b9b85b(st
 }
 
 
-struct sx_write_options *_wrap_new_sx_write_options_sx_315f6cb984b9b85b() {
+struct sx_write_options *_wrap_new_sx_write_options_sx_d4b2962bf6f31b91() {
   struct sx_write_options *result = 0 ;
   struct sx_write_options *_swig_go_result;
   
@@ -1710,7 +1710,7 @@ struct sx_write_options *_wrap_new_sx_write_options_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_write_options_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0) {
+void _wrap_delete_sx_write_options_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   
   arg1 = *(struct sx_write_options **)&_swig_go_0; 
@@ -1720,7 +1720,7 @@ void _wrap_delete_sx_write_options_sx_315f6cb984b9b85b(struct sx_write_options *
 }
 
 
-intgo _wrap_sx_write_options_init_sx_315f6cb984b9b85b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_write_options_init_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   sx_write_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -1735,7 +1735,7 @@ intgo _wrap_sx_write_options_init_sx_315f6cb984b9b85b(struct sx_write_options *_
 }
 
 
-intgo _wrap_sx_db_checkpoint_opts_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_checkpoint_opts_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_write_options *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1769,7 +1769,7 @@ intgo _wrap_sx_db_checkpoint_opts_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, 
 }
 
 
-void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_version_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1781,7 +1781,7 @@ void _wrap_sx_db_stats_version_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig
 }
 
 
-intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_version_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1794,7 +1794,7 @@ intgo _wrap_sx_db_stats_version_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swi
 }
 
 
-void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_page_size_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1806,7 +1806,7 @@ void _wrap_sx_db_stats_page_size_set_sx_315f6cb984b9b85b(struct sx_db_stats *_sw
 }
 
 
-intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_page_size_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1819,7 +1819,7 @@ intgo _wrap_sx_db_stats_page_size_get_sx_315f6cb984b9b85b(struct sx_db_stats *_s
 }
 
 
-void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_page_count_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1831,7 +1831,7 @@ void _wrap_sx_db_stats_page_count_set_sx_315f6cb984b9b85b(struct sx_db_stats *_s
 }
 
 
-long long _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_page_count_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1844,7 +1844,7 @@ long long _wrap_sx_db_stats_page_count_get_sx_315f6cb984b9b85b(struct sx_db_stat
 }
 
 
-void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_wal_frames_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1856,7 +1856,7 @@ void _wrap_sx_db_stats_wal_frames_set_sx_315f6cb984b9b85b(struct sx_db_stats *_s
 }
 
 
-long long _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_wal_frames_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1869,7 +1869,7 @@ long long _wrap_sx_db_stats_wal_frames_get_sx_315f6cb984b9b85b(struct sx_db_stat
 }
 
 
-void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_wal_backfilled_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1881,7 +1881,7 @@ void _wrap_sx_db_stats_wal_backfilled_set_sx_315f6cb984b9b85b(struct sx_db_stats
 }
 
 
-long long _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_wal_backfilled_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1894,7 +1894,7 @@ long long _wrap_sx_db_stats_wal_backfilled_get_sx_315f6cb984b9b85b(struct sx_db_
 }
 
 
-void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_commits_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1906,7 +1906,7 @@ void _wrap_sx_db_stats_commits_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig
 }
 
 
-long long _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_commits_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1919,7 +1919,7 @@ long long _wrap_sx_db_stats_commits_get_sx_315f6cb984b9b85b(struct sx_db_stats *
 }
 
 
-void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_checkpoints_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1931,7 +1931,7 @@ void _wrap_sx_db_stats_checkpoints_set_sx_315f6cb984b9b85b(struct sx_db_stats *_
 }
 
 
-long long _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_checkpoints_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1944,7 +1944,7 @@ long long _wrap_sx_db_stats_checkpoints_get_sx_315f6cb984b9b85b(struct sx_db_sta
 }
 
 
-void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_readers_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1956,7 +1956,7 @@ void _wrap_sx_db_stats_readers_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig
 }
 
 
-intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_readers_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1969,7 +1969,7 @@ intgo _wrap_sx_db_stats_readers_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swi
 }
 
 
-void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_reader_slots_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1981,7 +1981,7 @@ void _wrap_sx_db_stats_reader_slots_set_sx_315f6cb984b9b85b(struct sx_db_stats *
 }
 
 
-intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_reader_slots_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1994,7 +1994,7 @@ intgo _wrap_sx_db_stats_reader_slots_get_sx_315f6cb984b9b85b(struct sx_db_stats 
 }
 
 
-void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_oldest_reader_lag_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2006,7 +2006,7 @@ void _wrap_sx_db_stats_oldest_reader_lag_set_sx_315f6cb984b9b85b(struct sx_db_st
 }
 
 
-long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2019,7 +2019,7 @@ long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_315f6cb984b9b85b(struct sx_
 }
 
 
-void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_oldest_reader_pid_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   int32_t arg2 ;
   
@@ -2031,7 +2031,7 @@ void _wrap_sx_db_stats_oldest_reader_pid_set_sx_315f6cb984b9b85b(struct sx_db_st
 }
 
 
-intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   int32_t result;
   intgo _swig_go_result;
@@ -2044,7 +2044,7 @@ intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_315f6cb984b9b85b(struct sx_db_s
 }
 
 
-struct sx_db_stats *_wrap_new_sx_db_stats_sx_315f6cb984b9b85b() {
+struct sx_db_stats *_wrap_new_sx_db_stats_sx_d4b2962bf6f31b91() {
   struct sx_db_stats *result = 0 ;
   struct sx_db_stats *_swig_go_result;
   
@@ -2055,7 +2055,7 @@ struct sx_db_stats *_wrap_new_sx_db_stats_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_db_stats_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0) {
+void _wrap_delete_sx_db_stats_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_db_stats **)&_swig_go_0; 
@@ -2065,7 +2065,7 @@ void _wrap_delete_sx_db_stats_sx_315f6cb984b9b85b(struct sx_db_stats *_swig_go_0
 }
 
 
-intgo _wrap_sx_db_stats_get_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, struct sx_db_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_stats_get_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, struct sx_db_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_db_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2089,7 +2089,7 @@ intgo _wrap_sx_db_stats_get_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, struct
 }
 
 
-intgo _wrap_sx_db_check_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_db_check_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_error *_swig_go_1) {
   sx_db *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -2110,7 +2110,7 @@ intgo _wrap_sx_db_check_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_error *
 }
 
 
-intgo _wrap_sx_read_begin_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_read **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_begin_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_read **_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_read **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2137,7 +2137,7 @@ intgo _wrap_sx_read_begin_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_read 
 }
 
 
-intgo _wrap_sx_read_end_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0) {
+intgo _wrap_sx_read_end_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0) {
   sx_read *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -2150,7 +2150,7 @@ intgo _wrap_sx_read_end_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_read_user_version_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_user_version_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2177,7 +2177,7 @@ intgo _wrap_sx_read_user_version_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0,
 }
 
 
-intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_begin_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   int arg2 ;
   sx_write **arg3 = 0 ;
@@ -2206,7 +2206,7 @@ intgo _wrap_sx_write_begin_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, intgo _
 }
 
 
-intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_begin_opts_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   sx_write_options *arg2 = 0 ;
   sx_write **arg3 = 0 ;
@@ -2246,7 +2246,7 @@ intgo _wrap_sx_write_begin_opts_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx
 }
 
 
-intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_write_commit_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, sx_error *_swig_go_1) {
   sx_write *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -2267,7 +2267,7 @@ intgo _wrap_sx_write_commit_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, sx_
 }
 
 
-intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0) {
+intgo _wrap_sx_write_abort_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0) {
   sx_write *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -2280,7 +2280,7 @@ intgo _wrap_sx_write_abort_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, long long _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_set_user_version_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, long long _swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   uint64_t arg2 ;
   sx_error *arg3 = 0 ;
@@ -2303,7 +2303,7 @@ intgo _wrap_sx_write_set_user_version_sx_315f6cb984b9b85b(struct sx_write *_swig
 }
 
 
-intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_user_version_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2330,7 +2330,7 @@ intgo _wrap_sx_write_user_version_sx_315f6cb984b9b85b(struct sx_write *_swig_go_
 }
 
 
-intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_METRIC_L2_sx_d4b2962bf6f31b91() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -2342,7 +2342,7 @@ intgo _wrap_SX_METRIC_L2_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_METRIC_IP_sx_d4b2962bf6f31b91() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -2354,7 +2354,7 @@ intgo _wrap_SX_METRIC_IP_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_METRIC_COSINE_sx_d4b2962bf6f31b91() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -2366,7 +2366,7 @@ intgo _wrap_SX_METRIC_COSINE_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_INDEX_HNSW_sx_d4b2962bf6f31b91() {
   enum sx_index_type result;
   intgo _swig_go_result;
   
@@ -2378,7 +2378,7 @@ intgo _wrap_SX_INDEX_HNSW_sx_315f6cb984b9b85b() {
 }
 
 
-intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b() {
+intgo _wrap_SX_INDEX_FLAT_sx_d4b2962bf6f31b91() {
   enum sx_index_type result;
   intgo _swig_go_result;
   
@@ -2390,7 +2390,77 @@ intgo _wrap_SX_INDEX_FLAT_sx_315f6cb984b9b85b() {
 }
 
 
-_gostring_ _wrap_sx_metric_name_sx_315f6cb984b9b85b(intgo _swig_go_0) {
+intgo _wrap_SX_QUANTIZATION_NONE_sx_d4b2962bf6f31b91() {
+  enum sx_quantization result;
+  intgo _swig_go_result;
+  
+  
+  result = SX_QUANTIZATION_NONE;
+  
+  _swig_go_result = (intgo)result; 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_SX_QUANTIZATION_INT8_sx_d4b2962bf6f31b91() {
+  enum sx_quantization result;
+  intgo _swig_go_result;
+  
+  
+  result = SX_QUANTIZATION_INT8;
+  
+  _swig_go_result = (intgo)result; 
+  return _swig_go_result;
+}
+
+
+_gostring_ _wrap_sx_quantization_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
+  int arg1 ;
+  char *result = 0 ;
+  _gostring_ _swig_go_result;
+  
+  arg1 = (int)_swig_go_0; 
+  
+  result = (char *)sx_quantization_name(arg1);
+  _swig_go_result = Swig_AllocateString((char*)result, result ? strlen((char*)result) : 0); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_quantization_parse_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
+  char *arg1 = 0 ;
+  sx_quantization *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  char *temp1 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  
+  temp1 = (char *)malloc(_swig_go_0.n + 1);
+  memcpy(temp1, _swig_go_0.p, _swig_go_0.n);
+  temp1[_swig_go_0.n] = '\0';
+  arg1 = (char *)temp1;
+  
+  {
+    arg2 = (sx_quantization *)_swig_go_1;
+  }
+  {
+    arg3 = _swig_go_2 ? (sx_error *)_swig_go_2 : &sx_errbuf3;
+    arg3->code = 0;
+    arg3->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_quantization_parse((char const *)arg1,arg2,arg3);
+  _swig_go_result = (intgo)result; 
+  
+  
+  free((char *)arg1); 
+  return _swig_go_result;
+}
+
+
+_gostring_ _wrap_sx_metric_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2403,7 +2473,7 @@ _gostring_ _wrap_sx_metric_name_sx_315f6cb984b9b85b(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_metric_parse_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
   char *arg1 = 0 ;
   sx_metric *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2436,7 +2506,7 @@ intgo _wrap_sx_metric_parse_sx_315f6cb984b9b85b(_gostring_ _swig_go_0, int *_swi
 }
 
 
-void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_version_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -2448,7 +2518,7 @@ void _wrap_sx_collection_options_version_set_sx_315f6cb984b9b85b(struct sx_colle
 }
 
 
-intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_version_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -2461,7 +2531,7 @@ intgo _wrap_sx_collection_options_version_get_sx_315f6cb984b9b85b(struct sx_coll
 }
 
 
-void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_dim_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2473,7 +2543,7 @@ void _wrap_sx_collection_options_dim_set_sx_315f6cb984b9b85b(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_options_dim_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_dim_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2486,7 +2556,7 @@ intgo _wrap_sx_collection_options_dim_get_sx_315f6cb984b9b85b(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_options_metric_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_metric_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   sx_metric arg2 ;
   
@@ -2498,7 +2568,7 @@ void _wrap_sx_collection_options_metric_set_sx_315f6cb984b9b85b(struct sx_collec
 }
 
 
-intgo _wrap_sx_collection_options_metric_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_metric_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   sx_metric result;
   intgo _swig_go_result;
@@ -2511,7 +2581,7 @@ intgo _wrap_sx_collection_options_metric_get_sx_315f6cb984b9b85b(struct sx_colle
 }
 
 
-void _wrap_sx_collection_options_index_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_index_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   sx_index_type arg2 ;
   
@@ -2523,7 +2593,7 @@ void _wrap_sx_collection_options_index_set_sx_315f6cb984b9b85b(struct sx_collect
 }
 
 
-intgo _wrap_sx_collection_options_index_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_index_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   sx_index_type result;
   intgo _swig_go_result;
@@ -2536,7 +2606,7 @@ intgo _wrap_sx_collection_options_index_get_sx_315f6cb984b9b85b(struct sx_collec
 }
 
 
-void _wrap_sx_collection_options_hnsw_m_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_hnsw_m_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2548,7 +2618,7 @@ void _wrap_sx_collection_options_hnsw_m_set_sx_315f6cb984b9b85b(struct sx_collec
 }
 
 
-intgo _wrap_sx_collection_options_hnsw_m_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_hnsw_m_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2561,7 +2631,7 @@ intgo _wrap_sx_collection_options_hnsw_m_get_sx_315f6cb984b9b85b(struct sx_colle
 }
 
 
-void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2573,7 +2643,7 @@ void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_315f6cb984b9b85b(st
 }
 
 
-intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2586,7 +2656,32 @@ intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_315f6cb984b9b85b(s
 }
 
 
-struct sx_collection_options *_wrap_new_sx_collection_options_sx_315f6cb984b9b85b() {
+void _wrap_sx_collection_options_quantization_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+  struct sx_collection_options *arg1 = 0 ;
+  sx_quantization arg2 ;
+  
+  arg1 = *(struct sx_collection_options **)&_swig_go_0; 
+  arg2 = (sx_quantization)_swig_go_1; 
+  
+  if (arg1) (arg1)->quantization = arg2;
+  
+}
+
+
+intgo _wrap_sx_collection_options_quantization_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+  struct sx_collection_options *arg1 = 0 ;
+  sx_quantization result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_collection_options **)&_swig_go_0; 
+  
+  result = (sx_quantization) ((arg1)->quantization);
+  _swig_go_result = (intgo)result; 
+  return _swig_go_result;
+}
+
+
+struct sx_collection_options *_wrap_new_sx_collection_options_sx_d4b2962bf6f31b91() {
   struct sx_collection_options *result = 0 ;
   struct sx_collection_options *_swig_go_result;
   
@@ -2597,7 +2692,7 @@ struct sx_collection_options *_wrap_new_sx_collection_options_sx_315f6cb984b9b85
 }
 
 
-void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0) {
+void _wrap_delete_sx_collection_options_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_options **)&_swig_go_0; 
@@ -2607,7 +2702,7 @@ void _wrap_delete_sx_collection_options_sx_315f6cb984b9b85b(struct sx_collection
 }
 
 
-intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_collection_options_init_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -2622,7 +2717,7 @@ intgo _wrap_sx_collection_options_init_sx_315f6cb984b9b85b(struct sx_collection_
 }
 
 
-void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_version_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -2634,7 +2729,7 @@ void _wrap_sx_collection_info_version_set_sx_315f6cb984b9b85b(struct sx_collecti
 }
 
 
-intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_version_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -2647,7 +2742,7 @@ intgo _wrap_sx_collection_info_version_get_sx_315f6cb984b9b85b(struct sx_collect
 }
 
 
-void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, _gostring_ _swig_go_1) {
+void _wrap_sx_collection_info_name_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, _gostring_ _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   char *arg2 = (char *)0 ;
   char *temp2 ;
@@ -2673,7 +2768,7 @@ void _wrap_sx_collection_info_name_set_sx_315f6cb984b9b85b(struct sx_collection_
 }
 
 
-_gostring_ _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+_gostring_ _wrap_sx_collection_info_name_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2686,7 +2781,7 @@ _gostring_ _wrap_sx_collection_info_name_get_sx_315f6cb984b9b85b(struct sx_colle
 }
 
 
-void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_dim_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2698,7 +2793,7 @@ void _wrap_sx_collection_info_dim_set_sx_315f6cb984b9b85b(struct sx_collection_i
 }
 
 
-intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_dim_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2711,7 +2806,7 @@ intgo _wrap_sx_collection_info_dim_get_sx_315f6cb984b9b85b(struct sx_collection_
 }
 
 
-void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_metric_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   sx_metric arg2 ;
   
@@ -2723,7 +2818,7 @@ void _wrap_sx_collection_info_metric_set_sx_315f6cb984b9b85b(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_info_metric_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_metric_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   sx_metric result;
   intgo _swig_go_result;
@@ -2736,7 +2831,7 @@ intgo _wrap_sx_collection_info_metric_get_sx_315f6cb984b9b85b(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_info_index_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_index_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   sx_index_type arg2 ;
   
@@ -2748,7 +2843,7 @@ void _wrap_sx_collection_info_index_set_sx_315f6cb984b9b85b(struct sx_collection
 }
 
 
-intgo _wrap_sx_collection_info_index_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_index_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   sx_index_type result;
   intgo _swig_go_result;
@@ -2761,7 +2856,7 @@ intgo _wrap_sx_collection_info_index_get_sx_315f6cb984b9b85b(struct sx_collectio
 }
 
 
-void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_hnsw_m_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2773,7 +2868,7 @@ void _wrap_sx_collection_info_hnsw_m_set_sx_315f6cb984b9b85b(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_hnsw_m_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2786,7 +2881,7 @@ intgo _wrap_sx_collection_info_hnsw_m_get_sx_315f6cb984b9b85b(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2798,7 +2893,7 @@ void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_315f6cb984b9b85b(struc
 }
 
 
-intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2811,7 +2906,7 @@ intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_315f6cb984b9b85b(stru
 }
 
 
-void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_info_count_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2823,7 +2918,7 @@ void _wrap_sx_collection_info_count_set_sx_315f6cb984b9b85b(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+long long _wrap_sx_collection_info_count_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2836,7 +2931,32 @@ long long _wrap_sx_collection_info_count_get_sx_315f6cb984b9b85b(struct sx_colle
 }
 
 
-struct sx_collection_info *_wrap_new_sx_collection_info_sx_315f6cb984b9b85b() {
+void _wrap_sx_collection_info_quantization_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+  struct sx_collection_info *arg1 = 0 ;
+  sx_quantization arg2 ;
+  
+  arg1 = *(struct sx_collection_info **)&_swig_go_0; 
+  arg2 = (sx_quantization)_swig_go_1; 
+  
+  if (arg1) (arg1)->quantization = arg2;
+  
+}
+
+
+intgo _wrap_sx_collection_info_quantization_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+  struct sx_collection_info *arg1 = 0 ;
+  sx_quantization result;
+  intgo _swig_go_result;
+  
+  arg1 = *(struct sx_collection_info **)&_swig_go_0; 
+  
+  result = (sx_quantization) ((arg1)->quantization);
+  _swig_go_result = (intgo)result; 
+  return _swig_go_result;
+}
+
+
+struct sx_collection_info *_wrap_new_sx_collection_info_sx_d4b2962bf6f31b91() {
   struct sx_collection_info *result = 0 ;
   struct sx_collection_info *_swig_go_result;
   
@@ -2847,7 +2967,7 @@ struct sx_collection_info *_wrap_new_sx_collection_info_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(struct sx_collection_info *_swig_go_0) {
+void _wrap_delete_sx_collection_info_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_info **)&_swig_go_0; 
@@ -2857,7 +2977,7 @@ void _wrap_delete_sx_collection_info_sx_315f6cb984b9b85b(struct sx_collection_in
 }
 
 
-intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, struct sx_collection_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_create_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, struct sx_collection_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection_options *arg3 = 0 ;
@@ -2889,7 +3009,7 @@ intgo _wrap_sx_write_create_collection_sx_315f6cb984b9b85b(struct sx_write *_swi
 }
 
 
-intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_drop_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2919,7 +3039,7 @@ intgo _wrap_sx_write_drop_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_
 }
 
 
-long long _wrap_sx_names_count_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0) {
+long long _wrap_sx_names_count_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0) {
   sx_names *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -2932,7 +3052,7 @@ long long _wrap_sx_names_count_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0) 
 }
 
 
-_gostring_ _wrap_sx_names_get_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_sx_names_get_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0, long long _swig_go_1) {
   sx_names *arg1 = 0 ;
   size_t arg2 ;
   char *result = 0 ;
@@ -2947,7 +3067,7 @@ _gostring_ _wrap_sx_names_get_sx_315f6cb984b9b85b(struct sx_names *_swig_go_0, l
 }
 
 
-intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_list_collections_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2974,7 +3094,7 @@ intgo _wrap_sx_read_list_collections_sx_315f6cb984b9b85b(struct sx_read *_swig_g
 }
 
 
-intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_list_collections_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3001,7 +3121,7 @@ intgo _wrap_sx_write_list_collections_sx_315f6cb984b9b85b(struct sx_write *_swig
 }
 
 
-intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, long long _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, sx_error *_swig_go_9) {
+intgo _wrap_sx_write_upsert_packed_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, long long _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, sx_error *_swig_go_9) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   size_t arg3 ;
@@ -3065,7 +3185,7 @@ intgo _wrap_sx_write_upsert_packed_sx_315f6cb984b9b85b(struct sx_write *_swig_go
 }
 
 
-intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long *_swig_go_5, sx_error *_swig_go_6) {
+intgo _wrap_sx_write_delete_packed_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long *_swig_go_5, sx_error *_swig_go_6) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   size_t arg3 ;
@@ -3115,7 +3235,7 @@ intgo _wrap_sx_write_delete_packed_sx_315f6cb984b9b85b(struct sx_write *_swig_go
 }
 
 
-intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_read_collection_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
   sx_read *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
@@ -3151,7 +3271,7 @@ intgo _wrap_sx_read_collection_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, _
 }
 
 
-intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
@@ -3187,7 +3307,7 @@ intgo _wrap_sx_write_collection_sx_315f6cb984b9b85b(struct sx_write *_swig_go_0,
 }
 
 
-intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, struct sx_collection_info *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_describe_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, struct sx_collection_info *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   sx_collection_info *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3211,7 +3331,7 @@ intgo _wrap_sx_collection_describe_sx_315f6cb984b9b85b(struct sx_collection *_sw
 }
 
 
-intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_count_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3238,7 +3358,7 @@ intgo _wrap_sx_collection_count_sx_315f6cb984b9b85b(struct sx_collection *_swig_
 }
 
 
-void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_stats_version_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -3250,7 +3370,7 @@ void _wrap_sx_collection_stats_version_set_sx_315f6cb984b9b85b(struct sx_collect
 }
 
 
-intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
+intgo _wrap_sx_collection_stats_version_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -3263,7 +3383,7 @@ intgo _wrap_sx_collection_stats_version_get_sx_315f6cb984b9b85b(struct sx_collec
 }
 
 
-void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_count_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3275,7 +3395,7 @@ void _wrap_sx_collection_stats_count_set_sx_315f6cb984b9b85b(struct sx_collectio
 }
 
 
-long long _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_count_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3288,7 +3408,7 @@ long long _wrap_sx_collection_stats_count_get_sx_315f6cb984b9b85b(struct sx_coll
 }
 
 
-void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_slots_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3300,7 +3420,7 @@ void _wrap_sx_collection_stats_slots_set_sx_315f6cb984b9b85b(struct sx_collectio
 }
 
 
-long long _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_slots_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3313,7 +3433,7 @@ long long _wrap_sx_collection_stats_slots_get_sx_315f6cb984b9b85b(struct sx_coll
 }
 
 
-void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_dead_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3325,7 +3445,7 @@ void _wrap_sx_collection_stats_dead_set_sx_315f6cb984b9b85b(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_dead_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3338,7 +3458,7 @@ long long _wrap_sx_collection_stats_dead_get_sx_315f6cb984b9b85b(struct sx_colle
 }
 
 
-void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_free_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3350,7 +3470,7 @@ void _wrap_sx_collection_stats_free_set_sx_315f6cb984b9b85b(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_free_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3363,7 +3483,7 @@ long long _wrap_sx_collection_stats_free_get_sx_315f6cb984b9b85b(struct sx_colle
 }
 
 
-struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_315f6cb984b9b85b() {
+struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_d4b2962bf6f31b91() {
   struct sx_collection_stats *result = 0 ;
   struct sx_collection_stats *_swig_go_result;
   
@@ -3374,7 +3494,7 @@ struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_315f6cb984b9b85b() 
 }
 
 
-void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(struct sx_collection_stats *_swig_go_0) {
+void _wrap_delete_sx_collection_stats_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_stats **)&_swig_go_0; 
@@ -3384,7 +3504,7 @@ void _wrap_delete_sx_collection_stats_sx_315f6cb984b9b85b(struct sx_collection_s
 }
 
 
-intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, struct sx_collection_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_stats_get_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, struct sx_collection_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   sx_collection_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3408,7 +3528,7 @@ intgo _wrap_sx_collection_stats_get_sx_315f6cb984b9b85b(struct sx_collection *_s
 }
 
 
-intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_record **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_collection_get_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_record **_swig_go_2, sx_error *_swig_go_3) {
   sx_collection *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_record **arg3 = 0 ;
@@ -3444,7 +3564,7 @@ intgo _wrap_sx_collection_get_sx_315f6cb984b9b85b(struct sx_collection *_swig_go
 }
 
 
-_gostring_ _wrap_sx_record_id_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) {
+_gostring_ _wrap_sx_record_id_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) {
   sx_record *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -3457,7 +3577,7 @@ _gostring_ _wrap_sx_record_id_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) 
 }
 
 
-_gostring_ _wrap_sx_record_metadata_sx_315f6cb984b9b85b(struct sx_record *_swig_go_0) {
+_gostring_ _wrap_sx_record_metadata_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) {
   sx_record *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -3470,7 +3590,7 @@ _gostring_ _wrap_sx_record_metadata_sx_315f6cb984b9b85b(struct sx_record *_swig_
 }
 
 
-void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_version_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -3482,7 +3602,7 @@ void _wrap_sx_search_options_version_set_sx_315f6cb984b9b85b(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_version_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -3495,7 +3615,7 @@ intgo _wrap_sx_search_options_version_get_sx_315f6cb984b9b85b(struct sx_search_o
 }
 
 
-void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_ef_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3507,7 +3627,7 @@ void _wrap_sx_search_options_ef_set_sx_315f6cb984b9b85b(struct sx_search_options
 }
 
 
-intgo _wrap_sx_search_options_ef_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_ef_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3520,7 +3640,7 @@ intgo _wrap_sx_search_options_ef_get_sx_315f6cb984b9b85b(struct sx_search_option
 }
 
 
-void _wrap_sx_search_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_search_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -3532,7 +3652,7 @@ void _wrap_sx_search_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_sear
 }
 
 
-struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -3545,7 +3665,7 @@ struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_315f6cb984b9b85b(s
 }
 
 
-void _wrap_sx_search_options_threads_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_threads_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3557,7 +3677,7 @@ void _wrap_sx_search_options_threads_set_sx_315f6cb984b9b85b(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_threads_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3570,7 +3690,7 @@ intgo _wrap_sx_search_options_threads_get_sx_315f6cb984b9b85b(struct sx_search_o
 }
 
 
-void _wrap_sx_search_options_include_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_include_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3582,7 +3702,7 @@ void _wrap_sx_search_options_include_set_sx_315f6cb984b9b85b(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_include_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_include_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3595,7 +3715,7 @@ intgo _wrap_sx_search_options_include_get_sx_315f6cb984b9b85b(struct sx_search_o
 }
 
 
-void _wrap_sx_search_options_exact_set_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_exact_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3607,7 +3727,7 @@ void _wrap_sx_search_options_exact_set_sx_315f6cb984b9b85b(struct sx_search_opti
 }
 
 
-intgo _wrap_sx_search_options_exact_get_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_exact_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3620,7 +3740,7 @@ intgo _wrap_sx_search_options_exact_get_sx_315f6cb984b9b85b(struct sx_search_opt
 }
 
 
-struct sx_search_options *_wrap_new_sx_search_options_sx_315f6cb984b9b85b() {
+struct sx_search_options *_wrap_new_sx_search_options_sx_d4b2962bf6f31b91() {
   struct sx_search_options *result = 0 ;
   struct sx_search_options *_swig_go_result;
   
@@ -3631,7 +3751,7 @@ struct sx_search_options *_wrap_new_sx_search_options_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0) {
+void _wrap_delete_sx_search_options_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   
   arg1 = *(struct sx_search_options **)&_swig_go_0; 
@@ -3641,7 +3761,7 @@ void _wrap_delete_sx_search_options_sx_315f6cb984b9b85b(struct sx_search_options
 }
 
 
-intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_search_options_init_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   sx_search_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -3656,7 +3776,7 @@ intgo _wrap_sx_search_options_init_sx_315f6cb984b9b85b(struct sx_search_options 
 }
 
 
-intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5) {
+intgo _wrap_sx_collection_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -3707,7 +3827,7 @@ intgo _wrap_sx_collection_search_sx_315f6cb984b9b85b(struct sx_collection *_swig
 }
 
 
-intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7) {
+intgo _wrap_sx_collection_search_batch_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -3762,7 +3882,7 @@ intgo _wrap_sx_collection_search_batch_sx_315f6cb984b9b85b(struct sx_collection 
 }
 
 
-long long _wrap_sx_results_queries_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_queries_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3775,7 +3895,7 @@ long long _wrap_sx_results_queries_sx_315f6cb984b9b85b(struct sx_results *_swig_
 }
 
 
-long long _wrap_sx_results_count_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1) {
+long long _wrap_sx_results_count_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t result;
@@ -3790,7 +3910,7 @@ long long _wrap_sx_results_count_sx_315f6cb984b9b85b(struct sx_results *_swig_go
 }
 
 
-_gostring_ _wrap_sx_results_id_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+_gostring_ _wrap_sx_results_id_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3807,7 +3927,7 @@ _gostring_ _wrap_sx_results_id_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
 }
 
 
-float _wrap_sx_results_distance_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+float _wrap_sx_results_distance_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3824,7 +3944,7 @@ float _wrap_sx_results_distance_sx_315f6cb984b9b85b(struct sx_results *_swig_go_
 }
 
 
-long long _wrap_sx_results_total_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_total_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3837,7 +3957,7 @@ long long _wrap_sx_results_total_sx_315f6cb984b9b85b(struct sx_results *_swig_go
 }
 
 
-_gostring_ _wrap_sx_results_metadata_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+_gostring_ _wrap_sx_results_metadata_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3854,7 +3974,7 @@ _gostring_ _wrap_sx_results_metadata_sx_315f6cb984b9b85b(struct sx_results *_swi
 }
 
 
-long long _wrap_sx_results_dim_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_dim_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3867,7 +3987,7 @@ long long _wrap_sx_results_dim_sx_315f6cb984b9b85b(struct sx_results *_swig_go_0
 }
 
 
-intgo _wrap_sx_filter_check_sx_315f6cb984b9b85b(_gostring_ _swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_filter_check_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, sx_error *_swig_go_1) {
   char *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   char *temp1 ;
@@ -3895,7 +4015,7 @@ intgo _wrap_sx_filter_check_sx_315f6cb984b9b85b(_gostring_ _swig_go_0, sx_error 
 }
 
 
-intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, long long _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, sx_records **_swig_go_4, sx_error *_swig_go_5) {
+intgo _wrap_sx_collection_get_packed_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, long long _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, sx_records **_swig_go_4, sx_error *_swig_go_5) {
   sx_collection *arg1 = 0 ;
   size_t arg2 ;
   char *arg3 = 0 ;
@@ -3936,7 +4056,7 @@ intgo _wrap_sx_collection_get_packed_sx_315f6cb984b9b85b(struct sx_collection *_
 }
 
 
-long long _wrap_sx_records_count_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0) {
+long long _wrap_sx_records_count_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0) {
   sx_records *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3949,7 +4069,7 @@ long long _wrap_sx_records_count_sx_315f6cb984b9b85b(struct sx_records *_swig_go
 }
 
 
-long long _wrap_sx_records_dim_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0) {
+long long _wrap_sx_records_dim_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0) {
   sx_records *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3962,7 +4082,7 @@ long long _wrap_sx_records_dim_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0
 }
 
 
-intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, long long _swig_go_1) {
+intgo _wrap_sx_records_found_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, long long _swig_go_1) {
   sx_records *arg1 = 0 ;
   size_t arg2 ;
   int result;
@@ -3977,7 +4097,7 @@ intgo _wrap_sx_records_found_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, 
 }
 
 
-_gostring_ _wrap_sx_records_id_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_sx_records_id_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, long long _swig_go_1) {
   sx_records *arg1 = 0 ;
   size_t arg2 ;
   char *result = 0 ;
@@ -3992,7 +4112,7 @@ _gostring_ _wrap_sx_records_id_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0
 }
 
 
-_gostring_ _wrap_sx_records_metadata_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_sx_records_metadata_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, long long _swig_go_1) {
   sx_records *arg1 = 0 ;
   size_t arg2 ;
   char *result = 0 ;
@@ -4007,7 +4127,7 @@ _gostring_ _wrap_sx_records_metadata_sx_315f6cb984b9b85b(struct sx_records *_swi
 }
 
 
-void _wrap_sx_records_free_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0) {
+void _wrap_sx_records_free_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0) {
   sx_records *arg1 = 0 ;
   
   arg1 = *(sx_records **)&_swig_go_0; 
@@ -4017,7 +4137,7 @@ void _wrap_sx_records_free_sx_315f6cb984b9b85b(struct sx_records *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_cursor **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_collection_cursor_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_cursor **_swig_go_2, sx_error *_swig_go_3) {
   sx_collection *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_cursor **arg3 = 0 ;
@@ -4053,7 +4173,7 @@ intgo _wrap_sx_collection_cursor_sx_315f6cb984b9b85b(struct sx_collection *_swig
 }
 
 
-intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0, long long _swig_go_1, sx_records **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_cursor_next_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0, long long _swig_go_1, sx_records **_swig_go_2, sx_error *_swig_go_3) {
   sx_cursor *arg1 = 0 ;
   size_t arg2 ;
   sx_records **arg3 = 0 ;
@@ -4082,7 +4202,7 @@ intgo _wrap_sx_cursor_next_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0, lon
 }
 
 
-long long _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0) {
+long long _wrap_sx_cursor_remaining_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0) {
   sx_cursor *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4095,7 +4215,7 @@ long long _wrap_sx_cursor_remaining_sx_315f6cb984b9b85b(struct sx_cursor *_swig_
 }
 
 
-void _wrap_sx_cursor_free_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0) {
+void _wrap_sx_cursor_free_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0) {
   sx_cursor *arg1 = 0 ;
   
   arg1 = *(sx_cursor **)&_swig_go_0; 
@@ -4105,7 +4225,7 @@ void _wrap_sx_cursor_free_sx_315f6cb984b9b85b(struct sx_cursor *_swig_go_0) {
 }
 
 
-void _wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_backup_options_version_set_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_backup_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -4117,7 +4237,7 @@ void _wrap_sx_backup_options_version_set_sx_315f6cb984b9b85b(struct sx_backup_op
 }
 
 
-intgo _wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+intgo _wrap_sx_backup_options_version_get_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -4130,7 +4250,7 @@ intgo _wrap_sx_backup_options_version_get_sx_315f6cb984b9b85b(struct sx_backup_o
 }
 
 
-void _wrap_sx_backup_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_backup_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_backup_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -4142,7 +4262,7 @@ void _wrap_sx_backup_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_back
 }
 
 
-struct sx_cancel *_wrap_sx_backup_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_backup_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -4155,7 +4275,7 @@ struct sx_cancel *_wrap_sx_backup_options_cancel_token_get_sx_315f6cb984b9b85b(s
 }
 
 
-void _wrap_sx_backup_options_overwrite_set_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_backup_options_overwrite_set_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_backup_options *arg1 = 0 ;
   int arg2 ;
   
@@ -4167,7 +4287,7 @@ void _wrap_sx_backup_options_overwrite_set_sx_315f6cb984b9b85b(struct sx_backup_
 }
 
 
-intgo _wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+intgo _wrap_sx_backup_options_overwrite_get_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -4180,7 +4300,7 @@ intgo _wrap_sx_backup_options_overwrite_get_sx_315f6cb984b9b85b(struct sx_backup
 }
 
 
-struct sx_backup_options *_wrap_new_sx_backup_options_sx_315f6cb984b9b85b() {
+struct sx_backup_options *_wrap_new_sx_backup_options_sx_d4b2962bf6f31b91() {
   struct sx_backup_options *result = 0 ;
   struct sx_backup_options *_swig_go_result;
   
@@ -4191,7 +4311,7 @@ struct sx_backup_options *_wrap_new_sx_backup_options_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0) {
+void _wrap_delete_sx_backup_options_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   
   arg1 = *(struct sx_backup_options **)&_swig_go_0; 
@@ -4201,7 +4321,7 @@ void _wrap_delete_sx_backup_options_sx_315f6cb984b9b85b(struct sx_backup_options
 }
 
 
-intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_backup_options_init_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
   sx_backup_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -4216,7 +4336,7 @@ intgo _wrap_sx_backup_options_init_sx_315f6cb984b9b85b(struct sx_backup_options 
 }
 
 
-intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, _gostring_ _swig_go_1, sx_backup_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_db_backup_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, _gostring_ _swig_go_1, sx_backup_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_backup_options *arg3 = 0 ;
@@ -4259,7 +4379,7 @@ intgo _wrap_sx_db_backup_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, _gostring
 }
 
 
-void _wrap_sx_space_stats_version_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_space_stats_version_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -4271,7 +4391,7 @@ void _wrap_sx_space_stats_version_set_sx_315f6cb984b9b85b(struct sx_space_stats 
 }
 
 
-intgo _wrap_sx_space_stats_version_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+intgo _wrap_sx_space_stats_version_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -4284,7 +4404,7 @@ intgo _wrap_sx_space_stats_version_get_sx_315f6cb984b9b85b(struct sx_space_stats
 }
 
 
-void _wrap_sx_space_stats_page_size_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_space_stats_page_size_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -4296,7 +4416,7 @@ void _wrap_sx_space_stats_page_size_set_sx_315f6cb984b9b85b(struct sx_space_stat
 }
 
 
-intgo _wrap_sx_space_stats_page_size_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+intgo _wrap_sx_space_stats_page_size_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -4309,7 +4429,7 @@ intgo _wrap_sx_space_stats_page_size_get_sx_315f6cb984b9b85b(struct sx_space_sta
 }
 
 
-void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_page_count_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4321,7 +4441,7 @@ void _wrap_sx_space_stats_page_count_set_sx_315f6cb984b9b85b(struct sx_space_sta
 }
 
 
-long long _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_page_count_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4334,7 +4454,7 @@ long long _wrap_sx_space_stats_page_count_get_sx_315f6cb984b9b85b(struct sx_spac
 }
 
 
-void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_free_pages_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4346,7 +4466,7 @@ void _wrap_sx_space_stats_free_pages_set_sx_315f6cb984b9b85b(struct sx_space_sta
 }
 
 
-long long _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_free_pages_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4359,7 +4479,7 @@ long long _wrap_sx_space_stats_free_pages_get_sx_315f6cb984b9b85b(struct sx_spac
 }
 
 
-void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_collection_pages_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4371,7 +4491,7 @@ void _wrap_sx_space_stats_collection_pages_set_sx_315f6cb984b9b85b(struct sx_spa
 }
 
 
-long long _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_collection_pages_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4384,7 +4504,7 @@ long long _wrap_sx_space_stats_collection_pages_get_sx_315f6cb984b9b85b(struct s
 }
 
 
-void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_live_bytes_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4396,7 +4516,7 @@ void _wrap_sx_space_stats_live_bytes_set_sx_315f6cb984b9b85b(struct sx_space_sta
 }
 
 
-long long _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_live_bytes_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4409,7 +4529,7 @@ long long _wrap_sx_space_stats_live_bytes_get_sx_315f6cb984b9b85b(struct sx_spac
 }
 
 
-void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_reclaimable_bytes_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4421,7 +4541,7 @@ void _wrap_sx_space_stats_reclaimable_bytes_set_sx_315f6cb984b9b85b(struct sx_sp
 }
 
 
-long long _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_reclaimable_bytes_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4434,7 +4554,7 @@ long long _wrap_sx_space_stats_reclaimable_bytes_get_sx_315f6cb984b9b85b(struct 
 }
 
 
-struct sx_space_stats *_wrap_new_sx_space_stats_sx_315f6cb984b9b85b() {
+struct sx_space_stats *_wrap_new_sx_space_stats_sx_d4b2962bf6f31b91() {
   struct sx_space_stats *result = 0 ;
   struct sx_space_stats *_swig_go_result;
   
@@ -4445,7 +4565,7 @@ struct sx_space_stats *_wrap_new_sx_space_stats_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_space_stats_sx_315f6cb984b9b85b(struct sx_space_stats *_swig_go_0) {
+void _wrap_delete_sx_space_stats_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_space_stats **)&_swig_go_0; 
@@ -4455,7 +4575,7 @@ void _wrap_delete_sx_space_stats_sx_315f6cb984b9b85b(struct sx_space_stats *_swi
 }
 
 
-intgo _wrap_sx_read_space_get_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, struct sx_space_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_space_get_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, struct sx_space_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   sx_space_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -4479,7 +4599,7 @@ intgo _wrap_sx_read_space_get_sx_315f6cb984b9b85b(struct sx_read *_swig_go_0, st
 }
 
 
-void _wrap_sx_compact_options_version_set_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_compact_options_version_set_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_compact_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -4491,7 +4611,7 @@ void _wrap_sx_compact_options_version_set_sx_315f6cb984b9b85b(struct sx_compact_
 }
 
 
-intgo _wrap_sx_compact_options_version_get_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+intgo _wrap_sx_compact_options_version_get_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -4504,7 +4624,7 @@ intgo _wrap_sx_compact_options_version_get_sx_315f6cb984b9b85b(struct sx_compact
 }
 
 
-void _wrap_sx_compact_options_timeout_ms_set_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_compact_options_timeout_ms_set_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_compact_options *arg1 = 0 ;
   int arg2 ;
   
@@ -4516,7 +4636,7 @@ void _wrap_sx_compact_options_timeout_ms_set_sx_315f6cb984b9b85b(struct sx_compa
 }
 
 
-intgo _wrap_sx_compact_options_timeout_ms_get_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+intgo _wrap_sx_compact_options_timeout_ms_get_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -4529,7 +4649,7 @@ intgo _wrap_sx_compact_options_timeout_ms_get_sx_315f6cb984b9b85b(struct sx_comp
 }
 
 
-void _wrap_sx_compact_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_compact_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_compact_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -4541,7 +4661,7 @@ void _wrap_sx_compact_options_cancel_token_set_sx_315f6cb984b9b85b(struct sx_com
 }
 
 
-struct sx_cancel *_wrap_sx_compact_options_cancel_token_get_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_compact_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -4554,7 +4674,7 @@ struct sx_cancel *_wrap_sx_compact_options_cancel_token_get_sx_315f6cb984b9b85b(
 }
 
 
-struct sx_compact_options *_wrap_new_sx_compact_options_sx_315f6cb984b9b85b() {
+struct sx_compact_options *_wrap_new_sx_compact_options_sx_d4b2962bf6f31b91() {
   struct sx_compact_options *result = 0 ;
   struct sx_compact_options *_swig_go_result;
   
@@ -4565,7 +4685,7 @@ struct sx_compact_options *_wrap_new_sx_compact_options_sx_315f6cb984b9b85b() {
 }
 
 
-void _wrap_delete_sx_compact_options_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0) {
+void _wrap_delete_sx_compact_options_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   
   arg1 = *(struct sx_compact_options **)&_swig_go_0; 
@@ -4575,7 +4695,7 @@ void _wrap_delete_sx_compact_options_sx_315f6cb984b9b85b(struct sx_compact_optio
 }
 
 
-intgo _wrap_sx_compact_options_init_sx_315f6cb984b9b85b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_compact_options_init_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
   sx_compact_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -4590,7 +4710,7 @@ intgo _wrap_sx_compact_options_init_sx_315f6cb984b9b85b(struct sx_compact_option
 }
 
 
-intgo _wrap_sx_db_compact_sx_315f6cb984b9b85b(struct sx_db *_swig_go_0, sx_compact_options *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_compact_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_compact_options *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_compact_options *arg2 = 0 ;
   sx_error *arg3 = 0 ;
