@@ -1826,6 +1826,8 @@ static Napi::Value to_js(Napi::Env env, const sx_collection_info &s) {
   o.Set("index", Napi::Number::New(env, (int)s.index));
   o.Set("m", Napi::Number::New(env, s.hnsw_m));
   o.Set("efConstruction", Napi::Number::New(env, s.hnsw_ef_construction));
+  const char *q = sx_quantization_name(s.quantization);
+  o.Set("quantization", q ? Napi::String::New(env, q) : Napi::String::New(env, "unknown"));
   o.Set("count", u64(env, s.count));
   return o;
 }
