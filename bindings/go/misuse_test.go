@@ -440,7 +440,7 @@ func TestStatsAndCheckpoint(t *testing.T) {
 			t.Fatalf("%+v %v", cs, err)
 		}
 		info, err := tx.Describe("c")
-		if err != nil || info != (CollectionInfo{Name: "c", Dim: 2, Metric: L2, Index: Flat, Count: 2}) {
+		if err != nil || info != (CollectionInfo{Name: "c", Dim: 2, Metric: L2, Index: Flat, Quantization: QuantizationNone, Count: 2}) {
 			t.Fatalf("%+v %v", info, err)
 		}
 		names, err := tx.ListCollections()
