@@ -101,8 +101,11 @@ void sx__hnsw_quant_query(sx__hnsw *g, const float *q) {
   if (qmax > 32767) qmax = 32767;
   g->qscale = mx > 0 ? mx / (float)qmax : 0;
   float inv = mx > 0 ? (float)qmax / mx : 0;
+  /* Rounded half away from zero by a truncating conversion, which vectorizes (lrintf
+   * did not, and took 4% of a search). |q_i * inv| <= qmax + rounding. */
   for (uint32_t i = 0; i < g->dim; i++) {
-    long v = lrintf(q[i] * inv);
+    float t = q[i] * inv;
+    int32_t v = (int32_t)(t + (t >= 0 ? 0.5f : -0.5f));
     g->qq[i] = (int16_t)(v > qmax ? qmax : v < -qmax ? -qmax : v);
   }
   g->qsum = (float)sum;
