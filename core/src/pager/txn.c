@@ -538,7 +538,12 @@ static int commit_make_room(sx__pager *p, sx__hdrc *h, uint64_t nfr, sx_error *e
 }
 
 /* The frames of one commit, assembled in memory: the dirty pages in page order, each
- * a frame, preceded by the WAL header when the commit starts a generation. */
+ * a frame, preceded by the WAL header when the commit starts a generation, and
+ * followed by a zeroed frame header. That last one overwrites whatever header the
+ * next frame position held: frames an unpublished commit (a writer that died before
+ * publishing, or failed) left there chain on from that commit's own frames, and were
+ * they left after this commit, recovery would take them for whole frames following
+ * damage (wal.c, tail_check). The next commit overwrites it. */
 typedef struct commit_batch {
   dpage **list;      /* nfr dirty pages, ascending page numbers */
   uint64_t nfr;      /* frames */
@@ -556,7 +561,7 @@ static int commit_assemble(sx__txn *t, const sx__hdrc *h, commit_batch *b, sx_er
   b->rel = h->mx - h->base;
   b->hdr_bytes = b->rel == 0 ? WAL_HDR : 0;
   b->list = malloc(b->nfr * sizeof *b->list);
-  size_t len = (b->hdr_bytes + b->nfr * p->fsz + 63) / 64 * 64;
+  size_t len = (b->hdr_bytes + b->nfr * p->fsz + FRAME_HDR + 63) / 64 * 64;
   if (len <= p->cbuf_cap) {
     b->buf = p->cbuf;
   } else if (len <= SX__CBUF_KEEP) {
@@ -583,6 +588,7 @@ static int commit_assemble(sx__txn *t, const sx__hdrc *h, commit_batch *b, sx_er
   for (size_t i = 0; i < b->nfr; i++)
     sx__wal_frame_make(p, h, b->buf + b->hdr_bytes + i * p->fsz, b->list[i]->pgno,
                        i + 1 == b->nfr ? t->npages : 0, b->list[i]->buf, &b->ck0, &b->ck1);
+  memset(b->buf + b->hdr_bytes + b->nfr * p->fsz, 0, FRAME_HDR);
   return SX_OK;
 }
 
@@ -629,7 +635,8 @@ static int commit_frames(sx__txn *t, sx_error *err) {
   if (!rc) rc = commit_reserve_index(p, &b, err);
   if (!rc) {
     uint64_t off = b.rel == 0 ? 0 : WAL_HDR + b.rel * p->fsz;
-    rc = sx__wal_write(p, b.w, b.buf, b.hdr_bytes + b.nfr * p->fsz, off, b.hdr_bytes, err);
+    rc = sx__wal_write(p, b.w, b.buf, b.hdr_bytes + b.nfr * p->fsz + FRAME_HDR, off, b.hdr_bytes,
+                       err);
   }
   if (!rc) rc = commit_publish(t, &h, &b, err);
   /* The commit stands whatever the checkpoint does; a failed sync still poisons. */
