@@ -19,11 +19,14 @@
 //     over the dead writer's leftovers, checkpoint, and find its commit after a
 //     reopen.
 //  3. WalDamage*: on copies of a multi-commit WAL, a truncation at many offsets
-//     must recover exactly the last commit wholly before the cut (a torn tail); one
-//     flipped byte (WAL header, every frame header, spread inside pages) must do
-//     the same when only the last commit is damaged, and refuse the database with
-//     SX_CORRUPT when acknowledged commits follow the damage; a restarted WAL must
-//     never replay the frames left behind from before its restart.
+//     must recover exactly the last commit wholly before the cut (a torn tail), and
+//     so must a cut followed by zeros, random bytes or an older generation's frames;
+//     one flipped byte (WAL header, every frame header, every byte of each commit
+//     frame's header, spread inside pages) must refuse the database with SX_CORRUPT
+//     whenever whole frames up to a commit follow the damage, and roll back only
+//     damage to the very last frame; frames an unpublished commit left behind a
+//     shorter later one are never taken for damage; a restarted WAL must never
+//     replay the frames left behind from before its restart.
 // Seeds: SX_CRASH_SEED (default: from the clock), printed so a failure reproduces.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -580,16 +583,31 @@ void ExpectCorruptImage(const std::string &db, const std::vector<uint8_t> &p,
   }
 }
 
+uint64_t Salts(const std::vector<uint8_t> &wal, uint64_t off) {
+  uint64_t s = 0;
+  memcpy(&s, wal.data() + off, 8);
+  return s;
+}
+
+uint32_t Gen(const std::vector<uint8_t> &wal) {
+  uint32_t g = 0;
+  memcpy(&g, wal.data() + 12, 4);
+  return g;
+}
+
 // Expected outcome of a damaged WAL besides a generation.
 constexpr uint64_t kCorrupt = UINT64_MAX;
 
-// One flipped byte. A torn write keeps a prefix of what was written and loses the
-// rest, so damage that a tear could have made rolls back to the last commit before
-// it; a bad frame followed by whole frames up to a commit frame is damage, not a
-// tear, and gives SX_CORRUPT, never a silent rollback of acknowledged commits (the
-// last one included). A damaged WAL header over committed frames, with no other WAL
-// file, is SX_CORRUPT too (a header is written and synced before its generation's
-// frames, so it is never torn over them).
+// One flipped byte. A bad frame followed by whole frames up to a commit frame is
+// damage, not a tear, and gives SX_CORRUPT, never a silent rollback of acknowledged
+// commits (the last one included), whatever field of the frame's header the byte is
+// in: page number, commit field, salts, stored checksum, in a commit frame as in any
+// other; in a page image too, except a commit frame's (a power cut without syncs
+// between commits can tear a commit frame's page image and keep the next commit
+// whole, wal.c) and the file's very last frame (nothing follows it): those roll back
+// to the commit before. A damaged WAL header over committed frames, with no other WAL file, is
+// SX_CORRUPT too (a header is written and synced before its generation's frames, so
+// it is never torn over them).
 TEST(Crash, WalDamageFlippedByte) {
   WalImage img;
   ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img));
@@ -601,19 +619,20 @@ TEST(Crash, WalDamageFlippedByte) {
   for (uint64_t off = 0; off < kWalHdr; off++) cases.push_back({off, kCorrupt});
   for (uint64_t f = 0; f < nframes; f++) {
     const uint64_t start = kWalHdr + f * kFrame;
-    const uint64_t want = img.LastBefore(start);
+    const bool last = f + 1 == nframes;
+    const uint64_t want = last ? img.LastBefore(start) : kCorrupt;
     bool commit_frame = false;
     for (uint64_t e : img.ends) commit_frame |= e == start + kFrame;
-    // A frame inside a commit: damage to its page number or page is damage (the
-    // frames after it are whole); to its commit field, salts or stored checksum
-    // it looks like a tear. A commit frame always looks like a tear.
-    const uint64_t hoff = f % kFrameHdr;
-    cases.push_back({start + hoff, !commit_frame && hoff < 4 ? kCorrupt : want});  // header
-    cases.push_back({start + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize,
-                     commit_frame ? want : kCorrupt});  // page
+    const uint64_t before = img.LastBefore(start);
     if (commit_frame) {
-      cases.push_back({start + 4, want});           // the commit's page-count field
-      cases.push_back({start + kFrame - 1, want});  // the commit's last byte
+      // Every byte of a commit frame's header: page number, commit field, salts,
+      // stored checksum.
+      for (uint64_t h = 0; h < kFrameHdr; h++) cases.push_back({start + h, want});
+      cases.push_back({start + kFrame - 1, before});  // the commit's last byte
+      cases.push_back({start + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize, before});
+    } else {
+      cases.push_back({start + f % kFrameHdr, want});  // one header byte, field by field
+      cases.push_back({start + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize, want});
     }
   }
   auto t0 = Clock::now();
@@ -631,9 +650,97 @@ TEST(Crash, WalDamageFlippedByte) {
     ASSERT_NO_FATAL_FAILURE(RecoverImage(t.db, img.p, wal, n++ % 6 == 0, &g));
     ASSERT_EQ(g, c.second);
   }
-  EXPECT_GT(corrupt, nframes / 2);
+  EXPECT_EQ(corrupt, cases.size() - kFrameHdr - 2 * kDmgCommits);
   printf("[ WalDamageFlippedByte: %zu cases over %llu frames (%zu corrupt), %.1f s ]\n",
          cases.size(), (unsigned long long)nframes, corrupt, Seconds(t0));
+}
+
+// A torn tail is never taken for damage: after the last commit (whole, or cut at a
+// frame boundary or inside a frame) come zeros, random bytes, or the frames of an
+// older generation (another generation's salts, chaining among themselves, as a
+// reused WAL file holds them); recovery rolls back to the last whole commit.
+TEST(Crash, WalTornTailIsNotDamage) {
+  WalImage img, old;
+  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img));
+  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&old));  // another database: other salts
+  ASSERT_NE(Salts(img.wal, 16), Salts(old.wal, 16));
+  TmpDir t("waltorn");
+  uint64_t rng = 11;
+  std::vector<uint64_t> cuts;
+  for (uint64_t k = img.ends.size() - 3; k < img.ends.size(); k++) {
+    const uint64_t e = img.ends[k];
+    for (uint64_t d : {(uint64_t)0, kFrameHdr / 2, kFrameHdr, kFrame / 2}) cuts.push_back(e - d);
+    cuts.push_back(e - kFrame);  // the commit frame gone
+  }
+  auto t0 = Clock::now();
+  size_t n = 0;
+  for (uint64_t cut : cuts) {
+    for (int tail = 0; tail < 3; tail++) {
+      SCOPED_TRACE("cut at " + std::to_string(cut) + ", tail " + std::to_string(tail));
+      std::vector<uint8_t> wal(img.wal.begin(), img.wal.begin() + (long)cut);
+      if (tail == 0) {
+        wal.resize(cut + 8 * kFrame, 0);
+      } else if (tail == 1) {
+        for (uint64_t i = 0; i < 8 * kFrame; i++) wal.push_back((uint8_t)sx_test_splitmix64(&rng));
+      } else {
+        // The older generation's frames from the next frame boundary on (the file as
+        // reused; the same workload wrote them, so only their salts and checksums
+        // differ), zeros up to it.
+        const uint64_t b = kWalHdr + (cut - kWalHdr + kFrame - 1) / kFrame * kFrame;
+        wal.resize(b, 0);
+        wal.insert(wal.end(), old.wal.begin() + (long)b, old.wal.end());
+      }
+      uint64_t g = 0;
+      ASSERT_NO_FATAL_FAILURE(RecoverImage(t.db, img.p, wal, n++ % 4 == 0, &g));
+      ASSERT_EQ(g, img.LastBefore(cut));
+    }
+  }
+  printf("[ WalTornTailIsNotDamage: %zu cases, %.1f s ]\n", n, Seconds(t0));
+}
+
+// A commit that was written but never published (its writer died between the WAL
+// write and the publish while another process kept the database open) leaves whole
+// frames of this generation, its commit frame included, behind the next commit when
+// that one is shorter. They chain from their own commit's frames, not from the
+// survivor's, and must never read as damage at the next recovery: the survivor's
+// commit zeroes the frame header that follows it.
+TEST(Crash, UnpublishedLeftoversAreNotDamage) {
+  WalImage img;
+  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img));
+  const uint64_t k = img.ends.size() - 1;  // the last commit plays the dead writer's
+  TmpDir t("walleft");
+  // The survivor: the state before commit k, and one small commit k written there.
+  // (Opened in place: a close would checkpoint and restart the WAL.)
+  ASSERT_NO_FATAL_FAILURE(WriteAll(t.db, img.p.data(), img.p.size()));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(t.db + "-wal", img.wal.data(), img.ends[k - 1]));
+  sx_open_options o = SX_OPEN_OPTIONS_INIT;
+  o.autocheckpoint_frames = 1000000;
+  sx_db *h = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  char why[512];
+  ASSERT_EQ(sx_db_open(&h, t.db.c_str(), &o, &err), SX_OK) << err.message;
+  uint64_t g = 0;
+  ASSERT_EQ(wl_verify_db(h, &g, why, sizeof why), 0) << why;
+  ASSERT_EQ(g, k - 1);
+  // The dead writer's commit k, written into the WAL but never published.
+  {
+    int fd = open((t.db + "-wal").c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const uint64_t off = img.ends[k - 1], len = img.ends[k] - off;
+    ASSERT_EQ(pwrite(fd, img.wal.data() + off, len, (off_t)off), (ssize_t)len);
+    close(fd);
+  }
+  ASSERT_EQ(wl_commit(h, k, kDmgPages, 1, 977, 1000, &err), SX_OK) << err.message;
+  sx_db_stats st = SX_DB_STATS_INIT;
+  ASSERT_EQ(sx_db_stats_get(h, &st, &err), SX_OK);
+  const uint64_t end = kWalHdr + st.wal_frames * kFrame;
+  ASSERT_LT(end + 2 * kFrame, img.ends[k]) << "the leftover commit must be longer";
+  // The files as a crash of the survivor leaves them.
+  const std::vector<uint8_t> wal = sxt::ReadBytes(t.db + "-wal");
+  sx_db_free(h);
+  TmpDir c("walleftc");
+  ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, img.p, wal, true, &g));
+  EXPECT_EQ(g, k);
 }
 
 // The same through a real process: a child commits several generations and exits
@@ -730,18 +837,6 @@ TEST(Crash, WalDamageTruncated) {
   printf("[ WalDamageTruncated: %zu cuts, %.1f s ]\n", cuts.size(), Seconds(t0));
 }
 
-uint64_t Salts(const std::vector<uint8_t> &wal, uint64_t off) {
-  uint64_t s = 0;
-  memcpy(&s, wal.data() + off, 8);
-  return s;
-}
-
-uint32_t Gen(const std::vector<uint8_t> &wal) {
-  uint32_t g = 0;
-  memcpy(&g, wal.data() + 12, 4);
-  return g;
-}
-
 // The WAL alternates between two files, P-wal (even generations) and P-wal2 (odd).
 // A file is reused only after the generation it holds is wholly in P; reusing it
 // overwrites its header (new salts) and its first frames, and the older frames
@@ -792,8 +887,14 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   ASSERT_NE(Salts(after, 16), Salts(before, 16)) << "a reused WAL file must change its salts";
   const uint64_t new_end = kWalHdr + 3 * kFrame;
   ASSERT_EQ(Salts(after, kWalHdr + 8), Salts(after, 16)) << "new frames carry the new salts";
-  ASSERT_EQ(Salts(after, new_end + 8), Salts(before, 16)) << "old frames carry the old salts";
-  ASSERT_EQ(memcmp(after.data() + new_end, before.data() + new_end, after.size() - new_end), 0);
+  // The frame header right after the last commit is zeroed (txn.c); the old frames
+  // behind it are left as they were.
+  ASSERT_EQ(Salts(after, new_end + 8), 0u) << "the header after the commit is zeroed";
+  ASSERT_EQ(Salts(after, new_end + kFrame + 8), Salts(before, 16))
+      << "old frames carry the old salts";
+  ASSERT_EQ(memcmp(after.data() + new_end + kFrameHdr, before.data() + new_end + kFrameHdr,
+                   after.size() - new_end - kFrameHdr),
+            0);
   ASSERT_GE(p.size(), (kDmgPages + 2) * kPageSize);
 
   TmpDir c("walreusec");

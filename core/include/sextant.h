@@ -231,10 +231,14 @@ typedef enum sx_sync {
   /** A commit is on stable storage when commit returns (the default). */
   SX_SYNC_FULL = 0,
   /** A commit survives a process crash; power loss may lose the latest commits, never
-   * consistency. */
+   * consistency. The system writes unsynced pages back in any order, so a power cut
+   * may (rarely: a lost block must lie inside one frame's page image) keep a later
+   * commit whole behind a damaged earlier one; the next open then fails with
+   * ::SX_CORRUPT, as for any damaged WAL, rather than roll back silently. */
   SX_SYNC_NORMAL = 1,
   /** No syncs at all, for bulk loads: a process crash loses nothing committed; power
-   * loss may lose anything, including consistency. */
+   * loss may lose anything, including consistency (the next open may fail with
+   * ::SX_CORRUPT, as under ::SX_SYNC_NORMAL). */
   SX_SYNC_OFF = 2
 } sx_sync;
 

@@ -80,6 +80,18 @@
  * sync=normal, a file is synced when the writer leaves it. A file is reused only
  * once backfill covers its generation. With sync=off no sync is made at all. A
  * failed sync poisons the handle (see os.h).
+ *
+ * Tear or damage (wal.c, tail_check): recovery stops at the first frame that breaks
+ * the chain, and refuses the WAL with SX_CORRUPT when whole frames of the generation
+ * follow it up to a commit, unless the broken frame is a commit frame whose header is
+ * whole (a torn commit frame). With sync=full whole commits after a broken frame are
+ * always damage: a commit's frames are synced before the next commit's are written.
+ * Without syncs (sync=normal between checkpoints, sync=off) the system may write a
+ * later commit back before an earlier one; a write torn to a prefix of its sectors
+ * ends in its commit frame and rolls back, but a block lost inside an earlier,
+ * non-commit frame's page image reads as SX_CORRUPT; nothing in the files tells that
+ * from damage (sextant.h documents it at sx_sync). Damage inside a commit frame's page
+ * image, followed by commits, rolls back like the tear it looks like.
  */
 #ifndef SX_PAGER_INT_H
 #define SX_PAGER_INT_H

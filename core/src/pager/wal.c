@@ -77,43 +77,92 @@ int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err) {
 }
 
 /*
- * Damage or a torn tail? The chain broke at frame r. A torn write (a crash or a power
- * cut while a commit was written, even one that kept later commits whole) keeps a
- * prefix of each write and loses the rest, so the frames right after a torn frame
- * are lost too (zeros, or an older generation's bytes). Frame r is damage instead
- * when it carries this generation's salts, does not end a commit, and the frames
- * after it are whole: frame r + 1 onwards chain from the checksum stored in frame r
- * (each from the one before it) up to a commit frame. Those commits were written
- * after frame r whole; replaying up to the break would drop them silently:
- * SX_CORRUPT, naming the frame. (A damaged commit frame, or damage in a frame's
- * salts or stored checksum, is indistinguishable from a tear and rolls back.)
+ * Frame f breaks the chain: it should run the checksum from (pre0, pre1) to (t0, t1)
+ * (the value the frames after it chain from) but runs it to (c0, c1). Nonzero when
+ * that is explained by damage confined to the frame's first 16 bytes (page number,
+ * commit field, salts) leaving the salts as salts: the checksum is linear, so the
+ * additive change (dx, dy) of the two words of that block is the one solution of
+ * M^(n-1) (dx, dx + dy) = (t0 - c0, t1 - c1), with M = [[1,1],[1,2]] the step of
+ * sx__cksum and n its blocks per frame; the salts word corrected by dy must read
+ * back as the generation's salts (a 64-bit test). Damage elsewhere in the frame (a
+ * torn page image) passes that test only by chance.
+ */
+static int header_block_damaged(const sx__pager *p, const sx__walhdr *wh, const uint8_t *f,
+                                uint64_t c0, uint64_t c1, uint64_t t0, uint64_t t1) {
+  uint64_t u = t0 - c0, v = t1 - c1;
+  for (uint32_t i = 0; i < p->ps / 16; i++) { /* M^-1 = [[2,-1],[-1,1]] */
+    uint64_t nu = 2 * u - v, nv = v - u;
+    u = nu;
+    v = nv;
+  }
+  uint64_t y = 0;
+  memcpy(&y, f + 8, 8);
+  return y + (v - u) == ((uint64_t)wh->salt1 << 32 | wh->salt0);
+}
+
+/*
+ * Damage or a torn tail? The chain broke at frame r (pre0, pre1: the running checksum
+ * of the frames before it). It is damage when the frames after it are whole: frame
+ * r + 1 carries this generation's salts and chains from frame r's true checksum, and
+ * so on up to a commit frame; those commits were written after frame r whole, and
+ * replaying up to the break would drop them silently: SX_CORRUPT, naming the frame.
+ * Frame r's true checksum is either the one it stores (its page number, commit
+ * field, salts or page image damaged) or the chain run over its bytes as they are
+ * (its stored checksum damaged).
+ *
+ * A torn tail must still roll back. After a crash or power cut the frames after a
+ * torn frame are zeros, an older generation's (other salts), or frames of this
+ * generation that an unpublished commit left and a later commit did not overwrite
+ * (each commit writes a zeroed frame header right after its commit frame, txn.c, so
+ * such leftovers never chain on from a commit): none chains from frame r. One tear
+ * does leave whole commits after a broken frame: without syncs between commits
+ * (sync=normal, sync=off) a power cut may keep the next commit whole and only a
+ * prefix of the sectors of this one, whose last frame is its commit frame, so that
+ * frame's header is whole and a suffix of its page image stale. A frame header never
+ * spans two sectors (frames start 64 + 32k bytes into a 512-byte sector), so a tear
+ * keeps it whole or not at all. Hence whole commits after frame r are damage when
+ * frame r is not a commit frame, or its stored checksum is the damaged part, or its
+ * salts differ while its stored checksum holds, or its first 16 bytes are
+ * (header_block_damaged); damage inside a commit frame's page image cannot be told
+ * from that tear and rolls back, as does damage to the file's last frame.
  */
 static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
-                      uint8_t *buf, size_t per, sx_error *err) {
-  uint64_t pck0 = 0, pck1 = 0;
+                      uint64_t pre0, uint64_t pre1, uint8_t *buf, size_t per, sx_error *err) {
+  uint64_t s[2][2] = {{0, 0}, {pre0, pre1}}; /* candidates for frame r's true checksum */
+  int live[2] = {1, 1}, header_damage = 0;
   int rc = SX_OK;
   for (uint64_t j = r; j <= nfr && !rc;) {
     size_t cnt = (size_t)((nfr - j + 1) < per ? (nfr - j + 1) : per);
     rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (j - 1) * p->fsz, err);
     for (size_t i = 0; i < cnt && !rc; i++, j++) {
       const uint8_t *f = buf + i * p->fsz;
-      if (sx__rd32(f + 8) != wh->salt0 || sx__rd32(f + 12) != wh->salt1) return SX_OK;
       if (j == r) {
-        if (sx__rd32(f + 4)) return SX_OK;
-      } else {
-        uint64_t a = pck0, b = pck1;
+        s[0][0] = sx__rd64(f + 16);
+        s[0][1] = sx__rd64(f + 24);
+        sx__cksum(f, 16, &s[1][0], &s[1][1]);
+        sx__cksum(f + FRAME_HDR, p->ps, &s[1][0], &s[1][1]);
+        header_damage = !sx__rd32(f + 4) || sx__rd32(f + 8) != wh->salt0 ||
+                        sx__rd32(f + 12) != wh->salt1 ||
+                        header_block_damaged(p, wh, f, s[1][0], s[1][1], s[0][0], s[0][1]);
+        continue;
+      }
+      if (sx__rd32(f + 8) != wh->salt0 || sx__rd32(f + 12) != wh->salt1) return SX_OK;
+      for (int k = 0; k < 2; k++) {
+        if (!live[k]) continue;
+        uint64_t a = s[k][0], b = s[k][1];
         sx__cksum(f, 16, &a, &b);
         sx__cksum(f + FRAME_HDR, p->ps, &a, &b);
-        if (sx__rd64(f + 16) != a || sx__rd64(f + 24) != b) return SX_OK;
-        if (sx__rd32(f + 4))
-          return sx__err_set(
-              err, SX_CORRUPT,
-              "WAL '%s' is damaged at frame %llu: whole frames and a commit follow it "
-              "(not a torn write)",
-              p->wal_path[w], (unsigned long long)r);
+        live[k] = sx__rd64(f + 16) == a && sx__rd64(f + 24) == b;
+        s[k][0] = a;
+        s[k][1] = b;
       }
-      pck0 = sx__rd64(f + 16);
-      pck1 = sx__rd64(f + 24);
+      if (!live[0] && !live[1]) return SX_OK;
+      if (!sx__rd32(f + 4)) continue;
+      if (!live[1] && !header_damage) return SX_OK; /* a torn commit frame */
+      return sx__err_set(err, SX_CORRUPT,
+                         "WAL '%s' is damaged at frame %llu: whole frames and a commit follow "
+                         "it (not a torn write)",
+                         p->wal_path[w], (unsigned long long)r);
     }
   }
   return rc;
@@ -227,13 +276,15 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
   uint8_t *buf = nfr ? malloc((size_t)p->fsz * per) : NULL;
   if (nfr && !buf)
     return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
-  uint64_t ck0 = wh->ck0, ck1 = wh->ck1, r = 1;
+  uint64_t ck0 = wh->ck0, ck1 = wh->ck1, r = 1, pre0 = 0, pre1 = 0;
   int stop = 0;
   while (r <= nfr && !stop && !rc) {
     size_t cnt = (size_t)((nfr - r + 1) < per ? (nfr - r + 1) : per);
     rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
     for (size_t i = 0; i < cnt && !rc; i++, r++) {
       const uint8_t *f = buf + i * p->fsz;
+      pre0 = ck0;
+      pre1 = ck1;
       if (sx__rd32(f + 8) != wh->salt0 || sx__rd32(f + 12) != wh->salt1) {
         stop = 1;
         break;
@@ -257,7 +308,7 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
       }
     }
   }
-  if (!rc && stop) rc = tail_check(p, w, wh, r, nfr, buf, per, err);
+  if (!rc && stop) rc = tail_check(p, w, wh, r, nfr, pre0, pre1, buf, per, err);
   free(buf);
   if (!rc) rc = sx__index_truncate(p, w, out->last, err);
   return rc;
