@@ -519,6 +519,174 @@ TEST_F(Corrupt, Codes) {
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }
 
+// The HNSW graph's arrays (m = 8: level-0 lists of 1 + 16 words, upper lists of
+// 1 + 8), damaged one value at a time where the library reads them.
+struct Graph {
+  const Image &i;
+  static constexpr uint32_t kM = 8, kE0 = (1 + 2 * kM) * 4, kEpp0 = kPs / kE0;
+  uint32_t H() const {
+    return i.hhnsw;
+  }
+  uint64_t NSlots() const {
+    return Rd64(i.p, i.Page(H()) + SX__H_NSLOTS);
+  }
+  // Byte offset in the file of slot s's level-0 list (count, then links).
+  size_t L0(uint64_t s) const {
+    return i.Page(i.Leaf(H(), SX__H_PA_G0, s / kEpp0)) + (s % kEpp0) * kE0;
+  }
+  size_t Meta(uint64_t s) const {  // u32 level, u32 offset of its upper lists (words)
+    return i.At(H(), SX__H_PA_META, s * 8);
+  }
+  size_t Upper(uint64_t word) const {
+    return i.At(H(), SX__H_PA_UPPER, word * 4);
+  }
+  bool Live(uint64_t s) const {
+    return i.p[i.At(H(), SX__H_PA_LIVE, s / 8)] >> (s % 8) & 1;
+  }
+  uint32_t Free0() const {
+    return Rd32(i.p, i.At(H(), SX__H_PA_FREE, 0));
+  }
+  uint64_t Ep() const {
+    return Rd32(i.p, i.Page(H()) + SX__H_HNSW_EP) - 1;
+  }
+  // The first live slot, other than the entry point, of level >= lv with >= links
+  // level-0 links.
+  uint64_t Node(uint32_t lv, uint32_t links = 1) const {
+    for (uint64_t s = 0; s < NSlots(); s++)
+      if (Live(s) && s != Ep() && Rd32(i.p, Meta(s)) >= lv && Rd32(i.p, L0(s)) >= links) return s;
+    return UINT64_MAX;
+  }
+};
+
+TEST_F(Corrupt, HnswGraph) {
+  {
+    Graph gr{*img_};
+    ASSERT_EQ(Rd32(img_->p, img_->Page(gr.H()) + SX__H_M), Graph::kM);
+    ASSERT_LE(gr.NSlots(), 8192u) << "small enough for the reachability check";
+    ASSERT_GT(Rd64(img_->p, img_->Page(gr.H()) + SX__H_NFREE), 0u);
+    ASSERT_FALSE(gr.Live(gr.Free0()));
+    ASSERT_NE(gr.Node(1, 2), UINT64_MAX) << "an upper-level node";
+    ASSERT_EQ(Rd32(img_->p, gr.L0(gr.Free0())), 0u) << "a free slot has no links";
+  }
+  using P = std::vector<uint8_t>;
+  const Case cases[] = {
+      {"level-0 count past its capacity",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.L0(g.Node(0)), 2 * Graph::kM + 1);
+       }},
+      {"level-0 count huge",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.L0(g.Ep()), 0xfffffff0u);
+       }},
+      {"level-0 link past the slots",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.L0(g.Node(0)) + 4, (uint32_t)g.NSlots() + 5);
+       }},
+      {"level-0 link to itself",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         uint64_t s = g.Node(0);
+         Wr32(p, g.L0(s) + 4, (uint32_t)s);
+       }},
+      {"level-0 link twice in one list",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         uint64_t s = g.Node(0, 2);
+         Wr32(p, g.L0(s) + 8, Rd32(p, g.L0(s) + 4));
+       }},
+      {"level-0 link to a free slot",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.L0(g.Node(0)) + 4, g.Free0());
+       }},
+      {"a free slot with links",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.L0(g.Free0()), 1);
+         Wr32(p, g.L0(g.Free0()) + 4, (uint32_t)g.Ep());
+       }},
+      {"level 17",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.Meta(g.Node(0)), 17);
+       }},
+      {"level 255",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.Meta(g.Ep()), 255);
+       }},
+      {"a live node above the top level",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         uint32_t top = Rd32(p, i.Page(g.H()) + SX__H_HNSW_EP + 4);
+         Wr32(p, g.Meta(g.Node(0)), top + 1);
+       }},
+      {"upper lists past the upper array",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.Meta(g.Node(1)) + 4, (uint32_t)Rd64(p, i.Page(g.H()) + SX__H_UPPER_LEN));
+       }},
+      {"upper lists far past the upper array",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.Meta(g.Node(1)) + 4, 0xfffffff0u);
+       }},
+      {"two nodes' upper lists overlap",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         uint64_t a = g.Node(1);
+         Wr32(p, g.Meta(a) + 4, Rd32(p, g.Meta(g.Ep()) + 4));
+       }},
+      {"upper count past its capacity",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, g.Upper(Rd32(p, g.Meta(g.Ep()) + 4)), Graph::kM + 1);
+       }},
+      {"upper link to a level-0 node",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         uint64_t w = Rd32(p, g.Meta(g.Ep()) + 4);
+         uint64_t low = 0;
+         while (Rd32(p, g.Meta(low)) != 0 || !g.Live(low)) low++;
+         if (Rd32(p, g.Upper(w)) == 0) Wr32(p, g.Upper(w), 1);
+         Wr32(p, g.Upper(w + 1), (uint32_t)low);
+       }},
+      {"entry point on a free slot",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, i.Page(g.H()) + SX__H_HNSW_EP, g.Free0() + 1);
+       }},
+      {"entry point level is not the top",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, i.Page(g.H()) + SX__H_HNSW_EP + 4, Rd32(p, g.Meta(g.Ep())) + 1);
+       }},
+      {"entry point level 200",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         Wr32(p, i.Page(g.H()) + SX__H_HNSW_EP + 4, 200);
+       }},
+      {"a live node no level-0 list links to",
+       [](const Image &i, P &p) {
+         Graph g{i};
+         const uint32_t x = (uint32_t)g.Node(0);
+         for (uint64_t s = 0; s < g.NSlots(); s++) {
+           size_t at = g.L0(s);
+           uint32_t n = Rd32(p, at), k = 0;
+           for (uint32_t j = 0; j < n && j < 2 * Graph::kM; j++) {
+             uint32_t y = Rd32(p, at + 4 + 4 * j);
+             if (y != x) Wr32(p, at + 4 + 4 * k++, y);
+           }
+           Wr32(p, at, k);
+         }
+       }},
+  };
+  for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
+}
+
 // The free list: through a live page, in a cycle, past the end, a count that lies.
 TEST_F(Corrupt, FreeList) {
   const Case cases[] = {

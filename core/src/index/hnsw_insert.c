@@ -303,7 +303,8 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
    * list, so it runs when the batch is a share of the graph (1/32, as for deletes;
    * every build from empty) or the graph is small: a trickle of single inserts into a
    * large graph is covered by the next large batch or unlink. */
-  if (!rc && nt > 0 && (g->nslots <= 8192 || nt * 32 >= g->nslots)) rc = sx__hnsw_connect(g, err);
+  if (!rc && nt > 0 && (g->nslots <= CONNECT_ALWAYS_SLOTS || nt * 32 >= g->nslots))
+    rc = sx__hnsw_connect(g, err);
   sx__hnsw_close(g);
   free(todo);
   return rc;

@@ -116,6 +116,11 @@ static inline int span_ord(const span *s, int i) {
   return s->n == 2 && s->pg[1] < s->pg[0] ? s->n - 1 - i : i;
 }
 
+/* Graphs of at most this many slots are walked for connectivity (sx__hnsw_connect)
+ * after every insert batch, so every live node of one is reachable from the entry
+ * point at level 0 in every committed state (sx__hnsw_check relies on it). */
+#define CONNECT_ALWAYS_SLOTS 8192
+
 /* Below this many nodes to link or repair, threads cost more than they save. */
 #define PAR_MIN 16
 

@@ -274,6 +274,25 @@ int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, i
 
 /* ---- check ---------------------------------------------------------------------- */
 
+typedef struct uext {
+  uint64_t off, end; /* words [off, end) of the upper array */
+  uint64_t slot;
+} uext;
+
+static int cmp_uext(const void *a, const void *b) {
+  const uext *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/*
+ * The whole graph: the entry point (in range, of the top level, not free); per slot
+ * its level (at most the top, unless free), its upper lists inside the upper array
+ * and overlapping no other slot's, every list within its level's capacity, holding
+ * no free slot, no slot past the end, itself or one slot twice, and at upper levels
+ * only nodes that reach that level; a free slot's lists empty; and, in graphs small
+ * enough that every commit restores it (CONNECT_ALWAYS_SLOTS), every live node
+ * reachable from the entry point at level 0.
+ */
 int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
   uint64_t ep = UINT64_MAX;
   uint32_t top = 0;
@@ -287,26 +306,53 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
   if (!rc && freebits && sx__bit(freebits, ep))
     rc = sx__err_set(err, SX_CORRUPT, "HNSW entry point %llu is a free slot",
                      (unsigned long long)ep);
+  const uint8_t *o = rc ? NULL : sx__hnsw_owner_page(g, err);
+  if (!rc && !o) rc = err ? err->code : SX_IO;
+  const uint64_t ulen = rc ? 0 : sx__rd64(o + g->L.upper_len_off);
+  uint8_t *seen = rc ? NULL : calloc(g->nslots / 8 + 1, 1);
+  if (!rc && !seen) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  uext *ux = NULL;
+  size_t nux = 0, capux = 0;
   for (uint64_t s = 0; s < g->nslots && !rc; s++) {
-    uint32_t lv = 0;
+    uint32_t lv = 0, uoff = 0;
     int isfree = freebits && sx__bit(freebits, s);
-    rc = sx__hnsw_meta_of(g, s, &lv, NULL, err);
+    rc = sx__hnsw_meta_of(g, s, &lv, &uoff, err);
     if (!rc && g->quant && !isfree) rc = sx__hnsw_quant_check(g, s, err);
     /* A free slot keeps its level for reuse, and may be above the top. */
     if (!rc && lv > top && !isfree)
       rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu is above the top level",
                        (unsigned long long)s);
+    if (!rc && lv > 0) {
+      uint64_t end = (uint64_t)uoff + (uint64_t)lv * (1 + g->m);
+      if (end > ulen)
+        rc = sx__err_set(err, SX_CORRUPT,
+                         "HNSW node %llu has upper lists to word %llu of an array of %llu",
+                         (unsigned long long)s, (unsigned long long)end, (unsigned long long)ulen);
+      if (!rc && nux == capux) {
+        size_t ncap = capux ? 2 * capux : 64;
+        uext *nx = realloc(ux, ncap * sizeof *nx);
+        if (!nx)
+          rc = sx__err_set(err, SX_NOMEM, "out of memory");
+        else
+          ux = nx, capux = ncap;
+      }
+      if (!rc) ux[nux++] = (uext){uoff, end, s};
+    }
     for (uint32_t l = 0; l <= lv && !rc; l++) {
       const uint32_t *ln;
       rc = sx__hnsw_links(g, s, l, &ln, err);
       if (!rc && isfree && ln[0])
         rc = sx__err_set(err, SX_CORRUPT, "HNSW free slot %llu has %u links at level %u",
                          (unsigned long long)s, ln[0], l);
-      for (uint32_t i = 0; !rc && i < ln[0]; i++) {
+      uint32_t i = 0;
+      for (; !rc && i < ln[0]; i++) {
         uint32_t lvn = 0, x = ln[1 + i];
         if (x >= g->nslots || x == s)
           rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u",
                            (unsigned long long)s, x);
+        else if (sx__bit(seen, x))
+          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to %u twice at level %u",
+                           (unsigned long long)s, x, l);
         else if (freebits && sx__bit(freebits, x))
           rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to free slot %u",
                            (unsigned long long)s, x);
@@ -314,8 +360,35 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
           rc =
               sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u",
                           (unsigned long long)s, l, lvn);
+        if (!rc) seen[x >> 3] |= (uint8_t)(1u << (x & 7));
       }
+      for (uint32_t k = 0; k < i; k++) /* clear what this list set */
+        if (ln[1 + k] < g->nslots) seen[ln[1 + k] >> 3] = 0;
     }
   }
+  if (!rc && nux > 1) {
+    qsort(ux, nux, sizeof *ux, cmp_uext);
+    for (size_t i = 1; i < nux && !rc; i++)
+      if (ux[i].off < ux[i - 1].end)
+        rc = sx__err_set(err, SX_CORRUPT, "HNSW nodes %llu and %llu share upper-list words at %llu",
+                         (unsigned long long)ux[i - 1].slot, (unsigned long long)ux[i].slot,
+                         (unsigned long long)ux[i].off);
+  }
+  free(ux);
+  if (!rc && g->nslots <= CONNECT_ALWAYS_SLOTS) {
+    /* seen is all zeros again: it becomes the reached set. */
+    uint32_t *q = malloc((g->nslots ? g->nslots : 1) * sizeof *q);
+    if (!q) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+    if (!rc) rc = walk0(g, ep, seen, q, err);
+    for (uint64_t s = 0; s < g->nslots && !rc; s++) {
+      int live = 0;
+      if (sx__bit(seen, s) || (rc = sx__hnsw_is_live(g, s, err, &live)) || !live) continue;
+      rc = sx__err_set(err, SX_CORRUPT,
+                       "HNSW node %llu is live but not reachable from the entry point %llu",
+                       (unsigned long long)s, (unsigned long long)ep);
+    }
+    free(q);
+  }
+  free(seen);
   return rc;
 }
