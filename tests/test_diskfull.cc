@@ -3,7 +3,9 @@
 // fail with SX_FULL; then a read session in the same process, a handle opened after
 // it, and a reopen all read the database, and it passes its check. P-shm grew by
 // ftruncate alone, sparse, so the first touch of a new page of its mapping faulted
-// with SIGBUS on the full device; it is now allocated before it is mapped.
+// with SIGBUS on the full device; it is now allocated before it is mapped. Once space
+// returns (the tmpfs remounted larger), the database takes commits again and a reopen
+// finds them all.
 //
 // Runs in a child process (the mount namespace and any signal stay there). Skipped,
 // saying why, where the machine allows no private mount (not root, no unshare).
@@ -99,6 +101,33 @@ int FillAndRead(const std::string &dir) {
   if (sx_db_check(d, &e) != SX_OK) {
     fprintf(stderr, "check: %s\n", e.message);
     return 14;
+  }
+  sx_db_free(d);
+  // Space returns (the file system grown in place): the database takes commits again.
+  if (mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=16m") != 0) return 15;
+  if (sx_db_open(&d, db.c_str(), &oo, nullptr) != SX_OK) return 16;
+  for (int batch = 0; batch < 20; batch++) {
+    std::vector<float> v = sxt::Gen(100000 + batch, 50, 64);
+    std::vector<std::string> ids;
+    std::vector<const char *> ip;
+    for (int i = 0; i < 50; i++)
+      ids.push_back("after" + std::to_string(batch) + "-" + std::to_string(i));
+    for (auto &s : ids) ip.push_back(s.c_str());
+    if (sx_write_begin(d, -1, &w, &e) != SX_OK) return 17;
+    rc = sx_write_upsert(w, "c", 50, ip.data(), v.data(), 64, nullptr, &e);
+    if (rc == SX_OK) rc = sx_write_commit(w, &e);
+    sx_write_free(w);
+    if (rc != SX_OK) {
+      fprintf(stderr, "commit after space returned: %s\n", e.message);
+      return 18;
+    }
+  }
+  sx_db_free(d);
+  if (sx_db_open(&d, db.c_str(), &oo, nullptr) != SX_OK) return 19;
+  if (count(d, &n) || n != committed + 20 * 50) return 20;
+  if (sx_db_check(d, &e) != SX_OK) {
+    fprintf(stderr, "check: %s\n", e.message);
+    return 21;
   }
   sx_db_free(d);
   return 0;

@@ -161,7 +161,7 @@ typedef enum sx_status {
   SX_MISUSE = 8,    /**< not allowed in this state (wrong handle, crossed a fork, ...) */
   SX_CORRUPT = 9,   /**< a file failed validation */
   SX_IO = 10,       /**< the operating system reported an I/O error */
-  SX_FULL = 11,     /**< no space left on the device */
+  SX_FULL = 11,     /**< no space left on the device (or a file reached the process's size limit) */
   SX_NOMEM = 12,    /**< out of memory */
   SX_VERSION = 13,  /**< file format version not supported */
   SX_CANCELLED = 14 /**< a cancel hook stopped the call (an extension to the

@@ -37,6 +37,7 @@ int sx__status_from_errno(int e) {
   switch (e) {
     case ENOSPC:
     case EDQUOT:
+    case EFBIG: /* the process's file size limit (RLIMIT_FSIZE) */
       return SX_FULL;
     case ENOMEM:
       return SX_NOMEM;
