@@ -35,7 +35,8 @@ sx_status CommitBatch(sx_db *d, int b, sx_error *e) {
   std::vector<float> v = sxt::Gen((uint64_t)b + 1, kBatch, kDim);
   std::vector<std::string> ids;
   std::vector<const char *> ip;
-  for (uint32_t i = 0; i < kBatch; i++) ids.push_back("b" + std::to_string(b) + "-" + std::to_string(i));
+  for (uint32_t i = 0; i < kBatch; i++)
+    ids.push_back("b" + std::to_string(b) + "-" + std::to_string(i));
   for (auto &s : ids) ip.push_back(s.c_str());
   sx_write *w = nullptr;
   sx_status rc = sx_write_begin(d, -1, &w, e);
@@ -123,7 +124,8 @@ TEST(Limits, FileSizeLimitStopsACommitCleanly) {
   const std::pair<rlim_t, uint32_t> runs[] = {
       {(rlim_t)600 << 10, 0}, {(rlim_t)1536 << 10, 0}, {(rlim_t)3 << 20, 0}, {(rlim_t)4 << 20, 64}};
   for (auto [limit, ckpt] : runs) {
-    SCOPED_TRACE("RLIMIT_FSIZE " + std::to_string(limit) + ", autocheckpoint " + std::to_string(ckpt));
+    SCOPED_TRACE("RLIMIT_FSIZE " + std::to_string(limit) + ", autocheckpoint " +
+                 std::to_string(ckpt));
     uint64_t before = 0;
     {
       sx_db *d = nullptr;
@@ -154,7 +156,8 @@ TEST(Limits, FileSizeLimitStopsACommitCleanly) {
            (unsigned long long)limit, r.batches, sx_status_name((sx_status)r.status), r.message,
            (unsigned long long)sxt::ReadBytes(t.db).size());
     EXPECT_EQ(r.status, SX_FULL) << r.message;
-    EXPECT_NE(strstr(r.message, t.db.c_str()), nullptr) << "the message names no file: " << r.message;
+    EXPECT_NE(strstr(r.message, t.db.c_str()), nullptr)
+        << "the message names no file: " << r.message;
     EXPECT_NE(strstr(r.message, "too large"), nullptr) << r.message;
     // A fresh process without the limit: everything committed, a passing check, and
     // new commits.
@@ -164,7 +167,8 @@ TEST(Limits, FileSizeLimitStopsACommitCleanly) {
     ASSERT_EQ(sx_db_check(d, &e), SX_OK) << e.message;
     uint64_t n = 0;
     ASSERT_EQ(Count(d, &n, &e), SX_OK) << e.message;
-    EXPECT_EQ(n, before + (uint64_t)r.batches * kBatch) << "a commit acknowledged under the limit is lost";
+    EXPECT_EQ(n, before + (uint64_t)r.batches * kBatch)
+        << "a commit acknowledged under the limit is lost";
     ASSERT_EQ(CommitBatch(d, (int)(limit >> 10) * 1000 + 999, &e), SX_OK) << e.message;
     sx_db_free(d);
     ASSERT_EQ(sx_db_open(&d, t.db.c_str(), nullptr, &e), SX_OK) << e.message;

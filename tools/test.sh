@@ -19,16 +19,19 @@
 #      too: the optimizer finds what a debug build does not);
 #  11. fuzz: the libFuzzer fuzzers (clang, ASan+UBSan; tests/fuzz): every kept
 #      regression input replayed, then each fuzzer run for SX_FUZZ_SECONDS (60)
-#      (tools/fuzz.sh; clang is installed for this part only).
+#      (tools/fuzz.sh; clang is installed for this part only);
+#  12. soak: tools/soak.sh for SX_SOAK_SECONDS (120): multi-process readers and
+#      writers on one database, kill -9, simulated power loss, opens of mid-write and
+#      damaged copies, invariants checked after every round (hours: tools/soak.sh N).
 # The long stress and crash tests run at full length in (1) and shorter under the
 # sanitizers (which slow everything 3-15x).
-# Usage: tools/test.sh [format|debug|asan|tsan|python|go|node|matrix|interop|examples|release|fuzz]...
+# Usage: tools/test.sh [format|debug|asan|tsan|python|go|node|matrix|interop|examples|release|fuzz|soak]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(format release debug asan tsan python go node matrix interop examples fuzz)
+[ ${#configs[@]} -gt 0 ] || configs=(format release debug asan tsan python go node matrix interop examples fuzz soak)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -76,7 +79,8 @@ for c in "${configs[@]}"; do
           bash "$root/tools/fuzz.sh" 0 >/dev/null
           (cd "$root/build/fuzz" && ctest --output-on-failure -R fuzz_regress)
           bash "$root/tools/fuzz.sh" "${SX_FUZZ_SECONDS:-60}" ;;
-    *) echo "unknown configuration '$c' (format, debug, asan, tsan, python, go, node, matrix, interop, examples, release, fuzz)" >&2; exit 2 ;;
+    soak) bash "$root/tools/soak.sh" --seconds "${SX_SOAK_SECONDS:-120}" ;;
+    *) echo "unknown configuration '$c' (format, debug, asan, tsan, python, go, node, matrix, interop, examples, release, fuzz, soak)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"
