@@ -60,8 +60,9 @@ bool WriteAll(const std::string &path, const std::vector<uint8_t> &d) {
 struct Image {
   std::vector<uint8_t> p;
   uint32_t npages = 0, cat = 0, hflat = 0, hhnsw = 0;
+  // Byte offset in the file of page pg (format 2: checksum pages interleaved).
   size_t Page(uint32_t pg) const {
-    return (size_t)pg * kPs;
+    return (size_t)sx__pfile_page(kPs, pg) * kPs;
   }
   // Page of leaf `leaf` of the page array whose two words are at byte pa of page owner.
   uint32_t Leaf(uint32_t owner, unsigned pa, uint64_t leaf) const {
@@ -135,7 +136,11 @@ void Build(const std::string &db, Image *img) {
 
   img->p = sxt::ReadBytes(db);
   ASSERT_EQ(img->p.size() % kPs, 0u);
-  img->npages = (uint32_t)(img->p.size() / kPs);
+  // Database pages: the file's, less its checksum pages (one first in each group of
+  // kPs / 4, and page 0 before group 0's).
+  uint64_t fpages = img->p.size() / kPs;
+  img->npages = (uint32_t)(fpages - 1 - (fpages - 1) / (kPs / 4 + 1));
+  ASSERT_EQ(sx__pfile_pages(kPs, img->npages), fpages);
   img->cat = Rd32(img->p, kCatOff);
   ASSERT_GT(img->cat, 0u);
   ASSERT_EQ(Rd32(img->p, img->Page(img->cat) + kCatNext), 0u) << "one catalog page";
@@ -324,11 +329,14 @@ struct Case {
 };
 
 // Writes the patched image as a fresh database and runs everything on it.
-void RunCase(const Image &img, const Case &c) {
+void RunCase(const Image &img, const Case &c, bool seal = true) {
   SCOPED_TRACE(c.name);
   TmpDir t("corrupt");
   std::vector<uint8_t> p = img.p;
   c.plant(img, p);
+  // The page checksums made valid again: the damage is left for the structures'
+  // own checks (the test Corrupt.PageChecksums leaves them wrong).
+  if (seal) sx__pfile_seal(p.data(), p.size(), kPs);
   ASSERT_TRUE(WriteAll(t.db, p));
   g_case = c.name;
   signal(SIGALRM, OnAlarm);
@@ -790,6 +798,7 @@ TEST_F(Corrupt, HeaderPage) {
     TmpDir t("corrupt");
     std::vector<uint8_t> p = img_->p;
     c.plant(*img_, p);
+    sx__pfile_seal(p.data(), p.size(), kPs);
     ASSERT_TRUE(WriteAll(t.db, p));
     sx_db *d = nullptr;
     sx_error e = SX_ERROR_INIT;
@@ -837,6 +846,7 @@ TEST_F(Corrupt, FreeListNeverHandsOutALivePage) {
     TmpDir t("corrupt");
     std::vector<uint8_t> p = img_->p;
     c.plant(*img_, p);
+    sx__pfile_seal(p.data(), p.size(), kPs);
     ASSERT_TRUE(WriteAll(t.db, p));
     sx_db *d = nullptr;
     sx_error e = SX_ERROR_INIT;
@@ -901,6 +911,193 @@ TEST_F(Corrupt, FreeListNeverHandsOutALivePage) {
     EXPECT_EQ(sx_db_check(d, &e), SX_CORRUPT);
     sx_db_close(d);
     sx_db_free(d);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Page checksums (pager_int.h, "Page checksums"): one byte flipped in one page of P,
+// the checksums left as they were. The first read that takes the page gives
+// SX_CORRUPT naming it, sx_db_check names it, and every other call stays harmless.
+TEST_F(Corrupt, PageChecksums) {
+  struct Where {
+    const char *name;
+    std::function<uint32_t(const Image &, const std::vector<uint8_t> &)> page;
+    // A call that reads the page: a search or get, or a write that allocates.
+    std::function<sx_status(sx_db *, sx_error *)> touch;
+  };
+  auto get = [](const char *coll) {
+    return [coll](sx_db *d, sx_error *e) {
+      sx_read *r = nullptr;
+      sx_status rc = sx_read_begin(d, &r, e);
+      sx_collection *c = nullptr;
+      if (rc == SX_OK) rc = sx_read_collection(r, coll, &c, e);
+      sx_record *rec = nullptr;
+      if (rc == SX_OK) rc = sx_collection_get(c, "id0", &rec, e);
+      sx_record_free(rec);
+      std::vector<float> q = sxt::Gen(3, 1, kDim);
+      sx_search_options so = SX_SEARCH_OPTIONS_INIT;
+      so.threads = 1;
+      sx_results *res = nullptr;
+      if (rc == SX_OK) rc = sx_collection_search(c, q.data(), kDim, 5, &so, &res, e);
+      sx_results_free(res);
+      sx_collection_free(c);
+      sx_read_free(r);
+      return rc;
+    };
+  };
+  auto create = [](sx_db *d, sx_error *e) {
+    // Enough new pages to take every free one.
+    sx_write *w = nullptr;
+    sx_status rc = sx_write_begin(d, 1000, &w, e);
+    for (int k = 0; rc == SX_OK && k < 64; k++) {
+      sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+      co.dim = 4;
+      co.index = SX_INDEX_FLAT;
+      rc = sx_write_create_collection(w, ("n" + std::to_string(k)).c_str(), &co, e);
+    }
+    if (rc == SX_OK) rc = sx_write_commit(w, e);
+    sx_write_free(w);
+    return rc;
+  };
+  const Where where[] = {
+      {"page 0 (its upper layers' part)",
+       [](const Image &, const std::vector<uint8_t> &) { return 0u; }, get("flat")},
+      {"catalog page", [](const Image &i, const std::vector<uint8_t> &) { return i.cat; },
+       get("flat")},
+      {"collection header", [](const Image &i, const std::vector<uint8_t> &) { return i.hflat; },
+       get("flat")},
+      {"flat vectors page",
+       [](const Image &i, const std::vector<uint8_t> &) {
+         return i.Leaf(i.hflat, SX__H_PA_VEC, 0);
+       },
+       get("flat")},
+      {"metadata heap page",
+       [](const Image &i, const std::vector<uint8_t> &) {
+         return i.Leaf(i.hflat, SX__H_PA_HEAP, 0);
+       },
+       get("flat")},
+      {"HNSW graph page",
+       [](const Image &i, const std::vector<uint8_t> &) { return i.Leaf(i.hhnsw, SX__H_PA_G0, 0); },
+       get("hnsw")},
+      {"free-list page",
+       [](const Image &, const std::vector<uint8_t> &p) { return Rd32(p, kP0FreeHead); }, create},
+  };
+  for (const Where &wh : where) {
+    SCOPED_TRACE(wh.name);
+    std::vector<uint8_t> p = img_->p;
+    uint32_t pg = wh.page(*img_, p);
+    ASSERT_LT(pg, img_->npages);
+    size_t at = img_->Page(pg) + (pg == 0 ? 1000 : 2000);
+    p[at] ^= 0x10;
+    std::string want = "page " + std::to_string(pg) + " of '";
+    TmpDir t("cksum");
+    ASSERT_TRUE(WriteAll(t.db, p));
+    sx_db *d = nullptr;
+    sx_error e = SX_ERROR_INIT;
+    ASSERT_EQ(sx_db_open(&d, t.db.c_str(), nullptr, &e), SX_OK) << e.message;
+    sx_status rc = wh.touch(d, &e);
+    EXPECT_EQ(rc, SX_CORRUPT) << e.message;
+    EXPECT_NE(strstr(e.message, want.c_str()), nullptr) << e.message;
+    EXPECT_NE(strstr(e.message, "checksum mismatch"), nullptr) << e.message;
+    // Again: a page that failed is not taken as verified.
+    e = SX_ERROR_INIT;
+    EXPECT_EQ(wh.touch(d, &e), SX_CORRUPT) << e.message;
+    e = SX_ERROR_INIT;
+    EXPECT_EQ(sx_db_check(d, &e), SX_CORRUPT);
+    EXPECT_NE(strstr(e.message, want.c_str()), nullptr) << e.message;
+    EXPECT_NE(strstr(e.message, "checksum mismatch"), nullptr) << e.message;
+    sx_db_close(d);
+    sx_db_free(d);
+    // And every other call on the damaged file is harmless.
+    ASSERT_NO_FATAL_FAILURE(RunCase(
+        *img_, {wh.name, [&](const Image &, std::vector<uint8_t> &q) { q[at] ^= 0x10; }}, false));
+  }
+}
+
+// A damaged checksum page: the pages it covers fail their checks.
+TEST_F(Corrupt, ChecksumPage) {
+  std::vector<uint8_t> p = img_->p;
+  uint32_t vp = img_->Leaf(img_->hflat, SX__H_PA_VEC, 0);
+  p[sx__pfile_cksum_page(kPs, vp) * kPs + (vp % (kPs / 4)) * 4] ^= 1;
+  TmpDir t("cksum");
+  ASSERT_TRUE(WriteAll(t.db, p));
+  sx_db *d = nullptr;
+  sx_error e = SX_ERROR_INIT;
+  ASSERT_EQ(sx_db_open(&d, t.db.c_str(), nullptr, &e), SX_OK) << e.message;
+  EXPECT_EQ(sx_db_check(d, &e), SX_CORRUPT);
+  EXPECT_NE(strstr(e.message, ("page " + std::to_string(vp) + " of '").c_str()), nullptr)
+      << e.message;
+  sx_db_close(d);
+  sx_db_free(d);
+}
+
+// sx_db_check finds every page in exactly one place: a page lost (in no structure
+// and not free) and a page in two places, each named.
+TEST_F(Corrupt, PagesInOnePlace) {
+  struct C {
+    const char *name;
+    std::function<void(const Image &, std::vector<uint8_t> &)> plant;
+    std::function<std::string(const Image &)> want;
+  };
+  const C cases[] = {
+      {"free list cut short: its first page lost",
+       [](const Image &, std::vector<uint8_t> &p) {
+         uint32_t h = Rd32(p, kP0FreeHead);
+         Wr32(p, kP0FreeHead, Rd32(p, (size_t)sx__pfile_page(kPs, h) * kPs));
+         Wr32(p, kP0FreeCount, Rd32(p, kP0FreeCount) - 1);
+       },
+       [](const Image &i) {
+         return "1 page of '%' (page " + std::to_string(Rd32(i.p, kP0FreeHead)) + " first) is";
+       }},
+      {"a page past the last that nothing uses",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         p.resize(sx__pfile_pages(kPs, i.npages + 1) * kPs);
+       },
+       [](const Image &i) {
+         return "1 page of '%' (page " + std::to_string(i.npages) + " first) is neither";
+       }},
+      {"two collections share their vectors' root",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         size_t f = i.Page(i.hflat) + SX__H_PA_VEC, h = i.Page(i.hhnsw) + SX__H_PA_VEC;
+         Wr32(p, h, Rd32(p, f));
+         Wr32(p, h + 4, Rd32(p, f + 4));
+       },
+       [](const Image &i) {
+         return "page " + std::to_string(Rd32(i.p, i.Page(i.hflat) + SX__H_PA_VEC)) +
+                " of % is in two places";
+       }},
+      {"a free page also in use",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         uint32_t h = Rd32(p, kP0FreeHead), leaf = i.Leaf(i.hflat, SX__H_PA_SLOTS, 0);
+         Wr32(p, (size_t)sx__pfile_page(kPs, h) * kPs, leaf);
+       },
+       [](const Image &i) {
+         return "free page " + std::to_string(i.Leaf(i.hflat, SX__H_PA_SLOTS, 0)) +
+                " of '%' is not empty: the free list leads into a page in use";
+       }},
+  };
+  for (const C &c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<uint8_t> p = img_->p;
+    c.plant(*img_, p);
+    sx__pfile_seal(p.data(), p.size(), kPs);
+    TmpDir t("oneplace");
+    ASSERT_TRUE(WriteAll(t.db, p));
+    sx_db *d = nullptr;
+    sx_error e = SX_ERROR_INIT;
+    ASSERT_EQ(sx_db_open(&d, t.db.c_str(), nullptr, &e), SX_OK) << e.message;
+    EXPECT_EQ(sx_db_check(d, &e), SX_CORRUPT);
+    // The expected message, the path (quoted or not) written as %.
+    std::string want = c.want(*img_), got = e.message;
+    size_t cut = want.find('%');
+    EXPECT_NE(got.find(want.substr(0, cut)), std::string::npos) << got;
+    EXPECT_NE(got.find(want.substr(cut + 1)), std::string::npos) << got;
+    sx_db_close(d);
+    sx_db_free(d);
+    ASSERT_NO_FATAL_FAILURE(RunCase(*img_, {c.name, c.plant}));
   }
 }
 

@@ -233,7 +233,7 @@ void OpenVerifyCheck(const std::string &path, bool read_only, uint64_t *g) {
   char why[512];
   int bad = wl_verify_db(db, g, why, sizeof why);
   sx_error cerr = SX_ERROR_INIT;
-  int crc = sx_db_check(db, &cerr);
+  int crc = wl_check(db, &cerr);
   sx_db_free(db);
   ASSERT_EQ(bad, 0) << "inconsistent after recovery: " << why;
   ASSERT_EQ(crc, SX_OK) << "integrity check: " << cerr.message;
@@ -418,7 +418,7 @@ TEST(Crash, SurvivorCleansUpDeadWriter) {
     // The latest state, as the survivor sees it without any recovery. The
     // integrity check goes first: it reads the WAL with pread, so frames published
     // but missing from the file are an error here rather than a SIGBUS in the map.
-    ASSERT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+    ASSERT_EQ(wl_check(db, &err), SX_OK) << err.message;
     uint64_t g = 0;
     ASSERT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
     if (stall_mode) {
@@ -446,7 +446,7 @@ TEST(Crash, SurvivorCleansUpDeadWriter) {
     gen = g + 1;
     ASSERT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
     ASSERT_EQ(g, gen);
-    ASSERT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+    ASSERT_EQ(wl_check(db, &err), SX_OK) << err.message;
     ASSERT_EQ(wl_verify(pin, &gp, why, sizeof why), 0) << "pinned snapshot damaged: " << why;
     ASSERT_EQ(gp, pinned);
     if (round_no % 2 == 0) {
@@ -523,8 +523,9 @@ void BuildWalImage(WalImage *img) {
   img->wal = sxt::ReadBytes(t.db + "-wal");
   img->wal.resize(img->ends.back());
   sx_db_free(db);
-  // Never checkpointed: P is the header page alone, generation 0.
-  ASSERT_EQ(img->p.size(), kPageSize);
+  // Never checkpointed: P is the header page alone (and its checksum page),
+  // generation 0.
+  ASSERT_EQ(img->p.size(), 2 * kPageSize);
   ASSERT_EQ(img->wal.size(), img->ends.back());
 }
 
@@ -766,7 +767,7 @@ TEST(Crash, WalDamageInAChildsWal) {
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "child status " << st;
   const std::vector<uint8_t> p = sxt::ReadBytes(t.db), wal = sxt::ReadBytes(t.db + "-wal");
-  ASSERT_EQ(p.size(), kPageSize) << "never checkpointed";
+  ASSERT_EQ(p.size(), 2 * kPageSize) << "never checkpointed (page 0 and its checksum page)";
   // Where the commits end: commit frames carry the database size.
   std::vector<uint64_t> ends;
   for (uint64_t off = kWalHdr; off + kFrame <= wal.size(); off += kFrame) {

@@ -213,7 +213,7 @@ Outcome RunWorkload(const std::string &path, sx__faultvfs *fv, sx_sync sync, boo
   if (ok)
     ok = other("checkpoint", [](sx_db *d, sx_error *e) { return sx_db_checkpoint(d, 1000, e); });
   for (uint64_t g = kCommits + 1; ok && g <= kLast; g++) ok = commit(g);
-  if (ok) ok = other("check", [](sx_db *d, sx_error *e) { return sx_db_check(d, e); });
+  if (ok) ok = other("check", [](sx_db *d, sx_error *e) { return wl_check(d, e); });
   bool crashed_before = sx__faultvfs_crashed(fv);
   sx_db_free(db);
   o.crashed_in_close = ok && !crashed_before && sx__faultvfs_crashed(fv);
@@ -237,7 +237,7 @@ void CheckRecovered(const std::string &path, uint64_t lo, uint64_t hi, uint64_t 
   sx_error err = SX_ERROR_INIT;
   int rc = sx_db_open(&db, path.c_str(), nullptr, &err);
   ASSERT_EQ(rc, SX_OK) << "reopen failed with " << sx_status_name(rc) << ": " << err.message;
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << "integrity check after recovery: " << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << "integrity check after recovery: " << err.message;
   uint64_t g = 0;
   char why[512];
   int bad = wl_verify_db(db, &g, why, sizeof why);
@@ -262,7 +262,7 @@ void CheckRecovered(const std::string &path, uint64_t lo, uint64_t hi, uint64_t 
   EXPECT_EQ(wl_verify_db(db, &g2, why, sizeof why), 0)
       << "after a commit on the recovered database: " << why;
   EXPECT_EQ(g2, g + 1);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
 }
 
@@ -663,7 +663,7 @@ class FaultsSync : public testing::Test {
     EXPECT_EQ(wl_verify_db(db_, &got, why, sizeof why), 0) << why;
     EXPECT_EQ(got, g);
     err = SX_ERROR_INIT;
-    EXPECT_EQ(sx_db_check(db_, &err), SX_OK) << err.message;
+    EXPECT_EQ(wl_check(db_, &err), SX_OK) << err.message;
   }
 
   // Closes the poisoned handle; after a power loss (or none) a fresh handle works.

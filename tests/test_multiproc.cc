@@ -339,7 +339,7 @@ TEST(MultiProc, SnapshotIsolationAcrossProcesses) {
   st = Stats(db);
   EXPECT_EQ(st.readers, 0u);
   EXPECT_EQ(st.wal_backfilled, st.wal_frames);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), 40);
   sx_db_free(db);
 }
@@ -381,7 +381,7 @@ TEST(MultiProc, WalReaderInAnotherProcessBlocksReuseOfItsFile) {
       << "P-wal was never reused";
   st = Stats(db);
   EXPECT_LE(st.wal_frames, 8u + 2 * 4u) << "the WAL did not shrink back";
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), 34);
   sx_db_free(db);
   sx_db_free(db0);
@@ -472,7 +472,7 @@ TEST(MultiProc, WalCutWaitsForReadersInTheWal) {
   EXPECT_EQ(U64(pv, "violations"), 0u);
   EXPECT_EQ(U64(pv, "gen"), 4u);
   h2->Kill();
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), 4);
   sx_db_free(db);
   db = Open(t.db);
@@ -524,7 +524,7 @@ TEST(MultiProc, WalCutsUnderReaderProcesses) {
     EXPECT_GT(U64(r, "sessions"), 10u) << line;
   }
   EXPECT_GT(cuts, 0u) << "the WAL was never cut while readers came and went (" << g << " commits)";
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), (long long)g);
   sx_db_free(db);
   db = Open(t.db);
@@ -597,14 +597,14 @@ TEST(MultiProc, StressOneWriterEightReaderProcesses) {
   EXPECT_LT(max_begin_us, 10u * 1000 * 1000);
   EXPECT_GT(max_readers, 0u);
 
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), (long long)last_gen);
   sx_db_stats st = Stats(db);
   EXPECT_EQ(st.readers, 0u);
   sx_db_free(db);
   // And after the shared index is rebuilt from the files.
   db = Open(t.db);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), (long long)last_gen);
   sx_db_free(db);
 
@@ -655,7 +655,7 @@ TEST(MultiProc, KilledReaderReleasesItsSnapshot) {
   ASSERT_EQ(wl_commit(db, 16, 20, 4, 1, 1000, &err), SX_OK) << err.message;
   st = Stats(db);
   EXPECT_LE(st.wal_frames, 6u) << "the WAL did not restart";
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), 16);
   sx_db_free(db);
 }
@@ -713,7 +713,7 @@ TEST(MultiProc, SlotsOfDeadReadersAreReused) {
     sx_db_free(d2);
     EXPECT_EQ(Stats(db).readers, 0u);
   }
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
 }
 
@@ -771,7 +771,7 @@ TEST(MultiProc, TwoHandlesOnOnePathInOneProcess) {
   ASSERT_EQ(wl_apply(wb, 4, 0, 4, 4, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_write_commit(wb, &err), SX_OK) << err.message;
   sx_write_free(wb);
-  EXPECT_EQ(sx_db_check(b2, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(b2, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(b2), 4);
   sx_db_free(b2);
 }
@@ -814,7 +814,7 @@ TEST(MultiProc, WriterExclusionAcrossProcesses) {
   ASSERT_EQ(wl_apply(w, 4, 0, 4, 4, &err), SX_OK) << err.message;
   ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
   sx_write_free(w);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), 4);
   auto ck = RunWorker({"check", t.db});
   EXPECT_EQ(Str(ck, "check"), "OK");
@@ -859,7 +859,7 @@ TEST(MultiProc, ForkChildUsesInheritedHandle) {
       code |= 8;
     }
     if (wl_verify_db(db, &g, why, sizeof why) || g != 4) code |= 16;
-    if (sx_db_check(db, &e) != SX_OK) code |= 32;
+    if (wl_check(db, &e) != SX_OK) code |= 32;
     if (sx_read_user_version(pre, &v, &e) != SX_MISUSE) code |= 64;
     // Die holding a read session of its own: its slot must go with this process,
     // so it must not have been taken through the parent's locks.
@@ -886,7 +886,7 @@ TEST(MultiProc, ForkChildUsesInheritedHandle) {
   EXPECT_EQ(LatestGen(db), 4);
   ASSERT_EQ(wl_commit(db, 5, 0, 4, 5, 1000, &err), SX_OK) << err.message;
   EXPECT_EQ(LatestGen(db), 5);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
 }
 
@@ -929,7 +929,7 @@ TEST(MultiProc, ForkWhileWriting) {
   auto tw = RunWorker({"try-write", t.db, "0"});
   EXPECT_EQ(Str(tw, "status"), "OK") << "the writer lock outlived the parent's session";
   EXPECT_EQ(U64(tw, "gen"), 3u);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
 }
 

@@ -45,12 +45,12 @@ TEST(Session, CommitThenReadAcrossReopen) {
   char why[256];
   EXPECT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
   EXPECT_EQ(g, 30u);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
   db = Open(t.db);
   EXPECT_EQ(wl_verify_db(db, &g, why, sizeof why), 0) << why;
   EXPECT_EQ(g, 30u);
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
 }
 
@@ -252,7 +252,7 @@ TEST(Session, BadFilesAreCorruptOrVersion) {
   ro.read_only = 1;
   EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &ro, &err), SX_CORRUPT);
   ASSERT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_OK) << err.message;
-  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  EXPECT_EQ(wl_check(db, &err), SX_OK) << err.message;
   sx_db_free(db);
   // A database in a directory that does not exist cannot be created.
   EXPECT_EQ(sx_db_open(&db, (std::string(t.dir) + "/no/such/dir/x.sx").c_str(), nullptr, &err),

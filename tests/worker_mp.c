@@ -32,10 +32,9 @@
  *       sx_write_begin with TIMEOUT_MS; on success commits generation g+1. Prints
  *       "status=NAME waited_ms=X gen=G" (G: generation committed, or current).
  *   check PATH
- *       sx_db_check and wl_verify of the latest snapshot: "check=NAME gen=G violations=V".
- *   fork-hold PATH read|write
- *       Begins a read (or write) session, then fork()s a child that never touches
- *       the database and lives until its stdin (inherited) reaches end of input.
+ *       wl_check (sx_db_check) and wl_verify of the latest snapshot: "check=NAME gen=G
+ * violations=V". fork-hold PATH read|write Begins a read (or write) session, then fork()s a child
+ * that never touches the database and lives until its stdin (inherited) reaches end of input.
  *       Prints "ready child=PID" and sleeps until killed.
  *
  * Exit status: 0 success, 1 a violation (first one described on stderr), 2 bad
@@ -394,7 +393,7 @@ static int role_check(int argc, char **argv) {
   if (argc != 3) usage();
   sx_db *db = open_db(argv[2], SX_SYNC_FULL, 0);
   sx_error err = SX_ERROR_INIT;
-  int rc = sx_db_check(db, &err);
+  int rc = wl_check(db, &err);
   if (rc) fprintf(stderr, "worker_mp[%d] check: %s\n", (int)getpid(), err.message);
   char why[WHY_LEN];
   uint64_t g = 0;

@@ -134,14 +134,15 @@ extern "C" {
 #define SX_VERSION_PATCH 0
 /** Library version as one number: major * 10000 + minor * 100 + patch. */
 #define SX_VERSION_NUMBER (SX_VERSION_MAJOR * 10000 + SX_VERSION_MINOR * 100 + SX_VERSION_PATCH)
-/** The on-disk format version this library writes and reads. */
-#define SX_FORMAT_VERSION 1
+/** The on-disk format version this library writes (it also reads and writes files of
+ * version 1, which have no page checksums). */
+#define SX_FORMAT_VERSION 2
 
 /** The library version as "major.minor.patch". Static storage; thread-safe. */
 const char *sx_version(void);
 /** The library version as SX_VERSION_NUMBER of the library actually linked. */
 int sx_version_number(void);
-/** The file format version the linked library writes and reads. */
+/** The file format version the linked library writes (see ::SX_FORMAT_VERSION). */
 int sx_format_version(void);
 /**@}*/
 
@@ -406,7 +407,10 @@ sx_status sx_db_stats_get(sx_db *db, sx_db_stats *out, sx_error *err);
 
 /**
  * Checks the integrity of the latest committed snapshot: file header, every WAL
- * frame's checksum chain, page bounds, free list. Does not block the writer.
+ * frame's checksum chain, the checksum of every page read from the database file,
+ * page bounds, the free list, every collection's structure, and that every page is
+ * in exactly one place (none in two structures, none lost: neither in use nor
+ * free). Does not block the writer.
  * @return ::SX_OK when clean, ::SX_CORRUPT with the first problem in `err`.
  */
 sx_status sx_db_check(sx_db *db, sx_error *err);

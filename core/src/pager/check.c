@@ -87,7 +87,7 @@ static int check_chain(sx__pager *p, int w, uint32_t gen, uint64_t nfr, uint32_t
 int sx__page0_valid(const sx__pager *p, const uint8_t *p0, uint32_t npages, sx_error *err) {
   if (memcmp(p0 + P0_MAGIC, P_MAGIC, 16) != 0)
     return sx__err_set(err, SX_CORRUPT, "header page of '%s' has a bad magic", p->path);
-  if (sx__rd32(p0 + P0_VERSION) != SX_FORMAT_VERSION)
+  if (sx__rd32(p0 + P0_VERSION) != p->version)
     return sx__err_set(err, SX_CORRUPT, "header page of '%s' has format version %u", p->path,
                        sx__rd32(p0 + P0_VERSION));
   if (sx__rd32(p0 + P0_PAGESIZE) != p->ps)
@@ -121,8 +121,15 @@ int sx__pager_check_pages(sx__pager *p, const sx__snap *s, uint8_t *used, sx_err
     if (rc) return rc;
     pg = sx__rd32(fp);
   }
-  /* A page neither free nor used is lost space, not damage: pages written by the
-   * pager's own users (tests' workloads) belong to no collection. */
+  /* Every page is somewhere: a page neither in use nor free is lost (a structure
+   * that lost its link to it, or a free list cut short). */
+  uint32_t lost = 0, first = 0;
+  for (uint32_t pg = 1; pg < s->npages; pg++)
+    if (!(used[pg / 8] >> (pg % 8) & 1) && lost++ == 0) first = pg;
+  if (lost)
+    return sx__err_set(err, SX_CORRUPT,
+                       "%u page%s of '%s' (page %u first) %s neither in use nor on the free list",
+                       lost, lost == 1 ? "" : "s", p->path, first, lost == 1 ? "is" : "are");
   return SX_OK;
 }
 
@@ -155,11 +162,17 @@ int sx__pager_check(sx__pager *p, sx_error *err) {
     }
   }
 pages:
-  /* Every page of the snapshot can be read (from P or the WAL), and the free list is a
-   * chain of distinct pages. */
+  /* Every page of the snapshot can be read (from P or the WAL), each one it takes from
+   * P matches its checksum (whatever this handle verified before), and the free list
+   * is a chain of distinct pages. */
   for (uint32_t pg = 0; pg < s.npages; pg++) {
     const uint8_t *pp;
-    rc = sx__view_page(p, &s, pg, &pp, err);
+    int w;
+    uint64_t r;
+    rc = sx__view_locate(p, &s, pg, &w, &r, err);
+    if (!rc && r == 0) rc = sx__db_page(p, pg, &pp, err);
+    if (!rc && r == 0) rc = sx__db_page_verify(p, pg, pp, err);
+    if (!rc && r != 0) rc = sx__wal_frame(p, w, r, &pp, err);
     if (rc) goto end;
   }
   const uint8_t *p0;

@@ -41,7 +41,7 @@ static int collect(sx__pager *p, int w, uint64_t base, uint64_t lo, uint64_t hi,
  * past it: the checkpoint reached the latest commit, so no reader pins an older
  * snapshot, and later readers pin this one or a newer one. */
 static int shrink_file(sx__pager *p, const sx__hdrc *h, sx_error *err) {
-  uint64_t want = (uint64_t)h->npages * p->ps, sz = 0;
+  uint64_t want = (p->cksum ? sx__pfile_pages(p->ps, h->npages) : h->npages) * p->ps, sz = 0;
   int rc = sx__file_size(p->db, &sz, err);
   if (rc || sz <= want || h->npages == 0) return rc;
   rc = sx__file_truncate(p->db, want, err);
@@ -51,6 +51,43 @@ static int shrink_file(sx__pager *p, const sx__hdrc *h, sx_error *err) {
   }
   if (!rc) atomic_store(&p->p_size, want);
   return rc;
+}
+
+/* Format 2: the checksum page of group g, being rewritten by a checkpoint. */
+typedef struct ckgroup {
+  uint64_t g; /* UINT64_MAX: none yet */
+  uint8_t *b;
+} ckgroup;
+
+/* Writes the checksum page held (if any) into P. */
+static int ck_flush(sx__pager *p, ckgroup *c, sx_error *err) {
+  if (c->g == UINT64_MAX) return SX_OK;
+  uint32_t k = p->ps / 4;
+  uint64_t at = sx__pfile_cksum_page(p->ps, (uint32_t)(c->g * k)) * p->ps;
+  c->g = UINT64_MAX;
+  return sx__file_write(p->db, c->b, p->ps, at, err);
+}
+
+/* Records the checksum of page pgno (image b) in its group's checksum page, reading
+ * that page from P first (zeros where P does not reach yet). Its other entries keep
+ * their bytes: readers may be reading them. */
+static int ck_note(sx__pager *p, ckgroup *c, uint32_t pgno, const uint8_t *b, sx_error *err) {
+  uint32_t k = p->ps / 4;
+  if (c->g != pgno / k) {
+    int rc = ck_flush(p, c, err);
+    if (rc) return rc;
+    uint64_t at = sx__pfile_cksum_page(p->ps, pgno) * p->ps, sz = 0;
+    rc = sx__file_size(p->db, &sz, err);
+    if (rc) return rc;
+    if (sz >= at + p->ps)
+      rc = sx__file_read(p->db, c->b, p->ps, at, err);
+    else
+      memset(c->b, 0, p->ps);
+    if (rc) return rc;
+    c->g = pgno / k;
+  }
+  sx__wr32(c->b + (pgno % k) * 4, sx__page_cksum(pgno, b, p->ps));
+  return SX_OK;
 }
 
 /* Copies frames into P up to the oldest pinned snapshot. Writer lock held. */
@@ -70,6 +107,7 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
     sx__hdr_publish(p, h);
   }
   pf *v = NULL;
+  ckgroup ck = {UINT64_MAX, NULL};
   if (T <= h->backfill) goto out;
   if (p->sync == SX_SYNC_NORMAL) {
     /* (The previous generation's file was synced when the writer left it.) */
@@ -84,7 +122,8 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
   /* Frames (backfill, T]: the previous generation's part, then the current's. */
   size_t n = 0;
   v = malloc((size_t)(T - h->backfill) * sizeof *v);
-  if (!v) {
+  ck.b = p->cksum ? malloc(p->ps) : NULL;
+  if (!v || (p->cksum && !ck.b)) {
     rc = sx__err_set(err, SX_NOMEM, "out of memory checkpointing '%s'", p->path);
     goto out;
   }
@@ -100,12 +139,16 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
   for (uint64_t i = 0; i < n; i++) {
     if (i > 0 && v[i].pgno == v[i - 1].pgno) continue;
     const uint8_t *f;
+    uint64_t at = p->cksum ? sx__pfile_page(p->ps, v[i].pgno) : v[i].pgno;
     rc = sx__wal_frame(p, v[i].w, v[i].r, &f, err);
-    if (!rc) rc = sx__file_write(p->db, f + FRAME_HDR, p->ps, (uint64_t)v[i].pgno * p->ps, err);
+    if (!rc) rc = sx__file_write(p->db, f + FRAME_HDR, p->ps, at * p->ps, err);
+    if (!rc && p->cksum) rc = ck_note(p, &ck, v[i].pgno, f + FRAME_HDR, err);
     if (rc) goto out;
-    uint64_t end = ((uint64_t)v[i].pgno + 1) * p->ps;
+    uint64_t end = (at + 1) * p->ps;
     if (end > maxend) maxend = end;
   }
+  rc = ck_flush(p, &ck, err);
+  if (rc) goto out;
   if (p->sync != SX_SYNC_OFF) {
     rc = sx__file_sync(p->db, 1, err);
     if (rc) {
@@ -122,6 +165,7 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
   if (T == h->mx) rc = shrink_file(p, h, err);
   if (!rc && T == h->mx) rc = sx__wal_restart(p, h, err);
 out:
+  free(ck.b);
   free(v);
   sx__file_lock(p->shm, LK_CKPT, 1, SX__UNLOCK, 0, NULL);
   return rc;

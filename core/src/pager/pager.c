@@ -67,7 +67,8 @@ uint8_t *sx__map_chunk(sx__pager *p, uint8_t **slot, sx__file *f, uint64_t off, 
   return m;
 }
 
-static int p_size_covers(sx__pager *p, uint64_t end, sx_error *err) {
+/* P is at least `end` bytes long (page pgno, named in the message, ends there). */
+static int p_size_covers(sx__pager *p, uint64_t end, uint32_t pgno, sx_error *err) {
   if (atomic_load_explicit(&p->p_size, memory_order_acquire) >= end) return SX_OK;
   uint64_t sz = 0;
   int rc = sx__file_size(p->db, &sz, err);
@@ -76,16 +77,18 @@ static int p_size_covers(sx__pager *p, uint64_t end, sx_error *err) {
   while (sz > cur && !atomic_compare_exchange_weak(&p->p_size, &cur, sz)) {
   }
   if (sz >= end) return SX_OK;
-  return sx__err_set(err, SX_CORRUPT, "page %llu of '%s' is beyond the end of the file",
-                     (unsigned long long)(end / p->ps - 1), p->path);
+  return sx__err_set(err, SX_CORRUPT, "page %u of '%s' is beyond the end of the file", pgno,
+                     p->path);
 }
 
-/* Pointer to page pgno in P (the caller has checked it is the right version). */
-int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err) {
-  uint64_t off = (uint64_t)pgno * p->ps;
-  int rc = p_size_covers(p, off + p->ps, err);
+/* Pointer to file page fpg of P (a database page or a checksum page); pgno names the
+ * database page wanted in a message. */
+static int file_page(sx__pager *p, uint64_t fpg, uint32_t pgno, const uint8_t **out,
+                     sx_error *err) {
+  uint64_t off = fpg * p->ps;
+  int rc = p_size_covers(p, off + p->ps, pgno, err);
   if (rc) return rc;
-  size_t k = pgno / P_CHUNK_PAGES;
+  size_t k = (size_t)(fpg / P_CHUNK_PAGES);
   uint8_t *m = __atomic_load_n(&p->pmap[k], __ATOMIC_ACQUIRE);
   if (!m) {
     m = sx__map_chunk(p, &p->pmap[k], p->db, k * P_CHUNK_PAGES * p->ps, P_CHUNK_PAGES * p->ps, 0,
@@ -93,6 +96,24 @@ int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err)
     if (!m) return err ? err->code : SX_IO;
   }
   *out = m + (off - k * P_CHUNK_PAGES * p->ps);
+  return SX_OK;
+}
+
+/* Pointer to page pgno in P (the caller has checked it is the right version). */
+int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err) {
+  return file_page(p, p->cksum ? sx__pfile_page(p->ps, pgno) : pgno, pgno, out, err);
+}
+
+int sx__db_page_verify(sx__pager *p, uint32_t pgno, const uint8_t *page, sx_error *err) {
+  if (!p->cksum) return SX_OK;
+  const uint8_t *cp;
+  int rc = file_page(p, sx__pfile_cksum_page(p->ps, pgno), pgno, &cp, err);
+  if (rc) return rc;
+  uint32_t want = sx__rd32(cp + (pgno % (p->ps / 4)) * 4), got = sx__page_cksum(pgno, page, p->ps);
+  if (want != got)
+    return sx__err_set(err, SX_CORRUPT,
+                       "page %u of '%s': checksum mismatch (stored %08x, computed %08x)", pgno,
+                       p->path, want, got);
   return SX_OK;
 }
 
@@ -118,7 +139,8 @@ static int create_db_file(sx__pager *p, sx_error *err) {
   snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", (int)getpid(), sx__pager_random32());
   char *tmp = strcat2(p->path, suffix);
   if (!tmp) return sx__err_set(err, SX_NOMEM, "out of memory");
-  uint8_t *page = calloc(1, p->ps);
+  /* Page 0, then (format 2) the checksum page of group 0. */
+  uint8_t *page = calloc(2, p->ps);
   int rc = page ? SX_OK : sx__err_set(err, SX_NOMEM, "out of memory");
   sx__file *f = NULL;
   if (!rc) rc = p->vfs->open(p->vfs, tmp, SX__OPEN_WRITE | SX__OPEN_CREATE, &f, err);
@@ -130,7 +152,8 @@ static int create_db_file(sx__pager *p, sx_error *err) {
     while ((id = sx__pager_random32()) == 0) {
     }
     sx__wr32(page + P0_DBID, id);
-    rc = sx__file_write(f, page, p->ps, 0, err);
+    sx__wr32(page + p->ps, sx__page_cksum(0, page, p->ps));
+    rc = sx__file_write(f, page, 2 * (size_t)p->ps, 0, err);
     if (!rc) rc = sx__file_sync(f, 0, err);
     sx__file_close(f);
     if (!rc) rc = p->vfs->rename(p->vfs, tmp, p->path, err);
@@ -155,16 +178,18 @@ static int check_db_header(sx__pager *p, sx_error *err) {
   if (memcmp(b + P0_MAGIC, P_MAGIC, 16) != 0)
     return sx__err_set(err, SX_CORRUPT, "'%s' is not a Sextant database (bad magic)", p->path);
   uint32_t ver = sx__rd32(b + P0_VERSION);
-  if (ver != SX_FORMAT_VERSION)
+  if (ver != SX_FORMAT_VERSION && ver != P_VERSION_V1)
     return sx__err_set(err, SX_VERSION,
-                       "database '%s' has format version %u; this library reads version %d",
-                       p->path, ver, SX_FORMAT_VERSION);
+                       "database '%s' has format version %u; this library reads versions %u to %d",
+                       p->path, ver, P_VERSION_V1, SX_FORMAT_VERSION);
   uint32_t ps = sx__rd32(b + P0_PAGESIZE);
   if (ps < 4096 || ps > 65536 || (ps & (ps - 1)))
     return sx__err_set(err, SX_CORRUPT, "database '%s' has an invalid page size %u", p->path, ps);
   p->ps = ps;
   p->fsz = FRAME_HDR + ps;
   p->dbid = sx__rd32(b + P0_DBID);
+  p->version = ver;
+  p->cksum = ver != P_VERSION_V1;
   return SX_OK;
 }
 
@@ -186,6 +211,11 @@ static void pager_free_maps(sx__pager *p) {
     for (size_t k = 0; k < P_CHUNKS; k++)
       if (p->pmap[k]) p->vfs->munmap(p->pmap[k], P_CHUNK_PAGES * p->ps);
     free(p->pmap);
+  }
+  if (p->vstamp) {
+    for (size_t k = 0; k < P_CHUNKS; k++) free(p->vstamp[k]);
+    free(p->vstamp);
+    p->vstamp = NULL;
   }
   for (int w = 0; w < 2; w++) {
     if (!p->walmap[w]) continue;
@@ -334,6 +364,7 @@ static int open_wal_files(sx__pager *p, sx_error *err) {
  * (not this one's cap). */
 static int alloc_map_tables(sx__pager *p, sx_error *err) {
   p->pmap = calloc(P_CHUNKS, sizeof *p->pmap);
+  p->vstamp = calloc(P_CHUNKS, sizeof *p->vstamp);
   p->nwalchunks = (size_t)((WAL_HDR + (uint64_t)SX__WAL_FRAMES_MAX * p->fsz) / WAL_CHUNK + 2);
   size_t osz = sx__os_page_size();
   p->walchunk_len = (size_t)(WAL_CHUNK + ((p->fsz + osz - 1) / osz) * osz);
@@ -341,7 +372,7 @@ static int alloc_map_tables(sx__pager *p, sx_error *err) {
   p->walmap[1] = calloc(p->nwalchunks, sizeof *p->walmap[1]);
   p->nsegs = SX__WAL_FRAMES_MAX / SEG_FRAMES + 2;
   p->segmap = calloc(2 * p->nsegs, sizeof *p->segmap);
-  if (!p->pmap || !p->walmap[0] || !p->walmap[1] || !p->segmap)
+  if (!p->pmap || !p->vstamp || !p->walmap[0] || !p->walmap[1] || !p->segmap)
     return sx__err_set(err, SX_NOMEM, "out of memory");
   return SX_OK;
 }
@@ -453,10 +484,11 @@ static void close_cleanly(sx__pager *p) {
   if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->wal[prev], 0, NULL);
   if (!rc && h.backfill == h.mx) rc = sx__file_truncate(p->wal[cur], 0, NULL);
   if (!rc && h.backfill == h.mx) rc = sx__file_sync(p->wal[cur], 0, NULL);
-  if (!rc && h.backfill == h.mx && p->dbid == 0) {
-    /* A database from before the id gets one now, with no WAL left to tie: written
-     * straight into P's page 0 (the pager's bytes of it never travel through the WAL
-     * again: every later page-0 image is a copy of this one). */
+  if (!rc && h.backfill == h.mx && p->dbid == 0 && !p->cksum) {
+    /* A database from before the id (format 1: format 2 is made with one) gets one
+     * now, with no WAL left to tie: written straight into P's page 0 (the pager's
+     * bytes of it never travel through the WAL again: every later page-0 image is a
+     * copy of this one). */
     uint8_t id[4];
     uint32_t v;
     while ((v = sx__pager_random32()) == 0) {

@@ -64,6 +64,7 @@ typedef struct sx__snap {
   uint32_t gen;    /* WAL generation; its file is gen & 1 */
   uint32_t npages; /* database size in pages */
   int slot;        /* reader slot pinned, or -1 for the writer's own view */
+  uint64_t epoch;  /* checkpoints made when it began (pages of P verified per epoch) */
 } sx__snap;
 
 /* Opens (creating when asked) the database files at path and attaches to, or
@@ -151,6 +152,39 @@ int sx__pager_check(sx__pager *p, sx_error *err);
  * included) every page they use, each once: walks the free list of s and reports
  * SX_CORRUPT naming a page that is both free and in use, or free twice. */
 int sx__pager_check_pages(sx__pager *p, const sx__snap *s, uint8_t *used, sx_error *err);
+
+/*
+ * Page checksums and the layout of P (pager_int.h, "Page checksums"), for the pager,
+ * backups and the tests and fuzzers that make or damage files.
+ */
+/* CRC32C (Castagnoli) of n bytes continuing crc (0 to begin). */
+uint32_t sx__crc32c(uint32_t crc, const void *data, size_t n);
+/* Tests: use the table even where the CPU has a CRC32C instruction (on = 1). */
+void sx__crc32c_portable_for_test(int on);
+/* The checksum of page pgno whose ps bytes are `page`. */
+uint32_t sx__page_cksum(uint32_t pgno, const uint8_t *page, uint32_t ps);
+/* Format 2: the file page holding page pgno; the file page holding its checksum (at
+ * byte 4 * (pgno % (ps / 4)) of it); the file pages of a database of npages pages. */
+uint64_t sx__pfile_page(uint32_t ps, uint32_t pgno);
+uint64_t sx__pfile_cksum_page(uint32_t ps, uint32_t pgno);
+uint64_t sx__pfile_pages(uint32_t ps, uint32_t npages);
+/* Recomputes every checksum of a format 2 file image of len bytes in memory. */
+void sx__pfile_seal(uint8_t *file, uint64_t len, uint32_t ps);
+
+/* Writes a new file in P's format from the pages of a snapshot, given in order from
+ * page 0 in runs (a backup): page images, and checksum pages when the format has
+ * them. */
+typedef struct sx__pimage {
+  sx__pager *p;
+  sx__file *f;
+  uint8_t *ck;   /* the checksum page of the group being written */
+  uint32_t next; /* next page expected */
+} sx__pimage;
+int sx__pimage_begin(sx__pimage *im, sx__pager *p, sx__file *f, sx_error *err);
+/* Pages first..first+n-1 (first is the next page expected), ps bytes each. */
+int sx__pimage_put(sx__pimage *im, uint32_t first, const uint8_t *pages, uint32_t n, sx_error *err);
+/* Writes the last checksum page and frees im (also after a failure: rc 0 or not). */
+int sx__pimage_end(sx__pimage *im, int failed, sx_error *err);
 
 /* Page-0 user version helpers (offset 40 of page 0). */
 uint64_t sx__page0_user_version(const uint8_t *page0);

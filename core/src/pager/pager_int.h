@@ -30,6 +30,53 @@
  * the WAL files; the first process to open the database (the "dead man switch" byte lock tells)
  * rebuilds it.
  *
+ * Page checksums (format 2)
+ *   Every page of P has a checksum (cksum.c: CRC32C of the page's four quarters and
+ *   its page number), kept in checksum pages that P interleaves with the database's
+ *   pages: with K = ps/4 entries of 4 bytes per checksum page, pages are grouped by K
+ *   (group g holds pages gK..gK+K-1) and each group's checksum page comes first in
+ *   the file, except that page 0 stays at offset 0:
+ *       file page 0: page 0; 1: checksums of group 0; 2..K: pages 1..K-1;
+ *       K+1: checksums of group 1; K+2..2K+1: pages K..2K-1; ...
+ *   so page n (n > 0) is file page n + n/K + 1 and the checksum page of group g is
+ *   file page g(K+1) (1 for g = 0) (sx__pfile_page, sx__pfile_cksum_page). A
+ *   database of n pages is sx__pfile_pages(ps, n) file pages long: 0.1% more with
+ *   4 KiB pages. Only the pager knows: page numbers everywhere else (the WAL, the
+ *   upper layers) are the database's, and every page keeps its whole ps bytes.
+ *
+ *   Why not a reserve at the end of each page (SQLite's cksumvfs, PostgreSQL): the
+ *   upper layers lay out byte streams over power-of-two pages (page arrays, vectors,
+ *   HNSW spans: offsets split by shift and mask in the search loops); a page of
+ *   ps - 4 usable bytes would change every one of those layouts and put a division
+ *   into the hottest loops. Checksum pages cost an extra page read only when a page
+ *   is first verified, and checkpoints write them (one per group touched).
+ *
+ *   Written: a page reaches P only through a checkpoint (and create, and a backup's
+ *   new file, which write the same layout, sx__pimage_*): the checkpoint computes
+ *   each copied page's checksum from its WAL image (itself covered by the running
+ *   frame checksum) and rewrites the checksum pages of the groups it touched (their
+ *   other entries keep their bytes, so a reader that reads one meanwhile sees the
+ *   same value), all before P is synced and backfill raised. A crash in between
+ *   leaves a page and its entry disagreeing only for pages whose frames are still
+ *   in the WAL, from which every reader takes them, and the next checkpoint writes
+ *   both again. Commits do not compute checksums at all (the frame checksum covers
+ *   the WAL): they cost nothing.
+ *
+ *   Verified: when a snapshot reads a page from P (never from the WAL), the first
+ *   time this handle reads it in the current checkpoint epoch (the header's
+ *   `checkpoints` counter, which moves exactly when P's pages change, taken by
+ *   sx__pager_snap_begin into sx__snap.epoch): the handle keeps a stamp per page
+ *   (vstamp, 2 bytes a page, made per 65536 pages on first use). Every reader of
+ *   epoch E that takes page X from P reads the same bytes (a checkpoint never copies
+ *   a page that a pinned reader takes from P), so a stamp E stands for them all;
+ *   readers never lock, and two threads may verify one page twice. A mismatch is
+ *   SX_CORRUPT naming the page. sx_db_check verifies every page the snapshot takes
+ *   from P, stamps or not.
+ *
+ *   Format 1 files (no checksum pages) are still read and written as they are:
+ *   file page n is page n and nothing is verified; a backup of one is format 1 too.
+ *   Only format 2 is created.
+ *
  * Tying the WAL to its database: the id in page 0 (random at create, written into P
  * directly and never through the WAL) is carried by every WAL header, inside the
  * header checksum that seeds every frame's running checksum. Recovery ignores, as if
@@ -116,6 +163,8 @@ enum {
   P0_USERVER = 40,   /* u64 */
   P0_DBID = 48       /* u32: this database's id, random at create (0: not tied, older files) */
 };
+/* Format 1: no checksum pages (files from before them; still read and written). */
+#define P_VERSION_V1 1u
 
 #define WAL_MAGIC 0x41575853u /* "SXWA" */
 #define WAL_VERSION 1u
@@ -146,7 +195,7 @@ enum {
 #define LK_SLOT(i) (LK_BASE + 16 + (uint64_t)(i))
 
 #define P_CHUNK_PAGES 65536ull /* P is mapped in chunks of 65536 pages */
-#define P_CHUNKS 65536u        /* so P can reach 2^32 pages */
+#define P_CHUNKS 65664u        /* so P can reach 2^32 pages and their checksum pages */
 #define WAL_CHUNK (64ull << 20)
 
 _Static_assert(SHM_PIDS_OFF + 4u * SX__NSLOTS <= SHM_HDR_BYTES, "shm header too small");
@@ -185,6 +234,8 @@ struct sx__pager {
   char *path, *wal_path[2], *shm_path;
   sx__file *db, *wal[2], *shm; /* WAL files P-wal (even generations) and P-wal2 (odd) */
   uint32_t ps;                 /* page size */
+  uint32_t version;            /* P0_VERSION of P: SX_FORMAT_VERSION, or P_VERSION_V1 */
+  int cksum;                   /* P has checksum pages (every version but 1) */
   uint32_t dbid;               /* P0_DBID of P, as read at open (0: not tied) */
   uint32_t fsz;                /* frame size: FRAME_HDR + ps */
   int read_only, sync;
@@ -210,7 +261,11 @@ struct sx__pager {
   int32_t *slot_pids;
 
   /* Lazily mapped chunks; pointers are published with release stores. */
-  uint8_t **pmap;      /* P_CHUNKS entries */
+  uint8_t **pmap; /* P_CHUNKS entries */
+  /* Per 65536 pages of the database (P_CHUNKS entries, made on first use): the
+   * checkpoint epoch, plus one, in which this handle last verified each page's
+   * checksum in P (0: never); see "Page checksums" above. */
+  uint16_t **vstamp;
   uint8_t **walmap[2]; /* nwalchunks entries per WAL file */
   size_t nwalchunks, walchunk_len;
   uint8_t **segmap; /* 2 * nsegs entries: segment k of index area a at 2k + a */
@@ -276,14 +331,23 @@ static inline void sx__pager_poison(sx__pager *p) {
 /* ---- pager.c: the page file and the maps ----------------------------------- */
 
 uint32_t sx__pager_random32(void);
-/* Pointer to page pgno in P (the caller has checked it is the right version). */
+/* Pointer to page pgno in P (the caller has checked it is the right version); not
+ * verified. */
 int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err);
+/* SX_CORRUPT naming pgno unless `page`, page pgno as P holds it, matches its
+ * checksum (always SX_OK for a format 1 file). */
+int sx__db_page_verify(sx__pager *p, uint32_t pgno, const uint8_t *page, sx_error *err);
 /* Pointer to the frame header of frame r (1-based) of WAL file w; the page image
  * follows it. */
 int sx__wal_frame(sx__pager *p, int w, uint64_t r, const uint8_t **out, sx_error *err);
 /* Maps [off, off + len) of f into *slot once (threads race to the same mapping). */
 uint8_t *sx__map_chunk(sx__pager *p, uint8_t **slot, sx__file *f, uint64_t off, size_t len,
                        int writable, sx_error *err);
+
+/* ---- cksum.c --------------------------------------------------------------------- */
+
+/* Pages of the database that P, fpages file pages long, holds (at least 1). */
+uint32_t sx__pfile_npages(const sx__pager *p, uint64_t fpages);
 
 /* ---- shm.c: the wal-index ---------------------------------------------------- */
 
@@ -314,7 +378,11 @@ int sx__index_truncate(sx__pager *p, int a, uint64_t rmx, sx_error *err);
 
 /* ---- snap.c: reader slots and snapshots --------------------------------------- */
 
-/* Page pgno as snapshot s sees it. */
+/* Where snapshot s finds page pgno: frame *r (1-based) of WAL file *w, or P when *r
+ * is 0. */
+int sx__view_locate(sx__pager *p, const sx__snap *s, uint32_t pgno, int *w, uint64_t *r,
+                    sx_error *err);
+/* Page pgno as snapshot s sees it; a page from P is verified (once per epoch). */
 int sx__view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
                   sx_error *err);
 /* Smallest snapshot pinned by a live reader (lower bound for checkpoints), and

@@ -7,32 +7,63 @@
  */
 #include "pager/pager_int.h"
 
-int sx__view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
-                  sx_error *err) {
+#include <stdlib.h>
+
+int sx__view_locate(sx__pager *p, const sx__snap *s, uint32_t pgno, int *w, uint64_t *r,
+                    sx_error *err) {
+  *r = 0;
   if (pgno >= s->npages)
     return sx__err_set(err, SX_CORRUPT, "page %u of '%s' is beyond the database size of %u pages",
                        pgno, p->path, s->npages);
   /* Frames (floor, mx]: the current generation's part first (newer), then the
    * previous generation's, then P. */
-  uint64_t r = 0;
   int cur = (int)(s->gen & 1), rc;
+  *w = cur;
   if (s->mx > s->base && s->mx > s->floor) {
     uint64_t lo = s->floor > s->base ? s->floor - s->base : 0;
-    rc = sx__index_find(p, cur, pgno, lo, s->mx - s->base, &r, err);
-    if (rc) return rc;
-    if (r) goto wal;
+    rc = sx__index_find(p, cur, pgno, lo, s->mx - s->base, r, err);
+    if (rc || *r) return rc;
   }
   if (s->floor < s->base && s->floor < s->mx) {
-    cur ^= 1;
+    *w = cur ^ 1;
     uint64_t hi = (s->mx < s->base ? s->mx : s->base) - s->pbase;
-    rc = sx__index_find(p, cur, pgno, s->floor - s->pbase, hi, &r, err);
-    if (rc) return rc;
-    if (r) goto wal;
+    return sx__index_find(p, cur ^ 1, pgno, s->floor - s->pbase, hi, r, err);
   }
-  return sx__db_page(p, pgno, out, err);
-wal:;
+  return SX_OK;
+}
+
+/* Page pgno from P for a snapshot of checkpoint epoch `epoch`: verified unless this
+ * handle already did in that epoch (pager_int.h, "Page checksums"). */
+static int db_page_checked(sx__pager *p, uint32_t pgno, uint64_t epoch, const uint8_t **out,
+                           sx_error *err) {
+  int rc = sx__db_page(p, pgno, out, err);
+  if (rc || !p->cksum) return rc;
+  uint16_t stamp = (uint16_t)(epoch % 65535u + 1u);
+  size_t k = pgno / P_CHUNK_PAGES, i = pgno % P_CHUNK_PAGES;
+  uint16_t *st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
+  if (st && __atomic_load_n(&st[i], __ATOMIC_RELAXED) == stamp) return SX_OK;
+  rc = sx__db_page_verify(p, pgno, *out, err);
+  if (rc) return rc;
+  if (!st) {
+    sx__mutex_lock(&p->map_mu);
+    st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
+    if (!st && (st = calloc(P_CHUNK_PAGES, sizeof *st)) != NULL)
+      __atomic_store_n(&p->vstamp[k], st, __ATOMIC_RELEASE);
+    sx__mutex_unlock(&p->map_mu);
+  }
+  if (st) __atomic_store_n(&st[i], stamp, __ATOMIC_RELAXED); /* else: verified again next time */
+  return SX_OK;
+}
+
+int sx__view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
+                  sx_error *err) {
+  int w;
+  uint64_t r;
+  int rc = sx__view_locate(p, s, pgno, &w, &r, err);
+  if (rc) return rc;
+  if (!r) return db_page_checked(p, pgno, s->epoch, out, err);
   const uint8_t *f;
-  rc = sx__wal_frame(p, cur, r, &f, err);
+  rc = sx__wal_frame(p, w, r, &f, err);
   if (rc) return rc;
   *out = f + FRAME_HDR;
   return SX_OK;
@@ -118,6 +149,7 @@ int sx__pager_snap_begin(sx__pager *p, sx__snap *s, sx_error *err) {
   s->gen = h.gen;
   s->npages = h.npages;
   s->slot = slot;
+  s->epoch = h.checkpoints;
   return SX_OK;
 }
 

@@ -168,6 +168,7 @@ int sx__pager_write_begin(sx__pager *p, int timeout_ms, const sx_cancel *cancel,
   t->view.gen = t->h.gen;
   t->view.npages = t->h.npages;
   t->view.slot = -1;
+  t->view.epoch = t->h.checkpoints;
   t->npages = t->h.npages;
   for (unsigned i = 0; i < SEEN; i++) t->seen[i].pgno = UINT32_MAX;
   sx__mutex_init(&t->mu, SX__RANK_WAL, "page table");

@@ -331,8 +331,7 @@ int sx__wal_recover(sx__pager *p, sx_error *err) {
   int rc = sx__file_size(p->db, &psz, err);
   if (rc) return rc;
   atomic_store(&p->p_size, psz);
-  uint32_t npages_p = (uint32_t)(psz / p->ps);
-  if (npages_p == 0) npages_p = 1;
+  uint32_t npages_p = sx__pfile_npages(p, psz / p->ps);
   h.npages = npages_p;
 
   sx__walhdr wh[2];

@@ -1,6 +1,7 @@
 /*
  * backup.c: online backup. A backup is a read session: it pins the latest snapshot
- * and copies its pages 0..npages-1, in order, into a new file. Pages of a snapshot
+ * and copies its pages 0..npages-1, in order, into a new file (in the database's
+ * format: with checksum pages, see sx__pimage_put). Pages of a snapshot
  * are immutable for its life (the pager's contract), so the copy is consistent
  * without any lock; the writer goes on committing, and a checkpoint only stops short
  * of the pinned snapshot until the backup ends.
@@ -48,7 +49,9 @@ static int copy_pages(sx_read *r, sx__file *f, uint32_t ps, const sx_backup_opti
   uint64_t npages = v.snap->npages;
   uint8_t *buf = malloc((size_t)ps * BATCH_PAGES);
   if (!buf) return sx__err_set(err, SX_NOMEM, "out of memory for the backup buffer");
-  int rc = SX_OK;
+  /* The new file in the database's format (with its checksum pages). */
+  sx__pimage im;
+  int rc = sx__pimage_begin(&im, v.p, f, err);
   for (uint64_t at = 0; at < npages && !rc; at += BATCH_PAGES) {
     if (sx__cancelled(o->cancel_token)) {
       rc = sx__err_set(err, SX_CANCELLED, "backup was cancelled after %llu of %llu pages",
@@ -61,11 +64,12 @@ static int copy_pages(sx_read *r, sx__file *f, uint32_t ps, const sx_backup_opti
       rc = sx__read_page(r, (uint32_t)(at + i), &pg, err);
       if (!rc) memcpy(buf + i * ps, pg, ps);
     }
-    if (!rc) rc = sx__file_write(f, buf, (size_t)(m * ps), at * ps, err);
+    if (!rc) rc = sx__pimage_put(&im, (uint32_t)at, buf, (uint32_t)m, err);
     if (!rc && o->progress) o->progress(o->progress_ctx, at + m, npages);
   }
+  int rc2 = sx__pimage_end(&im, rc != SX_OK, err);
   free(buf);
-  return rc;
+  return rc ? rc : rc2;
 }
 
 int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_error *err) {

@@ -1,0 +1,215 @@
+/*
+ * cksum.c: the page checksum of P (pager_int.h, "Page checksums") and the layout of
+ * P's pages and checksum pages. CRC32C (Castagnoli), with the SSE4.2 instruction when
+ * the CPU has it (chosen once, at first use) and a table otherwise; both give the
+ * same values.
+ */
+#include "pager/pager_int.h"
+
+#include <stdlib.h>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#define SX_CRC_X86 1
+#else
+#define SX_CRC_X86 0
+#endif
+
+/* ---- CRC32C ----------------------------------------------------------------- */
+
+static uint32_t crc_table[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static int crc_hw;       /* the CPU has SSE4.2 */
+static int crc_portable; /* tests: the table even when the CPU has the instruction */
+
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+    crc_table[0][i] = c;
+  }
+  for (uint32_t i = 0; i < 256; i++)
+    for (int t = 1; t < 8; t++)
+      crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+#if SX_CRC_X86
+  __builtin_cpu_init();
+  crc_hw = __builtin_cpu_supports("sse4.2") != 0;
+#endif
+}
+
+/* The raw register update (no pre- or post-inversion), as the crc32 instruction
+ * does it: slicing by 8 bytes. */
+static uint32_t crc_sw(uint32_t c, const uint8_t *d, size_t n) {
+  for (; n >= 8; d += 8, n -= 8) {
+    uint64_t x;
+    memcpy(&x, d, 8);
+    x ^= c;
+    c = crc_table[7][x & 0xff] ^ crc_table[6][(x >> 8) & 0xff] ^ crc_table[5][(x >> 16) & 0xff] ^
+        crc_table[4][(x >> 24) & 0xff] ^ crc_table[3][(x >> 32) & 0xff] ^
+        crc_table[2][(x >> 40) & 0xff] ^ crc_table[1][(x >> 48) & 0xff] ^ crc_table[0][x >> 56];
+  }
+  for (; n; d++, n--) c = crc_table[0][(c ^ *d) & 0xff] ^ (c >> 8);
+  return c;
+}
+
+#if SX_CRC_X86
+__attribute__((target("sse4.2"))) static uint32_t crc_hw_upd(uint32_t c, const uint8_t *d,
+                                                               size_t n) {
+  uint64_t c64 = c;
+  for (; n >= 8; d += 8, n -= 8) {
+    uint64_t x;
+    memcpy(&x, d, 8);
+    c64 = _mm_crc32_u64(c64, x);
+  }
+  c = (uint32_t)c64;
+  for (; n; d++, n--) c = _mm_crc32_u8(c, *d);
+  return c;
+}
+
+/* Four lanes at once (the instruction's latency is three cycles, its throughput one):
+ * lane i runs over bytes [i*q, (i+1)*q), q a multiple of 8. */
+__attribute__((target("sse4.2"))) static void crc_hw4(const uint8_t *d, size_t q, uint32_t c[4]) {
+  uint64_t a = c[0], b = c[1], e = c[2], f = c[3];
+  for (size_t i = 0; i < q; i += 8) {
+    uint64_t x0, x1, x2, x3;
+    memcpy(&x0, d + i, 8);
+    memcpy(&x1, d + q + i, 8);
+    memcpy(&x2, d + 2 * q + i, 8);
+    memcpy(&x3, d + 3 * q + i, 8);
+    a = _mm_crc32_u64(a, x0);
+    b = _mm_crc32_u64(b, x1);
+    e = _mm_crc32_u64(e, x2);
+    f = _mm_crc32_u64(f, x3);
+  }
+  c[0] = (uint32_t)a;
+  c[1] = (uint32_t)b;
+  c[2] = (uint32_t)e;
+  c[3] = (uint32_t)f;
+}
+#endif
+
+static uint32_t crc_upd(uint32_t c, const uint8_t *d, size_t n) {
+  pthread_once(&crc_once, crc_init);
+#if SX_CRC_X86
+  if (crc_hw && !crc_portable) return crc_hw_upd(c, d, n);
+#endif
+  return crc_sw(c, d, n);
+}
+
+uint32_t sx__crc32c(uint32_t crc, const void *data, size_t n) {
+  return ~crc_upd(~crc, data, n);
+}
+
+void sx__crc32c_portable_for_test(int on) {
+  pthread_once(&crc_once, crc_init);
+  crc_portable = on;
+}
+
+/* ---- the page checksum --------------------------------------------------------- */
+
+/* The page's four quarters each get a CRC32C (four independent chains run at the
+ * speed of one); the page number and the four values then go through one more. A
+ * page moved to another place, or any damage within one quarter, changes it. */
+uint32_t sx__page_cksum(uint32_t pgno, const uint8_t *page, uint32_t ps) {
+  pthread_once(&crc_once, crc_init);
+  size_t q = ps / 4;
+  uint32_t c[4] = {~0u, ~0u, ~0u, ~0u};
+#if SX_CRC_X86
+  if (crc_hw && !crc_portable)
+    crc_hw4(page, q, c);
+  else
+#endif
+    for (int i = 0; i < 4; i++) c[i] = crc_sw(c[i], page + i * q, q);
+  uint8_t tail[20];
+  sx__wr32(tail, pgno);
+  for (int i = 0; i < 4; i++) sx__wr32(tail + 4 + 4 * i, ~c[i]);
+  return ~crc_upd(~0u, tail, sizeof tail);
+}
+
+/* ---- the layout of P ------------------------------------------------------------- */
+
+uint64_t sx__pfile_page(uint32_t ps, uint32_t pgno) {
+  uint32_t k = ps / 4;
+  return pgno == 0 ? 0 : (uint64_t)pgno + pgno / k + 1;
+}
+
+uint64_t sx__pfile_cksum_page(uint32_t ps, uint32_t pgno) {
+  uint64_t k = ps / 4, g = pgno / k;
+  return g == 0 ? 1 : g * (k + 1);
+}
+
+uint64_t sx__pfile_pages(uint32_t ps, uint32_t npages) {
+  return npages == 0 ? 0 : sx__pfile_page(ps, npages - 1) + 1;
+}
+
+void sx__pfile_seal(uint8_t *file, uint64_t len, uint32_t ps) {
+  uint32_t k = ps / 4;
+  for (uint64_t pg = 0;; pg++) {
+    uint64_t at = sx__pfile_page(ps, (uint32_t)pg), cat = sx__pfile_cksum_page(ps, (uint32_t)pg);
+    if (pg > UINT32_MAX - 1 || (at + 1) * ps > len || (cat + 1) * ps > len) break;
+    sx__wr32(file + cat * ps + (pg % k) * 4, sx__page_cksum((uint32_t)pg, file + at * ps, ps));
+  }
+}
+
+/* ---- new files in P's format ------------------------------------------------------ */
+
+int sx__pimage_begin(sx__pimage *im, sx__pager *p, sx__file *f, sx_error *err) {
+  im->p = p;
+  im->f = f;
+  im->next = 0;
+  im->ck = p->cksum ? calloc(1, p->ps) : NULL;
+  if (p->cksum && !im->ck) return sx__err_set(err, SX_NOMEM, "out of memory");
+  return SX_OK;
+}
+
+/* Writes the checksum page of the group of page pgno. */
+static int pimage_flush(sx__pimage *im, uint32_t pgno, sx_error *err) {
+  uint32_t ps = im->p->ps;
+  int rc = sx__file_write(im->f, im->ck, ps, sx__pfile_cksum_page(ps, pgno) * ps, err);
+  memset(im->ck, 0, ps);
+  return rc;
+}
+
+int sx__pimage_put(sx__pimage *im, uint32_t first, const uint8_t *pages, uint32_t n,
+                   sx_error *err) {
+  uint32_t ps = im->p->ps, k = ps / 4;
+  if (first != im->next)
+    return sx__err_set(err, SX_MISUSE, "page %u written out of order (expected %u)", first,
+                       im->next);
+  if (!im->p->cksum) {
+    im->next += n;
+    return sx__file_write(im->f, pages, (size_t)n * ps, (uint64_t)first * ps, err);
+  }
+  int rc = SX_OK;
+  for (uint32_t i = 0; i < n && !rc;) {
+    /* A run within one group is contiguous in the file (page 0 is alone: group 0's
+     * checksum page follows it). */
+    uint32_t pg = first + i, m = pg == 0 ? 1 : k - pg % k;
+    if (m > n - i) m = n - i;
+    for (uint32_t j = 0; j < m; j++)
+      sx__wr32(im->ck + ((pg + j) % k) * 4,
+               sx__page_cksum(pg + j, pages + (size_t)(i + j) * ps, ps));
+    rc = sx__file_write(im->f, pages + (size_t)i * ps, (size_t)m * ps, sx__pfile_page(ps, pg) * ps,
+                        err);
+    if (!rc && (pg + m) % k == 0) rc = pimage_flush(im, pg, err);
+    i += m;
+  }
+  im->next += n;
+  return rc;
+}
+
+int sx__pimage_end(sx__pimage *im, int failed, sx_error *err) {
+  int rc = SX_OK;
+  if (!failed && im->p->cksum && im->next % (im->p->ps / 4) != 0)
+    rc = pimage_flush(im, im->next - 1, err);
+  free(im->ck);
+  im->ck = NULL;
+  return rc;
+}
+
+uint32_t sx__pfile_npages(const sx__pager *p, uint64_t fpages) {
+  uint64_t n = fpages;
+  if (p->cksum && fpages > 1) n -= 1 + (fpages - 1) / (p->ps / 4 + 1);
+  if (n > UINT32_MAX) n = UINT32_MAX;
+  return n == 0 ? 1 : (uint32_t)n;
+}
