@@ -836,7 +836,7 @@ func _swig_getSX_VERSION_NUMBER() (_swig_ret int) {
 
 var SX_VERSION_NUMBER int = _swig_getSX_VERSION_NUMBER()
 
-const SX_FORMAT_VERSION int = 1
+const SX_FORMAT_VERSION int = 2
 
 func Sx_version() (_swig_ret string) {
 	var swig_r string
