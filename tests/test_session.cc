@@ -305,3 +305,118 @@ TEST(Session, VersionOneOpenOptionsStillOpen) {
 }
 
 }  // namespace
+
+// CRC32C (pager/cksum.c): the standard check value, and the table and the CPU
+// instruction agree on the page checksum.
+TEST(Session, Crc32cKnownValueAndBothImplementationsAgree) {
+  for (int portable : {0, 1}) {
+    sx__crc32c_portable_for_test(portable);
+    EXPECT_EQ(sx__crc32c(0, "123456789", 9), 0xe3069283u) << portable;
+    EXPECT_EQ(sx__crc32c(sx__crc32c(0, "1234", 4), "56789", 5), 0xe3069283u) << portable;
+  }
+  std::vector<uint8_t> page(8192);
+  uint64_t st = 5;
+  for (auto &b : page) b = (uint8_t)sx_test_splitmix64(&st);
+  for (uint32_t ps : {4096u, 8192u}) {
+    sx__crc32c_portable_for_test(1);
+    uint32_t a = sx__page_cksum(7, page.data(), ps);
+    sx__crc32c_portable_for_test(0);
+    uint32_t b = sx__page_cksum(7, page.data(), ps);
+    EXPECT_EQ(a, b) << ps;
+    EXPECT_NE(sx__page_cksum(8, page.data(), ps), b) << "the page number counts";
+    page[ps - 1] ^= 1;
+    EXPECT_NE(sx__page_cksum(7, page.data(), ps), b) << "the last byte counts";
+    page[ps - 1] ^= 1;
+  }
+}
+
+// Format 1 files (from before page checksums: no checksum pages) are still read and
+// written as they are, and stay format 1; a backup of one is format 1 too.
+TEST(Session, FormatOneFilesStillOpenAndStayFormatOne) {
+  TmpDir t("v1");
+  constexpr uint32_t kPs = 4096, kDim = 8, kN = 200;
+  std::vector<float> v = sxt::Gen(3, kN, kDim);
+  std::vector<std::string> ids;
+  std::vector<const char *> ip;
+  for (uint32_t i = 0; i < kN; i++) ids.push_back("id" + std::to_string(i));
+  for (auto &s : ids) ip.push_back(s.c_str());
+  sx_error err = SX_ERROR_INIT;
+  auto upsert = [&](sx_db *db, size_t from, size_t n) {
+    sx_write *w = nullptr;
+    ASSERT_EQ(sx_write_begin(db, -1, &w, &err), SX_OK) << err.message;
+    sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+    co.dim = kDim;
+    for (sx_index_type ix : {SX_INDEX_FLAT, SX_INDEX_HNSW}) {
+      const char *name = ix == SX_INDEX_FLAT ? "flat" : "hnsw";
+      co.index = ix;
+      if (from == 0) {
+        ASSERT_EQ(sx_write_create_collection(w, name, &co, &err), SX_OK);
+      }
+      ASSERT_EQ(sx_write_upsert(w, name, n, ip.data() + from, v.data() + from * kDim, kDim, nullptr,
+                                &err),
+                SX_OK)
+          << err.message;
+    }
+    ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
+    sx_write_free(w);
+  };
+  auto count = [&](sx_db *db, const char *name) {
+    sx_read *r = nullptr;
+    sx_collection *c = nullptr;
+    uint64_t n = 0;
+    EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+    EXPECT_EQ(sx_read_collection(r, name, &c, &err), SX_OK) << err.message;
+    EXPECT_EQ(sx_collection_count(c, &n, &err), SX_OK) << err.message;
+    sx_record *rec = nullptr;
+    EXPECT_EQ(sx_collection_get(c, "id1", &rec, &err), SX_OK) << err.message;
+    size_t dim = 0;
+    const float *got = rec ? sx_record_vector(rec, &dim) : nullptr;
+    EXPECT_TRUE(got && dim == kDim && memcmp(got, v.data() + kDim, sizeof(float) * kDim) == 0);
+    sx_record_free(rec);
+    sx_collection_free(c);
+    sx_read_free(r);
+    return n;
+  };
+  sx_db *db = Open(t.db);
+  ASSERT_NO_FATAL_FAILURE(upsert(db, 0, 150));
+  sx_db_stats st = SX_DB_STATS_INIT;
+  ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
+  sx_db_free(db);
+  // The same database in format 1: each page at its number, version 1.
+  std::vector<uint8_t> p2 = sxt::ReadBytes(t.db), p1((size_t)st.page_count * kPs);
+  ASSERT_EQ(p2.size(), sx__pfile_pages(kPs, (uint32_t)st.page_count) * kPs);
+  for (uint32_t pg = 0; pg < st.page_count; pg++)
+    memcpy(p1.data() + (size_t)pg * kPs, p2.data() + sx__pfile_page(kPs, pg) * kPs, kPs);
+  uint32_t one = 1;
+  memcpy(p1.data() + 16, &one, 4);
+  FILE *f = fopen(t.db.c_str(), "wb");
+  ASSERT_EQ(fwrite(p1.data(), 1, p1.size(), f), p1.size());
+  fclose(f);
+
+  db = Open(t.db);
+  EXPECT_EQ(count(db, "flat"), 150u);
+  EXPECT_EQ(count(db, "hnsw"), 150u);
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  ASSERT_NO_FATAL_FAILURE(upsert(db, 150, 50));
+  ASSERT_EQ(sx_db_checkpoint(db, -1, &err), SX_OK) << err.message;
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  std::string bk = std::string(t.dir) + "/backup.sx";
+  sx_backup_options bo;
+  sx_backup_options_init(&bo, SX_BACKUP_OPTIONS_VERSION);
+  ASSERT_EQ(sx_db_backup(db, bk.c_str(), &bo, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_db_stats_get(db, &st, &err), SX_OK);
+  sx_db_free(db);
+  for (const std::string &path : {t.db, bk}) {
+    SCOPED_TRACE(path);
+    std::vector<uint8_t> b = sxt::ReadBytes(path);
+    uint32_t ver = 0;
+    memcpy(&ver, b.data() + 16, 4);
+    EXPECT_EQ(ver, 1u) << "stays format 1";
+    EXPECT_EQ(b.size(), (size_t)st.page_count * kPs) << "no checksum pages";
+    db = Open(path);
+    EXPECT_EQ(count(db, "flat"), 200u);
+    EXPECT_EQ(count(db, "hnsw"), 200u);
+    EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+    sx_db_free(db);
+  }
+}

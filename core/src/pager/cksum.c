@@ -54,7 +54,7 @@ static uint32_t crc_sw(uint32_t c, const uint8_t *d, size_t n) {
 
 #if SX_CRC_X86
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_upd(uint32_t c, const uint8_t *d,
-                                                               size_t n) {
+                                                             size_t n) {
   uint64_t c64 = c;
   for (; n >= 8; d += 8, n -= 8) {
     uint64_t x;
