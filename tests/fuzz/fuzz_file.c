@@ -5,15 +5,17 @@
  * then one upsert, delete and commit, and a drop. Any status is fine; a crash, a
  * hang, a leak or a sanitizer report is a finding.
  *
- * Input: byte 0 holds flags (bit 0: a WAL follows; bit 1: leave the WAL checksums as
+ * Input: byte 0 holds flags (bit 0: a WAL follows; bit 1: leave the WAL and page checksums as
  * they are). With a WAL, bytes 1-4 give P's length (little endian, taken modulo the
  * rest), then P, then the WAL. Without, the rest is P. WAL checksums (header and the
  * running frame checksum) and frame salts are recomputed after mutation unless bit 1
- * is set, so mutations reach past the checksum into recovery and the pages.
+ * is set, so mutations reach past the checksum into recovery and the pages; so are
+ * P's page checksums (format 2, pager_int.h), through the library's own sx__pfile_seal.
  *
  * SX_FUZZ_SEEDS=<dir> makes the seed corpus there and exits (tools/fuzz.sh).
  */
 #include "fuzz_common.h"
+#include "pager/pager.h"
 
 #define WAL_HDR 64u
 #define FRAME_HDR 32u
@@ -194,7 +196,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz_path(p, sizeof p, "f.sx");
   fz_path(pw, sizeof pw, "f.sx-wal");
   fz_remove_db("f.sx");
-  if (fz_write_file(p, rest, np)) return 0;
+  uint8_t *pc = malloc(np ? np : 1);
+  if (!pc) return 0;
+  memcpy(pc, rest, np);
+  uint32_t ver = 0, ps = 0;
+  if (np >= 24) {
+    memcpy(&ver, pc + 16, 4);
+    memcpy(&ps, pc + 20, 4);
+  }
+  if (!(flags & 2) && ver == SX_FORMAT_VERSION && ps >= 4096 && ps <= 65536 && !(ps & (ps - 1)))
+    sx__pfile_seal(pc, np, ps);
+  int bad_p = fz_write_file(p, pc, np);
+  free(pc);
+  if (bad_p) return 0;
   if (flags & 1) {
     uint8_t *w = malloc(nw ? nw : 1);
     if (!w) return 0;
