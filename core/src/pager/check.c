@@ -166,8 +166,8 @@ pages:
    * P matches its checksum (whatever this handle verified before), and the free list
    * is a chain of distinct pages. */
   for (uint32_t pg = 0; pg < s.npages; pg++) {
-    const uint8_t *pp;
-    int w;
+    const uint8_t *pp = NULL;
+    int w = 0;
     uint64_t r;
     rc = sx__view_locate(p, &s, pg, &w, &r, err);
     if (!rc && r == 0) rc = sx__db_page(p, pg, &pp, err);

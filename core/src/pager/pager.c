@@ -106,7 +106,7 @@ int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err)
 
 int sx__db_page_verify(sx__pager *p, uint32_t pgno, const uint8_t *page, sx_error *err) {
   if (!p->cksum) return SX_OK;
-  const uint8_t *cp;
+  const uint8_t *cp = NULL;
   int rc = file_page(p, sx__pfile_cksum_page(p->ps, pgno), pgno, &cp, err);
   if (rc) return rc;
   uint32_t want = sx__rd32(cp + (pgno % (p->ps / 4)) * 4), got = sx__page_cksum(pgno, page, p->ps);

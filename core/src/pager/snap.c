@@ -57,7 +57,7 @@ static int db_page_checked(sx__pager *p, uint32_t pgno, uint64_t epoch, const ui
 
 int sx__view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
                   sx_error *err) {
-  int w;
+  int w = 0;
   uint64_t r;
   int rc = sx__view_locate(p, s, pgno, &w, &r, err);
   if (rc) return rc;
