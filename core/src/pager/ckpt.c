@@ -162,6 +162,16 @@ int sx__checkpoint_locked(sx__pager *p, sx__hdrc *h, sx_error *err) {
   h->backfill = T;
   h->checkpoints++;
   sx__hdr_publish(p, h);
+  /* This handle's verification stamps move to the new epoch (without memory for the
+   * list, pages are just verified again). */
+  uint32_t *copied = p->cksum ? malloc(n * sizeof *copied + 1) : NULL;
+  if (copied) {
+    size_t nc = 0;
+    for (uint64_t i = 0; i < n; i++)
+      if (i == 0 || v[i].pgno != v[i - 1].pgno) copied[nc++] = v[i].pgno;
+    sx__stamps_carry(p, h->checkpoints - 1, h->npages, copied, nc);
+    free(copied);
+  }
   if (T == h->mx) rc = shrink_file(p, h, err);
   if (!rc && T == h->mx) rc = sx__wal_restart(p, h, err);
 out:

@@ -70,8 +70,12 @@
  *   epoch E that takes page X from P reads the same bytes (a checkpoint never copies
  *   a page that a pinned reader takes from P), so a stamp E stands for them all;
  *   readers never lock, and two threads may verify one page twice. A mismatch is
- *   SX_CORRUPT naming the page. sx_db_check verifies every page the snapshot takes
- *   from P, stamps or not.
+ *   SX_CORRUPT naming the page. A handle that checkpoints carries its own stamps
+ *   into the new epoch (sx__stamps_carry: the pages it did not copy kept their bytes,
+ *   and it computed the checksums of those it copied), so a process that writes and
+ *   reads through one handle does not verify its pages again after each of its
+ *   checkpoints; other handles do, once per page they read. sx_db_check verifies
+ *   every page the snapshot takes from P, stamps or not.
  *
  *   Format 1 files (no checksum pages) are still read and written as they are:
  *   file page n is page n and nothing is verified; a backup of one is format 1 too.
@@ -385,6 +389,12 @@ int sx__view_locate(sx__pager *p, const sx__snap *s, uint32_t pgno, int *w, uint
 /* Page pgno as snapshot s sees it; a page from P is verified (once per epoch). */
 int sx__view_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
                   sx_error *err);
+/* After this handle's checkpoint from epoch `epoch` to the next, which copied the n
+ * pages `copied`: pages it verified in that epoch and did not copy kept their bytes,
+ * and it computed the checksums of those it copied, so all of them count as
+ * verified in the next epoch. */
+void sx__stamps_carry(sx__pager *p, uint64_t epoch, uint32_t npages, const uint32_t *copied,
+                      size_t n);
 /* Smallest snapshot pinned by a live reader (lower bound for checkpoints), and
  * whether a pinned reader reads WAL frames at or below `below`; nreaders and pid
  * (of the oldest reader) may be NULL. */

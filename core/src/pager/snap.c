@@ -32,25 +32,54 @@ int sx__view_locate(sx__pager *p, const sx__snap *s, uint32_t pgno, int *w, uint
   return SX_OK;
 }
 
+static uint16_t stamp_of(uint64_t epoch) {
+  return (uint16_t)(epoch % 65535u + 1u);
+}
+
+/* The stamps of pages pgno / P_CHUNK_PAGES, made when missing (NULL: no memory). */
+static uint16_t *stamps(sx__pager *p, uint32_t pgno) {
+  size_t k = pgno / P_CHUNK_PAGES;
+  uint16_t *st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
+  if (st) return st;
+  sx__mutex_lock(&p->map_mu);
+  st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
+  if (!st && (st = calloc(P_CHUNK_PAGES, sizeof *st)) != NULL)
+    __atomic_store_n(&p->vstamp[k], st, __ATOMIC_RELEASE);
+  sx__mutex_unlock(&p->map_mu);
+  return st;
+}
+
+void sx__stamps_carry(sx__pager *p, uint64_t epoch, uint32_t npages, const uint32_t *copied,
+                      size_t n) {
+  if (!p->cksum) return;
+  uint16_t from = stamp_of(epoch), to = stamp_of(epoch + 1);
+  for (uint64_t k = 0; k * P_CHUNK_PAGES < npages; k++) {
+    uint16_t *st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
+    uint64_t end =
+        npages - k * P_CHUNK_PAGES < P_CHUNK_PAGES ? npages - k * P_CHUNK_PAGES : P_CHUNK_PAGES;
+    for (size_t i = 0; st && i < end; i++)
+      if (__atomic_load_n(&st[i], __ATOMIC_RELAXED) == from)
+        __atomic_store_n(&st[i], to, __ATOMIC_RELAXED);
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint16_t *st = stamps(p, copied[i]);
+    if (st) __atomic_store_n(&st[copied[i] % P_CHUNK_PAGES], to, __ATOMIC_RELAXED);
+  }
+}
+
 /* Page pgno from P for a snapshot of checkpoint epoch `epoch`: verified unless this
  * handle already did in that epoch (pager_int.h, "Page checksums"). */
 static int db_page_checked(sx__pager *p, uint32_t pgno, uint64_t epoch, const uint8_t **out,
                            sx_error *err) {
   int rc = sx__db_page(p, pgno, out, err);
   if (rc || !p->cksum) return rc;
-  uint16_t stamp = (uint16_t)(epoch % 65535u + 1u);
-  size_t k = pgno / P_CHUNK_PAGES, i = pgno % P_CHUNK_PAGES;
-  uint16_t *st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
+  uint16_t stamp = stamp_of(epoch);
+  size_t i = pgno % P_CHUNK_PAGES;
+  uint16_t *st = __atomic_load_n(&p->vstamp[pgno / P_CHUNK_PAGES], __ATOMIC_ACQUIRE);
   if (st && __atomic_load_n(&st[i], __ATOMIC_RELAXED) == stamp) return SX_OK;
   rc = sx__db_page_verify(p, pgno, *out, err);
   if (rc) return rc;
-  if (!st) {
-    sx__mutex_lock(&p->map_mu);
-    st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
-    if (!st && (st = calloc(P_CHUNK_PAGES, sizeof *st)) != NULL)
-      __atomic_store_n(&p->vstamp[k], st, __ATOMIC_RELEASE);
-    sx__mutex_unlock(&p->map_mu);
-  }
+  if (!st) st = stamps(p, pgno);
   if (st) __atomic_store_n(&st[i], stamp, __ATOMIC_RELAXED); /* else: verified again next time */
   return SX_OK;
 }
