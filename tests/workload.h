@@ -30,10 +30,10 @@ int wl_apply(sx_write *w, uint64_t g, uint32_t npages, uint32_t touch, uint64_t 
  * consistent; otherwise returns the number of violations and describes the first
  * in why (may be NULL, size why_len). SX errors reading pages count as violations. */
 int wl_verify(sx_read *r, uint64_t *g, char *why, int why_len);
-/* sx_db_check for a database the workload wrote: its pages belong to no structure of
- * the database, so the check finds them lost (neither in use nor free); that finding,
- * when it names exactly the workload's pages (every page but page 0), is SX_OK here.
- * Any other finding stands. */
+/* sx_db_check for a database the workload wrote: its pages (the manifest, page 1, and
+ * the data pages after it) belong to no structure of the database, so the check finds
+ * them lost (neither in use nor free); that finding, when it names exactly as many
+ * pages as the workload has, from page 1, is SX_OK here. Any other finding stands. */
 sx_status wl_check(sx_db *db, sx_error *err);
 /* Opens a read session, verifies, ends it. */
 int wl_verify_db(sx_db *db, uint64_t *g, char *why, int why_len);
