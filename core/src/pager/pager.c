@@ -34,6 +34,7 @@ uint32_t sx__pager_random32(void) {
   uint32_t v = 0;
   FILE *f = fopen("/dev/urandom", "rb");
   if (f) {
+    setvbuf(f, NULL, _IONBF, 0); /* 4 bytes, not a buffer's worth of random bytes */
     if (fread(&v, sizeof v, 1, f) != 1) v = 0;
     fclose(f);
   }
@@ -52,15 +53,16 @@ const char *sx__pager_path(const sx__pager *p) {
 
 /* ---- maps ------------------------------------------------------------------ */
 
-uint8_t *sx__map_chunk(sx__pager *p, uint8_t **slot, sx__file *f, uint64_t off, size_t len,
-                       int writable, sx_error *err) {
+uint8_t *sx__map_chunk(sx__pager *p, uint8_t **table, size_t k, size_t *hi, sx__file *f,
+                       uint64_t off, size_t len, int writable, sx_error *err) {
   sx__mutex_lock(&p->map_mu);
-  uint8_t *m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  uint8_t *m = __atomic_load_n(&table[k], __ATOMIC_ACQUIRE);
   if (!m) {
     void *addr = NULL;
     if (sx__file_mmap(f, off, len, writable, &addr, err) == SX_OK) {
       m = addr;
-      __atomic_store_n(slot, m, __ATOMIC_RELEASE);
+      __atomic_store_n(&table[k], m, __ATOMIC_RELEASE);
+      if (k >= *hi) *hi = k + 1;
     }
   }
   sx__mutex_unlock(&p->map_mu);
@@ -91,8 +93,8 @@ static int file_page(sx__pager *p, uint64_t fpg, uint32_t pgno, const uint8_t **
   size_t k = (size_t)(fpg / P_CHUNK_PAGES);
   uint8_t *m = __atomic_load_n(&p->pmap[k], __ATOMIC_ACQUIRE);
   if (!m) {
-    m = sx__map_chunk(p, &p->pmap[k], p->db, k * P_CHUNK_PAGES * p->ps, P_CHUNK_PAGES * p->ps, 0,
-                      err);
+    m = sx__map_chunk(p, p->pmap, k, &p->pmap_hi, p->db, k * P_CHUNK_PAGES * p->ps,
+                      P_CHUNK_PAGES * p->ps, 0, err);
     if (!m) return err ? err->code : SX_IO;
   }
   *out = m + (off - k * P_CHUNK_PAGES * p->ps);
@@ -127,7 +129,8 @@ int sx__wal_frame(sx__pager *p, int w, uint64_t r, const uint8_t **out, sx_error
                        (unsigned long long)r, p->wal_path[w]);
   uint8_t *m = __atomic_load_n(&p->walmap[w][k], __ATOMIC_ACQUIRE);
   if (!m) {
-    m = sx__map_chunk(p, &p->walmap[w][k], p->wal[w], k * WAL_CHUNK, p->walchunk_len, 0, err);
+    m = sx__map_chunk(p, p->walmap[w], k, &p->walmap_hi[w], p->wal[w], k * WAL_CHUNK,
+                      p->walchunk_len, 0, err);
     if (!m) return err ? err->code : SX_IO;
   }
   *out = m + (off - k * WAL_CHUNK);
@@ -208,7 +211,7 @@ static void pager_free_maps(sx__pager *p) {
     return;
   }
   if (p->pmap) {
-    for (size_t k = 0; k < P_CHUNKS; k++)
+    for (size_t k = 0; k < p->pmap_hi; k++)
       if (p->pmap[k]) p->vfs->munmap(p->pmap[k], P_CHUNK_PAGES * p->ps);
     free(p->pmap);
   }
@@ -219,12 +222,12 @@ static void pager_free_maps(sx__pager *p) {
   }
   for (int w = 0; w < 2; w++) {
     if (!p->walmap[w]) continue;
-    for (size_t k = 0; k < p->nwalchunks; k++)
+    for (size_t k = 0; k < p->walmap_hi[w]; k++)
       if (p->walmap[w][k]) p->vfs->munmap(p->walmap[w][k], p->walchunk_len);
     free(p->walmap[w]);
   }
   if (p->segmap) {
-    for (size_t k = 0; k < 2 * p->nsegs; k++)
+    for (size_t k = 0; k < p->segmap_hi; k++)
       if (p->segmap[k]) p->vfs->munmap(p->segmap[k], SEG_BYTES);
     free(p->segmap);
   }

@@ -274,6 +274,9 @@ struct sx__pager {
   size_t nwalchunks, walchunk_len;
   uint8_t **segmap; /* 2 * nsegs entries: segment k of index area a at 2k + a */
   size_t nsegs;     /* per area */
+  /* One past the highest entry of each table ever mapped (under map_mu): closing
+   * scans only these, not the whole tables. */
+  size_t pmap_hi, walmap_hi[2], segmap_hi;
   atomic_uint_fast64_t
       p_size;           /* known size of P (grows; cut only by a complete checkpoint, ckpt.c) */
   uint64_t shm_size;    /* writer-side: known size of P-shm */
@@ -344,9 +347,10 @@ int sx__db_page_verify(sx__pager *p, uint32_t pgno, const uint8_t *page, sx_erro
 /* Pointer to the frame header of frame r (1-based) of WAL file w; the page image
  * follows it. */
 int sx__wal_frame(sx__pager *p, int w, uint64_t r, const uint8_t **out, sx_error *err);
-/* Maps [off, off + len) of f into *slot once (threads race to the same mapping). */
-uint8_t *sx__map_chunk(sx__pager *p, uint8_t **slot, sx__file *f, uint64_t off, size_t len,
-                       int writable, sx_error *err);
+/* Maps [off, off + len) of f into table[k] once (threads race to the same mapping)
+ * and raises *hi, the table's high-water mark, past k. */
+uint8_t *sx__map_chunk(sx__pager *p, uint8_t **table, size_t k, size_t *hi, sx__file *f,
+                       uint64_t off, size_t len, int writable, sx_error *err);
 
 /* ---- cksum.c --------------------------------------------------------------------- */
 

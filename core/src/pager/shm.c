@@ -77,8 +77,8 @@ int sx__seg_get(sx__pager *p, int a, size_t k, sx__seg *s, sx_error *err) {
   size_t at = 2 * k + (size_t)a;
   uint8_t *m = __atomic_load_n(&p->segmap[at], __ATOMIC_ACQUIRE);
   if (!m) {
-    m = sx__map_chunk(p, &p->segmap[at], p->shm, SHM_HDR_BYTES + (uint64_t)at * SEG_BYTES,
-                      SEG_BYTES, 1, err);
+    m = sx__map_chunk(p, p->segmap, at, &p->segmap_hi, p->shm,
+                      SHM_HDR_BYTES + (uint64_t)at * SEG_BYTES, SEG_BYTES, 1, err);
     if (!m) return err ? err->code : SX_IO;
   }
   s->pgno = (uint32_t *)m;
