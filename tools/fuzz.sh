@@ -67,7 +67,9 @@ tally() {
   echo $((t + $2)) >"$f"
   echo $((t + $2))
 }
-findings() { ls "$build/artifacts" | grep -c "^$1-" || true; }
+# Findings: crashes, leaks, hangs, memory blow-ups (not the slow-unit notes of a
+# loaded machine).
+findings() { ls "$build/artifacts" | grep -cE "^$1-(crash|leak|timeout|oom)-" || true; }
 run_one() {
   local n=$1 log=$2
   shift 2
@@ -118,7 +120,7 @@ if [ -n "$long" ]; then
     done
     new=$(($(findings "$n") - $(cat "$build/long_$n.before")))
     echo "fuzz_$n: $e executions in $secs s ($((e / secs))/s), $new finding(s), $(tally "$n" "$e") in all"
-    [ "$new" -eq 0 ] || { status=1; ls -t "$build/artifacts" | grep "^$n-" | head -n "$new" | sed 's/^/  build\/fuzz\/artifacts\//'; }
+    [ "$new" -eq 0 ] || { status=1; ls -t "$build/artifacts" | grep -E "^$n-(crash|leak|timeout|oom)-" | head -n "$new" | sed 's/^/  build\/fuzz\/artifacts\//'; }
   done
   exit $status
 fi
