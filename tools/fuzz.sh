@@ -6,7 +6,8 @@
 # Each fuzzer starts from its committed seeds (tests/fuzz/corpus/<name>) and its
 # regression inputs (tests/fuzz/regress/<name>) and grows a working corpus in
 # build/fuzz/work/<name> (kept between runs, not committed). A crash, leak, hang
-# (-timeout) or model mismatch stops that fuzzer and leaves the input in
+# (-timeout), single allocation over 256 MB (sized by a damaged count: the inputs are
+# small) or model mismatch stops that fuzzer and leaves the input in
 # build/fuzz/artifacts/; copy it into tests/fuzz/regress/<name>/ once understood, so
 # ctest (fuzz_regress_<name>) replays it for ever. Exits nonzero if any fuzzer found
 # something. Each run prints the fuzzer's executions and adds them to
@@ -78,7 +79,7 @@ run_one() {
   [ -d "$root/tests/fuzz/regress/$n" ] && dirs+=("$root/tests/fuzz/regress/$n")
   local before after rc=0
   before=$(findings "$n")
-  "$build/tests/fuzz/fuzz_$n" "$@" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 \
+  "$build/tests/fuzz/fuzz_$n" "$@" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=256 \
     -max_len="$(max_len "$n")" -print_final_stats=1 -artifact_prefix="$build/artifacts/$n-" \
     "${dirs[@]}" >"$log" 2>&1 || rc=1
   # In -fork mode libFuzzer exits 0 after ignored findings: new artifacts tell.

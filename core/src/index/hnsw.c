@@ -233,6 +233,16 @@ static int links(sx__hnsw *g, uint64_t slot, uint32_t level, const uint32_t **ou
                          (unsigned long long)slot, level);
     uint64_t at = ((uint64_t)uoff + (uint64_t)(level - 1) * (1 + g->m)) * 4;
     const uint8_t *lp;
+    if (!g->v.t) {
+      /* A snapshot: the node's lists lie within the words its graph has used (an
+       * offset from a damaged page would size the leaf cache by itself). */
+      const uint8_t *o = owner_page(g, err);
+      if (!o) return err ? err->code : SX_IO;
+      if ((uint64_t)uoff + (uint64_t)lv * (1 + g->m) > sx__rd64(o + g->L.upper_len_off))
+        return sx__err_set(err, SX_CORRUPT,
+                           "HNSW node %llu has upper-level links at word %u, past those in use",
+                           (unsigned long long)slot, uoff);
+    }
     if (!g->v.t && (at & (g->ps - 1)) + (1 + (uint64_t)g->m) * 4 <= g->ps) {
       /* A snapshot, and the list within one page: read it in place. */
       if ((rc = lc_get(g, &g->up, at >> g->psh, &lp, err))) return rc;
