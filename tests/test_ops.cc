@@ -631,6 +631,44 @@ TEST(Compact, ReclaimsDeletedSpaceAndKeepsEverySurvivor) {
   sx_db_free(db);
 }
 
+// A database of page 0 alone (nothing ever created, or everything dropped and
+// compacted) is two file pages: page 0 and the checksum page of its group. A
+// checkpoint that cuts P to the latest commit's size keeps both; another handle and a
+// reopen still read and check it.
+TEST(Compact, ADatabaseOfPageZeroAloneStaysReadable) {
+  TmpDir t("ops_page0_alone");
+  sx_db *db = Open(t.db);
+  sx_db *other = Open(t.db);
+  sx_error err = SX_ERROR_INIT;
+  sx_write *w = nullptr;
+  ASSERT_EQ(sx_write_begin(db, 1000, &w, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_write_set_user_version(w, 7, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
+  sx_write_free(w);
+  ASSERT_EQ(sx_db_checkpoint(db, 1000, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_db_compact(db, nullptr, &err), SX_OK) << err.message;
+  struct stat st;
+  ASSERT_EQ(stat(t.db.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 2 * 4096);
+  for (sx_db *h : {db, other}) {
+    EXPECT_EQ(sx_db_check(h, &err), SX_OK) << err.message;
+    sx_read *r = nullptr;
+    ASSERT_EQ(sx_read_begin(h, &r, &err), SX_OK) << err.message;
+    sx_names *names = nullptr;
+    ASSERT_EQ(sx_read_list_collections(r, &names, &err), SX_OK) << err.message;
+    EXPECT_EQ(sx_names_count(names), 0u);
+    sx_names_free(names);
+    sx_read_free(r);
+  }
+  ASSERT_EQ(sx_db_close(other), SX_OK);
+  ASSERT_EQ(sx_db_close(db), SX_OK);
+  db = Open(t.db);
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  Fill(db, "g", 10, SX_INDEX_FLAT);
+  EXPECT_EQ(sx_db_check(db, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_db_close(db), SX_OK);
+}
+
 TEST(Compact, CancelledOrBusyChangesNothing) {
   TmpDir t("ops_compact_cancel");
   sx_db *db = Open(t.db);

@@ -139,7 +139,9 @@ uint64_t sx__pfile_cksum_page(uint32_t ps, uint32_t pgno) {
 }
 
 uint64_t sx__pfile_pages(uint32_t ps, uint32_t npages) {
-  return npages == 0 ? 0 : sx__pfile_page(ps, npages - 1) + 1;
+  /* Group 0's checksum page (file page 1) follows page 0: a database of one page
+   * still has two file pages. Every later group's checksum page comes first. */
+  return npages == 0 ? 0 : npages == 1 ? 2 : sx__pfile_page(ps, npages - 1) + 1;
 }
 
 void sx__pfile_seal(uint8_t *file, uint64_t len, uint32_t ps) {
