@@ -272,8 +272,8 @@ static inline int node_list(sx__hnsw *g, uint32_t s, uint32_t level, const uint3
 
 /* The neighbours in list l (of slot from) not visited yet, marked visited, into
  * ids[0..*todo); their vectors are prefetched before any is measured. */
-static inline int take_unvisited(sx__hnsw *g, uint32_t from, const uint32_t *l, uint32_t *ids,
-                                 size_t cap, uint32_t *todo, sx_error *err) {
+static inline int take_unvisited(sx__hnsw *g, int qon, uint32_t from, const uint32_t *l,
+                                 uint32_t *ids, size_t cap, uint32_t *todo, sx_error *err) {
   uint32_t cnt = l[0];
   assert(cnt <= cap); /* links() and node_list() bound counts by m0 */
   (void)cap;
@@ -286,7 +286,7 @@ static inline int take_unvisited(sx__hnsw *g, uint32_t from, const uint32_t *l, 
     if (g->vtag[n] == g->tag) continue;
     g->vtag[n] = g->tag;
     ids[(*todo)++] = (uint32_t)n;
-    if (g->qon) {
+    if (qon) {
       prefetch_code(g, (uint32_t)n);
       continue;
     }
@@ -303,9 +303,9 @@ static inline int take_unvisited(sx__hnsw *g, uint32_t from, const uint32_t *l, 
 
 /* Distance *d from q to ids[i] of ids[0..todo): four at a time where the kernel
  * allows (ds keeps the four between calls), the next ones prefetched meanwhile. */
-static inline int measure(sx__hnsw *g, const float *q, float qn, const uint32_t *ids, uint32_t todo,
-                          uint32_t i, float ds[4], float *d, sx_error *err) {
-  if (g->qon) {
+static inline int measure(sx__hnsw *g, int qon, const float *q, float qn, const uint32_t *ids,
+                          uint32_t todo, uint32_t i, float ds[4], float *d, sx_error *err) {
+  if (qon) {
     if (i == 0)
       for (uint32_t j = 0; j < QPF_NEXT && j < todo; j++) prefetch_code_all(g, ids[j]);
     if (i + QPF_NEXT < todo) prefetch_code_all(g, ids[i + QPF_NEXT]);
@@ -342,8 +342,13 @@ static inline int offer(sx__hnsw *g, sx__hit x, uint32_t level, size_t ef, int o
   return SX_OK;
 }
 
-static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, size_t ef,
-                        int only_live, uint64_t skip, size_t *nres, sx_error *err) {
+/* One level's walk; qon is g->qon, a constant in each of search_layer's two calls so
+ * that the float32 walk carries no test for codes per neighbour. */
+static inline __attribute__((always_inline)) int walk_layer(sx__hnsw *g, const int qon,
+                                                            const float *q, float qn,
+                                                            uint32_t level, size_t ef,
+                                                            int only_live, uint64_t skip,
+                                                            size_t *nres, sx_error *err) {
   int rc = ensure_scratch(g, ef);
   if (rc) return sx__err_set(err, SX_NOMEM, "out of memory for HNSW search");
   sx__hit *res = g->res;
@@ -371,10 +376,11 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
     if ((rc = node_list(g, c.slot, level, &l, err))) return rc;
     /* l stays valid below: nothing in this loop reads another list. */
     uint32_t todo;
-    if ((rc = take_unvisited(g, c.slot, l, ids, sizeof ids / sizeof *ids, &todo, err))) return rc;
+    if ((rc = take_unvisited(g, qon, c.slot, l, ids, sizeof ids / sizeof *ids, &todo, err)))
+      return rc;
     for (uint32_t i = 0; i < todo; i++) {
-      float d;
-      if ((rc = measure(g, q, qn, ids, todo, i, ds, &d, err))) return rc;
+      float d = 0; /* set by measure (gcc cannot tell once qon is a constant) */
+      if ((rc = measure(g, qon, q, qn, ids, todo, i, ds, &d, err))) return rc;
       sx__hit x = {d, ids[i]};
       if (nr < ef || closer(g, x, res[0])) {
         if ((rc = offer(g, x, level, ef, only_live, skip, &nc, &nr, err))) return rc;
@@ -383,6 +389,12 @@ static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, s
   }
   *nres = nr;
   return SX_OK;
+}
+
+static int search_layer(sx__hnsw *g, const float *q, float qn, uint32_t level, size_t ef,
+                        int only_live, uint64_t skip, size_t *nres, sx_error *err) {
+  return g->qon ? walk_layer(g, 1, q, qn, level, ef, only_live, skip, nres, err)
+                : walk_layer(g, 0, q, qn, level, ef, only_live, skip, nres, err);
 }
 
 static int entry(sx__hnsw *g, uint64_t *ep, uint32_t *top, sx_error *err) {
@@ -550,10 +562,11 @@ static int search_layer_filtered(sx__hnsw *g, const float *q, float qn, size_t e
     const uint32_t *l;
     if ((rc = node_list(g, c.slot, 0, &l, err))) return rc;
     uint32_t todo;
-    if ((rc = take_unvisited(g, c.slot, l, ids, sizeof ids / sizeof *ids, &todo, err))) return rc;
+    if ((rc = take_unvisited(g, g->qon, c.slot, l, ids, sizeof ids / sizeof *ids, &todo, err)))
+      return rc;
     for (uint32_t i = 0; i < todo; i++) {
       float d;
-      if ((rc = measure(g, q, qn, ids, todo, i, ds, &d, err))) return rc;
+      if ((rc = measure(g, g->qon, q, qn, ids, todo, i, ds, &d, err))) return rc;
       sx__hit x = {d, ids[i]};
       if (nr >= ef && !closer(g, x, res[0])) continue;
       if ((rc = cand_room(g, nc, err))) return rc;
