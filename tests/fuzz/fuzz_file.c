@@ -249,6 +249,9 @@ static void fill(sx_db *db, int hnsw_too) {
     co.hnsw_m = 4;
     co.hnsw_ef_construction = 16;
     sx_write_create_collection(w, "graph", &co, &err);
+    co.metric = SX_METRIC_L2;
+    co.quantization = SX_QUANTIZATION_INT8;
+    sx_write_create_collection(w, "codes", &co, &err);
   }
   char idb[40][8];
   const char *ids[40], *meta[40];
@@ -261,6 +264,7 @@ static void fill(sx_db *db, int hnsw_too) {
   }
   sx_write_upsert(w, "flat", 20, ids, v, 4, meta, &err);
   if (hnsw_too) sx_write_upsert(w, "graph", 40, ids, v, 4, meta, &err);
+  if (hnsw_too) sx_write_upsert(w, "codes", 40, ids, v, 4, meta, &err);
   sx_write_commit(w, &err);
   sx_write_free(w);
   if (hnsw_too) { /* a delete, so that the graph has a repaired part */
