@@ -452,7 +452,7 @@ func TestStatsAndCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if Version() == "" || FormatVersion() != 1 {
+	if Version() == "" || FormatVersion() != 2 {
 		t.Fatal(Version(), FormatVersion())
 	}
 }
