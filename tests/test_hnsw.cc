@@ -131,6 +131,7 @@ struct R {
 using sxt::Count;
 using sxt::Gen;
 using sxt::Ids;
+using sxt::RefDist;
 
 sx_collection_stats Stats(sx_collection *c) {
   sx_collection_stats st = SX_COLLECTION_STATS_INIT;
@@ -138,21 +139,6 @@ sx_collection_stats Stats(sx_collection *c) {
   EXPECT_EQ(sx_collection_stats_get(c, &st, &err), SX_OK) << err.message;
   EXPECT_EQ(st.slots, st.count + st.dead + st.free);
   return st;
-}
-
-// Exact distance in double precision, independent of the library's kernels.
-double RefDist(int metric, const float *a, const float *b, size_t dim) {
-  double dot = 0, l2 = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < dim; i++) {
-    double x = a[i], y = b[i];
-    dot += x * y;
-    l2 += (x - y) * (x - y);
-    na += x * x;
-    nb += y * y;
-  }
-  if (metric == SX_METRIC_L2) return l2;
-  if (metric == SX_METRIC_IP) return 1 - dot;
-  return 1 - dot / (std::sqrt(na) * std::sqrt(nb));
 }
 
 // A collection's contents as the test knows them: row i is ids[i] when live[i].

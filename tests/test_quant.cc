@@ -22,6 +22,7 @@ namespace {
 
 using sxt::Gen;
 using sxt::Ids;
+using sxt::RefDist;
 using sxt::TmpDir;
 
 struct Db {
@@ -125,20 +126,6 @@ struct Db {
     return out;
   }
 };
-
-double RefDist(int metric, const float *a, const float *b, size_t dim) {
-  double dot = 0, l2 = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < dim; i++) {
-    double x = a[i], y = b[i];
-    dot += x * y;
-    l2 += (x - y) * (x - y);
-    na += x * x;
-    nb += y * y;
-  }
-  if (metric == SX_METRIC_L2) return l2;
-  if (metric == SX_METRIC_IP) return 1 - dot;
-  return 1 - dot / (std::sqrt(na) * std::sqrt(nb));
-}
 
 // Rows of data by id ("v<i>" is row i), and which are live.
 struct Truth {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -147,6 +148,21 @@ inline long RunAndKill(const std::vector<std::string> &argv, int ms) {
   for (size_t pos = 0, nl; (nl = out.find('\n', pos)) != std::string::npos; pos = nl + 1)
     last = std::stol(out.substr(pos, nl - pos));
   return last;
+}
+
+// Exact distance in double precision, independent of the library's kernels.
+inline double RefDist(int metric, const float *a, const float *b, size_t dim) {
+  double dot = 0, l2 = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < dim; i++) {
+    double x = a[i], y = b[i];
+    dot += x * y;
+    l2 += (x - y) * (x - y);
+    na += x * x;
+    nb += y * y;
+  }
+  if (metric == SX_METRIC_L2) return l2;
+  if (metric == SX_METRIC_IP) return 1 - dot;
+  return 1 - dot / (std::sqrt(na) * std::sqrt(nb));
 }
 
 }  // namespace sxt
