@@ -323,21 +323,28 @@ void OnAlarm(int) {
   _exit(3);
 }
 
+using Plant = std::function<void(const Image &, std::vector<uint8_t> &)>;
+
+// Writes the image, with plant's damage in it, as the database at path. Sealed, the
+// page checksums are made valid again: the damage is left for the structures' own
+// checks (the test Corrupt.PageChecksums leaves them wrong).
+bool WritePlanted(const std::string &path, const Image &img, const Plant &plant, bool seal = true) {
+  std::vector<uint8_t> p = img.p;
+  plant(img, p);
+  if (seal) sx__pfile_seal(p.data(), p.size(), kPs);
+  return WriteAll(path, p);
+}
+
 struct Case {
   const char *name;
-  std::function<void(const Image &, std::vector<uint8_t> &)> plant;
+  Plant plant;
 };
 
 // Writes the patched image as a fresh database and runs everything on it.
 void RunCase(const Image &img, const Case &c, bool seal = true) {
   SCOPED_TRACE(c.name);
   TmpDir t("corrupt");
-  std::vector<uint8_t> p = img.p;
-  c.plant(img, p);
-  // The page checksums made valid again: the damage is left for the structures'
-  // own checks (the test Corrupt.PageChecksums leaves them wrong).
-  if (seal) sx__pfile_seal(p.data(), p.size(), kPs);
-  ASSERT_TRUE(WriteAll(t.db, p));
+  ASSERT_TRUE(WritePlanted(t.db, img, c.plant, seal));
   g_case = c.name;
   signal(SIGALRM, OnAlarm);
   alarm(120);  // a hang is a failure: the alarm ends the test binary, naming the case
@@ -796,10 +803,7 @@ TEST_F(Corrupt, HeaderPage) {
   for (const Case &c : cases) {
     SCOPED_TRACE(c.name);
     TmpDir t("corrupt");
-    std::vector<uint8_t> p = img_->p;
-    c.plant(*img_, p);
-    sx__pfile_seal(p.data(), p.size(), kPs);
-    ASSERT_TRUE(WriteAll(t.db, p));
+    ASSERT_TRUE(WritePlanted(t.db, *img_, c.plant));
     sx_db *d = nullptr;
     sx_error e = SX_ERROR_INIT;
     sx_status rc = sx_db_open(&d, t.db.c_str(), nullptr, &e);
@@ -844,10 +848,7 @@ TEST_F(Corrupt, FreeListNeverHandsOutALivePage) {
   for (const Case &c : cases) {
     SCOPED_TRACE(c.name);
     TmpDir t("corrupt");
-    std::vector<uint8_t> p = img_->p;
-    c.plant(*img_, p);
-    sx__pfile_seal(p.data(), p.size(), kPs);
-    ASSERT_TRUE(WriteAll(t.db, p));
+    ASSERT_TRUE(WritePlanted(t.db, *img_, c.plant));
     sx_db *d = nullptr;
     sx_error e = SX_ERROR_INIT;
     sx_open_options oo = SX_OPEN_OPTIONS_INIT;
@@ -1081,11 +1082,8 @@ TEST_F(Corrupt, PagesInOnePlace) {
   };
   for (const C &c : cases) {
     SCOPED_TRACE(c.name);
-    std::vector<uint8_t> p = img_->p;
-    c.plant(*img_, p);
-    sx__pfile_seal(p.data(), p.size(), kPs);
     TmpDir t("oneplace");
-    ASSERT_TRUE(WriteAll(t.db, p));
+    ASSERT_TRUE(WritePlanted(t.db, *img_, c.plant));
     sx_db *d = nullptr;
     sx_error e = SX_ERROR_INIT;
     ASSERT_EQ(sx_db_open(&d, t.db.c_str(), nullptr, &e), SX_OK) << e.message;
