@@ -197,6 +197,12 @@ static int check_db_header(sx__pager *p, sx_error *err) {
 }
 
 static void pager_free_maps(sx__pager *p) {
+  /* The stamps are heap memory: a forked child has its own copy to free too. */
+  if (p->vstamp) {
+    for (size_t k = 0; k < p->vstamp_hi; k++) free(p->vstamp[k]);
+    free(p->vstamp);
+    p->vstamp = NULL;
+  }
   if (sx__pager_forked(p)) {
     /* Mappings are not inherited (MADV_DONTFORK); their addresses may already
      * belong to mappings this process made since. */
@@ -214,11 +220,6 @@ static void pager_free_maps(sx__pager *p) {
     for (size_t k = 0; k < p->pmap_hi; k++)
       if (p->pmap[k]) p->vfs->munmap(p->pmap[k], P_CHUNK_PAGES * p->ps);
     free(p->pmap);
-  }
-  if (p->vstamp) {
-    for (size_t k = 0; k < P_CHUNKS; k++) free(p->vstamp[k]);
-    free(p->vstamp);
-    p->vstamp = NULL;
   }
   for (int w = 0; w < 2; w++) {
     if (!p->walmap[w]) continue;

@@ -276,7 +276,7 @@ struct sx__pager {
   size_t nsegs;     /* per area */
   /* One past the highest entry of each table ever mapped (under map_mu): closing
    * scans only these, not the whole tables. */
-  size_t pmap_hi, walmap_hi[2], segmap_hi;
+  size_t pmap_hi, walmap_hi[2], segmap_hi, vstamp_hi;
   atomic_uint_fast64_t
       p_size;           /* known size of P (grows; cut only by a complete checkpoint, ckpt.c) */
   uint64_t shm_size;    /* writer-side: known size of P-shm */
