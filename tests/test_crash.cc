@@ -496,10 +496,11 @@ struct WalImage {
   }
 };
 
-void BuildWalImage(WalImage *img) {
+void BuildWalImage(WalImage *img, sx_sync sync = SX_SYNC_FULL) {
   TmpDir t("walsrc");
   sx_open_options o = SX_OPEN_OPTIONS_INIT;
   o.autocheckpoint_frames = 1000000;
+  o.sync = sync;
   sx_db *db = nullptr;
   sx_error err = SX_ERROR_INIT;
   ASSERT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_OK) << err.message;
@@ -603,15 +604,18 @@ constexpr uint64_t kCorrupt = UINT64_MAX;
 // damage, not a tear, and gives SX_CORRUPT, never a silent rollback of acknowledged
 // commits (the last one included), whatever field of the frame's header the byte is
 // in: page number, commit field, salts, stored checksum, in a commit frame as in any
-// other; in a page image too, except a commit frame's (a power cut without syncs
-// between commits can tear a commit frame's page image and keep the next commit
-// whole, wal.c) and the file's very last frame (nothing follows it): those roll back
-// to the commit before. A damaged WAL header over committed frames, with no other WAL file, is
+// other; in a page image too, a commit frame's included when the commits were made at
+// sync=full (each commit's frames are synced before the next commit says so in its
+// commit frame, so no power cut can tear them). Only the file's very last frame
+// (nothing follows it) rolls back to the commit before. Without syncs between
+// commits (sync_commits false) a commit frame's page image rolls back too: a power
+// cut can tear it and keep the next commit whole (wal.c), and nothing tells that from
+// damage. A damaged WAL header over committed frames, with no other WAL file, is
 // SX_CORRUPT too (a header is written and synced before its generation's frames, so
 // it is never torn over them).
-TEST(Crash, WalDamageFlippedByte) {
+void FlipEveryFrame(bool sync_commits) {
   WalImage img;
-  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img));
+  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img, sync_commits ? SX_SYNC_FULL : SX_SYNC_NORMAL));
   TmpDir t("walflip");
   const uint64_t nframes = (img.wal.size() - kWalHdr) / kFrame;
   uint64_t rng = 7;
@@ -629,8 +633,9 @@ TEST(Crash, WalDamageFlippedByte) {
       // Every byte of a commit frame's header: page number, commit field, salts,
       // stored checksum.
       for (uint64_t h = 0; h < kFrameHdr; h++) cases.push_back({start + h, want});
-      cases.push_back({start + kFrame - 1, before});  // the commit's last byte
-      cases.push_back({start + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize, before});
+      const uint64_t image = sync_commits ? want : before;
+      cases.push_back({start + kFrame - 1, image});  // the commit's last byte
+      cases.push_back({start + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize, image});
     } else {
       cases.push_back({start + f % kFrameHdr, want});  // one header byte, field by field
       cases.push_back({start + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize, want});
@@ -651,9 +656,17 @@ TEST(Crash, WalDamageFlippedByte) {
     ASSERT_NO_FATAL_FAILURE(RecoverImage(t.db, img.p, wal, n++ % 6 == 0, &g));
     ASSERT_EQ(g, c.second);
   }
-  EXPECT_EQ(corrupt, cases.size() - kFrameHdr - 2 * kDmgCommits);
-  printf("[ WalDamageFlippedByte: %zu cases over %llu frames (%zu corrupt), %.1f s ]\n",
-         cases.size(), (unsigned long long)nframes, corrupt, Seconds(t0));
+  // Rolled back: the last frame's bytes, and without syncs every commit frame's image.
+  EXPECT_EQ(corrupt, cases.size() - kFrameHdr - (sync_commits ? 2 : 2 * kDmgCommits));
+  printf("[ flipped bytes: %zu cases over %llu frames (%zu corrupt), %.1f s ]\n", cases.size(),
+         (unsigned long long)nframes, corrupt, Seconds(t0));
+}
+
+TEST(Crash, WalDamageFlippedByte) {
+  FlipEveryFrame(true);
+}
+TEST(Crash, WalDamageFlippedByteWithoutSyncs) {
+  FlipEveryFrame(false);
 }
 
 // A torn tail is never taken for damage: after the last commit (whole, or cut at a

@@ -71,7 +71,8 @@ static int check_chain(sx__pager *p, int w, uint32_t gen, uint64_t nfr, uint32_t
         sx__rd64(buf + 16) != a || sx__rd64(buf + 24) != b)
       rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' fails its checksum",
                        (unsigned long long)r, p->wal_path[w]);
-    else if (r == nfr && (sx__rd32(buf + 4) == 0 || (npages && sx__rd32(buf + 4) != npages)))
+    else if (r == nfr &&
+             (sx__frame_npages(p, buf) == 0 || (npages && sx__frame_npages(p, buf) != npages)))
       rc = sx__err_set(err, SX_CORRUPT, "WAL frame %llu of '%s' should end a commit of %u pages",
                        (unsigned long long)r, p->wal_path[w], npages);
   }

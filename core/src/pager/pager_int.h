@@ -141,8 +141,13 @@
  * later commit back before an earlier one; a write torn to a prefix of its sectors
  * ends in its commit frame and rolls back, but a block lost inside an earlier,
  * non-commit frame's page image reads as SX_CORRUPT; nothing in the files tells that
- * from damage (sextant.h documents it at sx_sync). Damage inside a commit frame's page
- * image, followed by commits, rolls back like the tear it looks like.
+ * from damage (sextant.h documents it at sx_sync). A commit frame's page image damaged
+ * with commits after it: in format 2 a commit frame's commit field carries
+ * FRAME_DURABLE when every frame before the commit was synced before its frames were
+ * written (the handle's own sync=full commit, or its checkpoint's sync, covered them),
+ * so a broken commit frame followed by such a commit is damage (SX_CORRUPT); without
+ * the flag (commits without syncs between them, format 1) it rolls back like the tear
+ * it looks like.
  */
 #ifndef SX_PAGER_INT_H
 #define SX_PAGER_INT_H
@@ -174,6 +179,10 @@ enum {
 #define WAL_VERSION 1u
 #define WAL_HDR 64u
 #define FRAME_HDR 32u
+/* Format 2: a commit frame's commit field holds the database size in its low 31 bits
+ * and FRAME_DURABLE, so a database has at most SX__PAGES_MAX_V2 pages. */
+#define FRAME_DURABLE 0x80000000u
+#define SX__PAGES_MAX_V2 0x7fffffffu
 
 #define SHM_MAGIC 0x4d485358u /* "SXHM" */
 #define SHM_VERSION 2u
@@ -250,8 +259,9 @@ struct sx__pager {
   uint32_t autockpt, wal_max;
   uint64_t wal_limit; /* bytes a WAL file keeps after a restart (sx_open_options.wal_size_limit) */
   uint64_t wal_cuts_seen; /* writer-side: hdr->wal_cuts when wal_size[] was last valid */
-  /* Writer-side, sync=normal: this handle's last sync of the current WAL file made
-   * generation synced_gen durable up to frame synced_mx (synced_gen 0: none). */
+  /* Writer-side: this handle's last sync of the current WAL file (a sync=full commit,
+   * a sync=normal checkpoint) made generation synced_gen durable up to frame
+   * synced_mx (both 0 at first: frame 0 is no frame). */
   uint32_t synced_gen;
   uint64_t synced_mx;
   unsigned fork_gen;
@@ -333,6 +343,18 @@ static inline int sx__pager_forked(const sx__pager *p) {
 /* A failed sync: the handle refuses writes from now on (see os.h). */
 static inline void sx__pager_poison(sx__pager *p) {
   atomic_store(&p->poisoned, 1);
+}
+
+/* The database size a frame header's commit field gives (0: not a commit frame). */
+static inline uint32_t sx__frame_npages(const sx__pager *p, const uint8_t *f) {
+  uint32_t c = sx__rd32(f + 4);
+  return p->cksum ? c & ~FRAME_DURABLE : c;
+}
+
+/* Nonzero when a commit frame says every frame before its commit was durable before
+ * the commit was written (format 2). */
+static inline int sx__frame_durable(const sx__pager *p, const uint8_t *f) {
+  return p->cksum && (sx__rd32(f + 4) & FRAME_DURABLE) && sx__frame_npages(p, f);
 }
 
 /* ---- pager.c: the page file and the maps ----------------------------------- */

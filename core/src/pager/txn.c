@@ -365,9 +365,9 @@ int sx__txn_alloc(sx__txn *t, uint32_t *pgno, uint8_t **out, sx_error *err) {
         *pgno = head;
         *out = d->buf;
       }
-    } else if (t->npages == UINT32_MAX) {
+    } else if (t->npages == (t->p->cksum ? SX__PAGES_MAX_V2 : UINT32_MAX)) {
       rc = sx__err_set(err, SX_FULL, "database '%s' has reached its maximum of %u pages",
-                       t->p->path, UINT32_MAX);
+                       t->p->path, t->npages);
     } else {
       uint32_t n = t->npages++;
       rc = write_dp(t, n, &d, err);
@@ -586,9 +586,13 @@ static int commit_assemble(sx__txn *t, const sx__hdrc *h, commit_batch *b, sx_er
   b->ck0 = h->ck0;
   b->ck1 = h->ck1;
   if (b->hdr_bytes) sx__wal_header_make(p, b->buf, h, &b->ck0, &b->ck1);
+  /* This handle synced every frame before this commit (the published mx) itself. */
+  uint32_t durable =
+      p->cksum && p->synced_gen == h->gen && p->synced_mx == h->mx ? FRAME_DURABLE : 0;
   for (size_t i = 0; i < b->nfr; i++)
     sx__wal_frame_make(p, h, b->buf + b->hdr_bytes + i * p->fsz, b->list[i]->pgno,
-                       i + 1 == b->nfr ? t->npages : 0, b->list[i]->buf, &b->ck0, &b->ck1);
+                       i + 1 == b->nfr ? t->npages | durable : 0, b->list[i]->buf, &b->ck0,
+                       &b->ck1);
   memset(b->buf + b->hdr_bytes + b->nfr * p->fsz, 0, FRAME_HDR);
   return SX_OK;
 }
@@ -640,6 +644,10 @@ static int commit_frames(sx__txn *t, sx_error *err) {
                        err);
   }
   if (!rc) rc = commit_publish(t, &h, &b, err);
+  if (!rc && p->sync == SX_SYNC_FULL) { /* sx__wal_write synced the frames */
+    p->synced_gen = h.gen;
+    p->synced_mx = h.mx;
+  }
   /* The commit stands whatever the checkpoint does; a failed sync still poisons. */
   if (!rc && h.mx - h.backfill >= p->autockpt) sx__checkpoint_locked(p, &h, NULL);
   if (b.buf != p->cbuf) free(b.buf);

@@ -123,8 +123,10 @@ static int header_block_damaged(const sx__pager *p, const sx__walhdr *wh, const 
  * keeps it whole or not at all. Hence whole commits after frame r are damage when
  * frame r is not a commit frame, or its stored checksum is the damaged part, or its
  * salts differ while its stored checksum holds, or its first 16 bytes are
- * (header_block_damaged); damage inside a commit frame's page image cannot be told
- * from that tear and rolls back, as does damage to the file's last frame.
+ * (header_block_damaged), or the next commit frame carries FRAME_DURABLE (its writer
+ * had synced frame r before writing it: no power cut tears it since). Damage inside
+ * a commit frame's page image with no such flag after it cannot be told from that
+ * tear and rolls back, as does damage to the file's last frame.
  */
 static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
                       uint64_t pre0, uint64_t pre1, uint8_t *buf, size_t per, sx_error *err) {
@@ -141,7 +143,7 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
         s[0][1] = sx__rd64(f + 24);
         sx__cksum(f, 16, &s[1][0], &s[1][1]);
         sx__cksum(f + FRAME_HDR, p->ps, &s[1][0], &s[1][1]);
-        header_damage = !sx__rd32(f + 4) || sx__rd32(f + 8) != wh->salt0 ||
+        header_damage = !sx__frame_npages(p, f) || sx__rd32(f + 8) != wh->salt0 ||
                         sx__rd32(f + 12) != wh->salt1 ||
                         header_block_damaged(p, wh, f, s[1][0], s[1][1], s[0][0], s[0][1]);
         continue;
@@ -157,8 +159,9 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
         s[k][1] = b;
       }
       if (!live[0] && !live[1]) return SX_OK;
-      if (!sx__rd32(f + 4)) continue;
-      if (!live[1] && !header_damage) return SX_OK; /* a torn commit frame */
+      if (!sx__frame_npages(p, f)) continue;
+      /* A torn commit frame, unless this commit says frame r was durable before it. */
+      if (!live[1] && !header_damage && !sx__frame_durable(p, f)) return SX_OK;
       return sx__err_set(err, SX_CORRUPT,
                          "WAL '%s' is damaged at frame %llu: whole frames and a commit follow "
                          "it (not a torn write)",
@@ -201,7 +204,7 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
     a = sx__rd64(f + 16);
     b = sx__rd64(f + 24);
     *nchain = r;
-    if (sx__rd32(f + 4)) {
+    if (sx__frame_npages(p, f)) {
       *last_commit = r;
       *e0 = a;
       *e1 = b;
@@ -300,9 +303,9 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
         break;
       }
       rc = sx__index_append(p, w, r, sx__rd32(f), err);
-      if (!rc && sx__rd32(f + 4)) {
+      if (!rc && sx__frame_npages(p, f)) {
         out->last = r;
-        out->npages = sx__rd32(f + 4);
+        out->npages = sx__frame_npages(p, f);
         out->ck0 = ck0;
         out->ck1 = ck1;
       }
