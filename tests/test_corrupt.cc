@@ -84,6 +84,28 @@ void Check(sx_status rc, const sx_error &e) {
   ASSERT_EQ(rc, SX_OK) << e.message;
 }
 
+// Reads the closed database db, whose catalog holds ncoll collections (among them
+// "hnsw", and perhaps "flat"), into img.
+void ReadImage(const std::string &db, uint32_t ncoll, Image *img) {
+  img->p = sxt::ReadBytes(db);
+  ASSERT_EQ(img->p.size() % kPs, 0u);
+  // Database pages: the file's, less its checksum pages (one first in each group of
+  // kPs / 4, and page 0 before group 0's).
+  uint64_t fpages = img->p.size() / kPs;
+  img->npages = (uint32_t)(fpages - 1 - (fpages - 1) / (kPs / 4 + 1));
+  ASSERT_EQ(sx__pfile_pages(kPs, img->npages), fpages);
+  img->cat = Rd32(img->p, kCatOff);
+  ASSERT_GT(img->cat, 0u);
+  ASSERT_EQ(Rd32(img->p, img->Page(img->cat) + kCatNext), 0u) << "one catalog page";
+  ASSERT_EQ(Rd32(img->p, img->Page(img->cat) + kCatN), ncoll);
+  for (uint32_t i = 0; i < ncoll; i++) {
+    size_t e0 = img->Page(img->cat) + kCatEnt + i * kCatEntSize;
+    std::string name((const char *)img->p.data() + e0);
+    (name == "flat" ? img->hflat : img->hhnsw) = Rd32(img->p, e0 + 68);
+  }
+  ASSERT_GT(img->hhnsw, 0u);
+}
+
 void Build(const std::string &db, Image *img) {
   sx_error e = SX_ERROR_INIT;
   sx_db *d = nullptr;
@@ -134,24 +156,8 @@ void Build(const std::string &db, Image *img) {
   ASSERT_EQ(sx_db_close(d), SX_OK);
   sx_db_free(d);
 
-  img->p = sxt::ReadBytes(db);
-  ASSERT_EQ(img->p.size() % kPs, 0u);
-  // Database pages: the file's, less its checksum pages (one first in each group of
-  // kPs / 4, and page 0 before group 0's).
-  uint64_t fpages = img->p.size() / kPs;
-  img->npages = (uint32_t)(fpages - 1 - (fpages - 1) / (kPs / 4 + 1));
-  ASSERT_EQ(sx__pfile_pages(kPs, img->npages), fpages);
-  img->cat = Rd32(img->p, kCatOff);
-  ASSERT_GT(img->cat, 0u);
-  ASSERT_EQ(Rd32(img->p, img->Page(img->cat) + kCatNext), 0u) << "one catalog page";
-  ASSERT_EQ(Rd32(img->p, img->Page(img->cat) + kCatN), 2u);
-  for (uint32_t i = 0; i < 2; i++) {
-    size_t e0 = img->Page(img->cat) + kCatEnt + i * kCatEntSize;
-    std::string name((const char *)img->p.data() + e0);
-    (name == "flat" ? img->hflat : img->hhnsw) = Rd32(img->p, e0 + 68);
-  }
+  ASSERT_NO_FATAL_FAILURE(ReadImage(db, 2, img));
   ASSERT_GT(img->hflat, 0u);
-  ASSERT_GT(img->hhnsw, 0u);
   ASSERT_GT(Rd32(img->p, kP0FreeCount), 0u) << "the build leaves free pages";
   ASSERT_EQ(Rd32(img->p, img->Page(img->hflat) + SX__H_PA_SLOTS + 4), 1u)
       << "slot arrays of depth 1";
@@ -573,6 +579,22 @@ struct Graph {
   }
 };
 
+// Takes every link to the first live level-0 node (not the entry point) out of the
+// level-0 lists.
+void Orphan(const Image &i, std::vector<uint8_t> &p) {
+  Graph g{i};
+  const uint32_t x = (uint32_t)g.Node(0);
+  for (uint64_t s = 0; s < g.NSlots(); s++) {
+    size_t at = g.L0(s);
+    uint32_t n = Rd32(p, at), k = 0;
+    for (uint32_t j = 0; j < n && j < 2 * Graph::kM; j++) {
+      uint32_t y = Rd32(p, at + 4 + 4 * j);
+      if (y != x) Wr32(p, at + 4 + 4 * k++, y);
+    }
+    Wr32(p, at, k);
+  }
+}
+
 TEST_F(Corrupt, HnswGraph) {
   {
     Graph gr{*img_};
@@ -684,22 +706,51 @@ TEST_F(Corrupt, HnswGraph) {
          Graph g{i};
          Wr32(p, i.Page(g.H()) + SX__H_HNSW_EP + 4, 200);
        }},
-      {"a live node no level-0 list links to",
-       [](const Image &i, P &p) {
-         Graph g{i};
-         const uint32_t x = (uint32_t)g.Node(0);
-         for (uint64_t s = 0; s < g.NSlots(); s++) {
-           size_t at = g.L0(s);
-           uint32_t n = Rd32(p, at), k = 0;
-           for (uint32_t j = 0; j < n && j < 2 * Graph::kM; j++) {
-             uint32_t y = Rd32(p, at + 4 + 4 * j);
-             if (y != x) Wr32(p, at + 4 + 4 * k++, y);
-           }
-           Wr32(p, at, k);
-         }
-       }},
+      {"a live node no level-0 list links to", Orphan},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
+}
+
+// Reachability in a graph too large to be walked after every commit (more than
+// 8,192 slots): it is walked whenever the nodes linked since the last walk reach
+// 1/32 of it, and sx_db_check finds a node no walk can reach in a graph whose last
+// commit walked it.
+TEST(CorruptLarge, UnreachableNodeInALargeGraph) {
+  const uint32_t n = 9000;
+  Image img;
+  {
+    TmpDir t("corrupt-large");
+    sx_error e = SX_ERROR_INIT;
+    sx_db *d = nullptr;
+    sx_open_options oo = SX_OPEN_OPTIONS_INIT;
+    oo.sync = SX_SYNC_OFF;
+    ASSERT_NO_FATAL_FAILURE(Check(sx_db_open(&d, t.db.c_str(), &oo, &e), e));
+    sx_write *w = nullptr;
+    ASSERT_NO_FATAL_FAILURE(Check(sx_write_begin(d, -1, &w, &e), e));
+    sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+    co.dim = kDim;
+    co.index = SX_INDEX_HNSW;
+    co.hnsw_m = Graph::kM;
+    co.hnsw_ef_construction = 16;
+    ASSERT_NO_FATAL_FAILURE(Check(sx_write_create_collection(w, "hnsw", &co, &e), e));
+    std::vector<float> v = sxt::Gen(17, n, kDim);
+    std::vector<std::string> ids;
+    for (uint32_t i = 0; i < n; i++) ids.push_back("id" + std::to_string(i));
+    std::vector<const char *> ip;
+    for (auto &s : ids) ip.push_back(s.c_str());
+    ASSERT_NO_FATAL_FAILURE(
+        Check(sx_write_upsert(w, "hnsw", n, ip.data(), v.data(), kDim, nullptr, &e), e));
+    ASSERT_NO_FATAL_FAILURE(Check(sx_write_commit(w, &e), e));
+    sx_write_free(w);
+    ASSERT_NO_FATAL_FAILURE(Check(sx_db_check(d, &e), e));
+    ASSERT_EQ(sx_db_close(d), SX_OK);
+    sx_db_free(d);
+    ASSERT_NO_FATAL_FAILURE(ReadImage(t.db, 1, &img));
+  }
+  Graph g{img};
+  ASSERT_GT(g.NSlots(), 8192u);
+  ASSERT_EQ(Rd64(img.p, img.Page(g.H()) + SX__H_LINK_DEBT), 1u) << "walked: no debt";
+  ASSERT_NO_FATAL_FAILURE(RunCase(img, {"a node no level-0 list links to, 9,000 slots", Orphan}));
 }
 
 // The free list: through a live page, in a cycle, past the end, a count that lies.

@@ -1206,6 +1206,33 @@ TEST_P(HnswThreads, SmallMKeepsEveryNodeReachable) {
   db.Check();
 }
 
+// A graph too large to walk after every commit (more than 8,192 slots) fed one vector
+// per commit, with m = 2 under ip in 2-d (where the heuristic orphans nodes most): the
+// commit that brings the nodes linked since the last walk to 1/32 of the slots walks
+// it, and after it every live node is reachable again (before, only a large batch or
+// a delete did, so a trickle of single inserts lost nodes for good).
+TEST(Hnsw, TrickleOfSingleInsertsKeepsALargeGraphReachable) {
+  const size_t n = 9000, dim = 2;
+  Db db("hnsw-trickle", 1);
+  Data d = Build(db, "t", n, dim, SX_METRIC_IP, 4242, 2, 16);
+  {
+    R r(db.db, "t");
+    ASSERT_EQ(Reachable(r.c, d.Row(0), dim, n), n) << "after the build";
+  }
+  // The walk comes with the j-th single insert: j >= (n + j) / 32.
+  size_t walk = 1;
+  while (walk < (n + walk) / 32) walk++;
+  Data more{dim, SX_METRIC_IP, Gen(4243, walk, dim), Ids("s", walk), std::vector<bool>(walk, true)};
+  for (size_t j = 0; j < walk; j++) {
+    W w(db.db);
+    ASSERT_EQ(w.Upsert("t", {more.ids[j]}, more.Row(j), dim), SX_OK) << w.err.message;
+    ASSERT_EQ(w.Commit(), SX_OK);
+  }
+  R r(db.db, "t");
+  EXPECT_EQ(Reachable(r.c, d.Row(0), dim, n + walk), n + walk) << "after " << walk << " inserts";
+  db.Check();
+}
+
 // A search whose whole neighbourhood is dead (the 1200 nearest of 40000, below the
 // share that unlinks them) walks through them all and still finds the nearest live
 // vectors.

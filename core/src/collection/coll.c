@@ -44,6 +44,7 @@ void sx__coll_hnsw_layout(uint32_t hdr, sx__hnsw_layout *out) {
   out->stamp_seq_off = SX__H_STAMP_SEQ;
   out->quant_off = SX__H_QUANT;
   out->codes_off = SX__H_PA_CODES;
+  out->debt_off = SX__H_LINK_DEBT;
 }
 
 static uint32_t cat_cap(uint32_t ps) {

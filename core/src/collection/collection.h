@@ -120,7 +120,9 @@ enum {
   /* Quantization (schema: u32 sx_quantization; files written before it have zero,
    * none) and the page array of the HNSW walk's codes (hnsw.h). */
   SX__H_QUANT = 256,
-  SX__H_PA_CODES = 264
+  SX__H_PA_CODES = 264,
+  /* Nodes linked since the HNSW graph's last connectivity walk, plus one (hnsw.h). */
+  SX__H_LINK_DEBT = 272
 };
 /* Every page array of a collection header (byte offsets in its page). */
 #define SX__COLL_NPA 12

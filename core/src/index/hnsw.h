@@ -46,6 +46,9 @@ typedef struct sx__hnsw_layout {
   unsigned stamp_seq_off; /* u64: the next stamp (at least the slots in use) */
   unsigned quant_off;     /* u32: sx_quantization (validated by the owner's reader) */
   unsigned codes_off;     /* page array: code records (SX_QUANTIZATION_INT8) */
+  /* u64: nodes linked since the last connectivity walk (sx__hnsw_connect) plus one;
+   * 0: unknown (files written before it, a new or compacted graph). */
+  unsigned debt_off;
 } sx__hnsw_layout;
 
 /* 1 when int8 code records of vectors of dim fit in a page of ps bytes. */

@@ -300,11 +300,18 @@ int sx__hnsw_insert_batch(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t 
   else
     for (size_t i = 0; i < nt && !rc; i++) rc = sx__hnsw_link_node(g, todo[i], err);
   /* Back links may have pruned some node's last link in. The walk reads every level-0
-   * list, so it runs when the batch is a share of the graph (1/32, as for deletes;
-   * every build from empty) or the graph is small: a trickle of single inserts into a
-   * large graph is covered by the next large batch or unlink. */
-  if (!rc && nt > 0 && (g->nslots <= CONNECT_ALWAYS_SLOTS || nt * 32 >= g->nslots))
-    rc = sx__hnsw_connect(g, err);
+   * list, so it runs when the graph is small, or the nodes linked since the last walk
+   * (this batch included) reach a share of the graph: 1/32, as for deletes (every
+   * build from empty; every 1/32 of a trickle of single inserts). */
+  uint64_t debt = 0;
+  if (!rc && nt > 0) rc = sx__hnsw_debt(g, &debt, err);
+  if (!rc && nt > 0) {
+    debt = debt > UINT64_MAX - nt ? UINT64_MAX : debt + nt;
+    if (g->nslots <= CONNECT_ALWAYS_SLOTS || debt >= g->nslots / CONNECT_DEBT_SHARE)
+      rc = sx__hnsw_connect(g, err);
+    else
+      rc = sx__hnsw_set_debt(g, debt, err);
+  }
   sx__hnsw_close(g);
   free(todo);
   return rc;

@@ -117,9 +117,14 @@ static inline int span_ord(const span *s, int i) {
 }
 
 /* Graphs of at most this many slots are walked for connectivity (sx__hnsw_connect)
- * after every insert batch, so every live node of one is reachable from the entry
- * point at level 0 in every committed state (sx__hnsw_check relies on it). */
+ * after every insert batch; larger ones once the nodes linked since the last walk
+ * reach 1/CONNECT_DEBT_SHARE of the slots (the walk reads every level-0 list, so
+ * that costs a few list reads per insert). Every live node is reachable from the
+ * entry point at level 0 in a committed state whose debt is zero (sx__hnsw_check
+ * relies on it): always in small graphs, after every delete, large batch and every
+ * nslots/32 single inserts in large ones. */
 #define CONNECT_ALWAYS_SLOTS 8192
+#define CONNECT_DEBT_SHARE 32
 
 /* Below this many nodes to link or repair, threads cost more than they save. */
 #define PAR_MIN 16
@@ -169,8 +174,13 @@ int sx__hnsw_quant_check(sx__hnsw *g, uint64_t s, sx_error *err);
 /* ---- hnsw_repair.c -------------------------------------------------------------- */
 
 /* Links in every live node that a walk of level 0 from the entry point misses
- * (hnsw_repair.c explains). Write views. */
+ * (hnsw_repair.c explains), and records a zero debt. Write views. */
 int sx__hnsw_connect(sx__hnsw *g, sx_error *err);
+/* Nodes linked since the last connectivity walk, from the owner page; UINT64_MAX
+ * when unknown. */
+int sx__hnsw_debt(sx__hnsw *g, uint64_t *out, sx_error *err);
+/* Records debt (UINT64_MAX - 1 at most) in the owner page. Write views. */
+int sx__hnsw_set_debt(sx__hnsw *g, uint64_t debt, sx_error *err);
 
 /* ---- hnsw_span.c ---------------------------------------------------------------- */
 

@@ -167,10 +167,26 @@ static int append0(sx__hnsw *g, uint64_t r, uint64_t u, int *done, sx_error *err
   return rc;
 }
 
+int sx__hnsw_debt(sx__hnsw *g, uint64_t *out, sx_error *err) {
+  const uint8_t *o = sx__hnsw_owner_page(g, err);
+  if (!o) return err ? err->code : SX_IO;
+  uint64_t d = sx__rd64(o + g->L.debt_off);
+  *out = d ? d - 1 : UINT64_MAX;
+  return SX_OK;
+}
+
+int sx__hnsw_set_debt(sx__hnsw *g, uint64_t debt, sx_error *err) {
+  uint8_t *ow;
+  int rc = sx__txn_write(g->v.t, g->L.owner, &ow, err);
+  if (!rc) sx__wr64(ow + g->L.debt_off, debt >= UINT64_MAX - 1 ? UINT64_MAX : debt + 1);
+  return rc;
+}
+
 int sx__hnsw_connect(sx__hnsw *g, sx_error *err) {
   uint64_t ep = UINT64_MAX;
   uint32_t top = 0;
   int rc = sx__hnsw_entry(g, &ep, &top, err);
+  if (!rc && ep == UINT64_MAX) rc = sx__hnsw_set_debt(g, 0, err); /* empty: connected */
   if (rc || ep == UINT64_MAX) return rc;
   uint8_t *reached = calloc(g->nslots / 8 + 1, 1);
   uint32_t *q = malloc((g->nslots ? g->nslots : 1) * sizeof *q);
@@ -206,6 +222,7 @@ int sx__hnsw_connect(sx__hnsw *g, sx_error *err) {
                        (unsigned long long)u);
     if (!rc) rc = walk0(g, u, reached, q, err);
   }
+  if (!rc) rc = sx__hnsw_set_debt(g, 0, err);
   free(reached);
   free(q);
   free(v);
@@ -265,7 +282,7 @@ int sx__hnsw_unlink(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, i
     }
     ep = best;
   }
-  if (!rc && ep != UINT64_MAX) rc = sx__hnsw_connect(g, err);
+  if (!rc) rc = sx__hnsw_connect(g, err);
   sx__hnsw_close(g);
   free(isdead);
   free(live);
@@ -290,8 +307,9 @@ static int cmp_uext(const void *a, const void *b) {
  * and overlapping no other slot's, every list within its level's capacity, holding
  * no free slot, no slot past the end, itself or one slot twice, and at upper levels
  * only nodes that reach that level; a free slot's lists empty; and, in graphs small
- * enough that every commit restores it (CONNECT_ALWAYS_SLOTS), every live node
- * reachable from the entry point at level 0.
+ * enough that every commit restores it (CONNECT_ALWAYS_SLOTS) or whose debt is zero
+ * (the last commit that linked nodes walked it), every live node reachable from the
+ * entry point at level 0.
  */
 int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
   uint64_t ep = UINT64_MAX;
@@ -375,7 +393,9 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
                          (unsigned long long)ux[i].off);
   }
   free(ux);
-  if (!rc && g->nslots <= CONNECT_ALWAYS_SLOTS) {
+  uint64_t debt = UINT64_MAX;
+  if (!rc && g->nslots > CONNECT_ALWAYS_SLOTS) rc = sx__hnsw_debt(g, &debt, err);
+  if (!rc && (g->nslots <= CONNECT_ALWAYS_SLOTS || debt == 0)) {
     /* seen is all zeros again: it becomes the reached set. */
     uint32_t *q = malloc((g->nslots ? g->nslots : 1) * sizeof *q);
     if (!q) rc = sx__err_set(err, SX_NOMEM, "out of memory");
