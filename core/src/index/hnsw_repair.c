@@ -301,6 +301,59 @@ static int cmp_uext(const void *a, const void *b) {
   return x->off < y->off ? -1 : x->off > y->off;
 }
 
+/* Level l's list of slot s: empty if s is free, else within the slots, not s itself,
+ * no slot twice (seen: scratch bits, all zero before and after), no free slot, at
+ * upper levels only nodes that reach l. */
+static int check_list(sx__hnsw *g, uint64_t s, uint32_t l, int isfree, const uint8_t *freebits,
+                      uint8_t *seen, sx_error *err) {
+  const uint32_t *ln;
+  int rc = sx__hnsw_links(g, s, l, &ln, err);
+  if (!rc && isfree && ln[0])
+    rc = sx__err_set(err, SX_CORRUPT, "HNSW free slot %llu has %u links at level %u",
+                     (unsigned long long)s, ln[0], l);
+  uint32_t i = 0;
+  for (; !rc && i < ln[0]; i++) {
+    uint32_t lvn = 0, x = ln[1 + i];
+    if (x >= g->nslots || x == s)
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u", (unsigned long long)s,
+                       x);
+    else if (sx__bit(seen, x))
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to %u twice at level %u",
+                       (unsigned long long)s, x, l);
+    else if (freebits && sx__bit(freebits, x))
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to free slot %u",
+                       (unsigned long long)s, x);
+    else if (l > 0 && (rc = sx__hnsw_meta_of(g, x, &lvn, NULL, err)) == SX_OK && lvn < l)
+      rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u",
+                       (unsigned long long)s, l, lvn);
+    if (!rc) seen[x >> 3] |= (uint8_t)(1u << (x & 7));
+  }
+  for (uint32_t k = 0; k < i; k++) /* clear what this list set */
+    if (ln[1 + k] < g->nslots) seen[ln[1 + k] >> 3] = 0;
+  return rc;
+}
+
+/* Every live node reachable from the entry point ep at level 0, in graphs small
+ * enough that every commit restores it (CONNECT_ALWAYS_SLOTS) or whose debt is zero
+ * (the last commit that linked nodes walked it). reached: zeroed bits for nslots. */
+static int check_reachable(sx__hnsw *g, uint64_t ep, uint8_t *reached, sx_error *err) {
+  uint64_t debt = UINT64_MAX;
+  int rc = g->nslots > CONNECT_ALWAYS_SLOTS ? sx__hnsw_debt(g, &debt, err) : SX_OK;
+  if (rc || (g->nslots > CONNECT_ALWAYS_SLOTS && debt != 0)) return rc;
+  uint32_t *q = malloc((g->nslots ? g->nslots : 1) * sizeof *q);
+  if (!q) return sx__err_set(err, SX_NOMEM, "out of memory");
+  rc = walk0(g, ep, reached, q, err);
+  for (uint64_t s = 0; s < g->nslots && !rc; s++) {
+    int live = 0;
+    if (sx__bit(reached, s) || (rc = sx__hnsw_is_live(g, s, err, &live)) || !live) continue;
+    rc = sx__err_set(err, SX_CORRUPT,
+                     "HNSW node %llu is live but not reachable from the entry point %llu",
+                     (unsigned long long)s, (unsigned long long)ep);
+  }
+  free(q);
+  return rc;
+}
+
 /*
  * The whole graph: the entry point (in range, of the top level, not free); per slot
  * its level (at most the top, unless free), its upper lists inside the upper array
@@ -356,33 +409,7 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
       }
       if (!rc) ux[nux++] = (uext){uoff, end, s};
     }
-    for (uint32_t l = 0; l <= lv && !rc; l++) {
-      const uint32_t *ln;
-      rc = sx__hnsw_links(g, s, l, &ln, err);
-      if (!rc && isfree && ln[0])
-        rc = sx__err_set(err, SX_CORRUPT, "HNSW free slot %llu has %u links at level %u",
-                         (unsigned long long)s, ln[0], l);
-      uint32_t i = 0;
-      for (; !rc && i < ln[0]; i++) {
-        uint32_t lvn = 0, x = ln[1 + i];
-        if (x >= g->nslots || x == s)
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu has a bad link %u",
-                           (unsigned long long)s, x);
-        else if (sx__bit(seen, x))
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to %u twice at level %u",
-                           (unsigned long long)s, x, l);
-        else if (freebits && sx__bit(freebits, x))
-          rc = sx__err_set(err, SX_CORRUPT, "HNSW node %llu links to free slot %u",
-                           (unsigned long long)s, x);
-        else if (l > 0 && (rc = sx__hnsw_meta_of(g, x, &lvn, NULL, err)) == SX_OK && lvn < l)
-          rc =
-              sx__err_set(err, SX_CORRUPT, "HNSW node %llu links at level %u to a node of level %u",
-                          (unsigned long long)s, l, lvn);
-        if (!rc) seen[x >> 3] |= (uint8_t)(1u << (x & 7));
-      }
-      for (uint32_t k = 0; k < i; k++) /* clear what this list set */
-        if (ln[1 + k] < g->nslots) seen[ln[1 + k] >> 3] = 0;
-    }
+    for (uint32_t l = 0; l <= lv && !rc; l++) rc = check_list(g, s, l, isfree, freebits, seen, err);
   }
   if (!rc && nux > 1) {
     qsort(ux, nux, sizeof *ux, cmp_uext);
@@ -393,22 +420,7 @@ int sx__hnsw_check(sx__hnsw *g, const uint8_t *freebits, sx_error *err) {
                          (unsigned long long)ux[i].off);
   }
   free(ux);
-  uint64_t debt = UINT64_MAX;
-  if (!rc && g->nslots > CONNECT_ALWAYS_SLOTS) rc = sx__hnsw_debt(g, &debt, err);
-  if (!rc && (g->nslots <= CONNECT_ALWAYS_SLOTS || debt == 0)) {
-    /* seen is all zeros again: it becomes the reached set. */
-    uint32_t *q = malloc((g->nslots ? g->nslots : 1) * sizeof *q);
-    if (!q) rc = sx__err_set(err, SX_NOMEM, "out of memory");
-    if (!rc) rc = walk0(g, ep, seen, q, err);
-    for (uint64_t s = 0; s < g->nslots && !rc; s++) {
-      int live = 0;
-      if (sx__bit(seen, s) || (rc = sx__hnsw_is_live(g, s, err, &live)) || !live) continue;
-      rc = sx__err_set(err, SX_CORRUPT,
-                       "HNSW node %llu is live but not reachable from the entry point %llu",
-                       (unsigned long long)s, (unsigned long long)ep);
-    }
-    free(q);
-  }
+  if (!rc) rc = check_reachable(g, ep, seen, err); /* seen is all zeros again */
   free(seen);
   return rc;
 }
