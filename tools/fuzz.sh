@@ -20,10 +20,19 @@
 # allowed) at nice 19, each in SX_FUZZ_WORKERS worker processes (default 1) sharing
 # its working corpus; a worker that finds something starts again, so a long run goes
 # on after a finding. At the end each fuzzer's executions, executions per second and
-# findings are printed (logs: build/fuzz/long_<name>_<worker>.log). Exits nonzero if
-# anything was found.
+# findings are printed (logs: build/fuzz/long_<name>_<worker>.log) and appended as a
+# line to tests/fuzz/executions.tsv (the record of every long run, committed with the
+# code; `tools/fuzz.sh --totals` sums it per fuzzer). Exits nonzero if anything was
+# found.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+record=$root/tests/fuzz/executions.tsv
+if [ "${1:-}" = --totals ]; then
+  awk -F'\t' '!/^#/ && NF >= 5 { e[$3] += $4; s[$3] += $5; f[$3] += $6 }
+    END { for (n in e) printf "fuzz_%s: %d executions in %.1f h, %d finding(s)\n", n, e[n], s[n] / 3600, f[n] }' \
+    "$record" | sort
+  exit 0
+fi
 long=
 if [ "${1:-}" = --long ]; then
   long=1
@@ -121,6 +130,9 @@ if [ -n "$long" ]; then
     done
     new=$(($(findings "$n") - $(cat "$build/long_$n.before")))
     echo "fuzz_$n: $e executions in $secs s ($((e / secs))/s), $new finding(s), $(tally "$n" "$e") in all"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
+      "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$n" "$e" "$secs" "$new" \
+      "$workers worker(s), ASan+UBSan" >>"$record"
     [ "$new" -eq 0 ] || { status=1; ls -t "$build/artifacts" | grep -E "^$n-(crash|leak|timeout|oom)-" | head -n "$new" | sed 's/^/  build\/fuzz\/artifacts\//'; }
   done
   exit $status
