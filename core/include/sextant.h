@@ -229,7 +229,11 @@ void sx_cancel_free(sx_cancel *c);
 
 /** Durability of commits. */
 typedef enum sx_sync {
-  /** A commit is on stable storage when commit returns (the default). */
+  /** A commit is on stable storage when commit returns (the default). A WAL frame
+   * damaged later (a bad disk, a bad copy) with whole commits behind it makes the next
+   * open fail with ::SX_CORRUPT instead of rolling those commits back (damage inside
+   * the page image of a commit's last frame is told from a torn write only when the
+   * next commit came through the same handle). */
   SX_SYNC_FULL = 0,
   /** A commit survives a process crash; power loss may lose the latest commits, never
    * consistency. The system writes unsynced pages back in any order, so a power cut
