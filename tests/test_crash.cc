@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -669,6 +670,109 @@ TEST(Crash, WalDamageFlippedByteWithoutSyncs) {
   FlipEveryFrame(false);
 }
 
+// Damage that leaves nothing to chain from: a whole frame zeroed, two frames swapped,
+// a byte flipped in each of two neighbouring frames. At sync=full each commit's first
+// frame says that every frame before it was synced first (FRAME_DURABLE), so one
+// after the damage proves it is not a tear: SX_CORRUPT, unless the damage reaches the
+// last commit's first frame (then the commits from the damaged one on roll back, as a
+// tear would). Without syncs between commits the same damage rolls back to the last
+// commit before it: a power cut can lose any frames the system had not written back.
+void DamageWholeFrames(bool sync_commits) {
+  WalImage img;
+  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img, sync_commits ? SX_SYNC_FULL : SX_SYNC_NORMAL));
+  TmpDir t("walwhole");
+  const uint64_t nframes = (img.wal.size() - kWalHdr) / kFrame;
+  uint64_t rng = 29;
+  auto frame = [](uint64_t f) { return kWalHdr + f * kFrame; };
+  size_t corrupt = 0, rolled = 0, n = 0;
+  for (uint64_t f = 0; f + 1 < nframes; f++) {
+    for (int how = 0; how < 3; how++) {
+      std::vector<uint8_t> wal = img.wal;
+      // The proof: a commit's first frame, its header whole, somewhere after the
+      // damaged frame (the commits start at ends[0..]).
+      auto first = [&](uint64_t off) {
+        return std::find(img.ends.begin(), img.ends.end() - 1, off) != img.ends.end() - 1;
+      };
+      bool proof = false;
+      for (uint64_t j = f + 1; j < nframes; j++) proof |= first(frame(j));
+      if (how == 0) {
+        memset(wal.data() + frame(f), 0, kFrame);
+      } else if (how == 1) {
+        const uint64_t g = f + 1 + sx_test_splitmix64(&rng) % (nframes - f - 1);
+        std::swap_ranges(wal.begin() + (long)frame(f), wal.begin() + (long)frame(f + 1),
+                         wal.begin() + (long)frame(g));
+        // Frame g's header now stands where the break is; frame f's after it.
+        proof = first(frame(f));
+        for (uint64_t j = f + 1; j < nframes; j++) proof |= j != g && first(frame(j));
+      } else {
+        // Page images only: every header stays whole.
+        wal[frame(f) + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize] ^= 0x10;
+        wal[frame(f + 1) + kFrameHdr + sx_test_splitmix64(&rng) % kPageSize] ^= 0x10;
+      }
+      SCOPED_TRACE("frame " + std::to_string(f) + ", damage " + std::to_string(how));
+      if (sync_commits && proof) {
+        ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(t.db, img.p, wal));
+        corrupt++;
+      } else {
+        uint64_t g = 0;
+        ASSERT_NO_FATAL_FAILURE(RecoverImage(t.db, img.p, wal, n++ % 8 == 0, &g));
+        ASSERT_EQ(g, img.LastBefore(frame(f)));
+        rolled++;
+      }
+    }
+  }
+  EXPECT_EQ(corrupt > 0, sync_commits);
+  printf("[ whole frames: %zu corrupt, %zu rolled back ]\n", corrupt, rolled);
+}
+
+TEST(Crash, WalDamageWholeFrames) {
+  DamageWholeFrames(true);
+}
+TEST(Crash, WalDamageWholeFramesWithoutSyncs) {
+  DamageWholeFrames(false);
+}
+
+// P truncated to nothing beside a WAL that holds its commits: refused, never taken for
+// a new database (which would drop the WAL as another database's). An empty P beside
+// no WAL, or beside a WAL cleared as sx__wal_restart clears one, is a new database.
+TEST(Crash, EmptyDatabaseFileBesideItsWal) {
+  WalImage img;
+  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img));
+  TmpDir t("walemptyp");
+  const std::vector<uint8_t> none;
+  for (int ro = 0; ro < 2; ro++) {
+    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db, none.data(), 0));
+    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db + "-wal", img.wal.data(), img.wal.size()));
+    unlink((t.db + "-shm").c_str());
+    sx_open_options o = SX_OPEN_OPTIONS_INIT;
+    o.read_only = ro;
+    sx_db *db = nullptr;
+    sx_error err = SX_ERROR_INIT;
+    EXPECT_EQ(sx_db_open(&db, t.db.c_str(), &o, &err), SX_CORRUPT) << "read_only " << ro;
+    sx_db_free(db);
+    EXPECT_EQ(sxt::ReadBytes(t.db + "-wal"), img.wal) << "the WAL is left as it was";
+  }
+  std::vector<uint8_t> cleared = img.wal;
+  memset(cleared.data(), 0, kWalHdr + kFrameHdr);
+  for (const std::vector<uint8_t> *wal :
+       std::vector<const std::vector<uint8_t> *>{&none, &cleared}) {
+    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db, none.data(), 0));
+    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db + "-wal", wal->data(), wal->size()));
+    unlink((t.db + "-shm").c_str());
+    sx_db *db = nullptr;
+    sx_error err = SX_ERROR_INIT;
+    ASSERT_EQ(sx_db_open(&db, t.db.c_str(), nullptr, &err), SX_OK) << err.message;
+    sx_read *r = nullptr;
+    sx_names *names = nullptr;
+    ASSERT_EQ(sx_read_begin(db, &r, &err), SX_OK);
+    ASSERT_EQ(sx_read_list_collections(r, &names, &err), SX_OK);
+    EXPECT_EQ(sx_names_count(names), 0u) << "a new, empty database";
+    sx_names_free(names);
+    sx_read_free(r);
+    sx_db_free(db);
+  }
+}
+
 // A torn tail is never taken for damage: after the last commit (whole, or cut at a
 // frame boundary or inside a frame) come zeros, random bytes, or the frames of an
 // older generation (another generation's salts, chaining among themselves, as a
@@ -781,7 +885,7 @@ TEST(Crash, WalDamageInAChildsWal) {
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "child status " << st;
   const std::vector<uint8_t> p = sxt::ReadBytes(t.db), wal = sxt::ReadBytes(t.db + "-wal");
   ASSERT_EQ(p.size(), 2 * kPageSize) << "never checkpointed (page 0 and its checksum page)";
-  // Where the commits end: commit frames carry the database size.
+  // Where the commits end: commit frames carry the database size (the low 31 bits).
   std::vector<uint64_t> ends;
   for (uint64_t off = kWalHdr; off + kFrame <= wal.size(); off += kFrame) {
     uint32_t salt0, s0, commit;
@@ -789,7 +893,7 @@ TEST(Crash, WalDamageInAChildsWal) {
     memcpy(&s0, wal.data() + off + 8, 4);
     memcpy(&commit, wal.data() + off + 4, 4);
     if (s0 != salt0) break;
-    if (commit) ends.push_back(off + kFrame);
+    if (commit & 0x7fffffffu) ends.push_back(off + kFrame);  // less FRAME_DURABLE
   }
   ASSERT_EQ(ends.size(), kGens);
   TmpDir c("walchildc");
@@ -928,11 +1032,17 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
     ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, true, &g, &after2));
     EXPECT_EQ(g, kDmgCommits + 1);
   }
-  // The newest header destroyed: likewise (with P-wal2 valid, P-wal's frames cannot
-  // be told from an older generation's behind a torn header). A known limit.
+  // The newest header destroyed, or zeroed: its committed frames are not the
+  // generation P-wal2 builds on (a header is torn only over that one), so they are
+  // newer: refused, never dropped. The header cleared with frame 1's header, as
+  // sx__wal_restart clears a file, is no WAL at all.
   {
     std::vector<uint8_t> wal = after;
     for (uint64_t i = 0; i < kWalHdr; i++) wal[i] ^= 0x5A;
+    ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(c.db, p, wal, &after2));
+    for (uint64_t i = 0; i < kWalHdr; i++) wal[i] = 0;
+    ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(c.db, p, wal, &after2));
+    for (uint64_t i = 0; i < kWalHdr + kFrameHdr; i++) wal[i] = 0;
     ASSERT_NO_FATAL_FAILURE(RecoverImage(c.db, p, wal, false, &g, &after2));
     EXPECT_EQ(g, kDmgCommits + 1);
   }

@@ -330,9 +330,12 @@ static int open_db_file(sx__pager *p, int exists, sx_error *err) {
   if (!rc)
     rc = p->vfs->open(p->vfs, p->path, p->read_only ? SX__OPEN_READ : SX__OPEN_WRITE, &p->db, err);
   if (!rc && !p->read_only) {
-    /* An empty file (made by touch, say) becomes a new database, as in SQLite. */
+    /* An empty file (made by touch, say) becomes a new database, as in SQLite;
+     * unless a WAL beside it holds frames (P is created whole, by a rename, so an
+     * empty P there was truncated: its commits must not vanish). */
     uint64_t sz = 1;
     rc = sx__file_size(p->db, &sz, err);
+    if (!rc && sz == 0) rc = sx__wal_orphans(p, err);
     if (!rc && sz == 0) {
       sx__file_close(p->db);
       p->db = NULL;

@@ -141,13 +141,13 @@
  * later commit back before an earlier one; a write torn to a prefix of its sectors
  * ends in its commit frame and rolls back, but a block lost inside an earlier,
  * non-commit frame's page image reads as SX_CORRUPT; nothing in the files tells that
- * from damage (sextant.h documents it at sx_sync). A commit frame's page image damaged
- * with commits after it: in format 2 a commit frame's commit field carries
- * FRAME_DURABLE when every frame before the commit was synced before its frames were
- * written (the handle's own sync=full commit, or its checkpoint's sync, covered them),
- * so a broken commit frame followed by such a commit is damage (SX_CORRUPT); without
- * the flag (commits without syncs between them, format 1) it rolls back like the tear
- * it looks like.
+ * from damage (sextant.h documents it at sx_sync). In format 2 the first frame of a
+ * commit carries FRAME_DURABLE in its commit field when every frame before it was
+ * synced before the commit was written (the handle's own sync=full commit, or its
+ * checkpoint's sync, covered them); any such frame after the break proves the broken
+ * frame was whole once: SX_CORRUPT, whatever the damage (wal.c, durable_after). Without
+ * one (commits without syncs between them, format 1) damage inside a commit frame's
+ * page image, or a frame destroyed whole, rolls back like the tear it looks like.
  */
 #ifndef SX_PAGER_INT_H
 #define SX_PAGER_INT_H
@@ -179,8 +179,9 @@ enum {
 #define WAL_VERSION 1u
 #define WAL_HDR 64u
 #define FRAME_HDR 32u
-/* Format 2: a commit frame's commit field holds the database size in its low 31 bits
- * and FRAME_DURABLE, so a database has at most SX__PAGES_MAX_V2 pages. */
+/* Format 2: a frame's commit field holds the database size in its low 31 bits (a
+ * commit frame; 0 in the others) and FRAME_DURABLE (the first frame of a commit), so
+ * a database has at most SX__PAGES_MAX_V2 pages. */
 #define FRAME_DURABLE 0x80000000u
 #define SX__PAGES_MAX_V2 0x7fffffffu
 
@@ -351,10 +352,10 @@ static inline uint32_t sx__frame_npages(const sx__pager *p, const uint8_t *f) {
   return p->cksum ? c & ~FRAME_DURABLE : c;
 }
 
-/* Nonzero when a commit frame says every frame before its commit was durable before
- * the commit was written (format 2). */
+/* Nonzero when the first frame of a commit says every frame before it was durable
+ * before the commit was written (format 2). */
 static inline int sx__frame_durable(const sx__pager *p, const uint8_t *f) {
-  return p->cksum && (sx__rd32(f + 4) & FRAME_DURABLE) && sx__frame_npages(p, f);
+  return p->cksum && (sx__rd32(f + 4) & FRAME_DURABLE);
 }
 
 /* ---- pager.c: the page file and the maps ----------------------------------- */
@@ -439,6 +440,9 @@ typedef struct sx__walhdr {
 void sx__wal_header_make(const sx__pager *p, uint8_t b[WAL_HDR], const sx__hdrc *h, uint64_t *ck0,
                          uint64_t *ck1);
 int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err);
+/* SX_CORRUPT when a WAL file beside P (not open yet) has a valid header and a frame
+ * of its generation: P is empty (0 bytes) but was a database with commits. */
+int sx__wal_orphans(sx__pager *p, sx_error *err);
 /* Fills frame f (FRAME_HDR + ps bytes) with page image `page` of page pgno; commit:
  * the database size in pages when the frame ends a commit, else 0. Advances the
  * running checksum. */

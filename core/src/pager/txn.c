@@ -591,8 +591,8 @@ static int commit_assemble(sx__txn *t, const sx__hdrc *h, commit_batch *b, sx_er
       p->cksum && p->synced_gen == h->gen && p->synced_mx == h->mx ? FRAME_DURABLE : 0;
   for (size_t i = 0; i < b->nfr; i++)
     sx__wal_frame_make(p, h, b->buf + b->hdr_bytes + i * p->fsz, b->list[i]->pgno,
-                       i + 1 == b->nfr ? t->npages | durable : 0, b->list[i]->buf, &b->ck0,
-                       &b->ck1);
+                       (i + 1 == b->nfr ? t->npages : 0) | (i == 0 ? durable : 0), b->list[i]->buf,
+                       &b->ck0, &b->ck1);
   memset(b->buf + b->hdr_bytes + b->nfr * p->fsz, 0, FRAME_HDR);
   return SX_OK;
 }

@@ -50,6 +50,35 @@ static void hdr_next_gen(sx__pager *p, sx__hdrc *h) {
   hdr_resalt(p, h);
 }
 
+int sx__wal_orphans(sx__pager *p, sx_error *err) {
+  for (int w = 0; w < 2; w++) {
+    int ex = p->vfs->exists(p->vfs, p->wal_path[w], err);
+    if (ex < 0) return -ex;
+    if (!ex) continue;
+    sx__file *f = NULL;
+    int rc = p->vfs->open(p->vfs, p->wal_path[w], SX__OPEN_READ, &f, err);
+    if (rc) return rc;
+    uint8_t b[WAL_HDR + FRAME_HDR];
+    uint64_t sz = 0;
+    rc = sx__file_size(f, &sz, err);
+    if (!rc && sz >= sizeof b) rc = sx__file_read(f, b, sizeof b, 0, err);
+    sx__file_close(f);
+    if (rc || sz < sizeof b) {
+      if (rc) return rc;
+      continue;
+    }
+    uint64_t a = 0, c = 0;
+    sx__cksum(b, 48, &a, &c);
+    if (sx__rd32(b) == WAL_MAGIC && sx__rd64(b + 48) == a && sx__rd64(b + 56) == c &&
+        sx__rd32(b + WAL_HDR + 8) == sx__rd32(b + 16) &&
+        sx__rd32(b + WAL_HDR + 12) == sx__rd32(b + 20))
+      return sx__err_set(err, SX_CORRUPT,
+                         "database '%s' is empty, but its WAL '%s' holds frames of a database",
+                         p->path, p->wal_path[w]);
+  }
+  return SX_OK;
+}
+
 int sx__wal_read_header(sx__pager *p, int w, sx__walhdr *wh, sx_error *err) {
   memset(wh, 0, sizeof *wh);
   uint64_t sz = 0;
@@ -123,13 +152,12 @@ static int header_block_damaged(const sx__pager *p, const sx__walhdr *wh, const 
  * keeps it whole or not at all. Hence whole commits after frame r are damage when
  * frame r is not a commit frame, or its stored checksum is the damaged part, or its
  * salts differ while its stored checksum holds, or its first 16 bytes are
- * (header_block_damaged), or the next commit frame carries FRAME_DURABLE (its writer
- * had synced frame r before writing it: no power cut tears it since). Damage inside
- * a commit frame's page image with no such flag after it cannot be told from that
- * tear and rolls back, as does damage to the file's last frame.
+ * (header_block_damaged). Damage inside a commit frame's page image cannot be told
+ * from that tear here and rolls back, as does damage to the file's last frame, unless
+ * durable_after finds a later commit that proves frame r durable.
  */
-static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
-                      uint64_t pre0, uint64_t pre1, uint8_t *buf, size_t per, sx_error *err) {
+static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
+                       uint64_t pre0, uint64_t pre1, uint8_t *buf, size_t per, sx_error *err) {
   uint64_t s[2][2] = {{0, 0}, {pre0, pre1}}; /* candidates for frame r's true checksum */
   int live[2] = {1, 1}, header_damage = 0;
   int rc = SX_OK;
@@ -160,14 +188,52 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
       }
       if (!live[0] && !live[1]) return SX_OK;
       if (!sx__frame_npages(p, f)) continue;
-      /* A torn commit frame, unless this commit says frame r was durable before it. */
-      if (!live[1] && !header_damage && !sx__frame_durable(p, f)) return SX_OK;
+      if (!live[1] && !header_damage) return SX_OK; /* a torn commit frame */
       return sx__err_set(err, SX_CORRUPT,
                          "WAL '%s' is damaged at frame %llu: whole frames and a commit follow "
                          "it (not a torn write)",
                          p->wal_path[w], (unsigned long long)r);
     }
   }
+  return rc;
+}
+
+/*
+ * The chain broke at frame r and chain_check found no proof of damage. In format 2
+ * the first frame of a commit carries FRAME_DURABLE when every frame before it was
+ * synced before it was written (txn.c). Such a frame of this generation after r
+ * proves frame r whole once: damage, however much of r and the frames after it is
+ * gone (a whole frame zeroed or replaced, two frames damaged). Nothing a crash or
+ * power cut leaves puts one there: the commit in flight begins at or before the tear,
+ * commits after it were never written (sync=full) or carry no flag (written before a
+ * sync covered r), and a failed commit's leftover frames lose their first frame to
+ * the next commit, which starts where it started.
+ */
+static int durable_after(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
+                         uint8_t *buf, size_t per, sx_error *err) {
+  if (!p->cksum) return SX_OK;
+  int rc = SX_OK;
+  for (uint64_t j = r + 1; j <= nfr && !rc;) {
+    size_t cnt = (size_t)((nfr - j + 1) < per ? (nfr - j + 1) : per);
+    rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (j - 1) * p->fsz, err);
+    for (size_t i = 0; i < cnt && !rc; i++, j++) {
+      const uint8_t *f = buf + i * p->fsz;
+      if (sx__rd32(f + 8) == wh->salt0 && sx__rd32(f + 12) == wh->salt1 && sx__frame_durable(p, f))
+        return sx__err_set(err, SX_CORRUPT,
+                           "WAL '%s' is damaged at frame %llu: frame %llu, written after it "
+                           "was synced, follows it (not a torn write)",
+                           p->wal_path[w], (unsigned long long)r, (unsigned long long)j);
+    }
+  }
+  return rc;
+}
+
+/* Damage or a torn tail, after the chain broke at frame r (chain_check, then
+ * durable_after). */
+static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
+                      uint64_t pre0, uint64_t pre1, uint8_t *buf, size_t per, sx_error *err) {
+  int rc = chain_check(p, w, wh, r, nfr, pre0, pre1, buf, per, err);
+  if (!rc) rc = durable_after(p, w, wh, r, nfr, buf, per, err);
   return rc;
 }
 
@@ -218,14 +284,17 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
  * A WAL file w whose header fails its checks while the other file's header, o, is
  * valid (or absent). A header is written, and synced, before any frame of its
  * generation, so a torn header lies only over an older, wholly checkpointed
- * generation's frames. Three cases:
+ * generation's frames: the generation the other file builds on. Cases:
  * - the file holds exactly the generation the other file builds on (its frames chain
  *   up to the count and final checksum the other header records): the header alone
- *   was damaged; the generation is recovered without it (*wh made valid, frame 1
- *   trusted, `headless`), so that its frames, perhaps not yet in P, stay readable;
- * - the other file holds no valid header and this one holds committed frames: they
- *   are the newest commits, under a damaged header: SX_CORRUPT;
- * - anything else: an older generation (already in P), ignored.
+ *   was damaged, or torn; the generation is recovered without it (*wh made valid,
+ *   frame 1 trusted, `headless`), so that its frames, perhaps not yet in P, stay
+ *   readable;
+ * - the file holds no committed frames (sx__wal_restart clears frame 1's header
+ *   with the file's): ignored;
+ * - anything else holds committed frames that no valid header accounts for: the
+ *   newest generation under a damaged header (whichever header is valid, the other
+ *   file's is older), refused with SX_CORRUPT rather than dropped.
  */
 static int header_repair(sx__pager *p, int w, sx__walhdr *wh, const sx__walhdr *other,
                          sx_error *err) {
@@ -234,24 +303,21 @@ static int header_repair(sx__pager *p, int w, sx__walhdr *wh, const sx__walhdr *
   int rc = headless_scan(p, w, &nchain, &lastc, &e0, &e1, &s0, &s1, err);
   if (rc || !lastc) return rc;
   (void)nchain;
-  if (other->ok && other->prev_frames > 0 && ((other->gen - 1) & 1) == (uint32_t)w) {
+  if (other->ok && other->prev_frames > 0 && ((other->gen - 1) & 1) == (uint32_t)w &&
+      lastc == other->prev_frames && e0 == other->pck0 && e1 == other->pck1) {
     /* The previous generation ends in a commit whose stored checksum the other
      * header records; behind it lie only older generations' frames (other salts). */
-    if (lastc == other->prev_frames && e0 == other->pck0 && e1 == other->pck1) {
-      memset(wh, 0, sizeof *wh);
-      wh->ok = 1;
-      wh->headless = 1;
-      wh->gen = other->gen - 1;
-      wh->salt0 = s0;
-      wh->salt1 = s1;
-    }
+    memset(wh, 0, sizeof *wh);
+    wh->ok = 1;
+    wh->headless = 1;
+    wh->gen = other->gen - 1;
+    wh->salt0 = s0;
+    wh->salt1 = s1;
     return SX_OK;
   }
-  if (!other->ok)
-    return sx__err_set(err, SX_CORRUPT,
-                       "WAL header of '%s' is damaged, and the file holds committed frames",
-                       p->wal_path[w]);
-  return SX_OK;
+  return sx__err_set(err, SX_CORRUPT,
+                     "WAL header of '%s' is damaged, and the file holds committed frames",
+                     p->wal_path[w]);
 }
 
 typedef struct replay {
@@ -508,11 +574,13 @@ int sx__wal_restart(sx__pager *p, sx__hdrc *h, sx_error *err) {
     first = (int32_t)(wh[1].gen - wh[0].gen) > 0 ? 0 : 1;
   else if (wh[0].ok)
     first = 1; /* file 1 has nothing valid: it goes first (a no-op) */
-  static const uint8_t zeros[WAL_HDR];
+  /* The header and frame 1's header: no frame behind a cleared header chains, so a
+   * header found zeroed over committed frames is damage (header_repair). */
+  static const uint8_t zeros[WAL_HDR + FRAME_HDR];
   for (int i = 0; i < 2 && !rc; i++) {
     int w = i == 0 ? first : 1 - first;
     if (!wh[w].ok) continue;
-    rc = sx__file_write(p->wal[w], zeros, WAL_HDR, 0, err);
+    rc = sx__file_write(p->wal[w], zeros, sz[w] < sizeof zeros ? WAL_HDR : sizeof zeros, 0, err);
     if (!rc && p->sync != SX_SYNC_OFF) {
       rc = sx__file_sync(p->wal[w], 1, err);
       if (rc) sx__pager_poison(p);
