@@ -127,3 +127,25 @@ def test_bad_include_and_filter_types(db: sextant.Database) -> None:
             r.search("c", vecs[0], 1, include=["ids"])
         with pytest.raises(TypeError):
             r.search("c", vecs[0], 1, filter=3)  # type: ignore[arg-type]
+
+
+def nested_not(depth: int) -> Dict[str, Any]:
+    f: Dict[str, Any] = {"i": 1}
+    for _ in range(depth):
+        f = {"$not": f}
+    return f
+
+
+@pytest.mark.parametrize("depth", [65, 5000, 100000])
+def test_filter_dict_nested_past_any_limit_is_invalid_argument(db: sextant.Database, depth: int) -> None:
+    # A dict nested past Python's recursion limit made json.dumps raise RecursionError.
+    vecs = fill(db, "flat", n=10)
+    bad = nested_not(depth)
+    with db.read() as r:
+        with pytest.raises(sextant.InvalidArgument, match="nested deeper than 64"):
+            r.search("c", vecs[0], 1, filter=bad)
+        with pytest.raises(sextant.InvalidArgument, match="nested deeper than 64"):
+            r.search_batch("c", vecs[:2], 1, filter=bad)
+    with pytest.raises(sextant.InvalidArgument, match="nested deeper than 64"):
+        sextant.check_filter(bad)
+    sextant.check_filter(nested_not(63))  # within the limit: valid

@@ -119,6 +119,7 @@ _INT_MAX = 2**31 - 1
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
 _METADATA_DEPTH_MAX = 128  # SX_METADATA_DEPTH_MAX
+_FILTER_DEPTH_MAX = 64  # logical operators nest at most 64 deep (sextant.h, Filters)
 
 
 def version() -> str:
@@ -242,6 +243,9 @@ def _filter_text(filter: Optional[Filter]) -> Optional[str]:
     if isinstance(filter, Mapping):
         try:
             return json.dumps(filter, ensure_ascii=False, allow_nan=False)
+        except RecursionError:
+            # Deeper than Python's recursion limit: far past the core's limit too.
+            raise InvalidArgument(f"filter: nested deeper than {_FILTER_DEPTH_MAX}") from None
         except (TypeError, ValueError) as e:
             raise InvalidArgument(f"filter cannot be written as JSON: {e}") from None
     raise TypeError(f"filter must be a dict, a JSON str or None, not {type(filter).__name__}")
