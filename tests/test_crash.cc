@@ -1040,6 +1040,10 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
     std::vector<uint8_t> wal = after;
     for (uint64_t i = 0; i < kWalHdr; i++) wal[i] ^= 0x5A;
     ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(c.db, p, wal, &after2));
+    // A frame before the commit frame damaged too: the commit frame behind it tells.
+    std::vector<uint8_t> both = wal;
+    both[kWalHdr + kFrame + kFrameHdr + 9] ^= 0x01;
+    ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(c.db, p, both, &after2));
     for (uint64_t i = 0; i < kWalHdr; i++) wal[i] = 0;
     ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(c.db, p, wal, &after2));
     for (uint64_t i = 0; i < kWalHdr + kFrameHdr; i++) wal[i] = 0;

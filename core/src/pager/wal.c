@@ -240,10 +240,12 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
 /* Frames 1..n of WAL file w read without their header: frame 1's salts, then frames
  * 2.. chaining from the checksum stored in the frame before. *nchain: how many chain
  * so (0 when frame 1 is zeros); *last_commit: the last commit frame among them, with
- * its stored checksum in *e0, *e1. */
+ * its stored checksum in *e0, *e1; *later: whether a frame past the chain, with frame
+ * 1's salts, says a commit was made (a commit frame, or FRAME_DURABLE). */
 static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_commit, uint64_t *e0,
-                         uint64_t *e1, uint32_t *s0, uint32_t *s1, sx_error *err) {
+                         uint64_t *e1, uint32_t *s0, uint32_t *s1, int *later, sx_error *err) {
   *nchain = *last_commit = *e0 = *e1 = 0;
+  *later = 0;
   uint64_t sz = 0;
   int rc = sx__file_size(p->wal[w], &sz, err);
   if (rc || sz < WAL_HDR + p->fsz) return rc;
@@ -276,6 +278,11 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
       *e1 = b;
     }
   }
+  for (uint64_t r = *nchain + 1; r <= nfr && *nchain && !rc && !*later; r++) {
+    rc = sx__file_read(p->wal[w], f, FRAME_HDR, WAL_HDR + (r - 1) * p->fsz, err);
+    *later = !rc && sx__rd32(f + 8) == *s0 && sx__rd32(f + 12) == *s1 &&
+             (sx__frame_npages(p, f) || sx__frame_durable(p, f));
+  }
   free(f);
   return rc;
 }
@@ -290,8 +297,8 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
  *   was damaged, or torn; the generation is recovered without it (*wh made valid,
  *   frame 1 trusted, `headless`), so that its frames, perhaps not yet in P, stay
  *   readable;
- * - the file holds no committed frames (sx__wal_restart clears frame 1's header
- *   with the file's): ignored;
+ * - the file holds no committed frames, whole or past a damaged one
+ *   (sx__wal_restart clears frame 1's header with the file's): ignored;
  * - anything else holds committed frames that no valid header accounts for: the
  *   newest generation under a damaged header (whichever header is valid, the other
  *   file's is older), refused with SX_CORRUPT rather than dropped.
@@ -300,8 +307,9 @@ static int header_repair(sx__pager *p, int w, sx__walhdr *wh, const sx__walhdr *
                          sx_error *err) {
   uint64_t nchain, lastc, e0, e1;
   uint32_t s0 = 0, s1 = 0;
-  int rc = headless_scan(p, w, &nchain, &lastc, &e0, &e1, &s0, &s1, err);
-  if (rc || !lastc) return rc;
+  int later = 0;
+  int rc = headless_scan(p, w, &nchain, &lastc, &e0, &e1, &s0, &s1, &later, err);
+  if (rc || (!lastc && !later)) return rc;
   (void)nchain;
   if (other->ok && other->prev_frames > 0 && ((other->gen - 1) & 1) == (uint32_t)w &&
       lastc == other->prev_frames && e0 == other->pck0 && e1 == other->pck1) {
