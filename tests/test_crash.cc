@@ -732,6 +732,31 @@ TEST(Crash, WalDamageWholeFramesWithoutSyncs) {
   DamageWholeFrames(false);
 }
 
+// The WAL header and frame 1 both damaged (the salts of each, say), so nothing
+// chains from the start: the frames behind still chain among themselves up to their
+// commits, so the file is refused, never read as an empty WAL. The header and frame
+// 1's header cleared to zeros, as sx__wal_restart leaves a file, is no WAL at all.
+TEST(Crash, WalHeaderAndFirstFrameDamaged) {
+  WalImage img;
+  ASSERT_NO_FATAL_FAILURE(BuildWalImage(&img));
+  TmpDir t("walhdrf1");
+  for (uint64_t at : {(uint64_t)16, (uint64_t)4, (uint64_t)40}) {
+    SCOPED_TRACE("header byte " + std::to_string(at));
+    std::vector<uint8_t> wal = img.wal;
+    wal[at] ^= 0x21;
+    wal[kWalHdr + 8] ^= 0x02;  // frame 1's first salt
+    ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(t.db, img.p, wal));
+    memset(wal.data() + kWalHdr + kFrameHdr, 0, kPageSize);  // frame 1 zeroed whole
+    memset(wal.data() + kWalHdr, 0, kFrameHdr);
+    ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(t.db, img.p, wal));
+  }
+  std::vector<uint8_t> wal = img.wal;
+  memset(wal.data(), 0, kWalHdr + kFrameHdr);
+  uint64_t g = 0;
+  ASSERT_NO_FATAL_FAILURE(RecoverImage(t.db, img.p, wal, true, &g));
+  EXPECT_EQ(g, 0u);
+}
+
 // P truncated to nothing beside a WAL that holds its commits: refused, never taken for
 // a new database (which would drop the WAL as another database's). An empty P beside
 // no WAL, or beside a WAL cleared as sx__wal_restart clears one, is a new database.

@@ -240,12 +240,10 @@ static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uin
 /* Frames 1..n of WAL file w read without their header: frame 1's salts, then frames
  * 2.. chaining from the checksum stored in the frame before. *nchain: how many chain
  * so (0 when frame 1 is zeros); *last_commit: the last commit frame among them, with
- * its stored checksum in *e0, *e1; *later: whether a frame past the chain, with frame
- * 1's salts, says a commit was made (a commit frame, or FRAME_DURABLE). */
+ * its stored checksum in *e0, *e1. */
 static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_commit, uint64_t *e0,
-                         uint64_t *e1, uint32_t *s0, uint32_t *s1, int *later, sx_error *err) {
+                         uint64_t *e1, uint32_t *s0, uint32_t *s1, sx_error *err) {
   *nchain = *last_commit = *e0 = *e1 = 0;
-  *later = 0;
   uint64_t sz = 0;
   int rc = sx__file_size(p->wal[w], &sz, err);
   if (rc || sz < WAL_HDR + p->fsz) return rc;
@@ -278,10 +276,43 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
       *e1 = b;
     }
   }
-  for (uint64_t r = *nchain + 1; r <= nfr && *nchain && !rc && !*later; r++) {
-    rc = sx__file_read(p->wal[w], f, FRAME_HDR, WAL_HDR + (r - 1) * p->fsz, err);
-    *later = !rc && sx__rd32(f + 8) == *s0 && sx__rd32(f + 12) == *s1 &&
-             (sx__frame_npages(p, f) || sx__frame_durable(p, f));
+  free(f);
+  return rc;
+}
+
+/* Whether WAL file w holds frames of a generation that made a commit, wherever they
+ * are: two neighbouring frames with the same salts, the second chaining from the
+ * checksum the first stores, one of them a commit frame or either carrying
+ * FRAME_DURABLE. Random or damaged bytes do not chain; genuine frames do, even past
+ * a damaged frame or header. *cleared: the header and frame 1's header are zeros
+ * (sx__wal_restart clears a file so, over frames already in P). */
+static int committed_frames(sx__pager *p, int w, int *out, int *cleared, sx_error *err) {
+  *out = *cleared = 0;
+  uint64_t sz = 0;
+  int rc = sx__file_size(p->wal[w], &sz, err);
+  if (rc || sz < WAL_HDR + p->fsz) return rc;
+  uint64_t nfr = (sz - WAL_HDR) / p->fsz;
+  if (nfr > SX__WAL_FRAMES_MAX) nfr = SX__WAL_FRAMES_MAX;
+  uint8_t *f = malloc(2 * (size_t)p->fsz);
+  if (!f) return sx__err_set(err, SX_NOMEM, "out of memory recovering '%s'", p->wal_path[w]);
+  static const uint8_t zeros[WAL_HDR + FRAME_HDR];
+  rc = sx__file_read(p->wal[w], f, WAL_HDR + FRAME_HDR, 0, err);
+  *cleared = !rc && memcmp(f, zeros, sizeof zeros) == 0;
+  uint8_t *prev = f, *cur = f + p->fsz;
+  for (uint64_t r = 1; r <= nfr && !rc && !*out; r++) {
+    rc = sx__file_read(p->wal[w], cur, p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
+    if (!rc && r > 1 && (sx__rd32(cur + 8) || sx__rd32(cur + 12)) &&
+        memcmp(cur + 8, prev + 8, 8) == 0 &&
+        (sx__frame_npages(p, cur) || sx__frame_npages(p, prev) || sx__frame_durable(p, cur) ||
+         sx__frame_durable(p, prev))) {
+      uint64_t x = sx__rd64(prev + 16), y = sx__rd64(prev + 24);
+      sx__cksum(cur, 16, &x, &y);
+      sx__cksum(cur + FRAME_HDR, p->ps, &x, &y);
+      *out = sx__rd64(cur + 16) == x && sx__rd64(cur + 24) == y;
+    }
+    uint8_t *t = prev;
+    prev = cur;
+    cur = t;
   }
   free(f);
   return rc;
@@ -297,8 +328,8 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
  *   was damaged, or torn; the generation is recovered without it (*wh made valid,
  *   frame 1 trusted, `headless`), so that its frames, perhaps not yet in P, stay
  *   readable;
- * - the file holds no committed frames, whole or past a damaged one
- *   (sx__wal_restart clears frame 1's header with the file's): ignored;
+ * - the file holds no committed frames (committed_frames), or was cleared by
+ *   sx__wal_restart: ignored;
  * - anything else holds committed frames that no valid header accounts for: the
  *   newest generation under a damaged header (whichever header is valid, the other
  *   file's is older), refused with SX_CORRUPT rather than dropped.
@@ -307,11 +338,10 @@ static int header_repair(sx__pager *p, int w, sx__walhdr *wh, const sx__walhdr *
                          sx_error *err) {
   uint64_t nchain, lastc, e0, e1;
   uint32_t s0 = 0, s1 = 0;
-  int later = 0;
-  int rc = headless_scan(p, w, &nchain, &lastc, &e0, &e1, &s0, &s1, &later, err);
-  if (rc || (!lastc && !later)) return rc;
+  int rc = headless_scan(p, w, &nchain, &lastc, &e0, &e1, &s0, &s1, err);
+  if (rc) return rc;
   (void)nchain;
-  if (other->ok && other->prev_frames > 0 && ((other->gen - 1) & 1) == (uint32_t)w &&
+  if (lastc && other->ok && other->prev_frames > 0 && ((other->gen - 1) & 1) == (uint32_t)w &&
       lastc == other->prev_frames && e0 == other->pck0 && e1 == other->pck1) {
     /* The previous generation ends in a commit whose stored checksum the other
      * header records; behind it lie only older generations' frames (other salts). */
@@ -323,6 +353,9 @@ static int header_repair(sx__pager *p, int w, sx__walhdr *wh, const sx__walhdr *
     wh->salt1 = s1;
     return SX_OK;
   }
+  int committed = 0, cleared = 0;
+  rc = committed_frames(p, w, &committed, &cleared, err);
+  if (rc || !committed || cleared) return rc;
   return sx__err_set(err, SX_CORRUPT,
                      "WAL header of '%s' is damaged, and the file holds committed frames",
                      p->wal_path[w]);
