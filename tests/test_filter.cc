@@ -526,6 +526,33 @@ TEST_P(FilterSearch, DeletedAndReupsertedItems) {
   sx_read_free(r);
 }
 
+// A filter whose only operands are empty $in/$nin lists compiles to no operand at
+// all: evaluating it against items that have the field must not index the empty
+// operand array (clang's UBSan: a zero offset applied to its NULL pointer; found by
+// fuzz_api, kept in tests/fuzz/regress/api/in-empty-list-alone).
+TEST_P(FilterSearch, EmptyInAndNinListsAlone) {
+  Db d;
+  const uint32_t dim = 2;
+  sx_write *w = Begin(d.db);
+  Create(w, "c", dim, GetParam());
+  Fill(w, "c", 20, dim, 3, 4);
+  sx_error err = SX_ERROR_INIT;
+  sx_collection *c = nullptr;
+  ASSERT_EQ(sx_write_collection(w, "c", &c, &err), SX_OK);
+  const float q[dim] = {0, 0};
+  Hits h;
+  ASSERT_EQ(Search(c, q, dim, 50, R"({"c": {"$in": []}})", &h), SX_OK);
+  EXPECT_TRUE(h.ids.empty());
+  ASSERT_EQ(Search(c, q, dim, 50, R"({"c": {"$nin": []}})", &h), SX_OK);
+  EXPECT_EQ(h.ids.size(), 20u);
+  ASSERT_EQ(Search(c, q, dim, 50, R"({"$or": [{"c": {"$in": []}}, {"i": {"$nin": []}}]})", &h),
+            SX_OK);
+  EXPECT_EQ(h.ids.size(), 20u);
+  sx_collection_free(c);
+  EXPECT_EQ(sx_write_commit(w, &err), SX_OK);
+  sx_write_free(w);
+}
+
 TEST_P(FilterSearch, BatchEqualsOneByOne) {
   Db d;
   const uint32_t dim = 16;

@@ -636,6 +636,8 @@ static int scalar_test(ev *e, const fnode *n, int i) {
   int rc = value_of(e, i, &m);
   if (rc < 0) return rc;
   if (m.type < 0) return 0;
+  /* No operand ($in/$nin of an empty list): vals may be NULL, never index it. */
+  if (n->nv == 0) return 0;
   const fval *vals = e->s->f->vals + n->v0;
   int op = n->op == OP_NE ? OP_EQ : n->op == OP_NIN ? OP_IN : n->op;
   for (uint32_t k = 0; k < n->nv; k++)
