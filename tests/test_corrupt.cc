@@ -536,6 +536,20 @@ TEST_F(Corrupt, Codes) {
        [](const Image &i, std::vector<uint8_t> &p) {
          memset(p.data() + i.Page(i.Leaf(i.hhnsw, SX__H_PA_CODES, 1)), 0, kPs);
        }},
+      // The check encodes the stored vector again: a NaN there must not reach a
+      // float-to-byte conversion (found by fuzz_file under clang's UBSan).
+      {"vector component NaN (slot 7)",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.At(i.hhnsw, SX__H_PA_VEC, (7 * kDim + 2) * 4), 0x7fc00000u);
+       }},
+      {"flat vector component NaN (slot 9)",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.At(i.hflat, SX__H_PA_VEC, (9 * kDim + 5) * 4), 0xffc00001u);
+       }},
+      {"vector component infinite (slot 8)",
+       [](const Image &i, std::vector<uint8_t> &p) {
+         Wr32(p, i.At(i.hhnsw, SX__H_PA_VEC, 8 * kDim * 4), 0xff800000u);
+       }},
   };
   for (const Case &c : cases) ASSERT_NO_FATAL_FAILURE(RunCase(*img_, c));
 }

@@ -14,6 +14,7 @@
  * A failure or a cancel leaves the transaction for the caller to abort: nothing is
  * committed, and the snapshot is unchanged.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,6 +147,10 @@ int sx__coll_compact_fill(const sx__coll *src, sx__coll *dst, int nthreads, cons
       if (!rc) rc = sx__slot_valid(src, h, slots[at + i], &r, err);
       if (!rc)
         rc = sx__pa_read(&vc, (uint64_t)slots[at + i] * dim * 4, vecs + i * dim, dim * 4, err);
+      for (size_t j = 0; !rc && j < dim; j++) /* upsert would blame the caller */
+        if (!isfinite(vecs[i * dim + j]))
+          rc = sx__err_set(err, SX_CORRUPT, "vector of slot %u of '%s' has a non-finite component",
+                           slots[at + i], src->name);
       if (!rc && r.meta_len != SX__NO_META) {
         mtext[i] = sx__mallocn((uint64_t)r.meta_len + 1, 1);
         if (!mtext[i]) {

@@ -4,6 +4,7 @@
  * slot's id maps back to it, the counters agree with the live bitmap, free slots are
  * in range, dead and listed once; then the HNSW graph checks itself (index layer).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,26 +59,36 @@ static int check_one(const sx__pv *v, const char *name, uint8_t *used, sx_error 
   if (!rc) rc = covers(&c, h, SX__H_PA_FREE, nfree * 4, "the free-slot stack", err);
   if (rc) return rc;
   char buf[SX_ID_MAX + 1];
-  sx__pa_cursor lc;
+  sx__pa_cursor lc, vc;
   sx__pa_cursor_init(&lc, v, h + SX__H_PA_LIVE);
-  for (uint64_t s = 0; s < nslots; s++) {
+  sx__pa_cursor_init(&vc, v, h + SX__H_PA_VEC);
+  float *vec = sx__mallocn(c.dim, sizeof *vec);
+  if (!vec) return sx__err_set(err, SX_NOMEM, "out of memory");
+  for (uint64_t s = 0; s < nslots && !rc; s++) {
     uint8_t b;
     rc = sx__pa_read(&lc, s / 8, &b, 1, err);
-    if (rc) return rc;
-    if (!(b & (1u << (s % 8)))) continue;
+    if (rc || !(b & (1u << (s % 8)))) continue;
     live++;
     size_t len;
     sx__slotrec r;
     rc = sx__slot_read(&c, h, s, &r, err);
     if (!rc) rc = sx__slot_valid(&c, h, s, &r, err);
     if (!rc) rc = sx__slot_id(&c, h, s, buf, &len, err);
-    uint64_t slot, pos;
+    uint64_t slot = UINT64_MAX, pos;
     if (!rc) rc = sx__id_lookup(&c, h, buf, len, &slot, &pos, err);
-    if (rc) return rc;
-    if (slot != s)
-      return sx__err_set(err, SX_CORRUPT, "id '%s' of slot %llu in '%s' maps to slot %lld", buf,
-                         (unsigned long long)s, name, slot == UINT64_MAX ? -1LL : (long long)slot);
+    if (!rc && slot != s)
+      rc = sx__err_set(err, SX_CORRUPT, "id '%s' of slot %llu in '%s' maps to slot %lld", buf,
+                       (unsigned long long)s, name, slot == UINT64_MAX ? -1LL : (long long)slot);
+    /* Every stored vector was finite when written (upserts refuse the others). */
+    if (!rc) rc = sx__pa_read(&vc, s * c.dim * 4, vec, c.dim * 4, err);
+    for (uint32_t j = 0; !rc && j < c.dim; j++)
+      if (!isfinite(vec[j]))
+        rc = sx__err_set(err, SX_CORRUPT,
+                         "vector of slot %llu in '%s' has a non-finite component at %u",
+                         (unsigned long long)s, name, j);
   }
+  free(vec);
+  if (rc) return rc;
   int hnsw = c.index == SX_INDEX_HNSW;
   if (live != count || (!hnsw && live + nfree != nslots) || (hnsw && live + nfree > nslots) ||
       sx__rd64(h + SX__H_HASHUSED) != live)

@@ -73,7 +73,7 @@ static void encode(const float *x, uint32_t dim, uint32_t cb, uint8_t *rec) {
   memcpy(rec, h, sizeof h);
   for (uint32_t i = 0; i < dim && h[1] > 0; i++) {
     double c = floor(((double)x[i] - h[0]) / h[1] + 0.5);
-    rec[16 + i] = (uint8_t)(c < 0 ? 0 : c > 255 ? 255 : c);
+    rec[16 + i] = (uint8_t)(c >= 255 ? 255 : c > 0 ? c : 0); /* NaN: 0, never converted */
   }
 }
 
@@ -118,6 +118,10 @@ int sx__hnsw_quant_check(sx__hnsw *g, uint64_t s, sx_error *err) {
   if (!want) return sx__err_set(err, SX_NOMEM, "out of memory");
   const uint8_t *rec;
   int rc = sx__hnsw_read_vec(g, s, g->vbuf, err);
+  for (uint32_t i = 0; !rc && i < g->dim; i++)
+    if (!isfinite(g->vbuf[i]))
+      rc = sx__err_set(err, SX_CORRUPT, "vector of slot %llu has a non-finite component at %u",
+                       (unsigned long long)s, i);
   if (!rc) rc = code_of(g, (uint32_t)s, &rec, err);
   if (!rc) {
     encode(g->vbuf, g->dim, g->cb, want);
