@@ -6,6 +6,10 @@
 #   3. the same under ThreadSanitizer;
 #   4. the Python binding: pip-installed into a virtual environment under build/,
 #      then its pytest suite (the conformance cases again, threads, processes, fork);
+#      then hostile: tools/hostile.py through it, SX_HOSTILE_PROBES (400) probes of
+#      seed SX_HOSTILE_SEED (1): API misuse, damaged files, resource limits, kill -9,
+#      each in a child with a timeout; anything but a clear error or the committed
+#      data (a crash, hang, wrong result, rollback, stray exception) fails the run;
 #   5. the Go binding: go vet, go test -race (bindings/go/run_tests.sh);
 #   6. the Node binding: the addon built offline, node --test (bindings/node/run_tests.sh);
 #   7. the conformance matrix: the cases through the C, Python, Go and Node runners,
@@ -25,13 +29,13 @@
 #      damaged copies, invariants checked after every round (hours: tools/soak.sh N).
 # The long stress and crash tests run at full length in (1) and shorter under the
 # sanitizers (which slow everything 3-15x).
-# Usage: tools/test.sh [format|debug|asan|tsan|python|go|node|matrix|interop|examples|release|fuzz|soak]...
+# Usage: tools/test.sh [format|debug|asan|tsan|python|hostile|go|node|matrix|interop|examples|release|fuzz|soak]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/deps.sh"
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(format release debug asan tsan python go node matrix interop examples fuzz soak)
+[ ${#configs[@]} -gt 0 ] || configs=(format release debug asan tsan python hostile go node matrix interop examples fuzz soak)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run() { # name, cmake args..., then env for ctest after "--"
@@ -57,6 +61,10 @@ for c in "${configs[@]}"; do
             TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ;;
     python) echo "=== python: build, install and test the binding"
             bash "$root/bindings/python/run_tests.sh" ;;
+    hostile) echo "=== hostile: tools/hostile.py through the Python binding"
+             [ -x "$root/build/py-venv/bin/python" ] || bash "$root/bindings/python/run_tests.sh" -q
+             (cd "${TMPDIR:-/tmp}" && "$root/build/py-venv/bin/python" "$root/tools/hostile.py" \
+               --seed "${SX_HOSTILE_SEED:-1}" --probes "${SX_HOSTILE_PROBES:-400}") ;;
     go) echo "=== go: vet, build and test the binding"
         bash "$root/bindings/go/run_tests.sh" ;;
     node) echo "=== node: build the addon and test the binding"
@@ -80,7 +88,7 @@ for c in "${configs[@]}"; do
           (cd "$root/build/fuzz" && ctest --output-on-failure -R fuzz_regress)
           bash "$root/tools/fuzz.sh" "${SX_FUZZ_SECONDS:-60}" ;;
     soak) bash "$root/tools/soak.sh" --seconds "${SX_SOAK_SECONDS:-120}" ;;
-    *) echo "unknown configuration '$c' (format, debug, asan, tsan, python, go, node, matrix, interop, examples, release, fuzz, soak)" >&2; exit 2 ;;
+    *) echo "unknown configuration '$c' (format, debug, asan, tsan, python, hostile, go, node, matrix, interop, examples, release, fuzz, soak)" >&2; exit 2 ;;
   esac
 done
 echo "=== all configurations passed: ${configs[*]}"
