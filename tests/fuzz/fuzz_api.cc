@@ -89,6 +89,16 @@ std::string Id(uint8_t b) {
 std::string Name(int c) {
   return "c" + std::to_string(c);
 }
+
+// An item's id and vector from the input (a byte 0xff is a NaN component: *bad).
+void ItemFrom(In &in, std::vector<std::string> *ids, std::vector<float> *v, bool *bad) {
+  ids->push_back(Id(in.byte()));
+  for (size_t d = 0; d < kDim; d++) {
+    uint8_t b = in.byte();
+    if (b == 0xff) *bad = true;
+    v->push_back(b == 0xff ? NAN : (float)((int)(b % 9) - 4));
+  }
+}
 bool Hnsw(int c) {
   return c >= 2;
 }
@@ -1015,12 +1025,7 @@ void Step(State &s, In &in) {
       std::vector<float> v;
       bool bad = false;
       for (size_t i = 0; i < n; i++) {
-        ids.push_back(Id(in.byte()));
-        for (size_t d = 0; d < kDim; d++) {
-          uint8_t b = in.byte();
-          if (b == 0xff) bad = true;
-          v.push_back(b == 0xff ? NAN : (float)((int)(b % 9) - 4));
-        }
+        ItemFrom(in, &ids, &v, &bad);
       }
       for (auto &x : ids) ip.push_back(x.c_str());
       int rc = sx_write_upsert(s.w, name.c_str(), n, ip.data(), v.data(), kDim, nullptr, &s.err);
@@ -1132,12 +1137,7 @@ void Step(State &s, In &in) {
       std::vector<float> v;
       bool bad = false;
       for (size_t i = 0; i < n; i++) {
-        ids.push_back(Id(in.byte()));
-        for (size_t d = 0; d < kDim; d++) {
-          uint8_t b = in.byte();
-          if (b == 0xff) bad = true;
-          v.push_back(b == 0xff ? NAN : (float)((int)(b % 9) - 4));
-        }
+        ItemFrom(in, &ids, &v, &bad);
         bool h;
         std::string t;
         GenMeta(in, &h, &t);
