@@ -613,7 +613,7 @@ TEST_F(Corrupt, HnswGraph) {
   {
     Graph gr{*img_};
     ASSERT_EQ(Rd32(img_->p, img_->Page(gr.H()) + SX__H_M), Graph::kM);
-    ASSERT_LE(gr.NSlots(), 8192u) << "small enough for the reachability check";
+    ASSERT_LE(gr.NSlots(), 1024u) << "small enough for the reachability check";
     ASSERT_GT(Rd64(img_->p, img_->Page(gr.H()) + SX__H_NFREE), 0u);
     ASSERT_FALSE(gr.Live(gr.Free0()));
     ASSERT_NE(gr.Node(1, 2), UINT64_MAX) << "an upper-level node";
@@ -726,7 +726,7 @@ TEST_F(Corrupt, HnswGraph) {
 }
 
 // Reachability in a graph too large to be walked after every commit (more than
-// 8,192 slots): it is walked whenever the nodes linked since the last walk reach
+// 1,024 slots): it is walked whenever the nodes linked since the last walk reach
 // 1/32 of it, and sx_db_check finds a node no walk can reach in a graph whose last
 // commit walked it.
 TEST(CorruptLarge, UnreachableNodeInALargeGraph) {
@@ -762,7 +762,7 @@ TEST(CorruptLarge, UnreachableNodeInALargeGraph) {
     ASSERT_NO_FATAL_FAILURE(ReadImage(t.db, 1, &img));
   }
   Graph g{img};
-  ASSERT_GT(g.NSlots(), 8192u);
+  ASSERT_GT(g.NSlots(), 1024u);
   ASSERT_EQ(Rd64(img.p, img.Page(g.H()) + SX__H_LINK_DEBT), 1u) << "walked: no debt";
   ASSERT_NO_FATAL_FAILURE(RunCase(img, {"a node no level-0 list links to, 9,000 slots", Orphan}));
 }

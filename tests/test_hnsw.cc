@@ -1206,7 +1206,7 @@ TEST_P(HnswThreads, SmallMKeepsEveryNodeReachable) {
   db.Check();
 }
 
-// A graph too large to walk after every commit (more than 8,192 slots) fed one vector
+// A graph too large to walk after every commit (more than 1,024 slots) fed one vector
 // per commit, with m = 2 under ip in 2-d (where the heuristic orphans nodes most): the
 // commit that brings the nodes linked since the last walk to 1/32 of the slots walks
 // it, and after it every live node is reachable again (before, only a large batch or
