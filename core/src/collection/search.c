@@ -210,12 +210,11 @@ static void run_hnsw(job *j) {
 }
 
 /* One block of a flat scan: up to BLOCK live vectors, read in place from their
- * pages. Leaf pages are resolved a run at a time: leaves that lie one after another
- * in the map (as a bulk load and a checkpoint leave them) are one stretch of memory,
- * in which every vector is read in place. A single-query scan (parts) takes a vector
- * that straddles two runs as its two parts; a batch scan (ptrs) copies it into
- * scratch. A vector spanning more than two runs, and any vector of a write
- * transaction's view, is copied. */
+ * pages. A single-query scan (parts) takes a vector that straddles two pages as its
+ * two parts, or as one run when the pages lie next to each other in the map (as a
+ * bulk load leaves them); a batch scan (ptrs) copies a straddling vector into
+ * scratch unless its pages are adjacent. A vector spanning more than two pages, and
+ * any vector of a write transaction's view, is copied. */
 typedef struct block {
   const float **ptrs;
   sx__vparts *parts;
@@ -227,13 +226,11 @@ typedef struct block {
   size_t vbytes, ps;
   unsigned pshift;
   uint64_t pmask;
-  uint64_t max_leaf; /* leaves past the job's last vector are never resolved */
-  uint64_t rlo, rhi; /* the run of leaves [rlo, rhi) at rbase (rlo == rhi: none) */
-  const uint8_t *rbase;
-  uint64_t nlo, nhi; /* the run after it, when known, at nbase */
-  const uint8_t *nbase;
-  uint64_t lastleaf; /* the leaf of the last vector added */
-  sx__fstate *fs;    /* the filter's evaluation state, or NULL: every live slot */
+  uint64_t vleaf; /* the leaf page vpage points at (UINT64_MAX: none) */
+  const uint8_t *vpage;
+  uint64_t nleaf; /* the leaf after vleaf, when npage is known (UINT64_MAX: none) */
+  const uint8_t *npage;
+  sx__fstate *fs; /* the filter's evaluation state, or NULL: every live slot */
 } block;
 
 static inline void block_put(block *b, const float *a, const float *rest, size_t n0, size_t dim) {
@@ -246,59 +243,46 @@ static inline void block_put(block *b, const float *a, const float *rest, size_t
   }
 }
 
-/* The run of leaves from `leaf` on into lo, hi, base. */
-static inline int block_run(block *b, uint64_t leaf, uint64_t *lo, uint64_t *hi,
-                            const uint8_t **base, sx_error *err) {
-  uint64_t n = 1;
-  int rc = sx__pa_run(&b->vc, leaf, b->max_leaf - leaf, base, &n, err);
-  if (rc) return rc;
-  *lo = leaf;
-  *hi = leaf + n;
-  return SX_OK;
-}
-
 /* Pointer(s) to the vector of slot sl, as the next entry of b. */
 static inline int block_add(block *b, uint64_t sl, size_t dim, sx_error *err) {
   uint64_t off = sl * b->vbytes;
   uint64_t leaf = off >> b->pshift;
-  if (b->vc.v->t == NULL) { /* over a snapshot, leaf pages stay put for the view's life */
-    if (leaf < b->rlo || leaf >= b->rhi) {
-      if (leaf >= b->nlo && leaf < b->nhi) {
-        b->rlo = b->nlo;
-        b->rhi = b->nhi;
-        b->rbase = b->nbase;
-      } else {
-        int rc = block_run(b, leaf, &b->rlo, &b->rhi, &b->rbase, err);
-        if (rc) return rc;
-      }
-      b->nlo = b->nhi = 0;
+  size_t in = (size_t)(off & b->pmask);
+  if (leaf != b->vleaf && b->vc.v->t == NULL) {
+    /* Over a snapshot, leaf pages stay put for the view's life. */
+    const uint8_t *pg;
+    if (leaf == b->nleaf) {
+      pg = b->npage;
+    } else {
+      int rc = sx__pa_leaf(&b->vc, leaf, &pg, err);
+      if (rc) return rc;
     }
-    const float *a = (const float *)(b->rbase + (off - (b->rlo << b->pshift)));
-    if (leaf != b->lastleaf) {
-      /* Gathering runs a block ahead of the distances: touching the next page's
-       * head here has its translation and first lines ready when they are read
-       * (the hardware prefetchers stop at a page boundary). A single-query scan of
-       * 128-d vectors ran about 25% faster with it. */
-      b->lastleaf = leaf;
-      const uint8_t *next = b->rbase + ((leaf + 1 - b->rlo) << b->pshift);
-      for (int k = 0; k < 8; k++) __builtin_prefetch(next + 64 * k);
-    }
-    uint64_t rend = b->rhi << b->pshift; /* the run's end, as an offset */
-    if (off + b->vbytes <= rend) {
+    b->vleaf = leaf;
+    b->vpage = pg;
+    b->nleaf = UINT64_MAX;
+    /* The hardware prefetchers stop at a 4 KiB boundary: start the next page, where
+     * the next leaf mostly lies (a prefetch of another address costs nothing). A
+     * single-query scan of 128-d and 784-d vectors ran 6 to 14% faster. */
+    for (int k = 0; k < 8; k++) __builtin_prefetch(pg + b->ps + 64 * k);
+  }
+  if (leaf == b->vleaf) {
+    const float *a = (const float *)(b->vpage + in);
+    if (in + b->vbytes <= b->ps) {
       block_put(b, a, NULL, dim, dim);
       goto done;
     }
-    if (b->nlo != b->rhi) {
-      int rc = block_run(b, b->rhi, &b->nlo, &b->nhi, &b->nbase, err);
-      if (rc) return rc;
-    }
-    if (off + b->vbytes <= b->nhi << b->pshift) {
-      if (b->nbase == (const uint8_t *)a + (rend - off)) { /* the runs touch */
+    if (in + b->vbytes <= 2 * b->ps) {
+      if (b->nleaf != leaf + 1) {
+        int rc = sx__pa_leaf(&b->vc, leaf + 1, &b->npage, err);
+        if (rc) return rc;
+        b->nleaf = leaf + 1;
+      }
+      if (b->npage == b->vpage + b->ps) { /* adjacent pages: one run */
         block_put(b, a, NULL, dim, dim);
         goto done;
       }
       if (b->use_parts) {
-        block_put(b, a, (const float *)b->nbase, (size_t)(rend - off) / sizeof(float), dim);
+        block_put(b, a, (const float *)b->npage, (b->ps - in) / sizeof(float), dim);
         goto done;
       }
     }
@@ -390,9 +374,7 @@ static void scan_flat(job *j) {
   b.ps = b.vc.ps;
   b.pshift = (unsigned)__builtin_ctz(b.vc.ps);
   b.pmask = b.ps - 1;
-  b.rlo = b.rhi = b.nlo = b.nhi = 0;
-  b.lastleaf = UINT64_MAX;
-  b.max_leaf = j->hi > j->lo ? ((j->hi * b.vbytes - 1) >> b.pshift) + 1 : 0;
+  b.vleaf = b.nleaf = UINT64_MAX;
   uint64_t s0 = j->lo;
   while (s0 < j->hi && !j->rc) {
     if (job_cancelled(j)) {

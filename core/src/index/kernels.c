@@ -657,12 +657,8 @@ void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__
   }
 #endif
   const kernel_ops *k = active();
-  const size_t vbytes = dim * sizeof(float);
   for (size_t j = 0; j < n; j++) {
-    if (vbytes <= SX__SCAN_AHEAD_MAX) /* as the AVX-512 loop: the stream's next stretch */
-      prefetch_bytes((const char *)((uintptr_t)v[j].a + SX__SCAN_AHEAD), vbytes);
-    else if (j + 1 < n)
-      __builtin_prefetch(v[j + 1].a);
+    if (j + 1 < n) __builtin_prefetch(v[j + 1].a);
     const float *x = v[j].a;
     if (v[j].n0 < dim) {
       memcpy(scratch, v[j].a, v[j].n0 * sizeof(float));

@@ -284,28 +284,24 @@ AVX512_INLINE void dist4_parts_avx512(int metric, const float *q, float qn, cons
   for (int j = 0; j < 4; j++) out[j] = finish(metric, sr[j], qn, vr[j]);
 }
 
-/* Prefetches the stream ahead of v (kernels_int.h, SX__SCAN_AHEAD). */
-AVX512_INLINE void prefetch_ahead(const sx__vparts *v, size_t vbytes) {
-  prefetch_bytes((const char *)((uintptr_t)v->a + SX__SCAN_AHEAD), vbytes);
-}
-
+#ifndef SX_FLAT_PF
+#define SX_FLAT_PF 0
+#endif
 AVX512 void sx__many_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v,
                                   size_t n, size_t dim, float *out) {
   if (!metric_ok(metric)) {
     for (size_t j = 0; j < n; j++) out[j] = NAN;
     return;
   }
-  const size_t vbytes = dim * sizeof(float);
-  const int ahead = vbytes <= SX__SCAN_AHEAD_MAX;
-#define MANY_PARTS_LOOP(M)                                                   \
-  {                                                                          \
-    size_t j = 0;                                                            \
-    for (; j + 4 <= n; j += 4) {                                             \
-      if (ahead)                                                             \
-        for (size_t p = 0; p < 4; p++) prefetch_ahead(&v[j + p], vbytes);    \
-      dist4_parts_avx512(M, q, qn, &v[j], dim, out + j);                     \
-    }                                                                        \
-    for (; j < n; j++) out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim); \
+#define MANY_PARTS_LOOP(M)                                                        \
+  {                                                                               \
+    size_t j = 0;                                                                 \
+    for (; j + 4 <= n; j += 4) {                                                  \
+      if (SX_FLAT_PF && j + 4 + PF_AHEAD <= n)                                    \
+        for (size_t p = 0; p < 4; p++) prefetch_parts(&v[j + PF_AHEAD + p], dim); \
+      dist4_parts_avx512(M, q, qn, &v[j], dim, out + j);                          \
+    }                                                                             \
+    for (; j < n; j++) out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);      \
   }
   switch (metric) {
     case SX__L2:

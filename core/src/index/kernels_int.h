@@ -40,23 +40,20 @@ static inline float cos_dist(float dot, float qn, float vn) {
  * vectors are scattered (contiguous ones are caught by the hardware prefetcher). */
 #define PF_AHEAD 4
 
-static inline void prefetch_bytes(const char *p, size_t len) {
-  for (size_t b = 0; b < len; b += 64) __builtin_prefetch(p + b);
-}
-
 static inline void prefetch_vec(const float *v, size_t dim) {
-  prefetch_bytes((const char *)v, dim * sizeof(float));
+  const char *p = (const char *)v;
+  for (size_t b = 0; b < dim * sizeof(float); b += 64) __builtin_prefetch(p + b);
 }
 
-/* The flat scan's stream: vectors mostly lie one after another in memory, but the
- * hardware prefetchers follow short vectors poorly (a single-query scan of 96-d and
- * 128-d vectors read 12 to 15 GB/s where a 784-d one read 26 GB/s). For vectors of
- * at most SX__SCAN_AHEAD_MAX bytes the scan prefetches the bytes SX__SCAN_AHEAD past
- * each vector it reads: the stream's next stretch (and when a vector's pages are not
- * adjacent, the wrong bytes, which costs nothing). Longer vectors are followed by
- * the hardware well enough; the extra instructions slowed 784-d scans. */
-#define SX__SCAN_AHEAD 4096
-#define SX__SCAN_AHEAD_MAX 1024
+/* The vector in parts, as prefetch_vec. */
+static inline void prefetch_parts(const sx__vparts *v, size_t dim) {
+  if (v->n0 >= dim) {
+    prefetch_vec(v->a, dim);
+  } else {
+    prefetch_vec(v->a, v->n0);
+    prefetch_vec(v->b, dim - v->n0);
+  }
+}
 
 #if SX_X86
 /* The AVX-512F level (kernels_avx512.c); callers check the CPU first. */

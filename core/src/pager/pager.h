@@ -87,13 +87,6 @@ void sx__pager_snap_end(sx__pager *p, sx__snap *s);
  * beyond the snapshot or the files. */
 int sx__pager_snap_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const uint8_t **out,
                         sx_error *err);
-/* How many of pages pgno, pgno + 1, ... (at most want, within the snapshot) lie one
- * after another in memory, each page's image right after the one before: pages of P
- * that no WAL frame of the snapshot supersedes, verified like sx__pager_snap_page's.
- * *got >= 1 (page pgno alone, when it is a WAL frame). Errors as sx__pager_snap_page
- * for any page of the run. */
-int sx__pager_snap_run(sx__pager *p, const sx__snap *s, uint32_t pgno, uint32_t want, uint32_t *got,
-                       sx_error *err);
 
 /*
  * Write transactions. Begin waits up to timeout_ms (0: try once, <0: for ever) for

@@ -94,24 +94,6 @@ int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error
   return SX_OK;
 }
 
-int sx__pa_run(sx__pa_cursor *cur, uint64_t leaf, uint64_t max, const uint8_t **out, uint64_t *n,
-               sx_error *err) {
-  *n = 1;
-  int rc = sx__pa_leaf(cur, leaf, out, err);
-  if (rc || cur->v->t || cur->depth == 0 || max <= 1) return rc;
-  /* The leaves after this one under the same interior page, while their page
-   * numbers follow on. */
-  const uint8_t *parent = cur->page[cur->depth - 1];
-  uint32_t pg = cur->leaf_pgno, at = (uint32_t)(leaf % cur->fan), c = 1;
-  while (c < max && at + c < cur->fan && sx__rd32(parent + 4 * (at + c)) == pg + c) c++;
-  if (c == 1) return SX_OK;
-  uint32_t got = 1;
-  rc = sx__pager_snap_run(cur->v->p, cur->v->snap, pg, c, &got, err);
-  if (rc) return rc;
-  *n = got;
-  return SX_OK;
-}
-
 int sx__pa_read(sx__pa_cursor *cur, uint64_t off, void *dst, size_t len, sx_error *err) {
   uint8_t *d = dst;
   while (len) {

@@ -56,12 +56,6 @@ typedef struct sx__pa_cursor {
 /* pa points at the array's two words (root, depth) in its owner page. */
 void sx__pa_cursor_init(sx__pa_cursor *cur, const sx__pv *v, const uint8_t *pa);
 int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error *err);
-/* Leaf `leaf` as sx__pa_leaf, and in *n how many leaves from it on (at most max)
- * lie one after another in memory, so that *out addresses all of them: leaves under
- * one interior page on consecutive pages of the file (sx__pager_snap_run). Over a
- * write transaction, or for a lone leaf, *n is 1. */
-int sx__pa_run(sx__pa_cursor *cur, uint64_t leaf, uint64_t max, const uint8_t **out, uint64_t *n,
-               sx_error *err);
 int sx__pa_read(sx__pa_cursor *cur, uint64_t off, void *dst, size_t len, sx_error *err);
 /* Pointer to len bytes at off: into the page when they do not straddle one, else
  * copied into tmp. Valid while the view is. */

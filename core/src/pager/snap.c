@@ -105,38 +105,6 @@ int sx__pager_snap_page(sx__pager *p, const sx__snap *s, uint32_t pgno, const ui
   return sx__view_page(p, s, pgno, out, err);
 }
 
-int sx__pager_snap_run(sx__pager *p, const sx__snap *s, uint32_t pgno, uint32_t want, uint32_t *got,
-                       sx_error *err) {
-  *got = 1;
-  int w = 0;
-  uint64_t r = 0;
-  int rc = sx__view_locate(p, s, pgno, &w, &r, err);
-  if (rc || r || (p->cksum && pgno == 0)) return rc; /* a WAL frame stands alone, and page 0 */
-  /* Pages of P lie one after another in its map up to the end of their checksum
-   * group (a checksum page follows it) and of their map chunk. */
-  uint64_t f0 = p->cksum ? sx__pfile_page(p->ps, pgno) : pgno;
-  uint64_t end = want;
-  if (p->cksum && (uint64_t)pgno / (p->ps / 4) != ((uint64_t)pgno + end - 1) / (p->ps / 4))
-    end = p->ps / 4 - pgno % (p->ps / 4);
-  if (f0 % P_CHUNK_PAGES + end > P_CHUNK_PAGES) end = P_CHUNK_PAGES - f0 % P_CHUNK_PAGES;
-  if (end > s->npages - (uint64_t)pgno) end = s->npages - (uint64_t)pgno;
-  uint32_t n = 1;
-  for (; n < end; n++) {
-    rc = sx__view_locate(p, s, pgno + n, &w, &r, err);
-    if (rc) return rc;
-    if (r) break;
-  }
-  if (n > 1) {
-    /* The run's last page is in the file and every page of it is verified. */
-    const uint8_t *pg;
-    rc = sx__db_page(p, pgno + n - 1, &pg, err);
-    for (uint32_t i = 1; i < n && !rc; i++) rc = db_page_checked(p, pgno + i, s->epoch, &pg, err);
-    if (rc) return rc;
-  }
-  *got = n;
-  return SX_OK;
-}
-
 /* ---- reader slots ----------------------------------------------------------- */
 
 static int slot_acquire(sx__pager *p, int *out, sx_error *err) {
