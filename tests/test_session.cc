@@ -332,6 +332,36 @@ TEST(Session, Crc32cKnownValueAndBothImplementationsAgree) {
   }
 }
 
+// The WAL's running checksum over page images (pager/cksum.c): the SIMD form (each
+// word times a constant weight) gives the values of the defining recurrence, for
+// every length and starting state, and so does the portable loop.
+TEST(Session, WalChecksumOfLongRunsMatchesTheRecurrence) {
+  std::vector<uint8_t> buf(65536 + 64);
+  uint64_t st = 9;
+  for (auto &b : buf) b = (uint8_t)sx_test_splitmix64(&st);
+  for (size_t n : {16u, 48u, 64u, 112u, 1024u, 4096u, 4112u, 4160u, 8192u, 12288u, 65536u}) {
+    for (size_t at : {0u, 8u, 16u}) {  // aligned or not
+      uint64_t a0 = sx_test_splitmix64(&st), b0 = sx_test_splitmix64(&st);
+      uint64_t a = a0, b = b0;
+      for (size_t i = 0; i < n; i += 16) {
+        uint64_t x, y;
+        memcpy(&x, &buf[at + i], 8);
+        memcpy(&y, &buf[at + i + 8], 8);
+        a += x + b;
+        b += y + a;
+      }
+      for (int portable : {0, 1}) {
+        sx__cksum_portable_for_test(portable);
+        uint64_t c0 = a0, c1 = b0;
+        sx__cksum_long(&buf[at], n, &c0, &c1);
+        EXPECT_EQ(c0, a) << "n " << n << " at " << at << " portable " << portable;
+        EXPECT_EQ(c1, b) << "n " << n << " at " << at << " portable " << portable;
+      }
+    }
+  }
+  sx__cksum_portable_for_test(0);
+}
+
 // Format 1 files (from before page checksums: no checksum pages) are still read and
 // written as they are, and stay format 1; a backup of one is format 1 too.
 TEST(Session, FormatOneFilesStillOpenAndStayFormatOne) {

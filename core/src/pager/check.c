@@ -62,7 +62,7 @@ static int check_chain(sx__pager *p, int w, uint32_t gen, uint64_t nfr, uint32_t
     rc = sx__file_read(p->wal[w], buf, p->fsz, WAL_HDR + (r - 1) * p->fsz, err);
     if (rc) break;
     sx__cksum(buf, 16, &a, &b);
-    sx__cksum(buf + FRAME_HDR, p->ps, &a, &b);
+    sx__cksum_long(buf + FRAME_HDR, p->ps, &a, &b);
     if (r == 1 && wh.headless) {
       a = sx__rd64(buf + 16);
       b = sx__rd64(buf + 24);

@@ -163,6 +163,11 @@ uint32_t sx__crc32c(uint32_t crc, const void *data, size_t n);
 void sx__crc32c_portable_for_test(int on);
 /* The checksum of page pgno whose ps bytes are `page`. */
 uint32_t sx__page_cksum(uint32_t pgno, const uint8_t *page, uint32_t ps);
+/* The WAL's running checksum (pager_int.h, sx__cksum: n % 16 == 0) over a page image
+ * or more: the same values, computed in SIMD lanes when the CPU allows. */
+void sx__cksum_long(const uint8_t *d, size_t n, uint64_t *s0, uint64_t *s1);
+/* Tests: sx__cksum_long's portable loop even when the CPU has AVX-512. */
+void sx__cksum_portable_for_test(int on);
 /* Format 2: the file page holding page pgno; the file page holding its checksum (at
  * byte 4 * (pgno % (ps / 4)) of it); the file pages of a database of npages pages. */
 uint64_t sx__pfile_page(uint32_t ps, uint32_t pgno);

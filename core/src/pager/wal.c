@@ -170,7 +170,7 @@ static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, ui
         s[0][0] = sx__rd64(f + 16);
         s[0][1] = sx__rd64(f + 24);
         sx__cksum(f, 16, &s[1][0], &s[1][1]);
-        sx__cksum(f + FRAME_HDR, p->ps, &s[1][0], &s[1][1]);
+        sx__cksum_long(f + FRAME_HDR, p->ps, &s[1][0], &s[1][1]);
         header_damage = !sx__frame_npages(p, f) || sx__rd32(f + 8) != wh->salt0 ||
                         sx__rd32(f + 12) != wh->salt1 ||
                         header_block_damaged(p, wh, f, s[1][0], s[1][1], s[0][0], s[0][1]);
@@ -181,7 +181,7 @@ static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, ui
         if (!live[k]) continue;
         uint64_t a = s[k][0], b = s[k][1];
         sx__cksum(f, 16, &a, &b);
-        sx__cksum(f + FRAME_HDR, p->ps, &a, &b);
+        sx__cksum_long(f + FRAME_HDR, p->ps, &a, &b);
         live[k] = sx__rd64(f + 16) == a && sx__rd64(f + 24) == b;
         s[k][0] = a;
         s[k][1] = b;
@@ -262,7 +262,7 @@ static int headless_scan(sx__pager *p, int w, uint64_t *nchain, uint64_t *last_c
     } else {
       uint64_t x = a, y = b;
       sx__cksum(f, 16, &x, &y);
-      sx__cksum(f + FRAME_HDR, p->ps, &x, &y);
+      sx__cksum_long(f + FRAME_HDR, p->ps, &x, &y);
       if (sx__rd32(f + 8) != *s0 || sx__rd32(f + 12) != *s1 || sx__rd64(f + 16) != x ||
           sx__rd64(f + 24) != y)
         break;
@@ -307,7 +307,7 @@ static int committed_frames(sx__pager *p, int w, int *out, int *cleared, sx_erro
          sx__frame_durable(p, prev))) {
       uint64_t x = sx__rd64(prev + 16), y = sx__rd64(prev + 24);
       sx__cksum(cur, 16, &x, &y);
-      sx__cksum(cur + FRAME_HDR, p->ps, &x, &y);
+      sx__cksum_long(cur + FRAME_HDR, p->ps, &x, &y);
       *out = sx__rd64(cur + 16) == x && sx__rd64(cur + 24) == y;
     }
     uint8_t *t = prev;
@@ -400,7 +400,7 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
         break;
       }
       sx__cksum(f, 16, &ck0, &ck1);
-      sx__cksum(f + FRAME_HDR, p->ps, &ck0, &ck1);
+      sx__cksum_long(f + FRAME_HDR, p->ps, &ck0, &ck1);
       if (r == 1 && wh->headless) { /* its header is gone: frame 1 seeds the chain */
         ck0 = sx__rd64(f + 16);
         ck1 = sx__rd64(f + 24);
@@ -642,7 +642,7 @@ void sx__wal_frame_make(const sx__pager *p, const sx__hdrc *h, uint8_t *f, uint3
   sx__wr32(f + 12, h->salt1);
   memcpy(f + FRAME_HDR, page, p->ps);
   sx__cksum(f, 16, ck0, ck1);
-  sx__cksum(f + FRAME_HDR, p->ps, ck0, ck1);
+  sx__cksum_long(f + FRAME_HDR, p->ps, ck0, ck1);
   sx__wr64(f + 16, *ck0);
   sx__wr64(f + 24, *ck1);
 }
