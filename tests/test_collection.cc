@@ -305,6 +305,38 @@ std::vector<std::pair<double, std::string>> Brute(const std::vector<float> &data
   return r;
 }
 
+// Top 10 of each of nq queries in c, single and batched, against brute force over
+// data (ids are a one-letter prefix and the item's index): the same ids in the same
+// order, each distance bit for bit the kernel's on the whole vector, and the batch
+// equal to the single queries.
+void ExpectFlatTop10(sx_collection *c, const std::vector<float> &queries, size_t nq,
+                     const std::vector<float> &data, const std::vector<std::string> &ids,
+                     const std::vector<bool> &live, size_t dim, const std::string &where) {
+  sx_error err = SX_ERROR_INIT;
+  sx_results *batch;
+  ASSERT_EQ(sx_collection_search_batch(c, queries.data(), nq, dim, 10, nullptr, &batch, &err),
+            SX_OK)
+      << where << ": " << err.message;
+  for (size_t qi = 0; qi < nq; qi++) {
+    const float *q = &queries[qi * dim];
+    auto want = Brute(data, ids, live, q, dim, SX_METRIC_L2);
+    sx_results *one;
+    ASSERT_EQ(sx_collection_search(c, q, dim, 10, nullptr, &one, &err), SX_OK) << err.message;
+    ASSERT_EQ(sx_results_count(one, 0), 10u);
+    for (size_t i = 0; i < 10; i++) {
+      std::string id = sx_results_id(one, 0, i);
+      size_t at = (size_t)std::stoul(id.substr(1));
+      EXPECT_EQ(sx_results_distance(one, 0, i), sx__distance(SX__L2, q, 0, &data[at * dim], dim))
+          << where << ": distance of " << id << " is not the kernel's on the whole vector";
+      EXPECT_EQ(id, want[i].second) << where << " query " << qi << " rank " << i;
+      EXPECT_STREQ(sx_results_id(batch, qi, i), id.c_str()) << where << ": batch differs";
+      EXPECT_EQ(sx_results_distance(batch, qi, i), sx_results_distance(one, 0, i)) << where;
+    }
+    sx_results_free(one);
+  }
+  sx_results_free(batch);
+}
+
 class FlatProperty : public ::testing::TestWithParam<std::tuple<int, size_t>> {};
 
 TEST_P(FlatProperty, EqualsBruteForce) {
@@ -515,29 +547,7 @@ TEST(Collection, FlatScanOfVectorsInPartsEqualsBruteForce) {
     }
     auto queries = Gen(5, 6, dim);
     auto check = [&](sx_collection *c, const char *where) {
-      sx_error err = SX_ERROR_INIT;
-      sx_results *batch;
-      ASSERT_EQ(sx_collection_search_batch(c, queries.data(), 6, dim, 10, nullptr, &batch, &err),
-                SX_OK);
-      for (size_t qi = 0; qi < 6; qi++) {
-        const float *q = &queries[qi * dim];
-        auto want = Brute(data, ids, live, q, dim, SX_METRIC_L2);
-        sx_results *one;
-        ASSERT_EQ(sx_collection_search(c, q, dim, 10, nullptr, &one, &err), SX_OK) << err.message;
-        ASSERT_EQ(sx_results_count(one, 0), 10u);
-        for (size_t i = 0; i < 10; i++) {
-          std::string id = sx_results_id(one, 0, i);
-          size_t at = (size_t)std::stoul(id.substr(1));
-          EXPECT_EQ(sx_results_distance(one, 0, i),
-                    sx__distance(SX__L2, q, 0, &data[at * dim], dim))
-              << where << ": distance of " << id << " is not the kernel's on the whole vector";
-          EXPECT_EQ(id, want[i].second) << where << " query " << qi << " rank " << i;
-          EXPECT_STREQ(sx_results_id(batch, qi, i), id.c_str()) << where << ": batch differs";
-          EXPECT_EQ(sx_results_distance(batch, qi, i), sx_results_distance(one, 0, i)) << where;
-        }
-        sx_results_free(one);
-      }
-      sx_results_free(batch);
+      ExpectFlatTop10(c, queries, 6, data, ids, live, dim, where);
     };
     {
       W w(d.db);  // a write session's view (copies)
@@ -584,23 +594,7 @@ TEST(Collection, FlatScanAcrossChecksumGroupsAndWalFramesMatchesBruteForce) {
   ASSERT_EQ(sx_db_checkpoint(d.db, 1000, &err), SX_OK) << err.message;
   auto queries = Gen(3, 4, dim);
   auto check = [&](sx_collection *c, const std::vector<float> &vecs, const char *where) {
-    sx_error e = SX_ERROR_INIT;
-    sx_results *batch;
-    ASSERT_EQ(sx_collection_search_batch(c, queries.data(), 4, dim, 10, nullptr, &batch, &e), SX_OK)
-        << e.message;
-    for (size_t qi = 0; qi < 4; qi++) {
-      const float *q = &queries[qi * dim];
-      auto want = Brute(vecs, ids, live, q, dim, SX_METRIC_L2);
-      sx_results *one;
-      ASSERT_EQ(sx_collection_search(c, q, dim, 10, nullptr, &one, &e), SX_OK) << e.message;
-      ASSERT_EQ(sx_results_count(one, 0), 10u);
-      for (size_t i = 0; i < 10; i++) {
-        EXPECT_EQ(sx_results_id(one, 0, i), want[i].second) << where << " query " << qi;
-        EXPECT_STREQ(sx_results_id(batch, qi, i), want[i].second.c_str()) << where << " batch";
-      }
-      sx_results_free(one);
-    }
-    sx_results_free(batch);
+    ExpectFlatTop10(c, queries, 4, vecs, ids, live, dim, where);
   };
   sx_read *old_r;
   ASSERT_EQ(sx_read_begin(d.db, &old_r, &err), SX_OK);
