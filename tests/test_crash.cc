@@ -531,6 +531,18 @@ void BuildWalImage(WalImage *img, sx_sync sync = SX_SYNC_FULL) {
   ASSERT_EQ(img->wal.size(), img->ends.back());
 }
 
+// Writes P, P-wal and P-wal2 (removed when wal2 is NULL) from images.
+void PlaceImages(const std::string &db, const std::vector<uint8_t> &p,
+                 const std::vector<uint8_t> &wal, const std::vector<uint8_t> *wal2) {
+  ASSERT_NO_FATAL_FAILURE(WriteAll(db, p.data(), p.size()));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal", wal.data(), wal.size()));
+  if (wal2) {
+    ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal2", wal2->data(), wal2->size()));
+  } else {
+    unlink((db + "-wal2").c_str());
+  }
+}
+
 // Puts the images in place as a database whose -shm is gone (so opening recovers
 // from the files alone), opens it and returns the generation it holds, checking
 // consistency and integrity. With then_commit, commits one more small generation,
@@ -540,13 +552,7 @@ void BuildWalImage(WalImage *img, sx_sync sync = SX_SYNC_FULL) {
 void RecoverImage(const std::string &db, const std::vector<uint8_t> &p,
                   const std::vector<uint8_t> &wal, bool then_commit, uint64_t *g,
                   const std::vector<uint8_t> *wal2 = nullptr) {
-  ASSERT_NO_FATAL_FAILURE(WriteAll(db, p.data(), p.size()));
-  ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal", wal.data(), wal.size()));
-  if (wal2) {
-    ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal2", wal2->data(), wal2->size()));
-  } else {
-    unlink((db + "-wal2").c_str());
-  }
+  ASSERT_NO_FATAL_FAILURE(PlaceImages(db, p, wal, wal2));
   unlink((db + "-shm").c_str());
   ASSERT_NO_FATAL_FAILURE(OpenVerifyCheck(db, false, g));
   if (!then_commit) return;
@@ -567,13 +573,7 @@ void RecoverImage(const std::string &db, const std::vector<uint8_t> &p,
 void ExpectCorruptImage(const std::string &db, const std::vector<uint8_t> &p,
                         const std::vector<uint8_t> &wal,
                         const std::vector<uint8_t> *wal2 = nullptr) {
-  ASSERT_NO_FATAL_FAILURE(WriteAll(db, p.data(), p.size()));
-  ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal", wal.data(), wal.size()));
-  if (wal2) {
-    ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal2", wal2->data(), wal2->size()));
-  } else {
-    unlink((db + "-wal2").c_str());
-  }
+  ASSERT_NO_FATAL_FAILURE(PlaceImages(db, p, wal, wal2));
   for (int ro = 0; ro < 2; ro++) {
     unlink((db + "-shm").c_str());
     sx_open_options o = SX_OPEN_OPTIONS_INIT;
