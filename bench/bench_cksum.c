@@ -50,10 +50,10 @@ static void die(const char *what, int rc, const sx_error *e) {
   exit(1);
 }
 
-#define CHECK(what, call)              \
-  do {                                 \
-    int rc_ = (call);                  \
-    if (rc_) die(what, rc_, &err);     \
+#define CHECK(what, call)          \
+  do {                             \
+    int rc_ = (call);              \
+    if (rc_) die(what, rc_, &err); \
   } while (0)
 
 static void rm_db(const char *p) {
@@ -100,7 +100,8 @@ static void to_format1(const char *from, const char *to, uint32_t ps, uint64_t n
   for (uint64_t p = 0; p < npages; p++) {
     uint64_t at = p == 0 ? 0 : p + p / (ps / 4) + 1;
     if ((at + 1) * ps > len) {
-      fprintf(stderr, "bench_cksum: page %llu is past the end of %s\n", (unsigned long long)p, from);
+      fprintf(stderr, "bench_cksum: page %llu is past the end of %s\n", (unsigned long long)p,
+              from);
       exit(1);
     }
     memcpy(f1 + p * ps, f2 + at * ps, ps);
@@ -260,15 +261,17 @@ int main(int argc, char **argv) {
     c1[r] = a.commits_s, c2[r] = b.commits_s, rc[r] = b.commits_s / a.commits_s;
     f1[r] = a.first_ms, f2[r] = b.first_ms, rf[r] = b.first_ms / a.first_ms;
     s1[r] = a.steady_ms, s2[r] = b.steady_ms, rs[r] = b.steady_ms / a.steady_ms;
-    printf("round %d: commits/s %.0f (format 1) %.0f (format 2); first search %.2f / %.2f ms; "
-           "search %.2f / %.2f ms\n",
-           r + 1, a.commits_s, b.commits_s, a.first_ms, b.first_ms, a.steady_ms, b.steady_ms);
+    printf(
+        "round %d: commits/s %.0f (format 1) %.0f (format 2); first search %.2f / %.2f ms; "
+        "search %.2f / %.2f ms\n",
+        r + 1, a.commits_s, b.commits_s, a.first_ms, b.first_ms, a.steady_ms, b.steady_ms);
   }
   printf("RESULT one-vector commits/s, sync=normal: format 1 %.0f, format 2 %.0f (ratio %.3f)\n",
          median(c1, rounds), median(c2, rounds), median(rc, rounds));
-  printf("RESULT first search after open (%.0f MB of vectors): format 1 %.2f ms, format 2 %.2f ms "
-         "(ratio %.3f)\n",
-         n * dim * 4 / 1e6, median(f1, rounds), median(f2, rounds), median(rf, rounds));
+  printf(
+      "RESULT first search after open (%.0f MB of vectors): format 1 %.2f ms, format 2 %.2f ms "
+      "(ratio %.3f)\n",
+      n * dim * 4 / 1e6, median(f1, rounds), median(f2, rounds), median(rf, rounds));
   printf("RESULT later searches (best of 20): format 1 %.2f ms, format 2 %.2f ms (ratio %.3f)\n",
          median(s1, rounds), median(s2, rounds), median(rs, rounds));
   rm_db(t1);

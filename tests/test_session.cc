@@ -309,27 +309,45 @@ TEST(Session, VersionOneOpenOptionsStillOpen) {
 }  // namespace
 
 // CRC32C (pager/cksum.c): the standard check value, and the table and the CPU
-// instruction agree on the page checksum.
+// instruction agree for every length, alignment and starting value, and on the page
+// checksum.
 TEST(Session, Crc32cKnownValueAndBothImplementationsAgree) {
-  for (int portable : {0, 1}) {
-    sx__crc32c_portable_for_test(portable);
-    EXPECT_EQ(sx__crc32c(0, "123456789", 9), 0xe3069283u) << portable;
-    EXPECT_EQ(sx__crc32c(sx__crc32c(0, "1234", 4), "56789", 5), 0xe3069283u) << portable;
+  auto mode = [](int m) {  // 0: the instruction where the CPU has it, 2: the table
+    sx__crc32c_portable_for_test(m == 2);
+  };
+  for (int m : {0, 2}) {
+    mode(m);
+    EXPECT_EQ(sx__crc32c(0, "123456789", 9), 0xe3069283u) << m;
+    EXPECT_EQ(sx__crc32c(sx__crc32c(0, "1234", 4), "56789", 5), 0xe3069283u) << m;
   }
-  std::vector<uint8_t> page(8192);
+  std::vector<uint8_t> page(8192 + 64);
   uint64_t st = 5;
   for (auto &b : page) b = (uint8_t)sx_test_splitmix64(&st);
+  for (int t = 0; t < 400; t++) {
+    size_t n = (size_t)(t < 40 ? 240 + t : sx_test_splitmix64(&st) % 8192);
+    size_t at = (size_t)(sx_test_splitmix64(&st) % 64);
+    uint32_t c0 = (uint32_t)sx_test_splitmix64(&st), want = 0;
+    for (int m : {2, 0}) {
+      mode(m);
+      uint32_t got = sx__crc32c(c0, page.data() + at, n);
+      if (m == 2) want = got;
+      EXPECT_EQ(got, want) << "length " << n << " at " << at << " mode " << m;
+    }
+  }
   for (uint32_t ps : {4096u, 8192u}) {
-    sx__crc32c_portable_for_test(1);
-    uint32_t a = sx__page_cksum(7, page.data(), ps);
-    sx__crc32c_portable_for_test(0);
-    uint32_t b = sx__page_cksum(7, page.data(), ps);
-    EXPECT_EQ(a, b) << ps;
-    EXPECT_NE(sx__page_cksum(8, page.data(), ps), b) << "the page number counts";
+    uint32_t want = 0;
+    for (int m : {2, 0}) {
+      mode(m);
+      uint32_t got = sx__page_cksum(7, page.data(), ps);
+      if (m == 2) want = got;
+      EXPECT_EQ(got, want) << ps << " mode " << m;
+    }
+    EXPECT_NE(sx__page_cksum(8, page.data(), ps), want) << "the page number counts";
     page[ps - 1] ^= 1;
-    EXPECT_NE(sx__page_cksum(7, page.data(), ps), b) << "the last byte counts";
+    EXPECT_NE(sx__page_cksum(7, page.data(), ps), want) << "the last byte counts";
     page[ps - 1] ^= 1;
   }
+  mode(0);
 }
 
 // The WAL's running checksum over page images (pager/cksum.c): the SIMD form (each

@@ -185,8 +185,13 @@ __attribute__((target("avx512f,avx512dq"))) static void ck_run_avx512(const uint
     a0 = _mm512_add_epi64(a0, _mm512_mullo_epi64(z0, _mm512_loadu_si512(wa + 2 * k)));
     b0 = _mm512_add_epi64(b0, _mm512_mullo_epi64(z0, _mm512_loadu_si512(wb + 2 * k)));
   }
-  *sa = (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1));
-  *sb = (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(b0, b1));
+  /* The lanes' sum modulo 2^64 (GCC's _mm512_reduce_add_epi64 adds signed lanes,
+   * which may overflow). */
+  uint64_t la[8], lb[8];
+  _mm512_storeu_si512(la, _mm512_add_epi64(a0, a1));
+  _mm512_storeu_si512(lb, _mm512_add_epi64(b0, b1));
+  *sa = *sb = 0;
+  for (int i = 0; i < 8; i++) *sa += la[i], *sb += lb[i];
 }
 #endif
 
