@@ -414,10 +414,13 @@ TEST_F(Kernels, ManyOverPartsIsBitIdenticalToContiguous) {
     std::vector<float> scratch(dim);
     for (int level : kLevels) {
       if (!UseLevel(level)) continue;
-      for (int metric : {SX__L2, SX__IP, SX__COSINE}) {
+      for (int metric : {0, 1, 2, 16, 17, 18}) {  // SX__L2, SX__IP, SX__COSINE
+        // + 16: the same with the scan's prefetch ahead (no effect on the values)
+        size_t ahead = metric >= 16 ? SX__SCAN_AHEAD : 0;
+        metric %= 16;
         float qn = sx__norm(q.data(), dim);
         std::vector<float> out(n + 1, -7.0f);
-        sx__distance_many_parts(metric, q.data(), qn, vp.data(), n, dim, scratch.data(),
+        sx__distance_many_parts(metric, q.data(), qn, vp.data(), n, dim, ahead, scratch.data(),
                                 out.data());
         EXPECT_EQ(-7.0f, out[n]) << "written past n";
         for (size_t j = 0; j < n; j++) {

@@ -649,16 +649,19 @@ void sx__distance_many(int metric, const float *q, float qnorm, const float *con
 }
 
 void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v, size_t n,
-                             size_t dim, float *scratch, float *out) {
+                             size_t dim, size_t ahead, float *scratch, float *out) {
 #if SX_X86
   if (sx__kernel_level() == SX__KERNEL_AVX512) {
-    sx__many_parts_avx512(metric, q, qnorm, v, n, dim, out);
+    sx__many_parts_avx512(metric, q, qnorm, v, n, dim, ahead, out);
     return;
   }
 #endif
   const kernel_ops *k = active();
   for (size_t j = 0; j < n; j++) {
-    if (j + 1 < n) __builtin_prefetch(v[j + 1].a);
+    if (ahead)
+      prefetch_bytes((const void *)((uintptr_t)v[j].a + ahead), dim * sizeof(float));
+    else if (j + 1 < n)
+      __builtin_prefetch(v[j + 1].a);
     const float *x = v[j].a;
     if (v[j].n0 < dim) {
       memcpy(scratch, v[j].a, v[j].n0 * sizeof(float));

@@ -75,15 +75,32 @@ sx__qdot_fn sx__qdot(void);
 float sx__norm(const float *a, size_t dim);
 /* One distance with the active kernel; qnorm = sx__norm(q) (used only by cosine). */
 float sx__distance(int metric, const float *q, float qnorm, const float *v, size_t dim);
+/* A flat scan too large to stay in cache prefetches, for each vector it reads, the
+ * bytes SX__SCAN_AHEAD further on: the stream's next stretch, one page ahead, which
+ * the hardware prefetchers (they stop at 4 KiB boundaries) would start late. Where
+ * the vectors come from memory that pays: through Python on Fashion-MNIST (60k x
+ * 784, 188 MB, one thread, queries alternating with faiss's IndexFlatL2, 13-15 GB/s)
+ * single-query search went from 0.94-0.97x faiss to 0.99-1.02x (2 KiB further:
+ * about the same; 12 KiB: 0.98x). Where they come from cache it costs: 12-15% over
+ * a 2 MB collection at 96 and 128 dimensions, and 10% at 784 over 100 MB that this
+ * machine's 300 MB L3 held (30 GB/s). Hence SX__SCAN_AHEAD_MIN: below that many
+ * bytes of vectors (which a server's last-level cache may hold) a scan does
+ * without. */
+#define SX__SCAN_AHEAD 4096
+#define SX__SCAN_AHEAD_MIN (64u << 20)
+
 /* Distances from one query to n vectors: out[j] = distance(q, vecs[j]). */
 void sx__distance_many(int metric, const float *q, float qnorm, const float *const *vecs, size_t n,
                        size_t dim, float *out);
 /* As sx__distance_many, for vectors that may lie in two parts (sx__vparts), without
  * copying them where the level reads parts in place (AVX-512); other levels copy a
  * vector in parts into scratch (dim floats) first. Each distance is the float
- * sx__distance gives for the vector's floats laid end to end. */
+ * sx__distance gives for the vector's floats laid end to end. ahead: 0, or a number
+ * of bytes to prefetch ahead of each vector read (a scan of vectors laid out one
+ * after another in memory, too many to stay in cache: kernels_int.h,
+ * SX__SCAN_AHEAD). */
 void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v, size_t n,
-                             size_t dim, float *scratch, float *out);
+                             size_t dim, size_t ahead, float *scratch, float *out);
 /* Distances from nq queries (row-major, nq x dim) to n vectors:
  * out[i * n + j] = distance(q_i, vecs[j]). Blocked so that each vector is read from
  * memory once for all queries. qnorms[i] = sx__norm(q_i) (cosine only; may be NULL

@@ -284,24 +284,23 @@ AVX512_INLINE void dist4_parts_avx512(int metric, const float *q, float qn, cons
   for (int j = 0; j < 4; j++) out[j] = finish(metric, sr[j], qn, vr[j]);
 }
 
-#ifndef SX_FLAT_PF
-#define SX_FLAT_PF 0
-#endif
 AVX512 void sx__many_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v,
-                                  size_t n, size_t dim, float *out) {
+                                  size_t n, size_t dim, size_t ahead, float *out) {
   if (!metric_ok(metric)) {
     for (size_t j = 0; j < n; j++) out[j] = NAN;
     return;
   }
-#define MANY_PARTS_LOOP(M)                                                        \
-  {                                                                               \
-    size_t j = 0;                                                                 \
-    for (; j + 4 <= n; j += 4) {                                                  \
-      if (SX_FLAT_PF && j + 4 + PF_AHEAD <= n)                                    \
-        for (size_t p = 0; p < 4; p++) prefetch_parts(&v[j + PF_AHEAD + p], dim); \
-      dist4_parts_avx512(M, q, qn, &v[j], dim, out + j);                          \
-    }                                                                             \
-    for (; j < n; j++) out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);      \
+  const size_t vbytes = dim * sizeof(float);
+#define MANY_PARTS_LOOP(M)                                                       \
+  {                                                                              \
+    size_t j = 0;                                                                \
+    for (; j + 4 <= n; j += 4) {                                                 \
+      if (ahead)                                                                 \
+        for (size_t p = 0; p < 4; p++)                                           \
+          prefetch_bytes((const void *)((uintptr_t)v[j + p].a + ahead), vbytes); \
+      dist4_parts_avx512(M, q, qn, &v[j], dim, out + j);                         \
+    }                                                                            \
+    for (; j < n; j++) out[j] = dist_parts_avx512_inl(M, q, qn, &v[j], dim);     \
   }
   switch (metric) {
     case SX__L2:

@@ -40,19 +40,12 @@ static inline float cos_dist(float dot, float qn, float vn) {
  * vectors are scattered (contiguous ones are caught by the hardware prefetcher). */
 #define PF_AHEAD 4
 
-static inline void prefetch_vec(const float *v, size_t dim) {
-  const char *p = (const char *)v;
-  for (size_t b = 0; b < dim * sizeof(float); b += 64) __builtin_prefetch(p + b);
+static inline void prefetch_bytes(const void *p, size_t len) {
+  for (size_t b = 0; b < len; b += 64) __builtin_prefetch((const char *)p + b);
 }
 
-/* The vector in parts, as prefetch_vec. */
-static inline void prefetch_parts(const sx__vparts *v, size_t dim) {
-  if (v->n0 >= dim) {
-    prefetch_vec(v->a, dim);
-  } else {
-    prefetch_vec(v->a, v->n0);
-    prefetch_vec(v->b, dim - v->n0);
-  }
+static inline void prefetch_vec(const float *v, size_t dim) {
+  prefetch_bytes(v, dim * sizeof(float));
 }
 
 #if SX_X86
@@ -62,7 +55,7 @@ float sx__dist_avx512(int metric, const float *q, float qn, const float *v, size
 void sx__many_avx512(int metric, const float *q, float qn, const float *const *vecs, size_t n,
                      size_t dim, float *out);
 void sx__many_parts_avx512(int metric, const float *q, float qn, const sx__vparts *v, size_t n,
-                           size_t dim, float *out);
+                           size_t dim, size_t ahead, float *out);
 void sx__batch_avx512(int metric, const float *qs, const float *qnorms, size_t nq,
                       const float *const *vecs, size_t n, size_t dim, float *out);
 float sx__raw_l2_avx512(const float *q, const float *v, size_t dim);
