@@ -350,6 +350,93 @@ TEST(Session, Crc32cKnownValueAndBothImplementationsAgree) {
   mode(0);
 }
 
+// Savepoints (pager/txn.c) over a transaction that already holds many dirty pages:
+// a rollback returns exactly the pages the savepoint touched (rewritten ones to
+// their image at the savepoint, new ones gone, the page count back), even when the
+// page table grew and was rehashed meanwhile; a release keeps everything; and a
+// long run of savepoints, one per small change as upserts make them, each touching a
+// few pages, commits the right bytes.
+TEST(Session, SavepointsRollBackAndReleaseOnlyWhatTheyTouched) {
+  TmpDir t("savepoint");
+  sx__pager_config cfg = {};
+  cfg.create = 1;
+  cfg.sync = SX_SYNC_OFF;
+  sx__pager *p = nullptr;
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(sx__pager_open(t.db.c_str(), &cfg, &p, &err), SX_OK) << err.message;
+  sx__txn *tx = nullptr;
+  ASSERT_EQ(sx__pager_write_begin(p, -1, nullptr, &tx, &err), SX_OK) << err.message;
+  const uint32_t ps = sx__pager_page_size(p);
+  std::vector<uint32_t> pages;
+  std::vector<uint8_t> want;  // the byte each page is filled with
+  auto fill = [&](uint32_t pg, uint8_t b) {
+    uint8_t *w = nullptr;
+    ASSERT_EQ(sx__txn_write(tx, pg, &w, &err), SX_OK) << err.message;
+    memset(w, b, ps);
+  };
+  auto expect_pages = [&](const char *where) {
+    for (size_t i = 0; i < pages.size(); i++) {
+      const uint8_t *r = nullptr;
+      ASSERT_EQ(sx__txn_read(tx, pages[i], &r, &err), SX_OK) << err.message;
+      ASSERT_EQ(r[0], want[i]) << where << ": page " << pages[i];
+      ASSERT_EQ(r[ps - 1], want[i]) << where << ": page " << pages[i];
+    }
+  };
+  for (int i = 0; i < 300; i++) {  // dirty pages before any savepoint
+    uint32_t pg;
+    uint8_t *w;
+    ASSERT_EQ(sx__txn_alloc(tx, &pg, &w, &err), SX_OK) << err.message;
+    memset(w, i % 251 + 1, ps);
+    pages.push_back(pg);
+    want.push_back((uint8_t)(i % 251 + 1));
+  }
+  const uint32_t n0 = sx__txn_npages(tx);
+  // Rolled back: 40 rewritten pages and 700 new ones (the table rehashes twice).
+  sx__txn_savepoint(tx);
+  for (int i = 0; i < 40; i++) fill(pages[(size_t)i * 7], 0xEE);
+  for (int i = 0; i < 700; i++) {
+    uint32_t pg;
+    uint8_t *w;
+    ASSERT_EQ(sx__txn_alloc(tx, &pg, &w, &err), SX_OK) << err.message;
+    memset(w, 0xDD, ps);
+  }
+  sx__txn_rollback(tx);
+  EXPECT_EQ(sx__txn_npages(tx), n0);
+  ASSERT_NO_FATAL_FAILURE(expect_pages("after the rollback"));
+  // Released, one small change at a time (as single upserts make them), some rolled
+  // back in between.
+  uint64_t rng = 3;
+  for (int round = 0; round < 2000; round++) {
+    sx__txn_savepoint(tx);
+    size_t i = (size_t)(sx_test_splitmix64(&rng) % pages.size());
+    uint8_t b = (uint8_t)(round % 200 + 20);
+    fill(pages[i], b);
+    uint32_t pg = 0;
+    uint8_t *w;
+    ASSERT_EQ(sx__txn_alloc(tx, &pg, &w, &err), SX_OK) << err.message;
+    memset(w, b, ps);
+    if (round % 5 == 4) {
+      sx__txn_rollback(tx);
+    } else {
+      sx__txn_release(tx);
+      want[i] = b;
+      pages.push_back(pg);
+      want.push_back(b);
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_pages("after the run of savepoints"));
+  ASSERT_EQ(sx__txn_commit(tx, &err), SX_OK) << err.message;
+  sx__snap snap;
+  ASSERT_EQ(sx__pager_snap_begin(p, &snap, &err), SX_OK) << err.message;
+  for (size_t i = 0; i < pages.size(); i++) {
+    const uint8_t *r = nullptr;
+    ASSERT_EQ(sx__pager_snap_page(p, &snap, pages[i], &r, &err), SX_OK) << err.message;
+    ASSERT_EQ(r[ps / 2], want[i]) << "committed page " << pages[i];
+  }
+  sx__pager_snap_end(p, &snap);
+  sx__pager_close(p);
+}
+
 // The WAL's running checksum over page images (pager/cksum.c): the SIMD form (each
 // word times a constant weight) gives the values of the defining recurrence, for
 // every length and starting state, and so does the portable loop.

@@ -45,6 +45,11 @@ struct sx__txn {
   unsigned fork_gen;
   int sp_active;
   uint32_t sp_npages;
+  /* The entries the active savepoint touched (new since it, or given an undo image),
+   * so that releasing or rolling it back costs what it changed, not the whole table
+   * (a transaction of many small upserts, one savepoint each, was quadratic). */
+  dpage **sp_list;
+  size_t sp_n, sp_cap;
   seen_page seen[SEEN];
 };
 
@@ -184,6 +189,24 @@ static dpage *tab_find(sx__txn *t, uint32_t pgno) {
   }
 }
 
+/* The table slot holding pgno (present). */
+static size_t tab_slot(sx__txn *t, uint32_t pgno) {
+  size_t i = (pgno * 2654435761u) & (t->cap - 1);
+  while (t->tab[i]->pgno != pgno) i = (i + 1) & (t->cap - 1);
+  return i;
+}
+
+/* Room for one more entry in the savepoint's list. */
+static int sp_reserve(sx__txn *t) {
+  if (t->sp_n < t->sp_cap) return SX_OK;
+  size_t ncap = t->sp_cap ? t->sp_cap * 2 : 64;
+  dpage **nl = realloc(t->sp_list, ncap * sizeof *nl);
+  if (!nl) return SX_NOMEM;
+  t->sp_list = nl;
+  t->sp_cap = ncap;
+  return SX_OK;
+}
+
 static int tab_insert(sx__txn *t, dpage *d) {
   if ((t->used + 1) * 2 > t->cap) {
     size_t ncap = t->cap ? t->cap * 2 : 64;
@@ -245,10 +268,11 @@ static int write_dp(sx__txn *t, uint32_t pgno, dpage **dp, sx_error *err) {
   dpage *d = tab_find(t, pgno);
   if (d) {
     if (t->sp_active && !d->sp_new && !d->undo) {
-      d->undo = malloc(t->p->ps);
+      d->undo = sp_reserve(t) ? NULL : malloc(t->p->ps);
       if (!d->undo) return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
       memcpy(d->undo, d->buf, t->p->ps);
       d->undo_state = d->state;
+      t->sp_list[t->sp_n++] = d;
     }
     *dp = d;
     return SX_OK;
@@ -256,6 +280,8 @@ static int write_dp(sx__txn *t, uint32_t pgno, dpage **dp, sx_error *err) {
   if (pgno >= t->npages)
     return sx__err_set(err, SX_CORRUPT, "page %u is beyond the database size of %u pages", pgno,
                        t->npages);
+  if (t->sp_active && sp_reserve(t))
+    return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
   d = dpage_new(t);
   if (!d) return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
   uint8_t *buf = d->buf;
@@ -276,6 +302,7 @@ static int write_dp(sx__txn *t, uint32_t pgno, dpage **dp, sx_error *err) {
     dpage_free(d);
     return sx__err_set(err, SX_NOMEM, "out of memory for page %u", pgno);
   }
+  if (t->sp_active) t->sp_list[t->sp_n++] = d;
   *dp = d;
   return SX_OK;
 }
@@ -428,38 +455,39 @@ void sx__txn_savepoint(sx__txn *t) {
   sx__mutex_lock(&t->mu);
   t->sp_active = 1;
   t->sp_npages = t->npages;
+  t->sp_n = 0;
   sx__mutex_unlock(&t->mu);
 }
 
 void sx__txn_release(sx__txn *t) {
   sx__mutex_lock(&t->mu);
-  for (size_t i = 0; i < t->cap; i++) {
-    dpage *d = t->tab[i];
-    if (!d || d == &TOMB) continue;
+  for (size_t i = 0; i < t->sp_n; i++) {
+    dpage *d = t->sp_list[i];
     free(d->undo);
     d->undo = NULL;
     d->sp_new = 0;
   }
+  t->sp_n = 0;
   t->sp_active = 0;
   sx__mutex_unlock(&t->mu);
 }
 
 void sx__txn_rollback(sx__txn *t) {
   sx__mutex_lock(&t->mu);
-  for (size_t i = 0; i < t->cap; i++) {
-    dpage *d = t->tab[i];
-    if (!d || d == &TOMB) continue;
+  for (size_t i = 0; i < t->sp_n; i++) {
+    dpage *d = t->sp_list[i];
     if (d->sp_new) {
+      t->tab[tab_slot(t, d->pgno)] = &TOMB; /* keeps probe chains through it intact */
       dpage_free(d);
-      t->tab[i] = &TOMB; /* keeps probe chains through this slot intact */
       t->n--;
-    } else if (d->undo) {
+    } else {
       memcpy(d->buf, d->undo, t->p->ps);
       free(d->undo);
       d->undo = NULL;
       d->state = d->undo_state;
     }
   }
+  t->sp_n = 0;
   t->npages = t->sp_npages;
   t->sp_active = 0;
   sx__mutex_unlock(&t->mu);
@@ -469,6 +497,7 @@ static void txn_free(sx__txn *t) {
   for (size_t i = 0; i < t->cap; i++)
     if (t->tab[i] && t->tab[i] != &TOMB) dpage_free(t->tab[i]);
   free(t->tab);
+  free(t->sp_list);
   sx__mutex_destroy(&t->mu);
   free(t);
 }
