@@ -26,24 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "sextant.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static void gen(float *v, size_t n, uint64_t *s) {
-  for (size_t i = 0; i < n; i++) v[i] = (float)((splitmix(s) >> 40) / 16777216.0 * 2 - 1);
-}
 
 static void die(const char *what, int rc, const sx_error *e) {
   fprintf(stderr, "bench_cksum: %s: %s: %s\n", what, sx_status_name(rc), e ? e->message : "");
@@ -113,16 +97,6 @@ static void to_format1(const char *from, const char *to, uint32_t ps, uint64_t n
   free(f2);
 }
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_d);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 typedef struct result {
   double commits_s, first_ms, steady_ms;
 } result;
@@ -144,16 +118,16 @@ static result run(const char *tmpl, const char *work, size_t dim, int commits, u
   char id[32];
   const char *ids[1] = {id};
   uint64_t s = seed;
-  double t = now_s();
+  double t = bench_now();
   for (int i = 0; i < commits; i++) {
-    gen(v, dim, &s);
+    bench_gen(v, dim, &s);
     snprintf(id, sizeof id, "new%d", i);
     sx_write *w;
     CHECK("begin", sx_write_begin(db, -1, &w, &err));
     CHECK("upsert", sx_write_upsert(w, "c", 1, ids, v, dim, NULL, &err));
     CHECK("commit", sx_write_commit(w, &err));
   }
-  r.commits_s = commits / (now_s() - t);
+  r.commits_s = commits / (bench_now() - t);
   CHECK("checkpoint", sx_db_checkpoint(db, -1, &err));
   sx_db_close(db);
   CHECK("reopen", sx_db_open(&db, work, &o, &err));
@@ -161,17 +135,17 @@ static result run(const char *tmpl, const char *work, size_t dim, int commits, u
   sx_collection *c;
   CHECK("read", sx_read_begin(db, &rd, &err));
   CHECK("collection", sx_read_collection(rd, "c", &c, &err));
-  gen(v, dim, &s);
+  bench_gen(v, dim, &s);
   sx_results *res;
-  t = now_s();
+  t = bench_now();
   CHECK("search", sx_collection_search(c, v, dim, 10, NULL, &res, &err));
-  r.first_ms = (now_s() - t) * 1e3;
+  r.first_ms = (bench_now() - t) * 1e3;
   sx_results_free(res);
   r.steady_ms = 1e9;
   for (int i = 0; i < 20; i++) {
-    t = now_s();
+    t = bench_now();
     CHECK("search", sx_collection_search(c, v, dim, 10, NULL, &res, &err));
-    t = (now_s() - t) * 1e3;
+    t = (bench_now() - t) * 1e3;
     if (t < r.steady_ms) r.steady_ms = t;
     sx_results_free(res);
   }
@@ -234,7 +208,7 @@ int main(int argc, char **argv) {
   uint64_t s = 1;
   for (size_t at = 0; at < n; at += batch) {
     size_t m = n - at < batch ? n - at : batch;
-    gen(v, m * dim, &s);
+    bench_gen(v, m * dim, &s);
     for (size_t i = 0; i < m; i++) snprintf(ids[i], 24, "v%zu", at + i);
     CHECK("upsert", sx_write_upsert(w, "c", m, (const char *const *)ids, v, dim, NULL, &err));
   }
@@ -267,13 +241,14 @@ int main(int argc, char **argv) {
         r + 1, a.commits_s, b.commits_s, a.first_ms, b.first_ms, a.steady_ms, b.steady_ms);
   }
   printf("RESULT one-vector commits/s, sync=normal: format 1 %.0f, format 2 %.0f (ratio %.3f)\n",
-         median(c1, rounds), median(c2, rounds), median(rc, rounds));
+         bench_median(c1, rounds), bench_median(c2, rounds), bench_median(rc, rounds));
   printf(
       "RESULT first search after open (%.0f MB of vectors): format 1 %.2f ms, format 2 %.2f ms "
       "(ratio %.3f)\n",
-      n * dim * 4 / 1e6, median(f1, rounds), median(f2, rounds), median(rf, rounds));
+      n * dim * 4 / 1e6, bench_median(f1, rounds), bench_median(f2, rounds),
+      bench_median(rf, rounds));
   printf("RESULT later searches (best of 20): format 1 %.2f ms, format 2 %.2f ms (ratio %.3f)\n",
-         median(s1, rounds), median(s2, rounds), median(rs, rounds));
+         bench_median(s1, rounds), bench_median(s2, rounds), bench_median(rs, rounds));
   rm_db(t1);
   rm_db(t2);
   return 0;

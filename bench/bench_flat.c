@@ -27,24 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "sextant.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 static void gen(float *v, size_t n, uint64_t seed) {
   uint64_t s = seed;
-  for (size_t i = 0; i < n; i++) v[i] = (float)((splitmix(&s) >> 40) / 16777216.0 * 2 - 1);
+  bench_gen(v, n, &s);
 }
 
 static void die(const char *what, int rc, const sx_error *e) {
@@ -52,22 +40,12 @@ static void die(const char *what, int rc, const sx_error *e) {
   exit(1);
 }
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_d);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static volatile uint64_t sink;
 
 static double read_bandwidth(const float *buf, size_t bytes) {
   const uint64_t *w = (const uint64_t *)buf;
   size_t n = bytes / 8;
-  double t0 = now_s();
+  double t0 = bench_now();
   uint64_t a = 0, b = 0, c = 0, d = 0;
   for (size_t i = 0; i + 4 <= n; i += 4) {
     a += w[i];
@@ -76,7 +54,7 @@ static double read_bandwidth(const float *buf, size_t bytes) {
     d += w[i + 3];
   }
   sink = a + b + c + d;
-  return bytes / (now_s() - t0) / 1e9;
+  return bytes / (bench_now() - t0) / 1e9;
 }
 
 static void bench_sqlite_insert(const char *dir, size_t total, double *rate) {
@@ -93,7 +71,7 @@ static void bench_sqlite_insert(const char *dir, size_t total, double *rate) {
   sqlite3_prepare_v2(db, "INSERT INTO t VALUES(?, ?)", -1, &st, 0);
   char blob[512];
   memset(blob, 7, sizeof blob);
-  double t0 = now_s();
+  double t0 = bench_now();
   for (size_t i = 0; i < total;) {
     sqlite3_exec(db, "BEGIN", 0, 0, 0);
     for (size_t j = 0; j < 1000 && i < total; j++, i++) {
@@ -106,7 +84,7 @@ static void bench_sqlite_insert(const char *dir, size_t total, double *rate) {
     }
     sqlite3_exec(db, "COMMIT", 0, 0, 0);
   }
-  *rate = total / (now_s() - t0);
+  *rate = total / (bench_now() - t0);
   sqlite3_finalize(st);
   sqlite3_close(db);
   unlink(path);
@@ -130,7 +108,7 @@ static void bench_sextant_insert(const char *dir, size_t total, double *rate) {
   float *v = malloc(1000 * 128 * sizeof(float));
   char(*idb)[32] = malloc(1000 * 32);
   const char **ids = malloc(1000 * sizeof *ids);
-  double t0 = now_s();
+  double t0 = bench_now();
   for (size_t i = 0; i < total; i += 1000) {
     gen(v, 1000 * 128, i + 1);
     for (size_t j = 0; j < 1000; j++) {
@@ -143,7 +121,7 @@ static void bench_sextant_insert(const char *dir, size_t total, double *rate) {
       die("upsert", rc, &e);
     sx_write_free(w);
   }
-  *rate = total / (now_s() - t0);
+  *rate = total / (bench_now() - t0);
   free(v);
   free(idb);
   free(ids);
@@ -214,7 +192,7 @@ int main(int argc, char **argv) {
   const size_t batch = 10000;
   char(*idb)[16] = malloc(batch * 16);
   const char **ids = malloc(batch * sizeof *ids);
-  double tl = now_s();
+  double tl = bench_now();
   for (size_t i = 0; i < n; i += batch) {
     size_t m = n - i < batch ? n - i : batch;
     for (size_t j = 0; j < m; j++) {
@@ -227,7 +205,7 @@ int main(int argc, char **argv) {
       die("load", rc, &e);
     sx_write_free(w);
   }
-  printf("loaded %zu vectors in %.1f s (sync=off)\n", n, now_s() - tl);
+  printf("loaded %zu vectors in %.1f s (sync=off)\n", n, bench_now() - tl);
   if ((rc = sx_db_checkpoint(db, -1, &e))) die("checkpoint", rc, &e);
   sx_db_stats_get(db, &s1, &e);
   double vec_bytes = (double)n * dim * 4;
@@ -259,17 +237,18 @@ int main(int argc, char **argv) {
   for (int rep = 0; rep < repeats; rep++) {
     bw[rep] = read_bandwidth(data, n * dim * 4);
     sx_results *res;
-    double t0 = now_s();
+    double t0 = bench_now();
     if ((rc = sx_collection_search(c, qs + (rep % 64) * dim, dim, 10, NULL, &res, &e)))
       die("search", rc, &e);
-    one[rep] = vec_bytes / (now_s() - t0) / 1e9;
+    one[rep] = vec_bytes / (bench_now() - t0) / 1e9;
     sx_results_free(res);
-    t0 = now_s();
+    t0 = bench_now();
     if ((rc = sx_collection_search_batch(c, qs, 64, dim, 10, NULL, &res, &e))) die("batch", rc, &e);
-    b64[rep] = 64 / (now_s() - t0);
+    b64[rep] = 64 / (bench_now() - t0);
     sx_results_free(res);
   }
-  double mbw = median(bw, repeats), mone = median(one, repeats), mb = median(b64, repeats);
+  double mbw = bench_median(bw, repeats), mone = bench_median(one, repeats),
+         mb = bench_median(b64, repeats);
   printf("RESULT memory read bandwidth (1 core): %.2f GB/s\n", mbw);
   printf(
       "RESULT sextant single-query flat scan: %.2f GB/s = %.0f%% of bandwidth (goal >= 85%%): %s\n",
@@ -287,7 +266,7 @@ int main(int argc, char **argv) {
     bench_sextant_insert(dir, total, &sx[rep]);
     bench_sqlite_insert(dir, total, &sq[rep]);
   }
-  double msx = median(sx, ur), msq = median(sq, ur);
+  double msx = bench_median(sx, ur), msq = bench_median(sq, ur);
   printf(
       "RESULT upsert 128-d, 1000/commit, sync=full: sextant %.0f vectors/s, sqlite %.0f rows/s "
       "(ratio %.2f)\n",

@@ -12,13 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "sextant.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int main(int argc, char **argv) {
   if (argc < 3) {
@@ -60,7 +55,7 @@ int main(int argc, char **argv) {
   o.sync = sync;
   sx_db *db;
   if (sx_db_open(&db, argv[2], &o, &e)) return fprintf(stderr, "%s\n", e.message), 1;
-  double t0 = now_s();
+  double t0 = bench_now();
   sx_write *w;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
   co.dim = (uint32_t)dim;
@@ -76,7 +71,7 @@ int main(int argc, char **argv) {
       return fprintf(stderr, "%s\n", e.message), 1;
     sx_write_free(w);
   }
-  double secs = now_s() - t0;
+  double secs = bench_now() - t0;
   printf("{\"rows\": %llu, \"dim\": %llu, \"seconds\": %.3f, \"rows_per_second\": %.1f}\n", rows,
          dim, secs, rows / secs);
   sx_db_free(db);
