@@ -384,7 +384,9 @@ static void scan_flat(job *j) {
   b.pshift = (unsigned)__builtin_ctz(b.vc.ps);
   b.pmask = b.ps - 1;
   b.vleaf = b.nleaf = UINT64_MAX;
-  b.ahead = (j->hi - j->lo) * b.vbytes >= SX__SCAN_AHEAD_MIN ? SX__SCAN_AHEAD : 0;
+  /* Prefetch ahead only over the whole stream: a filter's matches lie apart, and
+   * the bytes after each would mostly go unread. */
+  b.ahead = !j->filter && (j->hi - j->lo) * b.vbytes >= SX__SCAN_AHEAD_MIN ? SX__SCAN_AHEAD : 0;
   b.lim = BLOCK;
   if (b.use_parts && SCAN_BLOCK_BYTES / b.vbytes < BLOCK)
     b.lim = SCAN_BLOCK_BYTES / b.vbytes > 16 ? SCAN_BLOCK_BYTES / b.vbytes : 16;
