@@ -23,7 +23,10 @@
 # findings are printed (logs: build/fuzz/long_<name>_<worker>.log) and appended as a
 # line to tests/fuzz/executions.tsv (the record of every long run, committed with the
 # code; `tools/fuzz.sh --totals` sums it per fuzzer). Exits nonzero if anything was
-# found.
+# found. Do not pause a long run (SIGSTOP) to measure something else: libFuzzer's
+# -timeout counts wall time, so the input in flight is reported as a 30 s hang and
+# the worker restarts (eight such timeouts, each input replaying in under a second,
+# came from pausing the run of 2026-12-06).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 record=$root/tests/fuzz/executions.tsv
