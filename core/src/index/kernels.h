@@ -97,8 +97,7 @@ void sx__distance_many(int metric, const float *q, float qnorm, const float *con
  * vector in parts into scratch (dim floats) first. Each distance is the float
  * sx__distance gives for the vector's floats laid end to end. ahead: 0, or a number
  * of bytes to prefetch ahead of each vector read (a scan of vectors laid out one
- * after another in memory, too many to stay in cache: kernels_int.h,
- * SX__SCAN_AHEAD). */
+ * after another in memory, too many to stay in cache: SX__SCAN_AHEAD above). */
 void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v, size_t n,
                              size_t dim, size_t ahead, float *scratch, float *out);
 /* Distances from nq queries (row-major, nq x dim) to n vectors:
