@@ -97,6 +97,17 @@ static void to_format1(const char *from, const char *to, uint32_t ps, uint64_t n
   free(f2);
 }
 
+/* The database at path, opened at the given sync level (exits on an error). */
+static sx_db *open_db(const char *path, sx_sync sync) {
+  sx_error err = SX_ERROR_INIT;
+  sx_open_options o;
+  sx_open_options_init(&o, SX_OPEN_OPTIONS_VERSION);
+  o.sync = sync;
+  sx_db *db;
+  CHECK("open", sx_db_open(&db, path, &o, &err));
+  return db;
+}
+
 typedef struct result {
   double commits_s, first_ms, steady_ms;
 } result;
@@ -109,11 +120,7 @@ static result run(const char *tmpl, const char *work, size_t dim, int commits, u
   rm_db(work);
   write_all(work, b, len);
   free(b);
-  sx_open_options o;
-  sx_open_options_init(&o, SX_OPEN_OPTIONS_VERSION);
-  o.sync = SX_SYNC_NORMAL;
-  sx_db *db;
-  CHECK("open", sx_db_open(&db, work, &o, &err));
+  sx_db *db = open_db(work, SX_SYNC_NORMAL);
   float *v = malloc(dim * sizeof *v);
   char id[32];
   const char *ids[1] = {id};
@@ -130,7 +137,7 @@ static result run(const char *tmpl, const char *work, size_t dim, int commits, u
   r.commits_s = commits / (bench_now() - t);
   CHECK("checkpoint", sx_db_checkpoint(db, -1, &err));
   sx_db_close(db);
-  CHECK("reopen", sx_db_open(&db, work, &o, &err));
+  db = open_db(work, SX_SYNC_NORMAL);
   sx_read *rd;
   sx_collection *c;
   CHECK("read", sx_read_begin(db, &rd, &err));
@@ -190,11 +197,7 @@ int main(int argc, char **argv) {
 
   sx_error err = SX_ERROR_INIT;
   rm_db(t2);
-  sx_open_options o;
-  sx_open_options_init(&o, SX_OPEN_OPTIONS_VERSION);
-  o.sync = SX_SYNC_OFF;
-  sx_db *db;
-  CHECK("open", sx_db_open(&db, t2, &o, &err));
+  sx_db *db = open_db(t2, SX_SYNC_OFF);
   sx_write *w;
   CHECK("begin", sx_write_begin(db, -1, &w, &err));
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
