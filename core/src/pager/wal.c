@@ -368,9 +368,13 @@ typedef struct replay {
 } replay;
 
 /* Indexes frames 1..limit of WAL file w (into index area w) while their salts match
- * and their checksum chain holds; reports the last commit among them. */
-static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit, replay *out,
-                      sx_error *err) {
+ * and their checksum chain holds; reports the last commit among them. `have` is how
+ * many pages exist before this file's frames (P's, and the frames of an older
+ * generation replayed first): a page a commit counts beyond P was written in a frame,
+ * so a commit frame claiming more pages than that plus the frames up to it is
+ * damage, whatever its checksum says (it would size every reader's structures). */
+static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit, uint64_t have,
+                      replay *out, sx_error *err) {
   memset(out, 0, sizeof *out);
   out->ck0 = wh->ck0;
   out->ck1 = wh->ck1;
@@ -409,7 +413,13 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
         stop = 1;
         break;
       }
-      rc = sx__index_append(p, w, r, sx__rd32(f), err);
+      if (sx__frame_npages(p, f) > have + r)
+        rc = sx__err_set(err, SX_CORRUPT,
+                         "WAL '%s' frame %llu commits a database of %u pages, but the file and "
+                         "the frames up to it hold %llu",
+                         p->wal_path[w], (unsigned long long)r, sx__frame_npages(p, f),
+                         (unsigned long long)(have + r));
+      if (!rc) rc = sx__index_append(p, w, r, sx__rd32(f), err);
       if (!rc && sx__frame_npages(p, f)) {
         out->last = r;
         out->npages = sx__frame_npages(p, f);
@@ -472,12 +482,12 @@ int sx__wal_recover(sx__pager *p, sx_error *err) {
   int o = 1 - n;
   replay rp, rn;
   if (wh[n].prev_frames > 0 && wh[o].ok && wh[o].gen == wh[n].gen - 1) {
-    rc = replay_wal(p, o, &wh[o], wh[n].prev_frames, &rp, err);
+    rc = replay_wal(p, o, &wh[o], wh[n].prev_frames, npages_p, &rp, err);
     if (rc) return rc;
     if (rp.last != wh[n].prev_frames || rp.ck0 != wh[n].pck0 || rp.ck1 != wh[n].pck1) {
       /* The previous generation is damaged. When the newer one holds commits, they
        * were acknowledged after the damage: refuse rather than drop them. */
-      rc = replay_wal(p, n, &wh[n], SX__WAL_FRAMES_MAX, &rn, err);
+      rc = replay_wal(p, n, &wh[n], SX__WAL_FRAMES_MAX, npages_p + rp.last, &rn, err);
       if (!rc && rn.last)
         rc = sx__err_set(err, SX_CORRUPT,
                          "WAL '%s' is damaged at frame %llu, and '%s' holds commits made after it",
@@ -505,7 +515,7 @@ int sx__wal_recover(sx__pager *p, sx_error *err) {
   h.salt1 = wh[n].salt1;
   h.pck0 = wh[n].pck0;
   h.pck1 = wh[n].pck1;
-  rc = replay_wal(p, n, &wh[n], SX__WAL_FRAMES_MAX, &rn, err);
+  rc = replay_wal(p, n, &wh[n], SX__WAL_FRAMES_MAX, npages_p + h.base, &rn, err);
   if (rc) return rc;
   h.mx = h.base + rn.last;
   if (rn.last) h.npages = rn.npages;
