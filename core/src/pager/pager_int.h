@@ -132,7 +132,7 @@
  * once backfill covers its generation. With sync=off no sync is made at all. A
  * failed sync poisons the handle (see os.h).
  *
- * Tear or damage (wal.c, tail_check): recovery stops at the first frame that breaks
+ * Tear or damage (wal.c, chain_check): recovery stops at the first frame that breaks
  * the chain, and refuses the WAL with SX_CORRUPT when whole frames of the generation
  * follow it up to a commit, unless the broken frame is a commit frame whose header is
  * whole (a torn commit frame). With sync=full whole commits after a broken frame are
@@ -145,7 +145,7 @@
  * commit carries FRAME_DURABLE in its commit field when every frame before it was
  * synced before the commit was written (the handle's own sync=full commit, or its
  * checkpoint's sync, covered them); any such frame after the break proves the broken
- * frame was whole once: SX_CORRUPT, whatever the damage (wal.c, durable_after). Without
+ * frame was whole once: SX_CORRUPT, whatever the damage (wal.c, chain_check). Without
  * one (commits without syncs between them, format 1) damage inside a commit frame's
  * page image, or a frame destroyed whole, rolls back like the tear it looks like.
  */

@@ -573,7 +573,7 @@ static int commit_make_room(sx__pager *p, sx__hdrc *h, uint64_t nfr, sx_error *e
  * next frame position held: frames an unpublished commit (a writer that died before
  * publishing, or failed) left there chain on from that commit's own frames, and were
  * they left after this commit, recovery would take them for whole frames following
- * damage (wal.c, tail_check). The next commit overwrites it. */
+ * damage (wal.c, chain_check). The next commit overwrites it. */
 typedef struct commit_batch {
   dpage **list;      /* nfr dirty pages, ascending page numbers */
   uint64_t nfr;      /* frames */

@@ -154,12 +154,24 @@ static int header_block_damaged(const sx__pager *p, const sx__walhdr *wh, const 
  * salts differ while its stored checksum holds, or its first 16 bytes are
  * (header_block_damaged). Damage inside a commit frame's page image cannot be told
  * from that tear here and rolls back, as does damage to the file's last frame, unless
- * durable_after finds a later commit that proves frame r durable.
+ * a later commit proves frame r durable.
+ *
+ * That proof, in the same pass: in format 2 the first frame of a commit carries
+ * FRAME_DURABLE when every frame before it was synced before it was written (txn.c).
+ * Such a frame of this generation anywhere after r proves frame r whole once: damage,
+ * however much of r and the frames after it is gone (a whole frame zeroed or
+ * replaced, two frames damaged). Nothing a crash or power cut leaves puts one there:
+ * the commit in flight begins at or before the tear, commits after it were never
+ * written (sync=full) or carry no flag (written before a sync covered r), and a
+ * failed commit's leftover frames lose their first frame to the next commit, which
+ * starts where it started.
  */
 static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
                        uint64_t pre0, uint64_t pre1, uint8_t *buf, size_t per, sx_error *err) {
   uint64_t s[2][2] = {{0, 0}, {pre0, pre1}}; /* candidates for frame r's true checksum */
   int live[2] = {1, 1}, header_damage = 0;
+  int chained = 1;      /* frames after r may still chain on from it */
+  uint64_t durable = 0; /* the first frame after r proving it durable (durable_after) */
   int rc = SX_OK;
   for (uint64_t j = r; j <= nfr && !rc;) {
     size_t cnt = (size_t)((nfr - j + 1) < per ? (nfr - j + 1) : per);
@@ -176,8 +188,10 @@ static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, ui
                         header_block_damaged(p, wh, f, s[1][0], s[1][1], s[0][0], s[0][1]);
         continue;
       }
-      if (sx__rd32(f + 8) != wh->salt0 || sx__rd32(f + 12) != wh->salt1) return SX_OK;
-      for (int k = 0; k < 2; k++) {
+      int ours = sx__rd32(f + 8) == wh->salt0 && sx__rd32(f + 12) == wh->salt1;
+      if (!durable && ours && sx__frame_durable(p, f)) durable = j;
+      if (chained && !ours) chained = 0;
+      for (int k = 0; k < 2 && chained; k++) {
         if (!live[k]) continue;
         uint64_t a = s[k][0], b = s[k][1];
         sx__cksum(f, 16, &a, &b);
@@ -186,54 +200,24 @@ static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, ui
         s[k][0] = a;
         s[k][1] = b;
       }
-      if (!live[0] && !live[1]) return SX_OK;
-      if (!sx__frame_npages(p, f)) continue;
-      if (!live[1] && !header_damage) return SX_OK; /* a torn commit frame */
-      return sx__err_set(err, SX_CORRUPT,
-                         "WAL '%s' is damaged at frame %llu: whole frames and a commit follow "
-                         "it (not a torn write)",
-                         p->wal_path[w], (unsigned long long)r);
+      if (chained && !live[0] && !live[1]) chained = 0;
+      if (chained && sx__frame_npages(p, f)) {
+        if (live[1] || header_damage)
+          return sx__err_set(err, SX_CORRUPT,
+                             "WAL '%s' is damaged at frame %llu: whole frames and a commit "
+                             "follow it (not a torn write)",
+                             p->wal_path[w], (unsigned long long)r);
+        chained = 0; /* a torn commit frame */
+      }
+      if (!chained && (durable || !p->cksum)) break;
     }
+    if (!chained && (durable || !p->cksum)) break;
   }
-  return rc;
-}
-
-/*
- * The chain broke at frame r and chain_check found no proof of damage. In format 2
- * the first frame of a commit carries FRAME_DURABLE when every frame before it was
- * synced before it was written (txn.c). Such a frame of this generation after r
- * proves frame r whole once: damage, however much of r and the frames after it is
- * gone (a whole frame zeroed or replaced, two frames damaged). Nothing a crash or
- * power cut leaves puts one there: the commit in flight begins at or before the tear,
- * commits after it were never written (sync=full) or carry no flag (written before a
- * sync covered r), and a failed commit's leftover frames lose their first frame to
- * the next commit, which starts where it started.
- */
-static int durable_after(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
-                         uint8_t *buf, size_t per, sx_error *err) {
-  if (!p->cksum) return SX_OK;
-  int rc = SX_OK;
-  for (uint64_t j = r + 1; j <= nfr && !rc;) {
-    size_t cnt = (size_t)((nfr - j + 1) < per ? (nfr - j + 1) : per);
-    rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (j - 1) * p->fsz, err);
-    for (size_t i = 0; i < cnt && !rc; i++, j++) {
-      const uint8_t *f = buf + i * p->fsz;
-      if (sx__rd32(f + 8) == wh->salt0 && sx__rd32(f + 12) == wh->salt1 && sx__frame_durable(p, f))
-        return sx__err_set(err, SX_CORRUPT,
-                           "WAL '%s' is damaged at frame %llu: frame %llu, written after it "
-                           "was synced, follows it (not a torn write)",
-                           p->wal_path[w], (unsigned long long)r, (unsigned long long)j);
-    }
-  }
-  return rc;
-}
-
-/* Damage or a torn tail, after the chain broke at frame r (chain_check, then
- * durable_after). */
-static int tail_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, uint64_t nfr,
-                      uint64_t pre0, uint64_t pre1, uint8_t *buf, size_t per, sx_error *err) {
-  int rc = chain_check(p, w, wh, r, nfr, pre0, pre1, buf, per, err);
-  if (!rc) rc = durable_after(p, w, wh, r, nfr, buf, per, err);
+  if (!rc && durable)
+    rc = sx__err_set(err, SX_CORRUPT,
+                     "WAL '%s' is damaged at frame %llu: frame %llu, written after it "
+                     "was synced, follows it (not a torn write)",
+                     p->wal_path[w], (unsigned long long)r, (unsigned long long)durable);
   return rc;
 }
 
@@ -428,7 +412,7 @@ static int replay_wal(sx__pager *p, int w, const sx__walhdr *wh, uint64_t limit,
       }
     }
   }
-  if (!rc && stop) rc = tail_check(p, w, wh, r, nfr, pre0, pre1, buf, per, err);
+  if (!rc && stop) rc = chain_check(p, w, wh, r, nfr, pre0, pre1, buf, per, err);
   free(buf);
   if (!rc) rc = sx__index_truncate(p, w, out->last, err);
   return rc;
