@@ -106,6 +106,17 @@ int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err)
   return file_page(p, p->cksum ? sx__pfile_page(p->ps, pgno) : pgno, pgno, out, err);
 }
 
+void sx__db_page_prefetch(sx__pager *p, uint32_t pgno) {
+  uint64_t fpg = p->cksum ? sx__pfile_page(p->ps, pgno) : pgno;
+  size_t k = (size_t)(fpg / P_CHUNK_PAGES);
+  if (k >= P_CHUNKS || (fpg + 1) * p->ps > atomic_load_explicit(&p->p_size, memory_order_relaxed))
+    return;
+  const uint8_t *m = __atomic_load_n(&p->pmap[k], __ATOMIC_ACQUIRE);
+  if (!m) return;
+  const uint8_t *a = m + (fpg - k * P_CHUNK_PAGES) * p->ps;
+  for (uint32_t i = 0; i < p->ps; i += 64) __builtin_prefetch(a + i, 0, 1);
+}
+
 int sx__db_page_verify(sx__pager *p, uint32_t pgno, const uint8_t *page, sx_error *err) {
   if (!p->cksum) return SX_OK;
   const uint8_t *cp = NULL;

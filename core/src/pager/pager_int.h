@@ -367,6 +367,9 @@ int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err)
 /* SX_CORRUPT naming pgno unless `page`, page pgno as P holds it, matches its
  * checksum (always SX_OK for a format 1 file). */
 int sx__db_page_verify(sx__pager *p, uint32_t pgno, const uint8_t *page, sx_error *err);
+/* Starts loading page pgno of P into the cache when it is mapped and inside the file:
+ * a hint, never an error or a fault. */
+void sx__db_page_prefetch(sx__pager *p, uint32_t pgno);
 /* Pointer to the frame header of frame r (1-based) of WAL file w; the page image
  * follows it. */
 int sx__wal_frame(sx__pager *p, int w, uint64_t r, const uint8_t **out, sx_error *err);

