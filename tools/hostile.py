@@ -1179,7 +1179,10 @@ def kill_writer(tmp: str, rng: random.Random) -> None:
         acked = int(lines[-1])
     # replay the acknowledged commits (and the one in flight) into models
     g = np.random.default_rng(seed)
-    models: List[Dict[str, Tuple[np.ndarray, Any]]] = []
+    # acknowledged: batches 0..acked; batch acked + 1 may have committed too (killed
+    # before it wrote its acknowledgement). None acknowledged: the empty collection
+    # is a state the child may have left as well.
+    models: List[Dict[str, Tuple[np.ndarray, Any]]] = [{}] if acked < 0 else []
     model: Dict[str, Tuple[np.ndarray, Any]] = {}
     for b in range(acked + 2):
         n = int(g.integers(1, 200))
