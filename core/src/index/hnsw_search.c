@@ -126,19 +126,24 @@ static void minh_push(const sx__hnsw *g, sx__hit *h, size_t *n, sx__hit x) {
   h[i] = x;
 }
 
+/* Pops the nearest. The hole left at the root goes down to a leaf, each step taking
+ * the nearer child up (one comparison a level), and the last element climbs from
+ * there: it came from the bottom and seldom climbs far, where the textbook sift-down
+ * compares it at every level too (the heaps were a sixth of an insert's time). */
 static sx__hit minh_pop(const sx__hnsw *g, sx__hit *h, size_t *n) {
   sx__hit top = h[0], x = h[--(*n)];
-  size_t i = 0;
-  for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    sx__hit mx = x;
-    if (l < *n && closer(g, h[l], mx)) m = l, mx = h[l];
-    if (r < *n && closer(g, h[r], mx)) m = r;
-    if (m == i) break;
-    h[i] = h[m];
-    i = m;
+  size_t i = 0, len = *n;
+  for (size_t l; (l = 2 * i + 1) < len; i = l) {
+    if (l + 1 < len && closer(g, h[l + 1], h[l])) l++;
+    h[i] = h[l];
   }
-  if (*n) h[i] = x;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!closer(g, x, h[p])) break;
+    h[i] = h[p];
+    i = p;
+  }
+  if (len) h[i] = x;
   return top;
 }
 
@@ -154,19 +159,29 @@ static void maxh_push(const sx__hnsw *g, sx__hit *h, size_t *n, sx__hit x) {
   h[i] = x;
 }
 
-static void maxh_pop(const sx__hnsw *g, sx__hit *h, size_t *n) {
-  sx__hit x = h[--(*n)];
+/* Puts x in place of the farthest (x nearer than it), as minh_pop moves its hole. */
+static void maxh_replace_top(const sx__hnsw *g, sx__hit *h, size_t n, sx__hit x) {
   size_t i = 0;
-  for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    sx__hit mx = x;
-    if (l < *n && closer(g, mx, h[l])) m = l, mx = h[l];
-    if (r < *n && closer(g, mx, h[r])) m = r;
-    if (m == i) break;
-    h[i] = h[m];
-    i = m;
+  for (size_t l; (l = 2 * i + 1) < n; i = l) {
+    if (l + 1 < n && closer(g, h[l], h[l + 1])) l++;
+    h[i] = h[l];
   }
-  if (*n) h[i] = x;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!closer(g, h[p], x)) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = x;
+}
+
+/* Adds x to a max-heap of at most ef: in place of the farthest when full (the
+ * caller has checked that x is nearer than it). */
+static void maxh_offer(const sx__hnsw *g, sx__hit *h, size_t *n, size_t ef, sx__hit x) {
+  if (*n < ef)
+    maxh_push(g, h, n, x);
+  else if (*n)
+    maxh_replace_top(g, h, *n, x);
 }
 
 static int cmp_hit(const void *a, const void *b) {
@@ -336,8 +351,7 @@ static inline int offer(sx__hnsw *g, sx__hit x, uint32_t level, size_t ef, int o
   int live = 1;
   if (only_live && (rc = is_live(g, x.slot, err, &live))) return rc;
   if (live && x.slot != skip) {
-    maxh_push(g, g->res, nr, x);
-    if (*nr > ef) maxh_pop(g, g->res, nr);
+    maxh_offer(g, g->res, nr, ef, x);
   }
   return SX_OK;
 }
@@ -363,8 +377,8 @@ static inline __attribute__((always_inline)) int walk_layer(sx__hnsw *g, const i
     minh_push(g, g->cand, &nc, entries[i]);
     int live = 1;
     if (only_live && (rc = is_live(g, s, err, &live))) return rc;
-    if (live && s != skip) maxh_push(g, res, &nr, entries[i]);
-    if (nr > ef) maxh_pop(g, res, &nr); /* more entries than ef */
+    if (live && s != skip && (nr < ef || (nr && closer(g, entries[i], res[0])))) /* ef below 4 */
+      maxh_offer(g, res, &nr, ef, entries[i]);
   }
   uint32_t ids[2 * SX__HNSW_M_MAX];
   float ds[4];
@@ -576,8 +590,7 @@ static int search_layer_filtered(sx__hnsw *g, const float *q, float qn, size_t e
       if (!live) continue;
       if ((m = f->match(f->ctx, x.slot, err)) < 0) return -m;
       if (!m) continue;
-      maxh_push(g, res, &nr, x);
-      if (nr > ef) maxh_pop(g, res, &nr);
+      maxh_offer(g, res, &nr, ef, x);
     }
   }
   *nres = nr;
