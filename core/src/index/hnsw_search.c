@@ -114,65 +114,51 @@ static inline uint32_t leaf0(const sx__hnsw *g, uint32_t slot, uint32_t *rem) {
   return q;
 }
 
-/* min-heap by d (candidates) */
-static void minh_push(const sx__hnsw *g, sx__hit *h, size_t *n, sx__hit x) {
-  size_t i = (*n)++;
+/* The two heaps: candidates, a min-heap by distance (nearest on top), and results, a
+ * max-heap (farthest on top). `max` is a constant at every call. In a heap, a above b
+ * when a may sit above b. */
+static inline int above(const sx__hnsw *g, sx__hit a, sx__hit b, int max) {
+  return max ? closer(g, b, a) : closer(g, a, b);
+}
+
+/* Places x at hole i or above it, moving down the elements it belongs above. */
+static inline void heap_up(const sx__hnsw *g, sx__hit *h, size_t i, sx__hit x, int max) {
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (!closer(g, x, h[p])) break;
+    if (!above(g, x, h[p], max)) break;
     h[i] = h[p];
     i = p;
   }
   h[i] = x;
 }
 
-/* Pops the nearest. The hole left at the root goes down to a leaf, each step taking
- * the nearer child up (one comparison a level), and the last element climbs from
- * there: it came from the bottom and seldom climbs far, where the textbook sift-down
- * compares it at every level too (the heaps were a sixth of an insert's time). */
-static sx__hit minh_pop(const sx__hnsw *g, sx__hit *h, size_t *n) {
-  sx__hit top = h[0], x = h[--(*n)];
-  size_t i = 0, len = *n;
-  for (size_t l; (l = 2 * i + 1) < len; i = l) {
-    if (l + 1 < len && closer(g, h[l + 1], h[l])) l++;
+/* Moves the hole at the root of h[0..n) down to a leaf, each step taking the child
+ * that belongs above the other up (one comparison a level), and returns where it
+ * ended. The element then placed there came from the bottom and seldom climbs far,
+ * where the textbook sift-down compares it at every level too (the heaps were a
+ * sixth of an insert's time). */
+static inline size_t heap_hole_down(const sx__hnsw *g, sx__hit *h, size_t n, int max) {
+  size_t i = 0;
+  for (size_t l; (l = 2 * i + 1) < n; i = l) {
+    if (l + 1 < n && above(g, h[l + 1], h[l], max)) l++;
     h[i] = h[l];
   }
-  while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (!closer(g, x, h[p])) break;
-    h[i] = h[p];
-    i = p;
-  }
-  if (len) h[i] = x;
+  return i;
+}
+
+static void minh_push(const sx__hnsw *g, sx__hit *h, size_t *n, sx__hit x) {
+  heap_up(g, h, (*n)++, x, 0);
+}
+
+/* Pops the nearest. */
+static sx__hit minh_pop(const sx__hnsw *g, sx__hit *h, size_t *n) {
+  sx__hit top = h[0], x = h[--(*n)];
+  if (*n) heap_up(g, h, heap_hole_down(g, h, *n, 0), x, 0);
   return top;
 }
 
-/* max-heap by d (results) */
 static void maxh_push(const sx__hnsw *g, sx__hit *h, size_t *n, sx__hit x) {
-  size_t i = (*n)++;
-  while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (!closer(g, h[p], x)) break;
-    h[i] = h[p];
-    i = p;
-  }
-  h[i] = x;
-}
-
-/* Puts x in place of the farthest (x nearer than it), as minh_pop moves its hole. */
-static void maxh_replace_top(const sx__hnsw *g, sx__hit *h, size_t n, sx__hit x) {
-  size_t i = 0;
-  for (size_t l; (l = 2 * i + 1) < n; i = l) {
-    if (l + 1 < n && closer(g, h[l], h[l + 1])) l++;
-    h[i] = h[l];
-  }
-  while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (!closer(g, h[p], x)) break;
-    h[i] = h[p];
-    i = p;
-  }
-  h[i] = x;
+  heap_up(g, h, (*n)++, x, 1);
 }
 
 /* Adds x to a max-heap of at most ef: in place of the farthest when full (the
@@ -181,7 +167,7 @@ static void maxh_offer(const sx__hnsw *g, sx__hit *h, size_t *n, size_t ef, sx__
   if (*n < ef)
     maxh_push(g, h, n, x);
   else if (*n)
-    maxh_replace_top(g, h, *n, x);
+    heap_up(g, h, heap_hole_down(g, h, *n, 1), x, 1);
 }
 
 static int cmp_hit(const void *a, const void *b) {
