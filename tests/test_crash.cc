@@ -79,13 +79,6 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-void WriteAll(const std::string &path, const uint8_t *data, size_t n) {
-  FILE *f = fopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  ASSERT_EQ(n ? fwrite(data, 1, n, f) : 0, n) << path;
-  ASSERT_EQ(fclose(f), 0) << path;
-}
-
 uint64_t FileSize(const std::string &path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 ? (uint64_t)st.st_size : 0;
@@ -534,10 +527,10 @@ void BuildWalImage(WalImage *img, sx_sync sync = SX_SYNC_FULL) {
 // Writes P, P-wal and P-wal2 (removed when wal2 is NULL) from images.
 void PlaceImages(const std::string &db, const std::vector<uint8_t> &p,
                  const std::vector<uint8_t> &wal, const std::vector<uint8_t> *wal2) {
-  ASSERT_NO_FATAL_FAILURE(WriteAll(db, p.data(), p.size()));
-  ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal", wal.data(), wal.size()));
+  ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(db, p.data(), p.size()));
+  ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(db + "-wal", wal.data(), wal.size()));
   if (wal2) {
-    ASSERT_NO_FATAL_FAILURE(WriteAll(db + "-wal2", wal2->data(), wal2->size()));
+    ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(db + "-wal2", wal2->data(), wal2->size()));
   } else {
     unlink((db + "-wal2").c_str());
   }
@@ -766,8 +759,8 @@ TEST(Crash, EmptyDatabaseFileBesideItsWal) {
   TmpDir t("walemptyp");
   const std::vector<uint8_t> none;
   for (int ro = 0; ro < 2; ro++) {
-    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db, none.data(), 0));
-    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db + "-wal", img.wal.data(), img.wal.size()));
+    ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(t.db, none.data(), 0));
+    ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(t.db + "-wal", img.wal.data(), img.wal.size()));
     unlink((t.db + "-shm").c_str());
     sx_open_options o = SX_OPEN_OPTIONS_INIT;
     o.read_only = ro;
@@ -781,8 +774,8 @@ TEST(Crash, EmptyDatabaseFileBesideItsWal) {
   memset(cleared.data(), 0, kWalHdr + kFrameHdr);
   for (const std::vector<uint8_t> *wal :
        std::vector<const std::vector<uint8_t> *>{&none, &cleared}) {
-    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db, none.data(), 0));
-    ASSERT_NO_FATAL_FAILURE(WriteAll(t.db + "-wal", wal->data(), wal->size()));
+    ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(t.db, none.data(), 0));
+    ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(t.db + "-wal", wal->data(), wal->size()));
     unlink((t.db + "-shm").c_str());
     sx_db *db = nullptr;
     sx_error err = SX_ERROR_INIT;
@@ -854,8 +847,8 @@ TEST(Crash, UnpublishedLeftoversAreNotDamage) {
   TmpDir t("walleft");
   // The survivor: the state before commit k, and one small commit k written there.
   // (Opened in place: a close would checkpoint and restart the WAL.)
-  ASSERT_NO_FATAL_FAILURE(WriteAll(t.db, img.p.data(), img.p.size()));
-  ASSERT_NO_FATAL_FAILURE(WriteAll(t.db + "-wal", img.wal.data(), img.ends[k - 1]));
+  ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(t.db, img.p.data(), img.p.size()));
+  ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(t.db + "-wal", img.wal.data(), img.ends[k - 1]));
   sx_open_options o = SX_OPEN_OPTIONS_INIT;
   o.autocheckpoint_frames = 1000000;
   sx_db *h = nullptr;

@@ -427,6 +427,94 @@ long ReadOnlyCount(const std::string &path, std::string *msg) {
   return n;
 }
 
+// P-shm is never read from disk: an opener with no other process attached rebuilds it
+// from P and the WAL, so whatever a leftover P-shm holds (garbage of any length, or
+// the wal-index of an earlier state of this database, as valid as a live one, saved
+// before 20 more commits) never decides what is read. Read-only and read-write.
+TEST(Open, LeftoverSharedIndexIsRebuiltByALoneOpener) {
+  TmpDir t("oldshm");
+  std::string db = t.path("d.sx");
+  // The wal-index of the 50-vector state, as a process that crashed then left it.
+  {
+    sx_db *h = Open(db);
+    sx_error err = SX_ERROR_INIT;
+    sx_write *w = nullptr;
+    ASSERT_EQ(sx_write_begin(h, 0, &w, &err), SX_OK);
+    Create(w, "c", 4, SX_METRIC_L2, SX_INDEX_HNSW);
+    std::vector<float> v = sxt::Gen(3, 50, 4);
+    std::vector<std::string> ids;
+    std::vector<const char *> ip;
+    for (int i = 0; i < 50; i++) ids.push_back("old" + std::to_string(i));
+    for (auto &x : ids) ip.push_back(x.c_str());
+    ASSERT_EQ(sx_write_upsert(w, "c", 50, ip.data(), v.data(), 4, nullptr, &err), SX_OK);
+    ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
+    sx_write_free(w);
+    sx_db_free(h);
+  }
+  unlink(db.c_str());
+  unlink((db + "-wal").c_str());
+  unlink((db + "-wal2").c_str());
+  // The same path as before, so nothing in the old index says it is another file.
+  pid_t pid = fork();
+  if (pid == 0) {
+    sx_db *h = Open(db);
+    sx_error err = SX_ERROR_INIT;
+    sx_write *w = nullptr;
+    if (!h || sx_write_begin(h, 0, &w, &err)) _exit(1);
+    sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+    co.dim = 4;
+    co.index = SX_INDEX_HNSW;
+    if (sx_write_create_collection(w, "c", &co, &err) || sx_write_commit(w, &err)) _exit(2);
+    _exit(0);  // empty collection, in the WAL only
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  const std::vector<uint8_t> stale = sxt::ReadBytes(db + "-shm");
+  ASSERT_GT(stale.size(), 0u);
+  ASSERT_NO_FATAL_FAILURE(FillForReadOnly(t.path("e.sx"), true));  // 70 vectors, 20 in the WAL
+  const std::vector<uint8_t> p = sxt::ReadBytes(t.path("e.sx")),
+                             wal = sxt::ReadBytes(t.path("e.sx") + "-wal");
+  std::vector<std::vector<uint8_t>> leftovers;
+  leftovers.push_back({});
+  leftovers.push_back(std::vector<uint8_t>(100, 0xa5));
+  std::vector<uint8_t> big(1 << 20);
+  uint64_t rng = 11;
+  for (auto &b : big) b = (uint8_t)sx_test_splitmix64(&rng);
+  leftovers.push_back(big);
+  leftovers.push_back(stale);
+  for (size_t k = 0; k < leftovers.size(); k++) {
+    for (int ro = 0; ro < 2; ro++) {
+      SCOPED_TRACE("leftover " + std::to_string(k) + (ro ? ", read-only" : ""));
+      ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(db, p.data(), p.size()));
+      ASSERT_NO_FATAL_FAILURE(sxt::WriteBytes(db + "-wal", wal.data(), wal.size()));
+      unlink((db + "-wal2").c_str());
+      ASSERT_NO_FATAL_FAILURE(
+          sxt::WriteBytes(db + "-shm", leftovers[k].data(), leftovers[k].size()));
+      std::string msg;
+      long n = -1;
+      if (ro) {
+        n = ReadOnlyCount(db, &msg);
+      } else {
+        sx_db *h = Open(db);
+        sx_error err = SX_ERROR_INIT;
+        sx_read *r = nullptr;
+        sx_collection *c = nullptr;
+        uint64_t cnt = 0;
+        if (h && sx_read_begin(h, &r, &err) == SX_OK &&
+            sx_read_collection(r, "c", &c, &err) == SX_OK &&
+            sx_collection_count(c, &cnt, &err) == SX_OK && sx_db_check(h, &err) == SX_OK)
+          n = (long)cnt;
+        msg = err.message;
+        sx_collection_free(c);
+        sx_read_free(r);
+        sx_db_free(h);
+      }
+      EXPECT_EQ(n, 70) << msg;
+    }
+  }
+}
+
 // A database on a read-only file system opens read-only (a private wal-index in
 // memory stands in for P-shm, which cannot be made or written), with what only its
 // WAL holds; a read-write open fails with a clear error. As root the test mounts a

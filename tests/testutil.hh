@@ -69,6 +69,14 @@ inline std::vector<uint8_t> ReadBytes(const std::string &path) {
   return std::vector<uint8_t>(s.begin(), s.end());
 }
 
+// Writes n bytes as the whole file at path (a failed assertion on an error).
+inline void WriteBytes(const std::string &path, const uint8_t *data, size_t n) {
+  FILE *f = fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(n ? fwrite(data, 1, n, f) : 0, n) << path;
+  ASSERT_EQ(fclose(f), 0) << path;
+}
+
 // Opens (creating) the database at path with sync = off, the test default where no
 // sync is under test (a failed expectation, and NULL, on an error).
 inline sx_db *OpenNoSync(const std::string &path) {
