@@ -1,16 +1,20 @@
 /*
- * File fuzzer: the input becomes a database file P (and optionally its WAL P-wal),
- * which is opened read-only and read-write and walked through every read call
- * (check, list, describe, count, get, cursor, flat and HNSW search, batch search),
- * then one upsert, delete and commit, and a drop. Any status is fine; a crash, a
- * hang, a leak or a sanitizer report is a finding.
+ * File fuzzer: the input becomes a database file set, P and optionally P-wal, P-wal2
+ * and P-shm, which is opened read-only and read-write and walked through every read
+ * call (check, list, describe, count, get, cursor, flat and HNSW search, batch
+ * search), then one upsert, delete and commit, and a drop. Any status is fine; a
+ * crash, a hang, a leak or a sanitizer report is a finding.
  *
- * Input: byte 0 holds flags (bit 0: a WAL follows; bit 1: leave the WAL and page checksums as
- * they are). With a WAL, bytes 1-4 give P's length (little endian, taken modulo the
- * rest), then P, then the WAL. Without, the rest is P. WAL checksums (header and the
- * running frame checksum) and frame salts are recomputed after mutation unless bit 1
- * is set, so mutations reach past the checksum into recovery and the pages; so are
- * P's page checksums (format 2, pager_int.h), through the library's own sx__pfile_seal.
+ * Input: byte 0 holds flags: bit 0, a P-wal follows P; bit 2, a P-wal2; bit 3, a P-shm
+ * (an opener with no other process attached rebuilds P-shm from the other files, so
+ * its bytes must never matter); bit 1, leave WAL and page checksums as they are. With
+ * more than one file, a 4-byte length (little endian, taken modulo what is left) for
+ * each but the last comes first, then the files in that order, the last taking the
+ * rest (so an input of P and P-wal alone reads as it did before P-wal2 and P-shm
+ * were added). WAL checksums (header and the running frame checksum) and frame salts
+ * are recomputed after mutation unless bit 1 is set, so mutations reach past the
+ * checksum into recovery and the pages; so are P's page checksums (format 2,
+ * pager_int.h), through the library's own sx__pfile_seal.
  *
  * SX_FUZZ_SEEDS=<dir> makes the seed corpus there and exits (tools/fuzz.sh).
  */
@@ -182,42 +186,58 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (size < 1) return 0;
   uint8_t flags = data[0];
+  static const char *const suffix[4] = {"", "-wal", "-wal2", "-shm"};
+  int has[4] = {1, flags & 1, (flags >> 2) & 1, (flags >> 3) & 1}, nf = 0;
+  for (int k = 0; k < 4; k++) nf += has[k];
   const uint8_t *rest = data + 1;
-  size_t nrest = size - 1, np = nrest, nw = 0;
-  if ((flags & 1) && nrest >= 4) {
+  size_t nrest = size - 1, len[4] = {0, 0, 0, 0};
+  if (nrest < 4 * (size_t)(nf - 1)) { /* no room for the lengths: P alone */
+    has[1] = has[2] = has[3] = 0;
+    nf = 1;
+  }
+  const uint8_t *lens = rest;
+  rest += 4 * (nf - 1);
+  nrest -= 4 * (nf - 1);
+  for (int k = 0, i = 0, left = nf; k < 4; k++) {
+    if (!has[k]) continue;
+    if (--left == 0) {
+      len[k] = nrest;
+      break;
+    }
     uint32_t l;
-    memcpy(&l, rest, 4);
-    rest += 4;
-    nrest -= 4;
-    np = nrest ? l % (nrest + 1) : 0;
-    nw = nrest - np;
+    memcpy(&l, lens + 4 * i++, 4);
+    len[k] = l % (nrest + 1);
+    nrest -= len[k];
   }
-  char p[512], pw[512];
-  fz_path(p, sizeof p, "f.sx");
-  fz_path(pw, sizeof pw, "f.sx-wal");
   fz_remove_db("f.sx");
-  uint8_t *pc = malloc(np ? np : 1);
-  if (!pc) return 0;
-  memcpy(pc, rest, np);
-  uint32_t ver = 0, ps = 0;
-  if (np >= 24) {
-    memcpy(&ver, pc + 16, 4);
-    memcpy(&ps, pc + 20, 4);
-  }
-  if (!(flags & 2) && ver == SX_FORMAT_VERSION && ps >= 4096 && ps <= 65536 && !(ps & (ps - 1)))
-    sx__pfile_seal(pc, np, ps);
-  int bad_p = fz_write_file(p, pc, np);
-  free(pc);
-  if (bad_p) return 0;
-  if (flags & 1) {
-    uint8_t *w = malloc(nw ? nw : 1);
-    if (!w) return 0;
-    memcpy(w, rest + np, nw);
-    if (!(flags & 2)) fix_wal(w, nw);
-    int bad = fz_write_file(pw, w, nw);
-    free(w);
+  for (int k = 0; k < 4; k++) {
+    if (!has[k]) {
+      rest += len[k];
+      continue;
+    }
+    uint8_t *b = malloc(len[k] ? len[k] : 1);
+    if (!b) return 0;
+    memcpy(b, rest, len[k]);
+    rest += len[k];
+    if (!(flags & 2) && k == 0) {
+      uint32_t ver = 0, ps = 0;
+      if (len[0] >= 24) {
+        memcpy(&ver, b + 16, 4);
+        memcpy(&ps, b + 20, 4);
+      }
+      if (ver == SX_FORMAT_VERSION && ps >= 4096 && ps <= 65536 && !(ps & (ps - 1)))
+        sx__pfile_seal(b, len[0], ps);
+    }
+    if (!(flags & 2) && (k == 1 || k == 2)) fix_wal(b, len[k]);
+    char path[512], name[32];
+    snprintf(name, sizeof name, "f.sx%s", suffix[k]);
+    fz_path(path, sizeof path, name);
+    int bad = fz_write_file(path, b, len[k]);
+    free(b);
     if (bad) return 0;
   }
+  char p[512];
+  fz_path(p, sizeof p, "f.sx");
   sx_db *db = fz_open(p, 1);
   if (db) {
     walk(db);
@@ -275,49 +295,88 @@ static void fill(sx_db *db, int hnsw_too) {
   }
 }
 
+/* The frames of a WAL file copied while open, up to its last nonzero byte (the file
+ * is reserved ahead in zeros), whole frames. */
+static void trim_wal(const uint8_t *w, size_t *n) {
+  while (*n > WAL_HDR && w[*n - 1] == 0) (*n)--;
+  if (*n > WAL_HDR) {
+    size_t fs = FRAME_HDR + 4096;
+    *n = WAL_HDR + (*n - WAL_HDR + fs - 1) / fs * fs;
+  }
+}
+
+/* Seed `name` holding the files of f[0..4) (P, P-wal, P-wal2, P-shm; NULL: absent) in
+ * the input format above. */
+static void put_seed(const char *dir, const char *name, uint8_t *const f[4], const size_t n[4]) {
+  uint8_t flags = (f[1] ? 1 : 0) | (f[2] ? 4 : 0) | (f[3] ? 8 : 0);
+  int nf = 1 + !!f[1] + !!f[2] + !!f[3];
+  size_t total = 1 + 4 * (size_t)(nf - 1);
+  for (int k = 0; k < 4; k++) total += f[k] ? n[k] : 0;
+  uint8_t *in = malloc(total);
+  if (!in) return;
+  in[0] = flags;
+  size_t at = 1, lens = 1;
+  at += 4 * (size_t)(nf - 1);
+  for (int k = 0, left = nf; k < 4; k++) {
+    if (!f[k]) continue;
+    if (--left > 0) { /* modulo what is left, as the reader takes it */
+      uint32_t l = (uint32_t)n[k];
+      memcpy(in + lens, &l, 4);
+      lens += 4;
+    }
+    if (n[k]) memcpy(in + at, f[k], n[k]);
+    at += n[k];
+  }
+  fz_seed(dir, name, in, total);
+  free(in);
+}
+
+/* Seeds: 0, P alone (flat); 1, P alone (flat, HNSW, int8); 2, P and P-wal copied while
+ * open (the commits in the WAL); 3, P, P-wal and P-wal2 copied while open after the
+ * WAL moved to P-wal2 before a checkpoint could copy P-wal's generation (a reader
+ * pinned it), so recovery replays both; 4, seed 2's files with the P-shm beside
+ * them. */
 static void make_seeds(const char *dir) {
-  char p[512], pw[512];
+  char p[512];
   fz_path(p, sizeof p, "seed.sx");
-  fz_path(pw, sizeof pw, "seed.sx-wal");
-  for (int variant = 0; variant < 3; variant++) {
+  static const char *const suffix[4] = {"", "-wal", "-wal2", "-shm"};
+  for (int variant = 0; variant < 5; variant++) {
     fz_remove_db("seed.sx");
-    sx_db *db = fz_open(p, 0);
-    if (!db) return;
+    sx_open_options o = SX_OPEN_OPTIONS_INIT;
+    o.sync = SX_SYNC_OFF;
+    o.threads = 1;
+    if (variant == 3) o.autocheckpoint_frames = 8;
+    sx_db *db = NULL;
+    sx_error err = SX_ERROR_INIT;
+    if (sx_db_open(&db, p, &o, &err) != SX_OK) return;
+    sx_read *pin = NULL;
+    if (variant == 3) {
+      fill(db, 0);
+      sx_read_begin(db, &pin, &err); /* the checkpoint stops at its snapshot */
+    }
     fill(db, variant > 0);
-    size_t np = 0, nw = 0;
-    uint8_t *pb = NULL, *wb = NULL;
-    if (variant == 2) { /* copied while open: the commits are in the WAL */
-      pb = fz_read_file(p, &np);
-      wb = fz_read_file(pw, &nw);
-      sx_db_free(db);
-      /* The WAL is reserved ahead: keep its header and the frames up to the last
-       * nonzero byte. */
-      while (nw > WAL_HDR && wb[nw - 1] == 0) nw--;
-      if (nw > WAL_HDR) {
-        size_t fs = FRAME_HDR + 4096;
-        nw = WAL_HDR + (nw - WAL_HDR + fs - 1) / fs * fs;
-      }
-    } else {
-      sx_db_free(db); /* the last close copies the WAL into P */
-      pb = fz_read_file(p, &np);
+    uint8_t *f[4] = {NULL, NULL, NULL, NULL};
+    size_t n[4] = {0, 0, 0, 0};
+    int open_copy = variant >= 2;
+    if (!open_copy) sx_db_free(db); /* the last close copies the WAL into P */
+    for (int k = 0; k < 4; k++) {
+      if (k == 2 && variant != 3) continue;
+      if (k == 3 && variant != 4) continue;
+      if (k > 0 && !open_copy) continue;
+      char path[512], nm[32];
+      snprintf(nm, sizeof nm, "seed.sx%s", suffix[k]);
+      fz_path(path, sizeof path, nm);
+      f[k] = fz_read_file(path, &n[k]);
+      if (f[k] && (k == 1 || k == 2)) trim_wal(f[k], &n[k]);
+      if (k == 3 && n[k] > 8192) n[k] = 8192; /* its header: the rest is index areas */
+      if (!f[k]) f[k] = malloc(1); /* present, empty */
     }
-    size_t n = 1 + (variant == 2 ? 4 : 0) + np + nw;
-    uint8_t *in = malloc(n);
-    in[0] = variant == 2 ? 1 : 0;
-    size_t at = 1;
-    if (variant == 2) {
-      uint32_t l = (uint32_t)np;
-      memcpy(in + 1, &l, 4);
-      at = 5;
-    }
-    if (np) memcpy(in + at, pb, np);
-    if (nw) memcpy(in + at + np, wb, nw);
+    if (pin) sx_read_free(pin);
+    if (open_copy) sx_db_free(db);
     char name[32];
     snprintf(name, sizeof name, "seed-%d", variant);
-    fz_seed(dir, name, in, n);
-    free(in);
-    free(pb);
-    free(wb);
+    put_seed(dir, name, f, n);
+    for (int k = 0; k < 4; k++) free(f[k]);
   }
   fz_remove_db("seed.sx");
 }
