@@ -333,9 +333,9 @@ static void put_seed(const char *dir, const char *name, uint8_t *const f[4], con
 
 /* Seeds: 0, P alone (flat); 1, P alone (flat, HNSW, int8); 2, P and P-wal copied while
  * open (the commits in the WAL); 3, P, P-wal and P-wal2 copied while open after the
- * WAL moved to P-wal2 before a checkpoint could copy P-wal's generation (a reader
- * pinned it), so recovery replays both; 4, seed 2's files with the P-shm beside
- * them. */
+ * WAL moved to the other file before a checkpoint had copied the generation it left
+ * (a reader pinned the checkpoint back), so recovery replays both files; 4, seed 2's files with the
+ * P-shm beside them. */
 static void make_seeds(const char *dir) {
   char p[512];
   fz_path(p, sizeof p, "seed.sx");
@@ -369,7 +369,7 @@ static void make_seeds(const char *dir) {
       f[k] = fz_read_file(path, &n[k]);
       if (f[k] && (k == 1 || k == 2)) trim_wal(f[k], &n[k]);
       if (k == 3 && n[k] > 8192) n[k] = 8192; /* its header: the rest is index areas */
-      if (!f[k]) f[k] = malloc(1); /* present, empty */
+      if (!f[k]) f[k] = malloc(1);            /* present, empty */
     }
     if (pin) sx_read_free(pin);
     if (open_copy) sx_db_free(db);
