@@ -311,41 +311,56 @@ TEST(Session, VersionOneOpenOptionsStillOpen) {
 // CRC32C (pager/cksum.c): the standard check value, and the table and the CPU
 // instruction agree for every length, alignment and starting value, and on the page
 // checksum.
-TEST(Session, Crc32cKnownValueAndBothImplementationsAgree) {
-  auto mode = [](int m) {  // 0: the instruction where the CPU has it, 2: the table
-    sx__crc32c_portable_for_test(m == 2);
-  };
-  for (int m : {0, 2}) {
+TEST(Session, Crc32cKnownValueAndEveryImplementationAgrees) {
+  // 0: the fastest the CPU has (VPCLMULQDQ folding for pages), 1: the crc32
+  // instruction, 2: the table. Where the CPU lacks one, its mode runs the next.
+  auto mode = [](int m) { sx__crc32c_mode_for_test(m); };
+  for (int m : {0, 1, 2}) {
     mode(m);
     EXPECT_EQ(sx__crc32c(0, "123456789", 9), 0xe3069283u) << m;
     EXPECT_EQ(sx__crc32c(sx__crc32c(0, "1234", 4), "56789", 5), 0xe3069283u) << m;
   }
-  std::vector<uint8_t> page(8192 + 64);
+  std::vector<uint8_t> page(65536 + 64);
   uint64_t st = 5;
   for (auto &b : page) b = (uint8_t)sx_test_splitmix64(&st);
   for (int t = 0; t < 400; t++) {
     size_t n = (size_t)(t < 40 ? 240 + t : sx_test_splitmix64(&st) % 8192);
     size_t at = (size_t)(sx_test_splitmix64(&st) % 64);
     uint32_t c0 = (uint32_t)sx_test_splitmix64(&st), want = 0;
-    for (int m : {2, 0}) {
+    for (int m : {2, 1, 0}) {
       mode(m);
       uint32_t got = sx__crc32c(c0, page.data() + at, n);
       if (m == 2) want = got;
       EXPECT_EQ(got, want) << "length " << n << " at " << at << " mode " << m;
     }
   }
-  for (uint32_t ps : {4096u, 8192u}) {
-    uint32_t want = 0;
-    for (int m : {2, 0}) {
-      mode(m);
-      uint32_t got = sx__page_cksum(7, page.data(), ps);
-      if (m == 2) want = got;
-      EXPECT_EQ(got, want) << ps << " mode " << m;
+  // Page checksums at every page size, over random pages and pages of one repeated
+  // byte (zeros and ones fold to special values), from aligned and unaligned buffers.
+  for (uint32_t ps : {4096u, 8192u, 16384u, 32768u, 65536u}) {
+    for (int kind = 0; kind < 4; kind++) {
+      std::vector<uint8_t> pg(ps + 1);
+      if (kind < 2) {
+        for (auto &b : pg) b = (uint8_t)sx_test_splitmix64(&st);
+      } else {
+        std::fill(pg.begin(), pg.end(), kind == 2 ? 0x00 : 0xff);
+      }
+      const uint8_t *at = pg.data() + (kind == 1 ? 1 : 0);
+      uint32_t want = 0;
+      for (int m : {2, 1, 0}) {
+        mode(m);
+        uint32_t got = sx__page_cksum(7, at, ps);
+        if (m == 2) want = got;
+        EXPECT_EQ(got, want) << ps << " kind " << kind << " mode " << m;
+      }
     }
+    mode(0);
+    uint32_t want = sx__page_cksum(7, page.data(), ps);
     EXPECT_NE(sx__page_cksum(8, page.data(), ps), want) << "the page number counts";
-    page[ps - 1] ^= 1;
-    EXPECT_NE(sx__page_cksum(7, page.data(), ps), want) << "the last byte counts";
-    page[ps - 1] ^= 1;
+    for (uint32_t off : {0u, 3u, ps / 4 - 1, ps / 4, ps / 2 + 17, ps - 16, ps - 1}) {
+      page[off] ^= 1;
+      EXPECT_NE(sx__page_cksum(7, page.data(), ps), want) << "byte " << off << " counts";
+      page[off] ^= 1;
+    }
   }
   mode(0);
 }

@@ -159,8 +159,9 @@ int sx__pager_check_pages(sx__pager *p, const sx__snap *s, uint8_t *used, sx_err
  */
 /* CRC32C (Castagnoli) of n bytes continuing crc (0 to begin). */
 uint32_t sx__crc32c(uint32_t crc, const void *data, size_t n);
-/* Tests: use the table even where the CPU has a CRC32C instruction (on = 1). */
-void sx__crc32c_portable_for_test(int on);
+/* Tests: which CRC32C code runs: 0 the fastest the CPU has (VPCLMULQDQ folding for
+ * page checksums), 1 the crc32 instruction only, 2 the table. */
+void sx__crc32c_mode_for_test(int mode);
 /* The checksum of page pgno whose ps bytes are `page`. */
 uint32_t sx__page_cksum(uint32_t pgno, const uint8_t *page, uint32_t ps);
 /* The WAL's running checksum (pager_int.h, sx__cksum: n % 16 == 0) over a page image
