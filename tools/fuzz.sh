@@ -112,6 +112,10 @@ if [ -n "$long" ]; then
     rm -f "$log.run"
   }
   renice -n 19 -p $$ >/dev/null 2>&1 || true # the workers inherit it
+  # Started in a session of its own (setsid, nohup from a new terminal), the run is
+  # its own scheduling autogroup, which competes with others as one task whatever
+  # its nice value: the autogroup is made nice too.
+  echo 19 >"/proc/$$/autogroup" 2>/dev/null || true
   workers=${SX_FUZZ_WORKERS:-1}
   end=$(($(date +%s) + secs))
   pids=()
