@@ -162,6 +162,9 @@ static void write_some(sx_db *db) {
   sx_db_check(db, &err);
 }
 
+/* The files of an input, in its order. */
+static const char *const suffix[4] = {"", "-wal", "-wal2", "-shm"};
+
 static void make_seeds(const char *dir);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -186,7 +189,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (size < 1) return 0;
   uint8_t flags = data[0];
-  static const char *const suffix[4] = {"", "-wal", "-wal2", "-shm"};
   int has[4] = {1, flags & 1, (flags >> 2) & 1, (flags >> 3) & 1}, nf = 0;
   for (int k = 0; k < 4; k++) nf += has[k];
   const uint8_t *rest = data + 1;
@@ -339,7 +341,6 @@ static void put_seed(const char *dir, const char *name, uint8_t *const f[4], con
 static void make_seeds(const char *dir) {
   char p[512];
   fz_path(p, sizeof p, "seed.sx");
-  static const char *const suffix[4] = {"", "-wal", "-wal2", "-shm"};
   for (int variant = 0; variant < 5; variant++) {
     fz_remove_db("seed.sx");
     sx_open_options o = SX_OPEN_OPTIONS_INIT;

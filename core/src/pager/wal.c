@@ -171,12 +171,13 @@ static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, ui
   uint64_t s[2][2] = {{0, 0}, {pre0, pre1}}; /* candidates for frame r's true checksum */
   int live[2] = {1, 1}, header_damage = 0;
   int chained = 1;      /* frames after r may still chain on from it */
-  uint64_t durable = 0; /* the first frame after r proving it durable (durable_after) */
+  uint64_t durable = 0; /* the first frame after r proving it durable, if any */
+  int settled = 0;      /* nothing later can change the verdict */
   int rc = SX_OK;
-  for (uint64_t j = r; j <= nfr && !rc;) {
+  for (uint64_t j = r; j <= nfr && !rc && !settled;) {
     size_t cnt = (size_t)((nfr - j + 1) < per ? (nfr - j + 1) : per);
     rc = sx__file_read(p->wal[w], buf, cnt * p->fsz, WAL_HDR + (j - 1) * p->fsz, err);
-    for (size_t i = 0; i < cnt && !rc; i++, j++) {
+    for (size_t i = 0; i < cnt && !rc && !settled; i++, j++) {
       const uint8_t *f = buf + i * p->fsz;
       if (j == r) {
         s[0][0] = sx__rd64(f + 16);
@@ -209,9 +210,8 @@ static int chain_check(sx__pager *p, int w, const sx__walhdr *wh, uint64_t r, ui
                              p->wal_path[w], (unsigned long long)r);
         chained = 0; /* a torn commit frame */
       }
-      if (!chained && (durable || !p->cksum)) break;
+      settled = !chained && (durable || !p->cksum);
     }
-    if (!chained && (durable || !p->cksum)) break;
   }
   if (!rc && durable)
     rc = sx__err_set(err, SX_CORRUPT,
