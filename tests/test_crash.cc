@@ -1098,33 +1098,6 @@ TEST(Crash, WalReuseNeverReplaysOlderFrames) {
   }
 }
 
-// Recomputes the checksum chain of frames `from` on (the recurrence of wal.c: 16-byte
-// steps over each frame's first 16 bytes and its page, seeded by the header's sum or
-// the frame before's), as a writer that meant those bytes would have.
-void Rechain(std::vector<uint8_t> &wal, uint64_t from) {
-  auto sum = [](const uint8_t *d, size_t n, uint64_t *a, uint64_t *b) {
-    for (size_t i = 0; i + 16 <= n; i += 16) {
-      uint64_t x, y;
-      memcpy(&x, d + i, 8);
-      memcpy(&y, d + i + 8, 8);
-      *a += x + *b;
-      *b += y + *a;
-    }
-  };
-  const uint64_t nframes = (wal.size() - kWalHdr) / kFrame;
-  uint64_t a, b;
-  const uint64_t seed = from ? kWalHdr + (from - 1) * kFrame + 16 : 48;
-  memcpy(&a, wal.data() + seed, 8);
-  memcpy(&b, wal.data() + seed + 8, 8);
-  for (uint64_t f = from; f < nframes; f++) {
-    uint8_t *fr = wal.data() + kWalHdr + f * kFrame;
-    sum(fr, 16, &a, &b);
-    sum(fr + kFrameHdr, kPageSize, &a, &b);
-    memcpy(fr + 16, &a, 8);
-    memcpy(fr + 24, &b, 8);
-  }
-}
-
 // A commit frame's database size is a count read from disk that sizes what readers
 // allocate (a graph's nslots is bounded by it): a page beyond P exists only if a
 // frame wrote it, so a commit counting more pages than P's and the frames up to it
@@ -1149,7 +1122,7 @@ TEST(Crash, WalCommitCountingPagesNoFrameWroteIsCorrupt) {
       ASSERT_NE(field & 0x7fffffffu, 0u) << "not a commit frame";
       field = (field & 0x80000000u) | claim;
       memcpy(fr + 4, &field, 4);
-      Rechain(wal, f);
+      sx__wal_seal(wal.data(), wal.size(), f);  // as a writer meaning these bytes
       ASSERT_NO_FATAL_FAILURE(ExpectCorruptImage(t.db, img.p, wal));
     }
     // P's page and one per frame up to this one: as many as can exist. The last
@@ -1161,7 +1134,7 @@ TEST(Crash, WalCommitCountingPagesNoFrameWroteIsCorrupt) {
       memcpy(&field, fr + 4, 4);
       field = (field & 0x80000000u) | (uint32_t)(p_pages + f + 1);
       memcpy(fr + 4, &field, 4);
-      Rechain(wal, f);
+      sx__wal_seal(wal.data(), wal.size(), f);  // as a writer meaning these bytes
       ASSERT_NO_FATAL_FAILURE(PlaceImages(t.db, img.p, wal, nullptr));
       unlink((t.db + "-shm").c_str());
       sx_db *h = nullptr;

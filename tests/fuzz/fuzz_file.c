@@ -14,50 +14,16 @@
  * were added). WAL checksums (header and the running frame checksum) and frame salts
  * are recomputed after mutation unless bit 1 is set, so mutations reach past the
  * checksum into recovery and the pages; so are P's page checksums (format 2,
- * pager_int.h), through the library's own sx__pfile_seal.
+ * pager_int.h), through the library's own sx__wal_seal and sx__pfile_seal.
  *
  * SX_FUZZ_SEEDS=<dir> makes the seed corpus there and exits (tools/fuzz.sh).
  */
 #include "fuzz_common.h"
 #include "pager/pager.h"
 
+/* The WAL's layout (pager_int.h): a 64-byte header, frames of 32 + ps bytes. */
 #define WAL_HDR 64u
 #define FRAME_HDR 32u
-
-static void cksum(const uint8_t *d, size_t n, uint64_t *s0, uint64_t *s1) {
-  uint64_t a = *s0, b = *s1;
-  for (size_t i = 0; i + 16 <= n; i += 16) {
-    uint64_t x, y;
-    memcpy(&x, d + i, 8);
-    memcpy(&y, d + i + 8, 8);
-    a += x + b;
-    b += y + a;
-  }
-  *s0 = a;
-  *s1 = b;
-}
-
-/* The format of core/src/pager (pager_int.h, wal.c): a 64-byte header whose last 16
- * bytes checksum the first 48; frames of 32 + ps bytes, salts at 8 and 12, the
- * running checksum (over each frame's first 16 bytes and its page) at 16 and 24. */
-static void fix_wal(uint8_t *w, size_t n) {
-  if (n < WAL_HDR) return;
-  uint32_t ps;
-  memcpy(&ps, w + 8, 4);
-  if (ps < 4096 || ps > 65536 || (ps & (ps - 1))) return;
-  uint64_t a = 0, b = 0;
-  cksum(w, 48, &a, &b);
-  memcpy(w + 48, &a, 8);
-  memcpy(w + 56, &b, 8);
-  for (size_t off = WAL_HDR; off + FRAME_HDR + ps <= n; off += FRAME_HDR + ps) {
-    uint8_t *f = w + off;
-    memcpy(f + 8, w + 16, 8); /* the header's salts */
-    cksum(f, 16, &a, &b);
-    cksum(f + FRAME_HDR, ps, &a, &b);
-    memcpy(f + 16, &a, 8);
-    memcpy(f + 24, &b, 8);
-  }
-}
 
 static void walk_collection(sx_collection *c) {
   sx_error err = SX_ERROR_INIT;
@@ -230,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (ver == SX_FORMAT_VERSION && ps >= 4096 && ps <= 65536 && !(ps & (ps - 1)))
         sx__pfile_seal(b, len[0], ps);
     }
-    if (!(flags & 2) && (k == 1 || k == 2)) fix_wal(b, len[k]);
+    if (!(flags & 2) && (k == 1 || k == 2)) sx__wal_seal(b, len[k], 0);
     char path[512], name[32];
     snprintf(name, sizeof name, "f.sx%s", suffix[k]);
     fz_path(path, sizeof path, name);

@@ -154,7 +154,7 @@ int sx__pager_check(sx__pager *p, sx_error *err);
 int sx__pager_check_pages(sx__pager *p, const sx__snap *s, uint8_t *used, sx_error *err);
 
 /*
- * Page checksums and the layout of P (pager_int.h, "Page checksums"), for the pager,
+ * Page and WAL checksums and the layout of P (pager_int.h, "Page checksums"), for the pager,
  * backups and the tests and fuzzers that make or damage files.
  */
 /* CRC32C (Castagnoli) of n bytes continuing crc (0 to begin). */
@@ -176,6 +176,11 @@ uint64_t sx__pfile_cksum_page(uint32_t ps, uint32_t pgno);
 uint64_t sx__pfile_pages(uint32_t ps, uint32_t npages);
 /* Recomputes every checksum of a format 2 file image of len bytes in memory. */
 void sx__pfile_seal(uint8_t *file, uint64_t len, uint32_t ps);
+/* Recomputes the checksums of a WAL file image of len bytes in memory (its page size
+ * read from its header): from frame `from` on, each whole frame gets the header's
+ * salts and the running checksum, continued from frame from - 1's stored one; with
+ * from 0, the header's own checksum first, and the chain starts from it. */
+void sx__wal_seal(uint8_t *wal, uint64_t len, uint64_t from);
 
 /* Writes a new file in P's format from the pages of a snapshot, given in order from
  * page 0 in runs (a backup): page images, and checksum pages when the format has

@@ -32,6 +32,30 @@ void sx__wal_header_make(const sx__pager *p, uint8_t b[WAL_HDR], const sx__hdrc 
   *ck1 = c;
 }
 
+void sx__wal_seal(uint8_t *wal, uint64_t len, uint64_t from) {
+  uint32_t ps = len >= WAL_HDR ? sx__rd32(wal + 8) : 0;
+  if (ps < 4096 || ps > 65536 || (ps & (ps - 1))) return;
+  const uint64_t fsz = FRAME_HDR + (uint64_t)ps, nframes = (len - WAL_HDR) / fsz;
+  if (from > nframes) return;
+  uint64_t a = 0, c = 0;
+  if (from == 0) {
+    sx__cksum(wal, 48, &a, &c);
+    sx__wr64(wal + 48, a);
+    sx__wr64(wal + 56, c);
+  } else {
+    a = sx__rd64(wal + WAL_HDR + (from - 1) * fsz + 16);
+    c = sx__rd64(wal + WAL_HDR + (from - 1) * fsz + 24);
+  }
+  for (uint64_t f = from; f < nframes; f++) {
+    uint8_t *fr = wal + WAL_HDR + f * fsz;
+    memcpy(fr + 8, wal + 16, 8); /* the header's salts */
+    sx__cksum(fr, 16, &a, &c);
+    sx__cksum_long(fr + FRAME_HDR, ps, &a, &c);
+    sx__wr64(fr + 16, a);
+    sx__wr64(fr + 24, c);
+  }
+}
+
 /* New salts for the current generation, which has no frames yet. */
 static void hdr_resalt(sx__pager *p, sx__hdrc *h) {
   h->salt0 = sx__pager_random32();
