@@ -366,7 +366,8 @@ int sx__hnsw_open(const sx__pv *v, const sx__hnsw_layout *lay, uint32_t dim, int
   g->raw = sx__raw(metric == SX__L2 ? SX__L2 : SX__IP);
   /* Cosine keeps dist_to (its exact-scan kernel for whole vectors); a vector longer
    * than a page may span three. */
-  g->raw4 = metric != SX__COSINE && g->vbytes <= g->ps ? sx__raw4(metric) : NULL;
+  g->raw4 =
+      metric != SX__COSINE && g->vbytes <= g->ps && sx__raw4_preferred() ? sx__raw4(metric) : NULL;
   g->e0 = (1 + g->m0) * 4;
   g->epp0 = g->ps / g->e0;
   g->epp0_m = g->epp0 > 1 ? UINT64_MAX / g->epp0 + 1 : 0;

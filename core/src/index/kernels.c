@@ -635,6 +635,15 @@ sx__raw4_fn sx__raw4(int what) {
   return what == SX__L2 ? active()->raw4_l2 : active()->raw4_ip;
 }
 
+int sx__raw4_preferred(void) {
+#if SX_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_is("amd") != 0;
+#else
+  return 0;
+#endif
+}
+
 float sx__norm(const float *a, size_t dim) {
   return active()->norm(a, dim);
 }
