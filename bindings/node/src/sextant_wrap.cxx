@@ -1749,7 +1749,7 @@ static bool extras(Napi::Env env, const sx_results *res, const Bulk &b, Napi::Ar
   }
   if (vec) {
     Napi::Float32Array v = Napi::Float32Array::New(env, b.total * dim);
-    if (b.total * dim) std::memcpy(v.Data(), vec, b.total * dim * sizeof(float));
+    if (b.total != 0 && dim != 0) std::memcpy(v.Data(), vec, b.total * dim * sizeof(float));
     out.Set(at + 1, v);
   }
   out.Set(at + 2, Napi::Number::New(env, (double)dim));
