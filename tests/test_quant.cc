@@ -102,7 +102,8 @@ struct Db {
   };
   // One search per query (k hits each), with an optional filter.
   std::vector<std::vector<Hit>> Search(const char *name, const std::vector<float> &qs, size_t dim,
-                                       size_t k, uint32_t ef, const char *filter = nullptr) {
+                                       size_t k, uint32_t ef, const char *filter = nullptr,
+                                       uint32_t exact = 0) {
     sx_read *r = nullptr;
     sx_collection *c = nullptr;
     EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK) << err.message;
@@ -112,6 +113,7 @@ struct Db {
       sx_search_options o = SX_SEARCH_OPTIONS_INIT;
       o.ef = ef;
       o.filter = filter;
+      o.exact = exact;
       sx_results *res = nullptr;
       EXPECT_EQ(sx_collection_search(c, &qs[q * dim], dim, k, &o, &res, &err), SX_OK)
           << err.message;
@@ -268,6 +270,153 @@ TEST(Quant, RecallExactDistancesReopen) {
         d.Search("q", std::vector<float>(qs.begin(), qs.begin() + 5 * dim), dim, k, (uint32_t)n);
     EXPECT_EQ(RecallAndExact(t, qs, all, k), 1.0);
     d.Check();
+  }
+}
+
+// An exact search of a quantized collection reads the codes first and measures only
+// the vectors whose bound from their code is within the k best: it must return what
+// the scan of a flat collection of the same data returns, the same ids in the same
+// order with bit-identical distances, for every metric, on data made to stress the
+// bounds: random; integers (exact codes); clusters of near-duplicates closer than a
+// code step (every bound within the window); a large offset with a small spread
+// (nearly parallel vectors under cosine); exact duplicates under other ids (ties
+// broken by id). Single queries, batches, k of 1, 10 and every item, after deletes.
+TEST(Quant, ExactScanByCodesEqualsFlat) {
+  const size_t dim = 40, n = 1500, nq = 30;
+  std::vector<std::pair<const char *, std::vector<float>>> sets;
+  sets.push_back({"random", Gen(5, n, dim)});
+  std::vector<float> ints = Gen(6, n, dim), near = Gen(7, n, dim), off = Gen(8, n, dim);
+  for (float &x : ints) x = std::floor(std::fabs(x) * 80);
+  std::vector<float> centers = Gen(9, 60, dim);
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < dim; j++)
+      near[i * dim + j] = centers[(i % 60) * dim + j] + 1e-3f * near[i * dim + j];
+  for (float &x : off) x = 1000 + 0.01f * x;
+  sets.push_back({"integers", ints});
+  sets.push_back({"near-duplicates", near});
+  sets.push_back({"offset", off});
+  for (auto &set : sets) {
+    std::vector<float> v = set.second;
+    for (size_t i = 0; i < 100; i++)  // the last 100 rows repeat rows 0..99
+      std::copy(v.begin() + (long)(i * dim), v.begin() + (long)((i + 1) * dim),
+                v.begin() + (long)((n - 100 + i) * dim));
+    // Queries: rows of the data, rows moved a little, and new vectors near the data.
+    std::vector<float> qs(nq * dim), noise = Gen(10, nq, dim);
+    for (size_t q = 0; q < nq; q++)
+      for (size_t j = 0; j < dim; j++) {
+        float x = v[(q * 97 % n) * dim + j];
+        qs[q * dim + j] = q % 3 == 0   ? x
+                          : q % 3 == 1 ? x + 1e-3f * noise[q * dim + j] * (std::fabs(x) + 1)
+                                       : x + 0.5f * noise[q * dim + j] * (std::fabs(x) * 0.1f + 1);
+      }
+    for (int metric : {SX_METRIC_L2, SX_METRIC_IP, SX_METRIC_COSINE}) {
+      SCOPED_TRACE(std::string(set.first) + " " + sx_metric_name(metric));
+      Db d;
+      ASSERT_EQ(d.Create("q", dim, SX_QUANTIZATION_INT8, metric), SX_OK) << d.err.message;
+      ASSERT_EQ(d.Create("flat", dim, SX_QUANTIZATION_NONE, metric, SX_INDEX_FLAT), SX_OK)
+          << d.err.message;
+      auto ids = Ids("v", n);
+      ASSERT_EQ(d.Upsert("q", ids, v.data(), dim), SX_OK) << d.err.message;
+      ASSERT_EQ(d.Upsert("flat", ids, v.data(), dim), SX_OK) << d.err.message;
+      std::vector<std::string> gone;
+      for (size_t i = 0; i < n; i += 7) gone.push_back(ids[i]);
+      for (int round = 0; round < 2; round++) {
+        for (size_t k : {size_t(1), size_t(10), n}) {
+          auto a = d.Search("q", qs, dim, k, 0, nullptr, 1);
+          auto b = d.Search("flat", qs, dim, k, 0, nullptr, 1);
+          ASSERT_EQ(a.size(), b.size());
+          for (size_t q = 0; q < a.size(); q++) {
+            ASSERT_EQ(a[q].size(), b[q].size()) << "query " << q << " k " << k;
+            ASSERT_EQ(a[q].size(), std::min(k, round ? n - gone.size() : n));
+            for (size_t i = 0; i < a[q].size(); i++) {
+              ASSERT_EQ(a[q][i].id, b[q][i].id) << "query " << q << " k " << k << " hit " << i;
+              ASSERT_EQ(std::memcmp(&a[q][i].d, &b[q][i].d, sizeof(float)), 0)
+                  << "query " << q << " hit " << i << ": " << a[q][i].d << " " << b[q][i].d;
+            }
+          }
+        }
+        // A batch (its candidates ranked again by the single-query scan) likewise.
+        sx_read *r = nullptr;
+        sx_collection *cq = nullptr, *cf = nullptr;
+        ASSERT_EQ(sx_read_begin(d.db, &r, &d.err), SX_OK);
+        ASSERT_EQ(sx_read_collection(r, "q", &cq, &d.err), SX_OK);
+        ASSERT_EQ(sx_read_collection(r, "flat", &cf, &d.err), SX_OK);
+        sx_search_options o = SX_SEARCH_OPTIONS_INIT;
+        o.exact = 1;
+        sx_results *ra = nullptr, *rb = nullptr;
+        ASSERT_EQ(sx_collection_search_batch(cq, qs.data(), nq, dim, 10, &o, &ra, &d.err), SX_OK)
+            << d.err.message;
+        ASSERT_EQ(sx_collection_search_batch(cf, qs.data(), nq, dim, 10, &o, &rb, &d.err), SX_OK)
+            << d.err.message;
+        for (size_t q = 0; q < nq; q++) {
+          ASSERT_EQ(sx_results_count(ra, q), sx_results_count(rb, q));
+          for (size_t i = 0; i < sx_results_count(ra, q); i++) {
+            EXPECT_STREQ(sx_results_id(ra, q, i), sx_results_id(rb, q, i)) << "batch query " << q;
+            float x = sx_results_distance(ra, q, i), y = sx_results_distance(rb, q, i);
+            EXPECT_EQ(std::memcmp(&x, &y, sizeof x), 0) << "batch query " << q << " hit " << i;
+          }
+        }
+        sx_results_free(ra);
+        sx_results_free(rb);
+        sx_collection_free(cq);
+        sx_collection_free(cf);
+        sx_read_free(r);
+        ASSERT_EQ(d.Delete("q", gone), SX_OK) << d.err.message;
+        ASSERT_EQ(d.Delete("flat", gone), SX_OK) << d.err.message;
+      }
+      d.Check();
+    }
+  }
+}
+
+// The bound where a code's error is at its worst: every component of the nearest
+// vector half a step (0.49) from its code, each toward the query's sign, so its exact
+// distance is below the code's estimate by almost the whole bound. Decoys with the
+// same code (one component's error turned the other way) lie a block of the scan
+// before it and fill the k best first; a bound short of the worst case by a fifth
+// passes over the nearest vector.
+TEST(Quant, ExactScanByCodesWorstCaseBound) {
+  const size_t dim = 40, ndecoy = dim - 2;
+  std::vector<float> sign = Gen(21, 1, dim), base = Gen(22, 1, dim), fill = Gen(23, 400, dim);
+  std::vector<float> q(dim), v0(dim), v;
+  for (size_t i = 0; i < dim; i++) {
+    sign[i] = sign[i] < 0 ? -1.0f : 1.0f;
+    q[i] = 1000 * sign[i];
+    // lo 0 and scale 1 exactly: component 0 is 0, component 1 is 255; the others
+    // lean toward the query, so that v0 is the nearest under every metric.
+    float c = i == 0 ? 0 : i == 1 ? 255 : 128 + 100 * sign[i] + std::floor(10 * std::tanh(base[i]));
+    v0[i] = i < 2 ? c : c + 0.49f * sign[i];
+  }
+  for (size_t j = 0; j < ndecoy; j++) {  // decoys first: slots 0..ndecoy-1
+    std::vector<float> u = v0;
+    u[j + 2] -= 0.98f * sign[j + 2];
+    v.insert(v.end(), u.begin(), u.end());
+  }
+  // Then fillers, so that v0 lies in a later block of the scan than the decoys.
+  for (float &x : fill) x = std::floor(128 + 60 * x);
+  v.insert(v.end(), fill.begin(), fill.begin() + 300 * dim);
+  const size_t at = v.size() / dim;
+  v.insert(v.end(), v0.begin(), v0.end());
+  v.insert(v.end(), fill.begin() + 300 * dim, fill.end());
+  size_t n = v.size() / dim;
+  for (int metric : {SX_METRIC_L2, SX_METRIC_IP, SX_METRIC_COSINE}) {
+    SCOPED_TRACE(sx_metric_name(metric));
+    Db d;
+    ASSERT_EQ(d.Create("q", dim, SX_QUANTIZATION_INT8, metric), SX_OK) << d.err.message;
+    ASSERT_EQ(d.Create("flat", dim, SX_QUANTIZATION_NONE, metric, SX_INDEX_FLAT), SX_OK);
+    auto ids = Ids("v", n);
+    ASSERT_EQ(d.Upsert("q", ids, v.data(), dim), SX_OK) << d.err.message;
+    ASSERT_EQ(d.Upsert("flat", ids, v.data(), dim), SX_OK) << d.err.message;
+    for (size_t k : {size_t(1), size_t(3)}) {
+      auto a = d.Search("q", q, dim, k, 0, nullptr, 1);
+      auto b = d.Search("flat", q, dim, k, 0, nullptr, 1);
+      ASSERT_EQ(b[0][0].id, "v" + std::to_string(at)) << "the nearest is v0";
+      ASSERT_EQ(a[0].size(), b[0].size());
+      for (size_t i = 0; i < a[0].size(); i++) {
+        EXPECT_EQ(a[0][i].id, b[0][i].id) << "k " << k << " hit " << i;
+        EXPECT_EQ(a[0][i].d, b[0][i].d) << "k " << k << " hit " << i;
+      }
+    }
   }
 }
 

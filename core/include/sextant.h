@@ -545,8 +545,14 @@ typedef enum sx_index_type {
  * exactly, so the distances returned are exact float32 ones. Inserting measures the
  * float32 vectors, so the graph is the one an unquantized collection builds. Codes
  * take dim + 16 bytes per vector beside its 4 * dim, and need dim + 16 to fit in a
- * page (dimension at most 4080 with 4 KiB pages). Flat collections take only
- * ::SX_QUANTIZATION_NONE (their scans are exact). */
+ * page (dimension at most 4080 with 4 KiB pages). A single-query exact search of a
+ * quantized collection in a read session (sx_search_options::exact, or a filtered
+ * search that scans) reads the codes first: each gives a lower bound of its vector's
+ * float32 distance (from the code's rounding error, at most half a step per
+ * component), and only the vectors whose bound is within the k best so far are
+ * measured. It returns the same hits and distances as a scan of the float32 vectors
+ * while reading about a quarter of the bytes. Flat collections take only
+ * ::SX_QUANTIZATION_NONE. */
 typedef enum sx_quantization {
   SX_QUANTIZATION_NONE = 0, /**< float32 vectors only; the default */
   SX_QUANTIZATION_INT8 = 1  /**< an 8-bit code per vector for the HNSW walk, exact rerank */

@@ -240,6 +240,7 @@ typedef struct block {
   sx__fstate *fs; /* the filter's evaluation state, or NULL: every live slot */
   size_t ahead;   /* bytes the kernel prefetches ahead (sx__distance_many_parts) */
   size_t lim;     /* vectors a block gathers, at most BLOCK */
+  int slots_only; /* gather the live slots only, not their vectors (codes first) */
 } block;
 
 static inline void block_put(block *b, const float *a, const float *rest, size_t n0, size_t dim) {
@@ -329,8 +330,12 @@ static inline int block_gather(job *j, block *b, uint64_t *s0) {
           continue;
         }
       }
-      rc = block_add(b, sl, j->c->dim, &j->err);
-      if (rc) return rc;
+      if (b->slots_only) {
+        b->slots[b->nb++] = (uint32_t)sl;
+      } else {
+        rc = block_add(b, sl, j->c->dim, &j->err);
+        if (rc) return rc;
+      }
       *s0 = sl + 1;
     }
     if (!word) *s0 = wend;
@@ -356,7 +361,29 @@ static inline void block_rank(job *j, const block *b, float *dist, scan *s) {
   }
 }
 
-/* A job's flat scan of slots [lo, hi), block by block. */
+/* A block of a single-query scan over codes: the block's slots gathered, the
+ * vectors measured are only those whose bound from their code is within the k best
+ * so far (the heap's worst once it holds k). The same kernel then measures them as
+ * a scan without codes would, so the hits and distances are the same. */
+static int block_by_codes(job *j, block *b, sx__hnsw *g, float *lb, uint32_t *cand, scan *s,
+                          float *dist) {
+  int rc = sx__hnsw_bounds(g, NULL, b->slots, b->nb, lb, &j->err);
+  if (rc) return rc;
+  const heap *hp = &j->heaps[0];
+  float t = hp->n == hp->k ? hp->h[0].d : INFINITY;
+  if (!(t == t)) t = INFINITY;
+  size_t nc = 0;
+  for (size_t i = 0; i < b->nb; i++)
+    if (lb[i] <= t) cand[nc++] = b->slots[i];
+  b->nb = 0;
+  for (size_t i = 0; i < nc; i++)
+    if ((rc = block_add(b, cand[i], j->c->dim, &j->err))) return rc;
+  if (b->nb) block_rank(j, b, dist, s);
+  return s->rc;
+}
+
+/* A job's flat scan of slots [lo, hi), block by block. A single query over a
+ * snapshot of a quantized collection reads the codes first (block_by_codes). */
 static void scan_flat(job *j) {
   const sx__coll *c = j->c;
   size_t dim = c->dim;
@@ -375,9 +402,21 @@ static void scan_flat(job *j) {
   b.slots = malloc(BLOCK * sizeof *b.slots);
   b.scratch = malloc((BLOCK + 1) * dim * sizeof(float)); /* the last dim: the kernel's */
   float *dist = malloc(BLOCK * j->nq * sizeof(float));
+  sx__hnsw *g = NULL;
+  float *lb = NULL;
+  uint32_t *cand = NULL;
   if (!b.ptrs || !b.parts || !b.slots || !b.scratch || !dist) {
     j->rc = sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
     goto out;
+  }
+  if (j->nq == 1 && c->quant && !c->v.t) {
+    lb = malloc(BLOCK * sizeof *lb);
+    cand = malloc(BLOCK * sizeof *cand);
+    j->rc = lb && cand ? ctx_get(c, &g, &j->err)
+                       : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
+    if (!j->rc) j->rc = sx__hnsw_bounds(g, j->qs, NULL, 0, lb, &j->err);
+    if (j->rc) goto out;
+    b.slots_only = 1;
   }
   b.vbytes = dim * 4;
   b.ps = b.vc.ps;
@@ -386,9 +425,10 @@ static void scan_flat(job *j) {
   b.vleaf = b.nleaf = UINT64_MAX;
   /* Prefetch ahead only over the whole stream: a filter's matches lie apart, and
    * the bytes after each would mostly go unread. */
-  b.ahead = !j->filter && (j->hi - j->lo) * b.vbytes >= SX__SCAN_AHEAD_MIN ? SX__SCAN_AHEAD : 0;
+  b.ahead =
+      !j->filter && !g && (j->hi - j->lo) * b.vbytes >= SX__SCAN_AHEAD_MIN ? SX__SCAN_AHEAD : 0;
   b.lim = BLOCK;
-  if (b.use_parts && SCAN_BLOCK_BYTES / b.vbytes < BLOCK)
+  if (b.use_parts && !g && SCAN_BLOCK_BYTES / b.vbytes < BLOCK)
     b.lim = SCAN_BLOCK_BYTES / b.vbytes > 16 ? SCAN_BLOCK_BYTES / b.vbytes : 16;
   uint64_t s0 = j->lo;
   while (s0 < j->hi && !j->rc) {
@@ -396,12 +436,22 @@ static void scan_flat(job *j) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
       break;
     }
+    if (g) b.slots_only = 1;
     j->rc = block_gather(j, &b, &s0);
     if (j->rc || b.nb == 0) break;
+    if (g) {
+      b.slots_only = 0;
+      j->rc = block_by_codes(j, &b, g, lb, cand, &s, dist);
+      continue;
+    }
     block_rank(j, &b, dist, &s);
     if (s.rc) j->rc = s.rc;
   }
 out:
+  ctx_put(c, j->rc ? NULL : g);
+  if (j->rc) sx__hnsw_close(g);
+  free(lb);
+  free(cand);
   if (b.fs) sx__fstate_free(b.fs);
   free(b.ptrs);
   free(b.parts);

@@ -106,6 +106,15 @@ typedef struct sx__hnsw_filter {
  * wherever they lie in the graph (hnsw_search.c). */
 int sx__hnsw_search_filtered(sx__hnsw *g, const float *q, size_t k, uint32_t ef,
                              const sx__hnsw_filter *f, sx__hit *out, size_t *n, sx_error *err);
+/* Exact searches of a quantized graph read codes first: lb[i] is a lower bound of
+ * the float32 distance (as the scan's kernels measure it) from q to the vector of
+ * slots[i], from its code alone, so that the scan measures only the vectors whose
+ * bound is within its k best (hnsw_quant.c derives it). q prepares the query; NULL
+ * keeps the one prepared by the previous call. Every bound is -INFINITY in a graph
+ * without codes, or where a code gives none. A code whose header no encoding writes
+ * is SX_CORRUPT. */
+int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n, float *lb,
+                    sx_error *err);
 /* Structure check: links in range, counts within capacity, entry point valid; with
  * freebits (bit s set: slot s is free), free
  * slots have empty lists, no list links to one and none is the entry point. */

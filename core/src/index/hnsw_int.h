@@ -101,6 +101,7 @@ struct sx__hnsw {
   sx__qdot_fn qdot;
   int16_t *qq;                 /* the query scaled to int16, padded with zeros to 32 */
   float qscale, qsum, qn2, qn; /* q_i ~ qscale * qq_i; sum q_i, |q|^2, |q| */
+  double qerr;                 /* max |qscale * qq_i - q_i| (sx__hnsw_bounds) */
 };
 
 typedef struct span {

@@ -21,6 +21,17 @@
  * returns, and in what order, is exact; the codes only steer the walk. Inserts
  * measure float32 vectors, so the graph is the one an unquantized collection builds.
  *
+ * Exact searches read the codes first (sx__hnsw_bounds, called by the collection's
+ * scan): from a code, a lower bound of the float32 distance the scan's kernel would
+ * measure. With v^ the decoded vector, |v_i - v^_i| <= s / 2, so |v - v^| <= rho =
+ * s sqrt(dim) / 2; the int16 query adds at most qerr = qscale / 2 per component, so
+ * |q.v - ip| <= |q| rho + qerr s sum c_i (sum c_i bounded both by 255 dim and, through
+ * |v|, by Cauchy-Schwarz). Each term is widened for float rounding (header, sums,
+ * the kernel's own: (2 dim + 64) 2^-23 relative), the bound computed in double and
+ * rounded down. The scan measures only vectors whose bound is within its k best, so
+ * it returns what a scan of every vector returns. On Fashion-MNIST (784-d) about a
+ * quarter of the bytes are read (the codes, and the vectors near the top k).
+ *
  * Codes are written by sx__hnsw_insert_batch, in the commit that stores the vectors,
  * for every slot it links (a reused slot's code is overwritten then; a free slot's
  * stale code is never read, as no list links to it). sx__hnsw_check encodes every
@@ -111,6 +122,110 @@ void sx__hnsw_quant_query(sx__hnsw *g, const float *q) {
   g->qsum = (float)sum;
   g->qn2 = (float)n2;
   g->qn = (float)sqrt(n2);
+  /* |qq_i - q_i inv| <= 1/2 (clamping moves a value by rounding only), and
+   * qscale * inv is 1 within a few float roundings. */
+  g->qerr = 0.5 * g->qscale * (1 + 0x1p-10) + 0x1p-20 * mx;
+}
+
+/* Lower bounds of the float32 distances of n vectors from their codes' headers
+ * (offset lo, scale s, |v|^2, |v|) and integer dot products with the prepared query;
+ * a loop of arithmetic only, which the compiler vectorizes. */
+/* gcc vectorizes the bounds' loop once comparisons may not trap (no value changes). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_TRAPS __attribute__((optimize("no-trapping-math")))
+#else
+#define NO_TRAPS
+#endif
+
+static inline __attribute__((always_inline)) NO_TRAPS void bounds_of_m(
+    const sx__hnsw *g, const int metric, size_t n, const float *lo_, const float *s_,
+    const float *vn2_, const float *vn_, const int32_t *dot_, float *lb) {
+  const double sd = sqrt((double)g->dim), qn = g->qn, qn2 = g->qn2, qsum = g->qsum;
+  const double qerr = g->qerr, qscale = g->qscale, smax = 255.0 * g->dim;
+  /* The float32 kernels' rounding: within (2 dim + 64) 2^-23 of (|q| + |v|)^2 (l2),
+   * of |q| |v| (ip), of 1 (cosine): over twice a sequential sum's worst case. */
+  const double delta = (2.0 * g->dim + 64) * 0x1p-23;
+  for (size_t i = 0; i < n; i++) {
+    double lo = lo_[i], s = s_[i], vn2 = vn2_[i], vn = vn_[i], dot = dot_[i];
+    double alo = fabs(lo);
+    /* |v_i - (lo + s c_i)| <= s / 2, widened for the float offset and scale. */
+    double rho = (s * (0.5 + 0x1p-12) + 0x1p-20 * alo) * sd;
+    /* The query's side: |s sum (qscale qq_i - q_i) c_i| <= qerr s sum c_i, and
+     * s |c| = |v^ - lo| <= |v| + rho + |lo| sqrt(dim). */
+    double e1 = smax * s, e2 = sd * (vn + rho + alo * sd);
+    double eq = qerr * (e1 < e2 ? e1 : e2);
+    double t1 = lo * qsum, t2 = s * qscale * dot;
+    double ip = t1 + t2;
+    /* q.v lies within ip +- e: the code's error, the query's, the float sums (qsum is
+     * a float of a double sum; the norms and the header are floats). */
+    double e = qn * rho + eq + 0x1p-20 * (fabs(t1) + fabs(t2)) + alo * 0x1p-40 * sd * qn;
+    double b;
+    if (metric == SX__L2) {
+      b = qn2 + vn2 - 2 * (ip + e) - delta * (qn + vn) * (qn + vn) - 0x1p-20 * (qn2 + vn2);
+    } else if (metric == SX__IP) {
+      b = 1 - (ip + e) - delta * qn * vn - 0x1p-22;
+    } else {
+      double den = qn * vn;
+      b = den > 0 ? 1 - (ip + e) / (den > 0 ? den : 1) - delta - 0x1p-22 : -HUGE_VAL;
+    }
+    /* Rounded to a float no larger than b; NaN or infinite: no bound. */
+    double x = b - 0x1p-22 * fabs(b) - 0x1p-126;
+    x = x < FLT_MAX ? x : FLT_MAX;
+    lb[i] = x >= -DBL_MAX ? (float)x : -INFINITY;
+  }
+}
+
+/* Lower bounds of the float32 distances of n vectors from their codes' headers
+ * (offset lo, scale s, |v|^2, |v|) and integer dot products with the prepared query:
+ * arithmetic only, which the compiler vectorizes, one loop per metric. */
+NO_TRAPS static void bounds_of(const sx__hnsw *g, size_t n, const float *lo, const float *s,
+                               const float *vn2, const float *vn, const int32_t *dot, float *lb) {
+  if (g->metric == SX__L2)
+    bounds_of_m(g, SX__L2, n, lo, s, vn2, vn, dot, lb);
+  else if (g->metric == SX__IP)
+    bounds_of_m(g, SX__IP, n, lo, s, vn2, vn, dot, lb);
+  else
+    bounds_of_m(g, SX__COSINE, n, lo, s, vn2, vn, dot, lb);
+}
+
+int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n, float *lb,
+                    sx_error *err) {
+  if (!g->quant) {
+    for (size_t i = 0; i < n; i++) lb[i] = -INFINITY;
+    return SX_OK;
+  }
+  if (q) sx__hnsw_quant_query(g, q);
+  enum { CHUNK = 64 };
+  float lo[CHUNK], s[CHUNK], vn2[CHUNK], vn[CHUNK];
+  int32_t dot[CHUNK];
+  for (size_t at = 0; at < n; at += CHUNK) {
+    size_t m = n - at < CHUNK ? n - at : CHUNK;
+    int bad = 0;
+    for (size_t i = 0; i < m; i++) {
+      if (at + i + 4 < n) prefetch_code_all(g, slots[at + i + 4]);
+      const uint8_t *rec;
+      int rc = code_of(g, slots[at + i], &rec, err);
+      if (rc) return rc;
+      float h[4];
+      memcpy(h, rec, sizeof h);
+      bad |= !(h[0] >= -FLT_MAX && h[0] <= FLT_MAX && h[1] >= 0 && h[1] <= FLT_MAX && h[2] >= 0 &&
+               h[2] <= FLT_MAX && h[3] >= 0 && h[3] <= FLT_MAX);
+      lo[i] = h[0];
+      s[i] = h[1];
+      vn2[i] = h[2];
+      vn[i] = h[3];
+      dot[i] = g->qdot(g->qq, rec + 16, g->dim);
+    }
+    if (bad) {
+      for (size_t i = 0; i < m; i++)
+        if (!(lo[i] >= -FLT_MAX && lo[i] <= FLT_MAX && s[i] >= 0 && s[i] <= FLT_MAX &&
+              vn2[i] >= 0 && vn2[i] <= FLT_MAX && vn[i] >= 0 && vn[i] <= FLT_MAX))
+          return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header",
+                             slots[at + i]);
+    }
+    bounds_of(g, m, lo, s, vn2, vn, dot, lb + at);
+  }
+  return SX_OK;
 }
 
 int sx__hnsw_quant_check(sx__hnsw *g, uint64_t s, sx_error *err) {
