@@ -83,12 +83,22 @@ static int p_size_covers(sx__pager *p, uint64_t end, uint32_t pgno, sx_error *er
                      p->path);
 }
 
+/* The file page of database page pgno (past the checksum pages, when P has them). */
+static inline uint64_t db_file_page(const sx__pager *p, uint32_t pgno) {
+  return p->cksum ? sx__pfile_page(p->ps, pgno) : pgno;
+}
+
+/* File page fpg within chunk k of P's map, which m maps. */
+static inline const uint8_t *in_chunk(const sx__pager *p, const uint8_t *m, size_t k,
+                                      uint64_t fpg) {
+  return m + (fpg - (uint64_t)k * P_CHUNK_PAGES) * p->ps;
+}
+
 /* Pointer to file page fpg of P (a database page or a checksum page); pgno names the
  * database page wanted in a message. */
 static int file_page(sx__pager *p, uint64_t fpg, uint32_t pgno, const uint8_t **out,
                      sx_error *err) {
-  uint64_t off = fpg * p->ps;
-  int rc = p_size_covers(p, off + p->ps, pgno, err);
+  int rc = p_size_covers(p, (fpg + 1) * p->ps, pgno, err);
   if (rc) return rc;
   size_t k = (size_t)(fpg / P_CHUNK_PAGES);
   uint8_t *m = __atomic_load_n(&p->pmap[k], __ATOMIC_ACQUIRE);
@@ -97,23 +107,25 @@ static int file_page(sx__pager *p, uint64_t fpg, uint32_t pgno, const uint8_t **
                       P_CHUNK_PAGES * p->ps, 0, err);
     if (!m) return err ? err->code : SX_IO;
   }
-  *out = m + (off - k * P_CHUNK_PAGES * p->ps);
+  *out = in_chunk(p, m, k, fpg);
   return SX_OK;
 }
 
 /* Pointer to page pgno in P (the caller has checked it is the right version). */
 int sx__db_page(sx__pager *p, uint32_t pgno, const uint8_t **out, sx_error *err) {
-  return file_page(p, p->cksum ? sx__pfile_page(p->ps, pgno) : pgno, pgno, out, err);
+  return file_page(p, db_file_page(p, pgno), pgno, out, err);
 }
 
+/* As file_page's way to a page, without mapping or failing: nothing when the page
+ * lies beyond the file or its chunk is not mapped yet. */
 void sx__db_page_prefetch(sx__pager *p, uint32_t pgno) {
-  uint64_t fpg = p->cksum ? sx__pfile_page(p->ps, pgno) : pgno;
+  uint64_t fpg = db_file_page(p, pgno);
   size_t k = (size_t)(fpg / P_CHUNK_PAGES);
   if (k >= P_CHUNKS || (fpg + 1) * p->ps > atomic_load_explicit(&p->p_size, memory_order_relaxed))
     return;
   const uint8_t *m = __atomic_load_n(&p->pmap[k], __ATOMIC_ACQUIRE);
   if (!m) return;
-  const uint8_t *a = m + (fpg - k * P_CHUNK_PAGES) * p->ps;
+  const uint8_t *a = in_chunk(p, m, k, fpg);
   for (uint32_t i = 0; i < p->ps; i += 64) __builtin_prefetch(a + i, 0, 1);
 }
 
