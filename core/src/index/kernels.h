@@ -91,7 +91,8 @@ float sx__distance(int metric, const float *q, float qnorm, const float *v, size
  * a 2 MB collection at 96 and 128 dimensions, and 10% at 784 over 100 MB that this
  * machine's 300 MB L3 held (30 GB/s). Hence SX__SCAN_AHEAD_MIN: below that many
  * bytes of vectors (which a server's last-level cache may hold) a scan does
- * without. */
+ * without. Those figures are the AVX-512 kernel's (an Intel Xeon VM); the AVX2 kernel
+ * ran 8% slower with it on an AMD EPYC VM and does without (kernels.c). */
 #define SX__SCAN_AHEAD 4096
 #define SX__SCAN_AHEAD_MIN (64u << 20)
 
@@ -103,7 +104,8 @@ void sx__distance_many(int metric, const float *q, float qnorm, const float *con
  * vector in parts into scratch (dim floats) first. Each distance is the float
  * sx__distance gives for the vector's floats laid end to end. ahead: 0, or a number
  * of bytes to prefetch ahead of each vector read (a scan of vectors laid out one
- * after another in memory, too many to stay in cache: SX__SCAN_AHEAD above). */
+ * after another in memory, too many to stay in cache: SX__SCAN_AHEAD above); the
+ * AVX-512 level uses it, the others prefetch the next vector only. */
 void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__vparts *v, size_t n,
                              size_t dim, size_t ahead, float *scratch, float *out);
 /* Distances from nq queries (row-major, nq x dim) to n vectors:
