@@ -240,7 +240,7 @@ typedef struct block {
   sx__fstate *fs; /* the filter's evaluation state, or NULL: every live slot */
   size_t ahead;   /* bytes the kernel prefetches ahead (sx__distance_many_parts) */
   size_t lim;     /* vectors a block gathers, at most BLOCK */
-  int slots_only; /* gather the live slots only, not their vectors (codes first) */
+  int slots_only; /* block_gather takes the live slots only, not their vectors */
 } block;
 
 static inline void block_put(block *b, const float *a, const float *rest, size_t n0, size_t dim) {
@@ -436,11 +436,9 @@ static void scan_flat(job *j) {
       j->rc = sx__err_set(&j->err, SX_CANCELLED, "search of '%s' was cancelled", c->name);
       break;
     }
-    if (g) b.slots_only = 1;
     j->rc = block_gather(j, &b, &s0);
     if (j->rc || b.nb == 0) break;
     if (g) {
-      b.slots_only = 0;
       j->rc = block_by_codes(j, &b, g, lb, cand, &s, dist);
       continue;
     }
