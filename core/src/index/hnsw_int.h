@@ -283,6 +283,13 @@ static inline void prefetch_code_all(const sx__hnsw *g, uint32_t slot) {
   }
 }
 
+/* Whether a code record's header (offset lo, scale s, |v|^2, |v|) is one an encoding
+ * writes: finite, the scale and norms not negative. */
+static inline int code_header_ok(const float h[4]) {
+  return h[0] >= -FLT_MAX && h[0] <= FLT_MAX && h[1] >= 0 && h[1] <= FLT_MAX && h[2] >= 0 &&
+         h[2] <= FLT_MAX && h[3] >= 0 && h[3] <= FLT_MAX;
+}
+
 /* Distance from the prepared query to slot's code: its header (offset lo, scale s,
  * |v|^2, |v|) then dim 8-bit codes, v_i ~ lo + s c_i, so that
  * q.v ~ lo sum q_i + s qscale sum qq_i c_i; l2 adds the exact norms. A header that
@@ -293,8 +300,7 @@ static inline int qdist(sx__hnsw *g, uint32_t slot, float *d, sx_error *err) {
   if (rc) return rc;
   float h[4];
   memcpy(h, rec, sizeof h);
-  if (!(h[0] >= -FLT_MAX && h[0] <= FLT_MAX && h[1] >= 0 && h[1] <= FLT_MAX && h[2] >= 0 &&
-        h[2] <= FLT_MAX && h[3] >= 0 && h[3] <= FLT_MAX))
+  if (!code_header_ok(h))
     return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header", slot);
   float ip = h[0] * g->qsum + h[1] * g->qscale * (float)g->qdot(g->qq, rec + 16, g->dim);
   if (g->metric == SX__L2) {

@@ -200,7 +200,6 @@ int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n
   int32_t dot[CHUNK];
   for (size_t at = 0; at < n; at += CHUNK) {
     size_t m = n - at < CHUNK ? n - at : CHUNK;
-    int bad = 0;
     for (size_t i = 0; i < m; i++) {
       if (at + i + 4 < n) prefetch_code_all(g, slots[at + i + 4]);
       const uint8_t *rec;
@@ -208,20 +207,13 @@ int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n
       if (rc) return rc;
       float h[4];
       memcpy(h, rec, sizeof h);
-      bad |= !(h[0] >= -FLT_MAX && h[0] <= FLT_MAX && h[1] >= 0 && h[1] <= FLT_MAX && h[2] >= 0 &&
-               h[2] <= FLT_MAX && h[3] >= 0 && h[3] <= FLT_MAX);
+      if (!code_header_ok(h))
+        return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header", slots[at + i]);
       lo[i] = h[0];
       s[i] = h[1];
       vn2[i] = h[2];
       vn[i] = h[3];
       dot[i] = g->qdot(g->qq, rec + 16, g->dim);
-    }
-    if (bad) {
-      for (size_t i = 0; i < m; i++)
-        if (!(lo[i] >= -FLT_MAX && lo[i] <= FLT_MAX && s[i] >= 0 && s[i] <= FLT_MAX &&
-              vn2[i] >= 0 && vn2[i] <= FLT_MAX && vn[i] >= 0 && vn[i] <= FLT_MAX))
-          return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header",
-                             slots[at + i]);
     }
     bounds_of(g, m, lo, s, vn2, vn, dot, lb + at);
   }
