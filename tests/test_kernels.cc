@@ -534,6 +534,172 @@ TEST_F(Kernels, LargeBatch) {
   }
 }
 
+/* The prepared batch (sx__qbatch; at AVX2 the packed kernel) over shapes that cross
+ * each of its blocks: groups of six queries, tiles of 16 vectors, blocks of 256
+ * vectors and of 256 dimensions. The data has an offset (what the l2 shift is for)
+ * and exact duplicates (0, through the guard); l2 is held to 1e-4 of the distance
+ * itself. Every level: elsewhere the batch runs the level's kernel. */
+TEST_F(Kernels, PreparedBatchShapes) {
+  const size_t kQ = 13, kV = 600;
+  for (size_t dim : {1, 7, 8, 9, 255, 256, 257, 520}) {
+    std::mt19937 rng(7000 + (unsigned)dim);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> qs(kQ * dim);
+    for (float &x : qs) x = 3.0f + u(rng);
+    VecSet vs(kV, dim);
+    for (size_t j = 0; j < kV; j++)
+      for (size_t k = 0; k < dim; k++) vs.mut[j][k] = j < kQ ? qs[j * dim + k] : 3.0f + u(rng);
+    std::vector<float> qn(kQ);
+    for (size_t i = 0; i < kQ; i++) qn[i] = (float)sqrt(SumSq(&qs[i * dim], dim));
+    for (int level : kLevels) {
+      if (!UseLevel(level)) continue;
+      for (int m : kMetrics)
+        for (size_t nq : {6, 7, 13})
+          for (size_t n : {1, 15, 16, 17, 256, 257, 600}) {
+            SCOPED_TRACE(std::string(sx__kernel_name(level)) + " " + MetricName(m) + " dim " +
+                         std::to_string(dim) + " nq " + std::to_string(nq) + " n " +
+                         std::to_string(n));
+            sx__qbatch *b =
+                sx__qbatch_new(m, qs.data(), m == SX__COSINE ? qn.data() : nullptr, nq, dim);
+            ASSERT_NE(nullptr, b);
+            if (level == SX__KERNEL_AVX2) {
+              EXPECT_EQ(SX__QBATCH_PACKED, sx__qbatch_kernel(b));
+            }
+            std::vector<float> out(nq * n + 1, -7.0f);
+            sx__distance_qbatch(b, vs.ptrs.data(), n, out.data());
+            EXPECT_EQ(-7.0f, out[nq * n]) << "wrote past out";
+            sx__qbatch_free(b);
+            for (size_t i = 0; i < nq; i++)
+              for (size_t j = 0; j < n; j++) {
+                const float *q = &qs[i * dim];
+                double r = sx__distance_ref(m, q, vs.ptrs[j], dim);
+                float got = out[i * n + j];
+                if (m == SX__L2 && j == i) {
+                  ASSERT_EQ(0.0f, got) << "self distance q" << i;
+                } else if (m == SX__L2) {
+                  ASSERT_NEAR(r, got, 1e-4 * r) << "q" << i << " v" << j;
+                } else {
+                  ASSERT_LE(fabs(got - r), Tolerance(m, r, q, vs.ptrs[j], dim))
+                      << "q" << i << " v" << j;
+                }
+              }
+          }
+    }
+  }
+}
+
+/* Data with a large common offset (100 + U[-1, 1)): unshifted, nearly every pair
+ * would fail the l2 cancellation guard; shifted by the queries' mean, the batch
+ * stays on the packed kernel, within 1e-4 of each distance. */
+TEST_F(Kernels, PreparedBatchShiftKeepsOffsetDataPacked) {
+  if (!UseLevel(SX__KERNEL_AVX2)) return;
+  const size_t dim = 300, nq = 12, n = 700;
+  std::mt19937 rng(78);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> qs(nq * dim);
+  for (float &x : qs) x = 100.0f + u(rng);
+  VecSet vs(n, dim);
+  for (size_t j = 0; j < n; j++)
+    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = 100.0f + u(rng);
+  sx__qbatch *b = sx__qbatch_new(SX__L2, qs.data(), nullptr, nq, dim);
+  ASSERT_NE(nullptr, b);
+  std::vector<float> out(nq * n);
+  sx__distance_qbatch(b, vs.ptrs.data(), n, out.data());
+  EXPECT_EQ(SX__QBATCH_PACKED, sx__qbatch_kernel(b));
+  sx__qbatch_free(b);
+  for (size_t i = 0; i < nq; i++)
+    for (size_t j = 0; j < n; j++) {
+      double r = sx__distance_ref(SX__L2, &qs[i * dim], vs.ptrs[j], dim);
+      ASSERT_NEAR(r, out[i * n + j], 1e-4 * r) << "q" << i << " v" << j;
+    }
+}
+
+/* Half the queries near one point, the other half far away, every vector near the
+ * first point: the shift (the queries' mean) lies between the two, so the near
+ * pairs fail the l2 cancellation guard. The first block's pairs are computed again
+ * directly; more than a quarter failed, so the batch goes on with the plain kernel.
+ * Every distance stays within 1e-4 of itself. */
+TEST_F(Kernels, PreparedBatchLeavesThePackedKernelOnNearDuplicates) {
+  if (!UseLevel(SX__KERNEL_AVX2)) return;
+  const size_t dim = 300, nq = 12, n = 700;
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> qs(nq * dim);
+  for (size_t i = 0; i < nq; i++)
+    for (size_t k = 0; k < dim; k++)
+      qs[i * dim + k] = (i < nq / 2 ? 10.0f : -10.0f) + 1e-3f * u(rng);
+  VecSet vs(n, dim);
+  for (size_t j = 0; j < n; j++)
+    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = 10.0f + 1e-3f * u(rng);
+  sx__qbatch *b = sx__qbatch_new(SX__L2, qs.data(), nullptr, nq, dim);
+  ASSERT_NE(nullptr, b);
+  EXPECT_EQ(SX__QBATCH_PACKED, sx__qbatch_kernel(b));
+  std::vector<float> out(nq * n);
+  sx__distance_qbatch(b, vs.ptrs.data(), n, out.data());
+  EXPECT_EQ(SX__QBATCH_PLAIN, sx__qbatch_kernel(b));
+  /* A second call runs the plain kernel from its start. */
+  std::vector<float> again(nq * n);
+  sx__distance_qbatch(b, vs.ptrs.data(), n, again.data());
+  sx__qbatch_free(b);
+  for (size_t i = 0; i < nq; i++)
+    for (size_t j = 0; j < n; j++) {
+      double r = sx__distance_ref(SX__L2, &qs[i * dim], vs.ptrs[j], dim);
+      ASSERT_NEAR(r, out[i * n + j], 1e-4 * r) << "q" << i << " v" << j;
+      ASSERT_NEAR(r, again[i * n + j], 1e-4 * r) << "again: q" << i << " v" << j;
+    }
+}
+
+/* Bounds (sx__distance_qbatch_within): queries and 208 vectors around 0 (13 tiles),
+ * 392 more vectors around 50. Each query's bound is its largest distance to the near group,
+ * but query 0's is exactly its distance to vector 400 (a tie, which must not be
+ * dropped). Every pair comes back either exactly as without bounds, or as +inf
+ * where that distance is above the bound; at AVX2 the far tiles of the second group
+ * of six queries are all dropped. Every level; elsewhere nothing is dropped. */
+TEST_F(Kernels, PreparedBatchWithinBounds) {
+  const size_t dim = 300, nq = 12, n = 600;
+  std::mt19937 rng(79);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> qs(nq * dim);
+  for (float &x : qs) x = u(rng);
+  VecSet vs(n, dim);
+  for (size_t j = 0; j < n; j++)
+    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = (j < 208 ? 0.0f : 50.0f) + u(rng);
+  for (int level : kLevels) {
+    if (!UseLevel(level)) continue;
+    SCOPED_TRACE(sx__kernel_name(level));
+    for (int m : kMetrics) {
+      sx__qbatch *b = sx__qbatch_new(m, qs.data(), nullptr, nq, dim);
+      ASSERT_NE(nullptr, b);
+      std::vector<float> all(nq * n), out(nq * n);
+      sx__distance_qbatch(b, vs.ptrs.data(), n, all.data());
+      std::vector<float> bound(nq, 0.0f);
+      for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < 208; j++) bound[i] = std::max(bound[i], all[i * n + j]);
+      bound[0] = all[0 * n + 400];
+      sx__distance_qbatch_within(b, vs.ptrs.data(), n, bound.data(), out.data());
+      sx__qbatch_free(b);
+      size_t dropped = 0, far_second = 0;
+      for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < n; j++) {
+          float got = out[i * n + j], want = all[i * n + j];
+          if (std::isinf(got) && !std::isinf(want)) {
+            ASSERT_GT(want, bound[i]) << MetricName(m) << " q" << i << " v" << j;
+            dropped++;
+            if (i >= 6 && j >= 208) far_second++;
+          } else {
+            ASSERT_EQ(want, got) << MetricName(m) << " q" << i << " v" << j;
+          }
+        }
+      EXPECT_EQ(all[400], out[400]) << "the tie was dropped";
+      if (level == SX__KERNEL_AVX2 && m == SX__L2) {
+        EXPECT_EQ(6u * 392u, far_second) << "far tiles of queries 6-11 not all dropped";
+      } else {
+        EXPECT_EQ(0u, dropped) << MetricName(m) << ": only l2 at AVX2 drops pairs";
+      }
+    }
+  }
+}
+
 /* Cosine without query norms (NULL): the kernels compute them. */
 TEST_F(Kernels, CosineBatchWithoutNorms) {
   Data d(37, 6, 0.0f);

@@ -241,6 +241,8 @@ typedef struct block {
   size_t ahead;   /* bytes the kernel prefetches ahead (sx__distance_many_parts) */
   size_t lim;     /* vectors a block gathers, at most BLOCK */
   int slots_only; /* block_gather takes the live slots only, not their vectors */
+  sx__qbatch *qb; /* a batch's queries, prepared once for every block */
+  float *bound;   /* per query: the worst distance its heap keeps once full, else inf */
 } block;
 
 static inline void block_put(block *b, const float *a, const float *rest, size_t n0, size_t dim) {
@@ -349,14 +351,32 @@ static inline void block_rank(job *j, const block *b, float *dist, scan *s) {
   if (b->use_parts)
     sx__distance_many_parts(c->metric, j->qs, j->qn[0], b->parts, b->nb, c->dim, b->ahead,
                             b->scratch + BLOCK * c->dim, dist);
-  else
-    sx__distance_batch(c->metric, j->qs, j->qn, j->nq, b->ptrs, b->nb, c->dim, dist);
+  else {
+    /* A pair beyond its query's full heap may come back as +inf (rejected below as
+     * its distance would be). */
+    for (size_t q = 0; q < j->nq; q++) {
+      const heap *hp = &j->heaps[q];
+      b->bound[q] = hp->n == hp->k ? hp->h[0].d : INFINITY;
+    }
+    sx__distance_qbatch_within(b->qb, b->ptrs, b->nb, b->bound, dist);
+  }
   for (size_t q = 0; q < j->nq; q++) {
     heap *hp = &j->heaps[q];
     const float *dq = dist + q * b->nb;
-    for (size_t i = 0; i < b->nb; i++) {
-      if (hp->n == hp->k && dq[i] > hp->h[0].d) continue;
-      heap_push(s, hp, dq[i], b->slots[i]);
+    for (size_t i0 = 0; i0 < b->nb; i0 += 8) {
+      size_t e = i0 + 8 < b->nb ? i0 + 8 : b->nb;
+      /* Eight at a time past distances that cannot enter the full heap (most of a
+       * batch's): one branch for eight, not eight (6% of a 500-query batch). */
+      if (hp->n == hp->k && e - i0 == 8) {
+        float t = hp->h[0].d;
+        int in = 0;
+        for (size_t u = 0; u < 8; u++) in |= !(dq[i0 + u] > t);
+        if (!in) continue;
+      }
+      for (size_t i = i0; i < e; i++) {
+        if (hp->n == hp->k && dq[i] > hp->h[0].d) continue;
+        heap_push(s, hp, dq[i], b->slots[i]);
+      }
     }
   }
 }
@@ -405,7 +425,12 @@ static void scan_flat(job *j) {
   sx__hnsw *g = NULL;
   float *lb = NULL;
   uint32_t *cand = NULL;
-  if (!b.ptrs || !b.parts || !b.slots || !b.scratch || !dist) {
+  if (!b.use_parts) {
+    b.qb = sx__qbatch_new(c->metric, j->qs, j->qn, j->nq, dim);
+    b.bound = malloc(j->nq * sizeof *b.bound);
+  }
+  if (!b.ptrs || !b.parts || !b.slots || !b.scratch || !dist ||
+      (!b.use_parts && (!b.qb || !b.bound))) {
     j->rc = sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
     goto out;
   }
@@ -451,6 +476,8 @@ out:
   free(lb);
   free(cand);
   if (b.fs) sx__fstate_free(b.fs);
+  sx__qbatch_free(b.qb);
+  free(b.bound);
   free(b.ptrs);
   free(b.parts);
   free(b.slots);

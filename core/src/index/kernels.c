@@ -5,14 +5,17 @@
  *
  * This file owns one piece of state, the active level: an atomic int, -1 until the
  * first call detects the CPU (racing first calls detect the same answer; one CAS
- * wins). Everything else is pure: no allocation (the AVX-512 batch kernel keeps
- * ~27 KB of buffers on the stack), no locks, no pointer kept.
+ * wins). Everything else is pure: no locks, no pointer kept, and no allocation but
+ * the AVX2 batch's (it prepares its queries for the packed kernel of
+ * kernels_qbatch.c, and runs the plain kernel if that memory cannot be had); the
+ * AVX-512 batch kernel keeps ~27 KB of buffers on the stack.
  *
  * The x86 kernels carry __attribute__((target(...))), so the file builds without
  * -mavx flags and each function is only called when the CPU has its features.
  *
  * Accuracy contract: every level differs from sx__distance_ref by float rounding
- * only. The one place that needs care is the AVX-512 batch kernel for l2, which
+ * only. The one place that needs care is the AVX-512 batch kernel for l2 (and the
+ * AVX2 packed one, kernels_qbatch.c, which also shifts the data first), which
  * computes |q|^2 + |v|^2 - 2 q.v from a register-blocked dot product (the sgemm
  * trick, twice the speed of (q-v)^2). That formula cancels when the distance is
  * small against the norms (near duplicates, data with a large common offset): its
@@ -436,10 +439,13 @@ AVX2_INLINE void block_avx2(int l2, const float *q0, const float *q1, const floa
   }
 }
 
-static AVX2 void batch_avx2(int metric, const float *qs, const float *qnorms, size_t nq,
-                            const float *const *vecs, size_t n, size_t dim, float *out) {
+/* The plain AVX2 batch (also what a prepared batch falls back to): out[i * ldo + j]. */
+AVX2 void sx__batch_plain_avx2(int metric, const float *qs, const float *qnorms, size_t nq,
+                               const float *const *vecs, size_t n, size_t dim, float *out,
+                               size_t ldo) {
   if (!metric_ok(metric)) {
-    for (size_t i = 0; i < nq * n; i++) out[i] = NAN;
+    for (size_t i = 0; i < nq; i++)
+      for (size_t j = 0; j < n; j++) out[i * ldo + j] = NAN;
     return;
   }
   int l2 = metric == SX__L2;
@@ -459,7 +465,7 @@ static AVX2 void batch_avx2(int metric, const float *qs, const float *qnorms, si
       block_avx2(l2, qs + i * dim, qs + i1 * dim, v, dim, r0, r1);
       for (size_t t = 0; t < 2 && i + t < nq; t++) {
         const float *r = t ? r1 : r0;
-        float *o = out + (i + t) * n + j0;
+        float *o = out + (i + t) * ldo + j0;
         float qn = 0;
         if (metric == SX__COSINE) qn = qnorms ? qnorms[i + t] : norm_avx2(qs + (i + t) * dim, dim);
         for (size_t b = 0; b < nb; b++)
@@ -469,6 +475,25 @@ static AVX2 void batch_avx2(int metric, const float *qs, const float *qnorms, si
       }
     }
   }
+}
+
+/* The AVX2 level's batch: through a prepared batch (kernels_qbatch.c: the packed
+ * kernel from six queries on), or the plain kernel when that cannot be had. */
+static AVX2 void batch_avx2(int metric, const float *qs, const float *qnorms, size_t nq,
+                            const float *const *vecs, size_t n, size_t dim, float *out) {
+  sx__qbatch *b = nq > 1 && n > 0 ? sx__qbatch_new(metric, qs, qnorms, nq, dim) : NULL;
+  if (!b) {
+    sx__batch_plain_avx2(metric, qs, qnorms, nq, vecs, n, dim, out, n);
+    return;
+  }
+  sx__distance_qbatch(b, vecs, n, out);
+  sx__qbatch_free(b);
+}
+
+AVX2 float sx__l2_avx2(const float *q, const float *v, size_t dim) {
+  float s;
+  pair_avx2(SX__L2, q, v, dim, &s, NULL);
+  return s;
 }
 
 #endif /* SX_X86 */
@@ -715,4 +740,10 @@ void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__
 void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t nq,
                         const float *const *vecs, size_t n, size_t dim, float *out) {
   active()->batch(metric, qs, qnorms, nq, vecs, n, dim, out);
+}
+
+void sx__batch_level(int level, int metric, const float *qs, const float *qnorms, size_t nq,
+                     const float *const *vecs, size_t n, size_t dim, float *out) {
+  ops[level >= 0 && level < NLEVELS ? level : SX__KERNEL_SCALAR].batch(metric, qs, qnorms, nq, vecs,
+                                                                       n, dim, out);
 }

@@ -8,7 +8,8 @@
  *   ip:     1 - sum q_i v_i
  *   cosine: 1 - (sum q_i v_i) / (|q| |v|)      (|q| passed in precomputed)
  * Fast versions may differ from the reference by float rounding only.
- * Nothing here allocates, locks or keeps a pointer.
+ * Nothing here locks. Nothing allocates or keeps a pointer but a prepared batch
+ * (sx__qbatch below) and the AVX2 batch kernel, which prepares one per call.
  */
 #ifndef SX_KERNELS_H
 #define SX_KERNELS_H
@@ -114,6 +115,32 @@ void sx__distance_many_parts(int metric, const float *q, float qnorm, const sx__
  * otherwise). */
 void sx__distance_batch(int metric, const float *qs, const float *qnorms, size_t nq,
                         const float *const *vecs, size_t n, size_t dim, float *out);
+
+/* A batch of queries prepared once for many sx__distance_qbatch calls (a scan's
+ * blocks): at the AVX2 level, from six queries on, the queries are laid out for the
+ * packed kernel (kernels_qbatch.c); elsewhere it holds the arguments of
+ * sx__distance_batch. It keeps qs and qnorms (as sx__distance_batch takes them),
+ * which must outlive it, and scratch: one thread at a time. NULL: out of memory. */
+typedef struct sx__qbatch sx__qbatch;
+sx__qbatch *sx__qbatch_new(int metric, const float *qs, const float *qnorms, size_t nq, size_t dim);
+void sx__qbatch_free(sx__qbatch *b);
+/* sx__distance_batch of the prepared queries against n vectors: out[i * n + j]. The
+ * packed kernel allocates nothing; it differs from the plain one by float rounding. */
+void sx__distance_qbatch(sx__qbatch *b, const float *const *vecs, size_t n, float *out);
+/* As sx__distance_qbatch, for a scan keeping the k best of each query: bound[i] is
+ * the worst distance query i keeps (+inf while it keeps fewer than k; NULL: no
+ * bounds). A pair may then get +inf instead of its distance, but only when the
+ * distance it would get is proven greater than its query's bound; every other pair
+ * gets exactly what sx__distance_qbatch gives. The packed kernel proves it for l2
+ * from the sums over a prefix of the dimensions (a group of six queries and 16
+ * vectors at a time), and skips the dimensions left. */
+void sx__distance_qbatch_within(sx__qbatch *b, const float *const *vecs, size_t n,
+                                const float *bound, float *out);
+/* Which kernel a prepared batch runs now (tests): the packed one; the plain AVX2
+ * one, once too many l2 pairs failed the cancellation guard (kernels.c); or the
+ * level's sx__distance_batch. */
+enum { SX__QBATCH_LEVEL = 0, SX__QBATCH_PLAIN = 1, SX__QBATCH_PACKED = 2 };
+int sx__qbatch_kernel(const sx__qbatch *b);
 
 #ifdef __cplusplus
 }

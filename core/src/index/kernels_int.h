@@ -1,6 +1,7 @@
 /*
- * kernels_int.h: what kernels.c (dispatch, scalar, portable and AVX2 levels) and
- * kernels_avx512.c (the AVX-512F level) share.
+ * kernels_int.h: what kernels.c (dispatch, scalar, portable and AVX2 levels),
+ * kernels_avx512.c (the AVX-512F level) and kernels_qbatch.c (prepared batches, the
+ * AVX2 packed batch kernel) share.
  */
 #ifndef SX_KERNELS_INT_H
 #define SX_KERNELS_INT_H
@@ -62,8 +63,18 @@ float sx__raw_l2_avx512(const float *q, const float *v, size_t dim);
 float sx__raw_ip_avx512(const float *q, const float *v, size_t dim);
 void sx__raw4_l2_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
 void sx__raw4_ip_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
+/* kernels.c's AVX2 level, for kernels_qbatch.c: the plain batch kernel (out[i * ldo +
+ * j]) and one l2 distance computed directly. */
+void sx__batch_plain_avx2(int metric, const float *qs, const float *qnorms, size_t nq,
+                          const float *const *vecs, size_t n, size_t dim, float *out, size_t ldo);
+float sx__l2_avx2(const float *q, const float *v, size_t dim);
 /* AVX512-BW, -VL and -VNNI (checked separately from AVX-512F). */
 int32_t sx__qdot_vnni(const int16_t *q, const uint8_t *c, size_t dim);
 #endif
+
+/* sx__distance_batch at a given level: what a prepared batch runs at a level without
+ * a packed kernel (it keeps the level it was made for). */
+void sx__batch_level(int level, int metric, const float *qs, const float *qnorms, size_t nq,
+                     const float *const *vecs, size_t n, size_t dim, float *out);
 
 #endif
