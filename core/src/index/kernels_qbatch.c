@@ -47,11 +47,11 @@
 #include "index/kernels_int.h"
 #include "sextant.h"
 
-#define QB_R 6     /* queries per micro-kernel call */
-#define QB_W 16    /* vectors per tile: two ymm of lanes */
-#define QB_K 128   /* dimensions per packed block (the bounds are checked after each) */
-#define QB_VB 256  /* vectors packed at once: QB_K x QB_VB floats = 128 KB */
-#define QB_MINQ 6  /* fewer queries: the plain kernel */
+#define QB_R 6    /* queries per micro-kernel call */
+#define QB_W 16   /* vectors per tile: two ymm of lanes */
+#define QB_K 128  /* dimensions per packed block (the bounds are checked after each) */
+#define QB_VB 256 /* vectors packed at once: QB_K x QB_VB floats = 128 KB */
+#define QB_MINQ 6 /* fewer queries: the plain kernel */
 
 struct sx__qbatch {
   int metric;
@@ -93,7 +93,7 @@ typedef struct {
   const float *qp; /* the group's packed rows from this block's first dimension */
   float *ob;       /* out row of the group's first query, at the tile's first vector */
   size_t ldo;
-  int full;        /* all 16 lanes valid (else m0, m1) */
+  int full; /* all 16 lanes valid (else m0, m1) */
   __m256i m0, m1;
   int first;       /* start from zero (else add to what out holds) */
   int metric;      /* -1: store the raw sums (dimension blocks follow); else finish */
@@ -154,10 +154,10 @@ AVX2_INLINE void micro(const int R, const qb_args *a) {
         __m256 s0 = _mm256_add_ps(qq, a->vx0), s1 = _mm256_add_ps(qq, a->vx1);
         acc[i][0] = _mm256_fmadd_ps(m2, acc[i][0], s0);
         acc[i][1] = _mm256_fmadd_ps(m2, acc[i][1], s1);
-        int r0 = _mm256_movemask_ps(
-            _mm256_cmp_ps(acc[i][0], _mm256_mul_ps(s0, eighth), _CMP_LT_OQ));
-        int r1 = _mm256_movemask_ps(
-            _mm256_cmp_ps(acc[i][1], _mm256_mul_ps(s1, eighth), _CMP_LT_OQ));
+        int r0 =
+            _mm256_movemask_ps(_mm256_cmp_ps(acc[i][0], _mm256_mul_ps(s0, eighth), _CMP_LT_OQ));
+        int r1 =
+            _mm256_movemask_ps(_mm256_cmp_ps(acc[i][1], _mm256_mul_ps(s1, eighth), _CMP_LT_OQ));
         a->redo[i] = (uint32_t)((r0 | r1 << 8) & valid);
       }
       break;
@@ -224,37 +224,40 @@ AVX2_INLINE void transpose8(__m256 r[8]) {
  * (vt + t * 16 * kc), lanes past nv zero; adds each lane's sum of squares to vsq
  * when it is given. Eight vectors by eight dimensions at a time, transposed in
  * registers; the rest one float at a time. */
-static AVX2 void pack_block(const float *const *v, size_t nv, size_t k0, size_t kc,
-                            const float *mu, float *vt, float *vsq) {
+static AVX2 void pack_block(const float *const *v, size_t nv, size_t k0, size_t kc, const float *mu,
+                            float *vt, float *vsq) {
   size_t nt = (nv + QB_W - 1) / QB_W;
   for (size_t t = 0; t < nt; t++) {
     float *dst = vt + t * QB_W * kc;
     for (size_t g = 0; g < QB_W; g += 8) {
       size_t j0 = t * QB_W + g, k = 0;
+      __m256 sq = _mm256_setzero_ps();
       if (j0 + 8 <= nv) {
         for (; k + 8 <= kc; k += 8) {
           __m256 r[8];
           __m256 sh = mu ? _mm256_loadu_ps(mu + k0 + k) : _mm256_setzero_ps();
-          for (size_t l = 0; l < 8; l++) r[l] = _mm256_sub_ps(_mm256_loadu_ps(v[j0 + l] + k0 + k), sh);
+          for (size_t l = 0; l < 8; l++)
+            r[l] = _mm256_sub_ps(_mm256_loadu_ps(v[j0 + l] + k0 + k), sh);
           transpose8(r);
-          for (size_t u = 0; u < 8; u++) _mm256_store_ps(dst + (k + u) * QB_W + g, r[u]);
+          for (size_t u = 0; u < 8; u++) {
+            _mm256_store_ps(dst + (k + u) * QB_W + g, r[u]);
+            sq = _mm256_fmadd_ps(r[u], r[u], sq);
+          }
         }
       }
+      float tail[8] = {0};
       for (size_t l = 0; l < 8; l++) {
         size_t j = j0 + l;
-        for (size_t kk = k; kk < kc; kk++)
-          dst[kk * QB_W + g + l] = j >= nv ? 0.0f : mu ? v[j][k0 + kk] - mu[k0 + kk] : v[j][k0 + kk];
+        for (size_t kk = k; kk < kc; kk++) {
+          float x = j >= nv ? 0.0f : mu ? v[j][k0 + kk] - mu[k0 + kk] : v[j][k0 + kk];
+          dst[kk * QB_W + g + l] = x;
+          tail[l] += x * x;
+        }
       }
-    }
-    if (vsq) {
-      __m256 s0 = _mm256_loadu_ps(vsq + t * QB_W), s1 = _mm256_loadu_ps(vsq + t * QB_W + 8);
-      for (size_t k = 0; k < kc; k++) {
-        __m256 x0 = _mm256_load_ps(dst + k * QB_W), x1 = _mm256_load_ps(dst + k * QB_W + 8);
-        s0 = _mm256_fmadd_ps(x0, x0, s0);
-        s1 = _mm256_fmadd_ps(x1, x1, s1);
+      if (vsq) {
+        __m256 s = _mm256_add_ps(_mm256_loadu_ps(vsq + t * QB_W + g), sq);
+        _mm256_storeu_ps(vsq + t * QB_W + g, _mm256_add_ps(s, _mm256_loadu_ps(tail)));
       }
-      _mm256_storeu_ps(vsq + t * QB_W, s0);
-      _mm256_storeu_ps(vsq + t * QB_W + 8, s1);
     }
   }
 }
@@ -268,14 +271,16 @@ static AVX2 void pack_block(const float *const *v, size_t nv, size_t k0, size_t 
  * within 16 ulps-per-dimension of d, and a pair it sends back is computed directly).
  * eps = (8 dim + 64) 2^-24 covers those float errors and this function's own. */
 AVX2_INLINE int tile_beyond(const float *ob, size_t ldo, size_t r, const float *qpre,
-                            const float *vsq, const float *bound, float eps, int full,
-                            __m256i m0, __m256i m1) {
+                            const float *vsq, const float *bound, float eps, int full, __m256i m0,
+                            __m256i m1) {
   __m256 v0 = _mm256_loadu_ps(vsq), v1 = _mm256_loadu_ps(vsq + 8);
   __m256 e = _mm256_set1_ps(eps), f = _mm256_set1_ps(1.0f - 2.0f * eps);
   __m256 m2 = _mm256_set1_ps(-2.0f);
   /* Lanes past the tile's vectors count as proven. */
-  int pad = full ? 0 : ~(_mm256_movemask_ps(_mm256_castsi256_ps(m0)) |
-                         _mm256_movemask_ps(_mm256_castsi256_ps(m1)) << 8) & 0xffff;
+  int pad = full ? 0
+                 : ~(_mm256_movemask_ps(_mm256_castsi256_ps(m0)) |
+                     _mm256_movemask_ps(_mm256_castsi256_ps(m1)) << 8) &
+                       0xffff;
   for (size_t i = 0; i < r; i++) {
     __m256 q = _mm256_set1_ps(qpre[i]), t = _mm256_set1_ps(bound[i]);
     __m256 s0 = _mm256_add_ps(q, v0), s1 = _mm256_add_ps(q, v1);
@@ -292,8 +297,8 @@ AVX2_INLINE int tile_beyond(const float *ob, size_t ldo, size_t r, const float *
 
 /* The packed kernel over vecs[0, n): out[i * n + j]; with bound (l2), pairs proven
  * beyond their query's bound get +inf, and their tiles skip the dimensions left. */
-static AVX2 void qbatch_avx2(sx__qbatch *b, const float *const *vecs, size_t n,
-                             const float *bound, float *out) {
+static AVX2 void qbatch_avx2(sx__qbatch *b, const float *const *vecs, size_t n, const float *bound,
+                             float *out) {
   const size_t nq = b->nq, dim = b->dim;
   const int metric = b->metric;
   if (metric != SX__L2) bound = NULL;
