@@ -172,7 +172,7 @@ static int coll_verify(sx_collection *c, unsigned batches, char *why, size_t wl)
   sx_error e = SX_ERROR_INIT;
   uint64_t n = 0, want = 0;
   for (unsigned b = 0; b < batches; b++) want += 1 + ids_left(b, batches);
-  if (sx_collection_count(c, &n, &e) != SX_OK) return snprintf(why, wl, "count: %s", e.message), 1;
+  if (sx_collection_count(c, &n, &e) != SX_OK) return snprintf(why, wl, "count: %.200s", e.message), 1;
   if (n != want)
     return snprintf(why, wl, "collection count %llu after %u batches, expected %llu",
                     (unsigned long long)n, batches, (unsigned long long)want),
@@ -183,7 +183,7 @@ static int coll_verify(sx_collection *c, unsigned batches, char *why, size_t wl)
       char id[32];
       int yes = 0;
       snprintf(id, sizeof id, "b%u-%u", b, j);
-      if (has_id(c, id, &yes, &e)) return snprintf(why, wl, "get %s: %s", id, e.message), 1;
+      if (has_id(c, id, &yes, &e)) return snprintf(why, wl, "get %s: %.200s", id, e.message), 1;
       int want_yes = j % 2 == 0 || b + KEEP >= batches;
       if (yes != want_yes)
         return snprintf(why, wl, "id %s %s after %u batches", id, yes ? "present" : "missing",
@@ -322,7 +322,7 @@ static void on_line(round_state *rs, const char *line) {
   else if (line[0] == 'B')
     rs->acked_b = strtol(line + 2, NULL, 10);
   else if (!rs->violation)
-    rs->violation = 1, snprintf(rs->why, sizeof rs->why, "%s", line);
+    rs->violation = 1, snprintf(rs->why, sizeof rs->why, "%.690s", line);
 }
 
 static void drain(proc *ps, int n, round_state *rs, int timeout_ms) {

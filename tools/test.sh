@@ -19,9 +19,11 @@
 #      SIGKILLed writers of each language);
 #   9. examples: the Python, Go and Node search services with their ingest
 #      processes on one file (tools/examples.sh, smoke tests);
-#  10. release: the library, the CLI and the C benchmarks built with -O3 (warnings
-#      are errors there too: the optimizer finds what a debug build does not; a
-#      benchmark whose libraries are missing is skipped, see bench/CMakeLists.txt);
+#  10. release: the library, the CLI, the tests and the C benchmarks built with -O3
+#      (warnings are errors there too: the optimizer finds what a debug build does
+#      not, e.g. -Wformat-truncation in the test workers; a benchmark whose
+#      libraries are missing is skipped, see bench/CMakeLists.txt), and the kernel,
+#      quantization and collection tests run as the optimizer compiled them;
 #  11. fuzz: the libFuzzer fuzzers (clang, ASan+UBSan; tests/fuzz): every kept
 #      regression input replayed, then each fuzzer run for SX_FUZZ_SECONDS (60)
 #      (tools/fuzz.sh; clang is installed for this part only);
@@ -79,10 +81,13 @@ for c in "${configs[@]}"; do
               bash "$root/tools/examples.sh" ;;
     format) echo "=== format: the sources as .clang-format lays them out"
             bash "$root/tools/format.sh" --check ;;
-    release) echo "=== release: build the library, the tools and the C benchmarks with -O3"
+    release) echo "=== release: build the library, the tools, the tests and the C benchmarks with -O3"
              cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-               -DSX_BENCH=ON -DSX_TESTS=OFF >/dev/null
-             cmake --build "$root/build/release" -j "$jobs" ;;
+               -DSX_BENCH=ON -DSX_TESTS=ON >/dev/null
+             cmake --build "$root/build/release" -j "$jobs"
+             # The kernels and the scans over them as the optimizer compiled them.
+             (cd "$root/build/release" && ctest --output-on-failure -j "$jobs" --timeout 600 \
+               -R '^(Kernels|Quant|FlatProperty|AllMetrics/FlatProperty|Collection)\.') ;;
     fuzz) echo "=== fuzz: replay the kept inputs, then each fuzzer for ${SX_FUZZ_SECONDS:-60}s"
           SX_DEPS_FUZZ=1 bash "$root/tools/deps.sh"
           bash "$root/tools/fuzz.sh" 0 >/dev/null
