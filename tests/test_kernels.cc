@@ -84,6 +84,23 @@ double SumSq(const float *a, size_t dim) {
   return s;
 }
 
+/* A batch's data: nq x dim queries (one block) and n vectors (VecSet), component k
+ * of query i being qf(i, k, x) and of vector j vf(j, k, x), where x is drawn from
+ * U[-1, 1), the queries' first. */
+struct BatchData {
+  std::vector<float> qs;
+  VecSet vs;
+  template <class Q, class V>
+  BatchData(size_t nq, size_t n, size_t dim, unsigned seed, Q qf, V vf) : qs(nq * dim), vs(n, dim) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (size_t i = 0; i < nq; i++)
+      for (size_t k = 0; k < dim; k++) qs[i * dim + k] = qf(i, k, u(rng));
+    for (size_t j = 0; j < n; j++)
+      for (size_t k = 0; k < dim; k++) vs.mut[j][k] = vf(j, k, u(rng));
+  }
+};
+
 /* The tolerance of a fast result: float rounding against the double reference,
  * 1e-4 relative plus 1e-4 of the natural scale of the sum (|q|^2 + |v|^2 for l2,
  * half that for ip, which bounds |q||v|; 1 for cosine). */
@@ -508,13 +525,10 @@ TEST_F(Kernels, L2NearAndExactDuplicates) {
 /* Queries beyond one block of query norms (1024) and many tiles of vectors. */
 TEST_F(Kernels, LargeBatch) {
   const size_t dim = 24, nq = 1100, n = 70;
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> u(-1, 1);
-  std::vector<float> qs(nq * dim);
-  for (float &x : qs) x = u(rng);
-  VecSet vs(n, dim);
-  for (size_t j = 0; j < n; j++)
-    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = u(rng);
+  auto same = [](size_t, size_t, float x) { return x; };
+  BatchData d(nq, n, dim, 5, same, same);
+  const std::vector<float> &qs = d.qs;
+  const VecSet &vs = d.vs;
   std::vector<float> qn(nq);
   for (size_t i = 0; i < nq; i++) qn[i] = (float)sqrt(SumSq(&qs[i * dim], dim));
   for (int level : kLevels) {
@@ -594,13 +608,10 @@ TEST_F(Kernels, PreparedBatchShapes) {
 TEST_F(Kernels, PreparedBatchShiftKeepsOffsetDataPacked) {
   if (!UseLevel(SX__KERNEL_AVX2)) return;
   const size_t dim = 300, nq = 12, n = 700;
-  std::mt19937 rng(78);
-  std::uniform_real_distribution<float> u(-1, 1);
-  std::vector<float> qs(nq * dim);
-  for (float &x : qs) x = 100.0f + u(rng);
-  VecSet vs(n, dim);
-  for (size_t j = 0; j < n; j++)
-    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = 100.0f + u(rng);
+  auto offset = [](size_t, size_t, float x) { return 100.0f + x; };
+  BatchData d(nq, n, dim, 78, offset, offset);
+  const std::vector<float> &qs = d.qs;
+  const VecSet &vs = d.vs;
   sx__qbatch *b = sx__qbatch_new(SX__L2, qs.data(), nullptr, nq, dim);
   ASSERT_NE(nullptr, b);
   std::vector<float> out(nq * n);
@@ -622,15 +633,12 @@ TEST_F(Kernels, PreparedBatchShiftKeepsOffsetDataPacked) {
 TEST_F(Kernels, PreparedBatchLeavesThePackedKernelOnNearDuplicates) {
   if (!UseLevel(SX__KERNEL_AVX2)) return;
   const size_t dim = 300, nq = 12, n = 700;
-  std::mt19937 rng(77);
-  std::uniform_real_distribution<float> u(-1, 1);
-  std::vector<float> qs(nq * dim);
-  for (size_t i = 0; i < nq; i++)
-    for (size_t k = 0; k < dim; k++)
-      qs[i * dim + k] = (i < nq / 2 ? 10.0f : -10.0f) + 1e-3f * u(rng);
-  VecSet vs(n, dim);
-  for (size_t j = 0; j < n; j++)
-    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = 10.0f + 1e-3f * u(rng);
+  BatchData d(
+      nq, n, dim, 77,
+      [](size_t i, size_t, float x) { return (i < nq / 2 ? 10.0f : -10.0f) + 1e-3f * x; },
+      [](size_t, size_t, float x) { return 10.0f + 1e-3f * x; });
+  const std::vector<float> &qs = d.qs;
+  const VecSet &vs = d.vs;
   sx__qbatch *b = sx__qbatch_new(SX__L2, qs.data(), nullptr, nq, dim);
   ASSERT_NE(nullptr, b);
   EXPECT_EQ(SX__QBATCH_PACKED, sx__qbatch_kernel(b));
@@ -657,13 +665,11 @@ TEST_F(Kernels, PreparedBatchLeavesThePackedKernelOnNearDuplicates) {
  * of six queries are all dropped. Every level; elsewhere nothing is dropped. */
 TEST_F(Kernels, PreparedBatchWithinBounds) {
   const size_t dim = 300, nq = 12, n = 600;
-  std::mt19937 rng(79);
-  std::uniform_real_distribution<float> u(-1, 1);
-  std::vector<float> qs(nq * dim);
-  for (float &x : qs) x = u(rng);
-  VecSet vs(n, dim);
-  for (size_t j = 0; j < n; j++)
-    for (size_t k = 0; k < dim; k++) vs.mut[j][k] = (j < 208 ? 0.0f : 50.0f) + u(rng);
+  BatchData d(
+      nq, n, dim, 79, [](size_t, size_t, float x) { return x; },
+      [](size_t j, size_t, float x) { return (j < 208 ? 0.0f : 50.0f) + x; });
+  const std::vector<float> &qs = d.qs;
+  const VecSet &vs = d.vs;
   for (int level : kLevels) {
     if (!UseLevel(level)) continue;
     SCOPED_TRACE(sx__kernel_name(level));

@@ -172,7 +172,8 @@ static int coll_verify(sx_collection *c, unsigned batches, char *why, size_t wl)
   sx_error e = SX_ERROR_INIT;
   uint64_t n = 0, want = 0;
   for (unsigned b = 0; b < batches; b++) want += 1 + ids_left(b, batches);
-  if (sx_collection_count(c, &n, &e) != SX_OK) return snprintf(why, wl, "count: %.200s", e.message), 1;
+  if (sx_collection_count(c, &n, &e) != SX_OK)
+    return snprintf(why, wl, "count: %.200s", e.message), 1;
   if (n != want)
     return snprintf(why, wl, "collection count %llu after %u batches, expected %llu",
                     (unsigned long long)n, batches, (unsigned long long)want),
