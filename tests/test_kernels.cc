@@ -706,6 +706,37 @@ TEST_F(Kernels, PreparedBatchWithinBounds) {
   }
 }
 
+/* A batch too large to pack once (16,200 queries of 260 dimensions, 16.8 MB): the
+ * packed kernel packs it again in chunks of queries, one block of dimensions at a
+ * time, and every distance still matches the reference. */
+TEST_F(Kernels, PreparedBatchBeyondThePackLimit) {
+  if (!UseLevel(SX__KERNEL_AVX2)) return;
+  const size_t dim = 260, nq = 16200, n = 20;
+  auto same = [](size_t, size_t, float x) { return x; };
+  BatchData d(nq, n, dim, 80, same, same);
+  std::vector<double> qq(nq), vv(n);
+  for (size_t i = 0; i < nq; i++) qq[i] = SumSq(&d.qs[i * dim], dim);
+  for (size_t j = 0; j < n; j++) vv[j] = SumSq(d.vs.ptrs[j], dim);
+  for (int m : kMetrics) {
+    SCOPED_TRACE(MetricName(m));
+    sx__qbatch *b = sx__qbatch_new(m, d.qs.data(), nullptr, nq, dim);
+    ASSERT_NE(nullptr, b);
+    std::vector<float> out(nq * n);
+    sx__distance_qbatch(b, d.vs.ptrs.data(), n, out.data());
+    EXPECT_EQ(SX__QBATCH_PACKED, sx__qbatch_kernel(b));
+    sx__qbatch_free(b);
+    for (size_t i = 0; i < nq; i++)
+      for (size_t j = 0; j < n; j++) {
+        double r = sx__distance_ref(m, &d.qs[i * dim], d.vs.ptrs[j], dim);
+        /* As Tolerance(), from the norms computed once. */
+        double tol = m == SX__L2   ? 1e-4 * r
+                     : m == SX__IP ? 1e-4 * fabs(r) + 1e-4 * (qq[i] + vv[j]) / 2
+                                   : 1e-4 * fabs(r) + 1e-4;
+        ASSERT_LE(fabs(out[i * n + j] - r), tol) << "q" << i << " v" << j;
+      }
+  }
+}
+
 /* Cosine without query norms (NULL): the kernels compute them. */
 TEST_F(Kernels, CosineBatchWithoutNorms) {
   Data d(37, 6, 0.0f);

@@ -52,6 +52,12 @@
 #define QB_K 128  /* dimensions per packed block (the bounds are checked after each) */
 #define QB_VB 256 /* vectors packed at once: QB_K x QB_VB floats = 128 KB */
 #define QB_MINQ 6 /* fewer queries: the plain kernel */
+/* Queries packed once, at most (bytes). Beyond, each call packs them again, QB_QC at
+ * a time and one block of dimensions at a time: a copy of the queries per call (a
+ * block of vectors) instead of one per batch, so that a large batch does not double
+ * its memory in every thread scanning it. */
+#define QB_PACK_MAX (16u << 20)
+#define QB_QC 1020 /* queries a repacked chunk holds (a multiple of six) */
 
 struct sx__qbatch {
   int metric;
@@ -60,7 +66,9 @@ struct sx__qbatch {
   int direct; /* l2 pairs failed the guard too often: the plain kernel from now on */
   const float *qs, *qnorms;
   size_t nq, dim;
-  float *qp; /* ceil(nq / 6) groups of 6 x dim, dimension-major, zero padded */
+  float *qp; /* ceil(nq / 6) groups of 6 x dim, dimension-major, zero padded; or,
+              * when repack, one chunk's groups of 6 x kc for one block */
+  int repack;
   float *mu; /* l2: the shift, the queries' mean (dim floats) */
   float *qx; /* per query: l2 |q - mu|^2; cosine 1 / |q| (0 for |q| = 0) */
   float *vt; /* scratch: one packed block, QB_K x QB_VB */
@@ -73,6 +81,25 @@ struct sx__qbatch {
   uint8_t *done;
   float eps;
 };
+
+/* Component k of query q as packed: shifted by mu for l2. */
+static inline float qval(const sx__qbatch *b, size_t q, size_t k) {
+  float x = b->qs[q * b->dim + k];
+  return b->mu ? x - b->mu[k] : x;
+}
+
+/* Queries [q0, q0 + nc) over dimensions [k0, k0 + kc) into groups of six, k-major:
+ * dst[g * 6 * ld + (k - k0) * 6 + i] for group g (from q0), ld = kc or dim. */
+static void pack_queries(const sx__qbatch *b, size_t q0, size_t nc, size_t k0, size_t kc, size_t ld,
+                         float *dst) {
+  size_t ng = (nc + QB_R - 1) / QB_R;
+  for (size_t g = 0; g < ng; g++)
+    for (size_t k = 0; k < kc; k++)
+      for (size_t i = 0; i < QB_R; i++) {
+        size_t q = q0 + g * QB_R + i;
+        dst[g * QB_R * ld + k * QB_R + i] = q < q0 + nc ? qval(b, q, k0 + k) : 0.0f;
+      }
+}
 
 #if SX_X86
 
@@ -332,7 +359,9 @@ static AVX2 void qbatch_avx2(sx__qbatch *b, const float *const *vecs, size_t n, 
       for (size_t i0 = 0; i0 < nq; i0 += QB_R) {
         size_t r = nq - i0 < QB_R ? nq - i0 : QB_R;
         uint8_t *done = bound ? b->done + i0 / QB_R * (QB_VB / QB_W) : NULL;
-        a.qp = b->qp + i0 * dim + k0 * QB_R;
+        if (b->repack && i0 % QB_QC == 0)
+          pack_queries(b, i0, nq - i0 < QB_QC ? nq - i0 : QB_QC, k0, kc, kc, b->qp);
+        a.qp = b->repack ? b->qp + i0 % QB_QC * kc : b->qp + i0 * dim + k0 * QB_R;
         a.qx = b->qx + i0;
         for (size_t t = 0; t < nt; t++) {
           if (done && done[t]) continue;
@@ -373,7 +402,9 @@ static AVX2 void qbatch_avx2(sx__qbatch *b, const float *const *vecs, size_t n, 
 /* The packed queries, shift and per-query values; 0 on out of memory. */
 static int prepare_avx2(sx__qbatch *b) {
   size_t nq = b->nq, dim = b->dim, ng = (nq + QB_R - 1) / QB_R;
-  b->qp = malloc(ng * QB_R * dim * sizeof(float));
+  b->repack = (double)ng * QB_R * dim * sizeof(float) > QB_PACK_MAX;
+  b->qp = malloc((b->repack ? (size_t)QB_QC * (dim < QB_K ? dim : QB_K) : ng * QB_R * dim) *
+                 sizeof(float));
   b->qx = malloc(nq * sizeof(float));
   b->vt = aligned_alloc(64, QB_K * QB_VB * sizeof(float));
   b->vx = malloc(QB_VB * sizeof(float));
@@ -398,20 +429,13 @@ static int prepare_avx2(sx__qbatch *b) {
     for (size_t k = 0; k < dim; k++) b->mu[k] = (float)(sum[k] / (double)nq);
     free(sum);
   }
-  for (size_t g = 0; g < ng; g++)
-    for (size_t k = 0; k < dim; k++)
-      for (size_t i = 0; i < QB_R; i++) {
-        size_t q = g * QB_R + i;
-        float x = q < nq ? qs[q * dim + k] : 0.0f;
-        if (q < nq && b->mu) x -= b->mu[k];
-        b->qp[g * QB_R * dim + k * QB_R + i] = x;
-      }
+  if (!b->repack) pack_queries(b, 0, nq, 0, dim, dim, b->qp);
   for (size_t q = 0; q < nq; q++) {
     if (b->metric == SX__L2) {
-      const float *p = b->qp + q / QB_R * QB_R * dim + q % QB_R;
       double s = 0;
       for (size_t k = 0; k < dim; k++) {
-        s += (double)p[k * QB_R] * p[k * QB_R];
+        double x = qval(b, q, k);
+        s += x * x;
         if ((k + 1) % QB_K == 0 && k + 1 < dim) b->qpre[((k + 1) / QB_K - 1) * nq + q] = (float)s;
       }
       b->qx[q] = (float)s;
