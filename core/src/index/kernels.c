@@ -478,22 +478,18 @@ AVX2 void sx__batch_plain_avx2(int metric, const float *qs, const float *qnorms,
 }
 
 /* The AVX2 level's batch: through a prepared batch (kernels_qbatch.c: the packed
- * kernel from six queries on), or the plain kernel when that cannot be had. */
+ * kernel from SX__QBATCH_MINQ queries on), or the plain kernel when that cannot be
+ * had. */
 static AVX2 void batch_avx2(int metric, const float *qs, const float *qnorms, size_t nq,
                             const float *const *vecs, size_t n, size_t dim, float *out) {
-  sx__qbatch *b = nq > 1 && n > 0 ? sx__qbatch_new(metric, qs, qnorms, nq, dim) : NULL;
+  sx__qbatch *b =
+      nq >= SX__QBATCH_MINQ && n > 0 ? sx__qbatch_new(metric, qs, qnorms, nq, dim) : NULL;
   if (!b) {
     sx__batch_plain_avx2(metric, qs, qnorms, nq, vecs, n, dim, out, n);
     return;
   }
   sx__distance_qbatch(b, vecs, n, out);
   sx__qbatch_free(b);
-}
-
-AVX2 float sx__l2_avx2(const float *q, const float *v, size_t dim) {
-  float s;
-  pair_avx2(SX__L2, q, v, dim, &s, NULL);
-  return s;
 }
 
 #endif /* SX_X86 */
@@ -525,7 +521,7 @@ static AVX2 float partial_avx2(int what, const float *q, const float *v, size_t 
   pair_avx2(what == SX__L2 ? SX__L2 : SX__IP, q, v, dim, &s, NULL);
   return s;
 }
-static AVX2 float raw_l2_avx2(const float *q, const float *v, size_t dim) {
+AVX2 float sx__raw_l2_avx2(const float *q, const float *v, size_t dim) {
   return partial_avx2(SX__L2, q, v, dim);
 }
 static AVX2 float raw_ip_avx2(const float *q, const float *v, size_t dim) {
@@ -556,7 +552,7 @@ static void raw4_ip_c(const float *q, const sx__vparts *v, size_t n, size_t dim,
 }
 #if SX_X86
 static void raw4_l2_avx2(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out) {
-  raw4_by_parts(raw_l2_avx2, q, v, n, dim, out);
+  raw4_by_parts(sx__raw_l2_avx2, q, v, n, dim, out);
 }
 static void raw4_ip_avx2(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out) {
   raw4_by_parts(raw_ip_avx2, q, v, n, dim, out);
@@ -580,8 +576,8 @@ static const kernel_ops ops[NLEVELS] = {
     {"portable", raw_l2_c, raw_ip_c, raw4_l2_c, raw4_ip_c, norm_portable, dist_portable,
      many_portable, batch_portable},
 #if SX_X86
-    {"avx2", raw_l2_avx2, raw_ip_avx2, raw4_l2_avx2, raw4_ip_avx2, norm_avx2, dist_avx2, many_avx2,
-     batch_avx2},
+    {"avx2", sx__raw_l2_avx2, raw_ip_avx2, raw4_l2_avx2, raw4_ip_avx2, norm_avx2, dist_avx2,
+     many_avx2, batch_avx2},
     {"avx512", sx__raw_l2_avx512, sx__raw_ip_avx512, sx__raw4_l2_avx512, sx__raw4_ip_avx512,
      sx__norm_avx512, sx__dist_avx512, sx__many_avx512, sx__batch_avx512},
 #else

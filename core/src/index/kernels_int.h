@@ -64,13 +64,16 @@ float sx__raw_ip_avx512(const float *q, const float *v, size_t dim);
 void sx__raw4_l2_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
 void sx__raw4_ip_avx512(const float *q, const sx__vparts *v, size_t n, size_t dim, float *out);
 /* kernels.c's AVX2 level, for kernels_qbatch.c: the plain batch kernel (out[i * ldo +
- * j]) and one l2 distance computed directly. */
+ * j]) and one l2 distance computed directly (the level's raw l2 sum). */
 void sx__batch_plain_avx2(int metric, const float *qs, const float *qnorms, size_t nq,
                           const float *const *vecs, size_t n, size_t dim, float *out, size_t ldo);
-float sx__l2_avx2(const float *q, const float *v, size_t dim);
+float sx__raw_l2_avx2(const float *q, const float *v, size_t dim);
 /* AVX512-BW, -VL and -VNNI (checked separately from AVX-512F). */
 int32_t sx__qdot_vnni(const int16_t *q, const uint8_t *c, size_t dim);
 #endif
+
+/* Fewer queries than this: a prepared batch runs the plain kernel (kernels_qbatch.c). */
+#define SX__QBATCH_MINQ 6
 
 /* sx__distance_batch at a given level: what a prepared batch runs at a level without
  * a packed kernel (it keeps the level it was made for). */

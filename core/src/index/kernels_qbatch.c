@@ -51,7 +51,6 @@
 #define QB_W 16   /* vectors per tile: two ymm of lanes */
 #define QB_K 128  /* dimensions per packed block (the bounds are checked after each) */
 #define QB_VB 256 /* vectors packed at once: QB_K x QB_VB floats = 128 KB */
-#define QB_MINQ 6 /* fewer queries: the plain kernel */
 /* Queries packed once, at most (bytes). Beyond, each call packs them again, QB_QC at
  * a time and one block of dimensions at a time: a copy of the queries per call (a
  * block of vectors) instead of one per batch, so that a large batch does not double
@@ -129,6 +128,13 @@ typedef struct {
   uint32_t *redo;  /* l2: per query, lanes (bit 8 g + b) to compute again directly */
 } qb_args;
 
+/* The tile's valid lanes as bits (bit 8 g + b). */
+AVX2_INLINE int lane_bits(int full, __m256i m0, __m256i m1) {
+  return full ? 0xffff
+              : _mm256_movemask_ps(_mm256_castsi256_ps(m0)) |
+                    _mm256_movemask_ps(_mm256_castsi256_ps(m1)) << 8;
+}
+
 AVX2_INLINE __m256 ld(const float *p, int full, __m256i m) {
   return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
 }
@@ -172,9 +178,7 @@ AVX2_INLINE void micro(const int R, const qb_args *a) {
     case SX__L2: {
       /* d = |q'|^2 + |v'|^2 - 2 q'.v', with the cancellation guard (top of file). */
       __m256 eighth = _mm256_set1_ps(0.125f), m2 = _mm256_set1_ps(-2.0f);
-      int valid = full ? 0xffff
-                       : _mm256_movemask_ps(_mm256_castsi256_ps(a->m0)) |
-                             _mm256_movemask_ps(_mm256_castsi256_ps(a->m1)) << 8;
+      int valid = lane_bits(full, a->m0, a->m1);
 #pragma GCC unroll 6
       for (int i = 0; i < R; i++) {
         __m256 qq = _mm256_set1_ps(a->qx[i]);
@@ -304,10 +308,7 @@ AVX2_INLINE int tile_beyond(const float *ob, size_t ldo, size_t r, const float *
   __m256 e = _mm256_set1_ps(eps), f = _mm256_set1_ps(1.0f - 2.0f * eps);
   __m256 m2 = _mm256_set1_ps(-2.0f);
   /* Lanes past the tile's vectors count as proven. */
-  int pad = full ? 0
-                 : ~(_mm256_movemask_ps(_mm256_castsi256_ps(m0)) |
-                     _mm256_movemask_ps(_mm256_castsi256_ps(m1)) << 8) &
-                       0xffff;
+  int pad = ~lane_bits(full, m0, m1) & 0xffff;
   for (size_t i = 0; i < r; i++) {
     __m256 q = _mm256_set1_ps(qpre[i]), t = _mm256_set1_ps(bound[i]);
     __m256 s0 = _mm256_add_ps(q, v0), s1 = _mm256_add_ps(q, v1);
@@ -388,7 +389,7 @@ static AVX2 void qbatch_avx2(sx__qbatch *b, const float *const *vecs, size_t n, 
           for (size_t i = 0; i < r; i++)
             for (uint32_t m = redo[i]; m; m &= m - 1) {
               size_t j = t * QB_W + (size_t)__builtin_ctz(m);
-              out[(i0 + i) * n + j0 + j] = sx__l2_avx2(b->qs + (i0 + i) * dim, v[j], dim);
+              out[(i0 + i) * n + j0 + j] = sx__raw_l2_avx2(b->qs + (i0 + i) * dim, v[j], dim);
               count++;
             }
         }
@@ -474,7 +475,7 @@ sx__qbatch *sx__qbatch_new(int metric, const float *qs, const float *qnorms, siz
   b->dim = dim;
 #if SX_X86
   /* Without the memory for the packed layout the plain kernel does the same work. */
-  if (b->level == SX__KERNEL_AVX2 && metric_ok(metric) && nq >= QB_MINQ && dim > 0) {
+  if (b->level == SX__KERNEL_AVX2 && metric_ok(metric) && nq >= SX__QBATCH_MINQ && dim > 0) {
     b->packed = 1;
     if (!prepare_avx2(b)) drop_packed(b);
   }
