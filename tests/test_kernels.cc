@@ -797,3 +797,51 @@ TEST_F(Kernels, QdotExactAtEveryLevel) {
     }
   }
 }
+
+/* The batch of integer dot products (sx__qdot_batch) gives, at every level, exactly
+ * the sums computed in int64: shapes across the micro-kernel's six queries and 16
+ * codes, the 16-dimension pack and its tail; the extreme values (every code 255, the
+ * queries at +-qmax); codes that each sit in their own exactly sized block. */
+TEST_F(Kernels, QdotBatchExactAtEveryLevel) {
+  std::mt19937 rng(43);
+  for (int level = SX__KERNEL_SCALAR; level <= SX__KERNEL_AVX512; level++) {
+    if (!UseLevel(level)) continue;
+    for (size_t dim : {1u, 2u, 3u, 15u, 16u, 17u, 31u, 33u, 48u, 100u, 784u}) {
+      int32_t qmax = (int32_t)std::min(32767.0, 2147483647.0 / (255.0 * dim));
+      for (size_t nq : {1u, 5u, 6u, 7u, 13u}) {
+        for (size_t n : {1u, 15u, 16u, 17u, 40u}) {
+          for (int round = 0; round < 2; round++) {
+            const size_t stride = dim + 3;  // rows apart, not packed
+            std::vector<int16_t> q(nq * stride, 7);
+            std::vector<std::unique_ptr<uint8_t[]>> blocks;
+            std::vector<const uint8_t *> codes;
+            for (size_t i = 0; i < nq; i++)
+              for (size_t d = 0; d < dim; d++)
+                q[i * stride + d] =
+                    round == 0 ? (int16_t)(i % 2 ? -qmax : qmax)
+                               : (int16_t)((int32_t)(rng() % (2 * (uint32_t)qmax + 1)) - qmax);
+            for (size_t j = 0; j < n; j++) {
+              blocks.emplace_back(new uint8_t[dim]);
+              for (size_t d = 0; d < dim; d++)
+                blocks.back()[d] = round == 0 ? 255 : (uint8_t)(rng() & 255);
+              codes.push_back(blocks.back().get());
+            }
+            sx__qdbatch *b = sx__qdbatch_new(q.data(), stride, nq, dim);
+            ASSERT_NE(b, nullptr);
+            std::vector<int32_t> got(nq * n, -1);
+            sx__qdot_batch(b, codes.data(), n, got.data());
+            sx__qdbatch_free(b);
+            for (size_t i = 0; i < nq; i++)
+              for (size_t j = 0; j < n; j++) {
+                int64_t want = 0;
+                for (size_t d = 0; d < dim; d++) want += (int64_t)q[i * stride + d] * codes[j][d];
+                ASSERT_EQ((int64_t)got[i * n + j], want)
+                    << sx__kernel_name(level) << " dim " << dim << " nq " << nq << " n " << n
+                    << " round " << round << " query " << i << " code " << j;
+              }
+          }
+        }
+      }
+    }
+  }
+}

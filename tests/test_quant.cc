@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "index/kernels.h"
 #include "sextant.h"
 #include "testutil.hh"
 
@@ -123,6 +124,28 @@ struct Db {
       sx_results_free(res);
       out.push_back(h);
     }
+    sx_collection_free(c);
+    sx_read_free(r);
+    return out;
+  }
+  // The queries as one exact batch (sx_collection_search_batch).
+  std::vector<std::vector<Hit>> SearchBatch(const char *name, const std::vector<float> &qs,
+                                            size_t dim, size_t k) {
+    sx_read *r = nullptr;
+    sx_collection *c = nullptr;
+    EXPECT_EQ(sx_read_begin(db, &r, &err), SX_OK) << err.message;
+    EXPECT_EQ(sx_read_collection(r, name, &c, &err), SX_OK) << err.message;
+    sx_search_options o = SX_SEARCH_OPTIONS_INIT;
+    o.exact = 1;
+    sx_results *res = nullptr;
+    size_t nq = qs.size() / dim;
+    EXPECT_EQ(sx_collection_search_batch(c, qs.data(), nq, dim, k, &o, &res, &err), SX_OK)
+        << err.message;
+    std::vector<std::vector<Hit>> out(nq);
+    for (size_t q = 0; res && q < nq; q++)
+      for (size_t i = 0; i < sx_results_count(res, q); i++)
+        out[q].push_back({sx_results_id(res, q, i), sx_results_distance(res, q, i)});
+    sx_results_free(res);
     sx_collection_free(c);
     sx_read_free(r);
     return out;
@@ -273,6 +296,19 @@ TEST(Quant, RecallExactDistancesReopen) {
   }
 }
 
+// The level in use by default, and the levels a batch search is tried at: the
+// portable one, AVX2 where the CPU has it, and the default.
+int BestLevel() {
+  static const int best = sx__kernel_level();
+  return best;
+}
+std::vector<int> BatchLevels() {
+  std::vector<int> v = {SX__KERNEL_PORTABLE};
+  if (sx__kernel_supported(SX__KERNEL_AVX2)) v.push_back(SX__KERNEL_AVX2);
+  if (BestLevel() > SX__KERNEL_AVX2) v.push_back(BestLevel());
+  return v;
+}
+
 // An exact search of a quantized collection reads the codes first and measures only
 // the vectors whose bound from their code is within the k best: it must return what
 // the scan of a flat collection of the same data returns, the same ids in the same
@@ -280,7 +316,8 @@ TEST(Quant, RecallExactDistancesReopen) {
 // bounds: random; integers (exact codes); clusters of near-duplicates closer than a
 // code step (every bound within the window); a large offset with a small spread
 // (nearly parallel vectors under cosine); exact duplicates under other ids (ties
-// broken by id). Single queries, batches, k of 1, 10 and every item, after deletes.
+// broken by id). Single queries (k of 1, 10 and every item) and batches (k of 1, 10
+// and 100), before and after deletes.
 TEST(Quant, ExactScanByCodesEqualsFlat) {
   const size_t dim = 40, n = 1500, nq = 30;
   std::vector<std::pair<const char *, std::vector<float>>> sets;
@@ -335,32 +372,47 @@ TEST(Quant, ExactScanByCodesEqualsFlat) {
             }
           }
         }
-        // A batch (its candidates ranked again by the single-query scan) likewise.
-        sx_read *r = nullptr;
-        sx_collection *cq = nullptr, *cf = nullptr;
-        ASSERT_EQ(sx_read_begin(d.db, &r, &d.err), SX_OK);
-        ASSERT_EQ(sx_read_collection(r, "q", &cq, &d.err), SX_OK);
-        ASSERT_EQ(sx_read_collection(r, "flat", &cf, &d.err), SX_OK);
-        sx_search_options o = SX_SEARCH_OPTIONS_INIT;
-        o.exact = 1;
-        sx_results *ra = nullptr, *rb = nullptr;
-        ASSERT_EQ(sx_collection_search_batch(cq, qs.data(), nq, dim, 10, &o, &ra, &d.err), SX_OK)
-            << d.err.message;
-        ASSERT_EQ(sx_collection_search_batch(cf, qs.data(), nq, dim, 10, &o, &rb, &d.err), SX_OK)
-            << d.err.message;
-        for (size_t q = 0; q < nq; q++) {
-          ASSERT_EQ(sx_results_count(ra, q), sx_results_count(rb, q));
-          for (size_t i = 0; i < sx_results_count(ra, q); i++) {
-            EXPECT_STREQ(sx_results_id(ra, q, i), sx_results_id(rb, q, i)) << "batch query " << q;
-            float x = sx_results_distance(ra, q, i), y = sx_results_distance(rb, q, i);
-            EXPECT_EQ(std::memcmp(&x, &y, sizeof x), 0) << "batch query " << q << " hit " << i;
+        // A batch likewise, at each level the batch of a quantized collection takes
+        // another path: bounds from the codes (sx__qdot_batch_preferred, AVX2), or the
+        // float32 batch kernel with its candidates ranked again by the single-query
+        // kernel (elsewhere).
+        for (int level : BatchLevels()) {
+          SCOPED_TRACE(sx__kernel_name(level));
+          ASSERT_EQ(sx__kernel_force(level), SX_OK);
+          sx_read *r = nullptr;
+          sx_collection *cq = nullptr, *cf = nullptr;
+          ASSERT_EQ(sx_read_begin(d.db, &r, &d.err), SX_OK);
+          ASSERT_EQ(sx_read_collection(r, "q", &cq, &d.err), SX_OK);
+          ASSERT_EQ(sx_read_collection(r, "flat", &cf, &d.err), SX_OK);
+          sx_search_options o = SX_SEARCH_OPTIONS_INIT;
+          o.exact = 1;
+          for (size_t k : {size_t(1), size_t(10), size_t(100)}) {
+            sx_results *ra = nullptr, *rb = nullptr;
+            ASSERT_EQ(sx_collection_search_batch(cq, qs.data(), nq, dim, k, &o, &ra, &d.err), SX_OK)
+                << d.err.message;
+            ASSERT_EQ(sx_collection_search_batch(cf, qs.data(), nq, dim, k, &o, &rb, &d.err), SX_OK)
+                << d.err.message;
+            auto one = d.Search("flat", qs, dim, k, 0, nullptr, 1);
+            for (size_t q = 0; q < nq; q++) {
+              ASSERT_EQ(sx_results_count(ra, q), sx_results_count(rb, q));
+              ASSERT_EQ(sx_results_count(ra, q), one[q].size());
+              for (size_t i = 0; i < sx_results_count(ra, q); i++) {
+                EXPECT_STREQ(sx_results_id(ra, q, i), sx_results_id(rb, q, i))
+                    << "batch query " << q << " k " << k;
+                EXPECT_EQ(sx_results_id(ra, q, i), one[q][i].id) << "batch query " << q;
+                float x = sx_results_distance(ra, q, i), y = sx_results_distance(rb, q, i);
+                EXPECT_EQ(std::memcmp(&x, &y, sizeof x), 0) << "batch query " << q << " hit " << i;
+                EXPECT_EQ(std::memcmp(&x, &one[q][i].d, sizeof x), 0) << "batch query " << q;
+              }
+            }
+            sx_results_free(ra);
+            sx_results_free(rb);
           }
+          sx_collection_free(cq);
+          sx_collection_free(cf);
+          sx_read_free(r);
         }
-        sx_results_free(ra);
-        sx_results_free(rb);
-        sx_collection_free(cq);
-        sx_collection_free(cf);
-        sx_read_free(r);
+        ASSERT_EQ(sx__kernel_force(BestLevel()), SX_OK);
         ASSERT_EQ(d.Delete("q", gone), SX_OK) << d.err.message;
         ASSERT_EQ(d.Delete("flat", gone), SX_OK) << d.err.message;
       }
@@ -416,7 +468,55 @@ TEST(Quant, ExactScanByCodesWorstCaseBound) {
         EXPECT_EQ(a[0][i].id, b[0][i].id) << "k " << k << " hit " << i;
         EXPECT_EQ(a[0][i].d, b[0][i].d) << "k " << k << " hit " << i;
       }
+      // The query first in a batch of seven (the others: fillers), at each level
+      // the batch takes another path (bounds from every query's codes at once).
+      std::vector<float> qb(q);
+      qb.insert(qb.end(), fill.begin() + 10 * dim, fill.begin() + 16 * dim);
+      for (int level : BatchLevels()) {
+        SCOPED_TRACE(sx__kernel_name(level));
+        ASSERT_EQ(sx__kernel_force(level), SX_OK);
+        auto ab = d.SearchBatch("q", qb, dim, k);
+        auto bl = d.Search("flat", q, dim, k, 0, nullptr, 1);  // this level's distances
+        ASSERT_EQ(ab.size(), 7u);
+        ASSERT_EQ(bl[0][0].id, "v" + std::to_string(at));
+        ASSERT_EQ(ab[0].size(), bl[0].size());
+        for (size_t i = 0; i < ab[0].size(); i++) {
+          EXPECT_EQ(ab[0][i].id, bl[0][i].id) << "batch, k " << k << " hit " << i;
+          EXPECT_EQ(ab[0][i].d, bl[0][i].d) << "batch, k " << k << " hit " << i;
+        }
+      }
+      ASSERT_EQ(sx__kernel_force(BestLevel()), SX_OK);
     }
+  }
+}
+
+// A batch of more queries than a scan over codes takes at once (chunks of 1,020,
+// the last one a single query) answers each query as a search of it alone does:
+// the same ids, bit-identical distances, cosine too (each chunk's own norms).
+TEST(Quant, ExactBatchBeyondAChunkEqualsSingleQueries) {
+  const size_t dim = 12, n = 400, nq = 1021, k = 5;
+  std::vector<float> v = Gen(31, n, dim), qs = Gen(32, nq, dim);
+  for (int metric : {SX_METRIC_L2, SX_METRIC_COSINE}) {
+    SCOPED_TRACE(sx_metric_name(metric));
+    Db d;
+    ASSERT_EQ(d.Create("q", dim, SX_QUANTIZATION_INT8, metric), SX_OK) << d.err.message;
+    ASSERT_EQ(d.Upsert("q", Ids("v", n), v.data(), dim), SX_OK) << d.err.message;
+    for (int level : BatchLevels()) {
+      SCOPED_TRACE(sx__kernel_name(level));
+      ASSERT_EQ(sx__kernel_force(level), SX_OK);
+      auto one = d.Search("q", qs, dim, k, 0, nullptr, 1);
+      auto all = d.SearchBatch("q", qs, dim, k);
+      ASSERT_EQ(all.size(), nq);
+      for (size_t q = 0; q < nq; q++) {
+        ASSERT_EQ(all[q].size(), k) << "query " << q;
+        for (size_t i = 0; i < k; i++) {
+          ASSERT_EQ(all[q][i].id, one[q][i].id) << "query " << q << " hit " << i;
+          ASSERT_EQ(std::memcmp(&all[q][i].d, &one[q][i].d, sizeof(float)), 0)
+              << "query " << q << " hit " << i;
+        }
+      }
+    }
+    ASSERT_EQ(sx__kernel_force(BestLevel()), SX_OK);
   }
 }
 

@@ -115,6 +115,17 @@ int sx__hnsw_search_filtered(sx__hnsw *g, const float *q, size_t k, uint32_t ef,
  * is SX_CORRUPT. */
 int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n, float *lb,
                     sx_error *err);
+/* sx__hnsw_bounds for a batch of queries (an exact batch search of a quantized
+ * graph): the queries prepared once, their integer dot products with each block's
+ * codes computed all at once (sx__qdot_batch). Scratch for blocks of up to cap
+ * codes: one thread at a time. NULL: out of memory, or a graph without codes. */
+typedef struct sx__hnsw_cbatch sx__hnsw_cbatch;
+sx__hnsw_cbatch *sx__hnsw_cbatch_new(const sx__hnsw *g, const float *qs, size_t nq, size_t cap);
+void sx__hnsw_cbatch_free(sx__hnsw_cbatch *b);
+/* lb[i * n + j]: the lower bound sx__hnsw_bounds gives for query i and slots[j]
+ * (n <= cap). */
+int sx__hnsw_bounds_batch(sx__hnsw *g, sx__hnsw_cbatch *b, const uint32_t *slots, size_t n,
+                          float *lb, sx_error *err);
 /* Structure check: links in range, counts within capacity, entry point valid; with
  * freebits (bit s set: slot s is free), free
  * slots have empty lists, no list links to one and none is the entry point. */

@@ -100,36 +100,54 @@ int sx__hnsw_quant_put(sx__hnsw *g, const uint64_t *slots, size_t n, sx_error *e
   return SX_OK;
 }
 
-void sx__hnsw_quant_query(sx__hnsw *g, const float *q) {
+/* A query's side of its codes' distances: q_i ~ qscale * qq_i. */
+typedef struct qside {
+  float qscale, qsum, qn2, qn; /* sum q_i, |q|^2, |q| */
+  double qerr;                 /* max |qscale * qq_i - q_i| */
+} qside;
+
+/* Scales q (dim floats) to int16 into qq (dim values) and fills its side. */
+static void query_prep(uint32_t dim, const float *q, int16_t *qq, qside *o) {
   double sum = 0, n2 = 0;
   float mx = 0;
-  for (uint32_t i = 0; i < g->dim; i++) {
+  for (uint32_t i = 0; i < dim; i++) {
     sum += q[i];
     n2 += (double)q[i] * q[i];
     if (fabsf(q[i]) > mx) mx = fabsf(q[i]);
   }
-  int32_t qmax = (int32_t)(2147483647.0 / (255.0 * g->dim));
+  int32_t qmax = (int32_t)(2147483647.0 / (255.0 * dim));
   if (qmax > 32767) qmax = 32767;
-  g->qscale = mx > 0 ? mx / (float)qmax : 0;
+  o->qscale = mx > 0 ? mx / (float)qmax : 0;
   float inv = mx > 0 ? (float)qmax / mx : 0;
   /* Rounded half away from zero by a truncating conversion, which vectorizes (lrintf
    * did not, and took 4% of a search). |q_i * inv| <= qmax + rounding. */
-  for (uint32_t i = 0; i < g->dim; i++) {
+  for (uint32_t i = 0; i < dim; i++) {
     float t = q[i] * inv;
     int32_t v = (int32_t)(t + (t >= 0 ? 0.5f : -0.5f));
-    g->qq[i] = (int16_t)(v > qmax ? qmax : v < -qmax ? -qmax : v);
+    qq[i] = (int16_t)(v > qmax ? qmax : v < -qmax ? -qmax : v);
   }
-  g->qsum = (float)sum;
-  g->qn2 = (float)n2;
-  g->qn = (float)sqrt(n2);
+  o->qsum = (float)sum;
+  o->qn2 = (float)n2;
+  o->qn = (float)sqrt(n2);
   /* |qq_i - q_i inv| <= 1/2 (clamping moves a value by rounding only), and
    * qscale * inv is 1 within a few float roundings. */
-  g->qerr = 0.5 * g->qscale * (1 + 0x1p-10) + 0x1p-20 * mx;
+  o->qerr = 0.5 * o->qscale * (1 + 0x1p-10) + 0x1p-20 * mx;
+}
+
+void sx__hnsw_quant_query(sx__hnsw *g, const float *q) {
+  qside o;
+  query_prep(g->dim, q, g->qq, &o);
+  g->qscale = o.qscale;
+  g->qsum = o.qsum;
+  g->qn2 = o.qn2;
+  g->qn = o.qn;
+  g->qerr = o.qerr;
 }
 
 /* Lower bounds of the float32 distances of n vectors from their codes' headers
- * (offset lo, scale s, |v|^2, |v|) and integer dot products with the prepared query;
- * a loop of arithmetic only, which the compiler vectorizes. */
+ * (offset lo, scale s, |v|^2, |v|) and integer dot products with a prepared query:
+ * loops of arithmetic only, which the compiler vectorizes. What depends on a vector
+ * alone is computed once (vside_of), as a batch's queries share it. */
 /* gcc vectorizes the bounds' loop once comparisons may not trap (no value changes). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define NO_TRAPS __attribute__((optimize("no-trapping-math")))
@@ -137,28 +155,51 @@ void sx__hnsw_quant_query(sx__hnsw *g, const float *q) {
 #define NO_TRAPS
 #endif
 
-static inline __attribute__((always_inline)) NO_TRAPS void bounds_of_m(
-    const sx__hnsw *g, const int metric, size_t n, const float *lo_, const float *s_,
-    const float *vn2_, const float *vn_, const int32_t *dot_, float *lb) {
-  const double sd = sqrt((double)g->dim), qn = g->qn, qn2 = g->qn2, qsum = g->qsum;
-  const double qerr = g->qerr, qscale = g->qscale, smax = 255.0 * g->dim;
-  /* The float32 kernels' rounding: within (2 dim + 64) 2^-23 of (|q| + |v|)^2 (l2),
-   * of |q| |v| (ip), of 1 (cosine): over twice a sequential sum's worst case. */
-  const double delta = (2.0 * g->dim + 64) * 0x1p-23;
+/* Per vector: its header widened to double, |lo|, the code's error radius rho and
+ * the bound on s |c| (eqv) that the query's rounding is multiplied by. */
+typedef struct vside {
+  double *lo, *s, *vn2, *vn, *alo, *rho, *eqv;
+} vside;
+
+NO_TRAPS static void vside_of(uint32_t dim, size_t n, const float *lo_, const float *s_,
+                              const float *vn2_, const float *vn_, const vside *V) {
+  const double sd = sqrt((double)dim), smax = 255.0 * dim;
   for (size_t i = 0; i < n; i++) {
-    double lo = lo_[i], s = s_[i], vn2 = vn2_[i], vn = vn_[i], dot = dot_[i];
+    double lo = lo_[i], s = s_[i], vn = vn_[i];
     double alo = fabs(lo);
     /* |v_i - (lo + s c_i)| <= s / 2, widened for the float offset and scale. */
     double rho = (s * (0.5 + 0x1p-12) + 0x1p-20 * alo) * sd;
     /* The query's side: |s sum (qscale qq_i - q_i) c_i| <= qerr s sum c_i, and
      * s |c| = |v^ - lo| <= |v| + rho + |lo| sqrt(dim). */
     double e1 = smax * s, e2 = sd * (vn + rho + alo * sd);
-    double eq = qerr * (e1 < e2 ? e1 : e2);
-    double t1 = lo * qsum, t2 = s * qscale * dot;
+    V->lo[i] = lo;
+    V->s[i] = s;
+    V->vn2[i] = vn2_[i];
+    V->vn[i] = vn;
+    V->alo[i] = alo;
+    V->rho[i] = rho;
+    V->eqv[i] = e1 < e2 ? e1 : e2;
+  }
+}
+
+static inline __attribute__((always_inline)) NO_TRAPS void bounds_of_m(uint32_t dim, const qside *Q,
+                                                                       const int metric, size_t n,
+                                                                       const vside *V,
+                                                                       const int32_t *dot_,
+                                                                       float *lb) {
+  const double sd = sqrt((double)dim), qn = Q->qn, qn2 = Q->qn2, qsum = Q->qsum;
+  const double qerr = Q->qerr, qscale = Q->qscale, qlo = 0x1p-40 * sd * qn;
+  /* The float32 kernels' rounding: within (2 dim + 64) 2^-23 of (|q| + |v|)^2 (l2),
+   * of |q| |v| (ip), of 1 (cosine): over twice a sequential sum's worst case. */
+  const double delta = (2.0 * dim + 64) * 0x1p-23;
+  for (size_t i = 0; i < n; i++) {
+    double s = V->s[i], vn2 = V->vn2[i], vn = V->vn[i], dot = dot_[i];
+    double t1 = V->lo[i] * qsum, t2 = s * qscale * dot;
     double ip = t1 + t2;
     /* q.v lies within ip +- e: the code's error, the query's, the float sums (qsum is
      * a float of a double sum; the norms and the header are floats). */
-    double e = qn * rho + eq + 0x1p-20 * (fabs(t1) + fabs(t2)) + alo * 0x1p-40 * sd * qn;
+    double e =
+        qn * V->rho[i] + qerr * V->eqv[i] + 0x1p-20 * (fabs(t1) + fabs(t2)) + V->alo[i] * qlo;
     double b;
     if (metric == SX__L2) {
       b = qn2 + vn2 - 2 * (ip + e) - delta * (qn + vn) * (qn + vn) - 0x1p-20 * (qn2 + vn2);
@@ -175,17 +216,47 @@ static inline __attribute__((always_inline)) NO_TRAPS void bounds_of_m(
   }
 }
 
-/* Lower bounds of the float32 distances of n vectors from their codes' headers
- * (offset lo, scale s, |v|^2, |v|) and integer dot products with the prepared query:
- * arithmetic only, which the compiler vectorizes, one loop per metric. */
-NO_TRAPS static void bounds_of(const sx__hnsw *g, size_t n, const float *lo, const float *s,
-                               const float *vn2, const float *vn, const int32_t *dot, float *lb) {
-  if (g->metric == SX__L2)
-    bounds_of_m(g, SX__L2, n, lo, s, vn2, vn, dot, lb);
-  else if (g->metric == SX__IP)
-    bounds_of_m(g, SX__IP, n, lo, s, vn2, vn, dot, lb);
-  else
-    bounds_of_m(g, SX__COSINE, n, lo, s, vn2, vn, dot, lb);
+/* One loop per metric; a second copy for AVX2 (four doubles a step instead of two,
+ * without FMA: the same roundings, so the same bounds). */
+#define BOUNDS_OF(name, attr)                                                        \
+  attr NO_TRAPS static void name(int metric, uint32_t dim, const qside *Q, size_t n, \
+                                 const vside *V, const int32_t *dot, float *lb) {    \
+    if (metric == SX__L2)                                                            \
+      bounds_of_m(dim, Q, SX__L2, n, V, dot, lb);                                    \
+    else if (metric == SX__IP)                                                       \
+      bounds_of_m(dim, Q, SX__IP, n, V, dot, lb);                                    \
+    else                                                                             \
+      bounds_of_m(dim, Q, SX__COSINE, n, V, dot, lb);                                \
+  }
+BOUNDS_OF(bounds_of_base, )
+#if defined(__x86_64__) || defined(__i386__)
+BOUNDS_OF(bounds_of_avx2, __attribute__((target("avx2"))))
+#endif
+
+static void bounds_of(const sx__hnsw *g, const qside *Q, size_t n, const vside *V,
+                      const int32_t *dot, float *lb) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (sx__kernel_level() >= SX__KERNEL_AVX2) {
+    bounds_of_avx2(g->metric, g->dim, Q, n, V, dot, lb);
+    return;
+  }
+#endif
+  bounds_of_base(g->metric, g->dim, Q, n, V, dot, lb);
+}
+
+/* A code's header (offset lo, scale s, |v|^2, |v|) into its arrays; SX_CORRUPT when
+ * no encoding writes it. */
+static int header_of(const uint8_t *rec, uint32_t slot, float *lo, float *s, float *vn2, float *vn,
+                     sx_error *err) {
+  float h[4];
+  memcpy(h, rec, sizeof h);
+  if (!code_header_ok(h))
+    return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header", slot);
+  *lo = h[0];
+  *s = h[1];
+  *vn2 = h[2];
+  *vn = h[3];
+  return SX_OK;
 }
 
 int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n, float *lb,
@@ -195,28 +266,96 @@ int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n
     return SX_OK;
   }
   if (q) sx__hnsw_quant_query(g, q);
+  const qside Q = {g->qscale, g->qsum, g->qn2, g->qn, g->qerr};
   enum { CHUNK = 64 };
   float lo[CHUNK], s[CHUNK], vn2[CHUNK], vn[CHUNK];
   int32_t dot[CHUNK];
+  double vd[7][CHUNK];
+  const vside V = {vd[0], vd[1], vd[2], vd[3], vd[4], vd[5], vd[6]};
   for (size_t at = 0; at < n; at += CHUNK) {
     size_t m = n - at < CHUNK ? n - at : CHUNK;
     for (size_t i = 0; i < m; i++) {
       if (at + i + 4 < n) prefetch_code_all(g, slots[at + i + 4]);
       const uint8_t *rec;
       int rc = code_of(g, slots[at + i], &rec, err);
+      if (!rc) rc = header_of(rec, slots[at + i], &lo[i], &s[i], &vn2[i], &vn[i], err);
       if (rc) return rc;
-      float h[4];
-      memcpy(h, rec, sizeof h);
-      if (!code_header_ok(h))
-        return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header", slots[at + i]);
-      lo[i] = h[0];
-      s[i] = h[1];
-      vn2[i] = h[2];
-      vn[i] = h[3];
       dot[i] = g->qdot(g->qq, rec + 16, g->dim);
     }
-    bounds_of(g, m, lo, s, vn2, vn, dot, lb + at);
+    vside_of(g->dim, m, lo, s, vn2, vn, &V);
+    bounds_of(g, &Q, m, &V, dot, lb + at);
   }
+  return SX_OK;
+}
+
+struct sx__hnsw_cbatch {
+  size_t nq, cap;
+  qside *qs;          /* per query */
+  sx__qdbatch *qd;    /* the queries' int16 values, for sx__qdot_batch */
+  const uint8_t **cp; /* scratch, per code of a call: its dim codes */
+  float *hdr;         /* scratch: lo, s, |v|^2, |v| of each code, cap apart */
+  double *vd;         /* scratch: the vside arrays, cap apart */
+  int32_t *dots;      /* scratch: nq x cap integer dot products */
+};
+
+sx__hnsw_cbatch *sx__hnsw_cbatch_new(const sx__hnsw *g, const float *qs, size_t nq, size_t cap) {
+  sx__hnsw_cbatch *b = calloc(1, sizeof *b);
+  if (!b || !g->quant) goto fail;
+  size_t dim = g->dim;
+  int16_t *qq = malloc((nq * dim + 1) * sizeof *qq);
+  b->nq = nq;
+  b->cap = cap;
+  b->qs = malloc((nq + 1) * sizeof *b->qs);
+  b->cp = malloc((cap + 1) * sizeof *b->cp);
+  b->hdr = malloc((4 * cap + 1) * sizeof *b->hdr);
+  b->vd = malloc((7 * cap + 1) * sizeof *b->vd);
+  b->dots =
+      cap && nq > SIZE_MAX / sizeof(int32_t) / cap ? NULL : malloc(nq * cap * sizeof *b->dots + 1);
+  if (qq && b->qs)
+    for (size_t i = 0; i < nq; i++) query_prep(g->dim, qs + i * dim, qq + i * dim, &b->qs[i]);
+  if (qq && b->qs) b->qd = sx__qdbatch_new(qq, dim, nq, dim);
+  free(qq);
+  if (b->qd && b->cp && b->hdr && b->vd && b->dots) return b;
+fail:
+  sx__hnsw_cbatch_free(b);
+  return NULL;
+}
+
+void sx__hnsw_cbatch_free(sx__hnsw_cbatch *b) {
+  if (!b) return;
+  sx__qdbatch_free(b->qd);
+  free(b->qs);
+  free(b->cp);
+  free(b->hdr);
+  free(b->vd);
+  free(b->dots);
+  free(b);
+}
+
+int sx__hnsw_bounds_batch(sx__hnsw *g, sx__hnsw_cbatch *b, const uint32_t *slots, size_t n,
+                          float *lb, sx_error *err) {
+  if (n > b->cap)
+    return sx__err_set(err, SX_MISUSE, "%zu codes for a batch of at most %zu", n, b->cap);
+  float *lo = b->hdr, *s = lo + b->cap, *vn2 = s + b->cap, *vn = vn2 + b->cap;
+  for (size_t i = 0; i < n; i++) {
+    if (i + 4 < n) prefetch_code_all(g, slots[i + 4]);
+    const uint8_t *rec;
+    int rc = code_of(g, slots[i], &rec, err);
+    if (!rc) rc = header_of(rec, slots[i], &lo[i], &s[i], &vn2[i], &vn[i], err);
+    if (rc) return rc;
+    b->cp[i] = rec + 16;
+  }
+  sx__qdot_batch(b->qd, b->cp, n, b->dots);
+  double *d = b->vd;
+  const vside V = {d,
+                   d + b->cap,
+                   d + 2 * b->cap,
+                   d + 3 * b->cap,
+                   d + 4 * b->cap,
+                   d + 5 * b->cap,
+                   d + 6 * b->cap};
+  vside_of(g->dim, n, lo, s, vn2, vn, &V);
+  for (size_t q = 0; q < b->nq; q++) bounds_of(g, &b->qs[q], n, &V, b->dots + q * n, lb + q * n);
   return SX_OK;
 }
 
