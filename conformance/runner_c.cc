@@ -315,7 +315,7 @@ const std::map<std::string, std::set<std::string>> kOpArgs = {
     {"get", {"session", "collection", "id"}},
     {"count", {"session", "collection"}},
     {"search", {"session", "collection", "vector", "k", "ef", "filter", "include", "exact"}},
-    {"search_generated", {"session", "collection", "count", "dim", "seed", "k", "ef", "filter"}},
+    {"search_generated", {"session", "collection", "count", "dim", "seed", "k", "ef", "filter", "exact"}},
     {"write_file", {"path", "text", "hex", "pad_to"}},
     {"get_many", {"session", "collection", "ids"}},
     {"scan", {"session", "collection", "after", "batch"}},

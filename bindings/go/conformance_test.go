@@ -345,7 +345,7 @@ var opArgs = map[string][]string{
 	"scan":                {"session", "collection", "after", "batch"},
 	"count":               {"session", "collection"},
 	"search":              {"session", "collection", "vector", "k", "ef", "filter", "include", "exact"},
-	"search_generated":    {"session", "collection", "count", "dim", "seed", "k", "ef", "filter"},
+	"search_generated":    {"session", "collection", "count", "dim", "seed", "k", "ef", "filter", "exact"},
 	"write_file":          {"path", "text", "hex", "pad_to"},
 }
 

@@ -63,7 +63,7 @@ const OP_ARGS = {
   scan: ['session', 'collection', 'after', 'batch'],
   count: ['session', 'collection'],
   search: ['session', 'collection', 'vector', 'k', 'ef', 'filter', 'include', 'exact'],
-  search_generated: ['session', 'collection', 'count', 'dim', 'seed', 'k', 'ef', 'filter'],
+  search_generated: ['session', 'collection', 'count', 'dim', 'seed', 'k', 'ef', 'filter', 'exact'],
   write_file: ['path', 'text', 'hex', 'pad_to'],
 };
 const HANDLE_OPS = new Set(['open', 'begin_write', 'begin_read']);

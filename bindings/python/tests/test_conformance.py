@@ -79,7 +79,7 @@ OP_ARGS: Dict[str, set] = {
     "scan": {"session", "collection", "after", "batch"},
     "count": {"session", "collection"},
     "search": {"session", "collection", "vector", "k", "ef", "filter", "include", "exact"},
-    "search_generated": {"session", "collection", "count", "dim", "seed", "k", "ef", "filter"},
+    "search_generated": {"session", "collection", "count", "dim", "seed", "k", "ef", "filter", "exact"},
     "write_file": {"path", "text", "hex", "pad_to"},
 }
 HANDLE_OPS = {"open", "begin_write", "begin_read"}
@@ -601,7 +601,10 @@ class Interpreter:
         k = self.size_arg("k")
         qs = generate(seed, count, dim)
         flt = self.filter_text()
-        ids, _dist = s.obj.search_batch(coll, qs, k, self.ef(), filter=flt)
+        exact_arg = self.step.get("exact", False)
+        if not isinstance(exact_arg, bool):
+            raise CaseError('"exact" must be a boolean')
+        ids, _dist = s.obj.search_batch(coll, qs, k, self.ef(), filter=flt, exact=exact_arg)
         if coll not in s.model:
             return Outcome(problem=f"runner: no record of collection '{coll}' in this session (create it in this test)")
         metric, live = s.model[coll]
