@@ -54,6 +54,7 @@ void sx__pa_cursor_init(sx__pa_cursor *cur, const sx__pv *v, const uint8_t *pa) 
   cur->depth = sx__rd32(pa + 4);
   cur->ps = sx__pager_page_size(v->p);
   cur->fan = cur->ps / 4;
+  cur->fshift = (uint32_t)__builtin_ctz(cur->fan); /* page sizes are powers of two */
   cur->leaf_key = UINT64_MAX;
 }
 
@@ -65,13 +66,17 @@ int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error
     *out = cur->leaf;
     return SX_OK;
   }
-  if (cur->root == 0 || cur->depth > SX__PA_MAXDEPTH || leaf >= fanout_pow(cur->fan, cur->depth))
+  /* The fan-out is a power of two: the index at each level is a field of leaf's
+   * bits (shifts, not divisions: a flat scan resolves a leaf every page). */
+  const uint32_t fs = cur->fshift;
+  if (cur->root == 0 || cur->depth > SX__PA_MAXDEPTH ||
+      (fs * cur->depth < 64 && leaf >> (fs * cur->depth) != 0))
     return sx__err_set(err, SX_CORRUPT,
                        "page array leaf %llu is beyond its tree (root %u, depth %u)",
                        (unsigned long long)leaf, cur->root, cur->depth);
   uint32_t pg = cur->root;
   for (uint32_t lvl = 0; lvl < cur->depth; lvl++) {
-    uint64_t span = fanout_pow(cur->fan, cur->depth - lvl - 1);
+    uint32_t at = (uint32_t)((leaf >> (fs * (cur->depth - lvl - 1))) & (cur->fan - 1));
     const uint8_t *ip;
     if (cache && cur->pgno[lvl] == pg && cur->page[lvl]) {
       ip = cur->page[lvl];
@@ -81,7 +86,7 @@ int sx__pa_leaf(sx__pa_cursor *cur, uint64_t leaf, const uint8_t **out, sx_error
       cur->pgno[lvl] = pg;
       cur->page[lvl] = ip;
     }
-    pg = sx__rd32(ip + 4 * ((leaf / span) % cur->fan));
+    pg = sx__rd32(ip + 4 * (size_t)at);
     if (pg == 0)
       return sx__err_set(err, SX_CORRUPT, "page array leaf %llu is missing",
                          (unsigned long long)leaf);

@@ -46,7 +46,7 @@ int sx__walk_step(sx__walk *w, uint32_t pg);
 #define SX__PA_MAXDEPTH 4
 typedef struct sx__pa_cursor {
   const sx__pv *v;
-  uint32_t root, depth, ps, fan;
+  uint32_t root, depth, ps, fan, fshift; /* fan = 1 << fshift */
   uint32_t pgno[SX__PA_MAXDEPTH];
   const uint8_t *page[SX__PA_MAXDEPTH];
   uint64_t leaf_key;
