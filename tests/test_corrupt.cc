@@ -216,6 +216,11 @@ void ReadColl(sx_collection *c) {
   res = nullptr;
   HARMLESS("search_exact", sx_collection_search(c, q.data(), kDim, 10, &so, &res, err));
   sx_results_free(res);
+  // And an exact batch: every query's bounds from the codes at once (AVX2).
+  res = nullptr;
+  HARMLESS("search_batch_exact",
+           sx_collection_search_batch(c, q.data(), 3, kDim, 5, &so, &res, err));
+  sx_results_free(res);
   sx_cursor *cur = nullptr;
   HARMLESS("cursor", sx_collection_cursor(c, nullptr, &cur, err));
   for (int i = 0; cur && last == SX_OK && i < 1000; i++) {
