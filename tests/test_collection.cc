@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -470,6 +471,87 @@ TEST(Collection, ManyThreadsSearchOneReadSession) {
   }
   for (auto &t : ts) t.join();
   EXPECT_EQ(bad.load(), 0);
+  sx_collection_free(c);
+  sx_read_free(r);
+}
+
+// A read view resolves the leaf pages of its vectors once, at its first full scan,
+// and its later scans read them from that array: threads racing to a fresh view's
+// first scans (single queries and batches) all get brute force's answer; after a
+// writer replaces every vector and checkpoints, the old view still answers from its
+// snapshot, and a new view from the new data.
+TEST(Collection, ReadViewResolvesItsLeavesOnceAndKeepsItsSnapshot) {
+  Db d("leaves");
+  const size_t n = 3000, dim = 40, nq = 12;
+  auto a = Gen(41, n, dim), b = Gen(42, n, dim), qs = Gen(43, nq, dim);
+  auto ids = Ids("v", n);
+  std::vector<bool> live(n, true);
+  {
+    W w(d.db);
+    ASSERT_EQ(w.Create("m", dim), SX_OK);
+    ASSERT_EQ(w.Upsert("m", ids, a, dim), SX_OK);
+    ASSERT_EQ(w.Commit(), SX_OK);
+  }
+  sx_error err = SX_ERROR_INIT;
+  sx_read *r;
+  ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
+  sx_collection *c;
+  ASSERT_EQ(sx_read_collection(r, "m", &c, &err), SX_OK);
+  // The top 10 of every query, by brute force over the data given.
+  auto want = [&](const std::vector<float> &data) {
+    std::vector<std::string> top;
+    for (size_t q = 0; q < nq; q++) {
+      auto all = Brute(data, ids, live, &qs[q * dim], dim, SX_METRIC_L2);
+      for (size_t i = 0; i < 10; i++) top.push_back(all[i].second);
+    }
+    return top;
+  };
+  const std::vector<std::string> top_a = want(a), top_b = want(b);
+  // Single queries (odd threads) and batches (even ones) against the view c.
+  auto misses = [&](sx_collection *v, const std::vector<std::string> &top, int t) {
+    int bad = 0;
+    sx_error e = SX_ERROR_INIT;
+    sx_results *res = nullptr;
+    if (t % 2 == 0) {
+      if (sx_collection_search_batch(v, qs.data(), nq, dim, 10, nullptr, &res, &e)) return 1000;
+      for (size_t q = 0; q < nq; q++)
+        for (size_t i = 0; i < 10; i++) bad += top[q * 10 + i] != sx_results_id(res, q, i);
+      sx_results_free(res);
+      return bad;
+    }
+    for (size_t q = 0; q < nq; q++) {
+      if (sx_collection_search(v, &qs[q * dim], dim, 10, nullptr, &res, &e)) return 1000;
+      for (size_t i = 0; i < 10; i++) bad += top[q * 10 + i] != sx_results_id(res, 0, i);
+      sx_results_free(res);
+    }
+    return bad;
+  };
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; t++) ts.emplace_back([&, t] { bad += misses(c, top_a, t); });
+  for (auto &t : ts) t.join();
+  EXPECT_EQ(bad.load(), 0) << "the first scans of a fresh view";
+  {
+    W w(d.db);
+    ASSERT_EQ(w.Upsert("m", ids, b, dim), SX_OK);
+    ASSERT_EQ(w.Commit(), SX_OK);
+  }
+  ASSERT_EQ(sx_db_checkpoint(d.db, 1000, &err), SX_OK) << err.message;
+  for (int t = 0; t < 2; t++) EXPECT_EQ(misses(c, top_a, t), 0) << "the old view, " << t;
+  sx_read *r2;
+  sx_collection *c2;
+  ASSERT_EQ(sx_read_begin(d.db, &r2, &err), SX_OK);
+  ASSERT_EQ(sx_read_collection(r2, "m", &c2, &err), SX_OK);
+  for (int t = 0; t < 2; t++) EXPECT_EQ(misses(c2, top_b, t), 0) << "a new view, " << t;
+  sx_collection_free(c2);
+  sx_read_free(r2);
+  sx_collection_free(c);
+  sx_read_free(r);
+  // With the old view gone, the checkpoint copies everything; the data is b's.
+  ASSERT_EQ(sx_db_checkpoint(d.db, 1000, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
+  ASSERT_EQ(sx_read_collection(r, "m", &c, &err), SX_OK);
+  for (int t = 0; t < 2; t++) EXPECT_EQ(misses(c, top_b, t), 0) << "after the checkpoint, " << t;
   sx_collection_free(c);
   sx_read_free(r);
 }

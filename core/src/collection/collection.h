@@ -35,11 +35,11 @@ extern "C" {
 /* A collection opened in a view: where its header is and its fixed schema. */
 /* Reusable HNSW search contexts of a collection opened on a read session (their
  * caches stay valid for the snapshot's life). */
-typedef struct sx__hnsw_pool sx__hnsw_pool;
+typedef struct sx__coll_pool sx__coll_pool;
 
 typedef struct sx__coll {
   sx__pv v;
-  sx__hnsw_pool *pool; /* read views of HNSW collections (sx__coll_pool_init), or NULL */
+  sx__coll_pool *pool; /* what a read view's searches share (sx__coll_pool_init), or NULL */
   uint32_t hdr;
   char name[SX_NAME_MAX + 1];
   uint32_t dim;
@@ -58,7 +58,8 @@ int sx__coll_list(const sx__pv *v, sx_names **out, sx_error *err);
 int sx__coll_open(const sx__pv *v, const char *name, sx__coll *c, sx_error *err);
 /* In a write view the collection may have been dropped since it was opened. */
 int sx__coll_revalidate(sx__coll *c, sx_error *err);
-/* Gives a read view of an HNSW collection a pool of search contexts; freed by
+/* Gives a read view what its searches share (search.c): a pool of HNSW search
+ * contexts, the leaf pages of its vectors once a scan has resolved them; freed by
  * sx__coll_pool_free (after the last search). */
 int sx__coll_pool_init(sx__coll *c, sx_error *err);
 void sx__coll_pool_free(sx__coll *c);

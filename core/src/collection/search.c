@@ -127,14 +127,21 @@ typedef struct job {
   int rc;
 } job;
 
-struct sx__hnsw_pool {
+struct sx__coll_pool {
   sx__mutex mu; /* SX__RANK_COLLECTION */
   sx__hnsw *free[16];
   int n;
+  /* The leaf pages of the vectors' page array, vleaf[i] for leaf i (nvleaf of them):
+   * resolved once by the view's first full scan (vleaves), so that later scans look
+   * a page up in an array instead of the page array's tree and the snapshot's page
+   * map (about a tenth of a single-query scan's samples at 784-d). A read view's
+   * snapshot, so its pages, stay put for the view's life. */
+  const uint8_t **vleaf;
+  uint64_t nvleaf;
 };
 
 int sx__coll_pool_init(sx__coll *c, sx_error *err) {
-  if (c->v.t || c->index != SX_INDEX_HNSW) return SX_OK;
+  if (c->v.t) return SX_OK;
   c->pool = calloc(1, sizeof *c->pool);
   if (!c->pool) return sx__err_set(err, SX_NOMEM, "out of memory");
   sx__mutex_init(&c->pool->mu, SX__RANK_COLLECTION, "collection search contexts");
@@ -145,8 +152,49 @@ void sx__coll_pool_free(sx__coll *c) {
   if (!c->pool) return;
   for (int i = 0; i < c->pool->n; i++) sx__hnsw_close(c->pool->free[i]);
   sx__mutex_destroy(&c->pool->mu);
+  free(c->pool->vleaf);
   free(c->pool);
   c->pool = NULL;
+}
+
+/* The view's leaf pages of its vectors (*n of them), resolved now if no scan has
+ * yet; NULL when the view has no pool or a leaf cannot be resolved (the scan then
+ * looks each up itself, and reports what is wrong). Threads racing here each resolve
+ * them; the first to finish publishes its array. */
+static const uint8_t *const *vleaves(const sx__coll *c, const uint8_t *hdr, uint64_t nslots,
+                                     uint64_t *n) {
+  *n = 0;
+  if (!c->pool) return NULL;
+  sx__mutex_lock(&c->pool->mu);
+  const uint8_t **got = c->pool->vleaf;
+  *n = c->pool->nvleaf;
+  sx__mutex_unlock(&c->pool->mu);
+  if (got) return got;
+  uint64_t vbytes = (uint64_t)c->dim * 4, ps = sx__pager_page_size(c->v.p);
+  if (nslots == 0 || nslots > UINT64_MAX / vbytes) return NULL;
+  uint64_t nl = (nslots * vbytes + ps - 1) / ps;
+  if (nl > SIZE_MAX / sizeof *got) return NULL;
+  const uint8_t **mine = malloc((size_t)nl * sizeof *mine);
+  if (!mine) return NULL;
+  sx__pa_cursor cur;
+  sx__pa_cursor_init(&cur, &c->v, hdr + SX__H_PA_VEC);
+  sx_error e = SX_ERROR_INIT;
+  for (uint64_t i = 0; i < nl; i++)
+    if (sx__pa_leaf(&cur, i, &mine[i], &e)) {
+      free(mine);
+      return NULL;
+    }
+  sx__mutex_lock(&c->pool->mu);
+  if (!c->pool->vleaf) {
+    c->pool->vleaf = mine;
+    c->pool->nvleaf = nl;
+    mine = NULL;
+  }
+  got = c->pool->vleaf;
+  *n = c->pool->nvleaf;
+  sx__mutex_unlock(&c->pool->mu);
+  free(mine);
+  return got;
 }
 
 /* A search context: from the pool when the view has one, else a fresh one. */
@@ -237,10 +285,13 @@ typedef struct block {
   const uint8_t *vpage;
   uint64_t nleaf; /* the leaf after vleaf, when npage is known (UINT64_MAX: none) */
   const uint8_t *npage;
-  sx__fstate *fs; /* the filter's evaluation state, or NULL: every live slot */
-  size_t ahead;   /* bytes the kernel prefetches ahead (sx__distance_many_parts) */
-  size_t lim;     /* vectors a block gathers, at most BLOCK */
-  int slots_only; /* block_gather takes the live slots only, not their vectors */
+  sx__fstate *fs;               /* the filter's evaluation state, or NULL: every live slot */
+  size_t ahead;                 /* bytes the kernel prefetches ahead (sx__distance_many_parts) */
+  size_t lim;                   /* vectors a block gathers, at most BLOCK */
+  int slots_only;               /* block_gather takes the live slots only, not their vectors */
+  int pf_next;                  /* prefetch the next page at each new leaf (block_add) */
+  const uint8_t *const *leaves; /* the view's leaf pages of its vectors (vleaves) */
+  uint64_t nleaves;
   sx__qbatch *qb; /* a batch's queries, prepared once for every block */
   float *bound;   /* per query: the worst distance its heap keeps once full, else inf */
 } block;
@@ -265,6 +316,8 @@ static inline int block_add(block *b, uint64_t sl, size_t dim, sx_error *err) {
     const uint8_t *pg;
     if (leaf == b->nleaf) {
       pg = b->npage;
+    } else if (leaf < b->nleaves) {
+      pg = b->leaves[leaf];
     } else {
       int rc = sx__pa_leaf(&b->vc, leaf, &pg, err);
       if (rc) return rc;
@@ -273,9 +326,13 @@ static inline int block_add(block *b, uint64_t sl, size_t dim, sx_error *err) {
     b->vpage = pg;
     b->nleaf = UINT64_MAX;
     /* The hardware prefetchers stop at a 4 KiB boundary: start the next page, where
-     * the next leaf mostly lies (a prefetch of another address costs nothing). A
-     * single-query scan of 128-d and 784-d vectors ran 6 to 14% faster. */
-    for (int k = 0; k < 8; k++) __builtin_prefetch(pg + b->ps + 64 * k);
+     * the next leaf mostly lies (a prefetch of another address costs nothing). With
+     * the AVX-512 kernel (an Intel Xeon VM) a single-query scan of 128-d and 784-d
+     * vectors ran 6 to 14% faster; at the AVX2 level (an AMD EPYC VM) it ran slower
+     * (bench_flat --dim 784: 15.4-18.8 GB/s without against 11.5-14.6 with, 128-d
+     * level), the prefetches stalling the gathering: b->pf_next. */
+    if (b->pf_next)
+      for (int k = 0; k < 8; k++) __builtin_prefetch(pg + b->ps + 64 * k);
   }
   if (leaf == b->vleaf) {
     const float *a = (const float *)(b->vpage + in);
@@ -285,8 +342,12 @@ static inline int block_add(block *b, uint64_t sl, size_t dim, sx_error *err) {
     }
     if (in + b->vbytes <= 2 * b->ps) {
       if (b->nleaf != leaf + 1) {
-        int rc = sx__pa_leaf(&b->vc, leaf + 1, &b->npage, err);
-        if (rc) return rc;
+        if (leaf + 1 < b->nleaves) {
+          b->npage = b->leaves[leaf + 1];
+        } else {
+          int rc = sx__pa_leaf(&b->vc, leaf + 1, &b->npage, err);
+          if (rc) return rc;
+        }
         b->nleaf = leaf + 1;
       }
       if (b->npage == b->vpage + b->ps) { /* adjacent pages: one run */
@@ -495,6 +556,12 @@ static void scan_flat_part(job *j) {
     if (j->rc) goto out;
     b.slots_only = 1;
   }
+  /* A full scan of a read view reads every leaf: resolve them once for the view. */
+  if (!c->v.t && !j->filter && !b.slots_only) {
+    uint64_t nslots = sx__rd64(j->hdr + SX__H_NSLOTS);
+    b.leaves = vleaves(c, j->hdr, nslots, &b.nleaves);
+  }
+  b.pf_next = sx__kernel_level() == SX__KERNEL_AVX512;
   b.vbytes = dim * 4;
   b.ps = b.vc.ps;
   b.pshift = (unsigned)__builtin_ctz(b.vc.ps);
