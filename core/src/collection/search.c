@@ -8,6 +8,10 @@
  * query keeps a max-heap of its k best (distance, id); ties at equal distance are
  * broken by id in ascending byte order, fetching ids only when distances tie. A
  * batch over a read snapshot is split across threads by slot range, then merged.
+ * A read view resolves the leaf pages of its vectors once, at its first full scan
+ * (vleaves). Over a snapshot of a quantized collection the scan reads the 8-bit codes
+ * first and measures only the vectors whose bound from their code is within the k
+ * best so far: one query at a time, or a batch's bounds all at once (AVX2).
  */
 #include <assert.h>
 #include <math.h>
