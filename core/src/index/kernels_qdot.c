@@ -135,37 +135,26 @@ static AVX2 void micro6x16(const int32_t *qg, const int32_t *vt, size_t np, int3
     __m256i v0 = _mm256_load_si256((const __m256i *)(vt + p * QD_W));
     __m256i v1 = _mm256_load_si256((const __m256i *)(vt + p * QD_W + 8));
     const int32_t *q = qg + p * QD_R;
-    __m256i b = _mm256_set1_epi32(q[0]);
-    a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(b, v0));
-    a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(b, v1));
-    b = _mm256_set1_epi32(q[1]);
-    a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(b, v0));
-    a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(b, v1));
-    b = _mm256_set1_epi32(q[2]);
-    a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(b, v0));
-    a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(b, v1));
-    b = _mm256_set1_epi32(q[3]);
-    a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(b, v0));
-    a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(b, v1));
-    b = _mm256_set1_epi32(q[4]);
-    a40 = _mm256_add_epi32(a40, _mm256_madd_epi16(b, v0));
-    a41 = _mm256_add_epi32(a41, _mm256_madd_epi16(b, v1));
-    b = _mm256_set1_epi32(q[5]);
-    a50 = _mm256_add_epi32(a50, _mm256_madd_epi16(b, v0));
-    a51 = _mm256_add_epi32(a51, _mm256_madd_epi16(b, v1));
+    /* Query r's pair broadcast, times both halves of the tile, into its two sums. */
+#define QD_ROW(r, x0, x1)                                \
+  {                                                      \
+    __m256i b = _mm256_set1_epi32(q[r]);                 \
+    x0 = _mm256_add_epi32(x0, _mm256_madd_epi16(b, v0)); \
+    x1 = _mm256_add_epi32(x1, _mm256_madd_epi16(b, v1)); \
   }
-  _mm256_storeu_si256((__m256i *)(out + 0 * ldo), a00);
-  _mm256_storeu_si256((__m256i *)(out + 0 * ldo + 8), a01);
-  _mm256_storeu_si256((__m256i *)(out + 1 * ldo), a10);
-  _mm256_storeu_si256((__m256i *)(out + 1 * ldo + 8), a11);
-  _mm256_storeu_si256((__m256i *)(out + 2 * ldo), a20);
-  _mm256_storeu_si256((__m256i *)(out + 2 * ldo + 8), a21);
-  _mm256_storeu_si256((__m256i *)(out + 3 * ldo), a30);
-  _mm256_storeu_si256((__m256i *)(out + 3 * ldo + 8), a31);
-  _mm256_storeu_si256((__m256i *)(out + 4 * ldo), a40);
-  _mm256_storeu_si256((__m256i *)(out + 4 * ldo + 8), a41);
-  _mm256_storeu_si256((__m256i *)(out + 5 * ldo), a50);
-  _mm256_storeu_si256((__m256i *)(out + 5 * ldo + 8), a51);
+    QD_ROW(0, a00, a01)
+    QD_ROW(1, a10, a11)
+    QD_ROW(2, a20, a21)
+    QD_ROW(3, a30, a31)
+    QD_ROW(4, a40, a41)
+    QD_ROW(5, a50, a51)
+#undef QD_ROW
+  }
+  const __m256i row[2 * QD_R] = {a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51};
+  for (int r = 0; r < QD_R; r++) {
+    _mm256_storeu_si256((__m256i *)(out + r * ldo), row[2 * r]);
+    _mm256_storeu_si256((__m256i *)(out + r * ldo + 8), row[2 * r + 1]);
+  }
 }
 
 static AVX2 void qdot_batch_avx2(sx__qdbatch *b, const uint8_t *const *codes, size_t n,
