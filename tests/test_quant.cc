@@ -297,12 +297,14 @@ TEST(Quant, RecallExactDistancesReopen) {
 }
 
 // The level in use by default, and the levels a batch search is tried at: the
-// portable one, AVX2 where the CPU has it, and the default.
+// portable one, AVX2 where the CPU has it, and the default. The batch over codes
+// (AVX2) is taken whatever the dimension, as these tests use small ones.
 int BestLevel() {
   static const int best = sx__kernel_level();
   return best;
 }
 std::vector<int> BatchLevels() {
+  sx__qdot_batch_min_dim(1);
   std::vector<int> v = {SX__KERNEL_PORTABLE};
   if (sx__kernel_supported(SX__KERNEL_AVX2)) v.push_back(SX__KERNEL_AVX2);
   if (BestLevel() > SX__KERNEL_AVX2) v.push_back(BestLevel());

@@ -471,7 +471,7 @@ static int block_by_codes(job *j, block *b, sx__hnsw *g, float *lb, uint32_t *ca
  * collection (a snapshot's codes are those of its vectors), a single query always, a
  * batch where the kernels prefer it (sx__qdot_batch_preferred). */
 static int scan_by_codes(const sx__coll *c, size_t nq) {
-  return c->quant && !c->v.t && (nq == 1 || sx__qdot_batch_preferred());
+  return c->quant && !c->v.t && (nq == 1 || sx__qdot_batch_preferred(c->dim));
 }
 
 /* A block of a batch's scan over codes: every query's bounds for the block's slots

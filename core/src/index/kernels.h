@@ -154,13 +154,21 @@ sx__qdbatch *sx__qdbatch_new(const int16_t *qq, size_t stride, size_t nq, size_t
 void sx__qdbatch_free(sx__qdbatch *b);
 /* dots[i * n + j] = sum_d qq_i[d] * codes[j][d], codes[j] holding dim bytes. */
 void sx__qdot_batch(sx__qdbatch *b, const uint8_t *const *codes, size_t n, int32_t *dots);
-/* Whether an exact batch search of a quantized collection should bound its distances
- * from the codes (sx__qdot_batch) rather than measure every vector with the float32
- * batch kernel: at the AVX2 level. There, on an AMD EPYC VM (Zen 3), the integer
+/* Whether an exact batch search of a quantized collection of dimension dim should
+ * bound its distances from the codes (sx__qdot_batch) rather than measure every
+ * vector with the float32 batch kernel: at the AVX2 level, from
+ * SX__QDOT_BATCH_MIN_DIM dimensions. There, on an AMD EPYC VM (Zen 3), the integer
  * micro-kernel ran 52-57 G multiply-adds a second against the float32 packed
- * kernel's 36-42 (bench/README.md); at the AVX-512 level the float32 kernel has twice
+ * kernel's 36-42; through Python (500 queries, random data) the codes gave 0.70x
+ * the float32 batch's queries a second at 96-d, 0.89x at 128, 1.01x at 192, 1.13x
+ * at 256 and 1.21-1.35x from 384 on, where the per-pair bounds weigh less against
+ * the products (bench/README.md). At the AVX-512 level the float32 kernel has twice
  * the lanes and this one would run the AVX2 code. */
-int sx__qdot_batch_preferred(void);
+#define SX__QDOT_BATCH_MIN_DIM 192
+int sx__qdot_batch_preferred(size_t dim);
+/* Sets the dimension from which sx__qdot_batch_preferred says yes (tests, to take
+ * that path at small dimensions); returns the one before. */
+size_t sx__qdot_batch_min_dim(size_t dim);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@
  *
  * A batch is used by one thread at a time (the packed tile is scratch).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,8 +180,14 @@ static AVX2 void qdot_batch_avx2(sx__qdbatch *b, const uint8_t *const *codes, si
 }
 #endif
 
-int sx__qdot_batch_preferred(void) {
-  return sx__kernel_level() == SX__KERNEL_AVX2;
+static atomic_size_t min_dim = SX__QDOT_BATCH_MIN_DIM;
+
+int sx__qdot_batch_preferred(size_t dim) {
+  return sx__kernel_level() == SX__KERNEL_AVX2 && dim >= atomic_load(&min_dim);
+}
+
+size_t sx__qdot_batch_min_dim(size_t dim) {
+  return atomic_exchange(&min_dim, dim);
 }
 
 void sx__qdot_batch(sx__qdbatch *b, const uint8_t *const *codes, size_t n, int32_t *dots) {
