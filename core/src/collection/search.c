@@ -177,7 +177,8 @@ static const uint8_t *const *vleaves(const sx__coll *c, const uint8_t *hdr, uint
   uint64_t vbytes = (uint64_t)c->dim * 4, ps = sx__pager_page_size(c->v.p);
   if (nslots == 0 || nslots > UINT64_MAX / vbytes) return NULL;
   uint64_t nl = (nslots * vbytes + ps - 1) / ps;
-  if (nl > SIZE_MAX / sizeof *got) return NULL;
+  /* Each leaf is a page of its own: more leaves than pages is a damaged count. */
+  if (nl > sx__pv_npages(&c->v) || nl > SIZE_MAX / sizeof *got) return NULL;
   const uint8_t **mine = malloc((size_t)nl * sizeof *mine);
   if (!mine) return NULL;
   sx__pa_cursor cur;
