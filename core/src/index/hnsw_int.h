@@ -65,6 +65,12 @@ typedef struct par {
   size_t nent[2];
 } par;
 
+/* A query's side of its codes' distances (hnsw_quant.c): q_i ~ qscale * qq_i. */
+typedef struct sx__hnsw_qside {
+  float qscale, qsum, qn2, qn; /* sum q_i, |q|^2, |q| */
+  double qerr;                 /* max |qscale * qq_i - q_i| (the bounds) */
+} sx__hnsw_qside;
+
 struct sx__hnsw {
   sx__pv v;
   sx__hnsw_layout L;
@@ -99,9 +105,8 @@ struct sx__hnsw {
   uint64_t cpp_m;
   leafcache codes;
   sx__qdot_fn qdot;
-  int16_t *qq;                 /* the query scaled to int16, padded with zeros to 32 */
-  float qscale, qsum, qn2, qn; /* q_i ~ qscale * qq_i; sum q_i, |q|^2, |q| */
-  double qerr;                 /* max |qscale * qq_i - q_i| (sx__hnsw_bounds) */
+  int16_t *qq;       /* the query scaled to int16, padded with zeros to 32 */
+  sx__hnsw_qside qs; /* and its side (hnsw_quant.c) */
 };
 
 typedef struct span {
@@ -302,13 +307,13 @@ static inline int qdist(sx__hnsw *g, uint32_t slot, float *d, sx_error *err) {
   memcpy(h, rec, sizeof h);
   if (!code_header_ok(h))
     return sx__err_set(err, SX_CORRUPT, "HNSW code of slot %u has a bad header", slot);
-  float ip = h[0] * g->qsum + h[1] * g->qscale * (float)g->qdot(g->qq, rec + 16, g->dim);
+  float ip = h[0] * g->qs.qsum + h[1] * g->qs.qscale * (float)g->qdot(g->qq, rec + 16, g->dim);
   if (g->metric == SX__L2) {
-    *d = g->qn2 + h[2] - 2 * ip;
+    *d = g->qs.qn2 + h[2] - 2 * ip;
   } else if (g->metric == SX__IP) {
     *d = 1.0f - ip;
   } else {
-    float den = g->qn * h[3];
+    float den = g->qs.qn * h[3];
     *d = den > 0 ? 1.0f - ip / den : 1.0f;
   }
   return SX_OK;

@@ -100,14 +100,8 @@ int sx__hnsw_quant_put(sx__hnsw *g, const uint64_t *slots, size_t n, sx_error *e
   return SX_OK;
 }
 
-/* A query's side of its codes' distances: q_i ~ qscale * qq_i. */
-typedef struct qside {
-  float qscale, qsum, qn2, qn; /* sum q_i, |q|^2, |q| */
-  double qerr;                 /* max |qscale * qq_i - q_i| */
-} qside;
-
 /* Scales q (dim floats) to int16 into qq (dim values) and fills its side. */
-static void query_prep(uint32_t dim, const float *q, int16_t *qq, qside *o) {
+static void query_prep(uint32_t dim, const float *q, int16_t *qq, sx__hnsw_qside *o) {
   double sum = 0, n2 = 0;
   float mx = 0;
   for (uint32_t i = 0; i < dim; i++) {
@@ -135,13 +129,7 @@ static void query_prep(uint32_t dim, const float *q, int16_t *qq, qside *o) {
 }
 
 void sx__hnsw_quant_query(sx__hnsw *g, const float *q) {
-  qside o;
-  query_prep(g->dim, q, g->qq, &o);
-  g->qscale = o.qscale;
-  g->qsum = o.qsum;
-  g->qn2 = o.qn2;
-  g->qn = o.qn;
-  g->qerr = o.qerr;
+  query_prep(g->dim, q, g->qq, &g->qs);
 }
 
 /* Lower bounds of the float32 distances of n vectors from their codes' headers
@@ -182,11 +170,9 @@ NO_TRAPS static void vside_of(uint32_t dim, size_t n, const float *lo_, const fl
   }
 }
 
-static inline __attribute__((always_inline)) NO_TRAPS void bounds_of_m(uint32_t dim, const qside *Q,
-                                                                       const int metric, size_t n,
-                                                                       const vside *V,
-                                                                       const int32_t *dot_,
-                                                                       float *lb) {
+static inline __attribute__((always_inline)) NO_TRAPS void bounds_of_m(
+    uint32_t dim, const sx__hnsw_qside *Q, const int metric, size_t n, const vside *V,
+    const int32_t *dot_, float *lb) {
   const double sd = sqrt((double)dim), qn = Q->qn, qn2 = Q->qn2, qsum = Q->qsum;
   const double qerr = Q->qerr, qscale = Q->qscale, qlo = 0x1p-40 * sd * qn;
   /* The float32 kernels' rounding: within (2 dim + 64) 2^-23 of (|q| + |v|)^2 (l2),
@@ -218,22 +204,22 @@ static inline __attribute__((always_inline)) NO_TRAPS void bounds_of_m(uint32_t 
 
 /* One loop per metric; a second copy for AVX2 (four doubles a step instead of two,
  * without FMA: the same roundings, so the same bounds). */
-#define BOUNDS_OF(name, attr)                                                        \
-  attr NO_TRAPS static void name(int metric, uint32_t dim, const qside *Q, size_t n, \
-                                 const vside *V, const int32_t *dot, float *lb) {    \
-    if (metric == SX__L2)                                                            \
-      bounds_of_m(dim, Q, SX__L2, n, V, dot, lb);                                    \
-    else if (metric == SX__IP)                                                       \
-      bounds_of_m(dim, Q, SX__IP, n, V, dot, lb);                                    \
-    else                                                                             \
-      bounds_of_m(dim, Q, SX__COSINE, n, V, dot, lb);                                \
+#define BOUNDS_OF(name, attr)                                                                 \
+  attr NO_TRAPS static void name(int metric, uint32_t dim, const sx__hnsw_qside *Q, size_t n, \
+                                 const vside *V, const int32_t *dot, float *lb) {             \
+    if (metric == SX__L2)                                                                     \
+      bounds_of_m(dim, Q, SX__L2, n, V, dot, lb);                                             \
+    else if (metric == SX__IP)                                                                \
+      bounds_of_m(dim, Q, SX__IP, n, V, dot, lb);                                             \
+    else                                                                                      \
+      bounds_of_m(dim, Q, SX__COSINE, n, V, dot, lb);                                         \
   }
 BOUNDS_OF(bounds_of_base, )
 #if defined(__x86_64__) || defined(__i386__)
 BOUNDS_OF(bounds_of_avx2, __attribute__((target("avx2"))))
 #endif
 
-static void bounds_of(const sx__hnsw *g, const qside *Q, size_t n, const vside *V,
+static void bounds_of(const sx__hnsw *g, const sx__hnsw_qside *Q, size_t n, const vside *V,
                       const int32_t *dot, float *lb) {
 #if defined(__x86_64__) || defined(__i386__)
   if (sx__kernel_level() >= SX__KERNEL_AVX2) {
@@ -266,7 +252,6 @@ int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n
     return SX_OK;
   }
   if (q) sx__hnsw_quant_query(g, q);
-  const qside Q = {g->qscale, g->qsum, g->qn2, g->qn, g->qerr};
   enum { CHUNK = 64 };
   float lo[CHUNK], s[CHUNK], vn2[CHUNK], vn[CHUNK];
   int32_t dot[CHUNK];
@@ -283,14 +268,14 @@ int sx__hnsw_bounds(sx__hnsw *g, const float *q, const uint32_t *slots, size_t n
       dot[i] = g->qdot(g->qq, rec + 16, g->dim);
     }
     vside_of(g->dim, m, lo, s, vn2, vn, &V);
-    bounds_of(g, &Q, m, &V, dot, lb + at);
+    bounds_of(g, &g->qs, m, &V, dot, lb + at);
   }
   return SX_OK;
 }
 
 struct sx__hnsw_cbatch {
   size_t nq, cap;
-  qside *qs;          /* per query */
+  sx__hnsw_qside *qs; /* per query */
   sx__qdbatch *qd;    /* the queries' int16 values, for sx__qdot_batch */
   const uint8_t **cp; /* scratch, per code of a call: its dim codes */
   float *hdr;         /* scratch: lo, s, |v|^2, |v| of each code, cap apart */
