@@ -700,3 +700,12 @@ size_t sx__os_page_size(void) {
   __atomic_store_n(&cached, p, __ATOMIC_RELAXED);
   return p;
 }
+
+void *sx__os_table(size_t len) {
+  void *t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return t == MAP_FAILED ? NULL : t;
+}
+
+void sx__os_table_free(void *t, size_t len) {
+  if (t) munmap(t, len);
+}

@@ -157,6 +157,13 @@ uint64_t sx__now_ns(void);
 void sx__sleep_us(unsigned us);
 /* The OS page size. */
 size_t sx__os_page_size(void);
+/* A zeroed table of len bytes in pages of its own (an anonymous mapping: the kernel
+ * gives each page on its first write, so the untouched part costs neither time nor
+ * memory), or NULL; sx__os_table_free(t, len) gives it back (NULL: nothing). For
+ * tables sized for the largest file but mostly untouched. Nothing here is scanned
+ * by a leak checker: hold no heap pointers in one. */
+void *sx__os_table(size_t len);
+void sx__os_table_free(void *t, size_t len);
 
 /* Incremented in a child after fork() (pthread_atfork); handles compare the value
  * they were opened under to notice they crossed a fork. */

@@ -220,42 +220,32 @@ static int check_db_header(sx__pager *p, sx_error *err) {
 }
 
 static void pager_free_maps(sx__pager *p) {
-  /* The stamps are heap memory: a forked child has its own copy to free too. */
+  /* The stamps and the tables are this process's memory: a forked child has its own
+   * copy to give back too. */
   if (p->vstamp) {
-    for (size_t k = 0; k < p->vstamp_hi; k++) free(p->vstamp[k]);
-    free(p->vstamp);
+    for (size_t k = 0; k < p->vstamp_hi; k++)
+      sx__os_table_free(p->vstamp[k], P_CHUNK_PAGES * sizeof **p->vstamp);
+    sx__os_table_free(p->vstamp, P_CHUNKS * sizeof *p->vstamp);
     p->vstamp = NULL;
   }
-  if (sx__pager_forked(p)) {
-    /* Mappings are not inherited (MADV_DONTFORK); their addresses may already
-     * belong to mappings this process made since. */
-    free(p->pmap);
-    free(p->walmap[0]);
-    free(p->walmap[1]);
-    free(p->segmap);
-    p->pmap = NULL;
-    p->walmap[0] = p->walmap[1] = NULL;
-    p->segmap = NULL;
-    p->shm_base = NULL;
-    return;
-  }
-  if (p->pmap) {
+  /* Mappings are not inherited (MADV_DONTFORK): in a forked child their addresses
+   * may already belong to mappings this process made since. */
+  int forked = sx__pager_forked(p);
+  if (p->pmap && !forked)
     for (size_t k = 0; k < p->pmap_hi; k++)
       if (p->pmap[k]) p->vfs->munmap(p->pmap[k], P_CHUNK_PAGES * p->ps);
-    free(p->pmap);
-  }
+  sx__os_table_free(p->pmap, P_CHUNKS * sizeof *p->pmap);
   for (int w = 0; w < 2; w++) {
-    if (!p->walmap[w]) continue;
-    for (size_t k = 0; k < p->walmap_hi[w]; k++)
-      if (p->walmap[w][k]) p->vfs->munmap(p->walmap[w][k], p->walchunk_len);
-    free(p->walmap[w]);
+    if (p->walmap[w] && !forked)
+      for (size_t k = 0; k < p->walmap_hi[w]; k++)
+        if (p->walmap[w][k]) p->vfs->munmap(p->walmap[w][k], p->walchunk_len);
+    sx__os_table_free(p->walmap[w], p->nwalchunks * sizeof *p->walmap[w]);
   }
-  if (p->segmap) {
+  if (p->segmap && !forked)
     for (size_t k = 0; k < p->segmap_hi; k++)
       if (p->segmap[k]) p->vfs->munmap(p->segmap[k], SEG_BYTES);
-    free(p->segmap);
-  }
-  if (p->shm_base) p->vfs->munmap(p->shm_base, SHM_HDR_BYTES);
+  sx__os_table_free(p->segmap, 2 * p->nsegs * sizeof *p->segmap);
+  if (p->shm_base && !forked) p->vfs->munmap(p->shm_base, SHM_HDR_BYTES);
   p->pmap = NULL;
   p->walmap[0] = p->walmap[1] = NULL;
   p->segmap = NULL;
@@ -390,18 +380,19 @@ static int open_wal_files(sx__pager *p, sx_error *err) {
   return rc;
 }
 
-/* The tables of lazily made maps, sized for the longest WAL any handle may write
- * (not this one's cap). */
+/* The tables of lazily made maps, sized for the largest P and the longest WAL any
+ * handle may write (not this one's cap): about 1.4 MB of anonymous pages, of which a
+ * handle touches only the few its files reach. */
 static int alloc_map_tables(sx__pager *p, sx_error *err) {
-  p->pmap = calloc(P_CHUNKS, sizeof *p->pmap);
-  p->vstamp = calloc(P_CHUNKS, sizeof *p->vstamp);
+  p->pmap = sx__os_table(P_CHUNKS * sizeof *p->pmap);
+  p->vstamp = sx__os_table(P_CHUNKS * sizeof *p->vstamp);
   p->nwalchunks = (size_t)((WAL_HDR + (uint64_t)SX__WAL_FRAMES_MAX * p->fsz) / WAL_CHUNK + 2);
   size_t osz = sx__os_page_size();
   p->walchunk_len = (size_t)(WAL_CHUNK + ((p->fsz + osz - 1) / osz) * osz);
-  p->walmap[0] = calloc(p->nwalchunks, sizeof *p->walmap[0]);
-  p->walmap[1] = calloc(p->nwalchunks, sizeof *p->walmap[1]);
+  p->walmap[0] = sx__os_table(p->nwalchunks * sizeof *p->walmap[0]);
+  p->walmap[1] = sx__os_table(p->nwalchunks * sizeof *p->walmap[1]);
   p->nsegs = SX__WAL_FRAMES_MAX / SEG_FRAMES + 2;
-  p->segmap = calloc(2 * p->nsegs, sizeof *p->segmap);
+  p->segmap = sx__os_table(2 * p->nsegs * sizeof *p->segmap);
   if (!p->pmap || !p->vstamp || !p->walmap[0] || !p->walmap[1] || !p->segmap)
     return sx__err_set(err, SX_NOMEM, "out of memory");
   return SX_OK;

@@ -43,7 +43,7 @@ static uint16_t *stamps(sx__pager *p, uint32_t pgno) {
   if (st) return st;
   sx__mutex_lock(&p->map_mu);
   st = __atomic_load_n(&p->vstamp[k], __ATOMIC_ACQUIRE);
-  if (!st && (st = calloc(P_CHUNK_PAGES, sizeof *st)) != NULL) {
+  if (!st && (st = sx__os_table(P_CHUNK_PAGES * sizeof *st)) != NULL) {
     __atomic_store_n(&p->vstamp[k], st, __ATOMIC_RELEASE);
     if (k >= p->vstamp_hi) p->vstamp_hi = k + 1;
   }
