@@ -73,8 +73,8 @@ static void sx_make(const char *path, int rows) {
 
 static void sq_make(const char *path, int rows) {
   sqlite3 *db = NULL;
-  sq_ok(db, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-        SQLITE_OK, "sqlite3_open_v2");
+  sq_ok(db, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL), SQLITE_OK,
+        "sqlite3_open_v2");
   sq_ok(db, sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK, "WAL");
   sq_ok(db,
         sqlite3_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB NOT NULL); BEGIN", NULL,
@@ -186,8 +186,8 @@ int main(int argc, char **argv) {
       int sqlite = k ? !first : first;
       double us = round_us(sqlite, sqlite ? sqp : sxp, iters, (uint64_t)rows);
       (sqlite ? sq_us : sx_us)[r] = us;
-      fprintf(stderr, "[round %d/%d] %-7s %8.1f us\n", r + 1, rounds,
-              sqlite ? "sqlite" : "sextant", us);
+      fprintf(stderr, "[round %d/%d] %-7s %8.1f us\n", r + 1, rounds, sqlite ? "sqlite" : "sextant",
+              us);
     }
   }
   double a = bench_median(sx_us, rounds), b = bench_median(sq_us, rounds);
