@@ -330,12 +330,8 @@ static inline int block_add(block *b, uint64_t sl, size_t dim, sx_error *err) {
     b->vleaf = leaf;
     b->vpage = pg;
     b->nleaf = UINT64_MAX;
-    /* The hardware prefetchers stop at a 4 KiB boundary: start the next page, where
-     * the next leaf mostly lies (a prefetch of another address costs nothing). With
-     * the AVX-512 kernel (an Intel Xeon VM) a single-query scan of 128-d and 784-d
-     * vectors ran 6 to 14% faster; at the AVX2 level (an AMD EPYC VM) it ran slower
-     * (bench_flat --dim 784: 15.4-18.8 GB/s without against 11.5-14.6 with, 128-d
-     * level), the prefetches stalling the gathering: b->pf_next. */
+    /* Start the next page, where the next leaf mostly lies, where the CPU gains by it
+     * (sx__next_page_prefetch_preferred; a prefetch of any address is harmless). */
     if (b->pf_next)
       for (int k = 0; k < 8; k++) __builtin_prefetch(pg + b->ps + 64 * k);
   }
@@ -552,9 +548,9 @@ static void scan_flat_part(job *j) {
   }
   if (codes) {
     lb = malloc(BLOCK * j->nq * sizeof *lb);
-    cand = malloc(BLOCK * sizeof *cand);
-    j->rc = lb && cand ? ctx_get(c, &g, &j->err)
-                       : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
+    if (j->nq == 1) cand = malloc(BLOCK * sizeof *cand); /* a batch keeps its own (cb) */
+    j->rc = lb && (cand || j->nq > 1) ? ctx_get(c, &g, &j->err)
+                                      : sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
     if (!j->rc && j->nq == 1) j->rc = sx__hnsw_bounds(g, j->qs, NULL, 0, lb, &j->err);
     if (!j->rc && j->nq > 1 && !(cb = sx__hnsw_cbatch_new(g, j->qs, j->nq, BLOCK)))
       j->rc = sx__err_set(&j->err, SX_NOMEM, "out of memory for search");
@@ -566,7 +562,7 @@ static void scan_flat_part(job *j) {
     uint64_t nslots = sx__rd64(j->hdr + SX__H_NSLOTS);
     b.leaves = vleaves(c, j->hdr, nslots, &b.nleaves);
   }
-  b.pf_next = sx__kernel_level() == SX__KERNEL_AVX512;
+  b.pf_next = sx__next_page_prefetch_preferred();
   b.vbytes = dim * 4;
   b.ps = b.vc.ps;
   b.pshift = (unsigned)__builtin_ctz(b.vc.ps);

@@ -697,6 +697,10 @@ int sx__raw4_preferred(void) {
 #endif
 }
 
+int sx__next_page_prefetch_preferred(void) {
+  return sx__kernel_level() == SX__KERNEL_AVX512;
+}
+
 float sx__norm(const float *a, size_t dim) {
   return active()->norm(a, dim);
 }

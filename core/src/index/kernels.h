@@ -66,6 +66,14 @@ sx__raw4_fn sx__raw4(int what);
  * without on an AMD EPYC VM; 0.84-0.93x with it against 0.99-1.23x without on an
  * Intel Xeon VM (AVX512-FP16, AMX). So AMD processors only. */
 int sx__raw4_preferred(void);
+/* Whether a scan that reaches a new page of vectors should prefetch the next page
+ * too: the hardware prefetchers stop at a 4 KiB boundary, and the next leaf mostly
+ * lies there. With the AVX-512 kernel (an Intel Xeon VM) a single-query scan of
+ * 128-d and 784-d vectors ran 6 to 14% faster with it; at the AVX2 level (an AMD
+ * EPYC VM) it ran slower (bench_flat --dim 784: 15.4-18.8 GB/s without against
+ * 11.5-14.6 with, 128-d level), the prefetches stalling the gathering. So the
+ * AVX-512 level only. */
+int sx__next_page_prefetch_preferred(void);
 
 /* Integer dot product of a query quantized to int16 and an 8-bit code:
  * sum q_i * c_i over dim components, exact in int32 as long as
