@@ -157,7 +157,8 @@ class Client:
 
     def search(self, vector: List[float], k: int, use_get: bool = False, ef: Optional[int] = None) -> Dict[str, Any]:
         if use_get:
-            status, ans = self.request("GET", f"/search?k={k}&vector=" + ",".join(repr(x) for x in vector))
+            extra = f"&ef={ef}" if ef is not None else ""
+            status, ans = self.request("GET", f"/search?k={k}{extra}&vector=" + ",".join(repr(x) for x in vector))
         else:
             body: Dict[str, Any] = {"vector": vector, "k": k}
             if ef is not None:
