@@ -481,6 +481,63 @@ TEST_P(FilterSearch, MatchesBruteForceOverTheMatchingItems) {
   sx_read_free(r);
 }
 
+// Any k and ef are answers, not crashes: k beyond the collection returns every match
+// (a k of 2^62 once made the filtered walk's choice divide by zero), and an ef beyond
+// the collection is the exhaustive walk (an ef of 2^31 once sized gigabytes and failed
+// with NOMEM). Each must equal the brute force over the matching items.
+TEST_P(FilterSearch, HugeKAndEfAreExhaustive) {
+  Db d;
+  const uint32_t dim = 8;
+  const size_t n = 300, m = 3;
+  sx_write *w = Begin(d.db);
+  Create(w, "c", dim, GetParam());
+  Fill(w, "c", n, dim, 12, m);
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
+  sx_write_free(w);
+  std::vector<float> vecs = sxt::Gen(12, n, dim), qs = sxt::Gen(98, 3, dim);
+  sx_read *r = nullptr;
+  ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
+  sx_collection *c = nullptr;
+  ASSERT_EQ(sx_read_collection(r, "c", &c, &err), SX_OK);
+  const size_t ks[] = {n, n + 1, (size_t)1 << 31, (size_t)1 << 62, SIZE_MAX};
+  const uint32_t efs[] = {0, (uint32_t)1 << 31, UINT32_MAX};
+  for (const char *filter : {(const char *)nullptr, R"({"c": 1})"}) {
+    bool (*pred)(size_t, size_t) = filter ? +[](size_t i, size_t mm) { return i % mm == 1; }
+                                          : +[](size_t, size_t) { return true; };
+    for (size_t q = 0; q < 3; q++) {
+      std::vector<std::string> want = Brute(vecs, n, dim, &qs[q * dim], n, pred, m);
+      for (size_t k : ks) {
+        for (uint32_t ef : efs) {
+          Hits h;
+          ASSERT_EQ(Search(c, &qs[q * dim], dim, k, filter, &h, 0, ef, &err), SX_OK)
+              << err.message << " k " << k << " ef " << ef;
+          EXPECT_EQ(h.ids, want) << "k " << k << " ef " << ef << " filter "
+                                 << (filter ? filter : "none");
+        }
+      }
+      // The same through a batch of two.
+      std::vector<float> two(qs.begin() + q * dim, qs.begin() + (q + 1) * dim);
+      two.insert(two.end(), two.begin(), two.end());
+      sx_search_options o = SX_SEARCH_OPTIONS_INIT;
+      o.filter = filter;
+      o.ef = UINT32_MAX;
+      sx_results *res = nullptr;
+      ASSERT_EQ(sx_collection_search_batch(c, two.data(), 2, dim, SIZE_MAX, &o, &res, &err), SX_OK)
+          << err.message;
+      for (size_t b = 0; b < 2; b++) {
+        std::vector<std::string> got;
+        for (size_t i = 0; i < sx_results_count(res, b); i++)
+          got.push_back(sx_results_id(res, b, i));
+        EXPECT_EQ(got, want) << "batch query " << b;
+      }
+      sx_results_free(res);
+    }
+  }
+  sx_collection_free(c);
+  sx_read_free(r);
+}
+
 TEST_P(FilterSearch, DeletedAndReupsertedItems) {
   Db d;
   const uint32_t dim = 4;

@@ -653,6 +653,26 @@ struct State {
 
 typedef std::vector<std::pair<float, std::string>> Hits;
 
+// k and ef as a caller may pass them: mostly small, one time in four (both top bits
+// of b) a k from 2^31 up, one in thirty-two an ef from 2^31 up or 0. A k of 2^62 once
+// divided by zero in a filtered HNSW search; an ef of 2^31 failed with NOMEM.
+size_t PickK(uint8_t b) {
+  static const size_t big[] = {(size_t)1 << 31, (size_t)1 << 62, SIZE_MAX};
+  return (b >> 6) == 3 ? big[b % 3] : 1 + b % 6;
+}
+
+uint32_t PickEf(size_t k, uint8_t e) {
+  static const uint32_t big[] = {0, (uint32_t)1 << 31, UINT32_MAX};
+  if (e >= 0xf8) return big[e % 3];
+  return k > 64 ? 0 : (uint32_t)(k + e % 32);
+}
+
+// Whether an HNSW search is exhaustive: its candidate list (at least k) covers the
+// collection.
+bool Covers(const Coll &mc, size_t k, uint32_t ef) {
+  return ef >= mc.items.size() || k >= mc.items.size();
+}
+
 // The model's top k for q: by distance, then id; only the items f matches, if given.
 Hits TopK(const Coll &mc, const float *q, size_t k, const Filter *f = nullptr) {
   Hits want;
@@ -766,13 +786,13 @@ void CheckView(State &s, sx_collection *c, const Model &m, int coll, In &in) {
   float q[kDim];
   for (size_t i = 0; i < kDim; i++) q[i] = (float)((int)(in.byte() % 9) - 4);
   uint8_t b = in.byte();
-  size_t k = 1 + b % 6;
+  size_t k = PickK(b);
   sx_search_options so = SX_SEARCH_OPTIONS_INIT;
   so.threads = 1;
   so.exact = (b >> 3) & 1;
-  so.ef = (uint32_t)(k + in.byte() % 32);
+  so.ef = PickEf(k, in.byte());
   Hits want = TopK(mc, q, k);
-  bool exact = !Hnsw(coll) || so.exact || so.ef >= mc.items.size();
+  bool exact = !Hnsw(coll) || so.exact || Covers(mc, k, so.ef);
   sx_results *res = nullptr;
   rc = sx_collection_search(c, q, kDim, k, &so, &res, &s.err);
   if (rc) Fail("search", s.err.message);
@@ -803,12 +823,12 @@ void CheckFiltered(State &s, sx_collection *c, const Model &m, int coll, In &in)
   float q[kDim];
   for (size_t i = 0; i < kDim; i++) q[i] = (float)((int)(in.byte() % 9) - 4);
   uint8_t b = in.byte();
-  size_t k = 1 + b % 6;
+  size_t k = PickK(b);
   sx_search_options so = SX_SEARCH_OPTIONS_INIT;
   so.threads = 1;
   so.exact = (b >> 3) & 1;
   so.include = (b >> 5) & 1 ? SX_INCLUDE_METADATA : 0;
-  so.ef = (uint32_t)(k + in.byte() % 32);
+  so.ef = PickEf(k, in.byte());
   so.filter = f.text.c_str();
   int rc = sx_filter_check(so.filter, &s.err);
   if (f.valid ? rc != SX_OK : rc != SX_INVALID_ARGUMENT)

@@ -676,3 +676,14 @@ def test_k_beyond_any_size_and_vectors_none_are_clear_errors(db: sextant.Databas
             ids, dist = w.search_batch(coll, [[1, 2], [3, 4], [0, 0]], 10**9)
             assert ids.shape == (3, 2) and dist.shape == (3, 2)
             assert list(ids[0]) == ["a", "b"]
+        # The largest k and ef are answers too, with a filter (where a k of 2**62 once
+        # divided by zero in the core: SIGFPE) and without (an ef from 2**31 sized
+        # gigabytes: NoMem).
+        w.upsert("h", ["a", "b"], [[1, 2], [3, 4]], [{"t": 1}, {"t": 2}])
+        for k in (2**62, 2**64 - 1):
+            for ef in (0, 2**31, 2**32 - 1):
+                for flt in (None, {"t": 1}, {}):
+                    want = ["a"] if flt == {"t": 1} else ["a", "b"]
+                    assert [h.id for h in w.search("h", [1, 2], k, ef=ef, filter=flt)] == want
+                    ids, _ = w.search_batch("h", [[1, 2]], k, ef=ef, filter=flt)
+                    assert [i for i in ids[0] if i is not None] == want  # padded to the count

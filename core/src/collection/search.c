@@ -668,6 +668,7 @@ typedef struct search {
   const float *qs;
   float *qn;               /* query norms (cosine) */
   size_t nq, dim, k, want; /* k: candidates kept per query; want: hits returned */
+  size_t ef;               /* HNSW: the candidate list (search_ef) */
   uint64_t nslots;
   int rerank, nt;
   int graph; /* an HNSW collection searched through its graph (else scanned) */
@@ -728,7 +729,7 @@ static int search_plan(search *S, const sx_search_options *o, int nthreads, sx_e
     if (hnsw) {
       j->hnsw = 1;
       j->k = k;
-      j->ef = o && o->ef ? o->ef : (k > 64 ? (uint32_t)k : 64);
+      j->ef = S->ef > UINT32_MAX ? UINT32_MAX : (uint32_t)S->ef; /* the walk keeps max(ef, k) */
       j->qlo = nq * (size_t)t / (size_t)nt;
       j->qhi = nq * (size_t)(t + 1) / (size_t)nt;
     }
@@ -914,20 +915,29 @@ static int search_results(search *S, sx_results *res, size_t total, sx_error *er
   return rc;
 }
 
+/* The HNSW candidate list of a search for k hits (k at most the slots already): the
+ * options' ef (0: 64), at least k, and at most the collection's slots. The list never
+ * holds more nodes than the graph has, so the cap changes no answer; without it an ef
+ * from 2^31 up sized gigabytes of scratch and failed with NOMEM. */
+static size_t search_ef(const sx_search_options *o, size_t k, uint64_t nslots) {
+  size_t ef = o && o->ef ? o->ef : 64;
+  if (ef < k) ef = k;
+  if (ef > nslots && nslots >= k) ef = (size_t)nslots;
+  return ef;
+}
+
 /* With a filter, whether an HNSW collection walks its graph or scans the matching
  * items: the filter is evaluated on a fixed sample of slots spread evenly over the
  * collection, and when the matching items are estimated few, scanning them is
  * cheaper than a walk that has to pass through many that do not match (and recall
  * is then exact). */
-static int search_choose(search *S, const sx_search_options *o, size_t k, sx_error *err) {
+static int search_choose(search *S, sx_error *err) {
   const sx__coll *c = S->c;
   uint64_t live = sx__rd64(S->h + SX__H_COUNT), n = S->nslots;
-  size_t ef = o && o->ef ? o->ef : (k > 64 ? k : 64);
-  if (ef < k) ef = k;
   /* The walk costs about ef / share expansions (hnsw_search.c), a scan one filter
    * test per item: scan when fewer than SCAN_MATCHES * ef items match. */
   enum { SCAN_MATCHES = 40, ENOUGH = 32 };
-  uint64_t limit = (uint64_t)SCAN_MATCHES * ef;
+  uint64_t limit = S->ef > UINT64_MAX / SCAN_MATCHES ? UINT64_MAX : (uint64_t)SCAN_MATCHES * S->ef;
   if (live <= limit || n == 0) { /* n == 0 < live: a damaged count, nothing to sample */
     S->graph = 0;
     return SX_OK;
@@ -983,15 +993,17 @@ int sx__coll_search(const sx__coll *c, const float *qs, size_t nq, size_t dim, s
   S.include = o ? o->include : 0;
   S.nslots = sx__rd64(S.h + SX__H_NSLOTS);
   S.graph = c->index == SX_INDEX_HNSW && !(o && o->exact);
+  /* No search returns more hits than the collection has slots, whatever k asks. */
+  if (k > S.nslots) k = S.nslots ? S.nslots : 1;
+  S.want = k;
+  S.ef = search_ef(o, k, S.nslots);
   if (S.graph && filter) {
-    rc = search_choose(&S, o, k, err);
+    rc = search_choose(&S, err);
     if (rc) {
       sx__filter_free(filter);
       return rc;
     }
   }
-  if (k > S.nslots) k = S.nslots ? S.nslots : 1;
-  S.want = k;
   /* A batch scan ranks by the batch kernel, whose distances may differ from the
    * single-query kernel's in the last bits; it keeps a margin of candidates and
    * re-ranks them with the single-query kernel, so a batch answers exactly as the
