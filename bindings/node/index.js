@@ -68,7 +68,12 @@ Object.defineProperty(SextantError.prototype, 'name', { value: 'SextantError', w
 let scratch = new Float64Array(1024);
 L.sx_node_register(SextantError, scratch);
 
+// A search for more hits than this reserves no more: a bigger answer brings its
+// distances in an array of its own (hitsOf). k is often "everything" (2^53 - 1).
+const SCRATCH_MAX = 1 << 16;
+
 function scratchFor(k) {
+  if (k > SCRATCH_MAX) k = SCRATCH_MAX;
   if (k > scratch.length) {
     scratch = new Float64Array(Math.max(k, scratch.length * 2));
     L.sx_node_register(SextantError, scratch);
@@ -76,13 +81,16 @@ function scratchFor(k) {
 }
 
 /** Hits of a synchronous single search: ids joined by NUL, distances in scratch; or,
- * when the hits carry metadata or vectors, [ids joined by NUL, metadata, vectors, dim]. */
+ * when the hits carry metadata or vectors, [ids joined by NUL, metadata, vectors, dim];
+ * or, when there are more hits than scratch holds, [ids joined by NUL, metadata?,
+ * vectors?, dim?, distances]. */
 function hitsOf(r) {
   const joined = typeof r === 'string' ? r : r[0];
   if (joined === '') return [];
+  const dist = typeof r !== 'string' && r.length > 4 ? r[4] : scratch;
   const ids = joined.split('\0');
   const out = new Array(ids.length);
-  for (let i = 0; i < ids.length; i++) out[i] = { id: ids[i], distance: scratch[i] };
+  for (let i = 0; i < ids.length; i++) out[i] = { id: ids[i], distance: dist[i] };
   if (typeof r !== 'string') addExtras(out, 0, r[1], r[2], r[3]);
   return out;
 }
@@ -163,7 +171,6 @@ function err(code, message) {
 // ---- argument conversion ------------------------------------------------------------------
 
 const U32_MAX = 4294967295;
-const UNKNOWN = 99; // an enum value the core does not know: it answers INVALID_ARGUMENT
 const SYNC = { full: L.SX_SYNC_FULL, normal: L.SX_SYNC_NORMAL, off: L.SX_SYNC_OFF };
 const INDEX = { flat: L.SX_INDEX_FLAT, hnsw: L.SX_INDEX_HNSW };
 const PACKED = typeof L.sx_write_upsert_packed === 'function';
@@ -172,8 +179,15 @@ function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
 }
 
+// A lone UTF-16 surrogate, which has no UTF-8 form (String.prototype.isWellFormed
+// would do, but only from Node 20).
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A string the core gets as UTF-8. A lone surrogate is refused: Node would pass it on
+ * as U+FFFD, so two different ids would name one item. */
 function str(v, what) {
   if (typeof v !== 'string') throw new TypeError(`${what} must be a string, not ${describeType(v)}`);
+  if (LONE_SURROGATE.test(v)) throw err('INVALID_ARGUMENT', `${what} is not valid UTF-8 text (it holds a lone surrogate)`);
   return v;
 }
 
@@ -615,7 +629,10 @@ class WriteSession extends Session {
     o.dim = u32opt(opts.dim, 'dim');
     o.metric = L.sx_metric_parse(str(opts.metric === undefined ? 'l2' : opts.metric, 'metric'));
     const index = opts.index === undefined ? 'hnsw' : str(opts.index, 'index');
-    o.index = Object.prototype.hasOwnProperty.call(INDEX, index) ? INDEX[index] : UNKNOWN;
+    if (!Object.prototype.hasOwnProperty.call(INDEX, index)) {
+      throw err('INVALID_ARGUMENT', `unknown index type '${index}' (flat, hnsw)`);
+    }
+    o.index = INDEX[index];
     o.hnsw_m = u32opt(opts.m, 'm');
     o.hnsw_ef_construction = u32opt(opts.efConstruction, 'efConstruction');
     o.quantization = L.sx_quantization_parse(str(opts.quantization === undefined ? 'none' : opts.quantization, 'quantization'));
@@ -656,7 +673,7 @@ class WriteSession extends Session {
       if (!Array.isArray(ids)) throw new TypeError('ids must be an array of strings');
       ids.forEach((id, i) => str(id, `ids[${i}]`));
     } else if (typeof a === 'string') {
-      ids = [a];
+      ids = [str(a, 'id')];
       vecs = [b];
       metas = c === undefined ? undefined : [c];
     } else {
@@ -967,7 +984,10 @@ function open(dbPath, opts) {
     }
     if (opts.sync !== undefined) {
       str(opts.sync, 'sync');
-      o.sync = Object.prototype.hasOwnProperty.call(SYNC, opts.sync) ? SYNC[opts.sync] : UNKNOWN;
+      if (!Object.prototype.hasOwnProperty.call(SYNC, opts.sync)) {
+        throw err('INVALID_ARGUMENT', `unknown sync level '${opts.sync}' (full, normal, off)`);
+      }
+      o.sync = SYNC[opts.sync];
     }
     o.threads = u32opt(opts.threads, 'threads');
     o.page_size = u32opt(opts.pageSize, 'pageSize');

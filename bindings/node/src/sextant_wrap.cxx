@@ -1761,14 +1761,24 @@ static bool extras(Napi::Env env, const sx_results *res, const Bulk &b, Napi::Ar
 }
 
 /* A synchronous single search: the ids joined by NUL; the distances go to the
- * registered scratch Float64Array (index.js makes sure it holds k). When the hits
- * carry metadata or vectors: [ids joined by NUL, metadata, vectors, dim] (see extras). */
+ * registered scratch Float64Array (index.js makes it hold k, up to a cap). When the
+ * hits carry metadata or vectors: [ids joined by NUL, metadata, vectors, dim] (see
+ * extras). When there are more hits than the scratch holds, the distances come in a
+ * Float64Array of their own: [ids joined by NUL, metadata?, vectors?, dim?, distances]. */
 static Napi::Value hits_scratch(Napi::Env env, const sx_results *res) {
   Bulk b(res);
   EnvData *d = env_data(env, false);
   if (!d || d->scratch.IsEmpty()) raise(env, SX_MISUSE, "sx_node_register() has not given a scratch array");
   Napi::Float64Array a = d->scratch.Value();
-  if (a.ElementLength() < b.total) raise(env, SX_MISUSE, "the scratch array is shorter than k");
+  if (a.ElementLength() < b.total) {
+    Napi::Float64Array own = Napi::Float64Array::New(env, b.total);
+    for (size_t h = 0; h < b.total; h++) own.Data()[h] = (double)bulk_distance(res, b, 0, h);
+    Napi::Array more = Napi::Array::New(env, 5);
+    more.Set(0u, joined_ids(env, res, b));
+    extras(env, res, b, more, 1);
+    more.Set(4u, own);
+    return more;
+  }
   double *out = a.Data();
   for (size_t h = 0; h < b.total; h++) out[h] = (double)bulk_distance(res, b, 0, h);
   Napi::Value ids = joined_ids(env, res, b);

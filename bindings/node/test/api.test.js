@@ -118,6 +118,86 @@ test('errors carry the status name; wrong types are TypeError', (t) => {
   assert.ok(sextant.CODES.includes(e.code));
 });
 
+test('a lone surrogate is refused wherever a string goes in; nothing is stored', (t) => {
+  // Node would hand the core U+FFFD for it, so '\ud800' and '\udc00' would name one item.
+  const db = fresh(t);
+  const lone = code('INVALID_ARGUMENT');
+  db.write((w) => {
+    w.createCollection('c', { dim: 2, index: 'flat' });
+    for (const bad of ['\ud800', '\udc00', 'a\udbffb', 'x\udfff', '\udc00\ud800']) {
+      assert.throws(() => w.upsert('c', bad, [1, 2]), lone, JSON.stringify(bad));
+      assert.throws(() => w.upsert('c', [{ id: 'ok', vector: [1, 2] }, { id: bad, vector: [3, 4] }]), lone);
+      assert.throws(() => w.upsert('c', { ids: ['ok', bad], vectors: [[1, 2], [3, 4]] }), lone);
+      assert.throws(() => w.get('c', bad), lone);
+      assert.throws(() => w.getMany('c', [bad]), lone);
+      assert.throws(() => w.delete('c', [bad]), lone);
+      assert.throws(() => w.createCollection(bad, { dim: 2 }), lone);
+      assert.throws(() => w.search(bad, [1, 2], 1), lone);
+    }
+    assert.equal(w.count('c'), 0);
+    // A surrogate pair is one character (U+1F600), not a lone surrogate.
+    w.upsert('c', '\ud83d\ude00', [1, 2]);
+  });
+  db.read((r) => {
+    assert.deepEqual([...r.scan('c')].map((x) => x.id), ['\u{1F600}']);
+    assert.throws(() => [...r.scan('c', { after: '\ud800' })], code('INVALID_ARGUMENT'));
+  });
+  const e = (() => {
+    try {
+      db.write((w) => w.upsert('c', '\ud800', [1, 2]));
+    } catch (x) {
+      return x;
+    }
+  })();
+  assert.match(e.message, /id is not valid UTF-8 text \(it holds a lone surrogate\)/);
+});
+
+test('a k beyond the collection returns every item, past the scratch a search reserves', (t) => {
+  // More hits than the 65,536 distances a synchronous search reserves come in an array
+  // of their own; k itself sizes nothing.
+  const db = fresh(t, { sync: 'off' });
+  const n = 70000;
+  const flat = new Float32Array(n * 2);
+  const ids = new Array(n);
+  for (let i = 0; i < n; i++) {
+    ids[i] = `v${i}`;
+    flat[2 * i] = i;
+  }
+  db.write((w) => {
+    w.createCollection('c', { dim: 2, index: 'flat' });
+    w.upsert('c', { ids, vectors: flat });
+  });
+  db.read((r) => {
+    for (const k of [Number.MAX_SAFE_INTEGER, 2 ** 40, n + 1, n]) {
+      const hits = r.search('c', [0, 0], k);
+      assert.equal(hits.length, n, `k ${k}`);
+      for (const i of [0, 1, 65535, 65536, 65537, n - 1]) {
+        assert.equal(hits[i].id, `v${i}`);
+        assert.equal(hits[i].distance, Math.fround(i * i));
+      }
+    }
+    const withMeta = r.search('c', [0, 0], Number.MAX_SAFE_INTEGER, { include: ['vector'] });
+    assert.equal(withMeta.length, n);
+    assert.deepEqual(Array.from(withMeta[n - 1].vector), [n - 1, 0]);
+    assert.equal(withMeta[n - 1].distance, Math.fround((n - 1) * (n - 1)));
+    // The scratch path again, after the big answers.
+    assert.deepEqual(r.search('c', [2.2, 0], 3).map((h) => h.id), ['v2', 'v3', 'v1']);
+    const b = r.searchBatch('c', [[0, 0], [n, 0]], Number.MAX_SAFE_INTEGER);
+    assert.equal(b.ids[0].length, n);
+    assert.equal(b.ids[1][0], `v${n - 1}`);
+  });
+});
+
+test('an unknown sync level or index type is named in its error', (t) => {
+  assert.throws(() => sextant.open(path.join(tmpdir(t), 'x.sx'), { sync: 'sometimes' }),
+    (e) => e.code === 'INVALID_ARGUMENT' && e.message === "unknown sync level 'sometimes' (full, normal, off)");
+  const db = fresh(t);
+  db.write((w) => {
+    assert.throws(() => w.createCollection('c', { dim: 2, index: 'ivf' }),
+      (e) => e.code === 'INVALID_ARGUMENT' && e.message === "unknown index type 'ivf' (flat, hnsw)");
+  });
+});
+
 test('close ends sessions; close is idempotent; Symbol.dispose', (t) => {
   const dir = tmpdir(t);
   const db = sextant.open(path.join(dir, 'db.sx'));
