@@ -35,6 +35,8 @@ package sextant
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"runtime"
 	"time"
 
@@ -59,6 +61,16 @@ type openConfig struct {
 	threads        uint32
 	autocheckpoint uint32
 	walMaxFrames   uint32
+	err            error // the first option out of range
+}
+
+// setU32 sets an option the core takes as a uint32, keeping the first out of range.
+func (c *openConfig) setU32(dst *uint32, what string, n int) {
+	v, err := u32(what, n)
+	*dst = v
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 }
 
 // Option configures Open.
@@ -73,25 +85,33 @@ func WithSync(s Sync) Option { return func(c *openConfig) { c.sync, c.syncSet = 
 
 // WithPageSize sets the page size of a new database: a power of two from 4096 to
 // 65536 (default 4096). Ignored when the database exists.
-func WithPageSize(n int) Option { return func(c *openConfig) { c.pageSize = clampU32(n) } }
+func WithPageSize(n int) Option {
+	return func(c *openConfig) { c.setU32(&c.pageSize, "page size", n) }
+}
 
 // WithThreads sets the most threads one call on this handle may use (batch searches,
 // linking upserted vectors into an HNSW index); 0 means the number of processors (at
 // most 8), 1 keeps every call on its calling thread.
-func WithThreads(n int) Option { return func(c *openConfig) { c.threads = clampU32(n) } }
+func WithThreads(n int) Option { return func(c *openConfig) { c.setU32(&c.threads, "threads", n) } }
 
 // WithAutocheckpoint checkpoints automatically once the WAL holds n frames (default 1000).
-func WithAutocheckpoint(n int) Option { return func(c *openConfig) { c.autocheckpoint = clampU32(n) } }
+func WithAutocheckpoint(n int) Option {
+	return func(c *openConfig) { c.setU32(&c.autocheckpoint, "autocheckpoint frames", n) }
+}
 
 // WithWALMaxFrames caps the WAL's length in frames (default 1048576); a commit that
 // would pass it while a reader pins an old snapshot fails with ErrBusy.
-func WithWALMaxFrames(n int) Option { return func(c *openConfig) { c.walMaxFrames = clampU32(n) } }
+func WithWALMaxFrames(n int) Option {
+	return func(c *openConfig) { c.setU32(&c.walMaxFrames, "WAL max frames", n) }
+}
 
-func clampU32(n int) uint32 {
-	if n < 0 || int64(n) > 0xffffffff {
-		return 0xffffffff // the core rejects it, as it should reject the original
+// u32 is an int argument as the uint32 the core takes; one that does not fit is an
+// error naming it (converted, -1 would reach the core as 4294967295).
+func u32(what string, n int) (uint32, error) {
+	if n < 0 || int64(n) > math.MaxUint32 {
+		return 0, errInvalid(fmt.Sprintf("%s %d is not an integer from 0 to 4294967295", what, n))
 	}
-	return uint32(n)
+	return uint32(n), nil
 }
 
 // DB is an open database. Safe for concurrent use by many goroutines.
@@ -109,6 +129,9 @@ func Open(path string, opts ...Option) (*DB, error) {
 	}
 	if err := checkString("path", path); err != nil {
 		return nil, err
+	}
+	if c.err != nil {
+		return nil, c.err
 	}
 	o := sx.NewSx_open_options()
 	defer sx.DeleteSx_open_options(o)
@@ -129,7 +152,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 	case SyncOff:
 		o.SetSync(sx.SX_SYNC_OFF)
 	default:
-		o.SetSync(sx.Sx_sync(99)) // an unknown level: the core answers INVALID_ARGUMENT
+		return nil, errInvalid(fmt.Sprintf("unknown sync level '%s' (full, normal, off)", c.sync))
 	}
 	o.SetPage_size(uint(c.pageSize))
 	o.SetThreads(uint(c.threads))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -198,6 +199,85 @@ func TestBadInput(t *testing.T) {
 	wantErr(t, err, ErrInvalidArgument)
 	_, err = Open(filepath.Join(t.TempDir(), "x.sx"), WithPageSize(1000))
 	wantErr(t, err, ErrInvalidArgument)
+}
+
+// An argument out of range is named as the caller wrote it: a negative int once reached
+// the core as 4294967295 and was reported as that. An unknown sync level or index type
+// is named too.
+func TestBadArgumentsAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	msg := func(err error) string {
+		var e *Error
+		if !errors.As(err, &e) || e.Code != "INVALID_ARGUMENT" {
+			t.Fatalf("want INVALID_ARGUMENT, got %v", err)
+		}
+		return e.Message
+	}
+	for _, c := range []struct {
+		opt  Option
+		want string
+	}{
+		{WithPageSize(-1), "page size -1 is not an integer from 0 to 4294967295"},
+		{WithThreads(-2), "threads -2 is not an integer from 0 to 4294967295"},
+		{WithAutocheckpoint(-3), "autocheckpoint frames -3 is not an integer from 0 to 4294967295"},
+		{WithWALMaxFrames(1 << 40), "WAL max frames 1099511627776 is not an integer from 0 to 4294967295"},
+		{WithSync("sometimes"), "unknown sync level 'sometimes' (full, normal, off)"},
+	} {
+		_, err := Open(filepath.Join(dir, "x.sx"), c.opt)
+		if got := msg(err); got != c.want {
+			t.Errorf("got %q, want %q", got, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.sx")); !os.IsNotExist(err) {
+		t.Fatalf("a refused open left a file: %v", err)
+	}
+	db := tempDB(t)
+	mustUpdate(t, db, func(tx *WriteTx) error {
+		for _, c := range []struct {
+			cfg  CollectionConfig
+			want string
+		}{
+			{CollectionConfig{Dim: -1, Metric: L2, Index: Flat}, "dimension -1 is not an integer from 0 to 4294967295"},
+			{CollectionConfig{Dim: 4, Metric: L2, Index: HNSW, M: -1}, "HNSW m -1 is not an integer from 0 to 4294967295"},
+			{CollectionConfig{Dim: 4, Metric: L2, Index: HNSW, EfConstruction: -5}, "HNSW ef_construction -5 is not an integer from 0 to 4294967295"},
+			{CollectionConfig{Dim: 4, Metric: L2, Index: "ivf"}, "unknown index type 'ivf' (flat, hnsw)"},
+			{CollectionConfig{Dim: 4, Metric: L2}, "unknown index type '' (flat, hnsw)"},
+		} {
+			if got := msg(tx.CreateCollection("x", c.cfg)); got != c.want {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		}
+		if err := tx.CreateCollection("h", CollectionConfig{Dim: 2, Metric: L2, Index: HNSW}); err != nil {
+			return err
+		}
+		return tx.Upsert("h", []string{"a", "b"}, [][]float32{{0, 0}, {1, 0}}, nil)
+	})
+	ctx := context.Background()
+	err := db.View(func(tx *ReadTx) error {
+		_, err := tx.Search(ctx, "h", []float32{0, 0}, 1, WithEf(-5))
+		if got := msg(err); got != "ef -5 is not an integer from 0 to 4294967295" {
+			t.Errorf("got %q", got)
+		}
+		_, err = tx.SearchBatch(ctx, "h", [][]float32{{0, 0}}, 1, WithSearchThreads(-1))
+		if got := msg(err); got != "threads -1 is not an integer from 0 to 4294967295" {
+			t.Errorf("got %q", got)
+		}
+		// The largest k and ef are answers: every item, nothing sized by them.
+		for _, ef := range []int{0, math.MaxUint32} {
+			hits, err := tx.Search(ctx, "h", []float32{0, 0}, math.MaxInt, WithEf(ef))
+			if err != nil || len(hits) != 2 || hits[0].ID != "a" || hits[1].ID != "b" {
+				t.Errorf("ef %d: %v %v", ef, hits, err)
+			}
+			batch, err := tx.SearchBatch(ctx, "h", [][]float32{{1, 0}}, math.MaxInt, WithEf(ef), WithFilter(`{}`))
+			if err != nil || len(batch[0]) != 2 || batch[0][0].ID != "b" {
+				t.Errorf("batch ef %d: %v %v", ef, batch, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestUpdateAbortsOnErrorAndPanic(t *testing.T) {

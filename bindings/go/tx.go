@@ -2,6 +2,7 @@ package sextant
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -404,7 +405,19 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	if err := statusError(sx.Sx_collection_options_init(o, uint(sx.SX_COLLECTION_OPTIONS_VERSION)), nil); err != nil {
 		return err
 	}
-	o.SetDim(uint(clampU32(cfg.Dim)))
+	dim, err := u32("dimension", cfg.Dim)
+	if err != nil {
+		return err
+	}
+	hm, err := u32("HNSW m", cfg.M)
+	if err != nil {
+		return err
+	}
+	efc, err := u32("HNSW ef_construction", cfg.EfConstruction)
+	if err != nil {
+		return err
+	}
+	o.SetDim(uint(dim))
 	o.SetMetric(sx.Sx_metric(m))
 	switch cfg.Index {
 	case HNSW:
@@ -412,10 +425,10 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	case Flat:
 		o.SetIndex(sx.SX_INDEX_FLAT)
 	default:
-		o.SetIndex(sx.Sx_index_type(99)) // unknown: the core answers INVALID_ARGUMENT
+		return errInvalid(fmt.Sprintf("unknown index type '%s' (flat, hnsw)", cfg.Index))
 	}
-	o.SetHnsw_m(uint(clampU32(cfg.M)))
-	o.SetHnsw_ef_construction(uint(clampU32(cfg.EfConstruction)))
+	o.SetHnsw_m(uint(hm))
+	o.SetHnsw_ef_construction(uint(efc))
 	quant := cfg.Quantization
 	if quant == "" {
 		quant = QuantizationNone
