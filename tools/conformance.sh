@@ -15,6 +15,7 @@
 # {"runner", "results": [{"file", "test", "outcome"}]}); tools/matrix.py tabulates them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tools/go_env.sh" # the core's sources in the Go build cache's key
 runners=("$@")
 [ ${#runners[@]} -gt 0 ] || runners=(c python go node)
 reuse=${SX_MATRIX_REUSE:-0}

@@ -18,6 +18,7 @@
 # Environment: SX_DEMO_SECONDS (how long the searchers run, default 10), SX_PY_VENV.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tools/go_env.sh" # the core's sources in the Go build cache's key
 venv=${SX_PY_VENV:-$root/build/py-venv}
 seconds=${SX_DEMO_SECONDS:-10}
 part_c=1 part_multi=1

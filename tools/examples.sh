@@ -12,6 +12,7 @@
 # Environment: SX_PY_VENV, SX_EXAMPLES_REQUESTS (default 2000).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tools/go_env.sh" # the core's sources in the Go build cache's key
 venv=${SX_PY_VENV:-$root/build/py-venv}
 export SX_EXAMPLES_REQUESTS=${SX_EXAMPLES_REQUESTS:-2000}
 want=" ${*:-python go node} "

@@ -6,6 +6,7 @@
 # SX_MATRIX_REUSE=1 to reuse the Python package and Node addon tools/test.sh built.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tools/go_env.sh" # the core's sources in the Go build cache's key
 langs=${SX_INTEROP_LANGS:-c python go node}
 reuse=${SX_MATRIX_REUSE:-0}
 vpy=$root/build/py-venv/bin/python

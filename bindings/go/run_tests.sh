@@ -18,6 +18,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+. "$root/tools/go_env.sh" # the core's sources in the Go build cache's key
 venv=${SX_GO_SWIG_VENV:-$root/build/go-swig-venv}
 export SX_GO_STRESS_SECONDS=${SX_GO_STRESS_SECONDS:-2}
 
