@@ -97,7 +97,7 @@ static int sx_py_strings(PyObject *o, const char *what, int allow_none, PyObject
   *keep = NULL;
   *arr = NULL;
   *n = 0;
-  if (PyUnicode_Check(o) || PyBytes_Check(o)) {
+  if (PyUnicode_Check(o) || PyBytes_Check(o) || PyByteArray_Check(o) || PyMemoryView_Check(o)) {
     PyErr_Format(PyExc_TypeError, "%s must be a sequence of str, not a single %.80s", what,
                  Py_TYPE(o)->tp_name);
     return -1;

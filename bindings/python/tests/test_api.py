@@ -479,6 +479,17 @@ def test_ids_and_metadata(db: sextant.Database) -> None:
             w.upsert("c", ["m", "n"], [[1, 1], [2, 2]], [None])
         with pytest.raises(sextant.InvalidArgument):
             w.upsert("c", ["m"], [[1, 1]], [[1, 2]])  # type: ignore[list-item]  # not an object
+        # Bytes are not a sequence of ids (they iterate as ints): named as what they are.
+        for raw in (b"ab", bytearray(b"ab"), memoryview(b"ab")):
+            with pytest.raises(TypeError, match=f"not a single {type(raw).__name__}"):
+                w.upsert("c", raw, [[1, 1], [2, 2]])  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=f"not a single {type(raw).__name__}"):
+                w.delete("c", raw)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=f"not a single {type(raw).__name__}"):
+                w.get_many("c", raw)  # type: ignore[arg-type]
+        # A cursor's batch of 0 is refused, as the core refuses next_batch(0).
+        with pytest.raises(sextant.InvalidArgument, match="batch size is 0"):
+            w.cursor("c", batch=0)
         assert w.delete("c", "b") == 1
         assert w.delete("c", ["b", "never"]) == 0
         assert w.count("c") == 2

@@ -350,7 +350,9 @@ class Cursor:
     def __init__(self, session: Session, handle: Any, batch: int) -> None:
         self._session = session
         self._h = handle
-        self._batch = _uint(batch, "batch", _INT_MAX) or 1000
+        self._batch = _uint(batch, "batch", _INT_MAX)
+        if self._batch == 0:
+            raise InvalidArgument("batch size is 0")  # the core's words for next_batch(0)
 
     def next_batch(self, max: Optional[int] = None) -> List[Record]:  # noqa: A002
         """The next records, at most max (default: the cursor's batch size); an empty
@@ -449,8 +451,8 @@ class Session:
     def get_many(self, collection: str, ids: Sequence[str]) -> List[Optional[Record]]:
         """The records of many ids in one call, in the order asked: None for an id
         that is not in the collection."""
-        if isinstance(ids, (str, bytes)):
-            raise TypeError("ids must be a sequence of str, not a single str")
+        if isinstance(ids, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"ids must be a sequence of str, not a single {type(ids).__name__}")
         return _records(_c.sx_collection_get_batch(self._view(collection), ids), keep_missing=True)
 
     def cursor(self, collection: str, after: Optional[str] = None, batch: int = 1000) -> Cursor:
@@ -743,6 +745,8 @@ class WriteSession(Session):
             ids = [ids]
             if metadata is not None:
                 metadata = [metadata]  # type: ignore[list-item]
+        elif isinstance(ids, (bytes, bytearray, memoryview)):
+            raise TypeError(f"ids must be a sequence of str, not a single {type(ids).__name__}")
         elif not isinstance(ids, list):
             ids = list(ids)
         try:
