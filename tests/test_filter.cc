@@ -535,6 +535,24 @@ TEST_P(FilterSearch, HugeKAndEfAreExhaustive) {
     }
   }
   sx_collection_free(c);
+  // An empty collection answers nothing, whatever k and ef ask.
+  sx_write *w2 = Begin(d.db);
+  Create(w2, "e", dim, GetParam());
+  for (const char *filter : {(const char *)nullptr, "{}"}) {
+    sx_collection *e = nullptr;
+    ASSERT_EQ(sx_write_collection(w2, "e", &e, &err), SX_OK) << err.message;
+    for (size_t k : ks) {
+      for (uint32_t ef : efs) {
+        Hits h;
+        ASSERT_EQ(Search(e, qs.data(), dim, k, filter, &h, 0, ef, &err), SX_OK)
+            << err.message << " empty, k " << k << " ef " << ef;
+        EXPECT_TRUE(h.ids.empty());
+      }
+    }
+    sx_collection_free(e);
+  }
+  sx_write_abort(w2);
+  sx_write_free(w2);
   sx_read_free(r);
 }
 

@@ -439,10 +439,13 @@ def api_k(tmp: str, rng: random.Random) -> None:
     db, data = small_db(tmp, rng, index=rng.choice(["flat", "hnsw"]), n=rng.choice([0, 1, 12]))
     q = np.zeros(8, np.float32) + 0.1
     with db.read() as r:
-        for k in rng.sample([0, -1, 2**64, 2**64 - 1, 2**63, 2**100, -(2**64), 1.5, "3", None, 10**9, 2**32, 2**31, np.int64(-3), np.uint64(2**64 - 1), True, 3.0], 6):
+        for k in rng.sample([0, -1, 2**64, 2**64 - 1, 2**63, 2**62, 2**53 - 1, 2**100, -(2**64), 1.5, "3", None, 10**9, 2**32, 2**31, np.int64(-3), np.uint64(2**64 - 1), True, 3.0], 6):
+            # {} matches every item but sends an HNSW search through the walk-or-scan
+            # choice, which once divided by zero for a k of 2**62 (SIGFPE).
+            flt = rng.choice([None, {}])
             for batch in (False, True):
-                call = (lambda: r.search_batch("c", [q, q], k=k)) if batch else (lambda: r.search("c", q, k=k))
-                what = f"{'search_batch' if batch else 'search'}(k={k!r})"
+                call = (lambda: r.search_batch("c", [q, q], k=k, filter=flt)) if batch else (lambda: r.search("c", q, k=k, filter=flt))
+                what = f"{'search_batch' if batch else 'search'}(k={k!r}, filter={flt!r})"
                 t0 = time.time()
                 ok, got = may_fail(what, call)
                 if time.time() - t0 > 5:
@@ -469,10 +472,18 @@ def api_k(tmp: str, rng: random.Random) -> None:
                         raise Finding("wrong-error", f"{what}: {errname(e)}")
                     if isinstance(k, int) and not isinstance(k, bool) and str(k) not in str(e) and str(k)[:12] not in str(e):
                         raise Finding("wrong-error", f"{what}: {errname(e)} does not name k")
-        for ef in rng.sample([0, -1, 2**32, 2**64, 1.5, "x", 10**6], 3):
-            ok, got = may_fail(f"search(ef={ef!r})", lambda: r.search("c", q, k=3, ef=ef))
-            if ok and not (isinstance(ef, int) and 0 <= ef < 2**32):
+        for ef in rng.sample([0, -1, 2**32, 2**64, 1.5, "x", 10**6, 2**31, 2**32 - 1], 4):
+            flt = rng.choice([None, {}])
+            ok, got = may_fail(f"search(ef={ef!r})", lambda: r.search("c", q, k=3, ef=ef, filter=flt))
+            valid = isinstance(ef, int) and 0 <= ef < 2**32
+            if ok and not valid:
                 raise Finding("wrong", f"search(ef={ef!r}) accepted")
+            if not ok and valid:
+                # Any ef in range is an answer: beyond the collection it is exhaustive
+                # (an ef of 2**31 once sized gigabytes and failed with NoMem).
+                raise Finding("wrong", f"search(ef={ef!r}, filter={flt!r}) failed: {errname(got)}")
+            if ok:
+                check_hits(f"search(ef={ef!r}, filter={flt!r})", "l2", data, q, 3, got, exact=ef == 0 or ef >= len(data))
 
 
 def api_ids(tmp: str, rng: random.Random) -> None:

@@ -922,7 +922,8 @@ static int search_results(search *S, sx_results *res, size_t total, sx_error *er
 static size_t search_ef(const sx_search_options *o, size_t k, uint64_t nslots) {
   size_t ef = o && o->ef ? o->ef : 64;
   if (ef < k) ef = k;
-  if (ef > nslots && nslots >= k) ef = (size_t)nslots;
+  uint64_t most = nslots > k ? nslots : k; /* k is 1 over an empty collection */
+  if (ef > most) ef = (size_t)most;
   return ef;
 }
 
