@@ -755,7 +755,11 @@ void sx_record_free(sx_record *rec);
 /** Per-search options. Zero fields mean the default. */
 typedef struct sx_search_options {
   unsigned version; /**< SX_SEARCH_OPTIONS_VERSION (1 and 2 still accepted) */
-  uint32_t ef;      /**< HNSW: candidate list size (at least k); 0 means max(k, 64) */
+  /** HNSW: candidate list size (at least k); 0 means max(k, 64). Any value is
+   * accepted: one beyond the collection's slots is taken as their number, which makes
+   * the walk exhaustive (every node reachable from the entry point, and the graph
+   * keeps every node reachable). */
+  uint32_t ef;
   /** Optional cancel hook, polled during long searches; nonzero stops the search,
    * which then fails with ::SX_CANCELLED. Called from the search's worker threads,
    * several at once; a hook that blocks or calls back into the same write session
@@ -794,8 +798,8 @@ typedef struct sx_results sx_results;
  * @return ::SX_OK; ::SX_DIMENSION_MISMATCH; ::SX_INVALID_ARGUMENT (k = 0, NaN/Inf,
  *   zero query under cosine, a squared norm out of the bounds of sx_write_upsert(),
  *   an invalid filter or include mask); ::SX_CLOSED; ::SX_CORRUPT (stored metadata a
- *   filter had to read is damaged). k beyond the collection's count gives at most
- *   count hits.
+ *   filter had to read is damaged). Any k from 1 is accepted and sizes nothing: k
+ *   beyond the collection's count gives at most count hits.
  */
 sx_status sx_collection_search(sx_collection *c, const float *query, size_t dim, size_t k,
                                const sx_search_options *opts, sx_results **out, sx_error *err);
