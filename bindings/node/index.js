@@ -267,11 +267,27 @@ function matrix(vectors, n, what, mixed) {
   return { data, dim };
 }
 
+/** JSON text of a value, refusing NaN and +-Infinity: JSON.stringify writes them as
+ * null, which would store (or filter by) something else than was given, where Python
+ * and Go refuse them. The text has a null wherever one was, so only such texts are
+ * checked again. */
+function jsonText(v, what) {
+  const t = JSON.stringify(v);
+  if (typeof t !== 'string') throw new TypeError(`${what} cannot be written as JSON`);
+  if (t.includes('null')) {
+    JSON.stringify(v, (key, x) => {
+      if (typeof x === 'number' && !Number.isFinite(x)) {
+        throw err('INVALID_ARGUMENT', `${what} cannot be written as JSON: ${x}${key === '' ? '' : ` (at "${key}")`} is not a JSON number`);
+      }
+      return x;
+    });
+  }
+  return t;
+}
+
 function metadataText(m, what) {
   if (m === undefined || m === null) return null;
-  const t = JSON.stringify(m);
-  if (typeof t !== 'string') throw new TypeError(`${what} cannot be written as JSON`);
-  return t;
+  return jsonText(m, what);
 }
 
 function parseMetadata(t) {
@@ -323,7 +339,7 @@ function searchOpts(opts) {
 function filterText(f) {
   if (f === undefined || f === null) return undefined;
   if (typeof f === 'string') return f;
-  if (typeof f === 'object') return JSON.stringify(f);
+  if (typeof f === 'object') return jsonText(f, 'filter');
   throw new TypeError(`filter must be an object or JSON text, not ${describeType(f)}`);
 }
 

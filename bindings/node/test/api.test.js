@@ -152,6 +152,26 @@ test('a lone surrogate is refused wherever a string goes in; nothing is stored',
   assert.match(e.message, /id is not valid UTF-8 text \(it holds a lone surrogate\)/);
 });
 
+test('NaN and Infinity in metadata or a filter are refused, not stored or matched as null', (t) => {
+  // JSON.stringify writes them as null; Python and Go refuse them.
+  const db = fresh(t);
+  const bad = (where) => (e) => e instanceof SextantError && e.code === 'INVALID_ARGUMENT' &&
+    e.message.includes('is not a JSON number') && e.message.includes(where);
+  db.write((w) => {
+    w.createCollection('c', { dim: 2, index: 'flat' });
+    w.upsert('c', 'n', [1, 2], { a: null });
+    assert.throws(() => w.upsert('c', 'x', [1, 2], { a: NaN }), bad('NaN (at "a")'));
+    assert.throws(() => w.upsert('c', [{ id: 'x', vector: [1, 2], metadata: { l: [1, Infinity] } }]), bad('Infinity (at "1")'));
+    assert.throws(() => w.upsert('c', { ids: ['x'], vectors: [[1, 2]], metadata: [{ o: { p: -Infinity } }] }), bad('metadata[0]'));
+    assert.equal(w.count('c'), 1);
+    assert.deepEqual(w.get('c', 'n').metadata, { a: null }); // a real null is stored
+    assert.throws(() => w.search('c', [1, 2], 1, { filter: { a: NaN } }), bad('filter'));
+    assert.throws(() => w.search('c', [1, 2], 1, { filter: { a: { $in: [1, NaN] } } }), bad('filter'));
+    assert.deepEqual(w.search('c', [1, 2], 1, { filter: { a: null } }).map((h) => h.id), ['n']);
+  });
+  assert.throws(() => sextant.checkFilter({ a: Infinity }), bad('filter'));
+});
+
 test('a k beyond the collection returns every item, past the scratch a search reserves', (t) => {
   // More hits than the 65,536 distances a synchronous search reserves come in an array
   // of their own; k itself sizes nothing.
