@@ -193,9 +193,10 @@ function str(v, what) {
 
 function describeType(v) {
   if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return v.constructor && v.constructor.name ? `a ${v.constructor.name}` : 'an object';
-  return `a ${typeof v}`;
+  const name = typeof v === 'object' ? (v.constructor && v.constructor.name) || 'object' : typeof v;
+  return `${/^[AEIOUaeiou]/.test(name) ? 'an' : 'a'} ${name}`;
 }
 
 /** A non-negative integer (k, counts). */
@@ -227,7 +228,7 @@ function timeoutMs(v, dflt) {
 /** A vector as a Float32Array: the same object when it is one, else a converted copy. */
 function vector(v, what) {
   if (v instanceof Float32Array) return v;
-  if (Array.isArray(v) || ArrayBuffer.isView(v)) {
+  if (Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView))) {
     const out = new Float32Array(v.length);
     for (let i = 0; i < v.length; i++) {
       const x = v[i];

@@ -208,6 +208,24 @@ test('a k beyond the collection returns every item, past the scratch a search re
   });
 });
 
+test('a vector that is not numbers is a TypeError naming what it is', (t) => {
+  const db = fresh(t);
+  db.write((w) => {
+    w.createCollection('c', { dim: 2, index: 'flat' });
+    const named = (what) => (e) => e instanceof TypeError && e.message.endsWith(what);
+    // A DataView has no elements to read as numbers (it once passed as an empty vector).
+    assert.throws(() => w.upsert('c', 'a', new DataView(new ArrayBuffer(8))), named('not a DataView'));
+    assert.throws(() => w.search('c', new DataView(new ArrayBuffer(8)), 1), named('not a DataView'));
+    assert.throws(() => w.upsert('c', 'a', { 0: 1, 1: 2, length: 2 }), named('not an Object'));
+    assert.throws(() => w.upsert('c', 'a', [1, undefined]), named('not undefined'));
+    assert.throws(() => w.upsert('c', 'a', [1, 2n]), named('not a bigint'));
+    assert.equal(w.count('c'), 0);
+    // Typed arrays of numbers are converted.
+    w.upsert('c', 'i8', new Int8Array([1, -2]));
+    assert.deepEqual(Array.from(w.get('c', 'i8').vector), [1, -2]);
+  });
+});
+
 test('an unknown sync level or index type is named in its error', (t) => {
   assert.throws(() => sextant.open(path.join(tmpdir(t), 'x.sx'), { sync: 'sometimes' }),
     (e) => e.code === 'INVALID_ARGUMENT' && e.message === "unknown sync level 'sometimes' (full, normal, off)");
