@@ -418,6 +418,11 @@ static int npy_open(reader *r) {
     return fail(EX_ERR, "'%s': truncated .npy header", r->path);
   }
   hdr[hlen] = 0;
+  /* The header is padded with spaces and ends in a newline: quoted in one line of an
+   * error, without them and with any other control byte as '?'. */
+  for (size_t i = 0; i < hlen; i++)
+    if ((unsigned char)hdr[i] < 0x20 || hdr[i] == 0x7f) hdr[i] = i + 1 == hlen ? 0 : '?';
+  for (size_t n = strlen(hdr); n && hdr[n - 1] == ' ';) hdr[--n] = 0;
   char descr[64], fo[64], shape[256];
   int rc = EX_OK;
   if (!npy_field(hdr, "descr", descr, sizeof descr) ||
@@ -439,10 +444,13 @@ static int npy_open(reader *r) {
               r->path, descr);
   }
   if (!rc) {
-    unsigned long long a, b;
-    char extra;
-    if (sscanf(shape, "(%llu, %llu%c", &a, &b, &extra) != 3 || (extra != ')' && extra != ',') ||
-        b == 0 || b > SX_DIM_MAX)
+    /* Exactly two dimensions: "(rows, dim)", the second maybe followed by a comma.
+     * A third (rows, a, b) is refused rather than read as (rows, a). */
+    unsigned long long a = 0, b = 0;
+    int end = 0;
+    if (sscanf(shape, "(%llu , %llu %n", &a, &b, &end) != 2 ||
+        (strcmp(shape + end, ")") != 0 && strcmp(shape + end, ",)") != 0) || b == 0 ||
+        b > SX_DIM_MAX)
       rc = fail(EX_ERR, "'%s': shape %s is not 2-D (rows, dim) with dim 1..%d", r->path, shape,
                 SX_DIM_MAX);
     r->rows = a;
@@ -451,11 +459,13 @@ static int npy_open(reader *r) {
   free(hdr);
   if (!rc) {
     long at = ftell(r->f);
-    uint64_t need = (uint64_t)at + r->rows * r->dim * (uint64_t)r->elem;
-    if (file_size(r->path) < need)
-      rc =
-          fail(EX_ERR, "'%s' is truncated: shape %s needs %" PRIu64 " bytes, the file has %" PRIu64,
-               r->path, shape, need, file_size(r->path));
+    uint64_t row = (uint64_t)r->dim * r->elem, size = file_size(r->path);
+    /* rows * row can pass 2^64 (a shape of 2^62 rows): compare by division. */
+    if (at < 0 || (uint64_t)at > size || r->rows > (size - (uint64_t)at) / row)
+      rc = fail(EX_ERR,
+                "'%s' is truncated: shape %s needs %" PRIu64 " rows of %" PRIu64
+                " bytes after the %ld-byte header, the file has %" PRIu64 " bytes",
+                r->path, shape, r->rows, row, at, size);
   }
   return rc;
 }

@@ -189,6 +189,24 @@ class Cli(unittest.TestCase):
         write_npy(self.p("tr.npy"), rows, truncate=10)
         p = run("import", db, "bad", self.p("tr.npy"), check=EX_ERR)
         self.assertIn("truncated", p.stderr)
+        # A third dimension is refused, not read as (rows, first): (3, 2, 2) once
+        # imported 3 vectors of 2 and dropped the rest.
+        def raw_npy(path, header, data=b""):
+            hdr = header + " " * (64 - (10 + len(header) + 1) % 64) + "\n"
+            with open(path, "wb") as f:
+                f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + data)
+        raw_npy(self.p("3d.npy"), "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", b"\0" * 48)
+        p = run("import", db, "bad", self.p("3d.npy"), check=EX_ERR)
+        self.assertIn("shape (3, 2, 2) is not 2-D", p.stderr)
+        # A shape whose size passes 2^64 bytes is truncated, not wrapped around.
+        raw_npy(self.p("huge.npy"), "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2), }")
+        p = run("import", db, "bad", self.p("huge.npy"), check=EX_ERR)
+        self.assertIn("is truncated: shape (4611686018427387904, 2) needs 4611686018427387904 rows", p.stderr)
+        # A header it cannot read is quoted on one line (no padding, no newline).
+        raw_npy(self.p("hdr.npy"), "{'garbage': 1, }")
+        p = run("import", db, "bad", self.p("hdr.npy"), check=EX_ERR)
+        self.assertIn(".npy header '{'garbage': 1, }' lacks descr", p.stderr)
+        self.assertEqual(p.stderr.count("\n"), 1, p.stderr)
         with open(self.p("junk.npy"), "wb") as f:
             f.write(b"not numpy at all")
         p = run("import", db, "bad", self.p("junk.npy"), check=EX_ERR)
