@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -434,6 +435,53 @@ TEST(Backup, DestinationRulesAndCancel) {
   ASSERT_EQ(sx_read_begin(b, &r, &err), SX_OK);
   sx_collection *c = nullptr;
   EXPECT_EQ(sx_read_collection(r, "extra", &c, &err), SX_NOT_FOUND);
+  sx_read_free(r);
+  sx_db_free(b);
+  sx_db_free(db);
+}
+
+// A destination that is not a regular file is refused, even when overwriting (a rename
+// over it once replaced the device node, the FIFO, or the symlink itself); a symlink to
+// a file has the file replaced and stays a link.
+TEST(Backup, DestinationKinds) {
+  TmpDir t("ops_backup_kinds");
+  sx_db *db = Open(t.db);
+  Fill(db, "c", 100, SX_INDEX_FLAT);
+  sx_error err = SX_ERROR_INIT;
+  sx_backup_options bo = SX_BACKUP_OPTIONS_INIT;
+  bo.overwrite = 1;
+  std::string fifo = t.path("fifo"), dir = t.path("dir"), dev = t.path("null");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  std::vector<std::string> dests = {fifo, dir};
+  // A character device of our own (as /dev/null is), where the machine lets us make one.
+  if (mknod(dev.c_str(), S_IFCHR | 0600, makedev(1, 3)) == 0) dests.push_back(dev);
+  for (const std::string &d : dests) {
+    EXPECT_EQ(sx_db_backup(db, d.c_str(), &bo, &err), SX_INVALID_ARGUMENT) << d;
+    EXPECT_NE(strstr(err.message, "is not a regular file"), nullptr) << err.message;
+    EXPECT_EQ(sx_db_backup(db, d.c_str(), nullptr, &err), SX_INVALID_ARGUMENT) << d;
+  }
+  struct stat st;
+  ASSERT_EQ(stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  if (dests.size() == 3) {
+    ASSERT_EQ(stat(dev.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISCHR(st.st_mode));
+  }
+  // Through a symlink: the file it names is replaced, the link stays.
+  std::string real = t.path("real.sx"), link = t.path("link.sx");
+  ASSERT_EQ(sx_db_backup(db, real.c_str(), nullptr, &err), SX_OK) << err.message;
+  ASSERT_EQ(symlink(real.c_str(), link.c_str()), 0);
+  Fill(db, "d", 10, SX_INDEX_FLAT);
+  ASSERT_EQ(sx_db_backup(db, link.c_str(), &bo, &err), SX_OK) << err.message;
+  ASSERT_EQ(lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  sx_db *b = Open(real);
+  sx_read *r;
+  ASSERT_EQ(sx_read_begin(b, &r, &err), SX_OK);
+  sx_collection *c = nullptr;
+  EXPECT_EQ(sx_read_collection(r, "d", &c, &err), SX_OK) << err.message;  // the new backup
+  sx_collection_free(c);
   sx_read_free(r);
   sx_db_free(b);
   sx_db_free(db);

@@ -997,10 +997,13 @@ sx_status sx_backup_options_init(sx_backup_options *opts, unsigned version);
  * old contents) or the whole backup, whatever happens: a reader or a crash never sees
  * a partial one. The backup is a self-contained database with no WAL; open it like
  * any other.
- * @param dest path of the backup (UTF-8); not the database itself.
+ * @param dest path of the backup (UTF-8); not the database itself. An existing `dest`
+ *   is taken through its symlinks (a link to a database has the database replaced,
+ *   not the link) and must be a regular file.
  * @param opts options, or NULL for the defaults.
  * @return ::SX_OK; ::SX_EXISTS (`dest` or its -wal/-wal2 exists and overwrite is not
- *   set); ::SX_INVALID_ARGUMENT (`dest` NULL, empty, or the database's own path);
+ *   set); ::SX_INVALID_ARGUMENT (`dest` NULL, empty, the database's own path, or an
+ *   existing file that is not a regular one: a device, a FIFO, a directory);
  *   ::SX_CANCELLED; ::SX_CLOSED; ::SX_BUSY (no free reader slot); ::SX_IO; ::SX_FULL.
  */
 sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_options *opts, sx_error *err);

@@ -11,13 +11,18 @@
  * the destination (the rename syncs the directory), so the destination is never
  * seen half-written. A stale WAL beside the destination would be replayed onto the
  * new file when it is opened, so an existing -wal/-wal2 is refused, or removed
- * (with -shm) when overwriting.
+ * (with -shm) when overwriting. An existing destination is taken through its symlinks
+ * (as sx_db_open takes a database's path), so a link to a database has the database
+ * replaced, not the link; one that is not a regular file (a device, a FIFO, a
+ * directory) is refused, even when overwriting: renaming over it would replace the
+ * device node.
  */
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "session/session.h"
@@ -76,13 +81,27 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
   if (!dest || !*dest) return sx__err_set(err, SX_INVALID_ARGUMENT, "backup destination is empty");
   if (sx__cancelled(o->cancel_token))
     return sx__err_set(err, SX_CANCELLED, "backup was cancelled before it began");
+  struct stat st;
+  char *real = NULL;
+  if (stat(dest, &st) == 0) {
+    if (!S_ISREG(st.st_mode))
+      return sx__err_set(err, SX_INVALID_ARGUMENT,
+                         "backup destination '%s' is not a regular file (a device, FIFO or "
+                         "directory)",
+                         dest);
+    if ((real = realpath(dest, NULL)) != NULL) dest = real;
+  }
   sx__vfs *vfs = sx__vfs_default();
   sx_read *r = NULL;
   int rc = sx__read_begin(db, &r, err);
-  if (rc) return rc;
+  if (rc) {
+    free(real);
+    return rc;
+  }
   rc = sx__read_enter(r, err);
   if (rc) {
     sx__read_free(r);
+    free(real);
     return rc;
   }
   sx__pv v;
@@ -128,5 +147,6 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
   free(wal2);
   free(shm);
   free(tmp);
+  free(real);
   return rc;
 }
