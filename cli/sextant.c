@@ -1337,7 +1337,8 @@ static int c_export(int argc, char **argv) {
   sx_cursor *cur = NULL;
   FILE *f = NULL, *idf = NULL;
   char *idpath = NULL;
-  char *tmp = NULL;
+  char *tmp = NULL, *target = NULL;
+  int direct = 0; /* f is stdout, or an existing file that is not a regular one */
   rc = read_coll(db, argv[optind + 1], &r, &c);
   sx_error e = SX_ERROR_INIT;
   if (!rc) {
@@ -1345,11 +1346,24 @@ static int c_export(int argc, char **argv) {
     if (st) rc = sx_fail(st, &e);
   }
   if (!rc) {
+    struct stat st;
+    int exists = out && strcmp(out, "-") && stat(out, &st) == 0;
     if (!out || !strcmp(out, "-")) {
       f = stdout;
+      direct = 1;
+    } else if (exists && S_ISDIR(st.st_mode)) {
+      rc = fail(EX_ERR, "cannot write '%s': it is a directory", out);
+    } else if (exists && !S_ISREG(st.st_mode)) {
+      /* A device, FIFO or socket (/dev/null, /dev/stdout, a pipe) is written as it is:
+       * renaming a file over it would replace the device node or the link. */
+      direct = 1;
+      if (!(f = fopen(out, "wb"))) rc = fail(EX_ERR, "cannot write '%s': %s", out, strerror(errno));
     } else {
-      /* Written beside the target and renamed into place at the end. */
-      tmp = cat2(out, ".part");
+      /* Written beside the target and renamed into place at the end; through its
+       * symlinks, so that a link to a regular file has the file replaced, not the link. */
+      target = exists ? realpath(out, NULL) : NULL;
+      if (!target) target = strdup(out);
+      tmp = cat2(target, ".part");
       if (!(f = fopen(tmp, "wb"))) rc = fail(EX_ERR, "cannot write '%s': %s", tmp, strerror(errno));
     }
   }
@@ -1389,20 +1403,23 @@ static int c_export(int argc, char **argv) {
     if (g_interrupted) rc = fail(EX_INT, "interrupted after %" PRIu64 " records", done);
   }
   if (!rc) progress_show(&pg, done, total, 1);
-  if (f && f != stdout) {
+  if (f && !direct) {
     if (fflush(f) || ferror(f) || fsync(fileno(f)))
       rc = rc ? rc : fail(EX_ERR, "cannot write '%s': %s", tmp, strerror(errno));
     fclose(f);
-    if (!rc && rename(tmp, out))
-      rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, out, strerror(errno));
+    if (!rc && rename(tmp, target))
+      rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, target, strerror(errno));
     if (rc) unlink(tmp);
   } else if (f) {
-    fflush(f);
+    if ((fflush(f) || ferror(f)) && !rc)
+      rc = fail(EX_ERR, "cannot write '%s': %s", f == stdout ? "stdout" : out, strerror(errno));
+    if (f != stdout) fclose(f);
   }
   if (idf && fclose(idf)) rc = rc ? rc : fail(EX_ERR, "cannot write '%s'", idpath);
   if (!rc && out && strcmp(out, "-") && g_json)
     printf("{\"records\": %" PRIu64 ", \"output\": \"%s\"}\n", done, out);
   free(tmp);
+  free(target);
   free(idpath);
   sx_cursor_free(cur);
   sx_collection_free(c);
@@ -1775,9 +1792,30 @@ static int space_of(sx_db *db, sx_space_stats *sp) {
 
 /* compact --into: a new database holding only the live records, written beside
  * dest, checkpointed, synced and renamed into place. */
-static int compact_into(sx_db *db, const char *dest, int overwrite) {
-  if (file_exists(dest) && !overwrite)
-    return fail(EX_ERR, "'%s' exists (remove it, or --overwrite)", dest);
+/* Nonzero when dest names the database at src or one of its companions (-wal, -shm). */
+static int same_db_file(const char *src, const char *dest) {
+  char *a = realpath(src, NULL), *b = realpath(dest, NULL);
+  size_t la = a ? strlen(a) : 0;
+  int same = a && b && (!strcmp(a, b) || (!strncmp(a, b, la) && b[la] == '-'));
+  free(a);
+  free(b);
+  return same;
+}
+
+/* Writes the live records of db (opened from src) to a new database at dest. An
+ * existing dest is taken through its symlinks and must be a regular file other than
+ * the database: a rename over a device node, a FIFO or the source would replace it. */
+static int compact_into(sx_db *db, const char *src, const char *dest, int overwrite) {
+  struct stat sb;
+  if (stat(dest, &sb) == 0) {
+    if (!S_ISREG(sb.st_mode))
+      return fail(EX_ERR, "'%s' is not a regular file (a device, FIFO or directory)", dest);
+    if (same_db_file(src, dest))
+      return fail(EX_ERR, "'%s' is the database itself (--into names a new file)", dest);
+    if (!overwrite) return fail(EX_ERR, "'%s' exists (remove it, or --overwrite)", dest);
+  }
+  char *real = realpath(dest, NULL); /* NULL: dest does not exist yet */
+  if (real) dest = real;
   char suffix[64];
   snprintf(suffix, sizeof suffix, ".tmp-%d", (int)getpid());
   char *tmp = cat2(dest, suffix), *tw = cat2(tmp, "-wal"), *tw2 = cat2(tmp, "-wal2"),
@@ -1918,6 +1956,7 @@ static int compact_into(sx_db *db, const char *dest, int overwrite) {
   free(tw);
   free(tw2);
   free(ts);
+  free(real);
   return rc;
 }
 
@@ -1959,7 +1998,7 @@ static int c_compact(int argc, char **argv) {
   rc = space_of(db, &before);
   double t0 = now_s();
   if (!rc && into) {
-    rc = compact_into(db, into, overwrite);
+    rc = compact_into(db, path, into, overwrite);
     fafter = file_size(into);
     if (!rc) {
       sx_db *ndb = NULL;

@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -371,6 +372,54 @@ class Cli(unittest.TestCase):
         self.assertEqual([f32(v) for v in lines[7]["vector"]], rows[70])
         self.assertEqual(run("export", db, "c", check=EX_OK).stdout, run("export", self.p("new.sx"), "c", check=EX_OK).stdout)
         run("compact", self.p("nope.sx"), check=EX_NOTFOUND)
+
+    def test_outputs_that_are_not_regular_files(self):
+        # A rename over a destination replaces its name: a device node, a FIFO, a
+        # symlink, the database itself or its WAL were once replaced that way.
+        self.jsonl("in.jsonl", 50, 4)
+        db = self.p("o.sx")
+        js("import", db, "c", self.p("in.jsonl"))
+        fifo, d = self.p("fifo"), self.p("dir")
+        os.mkfifo(fifo)
+        os.mkdir(d)
+        dev = self.p("full")
+        try:
+            os.mknod(dev, 0o600 | stat.S_IFCHR, os.makedev(1, 7))  # as /dev/full
+        except OSError:
+            dev = None
+        for dest in [fifo, d] + ([dev] if dev else []):
+            p = run("compact", db, "--into", dest, "--overwrite", check=EX_ERR)
+            self.assertIn("is not a regular file", p.stderr)
+            p = run("backup", db, dest, "--overwrite", check=EX_ERR)
+            self.assertIn("is not a regular file", p.stderr)
+        for same in (db, db + "-wal", os.path.join(os.path.dirname(db), ".", "o.sx")):
+            if os.path.exists(same):
+                p = run("compact", db, "--into", same, "--overwrite", check=EX_ERR)
+                self.assertIn("is the database itself", p.stderr)
+        self.assertTrue(stat.S_ISFIFO(os.stat(fifo).st_mode))
+        self.assertEqual(js("count", db, "c")["count"], 50)
+        self.assertEqual(js("check", db)["ok"], True)
+        # A device is written as it is: a full one is an error, and stays a device.
+        if dev:
+            p = run("export", db, "c", "-o", dev, check=EX_ERR)
+            self.assertIn("No space left", p.stderr)
+            self.assertTrue(stat.S_ISCHR(os.stat(dev).st_mode))
+        p = run("export", db, "c", "-o", d, check=EX_ERR)
+        self.assertIn("is a directory", p.stderr)
+        # Through a symlink, the file it names is replaced and the link stays.
+        real, link = self.p("real.jsonl"), self.p("link.jsonl")
+        with open(real, "w") as f:
+            f.write("old\n")
+        os.symlink(real, link)
+        run("export", db, "c", "-o", link, check=EX_OK)
+        self.assertTrue(os.path.islink(link))
+        with open(real) as f:
+            self.assertEqual(len(f.read().splitlines()), 50)
+        run("backup", db, self.p("real.sx"), check=EX_OK)
+        os.symlink(self.p("real.sx"), self.p("link.sx"))
+        run("compact", db, "--into", self.p("link.sx"), "--overwrite", check=EX_OK)
+        self.assertTrue(os.path.islink(self.p("link.sx")))
+        self.assertEqual(js("count", self.p("real.sx"), "c")["count"], 50)
 
     # ---- processes ------------------------------------------------------------------------
 
