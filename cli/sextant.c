@@ -1163,6 +1163,11 @@ static int c_import(int argc, char **argv) {
             if (idline[len - 1] == '\n') idline[--len] = 0;
             ids[n] = strdup(idline);
           } else {
+            if (rd.row - 1 > UINT64_MAX - start) { /* the numbers would wrap to 0 */
+              rc = fail(EX_ERR, "row %" PRIu64 " from --start %" PRIu64 " passes %" PRIu64,
+                        rd.row - 1, start, UINT64_MAX);
+              break;
+            }
             snprintf(buf, sizeof buf, "%" PRIu64, start + rd.row - 1);
             ids[n] = cat2(prefix, buf);
           }

@@ -190,6 +190,10 @@ class Cli(unittest.TestCase):
         write_npy(self.p("tr.npy"), rows, truncate=10)
         p = run("import", db, "bad", self.p("tr.npy"), check=EX_ERR)
         self.assertIn("truncated", p.stderr)
+        # Row numbers from --start never wrap around to 0.
+        p = run("import", db, "wrap", self.p("f4.npy"), "--start", str(2**64 - 2), check=EX_ERR)
+        self.assertIn("row 2 from --start 18446744073709551614 passes 18446744073709551615", p.stderr)
+        self.assertNotIn("wrap", js("collections", db))
         # A third dimension is refused, not read as (rows, first): (3, 2, 2) once
         # imported 3 vectors of 2 and dropped the rest.
         def raw_npy(path, header, data=b""):
