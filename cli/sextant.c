@@ -1421,8 +1421,11 @@ static int c_export(int argc, char **argv) {
     if (f != stdout) fclose(f);
   }
   if (idf && fclose(idf)) rc = rc ? rc : fail(EX_ERR, "cannot write '%s'", idpath);
-  if (!rc && out && strcmp(out, "-") && g_json)
-    printf("{\"records\": %" PRIu64 ", \"output\": \"%s\"}\n", done, out);
+  if (!rc && out && strcmp(out, "-") && g_json) {
+    printf("{\"records\": %" PRIu64 ", \"output\": ", done);
+    put_json_string(stdout, out);
+    puts("}");
+  }
   free(tmp);
   free(target);
   free(idpath);
@@ -1772,8 +1775,9 @@ static int c_backup(int argc, char **argv) {
   if (st) {
     rc = sx_fail(st, &e);
   } else if (g_json) {
-    printf("{\"backup\": \"%s\", \"bytes\": %" PRIu64 ", \"seconds\": %.3f}\n", argv[optind + 1],
-           file_size(argv[optind + 1]), secs);
+    fputs("{\"backup\": ", stdout);
+    put_json_string(stdout, argv[optind + 1]);
+    printf(", \"bytes\": %" PRIu64 ", \"seconds\": %.3f}\n", file_size(argv[optind + 1]), secs);
   } else {
     printf("backed up to %s (%" PRIu64 " bytes) in %.2fs\n", argv[optind + 1],
            file_size(argv[optind + 1]), secs);
@@ -2029,14 +2033,18 @@ static int c_compact(int argc, char **argv) {
   double secs = now_s() - t0;
   if (!rc) {
     if (g_json) {
-      printf("{\"seconds\": %.3f, \"into\": %s%s%s, \"file_bytes_before\": %" PRIu64
-             ", \"file_bytes_after\": %" PRIu64 ", \"live_bytes\": %" PRIu64
-             ", \"collection_pages_before\": %" PRIu64 ", \"collection_pages_after\": %" PRIu64
-             ", \"free_pages_after\": %" PRIu64 ", \"reclaimable_bytes_before\": %" PRIu64
-             ", \"reclaimable_bytes_after\": %" PRIu64 "}\n",
-             secs, into ? "\"" : "", into ? into : "null", into ? "\"" : "", fbefore, fafter,
-             after.live_bytes, before.collection_pages, after.collection_pages, after.free_pages,
-             before.reclaimable_bytes, after.reclaimable_bytes);
+      printf("{\"seconds\": %.3f, \"into\": ", secs);
+      if (into)
+        put_json_string(stdout, into);
+      else
+        fputs("null", stdout);
+      printf(", \"file_bytes_before\": %" PRIu64 ", \"file_bytes_after\": %" PRIu64
+             ", \"live_bytes\": %" PRIu64 ", \"collection_pages_before\": %" PRIu64
+             ", \"collection_pages_after\": %" PRIu64 ", \"free_pages_after\": %" PRIu64
+             ", \"reclaimable_bytes_before\": %" PRIu64 ", \"reclaimable_bytes_after\": %" PRIu64
+             "}\n",
+             fbefore, fafter, after.live_bytes, before.collection_pages, after.collection_pages,
+             after.free_pages, before.reclaimable_bytes, after.reclaimable_bytes);
     } else {
       printf("compacted in %.2fs: collections %" PRIu64 " -> %" PRIu64
              " pages, reclaimable %" PRIu64 " -> %" PRIu64 " bytes; file %" PRIu64 " -> %" PRIu64

@@ -424,6 +424,11 @@ class Cli(unittest.TestCase):
         run("compact", db, "--into", self.p("link.sx"), "--overwrite", check=EX_OK)
         self.assertTrue(os.path.islink(self.p("link.sx")))
         self.assertEqual(js("count", self.p("real.sx"), "c")["count"], 50)
+        # --json names such paths as JSON strings (a quote once made the line invalid JSON).
+        odd = self.p('q"uote\\x')
+        self.assertEqual(js("export", db, "c", "-o", odd + ".jsonl")["output"], odd + ".jsonl")
+        self.assertEqual(js("backup", db, odd + ".bak")["backup"], odd + ".bak")
+        self.assertEqual(js("compact", db, "--into", odd + ".sx", "--no-progress")["into"], odd + ".sx")
 
     # ---- processes ------------------------------------------------------------------------
 
