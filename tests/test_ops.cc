@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -255,6 +256,62 @@ TEST_P(Both, CursorVisitsEveryLiveRecordOnceInIdOrderAndResumes) {
   ASSERT_EQ(sx_read_end(r), SX_OK);
   EXPECT_EQ(sx_cursor_next(cur, 10, &recs, &err), SX_CLOSED);
   sx_cursor_free(cur);
+  sx_read_free(r);
+  sx_db_free(db);
+}
+
+// One cursor called from four threads at once: each call either serves a batch or
+// fails with MISUSE (another call is running) and changes nothing, so every record
+// comes out exactly once. Two calls at once once both advanced the cursor past its
+// end and read out of bounds (SIGSEGV through Python's next_batch).
+TEST_P(Both, CursorCalledFromThreadsAtOnceIsMisuseNeverACrash) {
+  TmpDir t("ops_cursor_threads");
+  sx_db *db = Open(t.db);
+  Fill(db, "c", 3000, GetParam());
+  sx_read *r;
+  sx_collection *c = ReadView(db, "c", &r);
+  for (int round = 0; round < 5; round++) {
+    sx_cursor *cur = nullptr;
+    sx_error err = SX_ERROR_INIT;
+    ASSERT_EQ(sx_collection_cursor(c, nullptr, &cur, &err), SX_OK);
+    std::mutex mu;
+    std::vector<std::string> got;
+    std::atomic<int> misuse{0}, other{0};
+    std::vector<std::thread> ts;
+    for (int k = 0; k < 4; k++)
+      ts.emplace_back([&] {
+        for (;;) {
+          sx_records *recs = nullptr;
+          sx_error e = SX_ERROR_INIT;
+          sx_status st = sx_cursor_next(cur, 7, &recs, &e);
+          if (st == SX_MISUSE) {
+            misuse++;
+            EXPECT_EQ(recs, nullptr);
+            continue;
+          }
+          if (st != SX_OK) {
+            other++;
+            return;
+          }
+          size_t n = sx_records_count(recs);
+          {
+            std::lock_guard<std::mutex> g(mu);
+            for (size_t i = 0; i < n; i++) got.push_back(sx_records_id(recs, i));
+          }
+          sx_records_free(recs);
+          if (!n) return;
+          (void)sx_cursor_remaining(cur);
+        }
+      });
+    for (auto &th : ts) th.join();
+    EXPECT_EQ(other.load(), 0);
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got.size(), 3000u);
+    EXPECT_EQ(std::unique(got.begin(), got.end()), got.end());  // none twice
+    EXPECT_EQ(sx_cursor_remaining(cur), 0u);
+    sx_cursor_free(cur);
+  }
+  sx_collection_free(c);
   sx_read_free(r);
   sx_db_free(db);
 }

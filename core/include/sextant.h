@@ -943,10 +943,12 @@ sx_status sx_collection_cursor(sx_collection *c, const char *after, sx_cursor **
 
 /**
  * The next batch of at most `max` records (every one found). An empty batch
- * (sx_records_count() 0) means the end; later calls return empty batches too.
+ * (sx_records_count() 0) means the end; later calls return empty batches too. A
+ * cursor serves one call at a time: a call made while another runs on the same cursor
+ * (from another thread) fails with ::SX_MISUSE and changes nothing.
  * @return ::SX_OK; ::SX_INVALID_ARGUMENT (`max` 0 or `out` NULL); ::SX_CLOSED (its
  *   session ended); ::SX_NOT_FOUND (a write session dropped the collection);
- *   ::SX_NOMEM.
+ *   ::SX_MISUSE (another call on the cursor is running); ::SX_NOMEM.
  */
 sx_status sx_cursor_next(sx_cursor *cur, size_t max, sx_records **out, sx_error *err);
 

@@ -161,3 +161,37 @@ def test_compact_reclaims_and_keeps_survivors(tmp_path: Path) -> None:
         with db.write():
             with pytest.raises(sextant.Busy):
                 db.compact(timeout=0)
+
+
+def test_one_cursor_from_threads_at_once_is_misuse_never_a_crash(tmp_path: Path) -> None:
+    # next_batch releases the GIL: two threads in one cursor at once once both moved it
+    # past its end (SIGSEGV). The second is now Misuse and changes nothing.
+    with sextant.open(tmp_path / "t.sx", sync="off") as db:
+        _fill(db, "c", 20000)
+        with db.read() as r:
+            for _ in range(5):
+                cur = r.cursor("c", batch=97)
+                got: List[str] = []
+                misuse = [0]
+                lock = threading.Lock()
+
+                def work() -> None:
+                    while True:
+                        try:
+                            batch = cur.next_batch()
+                        except sextant.Misuse:
+                            with lock:
+                                misuse[0] += 1
+                            continue
+                        if not batch:
+                            return
+                        with lock:
+                            got.extend(rec.id for rec in batch)
+
+                ts = [threading.Thread(target=work) for _ in range(4)]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+                assert len(got) == 20000 and len(set(got)) == 20000
+                assert cur.remaining == 0

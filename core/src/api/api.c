@@ -4,6 +4,8 @@
  * here is exported; nothing else is.
  */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -614,9 +616,10 @@ SX_EXPORT sx_status sx_collection_get_packed(sx_collection *c, size_t n, const c
 }
 
 struct sx_cursor {
-  sx_collection col; /* its own view of the collection (a session reference, no search pool) */
-  sx__idlist ids;    /* the ids to visit, sorted */
-  size_t next;       /* the next of them */
+  sx_collection col;   /* its own view of the collection (a session reference, no search pool) */
+  sx__idlist ids;      /* the ids to visit, sorted */
+  _Atomic size_t next; /* the next of them */
+  atomic_bool busy;    /* a call is in sx_cursor_next (a second one at once is MISUSE) */
 };
 
 SX_EXPORT sx_status sx_collection_cursor(sx_collection *c, const char *after, sx_cursor **out,
@@ -653,24 +656,36 @@ SX_EXPORT sx_status sx_cursor_next(sx_cursor *cur, size_t max, sx_records **out,
   if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
   *out = NULL;
   if (max == 0) return sx__err_set(err, SX_INVALID_ARGUMENT, "batch size is 0");
+  /* Two calls at once would both advance `next` (past the end: reads out of bounds). */
+  if (atomic_exchange(&cur->busy, true))
+    return sx__err_set(err, SX_MISUSE,
+                       "cursor is in use by another call (use a cursor from one thread at a "
+                       "time)");
   int rc = coll_enter(&cur->col, err);
-  if (rc) return rc;
+  if (rc) {
+    atomic_store(&cur->busy, false);
+    return rc;
+  }
   /* On a write session every id of a batch may have been deleted since: an empty
    * batch must mean the end, so go on to the next. */
+  size_t next = atomic_load_explicit(&cur->next, memory_order_relaxed);
   do {
-    size_t m = cur->ids.n - cur->next < max ? cur->ids.n - cur->next : max;
+    size_t m = cur->ids.n - next < max ? cur->ids.n - next : max;
     sx_records_free(*out);
     *out = NULL;
-    const char *const *ids = m ? (const char *const *)cur->ids.ptrs + cur->next : NULL;
+    const char *const *ids = m ? (const char *const *)cur->ids.ptrs + next : NULL;
     rc = sx__coll_get_many(&cur->col.c, m, ids, 1, out, err);
-    if (!rc) cur->next += m;
-  } while (!rc && sx_records_count(*out) == 0 && cur->next < cur->ids.n);
+    if (!rc) next += m;
+  } while (!rc && sx_records_count(*out) == 0 && next < cur->ids.n);
+  atomic_store_explicit(&cur->next, next, memory_order_relaxed);
   coll_leave(&cur->col);
+  atomic_store(&cur->busy, false);
   return rc;
 }
 
 SX_EXPORT uint64_t sx_cursor_remaining(const sx_cursor *cur) {
-  return cur ? cur->ids.n - cur->next : 0;
+  return cur ? cur->ids.n - atomic_load_explicit(&((sx_cursor *)cur)->next, memory_order_relaxed)
+             : 0;
 }
 
 SX_EXPORT void sx_cursor_free(sx_cursor *cur) {
