@@ -385,6 +385,19 @@ void Fill(sx_write *w, const char *name, size_t n, uint32_t dim, uint64_t seed, 
   }
 }
 
+// A committed collection "c" of Fill's n items (seed, m) and a read view of it.
+void CommitAndView(Db &d, sx_index_type index, uint32_t dim, size_t n, uint64_t seed, size_t m,
+                   sx_read **r, sx_collection **c) {
+  sx_write *w = Begin(d.db);
+  Create(w, "c", dim, index);
+  Fill(w, "c", n, dim, seed, m);
+  sx_error err = SX_ERROR_INIT;
+  ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
+  sx_write_free(w);
+  ASSERT_EQ(sx_read_begin(d.db, r, &err), SX_OK) << err.message;
+  ASSERT_EQ(sx_read_collection(*r, "c", c, &err), SX_OK) << err.message;
+}
+
 struct Hits {
   std::vector<std::string> ids;
   std::vector<float> dist;
@@ -437,17 +450,10 @@ TEST_P(FilterSearch, MatchesBruteForceOverTheMatchingItems) {
   Db d;
   const uint32_t dim = 8;
   const size_t n = 3000, m = 7;
-  sx_write *w = Begin(d.db);
-  Create(w, "c", dim, GetParam());
-  Fill(w, "c", n, dim, 11, m);
-  sx_error err = SX_ERROR_INIT;
-  ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
-  sx_write_free(w);
-  std::vector<float> vecs = sxt::Gen(11, n, dim), qs = sxt::Gen(99, 5, dim);
   sx_read *r = nullptr;
-  ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
   sx_collection *c = nullptr;
-  ASSERT_EQ(sx_read_collection(r, "c", &c, &err), SX_OK);
+  ASSERT_NO_FATAL_FAILURE(CommitAndView(d, GetParam(), dim, n, 11, m, &r, &c));
+  std::vector<float> vecs = sxt::Gen(11, n, dim), qs = sxt::Gen(99, 5, dim);
   struct F {
     const char *filter;
     bool (*pred)(size_t, size_t);
@@ -489,17 +495,11 @@ TEST_P(FilterSearch, HugeKAndEfAreExhaustive) {
   Db d;
   const uint32_t dim = 8;
   const size_t n = 300, m = 3;
-  sx_write *w = Begin(d.db);
-  Create(w, "c", dim, GetParam());
-  Fill(w, "c", n, dim, 12, m);
-  sx_error err = SX_ERROR_INIT;
-  ASSERT_EQ(sx_write_commit(w, &err), SX_OK) << err.message;
-  sx_write_free(w);
-  std::vector<float> vecs = sxt::Gen(12, n, dim), qs = sxt::Gen(98, 3, dim);
   sx_read *r = nullptr;
-  ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
   sx_collection *c = nullptr;
-  ASSERT_EQ(sx_read_collection(r, "c", &c, &err), SX_OK);
+  ASSERT_NO_FATAL_FAILURE(CommitAndView(d, GetParam(), dim, n, 12, m, &r, &c));
+  sx_error err = SX_ERROR_INIT;
+  std::vector<float> vecs = sxt::Gen(12, n, dim), qs = sxt::Gen(98, 3, dim);
   const size_t ks[] = {n, n + 1, (size_t)1 << 31, (size_t)1 << 62, SIZE_MAX};
   const uint32_t efs[] = {0, (uint32_t)1 << 31, UINT32_MAX};
   for (const char *filter : {(const char *)nullptr, R"({"c": 1})"}) {
@@ -632,16 +632,10 @@ TEST_P(FilterSearch, BatchEqualsOneByOne) {
   Db d;
   const uint32_t dim = 16;
   const size_t n = 4000, nq = 12;
-  sx_write *w = Begin(d.db);
-  Create(w, "c", dim, GetParam());
-  Fill(w, "c", n, dim, 3, 10);
-  sx_error err = SX_ERROR_INIT;
-  ASSERT_EQ(sx_write_commit(w, &err), SX_OK);
-  sx_write_free(w);
   sx_read *r = nullptr;
-  ASSERT_EQ(sx_read_begin(d.db, &r, &err), SX_OK);
   sx_collection *c = nullptr;
-  ASSERT_EQ(sx_read_collection(r, "c", &c, &err), SX_OK);
+  ASSERT_NO_FATAL_FAILURE(CommitAndView(d, GetParam(), dim, n, 3, 10, &r, &c));
+  sx_error err = SX_ERROR_INIT;
   std::vector<float> qs = sxt::Gen(7, nq, dim);
   for (const char *f : {R"({"c": {"$lt": 5}})", R"({"c": 9, "i": {"$gt": 100}})"}) {
     for (uint32_t exact : {0u, 1u}) {
