@@ -97,25 +97,16 @@ type searchConfig struct {
 	argErr         error // the first option out of range
 }
 
-// setU32 sets an option the core takes as a uint32, keeping the first out of range.
-func (c *searchConfig) setU32(dst *uint32, what string, n int) {
-	v, err := u32(what, n)
-	*dst = v
-	if err != nil && c.argErr == nil {
-		c.argErr = err
-	}
-}
-
 // SearchOption configures a search.
 type SearchOption func(*searchConfig)
 
 // WithEf sets the HNSW candidate list size (at least k; 0 means max(k, 64)).
-func WithEf(ef int) SearchOption { return func(c *searchConfig) { c.setU32(&c.ef, "ef", ef) } }
+func WithEf(ef int) SearchOption { return func(c *searchConfig) { setU32(&c.ef, &c.argErr, "ef", ef) } }
 
 // WithSearchThreads sets the most threads a batch search may use: 0 means the
 // database's WithThreads, 1 the calling thread only.
 func WithSearchThreads(n int) SearchOption {
-	return func(c *searchConfig) { c.setU32(&c.threads, "threads", n) }
+	return func(c *searchConfig) { setU32(&c.threads, &c.argErr, "threads", n) }
 }
 
 // WithFilter keeps only the hits whose metadata matches filter, a JSON object in the

@@ -64,15 +64,6 @@ type openConfig struct {
 	err            error // the first option out of range
 }
 
-// setU32 sets an option the core takes as a uint32, keeping the first out of range.
-func (c *openConfig) setU32(dst *uint32, what string, n int) {
-	v, err := u32(what, n)
-	*dst = v
-	if err != nil && c.err == nil {
-		c.err = err
-	}
-}
-
 // Option configures Open.
 type Option func(*openConfig)
 
@@ -86,23 +77,25 @@ func WithSync(s Sync) Option { return func(c *openConfig) { c.sync, c.syncSet = 
 // WithPageSize sets the page size of a new database: a power of two from 4096 to
 // 65536 (default 4096). Ignored when the database exists.
 func WithPageSize(n int) Option {
-	return func(c *openConfig) { c.setU32(&c.pageSize, "page size", n) }
+	return func(c *openConfig) { setU32(&c.pageSize, &c.err, "page size", n) }
 }
 
 // WithThreads sets the most threads one call on this handle may use (batch searches,
 // linking upserted vectors into an HNSW index); 0 means the number of processors (at
 // most 8), 1 keeps every call on its calling thread.
-func WithThreads(n int) Option { return func(c *openConfig) { c.setU32(&c.threads, "threads", n) } }
+func WithThreads(n int) Option {
+	return func(c *openConfig) { setU32(&c.threads, &c.err, "threads", n) }
+}
 
 // WithAutocheckpoint checkpoints automatically once the WAL holds n frames (default 1000).
 func WithAutocheckpoint(n int) Option {
-	return func(c *openConfig) { c.setU32(&c.autocheckpoint, "autocheckpoint frames", n) }
+	return func(c *openConfig) { setU32(&c.autocheckpoint, &c.err, "autocheckpoint frames", n) }
 }
 
 // WithWALMaxFrames caps the WAL's length in frames (default 1048576); a commit that
 // would pass it while a reader pins an old snapshot fails with ErrBusy.
 func WithWALMaxFrames(n int) Option {
-	return func(c *openConfig) { c.setU32(&c.walMaxFrames, "WAL max frames", n) }
+	return func(c *openConfig) { setU32(&c.walMaxFrames, &c.err, "WAL max frames", n) }
 }
 
 // u32 is an int argument as the uint32 the core takes; one that does not fit is an
@@ -112,6 +105,16 @@ func u32(what string, n int) (uint32, error) {
 		return 0, errInvalid(fmt.Sprintf("%s %d is not an integer from 0 to 4294967295", what, n))
 	}
 	return uint32(n), nil
+}
+
+// setU32 sets an option the core takes as a uint32; the first one out of range is
+// kept in *first, for the call that reads the options to return.
+func setU32(dst *uint32, first *error, what string, n int) {
+	v, err := u32(what, n)
+	*dst = v
+	if err != nil && *first == nil {
+		*first = err
+	}
 }
 
 // DB is an open database. Safe for concurrent use by many goroutines.
