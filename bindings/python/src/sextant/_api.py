@@ -343,7 +343,8 @@ class Cursor:
     """Walks a collection's live records in ascending bytewise id order, in batches
     (see Session.cursor). Iterating gives Records; next_batch() gives lists. It keeps
     its session alive; once the session ends it raises Closed. Use from one thread
-    at a time."""
+    at a time: a call made while another runs on the same cursor raises Misuse and
+    changes nothing."""
 
     __slots__ = ("_session", "_h", "_batch")
 
