@@ -16,7 +16,8 @@
  * - `T **out` parameters are outputs: the call takes no argument for them; the
  *   language file turns the filled pointer into a return value (owning the handle).
  *   Scalar and struct out-parameters (`uint64_t *out`, `size_t *deleted`,
- *   `sx_metric *out`, `sx_quantization *out`, `sx_db_stats *out`, `sx_collection_info *out`, `sx_collection_stats *out`) likewise.
+ *   `sx_metric *out`, `sx_quantization *out`, `sx_sync *out`, `sx_index_type *out`,
+ *   `sx_db_stats *out`, `sx_collection_info *out`, `sx_collection_stats *out`) likewise.
  * - `sx_error *err` takes no argument: a local error buffer is passed, and when the
  *   call returns a status other than SX_OK, the language file raises / throws /
  *   returns an error carrying sx_status_name(status) and the buffer's message.
@@ -103,7 +104,9 @@ SX_HANDLE(sx_cancel, sx_cancel_free)
 
 %typemap(in, numinputs=0) uint64_t *out (uint64_t sx_tmp), size_t *deleted (size_t sx_tmp),
                           sx_metric *out (sx_metric sx_tmp),
-                          sx_quantization *out (sx_quantization sx_tmp) {
+                          sx_quantization *out (sx_quantization sx_tmp),
+                          sx_sync *out (sx_sync sx_tmp),
+                          sx_index_type *out (sx_index_type sx_tmp) {
   sx_tmp = 0;
   $1 = &sx_tmp;
 }

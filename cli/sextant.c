@@ -251,7 +251,7 @@ static json_t *coll_json(const sx_collection_info *ci) {
   json_object_set_new(o, "dim", json_integer(ci->dim));
   json_object_set_new(o, "metric", json_string(sx_metric_name(ci->metric)));
   json_t *ix = json_object();
-  json_object_set_new(ix, "type", json_string(ci->index == SX_INDEX_HNSW ? "hnsw" : "flat"));
+  json_object_set_new(ix, "type", json_string(sx_index_type_name(ci->index)));
   if (ci->index == SX_INDEX_HNSW) {
     json_object_set_new(ix, "m", json_integer(ci->hnsw_m));
     json_object_set_new(ix, "ef_construction", json_integer(ci->hnsw_ef_construction));
@@ -286,12 +286,7 @@ static int coll_option(int o, const char *arg, sx_collection_options *co) {
       if (sx_metric_parse(arg, &co->metric, &e)) return fail(EX_USAGE, "--metric: %s", e.message);
       return 0;
     case 'i':
-      if (!strcmp(arg, "hnsw"))
-        co->index = SX_INDEX_HNSW;
-      else if (!strcmp(arg, "flat"))
-        co->index = SX_INDEX_FLAT;
-      else
-        return fail(EX_USAGE, "--index '%s' is not hnsw or flat", arg);
+      if (sx_index_type_parse(arg, &co->index, &e)) return fail(EX_USAGE, "--index: %s", e.message);
       return 0;
     case 'Q':
       if (sx_quantization_parse(arg, &co->quantization, &e))
@@ -867,7 +862,7 @@ static int c_describe(int argc, char **argv) {
         json_out(o);
       } else {
         printf("name      %s\ndim       %u\nmetric    %s\nindex     %s", ci.name, ci.dim,
-               sx_metric_name(ci.metric), ci.index == SX_INDEX_HNSW ? "hnsw" : "flat");
+               sx_metric_name(ci.metric), sx_index_type_name(ci.index));
         if (ci.index == SX_INDEX_HNSW)
           printf(" (m %u, ef_construction %u, quantization %s)", ci.hnsw_m, ci.hnsw_ef_construction,
                  sx_quantization_name(ci.quantization));
@@ -1076,16 +1071,11 @@ static int c_import(int argc, char **argv) {
       case 'q':
         g_progress = 0;
         break;
-      case 's':
-        if (!strcmp(optarg, "full"))
-          sync = SX_SYNC_FULL;
-        else if (!strcmp(optarg, "normal"))
-          sync = SX_SYNC_NORMAL;
-        else if (!strcmp(optarg, "off"))
-          sync = SX_SYNC_OFF;
-        else
-          return fail(EX_USAGE, "--sync '%s' is not full, normal or off", optarg);
+      case 's': {
+        sx_error se = SX_ERROR_INIT;
+        if (sx_sync_parse(optarg, &sync, &se)) return fail(EX_USAGE, "--sync: %s", se.message);
         break;
+      }
         COMMON_CASES
     }
   if (!need_args(argc, optind, 3, 3)) return EX_USAGE;

@@ -105,6 +105,11 @@ class Cli(unittest.TestCase):
         self.assertIn("'0'", p.stderr)
         p = run("create", self.p("x.sx"), "c", "--dim", "4", "--metric", "manhattan", check=EX_USAGE)
         self.assertIn("manhattan", p.stderr)
+        p = run("create", self.p("x.sx"), "c", "--dim", "4", "--index", "ivf", check=EX_USAGE)
+        self.assertIn("unknown index type 'ivf' (flat, hnsw)", p.stderr)
+        p = run("import", self.p("x.sx"), "c", self.p("none.npy"), "--sync", "sometimes", check=EX_USAGE)
+        self.assertIn("unknown sync level 'sometimes' (full, normal, off)", p.stderr)
+        self.assertFalse(os.path.exists(self.p("x.sx")))  # refused before anything is made
         p = run("--timeout", "soon", "info", self.p("x.sx"), check=EX_USAGE)
         self.assertIn("soon", p.stderr)
         self.assertIn("sextant", run("--version", check=EX_OK).stdout)

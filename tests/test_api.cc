@@ -774,3 +774,82 @@ TEST(Api, ACommitLargerThanTheWalCapSaysSo) {
 }
 
 }  // namespace
+
+// Every enum a binding or the CLI takes by name parses its names through the core, which
+// names an unknown one in its message and lists the known ones; *_name() maps back,
+// NULL for a value the core does not know.
+TEST(Api, EnumNamesParseAndUnknownOnesAreNamed) {
+  struct Enum {
+    const char *(*name)(int);
+    sx_status (*parse)(const char *, int *, sx_error *);
+    std::vector<std::string> names;
+    std::string unknown_message;
+  };
+  auto metric = [](const char *n, int *o, sx_error *e) {
+    sx_metric m = (sx_metric)*o;
+    sx_status st = sx_metric_parse(n, &m, e);
+    *o = m;
+    return st;
+  };
+  auto quant = [](const char *n, int *o, sx_error *e) {
+    sx_quantization q = (sx_quantization)*o;
+    sx_status st = sx_quantization_parse(n, &q, e);
+    *o = q;
+    return st;
+  };
+  auto sync = [](const char *n, int *o, sx_error *e) {
+    sx_sync s = (sx_sync)*o;
+    sx_status st = sx_sync_parse(n, &s, e);
+    *o = s;
+    return st;
+  };
+  auto index = [](const char *n, int *o, sx_error *e) {
+    sx_index_type t = (sx_index_type)*o;
+    sx_status st = sx_index_type_parse(n, &t, e);
+    *o = t;
+    return st;
+  };
+  const Enum enums[] = {
+      {sx_metric_name, metric, {"l2", "ip", "cosine"}, "unknown metric 'x-y' (l2, ip, cosine)"},
+      {sx_quantization_name, quant, {"none", "int8"}, "unknown quantization 'x-y' (none, int8)"},
+      {sx_sync_name,
+       sync,
+       {"full", "normal", "off"},
+       "unknown sync level 'x-y' (full, normal, off)"},
+      {sx_index_type_name, index, {"hnsw", "flat"}, "unknown index type 'x-y' (flat, hnsw)"},
+  };
+  for (const Enum &en : enums) {
+    for (size_t i = 0; i < en.names.size(); i++) {
+      int v = i ? 0 : 1;
+      sx_error err = SX_ERROR_INIT;
+      EXPECT_EQ(en.parse(en.names[i].c_str(), &v, &err), SX_OK) << en.names[i];
+      EXPECT_EQ(v, (int)i) << en.names[i];
+      EXPECT_STREQ(en.name(v), en.names[i].c_str());
+    }
+    EXPECT_EQ(en.name(-1), nullptr);
+    EXPECT_EQ(en.name((int)en.names.size()), nullptr);
+    sx_error err = SX_ERROR_INIT;
+    int v = 1;  // a value of every enum, left alone by every refusal below
+    EXPECT_EQ(en.parse("x-y", &v, &err), SX_INVALID_ARGUMENT);
+    EXPECT_EQ(err.message, en.unknown_message);
+    // Names are exact: no empty name, no trailing space, no case folding.
+    EXPECT_EQ(en.parse("", &v, &err), SX_INVALID_ARGUMENT);
+    EXPECT_EQ(en.parse((en.names[0] + " ").c_str(), &v, &err), SX_INVALID_ARGUMENT);
+    EXPECT_EQ(en.parse(nullptr, &v, &err), SX_INVALID_ARGUMENT);
+    std::string upper = en.names[0];
+    for (char &c : upper) c = (char)toupper((unsigned char)c);
+    EXPECT_EQ(en.parse(upper.c_str(), &v, &err), SX_INVALID_ARGUMENT);
+    EXPECT_EQ(v, 1);
+  }
+  // A NULL output is refused, not written through; a refused name leaves the output alone.
+  sx_error err = SX_ERROR_INIT;
+  EXPECT_EQ(sx_sync_parse("full", nullptr, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(sx_index_type_parse("flat", nullptr, &err), SX_INVALID_ARGUMENT);
+  // A long name is cut in the message, which stays one line of the buffer.
+  std::string longname(500, 'z');
+  sx_sync s = SX_SYNC_OFF;
+  EXPECT_EQ(sx_sync_parse(longname.c_str(), &s, &err), SX_INVALID_ARGUMENT);
+  EXPECT_EQ(s, SX_SYNC_OFF);
+  EXPECT_NE(strstr(err.message, std::string(40, 'z').c_str()), nullptr) << err.message;
+  EXPECT_EQ(strstr(err.message, std::string(41, 'z').c_str()), nullptr) << err.message;
+}

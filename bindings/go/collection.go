@@ -191,12 +191,8 @@ func describe(v sx.Sx_collection) (CollectionInfo, error) {
 		M: int(s.GetHnsw_m()), EfConstruction: int(s.GetHnsw_ef_construction()), Count: s.GetCount(),
 		Quantization: Quantization(sx.Sx_quantization_name(int(s.GetQuantization()))),
 	}
-	switch s.GetIndex() {
-	case sx.SX_INDEX_FLAT:
-		info.Index = Flat
-	case sx.SX_INDEX_HNSW:
-		info.Index = HNSW
-	default:
+	info.Index = IndexType(sx.Sx_index_type_name(int(s.GetIndex())))
+	if info.Index == "" {
 		info.Index = IndexType("unknown")
 	}
 	return info, nil

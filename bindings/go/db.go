@@ -147,22 +147,20 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if !c.syncSet {
 		c.sync = SyncFull
 	}
-	switch c.sync {
-	case SyncFull:
-		o.SetSync(sx.SX_SYNC_FULL)
-	case SyncNormal:
-		o.SetSync(sx.SX_SYNC_NORMAL)
-	case SyncOff:
-		o.SetSync(sx.SX_SYNC_OFF)
-	default:
-		return nil, errInvalid(fmt.Sprintf("unknown sync level '%s' (full, normal, off)", c.sync))
+	if err := checkString("sync level", string(c.sync)); err != nil {
+		return nil, err
 	}
+	eb := getErrbuf()
+	defer putErrbuf(eb)
+	var sync int32
+	if err := statusError(sx.Sx_sync_parse(string(c.sync), &sync, eb), eb); err != nil {
+		return nil, err
+	}
+	o.SetSync(sx.Sx_sync(sync))
 	o.SetPage_size(uint(c.pageSize))
 	o.SetThreads(uint(c.threads))
 	o.SetAutocheckpoint_frames(uint(c.autocheckpoint))
 	o.SetWal_max_frames(uint(c.walMaxFrames))
-	eb := getErrbuf()
-	defer putErrbuf(eb)
 	var p uintptr
 	if err := statusError(sx.Sx_db_open(&p, path, o, eb), eb); err != nil {
 		return nil, err

@@ -19,7 +19,7 @@
  *   details", and C then gets a local buffer.
  * - `T **out` handle outputs take a Go `*uintptr` that receives the C pointer; the Go
  *   layer wraps it as the handle type (SwigcptrSx_db(p), ...) and owns it.
- * - Scalar outputs take `*uint64` (uint64_t, size_t) or `*int32` (sx_metric).
+ * - Scalar outputs take `*uint64` (uint64_t, size_t) or `*int32` (sx_metric and the other enums).
  * - Struct outputs (sx_db_stats, sx_collection_info, sx_collection_stats,
  *   sx_space_stats) take the SWIG-wrapped struct, allocated by the Go caller, who sets
  *   its version field.
@@ -139,11 +139,11 @@ func sxCopyString(s string) string {
   if ($1) *$1 = 0;
 }
 %typemap(argout) uint64_t *out, size_t *deleted ""
-%typemap(gotype) sx_metric *out, sx_quantization *out "*int32"
-%typemap(in) sx_metric *out, sx_quantization *out {
+%typemap(gotype) sx_metric *out, sx_quantization *out, sx_sync *out, sx_index_type *out "*int32"
+%typemap(in) sx_metric *out, sx_quantization *out, sx_sync *out, sx_index_type *out {
   $1 = ($1_ltype)$input;
 }
-%typemap(argout) sx_metric *out, sx_quantization *out ""
+%typemap(argout) sx_metric *out, sx_quantization *out, sx_sync *out, sx_index_type *out ""
 
 /* ---- struct outputs: the wrapped struct, as any pointer ---------------------------------- */
 

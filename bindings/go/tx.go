@@ -2,7 +2,6 @@ package sextant
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -419,14 +418,14 @@ func (tx *WriteTx) CreateCollection(name string, cfg CollectionConfig) error {
 	}
 	o.SetDim(uint(dim))
 	o.SetMetric(sx.Sx_metric(m))
-	switch cfg.Index {
-	case HNSW:
-		o.SetIndex(sx.SX_INDEX_HNSW)
-	case Flat:
-		o.SetIndex(sx.SX_INDEX_FLAT)
-	default:
-		return errInvalid(fmt.Sprintf("unknown index type '%s' (flat, hnsw)", cfg.Index))
+	if err := checkString("index type", string(cfg.Index)); err != nil {
+		return err
 	}
+	var ix int32
+	if err := statusError(sx.Sx_index_type_parse(string(cfg.Index), &ix, eb), eb); err != nil {
+		return err
+	}
+	o.SetIndex(sx.Sx_index_type(ix))
 	o.SetHnsw_m(uint(hm))
 	o.SetHnsw_ef_construction(uint(efc))
 	quant := cfg.Quantization

@@ -171,8 +171,6 @@ function err(code, message) {
 // ---- argument conversion ------------------------------------------------------------------
 
 const U32_MAX = 4294967295;
-const SYNC = { full: L.SX_SYNC_FULL, normal: L.SX_SYNC_NORMAL, off: L.SX_SYNC_OFF };
-const INDEX = { flat: L.SX_INDEX_FLAT, hnsw: L.SX_INDEX_HNSW };
 const PACKED = typeof L.sx_write_upsert_packed === 'function';
 
 function isThenable(v) {
@@ -419,8 +417,9 @@ class Session {
 
   _describe(name) {
     const i = L.sx_collection_describe(this._view(name));
-    const index = i.index === L.SX_INDEX_HNSW ? { type: 'hnsw', m: i.m, efConstruction: i.efConstruction, quantization: i.quantization }
-      : i.index === L.SX_INDEX_FLAT ? { type: 'flat' } : { type: `unknown ${i.index}` };
+    const type = L.sx_index_type_name(i.index) || `unknown ${i.index}`;
+    const index = i.index === L.SX_INDEX_HNSW ? { type, m: i.m, efConstruction: i.efConstruction, quantization: i.quantization }
+      : { type };
     return { name: i.name, dim: i.dim, metric: i.metric, index, count: i.count };
   }
 
@@ -645,11 +644,7 @@ class WriteSession extends Session {
     L.sx_collection_options_init(o, L.SX_COLLECTION_OPTIONS_VERSION);
     o.dim = u32opt(opts.dim, 'dim');
     o.metric = L.sx_metric_parse(str(opts.metric === undefined ? 'l2' : opts.metric, 'metric'));
-    const index = opts.index === undefined ? 'hnsw' : str(opts.index, 'index');
-    if (!Object.prototype.hasOwnProperty.call(INDEX, index)) {
-      throw err('INVALID_ARGUMENT', `unknown index type '${index}' (flat, hnsw)`);
-    }
-    o.index = INDEX[index];
+    o.index = L.sx_index_type_parse(str(opts.index === undefined ? 'hnsw' : opts.index, 'index'));
     o.hnsw_m = u32opt(opts.m, 'm');
     o.hnsw_ef_construction = u32opt(opts.efConstruction, 'efConstruction');
     o.quantization = L.sx_quantization_parse(str(opts.quantization === undefined ? 'none' : opts.quantization, 'quantization'));
@@ -1000,11 +995,7 @@ function open(dbPath, opts) {
       o.read_only = opts.readOnly ? 1 : 0;
     }
     if (opts.sync !== undefined) {
-      str(opts.sync, 'sync');
-      if (!Object.prototype.hasOwnProperty.call(SYNC, opts.sync)) {
-        throw err('INVALID_ARGUMENT', `unknown sync level '${opts.sync}' (full, normal, off)`);
-      }
-      o.sync = SYNC[opts.sync];
+      o.sync = L.sx_sync_parse(str(opts.sync, 'sync'));
     }
     o.threads = u32opt(opts.threads, 'threads');
     o.page_size = u32opt(opts.pageSize, 'pageSize');

@@ -623,6 +623,14 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
   sx_tmp = SX_QUANTIZATION_NONE;
   $1 = &sx_tmp;
 }
+%typemap(in, numinputs=0) sx_sync *out (sx_sync sx_tmp) {
+  sx_tmp = SX_SYNC_FULL;
+  $1 = &sx_tmp;
+}
+%typemap(in, numinputs=0) sx_index_type *out (sx_index_type sx_tmp) {
+  sx_tmp = SX_INDEX_HNSW;
+  $1 = &sx_tmp;
+}
 
 %typemap(argout) sx_db **out, sx_read **out, sx_write **out, sx_collection **out {
   $result = *$1 ? SWIG_NewPointerObj(*$1, $*1_descriptor, SWIG_POINTER_OWN) : env.Undefined();
@@ -672,7 +680,7 @@ static void search_options(Napi::Env env, Napi::Value v, Token *tok, sx_search_o
 %typemap(argout) size_t *deleted {
   $result = Napi::Number::New(env, (double)*$1);
 }
-%typemap(argout) sx_metric *out, sx_quantization *out {
+%typemap(argout) sx_metric *out, sx_quantization *out, sx_sync *out, sx_index_type *out {
   $result = Napi::Number::New(env, (double)*$1);
 }
 /* Versioned output structs: the version this header describes is set before the call. */

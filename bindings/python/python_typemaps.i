@@ -453,7 +453,7 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
   $result = PyLong_FromSize_t(*$1);
   if (!$result) SWIG_fail;
 }
-%typemap(argout) sx_metric *out, sx_quantization *out {
+%typemap(argout) sx_metric *out, sx_quantization *out, sx_sync *out, sx_index_type *out {
   $result = PyLong_FromLong((long)*$1);
   if (!$result) SWIG_fail;
 }
@@ -682,6 +682,10 @@ double sx_py_bench_search(sx_collection *c, const float *bench_query, size_t ben
 %nothread sx_metric_parse;
 %nothread sx_quantization_name;
 %nothread sx_quantization_parse;
+%nothread sx_sync_name;
+%nothread sx_sync_parse;
+%nothread sx_index_type_name;
+%nothread sx_index_type_parse;
 %nothread sx_open_options_init;
 %nothread sx_collection_options_init;
 %nothread sx_search_options_init;

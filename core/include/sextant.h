@@ -247,6 +247,12 @@ typedef enum sx_sync {
   SX_SYNC_OFF = 2
 } sx_sync;
 
+/** The name of a sync level ("full", "normal", "off"), or NULL for an unknown value. */
+const char *sx_sync_name(int sync);
+/** Parses a sync level's name; returns ::SX_OK or ::SX_INVALID_ARGUMENT naming `name`
+ * ("unknown sync level 'x' (full, normal, off)"). */
+sx_status sx_sync_parse(const char *name, sx_sync *out, sx_error *err);
+
 /** Version of ::sx_open_options this header describes. */
 #define SX_OPEN_OPTIONS_VERSION 3
 
@@ -537,6 +543,12 @@ typedef enum sx_index_type {
   SX_INDEX_HNSW = 0, /**< approximate graph index (HNSW); the default */
   SX_INDEX_FLAT = 1  /**< exact scan */
 } sx_index_type;
+
+/** The name of an index type ("hnsw", "flat"), or NULL for an unknown value. */
+const char *sx_index_type_name(int index);
+/** Parses an index type's name; returns ::SX_OK or ::SX_INVALID_ARGUMENT naming `name`
+ * ("unknown index type 'x' (flat, hnsw)"). */
+sx_status sx_index_type_parse(const char *name, sx_index_type *out, sx_error *err);
 
 /** How an HNSW collection stores the codes its searches walk over; fixed at create.
  * With ::SX_QUANTIZATION_INT8 each vector also has an 8-bit code (per-vector affine:

@@ -2569,6 +2569,63 @@ fail:
 }
 
 
+SWIGINTERN swig_type_info*
+SWIG_pchar_descriptor(void)
+{
+  static swig_type_info* info = 0;
+  if (!info) {
+    info = SWIG_TypeQuery("_p_char");
+  }
+  return info;
+}
+
+
+SWIGINTERN int
+SWIG_AsCharPtrAndSize(Napi::Value valRef, char** cptr, size_t* psize, int *alloc)
+{
+  if(valRef.IsString()) {
+    Napi::String js_str;
+    NAPI_CHECK_RESULT(valRef.ToString(), js_str);
+
+    std::string str = js_str.Utf8Value();
+    size_t len = str.size() + 1;
+    char* cstr = (char*) (new char[len]());
+    memcpy(cstr, str.data(), len);
+    
+    if(alloc) *alloc = SWIG_NEWOBJ;
+    if(psize) *psize = len;
+    if(cptr) *cptr = cstr;
+    
+    return SWIG_OK;
+  } else if (valRef.IsNull()) {
+    if (cptr) *cptr = 0;
+    return SWIG_OK;
+  } else {
+    if(valRef.IsObject()) {
+      swig_type_info* pchar_descriptor = SWIG_pchar_descriptor();
+      Napi::Object obj;
+      NAPI_CHECK_RESULT(valRef.ToObject(), obj);
+      // try if the object is a wrapped char[]
+      if (pchar_descriptor) {
+        void* vptr = 0;
+        if (SWIG_ConvertPtr(obj, &vptr, pchar_descriptor, 0) == SWIG_OK) {
+          if (cptr) *cptr = (char *) vptr;
+          if (psize) *psize = vptr ? (strlen((char *)vptr) + 1) : 0;
+          if (alloc) *alloc = SWIG_OLDOBJ;
+          return SWIG_OK;
+        }
+      }
+    }
+  }
+  goto fail;
+fail:
+  return SWIG_TypeError;
+}
+
+
+
+
+
 #include <limits.h>
 #if !defined(SWIG_NO_LLONG_MAX)
 # if !defined(LLONG_MAX) && defined(__GNUC__) && defined (__LONG_LONG_MAX__)
@@ -2725,63 +2782,6 @@ fail:
   return SWIG_ERROR;
 }
 #endif
-
-
-SWIGINTERN swig_type_info*
-SWIG_pchar_descriptor(void)
-{
-  static swig_type_info* info = 0;
-  if (!info) {
-    info = SWIG_TypeQuery("_p_char");
-  }
-  return info;
-}
-
-
-SWIGINTERN int
-SWIG_AsCharPtrAndSize(Napi::Value valRef, char** cptr, size_t* psize, int *alloc)
-{
-  if(valRef.IsString()) {
-    Napi::String js_str;
-    NAPI_CHECK_RESULT(valRef.ToString(), js_str);
-
-    std::string str = js_str.Utf8Value();
-    size_t len = str.size() + 1;
-    char* cstr = (char*) (new char[len]());
-    memcpy(cstr, str.data(), len);
-    
-    if(alloc) *alloc = SWIG_NEWOBJ;
-    if(psize) *psize = len;
-    if(cptr) *cptr = cstr;
-    
-    return SWIG_OK;
-  } else if (valRef.IsNull()) {
-    if (cptr) *cptr = 0;
-    return SWIG_OK;
-  } else {
-    if(valRef.IsObject()) {
-      swig_type_info* pchar_descriptor = SWIG_pchar_descriptor();
-      Napi::Object obj;
-      NAPI_CHECK_RESULT(valRef.ToObject(), obj);
-      // try if the object is a wrapped char[]
-      if (pchar_descriptor) {
-        void* vptr = 0;
-        if (SWIG_ConvertPtr(obj, &vptr, pchar_descriptor, 0) == SWIG_OK) {
-          if (cptr) *cptr = (char *) vptr;
-          if (psize) *psize = vptr ? (strlen((char *)vptr) + 1) : 0;
-          if (alloc) *alloc = SWIG_OLDOBJ;
-          return SWIG_OK;
-        }
-      }
-    }
-  }
-  goto fail;
-fail:
-  return SWIG_TypeError;
-}
-
-
-
 
 
 SWIGINTERNINLINE int
@@ -4551,6 +4551,95 @@ fail:
 }
 
 
+// js_global_function
+Napi::Value _wrap_sx_sync_name(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  int arg1 ;
+  int val1 ;
+  int ecode1 = 0 ;
+  char *result = 0 ;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_sync_name.");
+  }
+  
+  ecode1 = SWIG_AsVal_int(info[0], &val1);
+  if (!SWIG_IsOK(ecode1)) {
+    SWIG_exception_fail(SWIG_ArgError(ecode1), "in method '" "sx_sync_name" "', argument " "1"" of type '" "int""'");
+  } 
+  arg1 = static_cast< int >(val1);result = (char *)sx_sync_name(arg1);
+  jsresult = SWIG_FromCharPtr((const char *)result);
+  
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_sync_parse(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  char *arg1 = 0 ;
+  sx_sync *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  std::string sx_str1 ;
+  sx_sync sx_tmp2 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_sync_parse.");
+  }
+  
+  {
+    sx_tmp2 = SX_SYNC_FULL;
+    arg2 = &sx_tmp2;
+  }
+  {
+    sx_errbuf3.code = 0;
+    sx_errbuf3.message[0] = '\0';
+    arg3 = &sx_errbuf3;
+  }
+  {
+    {
+      if (info[0].IsNull() || info[0].IsUndefined()) {
+        arg1 = NULL;
+      } else {
+        sxn::utf8(env, info[0], "name", &sx_str1);
+        arg1 = (char *)sx_str1.c_str();
+      }
+    }
+  }
+  result = (sx_status)sx_sync_parse((char const *)arg1,arg2,arg3);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    jsresult = Napi::Number::New(env, (double)*arg2);
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg3->message);
+  }
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
 // js_global_getter
 Napi::Value exports_SX_OPEN_OPTIONS_VERSION_get(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -6046,6 +6135,95 @@ Napi::Value exports_SX_INDEX_FLAT_get(const Napi::CallbackInfo &info) {
   Napi::Value jsresult;
   
   jsresult = SWIG_From_int  SWIG_NAPI_FROM_CALL_ARGS(static_cast< int >(SX_INDEX_FLAT));
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_index_type_name(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  int arg1 ;
+  int val1 ;
+  int ecode1 = 0 ;
+  char *result = 0 ;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_index_type_name.");
+  }
+  
+  ecode1 = SWIG_AsVal_int(info[0], &val1);
+  if (!SWIG_IsOK(ecode1)) {
+    SWIG_exception_fail(SWIG_ArgError(ecode1), "in method '" "sx_index_type_name" "', argument " "1"" of type '" "int""'");
+  } 
+  arg1 = static_cast< int >(val1);result = (char *)sx_index_type_name(arg1);
+  jsresult = SWIG_FromCharPtr((const char *)result);
+  
+  
+  return jsresult;
+  
+  goto fail;
+fail:
+  return Napi::Value();
+}
+
+
+// js_global_function
+Napi::Value _wrap_sx_index_type_parse(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Value jsresult;
+  char *arg1 = 0 ;
+  sx_index_type *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  std::string sx_str1 ;
+  sx_index_type sx_tmp2 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  
+  if(static_cast<int>(info.Length()) < 1 || static_cast<int>(info.Length()) > 1) {
+    SWIG_Error(SWIG_ERROR, "Illegal number of arguments for _wrap_sx_index_type_parse.");
+  }
+  
+  {
+    sx_tmp2 = SX_INDEX_HNSW;
+    arg2 = &sx_tmp2;
+  }
+  {
+    sx_errbuf3.code = 0;
+    sx_errbuf3.message[0] = '\0';
+    arg3 = &sx_errbuf3;
+  }
+  {
+    {
+      if (info[0].IsNull() || info[0].IsUndefined()) {
+        arg1 = NULL;
+      } else {
+        sxn::utf8(env, info[0], "name", &sx_str1);
+        arg1 = (char *)sx_str1.c_str();
+      }
+    }
+  }
+  result = (sx_status)sx_index_type_parse((char const *)arg1,arg2,arg3);
+  {
+    jsresult = env.Undefined();
+  }
+  {
+    jsresult = Napi::Number::New(env, (double)*arg2);
+  }
+  {
+    if (result != SX_OK) sxn::raise(env, result, arg3->message);
+  }
+  
+  
+  
+  {
+    if (result != SX_OK) sxn::raise(env, result, NULL);
+  }
   
   return jsresult;
   
@@ -9956,6 +10134,20 @@ do {
     pd
   }));
 } while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_sync_name", _wrap_sx_sync_name);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_sync_parse", _wrap_sx_sync_parse);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
 // jsnapi_register_global_variable
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_OPEN_OPTIONS_VERSION_get, JS_veto_set_variable>("SX_OPEN_OPTIONS_VERSION");
@@ -10148,6 +10340,20 @@ do {
 // jsnapi_register_global_variable
 do {
   Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Accessor<exports_SX_INDEX_FLAT_get, JS_veto_set_variable>("SX_INDEX_FLAT");
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_index_type_name", _wrap_sx_index_type_name);
+  NAPI_CHECK_MAYBE(exports.DefineProperties({
+    pd
+  }));
+} while (0);
+// jsnapi_register_global_function
+do {
+  Napi::PropertyDescriptor pd = Napi::PropertyDescriptor::Function("sx_index_type_parse", _wrap_sx_index_type_parse);
   NAPI_CHECK_MAYBE(exports.DefineProperties({
     pd
   }));

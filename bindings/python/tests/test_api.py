@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 import threading
@@ -215,8 +216,12 @@ def test_read_only(db_path: str) -> None:
 
 
 def test_open_options(db_path: str) -> None:
-    with pytest.raises(sextant.InvalidArgument):
+    # Unknown levels are named, with the known ones, by the core's parser; nothing is created.
+    with pytest.raises(sextant.InvalidArgument, match=r"^unknown sync level 'sometimes' \(full, normal, off\)$"):
         sextant.open(db_path, sync="sometimes")
+    with pytest.raises(sextant.InvalidArgument, match=r"^unknown sync level '2' "):
+        sextant.open(db_path, sync=2)
+    assert not os.path.exists(db_path)
     for sync in ("full", "normal", "off"):
         with sextant.open(db_path, sync=sync, page_size=8192, autocheckpoint_frames=10, wal_max_frames=100000) as db:
             assert db.stats()["page_size"] == 8192  # the first open created it with 8192
@@ -290,8 +295,10 @@ def test_create_describe_list(db: sextant.Database) -> None:
             w.create_collection("bad name", 8)
         with pytest.raises(sextant.InvalidArgument):
             w.create_collection("x", 8, metric="manhattan")
-        with pytest.raises(sextant.InvalidArgument):
+        with pytest.raises(sextant.InvalidArgument, match=r"^unknown index type 'ivf' \(flat, hnsw\)$"):
             w.create_collection("x", 8, index="ivf")
+        with pytest.raises(sextant.InvalidArgument, match=r"^unknown index type 'HNSW' "):
+            w.create_collection("x", 8, index="HNSW")
         with pytest.raises(sextant.InvalidArgument):
             w.create_collection("x", 0)
         with pytest.raises(sextant.InvalidArgument):

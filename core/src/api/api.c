@@ -182,38 +182,76 @@ struct sx_collection {
   sx__coll c;
 };
 
+/* The names of an enum's values, and the parser behind every sx_*_parse(): `what` and
+ * `list` name the enum in the message ("unknown metric 'x' (l2, ip, cosine)"). */
 static const char *const metric_names[] = {"l2", "ip", "cosine"};
+static const char *const quant_names[] = {"none", "int8"};
+static const char *const sync_names[] = {"full", "normal", "off"};
+static const char *const index_names[] = {"hnsw", "flat"};
+
+#define COUNT(names) ((int)(sizeof(names) / sizeof *(names)))
+#define NAME_OF(names, v) ((v) >= 0 && (v) < COUNT(names) ? (names)[v] : NULL)
+
+/* Sets *out to the index of `name` in names[0..n). */
+static sx_status parse_name(const char *const *names, int n, const char *what, const char *list,
+                            const char *name, int *out, sx_error *err) {
+  if (!out) return sx__err_set(err, SX_INVALID_ARGUMENT, "output pointer is NULL");
+  for (int i = 0; name && i < n; i++) {
+    if (strcmp(name, names[i]) == 0) {
+      *out = i;
+      return SX_OK;
+    }
+  }
+  return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown %s '%.40s' (%s)", what,
+                     name ? name : "(null)", list);
+}
 
 SX_EXPORT const char *sx_metric_name(int metric) {
-  return metric >= 0 && metric <= 2 ? metric_names[metric] : NULL;
+  return NAME_OF(metric_names, metric);
 }
 
 SX_EXPORT sx_status sx_metric_parse(const char *name, sx_metric *out, sx_error *err) {
-  for (int i = 0; name && out && i <= 2; i++) {
-    if (strcmp(name, metric_names[i]) == 0) {
-      *out = (sx_metric)i;
-      return SX_OK;
-    }
-  }
-  return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown metric '%.40s' (l2, ip, cosine)",
-                     name ? name : "(null)");
+  int v = 0;
+  sx_status st = parse_name(metric_names, COUNT(metric_names), "metric", "l2, ip, cosine", name,
+                            out ? &v : NULL, err);
+  if (st == SX_OK) *out = (sx_metric)v;
+  return st;
 }
 
-static const char *const quant_names[] = {"none", "int8"};
-
 SX_EXPORT const char *sx_quantization_name(int quantization) {
-  return quantization >= 0 && quantization <= 1 ? quant_names[quantization] : NULL;
+  return NAME_OF(quant_names, quantization);
 }
 
 SX_EXPORT sx_status sx_quantization_parse(const char *name, sx_quantization *out, sx_error *err) {
-  for (int i = 0; name && out && i <= 1; i++) {
-    if (strcmp(name, quant_names[i]) == 0) {
-      *out = (sx_quantization)i;
-      return SX_OK;
-    }
-  }
-  return sx__err_set(err, SX_INVALID_ARGUMENT, "unknown quantization '%.40s' (none, int8)",
-                     name ? name : "(null)");
+  int v = 0;
+  sx_status st = parse_name(quant_names, COUNT(quant_names), "quantization", "none, int8", name,
+                            out ? &v : NULL, err);
+  if (st == SX_OK) *out = (sx_quantization)v;
+  return st;
+}
+
+SX_EXPORT const char *sx_sync_name(int sync) {
+  return NAME_OF(sync_names, sync);
+}
+
+SX_EXPORT sx_status sx_sync_parse(const char *name, sx_sync *out, sx_error *err) {
+  int v = 0;
+  sx_status st = parse_name(sync_names, COUNT(sync_names), "sync level", "full, normal, off", name,
+                            out ? &v : NULL, err);
+  if (st == SX_OK) *out = (sx_sync)v;
+  return st;
+}
+
+SX_EXPORT const char *sx_index_type_name(int index) {
+  return NAME_OF(index_names, index);
+}
+
+SX_EXPORT sx_status sx_index_type_parse(const char *name, sx_index_type *out, sx_error *err) {
+  int v = 0;
+  sx_status st = parse_name(index_names, COUNT(index_names), "index type", "flat, hnsw", name,
+                            out ? &v : NULL, err);
+  if (st == SX_OK) *out = (sx_index_type)v;
+  return st;
 }
 
 /* The bytes of an sx_collection_options of a version (a version 1 struct ends before

@@ -67,13 +67,13 @@ typedef long long swig_type_37;
 typedef long long swig_type_38;
 typedef _gostring_ swig_type_39;
 typedef _gostring_ swig_type_40;
-typedef long long swig_type_41;
-typedef long long swig_type_42;
+typedef _gostring_ swig_type_41;
+typedef _gostring_ swig_type_42;
 typedef long long swig_type_43;
-typedef _gostring_ swig_type_44;
-typedef _gostring_ swig_type_45;
-typedef long long swig_type_46;
-typedef long long swig_type_47;
+typedef long long swig_type_44;
+typedef long long swig_type_45;
+typedef _gostring_ swig_type_46;
+typedef _gostring_ swig_type_47;
 typedef long long swig_type_48;
 typedef long long swig_type_49;
 typedef long long swig_type_50;
@@ -85,353 +85,361 @@ typedef long long swig_type_55;
 typedef long long swig_type_56;
 typedef long long swig_type_57;
 typedef long long swig_type_58;
-typedef _gostring_ swig_type_59;
-typedef _gostring_ swig_type_60;
+typedef long long swig_type_59;
+typedef long long swig_type_60;
 typedef _gostring_ swig_type_61;
 typedef _gostring_ swig_type_62;
 typedef _gostring_ swig_type_63;
 typedef _gostring_ swig_type_64;
-typedef long long swig_type_65;
-typedef long long swig_type_66;
+typedef _gostring_ swig_type_65;
+typedef _gostring_ swig_type_66;
 typedef _gostring_ swig_type_67;
 typedef _gostring_ swig_type_68;
 typedef long long swig_type_69;
-typedef _gostring_ swig_type_70;
-typedef long long swig_type_71;
+typedef long long swig_type_70;
+typedef _gostring_ swig_type_71;
 typedef _gostring_ swig_type_72;
 typedef long long swig_type_73;
-typedef _goslice_ swig_type_74;
-typedef _goslice_ swig_type_75;
-typedef _goslice_ swig_type_76;
+typedef _gostring_ swig_type_74;
+typedef long long swig_type_75;
+typedef _gostring_ swig_type_76;
 typedef long long swig_type_77;
 typedef _goslice_ swig_type_78;
 typedef _goslice_ swig_type_79;
-typedef _gostring_ swig_type_80;
+typedef _goslice_ swig_type_80;
 typedef long long swig_type_81;
 typedef _goslice_ swig_type_82;
 typedef _goslice_ swig_type_83;
 typedef _gostring_ swig_type_84;
-typedef _gostring_ swig_type_85;
-typedef long long swig_type_86;
-typedef long long swig_type_87;
-typedef long long swig_type_88;
-typedef long long swig_type_89;
+typedef long long swig_type_85;
+typedef _goslice_ swig_type_86;
+typedef _goslice_ swig_type_87;
+typedef _gostring_ swig_type_88;
+typedef _gostring_ swig_type_89;
 typedef long long swig_type_90;
 typedef long long swig_type_91;
 typedef long long swig_type_92;
 typedef long long swig_type_93;
-typedef _gostring_ swig_type_94;
-typedef _gostring_ swig_type_95;
-typedef _gostring_ swig_type_96;
-typedef _goslice_ swig_type_97;
-typedef long long swig_type_98;
-typedef _goslice_ swig_type_99;
-typedef long long swig_type_100;
-typedef long long swig_type_101;
+typedef long long swig_type_94;
+typedef long long swig_type_95;
+typedef long long swig_type_96;
+typedef long long swig_type_97;
+typedef _gostring_ swig_type_98;
+typedef _gostring_ swig_type_99;
+typedef _gostring_ swig_type_100;
+typedef _goslice_ swig_type_101;
 typedef long long swig_type_102;
-typedef long long swig_type_103;
+typedef _goslice_ swig_type_103;
 typedef long long swig_type_104;
 typedef long long swig_type_105;
-typedef _gostring_ swig_type_106;
+typedef long long swig_type_106;
 typedef long long swig_type_107;
 typedef long long swig_type_108;
 typedef long long swig_type_109;
-typedef long long swig_type_110;
+typedef _gostring_ swig_type_110;
 typedef long long swig_type_111;
-typedef _gostring_ swig_type_112;
+typedef long long swig_type_112;
 typedef long long swig_type_113;
 typedef long long swig_type_114;
 typedef long long swig_type_115;
 typedef _gostring_ swig_type_116;
 typedef long long swig_type_117;
-typedef _goslice_ swig_type_118;
-typedef _goslice_ swig_type_119;
-typedef long long swig_type_120;
+typedef long long swig_type_118;
+typedef long long swig_type_119;
+typedef _gostring_ swig_type_120;
 typedef long long swig_type_121;
-typedef long long swig_type_122;
-typedef _gostring_ swig_type_123;
+typedef _goslice_ swig_type_122;
+typedef _goslice_ swig_type_123;
 typedef long long swig_type_124;
-typedef _gostring_ swig_type_125;
+typedef long long swig_type_125;
 typedef long long swig_type_126;
 typedef _gostring_ swig_type_127;
 typedef long long swig_type_128;
-typedef long long swig_type_129;
-typedef _gostring_ swig_type_130;
-typedef long long swig_type_131;
+typedef _gostring_ swig_type_129;
+typedef long long swig_type_130;
+typedef _gostring_ swig_type_131;
 typedef long long swig_type_132;
 typedef long long swig_type_133;
-typedef long long swig_type_134;
+typedef _gostring_ swig_type_134;
 typedef long long swig_type_135;
 typedef long long swig_type_136;
 typedef long long swig_type_137;
 typedef long long swig_type_138;
 typedef long long swig_type_139;
 typedef long long swig_type_140;
-extern void _wrap_Swig_free_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_Swig_malloc_sx_d4b2962bf6f31b91(swig_intgo arg1);
-extern void _wrap_delete_sx_db_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_delete_sx_read_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_delete_sx_write_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_delete_sx_collection_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_delete_sx_names_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_delete_sx_record_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_delete_sx_results_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_delete_sx_cancel_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_go_results_shape_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_1 arg2);
-extern swig_intgo _wrap_sx_go_results_extra_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_2 arg2, swig_type_3 arg3, swig_type_4 arg4);
-extern swig_intgo _wrap_sx_go_results_copy_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_5 arg2, swig_type_6 arg3, swig_type_7 arg4, swig_type_8 arg5);
-extern swig_intgo _wrap_sx_go_results_take_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_9 arg2, swig_type_10 arg3, swig_type_11 arg4, swig_type_12 arg5);
-extern void _wrap_sx_go_records_shape_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_13 arg2);
-extern swig_intgo _wrap_sx_go_records_copy_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_14 arg2, swig_type_15 arg3, swig_type_16 arg4, swig_type_17 arg5, swig_type_18 arg6, swig_type_19 arg7);
-extern swig_intgo _wrap_sx_go_search_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_20 arg2, swig_type_21 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6, swig_type_22 arg7, swig_type_23 arg8, swig_type_24 arg9, swig_type_25 arg10, swig_type_26 arg11);
-extern swig_intgo _wrap_sx_go_search_batch_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_27 arg2, swig_type_28 arg3, swig_type_29 arg4, swig_type_30 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8, swig_type_31 arg9);
-extern swig_type_32 _wrap_sx_go_record_vector_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_33 arg2);
-extern double _wrap_sx_go_bench_search_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_34 arg2, swig_type_35 arg3, swig_type_36 arg4, swig_type_37 arg5, swig_type_38 arg6);
-extern swig_intgo _wrap_SX_VERSION_NUMBER_sx_d4b2962bf6f31b91(void);
-extern swig_type_39 _wrap_sx_version_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_sx_version_number_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_sx_format_version_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_OK_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_NOT_FOUND_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_EXISTS_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_INVALID_ARGUMENT_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_DIMENSION_MISMATCH_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_READ_ONLY_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_BUSY_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_CLOSED_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_MISUSE_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_CORRUPT_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_IO_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_FULL_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_NOMEM_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_VERSION_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_CANCELLED_sx_d4b2962bf6f31b91(void);
-extern swig_type_40 _wrap_sx_status_name_sx_d4b2962bf6f31b91(swig_intgo arg1);
-extern swig_intgo _wrap_sx_cancel_new_sx_d4b2962bf6f31b91(swig_voidp arg1, swig_voidp arg2);
-extern void _wrap_sx_cancel_set_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_cancel_reset_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_cancel_is_set_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_SX_SYNC_FULL_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_SYNC_NORMAL_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_SYNC_OFF_sx_d4b2962bf6f31b91(void);
-extern swig_type_41 _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_d4b2962bf6f31b91(void);
-extern void _wrap_sx_open_options_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_open_options_read_only_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_read_only_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_open_options_sync_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_sync_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_open_options_page_size_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_page_size_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_open_options_autocheckpoint_frames_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_open_options_wal_max_frames_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_wal_max_frames_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_open_options_threads_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_open_options_threads_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_open_options_wal_size_limit_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_42 arg2);
-extern swig_type_43 _wrap_sx_open_options_wal_size_limit_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_open_options_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_open_options_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_open_options_init_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_open_sx_d4b2962bf6f31b91(swig_voidp arg1, swig_type_44 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_db_close_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_type_45 _wrap_sx_db_path_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_db_checkpoint_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
-extern void _wrap_sx_write_options_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_write_options_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_write_options_timeout_ms_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_write_options_timeout_ms_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_write_options_cancel_token_set_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2);
-extern uintptr_t _wrap_sx_write_options_cancel_token_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_write_options_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_write_options_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_options_init_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_checkpoint_opts_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern void _wrap_sx_db_stats_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_size_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_page_count_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_46 arg2);
-extern swig_type_47 _wrap_sx_db_stats_page_count_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_frames_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_48 arg2);
-extern swig_type_49 _wrap_sx_db_stats_wal_frames_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_wal_backfilled_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_50 arg2);
-extern swig_type_51 _wrap_sx_db_stats_wal_backfilled_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_commits_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_52 arg2);
-extern swig_type_53 _wrap_sx_db_stats_commits_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_checkpoints_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_54 arg2);
-extern swig_type_55 _wrap_sx_db_stats_checkpoints_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_readers_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_readers_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_reader_slots_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_56 arg2);
-extern swig_type_57 _wrap_sx_db_stats_oldest_reader_lag_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_db_stats_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_db_stats_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_db_stats_get_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_db_check_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2);
-extern swig_intgo _wrap_sx_read_begin_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_read_end_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_read_user_version_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_begin_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_begin_opts_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_commit_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2);
-extern swig_intgo _wrap_sx_write_abort_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_set_user_version_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_58 arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_user_version_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_SX_METRIC_L2_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_METRIC_IP_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_METRIC_COSINE_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_INDEX_HNSW_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_INDEX_FLAT_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_QUANTIZATION_NONE_sx_d4b2962bf6f31b91(void);
-extern swig_intgo _wrap_SX_QUANTIZATION_INT8_sx_d4b2962bf6f31b91(void);
-extern swig_type_59 _wrap_sx_quantization_name_sx_d4b2962bf6f31b91(swig_intgo arg1);
-extern swig_intgo _wrap_sx_quantization_parse_sx_d4b2962bf6f31b91(swig_type_60 arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_type_61 _wrap_sx_metric_name_sx_d4b2962bf6f31b91(swig_intgo arg1);
-extern swig_intgo _wrap_sx_metric_parse_sx_d4b2962bf6f31b91(swig_type_62 arg1, swig_voidp arg2, swig_voidp arg3);
-extern void _wrap_sx_collection_options_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_options_dim_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_dim_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_options_metric_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_metric_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_options_index_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_index_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_options_hnsw_m_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_hnsw_m_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_options_quantization_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_options_quantization_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_collection_options_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_collection_options_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_options_init_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern void _wrap_sx_collection_info_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_name_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_63 arg2);
-extern swig_type_64 _wrap_sx_collection_info_name_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_dim_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_dim_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_metric_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_metric_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_index_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_index_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_hnsw_m_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_count_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_65 arg2);
-extern swig_type_66 _wrap_sx_collection_info_count_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_info_quantization_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_info_quantization_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_collection_info_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_collection_info_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_write_create_collection_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_67 arg2, uintptr_t arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_drop_collection_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_68 arg2, swig_voidp arg3);
-extern swig_type_69 _wrap_sx_names_count_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_type_70 _wrap_sx_names_get_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_71 arg2);
-extern swig_intgo _wrap_sx_read_list_collections_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_list_collections_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_write_upsert_packed_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_72 arg2, swig_type_73 arg3, swig_type_74 arg4, swig_type_75 arg5, swig_type_76 arg6, swig_type_77 arg7, swig_type_78 arg8, swig_type_79 arg9, swig_voidp arg10);
-extern swig_intgo _wrap_sx_write_delete_packed_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_80 arg2, swig_type_81 arg3, swig_type_82 arg4, swig_type_83 arg5, swig_voidp arg6, swig_voidp arg7);
-extern swig_intgo _wrap_sx_read_collection_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_84 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_write_collection_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_85 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_collection_describe_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_count_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
-extern void _wrap_sx_collection_stats_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_stats_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_count_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_86 arg2);
-extern swig_type_87 _wrap_sx_collection_stats_count_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_slots_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_88 arg2);
-extern swig_type_89 _wrap_sx_collection_stats_slots_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_dead_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_90 arg2);
-extern swig_type_91 _wrap_sx_collection_stats_dead_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_collection_stats_free_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_92 arg2);
-extern swig_type_93 _wrap_sx_collection_stats_free_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_collection_stats_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_collection_stats_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_stats_get_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern swig_intgo _wrap_sx_collection_get_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_94 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_95 _wrap_sx_record_id_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_type_96 _wrap_sx_record_metadata_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_search_options_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_search_options_ef_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_ef_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_search_options_cancel_token_set_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2);
-extern uintptr_t _wrap_sx_search_options_cancel_token_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_search_options_threads_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_threads_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_search_options_include_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_include_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_search_options_exact_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_search_options_exact_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_search_options_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_search_options_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_search_options_init_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_collection_search_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_97 arg2, swig_type_98 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_intgo _wrap_sx_collection_search_batch_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_99 arg2, swig_type_100 arg3, swig_type_101 arg4, swig_type_102 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
-extern swig_type_103 _wrap_sx_results_queries_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_type_104 _wrap_sx_results_count_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_105 arg2);
-extern swig_type_106 _wrap_sx_results_id_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_107 arg2, swig_type_108 arg3);
-extern float _wrap_sx_results_distance_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_109 arg2, swig_type_110 arg3);
-extern swig_type_111 _wrap_sx_results_total_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_type_112 _wrap_sx_results_metadata_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_113 arg2, swig_type_114 arg3);
-extern swig_type_115 _wrap_sx_results_dim_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_filter_check_sx_d4b2962bf6f31b91(swig_type_116 arg1, swig_voidp arg2);
-extern swig_intgo _wrap_sx_collection_get_packed_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_117 arg2, swig_type_118 arg3, swig_type_119 arg4, swig_voidp arg5, swig_voidp arg6);
-extern swig_type_120 _wrap_sx_records_count_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_type_121 _wrap_sx_records_dim_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_records_found_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_122 arg2);
-extern swig_type_123 _wrap_sx_records_id_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_124 arg2);
-extern swig_type_125 _wrap_sx_records_metadata_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_126 arg2);
-extern void _wrap_sx_records_free_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_collection_cursor_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_127 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_intgo _wrap_sx_cursor_next_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_128 arg2, swig_voidp arg3, swig_voidp arg4);
-extern swig_type_129 _wrap_sx_cursor_remaining_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_cursor_free_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_backup_options_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_backup_options_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_backup_options_cancel_token_set_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2);
-extern uintptr_t _wrap_sx_backup_options_cancel_token_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_backup_options_overwrite_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_backup_options_overwrite_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_backup_options_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_backup_options_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_backup_options_init_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_backup_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_130 arg2, swig_voidp arg3, swig_voidp arg4);
-extern void _wrap_sx_space_stats_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_space_stats_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_space_stats_page_size_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_space_stats_page_size_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_space_stats_page_count_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_131 arg2);
-extern swig_type_132 _wrap_sx_space_stats_page_count_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_space_stats_free_pages_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_133 arg2);
-extern swig_type_134 _wrap_sx_space_stats_free_pages_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_space_stats_collection_pages_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_135 arg2);
-extern swig_type_136 _wrap_sx_space_stats_collection_pages_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_space_stats_live_bytes_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_137 arg2);
-extern swig_type_138 _wrap_sx_space_stats_live_bytes_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_space_stats_reclaimable_bytes_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_type_139 arg2);
-extern swig_type_140 _wrap_sx_space_stats_reclaimable_bytes_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_space_stats_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_space_stats_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_read_space_get_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
-extern void _wrap_sx_compact_options_version_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_compact_options_version_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_compact_options_timeout_ms_set_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_compact_options_timeout_ms_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern void _wrap_sx_compact_options_cancel_token_set_sx_d4b2962bf6f31b91(uintptr_t arg1, uintptr_t arg2);
-extern uintptr_t _wrap_sx_compact_options_cancel_token_get_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern uintptr_t _wrap_new_sx_compact_options_sx_d4b2962bf6f31b91(void);
-extern void _wrap_delete_sx_compact_options_sx_d4b2962bf6f31b91(uintptr_t arg1);
-extern swig_intgo _wrap_sx_compact_options_init_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sx_db_compact_sx_d4b2962bf6f31b91(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+typedef long long swig_type_141;
+typedef long long swig_type_142;
+typedef long long swig_type_143;
+typedef long long swig_type_144;
+extern void _wrap_Swig_free_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_Swig_malloc_sx_f517d6d0c632557b(swig_intgo arg1);
+extern void _wrap_delete_sx_db_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_delete_sx_read_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_delete_sx_write_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_delete_sx_collection_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_delete_sx_names_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_delete_sx_record_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_delete_sx_results_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_delete_sx_cancel_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_go_results_shape_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_1 arg2);
+extern swig_intgo _wrap_sx_go_results_extra_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_2 arg2, swig_type_3 arg3, swig_type_4 arg4);
+extern swig_intgo _wrap_sx_go_results_copy_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_5 arg2, swig_type_6 arg3, swig_type_7 arg4, swig_type_8 arg5);
+extern swig_intgo _wrap_sx_go_results_take_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_9 arg2, swig_type_10 arg3, swig_type_11 arg4, swig_type_12 arg5);
+extern void _wrap_sx_go_records_shape_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_13 arg2);
+extern swig_intgo _wrap_sx_go_records_copy_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_14 arg2, swig_type_15 arg3, swig_type_16 arg4, swig_type_17 arg5, swig_type_18 arg6, swig_type_19 arg7);
+extern swig_intgo _wrap_sx_go_search_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_20 arg2, swig_type_21 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6, swig_type_22 arg7, swig_type_23 arg8, swig_type_24 arg9, swig_type_25 arg10, swig_type_26 arg11);
+extern swig_intgo _wrap_sx_go_search_batch_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_27 arg2, swig_type_28 arg3, swig_type_29 arg4, swig_type_30 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8, swig_type_31 arg9);
+extern swig_type_32 _wrap_sx_go_record_vector_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_33 arg2);
+extern double _wrap_sx_go_bench_search_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_34 arg2, swig_type_35 arg3, swig_type_36 arg4, swig_type_37 arg5, swig_type_38 arg6);
+extern swig_intgo _wrap_SX_VERSION_NUMBER_sx_f517d6d0c632557b(void);
+extern swig_type_39 _wrap_sx_version_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_sx_version_number_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_sx_format_version_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_OK_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_NOT_FOUND_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_EXISTS_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_INVALID_ARGUMENT_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_DIMENSION_MISMATCH_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_READ_ONLY_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_BUSY_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_CLOSED_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_MISUSE_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_CORRUPT_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_IO_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_FULL_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_NOMEM_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_VERSION_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_CANCELLED_sx_f517d6d0c632557b(void);
+extern swig_type_40 _wrap_sx_status_name_sx_f517d6d0c632557b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_cancel_new_sx_f517d6d0c632557b(swig_voidp arg1, swig_voidp arg2);
+extern void _wrap_sx_cancel_set_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_cancel_reset_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_cancel_is_set_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_SX_SYNC_FULL_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_SYNC_NORMAL_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_SYNC_OFF_sx_f517d6d0c632557b(void);
+extern swig_type_41 _wrap_sx_sync_name_sx_f517d6d0c632557b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_sync_parse_sx_f517d6d0c632557b(swig_type_42 arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_type_43 _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_f517d6d0c632557b(void);
+extern void _wrap_sx_open_options_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_open_options_read_only_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_read_only_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_open_options_sync_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_sync_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_open_options_page_size_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_page_size_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_open_options_autocheckpoint_frames_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_open_options_wal_max_frames_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_wal_max_frames_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_open_options_threads_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_open_options_threads_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_open_options_wal_size_limit_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_44 arg2);
+extern swig_type_45 _wrap_sx_open_options_wal_size_limit_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_open_options_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_open_options_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_open_options_init_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_open_sx_f517d6d0c632557b(swig_voidp arg1, swig_type_46 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_db_close_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_type_47 _wrap_sx_db_path_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_db_checkpoint_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3);
+extern void _wrap_sx_write_options_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_write_options_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_write_options_timeout_ms_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_write_options_timeout_ms_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_write_options_cancel_token_set_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_write_options_cancel_token_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_write_options_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_write_options_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_write_options_init_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_checkpoint_opts_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern void _wrap_sx_db_stats_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_size_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_page_size_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_page_count_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_48 arg2);
+extern swig_type_49 _wrap_sx_db_stats_page_count_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_frames_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_50 arg2);
+extern swig_type_51 _wrap_sx_db_stats_wal_frames_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_wal_backfilled_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_52 arg2);
+extern swig_type_53 _wrap_sx_db_stats_wal_backfilled_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_commits_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_54 arg2);
+extern swig_type_55 _wrap_sx_db_stats_commits_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_checkpoints_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_56 arg2);
+extern swig_type_57 _wrap_sx_db_stats_checkpoints_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_readers_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_readers_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_reader_slots_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_reader_slots_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_lag_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_58 arg2);
+extern swig_type_59 _wrap_sx_db_stats_oldest_reader_lag_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_db_stats_oldest_reader_pid_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_db_stats_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_db_stats_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_db_stats_get_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_db_check_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2);
+extern swig_intgo _wrap_sx_read_begin_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_read_end_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_read_user_version_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_begin_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_begin_opts_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_commit_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2);
+extern swig_intgo _wrap_sx_write_abort_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_write_set_user_version_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_60 arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_user_version_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_SX_METRIC_L2_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_METRIC_IP_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_METRIC_COSINE_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_INDEX_HNSW_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_INDEX_FLAT_sx_f517d6d0c632557b(void);
+extern swig_type_61 _wrap_sx_index_type_name_sx_f517d6d0c632557b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_index_type_parse_sx_f517d6d0c632557b(swig_type_62 arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_SX_QUANTIZATION_NONE_sx_f517d6d0c632557b(void);
+extern swig_intgo _wrap_SX_QUANTIZATION_INT8_sx_f517d6d0c632557b(void);
+extern swig_type_63 _wrap_sx_quantization_name_sx_f517d6d0c632557b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_quantization_parse_sx_f517d6d0c632557b(swig_type_64 arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_type_65 _wrap_sx_metric_name_sx_f517d6d0c632557b(swig_intgo arg1);
+extern swig_intgo _wrap_sx_metric_parse_sx_f517d6d0c632557b(swig_type_66 arg1, swig_voidp arg2, swig_voidp arg3);
+extern void _wrap_sx_collection_options_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_dim_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_dim_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_metric_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_metric_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_index_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_index_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_hnsw_m_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_hnsw_m_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_options_quantization_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_options_quantization_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_collection_options_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_collection_options_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_options_init_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern void _wrap_sx_collection_info_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_name_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_67 arg2);
+extern swig_type_68 _wrap_sx_collection_info_name_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_dim_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_dim_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_metric_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_metric_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_index_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_index_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_hnsw_m_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_hnsw_m_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_count_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_69 arg2);
+extern swig_type_70 _wrap_sx_collection_info_count_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_info_quantization_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_info_quantization_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_collection_info_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_collection_info_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_write_create_collection_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_71 arg2, uintptr_t arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_drop_collection_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_72 arg2, swig_voidp arg3);
+extern swig_type_73 _wrap_sx_names_count_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_type_74 _wrap_sx_names_get_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_75 arg2);
+extern swig_intgo _wrap_sx_read_list_collections_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_list_collections_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_write_upsert_packed_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_76 arg2, swig_type_77 arg3, swig_type_78 arg4, swig_type_79 arg5, swig_type_80 arg6, swig_type_81 arg7, swig_type_82 arg8, swig_type_83 arg9, swig_voidp arg10);
+extern swig_intgo _wrap_sx_write_delete_packed_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_84 arg2, swig_type_85 arg3, swig_type_86 arg4, swig_type_87 arg5, swig_voidp arg6, swig_voidp arg7);
+extern swig_intgo _wrap_sx_read_collection_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_88 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_write_collection_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_89 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_collection_describe_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_collection_count_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
+extern void _wrap_sx_collection_stats_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_stats_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_count_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_90 arg2);
+extern swig_type_91 _wrap_sx_collection_stats_count_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_slots_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_92 arg2);
+extern swig_type_93 _wrap_sx_collection_stats_slots_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_dead_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_94 arg2);
+extern swig_type_95 _wrap_sx_collection_stats_dead_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_collection_stats_free_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_96 arg2);
+extern swig_type_97 _wrap_sx_collection_stats_free_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_collection_stats_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_collection_stats_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_stats_get_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern swig_intgo _wrap_sx_collection_get_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_98 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_99 _wrap_sx_record_id_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_type_100 _wrap_sx_record_metadata_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_search_options_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_search_options_ef_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_ef_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_search_options_cancel_token_set_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_search_options_cancel_token_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_search_options_threads_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_threads_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_search_options_include_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_include_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_search_options_exact_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_search_options_exact_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_search_options_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_search_options_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_search_options_init_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_collection_search_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_101 arg2, swig_type_102 arg3, swig_voidp arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_intgo _wrap_sx_collection_search_batch_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_103 arg2, swig_type_104 arg3, swig_type_105 arg4, swig_type_106 arg5, swig_voidp arg6, swig_voidp arg7, swig_voidp arg8);
+extern swig_type_107 _wrap_sx_results_queries_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_type_108 _wrap_sx_results_count_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_109 arg2);
+extern swig_type_110 _wrap_sx_results_id_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_111 arg2, swig_type_112 arg3);
+extern float _wrap_sx_results_distance_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_113 arg2, swig_type_114 arg3);
+extern swig_type_115 _wrap_sx_results_total_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_type_116 _wrap_sx_results_metadata_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_117 arg2, swig_type_118 arg3);
+extern swig_type_119 _wrap_sx_results_dim_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_filter_check_sx_f517d6d0c632557b(swig_type_120 arg1, swig_voidp arg2);
+extern swig_intgo _wrap_sx_collection_get_packed_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_121 arg2, swig_type_122 arg3, swig_type_123 arg4, swig_voidp arg5, swig_voidp arg6);
+extern swig_type_124 _wrap_sx_records_count_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_type_125 _wrap_sx_records_dim_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_records_found_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_126 arg2);
+extern swig_type_127 _wrap_sx_records_id_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_128 arg2);
+extern swig_type_129 _wrap_sx_records_metadata_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_130 arg2);
+extern void _wrap_sx_records_free_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_collection_cursor_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_131 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_intgo _wrap_sx_cursor_next_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_132 arg2, swig_voidp arg3, swig_voidp arg4);
+extern swig_type_133 _wrap_sx_cursor_remaining_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_cursor_free_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_backup_options_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_backup_options_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_backup_options_cancel_token_set_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_backup_options_cancel_token_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_backup_options_overwrite_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_backup_options_overwrite_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_backup_options_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_backup_options_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_backup_options_init_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_backup_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_134 arg2, swig_voidp arg3, swig_voidp arg4);
+extern void _wrap_sx_space_stats_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_space_stats_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_page_size_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_space_stats_page_size_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_page_count_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_135 arg2);
+extern swig_type_136 _wrap_sx_space_stats_page_count_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_free_pages_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_137 arg2);
+extern swig_type_138 _wrap_sx_space_stats_free_pages_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_collection_pages_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_139 arg2);
+extern swig_type_140 _wrap_sx_space_stats_collection_pages_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_live_bytes_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_141 arg2);
+extern swig_type_142 _wrap_sx_space_stats_live_bytes_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_space_stats_reclaimable_bytes_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_type_143 arg2);
+extern swig_type_144 _wrap_sx_space_stats_reclaimable_bytes_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_space_stats_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_space_stats_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_read_space_get_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2, swig_voidp arg3);
+extern void _wrap_sx_compact_options_version_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_compact_options_version_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_compact_options_timeout_ms_set_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_compact_options_timeout_ms_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern void _wrap_sx_compact_options_cancel_token_set_sx_f517d6d0c632557b(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_sx_compact_options_cancel_token_get_sx_f517d6d0c632557b(uintptr_t arg1);
+extern uintptr_t _wrap_new_sx_compact_options_sx_f517d6d0c632557b(void);
+extern void _wrap_delete_sx_compact_options_sx_f517d6d0c632557b(uintptr_t arg1);
+extern swig_intgo _wrap_sx_compact_options_init_sx_f517d6d0c632557b(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sx_db_compact_sx_f517d6d0c632557b(uintptr_t arg1, swig_voidp arg2, swig_voidp arg3);
 #undef intgo
 */
 import "C"
@@ -466,13 +474,13 @@ func sxCopyString(s string) string {
 
 func Swig_free(arg1 uintptr) {
 	_swig_i_0 := arg1
-	C._wrap_Swig_free_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_Swig_free_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 func Swig_malloc(arg1 int) (_swig_ret uintptr) {
 	var swig_r uintptr
 	_swig_i_0 := arg1
-	swig_r = (uintptr)(C._wrap_Swig_malloc_sx_d4b2962bf6f31b91(C.swig_intgo(_swig_i_0)))
+	swig_r = (uintptr)(C._wrap_Swig_malloc_sx_f517d6d0c632557b(C.swig_intgo(_swig_i_0)))
 	return swig_r
 }
 
@@ -487,7 +495,7 @@ func (p SwigcptrSx_db) SwigIsSx_db() {
 
 func DeleteSx_db(arg1 Sx_db) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_db_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_db_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_db interface {
@@ -506,7 +514,7 @@ func (p SwigcptrSx_read) SwigIsSx_read() {
 
 func DeleteSx_read(arg1 Sx_read) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_read_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_read_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_read interface {
@@ -525,7 +533,7 @@ func (p SwigcptrSx_write) SwigIsSx_write() {
 
 func DeleteSx_write(arg1 Sx_write) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_write_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_write_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_write interface {
@@ -544,7 +552,7 @@ func (p SwigcptrSx_collection) SwigIsSx_collection() {
 
 func DeleteSx_collection(arg1 Sx_collection) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection interface {
@@ -563,7 +571,7 @@ func (p SwigcptrSx_names) SwigIsSx_names() {
 
 func DeleteSx_names(arg1 Sx_names) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_names_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_names_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_names interface {
@@ -582,7 +590,7 @@ func (p SwigcptrSx_record) SwigIsSx_record() {
 
 func DeleteSx_record(arg1 Sx_record) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_record_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_record_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_record interface {
@@ -601,7 +609,7 @@ func (p SwigcptrSx_results) SwigIsSx_results() {
 
 func DeleteSx_results(arg1 Sx_results) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_results_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_results_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_results interface {
@@ -620,7 +628,7 @@ func (p SwigcptrSx_cancel) SwigIsSx_cancel() {
 
 func DeleteSx_cancel(arg1 Sx_cancel) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_cancel_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_cancel_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_cancel interface {
@@ -631,7 +639,7 @@ type Sx_cancel interface {
 func Sx_go_results_shape(arg1 Sx_results, arg2 []uint64) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	C._wrap_sx_go_results_shape_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_1)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_go_results_shape_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_1)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -643,7 +651,7 @@ func Sx_go_results_extra(arg1 Sx_results, arg2 []uint64, arg3 []byte, arg4 []flo
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (int)(C._wrap_sx_go_results_extra_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_2)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_3)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_3))))
+	swig_r = (int)(C._wrap_sx_go_results_extra_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_2)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_3)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_3))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -663,7 +671,7 @@ func Sx_go_results_copy(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_sx_go_results_copy_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_6)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_4))))
+	swig_r = (int)(C._wrap_sx_go_results_copy_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_6)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_4))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -686,7 +694,7 @@ func Sx_go_results_take(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_sx_go_results_take_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_10)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_4))))
+	swig_r = (int)(C._wrap_sx_go_results_take_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_10)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_4))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -705,7 +713,7 @@ func Sx_go_results_take(arg1 Sx_results, arg2 []uint64, arg3 []float32, arg4 []u
 func Sx_go_records_shape(arg1 Struct_SS_sx_records, arg2 []uint64) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	C._wrap_sx_go_records_shape_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_go_records_shape_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -720,7 +728,7 @@ func Sx_go_records_copy(arg1 Struct_SS_sx_records, arg2 []float32, arg3 []byte, 
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (int)(C._wrap_sx_go_records_copy_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_14)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_15)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_16)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_17)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_18)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_6))))
+	swig_r = (int)(C._wrap_sx_go_records_copy_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_14)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_15)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_16)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_17)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_18)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_6))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -755,7 +763,7 @@ func Sx_go_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *SearchOp
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
 	_swig_i_10 := arg11
-	swig_r = (Sx_status)(C._wrap_sx_go_search_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_1)), C.swig_type_21(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_23)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_24)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_25)(unsafe.Pointer(&_swig_i_9)), *(*C.swig_type_26)(unsafe.Pointer(&_swig_i_10))))
+	swig_r = (Sx_status)(C._wrap_sx_go_search_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_1)), C.swig_type_21(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_23)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_24)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_25)(unsafe.Pointer(&_swig_i_9)), *(*C.swig_type_26)(unsafe.Pointer(&_swig_i_10))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -788,7 +796,7 @@ func Sx_go_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 int
 	_swig_i_6 := arg7
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
-	swig_r = (Sx_status)(C._wrap_sx_go_search_batch_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_27)(unsafe.Pointer(&_swig_i_1)), C.swig_type_28(_swig_i_2), C.swig_type_29(_swig_i_3), C.swig_type_30(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7), *(*C.swig_type_31)(unsafe.Pointer(&_swig_i_8))))
+	swig_r = (Sx_status)(C._wrap_sx_go_search_batch_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_27)(unsafe.Pointer(&_swig_i_1)), C.swig_type_28(_swig_i_2), C.swig_type_29(_swig_i_3), C.swig_type_30(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7), *(*C.swig_type_31)(unsafe.Pointer(&_swig_i_8))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -802,7 +810,7 @@ func Sx_go_record_vector(arg1 Sx_record, arg2 []float32) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_33)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int64)(C._wrap_sx_go_record_vector_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_33)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -817,7 +825,7 @@ func Sx_go_bench_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 int
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_34)(unsafe.Pointer(&_swig_i_1)), C.swig_type_35(_swig_i_2), C.swig_type_36(_swig_i_3), C.swig_type_37(_swig_i_4), C.swig_type_38(_swig_i_5)))
+	swig_r = (float64)(C._wrap_sx_go_bench_search_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_34)(unsafe.Pointer(&_swig_i_1)), C.swig_type_35(_swig_i_2), C.swig_type_36(_swig_i_3), C.swig_type_37(_swig_i_4), C.swig_type_38(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -830,7 +838,7 @@ const SX_VERSION_PATCH int = 0
 
 func _swig_getSX_VERSION_NUMBER() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_SX_VERSION_NUMBER_sx_d4b2962bf6f31b91())
+	swig_r = (int)(C._wrap_SX_VERSION_NUMBER_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -840,7 +848,7 @@ const SX_FORMAT_VERSION int = 2
 
 func Sx_version() (_swig_ret string) {
 	var swig_r string
-	swig_r_p := C._wrap_sx_version_sx_d4b2962bf6f31b91()
+	swig_r_p := C._wrap_sx_version_sx_f517d6d0c632557b()
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -849,13 +857,13 @@ func Sx_version() (_swig_ret string) {
 
 func Sx_version_number() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_sx_version_number_sx_d4b2962bf6f31b91())
+	swig_r = (int)(C._wrap_sx_version_number_sx_f517d6d0c632557b())
 	return swig_r
 }
 
 func Sx_format_version() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_sx_format_version_sx_d4b2962bf6f31b91())
+	swig_r = (int)(C._wrap_sx_format_version_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -863,7 +871,7 @@ type Sx_status int
 
 func _swig_getSX_OK() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_OK_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_OK_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -871,7 +879,7 @@ var SX_OK Sx_status = _swig_getSX_OK()
 
 func _swig_getSX_NOT_FOUND() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_NOT_FOUND_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_NOT_FOUND_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -879,7 +887,7 @@ var SX_NOT_FOUND Sx_status = _swig_getSX_NOT_FOUND()
 
 func _swig_getSX_EXISTS() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_EXISTS_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_EXISTS_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -887,7 +895,7 @@ var SX_EXISTS Sx_status = _swig_getSX_EXISTS()
 
 func _swig_getSX_INVALID_ARGUMENT() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_INVALID_ARGUMENT_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_INVALID_ARGUMENT_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -895,7 +903,7 @@ var SX_INVALID_ARGUMENT Sx_status = _swig_getSX_INVALID_ARGUMENT()
 
 func _swig_getSX_DIMENSION_MISMATCH() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_DIMENSION_MISMATCH_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_DIMENSION_MISMATCH_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -903,7 +911,7 @@ var SX_DIMENSION_MISMATCH Sx_status = _swig_getSX_DIMENSION_MISMATCH()
 
 func _swig_getSX_READ_ONLY() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_READ_ONLY_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_READ_ONLY_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -911,7 +919,7 @@ var SX_READ_ONLY Sx_status = _swig_getSX_READ_ONLY()
 
 func _swig_getSX_BUSY() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_BUSY_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_BUSY_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -919,7 +927,7 @@ var SX_BUSY Sx_status = _swig_getSX_BUSY()
 
 func _swig_getSX_CLOSED() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_CLOSED_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_CLOSED_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -927,7 +935,7 @@ var SX_CLOSED Sx_status = _swig_getSX_CLOSED()
 
 func _swig_getSX_MISUSE() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_MISUSE_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_MISUSE_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -935,7 +943,7 @@ var SX_MISUSE Sx_status = _swig_getSX_MISUSE()
 
 func _swig_getSX_CORRUPT() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_CORRUPT_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_CORRUPT_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -943,7 +951,7 @@ var SX_CORRUPT Sx_status = _swig_getSX_CORRUPT()
 
 func _swig_getSX_IO() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_IO_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_IO_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -951,7 +959,7 @@ var SX_IO Sx_status = _swig_getSX_IO()
 
 func _swig_getSX_FULL() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_FULL_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_FULL_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -959,7 +967,7 @@ var SX_FULL Sx_status = _swig_getSX_FULL()
 
 func _swig_getSX_NOMEM() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_NOMEM_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_NOMEM_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -967,7 +975,7 @@ var SX_NOMEM Sx_status = _swig_getSX_NOMEM()
 
 func _swig_getSX_VERSION() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_VERSION_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_VERSION_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -975,7 +983,7 @@ var SX_VERSION Sx_status = _swig_getSX_VERSION()
 
 func _swig_getSX_CANCELLED() (_swig_ret Sx_status) {
 	var swig_r Sx_status
-	swig_r = (Sx_status)(C._wrap_SX_CANCELLED_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_status)(C._wrap_SX_CANCELLED_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -986,7 +994,7 @@ const SX_STATUS_COUNT int = 15
 func Sx_status_name(arg1 int) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sx_status_name_sx_d4b2962bf6f31b91(C.swig_intgo(_swig_i_0))
+	swig_r_p := C._wrap_sx_status_name_sx_f517d6d0c632557b(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -999,24 +1007,24 @@ func Sx_cancel_new(arg1 *uintptr, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_cancel_new_sx_d4b2962bf6f31b91(C.swig_voidp(_swig_i_0), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_cancel_new_sx_f517d6d0c632557b(C.swig_voidp(_swig_i_0), C.swig_voidp(_swig_i_1)))
 	return swig_r
 }
 
 func Sx_cancel_set(arg1 Sx_cancel) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sx_cancel_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_sx_cancel_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 func Sx_cancel_reset(arg1 Sx_cancel) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sx_cancel_reset_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_sx_cancel_reset_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 func Sx_cancel_is_set(arg1 Sx_cancel) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int)(C._wrap_sx_cancel_is_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_cancel_is_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1024,7 +1032,7 @@ type Sx_sync int
 
 func _swig_getSX_SYNC_FULL() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
-	swig_r = (Sx_sync)(C._wrap_SX_SYNC_FULL_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_sync)(C._wrap_SX_SYNC_FULL_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1032,7 +1040,7 @@ var SX_SYNC_FULL Sx_sync = _swig_getSX_SYNC_FULL()
 
 func _swig_getSX_SYNC_NORMAL() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
-	swig_r = (Sx_sync)(C._wrap_SX_SYNC_NORMAL_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_sync)(C._wrap_SX_SYNC_NORMAL_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1040,17 +1048,39 @@ var SX_SYNC_NORMAL Sx_sync = _swig_getSX_SYNC_NORMAL()
 
 func _swig_getSX_SYNC_OFF() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
-	swig_r = (Sx_sync)(C._wrap_SX_SYNC_OFF_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_sync)(C._wrap_SX_SYNC_OFF_sx_f517d6d0c632557b())
 	return swig_r
 }
 
 var SX_SYNC_OFF Sx_sync = _swig_getSX_SYNC_OFF()
 
+func Sx_sync_name(arg1 int) (_swig_ret string) {
+	var swig_r string
+	_swig_i_0 := arg1
+	swig_r_p := C._wrap_sx_sync_name_sx_f517d6d0c632557b(C.swig_intgo(_swig_i_0))
+	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
+	var swig_r_1 string
+	swig_r_1 = sxCopyString(swig_r)
+	return swig_r_1
+}
+
+func Sx_sync_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	swig_r = (Sx_status)(C._wrap_sx_sync_parse_sx_f517d6d0c632557b(*(*C.swig_type_42)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg1
+	}
+	return swig_r
+}
+
 const SX_OPEN_OPTIONS_VERSION int = 3
 
 func _swig_getSX_WAL_SIZE_LIMIT_DEFAULT() (_swig_ret uint64) {
 	var swig_r uint64
-	swig_r = (uint64)(C._wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_d4b2962bf6f31b91())
+	swig_r = (uint64)(C._wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1068,116 +1098,116 @@ func (p SwigcptrSx_open_options) SwigIsSx_open_options() {
 func (arg1 SwigcptrSx_open_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetRead_only(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_read_only_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_read_only_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetRead_only() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_open_options_read_only_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_open_options_read_only_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetSync(arg2 Sx_sync) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_sync_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_sync_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetSync() (_swig_ret Sx_sync) {
 	var swig_r Sx_sync
 	_swig_i_0 := arg1
-	swig_r = (Sx_sync)(C._wrap_sx_open_options_sync_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_sync)(C._wrap_sx_open_options_sync_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetPage_size(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_page_size_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_page_size_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetPage_size() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_page_size_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_page_size_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetAutocheckpoint_frames(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_autocheckpoint_frames_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_autocheckpoint_frames_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetAutocheckpoint_frames() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_autocheckpoint_frames_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_autocheckpoint_frames_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetWal_max_frames(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_wal_max_frames_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_wal_max_frames_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetWal_max_frames() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_wal_max_frames_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_wal_max_frames_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetThreads(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_threads_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_open_options_threads_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetThreads() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_open_options_threads_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_open_options_threads_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_open_options) SetWal_size_limit(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_open_options_wal_size_limit_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_42(_swig_i_1))
+	C._wrap_sx_open_options_wal_size_limit_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_44(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_open_options) GetWal_size_limit() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_open_options_wal_size_limit_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_open_options_wal_size_limit_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_open_options() (_swig_ret Sx_open_options) {
 	var swig_r Sx_open_options
-	swig_r = (Sx_open_options)(SwigcptrSx_open_options(C._wrap_new_sx_open_options_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_open_options)(SwigcptrSx_open_options(C._wrap_new_sx_open_options_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_open_options(arg1 Sx_open_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_open_options_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_open_options_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_open_options interface {
@@ -1205,7 +1235,7 @@ func Sx_open_options_init(arg1 Sx_open_options, arg2 uint) (_swig_ret Sx_status)
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_open_options_init_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_open_options_init_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -1215,7 +1245,7 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_d4b2962bf6f31b91(C.swig_voidp(_swig_i_0), *(*C.swig_type_44)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_open_sx_f517d6d0c632557b(C.swig_voidp(_swig_i_0), *(*C.swig_type_46)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1225,14 +1255,14 @@ func Sx_db_open(arg1 *uintptr, arg2 string, arg3 Sx_open_options, arg4 *Errbuf) 
 func Sx_db_close(arg1 Sx_db) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Sx_status)(C._wrap_sx_db_close_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_status)(C._wrap_sx_db_close_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Sx_db_path(arg1 Sx_db) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_sx_db_path_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_db_path_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -1244,7 +1274,7 @@ func Sx_db_checkpoint(arg1 Sx_db, arg2 int, arg3 *Errbuf) (_swig_ret Sx_status) 
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1262,51 +1292,51 @@ func (p SwigcptrSx_write_options) SwigIsSx_write_options() {
 func (arg1 SwigcptrSx_write_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_write_options_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_write_options_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_write_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_write_options_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_write_options_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_write_options) SetTimeout_ms(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_write_options_timeout_ms_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_write_options_timeout_ms_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_write_options) GetTimeout_ms() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_write_options_timeout_ms_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_write_options_timeout_ms_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_write_options) SetCancel_token(arg2 Sx_cancel) {
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	C._wrap_sx_write_options_cancel_token_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+	C._wrap_sx_write_options_cancel_token_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_write_options) GetCancel_token() (_swig_ret Sx_cancel) {
 	var swig_r Sx_cancel
 	_swig_i_0 := arg1
-	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_write_options_cancel_token_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))))
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_write_options_cancel_token_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func NewSx_write_options() (_swig_ret Sx_write_options) {
 	var swig_r Sx_write_options
-	swig_r = (Sx_write_options)(SwigcptrSx_write_options(C._wrap_new_sx_write_options_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_write_options)(SwigcptrSx_write_options(C._wrap_new_sx_write_options_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_write_options(arg1 Sx_write_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_write_options_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_write_options_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_write_options interface {
@@ -1324,7 +1354,7 @@ func Sx_write_options_init(arg1 Sx_write_options, arg2 uint) (_swig_ret Sx_statu
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_write_options_init_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_write_options_init_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -1333,7 +1363,7 @@ func Sx_db_checkpoint_opts(arg1 Sx_db, arg2 *WriteOpts, arg3 *Errbuf) (_swig_ret
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_opts_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_db_checkpoint_opts_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1349,155 +1379,155 @@ func (p SwigcptrSx_db_stats) SwigIsSx_db_stats() {
 func (arg1 SwigcptrSx_db_stats) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetPage_size(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_size_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_page_size_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_size() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_page_size_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_page_size_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_page_count_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_46(_swig_i_1))
+	C._wrap_sx_db_stats_page_count_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_48(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetPage_count() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_page_count_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_page_count_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetWal_frames(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_frames_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_48(_swig_i_1))
+	C._wrap_sx_db_stats_wal_frames_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_50(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_frames() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_wal_frames_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_wal_frames_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetWal_backfilled(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_wal_backfilled_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_50(_swig_i_1))
+	C._wrap_sx_db_stats_wal_backfilled_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_52(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetWal_backfilled() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_wal_backfilled_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_wal_backfilled_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetCommits(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_commits_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_52(_swig_i_1))
+	C._wrap_sx_db_stats_commits_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_54(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCommits() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_commits_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_commits_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetCheckpoints(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_checkpoints_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_54(_swig_i_1))
+	C._wrap_sx_db_stats_checkpoints_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_56(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetCheckpoints() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_checkpoints_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_checkpoints_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetReaders(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_readers_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_readers_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetReaders() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_readers_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_readers_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetReader_slots(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_reader_slots_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_reader_slots_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetReader_slots() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_db_stats_reader_slots_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_db_stats_reader_slots_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_lag(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_56(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_lag_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_58(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_lag() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_db_stats_oldest_reader_lag_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_db_stats_oldest_reader_lag_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_db_stats) SetOldest_reader_pid(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_db_stats_oldest_reader_pid_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_db_stats_oldest_reader_pid_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_db_stats) GetOldest_reader_pid() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_db_stats_oldest_reader_pid_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_db_stats_oldest_reader_pid_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_db_stats() (_swig_ret Sx_db_stats) {
 	var swig_r Sx_db_stats
-	swig_r = (Sx_db_stats)(SwigcptrSx_db_stats(C._wrap_new_sx_db_stats_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_db_stats)(SwigcptrSx_db_stats(C._wrap_new_sx_db_stats_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_db_stats(arg1 Sx_db_stats) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_db_stats_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_db_stats_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_db_stats interface {
@@ -1534,7 +1564,7 @@ func Sx_db_stats_get(arg1 Sx_db, arg2 Sx_db_stats, arg3 *Errbuf) (_swig_ret Sx_s
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_db_stats_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_db_stats_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1542,7 +1572,7 @@ func Sx_db_check(arg1 Sx_db, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_db_check_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_db_check_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
 	return swig_r
 }
 
@@ -1551,14 +1581,14 @@ func Sx_read_begin(arg1 Sx_db, arg2 *uintptr, arg3 *Errbuf) (_swig_ret Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_read_begin_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_read_begin_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
 func Sx_read_end(arg1 Sx_read) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Sx_status)(C._wrap_sx_read_end_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_status)(C._wrap_sx_read_end_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1567,7 +1597,7 @@ func Sx_read_user_version(arg1 Sx_read, arg2 *uint64, arg3 *Errbuf) (_swig_ret S
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_read_user_version_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_read_user_version_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1577,7 +1607,7 @@ func Sx_write_begin(arg1 Sx_db, arg2 int, arg3 *uintptr, arg4 *Errbuf) (_swig_re
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_begin_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_begin_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
@@ -1587,7 +1617,7 @@ func Sx_write_begin_opts(arg1 Sx_db, arg2 *WriteOpts, arg3 *uintptr, arg4 *Errbu
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_begin_opts_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_begin_opts_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
@@ -1595,14 +1625,14 @@ func Sx_write_commit(arg1 Sx_write, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_write_commit_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_write_commit_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
 	return swig_r
 }
 
 func Sx_write_abort(arg1 Sx_write) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Sx_status)(C._wrap_sx_write_abort_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_status)(C._wrap_sx_write_abort_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1611,7 +1641,7 @@ func Sx_write_set_user_version(arg1 Sx_write, arg2 uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_58(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_set_user_version_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_60(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1620,7 +1650,7 @@ func Sx_write_user_version(arg1 Sx_write, arg2 *uint64, arg3 *Errbuf) (_swig_ret
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_user_version_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_user_version_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -1633,7 +1663,7 @@ type Sx_metric int
 
 func _swig_getSX_METRIC_L2() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
-	swig_r = (Sx_metric)(C._wrap_SX_METRIC_L2_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_metric)(C._wrap_SX_METRIC_L2_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1641,7 +1671,7 @@ var SX_METRIC_L2 Sx_metric = _swig_getSX_METRIC_L2()
 
 func _swig_getSX_METRIC_IP() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
-	swig_r = (Sx_metric)(C._wrap_SX_METRIC_IP_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_metric)(C._wrap_SX_METRIC_IP_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1649,7 +1679,7 @@ var SX_METRIC_IP Sx_metric = _swig_getSX_METRIC_IP()
 
 func _swig_getSX_METRIC_COSINE() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
-	swig_r = (Sx_metric)(C._wrap_SX_METRIC_COSINE_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_metric)(C._wrap_SX_METRIC_COSINE_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1659,7 +1689,7 @@ type Sx_index_type int
 
 func _swig_getSX_INDEX_HNSW() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
-	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_HNSW_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_HNSW_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1667,17 +1697,39 @@ var SX_INDEX_HNSW Sx_index_type = _swig_getSX_INDEX_HNSW()
 
 func _swig_getSX_INDEX_FLAT() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
-	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_FLAT_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_index_type)(C._wrap_SX_INDEX_FLAT_sx_f517d6d0c632557b())
 	return swig_r
 }
 
 var SX_INDEX_FLAT Sx_index_type = _swig_getSX_INDEX_FLAT()
 
+func Sx_index_type_name(arg1 int) (_swig_ret string) {
+	var swig_r string
+	_swig_i_0 := arg1
+	swig_r_p := C._wrap_sx_index_type_name_sx_f517d6d0c632557b(C.swig_intgo(_swig_i_0))
+	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
+	var swig_r_1 string
+	swig_r_1 = sxCopyString(swig_r)
+	return swig_r_1
+}
+
+func Sx_index_type_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_status) {
+	var swig_r Sx_status
+	_swig_i_0 := arg1
+	_swig_i_1 := arg2
+	_swig_i_2 := arg3
+	swig_r = (Sx_status)(C._wrap_sx_index_type_parse_sx_f517d6d0c632557b(*(*C.swig_type_62)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	if Swig_escape_always_false {
+		Swig_escape_val = arg1
+	}
+	return swig_r
+}
+
 type Sx_quantization int
 
 func _swig_getSX_QUANTIZATION_NONE() (_swig_ret Sx_quantization) {
 	var swig_r Sx_quantization
-	swig_r = (Sx_quantization)(C._wrap_SX_QUANTIZATION_NONE_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_quantization)(C._wrap_SX_QUANTIZATION_NONE_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1685,7 +1737,7 @@ var SX_QUANTIZATION_NONE Sx_quantization = _swig_getSX_QUANTIZATION_NONE()
 
 func _swig_getSX_QUANTIZATION_INT8() (_swig_ret Sx_quantization) {
 	var swig_r Sx_quantization
-	swig_r = (Sx_quantization)(C._wrap_SX_QUANTIZATION_INT8_sx_d4b2962bf6f31b91())
+	swig_r = (Sx_quantization)(C._wrap_SX_QUANTIZATION_INT8_sx_f517d6d0c632557b())
 	return swig_r
 }
 
@@ -1694,7 +1746,7 @@ var SX_QUANTIZATION_INT8 Sx_quantization = _swig_getSX_QUANTIZATION_INT8()
 func Sx_quantization_name(arg1 int) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sx_quantization_name_sx_d4b2962bf6f31b91(C.swig_intgo(_swig_i_0))
+	swig_r_p := C._wrap_sx_quantization_name_sx_f517d6d0c632557b(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -1706,7 +1758,7 @@ func Sx_quantization_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_quantization_parse_sx_d4b2962bf6f31b91(*(*C.swig_type_60)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_quantization_parse_sx_f517d6d0c632557b(*(*C.swig_type_64)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1716,7 +1768,7 @@ func Sx_quantization_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx
 func Sx_metric_name(arg1 int) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sx_metric_name_sx_d4b2962bf6f31b91(C.swig_intgo(_swig_i_0))
+	swig_r_p := C._wrap_sx_metric_name_sx_f517d6d0c632557b(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -1728,7 +1780,7 @@ func Sx_metric_parse(arg1 string, arg2 *int32, arg3 *Errbuf) (_swig_ret Sx_statu
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_d4b2962bf6f31b91(*(*C.swig_type_62)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_metric_parse_sx_f517d6d0c632557b(*(*C.swig_type_66)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1749,103 +1801,103 @@ func (p SwigcptrSx_collection_options) SwigIsSx_collection_options() {
 func (arg1 SwigcptrSx_collection_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetDim(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_dim_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_dim_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetDim() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_dim_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_dim_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetMetric(arg2 Sx_metric) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_metric_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_metric_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetMetric() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
 	_swig_i_0 := arg1
-	swig_r = (Sx_metric)(C._wrap_sx_collection_options_metric_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_metric)(C._wrap_sx_collection_options_metric_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetIndex(arg2 Sx_index_type) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_index_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_index_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetIndex() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
 	_swig_i_0 := arg1
-	swig_r = (Sx_index_type)(C._wrap_sx_collection_options_index_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_index_type)(C._wrap_sx_collection_options_index_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetHnsw_m(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_hnsw_m_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_hnsw_m_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetHnsw_m() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_m_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_m_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetHnsw_ef_construction(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_hnsw_ef_construction_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetHnsw_ef_construction() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_options_hnsw_ef_construction_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_options) SetQuantization(arg2 Sx_quantization) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_options_quantization_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_options_quantization_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_options) GetQuantization() (_swig_ret Sx_quantization) {
 	var swig_r Sx_quantization
 	_swig_i_0 := arg1
-	swig_r = (Sx_quantization)(C._wrap_sx_collection_options_quantization_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_quantization)(C._wrap_sx_collection_options_quantization_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_collection_options() (_swig_ret Sx_collection_options) {
 	var swig_r Sx_collection_options
-	swig_r = (Sx_collection_options)(SwigcptrSx_collection_options(C._wrap_new_sx_collection_options_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_collection_options)(SwigcptrSx_collection_options(C._wrap_new_sx_collection_options_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_collection_options(arg1 Sx_collection_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_options_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_options_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection_options interface {
@@ -1871,7 +1923,7 @@ func Sx_collection_options_init(arg1 Sx_collection_options, arg2 uint) (_swig_re
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_collection_options_init_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_options_init_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -1887,20 +1939,20 @@ func (p SwigcptrSx_collection_info) SwigIsSx_collection_info() {
 func (arg1 SwigcptrSx_collection_info) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_name_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_63)(unsafe.Pointer(&_swig_i_1)))
+	C._wrap_sx_collection_info_name_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_67)(unsafe.Pointer(&_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1909,7 +1961,7 @@ func (arg1 SwigcptrSx_collection_info) SetName(arg2 string) {
 func (arg1 SwigcptrSx_collection_info) GetName() (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sx_collection_info_name_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_collection_info_name_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -1919,103 +1971,103 @@ func (arg1 SwigcptrSx_collection_info) GetName() (_swig_ret string) {
 func (arg1 SwigcptrSx_collection_info) SetDim(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_dim_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_dim_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetDim() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_dim_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_dim_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetMetric(arg2 Sx_metric) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_metric_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_metric_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetMetric() (_swig_ret Sx_metric) {
 	var swig_r Sx_metric
 	_swig_i_0 := arg1
-	swig_r = (Sx_metric)(C._wrap_sx_collection_info_metric_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_metric)(C._wrap_sx_collection_info_metric_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetIndex(arg2 Sx_index_type) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_index_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_index_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetIndex() (_swig_ret Sx_index_type) {
 	var swig_r Sx_index_type
 	_swig_i_0 := arg1
-	swig_r = (Sx_index_type)(C._wrap_sx_collection_info_index_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_index_type)(C._wrap_sx_collection_info_index_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetHnsw_m(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_hnsw_m_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_hnsw_m_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetHnsw_m() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_m_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_m_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetHnsw_ef_construction(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_hnsw_ef_construction_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetHnsw_ef_construction() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_info_hnsw_ef_construction_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_count_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_65(_swig_i_1))
+	C._wrap_sx_collection_info_count_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_69(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetCount() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_info_count_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_info_count_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_info) SetQuantization(arg2 Sx_quantization) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_info_quantization_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_info_quantization_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_info) GetQuantization() (_swig_ret Sx_quantization) {
 	var swig_r Sx_quantization
 	_swig_i_0 := arg1
-	swig_r = (Sx_quantization)(C._wrap_sx_collection_info_quantization_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (Sx_quantization)(C._wrap_sx_collection_info_quantization_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_collection_info() (_swig_ret Sx_collection_info) {
 	var swig_r Sx_collection_info
-	swig_r = (Sx_collection_info)(SwigcptrSx_collection_info(C._wrap_new_sx_collection_info_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_collection_info)(SwigcptrSx_collection_info(C._wrap_new_sx_collection_info_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_collection_info(arg1 Sx_collection_info) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_info_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_info_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection_info interface {
@@ -2049,7 +2101,7 @@ func Sx_write_create_collection(arg1 Sx_write, arg2 string, arg3 Sx_collection_o
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_67)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_create_collection_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_71)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2061,7 +2113,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_68)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_drop_collection_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_72)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2071,7 +2123,7 @@ func Sx_write_drop_collection(arg1 Sx_write, arg2 string, arg3 *Errbuf) (_swig_r
 func Sx_names_count(arg1 Sx_names) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_names_count_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_names_count_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -2079,7 +2131,7 @@ func Sx_names_get(arg1 Sx_names, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_names_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_71(_swig_i_1))
+	swig_r_p := C._wrap_sx_names_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_75(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2091,7 +2143,7 @@ func Sx_read_list_collections(arg1 Sx_read, arg2 *uintptr, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_read_list_collections_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_read_list_collections_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -2100,7 +2152,7 @@ func Sx_write_list_collections(arg1 Sx_write, arg2 *uintptr, arg3 *Errbuf) (_swi
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_write_list_collections_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_write_list_collections_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -2116,7 +2168,7 @@ func Sx_write_upsert_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_72)(unsafe.Pointer(&_swig_i_1)), C.swig_type_73(_swig_i_2), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_75)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_76)(unsafe.Pointer(&_swig_i_5)), C.swig_type_77(_swig_i_6), *(*C.swig_type_78)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_79)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
+	swig_r = (Sx_status)(C._wrap_sx_write_upsert_packed_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_76)(unsafe.Pointer(&_swig_i_1)), C.swig_type_77(_swig_i_2), *(*C.swig_type_78)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_79)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_80)(unsafe.Pointer(&_swig_i_5)), C.swig_type_81(_swig_i_6), *(*C.swig_type_82)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_83)(unsafe.Pointer(&_swig_i_8)), C.swig_voidp(_swig_i_9)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2147,7 +2199,7 @@ func Sx_write_delete_packed(arg1 Sx_write, arg2 string, arg3 int64, arg4 []byte,
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
-	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_80)(unsafe.Pointer(&_swig_i_1)), C.swig_type_81(_swig_i_2), *(*C.swig_type_82)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_83)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
+	swig_r = (Sx_status)(C._wrap_sx_write_delete_packed_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_84)(unsafe.Pointer(&_swig_i_1)), C.swig_type_85(_swig_i_2), *(*C.swig_type_86)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_87)(unsafe.Pointer(&_swig_i_4)), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2166,7 +2218,7 @@ func Sx_read_collection(arg1 Sx_read, arg2 string, arg3 *uintptr, arg4 *Errbuf) 
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_84)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_read_collection_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_88)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2179,7 +2231,7 @@ func Sx_write_collection(arg1 Sx_write, arg2 string, arg3 *uintptr, arg4 *Errbuf
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_85)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_write_collection_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_89)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2191,7 +2243,7 @@ func Sx_collection_describe(arg1 Sx_collection, arg2 Sx_collection_info, arg3 *E
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_collection_describe_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_describe_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -2200,7 +2252,7 @@ func Sx_collection_count(arg1 Sx_collection, arg2 *uint64, arg3 *Errbuf) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_collection_count_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_count_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -2216,77 +2268,77 @@ func (p SwigcptrSx_collection_stats) SwigIsSx_collection_stats() {
 func (arg1 SwigcptrSx_collection_stats) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_collection_stats_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_collection_stats_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_collection_stats_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetCount(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_count_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_86(_swig_i_1))
+	C._wrap_sx_collection_stats_count_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_90(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetCount() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_count_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_count_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetSlots(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_slots_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_88(_swig_i_1))
+	C._wrap_sx_collection_stats_slots_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_92(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetSlots() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_slots_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_slots_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetDead(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_dead_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_90(_swig_i_1))
+	C._wrap_sx_collection_stats_dead_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_94(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetDead() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_dead_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_dead_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_collection_stats) SetFree(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_collection_stats_free_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_92(_swig_i_1))
+	C._wrap_sx_collection_stats_free_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_96(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_collection_stats) GetFree() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_collection_stats_free_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_collection_stats_free_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_collection_stats() (_swig_ret Sx_collection_stats) {
 	var swig_r Sx_collection_stats
-	swig_r = (Sx_collection_stats)(SwigcptrSx_collection_stats(C._wrap_new_sx_collection_stats_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_collection_stats)(SwigcptrSx_collection_stats(C._wrap_new_sx_collection_stats_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_collection_stats(arg1 Sx_collection_stats) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_collection_stats_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_collection_stats_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_collection_stats interface {
@@ -2311,7 +2363,7 @@ func Sx_collection_stats_get(arg1 Sx_collection, arg2 Sx_collection_stats, arg3 
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_collection_stats_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_stats_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -2321,7 +2373,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_94)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_98)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2331,7 +2383,7 @@ func Sx_collection_get(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Err
 func Sx_record_id(arg1 Sx_record) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_sx_record_id_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_record_id_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2341,7 +2393,7 @@ func Sx_record_id(arg1 Sx_record) (_swig_ret string) {
 func Sx_record_metadata(arg1 Sx_record) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_sx_record_metadata_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_sx_record_metadata_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2364,90 +2416,90 @@ func (p SwigcptrSx_search_options) SwigIsSx_search_options() {
 func (arg1 SwigcptrSx_search_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_search_options) SetEf(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_ef_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_ef_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetEf() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_ef_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_ef_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_search_options) SetCancel_token(arg2 Sx_cancel) {
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	C._wrap_sx_search_options_cancel_token_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+	C._wrap_sx_search_options_cancel_token_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetCancel_token() (_swig_ret Sx_cancel) {
 	var swig_r Sx_cancel
 	_swig_i_0 := arg1
-	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_search_options_cancel_token_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))))
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_search_options_cancel_token_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_search_options) SetThreads(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_threads_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_threads_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetThreads() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_threads_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_threads_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_search_options) SetInclude(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_include_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_include_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetInclude() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_include_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_include_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_search_options) SetExact(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_search_options_exact_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_search_options_exact_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_search_options) GetExact() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_search_options_exact_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_search_options_exact_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_search_options() (_swig_ret Sx_search_options) {
 	var swig_r Sx_search_options
-	swig_r = (Sx_search_options)(SwigcptrSx_search_options(C._wrap_new_sx_search_options_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_search_options)(SwigcptrSx_search_options(C._wrap_new_sx_search_options_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_search_options(arg1 Sx_search_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_search_options_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_search_options_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_search_options interface {
@@ -2471,7 +2523,7 @@ func Sx_search_options_init(arg1 Sx_search_options, arg2 uint) (_swig_ret Sx_sta
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_search_options_init_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_search_options_init_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -2483,7 +2535,7 @@ func Sx_collection_search(arg1 Sx_collection, arg2 []float32, arg3 int64, arg4 *
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_97)(unsafe.Pointer(&_swig_i_1)), C.swig_type_98(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_101)(unsafe.Pointer(&_swig_i_1)), C.swig_type_102(_swig_i_2), C.swig_voidp(_swig_i_3), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2500,7 +2552,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 	_swig_i_5 := arg6
 	_swig_i_6 := arg7
 	_swig_i_7 := arg8
-	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_99)(unsafe.Pointer(&_swig_i_1)), C.swig_type_100(_swig_i_2), C.swig_type_101(_swig_i_3), C.swig_type_102(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_search_batch_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_103)(unsafe.Pointer(&_swig_i_1)), C.swig_type_104(_swig_i_2), C.swig_type_105(_swig_i_3), C.swig_type_106(_swig_i_4), C.swig_voidp(_swig_i_5), C.swig_voidp(_swig_i_6), C.swig_voidp(_swig_i_7)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2510,7 +2562,7 @@ func Sx_collection_search_batch(arg1 Sx_collection, arg2 []float32, arg3 int64, 
 func Sx_results_queries(arg1 Sx_results) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_results_queries_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_results_queries_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -2518,7 +2570,7 @@ func Sx_results_count(arg1 Sx_results, arg2 int64) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_sx_results_count_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_105(_swig_i_1)))
+	swig_r = (int64)(C._wrap_sx_results_count_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_109(_swig_i_1)))
 	return swig_r
 }
 
@@ -2527,7 +2579,7 @@ func Sx_results_id(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret string) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_id_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_107(_swig_i_1), C.swig_type_108(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_id_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_111(_swig_i_1), C.swig_type_112(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2539,14 +2591,14 @@ func Sx_results_distance(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret flo
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (float32)(C._wrap_sx_results_distance_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_109(_swig_i_1), C.swig_type_110(_swig_i_2)))
+	swig_r = (float32)(C._wrap_sx_results_distance_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_113(_swig_i_1), C.swig_type_114(_swig_i_2)))
 	return swig_r
 }
 
 func Sx_results_total(arg1 Sx_results) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_results_total_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_results_total_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -2555,7 +2607,7 @@ func Sx_results_metadata(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret str
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r_p := C._wrap_sx_results_metadata_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_113(_swig_i_1), C.swig_type_114(_swig_i_2))
+	swig_r_p := C._wrap_sx_results_metadata_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_117(_swig_i_1), C.swig_type_118(_swig_i_2))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2565,7 +2617,7 @@ func Sx_results_metadata(arg1 Sx_results, arg2 int64, arg3 int64) (_swig_ret str
 func Sx_results_dim(arg1 Sx_results) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_results_dim_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_results_dim_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -2573,7 +2625,7 @@ func Sx_filter_check(arg1 string, arg2 *Errbuf) (_swig_ret Sx_status) {
 	var swig_r Sx_status
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_filter_check_sx_d4b2962bf6f31b91(*(*C.swig_type_116)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_filter_check_sx_f517d6d0c632557b(*(*C.swig_type_120)(unsafe.Pointer(&_swig_i_0)), C.swig_voidp(_swig_i_1)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -2588,7 +2640,7 @@ func Sx_collection_get_packed(arg1 Sx_collection, arg2 int64, arg3 []byte, arg4 
 	_swig_i_3 := arg4
 	_swig_i_4 := arg5
 	_swig_i_5 := arg6
-	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_117(_swig_i_1), *(*C.swig_type_118)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_119)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_get_packed_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_121(_swig_i_1), *(*C.swig_type_122)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_123)(unsafe.Pointer(&_swig_i_3)), C.swig_voidp(_swig_i_4), C.swig_voidp(_swig_i_5)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg3
 	}
@@ -2601,14 +2653,14 @@ func Sx_collection_get_packed(arg1 Sx_collection, arg2 int64, arg3 []byte, arg4 
 func Sx_records_count(arg1 Struct_SS_sx_records) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_records_count_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_records_count_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Sx_records_dim(arg1 Struct_SS_sx_records) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_sx_records_dim_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sx_records_dim_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -2616,7 +2668,7 @@ func Sx_records_found(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_sx_records_found_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_122(_swig_i_1)))
+	swig_r = (int)(C._wrap_sx_records_found_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_126(_swig_i_1)))
 	return swig_r
 }
 
@@ -2624,7 +2676,7 @@ func Sx_records_id(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_id_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_124(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_id_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_128(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2635,7 +2687,7 @@ func Sx_records_metadata(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret strin
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_sx_records_metadata_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_126(_swig_i_1))
+	swig_r_p := C._wrap_sx_records_metadata_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_130(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
 	swig_r_1 = sxCopyString(swig_r)
@@ -2644,7 +2696,7 @@ func Sx_records_metadata(arg1 Struct_SS_sx_records, arg2 int64) (_swig_ret strin
 
 func Sx_records_free(arg1 Struct_SS_sx_records) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sx_records_free_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_sx_records_free_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 func Sx_collection_cursor(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *Errbuf) (_swig_ret Sx_status) {
@@ -2653,7 +2705,7 @@ func Sx_collection_cursor(arg1 Sx_collection, arg2 string, arg3 *uintptr, arg4 *
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_127)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_collection_cursor_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_131)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2666,20 +2718,20 @@ func Sx_cursor_next(arg1 Struct_SS_sx_cursor, arg2 int64, arg3 *uintptr, arg4 *E
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_128(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_cursor_next_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_132(_swig_i_1), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	return swig_r
 }
 
 func Sx_cursor_remaining(arg1 Struct_SS_sx_cursor) (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (uint64)(C._wrap_sx_cursor_remaining_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_cursor_remaining_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Sx_cursor_free(arg1 Struct_SS_sx_cursor) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sx_cursor_free_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_sx_cursor_free_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 const SX_BACKUP_OPTIONS_VERSION int = 1
@@ -2696,51 +2748,51 @@ func (p SwigcptrSx_backup_options) SwigIsSx_backup_options() {
 func (arg1 SwigcptrSx_backup_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_backup_options_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_backup_options_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_backup_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_backup_options_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_backup_options_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_backup_options) SetCancel_token(arg2 Sx_cancel) {
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	C._wrap_sx_backup_options_cancel_token_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+	C._wrap_sx_backup_options_cancel_token_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_backup_options) GetCancel_token() (_swig_ret Sx_cancel) {
 	var swig_r Sx_cancel
 	_swig_i_0 := arg1
-	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_backup_options_cancel_token_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))))
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_backup_options_cancel_token_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_backup_options) SetOverwrite(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_backup_options_overwrite_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_backup_options_overwrite_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_backup_options) GetOverwrite() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_backup_options_overwrite_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_backup_options_overwrite_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_backup_options() (_swig_ret Sx_backup_options) {
 	var swig_r Sx_backup_options
-	swig_r = (Sx_backup_options)(SwigcptrSx_backup_options(C._wrap_new_sx_backup_options_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_backup_options)(SwigcptrSx_backup_options(C._wrap_new_sx_backup_options_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_backup_options(arg1 Sx_backup_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_backup_options_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_backup_options_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_backup_options interface {
@@ -2758,7 +2810,7 @@ func Sx_backup_options_init(arg1 Sx_backup_options, arg2 uint) (_swig_ret Sx_sta
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_backup_options_init_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_backup_options_init_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -2768,7 +2820,7 @@ func Sx_db_backup(arg1 Sx_db, arg2 string, arg3 *BackupOpts, arg4 *Errbuf) (_swi
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), *(*C.swig_type_130)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
+	swig_r = (Sx_status)(C._wrap_sx_db_backup_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), *(*C.swig_type_134)(unsafe.Pointer(&_swig_i_1)), C.swig_voidp(_swig_i_2), C.swig_voidp(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -2787,103 +2839,103 @@ func (p SwigcptrSx_space_stats) SwigIsSx_space_stats() {
 func (arg1 SwigcptrSx_space_stats) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_space_stats_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_space_stats_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_space_stats_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_space_stats) SetPage_size(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_page_size_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_space_stats_page_size_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetPage_size() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_space_stats_page_size_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_space_stats_page_size_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_space_stats) SetPage_count(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_page_count_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_131(_swig_i_1))
+	C._wrap_sx_space_stats_page_count_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_135(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetPage_count() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_space_stats_page_count_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_space_stats_page_count_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_space_stats) SetFree_pages(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_free_pages_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_133(_swig_i_1))
+	C._wrap_sx_space_stats_free_pages_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_137(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetFree_pages() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_space_stats_free_pages_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_space_stats_free_pages_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_space_stats) SetCollection_pages(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_collection_pages_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_135(_swig_i_1))
+	C._wrap_sx_space_stats_collection_pages_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_139(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetCollection_pages() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_space_stats_collection_pages_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_space_stats_collection_pages_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_space_stats) SetLive_bytes(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_live_bytes_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_137(_swig_i_1))
+	C._wrap_sx_space_stats_live_bytes_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_141(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetLive_bytes() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_space_stats_live_bytes_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_space_stats_live_bytes_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_space_stats) SetReclaimable_bytes(arg2 uint64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_space_stats_reclaimable_bytes_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_type_139(_swig_i_1))
+	C._wrap_sx_space_stats_reclaimable_bytes_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_type_143(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_space_stats) GetReclaimable_bytes() (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := arg1
-	swig_r = (uint64)(C._wrap_sx_space_stats_reclaimable_bytes_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_sx_space_stats_reclaimable_bytes_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSx_space_stats() (_swig_ret Sx_space_stats) {
 	var swig_r Sx_space_stats
-	swig_r = (Sx_space_stats)(SwigcptrSx_space_stats(C._wrap_new_sx_space_stats_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_space_stats)(SwigcptrSx_space_stats(C._wrap_new_sx_space_stats_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_space_stats(arg1 Sx_space_stats) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_space_stats_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_space_stats_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_space_stats interface {
@@ -2912,7 +2964,7 @@ func Sx_read_space_get(arg1 Sx_read, arg2 Sx_space_stats, arg3 *Errbuf) (_swig_r
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_read_space_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_read_space_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 
@@ -2930,51 +2982,51 @@ func (p SwigcptrSx_compact_options) SwigIsSx_compact_options() {
 func (arg1 SwigcptrSx_compact_options) SetVersion(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_compact_options_version_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_compact_options_version_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_compact_options) GetVersion() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sx_compact_options_version_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sx_compact_options_version_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_compact_options) SetTimeout_ms(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sx_compact_options_timeout_ms_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sx_compact_options_timeout_ms_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_compact_options) GetTimeout_ms() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sx_compact_options_timeout_ms_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sx_compact_options_timeout_ms_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSx_compact_options) SetCancel_token(arg2 Sx_cancel) {
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	C._wrap_sx_compact_options_cancel_token_set_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
+	C._wrap_sx_compact_options_cancel_token_set_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))
 }
 
 func (arg1 SwigcptrSx_compact_options) GetCancel_token() (_swig_ret Sx_cancel) {
 	var swig_r Sx_cancel
 	_swig_i_0 := arg1
-	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_compact_options_cancel_token_get_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))))
+	swig_r = (Sx_cancel)(SwigcptrSx_cancel(C._wrap_sx_compact_options_cancel_token_get_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func NewSx_compact_options() (_swig_ret Sx_compact_options) {
 	var swig_r Sx_compact_options
-	swig_r = (Sx_compact_options)(SwigcptrSx_compact_options(C._wrap_new_sx_compact_options_sx_d4b2962bf6f31b91()))
+	swig_r = (Sx_compact_options)(SwigcptrSx_compact_options(C._wrap_new_sx_compact_options_sx_f517d6d0c632557b()))
 	return swig_r
 }
 
 func DeleteSx_compact_options(arg1 Sx_compact_options) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sx_compact_options_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sx_compact_options_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0))
 }
 
 type Sx_compact_options interface {
@@ -2992,7 +3044,7 @@ func Sx_compact_options_init(arg1 Sx_compact_options, arg2 uint) (_swig_ret Sx_s
 	var swig_r Sx_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Sx_status)(C._wrap_sx_compact_options_init_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Sx_status)(C._wrap_sx_compact_options_init_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -3001,7 +3053,7 @@ func Sx_db_compact(arg1 Sx_db, arg2 *WriteOpts, arg3 *Errbuf) (_swig_ret Sx_stat
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sx_status)(C._wrap_sx_db_compact_sx_d4b2962bf6f31b91(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
+	swig_r = (Sx_status)(C._wrap_sx_db_compact_sx_f517d6d0c632557b(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1), C.swig_voidp(_swig_i_2)))
 	return swig_r
 }
 

@@ -458,7 +458,7 @@ double sx_go_bench_search(sx_collection *c, const float *queries, size_t nq, siz
 extern "C" {
 #endif
 
-void _wrap_Swig_free_sx_d4b2962bf6f31b91(void *_swig_go_0) {
+void _wrap_Swig_free_sx_f517d6d0c632557b(void *_swig_go_0) {
   void *arg1 = 0 ;
   
   arg1 = *(void **)&_swig_go_0; 
@@ -468,7 +468,7 @@ void _wrap_Swig_free_sx_d4b2962bf6f31b91(void *_swig_go_0) {
 }
 
 
-void *_wrap_Swig_malloc_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
+void *_wrap_Swig_malloc_sx_f517d6d0c632557b(intgo _swig_go_0) {
   int arg1 ;
   void *result = 0 ;
   void *_swig_go_result;
@@ -481,7 +481,7 @@ void *_wrap_Swig_malloc_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
 }
 
 
-void _wrap_delete_sx_db_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
+void _wrap_delete_sx_db_sx_f517d6d0c632557b(struct sx_db *_swig_go_0) {
   struct sx_db *arg1 = 0 ;
   
   arg1 = *(struct sx_db **)&_swig_go_0; 
@@ -491,7 +491,7 @@ void _wrap_delete_sx_db_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_read_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0) {
+void _wrap_delete_sx_read_sx_f517d6d0c632557b(struct sx_read *_swig_go_0) {
   struct sx_read *arg1 = 0 ;
   
   arg1 = *(struct sx_read **)&_swig_go_0; 
@@ -501,7 +501,7 @@ void _wrap_delete_sx_read_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_write_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0) {
+void _wrap_delete_sx_write_sx_f517d6d0c632557b(struct sx_write *_swig_go_0) {
   struct sx_write *arg1 = 0 ;
   
   arg1 = *(struct sx_write **)&_swig_go_0; 
@@ -511,7 +511,7 @@ void _wrap_delete_sx_write_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_collection_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0) {
+void _wrap_delete_sx_collection_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0) {
   struct sx_collection *arg1 = 0 ;
   
   arg1 = *(struct sx_collection **)&_swig_go_0; 
@@ -521,7 +521,7 @@ void _wrap_delete_sx_collection_sx_d4b2962bf6f31b91(struct sx_collection *_swig_
 }
 
 
-void _wrap_delete_sx_names_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0) {
+void _wrap_delete_sx_names_sx_f517d6d0c632557b(struct sx_names *_swig_go_0) {
   struct sx_names *arg1 = 0 ;
   
   arg1 = *(struct sx_names **)&_swig_go_0; 
@@ -531,7 +531,7 @@ void _wrap_delete_sx_names_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_record_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) {
+void _wrap_delete_sx_record_sx_f517d6d0c632557b(struct sx_record *_swig_go_0) {
   struct sx_record *arg1 = 0 ;
   
   arg1 = *(struct sx_record **)&_swig_go_0; 
@@ -541,7 +541,7 @@ void _wrap_delete_sx_record_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) {
 }
 
 
-void _wrap_delete_sx_results_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
+void _wrap_delete_sx_results_sx_f517d6d0c632557b(struct sx_results *_swig_go_0) {
   struct sx_results *arg1 = 0 ;
   
   arg1 = *(struct sx_results **)&_swig_go_0; 
@@ -551,7 +551,7 @@ void _wrap_delete_sx_results_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) 
 }
 
 
-void _wrap_delete_sx_cancel_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
+void _wrap_delete_sx_cancel_sx_f517d6d0c632557b(struct sx_cancel *_swig_go_0) {
   struct sx_cancel *arg1 = 0 ;
   
   arg1 = *(struct sx_cancel **)&_swig_go_0; 
@@ -561,7 +561,7 @@ void _wrap_delete_sx_cancel_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
 }
 
 
-void _wrap_sx_go_results_shape_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1) {
+void _wrap_sx_go_results_shape_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -578,7 +578,7 @@ void _wrap_sx_go_results_shape_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_results_extra_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3) {
+intgo _wrap_sx_go_results_extra_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -612,7 +612,7 @@ intgo _wrap_sx_go_results_extra_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_
 }
 
 
-intgo _wrap_sx_go_results_copy_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
+intgo _wrap_sx_go_results_copy_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -653,7 +653,7 @@ intgo _wrap_sx_go_results_copy_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_results_take_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
+intgo _wrap_sx_go_results_take_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4) {
   sx_results *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -694,7 +694,7 @@ intgo _wrap_sx_go_results_take_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0
 }
 
 
-void _wrap_sx_go_records_shape_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, _goslice_ _swig_go_1) {
+void _wrap_sx_go_records_shape_sx_f517d6d0c632557b(struct sx_records *_swig_go_0, _goslice_ _swig_go_1) {
   sx_records *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   size_t arg3 ;
@@ -711,7 +711,7 @@ void _wrap_sx_go_records_shape_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_records_copy_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6) {
+intgo _wrap_sx_go_records_copy_sx_f517d6d0c632557b(struct sx_records *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6) {
   sx_records *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -766,7 +766,7 @@ intgo _wrap_sx_go_records_copy_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0
 }
 
 
-intgo _wrap_sx_go_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9, _goslice_ _swig_go_10) {
+intgo _wrap_sx_go_search_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9, _goslice_ _swig_go_10) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -852,7 +852,7 @@ intgo _wrap_sx_go_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _
 }
 
 
-intgo _wrap_sx_go_search_batch_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7, _goslice_ _swig_go_8) {
+intgo _wrap_sx_go_search_batch_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7, _goslice_ _swig_go_8) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -914,7 +914,7 @@ intgo _wrap_sx_go_search_batch_sx_d4b2962bf6f31b91(struct sx_collection *_swig_g
 }
 
 
-long long _wrap_sx_go_record_vector_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0, _goslice_ _swig_go_1) {
+long long _wrap_sx_go_record_vector_sx_f517d6d0c632557b(struct sx_record *_swig_go_0, _goslice_ _swig_go_1) {
   sx_record *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -934,7 +934,7 @@ long long _wrap_sx_go_record_vector_sx_d4b2962bf6f31b91(struct sx_record *_swig_
 }
 
 
-double _wrap_sx_go_bench_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, long long _swig_go_5) {
+double _wrap_sx_go_bench_search_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, long long _swig_go_5) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -961,7 +961,7 @@ double _wrap_sx_go_bench_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_
 }
 
 
-intgo _wrap_SX_VERSION_NUMBER_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_VERSION_NUMBER_sx_f517d6d0c632557b() {
   int result;
   intgo _swig_go_result;
   
@@ -972,7 +972,7 @@ intgo _wrap_SX_VERSION_NUMBER_sx_d4b2962bf6f31b91() {
 }
 
 
-_gostring_ _wrap_sx_version_sx_d4b2962bf6f31b91() {
+_gostring_ _wrap_sx_version_sx_f517d6d0c632557b() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -983,7 +983,7 @@ _gostring_ _wrap_sx_version_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_sx_version_number_sx_d4b2962bf6f31b91() {
+intgo _wrap_sx_version_number_sx_f517d6d0c632557b() {
   int result;
   intgo _swig_go_result;
   
@@ -994,7 +994,7 @@ intgo _wrap_sx_version_number_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_sx_format_version_sx_d4b2962bf6f31b91() {
+intgo _wrap_sx_format_version_sx_f517d6d0c632557b() {
   int result;
   intgo _swig_go_result;
   
@@ -1005,7 +1005,7 @@ intgo _wrap_sx_format_version_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_OK_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_OK_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1017,7 +1017,7 @@ intgo _wrap_SX_OK_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_NOT_FOUND_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_NOT_FOUND_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1029,7 +1029,7 @@ intgo _wrap_SX_NOT_FOUND_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_EXISTS_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_EXISTS_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1041,7 +1041,7 @@ intgo _wrap_SX_EXISTS_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_INVALID_ARGUMENT_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_INVALID_ARGUMENT_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1053,7 +1053,7 @@ intgo _wrap_SX_INVALID_ARGUMENT_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_DIMENSION_MISMATCH_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_DIMENSION_MISMATCH_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1065,7 +1065,7 @@ intgo _wrap_SX_DIMENSION_MISMATCH_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_READ_ONLY_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_READ_ONLY_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1077,7 +1077,7 @@ intgo _wrap_SX_READ_ONLY_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_BUSY_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_BUSY_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1089,7 +1089,7 @@ intgo _wrap_SX_BUSY_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_CLOSED_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_CLOSED_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1101,7 +1101,7 @@ intgo _wrap_SX_CLOSED_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_MISUSE_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_MISUSE_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1113,7 +1113,7 @@ intgo _wrap_SX_MISUSE_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_CORRUPT_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_CORRUPT_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1125,7 +1125,7 @@ intgo _wrap_SX_CORRUPT_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_IO_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_IO_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1137,7 +1137,7 @@ intgo _wrap_SX_IO_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_FULL_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_FULL_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1149,7 +1149,7 @@ intgo _wrap_SX_FULL_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_NOMEM_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_NOMEM_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1161,7 +1161,7 @@ intgo _wrap_SX_NOMEM_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_VERSION_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_VERSION_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1173,7 +1173,7 @@ intgo _wrap_SX_VERSION_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_CANCELLED_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_CANCELLED_sx_f517d6d0c632557b() {
   enum sx_status result;
   intgo _swig_go_result;
   
@@ -1185,7 +1185,7 @@ intgo _wrap_SX_CANCELLED_sx_d4b2962bf6f31b91() {
 }
 
 
-_gostring_ _wrap_sx_status_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
+_gostring_ _wrap_sx_status_name_sx_f517d6d0c632557b(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1198,7 +1198,7 @@ _gostring_ _wrap_sx_status_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_sx_cancel_new_sx_d4b2962bf6f31b91(sx_cancel **_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_cancel_new_sx_f517d6d0c632557b(sx_cancel **_swig_go_0, sx_error *_swig_go_1) {
   sx_cancel **arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -1223,7 +1223,7 @@ intgo _wrap_sx_cancel_new_sx_d4b2962bf6f31b91(sx_cancel **_swig_go_0, sx_error *
 }
 
 
-void _wrap_sx_cancel_set_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
+void _wrap_sx_cancel_set_sx_f517d6d0c632557b(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   
   arg1 = *(sx_cancel **)&_swig_go_0; 
@@ -1233,7 +1233,7 @@ void _wrap_sx_cancel_set_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
 }
 
 
-void _wrap_sx_cancel_reset_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
+void _wrap_sx_cancel_reset_sx_f517d6d0c632557b(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   
   arg1 = *(sx_cancel **)&_swig_go_0; 
@@ -1243,7 +1243,7 @@ void _wrap_sx_cancel_reset_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_cancel_is_set_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
+intgo _wrap_sx_cancel_is_set_sx_f517d6d0c632557b(struct sx_cancel *_swig_go_0) {
   sx_cancel *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -1256,7 +1256,7 @@ intgo _wrap_sx_cancel_is_set_sx_d4b2962bf6f31b91(struct sx_cancel *_swig_go_0) {
 }
 
 
-intgo _wrap_SX_SYNC_FULL_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_SYNC_FULL_sx_f517d6d0c632557b() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -1268,7 +1268,7 @@ intgo _wrap_SX_SYNC_FULL_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_SYNC_NORMAL_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_SYNC_NORMAL_sx_f517d6d0c632557b() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -1280,7 +1280,7 @@ intgo _wrap_SX_SYNC_NORMAL_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_SYNC_OFF_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_SYNC_OFF_sx_f517d6d0c632557b() {
   enum sx_sync result;
   intgo _swig_go_result;
   
@@ -1292,7 +1292,53 @@ intgo _wrap_SX_SYNC_OFF_sx_d4b2962bf6f31b91() {
 }
 
 
-long long _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_d4b2962bf6f31b91() {
+_gostring_ _wrap_sx_sync_name_sx_f517d6d0c632557b(intgo _swig_go_0) {
+  int arg1 ;
+  char *result = 0 ;
+  _gostring_ _swig_go_result;
+  
+  arg1 = (int)_swig_go_0; 
+  
+  result = (char *)sx_sync_name(arg1);
+  _swig_go_result = Swig_AllocateString((char*)result, result ? strlen((char*)result) : 0); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_sync_parse_sx_f517d6d0c632557b(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
+  char *arg1 = 0 ;
+  sx_sync *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  char *temp1 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  
+  temp1 = (char *)malloc(_swig_go_0.n + 1);
+  memcpy(temp1, _swig_go_0.p, _swig_go_0.n);
+  temp1[_swig_go_0.n] = '\0';
+  arg1 = (char *)temp1;
+  
+  {
+    arg2 = (sx_sync *)_swig_go_1;
+  }
+  {
+    arg3 = _swig_go_2 ? (sx_error *)_swig_go_2 : &sx_errbuf3;
+    arg3->code = 0;
+    arg3->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_sync_parse((char const *)arg1,arg2,arg3);
+  _swig_go_result = (intgo)result; 
+  
+  
+  free((char *)arg1); 
+  return _swig_go_result;
+}
+
+
+long long _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_f517d6d0c632557b() {
   unsigned long long result;
   long long _swig_go_result;
   
@@ -1303,7 +1349,7 @@ long long _wrap_SX_WAL_SIZE_LIMIT_DEFAULT_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_sx_open_options_version_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_version_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1315,7 +1361,7 @@ void _wrap_sx_open_options_version_set_sx_d4b2962bf6f31b91(struct sx_open_option
 }
 
 
-intgo _wrap_sx_open_options_version_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_version_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1328,7 +1374,7 @@ intgo _wrap_sx_open_options_version_get_sx_d4b2962bf6f31b91(struct sx_open_optio
 }
 
 
-void _wrap_sx_open_options_read_only_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_read_only_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   int arg2 ;
   
@@ -1340,7 +1386,7 @@ void _wrap_sx_open_options_read_only_set_sx_d4b2962bf6f31b91(struct sx_open_opti
 }
 
 
-intgo _wrap_sx_open_options_read_only_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_read_only_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -1353,7 +1399,7 @@ intgo _wrap_sx_open_options_read_only_get_sx_d4b2962bf6f31b91(struct sx_open_opt
 }
 
 
-void _wrap_sx_open_options_sync_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_sync_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   sx_sync arg2 ;
   
@@ -1365,7 +1411,7 @@ void _wrap_sx_open_options_sync_set_sx_d4b2962bf6f31b91(struct sx_open_options *
 }
 
 
-intgo _wrap_sx_open_options_sync_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_sync_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   sx_sync result;
   intgo _swig_go_result;
@@ -1378,7 +1424,7 @@ intgo _wrap_sx_open_options_sync_get_sx_d4b2962bf6f31b91(struct sx_open_options 
 }
 
 
-void _wrap_sx_open_options_page_size_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_page_size_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1390,7 +1436,7 @@ void _wrap_sx_open_options_page_size_set_sx_d4b2962bf6f31b91(struct sx_open_opti
 }
 
 
-intgo _wrap_sx_open_options_page_size_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_page_size_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1403,7 +1449,7 @@ intgo _wrap_sx_open_options_page_size_get_sx_d4b2962bf6f31b91(struct sx_open_opt
 }
 
 
-void _wrap_sx_open_options_autocheckpoint_frames_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_autocheckpoint_frames_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1415,7 +1461,7 @@ void _wrap_sx_open_options_autocheckpoint_frames_set_sx_d4b2962bf6f31b91(struct 
 }
 
 
-intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1428,7 +1474,7 @@ intgo _wrap_sx_open_options_autocheckpoint_frames_get_sx_d4b2962bf6f31b91(struct
 }
 
 
-void _wrap_sx_open_options_wal_max_frames_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_wal_max_frames_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1440,7 +1486,7 @@ void _wrap_sx_open_options_wal_max_frames_set_sx_d4b2962bf6f31b91(struct sx_open
 }
 
 
-intgo _wrap_sx_open_options_wal_max_frames_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_wal_max_frames_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1453,7 +1499,7 @@ intgo _wrap_sx_open_options_wal_max_frames_get_sx_d4b2962bf6f31b91(struct sx_ope
 }
 
 
-void _wrap_sx_open_options_threads_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_open_options_threads_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1465,7 +1511,7 @@ void _wrap_sx_open_options_threads_set_sx_d4b2962bf6f31b91(struct sx_open_option
 }
 
 
-intgo _wrap_sx_open_options_threads_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+intgo _wrap_sx_open_options_threads_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1478,7 +1524,7 @@ intgo _wrap_sx_open_options_threads_get_sx_d4b2962bf6f31b91(struct sx_open_optio
 }
 
 
-void _wrap_sx_open_options_wal_size_limit_set_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_open_options_wal_size_limit_set_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, long long _swig_go_1) {
   struct sx_open_options *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1490,7 +1536,7 @@ void _wrap_sx_open_options_wal_size_limit_set_sx_d4b2962bf6f31b91(struct sx_open
 }
 
 
-long long _wrap_sx_open_options_wal_size_limit_get_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+long long _wrap_sx_open_options_wal_size_limit_get_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1503,7 +1549,7 @@ long long _wrap_sx_open_options_wal_size_limit_get_sx_d4b2962bf6f31b91(struct sx
 }
 
 
-struct sx_open_options *_wrap_new_sx_open_options_sx_d4b2962bf6f31b91() {
+struct sx_open_options *_wrap_new_sx_open_options_sx_f517d6d0c632557b() {
   struct sx_open_options *result = 0 ;
   struct sx_open_options *_swig_go_result;
   
@@ -1514,7 +1560,7 @@ struct sx_open_options *_wrap_new_sx_open_options_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_open_options_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0) {
+void _wrap_delete_sx_open_options_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0) {
   struct sx_open_options *arg1 = 0 ;
   
   arg1 = *(struct sx_open_options **)&_swig_go_0; 
@@ -1524,7 +1570,7 @@ void _wrap_delete_sx_open_options_sx_d4b2962bf6f31b91(struct sx_open_options *_s
 }
 
 
-intgo _wrap_sx_open_options_init_sx_d4b2962bf6f31b91(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_open_options_init_sx_f517d6d0c632557b(struct sx_open_options *_swig_go_0, intgo _swig_go_1) {
   sx_open_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -1539,7 +1585,7 @@ intgo _wrap_sx_open_options_init_sx_d4b2962bf6f31b91(struct sx_open_options *_sw
 }
 
 
-intgo _wrap_sx_db_open_sx_d4b2962bf6f31b91(sx_db **_swig_go_0, _gostring_ _swig_go_1, struct sx_open_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_db_open_sx_f517d6d0c632557b(sx_db **_swig_go_0, _gostring_ _swig_go_1, struct sx_open_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_db **arg1 = 0 ;
   char *arg2 = 0 ;
   sx_open_options *arg3 = 0 ;
@@ -1575,7 +1621,7 @@ intgo _wrap_sx_db_open_sx_d4b2962bf6f31b91(sx_db **_swig_go_0, _gostring_ _swig_
 }
 
 
-intgo _wrap_sx_db_close_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
+intgo _wrap_sx_db_close_sx_f517d6d0c632557b(struct sx_db *_swig_go_0) {
   sx_db *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -1588,7 +1634,7 @@ intgo _wrap_sx_db_close_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
 }
 
 
-_gostring_ _wrap_sx_db_path_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
+_gostring_ _wrap_sx_db_path_sx_f517d6d0c632557b(struct sx_db *_swig_go_0) {
   sx_db *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1601,7 +1647,7 @@ _gostring_ _wrap_sx_db_path_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_db_checkpoint_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_checkpoint_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   int arg2 ;
   sx_error *arg3 = 0 ;
@@ -1624,7 +1670,7 @@ intgo _wrap_sx_db_checkpoint_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, intgo
 }
 
 
-void _wrap_sx_write_options_version_set_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_write_options_version_set_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1636,7 +1682,7 @@ void _wrap_sx_write_options_version_set_sx_d4b2962bf6f31b91(struct sx_write_opti
 }
 
 
-intgo _wrap_sx_write_options_version_get_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
+intgo _wrap_sx_write_options_version_get_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1649,7 +1695,7 @@ intgo _wrap_sx_write_options_version_get_sx_d4b2962bf6f31b91(struct sx_write_opt
 }
 
 
-void _wrap_sx_write_options_timeout_ms_set_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_write_options_timeout_ms_set_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   int arg2 ;
   
@@ -1661,7 +1707,7 @@ void _wrap_sx_write_options_timeout_ms_set_sx_d4b2962bf6f31b91(struct sx_write_o
 }
 
 
-intgo _wrap_sx_write_options_timeout_ms_get_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
+intgo _wrap_sx_write_options_timeout_ms_get_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -1674,7 +1720,7 @@ intgo _wrap_sx_write_options_timeout_ms_get_sx_d4b2962bf6f31b91(struct sx_write_
 }
 
 
-void _wrap_sx_write_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_write_options_cancel_token_set_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_write_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -1686,7 +1732,7 @@ void _wrap_sx_write_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_write
 }
 
 
-struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -1699,7 +1745,7 @@ struct sx_cancel *_wrap_sx_write_options_cancel_token_get_sx_d4b2962bf6f31b91(st
 }
 
 
-struct sx_write_options *_wrap_new_sx_write_options_sx_d4b2962bf6f31b91() {
+struct sx_write_options *_wrap_new_sx_write_options_sx_f517d6d0c632557b() {
   struct sx_write_options *result = 0 ;
   struct sx_write_options *_swig_go_result;
   
@@ -1710,7 +1756,7 @@ struct sx_write_options *_wrap_new_sx_write_options_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_write_options_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0) {
+void _wrap_delete_sx_write_options_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0) {
   struct sx_write_options *arg1 = 0 ;
   
   arg1 = *(struct sx_write_options **)&_swig_go_0; 
@@ -1720,7 +1766,7 @@ void _wrap_delete_sx_write_options_sx_d4b2962bf6f31b91(struct sx_write_options *
 }
 
 
-intgo _wrap_sx_write_options_init_sx_d4b2962bf6f31b91(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_write_options_init_sx_f517d6d0c632557b(struct sx_write_options *_swig_go_0, intgo _swig_go_1) {
   sx_write_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -1735,7 +1781,7 @@ intgo _wrap_sx_write_options_init_sx_d4b2962bf6f31b91(struct sx_write_options *_
 }
 
 
-intgo _wrap_sx_db_checkpoint_opts_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_checkpoint_opts_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_write_options *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -1769,7 +1815,7 @@ intgo _wrap_sx_db_checkpoint_opts_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, 
 }
 
 
-void _wrap_sx_db_stats_version_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_version_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -1781,7 +1827,7 @@ void _wrap_sx_db_stats_version_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig
 }
 
 
-intgo _wrap_sx_db_stats_version_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_version_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -1794,7 +1840,7 @@ intgo _wrap_sx_db_stats_version_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swi
 }
 
 
-void _wrap_sx_db_stats_page_size_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_page_size_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1806,7 +1852,7 @@ void _wrap_sx_db_stats_page_size_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_sw
 }
 
 
-intgo _wrap_sx_db_stats_page_size_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_page_size_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1819,7 +1865,7 @@ intgo _wrap_sx_db_stats_page_size_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_s
 }
 
 
-void _wrap_sx_db_stats_page_count_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_page_count_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1831,7 +1877,7 @@ void _wrap_sx_db_stats_page_count_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_s
 }
 
 
-long long _wrap_sx_db_stats_page_count_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_page_count_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1844,7 +1890,7 @@ long long _wrap_sx_db_stats_page_count_get_sx_d4b2962bf6f31b91(struct sx_db_stat
 }
 
 
-void _wrap_sx_db_stats_wal_frames_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_wal_frames_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1856,7 +1902,7 @@ void _wrap_sx_db_stats_wal_frames_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_s
 }
 
 
-long long _wrap_sx_db_stats_wal_frames_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_wal_frames_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1869,7 +1915,7 @@ long long _wrap_sx_db_stats_wal_frames_get_sx_d4b2962bf6f31b91(struct sx_db_stat
 }
 
 
-void _wrap_sx_db_stats_wal_backfilled_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_wal_backfilled_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1881,7 +1927,7 @@ void _wrap_sx_db_stats_wal_backfilled_set_sx_d4b2962bf6f31b91(struct sx_db_stats
 }
 
 
-long long _wrap_sx_db_stats_wal_backfilled_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_wal_backfilled_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1894,7 +1940,7 @@ long long _wrap_sx_db_stats_wal_backfilled_get_sx_d4b2962bf6f31b91(struct sx_db_
 }
 
 
-void _wrap_sx_db_stats_commits_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_commits_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1906,7 +1952,7 @@ void _wrap_sx_db_stats_commits_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig
 }
 
 
-long long _wrap_sx_db_stats_commits_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_commits_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1919,7 +1965,7 @@ long long _wrap_sx_db_stats_commits_get_sx_d4b2962bf6f31b91(struct sx_db_stats *
 }
 
 
-void _wrap_sx_db_stats_checkpoints_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_checkpoints_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -1931,7 +1977,7 @@ void _wrap_sx_db_stats_checkpoints_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_
 }
 
 
-long long _wrap_sx_db_stats_checkpoints_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_checkpoints_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -1944,7 +1990,7 @@ long long _wrap_sx_db_stats_checkpoints_get_sx_d4b2962bf6f31b91(struct sx_db_sta
 }
 
 
-void _wrap_sx_db_stats_readers_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_readers_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1956,7 +2002,7 @@ void _wrap_sx_db_stats_readers_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig
 }
 
 
-intgo _wrap_sx_db_stats_readers_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_readers_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1969,7 +2015,7 @@ intgo _wrap_sx_db_stats_readers_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swi
 }
 
 
-void _wrap_sx_db_stats_reader_slots_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_reader_slots_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -1981,7 +2027,7 @@ void _wrap_sx_db_stats_reader_slots_set_sx_d4b2962bf6f31b91(struct sx_db_stats *
 }
 
 
-intgo _wrap_sx_db_stats_reader_slots_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_reader_slots_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1994,7 +2040,7 @@ intgo _wrap_sx_db_stats_reader_slots_get_sx_d4b2962bf6f31b91(struct sx_db_stats 
 }
 
 
-void _wrap_sx_db_stats_oldest_reader_lag_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_db_stats_oldest_reader_lag_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2006,7 +2052,7 @@ void _wrap_sx_db_stats_oldest_reader_lag_set_sx_d4b2962bf6f31b91(struct sx_db_st
 }
 
 
-long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2019,7 +2065,7 @@ long long _wrap_sx_db_stats_oldest_reader_lag_get_sx_d4b2962bf6f31b91(struct sx_
 }
 
 
-void _wrap_sx_db_stats_oldest_reader_pid_set_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_db_stats_oldest_reader_pid_set_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_db_stats *arg1 = 0 ;
   int32_t arg2 ;
   
@@ -2031,7 +2077,7 @@ void _wrap_sx_db_stats_oldest_reader_pid_set_sx_d4b2962bf6f31b91(struct sx_db_st
 }
 
 
-intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   int32_t result;
   intgo _swig_go_result;
@@ -2044,7 +2090,7 @@ intgo _wrap_sx_db_stats_oldest_reader_pid_get_sx_d4b2962bf6f31b91(struct sx_db_s
 }
 
 
-struct sx_db_stats *_wrap_new_sx_db_stats_sx_d4b2962bf6f31b91() {
+struct sx_db_stats *_wrap_new_sx_db_stats_sx_f517d6d0c632557b() {
   struct sx_db_stats *result = 0 ;
   struct sx_db_stats *_swig_go_result;
   
@@ -2055,7 +2101,7 @@ struct sx_db_stats *_wrap_new_sx_db_stats_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_db_stats_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0) {
+void _wrap_delete_sx_db_stats_sx_f517d6d0c632557b(struct sx_db_stats *_swig_go_0) {
   struct sx_db_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_db_stats **)&_swig_go_0; 
@@ -2065,7 +2111,7 @@ void _wrap_delete_sx_db_stats_sx_d4b2962bf6f31b91(struct sx_db_stats *_swig_go_0
 }
 
 
-intgo _wrap_sx_db_stats_get_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, struct sx_db_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_stats_get_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, struct sx_db_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_db_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2089,7 +2135,7 @@ intgo _wrap_sx_db_stats_get_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, struct
 }
 
 
-intgo _wrap_sx_db_check_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_db_check_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, sx_error *_swig_go_1) {
   sx_db *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -2110,7 +2156,7 @@ intgo _wrap_sx_db_check_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_error *
 }
 
 
-intgo _wrap_sx_read_begin_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_read **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_begin_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, sx_read **_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_read **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2137,7 +2183,7 @@ intgo _wrap_sx_read_begin_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_read 
 }
 
 
-intgo _wrap_sx_read_end_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0) {
+intgo _wrap_sx_read_end_sx_f517d6d0c632557b(struct sx_read *_swig_go_0) {
   sx_read *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -2150,7 +2196,7 @@ intgo _wrap_sx_read_end_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_read_user_version_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_user_version_sx_f517d6d0c632557b(struct sx_read *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2177,7 +2223,7 @@ intgo _wrap_sx_read_user_version_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0,
 }
 
 
-intgo _wrap_sx_write_begin_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_begin_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, intgo _swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   int arg2 ;
   sx_write **arg3 = 0 ;
@@ -2206,7 +2252,7 @@ intgo _wrap_sx_write_begin_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, intgo _
 }
 
 
-intgo _wrap_sx_write_begin_opts_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_begin_opts_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, sx_write_options *_swig_go_1, sx_write **_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   sx_write_options *arg2 = 0 ;
   sx_write **arg3 = 0 ;
@@ -2246,7 +2292,7 @@ intgo _wrap_sx_write_begin_opts_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx
 }
 
 
-intgo _wrap_sx_write_commit_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_write_commit_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, sx_error *_swig_go_1) {
   sx_write *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   sx_error sx_errbuf2 ;
@@ -2267,7 +2313,7 @@ intgo _wrap_sx_write_commit_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, sx_
 }
 
 
-intgo _wrap_sx_write_abort_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0) {
+intgo _wrap_sx_write_abort_sx_f517d6d0c632557b(struct sx_write *_swig_go_0) {
   sx_write *arg1 = 0 ;
   sx_status result;
   intgo _swig_go_result;
@@ -2280,7 +2326,7 @@ intgo _wrap_sx_write_abort_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_write_set_user_version_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, long long _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_set_user_version_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, long long _swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   uint64_t arg2 ;
   sx_error *arg3 = 0 ;
@@ -2303,7 +2349,7 @@ intgo _wrap_sx_write_set_user_version_sx_d4b2962bf6f31b91(struct sx_write *_swig
 }
 
 
-intgo _wrap_sx_write_user_version_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_user_version_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2330,7 +2376,7 @@ intgo _wrap_sx_write_user_version_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_
 }
 
 
-intgo _wrap_SX_METRIC_L2_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_METRIC_L2_sx_f517d6d0c632557b() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -2342,7 +2388,7 @@ intgo _wrap_SX_METRIC_L2_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_METRIC_IP_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_METRIC_IP_sx_f517d6d0c632557b() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -2354,7 +2400,7 @@ intgo _wrap_SX_METRIC_IP_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_METRIC_COSINE_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_METRIC_COSINE_sx_f517d6d0c632557b() {
   enum sx_metric result;
   intgo _swig_go_result;
   
@@ -2366,7 +2412,7 @@ intgo _wrap_SX_METRIC_COSINE_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_INDEX_HNSW_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_INDEX_HNSW_sx_f517d6d0c632557b() {
   enum sx_index_type result;
   intgo _swig_go_result;
   
@@ -2378,7 +2424,7 @@ intgo _wrap_SX_INDEX_HNSW_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_INDEX_FLAT_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_INDEX_FLAT_sx_f517d6d0c632557b() {
   enum sx_index_type result;
   intgo _swig_go_result;
   
@@ -2390,7 +2436,53 @@ intgo _wrap_SX_INDEX_FLAT_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_QUANTIZATION_NONE_sx_d4b2962bf6f31b91() {
+_gostring_ _wrap_sx_index_type_name_sx_f517d6d0c632557b(intgo _swig_go_0) {
+  int arg1 ;
+  char *result = 0 ;
+  _gostring_ _swig_go_result;
+  
+  arg1 = (int)_swig_go_0; 
+  
+  result = (char *)sx_index_type_name(arg1);
+  _swig_go_result = Swig_AllocateString((char*)result, result ? strlen((char*)result) : 0); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_sx_index_type_parse_sx_f517d6d0c632557b(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
+  char *arg1 = 0 ;
+  sx_index_type *arg2 = 0 ;
+  sx_error *arg3 = 0 ;
+  char *temp1 ;
+  sx_error sx_errbuf3 ;
+  sx_status result;
+  intgo _swig_go_result;
+  
+  
+  temp1 = (char *)malloc(_swig_go_0.n + 1);
+  memcpy(temp1, _swig_go_0.p, _swig_go_0.n);
+  temp1[_swig_go_0.n] = '\0';
+  arg1 = (char *)temp1;
+  
+  {
+    arg2 = (sx_index_type *)_swig_go_1;
+  }
+  {
+    arg3 = _swig_go_2 ? (sx_error *)_swig_go_2 : &sx_errbuf3;
+    arg3->code = 0;
+    arg3->message[0] = '\0';
+  }
+  
+  result = (sx_status)sx_index_type_parse((char const *)arg1,arg2,arg3);
+  _swig_go_result = (intgo)result; 
+  
+  
+  free((char *)arg1); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_SX_QUANTIZATION_NONE_sx_f517d6d0c632557b() {
   enum sx_quantization result;
   intgo _swig_go_result;
   
@@ -2402,7 +2494,7 @@ intgo _wrap_SX_QUANTIZATION_NONE_sx_d4b2962bf6f31b91() {
 }
 
 
-intgo _wrap_SX_QUANTIZATION_INT8_sx_d4b2962bf6f31b91() {
+intgo _wrap_SX_QUANTIZATION_INT8_sx_f517d6d0c632557b() {
   enum sx_quantization result;
   intgo _swig_go_result;
   
@@ -2414,7 +2506,7 @@ intgo _wrap_SX_QUANTIZATION_INT8_sx_d4b2962bf6f31b91() {
 }
 
 
-_gostring_ _wrap_sx_quantization_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
+_gostring_ _wrap_sx_quantization_name_sx_f517d6d0c632557b(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2427,7 +2519,7 @@ _gostring_ _wrap_sx_quantization_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_sx_quantization_parse_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_quantization_parse_sx_f517d6d0c632557b(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
   char *arg1 = 0 ;
   sx_quantization *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2460,7 +2552,7 @@ intgo _wrap_sx_quantization_parse_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, int
 }
 
 
-_gostring_ _wrap_sx_metric_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
+_gostring_ _wrap_sx_metric_name_sx_f517d6d0c632557b(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2473,7 +2565,7 @@ _gostring_ _wrap_sx_metric_name_sx_d4b2962bf6f31b91(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_sx_metric_parse_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_metric_parse_sx_f517d6d0c632557b(_gostring_ _swig_go_0, int *_swig_go_1, sx_error *_swig_go_2) {
   char *arg1 = 0 ;
   sx_metric *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -2506,7 +2598,7 @@ intgo _wrap_sx_metric_parse_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, int *_swi
 }
 
 
-void _wrap_sx_collection_options_version_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_version_set_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -2518,7 +2610,7 @@ void _wrap_sx_collection_options_version_set_sx_d4b2962bf6f31b91(struct sx_colle
 }
 
 
-intgo _wrap_sx_collection_options_version_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_version_get_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -2531,7 +2623,7 @@ intgo _wrap_sx_collection_options_version_get_sx_d4b2962bf6f31b91(struct sx_coll
 }
 
 
-void _wrap_sx_collection_options_dim_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_dim_set_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2543,7 +2635,7 @@ void _wrap_sx_collection_options_dim_set_sx_d4b2962bf6f31b91(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_options_dim_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_dim_get_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2556,7 +2648,7 @@ intgo _wrap_sx_collection_options_dim_get_sx_d4b2962bf6f31b91(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_options_metric_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_metric_set_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   sx_metric arg2 ;
   
@@ -2568,7 +2660,7 @@ void _wrap_sx_collection_options_metric_set_sx_d4b2962bf6f31b91(struct sx_collec
 }
 
 
-intgo _wrap_sx_collection_options_metric_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_metric_get_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   sx_metric result;
   intgo _swig_go_result;
@@ -2581,7 +2673,7 @@ intgo _wrap_sx_collection_options_metric_get_sx_d4b2962bf6f31b91(struct sx_colle
 }
 
 
-void _wrap_sx_collection_options_index_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_index_set_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   sx_index_type arg2 ;
   
@@ -2593,7 +2685,7 @@ void _wrap_sx_collection_options_index_set_sx_d4b2962bf6f31b91(struct sx_collect
 }
 
 
-intgo _wrap_sx_collection_options_index_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_index_get_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   sx_index_type result;
   intgo _swig_go_result;
@@ -2606,7 +2698,7 @@ intgo _wrap_sx_collection_options_index_get_sx_d4b2962bf6f31b91(struct sx_collec
 }
 
 
-void _wrap_sx_collection_options_hnsw_m_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_hnsw_m_set_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2618,7 +2710,7 @@ void _wrap_sx_collection_options_hnsw_m_set_sx_d4b2962bf6f31b91(struct sx_collec
 }
 
 
-intgo _wrap_sx_collection_options_hnsw_m_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_hnsw_m_get_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2631,7 +2723,7 @@ intgo _wrap_sx_collection_options_hnsw_m_get_sx_d4b2962bf6f31b91(struct sx_colle
 }
 
 
-void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2643,7 +2735,7 @@ void _wrap_sx_collection_options_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(st
 }
 
 
-intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2656,7 +2748,7 @@ intgo _wrap_sx_collection_options_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(s
 }
 
 
-void _wrap_sx_collection_options_quantization_set_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_options_quantization_set_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_options *arg1 = 0 ;
   sx_quantization arg2 ;
   
@@ -2668,7 +2760,7 @@ void _wrap_sx_collection_options_quantization_set_sx_d4b2962bf6f31b91(struct sx_
 }
 
 
-intgo _wrap_sx_collection_options_quantization_get_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+intgo _wrap_sx_collection_options_quantization_get_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   sx_quantization result;
   intgo _swig_go_result;
@@ -2681,7 +2773,7 @@ intgo _wrap_sx_collection_options_quantization_get_sx_d4b2962bf6f31b91(struct sx
 }
 
 
-struct sx_collection_options *_wrap_new_sx_collection_options_sx_d4b2962bf6f31b91() {
+struct sx_collection_options *_wrap_new_sx_collection_options_sx_f517d6d0c632557b() {
   struct sx_collection_options *result = 0 ;
   struct sx_collection_options *_swig_go_result;
   
@@ -2692,7 +2784,7 @@ struct sx_collection_options *_wrap_new_sx_collection_options_sx_d4b2962bf6f31b9
 }
 
 
-void _wrap_delete_sx_collection_options_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0) {
+void _wrap_delete_sx_collection_options_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0) {
   struct sx_collection_options *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_options **)&_swig_go_0; 
@@ -2702,7 +2794,7 @@ void _wrap_delete_sx_collection_options_sx_d4b2962bf6f31b91(struct sx_collection
 }
 
 
-intgo _wrap_sx_collection_options_init_sx_d4b2962bf6f31b91(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_collection_options_init_sx_f517d6d0c632557b(struct sx_collection_options *_swig_go_0, intgo _swig_go_1) {
   sx_collection_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -2717,7 +2809,7 @@ intgo _wrap_sx_collection_options_init_sx_d4b2962bf6f31b91(struct sx_collection_
 }
 
 
-void _wrap_sx_collection_info_version_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_version_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -2729,7 +2821,7 @@ void _wrap_sx_collection_info_version_set_sx_d4b2962bf6f31b91(struct sx_collecti
 }
 
 
-intgo _wrap_sx_collection_info_version_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_version_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -2742,7 +2834,7 @@ intgo _wrap_sx_collection_info_version_get_sx_d4b2962bf6f31b91(struct sx_collect
 }
 
 
-void _wrap_sx_collection_info_name_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, _gostring_ _swig_go_1) {
+void _wrap_sx_collection_info_name_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, _gostring_ _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   char *arg2 = (char *)0 ;
   char *temp2 ;
@@ -2768,7 +2860,7 @@ void _wrap_sx_collection_info_name_set_sx_d4b2962bf6f31b91(struct sx_collection_
 }
 
 
-_gostring_ _wrap_sx_collection_info_name_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+_gostring_ _wrap_sx_collection_info_name_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2781,7 +2873,7 @@ _gostring_ _wrap_sx_collection_info_name_get_sx_d4b2962bf6f31b91(struct sx_colle
 }
 
 
-void _wrap_sx_collection_info_dim_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_dim_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2793,7 +2885,7 @@ void _wrap_sx_collection_info_dim_set_sx_d4b2962bf6f31b91(struct sx_collection_i
 }
 
 
-intgo _wrap_sx_collection_info_dim_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_dim_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2806,7 +2898,7 @@ intgo _wrap_sx_collection_info_dim_get_sx_d4b2962bf6f31b91(struct sx_collection_
 }
 
 
-void _wrap_sx_collection_info_metric_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_metric_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   sx_metric arg2 ;
   
@@ -2818,7 +2910,7 @@ void _wrap_sx_collection_info_metric_set_sx_d4b2962bf6f31b91(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_info_metric_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_metric_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   sx_metric result;
   intgo _swig_go_result;
@@ -2831,7 +2923,7 @@ intgo _wrap_sx_collection_info_metric_get_sx_d4b2962bf6f31b91(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_info_index_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_index_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   sx_index_type arg2 ;
   
@@ -2843,7 +2935,7 @@ void _wrap_sx_collection_info_index_set_sx_d4b2962bf6f31b91(struct sx_collection
 }
 
 
-intgo _wrap_sx_collection_info_index_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_index_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   sx_index_type result;
   intgo _swig_go_result;
@@ -2856,7 +2948,7 @@ intgo _wrap_sx_collection_info_index_get_sx_d4b2962bf6f31b91(struct sx_collectio
 }
 
 
-void _wrap_sx_collection_info_hnsw_m_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_hnsw_m_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2868,7 +2960,7 @@ void _wrap_sx_collection_info_hnsw_m_set_sx_d4b2962bf6f31b91(struct sx_collectio
 }
 
 
-intgo _wrap_sx_collection_info_hnsw_m_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_hnsw_m_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2881,7 +2973,7 @@ intgo _wrap_sx_collection_info_hnsw_m_get_sx_d4b2962bf6f31b91(struct sx_collecti
 }
 
 
-void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -2893,7 +2985,7 @@ void _wrap_sx_collection_info_hnsw_ef_construction_set_sx_d4b2962bf6f31b91(struc
 }
 
 
-intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -2906,7 +2998,7 @@ intgo _wrap_sx_collection_info_hnsw_ef_construction_get_sx_d4b2962bf6f31b91(stru
 }
 
 
-void _wrap_sx_collection_info_count_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_info_count_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -2918,7 +3010,7 @@ void _wrap_sx_collection_info_count_set_sx_d4b2962bf6f31b91(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_info_count_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+long long _wrap_sx_collection_info_count_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2931,7 +3023,7 @@ long long _wrap_sx_collection_info_count_get_sx_d4b2962bf6f31b91(struct sx_colle
 }
 
 
-void _wrap_sx_collection_info_quantization_set_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_info_quantization_set_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_info *arg1 = 0 ;
   sx_quantization arg2 ;
   
@@ -2943,7 +3035,7 @@ void _wrap_sx_collection_info_quantization_set_sx_d4b2962bf6f31b91(struct sx_col
 }
 
 
-intgo _wrap_sx_collection_info_quantization_get_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+intgo _wrap_sx_collection_info_quantization_get_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   sx_quantization result;
   intgo _swig_go_result;
@@ -2956,7 +3048,7 @@ intgo _wrap_sx_collection_info_quantization_get_sx_d4b2962bf6f31b91(struct sx_co
 }
 
 
-struct sx_collection_info *_wrap_new_sx_collection_info_sx_d4b2962bf6f31b91() {
+struct sx_collection_info *_wrap_new_sx_collection_info_sx_f517d6d0c632557b() {
   struct sx_collection_info *result = 0 ;
   struct sx_collection_info *_swig_go_result;
   
@@ -2967,7 +3059,7 @@ struct sx_collection_info *_wrap_new_sx_collection_info_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_collection_info_sx_d4b2962bf6f31b91(struct sx_collection_info *_swig_go_0) {
+void _wrap_delete_sx_collection_info_sx_f517d6d0c632557b(struct sx_collection_info *_swig_go_0) {
   struct sx_collection_info *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_info **)&_swig_go_0; 
@@ -2977,7 +3069,7 @@ void _wrap_delete_sx_collection_info_sx_d4b2962bf6f31b91(struct sx_collection_in
 }
 
 
-intgo _wrap_sx_write_create_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, struct sx_collection_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_create_collection_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, struct sx_collection_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection_options *arg3 = 0 ;
@@ -3009,7 +3101,7 @@ intgo _wrap_sx_write_create_collection_sx_d4b2962bf6f31b91(struct sx_write *_swi
 }
 
 
-intgo _wrap_sx_write_drop_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_drop_collection_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3039,7 +3131,7 @@ intgo _wrap_sx_write_drop_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_
 }
 
 
-long long _wrap_sx_names_count_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0) {
+long long _wrap_sx_names_count_sx_f517d6d0c632557b(struct sx_names *_swig_go_0) {
   sx_names *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3052,7 +3144,7 @@ long long _wrap_sx_names_count_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0) 
 }
 
 
-_gostring_ _wrap_sx_names_get_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_sx_names_get_sx_f517d6d0c632557b(struct sx_names *_swig_go_0, long long _swig_go_1) {
   sx_names *arg1 = 0 ;
   size_t arg2 ;
   char *result = 0 ;
@@ -3067,7 +3159,7 @@ _gostring_ _wrap_sx_names_get_sx_d4b2962bf6f31b91(struct sx_names *_swig_go_0, l
 }
 
 
-intgo _wrap_sx_read_list_collections_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_list_collections_sx_f517d6d0c632557b(struct sx_read *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3094,7 +3186,7 @@ intgo _wrap_sx_read_list_collections_sx_d4b2962bf6f31b91(struct sx_read *_swig_g
 }
 
 
-intgo _wrap_sx_write_list_collections_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_write_list_collections_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, sx_names **_swig_go_1, sx_error *_swig_go_2) {
   sx_write *arg1 = 0 ;
   sx_names **arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3121,7 +3213,7 @@ intgo _wrap_sx_write_list_collections_sx_d4b2962bf6f31b91(struct sx_write *_swig
 }
 
 
-intgo _wrap_sx_write_upsert_packed_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, long long _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, sx_error *_swig_go_9) {
+intgo _wrap_sx_write_upsert_packed_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, long long _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, sx_error *_swig_go_9) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   size_t arg3 ;
@@ -3185,7 +3277,7 @@ intgo _wrap_sx_write_upsert_packed_sx_d4b2962bf6f31b91(struct sx_write *_swig_go
 }
 
 
-intgo _wrap_sx_write_delete_packed_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long *_swig_go_5, sx_error *_swig_go_6) {
+intgo _wrap_sx_write_delete_packed_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long *_swig_go_5, sx_error *_swig_go_6) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   size_t arg3 ;
@@ -3235,7 +3327,7 @@ intgo _wrap_sx_write_delete_packed_sx_d4b2962bf6f31b91(struct sx_write *_swig_go
 }
 
 
-intgo _wrap_sx_read_collection_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_read_collection_sx_f517d6d0c632557b(struct sx_read *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
   sx_read *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
@@ -3271,7 +3363,7 @@ intgo _wrap_sx_read_collection_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, _
 }
 
 
-intgo _wrap_sx_write_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_write_collection_sx_f517d6d0c632557b(struct sx_write *_swig_go_0, _gostring_ _swig_go_1, sx_collection **_swig_go_2, sx_error *_swig_go_3) {
   sx_write *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_collection **arg3 = 0 ;
@@ -3307,7 +3399,7 @@ intgo _wrap_sx_write_collection_sx_d4b2962bf6f31b91(struct sx_write *_swig_go_0,
 }
 
 
-intgo _wrap_sx_collection_describe_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, struct sx_collection_info *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_describe_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, struct sx_collection_info *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   sx_collection_info *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3331,7 +3423,7 @@ intgo _wrap_sx_collection_describe_sx_d4b2962bf6f31b91(struct sx_collection *_sw
 }
 
 
-intgo _wrap_sx_collection_count_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_count_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, long long *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   uint64_t *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3358,7 +3450,7 @@ intgo _wrap_sx_collection_count_sx_d4b2962bf6f31b91(struct sx_collection *_swig_
 }
 
 
-void _wrap_sx_collection_stats_version_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_collection_stats_version_set_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -3370,7 +3462,7 @@ void _wrap_sx_collection_stats_version_set_sx_d4b2962bf6f31b91(struct sx_collect
 }
 
 
-intgo _wrap_sx_collection_stats_version_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
+intgo _wrap_sx_collection_stats_version_get_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -3383,7 +3475,7 @@ intgo _wrap_sx_collection_stats_version_get_sx_d4b2962bf6f31b91(struct sx_collec
 }
 
 
-void _wrap_sx_collection_stats_count_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_count_set_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3395,7 +3487,7 @@ void _wrap_sx_collection_stats_count_set_sx_d4b2962bf6f31b91(struct sx_collectio
 }
 
 
-long long _wrap_sx_collection_stats_count_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_count_get_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3408,7 +3500,7 @@ long long _wrap_sx_collection_stats_count_get_sx_d4b2962bf6f31b91(struct sx_coll
 }
 
 
-void _wrap_sx_collection_stats_slots_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_slots_set_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3420,7 +3512,7 @@ void _wrap_sx_collection_stats_slots_set_sx_d4b2962bf6f31b91(struct sx_collectio
 }
 
 
-long long _wrap_sx_collection_stats_slots_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_slots_get_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3433,7 +3525,7 @@ long long _wrap_sx_collection_stats_slots_get_sx_d4b2962bf6f31b91(struct sx_coll
 }
 
 
-void _wrap_sx_collection_stats_dead_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_dead_set_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3445,7 +3537,7 @@ void _wrap_sx_collection_stats_dead_set_sx_d4b2962bf6f31b91(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_stats_dead_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_dead_get_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3458,7 +3550,7 @@ long long _wrap_sx_collection_stats_dead_get_sx_d4b2962bf6f31b91(struct sx_colle
 }
 
 
-void _wrap_sx_collection_stats_free_set_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_collection_stats_free_set_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -3470,7 +3562,7 @@ void _wrap_sx_collection_stats_free_set_sx_d4b2962bf6f31b91(struct sx_collection
 }
 
 
-long long _wrap_sx_collection_stats_free_get_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
+long long _wrap_sx_collection_stats_free_get_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -3483,7 +3575,7 @@ long long _wrap_sx_collection_stats_free_get_sx_d4b2962bf6f31b91(struct sx_colle
 }
 
 
-struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_d4b2962bf6f31b91() {
+struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_f517d6d0c632557b() {
   struct sx_collection_stats *result = 0 ;
   struct sx_collection_stats *_swig_go_result;
   
@@ -3494,7 +3586,7 @@ struct sx_collection_stats *_wrap_new_sx_collection_stats_sx_d4b2962bf6f31b91() 
 }
 
 
-void _wrap_delete_sx_collection_stats_sx_d4b2962bf6f31b91(struct sx_collection_stats *_swig_go_0) {
+void _wrap_delete_sx_collection_stats_sx_f517d6d0c632557b(struct sx_collection_stats *_swig_go_0) {
   struct sx_collection_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_collection_stats **)&_swig_go_0; 
@@ -3504,7 +3596,7 @@ void _wrap_delete_sx_collection_stats_sx_d4b2962bf6f31b91(struct sx_collection_s
 }
 
 
-intgo _wrap_sx_collection_stats_get_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, struct sx_collection_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_collection_stats_get_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, struct sx_collection_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_collection *arg1 = 0 ;
   sx_collection_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -3528,7 +3620,7 @@ intgo _wrap_sx_collection_stats_get_sx_d4b2962bf6f31b91(struct sx_collection *_s
 }
 
 
-intgo _wrap_sx_collection_get_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_record **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_collection_get_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_record **_swig_go_2, sx_error *_swig_go_3) {
   sx_collection *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_record **arg3 = 0 ;
@@ -3564,7 +3656,7 @@ intgo _wrap_sx_collection_get_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go
 }
 
 
-_gostring_ _wrap_sx_record_id_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) {
+_gostring_ _wrap_sx_record_id_sx_f517d6d0c632557b(struct sx_record *_swig_go_0) {
   sx_record *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -3577,7 +3669,7 @@ _gostring_ _wrap_sx_record_id_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) 
 }
 
 
-_gostring_ _wrap_sx_record_metadata_sx_d4b2962bf6f31b91(struct sx_record *_swig_go_0) {
+_gostring_ _wrap_sx_record_metadata_sx_f517d6d0c632557b(struct sx_record *_swig_go_0) {
   sx_record *arg1 = 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -3590,7 +3682,7 @@ _gostring_ _wrap_sx_record_metadata_sx_d4b2962bf6f31b91(struct sx_record *_swig_
 }
 
 
-void _wrap_sx_search_options_version_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_version_set_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -3602,7 +3694,7 @@ void _wrap_sx_search_options_version_set_sx_d4b2962bf6f31b91(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_version_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_version_get_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -3615,7 +3707,7 @@ intgo _wrap_sx_search_options_version_get_sx_d4b2962bf6f31b91(struct sx_search_o
 }
 
 
-void _wrap_sx_search_options_ef_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_ef_set_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3627,7 +3719,7 @@ void _wrap_sx_search_options_ef_set_sx_d4b2962bf6f31b91(struct sx_search_options
 }
 
 
-intgo _wrap_sx_search_options_ef_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_ef_get_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3640,7 +3732,7 @@ intgo _wrap_sx_search_options_ef_get_sx_d4b2962bf6f31b91(struct sx_search_option
 }
 
 
-void _wrap_sx_search_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_search_options_cancel_token_set_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -3652,7 +3744,7 @@ void _wrap_sx_search_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_sear
 }
 
 
-struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -3665,7 +3757,7 @@ struct sx_cancel *_wrap_sx_search_options_cancel_token_get_sx_d4b2962bf6f31b91(s
 }
 
 
-void _wrap_sx_search_options_threads_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_threads_set_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3677,7 +3769,7 @@ void _wrap_sx_search_options_threads_set_sx_d4b2962bf6f31b91(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_threads_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_threads_get_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3690,7 +3782,7 @@ intgo _wrap_sx_search_options_threads_get_sx_d4b2962bf6f31b91(struct sx_search_o
 }
 
 
-void _wrap_sx_search_options_include_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_include_set_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3702,7 +3794,7 @@ void _wrap_sx_search_options_include_set_sx_d4b2962bf6f31b91(struct sx_search_op
 }
 
 
-intgo _wrap_sx_search_options_include_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_include_get_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3715,7 +3807,7 @@ intgo _wrap_sx_search_options_include_get_sx_d4b2962bf6f31b91(struct sx_search_o
 }
 
 
-void _wrap_sx_search_options_exact_set_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_search_options_exact_set_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -3727,7 +3819,7 @@ void _wrap_sx_search_options_exact_set_sx_d4b2962bf6f31b91(struct sx_search_opti
 }
 
 
-intgo _wrap_sx_search_options_exact_get_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
+intgo _wrap_sx_search_options_exact_get_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -3740,7 +3832,7 @@ intgo _wrap_sx_search_options_exact_get_sx_d4b2962bf6f31b91(struct sx_search_opt
 }
 
 
-struct sx_search_options *_wrap_new_sx_search_options_sx_d4b2962bf6f31b91() {
+struct sx_search_options *_wrap_new_sx_search_options_sx_f517d6d0c632557b() {
   struct sx_search_options *result = 0 ;
   struct sx_search_options *_swig_go_result;
   
@@ -3751,7 +3843,7 @@ struct sx_search_options *_wrap_new_sx_search_options_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_search_options_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0) {
+void _wrap_delete_sx_search_options_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0) {
   struct sx_search_options *arg1 = 0 ;
   
   arg1 = *(struct sx_search_options **)&_swig_go_0; 
@@ -3761,7 +3853,7 @@ void _wrap_delete_sx_search_options_sx_d4b2962bf6f31b91(struct sx_search_options
 }
 
 
-intgo _wrap_sx_search_options_init_sx_d4b2962bf6f31b91(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_search_options_init_sx_f517d6d0c632557b(struct sx_search_options *_swig_go_0, intgo _swig_go_1) {
   sx_search_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -3776,7 +3868,7 @@ intgo _wrap_sx_search_options_init_sx_d4b2962bf6f31b91(struct sx_search_options 
 }
 
 
-intgo _wrap_sx_collection_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5) {
+intgo _wrap_sx_collection_search_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, sx_search_options *_swig_go_3, sx_results **_swig_go_4, sx_error *_swig_go_5) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -3827,7 +3919,7 @@ intgo _wrap_sx_collection_search_sx_d4b2962bf6f31b91(struct sx_collection *_swig
 }
 
 
-intgo _wrap_sx_collection_search_batch_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7) {
+intgo _wrap_sx_collection_search_batch_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, sx_search_options *_swig_go_5, sx_results **_swig_go_6, sx_error *_swig_go_7) {
   sx_collection *arg1 = 0 ;
   float *arg2 = 0 ;
   size_t arg3 ;
@@ -3882,7 +3974,7 @@ intgo _wrap_sx_collection_search_batch_sx_d4b2962bf6f31b91(struct sx_collection 
 }
 
 
-long long _wrap_sx_results_queries_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_queries_sx_f517d6d0c632557b(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3895,7 +3987,7 @@ long long _wrap_sx_results_queries_sx_d4b2962bf6f31b91(struct sx_results *_swig_
 }
 
 
-long long _wrap_sx_results_count_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1) {
+long long _wrap_sx_results_count_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, long long _swig_go_1) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t result;
@@ -3910,7 +4002,7 @@ long long _wrap_sx_results_count_sx_d4b2962bf6f31b91(struct sx_results *_swig_go
 }
 
 
-_gostring_ _wrap_sx_results_id_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+_gostring_ _wrap_sx_results_id_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3927,7 +4019,7 @@ _gostring_ _wrap_sx_results_id_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0
 }
 
 
-float _wrap_sx_results_distance_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+float _wrap_sx_results_distance_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3944,7 +4036,7 @@ float _wrap_sx_results_distance_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_
 }
 
 
-long long _wrap_sx_results_total_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_total_sx_f517d6d0c632557b(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3957,7 +4049,7 @@ long long _wrap_sx_results_total_sx_d4b2962bf6f31b91(struct sx_results *_swig_go
 }
 
 
-_gostring_ _wrap_sx_results_metadata_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
+_gostring_ _wrap_sx_results_metadata_sx_f517d6d0c632557b(struct sx_results *_swig_go_0, long long _swig_go_1, long long _swig_go_2) {
   sx_results *arg1 = 0 ;
   size_t arg2 ;
   size_t arg3 ;
@@ -3974,7 +4066,7 @@ _gostring_ _wrap_sx_results_metadata_sx_d4b2962bf6f31b91(struct sx_results *_swi
 }
 
 
-long long _wrap_sx_results_dim_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0) {
+long long _wrap_sx_results_dim_sx_f517d6d0c632557b(struct sx_results *_swig_go_0) {
   sx_results *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -3987,7 +4079,7 @@ long long _wrap_sx_results_dim_sx_d4b2962bf6f31b91(struct sx_results *_swig_go_0
 }
 
 
-intgo _wrap_sx_filter_check_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, sx_error *_swig_go_1) {
+intgo _wrap_sx_filter_check_sx_f517d6d0c632557b(_gostring_ _swig_go_0, sx_error *_swig_go_1) {
   char *arg1 = 0 ;
   sx_error *arg2 = 0 ;
   char *temp1 ;
@@ -4015,7 +4107,7 @@ intgo _wrap_sx_filter_check_sx_d4b2962bf6f31b91(_gostring_ _swig_go_0, sx_error 
 }
 
 
-intgo _wrap_sx_collection_get_packed_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, long long _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, sx_records **_swig_go_4, sx_error *_swig_go_5) {
+intgo _wrap_sx_collection_get_packed_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, long long _swig_go_1, _goslice_ _swig_go_2, _goslice_ _swig_go_3, sx_records **_swig_go_4, sx_error *_swig_go_5) {
   sx_collection *arg1 = 0 ;
   size_t arg2 ;
   char *arg3 = 0 ;
@@ -4056,7 +4148,7 @@ intgo _wrap_sx_collection_get_packed_sx_d4b2962bf6f31b91(struct sx_collection *_
 }
 
 
-long long _wrap_sx_records_count_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0) {
+long long _wrap_sx_records_count_sx_f517d6d0c632557b(struct sx_records *_swig_go_0) {
   sx_records *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -4069,7 +4161,7 @@ long long _wrap_sx_records_count_sx_d4b2962bf6f31b91(struct sx_records *_swig_go
 }
 
 
-long long _wrap_sx_records_dim_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0) {
+long long _wrap_sx_records_dim_sx_f517d6d0c632557b(struct sx_records *_swig_go_0) {
   sx_records *arg1 = 0 ;
   size_t result;
   long long _swig_go_result;
@@ -4082,7 +4174,7 @@ long long _wrap_sx_records_dim_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0
 }
 
 
-intgo _wrap_sx_records_found_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, long long _swig_go_1) {
+intgo _wrap_sx_records_found_sx_f517d6d0c632557b(struct sx_records *_swig_go_0, long long _swig_go_1) {
   sx_records *arg1 = 0 ;
   size_t arg2 ;
   int result;
@@ -4097,7 +4189,7 @@ intgo _wrap_sx_records_found_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, 
 }
 
 
-_gostring_ _wrap_sx_records_id_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_sx_records_id_sx_f517d6d0c632557b(struct sx_records *_swig_go_0, long long _swig_go_1) {
   sx_records *arg1 = 0 ;
   size_t arg2 ;
   char *result = 0 ;
@@ -4112,7 +4204,7 @@ _gostring_ _wrap_sx_records_id_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0
 }
 
 
-_gostring_ _wrap_sx_records_metadata_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_sx_records_metadata_sx_f517d6d0c632557b(struct sx_records *_swig_go_0, long long _swig_go_1) {
   sx_records *arg1 = 0 ;
   size_t arg2 ;
   char *result = 0 ;
@@ -4127,7 +4219,7 @@ _gostring_ _wrap_sx_records_metadata_sx_d4b2962bf6f31b91(struct sx_records *_swi
 }
 
 
-void _wrap_sx_records_free_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0) {
+void _wrap_sx_records_free_sx_f517d6d0c632557b(struct sx_records *_swig_go_0) {
   sx_records *arg1 = 0 ;
   
   arg1 = *(sx_records **)&_swig_go_0; 
@@ -4137,7 +4229,7 @@ void _wrap_sx_records_free_sx_d4b2962bf6f31b91(struct sx_records *_swig_go_0) {
 }
 
 
-intgo _wrap_sx_collection_cursor_sx_d4b2962bf6f31b91(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_cursor **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_collection_cursor_sx_f517d6d0c632557b(struct sx_collection *_swig_go_0, _gostring_ _swig_go_1, sx_cursor **_swig_go_2, sx_error *_swig_go_3) {
   sx_collection *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_cursor **arg3 = 0 ;
@@ -4173,7 +4265,7 @@ intgo _wrap_sx_collection_cursor_sx_d4b2962bf6f31b91(struct sx_collection *_swig
 }
 
 
-intgo _wrap_sx_cursor_next_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0, long long _swig_go_1, sx_records **_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_cursor_next_sx_f517d6d0c632557b(struct sx_cursor *_swig_go_0, long long _swig_go_1, sx_records **_swig_go_2, sx_error *_swig_go_3) {
   sx_cursor *arg1 = 0 ;
   size_t arg2 ;
   sx_records **arg3 = 0 ;
@@ -4202,7 +4294,7 @@ intgo _wrap_sx_cursor_next_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0, lon
 }
 
 
-long long _wrap_sx_cursor_remaining_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0) {
+long long _wrap_sx_cursor_remaining_sx_f517d6d0c632557b(struct sx_cursor *_swig_go_0) {
   sx_cursor *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4215,7 +4307,7 @@ long long _wrap_sx_cursor_remaining_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_
 }
 
 
-void _wrap_sx_cursor_free_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0) {
+void _wrap_sx_cursor_free_sx_f517d6d0c632557b(struct sx_cursor *_swig_go_0) {
   sx_cursor *arg1 = 0 ;
   
   arg1 = *(sx_cursor **)&_swig_go_0; 
@@ -4225,7 +4317,7 @@ void _wrap_sx_cursor_free_sx_d4b2962bf6f31b91(struct sx_cursor *_swig_go_0) {
 }
 
 
-void _wrap_sx_backup_options_version_set_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_backup_options_version_set_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_backup_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -4237,7 +4329,7 @@ void _wrap_sx_backup_options_version_set_sx_d4b2962bf6f31b91(struct sx_backup_op
 }
 
 
-intgo _wrap_sx_backup_options_version_get_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
+intgo _wrap_sx_backup_options_version_get_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -4250,7 +4342,7 @@ intgo _wrap_sx_backup_options_version_get_sx_d4b2962bf6f31b91(struct sx_backup_o
 }
 
 
-void _wrap_sx_backup_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_backup_options_cancel_token_set_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_backup_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -4262,7 +4354,7 @@ void _wrap_sx_backup_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_back
 }
 
 
-struct sx_cancel *_wrap_sx_backup_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_backup_options_cancel_token_get_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -4275,7 +4367,7 @@ struct sx_cancel *_wrap_sx_backup_options_cancel_token_get_sx_d4b2962bf6f31b91(s
 }
 
 
-void _wrap_sx_backup_options_overwrite_set_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_backup_options_overwrite_set_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_backup_options *arg1 = 0 ;
   int arg2 ;
   
@@ -4287,7 +4379,7 @@ void _wrap_sx_backup_options_overwrite_set_sx_d4b2962bf6f31b91(struct sx_backup_
 }
 
 
-intgo _wrap_sx_backup_options_overwrite_get_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
+intgo _wrap_sx_backup_options_overwrite_get_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -4300,7 +4392,7 @@ intgo _wrap_sx_backup_options_overwrite_get_sx_d4b2962bf6f31b91(struct sx_backup
 }
 
 
-struct sx_backup_options *_wrap_new_sx_backup_options_sx_d4b2962bf6f31b91() {
+struct sx_backup_options *_wrap_new_sx_backup_options_sx_f517d6d0c632557b() {
   struct sx_backup_options *result = 0 ;
   struct sx_backup_options *_swig_go_result;
   
@@ -4311,7 +4403,7 @@ struct sx_backup_options *_wrap_new_sx_backup_options_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_backup_options_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0) {
+void _wrap_delete_sx_backup_options_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0) {
   struct sx_backup_options *arg1 = 0 ;
   
   arg1 = *(struct sx_backup_options **)&_swig_go_0; 
@@ -4321,7 +4413,7 @@ void _wrap_delete_sx_backup_options_sx_d4b2962bf6f31b91(struct sx_backup_options
 }
 
 
-intgo _wrap_sx_backup_options_init_sx_d4b2962bf6f31b91(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_backup_options_init_sx_f517d6d0c632557b(struct sx_backup_options *_swig_go_0, intgo _swig_go_1) {
   sx_backup_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -4336,7 +4428,7 @@ intgo _wrap_sx_backup_options_init_sx_d4b2962bf6f31b91(struct sx_backup_options 
 }
 
 
-intgo _wrap_sx_db_backup_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, _gostring_ _swig_go_1, sx_backup_options *_swig_go_2, sx_error *_swig_go_3) {
+intgo _wrap_sx_db_backup_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, _gostring_ _swig_go_1, sx_backup_options *_swig_go_2, sx_error *_swig_go_3) {
   sx_db *arg1 = 0 ;
   char *arg2 = 0 ;
   sx_backup_options *arg3 = 0 ;
@@ -4379,7 +4471,7 @@ intgo _wrap_sx_db_backup_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, _gostring
 }
 
 
-void _wrap_sx_space_stats_version_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_space_stats_version_set_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -4391,7 +4483,7 @@ void _wrap_sx_space_stats_version_set_sx_d4b2962bf6f31b91(struct sx_space_stats 
 }
 
 
-intgo _wrap_sx_space_stats_version_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+intgo _wrap_sx_space_stats_version_get_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -4404,7 +4496,7 @@ intgo _wrap_sx_space_stats_version_get_sx_d4b2962bf6f31b91(struct sx_space_stats
 }
 
 
-void _wrap_sx_space_stats_page_size_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_space_stats_page_size_set_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0, intgo _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint32_t arg2 ;
   
@@ -4416,7 +4508,7 @@ void _wrap_sx_space_stats_page_size_set_sx_d4b2962bf6f31b91(struct sx_space_stat
 }
 
 
-intgo _wrap_sx_space_stats_page_size_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+intgo _wrap_sx_space_stats_page_size_get_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -4429,7 +4521,7 @@ intgo _wrap_sx_space_stats_page_size_get_sx_d4b2962bf6f31b91(struct sx_space_sta
 }
 
 
-void _wrap_sx_space_stats_page_count_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_page_count_set_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4441,7 +4533,7 @@ void _wrap_sx_space_stats_page_count_set_sx_d4b2962bf6f31b91(struct sx_space_sta
 }
 
 
-long long _wrap_sx_space_stats_page_count_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_page_count_get_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4454,7 +4546,7 @@ long long _wrap_sx_space_stats_page_count_get_sx_d4b2962bf6f31b91(struct sx_spac
 }
 
 
-void _wrap_sx_space_stats_free_pages_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_free_pages_set_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4466,7 +4558,7 @@ void _wrap_sx_space_stats_free_pages_set_sx_d4b2962bf6f31b91(struct sx_space_sta
 }
 
 
-long long _wrap_sx_space_stats_free_pages_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_free_pages_get_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4479,7 +4571,7 @@ long long _wrap_sx_space_stats_free_pages_get_sx_d4b2962bf6f31b91(struct sx_spac
 }
 
 
-void _wrap_sx_space_stats_collection_pages_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_collection_pages_set_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4491,7 +4583,7 @@ void _wrap_sx_space_stats_collection_pages_set_sx_d4b2962bf6f31b91(struct sx_spa
 }
 
 
-long long _wrap_sx_space_stats_collection_pages_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_collection_pages_get_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4504,7 +4596,7 @@ long long _wrap_sx_space_stats_collection_pages_get_sx_d4b2962bf6f31b91(struct s
 }
 
 
-void _wrap_sx_space_stats_live_bytes_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_live_bytes_set_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4516,7 +4608,7 @@ void _wrap_sx_space_stats_live_bytes_set_sx_d4b2962bf6f31b91(struct sx_space_sta
 }
 
 
-long long _wrap_sx_space_stats_live_bytes_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_live_bytes_get_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4529,7 +4621,7 @@ long long _wrap_sx_space_stats_live_bytes_get_sx_d4b2962bf6f31b91(struct sx_spac
 }
 
 
-void _wrap_sx_space_stats_reclaimable_bytes_set_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sx_space_stats_reclaimable_bytes_set_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0, long long _swig_go_1) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t arg2 ;
   
@@ -4541,7 +4633,7 @@ void _wrap_sx_space_stats_reclaimable_bytes_set_sx_d4b2962bf6f31b91(struct sx_sp
 }
 
 
-long long _wrap_sx_space_stats_reclaimable_bytes_get_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+long long _wrap_sx_space_stats_reclaimable_bytes_get_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -4554,7 +4646,7 @@ long long _wrap_sx_space_stats_reclaimable_bytes_get_sx_d4b2962bf6f31b91(struct 
 }
 
 
-struct sx_space_stats *_wrap_new_sx_space_stats_sx_d4b2962bf6f31b91() {
+struct sx_space_stats *_wrap_new_sx_space_stats_sx_f517d6d0c632557b() {
   struct sx_space_stats *result = 0 ;
   struct sx_space_stats *_swig_go_result;
   
@@ -4565,7 +4657,7 @@ struct sx_space_stats *_wrap_new_sx_space_stats_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_space_stats_sx_d4b2962bf6f31b91(struct sx_space_stats *_swig_go_0) {
+void _wrap_delete_sx_space_stats_sx_f517d6d0c632557b(struct sx_space_stats *_swig_go_0) {
   struct sx_space_stats *arg1 = 0 ;
   
   arg1 = *(struct sx_space_stats **)&_swig_go_0; 
@@ -4575,7 +4667,7 @@ void _wrap_delete_sx_space_stats_sx_d4b2962bf6f31b91(struct sx_space_stats *_swi
 }
 
 
-intgo _wrap_sx_read_space_get_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, struct sx_space_stats *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_read_space_get_sx_f517d6d0c632557b(struct sx_read *_swig_go_0, struct sx_space_stats *_swig_go_1, sx_error *_swig_go_2) {
   sx_read *arg1 = 0 ;
   sx_space_stats *arg2 = 0 ;
   sx_error *arg3 = 0 ;
@@ -4599,7 +4691,7 @@ intgo _wrap_sx_read_space_get_sx_d4b2962bf6f31b91(struct sx_read *_swig_go_0, st
 }
 
 
-void _wrap_sx_compact_options_version_set_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_compact_options_version_set_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_compact_options *arg1 = 0 ;
   unsigned int arg2 ;
   
@@ -4611,7 +4703,7 @@ void _wrap_sx_compact_options_version_set_sx_d4b2962bf6f31b91(struct sx_compact_
 }
 
 
-intgo _wrap_sx_compact_options_version_get_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
+intgo _wrap_sx_compact_options_version_get_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   unsigned int result;
   intgo _swig_go_result;
@@ -4624,7 +4716,7 @@ intgo _wrap_sx_compact_options_version_get_sx_d4b2962bf6f31b91(struct sx_compact
 }
 
 
-void _wrap_sx_compact_options_timeout_ms_set_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sx_compact_options_timeout_ms_set_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
   struct sx_compact_options *arg1 = 0 ;
   int arg2 ;
   
@@ -4636,7 +4728,7 @@ void _wrap_sx_compact_options_timeout_ms_set_sx_d4b2962bf6f31b91(struct sx_compa
 }
 
 
-intgo _wrap_sx_compact_options_timeout_ms_get_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
+intgo _wrap_sx_compact_options_timeout_ms_get_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   int result;
   intgo _swig_go_result;
@@ -4649,7 +4741,7 @@ intgo _wrap_sx_compact_options_timeout_ms_get_sx_d4b2962bf6f31b91(struct sx_comp
 }
 
 
-void _wrap_sx_compact_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
+void _wrap_sx_compact_options_cancel_token_set_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0, struct sx_cancel *_swig_go_1) {
   struct sx_compact_options *arg1 = 0 ;
   sx_cancel *arg2 = 0 ;
   
@@ -4661,7 +4753,7 @@ void _wrap_sx_compact_options_cancel_token_set_sx_d4b2962bf6f31b91(struct sx_com
 }
 
 
-struct sx_cancel *_wrap_sx_compact_options_cancel_token_get_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
+struct sx_cancel *_wrap_sx_compact_options_cancel_token_get_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   sx_cancel *result = 0 ;
   struct sx_cancel *_swig_go_result;
@@ -4674,7 +4766,7 @@ struct sx_cancel *_wrap_sx_compact_options_cancel_token_get_sx_d4b2962bf6f31b91(
 }
 
 
-struct sx_compact_options *_wrap_new_sx_compact_options_sx_d4b2962bf6f31b91() {
+struct sx_compact_options *_wrap_new_sx_compact_options_sx_f517d6d0c632557b() {
   struct sx_compact_options *result = 0 ;
   struct sx_compact_options *_swig_go_result;
   
@@ -4685,7 +4777,7 @@ struct sx_compact_options *_wrap_new_sx_compact_options_sx_d4b2962bf6f31b91() {
 }
 
 
-void _wrap_delete_sx_compact_options_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0) {
+void _wrap_delete_sx_compact_options_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0) {
   struct sx_compact_options *arg1 = 0 ;
   
   arg1 = *(struct sx_compact_options **)&_swig_go_0; 
@@ -4695,7 +4787,7 @@ void _wrap_delete_sx_compact_options_sx_d4b2962bf6f31b91(struct sx_compact_optio
 }
 
 
-intgo _wrap_sx_compact_options_init_sx_d4b2962bf6f31b91(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sx_compact_options_init_sx_f517d6d0c632557b(struct sx_compact_options *_swig_go_0, intgo _swig_go_1) {
   sx_compact_options *arg1 = 0 ;
   unsigned int arg2 ;
   sx_status result;
@@ -4710,7 +4802,7 @@ intgo _wrap_sx_compact_options_init_sx_d4b2962bf6f31b91(struct sx_compact_option
 }
 
 
-intgo _wrap_sx_db_compact_sx_d4b2962bf6f31b91(struct sx_db *_swig_go_0, sx_compact_options *_swig_go_1, sx_error *_swig_go_2) {
+intgo _wrap_sx_db_compact_sx_f517d6d0c632557b(struct sx_db *_swig_go_0, sx_compact_options *_swig_go_1, sx_error *_swig_go_2) {
   sx_db *arg1 = 0 ;
   sx_compact_options *arg2 = 0 ;
   sx_error *arg3 = 0 ;

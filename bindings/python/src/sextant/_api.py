@@ -112,9 +112,6 @@ _register()
 
 _F32 = np.dtype(np.float32)
 _NDARRAY = np.ndarray
-_SYNC = {"full": _c.SX_SYNC_FULL, "normal": _c.SX_SYNC_NORMAL, "off": _c.SX_SYNC_OFF}
-_INDEX = {"flat": _c.SX_INDEX_FLAT, "hnsw": _c.SX_INDEX_HNSW}
-_INDEX_NAMES = {v: k for k, v in _INDEX.items()}
 _INT_MAX = 2**31 - 1
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
@@ -160,9 +157,6 @@ def _uint(value: Any, what: str, limit: int) -> int:
     if v < 0 or v > limit:
         raise InvalidArgument(f"{what} {v} is out of range (0 to {limit})")
     return v
-
-
-_UNKNOWN = 99  # an enum value the core does not know: it answers INVALID_ARGUMENT
 
 
 def _u32_for_core(value: Any, what: str) -> Tuple[int, Optional[str]]:
@@ -418,7 +412,7 @@ class Session:
         """The collection's name, dim, metric, index (type and parameters; for HNSW
         m, ef_construction and quantization) and count."""
         info = _c.sx_collection_describe(self._view(name))
-        index_type = _INDEX_NAMES.get(info.index, str(info.index))
+        index_type = _c.sx_index_type_name(info.index) or f"unknown {info.index}"
         index: Dict[str, Any] = {"type": index_type}
         if info.index == _c.SX_INDEX_HNSW:
             index["m"] = info.hnsw_m
@@ -704,10 +698,7 @@ class WriteSession(Session):
         if shown is not None:
             swaps.append((f"dimension {_U32_MAX}", f"dimension {shown}"))
         opts.metric = _c.sx_metric_parse(metric if isinstance(metric, str) else repr(metric))
-        # An unknown index type reaches the core as a value it does not know.
-        opts.index = _INDEX.get(index, _UNKNOWN) if isinstance(index, str) else _UNKNOWN
-        if opts.index == _UNKNOWN:
-            swaps.append((f"unknown index type {_UNKNOWN}", f"unknown index type {index!r} (flat, hnsw)"))
+        opts.index = _c.sx_index_type_parse(index if isinstance(index, str) else repr(index))
         if opts.index == _c.SX_INDEX_HNSW:
             opts.hnsw_m, shown = _u32_for_core(m, "m")
             if shown is not None:
@@ -960,15 +951,11 @@ def open(  # noqa: A001 - the module's entry point, as in sqlite3.connect / dbm.
     opts = _c.sx_open_options()
     _c.sx_open_options_init(opts, _c.SX_OPEN_OPTIONS_VERSION)
     opts.read_only = 1 if read_only else 0
-    # An unknown level reaches the core as a value it does not know.
-    opts.sync = _SYNC.get(sync, _UNKNOWN) if isinstance(sync, str) else _UNKNOWN
+    opts.sync = _c.sx_sync_parse(sync if isinstance(sync, str) else repr(sync))
     opts.page_size = _uint(page_size, "page_size", _U32_MAX)
     opts.autocheckpoint_frames = _uint(autocheckpoint_frames, "autocheckpoint_frames", _U32_MAX)
     opts.wal_max_frames = _uint(wal_max_frames, "wal_max_frames", _U32_MAX)
     opts.threads = _uint(threads, "threads", _U32_MAX)
     if wal_size_limit is not None:
         opts.wal_size_limit = _uint(wal_size_limit, "wal_size_limit", 2**64 - 1)
-    try:
-        return Database(_c.sx_db_open(p, opts), os.fsdecode(p))
-    except InvalidArgument as e:
-        raise _reword(e, [(f"unknown sync level {_UNKNOWN}", f"unknown sync level {sync!r} (full, normal, off)")]) from None
+    return Database(_c.sx_db_open(p, opts), os.fsdecode(p))
