@@ -1821,7 +1821,7 @@ static int compact_into(sx_db *db, const char *src, const char *dest, int overwr
        *ts = cat2(tmp, "-shm");
   sx_error e = SX_ERROR_INIT;
   sx_open_options oo = SX_OPEN_OPTIONS_INIT;
-  oo.sync = SX_SYNC_OFF; /* the file is synced whole before it is renamed */
+  oo.sync = SX_SYNC_OFF; /* a scratch file: what reaches dest is its backup, synced */
   sx_db *out = NULL;
   sx_read *r = NULL;
   sx_names *names = NULL;
@@ -1912,45 +1912,18 @@ static int compact_into(sx_db *db, const char *src, const char *dest, int overwr
   if (!st) progress_show(&pg, done, total, 1);
   sx_names_free(names);
   sx_read_free(r);
-  if (!st) st = sx_db_checkpoint(out, -1, &e);
+  /* The new file goes to dest as a backup of it does: written beside dest, synced,
+   * renamed over it; an existing dest's WAL files go too, which is refused while a
+   * handle has that database open. */
+  sx_backup_options bo = SX_BACKUP_OPTIONS_INIT;
+  bo.overwrite = overwrite;
+  if (!st) st = sx_db_backup(out, dest, &bo, &e);
   sx_db_free(out);
   int rc = st ? sx_fail(st, &e) : EX_OK;
-  if (!rc) {
-    /* Everything is in the file now: its companions go, the file is synced. */
-    unlink(tw);
-    unlink(tw2);
-    unlink(ts);
-    FILE *f = fopen(tmp, "r+b");
-    if (!f || fsync(fileno(f))) rc = fail(EX_ERR, "cannot sync '%s': %s", tmp, strerror(errno));
-    if (f) fclose(f);
-  }
-  if (!rc && overwrite) {
-    char *dw = cat2(dest, "-wal"), *dw2 = cat2(dest, "-wal2"), *ds = cat2(dest, "-shm");
-    unlink(dw);
-    unlink(dw2);
-    unlink(ds);
-    free(dw);
-    free(dw2);
-    free(ds);
-  }
-  if (!rc && rename(tmp, dest))
-    rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, dest, strerror(errno));
-  if (!rc) {
-    char *slash = strrchr(dest, '/');
-    char *dir = slash ? strndup(dest, (size_t)(slash - dest) + 1) : strdup(".");
-    FILE *d = fopen(dir, "r");
-    if (d) {
-      fsync(fileno(d));
-      fclose(d);
-    }
-    free(dir);
-  }
-  if (rc) {
-    unlink(tmp);
-    unlink(tw);
-    unlink(tw2);
-    unlink(ts);
-  }
+  unlink(tmp);
+  unlink(tw);
+  unlink(tw2);
+  unlink(ts);
   free(tmp);
   free(tw);
   free(tw2);

@@ -466,6 +466,43 @@ class Cli(unittest.TestCase):
         self.assertEqual(js("count", self.p("bk0.sx"), "more")["count"], 6000)
         print("\nbackups saw 'more' at", counts, file=sys.stderr)
 
+    def test_overwriting_a_database_in_use_is_busy(self):
+        # Replacing a database another process has open would remove its WAL (and the
+        # commits in it) under it: backup --overwrite and compact --into --overwrite
+        # refuse with BUSY until it is closed.
+        self.jsonl("in.jsonl", 40, 4)
+        db, dest = self.p("src.sx"), self.p("dest.sx")
+        js("import", db, "c", self.p("in.jsonl"))
+        js("backup", db, dest)
+        fifo = self.p("rows.jsonl")
+        os.mkfifo(fifo)
+        importer = subprocess.Popen([SEXTANT, "import", dest, "live", fifo, "--batch", "1", "--no-progress"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        rows = [json.dumps({"id": "r%d" % i, "vector": [i, 1, 2, 3]}) + "\n" for i in range(5)]
+        feed = os.open(fifo, os.O_RDWR)  # never blocks, even if the importer is gone
+        try:
+            os.write(feed, (rows[0] + rows[1]).encode())
+            deadline = time.time() + 30
+            while not os.path.exists(dest + "-shm") and time.time() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)  # its first commit
+            p = run("backup", db, dest, "--overwrite", check=EX_BUSY)
+            self.assertIn("is a database open in another handle", p.stderr)
+            p = run("compact", db, "--into", dest, "--overwrite", "--no-progress", check=EX_BUSY)
+            self.assertIn("is a database open in another handle", p.stderr)
+            self.assertIsNone(importer.poll())
+            os.write(feed, "".join(rows[2:]).encode())
+        finally:
+            os.close(feed)
+        self.assertEqual(importer.wait(timeout=60), 0, importer.stderr.read())
+        self.assertEqual(js("count", dest, "live")["count"], 5)
+        self.assertEqual(js("count", dest, "c")["count"], 40)
+        # Closed: both replace it.
+        js("compact", db, "--into", dest, "--overwrite", "--no-progress")
+        self.assertEqual(js("collections", dest), ["c"])
+        js("backup", db, dest, "--overwrite")
+        self.assertEqual(js("check", dest)["ok"], True)
+
     def test_interrupted_import_resumes(self):
         self.jsonl("big.jsonl", 20000, 16, meta=False)
         db = self.p("r.sx")

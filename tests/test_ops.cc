@@ -544,6 +544,71 @@ TEST(Backup, DestinationKinds) {
   sx_db_free(db);
 }
 
+// Overwriting a database that a handle has open (in this process or another, by its
+// path or through a symlink) is BUSY and changes nothing: removing its WAL under it
+// once lost the commits in that WAL. Once every handle is gone, the overwrite goes on.
+TEST(Backup, OverwritingADatabaseAHandleHasOpenIsBusy) {
+  TmpDir t("ops_backup_open");
+  sx_db *db = Open(t.db);
+  Fill(db, "c", 100, SX_INDEX_FLAT);
+  sx_error err = SX_ERROR_INIT;
+  std::string dest = t.path("b.sx"), link = t.path("link.sx");
+  ASSERT_EQ(sx_db_backup(db, dest.c_str(), nullptr, &err), SX_OK) << err.message;
+  ASSERT_EQ(symlink(dest.c_str(), link.c_str()), 0);
+  sx_backup_options bo = SX_BACKUP_OPTIONS_INIT;
+  bo.overwrite = 1;
+  auto has_extra = [&](sx_db *h) {
+    sx_read *r = nullptr;
+    sx_collection *c = nullptr;
+    EXPECT_EQ(sx_read_begin(h, &r, &err), SX_OK) << err.message;
+    int st = sx_read_collection(r, "extra", &c, &err);
+    sx_collection_free(c);
+    sx_read_free(r);
+    return st == SX_OK;
+  };
+
+  // A handle in this process, with a commit in its WAL.
+  sx_db *b = Open(dest);
+  Fill(b, "extra", 10, SX_INDEX_FLAT);
+  for (const std::string &d : {dest, link}) {
+    EXPECT_EQ(sx_db_backup(db, d.c_str(), &bo, &err), SX_BUSY) << d;
+    EXPECT_NE(strstr(err.message, "is a database open in another handle"), nullptr) << err.message;
+    EXPECT_NE(strstr(err.message, "b.sx"), nullptr) << err.message;
+  }
+  EXPECT_TRUE(Exists(dest + "-shm"));
+  EXPECT_TRUE(has_extra(b));
+  sx_db_free(b);
+
+  // A handle in another process, which holds it until it is killed.
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    sx_db *h = nullptr;
+    sx_error e = SX_ERROR_INIT;
+    char ok = sx_db_open(&h, dest.c_str(), nullptr, &e) == SX_OK ? 'y' : 'n';
+    if (write(ready[1], &ok, 1) != 1) _exit(2);
+    for (;;) pause();
+  }
+  close(ready[1]);
+  char ok = 0;
+  ASSERT_EQ(read(ready[0], &ok, 1), 1);
+  close(ready[0]);
+  EXPECT_EQ(ok, 'y');
+  EXPECT_EQ(sx_db_backup(db, dest.c_str(), &bo, &err), SX_BUSY) << err.message;
+  kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+
+  // Nobody has it open: the backup replaces it, the old commit goes with its WAL.
+  ASSERT_EQ(sx_db_backup(db, dest.c_str(), &bo, &err), SX_OK) << err.message;
+  b = Open(dest);
+  EXPECT_FALSE(has_extra(b));
+  sx_db_free(b);
+  sx_db_free(db);
+}
+
 // A backup killed at any instant leaves either nothing or a whole backup at the
 // destination.
 TEST(Backup, KilledAtAnyInstantLeavesNothingOrAWholeBackup) {

@@ -180,8 +180,8 @@ type backupConfig struct{ overwrite bool }
 // BackupOption configures Backup.
 type BackupOption func(*backupConfig)
 
-// Overwrite lets Backup replace an existing file at the destination (which no process
-// may have open).
+// Overwrite lets Backup replace an existing file at the destination; a database that a
+// handle, in any process, has open there is ErrBusy.
 func Overwrite() BackupOption { return func(c *backupConfig) { c.overwrite = true } }
 
 // Backup copies the latest committed snapshot to a new database file at dest while

@@ -133,7 +133,8 @@ export interface ScanOptions {
 }
 
 export interface BackupOptions {
-  /** Replace an existing file at the destination (else EXISTS). */
+  /** Replace an existing file at the destination (else EXISTS); a database that a
+   * handle, in any process, has open there is BUSY. */
   overwrite?: boolean;
 }
 

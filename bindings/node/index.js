@@ -917,7 +917,7 @@ class Database {
   /**
    * Copies the latest committed snapshot to a new database file at dest (atomically:
    * dest is the old file or the whole copy), while other sessions go on. {overwrite}
-   * replaces an existing dest (else EXISTS).
+   * replaces an existing dest (else EXISTS); a database a handle has open there is BUSY.
    */
   backup(dest, opts) {
     str(dest, 'dest');

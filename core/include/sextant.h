@@ -989,8 +989,10 @@ typedef struct sx_backup_options {
   /** Optional: once set, the backup stops between pages and fails with
    * ::SX_CANCELLED; nothing is left at the destination. */
   sx_cancel *cancel_token;
-  /** Nonzero: replace an existing file at the destination (which no process may have
-   * open; its -wal, -wal2 and -shm files are removed). Zero: ::SX_EXISTS. */
+  /** Nonzero: replace an existing file at the destination; its -wal, -wal2 and -shm
+   * files are removed. A destination that a handle, in any process, has open as a
+   * database is refused with ::SX_BUSY (removing its WAL would lose its commits).
+   * Zero: ::SX_EXISTS. */
   int overwrite;
 } sx_backup_options;
 
@@ -1018,7 +1020,8 @@ sx_status sx_backup_options_init(sx_backup_options *opts, unsigned version);
  * @return ::SX_OK; ::SX_EXISTS (`dest` or its -wal/-wal2 exists and overwrite is not
  *   set); ::SX_INVALID_ARGUMENT (`dest` NULL, empty, the database's own path, or an
  *   existing file that is not a regular one: a device, a FIFO, a directory);
- *   ::SX_CANCELLED; ::SX_CLOSED; ::SX_BUSY (no free reader slot); ::SX_IO; ::SX_FULL.
+ *   ::SX_CANCELLED; ::SX_CLOSED; ::SX_BUSY (no free reader slot, or overwriting a
+ *   database that a handle has open); ::SX_IO; ::SX_FULL.
  */
 sx_status sx_db_backup(sx_db *db, const char *dest, const sx_backup_options *opts, sx_error *err);
 /**@}*/

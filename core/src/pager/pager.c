@@ -436,20 +436,30 @@ static int precheck_db_file(sx__pager *p, sx_error *err) {
  * open now (holds P-shm's dead man switch); one that starts writing later, which
  * needs write access this handle lacks, is not seen: documented in sextant.h.
  */
+/* 0 when no handle holds the dead man switch of the wal-index at shm_path (or it does
+ * not exist), nonzero when one does or it cannot be told. */
+static int dms_held(sx__vfs *vfs, const char *shm_path) {
+  if (vfs->exists(vfs, shm_path, NULL) <= 0) return 0;
+  sx__file *f = NULL;
+  if (vfs->open(vfs, shm_path, SX__OPEN_READ, &f, NULL)) return 1;
+  int held = sx__file_lock_held(f, LK_DMS, 1, SX__WRLOCK);
+  sx__file_close(f);
+  return held != 0;
+}
+
+int sx__pager_in_use(sx__vfs *vfs, const char *path) {
+  char *shm = strcat2(path, "-shm");
+  int held = shm ? dms_held(vfs, shm) : 1;
+  free(shm);
+  return held;
+}
+
 static int open_private_index(sx__pager *p, int shm_rc, sx_error *err) {
-  int ex = p->vfs->exists(p->vfs, p->shm_path, NULL);
-  if (ex > 0) {
-    sx__file *f = NULL;
-    int rc = p->vfs->open(p->vfs, p->shm_path, SX__OPEN_READ, &f, NULL);
-    int held = rc ? 1 : sx__file_lock_held(f, LK_DMS, 1, SX__WRLOCK);
-    sx__file_close(f);
-    if (held != 0)
-      return sx__err_set(
-          err, shm_rc == SX_READ_ONLY ? SX_BUSY : shm_rc,
-          "cannot open '%s' read-only: its wal-index '%s' cannot be written here and "
-          "another process has the database open (or it cannot be read)",
-          p->path, p->shm_path);
-  }
+  if (dms_held(p->vfs, p->shm_path))
+    return sx__err_set(err, shm_rc == SX_READ_ONLY ? SX_BUSY : shm_rc,
+                       "cannot open '%s' read-only: its wal-index '%s' cannot be written here and "
+                       "another process has the database open (or it cannot be read)",
+                       p->path, p->shm_path);
   p->private_index = 1;
   return sx__file_open_private(p->vfs, p->shm_path, &p->shm, err);
 }

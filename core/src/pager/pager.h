@@ -74,6 +74,9 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
  * In a child of fork() it only drops process-local resources and never touches
  * locks or the shared index, which still belong to the parent. */
 void sx__pager_close(sx__pager *p);
+/* Nonzero when a handle, in any process (this one included), has the database at
+ * path open (holds its wal-index's dead man switch), or when that cannot be told. */
+int sx__pager_in_use(sx__vfs *vfs, const char *path);
 uint32_t sx__pager_page_size(const sx__pager *p);
 const char *sx__pager_path(const sx__pager *p);
 /* Nonzero once a failed sync made this handle refuse writes. */

@@ -11,7 +11,11 @@
  * the destination (the rename syncs the directory), so the destination is never
  * seen half-written. A stale WAL beside the destination would be replayed onto the
  * new file when it is opened, so an existing -wal/-wal2 is refused, or removed
- * (with -shm) when overwriting. An existing destination is taken through its symlinks
+ * (with -shm) when overwriting, unless a handle, in any process, has the destination
+ * open as a database: removing its WAL under it would lose its commits, so that is
+ * refused (BUSY), checked before the copy and again just before the removal (a handle
+ * that opens it between that check and the rename is not seen; nothing can stop an
+ * open of a path). An existing destination is taken through its symlinks
  * (as sx_db_open takes a database's path), so a link to a database has the database
  * replaced, not the link; one that is not a regular file (a device, a FIFO, a
  * directory) is refused, even when overwriting: renaming over it would replace the
@@ -45,6 +49,15 @@ static int same_file(const char *db, const char *dest) {
   if (!realpath(db, a) || !realpath(dest, b)) return 0;
   size_t la = strlen(a);
   return strcmp(a, b) == 0 || (strncmp(a, b, la) == 0 && b[la] == '-');
+}
+
+/* BUSY when a handle has the database at dest open. */
+static int refuse_in_use(sx__vfs *vfs, const char *dest, sx_error *err) {
+  if (!sx__pager_in_use(vfs, dest)) return SX_OK;
+  return sx__err_set(err, SX_BUSY,
+                     "backup destination '%s' is a database open in another handle (close it "
+                     "first)",
+                     dest);
 }
 
 static int copy_pages(sx_read *r, sx__file *f, uint32_t ps, const sx_backup_options *o,
@@ -127,12 +140,14 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
       rc = sx__err_set(err, SX_EXISTS, "backup destination '%s' exists (remove it, or overwrite)",
                        pth);
   }
+  if (!rc && o->overwrite) rc = refuse_in_use(vfs, dest, err);
   sx__file *f = NULL;
   if (!rc) rc = vfs->open(vfs, tmp, SX__OPEN_WRITE | SX__OPEN_CREATE | SX__OPEN_EXCL, &f, err);
   if (!rc) {
     rc = copy_pages(r, f, ps, o, err);
     if (!rc) rc = sx__file_sync(f, 0, err);
     sx__file_close(f);
+    if (!rc && o->overwrite) rc = refuse_in_use(vfs, dest, err);
     if (!rc && o->overwrite) {
       rc = vfs->unlink(vfs, wal, err);
       if (!rc) rc = vfs->unlink(vfs, wal2, err);

@@ -893,7 +893,8 @@ class Database:
         """Copies the latest committed snapshot to a new database file at dest, while
         other sessions go on reading and writing. dest is written beside itself,
         synced and renamed into place: it is never seen half-written. An existing
-        dest raises Exists unless overwrite (no process may have it open then).
+        dest raises Exists unless overwrite; overwriting a database that a handle, in any
+        process, has open raises Busy.
         progress(done_pages, total_pages) is called as it goes; a true result or an
         exception stops the backup with Cancelled, leaving nothing at dest. The GIL
         is released while copying."""
