@@ -47,7 +47,7 @@ var (
 	ErrInvalidArgument   = &Error{Code: "INVALID_ARGUMENT"}   // a bad value: id, name, NaN, k, option...
 	ErrDimensionMismatch = &Error{Code: "DIMENSION_MISMATCH"} // a vector's length differs from the collection's
 	ErrReadOnly          = &Error{Code: "READ_ONLY"}          // a write on a database opened read-only
-	ErrBusy              = &Error{Code: "BUSY"}               // the write lock was not taken in time, or the WAL is at its cap
+	ErrBusy              = &Error{Code: "BUSY"}               // the write lock not taken in time, the WAL at its cap, an open backup dest
 	ErrClosed            = &Error{Code: "CLOSED"}             // the database was closed or the session ended
 	ErrMisuse            = &Error{Code: "MISUSE"}             // not allowed in this state
 	ErrCorrupt           = &Error{Code: "CORRUPT"}            // a file failed validation

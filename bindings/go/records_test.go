@@ -144,6 +144,13 @@ func TestBackup(t *testing.T) {
 	}
 	w.Abort()
 	wantErr(t, db.Backup(ctx, dest), ErrExists)
+	// Overwriting a database a handle has open would remove its WAL under it.
+	held, err := Open(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, db.Backup(ctx, dest, Overwrite()), ErrBusy)
+	held.Close()
 	if err := db.Backup(ctx, dest, Overwrite()); err != nil {
 		t.Fatal(err)
 	}

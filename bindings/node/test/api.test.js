@@ -387,6 +387,11 @@ test('batch get, scan in id order, backup', async (t) => {
 
   db.backup(path.join(dir, 'copy.sx'));
   assert.throws(() => db.backup(path.join(dir, 'copy.sx')), code('EXISTS'));
+  // Overwriting a database a handle has open would remove its WAL under it.
+  const held = sextant.open(path.join(dir, 'copy.sx'));
+  assert.throws(() => db.backup(path.join(dir, 'copy.sx'), { overwrite: true }), code('BUSY'));
+  await assert.rejects(db.backupAsync(path.join(dir, 'copy.sx'), { overwrite: true }), code('BUSY'));
+  held.close();
   const pages = [];
   await db.backupAsync(path.join(dir, 'copy.sx'), { overwrite: true, onProgress: (d, total) => pages.push([d, total]) });
   await new Promise((res) => setImmediate(res));

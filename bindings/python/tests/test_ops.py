@@ -102,7 +102,17 @@ def test_backup_with_progress_and_cancel(tmp_path: Path) -> None:
             db.backup(dest2, progress=boom)
         assert not dest2.exists()
         assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+        # Overwriting a database a handle has open would remove its WAL under it: Busy.
+        with sextant.open(dest) as held:
+            with held.write() as w:
+                w.create_collection("only_in_the_wal", 2)
+            with pytest.raises(sextant.Busy, match="is a database open in another handle"):
+                db.backup(dest, overwrite=True)
+            with held.read() as r:
+                assert "only_in_the_wal" in r.list_collections()
         db.backup(dest, overwrite=True)
+        with sextant.open(dest, read_only=True) as b, b.read() as r:
+            assert r.list_collections() == ["c"]
 
 
 def test_backup_while_threads_write(tmp_path: Path) -> None:

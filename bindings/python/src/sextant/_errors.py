@@ -75,7 +75,8 @@ class ReadOnly(Error):
 
 
 class Busy(Error):
-    """The write lock was not available within the timeout (or the WAL is at its cap)."""
+    """The write lock was not available within the timeout, the WAL is at its cap, or a
+    backup would overwrite a database that a handle has open."""
 
     code = "BUSY"
 
