@@ -547,18 +547,121 @@ static int read_row_binary(reader *r, float *v, int *rc) {
 
 /* Reads one JSON line: id (malloc'd), vector (r->dim floats; the first line sets the
  * dimension: *v reallocated), metadata (malloc'd compact text or NULL). */
+/* ---- the "metadata" member of a jsonl line, as written ---------------------------------- */
+
+/* Metadata goes to the core as the text the line holds, not as jansson would write it
+ * again: the core takes what jansson cannot hold (a NUL in a key, integers beyond 64
+ * bits) and stores the text as given, so an export imports back byte for byte. These
+ * scanners only find where values end (strings and nesting skipped); jansson checks the
+ * rest of the line, the core the metadata. Each returns the index past what it skipped,
+ * or 0 when the text ends first. */
+static size_t skip_ws(const char *s, size_t i) {
+  while (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n') i++;
+  return i;
+}
+
+static size_t skip_string(const char *s, size_t i) { /* s[i] == '"' */
+  for (i++; s[i] && s[i] != '"'; i++)
+    if (s[i] == '\\' && s[i + 1]) i++;
+  return s[i] == '"' ? i + 1 : 0;
+}
+
+static size_t skip_value(const char *s, size_t i) {
+  if (s[i] == '"') return skip_string(s, i);
+  if (s[i] != '{' && s[i] != '[') { /* a number, true, false or null */
+    size_t from = i;
+    while (s[i] && !strchr(",}] \t\r\n", s[i])) i++;
+    return i > from ? i : 0;
+  }
+  for (int depth = 0;;) {
+    char c = s[i];
+    if (!c) return 0;
+    if (c == '"') {
+      if (!(i = skip_string(s, i))) return 0;
+      continue;
+    }
+    if (c == '{' || c == '[') depth++;
+    if ((c == '}' || c == ']') && --depth == 0) return i + 1;
+    i++;
+  }
+}
+
+/* Whether the key text s[b..e) (quotes included) is "metadata", escapes decoded. */
+static int is_metadata_key(const char *s, size_t b, size_t e) {
+  if (e - b == 10 && memcmp(s + b, "\"metadata\"", 10) == 0) return 1;
+  if (!memchr(s + b, '\\', e - b)) return 0;
+  json_t *k = json_loadb(s + b, e - b, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  int yes = json_is_string(k) && json_string_length(k) == 8 &&
+            memcmp(json_string_value(k), "metadata", 8) == 0;
+  json_decref(k);
+  return yes;
+}
+
+/* The value of the first top-level "metadata" member of the object text s: s[*b..*e),
+ * or *b == *e == 0 when it has none. -1 when s is not an object these scanners can walk
+ * (jansson then says what is wrong with it). */
+static int find_metadata(const char *s, size_t *b, size_t *e) {
+  *b = *e = 0;
+  size_t i = skip_ws(s, 0);
+  if (s[i] != '{') return -1;
+  i = skip_ws(s, i + 1);
+  if (s[i] == '}') return 0;
+  for (;;) {
+    if (s[i] != '"') return -1;
+    size_t kb = i;
+    if (!(i = skip_string(s, i))) return -1;
+    size_t ke = i;
+    i = skip_ws(s, i);
+    if (s[i] != ':') return -1;
+    i = skip_ws(s, i + 1);
+    size_t vb = i;
+    if (!(i = skip_value(s, i))) return -1;
+    if (!*e && is_metadata_key(s, kb, ke)) {
+      *b = vb;
+      *e = i;
+    }
+    i = skip_ws(s, i);
+    if (s[i] == '}') return 0;
+    if (s[i] != ',') return -1;
+    i = skip_ws(s, i + 1);
+  }
+}
+
 static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc) {
   *rc = EX_OK;
+  ssize_t len;
   for (;;) {
-    ssize_t n = getline(&r->line, &r->linecap, r->f);
-    if (n < 0) return 0;
+    len = getline(&r->line, &r->linecap, r->f);
+    if (len < 0) return 0;
     r->lineno++;
     const char *p = r->line;
     while (isspace((unsigned char)*p)) p++;
     if (*p) break; /* blank lines are skipped */
   }
+  if (strlen(r->line) != (size_t)len) {
+    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": a NUL byte at column %zu (JSON text has none)",
+               r->path, r->lineno, strlen(r->line) + 1);
+    return 0;
+  }
+  /* jansson reads the line with its metadata value replaced by null (see above). */
+  size_t mb, me;
+  const char *text = r->line;
+  char *masked = NULL;
+  int scanned = find_metadata(r->line, &mb, &me) == 0;
+  if (scanned && me > mb) {
+    masked = malloc((size_t)len + 5);
+    if (!masked) {
+      *rc = fail(EX_ERR, "out of memory");
+      return 0;
+    }
+    memcpy(masked, r->line, mb);
+    memcpy(masked + mb, "null", 4);
+    memcpy(masked + mb + 4, r->line + me, (size_t)len - me + 1);
+    text = masked;
+  }
   json_error_t je;
-  json_t *j = json_loads(r->line, JSON_REJECT_DUPLICATES, &je);
+  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+  free(masked);
   if (!j || !json_is_object(j)) {
     *rc = j ? fail(EX_ERR, "'%s' line %" PRIu64 ": not a JSON object", r->path, r->lineno)
             : fail(EX_ERR, "'%s' line %" PRIu64 ": %s at column %d", r->path, r->lineno, je.text,
@@ -566,15 +669,23 @@ static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc)
     json_decref(j);
     return 0;
   }
-  json_t *jid = json_object_get(j, "id"), *jv = json_object_get(j, "vector"),
-         *jm = json_object_get(j, "metadata");
-  if (!json_is_string(jid)) {
+  json_t *jid = json_object_get(j, "id"), *jv = json_object_get(j, "vector");
+  /* The metadata as written: an object (checked by the core when stored), null or none. */
+  int has_meta = me > mb && r->line[mb] == '{';
+  if (!scanned || (json_object_get(j, "metadata") != NULL) != (me > mb)) {
+    /* jansson read an object the scanners could not walk: never drop its metadata. */
+    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": cannot tell where \"metadata\" ends", r->path,
+               r->lineno);
+  } else if (!json_is_string(jid)) {
     *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"id\" is missing or not a string", r->path,
+               r->lineno);
+  } else if (strlen(json_string_value(jid)) != json_string_length(jid)) {
+    *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"id\" holds a NUL character (\\u0000)", r->path,
                r->lineno);
   } else if (!json_is_array(jv) || json_array_size(jv) == 0) {
     *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"vector\" is missing or not a non-empty array",
                r->path, r->lineno);
-  } else if (jm && !json_is_null(jm) && !json_is_object(jm)) {
+  } else if (me > mb && !has_meta && !(me - mb == 4 && memcmp(r->line + mb, "null", 4) == 0)) {
     *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"metadata\" is not an object or null", r->path,
                r->lineno);
   } else if (r->dim && json_array_size(jv) != r->dim) {
@@ -597,7 +708,7 @@ static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc)
   }
   if (!*rc) {
     *id = strdup(json_string_value(jid));
-    *meta = jm && json_is_object(jm) ? json_dumps(jm, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    *meta = has_meta ? strndup(r->line + mb, me - mb) : NULL;
     r->row++;
   }
   json_decref(j);
