@@ -1057,8 +1057,55 @@ static int c_get(int argc, char **argv) {
 /* Creates the collection in w when missing (dimension from the input), or checks
  * that its dimension matches. Creating it in the first batch's session means a
  * failed import leaves no empty collection behind. */
+/* The collection options given on the command line (bits of coll_given()). */
+enum { GIVE_METRIC = 1, GIVE_INDEX = 2, GIVE_M = 4, GIVE_EFC = 8, GIVE_QUANT = 16 };
+
+static unsigned coll_given(int o) {
+  return o == 'm'   ? GIVE_METRIC
+         : o == 'i' ? GIVE_INDEX
+         : o == 'M' ? GIVE_M
+         : o == 'E' ? GIVE_EFC
+                    : GIVE_QUANT;
+}
+
+/* An existing collection's options against those given for it: they apply only when
+ * import creates it, so one that differs is an error, not silently ignored. */
+static int given_options_match(const char *name, const sx_collection_info *ci,
+                               const sx_collection_options *co, unsigned given, sx_error *e) {
+  const char *what = NULL;
+  char want[64] = "", have[64] = "";
+  int hnsw = ci->index == SX_INDEX_HNSW;
+  if ((given & GIVE_METRIC) && co->metric != ci->metric) {
+    what = "metric";
+    snprintf(want, sizeof want, "%s", sx_metric_name(co->metric));
+    snprintf(have, sizeof have, "%s", sx_metric_name(ci->metric));
+  } else if ((given & GIVE_INDEX) && co->index != ci->index) {
+    what = "index";
+    snprintf(want, sizeof want, "%s", sx_index_type_name(co->index));
+    snprintf(have, sizeof have, "%s", sx_index_type_name(ci->index));
+  } else if ((given & GIVE_M) && (!hnsw || co->hnsw_m != ci->hnsw_m)) {
+    what = "m";
+    snprintf(want, sizeof want, "%u", co->hnsw_m);
+    snprintf(have, sizeof have, hnsw ? "%u" : "none (flat)", ci->hnsw_m);
+  } else if ((given & GIVE_EFC) &&
+             (!hnsw || co->hnsw_ef_construction != ci->hnsw_ef_construction)) {
+    what = "ef-construction";
+    snprintf(want, sizeof want, "%u", co->hnsw_ef_construction);
+    snprintf(have, sizeof have, hnsw ? "%u" : "none (flat)", ci->hnsw_ef_construction);
+  } else if ((given & GIVE_QUANT) && co->quantization != ci->quantization) {
+    what = "quantization";
+    snprintf(want, sizeof want, "%s", sx_quantization_name(co->quantization));
+    snprintf(have, sizeof have, "%s", sx_quantization_name(ci->quantization));
+  }
+  if (!what) return SX_OK;
+  snprintf(e->message, sizeof e->message,
+           "collection '%s' exists with %s %s, not %s (--%s applies when import creates it)", name,
+           what, have, want, what);
+  return SX_INVALID_ARGUMENT;
+}
+
 static int ensure_collection(sx_write *w, const char *name, size_t dim,
-                             const sx_collection_options *co_in, int *created) {
+                             const sx_collection_options *co_in, unsigned given, int *created) {
   sx_error e = SX_ERROR_INIT;
   sx_collection *c = NULL;
   int st = sx_write_collection(w, name, &c, &e);
@@ -1077,6 +1124,7 @@ static int ensure_collection(sx_write *w, const char *name, size_t dim,
                "the input's dimension %zu does not match collection '%s' (dimension %u)", dim, name,
                ci.dim);
     }
+    if (!st) st = given_options_match(name, &ci, co_in, given, &e);
   }
   sx_collection_free(c);
   return st ? sx_fail(st, &e) : EX_OK;
@@ -1149,6 +1197,8 @@ static int c_import(int argc, char **argv) {
   int skip_existing = 0;
   sx_sync sync = SX_SYNC_FULL;
   sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+  unsigned given = 0;
+  int numbered = 0; /* 1: --id-prefix, 2: --start given (the last of them) */
   for (int o; (o = getopt_long(argc, argv, "hf:b:", lo, NULL)) != -1;) switch (o) {
       case 'f':
         if ((fmt = fmt_parse(optarg)) == F_NONE)
@@ -1159,9 +1209,11 @@ static int c_import(int argc, char **argv) {
         break;
       case 'P':
         prefix = optarg;
+        numbered = 1;
         break;
       case 'S':
         if (parse_u64("--start", optarg, 0, UINT64_MAX, &start)) return EX_USAGE;
+        numbered = 2;
         break;
       case 'b':
         if (parse_u64("--batch", optarg, 1, 1000000, &batch)) return EX_USAGE;
@@ -1175,6 +1227,7 @@ static int c_import(int argc, char **argv) {
       case 'E':
       case 'Q':
         if (coll_option(o, optarg, &co)) return EX_USAGE;
+        given |= coll_given(o);
         break;
       case 'p':
         g_progress = 1;
@@ -1195,8 +1248,14 @@ static int c_import(int argc, char **argv) {
     return fail(EX_USAGE,
                 "cannot tell the format of '%s' from its name: give --format npy|fvecs|bvecs|jsonl",
                 in);
-  if (fmt == F_JSONL && ids_path)
-    return fail(EX_USAGE, "--ids does not apply to JSON Lines (each line has its id)");
+  if (fmt == F_JSONL && (ids_path || numbered))
+    return fail(EX_USAGE, "--%s does not apply to JSON Lines (each line has its id)",
+                ids_path        ? "ids"
+                : numbered == 1 ? "id-prefix"
+                                : "start");
+  if (ids_path && numbered)
+    return fail(EX_USAGE, "--%s does not apply with --ids (the ids file names every row)",
+                numbered == 1 ? "id-prefix" : "start");
   reader rd;
   int rc = reader_open(&rd, in, fmt);
   FILE *idf = NULL;
@@ -1292,7 +1351,7 @@ static int c_import(int argc, char **argv) {
     sx_write *w = NULL;
     if (g_interrupted) rc = EX_INT; /* this batch is not stored: the message is below */
     if (!rc) rc = begin_write(db, &w);
-    if (!rc && !checked) rc = ensure_collection(w, name, dim, &co, &created);
+    if (!rc && !checked) rc = ensure_collection(w, name, dim, &co, given, &created);
     checked = 1;
     size_t m = n;
     if (!rc && skip_existing) {
@@ -2150,14 +2209,16 @@ static const cmd CMDS[] = {
     {"import",
      "DATABASE COLLECTION FILE [--format npy|fvecs|bvecs|jsonl] [--ids FILE] [--id-prefix P] "
      "[--start N]"
-     " [--batch N] [--skip-existing] [--sync full|normal|off] [--metric M] [--index I]"
-     " [--quantization Q]",
+     " [--batch N] [--skip-existing] [--sync full|normal|off] [--metric M] [--index I] [--m M]"
+     " [--ef-construction EF] [--quantization Q]",
      "load vectors in batched commits; the collection is created when missing. Ids: JSON Lines "
      "carry them; for\n"
      "  the others, one per line from --ids, else PREFIX + row number (from --start). Re-running "
      "an interrupted\n"
      "  import resumes it: ids already present are replaced (same data), or left as they are with "
-     "--skip-existing",
+     "--skip-existing.\n"
+     "  The collection options apply when import creates the collection; for one that exists "
+     "they must match it",
      c_import},
     {"export",
      "DATABASE COLLECTION [-o FILE] [--format jsonl|npy] [--ids-output FILE] [--after ID] [--batch "

@@ -208,6 +208,37 @@ class Cli(unittest.TestCase):
             if os.path.exists(self.p("bad.sx")):
                 self.assertEqual(js("collections", self.p("bad.sx")), [])
 
+    def test_import_options_must_match_an_existing_collection(self):
+        # --metric, --index, --m, --ef-construction and --quantization shape a collection
+        # import creates; for one that exists, a different value was once ignored in
+        # silence (vectors meant for cosine went into an l2 collection).
+        self.jsonl("in.jsonl", 20, 4)
+        db = self.p("o.sx")
+        js("import", db, "c", self.p("in.jsonl"), "--m", "8")
+        for opt, val, have in [("--metric", "cosine", "metric l2"), ("--index", "flat", "index hnsw"),
+                               ("--m", "16", "m 8"), ("--ef-construction", "64", "ef-construction 200"),
+                               ("--quantization", "int8", "quantization none")]:
+            p = run("import", db, "c", self.p("in.jsonl"), opt, val, check=EX_ERR)
+            self.assertIn("collection 'c' exists with %s, not %s" % (have, val), p.stderr)
+        self.assertEqual(js("count", db, "c")["count"], 20)
+        # The same values, or none, are fine.
+        js("import", db, "c", self.p("in.jsonl"), "--metric", "l2", "--index", "hnsw", "--m", "8",
+           "--ef-construction", "200", "--quantization", "none")
+        js("import", self.p("f.sx"), "c", self.p("in.jsonl"), "--index", "flat")
+        p = run("import", self.p("f.sx"), "c", self.p("in.jsonl"), "--m", "16", check=EX_ERR)
+        self.assertIn("exists with m none (flat), not 16", p.stderr)
+        # Id numbering where the ids come from elsewhere was ignored in silence too.
+        p = run("import", db, "c", self.p("in.jsonl"), "--id-prefix", "x", check=EX_USAGE)
+        self.assertIn("--id-prefix does not apply to JSON Lines", p.stderr)
+        p = run("import", db, "c", self.p("in.jsonl"), "--start", "5", check=EX_USAGE)
+        self.assertIn("--start does not apply to JSON Lines", p.stderr)
+        write_fvecs(self.p("v.fvecs"), [[1, 2, 3, 4]])
+        with open(self.p("ids.txt"), "w") as f:
+            f.write("only\n")
+        p = run("import", db, "c", self.p("v.fvecs"), "--ids", self.p("ids.txt"), "--start", "3", check=EX_USAGE)
+        self.assertIn("--start does not apply with --ids", p.stderr)
+        self.assertEqual(js("count", db, "c")["count"], 20)
+
     def test_npy_fvecs_and_bad_files(self):
         rows = vecs(300, 8, 2)
         db = self.p("n.sx")
