@@ -715,6 +715,23 @@ static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc)
   return *rc ? 0 : 1;
 }
 
+/* ---- ids files ------------------------------------------------------------------------------ */
+
+/* The next id of an ids file: one per line, LF or CRLF. 1 with *line holding it, 0 at
+ * the end, -1 (after saying why) for a line holding a NUL byte, which an id cannot:
+ * cut there, it would name another id. */
+static int read_id_line(FILE *f, const char *path, uint64_t lineno, char **line, size_t *cap) {
+  ssize_t len = getline(line, cap, f);
+  if (len <= 0) return 0;
+  if ((*line)[len - 1] == '\n') (*line)[--len] = 0;
+  if (len && (*line)[len - 1] == '\r') (*line)[--len] = 0;
+  if (strlen(*line) != (size_t)len) {
+    fail(EX_ERR, "ids file '%s' line %" PRIu64 " holds a NUL byte", path, lineno);
+    return -1;
+  }
+  return 1;
+}
+
 /* ---- commands ------------------------------------------------------------------------------ */
 
 typedef struct cmd {
@@ -1261,6 +1278,19 @@ static int c_import(int argc, char **argv) {
   FILE *idf = NULL;
   if (!rc && ids_path && !(idf = fopen(ids_path, "r")))
     rc = fail(EX_NOTFOUND, "cannot open ids file '%s': %s", ids_path, strerror(errno));
+  if (!rc && idf && rd.rows) {
+    /* One id per vector: a count that differs means misaligned ids, refused before
+     * anything is stored. (Without a known count, too few lines fail when they run out.) */
+    uint64_t lines = 0;
+    char *l = NULL;
+    size_t lc = 0;
+    while (getline(&l, &lc, idf) > 0) lines++;
+    free(l);
+    if (lines != rd.rows)
+      rc = fail(EX_ERR, "ids file '%s' has %" PRIu64 " lines for %" PRIu64 " vectors", ids_path,
+                lines, rd.rows);
+    rewind(idf);
+  }
   /* JSON Lines: the dimension comes with the first line. */
   float *row = NULL;
   char *id1 = NULL, *meta1 = NULL;
@@ -1314,13 +1344,14 @@ static int c_import(int argc, char **argv) {
         if (got) {
           char buf[64];
           if (idf) {
-            ssize_t len = getline(&idline, &idcap, idf);
-            if (len <= 0) {
-              rc = fail(EX_ERR, "ids file '%s' has %" PRIu64 " lines, fewer than the vectors",
-                        ids_path, rd.row - 1);
+            int got_id = read_id_line(idf, ids_path, rd.row, &idline, &idcap);
+            if (got_id <= 0) {
+              rc = got_id < 0
+                       ? EX_ERR
+                       : fail(EX_ERR, "ids file '%s' has %" PRIu64 " lines, fewer than the vectors",
+                              ids_path, rd.row - 1);
               break;
             }
-            if (idline[len - 1] == '\n') idline[--len] = 0;
             ids[n] = strdup(idline);
           } else {
             if (rd.row - 1 > UINT64_MAX - start) { /* the numbers would wrap to 0 */
@@ -1842,10 +1873,11 @@ static int c_delete(int argc, char **argv) {
     if (!f) rc = fail(EX_NOTFOUND, "cannot open ids file '%s': %s", ids_file, strerror(errno));
     char *line = NULL;
     size_t lc = 0;
-    ssize_t len;
-    while (!rc && (len = getline(&line, &lc, f)) > 0) {
-      if (line[len - 1] == '\n') line[--len] = 0;
-      if (!len) continue;
+    for (uint64_t lineno = 1; !rc; lineno++) {
+      int got = read_id_line(f, ids_file, lineno, &line, &lc);
+      if (got < 0) rc = EX_ERR;
+      if (got <= 0) break;
+      if (!*line) continue;
       if (n == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
       ids[n++] = strdup(line);
     }

@@ -260,6 +260,28 @@ class Cli(unittest.TestCase):
         write_fvecs(self.p("a.fvecs"), rows)
         self.assertEqual(js("import", db, "fv", self.p("a.fvecs"))["stored"], 300)
         self.assertEqual([f32(v) for v in json.loads(run("get", db, "fv", "5", check=EX_OK).stdout)["vector"]], rows[5])
+        # One id per vector, LF or CRLF; a count that differs is refused before anything
+        # is stored (more lines than vectors were once ignored, fewer failed halfway).
+        with open(self.p("crlf.txt"), "wb") as f:
+            f.write(b"".join(b"win-%d\r\n" % i for i in range(300)))
+        js("import", db, "crlf", self.p("f4.npy"), "--ids", self.p("crlf.txt"))
+        self.assertEqual(json.loads(run("get", db, "crlf", "win-7", check=EX_OK).stdout)["id"], "win-7")
+        for lines in (299, 301):
+            with open(self.p("n.txt"), "w") as f:
+                f.write("".join("n-%d\n" % i for i in range(lines)))
+            p = run("import", db, "miscount", self.p("f4.npy"), "--ids", self.p("n.txt"), "--batch", "100",
+                    check=EX_ERR)
+            self.assertIn("has %d lines for 300 vectors" % lines, p.stderr)
+        self.assertNotIn("miscount", js("collections", db))
+        # A NUL byte in an ids file is refused: cut there, the id would name another.
+        with open(self.p("nul.txt"), "wb") as f:
+            f.write(b"".join(b"name-%d\n" % i for i in range(299)) + b"name-1\x00x\n")
+        p = run("import", db, "nul", self.p("f4.npy"), "--ids", self.p("nul.txt"), check=EX_ERR)
+        self.assertIn("line 300 holds a NUL byte", p.stderr)
+        p = run("delete", db, "named", "--ids-file", self.p("nul.txt"), check=EX_ERR)
+        self.assertIn("line 300 holds a NUL byte", p.stderr)
+        self.assertEqual(js("count", db, "named")["count"], 300)
+        self.assertEqual(js("delete", db, "crlf", "--ids-file", self.p("crlf.txt"))["deleted"], 300)
         # npy export + ids file, re-imported identically
         run("export", db, "f4", "-o", self.p("out.npy"), check=EX_OK)
         js("import", db, "again", self.p("out.npy"), "--ids", self.p("out.npy.ids"))
