@@ -1482,6 +1482,78 @@ static void npy_header(FILE *f, uint64_t rows, size_t dim) {
   fputc('\n', f);
 }
 
+/* An output file of export: stdout ("-"), a device or FIFO written as it is, or a
+ * regular file written beside itself and renamed into place when all went well (through
+ * its symlinks, so that a link to a file has the file replaced, not the link). */
+typedef struct output {
+  const char *path; /* as given */
+  FILE *f;
+  char *tmp, *target; /* regular files: where it is written, what it replaces */
+} output;
+
+static int output_open(output *o, const char *path) {
+  memset(o, 0, sizeof *o);
+  o->path = path;
+  struct stat st;
+  int exists = strcmp(path, "-") && stat(path, &st) == 0;
+  if (!strcmp(path, "-")) {
+    o->f = stdout;
+  } else if (exists && S_ISDIR(st.st_mode)) {
+    return fail(EX_ERR, "cannot write '%s': it is a directory", path);
+  } else if (exists && !S_ISREG(st.st_mode)) {
+    /* A device, FIFO or socket (/dev/null, /dev/stdout, a pipe): renaming a file over
+     * it would replace the device node or the link. */
+    if (!(o->f = fopen(path, "wb")))
+      return fail(EX_ERR, "cannot write '%s': %s", path, strerror(errno));
+  } else {
+    o->target = exists ? realpath(path, NULL) : NULL;
+    if (!o->target) o->target = strdup(path);
+    o->tmp = cat2(o->target, ".part");
+    if (!(o->f = fopen(o->tmp, "wb")))
+      return fail(EX_ERR, "cannot write '%s': %s", o->tmp, strerror(errno));
+  }
+  return EX_OK;
+}
+
+/* Finishes o: flushed (a regular file synced and renamed into place) when rc is EX_OK,
+ * else a regular file's temporary removed. Returns rc, or the error finishing met. */
+static int output_close(output *o, int rc) {
+  if (o->f && o->tmp) {
+    if (fflush(o->f) || ferror(o->f) || fsync(fileno(o->f)))
+      rc = rc ? rc : fail(EX_ERR, "cannot write '%s': %s", o->tmp, strerror(errno));
+    fclose(o->f);
+    if (!rc && rename(o->tmp, o->target))
+      rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", o->tmp, o->target, strerror(errno));
+    if (rc) unlink(o->tmp);
+  } else if (o->f) {
+    if ((fflush(o->f) || ferror(o->f)) && !rc)
+      rc = fail(EX_ERR, "cannot write '%s': %s", o->f == stdout ? "stdout" : o->path,
+                strerror(errno));
+    if (o->f != stdout) fclose(o->f);
+  }
+  free(o->tmp);
+  free(o->target);
+  memset(o, 0, sizeof *o);
+  return rc;
+}
+
+/* An id as the line of an ids file holds it: one without a line break (else, after
+ * saying why, EX_ERR: the file has one id per line). */
+static int put_id_line(FILE *f, const char *id, uint64_t record) {
+  if (strpbrk(id, "\r\n")) {
+    fprintf(stderr, "sextant %s: record %" PRIu64 " has the id ", g_cmd, record);
+    put_json_string(stderr, id);
+    fputs(
+        ", which holds a line break: an ids file has one id per line (export it as JSON "
+        "Lines)\n",
+        stderr);
+    return EX_ERR;
+  }
+  fputs(id, f);
+  fputc('\n', f);
+  return EX_OK;
+}
+
 static int c_export(int argc, char **argv) {
   static const struct option lo[] = {COMMON_LONG,
                                      {"format", required_argument, NULL, 'f'},
@@ -1531,45 +1603,21 @@ static int c_export(int argc, char **argv) {
   sx_read *r = NULL;
   sx_collection *c = NULL;
   sx_cursor *cur = NULL;
-  FILE *f = NULL, *idf = NULL;
+  output o = {0}, io = {0}; /* the records (or vectors), and the ids of an npy export */
   char *idpath = NULL;
-  char *tmp = NULL, *target = NULL;
-  int direct = 0; /* f is stdout, or an existing file that is not a regular one */
   rc = read_coll(db, argv[optind + 1], &r, &c);
   sx_error e = SX_ERROR_INIT;
   if (!rc) {
     int st = sx_collection_cursor(c, after, &cur, &e);
     if (st) rc = sx_fail(st, &e);
   }
-  if (!rc) {
-    struct stat st;
-    int exists = out && strcmp(out, "-") && stat(out, &st) == 0;
-    if (!out || !strcmp(out, "-")) {
-      f = stdout;
-      direct = 1;
-    } else if (exists && S_ISDIR(st.st_mode)) {
-      rc = fail(EX_ERR, "cannot write '%s': it is a directory", out);
-    } else if (exists && !S_ISREG(st.st_mode)) {
-      /* A device, FIFO or socket (/dev/null, /dev/stdout, a pipe) is written as it is:
-       * renaming a file over it would replace the device node or the link. */
-      direct = 1;
-      if (!(f = fopen(out, "wb"))) rc = fail(EX_ERR, "cannot write '%s': %s", out, strerror(errno));
-    } else {
-      /* Written beside the target and renamed into place at the end; through its
-       * symlinks, so that a link to a regular file has the file replaced, not the link. */
-      target = exists ? realpath(out, NULL) : NULL;
-      if (!target) target = strdup(out);
-      tmp = cat2(target, ".part");
-      if (!(f = fopen(tmp, "wb"))) rc = fail(EX_ERR, "cannot write '%s': %s", tmp, strerror(errno));
-    }
-  }
+  if (!rc) rc = output_open(&o, out ? out : "-");
   if (!rc && fmt == F_NPY) {
     idpath = ids_out ? strdup(ids_out) : cat2(out, ".ids");
-    if (!(idf = fopen(idpath, "w")))
-      rc = fail(EX_ERR, "cannot write '%s': %s", idpath, strerror(errno));
+    rc = output_open(&io, idpath);
     sx_collection_info ci = SX_COLLECTION_INFO_INIT;
     sx_collection_describe(c, &ci, &e);
-    if (!rc) npy_header(f, sx_cursor_remaining(cur), ci.dim);
+    if (!rc) npy_header(o.f, sx_cursor_remaining(cur), ci.dim);
   }
   progress pg;
   progress_begin(&pg, "export");
@@ -1582,16 +1630,14 @@ static int c_export(int argc, char **argv) {
       break;
     }
     size_t n = sx_records_count(recs), dim = sx_records_dim(recs);
-    for (size_t i = 0; i < n; i++) {
-      if (fmt == F_JSONL) {
-        put_record(f, sx_records_id(recs, i), sx_records_vector(recs, i), dim,
+    for (size_t i = 0; i < n && !rc; i++) {
+      if (fmt == F_JSONL)
+        put_record(o.f, sx_records_id(recs, i), sx_records_vector(recs, i), dim,
                    sx_records_metadata(recs, i));
-      } else {
-        fputs(sx_records_id(recs, i), idf);
-        fputc('\n', idf);
-      }
+      else
+        rc = put_id_line(io.f, sx_records_id(recs, i), done + i);
     }
-    if (fmt == F_NPY && n) fwrite(sx_records_vectors(recs), sizeof(float), n * dim, f);
+    if (fmt == F_NPY && n) fwrite(sx_records_vectors(recs), sizeof(float), n * dim, o.f);
     sx_records_free(recs);
     if (n == 0) break;
     done += n;
@@ -1599,26 +1645,13 @@ static int c_export(int argc, char **argv) {
     if (g_interrupted) rc = fail(EX_INT, "interrupted after %" PRIu64 " records", done);
   }
   if (!rc) progress_show(&pg, done, total, 1);
-  if (f && !direct) {
-    if (fflush(f) || ferror(f) || fsync(fileno(f)))
-      rc = rc ? rc : fail(EX_ERR, "cannot write '%s': %s", tmp, strerror(errno));
-    fclose(f);
-    if (!rc && rename(tmp, target))
-      rc = fail(EX_ERR, "cannot rename '%s' to '%s': %s", tmp, target, strerror(errno));
-    if (rc) unlink(tmp);
-  } else if (f) {
-    if ((fflush(f) || ferror(f)) && !rc)
-      rc = fail(EX_ERR, "cannot write '%s': %s", f == stdout ? "stdout" : out, strerror(errno));
-    if (f != stdout) fclose(f);
-  }
-  if (idf && fclose(idf)) rc = rc ? rc : fail(EX_ERR, "cannot write '%s'", idpath);
+  rc = output_close(&io, rc);
+  rc = output_close(&o, rc);
   if (!rc && out && strcmp(out, "-") && g_json) {
     printf("{\"records\": %" PRIu64 ", \"output\": ", done);
     put_json_string(stdout, out);
     puts("}");
   }
-  free(tmp);
-  free(target);
   free(idpath);
   sx_cursor_free(cur);
   sx_collection_free(c);

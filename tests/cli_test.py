@@ -172,6 +172,7 @@ class Cli(unittest.TestCase):
         lines.append('{"meta\\u0064ata":{"x":1},"vector":[7,1],"id":"esc"}')
         lines.append('{"id":"null","vector":[8,1],"metadata":null}')
         lines.append('{"id":"none","vector":[9,1]}')
+        lines.append('{"id":"line\\nbreak","vector":[10,1]}')
         with open(self.p("m.jsonl"), "w") as f:
             f.write("\n".join(lines) + "\n")
         db = self.p("m.sx")
@@ -187,6 +188,12 @@ class Cli(unittest.TestCase):
         js("import", self.p("m2.sx"), "c", self.p("e.jsonl"), "--index", "flat")
         self.assertEqual(run("export", self.p("m2.sx"), "c", check=EX_OK).stdout,
                          run("export", db, "c", check=EX_OK).stdout)
+        self.assertEqual(json.loads(got["line\nbreak"])["id"], "line\nbreak")
+        # An npy export's ids file has one id per line: an id with a line break is
+        # refused (it once split into two lines), and nothing is left behind.
+        p = run("export", db, "c", "-o", self.p("m.npy"), check=EX_ERR)
+        self.assertIn('the id "line\\nbreak", which holds a line break', p.stderr)
+        self.assertFalse([x for x in os.listdir(self.dir) if x.startswith("m.npy")])
         # Refused, naming the line or the row and what is wrong; nothing is stored.
         bad = [
             (b'{"id":"a\\u0000b","vector":[1,2]}\n', "holds a NUL character"),
