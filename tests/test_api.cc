@@ -775,6 +775,16 @@ TEST(Api, ACommitLargerThanTheWalCapSaysSo) {
 
 }  // namespace
 
+// An enum's parser with its output as an int: the output starts as *out, so that a
+// parser that wrote it on failure would show.
+template <typename E, sx_status (*Parse)(const char *, E *, sx_error *)>
+static sx_status ParseAsInt(const char *name, int *out, sx_error *err) {
+  E v = (E)*out;
+  sx_status st = Parse(name, &v, err);
+  *out = v;
+  return st;
+}
+
 // Every enum a binding or the CLI takes by name parses its names through the core, which
 // names an unknown one in its message and lists the known ones; *_name() maps back,
 // NULL for a value the core does not know.
@@ -785,38 +795,23 @@ TEST(Api, EnumNamesParseAndUnknownOnesAreNamed) {
     std::vector<std::string> names;
     std::string unknown_message;
   };
-  auto metric = [](const char *n, int *o, sx_error *e) {
-    sx_metric m = (sx_metric)*o;
-    sx_status st = sx_metric_parse(n, &m, e);
-    *o = m;
-    return st;
-  };
-  auto quant = [](const char *n, int *o, sx_error *e) {
-    sx_quantization q = (sx_quantization)*o;
-    sx_status st = sx_quantization_parse(n, &q, e);
-    *o = q;
-    return st;
-  };
-  auto sync = [](const char *n, int *o, sx_error *e) {
-    sx_sync s = (sx_sync)*o;
-    sx_status st = sx_sync_parse(n, &s, e);
-    *o = s;
-    return st;
-  };
-  auto index = [](const char *n, int *o, sx_error *e) {
-    sx_index_type t = (sx_index_type)*o;
-    sx_status st = sx_index_type_parse(n, &t, e);
-    *o = t;
-    return st;
-  };
   const Enum enums[] = {
-      {sx_metric_name, metric, {"l2", "ip", "cosine"}, "unknown metric 'x-y' (l2, ip, cosine)"},
-      {sx_quantization_name, quant, {"none", "int8"}, "unknown quantization 'x-y' (none, int8)"},
+      {sx_metric_name,
+       ParseAsInt<sx_metric, sx_metric_parse>,
+       {"l2", "ip", "cosine"},
+       "unknown metric 'x-y' (l2, ip, cosine)"},
+      {sx_quantization_name,
+       ParseAsInt<sx_quantization, sx_quantization_parse>,
+       {"none", "int8"},
+       "unknown quantization 'x-y' (none, int8)"},
       {sx_sync_name,
-       sync,
+       ParseAsInt<sx_sync, sx_sync_parse>,
        {"full", "normal", "off"},
        "unknown sync level 'x-y' (full, normal, off)"},
-      {sx_index_type_name, index, {"hnsw", "flat"}, "unknown index type 'x-y' (flat, hnsw)"},
+      {sx_index_type_name,
+       ParseAsInt<sx_index_type, sx_index_type_parse>,
+       {"hnsw", "flat"},
+       "unknown index type 'x-y' (flat, hnsw)"},
   };
   for (const Enum &en : enums) {
     for (size_t i = 0; i < en.names.size(); i++) {
