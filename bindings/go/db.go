@@ -152,11 +152,11 @@ func Open(path string, opts ...Option) (*DB, error) {
 	}
 	eb := getErrbuf()
 	defer putErrbuf(eb)
-	var sync int32
-	if err := statusError(sx.Sx_sync_parse(string(c.sync), &sync, eb), eb); err != nil {
+	var level int32
+	if err := statusError(sx.Sx_sync_parse(string(c.sync), &level, eb), eb); err != nil {
 		return nil, err
 	}
-	o.SetSync(sx.Sx_sync(sync))
+	o.SetSync(sx.Sx_sync(level))
 	o.SetPage_size(uint(c.pageSize))
 	o.SetThreads(uint(c.threads))
 	o.SetAutocheckpoint_frames(uint(c.autocheckpoint))
