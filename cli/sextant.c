@@ -363,6 +363,7 @@ typedef struct reader {
   char *line;         /* jsonl */
   size_t linecap;
   uint64_t lineno;
+  int vectors_only; /* jsonl query files: each line's "vector"; an "id" is not needed */
 } reader;
 
 /* The value of key in a .npy header dict ("'descr': '<f4', ..."), into buf. */
@@ -676,10 +677,10 @@ static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc)
     /* jansson read an object the scanners could not walk: never drop its metadata. */
     *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": cannot tell where \"metadata\" ends", r->path,
                r->lineno);
-  } else if (!json_is_string(jid)) {
+  } else if ((jid || !r->vectors_only) && !json_is_string(jid)) { /* a query needs no id */
     *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"id\" is missing or not a string", r->path,
                r->lineno);
-  } else if (strlen(json_string_value(jid)) != json_string_length(jid)) {
+  } else if (jid && strlen(json_string_value(jid)) != json_string_length(jid)) {
     *rc = fail(EX_ERR, "'%s' line %" PRIu64 ": \"id\" holds a NUL character (\\u0000)", r->path,
                r->lineno);
   } else if (!json_is_array(jv) || json_array_size(jv) == 0) {
@@ -707,7 +708,7 @@ static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc)
       (*v)[k] = (float)d;
   }
   if (!*rc) {
-    *id = strdup(json_string_value(jid));
+    *id = strdup(jid ? json_string_value(jid) : "");
     *meta = has_meta ? strndup(r->line + mb, me - mb) : NULL;
     r->row++;
   }
@@ -1704,6 +1705,7 @@ static int read_queries(const char *path, float **qs, size_t *nq, size_t *dim) {
   }
   reader rd;
   int rc = reader_open(&rd, path, fmt);
+  rd.vectors_only = 1;
   float *row = NULL;
   char *id = NULL, *meta = NULL;
   while (!rc) {

@@ -373,6 +373,10 @@ class Cli(unittest.TestCase):
         self.assertEqual(json.loads(p.stdout)["results"], out["results"])
         write_npy(self.p("q.npy"), q)
         self.assertEqual(js("search", db, "flat", "--query-file", self.p("q.npy"), "-k", "2")["results"], out["results"])
+        # JSON Lines: each line's "vector"; a query needs no "id" (it once had to have one).
+        with open(self.p("q.jsonl"), "w") as f:
+            f.write("".join(json.dumps({"vector": v}) + "\n" for v in q))
+        self.assertEqual(js("search", db, "flat", "--query-file", self.p("q.jsonl"), "-k", "2")["results"], out["results"])
         text = run("search", db, "flat", "--vector", ",".join(map(repr, q[0])), "-k", "3", check=EX_OK).stdout
         self.assertEqual(len(text.splitlines()), 3)
         p = run("search", db, "flat", "1,abc,3", check=EX_USAGE)
