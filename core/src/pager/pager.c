@@ -426,16 +426,6 @@ static int precheck_db_file(sx__pager *p, sx_error *err) {
   return rc;
 }
 
-/*
- * A read-only handle where P-shm cannot be made or opened for writing (a read-only
- * file system or medium, a directory or file without write permission): SQLite's
- * answer, a wal-index private to the handle. It is built from the WAL files (read
- * only) into a memory file, so the handle reads every committed transaction; its
- * reader slots and locks are its own. That is only right while no other process
- * writes the database, so the open is refused (BUSY) when another handle has it
- * open now (holds P-shm's dead man switch); one that starts writing later, which
- * needs write access this handle lacks, is not seen: documented in sextant.h.
- */
 /* 0 when no handle holds the dead man switch of the wal-index at shm_path (or it does
  * not exist), nonzero when one does or it cannot be told. */
 static int dms_held(sx__vfs *vfs, const char *shm_path) {
@@ -454,6 +444,16 @@ int sx__pager_in_use(sx__vfs *vfs, const char *path) {
   return held;
 }
 
+/*
+ * A read-only handle where P-shm cannot be made or opened for writing (a read-only
+ * file system or medium, a directory or file without write permission): SQLite's
+ * answer, a wal-index private to the handle. It is built from the WAL files (read
+ * only) into a memory file, so the handle reads every committed transaction; its
+ * reader slots and locks are its own. That is only right while no other process
+ * writes the database, so the open is refused (BUSY) when another handle has it
+ * open now (holds P-shm's dead man switch); one that starts writing later, which
+ * needs write access this handle lacks, is not seen: documented in sextant.h.
+ */
 static int open_private_index(sx__pager *p, int shm_rc, sx_error *err) {
   if (dms_held(p->vfs, p->shm_path))
     return sx__err_set(err, shm_rc == SX_READ_ONLY ? SX_BUSY : shm_rc,
