@@ -315,9 +315,25 @@ async function withSignal(signal, start) {
 
 const NO_OPTS = Object.freeze({});
 
-function searchOpts(opts) {
+/** opts (undefined and null are {}), an object whose keys are all in `keys`: a key
+ * spelled wrong is a TypeError naming it, never an option ignored in silence. */
+function options(opts, keys, what) {
   if (opts === undefined || opts === null) return NO_OPTS;
-  if (typeof opts !== 'object') throw new TypeError('search options must be an object');
+  if (typeof opts !== 'object') throw new TypeError(`${what} options must be an object, not ${describeType(opts)}`);
+  for (const k of Object.keys(opts)) {
+    if (!keys.includes(k)) throw new TypeError(`unknown ${what} option "${k}" (${keys.join(', ')})`);
+  }
+  return opts;
+}
+
+const SEARCH_KEYS = Object.freeze(['ef', 'threads', 'filter', 'include', 'exact']);
+const BATCH_KEYS = Object.freeze([...SEARCH_KEYS, 'dim']);
+const SEARCH_ASYNC_KEYS = Object.freeze([...SEARCH_KEYS, 'signal']);
+const BATCH_ASYNC_KEYS = Object.freeze([...BATCH_KEYS, 'signal']);
+
+function searchOpts(given, keys) {
+  const opts = options(given, keys, 'search');
+  if (opts === NO_OPTS) return NO_OPTS;
   if (opts.ef !== undefined && opts.ef !== null && typeof opts.ef !== 'number') {
     throw new TypeError(`ef must be a number, not ${describeType(opts.ef)}`);
   }
@@ -458,8 +474,7 @@ class Session {
    */
   * scan(collection, opts) {
     this._check();
-    const o = opts === undefined || opts === null ? NO_OPTS : opts;
-    if (typeof o !== 'object') throw new TypeError('scan options must be an object');
+    const o = options(opts, ['after', 'batchSize'], 'scan');
     const after = o.after === undefined || o.after === null ? null : str(o.after, 'after');
     const batch = o.batchSize === undefined ? 1000 : uint(o.batchSize, 'batchSize');
     const cur = L.sx_collection_cursor(this._view(collection), after);
@@ -474,7 +489,7 @@ class Session {
   /** The k nearest vectors: [{id, distance}], closest first, ties by id. */
   search(collection, query, k, opts) {
     this._check();
-    const o = searchOpts(opts);
+    const o = searchOpts(opts, SEARCH_KEYS);
     const v = this._view(collection);
     scratchFor(uint(k, 'k'));
     return hitsOf(L.sx_collection_search(v, vector(query, 'query'), k, nativeOpts(o)));
@@ -484,7 +499,7 @@ class Session {
    * `threads` option; 1: this thread only): {ids: string[][], distances: Float32Array[]}. */
   searchBatch(collection, queries, k, opts) {
     this._check();
-    const o = searchOpts(opts);
+    const o = searchOpts(opts, BATCH_KEYS);
     const v = this._view(collection);
     const q = this._queries(collection, queries, o);
     return batchOf(L.sx_collection_search_batch(v, [q.data, q.dim], uint(k, 'k'), nativeOpts(o)));
@@ -509,7 +524,7 @@ class Session {
 
   /** search() on the libuv thread pool; `signal` cancels it. */
   async searchAsync(collection, query, k, opts) {
-    const o = searchOpts(opts);
+    const o = searchOpts(opts, SEARCH_ASYNC_KEYS);
     const q = vector(query, 'query');
     uint(k, 'k');
     return this._run(() => withSignal(o.signal, (tok) => L.sx_node_search_async(this._view(collection), q, k, nativeOpts(o), tok, this)))
@@ -518,7 +533,7 @@ class Session {
 
   /** searchBatch() on the libuv thread pool; `signal` cancels it. */
   async searchBatchAsync(collection, queries, k, opts) {
-    const o = searchOpts(opts);
+    const o = searchOpts(opts, BATCH_ASYNC_KEYS);
     uint(k, 'k');
     return this._run(() => {
       const q = this._queries(collection, queries, o);
@@ -640,6 +655,7 @@ class WriteSession extends Session {
     this._check();
     str(name, 'name');
     if (opts === null || typeof opts !== 'object') throw new TypeError('collection options must be an object with dim');
+    options(opts, ['dim', 'metric', 'index', 'm', 'efConstruction', 'quantization'], 'collection');
     const o = new L.sx_collection_options();
     L.sx_collection_options_init(o, L.SX_COLLECTION_OPTIONS_VERSION);
     o.dim = u32opt(opts.dim, 'dim');
@@ -851,14 +867,15 @@ class Database {
    * Use beginWriteAsync() to wait without blocking the event loop.
    */
   beginWrite(opts) {
-    const t = timeoutMs(opts && opts.timeoutMs, 5000);
+    const t = timeoutMs(options(opts, ['timeoutMs'], 'write').timeoutMs, 5000);
     return new WriteSession(L.sx_write_begin(this._h, t), this);
   }
 
   /** Waits for the writer lock on the thread pool: {timeoutMs (default: for ever), signal}. */
   async beginWriteAsync(opts) {
-    const t = timeoutMs(opts && opts.timeoutMs, -1);
-    const h = await withSignal(opts && opts.signal, (tok) => L.sx_node_write_begin_async(this._h, t, tok));
+    const o = options(opts, ['timeoutMs', 'signal'], 'write');
+    const t = timeoutMs(o.timeoutMs, -1);
+    const h = await withSignal(o.signal, (tok) => L.sx_node_write_begin_async(this._h, t, tok));
     return new WriteSession(h, this);
   }
 
@@ -906,12 +923,12 @@ class Database {
 
   /** Copies WAL frames into the database file (as far as pinned snapshots allow). */
   checkpoint(opts) {
-    L.sx_db_checkpoint(this._h, timeoutMs(opts && opts.timeoutMs, 5000));
+    L.sx_db_checkpoint(this._h, timeoutMs(options(opts, ['timeoutMs'], 'checkpoint').timeoutMs, 5000));
   }
 
   /** checkpoint() on the thread pool. */
   async checkpointAsync(opts) {
-    return L.sx_node_checkpoint_async(this._h, timeoutMs(opts && opts.timeoutMs, -1));
+    return L.sx_node_checkpoint_async(this._h, timeoutMs(options(opts, ['timeoutMs'], 'checkpoint').timeoutMs, -1));
   }
 
   /**
@@ -921,14 +938,15 @@ class Database {
    */
   backup(dest, opts) {
     str(dest, 'dest');
-    L.sx_db_backup(this._h, dest, opts === undefined || opts === null ? undefined : { overwrite: !!opts.overwrite });
+    const o = options(opts, ['overwrite'], 'backup');
+    L.sx_db_backup(this._h, dest, o === NO_OPTS ? undefined : { overwrite: !!o.overwrite });
   }
 
   /** backup() on the thread pool: {overwrite, signal, onProgress(donePages, totalPages)};
    * the signal cancels between pages. */
   async backupAsync(dest, opts) {
     str(dest, 'dest');
-    const o = opts || {};
+    const o = options(opts, ['overwrite', 'signal', 'onProgress'], 'backup');
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new TypeError('onProgress must be a function');
     return withSignal(o.signal, (tok) => L.sx_node_backup_async(this._h, dest, !!o.overwrite, tok, o.onProgress));
   }
@@ -940,13 +958,13 @@ class Database {
    */
   compact(opts) {
     if (typeof L.sx_db_compact !== 'function') throw err('MISUSE', 'this core has no compaction (sx_db_compact)');
-    L.sx_db_compact(this._h, { timeoutMs: timeoutMs(opts && opts.timeoutMs, 5000) });
+    L.sx_db_compact(this._h, { timeoutMs: timeoutMs(options(opts, ['timeoutMs'], 'compact').timeoutMs, 5000) });
   }
 
   /** compact() on the thread pool: {timeoutMs (default: for ever), signal,
    * onProgress(recordsRewritten, liveRecords)}. */
   async compactAsync(opts) {
-    const o = opts || {};
+    const o = options(opts, ['timeoutMs', 'signal', 'onProgress'], 'compact');
     const t = timeoutMs(o.timeoutMs, -1);
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new TypeError('onProgress must be a function');
     return withSignal(o.signal, (tok) => L.sx_node_compact_async(this._h, t, tok, o.onProgress));

@@ -535,7 +535,8 @@ static uint32_t u32_of(Napi::Env env, Napi::Value v, const char *what) {
   if (!v.IsNumber()) type_error(env, std::string(what) + " must be a number");
   double x = v.As<Napi::Number>().DoubleValue();
   if (!(x >= 0 && x <= 4294967295.0) || x != std::floor(x))
-    raise(env, SX_INVALID_ARGUMENT, (std::string(what) + " must be an integer from 0 to 4294967295").c_str());
+    raise(env, SX_INVALID_ARGUMENT,
+          (std::string(what) + " " + v.ToString().Utf8Value() + " is not an integer from 0 to 4294967295").c_str());
   return (uint32_t)x;
 }
 

@@ -236,6 +236,36 @@ test('an unknown sync level or index type is named in its error', (t) => {
   });
 });
 
+test('an option spelled wrong is a TypeError naming it, never ignored; values are named', async (t) => {
+  const db = fresh(t);
+  const typo = (name) => (e) => e instanceof TypeError && e.message.startsWith(`unknown ${name} option "`);
+  assert.throws(() => db.write((w) => w.createCollection('c', { dim: 2, efConstrution: 10 })), typo('collection'));
+  db.write((w) => w.createCollection('c', { dim: 2, index: 'flat' }));
+  db.write((w) => w.upsert('c', [{ id: 'a', vector: [1, 2] }]));
+  assert.throws(() => db.write(() => {}, { timeout: 10 }), typo('write'));
+  assert.throws(() => db.beginWrite({ timeout_ms: 10 }), typo('write'));
+  await assert.rejects(db.beginWriteAsync({ timeout: 10 }), typo('write'));
+  assert.throws(() => db.checkpoint({ wait: 1 }), typo('checkpoint'));
+  assert.throws(() => db.backup(path.join(tmpdir(t), 'b.sx'), { overwrites: true }), typo('backup'));
+  await assert.rejects(db.backupAsync(path.join(tmpdir(t), 'b.sx'), { progress: () => {} }), typo('backup'));
+  const r = db.beginRead();
+  assert.throws(() => r.search('c', [1, 2], 1, { efSearch: 100 }), typo('search'));
+  assert.throws(() => r.search('c', [1, 2], 1, { signal: AbortSignal.abort() }), typo('search')); // sync: no signal
+  assert.throws(() => r.searchBatch('c', [[1, 2]], 1, { filters: {} }), typo('search'));
+  await assert.rejects(r.searchAsync('c', [1, 2], 1, { includes: ['vector'] }), typo('search'));
+  assert.throws(() => [...r.scan('c', { batch: 10 })], typo('scan'));
+  assert.throws(() => r.search('c', [1, 2], 1, { ef: -1 }),
+    (e) => e.code === 'INVALID_ARGUMENT' && e.message === 'ef -1 is not an integer from 0 to 4294967295');
+  // The right spellings still work.
+  assert.equal(r.search('c', [1, 2], 1, { ef: 10, threads: 1, exact: true, include: ['vector'], filter: {} }).length, 1);
+  assert.equal(r.searchBatch('c', new Float32Array([1, 2]), 1, { dim: 2 }).ids.length, 1);
+  assert.equal((await r.searchAsync('c', [1, 2], 1, { signal: new AbortController().signal })).length, 1);
+  assert.equal([...r.scan('c', { after: '', batchSize: 1 })].length, 1);
+  r.end();
+  db.backup(path.join(tmpdir(t), 'b.sx'), { overwrite: true });
+  db.checkpoint({ timeoutMs: 100 });
+});
+
 test('close ends sessions; close is idempotent; Symbol.dispose', (t) => {
   const dir = tmpdir(t);
   const db = sextant.open(path.join(dir, 'db.sx'));
