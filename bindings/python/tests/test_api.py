@@ -172,6 +172,10 @@ def test_busy_and_timeouts(db_path: str) -> None:
     assert time.monotonic() - t0 >= 0.15
     with pytest.raises(sextant.InvalidArgument):
         b.write(timeout=-1)
+    # A string is not a number of seconds (float("5") once made it one).
+    for text in ("5", b"5"):
+        with pytest.raises(TypeError, match="timeout must be a number of seconds or None"):
+            b.write(timeout=text)  # type: ignore[arg-type]
     w.abort()
     b.write(timeout=0).abort()
     a.close()

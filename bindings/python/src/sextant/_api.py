@@ -137,6 +137,8 @@ def _timeout_ms(timeout: Optional[float]) -> int:
     if timeout is None:
         return -1
     try:
+        if isinstance(timeout, (str, bytes, bytearray)):
+            raise TypeError
         t = float(timeout)
     except (TypeError, ValueError):
         raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}") from None
