@@ -2026,8 +2026,6 @@ static int space_of(sx_db *db, sx_space_stats *sp) {
   return st ? sx_fail(st, &e) : EX_OK;
 }
 
-/* compact --into: a new database holding only the live records, written beside
- * dest, checkpointed, synced and renamed into place. */
 /* Nonzero when dest names the database at src or one of its companions (-wal, -shm). */
 static int same_db_file(const char *src, const char *dest) {
   char *a = realpath(src, NULL), *b = realpath(dest, NULL);
@@ -2038,10 +2036,14 @@ static int same_db_file(const char *src, const char *dest) {
   return same;
 }
 
-/* Writes the live records of db (opened from src) to a new database at dest. An
+/* compact --into: writes the live records of db (opened from src) to a scratch
+ * database beside dest, then backs that up to dest (written beside it, synced, renamed
+ * into place; refused while a handle has a database at dest open), and fills *after
+ * with its space figures (dest itself is never opened: no -wal or -shm beside it). An
  * existing dest is taken through its symlinks and must be a regular file other than
  * the database: a rename over a device node, a FIFO or the source would replace it. */
-static int compact_into(sx_db *db, const char *src, const char *dest, int overwrite) {
+static int compact_into(sx_db *db, const char *src, const char *dest, int overwrite,
+                        sx_space_stats *after) {
   struct stat sb;
   if (stat(dest, &sb) == 0) {
     if (!S_ISREG(sb.st_mode))
@@ -2155,8 +2157,8 @@ static int compact_into(sx_db *db, const char *src, const char *dest, int overwr
   sx_backup_options bo = SX_BACKUP_OPTIONS_INIT;
   bo.overwrite = overwrite;
   if (!st) st = sx_db_backup(out, dest, &bo, &e);
+  int rc = st ? sx_fail(st, &e) : space_of(out, after);
   sx_db_free(out);
-  int rc = st ? sx_fail(st, &e) : EX_OK;
   unlink(tmp);
   unlink(tw);
   unlink(tw2);
@@ -2207,14 +2209,8 @@ static int c_compact(int argc, char **argv) {
   rc = space_of(db, &before);
   double t0 = now_s();
   if (!rc && into) {
-    rc = compact_into(db, path, into, overwrite);
+    rc = compact_into(db, path, into, overwrite, &after);
     fafter = file_size(into);
-    if (!rc) {
-      sx_db *ndb = NULL;
-      rc = open_db(into, 1, 0, &ndb);
-      if (!rc) rc = space_of(ndb, &after);
-      sx_db_free(ndb);
-    }
   } else if (!rc) {
     progress pg;
     progress_begin(&pg, "compact");

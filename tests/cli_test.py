@@ -482,6 +482,8 @@ class Cli(unittest.TestCase):
         s = js("stats", db)
         self.assertGreater(s["reclaimable_bytes"], s["live_bytes"])
         into = js("compact", db, "--into", self.p("new.sx"), "--no-progress")
+        # One file: no -wal or -shm beside it, no scratch files left.
+        self.assertEqual(sorted(x for x in os.listdir(self.dir) if x.startswith("new.sx")), ["new.sx"])
         self.assertEqual(js("count", self.p("new.sx"), "c")["count"], 300)
         p = run("compact", db, "--into", self.p("new.sx"), check=EX_ERR)
         self.assertIn("exists", p.stderr)
