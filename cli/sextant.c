@@ -546,8 +546,6 @@ static int read_row_binary(reader *r, float *v, int *rc) {
   return 1;
 }
 
-/* Reads one JSON line: id (malloc'd), vector (r->dim floats; the first line sets the
- * dimension: *v reallocated), metadata (malloc'd compact text or NULL). */
 /* ---- the "metadata" member of a jsonl line, as written ---------------------------------- */
 
 /* Metadata goes to the core as the text the line holds, not as jansson would write it
@@ -628,6 +626,9 @@ static int find_metadata(const char *s, size_t *b, size_t *e) {
   }
 }
 
+/* Reads one JSON line: id (malloc'd; "" for a query line without one), vector (r->dim
+ * floats; the first line sets the dimension: *v reallocated), metadata (malloc'd, the
+ * text as the line writes it, or NULL). */
 static int read_row_jsonl(reader *r, char **id, float **v, char **meta, int *rc) {
   *rc = EX_OK;
   ssize_t len;
@@ -1072,9 +1073,6 @@ static int c_get(int argc, char **argv) {
   return rc;
 }
 
-/* Creates the collection in w when missing (dimension from the input), or checks
- * that its dimension matches. Creating it in the first batch's session means a
- * failed import leaves no empty collection behind. */
 /* The collection options given on the command line (bits of coll_given()). */
 enum { GIVE_METRIC = 1, GIVE_INDEX = 2, GIVE_M = 4, GIVE_EFC = 8, GIVE_QUANT = 16 };
 
@@ -1122,6 +1120,9 @@ static int given_options_match(const char *name, const sx_collection_info *ci,
   return SX_INVALID_ARGUMENT;
 }
 
+/* Creates the collection in w when missing (dimension from the input), or checks that
+ * its dimension (and the options given for it) match. Creating it in the first batch's
+ * session means a failed import leaves no empty collection behind. */
 static int ensure_collection(sx_write *w, const char *name, size_t dim,
                              const sx_collection_options *co_in, unsigned given, int *created) {
   sx_error e = SX_ERROR_INIT;
