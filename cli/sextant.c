@@ -1599,6 +1599,8 @@ static int c_export(int argc, char **argv) {
   if (fmt == F_NONE) fmt = out && fmt_guess(out) == F_NPY ? F_NPY : F_JSONL;
   if (fmt == F_NPY && (!out || !strcmp(out, "-")))
     return fail(EX_USAGE, "npy export needs --output FILE (the ids go to FILE.ids)");
+  if (fmt != F_NPY && ids_out)
+    return fail(EX_USAGE, "--ids-output applies to npy exports (JSON Lines carry their ids)");
   sx_db *db;
   int rc = open_db(argv[optind], 1, 0, &db);
   if (rc) return rc;
@@ -1789,11 +1791,12 @@ static int c_search(int argc, char **argv) {
     sx_error fe = SX_ERROR_INIT;
     if (sx_filter_check(filter, &fe)) return fail(EX_USAGE, "--filter: %s", fe.message);
   }
-  if (argc - optind == 3 && !vtext) vtext = argv[optind + 2];
-  if ((vtext != NULL) + (qfile != NULL) != 1)
+  const char *positional = argc - optind == 3 ? argv[optind + 2] : NULL;
+  if ((vtext != NULL) + (positional != NULL) + (qfile != NULL) != 1)
     return fail(EX_USAGE,
                 "give one query: a vector (\"0.1,0.2,...\" or --vector), or --query-file FILE (- "
                 "for stdin)");
+  if (positional) vtext = positional;
   float *qs = NULL;
   size_t nq = 1, dim = 0;
   int rc = vtext ? parse_vector_text("query vector", vtext, &qs, &dim)

@@ -379,6 +379,12 @@ class Cli(unittest.TestCase):
         self.assertEqual(js("search", db, "flat", "--query-file", self.p("q.jsonl"), "-k", "2")["results"], out["results"])
         text = run("search", db, "flat", "--vector", ",".join(map(repr, q[0])), "-k", "3", check=EX_OK).stdout
         self.assertEqual(len(text.splitlines()), 3)
+        # One query only: a vector given twice was once searched with the --vector one.
+        p = run("search", db, "flat", "1,2", "--vector", "3,4", check=EX_USAGE)
+        self.assertIn("give one query", p.stderr)
+        p = run("export", db, "flat", "--ids-output", self.p("x.ids"), check=EX_USAGE)
+        self.assertIn("--ids-output applies to npy exports", p.stderr)
+        self.assertFalse(os.path.exists(self.p("x.ids")))
         p = run("search", db, "flat", "1,abc,3", check=EX_USAGE)
         self.assertIn("'abc'", p.stderr)
         p = run("search", db, "flat", "1,2,3", check=EX_ERR)
