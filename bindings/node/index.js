@@ -842,7 +842,7 @@ function abortQuietly(w) {
 
 // ---- databases ---------------------------------------------------------------------------------
 
-const OPEN_KEYS = new Set(['readOnly', 'sync', 'threads', 'pageSize', 'autocheckpointFrames', 'walMaxFrames']);
+const OPEN_KEYS = Object.freeze(['readOnly', 'sync', 'threads', 'pageSize', 'autocheckpointFrames', 'walMaxFrames']);
 
 /** A database handle: one open database file. */
 class Database {
@@ -1004,10 +1004,7 @@ function open(dbPath, opts) {
   const o = new L.sx_open_options();
   L.sx_open_options_init(o, L.SX_OPEN_OPTIONS_VERSION);
   if (opts !== undefined && opts !== null) {
-    if (typeof opts !== 'object') throw new TypeError('open options must be an object');
-    for (const k of Object.keys(opts)) {
-      if (!OPEN_KEYS.has(k)) throw new TypeError(`unknown open option "${k}"`);
-    }
+    options(opts, OPEN_KEYS, 'open');
     if (opts.readOnly !== undefined) {
       if (typeof opts.readOnly !== 'boolean') throw new TypeError('readOnly must be true or false');
       o.read_only = opts.readOnly ? 1 : 0;
