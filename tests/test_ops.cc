@@ -609,6 +609,78 @@ TEST(Backup, OverwritingADatabaseAHandleHasOpenIsBusy) {
   sx_db_free(db);
 }
 
+// A handle that opens the destination while a backup overwrites it is never lost:
+// either the backup sees it (BUSY) or the handle opens the new file. Once the backup
+// removed the WAL and wal-index under a handle that was half open (holding the old
+// file, or a wal-index no later opener would find), and that handle's commits
+// vanished. A child opens the destination, commits, and checks that a second handle,
+// opened while the first is still open, sees the commit; the parent overwrites it
+// with backups all the while.
+TEST(Backup, AHandleOpeningTheDestinationMeanwhileIsNeverLost) {
+  TmpDir t("ops_backup_race");
+  sx_db *db = Open(t.db);
+  Fill(db, "c", 20, SX_INDEX_FLAT);
+  sx_error err = SX_ERROR_INIT;
+  std::string dest = t.path("b.sx");
+  ASSERT_EQ(sx_db_backup(db, dest.c_str(), nullptr, &err), SX_OK) << err.message;
+  const int kIters = 400;
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Exit status: 0, or 10 + the step that failed (the message on stderr).
+    for (int it = 0; it < kIters; it++) {
+      sx_db *h = nullptr, *h2 = nullptr;
+      sx_error e = SX_ERROR_INIT;
+      std::string name = "m" + std::to_string(it);
+      sx_collection_options co = SX_COLLECTION_OPTIONS_INIT;
+      co.dim = kDim;
+      sx_write *w = nullptr;
+      sx_read *r = nullptr;
+      sx_collection *c = nullptr;
+      int step = 0;
+      if (sx_db_open(&h, dest.c_str(), nullptr, &e) != SX_OK) step = 1;
+      if (!step && sx_write_begin(h, 30000, &w, &e) != SX_OK) step = 2;
+      if (!step && sx_write_create_collection(w, name.c_str(), &co, &e) != SX_OK) step = 3;
+      if (!step && sx_write_commit(w, &e) != SX_OK) step = 4;
+      sx_write_free(w);
+      if (!step && sx_db_open(&h2, dest.c_str(), nullptr, &e) != SX_OK) step = 5;
+      if (!step && sx_read_begin(h2, &r, &e) != SX_OK) step = 6;
+      if (!step && sx_read_collection(r, name.c_str(), &c, &e) != SX_OK) step = 7;
+      sx_collection_free(c);
+      sx_read_free(r);
+      sx_db_free(h2);
+      sx_db_free(h);
+      if (step) {
+        fprintf(stderr, "iteration %d, step %d: %s\n", it, step, e.message);
+        _exit(10 + step);
+      }
+      usleep(200 + (unsigned)(it % 7) * 300);
+    }
+    _exit(0);
+  }
+  sx_backup_options bo = SX_BACKUP_OPTIONS_INIT;
+  bo.overwrite = 1;
+  int ok = 0, busy = 0, status = 0;
+  while (waitpid(child, &status, WNOHANG) == 0) {
+    int rc = sx_db_backup(db, dest.c_str(), &bo, &err);
+    if (rc == SX_OK)
+      ok++;
+    else if (rc == SX_BUSY)
+      busy++, usleep(50);
+    else
+      ADD_FAILURE() << "backup: " << sx_status_name(rc) << " " << err.message;
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  printf("backups over a destination opened %d times: %d replaced it, %d were refused\n", kIters,
+         ok, busy);
+  EXPECT_GT(ok, 0);
+  sx_db *b = Open(dest);
+  EXPECT_EQ(sx_db_check(b, &err), SX_OK) << err.message;
+  sx_db_free(b);
+  sx_db_free(db);
+}
+
 // A backup killed at any instant leaves either nothing or a whole backup at the
 // destination.
 TEST(Backup, KilledAtAnyInstantLeavesNothingOrAWholeBackup) {

@@ -991,8 +991,9 @@ typedef struct sx_backup_options {
   sx_cancel *cancel_token;
   /** Nonzero: replace an existing file at the destination; its -wal, -wal2 and -shm
    * files are removed. A destination that a handle, in any process, has open as a
-   * database is refused with ::SX_BUSY (removing its WAL would lose its commits).
-   * Zero: ::SX_EXISTS. */
+   * database is refused with ::SX_BUSY (removing its WAL would lose its commits);
+   * a handle opening it while the backup runs either has it open first (::SX_BUSY)
+   * or waits, then opens the backup. Zero: ::SX_EXISTS. */
   int overwrite;
 } sx_backup_options;
 

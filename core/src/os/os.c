@@ -495,6 +495,12 @@ int sx__file_fd(const sx__file *f) {
   return f ? f->fd : -1;
 }
 
+int sx__file_is_at(const sx__file *f, const char *path) {
+  struct stat a, b;
+  if (fstat(f->fd, &a) != 0 || stat(path, &b) != 0) return 0;
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 /* ------------------------------------------------------------------------- */
 /* OFD locks                                                                  */
 /* ------------------------------------------------------------------------- */

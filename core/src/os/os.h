@@ -136,6 +136,9 @@ int sx__file_lock(sx__file *f, uint64_t off, uint64_t len, int kind, int timeout
  * `kind` on the range, 0 if none, negative -SX_IO on error. Locks held through f
  * itself never count. */
 int sx__file_lock_held(sx__file *f, uint64_t off, uint64_t len, int kind);
+/* 1 when path names the file f has open (the same device and inode), 0 when it names
+ * another file or nothing (f's file was removed or renamed away since it was opened). */
+int sx__file_is_at(const sx__file *f, const char *path);
 
 /* Refuses network file systems: SX_IO "... is on a network file system (nfs) ..."
  * for the directory holding path (or path itself when it exists). */

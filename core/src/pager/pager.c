@@ -444,6 +444,52 @@ int sx__pager_in_use(sx__vfs *vfs, const char *path) {
   return held;
 }
 
+int sx__pager_install(sx__vfs *vfs, const char *tmp, const char *path, int overwrite,
+                      const char *what, sx_error *err) {
+  char *wal = strcat2(path, "-wal"), *wal2 = strcat2(path, "-wal2"), *shm = strcat2(path, "-shm");
+  int rc = wal && wal2 && shm ? SX_OK : sx__err_set(err, SX_NOMEM, "out of memory");
+  sx__file *f = NULL;
+  int made = 0, in_use = 0;
+  /* Made when missing: an opener that would make it meanwhile must wait for the
+   * lock on this one file. */
+  for (int tries = 0; !rc; tries++) {
+    made = vfs->exists(vfs, shm, NULL) == 0;
+    rc = vfs->open(vfs, shm, SX__OPEN_WRITE | SX__OPEN_CREATE, &f, err);
+    if (!rc) rc = sx__file_lock(f, LK_RECOVER, 1, SX__WRLOCK, 30000, err);
+    if (rc == SX_BUSY)
+      rc = sx__err_set(err, SX_BUSY, "%s '%s' is being opened by another handle (try again)", what,
+                       path);
+    if (rc || sx__file_is_at(f, shm)) break;
+    sx__file_close(f); /* another install removed it meanwhile */
+    f = NULL;
+    if (tries == 100)
+      rc = sx__err_set(err, SX_BUSY, "%s '%s': its wal-index was replaced 100 times", what, path);
+  }
+  if (!rc) in_use = sx__file_lock_held(f, LK_DMS, 1, SX__WRLOCK) != 0;
+  if (in_use)
+    rc = sx__err_set(err, SX_BUSY, "%s '%s' is a database open in another handle (close it first)",
+                     what, path);
+  for (int i = 0; i < 3 && !rc && !overwrite; i++) {
+    const char *pth = i == 0 ? path : i == 1 ? wal : wal2;
+    int e = vfs->exists(vfs, pth, err);
+    if (e < 0)
+      rc = -e;
+    else if (e)
+      rc = sx__err_set(err, SX_EXISTS, "%s '%s' exists (remove it, or overwrite)", what, pth);
+  }
+  if (!rc && overwrite) rc = vfs->unlink(vfs, wal, err);
+  if (!rc && overwrite) rc = vfs->unlink(vfs, wal2, err);
+  if (!rc) rc = vfs->rename(vfs, tmp, path, err);
+  /* Last, still under the lock (and never under a handle): openers waiting on it find
+   * it gone and open again. */
+  if (f && !in_use && (rc == SX_OK || made)) vfs->unlink(vfs, shm, NULL);
+  sx__file_close(f);
+  free(wal);
+  free(wal2);
+  free(shm);
+  return rc;
+}
+
 /*
  * A read-only handle where P-shm cannot be made or opened for writing (a read-only
  * file system or medium, a directory or file without write permission): SQLite's
@@ -464,6 +510,32 @@ static int open_private_index(sx__pager *p, int shm_rc, sx_error *err) {
   return sx__file_open_private(p->vfs, p->shm_path, &p->shm, err);
 }
 
+/*
+ * Opens P-shm (or a private wal-index, see above) and takes its recovery lock, which
+ * serializes creating P and rebuilding P-shm between openers. sx__pager_install puts
+ * a new file in place of P and removes P-shm while it holds that lock: an opener that
+ * opened the old P-shm before finds, once it holds the lock, that its file is no
+ * longer at the path, and opens again (the new P-shm, beside the new P).
+ */
+static int open_shm_locked(sx__pager *p, int exists, int *locked, sx_error *err) {
+  for (int tries = 0;; tries++) {
+    int rc = open_shm_file(p, err);
+    if ((rc == SX_READ_ONLY || rc == SX_IO) && p->read_only && exists)
+      rc = open_private_index(p, rc, err);
+    if (!rc) rc = sx__file_lock(p->shm, LK_RECOVER, 1, SX__WRLOCK, 30000, err);
+    *locked = rc == SX_OK;
+    if (rc || p->private_index || sx__file_is_at(p->shm, p->shm_path)) return rc;
+    sx__file_close(p->shm); /* drops the lock */
+    p->shm = NULL;
+    *locked = 0;
+    if (tries == 100)
+      return sx__err_set(err, SX_BUSY,
+                         "cannot open '%s': its wal-index '%s' was replaced 100 times while it "
+                         "was being opened",
+                         p->path, p->shm_path);
+  }
+}
+
 int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **out, sx_error *err) {
   *out = NULL;
   sx__pager *p = NULL;
@@ -472,14 +544,7 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
   int exists = 0, locked_recover = 0;
   rc = check_path(p, cfg, &exists, err);
   if (!rc && exists) rc = precheck_db_file(p, err);
-  if (!rc) rc = open_shm_file(p, err);
-  if ((rc == SX_READ_ONLY || rc == SX_IO) && p->read_only && exists)
-    rc = open_private_index(p, rc, err);
-  if (!rc) {
-    /* Serializes creating P and rebuilding P-shm between openers. */
-    rc = sx__file_lock(p->shm, LK_RECOVER, 1, SX__WRLOCK, 30000, err);
-    locked_recover = rc == SX_OK;
-  }
+  if (!rc) rc = open_shm_locked(p, exists, &locked_recover, err);
   if (!rc) rc = open_db_file(p, exists, err);
   if (!rc) rc = open_wal_files(p, err);
   if (!rc) rc = alloc_map_tables(p, err);

@@ -77,6 +77,17 @@ void sx__pager_close(sx__pager *p);
 /* Nonzero when a handle, in any process (this one included), has the database at
  * path open (holds its wal-index's dead man switch), or when that cannot be told. */
 int sx__pager_in_use(sx__vfs *vfs, const char *path);
+/*
+ * Puts the database file at tmp (complete and synced, with no WAL) in place of the
+ * database at path, atomically for every opener in any process: under path-shm's
+ * recovery lock (made when missing), which every opener takes before it opens path,
+ * it refuses with SX_BUSY when a handle has path open, refuses with SX_EXISTS when
+ * path or its WAL files exist and !overwrite, else removes the WAL files, renames tmp
+ * over path (syncing the directory) and removes path-shm. `what` names path in the
+ * messages ("backup destination"). On an error tmp is left for the caller to remove.
+ */
+int sx__pager_install(sx__vfs *vfs, const char *tmp, const char *path, int overwrite,
+                      const char *what, sx_error *err);
 uint32_t sx__pager_page_size(const sx__pager *p);
 const char *sx__pager_path(const sx__pager *p);
 /* Nonzero once a failed sync made this handle refuse writes. */

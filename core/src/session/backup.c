@@ -13,9 +13,11 @@
  * new file when it is opened, so an existing -wal/-wal2 is refused, or removed
  * (with -shm) when overwriting, unless a handle, in any process, has the destination
  * open as a database: removing its WAL under it would lose its commits, so that is
- * refused (BUSY), checked before the copy and again just before the removal (a handle
- * that opens it between that check and the rename is not seen; nothing can stop an
- * open of a path). An existing destination is taken through its symlinks
+ * refused (BUSY), checked before the copy and again at the end by sx__pager_install,
+ * which does the last checks, the removals and the rename under the lock every
+ * opener of the destination takes first: a handle opening it meanwhile either
+ * finishes first (and the backup is BUSY) or opens the new file after the rename.
+ * An existing destination is taken through its symlinks
  * (as sx_db_open takes a database's path), so a link to a database has the database
  * replaced, not the link; one that is not a regular file (a device, a FIFO, a
  * directory) is refused, even when overwriting: renaming over it would replace the
@@ -121,13 +123,12 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
   sx__read_pv(r, &v);
   uint32_t ps = sx__pager_page_size(v.p);
   const char *src = sx__pager_path(v.p);
-  char *wal = path_plus(dest, "-wal"), *wal2 = path_plus(dest, "-wal2"),
-       *shm = path_plus(dest, "-shm");
+  char *wal = path_plus(dest, "-wal"), *wal2 = path_plus(dest, "-wal2");
   char suffix[64];
   static atomic_uint seq;
   snprintf(suffix, sizeof suffix, ".tmp-%d-%u", (int)getpid(), atomic_fetch_add(&seq, 1));
   char *tmp = path_plus(dest, suffix);
-  if (!wal || !wal2 || !shm || !tmp) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!wal || !wal2 || !tmp) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   if (!rc && same_file(src, dest))
     rc = sx__err_set(err, SX_INVALID_ARGUMENT, "backup destination '%s' is the database itself",
                      dest);
@@ -147,20 +148,13 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
     rc = copy_pages(r, f, ps, o, err);
     if (!rc) rc = sx__file_sync(f, 0, err);
     sx__file_close(f);
-    if (!rc && o->overwrite) rc = refuse_in_use(vfs, dest, err);
-    if (!rc && o->overwrite) {
-      rc = vfs->unlink(vfs, wal, err);
-      if (!rc) rc = vfs->unlink(vfs, wal2, err);
-      if (!rc) rc = vfs->unlink(vfs, shm, err);
-    }
-    if (!rc) rc = vfs->rename(vfs, tmp, dest, err);
+    if (!rc) rc = sx__pager_install(vfs, tmp, dest, o->overwrite, "backup destination", err);
     if (rc) vfs->unlink(vfs, tmp, NULL);
   }
   sx__read_leave(r);
   sx__read_free(r);
   free(wal);
   free(wal2);
-  free(shm);
   free(tmp);
   free(real);
   return rc;
