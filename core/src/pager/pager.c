@@ -444,6 +444,29 @@ int sx__pager_in_use(sx__vfs *vfs, const char *path) {
   return held;
 }
 
+/* The refusals of an install: SX_EXISTS when !overwrite and path or one of its WAL
+ * files exists, SX_BUSY when in_use. */
+static int install_refused(sx__vfs *vfs, const char *path, int overwrite, int in_use,
+                           const char *what, sx_error *err) {
+  static const char *const sfx[] = {"", "-wal", "-wal2"};
+  for (int i = 0; i < 3 && !overwrite; i++) {
+    char *pth = strcat2(path, sfx[i]);
+    int e = pth ? vfs->exists(vfs, pth, err) : -sx__err_set(err, SX_NOMEM, "out of memory");
+    if (e > 0) sx__err_set(err, SX_EXISTS, "%s '%s' exists (remove it, or overwrite)", what, pth);
+    free(pth);
+    if (e) return e < 0 ? -e : SX_EXISTS;
+  }
+  if (in_use)
+    return sx__err_set(err, SX_BUSY,
+                       "%s '%s' is a database open in another handle (close it first)", what, path);
+  return SX_OK;
+}
+
+int sx__pager_install_check(sx__vfs *vfs, const char *path, int overwrite, const char *what,
+                            sx_error *err) {
+  return install_refused(vfs, path, overwrite, sx__pager_in_use(vfs, path), what, err);
+}
+
 int sx__pager_install(sx__vfs *vfs, const char *tmp, const char *path, int overwrite,
                       const char *what, sx_error *err) {
   char *wal = strcat2(path, "-wal"), *wal2 = strcat2(path, "-wal2"), *shm = strcat2(path, "-shm");
@@ -466,17 +489,7 @@ int sx__pager_install(sx__vfs *vfs, const char *tmp, const char *path, int overw
       rc = sx__err_set(err, SX_BUSY, "%s '%s': its wal-index was replaced 100 times", what, path);
   }
   if (!rc) in_use = sx__file_lock_held(f, LK_DMS, 1, SX__WRLOCK) != 0;
-  if (in_use)
-    rc = sx__err_set(err, SX_BUSY, "%s '%s' is a database open in another handle (close it first)",
-                     what, path);
-  for (int i = 0; i < 3 && !rc && !overwrite; i++) {
-    const char *pth = i == 0 ? path : i == 1 ? wal : wal2;
-    int e = vfs->exists(vfs, pth, err);
-    if (e < 0)
-      rc = -e;
-    else if (e)
-      rc = sx__err_set(err, SX_EXISTS, "%s '%s' exists (remove it, or overwrite)", what, pth);
-  }
+  if (!rc) rc = install_refused(vfs, path, overwrite, in_use, what, err);
   if (!rc && overwrite) rc = vfs->unlink(vfs, wal, err);
   if (!rc && overwrite) rc = vfs->unlink(vfs, wal2, err);
   if (!rc) rc = vfs->rename(vfs, tmp, path, err);

@@ -88,6 +88,10 @@ int sx__pager_in_use(sx__vfs *vfs, const char *path);
  */
 int sx__pager_install(sx__vfs *vfs, const char *tmp, const char *path, int overwrite,
                       const char *what, sx_error *err);
+/* sx__pager_install's refusals, checked now without its lock (so that a caller can
+ * refuse before it writes tmp); the install checks again. */
+int sx__pager_install_check(sx__vfs *vfs, const char *path, int overwrite, const char *what,
+                            sx_error *err);
 uint32_t sx__pager_page_size(const sx__pager *p);
 const char *sx__pager_path(const sx__pager *p);
 /* Nonzero once a failed sync made this handle refuse writes. */

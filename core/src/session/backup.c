@@ -53,15 +53,6 @@ static int same_file(const char *db, const char *dest) {
   return strcmp(a, b) == 0 || (strncmp(a, b, la) == 0 && b[la] == '-');
 }
 
-/* BUSY when a handle has the database at dest open. */
-static int refuse_in_use(sx__vfs *vfs, const char *dest, sx_error *err) {
-  if (!sx__pager_in_use(vfs, dest)) return SX_OK;
-  return sx__err_set(err, SX_BUSY,
-                     "backup destination '%s' is a database open in another handle (close it "
-                     "first)",
-                     dest);
-}
-
 static int copy_pages(sx_read *r, sx__file *f, uint32_t ps, const sx_backup_options *o,
                       sx_error *err) {
   sx__pv v;
@@ -123,25 +114,16 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
   sx__read_pv(r, &v);
   uint32_t ps = sx__pager_page_size(v.p);
   const char *src = sx__pager_path(v.p);
-  char *wal = path_plus(dest, "-wal"), *wal2 = path_plus(dest, "-wal2");
   char suffix[64];
   static atomic_uint seq;
   snprintf(suffix, sizeof suffix, ".tmp-%d-%u", (int)getpid(), atomic_fetch_add(&seq, 1));
   char *tmp = path_plus(dest, suffix);
-  if (!wal || !wal2 || !tmp) rc = sx__err_set(err, SX_NOMEM, "out of memory");
+  if (!tmp) rc = sx__err_set(err, SX_NOMEM, "out of memory");
   if (!rc && same_file(src, dest))
     rc = sx__err_set(err, SX_INVALID_ARGUMENT, "backup destination '%s' is the database itself",
                      dest);
-  for (int i = 0; i < 3 && !rc && !o->overwrite; i++) {
-    const char *pth = i == 0 ? dest : i == 1 ? wal : wal2;
-    int e = vfs->exists(vfs, pth, err);
-    if (e < 0)
-      rc = -e;
-    else if (e)
-      rc = sx__err_set(err, SX_EXISTS, "backup destination '%s' exists (remove it, or overwrite)",
-                       pth);
-  }
-  if (!rc && o->overwrite) rc = refuse_in_use(vfs, dest, err);
+  /* Refused now rather than after the copy; the install checks again. */
+  if (!rc) rc = sx__pager_install_check(vfs, dest, o->overwrite, "backup destination", err);
   sx__file *f = NULL;
   if (!rc) rc = vfs->open(vfs, tmp, SX__OPEN_WRITE | SX__OPEN_CREATE | SX__OPEN_EXCL, &f, err);
   if (!rc) {
@@ -153,8 +135,6 @@ int sx__db_backup(sx_db *db, const char *dest, const sx_backup_options *o, sx_er
   }
   sx__read_leave(r);
   sx__read_free(r);
-  free(wal);
-  free(wal2);
   free(tmp);
   free(real);
   return rc;
