@@ -437,7 +437,9 @@ static int dms_held(sx__vfs *vfs, const char *shm_path) {
   return held != 0;
 }
 
-int sx__pager_in_use(sx__vfs *vfs, const char *path) {
+/* Nonzero when a handle, in any process (this one included), has the database at
+ * path open (holds its wal-index's dead man switch), or when that cannot be told. */
+static int db_in_use(sx__vfs *vfs, const char *path) {
   char *shm = strcat2(path, "-shm");
   int held = shm ? dms_held(vfs, shm) : 1;
   free(shm);
@@ -464,7 +466,7 @@ static int install_refused(sx__vfs *vfs, const char *path, int overwrite, int in
 
 int sx__pager_install_check(sx__vfs *vfs, const char *path, int overwrite, const char *what,
                             sx_error *err) {
-  return install_refused(vfs, path, overwrite, sx__pager_in_use(vfs, path), what, err);
+  return install_refused(vfs, path, overwrite, db_in_use(vfs, path), what, err);
 }
 
 int sx__pager_install(sx__vfs *vfs, const char *tmp, const char *path, int overwrite,

@@ -74,9 +74,6 @@ int sx__pager_open(const char *path, const sx__pager_config *cfg, sx__pager **ou
  * In a child of fork() it only drops process-local resources and never touches
  * locks or the shared index, which still belong to the parent. */
 void sx__pager_close(sx__pager *p);
-/* Nonzero when a handle, in any process (this one included), has the database at
- * path open (holds its wal-index's dead man switch), or when that cannot be told. */
-int sx__pager_in_use(sx__vfs *vfs, const char *path);
 /*
  * Puts the database file at tmp (complete and synced, with no WAL) in place of the
  * database at path, atomically for every opener in any process: under path-shm's
